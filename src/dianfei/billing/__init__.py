@@ -1,0 +1,1 @@
+"""Bill runs, bills and their itemised lines, corrections (cancel and rebill)."""

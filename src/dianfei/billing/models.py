@@ -1,0 +1,123 @@
+"""Bills (电费账单), their lines, bill runs and the exceptions a run could not bill."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from dianfei.db.base import Base
+from dianfei.db.types import UTCDateTime
+
+BILL_STATUSES = ("issued", "cancelled")
+
+
+class BillRun(Base):
+    """One execution of the bill run for a period. A run killed half-way stays ``running`` and
+    the next invocation resumes it with the same issue and due dates, so the result equals an
+    uninterrupted run."""
+
+    __tablename__ = "bill_runs"
+    run_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    period: Mapped[str] = mapped_column(String(7), index=True)
+    issued_on: Mapped[date] = mapped_column(Date)
+    due_on: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(10))  # running, completed
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    candidates: Mapped[int] = mapped_column(Integer, default=0)
+    billed: Mapped[int] = mapped_column(Integer, default=0)
+    exceptions: Mapped[int] = mapped_column(Integer, default=0)
+    amount: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Bill(Base):
+    __tablename__ = "bills"
+    __table_args__ = (
+        # at most one live bill per account and period: a rerun can never bill anyone twice
+        Index("uq_bills_live_account_period", "account_id", "period", unique=True,
+              sqlite_where=text("status != 'cancelled'"),
+              postgresql_where=text("status != 'cancelled'")),
+        Index("ix_bills_period", "period"),
+        Index("ix_bills_customer", "customer_id"),
+    )
+    #: "{account}-{YYYYMM}-{version}": deterministic, so a resumed run writes the same ids
+    bill_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(32))
+    customer_id: Mapped[str] = mapped_column(String(32))
+    period: Mapped[str] = mapped_column(String(7))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    run_id: Mapped[str | None] = mapped_column(String(32))
+    issued_on: Mapped[date] = mapped_column(Date)
+    due_on: Mapped[date] = mapped_column(Date)
+    #: the bill's own charges in fen: the sum of its lines (no late fees, no previous balance)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    #: billed energy in 0.01 kWh
+    kwh: Mapped[int] = mapped_column(BigInteger)
+    tariff_id: Mapped[str] = mapped_column(String(64))
+    #: effective_from of the tariff version used
+    tariff_version: Mapped[str] = mapped_column(String(10))
+    #: the bill rests on at least one estimated read (估抄)
+    estimated: Mapped[bool] = mapped_column(Boolean, default=False)
+    meter_id: Mapped[str | None] = mapped_column(String(32))
+    multiplier: Mapped[int] = mapped_column(Integer, default=1)
+    read_from_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    read_from: Mapped[int | None] = mapped_column(BigInteger)
+    read_to_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    read_to: Mapped[int | None] = mapped_column(BigInteger)
+    #: issued or cancelled
+    status: Mapped[str] = mapped_column(String(10), default="issued")
+    #: set on a rebill: the bill it corrects
+    replaces_bill_id: Mapped[str | None] = mapped_column(String(64))
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancel_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class BillLine(Base):
+    """One itemised line: quantity × unit price = amount, rounded half-up to the fen."""
+
+    __tablename__ = "bill_lines"
+    bill_id: Mapped[str] = mapped_column(ForeignKey("bills.bill_id"), primary_key=True)
+    line_no: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(40))
+    description: Mapped[str] = mapped_column(Text)
+    #: 0.01 units of ``unit``
+    quantity: Mapped[int] = mapped_column(BigInteger)
+    unit: Mapped[str] = mapped_column(String(10))
+    #: 0.0001 yuan per unit
+    unit_price: Mapped[int] = mapped_column(BigInteger)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    #: power-factor lines only: the power factor in hundredths and the percent in hundredths
+    power_factor: Mapped[int | None] = mapped_column(Integer)
+    percent: Mapped[int | None] = mapped_column(Integer)
+
+
+class BillException(Base):
+    """An account a run could not bill, with the reason (no read, invalid read, no tariff …).
+
+    Never skipped silently: every candidate of a run is either billed or listed here.
+    """
+
+    __tablename__ = "bill_exceptions"
+    __table_args__ = (
+        Index("ix_bill_exceptions_period", "period", "account_id"),
+        Index("uq_bill_exceptions_run_account", "run_id", "account_id", unique=True),
+    )
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(32))
+    period: Mapped[str] = mapped_column(String(7))
+    account_id: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(String(40))
+    detail: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,110 @@
+"""Queries of the billing domain (all SQL of billing lives here)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine
+
+from dianfei.core.clock import Period
+from dianfei.db.frames import read_frame
+
+if TYPE_CHECKING:
+    import polars as pl
+
+
+def billable_accounts(engine: Engine, period: Period) -> pl.DataFrame:
+    """Accounts open during the period, with their customer, service point, meter and the tariff
+    assignment rows that could be in force (the caller picks the latest)."""
+    return read_frame(
+        engine,
+        "SELECT a.account_id, a.customer_id, c.customer_class, c.low_income, "
+        "sp.capacity_kva, sp.demand_basis, m.meter_id, m.multiplier, m.digits, "
+        "ta.tariff_id, ta.effective_from AS tariff_from "
+        "FROM accounts a JOIN customers c ON c.customer_id = a.customer_id "
+        "LEFT JOIN service_points sp ON sp.account_id = a.account_id "
+        "LEFT JOIN meters m ON m.account_id = a.account_id AND m.installed_on <= :last "
+        "  AND (m.removed_on IS NULL OR m.removed_on >= :first) "
+        "LEFT JOIN tariff_assignments ta ON ta.account_id = a.account_id "
+        "  AND ta.effective_from <= :last AND (ta.effective_to IS NULL OR ta.effective_to > :last) "
+        "WHERE a.opened_on <= :last AND (a.closed_on IS NULL OR a.closed_on >= :first)",
+        {"first": period.first_day, "last": period.last_day},
+        dates=("tariff_from",),
+        schema={"capacity_kva": _i64(), "multiplier": _i64(), "digits": _i64(),
+                "low_income": _bool()},
+    )
+
+
+def live_bill_accounts(engine: Engine, period: Period) -> pl.DataFrame:
+    return read_frame(engine, "SELECT account_id FROM bills WHERE period = :p "
+                      "AND status <> 'cancelled'", {"p": str(period)})
+
+
+def run_exception_accounts(engine: Engine, run_id: str) -> pl.DataFrame:
+    return read_frame(engine, "SELECT account_id FROM bill_exceptions WHERE run_id = :r",
+                      {"r": run_id})
+
+
+def cancelled_counts(engine: Engine, period: Period) -> pl.DataFrame:
+    return read_frame(engine, "SELECT account_id, count(*) AS cancelled FROM bills "
+                      "WHERE period = :p AND status = 'cancelled' GROUP BY account_id",
+                      {"p": str(period)}, schema={"cancelled": _i64()})
+
+
+def _bool() -> object:
+    import polars as pl
+
+    return pl.Boolean
+
+
+def _i64() -> object:
+    import polars as pl
+
+    return pl.Int64
+
+
+def year_to_date_kwh(engine: Engine, period: Period) -> pl.DataFrame:
+    """Energy already billed this calendar year before ``period`` (annual tiers split on it)."""
+    return read_frame(
+        engine,
+        "SELECT account_id, sum(kwh) AS ytd_kwh FROM bills WHERE period >= :y AND period < :p "
+        "AND status <> 'cancelled' GROUP BY account_id",
+        {"y": f"{period.year:04d}-01", "p": str(period)}, schema={"ytd_kwh": _i64()},
+    )
+
+
+def reads_between(engine: Engine, lo: datetime, hi: datetime) -> pl.DataFrame:
+    return read_frame(
+        engine,
+        "SELECT meter_id, register, read_at, value, source FROM register_reads "
+        "WHERE read_at > :lo AND read_at <= :hi",
+        {"lo": lo, "hi": hi},
+        instants=("read_at",), schema={"value": _i64()},
+    )
+
+
+def last_reads_before(engine: Engine, meter_ids: list[str], at: datetime) -> pl.DataFrame:
+    """The latest read at or before ``at`` of each register of the given meters (fallback for
+    meters whose previous read is older than the usual window)."""
+    import polars as pl
+
+    frames = []
+    for i in range(0, len(meter_ids), 500):
+        batch = meter_ids[i : i + 500]
+        names = {f"m{j}": m for j, m in enumerate(batch)}
+        frames.append(read_frame(
+            engine,
+            "SELECT r.meter_id, r.register, r.read_at, r.value, r.source FROM register_reads r "
+            "JOIN (SELECT meter_id, register, max(read_at) AS at FROM register_reads "
+            f"WHERE read_at <= :at AND meter_id IN ({', '.join(':' + k for k in names)}) "
+            "GROUP BY meter_id, register) x ON x.meter_id = r.meter_id "
+            "AND x.register = r.register AND x.at = r.read_at",
+            {"at": at, **names}, instants=("read_at",),
+        ))
+    frames = [f for f in frames if f.height]
+    if not frames:
+        return pl.DataFrame(schema={"meter_id": pl.String, "register": pl.String,
+                                    "read_at": pl.Datetime("us", "UTC"), "value": pl.Int64,
+                                    "source": pl.String})
+    return pl.concat(frames, how="vertical_relaxed")

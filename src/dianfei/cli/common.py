@@ -1,0 +1,35 @@
+"""Helpers shared by the CLI modules: JSON output and turning typed errors into exit codes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+from dianfei.core.errors import DianfeiError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
+
+
+def fail(message: str, code: int = 2) -> None:
+    sys.stderr.write(f"error: {message}\n")
+    raise SystemExit(code)
+
+
+def handle_errors(fn: F) -> F:
+    """Render a DianfeiError as one clear line on stderr and exit 2, never a traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except DianfeiError as exc:
+            fail(str(exc))
+
+    return wrapper  # type: ignore[return-value]

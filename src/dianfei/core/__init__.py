@@ -1,0 +1,1 @@
+"""Money, time, ids, typed errors and settings: no domain knowledge lives here."""

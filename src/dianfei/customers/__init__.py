@@ -1,0 +1,1 @@
+"""Customers, accounts, service points, meters, regions, supply stations, collectors."""

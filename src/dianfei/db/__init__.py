@@ -1,0 +1,1 @@
+"""Database engine/session, metadata and Alembic migrations."""

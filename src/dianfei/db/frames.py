@@ -1,0 +1,92 @@
+"""Reading query results straight into Polars frames (columnar, no per-row Python objects).
+
+ADBC drivers hand Arrow batches to Polars directly; they read committed data on their own
+connection, which is what the bill run wants (each chunk commits before the next read).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine, text
+
+if TYPE_CHECKING:
+    import polars as pl
+
+
+def _adbc_uri(engine: Engine) -> str | None:
+    url = engine.url
+    if url.get_backend_name() == "sqlite":
+        return url.database if url.database and url.database != ":memory:" else None
+    if url.get_backend_name() == "postgresql":
+        return url.set(drivername="postgresql").render_as_string(hide_password=False)
+    return None
+
+
+def read_frame(engine: Engine, sql: str, params: dict[str, Any] | None = None,
+               *, dates: tuple[str, ...] = (), instants: tuple[str, ...] = (),
+               schema: dict[str, Any] | None = None) -> pl.DataFrame:
+    """Run ``sql`` (with ``:name`` parameters) and return a Polars frame.
+
+    ``dates`` / ``instants`` name columns to normalise: SQLite returns them as text, PostgreSQL
+    as typed values; both come back as ``pl.Date`` and ``pl.Datetime("us", "UTC")``.
+    ``schema`` casts the named columns (and types them when the result is empty); columns of an
+    empty result not named there are strings.
+    """
+    import polars as pl
+
+    frame = _read_via_sqlalchemy(engine, sql, _bind(engine, params or {}))
+    if frame.height == 0:
+        frame = frame.select([pl.col(c).cast(pl.String) for c in frame.columns])
+        for name in instants:
+            frame = frame.with_columns(pl.col(name).cast(pl.Datetime("us", "UTC")))
+        for name in dates:
+            frame = frame.with_columns(pl.col(name).cast(pl.Date))
+    if schema:
+        frame = frame.with_columns([pl.col(c).cast(t) for c, t in schema.items()])
+    fixes = []
+    for name in dates:
+        if frame.schema[name] == pl.String:
+            fixes.append(pl.col(name).str.to_date("%Y-%m-%d"))
+        elif frame.schema[name] != pl.Date:
+            fixes.append(pl.col(name).cast(pl.Date))
+    for name in instants:
+        dtype = frame.schema[name]
+        if dtype == pl.String:
+            fixes.append(pl.col(name).str.to_datetime(time_unit="us", time_zone="UTC"))
+        elif isinstance(dtype, pl.Datetime) and dtype.time_zone is None:
+            fixes.append(pl.col(name).dt.cast_time_unit("us").dt.replace_time_zone("UTC"))
+        elif isinstance(dtype, pl.Datetime):
+            fixes.append(pl.col(name).dt.cast_time_unit("us").dt.convert_time_zone("UTC"))
+    return frame.with_columns(fixes) if fixes else frame
+
+
+def _bind(engine: Engine, params: dict[str, Any]) -> dict[str, Any]:
+    """Instants as naive UTC and, on SQLite, dates and instants as the exact text SQLAlchemy
+    stores there, so that comparisons in SQL are comparisons of like with like."""
+    from datetime import UTC, date, datetime
+
+    sqlite = engine.dialect.name == "sqlite"
+    out: dict[str, Any] = {}
+    for k, v in params.items():
+        if isinstance(v, datetime):
+            if v.tzinfo is not None:
+                v = v.astimezone(UTC).replace(tzinfo=None)
+            out[k] = v.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else v
+        elif isinstance(v, date) and sqlite:
+            out[k] = v.isoformat()
+        else:
+            out[k] = v
+    return out
+
+
+def _read_via_sqlalchemy(engine: Engine, sql: str, params: dict[str, Any]) -> pl.DataFrame:
+    import polars as pl
+
+    with engine.connect() as conn:
+        result = conn.execute(text(sql), params)
+        cols = list(result.keys())
+        rows = result.fetchall()
+    if not rows:
+        return pl.DataFrame({c: [] for c in cols})
+    return pl.DataFrame(rows, schema=cols, orient="row", infer_schema_length=None)

@@ -1,0 +1,11 @@
+"""Import every model so ``Base.metadata`` knows all tables (for Alembic and tests)."""
+
+from __future__ import annotations
+
+from dianfei.billing import models as billing_models
+from dianfei.customers import models as customer_models
+from dianfei.db.base import Base
+from dianfei.ledger import models as ledger_models
+from dianfei.metering import models as metering_models
+
+__all__ = ["Base", "billing_models", "customer_models", "ledger_models", "metering_models"]

@@ -1,0 +1,1 @@
+"""The append-only receivable ledger (应收账): entries, balances, aging, invariants."""

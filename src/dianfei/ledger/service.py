@@ -1,0 +1,211 @@
+"""Entry points of the ledger: posting, reversing, balances, aging and the invariant check.
+
+Accounting rules (why the code is shaped this way):
+- the ledger only grows; a mistake is corrected by a ``reversal`` that names the entry it undoes;
+- a balance is the sum of an account's entries, nothing else — no stored balance can drift;
+- aging applies the account's credits to its debits oldest due date first (the default
+  allocation rule) and buckets what remains by days past the due date, never the issue date.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Connection, Engine, func, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from dianfei.core.clock import Clock, business_date
+from dianfei.core.errors import ConflictError, NotFoundError, ValidationError
+from dianfei.db.bulk import write_frame
+from dianfei.ledger.models import ENTRY_KINDS, LedgerEntry
+
+if TYPE_CHECKING:
+    import polars as pl
+
+#: the sign each kind must carry (reversals carry the negated sign of what they reverse)
+_SIGN_RULES = {"bill": ">= 0", "late_fee": "> 0", "payment": "< 0", "write_off": "< 0",
+               "adjustment": "<> 0"}
+
+AGING_BUCKETS = ("current", "0-30", "31-60", "61-90", ">90")
+
+
+def post_entry(session: Session, *, clock: Clock, account_id: str, customer_id: str, kind: str,
+               amount: int, reference: str, due_on: date | None = None,
+               reason: str | None = None) -> LedgerEntry:
+    """Post one entry. A second entry of the same kind for the same reference is refused."""
+    if kind not in ENTRY_KINDS or kind == "reversal":
+        raise ValidationError(f"ledger entry kind must be one of {ENTRY_KINDS[:-1]}, got {kind!r}")
+    now = clock.now()
+    entry = LedgerEntry(account_id=account_id, customer_id=customer_id, kind=kind, amount=amount,
+                        posted_at=now, business_date=business_date(now), due_on=due_on,
+                        reference=reference, reason=reason)
+    try:
+        with session.begin_nested():
+            session.add(entry)
+    except IntegrityError:
+        raise ConflictError(f"a {kind} entry for {reference} is already posted") from None
+    return entry
+
+
+def reverse_entry(session: Session, *, clock: Clock, entry_id: int, reason: str) -> LedgerEntry:
+    """Undo an entry with a new one of the opposite amount. Each entry is reversed at most once."""
+    if not reason.strip():
+        raise ValidationError("a reversal needs a reason")
+    original = session.get(LedgerEntry, entry_id)
+    if original is None:
+        raise NotFoundError(f"ledger entry {entry_id} does not exist")
+    if original.kind == "reversal":
+        raise ConflictError(f"entry {entry_id} is a reversal; post a new entry instead")
+    now = clock.now()
+    rev = LedgerEntry(account_id=original.account_id, customer_id=original.customer_id,
+                      kind="reversal", amount=-original.amount, posted_at=now,
+                      business_date=business_date(now), due_on=None,
+                      reference=f"reversal:{entry_id}", reverses_entry_id=entry_id, reason=reason)
+    try:
+        with session.begin_nested():
+            session.add(rev)
+    except IntegrityError:
+        raise ConflictError(f"ledger entry {entry_id} is already reversed") from None
+    return rev
+
+
+def post_frame(conn: Connection, entries: pl.DataFrame) -> int:
+    """Bulk-post entries (bill run). Columns: account_id, customer_id, kind, amount, posted_at,
+    business_date, due_on, reference (reverses_entry_id and reason optional)."""
+    return write_frame(conn, "ledger_entries", entries)
+
+
+def balance(conn: Connection | Session, account_id: str) -> int:
+    """What the account owes in fen (negative = credit in the customer's favour)."""
+    q = select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
+        LedgerEntry.account_id == account_id)
+    return int(conn.execute(q).scalar_one())
+
+
+def entries(engine: Engine) -> pl.DataFrame:
+    from dianfei.db.frames import read_frame
+
+    return read_frame(
+        engine,
+        "SELECT entry_id, account_id, customer_id, kind, amount, posted_at, business_date, "
+        "due_on, reference, reverses_entry_id, reason FROM ledger_entries ORDER BY entry_id",
+        dates=("business_date", "due_on"), instants=("posted_at",),
+    )
+
+
+def aging(engine: Engine, as_of: date) -> pl.DataFrame:
+    """Open debits per account bucketed by days past due as of ``as_of``.
+
+    Columns: account_id, balance, current, 0-30, 31-60, 61-90, >90 (all fen). A debit that is
+    due on ``as_of`` or later is ``current``; the first day past due falls in 0-30.
+    """
+    import polars as pl
+
+    e = entries(engine).filter(pl.col("business_date") <= as_of)
+    reversed_ids = e.filter(pl.col("kind") == "reversal")["reverses_entry_id"]
+    live = e.filter((pl.col("kind") != "reversal") & ~pl.col("entry_id").is_in(reversed_ids))
+    debits = live.filter(pl.col("amount") > 0).with_columns(
+        pl.col("due_on").fill_null(pl.col("business_date")))
+    credits = (live.filter(pl.col("amount") < 0).group_by("account_id")
+               .agg((-pl.col("amount").sum()).alias("pool")))
+    opened = (
+        debits.sort("account_id", "due_on", "entry_id")
+        .join(credits, on="account_id", how="left")
+        .with_columns(pl.col("pool").fill_null(0))
+        .with_columns(pl.col("amount").cum_sum().over("account_id").alias("cum"))
+        .with_columns(
+            pl.min_horizontal(pl.col("amount"),
+                              pl.max_horizontal(pl.col("cum") - pl.col("pool"), pl.lit(0)))
+            .alias("open"),
+            (pl.lit(as_of) - pl.col("due_on")).dt.total_days().alias("days"),
+        )
+        .with_columns(
+            pl.when(pl.col("days") <= 0).then(pl.lit("current"))
+            .when(pl.col("days") <= 30).then(pl.lit("0-30"))
+            .when(pl.col("days") <= 60).then(pl.lit("31-60"))
+            .when(pl.col("days") <= 90).then(pl.lit("61-90"))
+            .otherwise(pl.lit(">90")).alias("bucket")
+        )
+    )
+    wide = (opened.group_by("account_id", "bucket").agg(pl.col("open").sum())
+            .pivot(on="bucket", index="account_id", values="open"))
+    for b in AGING_BUCKETS:
+        if b not in wide.columns:
+            wide = wide.with_columns(pl.lit(0, pl.Int64).alias(b))
+    balances = live.group_by("account_id").agg(pl.col("amount").sum().alias("balance"))
+    return (balances.join(wide, on="account_id", how="left")
+            .with_columns([pl.col(b).fill_null(0) for b in AGING_BUCKETS])
+            .select("account_id", "balance", *AGING_BUCKETS).sort("account_id"))
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken ledger invariant: its name, how many records break it, and an example."""
+
+    invariant: str
+    count: int
+    example: str
+
+
+_CHECKS: tuple[tuple[str, str], ...] = (
+    ("entry kind is known",
+     "SELECT count(*), min(entry_id) FROM ledger_entries WHERE kind NOT IN ({kinds})"),
+    ("entry amount has the sign of its kind",
+     "SELECT count(*), min(entry_id) FROM ledger_entries WHERE " + " OR ".join(
+         f"(kind = '{k}' AND NOT amount {rule})" for k, rule in _SIGN_RULES.items())),
+    ("a reversal names an entry, of the same account, with the opposite amount",
+     "SELECT count(*), min(r.entry_id) FROM ledger_entries r LEFT JOIN ledger_entries o "
+     "ON o.entry_id = r.reverses_entry_id WHERE r.kind = 'reversal' AND (o.entry_id IS NULL "
+     "OR o.account_id <> r.account_id OR o.amount <> -r.amount OR o.kind = 'reversal')"),
+    ("only reversals name a reversed entry",
+     "SELECT count(*), min(entry_id) FROM ledger_entries "
+     "WHERE kind <> 'reversal' AND reverses_entry_id IS NOT NULL"),
+    ("every bill entry books an existing bill of the same account and amount",
+     "SELECT count(*), min(e.reference) FROM ledger_entries e LEFT JOIN bills b "
+     "ON b.bill_id = e.reference WHERE e.kind = 'bill' AND (b.bill_id IS NULL "
+     "OR b.account_id <> e.account_id OR b.amount <> e.amount)"),
+    ("every issued bill is debited exactly once and not reversed",
+     "SELECT count(*), min(b.bill_id) FROM bills b LEFT JOIN ledger_entries e "
+     "ON e.kind = 'bill' AND e.reference = b.bill_id LEFT JOIN ledger_entries r "
+     "ON r.reverses_entry_id = e.entry_id "
+     "WHERE b.status = 'issued' AND (e.entry_id IS NULL OR r.entry_id IS NOT NULL)"),
+    ("every cancelled bill's debit is reversed",
+     "SELECT count(*), min(b.bill_id) FROM bills b LEFT JOIN ledger_entries e "
+     "ON e.kind = 'bill' AND e.reference = b.bill_id LEFT JOIN ledger_entries r "
+     "ON r.reverses_entry_id = e.entry_id "
+     "WHERE b.status = 'cancelled' AND (e.entry_id IS NULL OR r.entry_id IS NULL)"),
+    ("a bill's amount is the sum of its lines",
+     "SELECT count(*), min(b.bill_id) FROM bills b LEFT JOIN "
+     "(SELECT bill_id, sum(amount) AS s, count(*) AS n FROM bill_lines GROUP BY bill_id) l "
+     "ON l.bill_id = b.bill_id WHERE coalesce(l.s, 0) <> b.amount"),
+    ("at most one live bill per account and period",
+     "SELECT count(*), min(k) FROM (SELECT account_id || ' ' || period AS k FROM bills "
+     "WHERE status <> 'cancelled' GROUP BY account_id, period HAVING count(*) > 1) d"),
+)
+
+
+def check(conn: Connection) -> list[Violation]:
+    """Evaluate every invariant; return all violations at once (an empty list when sound)."""
+    kinds = ", ".join(f"'{k}'" for k in ENTRY_KINDS)
+    found: list[Violation] = []
+    for name, sql in _CHECKS:
+        count, example = conn.execute(text(sql.replace("{kinds}", kinds))).one()
+        if count:
+            found.append(Violation(name, int(count), str(example)))
+    if not _append_only_guard_present(conn):
+        found.append(Violation("ledger_entries is protected against UPDATE and DELETE", 1,
+                               "trigger missing"))
+    return found
+
+
+def _append_only_guard_present(conn: Connection) -> bool:
+    if conn.dialect.name == "sqlite":
+        sql = ("SELECT count(*) FROM sqlite_master WHERE type = 'trigger' "
+               "AND tbl_name = 'ledger_entries'")
+        return int(conn.execute(text(sql)).scalar_one()) >= 2
+    sql = ("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'ledger_entries'::regclass "
+           "AND NOT tgisinternal")
+    return int(conn.execute(text(sql)).scalar_one()) >= 1

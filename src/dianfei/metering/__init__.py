@@ -1,0 +1,1 @@
+"""Meter data: register reads (and later intervals, VEE, DL/T 645, MQTT)."""

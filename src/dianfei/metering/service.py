@@ -1,0 +1,37 @@
+"""Entry points of the metering domain used by billing: storing register reads."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Connection
+
+from dianfei.core.errors import ValidationError
+from dianfei.db.bulk import write_frame
+from dianfei.metering.models import READ_SOURCES, REGISTERS
+
+if TYPE_CHECKING:
+    import polars as pl
+
+READ_COLUMNS = ("meter_id", "read_at", "register", "value", "source")
+
+
+def store_reads(conn: Connection, reads: pl.DataFrame) -> int:
+    """Append register reads (values in 0.01 units, instants UTC) in the caller's transaction.
+
+    Reads already stored for the same (meter, register, instant) are refused by the unique index;
+    callers that may replay use the import path, which de-duplicates first.
+    """
+    import polars as pl
+
+    missing = [c for c in READ_COLUMNS if c not in reads.columns]
+    if missing:
+        raise ValidationError(f"reads frame lacks columns: {', '.join(missing)}")
+    bad = reads.filter(~pl.col("register").is_in(list(REGISTERS))
+                       | ~pl.col("source").is_in(list(READ_SOURCES)))
+    if bad.height:
+        row = bad.row(0, named=True)
+        raise ValidationError(
+            f"read of meter {row['meter_id']} at {row['read_at']}: unknown register "
+            f"{row['register']!r} or source {row['source']!r}")
+    return write_frame(conn, "register_reads", reads.select(READ_COLUMNS))

@@ -1,0 +1,1 @@
+"""KPIs, charts and exports."""

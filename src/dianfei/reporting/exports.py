@@ -1,0 +1,94 @@
+"""CSV exports in the columns of docs/interfaces (used to check figures independently).
+
+Amounts are yuan strings with two places, quantities decimal strings, dates YYYY-MM-DD,
+instants ISO 8601 with the business offset (+08:00).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dianfei.core.clock import Period
+from dianfei.core.errors import ValidationError
+from dianfei.db.frames import read_frame
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from dianfei.db.engine import Database
+
+KINDS = ("bills", "ledger", "customers")
+
+
+def _yuan(col: str) -> pl.Expr:
+    import polars as pl
+
+    c = pl.col(col)
+    sign = pl.when(c < 0).then(pl.lit("-")).otherwise(pl.lit(""))
+    return pl.concat_str([sign, (c.abs() // 100).cast(pl.String), pl.lit("."),
+                          (c.abs() % 100).cast(pl.String).str.zfill(2)]).alias(col)
+
+
+def _instant(col: str) -> pl.Expr:
+    import polars as pl
+
+    return (pl.col(col).dt.convert_time_zone("Asia/Shanghai")
+            .dt.strftime("%Y-%m-%dT%H:%M:%S%:z").alias(col))
+
+
+def bills_frame(db: Database, period: Period | None) -> pl.DataFrame:
+    """bill_id, customer_id, period, issued_on, due_on, amount, kwh, paid_amount,
+    paid_in_full_on, status. Until payments are allocated (the payments module), nothing is paid
+    except zero-amount bills, which are settled on issue."""
+    import polars as pl
+
+    where, params = ("WHERE period = :p", {"p": str(period)}) if period else ("", {})
+    f = read_frame(db.engine,
+                   f"SELECT bill_id, customer_id, period, issued_on, due_on, amount, kwh, status "
+                   f"FROM bills {where} ORDER BY period, bill_id", params,
+                   dates=("issued_on", "due_on"))
+    paid = pl.when(pl.col("amount") <= 0).then(pl.col("amount")).otherwise(0)
+    return f.with_columns(paid.cast(pl.Int64).alias("paid_amount")).with_columns(
+        pl.when((pl.col("status") != "cancelled") & (pl.col("paid_amount") >= pl.col("amount")))
+        .then(pl.col("issued_on")).otherwise(None).alias("paid_in_full_on"),
+        pl.when(pl.col("status") == "cancelled").then(pl.lit("cancelled"))
+        .when(pl.col("paid_amount") >= pl.col("amount")).then(pl.lit("paid"))
+        .when(pl.col("paid_amount") > 0).then(pl.lit("partially_paid"))
+        .otherwise(pl.lit("open")).alias("status"),
+    ).select("bill_id", "customer_id", "period", "issued_on", "due_on", _yuan("amount"),
+             _yuan("kwh"),  # 0.01 kWh units print exactly like fen
+             _yuan("paid_amount"), "paid_in_full_on", "status")
+
+
+def export(db: Database, kind: str, out: Path, period: Period | None = None) -> int:
+    import polars as pl
+
+    if kind == "bills":
+        frame = bills_frame(db, period)
+    elif kind == "ledger":
+        frame = read_frame(db.engine, "SELECT entry_id, customer_id, posted_at, kind, amount, "
+                           "reference FROM ledger_entries ORDER BY entry_id",
+                           instants=("posted_at",))
+        frame = frame.with_columns(_instant("posted_at"), _yuan("amount"))
+    elif kind == "customers":
+        from dianfei.core.crypto import PiiCipher, mask_phone
+
+        cipher = PiiCipher.from_environment(db.settings.data_dir)
+        frame = read_frame(
+            db.engine,
+            "SELECT c.customer_id, c.name, c.customer_class, c.region_id AS region, c.address, "
+            "c.phone_enc, t.tariff_id, c.low_income, c.protected, c.payment_mode, c.opened_on "
+            "FROM customers c LEFT JOIN tariff_assignments t ON t.account_id = c.customer_id "
+            "AND t.effective_to IS NULL ORDER BY c.customer_id", dates=("opened_on",))
+        phones = [mask_phone(cipher.decrypt(p)) for p in frame["phone_enc"].to_list()]
+        frame = frame.with_columns(
+            pl.Series("phone", phones, dtype=pl.String),
+            pl.col("low_income").cast(pl.Int8), pl.col("protected").cast(pl.Int8),
+        ).select("customer_id", "name", "customer_class", "region", "address", "phone",
+                 "tariff_id", "low_income", "protected", "payment_mode", "opened_on")
+    else:
+        raise ValidationError(f"export kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.write_csv(out)
+    return frame.height

@@ -1,0 +1,64 @@
+"""Shared fixtures. Database tests run on SQLite, and again on PostgreSQL with
+DIANFEI_TEST_DB=postgresql (``make test`` does both): each test gets a fresh database."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dianfei.core.settings import load_settings
+from dianfei.db.engine import Database, open_database
+
+PG_URL = os.environ.get("DIANFEI_TEST_PG_URL",
+                        "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if {"db", "db_env"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.db)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "db: uses a database (runs on SQLite and PostgreSQL)")
+
+
+def backend() -> str:
+    return os.environ.get("DIANFEI_TEST_DB", "sqlite")
+
+
+@pytest.fixture
+def db_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """Environment variables naming a fresh, empty database and data dir."""
+    data_dir = tmp_path / "var"
+    if backend() == "postgresql":
+        import psycopg
+
+        name = f"dianfei_t_{uuid.uuid4().hex[:12]}"
+        admin = PG_URL.replace("postgresql+psycopg", "postgresql")
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        url = PG_URL.rsplit("/", 1)[0] + "/" + name
+        try:
+            yield {"DIANFEI_DATABASE_URL": url, "DIANFEI_DATA_DIR": str(data_dir)}
+        finally:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    else:
+        yield {"DIANFEI_DATABASE_URL": f"sqlite:///{tmp_path / 'dianfei.db'}",
+               "DIANFEI_DATA_DIR": str(data_dir)}
+
+
+@pytest.fixture
+def db(db_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
+    for k, v in db_env.items():
+        monkeypatch.setenv(k, v)
+    database = open_database(load_settings(db_env))
+    try:
+        yield database
+    finally:
+        database.engine.dispose()
