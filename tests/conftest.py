@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from contextlib import contextmanager
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,6 +35,15 @@ def backend() -> str:
 @pytest.fixture
 def db_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     """Environment variables naming a fresh, empty database and data dir."""
+    with fresh_database_env(tmp_path) as env:
+        yield env
+
+
+@contextmanager
+def fresh_database_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """A new empty database (SQLite file or PostgreSQL database) dropped afterwards."""
+    tmp_path = tmp_path / uuid.uuid4().hex[:8]
+    tmp_path.mkdir()
     data_dir = tmp_path / "var"
     if backend() == "postgresql":
         import psycopg

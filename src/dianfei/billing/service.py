@@ -105,7 +105,14 @@ def run_bill_run(db: Database, period: Period, clock: Clock, *,
             .group_by("account_id", "meter_id", maintain_order=True).last())
     meters_per_account = cand.group_by("account_id").agg(pl.col("meter_id").n_unique().alias("n"))
     cand = cand.join(meters_per_account, on="account_id").sort("account_id")
-    result.candidates = cand.select(pl.col("account_id").n_unique()).item()
+    found = int(cand.select(pl.col("account_id").n_unique()).item())
+    if resumed:
+        result.candidates = run.candidates  # counted when the run first started
+    else:
+        result.candidates = found
+        with db.session() as s:
+            s.execute(update(BillRun).where(BillRun.run_id == run.run_id)
+                      .values(candidates=found))
 
     start, end = start_of_day(period.first_day), start_of_day(period.end_date)
     reads = repo.reads_between(eng, start - _READ_WINDOW, end)
@@ -256,7 +263,6 @@ def _write(db: Database, run: BillRun, bills: pl.DataFrame, lines: pl.DataFrame,
             ledger.post_frame(conn, entries)
             write_frame(conn, "bill_exceptions", ex)
             conn.execute(update(BillRun).where(BillRun.run_id == run.run_id).values(
-                candidates=result.candidates,
                 billed=BillRun.billed + b.height,
                 exceptions=BillRun.exceptions + ex.height,
                 amount=BillRun.amount + amount))

@@ -1,0 +1,3 @@
+from dianfei.cli.main import main
+
+main()
