@@ -23,6 +23,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(ledger_app, name="ledger")
     app.command("export")(export)
     app.command("demo")(demo)
+    app.command("serve")(serve)
 
 
 def _progress_bar(label: str):  # type: ignore[no-untyped-def]
@@ -226,3 +227,13 @@ def demo(
         from dianfei.web.server import serve_console
 
         serve_console()
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8000,
+) -> None:
+    """Serve the web console and REST API (OpenAPI at /openapi.json)."""
+    from dianfei.web.server import serve_console
+
+    serve_console(host, port)

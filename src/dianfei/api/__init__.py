@@ -1,0 +1,1 @@
+"""The REST API (FastAPI) — entry points only, no business logic."""

@@ -1,0 +1,1 @@
+"""Users, authentication, roles, audit chain, PII encryption and masking."""

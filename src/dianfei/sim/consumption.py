@@ -1,0 +1,357 @@
+"""Consumption and register reads of the synthetic utility.
+
+A customer's consumption in a month is a closed-form function of (seed, period): base load ×
+seasonal factor of its class × days in the month × a lognormal noise drawn from the stream
+``("consumption", period index)``, changed by behaviour (vacant, tamper). The cumulative register
+values at the end of a period are the opening values plus the increments of every month so far;
+they are cached per ``Utility`` as checkpoints, so reading month 24 after month 23 costs one
+month, and reading it first costs 24 cheap vectorised steps, with identical results either way.
+
+Values are centi-units (0.01 kWh, kvarh, kW) of what the meter shows, before the multiplier;
+cumulative registers wrap at 10**digits (kWh). Data faults are planted at small seeded rates:
+see ``read_faults``.
+"""
+
+from __future__ import annotations
+
+import calendar
+from datetime import UTC, date, datetime, time
+
+import numpy as np
+import polars as pl
+
+from dianfei.core.clock import BUSINESS_TZ, Period
+from dianfei.sim._rng import stream
+from dianfei.sim.population import AGRI, COM, IND, LARGE, RES, TAMPER, VACANT, Utility
+
+REGISTER_ORDER = ("total", "sharp", "peak", "flat", "valley", "kvarh", "demand_kw")
+SOURCES = ("ami", "manual", "estimated")
+FAULTS = ("missing", "regression", "estimated")
+
+#: seasonal factor per class (rows as population.CLASSES) and calendar month (Jan..Dec)
+SEASON = np.array(
+    [
+        [1.25, 1.15, 0.95, 0.85, 0.85, 1.00, 1.45, 1.50, 1.05, 0.85, 0.90, 1.20],
+        [1.05, 0.85, 0.95, 0.95, 1.00, 1.10, 1.30, 1.35, 1.10, 0.95, 0.95, 1.05],
+        [1.00, 0.75, 1.00, 1.02, 1.03, 1.05, 1.08, 1.08, 1.03, 1.02, 1.02, 1.00],
+        [1.00, 0.80, 1.00, 1.02, 1.03, 1.05, 1.08, 1.08, 1.03, 1.02, 1.02, 1.00],
+        [0.02, 0.02, 0.10, 0.80, 1.30, 1.60, 1.90, 1.80, 1.20, 0.35, 0.06, 0.02],
+    ]
+)
+#: log-sd of the month-to-month noise, by class
+NOISE_SIGMA = np.array([0.18, 0.12, 0.10, 0.08, 0.35])
+#: day-of-week factor (Mon..Sun) by class, for daily_usage
+WEEKDAY = np.array(
+    [
+        [0.97, 0.97, 0.97, 0.97, 1.00, 1.06, 1.06],
+        [1.00, 1.00, 1.00, 1.00, 1.02, 1.05, 0.95],
+        [1.05, 1.05, 1.05, 1.05, 1.05, 0.90, 0.75],
+        [1.02, 1.02, 1.02, 1.02, 1.02, 0.96, 0.94],
+        [1.00, 1.00, 1.00, 1.00, 1.00, 1.00, 1.00],
+    ]
+)
+MISSING_RATE = 0.001
+REGRESSION_RATE = 0.0002
+ESTIMATED_RATE = 0.005
+_CHECKPOINTS = 4
+
+_CUMULATIVE = ("total", "peak2", "valley2", "sharp4", "peak4", "flat4", "valley4", "kvarh")
+State = dict[str, np.ndarray]
+
+assert (RES, COM, IND, LARGE, AGRI) == (0, 1, 2, 3, 4)
+
+
+def _period_of(index: int) -> Period:
+    return Period(index // 12, index % 12 + 1)
+
+
+def _days(period: Period) -> int:
+    return calendar.monthrange(period.year, period.month)[1]
+
+
+def _utc_midnight(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=BUSINESS_TZ).astimezone(UTC)
+
+
+def _check(utility: Utility, period: Period) -> None:
+    if period < utility.start:
+        raise ValueError(f"period {period} is before the simulation start {utility.start}")
+
+
+def _primary_kwh(utility: Utility, period: Period) -> np.ndarray:
+    """Recorded consumption (kWh, after the multiplier, float) of every customer in ``period``."""
+    m = utility.model
+    seed, pidx = utility.seed, period.index()
+    rel = pidx - utility.start.index()
+    n = int(m.cls.shape[0])
+    z = stream(seed, "consumption", pidx).standard_normal(size=n)
+    sigma = NOISE_SIGMA[m.cls]
+    kwh = (
+        m.base_kwh * SEASON[m.cls, period.month - 1] * (_days(period) / 30.4375)
+        * np.exp(sigma * z - sigma * sigma / 2)
+    )
+    vacant = stream(seed, "vacant_use", pidx).uniform(0.0, 3.0, size=n)
+    kwh = np.where(m.behaviour == VACANT, vacant, kwh)
+    tampered = (m.behaviour == TAMPER) & (m.tamper_month >= 0) & (rel >= m.tamper_month)
+    out: np.ndarray = np.where(tampered, kwh * m.tamper_keep, kwh)
+    return out
+
+
+def _increments(utility: Utility, period: Period) -> State:
+    """Register increments (centi, register scale) of ``period``, plus the month's demand."""
+    cache = utility._cache.setdefault("increments", {})
+    pidx = period.index()
+    hit = cache.get(pidx)
+    if hit is not None:
+        return dict(hit)
+    m = utility.model
+    seed = utility.seed
+    total = np.rint(_primary_kwh(utility, period) * 100 / m.multiplier).astype(np.int64)
+    inc: State = {"total": total}
+
+    t2 = total[m.idx2]
+    jitter = stream(seed, "tou2_split", pidx).normal(0.0, 0.03, size=t2.shape[0])
+    share = np.clip(m.peak2_share + jitter, 0.2, 0.9)
+    inc["peak2"] = np.floor(t2 * share).astype(np.int64)
+    inc["valley2"] = t2 - inc["peak2"]
+
+    t4 = total[m.idx4]
+    n4 = int(t4.shape[0])
+    s = m.shares4 * np.exp(stream(seed, "tou4_split", pidx).normal(0.0, 0.05, size=(n4, 3)))
+    ssum = s.sum(axis=1, keepdims=True)
+    s = np.where(ssum > 0.95, s * 0.95 / ssum, s)
+    parts = np.floor(t4[:, None] * s).astype(np.int64)
+    inc["sharp4"], inc["peak4"], inc["flat4"] = parts[:, 0], parts[:, 1], parts[:, 2]
+    inc["valley4"] = t4 - parts.sum(axis=1)
+    pf = np.clip(m.pf + stream(seed, "power_factor_month", pidx).normal(0, 0.01, n4), 0.6, 0.995)
+    inc["kvarh"] = np.rint(t4 * np.sqrt(1 - pf * pf) / pf).astype(np.int64)
+    lf = stream(seed, "demand", pidx).uniform(0.35, 0.75, size=n4)
+    inc["demand"] = np.rint(t4 / (_days(period) * 24 * lf)).astype(np.int64)
+
+    if len(cache) >= 2:
+        cache.pop(next(iter(cache)))
+    cache[pidx] = inc
+    return dict(inc)
+
+
+def _cumulative(utility: Utility, index: int) -> State:
+    """Unwrapped cumulative registers at the end of the period with absolute ``index``."""
+    m = utility.model
+    first = utility.start.index()
+    if index < first:
+        return m.opening
+    cache: dict[int, State] = utility._cache.setdefault("checkpoints", {})
+    if index in cache:
+        return cache[index]
+    best = max((k for k in cache if k < index), default=first - 1)
+    state = m.opening if best < first else cache[best]
+    for k in range(best + 1, index + 1):
+        inc = _increments(utility, _period_of(k))
+        state = {key: state[key] + inc[key] for key in _CUMULATIVE}
+    if len(cache) >= _CHECKPOINTS:
+        cache.pop(min(cache))
+    cache[index] = state
+    return state
+
+
+def _layout(utility: Utility) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row offsets per customer for the long reads frame (registers in REGISTER_ORDER)."""
+    m = utility.model
+    n = int(m.cls.shape[0])
+    k = np.ones(n, dtype=np.int64)
+    k[m.idx2] += 2
+    k[m.idx4] += 6
+    offsets = np.concatenate([[0], np.cumsum(k)[:-1]])
+    cust = np.repeat(np.arange(n, dtype=np.int64), k)
+    return offsets, cust, k
+
+
+def _frame(
+    utility: Utility, values: dict[str, np.ndarray], source: np.ndarray, read_at: datetime,
+    keep: np.ndarray | None, with_demand: bool,
+) -> pl.DataFrame:
+    m = utility.model
+    offsets, cust, _ = _layout(utility)
+    rows = cust.shape[0]
+    code = np.zeros(rows, dtype=np.int64)
+    value = np.zeros(rows, dtype=np.int64)
+    value[offsets] = values["total"]
+    o2 = offsets[m.idx2]
+    for j, (key, c) in enumerate((("peak2", 2), ("valley2", 4)), start=1):
+        code[o2 + j] = c
+        value[o2 + j] = values[key]
+    o4 = offsets[m.idx4]
+    regs4 = [("sharp4", 1), ("peak4", 2), ("flat4", 3), ("valley4", 4), ("kvarh", 5)]
+    if with_demand:
+        regs4.append(("demand", 6))
+    for j, (key, c) in enumerate(regs4, start=1):
+        code[o4 + j] = c
+        value[o4 + j] = values[key]
+    mask = np.ones(rows, dtype=bool)
+    if not with_demand:
+        mask[o4 + 6] = False
+    if keep is not None:
+        mask &= keep[cust]
+    cust, code, value = cust[mask], code[mask], value[mask]
+    return pl.DataFrame(
+        {
+            "meter_id": m.meter_ids.gather(cust),
+            "read_at": pl.Series([read_at], dtype=pl.Datetime("us", "UTC")).gather(
+                np.zeros(cust.shape[0], dtype=np.int64)
+            ),
+            "register": pl.Series(REGISTER_ORDER, dtype=pl.String).gather(code),
+            "value": pl.Series(value, dtype=pl.Int64),
+            "source": pl.Series(SOURCES, dtype=pl.String).gather(source[cust]),
+        }
+    )
+
+
+def opening_reads(utility: Utility) -> pl.DataFrame:
+    """Installation reads of every cumulative register at 00:00 Asia/Shanghai on ``start``'s
+    first day (no demand_kw row: demand is not cumulative)."""
+    m = utility.model
+    shown = _wrap(utility, m.opening)
+    source = m.manual.astype(np.int64)
+    return _frame(utility, shown, source, _utc_midnight(utility.start.first_day), None, False)
+
+
+def _wrap(utility: Utility, state: State) -> State:
+    m = utility.model
+    out: State = {}
+    for key, v in state.items():
+        if key == "demand":
+            out[key] = v
+            continue
+        mod = m.modulus if key == "total" else m.modulus[m.idx2 if key.endswith("2") else m.idx4]
+        out[key] = v % mod
+    return out
+
+
+def _faults(
+    utility: Utility, period: Period
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(missing, regression, estimated, regression factor, estimate factor) per meter."""
+    m = utility.model
+    n = int(m.cls.shape[0])
+    rng = stream(utility.seed, "read_faults", period.index())
+    u = rng.random(size=n)
+    g = rng.uniform(0.2, 0.9, size=n)
+    f = rng.uniform(0.5, 1.0, size=n)
+    prev = _cumulative(utility, period.index() - 1)["total"] % m.modulus
+    missing = u < MISSING_RATE
+    cut = MISSING_RATE + REGRESSION_RATE
+    regression = (u >= MISSING_RATE) & (u < cut) & (prev >= 100)
+    estimated = (u >= cut) & (u < cut + ESTIMATED_RATE)
+    return missing, regression, estimated, g, f
+
+
+def monthly_reads(utility: Utility, period: Period) -> pl.DataFrame:
+    """The closing (monthly frozen) reads of ``period``, at 00:00 Asia/Shanghai on the first day
+    of the next month: meter_id, read_at (UTC), register, value (centi, wrapped), source."""
+    _check(utility, period)
+    m = utility.model
+    prev = _cumulative(utility, period.index() - 1)
+    cur = _cumulative(utility, period.index())
+    inc = _increments(utility, period)
+    missing, regression, estimated, g, f = _faults(utility, period)
+
+    values: State = {}
+    est_inc: State = {}
+    for key in _CUMULATIVE:
+        sub = None if key == "total" else (m.idx2 if key.endswith("2") else m.idx4)
+        ff = f if sub is None else f[sub]
+        est_inc[key] = np.floor(inc[key] * ff).astype(np.int64)
+    est_inc["total"][m.idx2] = est_inc["peak2"] + est_inc["valley2"]
+    est_inc["total"][m.idx4] = (
+        est_inc["sharp4"] + est_inc["peak4"] + est_inc["flat4"] + est_inc["valley4"]
+    )
+    for key in _CUMULATIVE:
+        sub_idx = None if key == "total" else (m.idx2 if key.endswith("2") else m.idx4)
+        mod = m.modulus if sub_idx is None else m.modulus[sub_idx]
+        est = estimated if sub_idx is None else estimated[sub_idx]
+        reg = regression if sub_idx is None else regression[sub_idx]
+        gg = g if sub_idx is None else g[sub_idx]
+        v = cur[key] % mod
+        shown_prev = prev[key] % mod
+        v = np.where(est, (prev[key] + est_inc[key]) % mod, v)
+        v = np.where(reg, np.floor(shown_prev * gg).astype(np.int64), v)
+        values[key] = v
+    values["demand"] = inc["demand"]
+    source = m.manual.astype(np.int64)
+    source[estimated] = 2
+    return _frame(utility, values, source, _utc_midnight(period.end_date), ~missing, True)
+
+
+def read_faults(utility: Utility, period: Period) -> pl.DataFrame:
+    """The data faults planted in ``monthly_reads(period)``: meter_id, fault.
+
+    ``missing``: no row at all for the meter this month. ``regression``: every cumulative
+    register reads lower than last month's true value and it is not a rollover (a meter fault;
+    the next month reads true again). ``estimated``: source "estimated", value between last
+    month's and the true one (an under-estimate; TOU registers still sum to total).
+    """
+    _check(utility, period)
+    missing, regression, estimated, _, _ = _faults(utility, period)
+    code = np.full(missing.shape[0], -1, dtype=np.int64)
+    code[missing], code[regression], code[estimated] = 0, 1, 2
+    idx = np.flatnonzero(code >= 0)
+    return pl.DataFrame(
+        {
+            "meter_id": utility.model.meter_ids.gather(idx),
+            "fault": pl.Series(FAULTS, dtype=pl.String).gather(code[idx]),
+        }
+    )
+
+
+def period_consumption(utility: Utility, period: Period) -> pl.DataFrame:
+    """The true recorded consumption of ``period`` per meter: meter_id, kwh (centi-kWh after the
+    multiplier) = true (close − open) × multiplier, whatever faults the reads carry."""
+    _check(utility, period)
+    m = utility.model
+    inc = _increments(utility, period)["total"]
+    return pl.DataFrame(
+        {"meter_id": m.meter_ids, "kwh": pl.Series(inc * m.multiplier, dtype=pl.Int64)}
+    )
+
+
+def daily_usage(utility: Utility, day: date) -> pl.DataFrame:
+    """Consumption on business day ``day``: meter_id, kwh (centi-kWh after the multiplier).
+
+    The month's true register increment is split over its days with seeded day weights (and a
+    day-of-week pattern per class) in integers, so the days of a month sum exactly to
+    ``period_consumption`` (= true (close − open) × multiplier of that month's reads).
+    """
+    period = Period(day.year, day.month)
+    _check(utility, period)
+    m = utility.model
+    pidx = period.index()
+    n = int(m.cls.shape[0])
+    total = _increments(utility, period)["total"]
+    ndays = _days(period)
+
+    def weight(d: int) -> np.ndarray:
+        z = stream(utility.seed, "daily", pidx, d).standard_normal(size=n)
+        wd = date(period.year, period.month, d).weekday()
+        w: np.ndarray = np.exp(0.25 * z) * WEEKDAY[m.cls, wd]
+        return w
+
+    cache = utility._cache.get("daily")
+    if cache is None or cache[0] != pidx:
+        s_all = np.zeros(n)
+        for d in range(1, ndays + 1):
+            s_all = s_all + weight(d)
+        cache = (pidx, s_all, 0, np.zeros(n))
+    _, s_all, last_d, running = cache
+    if day.day - 1 < last_d:
+        last_d, running = 0, np.zeros(n)
+    for d in range(last_d + 1, day.day):
+        running = running + weight(d)
+    before = running
+    through = running + weight(day.day)
+    lo = np.floor(total * (before / s_all)).astype(np.int64)
+    hi = total if day.day == ndays else np.floor(total * (through / s_all)).astype(np.int64)
+    hi = np.minimum(np.maximum(hi, lo), total)
+    utility._cache["daily"] = (pidx, s_all, day.day, through)
+    return pl.DataFrame(
+        {"meter_id": m.meter_ids, "kwh": pl.Series((hi - lo) * m.multiplier, dtype=pl.Int64)}
+    )

@@ -1,0 +1,120 @@
+"""The FastAPI application: console pages and the REST API, every route behind a role check."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from dianfei.billing.documents import bill_document
+from dianfei.billing.render import render_html
+from dianfei.core.clock import Period
+from dianfei.core.errors import DianfeiError
+from dianfei.core.money import fmt_qty, fmt_yuan
+from dianfei.db.engine import Database
+from dianfei.security.tokens import console_token, role_for
+
+COOKIE = "dianfei_token"
+
+
+def create_app(db: Database) -> FastAPI:
+    app = FastAPI(title="dianfei", version="0.1.0",
+                  description="dianfei (电费): meter-to-cash for power supply companies")
+    token = console_token(db.settings.data_dir)
+    pages = Environment(loader=PackageLoader("dianfei.web", "templates"),
+                        autoescape=select_autoescape(["html"]))
+
+    def caller_role(request: Request) -> str:
+        auth = request.headers.get("authorization", "")
+        presented = auth[7:] if auth.lower().startswith("bearer ") else request.cookies.get(COOKIE)
+        role = role_for(presented, token)
+        if role is None:
+            raise HTTPException(status_code=401, detail="sign in with the console token")
+        return role
+
+    Role = Annotated[str, Depends(caller_role)]
+
+    @app.exception_handler(DianfeiError)
+    async def _domain_error(_request: Request, exc: DianfeiError) -> JSONResponse:
+        return JSONResponse({"error": exc.code, "message": str(exc)}, status_code=exc.http_status)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> Response:
+        if exc.status_code == 401 and not request.url.path.startswith("/api/"):
+            html = pages.get_template("login.html").render(
+                failed=request.url.path == "/session", next=request.url.path)
+            return HTMLResponse(html, status_code=401)
+        return JSONResponse({"error": "http", "message": exc.detail}, status_code=exc.status_code)
+
+    @app.get("/session", include_in_schema=False)
+    def session(token: str, next: str = "/") -> Response:
+        if role_for(token, console_token(db.settings.data_dir)) is None:
+            raise HTTPException(status_code=401, detail="wrong token")
+        resp = RedirectResponse(next if next.startswith("/") else "/", status_code=303)
+        resp.set_cookie(COOKIE, token, httponly=True, samesite="strict")
+        return resp
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def dashboard(_role: Role) -> str:
+        return pages.get_template("dashboard.html").render(runs=_periods(db))
+
+    @app.get("/exceptions/{period}", response_class=HTMLResponse, include_in_schema=False)
+    def exceptions_page(period: str, _role: Role) -> str:
+        p = Period.parse(period)
+        return pages.get_template("exceptions.html").render(period=str(p),
+                                                            rows=_exceptions(db, p))
+
+    @app.get("/bills/{account}/{period}", response_class=HTMLResponse, include_in_schema=False)
+    def bill_page(account: str, period: str, _role: Role) -> str:
+        return render_html(bill_document(db.engine, account, Period.parse(period)))
+
+    @app.get("/api/v1/periods")
+    def api_periods(_role: Role) -> list[dict[str, Any]]:
+        """Billed periods with bill counts, energy and amounts."""
+        return _periods(db)
+
+    @app.get("/api/v1/bills/{account}/{period}")
+    def api_bill(account: str, period: str, _role: Role) -> dict[str, Any]:
+        """One bill: lines with how each was computed, reads, history, peer comparison."""
+        return bill_document(db.engine, account, Period.parse(period))
+
+    @app.get("/api/v1/exceptions/{period}")
+    def api_exceptions(period: str, _role: Role) -> list[dict[str, Any]]:
+        """Accounts not billed for the period, with reasons."""
+        return _exceptions(db, Period.parse(period))
+
+    return app
+
+
+def _periods(db: Database) -> list[dict[str, Any]]:
+    from sqlalchemy import text
+
+    with db.engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT b.period, count(*), sum(b.kwh), sum(b.amount), "
+            "sum(CASE WHEN b.estimated THEN 1 ELSE 0 END) FROM bills b "
+            "WHERE b.status = 'issued' GROUP BY b.period ORDER BY b.period DESC")).all()
+        exc = dict(conn.execute(text(
+            "SELECT e.period, count(DISTINCT e.account_id) FROM bill_exceptions e "
+            "WHERE NOT EXISTS (SELECT 1 FROM bills b WHERE b.account_id = e.account_id "
+            "AND b.period = e.period AND b.status <> 'cancelled') GROUP BY e.period")).all())
+    return [{"period": r[0], "bills": r[1], "kwh": fmt_qty(int(r[2] or 0)),
+             "amount": fmt_yuan(int(r[3] or 0)), "estimated": int(r[4] or 0),
+             "exceptions": int(exc.get(r[0], 0))} for r in rows]
+
+
+def _exceptions(db: Database, period: Period) -> list[dict[str, Any]]:
+    from sqlalchemy import text
+
+    with db.engine.connect() as conn:
+        rows = conn.execute(text(
+            "SELECT e.account_id, e.reason, e.detail, e.run_id FROM bill_exceptions e "
+            "WHERE e.period = :p AND NOT EXISTS (SELECT 1 FROM bills b WHERE "
+            "b.account_id = e.account_id AND b.period = e.period AND b.status <> 'cancelled') "
+            "ORDER BY e.account_id, e.run_id"), {"p": str(period)}).mappings().all()
+    latest: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        latest[r["account_id"]] = dict(r)
+    return list(latest.values())
