@@ -173,9 +173,15 @@ def test_meters(county: Utility) -> None:
     tou = m.filter(pl.col("tariff_id") == "cn-zj-residential-tou")
     assert (tou["registers"] == "total,peak,valley").all()
     full = m.filter(pl.col("registers") == "total,sharp,peak,flat,valley,kvarh,demand_kw")
-    assert (full["capacity_kva"].is_not_null()).all()
-    assert full.height == m["capacity_kva"].is_not_null().sum()
-    assert full["multiplier"].is_in([30, 40, 60, 80, 100, 200]).all()
+    # every customer with a contracted capacity, and every commercial and industrial one
+    # (they are on time-of-use tariffs), has a four-period meter with kvarh and demand
+    assert m.filter(pl.col("capacity_kva").is_not_null())["registers"].eq(full["registers"][0]).all()
+    assert full["customer_class"].is_in(["commercial", "industrial", "large_industry"]).all()
+    assert full.height == m["customer_class"].is_in(
+        ["commercial", "industrial", "large_industry"]).sum()
+    ct = full.filter(pl.col("capacity_kva").is_not_null())
+    assert ct["multiplier"].is_in([30, 40, 60, 80, 100, 200]).all()
+    assert (full.filter(pl.col("capacity_kva").is_null())["multiplier"] == 1).all()
     assert (full["digits"] == 6).all()
     assert m.filter(pl.col("customer_class") == "large_industry")["registers"].eq(
         "total,sharp,peak,flat,valley,kvarh,demand_kw"

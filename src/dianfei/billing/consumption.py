@@ -126,3 +126,30 @@ def account_usage(consumption: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame
         pl.format("meter {} register total: no read in the period", "meter_id").alias("detail"))
     usage = usage.filter(pl.col("kwh").is_not_null())
     return usage, pl.concat([problems, missing_total])
+
+
+def fit_registers_to_tariff(usage: pl.DataFrame,
+                            tou_periods: dict[str, tuple[str, ...]]) -> pl.DataFrame:
+    """Bring the meter's time-of-use registers to the periods the account's tariff prices.
+
+    ``tou_periods`` maps each tariff id to the TOU periods it prices (empty for a tariff without
+    time of use). Two rules, both from practice:
+    - a tariff without a sharp (尖峰) period counts the sharp hours as peak (尖峰并入高峰), so a
+      four-register meter on a three-period tariff adds its sharp register to peak;
+    - a tariff without time of use bills the total register; TOU registers are informational.
+    Any other mismatch (e.g. a flat register on a two-period tariff) is left for the rater to
+    refuse, with a reason, rather than guessed.
+    """
+    tou_cols = ("sharp_kwh", "peak_kwh", "flat_kwh", "valley_kwh")
+    no_tou = [t for t, p in tou_periods.items() if not p]
+    no_sharp = [t for t, p in tou_periods.items() if p and "sharp" not in p]
+    fold = pl.col("tariff_id").is_in(no_sharp) & pl.col("sharp_kwh").is_not_null()
+    out = usage.with_columns(
+        pl.when(fold).then(pl.col("peak_kwh").fill_null(0) + pl.col("sharp_kwh"))
+        .otherwise(pl.col("peak_kwh")).alias("peak_kwh"),
+        pl.when(fold).then(None).otherwise(pl.col("sharp_kwh")).alias("sharp_kwh"),
+    )
+    return out.with_columns([
+        pl.when(pl.col("tariff_id").is_in(no_tou)).then(None).otherwise(pl.col(c)).alias(c)
+        for c in tou_cols
+    ])

@@ -25,7 +25,12 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from dianfei.billing import repository as repo
-from dianfei.billing.consumption import account_usage, register_consumption, select_reads
+from dianfei.billing.consumption import (
+    account_usage,
+    fit_registers_to_tariff,
+    register_consumption,
+    select_reads,
+)
 from dianfei.billing.models import Bill, BillRun
 from dianfei.core.clock import Clock, Period, business_date, start_of_day
 from dianfei.core.errors import ConflictError, NotFoundError, ValidationError
@@ -164,6 +169,11 @@ def run_bill_run(db: Database, period: Period, clock: Clock, *,
         )
     )
     catalogue = load_catalogue(tariff_dir or db.settings.billing.tariff_dir)
+    tou_periods = {
+        t: tuple(getattr(catalogue.version_for(t, period).energy, "periods", ()))
+        for t in rated_in["tariff_id"].unique().to_list()
+        if t is not None and t in catalogue.ids() and _in_force(catalogue, t, period)}
+    rated_in = fit_registers_to_tariff(rated_in, tou_periods)
     lines, rate_errors = rate_frame(catalogue, period, rated_in.select(
         "account_id", "tariff_id", "kwh", "ytd_kwh", "sharp_kwh", "peak_kwh", "flat_kwh",
         "valley_kwh", "kvarh", "capacity_kva", "max_demand_kw", "low_income"))

@@ -360,7 +360,9 @@ def build_utility(n_customers: int, seed: int = 1, start: Period = Period(2025, 
     multiplier = np.where(has_cap, ct, 1).astype(np.int64)
 
     # --- meters ----------------------------------------------------------------------------
-    full = has_cap
+    # commercial and industrial customers are on time-of-use tariffs, so their meters record
+    # the four TOU registers (plus kvarh and demand) whatever their size
+    full = has_cap | (cls == COM) | (cls == IND)
     plain = ~full & ~tou
     digits = np.where(plain & (stream(seed, "digits").random(size=n) < OLD_METER_SHARE), 5, 6)
     rng = stream(seed, "installed_on")
