@@ -1,0 +1,122 @@
+"""Bill run benchmark: N synthetic accounts, one month, persisted; plus the raw-write floor.
+
+Run one backend per process so peak memory (ru_maxrss) belongs to that run alone:
+    python -m bench.billrun --accounts 1000000 --backend sqlite
+prints one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import tempfile
+import time
+import uuid
+from datetime import datetime, time as dtime
+from pathlib import Path
+from typing import Any
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def _database(backend: str, tmp: Path) -> tuple[str, str | None]:
+    if backend == "sqlite":
+        return f"sqlite:///{tmp / f'bench-{uuid.uuid4().hex[:6]}.db'}", None
+    import psycopg
+
+    name = f"dianfei_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}", name
+
+
+def _drop(name: str | None) -> None:
+    if name:
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def run(accounts: int, backend: str) -> dict[str, Any]:
+    import polars as pl
+
+    from dianfei import sim
+    from dianfei.billing.service import run_bill_run
+    from dianfei.core.clock import BUSINESS_TZ, FixedClock, Period
+    from dianfei.core.crypto import PiiCipher
+    from dianfei.core.settings import load_settings
+    from dianfei.customers.service import load_population
+    from dianfei.db.bulk import write_frame
+    from dianfei.db.engine import open_database
+    from dianfei.db.frames import read_frame
+    from dianfei.metering.service import store_reads
+
+    tmp = Path(tempfile.mkdtemp(prefix="dianfei-bench-"))
+    url, pg_name = _database(backend, tmp)
+    url2, pg_name2 = _database(backend, tmp)
+    out: dict[str, Any] = {"accounts": accounts, "backend": backend}
+    try:
+        db = open_database(load_settings({"DIANFEI_DATABASE_URL": url,
+                                          "DIANFEI_DATA_DIR": str(tmp / "var")}))
+        t = time.perf_counter()
+        u = sim.build_utility(accounts, seed=7)
+        period = u.start
+        with db.engine.begin() as conn:
+            load_population(conn, PiiCipher(b"b" * 32), regions=u.regions, stations=u.stations,
+                            collectors=u.collectors, customers=u.customers, meters=u.meters)
+            store_reads(conn, sim.opening_reads(u))
+            store_reads(conn, sim.monthly_reads(u, period))
+        if backend == "postgresql":
+            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+                from sqlalchemy import text
+
+                c.execute(text("VACUUM ANALYZE"))
+        out["setup_s"] = round(time.perf_counter() - t, 2)
+        d = period.end_date
+        clock = FixedClock(datetime.combine(d.replace(day=3), dtime(9), tzinfo=BUSINESS_TZ))
+        t = time.perf_counter()
+        res = run_bill_run(db, period, clock)
+        out["bill_run_s"] = round(time.perf_counter() - t, 2)
+        out["breakdown_s"] = {k: round(v, 2) for k, v in res.timings.items()}
+        out["billed"], out["exceptions"] = res.billed, res.exceptions
+
+        # the floor: the same rows written raw into an empty copy of the schema
+        bills = read_frame(db.engine, "SELECT * FROM bills", dates=("issued_on", "due_on"),
+                           instants=("read_from_at", "read_to_at", "cancelled_at"))
+        lines = read_frame(db.engine, "SELECT * FROM bill_lines")
+        ledger = read_frame(db.engine, "SELECT account_id, customer_id, kind, amount, "
+                            "posted_at, business_date, due_on, reference FROM ledger_entries",
+                            dates=("business_date", "due_on"), instants=("posted_at",))
+        out["rows"] = {"bills": bills.height, "bill_lines": lines.height,
+                       "ledger_entries": ledger.height}
+        db2 = open_database(load_settings({"DIANFEI_DATABASE_URL": url2,
+                                           "DIANFEI_DATA_DIR": str(tmp / "var2")}))
+        bills = bills.with_columns(pl.col("bill_id"))
+        t = time.perf_counter()
+        with db2.engine.begin() as conn:
+            write_frame(conn, "bills", bills)
+            write_frame(conn, "bill_lines", lines)
+            write_frame(conn, "ledger_entries", ledger)
+        out["raw_write_s"] = round(time.perf_counter() - t, 2)
+        out["ratio_bill_run_to_raw"] = round(out["bill_run_s"] / out["raw_write_s"], 2)
+        db.engine.dispose()
+        db2.engine.dispose()
+    finally:
+        _drop(pg_name)
+        _drop(pg_name2)
+    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--accounts", type=int, default=1_000_000)
+    ap.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
+    a = ap.parse_args()
+    print(json.dumps(run(a.accounts, a.backend)))
+
+
+if __name__ == "__main__":
+    main()
