@@ -13,7 +13,8 @@ import resource
 import tempfile
 import time
 import uuid
-from datetime import datetime, time as dtime
+from datetime import datetime
+from datetime import time as dtime
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ def run(accounts: int, backend: str) -> dict[str, Any]:
 
     from dianfei import sim
     from dianfei.billing.service import run_bill_run
-    from dianfei.core.clock import BUSINESS_TZ, FixedClock, Period
+    from dianfei.core.clock import BUSINESS_TZ, FixedClock
     from dianfei.core.crypto import PiiCipher
     from dianfei.core.settings import load_settings
     from dianfei.customers.service import load_population

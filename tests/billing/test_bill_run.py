@@ -6,13 +6,13 @@ from datetime import date, datetime
 
 import pytest
 from sqlalchemy import text
+from tests.factories import Person, Reads, load_people, month_end, scalar
 
 from dianfei.billing.service import cancel_bill, rebill, run_bill_run
 from dianfei.core.clock import BUSINESS_TZ, FixedClock, Period
 from dianfei.core.errors import ConflictError
 from dianfei.db.engine import Database
 from dianfei.ledger.service import check
-from tests.factories import Person, Reads, load_people, month_end, scalar
 
 JAN, FEB = Period(2026, 1), Period(2026, 2)
 OPEN = month_end(Period(2025, 12))

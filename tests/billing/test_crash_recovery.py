@@ -9,12 +9,12 @@ import sys
 from pathlib import Path
 
 from sqlalchemy import text
+from tests.conftest import fresh_database_env
+from tests.factories import Person, Reads, load_people, month_end
 
 from dianfei.core.clock import Period
 from dianfei.core.settings import load_settings
 from dianfei.db.engine import Database, open_database
-from tests.conftest import fresh_database_env
-from tests.factories import Person, Reads, load_people, month_end
 
 JAN = Period(2026, 1)
 NOW = "2026-02-03T09:00:00+08:00"

@@ -58,7 +58,7 @@ def bill_document(engine: Engine, account_id: str, period: Period) -> dict[str, 
             item["power_factor"] = f"{ln['power_factor'] / 100:.2f}"
             item["percent"] = fmt_qty(ln["percent"])
         doc_lines.append(item)
-    peer_kwh = int(round(peer["kwh"])) if peer["kwh"] is not None else None
+    peer_kwh = round(peer["kwh"]) if peer["kwh"] is not None else None
     return {
         "bill_id": row["bill_id"],
         "account": row["account_id"],

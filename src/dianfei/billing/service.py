@@ -43,8 +43,9 @@ if TYPE_CHECKING:
 
     from dianfei.db.engine import Database
 
-#: how far back the usual query looks for opening reads; older ones are fetched per meter
-_READ_WINDOW = timedelta(days=100)
+#: how far back the usual query looks for opening reads (the previous monthly frozen read sits
+#: exactly at the start); older ones are fetched per meter
+_READ_WINDOW = timedelta(days=40)
 
 Progress = Callable[[int, int], None]
 

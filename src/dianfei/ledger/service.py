@@ -102,11 +102,18 @@ def aging(engine: Engine, as_of: date) -> pl.DataFrame:
     Columns: account_id, balance, current, 0-30, 31-60, 61-90, >90 (all fen). A debit that is
     due on ``as_of`` or later is ``current``; the first day past due falls in 0-30.
     """
+    return aging_frame(entries(engine), as_of)
+
+
+def aging_frame(all_entries: pl.DataFrame, as_of: date) -> pl.DataFrame:
+    """:func:`aging` on a frame of entries (entry_id, account_id, kind, amount, business_date,
+    due_on, reverses_entry_id): a pure function, property-tested."""
     import polars as pl
 
-    e = entries(engine).filter(pl.col("business_date") <= as_of)
-    reversed_ids = e.filter(pl.col("kind") == "reversal")["reverses_entry_id"]
-    live = e.filter((pl.col("kind") != "reversal") & ~pl.col("entry_id").is_in(reversed_ids))
+    e = all_entries.filter(pl.col("business_date") <= as_of)
+    reversed_ids = e.filter(pl.col("kind") == "reversal").select(
+        pl.col("reverses_entry_id").alias("entry_id"))
+    live = e.filter(pl.col("kind") != "reversal").join(reversed_ids, on="entry_id", how="anti")
     debits = live.filter(pl.col("amount") > 0).with_columns(
         pl.col("due_on").fill_null(pl.col("business_date")))
     credits = (live.filter(pl.col("amount") < 0).group_by("account_id")

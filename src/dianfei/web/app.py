@@ -19,22 +19,25 @@ from dianfei.security.tokens import console_token, role_for
 COOKIE = "dianfei_token"
 
 
+def caller_role(request: Request) -> str:
+    """The caller's role from a bearer token or the session cookie; 401 without one."""
+    auth = request.headers.get("authorization", "")
+    presented = auth[7:] if auth.lower().startswith("bearer ") else request.cookies.get(COOKIE)
+    role = role_for(presented, request.app.state.console_token)
+    if role is None:
+        raise HTTPException(status_code=401, detail="sign in with the console token")
+    return role
+
+
+Role = Annotated[str, Depends(caller_role)]
+
+
 def create_app(db: Database) -> FastAPI:
     app = FastAPI(title="dianfei", version="0.1.0",
                   description="dianfei (电费): meter-to-cash for power supply companies")
-    token = console_token(db.settings.data_dir)
+    app.state.console_token = console_token(db.settings.data_dir)
     pages = Environment(loader=PackageLoader("dianfei.web", "templates"),
                         autoescape=select_autoescape(["html"]))
-
-    def caller_role(request: Request) -> str:
-        auth = request.headers.get("authorization", "")
-        presented = auth[7:] if auth.lower().startswith("bearer ") else request.cookies.get(COOKIE)
-        role = role_for(presented, token)
-        if role is None:
-            raise HTTPException(status_code=401, detail="sign in with the console token")
-        return role
-
-    Role = Annotated[str, Depends(caller_role)]
 
     @app.exception_handler(DianfeiError)
     async def _domain_error(_request: Request, exc: DianfeiError) -> JSONResponse:
@@ -50,7 +53,7 @@ def create_app(db: Database) -> FastAPI:
 
     @app.get("/session", include_in_schema=False)
     def session(token: str, next: str = "/") -> Response:
-        if role_for(token, console_token(db.settings.data_dir)) is None:
+        if role_for(token, app.state.console_token) is None:
             raise HTTPException(status_code=401, detail="wrong token")
         resp = RedirectResponse(next if next.startswith("/") else "/", status_code=303)
         resp.set_cookie(COOKIE, token, httponly=True, samesite="strict")
@@ -96,7 +99,7 @@ def _periods(db: Database) -> list[dict[str, Any]]:
             "SELECT b.period, count(*), sum(b.kwh), sum(b.amount), "
             "sum(CASE WHEN b.estimated THEN 1 ELSE 0 END) FROM bills b "
             "WHERE b.status = 'issued' GROUP BY b.period ORDER BY b.period DESC")).all()
-        exc = dict(conn.execute(text(
+        exc: dict[str, int] = dict(conn.execute(text(
             "SELECT e.period, count(DISTINCT e.account_id) FROM bill_exceptions e "
             "WHERE NOT EXISTS (SELECT 1 FROM bills b WHERE b.account_id = e.account_id "
             "AND b.period = e.period AND b.status <> 'cancelled') GROUP BY e.period")).all())

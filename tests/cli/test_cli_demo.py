@@ -1,0 +1,93 @@
+"""The CLI end to end: demo, exports, bill show, ledger check — as an operator would run them."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def dianfei(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run([sys.executable, "-m", "dianfei", *args],
+                          env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"dianfei {' '.join(args)} failed:\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture
+def demo_env(db_env: dict[str, str]) -> dict[str, str]:
+    dianfei(db_env, "demo", "--customers", "300", "--months", "14", "--seed", "3", "--no-serve")
+    return db_env
+
+
+def test_demo_bills_every_month_and_the_ledger_holds(demo_env: dict[str, str],
+                                                     tmp_path: Path) -> None:
+    summary = json.loads(dianfei(demo_env, "demo", "--customers", "300", "--months", "14",
+                                 "--seed", "3", "--no-serve", "--json").stdout)
+    # running the demo again on the same database resumes: nothing is billed twice
+    assert summary["customers"] == 300
+    assert summary["periods"] == "2025-01..2026-02"
+    assert summary["bills"] + summary["unbilled_exceptions"] >= 300 * 14 - 14
+    assert dianfei(demo_env, "ledger", "check").returncode == 0
+
+    out = tmp_path / "bills.csv"
+    dianfei(demo_env, "export", "bills", "--out", str(out))
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert len(rows) == summary["bills"]
+    assert list(rows[0]) == ["bill_id", "customer_id", "period", "issued_on", "due_on", "amount",
+                             "kwh", "paid_amount", "paid_in_full_on", "status"]
+    total = sum(int(r["amount"].replace(".", "")) for r in rows)
+    assert f"{total // 100}.{total % 100:02d}" == summary["amount_billed"]
+    assert all(len(r["amount"].split(".")[1]) == 2 for r in rows)
+
+    ledger = tmp_path / "ledger.csv"
+    dianfei(demo_env, "export", "ledger", "--out", str(ledger))
+    entries = list(csv.DictReader(ledger.open(encoding="utf-8")))
+    assert {e["kind"] for e in entries} == {"bill"} and len(entries) == len(rows)
+    assert entries[0]["posted_at"].endswith("+08:00")
+
+    customers = tmp_path / "customers.csv"
+    dianfei(demo_env, "export", "customers", "--out", str(customers))
+    people = list(csv.DictReader(customers.open(encoding="utf-8")))
+    assert len(people) == 300
+    assert all("*" in p["phone"] for p in people if p["phone"])  # masked
+
+
+def test_bill_show_json_and_html(demo_env: dict[str, str], tmp_path: Path) -> None:
+    doc = json.loads(dianfei(demo_env, "bill", "show", "C00000001", "--period", "2025-06",
+                             "--format", "json").stdout)
+    assert doc["account"] == "C00000001" and doc["period"] == "2025-06"
+    cents = sum(int(line["amount"].replace(".", "").replace("-", "")) *
+                (-1 if line["amount"].startswith("-") else 1) for line in doc["lines"])
+    assert f"{cents / 100:.2f}" == doc["total"]
+    assert doc["history"][0]["period"] == "2025-06" and len(doc["history"]) == 6
+    html = tmp_path / "bill.html"
+    dianfei(demo_env, "bill", "show", "C00000001", "--period", "2025-06", "--format", "html",
+            "--out", str(html))
+    assert doc["total"] in html.read_text(encoding="utf-8")
+
+
+def test_errors_are_one_clear_line_and_exit_2(db_env: dict[str, str]) -> None:
+    bad = dianfei(db_env, "bill", "run", "--period", "2026-13", check=False)
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("error: period month")
+    missing = dianfei(db_env, "bill", "show", "NOPE", "--period", "2026-01", check=False)
+    assert missing.returncode == 2 and "no bill for account NOPE" in missing.stderr
+
+
+def test_ledger_check_fails_on_a_tampered_ledger(demo_env: dict[str, str]) -> None:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(demo_env["DIANFEI_DATABASE_URL"])
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE bills SET amount = amount + 1 WHERE bill_id = "
+                          "(SELECT min(bill_id) FROM bills)"))
+    engine.dispose()
+    proc = dianfei(demo_env, "ledger", "check", check=False)
+    assert proc.returncode == 1
+    assert "every bill entry books an existing bill of the same account and amount" in proc.stderr
