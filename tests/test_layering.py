@@ -10,6 +10,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "dianfei"
 ORDER = ["core", "db", "customers", "tariffs", "metering", "notify", "ledger", "billing",
          "payments", "risk", "collections", "reporting", "security", "api", "web", "cli"]
 RANK = {name: i for i, name in enumerate(ORDER)}
+#: the one place allowed to see every model: Alembic needs the whole metadata
+MODEL_REGISTRY = {"db/metadata.py"}
 SAME_RANK = {("tariffs", "metering"), ("metering", "tariffs"), ("billing", "payments"),
              ("payments", "billing")}
 
@@ -28,7 +30,7 @@ def test_packages_only_import_downwards() -> None:
     wrong = []
     for path in SRC.rglob("*.py"):
         pkg = path.relative_to(SRC).parts[0]
-        if pkg not in RANK:
+        if pkg not in RANK or str(path.relative_to(SRC)) in MODEL_REGISTRY:
             continue
         for dep in imports(path):
             if dep in RANK and RANK[dep] > RANK[pkg] and (pkg, dep) not in SAME_RANK:

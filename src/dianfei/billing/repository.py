@@ -31,25 +31,28 @@ def billable_accounts(engine: Engine, period: Period) -> pl.DataFrame:
         "WHERE a.opened_on <= :last AND (a.closed_on IS NULL OR a.closed_on >= :first)",
         {"first": period.first_day, "last": period.last_day},
         dates=("tariff_from",),
-        schema={"capacity_kva": _i64(), "multiplier": _i64(), "digits": _i64(),
-                "low_income": _bool()},
+        schema={"capacity_kva": _i64(), "multiplier": _i64(), "digits": _i64(), "low_income": _bool()},
     )
 
 
 def live_bill_accounts(engine: Engine, period: Period) -> pl.DataFrame:
-    return read_frame(engine, "SELECT account_id FROM bills WHERE period = :p "
-                      "AND status <> 'cancelled'", {"p": str(period)})
+    return read_frame(
+        engine, "SELECT account_id FROM bills WHERE period = :p AND status <> 'cancelled'", {"p": str(period)}
+    )
 
 
 def run_exception_accounts(engine: Engine, run_id: str) -> pl.DataFrame:
-    return read_frame(engine, "SELECT account_id FROM bill_exceptions WHERE run_id = :r",
-                      {"r": run_id})
+    return read_frame(engine, "SELECT account_id FROM bill_exceptions WHERE run_id = :r", {"r": run_id})
 
 
 def cancelled_counts(engine: Engine, period: Period) -> pl.DataFrame:
-    return read_frame(engine, "SELECT account_id, count(*) AS cancelled FROM bills "
-                      "WHERE period = :p AND status = 'cancelled' GROUP BY account_id",
-                      {"p": str(period)}, schema={"cancelled": _i64()})
+    return read_frame(
+        engine,
+        "SELECT account_id, count(*) AS cancelled FROM bills "
+        "WHERE period = :p AND status = 'cancelled' GROUP BY account_id",
+        {"p": str(period)},
+        schema={"cancelled": _i64()},
+    )
 
 
 def _bool() -> object:
@@ -68,9 +71,10 @@ def year_to_date_kwh(engine: Engine, period: Period) -> pl.DataFrame:
     """Energy already billed this calendar year before ``period`` (annual tiers split on it)."""
     return read_frame(
         engine,
-        "SELECT account_id, sum(kwh) AS ytd_kwh FROM bills WHERE period >= :y AND period < :p "
-        "AND status <> 'cancelled' GROUP BY account_id",
-        {"y": f"{period.year:04d}-01", "p": str(period)}, schema={"ytd_kwh": _i64()},
+        "SELECT account_id, CAST(sum(kwh) AS BIGINT) AS ytd_kwh FROM bills "
+        "WHERE period >= :y AND period < :p AND status <> 'cancelled' GROUP BY account_id",
+        {"y": f"{period.year:04d}-01", "p": str(period)},
+        schema={"ytd_kwh": _i64()},
     )
 
 
@@ -80,7 +84,8 @@ def reads_between(engine: Engine, lo: datetime, hi: datetime) -> pl.DataFrame:
         "SELECT meter_id, register, read_at, value, source FROM register_reads "
         "WHERE read_at > :lo AND read_at <= :hi",
         {"lo": lo, "hi": hi},
-        instants=("read_at",), schema={"value": _i64()},
+        instants=("read_at",),
+        schema={"value": _i64()},
     )
 
 
@@ -93,18 +98,27 @@ def last_reads_before(engine: Engine, meter_ids: list[str], at: datetime) -> pl.
     for i in range(0, len(meter_ids), 500):
         batch = meter_ids[i : i + 500]
         names = {f"m{j}": m for j, m in enumerate(batch)}
-        frames.append(read_frame(
-            engine,
-            "SELECT r.meter_id, r.register, r.read_at, r.value, r.source FROM register_reads r "
-            "JOIN (SELECT meter_id, register, max(read_at) AS at FROM register_reads "
-            f"WHERE read_at <= :at AND meter_id IN ({', '.join(':' + k for k in names)}) "
-            "GROUP BY meter_id, register) x ON x.meter_id = r.meter_id "
-            "AND x.register = r.register AND x.at = r.read_at",
-            {"at": at, **names}, instants=("read_at",),
-        ))
+        frames.append(
+            read_frame(
+                engine,
+                "SELECT r.meter_id, r.register, r.read_at, r.value, r.source FROM register_reads r "
+                "JOIN (SELECT meter_id, register, max(read_at) AS at FROM register_reads "
+                f"WHERE read_at <= :at AND meter_id IN ({', '.join(':' + k for k in names)}) "
+                "GROUP BY meter_id, register) x ON x.meter_id = r.meter_id "
+                "AND x.register = r.register AND x.at = r.read_at",
+                {"at": at, **names},
+                instants=("read_at",),
+            )
+        )
     frames = [f for f in frames if f.height]
     if not frames:
-        return pl.DataFrame(schema={"meter_id": pl.String, "register": pl.String,
-                                    "read_at": pl.Datetime("us", "UTC"), "value": pl.Int64,
-                                    "source": pl.String})
+        return pl.DataFrame(
+            schema={
+                "meter_id": pl.String,
+                "register": pl.String,
+                "read_at": pl.Datetime("us", "UTC"),
+                "value": pl.Int64,
+                "source": pl.String,
+            }
+        )
     return pl.concat(frames, how="vertical_relaxed")
