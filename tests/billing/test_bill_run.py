@@ -168,3 +168,25 @@ def test_nothing_is_billed_before_the_period_starts(db: Database) -> None:
     with pytest.raises(ValidationError, match="before it starts"):
         run_bill_run(db, FEB, FixedClock(datetime(2026, 1, 20, tzinfo=BUSINESS_TZ)))
     assert date(2026, 1, 1) < FEB.first_day
+
+
+def test_a_bill_starts_where_the_last_bill_stopped_never_at_a_faulty_read(db: Database) -> None:
+    # given: January billed 1000 → 1100; February's read (1050) goes backwards: a meter fault
+    load_people(db, [Person("C1")])
+    mar = Period(2026, 3)
+    Reads().add("C1", OPEN, 1000_00).add("C1", month_end(JAN), 1100_00) \
+        .add("C1", month_end(FEB), 1050_00).add("C1", month_end(mar), 1300_00).store(db)
+    run_bill_run(db, JAN, issue_clock(JAN))
+    feb = run_bill_run(db, FEB, issue_clock(FEB))
+    assert (feb.billed, feb.exceptions) == (0, 1)
+    # when March is billed
+    run_bill_run(db, mar, issue_clock(mar))
+    # then it starts from January's closing read (上期止码 1100), not from the faulty 1050:
+    # 200 kWh × 0.5380 = 107.60
+    got = {b["period"]: (b["kwh"], b["amount"]) for b in bills(db)}
+    assert got == {"2026-01": (100_00, 5380), "2026-03": (200_00, 10760)}
+    # and billing February now would overlap March: refused with a reason, not billed twice
+    again = run_bill_run(db, FEB, issue_clock(mar))
+    assert (again.billed, again.exceptions) == (0, 1)
+    assert scalar(db.engine, "SELECT reason FROM bill_exceptions WHERE run_id = :r",
+                  r=again.run_id) == "covered_by_later_bill"

@@ -23,10 +23,14 @@ RATER_COLUMN = {"total": "kwh", "sharp": "sharp_kwh", "peak": "peak_kwh", "flat"
                 "valley": "valley_kwh", "kvarh": "kvarh", "demand_kw": "max_demand_kw"}
 
 
-def select_reads(reads: pl.DataFrame, start: datetime, end: datetime) -> pl.DataFrame:
+def select_reads(reads: pl.DataFrame, start: datetime, end: datetime,
+                 opening_at: pl.DataFrame | None = None) -> pl.DataFrame:
     """Opening and closing read per (meter, register).
 
-    ``reads``: meter_id, register, read_at (UTC), value, source.
+    ``reads``: meter_id, register, read_at (UTC), value, source. ``opening_at`` (meter_id,
+    open_from): where the meter's last bill stopped. The opening read is the read at that instant
+    (起码 = 上期止码), so a faulty read that was never billed is never started from; meters
+    without a previous bill start from the last read at or before ``start``.
     Returns meter_id, register, open_value, open_at, open_source, close_value, close_at,
     close_source (open_* null when there is no read at or before ``start``; close_* null
     when none in (start, end]).
@@ -44,6 +48,16 @@ def select_reads(reads: pl.DataFrame, start: datetime, end: datetime) -> pl.Data
         .select("meter_id", "register", pl.col("value").alias("open_value"),
                 pl.col("read_at").alias("open_at"), pl.col("source").alias("open_source"))
     )
+    if opening_at is not None and opening_at.height:
+        exact = (
+            s.join(opening_at, on="meter_id", how="inner")
+            .filter(pl.col("read_at") == pl.col("open_from"))
+            .group_by("meter_id", "register").last()
+            .select("meter_id", "register", pl.col("value").alias("open_value"),
+                    pl.col("read_at").alias("open_at"), pl.col("source").alias("open_source"))
+        )
+        opening = pl.concat([exact, opening.join(exact, on=["meter_id", "register"],
+                                                 how="anti")])
     return closing.join(opening, on=["meter_id", "register"], how="full", coalesce=True)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
@@ -122,3 +122,79 @@ def last_reads_before(engine: Engine, meter_ids: list[str], at: datetime) -> pl.
             }
         )
     return pl.concat(frames, how="vertical_relaxed")
+
+
+def previous_closing(engine: Engine, period: Period, missing: list[str] | None = None,
+                     *, within_year: bool = False) -> pl.DataFrame:
+    """Where each meter's last live bill stopped (meter_id, open_from): from the previous period's
+    bills; for the ``missing`` meters, from their latest live bill before ``period``; with
+    ``within_year``, the latest live bill of every meter in the twelve periods before."""
+    import polars as pl
+
+    schema: dict[str, Any] = {"meter_id": pl.String, "open_from": pl.Datetime("us", "UTC")}
+    if within_year:
+        lo = period
+        for _ in range(12):
+            lo = lo.prev()
+        return read_frame(
+            engine,
+            "SELECT meter_id, max(read_to_at) AS open_from FROM bills WHERE status = 'issued' "
+            "AND period >= :lo AND period < :p AND meter_id IS NOT NULL GROUP BY meter_id",
+            {"lo": str(lo), "p": str(period)}, instants=("open_from",), schema=schema)
+    if missing is None:
+        return read_frame(
+            engine,
+            "SELECT meter_id, read_to_at AS open_from FROM bills WHERE period = :p "
+            "AND status = 'issued' AND meter_id IS NOT NULL AND read_to_at IS NOT NULL",
+            {"p": str(period.prev())}, instants=("open_from",), schema=schema)
+    frames = []
+    for i in range(0, len(missing), 500):
+        names = {f"m{j}": m for j, m in enumerate(missing[i : i + 500])}
+        frames.append(read_frame(
+            engine,
+            "SELECT meter_id, max(read_to_at) AS open_from FROM bills WHERE status = 'issued' "
+            f"AND period < :p AND meter_id IN ({', '.join(':' + k for k in names)}) "
+            "GROUP BY meter_id",
+            {"p": str(period), **names}, instants=("open_from",), schema=schema))
+    frames = [f for f in frames if f.height]
+    return pl.concat(frames) if frames else pl.DataFrame(schema=schema)
+
+
+def later_bill_starts(engine: Engine, period: Period) -> pl.DataFrame:
+    """Accounts with a live bill for a later period, and the earliest opening read instant among
+    those bills (account_id, later_from): billing ``period`` again must not overlap them."""
+    import polars as pl
+
+    return read_frame(
+        engine,
+        "SELECT account_id, min(read_from_at) AS later_from FROM bills WHERE period > :p "
+        "AND status = 'issued' GROUP BY account_id",
+        {"p": str(period)}, instants=("later_from",),
+        schema={"account_id": pl.String, "later_from": pl.Datetime("us", "UTC")})
+
+
+def reads_of_meters(engine: Engine, meter_ids: list[str], lo: datetime,
+                    hi: datetime) -> pl.DataFrame:
+    """Every read of the given meters in [lo, hi] (few meters: the ones whose last bill stopped
+    before the usual read window)."""
+    import polars as pl
+
+    frames = []
+    for i in range(0, len(meter_ids), 500):
+        names = {f"m{j}": m for j, m in enumerate(meter_ids[i : i + 500])}
+        frames.append(read_frame(
+            engine,
+            "SELECT meter_id, register, read_at, value, source FROM register_reads "
+            f"WHERE read_at >= :lo AND read_at <= :hi AND meter_id IN "
+            f"({', '.join(':' + k for k in names)})",
+            {"lo": lo, "hi": hi, **names}, instants=("read_at",), schema={"value": _i64()}))
+    frames = [f for f in frames if f.height]
+    return pl.concat(frames, how="vertical_relaxed") if frames else frames_empty_reads()
+
+
+def frames_empty_reads() -> pl.DataFrame:
+    import polars as pl
+
+    return pl.DataFrame(schema={"meter_id": pl.String, "register": pl.String,
+                                "read_at": pl.Datetime("us", "UTC"), "value": pl.Int64,
+                                "source": pl.String})

@@ -125,13 +125,31 @@ def run_bill_run(db: Database, period: Period, clock: Clock, *,
     meters = cand.filter(pl.col("meter_id").is_not_null()).select(
         "meter_id", "multiplier", "digits").unique("meter_id")
     reads = reads.join(meters.select("meter_id"), on="meter_id", how="semi")
-    selected = select_reads(reads, start, end)
+    # 起码 = 上期止码: each meter starts where its last live bill stopped
+    opening_at = repo.previous_closing(eng, period).join(meters.select("meter_id"),
+                                                         on="meter_id", how="semi")
+    unbilled_last_period = meters.join(opening_at, on="meter_id", how="anti")["meter_id"]
+    if unbilled_last_period.len():
+        # few meters: look them up one batch at a time; many (a first run, a new population):
+        # one scan of the last year's bills is cheaper than thousands of IN lists
+        few = unbilled_last_period.len() <= 20_000
+        earlier = repo.previous_closing(eng, period, unbilled_last_period.to_list() if few
+                                        else None, within_year=not few)
+        opening_at = pl.concat([opening_at, earlier.join(
+            unbilled_last_period.to_frame(), on="meter_id", how="semi")])
+    stale = opening_at.filter(pl.col("open_from") <= start - _READ_WINDOW)
+    if stale.height:
+        reads = pl.concat([reads, repo.reads_of_meters(
+            eng, stale["meter_id"].to_list(), stale["open_from"].min(),  # type: ignore[arg-type]
+            start - _READ_WINDOW)], how="vertical_relaxed")
+    selected = select_reads(reads, start, end, opening_at)
     no_open = selected.filter(pl.col("open_value").is_null() & pl.col("close_value").is_not_null())
     if no_open.height:
         older = repo.last_reads_before(eng, no_open["meter_id"].unique().to_list(),
                                        start - _READ_WINDOW)
         if older.height:
-            selected = select_reads(pl.concat([reads, older], how="vertical_relaxed"), start, end)
+            selected = select_reads(pl.concat([reads, older], how="vertical_relaxed"), start, end,
+                                    opening_at)
     t_read = time.perf_counter()
 
     # --- consumption and rating ------------------------------------------------------------
@@ -140,13 +158,20 @@ def run_bill_run(db: Database, period: Period, clock: Clock, *,
     ytd = repo.year_to_date_kwh(eng, period)
     base = cand.select("account_id", "customer_id", "meter_id", "multiplier", "tariff_id",
                        "low_income", "capacity_kva", "demand_basis", "n")
+    later = repo.later_bill_starts(eng, period)
+    base = base.join(later, on="account_id", how="left")
     structural = base.select(
         "account_id",
-        pl.when(pl.col("n") > 1).then(pl.lit("multiple_meters"))
+        # a later bill already covers this period's energy: billing it again would bill twice
+        pl.when(pl.col("later_from") <= start).then(pl.lit("covered_by_later_bill"))
+        .when(pl.col("n") > 1).then(pl.lit("multiple_meters"))
         .when(pl.col("meter_id").is_null()).then(pl.lit("no_meter"))
         .when(pl.col("tariff_id").is_null()).then(pl.lit("no_tariff"))
         .otherwise(None).alias("reason"),
-        pl.when(pl.col("n") > 1).then(pl.lit("account has more than one active meter; "
+        pl.when(pl.col("later_from") <= start).then(pl.lit(
+            "a bill of a later period already starts at or before this period's start; "
+            "cancel it first, then bill both again"))
+        .when(pl.col("n") > 1).then(pl.lit("account has more than one active meter; "
                                              "multi-meter accounts are billed manually"))
         .when(pl.col("meter_id").is_null()).then(pl.lit("no meter installed in the period"))
         .when(pl.col("tariff_id").is_null()).then(pl.lit("no tariff assigned for the period"))

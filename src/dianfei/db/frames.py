@@ -52,7 +52,8 @@ def read_frame(engine: Engine, sql: str, params: dict[str, Any] | None = None,
     if untyped:
         frame = frame.with_columns([pl.col(c).cast(pl.String) for c in untyped])
     if schema:
-        frame = frame.with_columns([pl.col(c).cast(t) for c, t in schema.items()])
+        frame = frame.with_columns([pl.col(c).cast(t) for c, t in schema.items()
+                                    if c not in dates and c not in instants])
     fixes = []
     for name in dates:
         if frame.schema[name] == pl.String:
