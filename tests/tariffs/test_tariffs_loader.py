@@ -145,3 +145,14 @@ def test_tou_hours_must_cover_the_day(tmp_path: Path) -> None:
 def test_empty_directory(tmp_path: Path) -> None:
     with pytest.raises(TariffError, match="no tariff files"):
         load_catalogue(tmp_path)
+
+
+def test_allowance_priced_above_the_cheapest_kwh_is_refused(tmp_path: Path) -> None:
+    # 10 free kWh credited at 0.5380 on a tariff where a valley kWh costs 0.2880 would turn a
+    # small valley-heavy bill negative (found by `ledger check` on the demo)
+    msg = _error(tmp_path, GOOD + '\n[versions.low_income]\nfree_kwh = "10"\nprice = "0.5380"\n'
+                 'source = "test"\n')
+    assert "t-test.toml: versions[1].low_income.price" in msg
+    assert "exceeds the lowest energy price 0.2880" in msg
+    _load(tmp_path, GOOD + '\n[versions.low_income]\nfree_kwh = "10"\nprice = "0.2880"\n'
+          'source = "test"\n')

@@ -344,17 +344,34 @@ def _version(raw: Any, path: str, tariff_id: str, name: str, cls: str) -> Tariff
     if pf is not None and pf not in standard_tables():
         raise _Bad(f"{path}.pf_standard", f"PF standard {pf!r} not in the tables "
                                           f"({', '.join(standard_tables())})")
+    energy = _energy(v["energy"], f"{path}.energy")
+    allowance = (_low_income(v["low_income"], f"{path}.low_income")
+                 if "low_income" in v else None)
+    if allowance is not None and allowance.price > _lowest_energy_price(energy):
+        # a free kWh credited above what the cheapest kWh costs could make a bill negative
+        raise _Bad(f"{path}.low_income.price",
+                   f"the allowance price {allowance.price / 10000:.4f} exceeds the lowest energy "
+                   f"price {_lowest_energy_price(energy) / 10000:.4f}: a small bill would go "
+                   "negative")
     return TariffVersion(
         tariff_id=tariff_id, name=name, customer_class=cls,
         effective_from=start, effective_to=end,
         source=_str(v["source"], f"{path}.source"),
-        energy=_energy(v["energy"], f"{path}.energy"),
+        energy=energy,
         basic=_basic(v["basic"], f"{path}.basic") if "basic" in v else None,
         pf_standard=pf,
         funds=_funds(v["funds"], f"{path}.funds") if "funds" in v else (),
-        low_income=_low_income(v["low_income"], f"{path}.low_income")
-        if "low_income" in v else None,
+        low_income=allowance,
     )
+
+
+def _lowest_energy_price(energy: EnergyCharge) -> int:
+    """The least any kWh can cost under this energy charge (tier increments only add)."""
+    if isinstance(energy, FlatEnergy):
+        return energy.price
+    if isinstance(energy, TieredEnergy):
+        return min(energy.prices)
+    return min(price for _, price in energy.prices)
 
 
 def _check_continuity(versions: list[tuple[int, TariffVersion]]) -> None:
