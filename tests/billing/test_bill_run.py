@@ -190,3 +190,22 @@ def test_a_bill_starts_where_the_last_bill_stopped_never_at_a_faulty_read(db: Da
     assert (again.billed, again.exceptions) == (0, 1)
     assert scalar(db.engine, "SELECT reason FROM bill_exceptions WHERE run_id = :r",
                   r=again.run_id) == "covered_by_later_bill"
+
+
+def test_long_read_gaps_start_from_the_last_bill_or_the_installation_read(db: Database) -> None:
+    may = Period(2026, 5)
+    load_people(db, [Person("C1"), Person("C2")])
+    # C1: billed in January, then no read for three months (exceptions), read again in May
+    # C2: installed with a read in October 2025, first read after that in May
+    Reads().add("C1", OPEN, 1000_00).add("C1", month_end(JAN), 1100_00) \
+        .add("C1", month_end(may), 1400_00) \
+        .add("C2", month_end(Period(2025, 9)), 20_00).add("C2", month_end(may), 520_00).store(db)
+    run_bill_run(db, JAN, issue_clock(JAN))
+    for p in (FEB, Period(2026, 3), Period(2026, 4)):
+        assert run_bill_run(db, p, issue_clock(p)).exceptions == 2
+    res = run_bill_run(db, may, issue_clock(may))
+    assert (res.billed, res.exceptions) == (2, 0)
+    got = {(b["account_id"], b["period"]): b["kwh"] for b in bills(db)}
+    # C1 from January's closing read 1100 (three months before), C2 from its installation read
+    assert got[("C1", "2026-05")] == 300_00
+    assert got[("C2", "2026-05")] == 500_00

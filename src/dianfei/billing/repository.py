@@ -89,39 +89,38 @@ def reads_between(engine: Engine, lo: datetime, hi: datetime) -> pl.DataFrame:
     )
 
 
-def last_reads_before(engine: Engine, meter_ids: list[str], at: datetime) -> pl.DataFrame:
-    """The latest read at or before ``at`` of each register of the given meters (fallback for
-    meters whose previous read is older than the usual window)."""
+def _for_ids(engine: Engine, sql: str, ids: list[str], params: dict[str, Any],
+             empty: dict[str, Any], **kwargs: Any) -> pl.DataFrame:
+    """Run ``sql`` (whose ``{ids}`` stands for an IN list) for the ids, 500 at a time."""
     import polars as pl
 
     frames = []
-    for i in range(0, len(meter_ids), 500):
-        batch = meter_ids[i : i + 500]
-        names = {f"m{j}": m for j, m in enumerate(batch)}
-        frames.append(
-            read_frame(
-                engine,
-                "SELECT r.meter_id, r.register, r.read_at, r.value, r.source FROM register_reads r "
-                "JOIN (SELECT meter_id, register, max(read_at) AS at FROM register_reads "
-                f"WHERE read_at <= :at AND meter_id IN ({', '.join(':' + k for k in names)}) "
-                "GROUP BY meter_id, register) x ON x.meter_id = r.meter_id "
-                "AND x.register = r.register AND x.at = r.read_at",
-                {"at": at, **names},
-                instants=("read_at",),
-            )
-        )
+    for i in range(0, len(ids), 500):
+        names = {f"m{j}": m for j, m in enumerate(ids[i : i + 500])}
+        in_list = ", ".join(":" + k for k in names)
+        frames.append(read_frame(engine, sql.replace("{ids}", in_list), {**params, **names},
+                                 **kwargs))
     frames = [f for f in frames if f.height]
-    if not frames:
-        return pl.DataFrame(
-            schema={
-                "meter_id": pl.String,
-                "register": pl.String,
-                "read_at": pl.Datetime("us", "UTC"),
-                "value": pl.Int64,
-                "source": pl.String,
-            }
-        )
-    return pl.concat(frames, how="vertical_relaxed")
+    return pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame(schema=empty)
+
+
+def _read_schema() -> dict[str, Any]:
+    import polars as pl
+
+    return {"meter_id": pl.String, "register": pl.String, "read_at": pl.Datetime("us", "UTC"),
+            "value": pl.Int64, "source": pl.String}
+
+
+def last_reads_before(engine: Engine, meter_ids: list[str], at: datetime) -> pl.DataFrame:
+    """The latest read at or before ``at`` of each register of the given meters (fallback for
+    meters whose previous read is older than the usual window)."""
+    return _for_ids(
+        engine,
+        "SELECT r.meter_id, r.register, r.read_at, r.value, r.source FROM register_reads r "
+        "JOIN (SELECT meter_id, register, max(read_at) AS at FROM register_reads "
+        "WHERE read_at <= :at AND meter_id IN ({ids}) GROUP BY meter_id, register) x "
+        "ON x.meter_id = r.meter_id AND x.register = r.register AND x.at = r.read_at",
+        meter_ids, {"at": at}, _read_schema(), instants=("read_at",), schema={"value": _i64()})
 
 
 def previous_closing(engine: Engine, period: Period, missing: list[str] | None = None,
@@ -147,17 +146,11 @@ def previous_closing(engine: Engine, period: Period, missing: list[str] | None =
             "SELECT meter_id, read_to_at AS open_from FROM bills WHERE period = :p "
             "AND status = 'issued' AND meter_id IS NOT NULL AND read_to_at IS NOT NULL",
             {"p": str(period.prev())}, instants=("open_from",), schema=schema)
-    frames = []
-    for i in range(0, len(missing), 500):
-        names = {f"m{j}": m for j, m in enumerate(missing[i : i + 500])}
-        frames.append(read_frame(
-            engine,
-            "SELECT meter_id, max(read_to_at) AS open_from FROM bills WHERE status = 'issued' "
-            f"AND period < :p AND meter_id IN ({', '.join(':' + k for k in names)}) "
-            "GROUP BY meter_id",
-            {"p": str(period), **names}, instants=("open_from",), schema=schema))
-    frames = [f for f in frames if f.height]
-    return pl.concat(frames) if frames else pl.DataFrame(schema=schema)
+    return _for_ids(
+        engine,
+        "SELECT meter_id, max(read_to_at) AS open_from FROM bills WHERE status = 'issued' "
+        "AND period < :p AND meter_id IN ({ids}) GROUP BY meter_id",
+        missing, {"p": str(period)}, schema, instants=("open_from",), schema=schema)
 
 
 def later_bill_starts(engine: Engine, period: Period) -> pl.DataFrame:
@@ -177,24 +170,9 @@ def reads_of_meters(engine: Engine, meter_ids: list[str], lo: datetime,
                     hi: datetime) -> pl.DataFrame:
     """Every read of the given meters in [lo, hi] (few meters: the ones whose last bill stopped
     before the usual read window)."""
-    import polars as pl
-
-    frames = []
-    for i in range(0, len(meter_ids), 500):
-        names = {f"m{j}": m for j, m in enumerate(meter_ids[i : i + 500])}
-        frames.append(read_frame(
-            engine,
-            "SELECT meter_id, register, read_at, value, source FROM register_reads "
-            f"WHERE read_at >= :lo AND read_at <= :hi AND meter_id IN "
-            f"({', '.join(':' + k for k in names)})",
-            {"lo": lo, "hi": hi, **names}, instants=("read_at",), schema={"value": _i64()}))
-    frames = [f for f in frames if f.height]
-    return pl.concat(frames, how="vertical_relaxed") if frames else frames_empty_reads()
-
-
-def frames_empty_reads() -> pl.DataFrame:
-    import polars as pl
-
-    return pl.DataFrame(schema={"meter_id": pl.String, "register": pl.String,
-                                "read_at": pl.Datetime("us", "UTC"), "value": pl.Int64,
-                                "source": pl.String})
+    return _for_ids(
+        engine,
+        "SELECT meter_id, register, read_at, value, source FROM register_reads "
+        "WHERE read_at >= :lo AND read_at <= :hi AND meter_id IN ({ids})",
+        meter_ids, {"lo": lo, "hi": hi}, _read_schema(), instants=("read_at",),
+        schema={"value": _i64()})

@@ -180,6 +180,13 @@ def run_bill_run(db: Database, period: Period, clock: Clock, *,
     base = base.join(structural, on="account_id", how="anti")
     read_problems = base.join(problems, on="meter_id", how="inner").select(
         "account_id", "reason", "detail")
+    # a meter without any read near the period has no row at all: it must still be reported
+    unread = (base.join(usage.select("meter_id"), on="meter_id", how="anti")
+              .join(problems.select("meter_id"), on="meter_id", how="anti")
+              .select("account_id", pl.lit("no_read").alias("reason"),
+                      pl.format("meter {} register total: no read in the period",
+                                "meter_id").alias("detail")))
+    read_problems = pl.concat([read_problems, unread])
     rated_in = (
         base.join(usage, on="meter_id", how="inner")
         .join(ytd, on="account_id", how="left")
@@ -240,6 +247,11 @@ def run_bill_run(db: Database, period: Period, clock: Clock, *,
         rate_errors.select("account_id", "reason", "detail"),
     ], how="vertical_relaxed").unique("account_id", keep="first").sort("account_id").with_columns(
         pl.lit(run.run_id).alias("run_id"), pl.lit(str(period)).alias("period"))
+    accounted = bills.height + exceptions.height
+    if accounted != result.candidates - (run.billed + run.exceptions if resumed else 0):
+        raise AssertionError(  # never bill silently short: stop before writing anything
+            f"bill run {run.run_id}: {accounted} accounts billed or excepted of "
+            f"{cand['account_id'].n_unique()} candidates")
     result.timings["read_s"] = t_read - t0
     result.timings["rate_s"] = t_rate - t_read
     _write(db, run, bills, lines, exceptions, clock, chunk_size, result, progress)

@@ -2,7 +2,7 @@
 
 Chinese electricity bills round every line to the fen (0.01 yuan) half-up; totals are the sum of
 the rounded lines. Unit prices carry four decimal places (e.g. 0.5380 yuan/kWh). Quantities of
-energy carry at most two decimals (register reads are XXXXXX.XX kWh), so the columnar engine can
+energy carry at most two decimals (a register shows e.g. 123456.78 kWh), so the columnar engine can
 hold them as integer centi-kWh and compute every amount exactly in integers.
 """
 
