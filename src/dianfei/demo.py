@@ -32,7 +32,6 @@ def _marker(db: Database) -> dict[str, Any] | None:
 
 def run_demo(db: Database, *, customers: int, months: int, seed: int,
              show_progress: bool = False) -> dict[str, Any]:
-    import polars as pl
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from dianfei import sim
@@ -80,11 +79,12 @@ def run_demo(db: Database, *, customers: int, months: int, seed: int,
             run_bill_run(db, period, FixedClock(issue_at))
             progress.update(t, advance=1, description=f"monthly cycle {period}")
             period = period.next()
-    last = Period.parse(str(period.prev()))
-    return _summary(db, DEMO_START, last, pl)
+    return _summary(db, DEMO_START, period.prev())
 
 
-def _summary(db: Database, first: Period, last: Period, pl: Any) -> dict[str, Any]:
+def _summary(db: Database, first: Period, last: Period) -> dict[str, Any]:
+    from dianfei.billing.service import open_exceptions
+
     with db.engine.connect() as conn:
         customers = conn.execute(text("SELECT count(*) FROM customers")).scalar_one()
         rows = conn.execute(text(
@@ -93,10 +93,6 @@ def _summary(db: Database, first: Period, last: Period, pl: Any) -> dict[str, An
             "ON c.customer_id = b.customer_id WHERE b.status = 'issued' "
             "AND b.period BETWEEN :a AND :z GROUP BY c.customer_class ORDER BY 1"),
             {"a": str(first), "z": str(last)}).all()
-        exceptions = conn.execute(text(
-            "SELECT count(*) FROM bill_exceptions e WHERE NOT EXISTS (SELECT 1 FROM bills b "
-            "WHERE b.account_id = e.account_id AND b.period = e.period "
-            "AND b.status <> 'cancelled')")).scalar_one()
     by_class = {r[0]: {"bills": r[1], "kwh": fmt_qty(int(r[2])), "amount": fmt_yuan(int(r[3]))}
                 for r in rows}
     return {
@@ -105,7 +101,7 @@ def _summary(db: Database, first: Period, last: Period, pl: Any) -> dict[str, An
         "bills": sum(r[1] for r in rows),
         "kwh": fmt_qty(sum(int(r[2]) for r in rows)),
         "amount_billed": fmt_yuan(sum(int(r[3]) for r in rows)),
-        "unbilled_exceptions": exceptions,
+        "unbilled_exceptions": open_exceptions(db).height,
         "by_class": by_class,
     }
 

@@ -209,3 +209,21 @@ def test_long_read_gaps_start_from_the_last_bill_or_the_installation_read(db: Da
     # C1 from January's closing read 1100 (three months before), C2 from its installation read
     assert got[("C1", "2026-05")] == 300_00
     assert got[("C2", "2026-05")] == 500_00
+
+
+def test_an_account_failing_in_two_runs_is_one_open_exception(db: Database) -> None:
+    from dianfei.billing.service import open_exceptions, period_totals
+
+    load_people(db, [Person("C1"), Person("C2")])
+    Reads().add("C1", OPEN, 0).add("C2", OPEN, 0).add("C2", month_end(JAN), 10_00).store(db)
+    run_bill_run(db, JAN, issue_clock(JAN))
+    run_bill_run(db, JAN, issue_clock(JAN))  # C1 still has no read: excepted again
+    assert scalar(db.engine, "SELECT count(*) FROM bill_exceptions") == 2
+    assert open_exceptions(db).select("period", "account_id", "reason").rows() == [
+        ("2026-01", "C1", "no_read")]
+    assert period_totals(db).select("period", "bills", "kwh", "exceptions").rows() == [
+        ("2026-01", 1, 10_00, 1)]
+    # once C1's read arrives and it is billed, it leaves the exceptions list
+    Reads().add("C1", month_end(JAN), 5_00).store(db)
+    run_bill_run(db, JAN, issue_clock(JAN))
+    assert open_exceptions(db).height == 0

@@ -176,3 +176,30 @@ def reads_of_meters(engine: Engine, meter_ids: list[str], lo: datetime,
         "WHERE read_at >= :lo AND read_at <= :hi AND meter_id IN ({ids})",
         meter_ids, {"lo": lo, "hi": hi}, _read_schema(), instants=("read_at",),
         schema={"value": _i64()})
+
+
+def open_exceptions(engine: Engine, period: Period | None = None) -> pl.DataFrame:
+    """Accounts still without a live bill for a period in which a run could not bill them:
+    period, account_id, reason, detail, run_id — the latest run's reason, one row per account and
+    period (an account that failed in two runs is one open exception, not two)."""
+    where, params = ("e.period = :p AND", {"p": str(period)}) if period else ("", {})
+    frame = read_frame(
+        engine,
+        "SELECT e.period, e.account_id, e.reason, e.detail, e.run_id FROM bill_exceptions e "
+        f"WHERE {where} NOT EXISTS (SELECT 1 FROM bills b WHERE b.account_id = e.account_id "
+        "AND b.period = e.period AND b.status <> 'cancelled') "
+        "ORDER BY e.period, e.account_id, e.run_id", params)
+    return frame.unique(["period", "account_id"], keep="last", maintain_order=True)
+
+
+def period_totals(engine: Engine) -> pl.DataFrame:
+    """Per billed period, newest first: live bills, kWh, amount (fen), bills on estimated reads."""
+    import polars as pl
+
+    return read_frame(
+        engine,
+        "SELECT period, count(*) AS bills, CAST(sum(kwh) AS BIGINT) AS kwh, "
+        "CAST(sum(amount) AS BIGINT) AS amount, "
+        "CAST(sum(CASE WHEN estimated THEN 1 ELSE 0 END) AS BIGINT) AS estimated "
+        "FROM bills WHERE status = 'issued' GROUP BY period ORDER BY period DESC",
+        schema={"bills": pl.Int64, "kwh": pl.Int64, "amount": pl.Int64, "estimated": pl.Int64})

@@ -33,7 +33,7 @@ from dianfei.billing.consumption import (
 )
 from dianfei.billing.models import Bill, BillRun
 from dianfei.core.clock import Clock, Period, business_date, start_of_day
-from dianfei.core.errors import ConflictError, NotFoundError, ValidationError
+from dianfei.core.errors import ConflictError, NotFoundError, TariffError, ValidationError
 from dianfei.db.bulk import write_frame
 from dianfei.ledger import service as ledger
 from dianfei.ledger.models import LedgerEntry
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     import polars as pl
 
     from dianfei.db.engine import Database
+    from dianfei.tariffs.models import TariffVersion
 
 #: how far back the usual query looks for opening reads (the previous monthly frozen read sits
 #: exactly at the start); older ones are fetched per meter
@@ -202,10 +203,15 @@ def run_bill_run(db: Database, period: Period, clock: Clock, *,
         )
     )
     catalogue = load_catalogue(tariff_dir or db.settings.billing.tariff_dir)
-    tou_periods = {
-        t: tuple(getattr(catalogue.version_for(t, period).energy, "periods", ()))
-        for t in rated_in["tariff_id"].unique().to_list()
-        if t is not None and t in catalogue.ids() and _in_force(catalogue, t, period)}
+    # the version in force for each tariff used; unknown tariffs and tariffs with no version in
+    # force are left out here and reported per account by the rater
+    in_force: dict[str, TariffVersion] = {}
+    for t in rated_in["tariff_id"].drop_nulls().unique().to_list():
+        try:
+            in_force[t] = catalogue.version_for(t, period)
+        except TariffError:
+            continue
+    tou_periods = {t: tuple(getattr(v.energy, "periods", ())) for t, v in in_force.items()}
     rated_in = fit_registers_to_tariff(rated_in, tou_periods)
     lines, rate_errors = rate_frame(catalogue, period, rated_in.select(
         "account_id", "tariff_id", "kwh", "ytd_kwh", "sharp_kwh", "peak_kwh", "flat_kwh",
@@ -213,9 +219,7 @@ def run_bill_run(db: Database, period: Period, clock: Clock, *,
     t_rate = time.perf_counter()
 
     # --- bills, ledger, exceptions ---------------------------------------------------------
-    versions = {t: str(catalogue.version_for(t, period).effective_from)
-                for t in rated_in["tariff_id"].unique().to_list()
-                if t is not None and t in catalogue.ids() and _in_force(catalogue, t, period)}
+    versions = {t: str(v.effective_from) for t, v in in_force.items()}
     cancelled = repo.cancelled_counts(eng, period)
     totals = lines.group_by("account_id").agg(pl.col("amount").sum().alias("amount"))
     ok = rated_in.join(rate_errors.select("account_id"), on="account_id", how="anti")
@@ -264,16 +268,6 @@ def run_bill_run(db: Database, period: Period, clock: Clock, *,
         result.billed, result.exceptions, result.amount = final.billed, final.exceptions, final.amount
     result.timings["total_s"] = time.perf_counter() - t0
     return result
-
-
-def _in_force(catalogue: object, tariff_id: str, period: Period) -> bool:
-    from dianfei.core.errors import TariffError
-
-    try:
-        catalogue.version_for(tariff_id, period)  # type: ignore[attr-defined]
-    except TariffError:
-        return False
-    return True
 
 
 def _write(db: Database, run: BillRun, bills: pl.DataFrame, lines: pl.DataFrame,
@@ -357,3 +351,17 @@ def rebill(db: Database, clock: Clock, bill_id: str, reason: str,
                                      Bill.status == "issued")
                   .values(replaces_bill_id=bill_id))
     return result
+
+
+def open_exceptions(db: Database, period: Period | None = None) -> pl.DataFrame:
+    """The exceptions list: accounts not billed for a period, with the latest reason."""
+    return repo.open_exceptions(db.engine, period)
+
+
+def period_totals(db: Database) -> pl.DataFrame:
+    """Billed periods with bill counts, kWh, amounts and open exceptions, newest first."""
+    import polars as pl
+
+    open_by_period = open_exceptions(db).group_by("period").agg(pl.len().alias("exceptions"))
+    return (repo.period_totals(db.engine).join(open_by_period, on="period", how="left")
+            .with_columns(pl.col("exceptions").fill_null(0).cast(pl.Int64)))

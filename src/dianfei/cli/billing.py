@@ -125,16 +125,9 @@ def bill_exceptions(
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Accounts the period's runs could not bill and that still have no bill, with reasons."""
-    from dianfei.db.frames import read_frame
+    from dianfei.billing.service import open_exceptions
 
-    p = Period.parse(period)
-    frame = read_frame(database().engine,
-                       "SELECT e.account_id, e.reason, e.detail, e.run_id FROM bill_exceptions e "
-                       "WHERE e.period = :p AND NOT EXISTS (SELECT 1 FROM bills b WHERE "
-                       "b.account_id = e.account_id AND b.period = e.period "
-                       "AND b.status <> 'cancelled') ORDER BY e.account_id, e.run_id",
-                       {"p": str(p)})
-    rows = frame.unique("account_id", keep="last", maintain_order=True).to_dicts()
+    rows = open_exceptions(database(), Period.parse(period)).drop("period").to_dicts()
     if json_out:
         print_json(rows)
     else:

@@ -10,6 +10,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from dianfei.billing.documents import bill_document
 from dianfei.billing.render import render_html
+from dianfei.billing.service import open_exceptions, period_totals
 from dianfei.core.clock import Period
 from dianfei.core.errors import DianfeiError
 from dianfei.core.money import fmt_qty, fmt_yuan
@@ -92,32 +93,10 @@ def create_app(db: Database) -> FastAPI:
 
 
 def _periods(db: Database) -> list[dict[str, Any]]:
-    from sqlalchemy import text
-
-    with db.engine.connect() as conn:
-        rows = conn.execute(text(
-            "SELECT b.period, count(*), sum(b.kwh), sum(b.amount), "
-            "sum(CASE WHEN b.estimated THEN 1 ELSE 0 END) FROM bills b "
-            "WHERE b.status = 'issued' GROUP BY b.period ORDER BY b.period DESC")).all()
-        exc: dict[str, int] = dict(conn.execute(text(
-            "SELECT e.period, count(DISTINCT e.account_id) FROM bill_exceptions e "
-            "WHERE NOT EXISTS (SELECT 1 FROM bills b WHERE b.account_id = e.account_id "
-            "AND b.period = e.period AND b.status <> 'cancelled') GROUP BY e.period")).all())
-    return [{"period": r[0], "bills": r[1], "kwh": fmt_qty(int(r[2] or 0)),
-             "amount": fmt_yuan(int(r[3] or 0)), "estimated": int(r[4] or 0),
-             "exceptions": int(exc.get(r[0], 0))} for r in rows]
+    return [{"period": r["period"], "bills": r["bills"], "kwh": fmt_qty(r["kwh"]),
+             "amount": fmt_yuan(r["amount"]), "estimated": r["estimated"],
+             "exceptions": r["exceptions"]} for r in period_totals(db).iter_rows(named=True)]
 
 
 def _exceptions(db: Database, period: Period) -> list[dict[str, Any]]:
-    from sqlalchemy import text
-
-    with db.engine.connect() as conn:
-        rows = conn.execute(text(
-            "SELECT e.account_id, e.reason, e.detail, e.run_id FROM bill_exceptions e "
-            "WHERE e.period = :p AND NOT EXISTS (SELECT 1 FROM bills b WHERE "
-            "b.account_id = e.account_id AND b.period = e.period AND b.status <> 'cancelled') "
-            "ORDER BY e.account_id, e.run_id"), {"p": str(period)}).mappings().all()
-    latest: dict[str, dict[str, Any]] = {}
-    for r in rows:
-        latest[r["account_id"]] = dict(r)
-    return list(latest.values())
+    return open_exceptions(db, period).drop("period").to_dicts()
