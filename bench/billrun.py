@@ -41,7 +41,6 @@ def _drop(name: str | None) -> None:
 
 
 def run(accounts: int, backend: str) -> dict[str, Any]:
-    import polars as pl
 
     from dianfei import sim
     from dianfei.billing.service import run_bill_run
@@ -94,7 +93,6 @@ def run(accounts: int, backend: str) -> dict[str, Any]:
                        "ledger_entries": ledger.height}
         db2 = open_database(load_settings({"DIANFEI_DATABASE_URL": url2,
                                            "DIANFEI_DATA_DIR": str(tmp / "var2")}))
-        bills = bills.with_columns(pl.col("bill_id"))
         t = time.perf_counter()
         with db2.engine.begin() as conn:
             write_frame(conn, "bills", bills)

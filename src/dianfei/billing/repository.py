@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import polars as pl
 from sqlalchemy import Engine
 
 from dianfei.core.clock import Period
 from dianfei.db.frames import read_frame
-
-if TYPE_CHECKING:
-    import polars as pl
 
 
 def billable_accounts(engine: Engine, period: Period) -> pl.DataFrame:
@@ -31,7 +29,8 @@ def billable_accounts(engine: Engine, period: Period) -> pl.DataFrame:
         "WHERE a.opened_on <= :last AND (a.closed_on IS NULL OR a.closed_on >= :first)",
         {"first": period.first_day, "last": period.last_day},
         dates=("tariff_from",),
-        schema={"capacity_kva": _i64(), "multiplier": _i64(), "digits": _i64(), "low_income": _bool()},
+        schema={"capacity_kva": pl.Int64, "multiplier": pl.Int64, "digits": pl.Int64,
+                "low_income": pl.Boolean},
     )
 
 
@@ -51,20 +50,10 @@ def cancelled_counts(engine: Engine, period: Period) -> pl.DataFrame:
         "SELECT account_id, count(*) AS cancelled FROM bills "
         "WHERE period = :p AND status = 'cancelled' GROUP BY account_id",
         {"p": str(period)},
-        schema={"cancelled": _i64()},
+        schema={"cancelled": pl.Int64},
     )
 
 
-def _bool() -> object:
-    import polars as pl
-
-    return pl.Boolean
-
-
-def _i64() -> object:
-    import polars as pl
-
-    return pl.Int64
 
 
 def year_to_date_kwh(engine: Engine, period: Period) -> pl.DataFrame:
@@ -74,7 +63,7 @@ def year_to_date_kwh(engine: Engine, period: Period) -> pl.DataFrame:
         "SELECT account_id, CAST(sum(kwh) AS BIGINT) AS ytd_kwh FROM bills "
         "WHERE period >= :y AND period < :p AND status <> 'cancelled' GROUP BY account_id",
         {"y": f"{period.year:04d}-01", "p": str(period)},
-        schema={"ytd_kwh": _i64()},
+        schema={"ytd_kwh": pl.Int64},
     )
 
 
@@ -85,14 +74,13 @@ def reads_between(engine: Engine, lo: datetime, hi: datetime) -> pl.DataFrame:
         "WHERE read_at > :lo AND read_at <= :hi",
         {"lo": lo, "hi": hi},
         instants=("read_at",),
-        schema={"value": _i64()},
+        schema={"value": pl.Int64},
     )
 
 
 def _for_ids(engine: Engine, sql: str, ids: list[str], params: dict[str, Any],
              empty: dict[str, Any], **kwargs: Any) -> pl.DataFrame:
     """Run ``sql`` (whose ``{ids}`` stands for an IN list) for the ids, 500 at a time."""
-    import polars as pl
 
     frames = []
     for i in range(0, len(ids), 500):
@@ -105,7 +93,6 @@ def _for_ids(engine: Engine, sql: str, ids: list[str], params: dict[str, Any],
 
 
 def _read_schema() -> dict[str, Any]:
-    import polars as pl
 
     return {"meter_id": pl.String, "register": pl.String, "read_at": pl.Datetime("us", "UTC"),
             "value": pl.Int64, "source": pl.String}
@@ -120,7 +107,7 @@ def last_reads_before(engine: Engine, meter_ids: list[str], at: datetime) -> pl.
         "JOIN (SELECT meter_id, register, max(read_at) AS at FROM register_reads "
         "WHERE read_at <= :at AND meter_id IN ({ids}) GROUP BY meter_id, register) x "
         "ON x.meter_id = r.meter_id AND x.register = r.register AND x.at = r.read_at",
-        meter_ids, {"at": at}, _read_schema(), instants=("read_at",), schema={"value": _i64()})
+        meter_ids, {"at": at}, _read_schema(), instants=("read_at",), schema={"value": pl.Int64})
 
 
 def previous_closing(engine: Engine, period: Period, missing: list[str] | None = None,
@@ -128,7 +115,6 @@ def previous_closing(engine: Engine, period: Period, missing: list[str] | None =
     """Where each meter's last live bill stopped (meter_id, open_from): from the previous period's
     bills; for the ``missing`` meters, from their latest live bill before ``period``; with
     ``within_year``, the latest live bill of every meter in the twelve periods before."""
-    import polars as pl
 
     schema: dict[str, Any] = {"meter_id": pl.String, "open_from": pl.Datetime("us", "UTC")}
     if within_year:
@@ -156,7 +142,6 @@ def previous_closing(engine: Engine, period: Period, missing: list[str] | None =
 def later_bill_starts(engine: Engine, period: Period) -> pl.DataFrame:
     """Accounts with a live bill for a later period, and the earliest opening read instant among
     those bills (account_id, later_from): billing ``period`` again must not overlap them."""
-    import polars as pl
 
     return read_frame(
         engine,
@@ -175,7 +160,7 @@ def reads_of_meters(engine: Engine, meter_ids: list[str], lo: datetime,
         "SELECT meter_id, register, read_at, value, source FROM register_reads "
         "WHERE read_at >= :lo AND read_at <= :hi AND meter_id IN ({ids})",
         meter_ids, {"lo": lo, "hi": hi}, _read_schema(), instants=("read_at",),
-        schema={"value": _i64()})
+        schema={"value": pl.Int64})
 
 
 def open_exceptions(engine: Engine, period: Period | None = None) -> pl.DataFrame:
@@ -194,7 +179,6 @@ def open_exceptions(engine: Engine, period: Period | None = None) -> pl.DataFram
 
 def period_totals(engine: Engine) -> pl.DataFrame:
     """Per billed period, newest first: live bills, kWh, amount (fen), bills on estimated reads."""
-    import polars as pl
 
     return read_frame(
         engine,

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 KINDS = ("bills", "ledger", "customers")
 
 
-def _yuan(col: str) -> pl.Expr:
+def _two_places(col: str) -> pl.Expr:
+    """An integer column in hundredths (fen, 0.01 kWh) as a decimal string with two places."""
     import polars as pl
 
     c = pl.col(col)
@@ -56,9 +57,9 @@ def bills_frame(db: Database, period: Period | None) -> pl.DataFrame:
         .when(pl.col("paid_amount") >= pl.col("amount")).then(pl.lit("paid"))
         .when(pl.col("paid_amount") > 0).then(pl.lit("partially_paid"))
         .otherwise(pl.lit("open")).alias("status"),
-    ).select("bill_id", "customer_id", "period", "issued_on", "due_on", _yuan("amount"),
-             _yuan("kwh"),  # 0.01 kWh units print exactly like fen
-             _yuan("paid_amount"), "paid_in_full_on", "status")
+    ).select("bill_id", "customer_id", "period", "issued_on", "due_on", _two_places("amount"),
+             _two_places("kwh"),
+             _two_places("paid_amount"), "paid_in_full_on", "status")
 
 
 def export(db: Database, kind: str, out: Path, period: Period | None = None) -> int:
@@ -70,7 +71,7 @@ def export(db: Database, kind: str, out: Path, period: Period | None = None) -> 
         frame = read_frame(db.engine, "SELECT entry_id, customer_id, posted_at, kind, amount, "
                            "reference FROM ledger_entries ORDER BY entry_id",
                            instants=("posted_at",))
-        frame = frame.with_columns(_instant("posted_at"), _yuan("amount"))
+        frame = frame.with_columns(_instant("posted_at"), _two_places("amount"))
     elif kind == "customers":
         from dianfei.core.crypto import PiiCipher, mask_phone
 
