@@ -3,6 +3,8 @@ SQLAlchemy) are imported inside the command functions so that ``dianfei quote`` 
 
 from __future__ import annotations
 
+import importlib
+
 import typer
 
 app = typer.Typer(
@@ -13,16 +15,20 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+#: command modules under dianfei.cli, each with ``register(app)``; a module's own commands only
+COMMAND_MODULES = ("tariffs", "billing", "payments", "imports", "vee", "meters", "notify",
+                   "collections")
+
 
 def _register() -> None:
-    from dianfei.cli import tariffs
-
-    tariffs.register(app)
-    try:
-        from dianfei.cli import billing
-    except ImportError:  # pragma: no cover - during bootstrap only
-        return
-    billing.register(app)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"dianfei.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"dianfei.cli.{name}":
+                raise
+            continue  # a command module not written yet
+        module.register(app)
 
 
 _register()

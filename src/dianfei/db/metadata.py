@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from dianfei.billing import models as billing_models
+from dianfei.collections import models as collections_models
 from dianfei.customers import models as customer_models
 from dianfei.db.base import Base
 from dianfei.ledger import models as ledger_models
 from dianfei.metering import models as metering_models
+from dianfei.metering.vee import models as vee_models
+from dianfei.notify import models as notify_models
+from dianfei.payments import models as payments_models
 
-__all__ = ["Base", "billing_models", "customer_models", "ledger_models", "metering_models"]
+__all__ = ["Base", "billing_models", "collections_models", "customer_models", "ledger_models",
+           "metering_models", "notify_models", "payments_models", "vee_models"]

@@ -1,0 +1,1 @@
+"""Collections (催费): late fees, dunning, notices, suspension/reconnection, prepay."""

@@ -1,0 +1,1 @@
+"""Payments (缴费): orders, inbox, posted payments and their allocations."""

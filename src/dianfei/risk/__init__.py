@@ -1,0 +1,1 @@
+"""Risk: scores that later models fill."""
