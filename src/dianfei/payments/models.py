@@ -1,7 +1,132 @@
-"""Tables of this package (see db/metadata.py; migrations in db/migrations/versions)."""
+"""Payments (缴费): orders handed to channels, the inbox of everything channels send, posted
+payments and their allocations to bills, late fees and credit.
+
+Why four tables:
+- ``payment_orders``: what we asked a channel to collect (out_trade_no); a notification must match
+  its order's account and amount or it is refused.
+- ``payment_inbox``: every notification or file line exactly as it arrived, stored before anything
+  else, with the verdict. A forged notification is a row here with a refusal, nothing more: it is
+  never unique on the channel's transaction id, so it cannot block the genuine one.
+- ``payments``: verified payments, unique on (channel, transaction_id) — the database, not the
+  code, makes a second delivery a no-op. Each posts one ledger entry of kind ``payment``.
+- ``payment_allocations``: which bills and late fees a payment settled, and what was left as credit
+  (预收). A refund or bank return reverses exactly these rows.
+"""
 
 from __future__ import annotations
 
-from dianfei.db.base import Base
+from datetime import date, datetime
 
-__all__ = ["Base"]
+from sqlalchemy import BigInteger, Date, Index, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from dianfei.db.base import Base
+from dianfei.db.types import UTCDateTime
+
+ORDER_STATUSES = ("open", "paid", "closed")
+PAYMENT_STATUSES = ("posted", "refunded", "returned")
+ALLOCATION_TARGETS = ("bill", "late_fee", "credit")
+INBOX_VERDICTS = ("pending", "posted", "duplicate", "acknowledged", "refused")
+
+_ID = BigInteger().with_variant(Integer, "sqlite")
+
+
+class PaymentOrder(Base):
+    """A payment order (支付订单) created for a channel; its number is the channel's out_trade_no."""
+
+    __tablename__ = "payment_orders"
+    order_no: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(32), index=True)
+    channel: Mapped[str] = mapped_column(String(12))
+    #: fen the customer is asked to pay; a notification for another amount is refused
+    amount: Mapped[int] = mapped_column(BigInteger)
+    #: open → paid (a payment posted) or closed (expired or cancelled: later payments refused)
+    status: Mapped[str] = mapped_column(String(8), default="open")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class InboxMessage(Base):
+    """One notification, callback or statement line as received (收到的原始通知)."""
+
+    __tablename__ = "payment_inbox"
+    __table_args__ = (
+        Index("ix_payment_inbox_verdict", "verdict", "received_at"),
+        Index("ix_payment_inbox_channel_txn", "channel", "transaction_id"),
+    )
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    channel: Mapped[str] = mapped_column(String(12))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: request headers that carry proof (Wechatpay-*), JSON text; empty for form posts and files
+    headers: Mapped[str] = mapped_column(Text, default="")
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    #: pending until processed; posted, duplicate (already posted), acknowledged (a status we do
+    #: not post, e.g. WAIT_BUYER_PAY) or refused
+    verdict: Mapped[str] = mapped_column(String(12), default="pending")
+    #: stable refusal code (bad_signature, unknown_order, amount_mismatch, …) when refused
+    refusal: Mapped[str | None] = mapped_column(String(24))
+    detail: Mapped[str | None] = mapped_column(Text)
+    #: as read from the message, for the worklist; NOT unique (a forgery may claim any id)
+    transaction_id: Mapped[str | None] = mapped_column(String(64))
+    payment_id: Mapped[str | None] = mapped_column(String(40))
+    #: for the clarification worklist: who handles it and when it was resolved
+    owner: Mapped[str | None] = mapped_column(String(40))
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Payment(Base):
+    """A verified payment (实收), posted once to the ledger."""
+
+    __tablename__ = "payments"
+    __table_args__ = (
+        Index("uq_payments_channel_txn", "channel", "transaction_id", unique=True),
+        Index("ix_payments_account", "account_id", "paid_at"),
+        Index("ix_payments_business_date", "channel", "business_date"),
+    )
+    #: our id, "P" + channel + transaction id digest; the ledger entry's reference
+    payment_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(12))
+    #: the channel's id (trade_no, transaction_id, bank serial, counter receipt number)
+    transaction_id: Mapped[str] = mapped_column(String(64))
+    order_no: Mapped[str | None] = mapped_column(String(40))
+    account_id: Mapped[str] = mapped_column(String(32))
+    customer_id: Mapped[str] = mapped_column(String(32))
+    #: fen, > 0
+    amount: Mapped[int] = mapped_column(BigInteger)
+    #: when the customer paid (the channel's time)
+    paid_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: the business date (Asia/Shanghai) of paid_at: the statement day it reconciles against
+    business_date: Mapped[date] = mapped_column(Date)
+    posted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: callback, statement (posted by reconciliation), bank_file, counter, import, demo
+    source: Mapped[str] = mapped_column(String(12))
+    #: posted; refunded or returned once reversed (the reversal is a new ledger entry)
+    status: Mapped[str] = mapped_column(String(10), default="posted")
+
+
+class PaymentAllocation(Base):
+    """A part of a payment applied to a bill, a late fee, or kept as credit (预收电费).
+
+    Credit later used by a new bill is two rows at the time it is used: ``credit`` −x and
+    ``bill`` +x, so the rows of a payment always sum to its amount.
+    """
+
+    __tablename__ = "payment_allocations"
+    __table_args__ = (
+        Index("ix_payment_allocations_payment", "payment_id"),
+        Index("ix_payment_allocations_bill", "bill_id"),
+        Index("ix_payment_allocations_account", "account_id", "allocated_at"),
+    )
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    payment_id: Mapped[str] = mapped_column(String(40))
+    account_id: Mapped[str] = mapped_column(String(32))
+    #: bill, late_fee or credit
+    allocated_to: Mapped[str] = mapped_column(String(8))
+    #: the bill settled (for a late fee: the bill it accrued on); None for credit
+    bill_id: Mapped[str | None] = mapped_column(String(40))
+    #: the ledger reference of the debit settled (bill id or late fee reference)
+    item_reference: Mapped[str | None] = mapped_column(String(64))
+    #: fen; negative only to reverse (refund, return) or to move credit onto a bill
+    amount: Mapped[int] = mapped_column(BigInteger)
+    #: when the money reached the item: the payment's paid_at, or the bill's issue for credit
+    allocated_at: Mapped[datetime] = mapped_column(UTCDateTime)
