@@ -116,6 +116,7 @@ class PaymentAllocation(Base):
         Index("ix_payment_allocations_payment", "payment_id"),
         Index("ix_payment_allocations_bill", "bill_id"),
         Index("ix_payment_allocations_account", "account_id", "allocated_at"),
+        Index("ix_payment_allocations_item", "item_reference"),
     )
     id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
     payment_id: Mapped[str] = mapped_column(String(40))

@@ -1,0 +1,130 @@
+"""The payment inbox (收款通知收件箱): store what arrived, then verify, then post.
+
+Order of work for every notification, callback or file line:
+1. the raw message is committed to ``payment_inbox`` before anything is checked, so nothing that
+   reached us can be lost, whatever happens next;
+2. the channel adapter verifies it (signature, decryption, configured ids) — no database;
+3. a verified payment is posted by :func:`service.post_channel_payment` and the inbox row is marked
+   in the SAME transaction (posted or duplicate); a refusal is recorded on the inbox row in its own
+   transaction and never touches ``payments`` — so a forged message, which may claim any
+   transaction id, cannot occupy the unique (channel, transaction id) slot of the genuine one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from dianfei.core.clock import Clock
+from dianfei.payments.channels.base import Outcome, Refusal
+from dianfei.payments.models import InboxMessage
+from dianfei.payments.service import PaymentRefused, post_channel_payment
+
+if TYPE_CHECKING:
+    from dianfei.db.engine import Database
+
+#: headers kept with the raw body (the proof); everything else is transport noise
+PROOF_HEADERS = ("wechatpay-serial", "wechatpay-signature", "wechatpay-timestamp",
+                 "wechatpay-nonce", "wechatpay-signature-type", "content-type",
+                 "x-dianfei-signature")
+
+
+@dataclass(frozen=True)
+class InboxResult:
+    inbox_id: int
+    #: posted, duplicate, acknowledged or refused
+    verdict: str
+    code: str | None = None
+    message: str = ""
+    payment_id: str | None = None
+    balance_after: int | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.verdict != "refused"
+
+
+def store_raw(db: Database, *, channel: str, headers: Mapping[str, str], body: bytes,
+              clock: Clock) -> int:
+    kept = {k.lower(): v for k, v in headers.items() if k.lower() in PROOF_HEADERS}
+    with db.session() as s:
+        msg = InboxMessage(channel=channel, received_at=clock.now(),
+                           headers=json.dumps(kept, sort_keys=True), body=body, verdict="pending")
+        s.add(msg)
+        s.flush()
+        return msg.id
+
+
+def _refuse(db: Database, inbox_id: int, refusal: Refusal) -> InboxResult:
+    with db.session() as s:
+        s.execute(update(InboxMessage).where(InboxMessage.id == inbox_id).values(
+            verdict="refused", refusal=refusal.code[:24], detail=refusal.message,
+            transaction_id=(refusal.transaction_id or None)))
+    return InboxResult(inbox_id, "refused", refusal.code, refusal.message)
+
+
+def process(db: Database, inbox_id: int, outcome: Outcome, *, clock: Clock, source: str,
+            order: str = "oldest_first", attempts: int = 4) -> InboxResult:
+    """Post (or record the refusal of) one stored message whose verification gave ``outcome``."""
+    if isinstance(outcome, Refusal):
+        return _refuse(db, inbox_id, outcome)
+    payment = outcome.payment
+    if payment is None:  # a status we acknowledge but do not post (WAIT_BUYER_PAY, CLOSED, …)
+        with db.session() as s:
+            s.execute(update(InboxMessage).where(InboxMessage.id == inbox_id).values(
+                verdict="acknowledged", detail=f"status {outcome.status}"))
+        return InboxResult(inbox_id, "acknowledged", message=f"status {outcome.status}")
+    for attempt in range(attempts):
+        try:
+            with db.session() as s:
+                res = post_channel_payment(s, payment, clock=clock, source=source, order=order)
+                verdict = "posted" if res.created else "duplicate"
+                s.execute(update(InboxMessage).where(InboxMessage.id == inbox_id).values(
+                    verdict=verdict, transaction_id=payment.transaction_id,
+                    payment_id=res.payment_id))
+            return InboxResult(inbox_id, verdict, payment_id=res.payment_id,
+                               balance_after=res.balance_after)
+        except PaymentRefused as exc:
+            return _refuse(db, inbox_id, Refusal(exc.code, exc.message, payment.transaction_id))
+        except (OperationalError, DBAPIError) as exc:
+            # deadlock / serialization failure / SQLite busy: the transaction rolled back as a
+            # whole, so trying again cannot post twice
+            if attempt == attempts - 1 or not _transient(exc):
+                raise
+            time.sleep(0.02 * (attempt + 1))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _transient(exc: DBAPIError) -> bool:
+    text = str(exc.orig).lower() if exc.orig is not None else str(exc).lower()
+    return any(s in text for s in ("deadlock", "could not serialize", "database is locked",
+                                   "busy"))
+
+
+def receive(db: Database, *, channel: str, headers: Mapping[str, str], body: bytes,
+            verify: Callable[[], Outcome], clock: Clock, source: str = "callback",
+            order: str = "oldest_first") -> InboxResult:
+    """Store, verify, post: the whole path of one incoming notification."""
+    inbox_id = store_raw(db, channel=channel, headers=headers, body=body, clock=clock)
+    try:
+        outcome = verify()
+    except Exception as exc:  # an adapter bug must not lose the message: it stays on the worklist
+        return _refuse(db, inbox_id, Refusal("verify_error", f"{type(exc).__name__}: {exc}"))
+    return process(db, inbox_id, outcome, clock=clock, source=source, order=order)
+
+
+def worklist(db: Database, *, include_resolved: bool = False) -> list[InboxMessage]:
+    """Refused messages for the clarification worklist (oldest first)."""
+    with db.session() as s:
+        q = select(InboxMessage).where(InboxMessage.verdict == "refused")
+        if not include_resolved:
+            q = q.where(InboxMessage.resolved_at.is_(None))
+        rows = list(s.execute(q.order_by(InboxMessage.received_at, InboxMessage.id)).scalars())
+        s.expunge_all()
+        return rows

@@ -1,0 +1,178 @@
+"""Queries of the payments domain (all SQL lives here)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, text
+
+from dianfei.db.frames import read_frame
+
+if TYPE_CHECKING:
+    import polars as pl
+    from sqlalchemy import Engine
+
+ITEM_COLUMNS = ("account_id", "customer_id", "item_kind", "reference", "bill_id", "due_on", "amount",
+                "open_amount")
+
+
+def _rows_frame(rows: Sequence[Any], schema: dict[str, Any]) -> pl.DataFrame:
+    """Rows from a raw query as a typed frame. SQLite hands dates and instants back as text."""
+    import polars as pl
+
+    loose = {k: (pl.String if v in (pl.Date,) or isinstance(v, pl.Datetime) else v)
+             for k, v in schema.items()}
+    cells = [tuple(str(c) if c is not None and loose[k] == pl.String else c
+                   for k, c in zip(schema, r, strict=True)) for r in rows]
+    frame = pl.DataFrame(cells, orient="row", schema=loose)
+    casts = []
+    for k, v in schema.items():
+        if v == pl.Date:
+            casts.append(pl.col(k).str.slice(0, 10).str.to_date("%Y-%m-%d"))
+        elif isinstance(v, pl.Datetime):
+            casts.append(pl.col(k).str.slice(0, 19).str.replace("T", " ")
+                         .str.to_datetime("%Y-%m-%d %H:%M:%S", time_unit="us"))
+    return frame.with_columns(casts) if casts else frame
+
+
+def _account_filter(accounts: Sequence[str] | None, alias: str, params: dict[str, Any]) -> str:
+    if accounts is None:
+        return ""
+    names = []
+    for i, a in enumerate(accounts):
+        params[f"a{i}"] = a
+        names.append(f":a{i}")
+    return f" AND {alias}.account_id IN ({', '.join(names) or 'NULL'})"
+
+
+def open_items_sql(accounts: Sequence[str] | None, as_of: date | None,
+                   params: dict[str, Any]) -> str:
+    """Debits (bills, late fees) with what reversals and allocations leave of them.
+
+    A reversed bill with money on it comes out negative: :func:`service.settle` moves that money
+    back to credit."""
+    acct = _account_filter(accounts, "e", params)
+    alloc_acct = _account_filter(accounts, "pa", params)
+    day = ""
+    if as_of is not None:
+        params["as_of"] = as_of
+        day = " AND e.business_date <= :as_of"
+    return (
+        "SELECT e.account_id, e.customer_id, e.kind AS item_kind, e.reference, e.due_on, "
+        "e.amount, e.amount + COALESCE(r.amount, 0) - COALESCE(a.allocated, 0) AS open_amount "
+        "FROM ledger_entries e "
+        "LEFT JOIN ledger_entries r ON r.reverses_entry_id = e.entry_id "
+        "LEFT JOIN (SELECT pa.item_reference, CAST(SUM(pa.amount) AS BIGINT) AS allocated "
+        "  FROM payment_allocations pa WHERE pa.item_reference IS NOT NULL"
+        f"{alloc_acct} GROUP BY pa.item_reference) a ON a.item_reference = e.reference "
+        f"WHERE e.kind IN ('bill', 'late_fee'){acct}{day}"
+    )
+
+
+def open_items(engine_or_conn: Engine | Connection, accounts: Sequence[str] | None = None,
+               as_of: date | None = None, *, include_settled: bool = False) -> pl.DataFrame:
+    import polars as pl
+
+    params: dict[str, Any] = {}
+    sql = open_items_sql(accounts, as_of, params)
+    if isinstance(engine_or_conn, Connection):
+        rows = engine_or_conn.execute(text(sql), params).all()
+        frame = _rows_frame(rows, {
+            "account_id": pl.String, "customer_id": pl.String, "item_kind": pl.String,
+            "reference": pl.String, "due_on": pl.Date, "amount": pl.Int64,
+            "open_amount": pl.Int64})
+    else:
+        frame = read_frame(engine_or_conn, sql, params, dates=("due_on",))
+    frame = frame.with_columns(
+        pl.when(pl.col("item_kind") == "late_fee")
+        .then(pl.col("reference").str.split(":").list.get(1, null_on_oob=True))
+        .otherwise(pl.col("reference")).alias("bill_id"),
+        pl.col("amount").cast(pl.Int64), pl.col("open_amount").cast(pl.Int64))
+    if not include_settled:
+        frame = frame.filter(pl.col("open_amount") != 0)
+    return frame.select(ITEM_COLUMNS)
+
+
+def credits(conn: Connection, accounts: Sequence[str] | None = None) -> pl.DataFrame:
+    """Unused credit per payment: account_id, source_id (payment id), amount, seq (paid_at)."""
+    import polars as pl
+
+    params: dict[str, Any] = {}
+    acct = _account_filter(accounts, "pa", params)
+    rows = conn.execute(text(
+        "SELECT pa.account_id, pa.payment_id, CAST(SUM(pa.amount) AS BIGINT), MIN(p.paid_at) "
+        "FROM payment_allocations pa JOIN payments p ON p.payment_id = pa.payment_id "
+        f"WHERE pa.allocated_to = 'credit'{acct} GROUP BY pa.account_id, pa.payment_id "
+        "HAVING SUM(pa.amount) > 0"), params).all()
+    return _rows_frame(rows, {
+        "account_id": pl.String, "source_id": pl.String, "amount": pl.Int64,
+        "seq": pl.Datetime("us")})
+
+
+def allocations_on(conn: Connection, references: Sequence[str]) -> pl.DataFrame:
+    """Net allocation per (payment, item) for the given item references, newest payment first."""
+    import polars as pl
+
+    params: dict[str, Any] = {f"r{i}": r for i, r in enumerate(references)}
+    names = ", ".join(f":r{i}" for i in range(len(references))) or "NULL"
+    rows = conn.execute(text(
+        "SELECT pa.account_id, pa.payment_id, pa.item_reference, pa.allocated_to, pa.bill_id, "
+        "CAST(SUM(pa.amount) AS BIGINT), MAX(p.paid_at) FROM payment_allocations pa "
+        "JOIN payments p ON p.payment_id = pa.payment_id "
+        f"WHERE pa.item_reference IN ({names}) GROUP BY pa.account_id, pa.payment_id, "
+        "pa.item_reference, pa.allocated_to, pa.bill_id HAVING SUM(pa.amount) <> 0"),
+        params).all()
+    return _rows_frame(rows, {
+        "account_id": pl.String, "payment_id": pl.String, "reference": pl.String,
+        "allocated_to": pl.String, "bill_id": pl.String, "amount": pl.Int64,
+        "paid_at": pl.Datetime("us")})
+
+
+def payment_allocations(conn: Connection, payment_id: str) -> list[tuple[str, str | None,
+                                                                          str | None, int]]:
+    """Net allocation of one payment per target: (allocated_to, bill_id, item_reference, fen)."""
+    rows = conn.execute(text(
+        "SELECT allocated_to, bill_id, item_reference, CAST(SUM(amount) AS BIGINT) "
+        "FROM payment_allocations WHERE payment_id = :p "
+        "GROUP BY allocated_to, bill_id, item_reference HAVING SUM(amount) <> 0 "
+        "ORDER BY allocated_to, item_reference"), {"p": payment_id}).all()
+    return [(str(r[0]), r[1], r[2], int(r[3])) for r in rows]
+
+
+def account_payments(engine: Engine, account_id: str) -> pl.DataFrame:
+    return read_frame(
+        engine,
+        "SELECT payment_id, channel, transaction_id, order_no, amount, paid_at, posted_at, "
+        "source, status FROM payments WHERE account_id = :a ORDER BY paid_at, payment_id",
+        {"a": account_id}, instants=("paid_at", "posted_at"))
+
+
+def allocation_rows(engine: Engine, period: str | None = None) -> pl.DataFrame:
+    """One row per allocation for ``export payments`` (optionally of one bill period)."""
+    params: dict[str, Any] = {}
+    where = ""
+    if period:
+        params["period"] = period
+        where = (" WHERE pa.bill_id IN (SELECT bill_id FROM bills WHERE period = :period)")
+    return read_frame(
+        engine,
+        "SELECT pa.id, pa.payment_id, p.customer_id, pa.allocated_at AS paid_at, pa.amount, "
+        "p.channel, pa.bill_id, pa.allocated_to FROM payment_allocations pa "
+        f"JOIN payments p ON p.payment_id = pa.payment_id{where} ORDER BY pa.id",
+        params, instants=("paid_at",))
+
+
+def bill_payment_state(engine: Engine, period: str | None = None) -> pl.DataFrame:
+    """Per bill: allocations to it over time (bill_id, allocated_at, amount), oldest first."""
+    params: dict[str, Any] = {}
+    where = " WHERE pa.allocated_to = 'bill'"
+    if period:
+        params["period"] = period
+        where += " AND b.period = :period"
+    return read_frame(
+        engine,
+        "SELECT pa.bill_id, pa.allocated_at, pa.amount FROM payment_allocations pa "
+        f"JOIN bills b ON b.bill_id = pa.bill_id{where} ORDER BY pa.bill_id, pa.allocated_at, pa.id",
+        params, instants=("allocated_at",))

@@ -1,0 +1,455 @@
+"""Entry points of the payments domain: orders, posting exactly once, allocation, credit, reversal.
+
+Posting rules (why the code is shaped this way):
+- a verified payment is inserted into ``payments``, whose unique index on (channel, transaction id)
+  decides — in the database, under concurrency — whether this delivery is the first; a second
+  delivery gets ``created=False`` and posts nothing;
+- the payment, its ledger entry (kind ``payment``, reference = payment id) and its allocations are
+  written in the caller's transaction: all or nothing;
+- an order's account and amount must match the notification, otherwise it is refused with a stable
+  code (``PaymentRefused.code``) and the inbox keeps the refusal for the worklist;
+- concurrent payments for one account are serialised by locking the account row (PostgreSQL) so two
+  payments never settle the same bill twice; SQLite serialises writers anyway.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from dianfei.core.clock import Clock, business_date
+from dianfei.core.errors import ConflictError, DianfeiError, NotFoundError, ValidationError
+from dianfei.customers.models import Account
+from dianfei.ledger import service as ledger
+from dianfei.ledger.models import LedgerEntry
+from dianfei.payments import repository
+from dianfei.payments.allocation import OpenItem, allocate, allocate_frame, check_order
+from dianfei.payments.channels.base import CHANNELS, ChannelPayment
+from dianfei.payments.models import Payment, PaymentAllocation, PaymentOrder
+
+if TYPE_CHECKING:
+    import polars as pl
+    from sqlalchemy import Engine
+
+    from dianfei.core.settings import Settings
+
+ORDER_CHANNELS = ("alipay", "wechatpay", "online")
+ORDER_TTL = timedelta(hours=2)
+
+
+class PaymentRefused(DianfeiError):
+    """A payment that must not be posted; ``code`` is the refusal kept in the inbox worklist."""
+
+    http_status = 409
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class PostResult:
+    payment_id: str
+    #: False when this (channel, transaction id) was already posted: nothing new was written
+    created: bool
+    account_id: str = ""
+    #: what the account still owes after the payment (fen, ≤ 0 when nothing is owed)
+    balance_after: int = 0
+
+
+def allocation_order(settings: Settings) -> str:
+    cfg = settings.raw.get("payments", {})
+    return check_order(str(cfg.get("allocation", "oldest_first")))
+
+
+def payment_id_for(channel: str, transaction_id: str) -> str:
+    """Deterministic id, so a replay computes the same id: P + channel code + digest."""
+    digest = hashlib.sha256(f"{channel}\x00{transaction_id}".encode()).hexdigest()[:24]
+    return f"P{CHANNELS.index(channel):02d}{digest}"
+
+
+# -- orders -------------------------------------------------------------------------------------
+
+
+def create_order(session: Session, *, account_id: str, amount: int, channel: str, clock: Clock,
+                 ttl: timedelta = ORDER_TTL) -> PaymentOrder:
+    """A payment order (out_trade_no) to hand to Alipay, WeChat Pay or the app."""
+    if channel not in ORDER_CHANNELS:
+        raise ValidationError(f"orders are for {', '.join(ORDER_CHANNELS)}, not {channel!r}")
+    if amount <= 0:
+        raise ValidationError(f"order amount must be positive, got {amount} fen")
+    if session.get(Account, account_id) is None:
+        raise NotFoundError(f"account {account_id} does not exist")
+    now = clock.now()
+    order = PaymentOrder(order_no=f"DF{now:%Y%m%d%H%M%S}{secrets.token_hex(6).upper()}",
+                         account_id=account_id, channel=channel, amount=amount, status="open",
+                         created_at=now, expires_at=now + ttl)
+    session.add(order)
+    session.flush()
+    return order
+
+
+def close_expired_orders(session: Session, *, clock: Clock) -> int:
+    """Close open orders past their expiry; a notification for a closed order is refused."""
+    res = session.execute(update(PaymentOrder)
+                          .where(PaymentOrder.status == "open",
+                                 PaymentOrder.expires_at < clock.now())
+                          .values(status="closed"))
+    return int(getattr(res, "rowcount", 0) or 0)
+
+
+# -- posting ------------------------------------------------------------------------------------
+
+
+def _resolve_account(session: Session, payment: ChannelPayment) -> tuple[str, PaymentOrder | None]:
+    """The account the money is for, checked against the order; locks the order row."""
+    if payment.amount <= 0:
+        raise PaymentRefused("bad_amount", f"payment amount must be positive, got {payment.amount}")
+    if payment.channel not in CHANNELS:
+        raise PaymentRefused("bad_channel", f"unknown channel {payment.channel!r}")
+    if payment.order_no:
+        order = session.execute(select(PaymentOrder).where(
+            PaymentOrder.order_no == payment.order_no).with_for_update()).scalar_one_or_none()
+        if order is None:
+            raise PaymentRefused("unknown_order", f"no payment order {payment.order_no}")
+        if order.channel != payment.channel:
+            raise PaymentRefused("wrong_channel", f"order {order.order_no} is for {order.channel}, "
+                                                  f"not {payment.channel}")
+        if order.amount != payment.amount:
+            raise PaymentRefused("amount_mismatch",
+                                 f"order {order.order_no} is for {order.amount} fen, the channel "
+                                 f"reports {payment.amount} fen")
+        if payment.account_id and payment.account_id != order.account_id:
+            raise PaymentRefused("account_mismatch", f"order {order.order_no} is for account "
+                                                     f"{order.account_id}, not {payment.account_id}")
+        return order.account_id, order
+    if not payment.account_id:
+        raise PaymentRefused("no_account", "the payment names neither an order nor an account")
+    return payment.account_id, None
+
+
+def _lock_account(session: Session, account_id: str) -> Account:
+    acct = session.execute(select(Account).where(Account.account_id == account_id)
+                           .with_for_update()).scalar_one_or_none()
+    if acct is None:
+        raise PaymentRefused("unknown_account", f"account {account_id} does not exist")
+    return acct
+
+
+def post_channel_payment(session: Session, payment: ChannelPayment, *, clock: Clock,
+                         source: str, order: str = "oldest_first") -> PostResult:
+    """Post a verified payment exactly once, allocate it, and return what is still owed.
+
+    Raises :class:`PaymentRefused` (unknown order or account, amount or account mismatch, closed
+    order, a different payment already settled the order, a replay with a different amount)."""
+    account_id, pay_order = _resolve_account(session, payment)
+    pid = payment_id_for(payment.channel, payment.transaction_id)
+    acct = _lock_account(session, account_id)
+    now = clock.now()
+    row = Payment(payment_id=pid, channel=payment.channel, transaction_id=payment.transaction_id,
+                  order_no=payment.order_no, account_id=account_id, customer_id=acct.customer_id,
+                  amount=payment.amount, paid_at=payment.paid_at,
+                  business_date=business_date(payment.paid_at), posted_at=now, source=source,
+                  status="posted")
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        existing = session.execute(select(Payment).where(
+            Payment.channel == payment.channel,
+            Payment.transaction_id == payment.transaction_id)).scalar_one()
+        if existing.amount != payment.amount or existing.account_id != account_id:
+            raise PaymentRefused(
+                "conflicting_duplicate",
+                f"{payment.channel} transaction {payment.transaction_id} is already posted as "
+                f"{existing.amount} fen to {existing.account_id}") from None
+        return PostResult(existing.payment_id, False, account_id,
+                          ledger.balance(session, account_id))
+    if pay_order is not None:
+        if pay_order.status == "closed":
+            raise PaymentRefused("closed_order", f"order {pay_order.order_no} is closed")
+        if pay_order.status == "paid":
+            raise PaymentRefused("order_already_paid",
+                                 f"order {pay_order.order_no} was already paid by another "
+                                 f"transaction; {payment.transaction_id} needs a refund")
+        pay_order.status = "paid"
+    ledger.post_entry(session, clock=clock, account_id=account_id, customer_id=acct.customer_id,
+                      kind="payment", amount=-payment.amount, reference=pid,
+                      reason=f"{payment.channel} {payment.transaction_id}")
+    _allocate_one(session, pid, account_id, payment.amount, payment.paid_at, order)
+    session.flush()
+    return PostResult(pid, True, account_id, ledger.balance(session, account_id))
+
+
+def _items(session: Session, account_id: str) -> list[OpenItem]:
+    frame = repository.open_items(session.connection(), [account_id])
+    return [OpenItem(reference=r["reference"], item_kind=r["item_kind"], bill_id=r["bill_id"],
+                     due_on=r["due_on"], open_amount=r["open_amount"])
+            for r in frame.iter_rows(named=True) if r["open_amount"] > 0]
+
+
+def _allocate_one(session: Session, payment_id: str, account_id: str, amount: int,
+                  at: datetime, order: str) -> None:
+    parts, credit = allocate(amount, _items(session, account_id), order)
+    for item, fen in parts:
+        session.add(PaymentAllocation(payment_id=payment_id, account_id=account_id,
+                                      allocated_to=item.item_kind, bill_id=item.bill_id,
+                                      item_reference=item.reference, amount=fen, allocated_at=at))
+    if credit:
+        session.add(PaymentAllocation(payment_id=payment_id, account_id=account_id,
+                                      allocated_to="credit", bill_id=None, item_reference=None,
+                                      amount=credit, allocated_at=at))
+
+
+def reverse_payment(session: Session, payment_id: str, *, reason: str, clock: Clock,
+                    status: str = "refunded") -> int:
+    """Refund or bank return (退款/退票): a ledger reversal and the exact negation of every
+    allocation, so the bills it settled are open again. Returns the ledger reversal's entry id."""
+    if status not in ("refunded", "returned"):
+        raise ValidationError(f"status must be refunded or returned, got {status!r}")
+    pay = session.execute(select(Payment).where(Payment.payment_id == payment_id)
+                          .with_for_update()).scalar_one_or_none()
+    if pay is None:
+        raise NotFoundError(f"payment {payment_id} does not exist")
+    if pay.status != "posted":
+        raise ConflictError(f"payment {payment_id} is already {pay.status}")
+    _lock_account(session, pay.account_id)
+    entry = session.execute(select(LedgerEntry).where(
+        LedgerEntry.kind == "payment", LedgerEntry.reference == payment_id)).scalar_one()
+    rev = ledger.reverse_entry(session, clock=clock, entry_id=entry.entry_id, reason=reason)
+    now = clock.now()
+    for target, bill_id, ref, fen in repository.payment_allocations(session.connection(),
+                                                                     payment_id):
+        session.add(PaymentAllocation(payment_id=payment_id, account_id=pay.account_id,
+                                      allocated_to=target, bill_id=bill_id, item_reference=ref,
+                                      amount=-fen, allocated_at=now))
+    pay.status = status
+    session.flush()
+    return rev.entry_id
+
+
+# -- credit and settlement ----------------------------------------------------------------------
+
+
+def settle(conn: Connection, *, clock: Clock, accounts: Sequence[str] | None = None,
+           order: str = "oldest_first") -> int:
+    """Apply unused credit to open items (after a bill run), and move money that sits on a
+    reversed (cancelled) bill back to credit. Returns the number of allocation rows written.
+
+    Allocation rows of a payment always sum to its amount: moving credit onto a bill writes
+    ``credit −x`` and ``bill +x`` at the moment the credit is used."""
+    import polars as pl
+
+    from dianfei.db.bulk import write_frame
+
+    now = clock.now()
+    items = repository.open_items(conn, accounts)
+    rows: list[pl.DataFrame] = []
+    over = items.filter(pl.col("open_amount") < 0)
+    if over.height:
+        rows.append(_release(conn, over, now))
+    if rows:
+        write_frame(conn, "payment_allocations", pl.concat(rows))
+        items = repository.open_items(conn, accounts)
+    written = sum(r.height for r in rows)
+    sources = repository.credits(conn, accounts)
+    if sources.height == 0 or items.height == 0:
+        return written
+    parts, _ = allocate_frame(sources, items.filter(pl.col("open_amount") > 0), order)
+    if parts.height == 0:
+        return written
+    moved = pl.concat([
+        parts.select("source_id", "account_id", pl.col("item_kind").alias("allocated_to"),
+                     "bill_id", pl.col("reference").alias("item_reference"), "amount"),
+        parts.group_by("source_id", "account_id").agg(pl.col("amount").sum())
+        .select("source_id", "account_id", pl.lit("credit").alias("allocated_to"),
+                pl.lit(None, pl.String).alias("bill_id"),
+                pl.lit(None, pl.String).alias("item_reference"), -pl.col("amount")),
+    ]).rename({"source_id": "payment_id"}).with_columns(
+        pl.lit(now.replace(tzinfo=None)).alias("allocated_at"))
+    write_frame(conn, "payment_allocations", moved)
+    return written + moved.height
+
+
+def _release(conn: Connection, over: pl.DataFrame, now: datetime) -> pl.DataFrame:
+    """Rows that take money off reversed items (newest payment first) and return it to credit."""
+    import polars as pl
+
+    on = repository.allocations_on(conn, over["reference"].to_list()).sort(
+        ["reference", "paid_at"], descending=[False, True])
+    need = over.select("reference", (-pl.col("open_amount")).alias("_need"))
+    on = on.join(need, on="reference").with_columns(
+        pl.col("amount").cum_sum().over("reference").alias("_cum"))
+    on = on.with_columns(
+        pl.min_horizontal("amount", pl.col("_need") - (pl.col("_cum") - pl.col("amount")))
+        .clip(lower_bound=0).alias("_take")).filter(pl.col("_take") > 0)
+    naive_now = now.replace(tzinfo=None)
+    off = on.select("payment_id", "account_id", "allocated_to", "bill_id",
+                    pl.col("reference").alias("item_reference"), (-pl.col("_take")).alias("amount"))
+    back = on.select("payment_id", "account_id", pl.lit("credit").alias("allocated_to"),
+                     pl.lit(None, pl.String).alias("bill_id"),
+                     pl.lit(None, pl.String).alias("item_reference"),
+                     pl.col("_take").alias("amount"))
+    return pl.concat([off, back]).with_columns(pl.lit(naive_now).alias("allocated_at"))
+
+
+# -- bulk posting (bank files, agents, the demo) ------------------------------------------------
+
+
+def post_payments_frame(conn: Connection, payments: pl.DataFrame, *, clock: Clock,
+                        source: str, order: str = "oldest_first") -> int:
+    """Post many payments that name their account (no order), columnar, in the caller's
+    transaction: payments, ledger entries and allocations. Columns: channel, transaction_id,
+    account_id, amount (fen > 0), paid_at (UTC). Rows whose (channel, transaction id) is already
+    posted are skipped (returned count excludes them). Unknown accounts raise ValidationError."""
+    import polars as pl
+
+    from dianfei.db.bulk import write_frame
+
+    if payments.height == 0:
+        return 0
+    if payments.filter(pl.col("amount") <= 0).height:
+        raise ValidationError("every payment amount must be positive")
+    now = clock.now().replace(tzinfo=None)
+    ids = [payment_id_for(c, t) for c, t in zip(payments["channel"].to_list(),
+                                                payments["transaction_id"].to_list(), strict=True)]
+    frame = payments.with_columns(pl.Series("payment_id", ids, dtype=pl.String))
+    if frame["payment_id"].n_unique() != frame.height:
+        raise ValidationError("the same channel transaction appears twice in one batch")
+    accounts = sorted(set(frame["account_id"].to_list()))
+    known = _known_accounts(conn, accounts)
+    unknown = [a for a in accounts if a not in known]
+    if unknown:
+        raise ValidationError(f"unknown accounts: {', '.join(unknown[:5])}"
+                              f"{' …' if len(unknown) > 5 else ''}")
+    posted = _already_posted(conn, ids)
+    frame = frame.filter(~pl.col("payment_id").is_in(list(posted)))
+    if frame.height == 0:
+        return 0
+    if getattr(frame.schema["paid_at"], "time_zone", None):
+        frame = frame.with_columns(pl.col("paid_at").dt.convert_time_zone("UTC")
+                                   .dt.replace_time_zone(None))
+    frame = frame.with_columns(
+        pl.col("account_id").replace_strict(known, return_dtype=pl.String).alias("customer_id"),
+        pl.col("paid_at").dt.replace_time_zone("UTC").dt.convert_time_zone("Asia/Shanghai")
+        .dt.date().alias("business_date"))
+    write_frame(conn, "payments", frame.select(
+        "payment_id", "channel", "transaction_id", pl.lit(None, pl.String).alias("order_no"),
+        "account_id", "customer_id", "amount", "paid_at", "business_date",
+        pl.lit(now).alias("posted_at"), pl.lit(source).alias("source"),
+        pl.lit("posted").alias("status")))
+    ledger.post_frame(conn, frame.select(
+        "account_id", "customer_id", pl.lit("payment").alias("kind"), (-pl.col("amount"))
+        .alias("amount"), pl.lit(now).alias("posted_at"),
+        pl.lit(business_date(clock.now())).alias("business_date"),
+        pl.lit(None, pl.Date).alias("due_on"), pl.col("payment_id").alias("reference"),
+        (pl.col("channel") + " " + pl.col("transaction_id")).alias("reason")))
+    items = repository.open_items(conn, accounts)
+    sources = frame.select("account_id", pl.col("payment_id").alias("source_id"), "amount",
+                           pl.col("paid_at").alias("seq"))
+    parts, left = allocate_frame(sources, items, order)
+    at = frame.select(pl.col("payment_id"), pl.col("paid_at").alias("allocated_at"))
+    rows = pl.concat([
+        parts.select(pl.col("source_id").alias("payment_id"), "account_id",
+                     pl.col("item_kind").alias("allocated_to"), "bill_id",
+                     pl.col("reference").alias("item_reference"), "amount"),
+        left.select(pl.col("source_id").alias("payment_id"), "account_id",
+                    pl.lit("credit").alias("allocated_to"), pl.lit(None, pl.String).alias("bill_id"),
+                    pl.lit(None, pl.String).alias("item_reference"), "amount"),
+    ]).join(at, on="payment_id")
+    write_frame(conn, "payment_allocations", rows)
+    return frame.height
+
+
+def _known_accounts(conn: Connection, accounts: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for i in range(0, len(accounts), 5000):
+        chunk = accounts[i:i + 5000]
+        params = {f"a{j}": a for j, a in enumerate(chunk)}
+        names = ", ".join(f":a{j}" for j in range(len(chunk)))
+        out.update({str(a): str(c) for a, c in conn.execute(text(
+            f"SELECT account_id, customer_id FROM accounts WHERE account_id IN ({names})"),
+            params).all()})
+    return out
+
+
+def _already_posted(conn: Connection, ids: Sequence[str]) -> set[str]:
+    out: set[str] = set()
+    for i in range(0, len(ids), 5000):
+        chunk = ids[i:i + 5000]
+        params = {f"p{j}": p for j, p in enumerate(chunk)}
+        names = ", ".join(f":p{j}" for j in range(len(chunk)))
+        out.update(str(r[0]) for r in conn.execute(text(
+            f"SELECT payment_id FROM payments WHERE payment_id IN ({names})"), params).all())
+    return out
+
+
+# -- queries ------------------------------------------------------------------------------------
+
+
+def open_items(conn: Connection | Engine, as_of: date | None = None,
+               accounts: Sequence[str] | None = None) -> pl.DataFrame:
+    """Open debits per account: account_id, customer_id, item_kind ('bill'|'late_fee'),
+    reference, bill_id, due_on, amount, open_amount (fen) — consistent with allocations."""
+    import polars as pl
+
+    return repository.open_items(conn, accounts, as_of).filter(pl.col("open_amount") > 0)
+
+
+def account_payments(engine: Engine, account_id: str) -> pl.DataFrame:
+    return repository.account_payments(engine, account_id)
+
+
+def allocation_rows(engine: Engine, period: str | None = None) -> pl.DataFrame:
+    return repository.allocation_rows(engine, period)
+
+
+def bill_payment_state(engine: Engine, period: str | None = None) -> pl.DataFrame:
+    return repository.bill_payment_state(engine, period)
+
+
+def check(conn: Connection) -> list[tuple[str, str]]:
+    """Payment invariants (name, what broke), run by ``dianfei ledger check``."""
+    checks = {
+        "payment_allocations_sum_to_amount":
+            "SELECT p.payment_id FROM payments p LEFT JOIN (SELECT payment_id, SUM(amount) s "
+            "FROM payment_allocations GROUP BY payment_id) a ON a.payment_id = p.payment_id "
+            "WHERE p.status = 'posted' AND COALESCE(a.s, 0) <> p.amount",
+        "reversed_payment_fully_unallocated":
+            "SELECT p.payment_id FROM payments p JOIN payment_allocations a "
+            "ON a.payment_id = p.payment_id WHERE p.status <> 'posted' GROUP BY p.payment_id "
+            "HAVING SUM(a.amount) <> 0",
+        "payment_has_one_ledger_entry":
+            "SELECT p.payment_id FROM payments p LEFT JOIN ledger_entries e ON e.kind = 'payment' "
+            "AND e.reference = p.payment_id WHERE e.entry_id IS NULL OR e.amount <> -p.amount",
+        "item_not_overallocated":
+            "SELECT e.reference FROM ledger_entries e JOIN (SELECT item_reference, SUM(amount) s "
+            "FROM payment_allocations GROUP BY item_reference) a ON a.item_reference = e.reference "
+            "LEFT JOIN ledger_entries r ON r.reverses_entry_id = e.entry_id "
+            "WHERE e.kind IN ('bill', 'late_fee') AND a.s > e.amount + COALESCE(r.amount, 0)",
+        "credit_not_negative":
+            "SELECT payment_id FROM payment_allocations WHERE allocated_to = 'credit' "
+            "GROUP BY payment_id HAVING SUM(amount) < 0",
+    }
+    broken: list[tuple[str, str]] = []
+    for name, sql in checks.items():
+        rows = conn.execute(text(sql + " LIMIT 5")).all()
+        if rows:
+            broken.append((name, ", ".join(str(r[0]) for r in rows)))
+    return broken
+
+
+def order_summary(order: PaymentOrder) -> Mapping[str, Any]:
+    from dianfei.core.money import fmt_yuan
+
+    return {"order_no": order.order_no, "account": order.account_id, "channel": order.channel,
+            "amount": fmt_yuan(order.amount), "status": order.status,
+            "expires_at": order.expires_at.isoformat()}
