@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from dianfei.cli.common import handle_errors, print_json
-from dianfei.cli.context import clock_from_env, database
+from dianfei.cli.context import clock_from_env
 from dianfei.core.errors import ValidationError
 
 meters_app = typer.Typer(help="Live meters: DL/T 645 reads and trip/close, polling, MQTT (远程抄表与费控).",

@@ -29,6 +29,7 @@ preamble           DIANFEI_DLT645_PREAMBLE      true (send FE FE FE FE before ea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -169,10 +170,8 @@ class Dlt645Client:
         self._buffer.clear()
         if writer is not None:
             writer.close()
-            try:
+            with contextlib.suppress(OSError, asyncio.CancelledError):
                 await writer.wait_closed()
-            except (OSError, asyncio.CancelledError):
-                pass
 
     async def _attempt(self, request: f.Frame) -> f.Frame:
         if self._writer is None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -94,6 +95,7 @@ class MeterSimulator:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
         self._thread: threading.Thread | None = None
+        self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
         self._lock = threading.Lock()
 
@@ -117,9 +119,9 @@ class MeterSimulator:
         return self.address
 
     def stop(self) -> None:
-        loop = self._loop
-        if loop is not None and self._thread is not None:
-            loop.call_soon_threadsafe(loop.stop)
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None and self._thread is not None:
+            loop.call_soon_threadsafe(stop.set)
             self._thread.join(10)
             self._thread = None
 
@@ -132,26 +134,21 @@ class MeterSimulator:
         self.stop()
 
     def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
+        asyncio.run(self._main())
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
         try:
-            self._server = loop.run_until_complete(
-                asyncio.start_server(self._serve, self.host, self.port, backlog=1024))
-            self.port = self._server.sockets[0].getsockname()[1]
+            server = await asyncio.start_server(self._serve, self.host, self.port, backlog=1024)
         except OSError:
             self._ready.set()
-            loop.close()
             return
+        self._server = server
+        self.port = server.sockets[0].getsockname()[1]
         self._ready.set()
-        try:
-            loop.run_forever()
-        finally:
-            self._server.close()
-            tasks = asyncio.all_tasks(loop)
-            for task in tasks:
-                task.cancel()
-            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-            loop.close()
+        async with server:
+            await self._stop.wait()
 
     async def serve_forever(self) -> None:
         """Run in the caller's event loop (the command-line entry point)."""
@@ -282,10 +279,8 @@ def main(argv: list[str] | None = None) -> None:
     sim = MeterSimulator(meters, host=args.host, port=args.port)
     print(f"DL/T 645 simulator on {args.host}:{args.port} with meters "
           f"{', '.join(m.address for m in meters[:5])}{' …' if len(meters) > 5 else ''}", flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(sim.serve_forever())
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":
