@@ -1,0 +1,677 @@
+"""The one import path for meter data (抄表数据入库): files, DL/T 645 polls and MQTT all end here.
+
+Every row of a batch ends in exactly one of three counts, and
+``accepted + rejected + duplicates == rows`` is asserted for every chunk:
+
+- **accepted**: stored — register reads in ``register_reads``, intervals in the Parquet store;
+- **duplicates**: already stored with the same value (a replay, a re-imported file), or, for
+  intervals, a second-or-later row for the same (meter, interval) within this batch (kept in
+  ``interval_duplicates`` for VEE);
+- **rejected**: with a stable reason code, to the quarantine table (and ``FILE.rejected.csv`` for
+  files). Stored data is never overwritten: a different value for a stored (meter, register,
+  instant) or (meter, interval) is rejected as ``conflicts_with_stored``.
+
+Validation is done on whole columns (Polars): a chunk of a million rows is a handful of vectorised
+passes. Each batch is recorded in ``import_batches`` (id, origin, file name and sha256, counts).
+
+Non-file sources call :func:`ingest_reads` / :func:`ingest_intervals`; ``dianfei import`` feeds
+the same loaders chunk by chunk (``metering.imports``).
+"""
+
+from __future__ import annotations
+
+import csv
+import secrets
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import IntegrityError
+
+from dianfei.core.clock import Clock
+from dianfei.core.errors import RetryableError, ValidationError
+from dianfei.metering import intervals as store
+from dianfei.metering.models import READ_SOURCES, REGISTERS
+from dianfei.metering.parsing import (
+    DETAIL,
+    REASON,
+    flag,
+    parse_decimal_units,
+    parse_instants,
+    quoted,
+    require_text,
+    start_reasons,
+)
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from dianfei.db.engine import Database
+
+__all__ = ["IngestResult", "ingest_intervals", "ingest_reads"]
+
+#: an interval larger than this (kWh) is a unit mistake, not consumption
+MAX_INTERVAL_KWH_DIGITS = 9
+#: a register value with more integer digits than this cannot come from a meter
+MAX_REGISTER_DIGITS = 12
+LINE = "line"
+RAW = "_raw"
+BUSINESS_TZ_NAME = "Asia/Shanghai"
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    accepted: int
+    rejected: int
+    duplicates: int
+    batch_id: str
+
+    def to_json(self) -> dict[str, int]:
+        return {"accepted": self.accepted, "rejected": self.rejected,
+                "duplicates": self.duplicates}
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def new_batch_id(clock: Clock) -> str:
+    """Sortable by start time, unique by a random suffix: ``20260301T081500-1a2b3c4d``."""
+    return f"{clock.now():%Y%m%dT%H%M%S}-{secrets.token_hex(4)}"
+
+
+def start_batch(db: Database, *, kind: str, origin: str, clock: Clock,
+                file_name: str | None = None, interval_minutes: int | None = None) -> str:
+    """Record the batch as running, committed at once: a batch that dies stays visible as such."""
+    batch_id = new_batch_id(clock)
+    with db.engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO import_batches (batch_id, kind, origin, file_name, sha256, "
+            "interval_minutes, status, data_rows, accepted, rejected, duplicates, started_at) "
+            "VALUES (:b, :k, :o, :f, NULL, :m, 'running', 0, 0, 0, 0, :t)"),
+            {"b": batch_id, "k": kind, "o": origin[:64], "f": file_name, "m": interval_minutes,
+             "t": _db_instant(conn, clock.now())})
+    return batch_id
+
+
+def finish_batch(conn: Connection, batch_id: str, counts: Counts, clock: Clock,
+                 sha256: str | None = None) -> None:
+    conn.execute(text(
+        "UPDATE import_batches SET status = 'finished', data_rows = :n, accepted = :a, "
+        "rejected = :r, duplicates = :d, sha256 = :s, finished_at = :t WHERE batch_id = :b"),
+        {"n": counts.rows, "a": counts.accepted, "r": counts.rejected, "d": counts.duplicates,
+         "s": sha256, "t": _db_instant(conn, clock.now()), "b": batch_id})
+
+
+def fail_batch(db: Database, batch_id: str, error: str, clock: Clock) -> None:
+    with db.engine.begin() as conn:
+        conn.execute(text(
+            "UPDATE import_batches SET status = 'failed', error = :e, finished_at = :t "
+            "WHERE batch_id = :b"),
+            {"e": error[:2000], "t": _db_instant(conn, clock.now()), "b": batch_id})
+
+
+def _db_instant(conn: Connection, instant: datetime) -> Any:
+    from datetime import UTC
+
+    naive = instant.astimezone(UTC).replace(tzinfo=None)
+    return naive.strftime("%Y-%m-%d %H:%M:%S.%f") if conn.dialect.name == "sqlite" else naive
+
+
+@dataclass
+class Counts:
+    rows: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+
+    def add(self, rows: int, accepted: int, rejected: int, duplicates: int) -> None:
+        # the import's central promise: every row is accounted for, exactly once
+        assert accepted + rejected + duplicates == rows, (rows, accepted, rejected, duplicates)
+        self.rows += rows
+        self.accepted += accepted
+        self.rejected += rejected
+        self.duplicates += duplicates
+
+
+# --------------------------------------------------------------------------- rejected rows
+
+
+class RejectSink:
+    """Rejected rows → the quarantine table (in the import's transaction) and, for files,
+    ``FILE.rejected.csv`` (the original columns, then ``line``, ``reason``, ``detail``)."""
+
+    def __init__(self, conn: Connection, batch_id: str, fields: list[str],
+                 csv_path: Path | None = None) -> None:
+        self.conn = conn
+        self.batch_id = batch_id
+        self.fields = fields
+        self.csv_path = csv_path
+        self._fh: Any = None
+        self._writer: Any = None
+        if csv_path is not None:
+            tmp = csv_path.with_name(csv_path.name + ".tmp")
+            self._tmp = tmp
+            self._fh = tmp.open("w", encoding="utf-8", newline="")
+            self._writer = csv.writer(self._fh)
+            self._writer.writerow([*fields, "line", "reason", "detail"])
+
+    def add(self, rejected: pl.DataFrame) -> None:
+        """``rejected`` has ``line``, ``_reason``, ``_detail``, ``_raw`` and the field columns."""
+        import polars as pl
+
+        from dianfei.db.bulk import write_frame
+
+        if rejected.height == 0:
+            return
+        clean = [pl.col(c).cast(pl.String).str.replace_all("\x00", "\\x00", literal=True)
+                 for c in (REASON, DETAIL, RAW)]
+        write_frame(self.conn, "import_quarantine", rejected.select(
+            pl.lit(self.batch_id).alias("batch_id"), pl.col(LINE).cast(pl.Int64),
+            clean[0].str.slice(0, 40).alias("reason"), clean[1].fill_null("").alias("detail"),
+            clean[2].fill_null("").alias("raw")))
+        if self._writer is not None:
+            cols = [(pl.col(c).cast(pl.String) if c in rejected.columns
+                     else pl.lit(None, pl.String)).alias(c) for c in self.fields]
+            out = rejected.select(*cols, pl.col(LINE).cast(pl.String),
+                                  pl.col(REASON).alias("reason"),
+                                  pl.col(DETAIL).fill_null("").alias("detail"))
+            self._writer.writerows(out.iter_rows())
+
+    def close(self, ok: bool) -> Path | None:
+        if self._fh is None:
+            return None
+        self._fh.close()
+        assert self.csv_path is not None
+        if ok:
+            self._tmp.replace(self.csv_path)
+            return self.csv_path
+        self._tmp.unlink(missing_ok=True)
+        return None
+
+
+# --------------------------------------------------------------------------- meters
+
+
+def _meter_facts(conn: Connection, meter_ids: pl.Series | None) -> pl.DataFrame:
+    """installed_on, removed_on and digits of the meters (all, or those named)."""
+    import polars as pl
+
+    from dianfei.db.frames import read_frame
+
+    schema = {"meter_id": pl.String, "digits": pl.Int64}
+    if meter_ids is not None:
+        ids = [m for m in meter_ids.unique().drop_nulls().to_list() if isinstance(m, str)]
+        frames = []
+        for i in range(0, len(ids), 500):
+            part = ids[i:i + 500]
+            names = {f"m{j}": m for j, m in enumerate(part)}
+            frames.append(_select_frame(conn,
+                "SELECT meter_id, installed_on, removed_on, digits FROM meters WHERE meter_id IN ("
+                + ", ".join(f":{k}" for k in names) + ")", names))
+        if frames:
+            return pl.concat(frames) if len(frames) > 1 else frames[0]
+        return pl.DataFrame(schema={"meter_id": pl.String, "installed_on": pl.Date,
+                                    "removed_on": pl.Date, "digits": pl.Int64})
+    return read_frame(conn.engine, "SELECT meter_id, installed_on, removed_on, digits FROM meters",
+                      dates=("installed_on", "removed_on"), schema=schema)
+
+
+def _select_frame(conn: Connection, sql: str, params: dict[str, Any]) -> pl.DataFrame:
+    """A small query on the import's own connection, typed for the meter checks."""
+    from datetime import date
+
+    import polars as pl
+
+    rows = conn.execute(text(sql), params).fetchall()
+
+    def as_date(v: Any) -> date | None:
+        if v is None or isinstance(v, date):
+            return v
+        return date.fromisoformat(str(v)[:10])
+
+    return pl.DataFrame({
+        "meter_id": [str(r[0]) for r in rows],
+        "installed_on": [as_date(r[1]) for r in rows],
+        "removed_on": [as_date(r[2]) for r in rows],
+        "digits": [int(r[3]) for r in rows],
+    }, schema={"meter_id": pl.String, "installed_on": pl.Date, "removed_on": pl.Date,
+               "digits": pl.Int64})
+
+
+def _check_meters(frame: pl.DataFrame, meters: pl.DataFrame, at: str) -> pl.DataFrame:
+    """unknown_meter, before_installation, after_removal (business date of ``at``)."""
+    import polars as pl
+
+    frame = frame.join(meters.with_columns(pl.lit(True).alias("_known")), on="meter_id",
+                       how="left", maintain_order="left")
+    day = pl.col(at).dt.convert_time_zone(BUSINESS_TZ_NAME).dt.date()
+    frame = flag(frame, pl.col("_known").is_null(), "unknown_meter",
+                 pl.lit("no meter ") + pl.col("meter_id").str.slice(0, 40)
+                 + pl.lit(" (import meters.csv first)"))
+    frame = flag(frame, day < pl.col("installed_on"), "before_installation",
+                 pl.lit("meter installed on ") + pl.col("installed_on").cast(pl.String))
+    return flag(frame, pl.col("removed_on").is_not_null() & (day > pl.col("removed_on")),
+                "after_removal", pl.lit("meter removed on ") + pl.col("removed_on").cast(pl.String))
+
+
+def _normalise_text(frame: pl.DataFrame, names: tuple[str, ...]) -> pl.DataFrame:
+    """Text columns as stripped strings (Parquet may bring integers for meter ids)."""
+    import polars as pl
+
+    cols = []
+    for n in names:
+        dtype = frame.schema[n]
+        col = pl.col(n) if dtype == pl.String else pl.col(n).cast(pl.String)
+        cols.append(col.str.strip_chars().alias(f"_{n}"))
+    return frame.with_columns(cols)
+
+
+class Loader(Protocol):
+    counts: Counts
+
+    def feed(self, chunk: pl.DataFrame) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+# --------------------------------------------------------------------------- register reads
+
+
+@dataclass
+class ReadsLoader:
+    """Register reads (抄表示数): value in 0.01 units, unique (meter, register, read_at)."""
+
+    conn: Connection
+    batch_id: str
+    sink: RejectSink
+    meters: pl.DataFrame | None = None
+    counts: Counts = field(default_factory=Counts)
+    _staged: bool = False
+
+    COLUMNS = ("meter_id", "read_at", "register", "value", "source")
+
+    def feed(self, chunk: pl.DataFrame) -> None:
+        import polars as pl
+
+        if chunk.height == 0:
+            return
+        f = start_reasons(chunk)
+        f = _normalise_text(f, ("meter_id", "register", "source"))
+        f = f.with_columns(pl.col("_register").str.to_lowercase(),
+                           pl.col("_source").str.to_lowercase())
+        f = require_text(f, "_meter_id", max_len=32, label="meter_id")
+        f = parse_instants(f, "read_at", "_at")
+        f = flag(f, ~pl.col("_register").is_in(list(REGISTERS)), "unknown_register",
+                 pl.lit(f"register must be one of {', '.join(REGISTERS)}: ") + _q("_register"))
+        f = flag(f, ~pl.col("_source").is_in(list(READ_SOURCES)), "unknown_source",
+                 pl.lit(f"source must be one of {', '.join(READ_SOURCES)}: ") + _q("_source"))
+        f = parse_decimal_units(f, "value", "_units", places=2,
+                                max_int_digits=MAX_REGISTER_DIGITS, allow_negative=False)
+        meters = self.meters if self.meters is not None else _meter_facts(
+            self.conn, f["_meter_id"])
+        f = _check_meters(f.with_columns(pl.col("_meter_id").alias("meter_id")), meters, "_at")
+        f = flag(f, (pl.col("_register") != "demand_kw")
+                 & (pl.col("_units") >= pl.lit(10, pl.Int64).pow(pl.col("digits")) * 100),
+                 "exceeds_register_digits",
+                 pl.lit("the meter's register has ") + pl.col("digits").cast(pl.String)
+                 + pl.lit(" integer digits: ") + _q("value"))
+
+        good = f.filter(pl.col(REASON).is_null()).sort(LINE)
+        bad = f.filter(pl.col(REASON).is_not_null())
+        keys = ["meter_id", "_register", "_at"]
+        good = good.with_columns(pl.col("_units").first().over(keys).alias("_first_units"),
+                                 pl.col(LINE).first().over(keys).alias("_first_line"))
+        first = good.filter(pl.col(LINE) == pl.col("_first_line"))
+        later = good.filter(pl.col(LINE) != pl.col("_first_line"))
+        same_later = later.filter(pl.col("_units") == pl.col("_first_units"))
+        conflict_later = flag(later.filter(pl.col("_units") != pl.col("_first_units")),
+                              pl.lit(True), "conflicts_within_batch",
+                              pl.lit("line ") + pl.col("_first_line").cast(pl.String)
+                              + pl.lit(" of this batch has another value for this read"))
+
+        stored = self._match_stored(first)
+        first = first.join(stored, on=LINE, how="left", maintain_order="left")
+        dup_stored = first.filter(pl.col("_stored").is_not_null()
+                                  & (pl.col("_stored") == pl.col("_units")))
+        conflict_stored = flag(
+            first.filter(pl.col("_stored").is_not_null() & (pl.col("_stored") != pl.col("_units"))),
+            pl.lit(True), "conflicts_with_stored",
+            pl.lit("stored value is ") + _units_text(pl.col("_stored"), 2))
+        new = first.filter(pl.col("_stored").is_null())
+        inserted = self._insert(new)
+
+        cols = _rejected_columns(chunk)
+        rejected = pl.concat([bad.select(cols), conflict_later.select(cols),
+                              conflict_stored.select(cols)], how="vertical_relaxed")
+        self.sink.add(rejected)
+        self.counts.add(chunk.height, inserted, rejected.height,
+                        same_later.height + dup_stored.height)
+
+    def _stage(self) -> None:
+        if self._staged:
+            return
+        tail = " ON COMMIT DROP" if self.conn.dialect.name == "postgresql" else ""
+        self.conn.execute(text(
+            "CREATE TEMP TABLE IF NOT EXISTS _stage_reads (line BIGINT, meter_id VARCHAR(32), "
+            "read_at TIMESTAMP, register VARCHAR(12), value BIGINT, source VARCHAR(10))" + tail))
+        self._staged = True
+
+    def _match_stored(self, first: pl.DataFrame) -> pl.DataFrame:
+        """line → value already stored for the same (meter, register, read_at), if any."""
+        import polars as pl
+
+        from dianfei.db.bulk import write_frame
+
+        self._stage()
+        self.conn.execute(text("DELETE FROM _stage_reads"))
+        write_frame(self.conn, "_stage_reads", first.select(
+            pl.col(LINE).cast(pl.Int64), "meter_id", pl.col("_at").alias("read_at"),
+            pl.col("_register").alias("register"), pl.col("_units").alias("value"),
+            pl.col("_source").alias("source")))
+        rows = self.conn.execute(text(
+            "SELECT s.line, r.value FROM _stage_reads s JOIN register_reads r "
+            "ON r.meter_id = s.meter_id AND r.register = s.register AND r.read_at = s.read_at"
+        )).fetchall()
+        return pl.DataFrame({LINE: [int(r[0]) for r in rows], "_stored": [int(r[1]) for r in rows]},
+                            schema={LINE: first.schema[LINE], "_stored": pl.Int64})
+
+    def _insert(self, new: pl.DataFrame) -> int:
+        if new.height == 0:
+            return 0
+        try:
+            result = self.conn.execute(text(
+                "INSERT INTO register_reads (meter_id, read_at, register, value, source, batch_id) "
+                "SELECT s.meter_id, s.read_at, s.register, s.value, s.source, :b "
+                "FROM _stage_reads s WHERE NOT EXISTS (SELECT 1 FROM register_reads r "
+                "WHERE r.meter_id = s.meter_id AND r.register = s.register "
+                "AND r.read_at = s.read_at)"), {"b": self.batch_id})
+        except IntegrityError:
+            raise RetryableError("another import stored some of the same reads at the same "
+                                 "time; run this import again (nothing of it was stored)") from None
+        if result.rowcount != new.height:
+            raise RetryableError("another import stored some of the same reads at the same time; "
+                                 "run this import again (nothing of it was stored)")
+        return new.height
+
+    def finish(self) -> None:
+        if self._staged and self.conn.dialect.name == "sqlite":
+            self.conn.execute(text("DROP TABLE IF EXISTS _stage_reads"))
+
+
+def _rejected_columns(chunk: pl.DataFrame) -> list[str]:
+    """What a rejected row carries: line, reason, detail, raw text and the original fields."""
+    return [LINE, REASON, DETAIL, RAW,
+            *[c for c in chunk.columns if c not in (LINE, RAW, REASON, DETAIL)]]
+
+
+def _q(name: str) -> pl.Expr:
+    return quoted(name)
+
+
+def _units_text(units: pl.Expr, places: int) -> pl.Expr:
+    """Integer units of 10**-places → decimal text, for messages."""
+    import polars as pl
+
+    scale = 10 ** places
+    sign = pl.when(units < 0).then(pl.lit("-")).otherwise(pl.lit(""))
+    return (sign + (units.abs() // scale).cast(pl.String) + pl.lit(".")
+            + (units.abs() % scale).cast(pl.String).str.pad_start(places, "0"))
+
+
+# --------------------------------------------------------------------------- intervals
+
+
+@dataclass
+class IntervalLoader:
+    """Interval energy (区间电量) into the Parquet store; see ``metering.intervals``."""
+
+    conn: Connection
+    root: Path
+    batch_id: str
+    interval_minutes: int
+    sink: RejectSink
+    meters: pl.DataFrame | None = None
+    counts: Counts = field(default_factory=Counts)
+    written: list[store.StoredFile] = field(default_factory=list)
+    off_grid: int = 0
+    _chunk: int = 0
+    _locked: bool = False
+
+    COLUMNS = ("meter_id", "ts", "kwh")
+
+    def feed(self, chunk: pl.DataFrame) -> None:
+        import polars as pl
+
+        if chunk.height == 0:
+            return
+        if not self._locked:
+            store.lock_store(self.conn)
+            self._locked = True
+        self._chunk += 1
+        f = start_reasons(chunk)
+        f = _normalise_text(f, ("meter_id",))
+        f = require_text(f, "_meter_id", max_len=32, label="meter_id")
+        f = parse_instants(f, "ts", "_ts")
+        f = parse_decimal_units(f, "kwh", "_wh", places=3,
+                                max_int_digits=MAX_INTERVAL_KWH_DIGITS, allow_negative=True)
+        meters = self.meters if self.meters is not None else _meter_facts(
+            self.conn, f["_meter_id"])
+        f = _check_meters(f.with_columns(pl.col("_meter_id").alias("meter_id")), meters, "_ts")
+        cols = _rejected_columns(chunk)
+        bad = f.filter(pl.col(REASON).is_not_null()).select(cols)
+        good = (f.filter(pl.col(REASON).is_null())
+                .select(*cols, *[c for c in ("_ts", "_wh") if c not in cols])
+                .sort(LINE))
+        good = good.with_columns(
+            pl.col("_ts").dt.convert_time_zone(BUSINESS_TZ_NAME).dt.date().alias("_day"),
+            (store.group_column(good["meter_id"]) if good.height
+             else pl.Series("_group", [], pl.Int16)).alias("_group"))
+        step = self.interval_minutes * 60_000_000
+        local = pl.col("_ts").dt.convert_time_zone(BUSINESS_TZ_NAME).dt.replace_time_zone(None)
+        self.off_grid += good.filter(local.dt.epoch("us") % step != 0).height
+
+        keys = ["meter_id", "_ts"]
+        dups: list[pl.DataFrame] = []
+        duplicates = 0
+        rejected = [bad]
+        if good.height:
+            prior, own = self._existing(good)
+            # a. against earlier imports: same value → duplicate, different → conflict
+            good = good.join(prior.rename({"ts": "_ts", "wh": "_prior_wh"}), on=keys, how="left",
+                             maintain_order="left")
+            vs_prior = good.filter(pl.col("_prior_wh").is_not_null())
+            good = good.filter(pl.col("_prior_wh").is_null()).drop("_prior_wh")
+            differ = vs_prior.filter(pl.col("_wh") != pl.col("_prior_wh"))
+            differ = self._known_duplicates(differ)
+            duplicates += vs_prior.height - differ.height
+            rejected.append(flag(differ, pl.lit(True), "conflicts_with_stored",
+                                 pl.lit("stored value is ") + _units_text(pl.col("_prior_wh"), 3)
+                                 + pl.lit(" kWh")).select(cols))
+            # b. against this batch's earlier chunks: duplicates within one import
+            good = good.join(own.rename({"ts": "_ts", "wh": "_first_wh"}), on=keys, how="left",
+                             maintain_order="left")
+            vs_own = good.filter(pl.col("_first_wh").is_not_null())
+            good = good.filter(pl.col("_first_wh").is_null()).drop("_first_wh")
+            dups.append(vs_own)
+            # c. within this chunk: the first row (in file order) is stored
+            good = good.with_columns(pl.col("_wh").first().over(keys).alias("_first_wh"),
+                                     pl.col(LINE).first().over(keys).alias("_first_line"))
+            dups.append(good.filter(pl.col(LINE) != pl.col("_first_line")))
+            good = good.filter(pl.col(LINE) == pl.col("_first_line"))
+        within = pl.concat([d.select(LINE, "meter_id", "_ts", "_day", "_wh", "_first_wh")
+                            for d in dups]) if dups else None
+        if within is not None and within.height:
+            from dianfei.db.bulk import write_frame
+
+            write_frame(self.conn, "interval_duplicates", within.select(
+                pl.lit(self.batch_id).alias("batch_id"), pl.col(LINE).cast(pl.Int64),
+                "meter_id", pl.col("_ts").alias("ts"), pl.col("_day").alias("day"),
+                pl.col("_wh").alias("wh"), pl.col("_first_wh").alias("first_wh")))
+            duplicates += within.height
+        self._write(good)
+        rej = pl.concat(rejected, how="vertical_relaxed")
+        self.sink.add(rej)
+        self.counts.add(chunk.height, good.height, rej.height, duplicates)
+
+    def _existing(self, good: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Stored rows that may collide with ``good``: (earlier imports, this batch so far)."""
+        lo, hi = good["_ts"].min(), good["_ts"].max()
+        assert isinstance(lo, datetime) and isinstance(hi, datetime)
+        parts = good.select("_day", "_group").unique()
+        days = parts["_day"].to_list()
+        groups = parts["_group"].to_list()
+        wanted = set(zip(days, groups, strict=True))
+        prior_files = [f for f in store.catalogued_files(self.conn, days, groups, ts_from=lo,
+                                                         ts_to=hi)
+                       if (f.day, f.group) in wanted]
+        own_files = [f for f in self.written if (f.day, f.group) in wanted
+                     and f.max_ts >= lo and f.min_ts <= hi]
+        ids = good["meter_id"]
+        prior = store.read_files(self.root, prior_files, ids, lo, hi)
+        own = store.read_files(self.root, own_files, ids, lo, hi)
+        # the store holds one row per key; unique() only guards against a damaged store
+        prior = prior.unique(subset=["meter_id", "ts"], keep="first").select("meter_id", "ts", "wh")
+        own = own.unique(subset=["meter_id", "ts"], keep="first").select("meter_id", "ts", "wh")
+        return prior, own
+
+    def _known_duplicates(self, differ: pl.DataFrame) -> pl.DataFrame:
+        """Drop rows that an earlier import already recorded as a within-import duplicate
+        (re-importing a file that had conflicting duplicates counts them as duplicates again,
+        not as conflicts)."""
+        import polars as pl
+
+        if differ.height == 0:
+            return differ
+        self.conn.execute(text(
+            "CREATE TEMP TABLE IF NOT EXISTS _stage_intervals (line BIGINT, meter_id VARCHAR(32), "
+            "ts TIMESTAMP, wh BIGINT)"))
+        self.conn.execute(text("DELETE FROM _stage_intervals"))
+        from dianfei.db.bulk import write_frame
+
+        write_frame(self.conn, "_stage_intervals", differ.select(
+            pl.col(LINE).cast(pl.Int64), "meter_id", pl.col("_ts").alias("ts"),
+            pl.col("_wh").alias("wh")))
+        rows = self.conn.execute(text(
+            "SELECT DISTINCT s.line FROM _stage_intervals s JOIN interval_duplicates d "
+            "ON d.meter_id = s.meter_id AND d.ts = s.ts AND d.wh = s.wh "
+            "JOIN import_batches b ON b.batch_id = d.batch_id AND b.status = 'finished'"
+        )).fetchall()
+        self.conn.execute(text("DELETE FROM _stage_intervals"))
+        known = {int(r[0]) for r in rows}
+        if not known:
+            return differ
+        return differ.filter(~pl.col(LINE).is_in(sorted(known)))
+
+    def _write(self, good: pl.DataFrame) -> None:
+        import polars as pl
+
+        if good.height == 0:
+            return
+        out = good.select(
+            "_day", "_group", "meter_id", pl.col("_ts").alias("ts"),
+            pl.lit(self.interval_minutes, pl.Int16).alias("minutes"),
+            pl.col("_wh").alias("wh"), pl.lit(self.batch_id).alias("batch_id"))
+        for (day, group), part in out.partition_by("_day", "_group", as_dict=True).items():
+            frame = part.drop("_day", "_group").sort("meter_id", "ts")
+            self.written.append(store.write_partition(
+                self.root, frame, day=day, group=int(group), batch_id=self.batch_id,
+                chunk=self._chunk))
+
+    def finish(self) -> None:
+        store.catalogue(self.conn, self.written)
+
+    def discard(self) -> None:
+        """Remove files of a batch that did not finish (they were never catalogued)."""
+        for f in self.written:
+            (self.root / f.path).unlink(missing_ok=True)
+        self.written.clear()
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def run_batch(db: Database, *, kind: str, origin: str, clock: Clock, chunks: Any,
+              fields: list[str], file_name: str | None = None, csv_path: Path | None = None,
+              interval_minutes: int | None = None, sha256: Any = None,
+              make_loader: Any = None) -> IngestResult:
+    """Run one batch: a running batch record, then one transaction that stores the accepted
+    rows, quarantines the rejected ones, catalogues interval files and finishes the record."""
+    batch_id = start_batch(db, kind=kind, origin=origin, clock=clock, file_name=file_name,
+                           interval_minutes=interval_minutes)
+    loader: Any = None
+    sink: RejectSink | None = None
+    try:
+        with db.engine.begin() as conn:
+            sink = RejectSink(conn, batch_id, fields, csv_path)
+            if make_loader is not None:
+                loader = make_loader(conn, batch_id, sink)
+            elif kind == "reads":
+                loader = ReadsLoader(conn, batch_id, sink)
+            elif kind == "intervals":
+                assert interval_minutes is not None
+                loader = IntervalLoader(conn, store.store_root(db), batch_id, interval_minutes,
+                                        sink)
+            else:  # pragma: no cover - programming error
+                raise ValueError(kind)
+            for chunk in chunks:
+                loader.feed(chunk)
+            loader.finish()
+            digest = sha256() if callable(sha256) else sha256
+            finish_batch(conn, batch_id, loader.counts, clock, digest)
+    except BaseException as exc:
+        if isinstance(loader, IntervalLoader):
+            loader.discard()
+        if sink is not None:
+            sink.close(False)
+        fail_batch(db, batch_id, str(exc) or type(exc).__name__, clock)
+        raise
+    if sink is not None:
+        sink.close(True)
+    c = loader.counts
+    return IngestResult(c.accepted, c.rejected, c.duplicates, batch_id)
+
+
+def _frame_chunk(frame: pl.DataFrame, columns: tuple[str, ...]) -> pl.DataFrame:
+    import polars as pl
+
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValidationError(f"frame lacks columns: {', '.join(missing)}")
+    return frame.select(columns).with_row_index(LINE, offset=1).with_columns(
+        pl.col(LINE).cast(pl.Int64),
+        pl.concat_str([pl.col(c).cast(pl.String).fill_null("") for c in columns],
+                      separator=",").alias(RAW))
+
+
+def ingest_reads(db: Database, reads: pl.DataFrame, *, origin: str, clock: Clock) -> IngestResult:
+    """Store register reads from a live source (DL/T 645 poll, MQTT) in one batch.
+
+    ``reads``: ``meter_id`` Utf8, ``read_at`` Datetime(us, "UTC"), ``register`` Utf8, ``value``
+    Utf8 (decimal kWh text, at most 2 places), ``source`` Utf8 (ami, manual, estimated). Replays
+    count as duplicates; a different value for a stored read is rejected
+    (``conflicts_with_stored``). Quarantined rows carry the row number (1-based) as ``line``.
+    """
+    chunk = _frame_chunk(reads, ReadsLoader.COLUMNS)
+    return run_batch(db, kind="reads", origin=origin, clock=clock, chunks=[chunk],
+                     fields=list(ReadsLoader.COLUMNS))
+
+
+def ingest_intervals(db: Database, intervals: pl.DataFrame, *, interval_minutes: int,
+                     origin: str, clock: Clock) -> IngestResult:
+    """Store interval energy from a live source in one batch.
+
+    ``intervals``: ``meter_id`` Utf8, ``ts`` Datetime(us, "UTC") (interval start), ``kwh`` Utf8
+    (decimal text, at most 3 places; stored exactly as integer watt-hours).
+    """
+    check_interval_minutes(interval_minutes)
+    chunk = _frame_chunk(intervals, IntervalLoader.COLUMNS)
+    return run_batch(db, kind="intervals", origin=origin, clock=clock, chunks=[chunk],
+                     fields=list(IntervalLoader.COLUMNS), interval_minutes=interval_minutes)
+
+
+def check_interval_minutes(minutes: int) -> None:
+    if minutes < 1 or minutes > 1440 or 1440 % minutes:
+        raise ValidationError(f"--interval-minutes must divide a day (1, 5, 15, 30, 60, …), "
+                              f"got {minutes}")

@@ -1,0 +1,252 @@
+"""The interval store (区间电量/负荷曲线): Parquet files partitioned by business day and meter
+group, with a catalogue table in the database.
+
+Layout: ``{data_dir}/intervals/day=YYYY-MM-DD/group=GG/<batch_id>-<chunk>.parquet``; the day is
+the Asia/Shanghai date of the interval start ``ts``, the group ``meter_group(meter_id)``. Files
+hold ``meter_id, ts, minutes, wh, batch_id`` (wh = watt-hours, 0.001 kWh, exact integers).
+
+Rules the writer keeps so that readers need no clean-up:
+- a (meter, ts) is stored once, by the first import that brought it; later rows for it are
+  duplicates (same value), within-import duplicates (``interval_duplicates``) or conflicts
+  (rejected, ``conflicts_with_stored``);
+- a file is written to a temporary name and renamed into place (atomic), and only files named in
+  the ``interval_files`` catalogue are visible; a batch's catalogue rows are inserted in the
+  transaction that finishes the batch, so a crash never leaves a half-visible import;
+- interval imports are serialised (an advisory lock on PostgreSQL, the write lock on SQLite), so
+  two concurrent imports cannot both store the same (meter, ts).
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, text
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from dianfei.db.engine import Database
+
+#: meters are spread over this many groups per day (file size vs file count)
+GROUPS = 16
+
+INTERVAL_SCHEMA_NAMES = ("meter_id", "ts", "minutes", "wh", "batch_id")
+
+
+def interval_schema() -> dict[str, Any]:
+    import polars as pl
+
+    return {"meter_id": pl.String, "ts": pl.Datetime("us", "UTC"), "minutes": pl.Int16,
+            "wh": pl.Int64, "batch_id": pl.String}
+
+
+def meter_group(meter_id: str) -> int:
+    """The store partition of a meter: CRC-32 of its id modulo ``GROUPS`` (stable forever)."""
+    return zlib.crc32(meter_id.encode("utf-8")) % GROUPS
+
+
+_GROUP_CACHE: dict[str, int] = {}
+
+
+def group_column(meter_ids: pl.Series) -> pl.Series:
+    """``meter_group`` of every element, computed once per distinct meter (cached)."""
+    import polars as pl
+
+    uniq = meter_ids.unique().to_list()
+    missing = [m for m in uniq if m not in _GROUP_CACHE]
+    if len(_GROUP_CACHE) > 5_000_000:
+        _GROUP_CACHE.clear()
+    for m in missing:
+        _GROUP_CACHE[m] = meter_group(m)
+    mapping = {m: _GROUP_CACHE[m] for m in uniq}
+    return meter_ids.replace_strict(mapping, return_dtype=pl.Int16)
+
+
+def store_root(db: Database) -> Path:
+    return Path(db.settings.data_dir) / "intervals"
+
+
+def lock_store(conn: Connection) -> None:
+    """Serialise interval imports for the rest of the caller's transaction."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('dianfei.interval_store'))"))
+    else:
+        # any write takes SQLite's single write lock until the transaction ends
+        conn.execute(text("UPDATE import_batches SET status = status WHERE 1 = 0"))
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A file of the store (catalogued, or written by the running batch and not yet)."""
+
+    day: date
+    group: int
+    path: str  # relative to store_root
+    batch_id: str
+    rows: int
+    min_ts: datetime
+    max_ts: datetime
+
+
+def catalogued_files(conn: Connection, days: Iterable[date], groups: Iterable[int],
+                     *, ts_from: datetime | None = None,
+                     ts_to: datetime | None = None) -> list[StoredFile]:
+    """Catalogued files of the given days and groups (optionally overlapping [ts_from, ts_to])."""
+    from datetime import UTC
+
+    day_list = sorted(set(days))
+    group_set = set(groups)
+    if not day_list or not group_set:
+        return []
+    sql = ("SELECT day, meter_group, path, batch_id, rows, min_ts, max_ts FROM interval_files "
+           "WHERE day >= :d0 AND day <= :d1")
+    params: dict[str, Any] = {"d0": day_list[0], "d1": day_list[-1]}
+    out = []
+    wanted_days = set(day_list)
+    for row in conn.execute(text(sql), params):
+        day = row[0] if isinstance(row[0], date) else date.fromisoformat(str(row[0]))
+        if day not in wanted_days or int(row[1]) not in group_set:
+            continue
+        lo, hi = _instant(row[5]), _instant(row[6])
+        if ts_from is not None and hi < ts_from.astimezone(UTC):
+            continue
+        if ts_to is not None and lo > ts_to.astimezone(UTC):
+            continue
+        out.append(StoredFile(day, int(row[1]), str(row[2]), str(row[3]), int(row[4]), lo, hi))
+    return out
+
+
+def _instant(value: Any) -> datetime:
+    from datetime import UTC
+
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    assert isinstance(value, datetime)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def read_files(root: Path, files: Sequence[StoredFile], meter_ids: pl.Series | None = None,
+               ts_from: datetime | None = None, ts_to: datetime | None = None) -> pl.DataFrame:
+    """The rows of ``files`` (meter_id, ts, wh, batch_id), filtered by meter and time."""
+    import polars as pl
+
+    schema = interval_schema()
+    if not files:
+        return pl.DataFrame(schema=schema).select("meter_id", "ts", "wh", "batch_id")
+    lf = pl.scan_parquet([str(root / f.path) for f in files], schema=schema)
+    preds = []
+    if ts_from is not None:
+        preds.append(pl.col("ts") >= ts_from)
+    if ts_to is not None:
+        preds.append(pl.col("ts") <= ts_to)
+    if meter_ids is not None:
+        preds.append(pl.col("meter_id").is_in(meter_ids.unique().implode()))
+    if preds:
+        lf = lf.filter(*preds)
+    return lf.select("meter_id", "ts", "wh", "batch_id").collect()
+
+
+def write_partition(root: Path, frame: pl.DataFrame, *, day: date, group: int, batch_id: str,
+                    chunk: int) -> StoredFile:
+    """Write one partition file atomically (temporary name, fsync, rename). ``frame`` has the
+    store's columns, sorted by (meter_id, ts)."""
+    rel = f"day={day.isoformat()}/group={group:02d}/{batch_id}-{chunk:05d}.parquet"
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.write_parquet(tmp, compression="lz4", statistics=True, row_group_size=256 * 1024)
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    lo, hi = frame["ts"].min(), frame["ts"].max()
+    assert isinstance(lo, datetime) and isinstance(hi, datetime)
+    return StoredFile(day, group, rel, batch_id, frame.height, lo, hi)
+
+
+def catalogue(conn: Connection, files: Sequence[StoredFile]) -> None:
+    """Make files visible (in the caller's transaction — the one that finishes the batch)."""
+    import polars as pl
+
+    from dianfei.db.bulk import write_frame
+
+    if not files:
+        return
+    write_frame(conn, "interval_files", pl.DataFrame({
+        "day": [f.day for f in files],
+        "meter_group": [f.group for f in files],
+        "path": [f.path for f in files],
+        "batch_id": [f.batch_id for f in files],
+        "rows": [f.rows for f in files],
+        "min_ts": pl.Series([f.min_ts for f in files]).dt.convert_time_zone("UTC"),
+        "max_ts": pl.Series([f.max_ts for f in files]).dt.convert_time_zone("UTC"),
+    }, schema_overrides={"meter_group": pl.Int32, "rows": pl.Int64}))
+
+
+def scan(db: Database, *, day_from: date | None = None, day_to: date | None = None,
+         meter_ids: Sequence[str] | None = None) -> pl.LazyFrame:
+    """The stored intervals as a lazy frame.
+
+    Columns: ``meter_id`` Utf8, ``ts`` Datetime("us", "UTC") (interval start), ``minutes``
+    Int16, ``wh`` Int64 (watt-hours; negative values as received), ``batch_id`` Utf8. Exactly
+    one row per (meter_id, ts): the first value ever stored. ``day_from``/``day_to`` are business
+    days (inclusive) of ``ts``.
+    """
+    import polars as pl
+
+    from dianfei.db.frames import read_frame
+
+    sql = "SELECT day, meter_group, path FROM interval_files WHERE 1 = 1"
+    params: dict[str, Any] = {}
+    if day_from is not None:
+        sql += " AND day >= :d0"
+        params["d0"] = day_from
+    if day_to is not None:
+        sql += " AND day <= :d1"
+        params["d1"] = day_to
+    sql += " ORDER BY id"
+    cat = read_frame(db.engine, sql, params, dates=("day",),
+                     schema={"meter_group": pl.Int64, "path": pl.String})
+    if meter_ids is not None:
+        groups = {meter_group(m) for m in meter_ids}
+        cat = cat.filter(pl.col("meter_group").is_in(sorted(groups)))
+    schema = interval_schema()
+    if cat.height == 0:
+        return pl.LazyFrame(schema=schema)
+    root = store_root(db)
+    lf = pl.scan_parquet([str(root / p) for p in cat["path"].to_list()], schema=schema)
+    if meter_ids is not None:
+        lf = lf.filter(pl.col("meter_id").is_in(list(meter_ids)))
+    return lf
+
+
+def duplicates(db: Database, *, day_from: date | None = None,
+               day_to: date | None = None) -> pl.DataFrame:
+    """Second-and-later rows for the same (meter_id, ts) received within one import:
+    ``batch_id, meter_id, ts, wh, first_wh`` (``first_wh`` = the value stored). Conflicting
+    duplicates are those with ``wh != first_wh``."""
+    import polars as pl
+
+    from dianfei.db.frames import read_frame
+
+    sql = ("SELECT d.batch_id, d.meter_id, d.ts, d.wh, d.first_wh FROM interval_duplicates d "
+           "JOIN import_batches b ON b.batch_id = d.batch_id WHERE b.status = 'finished'")
+    params: dict[str, Any] = {}
+    if day_from is not None:
+        sql += " AND d.day >= :d0"
+        params["d0"] = day_from
+    if day_to is not None:
+        sql += " AND d.day <= :d1"
+        params["d1"] = day_to
+    sql += " ORDER BY d.id"
+    return read_frame(db.engine, sql, params, instants=("ts",),
+                      schema={"batch_id": pl.String, "meter_id": pl.String, "wh": pl.Int64,
+                              "first_wh": pl.Int64})

@@ -1,0 +1,171 @@
+"""Vectorised parsing of meter-data text: decimal quantities and instants.
+
+Every function here works on whole columns (Polars expressions), so a million rows are parsed in
+a few Rust passes and bad values become reasons on their rows, never exceptions. The reason of a
+row is the first rule it breaks: a frame carries ``_reason`` (a stable code such as
+``timestamp_without_offset``) and ``_detail`` (what was wrong, for a person), both null while the
+row is still good.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import polars as pl
+
+REASON = "_reason"
+DETAIL = "_detail"
+
+#: instants before this year or from this year on are typos, not meter data
+MIN_YEAR = 1990
+MAX_YEAR = 2100
+
+_DECIMAL = r"^([+-]?)([0-9]*)(?:\.([0-9]*))?$"
+# a date and a time (seconds optional) with the separator already normalised to "T"
+_NAIVE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?$"
+_OFFSET = r"[+-][0-9]{2}(:?[0-9]{2})$"
+
+
+def start_reasons(frame: pl.DataFrame) -> pl.DataFrame:
+    """Add empty ``_reason``/``_detail`` columns (or keep those already there)."""
+    import polars as pl
+
+    cols = []
+    if REASON not in frame.columns:
+        cols.append(pl.lit(None, pl.String).alias(REASON))
+    if DETAIL not in frame.columns:
+        cols.append(pl.lit(None, pl.String).alias(DETAIL))
+    return frame.with_columns(cols) if cols else frame
+
+
+def flag(frame: pl.DataFrame, condition: pl.Expr, reason: str,
+         detail: pl.Expr | str) -> pl.DataFrame:
+    """Give ``reason`` to the still-good rows where ``condition`` holds (null counts as false)."""
+    import polars as pl
+
+    hit = pl.col(REASON).is_null() & condition.fill_null(False)
+    det = pl.lit(detail) if isinstance(detail, str) else detail
+    return frame.with_columns(
+        pl.when(hit).then(pl.lit(reason)).otherwise(pl.col(REASON)).alias(REASON),
+        pl.when(hit).then(det.cast(pl.String)).otherwise(pl.col(DETAIL)).alias(DETAIL),
+    )
+
+
+def quoted(name: str) -> pl.Expr:
+    """The column's text for a detail message: 'value' (or 'empty')."""
+    import polars as pl
+
+    col = pl.col(name).cast(pl.String)
+    return (pl.when(col.is_null() | (col == "")).then(pl.lit("empty"))
+            .otherwise(pl.lit("'") + col.str.slice(0, 60) + pl.lit("'")))
+
+
+def parse_decimal_units(frame: pl.DataFrame, source: str, target: str, *, places: int,
+                        max_int_digits: int, allow_negative: bool) -> pl.DataFrame:
+    """Parse the decimal text in ``source`` into integer units of 10**-places in ``target``.
+
+    Exact: "1.25" with places=3 is 1250, never a float. Trailing zeros do not count as places
+    ("1.2500" is fine); a genuine fourth place is refused (``too_many_decimals``) rather than
+    rounded away. Scientific notation and thousands separators are refused (``bad_number``).
+    """
+    import polars as pl
+
+    dtype = frame.schema[source]
+    text = pl.col(source)
+    if dtype != pl.String:
+        text = text.cast(pl.String)
+    parts = text.str.strip_chars().str.extract_groups(_DECIMAL)
+    frame = frame.with_columns(parts.alias("_dec"))
+    sign = pl.col("_dec").struct.field("1")
+    whole = pl.col("_dec").struct.field("2").str.strip_chars_start("0")
+    frac = pl.col("_dec").struct.field("3").fill_null("").str.strip_chars_end("0")
+    raw_whole = pl.col("_dec").struct.field("2")
+    raw_frac = pl.col("_dec").struct.field("3").fill_null("")
+    frame = flag(frame, pl.col(source).is_null() | (text.str.strip_chars() == ""),
+                 "missing_value", pl.lit(f"{source} is empty"))
+    frame = flag(frame, pl.col("_dec").is_null()
+                 | ((raw_whole.str.len_bytes() + raw_frac.str.len_bytes()) == 0),
+                 "bad_number", pl.lit(f"{source} is not a decimal number: ") + quoted(source))
+    frame = flag(frame, frac.str.len_bytes() > places, "too_many_decimals",
+                 pl.lit(f"{source} has more than {places} decimal places: ") + quoted(source))
+    frame = flag(frame, whole.str.len_bytes() > max_int_digits, "value_out_of_range",
+                 pl.lit(f"{source} is absurdly large: ") + quoted(source))
+    magnitude = (pl.when(whole == "").then(pl.lit(0, pl.Int64))
+                 .otherwise(whole.str.slice(0, max_int_digits).cast(pl.Int64, strict=False))
+                 * (10 ** places)
+                 + pl.when(frac == "").then(pl.lit(0, pl.Int64))
+                 .otherwise(frac.str.slice(0, places).str.pad_end(places, "0")
+                            .cast(pl.Int64, strict=False)))
+    value = pl.when(sign == "-").then(-magnitude).otherwise(magnitude)
+    frame = frame.with_columns(
+        pl.when(pl.col(REASON).is_null()).then(value).otherwise(None).alias(target))
+    if not allow_negative:
+        frame = flag(frame, pl.col(target) < 0, "negative_value",
+                     pl.lit(f"{source} must not be negative: ") + quoted(source))
+    return frame.drop("_dec")
+
+
+def parse_instants(frame: pl.DataFrame, source: str, target: str) -> pl.DataFrame:
+    """ISO 8601 text with a UTC offset → ``Datetime("us", "UTC")`` in ``target``.
+
+    Accepted: ``2026-03-01T08:15:00+08:00``, a space instead of ``T``, ``+0800``, ``+08``,
+    ``Z``, fractional seconds, no seconds. A time without an offset is ambiguous (local time of
+    which zone?) and is refused with ``timestamp_without_offset``. Typed Parquet columns pass
+    straight through when they carry a zone; a zoneless Datetime column is refused the same way.
+    """
+    import polars as pl
+
+    dtype = frame.schema[source]
+    if isinstance(dtype, pl.Datetime):
+        if dtype.time_zone is None:
+            frame = frame.with_columns(pl.lit(None, pl.Datetime("us", "UTC")).alias(target))
+            return flag(frame, pl.lit(True), "timestamp_without_offset",
+                        pl.lit(f"{source} is a timestamp without a time zone: ")
+                        + pl.col(source).cast(pl.String))
+        frame = frame.with_columns(
+            pl.col(source).dt.convert_time_zone("UTC").dt.cast_time_unit("us").alias(target))
+        frame = flag(frame, pl.col(source).is_null(), "missing_value", f"{source} is empty")
+    else:
+        text = pl.col(source) if dtype == pl.String else pl.col(source).cast(pl.String)
+        norm = (text.str.strip_chars()
+                .str.replace(r"^([0-9]{4})[/-]([0-9]{2})[/-]([0-9]{2})[T ]+", "${1}-${2}-${3}T")
+                .str.replace(r"\s*[Zz]$", "+00:00")
+                .str.replace(r"\s+([+-][0-9]{2})", "${1}")
+                .str.replace(r"([T:][0-9]{2}[+-][0-9]{2})$", "${1}:00"))
+        frame = frame.with_columns(norm.alias("_ts"))
+        has_offset = pl.col("_ts").str.contains(_OFFSET)
+        parsed = pl.coalesce(
+            pl.col("_ts").str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%z", strict=False,
+                                          time_unit="us", time_zone="UTC"),
+            pl.col("_ts").str.to_datetime("%Y-%m-%dT%H:%M%z", strict=False,
+                                          time_unit="us", time_zone="UTC"),
+        )
+        frame = frame.with_columns(
+            pl.when(has_offset).then(parsed).otherwise(None).alias(target))
+        frame = flag(frame, text.is_null() | (text.str.strip_chars() == ""), "missing_value",
+                     f"{source} is empty")
+        frame = flag(frame, ~has_offset & pl.col("_ts").str.contains(_NAIVE),
+                     "timestamp_without_offset",
+                     pl.lit(f"{source} has no UTC offset (write e.g. +08:00): ") + quoted(source))
+        frame = frame.drop("_ts")
+    frame = flag(frame, pl.col(target).is_null(), "bad_timestamp",
+                 pl.lit(f"{source} is not an ISO 8601 instant: ") + quoted(source))
+    year = pl.col(target).dt.year()
+    frame = flag(frame, (year < MIN_YEAR) | (year >= MAX_YEAR), "timestamp_out_of_range",
+                 pl.lit(f"{source} is not a plausible year: ") + quoted(source))
+    return frame
+
+
+def require_text(frame: pl.DataFrame, name: str, *, max_len: int,
+                 label: str | None = None) -> pl.DataFrame:
+    """A required identifier: present, not too long, no control characters."""
+    import polars as pl
+
+    label = label or name
+    col = pl.col(name)
+    frame = flag(frame, col.is_null() | (col == ""), "missing_value", f"{label} is empty")
+    frame = flag(frame, col.str.len_chars() > max_len, "value_too_long",
+                 pl.lit(f"{label} is longer than {max_len} characters: ") + quoted(name))
+    return flag(frame, col.str.contains(r"[\x00-\x1f\x7f]"), "bad_characters",
+                f"{label} contains control characters")
