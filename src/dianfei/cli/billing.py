@@ -139,11 +139,14 @@ def bill_exceptions(
 @handle_errors
 def ledger_check(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Exit 0 when every ledger invariant holds; otherwise list the broken ones, exit 1."""
-    from dianfei.ledger.service import check
+    from dianfei.ledger.service import Violation, check
+    from dianfei.payments.service import check as check_payments
 
     db = database()
     with db.engine.connect() as conn:
         found = check(conn)
+        # payments are part of the receivable: allocations must add up to what was posted
+        found += [Violation(*broken) for broken in check_payments(conn)]
     if json_out:
         print_json({"ok": not found, "violations": [
             {"invariant": v.invariant, "count": v.count, "example": v.example} for v in found]})
@@ -181,11 +184,11 @@ def ledger_aging(
 
 @handle_errors
 def export(
-    kind: Annotated[str, typer.Argument(help="bills, ledger or customers")],
+    kind: Annotated[str, typer.Argument(help="bills, payments, ledger or customers")],
     out: Annotated[Path, typer.Option(help="CSV file to write")],
-    period: Annotated[str | None, typer.Option(help="YYYY-MM (bills)")] = None,
+    period: Annotated[str | None, typer.Option(help="YYYY-MM (bills, payments)")] = None,
 ) -> None:
-    """Export bills, ledger entries or customers as CSV (columns in docs/interfaces)."""
+    """Export bills, payments (one row per allocation), ledger entries or customers as CSV."""
     from dianfei.reporting import exports
 
     p = Period.parse(period) if period else None

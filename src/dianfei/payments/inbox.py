@@ -23,7 +23,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from dianfei.core.clock import Clock
 from dianfei.payments.channels.base import Outcome, Refusal
-from dianfei.payments.models import InboxMessage
+from dianfei.payments.channels.common import ChannelRefund
+from dianfei.payments.models import InboxMessage, Payment
 from dianfei.payments.service import PaymentRefused, post_channel_payment
 
 if TYPE_CHECKING:
@@ -74,6 +75,9 @@ def process(db: Database, inbox_id: int, outcome: Outcome, *, clock: Clock, sour
     """Post (or record the refusal of) one stored message whose verification gave ``outcome``."""
     if isinstance(outcome, Refusal):
         return _refuse(db, inbox_id, outcome)
+    refund = getattr(outcome, "refund", None)
+    if refund is not None:
+        return _refund(db, inbox_id, refund, clock=clock)
     payment = outcome.payment
     if payment is None:  # a status we acknowledge but do not post (WAIT_BUYER_PAY, CLOSED, …)
         with db.session() as s:
@@ -99,6 +103,33 @@ def process(db: Database, inbox_id: int, outcome: Outcome, *, clock: Clock, sour
                 raise
             time.sleep(0.02 * (attempt + 1))
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _refund(db: Database, inbox_id: int, refund: ChannelRefund, *, clock: Clock) -> InboxResult:
+    """A channel's refund notice: a full refund reverses the payment's allocations exactly; a
+    partial one goes to the worklist (which bill gets the money back is a person's decision)."""
+    from dianfei.payments.service import payment_id_for, reverse_payment
+
+    pid = payment_id_for(refund.channel, refund.transaction_id)
+    with db.session() as s:
+        pay = s.get(Payment, pid)
+        if pay is None:
+            return _refuse(db, inbox_id, Refusal("unknown_payment", f"refund {refund.refund_id} "
+                           f"for a payment never posted", refund.transaction_id))
+        if pay.status != "posted":
+            s.execute(update(InboxMessage).where(InboxMessage.id == inbox_id).values(
+                verdict="duplicate", transaction_id=refund.transaction_id, payment_id=pid))
+            return InboxResult(inbox_id, "duplicate", payment_id=pid)
+        if refund.amount != pay.amount:
+            code, msg = "partial_refund", (f"refund {refund.refund_id} of {refund.amount} fen on a "
+                                           f"payment of {pay.amount} fen needs review")
+        else:
+            reverse_payment(s, pid, reason=f"refund {refund.refund_id}", clock=clock)
+            s.execute(update(InboxMessage).where(InboxMessage.id == inbox_id).values(
+                verdict="posted", transaction_id=refund.transaction_id, payment_id=pid,
+                detail=f"refund {refund.refund_id}"))
+            return InboxResult(inbox_id, "posted", payment_id=pid)
+    return _refuse(db, inbox_id, Refusal(code, msg, refund.transaction_id))
 
 
 def _transient(exc: DBAPIError) -> bool:

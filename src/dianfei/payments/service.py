@@ -15,7 +15,6 @@ Posting rules (why the code is shaped this way):
 from __future__ import annotations
 
 import hashlib
-import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -33,6 +32,7 @@ from dianfei.ledger.models import LedgerEntry
 from dianfei.payments import repository
 from dianfei.payments.allocation import OpenItem, allocate, allocate_frame, check_order
 from dianfei.payments.channels.base import CHANNELS, ChannelPayment
+from dianfei.payments.channels.orders import new_order_no
 from dianfei.payments.models import Payment, PaymentAllocation, PaymentOrder
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ def create_order(session: Session, *, account_id: str, amount: int, channel: str
     if session.get(Account, account_id) is None:
         raise NotFoundError(f"account {account_id} does not exist")
     now = clock.now()
-    order = PaymentOrder(order_no=f"DF{now:%Y%m%d%H%M%S}{secrets.token_hex(6).upper()}",
+    order = PaymentOrder(order_no=new_order_no(now),
                          account_id=account_id, channel=channel, amount=amount, status="open",
                          created_at=now, expires_at=now + ttl)
     session.add(order)
@@ -416,8 +416,8 @@ def bill_payment_state(engine: Engine, period: str | None = None) -> pl.DataFram
     return repository.bill_payment_state(engine, period)
 
 
-def check(conn: Connection) -> list[tuple[str, str]]:
-    """Payment invariants (name, what broke), run by ``dianfei ledger check``."""
+def check(conn: Connection) -> list[tuple[str, int, str]]:
+    """Payment invariants (name, how many broke, an example), run by ``dianfei ledger check``."""
     checks = {
         "payment_allocations_sum_to_amount":
             "SELECT p.payment_id FROM payments p LEFT JOIN (SELECT payment_id, SUM(amount) s "
@@ -439,11 +439,12 @@ def check(conn: Connection) -> list[tuple[str, str]]:
             "SELECT payment_id FROM payment_allocations WHERE allocated_to = 'credit' "
             "GROUP BY payment_id HAVING SUM(amount) < 0",
     }
-    broken: list[tuple[str, str]] = []
+    broken: list[tuple[str, int, str]] = []
     for name, sql in checks.items():
-        rows = conn.execute(text(sql + " LIMIT 5")).all()
-        if rows:
-            broken.append((name, ", ".join(str(r[0]) for r in rows)))
+        n = int(conn.execute(text(f"SELECT COUNT(*) FROM ({sql}) q")).scalar_one())
+        if n:
+            example = conn.execute(text(sql + " LIMIT 1")).scalar_one()
+            broken.append((name, n, str(example)))
     return broken
 
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from dianfei.db.engine import Database
 
-KINDS = ("bills", "ledger", "customers")
+KINDS = ("bills", "payments", "ledger", "customers")
 
 
 def _two_places(col: str) -> pl.Expr:
@@ -40,19 +40,36 @@ def _instant(col: str) -> pl.Expr:
 
 def bills_frame(db: Database, period: Period | None) -> pl.DataFrame:
     """bill_id, customer_id, period, issued_on, due_on, amount, kwh, paid_amount,
-    paid_in_full_on, status. Until payments are allocated (the payments module), nothing is paid
-    except zero-amount bills, which are settled on issue."""
+    paid_in_full_on, status. ``paid_amount`` sums the payment allocations to the bill;
+    ``paid_in_full_on`` is the business date of the allocation that completed it (a zero bill is
+    settled on issue)."""
     import polars as pl
+
+    from dianfei.payments.service import bill_payment_state
 
     where, params = ("WHERE period = :p", {"p": str(period)}) if period else ("", {})
     f = read_frame(db.engine,
                    f"SELECT bill_id, customer_id, period, issued_on, due_on, amount, kwh, status "
                    f"FROM bills {where} ORDER BY period, bill_id", params,
                    dates=("issued_on", "due_on"))
-    paid = pl.when(pl.col("amount") <= 0).then(pl.col("amount")).otherwise(0)
-    return f.with_columns(paid.cast(pl.Int64).alias("paid_amount")).with_columns(
-        pl.when((pl.col("status") != "cancelled") & (pl.col("paid_amount") >= pl.col("amount")))
-        .then(pl.col("issued_on")).otherwise(None).alias("paid_in_full_on"),
+    allocs = bill_payment_state(db.engine, str(period) if period else None)
+    allocs = allocs.with_columns(
+        pl.col("amount").cast(pl.Int64),
+        pl.col("allocated_at").dt.convert_time_zone("Asia/Shanghai").dt.date().alias("_day"))
+    allocs = allocs.with_columns(pl.col("amount").cum_sum().over("bill_id").alias("_cum"))
+    paid = allocs.group_by("bill_id").agg(pl.col("amount").sum().alias("paid_amount"))
+    f = f.join(paid, on="bill_id", how="left").with_columns(
+        pl.col("paid_amount").fill_null(0).cast(pl.Int64))
+    # the first allocation after which the cumulative reaches the bill's amount
+    full = (allocs.join(f.select("bill_id", pl.col("amount").alias("_amt")), on="bill_id")
+            .filter(pl.col("_cum") >= pl.col("_amt"))
+            .group_by("bill_id").agg(pl.col("_day").first().alias("_full_day")))
+    f = f.join(full, on="bill_id", how="left")
+    settled = (pl.col("status") != "cancelled") & (pl.col("paid_amount") >= pl.col("amount"))
+    return f.with_columns(
+        pl.when(settled & (pl.col("amount") <= 0)).then(pl.col("issued_on"))
+        .when(settled).then(pl.max_horizontal("_full_day", "issued_on"))
+        .otherwise(None).alias("paid_in_full_on"),
         pl.when(pl.col("status") == "cancelled").then(pl.lit("cancelled"))
         .when(pl.col("paid_amount") >= pl.col("amount")).then(pl.lit("paid"))
         .when(pl.col("paid_amount") > 0).then(pl.lit("partially_paid"))
@@ -62,11 +79,24 @@ def bills_frame(db: Database, period: Period | None) -> pl.DataFrame:
              _two_places("paid_amount"), "paid_in_full_on", "status")
 
 
+def payments_frame(db: Database, period: Period | None) -> pl.DataFrame:
+    """One row per allocation: payment_id, customer_id, paid_at, amount, channel, bill_id,
+    allocated_to (bill, late_fee, credit). ``paid_at`` is when the money reached the item (the
+    payment's time; for credit used by a later bill, the moment it was used)."""
+    from dianfei.payments.service import allocation_rows
+
+    f = allocation_rows(db.engine, str(period) if period else None)
+    return f.with_columns(_instant("paid_at"), _two_places("amount")).select(
+        "payment_id", "customer_id", "paid_at", "amount", "channel", "bill_id", "allocated_to")
+
+
 def export(db: Database, kind: str, out: Path, period: Period | None = None) -> int:
     import polars as pl
 
     if kind == "bills":
         frame = bills_frame(db, period)
+    elif kind == "payments":
+        frame = payments_frame(db, period)
     elif kind == "ledger":
         frame = read_frame(db.engine, "SELECT entry_id, customer_id, posted_at, kind, amount, "
                            "reference FROM ledger_entries ORDER BY entry_id",

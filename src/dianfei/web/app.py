@@ -2,41 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from dianfei.billing.documents import bill_document
 from dianfei.billing.render import render_html
 from dianfei.billing.service import open_exceptions, period_totals
-from dianfei.core.clock import Period
+from dianfei.core.clock import Clock, Period, SystemClock
 from dianfei.core.errors import DianfeiError
 from dianfei.core.money import fmt_qty, fmt_yuan
 from dianfei.db.engine import Database
 from dianfei.security.tokens import console_token, role_for
-
-COOKIE = "dianfei_token"
-
-
-def caller_role(request: Request) -> str:
-    """The caller's role from a bearer token or the session cookie; 401 without one."""
-    auth = request.headers.get("authorization", "")
-    presented = auth[7:] if auth.lower().startswith("bearer ") else request.cookies.get(COOKIE)
-    role = role_for(presented, request.app.state.console_token)
-    if role is None:
-        raise HTTPException(status_code=401, detail="sign in with the console token")
-    return role
+from dianfei.web.auth import COOKIE, Role
 
 
-Role = Annotated[str, Depends(caller_role)]
-
-
-def create_app(db: Database) -> FastAPI:
+def create_app(db: Database, clock: Clock | None = None) -> FastAPI:
     app = FastAPI(title="dianfei", version="0.1.0",
                   description="dianfei (电费): meter-to-cash for power supply companies")
     app.state.console_token = console_token(db.settings.data_dir)
+    from dianfei.web import payments_api
+
+    payments_api.register(app, db, clock or SystemClock())
     pages = Environment(loader=PackageLoader("dianfei.web", "templates"),
                         autoescape=select_autoescape(["html"]))
 

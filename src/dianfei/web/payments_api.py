@@ -1,0 +1,113 @@
+"""Payment channel callbacks and the payments REST API.
+
+The callback routes are the only routes without a console role: the payment channels call them,
+and their proof is the channel's signature, checked by the adapter before anything is posted.
+Each answers the channel's "received" reply (Alipay ``success``, WeChat Pay 204) only after the
+payment is durably posted (or was already posted); anything refused gets the channel's failure
+reply and stays on the inbox worklist.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from dianfei.core.clock import Clock
+from dianfei.core.money import fmt_yuan
+from dianfei.db.engine import Database
+from dianfei.payments import inbox
+from dianfei.payments.channels.alipay import AlipayNotifier
+from dianfei.payments.channels.config import load_channel_settings
+from dianfei.payments.channels.online import OnlineNotifier
+from dianfei.payments.channels.wechatpay import WechatPayNotifier
+from dianfei.payments.service import allocation_order
+from dianfei.web.auth import Role
+
+#: refusals that mean "you are not who you say": 401 rather than 400
+_AUTH_REFUSALS = {"bad_signature", "wrong_serial", "stale_timestamp", "replay", "decrypt_failed",
+                  "not_configured", "wrong_app", "wrong_merchant", "bad_sign_type"}
+
+
+def register(app: FastAPI, db: Database, clock: Clock) -> None:
+    channels = load_channel_settings(db.settings, os.environ)
+    alipay = AlipayNotifier(channels.alipay)
+    wechat = WechatPayNotifier(channels.wechatpay)
+    online = OnlineNotifier(channels.online)
+    order = allocation_order(db.settings)
+
+    def _receive(channel: str, headers: Mapping[str, str], body: bytes,
+                 verify: Any) -> inbox.InboxResult:
+        return inbox.receive(db, channel=channel, headers=headers, body=body, verify=verify,
+                             clock=clock, order=order)
+
+    @app.post("/api/v1/payments/notify/alipay", response_class=PlainTextResponse, tags=["payments"])
+    async def notify_alipay(request: Request) -> Response:
+        """Alipay asynchronous notification (form-encoded, RSA2). Answers ``success`` once
+        posted; ``fail`` (and the refusal on the worklist) otherwise."""
+        body = await request.body()
+        ctype = request.headers.get("content-type", "")
+        res = await run_in_threadpool(_receive, "alipay", dict(request.headers), body,
+                                      lambda: alipay.verify(body, ctype))
+        if res.accepted:
+            return PlainTextResponse("success")
+        status = 401 if res.code in _AUTH_REFUSALS else 400
+        return PlainTextResponse("fail", status_code=status)
+
+    @app.post("/api/v1/payments/notify/wechatpay", tags=["payments"])
+    async def notify_wechatpay(request: Request) -> Response:
+        """WeChat Pay APIv3 notification (Wechatpay-* headers, AEAD_AES_256_GCM resource).
+        204 once posted; 4xx with ``{"code": "FAIL", "message"}`` otherwise."""
+        body = await request.body()
+        headers = dict(request.headers)
+        res = await run_in_threadpool(_receive, "wechatpay", headers, body,
+                                      lambda: wechat.verify(headers, body, now=clock.now()))
+        if res.accepted:
+            return Response(status_code=204)
+        status = 401 if res.code in _AUTH_REFUSALS else 400
+        return JSONResponse({"code": "FAIL", "message": f"{res.code}: {res.message}"},
+                            status_code=status)
+
+    @app.post("/api/v1/payments/notify/online", tags=["payments"])
+    async def notify_online(request: Request) -> Response:
+        """Online banking / app gateway callback (JSON, HMAC-SHA256; docs/payment-channels.md)."""
+        body = await request.body()
+        headers = dict(request.headers)
+        res = await run_in_threadpool(_receive, "online", headers, body,
+                                      lambda: online.verify(headers, body, now=clock.now()))
+        if res.accepted:
+            return JSONResponse({"code": "SUCCESS"})
+        status = 401 if res.code in _AUTH_REFUSALS else 400
+        return JSONResponse({"code": "FAIL", "message": f"{res.code}: {res.message}"},
+                            status_code=status)
+
+    @app.get("/api/v1/payments/{account}", tags=["payments"])
+    def api_payments(account: str, _role: Role) -> list[dict[str, Any]]:
+        """The account's posted payments, oldest first."""
+        from dianfei.payments.service import account_payments
+
+        frame = account_payments(db.engine, account)
+        return [payment_json(r) for r in frame.iter_rows(named=True)]
+
+    @app.get("/api/v1/payments-worklist", tags=["payments"])
+    def api_worklist(_role: Role) -> list[dict[str, Any]]:
+        """Refused notifications awaiting clarification (oldest first)."""
+        return [{"id": m.id, "channel": m.channel, "received_at": m.received_at.isoformat(),
+                 "refusal": m.refusal, "detail": m.detail, "transaction_id": m.transaction_id,
+                 "owner": m.owner} for m in inbox.worklist(db)]
+
+
+def payment_json(r: Mapping[str, Any]) -> dict[str, Any]:
+    """One payment as the API and ``pay list`` print it."""
+    from dianfei.core.clock import BUSINESS_TZ
+
+    return {"payment_id": r["payment_id"], "channel": r["channel"],
+            "transaction_id": r["transaction_id"], "order_no": r["order_no"],
+            "amount": fmt_yuan(int(r["amount"])),
+            "paid_at": r["paid_at"].astimezone(BUSINESS_TZ).isoformat(),
+            "posted_at": r["posted_at"].astimezone(BUSINESS_TZ).isoformat(),
+            "source": r["source"], "status": r["status"]}
