@@ -9,8 +9,8 @@ the same parameters resumes where it stopped: loaded data is kept and bill runs 
 from __future__ import annotations
 
 import json
-from datetime import datetime, time, timedelta
-from typing import Any
+from datetime import date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, text
 
@@ -20,7 +20,13 @@ from dianfei.core.errors import ValidationError
 from dianfei.core.money import fmt_qty, fmt_yuan
 from dianfei.db.engine import Database
 
+if TYPE_CHECKING:
+    import polars as pl
+
 DEMO_START = Period(2025, 1)
+#: the simulator's channel names → payment channels
+SIM_CHANNELS = {"counter": "counter", "bank_withholding": "bank", "alipay": "alipay",
+                "wechatpay": "wechatpay", "online_banking": "online", "post_office": "post"}
 #: days after the end of a period when the bill run issues its bills
 ISSUE_DELAY = timedelta(days=2)
 
@@ -40,6 +46,7 @@ def run_demo(db: Database, *, customers: int, months: int, seed: int,
     from dianfei.customers.service import load_population
     from dianfei.metering.models import RegisterRead
     from dianfei.metering.service import store_reads
+    from dianfei.payments.service import settle
 
     params = {"customers": customers, "seed": seed, "start": str(DEMO_START)}
     with db.engine.connect() as conn:
@@ -67,6 +74,7 @@ def run_demo(db: Database, *, customers: int, months: int, seed: int,
             (db.settings.data_dir / "demo.json").write_text(json.dumps(params))
         t = progress.add_task("monthly cycle", total=months)
         period = DEMO_START
+        pending: list[pl.DataFrame] = []
         for _ in range(months):
             at = start_of_day(period.end_date)
             with db.engine.begin() as conn:
@@ -77,9 +85,65 @@ def run_demo(db: Database, *, customers: int, months: int, seed: int,
             issue_at = datetime.combine(period.end_date + ISSUE_DELAY, time(9),
                                         tzinfo=BUSINESS_TZ)
             run_bill_run(db, period, FixedClock(issue_at))
+            with db.engine.begin() as conn:  # credit from overpayments settles the new bills
+                settle(conn, clock=FixedClock(issue_at))
+            pending.append(_payments_for(db, utility, period))
+            next_issue = (period.next().end_date + ISSUE_DELAY)
+            pending = _run_days(db, pending, issue_at.date(), next_issue)
             progress.update(t, advance=1, description=f"monthly cycle {period}")
             period = period.next()
     return _summary(db, DEMO_START, period.prev())
+
+
+def _payments_for(db: Database, utility: Any, period: Period) -> pl.DataFrame:
+    """When and how the synthetic customers pay this period's bills (sim behaviour)."""
+    import polars as pl
+
+    from dianfei import sim
+    from dianfei.db.frames import read_frame
+
+    bills = read_frame(db.engine, "SELECT bill_id, customer_id, amount, due_on FROM bills "
+                       "WHERE period = :p AND status = 'issued' AND amount > 0 ORDER BY bill_id",
+                       {"p": str(period)}, dates=("due_on",))
+    paid = sim.payment_day_offsets(utility, period, bills).filter(pl.col("paid_on").is_not_null()
+                                                                & (pl.col("paid_amount") > 0))
+    return paid.select(
+        pl.col("paid_on"),
+        pl.col("channel").replace_strict(SIM_CHANNELS, return_dtype=pl.String).alias("channel"),
+        ("DEMO-" + pl.col("bill_id")).alias("transaction_id"),
+        pl.col("customer_id").alias("account_id"),
+        pl.col("paid_amount").cast(pl.Int64).alias("amount"),
+        (pl.col("paid_amount") >= pl.col("amount")).alias("in_full"))
+
+
+def _run_days(db: Database, pending: list[pl.DataFrame], first: date, stop: date
+              ) -> list[pl.DataFrame]:
+    """Each day from ``first`` until ``stop``: post the day's payments; return what is left."""
+    import polars as pl
+
+    from dianfei.payments.service import open_items, post_payments_frame
+
+    queue = pl.concat(pending) if pending else None
+    day = first
+    while queue is not None and day < stop:
+        todays = queue.filter(pl.col("paid_on") == day)
+        if todays.height:
+            clock = FixedClock(datetime.combine(day, time(18), tzinfo=BUSINESS_TZ))
+            with db.engine.begin() as conn:
+                # a customer paying a bill in full also pays the late fees then open
+                fees = (open_items(conn, accounts=todays["account_id"].unique().to_list())
+                        .filter(pl.col("item_kind") == "late_fee")
+                        .group_by("account_id").agg(pl.col("open_amount").sum().alias("_fees")))
+                todays = todays.join(fees, on="account_id", how="left").with_columns(
+                    (pl.col("amount") + pl.when(pl.col("in_full"))
+                     .then(pl.col("_fees").fill_null(0)).otherwise(0)).alias("amount"),
+                    (pl.lit(datetime.combine(day, time(10), tzinfo=BUSINESS_TZ))
+                     + pl.duration(minutes=pl.int_range(pl.len()) % 480)).alias("paid_at"))
+                post_payments_frame(conn, todays.select("channel", "transaction_id", "account_id",
+                                                        "amount", "paid_at"),
+                                    clock=clock, source="demo")
+        day += timedelta(days=1)
+    return [] if queue is None else [queue.filter(pl.col("paid_on") >= stop)]
 
 
 def _summary(db: Database, first: Period, last: Period) -> dict[str, Any]:
