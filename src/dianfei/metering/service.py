@@ -35,3 +35,9 @@ def store_reads(conn: Connection, reads: pl.DataFrame) -> int:
             f"read of meter {row['meter_id']} at {row['read_at']}: unknown register "
             f"{row['register']!r} or source {row['source']!r}")
     return write_frame(conn, "register_reads", reads.select(READ_COLUMNS))
+
+
+# Remote switching (远程拉合闸) for collections' suspensions and reconnections: see metering.control
+from dianfei.metering.control import CommandResult as CommandResult  # noqa: E402
+from dianfei.metering.control import RemoteSwitch as RemoteSwitch  # noqa: E402
+from dianfei.metering.control import remote_switch as remote_switch  # noqa: E402

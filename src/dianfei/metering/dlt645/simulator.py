@@ -32,7 +32,7 @@ from datetime import datetime
 from decimal import Decimal
 from types import TracebackType
 
-from dianfei.core.clock import BUSINESS_TZ
+from dianfei.core.clock import BUSINESS_TZ, Clock
 from dianfei.metering.dlt645 import frame as f
 
 ERR_OTHER = 0x01
@@ -84,11 +84,12 @@ class MeterSimulator:
     """An asyncio TCP server in its own thread, hosting meters by address."""
 
     def __init__(self, meters: Iterable[SimMeter] = (), *, host: str = "127.0.0.1", port: int = 0,
-                 now: datetime | None = None) -> None:
+                 now: datetime | Clock | None = None) -> None:
         self.meters: dict[str, SimMeter] = {m.address: m for m in meters}
         self.host = host
         self.port = port
-        #: the meter's clock (local wall time) for command expiry; None = real Beijing time
+        #: the meters' clock for command expiry: a local wall time, a Clock (e.g. the FixedClock
+        #: a simulation moves), or None for the real time
         self.now = now
         self.frames_received = 0
         self.bad_frames = 0
@@ -223,7 +224,11 @@ class MeterSimulator:
             await writer.drain()
 
     def _meter_now(self) -> datetime:
-        return self.now or datetime.now(BUSINESS_TZ).replace(tzinfo=None)
+        """The meter's local wall time (Beijing time, as meters keep it)."""
+        if isinstance(self.now, datetime):
+            return self.now
+        instant = self.now.now() if self.now is not None else datetime.now(BUSINESS_TZ)
+        return instant.astimezone(BUSINESS_TZ).replace(tzinfo=None)
 
     def _reply(self, meter: SimMeter, request: f.Frame) -> f.Frame | None:
         fn = request.function
