@@ -1,7 +1,98 @@
-"""Tables of this package (see db/metadata.py; migrations in db/migrations/versions)."""
+"""Tables of VEE (数据校核、估算与修正): runs, findings, estimates and manual edits.
+
+Metered intervals live in the interval store and are never written here; estimates and edits sit
+beside them in their own tables, so "what the meter said" is always recoverable. Findings and
+estimates are unique on a deterministic key, so a second ``vee run`` over the same data inserts
+nothing. Manual edits are append-only (database triggers refuse UPDATE and DELETE): a correction
+of an edit is a newer edit.
+"""
 
 from __future__ import annotations
 
-from dianfei.db.base import Base
+from datetime import datetime
 
-__all__ = ["Base"]
+from sqlalchemy import BigInteger, Index, Integer, SmallInteger, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from dianfei.db.base import Base
+from dianfei.db.types import UTCDateTime
+
+__all__ = ["Base", "VeeEdit", "VeeEstimate", "VeeFinding", "VeeRun"]
+
+
+class VeeRun(Base):
+    """One ``vee run``: when, with which settings, and what it added."""
+
+    __tablename__ = "vee_runs"
+    run_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: the [vee] settings in force, as JSON (so a finding can be traced to its thresholds)
+    settings: Mapped[str] = mapped_column(Text)
+    findings_added: Mapped[int] = mapped_column(Integer, default=0)
+    estimates_added: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class VeeFinding(Base):
+    """A validation finding (校核异常): the rule, the meter, the instant and what was seen.
+
+    ``ref`` tells apart findings of one rule at one instant (the register, or the import batch
+    of a duplicate); ``value_wh`` is the value judged, in thousandths (Wh for energy).
+    """
+
+    __tablename__ = "vee_findings"
+    __table_args__ = (
+        Index("uq_vee_findings_key", "rule", "meter_id", "ts", "ref", unique=True),
+        Index("ix_vee_findings_meter", "meter_id", "ts"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True, autoincrement=True)
+    rule: Mapped[str] = mapped_column(String(32))
+    meter_id: Mapped[str] = mapped_column(String(32))
+    ts: Mapped[datetime] = mapped_column(UTCDateTime)
+    ref: Mapped[str] = mapped_column(String(80), default="")
+    value_wh: Mapped[int | None] = mapped_column(BigInteger)
+    detail: Mapped[str] = mapped_column(Text)
+    #: the run that first found it
+    run_id: Mapped[str] = mapped_column(String(32))
+
+
+class VeeEstimate(Base):
+    """An estimated interval (估算电量), flagged and traceable: how (``method``), from what
+    (``inputs``) and by which run. Never stored for a slot that had a metered value; a metered
+    value that arrives later takes precedence over it without deleting it."""
+
+    __tablename__ = "vee_estimates"
+    __table_args__ = (Index("uq_vee_estimates_meter_ts", "meter_id", "ts", unique=True),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True, autoincrement=True)
+    meter_id: Mapped[str] = mapped_column(String(32))
+    ts: Mapped[datetime] = mapped_column(UTCDateTime)
+    minutes: Mapped[int] = mapped_column(SmallInteger)
+    wh: Mapped[int] = mapped_column(BigInteger)
+    #: linear, profile_weekday, profile_time_of_day, meter_average
+    method: Mapped[str] = mapped_column(String(24))
+    inputs: Mapped[str] = mapped_column(Text)
+    run_id: Mapped[str] = mapped_column(String(32))
+
+
+class VeeEdit(Base):
+    """A manual edit (人工修正) of one interval: who, when, the value before, the new value and
+    why. Append-only; the newest edit of a slot is its value from then on (above metered and
+    estimated values); the metered value itself stays in the interval store."""
+
+    __tablename__ = "vee_edits"
+    __table_args__ = (Index("ix_vee_edits_meter_ts", "meter_id", "ts", "edit_id"),)
+    edit_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                         primary_key=True, autoincrement=True)
+    meter_id: Mapped[str] = mapped_column(String(32))
+    ts: Mapped[datetime] = mapped_column(UTCDateTime)
+    minutes: Mapped[int] = mapped_column(SmallInteger)
+    #: the value in use before the edit (null when the slot had none) and where it came from:
+    #: metered, estimated, edited or missing
+    old_wh: Mapped[int | None] = mapped_column(BigInteger)
+    old_source: Mapped[str] = mapped_column(String(10))
+    new_wh: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(Text)
+    edited_by: Mapped[str] = mapped_column(String(64))
+    edited_at: Mapped[datetime] = mapped_column(UTCDateTime)

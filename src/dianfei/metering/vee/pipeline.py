@@ -1,0 +1,103 @@
+"""The whole VEE pass as one pure function of frames: figures, findings and estimates.
+
+The service feeds it from the interval store and the database; the benchmark feeds it straight
+from Parquet files. Nothing here reads or writes storage, so every counting definition can be
+tested with hand-made frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import polars as pl
+
+from dianfei.metering.vee import estimate, rules
+from dianfei.metering.vee.config import VeeConfig
+
+#: the keys of ``vee report --json`` (interfaces.md), in order
+REPORT_KEYS: Final = ("intervals", "missing_intervals", "gap_events", "duplicates",
+                      "conflicting_duplicates", "spikes", "zero_runs", "negative", "estimated")
+
+DUPLICATE_SCHEMA: Final = pl.Schema({
+    "batch_id": pl.String(), "meter_id": pl.String(), "ts": pl.Datetime("us", "UTC"),
+    "wh": pl.Int64(), "first_wh": pl.Int64(),
+})
+READ_SCHEMA: Final = pl.Schema({
+    "meter_id": pl.String(), "read_at": pl.Datetime("us", "UTC"), "register": pl.String(),
+    "value": pl.Int64(), "source": pl.String(),
+})
+METER_SCHEMA: Final = pl.Schema({"meter_id": pl.String(), "digits": pl.Int64()})
+
+
+@dataclass(frozen=True)
+class VeeResult:
+    #: the figures of interfaces.md except ``estimated`` (stored estimates are the service's)
+    counts: dict[str, int]
+    findings: pl.DataFrame
+    estimates: pl.DataFrame
+
+
+def empty_duplicates() -> pl.LazyFrame:
+    return pl.LazyFrame(schema=DUPLICATE_SCHEMA)
+
+
+def empty_reads() -> pl.LazyFrame:
+    return pl.LazyFrame(schema=READ_SCHEMA)
+
+
+def empty_meters() -> pl.LazyFrame:
+    return pl.LazyFrame(schema=METER_SCHEMA)
+
+
+def run(intervals: pl.LazyFrame, cfg: VeeConfig, tz: str, *,
+        duplicates: pl.LazyFrame | None = None, reads: pl.LazyFrame | None = None,
+        meters: pl.LazyFrame | None = None, with_findings: bool = True,
+        with_estimates: bool = True) -> VeeResult:
+    """Validate and estimate. ``intervals``: meter_id, ts, minutes, wh (one row per meter and ts).
+    ``duplicates``: batch_id, meter_id, ts, wh, first_wh. ``reads``: register reads;
+    ``meters``: meter_id, digits (for rollover)."""
+    dups = duplicates if duplicates is not None else empty_duplicates()
+    reads_lf = reads if reads is not None else empty_reads()
+    meters_lf = meters if meters is not None else empty_meters()
+
+    prepared = rules.prepare(intervals.select("meter_id", "ts", "minutes", "wh"))
+    slots = rules.slotted(prepared)
+    gap_events = rules.gaps(slots)
+    zero_runs = rules.zero_run_events(slots)
+    spike_rows = rules.spikes(prepared, cfg)
+
+    plans: list[pl.LazyFrame] = [
+        prepared.select(pl.len().alias("intervals"),
+                        (pl.col("wh") < 0).sum().alias("negative")),
+        gap_events.select(pl.col("gap_slots").sum().alias("missing_intervals"),
+                          pl.len().alias("gap_events")),
+        zero_runs.select(pl.len().alias("zero_runs")),
+        dups.select(pl.len().alias("duplicates"),
+                    (pl.col("wh") != pl.col("first_wh")).sum().alias("conflicting_duplicates")),
+    ]
+    finding_plans: list[pl.LazyFrame] = []
+    if with_findings:
+        finding_plans = [
+            rules.gap_findings(gap_events), rules.off_grid(prepared), rules.negative(prepared),
+            spike_rows, rules.zero_run_findings(zero_runs),
+            rules.usage_deviation(prepared, cfg, tz), rules.reverse_energy(prepared, tz),
+            rules.duplicate_findings(dups), rules.register_backwards(reads_lf, meters_lf),
+            rules.register_mismatch(slots, reads_lf, meters_lf, cfg),
+        ]
+    else:
+        plans.append(spike_rows.select(pl.len().alias("spikes")))
+    estimate_plan = (estimate.estimate(gap_events, slots.select("meter_id", "ts", "wh"), cfg, tz)
+                     if with_estimates else pl.LazyFrame(schema=estimate.ESTIMATE_SCHEMA))
+    frames = pl.collect_all([*plans, pl.concat(finding_plans) if finding_plans
+                             else pl.LazyFrame(schema=rules.FINDING_SCHEMA), estimate_plan])
+    counts: dict[str, int] = {}
+    for frame in frames[:len(plans)]:
+        for name, value in frame.row(0, named=True).items():
+            counts[name] = int(value or 0)
+    findings = frames[len(plans)]
+    if with_findings:
+        counts["spikes"] = findings.filter(pl.col("rule") == "spike").height
+    return VeeResult(counts=counts,
+                     findings=findings.sort("rule", "meter_id", "ts", "ref"),
+                     estimates=frames[-1].sort("meter_id", "ts"))

@@ -1,0 +1,180 @@
+"""Queries of VEE: reading the interval store, reads and meters; writing findings, estimates and
+edits. All SQL of the package lives here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+import polars as pl
+from sqlalchemy import Connection, text
+
+from dianfei.core.clock import start_of_day
+from dianfei.db.bulk import write_frame
+from dianfei.db.frames import read_frame
+from dianfei.metering.vee.pipeline import DUPLICATE_SCHEMA, READ_SCHEMA
+
+if TYPE_CHECKING:
+    from dianfei.db.engine import Database
+
+
+def tz_name(db: Database) -> str:
+    return db.settings.timezone
+
+
+def instants(db: Database, day_from: date | None, day_to: date | None) -> tuple[datetime | None,
+                                                                              datetime | None]:
+    """[start of day_from, start of the day after day_to) in the business zone, as UTC."""
+    tz = ZoneInfo(tz_name(db))
+    lo = start_of_day(day_from, tz) if day_from else None
+    hi = start_of_day(day_to + timedelta(days=1), tz) if day_to else None
+    return lo, hi
+
+
+def intervals(db: Database, day_from: date | None = None, day_to: date | None = None,
+              meter_ids: Sequence[str] | None = None) -> pl.LazyFrame:
+    """Metered intervals from the store (meter_id, ts, minutes, wh, batch_id)."""
+    from dianfei.metering import intervals as store
+
+    return store.scan(db, day_from=day_from, day_to=day_to, meter_ids=meter_ids)
+
+
+def duplicates(db: Database, day_from: date | None = None, day_to: date | None = None) -> pl.DataFrame:
+    from dianfei.metering import intervals as store
+
+    return store.duplicates(db, day_from=day_from, day_to=day_to).cast(DUPLICATE_SCHEMA)
+
+
+def register_reads(db: Database, day_from: date | None = None, day_to: date | None = None,
+                   meter_ids: Sequence[str] | None = None) -> pl.DataFrame:
+    """Register reads (0.01 units) in the window, widened by a day either side so that the
+    reads bounding the window's intervals are there."""
+    lo, hi = instants(db, day_from, day_to)
+    sql = "SELECT meter_id, read_at, register, value, source FROM register_reads WHERE 1 = 1"
+    params: dict[str, Any] = {}
+    if lo is not None:
+        sql += " AND read_at >= :lo"
+        params["lo"] = lo - timedelta(days=1)
+    if hi is not None:
+        sql += " AND read_at < :hi"
+        params["hi"] = hi + timedelta(days=1)
+    frame = read_frame(db.engine, sql, params, instants=("read_at",),
+                       schema={"meter_id": pl.String, "register": pl.String, "value": pl.Int64,
+                               "source": pl.String})
+    if meter_ids is not None:
+        frame = frame.filter(pl.col("meter_id").is_in(list(meter_ids)))
+    return frame.select(list(READ_SCHEMA.names()))
+
+
+def meters(db: Database) -> pl.DataFrame:
+    """Every meter with its register digits, place in the network and dates."""
+    sql = ("SELECT m.meter_id, m.digits, m.comm_address, m.installed_on, m.removed_on, "
+           "c.region_id, c.station_id FROM meters m "
+           "LEFT JOIN accounts a ON a.account_id = m.account_id "
+           "LEFT JOIN customers c ON c.customer_id = a.customer_id")
+    return read_frame(db.engine, sql, dates=("installed_on", "removed_on"),
+                      schema={"meter_id": pl.String, "digits": pl.Int64, "comm_address": pl.String,
+                              "region_id": pl.String, "station_id": pl.String})
+
+
+def estimates(db: Database, day_from: date | None = None, day_to: date | None = None,
+              meter_ids: Sequence[str] | None = None) -> pl.DataFrame:
+    lo, hi = instants(db, day_from, day_to)
+    sql = ("SELECT meter_id, ts, minutes, wh, method, inputs, run_id FROM vee_estimates "
+           "WHERE 1 = 1")
+    params: dict[str, Any] = {}
+    if lo is not None:
+        sql += " AND ts >= :lo"
+        params["lo"] = lo
+    if hi is not None:
+        sql += " AND ts < :hi"
+        params["hi"] = hi
+    frame = read_frame(db.engine, sql, params, instants=("ts",),
+                       schema={"meter_id": pl.String, "minutes": pl.Int16, "wh": pl.Int64,
+                               "method": pl.String, "inputs": pl.String, "run_id": pl.String})
+    if meter_ids is not None:
+        frame = frame.filter(pl.col("meter_id").is_in(list(meter_ids)))
+    return frame
+
+
+def edits(db: Database, day_from: date | None = None, day_to: date | None = None,
+          meter_ids: Sequence[str] | None = None) -> pl.DataFrame:
+    """Every manual edit in the window, oldest first (the audit record)."""
+    lo, hi = instants(db, day_from, day_to)
+    sql = ("SELECT edit_id, meter_id, ts, minutes, old_wh, old_source, new_wh, reason, edited_by, "
+           "edited_at FROM vee_edits WHERE 1 = 1")
+    params: dict[str, Any] = {}
+    if lo is not None:
+        sql += " AND ts >= :lo"
+        params["lo"] = lo
+    if hi is not None:
+        sql += " AND ts < :hi"
+        params["hi"] = hi
+    sql += " ORDER BY edit_id"
+    frame = read_frame(db.engine, sql, params, instants=("ts", "edited_at"),
+                       schema={"edit_id": pl.Int64, "meter_id": pl.String, "minutes": pl.Int16,
+                               "old_wh": pl.Int64, "old_source": pl.String, "new_wh": pl.Int64,
+                               "reason": pl.String, "edited_by": pl.String})
+    if meter_ids is not None:
+        frame = frame.filter(pl.col("meter_id").is_in(list(meter_ids)))
+    return frame
+
+
+def stored_findings(db: Database) -> pl.DataFrame:
+    return read_frame(db.engine, "SELECT rule, meter_id, ts, ref, value_wh, detail, run_id "
+                      "FROM vee_findings ORDER BY rule, meter_id, ts, ref", instants=("ts",),
+                      schema={"rule": pl.String, "meter_id": pl.String, "ref": pl.String,
+                              "value_wh": pl.Int64, "detail": pl.String, "run_id": pl.String})
+
+
+def insert_new(conn: Connection, table: str, frame: pl.DataFrame, key: Sequence[str]) -> int:
+    """Insert the rows of ``frame`` whose ``key`` is not in ``table`` yet; returns how many.
+
+    Idempotency by the unique index: rows go to a temporary table (COPY on PostgreSQL), then
+    ``INSERT … SELECT … ON CONFLICT DO NOTHING`` — never check-then-insert.
+    """
+    if frame.height == 0:
+        return 0
+    cols = ", ".join(frame.columns)
+    stage = f"tmp_{table}"
+    conn.execute(text(f"DROP TABLE IF EXISTS {stage}"))
+    conn.execute(text(f"CREATE TEMPORARY TABLE {stage} AS SELECT {cols} FROM {table} WHERE 1 = 0"))
+    try:
+        write_frame(conn, stage, frame)
+        result = conn.execute(text(
+            f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} WHERE true "
+            f"ON CONFLICT ({', '.join(key)}) DO NOTHING"))
+        return int(result.rowcount or 0)
+    finally:
+        conn.execute(text(f"DROP TABLE {stage}"))
+
+
+def insert_run(conn: Connection, row: dict[str, Any]) -> None:
+    conn.execute(text("INSERT INTO vee_runs (run_id, started_at, finished_at, settings, "
+                      "findings_added, estimates_added) VALUES (:run_id, :started_at, "
+                      ":finished_at, :settings, :findings_added, :estimates_added)"),
+                 _naive(conn, row))
+
+
+def _naive(conn: Connection, row: dict[str, Any]) -> dict[str, Any]:
+    """Instants as naive UTC text/values, as UTCDateTime stores them."""
+    from datetime import UTC
+
+    out = {}
+    for k, v in row.items():
+        if isinstance(v, datetime):
+            v = v.astimezone(UTC).replace(tzinfo=None)
+            if conn.dialect.name == "sqlite":
+                v = v.strftime("%Y-%m-%d %H:%M:%S.%f")
+        out[k] = v
+    return out
+
+
+def insert_edit(conn: Connection, row: dict[str, Any]) -> int:
+    result = conn.execute(text(
+        "INSERT INTO vee_edits (meter_id, ts, minutes, old_wh, old_source, new_wh, reason, "
+        "edited_by, edited_at) VALUES (:meter_id, :ts, :minutes, :old_wh, :old_source, :new_wh, "
+        ":reason, :edited_by, :edited_at) RETURNING edit_id"), _naive(conn, row))
+    return int(result.scalar_one())

@@ -1,0 +1,337 @@
+"""Validation rules (数据校核规则) as small pure functions over Polars frames.
+
+Each rule takes interval data (and, for register rules, register reads) and returns *findings*:
+one row per thing worth a look, with the columns of :data:`FINDING_SCHEMA` —
+``rule, meter_id, ts, ref, value_wh, detail``. Rules never raise on bad data and never change it;
+``(rule, meter_id, ts, ref)`` identifies a finding, so running the rules again finds the same
+rows (that is what makes ``vee run`` idempotent).
+
+Interval frames have the shape of the interval store (``metering.intervals.scan``): ``meter_id``,
+``ts`` (interval start, UTC), ``minutes`` (interval length), ``wh`` (watt-hours, signed, as
+received), one row per (meter, ts). :func:`prepare` adds the grid: a meter's interval length
+(``step``) is the shortest length it reported, and a row is *on the grid* when its start is a
+whole multiple of that length since midnight (the epoch is a midnight in every whole-hour zone,
+Asia/Shanghai included). Off-grid rows are metered values, counted and kept, but they do not fill
+a slot.
+
+The counting definitions (interfaces.md, "VEE figures") are implemented here and nowhere else:
+
+* expected slots of a meter run from its first to its last on-grid reading, both included;
+  *missing* = expected slots without a metered value; a *gap event* is a maximal run of missing
+  slots. Estimates and edits are stored elsewhere and never enter these frames, so they cannot
+  reduce the count. A meter with one reading has one expected slot and nothing missing; a gap
+  at the start is impossible because the first reading starts the range.
+* a *zero run* is a maximal run of consecutive present zero readings (``wh == 0``) in adjacent
+  slots lasting at least one day (count × step ≥ 1440 minutes: 96 quarter-hours, 48 half-hours);
+  a missing slot or a non-zero reading ends it.
+* *negative* counts metered intervals with ``wh < 0``; *spikes* those flagged by :func:`spikes`.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import polars as pl
+
+from dianfei.metering.vee.config import VeeConfig
+
+US_PER_MINUTE: Final = 60_000_000
+MINUTES_PER_DAY: Final = 1440
+#: cumulative registers (示数累计) — demand_kw is a maximum, not a running total
+CUMULATIVE_REGISTERS: Final = ("total", "sharp", "peak", "flat", "valley", "kvarh")
+
+FINDING_SCHEMA: Final = pl.Schema({
+    "rule": pl.String(), "meter_id": pl.String(), "ts": pl.Datetime("us", "UTC"), "ref": pl.String(),
+    "value_wh": pl.Int64(), "detail": pl.String(),
+})
+
+#: every rule name a finding can carry, with what it means (docs/vee.md has the details)
+RULES: Final = {
+    "gap": "a gap event: a maximal run of missing intervals (ts = first missing slot)",
+    "off_grid": "an interval whose start is not on the meter's interval grid",
+    "negative": "a negative interval value",
+    "spike": "an interval far above the meter's usual (median) interval",
+    "zero_run": "a day or more of consecutive zero readings (ts = first zero slot)",
+    "high_usage": "a complete day far above the meter's usual daily total",
+    "low_usage": "a complete day far below the meter's usual daily total",
+    "reverse_energy": "energy flowing back (negative intervals) on a business day",
+    "duplicate": "a repeated interval in one import with the same value as the first",
+    "conflicting_duplicate": "a repeated interval in one import with a different value",
+    "rollover": "a register read lower than the previous one, explained by the register wrapping",
+    "read_backwards": "a register read lower than the previous one that is not a rollover",
+    "register_mismatch": "the intervals between two total reads do not add up to their difference",
+}
+
+
+def empty_findings() -> pl.DataFrame:
+    return pl.DataFrame(schema=FINDING_SCHEMA)
+
+
+def kwh_text(wh: pl.Expr) -> pl.Expr:
+    """Watt-hours as an exact kWh decimal string with three places (``-1234`` → ``"-1.234"``)."""
+    mag = wh.abs()
+    return pl.concat_str(
+        pl.when(wh < 0).then(pl.lit("-")).otherwise(pl.lit("")),
+        (mag // 1000).cast(pl.String), pl.lit("."),
+        (mag % 1000).cast(pl.String).str.zfill(3))
+
+
+def _finding(rule: str | pl.Expr, *, ref: pl.Expr | None = None, value: pl.Expr | None = None,
+             detail: pl.Expr, ts: pl.Expr | None = None) -> list[pl.Expr]:
+    return [
+        (pl.lit(rule) if isinstance(rule, str) else rule).cast(pl.String).alias("rule"),
+        pl.col("meter_id").cast(pl.String),
+        (ts if ts is not None else pl.col("ts")).alias("ts"),
+        (ref if ref is not None else pl.lit("")).cast(pl.String).alias("ref"),
+        (value if value is not None else pl.lit(None)).cast(pl.Int64).alias("value_wh"),
+        detail.cast(pl.String).alias("detail"),
+    ]
+
+
+def _plus_minutes(ts: pl.Expr, minutes: pl.Expr) -> pl.Expr:
+    return ts + pl.duration(microseconds=minutes.cast(pl.Int64) * US_PER_MINUTE)
+
+
+# --------------------------------------------------------------------------- the grid
+
+
+def prepare(intervals: pl.LazyFrame) -> pl.LazyFrame:
+    """Add ``step`` (the meter's interval length), ``on_grid`` and ``slot`` (the slot number)."""
+    lf = intervals.with_columns(pl.col("minutes").cast(pl.Int64).min().over("meter_id")
+                                .alias("step"))
+    epoch = pl.col("ts").dt.epoch("us")
+    step_us = pl.col("step") * US_PER_MINUTE
+    return lf.with_columns((epoch % step_us == 0).alias("on_grid"), (epoch // step_us).alias("slot"))
+
+
+def slotted(prepared: pl.LazyFrame) -> pl.LazyFrame:
+    """On-grid rows sorted by meter and time, each with its predecessor's slot, ts and value
+    (null for a meter's first reading)."""
+    lf = prepared.filter(pl.col("on_grid")).sort("meter_id", "ts")
+    same = pl.col("meter_id") == pl.col("meter_id").shift(1)
+    return lf.with_columns(
+        pl.when(same).then(pl.col("slot").shift(1)).alias("prev_slot"),
+        pl.when(same).then(pl.col("ts").shift(1)).alias("prev_ts"),
+        pl.when(same).then(pl.col("wh").shift(1)).alias("prev_wh"),
+    )
+
+
+def gaps(slots: pl.LazyFrame) -> pl.LazyFrame:
+    """One row per gap event: ``meter_id, step, gap_slots, gap_start, gap_end`` (first and last
+    missing slot) and the bounding readings ``prev_ts, prev_wh, next_ts, next_wh``."""
+    return (slots.filter(pl.col("slot") - pl.col("prev_slot") > 1)
+            .select("meter_id", "step",
+                    (pl.col("slot") - pl.col("prev_slot") - 1).alias("gap_slots"),
+                    _plus_minutes(pl.col("prev_ts"), pl.col("step")).alias("gap_start"),
+                    _plus_minutes(pl.col("ts"), -pl.col("step")).alias("gap_end"),
+                    "prev_ts", "prev_wh", pl.col("ts").alias("next_ts"),
+                    pl.col("wh").alias("next_wh")))
+
+
+def gap_findings(gap_events: pl.LazyFrame) -> pl.LazyFrame:
+    return gap_events.select(_finding(
+        "gap", ts=pl.col("gap_start"), value=pl.lit(None),
+        detail=pl.format("{} missing intervals of {} minutes, {} to {} (last before {}, next {})",
+                         "gap_slots", "step", pl.col("gap_start").dt.to_string(),
+                         pl.col("gap_end").dt.to_string(), pl.col("prev_ts").dt.to_string(),
+                         pl.col("next_ts").dt.to_string())))
+
+
+# --------------------------------------------------------------------------- value rules
+
+
+def off_grid(prepared: pl.LazyFrame) -> pl.LazyFrame:
+    return prepared.filter(~pl.col("on_grid")).select(_finding(
+        "off_grid", value=pl.col("wh"),
+        detail=pl.format("interval start is not on the meter's {}-minute grid", "step")))
+
+
+def negative(prepared: pl.LazyFrame) -> pl.LazyFrame:
+    return prepared.filter(pl.col("wh") < 0).select(_finding(
+        "negative", value=pl.col("wh"),
+        detail=pl.format("negative interval value {} kWh", kwh_text(pl.col("wh")))))
+
+
+def spike_thresholds(prepared: pl.LazyFrame, cfg: VeeConfig) -> pl.LazyFrame:
+    """Per meter: the median of its positive intervals and the spike threshold in Wh,
+    max(spike_factor × median, spike_floor_kw × step/60 h); meters with fewer than
+    spike_min_history positive intervals get no threshold (too little history to judge)."""
+    stats = (prepared.filter(pl.col("wh") > 0).group_by("meter_id")
+             .agg(pl.col("wh").median().alias("median_wh"), pl.len().alias("history"),
+                  pl.col("step").first()))
+    floor = pl.col("step") * (cfg.spike_floor_kw * 1000.0 / 60.0)
+    return (stats.filter(pl.col("history") >= cfg.spike_min_history)
+            .select("meter_id", "median_wh",
+                    pl.max_horizontal(pl.col("median_wh") * cfg.spike_factor, floor)
+                    .round(0).cast(pl.Int64).alias("threshold_wh")))
+
+
+def spikes(prepared: pl.LazyFrame, cfg: VeeConfig) -> pl.LazyFrame:
+    """Spike (尖峰): ``wh > threshold`` where threshold = max(k × median of the meter's positive
+    intervals in the data examined, floor). The median is robust: a few spikes do not move it."""
+    th = spike_thresholds(prepared, cfg)
+    return (prepared.join(th, on="meter_id", how="inner")
+            .filter(pl.col("wh") > pl.col("threshold_wh"))
+            .select(_finding("spike", value=pl.col("wh"), detail=pl.format(
+                "{} kWh above the threshold {} kWh ({} × median {} kWh)",
+                kwh_text(pl.col("wh")), kwh_text(pl.col("threshold_wh")),
+                pl.lit(str(cfg.spike_factor)),
+                kwh_text(pl.col("median_wh").round(0).cast(pl.Int64))))))
+
+
+def zero_run_events(slots: pl.LazyFrame) -> pl.LazyFrame:
+    """Maximal runs of consecutive present zeros lasting at least a day:
+    ``meter_id, run_start, run_end, run_slots, step``."""
+    zero = pl.col("wh") == 0
+    continues = ((pl.col("prev_wh") == 0) & (pl.col("slot") - pl.col("prev_slot") == 1)).fill_null(False)
+    return (slots.with_columns((zero & ~continues).cum_sum().alias("run"))
+            .filter(zero)
+            .group_by("run")
+            .agg(pl.col("meter_id").first(), pl.col("ts").min().alias("run_start"),
+                 pl.col("ts").max().alias("run_end"), pl.len().alias("run_slots"),
+                 pl.col("step").first())
+            .filter(pl.col("run_slots") * pl.col("step") >= MINUTES_PER_DAY)
+            .drop("run"))
+
+
+def zero_run_findings(runs: pl.LazyFrame) -> pl.LazyFrame:
+    return runs.select(_finding(
+        "zero_run", ts=pl.col("run_start"), value=pl.lit(0),
+        detail=pl.format("{} consecutive zero intervals from {} to {}", "run_slots",
+                         pl.col("run_start").dt.to_string(), pl.col("run_end").dt.to_string())))
+
+
+def _local_day(ts: pl.Expr, tz: str) -> pl.Expr:
+    return ts.dt.convert_time_zone(tz).dt.date()
+
+
+def _day_start_utc(day: pl.Expr, tz: str) -> pl.Expr:
+    return (day.cast(pl.Datetime("us")).dt.replace_time_zone(tz)
+            .dt.convert_time_zone("UTC"))
+
+
+def daily_totals(prepared: pl.LazyFrame, tz: str) -> pl.LazyFrame:
+    """Per meter and business day: ``wh`` (sum of on-grid metered values), ``n`` (slots present),
+    ``step`` and ``complete`` (every slot of the day present)."""
+    return (prepared.filter(pl.col("on_grid"))
+            .group_by("meter_id", _local_day(pl.col("ts"), tz).alias("day"))
+            .agg(pl.col("wh").sum(), pl.len().alias("n"), pl.col("step").first())
+            .with_columns((pl.col("n") * pl.col("step") >= MINUTES_PER_DAY).alias("complete")))
+
+
+def usage_deviation(prepared: pl.LazyFrame, cfg: VeeConfig, tz: str) -> pl.LazyFrame:
+    """High/low usage (电量突变): a complete day whose total is above usage_high_factor × or below
+    usage_low_factor × the meter's usual day — the median of its previous usage_window_days
+    complete days (at least usage_min_days of them, usual ≥ usage_min_usual_kwh)."""
+    days = (daily_totals(prepared, tz).filter(pl.col("complete")).sort("meter_id", "day")
+            .with_columns(pl.col("wh").shift(1)
+                          .rolling_median(window_size=cfg.usage_window_days,
+                                          min_samples=cfg.usage_min_days)
+                          .over("meter_id").alias("usual")))
+    judged = days.filter(pl.col("usual") >= cfg.usage_min_usual_kwh * 1000)
+    rule = (pl.when(pl.col("wh") > pl.col("usual") * cfg.usage_high_factor).then(pl.lit("high_usage"))
+            .when(pl.col("wh") < pl.col("usual") * cfg.usage_low_factor).then(pl.lit("low_usage")))
+    return (judged.with_columns(rule.alias("r")).filter(pl.col("r").is_not_null())
+            .select(_finding(pl.col("r"), ts=_day_start_utc(pl.col("day"), tz), value=pl.col("wh"),
+                             detail=pl.format("day {} used {} kWh against a usual {} kWh",
+                                              pl.col("day").cast(pl.String), kwh_text(pl.col("wh")),
+                                              kwh_text(pl.col("usual").round(0).cast(pl.Int64))))))
+
+
+def reverse_energy(prepared: pl.LazyFrame, tz: str) -> pl.LazyFrame:
+    """Reverse energy (反向电量): per meter and business day, the energy of its negative
+    intervals (a meter without a reverse register reports export as negative intervals)."""
+    return (prepared.filter(pl.col("wh") < 0)
+            .group_by("meter_id", _local_day(pl.col("ts"), tz).alias("day"))
+            .agg((-pl.col("wh")).sum().alias("rev"), pl.len().alias("n"))
+            .select(_finding("reverse_energy", ts=_day_start_utc(pl.col("day"), tz),
+                             value=pl.col("rev"),
+                             detail=pl.format("{} kWh of reverse energy in {} intervals on {}",
+                                              kwh_text(pl.col("rev")), "n",
+                                              pl.col("day").cast(pl.String)))))
+
+
+def duplicate_findings(dups: pl.LazyFrame) -> pl.LazyFrame:
+    """Second-and-later rows for the same (meter, interval) within one import (batch): identical
+    to the first value (``duplicate``) or not (``conflicting_duplicate``). ``ref`` is the batch and
+    the row's ordinal among its batch's repeats, so each repeat is its own finding."""
+    conflicting = pl.col("wh") != pl.col("first_wh")
+    ordinal = pl.int_range(pl.len()).over("batch_id", "meter_id", "ts")
+    return (dups.sort("batch_id", "meter_id", "ts", "wh")
+            .with_columns(ordinal.alias("k"))
+            .select(_finding(
+                pl.when(conflicting).then(pl.lit("conflicting_duplicate")).otherwise(pl.lit("duplicate")),
+                ref=pl.format("{}#{}", "batch_id", "k"), value=pl.col("wh"),
+                detail=pl.format("repeated in import {}: {} kWh, first value {} kWh", "batch_id",
+                                 kwh_text(pl.col("wh")), kwh_text(pl.col("first_wh"))))))
+
+
+# --------------------------------------------------------------------------- register rules
+
+
+def _register_steps(reads: pl.LazyFrame, meters: pl.LazyFrame) -> pl.LazyFrame:
+    """Consecutive reads of each cumulative register with the raw difference and the wrap."""
+    same = ((pl.col("meter_id") == pl.col("meter_id").shift(1))
+            & (pl.col("register") == pl.col("register").shift(1)))
+    return (reads.filter(pl.col("register").is_in(list(CUMULATIVE_REGISTERS)))
+            .join(meters.select("meter_id", "digits"), on="meter_id", how="left")
+            .sort("meter_id", "register", "read_at")
+            .with_columns(pl.when(same).then(pl.col("value").shift(1)).alias("prev_value"),
+                          pl.when(same).then(pl.col("read_at").shift(1)).alias("prev_at"),
+                          pl.when(same).then(pl.col("source").shift(1)).alias("prev_source"))
+            .with_columns((pl.col("value") - pl.col("prev_value")).alias("raw_diff"),
+                          (pl.lit(10, pl.Int64).pow(pl.col("digits").fill_null(6).cast(pl.Int64))
+                           * 100).alias("wrap")))
+
+
+def register_backwards(reads: pl.LazyFrame, meters: pl.LazyFrame) -> pl.LazyFrame:
+    """A cumulative register read lower than the one before: a rollover (翻转) when going round
+    10**digits explains it with less than half a turn (the billing rule), else a fault
+    (示数倒走). ``value_wh`` is the read in thousandths (the 0.01 register value × 10)."""
+    steps = _register_steps(reads, meters).filter(pl.col("raw_diff") < 0)
+    rollover = pl.col("raw_diff") + pl.col("wrap") < pl.col("wrap") // 2
+    return steps.select(_finding(
+        pl.when(rollover).then(pl.lit("rollover")).otherwise(pl.lit("read_backwards")),
+        ts=pl.col("read_at"), ref=pl.col("register"), value=pl.col("value") * 10,
+        detail=pl.format("register {} read {} after {} at {} (rolls over at {})", "register",
+                         pl.col("value"), pl.col("prev_value"), pl.col("prev_at").dt.to_string(),
+                         pl.col("wrap"))))
+
+
+def register_mismatch(slots: pl.LazyFrame, reads: pl.LazyFrame, meters: pl.LazyFrame,
+                      cfg: VeeConfig) -> pl.LazyFrame:
+    """Interval sum vs register difference (分时电量与示数差比对): between two consecutive total
+    reads (neither estimated) whose span is fully covered by on-grid intervals, the intervals
+    must add up to the register's movement (rollover allowed), within the larger of
+    register_tolerance_kwh and register_tolerance_share of the movement. Intervals are compared
+    as the meter recorded them, before the multiplier, like the register."""
+    steps = (_register_steps(reads.filter(pl.col("source") != "estimated"), meters)
+             .filter((pl.col("register") == "total") & pl.col("prev_value").is_not_null()))
+    moved = (pl.when(pl.col("raw_diff") >= 0).then(pl.col("raw_diff"))
+             .when(pl.col("raw_diff") + pl.col("wrap") < pl.col("wrap") // 2)
+             .then(pl.col("raw_diff") + pl.col("wrap")))
+    spans = (steps.with_columns((moved * 10).alias("moved_wh"))
+             .filter(pl.col("moved_wh").is_not_null())
+             .select("meter_id", pl.col("prev_at").alias("span_from"),
+                     pl.col("read_at").alias("span_to"), "moved_wh")
+             .sort("span_from"))
+    iv = slots.select("meter_id", "ts", "wh", "step").sort("ts")
+    matched = (iv.join_asof(spans, left_on="ts", right_on="span_from", by="meter_id",
+                            strategy="backward", check_sortedness=False)
+               .filter(pl.col("span_to").is_not_null() & (pl.col("ts") < pl.col("span_to"))))
+    sums = (matched.group_by("meter_id", "span_from")
+            .agg(pl.col("wh").sum().alias("sum_wh"), pl.len().alias("n"), pl.col("step").first(),
+                 pl.col("span_to").first(), pl.col("moved_wh").first()))
+    expected = ((pl.col("span_to") - pl.col("span_from")).dt.total_microseconds()
+                / (pl.col("step") * US_PER_MINUTE))
+    tol = pl.max_horizontal(pl.lit(cfg.register_tolerance_kwh * 1000.0),
+                            pl.col("moved_wh") * cfg.register_tolerance_share)
+    return (sums.filter((pl.col("n") == expected)
+                        & ((pl.col("sum_wh") - pl.col("moved_wh")).abs() > tol))
+            .select(_finding("register_mismatch", ts=pl.col("span_to"), ref=pl.lit("total"),
+                             value=pl.col("sum_wh"),
+                             detail=pl.format("intervals sum to {} kWh but the total register moved "
+                                              "{} kWh from {} to {}", kwh_text(pl.col("sum_wh")),
+                                              kwh_text(pl.col("moved_wh")),
+                                              pl.col("span_from").dt.to_string(),
+                                              pl.col("span_to").dt.to_string()))))

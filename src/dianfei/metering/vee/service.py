@@ -1,0 +1,282 @@
+"""Entry points of VEE (validation, estimation and editing of meter data, 数据校核与估算).
+
+* :func:`run_vee` validates the stored intervals and register reads, stores the findings and
+  estimates the gaps (idempotent: a second run over the same data adds nothing);
+* :func:`report` and :func:`findings` give the figures and findings of the data as it is now;
+* :func:`edit_interval` records a manual edit with its reason (append-only audit record);
+* :func:`effective_intervals`, :func:`daily_tou` and :func:`estimated_consumption` give what
+  billing and reporting use: metered values, then estimates for what is missing, edits above
+  both, each row saying where it came from;
+* :func:`read_outcomes` and :func:`read_rate` give the read success rate (采集成功率).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+import polars as pl
+
+from dianfei.core.clock import Clock, start_of_day
+from dianfei.core.errors import NotFoundError, ValidationError
+from dianfei.core.money import parse_decimal
+from dianfei.metering.vee import pipeline, readrate, repository, rules, tou
+from dianfei.metering.vee.config import VeeConfig
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from dianfei.db.engine import Database
+
+#: where an effective interval value came from, strongest first
+SOURCES = ("edited", "metered", "estimated")
+
+
+def config(db: Database) -> VeeConfig:
+    """The ``[vee]`` settings of the configured deployment (defaults where unset)."""
+    return VeeConfig.from_raw(db.settings.raw)
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run_id: str
+    counts: dict[str, int]
+    findings: int
+    findings_added: int
+    estimates: int
+    estimates_added: int
+
+
+def _result(db: Database, day_from: date | None, day_to: date | None, *,
+            with_findings: bool, with_estimates: bool) -> pipeline.VeeResult:
+    cfg = config(db)
+    reads = repository.register_reads(db, day_from, day_to) if with_findings else None
+    meters = repository.meters(db).select("meter_id", "digits") if with_findings else None
+    return pipeline.run(
+        repository.intervals(db, day_from, day_to), cfg, repository.tz_name(db),
+        duplicates=repository.duplicates(db, day_from, day_to).lazy(),
+        reads=reads.lazy() if reads is not None else None,
+        meters=meters.lazy() if meters is not None else None,
+        with_findings=with_findings, with_estimates=with_estimates)
+
+
+def run_vee(db: Database, clock: Clock, *, day_from: date | None = None,
+            day_to: date | None = None) -> RunOutcome:
+    """Validate and estimate the stored data (all of it, or the business days given).
+
+    A job: it commits its one transaction. Findings are unique on (rule, meter, ts, ref) and
+    estimates on (meter, ts), so running again over the same data inserts nothing; a finding or
+    estimate keeps the id of the run that first made it.
+    """
+    started = clock.now()
+    run_id = f"V{started.astimezone(UTC):%Y%m%d%H%M%S}{uuid.uuid4().hex[:8]}"
+    cfg = config(db)
+    res = _result(db, day_from, day_to, with_findings=True, with_estimates=True)
+    found = res.findings.with_columns(pl.lit(run_id).alias("run_id"))
+    estimates = res.estimates.with_columns(pl.lit(run_id).alias("run_id"))
+    with db.engine.begin() as conn:
+        f_added = repository.insert_new(conn, "vee_findings", found, ("rule", "meter_id", "ts", "ref"))
+        e_added = repository.insert_new(conn, "vee_estimates", estimates, ("meter_id", "ts"))
+        repository.insert_run(conn, {
+            "run_id": run_id, "started_at": started, "finished_at": clock.now(),
+            "settings": json.dumps(cfg.as_dict(), sort_keys=True),
+            "findings_added": f_added, "estimates_added": e_added})
+    counts = dict(res.counts)
+    counts["estimated"] = _estimated_count(db, day_from, day_to)
+    return RunOutcome(run_id, _ordered(counts), found.height, f_added, estimates.height, e_added)
+
+
+def _ordered(counts: dict[str, int]) -> dict[str, int]:
+    return {k: int(counts.get(k, 0)) for k in pipeline.REPORT_KEYS}
+
+
+def _estimated_count(db: Database, day_from: date | None, day_to: date | None) -> int:
+    """Stored estimates for slots that still have no metered value."""
+    est = repository.estimates(db, day_from, day_to).select("meter_id", "ts")
+    if est.height == 0:
+        return 0
+    metered = (repository.intervals(db, day_from, day_to, meter_ids=est["meter_id"].unique().to_list())
+               .select("meter_id", "ts").collect())
+    return est.join(metered, on=["meter_id", "ts"], how="anti").height
+
+
+def report(db: Database, *, day_from: date | None = None, day_to: date | None = None) -> dict[str, int]:
+    """The VEE figures of interfaces.md for the data as stored now (``vee report --json``).
+
+    ``estimated`` counts stored estimates whose slot is still missing; every other figure is
+    computed from metered data only, so estimates never change it.
+    """
+    res = _result(db, day_from, day_to, with_findings=False, with_estimates=False)
+    counts = dict(res.counts)
+    counts["estimated"] = _estimated_count(db, day_from, day_to)
+    return _ordered(counts)
+
+
+def findings(db: Database, *, rule: str | None = None, meter_id: str | None = None,
+             day_from: date | None = None, day_to: date | None = None) -> pl.DataFrame:
+    """Every finding of the data as stored now: rule, meter_id, ts, ref, value_wh, detail."""
+    if rule is not None and rule not in rules.RULES:
+        raise ValidationError(f"unknown rule {rule!r} (known: {', '.join(rules.RULES)})")
+    found = _result(db, day_from, day_to, with_findings=True, with_estimates=False).findings
+    if rule is not None:
+        found = found.filter(pl.col("rule") == rule)
+    if meter_id is not None:
+        found = found.filter(pl.col("meter_id") == meter_id)
+    return found
+
+
+def stored_estimates(db: Database, *, day_from: date | None = None, day_to: date | None = None,
+                     meter_ids: Sequence[str] | None = None) -> pl.DataFrame:
+    """Stored estimates with their method, inputs and run (the trace of every estimate)."""
+    return repository.estimates(db, day_from, day_to, meter_ids)
+
+
+# --------------------------------------------------------------------------- manual edits
+
+
+def _wh(kwh: Decimal | str) -> int:
+    value = parse_decimal(kwh, "kwh", places=3)
+    return int(value * 1000)
+
+
+def edit_interval(db: Database, session: Session, clock: Clock, *, meter_id: str, ts: datetime,
+                  kwh: Decimal | str, reason: str, user: str) -> dict[str, Any]:
+    """Record a manual edit (人工修正) of one interval in the caller's transaction.
+
+    The reason is required; the metered value (if any) stays in the store untouched; the edit
+    row keeps the value in use before (``old_wh``, ``old_source``) and the new one, who and when.
+    """
+    if not reason or not reason.strip():
+        raise ValidationError("an edit needs a reason (--reason)")
+    if not user or not user.strip():
+        raise ValidationError("an edit needs the user who makes it (--user)")
+    if ts.tzinfo is None:
+        raise ValidationError(f"--ts needs a UTC offset, got {ts.isoformat()}")
+    ts = ts.astimezone(UTC)
+    new_wh = _wh(kwh)
+    tz = ZoneInfo(repository.tz_name(db))
+    day = ts.astimezone(tz).date()
+    metered_all = repository.intervals(db, meter_ids=[meter_id]).select("ts", "minutes", "wh")
+    step_frame = metered_all.select(pl.col("minutes").min()).collect()
+    step = step_frame.item() if step_frame.height else None
+    if step is None:
+        raise NotFoundError(f"meter {meter_id} has no intervals to edit")
+    if int(ts.timestamp()) % (int(step) * 60) or ts.microsecond:
+        raise ValidationError(f"{ts.isoformat()} is not on meter {meter_id}'s {step}-minute grid")
+    old_wh: int | None = None
+    old_source = "missing"
+    prior = repository.edits(db, day, day, [meter_id]).filter(pl.col("ts") == ts)
+    if prior.height:
+        old_wh, old_source = int(prior["new_wh"][-1]), "edited"
+    else:
+        metered = metered_all.filter(pl.col("ts") == ts).collect()
+        if metered.height:
+            old_wh, old_source = int(metered["wh"][0]), "metered"
+        else:
+            est = repository.estimates(db, day, day, [meter_id]).filter(pl.col("ts") == ts)
+            if est.height:
+                old_wh, old_source = int(est["wh"][0]), "estimated"
+    row = {"meter_id": meter_id, "ts": ts, "minutes": int(step), "old_wh": old_wh,
+           "old_source": old_source, "new_wh": new_wh, "reason": reason.strip(),
+           "edited_by": user.strip(), "edited_at": clock.now()}
+    edit_id = repository.insert_edit(session.connection(), row)
+    return {"edit_id": edit_id, **row}
+
+
+def edits(db: Database, *, meter_id: str | None = None) -> pl.DataFrame:
+    """The audit record of manual edits, oldest first."""
+    return repository.edits(db, meter_ids=[meter_id] if meter_id else None)
+
+
+# --------------------------------------------------------------------------- usage for billing
+
+
+def effective_intervals(db: Database, day_from: date | None = None, day_to: date | None = None,
+                        meter_ids: Sequence[str] | None = None) -> pl.DataFrame:
+    """One value per (meter, ts): the newest edit, else the metered value, else the estimate.
+
+    Columns meter_id, ts, minutes, wh, source (edited, metered or estimated).
+    """
+    cols = ["meter_id", "ts", "minutes", "wh", "source"]
+    metered = (repository.intervals(db, day_from, day_to, meter_ids)
+               .select("meter_id", "ts", "minutes", "wh", pl.lit("metered").alias("source"))
+               .collect())
+    est = repository.estimates(db, day_from, day_to, meter_ids).select(
+        "meter_id", "ts", "minutes", "wh", pl.lit("estimated").alias("source"))
+    ed = (repository.edits(db, day_from, day_to, meter_ids)
+          .group_by("meter_id", "ts").agg(pl.all().sort_by("edit_id").last())
+          .select("meter_id", "ts", "minutes", pl.col("new_wh").alias("wh"),
+                  pl.lit("edited").alias("source")))
+    rank = pl.col("source").replace_strict({s: i for i, s in enumerate(SOURCES)},
+                                           return_dtype=pl.Int8)
+    parts = [f.select(cols).cast({"minutes": pl.Int16, "wh": pl.Int64}) for f in (ed, metered, est)]
+    return (pl.concat(parts)
+            .sort("meter_id", "ts", rank)
+            .unique(["meter_id", "ts"], keep="first", maintain_order=True))
+
+
+def daily_tou(db: Database, day_from: date, day_to: date) -> pl.DataFrame:
+    """Daily sharp/peak/flat/valley Wh per meter and business day (metered + estimated +
+    edited), with the estimated part and an ``estimated`` flag: see tou.DAILY_TOU_SCHEMA."""
+    cfg = config(db)
+    cal = tou.calendar(cfg.tou_calendar, db.settings.billing.tariff_dir)
+    eff = effective_intervals(db, day_from, day_to)
+    return tou.daily_tou_frame(eff.lazy(), cal, repository.tz_name(db)).collect()
+
+
+def estimated_consumption(db: Database, day_from: date, day_to: date) -> pl.DataFrame:
+    """Which meters' consumption over the days rests on estimates (估算电量), for billing to
+    flag a bill "estimated": meter_id, total_wh, estimated_wh, estimated_intervals, edited_wh —
+    only meters with at least one estimated or edited interval."""
+    daily = daily_tou(db, day_from, day_to)
+    return (daily.group_by("meter_id")
+            .agg(pl.col("total_wh").sum(), pl.col("estimated_wh").sum(), pl.col("edited_wh").sum(),
+                 pl.col("estimated_intervals").sum())
+            .filter((pl.col("estimated_intervals") > 0) | (pl.col("edited_wh") != 0))
+            .sort("meter_id"))
+
+
+# --------------------------------------------------------------------------- read success rate
+
+
+def read_outcomes(db: Database, day: date) -> pl.DataFrame:
+    """Per AMI meter of ``day``: succeeded, reason, detail (see readrate)."""
+    cfg = config(db)
+    tz = repository.tz_name(db)
+    zone = ZoneInfo(tz)
+    meters = repository.meters(db).filter(
+        (pl.col("installed_on").is_null() | (pl.col("installed_on") <= day))
+        & (pl.col("removed_on").is_null() | (pl.col("removed_on") > day)))
+    recent = (repository.intervals(db, day - timedelta(days=cfg.read_lookback_days), day)
+              .select("meter_id").unique().collect())
+    lo = start_of_day(day - timedelta(days=cfg.read_lookback_days), zone)
+    end = start_of_day(day + timedelta(days=1), zone)
+    reads = repository.register_reads(db, day - timedelta(days=cfg.read_lookback_days), day)
+    ami_reads = reads.filter((pl.col("source") == "ami") & (pl.col("read_at") >= lo)
+                             & (pl.col("read_at") < end + timedelta(minutes=cfg.frozen_read_grace_minutes)))
+    remote = pl.concat([recent["meter_id"], ami_reads["meter_id"]]).unique()
+    population = meters.filter(pl.col("comm_address").is_not_null()
+                               | pl.col("meter_id").is_in(remote.implode()))
+    today = rules.prepare(repository.intervals(db, day, day).select("meter_id", "ts", "minutes", "wh"))
+    day_counts = (today.filter(pl.col("on_grid")
+                               & (pl.col("ts").dt.convert_time_zone(tz).dt.date() == day))
+                  .group_by("meter_id").agg(pl.len().cast(pl.Int64).alias("n"), pl.col("step").first())
+                  .collect())
+    frozen = ami_reads.filter((pl.col("register") == "total") & (pl.col("read_at") >= end)
+                              & (pl.col("read_at") < end + timedelta(
+                                  minutes=cfg.frozen_read_grace_minutes)))
+    return readrate.outcomes(population, day_counts, frozen, cfg)
+
+
+def read_rate(db: Database, day: date, *, by: str | None = None) -> pl.DataFrame:
+    """采集成功率 of ``day`` overall or per ``region`` / ``station``: meters, succeeded, failed,
+    rate (a fraction, 4 places; null without meters). For the KPI dashboards."""
+    if by not in (None, "region", "station"):
+        raise ValidationError(f"--by must be region or station, got {by!r}")
+    return readrate.rates(read_outcomes(db, day), by)

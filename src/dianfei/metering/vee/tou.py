@@ -1,0 +1,119 @@
+"""Time-of-use aggregation (分时电量): daily sharp/peak/flat/valley kWh per meter from intervals.
+
+Period hours are data: a calendar from ``tou_calendars.toml`` (the same hours the tariff presets
+declare) or, with ``tariff:<id>``, the hours of a tariff's latest version. An interval belongs to
+the period of its start time in the business zone (intervals of 15/30/60 minutes never straddle
+a period boundary on the hour or half hour).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Final
+
+import polars as pl
+
+from dianfei.core.errors import ValidationError
+
+TOU_PERIODS: Final = ("sharp", "peak", "flat", "valley")
+CALENDARS_FILE: Final = Path(__file__).with_name("tou_calendars.toml")
+
+DAILY_TOU_SCHEMA: Final = pl.Schema({
+    "meter_id": pl.String(), "day": pl.Date(), "total_wh": pl.Int64(), "sharp_wh": pl.Int64(),
+    "peak_wh": pl.Int64(), "flat_wh": pl.Int64(), "valley_wh": pl.Int64(), "estimated_wh": pl.Int64(),
+    "edited_wh": pl.Int64(), "intervals": pl.UInt32(), "estimated_intervals": pl.UInt32(),
+    "estimated": pl.Boolean(),
+})
+
+
+@dataclass(frozen=True)
+class TouCalendar:
+    name: str
+    #: period → clock ranges "HH:MM-HH:MM" (a range may wrap past midnight)
+    hours: tuple[tuple[str, tuple[str, ...]], ...]
+
+    def minute_periods(self) -> pl.DataFrame:
+        """The period of every minute of the day: ``tod`` (0..1439) and ``period``."""
+        owner: list[str | None] = [None] * 1440
+        for period, ranges in self.hours:
+            if period not in TOU_PERIODS:
+                raise ValidationError(f"TOU calendar {self.name}: unknown period {period!r}")
+            for text in ranges:
+                start, end = (_minute(part, self.name) for part in text.split("-", 1))
+                span = (end - start) % 1440 or 1440
+                for k in range(span):
+                    m = (start + k) % 1440
+                    if owner[m] is not None:
+                        raise ValidationError(f"TOU calendar {self.name}: {text} overlaps "
+                                              f"{owner[m]}")
+                    owner[m] = period
+        uncovered = [m for m, p in enumerate(owner) if p is None]
+        if uncovered:
+            m = uncovered[0]
+            raise ValidationError(f"TOU calendar {self.name}: {m // 60:02d}:{m % 60:02d} "
+                                  "belongs to no period")
+        return pl.DataFrame({"tod": pl.Series(range(1440), dtype=pl.Int32),
+                             "period": pl.Series(owner, dtype=pl.String)})
+
+
+def _minute(text: str, name: str) -> int:
+    try:
+        hh, mm = text.strip().split(":")
+        value = int(hh) * 60 + int(mm)
+    except ValueError:
+        raise ValidationError(f"TOU calendar {name}: bad time {text!r}") from None
+    if not 0 <= value <= 1440:
+        raise ValidationError(f"TOU calendar {name}: bad time {text!r}")
+    return value % 1440
+
+
+@cache
+def _calendars() -> dict[str, TouCalendar]:
+    with CALENDARS_FILE.open("rb") as fh:
+        raw = tomllib.load(fh)
+    return {name: TouCalendar(name, tuple((p, tuple(body.get(p, []))) for p in TOU_PERIODS))
+            for name, body in raw.items()}
+
+
+def calendar(name: str, tariff_dir: Path | None = None) -> TouCalendar:
+    """A named calendar, or ``tariff:<id>``: the hours of that tariff's latest TOU version."""
+    if name.startswith("tariff:"):
+        from dianfei.tariffs.service import load_catalogue
+
+        tariff_id = name.split(":", 1)[1]
+        versions = load_catalogue(tariff_dir).versions(tariff_id)
+        for version in reversed(versions):
+            hours = getattr(version.energy, "hours", ())
+            if hours:
+                return TouCalendar(name, tuple(hours))
+        raise ValidationError(f"tariff {tariff_id} declares no TOU hours")
+    try:
+        return _calendars()[name]
+    except KeyError:
+        raise ValidationError(f"unknown TOU calendar {name!r} (known: "
+                              f"{', '.join(sorted(_calendars()))}, tariff:<id>)") from None
+
+
+def daily_tou_frame(effective: pl.LazyFrame, cal: TouCalendar, tz: str) -> pl.LazyFrame:
+    """Daily period totals. ``effective``: meter_id, ts, wh, source (metered, estimated or edited),
+    one row per (meter, ts). Returns :data:`DAILY_TOU_SCHEMA` columns in Wh."""
+    local = pl.col("ts").dt.convert_time_zone(tz)
+    periods = cal.minute_periods().lazy()
+    lf = (effective.with_columns(local.dt.date().alias("day"),
+                                 (local.dt.hour().cast(pl.Int32) * 60
+                                  + local.dt.minute().cast(pl.Int32)).alias("tod"))
+          .join(periods, on="tod", how="left"))
+    wh = pl.col("wh")
+    est = pl.col("source") == "estimated"
+    return (lf.group_by("meter_id", "day")
+            .agg(wh.sum().alias("total_wh"),
+                 *[wh.filter(pl.col("period") == p).sum().alias(f"{p}_wh") for p in TOU_PERIODS],
+                 wh.filter(est).sum().alias("estimated_wh"),
+                 wh.filter(pl.col("source") == "edited").sum().alias("edited_wh"),
+                 pl.len().alias("intervals"), est.sum().cast(pl.UInt32).alias("estimated_intervals"))
+            .with_columns((pl.col("estimated_intervals") > 0).alias("estimated"))
+            .select(list(DAILY_TOU_SCHEMA.names()))
+            .sort("meter_id", "day"))

@@ -1,0 +1,118 @@
+"""The counting definitions of interfaces.md ("VEE figures"), with hand-computed expectations.
+
+Given hand-made interval series (15-minute slots from 2026-03-02 00:00 Shanghai unless said),
+when the pure pipeline runs, then each figure is exactly what counting by hand gives.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import polars as pl
+
+from dianfei.metering.vee import pipeline
+from dianfei.metering.vee.config import VeeConfig
+from tests.metering.vee.helpers import T0, frame, series, slot
+
+TZ = "Asia/Shanghai"
+
+
+def counts(lf: pl.LazyFrame, dups: pl.LazyFrame | None = None, **cfg: object) -> dict[str, int]:
+    return pipeline.run(lf, VeeConfig(**cfg), TZ, duplicates=dups).counts  # type: ignore[arg-type]
+
+
+def test_a_meter_with_one_reading_has_one_expected_slot_and_nothing_missing() -> None:
+    c = counts(frame(series("M1", [7])))
+    assert (c["intervals"], c["missing_intervals"], c["gap_events"]) == (1, 0, 0)
+
+
+def test_missing_slots_and_gap_events_between_first_and_last_reading() -> None:
+    # slots: 1 _ _ 1 _ 1  → 3 missing in 2 gap events
+    c = counts(frame(series("M1", [1, None, None, 1, None, 1])))
+    assert (c["intervals"], c["missing_intervals"], c["gap_events"]) == (3, 3, 2)
+
+
+def test_no_gap_before_the_first_or_after_the_last_reading() -> None:
+    # leading and trailing empty slots are outside the expected range by definition
+    c = counts(frame(series("M1", [None, None, None, 5, 5, None, 5, None, None])))
+    assert (c["missing_intervals"], c["gap_events"]) == (1, 1)
+
+
+def test_meters_are_counted_independently() -> None:
+    # M1: 1 _ 1 (1 missing); M2 starts later and is complete; the change of meter is no gap
+    c = counts(frame(series("M1", [1, None, 1]), series("M2", [None, None, 1, 1])))
+    assert (c["intervals"], c["missing_intervals"], c["gap_events"]) == (4, 1, 1)
+
+
+def test_half_hour_meter_counts_half_hour_slots() -> None:
+    c = counts(frame(series("M1", [1, None, None, 1], minutes=30)))
+    assert (c["missing_intervals"], c["gap_events"]) == (2, 1)
+
+
+def test_off_grid_reading_is_an_interval_but_fills_no_slot() -> None:
+    off = [("M1", T0 + timedelta(minutes=22), 15, 9)]
+    res = pipeline.run(frame(series("M1", [1, None, 1]), off), VeeConfig(), TZ)
+    assert (res.counts["intervals"], res.counts["missing_intervals"]) == (3, 1)
+    assert res.findings.filter(pl.col("rule") == "off_grid")["ts"].to_list() == [off[0][1]]
+
+
+def test_zero_run_of_exactly_one_day_counts_and_one_slot_short_does_not() -> None:
+    assert counts(frame(series("M1", [5] + [0] * 96 + [5])))["zero_runs"] == 1
+    assert counts(frame(series("M1", [5] + [0] * 95 + [5])))["zero_runs"] == 0
+    assert counts(frame(series("M1", [0] * 48, minutes=30)))["zero_runs"] == 1
+    assert counts(frame(series("M1", [0] * 47, minutes=30)))["zero_runs"] == 0
+
+
+def test_a_missing_slot_ends_a_zero_run() -> None:
+    # 97 zero slots with the 51st missing: runs of 50 and 46, neither a whole day
+    values: list[int | None] = [0] * 97
+    values[50] = None
+    c = counts(frame(series("M1", values)))
+    assert (c["zero_runs"], c["missing_intervals"]) == (0, 1)
+
+
+def test_zero_runs_are_maximal_and_a_non_zero_value_splits_them() -> None:
+    assert counts(frame(series("M1", [0] * 300)))["zero_runs"] == 1
+    assert counts(frame(series("M1", [0] * 96 + [1] + [0] * 96)))["zero_runs"] == 2
+    assert counts(frame(series("M1", [0] * 96 + [-1] + [0] * 95)))["zero_runs"] == 1
+
+
+def test_negative_values_are_counted_and_reported_as_reverse_energy() -> None:
+    res = pipeline.run(frame(series("M1", [-1, 0, 5, -3])), VeeConfig(), TZ)
+    assert res.counts["negative"] == 2
+    rev = res.findings.filter(pl.col("rule") == "reverse_energy")
+    assert rev.select("meter_id", "value_wh").rows() == [("M1", 4)]
+    assert rev["ts"].to_list() == [T0]  # the start of the business day
+
+
+def test_duplicates_identical_and_conflicting() -> None:
+    dups = pl.LazyFrame({
+        "batch_id": ["B1", "B1", "B1"], "meter_id": ["M1", "M1", "M1"],
+        "ts": [slot(0), slot(0), slot(1)], "wh": [5, 5, 9], "first_wh": [5, 5, 8],
+    }, schema=pipeline.DUPLICATE_SCHEMA)
+    res = pipeline.run(frame(series("M1", [5, 8])), VeeConfig(), TZ, duplicates=dups)
+    assert (res.counts["duplicates"], res.counts["conflicting_duplicates"]) == (3, 1)
+    found = res.findings.filter(pl.col("rule").str.contains("duplicate")).sort("rule", "ref")
+    assert found.select("rule", "ts", "ref").rows() == [
+        ("conflicting_duplicate", slot(1), "B1#0"),
+        ("duplicate", slot(0), "B1#0"), ("duplicate", slot(0), "B1#1")]
+
+
+def test_spike_threshold_is_factor_times_median_with_a_floor() -> None:
+    # median 100 Wh → 10 × 100 = 1000 Wh, but the floor 5 kW × 0.25 h = 1250 Wh is higher
+    base = [100] * 20
+    assert counts(frame(series("M1", [*base, 1250])))["spikes"] == 0
+    assert counts(frame(series("M1", [*base, 1251])))["spikes"] == 1
+    # a bigger meter: median 1000 Wh → threshold 10000 Wh
+    assert counts(frame(series("M2", [1000] * 20 + [10_001, 9_999])))["spikes"] == 1
+    # too little history (fewer than 8 positive values): no judgement
+    assert counts(frame(series("M3", [100] * 6 + [99_999])))["spikes"] == 0
+    assert counts(frame(series("M1", [*base, 1300])), spike_factor=20.0)["spikes"] == 0
+
+
+def test_figures_do_not_depend_on_estimation() -> None:
+    lf = frame(series("M1", [100] * 200 + [None] * 30 + [100] * 10))
+    with_est = pipeline.run(lf, VeeConfig(), TZ)
+    without = pipeline.run(lf, VeeConfig(), TZ, with_estimates=False)
+    assert with_est.counts == without.counts
+    assert with_est.estimates.height == 30 and with_est.counts["missing_intervals"] == 30
