@@ -112,7 +112,7 @@ def test_concurrent_duplicates_post_exactly_once(configured) -> None:  # type: i
             res = inbox.receive(db, channel="alipay", headers={"content-type": ctype}, body=body,
                                 verify=lambda: notifier.verify(body, ctype), clock=SystemClock())
             assert res.verdict in ("posted", "duplicate"), res
-        except BaseException as exc:  # noqa: BLE001 - collected and re-raised below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=fire, args=(k,)) for k in range(20)]
