@@ -1,0 +1,238 @@
+"""Notice templates as data (通知模板): render a notice for a channel and a locale.
+
+The templates are files, not code, so a utility rewords a notice without a release:
+``templates/notices.toml`` lists the notice types with the variables each needs; per locale
+(``zh-CN`` first, ``en``) one TOML file per notice holds the SMS text, the e-mail subject, the
+title, the body and the facts table; ``email.html``, ``email.txt`` and ``letter.txt`` are the
+shared layouts. ``[notify] template_dir`` points at a directory that overrides any of them file
+by file.
+
+Jinja2 with ``StrictUndefined``: a template that uses a variable the caller did not give fails
+with a ``ValidationError`` naming the variable, the template and the locale — never a notice
+with a hole in it. Optional variables (declared per notice) are present as ``None``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from dianfei.core.errors import ValidationError
+
+PACKAGED = Path(__file__).with_name("templates")
+LOCALES = ("zh-CN", "en")
+DEFAULT_LOCALE = "zh-CN"
+
+
+@dataclass(frozen=True)
+class NoticeSpec:
+    """A notice type: the variables it needs, and whether the law requires it be given."""
+
+    name: str
+    description: str
+    required: tuple[str, ...]
+    optional: tuple[str, ...]
+    #: an opt-out or an unreachable channel falls back to a letter (docs/notify.md)
+    legally_required: bool
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A notice rendered for one channel and locale."""
+
+    notice: str
+    channel: str
+    locale: str
+    title: str
+    paragraphs: tuple[str, ...]
+    facts: tuple[tuple[str, str], ...]
+    #: e-mail
+    subject: str | None = None
+    text: str | None = None
+    html: str | None = None
+    #: SMS: the text (as the customer reads it) and the template variables a gateway with
+    #: pre-registered templates (Alibaba Cloud SMS) needs
+    sms_text: str | None = None
+    sms_params: Mapping[str, str] | None = None
+    #: letter: the block markup of notify/letters.py
+    letter_markup: str | None = None
+    #: the bill link, if the notice has one (e-mail button, WeChat message link)
+    link: str | None = None
+
+
+def normalise_locale(locale: str | None) -> str:
+    """zh-CN / zh_CN / zh → zh-CN; en / en-US / en_GB → en."""
+    if locale is None or not locale.strip():
+        return DEFAULT_LOCALE
+    low = locale.strip().lower().replace("_", "-")
+    if low.startswith("zh"):
+        return "zh-CN"
+    if low.startswith("en"):
+        return "en"
+    raise ValidationError(f"locale must be one of {', '.join(LOCALES)}, got {locale!r}")
+
+
+class Templates:
+    """The template files of one installation: the packaged ones, overridden file by file."""
+
+    def __init__(self, override_dir: Path | None = None) -> None:
+        from jinja2 import Environment, StrictUndefined
+
+        self.override_dir = override_dir
+        self._text_env = Environment(undefined=StrictUndefined, autoescape=False,
+                                     keep_trailing_newline=True)
+        self._html_env = Environment(undefined=StrictUndefined, autoescape=True)
+        self._cache: dict[tuple[str, ...], Any] = {}
+        self.specs = self._load_specs()
+
+    # -- files -------------------------------------------------------------------------------
+    def _path(self, relative: str) -> Path:
+        if self.override_dir is not None and (self.override_dir / relative).exists():
+            return self.override_dir / relative
+        path = PACKAGED / relative
+        if not path.exists():
+            raise ValidationError(f"notice template {relative} does not exist")
+        return path
+
+    def _toml(self, relative: str) -> dict[str, Any]:
+        key = ("toml", relative)
+        if key not in self._cache:
+            path = self._path(relative)
+            try:
+                with path.open("rb") as fh:
+                    self._cache[key] = tomllib.load(fh)
+            except tomllib.TOMLDecodeError as exc:
+                raise ValidationError(f"notice template {path}: {exc}") from None
+        return self._cache[key]  # type: ignore[no-any-return]
+
+    def _compiled(self, where: str, source: str, html: bool = False) -> Any:
+        key = ("tpl", source, str(html))
+        if key not in self._cache:
+            from jinja2 import TemplateSyntaxError
+
+            env = self._html_env if html else self._text_env
+            try:
+                self._cache[key] = env.from_string(source)
+            except TemplateSyntaxError as exc:
+                raise ValidationError(f"notice template {where}: {exc}") from None
+        return self._cache[key]
+
+    def _load_specs(self) -> dict[str, NoticeSpec]:
+        raw = self._toml("notices.toml")
+        specs = {}
+        for name, body in raw.items():
+            specs[name] = NoticeSpec(name=name, description=str(body.get("description", "")),
+                                     required=tuple(body.get("required", ())),
+                                     optional=tuple(body.get("optional", ())),
+                                     legally_required=bool(body.get("legally_required", False)))
+        return specs
+
+    # -- checks ------------------------------------------------------------------------------
+    def spec(self, notice: str) -> NoticeSpec:
+        try:
+            return self.specs[notice]
+        except KeyError:
+            raise ValidationError(
+                f"notice must be one of {', '.join(self.specs)}, got {notice!r}") from None
+
+    def check_context(self, notice: str, context: Mapping[str, str]) -> None:
+        """Refuse a context that lacks a required variable or carries a non-text value."""
+        spec = self.spec(notice)
+        missing = [k for k in spec.required if context.get(k) in (None, "")]
+        if missing:
+            raise ValidationError(f"notice {notice}: context lacks {', '.join(missing)}")
+        bad = [k for k, v in context.items() if v is not None and not isinstance(v, str)]
+        if bad:
+            raise ValidationError(
+                f"notice {notice}: context values must be text (yuan as \"123.45\", dates as "
+                f"YYYY-MM-DD); not text: {', '.join(sorted(bad))}")
+
+    # -- rendering ---------------------------------------------------------------------------
+    def _render(self, where: str, source: str, values: Mapping[str, Any], html: bool = False) -> str:
+        from jinja2 import UndefinedError
+
+        try:
+            return str(self._compiled(where, source, html).render(values))
+        except UndefinedError as exc:
+            raise ValidationError(f"notice template {where}: {exc.message} "
+                                  "(a variable the template needs is missing)") from None
+
+    def sms_variables(self, notice: str, locale: str) -> tuple[str, ...]:
+        """The variables the SMS text uses: what a registered gateway template receives."""
+        from jinja2 import meta
+
+        key = ("smsvars", notice, locale)
+        if key not in self._cache:
+            source = self._toml(f"{locale}/{notice}.toml")["sms"]
+            ast = self._text_env.parse(source)
+            self._cache[key] = tuple(sorted(meta.find_undeclared_variables(ast)))
+        return self._cache[key]  # type: ignore[no-any-return]
+
+    def render(self, notice: str, channel: str, locale: str | None, context: Mapping[str, str],
+               *, extra: Mapping[str, str] | None = None) -> Rendered:
+        """Render one notice for one channel. ``extra`` carries what notify adds itself:
+        utility_name, hotline, and for letters recipient_name, recipient_address, today."""
+        spec = self.spec(notice)
+        loc = normalise_locale(locale)
+        values: dict[str, Any] = {k: None for k in spec.optional}
+        values.update(context)
+        values.update(extra or {})
+        values["locale"] = loc
+        where = f"{loc}/{notice}.toml"
+        tpl = self._toml(where)
+        words_raw = self._toml(f"{loc}/_layout.toml")
+        words = {k: self._render(f"{loc}/_layout.toml:{k}", str(v), values)
+                 for k, v in words_raw.items()}
+        title = self._render(f"{where}:title", str(tpl["title"]), values).strip()
+        body = self._render(f"{where}:body", str(tpl["body"]), values)
+        paragraphs = tuple(" ".join(p.split("\n")).strip() for p in body.split("\n\n") if p.strip())
+        facts = tuple((self._render(f"{where}:facts", str(label), values),
+                       self._render(f"{where}:facts", str(value), values))
+                      for label, value in tpl.get("facts", ()))
+        link = values.get("bill_link") or None
+        out: dict[str, Any] = {"notice": notice, "channel": channel, "locale": loc, "title": title,
+                               "paragraphs": paragraphs, "facts": facts, "link": link}
+        layout = {**values, "title": title, "paragraphs": paragraphs, "facts": facts,
+                  "words": words, "bill_link": link}
+        if channel == "sms":
+            out["sms_text"] = self._render(f"{where}:sms", str(tpl["sms"]), values).strip()
+            out["sms_params"] = {k: str(values[k]) for k in self.sms_variables(notice, loc)
+                                 if values.get(k) is not None}
+        elif channel == "email":
+            out["subject"] = self._render(f"{where}:subject", str(tpl["subject"]), values).strip()
+            out["text"] = self._render("email.txt", self._path("email.txt").read_text("utf-8"),
+                                       layout)
+            out["html"] = self._render("email.html", self._path("email.html").read_text("utf-8"),
+                                       layout, html=True)
+        elif channel == "letter":
+            out["letter_markup"] = self._render(
+                "letter.txt", self._path("letter.txt").read_text("utf-8"), layout)
+        elif channel != "wechat":
+            raise ValidationError(f"channel must be sms, email, wechat or letter, got {channel!r}")
+        return Rendered(**out)
+
+
+@lru_cache(maxsize=8)
+def templates(override_dir: str | None = None) -> Templates:
+    """The (cached) template set; ``override_dir`` from ``[notify] template_dir``."""
+    return Templates(Path(override_dir) if override_dir else None)
+
+
+#: a context that exercises every variable of every notice (for `notify preview` and tests)
+SAMPLE_CONTEXT: dict[str, str] = {
+    "customer_name": "张三",
+    "account_id": "C00000001",
+    "amount_due": "123.45",
+    "amount_paid": "123.45",
+    "due_on": "2026-10-25",
+    "paid_on": "2026-10-28",
+    "bill_id": "C00000001-202609-1",
+    "bill_link": "https://pay.example.cn/b/C00000001-202609-1",
+    "stop_on": "2026-11-08",
+    "balance": "12.30",
+    "pay_channels": "网上国网App、支付宝、微信、营业厅",
+}

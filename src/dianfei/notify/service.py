@@ -1,0 +1,552 @@
+"""Entry points of notify (通知): enqueue a notice, dispatch what is due, read the outbox.
+
+How a notice travels, and why:
+
+1. **enqueue** (in the caller's transaction, e.g. a collections day) inserts an outbox row under
+   the caller's idempotency key. The same key never makes a second row — re-running a day sends
+   nothing new. Nothing leaves the building inside a business transaction.
+2. **dispatch** picks the due rows and, per row, in one short transaction: honours opt-outs,
+   checks there is a contact and a configured channel, applies quiet hours and rate limits,
+   renders the template, and marks the row ``sending`` (committed *before* the network call).
+3. The adapter sends; a second transaction records the outcome: ``sent``; ``queued`` again with an
+   exponential backoff for a retryable error; ``failed`` (the worklist) for a terminal error or
+   after ``max_attempts``.
+4. A crash between 2 and 3 leaves a ``sending`` row. After ``sending_timeout_seconds`` the next
+   dispatch resolves it: a channel whose adapter is idempotent (letters: one file per outbox
+   row) is simply retried; any other (SMS, e-mail, WeChat — no provider de-duplicates) becomes
+   ``failed`` with "outcome unknown" for a person to check against the provider's log and, if it
+   really was not sent, re-queue with :func:`retry`. A duplicate SMS is worse than a late one
+   that a person re-queues; the worklist makes sure the late one is not forgotten.
+
+Legally required notices (stop notices, the pre-stop notice, the prepayment cut-off notice; see
+templates/notices.toml) are not stopped by an opt-out, a missing contact or an unconfigured
+channel: the row is recorded ``opted_out``/``suppressed`` and a paper letter is queued in its place
+(key ``<key>#letter``), and a letter for such a notice ignores a letter opt-out.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from dianfei.core.clock import Clock, business_date
+from dianfei.core.crypto import PiiCipher
+from dianfei.core.errors import ConflictError, NotFoundError, ValidationError
+from dianfei.core.settings import Settings, load_settings
+from dianfei.db.engine import Database
+from dianfei.notify import repository as repo
+from dianfei.notify.channels import Message, Recipient, Sender, SendError, Senders, SendResult
+from dianfei.notify.models import STATUSES, DeliveryAttempt, OutboxMessage
+from dianfei.notify.render import Rendered, Templates, normalise_locale, templates
+from dianfei.notify.rules import (
+    NotifySettings,
+    backoff,
+    business_day_bounds,
+    earliest_allowed,
+    load_notify_settings,
+    quiet_until,
+)
+
+NOTICES = ("reminder", "final_reminder", "stop_notice", "pre_stop", "prepay_warning", "cutoff_notice",
+           "reconnected", "payment_receipt")
+CHANNELS = ("sms", "email", "wechat", "letter")
+#: the caller's key leaves room for the "#letter" suffix of a fallback letter
+MAX_KEY = 190
+
+__all__ = ["CHANNELS", "NOTICES", "STATUSES", "Delivery", "DispatchReport", "Senders", "deliveries",
+           "dispatch", "enqueue", "mark_delivered", "opt_in", "opt_out", "preview", "retry",
+           "senders_from_settings", "set_contact", "timeline", "worklist"]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One outbox row as callers see it (the timeline, the worklist, `notify outbox --json`)."""
+
+    outbox_id: int
+    key: str
+    account_id: str
+    notice: str
+    channel: str
+    #: queued, sending, sent, delivered, failed, opted_out, suppressed
+    status: str
+    queued_at: datetime
+    sent_at: datetime | None
+    attempts: int
+    last_error: str | None
+    customer_id: str = ""
+    locale: str | None = None
+    not_before: datetime | None = None
+    next_attempt_at: datetime | None = None
+    delivered_at: datetime | None = None
+    provider_ref: str | None = None
+    #: a fallback letter names the row it replaces
+    fallback_of: int | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            out[f.name] = v.isoformat() if isinstance(v, datetime) else v
+        return out
+
+
+@dataclass
+class DispatchReport:
+    """What one dispatch pass did, row by row counted once."""
+
+    sent: int = 0
+    retry_scheduled: int = 0
+    failed: int = 0
+    opted_out: int = 0
+    suppressed: int = 0
+    deferred_quiet_hours: int = 0
+    deferred_rate_limit: int = 0
+    deferred_throughput: int = 0
+    fallback_letters: int = 0
+    recovered_retried: int = 0
+    recovered_for_review: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def _delivery(row: OutboxMessage) -> Delivery:
+    return Delivery(outbox_id=row.outbox_id, key=row.key, account_id=row.account_id,
+                    notice=row.notice, channel=row.channel, status=row.status,
+                    queued_at=row.queued_at, sent_at=row.sent_at, attempts=row.attempts,
+                    last_error=row.last_error, customer_id=row.customer_id, locale=row.locale,
+                    not_before=row.not_before, next_attempt_at=row.next_attempt_at,
+                    delivered_at=row.delivered_at, provider_ref=row.provider_ref,
+                    fallback_of=row.fallback_of)
+
+
+def _aware(instant: datetime | None, what: str) -> datetime | None:
+    if instant is not None and instant.tzinfo is None:
+        raise ValidationError(f"{what} must be timezone-aware")
+    return instant
+
+
+def _tpl(settings: NotifySettings) -> Templates:
+    return templates(settings.template_dir)
+
+
+# -- enqueue ---------------------------------------------------------------------------------------
+
+def enqueue(session: Session, *, key: str, account_id: str, customer_id: str, notice: str, channel: str,
+            context: Mapping[str, str], clock: Clock, locale: str | None = None,
+            not_before: datetime | None = None) -> int:
+    """Queue a notice. Idempotent on ``key``: the same key returns the existing outbox id and
+    creates nothing (whatever the other arguments say). Does not commit."""
+    if not key or len(key) > MAX_KEY:
+        raise ValidationError(f"notice key must be 1..{MAX_KEY} characters, got {len(key or '')}")
+    if notice not in NOTICES:
+        raise ValidationError(f"notice must be one of {', '.join(NOTICES)}, got {notice!r}")
+    if channel not in CHANNELS:
+        raise ValidationError(f"channel must be one of {', '.join(CHANNELS)}, got {channel!r}")
+    _aware(not_before, "not_before")
+    loc = normalise_locale(locale) if locale is not None else None
+    templates().check_context(notice, context)
+    return _insert(session, key=key, account_id=account_id, customer_id=customer_id, notice=notice,
+                   channel=channel, context=context, now=clock.now(), locale=loc,
+                   not_before=not_before)
+
+
+def _insert(session: Session, *, key: str, account_id: str, customer_id: str, notice: str,
+            channel: str, context: Mapping[str, str], now: datetime, locale: str | None,
+            not_before: datetime | None, fallback_of: int | None = None) -> int:
+    start = max(not_before, now) if not_before is not None else now
+    return repo.insert_outbox_row(session, {
+        "key": key, "account_id": account_id, "customer_id": customer_id, "notice": notice,
+        "channel": channel, "locale": locale,
+        "context": json.dumps(dict(context), ensure_ascii=False, sort_keys=True),
+        "status": "queued", "queued_at": now, "not_before": not_before, "next_attempt_at": start,
+        "attempts": 0, "fallback_of": fallback_of, "updated_at": now,
+    })
+
+
+def _fallback_letter(session: Session, row: OutboxMessage, now: datetime, report: DispatchReport,
+                     legally_required: bool) -> None:
+    """A legally required notice that cannot go out on its channel goes out on paper."""
+    if row.channel == "letter" or not legally_required:
+        return
+    _insert(session, key=f"{row.key}#letter", account_id=row.account_id, customer_id=row.customer_id,
+            notice=row.notice, channel="letter", context=json.loads(row.context), now=now,
+            locale=row.locale, not_before=None, fallback_of=row.outbox_id)
+    report.fallback_letters += 1
+
+
+# -- contacts and opt-outs -------------------------------------------------------------------------
+
+def _cipher_from_env(cipher: PiiCipher | None, settings: Settings | None = None) -> PiiCipher:
+    if cipher is not None:
+        return cipher
+    return PiiCipher.from_environment((settings or load_settings()).data_dir)
+
+
+def set_contact(session: Session, *, customer_id: str, email: str | None = None,
+                wechat_openid: str | None = None, locale: str | None = None,
+                clock: Clock | None = None, cipher: PiiCipher | None = None) -> None:
+    """Record how a customer wants to be reached. ``None`` leaves a field as it is; ``""``
+    clears it. The e-mail address is encrypted at rest (PiiCipher) and shown masked."""
+    from datetime import UTC
+    from datetime import datetime as _dt
+
+    changes: dict[str, Any] = {}
+    if email is not None:
+        email = email.strip()
+        if email and ("@" not in email or " " in email or email.startswith("@") or email.endswith("@")):
+            raise ValidationError(f"customer {customer_id}: not an e-mail address: {mask_email(email)}")
+        changes["email_enc"] = _cipher_from_env(cipher).encrypt(email) if email else None
+    if wechat_openid is not None:
+        if len(wechat_openid) > 64:
+            raise ValidationError(f"customer {customer_id}: a WeChat openid has at most 64 characters")
+        changes["wechat_openid"] = wechat_openid.strip() or None
+    if locale is not None:
+        changes["locale"] = normalise_locale(locale) if locale.strip() else None
+    changes["updated_at"] = clock.now() if clock is not None else _dt.now(UTC)
+    repo.upsert_contact(session, customer_id, changes)
+
+
+def mask_email(email: str | None) -> str | None:
+    """z***@example.cn: recognisable to its owner, useless to anyone else."""
+    if not email:
+        return email
+    local, _, domain = email.partition("@")
+    return (local[:1] + "***@" + domain) if domain else local[:1] + "***"
+
+
+def opt_out(session: Session, *, customer_id: str, channel: str, reason: str, clock: Clock) -> None:
+    """The customer refuses a channel (退订). Idempotent: a standing opt-out is kept as it was."""
+    if channel not in CHANNELS:
+        raise ValidationError(f"channel must be one of {', '.join(CHANNELS)}, got {channel!r}")
+    if not reason.strip():
+        raise ValidationError("an opt-out needs a reason (e.g. the customer's SMS reply)")
+    repo.insert_opt_out(session, {"customer_id": customer_id, "channel": channel,
+                                  "reason": reason.strip(), "opted_out_at": clock.now()})
+
+
+def opt_in(session: Session, *, customer_id: str, channel: str, clock: Clock) -> bool:
+    """Withdraw a standing opt-out (kept in history). True if there was one."""
+    return repo.withdraw_opt_out(session, customer_id, channel, clock.now()) > 0
+
+
+# -- dispatch --------------------------------------------------------------------------------------
+
+def senders_from_settings(settings: Settings, notify: NotifySettings | None = None) -> Senders:
+    """The adapters the configuration enables. Letters always work (a PDF per notice under
+    DATA_DIR/letters); SMS and e-mail need their settings; WeChat is not implemented yet."""
+    from dianfei.notify.letters import LetterSender
+    from dianfei.notify.sms import AliyunSmsSender, load_sms_settings
+    from dianfei.notify.smtp import SmtpSender, load_smtp_settings
+
+    ns = notify or load_notify_settings(settings.raw, settings.timezone)
+    smtp = load_smtp_settings(ns.raw, sender_name=ns.utility_name)
+    sms = load_sms_settings(ns.raw)
+    letters_cfg = ns.raw.get("letters", {}) or {}
+    out_dir = letters_cfg.get("out_dir")
+    return Senders(
+        email=SmtpSender(smtp) if smtp else None,
+        sms=AliyunSmsSender(sms) if sms else None,
+        wechat=None,
+        letter=LetterSender(settings.data_dir / "letters" if not out_dir else _path(out_dir),
+                            font_path=letters_cfg.get("font"), font_index=letters_cfg.get("font_index")),
+    )
+
+
+def _path(text: str) -> Any:
+    from pathlib import Path
+
+    return Path(text)
+
+
+@dataclass
+class _Job:
+    outbox_id: int
+    attempt_id: int
+    attempt_no: int
+    sender: Sender
+    message: Message
+
+
+def dispatch(db: Database, *, clock: Clock, senders: Senders | None = None, limit: int | None = None,
+             cipher: PiiCipher | None = None, settings: NotifySettings | None = None) -> DispatchReport:
+    """One dispatch pass: resolve rows a crash left 'sending', then send what is due (at most
+    ``limit`` rows considered). Safe to run in several processes at once."""
+    ns = settings or load_notify_settings(db.settings.raw, db.settings.timezone)
+    senders = senders if senders is not None else senders_from_settings(db.settings, ns)
+    cipher = _cipher_from_env(cipher, db.settings)
+    report = DispatchReport()
+    now = clock.now()
+    with db.session() as s:
+        _recover(s, now, ns, senders, report)
+    considered = 0
+    throttled: set[str] = set()
+    seen: set[int] = set()
+    while limit is None or considered < limit:
+        batch = 100 if limit is None else min(100, limit - considered)
+        with db.session() as s:
+            ids = [i for i in repo.due_ids(s, clock.now(), batch, throttled) if i not in seen]
+        if not ids:
+            break
+        for outbox_id in ids:
+            seen.add(outbox_id)
+            considered += 1
+            with db.session() as s:
+                job = _prepare(s, outbox_id, clock.now(), ns, senders, cipher, report, throttled)
+            if job is not None:
+                _send(db, job, clock, ns, report)
+    return report
+
+
+def _recover(s: Session, now: datetime, ns: NotifySettings, senders: Senders,
+             report: DispatchReport) -> None:
+    cutoff = now - timedelta(seconds=ns.sending_timeout_seconds)
+    for row in repo.stale_sending(s, cutoff):
+        sender = senders.get(row.channel)
+        attempt = s.query(DeliveryAttempt).filter_by(outbox_id=row.outbox_id,
+                                                     attempt_no=row.attempts).one_or_none()
+        if attempt is not None and attempt.outcome is None:
+            attempt.outcome, attempt.finished_at = "unknown", now
+            attempt.error = "the process stopped between marking the notice 'sending' and the outcome"
+        if sender is not None and sender.idempotent:
+            row.status, row.next_attempt_at = "queued", now
+            row.last_error = "resent after an interrupted attempt (idempotent channel)"
+            report.recovered_retried += 1
+        else:
+            row.status = "failed"
+            row.last_error = (f"outcome unknown: attempt {row.attempts} was interrupted while sending; "
+                              f"check the {row.channel} provider's log and re-queue "
+                              f"(dianfei notify retry {row.outbox_id}) only if it was not sent")
+            report.recovered_for_review += 1
+        row.updated_at = now
+
+
+def _recipient(s: Session, row: OutboxMessage, cipher: PiiCipher) -> tuple[Recipient | None, str]:
+    """The recipient, or why there is none for this channel."""
+    cust = repo.customer(s, row.customer_id, row.account_id)
+    if cust is None:
+        return None, f"unknown customer {row.customer_id}"
+    contact = repo.contact(s, row.customer_id)
+    phone = email = openid = None
+    if row.channel == "sms":
+        phone = cipher.decrypt(cust.phone_enc)
+        if not phone:
+            return None, "no mobile number on file"
+    elif row.channel == "email":
+        email = cipher.decrypt(contact.email_enc) if contact is not None else None
+        if not email:
+            return None, "no e-mail address on file"
+    elif row.channel == "wechat":
+        openid = contact.wechat_openid if contact is not None else None
+        if not openid:
+            return None, "no WeChat openid on file"
+    elif not cust.address:
+        return None, "no postal address on file"
+    return Recipient(customer_id=cust.customer_id, name=cust.name, phone=phone, email=email,
+                     wechat_openid=openid, address=cust.address), ""
+
+
+def _end(row: OutboxMessage, status: str, why: str, now: datetime) -> None:
+    row.status, row.last_error, row.updated_at = status, why, now
+
+
+def _prepare(s: Session, outbox_id: int, now: datetime, ns: NotifySettings, senders: Senders,
+             cipher: PiiCipher, report: DispatchReport, throttled: set[str]) -> _Job | None:
+    """Decide about one due row and, if it may go, mark it 'sending' (committed by the caller)."""
+    row = repo.lock_row(s, outbox_id)
+    if row is None or row.status != "queued" or row.next_attempt_at > now:
+        return None  # another dispatcher has it, or it changed meanwhile
+    tpl = _tpl(ns)
+    spec = tpl.spec(row.notice)
+    required = spec.legally_required
+    # 1. opt-outs: honoured, except a letter carrying a notice the law requires
+    optout = repo.active_opt_out(s, row.customer_id, row.channel)
+    if optout is not None and not (required and row.channel == "letter"):
+        _end(row, "opted_out", f"customer opted out of {row.channel} on "
+             f"{business_date(optout.opted_out_at)}: {optout.reason}", now)
+        report.opted_out += 1
+        _fallback_letter(s, row, now, report, required)
+        return None
+    # 2. a channel to send it on, and someone to send it to
+    sender = senders.get(row.channel)
+    if sender is None:
+        _end(row, "suppressed", f"{row.channel} channel not configured", now)
+        report.suppressed += 1
+        _fallback_letter(s, row, now, report, required)
+        return None
+    recipient, why = _recipient(s, row, cipher)
+    if recipient is None:
+        if row.channel == "letter" or why.startswith("unknown customer"):
+            _end(row, "failed", why, now)  # nothing to fall back to: a person must look
+            report.failed += 1
+        else:
+            _end(row, "suppressed", why, now)
+            report.suppressed += 1
+            _fallback_letter(s, row, now, report, required)
+        return None
+    # 3. quiet hours, then the customer's daily limit, then the gateway's throughput
+    quiet_end = quiet_until(now, row.channel, ns)
+    if quiet_end is not None:
+        row.next_attempt_at, row.updated_at = quiet_end, now
+        report.deferred_quiet_hours += 1
+        return None
+    daily = ns.per_customer_daily.get(row.channel)
+    if daily is not None and not required:
+        day_start, day_end = business_day_bounds(now, ns)
+        if repo.count_went_out(s, channel=row.channel, since=day_start, until=day_end,
+                               customer_id=row.customer_id) >= daily:
+            row.next_attempt_at = earliest_allowed(day_end, row.channel, ns)
+            row.last_error, row.updated_at = f"deferred: {daily} {row.channel} a day per customer", now
+            report.deferred_rate_limit += 1
+            return None
+    per_minute = ns.per_channel_per_minute.get(row.channel)
+    if per_minute is not None and repo.count_claimed_since(
+            s, row.channel, now - timedelta(minutes=1)) >= per_minute:
+        throttled.add(row.channel)  # the rest of this channel waits for the next pass
+        report.deferred_throughput += 1
+        return None
+    # 4. render; a template that cannot render is a terminal fault of this row
+    locale = row.locale
+    contact = repo.contact(s, row.customer_id)
+    if locale is None and contact is not None:
+        locale = contact.locale
+    try:
+        rendered = _render(tpl, ns, row, recipient, locale, now)
+    except ValidationError as exc:
+        _end(row, "failed", f"template: {exc}", now)
+        report.failed += 1
+        return None
+    # 5. claim: 'sending' is committed before the network call
+    if not repo.claim(s, row.outbox_id, row.attempts, now):
+        return None
+    attempt_no = row.attempts + 1
+    attempt = DeliveryAttempt(outbox_id=row.outbox_id, attempt_no=attempt_no, started_at=now)
+    s.add(attempt)
+    s.flush()
+    message = Message(outbox_id=row.outbox_id, key=row.key, account_id=row.account_id,
+                      attempt=attempt_no, recipient=recipient, rendered=rendered, at=now)
+    return _Job(row.outbox_id, attempt.id, attempt_no, sender, message)
+
+
+def _render(tpl: Templates, ns: NotifySettings, row: OutboxMessage, recipient: Recipient,
+            locale: str | None, now: datetime) -> Rendered:
+    loc = normalise_locale(locale)
+    extra = {"utility_name": ns.utility_name if loc == "zh-CN" else ns.utility_name_en,
+             "hotline": ns.hotline, "today": business_date(now).isoformat(),
+             "recipient_name": recipient.name, "recipient_address": recipient.address or ""}
+    return tpl.render(row.notice, row.channel, loc, json.loads(row.context), extra=extra)
+
+
+def _send(db: Database, job: _Job, clock: Clock, ns: NotifySettings, report: DispatchReport) -> None:
+    """Call the adapter, then record the outcome in a transaction of its own."""
+    result: SendResult | None = None
+    error: SendError | None = None
+    try:
+        result = job.sender.send(job.message)
+    except SendError as exc:
+        error = exc
+    except Exception as exc:  # an adapter bug: we cannot tell whether anything went out
+        error = SendError("adapter_error", repr(exc), retryable=True, outcome_unknown=True)
+    now = clock.now()
+    with db.session() as s:
+        row = s.get(OutboxMessage, job.outbox_id)
+        attempt = s.get(DeliveryAttempt, job.attempt_id)
+        assert row is not None and attempt is not None
+        attempt.finished_at, row.updated_at = now, now
+        if error is None:
+            assert result is not None
+            row.status, row.sent_at, row.provider_ref, row.last_error = "sent", now, result.provider_ref, None
+            attempt.outcome, attempt.provider_ref = "sent", result.provider_ref
+            report.sent += 1
+            return
+        attempt.error_code, attempt.error = error.code[:64], error.message
+        if error.outcome_unknown and not job.sender.idempotent:
+            attempt.outcome = "unknown"
+            _end(row, "failed", f"outcome unknown ({error.code}: {error.message}); check the "
+                 f"{row.channel} provider's log and re-queue only if it was not sent", now)
+            report.failed += 1
+        elif error.retryable and job.attempt_no < ns.max_attempts:
+            attempt.outcome = "retry"
+            row.status = "queued"
+            row.next_attempt_at = earliest_allowed(now + backoff(job.attempt_no, ns), row.channel, ns)
+            row.last_error = f"{error.code}: {error.message}"
+            report.retry_scheduled += 1
+        else:
+            attempt.outcome = "failed"
+            tries = f" after {job.attempt_no} attempts" if error.retryable else ""
+            _end(row, "failed", f"{error.code}: {error.message}{tries}", now)
+            report.failed += 1
+            _fallback_letter(s, row, now, report, _tpl(ns).spec(row.notice).legally_required)
+
+
+# -- reading and operator actions ------------------------------------------------------------------
+
+def deliveries(db: Database, *, account_id: str | None = None, key_prefix: str | None = None,
+               status: str | None = None, channel: str | None = None,
+               limit: int | None = None) -> list[Delivery]:
+    """Outbox rows, oldest first, filtered by account, key prefix, status or channel."""
+    if status is not None and status not in STATUSES:
+        raise ValidationError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
+    with db.session() as s:
+        return [_delivery(r) for r in repo.rows(s, account_id=account_id, key_prefix=key_prefix,
+                                                status=status, channel=channel, limit=limit)]
+
+
+def timeline(db: Database, account_id: str) -> list[Delivery]:
+    """Every notice of an account with its status, oldest first (the account's notice history)."""
+    return deliveries(db, account_id=account_id)
+
+
+def worklist(db: Database) -> list[Delivery]:
+    """Notices that need a person: failed after their retries, or with an unknown outcome."""
+    return deliveries(db, status="failed")
+
+
+def retry(session: Session, *, outbox_id: int, reason: str, clock: Clock) -> None:
+    """An operator re-queues a failed notice (after checking it was not sent): one more try."""
+    if not reason.strip():
+        raise ValidationError("re-queueing a notice needs a reason")
+    row = session.get(OutboxMessage, outbox_id)
+    if row is None:
+        raise NotFoundError(f"notice {outbox_id} does not exist")
+    if row.status != "failed":
+        raise ConflictError(f"notice {outbox_id} is {row.status}; only failed notices are re-queued")
+    now = clock.now()
+    row.status, row.next_attempt_at, row.updated_at = "queued", now, now
+    row.last_error = f"re-queued: {reason.strip()} (was: {row.last_error})"
+
+
+def mark_delivered(session: Session, *, outbox_id: int, clock: Clock) -> None:
+    """A provider's delivery receipt (SMS status report, read receipt) for a sent notice."""
+    row = session.get(OutboxMessage, outbox_id)
+    if row is None:
+        raise NotFoundError(f"notice {outbox_id} does not exist")
+    if row.status not in ("sent", "delivered"):
+        raise ConflictError(f"notice {outbox_id} is {row.status}, not sent")
+    if row.status == "sent":
+        now = clock.now()
+        row.status, row.delivered_at, row.updated_at = "delivered", now, now
+
+
+def preview(notice: str, channel: str, locale: str | None = None,
+            context: Mapping[str, str] | None = None,
+            settings: NotifySettings | None = None) -> Rendered:
+    """Render a notice with the sample context (or the one given), as `notify preview` shows it."""
+    from dianfei.notify.render import SAMPLE_CONTEXT
+
+    ns = settings or NotifySettings()
+    if notice not in NOTICES:
+        raise ValidationError(f"notice must be one of {', '.join(NOTICES)}, got {notice!r}")
+    if channel not in CHANNELS:
+        raise ValidationError(f"channel must be one of {', '.join(CHANNELS)}, got {channel!r}")
+    ctx = dict(SAMPLE_CONTEXT if context is None else context)
+    loc = normalise_locale(locale)
+    extra = {"utility_name": ns.utility_name if loc == "zh-CN" else ns.utility_name_en,
+             "hotline": ns.hotline, "today": "2026-11-01",
+             "recipient_name": ctx.get("customer_name", ""), "recipient_address": "城关镇测试路1号"}
+    return _tpl(ns).render(notice, channel, loc, ctx, extra=extra)
