@@ -15,6 +15,7 @@ pay_app = typer.Typer(help="Payments (缴费): orders for online channels, poste
 
 def register(app: typer.Typer) -> None:
     app.add_typer(pay_app, name="pay")
+    app.add_typer(counter_app, name="counter")
 
 
 @pay_app.command("order")
@@ -103,3 +104,81 @@ def pay_worklist(json_out: Annotated[bool, typer.Option("--json")] = False) -> N
     for r in rows:
         typer.echo(f"#{r['id']} {r['channel']} {r['refusal']} {r['transaction_id'] or '-'} "
                    f"({r['age_days']} d): {r['detail']}")
+
+
+counter_app = typer.Typer(help="The service-hall counter (柜台收费): shifts, payments, till close.",
+                          no_args_is_help=True)
+
+
+def _fen(text: str, flag: str) -> int:
+    from dianfei.core.money import parse_decimal, to_fen
+
+    return to_fen(parse_decimal(text, flag, places=2))
+
+
+@counter_app.command("open")
+@handle_errors
+def counter_open(
+    cashier: Annotated[str, typer.Option("--cashier")],
+    opening_float: Annotated[str, typer.Option("--float", help="yuan in the till at the start")] = "0",
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Open a cashier shift."""
+    from dianfei.payments.counter import open_shift
+
+    with database().session() as s:
+        shift = open_shift(s, cashier=cashier, opening_float=_fen(opening_float, "--float"),
+                           clock=clock_from_env())
+    print_json({"shift": shift}) if json_out else typer.echo(f"shift {shift} open")
+
+
+@counter_app.command("pay")
+@handle_errors
+def counter_pay(
+    shift: Annotated[str, typer.Option("--shift")],
+    account: Annotated[str, typer.Option("--account")],
+    amount: Annotated[str, typer.Option("--amount", help="yuan")],
+    method: Annotated[str, typer.Option("--method", help="cash or card")] = "cash",
+    tendered: Annotated[str | None, typer.Option("--tendered", help="cash handed over")] = None,
+    receipt: Annotated[str | None, typer.Option("--receipt", help="re-post a receipt")] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Take a payment at the counter; prints the receipt and what is still owed."""
+    from dianfei.core.money import fmt_yuan
+    from dianfei.payments.counter import take_payment
+    from dianfei.payments.service import allocation_order
+
+    db = database()
+    with db.session() as s:
+        receipt_no, res = take_payment(
+            s, shift_id=shift, account_id=account, amount=_fen(amount, "--amount"),
+            method=method, tendered=_fen(tendered, "--tendered") if tendered else None,
+            receipt_no=receipt, clock=clock_from_env(), order=allocation_order(db.settings))
+    out = {"receipt": receipt_no, "payment_id": res.payment_id, "created": res.created,
+           "balance_after": fmt_yuan(res.balance_after)}
+    print_json(out) if json_out else typer.echo(
+        f"receipt {receipt_no}; still owed {out['balance_after']} yuan")
+
+
+@counter_app.command("close")
+@handle_errors
+def counter_close(
+    shift: Annotated[str, typer.Option("--shift")],
+    counted: Annotated[str, typer.Option("--counted", help="yuan counted in the till")],
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Close a shift: counted cash against float + cash taken (长款/短款)."""
+    from dianfei.core.money import fmt_yuan
+    from dianfei.payments.counter import close_shift
+
+    with database().session() as s:
+        t = close_shift(s, shift_id=shift, counted_cash=_fen(counted, "--counted"),
+                        clock=clock_from_env())
+    out = {"shift": t.shift_id, "receipts": t.receipts, "cash_taken": fmt_yuan(t.cash_taken),
+           "card_taken": fmt_yuan(t.card_taken), "expected_cash": fmt_yuan(t.expected_cash),
+           "counted_cash": fmt_yuan(t.counted_cash), "difference": fmt_yuan(t.difference)}
+    if json_out:
+        print_json(out)
+    else:
+        typer.echo(f"shift {t.shift_id} closed: expected {out['expected_cash']}, counted "
+                   f"{out['counted_cash']}, difference {out['difference']} yuan")

@@ -131,3 +131,38 @@ class PaymentAllocation(Base):
     amount: Mapped[int] = mapped_column(BigInteger)
     #: when the money reached the item: the payment's paid_at, or the bill's issue for credit
     allocated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CashierShift(Base):
+    """A cashier's shift at a service-hall counter (营业厅收费班次), closed by counting the till."""
+
+    __tablename__ = "cashier_shifts"
+    shift_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    cashier: Mapped[str] = mapped_column(String(40))
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: fen in the till at the start (找零备用金)
+    opening_float: Mapped[int] = mapped_column(BigInteger)
+    #: open → closed; a closed shift takes no more payments
+    status: Mapped[str] = mapped_column(String(8), default="open")
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: fen the cashier counted at close, and what the receipts say should be there
+    counted_cash: Mapped[int | None] = mapped_column(BigInteger)
+    expected_cash: Mapped[int | None] = mapped_column(BigInteger)
+    #: counted − expected (长款 > 0, 短款 < 0)
+    difference: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class CounterReceipt(Base):
+    """One payment taken at the counter: the receipt (收费凭证) behind a ``counter`` payment."""
+
+    __tablename__ = "counter_receipts"
+    __table_args__ = (Index("ix_counter_receipts_shift", "shift_id"),)
+    receipt_no: Mapped[str] = mapped_column(String(48), primary_key=True)
+    shift_id: Mapped[str] = mapped_column(String(40))
+    payment_id: Mapped[str] = mapped_column(String(40))
+    #: cash or card (card takings are not in the till)
+    method: Mapped[str] = mapped_column(String(8))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    #: cash handed over and change given (fen), for cash
+    tendered: Mapped[int | None] = mapped_column(BigInteger)
+    change: Mapped[int | None] = mapped_column(BigInteger)

@@ -91,8 +91,35 @@ def upgrade() -> None:
         b.create_index("ix_payment_allocations_account", ["account_id", "allocated_at"],
                        unique=False)
         b.create_index("ix_payment_allocations_item", ["item_reference"], unique=False)
+    op.create_table(
+        "cashier_shifts",
+        sa.Column("shift_id", sa.String(40), nullable=False),
+        sa.Column("cashier", sa.String(40), nullable=False),
+        sa.Column("opened_at", _TS, nullable=False),
+        sa.Column("opening_float", sa.BigInteger(), nullable=False),
+        sa.Column("status", sa.String(8), nullable=False),
+        sa.Column("closed_at", _TS, nullable=True),
+        sa.Column("counted_cash", sa.BigInteger(), nullable=True),
+        sa.Column("expected_cash", sa.BigInteger(), nullable=True),
+        sa.Column("difference", sa.BigInteger(), nullable=True),
+        sa.PrimaryKeyConstraint("shift_id", name=op.f("pk_cashier_shifts")),
+    )
+    op.create_table(
+        "counter_receipts",
+        sa.Column("receipt_no", sa.String(48), nullable=False),
+        sa.Column("shift_id", sa.String(40), nullable=False),
+        sa.Column("payment_id", sa.String(40), nullable=False),
+        sa.Column("method", sa.String(8), nullable=False),
+        sa.Column("amount", sa.BigInteger(), nullable=False),
+        sa.Column("tendered", sa.BigInteger(), nullable=True),
+        sa.Column("change", sa.BigInteger(), nullable=True),
+        sa.PrimaryKeyConstraint("receipt_no", name=op.f("pk_counter_receipts")),
+    )
+    with op.batch_alter_table("counter_receipts") as b:
+        b.create_index("ix_counter_receipts_shift", ["shift_id"], unique=False)
 
 
 def downgrade() -> None:
-    for table in ("payment_allocations", "payments", "payment_inbox", "payment_orders"):
+    for table in ("counter_receipts", "cashier_shifts", "payment_allocations", "payments",
+                  "payment_inbox", "payment_orders"):
         op.drop_table(table)
