@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, func, select
 
@@ -100,3 +100,107 @@ def load_population(
         pl.col("customer_id").alias("account_id"), "tariff_id",
         pl.col("opened_on").alias("effective_from")))
     return customers.height
+
+
+# --------------------------------------------------------------------------- file imports
+# Used by ``dianfei import customers|meters`` (metering.imports): look-ups by id on the
+# import's own connection, and appends. Validation and de-duplication happen in the importer.
+
+
+def _in_batches(conn: Connection, sql: str, ids: list[str]) -> list[Any]:
+    """Rows of ``sql`` (which has an ``IN ({ids})`` placeholder) for all ``ids``, 500 at a time."""
+    from sqlalchemy import text
+
+    rows: list[Any] = []
+    for i in range(0, len(ids), 500):
+        part = ids[i:i + 500]
+        params = {f"i{j}": v for j, v in enumerate(part)}
+        rows.extend(conn.execute(text(sql.format(ids=", ".join(f":{k}" for k in params))),
+                                 params).fetchall())
+    return rows
+
+
+def region_keys(conn: Connection) -> dict[str, str]:
+    """Every region id and region name → its region id (ids win over names)."""
+    from sqlalchemy import text
+
+    rows = conn.execute(text("SELECT region_id, name FROM regions")).fetchall()
+    keys = {str(name): str(rid) for rid, name in rows}
+    keys.update({str(rid): str(rid) for rid, _ in rows})
+    return keys
+
+
+def add_regions(conn: Connection, regions: pl.DataFrame) -> int:
+    """Append regions (``region_id``, ``name``)."""
+    return write_frame(conn, "regions", regions.select("region_id", "name"))
+
+
+def customers_by_id(conn: Connection, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Stored customers with the tariff assigned from their opening date, by customer id."""
+    rows = _in_batches(conn, (
+        "SELECT c.customer_id, c.name, c.customer_class, c.region_id, c.address, c.phone_enc, "
+        "c.low_income, c.protected, c.payment_mode, c.opened_on, t.tariff_id "
+        "FROM customers c LEFT JOIN tariff_assignments t "
+        "ON t.account_id = c.customer_id AND t.effective_from = c.opened_on "
+        "WHERE c.customer_id IN ({ids})"), ids)
+    cols = ("customer_id", "name", "customer_class", "region_id", "address", "phone_enc",
+            "low_income", "protected", "payment_mode", "opened_on", "tariff_id")
+    return {str(r[0]): dict(zip(cols, r, strict=True)) for r in rows}
+
+
+def add_customers(conn: Connection, cipher: PiiCipher, customers: pl.DataFrame) -> int:
+    """Append customers, each with an account and a service point of the same id and a tariff
+    assignment effective from the opening date (the county-branch case, as ``load_population``).
+
+    Columns: customer_id, name, customer_class, region_id, address, phone, tariff_id,
+    low_income, protected, payment_mode, opened_on. Phones are encrypted here.
+    """
+    import polars as pl
+
+    if customers.height == 0:
+        return 0
+    enc = customers.with_columns(
+        pl.Series("phone_enc", [cipher.encrypt(p) for p in customers["phone"].to_list()],
+                  dtype=pl.String),
+        pl.lit(None, pl.String).alias("id_number_enc"),
+        pl.lit(None, pl.String).alias("station_id"),
+        pl.lit(None, pl.String).alias("collector_id"),
+    )
+    write_frame(conn, "customers", enc.select(
+        "customer_id", "name", "customer_class", "region_id", "station_id", "collector_id",
+        "address", "phone_enc", "id_number_enc", "low_income", "protected", "payment_mode",
+        "opened_on"))
+    write_frame(conn, "accounts", customers.select(
+        pl.col("customer_id").alias("account_id"), "customer_id", "opened_on"))
+    write_frame(conn, "service_points", customers.select(
+        pl.col("customer_id").alias("service_point_id"),
+        pl.col("customer_id").alias("account_id"), "address"))
+    write_frame(conn, "tariff_assignments", customers.select(
+        pl.col("customer_id").alias("account_id"), "tariff_id",
+        pl.col("opened_on").alias("effective_from")))
+    return customers.height
+
+
+def meters_by_id(conn: Connection, ids: list[str]) -> dict[str, dict[str, Any]]:
+    rows = _in_batches(conn, (
+        "SELECT meter_id, account_id, multiplier, digits, installed_on, registers, comm_address "
+        "FROM meters WHERE meter_id IN ({ids})"), ids)
+    cols = ("meter_id", "account_id", "multiplier", "digits", "installed_on", "registers",
+            "comm_address")
+    return {str(r[0]): dict(zip(cols, r, strict=True)) for r in rows}
+
+
+def service_points_of(conn: Connection, account_ids: list[str]) -> dict[str, str]:
+    """account id → its first service point (by id)."""
+    rows = _in_batches(conn, (
+        "SELECT account_id, min(service_point_id) FROM service_points "
+        "WHERE account_id IN ({ids}) GROUP BY account_id"), account_ids)
+    return {str(a): str(sp) for a, sp in rows}
+
+
+def add_meters(conn: Connection, meters: pl.DataFrame) -> int:
+    """Append meters: meter_id, service_point_id, account_id, comm_address, multiplier, digits,
+    registers, installed_on."""
+    return write_frame(conn, "meters", meters.select(
+        "meter_id", "service_point_id", "account_id", "comm_address", "multiplier", "digits",
+        "registers", "installed_on"))

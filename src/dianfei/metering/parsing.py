@@ -133,22 +133,22 @@ def parse_instants(frame: pl.DataFrame, source: str, target: str) -> pl.DataFram
                 .str.replace(r"\s*[Zz]$", "+00:00")
                 .str.replace(r"\s+([+-][0-9]{2})", "${1}")
                 .str.replace(r"([T:][0-9]{2}[+-][0-9]{2})$", "${1}:00"))
-        frame = frame.with_columns(norm.alias("_ts"))
-        has_offset = pl.col("_ts").str.contains(_OFFSET)
+        frame = frame.with_columns(norm.alias("_tsnorm"))
+        has_offset = pl.col("_tsnorm").str.contains(_OFFSET)
         parsed = pl.coalesce(
-            pl.col("_ts").str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%z", strict=False,
+            pl.col("_tsnorm").str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%z", strict=False,
                                           time_unit="us", time_zone="UTC"),
-            pl.col("_ts").str.to_datetime("%Y-%m-%dT%H:%M%z", strict=False,
+            pl.col("_tsnorm").str.to_datetime("%Y-%m-%dT%H:%M%z", strict=False,
                                           time_unit="us", time_zone="UTC"),
         )
         frame = frame.with_columns(
             pl.when(has_offset).then(parsed).otherwise(None).alias(target))
         frame = flag(frame, text.is_null() | (text.str.strip_chars() == ""), "missing_value",
                      f"{source} is empty")
-        frame = flag(frame, ~has_offset & pl.col("_ts").str.contains(_NAIVE),
+        frame = flag(frame, ~has_offset & pl.col("_tsnorm").str.contains(_NAIVE),
                      "timestamp_without_offset",
                      pl.lit(f"{source} has no UTC offset (write e.g. +08:00): ") + quoted(source))
-        frame = frame.drop("_ts")
+        frame = frame.drop("_tsnorm")
     frame = flag(frame, pl.col(target).is_null(), "bad_timestamp",
                  pl.lit(f"{source} is not an ISO 8601 instant: ") + quoted(source))
     year = pl.col(target).dt.year()
