@@ -221,7 +221,8 @@ def yuan_to_fen(col: pl.Expr, places: int = 2) -> pl.Expr:
     zero), as WeChat's five-place service charges need."""
     units = yuan_units(col, places)
     if places <= 2:
-        return units * (10 ** (2 - places))
+        scaled: pl.Expr = units * (10 ** (2 - places))
+        return scaled
     divisor = 10 ** (places - 2)
     magnitude = (units.abs() + divisor // 2) // divisor
     return pl.when(units < 0).then(-magnitude).otherwise(magnitude).cast(pl.Int64)

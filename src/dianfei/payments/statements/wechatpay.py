@@ -55,7 +55,8 @@ def parse_wechatpay_bill(source: str | Path | bytes, *, name: str | None = None,
     n = lines.len()
     # trailing blank lines are normal (the file ends with \r\n)
     nonblank = lines.str.strip_chars().str.len_chars() > 0
-    last = int(nonblank.arg_true().max() or 0) if nonblank.any() else -1
+    idx = nonblank.arg_true()
+    last = int(idx[-1]) if idx.len() else -1
     if last < 0:
         raise StatementError(file, [Finding(1, "file", "the file is empty")])
     header = [c.strip() for c in str(lines[0]).split(",")]
