@@ -49,8 +49,30 @@ def test_demo_bills_every_month_and_the_ledger_holds(demo_env: dict[str, str],
     ledger = tmp_path / "ledger.csv"
     dianfei(demo_env, "export", "ledger", "--out", str(ledger))
     entries = list(csv.DictReader(ledger.open(encoding="utf-8")))
-    assert {e["kind"] for e in entries} == {"bill"} and len(entries) == len(rows)
+    assert {"bill", "payment"} <= {e["kind"] for e in entries}
+    assert sum(e["kind"] == "bill" for e in entries) == len(rows)
     assert entries[0]["posted_at"].endswith("+08:00")
+
+    # the customers paid: every fen of every payment is allocated, and the bills export agrees
+    payments = tmp_path / "payments.csv"
+    dianfei(demo_env, "export", "payments", "--out", str(payments))
+    allocs = list(csv.DictReader(payments.open(encoding="utf-8")))
+    assert list(allocs[0]) == ["payment_id", "customer_id", "paid_at", "amount", "channel",
+                               "bill_id", "allocated_to"]
+    fen = lambda text: int(text.replace(".", "").replace("-", "")) * (-1 if "-" in text else 1)  # noqa: E731
+    posted = {e["reference"]: -fen(e["amount"]) for e in entries if e["kind"] == "payment"}
+    per_payment: dict[str, int] = {}
+    for a in allocs:
+        per_payment[a["payment_id"]] = per_payment.get(a["payment_id"], 0) + fen(a["amount"])
+    assert per_payment == posted
+    to_bill: dict[str, int] = {}
+    for a in allocs:
+        if a["allocated_to"] == "bill":
+            to_bill[a["bill_id"]] = to_bill.get(a["bill_id"], 0) + fen(a["amount"])
+    assert {r["bill_id"]: fen(r["paid_amount"]) for r in rows if fen(r["paid_amount"])} == \
+        {b: v for b, v in to_bill.items() if v}
+    statuses = {r["status"] for r in rows}
+    assert {"paid", "open"} <= statuses
 
     customers = tmp_path / "customers.csv"
     dianfei(demo_env, "export", "customers", "--out", str(customers))
