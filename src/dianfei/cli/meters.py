@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from dianfei.cli.common import handle_errors, print_json
-from dianfei.cli.context import clock_from_env
+from dianfei.cli.context import clock_from_env, database
 from dianfei.core.errors import ValidationError
 
 meters_app = typer.Typer(help="Live meters: DL/T 645 reads and trip/close, polling, MQTT (远程抄表与费控).",
@@ -120,3 +120,49 @@ def control(
         print_json(out)
     else:
         typer.echo(f"meter {address}: {action} confirmed (0x{reply.control:02X})")
+
+
+@meters_app.command("listen")
+@handle_errors
+def listen(
+    mqtt: Annotated[str, typer.Option("--mqtt", help="broker URL, e.g. mqtt://127.0.0.1:1883")],
+    topic: Annotated[list[str], typer.Option(help="topic filter (repeatable), e.g. ami/+/readings")],
+    qos: Annotated[int, typer.Option(help="subscription QoS; 1 = at-least-once")] = 1,
+    client_id: Annotated[str, typer.Option(
+        help="stable client id: the broker keeps unacknowledged messages for it across restarts")]
+        = "dianfei-ami-listener",
+    batch_size: Annotated[int, typer.Option(help="readings per stored batch at most")] = 50_000,
+    flush_ms: Annotated[int, typer.Option(help="store a batch at least this often (ms)")] = 200,
+    max_inflight: Annotated[int, typer.Option(
+        help="flush when this many messages await their ack (the broker's max_inflight_messages)")] = 20,
+    max_messages: Annotated[int | None, typer.Option(help="stop after this many messages")] = None,
+    idle_timeout: Annotated[float | None, typer.Option(
+        help="stop after this many seconds without a message")] = None,
+    max_seconds: Annotated[float | None, typer.Option(help="stop after this many seconds")] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Subscribe to AMI gateway messages (JSON, schema dianfei.ami/1) and store them through the
+    import path; acknowledges each message only after its batch is committed."""
+    import sys
+
+    from dianfei.metering.mqtt import ListenOptions
+    from dianfei.metering.mqtt import listen as run_listener
+
+    if batch_size < 1 or flush_ms < 1 or max_inflight < 1:
+        raise ValidationError("--batch-size, --flush-ms and --max-inflight must be at least 1")
+    options = ListenOptions(url=mqtt, topics=tuple(topic), qos=qos, client_id=client_id,
+                            batch_readings=batch_size, flush_seconds=flush_ms / 1000,
+                            max_inflight=max_inflight, max_messages=max_messages,
+                            idle_timeout=idle_timeout, max_seconds=max_seconds)
+
+    def ready() -> None:
+        sys.stderr.write(f"subscribed to {', '.join(topic)} on {mqtt} as {client_id}\n")
+        sys.stderr.flush()
+
+    stats = run_listener(database(), options, clock=clock_from_env(), on_ready=ready)
+    if json_out:
+        print_json(stats.to_json())
+    else:
+        typer.echo(f"{stats.messages} messages: {stats.accepted} stored, {stats.duplicates} duplicates, "
+                   f"{stats.rejected} rejected rows, {stats.rejected_messages} rejected messages, "
+                   f"{stats.rejected_items} rejected items")
