@@ -83,9 +83,9 @@ def parse_alipay_bill(source: str | Path | bytes, *, name: str | None = None,
     footer = [str(x) for x in lines.slice(end + 1).to_list()]
     trades = next((m for x in footer if (m := _TRADES.match(x))), None)
     refunds = next((m for x in footer if (m := _REFUNDS.match(x))), None)
-    if trades is None or refunds is None:
-        raise StatementError(file, [Finding(end + 2, "合计", "no '#交易合计' / '#退款合计' lines: the file "
-                                            "is truncated")])
+    if trades is None or refunds is None or not any(x.startswith("#导出时间") for x in footer):
+        raise StatementError(file, [Finding(end + 2, "合计", "no '#交易合计' / '#退款合计' / '#导出时间' "
+                                            "lines: the file is truncated")])
     detail = pl.DataFrame({"raw": lines.slice(start + 2, end - start - 2),
                            "line": pl.int_range(start + 3, end + 1, eager=True, dtype=pl.Int64)})
     frame = _details(detail, header, file)

@@ -177,17 +177,18 @@ def decode_lines(data: bytes, file: str, encoding: str = "auto") -> pl.Series:
         if enc.replace("-", "").replace("_", "").lower() in ("utf8", "utf8sig"):
             try:
                 text = pl.Series("raw", [data], dtype=pl.Binary).cast(pl.String)
-            except pl.exceptions.InvalidOperationError:
+            except (pl.exceptions.InvalidOperationError, pl.exceptions.ComputeError):
                 try:
                     data.decode("utf-8")
                 except UnicodeDecodeError as exc:
-                    last = exc
+                    last = exc if last is None or exc.start > last.start else last
                 continue
         else:
             try:
                 text = pl.Series("raw", [data.decode(enc).encode("utf-8")], dtype=pl.Binary).cast(pl.String)
             except UnicodeDecodeError as exc:
-                last = exc
+                # report the encoding that read furthest: the likeliest one
+                last = exc if last is None or exc.start > last.start else last
                 continue
             except LookupError:
                 raise ValidationError(f"unknown encoding {enc!r}") from None

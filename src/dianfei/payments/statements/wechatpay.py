@@ -147,6 +147,7 @@ def _details(detail: pl.DataFrame, header: list[str], file: str) -> tuple[pl.Dat
         (amount_col, pl.col("_order").is_null(), "not an amount in yuan with two places"),
         (amount_col, is_pay & (pl.col("_order") <= 0), "a payment must be positive"),
         (settle_col, pl.col("_settle").is_null(), "not an amount in yuan with two places"),
+        (settle_col, is_pay & (pl.col("_settle") < 0), "a payment cannot settle a negative amount"),
         ("手续费", pl.col("_fee5").is_null(), "not an amount in yuan with up to five places"),
     ]
     if refund_col:
