@@ -21,6 +21,9 @@ plan_app = typer.Typer(help="Payment plans (分期缴费协议).", no_args_is_he
 
 def register(app: typer.Typer) -> None:
     app.command("late-fee")(late_fee_cmd)
+    app.command("waiver")(waiver_cmd)
+    app.add_typer(collect_app, name="collect")
+    app.add_typer(plan_app, name="plan")
 
 
 def _day(text: str, flag: str) -> date:
@@ -51,3 +54,146 @@ def late_fee_cmd(
         print_json(out)
     else:
         typer.echo(f"{out['days']} days × {out['rate_per_day']}/day → {out['amount']} yuan")
+
+
+@collect_app.command("run")
+@handle_errors
+def collect_run(
+    day: Annotated[str, typer.Option("--date", help="the business day YYYY-MM-DD")],
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """One day of collections: payments seen, late fees, dunning, notices, stops, reconnections,
+    prepay balances. Idempotent: running the same day again does nothing new."""
+    from dianfei.cli.context import clock_from_env, database
+    from dianfei.collections.service import run_day
+    from dianfei.metering.service import RemoteSwitch, remote_switch
+
+    db, clock = database(), clock_from_env()
+    switch: RemoteSwitch | None
+    try:
+        switch = remote_switch(db, clock=clock)
+    except Exception:
+        switch = None
+    report = run_day(db, _day(day, "--date"), clock=clock, switch=switch)
+    out = report.to_json()
+    if json_out:
+        print_json(out)
+    else:
+        typer.echo(f"{out['day']}: {out['payments']} payments, {out['late_fees']} late fees "
+                   f"({out['late_fee_amount']} yuan), {out['dunning_changes']} dunning steps, "
+                   f"{out['notices']} notices, {out['suspended']} suspended, "
+                   f"{out['reconnected']} reconnected")
+
+
+@collect_app.command("events")
+@handle_errors
+def collect_events(
+    account: Annotated[str | None, typer.Option("--account", help="one account")] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The collection events, oldest first."""
+    from dianfei.cli.context import database
+    from dianfei.collections.service import events_json
+
+    events = events_json(database(), account)
+    if json_out:
+        print_json(events)
+    else:
+        for e in events:
+            rest = {k: v for k, v in e.items() if k not in ("account", "type", "at")}
+            typer.echo(f"{e['at']}  {e['account']}  {e['type']}  {rest if rest else ''}")
+
+
+@collect_app.command("tasks")
+@handle_errors
+def collect_tasks(
+    status: Annotated[str, typer.Option(help="open, done, cancelled or all")] = "open",
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The worklist: collector visits, field stops/reconnections, approvals, failed commands."""
+    from dianfei.cli.context import database
+    from dianfei.collections.service import tasks_json
+
+    tasks = tasks_json(database(), None if status == "all" else status)
+    if json_out:
+        print_json(tasks)
+    else:
+        for t in tasks:
+            typer.echo(f"{t['task_id']}  {t['account']}  {t['kind']}  {t['status']}  due {t['due_at']}")
+
+
+@collect_app.command("approve")
+@handle_errors
+def collect_approve(
+    case_id: int,
+    approver: Annotated[str, typer.Option(help="who approves the suspension order")],
+) -> None:
+    """Approve a suspension order (where the policy requires approval)."""
+    from dianfei.cli.context import clock_from_env, database
+    from dianfei.collections.suspension import approve
+
+    with database().session() as s:
+        approve(s, case_id, approver=approver, clock=clock_from_env())
+    typer.echo(f"stop case {case_id} approved by {approver}")
+
+
+@collect_app.command("complete-task")
+@handle_errors
+def collect_complete(
+    task_id: int,
+    done_by: Annotated[str, typer.Option("--by", help="who did it")],
+) -> None:
+    """Report a worklist task done (a field stop is re-checked against the balance first)."""
+    from dianfei.cli.context import clock_from_env, database
+    from dianfei.collections.rules import policy
+    from dianfei.collections.suspension import complete_task
+
+    with database().session() as s:
+        task = complete_task(s, task_id, done_by=done_by, clock=clock_from_env(), policy_=policy())
+    typer.echo(f"task {task_id}: {task.status}")
+
+
+@plan_app.command("agree")
+@handle_errors
+def plan_agree(
+    account: Annotated[str, typer.Option(help="the account")],
+    instalment: Annotated[list[str], typer.Option(help="DATE:AMOUNT (yuan), repeat per instalment")],
+    requested_by: Annotated[str, typer.Option("--requested-by")],
+    approved_by: Annotated[str | None, typer.Option("--approved-by")] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Agree a payment plan: dunning pauses while it is kept, a stopped supply is reconnected."""
+    from dianfei.cli.context import clock_from_env, database
+    from dianfei.collections.plans import agree_plan
+    from dianfei.core.money import parse_decimal, to_fen
+
+    parts = []
+    for item in instalment:
+        d, _, a = item.partition(":")
+        parts.append((_day(d, "--instalment"),
+                      to_fen(parse_decimal(a, "--instalment amount", places=2, allow_negative=False))))
+    with database().session() as s:
+        plan = agree_plan(s, account_id=account, instalments=parts, requested_by=requested_by,
+                          approved_by=approved_by, clock=clock_from_env())
+        out = {"plan_id": plan.plan_id, "account": account, "status": plan.status}
+    print_json(out) if json_out else typer.echo(f"plan {out['plan_id']} agreed for {account}")
+
+
+@handle_errors
+def waiver_cmd(
+    bill: Annotated[str, typer.Option(help="the bill whose late fees are waived")],
+    reason: Annotated[str, typer.Option(help="why (recorded)")],
+    requested_by: Annotated[str, typer.Option("--requested-by")],
+    approved_by: Annotated[str, typer.Option("--approved-by", help="not the requester")],
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Waive a bill's late fees (违约金减免): reason and a second person's approval."""
+    from dianfei.cli.context import clock_from_env, database
+    from dianfei.collections.plans import waive_late_fees
+    from dianfei.core.money import fmt_yuan
+
+    with database().session() as s:
+        w = waive_late_fees(s, bill_id=bill, reason=reason, requested_by=requested_by,
+                            approved_by=approved_by, clock=clock_from_env())
+        out = {"bill_id": bill, "amount": fmt_yuan(w.amount)}
+    print_json(out) if json_out else typer.echo(f"waived {out['amount']} yuan on {bill}")

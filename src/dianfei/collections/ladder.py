@@ -1,0 +1,240 @@
+"""Dunning ladders (催费阶梯) as data: ``ladders/*.toml``.
+
+A ladder applies to customer classes × segments and lists levels (催费等级). A level's
+conditions: days past the DUE date of the oldest unpaid bill (never the issue date: the known
+fault of engines that start the dunning clock at the invoice), amount overdue, risk band, the
+protected flag, and whether the account has an open payment plan. Its actions: ``sms``,
+``email``, ``wechat``, ``letter`` (with a ``notice`` name), ``collector_visit``, ``stop_notice``,
+``suspension_order``, ``referral``.
+
+The loader refuses a file whose levels overlap (two levels an account could match at once) or
+that has an unreachable level (an empty range, an unknown band, a stop for protected customers),
+naming the file and the level. Because levels never overlap, every account matches at most one
+level of at most one ladder: evaluation is a pure, deterministic function of the snapshot.
+"""
+
+from __future__ import annotations
+
+import itertools
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dianfei.core.errors import ValidationError
+from dianfei.core.money import parse_decimal, to_fen
+
+if TYPE_CHECKING:
+    import polars as pl
+
+LADDER_DIR = Path(__file__).with_name("ladders")
+RISK_BANDS = ("low", "medium", "high")
+SEGMENTS = ("standard", "low_income")
+NOTICE_ACTIONS = ("sms", "email", "wechat", "letter")
+TASK_ACTIONS = ("collector_visit", "referral")
+ACTIONS = (*NOTICE_ACTIONS, *TASK_ACTIONS, "stop_notice", "suspension_order")
+#: notice names a dunning action may send (the notify templates)
+NOTICES = ("reminder", "final_reminder", "stop_notice")
+#: no upper bound
+INF = 10**15
+
+
+class LadderError(ValidationError):
+    code = "ladder_invalid"
+
+
+@dataclass(frozen=True)
+class Action:
+    type: str
+    notice: str | None = None
+    channel: str | None = None
+
+
+@dataclass(frozen=True)
+class Level:
+    name: str
+    index: int
+    min_days: int
+    max_days: int
+    min_fen: int
+    max_fen: int
+    risk_bands: frozenset[str]
+    #: the protected flags this level matches ({True}, {False} or both)
+    protected: frozenset[bool]
+    open_plan: bool
+    actions: tuple[Action, ...]
+
+    def overlaps(self, other: Level) -> bool:
+        return (self.min_days <= other.max_days and other.min_days <= self.max_days
+                and self.min_fen <= other.max_fen and other.min_fen <= self.max_fen
+                and bool(self.risk_bands & other.risk_bands)
+                and bool(self.protected & other.protected) and self.open_plan == other.open_plan)
+
+
+@dataclass(frozen=True)
+class Ladder:
+    ladder_id: str
+    description: str
+    source: str
+    customer_classes: frozenset[str]
+    segments: frozenset[str]
+    levels: tuple[Level, ...]
+    file: str
+
+    def level(self, name: str) -> Level:
+        for lv in self.levels:
+            if lv.name == name:
+                return lv
+        raise KeyError(name)
+
+
+def _int(v: Any, where: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise LadderError(f"{where}: must be a whole number, got {v!r}")
+    return v
+
+
+def _fen(v: Any, where: str) -> int:
+    return to_fen(parse_decimal(str(v), where, places=2, allow_negative=False))
+
+
+def _level(raw: dict[str, Any], index: int, file: str) -> Level:
+    name = str(raw.get("name") or "")
+    where = f"{file} level {name or index + 1}"
+    if not name:
+        raise LadderError(f"{where}: a level needs a name")
+    unknown = set(raw) - {"name", "min_days", "max_days", "min_amount", "max_amount", "risk_bands",
+                          "protected", "open_plan", "actions"}
+    if unknown:
+        raise LadderError(f"{where}: unknown keys {sorted(unknown)}")
+    min_days = _int(raw.get("min_days", 1), f"{where} min_days")
+    max_days = _int(raw["max_days"], f"{where} max_days") if "max_days" in raw else INF
+    min_fen = _fen(raw.get("min_amount", "0.01"), f"{where} min_amount")
+    max_fen = _fen(raw["max_amount"], f"{where} max_amount") if "max_amount" in raw else INF
+    bands = frozenset(raw.get("risk_bands", RISK_BANDS))
+    prot = raw.get("protected", "any")
+    protected = frozenset({True, False}) if prot == "any" else frozenset({bool(prot)})
+    if prot not in ("any", True, False):
+        raise LadderError(f"{where}: protected must be true, false or \"any\", got {prot!r}")
+    # unreachable levels: an empty range can never match
+    if max_days < 1:
+        raise LadderError(f"{where} is unreachable: max_days {max_days} < 1 (an account is "
+                          "overdue from the day after its due date)")
+    if min_days > max_days:
+        raise LadderError(f"{where} is unreachable: min_days {min_days} > max_days {max_days}")
+    if min_fen > max_fen:
+        raise LadderError(f"{where} is unreachable: min_amount above max_amount")
+    if max_fen < 1:
+        raise LadderError(f"{where} is unreachable: max_amount below 0.01")
+    if not bands or bands - set(RISK_BANDS):
+        raise LadderError(f"{where} is unreachable: risk_bands must be a non-empty subset of "
+                          f"{list(RISK_BANDS)}, got {sorted(bands)}")
+    actions = []
+    for a in raw.get("actions", []):
+        kind = a.get("type")
+        if kind not in ACTIONS:
+            raise LadderError(f"{where}: unknown action {kind!r} (known: {', '.join(ACTIONS)})")
+        notice = a.get("notice")
+        if kind in NOTICE_ACTIONS and notice not in NOTICES:
+            raise LadderError(f"{where}: action {kind} needs notice = one of {', '.join(NOTICES)}")
+        actions.append(Action(kind, notice, a.get("channel")))
+    if not actions:
+        raise LadderError(f"{where}: a level needs at least one action")
+    stops = {a.type for a in actions} & {"stop_notice", "suspension_order"}
+    if stops and True in protected:
+        raise LadderError(f"{where} is unreachable for protected customers, who are never "
+                          f"suspended: set protected = false on a level with {sorted(stops)}")
+    return Level(name, index, min_days, max_days, min_fen, max_fen, bands, protected,
+                 bool(raw.get("open_plan", False)), tuple(actions))
+
+
+def parse_ladder(text: str, file: str) -> Ladder:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise LadderError(f"{file}: {exc}") from None
+    ladder_id = str(data.get("ladder") or "")
+    if not ladder_id:
+        raise LadderError(f"{file}: the ladder needs an id (ladder = \"…\")")
+    if not data.get("source"):
+        raise LadderError(f"{file}: the ladder cites its source (source = \"…\")")
+    from dianfei.collections.late_fees import CUSTOMER_CLASSES
+
+    classes = frozenset(data.get("customer_classes", []))
+    if not classes or classes - set(CUSTOMER_CLASSES):
+        raise LadderError(f"{file}: customer_classes must be a non-empty subset of "
+                          f"{list(CUSTOMER_CLASSES)}")
+    segments = frozenset(data.get("segments", SEGMENTS))
+    if not segments or segments - set(SEGMENTS):
+        raise LadderError(f"{file}: segments must be a non-empty subset of {list(SEGMENTS)}")
+    levels = tuple(_level(raw, i, file) for i, raw in enumerate(data.get("level", [])))
+    if not levels:
+        raise LadderError(f"{file}: no levels")
+    names = [lv.name for lv in levels]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise LadderError(f"{file}: level names repeat: {sorted(dup)}")
+    for a, b in itertools.combinations(levels, 2):
+        if a.overlaps(b):
+            raise LadderError(
+                f"{file}: levels {a.name!r} and {b.name!r} overlap (an account {max(a.min_days, b.min_days)}"
+                f" days overdue could match both); make their days, amounts, risk bands, "
+                "protected flag or open_plan disjoint")
+    return Ladder(ladder_id, str(data.get("description", "")), str(data["source"]), classes,
+                  segments, levels, file)
+
+
+def load_ladders(directory: Path | None = None) -> list[Ladder]:
+    """Every ``*.toml`` of the directory; ladders must not share a (class, segment)."""
+    directory = directory or LADDER_DIR
+    files = sorted(directory.glob("*.toml"))
+    if not files:
+        raise LadderError(f"no ladder files in {directory}")
+    ladders = [parse_ladder(f.read_text(encoding="utf-8"), f.name) for f in files]
+    seen: dict[tuple[str, str], str] = {}
+    for ld in ladders:
+        for key in itertools.product(sorted(ld.customer_classes), sorted(ld.segments)):
+            if key in seen:
+                raise LadderError(f"{ld.file}: ladder {ld.ladder_id!r} and {seen[key]} both apply to "
+                                  f"class {key[0]} segment {key[1]}")
+            seen[key] = f"{ld.ladder_id!r} ({ld.file})"
+    ids = [ld.ladder_id for ld in ladders]
+    if len(set(ids)) != len(ids):
+        raise LadderError(f"{directory}: ladder ids repeat: {ids}")
+    return ladders
+
+
+_CACHE: dict[Path, list[Ladder]] = {}
+
+
+def ladders(directory: Path | None = None) -> list[Ladder]:
+    key = (directory or LADDER_DIR).resolve()
+    if key not in _CACHE:
+        _CACHE[key] = load_ladders(key)
+    return _CACHE[key]
+
+
+def evaluate(snapshot: pl.DataFrame, all_ladders: list[Ladder]) -> pl.DataFrame:
+    """The level each account is at, from a snapshot with columns account_id, customer_class,
+    segment, days_overdue, amount_overdue (fen), risk_band, protected, open_plan.
+
+    Returns account_id, ladder, level (null when no level applies) — vectorised: one
+    ``when/then`` per level, at most one of which can be true (levels never overlap).
+    """
+    import polars as pl
+
+    ladder_expr: pl.Expr = pl.lit(None, pl.String)
+    level_expr: pl.Expr = pl.lit(None, pl.String)
+    for ld in all_ladders:
+        applies = (pl.col("customer_class").is_in(sorted(ld.customer_classes))
+                   & pl.col("segment").is_in(sorted(ld.segments)))
+        ladder_expr = pl.when(applies).then(pl.lit(ld.ladder_id)).otherwise(ladder_expr)
+        for lv in ld.levels:
+            cond = (applies
+                    & pl.col("days_overdue").is_between(lv.min_days, lv.max_days)
+                    & pl.col("amount_overdue").is_between(lv.min_fen, lv.max_fen)
+                    & pl.col("risk_band").is_in(sorted(lv.risk_bands))
+                    & pl.col("protected").is_in(sorted(lv.protected))
+                    & (pl.col("open_plan") == lv.open_plan))
+            level_expr = pl.when(cond).then(pl.lit(lv.name)).otherwise(level_expr)
+    return snapshot.select("account_id", ladder_expr.alias("ladder"), level_expr.alias("level"))

@@ -1,0 +1,245 @@
+"""Queries of the collections domain (all SQL lives here).
+
+The snapshot a day of collections evaluates is read in a few set-based queries into Polars
+frames: open items (from ``payments.service.open_items``, consistent with payment allocation),
+customers, payment plans, stop cases. Two reads touch other packages' tables read-only because
+their services do not yet offer them in bulk: today's bill allocations (to know the principal at
+the start of the day) and the notify outbox's sent times (the lawful notice period runs from
+when a stop notice was actually SENT).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, Engine, text
+
+from dianfei.db.frames import read_frame
+
+if TYPE_CHECKING:
+    import polars as pl
+
+
+def open_items(engine: Engine, as_of: date) -> pl.DataFrame:
+    """Open bills and late fees (account_id, customer_id, item_kind, reference, bill_id, due_on,
+    amount, open_amount) — the payments service's view, so fees tie to bills by reference."""
+    from dianfei.payments.service import open_items as payments_open_items
+
+    return payments_open_items(engine, as_of)
+
+
+def bill_allocations_since(engine: Engine, since: datetime) -> pl.DataFrame:
+    """bill_id, amount: money allocated to bills by payments made at or after ``since``."""
+    import polars as pl
+
+    return read_frame(
+        engine,
+        "SELECT pa.bill_id, CAST(SUM(pa.amount) AS BIGINT) AS paid_today FROM payment_allocations pa "
+        "WHERE pa.allocated_to = 'bill' AND pa.allocated_at >= :since GROUP BY pa.bill_id",
+        {"since": since}, schema={"bill_id": pl.String, "paid_today": pl.Int64})
+
+
+def customers(engine: Engine) -> pl.DataFrame:
+    """account_id, customer_id, name, customer_class, low_income, protected, payment_mode."""
+    import polars as pl
+
+    return read_frame(
+        engine,
+        "SELECT a.account_id, c.customer_id, c.name, c.customer_class, c.low_income, c.protected, "
+        "c.payment_mode FROM accounts a JOIN customers c ON c.customer_id = a.customer_id "
+        "WHERE a.closed_on IS NULL",
+        schema={"account_id": pl.String, "customer_id": pl.String, "name": pl.String,
+                "customer_class": pl.String, "low_income": pl.Boolean, "protected": pl.Boolean,
+                "payment_mode": pl.String})
+
+
+def payments_after(engine: Engine, mark: int, now: datetime) -> pl.DataFrame:
+    """Payment entries (and their reversals) with entry_id > mark posted by ``now``, with the
+    account's balance right after each: entry_id, account_id, customer_id, reference, amount,
+    posted_at, balance_after."""
+    import polars as pl
+
+    frame = read_frame(
+        engine,
+        "SELECT p.entry_id, p.account_id, p.customer_id, p.reference, p.amount, p.posted_at, "
+        "(SELECT CAST(SUM(e.amount) AS BIGINT) FROM ledger_entries e WHERE e.account_id = p.account_id "
+        " AND e.entry_id <= p.entry_id) AS balance_after "
+        "FROM ledger_entries p WHERE p.kind = 'payment' AND p.entry_id > :mark AND p.posted_at <= :now "
+        "ORDER BY p.entry_id",
+        {"mark": mark, "now": now}, instants=("posted_at",),
+        schema={"entry_id": pl.Int64, "account_id": pl.String, "customer_id": pl.String,
+                "reference": pl.String, "amount": pl.Int64, "balance_after": pl.Int64})
+    return frame
+
+
+def max_entry_id(conn: Connection) -> int:
+    return int(conn.execute(text("SELECT COALESCE(MAX(entry_id), 0) FROM ledger_entries")).scalar_one())
+
+
+def last_payment_mark(conn: Connection) -> int:
+    return int(conn.execute(text("SELECT COALESCE(MAX(payment_mark), 0) FROM collection_runs"))
+               .scalar_one())
+
+
+def accruals(engine: Engine) -> pl.DataFrame:
+    import polars as pl
+
+    return read_frame(
+        engine,
+        "SELECT bill_id, account_id, customer_id, customer_class, due_on, through, raw, posted, "
+        "waived, closed_on FROM late_fee_accruals WHERE closed_on IS NULL",
+        dates=("due_on", "through", "closed_on"),
+        schema={"bill_id": pl.String, "account_id": pl.String, "customer_id": pl.String,
+                "customer_class": pl.String, "raw": pl.Int64, "posted": pl.Int64,
+                "waived": pl.Boolean})
+
+
+def late_history(engine: Engine, since: date) -> pl.DataFrame:
+    """Bills due since ``since`` that were paid late (they accrued a fee): account_id, due_on,
+    through (the last day accrued) — the payment-history features of the risk score."""
+    import polars as pl
+
+    return read_frame(
+        engine, "SELECT account_id, due_on, through FROM late_fee_accruals WHERE due_on >= :since",
+        {"since": since}, dates=("due_on", "through"), schema={"account_id": pl.String})
+
+
+def broken_plans(engine: Engine) -> pl.DataFrame:
+    import polars as pl
+
+    return read_frame(
+        engine, "SELECT account_id, COUNT(*) AS broken_plans FROM payment_plans "
+        "WHERE status = 'broken' GROUP BY account_id",
+        schema={"account_id": pl.String, "broken_plans": pl.Int64})
+
+
+def active_plans(engine: Engine) -> pl.DataFrame:
+    """Active plans with what is due by each day and what has been paid since agreement."""
+    import polars as pl
+
+    return read_frame(
+        engine,
+        "SELECT p.plan_id, p.account_id, p.customer_id, p.total, p.ledger_mark, "
+        "COALESCE((SELECT CAST(-SUM(e.amount) AS BIGINT) FROM ledger_entries e "
+        "  WHERE e.account_id = p.account_id AND e.entry_id > p.ledger_mark "
+        "  AND e.kind IN ('payment', 'reversal') AND e.amount <> 0 "
+        "  AND (e.kind = 'payment' OR e.reverses_entry_id IN (SELECT entry_id FROM ledger_entries "
+        "       WHERE kind = 'payment'))), 0) AS paid "
+        "FROM payment_plans p WHERE p.status = 'active'",
+        schema={"plan_id": pl.Int64, "account_id": pl.String, "customer_id": pl.String,
+                "total": pl.Int64, "ledger_mark": pl.Int64, "paid": pl.Int64})
+
+
+def instalments(engine: Engine) -> pl.DataFrame:
+    import polars as pl
+
+    return read_frame(
+        engine,
+        "SELECT i.plan_id, i.seq, i.due_on, i.amount FROM plan_instalments i "
+        "JOIN payment_plans p ON p.plan_id = i.plan_id WHERE p.status = 'active'",
+        dates=("due_on",), schema={"plan_id": pl.Int64, "seq": pl.Int64, "amount": pl.Int64})
+
+
+def dunning_state(engine: Engine) -> pl.DataFrame:
+    import polars as pl
+
+    return read_frame(engine, "SELECT account_id, ladder, level, bill_id, since FROM dunning_state",
+                      dates=("since",),
+                      schema={"account_id": pl.String, "ladder": pl.String, "level": pl.String,
+                              "bill_id": pl.String})
+
+
+def replace_rows(conn: Connection, table: str, key: str, frame: pl.DataFrame) -> None:
+    """Delete the rows whose ``key`` appears in ``frame`` and insert ``frame`` (a bulk upsert of
+    this package's own state tables)."""
+    from dianfei.db.bulk import write_frame
+
+    if frame.height == 0:
+        return
+    keys = frame[key].to_list()
+    if conn.dialect.name == "postgresql":
+        conn.execute(text(f"DELETE FROM {table} WHERE {key} = ANY(:k)"), {"k": keys})
+    else:
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            marks = ", ".join(f":k{j}" for j in range(len(chunk)))
+            conn.execute(text(f"DELETE FROM {table} WHERE {key} IN ({marks})"),
+                         {f"k{j}": k for j, k in enumerate(chunk)})
+    write_frame(conn, table, frame)
+
+
+def delete_keys(conn: Connection, table: str, key: str, keys: list[Any]) -> None:
+    if not keys:
+        return
+    if conn.dialect.name == "postgresql":
+        conn.execute(text(f"DELETE FROM {table} WHERE {key} = ANY(:k)"), {"k": keys})
+        return
+    for i in range(0, len(keys), 500):
+        chunk = keys[i:i + 500]
+        marks = ", ".join(f":k{j}" for j in range(len(chunk)))
+        conn.execute(text(f"DELETE FROM {table} WHERE {key} IN ({marks})"),
+                     {f"k{j}": k for j, k in enumerate(chunk)})
+
+
+def existing_keys(conn: Connection, table: str, keys: list[str]) -> set[str]:
+    """Which of ``keys`` are already in ``table.key``."""
+    found: set[str] = set()
+    for i in range(0, len(keys), 500):
+        chunk = keys[i:i + 500]
+        marks = ", ".join(f":k{j}" for j in range(len(chunk)))
+        found |= {str(r[0]) for r in conn.execute(
+            text(f"SELECT key FROM {table} WHERE key IN ({marks})"),
+            {f"k{j}": k for j, k in enumerate(chunk)})}
+    return found
+
+
+def sent_notices(engine: Engine, since: datetime | None, prefix: str) -> pl.DataFrame:
+    """Notices of ours (key prefix) the notify outbox has SENT (or failed) since ``since``:
+    key, account_id, customer_id, notice, channel, status, sent_at, updated_at."""
+    import polars as pl
+
+    where = "" if since is None else " AND updated_at > :since"
+    return read_frame(
+        engine,
+        "SELECT key, account_id, customer_id, notice, channel, status, sent_at, updated_at "
+        "FROM notify_outbox WHERE key LIKE :p AND status IN ('sent', 'delivered', 'failed', "
+        f"'opted_out', 'suppressed'){where} ORDER BY outbox_id",
+        {"p": prefix + "%", **({"since": since} if since else {})},
+        instants=("sent_at", "updated_at"),
+        schema={"key": pl.String, "account_id": pl.String, "customer_id": pl.String,
+                "notice": pl.String, "channel": pl.String, "status": pl.String})
+
+
+def events(engine: Engine, account_id: str | None = None) -> pl.DataFrame:
+    import polars as pl
+
+    where = " WHERE account_id = :a" if account_id else ""
+    return read_frame(
+        engine,
+        "SELECT event_id, account_id, type, at, amount, balance_after, level, notice, channel, "
+        f"bill_id, detail FROM collection_events{where} ORDER BY at, event_id",
+        {"a": account_id} if account_id else {}, instants=("at",),
+        schema={"event_id": pl.Int64, "account_id": pl.String, "type": pl.String,
+                "amount": pl.Int64, "balance_after": pl.Int64, "level": pl.String,
+                "notice": pl.String, "channel": pl.String, "bill_id": pl.String,
+                "detail": pl.String})
+
+
+def balance_now(conn: Connection, account_id: str) -> int:
+    return int(conn.execute(text("SELECT COALESCE(SUM(amount), 0) FROM ledger_entries "
+                                 "WHERE account_id = :a"), {"a": account_id}).scalar_one())
+
+
+def remote_meter(conn: Connection, account_id: str) -> str | None:
+    """The account's active meter with a communication address (remote-capable), if any."""
+    row = conn.execute(text(
+        "SELECT meter_id FROM meters WHERE account_id = :a AND removed_on IS NULL "
+        "AND comm_address IS NOT NULL ORDER BY meter_id LIMIT 1"), {"a": account_id}).first()
+    return str(row[0]) if row else None
+
+
+def any_meter(conn: Connection, account_id: str) -> str | None:
+    row = conn.execute(text("SELECT meter_id FROM meters WHERE account_id = :a AND removed_on IS NULL "
+                            "ORDER BY meter_id LIMIT 1"), {"a": account_id}).first()
+    return str(row[0]) if row else None

@@ -1,0 +1,495 @@
+"""Entry points of collections (催费): one day of collections, the event history, worklists.
+
+``run_day(db, day, clock=…)`` evaluates one business day against a snapshot, in this order:
+
+1. ``payment_received`` events for payment entries posted since the last run (with the
+   account's balance right after each);
+2. payment plans: broken when an instalment date passed unpaid, completed when paid;
+3. late fees: each overdue bill's fee accrued through today (new ledger entries of kind
+   ``late_fee``, reference ``LF:{bill}:{day}``, only the change of the once-rounded total);
+4. the dunning ladder: each account's level from the snapshot (days past the DUE date, amount,
+   class, segment, risk band, protected, open plan); a new (level, oldest bill) fires its actions
+   once; an account that paid or agreed a plan leaves the ladder at once;
+5. notices go out through notify; ``notice_sent`` events carry the SENT time;
+6. stop cases (see ``suspension``): notice → order → stop, with the balance checked again right
+   before the meter is tripped; reconnection after full payment or a plan;
+7. meter commands: tried, retried, then on the worklist.
+
+Re-running a day does nothing new: every event, task, notice and command has an idempotency
+key, and state changes only when the snapshot changes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+
+from dianfei.collections import repository
+from dianfei.collections.ladder import Ladder, evaluate, ladders
+from dianfei.collections.late_fees import accrue_frame
+from dianfei.collections.models import CollectionRun
+from dianfei.collections.notices import KEY_PREFIX, Notice, Notifier, NotifyOutbox
+from dianfei.collections.rules import Policy, policy
+from dianfei.core.clock import BUSINESS_TZ, Clock, business_date, start_of_day
+from dianfei.core.money import fmt_yuan
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from dianfei.db.engine import Database
+    from dianfei.metering.service import RemoteSwitch
+    from dianfei.risk.service import RiskScorer
+
+PAY_CHANNELS = "支付宝 Alipay, 微信 WeChat Pay, 营业厅 service counter, 银行代扣 bank debit"
+
+def _event_schema() -> Any:
+    import polars as pl
+
+    return {"key": pl.String, "account_id": pl.String, "customer_id": pl.String, "type": pl.String,
+            "at": pl.Datetime("us", "UTC"), "business_date": pl.Date, "amount": pl.Int64,
+            "balance_after": pl.Int64, "level": pl.String, "notice": pl.String,
+            "channel": pl.String, "bill_id": pl.String, "detail": pl.String}
+
+
+def event_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
+    import polars as pl
+
+    schema = _event_schema()
+    full = [{k: r.get(k) for k in schema} for r in rows]
+    return pl.DataFrame(full, schema=schema)
+
+
+@dataclass
+class DayReport:
+    day: date
+    payments: int = 0
+    late_fees: int = 0
+    late_fee_amount: int = 0
+    overdue_accounts: int = 0
+    dunning_changes: int = 0
+    notices: int = 0
+    tasks: int = 0
+    stop_notices: int = 0
+    suspension_orders: int = 0
+    suspended: int = 0
+    reconnected: int = 0
+    plans_broken: int = 0
+    prepay_warnings: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if k not in ("timings", "late_fee_amount")}
+        out["day"] = self.day.isoformat()
+        out["late_fee_amount"] = fmt_yuan(self.late_fee_amount)
+        out["timings"] = {k: round(v, 3) for k, v in self.timings.items()}
+        return out
+
+
+@dataclass
+class Context:
+    """What one run needs, passed along instead of globals."""
+
+    db: Database
+    day: date
+    clock: Clock
+    policy: Policy
+    ladders: list[Ladder]
+    notifier: Notifier
+    switch: RemoteSwitch | None
+    report: DayReport
+    notices: list[Notice] = field(default_factory=list)
+
+    @property
+    def now(self) -> datetime:
+        return self.clock.now()
+
+
+def write_events(conn: Any, frame: pl.DataFrame) -> int:
+    from dianfei.db.bulk import write_frame
+
+    return write_frame(conn, "collection_events", frame)
+
+
+def run_day(db: Database, day: date, *, clock: Clock, switch: RemoteSwitch | None = None,
+            senders: Any = None, notifier: Notifier | None = None,
+            policy_: Policy | None = None, ladder_list: list[Ladder] | None = None,
+            scorer: RiskScorer | None = None) -> DayReport:
+    """One day of collections (idempotent per day). Call it once a day, best in the stop window
+    (e.g. 09:00): stops are only carried out when the clock is inside the window on a working
+    day; outside it, orders wait for the next run (or :func:`process_commands`)."""
+    from dianfei.collections import suspension
+
+    ctx = Context(db, day, clock, policy_ or policy(), ladder_list or ladders(),
+                  notifier or NotifyOutbox(), switch, DayReport(day))
+    t = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal t
+        now = time.perf_counter()
+        ctx.report.timings[name] = now - t
+        t = now
+
+    with db.engine.begin() as conn:
+        mark = repository.last_payment_mark(conn)
+        new_mark = repository.max_entry_id(conn)
+        _payments(ctx, conn, mark)
+        import polars as pl
+
+        from dianfei.db.bulk import write_frame
+
+        repository.delete_keys(conn, "collection_runs", "day", [day])
+        write_frame(conn, "collection_runs", pl.DataFrame({
+            "day": [day], "started_at": [ctx.now], "payment_mark": [new_mark]},
+            schema={"day": pl.Date, "started_at": pl.Datetime("us", "UTC"),
+                    "payment_mark": pl.Int64}))
+    lap("payments")
+    with db.engine.begin() as conn:
+        _check_plans(ctx, conn)
+    lap("plans")
+    items = repository.open_items(db.engine, day)
+    lap("snapshot")
+    with db.engine.begin() as conn:
+        _late_fees(ctx, conn, items)
+    lap("late_fees")
+    items = repository.open_items(db.engine, day)
+    snapshot = build_snapshot(ctx, items, scorer)
+    lap("risk_snapshot")
+    with db.engine.begin() as conn, db.sessions(bind=conn) as session:
+        _dunning(ctx, conn, snapshot)
+        suspension.open_cases(ctx, session, snapshot)
+        suspension.advance_cases(ctx, session, snapshot)
+        ctx.notifier.enqueue(session, ctx.notices, clock=clock)
+        ctx.report.notices += len(ctx.notices)
+        ctx.notices = []
+        session.flush()
+    lap("dunning")
+    ctx.notifier.dispatch(db, clock=clock, senders=senders)
+    lap("dispatch")
+    with db.engine.begin() as conn, db.sessions(bind=conn) as session:
+        suspension.record_sent(ctx, session, conn)
+        suspension.advance_cases(ctx, session, snapshot)
+        ctx.notifier.enqueue(session, ctx.notices, clock=clock)
+        ctx.report.notices += len(ctx.notices)
+        ctx.notices = []
+        session.flush()
+    process_commands(db, clock=clock, switch=switch, policy_=ctx.policy, report=ctx.report,
+                     notifier=ctx.notifier)
+    lap("suspension")
+    if ctx.notices:
+        with db.engine.begin() as conn, db.sessions(bind=conn) as session:
+            ctx.notifier.enqueue(session, ctx.notices, clock=clock)
+            ctx.report.notices += len(ctx.notices)
+            ctx.notices = []
+    ctx.notifier.dispatch(db, clock=clock, senders=senders)
+    with db.engine.begin() as conn, db.sessions(bind=conn) as session:
+        suspension.record_sent(ctx, session, conn)
+        from sqlalchemy import update
+
+        conn.execute(update(CollectionRun).where(CollectionRun.day == day).values(
+            finished_at=ctx.now, report=json.dumps(ctx.report.to_json())))
+    lap("finish")
+    return ctx.report
+
+
+# -- 1. payments -------------------------------------------------------------------------------
+
+
+def _payments(ctx: Context, conn: Any, mark: int) -> None:
+    import polars as pl
+
+    pays = repository.payments_after(ctx.db.engine, mark, ctx.now)
+    if pays.height == 0:
+        return
+    keys = [f"pay:{r}" for r in pays["reference"].to_list()]
+    have = repository.existing_keys(conn, "collection_events", keys)
+    ev = pays.with_columns(pl.Series("key", keys)).filter(~pl.col("key").is_in(list(have)))
+    frame = ev.select(
+        "key", "account_id", "customer_id", pl.lit("payment_received").alias("type"),
+        pl.col("posted_at").alias("at"),
+        pl.col("posted_at").dt.convert_time_zone(str(BUSINESS_TZ)).dt.date().alias("business_date"),
+        (-pl.col("amount")).alias("amount"), "balance_after",
+        pl.lit(None, pl.String).alias("level"), pl.lit(None, pl.String).alias("notice"),
+        pl.lit(None, pl.String).alias("channel"), pl.lit(None, pl.String).alias("bill_id"),
+        pl.lit(None, pl.String).alias("detail")).cast(_event_schema())
+    ctx.report.payments += write_events(conn, frame)
+
+
+# -- 2. plans ----------------------------------------------------------------------------------
+
+
+def _check_plans(ctx: Context, conn: Any) -> None:
+    import polars as pl
+    from sqlalchemy import text
+
+    plans = repository.active_plans(ctx.db.engine)
+    if plans.height == 0:
+        return
+    inst = repository.instalments(ctx.db.engine)
+    due = (inst.filter(pl.col("due_on") < ctx.day).group_by("plan_id")
+           .agg(pl.col("amount").sum().alias("due_by_now")))
+    p = plans.join(due, on="plan_id", how="left").with_columns(pl.col("due_by_now").fill_null(0))
+    rows = []
+    for r in p.iter_rows(named=True):
+        if r["paid"] >= r["total"]:
+            status, kind = "completed", "plan_completed"
+        elif r["paid"] < r["due_by_now"]:
+            status, kind = "broken", "plan_broken"
+            ctx.report.plans_broken += 1
+        else:
+            continue
+        conn.execute(text("UPDATE payment_plans SET status = :s, ended_on = :d WHERE plan_id = :p"),
+                     {"s": status, "d": ctx.day, "p": r["plan_id"]})
+        rows.append({"key": f"plan:{r['plan_id']}:{status}", "account_id": r["account_id"],
+                     "customer_id": r["customer_id"], "type": kind, "at": ctx.now,
+                     "business_date": ctx.day, "amount": r["paid"],
+                     "detail": json.dumps({"plan_id": r["plan_id"], "due_by_now": r["due_by_now"]})})
+    write_events(conn, event_frame(rows))
+
+
+# -- 3. late fees ------------------------------------------------------------------------------
+
+
+def _late_fees(ctx: Context, conn: Any, items: pl.DataFrame) -> None:
+    """Accrue each overdue bill's fee through today (see late_fees.py for the arithmetic)."""
+    import polars as pl
+
+    from dianfei.ledger.service import post_frame
+
+    day, now = ctx.day, ctx.now
+    bills = items.filter((pl.col("item_kind") == "bill") & (pl.col("due_on") < day))
+    # the principal of the day is what was owed at its start: add back today's payments
+    paid_today = repository.bill_allocations_since(ctx.db.engine, start_of_day(day))
+    state = repository.accruals(ctx.db.engine)
+    cust = repository.customers(ctx.db.engine).select("account_id", "customer_class")
+    principal = (bills.select("bill_id", "account_id", "customer_id", "due_on", "open_amount")
+                 .join(paid_today, on="bill_id", how="left")
+                 .with_columns((pl.col("open_amount") + pl.col("paid_today").fill_null(0))
+                               .alias("open_principal")))
+    # bills fully paid before today that still have open state: accrual is finished
+    new = state.join(principal, on="bill_id", how="anti")
+    closed = new.filter(pl.col("through") < day).with_columns(pl.lit(day).alias("closed_on"))
+    work = (principal.join(state.select("bill_id", "customer_class", "through", "raw", "posted",
+                                        "waived"), on="bill_id", how="left")
+            .join(cust.rename({"customer_class": "cc"}), on="account_id", how="left")
+            .with_columns(pl.coalesce("customer_class", "cc").alias("customer_class"),
+                          pl.coalesce("through", "due_on").alias("through"),
+                          pl.col("raw").fill_null(0), pl.col("posted").fill_null(0),
+                          pl.col("waived").fill_null(False))
+            .filter((pl.col("through") < day) & ~pl.col("waived") & pl.col("customer_class").is_not_null()))
+    if work.height:
+        acc = accrue_frame(work.select("bill_id", "account_id", "customer_id", "customer_class",
+                                       "due_on", "through", "open_principal", "raw", "posted"), day)
+        fees = acc.filter(pl.col("delta") > 0)
+        if fees.height:
+            naive_now = now.astimezone(UTC).replace(tzinfo=None)
+            post_frame(conn, fees.select(
+                "account_id", "customer_id", pl.lit("late_fee").alias("kind"),
+                pl.col("delta").alias("amount"), pl.lit(naive_now).alias("posted_at"),
+                pl.lit(business_date(now)).alias("business_date"), pl.lit(day).alias("due_on"),
+                pl.format("LF:{}:{}", pl.col("bill_id"), pl.lit(day.isoformat())).alias("reference")))
+            write_events(conn, fees.select(
+                pl.format("lf:{}:{}", pl.col("bill_id"), pl.lit(day.isoformat())).alias("key"),
+                "account_id", "customer_id", pl.lit("late_fee_accrued").alias("type"),
+                pl.lit(now).alias("at"), pl.lit(day).alias("business_date"),
+                pl.col("delta").alias("amount"), pl.lit(None, pl.Int64).alias("balance_after"),
+                pl.lit(None, pl.String).alias("level"), pl.lit(None, pl.String).alias("notice"),
+                pl.lit(None, pl.String).alias("channel"), "bill_id",
+                pl.lit(None, pl.String).alias("detail")).cast(_event_schema()))
+            ctx.report.late_fees += fees.height
+            ctx.report.late_fee_amount += int(fees["delta"].sum())
+        upd = acc.select("bill_id", "account_id", "customer_id", "customer_class", "due_on",
+                         pl.lit(day).alias("through"), pl.col("new_raw").alias("raw"),
+                         (pl.col("posted") + pl.col("delta")).alias("posted"),
+                         pl.lit(False).alias("waived"), pl.lit(None, pl.Date).alias("closed_on"))
+        repository.replace_rows(conn, "late_fee_accruals", "bill_id", upd)
+    if closed.height:
+        repository.replace_rows(conn, "late_fee_accruals", "bill_id", closed.select(
+            "bill_id", "account_id", "customer_id", "customer_class", "due_on", "through", "raw",
+            "posted", "waived", "closed_on"))
+
+
+# -- 4. snapshot, risk, ladder -----------------------------------------------------------------
+
+
+def build_snapshot(ctx: Context, items: pl.DataFrame, scorer: RiskScorer | None) -> pl.DataFrame:
+    """One row per account in arrears (postpaid, something overdue): the facts the ladder and
+    the stop rules read. Columns: account_id, customer_id, name, customer_class, segment,
+    protected, payment_mode, days_overdue, amount_overdue, oldest_bill, oldest_due, balance,
+    open_plan, risk_band."""
+    import polars as pl
+
+    from dianfei.risk.service import default_scorer
+
+    day = ctx.day
+    overdue = items.filter((pl.col("due_on") < day) & (pl.col("open_amount") > 0))
+    per = (overdue.sort("due_on", "reference").group_by("account_id").agg(
+        pl.col("open_amount").sum().alias("amount_overdue"),
+        pl.col("due_on").min().alias("oldest_due"),
+        pl.col("bill_id").filter(pl.col("item_kind") == "bill").first().alias("oldest_bill"),
+        pl.col("bill_id").first().alias("_any_bill"),
+    ).with_columns(pl.coalesce("oldest_bill", "_any_bill").alias("oldest_bill"),
+                   (pl.lit(day) - pl.col("oldest_due")).dt.total_days().alias("days_overdue"))
+        .drop("_any_bill"))
+    owed = items.group_by("account_id").agg(pl.col("open_amount").sum().alias("open_total"))
+    cust = repository.customers(ctx.db.engine)
+    plans = repository.active_plans(ctx.db.engine).select("account_id").with_columns(
+        pl.lit(True).alias("open_plan"))
+    snap = (per.join(cust, on="account_id", how="inner")
+            .filter(pl.col("payment_mode") == "postpaid")
+            .join(owed, on="account_id", how="left")
+            .join(plans, on="account_id", how="left")
+            .with_columns(pl.col("open_plan").fill_null(False),
+                          pl.when(pl.col("low_income")).then(pl.lit("low_income"))
+                          .otherwise(pl.lit("standard")).alias("segment")))
+    since = day - timedelta(days=365)
+    hist = repository.late_history(ctx.db.engine, since)
+    hist = hist.group_by("account_id").agg(
+        pl.len().cast(pl.Int64).alias("late_count"),
+        (pl.col("through") - pl.col("due_on")).dt.total_days().mean().alias("avg_days_late"))
+    feats = (snap.select("account_id", pl.col("amount_overdue").alias("arrears"))
+             .join(hist, on="account_id", how="left")
+             .join(repository.broken_plans(ctx.db.engine), on="account_id", how="left"))
+    scores = (scorer or default_scorer()).score(feats)
+    return snap.join(scores.select("account_id", pl.col("band").alias("risk_band")),
+                     on="account_id", how="left").with_columns(pl.col("risk_band").fill_null("low"))
+
+
+def _context(row: Mapping[str, Any]) -> dict[str, str]:
+    return {"customer_name": str(row.get("name") or ""), "account_id": str(row["account_id"]),
+            "amount_due": fmt_yuan(int(row.get("amount_overdue") or 0)),
+            "due_on": str(row.get("oldest_due") or ""), "bill_id": str(row.get("oldest_bill") or ""),
+            "bill_link": f"/portal/bills/{row.get('oldest_bill') or ''}",
+            "balance": fmt_yuan(int(row.get("open_total") or 0)), "pay_channels": PAY_CHANNELS,
+            "stop_on": str(row.get("stop_on") or "")}
+
+
+def _dunning(ctx: Context, conn: Any, snapshot: pl.DataFrame) -> None:
+    import polars as pl
+
+    from dianfei.db.bulk import write_frame
+
+    levels = evaluate(snapshot, ctx.ladders).filter(pl.col("level").is_not_null())
+    cur = levels.join(snapshot, on="account_id", how="inner")
+    ctx.report.overdue_accounts = snapshot.height
+    prev = repository.dunning_state(ctx.db.engine)
+    changed = cur.join(prev.select("account_id", pl.col("level").alias("p_level"),
+                                   pl.col("bill_id").alias("p_bill")), on="account_id", how="left"
+                       ).filter((pl.col("p_level").is_null()) | (pl.col("p_level") != pl.col("level"))
+                                | (pl.col("p_bill") != pl.col("oldest_bill")))
+    # accounts that paid, agreed a plan, or fell out of every level leave the ladder at once
+    gone = prev.join(cur, on="account_id", how="anti")["account_id"].to_list()
+    repository.delete_keys(conn, "dunning_state", "account_id", gone)
+    if changed.height == 0:
+        return
+    repository.replace_rows(conn, "dunning_state", "account_id", changed.select(
+        "account_id", "ladder", "level", pl.col("oldest_bill").alias("bill_id"),
+        pl.lit(ctx.day).alias("since")))
+    ctx.report.dunning_changes += changed.height
+    keys = changed.select(pl.format("dun:{}:{}:{}", "account_id", "level", "oldest_bill").alias("key"))
+    have = repository.existing_keys(conn, "collection_events", keys["key"].to_list())
+    fresh = changed.with_columns(keys["key"]).filter(~pl.col("key").is_in(list(have)))
+    write_events(conn, fresh.select(
+        "key", "account_id", "customer_id", pl.lit("dunning_level").alias("type"),
+        pl.lit(ctx.now).alias("at"), pl.lit(ctx.day).alias("business_date"),
+        pl.col("amount_overdue").alias("amount"), pl.lit(None, pl.Int64).alias("balance_after"),
+        "level", pl.lit(None, pl.String).alias("notice"), pl.lit(None, pl.String).alias("channel"),
+        pl.col("oldest_bill").alias("bill_id"),
+        pl.format('{{"ladder": "{}", "days_overdue": {}}}', "ladder", "days_overdue")
+        .alias("detail")).cast(_event_schema()))
+    by_id = {ld.ladder_id: ld for ld in ctx.ladders}
+    tasks = []
+    for row in fresh.iter_rows(named=True):
+        lv = by_id[row["ladder"]].level(row["level"])
+        base = f"{row['account_id']}:{row['level']}:{row['oldest_bill']}"
+        for a in lv.actions:
+            if a.type in ("sms", "email", "wechat", "letter"):
+                ctx.notices.append(Notice(f"{KEY_PREFIX}dun:{base}:{a.type}", row["account_id"],
+                                          row["customer_id"], a.notice or "reminder", a.type,
+                                          _context(row)))
+            elif a.type in ("collector_visit", "referral"):
+                tasks.append({"key": f"dun:{base}:{a.type}", "account_id": row["account_id"],
+                              "customer_id": row["customer_id"], "kind": a.type, "status": "open",
+                              "created_at": ctx.now, "due_at": ctx.now + timedelta(days=3),
+                              "detail": json.dumps({"level": row["level"],
+                                                    "amount_overdue": row["amount_overdue"]})})
+    if tasks:
+        frame = pl.DataFrame(tasks, schema={"key": pl.String, "account_id": pl.String,
+                                            "customer_id": pl.String, "kind": pl.String,
+                                            "status": pl.String,
+                                            "created_at": pl.Datetime("us", "UTC"),
+                                            "due_at": pl.Datetime("us", "UTC"), "detail": pl.String})
+        have_t = repository.existing_keys(conn, "collection_tasks", frame["key"].to_list())
+        frame = frame.filter(~pl.col("key").is_in(list(have_t)))
+        ctx.report.tasks += write_frame(conn, "collection_tasks", frame)
+
+
+# -- 7. meter commands -------------------------------------------------------------------------
+
+
+def process_commands(db: Database, *, clock: Clock, switch: RemoteSwitch | None,
+                     policy_: Policy | None = None, report: DayReport | None = None,
+                     notifier: Notifier | None = None) -> int:
+    """Try every due meter command once (retries wait per the policy). Safe to call often (e.g.
+    every few minutes) and from several processes: each command is locked while it is tried."""
+    from dianfei.collections import suspension
+
+    return suspension.process_commands(db, clock=clock, switch=switch, policy_=policy_ or policy(),
+                                       report=report, notifier=notifier or NotifyOutbox())
+
+
+# -- reading -----------------------------------------------------------------------------------
+
+
+def _instant(value: datetime) -> str:
+    return value.astimezone(BUSINESS_TZ).isoformat(timespec="seconds")
+
+
+def events_json(db: Database, account_id: str | None = None) -> list[dict[str, Any]]:
+    """The event history, oldest first, as ``collect events --json`` prints it."""
+    frame = repository.events(db.engine, account_id)
+    out = []
+    for r in frame.iter_rows(named=True):
+        e: dict[str, Any] = {"account": r["account_id"], "type": r["type"], "at": _instant(r["at"])}
+        t = r["type"]
+        if t == "payment_received":
+            e["amount"] = fmt_yuan(r["amount"])
+            e["balance_after"] = fmt_yuan(r["balance_after"])
+        elif t in ("late_fee_accrued", "waiver", "plan_agreed", "plan_broken", "plan_completed") \
+                and r["amount"] is not None:
+            e["amount"] = fmt_yuan(r["amount"])
+        if r["level"] is not None:
+            e["level"] = r["level"]
+        if r["notice"] is not None:
+            e["notice"] = r["notice"]
+            e["channel"] = r["channel"]
+        if r["bill_id"] is not None:
+            e["bill_id"] = r["bill_id"]
+        if r["detail"]:
+            try:
+                extra = json.loads(r["detail"])
+            except ValueError:
+                extra = {"detail": r["detail"]}
+            for k, v in extra.items():
+                e.setdefault(k, v)
+        out.append(e)
+    return out
+
+
+def tasks_json(db: Database, status: str | None = "open") -> list[dict[str, Any]]:
+    from dianfei.collections.models import CollectionTask
+
+    with db.session() as s:
+        q = select(CollectionTask).order_by(CollectionTask.task_id)
+        if status:
+            q = q.where(CollectionTask.status == status)
+        return [{"task_id": t.task_id, "account": t.account_id, "kind": t.kind, "status": t.status,
+                 "created_at": _instant(t.created_at),
+                 "due_at": _instant(t.due_at) if t.due_at else None,
+                 "case_id": t.case_id, "detail": json.loads(t.detail) if t.detail else None}
+                for t in s.scalars(q)]

@@ -1,0 +1,412 @@
+"""Suspension and reconnection (欠费停电与复电), lawfully.
+
+A stop case moves ``noticing → noticed → ordered → suspended → reconnecting → closed``:
+
+- **notice**: the stop notice (停电通知) is queued when the ladder reaches a level with a
+  ``stop_notice`` or ``suspension_order`` action. The notice period runs from when notify SENT it:
+  the stop may not happen before ``sent_at + N days`` (N per class: 7 residential, 3 others).
+- **order**: when that time has passed, the account's level carries ``suspension_order``, it is at
+  least ``min_days_overdue`` past due, it is not protected, and the clock is inside the stop window
+  on a working day, the pre-stop notice (停电前提醒) goes out and the order is raised
+  (``suspension_ordered``); it executes no earlier than ``pre_stop_minutes`` later, after approval
+  where configured.
+- **execution**: right before the meter is tripped (or a field crew task is raised, or a crew
+  reports the stop done), the balance is read again from the ledger; an account that paid after
+  the order was raised is never stopped (``suspension_cancelled``). The trip goes through the
+  command outbox (``meter_commands``): tried, retried, then on the worklist; never sent twice.
+- **reconnection**: once nothing is owed (balance ≤ 0) or a plan is agreed, reconnection is
+  ordered at once (``reconnection_ordered``); the meter is closed remotely in the same run
+  (within minutes), or a field task is due within ``field_hours`` (default 24 h).
+
+Protected customers are never stopped: the ladder loader refuses stop actions for them and every
+step here checks the flag again.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, select, text
+from sqlalchemy.orm import Session
+
+from dianfei.collections import repository
+from dianfei.collections.models import CollectionEvent, CollectionTask, MeterCommand, StopCase
+from dianfei.collections.notices import KEY_PREFIX, Notice, Notifier
+from dianfei.collections.rules import Policy
+from dianfei.core.clock import Clock, business_date
+from dianfei.core.errors import ConflictError, NotFoundError, ValidationError
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from dianfei.collections.service import Context, DayReport
+    from dianfei.db.engine import Database
+    from dianfei.metering.service import RemoteSwitch
+
+LIVE = ("noticing", "noticed", "ordered", "suspended", "reconnecting")
+
+
+def _event(session: Session, key: str, case: StopCase, type_: str, at: datetime,
+           **extra: Any) -> bool:
+    """Add an event unless its key is already recorded. Returns whether it was added."""
+    if session.execute(select(CollectionEvent.event_id).where(CollectionEvent.key == key)).first():
+        return False
+    detail = {"case_id": case.case_id, **{k: v for k, v in extra.items()
+                                          if k not in ("notice", "channel", "amount")}}
+    session.add(CollectionEvent(key=key, account_id=case.account_id, customer_id=case.customer_id,
+                                type=type_, at=at, business_date=business_date(at),
+                                notice=extra.get("notice"), channel=extra.get("channel"),
+                                amount=extra.get("amount"), bill_id=case.bill_id,
+                                detail=json.dumps(detail, ensure_ascii=False)))
+    return True
+
+
+def _task(session: Session, key: str, case: StopCase, kind: str, now: datetime,
+          due_at: datetime | None, detail: dict[str, Any]) -> None:
+    if session.execute(select(CollectionTask.task_id).where(CollectionTask.key == key)).first():
+        return
+    session.add(CollectionTask(key=key, account_id=case.account_id, customer_id=case.customer_id,
+                               kind=kind, status="open", created_at=now, due_at=due_at,
+                               case_id=case.case_id, detail=json.dumps(detail, ensure_ascii=False)))
+
+
+def _level_actions(ctx: Context, ladder: str | None, level: str | None) -> set[str]:
+    if not ladder or not level:
+        return set()
+    for ld in ctx.ladders:
+        if ld.ladder_id == ladder:
+            return {a.type for a in ld.level(level).actions}
+    return set()
+
+
+def open_cases(ctx: Context, session: Session, snapshot: pl.DataFrame) -> None:
+    """Open a case (and queue the stop notice) for accounts whose level asks for one."""
+    import polars as pl
+
+    from dianfei.collections.ladder import evaluate
+
+    levels = evaluate(snapshot, ctx.ladders).filter(pl.col("level").is_not_null())
+    want = []
+    for ld in ctx.ladders:
+        for lv in ld.levels:
+            if {a.type for a in lv.actions} & {"stop_notice", "suspension_order"}:
+                want.append((ld.ladder_id, lv.name))
+    if not want:
+        return
+    hits = levels.filter(pl.struct("ladder", "level").is_in(
+        [{"ladder": a, "level": b} for a, b in want]))
+    if hits.height == 0:
+        return
+    live = {r[0] for r in session.execute(text(
+        "SELECT account_id FROM stop_cases WHERE status != 'closed'")).all()}
+    rows = hits.join(snapshot, on="account_id").filter(~pl.col("account_id").is_in(list(live))
+                                                       & ~pl.col("protected")
+                                                       & ~pl.col("open_plan"))
+    now = ctx.now
+    from dianfei.collections.service import _context
+
+    for row in rows.iter_rows(named=True):
+        key = f"{KEY_PREFIX}stop:{row['account_id']}:{row['oldest_bill']}"
+        case = StopCase(account_id=row["account_id"], customer_id=row["customer_id"],
+                        customer_class=row["customer_class"], bill_id=row["oldest_bill"],
+                        mode="postpaid", status="noticing", opened_at=now, notice_key=key,
+                        approval_required=row["customer_class"] in ctx.policy.approval_required_for)
+        session.add(case)
+        days = ctx.policy.notice_days_for(row["customer_class"])
+        context = _context(row)
+        context["stop_on"] = (ctx.day + timedelta(days=days + 1)).isoformat()
+        ctx.notices.append(Notice(key, row["account_id"], row["customer_id"], "stop_notice", "sms",
+                                  context))
+        ctx.report.stop_notices += 1
+    session.flush()
+
+
+def record_sent(ctx: Context, session: Session, conn: Connection) -> None:
+    """``notice_sent`` events for our notices the outbox sent, at their SENT time; a stop notice
+    that went out starts its case's notice period; one that could not go out goes to the
+    worklist (the stop cannot lawfully proceed)."""
+    from sqlalchemy import func
+
+    oldest = session.execute(select(func.min(StopCase.opened_at))
+                             .where(StopCase.status == "noticing")).scalar()
+    since = ctx.now - timedelta(days=3)
+    if oldest is not None:
+        since = min(since, oldest - timedelta(minutes=1))
+    sent = repository.sent_notices(ctx.db.engine, since, KEY_PREFIX)
+    if sent.height == 0:
+        return
+    keys = [f"ns:{k}" for k in sent["key"].to_list()]
+    have = repository.existing_keys(conn, "collection_events", keys)
+    cases = {c.notice_key: c for c in session.scalars(
+        select(StopCase).where(StopCase.status == "noticing"))}
+    for r in sent.iter_rows(named=True):
+        ok = r["status"] in ("sent", "delivered") and r["sent_at"] is not None
+        if ok and f"ns:{r['key']}" not in have:
+            session.add(CollectionEvent(
+                key=f"ns:{r['key']}", account_id=r["account_id"], customer_id=r["customer_id"],
+                type="notice_sent", at=r["sent_at"], business_date=business_date(r["sent_at"]),
+                notice=r["notice"], channel=r["channel"]))
+        case = cases.get(r["key"])
+        if case is None:
+            continue
+        if ok:
+            case.status = "noticed"
+            case.notice_sent_at = r["sent_at"]
+            case.earliest_stop_at = r["sent_at"] + timedelta(
+                days=ctx.policy.notice_days_for(case.customer_class))
+        else:
+            case.status, case.closed_reason = "closed", "notice_undeliverable"
+            _task(session, f"notice_failed:{case.case_id}", case, "notice_failed", ctx.now, None,
+                  {"notice": "stop_notice", "status": r["status"]})
+    session.flush()
+
+
+def _still_stoppable(conn: Connection, case: StopCase, policy: Policy, now: datetime) -> bool:
+    """The re-check right before acting: a fresh read of the ledger and open items."""
+    if repository.balance_now(conn, case.account_id) <= 0:
+        return False
+    from dianfei.payments.service import open_items
+
+    today = business_date(now)
+    items = open_items(conn, None, [case.account_id])
+    overdue = [r for r in items.iter_rows(named=True)
+               if r["open_amount"] > 0 and r["due_on"] is not None and r["due_on"] < today]
+    if not overdue:
+        return False
+    oldest = min(r["due_on"] for r in overdue)
+    if (today - oldest).days < policy.min_days_overdue:
+        return False
+    protected = conn.execute(text("SELECT c.protected FROM customers c WHERE c.customer_id = :c"),
+                             {"c": case.customer_id}).scalar()
+    if protected:
+        return False
+    plan = conn.execute(text("SELECT 1 FROM payment_plans WHERE account_id = :a AND status = 'active'"),
+                        {"a": case.account_id}).first()
+    return plan is None
+
+
+def advance_cases(ctx: Context, session: Session, snapshot: pl.DataFrame) -> None:
+    """Move every live case as far as the rules allow now."""
+    import polars as pl
+
+    from dianfei.collections.ladder import evaluate
+
+    now = ctx.now
+    conn = session.connection()
+    levels = evaluate(snapshot, ctx.ladders).join(snapshot, on="account_id")
+    facts = {r["account_id"]: r for r in levels.select(
+        "account_id", "ladder", "level", "days_overdue", "protected", "open_plan", "name",
+        "amount_overdue", "oldest_bill", "oldest_due", "open_total").iter_rows(named=True)}
+    del pl
+    for case in session.scalars(select(StopCase).where(StopCase.status.in_(LIVE))
+                                .where(StopCase.mode == "postpaid").order_by(StopCase.case_id)):
+        f = facts.get(case.account_id)
+        cleared = f is None or bool(f["open_plan"]) or repository.balance_now(conn, case.account_id) <= 0
+        if case.status in ("noticing", "noticed", "ordered") and (
+                cleared or (f is not None and f["protected"])):
+            _cancel(ctx, session, case, "plan" if f is not None and f["open_plan"] else "paid")
+            continue
+        if case.status == "noticed":
+            assert f is not None and case.earliest_stop_at is not None
+            if ("suspension_order" in _level_actions(ctx, f["ladder"], f["level"])
+                    and now >= case.earliest_stop_at
+                    and f["days_overdue"] >= ctx.policy.min_days_overdue
+                    and ctx.policy.stop_allowed_at(now)):
+                case.status, case.ordered_at = "ordered", now
+                case.execute_after = now + ctx.policy.pre_stop
+                ctx.report.suspension_orders += 1
+                _event(session, f"so:{case.case_id}", case, "suspension_ordered", now)
+                from dianfei.collections.service import _context
+
+                c = _context(f)
+                c["stop_on"] = business_date(case.execute_after).isoformat()
+                ctx.notices.append(Notice(f"{KEY_PREFIX}prestop:{case.case_id}", case.account_id,
+                                          case.customer_id, "pre_stop", "sms", c))
+                if case.approval_required:
+                    _task(session, f"approval:{case.case_id}", case, "approval", now, None,
+                          {"what": "suspension order"})
+        elif case.status == "ordered":
+            _execute_order(ctx, session, case)
+        elif case.status == "suspended" and cleared:
+            _order_reconnection(ctx, session, case)
+    session.flush()
+
+
+def _cancel(ctx: Context, session: Session, case: StopCase, reason: str) -> None:
+    was_ordered = case.status == "ordered"
+    case.status, case.closed_reason = "closed", reason
+    for cmd in session.scalars(select(MeterCommand).where(MeterCommand.case_id == case.case_id)
+                               .where(MeterCommand.status == "pending")):
+        cmd.status = "cancelled"
+    for task in session.scalars(select(CollectionTask).where(CollectionTask.case_id == case.case_id)
+                                .where(CollectionTask.status == "open")):
+        task.status = "cancelled"
+    if was_ordered:
+        _event(session, f"sc:{case.case_id}", case, "suspension_cancelled", ctx.now, reason=reason)
+
+
+def _execute_order(ctx: Context, session: Session, case: StopCase) -> None:
+    now = ctx.now
+    if case.execute_after is None or now < case.execute_after or not ctx.policy.stop_allowed_at(now):
+        return
+    if case.approval_required and not case.approved_by:
+        return
+    conn = session.connection()
+    if not _still_stoppable(conn, case, ctx.policy, now):
+        _cancel(ctx, session, case, "paid")
+        return
+    if case.method is not None:
+        return  # already handed to the meter or a crew
+    meter = repository.remote_meter(conn, case.account_id)
+    if meter is not None:
+        case.method = "remote"
+        session.add(MeterCommand(key=f"trip:{case.case_id}", case_id=case.case_id,
+                                 account_id=case.account_id, meter_id=meter, action="trip",
+                                 status="pending", attempts=0, next_attempt_at=now, created_at=now))
+    else:
+        case.method = "field"
+        _task(session, f"field_stop:{case.case_id}", case, "field_stop", now,
+              now + timedelta(days=1), {"meter_id": repository.any_meter(conn, case.account_id)})
+
+
+def _order_reconnection(ctx: Context, session: Session, case: StopCase) -> None:
+    now = ctx.now
+    case.status, case.reconnect_ordered_at = "reconnecting", now
+    _event(session, f"ro:{case.case_id}", case, "reconnection_ordered", now)
+    conn = session.connection()
+    meter = repository.remote_meter(conn, case.account_id) if case.method == "remote" else None
+    if meter is not None:
+        session.add(MeterCommand(key=f"close:{case.case_id}", case_id=case.case_id,
+                                 account_id=case.account_id, meter_id=meter, action="close",
+                                 status="pending", attempts=0, next_attempt_at=now, created_at=now))
+    else:
+        _task(session, f"field_reconnect:{case.case_id}", case, "field_reconnect", now,
+              now + ctx.policy.field_reconnect, {"meter_id": repository.any_meter(conn, case.account_id)})
+
+
+def _suspended(session: Session, case: StopCase, at: datetime, method: str) -> None:
+    case.status, case.suspended_at = "suspended", at
+    _event(session, f"su:{case.case_id}", case, "suspended", at, method=method)
+
+
+def _reconnected(session: Session, case: StopCase, at: datetime, method: str,
+                 notices: list[Notice]) -> None:
+    case.status, case.reconnected_at, case.closed_reason = "closed", at, "reconnected"
+    _event(session, f"rc:{case.case_id}", case, "reconnected", at, method=method)
+    notices.append(Notice(f"{KEY_PREFIX}reconnected:{case.case_id}", case.account_id,
+                          case.customer_id, "reconnected", "sms",
+                          {"account_id": case.account_id, "customer_name": "", "amount_due": "0.00",
+                           "due_on": "", "bill_id": case.bill_id, "bill_link": "", "stop_on": "",
+                           "balance": "0.00", "pay_channels": ""}))
+
+
+def process_commands(db: Database, *, clock: Clock, switch: RemoteSwitch | None, policy_: Policy,
+                     report: DayReport | None, notifier: Notifier) -> int:
+    """Try the due meter commands, each in its own short transaction with the row locked."""
+    if switch is None:
+        return 0
+    now = clock.now()
+    with db.session() as s:
+        ids = list(s.scalars(select(MeterCommand.command_id).where(MeterCommand.status == "pending")
+                             .where(MeterCommand.next_attempt_at <= now)
+                             .order_by(MeterCommand.command_id)))
+    done = 0
+    for cid in ids:
+        notices: list[Notice] = []
+        with db.session() as s:
+            cmd = s.execute(select(MeterCommand).where(MeterCommand.command_id == cid)
+                            .with_for_update()).scalar_one()
+            if cmd.status != "pending":
+                continue
+            case = s.get(StopCase, cmd.case_id)
+            assert case is not None
+            now = clock.now()
+            if cmd.action == "trip":
+                if not policy_.stop_allowed_at(now):
+                    continue  # wait for the window; the next run tries again
+                # the re-check RIGHT before acting: never stop an account that paid
+                if case.status != "ordered" or not _still_stoppable(s.connection(), case, policy_, now):
+                    cmd.status = "cancelled"
+                    if case.status == "ordered":
+                        _cancel_from_command(s, case, now)
+                    continue
+                result = switch.trip(cmd.meter_id)
+            else:
+                result = switch.close(cmd.meter_id)
+            cmd.attempts += 1
+            if result.ok:
+                cmd.status, cmd.done_at = "done", now
+                done += 1
+                if cmd.action == "trip":
+                    _suspended(s, case, now, "remote")
+                    if report:
+                        report.suspended += 1
+                else:
+                    _reconnected(s, case, now, "remote", notices)
+                    if report:
+                        report.reconnected += 1
+            else:
+                cmd.last_error = result.detail
+                if result.retryable and cmd.attempts < policy_.max_attempts:
+                    cmd.next_attempt_at = now + policy_.retry_delay(cmd.attempts)
+                else:
+                    cmd.status = "failed"
+                    _task(s, f"command_failed:{cmd.command_id}", case, "meter_command_failed", now,
+                          None, {"command_id": cmd.command_id, "action": cmd.action,
+                                 "meter_id": cmd.meter_id, "attempts": cmd.attempts,
+                                 "error": result.detail})
+            if notices:
+                notifier.enqueue(s, notices, clock=clock)
+    return done
+
+
+def _cancel_from_command(session: Session, case: StopCase, now: datetime) -> None:
+    case.status, case.closed_reason = "closed", "paid"
+    _event(session, f"sc:{case.case_id}", case, "suspension_cancelled", now, reason="paid")
+
+
+def approve(session: Session, case_id: int, *, approver: str, clock: Clock) -> StopCase:
+    """Approve a suspension order (停电审批) where the policy requires it."""
+    case = session.get(StopCase, case_id)
+    if case is None:
+        raise NotFoundError(f"stop case {case_id} does not exist")
+    if case.status != "ordered":
+        raise ConflictError(f"stop case {case_id} is {case.status}, not awaiting approval")
+    if not approver.strip():
+        raise ValidationError("an approval names the approver")
+    case.approved_by = approver
+    for t in session.scalars(select(CollectionTask).where(CollectionTask.key == f"approval:{case_id}")):
+        t.status, t.done_at, t.done_by = "done", clock.now(), approver
+    session.flush()
+    return case
+
+
+def complete_task(session: Session, task_id: int, *, done_by: str, clock: Clock,
+                  policy_: Policy) -> CollectionTask:
+    """A crew or collector reports a task done. A field stop is re-checked first (window,
+    balance): when the customer paid meanwhile, the stop is cancelled instead."""
+    task = session.execute(select(CollectionTask).where(CollectionTask.task_id == task_id)
+                           .with_for_update()).scalar_one_or_none()
+    if task is None:
+        raise NotFoundError(f"task {task_id} does not exist")
+    if task.status != "open":
+        raise ConflictError(f"task {task_id} is already {task.status}")
+    now = clock.now()
+    case = session.get(StopCase, task.case_id) if task.case_id else None
+    if task.kind == "field_stop" and case is not None:
+        if not policy_.stop_allowed_at(now):
+            raise ConflictError("a stop may only be carried out in the stop window on a working day")
+        if case.status != "ordered" or not _still_stoppable(session.connection(), case, policy_, now):
+            task.status, task.done_at, task.done_by = "cancelled", now, done_by
+            if case.status == "ordered":
+                _cancel_from_command(session, case, now)
+            session.flush()
+            return task
+        _suspended(session, case, now, "field")
+    elif task.kind == "field_reconnect" and case is not None:
+        _reconnected(session, case, now, "field", [])
+    task.status, task.done_at, task.done_by = "done", now, done_by
+    session.flush()
+    return task
