@@ -166,3 +166,47 @@ def listen(
         typer.echo(f"{stats.messages} messages: {stats.accepted} stored, {stats.duplicates} duplicates, "
                    f"{stats.rejected} rejected rows, {stats.rejected_messages} rejected messages, "
                    f"{stats.rejected_items} rejected items")
+
+
+@meters_app.command("poll")
+@handle_errors
+def poll(
+    meter: Annotated[list[str] | None, typer.Option(
+        help="meter id to poll (repeatable); default: every meter with a communication address")] = None,
+    host: Host = None,
+    port: Port = None,
+    concurrency: Annotated[int, typer.Option(help="requests outstanding at once (connections)")] = 16,
+    timeout: Timeout = None,
+    retries: Retries = None,
+    every: Annotated[float | None, typer.Option(help="poll again every this many seconds")] = None,
+    rounds: Annotated[int | None, typer.Option(help="with --every: stop after this many rounds")] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Read many meters over DL/T 645 and store the readings through the import path; every meter
+    that could not be read is listed with its reason. Exit 0 even when some meters failed (the
+    failures are the report); 2 on a configuration error."""
+    import time
+
+    from dianfei.metering.poll import poll as run_poll
+
+    if every is not None and every <= 0:
+        raise ValidationError("--every must be a positive number of seconds")
+    cfg = _config(host, port, timeout, retries)
+    db = database()
+    done = 0
+    while True:
+        started = time.monotonic()
+        result = run_poll(db, cfg, clock=clock_from_env(), meter_ids=list(meter) if meter else None,
+                          concurrency=concurrency)
+        done += 1
+        if json_out:
+            print_json(result.to_json())
+        else:
+            typer.echo(f"{result.meters} meters: {result.succeeded} read, {result.failed} failed; "
+                       f"{result.accepted} reads stored, {result.duplicates} duplicates, "
+                       f"{result.rejected} rejected ({result.elapsed_s:.2f} s)")
+            for failure in result.failures:
+                typer.echo(f"  {failure.meter_id} {failure.address or '-'}: {failure.reason}")
+        if every is None or (rounds is not None and done >= rounds):
+            break
+        time.sleep(max(0.0, every - (time.monotonic() - started)))

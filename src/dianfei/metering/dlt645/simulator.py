@@ -93,6 +93,9 @@ class MeterSimulator:
         self.now = now
         self.frames_received = 0
         self.bad_frames = 0
+        #: connections open now, and the most ever open at once (to check a master's concurrency)
+        self.connections = 0
+        self.max_connections = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
         self._thread: threading.Thread | None = None
@@ -161,6 +164,8 @@ class MeterSimulator:
     # ------------------------------------------------------------------ protocol
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         buffer = bytearray()
+        self.connections += 1
+        self.max_connections = max(self.max_connections, self.connections)
         try:
             while True:
                 raw = f.extract_frame(buffer)
@@ -180,6 +185,7 @@ class MeterSimulator:
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
+            self.connections -= 1
             writer.close()
 
     def _target(self, request: f.Frame) -> SimMeter | None:
