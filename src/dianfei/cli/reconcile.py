@@ -13,7 +13,9 @@ from dianfei.cli.common import handle_errors, print_json
 from dianfei.cli.context import clock_from_env, database
 from dianfei.core.errors import ValidationError
 
-reconcile_app = typer.Typer(help="Daily reconciliation of channel statements (对账).", invoke_without_command=True)
+reconcile_app = typer.Typer(
+    help="Daily reconciliation of channel statements (对账).", invoke_without_command=True
+)
 bank_app = typer.Typer(help="Bank withholding batches (代扣) and agent files (代收).", no_args_is_help=True)
 agent_app = typer.Typer(help="Collection agent files (代收).", no_args_is_help=True)
 
@@ -58,8 +60,9 @@ def reconcile(
     if ctx.invoked_subcommand is not None:
         return
     if not (channel and day and statement):
-        raise ValidationError("reconcile needs --channel, --date and --statement (or a subcommand: worklist, "
-                              "resolve)")
+        raise ValidationError(
+            "reconcile needs --channel, --date and --statement (or a subcommand: worklist, resolve)"
+        )
     from dianfei.payments import reconcile_service as rs
     from dianfei.payments.statements import StatementError, parse_statement
 
@@ -68,8 +71,9 @@ def reconcile(
     clock = clock_from_env()
     body = _read(statement)
     with db.session() as s:  # the file is kept whatever happens next
-        file_id = rs.receive_file(s, kind="statement", channel=channel, name=statement.name, body=body,
-                                  clock=clock, layout=bank)
+        file_id = rs.receive_file(
+            s, kind="statement", channel=channel, name=statement.name, body=body, clock=clock, layout=bank
+        )
     try:
         parsed = parse_statement(channel, body, name=str(statement), bank=bank, layout_dir=_layout_dir(db))
     except StatementError as exc:
@@ -77,18 +81,21 @@ def reconcile(
             rs.mark_file(s, file_id, "refused", str(exc))
         raise
     with db.session() as s:
-        outcome = rs.reconcile_statement(s, parsed, day=d, clock=clock, settings=db.settings, file_id=file_id,
-                                         auto_post=not no_auto_post)
+        outcome = rs.reconcile_statement(
+            s, parsed, day=d, clock=clock, settings=db.settings, file_id=file_id, auto_post=not no_auto_post
+        )
         out = rs.outcome_json(outcome, d)
     if json_out:
         print_json(out)
     else:
         t = out["totals"]
-        typer.echo(f"{channel} {d}: {out['matched']} matched, {t['missing_in_ledger']['count']} missing in "
-                   f"ledger, {t['missing_in_statement']['count']} missing in statement, "
-                   f"{t['amount_mismatch']['count']} amount mismatches, {t['duplicates']['count']} duplicates, "
-                   f"{len(out['auto_posted'])} posted from the statement; settlement check "
-                   f"{'ok' if out['settlement_check']['ok'] else 'FAILED'}")
+        typer.echo(
+            f"{channel} {d}: {out['matched']} matched, {t['missing_in_ledger']['count']} missing in "
+            f"ledger, {t['missing_in_statement']['count']} missing in statement, "
+            f"{t['amount_mismatch']['count']} amount mismatches, {t['duplicates']['count']} duplicates, "
+            f"{len(out['auto_posted'])} posted from the statement; settlement check "
+            f"{'ok' if out['settlement_check']['ok'] else 'FAILED'}"
+        )
 
 
 @reconcile_app.command("worklist")
@@ -108,9 +115,11 @@ def reconcile_worklist(
         print_json(rows)
         return
     for r in rows:
-        typer.echo(f"{r['id']:>6} {r['channel']:<9} {r['day']} {r['kind']:<22} {r['transaction_id']:<32} "
-                   f"{r['statement_amount'] or '':>10} {r['ledger_amount'] or '':>10} {r['owner']} "
-                   f"{r['age_days']}d")
+        typer.echo(
+            f"{r['id']:>6} {r['channel']:<9} {r['day']} {r['kind']:<22} {r['transaction_id']:<32} "
+            f"{r['statement_amount'] or '':>10} {r['ledger_amount'] or '':>10} {r['owner']} "
+            f"{r['age_days']}d"
+        )
 
 
 @reconcile_app.command("resolve")
@@ -149,14 +158,27 @@ def bank_export(
 
     db = database()
     layout = load_layout(bank, _layout_dir(db))
-    code = merchant_code or db.settings.raw.get("payments", {}).get("banks", {}).get(bank, {}).get("merchant_code")
+    code = merchant_code or db.settings.raw.get("payments", {}).get("banks", {}).get(bank, {}).get(
+        "merchant_code"
+    )
     with db.session() as s:
-        exp = bankfiles.export_debit_batch(s, layout=layout, period=Period.parse(period),
-                                           cipher=PiiCipher.from_environment(db.settings.data_dir),
-                                           clock=clock_from_env(), merchant_code=code)
+        exp = bankfiles.export_debit_batch(
+            s,
+            layout=layout,
+            period=Period.parse(period),
+            cipher=PiiCipher.from_environment(db.settings.data_dir),
+            clock=clock_from_env(),
+            merchant_code=code,
+        )
     out.write_bytes(exp.body)
-    res = {"batch_id": exp.batch_id, "attempt": exp.attempt, "count": exp.count, "total": fmt_yuan(exp.total),
-           "file": str(out), "reused": exp.reused}
+    res = {
+        "batch_id": exp.batch_id,
+        "attempt": exp.attempt,
+        "count": exp.count,
+        "total": fmt_yuan(exp.total),
+        "file": str(out),
+        "reused": exp.reused,
+    }
     if json_out:
         print_json(res)
     else:
@@ -174,8 +196,9 @@ def _import(kind: str, layout_code: str, path: Path, json_out: bool) -> None:
     layout = load_layout(layout_code, _layout_dir(db))
     body = _read(path)
     with db.session() as s:
-        file_id = rs.receive_file(s, kind=kind, channel=layout.channel, name=path.name, body=body, clock=clock,
-                                  layout=layout.code)
+        file_id = rs.receive_file(
+            s, kind=kind, channel=layout.channel, name=path.name, body=body, clock=clock, layout=layout.code
+        )
     try:
         with db.session() as s:
             fn = bankfiles.import_bank_result if kind == "bank_result" else bankfiles.import_agent_file
@@ -185,13 +208,22 @@ def _import(kind: str, layout_code: str, path: Path, json_out: bool) -> None:
         with db.session() as s:
             rs.mark_file(s, file_id, "refused", str(exc))
         raise
-    out = {"batch_id": res.batch_id, "posted": res.posted, "already_posted": res.already_posted,
-           "failed": res.failed, "returned": res.returned, "unposted": res.unposted, "failures": res.failures}
+    out = {
+        "batch_id": res.batch_id,
+        "posted": res.posted,
+        "already_posted": res.already_posted,
+        "failed": res.failed,
+        "returned": res.returned,
+        "unposted": res.unposted,
+        "failures": res.failures,
+    }
     if json_out:
         print_json(out)
     else:
-        typer.echo(f"{path.name}: {res.posted} posted, {res.already_posted} already posted, {res.failed} failed, "
-                   f"{res.returned} returned, {len(res.unposted)} on the worklist")
+        typer.echo(
+            f"{path.name}: {res.posted} posted, {res.already_posted} already posted, {res.failed} failed, "
+            f"{res.returned} returned, {len(res.unposted)} on the worklist"
+        )
 
 
 @bank_app.command("import")
@@ -223,10 +255,17 @@ def bank_mandate(
     db = database()
     load_layout(bank, _layout_dir(db))
     with db.session() as s:
-        mid = bankfiles.add_mandate(s, cipher=PiiCipher.from_environment(db.settings.data_dir), account_id=account,
-                                    bank=bank, bank_account=bank_account, holder_name=holder,
-                                    active_from=_day(active_from), active_to=_day(active_to) if active_to else None,
-                                    clock=clock_from_env())
+        mid = bankfiles.add_mandate(
+            s,
+            cipher=PiiCipher.from_environment(db.settings.data_dir),
+            account_id=account,
+            bank=bank,
+            bank_account=bank_account,
+            holder_name=holder,
+            active_from=_day(active_from),
+            active_to=_day(active_to) if active_to else None,
+            clock=clock_from_env(),
+        )
     typer.echo(f"mandate {mid}: {account} at {bank} {bankfiles.mask_bank_account(bank_account)}")
 
 

@@ -56,25 +56,52 @@ def _insert(session: Session) -> Any:
 
 # ---------------------------------------------------------------- files
 
-def receive_file(session: Session, *, kind: str, channel: str, name: str, body: bytes, clock: Clock,
-                 layout: str | None = None) -> int:
+
+def receive_file(
+    session: Session,
+    *,
+    kind: str,
+    channel: str,
+    name: str,
+    body: bytes,
+    clock: Clock,
+    layout: str | None = None,
+) -> int:
     """Store a file as received before anything else; the same bytes again return the same row."""
     digest = hashlib.sha256(body).hexdigest()
-    values = {"kind": kind, "channel": channel, "layout": layout, "name": name, "sha256": digest,
-              "size": len(body), "received_at": clock.now(), "body": body, "status": "received"}
-    session.execute(_insert(session)(StatementFile).values(**values).on_conflict_do_nothing(
-        index_elements=["kind", "channel", "sha256"]))
-    return int(session.execute(select(StatementFile.id).where(
-        StatementFile.kind == kind, StatementFile.channel == channel,
-        StatementFile.sha256 == digest)).scalar_one())
+    values = {
+        "kind": kind,
+        "channel": channel,
+        "layout": layout,
+        "name": name,
+        "sha256": digest,
+        "size": len(body),
+        "received_at": clock.now(),
+        "body": body,
+        "status": "received",
+    }
+    session.execute(
+        _insert(session)(StatementFile)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["kind", "channel", "sha256"])
+    )
+    return int(
+        session.execute(
+            select(StatementFile.id).where(
+                StatementFile.kind == kind, StatementFile.channel == channel, StatementFile.sha256 == digest
+            )
+        ).scalar_one()
+    )
 
 
 def mark_file(session: Session, file_id: int, status: str, error: str | None = None) -> None:
-    session.execute(update(StatementFile).where(StatementFile.id == file_id)
-                    .values(status=status, error=error))
+    session.execute(
+        update(StatementFile).where(StatementFile.id == file_id).values(status=status, error=error)
+    )
 
 
 # ---------------------------------------------------------------- owners
+
 
 def owner_for(settings: Settings | None, channel: str) -> str:
     """Who works a channel's discrepancies: ``[reconciliation.owners] CHANNEL = "…"`` in the
@@ -85,6 +112,7 @@ def owner_for(settings: Settings | None, channel: str) -> str:
 
 
 # ---------------------------------------------------------------- reconciliation
+
 
 @dataclass
 class Outcome:
@@ -100,27 +128,39 @@ class Outcome:
 
 def ledger_frame(session: Session, channel: str, day: date) -> pl.DataFrame:
     """The channel's posted payments of the days around ``day`` (in this transaction)."""
-    rows = session.execute(text(
-        "SELECT payment_id, transaction_id, order_no, account_id, amount, business_date, status, source "
-        "FROM payments WHERE channel = :c AND business_date BETWEEN :a AND :b"),
-        {"c": channel, "a": day - LEDGER_WINDOW, "b": day + LEDGER_WINDOW}).all()
+    rows = session.execute(
+        text(
+            "SELECT payment_id, transaction_id, order_no, account_id, amount, business_date, status, source "
+            "FROM payments WHERE channel = :c AND business_date BETWEEN :a AND :b"
+        ),
+        {"c": channel, "a": day - LEDGER_WINDOW, "b": day + LEDGER_WINDOW},
+    ).all()
     frame = pl.DataFrame([tuple(r) for r in rows], schema=list(LEDGER_SCHEMA), orient="row")
     if frame.height and frame.schema["business_date"] == pl.String:
         frame = frame.with_columns(pl.col("business_date").str.to_date())
     return frame.cast(LEDGER_SCHEMA)  # type: ignore[arg-type]
 
 
-def reconcile_statement(session: Session, statement: Statement, *, day: date, clock: Clock,
-                        settings: Settings | None = None, file_id: int | None = None,
-                        auto_post: bool = True) -> Outcome:
+def reconcile_statement(
+    session: Session,
+    statement: Statement,
+    *,
+    day: date,
+    clock: Clock,
+    settings: Settings | None = None,
+    file_id: int | None = None,
+    auto_post: bool = True,
+) -> Outcome:
     """Reconcile a parsed statement with the ledger for ``day`` and record the outcome."""
     channel = statement.channel
     frame = statement.frame
     foreign = frame.filter(pl.col("paid_at").dt.convert_time_zone(str(BUSINESS_TZ)).dt.date() != day)
     if frame.height and foreign.height == frame.height:
         first = foreign.row(0, named=True)
-        raise ValidationError(f"the statement is not for {day}: line {first['line']} is of "
-                              f"{business_date(first['paid_at'])}", where=statement.file)
+        raise ValidationError(
+            f"the statement is not for {day}: line {first['line']} is of {business_date(first['paid_at'])}",
+            where=statement.file,
+        )
     m = match(frame, ledger_frame(session, channel, day), day)
     refused: dict[str, str] = {}
     if auto_post and statement.check.ok:
@@ -131,23 +171,49 @@ def reconcile_statement(session: Session, statement: Statement, *, day: date, cl
     work = discrepancies(m)
     if refused:
         notes = pl.DataFrame({"transaction_id": list(refused), "_why": list(refused.values())})
-        work = work.join(notes, on="transaction_id", how="left").with_columns(
-            pl.when(pl.col("_why").is_not_null() & (pl.col("kind") == "missing_in_ledger"))
-            .then(pl.col("detail") + "; not posted from the statement: " + pl.col("_why"))
-            .otherwise(pl.col("detail")).alias("detail")).drop("_why")
+        work = (
+            work.join(notes, on="transaction_id", how="left")
+            .with_columns(
+                pl.when(pl.col("_why").is_not_null() & (pl.col("kind") == "missing_in_ledger"))
+                .then(pl.col("detail") + "; not posted from the statement: " + pl.col("_why"))
+                .otherwise(pl.col("detail"))
+                .alias("detail")
+            )
+            .drop("_why")
+        )
     open_count, cleared = _write_worklist(session, channel, day, work, owner_for(settings, channel), clock)
-    figures = {"totals": totals(m), "settlement_check": statement.check.as_json(),
-               "auto_posted": auto.height, "worklist_open": open_count, "file": statement.file}
-    values = {"channel": channel, "day": day, "run_at": clock.now(), "statement_file_id": file_id,
-              "settlement_ok": statement.check.ok, "figures": json.dumps(figures, ensure_ascii=False)}
+    figures = {
+        "totals": totals(m),
+        "settlement_check": statement.check.as_json(),
+        "auto_posted": auto.height,
+        "worklist_open": open_count,
+        "file": statement.file,
+    }
+    values = {
+        "channel": channel,
+        "day": day,
+        "run_at": clock.now(),
+        "statement_file_id": file_id,
+        "settlement_ok": statement.check.ok,
+        "figures": json.dumps(figures, ensure_ascii=False),
+    }
     ins = _insert(session)(ReconciliationReport).values(**values)
-    session.execute(ins.on_conflict_do_update(
-        index_elements=["channel", "day"],
-        set_={k: v for k, v in values.items() if k not in ("channel", "day")}))
+    session.execute(
+        ins.on_conflict_do_update(
+            index_elements=["channel", "day"],
+            set_={k: v for k, v in values.items() if k not in ("channel", "day")},
+        )
+    )
     if file_id is not None:
         mark_file(session, file_id, "processed")
-    return Outcome(matching=m, statement=statement, auto_posted=auto, refused=refused,
-                   worklist_open=open_count, cleared=cleared)
+    return Outcome(
+        matching=m,
+        statement=statement,
+        auto_posted=auto,
+        refused=refused,
+        worklist_open=open_count,
+        cleared=cleared,
+    )
 
 
 def _auto_post(session: Session, m: Matching, clock: Clock) -> dict[str, str]:
@@ -157,9 +223,15 @@ def _auto_post(session: Session, m: Matching, clock: Clock) -> dict[str, str]:
         if not row["order_no"] and not row["account_id"]:
             refused[row["transaction_id"]] = "no order or account to post to"
             continue
-        pay = ChannelPayment(channel=row["channel"], transaction_id=row["transaction_id"],
-                             amount=int(row["amount"]), paid_at=row["paid_at"], order_no=row["order_no"],
-                             account_id=row["account_id"], extra={"line": str(row["line"])})
+        pay = ChannelPayment(
+            channel=row["channel"],
+            transaction_id=row["transaction_id"],
+            amount=int(row["amount"]),
+            paid_at=row["paid_at"],
+            order_no=row["order_no"],
+            account_id=row["account_id"],
+            extra={"line": str(row["line"])},
+        )
         try:
             with session.begin_nested():
                 payments.post_channel_payment(session, pay, clock=clock, source="statement")
@@ -170,20 +242,31 @@ def _auto_post(session: Session, m: Matching, clock: Clock) -> dict[str, str]:
     return refused
 
 
-def _write_worklist(session: Session, channel: str, day: date, work: pl.DataFrame, owner: str,
-                    clock: Clock) -> tuple[int, int]:
+def _write_worklist(
+    session: Session, channel: str, day: date, work: pl.DataFrame, owner: str, clock: Clock
+) -> tuple[int, int]:
     now = clock.now()
-    rows = [{**r, "channel": channel, "day": day, "owner": owner, "opened_at": now}
-            for r in work.iter_rows(named=True)]
+    rows = [
+        {**r, "channel": channel, "day": day, "owner": owner, "opened_at": now}
+        for r in work.iter_rows(named=True)
+    ]
     ins = _insert(session)(Discrepancy)
     for chunk in range(0, len(rows), 1000):
-        session.execute(ins.on_conflict_do_nothing(index_elements=["channel", "day", "kind", "ref"]),
-                        rows[chunk:chunk + 1000])
+        session.execute(
+            ins.on_conflict_do_nothing(index_elements=["channel", "day", "kind", "ref"]),
+            rows[chunk : chunk + 1000],
+        )
     # what was open for the day and is no longer found has been settled since (a late callback)
     current = {(r["kind"], r["ref"]) for r in rows}
-    still_open = session.execute(select(Discrepancy).where(
-        Discrepancy.channel == channel, Discrepancy.day == day,
-        Discrepancy.resolved_at.is_(None))).scalars().all()
+    still_open = (
+        session.execute(
+            select(Discrepancy).where(
+                Discrepancy.channel == channel, Discrepancy.day == day, Discrepancy.resolved_at.is_(None)
+            )
+        )
+        .scalars()
+        .all()
+    )
     cleared = 0
     for d in still_open:
         if (d.kind, d.ref) not in current and d.kind != "unposted":
@@ -195,19 +278,50 @@ def _write_worklist(session: Session, channel: str, day: date, work: pl.DataFram
 
 # ---------------------------------------------------------------- worklist
 
-def record_unposted(session: Session, *, channel: str, day: date, transaction_id: str, amount: int,
-                    line: int | None, detail: str, clock: Clock, settings: Settings | None = None) -> None:
+
+def record_unposted(
+    session: Session,
+    *,
+    channel: str,
+    day: date,
+    transaction_id: str,
+    amount: int,
+    line: int | None,
+    detail: str,
+    clock: Clock,
+    settings: Settings | None = None,
+) -> None:
     """Put a bank or agent line that could not be posted on the worklist (once)."""
-    values = {"channel": channel, "day": day, "kind": "unposted", "transaction_id": transaction_id,
-              "ref": transaction_id, "statement_amount": amount, "ledger_amount": None, "line": line,
-              "payment_id": None, "order_no": None, "detail": detail, "owner": owner_for(settings, channel),
-              "opened_at": clock.now()}
-    session.execute(_insert(session)(Discrepancy).values(**values).on_conflict_do_nothing(
-        index_elements=["channel", "day", "kind", "ref"]))
+    values = {
+        "channel": channel,
+        "day": day,
+        "kind": "unposted",
+        "transaction_id": transaction_id,
+        "ref": transaction_id,
+        "statement_amount": amount,
+        "ledger_amount": None,
+        "line": line,
+        "payment_id": None,
+        "order_no": None,
+        "detail": detail,
+        "owner": owner_for(settings, channel),
+        "opened_at": clock.now(),
+    }
+    session.execute(
+        _insert(session)(Discrepancy)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["channel", "day", "kind", "ref"])
+    )
 
 
-def worklist(session: Session, *, clock: Clock, include_resolved: bool = False,
-             channel: str | None = None, owner: str | None = None) -> list[dict[str, Any]]:
+def worklist(
+    session: Session,
+    *,
+    clock: Clock,
+    include_resolved: bool = False,
+    channel: str | None = None,
+    owner: str | None = None,
+) -> list[dict[str, Any]]:
     """The clarification worklist, oldest first, with each row's age in days."""
     q = select(Discrepancy).order_by(Discrepancy.opened_at, Discrepancy.id)
     if not include_resolved:
@@ -222,15 +336,24 @@ def worklist(session: Session, *, clock: Clock, include_resolved: bool = False,
 
 def discrepancy_json(d: Discrepancy, today: date) -> dict[str, Any]:
     end = business_date(d.resolved_at) if d.resolved_at else today
-    return {"id": d.id, "channel": d.channel, "day": d.day.isoformat(), "kind": d.kind,
-            "transaction_id": d.transaction_id,
-            "statement_amount": None if d.statement_amount is None else fmt_yuan(d.statement_amount),
-            "ledger_amount": None if d.ledger_amount is None else fmt_yuan(d.ledger_amount),
-            "line": d.line, "payment_id": d.payment_id, "order_no": d.order_no, "detail": d.detail,
-            "owner": d.owner, "opened_at": d.opened_at.astimezone(BUSINESS_TZ).isoformat(),
-            "age_days": (end - business_date(d.opened_at)).days,
-            "resolved_at": d.resolved_at.astimezone(BUSINESS_TZ).isoformat() if d.resolved_at else None,
-            "resolution": d.resolution}
+    return {
+        "id": d.id,
+        "channel": d.channel,
+        "day": d.day.isoformat(),
+        "kind": d.kind,
+        "transaction_id": d.transaction_id,
+        "statement_amount": None if d.statement_amount is None else fmt_yuan(d.statement_amount),
+        "ledger_amount": None if d.ledger_amount is None else fmt_yuan(d.ledger_amount),
+        "line": d.line,
+        "payment_id": d.payment_id,
+        "order_no": d.order_no,
+        "detail": d.detail,
+        "owner": d.owner,
+        "opened_at": d.opened_at.astimezone(BUSINESS_TZ).isoformat(),
+        "age_days": (end - business_date(d.opened_at)).days,
+        "resolved_at": d.resolved_at.astimezone(BUSINESS_TZ).isoformat() if d.resolved_at else None,
+        "resolution": d.resolution,
+    }
 
 
 def resolve(session: Session, discrepancy_id: int, *, note: str, clock: Clock) -> dict[str, Any]:
@@ -252,11 +375,17 @@ def report(session: Session, channel: str, day: date) -> dict[str, Any] | None:
     r = session.get(ReconciliationReport, (channel, day))
     if r is None:
         return None
-    return {"channel": r.channel, "date": r.day.isoformat(), "run_at": r.run_at.isoformat(),
-            "settlement_ok": r.settlement_ok, **json.loads(r.figures)}
+    return {
+        "channel": r.channel,
+        "date": r.day.isoformat(),
+        "run_at": r.run_at.isoformat(),
+        "settlement_ok": r.settlement_ok,
+        **json.loads(r.figures),
+    }
 
 
 # ---------------------------------------------------------------- output
+
 
 def outcome_json(o: Outcome, day: date) -> dict[str, Any]:
     """The ``dianfei reconcile --json`` answer (keys of interfaces.md, then extras)."""
@@ -271,37 +400,79 @@ def outcome_json(o: Outcome, day: date) -> dict[str, Any]:
     return {
         "matched": m.matched.height,
         "missing_in_ledger": [
-            {"transaction_id": r["transaction_id"], "order_no": r["order_no"], "account_id": r["account_id"],
-             "amount": money(r["amount"]), "paid_at": when(r["paid_at"]), "line": r["line"],
-             "why_not_posted": o.refused.get(r["transaction_id"])}
-            for r in m.missing_in_ledger.iter_rows(named=True)],
+            {
+                "transaction_id": r["transaction_id"],
+                "order_no": r["order_no"],
+                "account_id": r["account_id"],
+                "amount": money(r["amount"]),
+                "paid_at": when(r["paid_at"]),
+                "line": r["line"],
+                "why_not_posted": o.refused.get(r["transaction_id"]),
+            }
+            for r in m.missing_in_ledger.iter_rows(named=True)
+        ],
         "missing_in_statement": [
-            {"transaction_id": r["transaction_id"], "payment_id": r["payment_id"], "order_no": r["order_no"],
-             "account_id": r["account_id"], "amount": money(r["amount"])}
-            for r in m.missing_in_statement.iter_rows(named=True)],
+            {
+                "transaction_id": r["transaction_id"],
+                "payment_id": r["payment_id"],
+                "order_no": r["order_no"],
+                "account_id": r["account_id"],
+                "amount": money(r["amount"]),
+            }
+            for r in m.missing_in_statement.iter_rows(named=True)
+        ],
         "amount_mismatch": [
-            {"transaction_id": r["transaction_id"], "payment_id": r["payment_id"], "line": r["line"],
-             "statement_amount": money(r["amount"]), "ledger_amount": money(r["ledger_amount"])}
-            for r in m.amount_mismatch.iter_rows(named=True)],
+            {
+                "transaction_id": r["transaction_id"],
+                "payment_id": r["payment_id"],
+                "line": r["line"],
+                "statement_amount": money(r["amount"]),
+                "ledger_amount": money(r["ledger_amount"]),
+            }
+            for r in m.amount_mismatch.iter_rows(named=True)
+        ],
         "duplicates": [
-            {"transaction_id": r["transaction_id"], "line": r["line"], "first_line": r["first_line"],
-             "amount": money(r["amount"])} for r in m.duplicates.iter_rows(named=True)],
+            {
+                "transaction_id": r["transaction_id"],
+                "line": r["line"],
+                "first_line": r["first_line"],
+                "amount": money(r["amount"]),
+            }
+            for r in m.duplicates.iter_rows(named=True)
+        ],
         "refunds": [
-            {"transaction_id": r["transaction_id"], "refund_id": r["refund_id"], "line": r["line"],
-             "amount": money(r["amount"]), "payment_id": r["payment_id"], "ledger_status": r["ledger_status"]}
-            for r in m.refunds.iter_rows(named=True)],
+            {
+                "transaction_id": r["transaction_id"],
+                "refund_id": r["refund_id"],
+                "line": r["line"],
+                "amount": money(r["amount"]),
+                "payment_id": r["payment_id"],
+                "ledger_status": r["ledger_status"],
+            }
+            for r in m.refunds.iter_rows(named=True)
+        ],
         "auto_posted": [
-            {"transaction_id": r["transaction_id"], "payment_id": r["payment_id"], "order_no": r["order_no"],
-             "amount": money(r["amount"]), "line": r["line"]} for r in o.auto_posted.iter_rows(named=True)],
+            {
+                "transaction_id": r["transaction_id"],
+                "payment_id": r["payment_id"],
+                "order_no": r["order_no"],
+                "amount": money(r["amount"]),
+                "line": r["line"],
+            }
+            for r in o.auto_posted.iter_rows(named=True)
+        ],
         "settlement_check": o.statement.check.as_json(),
         "totals": {k: {"count": v["count"], "amount": fmt_yuan(v["amount"])} for k, v in totals(m).items()},
-        "channel": o.statement.channel, "date": day.isoformat(), "statement": o.statement.file,
+        "channel": o.statement.channel,
+        "date": day.isoformat(),
+        "statement": o.statement.file,
         "worklist_open": o.worklist_open,
     }
 
 
-def withholding_failures(session: Session, *, since: date | None = None,
-                         accounts: Sequence[str] | None = None) -> list[dict[str, Any]]:
+def withholding_failures(
+    session: Session, *, since: date | None = None, accounts: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
     """Failed bank debits (代扣失败) for dunning: account, batch, amount, reason, when answered."""
     from dianfei.payments.statement_models import BankBatchLine
 
@@ -312,11 +483,29 @@ def withholding_failures(session: Session, *, since: date | None = None,
     for line in session.execute(q.order_by(BankBatchLine.answered_at)).scalars():
         if since and line.answered_at and business_date(line.answered_at) < since:
             continue
-        out.append({"account_id": line.account_id, "batch_id": line.batch_id, "serial": line.serial,
-                    "amount": line.amount, "outcome": line.outcome, "reason": line.reason,
-                    "answered_at": line.answered_at})
+        out.append(
+            {
+                "account_id": line.account_id,
+                "batch_id": line.batch_id,
+                "serial": line.serial,
+                "amount": line.amount,
+                "outcome": line.outcome,
+                "reason": line.reason,
+                "answered_at": line.answered_at,
+            }
+        )
     return out
 
 
-__all__ = ["Outcome", "ledger_frame", "outcome_json", "receive_file", "reconcile_statement",
-           "record_unposted", "report", "resolve", "withholding_failures", "worklist"]
+__all__ = [
+    "Outcome",
+    "ledger_frame",
+    "outcome_json",
+    "receive_file",
+    "reconcile_statement",
+    "record_unposted",
+    "report",
+    "resolve",
+    "withholding_failures",
+    "worklist",
+]

@@ -24,8 +24,14 @@ from dianfei.db.types import UTCDateTime
 _ID = BigInteger().with_variant(Integer, "sqlite")
 
 LINE_OUTCOMES = ("pending", "success", "failed", "returned")
-DISCREPANCY_KINDS = ("missing_in_ledger", "missing_in_statement", "amount_mismatch", "duplicate",
-                     "refund_not_in_ledger", "unposted")
+DISCREPANCY_KINDS = (
+    "missing_in_ledger",
+    "missing_in_statement",
+    "amount_mismatch",
+    "duplicate",
+    "refund_not_in_ledger",
+    "unposted",
+)
 
 
 class StatementFile(Base):

@@ -14,15 +14,22 @@ from dianfei.payments.statements import StatementError, parse_statement
 from tests.payments.statements.builders import Line, alipay_csv, alipay_zip, wechat_bill
 
 AT = datetime(2024, 3, 5, 10, 0, 0)
-LINES = [Line("4200001", 1234, AT, "DF1", fee=7), Line("4200002", 500, AT.replace(hour=23, minute=59), "DF2"),
-         Line("4200001", 900, AT.replace(hour=12), "DF1", kind="refund", refund_id="500001", fee=5)]
+LINES = [
+    Line("4200001", 1234, AT, "DF1", fee=7),
+    Line("4200002", 500, AT.replace(hour=23, minute=59), "DF2"),
+    Line("4200001", 900, AT.replace(hour=12), "DF1", kind="refund", refund_id="500001", fee=5),
+]
 
 
 def test_wechat_bill_gives_one_row_per_line_in_fen_and_utc() -> None:
     s = parse_statement("wechatpay", wechat_bill(LINES), name="wx.csv")
-    assert s.frame.select("transaction_id", "order_no", "amount", "kind", "fee", "line", "refund_id").rows() == [
-        ("4200001", "DF1", 1234, "payment", 7, 2, None), ("4200002", "DF2", 500, "payment", 0, 3, None),
-        ("4200001", "DF1", 900, "refund", -5, 4, "500001")]
+    assert s.frame.select(
+        "transaction_id", "order_no", "amount", "kind", "fee", "line", "refund_id"
+    ).rows() == [
+        ("4200001", "DF1", 1234, "payment", 7, 2, None),
+        ("4200002", "DF2", 500, "payment", 0, 3, None),
+        ("4200001", "DF1", 900, "refund", -5, 4, "500001"),
+    ]
     assert s.frame["paid_at"].to_list()[1] == datetime(2024, 3, 5, 15, 59, tzinfo=UTC)
     assert s.check.ok and s.check.figures["总交易单数"] == (3, 3)
     assert s.check.figures["应结订单总金额"] == (1734, 1734)
@@ -35,14 +42,18 @@ def test_alipay_zip_with_gbk_member_names_and_the_bare_csv_parse_alike() -> None
     utf8 = parse_statement("alipay", alipay_zip(csv, utf8_names=True))
     assert zipped.frame.equals(bare.frame) and utf8.frame.equals(bare.frame)
     assert bare.frame.select("transaction_id", "amount", "kind", "fee", "line", "refund_id").rows() == [
-        ("4200001", 1234, "payment", 7, 6, None), ("4200002", 500, "payment", 0, 7, None),
-        ("4200001", 900, "refund", -5, 8, "500001")]
+        ("4200001", 1234, "payment", 7, 6, None),
+        ("4200002", 500, "payment", 0, 7, None),
+        ("4200001", 900, "refund", -5, 8, "500001"),
+    ]
     assert bare.check.ok and bare.check.figures["商家实收退款"] == (-900, -900)
     assert zipped.file.endswith("业务明细.csv") and bare.meta["account"] == "20881234567890120156"
 
 
 def test_a_summary_that_disagrees_with_the_lines_is_a_finding_not_a_crash() -> None:
-    s = parse_statement("wechatpay", wechat_bill(LINES, summary={"总交易单数": "4", "应结订单总金额": "17.35"}))
+    s = parse_statement(
+        "wechatpay", wechat_bill(LINES, summary={"总交易单数": "4", "应结订单总金额": "17.35"})
+    )
     assert not s.check.ok and s.check.mismatches == ["总交易单数", "应结订单总金额"]
     a = parse_statement("alipay", alipay_csv(LINES, trades=(2, 1735)))
     assert a.check.mismatches == ["商家实收"]
@@ -67,7 +78,9 @@ def test_unknown_and_missing_columns_are_named() -> None:
     data = wechat_bill(LINES).replace("商户订单号".encode(), "商户单号".encode(), 1)
     with pytest.raises(StatementError) as err:
         parse_statement("wechatpay", data, name="wx.csv")
-    assert "line 1, 商户单号: unknown column" in str(err.value) and "商户订单号: missing column" in str(err.value)
+    assert "line 1, 商户单号: unknown column" in str(err.value) and "商户订单号: missing column" in str(
+        err.value
+    )
 
 
 def test_negative_and_malformed_amounts_are_named_by_line_and_field() -> None:
@@ -94,21 +107,34 @@ def test_against_the_channel_fakes() -> None:
     from tests.fakes.wechatpay import FakeWechatPay, WechatBillLine
 
     at = datetime(2024, 3, 5, 9, 0, tzinfo=BUSINESS_TZ)
-    wx = FakeWechatPay().trade_bill(date(2024, 3, 5), [
-        WechatBillLine("4200000001", "DF1", 12345, at), WechatBillLine("4200000002", "DF2", 99, at),
-        WechatBillLine("4200000001", "DF1", 345, at, refund_id="50300001", out_refund_no="RF1")])
+    wx = FakeWechatPay().trade_bill(
+        date(2024, 3, 5),
+        [
+            WechatBillLine("4200000001", "DF1", 12345, at),
+            WechatBillLine("4200000002", "DF2", 99, at),
+            WechatBillLine("4200000001", "DF1", 345, at, refund_id="50300001", out_refund_no="RF1"),
+        ],
+    )
     s = parse_statement("wechatpay", wx)
     assert s.check.ok, s.check.as_json()
     assert s.frame.select("transaction_id", "amount", "kind", "refund_id").rows() == [
-        ("4200000001", 12345, "payment", None), ("4200000002", 99, "payment", None),
-        ("4200000001", 345, "refund", "50300001")]
-    ali = FakeAlipay().trade_bill(date(2024, 3, 5), [
-        AlipayBillLine("2024030522001", "DF1", 12345, at), AlipayBillLine("2024030522001", "DF1", 345, at,
-                                                                          refund_no="RF1")])
+        ("4200000001", 12345, "payment", None),
+        ("4200000002", 99, "payment", None),
+        ("4200000001", 345, "refund", "50300001"),
+    ]
+    ali = FakeAlipay().trade_bill(
+        date(2024, 3, 5),
+        [
+            AlipayBillLine("2024030522001", "DF1", 12345, at),
+            AlipayBillLine("2024030522001", "DF1", 345, at, refund_no="RF1"),
+        ],
+    )
     a = parse_statement("alipay", ali)
     assert a.check.ok, a.check.as_json()
     assert a.frame.select("transaction_id", "amount", "kind", "refund_id").rows() == [
-        ("2024030522001", 12345, "payment", None), ("2024030522001", 345, "refund", "RF1")]
+        ("2024030522001", 12345, "payment", None),
+        ("2024030522001", 345, "refund", "RF1"),
+    ]
 
 
 # ------------------------------------------------------------- fuzz: mutated lines never crash
@@ -117,15 +143,20 @@ _BASE = {"wechatpay": wechat_bill(LINES), "alipay": alipay_csv(LINES)}
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(channel=st.sampled_from(["wechatpay", "alipay"]), pos=st.floats(0, 1), cut=st.integers(0, 40),
-       junk=st.binary(max_size=40))
+@given(
+    channel=st.sampled_from(["wechatpay", "alipay"]),
+    pos=st.floats(0, 1),
+    cut=st.integers(0, 40),
+    junk=st.binary(max_size=40),
+)
 @example(channel="wechatpay", pos=0.5, cut=0, junk=b",`")
 @example(channel="alipay", pos=0.6, cut=3, junk=b"\r\n#")
-def test_fuzz_mutated_statements_parse_or_raise_a_typed_error(channel: str, pos: float, cut: int,
-                                                                junk: bytes) -> None:
+def test_fuzz_mutated_statements_parse_or_raise_a_typed_error(
+    channel: str, pos: float, cut: int, junk: bytes
+) -> None:
     data = _BASE[channel]
     i = int(pos * len(data))
-    mutated = data[:i] + junk + data[i + cut:]
+    mutated = data[:i] + junk + data[i + cut :]
     try:
         s = parse_statement(channel, mutated, name="fuzz")
     except DianfeiError:

@@ -137,21 +137,38 @@ def parse_layout(path: Path) -> Layout:
             fields = []
             for i, f in enumerate(raw[sec][rec].get("fields", [])):
                 ftype = f.get("type", "text")
-                if ftype not in FIELD_TYPES or not isinstance(f.get("width"), int) or f["width"] < 1 \
-                        or not f.get("name"):
-                    raise ValidationError(f"[{sec}.{rec}] field {i + 1}: needs a name, a positive width "
-                                          f"and a type in {FIELD_TYPES}", where=where)
+                if (
+                    ftype not in FIELD_TYPES
+                    or not isinstance(f.get("width"), int)
+                    or f["width"] < 1
+                    or not f.get("name")
+                ):
+                    raise ValidationError(
+                        f"[{sec}.{rec}] field {i + 1}: needs a name, a positive width "
+                        f"and a type in {FIELD_TYPES}",
+                        where=where,
+                    )
                 value = f.get("value")
-                fields.append(FieldSpec(name=str(f["name"]), width=int(f["width"]), type=ftype,
-                                        value=None if value is None else str(value)))
+                fields.append(
+                    FieldSpec(
+                        name=str(f["name"]),
+                        width=int(f["width"]),
+                        type=ftype,
+                        value=None if value is None else str(value),
+                    )
+                )
             recs[rec] = RecordSpec(tuple(fields))
         if "detail" not in recs or "trailer" not in recs:
-            raise ValidationError(f"[{sec}] needs detail and trailer records (the trailer carries the "
-                                  "count and total every file is checked against)", where=where)
+            raise ValidationError(
+                f"[{sec}] needs detail and trailer records (the trailer carries the "
+                "count and total every file is checked against)",
+                where=where,
+            )
         markers = [r.marker.value for r in recs.values() if r.marker is not None]
         if len(markers) != len(recs) or len(set(markers)) != len(markers):
-            raise ValidationError(f"[{sec}] every record needs a distinct leading record-type value",
-                                  where=where)
+            raise ValidationError(
+                f"[{sec}] every record needs a distinct leading record-type value", where=where
+            )
         trailer = recs["trailer"].names()
         if "count" not in trailer or "total" not in trailer:
             raise ValidationError(f"[{sec}.trailer] needs count and total fields", where=where)
@@ -159,13 +176,22 @@ def parse_layout(path: Path) -> Layout:
     result = raw.get("result", {})
     codes = result.get("codes", {})
     return Layout(
-        code=path.stem, name=str(raw.get("name", path.stem)), kind=str(need("kind")),
-        channel=str(need("channel")), encoding=str(raw["encoding"]), format=fmt,
-        line_ending=str(raw.get("line_ending", "\r\n")), amount=amount,
+        code=path.stem,
+        name=str(raw.get("name", path.stem)),
+        kind=str(need("kind")),
+        channel=str(need("channel")),
+        encoding=str(raw["encoding"]),
+        format=fmt,
+        line_ending=str(raw.get("line_ending", "\r\n")),
+        amount=amount,
         date_format=str(raw.get("date_format", "%Y%m%d")),
         time_format=str(raw.get("time_format", "%Y%m%d%H%M%S")),
-        merchant_code=str(raw.get("merchant_code", "")), delimiter=str(raw.get("delimiter", "|")),
-        transaction_id=str(raw.get("transaction_id", "{batch_id}-{serial}")), sections=sections,
+        merchant_code=str(raw.get("merchant_code", "")),
+        delimiter=str(raw.get("delimiter", "|")),
+        transaction_id=str(raw.get("transaction_id", "{batch_id}-{serial}")),
+        sections=sections,
         success_codes=frozenset(str(c) for c in codes.get("success", [])),
         returned_codes=frozenset(str(c) for c in codes.get("returned", [])),
-        reasons={str(k): str(v) for k, v in result.get("reasons", {}).items()}, source=where)
+        reasons={str(k): str(v) for k, v in result.get("reasons", {}).items()},
+        source=where,
+    )

@@ -19,15 +19,20 @@ from dianfei.payments.statements.common import (
     StatementError,
 )
 
-__all__ = ["STATEMENT_SCHEMA", "Finding", "SettlementCheck", "Statement", "StatementError",
-           "parse_statement"]
+__all__ = ["STATEMENT_SCHEMA", "Finding", "SettlementCheck", "Statement", "StatementError", "parse_statement"]
 
 STATEMENT_CHANNELS = ("alipay", "wechatpay", "bank")
 
 
-def parse_statement(channel: str, source: str | Path | bytes, *, name: str | None = None,
-                    bank: str | None = None, layout_dir: Path | None = None,
-                    encoding: str = "auto") -> Statement:
+def parse_statement(
+    channel: str,
+    source: str | Path | bytes,
+    *,
+    name: str | None = None,
+    bank: str | None = None,
+    layout_dir: Path | None = None,
+    encoding: str = "auto",
+) -> Statement:
     """Parse a channel's statement file. ``bank`` names the layout of a bank result file."""
     if channel == "alipay":
         from dianfei.payments.statements.alipay import parse_alipay_bill

@@ -47,7 +47,33 @@ from dianfei.payments.statements.common import (
 
 CHANNEL = "alipay"
 
-COLUMNS = ["支付宝交易号", "商户订单号", "业务类型", "商品名称", "创建时间", "完成时间", "门店编号", "门店名称", "操作员", "终端号", "对方账户", "订单金额（元）", "商家实收（元）", "支付宝红包（元）", "集分宝（元）", "支付宝优惠（元）", "商家优惠（元）", "券核销金额（元）", "券名称", "商家红包消费金额（元）", "卡消费金额（元）", "退款批次号/请求号", "服务费（元）", "分润（元）", "备注"]
+COLUMNS = [
+    "支付宝交易号",
+    "商户订单号",
+    "业务类型",
+    "商品名称",
+    "创建时间",
+    "完成时间",
+    "门店编号",
+    "门店名称",
+    "操作员",
+    "终端号",
+    "对方账户",
+    "订单金额（元）",
+    "商家实收（元）",
+    "支付宝红包（元）",
+    "集分宝（元）",
+    "支付宝优惠（元）",
+    "商家优惠（元）",
+    "券核销金额（元）",
+    "券名称",
+    "商家红包消费金额（元）",
+    "卡消费金额（元）",
+    "退款批次号/请求号",
+    "服务费（元）",
+    "分润（元）",
+    "备注",
+]
 REQUIRED = ("支付宝交易号", "商户订单号", "业务类型", "完成时间", "订单金额（元）", "商家实收（元）")
 KINDS = {"交易": "payment", "退款": "refund"}
 _START = re.compile(r"^#-+业务明细列表-+\s*$")
@@ -57,8 +83,9 @@ _REFUNDS = re.compile(r"^#退款合计[:：]\s*(\d+)\s*笔[,，]\s*商家实收�
 _ACCOUNT = re.compile(r"^#账号[:：]\s*\[(\w+)\]")
 
 
-def parse_alipay_bill(source: str | Path | bytes, *, name: str | None = None,
-                      encoding: str = "auto") -> Statement:
+def parse_alipay_bill(
+    source: str | Path | bytes, *, name: str | None = None, encoding: str = "auto"
+) -> Statement:
     """Parse an Alipay business-detail bill (the zip, or the detail CSV taken out of it)."""
     data, file = read_bytes(source, name)
     if data[:4] == b"PK\x03\x04":
@@ -66,17 +93,37 @@ def parse_alipay_bill(source: str | Path | bytes, *, name: str | None = None,
     lines = decode_lines(data, file, encoding)
     starts = lines.str.contains(_START.pattern).arg_true()
     if starts.len() != 1:
-        raise StatementError(file, [Finding(1, "file", "no '#----业务明细列表----' line: not an Alipay "
-                                            "business-detail bill (or a wrong encoding)")])
+        raise StatementError(
+            file,
+            [
+                Finding(
+                    1,
+                    "file",
+                    "no '#----业务明细列表----' line: not an Alipay "
+                    "business-detail bill (or a wrong encoding)",
+                )
+            ],
+        )
     start = int(starts[0])
     ends = lines.str.contains(_END.pattern).arg_true()
     if ends.len() != 1 or int(ends[0]) <= start + 1:
-        raise StatementError(file, [Finding(lines.len(), "file", "no '#----业务明细列表结束----' line after "
-                                            "the details: the file is truncated")])
+        raise StatementError(
+            file,
+            [
+                Finding(
+                    lines.len(),
+                    "file",
+                    "no '#----业务明细列表结束----' line after the details: the file is truncated",
+                )
+            ],
+        )
     end = int(ends[0])
     header = [c.strip() for c in str(lines[start + 1]).split(",")]
-    bad_header = [Finding(start + 2, c or "(empty)", "unknown column: the bill format changed")
-                  for c in header if c not in COLUMNS]
+    bad_header = [
+        Finding(start + 2, c or "(empty)", "unknown column: the bill format changed")
+        for c in header
+        if c not in COLUMNS
+    ]
     bad_header += [Finding(start + 2, c, "missing column") for c in REQUIRED if c not in header]
     if bad_header:
         raise StatementError(file, bad_header)
@@ -84,10 +131,20 @@ def parse_alipay_bill(source: str | Path | bytes, *, name: str | None = None,
     trades = next((m for x in footer if (m := _TRADES.match(x))), None)
     refunds = next((m for x in footer if (m := _REFUNDS.match(x))), None)
     if trades is None or refunds is None or not any(x.startswith("#导出时间") for x in footer):
-        raise StatementError(file, [Finding(end + 2, "合计", "no '#交易合计' / '#退款合计' / '#导出时间' "
-                                            "lines: the file is truncated")])
-    detail = pl.DataFrame({"raw": lines.slice(start + 2, end - start - 2),
-                           "line": pl.int_range(start + 3, end + 1, eager=True, dtype=pl.Int64)})
+        raise StatementError(
+            file,
+            [
+                Finding(
+                    end + 2, "合计", "no '#交易合计' / '#退款合计' / '#导出时间' lines: the file is truncated"
+                )
+            ],
+        )
+    detail = pl.DataFrame(
+        {
+            "raw": lines.slice(start + 2, end - start - 2),
+            "line": pl.int_range(start + 3, end + 1, eager=True, dtype=pl.Int64),
+        }
+    )
     frame = _details(detail, header, file)
     meta = {"lines": str(lines.len())}
     for x in lines.slice(0, start).to_list():
@@ -101,17 +158,29 @@ def parse_alipay_bill(source: str | Path | bytes, *, name: str | None = None,
 def _details(detail: pl.DataFrame, header: list[str], file: str) -> pl.DataFrame:
     width = len(header)
     detail = detail.with_columns(pl.col("raw").str.count_matches(",", literal=True).alias("_seps"))
-    shape = collect_findings(detail, [
-        ("raw", pl.col("raw").str.strip_chars() == "", "blank line inside the details"),
-        ("raw", pl.col("raw").str.starts_with("#"), "comment line inside the details"),
-        ("raw", (pl.col("raw").str.strip_chars() != "") & ~pl.col("raw").str.starts_with("#")
-         & (pl.col("_seps") != width - 1), f"expected {width} comma-separated fields"),
-    ])
+    shape = collect_findings(
+        detail,
+        [
+            ("raw", pl.col("raw").str.strip_chars() == "", "blank line inside the details"),
+            ("raw", pl.col("raw").str.starts_with("#"), "comment line inside the details"),
+            (
+                "raw",
+                (pl.col("raw").str.strip_chars() != "")
+                & ~pl.col("raw").str.starts_with("#")
+                & (pl.col("_seps") != width - 1),
+                f"expected {width} comma-separated fields",
+            ),
+        ],
+    )
     if shape:
         raise StatementError(file, shape)
-    cols = detail.select(
-        "line", pl.col("raw").str.split_exact(",", width - 1).struct.rename_fields(header).alias("f")
-    ).unnest("f").with_columns(pl.col(c).str.strip_chars() for c in header)
+    cols = (
+        detail.select(
+            "line", pl.col("raw").str.split_exact(",", width - 1).struct.rename_fields(header).alias("f")
+        )
+        .unnest("f")
+        .with_columns(pl.col(c).str.strip_chars() for c in header)
+    )
     is_pay = pl.col("kind") == "payment"
     is_ref = pl.col("kind") == "refund"
     fee_col = "服务费（元）" if "服务费（元）" in header else None
@@ -147,13 +216,17 @@ def _details(detail: pl.DataFrame, header: list[str], file: str) -> pl.DataFrame
         pl.lit(None, pl.String).alias("account_id"),
         pl.when(is_pay).then(pl.col("_order")).otherwise(-pl.col("_received")).alias("amount"),
         (-pl.col("_fee")).alias("fee"),
-        (pl.when(is_ref).then(pl.col(refund_id_col)).otherwise(None) if refund_id_col
-         else pl.lit(None, pl.String)).alias("refund_id"),
+        (
+            pl.when(is_ref).then(pl.col(refund_id_col)).otherwise(None)
+            if refund_id_col
+            else pl.lit(None, pl.String)
+        ).alias("refund_id"),
     )
 
 
-def _settlement(frame: pl.DataFrame, trades: re.Match[str], refunds: re.Match[str], line: int,
-                file: str) -> SettlementCheck:
+def _settlement(
+    frame: pl.DataFrame, trades: re.Match[str], refunds: re.Match[str], line: int, file: str
+) -> SettlementCheck:
     declared = []
     for m, what in ((trades, "交易合计"), (refunds, "退款合计")):
         fen = pl.select(yuan_to_fen(pl.lit(m.group(2)))).item()
@@ -167,6 +240,11 @@ def _settlement(frame: pl.DataFrame, trades: re.Match[str], refunds: re.Match[st
         pl.col("_received").filter(pl.col("kind") == "refund").sum().alias("ref"),
     ).row(0)
     n_pay, pay, n_ref, ref = (int(v or 0) for v in sums)
-    return SettlementCheck(figures={
-        "交易笔数": (declared[0][0], n_pay), "商家实收": (declared[0][1], pay),
-        "退款笔数": (declared[1][0], n_ref), "商家实收退款": (declared[1][1], ref)})
+    return SettlementCheck(
+        figures={
+            "交易笔数": (declared[0][0], n_pay),
+            "商家实收": (declared[0][1], pay),
+            "退款笔数": (declared[1][0], n_ref),
+            "商家实收退款": (declared[1][1], ref),
+        }
+    )

@@ -43,8 +43,15 @@ class LayoutFile:
 
 # ---------------------------------------------------------------- writing
 
-def render(layout: Layout, section: str, *, header: dict[str, Any] | None,
-           details: list[dict[str, Any]], trailer: dict[str, Any]) -> bytes:
+
+def render(
+    layout: Layout,
+    section: str,
+    *,
+    header: dict[str, Any] | None,
+    details: list[dict[str, Any]],
+    trailer: dict[str, Any],
+) -> bytes:
     """The file's bytes: header, details and trailer formatted and encoded per the layout."""
     recs = layout.records(section)
     lines: list[bytes] = []
@@ -97,8 +104,10 @@ def _render_field(layout: Layout, f: FieldSpec, value: Any, where: str) -> bytes
 
 # ---------------------------------------------------------------- reading
 
-def read_layout_file(layout: Layout, section: str, source: str | Path | bytes, *,
-                     name: str | None = None) -> LayoutFile:
+
+def read_layout_file(
+    layout: Layout, section: str, source: str | Path | bytes, *, name: str | None = None
+) -> LayoutFile:
     """Read a file by its layout; raise StatementError naming every bad line and field, or the
     trailer mismatch. Returns only a file that passed its integrity check."""
     data, file = read_bytes(source, name)
@@ -143,13 +152,24 @@ def read_layout_file(layout: Layout, section: str, source: str | Path | bytes, *
         raise StatementError(file, findings)
     assert trailer is not None
     computed_total = sum(int(d.get("amount") or 0) for d in details)
-    check = SettlementCheck({"count": (int(trailer["count"]), len(details)),
-                             "total": (int(trailer["total"]), computed_total)})
+    check = SettlementCheck(
+        {"count": (int(trailer["count"]), len(details)), "total": (int(trailer["total"]), computed_total)}
+    )
     if not check.ok:
         last = len(raw_lines)
-        raise StatementError(file, [Finding(last, name, f"trailer says {d}, the details add up to {c}: the "
-                                            "file is refused whole, nothing is posted")
-                                    for name, (d, c) in check.figures.items() if d != c])
+        raise StatementError(
+            file,
+            [
+                Finding(
+                    last,
+                    name,
+                    f"trailer says {d}, the details add up to {c}: the "
+                    "file is refused whole, nothing is posted",
+                )
+                for name, (d, c) in check.figures.items()
+                if d != c
+            ],
+        )
     return LayoutFile(file=file, header=header, details=details, trailer=trailer, check=check)
 
 
@@ -160,28 +180,32 @@ def _record_kind(layout: Layout, recs: dict[str, RecordSpec], raw: bytes) -> str
             continue
         token = marker.value.encode(layout.encoding)
         if layout.format == "fixed":
-            if raw[:marker.width].rstrip(b" ") == token:
+            if raw[: marker.width].rstrip(b" ") == token:
                 return rec
         elif raw.split(layout.delimiter.encode(layout.encoding), 1)[0].strip() == token:
             return rec
     return None
 
 
-def _read_record(layout: Layout, spec: RecordSpec, raw: bytes, line: int,
-                 findings: list[Finding]) -> dict[str, Any] | None:
+def _read_record(
+    layout: Layout, spec: RecordSpec, raw: bytes, line: int, findings: list[Finding]
+) -> dict[str, Any] | None:
     if layout.format == "fixed":
         if len(raw) != spec.width:
-            findings.append(Finding(line, "record", f"{len(raw)} bytes, the layout's record has {spec.width}"))
+            findings.append(
+                Finding(line, "record", f"{len(raw)} bytes, the layout's record has {spec.width}")
+            )
             return None
         parts, pos = [], 0
         for f in spec.fields:
-            parts.append(raw[pos:pos + f.width])
+            parts.append(raw[pos : pos + f.width])
             pos += f.width
     else:
         parts = raw.split(layout.delimiter.encode(layout.encoding))
         if len(parts) != len(spec.fields):
-            findings.append(Finding(line, "record", f"{len(parts)} fields, the layout's record has "
-                                    f"{len(spec.fields)}"))
+            findings.append(
+                Finding(line, "record", f"{len(parts)} fields, the layout's record has {len(spec.fields)}")
+            )
             return None
     values: dict[str, Any] = {}
     ok = True
@@ -240,11 +264,16 @@ def _convert(layout: Layout, f: FieldSpec, text: str) -> Any:
 
 def _is_yuan(text: str) -> bool:
     whole, dot, frac = text.partition(".")
-    return (text.isascii() and whole.isdigit() and len(whole) <= 13
-            and (not dot or (frac.isdigit() and 1 <= len(frac) <= 2)))
+    return (
+        text.isascii()
+        and whole.isdigit()
+        and len(whole) <= 13
+        and (not dot or (frac.isdigit() and 1 <= len(frac) <= 2))
+    )
 
 
 # ---------------------------------------------------------------- as statements
+
 
 @dataclass
 class BankResult:
@@ -274,18 +303,40 @@ def read_bank_result(layout: Layout, source: str | Path | bytes, *, name: str | 
         else:
             findings.append(Finding(d["line"], "result_code", f"unknown result code {code!r}"))
             continue
-        rows.append({"serial": int(d["serial"]), "account_id": d.get("account_id") or None,
-                     "amount": int(d["amount"]), "result_code": code, "outcome": outcome,
-                     "reason": reason, "message": d.get("result_message") or None, "line": d["line"]})
+        rows.append(
+            {
+                "serial": int(d["serial"]),
+                "account_id": d.get("account_id") or None,
+                "amount": int(d["amount"]),
+                "result_code": code,
+                "outcome": outcome,
+                "reason": reason,
+                "message": d.get("result_message") or None,
+                "line": d["line"],
+            }
+        )
     batch_id = str(parsed.header.get("batch_id") or "")
     if not batch_id:
         findings.append(Finding(1, "batch_id", "the header names no batch"))
     if findings:
         raise StatementError(parsed.file, findings)
-    schema = {"serial": pl.Int64, "account_id": pl.String, "amount": pl.Int64, "result_code": pl.String,
-              "outcome": pl.String, "reason": pl.String, "message": pl.String, "line": pl.Int64}
-    return BankResult(file=parsed.file, batch_id=batch_id, frame=pl.DataFrame(rows, schema=schema),
-                      debit_date=parsed.header.get("date"), check=parsed.check)
+    schema = {
+        "serial": pl.Int64,
+        "account_id": pl.String,
+        "amount": pl.Int64,
+        "result_code": pl.String,
+        "outcome": pl.String,
+        "reason": pl.String,
+        "message": pl.String,
+        "line": pl.Int64,
+    }
+    return BankResult(
+        file=parsed.file,
+        batch_id=batch_id,
+        frame=pl.DataFrame(rows, schema=schema),
+        debit_date=parsed.header.get("date"),
+        check=parsed.check,
+    )
 
 
 def bank_result_statement(result: BankResult) -> Statement:
@@ -294,17 +345,26 @@ def bank_result_statement(result: BankResult) -> Statement:
     The transaction id is the batch id and the line's serial, as posted by ``bank import``.
     """
     day = result.debit_date
-    paid_at = (datetime.combine(day, time(0), tzinfo=BUSINESS_TZ) if day else None)
-    frame = result.frame.filter(pl.col("outcome") == "success").select(
-        pl.lit("bank").alias("channel"),
-        (pl.lit(result.batch_id + "-") + pl.col("serial").cast(pl.String)).alias("transaction_id"),
-        pl.lit(None, pl.String).alias("order_no"), "account_id", "amount",
-        pl.lit("payment").alias("kind"),
-        pl.lit(paid_at, pl.Datetime("us", "UTC")).alias("paid_at"),
-        pl.lit(0, pl.Int64).alias("fee"), "line", pl.lit(None, pl.String).alias("refund_id"),
-    ).cast(STATEMENT_SCHEMA)  # type: ignore[arg-type]
-    return Statement(channel="bank", file=result.file, frame=frame, check=result.check,
-                     meta={"batch_id": result.batch_id})
+    paid_at = datetime.combine(day, time(0), tzinfo=BUSINESS_TZ) if day else None
+    frame = (
+        result.frame.filter(pl.col("outcome") == "success")
+        .select(
+            pl.lit("bank").alias("channel"),
+            (pl.lit(result.batch_id + "-") + pl.col("serial").cast(pl.String)).alias("transaction_id"),
+            pl.lit(None, pl.String).alias("order_no"),
+            "account_id",
+            "amount",
+            pl.lit("payment").alias("kind"),
+            pl.lit(paid_at, pl.Datetime("us", "UTC")).alias("paid_at"),
+            pl.lit(0, pl.Int64).alias("fee"),
+            "line",
+            pl.lit(None, pl.String).alias("refund_id"),
+        )
+        .cast(STATEMENT_SCHEMA)  # type: ignore[arg-type]
+    )
+    return Statement(
+        channel="bank", file=result.file, frame=frame, check=result.check, meta={"batch_id": result.batch_id}
+    )
 
 
 def read_agent_file(layout: Layout, source: str | Path | bytes, *, name: str | None = None) -> Statement:
@@ -330,11 +390,27 @@ def read_agent_file(layout: Layout, source: str | Path | bytes, *, name: str | N
         if paid is None:
             findings.append(Finding(d["line"], "paid_at", "no time of payment"))
             continue
-        rows.append({"channel": layout.channel, "transaction_id": txn, "order_no": None,
-                     "account_id": str(d["account_id"]), "amount": int(d["amount"]), "kind": "payment",
-                     "paid_at": paid, "fee": 0, "line": d["line"], "refund_id": None})
+        rows.append(
+            {
+                "channel": layout.channel,
+                "transaction_id": txn,
+                "order_no": None,
+                "account_id": str(d["account_id"]),
+                "amount": int(d["amount"]),
+                "kind": "payment",
+                "paid_at": paid,
+                "fee": 0,
+                "line": d["line"],
+                "refund_id": None,
+            }
+        )
     if findings:
         raise StatementError(parsed.file, findings)
     frame = pl.DataFrame(rows, schema=STATEMENT_SCHEMA)
-    return Statement(channel=layout.channel, file=parsed.file, frame=frame, check=parsed.check,
-                     meta={"agent_code": str(parsed.header.get("agent_code", layout.merchant_code))})
+    return Statement(
+        channel=layout.channel,
+        file=parsed.file,
+        frame=frame,
+        check=parsed.check,
+        meta={"agent_code": str(parsed.header.get("agent_code", layout.merchant_code))},
+    )

@@ -9,6 +9,7 @@ bad line with its number and field — never a silent skip.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import zipfile
 from dataclasses import dataclass, field
@@ -90,8 +91,11 @@ class SettlementCheck:
         return [name for name, (d, c) in self.figures.items() if d != c]
 
     def as_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "mismatches": self.mismatches,
-                "figures": {k: {"declared": d, "computed": c} for k, (d, c) in self.figures.items()}}
+        return {
+            "ok": self.ok,
+            "mismatches": self.mismatches,
+            "figures": {k: {"declared": d, "computed": c} for k, (d, c) in self.figures.items()},
+        }
 
 
 @dataclass
@@ -145,13 +149,12 @@ def unzip_member(data: bytes, file: str, *, prefer: str, avoid: str) -> tuple[by
             continue
         name = info.filename
         if not info.flag_bits & 0x800:
-            try:
+            with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
                 name = name.encode("cp437").decode("gb18030")
-            except (UnicodeEncodeError, UnicodeDecodeError):
-                pass
         members.append((name, info))
     chosen = [m for m in members if prefer in m[0] and avoid not in m[0]] or (
-        members if len(members) == 1 else [])
+        members if len(members) == 1 else []
+    )
     if len(chosen) != 1:
         names = ", ".join(m[0] for m in members) or "nothing"
         raise StatementError(file, [Finding(0, "file", f"cannot tell the detail file in the zip ({names})")])
@@ -198,8 +201,9 @@ def decode_lines(data: bytes, file: str, encoding: str = "auto") -> pl.Series:
         return lines.rename("raw")
     assert last is not None
     line = data.count(b"\n", 0, last.start) + 1
-    raise StatementError(file, [Finding(line, "encoding",
-                                        f"bytes not valid {'/'.join(encodings)} at offset {last.start}")])
+    raise StatementError(
+        file, [Finding(line, "encoding", f"bytes not valid {'/'.join(encodings)} at offset {last.start}")]
+    )
 
 
 def yuan_units(col: pl.Expr, places: int = 2) -> pl.Expr:
@@ -213,7 +217,7 @@ def yuan_units(col: pl.Expr, places: int = 2) -> pl.Expr:
     whole = groups.struct.field("2").cast(pl.Int64, strict=False)
     frac_text = groups.struct.field("3").fill_null("").str.pad_end(places, "0")
     frac = frac_text.cast(pl.Int64, strict=False).fill_null(0)
-    units = whole * (10 ** places) + frac
+    units = whole * (10**places) + frac
     return pl.when(whole.is_null()).then(None).when(negative).then(-units).otherwise(units).cast(pl.Int64)
 
 
@@ -231,17 +235,24 @@ def yuan_to_fen(col: pl.Expr, places: int = 2) -> pl.Expr:
 
 def beijing_to_utc(col: pl.Expr, fmt: str = "%Y-%m-%d %H:%M:%S") -> pl.Expr:
     """Local Beijing time text (what every Chinese channel writes) → a UTC instant; null if bad."""
-    return (col.str.strptime(pl.Datetime("us"), fmt, strict=False)
-            .dt.replace_time_zone("Asia/Shanghai").dt.convert_time_zone("UTC"))
+    return (
+        col.str.strptime(pl.Datetime("us"), fmt, strict=False)
+        .dt.replace_time_zone("Asia/Shanghai")
+        .dt.convert_time_zone("UTC")
+    )
 
 
-def collect_findings(frame: pl.DataFrame, checks: list[tuple[str, pl.Expr, str]],
-                     line_col: str = "line") -> list[Finding]:
+def collect_findings(
+    frame: pl.DataFrame, checks: list[tuple[str, pl.Expr, str]], line_col: str = "line"
+) -> list[Finding]:
     """Evaluate (field, bad-row predicate, message) checks over the whole frame at once."""
     found: list[Finding] = []
     for name, bad, message in checks:
-        rows = frame.filter(bad).select(line_col, pl.col(name).cast(pl.String).alias("_v")) \
-            if name in frame.columns else frame.filter(bad).select(line_col, pl.lit(None).alias("_v"))
+        rows = (
+            frame.filter(bad).select(line_col, pl.col(name).cast(pl.String).alias("_v"))
+            if name in frame.columns
+            else frame.filter(bad).select(line_col, pl.lit(None).alias("_v"))
+        )
         for line, value in rows.head(200).iter_rows():
             shown = "" if value is None else f" (got {value[:40]!r})"
             found.append(Finding(int(line), name, message + shown))

@@ -55,8 +55,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_withholding_mandates")),
     )
     with op.batch_alter_table("withholding_mandates", schema=None) as batch_op:
-        batch_op.create_index("uq_withholding_mandates_account", ["account_id", "bank", "active_from"],
-                              unique=True)
+        batch_op.create_index(
+            "uq_withholding_mandates_account", ["account_id", "bank", "active_from"], unique=True
+        )
         batch_op.create_index("ix_withholding_mandates_bank", ["bank", "active_from"], unique=False)
 
     op.create_table(
@@ -124,11 +125,19 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_reconciliation_discrepancies")),
     )
     with op.batch_alter_table("reconciliation_discrepancies", schema=None) as batch_op:
-        batch_op.create_index("uq_reconciliation_discrepancies", ["channel", "day", "kind", "ref"], unique=True)
+        batch_op.create_index(
+            "uq_reconciliation_discrepancies", ["channel", "day", "kind", "ref"], unique=True
+        )
         batch_op.create_index("ix_reconciliation_discrepancies_open", ["resolved_at", "owner"], unique=False)
 
 
 def downgrade() -> None:
-    for table in ("reconciliation_discrepancies", "reconciliation_reports", "bank_batch_lines", "bank_batches",
-                  "withholding_mandates", "statement_files"):
+    for table in (
+        "reconciliation_discrepancies",
+        "reconciliation_reports",
+        "bank_batch_lines",
+        "bank_batches",
+        "withholding_mandates",
+        "statement_files",
+    ):
         op.drop_table(table)
