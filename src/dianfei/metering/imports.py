@@ -152,8 +152,6 @@ class ParquetSource:
                 n = frame.height
                 frame = frame.with_columns(
                     pl.int_range(row, row + n, dtype=pl.Int64).alias(LINE),
-                    pl.concat_str([pl.col(c).cast(pl.String).fill_null("") for c in self.header],
-                                  separator=",").alias(RAW),
                     pl.lit(None, pl.String).alias(REASON), pl.lit(None, pl.String).alias(DETAIL))
                 row += n
                 yield frame
@@ -185,9 +183,14 @@ def _as_text(chunk: pl.DataFrame) -> pl.DataFrame:
     """Master-data columns as stripped text (Parquet may bring booleans, dates, integers)."""
     import polars as pl
 
-    return chunk.with_columns([pl.col(c).cast(pl.String).str.strip_chars()
-                               for c, t in chunk.schema.items()
-                               if c not in (LINE,) and t != pl.String])
+    chunk = chunk.with_columns([pl.col(c).cast(pl.String).str.strip_chars()
+                                for c, t in chunk.schema.items()
+                                if c not in (LINE,) and t != pl.String])
+    if RAW not in chunk.columns:
+        fields = [c for c in chunk.columns if c not in (LINE, REASON, DETAIL)]
+        chunk = chunk.with_columns(pl.concat_str([pl.col(c).fill_null("") for c in fields],
+                                                 separator=",").alias(RAW))
+    return chunk
 
 
 def _flag_bool(frame: pl.DataFrame, name: str) -> pl.DataFrame:
@@ -424,7 +427,7 @@ class MetersLoader:
                            pl.col("_registers").alias("registers"),
                            pl.col("_installed_on").alias("installed_on"))
         stored = meters_by_id(self.conn, rows["meter_id"].to_list())
-        verdict = []
+        verdict: list[str | None] = []
         for rec in rows.iter_rows(named=True):
             old = stored.get(rec["meter_id"])
             if old is None:

@@ -25,7 +25,7 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError
@@ -37,6 +37,7 @@ from dianfei.metering.models import READ_SOURCES, REGISTERS
 from dianfei.metering.parsing import (
     DETAIL,
     REASON,
+    business_day,
     flag,
     parse_decimal_units,
     parse_instants,
@@ -165,6 +166,11 @@ class RejectSink:
 
         if rejected.height == 0:
             return
+        if RAW not in rejected.columns:
+            fields = [c for c in self.fields if c in rejected.columns]
+            rejected = rejected.with_columns(pl.concat_str(
+                [pl.col(c).cast(pl.String).fill_null("") for c in fields], separator=",")
+                .alias(RAW))
         clean = [pl.col(c).cast(pl.String).str.replace_all("\x00", "\\x00", literal=True)
                  for c in (REASON, DETAIL, RAW)]
         write_frame(self.conn, "import_quarantine", rejected.select(
@@ -195,7 +201,27 @@ class RejectSink:
 
 
 def _meter_facts(conn: Connection, meter_ids: pl.Series | None) -> pl.DataFrame:
-    """installed_on, removed_on and digits of the meters (all, or those named)."""
+    """installed_on, removed_on, digits and store group of the meters (all, or those named)."""
+    import polars as pl
+
+    facts = _meter_rows(conn, meter_ids)
+    groups = (store.group_column(facts["meter_id"]) if facts.height
+              else pl.Series("_group", [], pl.Int16))
+    return facts.with_columns(groups.alias("_group"))
+
+
+def _meters_for(loader: Any, meter_ids: pl.Series) -> pl.DataFrame:
+    """The facts of the meters of a chunk: by IN-list for a few meters (a live poll), else all
+    meters once per batch (one query is cheaper than many IN-lists, and later chunks reuse it)."""
+    if loader.meters is not None:
+        return cast("pl.DataFrame", loader.meters)
+    if meter_ids.n_unique() <= 2_000:
+        return _meter_facts(loader.conn, meter_ids)
+    loader.meters = _meter_facts(loader.conn, None)
+    return cast("pl.DataFrame", loader.meters)
+
+
+def _meter_rows(conn: Connection, meter_ids: pl.Series | None) -> pl.DataFrame:
     import polars as pl
 
     from dianfei.db.frames import read_frame
@@ -246,7 +272,8 @@ def _check_meters(frame: pl.DataFrame, meters: pl.DataFrame, at: str) -> pl.Data
 
     frame = frame.join(meters.with_columns(pl.lit(True).alias("_known")), on="meter_id",
                        how="left", maintain_order="left")
-    day = pl.col(at).dt.convert_time_zone(BUSINESS_TZ_NAME).dt.date()
+    frame = business_day(frame, at, "_day")
+    day = pl.col("_day")
     frame = flag(frame, pl.col("_known").is_null(), "unknown_meter",
                  pl.lit("no meter ") + pl.col("meter_id").str.slice(0, 40)
                  + pl.lit(" (import meters.csv first)"))
@@ -309,8 +336,7 @@ class ReadsLoader:
                  pl.lit(f"source must be one of {', '.join(READ_SOURCES)}: ") + _q("_source"))
         f = parse_decimal_units(f, "value", "_units", places=2,
                                 max_int_digits=MAX_REGISTER_DIGITS, allow_negative=False)
-        meters = self.meters if self.meters is not None else _meter_facts(
-            self.conn, f["_meter_id"])
+        meters = _meters_for(self, f["_meter_id"])
         f = _check_meters(f.with_columns(pl.col("_meter_id").alias("meter_id")), meters, "_at")
         f = flag(f, (pl.col("_register") != "demand_kw")
                  & (pl.col("_units") >= pl.lit(10, pl.Int64).pow(pl.col("digits")) * 100),
@@ -321,10 +347,7 @@ class ReadsLoader:
         good = f.filter(pl.col(REASON).is_null()).sort(LINE)
         bad = f.filter(pl.col(REASON).is_not_null())
         keys = ["meter_id", "_register", "_at"]
-        good = good.with_columns(pl.col("_units").first().over(keys).alias("_first_units"),
-                                 pl.col(LINE).first().over(keys).alias("_first_line"))
-        first = good.filter(pl.col(LINE) == pl.col("_first_line"))
-        later = good.filter(pl.col(LINE) != pl.col("_first_line"))
+        first, later = _split_first(good, keys, "_units", "_first_units")
         same_later = later.filter(pl.col("_units") == pl.col("_first_units"))
         conflict_later = flag(later.filter(pl.col("_units") != pl.col("_first_units")),
                               pl.lit(True), "conflicts_within_batch",
@@ -401,9 +424,31 @@ class ReadsLoader:
 
 
 def _rejected_columns(chunk: pl.DataFrame) -> list[str]:
-    """What a rejected row carries: line, reason, detail, raw text and the original fields."""
-    return [LINE, REASON, DETAIL, RAW,
+    """What a rejected row carries: line, reason, detail, raw text (when the source has it;
+    otherwise it is built from the fields for rejected rows only) and the original fields."""
+    return [LINE, REASON, DETAIL, *([RAW] if RAW in chunk.columns else []),
             *[c for c in chunk.columns if c not in (LINE, RAW, REASON, DETAIL)]]
+
+
+def _split_first(good: pl.DataFrame, keys: list[str], value: str,
+                 first_value: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(first rows of each key in line order, later rows with the first row's value and line
+    as ``first_value`` and ``_first_line``). ``good`` must be sorted by line."""
+    import polars as pl
+
+    is_first = pl.struct(keys).is_first_distinct() if len(keys) > 1 else \
+        pl.col(keys[0]).is_first_distinct()
+    good = good.with_columns(is_first.alias("_is_first"))
+    first = good.filter(pl.col("_is_first")).drop("_is_first")
+    later = good.filter(~pl.col("_is_first")).drop("_is_first")
+    if later.height:
+        later = later.join(first.select(*keys, pl.col(value).alias(first_value),
+                                        pl.col(LINE).alias("_first_line")),
+                           on=keys, how="left", maintain_order="left")
+    else:
+        later = later.with_columns(pl.col(value).alias(first_value),
+                                   pl.col(LINE).alias("_first_line"))
+    return first, later
 
 
 def _q(name: str) -> pl.Expr:
@@ -416,8 +461,8 @@ def _units_text(units: pl.Expr, places: int) -> pl.Expr:
 
     scale = 10 ** places
     sign = pl.when(units < 0).then(pl.lit("-")).otherwise(pl.lit(""))
-    return (sign + (units.abs() // scale).cast(pl.String) + pl.lit(".")
-            + (units.abs() % scale).cast(pl.String).str.pad_start(places, "0"))
+    return pl.concat_str([sign, (units.abs() // scale).cast(pl.String), pl.lit("."),
+                          (units.abs() % scale).cast(pl.String).str.pad_start(places, "0")])
 
 
 # --------------------------------------------------------------------------- intervals
@@ -456,21 +501,20 @@ class IntervalLoader:
         f = parse_instants(f, "ts", "_ts")
         f = parse_decimal_units(f, "kwh", "_wh", places=3,
                                 max_int_digits=MAX_INTERVAL_KWH_DIGITS, allow_negative=True)
-        meters = self.meters if self.meters is not None else _meter_facts(
-            self.conn, f["_meter_id"])
+        meters = _meters_for(self, f["_meter_id"])
         f = _check_meters(f.with_columns(pl.col("_meter_id").alias("meter_id")), meters, "_ts")
         cols = _rejected_columns(chunk)
         bad = f.filter(pl.col(REASON).is_not_null()).select(cols)
         good = (f.filter(pl.col(REASON).is_null())
-                .select(*cols, *[c for c in ("_ts", "_wh") if c not in cols])
+                .select(*cols, *[c for c in ("_ts", "_wh", "_group") if c not in cols])
                 .sort(LINE))
-        good = good.with_columns(
-            pl.col("_ts").dt.convert_time_zone(BUSINESS_TZ_NAME).dt.date().alias("_day"),
-            (store.group_column(good["meter_id"]) if good.height
-             else pl.Series("_group", [], pl.Int16)).alias("_group"))
+        good = business_day(good, "_ts", "_day")
         step = self.interval_minutes * 60_000_000
         local = pl.col("_ts").dt.convert_time_zone(BUSINESS_TZ_NAME).dt.replace_time_zone(None)
-        self.off_grid += good.filter(local.dt.epoch("us") % step != 0).height
+        stamps = good.select("_ts").unique()
+        odd = stamps.filter(local.dt.epoch("us") % step != 0)
+        if odd.height:
+            self.off_grid += good.join(odd, on="_ts", how="semi").height
 
         keys = ["meter_id", "_ts"]
         dups: list[pl.DataFrame] = []
@@ -496,10 +540,8 @@ class IntervalLoader:
             good = good.filter(pl.col("_first_wh").is_null()).drop("_first_wh")
             dups.append(vs_own)
             # c. within this chunk: the first row (in file order) is stored
-            good = good.with_columns(pl.col("_wh").first().over(keys).alias("_first_wh"),
-                                     pl.col(LINE).first().over(keys).alias("_first_line"))
-            dups.append(good.filter(pl.col(LINE) != pl.col("_first_line")))
-            good = good.filter(pl.col(LINE) == pl.col("_first_line"))
+            good, later = _split_first(good, keys, "_wh", "_first_wh")
+            dups.append(later)
         within = pl.concat([d.select(LINE, "meter_id", "_ts", "_day", "_wh", "_first_wh")
                             for d in dups]) if dups else None
         if within is not None and within.height:
@@ -531,10 +573,9 @@ class IntervalLoader:
         ids = good["meter_id"]
         prior = store.read_files(self.root, prior_files, ids, lo, hi)
         own = store.read_files(self.root, own_files, ids, lo, hi)
-        # the store holds one row per key; unique() only guards against a damaged store
-        prior = prior.unique(subset=["meter_id", "ts"], keep="first").select("meter_id", "ts", "wh")
-        own = own.unique(subset=["meter_id", "ts"], keep="first").select("meter_id", "ts", "wh")
-        return prior, own
+        # the store holds one row per (meter, ts) (the writer guarantees it), so the joins below
+        # cannot multiply rows
+        return prior.select("meter_id", "ts", "wh"), own.select("meter_id", "ts", "wh")
 
     def _known_duplicates(self, differ: pl.DataFrame) -> pl.DataFrame:
         """Drop rows that an earlier import already recorded as a within-import duplicate
@@ -574,7 +615,8 @@ class IntervalLoader:
             pl.lit(self.interval_minutes, pl.Int16).alias("minutes"),
             pl.col("_wh").alias("wh"), pl.lit(self.batch_id).alias("batch_id"))
         for (day, group), part in out.partition_by("_day", "_group", as_dict=True).items():
-            frame = part.drop("_day", "_group").sort("meter_id", "ts")
+            # file order is kept: sorting costs more than it saves readers, who scan whole days
+            frame = part.drop("_day", "_group")
             self.written.append(store.write_partition(
                 self.root, frame, day=day, group=int(group), batch_id=self.batch_id,
                 chunk=self._chunk))
@@ -640,9 +682,7 @@ def _frame_chunk(frame: pl.DataFrame, columns: tuple[str, ...]) -> pl.DataFrame:
     if missing:
         raise ValidationError(f"frame lacks columns: {', '.join(missing)}")
     return frame.select(columns).with_row_index(LINE, offset=1).with_columns(
-        pl.col(LINE).cast(pl.Int64),
-        pl.concat_str([pl.col(c).cast(pl.String).fill_null("") for c in columns],
-                      separator=",").alias(RAW))
+        pl.col(LINE).cast(pl.Int64))
 
 
 def ingest_reads(db: Database, reads: pl.DataFrame, *, origin: str, clock: Clock) -> IngestResult:

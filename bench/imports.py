@@ -1,0 +1,147 @@
+"""Import throughput: interval rows per second from Parquet and from CSV, end to end.
+
+End to end = reading the file in chunks, parsing and validating every row (timestamps with
+offsets, exact decimal kWh, known meters, installation dates), de-duplication against the store,
+writing the partitioned Parquet store and the catalogue, and the batch record.
+
+    python -m bench.imports --meters 20000 --days 7
+runs each format in its own process (so peak memory belongs to that run alone) and prints one
+JSON line of figures as its last line. ``--format parquet|csv`` runs one format only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+
+def _population(tmp: Path, meters: int) -> tuple[Path, Path]:
+    ids = [f"{i:08d}" for i in range(meters)]
+    cust = tmp / "customers.csv"
+    with cust.open("w", encoding="utf-8") as fh:
+        fh.write("customer_id,name,customer_class,region,address,phone,tariff_id,low_income,"
+                 "protected,payment_mode,opened_on\n")
+        for i in ids:
+            fh.write(f"C{i},用户{i},residential,城关镇,,,cn-zj-residential,0,0,postpaid,2020-01-01\n")
+    met = tmp / "meters.csv"
+    with met.open("w", encoding="utf-8") as fh:
+        fh.write("meter_id,customer_id,multiplier,digits,installed_on\n")
+        for i in ids:
+            fh.write(f"M{i},C{i},1,6,2020-01-01\n")
+    return cust, met
+
+
+def _intervals(tmp: Path, meters: int, days: int, fmt: str) -> tuple[Path, int]:
+    """96 quarter-hours × days × meters, kWh as decimal text with 3 places, sorted by time."""
+    import numpy as np
+    import polars as pl
+
+    start = datetime(2026, 2, 28, 16, tzinfo=UTC)  # 2026-03-01 00:00 in Asia/Shanghai
+    slots = 96 * days
+    rng = np.random.default_rng(7)
+    meter_ids = pl.Series("meter_id", [f"M{i:08d}" for i in range(meters)])
+    frames = []
+    per = max(1, 2_000_000 // meters)
+    for s0 in range(0, slots, per):
+        n = min(per, slots - s0)
+        base = int(start.timestamp()) * 1_000_000
+        ts = pl.Series("ts", [base + (s0 + k) * 900_000_000 for k in range(n)],
+                       dtype=pl.Int64).cast(pl.Datetime("us", "UTC"))
+        wh = rng.integers(0, 2500, size=n * meters)
+        frame = pl.DataFrame({
+            "meter_id": pl.concat([meter_ids] * n),
+            "ts": ts.gather(np.repeat(np.arange(n), meters)),
+            "wh": wh,
+        })
+        frames.append(frame)
+    df = pl.concat(frames)
+    df = df.select("meter_id",
+                   pl.col("ts").dt.convert_time_zone("Asia/Shanghai")
+                   .dt.strftime("%Y-%m-%dT%H:%M:%S%:z").alias("ts"),
+                   ((pl.col("wh") // 1000).cast(pl.String) + "."
+                    + (pl.col("wh") % 1000).cast(pl.String).str.pad_start(3, "0")).alias("kwh"))
+    path = tmp / f"intervals.{fmt}"
+    if fmt == "parquet":
+        df.write_parquet(path, row_group_size=1_000_000)
+    else:
+        df.write_csv(path)
+    return path, df.height
+
+
+def run_one(meters: int, days: int, fmt: str, chunk_rows: int) -> dict[str, Any]:
+    from dianfei.core.clock import FixedClock
+    from dianfei.core.settings import load_settings
+    from dianfei.db.engine import open_database
+    from dianfei.metering import intervals
+    from dianfei.metering.imports import import_file
+
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as d:
+        tmp = Path(d)
+        env = {"DIANFEI_DATABASE_URL": f"sqlite:///{tmp / 'bench.db'}",
+               "DIANFEI_DATA_DIR": str(tmp / "var"), "DIANFEI_SECRET_KEY":
+               "a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2U="}
+        os.environ.update(env)
+        db = open_database(load_settings(env))
+        clock = FixedClock(datetime(2026, 4, 1, tzinfo=UTC))
+        cust, met = _population(tmp, meters)
+        import_file(db, "customers", cust, clock=clock)
+        import_file(db, "meters", met, clock=clock)
+        path, rows = _intervals(tmp, meters, days, fmt)
+        size = path.stat().st_size
+        t0 = time.perf_counter()
+        res = import_file(db, "intervals", path, clock=clock, chunk_rows=chunk_rows,
+                          chunk_bytes=chunk_rows * 40)
+        elapsed = time.perf_counter() - t0
+        assert res.accepted == rows, res
+        t1 = time.perf_counter()
+        again = import_file(db, "intervals", path, clock=clock, chunk_rows=chunk_rows,
+                            chunk_bytes=chunk_rows * 40)
+        elapsed_again = time.perf_counter() - t1
+        assert again.duplicates == rows, again
+        stored = intervals.scan(db).select("wh").collect().height
+        assert stored == rows
+        db.engine.dispose()
+    return {
+        "format": fmt, "rows": rows, "meters": meters, "days": days,
+        "file_mb": round(size / 1e6, 1), "seconds": round(elapsed, 2),
+        "rows_per_s": int(rows / elapsed),
+        "reimport_seconds": round(elapsed_again, 2),
+        "reimport_rows_per_s": int(rows / elapsed_again),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--meters", type=int, default=20_000)
+    ap.add_argument("--days", type=int, default=7)
+    ap.add_argument("--chunk-rows", type=int, default=1_000_000)
+    ap.add_argument("--format", choices=("parquet", "csv", "both"), default="both")
+    args = ap.parse_args()
+    if args.format != "both":
+        print(json.dumps(run_one(args.meters, args.days, args.format, args.chunk_rows)))
+        return
+    out: dict[str, Any] = {"benchmark": "imports"}
+    for fmt in ("parquet", "csv"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "bench.imports", "--meters", str(args.meters), "--days",
+             str(args.days), "--chunk-rows", str(args.chunk_rows), "--format", fmt],
+            capture_output=True, text=True, check=True)
+        out[fmt] = json.loads(proc.stdout.strip().splitlines()[-1])
+    from bench.machine import describe
+
+    out["machine"] = describe()
+    print(json.dumps(out, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()
