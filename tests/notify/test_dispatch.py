@@ -134,8 +134,8 @@ def test_email_is_not_held_by_quiet_hours(people: Database, senders: Senders, sm
     assert len(smtp_inbox.envelopes) == 1
 
 
-def test_per_customer_daily_limit_defers_to_the_next_morning(people: Database, clock: FixedClock,
-                                                            senders: Senders, gateway: FakeSmsGateway) -> None:
+def test_per_customer_daily_limit_defers_to_the_next_morning(
+        people: Database, clock: FixedClock, senders: Senders, gateway: FakeSmsGateway) -> None:
     # given three SMS for one customer, and a limit of two a day
     for n in range(3):
         enqueue(people, clock, key=f"r{n}")

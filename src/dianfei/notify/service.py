@@ -375,6 +375,10 @@ def _prepare(s: Session, outbox_id: int, now: datetime, ns: NotifySettings, send
     # 2. a channel to send it on, and someone to send it to
     sender = senders.get(row.channel)
     if sender is None:
+        if required and row.channel == "letter":  # the last resort is missing: a person must act
+            _end(row, "failed", "letter channel not configured", now)
+            report.failed += 1
+            return None
         _end(row, "suppressed", f"{row.channel} channel not configured", now)
         report.suppressed += 1
         _fallback_letter(s, row, now, report, required)

@@ -89,9 +89,10 @@ def build_email(message: Message, settings: SmtpSettings) -> EmailMessage:
     # lets a mail log be matched to the outbox row, and a customer's reply to the notice
     mail["X-Dianfei-Outbox"] = str(message.outbox_id)
     mail["X-Dianfei-Notice"] = r.notice
-    mail["Content-Language"] = r.locale
     mail.set_content(r.text, charset="utf-8")
     mail.add_alternative(r.html, subtype="html", charset="utf-8")
+    # after the body: set_content() replaces every Content-* header
+    mail["Content-Language"] = r.locale
     return mail
 
 
