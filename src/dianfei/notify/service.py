@@ -34,7 +34,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from dianfei.core.clock import Clock, business_date
+from dianfei.core.clock import BUSINESS_TZ, Clock, business_date
 from dianfei.core.crypto import PiiCipher
 from dianfei.core.errors import ConflictError, NotFoundError, ValidationError
 from dianfei.core.settings import Settings, load_settings
@@ -91,7 +91,8 @@ class Delivery:
         out: dict[str, Any] = {}
         for f in fields(self):
             v = getattr(self, f.name)
-            out[f.name] = v.isoformat() if isinstance(v, datetime) else v
+            # instants out in the business zone, with their offset (interfaces.md)
+            out[f.name] = v.astimezone(BUSINESS_TZ).isoformat() if isinstance(v, datetime) else v
         return out
 
 
