@@ -62,6 +62,19 @@ def test_single_rate_meter_reports_tou_registers_as_unavailable(sim: MeterSimula
                            for r in ("sharp", "peak", "flat", "valley")}
 
 
+def test_meter_silent_for_unknown_registers_costs_one_timeout(sim: MeterSimulator) -> None:
+    # given a single-rate meter that ignores data identifiers it does not have
+    meter = sim.add(SimMeter("000000000005", total=Decimal("42.00"), answers_unknown=False))
+    # when all registers are asked for
+    values, unavailable = read(sim, "000000000005")
+    # then the total is read, the first optional register timed out (two attempts), the rest not asked
+    assert values == {"total": Decimal("42.00")}
+    assert unavailable["sharp"].startswith("no reply from meter 000000000005")
+    assert {k: v for k, v in unavailable.items() if k != "sharp"} == {
+        r: "not asked: the meter did not answer for sharp" for r in ("peak", "flat", "valley", "reverse")}
+    assert meter.reads == 3
+
+
 def test_block_read_is_one_round_trip_with_fallback(sim: MeterSimulator) -> None:
     async def go(address: str) -> dict[str, Decimal]:
         async with Dlt645Client(*sim.address, timeout_s=0.3) as c:

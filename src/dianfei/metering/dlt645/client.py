@@ -193,10 +193,10 @@ class Dlt645Client:
                 continue  # an RS-485 converter echoing our own frame
             return reply
 
-    async def exchange(self, request: f.Frame) -> f.Frame:
+    async def exchange(self, request: f.Frame, *, retries: int | None = None) -> f.Frame:
         """Send one request and return its checked reply, retrying noise-like failures."""
         last: DianfeiError | None = None
-        for attempt in range(self.retries + 1):
+        for attempt in range((self.retries if retries is None else retries) + 1):
             if attempt:
                 self.retried += 1
                 await self.close()  # never read a late reply to the previous attempt
@@ -220,12 +220,12 @@ class Dlt645Client:
         assert last is not None
         raise last
 
-    async def read_raw(self, address: str, di: int) -> bytes:
+    async def read_raw(self, address: str, di: int, *, retries: int | None = None) -> bytes:
         request = f.read_request(address, di)
-        return f.read_value(request, await self.exchange(request))
+        return f.read_value(request, await self.exchange(request, retries=retries))
 
-    async def read_energy(self, address: str, di: int) -> Decimal:
-        return f.energy_value(await self.read_raw(address, di), what=f"DI {di:08X}")
+    async def read_energy(self, address: str, di: int, *, retries: int | None = None) -> Decimal:
+        return f.energy_value(await self.read_raw(address, di, retries=retries), what=f"DI {di:08X}")
 
     async def read_address(self) -> str:
         """Ask 'whoever is on the line' for its address (0x13); one meter per line only."""
@@ -236,14 +236,25 @@ class Dlt645Client:
 
     async def read_meter(self, address: str, registers: Sequence[str] = ("total", *TOU_REGISTERS),
                          *, clock: Clock | None = None, block: bool = False) -> MeterReading:
-        """Read the named registers. ``total`` must answer; a register the meter refuses
-        (error reply, e.g. a single-rate meter asked for its valley register) is reported in
-        ``unavailable`` with the meter's reason. ``block`` reads total and TOU in one
-        round trip (00 01 FF 00) and falls back to single reads if the meter refuses it."""
+        """Read the named registers. ``total`` must answer; any other register the meter cannot
+        give is reported in ``unavailable`` with the reason: an error reply (a single-rate meter
+        asked for its valley register), a damaged reply, or silence — meters that ignore data
+        identifiers they do not know exist, so after one optional register goes unanswered the
+        remaining optional ones are not asked (each would cost a full timeout).
+
+        ``block`` reads total and TOU in one round trip (00 01 FF 00) and falls back to single
+        reads if the meter refuses it."""
         clock = clock or SystemClock()
         reading = MeterReading(address=address, read_at=clock.now().replace(microsecond=0))
         todo = list(dict.fromkeys(registers))
-        if block and "total" in todo and set(todo) & set(TOU_REGISTERS):
+        unknown = [name for name in todo if name not in REGISTER_DI]
+        if unknown:
+            raise ValidationError(f"register {unknown[0]!r} cannot be read over DL/T 645 "
+                                  f"(known: {', '.join(REGISTER_DI)})")
+        if "total" in todo:  # the one register that must answer, first
+            todo.remove("total")
+            todo.insert(0, "total")
+        if block and todo[:1] == ["total"] and set(todo) & set(TOU_REGISTERS):
             try:
                 values = f.energy_block(await self.read_raw(address, f.DI_FORWARD_ACTIVE_BLOCK))
                 for name, value in zip(("total", *TOU_REGISTERS), values, strict=False):
@@ -252,16 +263,25 @@ class Dlt645Client:
                         todo.remove(name)
             except f.ErrorReply:
                 pass
+        silent: str | None = None
         for name in todo:
-            if name not in REGISTER_DI:
-                raise ValidationError(f"register {name!r} cannot be read over DL/T 645 "
-                                      f"(known: {', '.join(REGISTER_DI)})")
-            try:
+            if name == "total":
                 reading.values[name] = await self.read_energy(address, REGISTER_DI[name])
+                continue
+            if silent is not None:
+                reading.unavailable[name] = f"not asked: the meter did not answer for {silent}"
+                continue
+            try:
+                # optional registers: one retry at most, so a meter without them costs little
+                reading.values[name] = await self.read_energy(address, REGISTER_DI[name],
+                                                              retries=min(self.retries, 1))
             except f.ErrorReply as exc:
-                if name == "total":
-                    raise
                 reading.unavailable[name] = describe(exc)
+            except f.MeterTimeout as exc:
+                reading.unavailable[name] = exc.message
+                silent = name
+            except f.Dlt645Error as exc:
+                reading.unavailable[name] = exc.message
         return reading
 
     async def control(self, address: str, action: str, *, password: bytes, operator: bytes,

@@ -66,6 +66,8 @@ class SimMeter:
     #: every trip/close received: (action, operator code as written, valid-until, accepted)
     commands: list[tuple[str, str, datetime | None, bool]] = field(default_factory=list)
     reads: int = 0
+    #: False: stay silent for data identifiers it does not have (cheap meters and some peers do)
+    answers_unknown: bool = True
 
     def registers(self) -> dict[int, bytes]:
         regs = {f.DI_FORWARD_ACTIVE_TOTAL: f.decimal_to_bcd(self.total, 4, 2),
@@ -245,7 +247,7 @@ class MeterSimulator:
                 return f.Frame(meter.address, err, bytes((ERR_OTHER,)))
             value = meter.registers().get(f.decode_di(request.data))
             if value is None:
-                return f.Frame(meter.address, err, bytes((ERR_NO_DATA,)))
+                return f.Frame(meter.address, err, bytes((ERR_NO_DATA,))) if meter.answers_unknown else None
             return f.Frame(meter.address, ok, request.data[:4] + value)
         if fn == f.READ_ADDRESS:
             return f.Frame(meter.address, ok, f.encode_address(meter.address))
