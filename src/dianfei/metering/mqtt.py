@@ -114,7 +114,7 @@ def parse_message(payload: bytes) -> ParsedMessage:
     message at all; items that are wrong on their own are listed in ``rejected``."""
     try:
         doc = json.loads(payload, parse_float=Decimal)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad UTF-8, a 5,000-digit number
         raise MessageRejected(f"not JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise MessageRejected("a message is a JSON object")
@@ -386,6 +386,10 @@ class Listener:
         except MessageRejected as exc:
             self.stats.rejected_messages += 1
             self._reject(message, exc.message)
+            return
+        except Exception as exc:  # a parser bug must not stop the listener nor lose the payload
+            self.stats.rejected_messages += 1
+            self._reject(message, f"could not be parsed ({type(exc).__name__}: {exc})")
             return
         for item, reason in parsed.rejected:
             self.stats.rejected_items += 1
