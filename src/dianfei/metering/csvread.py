@@ -9,7 +9,8 @@ vectorised Polars string operations; only lines with quotes that a regular expre
 split go through Python's ``csv`` module.
 
 A record is one line: a quoted field may contain commas but not a line break. Blank lines are
-not data rows (they are skipped and keep their line numbers). The header is line 1.
+not data rows (only spaces, tabs or a carriage return; they are skipped and keep
+their line numbers). The header is line 1.
 """
 
 from __future__ import annotations
@@ -156,7 +157,7 @@ class CsvFile:
         frame = pl.DataFrame({
             "line": pl.int_range(first_line, first_line + len(lines), dtype=pl.Int64, eager=True),
             "_raw": pl.Series(lines, dtype=pl.String).str.strip_chars_end("\r"),
-        }).filter(pl.col("_raw").str.strip_chars() != "")
+        }).filter(pl.col("_raw").str.strip_chars(" \t\r") != "")
         quoted = pl.col("_raw").str.contains('"', literal=True)
         plain = frame.filter(~quoted)
         fancy = frame.filter(quoted)
@@ -208,8 +209,14 @@ class CsvFile:
         if rest.height:
             rows: list[dict[str, object]] = []
             for line, raw in rest.select("line", "_raw").iter_rows():
-                fields = next(csv.reader([raw]), [])
                 row: dict[str, object] = {"line": line, "_raw": raw}
+                try:
+                    fields = next(csv.reader([raw]), [])
+                except csv.Error as exc:  # e.g. a stray carriage return inside the line
+                    row.update({f"_f{i}": None for i in range(n)})
+                    row.update({"_reason": "malformed_line", "_detail": str(exc)[:200]})
+                    rows.append(row)
+                    continue
                 for i in range(n):
                     row[f"_f{i}"] = fields[i] if i < len(fields) else None
                 if len(fields) != n:

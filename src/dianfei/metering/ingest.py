@@ -228,7 +228,9 @@ def _meter_rows(conn: Connection, meter_ids: pl.Series | None) -> pl.DataFrame:
 
     schema = {"meter_id": pl.String, "digits": pl.Int64}
     if meter_ids is not None:
-        ids = [m for m in meter_ids.unique().drop_nulls().to_list() if isinstance(m, str)]
+        # ids with control characters are rejected anyway (and PostgreSQL refuses NUL)
+        ids = [m for m in meter_ids.unique().drop_nulls().to_list()
+               if isinstance(m, str) and m.isprintable() and 0 < len(m) <= 32]
         frames = []
         for i in range(0, len(ids), 500):
             part = ids[i:i + 500]
