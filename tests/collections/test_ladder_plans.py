@@ -1,0 +1,132 @@
+"""Ladder files are refused when a level overlaps or cannot be reached; plans pause dunning and
+break on a missed instalment; waivers need a second person."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from dianfei.collections.ladder import LadderError, evaluate, ladders, load_ladders, parse_ladder
+from dianfei.collections.plans import agree_plan, waive_late_fees
+from dianfei.collections.service import events_json
+from dianfei.core.clock import FixedClock
+from dianfei.core.errors import ValidationError
+from dianfei.db.engine import Database
+from dianfei.ledger import service as ledger
+from dianfei.risk.service import RulesScorer
+from tests.collections.fakes import FakeNotifier, FakeSwitch
+from tests.collections.test_collections_e2e import at, run, setup
+
+HEAD = 'ladder = "x"\nsource = "test"\ncustomer_classes = ["residential"]\n'
+
+
+def level(name: str, extra: str, actions: str = '[{ type = "sms", notice = "reminder" }]') -> str:
+    return f'[[level]]\nname = "{name}"\n{extra}\nactions = {actions}\n'
+
+
+def test_packaged_ladders_load() -> None:
+    assert sorted(ld.ladder_id for ld in ladders()) == ["business", "low_income", "residential"]
+
+
+def test_overlapping_levels_refused_naming_file_and_levels() -> None:
+    text = HEAD + level("a", "min_days = 1\nmax_days = 10") + level("b", "min_days = 10")
+    with pytest.raises(LadderError, match=r"res\.toml: levels 'a' and 'b' overlap"):
+        parse_ladder(text, "res.toml")
+
+
+def test_disjoint_by_amount_or_band_is_not_overlap() -> None:
+    text = (HEAD + level("a", 'min_days = 1\nmax_amount = "9.99"') +
+            level("b", 'min_days = 1\nmin_amount = "10.00"\nrisk_bands = ["high"]') +
+            level("c", 'min_days = 1\nmin_amount = "10.00"\nrisk_bands = ["low", "medium"]'))
+    assert [lv.name for lv in parse_ladder(text, "ok.toml").levels] == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize(("extra", "why"), [
+    ("min_days = 20\nmax_days = 10", "unreachable: min_days 20 > max_days 10"),
+    ("min_days = -5\nmax_days = 0", "unreachable: max_days 0 < 1"),
+    ('min_amount = "50.00"\nmax_amount = "10.00"', "unreachable: min_amount above max_amount"),
+    ("risk_bands = []", "unreachable: risk_bands"),
+    ('risk_bands = ["extreme"]', "unreachable: risk_bands"),
+])
+def test_unreachable_levels_refused(extra: str, why: str) -> None:
+    with pytest.raises(LadderError, match=rf"f\.toml level bad.*{why.split(':')[0]}"):
+        parse_ladder(HEAD + level("bad", extra), "f.toml")
+
+
+def test_stop_level_that_could_match_protected_customers_refused() -> None:
+    with pytest.raises(LadderError, match="protected customers, who are never suspended"):
+        parse_ladder(HEAD + level("stop", "min_days = 30", '[{ type = "suspension_order" }]'), "p.toml")
+
+
+def test_two_ladders_for_the_same_class_refused(tmp_path: Path) -> None:
+    (tmp_path / "a.toml").write_text(HEAD + level("a", "min_days = 1"))
+    (tmp_path / "b.toml").write_text(HEAD.replace('"x"', '"y"') + level("a", "min_days = 1"))
+    with pytest.raises(LadderError, match=r"b\.toml: ladder 'y' and 'x'"):
+        load_ladders(tmp_path)
+
+
+def test_evaluation_counts_from_the_due_date_and_is_deterministic() -> None:
+    snap = pl.DataFrame({
+        "account_id": ["A", "B", "C", "D"], "customer_class": ["residential"] * 3 + ["commercial"],
+        "segment": ["standard"] * 4, "days_overdue": [1, 45, 45, 8],
+        "amount_overdue": [100, 10_000, 10_000, 500], "risk_band": ["low", "low", "low", "high"],
+        "protected": [False, False, True, False], "open_plan": [False, False, False, False]})
+    out = evaluate(snap, ladders())
+    assert out["level"].to_list() == ["reminder", "stop_notice", "protected_visit", "high_risk_visit"]
+    assert evaluate(snap, ladders()).equals(out)
+    # an open plan pauses the ladder
+    paused = evaluate(snap.with_columns(pl.lit(True).alias("open_plan")), ladders())
+    assert paused["level"].to_list() == [None] * 4
+
+
+def test_rules_scorer_is_transparent() -> None:
+    f = pl.DataFrame({"account_id": ["A", "B", "C"], "late_count": [0, 2, 5],
+                      "avg_days_late": [0.0, 6.0, 20.0], "arrears": [0, 100, 60_000],
+                      "broken_plans": [0, 0, 1]})
+    out = RulesScorer().score(f)
+    assert out["score"].to_list() == [0, 40, 100]  # B: 2 late × 10 + slow 10 + arrears 10
+    assert out["band"].to_list() == ["low", "medium", "high"]
+    assert out["reasons"][2] == "late bills 5; slow payer; arrears now; broken plans 1"
+
+
+def test_plan_pauses_dunning_and_breaks_on_a_missed_instalment(db: Database) -> None:
+    setup(db, {"A": {}})
+    switch, notifier = FakeSwitch(), FakeNotifier()
+    run(db, date(2026, 1, 18), date(2026, 2, 1), switch, notifier)
+    with db.session() as s, pytest.raises(ValidationError, match="other than the requester"):
+        agree_plan(s, account_id="A", instalments=[(date(2026, 2, 10), 10_000)],
+                   requested_by="li", approved_by="li", clock=FixedClock(at(date(2026, 2, 2))))
+    with db.session() as s:
+        agree_plan(s, account_id="A", instalments=[(date(2026, 2, 10), 10_000),
+                                                   (date(2026, 3, 10), 12_000)],
+                   requested_by="li", approved_by="wang", clock=FixedClock(at(date(2026, 2, 2))))
+    run(db, date(2026, 2, 2), date(2026, 2, 17), switch, notifier)
+    evs = [e for e in events_json(db, "A") if e["type"] != "late_fee_accrued"]
+    after = [(e["type"], e.get("level") or e.get("notice")) for e in evs if e["at"] >= "2026-02-02"]
+    # nothing dunned while the plan stands; the missed 10 Feb instalment breaks it on the 11th and
+    # the ladder resumes where it was (final reminder already sent once for this bill: not again)
+    # until day 30 brings the stop notice
+    assert after == [("plan_agreed", None), ("plan_broken", None), ("dunning_level", "stop_notice"),
+                     ("notice_sent", "stop_notice"), ("notice_sent", "stop_notice")]
+    assert [e["at"][:10] for e in evs if e["type"] == "plan_broken"] == ["2026-02-11"]
+
+
+def test_waiver_needs_reason_and_a_second_person(db: Database) -> None:
+    setup(db, {"A": {}})
+    run(db, date(2026, 1, 18), date(2026, 1, 30), FakeSwitch(), FakeNotifier())
+    before = ledger.balance(db.engine.connect(), "A")
+    with db.session() as s, pytest.raises(ValidationError, match="other than the requester"):
+        waive_late_fees(s, bill_id="A-202512-1", reason="hospital stay", requested_by="li",
+                        approved_by="li", clock=FixedClock(at(date(2026, 1, 30), 10)))
+    with db.session() as s:
+        w = waive_late_fees(s, bill_id="A-202512-1", reason="hospital stay", requested_by="li",
+                            approved_by="wang", clock=FixedClock(at(date(2026, 1, 30), 10)))
+        assert w.amount == 240  # 2.40 yuan: 12 days at 1‰ on 200 yuan
+    assert ledger.balance(db.engine.connect(), "A") == before - 240
+    # no more accrual on the waived bill
+    run(db, date(2026, 1, 31), date(2026, 2, 5), FakeSwitch(), FakeNotifier())
+    assert ledger.balance(db.engine.connect(), "A") == before - 240
+    assert [e["amount"] for e in events_json(db, "A") if e["type"] == "waiver"] == ["2.40"]
