@@ -124,5 +124,5 @@ def test_a_wrongly_encoded_file_names_line_and_byte_and_stores_nothing(
 
 
 def test_missing_columns_are_a_clear_error(seeded: Database, tmp_path: Path) -> None:
-    with pytest.raises(ValidationError, match="missing column.*source"):
+    with pytest.raises(ValidationError, match=r"missing column.*source"):
         run(seeded, "reads", write(tmp_path, "r.csv", "meter_id,read_at,register,value\n"))
