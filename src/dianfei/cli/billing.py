@@ -228,8 +228,9 @@ def demo(
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 8000,
+    workers: Annotated[int, typer.Option(help="server processes (one per core)")] = 1,
 ) -> None:
     """Serve the web console and REST API (OpenAPI at /openapi.json)."""
     from dianfei.web.server import serve_console
 
-    serve_console(host, port)
+    serve_console(host, port, workers)

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import Session
 
 from dianfei.core.clock import Clock
 from dianfei.payments.channels.base import Outcome, Refusal
@@ -53,13 +55,21 @@ class InboxResult:
 
 def store_raw(db: Database, *, channel: str, headers: Mapping[str, str], body: bytes,
               clock: Clock) -> int:
+    with db.engine.connect() as conn:
+        return _store_raw(conn, channel=channel, headers=headers, body=body, clock=clock)
+
+
+def _store_raw(conn: Connection, *, channel: str, headers: Mapping[str, str], body: bytes,
+               clock: Clock) -> int:
     kept = {k.lower(): v for k, v in headers.items() if k.lower() in PROOF_HEADERS}
-    with db.session() as s:
-        msg = InboxMessage(channel=channel, received_at=clock.now(),
-                           headers=json.dumps(kept, sort_keys=True), body=body, verdict="pending")
-        s.add(msg)
-        s.flush()
-        return msg.id
+    with conn.begin():
+        if conn.dialect.name == "postgresql":
+            # Not waiting for this commit's WAL flush is safe: until the payment is posted (a
+            # synchronous commit) the channel has no "success" and will deliver again.
+            conn.execute(text("SET LOCAL synchronous_commit = off"))
+        return int(conn.execute(insert(InboxMessage).values(
+            channel=channel, received_at=clock.now(), headers=json.dumps(kept, sort_keys=True),
+            body=body, verdict="pending").returning(InboxMessage.id)).scalar_one())
 
 
 def _refuse(db: Database, inbox_id: int, refusal: Refusal) -> InboxResult:
@@ -71,7 +81,8 @@ def _refuse(db: Database, inbox_id: int, refusal: Refusal) -> InboxResult:
 
 
 def process(db: Database, inbox_id: int, outcome: Outcome, *, clock: Clock, source: str,
-            order: str = "oldest_first", attempts: int = 4) -> InboxResult:
+            order: str = "oldest_first", attempts: int = 4,
+            conn: Connection | None = None) -> InboxResult:
     """Post (or record the refusal of) one stored message whose verification gave ``outcome``."""
     if isinstance(outcome, Refusal):
         return _refuse(db, inbox_id, outcome)
@@ -86,7 +97,7 @@ def process(db: Database, inbox_id: int, outcome: Outcome, *, clock: Clock, sour
         return InboxResult(inbox_id, "acknowledged", message=f"status {outcome.status}")
     for attempt in range(attempts):
         try:
-            with db.session() as s:
+            with _session(db, conn) as s:
                 res = post_channel_payment(s, payment, clock=clock, source=source, order=order)
                 verdict = "posted" if res.created else "duplicate"
                 s.execute(update(InboxMessage).where(InboxMessage.id == inbox_id).values(
@@ -132,6 +143,17 @@ def _refund(db: Database, inbox_id: int, refund: ChannelRefund, *, clock: Clock)
     return _refuse(db, inbox_id, Refusal(code, msg, refund.transaction_id))
 
 
+@contextmanager
+def _session(db: Database, conn: Connection | None) -> Iterator[Session]:
+    """A unit of work on the given connection (one pool checkout per notification)."""
+    if conn is None:
+        with db.session() as s:
+            yield s
+        return
+    with Session(bind=conn, expire_on_commit=False) as s, s.begin():
+        yield s
+
+
 def _transient(exc: DBAPIError) -> bool:
     text = str(exc.orig).lower() if exc.orig is not None else str(exc).lower()
     return any(s in text for s in ("deadlock", "could not serialize", "database is locked",
@@ -142,12 +164,13 @@ def receive(db: Database, *, channel: str, headers: Mapping[str, str], body: byt
             verify: Callable[[], Outcome], clock: Clock, source: str = "callback",
             order: str = "oldest_first") -> InboxResult:
     """Store, verify, post: the whole path of one incoming notification."""
-    inbox_id = store_raw(db, channel=channel, headers=headers, body=body, clock=clock)
-    try:
-        outcome = verify()
-    except Exception as exc:  # an adapter bug must not lose the message: it stays on the worklist
-        return _refuse(db, inbox_id, Refusal("verify_error", f"{type(exc).__name__}: {exc}"))
-    return process(db, inbox_id, outcome, clock=clock, source=source, order=order)
+    with db.engine.connect() as conn:
+        inbox_id = _store_raw(conn, channel=channel, headers=headers, body=body, clock=clock)
+        try:
+            outcome = verify()
+        except Exception as exc:  # an adapter bug must not lose the message: it stays listed
+            return _refuse(db, inbox_id, Refusal("verify_error", f"{type(exc).__name__}: {exc}"))
+        return process(db, inbox_id, outcome, clock=clock, source=source, order=order, conn=conn)
 
 
 def worklist(db: Database, *, include_resolved: bool = False) -> list[InboxMessage]:

@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from dianfei.core.clock import Clock, business_date
@@ -109,15 +108,20 @@ def close_expired_orders(session: Session, *, clock: Clock) -> int:
 # -- posting ------------------------------------------------------------------------------------
 
 
-def _resolve_account(session: Session, payment: ChannelPayment) -> tuple[str, PaymentOrder | None]:
-    """The account the money is for, checked against the order; locks the order row."""
+def _target(session: Session, payment: ChannelPayment) -> tuple[str, str, Any]:
+    """(account, customer, order row or None) the money is for, checked against the order. The
+    order and account rows are locked in one round trip (PostgreSQL), so concurrent payments for
+    one account are allocated one after the other."""
     if payment.amount <= 0:
         raise PaymentRefused("bad_amount", f"payment amount must be positive, got {payment.amount}")
     if payment.channel not in CHANNELS:
         raise PaymentRefused("bad_channel", f"unknown channel {payment.channel!r}")
     if payment.order_no:
-        order = session.execute(select(PaymentOrder).where(
-            PaymentOrder.order_no == payment.order_no).with_for_update()).scalar_one_or_none()
+        order = session.execute(
+            select(PaymentOrder.order_no, PaymentOrder.account_id, PaymentOrder.channel,
+                   PaymentOrder.amount, PaymentOrder.status, Account.customer_id)
+            .join(Account, Account.account_id == PaymentOrder.account_id)
+            .where(PaymentOrder.order_no == payment.order_no).with_for_update()).first()
         if order is None:
             raise PaymentRefused("unknown_order", f"no payment order {payment.order_no}")
         if order.channel != payment.channel:
@@ -130,10 +134,10 @@ def _resolve_account(session: Session, payment: ChannelPayment) -> tuple[str, Pa
         if payment.account_id and payment.account_id != order.account_id:
             raise PaymentRefused("account_mismatch", f"order {order.order_no} is for account "
                                                      f"{order.account_id}, not {payment.account_id}")
-        return order.account_id, order
+        return order.account_id, order.customer_id, order
     if not payment.account_id:
         raise PaymentRefused("no_account", "the payment names neither an order nor an account")
-    return payment.account_id, None
+    return payment.account_id, _lock_account(session, payment.account_id).customer_id, None
 
 
 def _lock_account(session: Session, account_id: str) -> Account:
@@ -144,33 +148,48 @@ def _lock_account(session: Session, account_id: str) -> Account:
     return acct
 
 
+def _insert_new(session: Session, values: dict[str, Any]) -> bool:
+    """INSERT … ON CONFLICT (channel, transaction_id) DO NOTHING: True when this row is new.
+    One round trip, no savepoint: the unique index decides under concurrency."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt: Any = pg_insert(Payment)
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(Payment)
+    stmt = (stmt.values(**values)
+            .on_conflict_do_nothing(index_elements=["channel", "transaction_id"])
+            .returning(Payment.payment_id))
+    return session.execute(stmt).first() is not None
+
+
 def post_channel_payment(session: Session, payment: ChannelPayment, *, clock: Clock,
                          source: str, order: str = "oldest_first") -> PostResult:
     """Post a verified payment exactly once, allocate it, and return what is still owed.
 
     Raises :class:`PaymentRefused` (unknown order or account, amount or account mismatch, closed
-    order, a different payment already settled the order, a replay with a different amount)."""
-    account_id, pay_order = _resolve_account(session, payment)
+    order, a different payment already settled the order, a replay with a different amount);
+    the caller's transaction then rolls back whatever this call wrote."""
+    account_id, customer_id, pay_order = _target(session, payment)
     pid = payment_id_for(payment.channel, payment.transaction_id)
-    acct = _lock_account(session, account_id)
     now = clock.now()
-    row = Payment(payment_id=pid, channel=payment.channel, transaction_id=payment.transaction_id,
-                  order_no=payment.order_no, account_id=account_id, customer_id=acct.customer_id,
-                  amount=payment.amount, paid_at=payment.paid_at,
-                  business_date=business_date(payment.paid_at), posted_at=now, source=source,
-                  status="posted")
-    try:
-        with session.begin_nested():
-            session.add(row)
-    except IntegrityError:
-        existing = session.execute(select(Payment).where(
-            Payment.channel == payment.channel,
-            Payment.transaction_id == payment.transaction_id)).scalar_one()
+    created = _insert_new(session, {
+        "payment_id": pid, "channel": payment.channel, "transaction_id": payment.transaction_id,
+        "order_no": payment.order_no, "account_id": account_id, "customer_id": customer_id,
+        "amount": payment.amount, "paid_at": payment.paid_at,
+        "business_date": business_date(payment.paid_at), "posted_at": now, "source": source,
+        "status": "posted"})
+    if not created:
+        existing = session.execute(select(Payment.payment_id, Payment.amount, Payment.account_id)
+                                   .where(Payment.channel == payment.channel,
+                                          Payment.transaction_id == payment.transaction_id)).one()
         if existing.amount != payment.amount or existing.account_id != account_id:
             raise PaymentRefused(
                 "conflicting_duplicate",
                 f"{payment.channel} transaction {payment.transaction_id} is already posted as "
-                f"{existing.amount} fen to {existing.account_id}") from None
+                f"{existing.amount} fen to {existing.account_id}")
         return PostResult(existing.payment_id, False, account_id,
                           ledger.balance(session, account_id))
     if pay_order is not None:
@@ -180,12 +199,15 @@ def post_channel_payment(session: Session, payment: ChannelPayment, *, clock: Cl
             raise PaymentRefused("order_already_paid",
                                  f"order {pay_order.order_no} was already paid by another "
                                  f"transaction; {payment.transaction_id} needs a refund")
-        pay_order.status = "paid"
-    ledger.post_entry(session, clock=clock, account_id=account_id, customer_id=acct.customer_id,
-                      kind="payment", amount=-payment.amount, reference=pid,
-                      reason=f"{payment.channel} {payment.transaction_id}")
+        session.execute(update(PaymentOrder).where(PaymentOrder.order_no == pay_order.order_no)
+                        .values(status="paid"))
+    # the payment row just inserted is unique, so its ledger entry cannot exist yet: a plain
+    # insert, no savepoint
+    session.execute(insert(LedgerEntry).values(
+        account_id=account_id, customer_id=customer_id, kind="payment", amount=-payment.amount,
+        posted_at=now, business_date=business_date(now), due_on=None, reference=pid,
+        reason=f"{payment.channel} {payment.transaction_id}"))
     _allocate_one(session, pid, account_id, payment.amount, payment.paid_at, order)
-    session.flush()
     return PostResult(pid, True, account_id, ledger.balance(session, account_id))
 
 
@@ -199,14 +221,14 @@ def _items(session: Session, account_id: str) -> list[OpenItem]:
 def _allocate_one(session: Session, payment_id: str, account_id: str, amount: int,
                   at: datetime, order: str) -> None:
     parts, credit = allocate(amount, _items(session, account_id), order)
-    for item, fen in parts:
-        session.add(PaymentAllocation(payment_id=payment_id, account_id=account_id,
-                                      allocated_to=item.item_kind, bill_id=item.bill_id,
-                                      item_reference=item.reference, amount=fen, allocated_at=at))
+    rows = [{"payment_id": payment_id, "account_id": account_id, "allocated_to": item.item_kind,
+             "bill_id": item.bill_id, "item_reference": item.reference, "amount": fen,
+             "allocated_at": at} for item, fen in parts]
     if credit:
-        session.add(PaymentAllocation(payment_id=payment_id, account_id=account_id,
-                                      allocated_to="credit", bill_id=None, item_reference=None,
-                                      amount=credit, allocated_at=at))
+        rows.append({"payment_id": payment_id, "account_id": account_id, "allocated_to": "credit",
+                     "bill_id": None, "item_reference": None, "amount": credit, "allocated_at": at})
+    if rows:
+        session.execute(insert(PaymentAllocation), rows)
 
 
 def reverse_payment(session: Session, payment_id: str, *, reason: str, clock: Clock,

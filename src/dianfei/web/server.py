@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 
-def serve_console(host: str = "127.0.0.1", port: int = 8000) -> None:
+def app_factory() -> FastAPI:
+    """The application for one server process (each uvicorn worker opens its own pool)."""
+    from dianfei.db.engine import open_database
+    from dianfei.web.app import create_app
+
+    return create_app(open_database())
+
+
+def serve_console(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -> None:
     import uvicorn
 
     from dianfei.db.engine import open_database
     from dianfei.security.tokens import console_token
-    from dianfei.web.app import create_app
 
-    db = open_database()
-    app = create_app(db)
+    db = open_database()  # migrates once, before any worker starts
     token = console_token(db.settings.data_dir)
+    db.engine.dispose()
     sys.stderr.write(f"console: http://{host}:{port}/session?token={token}\n")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.run("dianfei.web.server:app_factory", factory=True, host=host, port=port,
+                workers=workers, log_level="warning")
