@@ -14,11 +14,15 @@ from dianfei.metering.ingest import IngestResult
 
 CLOCK = FixedClock(datetime(2026, 4, 1, 9, 0, tzinfo=UTC))
 
-CUSTOMERS = ("customer_id,name,customer_class,region,address,phone,tariff_id,low_income,protected,"
-             "payment_mode,opened_on\n") + """C001,王小明,residential,城关镇,"城关镇人民路1号,3单元",13800138000,cn-zj-residential,0,0,postpaid,2020-01-01
-C002,李四,residential,城关镇,城关镇人民路2号,,cn-zj-residential,1,0,prepaid,2021-06-15
-C003,东风农场,agricultural,新塘乡,新塘乡东风村,13900000001,cn-agricultural-irrigation,0,1,postpaid,2019-03-01
-"""
+CUSTOMERS = "\n".join([
+    "customer_id,name,customer_class,region,address,phone,tariff_id,low_income,protected,"
+    "payment_mode,opened_on",
+    'C001,王小明,residential,城关镇,"城关镇人民路1号,3单元",13800138000,'
+    "cn-zj-residential,0,0,postpaid,2020-01-01",
+    "C002,李四,residential,城关镇,城关镇人民路2号,,cn-zj-residential,1,0,prepaid,2021-06-15",
+    "C003,东风农场,agricultural,新塘乡,新塘乡东风村,13900000001,"
+    "cn-agricultural-irrigation,0,1,postpaid,2019-03-01",
+]) + "\n"
 METERS = """meter_id,customer_id,multiplier,digits,installed_on
 M001,C001,1,6,2020-01-01
 M002,C002,1,6,2021-06-15
