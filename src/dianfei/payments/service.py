@@ -212,10 +212,20 @@ def post_channel_payment(session: Session, payment: ChannelPayment, *, clock: Cl
 
 
 def _items(session: Session, account_id: str) -> list[OpenItem]:
-    frame = repository.open_items(session.connection(), [account_id])
-    return [OpenItem(reference=r["reference"], item_kind=r["item_kind"], bill_id=r["bill_id"],
-                     due_on=r["due_on"], open_amount=r["open_amount"])
-            for r in frame.iter_rows(named=True) if r["open_amount"] > 0]
+    """The account's open items as plain rows (no frame: this is on every callback's path)."""
+    params: dict[str, Any] = {}
+    sql = repository.open_items_sql([account_id], None, params)
+    items = []
+    for r in session.execute(text(sql), params).mappings():
+        if r["open_amount"] <= 0:
+            continue
+        ref = str(r["reference"])
+        due = r["due_on"]
+        items.append(OpenItem(reference=ref, item_kind=str(r["item_kind"]),
+                              bill_id=ref.split(":")[1] if r["item_kind"] == "late_fee" else ref,
+                              due_on=due if isinstance(due, date) else date.fromisoformat(str(due)),
+                              open_amount=int(r["open_amount"])))
+    return items
 
 
 def _allocate_one(session: Session, payment_id: str, account_id: str, amount: int,
