@@ -57,7 +57,7 @@ def test_the_received_message_has_encoded_chinese_subject_text_and_html(
     assert "https://pay.example.cn/b/C1-202609-1" in text
     assert '<a href="https://pay.example.cn/b/C1-202609-1"' in html and "123.45 元" in html
     d = service.deliveries(people)[0]
-    assert d.provider_ref == msg["Message-ID"]
+    assert d.provider_ref == msg["Message-ID"] and msg["Message-ID"].endswith("@gdj.example.cn>")
 
 
 def test_english_for_a_customer_who_prefers_it(people: Database, clock: FixedClock,
