@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime, time, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, text
@@ -116,18 +117,65 @@ def _payments_for(db: Database, utility: Any, period: Period) -> pl.DataFrame:
         (pl.col("paid_amount") >= pl.col("amount")).alias("in_full"))
 
 
+class SpoolSender:
+    """The demo's notice channel: each message appended to ``{data_dir}/spool/{channel}.jsonl``
+    (there is no SMS gateway or mail server in a demo; the outbox, quiet hours, rate limits and
+    delivery records are the real ones)."""
+
+    idempotent = False
+
+    def __init__(self, channel: str, root: Path) -> None:
+        self.channel = channel
+        self.path = root / f"{channel}.jsonl"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def send(self, message: Any) -> Any:
+        from dianfei.notify.channels import SendResult
+
+        r = message.rendered
+        line = {"outbox_id": message.outbox_id, "key": message.key, "account": message.account_id,
+                "at": message.at.isoformat(), "notice": r.notice, "title": r.title,
+                "text": r.sms_text or r.text or "\n".join(r.paragraphs)}
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+        return SendResult(provider_ref=f"spool:{message.outbox_id}")
+
+
+class DemoSwitch:
+    """The demo's meters answer every remote trip/close (no concentrators in a demo); the
+    command outbox, retries, window and balance re-check are the real ones."""
+
+    def trip(self, meter_id: str) -> Any:
+        from dianfei.metering.service import CommandResult
+
+        return CommandResult(meter_id, "trip", True, "demo meter tripped", False)
+
+    def close(self, meter_id: str) -> Any:
+        from dianfei.metering.service import CommandResult
+
+        return CommandResult(meter_id, "close", True, "demo meter closed", False)
+
+
 def _run_days(db: Database, pending: list[pl.DataFrame], first: date, stop: date
               ) -> list[pl.DataFrame]:
-    """Each day from ``first`` until ``stop``: post the day's payments; return what is left."""
+    """Each day from ``first`` until ``stop``: a day of collections at 09:00 (late fees, dunning,
+    notices, stops, reconnections), then the day's payments; returns the payments still ahead."""
     import polars as pl
 
+    from dianfei.collections.service import run_day
+    from dianfei.notify.channels import Senders
     from dianfei.payments.service import open_items, post_payments_frame
 
+    spool = db.settings.data_dir / "spool"
+    senders = Senders(**{c: SpoolSender(c, spool) for c in ("sms", "email", "wechat", "letter")})
+    switch = DemoSwitch()
     queue = pl.concat(pending) if pending else None
     day = first
-    while queue is not None and day < stop:
-        todays = queue.filter(pl.col("paid_on") == day)
-        if todays.height:
+    while day < stop:
+        run_day(db, day, clock=FixedClock(datetime.combine(day, time(9), tzinfo=BUSINESS_TZ)),
+                switch=switch, senders=senders)
+        todays = queue.filter(pl.col("paid_on") == day) if queue is not None else None
+        if todays is not None and todays.height:
             clock = FixedClock(datetime.combine(day, time(18), tzinfo=BUSINESS_TZ))
             with db.engine.begin() as conn:
                 # a customer paying a bill in full also pays the late fees then open
