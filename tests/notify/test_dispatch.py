@@ -373,3 +373,25 @@ def test_timeline_lists_every_notice_of_the_account_with_its_status(people: Data
         service.mark_delivered(s, outbox_id=one(people, "a").outbox_id, clock=clock)
     assert [(d.key, d.channel, d.status) for d in service.timeline(people, "C1")] == [
         ("a", "sms", "delivered"), ("b", "email", "opted_out")]
+
+
+def test_enqueue_many_inserts_new_keys_and_skips_known_ones(people: Database, clock: FixedClock) -> None:
+    first = enqueue(people, clock, key="bulk:C1")
+    batch = [service.Notice(key=f"bulk:{c}", account_id=c, customer_id=c, notice="reminder", channel="sms",
+                            context={**REMINDER, "account_id": c}) for c in ("C1", "C2", "C3")]
+    with people.session() as s:
+        service.enqueue_many(s, batch, clock=clock)
+        service.enqueue_many(s, batch, clock=clock)
+    rows = service.deliveries(people, key_prefix="bulk:")
+    assert [(d.key, d.status) for d in rows] == [("bulk:C1", "queued"), ("bulk:C2", "queued"),
+                                                 ("bulk:C3", "queued")]
+    assert rows[0].outbox_id == first
+    # one bad notice refuses the whole batch, naming it; the good one before it is not queued either
+    good = service.Notice(key="bulk:C4", account_id="C4", customer_id="C4", notice="reminder", channel="sms",
+                          context=REMINDER)
+    bad = service.Notice(key="bulk:C9", account_id="C9", customer_id="C9", notice="stop_notice",
+                         channel="sms", context=REMINDER)
+    with pytest.raises(ValidationError, match="notice 'bulk:C9': notice stop_notice: context lacks"), \
+            people.session() as s:
+        service.enqueue_many(s, [good, bad], clock=clock)
+    assert len(service.deliveries(people, key_prefix="bulk:")) == 3

@@ -37,6 +37,13 @@ def insert_outbox_row(session: Session, values: dict[str, Any]) -> int:
         select(OutboxMessage.outbox_id).where(OutboxMessage.key == values["key"])).scalar_one())
 
 
+def insert_outbox_rows(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert many rows in one statement; keys already present are skipped."""
+    if rows:
+        session.execute(_insert(session)(OutboxMessage).on_conflict_do_nothing(index_elements=["key"]),
+                        rows)
+
+
 def upsert_contact(session: Session, customer_id: str, changes: dict[str, Any]) -> None:
     ins = _insert(session)(Contact).values(customer_id=customer_id, **changes)
     session.execute(ins.on_conflict_do_update(index_elements=["customer_id"], set_=changes))
