@@ -176,6 +176,19 @@ def test_missing_count_is_the_same_whatever_the_estimates(values: list[int | Non
 
 
 def test_estimate_schema_is_stable_when_there_is_nothing_to_do() -> None:
-    out = estimate.estimate(rules.gaps(rules.slotted(rules.prepare(frame(series("M1", [1]))))),
-                            frame(series("M1", [1])), VeeConfig(), TZ).collect()
+    slots = rules.slotted(rules.prepare(frame(series("M1", [1])), TZ)).lazy()
+    out = estimate.estimate(rules.gaps(slots), slots, VeeConfig(), TZ).collect()
     assert out.schema == estimate.ESTIMATE_SCHEMA and out.height == 0
+
+
+def test_found_case_gap_details_with_many_gaps() -> None:
+    # found by hypothesis: Polars' pl.format panicked on datetime text in the streaming engine
+    values = [2550, None, None, 3072, 3407, 4272, None, 4011, 2781, None, None, 2323, 3359, 4508,
+              769, None, 2378, None, 4052, 3407, 1505, 4763, 4040, 4089, 232, 3261, 1367, 3019,
+              None, 834, 4217, 2985, 192, 2477, 4986, 3174, 1331, 50]
+    res = run(frame(series("M1", values)))
+    gaps = res.findings.filter(pl.col("rule") == "gap").sort("ts")
+    assert gaps.height == 6 and res.counts["missing_intervals"] == 8
+    assert gaps["detail"][0] == ("2 missing intervals of 15 minutes, 2026-03-01T16:15:00Z to "
+                                 "2026-03-01T16:30:00Z (last before 2026-03-01T16:00:00Z, "
+                                 "next 2026-03-01T16:45:00Z)")

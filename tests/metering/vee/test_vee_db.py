@@ -173,4 +173,4 @@ def test_a_daily_frozen_read_counts_as_a_delivered_day(people_db: Database) -> N
     Reads().add("C1", end_of_day + timedelta(minutes=5), 12345).store(people_db)
     out = service.read_outcomes(people_db, DAY)
     assert out.select("meter_id", "succeeded").rows() == [("MC1", True)]
-    assert T0 < end_of_day
+    assert end_of_day > T0

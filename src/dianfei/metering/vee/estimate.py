@@ -21,7 +21,7 @@ from typing import Final
 import polars as pl
 
 from dianfei.metering.vee.config import VeeConfig
-from dianfei.metering.vee.rules import MINUTES_PER_DAY, US_PER_MINUTE
+from dianfei.metering.vee.rules import MINUTES_PER_DAY, US_PER_MINUTE, fmt, iso
 
 ESTIMATE_SCHEMA: Final = pl.Schema({
     "meter_id": pl.String(), "ts": pl.Datetime("us", "UTC"), "minutes": pl.Int16(), "wh": pl.Int64(),
@@ -56,19 +56,21 @@ def interpolate(gap_events: pl.LazyFrame, cfg: VeeConfig) -> pl.LazyFrame:
     slots = _explode_slots(short)
     wh = pl.col("prev_wh") + _round_div((pl.col("next_wh") - pl.col("prev_wh")) * pl.col("i"),
                                         pl.col("gap_slots") + 1)
-    return slots.select(_out("linear", wh, pl.format(
+    return slots.select(_out("linear", wh, fmt(
         "slot {} of {} between {} ({} Wh) and {} ({} Wh)", "i", "gap_slots",
-        pl.col("prev_ts").dt.to_string(), "prev_wh", pl.col("next_ts").dt.to_string(), "next_wh")))
+        iso("prev_ts"), "prev_wh", iso("next_ts"), "next_wh")))
 
 
 def profile(gap_events: pl.LazyFrame, history: pl.LazyFrame, cfg: VeeConfig,
             tz: str) -> pl.LazyFrame:
-    """History-based estimates for the longer gaps. ``history``: the meter's metered on-grid
-    intervals (``meter_id, ts, wh``)."""
+    """History-based estimates for the longer gaps. ``history``: the meters' metered on-grid
+    intervals (``meter_id, ts, wh, tod`` — tod = minute of the day in the business zone)."""
     long = gap_events.filter((pl.col("gap_slots") * pl.col("step") > cfg.short_gap_minutes)
                              & (pl.col("gap_slots") * pl.col("step")
                                 <= cfg.max_estimate_days * MINUTES_PER_DAY))
     slots = _explode_slots(long).select("meter_id", "ts", "step")
+    # only the meters that need it: most meters have no long gap
+    history = history.join(long.select("meter_id").unique(), on="meter_id", how="semi")
     hist = history.select("meter_id", pl.col("ts").alias("ref_ts"), pl.col("wh").alias("ref_wh"))
 
     weeks = (slots.with_columns(pl.int_ranges(1, cfg.profile_weeks + 1).alias("w")).explode("w")
@@ -78,22 +80,22 @@ def profile(gap_events: pl.LazyFrame, history: pl.LazyFrame, cfg: VeeConfig,
              .agg(pl.col("step").first(), pl.col("ref_wh").sum().alias("s"), pl.len().alias("n"),
                   pl.col("ref_ts").sort().dt.date().cast(pl.String).str.join(",").alias("days")))
     by_week = weeks.select(_out("profile_weekday", _round_div(pl.col("s"), pl.col("n")),
-                                pl.format("mean of {} values on {}", "n", "days")))
+                                fmt("mean of {} values on {}", "n", "days")))
 
     rest = slots.join(weeks.select("meter_id", "ts"), on=["meter_id", "ts"], how="anti")
     tod = pl.col("ts").dt.convert_time_zone(tz)
     tod_key = (tod.dt.hour().cast(pl.Int32) * 60 + tod.dt.minute().cast(pl.Int32)).alias("tod")
-    hist_tod = (history.group_by("meter_id", tod_key)
+    hist_tod = (history.group_by("meter_id", "tod")
                 .agg(pl.col("wh").sum().alias("s"), pl.len().alias("n")))
     rest_tod = rest.with_columns(tod_key).join(hist_tod, on=["meter_id", "tod"], how="inner")
     by_tod = rest_tod.select(_out("profile_time_of_day", _round_div(pl.col("s"), pl.col("n")),
-                                  pl.format("mean of the meter's {} values at this time of day", "n")))
+                                  fmt("mean of the meter's {} values at this time of day", "n")))
 
     rest2 = rest.join(rest_tod.select("meter_id", "ts"), on=["meter_id", "ts"], how="anti")
     hist_all = history.group_by("meter_id").agg(pl.col("wh").sum().alias("s"), pl.len().alias("n"))
     by_avg = (rest2.join(hist_all, on="meter_id", how="inner")
               .select(_out("meter_average", _round_div(pl.col("s"), pl.col("n")),
-                           pl.format("mean of the meter's {} values", "n"))))
+                           fmt("mean of the meter's {} values", "n"))))
     return pl.concat([by_week, by_tod, by_avg], how="vertical")
 
 

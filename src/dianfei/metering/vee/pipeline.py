@@ -36,6 +36,8 @@ class VeeResult:
     counts: dict[str, int]
     findings: pl.DataFrame
     estimates: pl.DataFrame
+    #: the metered intervals with step, on_grid, slot, day and tod (for the TOU split)
+    prepared: pl.DataFrame
 
 
 def empty_duplicates() -> pl.LazyFrame:
@@ -61,8 +63,10 @@ def run(intervals: pl.LazyFrame, cfg: VeeConfig, tz: str, *,
     reads_lf = reads if reads is not None else empty_reads()
     meters_lf = meters if meters is not None else empty_meters()
 
-    prepared = rules.prepare(intervals.select("meter_id", "ts", "minutes", "wh"))
-    slots = rules.slotted(prepared)
+    # the two materialised stages every rule shares (a sort at most once)
+    prepared_df = rules.prepare(intervals.select("meter_id", "ts", "minutes", "wh"), tz)
+    slots_df = rules.slotted(prepared_df)
+    prepared, slots = prepared_df.lazy(), slots_df.lazy()
     gap_events = rules.gaps(slots)
     zero_runs = rules.zero_run_events(slots)
     spike_rows = rules.spikes(prepared, cfg)
@@ -87,7 +91,7 @@ def run(intervals: pl.LazyFrame, cfg: VeeConfig, tz: str, *,
         ]
     else:
         plans.append(spike_rows.select(pl.len().alias("spikes")))
-    estimate_plan = (estimate.estimate(gap_events, slots.select("meter_id", "ts", "wh"), cfg, tz)
+    estimate_plan = (estimate.estimate(gap_events, slots.select("meter_id", "ts", "wh", "tod"), cfg, tz)
                      if with_estimates else pl.LazyFrame(schema=estimate.ESTIMATE_SCHEMA))
     frames = pl.collect_all([*plans, pl.concat(finding_plans) if finding_plans
                              else pl.LazyFrame(schema=rules.FINDING_SCHEMA), estimate_plan])
@@ -100,4 +104,4 @@ def run(intervals: pl.LazyFrame, cfg: VeeConfig, tz: str, *,
         counts["spikes"] = findings.filter(pl.col("rule") == "spike").height
     return VeeResult(counts=counts,
                      findings=findings.sort("rule", "meter_id", "ts", "ref"),
-                     estimates=frames[-1].sort("meter_id", "ts"))
+                     estimates=frames[-1].sort("meter_id", "ts"), prepared=prepared_df)

@@ -20,7 +20,7 @@ from typing import Final
 import polars as pl
 
 from dianfei.metering.vee.config import VeeConfig
-from dianfei.metering.vee.rules import MINUTES_PER_DAY
+from dianfei.metering.vee.rules import MINUTES_PER_DAY, fmt
 
 OUTCOME_SCHEMA: Final = pl.Schema({
     "meter_id": pl.String(), "region_id": pl.String(), "station_id": pl.String(), "succeeded": pl.Boolean(),
@@ -51,7 +51,7 @@ def outcomes(population: pl.DataFrame, day_counts: pl.DataFrame, frozen: pl.Data
                 .otherwise(pl.lit("incomplete_intervals")).alias("reason"),
                 pl.when(pl.col("succeeded")).then(None)
                 .when(pl.col("n") == 0).then(pl.lit("no intervals and no daily frozen read"))
-                .otherwise(pl.format("{} of {} intervals and no daily frozen read", "n", expected))
+                .otherwise(fmt("{} of {} intervals and no daily frozen read", "n", expected))
                 .alias("detail"))
             .select(list(OUTCOME_SCHEMA.names()))
             .sort("meter_id"))

@@ -29,7 +29,9 @@ The counting definitions (interfaces.md, "VEE figures") are implemented here and
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Final
+from zoneinfo import ZoneInfo
 
 import polars as pl
 
@@ -76,6 +78,29 @@ def kwh_text(wh: pl.Expr) -> pl.Expr:
         (mag % 1000).cast(pl.String).str.zfill(3))
 
 
+def iso(column: str) -> pl.Expr:
+    """An instant column as ISO 8601 UTC text (``2026-03-01T16:15:00Z``)."""
+    return pl.col(column).dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def fmt(template: str, *args: str | pl.Expr) -> pl.Expr:
+    """``template`` with each ``{}`` replaced by a column (name) or expression, as text.
+
+    Built from ``concat_str``: ``pl.format`` panics in Polars 2.1's streaming engine on text made
+    from datetimes (seen with hypothesis; kept as a test)."""
+    parts = template.split("{}")
+    if len(parts) != len(args) + 1:
+        raise ValueError(f"{template!r} needs {len(parts) - 1} arguments, got {len(args)}")
+    exprs: list[pl.Expr] = []
+    for i, part in enumerate(parts):
+        if part:
+            exprs.append(pl.lit(part))
+        if i < len(args):
+            arg = args[i]
+            exprs.append((pl.col(arg) if isinstance(arg, str) else arg).cast(pl.String))
+    return pl.concat_str(exprs)
+
+
 def _finding(rule: str | pl.Expr, *, ref: pl.Expr | None = None, value: pl.Expr | None = None,
              detail: pl.Expr, ts: pl.Expr | None = None) -> list[pl.Expr]:
     return [
@@ -95,23 +120,66 @@ def _plus_minutes(ts: pl.Expr, minutes: pl.Expr) -> pl.Expr:
 # --------------------------------------------------------------------------- the grid
 
 
-def prepare(intervals: pl.LazyFrame) -> pl.LazyFrame:
-    """Add ``step`` (the meter's interval length), ``on_grid`` and ``slot`` (the slot number)."""
-    lf = intervals.with_columns(pl.col("minutes").cast(pl.Int64).min().over("meter_id")
-                                .alias("step"))
+def fixed_offset(tz: str, lo: datetime, hi: datetime) -> timedelta | None:
+    """The zone's UTC offset when it is the same from ``lo`` to ``hi`` (Asia/Shanghai always),
+    else None. Sampled daily: offsets change for months at a time, never for less than a day."""
+    zone = ZoneInfo(tz)
+    offset = lo.astimezone(zone).utcoffset()
+    days = (hi - lo).days + 1
+    if offset is None or days > 40_000:
+        return None
+    for d in range(days + 1):
+        if (lo + timedelta(days=d)).astimezone(zone).utcoffset() != offset:
+            return None
+    return offset if hi.astimezone(zone).utcoffset() == offset else None
+
+
+def local_parts(frame: pl.DataFrame, tz: str) -> pl.DataFrame:
+    """Add ``day`` (business date) and ``tod`` (minute of the day) of each ``ts`` in zone ``tz``.
+
+    With a fixed offset over the data (the usual case) this is integer arithmetic on the epoch;
+    otherwise the zone conversion (daylight saving time) is done properly."""
+    if frame.height == 0:
+        return frame.with_columns(pl.lit(None, pl.Date).alias("day"), pl.lit(None, pl.Int32).alias("tod"))
+    lo, hi = frame["ts"].min(), frame["ts"].max()
+    assert isinstance(lo, datetime) and isinstance(hi, datetime)
+    offset = fixed_offset(tz, lo, hi)
+    if offset is not None:
+        local = pl.col("ts").dt.epoch("us") + int(offset.total_seconds()) * 1_000_000
+        day_us = MINUTES_PER_DAY * US_PER_MINUTE
+        return frame.with_columns((local // day_us).cast(pl.Int32).cast(pl.Date).alias("day"),
+                                  ((local % day_us) // US_PER_MINUTE).cast(pl.Int32).alias("tod"))
+    loc = pl.col("ts").dt.convert_time_zone(tz)
+    return frame.with_columns(loc.dt.date().alias("day"),
+                              (loc.dt.hour().cast(pl.Int32) * 60 + loc.dt.minute().cast(pl.Int32))
+                              .alias("tod"))
+
+
+def prepare(intervals: pl.LazyFrame | pl.DataFrame, tz: str) -> pl.DataFrame:
+    """Add ``step`` (the meter's interval length), ``on_grid``, ``slot`` (the slot number) and
+    the business ``day`` and minute of day ``tod`` of each interval start."""
+    lf = intervals.lazy().with_columns(pl.col("minutes").cast(pl.Int64).min().over("meter_id")
+                                       .alias("step"))
     epoch = pl.col("ts").dt.epoch("us")
     step_us = pl.col("step") * US_PER_MINUTE
-    return lf.with_columns((epoch % step_us == 0).alias("on_grid"), (epoch // step_us).alias("slot"))
+    frame = lf.with_columns((epoch % step_us == 0).alias("on_grid"),
+                            (epoch // step_us).alias("slot")).collect()
+    return local_parts(frame, tz)
 
 
-def slotted(prepared: pl.LazyFrame) -> pl.LazyFrame:
+def slotted(prepared: pl.DataFrame) -> pl.DataFrame:
     """On-grid rows sorted by meter and time, each with its predecessor's slot, ts and value
-    (null for a meter's first reading)."""
-    lf = prepared.filter(pl.col("on_grid")).sort("meter_id", "ts")
-    same = pl.col("meter_id") == pl.col("meter_id").shift(1)
-    return lf.with_columns(
+    (null for a meter's first reading). The store writes files sorted, so the sort is skipped
+    when the rows already are in order (checked, not assumed)."""
+    frame = prepared.filter(pl.col("on_grid"))
+    m, t = pl.col("meter_id"), pl.col("ts")
+    in_order = ((m > m.shift(1)) | ((m == m.shift(1)) & (t > t.shift(1)))).slice(1).all()
+    if frame.height > 1 and not frame.select(in_order).item():
+        frame = frame.sort("meter_id", "ts")
+    same = m == m.shift(1)
+    return frame.with_columns(
         pl.when(same).then(pl.col("slot").shift(1)).alias("prev_slot"),
-        pl.when(same).then(pl.col("ts").shift(1)).alias("prev_ts"),
+        pl.when(same).then(t.shift(1)).alias("prev_ts"),
         pl.when(same).then(pl.col("wh").shift(1)).alias("prev_wh"),
     )
 
@@ -131,10 +199,10 @@ def gaps(slots: pl.LazyFrame) -> pl.LazyFrame:
 def gap_findings(gap_events: pl.LazyFrame) -> pl.LazyFrame:
     return gap_events.select(_finding(
         "gap", ts=pl.col("gap_start"), value=pl.lit(None),
-        detail=pl.format("{} missing intervals of {} minutes, {} to {} (last before {}, next {})",
-                         "gap_slots", "step", pl.col("gap_start").dt.to_string(),
-                         pl.col("gap_end").dt.to_string(), pl.col("prev_ts").dt.to_string(),
-                         pl.col("next_ts").dt.to_string())))
+        detail=fmt("{} missing intervals of {} minutes, {} to {} (last before {}, next {})",
+                         "gap_slots", "step", iso("gap_start"),
+                         iso("gap_end"), iso("prev_ts"),
+                         iso("next_ts"))))
 
 
 # --------------------------------------------------------------------------- value rules
@@ -143,13 +211,13 @@ def gap_findings(gap_events: pl.LazyFrame) -> pl.LazyFrame:
 def off_grid(prepared: pl.LazyFrame) -> pl.LazyFrame:
     return prepared.filter(~pl.col("on_grid")).select(_finding(
         "off_grid", value=pl.col("wh"),
-        detail=pl.format("interval start is not on the meter's {}-minute grid", "step")))
+        detail=fmt("interval start is not on the meter's {}-minute grid", "step")))
 
 
 def negative(prepared: pl.LazyFrame) -> pl.LazyFrame:
     return prepared.filter(pl.col("wh") < 0).select(_finding(
         "negative", value=pl.col("wh"),
-        detail=pl.format("negative interval value {} kWh", kwh_text(pl.col("wh")))))
+        detail=fmt("negative interval value {} kWh", kwh_text(pl.col("wh")))))
 
 
 def spike_thresholds(prepared: pl.LazyFrame, cfg: VeeConfig) -> pl.LazyFrame:
@@ -172,7 +240,7 @@ def spikes(prepared: pl.LazyFrame, cfg: VeeConfig) -> pl.LazyFrame:
     th = spike_thresholds(prepared, cfg)
     return (prepared.join(th, on="meter_id", how="inner")
             .filter(pl.col("wh") > pl.col("threshold_wh"))
-            .select(_finding("spike", value=pl.col("wh"), detail=pl.format(
+            .select(_finding("spike", value=pl.col("wh"), detail=fmt(
                 "{} kWh above the threshold {} kWh ({} × median {} kWh)",
                 kwh_text(pl.col("wh")), kwh_text(pl.col("threshold_wh")),
                 pl.lit(str(cfg.spike_factor)),
@@ -197,12 +265,8 @@ def zero_run_events(slots: pl.LazyFrame) -> pl.LazyFrame:
 def zero_run_findings(runs: pl.LazyFrame) -> pl.LazyFrame:
     return runs.select(_finding(
         "zero_run", ts=pl.col("run_start"), value=pl.lit(0),
-        detail=pl.format("{} consecutive zero intervals from {} to {}", "run_slots",
-                         pl.col("run_start").dt.to_string(), pl.col("run_end").dt.to_string())))
-
-
-def _local_day(ts: pl.Expr, tz: str) -> pl.Expr:
-    return ts.dt.convert_time_zone(tz).dt.date()
+        detail=fmt("{} consecutive zero intervals from {} to {}", "run_slots",
+                         iso("run_start"), iso("run_end"))))
 
 
 def _day_start_utc(day: pl.Expr, tz: str) -> pl.Expr:
@@ -214,7 +278,7 @@ def daily_totals(prepared: pl.LazyFrame, tz: str) -> pl.LazyFrame:
     """Per meter and business day: ``wh`` (sum of on-grid metered values), ``n`` (slots present),
     ``step`` and ``complete`` (every slot of the day present)."""
     return (prepared.filter(pl.col("on_grid"))
-            .group_by("meter_id", _local_day(pl.col("ts"), tz).alias("day"))
+            .group_by("meter_id", "day")
             .agg(pl.col("wh").sum(), pl.len().alias("n"), pl.col("step").first())
             .with_columns((pl.col("n") * pl.col("step") >= MINUTES_PER_DAY).alias("complete")))
 
@@ -233,7 +297,7 @@ def usage_deviation(prepared: pl.LazyFrame, cfg: VeeConfig, tz: str) -> pl.LazyF
             .when(pl.col("wh") < pl.col("usual") * cfg.usage_low_factor).then(pl.lit("low_usage")))
     return (judged.with_columns(rule.alias("r")).filter(pl.col("r").is_not_null())
             .select(_finding(pl.col("r"), ts=_day_start_utc(pl.col("day"), tz), value=pl.col("wh"),
-                             detail=pl.format("day {} used {} kWh against a usual {} kWh",
+                             detail=fmt("day {} used {} kWh against a usual {} kWh",
                                               pl.col("day").cast(pl.String), kwh_text(pl.col("wh")),
                                               kwh_text(pl.col("usual").round(0).cast(pl.Int64))))))
 
@@ -242,11 +306,11 @@ def reverse_energy(prepared: pl.LazyFrame, tz: str) -> pl.LazyFrame:
     """Reverse energy (反向电量): per meter and business day, the energy of its negative
     intervals (a meter without a reverse register reports export as negative intervals)."""
     return (prepared.filter(pl.col("wh") < 0)
-            .group_by("meter_id", _local_day(pl.col("ts"), tz).alias("day"))
+            .group_by("meter_id", "day")
             .agg((-pl.col("wh")).sum().alias("rev"), pl.len().alias("n"))
             .select(_finding("reverse_energy", ts=_day_start_utc(pl.col("day"), tz),
                              value=pl.col("rev"),
-                             detail=pl.format("{} kWh of reverse energy in {} intervals on {}",
+                             detail=fmt("{} kWh of reverse energy in {} intervals on {}",
                                               kwh_text(pl.col("rev")), "n",
                                               pl.col("day").cast(pl.String)))))
 
@@ -261,8 +325,8 @@ def duplicate_findings(dups: pl.LazyFrame) -> pl.LazyFrame:
             .with_columns(ordinal.alias("k"))
             .select(_finding(
                 pl.when(conflicting).then(pl.lit("conflicting_duplicate")).otherwise(pl.lit("duplicate")),
-                ref=pl.format("{}#{}", "batch_id", "k"), value=pl.col("wh"),
-                detail=pl.format("repeated in import {}: {} kWh, first value {} kWh", "batch_id",
+                ref=fmt("{}#{}", "batch_id", "k"), value=pl.col("wh"),
+                detail=fmt("repeated in import {}: {} kWh, first value {} kWh", "batch_id",
                                  kwh_text(pl.col("wh")), kwh_text(pl.col("first_wh"))))))
 
 
@@ -293,8 +357,8 @@ def register_backwards(reads: pl.LazyFrame, meters: pl.LazyFrame) -> pl.LazyFram
     return steps.select(_finding(
         pl.when(rollover).then(pl.lit("rollover")).otherwise(pl.lit("read_backwards")),
         ts=pl.col("read_at"), ref=pl.col("register"), value=pl.col("value") * 10,
-        detail=pl.format("register {} read {} after {} at {} (rolls over at {})", "register",
-                         pl.col("value"), pl.col("prev_value"), pl.col("prev_at").dt.to_string(),
+        detail=fmt("register {} read {} after {} at {} (rolls over at {})", "register",
+                         pl.col("value"), pl.col("prev_value"), iso("prev_at"),
                          pl.col("wrap"))))
 
 
@@ -330,8 +394,8 @@ def register_mismatch(slots: pl.LazyFrame, reads: pl.LazyFrame, meters: pl.LazyF
                         & ((pl.col("sum_wh") - pl.col("moved_wh")).abs() > tol))
             .select(_finding("register_mismatch", ts=pl.col("span_to"), ref=pl.lit("total"),
                              value=pl.col("sum_wh"),
-                             detail=pl.format("intervals sum to {} kWh but the total register moved "
+                             detail=fmt("intervals sum to {} kWh but the total register moved "
                                               "{} kWh from {} to {}", kwh_text(pl.col("sum_wh")),
                                               kwh_text(pl.col("moved_wh")),
-                                              pl.col("span_from").dt.to_string(),
-                                              pl.col("span_to").dt.to_string()))))
+                                              iso("span_from"),
+                                              iso("span_to")))))

@@ -227,7 +227,7 @@ def daily_tou(db: Database, day_from: date, day_to: date) -> pl.DataFrame:
     cfg = config(db)
     cal = tou.calendar(cfg.tou_calendar, db.settings.billing.tariff_dir)
     eff = effective_intervals(db, day_from, day_to)
-    return tou.daily_tou_frame(eff.lazy(), cal, repository.tz_name(db)).collect()
+    return tou.daily_tou_frame(eff, cal, repository.tz_name(db))
 
 
 def estimated_consumption(db: Database, day_from: date, day_to: date) -> pl.DataFrame:
@@ -263,11 +263,10 @@ def read_outcomes(db: Database, day: date) -> pl.DataFrame:
     remote = pl.concat([recent["meter_id"], ami_reads["meter_id"]]).unique()
     population = meters.filter(pl.col("comm_address").is_not_null()
                                | pl.col("meter_id").is_in(remote.implode()))
-    today = rules.prepare(repository.intervals(db, day, day).select("meter_id", "ts", "minutes", "wh"))
-    day_counts = (today.filter(pl.col("on_grid")
-                               & (pl.col("ts").dt.convert_time_zone(tz).dt.date() == day))
-                  .group_by("meter_id").agg(pl.len().cast(pl.Int64).alias("n"), pl.col("step").first())
-                  .collect())
+    today = rules.prepare(repository.intervals(db, day, day).select("meter_id", "ts", "minutes", "wh"),
+                          tz)
+    day_counts = (today.filter(pl.col("on_grid") & (pl.col("day") == day))
+                  .group_by("meter_id").agg(pl.len().cast(pl.Int64).alias("n"), pl.col("step").first()))
     frozen = ami_reads.filter((pl.col("register") == "total") & (pl.col("read_at") >= end)
                               & (pl.col("read_at") < end + timedelta(
                                   minutes=cfg.frozen_read_grace_minutes)))

@@ -97,23 +97,33 @@ def calendar(name: str, tariff_dir: Path | None = None) -> TouCalendar:
                               f"{', '.join(sorted(_calendars()))}, tariff:<id>)") from None
 
 
-def daily_tou_frame(effective: pl.LazyFrame, cal: TouCalendar, tz: str) -> pl.LazyFrame:
+def daily_tou_frame(effective: pl.DataFrame, cal: TouCalendar, tz: str) -> pl.DataFrame:
     """Daily period totals. ``effective``: meter_id, ts, wh, source (metered, estimated or edited),
-    one row per (meter, ts). Returns :data:`DAILY_TOU_SCHEMA` columns in Wh."""
-    local = pl.col("ts").dt.convert_time_zone(tz)
-    periods = cal.minute_periods().lazy()
-    lf = (effective.with_columns(local.dt.date().alias("day"),
-                                 (local.dt.hour().cast(pl.Int32) * 60
-                                  + local.dt.minute().cast(pl.Int32)).alias("tod"))
-          .join(periods, on="tod", how="left"))
+    one row per (meter, ts); ``day``/``tod`` are computed unless given. Returns
+    :data:`DAILY_TOU_SCHEMA` columns in Wh."""
+    from dianfei.metering.vee.rules import local_parts
+
+    if "day" not in effective.columns or "tod" not in effective.columns:
+        effective = local_parts(effective, tz)
+    codes = {p: i for i, p in enumerate(TOU_PERIODS)}
+    # the period of each minute of the day as a small integer, looked up by position
+    lookup = cal.minute_periods()["period"].replace_strict(codes, return_dtype=pl.Int8)
     wh = pl.col("wh")
     est = pl.col("source") == "estimated"
-    return (lf.group_by("meter_id", "day")
-            .agg(wh.sum().alias("total_wh"),
-                 *[wh.filter(pl.col("period") == p).sum().alias(f"{p}_wh") for p in TOU_PERIODS],
-                 wh.filter(est).sum().alias("estimated_wh"),
-                 wh.filter(pl.col("source") == "edited").sum().alias("edited_wh"),
-                 pl.len().alias("intervals"), est.sum().cast(pl.UInt32).alias("estimated_intervals"))
+    lf = effective.lazy().with_columns(
+        pl.col("tod").replace_strict(list(range(1440)), lookup.to_list(), return_dtype=pl.Int8)
+        .alias("period"))
+    masked = [pl.when(pl.col("period") == i).then(wh).otherwise(0).alias(f"{p}_wh")
+              for p, i in codes.items()]
+    return (lf.with_columns(*masked, pl.when(est).then(wh).otherwise(0).alias("estimated_wh"),
+                            pl.when(pl.col("source") == "edited").then(wh).otherwise(0)
+                            .alias("edited_wh"), est.cast(pl.UInt32).alias("est"))
+            .group_by("meter_id", "day")
+            .agg(wh.sum().alias("total_wh"), *[pl.col(f"{p}_wh").sum() for p in TOU_PERIODS],
+                 pl.col("estimated_wh").sum(), pl.col("edited_wh").sum(),
+                 pl.len().alias("intervals"), pl.col("est").sum().alias("estimated_intervals"))
             .with_columns((pl.col("estimated_intervals") > 0).alias("estimated"))
             .select(list(DAILY_TOU_SCHEMA.names()))
-            .sort("meter_id", "day"))
+            .sort("meter_id", "day")
+            .collect()
+            .cast(dict(DAILY_TOU_SCHEMA)))  # type: ignore[arg-type]
