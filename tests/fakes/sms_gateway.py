@@ -11,7 +11,7 @@ Usage::
 
     with FakeSmsGateway() as gw:
         gw.endpoint            # "http://127.0.0.1:PORT/"
-        gw.sent                # accepted messages: [{"phone", "sign_name", "template_code", "params", "out_id"}]
+        gw.sent                # accepted: [{"phone", "sign_name", "template_code", "params", "out_id"}]
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ class FakeSmsGateway:
             self.requests += 1
             common = ("AccessKeyId", "Action", "Format", "RegionId", "SignatureMethod", "SignatureNonce",
                       "SignatureVersion", "Timestamp", "Version", "Signature")
-            missing = [k for k in common + ("PhoneNumbers", "SignName", "TemplateCode") if not p.get(k)]
+            missing = [k for k in (*common, "PhoneNumbers", "SignName", "TemplateCode") if not p.get(k)]
             if missing:
                 return self._error(400, "MissingParameter", f"missing {missing[0]}")
             if p["Action"] != "SendSms" or p["Version"] != "2017-05-25":
@@ -175,7 +175,8 @@ class FakeSmsGateway:
                     return self._error(200, "isv.SMS_TEMPLATE_ILLEGAL", "该账号下找不到对应模板")
                 lacking = [v for v in needed if v not in params]
                 if lacking:
-                    return self._error(200, "isv.TEMPLATE_MISSING_PARAMETERS", f"模板变量缺少对应参数值 {lacking}")
+                    return self._error(200, "isv.TEMPLATE_MISSING_PARAMETERS",
+                                       f"模板变量缺少对应参数值 {lacking}")
             biz_id = f"{len(self.sent) + 1:06d}^0"
             for ph in phones:
                 self.sent.append({"phone": ph, "sign_name": p["SignName"], "template_code": p["TemplateCode"],
