@@ -8,6 +8,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from sqlalchemy import text
 
 from dianfei.collections.ladder import LadderError, evaluate, ladders, load_ladders, parse_ladder
 from dianfei.collections.plans import agree_plan, waive_late_fees
@@ -130,3 +131,75 @@ def test_waiver_needs_reason_and_a_second_person(db: Database) -> None:
     run(db, date(2026, 1, 31), date(2026, 2, 5), FakeSwitch(), FakeNotifier())
     assert ledger.balance(db.engine.connect(), "A") == before - 240
     assert [e["amount"] for e in events_json(db, "A") if e["type"] == "waiver"] == ["2.40"]
+
+
+def _lf_items(db: Database, account: str, bill: str) -> list[str]:
+    from dianfei.payments.service import open_items
+
+    with db.engine.connect() as conn:
+        items = open_items(conn, None, [account])
+    return [r for r in items["reference"].to_list() if r.startswith(f"LF:{bill}:")]
+
+
+def test_waiver_reverses_the_fees_so_allocation_no_longer_sees_them(db: Database) -> None:
+    from dianfei.payments.service import check
+    from tests.collections.test_collections_e2e import pay
+
+    # given A's 200-yuan bill accrued 2.40 yuan of late fees over 12 days
+    setup(db, {"A": {}})
+    run(db, date(2026, 1, 18), date(2026, 1, 30), FakeSwitch(), FakeNotifier())
+    assert len(_lf_items(db, "A", "A-202512-1")) > 0
+    before = ledger.balance(db.engine.connect(), "A")
+    # when the fees are waived
+    with db.session() as s:
+        w = waive_late_fees(s, bill_id="A-202512-1", reason="hospital stay", requested_by="li",
+                            approved_by="wang", clock=FixedClock(at(date(2026, 1, 30), 10)))
+    # then every fee entry has a reversal with the waiver's reason, none is open any more,
+    # the balance fell by exactly the waived amount, and a payment of the bill settles it all
+    assert w.amount == 240
+    with db.engine.connect() as conn:
+        revs = conn.execute(text(
+            "SELECT r.amount, r.reason FROM ledger_entries r JOIN ledger_entries e "
+            "ON e.entry_id = r.reverses_entry_id WHERE e.kind = 'late_fee'")).all()
+        assert sum(r[0] for r in revs) == -240 and {r[1] for r in revs} == {"hospital stay"}
+        assert conn.execute(text("SELECT COUNT(*) FROM ledger_entries WHERE kind = 'adjustment'")
+                            ).scalar_one() == 0
+    assert _lf_items(db, "A", "A-202512-1") == []
+    assert ledger.balance(db.engine.connect(), "A") == before - 240 == 20_000
+    pay(db, "A", 20_000, at(date(2026, 1, 30), 11), "T-A-after-waiver")
+    with db.engine.connect() as conn:
+        assert check(conn) == []
+        alloc = conn.execute(text("SELECT allocated_to, SUM(amount) FROM payment_allocations "
+                                  "GROUP BY allocated_to ORDER BY allocated_to")).all()
+    assert [tuple(r) for r in alloc] == [("bill", 20_000)]  # nothing went to a waived fee
+    ev = [e for e in events_json(db, "A") if e["type"] == "waiver"]
+    assert len(ev) == 1 and ev[0]["approved_by"] == "wang" and ev[0]["reason"] == "hospital stay"
+
+
+def test_waiver_of_a_partly_paid_fee_returns_the_money_to_credit(db: Database) -> None:
+    from dianfei.payments.service import check
+    from tests.collections.test_collections_e2e import pay
+
+    # given A paid the bill and 1.00 yuan of its 2.40 yuan of fees
+    setup(db, {"A": {}})
+    run(db, date(2026, 1, 18), date(2026, 1, 30), FakeSwitch(), FakeNotifier())
+    pay(db, "A", 20_100, at(date(2026, 1, 30), 11), "T-A-part")
+    with db.engine.connect() as conn:
+        fee_paid = conn.execute(text("SELECT SUM(amount) FROM payment_allocations "
+                                     "WHERE allocated_to = 'late_fee'")).scalar_one()
+    assert fee_paid == 100
+    # when the fees are waived
+    with db.session() as s:
+        waive_late_fees(s, bill_id="A-202512-1", reason="billing error", requested_by="li",
+                        approved_by="wang", clock=FixedClock(at(date(2026, 1, 30), 12)))
+    # then the 1.00 yuan paid on the fee is credit again; nothing is open; invariants hold
+    assert _lf_items(db, "A", "A-202512-1") == []
+    assert ledger.balance(db.engine.connect(), "A") == -100
+    with db.engine.connect() as conn:
+        assert check(conn) == []
+        net = dict(conn.execute(text("SELECT allocated_to, SUM(amount) FROM payment_allocations "
+                                     "GROUP BY allocated_to")).all())
+    assert net == {"bill": 20_000, "late_fee": 0, "credit": 100}
+    # and later days accrue nothing more on the waived bill
+    run(db, date(2026, 1, 31), date(2026, 2, 3), FakeSwitch(), FakeNotifier())
+    assert ledger.balance(db.engine.connect(), "A") == -100

@@ -207,7 +207,8 @@ class PlanInstalment(Base):
 
 class LateFeeWaiver(Base):
     """A waiver (违约金减免) of a bill's late fees: a reason and an approver who is not the
-    requester; posted as a credit adjustment; stops further accrual on the bill."""
+    requester; posted as a ledger reversal of each late-fee entry of the bill (so payment
+    allocation no longer sees them as open); stops further accrual on the bill."""
 
     __tablename__ = "late_fee_waivers"
     waiver_id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)

@@ -7,8 +7,9 @@ instalments due before today exceed them, the plan is broken (``plan_broken``) a
 resumes; when the payments reach the total, it is completed.
 
 A waiver cancels the late fees posted on one bill and stops further accrual on it. It needs a
-reason and an approver who is not the requester (four-eyes), and is posted as a credit
-``adjustment`` so the ledger keeps both the fee and its waiver.
+reason and an approver who is not the requester (four-eyes), and is posted as a ledger
+``reversal`` of each fee entry, so the ledger keeps both the fee and its waiver and payment
+allocation (which nets reversals) no longer sees the fee as open.
 """
 
 from __future__ import annotations
@@ -90,19 +91,34 @@ def agree_plan(session: Session, *, account_id: str, instalments: list[tuple[dat
 
 def waive_late_fees(session: Session, *, bill_id: str, reason: str, requested_by: str,
                     approved_by: str, clock: Clock) -> LateFeeWaiver:
-    """Waive every late fee posted on ``bill_id`` so far and stop further accrual on it."""
+    """Waive every late fee posted on ``bill_id`` so far and stop further accrual on it.
+
+    Each not-yet-reversed ``late_fee`` entry of the bill gets a ledger ``reversal`` (the reason is
+    the waiver's). Payments read open items as debits less their reversals less allocations, so a
+    reversed fee is no longer open and no later payment can pay it; money a payment had already
+    put on a waived fee makes that item negative, and ``payments.service.settle`` moves it back to
+    the customer's credit (and on to whatever else is open)."""
+    from dianfei.payments.service import settle
+
     if not reason.strip():
         raise ValidationError("a waiver needs a reason")
     _four_eyes(requested_by, approved_by, "waiver")
-    rows = session.execute(text(
-        "SELECT account_id, customer_id, COALESCE(SUM(amount), 0) FROM ledger_entries "
-        "WHERE kind = 'late_fee' AND reference LIKE :p GROUP BY account_id, customer_id"),
-        {"p": f"LF:{bill_id}:%"}).all()
-    accrual = session.get(LateFeeAccrual, bill_id)
-    if not rows and accrual is None:
+    accrual = session.get(LateFeeAccrual, bill_id, with_for_update=True)
+    # a range on the (kind, reference) index instead of LIKE: ids may contain '_' or '%'
+    fees = session.execute(text(
+        "SELECT e.entry_id, e.account_id, e.customer_id, e.amount FROM ledger_entries e "
+        "LEFT JOIN ledger_entries r ON r.reverses_entry_id = e.entry_id "
+        "WHERE e.kind = 'late_fee' AND e.reference >= :lo AND e.reference < :hi "
+        "AND r.entry_id IS NULL ORDER BY e.entry_id"),
+        {"lo": f"LF:{bill_id}:", "hi": f"LF:{bill_id};"}).all()
+    if not fees and accrual is None:
         raise NotFoundError(f"bill {bill_id} has no late fees")
-    account_id, customer_id, amount = (str(rows[0][0]), str(rows[0][1]), int(rows[0][2])) if rows \
-        else (accrual.account_id, accrual.customer_id, 0)  # type: ignore[union-attr]
+    if fees:
+        account_id, customer_id = str(fees[0][1]), str(fees[0][2])
+    else:
+        assert accrual is not None
+        account_id, customer_id = accrual.account_id, accrual.customer_id
+    amount = sum(int(f[3]) for f in fees)
     now = clock.now()
     waiver = LateFeeWaiver(bill_id=bill_id, account_id=account_id, amount=amount, reason=reason,
                            requested_by=requested_by, approved_by=approved_by, created_at=now)
@@ -114,16 +130,19 @@ def waive_late_fees(session: Session, *, bill_id: str, reason: str, requested_by
             session.flush()
     except IntegrityError:
         raise ConflictError(f"the late fees of bill {bill_id} are already waived") from None
-    if amount:
-        ledger.post_entry(session, clock=clock, account_id=account_id, customer_id=customer_id,
-                          kind="adjustment", amount=-amount, reference=f"LFW:{bill_id}",
-                          reason=f"late fee waiver: {reason} (approved by {approved_by})")
+    reversals = [ledger.reverse_entry(session, clock=clock, entry_id=int(f[0]), reason=reason).entry_id
+                 for f in fees]
     if accrual is not None:
         accrual.waived = True
+    session.flush()
+    if fees:
+        # paid money on a reversed fee goes back to credit, and credit onto other open items
+        settle(session.connection(), clock=clock, accounts=[account_id])
     session.add(CollectionEvent(
         key=f"waiver:{bill_id}", account_id=account_id, customer_id=customer_id, type="waiver",
         at=now, business_date=business_date(now), amount=amount, bill_id=bill_id,
         detail=json.dumps({"reason": reason, "requested_by": requested_by,
-                           "approved_by": approved_by}, ensure_ascii=False)))
+                           "approved_by": approved_by, "waiver_id": waiver.waiver_id,
+                           "reversals": reversals}, ensure_ascii=False)))
     session.flush()
     return waiver
