@@ -70,7 +70,8 @@ def profile(gap_events: pl.LazyFrame, history: pl.LazyFrame, cfg: VeeConfig,
                                 <= cfg.max_estimate_days * MINUTES_PER_DAY))
     slots = _explode_slots(long).select("meter_id", "ts", "step")
     # only the meters that need it: most meters have no long gap
-    history = history.join(long.select("meter_id").unique(), on="meter_id", how="semi")
+    key = "meter_key" if "meter_key" in history.collect_schema().names() else "meter_id"
+    history = history.join(long.select(key).unique(), on=key, how="semi")
     hist = history.select("meter_id", pl.col("ts").alias("ref_ts"), pl.col("wh").alias("ref_wh"))
 
     weeks = (slots.with_columns(pl.int_ranges(1, cfg.profile_weeks + 1).alias("w")).explode("w")

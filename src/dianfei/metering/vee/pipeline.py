@@ -60,7 +60,7 @@ def run(intervals: pl.LazyFrame, cfg: VeeConfig, tz: str, *,
     ``duplicates``: batch_id, meter_id, ts, wh, first_wh. ``reads``: register reads;
     ``meters``: meter_id, digits (for rollover)."""
     dups = duplicates if duplicates is not None else empty_duplicates()
-    reads_lf = reads if reads is not None else empty_reads()
+    reads_df = (reads if reads is not None else empty_reads()).collect()
     meters_lf = meters if meters is not None else empty_meters()
 
     # the two materialised stages every rule shares (a sort at most once)
@@ -86,12 +86,15 @@ def run(intervals: pl.LazyFrame, cfg: VeeConfig, tz: str, *,
             rules.gap_findings(gap_events), rules.off_grid(prepared), rules.negative(prepared),
             spike_rows, rules.zero_run_findings(zero_runs),
             rules.usage_deviation(prepared, cfg, tz), rules.reverse_energy(prepared, tz),
-            rules.duplicate_findings(dups), rules.register_backwards(reads_lf, meters_lf),
-            rules.register_mismatch(slots, reads_lf, meters_lf, cfg),
+            rules.duplicate_findings(dups),
         ]
+        if reads_df.height:  # the register rules, when there are reads to judge
+            finding_plans += [rules.register_backwards(reads_df.lazy(), meters_lf),
+                              rules.register_mismatch(slots, reads_df.lazy(), meters_lf, cfg)]
     else:
         plans.append(spike_rows.select(pl.len().alias("spikes")))
-    estimate_plan = (estimate.estimate(gap_events, slots.select("meter_id", "ts", "wh", "tod"), cfg, tz)
+    estimate_plan = (estimate.estimate(gap_events, slots.select("meter_id", "meter_key", "ts", "wh", "tod"),
+                                      cfg, tz)
                      if with_estimates else pl.LazyFrame(schema=estimate.ESTIMATE_SCHEMA))
     frames = pl.collect_all([*plans, pl.concat(finding_plans) if finding_plans
                              else pl.LazyFrame(schema=rules.FINDING_SCHEMA), estimate_plan])

@@ -156,30 +156,33 @@ def local_parts(frame: pl.DataFrame, tz: str) -> pl.DataFrame:
 
 
 def prepare(intervals: pl.LazyFrame | pl.DataFrame, tz: str) -> pl.DataFrame:
-    """Add ``step`` (the meter's interval length), ``on_grid``, ``slot`` (the slot number) and
+    """Sort by (meter, ts) — skipped when the rows already are in order, as the store writes
+    them (checked, not assumed) — and add ``meter_key`` (a small integer per meter, for cheap
+    grouping), ``step`` (the meter's interval length), ``on_grid``, ``slot`` (the slot number) and
     the business ``day`` and minute of day ``tod`` of each interval start."""
-    lf = intervals.lazy().with_columns(pl.col("minutes").cast(pl.Int64).min().over("meter_id")
-                                       .alias("step"))
-    epoch = pl.col("ts").dt.epoch("us")
-    step_us = pl.col("step") * US_PER_MINUTE
-    frame = lf.with_columns((epoch % step_us == 0).alias("on_grid"),
-                            (epoch // step_us).alias("slot")).collect()
-    return local_parts(frame, tz)
-
-
-def slotted(prepared: pl.DataFrame) -> pl.DataFrame:
-    """On-grid rows sorted by meter and time, each with its predecessor's slot, ts and value
-    (null for a meter's first reading). The store writes files sorted, so the sort is skipped
-    when the rows already are in order (checked, not assumed)."""
-    frame = prepared.filter(pl.col("on_grid"))
+    frame = intervals.lazy().collect()
     m, t = pl.col("meter_id"), pl.col("ts")
     in_order = ((m > m.shift(1)) | ((m == m.shift(1)) & (t > t.shift(1)))).slice(1).all()
     if frame.height > 1 and not frame.select(in_order).item():
         frame = frame.sort("meter_id", "ts")
-    same = m == m.shift(1)
+    epoch = t.dt.epoch("us")
+    step_us = pl.col("step") * US_PER_MINUTE
+    frame = (frame.lazy()
+             .with_columns(m.rle_id().alias("meter_key"))
+             .with_columns(pl.col("minutes").cast(pl.Int64).min().over("meter_key").alias("step"))
+             .with_columns((epoch % step_us == 0).alias("on_grid"), (epoch // step_us).alias("slot"))
+             .collect())
+    return local_parts(frame, tz)
+
+
+def slotted(prepared: pl.DataFrame) -> pl.DataFrame:
+    """On-grid rows in (meter, ts) order, each with its predecessor's slot, ts and value (null
+    for a meter's first reading)."""
+    frame = prepared.filter(pl.col("on_grid"))
+    same = pl.col("meter_key") == pl.col("meter_key").shift(1)
     return frame.with_columns(
         pl.when(same).then(pl.col("slot").shift(1)).alias("prev_slot"),
-        pl.when(same).then(t.shift(1)).alias("prev_ts"),
+        pl.when(same).then(pl.col("ts").shift(1)).alias("prev_ts"),
         pl.when(same).then(pl.col("wh").shift(1)).alias("prev_wh"),
     )
 
@@ -188,7 +191,7 @@ def gaps(slots: pl.LazyFrame) -> pl.LazyFrame:
     """One row per gap event: ``meter_id, step, gap_slots, gap_start, gap_end`` (first and last
     missing slot) and the bounding readings ``prev_ts, prev_wh, next_ts, next_wh``."""
     return (slots.filter(pl.col("slot") - pl.col("prev_slot") > 1)
-            .select("meter_id", "step",
+            .select("meter_id", "meter_key", "step",
                     (pl.col("slot") - pl.col("prev_slot") - 1).alias("gap_slots"),
                     _plus_minutes(pl.col("prev_ts"), pl.col("step")).alias("gap_start"),
                     _plus_minutes(pl.col("ts"), -pl.col("step")).alias("gap_end"),
@@ -223,13 +226,18 @@ def negative(prepared: pl.LazyFrame) -> pl.LazyFrame:
 def spike_thresholds(prepared: pl.LazyFrame, cfg: VeeConfig) -> pl.LazyFrame:
     """Per meter: the median of its positive intervals and the spike threshold in Wh,
     max(spike_factor × median, spike_floor_kw × step/60 h); meters with fewer than
-    spike_min_history positive intervals get no threshold (too little history to judge)."""
-    stats = (prepared.filter(pl.col("wh") > 0).group_by("meter_id")
+    spike_min_history positive intervals get no threshold (too little history to judge).
+
+    Only meters with a value above the floor can have a spike (the threshold is never below
+    it), so medians are computed for those alone: the same result, a fraction of the work."""
+    floor = pl.col("step") * (cfg.spike_floor_kw * 1000.0 / 60.0)
+    candidates = prepared.filter(pl.col("wh") > floor).select("meter_key").unique()
+    stats = (prepared.join(candidates, on="meter_key", how="semi")
+             .filter(pl.col("wh") > 0).group_by("meter_key")
              .agg(pl.col("wh").median().alias("median_wh"), pl.len().alias("history"),
                   pl.col("step").first()))
-    floor = pl.col("step") * (cfg.spike_floor_kw * 1000.0 / 60.0)
     return (stats.filter(pl.col("history") >= cfg.spike_min_history)
-            .select("meter_id", "median_wh",
+            .select("meter_key", "median_wh",
                     pl.max_horizontal(pl.col("median_wh") * cfg.spike_factor, floor)
                     .round(0).cast(pl.Int64).alias("threshold_wh")))
 
@@ -238,7 +246,7 @@ def spikes(prepared: pl.LazyFrame, cfg: VeeConfig) -> pl.LazyFrame:
     """Spike (尖峰): ``wh > threshold`` where threshold = max(k × median of the meter's positive
     intervals in the data examined, floor). The median is robust: a few spikes do not move it."""
     th = spike_thresholds(prepared, cfg)
-    return (prepared.join(th, on="meter_id", how="inner")
+    return (prepared.join(th, on="meter_key", how="inner")
             .filter(pl.col("wh") > pl.col("threshold_wh"))
             .select(_finding("spike", value=pl.col("wh"), detail=fmt(
                 "{} kWh above the threshold {} kWh ({} × median {} kWh)",
@@ -278,8 +286,9 @@ def daily_totals(prepared: pl.LazyFrame, tz: str) -> pl.LazyFrame:
     """Per meter and business day: ``wh`` (sum of on-grid metered values), ``n`` (slots present),
     ``step`` and ``complete`` (every slot of the day present)."""
     return (prepared.filter(pl.col("on_grid"))
-            .group_by("meter_id", "day")
-            .agg(pl.col("wh").sum(), pl.len().alias("n"), pl.col("step").first())
+            .group_by("meter_key", "day")
+            .agg(pl.col("meter_id").first(), pl.col("wh").sum(), pl.len().alias("n"),
+                 pl.col("step").first())
             .with_columns((pl.col("n") * pl.col("step") >= MINUTES_PER_DAY).alias("complete")))
 
 
@@ -287,11 +296,11 @@ def usage_deviation(prepared: pl.LazyFrame, cfg: VeeConfig, tz: str) -> pl.LazyF
     """High/low usage (电量突变): a complete day whose total is above usage_high_factor × or below
     usage_low_factor × the meter's usual day — the median of its previous usage_window_days
     complete days (at least usage_min_days of them, usual ≥ usage_min_usual_kwh)."""
-    days = (daily_totals(prepared, tz).filter(pl.col("complete")).sort("meter_id", "day")
+    days = (daily_totals(prepared, tz).filter(pl.col("complete")).sort("meter_key", "day")
             .with_columns(pl.col("wh").shift(1)
                           .rolling_median(window_size=cfg.usage_window_days,
                                           min_samples=cfg.usage_min_days)
-                          .over("meter_id").alias("usual")))
+                          .over("meter_key").alias("usual")))
     judged = days.filter(pl.col("usual") >= cfg.usage_min_usual_kwh * 1000)
     rule = (pl.when(pl.col("wh") > pl.col("usual") * cfg.usage_high_factor).then(pl.lit("high_usage"))
             .when(pl.col("wh") < pl.col("usual") * cfg.usage_low_factor).then(pl.lit("low_usage")))
@@ -306,8 +315,8 @@ def reverse_energy(prepared: pl.LazyFrame, tz: str) -> pl.LazyFrame:
     """Reverse energy (反向电量): per meter and business day, the energy of its negative
     intervals (a meter without a reverse register reports export as negative intervals)."""
     return (prepared.filter(pl.col("wh") < 0)
-            .group_by("meter_id", "day")
-            .agg((-pl.col("wh")).sum().alias("rev"), pl.len().alias("n"))
+            .group_by("meter_key", "day")
+            .agg(pl.col("meter_id").first(), (-pl.col("wh")).sum().alias("rev"), pl.len().alias("n"))
             .select(_finding("reverse_energy", ts=_day_start_utc(pl.col("day"), tz),
                              value=pl.col("rev"),
                              detail=fmt("{} kWh of reverse energy in {} intervals on {}",
