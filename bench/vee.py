@@ -112,7 +112,7 @@ def run_pipeline(root: Path) -> dict[str, Any]:
     """VEE and TOU over every meter group of the day; returns the figures and timings."""
     import polars as pl
 
-    from dianfei.metering.vee import pipeline, rules, tou
+    from dianfei.metering.vee import pipeline, tou
     from dianfei.metering.vee.config import VeeConfig
 
     cfg = VeeConfig()
@@ -126,11 +126,10 @@ def run_pipeline(root: Path) -> dict[str, Any]:
             totals[key] = totals.get(key, 0) + value
         findings += res.findings.height
         estimates += res.estimates.height
+        metered = res.prepared.select("meter_id", "ts", "wh", pl.lit("metered").alias("source"),
+                                      "day", "tod", "meter_day")
         est = res.estimates.select("meter_id", "ts", "wh", pl.lit("estimated").alias("source"))
-        effective = pl.concat([
-            res.prepared.select("meter_id", "ts", "wh", pl.lit("metered").alias("source"), "day", "tod"),
-            rules.local_parts(est, TZ)])
-        tou_rows += tou.daily_tou_frame(effective, cal, TZ).height
+        tou_rows += tou.daily_tou_frame(metered, est, cal=cal, tz=TZ).height
     return {"counts": totals, "findings": findings, "estimates": estimates, "tou_rows": tou_rows}
 
 

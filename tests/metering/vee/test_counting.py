@@ -116,3 +116,34 @@ def test_figures_do_not_depend_on_estimation() -> None:
     without = pipeline.run(lf, VeeConfig(), TZ, with_estimates=False)
     assert with_est.counts == without.counts
     assert with_est.estimates.height == 30 and with_est.counts["missing_intervals"] == 30
+
+
+def test_rows_out_of_order_give_the_same_figures_and_findings() -> None:
+    # the store's files are sorted and the sort is then skipped; any other order is sorted first
+    lf = frame(series("M2", [5, None, 0, 0, -1, 7000] + [100] * 20),
+               series("M1", [1, None, None, 1] + [0] * 96))
+    ordered = pipeline.run(lf, VeeConfig(), TZ)
+    shuffled = pipeline.run(lf.collect().sample(fraction=1.0, shuffle=True, seed=3).lazy(),
+                            VeeConfig(), TZ)
+    assert shuffled.counts == ordered.counts
+    assert shuffled.findings.equals(ordered.findings)
+    assert shuffled.estimates.equals(ordered.estimates)
+    assert ordered.counts["spikes"] == 1 and ordered.counts["zero_runs"] == 1
+
+
+def test_tou_split_is_the_same_from_sorted_parts_or_one_mixed_frame() -> None:
+    from dianfei.metering.vee import rules, tou
+
+    res = pipeline.run(frame(series("M1", [10] * 40 + [None] * 3 + [10] * 53),
+                             series("M2", [20] * 96)), VeeConfig(), TZ)
+    metered = res.prepared.select("meter_id", "ts", "wh", pl.lit("metered").alias("source"),
+                                  "day", "tod", "meter_day")
+    est = res.estimates.select("meter_id", "ts", "wh", pl.lit("estimated").alias("source"))
+    cal = tou.calendar("cn-zj-general")
+    fast = tou.daily_tou_frame(metered, est, cal=cal, tz=TZ)
+    mixed = pl.concat([metered.select("meter_id", "ts", "wh", "source"), est]).sample(
+        fraction=1.0, shuffle=True, seed=1)
+    assert fast.equals(tou.daily_tou_frame(mixed, cal=cal, tz=TZ))
+    assert fast.select("meter_id", "total_wh", "peak_wh", "estimated_intervals").rows() == [
+        ("M1", 960, 400, 3), ("M2", 1920, 800, 0)]
+    assert rules.MINUTES_PER_DAY == 1440

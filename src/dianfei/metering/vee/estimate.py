@@ -64,14 +64,13 @@ def interpolate(gap_events: pl.LazyFrame, cfg: VeeConfig) -> pl.LazyFrame:
 def profile(gap_events: pl.LazyFrame, history: pl.LazyFrame, cfg: VeeConfig,
             tz: str) -> pl.LazyFrame:
     """History-based estimates for the longer gaps. ``history``: the meters' metered on-grid
-    intervals (``meter_id, ts, wh, tod`` — tod = minute of the day in the business zone)."""
+    intervals (``meter_id, meter_key, ts, wh, tod`` as :func:`rules.prepare` gives them)."""
     long = gap_events.filter((pl.col("gap_slots") * pl.col("step") > cfg.short_gap_minutes)
                              & (pl.col("gap_slots") * pl.col("step")
                                 <= cfg.max_estimate_days * MINUTES_PER_DAY))
     slots = _explode_slots(long).select("meter_id", "ts", "step")
     # only the meters that need it: most meters have no long gap
-    key = "meter_key" if "meter_key" in history.collect_schema().names() else "meter_id"
-    history = history.join(long.select(key).unique(), on=key, how="semi")
+    history = history.join(long.select("meter_key").unique(), on="meter_key", how="semi")
     hist = history.select("meter_id", pl.col("ts").alias("ref_ts"), pl.col("wh").alias("ref_wh"))
 
     weeks = (slots.with_columns(pl.int_ranges(1, cfg.profile_weeks + 1).alias("w")).explode("w")

@@ -227,7 +227,7 @@ def daily_tou(db: Database, day_from: date, day_to: date) -> pl.DataFrame:
     cfg = config(db)
     cal = tou.calendar(cfg.tou_calendar, db.settings.billing.tariff_dir)
     eff = effective_intervals(db, day_from, day_to)
-    return tou.daily_tou_frame(eff, cal, repository.tz_name(db))
+    return tou.daily_tou_frame(eff, cal=cal, tz=repository.tz_name(db))
 
 
 def estimated_consumption(db: Database, day_from: date, day_to: date) -> pl.DataFrame:
