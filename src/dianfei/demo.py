@@ -38,7 +38,7 @@ def _marker(db: Database) -> dict[str, Any] | None:
 
 
 def run_demo(db: Database, *, customers: int, months: int, seed: int,
-             show_progress: bool = False) -> dict[str, Any]:
+             show_progress: bool = False, collections: bool = True) -> dict[str, Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from dianfei import sim
@@ -90,7 +90,8 @@ def run_demo(db: Database, *, customers: int, months: int, seed: int,
                 settle(conn, clock=FixedClock(issue_at))
             pending.append(_payments_for(db, utility, period))
             next_issue = (period.next().end_date + ISSUE_DELAY)
-            pending = _run_days(db, pending, issue_at.date(), next_issue)
+            pending = _run_days(db, pending, issue_at.date(), next_issue,
+                                collections=collections)
             progress.update(t, advance=1, description=f"monthly cycle {period}")
             period = period.next()
     return _summary(db, DEMO_START, period.prev())
@@ -156,8 +157,8 @@ class DemoSwitch:
         return CommandResult(meter_id, "close", True, "demo meter closed", False)
 
 
-def _run_days(db: Database, pending: list[pl.DataFrame], first: date, stop: date
-              ) -> list[pl.DataFrame]:
+def _run_days(db: Database, pending: list[pl.DataFrame], first: date, stop: date, *,
+              collections: bool = True) -> list[pl.DataFrame]:
     """Each day from ``first`` until ``stop``: a day of collections at 09:00 (late fees, dunning,
     notices, stops, reconnections), then the day's payments; returns the payments still ahead."""
     import polars as pl
@@ -172,8 +173,9 @@ def _run_days(db: Database, pending: list[pl.DataFrame], first: date, stop: date
     queue = pl.concat(pending) if pending else None
     day = first
     while day < stop:
-        run_day(db, day, clock=FixedClock(datetime.combine(day, time(9), tzinfo=BUSINESS_TZ)),
-                switch=switch, senders=senders)
+        if collections:
+            run_day(db, day, clock=FixedClock(datetime.combine(day, time(9), tzinfo=BUSINESS_TZ)),
+                    switch=switch, senders=senders)
         todays = queue.filter(pl.col("paid_on") == day) if queue is not None else None
         if todays is not None and todays.height:
             clock = FixedClock(datetime.combine(day, time(18), tzinfo=BUSINESS_TZ))

@@ -22,14 +22,17 @@ def dianfei(env: dict[str, str], *args: str, check: bool = True) -> subprocess.C
 
 @pytest.fixture
 def demo_env(db_env: dict[str, str]) -> dict[str, str]:
-    dianfei(db_env, "demo", "--customers", "300", "--months", "14", "--seed", "3", "--no-serve")
+    # fourteen months of billing and payments (collections are exercised by the test below)
+    dianfei(db_env, "demo", "--customers", "300", "--months", "14", "--seed", "3", "--no-serve",
+            "--no-collections")
     return db_env
 
 
 def test_demo_bills_every_month_and_the_ledger_holds(demo_env: dict[str, str],
                                                      tmp_path: Path) -> None:
     summary = json.loads(dianfei(demo_env, "demo", "--customers", "300", "--months", "14",
-                                 "--seed", "3", "--no-serve", "--json").stdout)
+                                 "--seed", "3", "--no-serve", "--no-collections",
+                                 "--json").stdout)
     # running the demo again on the same database resumes: nothing is billed twice
     assert summary["customers"] == 300
     assert summary["periods"] == "2025-01..2026-02"
@@ -113,3 +116,34 @@ def test_ledger_check_fails_on_a_tampered_ledger(demo_env: dict[str, str]) -> No
     proc = dianfei(demo_env, "ledger", "check", check=False)
     assert proc.returncode == 1
     assert "every bill entry books an existing bill of the same account and amount" in proc.stderr
+
+
+def test_demo_runs_collections_every_day_lawfully(db_env: dict[str, str]) -> None:
+    from datetime import datetime, timedelta
+
+    dianfei(db_env, "demo", "--customers", "250", "--months", "4", "--seed", "5", "--no-serve")
+    assert dianfei(db_env, "ledger", "check").returncode == 0
+    events = json.loads(dianfei(db_env, "collect", "events", "--json").stdout)
+    types = {e["type"] for e in events}
+    assert {"payment_received", "late_fee_accrued", "dunning_level", "notice_sent"} <= types
+    ats = [e["at"] for e in events]
+    assert ats == sorted(ats, key=datetime.fromisoformat)  # oldest first
+    with open(_export(db_env, "customers"), encoding="utf-8") as fh:
+        customers = {r["customer_id"]: r for r in csv.DictReader(fh)}
+    sent: dict[str, list[datetime]] = {}
+    for e in events:
+        at = datetime.fromisoformat(e["at"])
+        if e["type"] == "notice_sent" and e.get("notice") == "stop_notice":
+            sent.setdefault(e["account"], []).append(at)
+        if e["type"] == "suspended":
+            cust = customers[e["account"]]
+            assert cust["protected"] == "0", e
+            assert at.weekday() < 5 and 8 <= at.hour < 18, e
+            days = 7 if cust["customer_class"] == "residential" else 3
+            assert any(at - s >= timedelta(days=days) for s in sent.get(e["account"], [])), e
+
+
+def _export(env: dict[str, str], kind: str) -> str:
+    out = os.path.join(env["DIANFEI_DATA_DIR"], f"{kind}.csv")
+    dianfei(env, "export", kind, "--out", out)
+    return out

@@ -204,6 +204,9 @@ def demo(
     backend: Annotated[str, typer.Option(help="local")] = "local",
     serve: Annotated[bool, typer.Option("--serve/--no-serve",
                                         help="serve the console afterwards")] = True,
+    collections: Annotated[bool, typer.Option(
+        "--collections/--no-collections",
+        help="run a day of collections every simulated day (late fees, dunning, stops)")] = True,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Build a synthetic county utility and run every month's cycle on it."""
@@ -214,7 +217,7 @@ def demo(
     if customers < 1 or months < 1:
         raise ValidationError("--customers and --months must be at least 1")
     summary = run_demo(database(), customers=customers, months=months, seed=seed,
-                       show_progress=sys.stderr.isatty())
+                       show_progress=sys.stderr.isatty(), collections=collections)
     if json_out:
         print_json(summary)
     else:
