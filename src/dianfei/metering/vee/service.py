@@ -53,17 +53,46 @@ class RunOutcome:
     estimates_added: int
 
 
+#: above this many meters VEE runs one meter group of the store at a time (bounded memory; the
+#: groups hold disjoint meters, so figures add up and findings concatenate)
+GROUPWISE_METERS = 200_000
+
+
 def _result(db: Database, day_from: date | None, day_to: date | None, *,
             with_findings: bool, with_estimates: bool) -> pipeline.VeeResult:
+    from dianfei.metering import intervals as store
+
     cfg = config(db)
+    tz = repository.tz_name(db)
     reads = repository.register_reads(db, day_from, day_to) if with_findings else None
-    meters = repository.meters(db).select("meter_id", "digits") if with_findings else None
-    return pipeline.run(
-        repository.intervals(db, day_from, day_to), cfg, repository.tz_name(db),
-        duplicates=repository.duplicates(db, day_from, day_to).lazy(),
-        reads=reads.lazy() if reads is not None else None,
-        meters=meters.lazy() if meters is not None else None,
-        with_findings=with_findings, with_estimates=with_estimates)
+    meter_frame = repository.meters(db).select("meter_id", "digits")
+    dups = repository.duplicates(db, day_from, day_to)
+    if meter_frame.height <= GROUPWISE_METERS:
+        return pipeline.run(
+            repository.intervals(db, day_from, day_to), cfg, tz, duplicates=dups.lazy(),
+            reads=reads.lazy() if reads is not None else None, meters=meter_frame.lazy(),
+            with_findings=with_findings, with_estimates=with_estimates)
+    ids = meter_frame["meter_id"]
+    grouped = meter_frame.with_columns(store.group_column(ids).alias("g"))
+    parts: list[pipeline.VeeResult] = []
+    for _, members in grouped.group_by("g", maintain_order=True):
+        mine = members["meter_id"]
+        parts.append(pipeline.run(
+            repository.intervals(db, day_from, day_to, meter_ids=mine.to_list()), cfg, tz,
+            duplicates=dups.filter(pl.col("meter_id").is_in(mine.implode())).lazy(),
+            reads=(reads.filter(pl.col("meter_id").is_in(mine.implode())).lazy()
+                   if reads is not None else None),
+            meters=members.select("meter_id", "digits").lazy(),
+            with_findings=with_findings, with_estimates=with_estimates))
+    counts: dict[str, int] = {}
+    for part in parts:
+        for key, value in part.counts.items():
+            counts[key] = counts.get(key, 0) + value
+    return pipeline.VeeResult(
+        counts=counts,
+        findings=pl.concat([p.findings for p in parts]).sort("rule", "meter_id", "ts", "ref"),
+        estimates=pl.concat([p.estimates for p in parts]).sort("meter_id", "ts"),
+        prepared=pl.concat([p.prepared for p in parts], how="vertical_relaxed"))
 
 
 def run_vee(db: Database, clock: Clock, *, day_from: date | None = None,
