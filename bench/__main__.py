@@ -33,8 +33,36 @@ def main() -> None:
     rating = _run("bench.rating", "--accounts", str(a.accounts))
     runs = [_run("bench.billrun", "--accounts", str(a.accounts), "--backend", b)
             for b in a.backends.split(",")]
-    DOC.write_text(render(rating, runs), encoding="utf-8")
+    extra = [(title, target, cmd, _run(module, *args))
+             for title, target, module, args in _extra(a)
+             for cmd in [f"python -m {module} {' '.join(args)}".strip()]]
+    DOC.write_text(render(rating, runs) + render_extra(extra), encoding="utf-8")
     print(f"wrote {DOC}")
+
+
+def _extra(a: argparse.Namespace) -> list[tuple[str, str, str, list[str]]]:
+    """The meter data, payments and collections benchmarks: (title, target, module, args)."""
+    backends = a.backends.split(",")
+    out = [("Meter data import (CSV and Parquet)", "≥ 2,000,000 rows/s Parquet, ≥ 500,000 rows/s CSV",
+            "bench.imports", ["--meters", "20000", "--days", "3"]),
+           ("VEE + TOU aggregation, one day of 15-minute data", "≤ 30 s for 1,000,000 meters",
+            "bench.vee", ["--meters", str(a.accounts)])]
+    out += [(f"MQTT ingest and DL/T 645 polling ({b})", "≥ 20,000 readings/s", "bench.mqtt_ingest",
+             ["--backend", b]) for b in backends]
+    out += [("Reconciliation of a 1,000,000-line statement", "≤ 20 s", "bench.reconcile",
+             ["--lines", "1000000", "--channel", "wechatpay"])]
+    out += [(f"One day of collections ({b})", "≤ 60 s for 1,000,000 accounts, 100,000 in arrears",
+             "bench.collections", ["--accounts", str(a.accounts), "--backend", b]) for b in backends]
+    return out
+
+
+def render_extra(extra: list[tuple[str, str, str, dict[str, object]]]) -> str:
+    lines: list[str] = []
+    for title, target, cmd, figures in extra:
+        lines += ["", f"## {title}", "", f"Target: {target}. Command: `{cmd}`.", "",
+                  "| figure | value |", "|---|---|"]
+        lines += [f"| {k} | {json.dumps(v, ensure_ascii=False)} |" for k, v in figures.items()]
+    return "\n".join(lines) + "\n"
 
 
 def render(rating: dict[str, object], runs: list[dict[str, object]]) -> str:
