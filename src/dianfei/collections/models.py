@@ -226,11 +226,16 @@ class PrepayState(Base):
 
     __tablename__ = "prepay_state"
     account_id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    #: ok, warned (below the threshold), cutoff (≤ 0, notice sent), tripped
+    #: ok, warned (below the warning threshold), cutoff (at or below zero)
     stage: Mapped[str] = mapped_column(String(10))
     since_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: fen the customer can still spend: −(ledger balance) − ``accrued``
     available: Mapped[int] = mapped_column(BigInteger)
     as_of: Mapped[date] = mapped_column(Date)
+    #: fen of charges accrued since the last bill, priced by the account's tariff, up to the
+    #: daily frozen read ``read_at`` (the re-check before a trip subtracts it from a fresh balance)
+    accrued: Mapped[int | None] = mapped_column(BigInteger)
+    read_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class CollectionRun(Base):

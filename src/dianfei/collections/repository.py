@@ -243,3 +243,107 @@ def any_meter(conn: Connection, account_id: str) -> str | None:
     row = conn.execute(text("SELECT meter_id FROM meters WHERE account_id = :a AND removed_on IS NULL "
                             "ORDER BY meter_id LIMIT 1"), {"a": account_id}).first()
     return str(row[0]) if row else None
+
+
+# -- smart prepayment (智能交费) ------------------------------------------------------------------
+
+_PREPAID_METERS = (
+    "JOIN meters m ON m.meter_id = r.meter_id AND m.removed_on IS NULL "
+    "JOIN accounts a ON a.account_id = m.account_id AND a.closed_on IS NULL "
+    "JOIN customers c ON c.customer_id = a.customer_id AND c.payment_mode = 'prepaid' ")
+
+
+def prepaid_accounts(engine: Engine, day: date) -> pl.DataFrame:
+    """Open prepaid accounts with their active meter and the tariff assignments that could be in
+    force on ``day`` (the caller keeps the latest): account_id, customer_id, name,
+    customer_class, low_income, protected, meter_id, multiplier, digits, tariff_id, tariff_from."""
+    import polars as pl
+
+    return read_frame(
+        engine,
+        "SELECT a.account_id, c.customer_id, c.name, c.customer_class, c.low_income, c.protected, "
+        "m.meter_id, m.multiplier, m.digits, ta.tariff_id, ta.effective_from AS tariff_from "
+        "FROM accounts a JOIN customers c ON c.customer_id = a.customer_id "
+        "LEFT JOIN meters m ON m.account_id = a.account_id AND m.removed_on IS NULL "
+        "LEFT JOIN tariff_assignments ta ON ta.account_id = a.account_id "
+        "  AND ta.effective_from <= :d AND (ta.effective_to IS NULL OR ta.effective_to > :d) "
+        "WHERE a.closed_on IS NULL AND c.payment_mode = 'prepaid'",
+        {"d": day}, dates=("tariff_from",),
+        schema={"account_id": pl.String, "customer_id": pl.String, "name": pl.String,
+                "customer_class": pl.String, "low_income": pl.Boolean, "protected": pl.Boolean,
+                "meter_id": pl.String, "multiplier": pl.Int64, "digits": pl.Int64,
+                "tariff_id": pl.String})
+
+
+def prepaid_bills(engine: Engine, since_period: str) -> pl.DataFrame:
+    """Live bills of prepaid accounts from ``since_period`` on: account_id, period, kwh,
+    read_to_at (where the bill's consumption stopped: the accrual since then is not billed)."""
+    import polars as pl
+
+    return read_frame(
+        engine,
+        "SELECT b.account_id, b.period, b.kwh, b.read_to_at FROM bills b "
+        "JOIN customers c ON c.customer_id = b.customer_id AND c.payment_mode = 'prepaid' "
+        "WHERE b.status = 'issued' AND b.period >= :p",
+        {"p": since_period}, instants=("read_to_at",),
+        schema={"account_id": pl.String, "period": pl.String, "kwh": pl.Int64})
+
+
+def prepaid_reads_between(engine: Engine, lo: datetime, hi: datetime) -> pl.DataFrame:
+    """Register reads of prepaid accounts' meters in (lo, hi]: meter_id, register, read_at, value."""
+    import polars as pl
+
+    return read_frame(
+        engine,
+        "SELECT r.meter_id, r.register, r.read_at, r.value FROM register_reads r "
+        f"{_PREPAID_METERS}WHERE r.read_at > :lo AND r.read_at <= :hi",
+        {"lo": lo, "hi": hi}, instants=("read_at",),
+        schema={"meter_id": pl.String, "register": pl.String, "value": pl.Int64})
+
+
+def prepaid_reads_at(engine: Engine, instants: list[datetime]) -> pl.DataFrame:
+    """Register reads of prepaid accounts' meters taken exactly at one of ``instants`` (the
+    opening reads: where the last bill stopped, or the monthly frozen read)."""
+    import polars as pl
+
+    schema = {"meter_id": pl.String, "register": pl.String, "value": pl.Int64}
+    frames = []
+    for i in range(0, len(instants), 200):
+        chunk = instants[i:i + 200]
+        marks = ", ".join(f":t{j}" for j in range(len(chunk)))
+        frames.append(read_frame(
+            engine,
+            "SELECT r.meter_id, r.register, r.read_at, r.value FROM register_reads r "
+            f"{_PREPAID_METERS}WHERE r.read_at IN ({marks})",
+            {f"t{j}": t for j, t in enumerate(chunk)}, instants=("read_at",), schema=schema))
+    frames = [f for f in frames if f.height]
+    if not frames:
+        return pl.DataFrame(schema={**schema, "read_at": pl.Datetime("us", "UTC")}).select(
+            "meter_id", "register", "read_at", "value")
+    return pl.concat(frames, how="vertical_relaxed")
+
+
+def prepaid_balances(engine: Engine) -> pl.DataFrame:
+    """Ledger balance of every prepaid account (fen; negative = money in hand)."""
+    import polars as pl
+
+    return read_frame(
+        engine,
+        "SELECT e.account_id, CAST(SUM(e.amount) AS BIGINT) AS balance FROM ledger_entries e "
+        "JOIN customers c ON c.customer_id = e.customer_id AND c.payment_mode = 'prepaid' "
+        "GROUP BY e.account_id",
+        schema={"account_id": pl.String, "balance": pl.Int64})
+
+
+def prepay_state(engine: Engine) -> pl.DataFrame:
+    import polars as pl
+
+    return read_frame(engine, "SELECT account_id, stage, accrued FROM prepay_state",
+                      schema={"account_id": pl.String, "stage": pl.String, "accrued": pl.Int64})
+
+
+def prepay_accrued(conn: Connection, account_id: str) -> int | None:
+    """The charges accrued since the last bill as last computed (None: never computed)."""
+    row = conn.execute(text("SELECT accrued FROM prepay_state WHERE account_id = :a"),
+                       {"a": account_id}).first()
+    return None if row is None or row[0] is None else int(row[0])

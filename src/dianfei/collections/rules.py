@@ -9,7 +9,8 @@ public holiday, not an extreme-weather day.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,8 @@ class Policy:
     retry_after: tuple[timedelta, ...]
     prepay_warning_fen: int
     prepay_cutoff_wait: timedelta
+    #: a daily frozen read older than this is not used (stale data never trips a customer)
+    prepay_max_read_age: timedelta = timedelta(hours=48)
     source: str = ""
 
     def notice_days_for(self, customer_class: str) -> int:
@@ -114,8 +117,35 @@ def load_policy(path: Path | None = None) -> Policy:
         retry_after=tuple(timedelta(minutes=int(m)) for m in cmd.get("retry_minutes", [5, 15])),
         prepay_warning_fen=warning,
         prepay_cutoff_wait=timedelta(hours=int(prepay.get("cutoff_wait_hours", 24))),
+        prepay_max_read_age=timedelta(hours=int(prepay.get("max_read_age_hours", 48))),
         source=str(win.get("source", "")),
     )
+
+
+def with_settings(base: Policy, raw: Mapping[str, Any]) -> Policy:
+    """The policy with the deployment's ``[collections.prepay]`` settings (``warning_threshold``
+    yuan, ``cutoff_wait_hours``, ``max_read_age_hours``) from the DIANFEI_CONFIG file applied."""
+    prepay = ((raw or {}).get("collections") or {}).get("prepay") or {}
+    if not prepay:
+        return base
+    where = "[collections.prepay]"
+    changes: dict[str, Any] = {}
+    if "warning_threshold" in prepay:
+        changes["prepay_warning_fen"] = to_fen(parse_decimal(
+            str(prepay["warning_threshold"]), f"{where} warning_threshold", places=2,
+            allow_negative=False))
+    for key, attr in (("cutoff_wait_hours", "prepay_cutoff_wait"),
+                      ("max_read_age_hours", "prepay_max_read_age")):
+        if key in prepay:
+            try:
+                hours = int(prepay[key])
+            except (TypeError, ValueError):
+                raise ValidationError(f"{where} {key}: not a whole number of hours: "
+                                      f"{prepay[key]!r}") from None
+            if hours < 0:
+                raise ValidationError(f"{where} {key} must not be negative, got {hours}")
+            changes[attr] = timedelta(hours=hours)
+    return replace(base, **changes)
 
 
 _CACHE: dict[Path, Policy] = {}

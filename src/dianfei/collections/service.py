@@ -35,7 +35,7 @@ from dianfei.collections.ladder import Ladder, evaluate, ladders
 from dianfei.collections.late_fees import accrue_frame
 from dianfei.collections.models import CollectionRun
 from dianfei.collections.notices import KEY_PREFIX, Notice, Notifier, NotifyOutbox
-from dianfei.collections.rules import Policy, policy
+from dianfei.collections.rules import Policy, policy, with_settings
 from dianfei.core.clock import BUSINESS_TZ, Clock, business_date, start_of_day
 from dianfei.core.money import fmt_yuan
 
@@ -80,7 +80,10 @@ class DayReport:
     suspended: int = 0
     reconnected: int = 0
     plans_broken: int = 0
+    prepay_accounts: int = 0
+    prepay_unrated: int = 0
     prepay_warnings: int = 0
+    prepay_cutoff_notices: int = 0
     timings: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -123,9 +126,10 @@ def run_day(db: Database, day: date, *, clock: Clock, switch: RemoteSwitch | Non
     """One day of collections (idempotent per day). Call it once a day, best in the stop window
     (e.g. 09:00): stops are only carried out when the clock is inside the window on a working
     day; outside it, orders wait for the next run (or :func:`process_commands`)."""
-    from dianfei.collections import suspension
+    from dianfei.collections import prepay, suspension
 
-    ctx = Context(db, day, clock, policy_ or policy(), ladder_list or ladders(),
+    ctx = Context(db, day, clock, policy_ or with_settings(policy(), db.settings.raw),
+                  ladder_list or ladders(),
                   notifier or NotifyOutbox(), switch, DayReport(day))
     t = time.perf_counter()
 
@@ -160,10 +164,13 @@ def run_day(db: Database, day: date, *, clock: Clock, switch: RemoteSwitch | Non
     items = repository.open_items(db.engine, day)
     snapshot = build_snapshot(ctx, items, scorer)
     lap("risk_snapshot")
+    balances = prepay.available_balances(ctx)
+    lap("prepay_balances")
     with db.engine.begin() as conn, db.sessions(bind=conn) as session:
         _dunning(ctx, conn, snapshot)
         suspension.open_cases(ctx, session, snapshot)
         suspension.advance_cases(ctx, session, snapshot)
+        prepay.run(ctx, session, balances)
         ctx.notifier.enqueue(session, ctx.notices, clock=clock)
         ctx.report.notices += len(ctx.notices)
         ctx.notices = []
@@ -174,6 +181,7 @@ def run_day(db: Database, day: date, *, clock: Clock, switch: RemoteSwitch | Non
     with db.engine.begin() as conn, db.sessions(bind=conn) as session:
         suspension.record_sent(ctx, session, conn)
         suspension.advance_cases(ctx, session, snapshot)
+        prepay.advance_cases(ctx, session)
         ctx.notifier.enqueue(session, ctx.notices, clock=clock)
         ctx.report.notices += len(ctx.notices)
         ctx.notices = []
@@ -409,9 +417,15 @@ def _dunning(ctx: Context, conn: Any, snapshot: pl.DataFrame) -> None:
         base = f"{row['account_id']}:{row['level']}:{row['oldest_bill']}"
         for a in lv.actions:
             if a.type in ("sms", "email", "wechat", "letter"):
+                context = _context(row)
+                if (a.notice or "reminder") == "stop_notice":
+                    # a copy of the stop notice names the same earliest stop date as the notice
+                    # the suspension rules send (day + notice period + 1)
+                    days = ctx.policy.notice_days_for(row["customer_class"])
+                    context["stop_on"] = (ctx.day + timedelta(days=days + 1)).isoformat()
                 ctx.notices.append(Notice(f"{KEY_PREFIX}dun:{base}:{a.type}", row["account_id"],
                                           row["customer_id"], a.notice or "reminder", a.type,
-                                          _context(row)))
+                                          context))
             elif a.type in ("collector_visit", "referral"):
                 tasks.append({"key": f"dun:{base}:{a.type}", "account_id": row["account_id"],
                               "customer_id": row["customer_id"], "kind": a.type, "status": "open",

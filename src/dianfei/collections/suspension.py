@@ -55,10 +55,12 @@ def _event(session: Session, key: str, case: StopCase, type_: str, at: datetime,
         return False
     detail = {"case_id": case.case_id, **{k: v for k, v in extra.items()
                                           if k not in ("notice", "channel", "amount")}}
+    if case.mode == "prepaid":
+        detail.setdefault("reason", "prepay")  # a smart-prepayment cut-off, not an arrears stop
     session.add(CollectionEvent(key=key, account_id=case.account_id, customer_id=case.customer_id,
                                 type=type_, at=at, business_date=business_date(at),
                                 notice=extra.get("notice"), channel=extra.get("channel"),
-                                amount=extra.get("amount"), bill_id=case.bill_id,
+                                amount=extra.get("amount"), bill_id=case.bill_id or None,
                                 detail=json.dumps(detail, ensure_ascii=False)))
     return True
 
@@ -154,8 +156,9 @@ def record_sent(ctx: Context, session: Session, conn: Connection) -> None:
         if ok:
             case.status = "noticed"
             case.notice_sent_at = r["sent_at"]
-            case.earliest_stop_at = r["sent_at"] + timedelta(
-                days=ctx.policy.notice_days_for(case.customer_class))
+            case.earliest_stop_at = r["sent_at"] + (
+                ctx.policy.prepay_cutoff_wait if case.mode == "prepaid"
+                else timedelta(days=ctx.policy.notice_days_for(case.customer_class)))
         else:
             case.status, case.closed_reason = "closed", "notice_undeliverable"
             _task(session, f"notice_failed:{case.case_id}", case, "notice_failed", ctx.now, None,
@@ -164,7 +167,12 @@ def record_sent(ctx: Context, session: Session, conn: Connection) -> None:
 
 
 def _still_stoppable(conn: Connection, case: StopCase, policy: Policy, now: datetime) -> bool:
-    """The re-check right before acting: a fresh read of the ledger and open items."""
+    """The re-check right before acting: a fresh read of the ledger and open items (for a
+    prepaid cut-off: a fresh balance less the charges accrued, see ``prepay.still_cut_off``)."""
+    if case.mode == "prepaid":
+        from dianfei.collections.prepay import still_cut_off
+
+        return still_cut_off(conn, case)
     if repository.balance_now(conn, case.account_id) <= 0:
         return False
     from dianfei.payments.service import open_items
@@ -295,9 +303,14 @@ def _reconnected(session: Session, case: StopCase, at: datetime, method: str,
                  notices: list[Notice]) -> None:
     case.status, case.reconnected_at, case.closed_reason = "closed", at, "reconnected"
     _event(session, f"rc:{case.case_id}", case, "reconnected", at, method=method)
+    from dianfei.customers.models import Customer
+
+    customer = session.get(Customer, case.customer_id)
     notices.append(Notice(f"{KEY_PREFIX}reconnected:{case.case_id}", case.account_id,
                           case.customer_id, "reconnected", "sms",
-                          {"account_id": case.account_id, "customer_name": "", "amount_due": "0.00",
+                          {"account_id": case.account_id,
+                           "customer_name": customer.name if customer else case.customer_id,
+                           "amount_due": "0.00",
                            "due_on": "", "bill_id": case.bill_id, "bill_link": "", "stop_on": "",
                            "balance": "0.00", "pay_channels": ""}))
 

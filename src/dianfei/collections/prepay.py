@@ -1,0 +1,307 @@
+"""Smart prepayment (智能交费 / 费控): a daily available balance, warnings, cut-off, reconnection.
+
+For every open account with ``payment_mode = 'prepaid'``, once a day (inside ``run_day``):
+
+    available = −(ledger balance) − charges accrued since the last bill
+
+The ledger balance is what the bills so far and the top-ups leave (negative: money in hand). The
+accrued charge is the consumption since the last billed read (the last live bill's closing read;
+for an account never billed, the monthly frozen read at 00:00 on the first of the month) up to
+the latest daily frozen read (日冻结), after the multiplier and register rollover, priced with the
+account's tariff by ``dianfei.tariffs.service.rate_frame`` — exactly as the next bill will price
+it: the period after the last bill, the year-to-date kWh already billed that year for annual
+tiers (so the period-to-date kWh sit at the right tier), time-of-use registers where the tariff
+has time of use, the low-income allowance. No flat price is used for any tariff.
+
+Stages, each entered once per crossing (not every day):
+
+- ``warned``: available below ``warning_threshold`` (default 50 yuan) → ``prepay_warning``;
+- ``cutoff``: available at or below zero → ``cutoff_notice`` and a stop case (mode ``prepaid``).
+  After ``cutoff_wait_hours`` (default 24) from when the notice was SENT, the trip is ordered and
+  sent through the same command outbox and remote switch as arrears stops
+  (``suspension_ordered`` → ``suspended``, ``reason: "prepay"``). Protected customers are never
+  cut (a collector visit task instead); trips keep the stop window (08:00–18:00, working days, no
+  holidays, no extreme weather) — State Grid cuts automatically, but the protections of
+  ``calendar.toml`` are the utility's rules for every stop, so a cut-off waits for the window;
+- a top-up that brings the available balance above zero cancels a pending cut-off, or orders the
+  remote close of a tripped meter at once (``reconnection_ordered`` → ``reconnected``).
+
+Accounts without a daily frozen read in the last ``max_read_age_hours`` (default 48), or whose
+consumption cannot be priced (no tariff, a read that went backwards), are not evaluated that day:
+stale data never trips a customer. The trip re-checks a fresh ledger balance right before acting.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dianfei.collections import repository
+from dianfei.collections.models import StopCase
+from dianfei.collections.notices import KEY_PREFIX, Notice
+from dianfei.core.clock import Period, business_date, start_of_day
+from dianfei.core.money import fmt_yuan
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from dianfei.collections.service import Context
+
+STATE_COLUMNS = ("account_id", "stage", "since_at", "available", "as_of", "accrued", "read_at")
+
+
+def _period_of(text: str) -> Period:
+    return Period(int(text[:4]), int(text[5:7]))
+
+
+def available_balances(ctx: Context) -> pl.DataFrame:
+    """One row per prepaid account that can be evaluated today: account_id, customer_id, name,
+    customer_class, protected, meter_id, balance, accrued, available, read_at, kwh.
+    Also sets ``ctx.report.prepay_unrated`` (accounts left out, for the reasons above)."""
+    import polars as pl
+
+    from dianfei.tariffs.service import load_catalogue, rate_frame
+
+    day, now, eng = ctx.day, ctx.now, ctx.db.engine
+    accts = (repository.prepaid_accounts(eng, day)
+             .sort("account_id", "tariff_from", nulls_last=False)
+             .group_by("account_id", maintain_order=True).last())
+    if accts.height == 0:
+        return pl.DataFrame()
+    this = Period(day.year, day.month)
+    lo = Period(day.year - 1, 1) if day.month <= 2 else Period(day.year, 1)
+    bills = repository.prepaid_bills(eng, str(lo))
+    last = (bills.filter(pl.col("read_to_at").is_not_null()).sort("period")
+            .group_by("account_id").last()
+            .select("account_id", pl.col("period").alias("last_period"),
+                    pl.col("read_to_at").alias("open_at")))
+    month_start = start_of_day(this.first_day)
+    base = accts.join(last, on="account_id", how="left").with_columns(
+        pl.col("open_at").fill_null(pl.lit(month_start).cast(pl.Datetime("us", "UTC"))))
+    # the period the accrued usage will be billed in: the one after the last bill
+    periods = {p: str(_period_of(p).next()) for p in base["last_period"].drop_nulls().unique()}
+    base = base.with_columns(pl.col("last_period").replace_strict(periods, default=str(this),
+                                                                  return_dtype=pl.String)
+                             .alias("rate_period"))
+    # year-to-date kWh billed in the rating period's year before it (annual tiers)
+    ytd = (bills.join(base.select("account_id", "rate_period"), on="account_id")
+           .filter((pl.col("period") < pl.col("rate_period"))
+                   & (pl.col("period").str.slice(0, 4) == pl.col("rate_period").str.slice(0, 4)))
+           .group_by("account_id").agg(pl.col("kwh").sum().alias("ytd_kwh")))
+    # the latest daily frozen read (every register at that instant) and the opening reads
+    reads = repository.prepaid_reads_between(eng, now - ctx.policy.prepay_max_read_age, now)
+    latest_at = (reads.filter(pl.col("register") == "total").group_by("meter_id")
+                 .agg(pl.col("read_at").max().alias("close_at")))
+    close = reads.join(latest_at, on="meter_id").filter(pl.col("read_at") == pl.col("close_at"))
+    opening = repository.prepaid_reads_at(eng, base["open_at"].unique().to_list())
+    q = (base.select("account_id", "meter_id", "multiplier", "digits", "open_at")
+         .join(close.select("meter_id", "register", "close_at", pl.col("value").alias("close")),
+               on="meter_id")
+         .join(opening.select("meter_id", "register", pl.col("read_at").alias("open_at"),
+                              pl.col("value").alias("open")),
+               on=["meter_id", "register", "open_at"], how="left"))
+    wrap = pl.lit(10, pl.Int64).pow(pl.col("digits").cast(pl.Int64)) * 100
+    diff = pl.col("close") - pl.col("open")
+    q = q.filter(pl.col("close_at") >= pl.col("open_at")).with_columns(
+        (pl.when(diff >= 0).then(diff).when(diff + wrap < wrap // 2).then(diff + wrap)
+         .otherwise(None) * pl.col("multiplier")).alias("qty"))
+    cols = {"total": "kwh", "sharp": "sharp_kwh", "peak": "peak_kwh", "flat": "flat_kwh",
+            "valley": "valley_kwh"}
+    q = q.filter(pl.col("register").is_in(list(cols)))
+    # every register of the account must be usable: one bad register leaves the account out
+    bad = q.filter(pl.col("qty").is_null()).select("account_id").unique()
+    ok = q.join(bad, on="account_id", how="anti")
+    wide = ok.pivot(on="register", index=["account_id", "close_at"], values="qty")
+    for reg, col in cols.items():
+        wide = (wide.rename({reg: col}) if reg in wide.columns
+                else wide.with_columns(pl.lit(None, pl.Int64).alias(col)))
+    usage = (wide.filter(pl.col("kwh").is_not_null())
+             .join(base.select("account_id", "tariff_id", "low_income", "rate_period"),
+                   on="account_id")
+             .join(ytd, on="account_id", how="left")
+             .with_columns(pl.col("ytd_kwh").fill_null(0).cast(pl.Int64),
+                           pl.col("low_income").fill_null(False)))
+    catalogue = load_catalogue(ctx.db.settings.billing.tariff_dir)
+    charges = []
+    for (period_text,), rows in usage.partition_by("rate_period", as_dict=True).items():
+        period = _period_of(str(period_text))
+        rows = _fit_registers(catalogue, period, rows)
+        lines, _errors = rate_frame(catalogue, period, rows.select(
+            "account_id", "tariff_id", "kwh", "ytd_kwh", "sharp_kwh", "peak_kwh", "flat_kwh",
+            "valley_kwh", pl.lit(None, pl.Int64).alias("kvarh"),
+            pl.lit(None, pl.Int64).alias("capacity_kva"),
+            pl.lit(None, pl.Int64).alias("max_demand_kw"), "low_income"))
+        rated = rows.select("account_id", "kwh", pl.col("close_at").alias("read_at")).join(
+            _errors.select("account_id"), on="account_id", how="anti")
+        charges.append(rated.join(lines.group_by("account_id").agg(
+            pl.col("amount").sum().alias("accrued")), on="account_id", how="left")
+            .with_columns(pl.col("accrued").fill_null(0)))
+    if not charges:
+        ctx.report.prepay_unrated = accts.height
+        return pl.DataFrame()
+    acc = pl.concat(charges)
+    out = (accts.select("account_id", "customer_id", "name", "customer_class", "protected",
+                        "meter_id")
+           .join(acc, on="account_id", how="inner")
+           .join(repository.prepaid_balances(eng), on="account_id", how="left")
+           .with_columns(pl.col("balance").fill_null(0))
+           .with_columns((-pl.col("balance") - pl.col("accrued")).alias("available")))
+    ctx.report.prepay_accounts = out.height
+    ctx.report.prepay_unrated = accts.height - out.height
+    return out
+
+
+def _fit_registers(catalogue: Any, period: Period, rows: pl.DataFrame) -> pl.DataFrame:
+    """The meter's registers brought to the periods the tariff prices (as billing does): a
+    tariff without time of use prices the total; one without a sharp period counts sharp as
+    peak (尖峰并入高峰)."""
+    import polars as pl
+
+    no_tou, no_sharp = [], []
+    for t in rows["tariff_id"].drop_nulls().unique().to_list():
+        try:
+            periods = tuple(getattr(catalogue.version_for(t, period).energy, "periods", ()))
+        except Exception:  # unknown tariff / none in force: the rater reports it as an error
+            continue
+        if not periods:
+            no_tou.append(t)
+        elif "sharp" not in periods:
+            no_sharp.append(t)
+    fold = pl.col("tariff_id").is_in(no_sharp) & pl.col("sharp_kwh").is_not_null()
+    rows = rows.with_columns(
+        pl.when(fold).then(pl.col("peak_kwh").fill_null(0) + pl.col("sharp_kwh"))
+        .otherwise(pl.col("peak_kwh")).alias("peak_kwh"),
+        pl.when(fold).then(None).otherwise(pl.col("sharp_kwh")).alias("sharp_kwh"))
+    return rows.with_columns([
+        pl.when(pl.col("tariff_id").is_in(no_tou)).then(None).otherwise(pl.col(c)).alias(c)
+        for c in ("sharp_kwh", "peak_kwh", "flat_kwh", "valley_kwh")])
+
+
+def _context(row: dict[str, Any], stop_on: str = "") -> dict[str, str]:
+    from dianfei.collections.service import PAY_CHANNELS
+
+    return {"customer_name": str(row.get("name") or ""), "account_id": str(row["account_id"]),
+            "balance": fmt_yuan(int(row["available"])), "pay_channels": PAY_CHANNELS,
+            "stop_on": stop_on}
+
+
+def run(ctx: Context, session: Session, balances: pl.DataFrame) -> None:
+    """Stages, notices and stop cases of prepaid accounts for today (see the module doc)."""
+    import polars as pl
+
+    from dianfei.collections import suspension
+    from dianfei.db.bulk import write_frame
+
+    if balances.height == 0:
+        return
+    now, day, pol = ctx.now, ctx.day, ctx.policy
+    stage = (pl.when(pl.col("available") <= 0).then(pl.lit("cutoff"))
+             .when(pl.col("available") < pol.prepay_warning_fen).then(pl.lit("warned"))
+             .otherwise(pl.lit("ok")))
+    prev = repository.prepay_state(ctx.db.engine).select("account_id", pl.col("stage").alias("prev"))
+    cur = balances.with_columns(stage.alias("stage")).join(prev, on="account_id", how="left")
+    live = {c.account_id: c for c in session.scalars(
+        select(StopCase).where(StopCase.status.in_(suspension.LIVE))
+        .where(StopCase.mode == "prepaid"))}
+    # only accounts whose stage changed, that are below the threshold, or have a live case need
+    # work (and a state row): a healthy balance that stays healthy costs nothing to write
+    todo = cur.filter((pl.col("prev").is_null()) | (pl.col("stage") != pl.col("prev"))
+                      | (pl.col("stage") != "ok") | pl.col("account_id").is_in(list(live)))
+    # the state first: the re-check right before a trip reads today's accrued charge
+    conn = session.connection()
+    repository.replace_rows(conn, "prepay_state", "account_id", todo.select(
+        "account_id", "stage", pl.lit(now).alias("since_at"), "available",
+        pl.lit(day).alias("as_of"), "accrued", "read_at"))
+    tasks = []
+    wait_until = now + pol.prepay_cutoff_wait
+    for r in todo.iter_rows(named=True):
+        acct, st, was = r["account_id"], r["stage"], r["prev"]
+        case = live.get(acct)
+        if case is not None:
+            if r["available"] > 0:
+                if case.status in ("noticing", "noticed", "ordered"):
+                    suspension._cancel(ctx, session, case, "topped_up")
+                elif case.status == "suspended":
+                    suspension._order_reconnection(ctx, session, case)
+            elif case.status in ("noticed", "ordered"):
+                _advance(ctx, session, case, r)
+        elif st == "cutoff" and was != "cutoff":
+            if r["protected"]:
+                # never cut: a person follows it up instead
+                tasks.append({"key": f"prepay:{acct}:{day.isoformat()}", "account_id": acct,
+                              "customer_id": r["customer_id"], "kind": "collector_visit",
+                              "status": "open", "created_at": now, "due_at": now + timedelta(days=3),
+                              "detail": json.dumps({"reason": "prepay", "available": r["available"]})})
+                ctx.notices.append(Notice(f"{KEY_PREFIX}ppw:{acct}:{day.isoformat()}", acct,
+                                          r["customer_id"], "prepay_warning", "sms", _context(r)))
+                ctx.report.prepay_warnings += 1
+            else:
+                key = f"{KEY_PREFIX}ppc:{acct}:{day.isoformat()}"
+                session.add(StopCase(account_id=acct, customer_id=r["customer_id"],
+                                     customer_class=r["customer_class"], bill_id="", mode="prepaid",
+                                     status="noticing", opened_at=now, notice_key=key,
+                                     approval_required=False))
+                stop_on = business_date(wait_until).isoformat()
+                ctx.notices.append(Notice(key, acct, r["customer_id"], "cutoff_notice", "sms",
+                                          _context(r, stop_on)))
+                ctx.report.prepay_cutoff_notices += 1
+        elif st == "warned" and was in (None, "ok"):
+            ctx.notices.append(Notice(f"{KEY_PREFIX}ppw:{acct}:{day.isoformat()}", acct,
+                                      r["customer_id"], "prepay_warning", "sms", _context(r)))
+            ctx.report.prepay_warnings += 1
+    session.flush()
+    if tasks:
+        frame = pl.DataFrame(tasks, schema={"key": pl.String, "account_id": pl.String,
+                                            "customer_id": pl.String, "kind": pl.String,
+                                            "status": pl.String,
+                                            "created_at": pl.Datetime("us", "UTC"),
+                                            "due_at": pl.Datetime("us", "UTC"), "detail": pl.String})
+        have = repository.existing_keys(conn, "collection_tasks", frame["key"].to_list())
+        ctx.report.tasks += write_frame(conn, "collection_tasks",
+                                        frame.filter(~pl.col("key").is_in(list(have))))
+
+
+def advance_cases(ctx: Context, session: Session) -> None:
+    """Second pass of the day (after the notices went out): cases whose notice was just sent may
+    already be due (a zero wait), and ordered ones are executed."""
+    for case in session.scalars(select(StopCase).where(StopCase.mode == "prepaid")
+                                .where(StopCase.status.in_(("noticed", "ordered")))
+                                .order_by(StopCase.case_id)):
+        _advance(ctx, session, case, None)
+    session.flush()
+
+
+def _advance(ctx: Context, session: Session, case: StopCase, row: dict[str, Any] | None) -> None:
+    from dianfei.collections import suspension
+
+    now = ctx.now
+    if case.status == "noticed":
+        if case.earliest_stop_at is None or now < case.earliest_stop_at:
+            return
+        if not ctx.policy.stop_allowed_at(now):
+            return  # the stop window; the next run (or process_commands) tries again
+        if not suspension._still_stoppable(session.connection(), case, ctx.policy, now):
+            return  # the balance check of the day handles a top-up (cancel) next
+        case.status, case.ordered_at, case.execute_after = "ordered", now, now
+        ctx.report.suspension_orders += 1
+        suspension._event(session, f"so:{case.case_id}", case, "suspension_ordered", now)
+    if case.status == "ordered":
+        suspension._execute_order(ctx, session, case)
+
+
+def still_cut_off(conn: Any, case: StopCase) -> bool:
+    """The re-check right before a prepaid trip: a fresh ledger balance less what was accrued at
+    the last daily computation is still at or below zero, and the customer is not protected."""
+    from sqlalchemy import text
+
+    accrued = repository.prepay_accrued(conn, case.account_id)
+    if accrued is None:
+        return False
+    if conn.execute(text("SELECT c.protected FROM customers c WHERE c.customer_id = :c"),
+                    {"c": case.customer_id}).scalar():
+        return False
+    return -repository.balance_now(conn, case.account_id) - accrued <= 0
