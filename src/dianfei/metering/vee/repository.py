@@ -33,6 +33,19 @@ def instants(db: Database, day_from: date | None, day_to: date | None) -> tuple[
     return lo, hi
 
 
+def window(column: str, lo: datetime | None, hi: datetime | None,
+           params: dict[str, Any]) -> str:
+    """`` AND column >= :lo AND column < :hi`` for the bounds that are given."""
+    sql = ""
+    if lo is not None:
+        sql += f" AND {column} >= :lo"
+        params["lo"] = lo
+    if hi is not None:
+        sql += f" AND {column} < :hi"
+        params["hi"] = hi
+    return sql
+
+
 def intervals(db: Database, day_from: date | None = None, day_to: date | None = None,
               meter_ids: Sequence[str] | None = None) -> pl.LazyFrame:
     """Metered intervals from the store (meter_id, ts, minutes, wh, batch_id)."""
@@ -52,14 +65,11 @@ def register_reads(db: Database, day_from: date | None = None, day_to: date | No
     """Register reads (0.01 units) in the window, widened by a day either side so that the
     reads bounding the window's intervals are there."""
     lo, hi = instants(db, day_from, day_to)
-    sql = "SELECT meter_id, read_at, register, value, source FROM register_reads WHERE 1 = 1"
     params: dict[str, Any] = {}
-    if lo is not None:
-        sql += " AND read_at >= :lo"
-        params["lo"] = lo - timedelta(days=1)
-    if hi is not None:
-        sql += " AND read_at < :hi"
-        params["hi"] = hi + timedelta(days=1)
+    # a day either side: the reads that bound the window's first and last days
+    sql = ("SELECT meter_id, read_at, register, value, source FROM register_reads WHERE 1 = 1"
+           + window("read_at", lo - timedelta(days=1) if lo is not None else None,
+                    hi + timedelta(days=1) if hi is not None else None, params))
     frame = read_frame(db.engine, sql, params, instants=("read_at",),
                        schema={"meter_id": pl.String, "register": pl.String, "value": pl.Int64,
                                "source": pl.String})
@@ -85,12 +95,7 @@ def estimates(db: Database, day_from: date | None = None, day_to: date | None = 
     sql = ("SELECT meter_id, ts, minutes, wh, method, inputs, run_id FROM vee_estimates "
            "WHERE 1 = 1")
     params: dict[str, Any] = {}
-    if lo is not None:
-        sql += " AND ts >= :lo"
-        params["lo"] = lo
-    if hi is not None:
-        sql += " AND ts < :hi"
-        params["hi"] = hi
+    sql += window("ts", lo, hi, params)
     frame = read_frame(db.engine, sql, params, instants=("ts",),
                        schema={"meter_id": pl.String, "minutes": pl.Int16, "wh": pl.Int64,
                                "method": pl.String, "inputs": pl.String, "run_id": pl.String})
@@ -106,13 +111,7 @@ def edits(db: Database, day_from: date | None = None, day_to: date | None = None
     sql = ("SELECT edit_id, meter_id, ts, minutes, old_wh, old_source, new_wh, reason, edited_by, "
            "edited_at FROM vee_edits WHERE 1 = 1")
     params: dict[str, Any] = {}
-    if lo is not None:
-        sql += " AND ts >= :lo"
-        params["lo"] = lo
-    if hi is not None:
-        sql += " AND ts < :hi"
-        params["hi"] = hi
-    sql += " ORDER BY edit_id"
+    sql += window("ts", lo, hi, params) + " ORDER BY edit_id"
     frame = read_frame(db.engine, sql, params, instants=("ts", "edited_at"),
                        schema={"edit_id": pl.Int64, "meter_id": pl.String, "minutes": pl.Int16,
                                "old_wh": pl.Int64, "old_source": pl.String, "new_wh": pl.Int64,
