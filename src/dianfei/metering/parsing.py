@@ -217,11 +217,85 @@ def parse_decimal_units(frame: pl.DataFrame, source: str, target: str, *, places
     ("1.2500" is fine); a genuine fourth place is refused (``too_many_decimals``) rather than
     rounded away. Scientific notation and thousands separators are refused (``bad_number``).
     """
+    import polars as pl
+
+    dtype = frame.schema[source]
+    if isinstance(dtype, pl.Decimal) or dtype == pl.Float64 or dtype.is_integer():
+        # typed Parquet columns: exact integer arithmetic on the whole column, no text
+        return _typed_units(frame, source, target, places=places,
+                            max_int_digits=max_int_digits, allow_negative=allow_negative)
+
     def parse(f: pl.DataFrame, s: str, t: str) -> pl.DataFrame:
         return _decimal_units(f, s, t, places=places, max_int_digits=max_int_digits,
                               allow_negative=allow_negative)
 
     return _via_unique(frame, source, target, parse)
+
+
+#: a float is taken as a decimal with ``places`` places when ``x·10^places`` lies this close
+#: (relative) to a whole number of units — float64 carries ~16 significant digits, so a value
+#: written from a 3-place decimal is off by ~1e-16 relative, a genuine 4th place by far more
+FLOAT_RELATIVE_TOLERANCE = 1e-9
+#: … and never further than this many units (a 4th place is at least 0.1 unit away)
+FLOAT_ABSOLUTE_TOLERANCE = 1e-2
+
+
+def _typed_units(frame: pl.DataFrame, source: str, target: str, *, places: int,
+                 max_int_digits: int, allow_negative: bool) -> pl.DataFrame:
+    """Typed numbers → integer units of 10**-places, exactly, with the text path's reasons.
+
+    - Decimal (Parquet ``decimal128(p, s)``): the unscaled integer is scaled by a power of ten;
+      a scale above ``places`` is accepted only when the extra digits are zeros
+      (``too_many_decimals`` otherwise) — never rounded.
+    - Float64: ``round(x·10^places)`` when ``x·10^places`` is within
+      ``FLOAT_RELATIVE_TOLERANCE`` (relative, and ``FLOAT_ABSOLUTE_TOLERANCE`` absolute) of that
+      whole number, else ``too_many_decimals``; NaN and infinities are ``bad_number``.
+    - Integers: whole kWh.
+    """
+    import polars as pl
+
+    dtype = frame.schema[source]
+    col = pl.col(source)
+    limit = 10 ** (max_int_digits + places)  # units from here on have too many integer digits
+    frame = flag(frame, col.is_null(), "missing_value", pl.lit(f"{source} is empty"))
+    if isinstance(dtype, pl.Decimal):
+        raw = col.to_physical()  # Int128: the unscaled value
+        scale = dtype.scale or 0
+        if scale <= places:
+            units = raw * (10 ** (places - scale))
+        else:
+            step = 10 ** (scale - places)
+            frame = flag(frame, raw % step != 0, "too_many_decimals",
+                         pl.lit(f"{source} has more than {places} decimal places: ")
+                         + quoted(source))
+            units = raw // step
+        frame = flag(frame, units.abs() >= limit, "value_out_of_range",
+                     pl.lit(f"{source} is absurdly large: ") + quoted(source))
+        value = units
+    elif dtype == pl.Float64:
+        scaled = col * float(10 ** places)
+        whole = scaled.round(0)
+        frame = flag(frame, ~col.is_finite(), "bad_number",
+                     pl.lit(f"{source} is not a decimal number: ") + quoted(source))
+        tolerance = pl.min_horizontal(whole.abs() * FLOAT_RELATIVE_TOLERANCE,
+                                      pl.lit(FLOAT_ABSOLUTE_TOLERANCE))
+        frame = flag(frame, (scaled - whole).abs() > tolerance, "too_many_decimals",
+                     pl.lit(f"{source} has more than {places} decimal places: ")
+                     + quoted(source))
+        frame = flag(frame, whole.abs() >= float(limit), "value_out_of_range",
+                     pl.lit(f"{source} is absurdly large: ") + quoted(source))
+        value = whole
+    else:
+        big = col.cast(pl.Int128, strict=False)
+        frame = flag(frame, big.abs() >= 10 ** max_int_digits, "value_out_of_range",
+                     pl.lit(f"{source} is absurdly large: ") + quoted(source))
+        value = big * (10 ** places)
+    frame = frame.with_columns(pl.when(pl.col(REASON).is_null()).then(value)
+                               .otherwise(None).cast(pl.Int64).alias(target))
+    if not allow_negative:
+        frame = flag(frame, pl.col(target) < 0, "negative_value",
+                     pl.lit(f"{source} must not be negative: ") + quoted(source))
+    return frame
 
 
 def parse_instants(frame: pl.DataFrame, source: str, target: str) -> pl.DataFrame:
@@ -232,6 +306,10 @@ def parse_instants(frame: pl.DataFrame, source: str, target: str) -> pl.DataFram
     which zone?) and is refused with ``timestamp_without_offset``. Typed Parquet columns pass
     straight through when they carry a zone; a zoneless Datetime column is refused the same way.
     """
+    import polars as pl
+
+    if isinstance(frame.schema[source], pl.Datetime):
+        return _instants(frame, source, target)  # no text to parse: one cheap pass
     return _via_unique(frame, source, target, _instants)
 
 
