@@ -161,12 +161,12 @@ def signed_requests(orders: Sequence[OrderSpec], *, now: datetime, duplicates: f
     for i, o in enumerate(orders):
         paid_at = now - timedelta(seconds=len(orders) - i)
         if o.channel == "alipay":
-            body, ct = alipay.notification(o.order_no, f"2024{i:024d}", o.amount, paid_at=paid_at)
+            body, ct = alipay.notification(o.order_no, f"2024{seed:02d}{i:022d}", o.amount, paid_at=paid_at)
             headers = {"Content-Type": ct}
             path = ALIPAY_PATH
         else:
-            headers, body = wechat.notification(o.order_no, f"42{i:026d}", o.amount, "SUCCESS", paid_at,
-                                                timestamp=now)
+            headers, body = wechat.notification(o.order_no, f"42{seed:02d}{i:024d}", o.amount, "SUCCESS",
+                                                paid_at, timestamp=now)
             headers["Content-Type"] = "application/json"
             path = WECHATPAY_PATH
         text = body.decode("utf-8")

@@ -108,14 +108,53 @@ def close_expired_orders(session: Session, *, clock: Clock) -> int:
 # -- posting ------------------------------------------------------------------------------------
 
 
-def _target(session: Session, payment: ChannelPayment) -> tuple[str, str, Any]:
-    """(account, customer, order row or None) the money is for, checked against the order. The
-    order and account rows are locked in one round trip (PostgreSQL), so concurrent payments for
-    one account are allocated one after the other."""
+def _check_payment(payment: ChannelPayment) -> None:
+    """The refusals a payment earns on its own, before any row is read."""
     if payment.amount <= 0:
         raise PaymentRefused("bad_amount", f"payment amount must be positive, got {payment.amount}")
     if payment.channel not in CHANNELS:
         raise PaymentRefused("bad_channel", f"unknown channel {payment.channel!r}")
+
+
+def _check_against_order(payment: ChannelPayment, order: Any) -> None:
+    """The payment must match its order's channel, amount and (when named) account. ``order`` is a
+    row with order_no, account_id, channel and amount (also used by ``payments.fastpath``)."""
+    if order.channel != payment.channel:
+        raise PaymentRefused("wrong_channel", f"order {order.order_no} is for {order.channel}, "
+                                              f"not {payment.channel}")
+    if order.amount != payment.amount:
+        raise PaymentRefused("amount_mismatch",
+                             f"order {order.order_no} is for {order.amount} fen, the channel "
+                             f"reports {payment.amount} fen")
+    if payment.account_id and payment.account_id != order.account_id:
+        raise PaymentRefused("account_mismatch", f"order {order.order_no} is for account "
+                                                 f"{order.account_id}, not {payment.account_id}")
+
+
+def _check_replay(payment: ChannelPayment, amount: int, account_id: str, target_account: str) -> None:
+    """A second delivery of a posted transaction must say the same thing as the first."""
+    if amount != payment.amount or account_id != target_account:
+        raise PaymentRefused(
+            "conflicting_duplicate",
+            f"{payment.channel} transaction {payment.transaction_id} is already posted as "
+            f"{amount} fen to {account_id}")
+
+
+def _check_order_open(order_no: str, status: str, transaction_id: str) -> None:
+    """Only an open order takes a (first) payment."""
+    if status == "closed":
+        raise PaymentRefused("closed_order", f"order {order_no} is closed")
+    if status == "paid":
+        raise PaymentRefused("order_already_paid",
+                             f"order {order_no} was already paid by another "
+                             f"transaction; {transaction_id} needs a refund")
+
+
+def _target(session: Session, payment: ChannelPayment) -> tuple[str, str, Any]:
+    """(account, customer, order row or None) the money is for, checked against the order. The
+    order and account rows are locked in one round trip (PostgreSQL), so concurrent payments for
+    one account are allocated one after the other."""
+    _check_payment(payment)
     if payment.order_no:
         order = session.execute(
             select(PaymentOrder.order_no, PaymentOrder.account_id, PaymentOrder.channel,
@@ -124,16 +163,7 @@ def _target(session: Session, payment: ChannelPayment) -> tuple[str, str, Any]:
             .where(PaymentOrder.order_no == payment.order_no).with_for_update()).first()
         if order is None:
             raise PaymentRefused("unknown_order", f"no payment order {payment.order_no}")
-        if order.channel != payment.channel:
-            raise PaymentRefused("wrong_channel", f"order {order.order_no} is for {order.channel}, "
-                                                  f"not {payment.channel}")
-        if order.amount != payment.amount:
-            raise PaymentRefused("amount_mismatch",
-                                 f"order {order.order_no} is for {order.amount} fen, the channel "
-                                 f"reports {payment.amount} fen")
-        if payment.account_id and payment.account_id != order.account_id:
-            raise PaymentRefused("account_mismatch", f"order {order.order_no} is for account "
-                                                     f"{order.account_id}, not {payment.account_id}")
+        _check_against_order(payment, order)
         return order.account_id, order.customer_id, order
     if not payment.account_id:
         raise PaymentRefused("no_account", "the payment names neither an order nor an account")
@@ -185,20 +215,11 @@ def post_channel_payment(session: Session, payment: ChannelPayment, *, clock: Cl
         existing = session.execute(select(Payment.payment_id, Payment.amount, Payment.account_id)
                                    .where(Payment.channel == payment.channel,
                                           Payment.transaction_id == payment.transaction_id)).one()
-        if existing.amount != payment.amount or existing.account_id != account_id:
-            raise PaymentRefused(
-                "conflicting_duplicate",
-                f"{payment.channel} transaction {payment.transaction_id} is already posted as "
-                f"{existing.amount} fen to {existing.account_id}")
+        _check_replay(payment, existing.amount, existing.account_id, account_id)
         return PostResult(existing.payment_id, False, account_id,
                           ledger.balance(session, account_id))
     if pay_order is not None:
-        if pay_order.status == "closed":
-            raise PaymentRefused("closed_order", f"order {pay_order.order_no} is closed")
-        if pay_order.status == "paid":
-            raise PaymentRefused("order_already_paid",
-                                 f"order {pay_order.order_no} was already paid by another "
-                                 f"transaction; {payment.transaction_id} needs a refund")
+        _check_order_open(pay_order.order_no, pay_order.status, payment.transaction_id)
         session.execute(update(PaymentOrder).where(PaymentOrder.order_no == pay_order.order_no)
                         .values(status="paid"))
     # the payment row just inserted is unique, so its ledger entry cannot exist yet: a plain
