@@ -23,7 +23,7 @@ from __future__ import annotations
 import csv
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -498,25 +498,30 @@ class IntervalLoader:
             self._locked = True
         self._chunk += 1
         f = start_reasons(chunk)
-        f = _normalise_text(f, ("meter_id",))
-        f = require_text(f, "_meter_id", max_len=32, label="meter_id")
+        # meter ids repeat in every row: validate and look up each distinct id once, then
+        # carry a small integer code per row (``_m``) instead of joining on text
+        f = self._with_meters(f)
         f = parse_instants(f, "ts", "_ts")
         f = parse_decimal_units(f, "kwh", "_wh", places=3,
                                 max_int_digits=MAX_INTERVAL_KWH_DIGITS, allow_negative=True)
-        meters = _meters_for(self, f["_meter_id"])
-        f = _check_meters(f.with_columns(pl.col("_meter_id").alias("meter_id")), meters, "_ts")
+        f = _local_clock(f, "_ts")
+        day = pl.col("_day")
+        f = flag(f, pl.col("_known").is_null(), "unknown_meter",
+                 pl.lit("no meter ") + pl.col("meter_id").str.slice(0, 40)
+                 + pl.lit(" (import meters.csv first)"))
+        f = flag(f, day < pl.col("installed_on"), "before_installation",
+                 pl.lit("meter installed on ") + pl.col("installed_on").cast(pl.String))
+        f = flag(f, pl.col("removed_on").is_not_null() & (day > pl.col("removed_on")),
+                 "after_removal", pl.lit("meter removed on ") + pl.col("removed_on").cast(pl.String))
         cols = _rejected_columns(chunk)
-        bad = f.filter(pl.col(REASON).is_not_null()).select(cols)
-        good = (f.filter(pl.col(REASON).is_null())
-                .select(*cols, *[c for c in ("_ts", "_wh", "_group") if c not in cols])
-                .sort(LINE))
-        good = business_day(good, "_ts", "_day")
+        ok = pl.col(REASON).is_null()
+        bad = f.filter(~ok).select(cols)
+        good = f.filter(ok).select(*cols, *[c for c in ("_ts", "_wh", "_group", "_day", "_local",
+                                                        "_m") if c not in cols])
+        if not good[LINE].is_sorted():
+            good = good.sort(LINE)
         step = self.interval_minutes * 60_000_000
-        local = pl.col("_ts").dt.convert_time_zone(BUSINESS_TZ_NAME).dt.replace_time_zone(None)
-        stamps = good.select("_ts").unique()
-        odd = stamps.filter(local.dt.epoch("us") % step != 0)
-        if odd.height:
-            self.off_grid += good.join(odd, on="_ts", how="semi").height
+        self.off_grid += int(good.select((pl.col("_local") % step != 0).sum()).item() or 0)
 
         keys = ["meter_id", "_ts"]
         dups: list[pl.DataFrame] = []
@@ -525,25 +530,28 @@ class IntervalLoader:
         if good.height:
             prior, own = self._existing(good)
             # a. against earlier imports: same value → duplicate, different → conflict
-            good = good.join(prior.rename({"ts": "_ts", "wh": "_prior_wh"}), on=keys, how="left",
-                             maintain_order="left")
-            vs_prior = good.filter(pl.col("_prior_wh").is_not_null())
-            good = good.filter(pl.col("_prior_wh").is_null()).drop("_prior_wh")
-            differ = vs_prior.filter(pl.col("_wh") != pl.col("_prior_wh"))
-            differ = self._known_duplicates(differ)
-            duplicates += vs_prior.height - differ.height
-            rejected.append(flag(differ, pl.lit(True), "conflicts_with_stored",
-                                 pl.lit("stored value is ") + _units_text(pl.col("_prior_wh"), 3)
-                                 + pl.lit(" kWh")).select(cols))
+            if prior.height:
+                good = good.join(prior.rename({"ts": "_ts", "wh": "_prior_wh"}), on=keys,
+                                 how="left", maintain_order="left")
+                vs_prior = good.filter(pl.col("_prior_wh").is_not_null())
+                good = good.filter(pl.col("_prior_wh").is_null()).drop("_prior_wh")
+                differ = vs_prior.filter(pl.col("_wh") != pl.col("_prior_wh"))
+                differ = self._known_duplicates(differ)
+                duplicates += vs_prior.height - differ.height
+                rejected.append(flag(differ, pl.lit(True), "conflicts_with_stored",
+                                     pl.lit("stored value is ") + _units_text(pl.col("_prior_wh"), 3)
+                                     + pl.lit(" kWh")).select(cols))
             # b. against this batch's earlier chunks: duplicates within one import
-            good = good.join(own.rename({"ts": "_ts", "wh": "_first_wh"}), on=keys, how="left",
-                             maintain_order="left")
-            vs_own = good.filter(pl.col("_first_wh").is_not_null())
-            good = good.filter(pl.col("_first_wh").is_null()).drop("_first_wh")
-            dups.append(vs_own)
+            if own.height:
+                good = good.join(own.rename({"ts": "_ts", "wh": "_first_wh"}), on=keys,
+                                 how="left", maintain_order="left")
+                vs_own = good.filter(pl.col("_first_wh").is_not_null())
+                good = good.filter(pl.col("_first_wh").is_null()).drop("_first_wh")
+                dups.append(vs_own)
             # c. within this chunk: the first row (in file order) is stored
-            good, later = _split_first(good, keys, "_wh", "_first_wh")
-            dups.append(later)
+            good, later = _split_first_by_code(good)
+            if later.height:
+                dups.append(later)
         within = pl.concat([d.select(LINE, "meter_id", "_ts", "_day", "_wh", "_first_wh")
                             for d in dups]) if dups else None
         if within is not None and within.height:
@@ -555,9 +563,50 @@ class IntervalLoader:
                 pl.col("_wh").alias("wh"), pl.col("_first_wh").alias("first_wh")))
             duplicates += within.height
         self._write(good)
-        rej = pl.concat(rejected, how="vertical_relaxed")
+        rej = pl.concat(rejected, how="vertical_relaxed") if len(rejected) > 1 else bad
         self.sink.add(rej)
         self.counts.add(chunk.height, good.height, rej.height, duplicates)
+
+    def _with_meters(self, f: pl.DataFrame) -> pl.DataFrame:
+        """``meter_id`` stripped, its text checked, and the meter's facts (``_known``,
+        ``installed_on``, ``removed_on``, ``_group``) — all computed per distinct id and
+        gathered by the id's code ``_m`` (a fresh categorical per chunk)."""
+        import polars as pl
+
+        raw = f["meter_id"] if f.schema["meter_id"] == pl.String else f["meter_id"].cast(pl.String)
+        cat = raw.cast(pl.Categorical(pl.Categories.random()))
+        codes = cat.to_physical()
+        uniq = cat.unique()
+        size = _max_int(codes) + 1
+        ids = pl.DataFrame({"_m": uniq.to_physical(), "meter_id": uniq.cast(pl.String)}
+                           ).drop_nulls("_m")
+        # ids that differ only by padding are one meter: one code (``_mk``) for duplicate keys
+        ids = ids.with_columns(pl.col("meter_id").str.strip_chars())
+        ids = start_reasons(ids.with_columns(pl.col("_m").min().over("meter_id").alias("_mk")))
+        ids = require_text(ids, "meter_id", max_len=32)
+        meters = _meters_for(self, ids["meter_id"])
+        ids = ids.join(meters.with_columns(pl.lit(True).alias("_known")), on="meter_id",
+                       how="left")
+        # a dense table indexed by code, so that each row's facts are one gather
+        table = pl.DataFrame({"_m": pl.int_range(0, size, dtype=pl.UInt32, eager=True)}).join(
+            ids.with_columns(pl.col("_m").cast(pl.UInt32)), on="_m", how="left",
+            maintain_order="left")
+        idx = codes.cast(pl.Int64)
+        facts = {name: table[name].gather(idx) for name in
+                 ("_mk", "meter_id", REASON, DETAIL, "_known", "installed_on", "removed_on",
+                  "_group")}
+        keep = pl.col(REASON).is_not_null()
+        return f.with_columns(
+            facts["_mk"].alias("_m"), facts["meter_id"].alias("meter_id"),
+            pl.when(keep).then(pl.col(REASON)).otherwise(facts[REASON]).alias(REASON),
+            pl.when(keep).then(pl.col(DETAIL)).otherwise(facts[DETAIL]).alias(DETAIL),
+            *[facts[n].alias(n) for n in ("_known", "installed_on", "removed_on", "_group")],
+        ).with_columns(
+            # an empty id has no code: missing_value like the text path says
+            pl.when(pl.col(REASON).is_null() & pl.col("_m").is_null())
+            .then(pl.lit("missing_value")).otherwise(pl.col(REASON)).alias(REASON),
+            pl.when(pl.col(DETAIL).is_null() & pl.col("_m").is_null())
+            .then(pl.lit("meter_id is empty")).otherwise(pl.col(DETAIL)).alias(DETAIL))
 
     def _existing(self, good: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         """Stored rows that may collide with ``good``: (earlier imports, this batch so far)."""
@@ -608,20 +657,26 @@ class IntervalLoader:
         return differ.filter(~pl.col(LINE).is_in(sorted(known)))
 
     def _write(self, good: pl.DataFrame) -> None:
+        """One file per (business day, meter group) of the chunk, written in parallel (the
+        Parquet encoder and fsync release the GIL)."""
         import polars as pl
 
         if good.height == 0:
             return
+        epoch = date(1970, 1, 1)
         out = good.select(
-            "_day", "_group", "meter_id", pl.col("_ts").alias("ts"),
-            pl.lit(self.interval_minutes, pl.Int16).alias("minutes"),
-            pl.col("_wh").alias("wh"), pl.lit(self.batch_id).alias("batch_id"))
-        for (day, group), part in out.partition_by("_day", "_group", as_dict=True).items():
+            (pl.col("_day").cast(pl.Int32) * store.GROUPS + pl.col("_group").cast(pl.Int32))
+            .alias("_part"), "meter_id", pl.col("_ts").alias("ts"),
+            pl.lit(self.interval_minutes, pl.Int16).alias("minutes"), pl.col("_wh").alias("wh"),
+            pl.lit(self.batch_id).alias("batch_id"))
+        jobs = []
+        for (part,), frame in out.partition_by("_part", as_dict=True, include_key=False).items():
             # file order is kept: sorting costs more than it saves readers, who scan whole days
-            frame = part.drop("_day", "_group")
-            self.written.append(store.write_partition(
-                self.root, frame, day=day, group=int(group), batch_id=self.batch_id,
-                chunk=self._chunk))
+            day = epoch + timedelta(days=int(part) // store.GROUPS)
+            jobs.append((frame, day, int(part) % store.GROUPS))
+        self.written.extend(_pool().map(
+            lambda job: store.write_partition(self.root, job[0], day=job[1], group=job[2],
+                                              batch_id=self.batch_id, chunk=self._chunk), jobs))
 
     def finish(self) -> None:
         store.catalogue(self.conn, self.written)
@@ -631,6 +686,87 @@ class IntervalLoader:
         for f in self.written:
             (self.root / f.path).unlink(missing_ok=True)
         self.written.clear()
+
+
+_POOL: Any = None
+
+
+def _pool() -> Any:
+    """Threads for writing partition files (created once; at most 4: the disk, not the CPU,
+    is what they wait for)."""
+    global _POOL
+    if _POOL is None:
+        import os
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1) or 1,
+                                   thread_name_prefix="interval-store")
+    return _POOL
+
+
+#: Asia/Shanghai has kept UTC+08:00 without daylight saving since 1991-09-15 (the last DST
+#: change); later instants get their local time by adding 8 hours, earlier ones by the zone rules
+_SHANGHAI_FIXED_FROM_US = int(datetime(1991, 9, 15, tzinfo=UTC).timestamp()) * 1_000_000
+_HOUR_US = 3_600_000_000
+_DAY_US = 86_400_000_000
+
+
+def _local_clock(f: pl.DataFrame, source: str) -> pl.DataFrame:
+    """``_local`` (business-zone wall clock as microseconds since the epoch) and ``_day`` (the
+    business date) of the instants in ``source``."""
+    import polars as pl
+
+    lo = f[source].min()
+    if BUSINESS_TZ_NAME == "Asia/Shanghai" and (lo is None or (
+            isinstance(lo, datetime) and lo >= datetime.fromtimestamp(
+                _SHANGHAI_FIXED_FROM_US / 1e6, tz=UTC))):
+        local = pl.col(source).dt.epoch("us") + 8 * _HOUR_US
+    else:
+        local = (pl.col(source).dt.convert_time_zone(BUSINESS_TZ_NAME)
+                 .dt.replace_time_zone(None).dt.epoch("us"))
+    return f.with_columns(local.alias("_local")).with_columns(
+        (pl.col("_local") // _DAY_US).cast(pl.Int32).cast(pl.Date).alias("_day"))
+
+
+def _max_int(series: pl.Series) -> int:
+    """The largest value of an integer series (0 when it has none)."""
+    top = series.max()
+    return int(top) if isinstance(top, int) else 0
+
+
+def _split_first_by_code(good: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(first rows of each (meter, ts) in line order, later rows with ``_first_wh`` and
+    ``_first_line``). The key is one integer: the chunk's meter code and the instant. Meter data
+    rarely repeats itself, so a counting pass first proves "no duplicates" in most chunks."""
+    import numpy as np
+    import polars as pl
+
+    if good.height < 2:
+        return good, good.head(0).with_columns(pl.col("_wh").alias("_first_wh"),
+                                               pl.col(LINE).alias("_first_line"))
+    ts = good["_ts"].dt.epoch("us")
+    lo, hi = _max_int(-ts) * -1, _max_int(ts)
+    codes = good["_m"].cast(pl.Int64)
+    n_codes = _max_int(codes) + 1
+    key: pl.Series | None = None
+    offsets = (ts - lo).to_numpy()
+    for unit in (900_000_000, 60_000_000, 1_000_000, 1):
+        # the coarsest time unit that every instant of the chunk is a whole multiple of
+        if not (offsets % unit).any():
+            span = (hi - lo) // unit + 1
+            if span * n_codes < 2**62:
+                key = codes * span + pl.Series(offsets // unit)
+            break
+    if key is not None and span * n_codes <= 4 * good.height + 1_000_000:
+        counts = np.bincount(key.to_numpy(), minlength=span * n_codes)
+        if counts.max() <= 1:
+            return good, good.head(0).with_columns(pl.col("_wh").alias("_first_wh"),
+                                                   pl.col(LINE).alias("_first_line"))
+    if key is None:
+        return _split_first(good, ["_m", "_ts"], "_wh", "_first_wh")
+    good = good.with_columns(key.alias("_key"))
+    first, later = _split_first(good, ["_key"], "_wh", "_first_wh")
+    return first.drop("_key"), later.drop("_key")
 
 
 # --------------------------------------------------------------------------- entry points

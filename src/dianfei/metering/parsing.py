@@ -124,8 +124,11 @@ def _instants(frame: pl.DataFrame, source: str, target: str) -> pl.DataFrame:
             return flag(frame, pl.lit(True), "timestamp_without_offset",
                         pl.lit(f"{source} is a timestamp without a time zone: ")
                         + pl.col(source).cast(pl.String))
+        # a zoned timestamp holds UTC instants already (the zone only says how to show them):
+        # relabel, no per-row zone arithmetic
         frame = frame.with_columns(
-            pl.col(source).dt.convert_time_zone("UTC").dt.cast_time_unit("us").alias(target))
+            pl.col(source).to_physical().cast(pl.Datetime(dtype.time_unit, "UTC"))
+            .dt.cast_time_unit("us").alias(target))
         frame = flag(frame, pl.col(source).is_null(), "missing_value", f"{source} is empty")
     else:
         text = pl.col(source) if dtype == pl.String else pl.col(source).cast(pl.String)
@@ -152,8 +155,10 @@ def _instants(frame: pl.DataFrame, source: str, target: str) -> pl.DataFrame:
         frame = frame.drop("_tsnorm")
     frame = flag(frame, pl.col(target).is_null(), "bad_timestamp",
                  pl.lit(f"{source} is not an ISO 8601 instant: ") + quoted(source))
-    year = pl.col(target).dt.year()
-    frame = flag(frame, (year < MIN_YEAR) | (year >= MAX_YEAR), "timestamp_out_of_range",
+    from datetime import UTC, datetime
+
+    lo, hi = datetime(MIN_YEAR, 1, 1, tzinfo=UTC), datetime(MAX_YEAR, 1, 1, tzinfo=UTC)
+    frame = flag(frame, (pl.col(target) < lo) | (pl.col(target) >= hi), "timestamp_out_of_range",
                  pl.lit(f"{source} is not a plausible year: ") + quoted(source))
     return frame
 
