@@ -1,20 +1,23 @@
 """Collections benchmark: one day of collections for N accounts of which a tenth are in arrears.
 
-    python -m bench.collections --accounts 1000000 --backend sqlite
+    python -m bench.collections --accounts 1000000 --backend sqlite|postgresql [--profile F]
 
-Builds the synthetic utility, posts one overdue bill for every tenth account (spread over 1–90
-days past due) and a payment for a few, then times ``run_day`` for a first (cold: every account
-enters the ladder) and a second (steady-state) day. Prints one JSON line with the figures.
+Builds the synthetic utility, posts one overdue bill for a tenth of the accounts (spread over
+1–90 days past due), gives every prepaid account (~18%) daily frozen reads since 1 March and a
+top-up (some end above, some below the warning threshold, some at or below zero), then times
+``run_day`` for a first (cold: every arrears account enters the ladder, every prepaid account is
+evaluated for the first time) and a second (steady-state) day. Prints one JSON line.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import resource
 import tempfile
 import time
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
 from pathlib import Path
 from typing import Any
@@ -22,9 +25,10 @@ from typing import Any
 from bench.billrun import _database, _drop
 
 
-def run(accounts: int, backend: str) -> dict[str, Any]:
+def run(accounts: int, backend: str, profile: str | None = None) -> dict[str, Any]:
     import numpy as np
     import polars as pl
+    from sqlalchemy import text
     from tests.collections.fakes import FakeNotifier, FakeSwitch
 
     from dianfei import sim
@@ -48,8 +52,9 @@ def run(accounts: int, backend: str) -> dict[str, Any]:
                             customers=utility.customers, meters=utility.meters)
         day = date(2026, 3, 18)
         ids = utility.customers.filter(pl.col("payment_mode") == "postpaid")["customer_id"]
-        arrears = ids.gather_every(10)
-        n = arrears.len()
+        # exactly a tenth of all accounts in arrears, spread evenly over the postpaid ones
+        n = accounts // 10
+        arrears = ids.gather((np.arange(n) * (ids.len() / n)).astype(np.int64))
         rng = np.random.default_rng(1)
         due = [day - timedelta(days=int(d)) for d in rng.integers(1, 91, size=n)]
         posted = datetime(2026, 1, 1)
@@ -61,17 +66,34 @@ def run(accounts: int, backend: str) -> dict[str, Any]:
         with db.engine.begin() as conn:
             post_frame(conn, bills)
         out["in_arrears"] = n
+        out["prepaid"] = _prepaid(db, utility, day, rng)
+        with db.engine.begin() as conn:
+            # earlier days already saw the payments so far (the steady state of a live system)
+            mark = conn.execute(text("SELECT MAX(entry_id) FROM ledger_entries")).scalar_one()
+            conn.execute(text("INSERT INTO collection_runs (day, started_at, finished_at, "
+                              "payment_mark) VALUES (:d, :t, :t, :m)"),
+                         {"d": day - timedelta(days=1), "t": datetime(2026, 3, 17, 1), "m": mark})
         notifier, switch = FakeNotifier(), FakeSwitch()
         for label, d in (("first_day_s", day), ("second_day_s", day + timedelta(days=1))):
             clock = FixedClock(datetime.combine(d, dtime(9), tzinfo=BUSINESS_TZ))
+            prof = cProfile.Profile() if profile else None
             t0 = time.perf_counter()
+            if prof:
+                prof.enable()
             report = run_day(db, d, clock=clock, switch=switch, notifier=notifier)
+            if prof:
+                prof.disable()
+                prof.dump_stats(f"{profile}.{label.removesuffix('_s')}")
             out[label] = round(time.perf_counter() - t0, 2)
             out[label.replace("_s", "_timings")] = {k: round(v, 2) for k, v in report.timings.items()}
             out[label.replace("_s", "_counts")] = {"late_fees": report.late_fees,
                                                    "dunning_changes": report.dunning_changes,
                                                    "notices": report.notices,
-                                                   "stop_notices": report.stop_notices}
+                                                   "stop_notices": report.stop_notices,
+                                                   "prepay_accounts": report.prepay_accounts,
+                                                   "prepay_warnings": report.prepay_warnings,
+                                                   "prepay_cutoff_notices":
+                                                       report.prepay_cutoff_notices}
         out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
         db.engine.dispose()
     finally:
@@ -79,12 +101,66 @@ def run(accounts: int, backend: str) -> dict[str, Any]:
     return out
 
 
+def _prepaid(db: Any, utility: Any, day: date, rng: Any) -> int:
+    """Smart-prepayment inputs: for every prepaid meter the monthly frozen read of 1 March and
+    daily frozen reads from then through the day after ``day``, and a top-up each so that some
+    accounts are above, some below the warning threshold and some at or below zero."""
+    import numpy as np
+    import polars as pl
+
+    from dianfei.core.clock import BUSINESS_TZ
+    from dianfei.ledger.service import post_frame
+
+    pre = utility.customers.filter(pl.col("payment_mode") == "prepaid")["customer_id"]
+    mf = utility.meters.join(pre.to_frame(), on="customer_id", how="semi")
+    meters = mf["meter_id"]
+    tou = mf["registers"].str.contains("peak")
+    m = meters.len()
+    start = date(2026, 3, 1)
+    # the monthly frozen read of 1 March and the daily ones around the two days measured (the
+    # days between are never read: only the latest read counts)
+    offsets = [0, *range((day - start).days - 1, (day - start).days + 2)]
+    days = [start + timedelta(days=i) for i in offsets]
+    base = rng.integers(100_000, 2_000_000, size=m)  # centi-kWh on the register on 1 March
+    per_day = rng.integers(200, 1_500, size=m)  # 2–15 kWh a day
+    frames = []
+    for i, d in zip(offsets, days, strict=True):
+        at = datetime.combine(d, dtime(0), tzinfo=BUSINESS_TZ).astimezone(UTC)
+        when = pl.Series([at] * m, dtype=pl.Datetime("us", "UTC"))
+        frames.append(pl.DataFrame({"meter_id": meters, "register": "total", "read_at": when,
+                                    "value": base + per_day * i, "source": "ami"}))
+        # time-of-use meters also freeze their peak and valley registers (60/40 here)
+        for reg, share in (("peak", 6), ("valley", 4)):
+            frames.append(pl.DataFrame({"meter_id": meters, "register": reg, "read_at": when,
+                                        "value": (base + per_day * i) * share // 10,
+                                        "source": "ami"}).filter(tou))
+    from dianfei.db.bulk import write_frame
+
+    with db.engine.begin() as conn:
+        for f in frames:
+            write_frame(conn, "register_reads", f.select("meter_id", "read_at", "register", "value",
+                                                          "source"))
+    # top-ups: what the use since 1 March costs at 0.538 yuan/kWh (fen), plus −8 to +300 yuan:
+    # on the first day ~3% are at or below zero and ~20% below the 50-yuan threshold, and each
+    # further day a few more cross
+    cost = (per_day * (day - start).days * 538) // 1000
+    top = np.maximum(cost + rng.integers(-800, 30_000, size=m), 100)
+    with db.engine.begin() as conn:
+        post_frame(conn, pl.DataFrame({
+            "account_id": pre, "customer_id": pre, "kind": "payment", "amount": -top,
+            "posted_at": datetime(2026, 2, 28, 7), "business_date": date(2026, 2, 28),
+            "due_on": pl.Series([None] * m, dtype=pl.Date)}).with_columns(
+            pl.format("TOPUP-{}", "account_id").alias("reference")))
+    return m
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--accounts", type=int, default=100_000)
     ap.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
+    ap.add_argument("--profile", help="write cProfile stats of each day to PROFILE.first_day, …")
     args = ap.parse_args()
-    print(json.dumps(run(args.accounts, args.backend)))
+    print(json.dumps(run(args.accounts, args.backend, args.profile)))
 
 
 if __name__ == "__main__":

@@ -26,18 +26,20 @@ class FakeNotifier:
     failing: set[str] = field(default_factory=set)
 
     def enqueue(self, session: Session, notices: list[Notice], *, clock: Clock) -> None:
+        """One executemany of INSERT … ON CONFLICT (key) DO NOTHING: idempotent on key, and
+        cheap enough that a benchmark measures collections rather than this fake."""
+        if not notices:
+            return
         now = clock.now().astimezone(UTC).replace(tzinfo=None)
-        for n in notices:
-            exists = session.execute(text("SELECT 1 FROM notify_outbox WHERE key = :k"),
-                                     {"k": n.key}).first()
-            if exists:
-                continue
-            session.execute(text(
-                "INSERT INTO notify_outbox (key, account_id, customer_id, notice, channel, context, "
-                "status, queued_at, not_before, next_attempt_at, attempts, updated_at) VALUES "
-                "(:key, :a, :c, :notice, :channel, :ctx, 'queued', :now, NULL, :now, 0, :now)"),
-                {"key": n.key, "a": n.account_id, "c": n.customer_id, "notice": n.notice,
-                 "channel": n.channel, "ctx": json.dumps(dict(n.context)), "now": now})
+        session.flush()
+        session.execute(text(
+            "INSERT INTO notify_outbox (key, account_id, customer_id, notice, channel, context, "
+            "status, queued_at, not_before, next_attempt_at, attempts, updated_at) VALUES "
+            "(:key, :a, :c, :notice, :channel, :ctx, 'queued', :now, NULL, :now, 0, :now) "
+            "ON CONFLICT (key) DO NOTHING"),
+            [{"key": n.key, "a": n.account_id, "c": n.customer_id, "notice": n.notice,
+              "channel": n.channel, "ctx": json.dumps(dict(n.context)), "now": now}
+             for n in notices])
 
     def dispatch(self, db: Database, *, clock: Clock, senders: Any = None) -> None:
         now = clock.now().astimezone(UTC).replace(tzinfo=None)

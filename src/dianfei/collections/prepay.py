@@ -284,13 +284,17 @@ def _advance(ctx: Context, session: Session, case: StopCase, row: dict[str, Any]
             return
         if not ctx.policy.stop_allowed_at(now):
             return  # the stop window; the next run (or process_commands) tries again
-        if not suspension._still_stoppable(session.connection(), case, ctx.policy, now):
+        # today's balance (``row``) was read minutes ago; without it, read it again
+        fresh = row is not None and row["available"] <= 0
+        if not fresh and not suspension._still_stoppable(session.connection(), case, ctx.policy, now):
             return  # the balance check of the day handles a top-up (cancel) next
         case.status, case.ordered_at, case.execute_after = "ordered", now, now
         ctx.report.suspension_orders += 1
         suspension._event(session, f"so:{case.case_id}", case, "suspension_ordered", now)
     if case.status == "ordered":
-        suspension._execute_order(ctx, session, case)
+        # the trip itself re-checks a fresh balance right before it is sent
+        suspension._execute_order(ctx, session, case,
+                                  checked=row is not None and row["available"] <= 0)
 
 
 def still_cut_off(conn: Any, case: StopCase) -> bool:

@@ -347,3 +347,50 @@ def prepay_accrued(conn: Connection, account_id: str) -> int | None:
     row = conn.execute(text("SELECT accrued FROM prepay_state WHERE account_id = :a"),
                        {"a": account_id}).first()
     return None if row is None or row[0] is None else int(row[0])
+
+
+def _in_chunks(conn: Connection, sql: str, keys: list[str], size: int = 500) -> list[Any]:
+    """Run ``sql`` (with ``{keys}`` standing for an IN list) over ``keys`` in chunks."""
+    rows: list[Any] = []
+    uniq = sorted(set(keys))
+    for i in range(0, len(uniq), size):
+        chunk = uniq[i:i + size]
+        marks = ", ".join(f":k{j}" for j in range(len(chunk)))
+        rows.extend(conn.execute(text(sql.replace("{keys}", marks)),
+                                 {f"k{j}": k for j, k in enumerate(chunk)}).all())
+    return rows
+
+
+def balances_of(conn: Connection, accounts: list[str]) -> dict[str, int]:
+    """Ledger balance (fen owed; ≤ 0: nothing owed) of each of ``accounts``, fresh."""
+    out = {a: 0 for a in accounts}
+    out.update({str(r[0]): int(r[1]) for r in _in_chunks(
+        conn, "SELECT account_id, COALESCE(SUM(amount), 0) FROM ledger_entries "
+              "WHERE account_id IN ({keys}) GROUP BY account_id", accounts)})
+    return out
+
+
+def protected_customers(conn: Connection, customers: list[str]) -> set[str]:
+    return {str(r[0]) for r in _in_chunks(
+        conn, "SELECT customer_id FROM customers WHERE protected AND customer_id IN ({keys})",
+        customers)}
+
+
+def accounts_with_plan(conn: Connection, accounts: list[str]) -> set[str]:
+    return {str(r[0]) for r in _in_chunks(
+        conn, "SELECT account_id FROM payment_plans WHERE status = 'active' "
+              "AND account_id IN ({keys})", accounts)}
+
+
+def prepay_accrued_of(conn: Connection, accounts: list[str]) -> dict[str, int]:
+    return {str(r[0]): int(r[1]) for r in _in_chunks(
+        conn, "SELECT account_id, accrued FROM prepay_state WHERE accrued IS NOT NULL "
+              "AND account_id IN ({keys})", accounts)}
+
+
+def live_case_balances(conn: Connection) -> dict[str, int]:
+    """Ledger balance of every account with a live postpaid stop case, in one query."""
+    return {str(r[0]): int(r[1]) for r in conn.execute(text(
+        "SELECT e.account_id, COALESCE(SUM(e.amount), 0) FROM ledger_entries e "
+        "WHERE e.account_id IN (SELECT account_id FROM stop_cases WHERE status != 'closed' "
+        "AND mode = 'postpaid') GROUP BY e.account_id")).all()}

@@ -107,10 +107,17 @@ class Context:
     switch: RemoteSwitch | None
     report: DayReport
     notices: list[Notice] = field(default_factory=list)
+    _customers: Any = None
 
     @property
     def now(self) -> datetime:
         return self.clock.now()
+
+    def customers(self) -> pl.DataFrame:
+        """The open accounts' customer facts, read once per run."""
+        if self._customers is None:
+            self._customers = repository.customers(self.db.engine)
+        return self._customers  # type: ignore[no-any-return]
 
 
 def write_events(conn: Any, frame: pl.DataFrame) -> int:
@@ -274,7 +281,7 @@ def _late_fees(ctx: Context, conn: Any, items: pl.DataFrame) -> None:
     # the principal of the day is what was owed at its start: add back today's payments
     paid_today = repository.bill_allocations_since(ctx.db.engine, start_of_day(day))
     state = repository.accruals(ctx.db.engine)
-    cust = repository.customers(ctx.db.engine).select("account_id", "customer_class")
+    cust = ctx.customers().select("account_id", "customer_class")
     principal = (bills.select("bill_id", "account_id", "customer_id", "due_on", "open_amount")
                  .join(paid_today, on="bill_id", how="left")
                  .with_columns((pl.col("open_amount") + pl.col("paid_today").fill_null(0))
@@ -345,7 +352,7 @@ def build_snapshot(ctx: Context, items: pl.DataFrame, scorer: RiskScorer | None)
                    (pl.lit(day) - pl.col("oldest_due")).dt.total_days().alias("days_overdue"))
         .drop("_any_bill"))
     owed = items.group_by("account_id").agg(pl.col("open_amount").sum().alias("open_total"))
-    cust = repository.customers(ctx.db.engine)
+    cust = ctx.customers()
     plans = repository.active_plans(ctx.db.engine).select("account_id").with_columns(
         pl.lit(True).alias("open_plan"))
     snap = (per.join(cust, on="account_id", how="inner")

@@ -35,7 +35,7 @@ from dianfei.collections import repository
 from dianfei.collections.models import CollectionEvent, CollectionTask, MeterCommand, StopCase
 from dianfei.collections.notices import KEY_PREFIX, Notice, Notifier
 from dianfei.collections.rules import Policy
-from dianfei.core.clock import Clock, business_date
+from dianfei.core.clock import BUSINESS_TZ, Clock, business_date
 from dianfei.core.errors import ConflictError, NotFoundError, ValidationError
 
 if TYPE_CHECKING:
@@ -48,30 +48,38 @@ if TYPE_CHECKING:
 LIVE = ("noticing", "noticed", "ordered", "suspended", "reconnecting")
 
 
+def _insert_new(session: Session, model: Any, row: dict[str, Any]) -> bool:
+    """INSERT … ON CONFLICT (key) DO NOTHING on the session's connection: no check-then-insert,
+    no autoflush of the session's pending objects. Returns whether a row was added."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    conn = session.connection()
+    dialect: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(model.__table__).values(**row).on_conflict_do_nothing(index_elements=["key"])
+    return bool(conn.execute(stmt).rowcount)
+
+
 def _event(session: Session, key: str, case: StopCase, type_: str, at: datetime,
            **extra: Any) -> bool:
     """Add an event unless its key is already recorded. Returns whether it was added."""
-    if session.execute(select(CollectionEvent.event_id).where(CollectionEvent.key == key)).first():
-        return False
     detail = {"case_id": case.case_id, **{k: v for k, v in extra.items()
                                           if k not in ("notice", "channel", "amount")}}
     if case.mode == "prepaid":
         detail.setdefault("reason", "prepay")  # a smart-prepayment cut-off, not an arrears stop
-    session.add(CollectionEvent(key=key, account_id=case.account_id, customer_id=case.customer_id,
-                                type=type_, at=at, business_date=business_date(at),
-                                notice=extra.get("notice"), channel=extra.get("channel"),
-                                amount=extra.get("amount"), bill_id=case.bill_id or None,
-                                detail=json.dumps(detail, ensure_ascii=False)))
-    return True
+    return _insert_new(session, CollectionEvent, {
+        "key": key, "account_id": case.account_id, "customer_id": case.customer_id,
+        "type": type_, "at": at, "business_date": business_date(at),
+        "notice": extra.get("notice"), "channel": extra.get("channel"),
+        "amount": extra.get("amount"), "bill_id": case.bill_id or None,
+        "detail": json.dumps(detail, ensure_ascii=False)})
 
 
 def _task(session: Session, key: str, case: StopCase, kind: str, now: datetime,
           due_at: datetime | None, detail: dict[str, Any]) -> None:
-    if session.execute(select(CollectionTask.task_id).where(CollectionTask.key == key)).first():
-        return
-    session.add(CollectionTask(key=key, account_id=case.account_id, customer_id=case.customer_id,
-                               kind=kind, status="open", created_at=now, due_at=due_at,
-                               case_id=case.case_id, detail=json.dumps(detail, ensure_ascii=False)))
+    _insert_new(session, CollectionTask, {
+        "key": key, "account_id": case.account_id, "customer_id": case.customer_id, "kind": kind,
+        "status": "open", "created_at": now, "due_at": due_at, "case_id": case.case_id,
+        "detail": json.dumps(detail, ensure_ascii=False)})
 
 
 def _level_actions(ctx: Context, ladder: str | None, level: str | None) -> set[str]:
@@ -106,23 +114,29 @@ def open_cases(ctx: Context, session: Session, snapshot: pl.DataFrame) -> None:
     rows = hits.join(snapshot, on="account_id").filter(~pl.col("account_id").is_in(list(live))
                                                        & ~pl.col("protected")
                                                        & ~pl.col("open_plan"))
+    if rows.height == 0:
+        return
     now = ctx.now
     from dianfei.collections.service import _context
+    from dianfei.db.bulk import write_frame
 
+    rows = rows.with_columns(pl.format(f"{KEY_PREFIX}stop:{{}}:{{}}", "account_id", "oldest_bill")
+                             .alias("notice_key"))
+    session.flush()
+    # one bulk insert (the partial unique index keeps one live case per account)
+    write_frame(session.connection(), "stop_cases", rows.select(
+        "account_id", "customer_id", "customer_class", pl.col("oldest_bill").alias("bill_id"),
+        pl.lit("postpaid").alias("mode"), pl.lit("noticing").alias("status"),
+        pl.lit(now).alias("opened_at"), "notice_key",
+        pl.col("customer_class").is_in(list(ctx.policy.approval_required_for))
+        .alias("approval_required")))
     for row in rows.iter_rows(named=True):
-        key = f"{KEY_PREFIX}stop:{row['account_id']}:{row['oldest_bill']}"
-        case = StopCase(account_id=row["account_id"], customer_id=row["customer_id"],
-                        customer_class=row["customer_class"], bill_id=row["oldest_bill"],
-                        mode="postpaid", status="noticing", opened_at=now, notice_key=key,
-                        approval_required=row["customer_class"] in ctx.policy.approval_required_for)
-        session.add(case)
         days = ctx.policy.notice_days_for(row["customer_class"])
         context = _context(row)
         context["stop_on"] = (ctx.day + timedelta(days=days + 1)).isoformat()
-        ctx.notices.append(Notice(key, row["account_id"], row["customer_id"], "stop_notice", "sms",
-                                  context))
+        ctx.notices.append(Notice(row["notice_key"], row["account_id"], row["customer_id"],
+                                  "stop_notice", "sms", context))
         ctx.report.stop_notices += 1
-    session.flush()
 
 
 def record_sent(ctx: Context, session: Session, conn: Connection) -> None:
@@ -139,17 +153,28 @@ def record_sent(ctx: Context, session: Session, conn: Connection) -> None:
     sent = repository.sent_notices(ctx.db.engine, since, KEY_PREFIX)
     if sent.height == 0:
         return
+    import polars as pl
+
+    from dianfei.collections.service import _event_schema, write_events
+
     keys = [f"ns:{k}" for k in sent["key"].to_list()]
     have = repository.existing_keys(conn, "collection_events", keys)
+    went = sent.with_columns(pl.Series("ev_key", keys, dtype=pl.String)).filter(
+        pl.col("status").is_in(["sent", "delivered"]) & pl.col("sent_at").is_not_null()
+        & ~pl.col("ev_key").is_in(list(have)))
+    session.flush()
+    write_events(conn, went.select(
+        pl.col("ev_key").alias("key"), "account_id", "customer_id",
+        pl.lit("notice_sent").alias("type"), pl.col("sent_at").alias("at"),
+        pl.col("sent_at").dt.convert_time_zone(str(BUSINESS_TZ)).dt.date().alias("business_date"),
+        pl.lit(None, pl.Int64).alias("amount"), pl.lit(None, pl.Int64).alias("balance_after"),
+        pl.lit(None, pl.String).alias("level"), "notice", "channel",
+        pl.lit(None, pl.String).alias("bill_id"), pl.lit(None, pl.String).alias("detail"))
+        .cast(_event_schema()))
     cases = {c.notice_key: c for c in session.scalars(
         select(StopCase).where(StopCase.status == "noticing"))}
     for r in sent.iter_rows(named=True):
         ok = r["status"] in ("sent", "delivered") and r["sent_at"] is not None
-        if ok and f"ns:{r['key']}" not in have:
-            session.add(CollectionEvent(
-                key=f"ns:{r['key']}", account_id=r["account_id"], customer_id=r["customer_id"],
-                type="notice_sent", at=r["sent_at"], business_date=business_date(r["sent_at"]),
-                notice=r["notice"], channel=r["channel"]))
         case = cases.get(r["key"])
         if case is None:
             continue
@@ -169,30 +194,43 @@ def record_sent(ctx: Context, session: Session, conn: Connection) -> None:
 def _still_stoppable(conn: Connection, case: StopCase, policy: Policy, now: datetime) -> bool:
     """The re-check right before acting: a fresh read of the ledger and open items (for a
     prepaid cut-off: a fresh balance less the charges accrued, see ``prepay.still_cut_off``)."""
-    if case.mode == "prepaid":
-        from dianfei.collections.prepay import still_cut_off
+    return case.case_id in stoppable(conn, [case], policy, now)
 
-        return still_cut_off(conn, case)
-    if repository.balance_now(conn, case.account_id) <= 0:
-        return False
+
+def stoppable(conn: Connection, cases: list[StopCase], policy: Policy, now: datetime) -> set[int]:
+    """:func:`_still_stoppable` for many cases in a few set-based reads: the case ids that may
+    still be stopped. Postpaid: something is owed, an item is at least ``min_days_overdue`` past
+    due, not protected, no active plan. Prepaid: fresh balance less the accrued charge ≤ 0, not
+    protected."""
+    if not cases:
+        return set()
     from dianfei.payments.service import open_items
 
-    today = business_date(now)
-    items = open_items(conn, None, [case.account_id])
-    overdue = [r for r in items.iter_rows(named=True)
-               if r["open_amount"] > 0 and r["due_on"] is not None and r["due_on"] < today]
-    if not overdue:
-        return False
-    oldest = min(r["due_on"] for r in overdue)
-    if (today - oldest).days < policy.min_days_overdue:
-        return False
-    protected = conn.execute(text("SELECT c.protected FROM customers c WHERE c.customer_id = :c"),
-                             {"c": case.customer_id}).scalar()
-    if protected:
-        return False
-    plan = conn.execute(text("SELECT 1 FROM payment_plans WHERE account_id = :a AND status = 'active'"),
-                        {"a": case.account_id}).first()
-    return plan is None
+    accounts = [c.account_id for c in cases]
+    balance = repository.balances_of(conn, accounts)
+    protected = repository.protected_customers(conn, [c.customer_id for c in cases])
+    post = [c for c in cases if c.mode != "prepaid" and balance[c.account_id] > 0
+            and c.customer_id not in protected]
+    pre = [c for c in cases if c.mode == "prepaid" and c.customer_id not in protected]
+    ok: set[int] = set()
+    if pre:
+        accrued = repository.prepay_accrued_of(conn, [c.account_id for c in pre])
+        ok |= {c.case_id for c in pre if c.account_id in accrued
+               and -balance[c.account_id] - accrued[c.account_id] <= 0}
+    if post:
+        today = business_date(now)
+        oldest: dict[str, Any] = {}
+        for i in range(0, len(post), 500):
+            items = open_items(conn, None, [c.account_id for c in post[i:i + 500]])
+            for r in items.iter_rows(named=True):
+                d = r["due_on"]
+                if r["open_amount"] > 0 and d is not None and d < today:
+                    a = r["account_id"]
+                    oldest[a] = min(d, oldest.get(a, d))
+        planned = repository.accounts_with_plan(conn, [c.account_id for c in post])
+        ok |= {c.case_id for c in post if c.account_id in oldest and c.account_id not in planned
+               and (today - oldest[c.account_id]).days >= policy.min_days_overdue}
+    return ok
 
 
 def advance_cases(ctx: Context, session: Session, snapshot: pl.DataFrame) -> None:
@@ -208,10 +246,11 @@ def advance_cases(ctx: Context, session: Session, snapshot: pl.DataFrame) -> Non
         "account_id", "ladder", "level", "days_overdue", "protected", "open_plan", "name",
         "amount_overdue", "oldest_bill", "oldest_due", "open_total").iter_rows(named=True)}
     del pl
+    balances = repository.live_case_balances(conn)
     for case in session.scalars(select(StopCase).where(StopCase.status.in_(LIVE))
                                 .where(StopCase.mode == "postpaid").order_by(StopCase.case_id)):
         f = facts.get(case.account_id)
-        cleared = f is None or bool(f["open_plan"]) or repository.balance_now(conn, case.account_id) <= 0
+        cleared = f is None or bool(f["open_plan"]) or balances.get(case.account_id, 0) <= 0
         if case.status in ("noticing", "noticed", "ordered") and (
                 cleared or (f is not None and f["protected"])):
             _cancel(ctx, session, case, "plan" if f is not None and f["open_plan"] else "paid")
@@ -255,14 +294,16 @@ def _cancel(ctx: Context, session: Session, case: StopCase, reason: str) -> None
         _event(session, f"sc:{case.case_id}", case, "suspension_cancelled", ctx.now, reason=reason)
 
 
-def _execute_order(ctx: Context, session: Session, case: StopCase) -> None:
+def _execute_order(ctx: Context, session: Session, case: StopCase, *, checked: bool = False) -> None:
+    """Hand an order to the meter (command outbox) or a crew. ``checked``: the caller has just
+    established from a fresh read that the stop is still due (the trip re-checks again)."""
     now = ctx.now
     if case.execute_after is None or now < case.execute_after or not ctx.policy.stop_allowed_at(now):
         return
     if case.approval_required and not case.approved_by:
         return
     conn = session.connection()
-    if not _still_stoppable(conn, case, ctx.policy, now):
+    if not checked and not _still_stoppable(conn, case, ctx.policy, now):
         _cancel(ctx, session, case, "paid")
         return
     if case.method is not None:
@@ -315,9 +356,19 @@ def _reconnected(session: Session, case: StopCase, at: datetime, method: str,
                            "balance": "0.00", "pay_channels": ""}))
 
 
+#: meter commands handled per transaction (rows locked, re-checked in bulk, then sent)
+COMMAND_CHUNK = 200
+
+
 def process_commands(db: Database, *, clock: Clock, switch: RemoteSwitch | None, policy_: Policy,
                      report: DayReport | None, notifier: Notifier) -> int:
-    """Try the due meter commands, each in its own short transaction with the row locked."""
+    """Try the due meter commands in short transactions of up to ``COMMAND_CHUNK`` commands,
+    their rows locked (``SKIP LOCKED`` on PostgreSQL, so several processes share the work).
+
+    Trips are re-checked against a fresh balance right before they are sent, in one set-based
+    read per chunk. A process that dies mid-chunk leaves those commands pending: they are sent
+    again by the next pass, which is harmless for a trip or a close (the meter is simply in
+    the state asked for) and is exactly what a retry does."""
     if switch is None:
         return 0
     now = clock.now()
@@ -326,50 +377,60 @@ def process_commands(db: Database, *, clock: Clock, switch: RemoteSwitch | None,
                              .where(MeterCommand.next_attempt_at <= now)
                              .order_by(MeterCommand.command_id)))
     done = 0
-    for cid in ids:
+    for i in range(0, len(ids), COMMAND_CHUNK):
         notices: list[Notice] = []
         with db.session() as s:
-            cmd = s.execute(select(MeterCommand).where(MeterCommand.command_id == cid)
-                            .with_for_update()).scalar_one()
-            if cmd.status != "pending":
+            cmds = list(s.scalars(select(MeterCommand)
+                                  .where(MeterCommand.command_id.in_(ids[i:i + COMMAND_CHUNK]))
+                                  .where(MeterCommand.status == "pending")
+                                  .order_by(MeterCommand.command_id)
+                                  .with_for_update(skip_locked=True)))
+            if not cmds:
                 continue
-            case = s.get(StopCase, cmd.case_id)
-            assert case is not None
+            cases = {c.case_id: c for c in s.scalars(
+                select(StopCase).where(StopCase.case_id.in_({c.case_id for c in cmds})))}
             now = clock.now()
-            if cmd.action == "trip":
-                if not policy_.stop_allowed_at(now):
-                    continue  # wait for the window; the next run tries again
-                # the re-check RIGHT before acting: never stop an account that paid
-                if case.status != "ordered" or not _still_stoppable(s.connection(), case, policy_, now):
-                    cmd.status = "cancelled"
-                    if case.status == "ordered":
-                        _cancel_from_command(s, case, now)
-                    continue
-                result = switch.trip(cmd.meter_id)
-            else:
-                result = switch.close(cmd.meter_id)
-            cmd.attempts += 1
-            if result.ok:
-                cmd.status, cmd.done_at = "done", now
-                done += 1
+            in_window = policy_.stop_allowed_at(now)
+            trips = [cases[c.case_id] for c in cmds if c.action == "trip"
+                     and cases[c.case_id].status == "ordered"]
+            # the re-check RIGHT before acting: never stop an account that paid
+            may_stop = stoppable(s.connection(), trips, policy_, now) if in_window else set()
+            for cmd in cmds:
+                case = cases[cmd.case_id]
                 if cmd.action == "trip":
-                    _suspended(s, case, now, "remote")
-                    if report:
-                        report.suspended += 1
+                    if not in_window:
+                        continue  # wait for the window; the next run tries again
+                    if case.status != "ordered" or case.case_id not in may_stop:
+                        cmd.status = "cancelled"
+                        if case.status == "ordered":
+                            _cancel_from_command(s, case, now)
+                        continue
+                    result = switch.trip(cmd.meter_id)
                 else:
-                    _reconnected(s, case, now, "remote", notices)
-                    if report:
-                        report.reconnected += 1
-            else:
-                cmd.last_error = result.detail
-                if result.retryable and cmd.attempts < policy_.max_attempts:
-                    cmd.next_attempt_at = now + policy_.retry_delay(cmd.attempts)
+                    result = switch.close(cmd.meter_id)
+                now = clock.now()
+                cmd.attempts += 1
+                if result.ok:
+                    cmd.status, cmd.done_at = "done", now
+                    done += 1
+                    if cmd.action == "trip":
+                        _suspended(s, case, now, "remote")
+                        if report:
+                            report.suspended += 1
+                    else:
+                        _reconnected(s, case, now, "remote", notices)
+                        if report:
+                            report.reconnected += 1
                 else:
-                    cmd.status = "failed"
-                    _task(s, f"command_failed:{cmd.command_id}", case, "meter_command_failed", now,
-                          None, {"command_id": cmd.command_id, "action": cmd.action,
-                                 "meter_id": cmd.meter_id, "attempts": cmd.attempts,
-                                 "error": result.detail})
+                    cmd.last_error = result.detail
+                    if result.retryable and cmd.attempts < policy_.max_attempts:
+                        cmd.next_attempt_at = now + policy_.retry_delay(cmd.attempts)
+                    else:
+                        cmd.status = "failed"
+                        _task(s, f"command_failed:{cmd.command_id}", case, "meter_command_failed",
+                              now, None, {"command_id": cmd.command_id, "action": cmd.action,
+                                          "meter_id": cmd.meter_id, "attempts": cmd.attempts,
+                                          "error": result.detail})
             if notices:
                 notifier.enqueue(s, notices, clock=clock)
     return done
