@@ -203,6 +203,8 @@ def run_wrk(out_dir: Path, url: str, *, threads: int = 2, connections: int = 64,
     cmd = [wrk, f"-t{threads}", f"-c{connections}", f"-d{duration}", "--timeout", "5s",
            "-s", str(out_dir / "callbacks.lua"), url, "--", str(out_dir / "requests.txt"), str(threads),
            str(skip)]
+    # the script as this version writes it (a request file may come from an older run)
+    (out_dir / "callbacks.lua").write_text(LUA_SCRIPT, encoding="utf-8")
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     figures = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not figures:

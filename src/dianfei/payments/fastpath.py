@@ -446,12 +446,19 @@ class Batcher:
         fut: Future[InboxResult] = Future()
         self._queue.put((item, fut))
         if self._thread is None:
-            with self._lock:
-                if self._thread is None:
-                    self._thread = threading.Thread(target=self._run, name="callback-writer",
-                                                    daemon=True)
-                    self._thread.start()
+            self.start()
         return fut
+
+    def start(self, *, connect: bool = False) -> None:
+        """Start the writer thread (once); with ``connect`` also open its connection now, so the
+        first callbacks after a (re)start do not pay for it."""
+        with self._lock:
+            if connect and self._conn is None:
+                self._connection()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="callback-writer",
+                                                daemon=True)
+                self._thread.start()
 
     def _run(self) -> None:
         while True:
@@ -503,6 +510,9 @@ class Batcher:
         dropped after any error and opened again for the next batch."""
         if self._conn is None:
             self._conn = self.db.engine.connect()
+            if self._conn.dialect.name == "postgresql":
+                # the writer runs the same few statements all day: prepare them on first use
+                self._conn.connection.driver_connection.prepare_threshold = 0  # type: ignore[union-attr]
         return self._conn
 
     def _discard(self) -> None:
