@@ -25,7 +25,13 @@ Run, against a server already serving a database that holds the accounts::
         --out var/bench/callbacks
     set -a; . var/bench/callbacks/channels.env; set +a; .venv/bin/dianfei serve --port 8000 &
     .venv/bin/python -m bench.callbacks_load --out var/bench/callbacks --run http://127.0.0.1:8000 \\
-        --threads 2 --connections 64 --duration 30s
+        --threads 2 --connections 32 --duration 15s [--skip N]
+
+``--skip N`` starts after the first N lines, so a further run on the same file posts fresh
+payments instead of replaying what an earlier run already posted. Each generation needs its own
+``--seed`` when its orders go into the same database (order numbers and transaction ids carry it),
+and the server must run with that generation's ``channels.env`` (the fakes' keys are per process).
+WeChat Pay requests are signed with the generation time: use them within the hour.
 
 The last line printed is one JSON object of figures.
 """

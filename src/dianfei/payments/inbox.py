@@ -8,6 +8,10 @@ Order of work for every notification, callback or file line:
    in the SAME transaction (posted or duplicate); a refusal is recorded on the inbox row in its own
    transaction and never touches ``payments`` — so a forged message, which may claim any
    transaction id, cannot occupy the unique (channel, transaction id) slot of the genuine one.
+
+This is the one-by-one path (:func:`receive`). The web server's callbacks go through the group
+commit in :mod:`dianfei.payments.fastpath`, which writes the raw row in the same transaction as
+its verdict and falls back to this path, raw row first, whenever a batch fails.
 """
 
 from __future__ import annotations
