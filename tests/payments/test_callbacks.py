@@ -51,10 +51,13 @@ def test_alipay_notification_posts_once_and_answers_success(configured) -> None:
     db, alipay, _ = configured
     no = order(db, "alipay")
     body, ctype = alipay.notification(no, "2026031022001400001", 8070)
-    client = TestClient(create_app(db))
+    app = create_app(db)
+    client = TestClient(app)
     url = "/api/v1/payments/notify/alipay"
     answers = [client.post(url, content=body, headers={"content-type": ctype}) for _ in range(3)]
     assert [(a.status_code, a.text) for a in answers] == [(200, "success")] * 3
+    # posted by the server's group-commit writer (payments/fastpath.py), not one by one
+    assert app.state.callback_batcher.messages == 3
     assert scalar(db.engine, "SELECT count(*) FROM payments") == 1
     assert scalar(db.engine, "SELECT verdict FROM payment_inbox ORDER BY id LIMIT 1") == "posted"
     assert scalar(db.engine, "SELECT count(*) FROM payment_inbox WHERE verdict = 'duplicate'") == 2
