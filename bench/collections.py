@@ -129,11 +129,12 @@ def _prepaid(db: Any, utility: Any, day: date, rng: Any) -> int:
         when = pl.Series([at] * m, dtype=pl.Datetime("us", "UTC"))
         frames.append(pl.DataFrame({"meter_id": meters, "register": "total", "read_at": when,
                                     "value": base + per_day * i, "source": "ami"}))
-        # time-of-use meters also freeze their peak and valley registers (60/40 here)
-        for reg, share in (("peak", 6), ("valley", 4)):
+        # time-of-use meters also freeze their peak and valley registers (60/40 here; the two
+        # add up exactly to the total, as a real meter's do)
+        total = base + per_day * i
+        for reg, value in (("peak", total * 6 // 10), ("valley", total - total * 6 // 10)):
             frames.append(pl.DataFrame({"meter_id": meters, "register": reg, "read_at": when,
-                                        "value": (base + per_day * i) * share // 10,
-                                        "source": "ami"}).filter(tou))
+                                        "value": value, "source": "ami"}).filter(tou))
     from dianfei.db.bulk import write_frame
 
     with db.engine.begin() as conn:

@@ -17,11 +17,15 @@ from dianfei.core.clock import Clock
 from dianfei.db.engine import Database
 from dianfei.metering.service import CommandResult
 
+LEGALLY_REQUIRED = ("stop_notice", "pre_stop", "cutoff_notice")
+
 
 @dataclass
 class FakeNotifier:
     """enqueue = an outbox row (idempotent on key); dispatch = 'sent' at the clock's now,
-    unless the notice's channel is in ``failing``."""
+    unless the notice's channel is in ``failing``: then 'failed', and — as notify does for a
+    legally required notice — a paper letter ``<key>#letter`` queued and sent in its place
+    (unless letters fail too)."""
 
     failing: set[str] = field(default_factory=set)
 
@@ -45,6 +49,21 @@ class FakeNotifier:
         now = clock.now().astimezone(UTC).replace(tzinfo=None)
         with db.engine.begin() as conn:
             for ch in self.failing:
+                failed = conn.execute(text(
+                    "SELECT outbox_id, key, account_id, customer_id, notice, context FROM notify_outbox "
+                    "WHERE status = 'queued' AND channel = :ch"), {"ch": ch}).all()
+                conn.execute(text("UPDATE notify_outbox SET status = 'failed', updated_at = :n "
+                                  "WHERE status = 'queued' AND channel = :ch"), {"n": now, "ch": ch})
+                # as notify does: a legally required notice that failed goes out as a letter
+                for r in failed:
+                    if r[4] in LEGALLY_REQUIRED and ch != "letter":
+                        conn.execute(text(
+                            "INSERT INTO notify_outbox (key, account_id, customer_id, notice, channel, "
+                            "context, status, queued_at, next_attempt_at, attempts, updated_at, "
+                            "fallback_of) VALUES (:k, :a, :c, :n, 'letter', :ctx, 'queued', :t, :t, 0, "
+                            ":t, :f)"), {"k": f"{r[1]}#letter", "a": r[2], "c": r[3], "n": r[4],
+                                         "ctx": r[5], "t": now, "f": r[0]})
+            for ch in self.failing & {"letter"}:
                 conn.execute(text("UPDATE notify_outbox SET status = 'failed', updated_at = :n "
                                   "WHERE status = 'queued' AND channel = :ch"), {"n": now, "ch": ch})
             conn.execute(text("UPDATE notify_outbox SET status = 'sent', sent_at = :n, updated_at = :n, "

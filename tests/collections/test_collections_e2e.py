@@ -183,3 +183,29 @@ def test_failed_trip_retried_then_on_the_worklist(db: Database) -> None:
     failed = [t for t in tasks_json(db) if t["kind"] == "meter_command_failed"]
     assert len(failed) == 1 and failed[0]["detail"]["attempts"] == 3
     assert "suspended" not in [e["type"] for e in events_json(db, "A")]
+
+
+def test_undeliverable_stop_notice_waits_for_the_fallback_letter(db: Database) -> None:
+    # given A's phone cannot receive SMS: notify replaces the legal stop notice with a letter
+    setup(db, {"A": {}})
+    switch, notifier = FakeSwitch(), FakeNotifier(failing={"sms"})
+    run(db, date(2026, 1, 18), date(2026, 3, 20), switch, notifier)
+    evs = events_json(db, "A")
+    # then the notice period ran from the letter, and the lawful stop still happened
+    stop = [e for e in evs if e["type"] == "notice_sent" and e["notice"] == "stop_notice"]
+    # (the ladder's own stop-notice letter and the case's SMS replaced by a letter)
+    assert [(e["channel"], e["at"]) for e in stop] == [("letter", "2026-02-17T09:00:00+08:00")] * 2
+    assert [e["type"] for e in evs if e["type"] in ("suspension_ordered", "suspended")] == [
+        "suspension_ordered", "suspended"]
+    assert [t for t in tasks_json(db) if t["kind"] == "notice_failed"] == []
+    assert lawful(evs, {"A": "residential"}, set()) == []
+
+
+def test_stop_notice_that_cannot_go_out_at_all_goes_to_the_worklist(db: Database) -> None:
+    setup(db, {"A": {}})
+    switch, notifier = FakeSwitch(), FakeNotifier(failing={"sms", "letter"})
+    run(db, date(2026, 1, 18), date(2026, 3, 20), switch, notifier)
+    assert switch.calls == []
+    assert "suspended" not in [e["type"] for e in events_json(db, "A")]
+    failed = [t for t in tasks_json(db) if t["kind"] == "notice_failed"]
+    assert len(failed) == 1 and failed[0]["detail"]["channel"] == "letter"

@@ -394,3 +394,10 @@ def live_case_balances(conn: Connection) -> dict[str, int]:
         "SELECT e.account_id, COALESCE(SUM(e.amount), 0) FROM ledger_entries e "
         "WHERE e.account_id IN (SELECT account_id FROM stop_cases WHERE status != 'closed' "
         "AND mode = 'postpaid') GROUP BY e.account_id")).all()}
+
+
+def case_notice_keys(conn: Connection, keys: list[str]) -> set[str]:
+    """Which of ``keys`` already opened a stop case (in any status): one case per (account,
+    oldest bill), since its stop notice can be given only once."""
+    return {str(r[0]) for r in _in_chunks(
+        conn, "SELECT notice_key FROM stop_cases WHERE notice_key IN ({keys})", keys)}

@@ -12,7 +12,8 @@
    once; an account that paid or agreed a plan leaves the ladder at once;
 5. notices go out through notify; ``notice_sent`` events carry the SENT time;
 6. stop cases (see ``suspension``): notice → order → stop, with the balance checked again right
-   before the meter is tripped; reconnection after full payment or a plan;
+   before the meter is tripped; reconnection after full payment or a plan; smart prepayment
+   (see ``prepay``): available balances, warnings, cut-off after the wait, close after a top-up;
 7. meter commands: tried, retried, then on the worklist.
 
 Re-running a day does nothing new: every event, task, notice and command has an idempotency

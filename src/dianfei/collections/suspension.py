@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     from dianfei.db.engine import Database
     from dianfei.metering.service import RemoteSwitch
 
+#: the key suffix notify gives the paper letter that replaces an undeliverable legal notice
+LETTER = "#letter"
 LIVE = ("noticing", "noticed", "ordered", "suspended", "reconnecting")
 
 
@@ -122,6 +124,10 @@ def open_cases(ctx: Context, session: Session, snapshot: pl.DataFrame) -> None:
 
     rows = rows.with_columns(pl.format(f"{KEY_PREFIX}stop:{{}}:{{}}", "account_id", "oldest_bill")
                              .alias("notice_key"))
+    # a case closed because its notice could not be delivered is not reopened for the same bill
+    # every day (the worklist task stands); a new oldest bill opens a new case
+    seen = repository.case_notice_keys(session.connection(), rows["notice_key"].to_list())
+    rows = rows.filter(~pl.col("notice_key").is_in(list(seen)))
     session.flush()
     # one bulk insert (the partial unique index keeps one live case per account)
     write_frame(session.connection(), "stop_cases", rows.select(
@@ -157,6 +163,8 @@ def record_sent(ctx: Context, session: Session, conn: Connection) -> None:
 
     from dianfei.collections.service import _event_schema, write_events
 
+    # a batch of only failures has an all-null sent_at column: give it its type
+    sent = sent.with_columns(pl.col("sent_at").cast(pl.Datetime("us", "UTC")))
     keys = [f"ns:{k}" for k in sent["key"].to_list()]
     have = repository.existing_keys(conn, "collection_events", keys)
     went = sent.with_columns(pl.Series("ev_key", keys, dtype=pl.String)).filter(
@@ -173,10 +181,18 @@ def record_sent(ctx: Context, session: Session, conn: Connection) -> None:
         .cast(_event_schema()))
     cases = {c.notice_key: c for c in session.scalars(
         select(StopCase).where(StopCase.status == "noticing"))}
+    # a legally required notice that could not go out on its channel is replaced by notify with
+    # a paper letter (key "<key>#letter"): the case waits for the letter, and the notice period
+    # runs from when the letter went out; only when there is no letter, or it failed too, is the
+    # case closed and put on the worklist
+    failed = [r["key"] for r in sent.iter_rows(named=True) if r["key"] in cases
+              and not (r["status"] in ("sent", "delivered") and r["sent_at"] is not None)]
+    letters = repository.existing_keys(conn, "notify_outbox", [f"{k}{LETTER}" for k in failed])
     for r in sent.iter_rows(named=True):
         ok = r["status"] in ("sent", "delivered") and r["sent_at"] is not None
-        case = cases.get(r["key"])
-        if case is None:
+        key = str(r["key"])
+        case = cases.get(key.removesuffix(LETTER))
+        if case is None or case.status != "noticing":
             continue
         if ok:
             case.status = "noticed"
@@ -184,10 +200,13 @@ def record_sent(ctx: Context, session: Session, conn: Connection) -> None:
             case.earliest_stop_at = r["sent_at"] + (
                 ctx.policy.prepay_cutoff_wait if case.mode == "prepaid"
                 else timedelta(days=ctx.policy.notice_days_for(case.customer_class)))
+        elif not key.endswith(LETTER) and f"{key}{LETTER}" in letters:
+            continue  # the fallback letter is on its way
         else:
             case.status, case.closed_reason = "closed", "notice_undeliverable"
             _task(session, f"notice_failed:{case.case_id}", case, "notice_failed", ctx.now, None,
-                  {"notice": "stop_notice", "status": r["status"]})
+                  {"notice": "cutoff_notice" if case.mode == "prepaid" else "stop_notice",
+                   "status": r["status"], "channel": r["channel"]})
     session.flush()
 
 
