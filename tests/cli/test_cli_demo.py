@@ -121,11 +121,12 @@ def test_ledger_check_fails_on_a_tampered_ledger(demo_env: dict[str, str]) -> No
 def test_demo_runs_collections_every_day_lawfully(db_env: dict[str, str]) -> None:
     from datetime import datetime, timedelta
 
-    dianfei(db_env, "demo", "--customers", "250", "--months", "4", "--seed", "5", "--no-serve")
+    dianfei(db_env, "demo", "--customers", "150", "--months", "3", "--seed", "5", "--no-serve")
     assert dianfei(db_env, "ledger", "check").returncode == 0
     events = json.loads(dianfei(db_env, "collect", "events", "--json").stdout)
     types = {e["type"] for e in events}
-    assert {"payment_received", "late_fee_accrued", "dunning_level", "notice_sent"} <= types
+    assert {"payment_received", "late_fee_accrued", "dunning_level", "notice_sent",
+            "suspension_ordered", "suspended"} <= types
     ats = [e["at"] for e in events]
     assert ats == sorted(ats, key=datetime.fromisoformat)  # oldest first
     with open(_export(db_env, "customers"), encoding="utf-8") as fh:

@@ -6,7 +6,11 @@ connection, which is what the bill run wants (each chunk commits before the next
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import threading
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, text
@@ -94,6 +98,40 @@ def _bind(engine: Engine, params: dict[str, Any]) -> dict[str, Any]:
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
 
+#: open ADBC connections per (process, thread, uri). Connecting costs a server backend plus the
+#: driver's type introspection (tens of ms), more than most reads; autocommit, so no read holds a
+#: transaction open between calls. Bounded: the oldest is closed beyond _ADBC_MAX.
+_ADBC: OrderedDict[tuple[int, int, str], Any] = OrderedDict()
+_ADBC_MAX = 8
+_ADBC_LOCK = threading.Lock()
+
+
+def _adbc_connection(adbc: Any, uri: str, *, fresh: bool = False) -> Any:
+    key = (os.getpid(), threading.get_ident(), uri)
+    with _ADBC_LOCK:
+        conn = None if fresh else _ADBC.get(key)
+        if conn is not None:
+            _ADBC.move_to_end(key)
+            return conn
+    conn = adbc.connect(uri, autocommit=True)
+    with _ADBC_LOCK:
+        _ADBC[key] = conn
+        while len(_ADBC) > _ADBC_MAX:
+            _, old = _ADBC.popitem(last=False)
+            with contextlib.suppress(Exception):
+                old.close()
+    return conn
+
+
+def _drop_adbc(uri: str) -> None:
+    key = (os.getpid(), threading.get_ident(), uri)
+    with _ADBC_LOCK:
+        conn = _ADBC.pop(key, None)
+    if conn is not None:
+        with contextlib.suppress(Exception):
+            conn.close()
+
+
 def _read_via_adbc(engine: Engine, uri: str, sql: str, params: dict[str, Any]) -> pl.DataFrame:
     """Arrow straight from the driver: no Python object per row."""
     import polars as pl
@@ -110,9 +148,18 @@ def _read_via_adbc(engine: Engine, uri: str, sql: str, params: dict[str, Any]) -
         from adbc_driver_sqlite import dbapi as adbc
     else:
         from adbc_driver_postgresql import dbapi as adbc  # type: ignore[no-redef]
-    with adbc.connect(uri) as conn, conn.cursor() as cur:
-        cur.execute(positional_sql, values if values else None)
-        table = cur.fetch_arrow_table()
+    for attempt in (1, 2):
+        conn = _adbc_connection(adbc, uri, fresh=attempt == 2)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(positional_sql, values if values else None)
+                table = cur.fetch_arrow_table()
+            break
+        except adbc.Error:
+            # a cached connection the server closed (restart, dropped database): once more, fresh
+            _drop_adbc(uri)
+            if attempt == 2:
+                raise
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
     return frame
