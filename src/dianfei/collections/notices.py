@@ -45,10 +45,11 @@ class NotifyOutbox:
     def enqueue(self, session: Session, notices: list[Notice], *, clock: Clock) -> None:
         from dianfei.notify import service as notify
 
-        for n in notices:
-            notify.enqueue(session, key=n.key, account_id=n.account_id, customer_id=n.customer_id,
-                           notice=n.notice, channel=n.channel, context=dict(n.context), clock=clock,
-                           not_before=n.not_before)
+        # one statement for the day's notices (idempotent on key, as enqueue is)
+        notify.enqueue_many(session, [
+            notify.Notice(key=n.key, account_id=n.account_id, customer_id=n.customer_id,
+                          notice=n.notice, channel=n.channel, context=dict(n.context),
+                          not_before=n.not_before) for n in notices], clock=clock)
 
     def dispatch(self, db: Database, *, clock: Clock, senders: Any = None) -> None:
         from dianfei.notify import service as notify
