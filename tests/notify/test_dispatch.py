@@ -395,3 +395,62 @@ def test_enqueue_many_inserts_new_keys_and_skips_known_ones(people: Database, cl
             people.session() as s:
         service.enqueue_many(s, [good, bad], clock=clock)
     assert len(service.deliveries(people, key_prefix="bulk:")) == 3
+
+
+class CrashOnSecond:
+    """Sends the first message, then the process 'dies' while the second is in flight."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.channel = inner.channel  # type: ignore[attr-defined]
+        self.idempotent = inner.idempotent  # type: ignore[attr-defined]
+        self.calls = 0
+
+    def send(self, message: Message) -> SendResult:
+        self.calls += 1
+        if self.calls == 2:
+            raise Crash()
+        return self.inner.send(message)  # type: ignore[attr-defined,no-any-return]
+
+
+def test_an_interrupted_batch_keeps_what_went_out_and_gives_back_what_did_not(
+        people: Database, clock: FixedClock, senders: Senders, gateway: FakeSmsGateway) -> None:
+    # given three SMS claimed in one batch, and a pass that stops while the second is in flight
+    ids = [enqueue(people, clock, key=f"b:{c}", customer=c) for c in ("C1", "C2", "C3")]
+    with pytest.raises(Crash):
+        dispatch(people, clock, Senders(sms=CrashOnSecond(senders.sms)))  # type: ignore[arg-type]
+    # then the first is recorded sent, the second is left 'sending', the third is queued again
+    assert [(d.status, d.attempts) for d in service.deliveries(people, key_prefix="b:")] == [
+        ("sent", 1), ("sending", 1), ("queued", 1)]
+    assert len(gateway.sent) == 1
+    assert outcomes(people, ids[2]) == [("released", None)]
+    # and the next pass after the timeout sends the third and surfaces the second, sending nothing twice
+    clock.advance(timedelta(minutes=11))
+    report = dispatch(people, clock, senders)
+    assert (report.sent, report.recovered_for_review) == (1, 1)
+    assert [d.status for d in service.deliveries(people, key_prefix="b:")] == ["sent", "failed", "sent"]
+    assert outcomes(people, ids[2]) == [("released", None), ("sent", None)]
+    assert sorted(m["phone"] for m in gateway.sent) == ["13800138000"] * 2
+
+
+def test_batches_smaller_than_the_day_still_send_everything_once(
+        people: Database, clock: FixedClock, senders: Senders, gateway: FakeSmsGateway,
+        monkeypatch: pytest.MonkeyPatch, letters_dir: Path) -> None:
+    # given batches of two rows, four reminders, and a stop notice to an opted-out customer
+    monkeypatch.setattr(service, "BATCH", 2)
+    with people.session() as s:
+        service.opt_out(s, customer_id="C3", channel="sms", reason="回复TD", clock=clock)
+    for n in range(4):
+        enqueue(people, clock, key=f"m{n}", customer=("C1", "C2")[n % 2])
+    enqueue(people, clock, key="stop", customer="C3", notice="stop_notice")
+    # when one pass runs with a daily limit of one SMS per customer
+    report = dispatch(people, clock, senders, per_customer_daily={"sms": 1})
+    # then one SMS per customer goes out, the rest wait, and the stop notice's letter goes out in
+    # the same pass
+    assert (report.sent, report.deferred_rate_limit, report.opted_out,
+            report.fallback_letters) == (3, 2, 1, 1)
+    assert len(gateway.sent) == 2
+    assert [(d.key, d.status) for d in service.deliveries(people)] == [
+        ("m0", "sent"), ("m1", "sent"), ("m2", "queued"), ("m3", "queued"), ("stop", "opted_out"),
+        ("stop#letter", "sent")]
+    assert dispatch(people, clock, senders, per_customer_daily={"sms": 1}).sent == 0

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, Table, bindparam, func, insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from dianfei.customers.models import Customer, ServicePoint
-from dianfei.notify.models import Contact, OptOut, OutboxMessage
+from dianfei.notify.models import Contact, DeliveryAttempt, OptOut, OutboxMessage
 
 #: statuses in which a row has gone (or is going) out: what rate limits count
 WENT_OUT = ("sending", "sent", "delivered")
@@ -38,10 +38,11 @@ def insert_outbox_row(session: Session, values: dict[str, Any]) -> int:
 
 
 def insert_outbox_rows(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Insert many rows in one statement; keys already present are skipped."""
+    """Insert many rows in one statement (Core executemany, no ORM bookkeeping); keys already
+    present are skipped (INSERT … ON CONFLICT (key) DO NOTHING)."""
     if rows:
-        session.execute(_insert(session)(OutboxMessage).on_conflict_do_nothing(index_elements=["key"]),
-                        rows)
+        session.execute(_insert(session)(OutboxMessage.__table__).on_conflict_do_nothing(
+            index_elements=["key"]), rows)
 
 
 def upsert_contact(session: Session, customer_id: str, changes: dict[str, Any]) -> None:
@@ -165,3 +166,131 @@ def rows(session: Session, *, account_id: str | None = None, key_prefix: str | N
     if limit is not None:
         q = q.limit(limit)
     return session.execute(q).scalars().all()
+
+
+# -- set-based dispatch: a batch of due rows in a few statements ----------------------------------
+
+_OUT: Table = OutboxMessage.__table__  # type: ignore[assignment]
+_ATT: Table = DeliveryAttempt.__table__  # type: ignore[assignment]
+
+
+def due_rows(session: Session, now: datetime, batch: int,
+             skip_channels: Iterable[str] = ()) -> list[Any]:
+    """Up to ``batch`` due queued rows, oldest first, locked for this transaction (PostgreSQL:
+    rows another dispatcher holds are skipped; SQLite serialises writers anyway)."""
+    c = _OUT.c
+    q = (select(c.outbox_id, c.key, c.account_id, c.customer_id, c.notice, c.channel, c.locale,
+                c.context, c.attempts)
+         .where(c.status == "queued", c.next_attempt_at <= now)
+         .order_by(c.next_attempt_at, c.outbox_id).limit(batch))
+    skip = list(skip_channels)
+    if skip:
+        q = q.where(c.channel.not_in(skip))
+    if session.get_bind().dialect.name == "postgresql":
+        q = q.with_for_update(skip_locked=True)
+    return list(session.execute(q).all())
+
+
+def customers_for(session: Session, pairs: Iterable[tuple[str, str]]) -> dict[str, CustomerRecord]:
+    """:func:`customer` for many (customer_id, account_id) pairs in two queries."""
+    wanted = dict(pairs)  # customer → account (one account per customer in a batch is enough)
+    if not wanted:
+        return {}
+    found = {r.customer_id: r for r in session.execute(
+        select(Customer.customer_id, Customer.name, Customer.address, Customer.phone_enc)
+        .where(Customer.customer_id.in_(list(wanted))))}
+    homeless = {wanted[c] for c, r in found.items() if not r.address}
+    sp_address: dict[str, str | None] = {}
+    if homeless:
+        for acc, addr in session.execute(
+                select(ServicePoint.account_id, ServicePoint.address)
+                .where(ServicePoint.account_id.in_(list(homeless)))
+                .order_by(ServicePoint.account_id, ServicePoint.service_point_id)):
+            sp_address.setdefault(acc, addr)
+    return {c: CustomerRecord(r.customer_id, r.name, r.address or sp_address.get(wanted[c]), r.phone_enc)
+            for c, r in found.items()}
+
+
+def contacts_for(session: Session, customer_ids: Iterable[str]) -> dict[str, Any]:
+    ids = list(set(customer_ids))
+    if not ids:
+        return {}
+    return {r.customer_id: r for r in session.execute(
+        select(Contact.customer_id, Contact.email_enc, Contact.wechat_openid, Contact.locale)
+        .where(Contact.customer_id.in_(ids)))}
+
+
+def active_opt_outs_for(session: Session, customer_ids: Iterable[str]) -> dict[tuple[str, str], Any]:
+    ids = list(set(customer_ids))
+    if not ids:
+        return {}
+    return {(r.customer_id, r.channel): r for r in session.execute(
+        select(OptOut.customer_id, OptOut.channel, OptOut.reason, OptOut.opted_out_at)
+        .where(OptOut.customer_id.in_(ids), OptOut.withdrawn_at.is_(None)))}
+
+
+def went_out_counts(session: Session, customer_ids: Iterable[str], since: datetime,
+                    until: datetime) -> dict[tuple[str, str], int]:
+    """(customer, channel) → rows that went out in [since, until): :func:`count_went_out` at once."""
+    ids = list(set(customer_ids))
+    if not ids:
+        return {}
+    c = _OUT.c
+    return {(r[0], r[1]): int(r[2]) for r in session.execute(
+        select(c.customer_id, c.channel, func.count())
+        .where(c.customer_id.in_(ids), c.status.in_(WENT_OUT), c.claimed_at >= since, c.claimed_at < until)
+        .group_by(c.customer_id, c.channel))}
+
+
+def claim_many(session: Session, claims: Sequence[tuple[int, int]], now: datetime) -> set[int]:
+    """queued → sending for many (outbox_id, attempts before) pairs in one compare-and-set
+    statement; returns the ids this transaction got (a row another dispatcher took is left out)."""
+    if not claims:
+        return set()
+    c = _OUT.c
+    got: set[int] = set()
+    for i in range(0, len(claims), 500):
+        chunk = claims[i:i + 500]
+        res = session.execute(
+            update(_OUT).where(tuple_(c.outbox_id, c.attempts).in_(list(chunk)), c.status == "queued")
+            .values(status="sending", attempts=c.attempts + 1, claimed_at=now, updated_at=now)
+            .returning(c.outbox_id))
+        got.update(int(i) for i in res.scalars())
+    return got
+
+
+def insert_attempts(session: Session, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        session.execute(insert(_ATT), rows)
+
+
+def update_outbox_many(session: Session, values: Sequence[str], rows: list[dict[str, Any]], *,
+                       only_status: str | None = None) -> None:
+    """One executemany UPDATE of the columns ``values`` by outbox id; each row dict holds ``oid``
+    and ``v_<column>``; ``only_status`` makes it a compare-and-set on the row's status."""
+    if not rows:
+        return
+    c = _OUT.c
+    q = update(_OUT).where(c.outbox_id == bindparam("oid"))
+    if only_status is not None:
+        q = q.where(c.status == only_status)
+    session.execute(q.values({name: bindparam(f"v_{name}") for name in values}), rows)
+
+
+def finish_attempts(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Record many attempts' outcomes: rows with oid, no, v_finished_at, v_outcome, v_error_code,
+    v_error, v_provider_ref."""
+    if not rows:
+        return
+    a = _ATT.c
+    session.execute(update(_ATT).where(a.outbox_id == bindparam("oid"), a.attempt_no == bindparam("no"))
+                    .values({n: bindparam(f"v_{n}") for n in
+                             ("finished_at", "outcome", "error_code", "error", "provider_ref")}), rows)
+
+
+def touch_claims(session: Session, ids: Sequence[int], now: datetime) -> None:
+    """Claims still waiting for their send in a long batch are not stale: move claimed_at on."""
+    if ids:
+        c = _OUT.c
+        session.execute(update(_OUT).where(c.outbox_id.in_(list(ids)), c.status == "sending")
+                        .values(claimed_at=now))

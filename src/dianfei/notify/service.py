@@ -27,8 +27,9 @@ channel: the row is recorded ``opted_out``/``suppressed`` and a paper letter is 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -218,17 +219,6 @@ def _insert(session: Session, *, key: str, account_id: str, customer_id: str, no
         context=context, now=now, locale=locale, not_before=not_before, fallback_of=fallback_of))
 
 
-def _fallback_letter(session: Session, row: OutboxMessage, now: datetime, report: DispatchReport,
-                     legally_required: bool) -> None:
-    """A legally required notice that cannot go out on its channel goes out on paper."""
-    if row.channel == "letter" or not legally_required:
-        return
-    _insert(session, key=f"{row.key}#letter", account_id=row.account_id, customer_id=row.customer_id,
-            notice=row.notice, channel="letter", context=json.loads(row.context), now=now,
-            locale=row.locale, not_before=None, fallback_of=row.outbox_id)
-    report.fallback_letters += 1
-
-
 # -- contacts and opt-outs -------------------------------------------------------------------------
 
 def _cipher_from_env(cipher: PiiCipher | None, settings: Settings | None = None) -> PiiCipher:
@@ -313,19 +303,40 @@ def _path(text: str) -> Any:
     return Path(text)
 
 
+#: due rows decided, claimed and recorded together (one claim and one record transaction each)
+BATCH = 500
+
+
 @dataclass
 class _Job:
     outbox_id: int
-    attempt_id: int
     attempt_no: int
     sender: Sender
     message: Message
+    #: what a fallback letter needs if the send fails for good
+    row: Any
+
+
+@dataclass
+class _Decisions:
+    """What one batch's rules decided, written in a few executemany statements."""
+
+    ended: list[dict[str, Any]] = field(default_factory=list)       # opted_out / suppressed / failed
+    quiet: list[dict[str, Any]] = field(default_factory=list)       # deferred by quiet hours
+    limited: list[dict[str, Any]] = field(default_factory=list)     # deferred by the daily limit
+    letters: list[dict[str, Any]] = field(default_factory=list)     # fallback letters to queue
+    to_claim: list[tuple[Any, Sender, Recipient, Rendered]] = field(default_factory=list)
 
 
 def dispatch(db: Database, *, clock: Clock, senders: Senders | None = None, limit: int | None = None,
              cipher: PiiCipher | None = None, settings: NotifySettings | None = None) -> DispatchReport:
     """One dispatch pass: resolve rows a crash left 'sending', then send what is due (at most
-    ``limit`` rows considered). Safe to run in several processes at once."""
+    ``limit`` rows considered). Safe to run in several processes at once.
+
+    Set-based: due rows are taken :data:`BATCH` at a time; one transaction reads their customers,
+    contacts, opt-outs and today's counts in a few IN-queries, applies the rules in Python and
+    claims the sendable rows ('sending' committed before any network call); the adapters send one
+    message each; one more transaction records the batch's outcomes."""
     ns = settings or load_notify_settings(db.settings.raw, db.settings.timezone)
     senders = senders if senders is not None else senders_from_settings(db.settings, ns)
     cipher = _cipher_from_env(cipher, db.settings)
@@ -337,18 +348,18 @@ def dispatch(db: Database, *, clock: Clock, senders: Senders | None = None, limi
     throttled: set[str] = set()
     seen: set[int] = set()
     while limit is None or considered < limit:
-        batch = 100 if limit is None else min(100, limit - considered)
+        batch = BATCH if limit is None else min(BATCH, limit - considered)
         with db.session() as s:
-            ids = [i for i in repo.due_ids(s, clock.now(), batch, throttled) if i not in seen]
-        if not ids:
-            break
-        for outbox_id in ids:
-            seen.add(outbox_id)
-            considered += 1
-            with db.session() as s:
-                job = _prepare(s, outbox_id, clock.now(), ns, senders, cipher, report, throttled)
-            if job is not None:
-                _send(db, job, clock, ns, report)
+            now = clock.now()
+            # a row decided in this pass is no longer due (sent, ended or deferred to later); seen
+            # only guards against a row another dispatcher put back meanwhile
+            rows = [r for r in repo.due_rows(s, now, batch, throttled) if r.outbox_id not in seen]
+            if not rows:
+                break
+            seen.update(int(r.outbox_id) for r in rows)
+            considered += len(rows)
+            jobs = _prepare_batch(s, rows, now, ns, senders, cipher, report, throttled)
+        _send_batch(db, jobs, clock, ns, report)
     return report
 
 
@@ -375,12 +386,11 @@ def _recover(s: Session, now: datetime, ns: NotifySettings, senders: Senders,
         row.updated_at = now
 
 
-def _recipient(s: Session, row: OutboxMessage, cipher: PiiCipher) -> tuple[Recipient | None, str]:
+def _recipient(row: Any, cust: repo.CustomerRecord | None, contact: Any,
+               cipher: PiiCipher) -> tuple[Recipient | None, str]:
     """The recipient, or why there is none for this channel."""
-    cust = repo.customer(s, row.customer_id, row.account_id)
     if cust is None:
         return None, f"unknown customer {row.customer_id}"
-    contact = repo.contact(s, row.customer_id)
     phone = email = openid = None
     if row.channel == "sms":
         phone = cipher.decrypt(cust.phone_enc)
@@ -400,90 +410,119 @@ def _recipient(s: Session, row: OutboxMessage, cipher: PiiCipher) -> tuple[Recip
                      wechat_openid=openid, address=cust.address), ""
 
 
-def _end(row: OutboxMessage, status: str, why: str, now: datetime) -> None:
-    row.status, row.last_error, row.updated_at = status, why, now
+def _fallback_row(row: Any, now: datetime) -> dict[str, Any]:
+    """The letter that replaces an undeliverable legally required notice."""
+    return _row(key=f"{row.key}#letter", account_id=row.account_id, customer_id=row.customer_id,
+                notice=row.notice, channel="letter", context=json.loads(row.context), now=now,
+                locale=row.locale, not_before=None, fallback_of=int(row.outbox_id))
 
 
-def _prepare(s: Session, outbox_id: int, now: datetime, ns: NotifySettings, senders: Senders,
-             cipher: PiiCipher, report: DispatchReport, throttled: set[str]) -> _Job | None:
-    """Decide about one due row and, if it may go, mark it 'sending' (committed by the caller)."""
-    row = repo.lock_row(s, outbox_id)
-    if row is None or row.status != "queued" or row.next_attempt_at > now:
-        return None  # another dispatcher has it, or it changed meanwhile
+def _prepare_batch(s: Session, rows: list[Any], now: datetime, ns: NotifySettings, senders: Senders,
+                   cipher: PiiCipher, report: DispatchReport, throttled: set[str]) -> list[_Job]:
+    """Decide about a batch of due rows (locked by the caller's select) and claim the sendable
+    ones; the caller's transaction commits it all before anything is sent."""
     tpl = _tpl(ns)
-    spec = tpl.spec(row.notice)
-    required = spec.legally_required
-    # 1. opt-outs: honoured, except a letter carrying a notice the law requires
-    optout = repo.active_opt_out(s, row.customer_id, row.channel)
-    if optout is not None and not (required and row.channel == "letter"):
-        _end(row, "opted_out", f"customer opted out of {row.channel} on "
-             f"{business_date(optout.opted_out_at)}: {optout.reason}", now)
-        report.opted_out += 1
-        _fallback_letter(s, row, now, report, required)
-        return None
-    # 2. a channel to send it on, and someone to send it to
-    sender = senders.get(row.channel)
-    if sender is None:
-        if required and row.channel == "letter":  # the last resort is missing: a person must act
-            _end(row, "failed", "letter channel not configured", now)
-            report.failed += 1
-            return None
-        _end(row, "suppressed", f"{row.channel} channel not configured", now)
-        report.suppressed += 1
-        _fallback_letter(s, row, now, report, required)
-        return None
-    recipient, why = _recipient(s, row, cipher)
-    if recipient is None:
-        if row.channel == "letter" or why.startswith("unknown customer"):
-            _end(row, "failed", why, now)  # nothing to fall back to: a person must look
-            report.failed += 1
-        else:
-            _end(row, "suppressed", why, now)
+    d = _Decisions()
+    customer_ids = {r.customer_id for r in rows}
+    optouts = repo.active_opt_outs_for(s, customer_ids)
+    customers = repo.customers_for(s, ((r.customer_id, r.account_id) for r in rows))
+    contacts = repo.contacts_for(s, customer_ids)
+    day_start, day_end = business_day_bounds(now, ns)
+    sent_today = (repo.went_out_counts(s, customer_ids, day_start, day_end)
+                  if ns.per_customer_daily else {})
+    per_minute_used = {ch: repo.count_claimed_since(s, ch, now - timedelta(minutes=1))
+                       for ch in ns.per_channel_per_minute}
+
+    def end(row: Any, status: str, why: str, required: bool, fallback: bool) -> None:
+        d.ended.append({"oid": row.outbox_id, "v_status": status, "v_last_error": why, "v_updated_at": now})
+        if status == "opted_out":
+            report.opted_out += 1
+        elif status == "suppressed":
             report.suppressed += 1
-            _fallback_letter(s, row, now, report, required)
-        return None
-    # 3. quiet hours, then the customer's daily limit, then the gateway's throughput
-    quiet_end = quiet_until(now, row.channel, ns)
-    if quiet_end is not None:
-        row.next_attempt_at, row.updated_at = quiet_end, now
-        report.deferred_quiet_hours += 1
-        return None
-    daily = ns.per_customer_daily.get(row.channel)
-    if daily is not None and not required:
-        day_start, day_end = business_day_bounds(now, ns)
-        if repo.count_went_out(s, channel=row.channel, since=day_start, until=day_end,
-                               customer_id=row.customer_id) >= daily:
-            row.next_attempt_at = earliest_allowed(day_end, row.channel, ns)
-            row.last_error, row.updated_at = f"deferred: {daily} {row.channel} a day per customer", now
+        else:
+            report.failed += 1
+        if fallback and required and row.channel != "letter":
+            d.letters.append(_fallback_row(row, now))
+            report.fallback_letters += 1
+
+    for row in rows:
+        channel = row.channel
+        required = tpl.spec(row.notice).legally_required
+        # 1. opt-outs: honoured, except a letter carrying a notice the law requires
+        optout = optouts.get((row.customer_id, channel))
+        if optout is not None and not (required and channel == "letter"):
+            end(row, "opted_out", f"customer opted out of {channel} on "
+                f"{business_date(optout.opted_out_at)}: {optout.reason}", required, True)
+            continue
+        # 2. a channel to send it on, and someone to send it to
+        sender = senders.get(channel)
+        if sender is None:
+            if required and channel == "letter":  # the last resort is missing: a person must act
+                end(row, "failed", "letter channel not configured", required, False)
+            else:
+                end(row, "suppressed", f"{channel} channel not configured", required, True)
+            continue
+        contact = contacts.get(row.customer_id)
+        recipient, why = _recipient(row, customers.get(row.customer_id), contact, cipher)
+        if recipient is None:
+            if channel == "letter" or why.startswith("unknown customer"):
+                end(row, "failed", why, required, False)  # nothing to fall back to: a person must look
+            else:
+                end(row, "suppressed", why, required, True)
+            continue
+        # 3. quiet hours, then the customer's daily limit, then the gateway's throughput
+        quiet_end = quiet_until(now, channel, ns)
+        if quiet_end is not None:
+            d.quiet.append({"oid": row.outbox_id, "v_next_attempt_at": quiet_end, "v_updated_at": now})
+            report.deferred_quiet_hours += 1
+            continue
+        daily = ns.per_customer_daily.get(channel)
+        if daily is not None and not required and sent_today.get((row.customer_id, channel), 0) >= daily:
+            d.limited.append({"oid": row.outbox_id,
+                              "v_next_attempt_at": earliest_allowed(day_end, channel, ns),
+                              "v_last_error": f"deferred: {daily} {channel} a day per customer",
+                              "v_updated_at": now})
             report.deferred_rate_limit += 1
-            return None
-    per_minute = ns.per_channel_per_minute.get(row.channel)
-    if per_minute is not None and repo.count_claimed_since(
-            s, row.channel, now - timedelta(minutes=1)) >= per_minute:
-        throttled.add(row.channel)  # the rest of this channel waits for the next pass
-        report.deferred_throughput += 1
-        return None
-    # 4. render; a template that cannot render is a terminal fault of this row
-    locale = row.locale
-    contact = repo.contact(s, row.customer_id)
-    if locale is None and contact is not None:
-        locale = contact.locale
-    try:
-        rendered = _render(tpl, ns, row, recipient, locale, now)
-    except ValidationError as exc:
-        _end(row, "failed", f"template: {exc}", now)
-        report.failed += 1
-        return None
-    # 5. claim: 'sending' is committed before the network call
-    if not repo.claim(s, row.outbox_id, row.attempts, now):
-        return None
-    attempt_no = row.attempts + 1
-    attempt = DeliveryAttempt(outbox_id=row.outbox_id, attempt_no=attempt_no, started_at=now)
-    s.add(attempt)
-    s.flush()
-    message = Message(outbox_id=row.outbox_id, key=row.key, account_id=row.account_id,
-                      attempt=attempt_no, recipient=recipient, rendered=rendered, at=now)
-    return _Job(row.outbox_id, attempt.id, attempt_no, sender, message)
+            continue
+        per_minute = ns.per_channel_per_minute.get(channel)
+        if channel in throttled or (per_minute is not None and per_minute_used.get(channel, 0) >= per_minute):
+            throttled.add(channel)  # the rest of this channel waits for the next pass
+            report.deferred_throughput += 1
+            continue
+        # 4. render; a template that cannot render is a terminal fault of this row
+        locale = row.locale if row.locale is not None else (contact.locale if contact is not None else None)
+        try:
+            rendered = _render(tpl, ns, row, recipient, locale, now)
+        except ValidationError as exc:
+            end(row, "failed", f"template: {exc}", required, False)
+            continue
+        d.to_claim.append((row, sender, recipient, rendered))
+        # counted as claimed now, so later rows of the batch see it (as the database would)
+        key = (row.customer_id, channel)
+        sent_today[key] = sent_today.get(key, 0) + 1
+        if per_minute is not None:
+            per_minute_used[channel] = per_minute_used.get(channel, 0) + 1
+
+    # write the decisions: compare-and-set on 'queued' (another dispatcher may have moved a row)
+    repo.update_outbox_many(s, ("status", "last_error", "updated_at"), d.ended, only_status="queued")
+    repo.update_outbox_many(s, ("next_attempt_at", "updated_at"), d.quiet, only_status="queued")
+    repo.update_outbox_many(s, ("next_attempt_at", "last_error", "updated_at"), d.limited,
+                            only_status="queued")
+    repo.insert_outbox_rows(s, d.letters)
+    # 5. claim: 'sending' and an attempt row, committed before the network call
+    got = repo.claim_many(s, [(int(r.outbox_id), int(r.attempts)) for r, *_ in d.to_claim], now)
+    jobs = []
+    attempts = []
+    for row, sender, recipient, rendered in d.to_claim:
+        if row.outbox_id not in got:
+            continue
+        attempt_no = int(row.attempts) + 1
+        attempts.append({"outbox_id": row.outbox_id, "attempt_no": attempt_no, "started_at": now})
+        message = Message(outbox_id=row.outbox_id, key=row.key, account_id=row.account_id,
+                          attempt=attempt_no, recipient=recipient, rendered=rendered, at=now)
+        jobs.append(_Job(row.outbox_id, attempt_no, sender, message, row))
+    repo.insert_attempts(s, attempts)
+    return jobs
 
 
 def _render(tpl: Templates, ns: NotifySettings, row: OutboxMessage, recipient: Recipient,
@@ -495,46 +534,105 @@ def _render(tpl: Templates, ns: NotifySettings, row: OutboxMessage, recipient: R
     return tpl.render(row.notice, row.channel, loc, json.loads(row.context), extra=extra)
 
 
-def _send(db: Database, job: _Job, clock: Clock, ns: NotifySettings, report: DispatchReport) -> None:
-    """Call the adapter, then record the outcome in a transaction of its own."""
-    result: SendResult | None = None
-    error: SendError | None = None
+def _send_batch(db: Database, jobs: list[_Job], clock: Clock, ns: NotifySettings,
+                report: DispatchReport) -> None:
+    """Call the adapter for each claimed message, then record the outcomes in one transaction.
+
+    Outcomes are also recorded every quarter of ``sending_timeout_seconds`` of wall time (and
+    the claims still waiting are touched), so a slow batch — letters take ~0.5 s each — is never
+    taken for a crash by another dispatcher; and whatever finished is recorded if the pass is
+    interrupted by an exception, so only the message in flight is left 'sending'."""
+    done: list[tuple[_Job, SendResult | None, SendError | None]] = []
+    flush_every = ns.sending_timeout_seconds / 4
+    last_flush = time.monotonic()
+    not_started = 0  # jobs[not_started:] have not been handed to an adapter
     try:
-        result = job.sender.send(job.message)
-    except SendError as exc:
-        error = exc
-    except Exception as exc:  # an adapter bug: we cannot tell whether anything went out
-        error = SendError("adapter_error", repr(exc), retryable=True, outcome_unknown=True)
+        for i, job in enumerate(jobs):
+            if time.monotonic() - last_flush > flush_every:
+                _record(db, done, clock, ns, report, waiting=[j.outbox_id for j in jobs[i:]])
+                done, last_flush = [], time.monotonic()
+            not_started = i + 1
+            try:
+                done.append((job, job.sender.send(job.message), None))
+            except SendError as exc:
+                done.append((job, None, exc))
+            except Exception as exc:  # an adapter bug: we cannot tell whether anything went out
+                done.append((job, None, SendError("adapter_error", repr(exc), retryable=True,
+                                                  outcome_unknown=True)))
+    except BaseException:
+        # the pass stops (a signal, a database fault): keep what finished, and give back the claims
+        # no adapter has seen; only the message in flight is left 'sending' for the recovery
+        _record(db, done, clock, ns, report, released=jobs[not_started:])
+        raise
+    _record(db, done, clock, ns, report)
+
+
+def _record(db: Database, done: list[tuple[_Job, SendResult | None, SendError | None]], clock: Clock,
+            ns: NotifySettings, report: DispatchReport, waiting: Sequence[int] = (),
+            released: Sequence[_Job] = ()) -> None:
+    """The outcomes of sent messages: attempt rows and outbox statuses, a few executemany each.
+    ``waiting``: claims still to be sent (touched); ``released``: claims never sent (queued again)."""
+    if not done and not waiting and not released:
+        return
     now = clock.now()
-    with db.session() as s:
-        row = s.get(OutboxMessage, job.outbox_id)
-        attempt = s.get(DeliveryAttempt, job.attempt_id)
-        assert row is not None and attempt is not None
-        attempt.finished_at, row.updated_at = now, now
+    sent: list[dict[str, Any]] = []
+    retried: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    letters: list[dict[str, Any]] = []
+    attempts: list[dict[str, Any]] = []
+    tpl = _tpl(ns)
+    for job, result, error in done:
+        row = job.row
+        att = {"oid": job.outbox_id, "no": job.attempt_no, "v_finished_at": now, "v_outcome": None,
+               "v_error_code": None, "v_error": None, "v_provider_ref": None}
+        attempts.append(att)
         if error is None:
             assert result is not None
-            row.status, row.sent_at, row.provider_ref, row.last_error = "sent", now, result.provider_ref, None
-            attempt.outcome, attempt.provider_ref = "sent", result.provider_ref
+            att["v_outcome"], att["v_provider_ref"] = "sent", result.provider_ref
+            sent.append({"oid": job.outbox_id, "v_status": "sent", "v_sent_at": now,
+                         "v_provider_ref": result.provider_ref, "v_last_error": None, "v_updated_at": now})
             report.sent += 1
-            return
-        attempt.error_code, attempt.error = error.code[:64], error.message
+            continue
+        att["v_error_code"], att["v_error"] = error.code[:64], error.message
         if error.outcome_unknown and not job.sender.idempotent:
-            attempt.outcome = "unknown"
-            _end(row, "failed", f"outcome unknown ({error.code}: {error.message}); check the "
-                 f"{row.channel} provider's log and re-queue only if it was not sent", now)
+            att["v_outcome"] = "unknown"
+            failed.append({"oid": job.outbox_id, "v_status": "failed", "v_updated_at": now,
+                           "v_last_error": (f"outcome unknown ({error.code}: {error.message}); check "
+                                            f"the {row.channel} provider's log and re-queue only if it "
+                                            "was not sent")})
             report.failed += 1
         elif error.retryable and job.attempt_no < ns.max_attempts:
-            attempt.outcome = "retry"
-            row.status = "queued"
-            row.next_attempt_at = earliest_allowed(now + backoff(job.attempt_no, ns), row.channel, ns)
-            row.last_error = f"{error.code}: {error.message}"
+            att["v_outcome"] = "retry"
+            retried.append({"oid": job.outbox_id, "v_status": "queued", "v_updated_at": now,
+                            "v_next_attempt_at": earliest_allowed(now + backoff(job.attempt_no, ns),
+                                                                  row.channel, ns),
+                            "v_last_error": f"{error.code}: {error.message}"})
             report.retry_scheduled += 1
         else:
-            attempt.outcome = "failed"
+            att["v_outcome"] = "failed"
             tries = f" after {job.attempt_no} attempts" if error.retryable else ""
-            _end(row, "failed", f"{error.code}: {error.message}{tries}", now)
+            failed.append({"oid": job.outbox_id, "v_status": "failed", "v_updated_at": now,
+                           "v_last_error": f"{error.code}: {error.message}{tries}"})
             report.failed += 1
-            _fallback_letter(s, row, now, report, _tpl(ns).spec(row.notice).legally_required)
+            if row.channel != "letter" and tpl.spec(row.notice).legally_required:
+                letters.append(_fallback_row(row, now))
+                report.fallback_letters += 1
+    back = []
+    for job in released:
+        attempts.append({"oid": job.outbox_id, "no": job.attempt_no, "v_finished_at": now,
+                         "v_outcome": "released", "v_error_code": None, "v_provider_ref": None,
+                         "v_error": "not sent: the dispatch pass stopped before this message"})
+        back.append({"oid": job.outbox_id, "v_status": "queued", "v_next_attempt_at": now,
+                     "v_updated_at": now, "v_last_error": "claimed but not sent: the dispatch pass stopped"})
+    with db.session() as s:
+        repo.finish_attempts(s, attempts)
+        repo.update_outbox_many(s, ("status", "next_attempt_at", "last_error", "updated_at"), back,
+                                only_status="sending")
+        repo.update_outbox_many(s, ("status", "sent_at", "provider_ref", "last_error", "updated_at"), sent)
+        repo.update_outbox_many(s, ("status", "next_attempt_at", "last_error", "updated_at"), retried)
+        repo.update_outbox_many(s, ("status", "last_error", "updated_at"), failed)
+        repo.insert_outbox_rows(s, letters)
+        repo.touch_claims(s, waiting, now)
 
 
 # -- reading and operator actions ------------------------------------------------------------------
