@@ -5,12 +5,13 @@ How a notice travels, and why:
 1. **enqueue** (in the caller's transaction, e.g. a collections day) inserts an outbox row under
    the caller's idempotency key. The same key never makes a second row — re-running a day sends
    nothing new. Nothing leaves the building inside a business transaction.
-2. **dispatch** picks the due rows and, per row, in one short transaction: honours opt-outs,
-   checks there is a contact and a configured channel, applies quiet hours and rate limits,
-   renders the template, and marks the row ``sending`` (committed *before* the network call).
-3. The adapter sends; a second transaction records the outcome: ``sent``; ``queued`` again with an
-   exponential backoff for a retryable error; ``failed`` (the worklist) for a terminal error or
-   after ``max_attempts``.
+2. **dispatch** takes the due rows a batch at a time and, in one transaction per batch: honours
+   opt-outs, checks there is a contact and a configured channel, applies quiet hours and rate
+   limits, renders the templates, and marks the sendable rows ``sending`` (committed *before* any
+   network call).
+3. The adapter sends each message; one more transaction records the batch's outcomes: ``sent``;
+   ``queued`` again with an exponential backoff for a retryable error; ``failed`` (the worklist)
+   for a terminal error or after ``max_attempts``.
 4. A crash between 2 and 3 leaves a ``sending`` row. After ``sending_timeout_seconds`` the next
    dispatch resolves it: a channel whose adapter is idempotent (letters: one file per outbox
    row) is simply retried; any other (SMS, e-mail, WeChat — no provider de-duplicates) becomes
