@@ -6,6 +6,7 @@ connection, which is what the bill run wants (each chunk commits before the next
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import re
@@ -104,6 +105,19 @@ _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 _ADBC: OrderedDict[tuple[int, int, str], Any] = OrderedDict()
 _ADBC_MAX = 8
 _ADBC_LOCK = threading.Lock()
+
+
+def close_adbc_connections() -> None:
+    """Close this process's cached ADBC connections (at exit, before the driver is torn down)."""
+    with _ADBC_LOCK:
+        conns = [c for (pid, _, _), c in _ADBC.items() if pid == os.getpid()]
+        _ADBC.clear()
+    for conn in conns:
+        with contextlib.suppress(Exception):
+            conn.close()
+
+
+atexit.register(close_adbc_connections)
 
 
 def _adbc_connection(adbc: Any, uri: str, *, fresh: bool = False) -> Any:
