@@ -14,7 +14,7 @@ import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 if TYPE_CHECKING:
     import polars as pl
@@ -29,10 +29,13 @@ def _adbc_uri(engine: Engine) -> str | None:
     return None
 
 
-def read_frame(engine: Engine, sql: str, params: dict[str, Any] | None = None,
+def read_frame(source: Engine | Connection, sql: str, params: dict[str, Any] | None = None,
                *, dates: tuple[str, ...] = (), instants: tuple[str, ...] = (),
                schema: dict[str, Any] | None = None) -> pl.DataFrame:
     """Run ``sql`` (with ``:name`` parameters) and return a Polars frame.
+
+    Given a Connection, the query runs on it (and sees its uncommitted writes); given an Engine,
+    on a connection of its own (ADBC/Arrow on PostgreSQL).
 
     ``dates`` / ``instants`` name columns to normalise: SQLite returns them as text, PostgreSQL
     as typed values; both come back as ``pl.Date`` and ``pl.Datetime("us", "UTC")``.
@@ -41,10 +44,13 @@ def read_frame(engine: Engine, sql: str, params: dict[str, Any] | None = None,
     """
     import polars as pl
 
-    bound = _bind(engine, params or {})
-    uri = _adbc_uri(engine)
-    frame = (_read_via_adbc(engine, uri, sql, bound) if uri is not None
-             else _read_via_sqlalchemy(engine, sql, bound))
+    bound = _bind(source, params or {})
+    if isinstance(source, Connection):
+        frame = _read_on(source, sql, bound)
+    else:
+        uri = _adbc_uri(source)
+        frame = (_read_via_adbc(source, uri, sql, bound) if uri is not None
+                 else _read_via_sqlalchemy(source, sql, bound))
     if frame.height == 0:
         frame = frame.select([pl.col(c).cast(pl.String) for c in frame.columns])
         for name in instants:
@@ -77,7 +83,7 @@ def read_frame(engine: Engine, sql: str, params: dict[str, Any] | None = None,
     return frame.with_columns(fixes) if fixes else frame
 
 
-def _bind(engine: Engine, params: dict[str, Any]) -> dict[str, Any]:
+def _bind(engine: Engine | Connection, params: dict[str, Any]) -> dict[str, Any]:
     """Instants as naive UTC and, on SQLite, dates and instants as the exact text SQLAlchemy
     stores there, so that comparisons in SQL are comparisons of like with like."""
     from datetime import UTC, date, datetime
@@ -180,22 +186,26 @@ def _read_via_adbc(engine: Engine, uri: str, sql: str, params: dict[str, Any]) -
 
 
 def _read_via_sqlalchemy(engine: Engine, sql: str, params: dict[str, Any]) -> pl.DataFrame:
+    with engine.connect() as conn:
+        return _read_on(conn, sql, params)
+
+
+def _read_on(conn: Connection, sql: str, params: dict[str, Any]) -> pl.DataFrame:
     import polars as pl
 
-    with engine.connect() as conn:
-        if engine.dialect.name == "sqlite":
-            # the DB-API cursor, not SQLAlchemy rows: a third of the time for millions of rows
-            cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            try:
-                cur.execute(sql, params)
-                cols = [d[0] for d in cur.description]
-                rows = cur.fetchall()
-            finally:
-                cur.close()
-        else:
-            result = conn.execute(text(sql), params)
-            cols = list(result.keys())
-            rows = result.fetchall()
+    if conn.dialect.name == "sqlite":
+        # the DB-API cursor, not SQLAlchemy rows: a third of the time for millions of rows
+        cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cur.execute(sql, params)
+            cols = [d[0] for d in cur.description]
+            rows = cur.fetchall()
+        finally:
+            cur.close()
+    else:
+        result = conn.execute(text(sql), params)
+        cols = list(result.keys())
+        rows = result.fetchall()
     if not rows:
         return pl.DataFrame({c: [] for c in cols})
     return pl.DataFrame(rows, schema=cols, orient="row", infer_schema_length=None)

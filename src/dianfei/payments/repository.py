@@ -18,25 +18,6 @@ ITEM_COLUMNS = ("account_id", "customer_id", "item_kind", "reference", "bill_id"
                 "open_amount")
 
 
-def _rows_frame(rows: Sequence[Any], schema: dict[str, Any]) -> pl.DataFrame:
-    """Rows from a raw query as a typed frame. SQLite hands dates and instants back as text."""
-    import polars as pl
-
-    loose = {k: (pl.String if v in (pl.Date,) or isinstance(v, pl.Datetime) else v)
-             for k, v in schema.items()}
-    cells = [tuple(str(c) if c is not None and loose[k] == pl.String else c
-                   for k, c in zip(schema, r, strict=True)) for r in rows]
-    frame = pl.DataFrame(cells, orient="row", schema=loose)
-    casts = []
-    for k, v in schema.items():
-        if v == pl.Date:
-            casts.append(pl.col(k).str.slice(0, 10).str.to_date("%Y-%m-%d"))
-        elif isinstance(v, pl.Datetime):
-            casts.append(pl.col(k).str.slice(0, 19).str.replace("T", " ")
-                         .str.to_datetime("%Y-%m-%d %H:%M:%S", time_unit="us"))
-    return frame.with_columns(casts) if casts else frame
-
-
 def _account_filter(accounts: Sequence[str] | None, alias: str, params: dict[str, Any]) -> str:
     if accounts is None:
         return ""
@@ -77,19 +58,13 @@ def open_items(engine_or_conn: Engine | Connection, accounts: Sequence[str] | No
 
     params: dict[str, Any] = {}
     sql = open_items_sql(accounts, as_of, params)
-    if isinstance(engine_or_conn, Connection):
-        rows = engine_or_conn.execute(text(sql), params).all()
-        frame = _rows_frame(rows, {
-            "account_id": pl.String, "customer_id": pl.String, "item_kind": pl.String,
-            "reference": pl.String, "due_on": pl.Date, "amount": pl.Int64,
-            "open_amount": pl.Int64})
-    else:
-        frame = read_frame(engine_or_conn, sql, params, dates=("due_on",))
+    frame = read_frame(engine_or_conn, sql, params, dates=("due_on",), schema={
+        "account_id": pl.String, "customer_id": pl.String, "item_kind": pl.String,
+        "reference": pl.String, "amount": pl.Int64, "open_amount": pl.Int64})
     frame = frame.with_columns(
         pl.when(pl.col("item_kind") == "late_fee")
         .then(pl.col("reference").str.split(":").list.get(1, null_on_oob=True))
-        .otherwise(pl.col("reference")).alias("bill_id"),
-        pl.col("amount").cast(pl.Int64), pl.col("open_amount").cast(pl.Int64))
+        .otherwise(pl.col("reference")).alias("bill_id"))
     if not include_settled:
         frame = frame.filter(pl.col("open_amount") != 0)
     return frame.select(ITEM_COLUMNS)
@@ -101,14 +76,13 @@ def credits(conn: Connection, accounts: Sequence[str] | None = None) -> pl.DataF
 
     params: dict[str, Any] = {}
     acct = _account_filter(accounts, "pa", params)
-    rows = conn.execute(text(
-        "SELECT pa.account_id, pa.payment_id, CAST(SUM(pa.amount) AS BIGINT), MIN(p.paid_at) "
+    return read_frame(conn, (
+        "SELECT pa.account_id, pa.payment_id AS source_id, CAST(SUM(pa.amount) AS BIGINT) AS amount, "
+        "MIN(p.paid_at) AS seq "
         "FROM payment_allocations pa JOIN payments p ON p.payment_id = pa.payment_id "
         f"WHERE pa.allocated_to = 'credit'{acct} GROUP BY pa.account_id, pa.payment_id "
-        "HAVING SUM(pa.amount) > 0"), params).all()
-    return _rows_frame(rows, {
-        "account_id": pl.String, "source_id": pl.String, "amount": pl.Int64,
-        "seq": pl.Datetime("us")})
+        "HAVING SUM(pa.amount) > 0"), params, instants=("seq",),
+        schema={"account_id": pl.String, "source_id": pl.String, "amount": pl.Int64})
 
 
 def allocations_on(conn: Connection, references: Sequence[str]) -> pl.DataFrame:
@@ -117,17 +91,15 @@ def allocations_on(conn: Connection, references: Sequence[str]) -> pl.DataFrame:
 
     params: dict[str, Any] = {f"r{i}": r for i, r in enumerate(references)}
     names = ", ".join(f":r{i}" for i in range(len(references))) or "NULL"
-    rows = conn.execute(text(
-        "SELECT pa.account_id, pa.payment_id, pa.item_reference, pa.allocated_to, pa.bill_id, "
-        "CAST(SUM(pa.amount) AS BIGINT), MAX(p.paid_at) FROM payment_allocations pa "
-        "JOIN payments p ON p.payment_id = pa.payment_id "
+    return read_frame(conn, (
+        "SELECT pa.account_id, pa.payment_id, pa.item_reference AS reference, pa.allocated_to, "
+        "pa.bill_id, CAST(SUM(pa.amount) AS BIGINT) AS amount, MAX(p.paid_at) AS paid_at "
+        "FROM payment_allocations pa JOIN payments p ON p.payment_id = pa.payment_id "
         f"WHERE pa.item_reference IN ({names}) GROUP BY pa.account_id, pa.payment_id, "
         "pa.item_reference, pa.allocated_to, pa.bill_id HAVING SUM(pa.amount) <> 0"),
-        params).all()
-    return _rows_frame(rows, {
-        "account_id": pl.String, "payment_id": pl.String, "reference": pl.String,
-        "allocated_to": pl.String, "bill_id": pl.String, "amount": pl.Int64,
-        "paid_at": pl.Datetime("us")})
+        params, instants=("paid_at",),
+        schema={"account_id": pl.String, "payment_id": pl.String, "reference": pl.String,
+                "allocated_to": pl.String, "bill_id": pl.String, "amount": pl.Int64})
 
 
 def payment_allocations(conn: Connection, payment_id: str) -> list[tuple[str, str | None,
