@@ -54,11 +54,10 @@ def pay_list(
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """The account's posted payments, oldest first."""
-    from dianfei.payments.service import account_payments
-    from dianfei.web.payments_api import payment_json
+    from dianfei.payments.service import account_payments, payment_summary
 
     frame = account_payments(database().engine, account)
-    rows = [payment_json(r) for r in frame.iter_rows(named=True)]
+    rows = [payment_summary(r) for r in frame.iter_rows(named=True)]
     if json_out:
         print_json(rows)
         return

@@ -507,3 +507,16 @@ def order_summary(order: PaymentOrder) -> Mapping[str, Any]:
     return {"order_no": order.order_no, "account": order.account_id, "channel": order.channel,
             "amount": fmt_yuan(order.amount), "status": order.status,
             "expires_at": order.expires_at.isoformat()}
+
+
+def payment_summary(r: Mapping[str, Any]) -> dict[str, Any]:
+    """One posted payment as the API and ``pay list`` print it (yuan strings, +08:00 instants)."""
+    from dianfei.core.clock import BUSINESS_TZ
+    from dianfei.core.money import fmt_yuan
+
+    return {"payment_id": r["payment_id"], "channel": r["channel"],
+            "transaction_id": r["transaction_id"], "order_no": r["order_no"],
+            "amount": fmt_yuan(int(r["amount"])),
+            "paid_at": r["paid_at"].astimezone(BUSINESS_TZ).isoformat(),
+            "posted_at": r["posted_at"].astimezone(BUSINESS_TZ).isoformat(),
+            "source": r["source"], "status": r["status"]}

@@ -18,7 +18,6 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from dianfei.core.clock import Clock
-from dianfei.core.money import fmt_yuan
 from dianfei.db.engine import Database
 from dianfei.payments import fastpath, inbox
 from dianfei.payments.channels.alipay import AlipayNotifier
@@ -99,10 +98,10 @@ def register(app: FastAPI, db: Database, clock: Clock) -> None:
     @app.get("/api/v1/payments/{account}", tags=["payments"])
     def api_payments(account: str, _role: Role) -> list[dict[str, Any]]:
         """The account's posted payments, oldest first."""
-        from dianfei.payments.service import account_payments
+        from dianfei.payments.service import account_payments, payment_summary
 
         frame = account_payments(db.engine, account)
-        return [payment_json(r) for r in frame.iter_rows(named=True)]
+        return [payment_summary(r) for r in frame.iter_rows(named=True)]
 
     @app.get("/api/v1/payments-worklist", tags=["payments"])
     def api_worklist(_role: Role) -> list[dict[str, Any]]:
@@ -110,15 +109,3 @@ def register(app: FastAPI, db: Database, clock: Clock) -> None:
         return [{"id": m.id, "channel": m.channel, "received_at": m.received_at.isoformat(),
                  "refusal": m.refusal, "detail": m.detail, "transaction_id": m.transaction_id,
                  "owner": m.owner} for m in inbox.worklist(db)]
-
-
-def payment_json(r: Mapping[str, Any]) -> dict[str, Any]:
-    """One payment as the API and ``pay list`` print it."""
-    from dianfei.core.clock import BUSINESS_TZ
-
-    return {"payment_id": r["payment_id"], "channel": r["channel"],
-            "transaction_id": r["transaction_id"], "order_no": r["order_no"],
-            "amount": fmt_yuan(int(r["amount"])),
-            "paid_at": r["paid_at"].astimezone(BUSINESS_TZ).isoformat(),
-            "posted_at": r["posted_at"].astimezone(BUSINESS_TZ).isoformat(),
-            "source": r["source"], "status": r["status"]}
