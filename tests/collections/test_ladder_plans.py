@@ -137,7 +137,7 @@ def _lf_items(db: Database, account: str, bill: str) -> list[str]:
     from dianfei.payments.service import open_items
 
     with db.engine.connect() as conn:
-        items = open_items(conn, None, [account])
+        items = open_items(conn, [account])
     return [r for r in items["reference"].to_list() if r.startswith(f"LF:{bill}:")]
 
 

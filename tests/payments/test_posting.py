@@ -87,9 +87,8 @@ def test_overpayment_becomes_credit_used_by_the_next_bill(two_bills: Database) -
     with db.session() as s:
         service.post_channel_payment(s, pay("C1", "T1", 20000), clock=CLOCK, source="x")
     assert ("credit", None, 20000 - 13120) in allocations(db)
+    # the credit clears the new bill in the bill's own posting: no separate settlement step
     debit(db, "C1", "bill", "C1-202603-1", 4000, date(2026, 4, 18))
-    with db.engine.begin() as conn:
-        assert service.settle(conn, clock=CLOCK) == 2
     got = allocations(db)
     assert ("bill", "C1-202603-1", 4000) in got and ("credit", None, 20000 - 13120 - 4000) in got
     with db.engine.connect() as conn:
@@ -119,8 +118,6 @@ def test_money_on_a_cancelled_bill_goes_back_to_credit(two_bills: Database) -> N
         entry = s.execute(text("SELECT entry_id FROM ledger_entries WHERE reference = "
                                "'C1-202601-1'")).scalar_one()
         ledger.reverse_entry(s, clock=CLOCK, entry_id=entry, reason="wrong read")
-    with db.engine.begin() as conn:
-        service.settle(conn, clock=CLOCK)
     # 8000 released from the cancelled bill, then applied to the open late fee and February bill
     assert allocations(db) == [("bill", "C1-202602-1", 5000),
                                ("credit", None, 8000 - 5000 - 120),

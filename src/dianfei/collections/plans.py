@@ -96,10 +96,8 @@ def waive_late_fees(session: Session, *, bill_id: str, reason: str, requested_by
     Each not-yet-reversed ``late_fee`` entry of the bill gets a ledger ``reversal`` (the reason is
     the waiver's). Payments read open items as debits less their reversals less allocations, so a
     reversed fee is no longer open and no later payment can pay it; money a payment had already
-    put on a waived fee makes that item negative, and ``payments.service.settle`` moves it back to
-    the customer's credit (and on to whatever else is open)."""
-    from dianfei.payments.service import settle
-
+    put on a waived fee goes back to the customer's credit and on to whatever else is open — all
+    in the reversal's posting (:mod:`dianfei.ledger.posting`)."""
     if not reason.strip():
         raise ValidationError("a waiver needs a reason")
     _four_eyes(requested_by, approved_by, "waiver")
@@ -135,9 +133,6 @@ def waive_late_fees(session: Session, *, bill_id: str, reason: str, requested_by
     if accrual is not None:
         accrual.waived = True
     session.flush()
-    if fees:
-        # paid money on a reversed fee goes back to credit, and credit onto other open items
-        settle(session.connection(), clock=clock, accounts=[account_id])
     session.add(CollectionEvent(
         key=f"waiver:{bill_id}", account_id=account_id, customer_id=customer_id, type="waiver",
         at=now, business_date=business_date(now), amount=amount, bill_id=bill_id,

@@ -21,12 +21,12 @@ if TYPE_CHECKING:
     import polars as pl
 
 
-def open_items(engine: Engine, as_of: date) -> pl.DataFrame:
+def open_items(engine: Engine) -> pl.DataFrame:
     """Open bills and late fees (account_id, customer_id, item_kind, reference, bill_id, due_on,
-    amount, open_amount) — the payments service's view, so fees tie to bills by reference."""
+    amount, open_amount) as the money core keeps them: only what is open is read."""
     from dianfei.payments.service import open_items as payments_open_items
 
-    return payments_open_items(engine, as_of)
+    return payments_open_items(engine)
 
 
 def bill_allocations_since(engine: Engine, since: datetime) -> pl.DataFrame:

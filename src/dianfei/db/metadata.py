@@ -6,6 +6,7 @@ from dianfei.billing import models as billing_models
 from dianfei.collections import models as collections_models
 from dianfei.customers import models as customer_models
 from dianfei.db.base import Base
+from dianfei.events import models as event_models
 from dianfei.ledger import models as ledger_models
 from dianfei.metering import models as metering_models
 from dianfei.metering.vee import models as vee_models
@@ -13,5 +14,5 @@ from dianfei.notify import models as notify_models
 from dianfei.payments import models as payments_models
 from dianfei.payments import statement_models
 
-__all__ = ["Base", "billing_models", "collections_models", "customer_models", "ledger_models",
+__all__ = ["Base", "billing_models", "collections_models", "customer_models", "event_models", "ledger_models",
            "metering_models", "notify_models", "payments_models", "statement_models", "vee_models"]

@@ -46,3 +46,77 @@ class LedgerEntry(Base):
         ForeignKey("ledger_entries.entry_id"), unique=True
     )
     reason: Mapped[str | None] = mapped_column(Text)
+
+
+ITEM_KINDS = ("bill", "late_fee", "credit")
+
+
+class OpenItem(Base):
+    """An open item (未清项) of an account: what it owes per bill and late fee, and its credit.
+
+    Kept in the transaction that posts the ledger rows changing it (debit, reversal, payment,
+    clearing), never recomputed: dunning, late fees and ``account show`` read these rows, and
+    ``ledger check`` proves they equal what the ledger and the clearings derive.
+
+    - a debit (bill, late fee) is an item with its ledger reference; ``open_amount`` is what is
+      still unpaid (0 once cleared; the row stays as history);
+    - credit (预收) is an item per payment, reference ``CR:{payment}``, with a NEGATIVE
+      ``open_amount``: the part of that payment no debit took yet. It clears the next debit it
+      meets, so an account never holds credit and an open debit at once.
+    """
+
+    __tablename__ = "open_items"
+    __table_args__ = (
+        Index("ix_open_items_account", "account_id"),
+        # what a snapshot reads: only the items that are still open (or credit)
+        Index("ix_open_items_open", "account_id", "due_on",
+              sqlite_where="open_amount <> 0", postgresql_where="open_amount <> 0"),
+        Index("ix_open_items_credit", "account_id",
+              sqlite_where="open_amount < 0", postgresql_where="open_amount < 0"),
+    )
+    #: the ledger reference of the debit (bill id, ``LF:{bill}:{day}``) or ``CR:{payment}``
+    reference: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(32))
+    customer_id: Mapped[str] = mapped_column(String(32))
+    #: bill, late_fee or credit
+    item_kind: Mapped[str] = mapped_column(String(8))
+    #: the bill (for a late fee: the bill it accrued on); the payment id for credit
+    bill_id: Mapped[str | None] = mapped_column(String(40))
+    #: the date from which a debit is overdue; None for credit
+    due_on: Mapped[date | None] = mapped_column(Date)
+    #: fen; the debit's amount as posted (credit: 0)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    #: fen still open: > 0 owed, < 0 credit available, 0 cleared
+    open_amount: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Clearing(Base):
+    """A clearing row (销账): part of a payment applied to a bill or a late fee, or kept as credit.
+
+    Credit later used by a new debit is two rows at the time it is used: ``credit`` −x and
+    ``bill`` +x, so the rows of a payment always sum to its amount. A refund or a cancelled bill
+    is undone by rows of the opposite amount, never by editing.
+    """
+
+    __tablename__ = "payment_allocations"
+    __table_args__ = (
+        Index("ix_payment_allocations_payment", "payment_id"),
+        Index("ix_payment_allocations_bill", "bill_id"),
+        Index("ix_payment_allocations_account", "account_id", "allocated_at"),
+        Index("ix_payment_allocations_item", "item_reference"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    payment_id: Mapped[str] = mapped_column(String(40))
+    account_id: Mapped[str] = mapped_column(String(32))
+    #: bill, late_fee or credit
+    allocated_to: Mapped[str] = mapped_column(String(8))
+    #: the bill settled (for a late fee: the bill it accrued on); None for credit
+    bill_id: Mapped[str | None] = mapped_column(String(40))
+    #: the ledger reference of the debit settled (bill id or late fee reference)
+    item_reference: Mapped[str | None] = mapped_column(String(64))
+    #: fen; negative only to reverse (refund, return, cancelled bill) or to move credit onto a debit
+    amount: Mapped[int] = mapped_column(BigInteger)
+    #: when the money reached the item: the payment's paid_at, or when credit was applied
+    allocated_at: Mapped[datetime] = mapped_column(UTCDateTime)

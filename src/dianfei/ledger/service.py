@@ -10,16 +10,17 @@ Accounting rules (why the code is shaped this way):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from dianfei.core.clock import Clock, business_date
+from dianfei.core.clock import Clock
 from dianfei.core.errors import ConflictError, NotFoundError, ValidationError
 from dianfei.db.bulk import write_frame
+from dianfei.ledger import items
 from dianfei.ledger.models import ENTRY_KINDS, LedgerEntry
 
 if TYPE_CHECKING:
@@ -34,24 +35,34 @@ AGING_BUCKETS = ("current", "0-30", "31-60", "61-90", ">90")
 
 def post_entry(session: Session, *, clock: Clock, account_id: str, customer_id: str, kind: str,
                amount: int, reference: str, due_on: date | None = None,
-               reason: str | None = None) -> LedgerEntry:
-    """Post one entry. A second entry of the same kind for the same reference is refused."""
-    if kind not in ENTRY_KINDS or kind == "reversal":
-        raise ValidationError(f"ledger entry kind must be one of {ENTRY_KINDS[:-1]}, got {kind!r}")
+               reason: str | None = None, order: str = "oldest_first") -> LedgerEntry:
+    """Post one debit (bill or late fee) with its open item; credit the account holds clears it.
+    A second entry of the same kind for the same reference is refused. Payments are posted by
+    the payments domain through the same posting core."""
+    if kind not in ("bill", "late_fee"):
+        raise ValidationError(f"post_entry takes a debit (bill, late_fee), got {kind!r}")
+    if amount < 0 or (kind == "late_fee" and amount == 0):
+        raise ValidationError(f"a {kind} debit must be positive, got {amount} fen")
     now = clock.now()
-    entry = LedgerEntry(account_id=account_id, customer_id=customer_id, kind=kind, amount=amount,
-                        posted_at=now, business_date=business_date(now), due_on=due_on,
-                        reference=reference, reason=reason)
+    session.flush()
+    book = items.book(session.connection(), [account_id], order=order, now=now, lock=True)
+    book.debit(reference=reference, account_id=account_id, customer_id=customer_id, kind=kind,
+               amount=amount, due_on=due_on, reason=reason)
     try:
         with session.begin_nested():
-            session.add(entry)
+            items.write(session.connection(), book.posting, now=now)
     except IntegrityError:
         raise ConflictError(f"a {kind} entry for {reference} is already posted") from None
-    return entry
+    return session.scalars(select(LedgerEntry).where(LedgerEntry.kind == kind,
+                                                     LedgerEntry.reference == reference)).one()
 
 
-def reverse_entry(session: Session, *, clock: Clock, entry_id: int, reason: str) -> LedgerEntry:
-    """Undo an entry with a new one of the opposite amount. Each entry is reversed at most once."""
+def reverse_entry(session: Session, *, clock: Clock, entry_id: int, reason: str,
+                  order: str = "oldest_first") -> LedgerEntry:
+    """Undo a debit (bill, late fee) with a new entry of the opposite amount. Each entry is
+    reversed at most once. Money already on the debit goes back to credit, which then clears the
+    account's other open debits (one posting, see :mod:`dianfei.ledger.posting`). Payments are
+    reversed by the payments domain (refunds, bank returns) through the same posting core."""
     if not reason.strip():
         raise ValidationError("a reversal needs a reason")
     original = session.get(LedgerEntry, entry_id)
@@ -59,23 +70,62 @@ def reverse_entry(session: Session, *, clock: Clock, entry_id: int, reason: str)
         raise NotFoundError(f"ledger entry {entry_id} does not exist")
     if original.kind == "reversal":
         raise ConflictError(f"entry {entry_id} is a reversal; post a new entry instead")
+    if original.kind not in ("bill", "late_fee"):
+        raise ValidationError(f"entry {entry_id} is a {original.kind}: reverse payments with a "
+                              "refund")
+    session.flush()
+    conn = session.connection()
+    if conn.execute(select(LedgerEntry.entry_id).where(
+            LedgerEntry.reverses_entry_id == entry_id)).first() is not None:
+        raise ConflictError(f"ledger entry {entry_id} is already reversed")
     now = clock.now()
-    rev = LedgerEntry(account_id=original.account_id, customer_id=original.customer_id,
-                      kind="reversal", amount=-original.amount, posted_at=now,
-                      business_date=business_date(now), due_on=None,
-                      reference=f"reversal:{entry_id}", reverses_entry_id=entry_id, reason=reason)
+    book = items.book(conn, [original.account_id], order=order, now=now,
+                      references=[original.reference], lock=True)
+    book.reverse_debit(reference=original.reference, entry_id=entry_id,
+                       account_id=original.account_id, customer_id=original.customer_id,
+                       amount=original.amount, reason=reason,
+                       on_item=items.releases(conn, original.reference))
     try:
         with session.begin_nested():
-            session.add(rev)
+            items.write(session.connection(), book.posting, now=now)
     except IntegrityError:
         raise ConflictError(f"ledger entry {entry_id} is already reversed") from None
-    return rev
+    return session.scalars(select(LedgerEntry).where(
+        LedgerEntry.reverses_entry_id == entry_id)).one()
 
 
-def post_frame(conn: Connection, entries: pl.DataFrame) -> int:
-    """Bulk-post entries (bill run). Columns: account_id, customer_id, kind, amount, posted_at,
-    business_date, due_on, reference (reverses_entry_id and reason optional)."""
-    return write_frame(conn, "ledger_entries", entries)
+def post_frame(conn: Connection, entries: pl.DataFrame, *, order: str = "oldest_first") -> int:
+    """Bulk-post debits (bill run, late fees). Columns: account_id, customer_id, kind (bill or
+    late_fee), amount, posted_at, business_date, due_on, reference (reason optional).
+
+    Their open items are written with them, and credit held by any of these accounts clears
+    them in the same transaction (:mod:`dianfei.ledger.posting`)."""
+    if entries.height == 0:
+        return 0
+    kinds = set(entries["kind"].unique().to_list())
+    if not kinds <= {"bill", "late_fee"}:
+        raise ValidationError(f"post_frame takes debits (bill, late_fee), got {sorted(kinds)}")
+    n = write_frame(conn, "ledger_entries", entries)
+    at = entries["posted_at"][0]
+    now = at if getattr(at, "tzinfo", None) else at.replace(tzinfo=UTC)
+    items.insert_debits(conn, entries.select("account_id", "customer_id", "kind", "amount",
+                                             "due_on", "reference"), now=now)
+    apply_credit(conn, entries["account_id"].unique().to_list(), now=now, order=order)
+    return n
+
+
+def apply_credit(conn: Connection, accounts: list[str] | None = None, *, now: datetime,
+                 order: str = "oldest_first") -> int:
+    """Let credit clear the open debits of these accounts (all accounts when None). Returns the
+    clearing rows written. Reads only the accounts that hold credit."""
+    holders = items.credit_accounts(conn, accounts)
+    if not holders:
+        return 0
+    book = items.book(conn, holders, order=order, now=now, lock=True)
+    for a in holders:
+        book.apply_credit(a)
+    items.write(conn, book.posting, now=now)
+    return len(book.posting.clearings)
 
 
 def balance(conn: Connection | Session, account_id: str) -> int:
@@ -86,6 +136,10 @@ def balance(conn: Connection | Session, account_id: str) -> int:
 
 
 def entries(engine: Engine) -> pl.DataFrame:
+    """Every ledger entry, typed the same on every database and for any content (an empty
+    ledger, one where no entry was ever reversed: ``reverses_entry_id`` all NULL)."""
+    import polars as pl
+
     from dianfei.db.frames import read_frame
 
     return read_frame(
@@ -93,6 +147,7 @@ def entries(engine: Engine) -> pl.DataFrame:
         "SELECT entry_id, account_id, customer_id, kind, amount, posted_at, business_date, "
         "due_on, reference, reverses_entry_id, reason FROM ledger_entries ORDER BY entry_id",
         dates=("business_date", "due_on"), instants=("posted_at",),
+        schema={"entry_id": pl.Int64, "amount": pl.Int64, "reverses_entry_id": pl.Int64},
     )
 
 
@@ -188,6 +243,34 @@ _CHECKS: tuple[tuple[str, str], ...] = (
      "SELECT count(*), min(b.bill_id) FROM bills b LEFT JOIN "
      "(SELECT bill_id, sum(amount) AS s, count(*) AS n FROM bill_lines GROUP BY bill_id) l "
      "ON l.bill_id = b.bill_id WHERE coalesce(l.s, 0) <> b.amount"),
+    ("every debit's open item holds what the ledger and its clearings leave open",
+     "SELECT count(*), min(e.reference) FROM ledger_entries e "
+     "LEFT JOIN ledger_entries r ON r.reverses_entry_id = e.entry_id "
+     "LEFT JOIN (SELECT item_reference, SUM(amount) AS s FROM payment_allocations "
+     "WHERE item_reference IS NOT NULL GROUP BY item_reference) a ON a.item_reference = e.reference "
+     "LEFT JOIN open_items o ON o.reference = e.reference WHERE e.kind IN ('bill', 'late_fee') "
+     "AND (o.reference IS NULL OR o.account_id <> e.account_id OR o.item_kind <> e.kind "
+     "OR o.open_amount <> e.amount + COALESCE(r.amount, 0) - COALESCE(a.s, 0))"),
+    ("every payment's credit item holds its unused credit, and no item lacks its ledger entry",
+     "SELECT count(*), min(k) FROM ("
+     " SELECT 'CR:' || c.payment_id AS k FROM (SELECT payment_id, SUM(amount) AS s "
+     "  FROM payment_allocations WHERE allocated_to = 'credit' GROUP BY payment_id) c "
+     "  LEFT JOIN open_items o ON o.reference = 'CR:' || c.payment_id "
+     "  WHERE COALESCE(o.open_amount, 0) <> -c.s"
+     " UNION ALL SELECT o.reference FROM open_items o LEFT JOIN payment_allocations pa "
+     "  ON pa.allocated_to = 'credit' AND 'CR:' || pa.payment_id = o.reference "
+     "  WHERE o.item_kind = 'credit' AND o.open_amount <> 0 AND pa.id IS NULL"
+     " UNION ALL SELECT o.reference FROM open_items o LEFT JOIN ledger_entries e "
+     "  ON e.kind = o.item_kind AND e.reference = o.reference "
+     "  WHERE o.item_kind IN ('bill', 'late_fee') AND e.entry_id IS NULL) q"),
+    ("an account's open items add up to its ledger balance",
+     "SELECT count(*), min(account_id) FROM (SELECT account_id FROM (SELECT account_id, amount AS x "
+     "FROM ledger_entries UNION ALL SELECT account_id, -open_amount FROM open_items) u "
+     "GROUP BY account_id HAVING SUM(x) <> 0) q"),
+    ("no account holds credit and an open debit at once (credit clears what it meets)",
+     "SELECT count(*), min(account_id) FROM (SELECT account_id FROM open_items "
+     "WHERE open_amount <> 0 GROUP BY account_id "
+     "HAVING MIN(open_amount) < 0 AND MAX(open_amount) > 0) q"),
     ("at most one live bill per account and period",
      "SELECT count(*), min(k) FROM (SELECT account_id || ' ' || period AS k FROM bills "
      "WHERE status <> 'cancelled' GROUP BY account_id, period HAVING count(*) > 1) d"),

@@ -43,19 +43,18 @@ import queue
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, bindparam, insert, text
 
 from dianfei.core.clock import Clock, business_date
-from dianfei.ledger.models import LedgerEntry
-from dianfei.payments import repository
-from dianfei.payments.allocation import OpenItem, allocate
-from dianfei.payments.channels.base import ChannelPayment, Outcome, Refusal
+from dianfei.ledger import items as ledger_items
+from dianfei.ledger.posting import Book, Item
+from dianfei.payments.channels.base import Outcome, Refusal
 from dianfei.payments.inbox import PROOF_HEADERS, InboxResult, process, store_raw
-from dianfei.payments.models import InboxMessage, Payment, PaymentAllocation
+from dianfei.payments.models import InboxMessage, Payment
 from dianfei.payments.service import (
     PaymentRefused,
     _check_against_order,
@@ -110,13 +109,11 @@ class _Order:
 
 @dataclass
 class _Plan:
-    """What the batch writes, built by replaying it in memory."""
+    """What the batch writes besides the posting core's rows, built by replaying it in memory."""
 
     inbox: list[dict[str, Any]] = field(default_factory=list)
     payments: list[dict[str, Any]] = field(default_factory=list)
     paid_orders: list[str] = field(default_factory=list)
-    ledger: list[dict[str, Any]] = field(default_factory=list)
-    allocations: list[dict[str, Any]] = field(default_factory=list)
     results: list[tuple[str, str | None, str, str | None, int | None]] = field(default_factory=list)
 
 
@@ -131,22 +128,20 @@ def post_batch(conn: Connection, items: Sequence[Incoming], *, clock: Clock, sou
             if not isinstance(it.outcome, Refusal) and it.outcome.payment is not None]
     order_nos = sorted({p.order_no for _, p in pays if p.order_no})
     pids = {i: payment_id_for(p.channel, p.transaction_id) for i, p in pays}
+    now = clock.now()
     if pg:
-        orders, existing, open_items, balances, inbox_ids = _pg_read(
+        orders, existing, loaded, inbox_ids = _pg_read(
             conn, order_nos, sorted(set(pids.values())), len(items))
     else:
         orders = _lock_orders(conn, order_nos)
         existing = _existing(conn, sorted(set(pids.values())))
-        accounts = sorted({o.account_id for o in orders.values()})
-        open_items = _open_items(conn, accounts)
-        balances = _balances(conn, accounts)
-
-    now = clock.now()
+        loaded = ledger_items.load(conn, sorted({o.account_id for o in orders.values()}))
+    # the one posting core: the batch is replayed against the accounts' open items in memory
+    book = Book(loaded, order=order, now=now)
     plan = _Plan()
     for i, it in enumerate(items):
         verdict, code, message, pid, balance = _decide(
-            it, pids.get(i), orders, existing, open_items, balances, plan, now=now, source=source,
-            order=order)
+            it, pids.get(i), orders, existing, book, plan, now=now, source=source)
         payment = None if isinstance(it.outcome, Refusal) else it.outcome.payment
         txn = (it.outcome.transaction_id or None) if isinstance(it.outcome, Refusal) else (
             payment.transaction_id if payment is not None else None)
@@ -158,9 +153,9 @@ def post_batch(conn: Connection, items: Sequence[Incoming], *, clock: Clock, sou
         plan.results.append((verdict, code, message, pid, balance))
     if pg:
         ids = inbox_ids
-        _pg_write(conn, plan, ids, commit=commit)
+        _pg_write(conn, plan, book, ids, now=now, commit=commit)
     else:
-        _write(conn, plan)
+        _write(conn, plan, book, now=now)
         ids = _inbox_ids(conn, plan.inbox)
     return [InboxResult(ids[k], verdict, code, message,
                         payment_id=pid if verdict in ("posted", "duplicate") else None,
@@ -169,9 +164,8 @@ def post_batch(conn: Connection, items: Sequence[Incoming], *, clock: Clock, sou
 
 
 def _decide(it: Incoming, pid: str | None, orders: dict[str, _Order],
-            existing: dict[str, tuple[int, str]], open_items: dict[str, list[OpenItem]],
-            balances: dict[str, int], plan: _Plan, *, now: datetime, source: str, order: str
-            ) -> tuple[str, str | None, str, str | None, int | None]:
+            existing: dict[str, tuple[int, str]], book: Book, plan: _Plan, *, now: datetime,
+            source: str) -> tuple[str, str | None, str, str | None, int | None]:
     """Verdict, refusal code, message, payment id and balance after, for one message — in the
     order and with the messages of ``service.post_channel_payment``."""
     outcome = it.outcome
@@ -190,20 +184,12 @@ def _decide(it: Incoming, pid: str | None, orders: dict[str, _Order],
         seen = existing.get(pid)
         if seen is not None:
             _check_replay(payment, seen[0], seen[1], o.account_id)
-            return "duplicate", None, "", pid, balances[o.account_id]
+            return "duplicate", None, "", pid, book.balance(o.account_id)
         _check_order_open(o.order_no, o.status, payment.transaction_id)
     except PaymentRefused as exc:
         return "refused", exc.code, exc.message, None, None
     o.status = "paid"
     existing[pid] = (payment.amount, o.account_id)
-    _plan_posting(plan, pid, payment, o, open_items, now=now, source=source, order=order)
-    balances[o.account_id] -= payment.amount
-    return "posted", None, "", pid, balances[o.account_id]
-
-
-def _plan_posting(plan: _Plan, pid: str, payment: ChannelPayment, o: _Order,
-                  open_items: dict[str, list[OpenItem]], *, now: datetime, source: str,
-                  order: str) -> None:
     plan.payments.append({
         "payment_id": pid, "channel": payment.channel, "transaction_id": payment.transaction_id,
         "order_no": payment.order_no, "account_id": o.account_id, "customer_id": o.customer_id,
@@ -211,27 +197,11 @@ def _plan_posting(plan: _Plan, pid: str, payment: ChannelPayment, o: _Order,
         "business_date": business_date(payment.paid_at), "posted_at": now, "source": source,
         "status": "posted"})
     plan.paid_orders.append(o.order_no)
-    plan.ledger.append({
-        "account_id": o.account_id, "customer_id": o.customer_id, "kind": "payment",
-        "amount": -payment.amount, "posted_at": now, "business_date": business_date(now),
-        "due_on": None, "reference": pid, "reverses_entry_id": None,
-        "reason": f"{payment.channel} {payment.transaction_id}"})
-    items = open_items.get(o.account_id, [])
-    parts, credit = allocate(payment.amount, items, order)
-    taken = {item.reference: fen for item, fen in parts}
-    # a later payment of the batch to the same account sees what this one settled
-    open_items[o.account_id] = [replace(i, open_amount=i.open_amount - taken.get(i.reference, 0))
-                                for i in items]
-    for item, fen in parts:
-        plan.allocations.append({
-            "payment_id": pid, "account_id": o.account_id, "allocated_to": item.item_kind,
-            "bill_id": item.bill_id, "item_reference": item.reference, "amount": fen,
-            "allocated_at": payment.paid_at})
-    if credit:
-        plan.allocations.append({
-            "payment_id": pid, "account_id": o.account_id, "allocated_to": "credit",
-            "bill_id": None, "item_reference": None, "amount": credit,
-            "allocated_at": payment.paid_at})
+    balance = book.pay(payment_id=pid, account_id=o.account_id, customer_id=o.customer_id,
+                       amount=payment.amount, paid_at=payment.paid_at,
+                       reason=f"{payment.channel} {payment.transaction_id}",
+                       payload={"channel": payment.channel, "source": source})
+    return "posted", None, "", pid, balance
 
 
 def _lock_orders(conn: Connection, order_nos: Sequence[str]) -> dict[str, _Order]:
@@ -257,45 +227,13 @@ def _existing(conn: Connection, pids: Sequence[str]) -> dict[str, tuple[int, str
     return {r[0]: (int(r[1]), r[2]) for r in conn.execute(sql, {"ids": list(pids)})}
 
 
-def _open_items(conn: Connection, accounts: Sequence[str]) -> dict[str, list[OpenItem]]:
-    """Open bills and late fees per account, as ``service._items`` reads them for one."""
-    out: dict[str, list[OpenItem]] = {}
-    if not accounts:
-        return out
-    params: dict[str, Any] = {}
-    sql = repository.open_items_sql(list(accounts), None, params)
-    for r in conn.execute(text(sql), params).mappings():
-        if r["open_amount"] <= 0:
-            continue
-        ref = str(r["reference"])
-        due = r["due_on"]
-        out.setdefault(str(r["account_id"]), []).append(OpenItem(
-            reference=ref, item_kind=str(r["item_kind"]),
-            bill_id=ref.split(":")[1] if r["item_kind"] == "late_fee" else ref,
-            due_on=due if isinstance(due, date) else date.fromisoformat(str(due)),
-            open_amount=int(r["open_amount"])))
-    return out
-
-
-def _balances(conn: Connection, accounts: Sequence[str]) -> dict[str, int]:
-    out = dict.fromkeys(accounts, 0)
-    if not accounts:
-        return out
-    sql = text("SELECT account_id, COALESCE(SUM(amount), 0) FROM ledger_entries "
-               "WHERE account_id IN :a GROUP BY account_id").bindparams(bindparam("a", expanding=True))
-    out.update({r[0]: int(r[1]) for r in conn.execute(sql, {"a": list(accounts)})})
-    return out
-
-
-def _write(conn: Connection, plan: _Plan) -> None:
+def _write(conn: Connection, plan: _Plan, book: Book, *, now: datetime) -> None:
     if plan.payments:
         # a plain insert: a row that exists after all (a concurrent writer) fails the batch
         conn.execute(insert(Payment), plan.payments)
         conn.execute(text("UPDATE payment_orders SET status = 'paid' WHERE order_no IN :nos")
                      .bindparams(bindparam("nos", expanding=True)), {"nos": plan.paid_orders})
-        conn.execute(insert(LedgerEntry), plan.ledger)
-    if plan.allocations:
-        conn.execute(insert(PaymentAllocation), plan.allocations)
+    ledger_items.write(conn, book.posting, now=now)
 
 
 def _inbox_ids(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
@@ -317,20 +255,10 @@ _PG_EXISTING = "SELECT payment_id, amount, account_id FROM payments WHERE paymen
 # ``= ANY(ARRAY(subquery))``: the accounts are computed once and looked up by index, whatever the
 # planner's statistics say (a hash join over all ledger entries was 10 ms on a fresh database)
 _PG_ACCOUNTS = "ARRAY(SELECT DISTINCT account_id FROM payment_orders WHERE order_no = ANY(%s))"
-# repository.open_items_sql for the accounts of the batch's orders (kept in step: the batch
-# and one-by-one allocation are compared by tests/payments/test_fastpath.py)
+# the open items of the batch's accounts, as ledger.items.load reads them
 _PG_ITEMS = (
-    "SELECT e.account_id, e.kind AS item_kind, e.reference, e.due_on, "
-    "e.amount + COALESCE(r.amount, 0) - COALESCE(a.allocated, 0) AS open_amount "
-    "FROM ledger_entries e "
-    "LEFT JOIN ledger_entries r ON r.reverses_entry_id = e.entry_id "
-    "LEFT JOIN (SELECT pa.item_reference, CAST(SUM(pa.amount) AS BIGINT) AS allocated "
-    "  FROM payment_allocations pa WHERE pa.item_reference IS NOT NULL"
-    f" AND pa.account_id = ANY({_PG_ACCOUNTS}) GROUP BY pa.item_reference) a "
-    "ON a.item_reference = e.reference "
-    f"WHERE e.kind IN ('bill', 'late_fee') AND e.account_id = ANY({_PG_ACCOUNTS})")
-_PG_BALANCES = ("SELECT account_id, CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM ledger_entries "
-                f"WHERE account_id = ANY({_PG_ACCOUNTS}) GROUP BY account_id")
+    "SELECT reference, account_id, customer_id, item_kind, bill_id, due_on, amount, open_amount "
+    f"FROM open_items WHERE account_id = ANY({_PG_ACCOUNTS}) AND open_amount <> 0")
 _PG_IDS = ("SELECT nextval(pg_get_serial_sequence('payment_inbox', 'id')) "
            "FROM generate_series(1, %s)")
 _PG_INSERT_PAYMENTS = (
@@ -339,14 +267,6 @@ _PG_INSERT_PAYMENTS = (
     "%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[], "
     "%s::timestamp[], %s::date[], %s::timestamp[], %s::text[], %s::text[])")
 _PG_PAID = "UPDATE payment_orders SET status = 'paid' WHERE order_no = ANY(%s)"
-_PG_INSERT_LEDGER = (
-    "INSERT INTO ledger_entries (account_id, customer_id, kind, amount, posted_at, business_date, "
-    "due_on, reference, reason) SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], "
-    "%s::bigint[], %s::timestamp[], %s::date[], %s::date[], %s::text[], %s::text[])")
-_PG_INSERT_ALLOCATIONS = (
-    "INSERT INTO payment_allocations (payment_id, account_id, allocated_to, bill_id, "
-    "item_reference, amount, allocated_at) SELECT * FROM unnest(%s::text[], %s::text[], "
-    "%s::text[], %s::text[], %s::text[], %s::bigint[], %s::timestamp[])")
 _PG_INSERT_INBOX = (
     "INSERT INTO payment_inbox (id, channel, received_at, headers, body, verdict, refusal, "
     "detail, transaction_id, payment_id) SELECT * FROM unnest(%s::bigint[], %s::text[], "
@@ -366,31 +286,21 @@ def _pg(conn: Connection) -> Any:
 
 
 def _pg_read(conn: Connection, order_nos: list[str], pids: list[str], n: int
-             ) -> tuple[dict[str, _Order], dict[str, tuple[int, str]], dict[str, list[OpenItem]],
-                        dict[str, int], list[int]]:
+             ) -> tuple[dict[str, _Order], dict[str, tuple[int, str]], list[Item], list[int]]:
     """One round trip: the server runs the statements one after the other, so the reads after
     the lock see every transaction that committed before the lock was granted."""
     pg = _pg(conn)
     with pg.pipeline():
         locked = pg.execute(_PG_LOCK, (order_nos,))
         seen = pg.execute(_PG_EXISTING, (pids,))
-        items = pg.execute(_PG_ITEMS, (order_nos, order_nos))
-        bal = pg.execute(_PG_BALANCES, (order_nos,))
+        found = pg.execute(_PG_ITEMS, (order_nos,))
         ids = pg.execute(_PG_IDS, (n,))
         orders = {r[0]: _Order(r[0], r[1], r[2], int(r[3]), r[4], r[5]) for r in locked.fetchall()}
         existing = {r[0]: (int(r[1]), r[2]) for r in seen.fetchall()}
-        open_items: dict[str, list[OpenItem]] = {}
-        for acct, kind, ref, due, open_amount in items.fetchall():
-            if open_amount <= 0:
-                continue
-            open_items.setdefault(acct, []).append(OpenItem(
-                reference=ref, item_kind=kind,
-                bill_id=ref.split(":")[1] if kind == "late_fee" else ref, due_on=due,
-                open_amount=int(open_amount)))
-        balances = dict.fromkeys({o.account_id for o in orders.values()}, 0)
-        balances.update({r[0]: int(r[1]) for r in bal.fetchall()})
+        loaded = [Item(r[0], r[1], r[2], r[3], r[4], r[5], int(r[6]), int(r[7]))
+                  for r in found.fetchall()]
         inbox_ids = sorted(int(r[0]) for r in ids.fetchall())
-    return orders, existing, open_items, balances, inbox_ids
+    return orders, existing, loaded, inbox_ids
 
 
 def _cols(rows: list[dict[str, Any]], names: Sequence[str], instants: Sequence[str] = ()
@@ -399,7 +309,8 @@ def _cols(rows: list[dict[str, Any]], names: Sequence[str], instants: Sequence[s
                  for k in names)
 
 
-def _pg_write(conn: Connection, plan: _Plan, ids: list[int], *, commit: bool) -> None:
+def _pg_write(conn: Connection, plan: _Plan, book: Book, ids: list[int], *, now: datetime,
+              commit: bool) -> None:
     """One round trip: every insert of the batch (and the COMMIT when asked)."""
     pg = _pg(conn)
     with pg.pipeline():
@@ -409,13 +320,7 @@ def _pg_write(conn: Connection, plan: _Plan, ids: list[int], *, commit: bool) ->
                 "amount", "paid_at", "business_date", "posted_at", "source", "status"),
                 ("paid_at", "posted_at")))
             pg.execute(_PG_PAID, (plan.paid_orders,))
-            pg.execute(_PG_INSERT_LEDGER, _cols(plan.ledger, (
-                "account_id", "customer_id", "kind", "amount", "posted_at", "business_date",
-                "due_on", "reference", "reason"), ("posted_at",)))
-        if plan.allocations:
-            pg.execute(_PG_INSERT_ALLOCATIONS, _cols(plan.allocations, (
-                "payment_id", "account_id", "allocated_to", "bill_id", "item_reference", "amount",
-                "allocated_at"), ("allocated_at",)))
+        ledger_items.write(conn, book.posting, now=now)
         pg.execute(_PG_INSERT_INBOX, (ids, *_cols(plan.inbox, (
             "channel", "received_at", "headers", "body", "verdict", "refusal", "detail",
             "transaction_id", "payment_id"), ("received_at",))))

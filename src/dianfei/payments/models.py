@@ -22,10 +22,14 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from dianfei.db.base import Base
 from dianfei.db.types import UTCDateTime
+from dianfei.ledger.models import Clearing
 
 ORDER_STATUSES = ("open", "paid", "closed")
 PAYMENT_STATUSES = ("posted", "refunded", "returned")
 ALLOCATION_TARGETS = ("bill", "late_fee", "credit")
+
+#: clearing rows belong to the money core (ledger); the payments name stays for its readers
+PaymentAllocation = Clearing
 INBOX_VERDICTS = ("pending", "posted", "duplicate", "acknowledged", "refused")
 
 _ID = BigInteger().with_variant(Integer, "sqlite")
@@ -102,35 +106,6 @@ class Payment(Base):
     source: Mapped[str] = mapped_column(String(12))
     #: posted; refunded or returned once reversed (the reversal is a new ledger entry)
     status: Mapped[str] = mapped_column(String(10), default="posted")
-
-
-class PaymentAllocation(Base):
-    """A part of a payment applied to a bill, a late fee, or kept as credit (预收电费).
-
-    Credit later used by a new bill is two rows at the time it is used: ``credit`` −x and
-    ``bill`` +x, so the rows of a payment always sum to its amount.
-    """
-
-    __tablename__ = "payment_allocations"
-    __table_args__ = (
-        Index("ix_payment_allocations_payment", "payment_id"),
-        Index("ix_payment_allocations_bill", "bill_id"),
-        Index("ix_payment_allocations_account", "account_id", "allocated_at"),
-        Index("ix_payment_allocations_item", "item_reference"),
-    )
-    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
-    payment_id: Mapped[str] = mapped_column(String(40))
-    account_id: Mapped[str] = mapped_column(String(32))
-    #: bill, late_fee or credit
-    allocated_to: Mapped[str] = mapped_column(String(8))
-    #: the bill settled (for a late fee: the bill it accrued on); None for credit
-    bill_id: Mapped[str | None] = mapped_column(String(40))
-    #: the ledger reference of the debit settled (bill id or late fee reference)
-    item_reference: Mapped[str | None] = mapped_column(String(64))
-    #: fen; negative only to reverse (refund, return) or to move credit onto a bill
-    amount: Mapped[int] = mapped_column(BigInteger)
-    #: when the money reached the item: the payment's paid_at, or the bill's issue for credit
-    allocated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class CashierShift(Base):

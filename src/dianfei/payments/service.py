@@ -17,22 +17,23 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, insert, select, text, update
+from sqlalchemy import Connection, select, text, update
 from sqlalchemy.orm import Session
 
 from dianfei.core.clock import Clock, business_date
 from dianfei.core.errors import ConflictError, DianfeiError, NotFoundError, ValidationError
 from dianfei.customers.models import Account
+from dianfei.ledger import items
 from dianfei.ledger import service as ledger
 from dianfei.ledger.models import LedgerEntry
 from dianfei.payments import repository
-from dianfei.payments.allocation import OpenItem, allocate, allocate_frame, check_order
+from dianfei.payments.allocation import check_order
 from dianfei.payments.channels.base import CHANNELS, ChannelPayment
 from dianfei.payments.channels.orders import new_order_no
-from dianfei.payments.models import Payment, PaymentAllocation, PaymentOrder
+from dianfei.payments.models import Payment, PaymentOrder
 
 if TYPE_CHECKING:
     import polars as pl
@@ -222,52 +223,25 @@ def post_channel_payment(session: Session, payment: ChannelPayment, *, clock: Cl
         _check_order_open(pay_order.order_no, pay_order.status, payment.transaction_id)
         session.execute(update(PaymentOrder).where(PaymentOrder.order_no == pay_order.order_no)
                         .values(status="paid"))
-    # the payment row just inserted is unique, so its ledger entry cannot exist yet: a plain
-    # insert, no savepoint
-    session.execute(insert(LedgerEntry).values(
-        account_id=account_id, customer_id=customer_id, kind="payment", amount=-payment.amount,
-        posted_at=now, business_date=business_date(now), due_on=None, reference=pid,
-        reason=f"{payment.channel} {payment.transaction_id}"))
-    _allocate_one(session, pid, account_id, payment.amount, payment.paid_at, order)
-    return PostResult(pid, True, account_id, ledger.balance(session, account_id))
-
-
-def _items(session: Session, account_id: str) -> list[OpenItem]:
-    """The account's open items as plain rows (no frame: this is on every callback's path)."""
-    params: dict[str, Any] = {}
-    sql = repository.open_items_sql([account_id], None, params)
-    items = []
-    for r in session.execute(text(sql), params).mappings():
-        if r["open_amount"] <= 0:
-            continue
-        ref = str(r["reference"])
-        due = r["due_on"]
-        items.append(OpenItem(reference=ref, item_kind=str(r["item_kind"]),
-                              bill_id=ref.split(":")[1] if r["item_kind"] == "late_fee" else ref,
-                              due_on=due if isinstance(due, date) else date.fromisoformat(str(due)),
-                              open_amount=int(r["open_amount"])))
-    return items
-
-
-def _allocate_one(session: Session, payment_id: str, account_id: str, amount: int,
-                  at: datetime, order: str) -> None:
-    parts, credit = allocate(amount, _items(session, account_id), order)
-    rows = [{"payment_id": payment_id, "account_id": account_id, "allocated_to": item.item_kind,
-             "bill_id": item.bill_id, "item_reference": item.reference, "amount": fen,
-             "allocated_at": at} for item, fen in parts]
-    if credit:
-        rows.append({"payment_id": payment_id, "account_id": account_id, "allocated_to": "credit",
-                     "bill_id": None, "item_reference": None, "amount": credit, "allocated_at": at})
-    if rows:
-        session.execute(insert(PaymentAllocation), rows)
+    # the payment row just inserted is unique, so its ledger entry cannot exist yet
+    conn = session.connection()
+    book = items.book(conn, [account_id], order=order, now=now, lock=True)
+    balance = book.pay(payment_id=pid, account_id=account_id, customer_id=customer_id,
+                       amount=payment.amount, paid_at=payment.paid_at,
+                       reason=f"{payment.channel} {payment.transaction_id}",
+                       payload={"channel": payment.channel, "source": source})
+    items.write(conn, book.posting, now=now)
+    return PostResult(pid, True, account_id, balance)
 
 
 def reverse_payment(session: Session, payment_id: str, *, reason: str, clock: Clock,
-                    status: str = "refunded") -> int:
+                    status: str = "refunded", order: str = "oldest_first") -> int:
     """Refund or bank return (退款/退票): a ledger reversal and the exact negation of every
-    allocation, so the bills it settled are open again. Returns the ledger reversal's entry id."""
+    clearing, so the bills it settled are open again (posting core). Returns the reversal's id."""
     if status not in ("refunded", "returned"):
         raise ValidationError(f"status must be refunded or returned, got {status!r}")
+    if not reason.strip():
+        raise ValidationError("a reversal needs a reason")
     pay = session.execute(select(Payment).where(Payment.payment_id == payment_id)
                           .with_for_update()).scalar_one_or_none()
     if pay is None:
@@ -277,81 +251,19 @@ def reverse_payment(session: Session, payment_id: str, *, reason: str, clock: Cl
     _lock_account(session, pay.account_id)
     entry = session.execute(select(LedgerEntry).where(
         LedgerEntry.kind == "payment", LedgerEntry.reference == payment_id)).scalar_one()
-    rev = ledger.reverse_entry(session, clock=clock, entry_id=entry.entry_id, reason=reason)
+    conn = session.connection()
     now = clock.now()
-    for target, bill_id, ref, fen in repository.payment_allocations(session.connection(),
-                                                                     payment_id):
-        session.add(PaymentAllocation(payment_id=payment_id, account_id=pay.account_id,
-                                      allocated_to=target, bill_id=bill_id, item_reference=ref,
-                                      amount=-fen, allocated_at=now))
+    net = items.net_clearings(conn, payment_id)
+    book = items.book(conn, [pay.account_id], order=order, now=now, lock=True,
+                      references=[n.item_reference for n in net if n.item_reference])
+    book.reverse_payment(payment_id=payment_id, entry_id=entry.entry_id,
+                         account_id=pay.account_id, customer_id=pay.customer_id,
+                         amount=pay.amount, reason=reason, net=net)
+    items.write(conn, book.posting, now=now)
     pay.status = status
     session.flush()
-    return rev.entry_id
-
-
-# -- credit and settlement ----------------------------------------------------------------------
-
-
-def settle(conn: Connection, *, clock: Clock, accounts: Sequence[str] | None = None,
-           order: str = "oldest_first") -> int:
-    """Apply unused credit to open items (after a bill run), and move money that sits on a
-    reversed (cancelled) bill back to credit. Returns the number of allocation rows written.
-
-    Allocation rows of a payment always sum to its amount: moving credit onto a bill writes
-    ``credit −x`` and ``bill +x`` at the moment the credit is used."""
-    import polars as pl
-
-    from dianfei.db.bulk import write_frame
-
-    now = clock.now()
-    items = repository.open_items(conn, accounts)
-    rows: list[pl.DataFrame] = []
-    over = items.filter(pl.col("open_amount") < 0)
-    if over.height:
-        rows.append(_release(conn, over, now))
-    if rows:
-        write_frame(conn, "payment_allocations", pl.concat(rows))
-        items = repository.open_items(conn, accounts)
-    written = sum(r.height for r in rows)
-    sources = repository.credits(conn, accounts)
-    if sources.height == 0 or items.height == 0:
-        return written
-    parts, _ = allocate_frame(sources, items.filter(pl.col("open_amount") > 0), order)
-    if parts.height == 0:
-        return written
-    moved = pl.concat([
-        parts.select("source_id", "account_id", pl.col("item_kind").alias("allocated_to"),
-                     "bill_id", pl.col("reference").alias("item_reference"), "amount"),
-        parts.group_by("source_id", "account_id").agg(pl.col("amount").sum())
-        .select("source_id", "account_id", pl.lit("credit").alias("allocated_to"),
-                pl.lit(None, pl.String).alias("bill_id"),
-                pl.lit(None, pl.String).alias("item_reference"), -pl.col("amount")),
-    ]).rename({"source_id": "payment_id"}).with_columns(
-        pl.lit(now.replace(tzinfo=None)).alias("allocated_at"))
-    write_frame(conn, "payment_allocations", moved)
-    return written + moved.height
-
-
-def _release(conn: Connection, over: pl.DataFrame, now: datetime) -> pl.DataFrame:
-    """Rows that take money off reversed items (newest payment first) and return it to credit."""
-    import polars as pl
-
-    on = repository.allocations_on(conn, over["reference"].to_list()).sort(
-        ["reference", "paid_at"], descending=[False, True])
-    need = over.select("reference", (-pl.col("open_amount")).alias("_need"))
-    on = on.join(need, on="reference").with_columns(
-        pl.col("amount").cum_sum().over("reference").alias("_cum"))
-    on = on.with_columns(
-        pl.min_horizontal("amount", pl.col("_need") - (pl.col("_cum") - pl.col("amount")))
-        .clip(lower_bound=0).alias("_take")).filter(pl.col("_take") > 0)
-    naive_now = now.replace(tzinfo=None)
-    off = on.select("payment_id", "account_id", "allocated_to", "bill_id",
-                    pl.col("reference").alias("item_reference"), (-pl.col("_take")).alias("amount"))
-    back = on.select("payment_id", "account_id", pl.lit("credit").alias("allocated_to"),
-                     pl.lit(None, pl.String).alias("bill_id"),
-                     pl.lit(None, pl.String).alias("item_reference"),
-                     pl.col("_take").alias("amount"))
-    return pl.concat([off, back]).with_columns(pl.lit(naive_now).alias("allocated_at"))
+    return int(session.execute(select(LedgerEntry.entry_id).where(
+        LedgerEntry.reverses_entry_id == entry.entry_id)).scalar_one())
 
 
 # -- bulk posting (bank files, agents, the demo) ------------------------------------------------
@@ -399,26 +311,15 @@ def post_payments_frame(conn: Connection, payments: pl.DataFrame, *, clock: Cloc
         "account_id", "customer_id", "amount", "paid_at", "business_date",
         pl.lit(now).alias("posted_at"), pl.lit(source).alias("source"),
         pl.lit("posted").alias("status")))
-    ledger.post_frame(conn, frame.select(
-        "account_id", "customer_id", pl.lit("payment").alias("kind"), (-pl.col("amount"))
-        .alias("amount"), pl.lit(now).alias("posted_at"),
-        pl.lit(business_date(clock.now())).alias("business_date"),
-        pl.lit(None, pl.Date).alias("due_on"), pl.col("payment_id").alias("reference"),
-        (pl.col("channel") + " " + pl.col("transaction_id")).alias("reason")))
-    items = repository.open_items(conn, accounts)
-    sources = frame.select("account_id", pl.col("payment_id").alias("source_id"), "amount",
-                           pl.col("paid_at").alias("seq"))
-    parts, left = allocate_frame(sources, items, order)
-    at = frame.select(pl.col("payment_id"), pl.col("paid_at").alias("allocated_at"))
-    rows = pl.concat([
-        parts.select(pl.col("source_id").alias("payment_id"), "account_id",
-                     pl.col("item_kind").alias("allocated_to"), "bill_id",
-                     pl.col("reference").alias("item_reference"), "amount"),
-        left.select(pl.col("source_id").alias("payment_id"), "account_id",
-                    pl.lit("credit").alias("allocated_to"), pl.lit(None, pl.String).alias("bill_id"),
-                    pl.lit(None, pl.String).alias("item_reference"), "amount"),
-    ]).join(at, on="payment_id")
-    write_frame(conn, "payment_allocations", rows)
+    # one posting core: each payment through the Book, in the order the customers paid
+    book = items.book(conn, accounts, order=order, now=clock.now(), lock=True)
+    paid = frame.sort("paid_at", "payment_id").select(
+        "payment_id", "account_id", "customer_id", "amount", "channel", "transaction_id",
+        pl.col("paid_at").dt.replace_time_zone("UTC"))
+    for pid, acct, cust, fen, channel, txn, paid_at in paid.iter_rows():
+        book.pay(payment_id=pid, account_id=acct, customer_id=cust, amount=fen, paid_at=paid_at,
+                 reason=f"{channel} {txn}", payload={"channel": channel, "source": source})
+    items.write(conn, book.posting, now=clock.now())
     return frame.height
 
 
@@ -448,13 +349,12 @@ def _already_posted(conn: Connection, ids: Sequence[str]) -> set[str]:
 # -- queries ------------------------------------------------------------------------------------
 
 
-def open_items(conn: Connection | Engine, as_of: date | None = None,
-               accounts: Sequence[str] | None = None) -> pl.DataFrame:
-    """Open debits per account: account_id, customer_id, item_kind ('bill'|'late_fee'),
-    reference, bill_id, due_on, amount, open_amount (fen) — consistent with allocations."""
+def open_items(conn: Connection | Engine, accounts: Sequence[str] | None = None) -> pl.DataFrame:
+    """Open debits per account as the money core keeps them: account_id, customer_id, item_kind
+    ('bill'|'late_fee'), reference, bill_id, due_on, amount, open_amount (fen > 0)."""
     import polars as pl
 
-    return repository.open_items(conn, accounts, as_of).filter(pl.col("open_amount") > 0)
+    return items.open_frame(conn, accounts).filter(pl.col("open_amount") > 0)
 
 
 def account_payments(engine: Engine, account_id: str) -> pl.DataFrame:

@@ -1,0 +1,169 @@
+"""Publishing and consuming events (see ``models`` for why deliveries, not positions).
+
+- :func:`publish` runs in the transaction that causes the events: it inserts them (a key already
+  published is skipped, so a replayed cause publishes nothing twice) and one pending delivery per
+  subscribed consumer.
+- :func:`claim` hands a consumer its pending deliveries, oldest first, locked (``FOR UPDATE SKIP
+  LOCKED`` on PostgreSQL, so two processes never handle one event at once); the consumer writes
+  its effects and calls :func:`mark_handled` in the same transaction. A crash before the commit
+  leaves the deliveries pending; after it, they are handled: each event is handled exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, text
+
+#: which consumer follows which event types (data: a new consumer adds its line here)
+SUBSCRIPTIONS: Mapping[str, frozenset[str]] = {
+    "collections": frozenset({"payment_posted", "payment_reversed", "debit_reversed"}),
+}
+
+EVENT_TYPES = ("payment_posted", "payment_reversed", "debit_reversed", "credit_applied",
+               "bills_issued", "late_fee_posted")
+
+
+@dataclass(frozen=True)
+class EventRow:
+    event_id: int
+    type: str
+    key: str
+    account_id: str | None
+    customer_id: str | None
+    occurred_at: datetime
+    business_date: date
+    amount: int | None
+    balance_after: int | None
+    payload: dict[str, Any]
+
+
+def consumers_of(event_type: str) -> list[str]:
+    return sorted(c for c, types in SUBSCRIPTIONS.items() if event_type in types)
+
+
+def _naive(at: datetime) -> datetime:
+    if at.tzinfo is None:
+        raise ValueError(f"event instants must be timezone-aware, got {at!r}")
+    return at.astimezone(UTC).replace(tzinfo=None)
+
+
+def publish(conn: Connection, events: Iterable[Mapping[str, Any]]) -> int:
+    """Write events (type, key, account_id, customer_id, occurred_at, business_date, amount,
+    balance_after, payload dict) and their pending deliveries. Returns how many were new."""
+    events_list = list(events)
+    rows = [{"type": e["type"], "key": e["key"], "account_id": e.get("account_id"),
+             "customer_id": e.get("customer_id"), "occurred_at": _naive(e["occurred_at"]),
+             "business_date": e["business_date"], "amount": e.get("amount"),
+             "balance_after": e.get("balance_after"),
+             "payload": json.dumps(e.get("payload") or {}, sort_keys=True, default=str)}
+            for e in events_list]
+    if not rows:
+        return 0
+    for r in rows:
+        if r["type"] not in EVENT_TYPES:
+            raise ValueError(f"unknown event type {r['type']!r}")
+    sql = text(
+        "INSERT INTO events (type, key, account_id, customer_id, occurred_at, business_date, "
+        "amount, balance_after, payload) VALUES (:type, :key, :account_id, :customer_id, "
+        ":occurred_at, :business_date, :amount, :balance_after, :payload) "
+        "ON CONFLICT (key) DO NOTHING RETURNING event_id, type")
+    if conn.dialect.name == "postgresql":
+        return pg_publish(conn.connection.driver_connection, events_list)
+    deliveries: list[dict[str, Any]] = []
+    new = 0
+    for r in rows:
+        got = conn.execute(sql, r).first()
+        if got is not None:
+            new += 1
+            deliveries += [{"event_id": got[0], "consumer": c} for c in consumers_of(got[1])]
+    if deliveries:
+        conn.execute(text("INSERT INTO event_deliveries (event_id, consumer, attempts) "
+                          "VALUES (:event_id, :consumer, 0)"), deliveries)
+    return new
+
+
+def claim(conn: Connection, consumer: str, *, limit: int = 10_000,
+          types: Sequence[str] | None = None) -> list[EventRow]:
+    """The consumer's pending events, oldest first, locked until the caller's transaction ends."""
+    pg = conn.dialect.name == "postgresql"
+    where = ""
+    params: dict[str, Any] = {"c": consumer, "n": limit}
+    if types:
+        where = " AND e.type IN :types"
+        params["types"] = list(types)
+    sql = text(
+        "SELECT e.event_id, e.type, e.key, e.account_id, e.customer_id, e.occurred_at, "
+        "e.business_date, e.amount, e.balance_after, e.payload FROM event_deliveries d "
+        "JOIN events e ON e.event_id = d.event_id "
+        f"WHERE d.consumer = :c AND d.handled_at IS NULL{where} ORDER BY d.event_id LIMIT :n"
+        + (" FOR UPDATE OF d SKIP LOCKED" if pg else ""))
+    if types:
+        sql = sql.bindparams(bindparam("types", expanding=True))
+    out = []
+    for r in conn.execute(sql, params):
+        at = r[5] if isinstance(r[5], datetime) else datetime.fromisoformat(str(r[5]))
+        day = r[6] if isinstance(r[6], date) else date.fromisoformat(str(r[6]))
+        out.append(EventRow(int(r[0]), r[1], r[2], r[3], r[4], at.replace(tzinfo=UTC), day,
+                            None if r[7] is None else int(r[7]),
+                            None if r[8] is None else int(r[8]), json.loads(r[9] or "{}")))
+    return out
+
+
+def mark_handled(conn: Connection, consumer: str, event_ids: Sequence[int], at: datetime) -> int:
+    """Mark deliveries handled, in the transaction that wrote the consumer's effects."""
+    if not event_ids:
+        return 0
+    res = conn.execute(text("UPDATE event_deliveries SET handled_at = :at WHERE consumer = :c "
+                            "AND event_id = :e AND handled_at IS NULL"),
+                       [{"at": _naive(at), "c": consumer, "e": e} for e in event_ids])
+    return int(getattr(res, "rowcount", 0) or 0)
+
+
+def pending_count(conn: Connection, consumer: str) -> int:
+    return int(conn.execute(text("SELECT count(*) FROM event_deliveries WHERE consumer = :c "
+                                 "AND handled_at IS NULL"), {"c": consumer}).scalar_one())
+
+
+def events_of(conn: Connection, account_id: str) -> list[dict[str, Any]]:
+    """An account's events, oldest first (for ``account show`` and the console timeline)."""
+    rows = conn.execute(text(
+        "SELECT event_id, type, occurred_at, amount, balance_after, payload FROM events "
+        "WHERE account_id = :a ORDER BY event_id"), {"a": account_id}).all()
+    return [{"event_id": int(r[0]), "type": r[1], "occurred_at": r[2], "amount": r[3],
+             "balance_after": r[4], "payload": json.loads(r[5] or "{}")} for r in rows]
+
+
+def _pg_subscriptions() -> str:
+    pairs = [(t, c) for c, types in SUBSCRIPTIONS.items() for t in sorted(types)]
+    return ", ".join(f"('{t}', '{c}')" for t, c in pairs)
+
+
+_PG_PUBLISH = (
+    "WITH ev AS (INSERT INTO events (type, key, account_id, customer_id, occurred_at, "
+    "business_date, amount, balance_after, payload) SELECT * FROM unnest(%s::text[], %s::text[], "
+    "%s::text[], %s::text[], %s::timestamp[], %s::date[], %s::bigint[], %s::bigint[], "
+    "%s::text[]) ON CONFLICT (key) DO NOTHING RETURNING event_id, type) "
+    "INSERT INTO event_deliveries (event_id, consumer, attempts) SELECT ev.event_id, s.consumer, 0 "
+    f"FROM ev JOIN (VALUES {_pg_subscriptions()}) AS s(type, consumer) ON s.type = ev.type")
+
+
+def pg_publish(raw: Any, events: Sequence[Mapping[str, Any]]) -> int:
+    """:func:`publish` on PostgreSQL: one statement (events and their deliveries), usable in a
+    psycopg pipeline. Returns how many events were given (the new ones are not counted here)."""
+    if not events:
+        return 0
+    for e in events:
+        if e["type"] not in EVENT_TYPES:
+            raise ValueError(f"unknown event type {e['type']!r}")
+    raw.execute(_PG_PUBLISH, (
+        [e["type"] for e in events], [e["key"] for e in events],
+        [e.get("account_id") for e in events], [e.get("customer_id") for e in events],
+        [_naive(e["occurred_at"]) for e in events], [e["business_date"] for e in events],
+        [e.get("amount") for e in events], [e.get("balance_after") for e in events],
+        [json.dumps(e.get("payload") or {}, sort_keys=True, default=str) for e in events]))
+    return len(events)

@@ -1,0 +1,227 @@
+"""Open items in the database: load a :class:`~dianfei.ledger.posting.Book`, write its posting.
+
+Everything here runs in the caller's transaction (``conn``) and never commits: the ledger rows,
+clearings, open-item changes and events of one posting are one transaction, so the open items
+can never disagree with the ledger.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, bindparam, text
+
+from dianfei.events import service as events
+from dianfei.ledger.posting import Book, Item, NetClearing, Posting, Release
+
+if TYPE_CHECKING:
+    import polars as pl
+
+_CHUNK = 5000
+_COLUMNS = ("reference", "account_id", "customer_id", "item_kind", "bill_id", "due_on", "amount",
+            "open_amount")
+
+
+def _naive(at: datetime) -> datetime:
+    if at.tzinfo is None:
+        raise ValueError(f"instants must be timezone-aware, got {at!r}")
+    return at.astimezone(UTC).replace(tzinfo=None)
+
+
+def _day(value: Any) -> date | None:
+    if value is None or isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value))
+
+
+def _item(r: Any) -> Item:
+    return Item(str(r[0]), str(r[1]), str(r[2]), str(r[3]), r[4], _day(r[5]), int(r[6]),
+                int(r[7]))
+
+
+def load(conn: Connection, accounts: Sequence[str], *, references: Sequence[str] = (),
+         lock: bool = False) -> list[Item]:
+    """The accounts' items that are open (or credit), plus the named references even when
+    cleared. ``lock`` takes the rows FOR UPDATE on PostgreSQL (the account rows should be
+    locked first by the caller, in account order)."""
+    out: list[Item] = []
+    cols = ", ".join(_COLUMNS)
+    suffix = " FOR UPDATE" if lock and conn.dialect.name == "postgresql" else ""
+    accts = sorted(set(accounts))
+    for i in range(0, len(accts), _CHUNK):
+        sql = text(f"SELECT {cols} FROM open_items WHERE account_id IN :a AND open_amount <> 0"
+                   f"{suffix}").bindparams(bindparam("a", expanding=True))
+        out += [_item(r) for r in conn.execute(sql, {"a": accts[i:i + _CHUNK]})]
+    have = {i.reference for i in out}
+    refs = sorted(set(references) - have)
+    for i in range(0, len(refs), _CHUNK):
+        sql = text(f"SELECT {cols} FROM open_items WHERE reference IN :r{suffix}").bindparams(
+            bindparam("r", expanding=True))
+        out += [_item(r) for r in conn.execute(sql, {"r": refs[i:i + _CHUNK]})]
+    return out
+
+
+def book(conn: Connection, accounts: Sequence[str], *, order: str, now: datetime,
+         references: Sequence[str] = (), lock: bool = False) -> Book:
+    return Book(load(conn, accounts, references=references, lock=lock), order=order, now=now)
+
+
+_UPSERT = (
+    "INSERT INTO open_items (reference, account_id, customer_id, item_kind, bill_id, due_on, "
+    "amount, open_amount, updated_at) VALUES (:reference, :account_id, :customer_id, :item_kind, "
+    ":bill_id, :due_on, :amount, :delta, :updated_at) ON CONFLICT (reference) DO UPDATE SET "
+    "open_amount = open_items.open_amount + excluded.open_amount, "
+    "updated_at = excluded.updated_at")
+
+
+def write(conn: Connection, posting: Posting, *, now: datetime) -> None:
+    """Write what a Book planned: ledger rows, clearings, open-item changes, events. On
+    PostgreSQL each kind of row is one ``unnest`` statement (the callback writer sends them in
+    its pipeline with the COMMIT)."""
+    changes = [(it, delta) for it, delta in posting.changes.values() if delta != 0]
+    if conn.dialect.name == "postgresql":
+        _pg_write(conn.connection.driver_connection, posting, changes, now)
+        return
+    if posting.entries:
+        conn.execute(text(
+            "INSERT INTO ledger_entries (account_id, customer_id, kind, amount, posted_at, "
+            "business_date, due_on, reference, reverses_entry_id, reason) VALUES (:account_id, "
+            ":customer_id, :kind, :amount, :posted_at, :business_date, :due_on, :reference, "
+            ":reverses_entry_id, :reason)"),
+            [{**e, "posted_at": _naive(e["posted_at"])} for e in posting.entries])
+    if posting.clearings:
+        conn.execute(text(
+            "INSERT INTO payment_allocations (payment_id, account_id, allocated_to, bill_id, "
+            "item_reference, amount, allocated_at) VALUES (:payment_id, :account_id, "
+            ":allocated_to, :bill_id, :item_reference, :amount, :allocated_at)"),
+            [{**c, "allocated_at": _naive(c["allocated_at"])} for c in posting.clearings])
+    if changes:
+        conn.execute(text(_UPSERT), [
+            {"reference": it.reference, "account_id": it.account_id,
+             "customer_id": it.customer_id, "item_kind": it.item_kind, "bill_id": it.bill_id,
+             "due_on": it.due_on, "amount": it.amount, "delta": delta,
+             "updated_at": _naive(now)} for it, delta in changes])
+    if posting.events:
+        events.publish(conn, posting.events)
+
+
+_PG_LEDGER = (
+    "INSERT INTO ledger_entries (account_id, customer_id, kind, amount, posted_at, business_date, "
+    "due_on, reference, reverses_entry_id, reason) SELECT * FROM unnest(%s::text[], %s::text[], "
+    "%s::text[], %s::bigint[], %s::timestamp[], %s::date[], %s::date[], %s::text[], "
+    "%s::bigint[], %s::text[])")
+_PG_CLEARINGS = (
+    "INSERT INTO payment_allocations (payment_id, account_id, allocated_to, bill_id, "
+    "item_reference, amount, allocated_at) SELECT * FROM unnest(%s::text[], %s::text[], "
+    "%s::text[], %s::text[], %s::text[], %s::bigint[], %s::timestamp[])")
+_PG_ITEMS = (
+    "INSERT INTO open_items (reference, account_id, customer_id, item_kind, bill_id, due_on, "
+    "amount, open_amount, updated_at) SELECT r, a, c, k, b, d, m, o, %s::timestamp FROM unnest("
+    "%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::date[], %s::bigint[], "
+    "%s::bigint[]) AS u(r, a, c, k, b, d, m, o) ON CONFLICT (reference) DO UPDATE SET "
+    "open_amount = open_items.open_amount + excluded.open_amount, "
+    "updated_at = excluded.updated_at")
+
+
+def _pg_write(raw: Any, posting: Posting, changes: list[tuple[Item, int]], now: datetime) -> None:
+    e, c = posting.entries, posting.clearings
+    if e:
+        raw.execute(_PG_LEDGER, (
+            [r["account_id"] for r in e], [r["customer_id"] for r in e], [r["kind"] for r in e],
+            [r["amount"] for r in e], [_naive(r["posted_at"]) for r in e],
+            [r["business_date"] for r in e], [r["due_on"] for r in e],
+            [r["reference"] for r in e], [r["reverses_entry_id"] for r in e],
+            [r["reason"] for r in e]))
+    if c:
+        raw.execute(_PG_CLEARINGS, (
+            [r["payment_id"] for r in c], [r["account_id"] for r in c],
+            [r["allocated_to"] for r in c], [r["bill_id"] for r in c],
+            [r["item_reference"] for r in c], [r["amount"] for r in c],
+            [_naive(r["allocated_at"]) for r in c]))
+    if changes:
+        its = [it for it, _ in changes]
+        raw.execute(_PG_ITEMS, (
+            _naive(now), [i.reference for i in its], [i.account_id for i in its],
+            [i.customer_id for i in its], [i.item_kind for i in its], [i.bill_id for i in its],
+            [i.due_on for i in its], [i.amount for i in its], [d for _, d in changes]))
+    if posting.events:
+        events.pg_publish(raw, posting.events)
+
+
+def releases(conn: Connection, reference: str) -> list[Release]:
+    """Net money per payment on one debit (what a reversal of that debit gives back)."""
+    rows = conn.execute(text(
+        "SELECT pa.payment_id, CAST(SUM(pa.amount) AS BIGINT), MAX(p.paid_at) "
+        "FROM payment_allocations pa JOIN payments p ON p.payment_id = pa.payment_id "
+        "WHERE pa.item_reference = :r GROUP BY pa.payment_id HAVING SUM(pa.amount) > 0"),
+        {"r": reference}).all()
+    out = []
+    for pid, fen, paid_at in rows:
+        at = paid_at if isinstance(paid_at, datetime) else datetime.fromisoformat(str(paid_at))
+        out.append(Release(str(pid), int(fen), at.replace(tzinfo=UTC)))
+    return out
+
+
+def net_clearings(conn: Connection, payment_id: str) -> list[NetClearing]:
+    """Net clearing of one payment per target (what a refund negates)."""
+    rows = conn.execute(text(
+        "SELECT allocated_to, bill_id, item_reference, CAST(SUM(amount) AS BIGINT) "
+        "FROM payment_allocations WHERE payment_id = :p "
+        "GROUP BY allocated_to, bill_id, item_reference HAVING SUM(amount) <> 0 "
+        "ORDER BY allocated_to, item_reference"), {"p": payment_id}).all()
+    return [NetClearing(str(r[0]), r[1], r[2], int(r[3])) for r in rows]
+
+
+def credit_accounts(conn: Connection, accounts: Sequence[str] | None = None) -> list[str]:
+    """Accounts holding credit (read through the partial index of credit items)."""
+    rows = conn.execute(text(
+        "SELECT DISTINCT account_id FROM open_items WHERE open_amount < 0")).all()
+    found = {str(r[0]) for r in rows}
+    if accounts is not None:
+        found &= set(accounts)
+    return sorted(found)
+
+
+def insert_debits(conn: Connection, debits: pl.DataFrame, *, now: datetime) -> int:
+    """Open items for debits just written to the ledger in bulk (the bill run, late fees).
+    Columns: account_id, customer_id, kind, amount, due_on, reference (+ bill_id optional)."""
+    import polars as pl
+
+    from dianfei.db.bulk import write_frame
+
+    if debits.height == 0:
+        return 0
+    bill_id = (pl.col("bill_id") if "bill_id" in debits.columns else
+               pl.when(pl.col("kind") == "late_fee")
+               .then(pl.col("reference").str.split(":").list.get(1, null_on_oob=True))
+               .otherwise(pl.col("reference")))
+    return write_frame(conn, "open_items", debits.select(
+        "reference", "account_id", "customer_id", pl.col("kind").alias("item_kind"),
+        bill_id.alias("bill_id"), "due_on", "amount", pl.col("amount").alias("open_amount"),
+        pl.lit(_naive(now)).alias("updated_at")))
+
+
+def open_frame(conn_or_engine: Any, accounts: Sequence[str] | None = None) -> pl.DataFrame:
+    """Open debits and credit as they stand (open_amount ≠ 0): account_id, customer_id,
+    item_kind, reference, bill_id, due_on, amount, open_amount."""
+    import polars as pl
+
+    from dianfei.db.frames import read_frame
+
+    params: dict[str, Any] = {}
+    where = ""
+    if accounts is not None:
+        names = []
+        for i, a in enumerate(accounts):
+            params[f"a{i}"] = a
+            names.append(f":a{i}")
+        where = f" AND account_id IN ({', '.join(names) or 'NULL'})"
+    return read_frame(
+        conn_or_engine,
+        "SELECT account_id, customer_id, item_kind, reference, bill_id, due_on, amount, "
+        f"open_amount FROM open_items WHERE open_amount <> 0{where}", params, dates=("due_on",),
+        schema={"account_id": pl.String, "customer_id": pl.String, "item_kind": pl.String,
+                "reference": pl.String, "bill_id": pl.String, "due_on": pl.Date,
+                "amount": pl.Int64, "open_amount": pl.Int64})
