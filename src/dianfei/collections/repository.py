@@ -54,34 +54,6 @@ def customers(engine: Engine) -> pl.DataFrame:
                 "payment_mode": pl.String})
 
 
-def payments_after(engine: Engine, mark: int, now: datetime) -> pl.DataFrame:
-    """Payment entries (and their reversals) with entry_id > mark posted by ``now``, with the
-    account's balance right after each: entry_id, account_id, customer_id, reference, amount,
-    posted_at, balance_after."""
-    import polars as pl
-
-    frame = read_frame(
-        engine,
-        "SELECT p.entry_id, p.account_id, p.customer_id, p.reference, p.amount, p.posted_at, "
-        "(SELECT CAST(SUM(e.amount) AS BIGINT) FROM ledger_entries e WHERE e.account_id = p.account_id "
-        " AND e.entry_id <= p.entry_id) AS balance_after "
-        "FROM ledger_entries p WHERE p.kind = 'payment' AND p.entry_id > :mark AND p.posted_at <= :now "
-        "ORDER BY p.entry_id",
-        {"mark": mark, "now": now}, instants=("posted_at",),
-        schema={"entry_id": pl.Int64, "account_id": pl.String, "customer_id": pl.String,
-                "reference": pl.String, "amount": pl.Int64, "balance_after": pl.Int64})
-    return frame
-
-
-def max_entry_id(conn: Connection) -> int:
-    return int(conn.execute(text("SELECT COALESCE(MAX(entry_id), 0) FROM ledger_entries")).scalar_one())
-
-
-def last_payment_mark(conn: Connection) -> int:
-    return int(conn.execute(text("SELECT COALESCE(MAX(payment_mark), 0) FROM collection_runs"))
-               .scalar_one())
-
-
 def accruals(engine: Engine) -> pl.DataFrame:
     import polars as pl
 

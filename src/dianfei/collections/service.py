@@ -2,8 +2,10 @@
 
 ``run_day(db, day, clock=…)`` evaluates one business day against a snapshot, in this order:
 
-1. ``payment_received`` events for payment entries posted since the last run (with the
-   account's balance right after each);
+1. ``payment_received`` events for the payments the money core posted since the last run (with
+   the account's balance right after each): collections consumes the ``payment_posted`` events
+   of the event outbox, marking each one handled in the transaction that records it — no
+   high-water mark on ids, so a payment whose transaction committed late is never skipped;
 2. payment plans: broken when an instalment date passed unpaid, completed when paid;
 3. late fees: each overdue bill's fee accrued through today (new ledger entries of kind
    ``late_fee``, reference ``LF:{bill}:{day}``, only the change of the once-rounded total);
@@ -148,28 +150,26 @@ def run_day(db: Database, day: date, *, clock: Clock, switch: RemoteSwitch | Non
         t = now
 
     with db.engine.begin() as conn:
-        mark = repository.last_payment_mark(conn)
-        new_mark = repository.max_entry_id(conn)
-        _payments(ctx, conn, mark)
         import polars as pl
 
         from dianfei.db.bulk import write_frame
 
         repository.delete_keys(conn, "collection_runs", "day", [day])
         write_frame(conn, "collection_runs", pl.DataFrame({
-            "day": [day], "started_at": [ctx.now], "payment_mark": [new_mark]},
+            "day": [day], "started_at": [ctx.now], "payment_mark": [0]},
             schema={"day": pl.Date, "started_at": pl.Datetime("us", "UTC"),
                     "payment_mark": pl.Int64}))
+    consume_events(ctx)
     lap("payments")
     with db.engine.begin() as conn:
         _check_plans(ctx, conn)
     lap("plans")
-    items = repository.open_items(db.engine, day)
+    items = repository.open_items(db.engine)
     lap("snapshot")
     with db.engine.begin() as conn:
         _late_fees(ctx, conn, items)
     lap("late_fees")
-    items = repository.open_items(db.engine, day)
+    items = repository.open_items(db.engine)
     snapshot = build_snapshot(ctx, items, scorer)
     lap("risk_snapshot")
     balances = prepay.available_balances(ctx)
@@ -216,24 +216,51 @@ def run_day(db: Database, day: date, *, clock: Clock, switch: RemoteSwitch | Non
 # -- 1. payments -------------------------------------------------------------------------------
 
 
-def _payments(ctx: Context, conn: Any, mark: int) -> None:
+CONSUMER = "collections"
+
+
+def consume_events(ctx: Context, *, batch: int = 5000) -> int:
+    """Handle the money core's events for collections: each ``payment_posted`` becomes a
+    ``payment_received`` collection event (amount and balance right after the payment, as the
+    posting computed them); reversals need no record here (the snapshot reads open items). Each
+    batch of events is recorded and marked handled in one transaction, so a crash handles none
+    of the batch and a rerun handles each once. Only payments posted by the clock's now count:
+    a replayed day does not see the future."""
     import polars as pl
 
-    pays = repository.payments_after(ctx.db.engine, mark, ctx.now)
-    if pays.height == 0:
-        return
-    keys = [f"pay:{r}" for r in pays["reference"].to_list()]
-    have = repository.existing_keys(conn, "collection_events", keys)
-    ev = pays.with_columns(pl.Series("key", keys)).filter(~pl.col("key").is_in(list(have)))
-    frame = ev.select(
-        "key", "account_id", "customer_id", pl.lit("payment_received").alias("type"),
-        pl.col("posted_at").alias("at"),
-        pl.col("posted_at").dt.convert_time_zone(str(BUSINESS_TZ)).dt.date().alias("business_date"),
-        (-pl.col("amount")).alias("amount"), "balance_after",
-        pl.lit(None, pl.String).alias("level"), pl.lit(None, pl.String).alias("notice"),
-        pl.lit(None, pl.String).alias("channel"), pl.lit(None, pl.String).alias("bill_id"),
-        pl.lit(None, pl.String).alias("detail")).cast(_event_schema())
-    ctx.report.payments += write_events(conn, frame)
+    from dianfei.events import service as events
+
+    handled = 0
+    while True:
+        with ctx.db.engine.begin() as conn:
+            claimed = events.claim(conn, CONSUMER, limit=batch)
+            got = [e for e in claimed if e.occurred_at <= ctx.now]
+            if not got:
+                return handled
+            pays = [e for e in got if e.type == "payment_posted"]
+            if pays:
+                frame = pl.DataFrame({
+                    "key": [f"pay:{e.payload.get('payment_id')}" for e in pays],
+                    "account_id": [e.account_id for e in pays],
+                    "customer_id": [e.customer_id for e in pays],
+                    "at": [e.occurred_at for e in pays],
+                    "amount": [e.amount for e in pays],
+                    "balance_after": [e.balance_after for e in pays]},
+                    schema={"key": pl.String, "account_id": pl.String, "customer_id": pl.String,
+                            "at": pl.Datetime("us", "UTC"), "amount": pl.Int64,
+                            "balance_after": pl.Int64})
+                have = repository.existing_keys(conn, "collection_events", frame["key"].to_list())
+                frame = frame.filter(~pl.col("key").is_in(list(have)))
+                ctx.report.payments += write_events(conn, frame.select(
+                    "key", "account_id", "customer_id", pl.lit("payment_received").alias("type"),
+                    "at", pl.col("at").dt.convert_time_zone(str(BUSINESS_TZ)).dt.date()
+                    .alias("business_date"), "amount", "balance_after",
+                    pl.lit(None, pl.String).alias("level"), pl.lit(None, pl.String).alias("notice"),
+                    pl.lit(None, pl.String).alias("channel"), pl.lit(None, pl.String).alias("bill_id"),
+                    pl.lit(None, pl.String).alias("detail")).cast(_event_schema()))
+            handled += events.mark_handled(conn, CONSUMER, [e.event_id for e in got], ctx.now)
+            if len(claimed) < batch:
+                return handled
 
 
 # -- 2. plans ----------------------------------------------------------------------------------
