@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, time, timedelta
 import polars as pl
 from sqlalchemy import text
 
-from dianfei.collections.service import events_json, run_day, tasks_json
+from dianfei.collections.service import amount_due, events_json, run_day, tasks_json
 from dianfei.core.clock import BUSINESS_TZ, FixedClock
 from dianfei.db.engine import Database
 from dianfei.ledger import service as ledger
@@ -96,7 +96,7 @@ def test_arrears_life_cycle_exact_events(db: Database) -> None:
     # when collections runs every day at 09:00 until the day the order is raised and executed
     run(db, date(2026, 1, 18), date(2026, 3, 20), switch, notifier)
     # A pays everything on Friday afternoon after the stop; the next run reconnects
-    pay(db, "A", ledger.balance(db.engine.connect(), "A"), at(date(2026, 3, 20), 15), "T-A-1")
+    pay(db, "A", amount_due(db.engine.connect(), "A"), at(date(2026, 3, 20), 15), "T-A-1")
     run(db, date(2026, 3, 21), date(2026, 3, 22), switch, notifier)
     events = events_json(db)
     # then A went up the ladder from the day after the due date, was noticed on day 30, ordered
@@ -149,7 +149,7 @@ def test_payment_between_order_and_execution_cancels_the_stop(db: Database) -> N
     run(db, date(2026, 1, 18), date(2026, 3, 19), switch, notifier)
     assert "suspension_ordered" in [e["type"] for e in events_json(db, "A")]
     # when the customer pays at 09:10, before the order executes (09:30 at the earliest)
-    pay(db, "A", ledger.balance(db.engine.connect(), "A"), at(date(2026, 3, 19), 9, 10), "T-A-race")
+    pay(db, "A", amount_due(db.engine.connect(), "A"), at(date(2026, 3, 19), 9, 10), "T-A-race")
     run(db, date(2026, 3, 20), date(2026, 3, 23), switch, notifier)
     # then the meter is never tripped and the order is cancelled
     evs = events_json(db, "A")

@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from dianfei.collections.ladder import LadderError, evaluate, ladders, load_ladders, parse_ladder
 from dianfei.collections.plans import agree_plan, waive_late_fees
-from dianfei.collections.service import events_json
+from dianfei.collections.service import amount_due, events_json
 from dianfei.core.clock import FixedClock
 from dianfei.core.errors import ValidationError
 from dianfei.db.engine import Database
@@ -117,20 +117,22 @@ def test_plan_pauses_dunning_and_breaks_on_a_missed_instalment(db: Database) -> 
 
 def test_waiver_needs_reason_and_a_second_person(db: Database) -> None:
     setup(db, {"A": {}})
-    run(db, date(2026, 1, 18), date(2026, 1, 30), FakeSwitch(), FakeNotifier())
-    before = ledger.balance(db.engine.connect(), "A")
+    # 15 days at 1‰ on 200 yuan: 2.60 posted at the end of January, 0.40 accrued since
+    run(db, date(2026, 1, 18), date(2026, 2, 2), FakeSwitch(), FakeNotifier())
+    before = amount_due(db.engine.connect(), "A")
+    assert before == 20_000 + 300
     with db.session() as s, pytest.raises(ValidationError, match="other than the requester"):
         waive_late_fees(s, bill_id="A-202512-1", reason="hospital stay", requested_by="li",
-                        approved_by="li", clock=FixedClock(at(date(2026, 1, 30), 10)))
+                        approved_by="li", clock=FixedClock(at(date(2026, 2, 2), 10)))
     with db.session() as s:
         w = waive_late_fees(s, bill_id="A-202512-1", reason="hospital stay", requested_by="li",
-                            approved_by="wang", clock=FixedClock(at(date(2026, 1, 30), 10)))
-        assert w.amount == 240  # 2.40 yuan: 12 days at 1‰ on 200 yuan
-    assert ledger.balance(db.engine.connect(), "A") == before - 240
+                            approved_by="wang", clock=FixedClock(at(date(2026, 2, 2), 10)))
+        assert w.amount == 300
+    assert amount_due(db.engine.connect(), "A") == before - 300
     # no more accrual on the waived bill
-    run(db, date(2026, 1, 31), date(2026, 2, 5), FakeSwitch(), FakeNotifier())
-    assert ledger.balance(db.engine.connect(), "A") == before - 240
-    assert [e["amount"] for e in events_json(db, "A") if e["type"] == "waiver"] == ["2.40"]
+    run(db, date(2026, 2, 3), date(2026, 2, 8), FakeSwitch(), FakeNotifier())
+    assert amount_due(db.engine.connect(), "A") == before - 300
+    assert [e["amount"] for e in events_json(db, "A") if e["type"] == "waiver"] == ["3.00"]
 
 
 def _lf_items(db: Database, account: str, bill: str) -> list[str]:
@@ -145,28 +147,29 @@ def test_waiver_reverses_the_fees_so_allocation_no_longer_sees_them(db: Database
     from dianfei.payments.service import check
     from tests.collections.test_collections_e2e import pay
 
-    # given A's 200-yuan bill accrued 2.40 yuan of late fees over 12 days
+    # given A's 200-yuan bill accrued 3.00 yuan of late fees over 15 days (2.60 posted at the
+    # end of January, 0.40 accrued since)
     setup(db, {"A": {}})
-    run(db, date(2026, 1, 18), date(2026, 1, 30), FakeSwitch(), FakeNotifier())
-    assert len(_lf_items(db, "A", "A-202512-1")) > 0
-    before = ledger.balance(db.engine.connect(), "A")
+    run(db, date(2026, 1, 18), date(2026, 2, 2), FakeSwitch(), FakeNotifier())
+    assert len(_lf_items(db, "A", "A-202512-1")) == 1  # one entry for January, not one a day
+    before = amount_due(db.engine.connect(), "A")
     # when the fees are waived
     with db.session() as s:
         w = waive_late_fees(s, bill_id="A-202512-1", reason="hospital stay", requested_by="li",
-                            approved_by="wang", clock=FixedClock(at(date(2026, 1, 30), 10)))
+                            approved_by="wang", clock=FixedClock(at(date(2026, 2, 2), 10)))
     # then every fee entry has a reversal with the waiver's reason, none is open any more,
-    # the balance fell by exactly the waived amount, and a payment of the bill settles it all
-    assert w.amount == 240
+    # what is due fell by exactly the waived amount, and a payment of the bill settles it all
+    assert w.amount == 300
     with db.engine.connect() as conn:
         revs = conn.execute(text(
             "SELECT r.amount, r.reason FROM ledger_entries r JOIN ledger_entries e "
             "ON e.entry_id = r.reverses_entry_id WHERE e.kind = 'late_fee'")).all()
-        assert sum(r[0] for r in revs) == -240 and {r[1] for r in revs} == {"hospital stay"}
+        assert sum(r[0] for r in revs) == -260 and {r[1] for r in revs} == {"hospital stay"}
         assert conn.execute(text("SELECT COUNT(*) FROM ledger_entries WHERE kind = 'adjustment'")
                             ).scalar_one() == 0
     assert _lf_items(db, "A", "A-202512-1") == []
-    assert ledger.balance(db.engine.connect(), "A") == before - 240 == 20_000
-    pay(db, "A", 20_000, at(date(2026, 1, 30), 11), "T-A-after-waiver")
+    assert amount_due(db.engine.connect(), "A") == before - 300 == 20_000
+    pay(db, "A", 20_000, at(date(2026, 2, 2), 11), "T-A-after-waiver")
     with db.engine.connect() as conn:
         assert check(conn) == []
         alloc = conn.execute(text("SELECT allocated_to, SUM(amount) FROM payment_allocations "
@@ -180,10 +183,10 @@ def test_waiver_of_a_partly_paid_fee_returns_the_money_to_credit(db: Database) -
     from dianfei.payments.service import check
     from tests.collections.test_collections_e2e import pay
 
-    # given A paid the bill and 1.00 yuan of its 2.40 yuan of fees
+    # given A paid the bill and 1.00 yuan of the 2.60 yuan of fees posted for January
     setup(db, {"A": {}})
-    run(db, date(2026, 1, 18), date(2026, 1, 30), FakeSwitch(), FakeNotifier())
-    pay(db, "A", 20_100, at(date(2026, 1, 30), 11), "T-A-part")
+    run(db, date(2026, 1, 18), date(2026, 2, 2), FakeSwitch(), FakeNotifier())
+    pay(db, "A", 20_100, at(date(2026, 2, 2), 11), "T-A-part")
     with db.engine.connect() as conn:
         fee_paid = conn.execute(text("SELECT SUM(amount) FROM payment_allocations "
                                      "WHERE allocated_to = 'late_fee'")).scalar_one()
@@ -191,7 +194,7 @@ def test_waiver_of_a_partly_paid_fee_returns_the_money_to_credit(db: Database) -
     # when the fees are waived
     with db.session() as s:
         waive_late_fees(s, bill_id="A-202512-1", reason="billing error", requested_by="li",
-                        approved_by="wang", clock=FixedClock(at(date(2026, 1, 30), 12)))
+                        approved_by="wang", clock=FixedClock(at(date(2026, 2, 2), 12)))
     # then the 1.00 yuan paid on the fee is credit again; nothing is open; invariants hold
     assert _lf_items(db, "A", "A-202512-1") == []
     assert ledger.balance(db.engine.connect(), "A") == -100
@@ -201,5 +204,5 @@ def test_waiver_of_a_partly_paid_fee_returns_the_money_to_credit(db: Database) -
                                      "GROUP BY allocated_to")).all())
     assert net == {"bill": 20_000, "late_fee": 0, "credit": 100}
     # and later days accrue nothing more on the waived bill
-    run(db, date(2026, 1, 31), date(2026, 2, 3), FakeSwitch(), FakeNotifier())
+    run(db, date(2026, 2, 3), date(2026, 2, 6), FakeSwitch(), FakeNotifier())
     assert ledger.balance(db.engine.connect(), "A") == -100

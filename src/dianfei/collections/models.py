@@ -69,6 +69,10 @@ class LateFeeAccrual(Base):
     raw: Mapped[int] = mapped_column(BigInteger)
     #: fen posted to the ledger so far for this bill
     posted: Mapped[int] = mapped_column(BigInteger)
+    #: fen accrued through ``through`` (the once-rounded total). What exceeds ``posted`` is
+    #: pending: owed and shown on the account, but it reaches the ledger only at month end or
+    #: when the bill's accrual closes (principal paid) — a few entries, not one a day
+    accrued: Mapped[int] = mapped_column(BigInteger, default=0)
     #: a waiver stops further accrual on the bill
     waived: Mapped[bool] = mapped_column(Boolean, default=False)
     #: the day the principal was found fully paid (accrual finished)

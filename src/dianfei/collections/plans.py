@@ -116,7 +116,11 @@ def waive_late_fees(session: Session, *, bill_id: str, reason: str, requested_by
     else:
         assert accrual is not None
         account_id, customer_id = accrual.account_id, accrual.customer_id
-    amount = sum(int(f[3]) for f in fees)
+    # the fees posted to the ledger and those accrued since but not posted yet
+    pending = 0
+    if accrual is not None and not accrual.waived:
+        pending = max(int(accrual.accrued or 0) - int(accrual.posted), 0)
+    amount = sum(int(f[3]) for f in fees) + pending
     now = clock.now()
     waiver = LateFeeWaiver(bill_id=bill_id, account_id=account_id, amount=amount, reason=reason,
                            requested_by=requested_by, approved_by=approved_by, created_at=now)
@@ -132,6 +136,7 @@ def waive_late_fees(session: Session, *, bill_id: str, reason: str, requested_by
                  for f in fees]
     if accrual is not None:
         accrual.waived = True
+        accrual.accrued = accrual.posted  # the pending part is dropped, not posted
     session.flush()
     session.add(CollectionEvent(
         key=f"waiver:{bill_id}", account_id=account_id, customer_id=customer_id, type="waiver",

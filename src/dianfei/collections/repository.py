@@ -60,11 +60,11 @@ def accruals(engine: Engine) -> pl.DataFrame:
     return read_frame(
         engine,
         "SELECT bill_id, account_id, customer_id, customer_class, due_on, through, raw, posted, "
-        "waived, closed_on FROM late_fee_accruals WHERE closed_on IS NULL",
+        "waived, closed_on, accrued FROM late_fee_accruals WHERE closed_on IS NULL",
         dates=("due_on", "through", "closed_on"),
         schema={"bill_id": pl.String, "account_id": pl.String, "customer_id": pl.String,
                 "customer_class": pl.String, "raw": pl.Int64, "posted": pl.Int64,
-                "waived": pl.Boolean})
+                "waived": pl.Boolean, "accrued": pl.Int64})
 
 
 def late_history(engine: Engine, since: date) -> pl.DataFrame:
@@ -199,8 +199,21 @@ def events(engine: Engine, account_id: str | None = None) -> pl.DataFrame:
 
 
 def balance_now(conn: Connection, account_id: str) -> int:
-    return int(conn.execute(text("SELECT COALESCE(SUM(amount), 0) FROM ledger_entries "
-                                 "WHERE account_id = :a"), {"a": account_id}).scalar_one())
+    """What the account owes now: its ledger balance and the late fees accrued but not posted."""
+    return balances_of(conn, [account_id])[account_id]
+
+
+def pending_fees(conn: Connection, accounts: list[str] | None = None) -> dict[str, int]:
+    """Late fees accrued but not yet posted to the ledger (fen per account): owed all the same,
+    they reach the ledger at month end or when the bill's accrual closes."""
+    sql = ("SELECT account_id, SUM(accrued - posted) FROM late_fee_accruals "
+           "WHERE closed_on IS NULL AND NOT waived AND accrued > posted{filter} "
+           "GROUP BY account_id")
+    if accounts is None:
+        rows = conn.execute(text(sql.replace("{filter}", ""))).all()
+    else:
+        rows = _in_chunks(conn, sql.replace("{filter}", " AND account_id IN ({keys})"), accounts)
+    return {str(r[0]): int(r[1]) for r in rows}
 
 
 def remote_meter(conn: Connection, account_id: str) -> str | None:
@@ -334,11 +347,13 @@ def _in_chunks(conn: Connection, sql: str, keys: list[str], size: int = 500) -> 
 
 
 def balances_of(conn: Connection, accounts: list[str]) -> dict[str, int]:
-    """Ledger balance (fen owed; ≤ 0: nothing owed) of each of ``accounts``, fresh."""
-    out = {a: 0 for a in accounts}
-    out.update({str(r[0]): int(r[1]) for r in _in_chunks(
-        conn, "SELECT account_id, COALESCE(SUM(amount), 0) FROM ledger_entries "
-              "WHERE account_id IN ({keys}) GROUP BY account_id", accounts)})
+    """What each of ``accounts`` owes (fen; ≤ 0: nothing owed), fresh: the sum of its open
+    items (which ``ledger check`` proves equal to its ledger balance) and its pending late fees."""
+    from dianfei.ledger.service import balances
+
+    out = balances(conn, accounts)
+    for a, fen in pending_fees(conn, accounts).items():
+        out[a] = out.get(a, 0) + fen
     return out
 
 
@@ -361,11 +376,11 @@ def prepay_accrued_of(conn: Connection, accounts: list[str]) -> dict[str, int]:
 
 
 def live_case_balances(conn: Connection) -> dict[str, int]:
-    """Ledger balance of every account with a live postpaid stop case, in one query."""
-    return {str(r[0]): int(r[1]) for r in conn.execute(text(
-        "SELECT e.account_id, COALESCE(SUM(e.amount), 0) FROM ledger_entries e "
-        "WHERE e.account_id IN (SELECT account_id FROM stop_cases WHERE status != 'closed' "
-        "AND mode = 'postpaid') GROUP BY e.account_id")).all()}
+    """What every account with a live postpaid stop case owes (see :func:`balances_of`)."""
+    accounts = [str(r[0]) for r in conn.execute(text(
+        "SELECT DISTINCT account_id FROM stop_cases WHERE status != 'closed' "
+        "AND mode = 'postpaid'")).all()]
+    return balances_of(conn, accounts)
 
 
 def case_notice_keys(conn: Connection, keys: list[str]) -> set[str]:

@@ -239,13 +239,16 @@ def consume_events(ctx: Context, *, batch: int = 5000) -> int:
                 return handled
             pays = [e for e in got if e.type == "payment_posted"]
             if pays:
+                # what is still owed includes late fees accrued but not yet posted
+                pending = repository.pending_fees(conn, [str(e.account_id) for e in pays])
                 frame = pl.DataFrame({
                     "key": [f"pay:{e.payload.get('payment_id')}" for e in pays],
                     "account_id": [e.account_id for e in pays],
                     "customer_id": [e.customer_id for e in pays],
                     "at": [e.occurred_at for e in pays],
                     "amount": [e.amount for e in pays],
-                    "balance_after": [e.balance_after for e in pays]},
+                    "balance_after": [(e.balance_after or 0) + pending.get(str(e.account_id), 0)
+                                      for e in pays]},
                     schema={"key": pl.String, "account_id": pl.String, "customer_id": pl.String,
                             "at": pl.Datetime("us", "UTC"), "amount": pl.Int64,
                             "balance_after": pl.Int64})
@@ -299,12 +302,16 @@ def _check_plans(ctx: Context, conn: Any) -> None:
 
 
 def _late_fees(ctx: Context, conn: Any, items: pl.DataFrame) -> None:
-    """Accrue each overdue bill's fee through today (see late_fees.py for the arithmetic)."""
+    """Accrue each overdue bill's fee through today (see late_fees.py for the arithmetic).
+
+    The fee accrues every day in ``late_fee_accruals`` (``accrued``, shown as pending on the
+    account), but reaches the ledger — as an open item that payments and credit clear — only
+    when the rules need it there: at the end of each month and when the bill's principal is paid
+    (the accrual closes). So an overdue bill costs a handful of ledger entries, not one a day,
+    with the same once-rounded totals to the fen."""
     import polars as pl
 
-    from dianfei.ledger.service import post_frame
-
-    day, now = ctx.day, ctx.now
+    day = ctx.day
     bills = items.filter((pl.col("item_kind") == "bill") & (pl.col("due_on") < day))
     # the principal of the day is what was owed at its start: add back today's payments
     paid_today = repository.bill_allocations_since(ctx.db.engine, start_of_day(day))
@@ -315,46 +322,68 @@ def _late_fees(ctx: Context, conn: Any, items: pl.DataFrame) -> None:
                  .with_columns((pl.col("open_amount") + pl.col("paid_today").fill_null(0))
                                .alias("open_principal")))
     # bills fully paid before today that still have open state: accrual is finished
-    new = state.join(principal, on="bill_id", how="anti")
-    closed = new.filter(pl.col("through") < day).with_columns(pl.lit(day).alias("closed_on"))
+    closing = (state.join(principal, on="bill_id", how="anti")
+               .filter(pl.col("through") < day).with_columns(pl.lit(day).alias("closed_on")))
     work = (principal.join(state.select("bill_id", "customer_class", "through", "raw", "posted",
-                                        "waived"), on="bill_id", how="left")
+                                        "accrued", "waived"), on="bill_id", how="left")
             .join(cust.rename({"customer_class": "cc"}), on="account_id", how="left")
             .with_columns(pl.coalesce("customer_class", "cc").alias("customer_class"),
                           pl.coalesce("through", "due_on").alias("through"),
                           pl.col("raw").fill_null(0), pl.col("posted").fill_null(0),
-                          pl.col("waived").fill_null(False))
-            .filter((pl.col("through") < day) & ~pl.col("waived") & pl.col("customer_class").is_not_null()))
+                          pl.col("accrued").fill_null(0), pl.col("waived").fill_null(False))
+            .filter((pl.col("through") < day) & ~pl.col("waived")
+                    & pl.col("customer_class").is_not_null()))
+    month_end = (day + timedelta(days=1)).month != day.month
+    post: list[pl.DataFrame] = []
     if work.height:
         acc = accrue_frame(work.select("bill_id", "account_id", "customer_id", "customer_class",
                                        "due_on", "through", "open_principal", "raw", "posted"), day)
-        fees = acc.filter(pl.col("delta") > 0)
-        if fees.height:
-            naive_now = now.astimezone(UTC).replace(tzinfo=None)
-            post_frame(conn, fees.select(
-                "account_id", "customer_id", pl.lit("late_fee").alias("kind"),
-                pl.col("delta").alias("amount"), pl.lit(naive_now).alias("posted_at"),
-                pl.lit(business_date(now)).alias("business_date"), pl.lit(day).alias("due_on"),
-                pl.format("LF:{}:{}", pl.col("bill_id"), pl.lit(day.isoformat())).alias("reference")))
-            write_events(conn, fees.select(
-                pl.format("lf:{}:{}", pl.col("bill_id"), pl.lit(day.isoformat())).alias("key"),
-                "account_id", "customer_id", pl.lit("late_fee_accrued").alias("type"),
-                pl.lit(now).alias("at"), pl.lit(day).alias("business_date"),
-                pl.col("delta").alias("amount"), pl.lit(None, pl.Int64).alias("balance_after"),
-                pl.lit(None, pl.String).alias("level"), pl.lit(None, pl.String).alias("notice"),
-                pl.lit(None, pl.String).alias("channel"), "bill_id",
-                pl.lit(None, pl.String).alias("detail")).cast(_event_schema()))
-            ctx.report.late_fees += fees.height
-            ctx.report.late_fee_amount += int(fees["delta"].sum())
-        upd = acc.select("bill_id", "account_id", "customer_id", "customer_class", "due_on",
-                         pl.lit(day).alias("through"), pl.col("new_raw").alias("raw"),
-                         (pl.col("posted") + pl.col("delta")).alias("posted"),
-                         pl.lit(False).alias("waived"), pl.lit(None, pl.Date).alias("closed_on"))
-        repository.replace_rows(conn, "late_fee_accruals", "bill_id", upd)
-    if closed.height:
-        repository.replace_rows(conn, "late_fee_accruals", "bill_id", closed.select(
+        if month_end:
+            post.append(acc.filter(pl.col("delta") > 0).select(
+                "bill_id", "account_id", "customer_id", "delta"))
+        repository.replace_rows(conn, "late_fee_accruals", "bill_id", acc.select(
+            "bill_id", "account_id", "customer_id", "customer_class", "due_on",
+            pl.lit(day).alias("through"), pl.col("new_raw").alias("raw"),
+            (pl.col("posted") + (pl.col("delta") if month_end else pl.lit(0))).alias("posted"),
+            pl.lit(False).alias("waived"), pl.lit(None, pl.Date).alias("closed_on"),
+            pl.max_horizontal("cumulative", "posted").alias("accrued")))
+    if closing.height:
+        post.append(closing.filter(~pl.col("waived") & (pl.col("accrued") > pl.col("posted")))
+                    .select("bill_id", "account_id", "customer_id",
+                            (pl.col("accrued") - pl.col("posted")).alias("delta")))
+        repository.replace_rows(conn, "late_fee_accruals", "bill_id", closing.select(
             "bill_id", "account_id", "customer_id", "customer_class", "due_on", "through", "raw",
-            "posted", "waived", "closed_on"))
+            pl.when(pl.col("waived")).then(pl.col("posted")).otherwise(pl.col("accrued"))
+            .alias("posted"), "waived", "closed_on", "accrued"))
+    fees = pl.concat(post) if post else None
+    if fees is not None and fees.height:
+        _post_fees(ctx, conn, fees)
+
+
+def _post_fees(ctx: Context, conn: Any, fees: pl.DataFrame) -> None:
+    """Post accrued late fees to the ledger (one entry per bill, reference ``LF:{bill}:{day}``);
+    credit the account holds clears them in the same posting."""
+    import polars as pl
+
+    from dianfei.ledger.service import post_frame
+
+    day, now = ctx.day, ctx.now
+    naive_now = now.astimezone(UTC).replace(tzinfo=None)
+    post_frame(conn, fees.select(
+        "account_id", "customer_id", pl.lit("late_fee").alias("kind"),
+        pl.col("delta").alias("amount"), pl.lit(naive_now).alias("posted_at"),
+        pl.lit(business_date(now)).alias("business_date"), pl.lit(day).alias("due_on"),
+        pl.format("LF:{}:{}", pl.col("bill_id"), pl.lit(day.isoformat())).alias("reference")))
+    write_events(conn, fees.select(
+        pl.format("lf:{}:{}", pl.col("bill_id"), pl.lit(day.isoformat())).alias("key"),
+        "account_id", "customer_id", pl.lit("late_fee_accrued").alias("type"),
+        pl.lit(now).alias("at"), pl.lit(day).alias("business_date"),
+        pl.col("delta").alias("amount"), pl.lit(None, pl.Int64).alias("balance_after"),
+        pl.lit(None, pl.String).alias("level"), pl.lit(None, pl.String).alias("notice"),
+        pl.lit(None, pl.String).alias("channel"), "bill_id",
+        pl.lit(None, pl.String).alias("detail")).cast(_event_schema()))
+    ctx.report.late_fees += fees.height
+    ctx.report.late_fee_amount += int(fees["delta"].sum())
 
 
 # -- 4. snapshot, risk, ladder -----------------------------------------------------------------
@@ -493,6 +522,17 @@ def process_commands(db: Database, *, clock: Clock, switch: RemoteSwitch | None,
 
 
 # -- reading -----------------------------------------------------------------------------------
+
+
+def amount_due(conn: Any, account_id: str) -> int:
+    """What the account must pay to owe nothing (fen; ≤ 0 when nothing is owed): its open items
+    and the late fees accrued on its overdue bills that have not reached the ledger yet."""
+    return repository.balance_now(conn, account_id)
+
+
+def pending_late_fees(conn: Any, accounts: list[str]) -> dict[str, int]:
+    """Late fees accrued but not yet posted, per account (fen)."""
+    return repository.pending_fees(conn, accounts)
 
 
 def _instant(value: datetime) -> str:

@@ -135,6 +135,20 @@ def balance(conn: Connection | Session, account_id: str) -> int:
     return int(conn.execute(q).scalar_one())
 
 
+def balances(conn: Connection, accounts: list[str]) -> dict[str, int]:
+    """What each account owes (fen; negative = credit), from its open items: the sum of the
+    items still open, read through the partial index — no scan of the ledger's history."""
+    from sqlalchemy import bindparam
+
+    out = dict.fromkeys(accounts, 0)
+    for i in range(0, len(accounts), 5000):
+        sql = text("SELECT account_id, SUM(open_amount) FROM open_items WHERE account_id IN :a "
+                   "AND open_amount <> 0 GROUP BY account_id").bindparams(
+            bindparam("a", expanding=True))
+        out.update({str(r[0]): int(r[1]) for r in conn.execute(sql, {"a": accounts[i:i + 5000]})})
+    return out
+
+
 def entries(engine: Engine) -> pl.DataFrame:
     """Every ledger entry, typed the same on every database and for any content (an empty
     ledger, one where no entry was ever reversed: ``reverses_entry_id`` all NULL)."""

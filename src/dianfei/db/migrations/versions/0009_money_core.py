@@ -71,6 +71,11 @@ def upgrade() -> None:
                     postgresql_where=sa.text("open_amount < 0"))
     op.execute(_FILL)
     op.execute(_FILL_CREDIT)
+    # late fees accrue daily but reach the ledger at month end or when the accrual closes
+    with op.batch_alter_table("late_fee_accruals") as batch_op:
+        batch_op.add_column(sa.Column("accrued", sa.BigInteger(), nullable=False,
+                                      server_default="0"))
+    op.execute("UPDATE late_fee_accruals SET accrued = posted")
     op.create_table(
         "events",
         sa.Column("event_id", _ID, autoincrement=True, nullable=False),
@@ -105,3 +110,5 @@ def downgrade() -> None:
     op.drop_table("event_deliveries")
     op.drop_table("events")
     op.drop_table("open_items")
+    with op.batch_alter_table("late_fee_accruals") as batch_op:
+        batch_op.drop_column("accrued")
