@@ -85,9 +85,10 @@ def test_a_payment_committed_after_a_later_one_is_not_skipped(db: Database) -> N
         a_id = conn.execute(text("SELECT event_id FROM events WHERE account_id = 'A'")).scalar_one()
     assert a_id < ids["B"]  # the late committer has the LOWER id: a high-water mark skips it
     _run(db, date(2026, 2, 2))
-    assert _received(db) == [("A", "0.00"), ("B", "60.00")]
+    # A paid the bill, but the fee the 1 February run accrued on it (1.40) is still owed
+    assert _received(db) == [("A", "1.40"), ("B", "60.00")]
     _run(db, date(2026, 2, 3))  # a rerun handles nothing twice
-    assert _received(db) == [("A", "0.00"), ("B", "60.00")]
+    assert _received(db) == [("A", "1.40"), ("B", "60.00")]
     with db.engine.connect() as conn:
         assert events.pending_count(conn, "collections") == 0
 
