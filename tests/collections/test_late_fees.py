@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from datetime import date, timedelta
 
 import polars as pl
@@ -96,14 +95,12 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
                           check=False)
 
 
-def test_cli_prints_exactly_the_three_keys_fast() -> None:
-    t0 = time.perf_counter()
+def test_cli_prints_exactly_the_three_keys() -> None:
+    # how fast it answers (the contract: < 0.5 s) is measured by `python -m bench.cli_startup`
     res = _cli("late-fee", "--customer-class", "commercial", "--amount", "1000.00",
                "--due-date", "2026-03-01", "--paid-date", "2026-03-11", "--json")
-    elapsed = time.perf_counter() - t0
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout) == {"days": 10, "rate_per_day": "0.002", "amount": "20.00"}
-    assert elapsed < 1.5  # the contract is < 0.5 s; leave room for a loaded CI machine
     bad = _cli("late-fee", "--customer-class", "residential", "--amount", "abc",
                "--due-date", "2026-03-01", "--paid-date", "2026-03-11", "--json")
     assert bad.returncode == 2 and "--amount" in bad.stderr and bad.stdout == ""

@@ -60,22 +60,36 @@ def late_fee_cmd(
 @handle_errors
 def collect_run(
     day: Annotated[str, typer.Option("--date", help="the business day YYYY-MM-DD")],
+    no_meter_control: Annotated[bool, typer.Option(
+        "--no-meter-control", help="run without remote meter control: owed suspensions and "
+        "reconnections go to the field-crew worklist (collect tasks)")] = False,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """One day of collections: payments seen, late fees, dunning, notices, stops, reconnections,
-    prepay balances. Idempotent: running the same day again does nothing new."""
+    prepay balances. Idempotent: running the same day again does nothing new.
+
+    Refuses to run (exit 2) when meter control ([metering.dlt645] / DIANFEI_DLT645_*) is missing
+    or unusable, unless --no-meter-control says to work without it."""
     from dianfei.cli.context import clock_from_env, database
     from dianfei.collections.service import run_day
-    from dianfei.metering.service import RemoteSwitch, remote_switch
+    from dianfei.collections.suspension import FieldCrew
+    from dianfei.metering.control import RemoteSwitch, checked_remote_switch
 
+    d = _day(day, "--date")
     db, clock = database(), clock_from_env()
-    switch: RemoteSwitch | None
-    try:
-        switch = remote_switch(db, clock=clock)
-    except Exception:
-        switch = None
-    report = run_day(db, _day(day, "--date"), clock=clock, switch=switch)
-    out = report.to_json()
+    switch: RemoteSwitch
+    if no_meter_control:
+        switch = FieldCrew()
+    else:
+        try:
+            switch = checked_remote_switch(db, clock=clock)
+        except ValidationError as exc:
+            raise ValidationError(
+                f"{exc}. Nothing was done. Fix the meter-control settings (docs/metering-live.md), "
+                "or pass --no-meter-control to run without it: owed suspensions and reconnections "
+                "then go to the field-crew worklist") from None
+    report = run_day(db, d, clock=clock, switch=switch)
+    out = {**report.to_json(), "meter_control": not no_meter_control}
     if json_out:
         print_json(out)
     else:
@@ -83,6 +97,9 @@ def collect_run(
                    f"({out['late_fee_amount']} yuan), {out['dunning_changes']} dunning steps, "
                    f"{out['notices']} notices, {out['suspended']} suspended, "
                    f"{out['reconnected']} reconnected")
+        if no_meter_control:
+            typer.echo("no meter control: owed stops and reconnections are field_stop / "
+                       "field_reconnect tasks (dianfei collect tasks)")
 
 
 @collect_app.command("events")

@@ -64,27 +64,16 @@ def reconcile(
             "reconcile needs --channel, --date and --statement (or a subcommand: worklist, resolve)"
         )
     from dianfei.payments import reconcile_service as rs
-    from dianfei.payments.statements import StatementError, parse_statement
 
     d = _day(day)
-    db = database()
-    clock = clock_from_env()
     body = _read(statement)
-    with db.session() as s:  # the file is kept whatever happens next
-        file_id = rs.receive_file(
-            s, kind="statement", channel=channel, name=statement.name, body=body, clock=clock, layout=bank
-        )
-    try:
-        parsed = parse_statement(channel, body, name=str(statement), bank=bank, layout_dir=_layout_dir(db))
-    except StatementError as exc:
-        with db.session() as s:
-            rs.mark_file(s, file_id, "refused", str(exc))
-        raise
-    with db.session() as s:
-        outcome = rs.reconcile_statement(
-            s, parsed, day=d, clock=clock, settings=db.settings, file_id=file_id, auto_post=not no_auto_post
-        )
-        out = rs.outcome_json(outcome, d)
+    db = database()
+    # a refused statement (unknown channel, unreadable, not of the day) stores nothing
+    outcome = rs.reconcile_file(
+        db, channel=channel, day=d, body=body, name=statement.name, where=str(statement),
+        clock=clock_from_env(), bank=bank, layout_dir=_layout_dir(db), auto_post=not no_auto_post,
+    )
+    out = rs.outcome_json(outcome, d)
     if json_out:
         print_json(out)
     else:
@@ -189,25 +178,19 @@ def _import(kind: str, layout_code: str, path: Path, json_out: bool) -> None:
     from dianfei.payments import bankfiles
     from dianfei.payments import reconcile_service as rs
     from dianfei.payments.layouts import load_layout
-    from dianfei.payments.statements import StatementError
 
     db = database()
     clock = clock_from_env()
     layout = load_layout(layout_code, _layout_dir(db))
     body = _read(path)
+    # the file is stored in the same transaction as its import: a refused file stores nothing
     with db.session() as s:
         file_id = rs.receive_file(
             s, kind=kind, channel=layout.channel, name=path.name, body=body, clock=clock, layout=layout.code
         )
-    try:
-        with db.session() as s:
-            fn = bankfiles.import_bank_result if kind == "bank_result" else bankfiles.import_agent_file
-            res = fn(s, layout=layout, body=body, name=str(path), clock=clock, file_id=file_id)
-            rs.mark_file(s, file_id, "processed")
-    except StatementError as exc:
-        with db.session() as s:
-            rs.mark_file(s, file_id, "refused", str(exc))
-        raise
+        fn = bankfiles.import_bank_result if kind == "bank_result" else bankfiles.import_agent_file
+        res = fn(s, layout=layout, body=body, name=str(path), clock=clock, file_id=file_id)
+        rs.mark_file(s, file_id, "processed")
     out = {
         "batch_id": res.batch_id,
         "posted": res.posted,

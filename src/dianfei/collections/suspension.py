@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
     from dianfei.collections.service import Context, DayReport
     from dianfei.db.engine import Database
+    from dianfei.metering.control import CommandResult
     from dianfei.metering.service import RemoteSwitch
 
 #: the key suffix notify gives the paper letter that replaces an undeliverable legal notice
@@ -240,7 +241,7 @@ def stoppable(conn: Connection, cases: list[StopCase], policy: Policy, now: date
         today = business_date(now)
         oldest: dict[str, Any] = {}
         for i in range(0, len(post), 500):
-            items = open_items(conn, None, [c.account_id for c in post[i:i + 500]])
+            items = open_items(conn, [c.account_id for c in post[i:i + 500]])
             for r in items.iter_rows(named=True):
                 d = r["due_on"]
                 if r["open_amount"] > 0 and d is not None and d < today:
@@ -378,6 +379,44 @@ def _reconnected(session: Session, case: StopCase, at: datetime, method: str,
 #: meter commands handled per transaction (rows locked, re-checked in bulk, then sent)
 COMMAND_CHUNK = 200
 
+NO_METER_CONTROL = "no meter control (collect run --no-meter-control)"
+
+
+class FieldCrew:
+    """The "switch" of a run without meter control (``collect run --no-meter-control``): nothing
+    is sent to a meter; :func:`process_commands` hands every owed trip and close to the field
+    crew instead (``field_stop`` / ``field_reconnect`` tasks, see :func:`_to_field_crew`). Called
+    directly it refuses, so it can never pass for a meter that confirmed."""
+
+    def trip(self, meter_id: str) -> CommandResult:
+        return self._refuse(meter_id, "trip")
+
+    def close(self, meter_id: str) -> CommandResult:
+        return self._refuse(meter_id, "close")
+
+    @staticmethod
+    def _refuse(meter_id: str, action: str) -> CommandResult:
+        from dianfei.metering.control import CommandResult
+
+        return CommandResult(meter_id, action, False, NO_METER_CONTROL, False)
+
+
+def _to_field_crew(session: Session, cmd: MeterCommand, case: StopCase, now: datetime,
+                   policy_: Policy) -> None:
+    """Hand a meter command to the field crew instead of sending it: the command is cancelled
+    (saying why), the case becomes a field case, and a worklist task is raised once — a stop due
+    within a day (the crew's report re-checks the balance, ``complete_task``), a reconnection
+    due within ``field_reconnect`` (24 h) of when it was ordered."""
+    if cmd.action == "trip":
+        kind, due = "field_stop", now + timedelta(days=1)
+    else:
+        kind, due = "field_reconnect", (case.reconnect_ordered_at or now) + policy_.field_reconnect
+    cmd.status = "cancelled"
+    cmd.last_error = f"{NO_METER_CONTROL}: handed to the field crew ({kind} task)"
+    case.method = "field"
+    _task(session, f"{kind}:{case.case_id}", case, kind, now, due,
+          {"meter_id": cmd.meter_id, "command_id": cmd.command_id, "reason": NO_METER_CONTROL})
+
 
 def process_commands(db: Database, *, clock: Clock, switch: RemoteSwitch | None, policy_: Policy,
                      report: DayReport | None, notifier: Notifier) -> int:
@@ -387,9 +426,14 @@ def process_commands(db: Database, *, clock: Clock, switch: RemoteSwitch | None,
     Trips are re-checked against a fresh balance right before they are sent, in one set-based
     read per chunk. A process that dies mid-chunk leaves those commands pending: they are sent
     again by the next pass, which is harmless for a trip or a close (the meter is simply in
-    the state asked for) and is exactly what a retry does."""
+    the state asked for) and is exactly what a retry does.
+
+    ``switch`` None: nothing is tried (the commands wait). A :class:`FieldCrew` (no meter
+    control): each due command is handed to the field crew instead of being sent, a trip only
+    after the same window and balance re-check as a real one."""
     if switch is None:
         return 0
+    field_crew = isinstance(switch, FieldCrew)
     now = clock.now()
     with db.session() as s:
         ids = list(s.scalars(select(MeterCommand.command_id).where(MeterCommand.status == "pending")
@@ -424,9 +468,10 @@ def process_commands(db: Database, *, clock: Clock, switch: RemoteSwitch | None,
                         if case.status == "ordered":
                             _cancel_from_command(s, case, now)
                         continue
-                    result = switch.trip(cmd.meter_id)
-                else:
-                    result = switch.close(cmd.meter_id)
+                if field_crew:
+                    _to_field_crew(s, cmd, case, now, policy_)
+                    continue
+                result = switch.trip(cmd.meter_id) if cmd.action == "trip" else switch.close(cmd.meter_id)
                 now = clock.now()
                 cmd.attempts += 1
                 if result.ok:

@@ -39,8 +39,10 @@ def read_frame(source: Engine | Connection, sql: str, params: dict[str, Any] | N
 
     ``dates`` / ``instants`` name columns to normalise: SQLite returns them as text, PostgreSQL
     as typed values; both come back as ``pl.Date`` and ``pl.Datetime("us", "UTC")``.
-    ``schema`` casts the named columns (and types them when the result is empty); columns of an
-    empty result not named there are strings.
+    ``schema`` casts the named columns: it types them when the result is empty or when every
+    value is NULL (SQLite has no column types to report), so a caller that joins or compares on
+    a column names it there. Columns of an empty result not named there are strings, and so are
+    all-NULL columns the driver could not type.
     """
     import polars as pl
 
@@ -57,8 +59,10 @@ def read_frame(source: Engine | Connection, sql: str, params: dict[str, Any] | N
             frame = frame.with_columns(pl.col(name).cast(pl.Datetime("us", "UTC")))
         for name in dates:
             frame = frame.with_columns(pl.col(name).cast(pl.Date))
-    # SQLite types a column by its values: an all-NULL column has no type worth keeping
-    untyped = [c for c in frame.columns if frame.height and frame[c].null_count() == frame.height
+    # SQLite (and SQLAlchemy rows) type a column by its values: an all-NULL column comes back
+    # without a type (pl.Null) and is text unless ``schema`` types it. A column the driver typed
+    # (ADBC/Arrow on PostgreSQL) keeps its type even when every value is NULL.
+    untyped = [c for c, t in frame.schema.items() if t == pl.Null
                and c not in (schema or {}) and c not in dates and c not in instants]
     if untyped:
         frame = frame.with_columns([pl.col(c).cast(pl.String) for c in untyped])

@@ -25,6 +25,7 @@ from typing import Any, Protocol, TypeVar
 from sqlalchemy import text
 
 from dianfei.core.clock import Clock, SystemClock
+from dianfei.core.errors import ValidationError
 from dianfei.db.engine import Database
 from dianfei.metering.dlt645 import frame as f
 from dianfei.metering.dlt645.client import Dlt645Client, Dlt645Config, load_config, valid_until
@@ -126,6 +127,32 @@ class Dlt645RemoteSwitch:
             return CommandResult(meter_id, action, False, exc.message, exc.retryable)
         return CommandResult(meter_id, action, True,
                              f"meter {address} confirmed {action} (reply 0x{reply.control:02X})", False)
+
+
+def check_meter_control(config: Dlt645Config) -> None:
+    """Raise :class:`ValidationError` naming what makes meter control unusable: not configured
+    (no gateway host and port) or configured by halves (a host without a port or the reverse).
+    The settings' values themselves are checked by ``load_config``. A gateway that is down is
+    not checked here: that is a line fault each command retries and then puts on the worklist."""
+    where = "[metering.dlt645] / DIANFEI_DLT645_*"
+    if not config.host and config.port is None:
+        raise ValidationError("meter control is not configured: no DL/T 645 gateway (host and port "
+                              "under [metering.dlt645], or DIANFEI_DLT645_HOST/PORT)", where=where)
+    if not config.host:
+        raise ValidationError(f"meter control is unusable: DL/T 645 gateway port {config.port} is "
+                              "set but no host", where=where)
+    if config.port is None:
+        raise ValidationError(f"meter control is unusable: DL/T 645 gateway host {config.host!r} "
+                              "is set but no port", where=where)
+
+
+def checked_remote_switch(db: Database, *, clock: Clock | None = None) -> RemoteSwitch:
+    """:func:`remote_switch` from the deployment's settings, refused (``ValidationError`` naming
+    the problem) when those settings cannot work: invalid values (``load_config``), no gateway,
+    half a gateway. For callers that must not run on without meter control (``collect run``)."""
+    config = load_config(db.settings)
+    check_meter_control(config)
+    return remote_switch(db, config=config, clock=clock)
 
 
 def remote_switch(db: Database, *, config: Dlt645Config | None = None,

@@ -3,7 +3,10 @@ with the pure functions of ``payments.reconcile``, post what is safe, put the re
 clarification worklist, and keep one report per channel and day.
 
 Rules (why the code is shaped this way):
-- the file is stored first (``statement_files``, unique on its digest) and kept whatever happens;
+- a refused input stores nothing: a statement is parsed first (unknown channel, unreadable file:
+  refused, nothing written), then stored raw (``statement_files``, unique on its digest) in the
+  same transaction as its reconciliation, so a statement refused there (not of the day asked for)
+  leaves no row either; :func:`reconcile_file` does the whole sequence;
 - a statement whose own totals disagree with its lines is reported but posts nothing;
 - auto-resolution is limited to the one safe case: a statement payment missing from the ledger
   whose payment order (or named account) exists and agrees on the amount — a callback that never
@@ -37,7 +40,10 @@ from dianfei.payments.statement_models import Discrepancy, ReconciliationReport,
 from dianfei.payments.statements import Statement
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from dianfei.core.settings import Settings
+    from dianfei.db.engine import Database
 
 DEFAULT_OWNER = "reconciler"
 #: how far around the day posted payments are looked for (a payment booked across midnight)
@@ -95,6 +101,7 @@ def receive_file(
 
 
 def mark_file(session: Session, file_id: int, status: str, error: str | None = None) -> None:
+    """Set what became of a stored file (``processed``)."""
     session.execute(
         update(StatementFile).where(StatementFile.id == file_id).values(status=status, error=error)
     )
@@ -214,6 +221,37 @@ def reconcile_statement(
         worklist_open=open_count,
         cleared=cleared,
     )
+
+
+def reconcile_file(
+    db: Database,
+    *,
+    channel: str,
+    day: date,
+    body: bytes,
+    name: str,
+    clock: Clock,
+    where: str | None = None,
+    bank: str | None = None,
+    layout_dir: Path | None = None,
+    auto_post: bool = True,
+) -> Outcome:
+    """Reconcile one statement file of ``channel`` for ``day``: parse it, then store it raw and
+    reconcile it in ONE transaction. A refused statement stores nothing: an unknown channel or an
+    unreadable file raises (``ValidationError`` / ``StatementError``) before anything is written,
+    and a statement refused by the reconciliation itself (not of ``day``) rolls its stored file
+    back with everything else. ``name`` is the file name stored, ``where`` how errors name the
+    file (default ``name``)."""
+    from dianfei.payments.statements import parse_statement
+
+    statement = parse_statement(channel, body, name=where or name, bank=bank, layout_dir=layout_dir)
+    with db.session() as s:
+        file_id = receive_file(
+            s, kind="statement", channel=channel, name=name, body=body, clock=clock, layout=bank
+        )
+        return reconcile_statement(
+            s, statement, day=day, clock=clock, settings=db.settings, file_id=file_id, auto_post=auto_post
+        )
 
 
 def _auto_post(session: Session, m: Matching, clock: Clock) -> dict[str, str]:
@@ -502,6 +540,7 @@ __all__ = [
     "ledger_frame",
     "outcome_json",
     "receive_file",
+    "reconcile_file",
     "reconcile_statement",
     "record_unposted",
     "report",

@@ -1,0 +1,73 @@
+"""CLI start-up benchmark: how fast the light commands answer, each a fresh process.
+
+    python -m bench.cli_startup [--runs 15]
+
+Contract (docs/tariffs.md, docs/collections.md): ``dianfei late-fee … --json`` and
+``dianfei quote …`` answer in under 0.5 s, ``dianfei quote --help`` too; they import only the
+standard library, typer and the rule or tariff they need (tests check that no heavy library is
+imported; this measures the time, which a test on a busy CI machine cannot assert). Each command
+runs ``--runs`` times after one warm-up run (the page cache); the figures are the best and the
+median wall time of the whole process, and ``python -c pass`` as the interpreter's own floor.
+Prints one JSON line last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+TARGET_S = 0.5
+
+COMMANDS: dict[str, list[str]] = {
+    "late_fee_json": ["late-fee", "--customer-class", "commercial", "--amount", "1000.00",
+                      "--due-date", "2026-03-01", "--paid-date", "2026-03-11", "--json"],
+    "quote_help": ["quote", "--help"],
+    "quote_json": ["quote", "--tariff", "cn-zj-residential", "--period", "2026-03", "--kwh", "300",
+                   "--ytd-kwh", "2600", "--json"],
+}
+
+
+def _entry_point() -> list[str]:
+    """The installed ``dianfei`` script next to this interpreter, as an operator runs it."""
+    script = Path(sys.executable).with_name("dianfei")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "dianfei"]
+
+
+def _time(argv: list[str], runs: int) -> dict[str, float]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIANFEI_")}
+    subprocess.run(argv, capture_output=True, check=True, env=env)  # warm-up
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        subprocess.run(argv, capture_output=True, check=True, env=env)
+        times.append(time.perf_counter() - t)
+    return {"best_s": round(min(times), 3), "median_s": round(statistics.median(times), 3),
+            "worst_s": round(max(times), 3)}
+
+
+def run(runs: int) -> dict[str, object]:
+    out: dict[str, object] = {"target_s": TARGET_S, "runs": runs,
+                              "python_floor": _time([sys.executable, "-c", "pass"], runs)}
+    base = _entry_point()
+    for name, args in COMMANDS.items():
+        out[name] = _time([*base, *args], runs)
+    out["all_medians_under_target"] = all(
+        float(out[n]["median_s"]) < TARGET_S for n in COMMANDS)  # type: ignore[index]
+    out["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=15)
+    print(json.dumps(run(ap.parse_args().runs)))
+
+
+if __name__ == "__main__":
+    main()
