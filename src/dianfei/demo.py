@@ -47,7 +47,6 @@ def run_demo(db: Database, *, customers: int, months: int, seed: int,
     from dianfei.customers.service import load_population
     from dianfei.metering.models import RegisterRead
     from dianfei.metering.service import store_reads
-    from dianfei.payments.service import settle
 
     params = {"customers": customers, "seed": seed, "start": str(DEMO_START)}
     with db.engine.connect() as conn:
@@ -85,13 +84,12 @@ def run_demo(db: Database, *, customers: int, months: int, seed: int,
                     store_reads(conn, sim.monthly_reads(utility, period))
             issue_at = datetime.combine(period.end_date + ISSUE_DELAY, time(9),
                                         tzinfo=BUSINESS_TZ)
+            # credit from overpayments clears the new bills inside the bill run's posting
             run_bill_run(db, period, FixedClock(issue_at))
-            with db.engine.begin() as conn:  # credit from overpayments settles the new bills
-                settle(conn, clock=FixedClock(issue_at))
             pending.append(_payments_for(db, utility, period))
             next_issue = (period.next().end_date + ISSUE_DELAY)
             pending = _run_days(db, pending, issue_at.date(), next_issue,
-                                collections=collections)
+                                collections=collections, utility=utility)
             progress.update(t, advance=1, description=f"monthly cycle {period}")
             period = period.next()
     return _summary(db, DEMO_START, period.prev())
@@ -158,7 +156,7 @@ class DemoSwitch:
 
 
 def _run_days(db: Database, pending: list[pl.DataFrame], first: date, stop: date, *,
-              collections: bool = True) -> list[pl.DataFrame]:
+              collections: bool = True, utility: Any = None) -> list[pl.DataFrame]:
     """Each day from ``first`` until ``stop``: a day of collections at 09:00 (late fees, dunning,
     notices, stops, reconnections), then the day's payments; returns the payments still ahead."""
     import polars as pl
@@ -173,6 +171,9 @@ def _run_days(db: Database, pending: list[pl.DataFrame], first: date, stop: date
     queue = pl.concat(pending) if pending else None
     day = first
     while day < stop:
+        if utility is not None:  # smart prepayment: daily reads first, top-ups with the payments
+            topups = _prepaid_day(db, utility, day)
+            queue = topups if queue is None else pl.concat([queue, topups])
         if collections:
             run_day(db, day, clock=FixedClock(datetime.combine(day, time(9), tzinfo=BUSINESS_TZ)),
                     switch=switch, senders=senders)
@@ -194,6 +195,66 @@ def _run_days(db: Database, pending: list[pl.DataFrame], first: date, stop: date
                                     clock=clock, source="demo")
         day += timedelta(days=1)
     return [] if queue is None else [queue.filter(pl.col("paid_on") >= stop)]
+
+
+def _prepaid_day(db: Database, utility: Any, day: date) -> pl.DataFrame:
+    """The prepaid customers' part of ``day`` (smart prepayment), before the day's collections:
+    their meters' daily frozen reads (日冻结) of 00:00 arrive (on the 1st that is the monthly
+    frozen read, so every meter's monthly reads arrive then; the monthly cycle finds them); on
+    the demo's first day their opening credit is posted. Returns the top-ups they make today,
+    queued like the other payments (``paid_on`` = ``day``, posted with them after the day's
+    collections). A day whose reads are stored was done before (a resumed demo): nothing again.
+    """
+    import polars as pl
+
+    from dianfei import sim
+    from dianfei.metering.models import RegisterRead
+    from dianfei.metering.service import store_reads
+    from dianfei.payments.service import post_payments_frame
+
+    columns = pl.Schema({"paid_on": pl.Date, "channel": pl.String, "transaction_id": pl.String,
+                         "account_id": pl.String, "amount": pl.Int64, "in_full": pl.Boolean})
+    at = start_of_day(day)
+    with db.engine.begin() as conn:
+        if conn.execute(select(func.count()).select_from(RegisterRead)
+                        .where(RegisterRead.read_at == at)).scalar_one():
+            return pl.DataFrame(schema=columns)
+        this = Period(day.year, day.month)
+        store_reads(conn, sim.monthly_reads(utility, this.prev()) if day.day == 1
+                    else sim.daily_reads(utility, day))
+        if day == DEMO_START.end_date + ISSUE_DELAY:
+            morning = datetime.combine(day, time(8), tzinfo=BUSINESS_TZ)
+            post_payments_frame(conn, sim.prepaid_opening_credit(utility).select(
+                pl.col("channel").replace_strict(SIM_CHANNELS, return_dtype=pl.String),
+                ("DEMO-PP-" + pl.col("customer_id") + "-OPEN").alias("transaction_id"),
+                pl.col("customer_id").alias("account_id"), "amount",
+                pl.lit(morning).alias("paid_at")), clock=FixedClock(morning), source="demo")
+    # the last bill's reads closed on the 1st of the month before the last issue day
+    billed = this.prev() if day >= this.prev().end_date + ISSUE_DELAY else this.prev().prev()
+    balances = _balances(db, sim.prepay_profile(utility)["customer_id"].to_list())
+    topups = sim.prepaid_topups(utility, day, balances, billed.end_date)
+    return topups.select(
+        pl.lit(day).alias("paid_on"),
+        pl.col("channel").replace_strict(SIM_CHANNELS, return_dtype=pl.String),
+        ("DEMO-PP-" + pl.col("customer_id") + day.strftime("-%Y%m%d")).alias("transaction_id"),
+        pl.col("customer_id").alias("account_id"), "amount",
+        pl.lit(False).alias("in_full")).cast(columns)
+
+
+def _balances(db: Database, accounts: list[str]) -> pl.DataFrame:
+    """customer_id, balance (fen; negative = credit) of the demo's ``accounts`` (= customers),
+    by the ledger's account index (cheap however long the ledger grows)."""
+    import polars as pl
+
+    from dianfei.db.frames import read_frame
+
+    schema = {"customer_id": pl.String, "balance": pl.Int64}
+    parts = [read_frame(db.engine, "SELECT account_id AS customer_id, CAST(SUM(amount) AS BIGINT) "
+                        "AS balance FROM ledger_entries WHERE account_id IN "
+                        f"({', '.join(f':a{j}' for j in range(len(chunk)))}) GROUP BY account_id",
+                        {f"a{j}": a for j, a in enumerate(chunk)}, schema=schema)
+             for chunk in (accounts[i:i + 900] for i in range(0, len(accounts), 900))]
+    return pl.concat(parts) if parts else pl.DataFrame(schema=schema)
 
 
 def _summary(db: Database, first: Period, last: Period) -> dict[str, Any]:

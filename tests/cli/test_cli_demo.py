@@ -132,16 +132,70 @@ def test_demo_runs_collections_every_day_lawfully(db_env: dict[str, str]) -> Non
     with open(_export(db_env, "customers"), encoding="utf-8") as fh:
         customers = {r["customer_id"]: r for r in csv.DictReader(fh)}
     sent: dict[str, list[datetime]] = {}
+    cutoff: dict[str, list[datetime]] = {}
     for e in events:
         at = datetime.fromisoformat(e["at"])
         if e["type"] == "notice_sent" and e.get("notice") == "stop_notice":
             sent.setdefault(e["account"], []).append(at)
+        if e["type"] == "notice_sent" and e.get("notice") == "cutoff_notice":
+            cutoff.setdefault(e["account"], []).append(at)
         if e["type"] == "suspended":
             cust = customers[e["account"]]
             assert cust["protected"] == "0", e
             assert at.weekday() < 5 and 8 <= at.hour < 18, e
+            if e.get("reason") == "prepay":
+                # a smart-prepayment cut-off: the cut-off notice and its wait replace the stop
+                # notice (docs/collections.md)
+                assert cust["payment_mode"] == "prepaid", e
+                assert any(at - s >= timedelta(hours=24) for s in cutoff.get(e["account"], [])), e
+                continue
             days = 7 if cust["customer_class"] == "residential" else 3
             assert any(at - s >= timedelta(days=days) for s in sent.get(e["account"], [])), e
+
+
+def test_demo_shows_smart_prepayment(db_env: dict[str, str]) -> None:
+    """Prepaid customers' meters report daily frozen reads; most top up in time, some get the
+    low-balance warning, some run out: cut-off notice, remote trip after the wait, and the
+    automatic reconnection after they top up."""
+    from datetime import datetime, timedelta
+
+    dianfei(db_env, "demo", "--customers", "300", "--months", "3", "--seed", "7", "--no-serve")
+    assert dianfei(db_env, "ledger", "check").returncode == 0
+    events = json.loads(dianfei(db_env, "collect", "events", "--json").stdout)
+    with open(_export(db_env, "customers"), encoding="utf-8") as fh:
+        prepaid = {r["customer_id"] for r in csv.DictReader(fh) if r["payment_mode"] == "prepaid"}
+    assert len(prepaid) > 30
+    mine = [e for e in events if e["account"] in prepaid]
+    notices = {e.get("notice") for e in mine if e["type"] == "notice_sent"}
+    assert {"prepay_warning", "cutoff_notice"} <= notices
+    topups = [e for e in mine if e["type"] == "payment_received"]
+    assert len({e["account"] for e in topups}) == len(prepaid)  # everyone tops up
+    # most prepaid customers top up before they are warned
+    warned = {e["account"] for e in mine if e.get("notice") == "prepay_warning"}
+    assert len(warned) < len(prepaid) / 2
+    # tripped after the wait, then reconnected by itself after a top-up
+    cycles = 0
+    by_account: dict[str, list[dict[str, object]]] = {}
+    for e in mine:
+        by_account.setdefault(e["account"], []).append(e)
+    for history in by_account.values():
+        tripped_at = None
+        for e in history:
+            at = datetime.fromisoformat(str(e["at"]))
+            if e["type"] == "suspended":
+                assert e["reason"] == "prepay", e
+                tripped_at = at
+            elif e["type"] == "reconnected" and tripped_at is not None:
+                assert e["reason"] == "prepay", e
+                paid = [datetime.fromisoformat(str(p["at"])) for p in history
+                        if p["type"] == "payment_received"
+                        and tripped_at <= datetime.fromisoformat(str(p["at"])) <= at]
+                assert paid and at - max(paid) <= timedelta(hours=24), e
+                cycles += 1
+                tripped_at = None
+    assert cycles >= 1
+    types = {e["type"] for e in mine}
+    assert {"suspension_ordered", "suspended", "reconnection_ordered", "reconnected"} <= types
 
 
 def _export(env: dict[str, str], kind: str) -> str:

@@ -39,8 +39,14 @@ def test_payments_follow_behaviour(county: Utility) -> None:
     assert out.columns == [*bills.columns, "paid_on", "delay_days", "paid_amount", "channel"]
     assert out.height == bills.height
     assert out.schema["paid_on"] == pl.Date and out.schema["paid_amount"] == pl.Int64
-    out = out.join(county.customers.select("customer_id", "behaviour", "shock_month"),
-                   on="customer_id")
+    out = out.join(county.customers.select("customer_id", "behaviour", "shock_month",
+                                           "payment_mode"), on="customer_id")
+    # prepaid customers never pay a bill: it is settled from the credit they top up
+    prepaid = out.filter(pl.col("payment_mode") == "prepaid")
+    assert prepaid.height > 1000
+    assert prepaid["paid_on"].null_count() == prepaid.height
+    assert (prepaid["paid_amount"] == 0).all()
+    out = out.filter(pl.col("payment_mode") == "postpaid")
     paid = out.filter(pl.col("paid_on").is_not_null())
     assert ((paid["paid_on"] - paid["due_on"]).dt.total_days() == paid["delay_days"]).all()
     assert (out["paid_amount"] <= out["amount"]).all() and (out["paid_amount"] >= 0).all()

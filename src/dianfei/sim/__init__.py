@@ -6,6 +6,7 @@ build in seconds). See docs/sim.md.
 
 from dianfei.sim.behaviour import payment_day_offsets, payment_profile
 from dianfei.sim.consumption import (
+    daily_reads,
     daily_usage,
     monthly_reads,
     opening_reads,
@@ -13,10 +14,12 @@ from dianfei.sim.consumption import (
     read_faults,
 )
 from dianfei.sim.population import Utility, build_utility, id_number_valid
+from dianfei.sim.prepay import prepaid_opening_credit, prepaid_topups, prepay_profile
 
 __all__ = [
     "Utility",
     "build_utility",
+    "daily_reads",
     "daily_usage",
     "id_number_valid",
     "monthly_reads",
@@ -24,5 +27,8 @@ __all__ = [
     "payment_day_offsets",
     "payment_profile",
     "period_consumption",
+    "prepaid_opening_credit",
+    "prepaid_topups",
+    "prepay_profile",
     "read_faults",
 ]

@@ -10,6 +10,9 @@ Behaviours (``customers.behaviour``):
 - ``hardship_shock``: pays on time until ``shock_month`` (months after start), then mostly stops;
 - ``vacant``: small bills paid on time; a large one (> 50 yuan) is paid late;
 - ``tamper``: pays on time (keeps a low profile while the meter under-records).
+
+Prepaid customers (``payment_mode = prepaid``) never pay a bill as such: their bills are settled
+from the credit they top up (``dianfei.sim.prepay``).
 """
 
 from __future__ import annotations
@@ -103,7 +106,8 @@ def payment_day_offsets(utility: Utility, period: Period, bills: pl.DataFrame) -
 
     Returns the bills with ``paid_on`` (Date, null = never), ``delay_days`` (paid_on − due_on,
     null = never), ``paid_amount`` (Int64 fen, 0 when never) and ``channel`` (the customer's
-    preferred channel 90% of the time). Bills of zero or negative amount are never paid.
+    preferred channel 90% of the time). Bills of zero or negative amount, and the bills of
+    prepaid customers (settled from their credit), are never paid.
     """
     for col in ("customer_id", "amount", "due_on"):
         if col not in bills.columns:
@@ -146,7 +150,8 @@ def payment_day_offsets(utility: Utility, period: Period, bills: pl.DataFrame) -
     delay = np.where(is_late, late, np.where((beh == CHRONIC) | after, very_late, early))
     delay = delay.astype(np.int64)
 
-    pays = (u_pay < pay_prob) & (amount > 0)
+    prepaid = (utility.customers["payment_mode"] == "prepaid").to_numpy()[idx]
+    pays = (u_pay < pay_prob) & (amount > 0) & ~prepaid
     part = u_part < partial_prob
     paid_amount = np.where(part, np.maximum(1, np.floor(amount * frac)), amount)
     paid_amount = np.where(pays, paid_amount, 0).astype(np.int64)

@@ -314,6 +314,36 @@ def period_consumption(utility: Utility, period: Period) -> pl.DataFrame:
     )
 
 
+def _day_weight(utility: Utility, period: Period, d: int) -> np.ndarray:
+    """The day weights of day ``d`` of ``period`` (lognormal × day-of-week), per customer."""
+    m = utility.model
+    z = stream(utility.seed, "daily", period.index(), d).standard_normal(size=int(m.cls.shape[0]))
+    wd = date(period.year, period.month, d).weekday()
+    w: np.ndarray = np.exp(0.25 * z) * WEEKDAY[m.cls, wd]
+    return w
+
+
+def _through(utility: Utility, period: Period, upto: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the month's total day weight, the weight of days 1..``upto``) per customer. The running
+    sum is cached, so consecutive days cost O(1); the first day asked in a month costs one pass
+    over the month's weights."""
+    pidx = period.index()
+    n = int(utility.model.cls.shape[0])
+    cache = utility._cache.get("daily")
+    if cache is None or cache[0] != pidx:
+        s_all = np.zeros(n)
+        for d in range(1, _days(period) + 1):
+            s_all = s_all + _day_weight(utility, period, d)
+        cache = (pidx, s_all, 0, np.zeros(n))
+    _, s_all, last_d, running = cache
+    if upto < last_d:
+        last_d, running = 0, np.zeros(n)
+    for d in range(last_d + 1, upto + 1):
+        running = running + _day_weight(utility, period, d)
+    utility._cache["daily"] = (pidx, s_all, upto, running)
+    return s_all, running
+
+
 def daily_usage(utility: Utility, day: date) -> pl.DataFrame:
     """Consumption on business day ``day``: meter_id, kwh (centi-kWh after the multiplier).
 
@@ -324,34 +354,92 @@ def daily_usage(utility: Utility, day: date) -> pl.DataFrame:
     period = Period(day.year, day.month)
     _check(utility, period)
     m = utility.model
-    pidx = period.index()
-    n = int(m.cls.shape[0])
     total = _increments(utility, period)["total"]
-    ndays = _days(period)
-
-    def weight(d: int) -> np.ndarray:
-        z = stream(utility.seed, "daily", pidx, d).standard_normal(size=n)
-        wd = date(period.year, period.month, d).weekday()
-        w: np.ndarray = np.exp(0.25 * z) * WEEKDAY[m.cls, wd]
-        return w
-
-    cache = utility._cache.get("daily")
-    if cache is None or cache[0] != pidx:
-        s_all = np.zeros(n)
-        for d in range(1, ndays + 1):
-            s_all = s_all + weight(d)
-        cache = (pidx, s_all, 0, np.zeros(n))
-    _, s_all, last_d, running = cache
-    if day.day - 1 < last_d:
-        last_d, running = 0, np.zeros(n)
-    for d in range(last_d + 1, day.day):
-        running = running + weight(d)
-    before = running
-    through = running + weight(day.day)
+    s_all, before = _through(utility, period, day.day - 1)
+    through = before + _day_weight(utility, period, day.day)
     lo = np.floor(total * (before / s_all)).astype(np.int64)
-    hi = total if day.day == ndays else np.floor(total * (through / s_all)).astype(np.int64)
+    hi = total if day.day == _days(period) else np.floor(total * (through / s_all)).astype(np.int64)
     hi = np.minimum(np.maximum(hi, lo), total)
-    utility._cache["daily"] = (pidx, s_all, day.day, through)
+    utility._cache["daily"] = (period.index(), s_all, day.day, through)
     return pl.DataFrame(
         {"meter_id": m.meter_ids, "kwh": pl.Series((hi - lo) * m.multiplier, dtype=pl.Int64)}
+    )
+
+
+def prepaid_index(utility: Utility) -> np.ndarray:
+    """Row numbers (= customer = meter index) of the prepaid customers, ascending."""
+    idx = utility._cache.get("prepaid_index")
+    if idx is None:
+        idx = np.flatnonzero((utility.customers["payment_mode"] == "prepaid").to_numpy())
+        utility._cache["prepaid_index"] = idx
+    out: np.ndarray = idx
+    return out
+
+
+def _registers_at(utility: Utility, day: date, idx: np.ndarray) -> tuple[State, np.ndarray]:
+    """True unwrapped total / peak2 / valley2 registers at 00:00 of ``day`` (2nd day of a month
+    or later) of the customers ``idx``, and which of them are TOU (total,peak,valley) meters."""
+    m = utility.model
+    period = Period(day.year, day.month)
+    prev = _cumulative(utility, period.index() - 1)
+    inc = _increments(utility, period)
+    s_all, before = _through(utility, period, day.day - 1)
+    frac = before[idx] / s_all[idx]
+    # the same split as daily_usage: the register has moved by floor(increment × fraction)
+    total = prev["total"][idx] + np.floor(inc["total"][idx] * frac).astype(np.int64)
+    pos2 = np.searchsorted(m.idx2, idx)
+    is2 = (pos2 < m.idx2.shape[0]) & (m.idx2[np.minimum(pos2, m.idx2.shape[0] - 1)] == idx)
+    p2 = pos2[is2]
+    f2 = frac[is2]
+    peak = prev["peak2"][p2] + np.floor(inc["peak2"][p2] * f2).astype(np.int64)
+    valley = prev["valley2"][p2] + np.floor(inc["valley2"][p2] * f2).astype(np.int64)
+    # a TOU meter's total is the sum of its registers (within 0.01 kWh of the split above), so
+    # every register is monotone and they add up exactly every day
+    total[is2] = peak + valley
+    return {"total": total, "peak2": peak, "valley2": valley}, is2
+
+
+def daily_reads(utility: Utility, day: date) -> pl.DataFrame:
+    """The daily frozen reads (日冻结) of the prepaid customers' meters at 00:00 Asia/Shanghai on
+    ``day``: meter_id, read_at (UTC), register (total; TOU meters also peak and valley), value
+    (centi, wrapped), source (``ami``), one row per meter and register.
+
+    On the 1st of a month the daily read is the monthly frozen read (``monthly_reads`` of the
+    month before, with its planted faults; the opening reads on ``start``'s first day). Other
+    days read true: the registers have moved by the month's increment × the day-weight fraction
+    of the days before ``day`` (the split of ``daily_usage``), so one day's total increment ×
+    multiplier is ``daily_usage`` of the day before. Monotone within a month.
+    """
+    idx = prepaid_index(utility)
+    m = utility.model
+    if day.day == 1:
+        prev = Period(day.year, day.month).prev()
+        if prev < utility.start and day != utility.start.first_day:
+            _check(utility, prev)
+        frame = opening_reads(utility) if prev < utility.start else monthly_reads(utility, prev)
+        return frame.filter(pl.col("meter_id").is_in(m.meter_ids.gather(idx).implode())
+                            & (pl.col("register") != "demand_kw"))
+    _check(utility, Period(day.year, day.month))
+    regs, is2 = _registers_at(utility, day, idx)
+    k = np.where(is2, 3, 1)
+    offsets = np.concatenate([[0], np.cumsum(k)[:-1]]).astype(np.int64)
+    rows = int(k.sum())
+    code = np.zeros(rows, dtype=np.int64)
+    value = np.zeros(rows, dtype=np.int64)
+    value[offsets] = regs["total"] % m.modulus[idx]
+    o2 = offsets[is2]
+    mod2 = m.modulus[idx][is2]
+    code[o2 + 1], value[o2 + 1] = REGISTER_ORDER.index("peak"), regs["peak2"] % mod2
+    code[o2 + 2], value[o2 + 2] = REGISTER_ORDER.index("valley"), regs["valley2"] % mod2
+    cust = np.repeat(idx, k)
+    return pl.DataFrame(
+        {
+            "meter_id": m.meter_ids.gather(cust),
+            "read_at": pl.Series([_utc_midnight(day)], dtype=pl.Datetime("us", "UTC")).gather(
+                np.zeros(rows, dtype=np.int64)
+            ),
+            "register": pl.Series(REGISTER_ORDER, dtype=pl.String).gather(code),
+            "value": pl.Series(value, dtype=pl.Int64),
+            "source": pl.Series(["ami"], dtype=pl.String).gather(np.zeros(rows, dtype=np.int64)),
+        }
     )

@@ -364,7 +364,10 @@ def build_utility(n_customers: int, seed: int = 1, start: Period = Period(2025, 
     # the four TOU registers (plus kvarh and demand) whatever their size
     full = has_cap | (cls == COM) | (cls == IND)
     plain = ~full & ~tou
-    digits = np.where(plain & (stream(seed, "digits").random(size=n) < OLD_METER_SHARE), 5, 6)
+    # smart prepayment needs a remotely read and switched smart meter: never an old 5-digit
+    # meter, never one read by hand
+    digits = np.where(plain & ~prepaid & (stream(seed, "digits").random(size=n) < OLD_METER_SHARE),
+                      5, 6)
     rng = stream(seed, "installed_on")
     last_ok = start_day - 1
     hi = last_ok - 90
@@ -374,7 +377,7 @@ def build_utility(n_customers: int, seed: int = 1, start: Period = Period(2025, 
     lo = min(_day_numbers(date(1998, 1, 1)), hi - 10 * 365)
     old = rng.integers(lo, hi, size=n)
     installed = np.minimum(np.maximum(opened, np.where(digits == 5, old, campaign)), last_ok)
-    manual = stream(seed, "read_source").random(size=n) < MANUAL_READ_SHARE
+    manual = ~prepaid & (stream(seed, "read_source").random(size=n) < MANUAL_READ_SHARE)
     comm_prefix = stream(seed, "comm_address").integers(1000, 10_000, size=n)
 
     # --- frames ----------------------------------------------------------------------------
