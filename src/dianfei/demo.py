@@ -161,7 +161,7 @@ def _run_days(db: Database, pending: list[pl.DataFrame], first: date, stop: date
     notices, stops, reconnections), then the day's payments; returns the payments still ahead."""
     import polars as pl
 
-    from dianfei.collections.service import run_day
+    from dianfei.collections.service import pending_late_fees, run_day
     from dianfei.notify.channels import Senders
     from dianfei.payments.service import open_items, post_payments_frame
 
@@ -181,10 +181,16 @@ def _run_days(db: Database, pending: list[pl.DataFrame], first: date, stop: date
         if todays is not None and todays.height:
             clock = FixedClock(datetime.combine(day, time(18), tzinfo=BUSINESS_TZ))
             with db.engine.begin() as conn:
-                # a customer paying a bill in full also pays the late fees then open
-                fees = (open_items(conn, accounts=todays["account_id"].unique().to_list())
-                        .filter(pl.col("item_kind") == "late_fee")
-                        .group_by("account_id").agg(pl.col("open_amount").sum().alias("_fees")))
+                # a customer paying a bill in full also pays the late fees then owed: those
+                # posted and still open, and those accrued but not posted yet
+                accounts = todays["account_id"].unique().to_list()
+                pending = pending_late_fees(conn, accounts)
+                fees = pl.concat([
+                    open_items(conn, accounts=accounts).filter(pl.col("item_kind") == "late_fee")
+                    .select("account_id", pl.col("open_amount").alias("_fees")),
+                    pl.DataFrame({"account_id": list(pending), "_fees": list(pending.values())},
+                                 schema={"account_id": pl.String, "_fees": pl.Int64}),
+                ]).group_by("account_id").agg(pl.col("_fees").sum())
                 todays = todays.join(fees, on="account_id", how="left").with_columns(
                     (pl.col("amount") + pl.when(pl.col("in_full"))
                      .then(pl.col("_fees").fill_null(0)).otherwise(0)).alias("amount"),

@@ -1,0 +1,51 @@
+"""CLI: ``account show`` — what an account owes, at a glance."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+import typer
+
+from dianfei.cli.common import handle_errors, print_json
+from dianfei.cli.context import clock_from_env, database
+
+account_app = typer.Typer(help="Accounts: balance, open items, credit, plan, supply state.",
+                          no_args_is_help=True)
+
+
+@account_app.command("show")
+@handle_errors
+def account_show(
+    account: Annotated[str, typer.Argument(help="the account id")],
+    as_of: Annotated[str | None, typer.Option("--as-of", help="business date (default today)")]
+    = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Balance, amount due, open items with their ages, credit, late fees, plan, supply state."""
+    from dianfei.collections.account import account_view
+    from dianfei.core.clock import business_date
+
+    day = date.fromisoformat(as_of) if as_of else business_date(clock_from_env().now())
+    with database().engine.connect() as conn:
+        view = account_view(conn, account, as_of=day)
+    if json_out:
+        print_json(view)
+        return
+    typer.echo(f"{view['account']}  {view['name'] or ''}  {view['customer_class'] or ''}  "
+               f"({view['payment_mode'] or ''})  as of {view['as_of']}")
+    typer.echo(f"  amount due {view['amount_due']:>12}   balance {view['balance']}   "
+               f"overdue {view['overdue']}   credit {view['credit']}")
+    typer.echo(f"  late fees: open {view['late_fees']['open']}, accrued not yet posted "
+               f"{view['late_fees']['pending']}")
+    for r in view["open_items"]:
+        typer.echo(f"  {r['reference']:<28} {r['kind']:<8} due {r['due_on']}  open {r['open']:>10}"
+                   f"  {r['days_overdue']:>4} days overdue")
+    if view["plan"]:
+        p = view["plan"]
+        typer.echo(f"  payment plan {p['plan_id']} agreed {p['agreed_on']}: {p['total']}")
+    typer.echo(f"  supply: {view['supply']['state']}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(account_app, name="account")

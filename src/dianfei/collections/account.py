@@ -1,0 +1,96 @@
+"""The counter clerk's first question — what does this account owe? — answered in one place.
+
+:func:`account_view` composes the money core's open items (ledger service), the late fees accrued
+but not yet posted, the payment plan and the supply state (stop case, prepayment stage). The CLI
+(``dianfei account show``), the API and the console print it; none of them adds business logic.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import text
+
+from dianfei.core.errors import NotFoundError
+from dianfei.core.money import fmt_yuan
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+
+def _aging_bucket(days: int) -> str:
+    if days <= 0:
+        return "current"
+    if days <= 30:
+        return "0-30"
+    if days <= 60:
+        return "31-60"
+    if days <= 90:
+        return "61-90"
+    return ">90"
+
+
+def account_view(conn: Connection, account_id: str, *, as_of: date) -> dict[str, Any]:
+    """Balance, amount due, open items with their ages, credit, late fees (posted and pending),
+    the active plan and the supply state of one account, as of a business date."""
+    from dianfei.collections import repository
+    from dianfei.customers.service import customers_by_id
+    from dianfei.ledger import items as ledger_items
+
+    acct = conn.execute(text("SELECT account_id, customer_id FROM accounts WHERE account_id = :a"),
+                        {"a": account_id}).first()
+    if acct is None:
+        raise NotFoundError(f"account {account_id} does not exist")
+    customer = customers_by_id(conn, [str(acct[1])]).get(str(acct[1]), {})
+    open_items = ledger_items.open_frame(conn, [account_id]).sort("due_on", "reference",
+                                                                  nulls_last=True)
+    rows: list[dict[str, Any]] = []
+    owed = credit = overdue = fees_open = 0
+    for r in open_items.iter_rows(named=True):
+        fen = int(r["open_amount"])
+        if r["item_kind"] == "credit":
+            credit += -fen
+            continue
+        owed += fen
+        due = r["due_on"]
+        days = (as_of - due).days if due is not None else 0
+        if days > 0:
+            overdue += fen
+        if r["item_kind"] == "late_fee":
+            fees_open += fen
+        rows.append({"reference": r["reference"], "kind": r["item_kind"], "bill_id": r["bill_id"],
+                     "due_on": due.isoformat() if due else None, "amount": fmt_yuan(r["amount"]),
+                     "open": fmt_yuan(fen), "days_overdue": max(days, 0),
+                     "aging": _aging_bucket(days)})
+    pending = repository.pending_fees(conn, [account_id]).get(account_id, 0)
+    balance = owed - credit
+    plan = conn.execute(text(
+        "SELECT plan_id, agreed_on, total, status FROM payment_plans WHERE account_id = :a "
+        "AND status = 'active' ORDER BY plan_id DESC"), {"a": account_id}).first()
+    case = conn.execute(text(
+        "SELECT case_id, mode, status, bill_id FROM stop_cases WHERE account_id = :a "
+        "AND status != 'closed'"), {"a": account_id}).first()
+    prepay = conn.execute(text("SELECT stage, available, as_of FROM prepay_state "
+                               "WHERE account_id = :a"), {"a": account_id}).first()
+    supply = "connected"
+    if case is not None:
+        supply = {"suspended": "suspended", "reconnecting": "reconnecting"}.get(
+            str(case[2]), "stop_pending")
+    return {
+        "account": account_id, "customer_id": str(acct[1]), "name": customer.get("name"),
+        "customer_class": customer.get("customer_class"),
+        "payment_mode": customer.get("payment_mode"), "as_of": as_of.isoformat(),
+        "balance": fmt_yuan(balance), "amount_due": fmt_yuan(balance + pending),
+        "owed": fmt_yuan(owed), "overdue": fmt_yuan(overdue), "credit": fmt_yuan(credit),
+        "late_fees": {"open": fmt_yuan(fees_open), "pending": fmt_yuan(pending)},
+        "open_items": rows,
+        "plan": None if plan is None else {
+            "plan_id": int(plan[0]), "agreed_on": str(plan[1]), "total": fmt_yuan(int(plan[2])),
+            "status": plan[3]},
+        "supply": {"state": supply, "stop_case": None if case is None else {
+            "case_id": int(case[0]), "mode": case[1], "status": case[2], "bill_id": case[3]},
+            "prepay": None if prepay is None else {
+                "stage": prepay[0], "available": fmt_yuan(int(prepay[1])),
+                "as_of": str(prepay[2])}},
+    }

@@ -1,0 +1,132 @@
+"""Credit is applied whenever it meets an open item, on every path — not only in the demo: the
+bill run, a rebill of a paid bill, a payment. ``account show`` answers what is owed."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+
+from sqlalchemy import text
+from typer.testing import CliRunner
+
+from dianfei.billing.service import rebill, run_bill_run
+from dianfei.cli.main import app
+from dianfei.core.clock import BUSINESS_TZ, FixedClock, Period
+from dianfei.db.engine import Database
+from dianfei.ledger import service as ledger
+from dianfei.payments import service as payments
+from dianfei.payments.channels.base import ChannelPayment
+from tests.factories import Person, Reads, load_people, month_end
+
+JAN, FEB = Period(2026, 1), Period(2026, 2)
+OPEN = month_end(Period(2025, 12))
+
+
+def issue_clock(period: Period) -> FixedClock:
+    d = period.end_date
+    return FixedClock(datetime(d.year, d.month, 3, 9, 0, tzinfo=BUSINESS_TZ))
+
+
+def pay(db: Database, account: str, txn: str, fen: int, day: date) -> int:
+    at = datetime(day.year, day.month, day.day, 10, 0, tzinfo=BUSINESS_TZ)
+    with db.session() as s:
+        return payments.post_channel_payment(
+            s, ChannelPayment(channel="counter", transaction_id=txn, amount=fen, paid_at=at,
+                              order_no=None, account_id=account),
+            clock=FixedClock(at), source="test").balance_after
+
+
+def paid_on(db: Database) -> list[tuple[str, int]]:
+    """(item, net money on it) from the clearings."""
+    with db.engine.connect() as conn:
+        return [(r[0], int(r[1])) for r in conn.execute(text(
+            "SELECT item_reference, SUM(amount) FROM payment_allocations "
+            "WHERE item_reference IS NOT NULL GROUP BY item_reference ORDER BY item_reference"))]
+
+
+def bill_state(db: Database) -> list[tuple[str, str, int]]:
+    """(bill, status, paid) from the clearings."""
+    with db.engine.connect() as conn:
+        return [(r[0], r[1], int(r[2])) for r in conn.execute(text(
+            "SELECT b.bill_id, b.status, COALESCE(SUM(pa.amount), 0) FROM bills b "
+            "LEFT JOIN payment_allocations pa ON pa.item_reference = b.bill_id "
+            "GROUP BY b.bill_id, b.status ORDER BY b.bill_id"))]
+
+
+def sound(db: Database) -> None:
+    with db.engine.connect() as conn:
+        assert ledger.check(conn) == []
+        assert payments.check(conn) == []
+
+
+def test_the_bill_run_applies_credit_to_the_new_bills(db: Database) -> None:
+    # given C1 paid 100.00 before any bill (prepaid money: credit)
+    load_people(db, [Person("C1")])
+    Reads().add("C1", OPEN, 1000_00).add("C1", month_end(JAN), 1150_00).store(db)
+    assert pay(db, "C1", "T1", 10_000, date(2026, 1, 20)) == -10_000
+    # when January is billed (150 kWh = 80.70 yuan)
+    run_bill_run(db, JAN, issue_clock(JAN))
+    # then the bill is paid from the credit in the bill run's own transaction; 19.30 is left
+    assert bill_state(db) == [("C1-202601-1", "issued", 8070)]
+    with db.engine.connect() as conn:
+        assert ledger.balances(conn, ["C1"]) == {"C1": -1930}
+    sound(db)
+
+
+def test_rebilling_a_paid_bill_moves_the_money_to_the_new_version(db: Database) -> None:
+    # given C1's January bill (53.80 yuan for 100 kWh) was paid in full
+    load_people(db, [Person("C1")])
+    Reads().add("C1", OPEN, 0).add("C1", month_end(JAN), 100_00).store(db)
+    run_bill_run(db, JAN, issue_clock(JAN))
+    assert pay(db, "C1", "T1", 5380, date(2026, 2, 10)) == 0
+    # when a corrected read (120 kWh) arrives and the bill is cancelled and rebilled
+    with db.engine.begin() as conn:
+        conn.execute(text("DELETE FROM register_reads WHERE value = 10000"))
+    Reads().add("C1", month_end(JAN), 120_00, source="manual").store(db)
+    rebill(db, issue_clock(FEB), "C1-202601-1", "meter reader mistyped the reading")
+    # then the 53.80 paid went back to credit and on to the new version, which owes the rest
+    assert bill_state(db) == [("C1-202601-1", "cancelled", 0), ("C1-202601-2", "issued", 5380)]
+    with db.engine.connect() as conn:
+        assert ledger.balances(conn, ["C1"]) == {"C1": 6456 - 5380}
+    sound(db)
+
+
+def test_a_payment_reopened_by_a_refund_meets_the_accounts_other_credit(db: Database) -> None:
+    load_people(db, [Person("C1")])
+    Reads().add("C1", OPEN, 0).add("C1", month_end(JAN), 100_00).store(db)
+    run_bill_run(db, JAN, issue_clock(JAN))  # 53.80
+    pay(db, "C1", "T1", 5380, date(2026, 2, 1))  # pays the bill
+    pay(db, "C1", "T2", 3000, date(2026, 2, 2))  # 30.00 of credit
+    with db.session() as s:
+        payments.reverse_payment(s, payments.payment_id_for("counter", "T1"),
+                                 reason="duplicate at the counter", clock=issue_clock(FEB))
+    # the bill is open again for 53.80, and the 30.00 of credit clears part of it at once
+    assert paid_on(db) == [("C1-202601-1", 3000)]
+    with db.engine.connect() as conn:
+        assert ledger.balances(conn, ["C1"]) == {"C1": 2380}
+    sound(db)
+
+
+def test_account_show_answers_the_counter_clerks_first_question(
+        db: Database, db_env: dict[str, str]) -> None:
+    load_people(db, [Person("C1")])
+    with db.session() as s:
+        ledger.post_entry(s, clock=issue_clock(JAN), account_id="C1", customer_id="C1",
+                          kind="bill", amount=5000, reference="C1-202601-1",
+                          due_on=date(2026, 2, 18))
+        ledger.post_entry(s, clock=issue_clock(FEB), account_id="C1", customer_id="C1",
+                          kind="bill", amount=4000, reference="C1-202602-1",
+                          due_on=date(2026, 3, 18))
+    pay(db, "C1", "T1", 2000, date(2026, 2, 10))
+    res = CliRunner().invoke(app, ["account", "show", "C1", "--as-of", "2026-03-01", "--json"],
+                             env=db_env)
+    assert res.exit_code == 0, res.output
+    view = json.loads(res.output)
+    assert (view["balance"], view["amount_due"], view["overdue"], view["credit"]) == (
+        "70.00", "70.00", "30.00", "0.00")
+    assert [(i["reference"], i["open"], i["days_overdue"], i["aging"])
+            for i in view["open_items"]] == [("C1-202601-1", "30.00", 11, "0-30"),
+                                             ("C1-202602-1", "40.00", 0, "current")]
+    assert view["supply"]["state"] == "connected" and view["plan"] is None
+    missing = CliRunner().invoke(app, ["account", "show", "NOPE", "--json"], env=db_env)
+    assert missing.exit_code != 0 and "NOPE" in missing.output
