@@ -7,6 +7,7 @@ import json
 from datetime import date, datetime
 
 from sqlalchemy import text
+from tests.factories import Person, Reads, load_people, month_end
 from typer.testing import CliRunner
 
 from dianfei.billing.service import rebill, run_bill_run
@@ -16,7 +17,6 @@ from dianfei.db.engine import Database
 from dianfei.ledger import service as ledger
 from dianfei.payments import service as payments
 from dianfei.payments.channels.base import ChannelPayment
-from tests.factories import Person, Reads, load_people, month_end
 
 JAN, FEB = Period(2026, 1), Period(2026, 2)
 OPEN = month_end(Period(2025, 12))
