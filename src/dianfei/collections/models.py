@@ -59,6 +59,12 @@ class LateFeeAccrual(Base):
     micro-fen (fen × ppm) so that each day posts only the change of the once-rounded total."""
 
     __tablename__ = "late_fee_accruals"
+    __table_args__ = (
+        # a day reads the accruals still open (and a year of late history by due date)
+        Index("ix_late_fee_accruals_open", "bill_id",
+              sqlite_where=text("closed_on IS NULL"), postgresql_where=text("closed_on IS NULL")),
+        Index("ix_late_fee_accruals_due", "due_on"),
+    )
     bill_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     account_id: Mapped[str] = mapped_column(String(32), index=True)
     customer_id: Mapped[str] = mapped_column(String(32))

@@ -92,12 +92,12 @@ def active_plans(engine: Engine) -> pl.DataFrame:
 
     return read_frame(
         engine,
+        # payments posted since the plan was agreed and not refunded count towards it — by
+        # time, never by a position on ledger ids (ids commit out of order on PostgreSQL)
         "SELECT p.plan_id, p.account_id, p.customer_id, p.total, p.ledger_mark, "
-        "COALESCE((SELECT CAST(-SUM(e.amount) AS BIGINT) FROM ledger_entries e "
-        "  WHERE e.account_id = p.account_id AND e.entry_id > p.ledger_mark "
-        "  AND e.kind IN ('payment', 'reversal') AND e.amount <> 0 "
-        "  AND (e.kind = 'payment' OR e.reverses_entry_id IN (SELECT entry_id FROM ledger_entries "
-        "       WHERE kind = 'payment'))), 0) AS paid "
+        "COALESCE((SELECT CAST(SUM(y.amount) AS BIGINT) FROM payments y "
+        "  WHERE y.account_id = p.account_id AND y.posted_at >= p.agreed_at "
+        "  AND y.status = 'posted'), 0) AS paid "
         "FROM payment_plans p WHERE p.status = 'active'",
         schema={"plan_id": pl.Int64, "account_id": pl.String, "customer_id": pl.String,
                 "total": pl.Int64, "ledger_mark": pl.Int64, "paid": pl.Int64})
@@ -309,14 +309,15 @@ def prepaid_reads_at(engine: Engine, instants: list[datetime]) -> pl.DataFrame:
 
 
 def prepaid_balances(engine: Engine) -> pl.DataFrame:
-    """Ledger balance of every prepaid account (fen; negative = money in hand)."""
+    """Balance of every prepaid account (fen; negative = money in hand), from the open items
+    (equal to the ledger balance, see ``ledger check``): no scan of the ledger's history."""
     import polars as pl
 
     return read_frame(
         engine,
-        "SELECT e.account_id, CAST(SUM(e.amount) AS BIGINT) AS balance FROM ledger_entries e "
-        "JOIN customers c ON c.customer_id = e.customer_id AND c.payment_mode = 'prepaid' "
-        "GROUP BY e.account_id",
+        "SELECT o.account_id, CAST(SUM(o.open_amount) AS BIGINT) AS balance FROM open_items o "
+        "JOIN customers c ON c.customer_id = o.customer_id AND c.payment_mode = 'prepaid' "
+        "WHERE o.open_amount <> 0 GROUP BY o.account_id",
         schema={"account_id": pl.String, "balance": pl.Int64})
 
 

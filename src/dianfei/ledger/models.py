@@ -105,6 +105,8 @@ class Clearing(Base):
         Index("ix_payment_allocations_bill", "bill_id"),
         Index("ix_payment_allocations_account", "account_id", "allocated_at"),
         Index("ix_payment_allocations_item", "item_reference"),
+        # late fees read what reached bills today
+        Index("ix_payment_allocations_allocated_at", "allocated_at"),
     )
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
                                     autoincrement=True)

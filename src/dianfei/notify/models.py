@@ -36,6 +36,8 @@ class OutboxMessage(Base):
         Index("ix_notify_outbox_account", "account_id", "queued_at"),
         # rate limits count today's sends per customer and channel
         Index("ix_notify_outbox_customer", "customer_id", "channel", "claimed_at"),
+        # collections reads what was sent since its last look
+        Index("ix_notify_outbox_updated", "updated_at"),
     )
     outbox_id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
     #: the caller's idempotency key, e.g. "dunning:C00001:2026-10:reminder:sms"

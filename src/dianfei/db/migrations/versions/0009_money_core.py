@@ -76,6 +76,14 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("accrued", sa.BigInteger(), nullable=False,
                                       server_default="0"))
     op.execute("UPDATE late_fee_accruals SET accrued = posted")
+    # a day of collections reads what is open or new, never the whole history
+    op.create_index("ix_late_fee_accruals_open", "late_fee_accruals", ["bill_id"],
+                    sqlite_where=sa.text("closed_on IS NULL"),
+                    postgresql_where=sa.text("closed_on IS NULL"))
+    op.create_index("ix_late_fee_accruals_due", "late_fee_accruals", ["due_on"])
+    op.create_index("ix_notify_outbox_updated", "notify_outbox", ["updated_at"])
+    op.create_index("ix_payment_allocations_allocated_at", "payment_allocations",
+                    ["allocated_at"])
     op.create_table(
         "events",
         sa.Column("event_id", _ID, autoincrement=True, nullable=False),
@@ -107,6 +115,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_payment_allocations_allocated_at", "payment_allocations")
+    op.drop_index("ix_notify_outbox_updated", "notify_outbox")
+    op.drop_index("ix_late_fee_accruals_due", "late_fee_accruals")
+    op.drop_index("ix_late_fee_accruals_open", "late_fee_accruals")
     op.drop_table("event_deliveries")
     op.drop_table("events")
     op.drop_table("open_items")
