@@ -8,6 +8,7 @@ mismatched TOU registers, missing or doubled basic-charge basis, negative quanti
 
 from __future__ import annotations
 
+import itertools
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -25,6 +26,7 @@ from dianfei.tariffs.models import (
     FlatEnergy,
     Fund,
     LowIncomeAllowance,
+    MeterUsage,
     RatingError,
     Season,
     Tariff,
@@ -36,7 +38,7 @@ from dianfei.tariffs.models import (
     Usage,
 )
 from dianfei.tariffs.rating_columnar import rate_frame
-from dianfei.tariffs.rating_scalar import rate
+from dianfei.tariffs.rating_scalar import rate, tou_quantities
 from dianfei.tariffs.service import TariffCatalogue
 
 price = st.integers(0, 30_000)  # 0.0000 .. 3.0000 yuan, four places
@@ -204,3 +206,132 @@ def test_unknown_tariff_and_no_version_in_force_are_errors() -> None:
     assert sorted(errors["reason"].to_list()) == ["unknown_tariff", "unknown_tariff"]
     lines, errors = rate_frame(catalogue, Period(2024, 12), frame.head(1))
     assert lines.height == 0 and errors["reason"].to_list() == ["no_tariff_in_force"]
+
+
+# --- accounts billed on several meters (一户多表) ---------------------------------------------
+
+
+@st.composite
+def meter_usages(draw: Any, version: TariffVersion, kwh: int) -> list[dict[str, Any]]:
+    """1–3 meters whose kWh add up to the account's ``kwh`` (sometimes not, on purpose), each
+    with its own TOU registers split like an account's (sometimes broken the same ways)."""
+    n = draw(st.integers(1, 3))
+    cuts = sorted(draw(st.lists(st.integers(0, kwh), min_size=n - 1, max_size=n - 1)))
+    bounds = [0, *cuts, kwh]
+    meters = []
+    for k, (lo, hi) in enumerate(itertools.pairwise(bounds)):
+        meter: dict[str, Any] = {"meter_id": f"M{k}", "kwh": hi - lo}
+        for p in TOU_PERIODS:
+            meter[f"{p}_kwh"] = None
+        energy = version.energy
+        if isinstance(energy, TouEnergy | TouTieredEnergy):
+            periods = list(energy.periods)
+            mcuts = sorted(draw(st.lists(st.integers(0, hi - lo), min_size=len(periods) - 1,
+                                         max_size=len(periods) - 1)))
+            mb = [0, *mcuts, hi - lo]
+            for p, a, b in zip(periods, mb, mb[1:], strict=False):
+                meter[f"{p}_kwh"] = b - a
+            if draw(st.integers(0, 5)) == 0:  # a broken meter: one period unread, or skewed
+                meter[f"{periods[0]}_kwh"] = (None if draw(st.booleans())
+                                              else meter[f"{periods[0]}_kwh"] + 1)
+                if len(periods) > 1 and draw(st.booleans()):
+                    meter[f"{periods[-1]}_kwh"] = None
+        meters.append(meter)
+    if draw(st.integers(0, 20)) == 0:
+        meters[0]["kwh"] += 1  # the meters do not add up to the account
+    return meters
+
+
+def _meter_usage(m: dict[str, Any]) -> MeterUsage:
+    return MeterUsage(m["meter_id"], **{k: _dec(v) for k, v in m.items()  # type: ignore[arg-type]
+                                        if k != "meter_id"})
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_columnar_agrees_with_scalar_on_several_meters(data: Any) -> None:
+    version = data.draw(versions())
+    period = Period(2026, data.draw(st.integers(1, 12)))
+    rows = data.draw(st.lists(usages(version), min_size=1, max_size=4))
+    meters_of = []
+    for row in rows:
+        for p in TOU_PERIODS:  # the account's own registers are not used with meters
+            row[f"{p}_kwh"] = None
+        meters_of.append(data.draw(meter_usages(version, max(row["kwh"], 0))))
+    catalogue = TariffCatalogue({"t": Tariff("t", "t", "residential", (version,))}, Path("."))
+    frame = pl.DataFrame(
+        [{"account_id": f"A{i}", "tariff_id": "t", **row} for i, row in enumerate(rows)],
+        schema_overrides={k: pl.Int64 for k in rows[0] if k != "low_income"},
+    )
+    meters = pl.DataFrame(
+        [{"account_id": f"A{i}", **m} for i, ms in enumerate(meters_of) for m in ms],
+        schema_overrides={k: pl.Int64 for k in ("kwh", *(f"{p}_kwh" for p in TOU_PERIODS))},
+    )
+    lines, errors = rate_frame(catalogue, period, frame, meters)
+    reasons = dict(zip(errors["account_id"], errors["reason"], strict=True))
+    for i, row in enumerate(rows):
+        account = f"A{i}"
+        ms = [_meter_usage(m) for m in meters_of[i]]
+        try:
+            expected = rate(version, period, _usage(row), ms)
+        except RatingError as err:
+            assert reasons.get(account) == err.reason, (row, meters_of[i], err)
+            assert lines.filter(pl.col("account_id") == account).height == 0
+            continue
+        assert account not in reasons, (row, meters_of[i], reasons.get(account))
+        got = lines.filter(pl.col("account_id") == account)
+        assert got["line_no"].to_list() == list(range(1, len(expected) + 1))
+        got_rows = [(r["code"], r["quantity"], r["unit_price"], r["amount"], r["power_factor"],
+                     r["percent"], r["meter_id"]) for r in got.iter_rows(named=True)]
+        want_rows = [(ln.code, ln.quantity, ln.unit_price, ln.amount, ln.power_factor,
+                      ln.percent, ln.meter_id) for ln in expected]
+        assert got_rows == want_rows
+        # tiers and increments are those of the summed consumption; per-meter lines add up to
+        # the summed quantities; every per-account line appears once
+        summed = {f"{p}_kwh": sum(q for m in meters_of[i]
+                                  if (q := m[f"{p}_kwh"]) is not None) for p in TOU_PERIODS}
+        energy = version.energy
+        if isinstance(energy, TouEnergy | TouTieredEnergy):
+            split = {p: 0 for p in energy.periods}
+            for m in ms:
+                for p, v in tou_quantities(energy.periods, m, int(m.kwh * 100)).items():
+                    split[p] += v
+            summed = {f"{p}_kwh": split.get(p) for p in TOU_PERIODS}
+        whole = rate(version, period, _usage({**row, **summed}))
+        tier = [(ln.code, ln.quantity, ln.amount) for ln in whole if "tier" in ln.code]
+        assert [(ln.code, ln.quantity, ln.amount) for ln in expected if "tier" in ln.code] == tier
+        per_account = [ln.code for ln in expected if ln.meter_id is None]
+        assert len(per_account) == len(set(per_account))
+        for code in {ln.code for ln in expected if ln.meter_id is not None}:
+            assert sum(ln.quantity for ln in expected if ln.code == code) == next(
+                ln.quantity for ln in whole if ln.code == code)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cases())
+def test_one_meter_named_on_the_row_is_one_meter_group(
+        case: tuple[TariffVersion, Period, list[Any]]) -> None:
+    """A row's ``meter_id`` rates exactly as that one meter given to the scalar rater."""
+    version, period, rows = case
+    catalogue = TariffCatalogue({"t": Tariff("t", "t", "residential", (version,))}, Path("."))
+    frame = pl.DataFrame(
+        [{"account_id": f"A{i}", "tariff_id": "t", "meter_id": f"M{i}", **row}
+         for i, row in enumerate(rows)],
+        schema_overrides={k: pl.Int64 for k in rows[0] if k != "low_income"},
+    )
+    lines, errors = rate_frame(catalogue, period, frame)
+    reasons = dict(zip(errors["account_id"], errors["reason"], strict=True))
+    for i, row in enumerate(rows):
+        account = f"A{i}"
+        meter = {"meter_id": f"M{i}", "kwh": row["kwh"],
+                 **{f"{p}_kwh": row[f"{p}_kwh"] for p in TOU_PERIODS}}
+        try:
+            if row["kwh"] < 0:
+                raise RatingError("invalid_quantity", "negative")
+            expected = rate(version, period, _usage(row), [_meter_usage(meter)])
+        except RatingError as err:
+            assert reasons.get(account) == err.reason
+            continue
+        got = lines.filter(pl.col("account_id") == account)
+        assert [(r["code"], r["amount"], r["meter_id"]) for r in got.iter_rows(named=True)] \
+            == [(ln.code, ln.amount, ln.meter_id) for ln in expected]

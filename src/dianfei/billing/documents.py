@@ -38,6 +38,9 @@ def bill_document(engine: Engine, account_id: str, period: Period) -> dict[str, 
         lines = conn.execute(text(
             "SELECT * FROM bill_lines WHERE bill_id = :b ORDER BY line_no"),
             {"b": row["bill_id"]}).mappings().all()
+        bill_meters = conn.execute(text(
+            "SELECT * FROM bill_meters WHERE bill_id = :b ORDER BY meter_id"),
+            {"b": row["bill_id"]}).mappings().all()
         history = conn.execute(text(
             "SELECT period, kwh, amount FROM bills WHERE account_id = :a AND status = 'issued' "
             "AND period <= :p ORDER BY period DESC LIMIT 13"),
@@ -57,7 +60,30 @@ def bill_document(engine: Engine, account_id: str, period: Period) -> dict[str, 
         if ln["power_factor"] is not None:
             item["power_factor"] = f"{ln['power_factor'] / 100:.2f}"
             item["percent"] = fmt_qty(ln["percent"])
+        item["meter_id"] = ln["meter_id"]
         doc_lines.append(item)
+    # one group per meter (its reads, kWh and the energy lines rated on it), then the account's
+    # own lines (tiers on the total, basic charge, power factor, funds, allowance) once
+    sources: list[Any] = list(bill_meters) or ([row] if row["meter_id"] else [])
+    meter_groups = []
+    for m in sources:
+        own = [ln for ln, raw in zip(doc_lines, lines, strict=True)
+               if raw["meter_id"] == m["meter_id"]]
+        meter_groups.append({
+            "meter_id": m["meter_id"],
+            "multiplier": m["multiplier"],
+            "read_from": fmt_qty(m["read_from"]) if m["read_from"] is not None else None,
+            "read_from_at": _instant(m["read_from_at"]),
+            "read_to": fmt_qty(m["read_to"]) if m["read_to"] is not None else None,
+            "read_to_at": _instant(m["read_to_at"]),
+            "kwh": fmt_qty(m["kwh"]),
+            "estimated": bool(m["estimated"]),
+            "lines": own,
+            "amount": fmt_yuan(sum(raw["amount"] for raw in lines
+                                   if raw["meter_id"] == m["meter_id"])),
+        })
+    account_lines = [ln for ln, raw in zip(doc_lines, lines, strict=True)
+                     if raw["meter_id"] is None]
     peer_kwh = round(peer["kwh"]) if peer["kwh"] is not None else None
     return {
         "bill_id": row["bill_id"],
@@ -73,6 +99,7 @@ def bill_document(engine: Engine, account_id: str, period: Period) -> dict[str, 
         "estimated": bool(row["estimated"]),
         "tariff": row["tariff_id"],
         "tariff_version": row["tariff_version"],
+        # the bill's own meter (null meter_id on a bill on several meters: see "meters")
         "meter": {
             "meter_id": row["meter_id"],
             "multiplier": row["multiplier"],
@@ -82,7 +109,9 @@ def bill_document(engine: Engine, account_id: str, period: Period) -> dict[str, 
             "read_to_at": _instant(row["read_to_at"]),
         },
         "kwh": fmt_qty(row["kwh"]),
+        "meters": meter_groups,
         "lines": doc_lines,
+        "account_lines": account_lines,
         "total": fmt_yuan(row["amount"]),
         "replaces_bill_id": row["replaces_bill_id"],
         "cancel_reason": row["cancel_reason"],

@@ -70,6 +70,8 @@ class Bill(Base):
     tariff_version: Mapped[str] = mapped_column(String(10))
     #: the bill rests on at least one estimated read (估抄)
     estimated: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: the meter of a bill on one meter; null on a bill on several meters (see ``bill_meters``,
+    #: one row per meter, and ``read_from_at``/``read_to_at`` then span all of them)
     meter_id: Mapped[str | None] = mapped_column(String(32))
     multiplier: Mapped[int] = mapped_column(Integer, default=1)
     read_from_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -101,6 +103,29 @@ class BillLine(Base):
     #: power-factor lines only: the power factor in hundredths and the percent in hundredths
     power_factor: Mapped[int | None] = mapped_column(Integer)
     percent: Mapped[int | None] = mapped_column(Integer)
+    #: the meter an energy line (flat or time-of-use) was rated on; null on the account's own
+    #: lines (tiers and increments on the total, basic charge, power factor, funds, allowance)
+    meter_id: Mapped[str | None] = mapped_column(String(32))
+
+
+class BillMeter(Base):
+    """One meter of a bill on several meters (一户多表): its reads and kWh after the multiplier.
+
+    A bill on one meter keeps these on the ``bills`` row itself (no row here).
+    """
+
+    __tablename__ = "bill_meters"
+    __table_args__ = (Index("ix_bill_meters_meter", "meter_id"),)
+    bill_id: Mapped[str] = mapped_column(ForeignKey("bills.bill_id"), primary_key=True)
+    meter_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    multiplier: Mapped[int] = mapped_column(Integer)
+    #: 0.01 kWh
+    kwh: Mapped[int] = mapped_column(BigInteger)
+    estimated: Mapped[bool] = mapped_column(Boolean)
+    read_from_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    read_from: Mapped[int | None] = mapped_column(BigInteger)
+    read_to_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    read_to: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class BillException(Base):

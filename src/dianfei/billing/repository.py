@@ -12,26 +12,76 @@ from dianfei.core.clock import Period
 from dianfei.db.frames import read_frame
 
 
+def _sqlite_columns(engine: Engine, sql: str, params: dict[str, Any],
+                    schema: dict[str, Any]) -> pl.DataFrame | None:
+    """SQLite only (else None): the query's rows as one text built inside SQLite (printf and
+    group_concat run in C, without the GIL) and parsed by Polars' CSV reader, instead of one
+    Python tuple per row — several times faster for millions of rows. ``schema`` names every
+    column in order with its type: pl.Datetime columns are the stored UTC text, pl.Date ISO
+    dates; NULL is an empty field. Only for values without the unit separator or a newline
+    (ids, codes, numbers, instants)."""
+    if engine.dialect.name != "sqlite":
+        return None
+    import io
+
+    from dianfei.db.frames import _bind
+
+    names = list(schema)
+    fmt = "\x1f".join(["%s"] * len(names))
+    wrapped = (f"SELECT group_concat(printf('{fmt}', {', '.join(names)}), char(10)) "
+               f"FROM ({sql})")
+    with engine.connect() as conn:
+        cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cur.execute(wrapped, _bind(engine, params))
+            blob = cur.fetchone()[0]
+        finally:
+            cur.close()
+    text_types = {n: (pl.String if t in (pl.Date, pl.Boolean) or isinstance(t, pl.Datetime)
+                      else t) for n, t in schema.items()}
+    if not blob:
+        return pl.DataFrame(schema=schema)
+    frame = pl.read_csv(io.BytesIO(blob.encode()), separator="\x1f", has_header=False,
+                        new_columns=names, schema=text_types, quote_char=None)
+    fixes = []
+    for n, t in schema.items():
+        if isinstance(t, pl.Datetime):
+            fixes.append(pl.col(n).str.to_datetime("%Y-%m-%d %H:%M:%S%.f", time_unit="us",
+                                                   time_zone="UTC"))
+        elif t == pl.Date:
+            fixes.append(pl.col(n).str.to_date("%Y-%m-%d"))
+        elif t == pl.Boolean:
+            fixes.append(pl.col(n).cast(pl.Int8).cast(pl.Boolean))
+    return frame.with_columns(fixes) if fixes else frame
+
+
+_BILLABLE = (
+    "SELECT a.account_id, a.customer_id, c.customer_class, c.low_income, "
+    "sp.capacity_kva, sp.demand_basis, m.meter_id, m.multiplier, m.digits, "
+    "ta.tariff_id, ta.effective_from AS tariff_from "
+    "FROM accounts a JOIN customers c ON c.customer_id = a.customer_id "
+    "LEFT JOIN service_points sp ON sp.account_id = a.account_id "
+    "LEFT JOIN meters m ON m.account_id = a.account_id AND m.installed_on <= :last "
+    "  AND (m.removed_on IS NULL OR m.removed_on >= :first) "
+    "LEFT JOIN tariff_assignments ta ON ta.account_id = a.account_id "
+    "  AND ta.effective_from <= :last AND (ta.effective_to IS NULL OR ta.effective_to > :last) "
+    "WHERE a.opened_on <= :last AND (a.closed_on IS NULL OR a.closed_on >= :first)")
+
+
 def billable_accounts(engine: Engine, period: Period) -> pl.DataFrame:
     """Accounts open during the period, with their customer, service point, meter and the tariff
     assignment rows that could be in force (the caller picks the latest)."""
-    return read_frame(
-        engine,
-        "SELECT a.account_id, a.customer_id, c.customer_class, c.low_income, "
-        "sp.capacity_kva, sp.demand_basis, m.meter_id, m.multiplier, m.digits, "
-        "ta.tariff_id, ta.effective_from AS tariff_from "
-        "FROM accounts a JOIN customers c ON c.customer_id = a.customer_id "
-        "LEFT JOIN service_points sp ON sp.account_id = a.account_id "
-        "LEFT JOIN meters m ON m.account_id = a.account_id AND m.installed_on <= :last "
-        "  AND (m.removed_on IS NULL OR m.removed_on >= :first) "
-        "LEFT JOIN tariff_assignments ta ON ta.account_id = a.account_id "
-        "  AND ta.effective_from <= :last AND (ta.effective_to IS NULL OR ta.effective_to > :last) "
-        "WHERE a.opened_on <= :last AND (a.closed_on IS NULL OR a.closed_on >= :first)",
-        {"first": period.first_day, "last": period.last_day},
-        dates=("tariff_from",),
-        schema={"capacity_kva": pl.Int64, "multiplier": pl.Int64, "digits": pl.Int64,
-                "low_income": pl.Boolean},
-    )
+    params = {"first": period.first_day, "last": period.last_day}
+    fast = _sqlite_columns(engine, _BILLABLE, params, {
+        "account_id": pl.String, "customer_id": pl.String, "customer_class": pl.String,
+        "low_income": pl.Boolean, "capacity_kva": pl.Int64, "demand_basis": pl.String,
+        "meter_id": pl.String, "multiplier": pl.Int64, "digits": pl.Int64,
+        "tariff_id": pl.String, "tariff_from": pl.Date})
+    if fast is not None:
+        return fast
+    return read_frame(engine, _BILLABLE, params, dates=("tariff_from",),
+                      schema={"capacity_kva": pl.Int64, "multiplier": pl.Int64,
+                              "digits": pl.Int64, "low_income": pl.Boolean})
 
 
 def live_bill_accounts(engine: Engine, period: Period) -> pl.DataFrame:
@@ -68,6 +118,11 @@ def year_to_date_kwh(engine: Engine, period: Period) -> pl.DataFrame:
 
 
 def reads_between(engine: Engine, lo: datetime, hi: datetime) -> pl.DataFrame:
+    sql = ("SELECT meter_id, register, read_at, value, source FROM register_reads "
+           "WHERE read_at > :lo AND read_at <= :hi")
+    fast = _sqlite_columns(engine, sql, {"lo": lo, "hi": hi}, _read_schema())
+    if fast is not None:
+        return fast
     return read_frame(
         engine,
         "SELECT meter_id, register, read_at, value, source FROM register_reads "
@@ -110,6 +165,16 @@ def last_reads_before(engine: Engine, meter_ids: list[str], at: datetime) -> pl.
         meter_ids, {"at": at}, _read_schema(), instants=("read_at",), schema={"value": pl.Int64})
 
 
+#: where each meter's live bills stopped: the meter of a bill on one meter, and every meter of
+#: a bill on several meters (``bill_meters``)
+_METER_STOPS = (
+    "(SELECT b.meter_id, b.read_to_at, b.period FROM bills b WHERE b.status = 'issued' "
+    "AND b.meter_id IS NOT NULL AND b.read_to_at IS NOT NULL{where} "
+    "UNION ALL SELECT m.meter_id, m.read_to_at, b.period FROM bill_meters m "
+    "JOIN bills b ON b.bill_id = m.bill_id WHERE b.status = 'issued' "
+    "AND m.read_to_at IS NOT NULL{where})")
+
+
 def previous_closing(engine: Engine, period: Period, missing: list[str] | None = None,
                      *, within_year: bool = False) -> pl.DataFrame:
     """Where each meter's last live bill stopped (meter_id, open_from): from the previous period's
@@ -121,21 +186,21 @@ def previous_closing(engine: Engine, period: Period, missing: list[str] | None =
         lo = period
         for _ in range(12):
             lo = lo.prev()
+        stops = _METER_STOPS.format(where=" AND b.period >= :lo AND b.period < :p")
         return read_frame(
             engine,
-            "SELECT meter_id, max(read_to_at) AS open_from FROM bills WHERE status = 'issued' "
-            "AND period >= :lo AND period < :p AND meter_id IS NOT NULL GROUP BY meter_id",
+            f"SELECT meter_id, max(read_to_at) AS open_from FROM {stops} s GROUP BY meter_id",
             {"lo": str(lo), "p": str(period)}, instants=("open_from",), schema=schema)
     if missing is None:
+        stops = _METER_STOPS.format(where=" AND b.period = :p")
         return read_frame(
-            engine,
-            "SELECT meter_id, read_to_at AS open_from FROM bills WHERE period = :p "
-            "AND status = 'issued' AND meter_id IS NOT NULL AND read_to_at IS NOT NULL",
+            engine, f"SELECT meter_id, read_to_at AS open_from FROM {stops} s",
             {"p": str(period.prev())}, instants=("open_from",), schema=schema)
+    stops = _METER_STOPS.format(where=" AND b.period < :p")
     return _for_ids(
         engine,
-        "SELECT meter_id, max(read_to_at) AS open_from FROM bills WHERE status = 'issued' "
-        "AND period < :p AND meter_id IN ({ids}) GROUP BY meter_id",
+        f"SELECT meter_id, max(read_to_at) AS open_from FROM {stops} s "
+        "WHERE meter_id IN ({ids}) GROUP BY meter_id",
         missing, {"p": str(period)}, schema, instants=("open_from",), schema=schema)
 
 

@@ -144,7 +144,9 @@ def run_bill_run(db: Database, period: Period, clock: Clock, *,
             eng, stale["meter_id"].to_list(), stale["open_from"].min(),  # type: ignore[arg-type]
             start - _READ_WINDOW)], how="vertical_relaxed")
     selected = select_reads(reads, start, end, opening_at)
-    no_open = selected.filter(pl.col("open_value").is_null() & pl.col("close_value").is_not_null())
+    # demand is not cumulative: a demand register needs no opening read
+    no_open = selected.filter(pl.col("open_value").is_null() & pl.col("close_value").is_not_null()
+                              & (pl.col("register") != "demand_kw"))
     if no_open.height:
         older = repo.last_reads_before(eng, no_open["meter_id"].unique().to_list(),
                                        start - _READ_WINDOW)
@@ -165,30 +167,29 @@ def run_bill_run(db: Database, period: Period, clock: Clock, *,
         "account_id",
         # a later bill already covers this period's energy: billing it again would bill twice
         pl.when(pl.col("later_from") <= start).then(pl.lit("covered_by_later_bill"))
-        .when(pl.col("n") > 1).then(pl.lit("multiple_meters"))
         .when(pl.col("meter_id").is_null()).then(pl.lit("no_meter"))
         .when(pl.col("tariff_id").is_null()).then(pl.lit("no_tariff"))
         .otherwise(None).alias("reason"),
         pl.when(pl.col("later_from") <= start).then(pl.lit(
             "a bill of a later period already starts at or before this period's start; "
             "cancel it first, then bill both again"))
-        .when(pl.col("n") > 1).then(pl.lit("account has more than one active meter; "
-                                             "multi-meter accounts are billed manually"))
         .when(pl.col("meter_id").is_null()).then(pl.lit("no meter installed in the period"))
         .when(pl.col("tariff_id").is_null()).then(pl.lit("no tariff assigned for the period"))
         .otherwise(None).alias("detail"),
     ).filter(pl.col("reason").is_not_null()).unique("account_id", keep="first")
     base = base.join(structural, on="account_id", how="anti")
-    read_problems = base.join(problems, on="meter_id", how="inner").select(
-        "account_id", "reason", "detail")
+    # an account on several meters is billed only when every one of them is
+    read_problems = base.join(problems, on="meter_id", how="inner").sort(
+        "account_id", "meter_id").select("account_id", "reason", "detail")
     # a meter without any read near the period has no row at all: it must still be reported
     unread = (base.join(usage.select("meter_id"), on="meter_id", how="anti")
               .join(problems.select("meter_id"), on="meter_id", how="anti")
               .select("account_id", pl.lit("no_read").alias("reason"),
                       pl.format("meter {} register total: no read in the period",
                                 "meter_id").alias("detail")))
-    read_problems = pl.concat([read_problems, unread])
-    rated_in = (
+    read_problems = pl.concat([read_problems, unread.sort("account_id")])
+    base = base.join(read_problems.select("account_id"), on="account_id", how="anti")
+    per_meter = (
         base.join(usage, on="meter_id", how="inner")
         .join(ytd, on="account_id", how="left")
         .with_columns(
@@ -206,16 +207,19 @@ def run_bill_run(db: Database, period: Period, clock: Clock, *,
     # the version in force for each tariff used; unknown tariffs and tariffs with no version in
     # force are left out here and reported per account by the rater
     in_force: dict[str, TariffVersion] = {}
-    for t in rated_in["tariff_id"].drop_nulls().unique().to_list():
+    for t in per_meter["tariff_id"].drop_nulls().unique().to_list():
         try:
             in_force[t] = catalogue.version_for(t, period)
         except TariffError:
             continue
     tou_periods = {t: tuple(getattr(v.energy, "periods", ())) for t, v in in_force.items()}
-    rated_in = fit_registers_to_tariff(rated_in, tou_periods)
+    per_meter = fit_registers_to_tariff(per_meter, tou_periods)
+    rated_in, multi = account_rows(per_meter)
     lines, rate_errors = rate_frame(catalogue, period, rated_in.select(
         "account_id", "tariff_id", "kwh", "ytd_kwh", "sharp_kwh", "peak_kwh", "flat_kwh",
-        "valley_kwh", "kvarh", "capacity_kva", "max_demand_kw", "low_income"))
+        "valley_kwh", "kvarh", "capacity_kva", "max_demand_kw", "low_income", "meter_id"),
+        multi.select("account_id", "meter_id", "kwh", "sharp_kwh", "peak_kwh", "flat_kwh",
+                     "valley_kwh"))
     t_rate = time.perf_counter()
 
     # --- bills, ledger, exceptions ---------------------------------------------------------
@@ -246,6 +250,9 @@ def run_bill_run(db: Database, period: Period, clock: Clock, *,
                 "read_to_at", "read_to", "status")
         .sort("account_id")
     )
+    bill_meters = multi.join(bills.select("account_id", "bill_id"), on="account_id").select(
+        "account_id", "bill_id", "meter_id", "multiplier", "kwh", "estimated", "read_from_at",
+        "read_from", "read_to_at", "read_to")
     exceptions = pl.concat([
         structural, read_problems,
         rate_errors.select("account_id", "reason", "detail"),
@@ -258,7 +265,7 @@ def run_bill_run(db: Database, period: Period, clock: Clock, *,
             f"{cand['account_id'].n_unique()} candidates")
     result.timings["read_s"] = t_read - t0
     result.timings["rate_s"] = t_rate - t_read
-    _write(db, run, bills, lines, exceptions, clock, chunk_size, result, progress)
+    _write(db, run, bills, bill_meters, lines, exceptions, clock, chunk_size, result, progress)
     result.timings["write_s"] = time.perf_counter() - t_rate
     with db.session() as s:
         s.execute(update(BillRun).where(BillRun.run_id == run.run_id)
@@ -270,9 +277,52 @@ def run_bill_run(db: Database, period: Period, clock: Clock, *,
     return result
 
 
-def _write(db: Database, run: BillRun, bills: pl.DataFrame, lines: pl.DataFrame,
-           exceptions: pl.DataFrame, clock: Clock, chunk_size: int, result: BillRunResult,
-           progress: Progress | None) -> None:
+#: per-meter columns carried from consumption to the bill
+_METER_COLUMNS = ("meter_id", "multiplier", "estimated", "read_from_at", "read_from",
+                  "read_to_at", "read_to")
+_ACCOUNT_COLUMNS = ("account_id", "customer_id", "tariff_id", "low_income", "ytd_kwh",
+                    "capacity_kva")
+_SUMMED = ("sharp_kwh", "peak_kwh", "flat_kwh", "valley_kwh", "kvarh", "max_demand_kw")
+
+
+def account_rows(per_meter: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """One rater row per account from one row per (account, meter) → (accounts, multi).
+
+    An account on one meter keeps its meter's row. An account on several meters (一户多表) is
+    rated on the sums of its meters (kWh, TOU registers, kvarh, and the sum of the meters'
+    maximum demands, a conservative non-coincident figure); its bill row has no meter of its
+    own and spans the earliest opening to the latest closing read. ``multi`` holds those
+    accounts' meter rows, in meter order: the rater splits their energy lines by meter and the
+    bill keeps each meter's reads (``bill_meters``).
+    """
+    import polars as pl
+
+    cols = [*_ACCOUNT_COLUMNS, "kwh", *_SUMMED, *_METER_COLUMNS]
+    single = per_meter.filter(pl.col("n") == 1).select(cols)
+    multi = per_meter.filter(pl.col("n") > 1).sort("account_id", "meter_id")
+    if not multi.height:
+        return single, multi
+    summed = multi.group_by("account_id", maintain_order=True).agg(
+        *[pl.col(c).first() for c in _ACCOUNT_COLUMNS if c != "account_id"],
+        pl.col("kwh").sum(),
+        # null when no meter has the register (a sum of nothing would read as 0)
+        *[pl.when(pl.col(c).is_not_null().any()).then(pl.col(c).sum()).otherwise(None)
+          .alias(c) for c in _SUMMED],
+        pl.lit(None, pl.String).alias("meter_id"),
+        pl.lit(1, pl.Int64).alias("multiplier"),
+        pl.col("estimated").any(),
+        pl.col("read_from_at").min(),
+        pl.lit(None, pl.Int64).alias("read_from"),
+        pl.col("read_to_at").max(),
+        pl.lit(None, pl.Int64).alias("read_to"),
+    ).select(cols)
+    accounts = pl.concat([single, summed], how="vertical_relaxed").sort("account_id")
+    return accounts, multi
+
+
+def _write(db: Database, run: BillRun, bills: pl.DataFrame, bill_meters: pl.DataFrame,
+           lines: pl.DataFrame, exceptions: pl.DataFrame, clock: Clock, chunk_size: int,
+           result: BillRunResult, progress: Progress | None) -> None:
     """Write bills, lines, debits and exceptions in chunks of accounts, one transaction each."""
     import polars as pl
 
@@ -290,7 +340,8 @@ def _write(db: Database, run: BillRun, bills: pl.DataFrame, lines: pl.DataFrame,
         b = bills.filter(in_chunk)
         ln = line_rows.filter(in_chunk).select(
             "bill_id", "line_no", "code", "description", "quantity", "unit", "unit_price",
-            "amount", "power_factor", "percent")
+            "amount", "power_factor", "percent", "meter_id")
+        bm = bill_meters.filter(in_chunk).drop("account_id")
         ex = exceptions.filter(in_chunk).select("run_id", "period", "account_id", "reason",
                                                 "detail")
         entries = b.select(
@@ -301,6 +352,8 @@ def _write(db: Database, run: BillRun, bills: pl.DataFrame, lines: pl.DataFrame,
         amount = int(b["amount"].sum()) if b.height else 0
         with db.engine.begin() as conn:
             write_frame(conn, "bills", b)
+            if bm.height:
+                write_frame(conn, "bill_meters", bm)
             write_frame(conn, "bill_lines", ln)
             ledger.post_frame(conn, entries)
             write_frame(conn, "bill_exceptions", ex)

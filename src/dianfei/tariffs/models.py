@@ -235,6 +235,28 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class MeterUsage:
+    """One meter's share of an account billed on several meters (一户多表).
+
+    The account's ``Usage`` carries the totals (``kwh`` must equal the meters' sum); the
+    energy lines that can be split by meter (flat energy, each time-of-use period) are rated per
+    meter, in the order given; tiers, increments, the basic charge, the power factor, funds and
+    the allowance are rated once on the account's totals.
+    """
+
+    meter_id: str
+    kwh: Decimal
+    sharp_kwh: Decimal | None = None
+    peak_kwh: Decimal | None = None
+    flat_kwh: Decimal | None = None
+    valley_kwh: Decimal | None = None
+
+    def register(self, period: str) -> Decimal | None:
+        value: Decimal | None = getattr(self, f"{period}_kwh")
+        return value
+
+
+@dataclass(frozen=True)
 class Line:
     """One bill line (账单明细行): amount = half-up(quantity × unit_price) to the fen."""
 
@@ -251,6 +273,9 @@ class Line:
     power_factor: int | None = None
     #: hundredths of a percent (-75 = -0.75 %); only on ``pf_adjustment``
     percent: int | None = None
+    #: the meter an energy line was rated on (flat energy and time-of-use lines of a rating
+    #: with meters); None for the account's own lines (tiers, basic charge, PF, funds …)
+    meter_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -265,4 +290,6 @@ class Line:
             out["power_factor"] = fmt_qty(self.power_factor)
         if self.percent is not None:
             out["percent"] = fmt_qty(self.percent)
+        if self.meter_id is not None:
+            out["meter_id"] = self.meter_id
         return out

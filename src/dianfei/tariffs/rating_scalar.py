@@ -18,6 +18,7 @@ allowance. Which lines appear:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 
 from dianfei.core.clock import Period
@@ -33,6 +34,7 @@ from dianfei.tariffs.models import (
     TOU_PERIODS,
     FlatEnergy,
     Line,
+    MeterUsage,
     RatingError,
     TariffVersion,
     TieredEnergy,
@@ -76,7 +78,8 @@ def tier_split(tiers: TierSchedule, month: int, kwh: int, ytd: int) -> tuple[int
     return t1, t2, t3
 
 
-def tou_quantities(periods: tuple[str, ...], usage: Usage, kwh: int) -> dict[str, int]:
+def tou_quantities(periods: tuple[str, ...], usage: Usage | MeterUsage,
+                   kwh: int) -> dict[str, int]:
     """kWh per declared TOU period; one missing declared period gets the remainder of kwh."""
     given: dict[str, int | None] = {
         p: _units(usage.register(p), f"{p}_kwh") for p in TOU_PERIODS
@@ -104,25 +107,56 @@ def tou_quantities(periods: tuple[str, ...], usage: Usage, kwh: int) -> dict[str
     return {p: given[p] or 0 for p in periods}
 
 
+def _meter_quantities(version: TariffVersion, meters: Sequence[MeterUsage],
+                      kwh: int) -> list[tuple[str, int, dict[str, int]]]:
+    """(meter_id, kWh, kWh per TOU period) per meter, checked meter by meter in order: each
+    meter's quantities, then its TOU registers; then the meters must add up to the account."""
+    energy = version.energy
+    out: list[tuple[str, int, dict[str, int]]] = []
+    for m in meters:
+        for name in ("kwh", "sharp_kwh", "peak_kwh", "flat_kwh", "valley_kwh"):
+            _units(getattr(m, name), f"meter {m.meter_id} {name}")
+        mk = _units(m.kwh, f"meter {m.meter_id} kwh")
+        if mk is None:
+            raise RatingError("invalid_quantity", f"meter {m.meter_id}: kwh is required")
+        qtys = (tou_quantities(energy.periods, m, mk)
+                if isinstance(energy, TouEnergy | TouTieredEnergy) else {})
+        out.append((m.meter_id, mk, qtys))
+    total = sum(mk for _, mk, _ in out)
+    if total != kwh:
+        raise RatingError("meter_sum_mismatch",
+                          f"the meters' kWh sum to {total / QTY_SCALE}, kwh is {kwh / QTY_SCALE}")
+    return out
+
+
 def _energy_lines(version: TariffVersion, period: Period, usage: Usage, kwh: int,
-                  ytd: int) -> list[Line]:
+                  ytd: int, meters: Sequence[MeterUsage] = ()) -> list[Line]:
+    """Energy lines. With ``meters`` the flat and time-of-use lines are one per meter and
+    period (meter by meter, in the order given); tier lines and increments stay on the account's
+    total, as the tier split of one household cannot be made per meter."""
     energy = version.energy
     lines: list[Line] = []
 
-    def add(code: str, label: str, qty: int, price: int) -> None:
-        lines.append(Line(code, label, qty, "kWh", price, line_amount_fen(qty, price)))
+    def add(code: str, label: str, qty: int, price: int, meter: str | None = None) -> None:
+        lines.append(Line(code, label, qty, "kWh", price, line_amount_fen(qty, price),
+                          meter_id=meter))
 
+    per_meter: list[tuple[str | None, int, dict[str, int]]] | None = (
+        list(_meter_quantities(version, meters, kwh)) if meters else None)
     if isinstance(energy, FlatEnergy):
-        add("energy", FLAT_LABEL, kwh, energy.price)
+        for meter, mk, _ in per_meter or [(None, kwh, {})]:
+            add("energy", FLAT_LABEL, mk, energy.price, meter)
     elif isinstance(energy, TieredEnergy):
         split = tier_split(energy.tiers, period.month, kwh, ytd)
         for i, (qty, price) in enumerate(zip(split, energy.prices, strict=True)):
             if i == 0 or qty > 0:
                 add(f"energy_tier{i + 1}", TIER_LABELS[i], qty, price)
     elif isinstance(energy, TouEnergy | TouTieredEnergy):
-        qtys = tou_quantities(energy.periods, usage, kwh)
-        for p, price in energy.prices:
-            add(f"energy_{p}", TOU_LABELS[p], qtys[p], price)
+        if per_meter is None:
+            per_meter = [(None, kwh, tou_quantities(energy.periods, usage, kwh))]
+        for meter, _, qtys in per_meter:
+            for p, price in energy.prices:
+                add(f"energy_{p}", TOU_LABELS[p], qtys[p], price, meter)
         if isinstance(energy, TouTieredEnergy):
             _, t2, t3 = tier_split(energy.tiers, period.month, kwh, ytd)
             for i, (qty, inc) in enumerate(zip((t2, t3), energy.increments, strict=True)):
@@ -173,13 +207,21 @@ def pf_adjustment_line(version: TariffVersion, kwh: int, kvarh: int, base_fen: i
                 line_amount_fen(base_fen, percent), power_factor=pf, percent=percent)
 
 
-def rate(version: TariffVersion, period: Period, usage: Usage) -> list[Line]:
+def rate(version: TariffVersion, period: Period, usage: Usage,
+         meters: Sequence[MeterUsage] = ()) -> list[Line]:
     """Rate one usage for one period: the itemised lines, each rounded half-up to the fen.
+
+    ``meters`` (an account billed on several meters): the flat / time-of-use energy lines are
+    rated per meter and carry its id; ``usage`` holds the account's totals (its own TOU
+    registers are then not used) on which tiers, basic charge, PF, funds and allowance are
+    rated. The PF base is the sum of the basic and energy lines as written.
 
     Raises ``RatingError`` (a ``TariffError``) with a stable ``reason`` when the usage cannot
     be rated: ``invalid_quantity``, ``tou_period_not_priced``, ``tou_registers_missing``,
     ``tou_sum_mismatch``, ``basic_basis_ambiguous``, ``capacity_missing``,
-    ``basic_basis_not_priced`` — checked in that order.
+    ``basic_basis_not_priced`` — checked in that order; with ``meters``, each meter's
+    quantities and TOU registers (meter by meter) then ``meter_sum_mismatch`` come before the
+    basic charge checks, in place of the account's TOU checks.
     """
     # Every quantity is checked first so a bad value is reported before anything else.
     for name in ("kwh", "ytd_kwh", "sharp_kwh", "peak_kwh", "flat_kwh", "valley_kwh", "kvarh",
@@ -191,7 +233,7 @@ def rate(version: TariffVersion, period: Period, usage: Usage) -> list[Line]:
     ytd = _units(usage.ytd_kwh, "ytd_kwh") or 0
     kvarh = _units(usage.kvarh, "kvarh")
     # Register checks run before the basic-charge checks (same order as the columnar rater).
-    energy = _energy_lines(version, period, usage, kwh, ytd)
+    energy = _energy_lines(version, period, usage, kwh, ytd, meters)
     lines = _basic_line(version, usage) + energy
     if kvarh is not None:
         base = sum(ln.amount for ln in lines if ln.code.startswith(PF_BASE_PREFIXES))

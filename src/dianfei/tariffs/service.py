@@ -94,9 +94,10 @@ def quote(catalogue: TariffCatalogue, tariff_id: str, period: Period,
     }
 
 
-def rate_frame(catalogue: TariffCatalogue, period: Period,
-               usage: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Rate one row per account with Polars → (lines, errors). See ``rating_columnar``."""
+def rate_frame(catalogue: TariffCatalogue, period: Period, usage: pl.DataFrame,
+               meters: pl.DataFrame | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Rate one row per account with Polars → (lines, errors); ``meters``: the per-meter rows
+    of accounts billed on several meters. See ``rating_columnar``."""
     from dianfei.tariffs import rating_columnar
 
-    return rating_columnar.rate_frame(catalogue, period, usage)
+    return rating_columnar.rate_frame(catalogue, period, usage, meters)
