@@ -5,7 +5,9 @@ the service does — common parameters, signature v1 (HMAC-SHA1 over the sorted,
 query, recomputed here independently of dianfei's code), timestamp skew, nonce reuse, phone
 number, template code, TemplateParam JSON — and answers in the service's JSON. Tests script
 failures: ``fail_next("isv.BUSINESS_LIMIT_CONTROL")``, ``fail_next_http(500)``,
-``hang_next(seconds)`` (a read timeout after the message was accepted).
+``hang_next(seconds)`` (a read timeout after the message was accepted). ``delay`` (seconds) makes
+every answer take that long, as a real gateway's round trip does (~50 ms); the server answers
+many requests at once (a thread per connection, HTTP/1.1 keep-alive), as the service does.
 
 Usage::
 
@@ -55,9 +57,13 @@ def expected_signature(params: dict[str, str], secret: str, method: str = "GET")
 
 
 class FakeSmsGateway:
-    def __init__(self, templates: dict[str, list[str]] | None = None) -> None:
+    def __init__(self, templates: dict[str, list[str]] | None = None, *, delay: float = 0.0,
+                 host: str = "127.0.0.1", port: int = 0) -> None:
         #: TemplateCode → the variables the registered template needs (None: accept any code)
         self.templates = templates
+        #: seconds every answer waits (outside the lock: concurrent requests wait together)
+        self.delay = delay
+        self._address = (host, port)
         self.sent: list[dict[str, Any]] = []
         self.requests = 0
         self._script: deque[tuple[str, Any]] = deque()
@@ -88,6 +94,11 @@ class FakeSmsGateway:
         gateway = self
 
         class Handler(BaseHTTPRequestHandler):
+            # keep-alive, as the real endpoint: a client reuses its connection
+            protocol_version = "HTTP/1.1"
+            # headers and body leave at once (Nagle + delayed ACK would add 40 ms per answer)
+            disable_nagle_algorithm = True
+
             def log_message(self, *args: Any) -> None:
                 pass
 
@@ -95,6 +106,7 @@ class FakeSmsGateway:
                 query = urllib.parse.urlsplit(self.path).query
                 pairs = urllib.parse.parse_qsl(query, keep_blank_values=True, strict_parsing=False)
                 status, body, delay = gateway._handle(dict(pairs))
+                delay = max(delay, gateway.delay)
                 if delay:
                     time.sleep(delay)
                 data = json.dumps(body).encode() if body is not None else b"<html>500</html>"
@@ -108,8 +120,11 @@ class FakeSmsGateway:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+            request_queue_size = 1024  # hundreds of dispatch threads connect at once
+
+        self._server = Server(self._address, Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 

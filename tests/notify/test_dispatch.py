@@ -416,9 +416,12 @@ class CrashOnSecond:
 def test_an_interrupted_batch_keeps_what_went_out_and_gives_back_what_did_not(
         people: Database, clock: FixedClock, senders: Senders, gateway: FakeSmsGateway) -> None:
     # given three SMS claimed in one batch, and a pass that stops while the second is in flight
+    # (one message at a time, so "the second" is well defined; tests/notify/test_parallel.py has
+    # the same with messages in parallel)
     ids = [enqueue(people, clock, key=f"b:{c}", customer=c) for c in ("C1", "C2", "C3")]
     with pytest.raises(Crash):
-        dispatch(people, clock, Senders(sms=CrashOnSecond(senders.sms)))  # type: ignore[arg-type]
+        dispatch(people, clock, Senders(sms=CrashOnSecond(senders.sms)),  # type: ignore[arg-type]
+                 dispatch_concurrency=1)
     # then the first is recorded sent, the second is left 'sending', the third is queued again
     assert [(d.status, d.attempts) for d in service.deliveries(people, key_prefix="b:")] == [
         ("sent", 1), ("sending", 1), ("queued", 1)]

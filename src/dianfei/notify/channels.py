@@ -8,6 +8,11 @@ number, a rejected template). ``outcome_unknown=True`` says the provider may or 
 taken the message (a read timeout): dispatch then does not retry a channel that cannot
 de-duplicate, and puts the row on the worklist instead of risking a second SMS.
 
+Dispatch calls adapters from several threads at once (``[notify] dispatch_concurrency``), so an
+adapter must be thread-safe. An adapter may also offer ``async def send_async(message)`` with the
+same outcomes: dispatch then keeps that channel's messages in flight on its event loop instead of
+a thread each (the SMS gateway), and calls its ``close_connections()``, if any, at the end of a pass.
+
 ``idempotent`` says a resend of the same outbox row cannot reach the customer twice (letters are
 written to a file named by the outbox id); only such channels are retried after a crash.
 """

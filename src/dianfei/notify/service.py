@@ -9,7 +9,9 @@ How a notice travels, and why:
    opt-outs, checks there is a contact and a configured channel, applies quiet hours and rate
    limits, renders the templates, and marks the sendable rows ``sending`` (committed *before* any
    network call).
-3. The adapter sends each message; one more transaction records the batch's outcomes: ``sent``;
+3. The adapters send the batch's messages in parallel (``[notify] dispatch_concurrency`` in flight,
+   on an event loop and a thread pool, while the next batch is claimed); one more transaction
+   records the batch's outcomes: ``sent``;
    ``queued`` again with an exponential backoff for a retryable error; ``failed`` (the worklist)
    for a terminal error or after ``max_attempts``.
 4. A crash between 2 and 3 leaves a ``sending`` row. After ``sending_timeout_seconds`` the next
@@ -27,9 +29,13 @@ channel: the row is recorded ``opted_out``/``suppressed`` and a paper letter is 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
@@ -336,8 +342,10 @@ def dispatch(db: Database, *, clock: Clock, senders: Senders | None = None, limi
 
     Set-based: due rows are taken :data:`BATCH` at a time; one transaction reads their customers,
     contacts, opt-outs and today's counts in a few IN-queries, applies the rules in Python and
-    claims the sendable rows ('sending' committed before any network call); the adapters send one
-    message each; one more transaction records the batch's outcomes."""
+    claims the sendable rows ('sending' committed before any network call); the adapters send the
+    batch's messages in parallel (up to ``[notify] dispatch_concurrency`` at once, see
+    :class:`_SendStage`) while the next batch is prepared; one more transaction records the
+    batch's outcomes."""
     ns = settings or load_notify_settings(db.settings.raw, db.settings.timezone)
     senders = senders if senders is not None else senders_from_settings(db.settings, ns)
     cipher = _cipher_from_env(cipher, db.settings)
@@ -348,19 +356,41 @@ def dispatch(db: Database, *, clock: Clock, senders: Senders | None = None, limi
     considered = 0
     throttled: set[str] = set()
     seen: set[int] = set()
-    while limit is None or considered < limit:
-        batch = BATCH if limit is None else min(BATCH, limit - considered)
-        with db.session() as s:
-            now = clock.now()
-            # a row decided in this pass is no longer due (sent, ended or deferred to later); seen
-            # only guards against a row another dispatcher put back meanwhile
-            rows = [r for r in repo.due_rows(s, now, batch, throttled) if r.outbox_id not in seen]
-            if not rows:
+    stage: _SendStage | None = None
+    sending: _Batch | None = None  # the batch the adapters have while the next one is prepared
+    try:
+        while limit is None or considered < limit:
+            batch = BATCH if limit is None else min(BATCH, limit - considered)
+            jobs: list[_Job] | None = None
+            with db.session() as s:
+                now = clock.now()
+                # a row decided in this pass is no longer due (sent, ended or deferred to later);
+                # seen only guards against a row another dispatcher put back meanwhile
+                rows = [r for r in repo.due_rows(s, now, batch, throttled) if r.outbox_id not in seen]
+                if rows:
+                    seen.update(int(r.outbox_id) for r in rows)
+                    considered += len(rows)
+                    jobs = _prepare_batch(s, rows, now, ns, senders, cipher, report, throttled)
+            if sending is not None:
+                previous, sending = sending, None
+                _finish_batch(db, previous, clock, ns, report)
+                if jobs is None:
+                    continue  # recording it may have queued fallback letters: look once more
+            if jobs is None:
                 break
-            seen.update(int(r.outbox_id) for r in rows)
-            considered += len(rows)
-            jobs = _prepare_batch(s, rows, now, ns, senders, cipher, report, throttled)
-        _send_batch(db, jobs, clock, ns, report)
+            if jobs:
+                stage = stage or _SendStage(ns)
+                sending = stage.start(jobs)
+        if sending is not None:  # the limit was reached
+            previous, sending = sending, None
+            _finish_batch(db, previous, clock, ns, report)
+    except BaseException:
+        if sending is not None:  # e.g. a database fault while the next batch was prepared
+            _abort_batch(db, sending, clock, ns, report)
+        raise
+    finally:
+        if stage is not None:
+            stage.close(senders)
     return report
 
 
@@ -532,43 +562,170 @@ def _render(tpl: Templates, ns: NotifySettings, row: OutboxMessage, recipient: R
     extra = {"utility_name": ns.utility_name if loc == "zh-CN" else ns.utility_name_en,
              "hotline": ns.hotline, "today": business_date(now).isoformat(),
              "recipient_name": recipient.name, "recipient_address": recipient.address or ""}
-    return tpl.render(row.notice, row.channel, loc, json.loads(row.context), extra=extra)
+    # an SMS is its text alone: the title, body and facts would cost ten times more to render
+    return tpl.render(row.notice, row.channel, loc, json.loads(row.context), extra=extra, sms_only=True)
 
 
-def _send_batch(db: Database, jobs: list[_Job], clock: Clock, ns: NotifySettings,
-                report: DispatchReport) -> None:
-    """Call the adapter for each claimed message, then record the outcomes in one transaction.
+Outcome = tuple[_Job, SendResult | None, SendError | None]
+
+
+class _Batch:
+    """A claimed batch in the adapters' hands. Its jobs are started, finished or never started;
+    ``lock`` makes "stop, and tell me what never started" atomic against a job starting."""
+
+    def __init__(self, jobs: list[_Job]) -> None:
+        self.jobs = jobs
+        self.lock = threading.Lock()
+        self.stopped = False
+        self.started: set[int] = set()
+        self.done: list[Outcome] = []
+        #: a BaseException an adapter raised (the process is going down): raised again after recording
+        self.crash: BaseException | None = None
+        self.future: Future[None] | None = None
+        self.since = time.monotonic()
+
+    def begin(self, job: _Job) -> bool:
+        with self.lock:
+            if self.stopped:
+                return False
+            self.started.add(job.outbox_id)
+            return True
+
+    def finished(self, out: Outcome) -> None:
+        with self.lock:
+            self.done.append(out)
+
+    def take_done(self) -> list[Outcome]:
+        with self.lock:
+            done, self.done = self.done, []
+            return done
+
+    def stop(self) -> list[_Job]:
+        """No job starts after this; the jobs that never started (to be given back)."""
+        with self.lock:
+            self.stopped = True
+            return [j for j in self.jobs if j.outbox_id not in self.started]
+
+    def waiting(self, recorded: set[int]) -> list[int]:
+        with self.lock:
+            return [j.outbox_id for j in self.jobs if j.outbox_id not in recorded]
+
+
+class _SendStage:
+    """The adapters' side of a dispatch pass: an event loop on its own thread that keeps up to
+    ``dispatch_concurrency`` messages in flight (and at most ``channel_concurrency[channel]`` of a
+    channel). An adapter with ``send_async`` (the SMS gateway) runs on the loop itself; any other
+    (SMTP, letters) runs in a thread pool of the same size, one message per thread. Only the main
+    thread touches the database: it prepares and claims the next batch while this one is sent,
+    then records the outcomes."""
+
+    def __init__(self, ns: NotifySettings) -> None:
+        self.ns = ns
+        self.loop = asyncio.new_event_loop()
+        self.pool = ThreadPoolExecutor(max_workers=ns.dispatch_concurrency,
+                                       thread_name_prefix="notify-send")
+        self._limits: dict[str, asyncio.Semaphore] = {}
+        self.thread = threading.Thread(target=self.loop.run_forever, name="notify-dispatch", daemon=True)
+        self.thread.start()
+
+    def start(self, jobs: list[_Job]) -> _Batch:
+        batch = _Batch(jobs)
+        batch.future = asyncio.run_coroutine_threadsafe(self._run(batch), self.loop)
+        return batch
+
+    def _limit(self, name: str, n: int) -> asyncio.Semaphore:
+        if name not in self._limits:  # made on the loop's thread, used only there
+            self._limits[name] = asyncio.Semaphore(n)
+        return self._limits[name]
+
+    async def _run(self, batch: _Batch) -> None:
+        await asyncio.gather(*(self._one(batch, job) for job in batch.jobs))
+
+    async def _one(self, batch: _Batch, job: _Job) -> None:
+        channel = job.message.rendered.channel
+        cap = min(self.ns.channel_concurrency.get(channel, self.ns.dispatch_concurrency),
+                  self.ns.dispatch_concurrency)
+        async with self._limit("", self.ns.dispatch_concurrency), self._limit(channel, cap):
+            if not batch.begin(job):
+                return  # the pass stopped before this message: given back
+            try:
+                send_async = getattr(job.sender, "send_async", None)
+                if send_async is not None:
+                    result = await send_async(job.message)
+                else:
+                    result = await self.loop.run_in_executor(self.pool, job.sender.send, job.message)
+                batch.finished((job, result, None))
+            except SendError as exc:
+                batch.finished((job, None, exc))
+            except Exception as exc:  # an adapter bug: we cannot tell whether anything went out
+                batch.finished((job, None, SendError("adapter_error", repr(exc), retryable=True,
+                                                     outcome_unknown=True)))
+            except BaseException as exc:
+                # the process is going down: this message stays 'sending' (the recovery decides),
+                # the ones not started are given back, the ones in flight finish and are recorded
+                with batch.lock:
+                    batch.crash = batch.crash or exc
+                batch.stop()
+
+    def close(self, senders: Senders) -> None:
+        def shut() -> None:
+            for channel in CHANNELS:
+                closer = getattr(senders.get(channel), "close_connections", None)
+                if closer is not None:
+                    closer()
+            self.loop.stop()
+
+        self.loop.call_soon_threadsafe(shut)
+        self.thread.join()
+        self.loop.close()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _finish_batch(db: Database, batch: _Batch, clock: Clock, ns: NotifySettings,
+                  report: DispatchReport) -> None:
+    """Wait for the batch's sends, then record the outcomes in one transaction.
 
     Outcomes are also recorded every quarter of ``sending_timeout_seconds`` of wall time (and
     the claims still waiting are touched), so a slow batch — letters take ~0.5 s each — is never
-    taken for a crash by another dispatcher; and whatever finished is recorded if the pass is
-    interrupted by an exception, so only the message in flight is left 'sending'."""
-    done: list[tuple[_Job, SendResult | None, SendError | None]] = []
+    taken for a crash by another dispatcher; and if the pass is interrupted (Ctrl-C, SIGTERM as an
+    exception), no message starts any more, the ones in flight finish, everything finished is
+    recorded and the claims no adapter has seen are given back."""
+    assert batch.future is not None
     flush_every = ns.sending_timeout_seconds / 4
-    last_flush = time.monotonic()
-    not_started = 0  # jobs[not_started:] have not been handed to an adapter
+    recorded: set[int] = set()
     try:
-        for i, job in enumerate(jobs):
-            if time.monotonic() - last_flush > flush_every:
-                _record(db, done, clock, ns, report, waiting=[j.outbox_id for j in jobs[i:]])
-                done, last_flush = [], time.monotonic()
-            not_started = i + 1
+        while True:
             try:
-                done.append((job, job.sender.send(job.message), None))
-            except SendError as exc:
-                done.append((job, None, exc))
-            except Exception as exc:  # an adapter bug: we cannot tell whether anything went out
-                done.append((job, None, SendError("adapter_error", repr(exc), retryable=True,
-                                                  outcome_unknown=True)))
+                batch.future.result(timeout=max(0.0, batch.since + flush_every - time.monotonic()))
+                break
+            except FutureTimeout:
+                done = batch.take_done()
+                recorded.update(j.outbox_id for j, _, _ in done)
+                _record(db, done, clock, ns, report, waiting=batch.waiting(recorded))
+                batch.since = time.monotonic()
     except BaseException:
-        # the pass stops (a signal, a database fault): keep what finished, and give back the claims
-        # no adapter has seen; only the message in flight is left 'sending' for the recovery
-        _record(db, done, clock, ns, report, released=jobs[not_started:])
+        _abort_batch(db, batch, clock, ns, report)
         raise
-    _record(db, done, clock, ns, report)
+    if batch.crash is not None:
+        _record(db, batch.take_done(), clock, ns, report, released=batch.stop())
+        raise batch.crash
+    _record(db, batch.take_done(), clock, ns, report)
 
 
-def _record(db: Database, done: list[tuple[_Job, SendResult | None, SendError | None]], clock: Clock,
+def _abort_batch(db: Database, batch: _Batch, clock: Clock, ns: NotifySettings,
+                 report: DispatchReport) -> None:
+    """The pass stops: start nothing more, let the messages in flight finish (each within its
+    adapter's timeout), record what finished and give back what never started. A second
+    interrupt while waiting leaves the ones still in flight 'sending' for the recovery."""
+    not_started = batch.stop()
+    try:
+        if batch.future is not None:
+            batch.future.result()
+    finally:
+        _record(db, batch.take_done(), clock, ns, report, released=not_started)
+
+
+def _record(db: Database, done: list[Outcome], clock: Clock,
             ns: NotifySettings, report: DispatchReport, waiting: Sequence[int] = (),
             released: Sequence[_Job] = ()) -> None:
     """The outcomes of sent messages: attempt rows and outbox statuses, a few executemany each.
