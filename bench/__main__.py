@@ -53,6 +53,14 @@ def _extra(a: argparse.Namespace) -> list[tuple[str, str, str, list[str]]]:
              ["--lines", "1000000", "--channel", "wechatpay"])]
     out += [(f"One day of collections ({b})", "≤ 60 s for 1,000,000 accounts, 100,000 in arrears",
              "bench.collections", ["--accounts", str(a.accounts), "--backend", b]) for b in backends]
+    # measured here, not asserted by tests (a wall-clock assertion fails on a busy CI machine)
+    out += [("CLI start-up (late-fee, quote, quote --help)", "< 0.5 s per command",
+             "bench.cli_startup", ["--runs", "15"]),
+            ("Synthetic utility: 1,000,000 customers and one month of reads", "≤ 20 s",
+             "bench.sim_scale", ["--customers", "1000000"])]
+    out += [(f"Notices at collections scale: 180,000 SMS, gateway answering in 50 ms ({b})",
+             "≤ 60 s, each recorded once", "bench.notify_dispatch",
+             ["--notices", "180000", "--delay-ms", "50", "--backend", b]) for b in backends]
     return out
 
 
@@ -82,24 +90,35 @@ def render(rating: dict[str, object], runs: list[dict[str, object]]) -> str:
         f"| {rating['accounts']:,} | {rating['lines']:,} | {rating['best_s']} s | ≤ 2 s | "
         f"{rating['peak_rss_mb']} MB |",
         "",
-        "## Whole bill run, persisted (one month)",
+        "## Whole bill run, persisted (first month and steady state)",
         "",
         "Bills, itemised lines and one ledger debit per bill, committed in chunks of 100,000",
         "accounts. The floor writes the same rows raw into an empty copy of the schema (COPY on",
         "PostgreSQL, executemany on SQLite) in one transaction.",
         "",
-        "| backend | accounts billed | bill run | read | rate | write | raw write (floor) | "
+        "Month 2 (steady state) finds its opening reads from month 1's bills, which are in the",
+        "database with their lines and ledger entries.",
+        "",
+        "| backend | month | accounts billed | bill run | read | rate | write | raw write (floor) | "
         "run ÷ floor | target | peak RSS |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in runs:
         b = r["breakdown_s"]
         assert isinstance(b, dict)
         lines.append(
-            f"| {r['backend']} | {r['billed']:,} (+{r['exceptions']:,} exceptions) | "
+            f"| {r['backend']} | first | {r['billed']:,} (+{r['exceptions']:,} exceptions) | "
             f"{r['bill_run_s']} s | {b['read_s']} s | {b['rate_s']} s | {b['write_s']} s | "
             f"{r['raw_write_s']} s | {r['ratio_bill_run_to_raw']}× | "
-            f"≤ {targets.get(str(r['backend']), '?')} s, ≤ 2× | {r['peak_rss_mb']} MB |")
+            f"≤ {targets.get(str(r['backend']), '?')} s, ≤ 1.3× | {r['peak_rss_mb']} MB |")
+        b2 = r["steady_breakdown_s"]
+        assert isinstance(b2, dict)
+        lines.append(
+            f"| {r['backend']} | steady | {r['steady_billed']:,} "
+            f"(+{r['steady_exceptions']:,} exceptions) | {r['steady_bill_run_s']} s | "
+            f"{b2['read_s']} s | {b2['rate_s']} s | {b2['write_s']} s | {r['raw_write_s']} s | "
+            f"{r['ratio_steady_to_raw']}× ({r['ratio_steady_to_first']}× first) | "
+            f"≤ 1.2× first | |")
     lines += ["", "Rows written per run: " + ", ".join(
         f"{k} {v:,}" for k, v in dict(runs[0]["rows"]).items()) + "." if runs else "", ""]
     return "\n".join(lines)

@@ -184,11 +184,12 @@ def _run_days(db: Database, pending: list[pl.DataFrame], first: date, stop: date
                 # a customer paying a bill in full also pays the late fees then owed: those
                 # posted and still open, and those accrued but not posted yet
                 accounts = todays["account_id"].unique().to_list()
-                pending = pending_late_fees(conn, accounts)
+                unposted = pending_late_fees(conn, accounts)
                 fees = pl.concat([
                     open_items(conn, accounts=accounts).filter(pl.col("item_kind") == "late_fee")
                     .select("account_id", pl.col("open_amount").alias("_fees")),
-                    pl.DataFrame({"account_id": list(pending), "_fees": list(pending.values())},
+                    pl.DataFrame({"account_id": list(unposted),
+                                  "_fees": list(unposted.values())},
                                  schema={"account_id": pl.String, "_fees": pl.Int64}),
                 ]).group_by("account_id").agg(pl.col("_fees").sum())
                 todays = todays.join(fees, on="account_id", how="left").with_columns(
