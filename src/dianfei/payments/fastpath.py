@@ -26,6 +26,10 @@ Same rules as the one-by-one path (``inbox.receive`` → ``service.post_channel_
   only its own message: it is never written to ``payments``, so a forged message cannot block the
   genuine one, in this batch or a later one. Two deliveries of one transaction in one batch: the
   first posts, the second is a duplicate — as if they had come one after the other.
+- **The one posting core.** The accounts' open items are read once (after the locks) into a
+  ``ledger.posting.Book``; each payment of the batch is planned by ``Book.pay`` exactly as the
+  one-by-one path plans it, so allocation, credit, open items and events cannot differ between
+  the paths, and a later payment of the batch sees what an earlier one cleared.
 - **The database still decides uniqueness.** ``payments`` is inserted without ON CONFLICT: if a
   concurrent transaction slipped the same (channel, transaction id) in (possible only for a
   transaction claimed by two different orders), the insert fails, the batch rolls back as a whole,
