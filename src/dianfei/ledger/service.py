@@ -35,7 +35,7 @@ AGING_BUCKETS = ("current", "0-30", "31-60", "61-90", ">90")
 
 def post_entry(session: Session, *, clock: Clock, account_id: str, customer_id: str, kind: str,
                amount: int, reference: str, due_on: date | None = None,
-               reason: str | None = None, order: str = "oldest_first") -> LedgerEntry:
+               reason: str | None = None, order: str | None = None) -> LedgerEntry:
     """Post one debit (bill or late fee) with its open item; credit the account holds clears it.
     A second entry of the same kind for the same reference is refused. Payments are posted by
     the payments domain through the same posting core."""
@@ -58,7 +58,7 @@ def post_entry(session: Session, *, clock: Clock, account_id: str, customer_id: 
 
 
 def reverse_entry(session: Session, *, clock: Clock, entry_id: int, reason: str,
-                  order: str = "oldest_first") -> LedgerEntry:
+                  order: str | None = None) -> LedgerEntry:
     """Undo a debit (bill, late fee) with a new entry of the opposite amount. Each entry is
     reversed at most once. Money already on the debit goes back to credit, which then clears the
     account's other open debits (one posting, see :mod:`dianfei.ledger.posting`). Payments are
@@ -94,7 +94,7 @@ def reverse_entry(session: Session, *, clock: Clock, entry_id: int, reason: str,
         LedgerEntry.reverses_entry_id == entry_id)).one()
 
 
-def post_frame(conn: Connection, entries: pl.DataFrame, *, order: str = "oldest_first") -> int:
+def post_frame(conn: Connection, entries: pl.DataFrame, *, order: str | None = None) -> int:
     """Bulk-post debits (bill run, late fees). Columns: account_id, customer_id, kind (bill or
     late_fee), amount, posted_at, business_date, due_on, reference (reason optional).
 
@@ -115,7 +115,7 @@ def post_frame(conn: Connection, entries: pl.DataFrame, *, order: str = "oldest_
 
 
 def apply_credit(conn: Connection, accounts: list[str] | None = None, *, now: datetime,
-                 order: str = "oldest_first") -> int:
+                 order: str | None = None) -> int:
     """Let credit clear the open debits of these accounts (all accounts when None). Returns the
     clearing rows written. Reads only the accounts that hold credit."""
     holders = items.credit_accounts(conn, accounts)

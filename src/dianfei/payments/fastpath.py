@@ -122,7 +122,7 @@ class _Plan:
 
 
 def post_batch(conn: Connection, items: Sequence[Incoming], *, clock: Clock, source: str = "callback",
-               order: str = "oldest_first", commit: bool = False) -> list[InboxResult]:
+               order: str | None = None, commit: bool = False) -> list[InboxResult]:
     """Decide and write ``items`` (all :func:`batchable`) in the caller's transaction on ``conn``;
     results in the order of ``items``. Raises on any database error (the caller rolls back and
     falls back to the one-by-one path). On PostgreSQL the batch is two round trips (the reads in
@@ -141,7 +141,8 @@ def post_batch(conn: Connection, items: Sequence[Incoming], *, clock: Clock, sou
         existing = _existing(conn, sorted(set(pids.values())))
         loaded = ledger_items.load(conn, sorted({o.account_id for o in orders.values()}))
     # the one posting core: the batch is replayed against the accounts' open items in memory
-    book = Book(loaded, order=order, now=now)
+    book = Book(loaded, order=ledger_items.configured_order(conn) if order is None else order,
+                now=now)
     plan = _Plan()
     for i, it in enumerate(items):
         verdict, code, message, pid, balance = _decide(
@@ -339,7 +340,7 @@ class Batcher:
     the exception that made it fail even one by one). The thread starts on first use, in the
     process that uses it (uvicorn workers build their app after the fork)."""
 
-    def __init__(self, db: Database, *, clock: Clock, order: str = "oldest_first",
+    def __init__(self, db: Database, *, clock: Clock, order: str | None = None,
                  source: str = "callback", max_batch: int = 256) -> None:
         self.db, self.clock, self.order, self.source = db, clock, order, source
         self.max_batch = max_batch
