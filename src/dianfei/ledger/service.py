@@ -271,9 +271,10 @@ _CHECKS: tuple[tuple[str, str], ...] = (
      "  FROM payment_allocations WHERE allocated_to = 'credit' GROUP BY payment_id) c "
      "  LEFT JOIN open_items o ON o.reference = 'CR:' || c.payment_id "
      "  WHERE COALESCE(o.open_amount, 0) <> -c.s"
-     " UNION ALL SELECT o.reference FROM open_items o LEFT JOIN payment_allocations pa "
-     "  ON pa.allocated_to = 'credit' AND 'CR:' || pa.payment_id = o.reference "
-     "  WHERE o.item_kind = 'credit' AND o.open_amount <> 0 AND pa.id IS NULL"
+     # a credit item names its payment in bill_id: looked up by the payment index
+     " UNION ALL SELECT o.reference FROM open_items o WHERE o.item_kind = 'credit' "
+     "  AND o.open_amount <> 0 AND NOT EXISTS (SELECT 1 FROM payment_allocations pa "
+     "  WHERE pa.payment_id = o.bill_id AND pa.allocated_to = 'credit')"
      " UNION ALL SELECT o.reference FROM open_items o LEFT JOIN ledger_entries e "
      "  ON e.kind = o.item_kind AND e.reference = o.reference "
      "  WHERE o.item_kind IN ('bill', 'late_fee') AND e.entry_id IS NULL) q"),
