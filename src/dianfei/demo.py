@@ -89,10 +89,13 @@ def run_demo(db: Database, *, customers: int, months: int, seed: int,
             run_bill_run(db, period, FixedClock(issue_at))
             pending.append(_payments_for(db, utility, period))
             next_issue = (period.next().end_date + ISSUE_DELAY)
-            pending = _run_days(
-                db, pending, issue_at.date(), next_issue, collections=collections,
-                utility=utility, on_day=lambda d, p=period: progress.update(
-                    t, description=f"monthly cycle {p} · day {d}"))
+            label = f"monthly cycle {period}"
+
+            def show(day: date, label: str = label) -> None:
+                progress.update(t, description=f"{label} · day {day}")
+
+            pending = _run_days(db, pending, issue_at.date(), next_issue,
+                                collections=collections, utility=utility, on_day=show)
             progress.update(t, advance=1, description=f"monthly cycle {period}")
             period = period.next()
     return _summary(db, DEMO_START, period.prev())
