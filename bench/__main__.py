@@ -53,6 +53,9 @@ def _extra(a: argparse.Namespace) -> list[tuple[str, str, str, list[str]]]:
              ["--lines", "1000000", "--channel", "wechatpay"])]
     out += [(f"One day of collections ({b})", "≤ 60 s for 1,000,000 accounts, 100,000 in arrears",
              "bench.collections", ["--accounts", str(a.accounts), "--backend", b]) for b in backends]
+    out += [("The default demo, with and without daily collections (SQLite)",
+             "≤ 5 minutes, and ≤ 4× the billing-only demo", "bench.demo_time",
+             ["--customers", "20000", "--months", "24"])]
     # measured here, not asserted by tests (a wall-clock assertion fails on a busy CI machine)
     out += [("CLI start-up (late-fee, quote, quote --help)", "< 0.5 s per command",
              "bench.cli_startup", ["--runs", "15"]),
