@@ -1,13 +1,18 @@
 """A fake Alibaba Cloud SMS endpoint (dysmsapi ``SendSms``), for the one service we cannot run.
 
-A real HTTP server on a loopback port (``http.server`` in a thread) that checks a request the way
-the service does — common parameters, signature v1 (HMAC-SHA1 over the sorted, percent-encoded
-query, recomputed here independently of dianfei's code), timestamp skew, nonce reuse, phone
-number, template code, TemplateParam JSON — and answers in the service's JSON. Tests script
-failures: ``fail_next("isv.BUSINESS_LIMIT_CONTROL")``, ``fail_next_http(500)``,
-``hang_next(seconds)`` (a read timeout after the message was accepted). ``delay`` (seconds) makes
-every answer take that long, as a real gateway's round trip does (~50 ms); the server answers
-many requests at once (a thread per connection, HTTP/1.1 keep-alive), as the service does.
+A real HTTP/1.1 server on a loopback port that checks a request the way the service does —
+common parameters, signature v1 (HMAC-SHA1 over the sorted, percent-encoded query, recomputed
+here independently of dianfei's code), timestamp skew, nonce reuse, phone number, template code,
+TemplateParam JSON — and answers in the service's JSON. Tests script failures:
+``fail_next("isv.BUSINESS_LIMIT_CONTROL")``, ``fail_next_http(500)``, ``hang_next(seconds)`` (a
+read timeout after the message was accepted). ``delay`` (seconds) makes every answer take that
+long, as a real gateway's round trip does (~50 ms); the server answers many requests at once, as
+the service does.
+
+It runs on an event loop of its own thread (uvloop when installed; httptools parses the requests;
+keep-alive, pipelined requests answered in order): a delayed answer is a timer, not a sleeping
+thread, so a benchmark's gateway process costs ~0.1 ms of CPU a request instead of ~0.5 ms with
+``http.server`` and a thread per connection.
 
 Usage::
 
@@ -18,35 +23,34 @@ Usage::
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import json
 import re
 import threading
-import time
-import urllib.parse
 import uuid
 from collections import deque
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import unquote
 
 ACCESS_KEY_ID = "LTAI5tFakeKeyId"
 ACCESS_KEY_SECRET = "fake-secret-0123456789"
 SIGN_NAME = "城关供电"
 
+# written out by hand (not dianfei's helper) so a shared mistake cannot hide: every byte but
+# A-Z a-z 0-9 - _ . ~ becomes %XX (upper-case hex), UTF-8 first
+_PCT_BYTE = [chr(b) if chr(b).isascii() and (chr(b).isalnum() or chr(b) in "-_.~") else f"%{b:02X}"
+             for b in range(256)]
+_UNRESERVED = re.compile(r"[A-Za-z0-9\-_.~]*")
+
 
 def _pct(text: str) -> str:
-    # written out by hand (not dianfei's helper) so a shared mistake cannot hide
-    out = []
-    for byte in text.encode("utf-8"):
-        ch = chr(byte)
-        if ch.isascii() and (ch.isalnum() or ch in "-_.~"):
-            out.append(ch)
-        else:
-            out.append(f"%{byte:02X}")
-    return "".join(out)
+    if _UNRESERVED.fullmatch(text):
+        return text
+    return "".join([_PCT_BYTE[b] for b in text.encode("utf-8")])
 
 
 def expected_signature(params: dict[str, str], secret: str, method: str = "GET") -> str:
@@ -56,12 +60,97 @@ def expected_signature(params: dict[str, str], secret: str, method: str = "GET")
                             .digest()).decode()
 
 
+def _query_params(target: bytes) -> dict[str, str]:
+    """The query of a request target as a dict (form rules: ``+`` is a space, %XX is UTF-8)."""
+    _, _, query = target.decode("latin-1").partition("?")
+    out: dict[str, str] = {}
+    for pair in query.split("&"):
+        if not pair:
+            continue
+        name, _, value = pair.partition("=")
+        out[unquote(name.replace("+", " "))] = unquote(value.replace("+", " "))
+    return out
+
+
+_MOBILE = re.compile(r"1[3-9]\d{9}")
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests",
+            500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
+
+
+class _HttpConnection(asyncio.Protocol):
+    """One client connection: requests parsed by httptools, answered in order (keep-alive)."""
+
+    def __init__(self, gateway: FakeSmsGateway) -> None:
+        import httptools
+
+        self.gateway = gateway
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self._url = b""
+        #: answers in request order: [bytes or None (not ready yet), keep_alive]
+        self._pending: deque[list[Any]] = deque()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        self.gateway._connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.gateway._connections.discard(self)
+        self.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        import httptools
+
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            if self.transport is not None:
+                self.transport.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n"
+                                     b"Connection: close\r\n\r\n")
+                self.transport.close()
+
+    # -- httptools callbacks
+    def on_message_begin(self) -> None:
+        self._url = b""
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_message_complete(self) -> None:
+        gw = self.gateway
+        status, body, delay = gw._handle(_query_params(self._url))
+        delay = max(delay, gw.delay)
+        data = json.dumps(body).encode() if body is not None else b"<html>500</html>"
+        ctype = b"application/json;charset=utf-8" if body is not None else b"text/html"
+        keep = bool(self.parser.should_keep_alive())
+        answer = (f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n".encode()
+                  + b"Content-Type: " + ctype + b"\r\nContent-Length: " + str(len(data)).encode()
+                  + (b"\r\n\r\n" if keep else b"\r\nConnection: close\r\n\r\n") + data)
+        slot: list[Any] = [None, keep]
+        self._pending.append(slot)
+        if delay > 0:
+            asyncio.get_running_loop().call_later(delay, self._ready, slot, answer)
+        else:
+            self._ready(slot, answer)
+
+    def _ready(self, slot: list[Any], answer: bytes) -> None:
+        slot[0] = answer
+        while self._pending and self._pending[0][0] is not None:
+            data, keep = self._pending.popleft()
+            if self.transport is None or self.transport.is_closing():
+                return
+            self.transport.write(data)
+            if not keep:
+                self.transport.close()
+                return
+
+
 class FakeSmsGateway:
     def __init__(self, templates: dict[str, list[str]] | None = None, *, delay: float = 0.0,
                  host: str = "127.0.0.1", port: int = 0) -> None:
         #: TemplateCode → the variables the registered template needs (None: accept any code)
         self.templates = templates
-        #: seconds every answer waits (outside the lock: concurrent requests wait together)
+        #: seconds every answer waits (concurrent requests wait together)
         self.delay = delay
         self._address = (host, port)
         self.sent: list[dict[str, Any]] = []
@@ -69,7 +158,13 @@ class FakeSmsGateway:
         self._script: deque[tuple[str, Any]] = deque()
         self._nonces: set[str] = set()
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._port = 0
+        self._connections: set[_HttpConnection] = set()
+        self._ts_cache: tuple[str, datetime | None] = ("", None)
+        self._id_prefix = str(uuid.uuid4()).upper()[:24]
 
     # -- scripting --------------------------------------------------------------------------------
     def fail_next(self, code: str, message: str = "scripted failure", times: int = 1) -> None:
@@ -88,54 +183,61 @@ class FakeSmsGateway:
     @property
     def endpoint(self) -> str:
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/"
+        return f"http://127.0.0.1:{self._port}/"
 
     def __enter__(self) -> FakeSmsGateway:
-        gateway = self
+        try:
+            import uvloop
 
-        class Handler(BaseHTTPRequestHandler):
-            # keep-alive, as the real endpoint: a client reuses its connection
-            protocol_version = "HTTP/1.1"
-            # headers and body leave at once (Nagle + delayed ACK would add 40 ms per answer)
-            disable_nagle_algorithm = True
+            loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+        except ImportError:  # pragma: no cover - uvloop is a dependency off Windows
+            loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._thread = threading.Thread(target=loop.run_forever, name="fake-sms-gateway", daemon=True)
+        self._thread.start()
 
-            def log_message(self, *args: Any) -> None:
-                pass
+        async def start() -> asyncio.AbstractServer:
+            return await loop.create_server(lambda: _HttpConnection(self), *self._address,
+                                            backlog=1024)
 
-            def do_GET(self) -> None:
-                query = urllib.parse.urlsplit(self.path).query
-                pairs = urllib.parse.parse_qsl(query, keep_blank_values=True, strict_parsing=False)
-                status, body, delay = gateway._handle(dict(pairs))
-                delay = max(delay, gateway.delay)
-                if delay:
-                    time.sleep(delay)
-                data = json.dumps(body).encode() if body is not None else b"<html>500</html>"
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json;charset=utf-8"
-                                     if body is not None else "text/html")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-            request_queue_size = 1024  # hundreds of dispatch threads connect at once
-
-        self._server = Server(self._address, Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        server = asyncio.run_coroutine_threadsafe(start(), loop).result()
+        self._server = server
+        self._port = int(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
         return self
 
     def __exit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.shutdown()
-        self._server.server_close()
+        assert self._server is not None and self._loop is not None and self._thread is not None
+        server, loop = self._server, self._loop
+
+        async def stop() -> None:
+            server.close()
+            for conn in list(self._connections):
+                if conn.transport is not None:
+                    conn.transport.close()
+            await server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(stop(), loop).result()
+        loop.call_soon_threadsafe(loop.stop)
+        self._thread.join()
+        loop.close()
+
+    def _timestamp(self, text: str) -> datetime | None:
+        if self._ts_cache[0] != text:
+            try:
+                ts: datetime | None = datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+            except ValueError:
+                ts = None
+            self._ts_cache = (text, ts)
+        return self._ts_cache[1]
 
     # -- the service's checks ---------------------------------------------------------------------
+    def _request_id(self) -> str:
+        """A RequestId shaped like the service's (an upper-case UUID): a random one per gateway,
+        with the request count in its last group (no system call per request)."""
+        return f"{self._id_prefix}{self.requests:012X}"
+
     def _error(self, status: int, code: str, message: str) -> tuple[int, dict[str, Any], float]:
-        return status, {"RequestId": str(uuid.uuid4()).upper(), "Code": code, "Message": message}, 0.0
+        return status, {"RequestId": self._request_id(), "Code": code, "Message": message}, 0.0
 
     def _handle(self, p: dict[str, str]) -> tuple[int, dict[str, Any] | None, float]:
         with self._lock:
@@ -155,9 +257,8 @@ class FakeSmsGateway:
             if not hmac.compare_digest(signature, expected_signature(p, ACCESS_KEY_SECRET)):
                 return self._error(400, "SignatureDoesNotMatch",
                                    "Specified signature is not matched with our calculation.")
-            try:
-                ts = datetime.strptime(p["Timestamp"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-            except ValueError:
+            ts = self._timestamp(p["Timestamp"])
+            if ts is None:
                 return self._error(400, "InvalidTimeStamp.Format", "Specified time stamp is not valid.")
             if abs((datetime.now(UTC) - ts).total_seconds()) > 900:
                 return self._error(400, "InvalidTimeStamp.Expired", "Specified time stamp is expired.")
@@ -176,7 +277,7 @@ class FakeSmsGateway:
             if p["SignName"] != SIGN_NAME:
                 return self._error(200, "isv.SMS_SIGNATURE_ILLEGAL", "该账号下找不到对应签名")
             phones = p["PhoneNumbers"].split(",")
-            if not all(re.fullmatch(r"1[3-9]\d{9}", ph) for ph in phones):
+            if not all(_MOBILE.fullmatch(ph) for ph in phones):
                 return self._error(200, "isv.MOBILE_NUMBER_ILLEGAL", "非法手机号")
             try:
                 params = json.loads(p.get("TemplateParam") or "{}")
@@ -196,5 +297,5 @@ class FakeSmsGateway:
             for ph in phones:
                 self.sent.append({"phone": ph, "sign_name": p["SignName"], "template_code": p["TemplateCode"],
                                   "params": params, "out_id": p.get("OutId"), "biz_id": biz_id})
-            return 200, {"RequestId": str(uuid.uuid4()).upper(), "Code": "OK", "Message": "OK",
+            return 200, {"RequestId": self._request_id(), "Code": "OK", "Message": "OK",
                          "BizId": biz_id}, delay

@@ -134,11 +134,15 @@ class CrashOnCall:
         self.idempotent = False
         self.calls = 0
         self.lock = threading.Lock()
+        #: sends begun after the crash was raised
+        self.after_crash = 0
 
     def send(self, message: Message) -> SendResult:
         with self.lock:
             self.calls += 1
             mine = self.calls
+            if mine > self.n:
+                self.after_crash += 1
         if mine == self.n:
             raise Crash()
         return self.inner.send(message)  # type: ignore[attr-defined,no-any-return]
@@ -192,3 +196,29 @@ def test_concurrency_settings_are_read_and_checked() -> None:
         load_notify_settings({"notify": {"dispatch_concurrency": 0}})
     with pytest.raises(ValidationError, match="unknown channel 'fax'"):
         load_notify_settings({"notify": {"channel_concurrency": {"fax": 1}}})
+
+
+def test_a_crash_stops_both_batches_in_the_adapters_hands(
+        crowd: Database, slow_gateway: FakeSmsGateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    # given batches of 10 (the next one is handed to the adapters while the last messages of the
+    # one before are still out), 4 in flight, and the 15th send 'dies'
+    monkeypatch.setattr(service, "BATCH", 10)
+    clock = FixedClock(local("2026-11-02 10:00"))
+    customers = [f"P{i:03d}" for i in range(60)]
+    _enqueue_all(crowd, clock, customers)
+    crashing = CrashOnCall(sms_sender(slow_gateway), 15)
+    with pytest.raises(Crash):
+        _dispatch(crowd, clock, Senders(sms=crashing), dispatch_concurrency=4)  # type: ignore[arg-type]
+    # then every claim of both batches is sent, given back, or (the crashed one) left 'sending',
+    # and what was sent is recorded sent, once (a few sends racing the crash's report to the event
+    # loop may still begin: they finish and are recorded like the ones in flight)
+    rows = service.deliveries(crowd, key_prefix="r:")
+    status = Counter(d.status for d in rows)
+    gone = {m["out_id"] for m in slow_gateway.sent}
+    assert status["sending"] == 1 and status["sent"] == len(gone) == 14 + crashing.after_crash
+    assert crashing.calls < 60  # the pass stopped: the rest was not handed over
+    assert {d.key for d in rows if d.status == "sent"} == gone
+    released = [a for a in _attempts(crowd) if a[2] == "released"]
+    claimed = sum(1 for d in rows if d.attempts == 1)
+    assert claimed == 1 + len(gone) + len(released)
+    assert status["queued"] == 60 - 1 - len(gone)

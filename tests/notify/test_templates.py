@@ -102,3 +102,33 @@ def test_an_override_directory_replaces_one_file(tmp_path: object) -> None:
 def test_preview_renders_the_sample() -> None:
     r = service.preview("stop_notice", "sms", "zh-CN")
     assert r.sms_text is not None and "123.45" in r.sms_text and "2026-11-08" in r.sms_text
+
+
+@pytest.mark.parametrize("notice", service.NOTICES)
+@pytest.mark.parametrize("locale", LOCALES)
+def test_the_sms_fast_path_renders_what_jinja_renders(notice: str, locale: str) -> None:
+    # dispatch formats a plain SMS text ({{ variable }} and text only) without Jinja: same text
+    tpl = templates()
+    source = tpl._toml(f"{locale}/{notice}.toml")["sms"]
+    for ctx in (SAMPLE_CONTEXT, _required_only(notice)):
+        values = {k: None for k in tpl.spec(notice).optional} | dict(ctx) | EXTRA | {"locale": locale}
+        fast = tpl.render(notice, "sms", locale, ctx, extra=EXTRA, sms_only=True).sms_text
+        assert fast == tpl._compiled("sms", source).render(values).strip()
+
+
+def test_an_sms_text_with_logic_is_rendered_by_jinja() -> None:
+    tpl = templates()
+    assert tpl._sms_plan("Dear {{ name }}, {{ amount }} yuan {x}.") is not None
+    assert tpl._sms_plan("{% if stop_on %}stops {{ stop_on }}{% endif %}") is None
+    assert tpl._sms_plan("{{ name | upper }}") is None
+    # braces of the text survive the format pattern
+    pattern, names = tpl._sms_plan("{x} {{ name }} }{") or ("", ())
+    assert pattern.format("张三") == "{x} 张三 }{" and names == ("name",)
+
+
+def test_a_missing_variable_fails_the_fast_path_like_jinja() -> None:
+    tpl = templates()
+    ctx = dict(SAMPLE_CONTEXT)
+    with pytest.raises(ValidationError, match="'customer_name' is undefined"):
+        tpl._sms("zh-CN/reminder.toml", tpl._toml("zh-CN/reminder.toml"), "reminder", "zh-CN",
+                 {k: v for k, v in ctx.items() if k != "customer_name"})

@@ -163,18 +163,69 @@ class Templates:
 
     def sms_variables(self, notice: str, locale: str) -> tuple[str, ...]:
         """The variables the SMS text uses: what a registered gateway template receives."""
-        from jinja2 import meta
-
         key = ("smsvars", notice, locale)
         if key not in self._cache:
+            from jinja2 import meta
+
             source = self._toml(f"{locale}/{notice}.toml")["sms"]
             ast = self._text_env.parse(source)
             self._cache[key] = tuple(sorted(meta.find_undeclared_variables(ast)))
         return self._cache[key]  # type: ignore[no-any-return]
 
+    def _sms_plan(self, source: str) -> tuple[str, tuple[str, ...]] | None:
+        """An SMS text that is only literal text and ``{{ variable }}`` outputs (every packaged
+        one), as a ``str.format`` pattern and the variables it takes in order. Formatting it gives
+        what Jinja renders (``str`` of each value) for ~1/10 of the cost, which counts at 3,000
+        SMS a second. None for anything else (filters, conditions, loops): Jinja renders those."""
+        key = ("smsplan", source)
+        if key not in self._cache:
+            from jinja2 import TemplateSyntaxError, nodes
+
+            plan: list[str | tuple[str]] | None = []
+            try:
+                ast = self._text_env.parse(source)
+            except TemplateSyntaxError:
+                ast = None
+            for node in ast.body if ast is not None else [None]:
+                if plan is None or not isinstance(node, nodes.Output):
+                    plan = None
+                    break
+                for part in node.nodes:
+                    if isinstance(part, nodes.TemplateData):
+                        plan.append(part.data)
+                    elif isinstance(part, nodes.Name) and part.ctx == "load":
+                        plan.append((part.name,))
+                    else:
+                        plan = None
+                        break
+            if plan is not None:
+                # the plan must give what Jinja gives, with any value
+                probe = {p[0]: f"\x00{i}\x00" for i, p in enumerate(plan) if isinstance(p, tuple)}
+                mine = "".join(p if isinstance(p, str) else probe[p[0]] for p in plan)
+                if self._compiled("sms", source).render(probe) != mine:
+                    plan = None
+            if plan is None:
+                self._cache[key] = None
+            else:
+                pattern = "".join(p.replace("{", "{{").replace("}", "}}") if isinstance(p, str) else "{}"
+                                  for p in plan)
+                self._cache[key] = (pattern, tuple(p[0] for p in plan if isinstance(p, tuple)))
+        return self._cache[key]  # type: ignore[no-any-return]
+
     def _sms(self, where: str, tpl: Mapping[str, Any], notice: str, loc: str,
              values: Mapping[str, Any]) -> dict[str, Any]:
-        return {"sms_text": self._render(f"{where}:sms", str(tpl["sms"]), values).strip(),
+        source = str(tpl["sms"])
+        plan = self._sms_plan(source)
+        if plan is None:
+            text = self._render(f"{where}:sms", source, values)
+        else:
+            pattern, names = plan
+            try:
+                text = pattern.format(*[str(values[n]) for n in names])
+            except KeyError as exc:  # StrictUndefined's message
+                raise ValidationError(f"notice template {where}:sms: '{exc.args[0]}' is undefined "
+                                      "(a variable the template needs is missing)") from None
+        return {"sms_text": text.strip(),
                 "sms_params": {k: str(values[k]) for k in self.sms_variables(notice, loc)
                                if values.get(k) is not None}}
 

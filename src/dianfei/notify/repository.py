@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, Table, bindparam, func, insert, select, tuple_, update
+from sqlalchemy import (
+    Select,
+    Table,
+    and_,
+    bindparam,
+    case,
+    func,
+    literal,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from dianfei.customers.models import Customer, ServicePoint
@@ -174,96 +186,6 @@ _OUT: Table = OutboxMessage.__table__  # type: ignore[assignment]
 _ATT: Table = DeliveryAttempt.__table__  # type: ignore[assignment]
 
 
-def due_rows(session: Session, now: datetime, batch: int,
-             skip_channels: Iterable[str] = ()) -> list[Any]:
-    """Up to ``batch`` due queued rows, oldest first, locked for this transaction (PostgreSQL:
-    rows another dispatcher holds are skipped; SQLite serialises writers anyway)."""
-    c = _OUT.c
-    q = (select(c.outbox_id, c.key, c.account_id, c.customer_id, c.notice, c.channel, c.locale,
-                c.context, c.attempts)
-         .where(c.status == "queued", c.next_attempt_at <= now)
-         .order_by(c.next_attempt_at, c.outbox_id).limit(batch))
-    skip = list(skip_channels)
-    if skip:
-        q = q.where(c.channel.not_in(skip))
-    if session.get_bind().dialect.name == "postgresql":
-        q = q.with_for_update(skip_locked=True)
-    return list(session.execute(q).all())
-
-
-def customers_for(session: Session, pairs: Iterable[tuple[str, str]]) -> dict[str, CustomerRecord]:
-    """:func:`customer` for many (customer_id, account_id) pairs in two queries."""
-    wanted = dict(pairs)  # customer → account (one account per customer in a batch is enough)
-    if not wanted:
-        return {}
-    found = {r.customer_id: r for r in session.execute(
-        select(Customer.customer_id, Customer.name, Customer.address, Customer.phone_enc)
-        .where(Customer.customer_id.in_(list(wanted))))}
-    homeless = {wanted[c] for c, r in found.items() if not r.address}
-    sp_address: dict[str, str | None] = {}
-    if homeless:
-        for acc, addr in session.execute(
-                select(ServicePoint.account_id, ServicePoint.address)
-                .where(ServicePoint.account_id.in_(list(homeless)))
-                .order_by(ServicePoint.account_id, ServicePoint.service_point_id)):
-            sp_address.setdefault(acc, addr)
-    return {c: CustomerRecord(r.customer_id, r.name, r.address or sp_address.get(wanted[c]), r.phone_enc)
-            for c, r in found.items()}
-
-
-def contacts_for(session: Session, customer_ids: Iterable[str]) -> dict[str, Any]:
-    ids = list(set(customer_ids))
-    if not ids:
-        return {}
-    return {r.customer_id: r for r in session.execute(
-        select(Contact.customer_id, Contact.email_enc, Contact.wechat_openid, Contact.locale)
-        .where(Contact.customer_id.in_(ids)))}
-
-
-def active_opt_outs_for(session: Session, customer_ids: Iterable[str]) -> dict[tuple[str, str], Any]:
-    ids = list(set(customer_ids))
-    if not ids:
-        return {}
-    return {(r.customer_id, r.channel): r for r in session.execute(
-        select(OptOut.customer_id, OptOut.channel, OptOut.reason, OptOut.opted_out_at)
-        .where(OptOut.customer_id.in_(ids), OptOut.withdrawn_at.is_(None)))}
-
-
-def went_out_counts(session: Session, customer_ids: Iterable[str], since: datetime,
-                    until: datetime) -> dict[tuple[str, str], int]:
-    """(customer, channel) → rows that went out in [since, until): :func:`count_went_out` at once."""
-    ids = list(set(customer_ids))
-    if not ids:
-        return {}
-    c = _OUT.c
-    return {(r[0], r[1]): int(r[2]) for r in session.execute(
-        select(c.customer_id, c.channel, func.count())
-        .where(c.customer_id.in_(ids), c.status.in_(WENT_OUT), c.claimed_at >= since, c.claimed_at < until)
-        .group_by(c.customer_id, c.channel))}
-
-
-def claim_many(session: Session, claims: Sequence[tuple[int, int]], now: datetime) -> set[int]:
-    """queued → sending for many (outbox_id, attempts before) pairs in one compare-and-set
-    statement; returns the ids this transaction got (a row another dispatcher took is left out)."""
-    if not claims:
-        return set()
-    c = _OUT.c
-    got: set[int] = set()
-    for i in range(0, len(claims), 500):
-        chunk = claims[i:i + 500]
-        res = session.execute(
-            update(_OUT).where(tuple_(c.outbox_id, c.attempts).in_(list(chunk)), c.status == "queued")
-            .values(status="sending", attempts=c.attempts + 1, claimed_at=now, updated_at=now)
-            .returning(c.outbox_id))
-        got.update(int(i) for i in res.scalars())
-    return got
-
-
-def insert_attempts(session: Session, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        session.execute(insert(_ATT), rows)
-
-
 def update_outbox_many(session: Session, values: Sequence[str], rows: list[dict[str, Any]], *,
                        only_status: str | None = None) -> None:
     """One executemany UPDATE of the columns ``values`` by outbox id; each row dict holds ``oid``
@@ -294,3 +216,123 @@ def touch_claims(session: Session, ids: Sequence[int], now: datetime) -> None:
         c = _OUT.c
         session.execute(update(_OUT).where(c.outbox_id.in_(list(ids)), c.status == "sending")
                         .values(claimed_at=now))
+
+
+# -- the dispatch hot path: one statement per batch, whatever its size ------------------------------
+#
+# A batch's per-row values travel as one parameter: a JSON array read by json_each() on SQLite,
+# one array per column read by unnest() on PostgreSQL. No IN list of hundreds of bind parameters
+# for SQLAlchemy to expand and convert, no executemany building a parameter set per row: the
+# claim, the attempt rows and the 'sent' outcomes of 500 notices cost one statement each.
+
+_SQL_TYPES = {"bigint": "BIGINT", "int": "INTEGER", "text": "TEXT"}
+
+
+def _rows_source(session: Session, name: str, columns: Sequence[tuple[str, str]],
+                 rows: Sequence[Sequence[Any]]) -> tuple[str, dict[str, Any]]:
+    """A derived table ``(…) AS <name>`` with ``columns`` [(column, bigint|int|text)] holding
+    ``rows``, and the bind parameters it needs."""
+    if session.get_bind().dialect.name == "postgresql":
+        arrays = ", ".join(f"CAST(:{name}_{i} AS {_SQL_TYPES[t]}[])" for i, (_, t) in enumerate(columns))
+        cols = ", ".join(c for c, _ in columns)
+        params = {f"{name}_{i}": [r[i] for r in rows] for i in range(len(columns))}
+        return f"unnest({arrays}) AS {name}({cols})", params
+    cols = ", ".join(f"json_extract(value, '$[{i}]') AS {c}" for i, (c, _) in enumerate(columns))
+    return (f"(SELECT {cols} FROM json_each(:{name})) AS {name}",
+            {name: json.dumps([list(r) for r in rows], ensure_ascii=False)})
+
+
+def _now_param() -> Any:
+    return bindparam("now", type_=_OUT.c.claimed_at.type)
+
+
+def dispatch_batch(session: Session, now: datetime, batch: int, skip_channels: Iterable[str] = (), *,
+                   count_since: datetime | None = None, count_until: datetime | None = None,
+                   count_channels: Iterable[str] = ()) -> list[Any]:
+    """Up to ``batch`` due queued rows with everything the rules need, in one statement: per due
+    row (oldest first, locked on PostgreSQL — rows another dispatcher holds are skipped; SQLite
+    serialises writers anyway) its customer
+    (``cust_id`` None when unknown; ``address`` falls back to the account's first service point),
+    contact, standing opt-out on the row's channel, and — for ``count_channels`` — how many of the
+    customer's rows on that channel went out in [count_since, count_until)."""
+    c = _OUT.c
+    cu = Customer.__table__.c
+    ct = Contact.__table__.c
+    opt = OptOut.__table__.alias("opt")
+    sp_address = (select(ServicePoint.address).where(ServicePoint.account_id == c.account_id)
+                  .order_by(ServicePoint.service_point_id).limit(1).scalar_subquery())
+    counted = list(count_channels)
+    if counted and count_since is not None and count_until is not None:
+        w = _OUT.alias("w")
+        went: Any = (select(func.count()).select_from(w).where(
+            w.c.customer_id == c.customer_id, w.c.channel == c.channel, w.c.status.in_(WENT_OUT),
+            w.c.claimed_at >= count_since, w.c.claimed_at < count_until).scalar_subquery())
+        went = case((c.channel.in_(counted), went), else_=literal(0))
+    else:
+        went = literal(0)
+    # the due rows first (narrow, by the due index, locked), then their joins: PostgreSQL would
+    # otherwise join every queued row and sort them all for each batch
+    due = (select(c.outbox_id).where(c.status == "queued", c.next_attempt_at <= now)
+           .order_by(c.next_attempt_at, c.outbox_id).limit(batch))
+    skip = list(skip_channels)
+    if skip:
+        due = due.where(c.channel.not_in(skip))
+    if session.get_bind().dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    picked = due.subquery("due")
+    q = (select(c.outbox_id, c.key, c.account_id, c.customer_id, c.notice, c.channel, c.locale,
+                c.context, c.attempts,
+                cu.customer_id.label("cust_id"), cu.name.label("cust_name"), cu.phone_enc,
+                func.coalesce(func.nullif(cu.address, ""), sp_address).label("address"),
+                ct.customer_id.label("contact_id"), ct.email_enc, ct.wechat_openid,
+                ct.locale.label("contact_locale"),
+                opt.c.reason.label("opt_out_reason"), opt.c.opted_out_at, went.label("went_out"))
+         .select_from(_OUT.join(picked, picked.c.outbox_id == c.outbox_id)
+                      .outerjoin(Customer.__table__, cu.customer_id == c.customer_id)
+                      .outerjoin(Contact.__table__, ct.customer_id == c.customer_id)
+                      .outerjoin(opt, and_(opt.c.customer_id == c.customer_id, opt.c.channel == c.channel,
+                                           opt.c.withdrawn_at.is_(None))))
+         .order_by(c.next_attempt_at, c.outbox_id))
+    return list(session.execute(q).all())
+
+
+def claim_batch(session: Session, claims: Sequence[tuple[int, int]], now: datetime) -> dict[int, int]:
+    """Claim in one statement, and insert each claimed row's attempt row in a second:
+    queued → sending (compare-and-set on status and attempts) for (outbox_id, attempts before)
+    pairs; returns {outbox_id: attempt_no} of the rows this transaction got."""
+    if not claims:
+        return {}
+    src, params = _rows_source(session, "c", (("id", "bigint"), ("att", "int")), claims)
+    # SQLite: the unary + keeps the planner off the status index (it would scan every queued row
+    # for each claim) and on the primary key
+    plus = "" if session.get_bind().dialect.name == "postgresql" else "+"
+    got = session.execute(text(
+        "UPDATE notify_outbox SET status = 'sending', attempts = notify_outbox.attempts + 1, "
+        f"claimed_at = :now, updated_at = :now FROM {src} "
+        "WHERE notify_outbox.outbox_id = c.id AND notify_outbox.attempts = c.att "
+        f"AND {plus}notify_outbox.status = 'queued' "
+        "RETURNING notify_outbox.outbox_id, notify_outbox.attempts")
+        .bindparams(_now_param()), {**params, "now": now}).all()
+    claimed = {int(oid): int(no) for oid, no in got}
+    src, params = _rows_source(session, "a", (("id", "bigint"), ("no", "int")), list(claimed.items()))
+    session.execute(text(
+        f"INSERT INTO notify_attempts (outbox_id, attempt_no, started_at) SELECT a.id, a.no, :now FROM {src}")
+        .bindparams(_now_param()), {**params, "now": now})
+    return claimed
+
+
+def record_sent(session: Session, sent: Sequence[tuple[int, int, str | None]], now: datetime) -> None:
+    """The 'sent' outcomes of many attempts, (outbox_id, attempt_no, provider_ref) each: the
+    attempt rows and the outbox rows, one statement each."""
+    if not sent:
+        return
+    src, params = _rows_source(session, "s", (("id", "bigint"), ("no", "int"), ("ref", "text")), sent)
+    session.execute(text(
+        "UPDATE notify_attempts SET finished_at = :now, outcome = 'sent', error_code = NULL, "
+        f"error = NULL, provider_ref = s.ref FROM {src} "
+        "WHERE notify_attempts.outbox_id = s.id AND notify_attempts.attempt_no = s.no")
+        .bindparams(_now_param()), {**params, "now": now})
+    session.execute(text(
+        "UPDATE notify_outbox SET status = 'sent', sent_at = :now, provider_ref = s.ref, "
+        f"last_error = NULL, updated_at = :now FROM {src} WHERE notify_outbox.outbox_id = s.id")
+        .bindparams(_now_param()), {**params, "now": now})

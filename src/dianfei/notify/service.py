@@ -33,6 +33,7 @@ import asyncio
 import json
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -357,7 +358,10 @@ def dispatch(db: Database, *, clock: Clock, senders: Senders | None = None, limi
     throttled: set[str] = set()
     seen: set[int] = set()
     stage: _SendStage | None = None
-    sending: _Batch | None = None  # the batch the adapters have while the next one is prepared
+    # claimed batches in the adapters' hands, oldest first: the newest is sent while the one
+    # before it finishes its last messages and is recorded (so the sending never drains to zero
+    # between batches), and the next one is prepared meanwhile
+    inflight: deque[_Batch] = deque()
     try:
         while limit is None or considered < limit:
             batch = BATCH if limit is None else min(BATCH, limit - considered)
@@ -366,27 +370,33 @@ def dispatch(db: Database, *, clock: Clock, senders: Senders | None = None, limi
                 now = clock.now()
                 # a row decided in this pass is no longer due (sent, ended or deferred to later);
                 # seen only guards against a row another dispatcher put back meanwhile
-                rows = [r for r in repo.due_rows(s, now, batch, throttled) if r.outbox_id not in seen]
+                day_start, day_end = business_day_bounds(now, ns)
+                rows = [r for r in repo.dispatch_batch(s, now, batch, throttled, count_since=day_start,
+                                                       count_until=day_end,
+                                                       count_channels=ns.per_customer_daily)
+                        if r.outbox_id not in seen]
                 if rows:
                     seen.update(int(r.outbox_id) for r in rows)
                     considered += len(rows)
                     jobs = _prepare_batch(s, rows, now, ns, senders, cipher, report, throttled)
-            if sending is not None:
-                previous, sending = sending, None
-                _finish_batch(db, previous, clock, ns, report)
-                if jobs is None:
-                    continue  # recording it may have queued fallback letters: look once more
-            if jobs is None:
-                break
             if jobs:
                 stage = stage or _SendStage(ns)
-                sending = stage.start(jobs)
-        if sending is not None:  # the limit was reached
-            previous, sending = sending, None
-            _finish_batch(db, previous, clock, ns, report)
+                inflight.append(stage.start(jobs))
+            if jobs is None and not inflight:
+                break
+            # keep one batch sending while the next is prepared; with nothing new to send, record all
+            while len(inflight) > (1 if jobs else 0):
+                _finish_batch(db, inflight.popleft(), clock, ns, report)  # aborts itself if it fails
+            # (nothing due: recording may have queued fallback letters, so look once more)
+        while inflight:  # the limit was reached
+            _finish_batch(db, inflight.popleft(), clock, ns, report)
     except BaseException:
-        if sending is not None:  # e.g. a database fault while the next batch was prepared
-            _abort_batch(db, sending, clock, ns, report)
+        # e.g. a database fault while the next batch was prepared: nothing starts any more in any
+        # batch, the messages in flight finish and are recorded, the rest is given back
+        for sending in inflight:
+            sending.stop()
+        while inflight:
+            _abort_batch(db, inflight.popleft(), clock, ns, report)
         raise
     finally:
         if stage is not None:
@@ -417,28 +427,28 @@ def _recover(s: Session, now: datetime, ns: NotifySettings, senders: Senders,
         row.updated_at = now
 
 
-def _recipient(row: Any, cust: repo.CustomerRecord | None, contact: Any,
-               cipher: PiiCipher) -> tuple[Recipient | None, str]:
-    """The recipient, or why there is none for this channel."""
-    if cust is None:
+def _recipient(row: Any, cipher: PiiCipher) -> tuple[Recipient | None, str]:
+    """The recipient of a row of :func:`repo.dispatch_batch`, or why there is none for its channel."""
+    if row.cust_id is None:
         return None, f"unknown customer {row.customer_id}"
     phone = email = openid = None
-    if row.channel == "sms":
-        phone = cipher.decrypt(cust.phone_enc)
+    channel = row.channel
+    if channel == "sms":
+        phone = cipher.decrypt(row.phone_enc)
         if not phone:
             return None, "no mobile number on file"
-    elif row.channel == "email":
-        email = cipher.decrypt(contact.email_enc) if contact is not None else None
+    elif channel == "email":
+        email = cipher.decrypt(row.email_enc) if row.contact_id is not None else None
         if not email:
             return None, "no e-mail address on file"
-    elif row.channel == "wechat":
-        openid = contact.wechat_openid if contact is not None else None
+    elif channel == "wechat":
+        openid = row.wechat_openid if row.contact_id is not None else None
         if not openid:
             return None, "no WeChat openid on file"
-    elif not cust.address:
+    elif not row.address:
         return None, "no postal address on file"
-    return Recipient(customer_id=cust.customer_id, name=cust.name, phone=phone, email=email,
-                     wechat_openid=openid, address=cust.address), ""
+    return Recipient(customer_id=row.cust_id, name=row.cust_name, phone=phone, email=email,
+                     wechat_openid=openid, address=row.address), ""
 
 
 def _fallback_row(row: Any, now: datetime) -> dict[str, Any]:
@@ -450,19 +460,20 @@ def _fallback_row(row: Any, now: datetime) -> dict[str, Any]:
 
 def _prepare_batch(s: Session, rows: list[Any], now: datetime, ns: NotifySettings, senders: Senders,
                    cipher: PiiCipher, report: DispatchReport, throttled: set[str]) -> list[_Job]:
-    """Decide about a batch of due rows (locked by the caller's select) and claim the sendable
+    """Decide about a batch of due rows (from :func:`repo.dispatch_batch`: each with its customer,
+    contact, opt-out and today's count; locked by the caller's select) and claim the sendable
     ones; the caller's transaction commits it all before anything is sent."""
     tpl = _tpl(ns)
     d = _Decisions()
-    customer_ids = {r.customer_id for r in rows}
-    optouts = repo.active_opt_outs_for(s, customer_ids)
-    customers = repo.customers_for(s, ((r.customer_id, r.account_id) for r in rows))
-    contacts = repo.contacts_for(s, customer_ids)
-    day_start, day_end = business_day_bounds(now, ns)
-    sent_today = (repo.went_out_counts(s, customer_ids, day_start, day_end)
-                  if ns.per_customer_daily else {})
+    _, day_end = business_day_bounds(now, ns)
+    sent_today: dict[tuple[str, str], int] = {}
     per_minute_used = {ch: repo.count_claimed_since(s, ch, now - timedelta(minutes=1))
                        for ch in ns.per_channel_per_minute}
+    # what every row of the batch shares: the rules' answers for this instant, the render's extras
+    legally_required = {name: spec.legally_required for name, spec in tpl.specs.items()}
+    quiet_end_of: dict[str, datetime | None] = {}
+    extras: dict[str, dict[str, str]] = {}
+    today = business_date(now).isoformat()
 
     def end(row: Any, status: str, why: str, required: bool, fallback: bool) -> None:
         d.ended.append({"oid": row.outbox_id, "v_status": status, "v_last_error": why, "v_updated_at": now})
@@ -478,12 +489,13 @@ def _prepare_batch(s: Session, rows: list[Any], now: datetime, ns: NotifySetting
 
     for row in rows:
         channel = row.channel
-        required = tpl.spec(row.notice).legally_required
+        required = legally_required.get(row.notice)
+        if required is None:
+            required = tpl.spec(row.notice).legally_required  # raises: not a notice we know
         # 1. opt-outs: honoured, except a letter carrying a notice the law requires
-        optout = optouts.get((row.customer_id, channel))
-        if optout is not None and not (required and channel == "letter"):
+        if row.opt_out_reason is not None and not (required and channel == "letter"):
             end(row, "opted_out", f"customer opted out of {channel} on "
-                f"{business_date(optout.opted_out_at)}: {optout.reason}", required, True)
+                f"{business_date(row.opted_out_at)}: {row.opt_out_reason}", required, True)
             continue
         # 2. a channel to send it on, and someone to send it to
         sender = senders.get(channel)
@@ -493,8 +505,7 @@ def _prepare_batch(s: Session, rows: list[Any], now: datetime, ns: NotifySetting
             else:
                 end(row, "suppressed", f"{channel} channel not configured", required, True)
             continue
-        contact = contacts.get(row.customer_id)
-        recipient, why = _recipient(row, customers.get(row.customer_id), contact, cipher)
+        recipient, why = _recipient(row, cipher)
         if recipient is None:
             if channel == "letter" or why.startswith("unknown customer"):
                 end(row, "failed", why, required, False)  # nothing to fall back to: a person must look
@@ -502,35 +513,50 @@ def _prepare_batch(s: Session, rows: list[Any], now: datetime, ns: NotifySetting
                 end(row, "suppressed", why, required, True)
             continue
         # 3. quiet hours, then the customer's daily limit, then the gateway's throughput
-        quiet_end = quiet_until(now, channel, ns)
+        if channel not in quiet_end_of:
+            quiet_end_of[channel] = quiet_until(now, channel, ns)
+        quiet_end = quiet_end_of[channel]
         if quiet_end is not None:
             d.quiet.append({"oid": row.outbox_id, "v_next_attempt_at": quiet_end, "v_updated_at": now})
             report.deferred_quiet_hours += 1
             continue
         daily = ns.per_customer_daily.get(channel)
-        if daily is not None and not required and sent_today.get((row.customer_id, channel), 0) >= daily:
-            d.limited.append({"oid": row.outbox_id,
-                              "v_next_attempt_at": earliest_allowed(day_end, channel, ns),
-                              "v_last_error": f"deferred: {daily} {channel} a day per customer",
-                              "v_updated_at": now})
-            report.deferred_rate_limit += 1
-            continue
+        key = (row.customer_id, channel)
+        if daily is not None and not required:
+            # the database's count (claims committed before this batch) plus this batch's claims
+            went_out = sent_today.setdefault(key, int(row.went_out))
+            if went_out >= daily:
+                d.limited.append({"oid": row.outbox_id,
+                                  "v_next_attempt_at": earliest_allowed(day_end, channel, ns),
+                                  "v_last_error": f"deferred: {daily} {channel} a day per customer",
+                                  "v_updated_at": now})
+                report.deferred_rate_limit += 1
+                continue
         per_minute = ns.per_channel_per_minute.get(channel)
         if channel in throttled or (per_minute is not None and per_minute_used.get(channel, 0) >= per_minute):
             throttled.add(channel)  # the rest of this channel waits for the next pass
             report.deferred_throughput += 1
             continue
         # 4. render; a template that cannot render is a terminal fault of this row
-        locale = row.locale if row.locale is not None else (contact.locale if contact is not None else None)
+        locale = row.locale if row.locale is not None else row.contact_locale
         try:
-            rendered = _render(tpl, ns, row, recipient, locale, now)
+            loc = normalise_locale(locale)
+            extra = extras.get(loc)
+            if extra is None:
+                extra = extras[loc] = {
+                    "utility_name": ns.utility_name if loc == "zh-CN" else ns.utility_name_en,
+                    "hotline": ns.hotline, "today": today}
+            rendered = tpl.render(row.notice, channel, loc, json.loads(row.context),
+                                  extra={**extra, "recipient_name": recipient.name,
+                                         "recipient_address": recipient.address or ""},
+                                  sms_only=True)
         except ValidationError as exc:
             end(row, "failed", f"template: {exc}", required, False)
             continue
         d.to_claim.append((row, sender, recipient, rendered))
         # counted as claimed now, so later rows of the batch see it (as the database would)
-        key = (row.customer_id, channel)
-        sent_today[key] = sent_today.get(key, 0) + 1
+        if daily is not None:
+            sent_today[key] = sent_today.get(key, int(row.went_out)) + 1
         if per_minute is not None:
             per_minute_used[channel] = per_minute_used.get(channel, 0) + 1
 
@@ -541,29 +567,16 @@ def _prepare_batch(s: Session, rows: list[Any], now: datetime, ns: NotifySetting
                             only_status="queued")
     repo.insert_outbox_rows(s, d.letters)
     # 5. claim: 'sending' and an attempt row, committed before the network call
-    got = repo.claim_many(s, [(int(r.outbox_id), int(r.attempts)) for r, *_ in d.to_claim], now)
+    got = repo.claim_batch(s, [(int(r.outbox_id), int(r.attempts)) for r, *_ in d.to_claim], now)
     jobs = []
-    attempts = []
     for row, sender, recipient, rendered in d.to_claim:
-        if row.outbox_id not in got:
+        attempt_no = got.get(row.outbox_id)
+        if attempt_no is None:
             continue
-        attempt_no = int(row.attempts) + 1
-        attempts.append({"outbox_id": row.outbox_id, "attempt_no": attempt_no, "started_at": now})
         message = Message(outbox_id=row.outbox_id, key=row.key, account_id=row.account_id,
                           attempt=attempt_no, recipient=recipient, rendered=rendered, at=now)
         jobs.append(_Job(row.outbox_id, attempt_no, sender, message, row))
-    repo.insert_attempts(s, attempts)
     return jobs
-
-
-def _render(tpl: Templates, ns: NotifySettings, row: OutboxMessage, recipient: Recipient,
-            locale: str | None, now: datetime) -> Rendered:
-    loc = normalise_locale(locale)
-    extra = {"utility_name": ns.utility_name if loc == "zh-CN" else ns.utility_name_en,
-             "hotline": ns.hotline, "today": business_date(now).isoformat(),
-             "recipient_name": recipient.name, "recipient_address": recipient.address or ""}
-    # an SMS is its text alone: the title, body and facts would cost ten times more to render
-    return tpl.render(row.notice, row.channel, loc, json.loads(row.context), extra=extra, sms_only=True)
 
 
 Outcome = tuple[_Job, SendResult | None, SendError | None]
@@ -611,6 +624,28 @@ class _Batch:
             return [j.outbox_id for j in self.jobs if j.outbox_id not in recorded]
 
 
+class _NoLimit:
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+_NO_LIMIT = _NoLimit()
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop (a dependency off Windows) when installed: a third of asyncio's cost per request
+    with hundreds of SMS requests in flight."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop
+
+
 class _SendStage:
     """The adapters' side of a dispatch pass: an event loop on its own thread that keeps up to
     ``dispatch_concurrency`` messages in flight (and at most ``channel_concurrency[channel]`` of a
@@ -621,10 +656,12 @@ class _SendStage:
 
     def __init__(self, ns: NotifySettings) -> None:
         self.ns = ns
-        self.loop = asyncio.new_event_loop()
+        self.loop = _new_loop()
         self.pool = ThreadPoolExecutor(max_workers=ns.dispatch_concurrency,
                                        thread_name_prefix="notify-send")
         self._limits: dict[str, asyncio.Semaphore] = {}
+        #: the batches in the adapters' hands (up to two): a crash in one stops them all
+        self.active: list[_Batch] = []
         self.thread = threading.Thread(target=self.loop.run_forever, name="notify-dispatch", daemon=True)
         self.thread.start()
 
@@ -639,13 +676,18 @@ class _SendStage:
         return self._limits[name]
 
     async def _run(self, batch: _Batch) -> None:
-        await asyncio.gather(*(self._one(batch, job) for job in batch.jobs))
+        self.active.append(batch)
+        try:
+            await asyncio.gather(*(self._one(batch, job) for job in batch.jobs))
+        finally:
+            self.active.remove(batch)
 
     async def _one(self, batch: _Batch, job: _Job) -> None:
         channel = job.message.rendered.channel
-        cap = min(self.ns.channel_concurrency.get(channel, self.ns.dispatch_concurrency),
-                  self.ns.dispatch_concurrency)
-        async with self._limit("", self.ns.dispatch_concurrency), self._limit(channel, cap):
+        cap = self.ns.channel_concurrency.get(channel, self.ns.dispatch_concurrency)
+        # a channel without a lower cap than the pass's needs no semaphore of its own
+        limit = self._limit(channel, cap) if cap < self.ns.dispatch_concurrency else _NO_LIMIT
+        async with self._limit("", self.ns.dispatch_concurrency), limit:
             if not batch.begin(job):
                 return  # the pass stopped before this message: given back
             try:
@@ -665,7 +707,8 @@ class _SendStage:
                 # the ones not started are given back, the ones in flight finish and are recorded
                 with batch.lock:
                     batch.crash = batch.crash or exc
-                batch.stop()
+                for other in [batch, *self.active]:  # no message of any batch starts any more
+                    other.stop()
 
     def close(self, senders: Senders) -> None:
         def shut() -> None:
@@ -733,24 +776,22 @@ def _record(db: Database, done: list[Outcome], clock: Clock,
     if not done and not waiting and not released:
         return
     now = clock.now()
-    sent: list[dict[str, Any]] = []
+    sent: list[tuple[int, int, str | None]] = []
     retried: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
     letters: list[dict[str, Any]] = []
     attempts: list[dict[str, Any]] = []
     tpl = _tpl(ns)
     for job, result, error in done:
+        if error is None:
+            assert result is not None
+            sent.append((job.outbox_id, job.attempt_no, result.provider_ref))
+            report.sent += 1
+            continue
         row = job.row
         att = {"oid": job.outbox_id, "no": job.attempt_no, "v_finished_at": now, "v_outcome": None,
                "v_error_code": None, "v_error": None, "v_provider_ref": None}
         attempts.append(att)
-        if error is None:
-            assert result is not None
-            att["v_outcome"], att["v_provider_ref"] = "sent", result.provider_ref
-            sent.append({"oid": job.outbox_id, "v_status": "sent", "v_sent_at": now,
-                         "v_provider_ref": result.provider_ref, "v_last_error": None, "v_updated_at": now})
-            report.sent += 1
-            continue
         att["v_error_code"], att["v_error"] = error.code[:64], error.message
         if error.outcome_unknown and not job.sender.idempotent:
             att["v_outcome"] = "unknown"
@@ -786,7 +827,7 @@ def _record(db: Database, done: list[Outcome], clock: Clock,
         repo.finish_attempts(s, attempts)
         repo.update_outbox_many(s, ("status", "next_attempt_at", "last_error", "updated_at"), back,
                                 only_status="sending")
-        repo.update_outbox_many(s, ("status", "sent_at", "provider_ref", "last_error", "updated_at"), sent)
+        repo.record_sent(s, sent, now)
         repo.update_outbox_many(s, ("status", "next_attempt_at", "last_error", "updated_at"), retried)
         repo.update_outbox_many(s, ("status", "last_error", "updated_at"), failed)
         repo.insert_outbox_rows(s, letters)

@@ -40,6 +40,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import itertools
 import json
 import os
 import re
@@ -49,7 +50,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from dianfei.core.errors import ValidationError
 from dianfei.notify.channels import Message, SendError, SendResult
@@ -68,11 +69,22 @@ RETRYABLE_CODES = frozenset({
 })
 
 _MOBILE = re.compile(r"^1[3-9]\d{9}$")
+#: TemplateParam: compact JSON of strings, keys sorted, Chinese as is (made once, not per request)
+_PARAM_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
+#: byte → itself if unreserved, else %XX (upper-case hex)
+_PCT = tuple(chr(b) if _UNRESERVED.fullmatch(chr(b)) and b < 128 else f"%{b:02X}" for b in range(256))
 
 
 def percent_encode(text: str) -> str:
-    """RFC 3986 encoding as Alibaba Cloud's signature v1 wants it: only A–Z a–z 0–9 - _ . ~ kept."""
-    return quote(text, safe="~")
+    """RFC 3986 encoding as Alibaba Cloud's signature v1 wants it: only A–Z a–z 0–9 - _ . ~ kept,
+    every other byte of the UTF-8 as %XX (``urllib.parse.quote(text, safe="~")``, at a third of
+    its cost: this runs a dozen times per SMS)."""
+    if _UNRESERVED.fullmatch(text):
+        return text
+    return "".join(map(_PCT.__getitem__, text.encode()))
 
 
 def string_to_sign(params: Mapping[str, str], method: str = "GET") -> str:
@@ -139,6 +151,7 @@ class AliyunSmsSender:
         # thread-safe; dispatch itself goes through send_async
         self._client = httpx.Client(timeout=settings.timeout, transport=transport)
         self._pool: _AsyncPool | None = None
+        self._signer = _Signer(settings)
 
     def close(self) -> None:
         self._client.close()
@@ -181,14 +194,26 @@ class AliyunSmsSender:
         return params
 
     def _query(self, message: Message) -> str:
-        """The request's query string (signed), after the checks that need no round trip."""
+        """The request's query string (signed), after the checks that need no round trip: the
+        query of :meth:`request_params` (sorted by name, ``Signature`` last), built by
+        :class:`_Signer` from the parts that do not change between requests."""
         if not message.recipient.phone:
             raise SendError("no_phone", "the customer has no mobile number", retryable=False)
-        params = self.request_params(message)
-        if not _MOBILE.match(params["PhoneNumbers"]):
+        r = message.rendered
+        code = self.settings.template_code(r.notice, r.locale)
+        if not code:
+            raise SendError("no_template_code",
+                            f"no TemplateCode for notice {r.notice!r} in [notify.sms.templates]",
+                            retryable=False)
+        phone = message.recipient.phone.strip()
+        if phone.startswith("+86"):
+            phone = phone[3:]
+        if not _MOBILE.match(phone):
             # the gateway would refuse it (isv.MOBILE_NUMBER_ILLEGAL); don't pay for the round trip
             raise SendError("isv.MOBILE_NUMBER_ILLEGAL", "not a mainland mobile number", retryable=False)
-        return "&".join(f"{percent_encode(k)}={percent_encode(v)}" for k, v in params.items())
+        params = _PARAM_JSON.encode(dict(r.sms_params or {}))
+        return self._signer.query(out_id=message.key[:64], phone=phone, template_code=code,
+                                  template_param=params)
 
     def send(self, message: Message) -> SendResult:
         import httpx
@@ -220,6 +245,56 @@ class AliyunSmsSender:
             self._pool = _AsyncPool(loop, self.settings.endpoint, self.settings.timeout)
         status, body = await self._pool.get(query)
         return outcome(status, body)
+
+
+class _Signer:
+    """The signed query of a SendSms request, fast: the common parameters are percent-encoded once,
+    in their sorted place; per request only OutId, PhoneNumbers, SignatureNonce, TemplateCode,
+    TemplateParam and Timestamp (encoded once a second) are encoded, the canonical query is
+    percent-encoded a second time by three replacements (after the first encoding it holds only
+    unreserved characters, ``%``, ``=`` and ``&``) and signed by one ``hmac.digest`` call. The result
+    is the query :meth:`AliyunSmsSender.request_params` describes (tests check both against the
+    fake gateway's independent implementation)."""
+
+    _VARIABLE = ("OutId", "PhoneNumbers", "SignatureNonce", "TemplateCode", "TemplateParam", "Timestamp")
+
+    def __init__(self, s: AliyunSmsSettings) -> None:
+        fixed = {"AccessKeyId": s.access_key_id, "Action": "SendSms", "Format": "JSON",
+                 "RegionId": s.region_id, "SignName": s.sign_name, "SignatureMethod": "HMAC-SHA1",
+                 "SignatureVersion": "1.0", "Version": API_VERSION}
+        #: (encoded "name=" prefix, encoded fixed value or the index of a variable), sorted by name
+        self._layout: list[tuple[str, str | int]] = []
+        for name in sorted((*fixed, *self._VARIABLE)):
+            slot: str | int = (percent_encode(fixed[name]) if name in fixed
+                               else self._VARIABLE.index(name))
+            self._layout.append((percent_encode(name) + "=", slot))
+        # keyed once; a copy per request (hmac.digest() would re-key, and drops the GIL each call)
+        self._hmac = hmac.new(f"{s.access_key_secret}&".encode(), digestmod=hashlib.sha1)
+        self._stamp = (0, "")
+        # SignatureNonce: unique per request, which a random 64-bit prefix per sender and a
+        # counter guarantee without a system call (and a GIL release) per request
+        self._nonce_prefix = os.urandom(8).hex()
+        self._nonces = itertools.count()
+
+    def _timestamp(self) -> str:
+        # the signature's timestamp must be the real time (the service refuses a skewed one),
+        # not the business clock that simulations move
+        now = datetime.now(UTC)
+        second = int(now.timestamp())
+        if self._stamp[0] != second:
+            self._stamp = (second, percent_encode(now.strftime("%Y-%m-%dT%H:%M:%SZ")))
+        return self._stamp[1]
+
+    def query(self, *, out_id: str, phone: str, template_code: str, template_param: str) -> str:
+        nonce = f"{self._nonce_prefix}{next(self._nonces):016x}"
+        values = (percent_encode(out_id), percent_encode(phone), nonce,
+                  percent_encode(template_code), percent_encode(template_param), self._timestamp())
+        canonical = "&".join([name + (values[v] if isinstance(v, int) else v) for name, v in self._layout])
+        to_sign = "GET&%2F&" + canonical.replace("%", "%25").replace("&", "%26").replace("=", "%3D")
+        mac = self._hmac.copy()
+        mac.update(to_sign.encode())
+        signature = base64.b64encode(mac.digest()).decode()
+        return canonical + "&Signature=" + percent_encode(signature)
 
 
 def outcome(status: int, content: bytes) -> SendResult:
@@ -254,8 +329,7 @@ class _Connection(asyncio.Protocol):
 
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
         import httptools
@@ -297,6 +371,11 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
+def _expire(waiter: asyncio.Future[tuple[int, bytes]]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
 class _AsyncPool:
     """Idle keep-alive connections to the gateway, for one event loop."""
 
@@ -331,8 +410,10 @@ class _AsyncPool:
     async def get(self, query: str) -> tuple[int, bytes]:
         conn = await self._connect()
         waiter = conn.request(f"GET {self.path}{query} HTTP/1.1\r\n".encode() + self._head)
+        # a timer on the waiter, not asyncio.wait_for (a task and more per request in 3.11)
+        timer = self.loop.call_later(self.timeout, _expire, waiter)
         try:
-            status, body = await asyncio.wait_for(waiter, self.timeout)
+            status, body = await waiter
         except TimeoutError:
             conn.close()
             raise SendError("timeout", f"no answer from the gateway in {self.timeout} s", retryable=True,
@@ -344,6 +425,8 @@ class _AsyncPool:
         except BaseException:
             conn.close()  # cancelled mid-request: the connection's state is unknown
             raise
+        finally:
+            timer.cancel()
         if conn.keep_alive and not conn.closed:
             self._idle.append(conn)
         else:
