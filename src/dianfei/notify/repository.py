@@ -10,7 +10,6 @@ from typing import Any
 from sqlalchemy import Select, Table, bindparam, func, insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from dianfei.customers.models import Customer, ServicePoint
 from dianfei.notify.models import Contact, DeliveryAttempt, OptOut, OutboxMessage
 
 #: statuses in which a row has gone (or is going) out: what rate limits count
@@ -78,22 +77,6 @@ class CustomerRecord:
     name: str
     address: str | None
     phone_enc: str | None
-
-
-def customer(session: Session, customer_id: str, account_id: str) -> CustomerRecord | None:
-    """Name, postal address and encrypted phone: the customer's address, else the account's
-    first service point's (where the electricity — and so the letter — goes)."""
-    row = session.execute(select(Customer.customer_id, Customer.name, Customer.address,
-                                 Customer.phone_enc)
-                          .where(Customer.customer_id == customer_id)).first()
-    if row is None:
-        return None
-    address = row.address
-    if not address:
-        address = session.execute(select(ServicePoint.address)
-                                  .where(ServicePoint.account_id == account_id)
-                                  .order_by(ServicePoint.service_point_id).limit(1)).scalar()
-    return CustomerRecord(row.customer_id, row.name, address, row.phone_enc)
 
 
 def due_ids(session: Session, now: datetime, batch: int, skip_channels: Iterable[str] = ()) -> list[int]:
@@ -192,23 +175,13 @@ def due_rows(session: Session, now: datetime, batch: int,
 
 
 def customers_for(session: Session, pairs: Iterable[tuple[str, str]]) -> dict[str, CustomerRecord]:
-    """:func:`customer` for many (customer_id, account_id) pairs in two queries."""
-    wanted = dict(pairs)  # customer → account (one account per customer in a batch is enough)
-    if not wanted:
-        return {}
-    found = {r.customer_id: r for r in session.execute(
-        select(Customer.customer_id, Customer.name, Customer.address, Customer.phone_enc)
-        .where(Customer.customer_id.in_(list(wanted))))}
-    homeless = {wanted[c] for c, r in found.items() if not r.address}
-    sp_address: dict[str, str | None] = {}
-    if homeless:
-        for acc, addr in session.execute(
-                select(ServicePoint.account_id, ServicePoint.address)
-                .where(ServicePoint.account_id.in_(list(homeless)))
-                .order_by(ServicePoint.account_id, ServicePoint.service_point_id)):
-            sp_address.setdefault(acc, addr)
-    return {c: CustomerRecord(r.customer_id, r.name, r.address or sp_address.get(wanted[c]), r.phone_enc)
-            for c, r in found.items()}
+    """Name, postal address (the customer's, else the account's first service point's) and
+    encrypted phone for many (customer_id, account_id) pairs, from the customers service (two
+    reads)."""
+    from dianfei.customers.service import contacts
+
+    return {c: CustomerRecord(r["customer_id"], r["name"], r["address"], r["phone_enc"])
+            for c, r in contacts(session.connection(), pairs).items()}
 
 
 def contacts_for(session: Session, customer_ids: Iterable[str]) -> dict[str, Any]:
@@ -294,3 +267,33 @@ def touch_claims(session: Session, ids: Sequence[int], now: datetime) -> None:
         c = _OUT.c
         session.execute(update(_OUT).where(c.outbox_id.in_(list(ids)), c.status == "sending")
                         .values(claimed_at=now))
+
+
+def finished_since(engine: Any, since: datetime | None, prefix: str) -> Any:
+    """Rows whose key starts with ``prefix`` that went out or were given up (sent, delivered,
+    failed, opted out, suppressed), updated after ``since``, in outbox order: key, account_id,
+    customer_id, notice, channel, status, sent_at, updated_at."""
+    import polars as pl
+
+    from dianfei.db.frames import read_frame
+
+    where = "" if since is None else " AND updated_at > :since"
+    return read_frame(
+        engine,
+        "SELECT key, account_id, customer_id, notice, channel, status, sent_at, updated_at "
+        "FROM notify_outbox WHERE key LIKE :p AND status IN ('sent', 'delivered', 'failed', "
+        f"'opted_out', 'suppressed'){where} ORDER BY outbox_id",
+        {"p": prefix + "%", **({"since": since} if since else {})},
+        instants=("sent_at", "updated_at"),
+        schema={"key": pl.String, "account_id": pl.String, "customer_id": pl.String,
+                "notice": pl.String, "channel": pl.String, "status": pl.String})
+
+
+def existing_keys(conn: Any, keys: Sequence[str]) -> set[str]:
+    """Which of ``keys`` are in the outbox."""
+    found: set[str] = set()
+    stmt = select(OutboxMessage.key).where(OutboxMessage.key.in_(bindparam("k", expanding=True)))
+    uniq = sorted(set(keys))
+    for i in range(0, len(uniq), 500):
+        found |= {str(r[0]) for r in conn.execute(stmt, {"k": uniq[i:i + 500]})}
+    return found
