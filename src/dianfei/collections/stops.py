@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 
 #: the key suffix notify gives the paper letter that replaces an undeliverable legal notice
 LETTER = "#letter"
+#: the statuses of a live case (one per account at most)
 LIVE = ("noticing", "noticed", "ordered", "suspended", "reconnecting")
 
 
@@ -71,8 +72,10 @@ def _insert_new(session: Session, model: Any, row: dict[str, Any]) -> bool:
 
 
 def record_event(session: Session, key: str, case: StopCase, type_: str, at: datetime,
-           **extra: Any) -> bool:
-    """Add an event unless its key is already recorded. Returns whether it was added."""
+                 **extra: Any) -> bool:
+    """Add a collection event of the case unless its key is already recorded (``notice``,
+    ``channel``, ``amount`` go to their columns, anything else to ``detail``). Returns whether
+    it was added."""
     detail = {"case_id": case.case_id, **{k: v for k, v in extra.items()
                                           if k not in ("notice", "channel", "amount")}}
     if case.mode == "prepaid":
@@ -86,7 +89,8 @@ def record_event(session: Session, key: str, case: StopCase, type_: str, at: dat
 
 
 def add_task(session: Session, key: str, case: StopCase, kind: str, now: datetime,
-          due_at: datetime | None, detail: dict[str, Any]) -> None:
+             due_at: datetime | None, detail: dict[str, Any]) -> None:
+    """Put a task of the case on the worklist, once per key."""
     _insert_new(session, CollectionTask, {
         "key": key, "account_id": case.account_id, "customer_id": case.customer_id, "kind": kind,
         "status": "open", "created_at": now, "due_at": due_at, "case_id": case.case_id,
@@ -203,8 +207,8 @@ def record_sent(ctx: Context, session: Session, conn: Connection) -> None:
         else:
             case.status, case.closed_reason = "closed", "notice_undeliverable"
             add_task(session, f"notice_failed:{case.case_id}", case, "notice_failed", ctx.now, None,
-                  {"notice": "cutoff_notice" if case.mode == "prepaid" else "stop_notice",
-                   "status": r["status"], "channel": r["channel"]})
+                     {"notice": "cutoff_notice" if case.mode == "prepaid" else "stop_notice",
+                      "status": r["status"], "channel": r["channel"]})
     session.flush()
 
 
@@ -249,6 +253,8 @@ def stoppable(conn: Connection, cases: list[StopCase], policy: Policy, now: date
 
 
 def cancel(ctx: Context, session: Session, case: StopCase, reason: str) -> None:
+    """Close a case not carried out (``reason``: paid, plan, topped_up …) with its pending
+    commands and open tasks; an order that was raised gets ``suspension_cancelled``."""
     was_ordered = case.status == "ordered"
     case.status, case.closed_reason = "closed", reason
     for cmd in session.scalars(select(MeterCommand).where(MeterCommand.case_id == case.case_id)
@@ -284,10 +290,13 @@ def execute_order(ctx: Context, session: Session, case: StopCase, *, checked: bo
     else:
         case.method = "field"
         add_task(session, f"field_stop:{case.case_id}", case, "field_stop", now,
-              now + timedelta(days=1), {"meter_id": customers.active_meter(conn, case.account_id)})
+                 now + timedelta(days=1),
+                 {"meter_id": customers.active_meter(conn, case.account_id)})
 
 
 def order_reconnection(ctx: Context, session: Session, case: StopCase) -> None:
+    """Reconnect a suspended supply at once (``reconnection_ordered``): a close command for a
+    remotely stopped meter, else a field task due within ``field_reconnect``."""
     now = ctx.now
     case.status, case.reconnect_ordered_at = "reconnecting", now
     record_event(session, f"ro:{case.case_id}", case, "reconnection_ordered", now)
@@ -299,7 +308,8 @@ def order_reconnection(ctx: Context, session: Session, case: StopCase) -> None:
                                  status="pending", attempts=0, next_attempt_at=now, created_at=now))
     else:
         add_task(session, f"field_reconnect:{case.case_id}", case, "field_reconnect", now,
-              now + ctx.policy.field_reconnect, {"meter_id": customers.active_meter(conn, case.account_id)})
+                 now + ctx.policy.field_reconnect,
+                 {"meter_id": customers.active_meter(conn, case.account_id)})
 
 
 def _suspended(session: Session, case: StopCase, at: datetime, method: str) -> None:
@@ -360,7 +370,7 @@ def _to_field_crew(session: Session, cmd: MeterCommand, case: StopCase, now: dat
     cmd.last_error = f"{NO_METER_CONTROL}: handed to the field crew ({kind} task)"
     case.method = "field"
     add_task(session, f"{kind}:{case.case_id}", case, kind, now, due,
-          {"meter_id": cmd.meter_id, "command_id": cmd.command_id, "reason": NO_METER_CONTROL})
+             {"meter_id": cmd.meter_id, "command_id": cmd.command_id, "reason": NO_METER_CONTROL})
 
 
 def process_commands(db: Database, *, clock: Clock, switch: RemoteSwitch | None, policy_: Policy,
@@ -437,9 +447,9 @@ def process_commands(db: Database, *, clock: Clock, switch: RemoteSwitch | None,
                     else:
                         cmd.status = "failed"
                         add_task(s, f"command_failed:{cmd.command_id}", case, "meter_command_failed",
-                              now, None, {"command_id": cmd.command_id, "action": cmd.action,
-                                          "meter_id": cmd.meter_id, "attempts": cmd.attempts,
-                                          "error": result.detail})
+                                 now, None, {"command_id": cmd.command_id, "action": cmd.action,
+                                             "meter_id": cmd.meter_id, "attempts": cmd.attempts,
+                                             "error": result.detail})
             if notices:
                 notifier.enqueue(s, notices, clock=clock)
     return done

@@ -252,7 +252,7 @@ def reverse_payment(session: Session, payment_id: str, *, reason: str, clock: Cl
     now = clock.now()
     net = ledger.net_clearings(conn, payment_id)
     book = ledger.open_book(conn, [pay.account_id], order=order, now=now, lock=True,
-                      references=[n.item_reference for n in net if n.item_reference])
+                            references=[n.item_reference for n in net if n.item_reference])
     book.reverse_payment(payment_id=payment_id, entry_id=entry_id,
                          account_id=pay.account_id, customer_id=pay.customer_id,
                          amount=pay.amount, reason=reason, net=net)
