@@ -68,11 +68,10 @@ def run(accounts: int, backend: str, profile: str | None = None) -> dict[str, An
         out["in_arrears"] = n
         out["prepaid"] = _prepaid(db, utility, day, rng)
         with db.engine.begin() as conn:
-            # earlier days already saw the payments so far (the steady state of a live system)
-            mark = conn.execute(text("SELECT MAX(entry_id) FROM ledger_entries")).scalar_one()
-            conn.execute(text("INSERT INTO collection_runs (day, started_at, finished_at, "
-                              "payment_mark) VALUES (:d, :t, :t, :m)"),
-                         {"d": day - timedelta(days=1), "t": datetime(2026, 3, 17, 1), "m": mark})
+            # earlier days already saw the payments so far (the steady state of a live system):
+            # collections' deliveries of those payment events are handled
+            conn.execute(text("UPDATE event_deliveries SET handled_at = :t "
+                              "WHERE handled_at IS NULL"), {"t": datetime(2026, 3, 17, 1)})
         notifier, switch = FakeNotifier(), FakeSwitch()
         for label, d in (("first_day_s", day), ("second_day_s", day + timedelta(days=1))):
             clock = FixedClock(datetime.combine(d, dtime(9), tzinfo=BUSINESS_TZ))
@@ -108,8 +107,8 @@ def _prepaid(db: Any, utility: Any, day: date, rng: Any) -> int:
     import numpy as np
     import polars as pl
 
-    from dianfei.core.clock import BUSINESS_TZ
-    from dianfei.ledger.service import post_frame
+    from dianfei.core.clock import BUSINESS_TZ, FixedClock
+    from dianfei.payments.service import post_payments_frame
 
     pre = utility.customers.filter(pl.col("payment_mode") == "prepaid")["customer_id"]
     mf = utility.meters.join(pre.to_frame(), on="customer_id", how="semi")
@@ -146,12 +145,13 @@ def _prepaid(db: Any, utility: Any, day: date, rng: Any) -> int:
     # further day a few more cross
     cost = (per_day * (day - start).days * 538) // 1000
     top = np.maximum(cost + rng.integers(-800, 30_000, size=m), 100)
-    with db.engine.begin() as conn:
-        post_frame(conn, pl.DataFrame({
-            "account_id": pre, "customer_id": pre, "kind": "payment", "amount": -top,
-            "posted_at": datetime(2026, 2, 28, 7), "business_date": date(2026, 2, 28),
-            "due_on": pl.Series([None] * m, dtype=pl.Date)}).with_columns(
-            pl.format("TOPUP-{}", "account_id").alias("reference")))
+    paid_at = datetime(2026, 2, 28, 7, tzinfo=UTC)
+    with db.engine.begin() as conn:  # the top-ups go through the one posting core
+        post_payments_frame(conn, pl.DataFrame({
+            "channel": "alipay", "account_id": pre, "amount": top,
+            "paid_at": pl.Series([paid_at] * m, dtype=pl.Datetime("us", "UTC"))}).with_columns(
+            pl.format("TOPUP-{}", "account_id").alias("transaction_id")),
+            clock=FixedClock(paid_at), source="bench")
     return m
 
 

@@ -9,6 +9,7 @@ the same parameters resumes where it stopped: loaded data is kept and bill runs 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -88,8 +89,13 @@ def run_demo(db: Database, *, customers: int, months: int, seed: int,
             run_bill_run(db, period, FixedClock(issue_at))
             pending.append(_payments_for(db, utility, period))
             next_issue = (period.next().end_date + ISSUE_DELAY)
+            label = f"monthly cycle {period}"
+
+            def show(day: date, label: str = label) -> None:
+                progress.update(t, description=f"{label} · day {day}")
+
             pending = _run_days(db, pending, issue_at.date(), next_issue,
-                                collections=collections, utility=utility)
+                                collections=collections, utility=utility, on_day=show)
             progress.update(t, advance=1, description=f"monthly cycle {period}")
             period = period.next()
     return _summary(db, DEMO_START, period.prev())
@@ -156,9 +162,11 @@ class DemoSwitch:
 
 
 def _run_days(db: Database, pending: list[pl.DataFrame], first: date, stop: date, *,
-              collections: bool = True, utility: Any = None) -> list[pl.DataFrame]:
+              collections: bool = True, utility: Any = None,
+              on_day: Callable[[date], object] | None = None) -> list[pl.DataFrame]:
     """Each day from ``first`` until ``stop``: a day of collections at 09:00 (late fees, dunning,
-    notices, stops, reconnections), then the day's payments; returns the payments still ahead."""
+    notices, stops, reconnections), then the day's payments; returns the payments still ahead.
+    ``on_day`` hears which day is running (the progress line shows it)."""
     import polars as pl
 
     from dianfei.collections.service import pending_late_fees, run_day
@@ -171,6 +179,8 @@ def _run_days(db: Database, pending: list[pl.DataFrame], first: date, stop: date
     queue = pl.concat(pending) if pending else None
     day = first
     while day < stop:
+        if on_day is not None:
+            on_day(day)
         if utility is not None:  # smart prepayment: daily reads first, top-ups with the payments
             topups = _prepaid_day(db, utility, day)
             queue = topups if queue is None else pl.concat([queue, topups])

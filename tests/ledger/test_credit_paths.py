@@ -4,8 +4,10 @@ bill run, a rebill of a paid bill, a payment. ``account show`` answers what is o
 from __future__ import annotations
 
 import json
-from datetime import date, datetime
+from datetime import UTC, date, datetime
+from pathlib import Path
 
+import polars as pl
 from sqlalchemy import text
 from tests.factories import Person, Reads, load_people, month_end
 from typer.testing import CliRunner
@@ -13,7 +15,8 @@ from typer.testing import CliRunner
 from dianfei.billing.service import rebill, run_bill_run
 from dianfei.cli.main import app
 from dianfei.core.clock import BUSINESS_TZ, FixedClock, Period
-from dianfei.db.engine import Database
+from dianfei.core.settings import load_settings
+from dianfei.db.engine import Database, open_database
 from dianfei.ledger import service as ledger
 from dianfei.payments import service as payments
 from dianfei.payments.channels.base import ChannelPayment
@@ -130,3 +133,31 @@ def test_account_show_answers_the_counter_clerks_first_question(
     assert view["supply"]["state"] == "connected" and view["plan"] is None
     missing = CliRunner().invoke(app, ["account", "show", "NOPE", "--json"], env=db_env)
     assert missing.exit_code != 0 and "NOPE" in missing.output
+
+
+def test_the_configured_allocation_rule_applies_on_every_path_without_being_passed(
+        db_env: dict[str, str], tmp_path: Path) -> None:
+    # given a utility whose supply contracts say late fees first (违约金优先)
+    cfg = tmp_path / "dianfei.toml"
+    cfg.write_text('[payments]\nallocation = "fees_first"\n', encoding="utf-8")
+    fees_first = open_database(load_settings({**db_env, "DIANFEI_CONFIG": str(cfg)}))
+    try:
+        load_people(fees_first, [Person("C1")])
+        with fees_first.session() as s:
+            for ref, kind, fen, due in (("C1-202601-1", "bill", 5000, date(2026, 2, 18)),
+                                        ("LF:C1-202601-1:2026-02-28", "late_fee", 300,
+                                         date(2026, 2, 28))):
+                ledger.post_entry(s, clock=issue_clock(FEB), account_id="C1", customer_id="C1",
+                                  kind=kind, amount=fen, reference=ref, due_on=due)
+        # when a bank file posts a partial payment through the bulk path, passing no rule
+        frame = pl.DataFrame({"channel": ["bank"], "transaction_id": ["B1"], "account_id": ["C1"],
+                              "amount": [1000], "paid_at": [datetime(2026, 3, 5, 2, tzinfo=UTC)]},
+                             schema={"channel": pl.String, "transaction_id": pl.String,
+                                     "account_id": pl.String, "amount": pl.Int64,
+                                     "paid_at": pl.Datetime("us", "UTC")})
+        with fees_first.engine.begin() as conn:
+            payments.post_payments_frame(conn, frame, clock=issue_clock(FEB), source="bank_file")
+        # then the late fee is cleared first, as configured
+        assert paid_on(fees_first) == [("C1-202601-1", 700), ("LF:C1-202601-1:2026-02-28", 300)]
+    finally:
+        fees_first.engine.dispose()

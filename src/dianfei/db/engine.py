@@ -82,6 +82,19 @@ def open_database(settings: Settings | None = None, *, migrate_schema: bool = Tr
     settings = settings or load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_url)
+    _carry_allocation_order(engine, settings)
     if migrate_schema:
         migrate(engine)
     return Database(settings, engine)
+
+
+def _carry_allocation_order(engine: Engine, settings: Settings) -> None:
+    """Every connection of this database carries the configured allocation rule (``[payments]
+    allocation``) in its ``info``, so the posting core applies it on every path — callbacks,
+    counter, statements, bank files, the bill run, reversals — without each caller passing it
+    (a rule only some paths apply is not applied). The money core validates the value."""
+    order = str(settings.raw.get("payments", {}).get("allocation", "oldest_first"))
+
+    @event.listens_for(engine, "connect")
+    def _order(_dbapi_conn: Any, record: Any) -> None:
+        record.info["allocation_order"] = order

@@ -67,23 +67,30 @@ def publish(conn: Connection, events: Iterable[Mapping[str, Any]]) -> int:
     for r in rows:
         if r["type"] not in EVENT_TYPES:
             raise ValueError(f"unknown event type {r['type']!r}")
-    sql = text(
-        "INSERT INTO events (type, key, account_id, customer_id, occurred_at, business_date, "
-        "amount, balance_after, payload) VALUES (:type, :key, :account_id, :customer_id, "
-        ":occurred_at, :business_date, :amount, :balance_after, :payload) "
-        "ON CONFLICT (key) DO NOTHING RETURNING event_id, type")
     if conn.dialect.name == "postgresql":
         return pg_publish(conn.connection.driver_connection, events_list)
-    deliveries: list[dict[str, Any]] = []
-    new = 0
-    for r in rows:
-        got = conn.execute(sql, r).first()
-        if got is not None:
-            new += 1
-            deliveries += [{"event_id": got[0], "consumer": c} for c in consumers_of(got[1])]
-    if deliveries:
-        conn.execute(text("INSERT INTO event_deliveries (event_id, consumer, attempts) "
-                          "VALUES (:event_id, :consumer, 0)"), deliveries)
+    # SQLite serialises writers: the events this transaction inserts are exactly those above
+    # the largest id before it, so their deliveries are one INSERT … SELECT (no row-by-row
+    # RETURNING). Keys already published are skipped by the unique index.
+    before = int(conn.execute(text("SELECT COALESCE(MAX(event_id), 0) FROM events")).scalar_one())
+    raw: Any = conn.connection.driver_connection
+    cur = raw.cursor()
+    try:
+        cur.executemany(
+            "INSERT INTO events (type, key, account_id, customer_id, occurred_at, business_date, "
+            "amount, balance_after, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (key) DO NOTHING",
+            [(r["type"], r["key"], r["account_id"], r["customer_id"],
+              r["occurred_at"].strftime("%Y-%m-%d %H:%M:%S.%f"), r["business_date"].isoformat(),
+              r["amount"], r["balance_after"], r["payload"]) for r in rows])
+    finally:
+        cur.close()
+    new = int(conn.execute(text("SELECT count(*) FROM events WHERE event_id > :b"),
+                           {"b": before}).scalar_one())
+    conn.execute(text(
+        "INSERT INTO event_deliveries (event_id, consumer, attempts) SELECT e.event_id, "
+        f"s.consumer, 0 FROM events e JOIN ({_subscription_rows()}) s "
+        "ON s.type = e.type WHERE e.event_id > :b"), {"b": before})
     return new
 
 
@@ -136,6 +143,12 @@ def events_of(conn: Connection, account_id: str) -> list[dict[str, Any]]:
         "WHERE account_id = :a ORDER BY event_id"), {"a": account_id}).all()
     return [{"event_id": int(r[0]), "type": r[1], "occurred_at": r[2], "amount": r[3],
              "balance_after": r[4], "payload": json.loads(r[5] or "{}")} for r in rows]
+
+
+def _subscription_rows() -> str:
+    """The subscriptions as a row source both databases read: (type, consumer)."""
+    pairs = [(t, c) for c, types in SUBSCRIPTIONS.items() for t in sorted(types)]
+    return " UNION ALL ".join(f"SELECT '{t}' AS type, '{c}' AS consumer" for t, c in pairs)
 
 
 def _pg_subscriptions() -> str:

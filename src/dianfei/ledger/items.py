@@ -30,6 +30,12 @@ def _naive(at: datetime) -> datetime:
     return at.astimezone(UTC).replace(tzinfo=None)
 
 
+def _sqlite_ts(at: datetime) -> str:
+    """An instant as SQLAlchemy stores it in SQLite (naive UTC text with microseconds), so text
+    comparisons with rows written by the ORM or by bulk writes order correctly."""
+    return _naive(at).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
 def _day(value: Any) -> date | None:
     if value is None or isinstance(value, date):
         return value
@@ -63,9 +69,17 @@ def load(conn: Connection, accounts: Sequence[str], *, references: Sequence[str]
     return out
 
 
-def book(conn: Connection, accounts: Sequence[str], *, order: str, now: datetime,
+def configured_order(conn: Connection) -> str:
+    """The allocation rule this database is configured with (``[payments] allocation``), carried
+    by each connection (see ``db.engine``); ``oldest_first`` when none is set."""
+    return str(conn.info.get("allocation_order", "oldest_first"))
+
+
+def book(conn: Connection, accounts: Sequence[str], *, order: str | None, now: datetime,
          references: Sequence[str] = (), lock: bool = False) -> Book:
-    return Book(load(conn, accounts, references=references, lock=lock), order=order, now=now)
+    """A Book of the accounts' open items; ``order`` None means the configured rule."""
+    return Book(load(conn, accounts, references=references, lock=lock),
+                order=configured_order(conn) if order is None else order, now=now)
 
 
 _UPSERT = (
@@ -80,7 +94,9 @@ def write(conn: Connection, posting: Posting, *, now: datetime) -> None:
     """Write what a Book planned: ledger rows, clearings, open-item changes, events. On
     PostgreSQL each kind of row is one ``unnest`` statement (the callback writer sends them in
     its pipeline with the COMMIT)."""
-    changes = [(it, delta) for it, delta in posting.changes.values() if delta != 0]
+    # every touched item is written, a net change of 0 included: a new debit that credit cleared
+    # in the same posting nets to 0 but still needs its row (the upsert adds 0 to an old one)
+    changes = list(posting.changes.values())
     if conn.dialect.name == "postgresql":
         _pg_write(conn.connection.driver_connection, posting, changes, now)
         return
@@ -90,19 +106,19 @@ def write(conn: Connection, posting: Posting, *, now: datetime) -> None:
             "business_date, due_on, reference, reverses_entry_id, reason) VALUES (:account_id, "
             ":customer_id, :kind, :amount, :posted_at, :business_date, :due_on, :reference, "
             ":reverses_entry_id, :reason)"),
-            [{**e, "posted_at": _naive(e["posted_at"])} for e in posting.entries])
+            [{**e, "posted_at": _sqlite_ts(e["posted_at"])} for e in posting.entries])
     if posting.clearings:
         conn.execute(text(
             "INSERT INTO payment_allocations (payment_id, account_id, allocated_to, bill_id, "
             "item_reference, amount, allocated_at) VALUES (:payment_id, :account_id, "
             ":allocated_to, :bill_id, :item_reference, :amount, :allocated_at)"),
-            [{**c, "allocated_at": _naive(c["allocated_at"])} for c in posting.clearings])
+            [{**c, "allocated_at": _sqlite_ts(c["allocated_at"])} for c in posting.clearings])
     if changes:
         conn.execute(text(_UPSERT), [
             {"reference": it.reference, "account_id": it.account_id,
              "customer_id": it.customer_id, "item_kind": it.item_kind, "bill_id": it.bill_id,
              "due_on": it.due_on, "amount": it.amount, "delta": delta,
-             "updated_at": _naive(now)} for it, delta in changes])
+             "updated_at": _sqlite_ts(now)} for it, delta in changes])
     if posting.events:
         events.publish(conn, posting.events)
 

@@ -120,8 +120,10 @@ class Book:
 
     # -- bookkeeping helpers -----------------------------------------------------------------
 
-    def _change(self, item: Item, delta: int) -> None:
-        if delta == 0:
+    def _change(self, item: Item, delta: int, *, record_zero: bool = False) -> None:
+        """Apply ``delta`` to an item and record it in the posting. ``record_zero`` records a
+        new item even when nothing changes its amount (a 0.00 bill still gets its item)."""
+        if delta == 0 and not record_zero:
             return
         item.open_amount += delta
         self._items.setdefault(item.account_id, {})[item.reference] = item
@@ -184,7 +186,7 @@ class Book:
         if bill_id is None:
             bill_id = reference.split(":")[1] if kind == "late_fee" else reference
         item = Item(reference, account_id, customer_id, kind, bill_id, due_on, amount, 0)
-        self._change(item, amount)
+        self._change(item, amount, record_zero=True)
         self.apply_credit(account_id)
 
     def apply_credit(self, account_id: str) -> int:

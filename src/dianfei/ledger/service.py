@@ -35,7 +35,7 @@ AGING_BUCKETS = ("current", "0-30", "31-60", "61-90", ">90")
 
 def post_entry(session: Session, *, clock: Clock, account_id: str, customer_id: str, kind: str,
                amount: int, reference: str, due_on: date | None = None,
-               reason: str | None = None, order: str = "oldest_first") -> LedgerEntry:
+               reason: str | None = None, order: str | None = None) -> LedgerEntry:
     """Post one debit (bill or late fee) with its open item; credit the account holds clears it.
     A second entry of the same kind for the same reference is refused. Payments are posted by
     the payments domain through the same posting core."""
@@ -58,7 +58,7 @@ def post_entry(session: Session, *, clock: Clock, account_id: str, customer_id: 
 
 
 def reverse_entry(session: Session, *, clock: Clock, entry_id: int, reason: str,
-                  order: str = "oldest_first") -> LedgerEntry:
+                  order: str | None = None) -> LedgerEntry:
     """Undo a debit (bill, late fee) with a new entry of the opposite amount. Each entry is
     reversed at most once. Money already on the debit goes back to credit, which then clears the
     account's other open debits (one posting, see :mod:`dianfei.ledger.posting`). Payments are
@@ -94,7 +94,7 @@ def reverse_entry(session: Session, *, clock: Clock, entry_id: int, reason: str,
         LedgerEntry.reverses_entry_id == entry_id)).one()
 
 
-def post_frame(conn: Connection, entries: pl.DataFrame, *, order: str = "oldest_first") -> int:
+def post_frame(conn: Connection, entries: pl.DataFrame, *, order: str | None = None) -> int:
     """Bulk-post debits (bill run, late fees). Columns: account_id, customer_id, kind (bill or
     late_fee), amount, posted_at, business_date, due_on, reference (reason optional).
 
@@ -115,7 +115,7 @@ def post_frame(conn: Connection, entries: pl.DataFrame, *, order: str = "oldest_
 
 
 def apply_credit(conn: Connection, accounts: list[str] | None = None, *, now: datetime,
-                 order: str = "oldest_first") -> int:
+                 order: str | None = None) -> int:
     """Let credit clear the open debits of these accounts (all accounts when None). Returns the
     clearing rows written. Reads only the accounts that hold credit."""
     holders = items.credit_accounts(conn, accounts)
@@ -271,9 +271,10 @@ _CHECKS: tuple[tuple[str, str], ...] = (
      "  FROM payment_allocations WHERE allocated_to = 'credit' GROUP BY payment_id) c "
      "  LEFT JOIN open_items o ON o.reference = 'CR:' || c.payment_id "
      "  WHERE COALESCE(o.open_amount, 0) <> -c.s"
-     " UNION ALL SELECT o.reference FROM open_items o LEFT JOIN payment_allocations pa "
-     "  ON pa.allocated_to = 'credit' AND 'CR:' || pa.payment_id = o.reference "
-     "  WHERE o.item_kind = 'credit' AND o.open_amount <> 0 AND pa.id IS NULL"
+     # a credit item names its payment in bill_id: looked up by the payment index
+     " UNION ALL SELECT o.reference FROM open_items o WHERE o.item_kind = 'credit' "
+     "  AND o.open_amount <> 0 AND NOT EXISTS (SELECT 1 FROM payment_allocations pa "
+     "  WHERE pa.payment_id = o.bill_id AND pa.allocated_to = 'credit')"
      " UNION ALL SELECT o.reference FROM open_items o LEFT JOIN ledger_entries e "
      "  ON e.kind = o.item_kind AND e.reference = o.reference "
      "  WHERE o.item_kind IN ('bill', 'late_fee') AND e.entry_id IS NULL) q"),

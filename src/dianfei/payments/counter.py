@@ -60,7 +60,7 @@ def _open(session: Session, shift_id: str) -> CashierShift:
 
 def take_payment(session: Session, *, shift_id: str, account_id: str, amount: int, method: str,
                  clock: Clock, tendered: int | None = None, receipt_no: str | None = None,
-                 order: str = "oldest_first") -> tuple[str, PostResult]:
+                 order: str | None = None) -> tuple[str, PostResult]:
     """Post a counter payment; returns (receipt number, post result). Giving the same
     ``receipt_no`` again posts nothing new."""
     if method not in METHODS:

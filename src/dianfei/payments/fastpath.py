@@ -26,6 +26,10 @@ Same rules as the one-by-one path (``inbox.receive`` → ``service.post_channel_
   only its own message: it is never written to ``payments``, so a forged message cannot block the
   genuine one, in this batch or a later one. Two deliveries of one transaction in one batch: the
   first posts, the second is a duplicate — as if they had come one after the other.
+- **The one posting core.** The accounts' open items are read once (after the locks) into a
+  ``ledger.posting.Book``; each payment of the batch is planned by ``Book.pay`` exactly as the
+  one-by-one path plans it, so allocation, credit, open items and events cannot differ between
+  the paths, and a later payment of the batch sees what an earlier one cleared.
 - **The database still decides uniqueness.** ``payments`` is inserted without ON CONFLICT: if a
   concurrent transaction slipped the same (channel, transaction id) in (possible only for a
   transaction claimed by two different orders), the insert fails, the batch rolls back as a whole,
@@ -118,7 +122,7 @@ class _Plan:
 
 
 def post_batch(conn: Connection, items: Sequence[Incoming], *, clock: Clock, source: str = "callback",
-               order: str = "oldest_first", commit: bool = False) -> list[InboxResult]:
+               order: str | None = None, commit: bool = False) -> list[InboxResult]:
     """Decide and write ``items`` (all :func:`batchable`) in the caller's transaction on ``conn``;
     results in the order of ``items``. Raises on any database error (the caller rolls back and
     falls back to the one-by-one path). On PostgreSQL the batch is two round trips (the reads in
@@ -137,7 +141,8 @@ def post_batch(conn: Connection, items: Sequence[Incoming], *, clock: Clock, sou
         existing = _existing(conn, sorted(set(pids.values())))
         loaded = ledger.load_items(conn, sorted({o.account_id for o in orders.values()}))
     # the one posting core: the batch is replayed against the accounts' open items in memory
-    book = Book(loaded, order=order, now=now)
+    book = Book(loaded, order=ledger_items.configured_order(conn) if order is None else order,
+                now=now)
     plan = _Plan()
     for i, it in enumerate(items):
         verdict, code, message, pid, balance = _decide(
@@ -335,7 +340,7 @@ class Batcher:
     the exception that made it fail even one by one). The thread starts on first use, in the
     process that uses it (uvicorn workers build their app after the fork)."""
 
-    def __init__(self, db: Database, *, clock: Clock, order: str = "oldest_first",
+    def __init__(self, db: Database, *, clock: Clock, order: str | None = None,
                  source: str = "callback", max_batch: int = 256) -> None:
         self.db, self.clock, self.order, self.source = db, clock, order, source
         self.max_batch = max_batch

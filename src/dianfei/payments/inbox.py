@@ -85,7 +85,7 @@ def _refuse(db: Database, inbox_id: int, refusal: Refusal) -> InboxResult:
 
 
 def process(db: Database, inbox_id: int, outcome: Outcome, *, clock: Clock, source: str,
-            order: str = "oldest_first", attempts: int = 4,
+            order: str | None = None, attempts: int = 4,
             conn: Connection | None = None) -> InboxResult:
     """Post (or record the refusal of) one stored message whose verification gave ``outcome``."""
     if isinstance(outcome, Refusal):
@@ -166,7 +166,7 @@ def _transient(exc: DBAPIError) -> bool:
 
 def receive(db: Database, *, channel: str, headers: Mapping[str, str], body: bytes,
             verify: Callable[[], Outcome], clock: Clock, source: str = "callback",
-            order: str = "oldest_first") -> InboxResult:
+            order: str | None = None) -> InboxResult:
     """Store, verify, post: the whole path of one incoming notification."""
     with db.engine.connect() as conn:
         inbox_id = _store_raw(conn, channel=channel, headers=headers, body=body, clock=clock)

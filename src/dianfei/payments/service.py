@@ -195,7 +195,7 @@ def _insert_new(session: Session, values: dict[str, Any]) -> bool:
 
 
 def post_channel_payment(session: Session, payment: ChannelPayment, *, clock: Clock,
-                         source: str, order: str = "oldest_first") -> PostResult:
+                         source: str, order: str | None = None) -> PostResult:
     """Post a verified payment exactly once, allocate it, and return what is still owed.
 
     Raises :class:`PaymentRefused` (unknown order or account, amount or account mismatch, closed
@@ -233,7 +233,7 @@ def post_channel_payment(session: Session, payment: ChannelPayment, *, clock: Cl
 
 
 def reverse_payment(session: Session, payment_id: str, *, reason: str, clock: Clock,
-                    status: str = "refunded", order: str = "oldest_first") -> int:
+                    status: str = "refunded", order: str | None = None) -> int:
     """Refund or bank return (退款/退票): a ledger reversal and the exact negation of every
     clearing, so the bills it settled are open again (posting core). Returns the reversal's id."""
     if status not in ("refunded", "returned"):
@@ -268,7 +268,7 @@ def reverse_payment(session: Session, payment_id: str, *, reason: str, clock: Cl
 
 
 def post_payments_frame(conn: Connection, payments: pl.DataFrame, *, clock: Clock,
-                        source: str, order: str = "oldest_first") -> int:
+                        source: str, order: str | None = None) -> int:
     """Post many payments that name their account (no order), columnar, in the caller's
     transaction: payments, ledger entries and allocations. Columns: channel, transaction_id,
     account_id, amount (fen > 0), paid_at (UTC). Rows whose (channel, transaction id) is already
