@@ -337,6 +337,8 @@ open_book = items.book
 load_items = items.load
 #: write what a Book planned, in the caller's transaction
 write_posting = items.write
+#: the allocation rule the database is configured with (carried by each connection)
+configured_order = items.configured_order
 #: open debits and credit as a frame (account_id, customer_id, item_kind, reference, bill_id,
 #: due_on, amount, open_amount), optionally of some accounts
 open_items = items.open_frame

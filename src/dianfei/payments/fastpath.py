@@ -141,7 +141,7 @@ def post_batch(conn: Connection, items: Sequence[Incoming], *, clock: Clock, sou
         existing = _existing(conn, sorted(set(pids.values())))
         loaded = ledger.load_items(conn, sorted({o.account_id for o in orders.values()}))
     # the one posting core: the batch is replayed against the accounts' open items in memory
-    book = Book(loaded, order=ledger_items.configured_order(conn) if order is None else order,
+    book = Book(loaded, order=ledger.configured_order(conn) if order is None else order,
                 now=now)
     plan = _Plan()
     for i, it in enumerate(items):
