@@ -24,7 +24,7 @@ def _sqlite_columns(engine: Engine, sql: str, params: dict[str, Any],
         return None
     import io
 
-    from dianfei.db.frames import _bind
+    from dianfei.db.frames import bind_params
 
     names = list(schema)
     fmt = "\x1f".join(["%s"] * len(names))
@@ -33,7 +33,7 @@ def _sqlite_columns(engine: Engine, sql: str, params: dict[str, Any],
     with engine.connect() as conn:
         cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
-            cur.execute(wrapped, _bind(engine, params))
+            cur.execute(wrapped, bind_params(engine, params))
             blob = cur.fetchone()[0]
         finally:
             cur.close()
@@ -252,3 +252,15 @@ def period_totals(engine: Engine) -> pl.DataFrame:
         "CAST(sum(CASE WHEN estimated THEN 1 ELSE 0 END) AS BIGINT) AS estimated "
         "FROM bills WHERE status = 'issued' GROUP BY period ORDER BY period DESC",
         schema={"bills": pl.Int64, "kwh": pl.Int64, "amount": pl.Int64, "estimated": pl.Int64})
+
+
+def issued_bills_of_mode(engine: Engine, payment_mode: str, since_period: str) -> pl.DataFrame:
+    """Live bills of ``payment_mode`` customers from ``since_period`` on: account_id, period,
+    kwh, read_to_at."""
+    return read_frame(
+        engine,
+        "SELECT b.account_id, b.period, b.kwh, b.read_to_at FROM bills b "
+        "JOIN customers c ON c.customer_id = b.customer_id AND c.payment_mode = :m "
+        "WHERE b.status = 'issued' AND b.period >= :p",
+        {"p": since_period, "m": payment_mode}, instants=("read_to_at",),
+        schema={"account_id": pl.String, "period": pl.String, "kwh": pl.Int64})

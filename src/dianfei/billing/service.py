@@ -36,13 +36,13 @@ from dianfei.core.clock import Clock, Period, business_date, start_of_day
 from dianfei.core.errors import ConflictError, NotFoundError, TariffError, ValidationError
 from dianfei.db.bulk import write_frame
 from dianfei.ledger import service as ledger
-from dianfei.ledger.models import LedgerEntry
 
 if TYPE_CHECKING:
     import polars as pl
+    from sqlalchemy import Engine
 
     from dianfei.db.engine import Database
-    from dianfei.tariffs.models import TariffVersion
+    from dianfei.tariffs.service import TariffVersion
 
 #: how far back the usual query looks for opening reads (the previous monthly frozen read sits
 #: exactly at the start); older ones are fetched per meter
@@ -382,9 +382,8 @@ def cancel_bill(session: Session, clock: Clock, bill_id: str, reason: str) -> Bi
         raise NotFoundError(f"bill {bill_id} does not exist")
     if bill.status == "cancelled":
         raise ConflictError(f"bill {bill_id} is already cancelled")
-    entry = session.scalars(select(LedgerEntry).where(LedgerEntry.kind == "bill",
-                                                      LedgerEntry.reference == bill_id)).one()
-    ledger.reverse_entry(session, clock=clock, entry_id=entry.entry_id,
+    entry_id = ledger.entry_id_for(session, "bill", bill_id)
+    ledger.reverse_entry(session, clock=clock, entry_id=entry_id,
                          reason=f"bill {bill_id} cancelled: {reason}")
     bill.status = "cancelled"
     bill.cancelled_at = clock.now()
@@ -418,3 +417,10 @@ def period_totals(db: Database) -> pl.DataFrame:
     open_by_period = open_exceptions(db).group_by("period").agg(pl.len().alias("exceptions"))
     return (repo.period_totals(db.engine).join(open_by_period, on="period", how="left")
             .with_columns(pl.col("exceptions").fill_null(0).cast(pl.Int64)))
+
+
+def issued_bills_of_mode(engine: Engine, payment_mode: str, since_period: str) -> pl.DataFrame:
+    """Live bills of ``payment_mode`` customers from ``since_period`` on: account_id, period,
+    kwh, read_to_at (where the bill's consumption stopped). Smart prepayment prices what was
+    used since."""
+    return repo.issued_bills_of_mode(engine, payment_mode, since_period)

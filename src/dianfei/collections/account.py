@@ -10,9 +10,7 @@ from __future__ import annotations
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import text
-
-from dianfei.core.errors import NotFoundError
+from dianfei.collections import repository
 from dianfei.core.money import fmt_yuan
 
 if TYPE_CHECKING:
@@ -34,17 +32,13 @@ def _aging_bucket(days: int) -> str:
 def account_view(conn: Connection, account_id: str, *, as_of: date) -> dict[str, Any]:
     """Balance, amount due, open items with their ages, credit, late fees (posted and pending),
     the active plan and the supply state of one account, as of a business date."""
-    from dianfei.collections import repository
-    from dianfei.customers.service import customers_by_id
-    from dianfei.ledger import items as ledger_items
+    from dianfei.customers.service import customer_of_account, customers_by_id
+    from dianfei.ledger.service import open_items as ledger_open_items
 
-    acct = conn.execute(text("SELECT account_id, customer_id FROM accounts WHERE account_id = :a"),
-                        {"a": account_id}).first()
-    if acct is None:
-        raise NotFoundError(f"account {account_id} does not exist")
-    customer = customers_by_id(conn, [str(acct[1])]).get(str(acct[1]), {})
-    open_items = ledger_items.open_frame(conn, [account_id]).sort("due_on", "reference",
-                                                                  nulls_last=True)
+    customer_id = customer_of_account(conn, account_id)  # NotFoundError: no such account
+    customer = customers_by_id(conn, [customer_id]).get(customer_id, {})
+    open_items = ledger_open_items(conn, [account_id]).sort("due_on", "reference",
+                                                            nulls_last=True)
     rows: list[dict[str, Any]] = []
     owed = credit = overdue = fees_open = 0
     for r in open_items.iter_rows(named=True):
@@ -65,20 +59,15 @@ def account_view(conn: Connection, account_id: str, *, as_of: date) -> dict[str,
                      "aging": _aging_bucket(days)})
     pending = repository.pending_fees(conn, [account_id]).get(account_id, 0)
     balance = owed - credit
-    plan = conn.execute(text(
-        "SELECT plan_id, agreed_on, total, status FROM payment_plans WHERE account_id = :a "
-        "AND status = 'active' ORDER BY plan_id DESC"), {"a": account_id}).first()
-    case = conn.execute(text(
-        "SELECT case_id, mode, status, bill_id FROM stop_cases WHERE account_id = :a "
-        "AND status != 'closed'"), {"a": account_id}).first()
-    prepay = conn.execute(text("SELECT stage, available, as_of FROM prepay_state "
-                               "WHERE account_id = :a"), {"a": account_id}).first()
+    plan = repository.active_plan(conn, account_id)
+    case = repository.live_case(conn, account_id)
+    prepay = repository.prepay_stage(conn, account_id)
     supply = "connected"
     if case is not None:
         supply = {"suspended": "suspended", "reconnecting": "reconnecting"}.get(
             str(case[2]), "stop_pending")
     return {
-        "account": account_id, "customer_id": str(acct[1]), "name": customer.get("name"),
+        "account": account_id, "customer_id": customer_id, "name": customer.get("name"),
         "customer_class": customer.get("customer_class"),
         "payment_mode": customer.get("payment_mode"), "as_of": as_of.isoformat(),
         "balance": fmt_yuan(balance), "amount_due": fmt_yuan(balance + pending),
@@ -94,3 +83,15 @@ def account_view(conn: Connection, account_id: str, *, as_of: date) -> dict[str,
                 "stage": prepay[0], "available": fmt_yuan(int(prepay[1])),
                 "as_of": str(prepay[2])}},
     }
+
+
+def owed(conn: Connection, accounts: list[str]) -> dict[str, int]:
+    """What each of ``accounts`` owes (fen; ≤ 0: nothing owed), fresh: the sum of its open
+    items (ledger service; ``ledger check`` proves it equal to the ledger balance) and its late
+    fees accrued but not yet posted."""
+    from dianfei.ledger.service import balances
+
+    out = balances(conn, accounts)
+    for a, fen in repository.pending_fees(conn, accounts).items():
+        out[a] = out.get(a, 0) + fen
+    return out

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 from datetime import date
 
-from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from dianfei.collections.models import (
@@ -29,15 +28,8 @@ from dianfei.collections.models import (
 )
 from dianfei.core.clock import Clock, business_date
 from dianfei.core.errors import ConflictError, NotFoundError, ValidationError
+from dianfei.customers import service as customers
 from dianfei.ledger import service as ledger
-
-
-def _account(session: Session, account_id: str) -> str:
-    row = session.execute(text("SELECT customer_id FROM accounts WHERE account_id = :a"),
-                          {"a": account_id}).first()
-    if row is None:
-        raise NotFoundError(f"account {account_id} does not exist")
-    return str(row[0])
 
 
 def _four_eyes(requested_by: str, approved_by: str | None, what: str) -> None:
@@ -59,13 +51,12 @@ def agree_plan(session: Session, *, account_id: str, instalments: list[tuple[dat
     dates = [d for d, _ in instalments]
     if dates != sorted(dates) or len(set(dates)) != len(dates):
         raise ValidationError("instalment dates must be strictly increasing")
-    customer_id = _account(session, account_id)
+    customer_id = customers.customer_of_account(session.connection(), account_id)
     now = clock.now()
     today = business_date(now)
     if dates[0] < today:
         raise ValidationError(f"the first instalment ({dates[0]}) is before today ({today})")
-    mark = session.execute(select(func.coalesce(func.max(text("entry_id")), 0)).select_from(
-        text("ledger_entries")).where(text("account_id = :a")), {"a": account_id}).scalar_one()
+    mark = ledger.last_entry_id(session, account_id)
     plan = PaymentPlan(account_id=account_id, customer_id=customer_id, status="active",
                        agreed_at=now, agreed_on=today, ledger_mark=int(mark),
                        total=sum(a for _, a in instalments), requested_by=requested_by,
@@ -102,13 +93,7 @@ def waive_late_fees(session: Session, *, bill_id: str, reason: str, requested_by
         raise ValidationError("a waiver needs a reason")
     _four_eyes(requested_by, approved_by, "waiver")
     accrual = session.get(LateFeeAccrual, bill_id, with_for_update=True)
-    # a range on the (kind, reference) index instead of LIKE: ids may contain '_' or '%'
-    fees = session.execute(text(
-        "SELECT e.entry_id, e.account_id, e.customer_id, e.amount FROM ledger_entries e "
-        "LEFT JOIN ledger_entries r ON r.reverses_entry_id = e.entry_id "
-        "WHERE e.kind = 'late_fee' AND e.reference >= :lo AND e.reference < :hi "
-        "AND r.entry_id IS NULL ORDER BY e.entry_id"),
-        {"lo": f"LF:{bill_id}:", "hi": f"LF:{bill_id};"}).all()
+    fees = ledger.unreversed_entries(session, "late_fee", f"LF:{bill_id}:")
     if not fees and accrual is None:
         raise NotFoundError(f"bill {bill_id} has no late fees")
     if fees:

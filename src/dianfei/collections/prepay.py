@@ -37,10 +37,10 @@ import json
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dianfei.collections import repository
+from dianfei.collections import repository, stops
+from dianfei.collections.context import PAY_CHANNELS
 from dianfei.collections.models import StopCase
 from dianfei.collections.notices import KEY_PREFIX, Notice
 from dianfei.core.clock import Period, business_date, start_of_day
@@ -49,7 +49,7 @@ from dianfei.core.money import fmt_yuan
 if TYPE_CHECKING:
     import polars as pl
 
-    from dianfei.collections.service import Context
+    from dianfei.collections.context import Context
 
 STATE_COLUMNS = ("account_id", "stage", "since_at", "available", "as_of", "accrued", "read_at")
 
@@ -64,17 +64,21 @@ def available_balances(ctx: Context) -> pl.DataFrame:
     Also sets ``ctx.report.prepay_unrated`` (accounts left out, for the reasons above)."""
     import polars as pl
 
+    from dianfei.billing.service import issued_bills_of_mode
+    from dianfei.customers.service import open_accounts_of_mode
+    from dianfei.ledger.service import balances_by_payment_mode
+    from dianfei.metering.service import reads_of_mode_at, reads_of_mode_between
     from dianfei.tariffs.service import load_catalogue, rate_frame
 
     day, now, eng = ctx.day, ctx.now, ctx.db.engine
-    accts = (repository.prepaid_accounts(eng, day)
+    accts = (open_accounts_of_mode(eng, "prepaid", day)
              .sort("account_id", "tariff_from", nulls_last=False)
              .group_by("account_id", maintain_order=True).last())
     if accts.height == 0:
         return pl.DataFrame()
     this = Period(day.year, day.month)
     lo = Period(day.year - 1, 1) if day.month <= 2 else Period(day.year, 1)
-    bills = repository.prepaid_bills(eng, str(lo))
+    bills = issued_bills_of_mode(eng, "prepaid", str(lo))
     last = (bills.filter(pl.col("read_to_at").is_not_null()).sort("period")
             .group_by("account_id").last()
             .select("account_id", pl.col("period").alias("last_period"),
@@ -93,11 +97,11 @@ def available_balances(ctx: Context) -> pl.DataFrame:
                    & (pl.col("period").str.slice(0, 4) == pl.col("rate_period").str.slice(0, 4)))
            .group_by("account_id").agg(pl.col("kwh").sum().alias("ytd_kwh")))
     # the latest daily frozen read (every register at that instant) and the opening reads
-    reads = repository.prepaid_reads_between(eng, now - ctx.policy.prepay_max_read_age, now)
+    reads = reads_of_mode_between(eng, "prepaid", now - ctx.policy.prepay_max_read_age, now)
     latest_at = (reads.filter(pl.col("register") == "total").group_by("meter_id")
                  .agg(pl.col("read_at").max().alias("close_at")))
     close = reads.join(latest_at, on="meter_id").filter(pl.col("read_at") == pl.col("close_at"))
-    opening = repository.prepaid_reads_at(eng, base["open_at"].unique().to_list())
+    opening = reads_of_mode_at(eng, "prepaid", base["open_at"].unique().to_list())
     q = (base.select("account_id", "meter_id", "multiplier", "digits", "open_at")
          .join(close.select("meter_id", "register", "close_at", pl.col("value").alias("close")),
                on="meter_id")
@@ -147,7 +151,7 @@ def available_balances(ctx: Context) -> pl.DataFrame:
     out = (accts.select("account_id", "customer_id", "name", "customer_class", "protected",
                         "meter_id")
            .join(acc, on="account_id", how="inner")
-           .join(repository.prepaid_balances(eng), on="account_id", how="left")
+           .join(balances_by_payment_mode(eng, "prepaid"), on="account_id", how="left")
            .with_columns(pl.col("balance").fill_null(0))
            .with_columns((-pl.col("balance") - pl.col("accrued")).alias("available")))
     ctx.report.prepay_accounts = out.height
@@ -182,8 +186,6 @@ def _fit_registers(catalogue: Any, period: Period, rows: pl.DataFrame) -> pl.Dat
 
 
 def _context(row: dict[str, Any], stop_on: str = "") -> dict[str, str]:
-    from dianfei.collections.service import PAY_CHANNELS
-
     return {"customer_name": str(row.get("name") or ""), "account_id": str(row["account_id"]),
             "balance": fmt_yuan(int(row["available"])), "pay_channels": PAY_CHANNELS,
             "stop_on": stop_on}
@@ -193,7 +195,6 @@ def run(ctx: Context, session: Session, balances: pl.DataFrame) -> None:
     """Stages, notices and stop cases of prepaid accounts for today (see the module doc)."""
     import polars as pl
 
-    from dianfei.collections import suspension
     from dianfei.db.bulk import write_frame
 
     if balances.height == 0:
@@ -204,9 +205,7 @@ def run(ctx: Context, session: Session, balances: pl.DataFrame) -> None:
              .otherwise(pl.lit("ok")))
     prev = repository.prepay_state(ctx.db.engine).select("account_id", pl.col("stage").alias("prev"))
     cur = balances.with_columns(stage.alias("stage")).join(prev, on="account_id", how="left")
-    live = {c.account_id: c for c in session.scalars(
-        select(StopCase).where(StopCase.status.in_(suspension.LIVE))
-        .where(StopCase.mode == "prepaid"))}
+    live = {c.account_id: c for c in stops.live_cases(session, "prepaid")}
     # only accounts whose stage changed, that are below the threshold, or have a live case need
     # work (and a state row): a healthy balance that stays healthy costs nothing to write
     todo = cur.filter((pl.col("prev").is_null()) | (pl.col("stage") != pl.col("prev"))
@@ -224,9 +223,9 @@ def run(ctx: Context, session: Session, balances: pl.DataFrame) -> None:
         if case is not None:
             if r["available"] > 0:
                 if case.status in ("noticing", "noticed", "ordered"):
-                    suspension._cancel(ctx, session, case, "topped_up")
+                    stops.cancel(ctx, session, case, "topped_up")
                 elif case.status == "suspended":
-                    suspension._order_reconnection(ctx, session, case)
+                    stops.order_reconnection(ctx, session, case)
             elif case.status in ("noticed", "ordered"):
                 _advance(ctx, session, case, r)
         elif st == "cutoff" and was != "cutoff":
@@ -241,10 +240,9 @@ def run(ctx: Context, session: Session, balances: pl.DataFrame) -> None:
                 ctx.report.prepay_warnings += 1
             else:
                 key = f"{KEY_PREFIX}ppc:{acct}:{day.isoformat()}"
-                session.add(StopCase(account_id=acct, customer_id=r["customer_id"],
-                                     customer_class=r["customer_class"], bill_id="", mode="prepaid",
-                                     status="noticing", opened_at=now, notice_key=key,
-                                     approval_required=False))
+                stops.open_case(session, account_id=acct, customer_id=r["customer_id"],
+                                customer_class=r["customer_class"], mode="prepaid",
+                                opened_at=now, notice_key=key)
                 stop_on = business_date(wait_until).isoformat()
                 ctx.notices.append(Notice(key, acct, r["customer_id"], "cutoff_notice", "sms",
                                           _context(r, stop_on)))
@@ -268,16 +266,12 @@ def run(ctx: Context, session: Session, balances: pl.DataFrame) -> None:
 def advance_cases(ctx: Context, session: Session) -> None:
     """Second pass of the day (after the notices went out): cases whose notice was just sent may
     already be due (a zero wait), and ordered ones are executed."""
-    for case in session.scalars(select(StopCase).where(StopCase.mode == "prepaid")
-                                .where(StopCase.status.in_(("noticed", "ordered")))
-                                .order_by(StopCase.case_id)):
+    for case in stops.live_cases(session, "prepaid", ("noticed", "ordered")):
         _advance(ctx, session, case, None)
     session.flush()
 
 
 def _advance(ctx: Context, session: Session, case: StopCase, row: dict[str, Any] | None) -> None:
-    from dianfei.collections import suspension
-
     now = ctx.now
     if case.status == "noticed":
         if case.earliest_stop_at is None or now < case.earliest_stop_at:
@@ -286,26 +280,23 @@ def _advance(ctx: Context, session: Session, case: StopCase, row: dict[str, Any]
             return  # the stop window; the next run (or process_commands) tries again
         # today's balance (``row``) was read minutes ago; without it, read it again
         fresh = row is not None and row["available"] <= 0
-        if not fresh and not suspension._still_stoppable(session.connection(), case, ctx.policy, now):
+        if not fresh and not stops.still_stoppable(session.connection(), case, ctx.policy, now):
             return  # the balance check of the day handles a top-up (cancel) next
-        case.status, case.ordered_at, case.execute_after = "ordered", now, now
-        ctx.report.suspension_orders += 1
-        suspension._event(session, f"so:{case.case_id}", case, "suspension_ordered", now)
+        stops.order_stop(ctx, session, case, execute_after=now)
     if case.status == "ordered":
         # the trip itself re-checks a fresh balance right before it is sent
-        suspension._execute_order(ctx, session, case,
-                                  checked=row is not None and row["available"] <= 0)
+        stops.execute_order(ctx, session, case, checked=row is not None and row["available"] <= 0)
 
 
 def still_cut_off(conn: Any, case: StopCase) -> bool:
     """The re-check right before a prepaid trip: a fresh ledger balance less what was accrued at
     the last daily computation is still at or below zero, and the customer is not protected."""
-    from sqlalchemy import text
+    from dianfei.collections.account import owed
+    from dianfei.customers.service import protected_customers
 
     accrued = repository.prepay_accrued(conn, case.account_id)
     if accrued is None:
         return False
-    if conn.execute(text("SELECT c.protected FROM customers c WHERE c.customer_id = :c"),
-                    {"c": case.customer_id}).scalar():
+    if protected_customers(conn, [case.customer_id]):
         return False
-    return -repository.balance_now(conn, case.account_id) - accrued <= 0
+    return -owed(conn, [case.account_id])[case.account_id] - accrued <= 0

@@ -1,16 +1,14 @@
-"""Queries of the collections domain (all SQL lives here).
+"""Queries on the collections domain's own tables (all of its SQL lives here): collection_events,
+late_fee_accruals, dunning_state, stop_cases, meter_commands, payment_plans, plan_instalments,
+prepay_state, collection_tasks, collection_runs, late_fee_waivers.
 
-The snapshot a day of collections evaluates is read in a few set-based queries into Polars
-frames: open items (from ``payments.service.open_items``, consistent with payment allocation),
-customers, payment plans, stop cases. Two reads touch other packages' tables read-only because
-their services do not yet offer them in bulk: today's bill allocations (to know the principal at
-the start of the day) and the notify outbox's sent times (the lawful notice period runs from
-when a stop notice was actually SENT).
+What collections needs from other packages (open items, customers, meters, bills, reads,
+payments, the notify outbox) it reads through their services, in the same set-based way.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, text
@@ -19,39 +17,6 @@ from dianfei.db.frames import read_frame
 
 if TYPE_CHECKING:
     import polars as pl
-
-
-def open_items(engine: Engine) -> pl.DataFrame:
-    """Open bills and late fees (account_id, customer_id, item_kind, reference, bill_id, due_on,
-    amount, open_amount) as the money core keeps them: only what is open is read."""
-    from dianfei.payments.service import open_items as payments_open_items
-
-    return payments_open_items(engine)
-
-
-def bill_allocations_since(engine: Engine, since: datetime) -> pl.DataFrame:
-    """bill_id, amount: money allocated to bills by payments made at or after ``since``."""
-    import polars as pl
-
-    return read_frame(
-        engine,
-        "SELECT pa.bill_id, CAST(SUM(pa.amount) AS BIGINT) AS paid_today FROM payment_allocations pa "
-        "WHERE pa.allocated_to = 'bill' AND pa.allocated_at >= :since GROUP BY pa.bill_id",
-        {"since": since}, schema={"bill_id": pl.String, "paid_today": pl.Int64})
-
-
-def customers(engine: Engine) -> pl.DataFrame:
-    """account_id, customer_id, name, customer_class, low_income, protected, payment_mode."""
-    import polars as pl
-
-    return read_frame(
-        engine,
-        "SELECT a.account_id, c.customer_id, c.name, c.customer_class, c.low_income, c.protected, "
-        "c.payment_mode FROM accounts a JOIN customers c ON c.customer_id = a.customer_id "
-        "WHERE a.closed_on IS NULL",
-        schema={"account_id": pl.String, "customer_id": pl.String, "name": pl.String,
-                "customer_class": pl.String, "low_income": pl.Boolean, "protected": pl.Boolean,
-                "payment_mode": pl.String})
 
 
 def accruals(engine: Engine) -> pl.DataFrame:
@@ -87,20 +52,15 @@ def broken_plans(engine: Engine) -> pl.DataFrame:
 
 
 def active_plans(engine: Engine) -> pl.DataFrame:
-    """Active plans with what is due by each day and what has been paid since agreement."""
+    """Active plans: plan_id, account_id, customer_id, total, ledger_mark, agreed_at."""
     import polars as pl
 
     return read_frame(
         engine,
-        # payments posted since the plan was agreed and not refunded count towards it — by
-        # time, never by a position on ledger ids (ids commit out of order on PostgreSQL)
-        "SELECT p.plan_id, p.account_id, p.customer_id, p.total, p.ledger_mark, "
-        "COALESCE((SELECT CAST(SUM(y.amount) AS BIGINT) FROM payments y "
-        "  WHERE y.account_id = p.account_id AND y.posted_at >= p.agreed_at "
-        "  AND y.status = 'posted'), 0) AS paid "
-        "FROM payment_plans p WHERE p.status = 'active'",
+        "SELECT p.plan_id, p.account_id, p.customer_id, p.total, p.ledger_mark, p.agreed_at "
+        "FROM payment_plans p WHERE p.status = 'active'", instants=("agreed_at",),
         schema={"plan_id": pl.Int64, "account_id": pl.String, "customer_id": pl.String,
-                "total": pl.Int64, "ledger_mark": pl.Int64, "paid": pl.Int64})
+                "total": pl.Int64, "ledger_mark": pl.Int64})
 
 
 def instalments(engine: Engine) -> pl.DataFrame:
@@ -166,23 +126,6 @@ def existing_keys(conn: Connection, table: str, keys: list[str]) -> set[str]:
     return found
 
 
-def sent_notices(engine: Engine, since: datetime | None, prefix: str) -> pl.DataFrame:
-    """Notices of ours (key prefix) the notify outbox has SENT (or failed) since ``since``:
-    key, account_id, customer_id, notice, channel, status, sent_at, updated_at."""
-    import polars as pl
-
-    where = "" if since is None else " AND updated_at > :since"
-    return read_frame(
-        engine,
-        "SELECT key, account_id, customer_id, notice, channel, status, sent_at, updated_at "
-        "FROM notify_outbox WHERE key LIKE :p AND status IN ('sent', 'delivered', 'failed', "
-        f"'opted_out', 'suppressed'){where} ORDER BY outbox_id",
-        {"p": prefix + "%", **({"since": since} if since else {})},
-        instants=("sent_at", "updated_at"),
-        schema={"key": pl.String, "account_id": pl.String, "customer_id": pl.String,
-                "notice": pl.String, "channel": pl.String, "status": pl.String})
-
-
 def events(engine: Engine, account_id: str | None = None) -> pl.DataFrame:
     import polars as pl
 
@@ -198,11 +141,6 @@ def events(engine: Engine, account_id: str | None = None) -> pl.DataFrame:
                 "detail": pl.String})
 
 
-def balance_now(conn: Connection, account_id: str) -> int:
-    """What the account owes now: its ledger balance and the late fees accrued but not posted."""
-    return balances_of(conn, [account_id])[account_id]
-
-
 def pending_fees(conn: Connection, accounts: list[str] | None = None) -> dict[str, int]:
     """Late fees accrued but not yet posted to the ledger (fen per account): owed all the same,
     they reach the ledger at month end or when the bill's accrual closes."""
@@ -214,111 +152,6 @@ def pending_fees(conn: Connection, accounts: list[str] | None = None) -> dict[st
     else:
         rows = _in_chunks(conn, sql.replace("{filter}", " AND account_id IN ({keys})"), accounts)
     return {str(r[0]): int(r[1]) for r in rows}
-
-
-def remote_meter(conn: Connection, account_id: str) -> str | None:
-    """The account's active meter with a communication address (remote-capable), if any."""
-    row = conn.execute(text(
-        "SELECT meter_id FROM meters WHERE account_id = :a AND removed_on IS NULL "
-        "AND comm_address IS NOT NULL ORDER BY meter_id LIMIT 1"), {"a": account_id}).first()
-    return str(row[0]) if row else None
-
-
-def any_meter(conn: Connection, account_id: str) -> str | None:
-    row = conn.execute(text("SELECT meter_id FROM meters WHERE account_id = :a AND removed_on IS NULL "
-                            "ORDER BY meter_id LIMIT 1"), {"a": account_id}).first()
-    return str(row[0]) if row else None
-
-
-# -- smart prepayment (智能交费) ------------------------------------------------------------------
-
-_PREPAID_METERS = (
-    "JOIN meters m ON m.meter_id = r.meter_id AND m.removed_on IS NULL "
-    "JOIN accounts a ON a.account_id = m.account_id AND a.closed_on IS NULL "
-    "JOIN customers c ON c.customer_id = a.customer_id AND c.payment_mode = 'prepaid' ")
-
-
-def prepaid_accounts(engine: Engine, day: date) -> pl.DataFrame:
-    """Open prepaid accounts with their active meter and the tariff assignments that could be in
-    force on ``day`` (the caller keeps the latest): account_id, customer_id, name,
-    customer_class, low_income, protected, meter_id, multiplier, digits, tariff_id, tariff_from."""
-    import polars as pl
-
-    return read_frame(
-        engine,
-        "SELECT a.account_id, c.customer_id, c.name, c.customer_class, c.low_income, c.protected, "
-        "m.meter_id, m.multiplier, m.digits, ta.tariff_id, ta.effective_from AS tariff_from "
-        "FROM accounts a JOIN customers c ON c.customer_id = a.customer_id "
-        "LEFT JOIN meters m ON m.account_id = a.account_id AND m.removed_on IS NULL "
-        "LEFT JOIN tariff_assignments ta ON ta.account_id = a.account_id "
-        "  AND ta.effective_from <= :d AND (ta.effective_to IS NULL OR ta.effective_to > :d) "
-        "WHERE a.closed_on IS NULL AND c.payment_mode = 'prepaid'",
-        {"d": day}, dates=("tariff_from",),
-        schema={"account_id": pl.String, "customer_id": pl.String, "name": pl.String,
-                "customer_class": pl.String, "low_income": pl.Boolean, "protected": pl.Boolean,
-                "meter_id": pl.String, "multiplier": pl.Int64, "digits": pl.Int64,
-                "tariff_id": pl.String})
-
-
-def prepaid_bills(engine: Engine, since_period: str) -> pl.DataFrame:
-    """Live bills of prepaid accounts from ``since_period`` on: account_id, period, kwh,
-    read_to_at (where the bill's consumption stopped: the accrual since then is not billed)."""
-    import polars as pl
-
-    return read_frame(
-        engine,
-        "SELECT b.account_id, b.period, b.kwh, b.read_to_at FROM bills b "
-        "JOIN customers c ON c.customer_id = b.customer_id AND c.payment_mode = 'prepaid' "
-        "WHERE b.status = 'issued' AND b.period >= :p",
-        {"p": since_period}, instants=("read_to_at",),
-        schema={"account_id": pl.String, "period": pl.String, "kwh": pl.Int64})
-
-
-def prepaid_reads_between(engine: Engine, lo: datetime, hi: datetime) -> pl.DataFrame:
-    """Register reads of prepaid accounts' meters in (lo, hi]: meter_id, register, read_at, value."""
-    import polars as pl
-
-    return read_frame(
-        engine,
-        "SELECT r.meter_id, r.register, r.read_at, r.value FROM register_reads r "
-        f"{_PREPAID_METERS}WHERE r.read_at > :lo AND r.read_at <= :hi",
-        {"lo": lo, "hi": hi}, instants=("read_at",),
-        schema={"meter_id": pl.String, "register": pl.String, "value": pl.Int64})
-
-
-def prepaid_reads_at(engine: Engine, instants: list[datetime]) -> pl.DataFrame:
-    """Register reads of prepaid accounts' meters taken exactly at one of ``instants`` (the
-    opening reads: where the last bill stopped, or the monthly frozen read)."""
-    import polars as pl
-
-    schema = {"meter_id": pl.String, "register": pl.String, "value": pl.Int64}
-    frames = []
-    for i in range(0, len(instants), 200):
-        chunk = instants[i:i + 200]
-        marks = ", ".join(f":t{j}" for j in range(len(chunk)))
-        frames.append(read_frame(
-            engine,
-            "SELECT r.meter_id, r.register, r.read_at, r.value FROM register_reads r "
-            f"{_PREPAID_METERS}WHERE r.read_at IN ({marks})",
-            {f"t{j}": t for j, t in enumerate(chunk)}, instants=("read_at",), schema=schema))
-    frames = [f for f in frames if f.height]
-    if not frames:
-        return pl.DataFrame(schema={**schema, "read_at": pl.Datetime("us", "UTC")}).select(
-            "meter_id", "register", "read_at", "value")
-    return pl.concat(frames, how="vertical_relaxed")
-
-
-def prepaid_balances(engine: Engine) -> pl.DataFrame:
-    """Balance of every prepaid account (fen; negative = money in hand), from the open items
-    (equal to the ledger balance, see ``ledger check``): no scan of the ledger's history."""
-    import polars as pl
-
-    return read_frame(
-        engine,
-        "SELECT o.account_id, CAST(SUM(o.open_amount) AS BIGINT) AS balance FROM open_items o "
-        "JOIN customers c ON c.customer_id = o.customer_id AND c.payment_mode = 'prepaid' "
-        "WHERE o.open_amount <> 0 GROUP BY o.account_id",
-        schema={"account_id": pl.String, "balance": pl.Int64})
 
 
 def prepay_state(engine: Engine) -> pl.DataFrame:
@@ -347,23 +180,6 @@ def _in_chunks(conn: Connection, sql: str, keys: list[str], size: int = 500) -> 
     return rows
 
 
-def balances_of(conn: Connection, accounts: list[str]) -> dict[str, int]:
-    """What each of ``accounts`` owes (fen; ≤ 0: nothing owed), fresh: the sum of its open
-    items (which ``ledger check`` proves equal to its ledger balance) and its pending late fees."""
-    from dianfei.ledger.service import balances
-
-    out = balances(conn, accounts)
-    for a, fen in pending_fees(conn, accounts).items():
-        out[a] = out.get(a, 0) + fen
-    return out
-
-
-def protected_customers(conn: Connection, customers: list[str]) -> set[str]:
-    return {str(r[0]) for r in _in_chunks(
-        conn, "SELECT customer_id FROM customers WHERE protected AND customer_id IN ({keys})",
-        customers)}
-
-
 def accounts_with_plan(conn: Connection, accounts: list[str]) -> set[str]:
     return {str(r[0]) for r in _in_chunks(
         conn, "SELECT account_id FROM payment_plans WHERE status = 'active' "
@@ -376,16 +192,39 @@ def prepay_accrued_of(conn: Connection, accounts: list[str]) -> dict[str, int]:
               "AND account_id IN ({keys})", accounts)}
 
 
-def live_case_balances(conn: Connection) -> dict[str, int]:
-    """What every account with a live postpaid stop case owes (see :func:`balances_of`)."""
-    accounts = [str(r[0]) for r in conn.execute(text(
-        "SELECT DISTINCT account_id FROM stop_cases WHERE status != 'closed' "
-        "AND mode = 'postpaid'")).all()]
-    return balances_of(conn, accounts)
-
-
 def case_notice_keys(conn: Connection, keys: list[str]) -> set[str]:
     """Which of ``keys`` already opened a stop case (in any status): one case per (account,
     oldest bill), since its stop notice can be given only once."""
     return {str(r[0]) for r in _in_chunks(
         conn, "SELECT notice_key FROM stop_cases WHERE notice_key IN ({keys})", keys)}
+
+
+def live_case_accounts(conn: Connection) -> set[str]:
+    """Accounts with a live stop case (any mode)."""
+    return {str(r[0]) for r in conn.execute(text(
+        "SELECT account_id FROM stop_cases WHERE status != 'closed'")).all()}
+
+
+def active_plan(conn: Connection, account_id: str) -> Any:
+    """(plan_id, agreed_on, total, status) of the account's active plan, if any."""
+    return conn.execute(text(
+        "SELECT plan_id, agreed_on, total, status FROM payment_plans WHERE account_id = :a "
+        "AND status = 'active' ORDER BY plan_id DESC"), {"a": account_id}).first()
+
+
+def live_case(conn: Connection, account_id: str) -> Any:
+    """(case_id, mode, status, bill_id) of the account's live stop case, if any."""
+    return conn.execute(text(
+        "SELECT case_id, mode, status, bill_id FROM stop_cases WHERE account_id = :a "
+        "AND status != 'closed'"), {"a": account_id}).first()
+
+
+def prepay_stage(conn: Connection, account_id: str) -> Any:
+    """(stage, available, as_of) of the account's smart-prepayment state, if any."""
+    return conn.execute(text("SELECT stage, available, as_of FROM prepay_state "
+                             "WHERE account_id = :a"), {"a": account_id}).first()
+
+
+def end_plan(conn: Connection, plan_id: int, status: str, day: date) -> None:
+    conn.execute(text("UPDATE payment_plans SET status = :s, ended_on = :d WHERE plan_id = :p"),
+                 {"s": status, "d": day, "p": plan_id})

@@ -13,9 +13,10 @@
    class, segment, risk band, protected, open plan); a new (level, oldest bill) fires its actions
    once; an account that paid or agreed a plan leaves the ladder at once;
 5. notices go out through notify; ``notice_sent`` events carry the SENT time;
-6. stop cases (see ``suspension``): notice → order → stop, with the balance checked again right
-   before the meter is tripped; reconnection after full payment or a plan; smart prepayment
-   (see ``prepay``): available balances, warnings, cut-off after the wait, close after a top-up;
+6. stop cases (the stop-case API of ``stops``, driven by the arrears flow of ``suspension`` and
+   the prepayment flow of ``prepay``): notice → order → stop, with the balance checked again
+   right before the meter is tripped; reconnection after full payment or a plan; smart
+   prepayment: available balances, warnings, cut-off after the wait, close after a top-up;
 7. meter commands: tried, retried, then on the worklist.
 
 Re-running a day does nothing new: every event, task, notice and command has an idempotency
@@ -26,14 +27,20 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
 from dianfei.collections import repository
+from dianfei.collections.account import owed
+
+# the run's context, report and event helpers (collections.context), public here too
+from dianfei.collections.context import PAY_CHANNELS as PAY_CHANNELS
+from dianfei.collections.context import Context as Context
+from dianfei.collections.context import DayReport as DayReport
+from dianfei.collections.context import arrears_context, event_schema, write_events
+from dianfei.collections.context import event_frame as event_frame
 from dianfei.collections.ladder import Ladder, evaluate, ladders
 from dianfei.collections.late_fees import accrue_frame
 from dianfei.collections.models import CollectionRun
@@ -49,86 +56,6 @@ if TYPE_CHECKING:
     from dianfei.metering.service import RemoteSwitch
     from dianfei.risk.service import RiskScorer
 
-PAY_CHANNELS = "支付宝 Alipay, 微信 WeChat Pay, 营业厅 service counter, 银行代扣 bank debit"
-
-def _event_schema() -> Any:
-    import polars as pl
-
-    return {"key": pl.String, "account_id": pl.String, "customer_id": pl.String, "type": pl.String,
-            "at": pl.Datetime("us", "UTC"), "business_date": pl.Date, "amount": pl.Int64,
-            "balance_after": pl.Int64, "level": pl.String, "notice": pl.String,
-            "channel": pl.String, "bill_id": pl.String, "detail": pl.String}
-
-
-def event_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
-    import polars as pl
-
-    schema = _event_schema()
-    full = [{k: r.get(k) for k in schema} for r in rows]
-    return pl.DataFrame(full, schema=schema)
-
-
-@dataclass
-class DayReport:
-    day: date
-    payments: int = 0
-    late_fees: int = 0
-    late_fee_amount: int = 0
-    overdue_accounts: int = 0
-    dunning_changes: int = 0
-    notices: int = 0
-    tasks: int = 0
-    stop_notices: int = 0
-    suspension_orders: int = 0
-    suspended: int = 0
-    reconnected: int = 0
-    plans_broken: int = 0
-    prepay_accounts: int = 0
-    prepay_unrated: int = 0
-    prepay_warnings: int = 0
-    prepay_cutoff_notices: int = 0
-    timings: dict[str, float] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items() if k not in ("timings", "late_fee_amount")}
-        out["day"] = self.day.isoformat()
-        out["late_fee_amount"] = fmt_yuan(self.late_fee_amount)
-        out["timings"] = {k: round(v, 3) for k, v in self.timings.items()}
-        return out
-
-
-@dataclass
-class Context:
-    """What one run needs, passed along instead of globals."""
-
-    db: Database
-    day: date
-    clock: Clock
-    policy: Policy
-    ladders: list[Ladder]
-    notifier: Notifier
-    switch: RemoteSwitch | None
-    report: DayReport
-    notices: list[Notice] = field(default_factory=list)
-    _customers: Any = None
-
-    @property
-    def now(self) -> datetime:
-        return self.clock.now()
-
-    def customers(self) -> pl.DataFrame:
-        """The open accounts' customer facts, read once per run."""
-        if self._customers is None:
-            self._customers = repository.customers(self.db.engine)
-        return self._customers  # type: ignore[no-any-return]
-
-
-def write_events(conn: Any, frame: pl.DataFrame) -> int:
-    from dianfei.db.bulk import write_frame
-
-    return write_frame(conn, "collection_events", frame)
-
-
 def run_day(db: Database, day: date, *, clock: Clock, switch: RemoteSwitch | None = None,
             senders: Any = None, notifier: Notifier | None = None,
             policy_: Policy | None = None, ladder_list: list[Ladder] | None = None,
@@ -136,7 +63,7 @@ def run_day(db: Database, day: date, *, clock: Clock, switch: RemoteSwitch | Non
     """One day of collections (idempotent per day). Call it once a day, best in the stop window
     (e.g. 09:00): stops are only carried out when the clock is inside the window on a working
     day; outside it, orders wait for the next run (or :func:`process_commands`)."""
-    from dianfei.collections import prepay, suspension
+    from dianfei.collections import prepay, stops, suspension
 
     ctx = Context(db, day, clock, policy_ or with_settings(policy(), db.settings.raw),
                   ladder_list or ladders(),
@@ -164,12 +91,12 @@ def run_day(db: Database, day: date, *, clock: Clock, switch: RemoteSwitch | Non
     with db.engine.begin() as conn:
         _check_plans(ctx, conn)
     lap("plans")
-    items = repository.open_items(db.engine)
+    items = open_items(db.engine)
     lap("snapshot")
     with db.engine.begin() as conn:
         _late_fees(ctx, conn, items)
     lap("late_fees")
-    items = repository.open_items(db.engine)
+    items = open_items(db.engine)
     snapshot = build_snapshot(ctx, items, scorer)
     lap("risk_snapshot")
     balances = prepay.available_balances(ctx)
@@ -187,7 +114,7 @@ def run_day(db: Database, day: date, *, clock: Clock, switch: RemoteSwitch | Non
     ctx.notifier.dispatch(db, clock=clock, senders=senders)
     lap("dispatch")
     with db.engine.begin() as conn, db.sessions(bind=conn) as session:
-        suspension.record_sent(ctx, session, conn)
+        stops.record_sent(ctx, session, conn)
         suspension.advance_cases(ctx, session, snapshot)
         prepay.advance_cases(ctx, session)
         ctx.notifier.enqueue(session, ctx.notices, clock=clock)
@@ -204,13 +131,21 @@ def run_day(db: Database, day: date, *, clock: Clock, switch: RemoteSwitch | Non
             ctx.notices = []
     ctx.notifier.dispatch(db, clock=clock, senders=senders)
     with db.engine.begin() as conn, db.sessions(bind=conn) as session:
-        suspension.record_sent(ctx, session, conn)
+        stops.record_sent(ctx, session, conn)
         from sqlalchemy import update
 
         conn.execute(update(CollectionRun).where(CollectionRun.day == day).values(
             finished_at=ctx.now, report=json.dumps(ctx.report.to_json())))
     lap("finish")
     return ctx.report
+
+
+def open_items(engine: Any) -> pl.DataFrame:
+    """Open bills and late fees (account_id, customer_id, item_kind, reference, bill_id, due_on,
+    amount, open_amount > 0) as the money core keeps them: only what is open is read."""
+    from dianfei.payments.service import open_items as open_debits
+
+    return open_debits(engine)
 
 
 # -- 1. payments -------------------------------------------------------------------------------
@@ -260,7 +195,7 @@ def consume_events(ctx: Context, *, batch: int = 5000) -> int:
                     .alias("business_date"), "amount", "balance_after",
                     pl.lit(None, pl.String).alias("level"), pl.lit(None, pl.String).alias("notice"),
                     pl.lit(None, pl.String).alias("channel"), pl.lit(None, pl.String).alias("bill_id"),
-                    pl.lit(None, pl.String).alias("detail")).cast(_event_schema()))
+                    pl.lit(None, pl.String).alias("detail")).cast(event_schema()))
             handled += events.mark_handled(conn, CONSUMER, [e.event_id for e in got], ctx.now)
             if len(claimed) < batch:
                 return handled
@@ -271,11 +206,15 @@ def consume_events(ctx: Context, *, batch: int = 5000) -> int:
 
 def _check_plans(ctx: Context, conn: Any) -> None:
     import polars as pl
-    from sqlalchemy import text
+
+    from dianfei.payments.service import paid_since
 
     plans = repository.active_plans(ctx.db.engine)
     if plans.height == 0:
         return
+    # payments posted since the plan was agreed (and not refunded) count towards it — by time,
+    # never by a position on ledger ids (ids commit out of order on PostgreSQL)
+    plans = paid_since(ctx.db.engine, plans.rename({"agreed_at": "since"})).drop("since")
     inst = repository.instalments(ctx.db.engine)
     due = (inst.filter(pl.col("due_on") < ctx.day).group_by("plan_id")
            .agg(pl.col("amount").sum().alias("due_by_now")))
@@ -289,8 +228,7 @@ def _check_plans(ctx: Context, conn: Any) -> None:
             ctx.report.plans_broken += 1
         else:
             continue
-        conn.execute(text("UPDATE payment_plans SET status = :s, ended_on = :d WHERE plan_id = :p"),
-                     {"s": status, "d": ctx.day, "p": r["plan_id"]})
+        repository.end_plan(conn, r["plan_id"], status, ctx.day)
         rows.append({"key": f"plan:{r['plan_id']}:{status}", "account_id": r["account_id"],
                      "customer_id": r["customer_id"], "type": kind, "at": ctx.now,
                      "business_date": ctx.day, "amount": r["paid"],
@@ -311,10 +249,12 @@ def _late_fees(ctx: Context, conn: Any, items: pl.DataFrame) -> None:
     with the same once-rounded totals to the fen."""
     import polars as pl
 
+    from dianfei.ledger.service import cleared_on_bills_since
+
     day = ctx.day
     bills = items.filter((pl.col("item_kind") == "bill") & (pl.col("due_on") < day))
     # the principal of the day is what was owed at its start: add back today's payments
-    paid_today = repository.bill_allocations_since(ctx.db.engine, start_of_day(day))
+    paid_today = cleared_on_bills_since(ctx.db.engine, start_of_day(day))
     state = repository.accruals(ctx.db.engine)
     cust = ctx.customers().select("account_id", "customer_class")
     principal = (bills.select("bill_id", "account_id", "customer_id", "due_on", "open_amount")
@@ -381,7 +321,7 @@ def _post_fees(ctx: Context, conn: Any, fees: pl.DataFrame) -> None:
         pl.col("delta").alias("amount"), pl.lit(None, pl.Int64).alias("balance_after"),
         pl.lit(None, pl.String).alias("level"), pl.lit(None, pl.String).alias("notice"),
         pl.lit(None, pl.String).alias("channel"), "bill_id",
-        pl.lit(None, pl.String).alias("detail")).cast(_event_schema()))
+        pl.lit(None, pl.String).alias("detail")).cast(event_schema()))
     ctx.report.late_fees += fees.height
     ctx.report.late_fee_amount += int(fees["delta"].sum())
 
@@ -432,15 +372,6 @@ def build_snapshot(ctx: Context, items: pl.DataFrame, scorer: RiskScorer | None)
                      on="account_id", how="left").with_columns(pl.col("risk_band").fill_null("low"))
 
 
-def _context(row: Mapping[str, Any]) -> dict[str, str]:
-    return {"customer_name": str(row.get("name") or ""), "account_id": str(row["account_id"]),
-            "amount_due": fmt_yuan(int(row.get("amount_overdue") or 0)),
-            "due_on": str(row.get("oldest_due") or ""), "bill_id": str(row.get("oldest_bill") or ""),
-            "bill_link": f"/portal/bills/{row.get('oldest_bill') or ''}",
-            "balance": fmt_yuan(int(row.get("open_total") or 0)), "pay_channels": PAY_CHANNELS,
-            "stop_on": str(row.get("stop_on") or "")}
-
-
 def _dunning(ctx: Context, conn: Any, snapshot: pl.DataFrame) -> None:
     import polars as pl
 
@@ -473,7 +404,7 @@ def _dunning(ctx: Context, conn: Any, snapshot: pl.DataFrame) -> None:
         "level", pl.lit(None, pl.String).alias("notice"), pl.lit(None, pl.String).alias("channel"),
         pl.col("oldest_bill").alias("bill_id"),
         pl.format('{{"ladder": "{}", "days_overdue": {}}}', "ladder", "days_overdue")
-        .alias("detail")).cast(_event_schema()))
+        .alias("detail")).cast(event_schema()))
     by_id = {ld.ladder_id: ld for ld in ctx.ladders}
     tasks = []
     for row in fresh.iter_rows(named=True):
@@ -481,7 +412,7 @@ def _dunning(ctx: Context, conn: Any, snapshot: pl.DataFrame) -> None:
         base = f"{row['account_id']}:{row['level']}:{row['oldest_bill']}"
         for a in lv.actions:
             if a.type in ("sms", "email", "wechat", "letter"):
-                context = _context(row)
+                context = arrears_context(row)
                 if (a.notice or "reminder") == "stop_notice":
                     # a copy of the stop notice names the same earliest stop date as the notice
                     # the suspension rules send (day + notice period + 1)
@@ -515,9 +446,9 @@ def process_commands(db: Database, *, clock: Clock, switch: RemoteSwitch | None,
                      notifier: Notifier | None = None) -> int:
     """Try every due meter command once (retries wait per the policy). Safe to call often (e.g.
     every few minutes) and from several processes: each command is locked while it is tried."""
-    from dianfei.collections import suspension
+    from dianfei.collections import stops
 
-    return suspension.process_commands(db, clock=clock, switch=switch, policy_=policy_ or policy(),
+    return stops.process_commands(db, clock=clock, switch=switch, policy_=policy_ or policy(),
                                        report=report, notifier=notifier or NotifyOutbox())
 
 
@@ -527,7 +458,7 @@ def process_commands(db: Database, *, clock: Clock, switch: RemoteSwitch | None,
 def amount_due(conn: Any, account_id: str) -> int:
     """What the account must pay to owe nothing (fen; ≤ 0 when nothing is owed): its open items
     and the late fees accrued on its overdue bills that have not reached the ledger yet."""
-    return repository.balance_now(conn, account_id)
+    return owed(conn, [account_id])[account_id]
 
 
 def pending_late_fees(conn: Any, accounts: list[str]) -> dict[str, int]:

@@ -1,88 +1,48 @@
-"""Suspension and reconnection (欠费停电与复电), lawfully.
+"""Suspension for arrears (欠费停电), lawfully: the arrears flow of the stop cases.
 
-A stop case moves ``noticing → noticed → ordered → suspended → reconnecting → closed``:
+The life cycle of a case (``noticing → noticed → ordered → suspended → reconnecting → closed``),
+the notice period, the re-check before a trip, meter commands and reconnection are the public
+stop-case API of :mod:`dianfei.collections.stops`, shared with smart prepayment
+(:mod:`dianfei.collections.prepay`). This module decides, from the day's arrears snapshot and
+the dunning ladder, when an account in arrears gets a case and how its case moves:
 
 - **notice**: the stop notice (停电通知) is queued when the ladder reaches a level with a
-  ``stop_notice`` or ``suspension_order`` action. The notice period runs from when notify SENT it:
-  the stop may not happen before ``sent_at + N days`` (N per class: 7 residential, 3 others).
+  ``stop_notice`` or ``suspension_order`` action (one case per account and oldest bill). The notice
+  period runs from when notify SENT it (N days per class: 7 residential, 3 others).
 - **order**: when that time has passed, the account's level carries ``suspension_order``, it is at
   least ``min_days_overdue`` past due, it is not protected, and the clock is inside the stop window
   on a working day, the pre-stop notice (停电前提醒) goes out and the order is raised
   (``suspension_ordered``); it executes no earlier than ``pre_stop_minutes`` later, after approval
   where configured.
-- **execution**: right before the meter is tripped (or a field crew task is raised, or a crew
-  reports the stop done), the balance is read again from the ledger; an account that paid after
-  the order was raised is never stopped (``suspension_cancelled``). The trip goes through the
-  command outbox (``meter_commands``): tried, retried, then on the worklist; never sent twice.
-- **reconnection**: once nothing is owed (balance ≤ 0) or a plan is agreed, reconnection is
-  ordered at once (``reconnection_ordered``); the meter is closed remotely in the same run
-  (within minutes), or a field task is due within ``field_hours`` (default 24 h).
+- **cancel / reconnect**: an account that paid (balance ≤ 0, late fees pending included) or
+  agreed a plan leaves its case: a case not yet carried out is cancelled, a suspended supply is
+  reconnected at once.
 
 Protected customers are never stopped: the ladder loader refuses stop actions for them and every
-step here checks the flag again.
+step checks the flag again.
 """
 
 from __future__ import annotations
 
-import json
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import timedelta
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, select, text
 from sqlalchemy.orm import Session
 
-from dianfei.collections import repository
-from dianfei.collections.models import CollectionEvent, CollectionTask, MeterCommand, StopCase
-from dianfei.collections.notices import KEY_PREFIX, Notice, Notifier
-from dianfei.collections.rules import Policy
-from dianfei.core.clock import BUSINESS_TZ, Clock, business_date
-from dianfei.core.errors import ConflictError, NotFoundError, ValidationError
+from dianfei.collections import account, stops
+from dianfei.collections.context import arrears_context
+from dianfei.collections.notices import KEY_PREFIX, Notice
+
+# public names of this module before the stop-case API moved to ``stops``
+from dianfei.collections.stops import FieldCrew as FieldCrew
+from dianfei.collections.stops import approve as approve
+from dianfei.collections.stops import complete_task as complete_task
+from dianfei.core.clock import business_date
 
 if TYPE_CHECKING:
     import polars as pl
 
-    from dianfei.collections.service import Context, DayReport
-    from dianfei.db.engine import Database
-    from dianfei.metering.control import CommandResult
-    from dianfei.metering.service import RemoteSwitch
-
-#: the key suffix notify gives the paper letter that replaces an undeliverable legal notice
-LETTER = "#letter"
-LIVE = ("noticing", "noticed", "ordered", "suspended", "reconnecting")
-
-
-def _insert_new(session: Session, model: Any, row: dict[str, Any]) -> bool:
-    """INSERT … ON CONFLICT (key) DO NOTHING on the session's connection: no check-then-insert,
-    no autoflush of the session's pending objects. Returns whether a row was added."""
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    conn = session.connection()
-    dialect: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(model.__table__).values(**row).on_conflict_do_nothing(index_elements=["key"])
-    return bool(conn.execute(stmt).rowcount)
-
-
-def _event(session: Session, key: str, case: StopCase, type_: str, at: datetime,
-           **extra: Any) -> bool:
-    """Add an event unless its key is already recorded. Returns whether it was added."""
-    detail = {"case_id": case.case_id, **{k: v for k, v in extra.items()
-                                          if k not in ("notice", "channel", "amount")}}
-    if case.mode == "prepaid":
-        detail.setdefault("reason", "prepay")  # a smart-prepayment cut-off, not an arrears stop
-    return _insert_new(session, CollectionEvent, {
-        "key": key, "account_id": case.account_id, "customer_id": case.customer_id,
-        "type": type_, "at": at, "business_date": business_date(at),
-        "notice": extra.get("notice"), "channel": extra.get("channel"),
-        "amount": extra.get("amount"), "bill_id": case.bill_id or None,
-        "detail": json.dumps(detail, ensure_ascii=False)})
-
-
-def _task(session: Session, key: str, case: StopCase, kind: str, now: datetime,
-          due_at: datetime | None, detail: dict[str, Any]) -> None:
-    _insert_new(session, CollectionTask, {
-        "key": key, "account_id": case.account_id, "customer_id": case.customer_id, "kind": kind,
-        "status": "open", "created_at": now, "due_at": due_at, "case_id": case.case_id,
-        "detail": json.dumps(detail, ensure_ascii=False)})
+    from dianfei.collections.context import Context
 
 
 def _level_actions(ctx: Context, ladder: str | None, level: str | None) -> set[str]:
@@ -112,168 +72,47 @@ def open_cases(ctx: Context, session: Session, snapshot: pl.DataFrame) -> None:
         [{"ladder": a, "level": b} for a, b in want]))
     if hits.height == 0:
         return
-    live = {r[0] for r in session.execute(text(
-        "SELECT account_id FROM stop_cases WHERE status != 'closed'")).all()}
+    live = stops.live_accounts(session)
     rows = hits.join(snapshot, on="account_id").filter(~pl.col("account_id").is_in(list(live))
                                                        & ~pl.col("protected")
                                                        & ~pl.col("open_plan"))
     if rows.height == 0:
         return
-    now = ctx.now
-    from dianfei.collections.service import _context
-    from dianfei.db.bulk import write_frame
-
     rows = rows.with_columns(pl.format(f"{KEY_PREFIX}stop:{{}}:{{}}", "account_id", "oldest_bill")
                              .alias("notice_key"))
     # a case closed because its notice could not be delivered is not reopened for the same bill
     # every day (the worklist task stands); a new oldest bill opens a new case
-    seen = repository.case_notice_keys(session.connection(), rows["notice_key"].to_list())
-    rows = rows.filter(~pl.col("notice_key").is_in(list(seen)))
-    session.flush()
-    # one bulk insert (the partial unique index keeps one live case per account)
-    write_frame(session.connection(), "stop_cases", rows.select(
+    rows = stops.open_cases(session, rows.select(
         "account_id", "customer_id", "customer_class", pl.col("oldest_bill").alias("bill_id"),
-        pl.lit("postpaid").alias("mode"), pl.lit("noticing").alias("status"),
-        pl.lit(now).alias("opened_at"), "notice_key",
-        pl.col("customer_class").is_in(list(ctx.policy.approval_required_for))
-        .alias("approval_required")))
+        "notice_key", pl.col("customer_class").is_in(list(ctx.policy.approval_required_for))
+        .alias("approval_required"), "name", "amount_overdue", "oldest_due", "oldest_bill",
+        "open_total"), mode="postpaid", opened_at=ctx.now)
     for row in rows.iter_rows(named=True):
         days = ctx.policy.notice_days_for(row["customer_class"])
-        context = _context(row)
+        context = arrears_context(row)
         context["stop_on"] = (ctx.day + timedelta(days=days + 1)).isoformat()
         ctx.notices.append(Notice(row["notice_key"], row["account_id"], row["customer_id"],
                                   "stop_notice", "sms", context))
         ctx.report.stop_notices += 1
 
 
-def record_sent(ctx: Context, session: Session, conn: Connection) -> None:
-    """``notice_sent`` events for our notices the outbox sent, at their SENT time; a stop notice
-    that went out starts its case's notice period; one that could not go out goes to the
-    worklist (the stop cannot lawfully proceed)."""
-    from sqlalchemy import func
-
-    oldest = session.execute(select(func.min(StopCase.opened_at))
-                             .where(StopCase.status == "noticing")).scalar()
-    since = ctx.now - timedelta(days=3)
-    if oldest is not None:
-        since = min(since, oldest - timedelta(minutes=1))
-    sent = repository.sent_notices(ctx.db.engine, since, KEY_PREFIX)
-    if sent.height == 0:
-        return
-    import polars as pl
-
-    from dianfei.collections.service import _event_schema, write_events
-
-    # a batch of only failures has an all-null sent_at column: give it its type
-    sent = sent.with_columns(pl.col("sent_at").cast(pl.Datetime("us", "UTC")))
-    keys = [f"ns:{k}" for k in sent["key"].to_list()]
-    have = repository.existing_keys(conn, "collection_events", keys)
-    went = sent.with_columns(pl.Series("ev_key", keys, dtype=pl.String)).filter(
-        pl.col("status").is_in(["sent", "delivered"]) & pl.col("sent_at").is_not_null()
-        & ~pl.col("ev_key").is_in(list(have)))
-    session.flush()
-    write_events(conn, went.select(
-        pl.col("ev_key").alias("key"), "account_id", "customer_id",
-        pl.lit("notice_sent").alias("type"), pl.col("sent_at").alias("at"),
-        pl.col("sent_at").dt.convert_time_zone(str(BUSINESS_TZ)).dt.date().alias("business_date"),
-        pl.lit(None, pl.Int64).alias("amount"), pl.lit(None, pl.Int64).alias("balance_after"),
-        pl.lit(None, pl.String).alias("level"), "notice", "channel",
-        pl.lit(None, pl.String).alias("bill_id"), pl.lit(None, pl.String).alias("detail"))
-        .cast(_event_schema()))
-    cases = {c.notice_key: c for c in session.scalars(
-        select(StopCase).where(StopCase.status == "noticing"))}
-    # a legally required notice that could not go out on its channel is replaced by notify with
-    # a paper letter (key "<key>#letter"): the case waits for the letter, and the notice period
-    # runs from when the letter went out; only when there is no letter, or it failed too, is the
-    # case closed and put on the worklist
-    failed = [r["key"] for r in sent.iter_rows(named=True) if r["key"] in cases
-              and not (r["status"] in ("sent", "delivered") and r["sent_at"] is not None)]
-    letters = repository.existing_keys(conn, "notify_outbox", [f"{k}{LETTER}" for k in failed])
-    for r in sent.iter_rows(named=True):
-        ok = r["status"] in ("sent", "delivered") and r["sent_at"] is not None
-        key = str(r["key"])
-        case = cases.get(key.removesuffix(LETTER))
-        if case is None or case.status != "noticing":
-            continue
-        if ok:
-            case.status = "noticed"
-            case.notice_sent_at = r["sent_at"]
-            case.earliest_stop_at = r["sent_at"] + (
-                ctx.policy.prepay_cutoff_wait if case.mode == "prepaid"
-                else timedelta(days=ctx.policy.notice_days_for(case.customer_class)))
-        elif not key.endswith(LETTER) and f"{key}{LETTER}" in letters:
-            continue  # the fallback letter is on its way
-        else:
-            case.status, case.closed_reason = "closed", "notice_undeliverable"
-            _task(session, f"notice_failed:{case.case_id}", case, "notice_failed", ctx.now, None,
-                  {"notice": "cutoff_notice" if case.mode == "prepaid" else "stop_notice",
-                   "status": r["status"], "channel": r["channel"]})
-    session.flush()
-
-
-def _still_stoppable(conn: Connection, case: StopCase, policy: Policy, now: datetime) -> bool:
-    """The re-check right before acting: a fresh read of the ledger and open items (for a
-    prepaid cut-off: a fresh balance less the charges accrued, see ``prepay.still_cut_off``)."""
-    return case.case_id in stoppable(conn, [case], policy, now)
-
-
-def stoppable(conn: Connection, cases: list[StopCase], policy: Policy, now: datetime) -> set[int]:
-    """:func:`_still_stoppable` for many cases in a few set-based reads: the case ids that may
-    still be stopped. Postpaid: something is owed, an item is at least ``min_days_overdue`` past
-    due, not protected, no active plan. Prepaid: fresh balance less the accrued charge ≤ 0, not
-    protected."""
-    if not cases:
-        return set()
-    from dianfei.payments.service import open_items
-
-    accounts = [c.account_id for c in cases]
-    balance = repository.balances_of(conn, accounts)
-    protected = repository.protected_customers(conn, [c.customer_id for c in cases])
-    post = [c for c in cases if c.mode != "prepaid" and balance[c.account_id] > 0
-            and c.customer_id not in protected]
-    pre = [c for c in cases if c.mode == "prepaid" and c.customer_id not in protected]
-    ok: set[int] = set()
-    if pre:
-        accrued = repository.prepay_accrued_of(conn, [c.account_id for c in pre])
-        ok |= {c.case_id for c in pre if c.account_id in accrued
-               and -balance[c.account_id] - accrued[c.account_id] <= 0}
-    if post:
-        today = business_date(now)
-        oldest: dict[str, Any] = {}
-        for i in range(0, len(post), 500):
-            items = open_items(conn, [c.account_id for c in post[i:i + 500]])
-            for r in items.iter_rows(named=True):
-                d = r["due_on"]
-                if r["open_amount"] > 0 and d is not None and d < today:
-                    a = r["account_id"]
-                    oldest[a] = min(d, oldest.get(a, d))
-        planned = repository.accounts_with_plan(conn, [c.account_id for c in post])
-        ok |= {c.case_id for c in post if c.account_id in oldest and c.account_id not in planned
-               and (today - oldest[c.account_id]).days >= policy.min_days_overdue}
-    return ok
-
-
 def advance_cases(ctx: Context, session: Session, snapshot: pl.DataFrame) -> None:
-    """Move every live case as far as the rules allow now."""
-    import polars as pl
-
+    """Move every live arrears case as far as the rules allow now."""
     from dianfei.collections.ladder import evaluate
 
     now = ctx.now
-    conn = session.connection()
     levels = evaluate(snapshot, ctx.ladders).join(snapshot, on="account_id")
     facts = {r["account_id"]: r for r in levels.select(
         "account_id", "ladder", "level", "days_overdue", "protected", "open_plan", "name",
         "amount_overdue", "oldest_bill", "oldest_due", "open_total").iter_rows(named=True)}
-    del pl
-    balances = repository.live_case_balances(conn)
-    for case in session.scalars(select(StopCase).where(StopCase.status.in_(LIVE))
-                                .where(StopCase.mode == "postpaid").order_by(StopCase.case_id)):
+    cases = stops.live_cases(session, "postpaid")
+    balances = account.owed(session.connection(), sorted({c.account_id for c in cases}))
+    for case in cases:
         f = facts.get(case.account_id)
         cleared = f is None or bool(f["open_plan"]) or balances.get(case.account_id, 0) <= 0
         if case.status in ("noticing", "noticed", "ordered") and (
                 cleared or (f is not None and f["protected"])):
-            _cancel(ctx, session, case, "plan" if f is not None and f["open_plan"] else "paid")
+            stops.cancel(ctx, session, case, "plan" if f is not None and f["open_plan"] else "paid")
             continue
         if case.status == "noticed":
             assert f is not None and case.earliest_stop_at is not None
@@ -281,270 +120,16 @@ def advance_cases(ctx: Context, session: Session, snapshot: pl.DataFrame) -> Non
                     and now >= case.earliest_stop_at
                     and f["days_overdue"] >= ctx.policy.min_days_overdue
                     and ctx.policy.stop_allowed_at(now)):
-                case.status, case.ordered_at = "ordered", now
-                case.execute_after = now + ctx.policy.pre_stop
-                ctx.report.suspension_orders += 1
-                _event(session, f"so:{case.case_id}", case, "suspension_ordered", now)
-                from dianfei.collections.service import _context
-
-                c = _context(f)
-                c["stop_on"] = business_date(case.execute_after).isoformat()
+                stops.order_stop(ctx, session, case, execute_after=now + ctx.policy.pre_stop)
+                c = arrears_context(f)
+                c["stop_on"] = business_date(now + ctx.policy.pre_stop).isoformat()
                 ctx.notices.append(Notice(f"{KEY_PREFIX}prestop:{case.case_id}", case.account_id,
                                           case.customer_id, "pre_stop", "sms", c))
                 if case.approval_required:
-                    _task(session, f"approval:{case.case_id}", case, "approval", now, None,
-                          {"what": "suspension order"})
+                    stops.add_task(session, f"approval:{case.case_id}", case, "approval", now,
+                                   None, {"what": "suspension order"})
         elif case.status == "ordered":
-            _execute_order(ctx, session, case)
+            stops.execute_order(ctx, session, case)
         elif case.status == "suspended" and cleared:
-            _order_reconnection(ctx, session, case)
+            stops.order_reconnection(ctx, session, case)
     session.flush()
-
-
-def _cancel(ctx: Context, session: Session, case: StopCase, reason: str) -> None:
-    was_ordered = case.status == "ordered"
-    case.status, case.closed_reason = "closed", reason
-    for cmd in session.scalars(select(MeterCommand).where(MeterCommand.case_id == case.case_id)
-                               .where(MeterCommand.status == "pending")):
-        cmd.status = "cancelled"
-    for task in session.scalars(select(CollectionTask).where(CollectionTask.case_id == case.case_id)
-                                .where(CollectionTask.status == "open")):
-        task.status = "cancelled"
-    if was_ordered:
-        _event(session, f"sc:{case.case_id}", case, "suspension_cancelled", ctx.now, reason=reason)
-
-
-def _execute_order(ctx: Context, session: Session, case: StopCase, *, checked: bool = False) -> None:
-    """Hand an order to the meter (command outbox) or a crew. ``checked``: the caller has just
-    established from a fresh read that the stop is still due (the trip re-checks again)."""
-    now = ctx.now
-    if case.execute_after is None or now < case.execute_after or not ctx.policy.stop_allowed_at(now):
-        return
-    if case.approval_required and not case.approved_by:
-        return
-    conn = session.connection()
-    if not checked and not _still_stoppable(conn, case, ctx.policy, now):
-        _cancel(ctx, session, case, "paid")
-        return
-    if case.method is not None:
-        return  # already handed to the meter or a crew
-    meter = repository.remote_meter(conn, case.account_id)
-    if meter is not None:
-        case.method = "remote"
-        session.add(MeterCommand(key=f"trip:{case.case_id}", case_id=case.case_id,
-                                 account_id=case.account_id, meter_id=meter, action="trip",
-                                 status="pending", attempts=0, next_attempt_at=now, created_at=now))
-    else:
-        case.method = "field"
-        _task(session, f"field_stop:{case.case_id}", case, "field_stop", now,
-              now + timedelta(days=1), {"meter_id": repository.any_meter(conn, case.account_id)})
-
-
-def _order_reconnection(ctx: Context, session: Session, case: StopCase) -> None:
-    now = ctx.now
-    case.status, case.reconnect_ordered_at = "reconnecting", now
-    _event(session, f"ro:{case.case_id}", case, "reconnection_ordered", now)
-    conn = session.connection()
-    meter = repository.remote_meter(conn, case.account_id) if case.method == "remote" else None
-    if meter is not None:
-        session.add(MeterCommand(key=f"close:{case.case_id}", case_id=case.case_id,
-                                 account_id=case.account_id, meter_id=meter, action="close",
-                                 status="pending", attempts=0, next_attempt_at=now, created_at=now))
-    else:
-        _task(session, f"field_reconnect:{case.case_id}", case, "field_reconnect", now,
-              now + ctx.policy.field_reconnect, {"meter_id": repository.any_meter(conn, case.account_id)})
-
-
-def _suspended(session: Session, case: StopCase, at: datetime, method: str) -> None:
-    case.status, case.suspended_at = "suspended", at
-    _event(session, f"su:{case.case_id}", case, "suspended", at, method=method)
-
-
-def _reconnected(session: Session, case: StopCase, at: datetime, method: str,
-                 notices: list[Notice]) -> None:
-    case.status, case.reconnected_at, case.closed_reason = "closed", at, "reconnected"
-    _event(session, f"rc:{case.case_id}", case, "reconnected", at, method=method)
-    from dianfei.customers.models import Customer
-
-    customer = session.get(Customer, case.customer_id)
-    notices.append(Notice(f"{KEY_PREFIX}reconnected:{case.case_id}", case.account_id,
-                          case.customer_id, "reconnected", "sms",
-                          {"account_id": case.account_id,
-                           "customer_name": customer.name if customer else case.customer_id,
-                           "amount_due": "0.00",
-                           "due_on": "", "bill_id": case.bill_id, "bill_link": "", "stop_on": "",
-                           "balance": "0.00", "pay_channels": ""}))
-
-
-#: meter commands handled per transaction (rows locked, re-checked in bulk, then sent)
-COMMAND_CHUNK = 200
-
-NO_METER_CONTROL = "no meter control (collect run --no-meter-control)"
-
-
-class FieldCrew:
-    """The "switch" of a run without meter control (``collect run --no-meter-control``): nothing
-    is sent to a meter; :func:`process_commands` hands every owed trip and close to the field
-    crew instead (``field_stop`` / ``field_reconnect`` tasks, see :func:`_to_field_crew`). Called
-    directly it refuses, so it can never pass for a meter that confirmed."""
-
-    def trip(self, meter_id: str) -> CommandResult:
-        return self._refuse(meter_id, "trip")
-
-    def close(self, meter_id: str) -> CommandResult:
-        return self._refuse(meter_id, "close")
-
-    @staticmethod
-    def _refuse(meter_id: str, action: str) -> CommandResult:
-        from dianfei.metering.control import CommandResult
-
-        return CommandResult(meter_id, action, False, NO_METER_CONTROL, False)
-
-
-def _to_field_crew(session: Session, cmd: MeterCommand, case: StopCase, now: datetime,
-                   policy_: Policy) -> None:
-    """Hand a meter command to the field crew instead of sending it: the command is cancelled
-    (saying why), the case becomes a field case, and a worklist task is raised once — a stop due
-    within a day (the crew's report re-checks the balance, ``complete_task``), a reconnection
-    due within ``field_reconnect`` (24 h) of when it was ordered."""
-    if cmd.action == "trip":
-        kind, due = "field_stop", now + timedelta(days=1)
-    else:
-        kind, due = "field_reconnect", (case.reconnect_ordered_at or now) + policy_.field_reconnect
-    cmd.status = "cancelled"
-    cmd.last_error = f"{NO_METER_CONTROL}: handed to the field crew ({kind} task)"
-    case.method = "field"
-    _task(session, f"{kind}:{case.case_id}", case, kind, now, due,
-          {"meter_id": cmd.meter_id, "command_id": cmd.command_id, "reason": NO_METER_CONTROL})
-
-
-def process_commands(db: Database, *, clock: Clock, switch: RemoteSwitch | None, policy_: Policy,
-                     report: DayReport | None, notifier: Notifier) -> int:
-    """Try the due meter commands in short transactions of up to ``COMMAND_CHUNK`` commands,
-    their rows locked (``SKIP LOCKED`` on PostgreSQL, so several processes share the work).
-
-    Trips are re-checked against a fresh balance right before they are sent, in one set-based
-    read per chunk. A process that dies mid-chunk leaves those commands pending: they are sent
-    again by the next pass, which is harmless for a trip or a close (the meter is simply in
-    the state asked for) and is exactly what a retry does.
-
-    ``switch`` None: nothing is tried (the commands wait). A :class:`FieldCrew` (no meter
-    control): each due command is handed to the field crew instead of being sent, a trip only
-    after the same window and balance re-check as a real one."""
-    if switch is None:
-        return 0
-    field_crew = isinstance(switch, FieldCrew)
-    now = clock.now()
-    with db.session() as s:
-        ids = list(s.scalars(select(MeterCommand.command_id).where(MeterCommand.status == "pending")
-                             .where(MeterCommand.next_attempt_at <= now)
-                             .order_by(MeterCommand.command_id)))
-    done = 0
-    for i in range(0, len(ids), COMMAND_CHUNK):
-        notices: list[Notice] = []
-        with db.session() as s:
-            cmds = list(s.scalars(select(MeterCommand)
-                                  .where(MeterCommand.command_id.in_(ids[i:i + COMMAND_CHUNK]))
-                                  .where(MeterCommand.status == "pending")
-                                  .order_by(MeterCommand.command_id)
-                                  .with_for_update(skip_locked=True)))
-            if not cmds:
-                continue
-            cases = {c.case_id: c for c in s.scalars(
-                select(StopCase).where(StopCase.case_id.in_({c.case_id for c in cmds})))}
-            now = clock.now()
-            in_window = policy_.stop_allowed_at(now)
-            trips = [cases[c.case_id] for c in cmds if c.action == "trip"
-                     and cases[c.case_id].status == "ordered"]
-            # the re-check RIGHT before acting: never stop an account that paid
-            may_stop = stoppable(s.connection(), trips, policy_, now) if in_window else set()
-            for cmd in cmds:
-                case = cases[cmd.case_id]
-                if cmd.action == "trip":
-                    if not in_window:
-                        continue  # wait for the window; the next run tries again
-                    if case.status != "ordered" or case.case_id not in may_stop:
-                        cmd.status = "cancelled"
-                        if case.status == "ordered":
-                            _cancel_from_command(s, case, now)
-                        continue
-                if field_crew:
-                    _to_field_crew(s, cmd, case, now, policy_)
-                    continue
-                result = switch.trip(cmd.meter_id) if cmd.action == "trip" else switch.close(cmd.meter_id)
-                now = clock.now()
-                cmd.attempts += 1
-                if result.ok:
-                    cmd.status, cmd.done_at = "done", now
-                    done += 1
-                    if cmd.action == "trip":
-                        _suspended(s, case, now, "remote")
-                        if report:
-                            report.suspended += 1
-                    else:
-                        _reconnected(s, case, now, "remote", notices)
-                        if report:
-                            report.reconnected += 1
-                else:
-                    cmd.last_error = result.detail
-                    if result.retryable and cmd.attempts < policy_.max_attempts:
-                        cmd.next_attempt_at = now + policy_.retry_delay(cmd.attempts)
-                    else:
-                        cmd.status = "failed"
-                        _task(s, f"command_failed:{cmd.command_id}", case, "meter_command_failed",
-                              now, None, {"command_id": cmd.command_id, "action": cmd.action,
-                                          "meter_id": cmd.meter_id, "attempts": cmd.attempts,
-                                          "error": result.detail})
-            if notices:
-                notifier.enqueue(s, notices, clock=clock)
-    return done
-
-
-def _cancel_from_command(session: Session, case: StopCase, now: datetime) -> None:
-    case.status, case.closed_reason = "closed", "paid"
-    _event(session, f"sc:{case.case_id}", case, "suspension_cancelled", now, reason="paid")
-
-
-def approve(session: Session, case_id: int, *, approver: str, clock: Clock) -> StopCase:
-    """Approve a suspension order (停电审批) where the policy requires it."""
-    case = session.get(StopCase, case_id)
-    if case is None:
-        raise NotFoundError(f"stop case {case_id} does not exist")
-    if case.status != "ordered":
-        raise ConflictError(f"stop case {case_id} is {case.status}, not awaiting approval")
-    if not approver.strip():
-        raise ValidationError("an approval names the approver")
-    case.approved_by = approver
-    for t in session.scalars(select(CollectionTask).where(CollectionTask.key == f"approval:{case_id}")):
-        t.status, t.done_at, t.done_by = "done", clock.now(), approver
-    session.flush()
-    return case
-
-
-def complete_task(session: Session, task_id: int, *, done_by: str, clock: Clock,
-                  policy_: Policy) -> CollectionTask:
-    """A crew or collector reports a task done. A field stop is re-checked first (window,
-    balance): when the customer paid meanwhile, the stop is cancelled instead."""
-    task = session.execute(select(CollectionTask).where(CollectionTask.task_id == task_id)
-                           .with_for_update()).scalar_one_or_none()
-    if task is None:
-        raise NotFoundError(f"task {task_id} does not exist")
-    if task.status != "open":
-        raise ConflictError(f"task {task_id} is already {task.status}")
-    now = clock.now()
-    case = session.get(StopCase, task.case_id) if task.case_id else None
-    if task.kind == "field_stop" and case is not None:
-        if not policy_.stop_allowed_at(now):
-            raise ConflictError("a stop may only be carried out in the stop window on a working day")
-        if case.status != "ordered" or not _still_stoppable(session.connection(), case, policy_, now):
-            task.status, task.done_at, task.done_by = "cancelled", now, done_by
-            if case.status == "ordered":
-                _cancel_from_command(session, case, now)
-            session.flush()
-            return task
-        _suspended(session, case, now, "field")
-    elif task.kind == "field_reconnect" and case is not None:
-        _reconnected(session, case, now, "field", [])
-    task.status, task.done_at, task.done_by = "done", now, done_by
-    session.flush()
-    return task

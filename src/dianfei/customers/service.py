@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, Engine, func, select
 
 from dianfei.core.crypto import PiiCipher
-from dianfei.core.errors import ValidationError
-from dianfei.customers.models import CUSTOMER_CLASSES, PAYMENT_MODES, Customer
+from dianfei.core.errors import NotFoundError, ValidationError
+
+# public: the classes and payment modes (importers validate against them), and the account row
+# for callers that lock it together with their own row in one statement (payments: an order
+# and its account, FOR UPDATE)
+from dianfei.customers.models import CUSTOMER_CLASSES as CUSTOMER_CLASSES
+from dianfei.customers.models import PAYMENT_MODES as PAYMENT_MODES
+from dianfei.customers.models import Account as Account
+from dianfei.customers.models import Customer
 from dianfei.db.bulk import write_frame
 
 if TYPE_CHECKING:
@@ -204,3 +213,72 @@ def add_meters(conn: Connection, meters: pl.DataFrame) -> int:
     return write_frame(conn, "meters", meters.select(
         "meter_id", "service_point_id", "account_id", "comm_address", "multiplier", "digits",
         "registers", "installed_on"))
+
+
+# --------------------------------------------------------------------------- reads for others
+# What other packages (collections, notify) read about customers, accounts and meters. Set-based
+# where they work on many accounts at once; the SQL is in ``customers.repository``.
+
+
+def open_account_facts(engine: Engine) -> pl.DataFrame:
+    """account_id, customer_id, name, customer_class, low_income, protected, payment_mode of
+    every open account (one read)."""
+    from dianfei.customers import repository
+
+    return repository.open_account_facts(engine)
+
+
+def open_accounts_of_mode(engine: Engine, payment_mode: str, day: date) -> pl.DataFrame:
+    """Open accounts of ``payment_mode`` customers with their active meter and the tariff
+    assignments that could be in force on ``day``: account_id, customer_id, name,
+    customer_class, low_income, protected, meter_id, multiplier, digits, tariff_id, tariff_from."""
+    from dianfei.customers import repository
+
+    return repository.open_accounts_of_mode(engine, payment_mode, day)
+
+
+def protected_customers(conn: Connection, customer_ids: Sequence[str]) -> set[str]:
+    """Which of ``customer_ids`` are protected (never disconnected)."""
+    from dianfei.customers import repository
+
+    return repository.protected_customers(conn, customer_ids)
+
+
+def customer_of_account(conn: Connection, account_id: str) -> str:
+    """The customer of ``account_id``; NotFoundError when there is no such account."""
+    from dianfei.customers import repository
+
+    found = repository.customer_of_account(conn, account_id)
+    if found is None:
+        raise NotFoundError(f"account {account_id} does not exist")
+    return found
+
+
+def active_meter(conn: Connection, account_id: str, *, remote: bool = False) -> str | None:
+    """The account's first active meter; ``remote``: the first with a communication address."""
+    from dianfei.customers import repository
+
+    return repository.active_meter(conn, account_id, remote=remote)
+
+
+def contacts(conn: Connection, pairs: Iterable[tuple[str, str]]) -> dict[str, dict[str, Any]]:
+    """For (customer_id, account_id) pairs: customer id → customer_id, name, address (the
+    customer's, else the account's first service point's: where the electricity — and so a
+    letter — goes), phone_enc. Two reads, whatever the number of customers."""
+    from dianfei.customers import repository
+
+    wanted = dict(pairs)  # customer → account (one account per customer is enough)
+    if not wanted:
+        return {}
+    found = {str(r[0]): r for r in repository.contact_rows(conn, list(wanted))}
+    homeless = [wanted[c] for c, r in found.items() if not r[2]]
+    sp_address = repository.first_service_point_addresses(conn, homeless) if homeless else {}
+    return {c: {"customer_id": c, "name": r[1], "address": r[2] or sp_address.get(wanted[c]),
+                "phone_enc": r[3]} for c, r in found.items()}
+
+
+def customer_names(conn: Connection, customer_ids: Sequence[str]) -> dict[str, str]:
+    """customer id → name."""
+    from dianfei.customers import repository
+
+    return {str(r[0]): str(r[1]) for r in repository.contact_rows(conn, customer_ids)}

@@ -46,7 +46,7 @@ def read_frame(source: Engine | Connection, sql: str, params: dict[str, Any] | N
     """
     import polars as pl
 
-    bound = _bind(source, params or {})
+    bound = bind_params(source, params or {})
     if isinstance(source, Connection):
         frame = _read_on(source, sql, bound)
     else:
@@ -87,7 +87,7 @@ def read_frame(source: Engine | Connection, sql: str, params: dict[str, Any] | N
     return frame.with_columns(fixes) if fixes else frame
 
 
-def _bind(engine: Engine | Connection, params: dict[str, Any]) -> dict[str, Any]:
+def bind_params(engine: Engine | Connection, params: dict[str, Any]) -> dict[str, Any]:
     """Instants as naive UTC and, on SQLite, dates and instants as the exact text SQLAlchemy
     stores there, so that comparisons in SQL are comparisons of like with like."""
     from datetime import UTC, date, datetime

@@ -314,3 +314,83 @@ def _append_only_guard_present(conn: Connection) -> bool:
     sql = ("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'ledger_entries'::regclass "
            "AND NOT tgisinternal")
     return int(conn.execute(text(sql)).scalar_one()) >= 1
+
+
+# -- the money core's public surface for other packages -----------------------------------------
+# payments posts through the same planner (``Book``) and open-item store as the ledger itself;
+# collections and the account view read open items, clearings and balances. These are the names
+# other packages use; ``ledger.items``, ``ledger.posting`` and ``ledger.allocation`` stay inside.
+
+from dianfei.ledger.allocation import ALLOCATION_ORDERS as ALLOCATION_ORDERS  # noqa: E402
+from dianfei.ledger.allocation import OpenItem as OpenItem  # noqa: E402
+from dianfei.ledger.allocation import allocate as allocate  # noqa: E402
+from dianfei.ledger.allocation import allocate_frame as allocate_frame  # noqa: E402
+from dianfei.ledger.allocation import check_order as check_order  # noqa: E402
+from dianfei.ledger.allocation import sort_items as sort_items  # noqa: E402
+from dianfei.ledger.items import net_clearings as net_clearings  # noqa: E402
+from dianfei.ledger.posting import Book as Book  # noqa: E402
+from dianfei.ledger.posting import Item as Item  # noqa: E402
+
+#: the accounts' open items in a planner (``Book``), optionally locked: plan, then write
+open_book = items.book
+#: the accounts' open items (and named references) as planner items
+load_items = items.load
+#: write what a Book planned, in the caller's transaction
+write_posting = items.write
+#: the allocation rule the database is configured with (carried by each connection)
+configured_order = items.configured_order
+#: open debits and credit as a frame (account_id, customer_id, item_kind, reference, bill_id,
+#: due_on, amount, open_amount), optionally of some accounts
+open_items = items.open_frame
+
+
+def cleared_on_bills_since(engine: Engine, since: datetime) -> pl.DataFrame:
+    """bill_id, paid_today: what clearings made at or after ``since`` put on bills."""
+    from dianfei.ledger import repository
+
+    return repository.cleared_on_bills_since(engine, since)
+
+
+def balances_by_payment_mode(engine: Engine, payment_mode: str) -> pl.DataFrame:
+    """account_id, balance of the accounts of ``payment_mode`` customers with an open item."""
+    from dianfei.ledger import repository
+
+    return repository.balances_by_payment_mode(engine, payment_mode)
+
+
+def last_entry_id(conn: Connection | Session, account_id: str) -> int:
+    """The account's highest ledger entry id (0: none)."""
+    from dianfei.ledger import repository
+
+    return repository.last_entry_id(_conn(conn), account_id)
+
+
+def unreversed_entries(conn: Connection | Session, kind: str,
+                       reference_prefix: str) -> list[tuple[int, str, str, int]]:
+    """(entry_id, account_id, customer_id, amount) of the not-reversed entries of ``kind`` whose
+    reference starts with ``reference_prefix`` (ending in ``:``, e.g. ``LF:{bill}:``)."""
+    from dianfei.ledger import repository
+
+    return [(int(r[0]), str(r[1]), str(r[2]), int(r[3]))
+            for r in repository.unreversed_entries(_conn(conn), kind, reference_prefix)]
+
+
+def entry_id_for(conn: Connection | Session, kind: str, reference: str) -> int:
+    """The id of the entry of ``kind`` posted for ``reference``."""
+    from dianfei.ledger import repository
+
+    found = repository.entry_id_for(_conn(conn), kind, reference)
+    if found is None:
+        raise NotFoundError(f"no {kind} entry for {reference}")
+    return found
+
+
+def reversal_of(conn: Connection | Session, entry_id: int) -> int | None:
+    """The id of the entry that reverses ``entry_id`` (None: not reversed)."""
+    from dianfei.ledger import repository
+
+    return repository.reversal_of(_conn(conn), entry_id)
+
+
+def _conn(conn: Connection | Session) -> Connection:
+    return conn.connection() if isinstance(conn, Session) else conn

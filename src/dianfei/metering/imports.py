@@ -30,8 +30,8 @@ from dianfei.metering.ingest import (
     IntervalLoader,
     ReadsLoader,
     RejectSink,
-    _rejected_columns,
     check_interval_minutes,
+    rejected_columns,
     run_batch,
 )
 from dianfei.metering.parsing import DETAIL, REASON, flag, quoted, require_text, start_reasons
@@ -287,8 +287,13 @@ class CustomersLoader:
     def feed(self, chunk: pl.DataFrame) -> None:
         import polars as pl
 
-        from dianfei.customers.models import CUSTOMER_CLASSES, PAYMENT_MODES
-        from dianfei.customers.service import add_customers, add_regions, region_keys
+        from dianfei.customers.service import (
+            CUSTOMER_CLASSES,
+            PAYMENT_MODES,
+            add_customers,
+            add_regions,
+            region_keys,
+        )
 
         chunk = _as_text(chunk)
         f = start_reasons(chunk)
@@ -315,7 +320,7 @@ class CustomersLoader:
                  "bad_characters", "address contains control characters")
         f = _flag_date(f, "opened_on")
 
-        cols = _rejected_columns(chunk)
+        cols = rejected_columns(chunk)
         good = f.filter(pl.col(REASON).is_null()).sort(LINE)
         rejected = [f.filter(pl.col(REASON).is_not_null()).select(cols)]
         duplicates = 0
@@ -468,7 +473,7 @@ class MetersLoader:
                  pl.lit("no customer ") + quoted("customer_id")
                  + pl.lit(" (import customers.csv first)"))
 
-        cols = _rejected_columns(chunk)
+        cols = rejected_columns(chunk)
         good = f.filter(pl.col(REASON).is_null()).sort(LINE)
         rejected = [f.filter(pl.col(REASON).is_not_null()).select(cols)]
         good = good.with_columns(pl.col(LINE).first().over("meter_id").alias("_first"))

@@ -367,7 +367,7 @@ class ReadsLoader:
         new = first.filter(pl.col("_stored").is_null())
         inserted = self._insert(new)
 
-        cols = _rejected_columns(chunk)
+        cols = rejected_columns(chunk)
         rejected = pl.concat([bad.select(cols), conflict_later.select(cols),
                               conflict_stored.select(cols)], how="vertical_relaxed")
         self.sink.add(rejected)
@@ -425,7 +425,7 @@ class ReadsLoader:
             self.conn.execute(text("DROP TABLE IF EXISTS _stage_reads"))
 
 
-def _rejected_columns(chunk: pl.DataFrame) -> list[str]:
+def rejected_columns(chunk: pl.DataFrame) -> list[str]:
     """What a rejected row carries: line, reason, detail, raw text (when the source has it;
     otherwise it is built from the fields for rejected rows only) and the original fields."""
     return [LINE, REASON, DETAIL, *([RAW] if RAW in chunk.columns else []),
@@ -513,7 +513,7 @@ class IntervalLoader:
                  pl.lit("meter installed on ") + pl.col("installed_on").cast(pl.String))
         f = flag(f, pl.col("removed_on").is_not_null() & (day > pl.col("removed_on")),
                  "after_removal", pl.lit("meter removed on ") + pl.col("removed_on").cast(pl.String))
-        cols = _rejected_columns(chunk)
+        cols = rejected_columns(chunk)
         ok = pl.col(REASON).is_null()
         bad = f.filter(~ok).select(cols)
         good = f.filter(ok).select(*cols, *[c for c in ("_ts", "_wh", "_group", "_day", "_local",

@@ -1,10 +1,12 @@
-"""Entry points of the metering domain used by billing: storing register reads."""
+"""Entry points of the metering domain: storing register reads (billing, imports), reading them for
+smart prepayment (collections), remote switching."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
 from dianfei.core.errors import ValidationError
 from dianfei.db.bulk import write_frame
@@ -41,3 +43,23 @@ def store_reads(conn: Connection, reads: pl.DataFrame) -> int:
 from dianfei.metering.control import CommandResult as CommandResult  # noqa: E402
 from dianfei.metering.control import RemoteSwitch as RemoteSwitch  # noqa: E402
 from dianfei.metering.control import remote_switch as remote_switch  # noqa: E402
+
+# Register reads for smart prepayment (collections): the reads of the active meters of open
+# accounts of one payment mode, set-based.
+
+
+def reads_of_mode_between(engine: Engine, payment_mode: str, lo: datetime,
+                          hi: datetime) -> pl.DataFrame:
+    """meter_id, register, read_at, value of the reads of ``payment_mode`` accounts' active
+    meters in (lo, hi]."""
+    from dianfei.metering import repository
+
+    return repository.reads_of_mode_between(engine, payment_mode, lo, hi)
+
+
+def reads_of_mode_at(engine: Engine, payment_mode: str, instants: list[datetime]) -> pl.DataFrame:
+    """The same reads taken exactly at one of ``instants`` (opening reads: where the last bill
+    stopped, or the monthly frozen read)."""
+    from dianfei.metering import repository
+
+    return repository.reads_of_mode_at(engine, payment_mode, instants)

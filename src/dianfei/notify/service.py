@@ -900,3 +900,20 @@ def preview(notice: str, channel: str, locale: str | None = None,
              "hotline": ns.hotline, "today": "2026-11-01",
              "recipient_name": ctx.get("customer_name", ""), "recipient_address": "城关镇测试路1号"}
     return _tpl(ns).render(notice, channel, loc, ctx, extra=extra)
+
+
+# -- reads for the packages that enqueue ---------------------------------------------------------
+
+
+def finished_since(engine: Any, since: datetime | None, prefix: str) -> Any:
+    """A frame of the notices with keys starting ``prefix`` that went out or were given up
+    (statuses sent, delivered, failed, opted_out, suppressed) and changed after ``since``, in
+    outbox order: key, account_id, customer_id, notice, channel, status, sent_at (the SENT
+    time), updated_at. Collections starts the lawful notice period from ``sent_at``."""
+    return repo.finished_since(engine, since, prefix)
+
+
+def queued_keys(conn: Any, keys: Sequence[str]) -> set[str]:
+    """Which of ``keys`` are in the outbox (in any status), e.g. the paper letter notify queues
+    for an undeliverable legal notice (``<key>#letter``)."""
+    return repo.existing_keys(conn, keys)

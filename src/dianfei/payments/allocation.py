@@ -1,7 +1,7 @@
-"""Allocation (销账) lives in the money core, :mod:`dianfei.ledger.allocation`; this name stays for
-the payments code and tests that read it."""
+"""Allocation (销账) lives in the money core, :mod:`dianfei.ledger.allocation` (public through
+``ledger.service``); this name stays for the payments code and tests that read it."""
 
-from dianfei.ledger.allocation import (
+from dianfei.ledger.service import (
     ALLOCATION_ORDERS,
     OpenItem,
     allocate,

@@ -54,17 +54,17 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, bindparam, insert, text
 
 from dianfei.core.clock import Clock, business_date
-from dianfei.ledger import items as ledger_items
-from dianfei.ledger.posting import Book, Item
+from dianfei.ledger import service as ledger
+from dianfei.ledger.service import Book, Item
 from dianfei.payments.channels.base import Outcome, Refusal
 from dianfei.payments.inbox import PROOF_HEADERS, InboxResult, process, store_raw
 from dianfei.payments.models import InboxMessage, Payment
 from dianfei.payments.service import (
     PaymentRefused,
-    _check_against_order,
-    _check_order_open,
-    _check_payment,
-    _check_replay,
+    check_against_order,
+    check_order_open,
+    check_payment,
+    check_replay,
     payment_id_for,
 )
 
@@ -139,9 +139,9 @@ def post_batch(conn: Connection, items: Sequence[Incoming], *, clock: Clock, sou
     else:
         orders = _lock_orders(conn, order_nos)
         existing = _existing(conn, sorted(set(pids.values())))
-        loaded = ledger_items.load(conn, sorted({o.account_id for o in orders.values()}))
+        loaded = ledger.load_items(conn, sorted({o.account_id for o in orders.values()}))
     # the one posting core: the batch is replayed against the accounts' open items in memory
-    book = Book(loaded, order=ledger_items.configured_order(conn) if order is None else order,
+    book = Book(loaded, order=ledger.configured_order(conn) if order is None else order,
                 now=now)
     plan = _Plan()
     for i, it in enumerate(items):
@@ -181,16 +181,16 @@ def _decide(it: Incoming, pid: str | None, orders: dict[str, _Order],
         return "acknowledged", None, f"status {outcome.status}", None, None
     assert pid is not None and payment.order_no
     try:
-        _check_payment(payment)
+        check_payment(payment)
         o = orders.get(payment.order_no)
         if o is None:
             raise PaymentRefused("unknown_order", f"no payment order {payment.order_no}")
-        _check_against_order(payment, o)
+        check_against_order(payment, o)
         seen = existing.get(pid)
         if seen is not None:
-            _check_replay(payment, seen[0], seen[1], o.account_id)
+            check_replay(payment, seen[0], seen[1], o.account_id)
             return "duplicate", None, "", pid, book.balance(o.account_id)
-        _check_order_open(o.order_no, o.status, payment.transaction_id)
+        check_order_open(o.order_no, o.status, payment.transaction_id)
     except PaymentRefused as exc:
         return "refused", exc.code, exc.message, None, None
     o.status = "paid"
@@ -238,7 +238,7 @@ def _write(conn: Connection, plan: _Plan, book: Book, *, now: datetime) -> None:
         conn.execute(insert(Payment), plan.payments)
         conn.execute(text("UPDATE payment_orders SET status = 'paid' WHERE order_no IN :nos")
                      .bindparams(bindparam("nos", expanding=True)), {"nos": plan.paid_orders})
-    ledger_items.write(conn, book.posting, now=now)
+    ledger.write_posting(conn, book.posting, now=now)
 
 
 def _inbox_ids(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
@@ -260,7 +260,7 @@ _PG_EXISTING = "SELECT payment_id, amount, account_id FROM payments WHERE paymen
 # ``= ANY(ARRAY(subquery))``: the accounts are computed once and looked up by index, whatever the
 # planner's statistics say (a hash join over all ledger entries was 10 ms on a fresh database)
 _PG_ACCOUNTS = "ARRAY(SELECT DISTINCT account_id FROM payment_orders WHERE order_no = ANY(%s))"
-# the open items of the batch's accounts, as ledger.items.load reads them
+# the open items of the batch's accounts, as ledger.load_items reads them
 _PG_ITEMS = (
     "SELECT reference, account_id, customer_id, item_kind, bill_id, due_on, amount, open_amount "
     f"FROM open_items WHERE account_id = ANY({_PG_ACCOUNTS}) AND open_amount <> 0")
@@ -325,7 +325,7 @@ def _pg_write(conn: Connection, plan: _Plan, book: Book, ids: list[int], *, now:
                 "amount", "paid_at", "business_date", "posted_at", "source", "status"),
                 ("paid_at", "posted_at")))
             pg.execute(_PG_PAID, (plan.paid_orders,))
-        ledger_items.write(conn, book.posting, now=now)
+        ledger.write_posting(conn, book.posting, now=now)
         pg.execute(_PG_INSERT_INBOX, (ids, *_cols(plan.inbox, (
             "channel", "received_at", "headers", "body", "verdict", "refusal", "detail",
             "transaction_id", "payment_id"), ("received_at",))))

@@ -22,14 +22,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from dianfei.db.base import Base
 from dianfei.db.types import UTCDateTime
-from dianfei.ledger.models import Clearing
 
 ORDER_STATUSES = ("open", "paid", "closed")
 PAYMENT_STATUSES = ("posted", "refunded", "returned")
 ALLOCATION_TARGETS = ("bill", "late_fee", "credit")
 
-#: clearing rows belong to the money core (ledger); the payments name stays for its readers
-PaymentAllocation = Clearing
 INBOX_VERDICTS = ("pending", "posted", "duplicate", "acknowledged", "refused")
 
 _ID = BigInteger().with_variant(Integer, "sqlite")

@@ -148,3 +148,24 @@ def bill_payment_state(engine: Engine, period: str | None = None) -> pl.DataFram
         "SELECT pa.bill_id, pa.allocated_at, pa.amount FROM payment_allocations pa "
         f"JOIN bills b ON b.bill_id = pa.bill_id{where} ORDER BY pa.bill_id, pa.allocated_at, pa.id",
         params, instants=("allocated_at",))
+
+
+def posted_since(engine: Engine, accounts: Sequence[str], since: Any) -> pl.DataFrame:
+    """account_id, posted_at, amount of the posted (not refunded or returned) payments of
+    ``accounts`` at or after ``since`` (500 accounts per read)."""
+    import polars as pl
+
+    schema = {"account_id": pl.String, "amount": pl.Int64}
+    uniq = sorted(set(accounts))
+    frames = []
+    for i in range(0, len(uniq), 500):
+        params: dict[str, Any] = {"since": since}
+        where = _account_filter(uniq[i:i + 500], "y", params)
+        frames.append(read_frame(
+            engine, "SELECT y.account_id, y.posted_at, y.amount FROM payments y "
+            f"WHERE y.status = 'posted' AND y.posted_at >= :since{where}", params,
+            instants=("posted_at",), schema=schema))
+    if not frames:
+        return pl.DataFrame(schema={"account_id": pl.String,
+                                    "posted_at": pl.Datetime("us", "UTC"), "amount": pl.Int64})
+    return pl.concat(frames, how="vertical_relaxed")

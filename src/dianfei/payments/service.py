@@ -25,10 +25,8 @@ from sqlalchemy.orm import Session
 
 from dianfei.core.clock import Clock, business_date
 from dianfei.core.errors import ConflictError, DianfeiError, NotFoundError, ValidationError
-from dianfei.customers.models import Account
-from dianfei.ledger import items
+from dianfei.customers.service import Account
 from dianfei.ledger import service as ledger
-from dianfei.ledger.models import LedgerEntry
 from dianfei.payments import repository
 from dianfei.payments.allocation import check_order
 from dianfei.payments.channels.base import CHANNELS, ChannelPayment
@@ -109,7 +107,7 @@ def close_expired_orders(session: Session, *, clock: Clock) -> int:
 # -- posting ------------------------------------------------------------------------------------
 
 
-def _check_payment(payment: ChannelPayment) -> None:
+def check_payment(payment: ChannelPayment) -> None:
     """The refusals a payment earns on its own, before any row is read."""
     if payment.amount <= 0:
         raise PaymentRefused("bad_amount", f"payment amount must be positive, got {payment.amount}")
@@ -117,7 +115,7 @@ def _check_payment(payment: ChannelPayment) -> None:
         raise PaymentRefused("bad_channel", f"unknown channel {payment.channel!r}")
 
 
-def _check_against_order(payment: ChannelPayment, order: Any) -> None:
+def check_against_order(payment: ChannelPayment, order: Any) -> None:
     """The payment must match its order's channel, amount and (when named) account. ``order`` is a
     row with order_no, account_id, channel and amount (also used by ``payments.fastpath``)."""
     if order.channel != payment.channel:
@@ -132,7 +130,7 @@ def _check_against_order(payment: ChannelPayment, order: Any) -> None:
                                                  f"{order.account_id}, not {payment.account_id}")
 
 
-def _check_replay(payment: ChannelPayment, amount: int, account_id: str, target_account: str) -> None:
+def check_replay(payment: ChannelPayment, amount: int, account_id: str, target_account: str) -> None:
     """A second delivery of a posted transaction must say the same thing as the first."""
     if amount != payment.amount or account_id != target_account:
         raise PaymentRefused(
@@ -141,7 +139,7 @@ def _check_replay(payment: ChannelPayment, amount: int, account_id: str, target_
             f"{amount} fen to {account_id}")
 
 
-def _check_order_open(order_no: str, status: str, transaction_id: str) -> None:
+def check_order_open(order_no: str, status: str, transaction_id: str) -> None:
     """Only an open order takes a (first) payment."""
     if status == "closed":
         raise PaymentRefused("closed_order", f"order {order_no} is closed")
@@ -155,7 +153,7 @@ def _target(session: Session, payment: ChannelPayment) -> tuple[str, str, Any]:
     """(account, customer, order row or None) the money is for, checked against the order. The
     order and account rows are locked in one round trip (PostgreSQL), so concurrent payments for
     one account are allocated one after the other."""
-    _check_payment(payment)
+    check_payment(payment)
     if payment.order_no:
         order = session.execute(
             select(PaymentOrder.order_no, PaymentOrder.account_id, PaymentOrder.channel,
@@ -164,7 +162,7 @@ def _target(session: Session, payment: ChannelPayment) -> tuple[str, str, Any]:
             .where(PaymentOrder.order_no == payment.order_no).with_for_update()).first()
         if order is None:
             raise PaymentRefused("unknown_order", f"no payment order {payment.order_no}")
-        _check_against_order(payment, order)
+        check_against_order(payment, order)
         return order.account_id, order.customer_id, order
     if not payment.account_id:
         raise PaymentRefused("no_account", "the payment names neither an order nor an account")
@@ -216,21 +214,21 @@ def post_channel_payment(session: Session, payment: ChannelPayment, *, clock: Cl
         existing = session.execute(select(Payment.payment_id, Payment.amount, Payment.account_id)
                                    .where(Payment.channel == payment.channel,
                                           Payment.transaction_id == payment.transaction_id)).one()
-        _check_replay(payment, existing.amount, existing.account_id, account_id)
+        check_replay(payment, existing.amount, existing.account_id, account_id)
         return PostResult(existing.payment_id, False, account_id,
                           ledger.balance(session, account_id))
     if pay_order is not None:
-        _check_order_open(pay_order.order_no, pay_order.status, payment.transaction_id)
+        check_order_open(pay_order.order_no, pay_order.status, payment.transaction_id)
         session.execute(update(PaymentOrder).where(PaymentOrder.order_no == pay_order.order_no)
                         .values(status="paid"))
     # the payment row just inserted is unique, so its ledger entry cannot exist yet
     conn = session.connection()
-    book = items.book(conn, [account_id], order=order, now=now, lock=True)
+    book = ledger.open_book(conn, [account_id], order=order, now=now, lock=True)
     balance = book.pay(payment_id=pid, account_id=account_id, customer_id=customer_id,
                        amount=payment.amount, paid_at=payment.paid_at,
                        reason=f"{payment.channel} {payment.transaction_id}",
                        payload={"channel": payment.channel, "source": source})
-    items.write(conn, book.posting, now=now)
+    ledger.write_posting(conn, book.posting, now=now)
     return PostResult(pid, True, account_id, balance)
 
 
@@ -249,21 +247,21 @@ def reverse_payment(session: Session, payment_id: str, *, reason: str, clock: Cl
     if pay.status != "posted":
         raise ConflictError(f"payment {payment_id} is already {pay.status}")
     _lock_account(session, pay.account_id)
-    entry = session.execute(select(LedgerEntry).where(
-        LedgerEntry.kind == "payment", LedgerEntry.reference == payment_id)).scalar_one()
+    entry_id = ledger.entry_id_for(session, "payment", payment_id)
     conn = session.connection()
     now = clock.now()
-    net = items.net_clearings(conn, payment_id)
-    book = items.book(conn, [pay.account_id], order=order, now=now, lock=True,
-                      references=[n.item_reference for n in net if n.item_reference])
-    book.reverse_payment(payment_id=payment_id, entry_id=entry.entry_id,
+    net = ledger.net_clearings(conn, payment_id)
+    book = ledger.open_book(conn, [pay.account_id], order=order, now=now, lock=True,
+                            references=[n.item_reference for n in net if n.item_reference])
+    book.reverse_payment(payment_id=payment_id, entry_id=entry_id,
                          account_id=pay.account_id, customer_id=pay.customer_id,
                          amount=pay.amount, reason=reason, net=net)
-    items.write(conn, book.posting, now=now)
+    ledger.write_posting(conn, book.posting, now=now)
     pay.status = status
     session.flush()
-    return int(session.execute(select(LedgerEntry.entry_id).where(
-        LedgerEntry.reverses_entry_id == entry.entry_id)).scalar_one())
+    reversal = ledger.reversal_of(session, entry_id)
+    assert reversal is not None
+    return reversal
 
 
 # -- bulk posting (bank files, agents, the demo) ------------------------------------------------
@@ -312,14 +310,14 @@ def post_payments_frame(conn: Connection, payments: pl.DataFrame, *, clock: Cloc
         pl.lit(now).alias("posted_at"), pl.lit(source).alias("source"),
         pl.lit("posted").alias("status")))
     # one posting core: each payment through the Book, in the order the customers paid
-    book = items.book(conn, accounts, order=order, now=clock.now(), lock=True)
+    book = ledger.open_book(conn, accounts, order=order, now=clock.now(), lock=True)
     paid = frame.sort("paid_at", "payment_id").select(
         "payment_id", "account_id", "customer_id", "amount", "channel", "transaction_id",
         pl.col("paid_at").dt.replace_time_zone("UTC"))
     for pid, acct, cust, fen, channel, txn, paid_at in paid.iter_rows():
         book.pay(payment_id=pid, account_id=acct, customer_id=cust, amount=fen, paid_at=paid_at,
                  reason=f"{channel} {txn}", payload={"channel": channel, "source": source})
-    items.write(conn, book.posting, now=clock.now())
+    ledger.write_posting(conn, book.posting, now=clock.now())
     return frame.height
 
 
@@ -354,7 +352,7 @@ def open_items(conn: Connection | Engine, accounts: Sequence[str] | None = None)
     ('bill'|'late_fee'), reference, bill_id, due_on, amount, open_amount (fen > 0)."""
     import polars as pl
 
-    return items.open_frame(conn, accounts).filter(pl.col("open_amount") > 0)
+    return ledger.open_items(conn, accounts).filter(pl.col("open_amount") > 0)
 
 
 def account_payments(engine: Engine, account_id: str) -> pl.DataFrame:
@@ -420,3 +418,19 @@ def payment_summary(r: Mapping[str, Any]) -> dict[str, Any]:
             "paid_at": r["paid_at"].astimezone(BUSINESS_TZ).isoformat(),
             "posted_at": r["posted_at"].astimezone(BUSINESS_TZ).isoformat(),
             "source": r["source"], "status": r["status"]}
+
+
+def paid_since(engine: Engine, starts: pl.DataFrame) -> pl.DataFrame:
+    """``starts`` (account_id, since: an instant) with ``paid``: what the account's posted
+    payments (not refunded or returned) since then add up to — by time, never by a position on
+    ids (ids commit out of order on PostgreSQL). A few set-based reads, not one per account."""
+    import polars as pl
+
+    if starts.height == 0:
+        return starts.with_columns(pl.lit(0, pl.Int64).alias("paid"))
+    pays = repository.posted_since(engine, starts["account_id"].to_list(), starts["since"].min())
+    paid = (starts.select("account_id", "since").join(pays, on="account_id")
+            .filter(pl.col("posted_at") >= pl.col("since"))
+            .group_by("account_id", "since").agg(pl.col("amount").sum().cast(pl.Int64).alias("paid")))
+    return (starts.join(paid, on=["account_id", "since"], how="left")
+            .with_columns(pl.col("paid").fill_null(0)))

@@ -134,7 +134,7 @@ def _increments(utility: Utility, period: Period) -> State:
     return dict(inc)
 
 
-def _cumulative(utility: Utility, index: int) -> State:
+def cumulative(utility: Utility, index: int) -> State:
     """Unwrapped cumulative registers at the end of the period with absolute ``index``."""
     m = utility.model
     first = utility.start.index()
@@ -237,7 +237,7 @@ def _faults(
     u = rng.random(size=n)
     g = rng.uniform(0.2, 0.9, size=n)
     f = rng.uniform(0.5, 1.0, size=n)
-    prev = _cumulative(utility, period.index() - 1)["total"] % m.modulus
+    prev = cumulative(utility, period.index() - 1)["total"] % m.modulus
     missing = u < MISSING_RATE
     cut = MISSING_RATE + REGRESSION_RATE
     regression = (u >= MISSING_RATE) & (u < cut) & (prev >= 100)
@@ -250,8 +250,8 @@ def monthly_reads(utility: Utility, period: Period) -> pl.DataFrame:
     of the next month: meter_id, read_at (UTC), register, value (centi, wrapped), source."""
     _check(utility, period)
     m = utility.model
-    prev = _cumulative(utility, period.index() - 1)
-    cur = _cumulative(utility, period.index())
+    prev = cumulative(utility, period.index() - 1)
+    cur = cumulative(utility, period.index())
     inc = _increments(utility, period)
     missing, regression, estimated, g, f = _faults(utility, period)
 
@@ -376,12 +376,12 @@ def prepaid_index(utility: Utility) -> np.ndarray:
     return out
 
 
-def _registers_at(utility: Utility, day: date, idx: np.ndarray) -> tuple[State, np.ndarray]:
+def registers_at(utility: Utility, day: date, idx: np.ndarray) -> tuple[State, np.ndarray]:
     """True unwrapped total / peak2 / valley2 registers at 00:00 of ``day`` (2nd day of a month
     or later) of the customers ``idx``, and which of them are TOU (total,peak,valley) meters."""
     m = utility.model
     period = Period(day.year, day.month)
-    prev = _cumulative(utility, period.index() - 1)
+    prev = cumulative(utility, period.index() - 1)
     inc = _increments(utility, period)
     s_all, before = _through(utility, period, day.day - 1)
     frac = before[idx] / s_all[idx]
@@ -420,7 +420,7 @@ def daily_reads(utility: Utility, day: date) -> pl.DataFrame:
         return frame.filter(pl.col("meter_id").is_in(m.meter_ids.gather(idx).implode())
                             & (pl.col("register") != "demand_kw"))
     _check(utility, Period(day.year, day.month))
-    regs, is2 = _registers_at(utility, day, idx)
+    regs, is2 = registers_at(utility, day, idx)
     k = np.where(is2, 3, 1)
     offsets = np.concatenate([[0], np.cumsum(k)[:-1]]).astype(np.int64)
     rows = int(k.sum())

@@ -26,7 +26,7 @@ import polars as pl
 
 from dianfei.core.clock import Period
 from dianfei.sim._rng import pick, stream
-from dianfei.sim.consumption import _registers_at, prepaid_index
+from dianfei.sim.consumption import prepaid_index, registers_at
 from dianfei.sim.population import CHRONIC, HARDSHIP, LATE, ON_TIME, Utility
 
 HABITS = ("planner", "on_warning", "lapser")
@@ -143,7 +143,7 @@ def prepaid_topups(utility: Utility, day: date, balances: pl.DataFrame,
            .join(balances.select("customer_id", pl.col("balance").cast(pl.Int64)),
                  on="customer_id", how="left", maintain_order="left")
            ["balance"].fill_null(0).to_numpy())
-    now, _ = _registers_at(utility, day, idx) if day.day > 1 else (_month_end(utility, day, idx),
+    now, _ = registers_at(utility, day, idx) if day.day > 1 else (_month_end(utility, day, idx),
                                                                    None)
     then = _month_end(utility, billed_to, idx)
     used = (now["total"] - then["total"]) * m.multiplier[idx] / 100.0  # kWh
@@ -177,9 +177,9 @@ def prepaid_topups(utility: Utility, day: date, balances: pl.DataFrame,
 
 def _month_end(utility: Utility, day: date, idx: np.ndarray) -> dict[str, np.ndarray]:
     """True unwrapped totals at 00:00 of ``day``, the 1st of a month (a monthly read)."""
-    from dianfei.sim.consumption import _cumulative
+    from dianfei.sim.consumption import cumulative
 
     if day.day != 1:
         raise ValueError(f"billed_to must be the 1st of a month, got {day}")
     prev = Period(day.year, day.month).prev()
-    return {"total": _cumulative(utility, prev.index())["total"][idx]}
+    return {"total": cumulative(utility, prev.index())["total"][idx]}

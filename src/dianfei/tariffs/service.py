@@ -30,6 +30,7 @@ __all__ = [
     "PRESETS_DIR",
     "Line",
     "TariffCatalogue",
+    "TariffVersion",
     "Usage",
     "load_catalogue",
     "quote",

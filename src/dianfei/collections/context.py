@@ -1,0 +1,118 @@
+"""What every part of a day of collections shares: the run's :class:`Context`, its
+:class:`DayReport`, the ``collection_events`` frame helpers and the notice context of an account
+in arrears. Every collections module takes these from here; none imports another's private
+names."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+
+from dianfei.core.money import fmt_yuan
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from dianfei.collections.ladder import Ladder
+    from dianfei.collections.notices import Notice, Notifier
+    from dianfei.collections.rules import Policy
+    from dianfei.core.clock import Clock
+    from dianfei.db.engine import Database
+    from dianfei.metering.service import RemoteSwitch
+
+PAY_CHANNELS = "支付宝 Alipay, 微信 WeChat Pay, 营业厅 service counter, 银行代扣 bank debit"
+
+
+def event_schema() -> Any:
+    """The columns of a ``collection_events`` frame, typed."""
+    import polars as pl
+
+    return {"key": pl.String, "account_id": pl.String, "customer_id": pl.String, "type": pl.String,
+            "at": pl.Datetime("us", "UTC"), "business_date": pl.Date, "amount": pl.Int64,
+            "balance_after": pl.Int64, "level": pl.String, "notice": pl.String,
+            "channel": pl.String, "bill_id": pl.String, "detail": pl.String}
+
+
+def event_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
+    """Event rows (dicts, missing columns null) as a typed ``collection_events`` frame."""
+    import polars as pl
+
+    schema = event_schema()
+    full = [{k: r.get(k) for k in schema} for r in rows]
+    return pl.DataFrame(full, schema=schema)
+
+
+def write_events(conn: Any, frame: pl.DataFrame) -> int:
+    """Append a ``collection_events`` frame in the caller's transaction."""
+    from dianfei.db.bulk import write_frame
+
+    return write_frame(conn, "collection_events", frame)
+
+
+@dataclass
+class DayReport:
+    day: date
+    payments: int = 0
+    late_fees: int = 0
+    late_fee_amount: int = 0
+    overdue_accounts: int = 0
+    dunning_changes: int = 0
+    notices: int = 0
+    tasks: int = 0
+    stop_notices: int = 0
+    suspension_orders: int = 0
+    suspended: int = 0
+    reconnected: int = 0
+    plans_broken: int = 0
+    prepay_accounts: int = 0
+    prepay_unrated: int = 0
+    prepay_warnings: int = 0
+    prepay_cutoff_notices: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if k not in ("timings", "late_fee_amount")}
+        out["day"] = self.day.isoformat()
+        out["late_fee_amount"] = fmt_yuan(self.late_fee_amount)
+        out["timings"] = {k: round(v, 3) for k, v in self.timings.items()}
+        return out
+
+
+@dataclass
+class Context:
+    """What one run needs, passed along instead of globals."""
+
+    db: Database
+    day: date
+    clock: Clock
+    policy: Policy
+    ladders: list[Ladder]
+    notifier: Notifier
+    switch: RemoteSwitch | None
+    report: DayReport
+    notices: list[Notice] = field(default_factory=list)
+    _customers: Any = None
+
+    @property
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def customers(self) -> pl.DataFrame:
+        """The open accounts' customer facts (customers service), read once per run."""
+        if self._customers is None:
+            from dianfei.customers.service import open_account_facts
+
+            self._customers = open_account_facts(self.db.engine)
+        return self._customers  # type: ignore[no-any-return]
+
+
+def arrears_context(row: Mapping[str, Any]) -> dict[str, str]:
+    """The template context of a notice to an account in arrears (a snapshot row)."""
+    return {"customer_name": str(row.get("name") or ""), "account_id": str(row["account_id"]),
+            "amount_due": fmt_yuan(int(row.get("amount_overdue") or 0)),
+            "due_on": str(row.get("oldest_due") or ""), "bill_id": str(row.get("oldest_bill") or ""),
+            "bill_link": f"/portal/bills/{row.get('oldest_bill') or ''}",
+            "balance": fmt_yuan(int(row.get("open_total") or 0)), "pay_channels": PAY_CHANNELS,
+            "stop_on": str(row.get("stop_on") or "")}

@@ -1,0 +1,103 @@
+"""Read queries on the customers package's tables (customers, accounts, meters, service points,
+tariff assignments) that other packages reach through :mod:`dianfei.customers.service`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, Engine, bindparam, text
+
+from dianfei.db.frames import read_frame
+
+if TYPE_CHECKING:
+    import polars as pl
+
+_CHUNK = 500
+
+
+def _in_chunks(conn: Connection, sql: str, keys: Sequence[str]) -> list[Any]:
+    """Rows of ``sql`` (with an expanding ``:k`` IN list) for all ``keys``, 500 at a time."""
+    rows: list[Any] = []
+    uniq = sorted(set(keys))
+    stmt = text(sql).bindparams(bindparam("k", expanding=True))
+    for i in range(0, len(uniq), _CHUNK):
+        rows.extend(conn.execute(stmt, {"k": uniq[i:i + _CHUNK]}).all())
+    return rows
+
+
+def open_account_facts(engine: Engine) -> pl.DataFrame:
+    """account_id, customer_id, name, customer_class, low_income, protected, payment_mode of
+    every open account."""
+    import polars as pl
+
+    return read_frame(
+        engine,
+        "SELECT a.account_id, c.customer_id, c.name, c.customer_class, c.low_income, c.protected, "
+        "c.payment_mode FROM accounts a JOIN customers c ON c.customer_id = a.customer_id "
+        "WHERE a.closed_on IS NULL",
+        schema={"account_id": pl.String, "customer_id": pl.String, "name": pl.String,
+                "customer_class": pl.String, "low_income": pl.Boolean, "protected": pl.Boolean,
+                "payment_mode": pl.String})
+
+
+def open_accounts_of_mode(engine: Engine, payment_mode: str, day: date) -> pl.DataFrame:
+    """Open accounts of customers with ``payment_mode``, with their active meter and the tariff
+    assignments that could be in force on ``day`` (the caller keeps the latest): account_id,
+    customer_id, name, customer_class, low_income, protected, meter_id, multiplier, digits,
+    tariff_id, tariff_from."""
+    import polars as pl
+
+    return read_frame(
+        engine,
+        "SELECT a.account_id, c.customer_id, c.name, c.customer_class, c.low_income, c.protected, "
+        "m.meter_id, m.multiplier, m.digits, ta.tariff_id, ta.effective_from AS tariff_from "
+        "FROM accounts a JOIN customers c ON c.customer_id = a.customer_id "
+        "LEFT JOIN meters m ON m.account_id = a.account_id AND m.removed_on IS NULL "
+        "LEFT JOIN tariff_assignments ta ON ta.account_id = a.account_id "
+        "  AND ta.effective_from <= :d AND (ta.effective_to IS NULL OR ta.effective_to > :d) "
+        "WHERE a.closed_on IS NULL AND c.payment_mode = :m",
+        {"d": day, "m": payment_mode}, dates=("tariff_from",),
+        schema={"account_id": pl.String, "customer_id": pl.String, "name": pl.String,
+                "customer_class": pl.String, "low_income": pl.Boolean, "protected": pl.Boolean,
+                "meter_id": pl.String, "multiplier": pl.Int64, "digits": pl.Int64,
+                "tariff_id": pl.String})
+
+
+def protected_customers(conn: Connection, customer_ids: Sequence[str]) -> set[str]:
+    return {str(r[0]) for r in _in_chunks(
+        conn, "SELECT customer_id FROM customers WHERE protected AND customer_id IN :k",
+        customer_ids)}
+
+
+def customer_of_account(conn: Connection, account_id: str) -> str | None:
+    row = conn.execute(text("SELECT customer_id FROM accounts WHERE account_id = :a"),
+                       {"a": account_id}).first()
+    return None if row is None else str(row[0])
+
+
+def active_meter(conn: Connection, account_id: str, *, remote: bool) -> str | None:
+    """The account's first active meter (by id); ``remote``: only one with a communication
+    address (remote-capable)."""
+    where = " AND comm_address IS NOT NULL" if remote else ""
+    row = conn.execute(text(
+        f"SELECT meter_id FROM meters WHERE account_id = :a AND removed_on IS NULL{where} "
+        "ORDER BY meter_id LIMIT 1"), {"a": account_id}).first()
+    return str(row[0]) if row else None
+
+
+def contact_rows(conn: Connection, customer_ids: Sequence[str]) -> list[Any]:
+    """(customer_id, name, address, phone_enc) of the customers."""
+    return _in_chunks(conn, "SELECT customer_id, name, address, phone_enc FROM customers "
+                            "WHERE customer_id IN :k", customer_ids)
+
+
+def first_service_point_addresses(conn: Connection, account_ids: Sequence[str]) -> dict[str, Any]:
+    """account id → the address of its first service point (by id)."""
+    out: dict[str, Any] = {}
+    for acc, addr in _in_chunks(conn, "SELECT account_id, address FROM service_points "
+                                      "WHERE account_id IN :k "
+                                      "ORDER BY account_id, service_point_id", account_ids):
+        out.setdefault(str(acc), addr)
+    return out

@@ -1,0 +1,55 @@
+"""Read queries on register reads that other packages reach through
+:mod:`dianfei.metering.service`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine
+
+from dianfei.db.frames import read_frame
+
+if TYPE_CHECKING:
+    import polars as pl
+
+#: the reads of the active meters of open accounts of customers with payment mode :mode
+_OF_MODE = (
+    "JOIN meters m ON m.meter_id = r.meter_id AND m.removed_on IS NULL "
+    "JOIN accounts a ON a.account_id = m.account_id AND a.closed_on IS NULL "
+    "JOIN customers c ON c.customer_id = a.customer_id AND c.payment_mode = :mode ")
+
+
+def reads_of_mode_between(engine: Engine, payment_mode: str, lo: datetime,
+                          hi: datetime) -> pl.DataFrame:
+    """meter_id, register, read_at, value of the reads in (lo, hi]."""
+    import polars as pl
+
+    return read_frame(
+        engine,
+        "SELECT r.meter_id, r.register, r.read_at, r.value FROM register_reads r "
+        f"{_OF_MODE}WHERE r.read_at > :lo AND r.read_at <= :hi",
+        {"lo": lo, "hi": hi, "mode": payment_mode}, instants=("read_at",),
+        schema={"meter_id": pl.String, "register": pl.String, "value": pl.Int64})
+
+
+def reads_of_mode_at(engine: Engine, payment_mode: str, instants: list[datetime]) -> pl.DataFrame:
+    """meter_id, register, read_at, value of the reads taken exactly at one of ``instants``."""
+    import polars as pl
+
+    schema = {"meter_id": pl.String, "register": pl.String, "value": pl.Int64}
+    frames = []
+    for i in range(0, len(instants), 200):
+        chunk = instants[i:i + 200]
+        marks = ", ".join(f":t{j}" for j in range(len(chunk)))
+        frames.append(read_frame(
+            engine,
+            "SELECT r.meter_id, r.register, r.read_at, r.value FROM register_reads r "
+            f"{_OF_MODE}WHERE r.read_at IN ({marks})",
+            {"mode": payment_mode, **{f"t{j}": t for j, t in enumerate(chunk)}},
+            instants=("read_at",), schema=schema))
+    frames = [f for f in frames if f.height]
+    if not frames:
+        return pl.DataFrame(schema={**schema, "read_at": pl.Datetime("us", "UTC")}).select(
+            "meter_id", "register", "read_at", "value")
+    return pl.concat(frames, how="vertical_relaxed")
