@@ -17,22 +17,11 @@ if TYPE_CHECKING:
     from sqlalchemy import Connection
 
 
-def _aging_bucket(days: int) -> str:
-    if days <= 0:
-        return "current"
-    if days <= 30:
-        return "0-30"
-    if days <= 60:
-        return "31-60"
-    if days <= 90:
-        return "61-90"
-    return ">90"
-
-
 def account_view(conn: Connection, account_id: str, *, as_of: date) -> dict[str, Any]:
     """Balance, amount due, open items with their ages, credit, late fees (posted and pending),
     the active plan and the supply state of one account, as of a business date."""
     from dianfei.customers.service import customer_of_account, customers_by_id
+    from dianfei.ledger.service import aging_bucket
     from dianfei.ledger.service import open_items as ledger_open_items
 
     customer_id = customer_of_account(conn, account_id)  # NotFoundError: no such account
@@ -56,7 +45,7 @@ def account_view(conn: Connection, account_id: str, *, as_of: date) -> dict[str,
         rows.append({"reference": r["reference"], "kind": r["item_kind"], "bill_id": r["bill_id"],
                      "due_on": due.isoformat() if due else None, "amount": fmt_yuan(r["amount"]),
                      "open": fmt_yuan(fen), "days_overdue": max(days, 0),
-                     "aging": _aging_bucket(days)})
+                     "aging": aging_bucket(days)})
     pending = repository.pending_fees(conn, [account_id]).get(account_id, 0)
     balance = owed - credit
     plan = repository.active_plan(conn, account_id)

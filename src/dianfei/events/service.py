@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -42,36 +42,45 @@ class EventRow:
     payload: dict[str, Any]
 
 
-def consumers_of(event_type: str) -> list[str]:
-    return sorted(c for c, types in SUBSCRIPTIONS.items() if event_type in types)
-
-
 def _naive(at: datetime) -> datetime:
     if at.tzinfo is None:
         raise ValueError(f"event instants must be timezone-aware, got {at!r}")
     return at.astimezone(UTC).replace(tzinfo=None)
 
 
-def publish(conn: Connection, events: Iterable[Mapping[str, Any]]) -> int:
+def _columns(events: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+    """The events as the columns both inserts take (type checked, instants naive UTC, payload as
+    JSON text), in the order of the events table's insert."""
+    for e in events:
+        if e["type"] not in EVENT_TYPES:
+            raise ValueError(f"unknown event type {e['type']!r}")
+    return [[e["type"] for e in events], [e["key"] for e in events],
+            [e.get("account_id") for e in events], [e.get("customer_id") for e in events],
+            [_naive(e["occurred_at"]) for e in events], [e["business_date"] for e in events],
+            [e.get("amount") for e in events], [e.get("balance_after") for e in events],
+            [json.dumps(e.get("payload") or {}, sort_keys=True, default=str) for e in events]]
+
+
+def _subscription_rows() -> str:
+    """The subscriptions as a row source both databases read: (type, consumer)."""
+    pairs = [(t, c) for c, types in SUBSCRIPTIONS.items() for t in sorted(types)]
+    return " UNION ALL ".join(f"SELECT '{t}' AS type, '{c}' AS consumer" for t, c in pairs)
+
+
+def publish(conn: Connection, events: Sequence[Mapping[str, Any]]) -> None:
     """Write events (type, key, account_id, customer_id, occurred_at, business_date, amount,
-    balance_after, payload dict) and their pending deliveries. Returns how many were new."""
-    events_list = list(events)
-    rows = [{"type": e["type"], "key": e["key"], "account_id": e.get("account_id"),
-             "customer_id": e.get("customer_id"), "occurred_at": _naive(e["occurred_at"]),
-             "business_date": e["business_date"], "amount": e.get("amount"),
-             "balance_after": e.get("balance_after"),
-             "payload": json.dumps(e.get("payload") or {}, sort_keys=True, default=str)}
-            for e in events_list]
-    if not rows:
-        return 0
-    for r in rows:
-        if r["type"] not in EVENT_TYPES:
-            raise ValueError(f"unknown event type {r['type']!r}")
+    balance_after, payload dict) and a pending delivery per subscribed consumer, in the caller's
+    transaction. A key already published is skipped (its deliveries exist already)."""
+    if not events:
+        return
     if conn.dialect.name == "postgresql":
-        return pg_publish(conn.connection.driver_connection, events_list)
+        pg_publish(conn.connection.driver_connection, events)
+        return
+    cols = _columns(events)
+    cols[4] = [at.strftime("%Y-%m-%d %H:%M:%S.%f") for at in cols[4]]  # as SQLAlchemy stores it
     # SQLite serialises writers: the events this transaction inserts are exactly those above
     # the largest id before it, so their deliveries are one INSERT … SELECT (no row-by-row
-    # RETURNING). Keys already published are skipped by the unique index.
+    # RETURNING)
     before = int(conn.execute(text("SELECT COALESCE(MAX(event_id), 0) FROM events")).scalar_one())
     raw: Any = conn.connection.driver_connection
     cur = raw.cursor()
@@ -79,19 +88,29 @@ def publish(conn: Connection, events: Iterable[Mapping[str, Any]]) -> int:
         cur.executemany(
             "INSERT INTO events (type, key, account_id, customer_id, occurred_at, business_date, "
             "amount, balance_after, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (key) DO NOTHING",
-            [(r["type"], r["key"], r["account_id"], r["customer_id"],
-              r["occurred_at"].strftime("%Y-%m-%d %H:%M:%S.%f"), r["business_date"].isoformat(),
-              r["amount"], r["balance_after"], r["payload"]) for r in rows])
+            "ON CONFLICT (key) DO NOTHING", list(zip(*cols, strict=True)))
     finally:
         cur.close()
-    new = int(conn.execute(text("SELECT count(*) FROM events WHERE event_id > :b"),
-                           {"b": before}).scalar_one())
     conn.execute(text(
         "INSERT INTO event_deliveries (event_id, consumer, attempts) SELECT e.event_id, "
         f"s.consumer, 0 FROM events e JOIN ({_subscription_rows()}) s "
         "ON s.type = e.type WHERE e.event_id > :b"), {"b": before})
-    return new
+
+
+_PG_PUBLISH = (
+    "WITH ev AS (INSERT INTO events (type, key, account_id, customer_id, occurred_at, "
+    "business_date, amount, balance_after, payload) SELECT * FROM unnest(%s::text[], %s::text[], "
+    "%s::text[], %s::text[], %s::timestamp[], %s::date[], %s::bigint[], %s::bigint[], "
+    "%s::text[]) ON CONFLICT (key) DO NOTHING RETURNING event_id, type) "
+    "INSERT INTO event_deliveries (event_id, consumer, attempts) SELECT ev.event_id, s.consumer, 0 "
+    f"FROM ev JOIN ({_subscription_rows()}) s ON s.type = ev.type")
+
+
+def pg_publish(raw: Any, events: Sequence[Mapping[str, Any]]) -> None:
+    """:func:`publish` on PostgreSQL as one statement (events and their deliveries), usable in a
+    psycopg pipeline."""
+    if events:
+        raw.execute(_PG_PUBLISH, _columns(events))
 
 
 def claim(conn: Connection, consumer: str, *, limit: int = 10_000,
@@ -134,49 +153,3 @@ def mark_handled(conn: Connection, consumer: str, event_ids: Sequence[int], at: 
 def pending_count(conn: Connection, consumer: str) -> int:
     return int(conn.execute(text("SELECT count(*) FROM event_deliveries WHERE consumer = :c "
                                  "AND handled_at IS NULL"), {"c": consumer}).scalar_one())
-
-
-def events_of(conn: Connection, account_id: str) -> list[dict[str, Any]]:
-    """An account's events, oldest first (for ``account show`` and the console timeline)."""
-    rows = conn.execute(text(
-        "SELECT event_id, type, occurred_at, amount, balance_after, payload FROM events "
-        "WHERE account_id = :a ORDER BY event_id"), {"a": account_id}).all()
-    return [{"event_id": int(r[0]), "type": r[1], "occurred_at": r[2], "amount": r[3],
-             "balance_after": r[4], "payload": json.loads(r[5] or "{}")} for r in rows]
-
-
-def _subscription_rows() -> str:
-    """The subscriptions as a row source both databases read: (type, consumer)."""
-    pairs = [(t, c) for c, types in SUBSCRIPTIONS.items() for t in sorted(types)]
-    return " UNION ALL ".join(f"SELECT '{t}' AS type, '{c}' AS consumer" for t, c in pairs)
-
-
-def _pg_subscriptions() -> str:
-    pairs = [(t, c) for c, types in SUBSCRIPTIONS.items() for t in sorted(types)]
-    return ", ".join(f"('{t}', '{c}')" for t, c in pairs)
-
-
-_PG_PUBLISH = (
-    "WITH ev AS (INSERT INTO events (type, key, account_id, customer_id, occurred_at, "
-    "business_date, amount, balance_after, payload) SELECT * FROM unnest(%s::text[], %s::text[], "
-    "%s::text[], %s::text[], %s::timestamp[], %s::date[], %s::bigint[], %s::bigint[], "
-    "%s::text[]) ON CONFLICT (key) DO NOTHING RETURNING event_id, type) "
-    "INSERT INTO event_deliveries (event_id, consumer, attempts) SELECT ev.event_id, s.consumer, 0 "
-    f"FROM ev JOIN (VALUES {_pg_subscriptions()}) AS s(type, consumer) ON s.type = ev.type")
-
-
-def pg_publish(raw: Any, events: Sequence[Mapping[str, Any]]) -> int:
-    """:func:`publish` on PostgreSQL: one statement (events and their deliveries), usable in a
-    psycopg pipeline. Returns how many events were given (the new ones are not counted here)."""
-    if not events:
-        return 0
-    for e in events:
-        if e["type"] not in EVENT_TYPES:
-            raise ValueError(f"unknown event type {e['type']!r}")
-    raw.execute(_PG_PUBLISH, (
-        [e["type"] for e in events], [e["key"] for e in events],
-        [e.get("account_id") for e in events], [e.get("customer_id") for e in events],
-        [_naive(e["occurred_at"]) for e in events], [e["business_date"] for e in events],
-        [e.get("amount") for e in events], [e.get("balance_after") for e in events],
-        [json.dumps(e.get("payload") or {}, sort_keys=True, default=str) for e in events]))
-    return len(events)

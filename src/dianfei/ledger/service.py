@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, func, select, text
 from sqlalchemy.exc import IntegrityError
@@ -31,6 +31,16 @@ _SIGN_RULES = {"bill": ">= 0", "late_fee": "> 0", "payment": "< 0", "write_off":
                "adjustment": "<> 0"}
 
 AGING_BUCKETS = ("current", "0-30", "31-60", "61-90", ">90")
+#: the last day past due of each bucket but the oldest (days ≤ 0 are current)
+_BUCKET_ENDS = ((0, "current"), (30, "0-30"), (60, "31-60"), (90, "61-90"))
+
+
+def aging_bucket(days_past_due: int) -> str:
+    """The aging bucket of a debit ``days_past_due`` after its due date (never the issue date)."""
+    for last, name in _BUCKET_ENDS:
+        if days_past_due <= last:
+            return name
+    return AGING_BUCKETS[-1]
 
 
 def post_entry(session: Session, *, clock: Clock, account_id: str, customer_id: str, kind: str,
@@ -174,6 +184,18 @@ def aging(engine: Engine, as_of: date) -> pl.DataFrame:
     return aging_frame(entries(engine), as_of)
 
 
+def _bucket_expr(days: pl.Expr) -> pl.Expr:
+    """:func:`aging_bucket` as a column expression."""
+    import polars as pl
+
+    (first_end, first), *rest = _BUCKET_ENDS
+    expr: Any = pl.when(days <= first_end).then(pl.lit(first))
+    for last, name in rest:
+        expr = expr.when(days <= last).then(pl.lit(name))
+    out: pl.Expr = expr.otherwise(pl.lit(AGING_BUCKETS[-1]))
+    return out
+
+
 def aging_frame(all_entries: pl.DataFrame, as_of: date) -> pl.DataFrame:
     """:func:`aging` on a frame of entries (entry_id, account_id, kind, amount, business_date,
     due_on, reverses_entry_id): a pure function, property-tested."""
@@ -199,11 +221,7 @@ def aging_frame(all_entries: pl.DataFrame, as_of: date) -> pl.DataFrame:
             (pl.lit(as_of) - pl.col("due_on")).dt.total_days().alias("days"),
         )
         .with_columns(
-            pl.when(pl.col("days") <= 0).then(pl.lit("current"))
-            .when(pl.col("days") <= 30).then(pl.lit("0-30"))
-            .when(pl.col("days") <= 60).then(pl.lit("31-60"))
-            .when(pl.col("days") <= 90).then(pl.lit("61-90"))
-            .otherwise(pl.lit(">90")).alias("bucket")
+            _bucket_expr(pl.col("days")).alias("bucket")
         )
     )
     wide = (opened.group_by("account_id", "bucket").agg(pl.col("open").sum())
