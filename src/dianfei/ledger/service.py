@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, func, select, text
+from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -139,10 +139,11 @@ def apply_credit(conn: Connection, accounts: list[str] | None = None, *, now: da
 
 
 def balance(conn: Connection | Session, account_id: str) -> int:
-    """What the account owes in fen (negative = credit in the customer's favour)."""
-    q = select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
-        LedgerEntry.account_id == account_id)
-    return int(conn.execute(q).scalar_one())
+    """What the account owes in fen (negative = credit in the customer's favour): the sum of its
+    open items, which ``ledger check`` proves equal to the sum of its ledger entries."""
+    return int(conn.execute(text(
+        "SELECT COALESCE(SUM(open_amount), 0) FROM open_items WHERE account_id = :a "
+        "AND open_amount <> 0"), {"a": account_id}).scalar_one())
 
 
 def balances(conn: Connection, accounts: list[str]) -> dict[str, int]:
