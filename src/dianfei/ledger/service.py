@@ -2,7 +2,9 @@
 
 Accounting rules (why the code is shaped this way):
 - the ledger only grows; a mistake is corrected by a ``reversal`` that names the entry it undoes;
-- a balance is the sum of an account's entries, nothing else — no stored balance can drift;
+- a balance is the sum of an account's entries; the open items kept beside them (written in the
+  same transaction, see ``posting`` and ``items``) add up to the same sum, and ``check`` proves
+  it, so balances are read from the few open items rather than the whole history;
 - aging applies the account's credits to its debits oldest due date first (the default
   allocation rule) and buckets what remains by days past the due date, never the issue date.
 """
