@@ -269,8 +269,9 @@ def reverse_payment(session: Session, payment_id: str, *, reason: str, clock: Cl
 
 def post_payments_frame(conn: Connection, payments: pl.DataFrame, *, clock: Clock,
                         source: str, order: str | None = None) -> int:
-    """Post many payments that name their account (no order), columnar, in the caller's
-    transaction: payments, ledger entries and allocations. Columns: channel, transaction_id,
+    """Post many payments that name their account (no order) in the caller's transaction:
+    checked and written as columns, each planned by the one posting core (in the order the
+    customers paid) for its ledger entry, clearings, open items and event. Columns: channel, transaction_id,
     account_id, amount (fen > 0), paid_at (UTC). Rows whose (channel, transaction id) is already
     posted are skipped (returned count excludes them). Unknown accounts raise ValidationError."""
     import polars as pl
