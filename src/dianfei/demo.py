@@ -187,10 +187,15 @@ def _run_days(db: Database, pending: list[pl.DataFrame], first: date, stop: date
         if collections:
             run_day(db, day, clock=FixedClock(datetime.combine(day, time(9), tzinfo=BUSINESS_TZ)),
                     switch=switch, senders=senders)
+            if utility is not None:
+                cut = _pay_to_reconnect(db, utility, day)
+                queue = cut if queue is None else pl.concat([queue, cut])
         todays = queue.filter(pl.col("paid_on") == day) if queue is not None else None
         if todays is not None and todays.height:
             clock = FixedClock(datetime.combine(day, time(18), tzinfo=BUSINESS_TZ))
             with db.engine.begin() as conn:
+                # a customer cut off for arrears pays everything owed then (amount_due)
+                todays = _owed_in_full(conn, todays)
                 # a customer paying a bill in full also pays the late fees then owed: those
                 # posted and still open, and those accrued but not posted yet
                 accounts = todays["account_id"].unique().to_list()
@@ -212,6 +217,47 @@ def _run_days(db: Database, pending: list[pl.DataFrame], first: date, stop: date
                                     clock=clock, source="demo")
         day += timedelta(days=1)
     return [] if queue is None else [queue.filter(pl.col("paid_on") >= stop)]
+
+
+def _pay_to_reconnect(db: Database, utility: Any, day: date) -> pl.DataFrame:
+    """The postpaid customers whose supply was suspended today and who will pay everything they
+    owe to be reconnected (sim behaviour), queued like the other payments with ``amount`` null:
+    the amount is what the account owes on the day they pay."""
+    import polars as pl
+
+    from dianfei import sim
+    from dianfei.collections.service import suspended_on
+
+    cases = suspended_on(db, day).filter(pl.col("mode") == "postpaid")
+    paying = sim.pay_after_suspension(utility, cases.select(
+        "case_id", "customer_id", "account_id", pl.lit(day).alias("suspended_on"))
+    ).filter(pl.col("paid_on").is_not_null())
+    return paying.select(
+        "paid_on",
+        pl.col("channel").replace_strict(SIM_CHANNELS, return_dtype=pl.String),
+        pl.format("DEMO-RC-{}", "case_id").alias("transaction_id"), "account_id",
+        pl.lit(None, pl.Int64).alias("amount"), pl.lit(False).alias("in_full"))
+
+
+def _owed_in_full(conn: Any, todays: pl.DataFrame) -> pl.DataFrame:
+    """Today's payments with the amount of each reconnection payment (amount null) set to what
+    its account owes now, less its other payments of today; one that leaves nothing owed is
+    dropped."""
+    import polars as pl
+
+    from dianfei.collections.service import amounts_due
+
+    owing = todays.filter(pl.col("amount").is_null())
+    if owing.height == 0:
+        return todays
+    due = amounts_due(conn, owing["account_id"].unique().to_list())
+    others = (todays.filter(pl.col("amount").is_not_null()).group_by("account_id")
+              .agg(pl.col("amount").sum().alias("_others")))
+    return (todays.join(others, on="account_id", how="left")
+            .with_columns(pl.coalesce(
+                "amount", pl.col("account_id").replace_strict(due, default=0, return_dtype=pl.Int64)
+                - pl.col("_others").fill_null(0)))
+            .filter(pl.col("amount") > 0).drop("_others"))
 
 
 def _prepaid_day(db: Database, utility: Any, day: date) -> pl.DataFrame:

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -151,6 +152,23 @@ def test_demo_runs_collections_every_day_lawfully(db_env: dict[str, str]) -> Non
                 continue
             days = 7 if cust["customer_class"] == "residential" else 3
             assert any(at - s >= timedelta(days=days) for s in sent.get(e["account"], [])), e
+    # most customers cut off for arrears pay what they owe within days (sim behaviour), and
+    # collections reconnects them promptly: a payment that clears the account, then the close
+    cut: dict[str, datetime] = {}
+    reconnected = 0
+    for e in events:
+        at = datetime.fromisoformat(e["at"])
+        if e["type"] == "suspended" and e.get("reason") != "prepay":
+            cut[e["account"]] = at
+        elif e["type"] == "reconnected" and e["account"] in cut:
+            paid = [p for p in events if p["account"] == e["account"]
+                    and p["type"] == "payment_received"
+                    and cut[e["account"]] < datetime.fromisoformat(p["at"]) <= at]
+            assert paid and Decimal(paid[-1]["balance_after"]) <= 0, e
+            assert at - datetime.fromisoformat(paid[-1]["at"]) <= timedelta(days=2), e
+            reconnected += 1
+            del cut[e["account"]]
+    assert reconnected >= 1
 
 
 def test_demo_shows_smart_prepayment(db_env: dict[str, str]) -> None:

@@ -96,3 +96,32 @@ def test_payments_edge_cases(county: Utility) -> None:
     zero = pl.DataFrame({"customer_id": ["C00000001"], "amount": [0], "due_on": [START.end_date]})
     out = payment_day_offsets(county, START, zero)
     assert out["paid_on"].null_count() == 1 and out["paid_amount"].item() == 0
+
+
+def test_pay_after_suspension(county: Utility) -> None:
+    from datetime import date
+
+    from dianfei.sim import pay_after_suspension
+
+    postpaid = county.customers.filter(pl.col("payment_mode") == "postpaid")
+    cases = postpaid.head(4000).select(
+        pl.int_range(1, 4001, dtype=pl.Int64).alias("case_id"), "customer_id",
+        pl.lit(date(2025, 6, 10)).alias("suspended_on"))
+    out = pay_after_suspension(county, cases)
+    assert out.columns == [*cases.columns, "paid_on", "channel"]
+    paid = out.filter(pl.col("paid_on").is_not_null())
+    # most customers pay to be reconnected, within days; the rest stay cut off
+    assert 0.75 < paid.height / out.height < 0.99
+    days = (paid["paid_on"] - paid["suspended_on"]).dt.total_days()
+    assert days.min() >= 1 and days.max() <= 30 and 1.5 < days.mean() < 4  # type: ignore[operator]
+    assert paid["channel"].null_count() == 0
+    assert out.filter(pl.col("paid_on").is_null())["channel"].null_count() == out.height - paid.height
+    # deterministic per case, whatever the order or subset
+    again = pay_after_suspension(county, cases.reverse().head(1000)).sort("case_id")
+    assert again.equals(out.filter(pl.col("case_id") > 3000).sort("case_id"))
+    by = out.join(county.customers.select("customer_id", "behaviour"), on="customer_id") \
+        .group_by("behaviour").agg(pl.col("paid_on").is_not_null().mean().alias("share"))
+    share = dict(by.iter_rows())
+    assert share["on_time"] > share["chronic_arrears"]
+    with pytest.raises(ValueError, match="case_id"):
+        pay_after_suspension(county, cases.drop("case_id"))

@@ -35,6 +35,7 @@ from dianfei.billing.models import Bill, BillRun
 from dianfei.core.clock import Clock, Period, business_date, start_of_day
 from dianfei.core.errors import ConflictError, NotFoundError, TariffError, ValidationError
 from dianfei.db.bulk import write_frame
+from dianfei.db.engine import refresh_statistics
 from dianfei.ledger import service as ledger
 
 if TYPE_CHECKING:
@@ -273,6 +274,9 @@ def run_bill_run(db: Database, period: Period, clock: Clock, *,
         final = s.get(BillRun, run.run_id)
         assert final is not None
         result.billed, result.exceptions, result.amount = final.billed, final.exceptions, final.amount
+    # a month of bills, clearings and open items changed the tables' shape: the daily queries
+    # that follow need the planner's statistics to match (see db.engine)
+    refresh_statistics(db.engine)
     result.timings["total_s"] = time.perf_counter() - t0
     return result
 

@@ -33,13 +33,20 @@ def accruals(engine: Engine) -> pl.DataFrame:
 
 
 def late_history(engine: Engine, since: date) -> pl.DataFrame:
-    """Bills due since ``since`` that were paid late (they accrued a fee): account_id, due_on,
-    through (the last day accrued) — the payment-history features of the risk score."""
+    """Per account, the bills due since ``since`` that were paid late (they accrued a fee):
+    account_id, late_count, avg_days_late (days from the due date to the last day accrued) —
+    the payment-history features of the risk score, aggregated in the database (one row per
+    account, not one per late bill of the last year)."""
     import polars as pl
 
+    days = ("julianday(through) - julianday(due_on)" if engine.dialect.name == "sqlite"
+            else "through - due_on")
     return read_frame(
-        engine, "SELECT account_id, due_on, through FROM late_fee_accruals WHERE due_on >= :since",
-        {"since": since}, dates=("due_on", "through"), schema={"account_id": pl.String})
+        engine, f"SELECT account_id, COUNT(*) AS late_count, CAST(AVG({days}) AS DOUBLE PRECISION) "
+        "AS avg_days_late "
+        "FROM late_fee_accruals WHERE due_on >= :since GROUP BY account_id",
+        {"since": since}, schema={"account_id": pl.String, "late_count": pl.Int64,
+                                  "avg_days_late": pl.Float64})
 
 
 def broken_plans(engine: Engine) -> pl.DataFrame:
@@ -99,6 +106,33 @@ def replace_rows(conn: Connection, table: str, key: str, frame: pl.DataFrame) ->
             conn.execute(text(f"DELETE FROM {table} WHERE {key} IN ({marks})"),
                          {f"k{j}": k for j, k in enumerate(chunk)})
     write_frame(conn, table, frame)
+
+
+def update_rows(conn: Connection, table: str, key: str, frame: pl.DataFrame) -> None:
+    """Update the rows of ``table`` whose ``key`` appears in ``frame`` with its other columns
+    (rows that exist; a daily state change touches only the table's pages, where a delete and
+    insert would rewrite every index too)."""
+    from dianfei.db.bulk import sqlite_rows, write_frame
+
+    if frame.height == 0:
+        return
+    cols = [c for c in frame.columns if c != key]
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"CREATE TEMP TABLE _upd ON COMMIT DROP AS SELECT "
+                             f"{', '.join(frame.columns)} FROM {table} WHERE false")
+        write_frame(conn, "_upd", frame)
+        conn.exec_driver_sql(
+            f"UPDATE {table} t SET {', '.join(f'{c} = u.{c}' for c in cols)} FROM _upd u "
+            f"WHERE t.{key} = u.{key}")
+        conn.exec_driver_sql("DROP TABLE _upd")
+        return
+    raw: Any = conn.connection.driver_connection
+    cur = raw.cursor()
+    try:
+        cur.executemany(f"UPDATE {table} SET {', '.join(f'{c} = ?' for c in cols)} "
+                        f"WHERE {key} = ?", sqlite_rows(frame.select(*cols, key)))
+    finally:
+        cur.close()
 
 
 def delete_keys(conn: Connection, table: str, key: str, keys: list[Any]) -> None:
@@ -228,3 +262,30 @@ def prepay_stage(conn: Connection, account_id: str) -> Any:
 def end_plan(conn: Connection, plan_id: int, status: str, day: date) -> None:
     conn.execute(text("UPDATE payment_plans SET status = :s, ended_on = :d WHERE plan_id = :p"),
                  {"s": status, "d": day, "p": plan_id})
+
+
+def suspended_between(engine: Engine, lo: Any, hi: Any) -> pl.DataFrame:
+    """Stop cases whose supply was suspended in [lo, hi): case_id, account_id, customer_id,
+    mode, suspended_at."""
+    import polars as pl
+
+    return read_frame(
+        engine, "SELECT case_id, account_id, customer_id, mode, suspended_at FROM stop_cases "
+        "WHERE suspended_at >= :lo AND suspended_at < :hi", {"lo": lo, "hi": hi},
+        instants=("suspended_at",),
+        schema={"case_id": pl.Int64, "account_id": pl.String, "customer_id": pl.String,
+                "mode": pl.String})
+
+
+def live_case_frame(conn: Connection, mode: str, statuses: tuple[str, ...]) -> pl.DataFrame:
+    """case_id, account_id, status, earliest_stop_at of the cases of ``mode`` in ``statuses``,
+    oldest first."""
+    import polars as pl
+
+    marks = ", ".join(f":s{i}" for i in range(len(statuses)))
+    return read_frame(
+        conn, "SELECT case_id, account_id, status, earliest_stop_at FROM stop_cases "
+        f"WHERE mode = :m AND status IN ({marks}) ORDER BY case_id",
+        {"m": mode, **{f"s{i}": s for i, s in enumerate(statuses)}},
+        instants=("earliest_stop_at",),
+        schema={"case_id": pl.Int64, "account_id": pl.String, "status": pl.String})

@@ -94,9 +94,13 @@ def run_day(db: Database, day: date, *, clock: Clock, switch: RemoteSwitch | Non
     items = open_items(db.engine)
     lap("snapshot")
     with db.engine.begin() as conn:
-        _late_fees(ctx, conn, items)
+        posted = _late_fees(ctx, conn, items)
     lap("late_fees")
-    items = open_items(db.engine)
+    if posted:  # fees reached the ledger (month end, a closed accrual): those accounts' items
+        import polars as pl
+
+        items = pl.concat([items.filter(~pl.col("account_id").is_in(posted)),
+                           open_items(db.engine, posted)])
     snapshot = build_snapshot(ctx, items, scorer)
     lap("risk_snapshot")
     balances = prepay.available_balances(ctx)
@@ -140,12 +144,16 @@ def run_day(db: Database, day: date, *, clock: Clock, switch: RemoteSwitch | Non
     return ctx.report
 
 
-def open_items(engine: Any) -> pl.DataFrame:
+def open_items(engine: Any, accounts: list[str] | None = None) -> pl.DataFrame:
     """Open bills and late fees (account_id, customer_id, item_kind, reference, bill_id, due_on,
-    amount, open_amount > 0) as the money core keeps them: only what is open is read."""
+    amount, open_amount > 0) as the money core keeps them (of ``accounts``, or all): only what
+    is open is read."""
     from dianfei.payments.service import open_items as open_debits
 
-    return open_debits(engine)
+    if accounts is None:
+        return open_debits(engine)
+    with engine.connect() as conn:
+        return open_debits(conn, accounts=accounts)
 
 
 # -- 1. payments -------------------------------------------------------------------------------
@@ -239,14 +247,14 @@ def _check_plans(ctx: Context, conn: Any) -> None:
 # -- 3. late fees ------------------------------------------------------------------------------
 
 
-def _late_fees(ctx: Context, conn: Any, items: pl.DataFrame) -> None:
+def _late_fees(ctx: Context, conn: Any, items: pl.DataFrame) -> list[str]:
     """Accrue each overdue bill's fee through today (see late_fees.py for the arithmetic).
 
     The fee accrues every day in ``late_fee_accruals`` (``accrued``, shown as pending on the
     account), but reaches the ledger — as an open item that payments and credit clear — only
     when the rules need it there: at the end of each month and when the bill's principal is paid
     (the accrual closes). So an overdue bill costs a handful of ledger entries, not one a day,
-    with the same once-rounded totals to the fen."""
+    with the same once-rounded totals to the fen. Returns the accounts a fee was posted to."""
     import polars as pl
 
     from dianfei.ledger.service import cleared_on_bills_since
@@ -281,12 +289,17 @@ def _late_fees(ctx: Context, conn: Any, items: pl.DataFrame) -> None:
         if month_end:
             post.append(acc.filter(pl.col("delta") > 0).select(
                 "bill_id", "account_id", "customer_id", "delta"))
-        repository.replace_rows(conn, "late_fee_accruals", "bill_id", acc.select(
+        rows = acc.select(
             "bill_id", "account_id", "customer_id", "customer_class", "due_on",
             pl.lit(day).alias("through"), pl.col("new_raw").alias("raw"),
             (pl.col("posted") + (pl.col("delta") if month_end else pl.lit(0))).alias("posted"),
             pl.lit(False).alias("waived"), pl.lit(None, pl.Date).alias("closed_on"),
-            pl.max_horizontal("cumulative", "posted").alias("accrued")))
+            pl.max_horizontal("cumulative", "posted").alias("accrued"))
+        # the accruals already open change in place (the day moves on); new ones are added
+        known = rows["bill_id"].is_in(state["bill_id"].implode())
+        repository.update_rows(conn, "late_fee_accruals", "bill_id", rows.filter(known).select(
+            "bill_id", "through", "raw", "posted", "accrued"))
+        repository.replace_rows(conn, "late_fee_accruals", "bill_id", rows.filter(~known))
     if closing.height:
         post.append(closing.filter(~pl.col("waived") & (pl.col("accrued") > pl.col("posted")))
                     .select("bill_id", "account_id", "customer_id",
@@ -298,6 +311,8 @@ def _late_fees(ctx: Context, conn: Any, items: pl.DataFrame) -> None:
     fees = pl.concat(post) if post else None
     if fees is not None and fees.height:
         _post_fees(ctx, conn, fees)
+        return sorted(set(fees["account_id"].to_list()))
+    return []
 
 
 def _post_fees(ctx: Context, conn: Any, fees: pl.DataFrame) -> None:
@@ -361,9 +376,6 @@ def build_snapshot(ctx: Context, items: pl.DataFrame, scorer: RiskScorer | None)
                           .otherwise(pl.lit("standard")).alias("segment")))
     since = day - timedelta(days=365)
     hist = repository.late_history(ctx.db.engine, since)
-    hist = hist.group_by("account_id").agg(
-        pl.len().cast(pl.Int64).alias("late_count"),
-        (pl.col("through") - pl.col("due_on")).dt.total_days().mean().alias("avg_days_late"))
     feats = (snap.select("account_id", pl.col("amount_overdue").alias("arrears"))
              .join(hist, on="account_id", how="left")
              .join(repository.broken_plans(ctx.db.engine), on="account_id", how="left"))
@@ -459,6 +471,18 @@ def amount_due(conn: Any, account_id: str) -> int:
     """What the account must pay to owe nothing (fen; ≤ 0 when nothing is owed): its open items
     and the late fees accrued on its overdue bills that have not reached the ledger yet."""
     return owed(conn, [account_id])[account_id]
+
+
+def amounts_due(conn: Any, accounts: list[str]) -> dict[str, int]:
+    """:func:`amount_due` of each of ``accounts`` (fen; ≤ 0 when nothing is owed)."""
+    return owed(conn, accounts)
+
+
+def suspended_on(db: Database, day: date) -> pl.DataFrame:
+    """The stop cases whose supply was suspended on business day ``day``: case_id, account_id,
+    customer_id, mode ('postpaid' arrears or 'prepaid' cut-off), suspended_at."""
+    start = start_of_day(day)
+    return repository.suspended_between(db.engine, start, start_of_day(day + timedelta(days=1)))
 
 
 def pending_late_fees(conn: Any, accounts: list[str]) -> dict[str, int]:

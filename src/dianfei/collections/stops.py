@@ -108,6 +108,21 @@ def live_cases(session: Session, mode: str, statuses: tuple[str, ...] = LIVE) ->
                                 .where(StopCase.mode == mode).order_by(StopCase.case_id)))
 
 
+def live_case_frame(session: Session, mode: str) -> pl.DataFrame:
+    """The live cases of ``mode`` as columns (case_id, account_id, status, earliest_stop_at),
+    oldest first: read without loading a case, to pick those that move today."""
+    session.flush()
+    return repository.live_case_frame(session.connection(), mode, LIVE)
+
+
+def cases_by_id(session: Session, case_ids: list[int]) -> list[StopCase]:
+    """The cases ``case_ids`` (loaded to be moved), oldest first."""
+    out: list[StopCase] = []
+    for i in range(0, len(case_ids), 500):
+        out += session.scalars(select(StopCase).where(StopCase.case_id.in_(case_ids[i:i + 500])))
+    return sorted(out, key=lambda c: c.case_id)
+
+
 def open_cases(session: Session, rows: pl.DataFrame, *, mode: str,
                opened_at: datetime) -> pl.DataFrame:
     """Open a case (``noticing``) for each row (account_id, customer_id, customer_class, bill_id,

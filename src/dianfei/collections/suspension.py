@@ -24,8 +24,8 @@ step checks the flag again.
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import TYPE_CHECKING
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
@@ -96,8 +96,36 @@ def open_cases(ctx: Context, session: Session, snapshot: pl.DataFrame) -> None:
         ctx.report.stop_notices += 1
 
 
+def _action(ctx: Context, status: str, f: dict[str, Any] | None, owed: int,
+            stop_at: datetime | None) -> str | None:
+    """What the rules do with a live case now: ``cancel`` (a case not yet carried out whose
+    account paid, agreed a plan or is protected), ``order`` (a noticed case whose notice period
+    is over, at a level with ``suspension_order``, far enough past due, inside the stop window),
+    ``execute`` (every order: the trip re-checks), ``reconnect`` (a suspended supply whose
+    account cleared), or None (it waits)."""
+    cleared = f is None or bool(f["open_plan"]) or owed <= 0
+    if status in ("noticing", "noticed", "ordered") and (
+            cleared or (f is not None and bool(f["protected"]))):
+        return "cancel"
+    if status == "noticed":
+        assert f is not None and stop_at is not None
+        now = ctx.now
+        if ("suspension_order" in _level_actions(ctx, f["ladder"], f["level"])
+                and now >= stop_at and f["days_overdue"] >= ctx.policy.min_days_overdue
+                and ctx.policy.stop_allowed_at(now)):
+            return "order"
+        return None
+    if status == "ordered":
+        return "execute"
+    if status == "suspended" and cleared:
+        return "reconnect"
+    return None
+
+
 def advance_cases(ctx: Context, session: Session, snapshot: pl.DataFrame) -> None:
-    """Move every live arrears case as far as the rules allow now."""
+    """Move every live arrears case as far as the rules allow now. The cases are screened as
+    columns first and only those that move are loaded: most live cases wait for their notice
+    period or stay cut off, hundreds a day."""
     from dianfei.collections.ladder import evaluate
 
     now = ctx.now
@@ -105,31 +133,29 @@ def advance_cases(ctx: Context, session: Session, snapshot: pl.DataFrame) -> Non
     facts = {r["account_id"]: r for r in levels.select(
         "account_id", "ladder", "level", "days_overdue", "protected", "open_plan", "name",
         "amount_overdue", "oldest_bill", "oldest_due", "open_total").iter_rows(named=True)}
-    cases = stops.live_cases(session, "postpaid")
-    balances = account.owed(session.connection(), sorted({c.account_id for c in cases}))
-    for case in cases:
+    live = stops.live_case_frame(session, "postpaid")
+    balances = account.owed(session.connection(), sorted(set(live["account_id"].to_list())))
+    moving = [cid for cid, acct, status, stop_at in live.select(
+        "case_id", "account_id", "status", "earliest_stop_at").iter_rows()
+        if _action(ctx, status, facts.get(acct), balances.get(acct, 0), stop_at)]
+    for case in stops.cases_by_id(session, moving):
         f = facts.get(case.account_id)
-        cleared = f is None or bool(f["open_plan"]) or balances.get(case.account_id, 0) <= 0
-        if case.status in ("noticing", "noticed", "ordered") and (
-                cleared or (f is not None and f["protected"])):
+        action = _action(ctx, case.status, f, balances.get(case.account_id, 0),
+                         case.earliest_stop_at)
+        if action == "cancel":
             stops.cancel(ctx, session, case, "plan" if f is not None and f["open_plan"] else "paid")
-            continue
-        if case.status == "noticed":
-            assert f is not None and case.earliest_stop_at is not None
-            if ("suspension_order" in _level_actions(ctx, f["ladder"], f["level"])
-                    and now >= case.earliest_stop_at
-                    and f["days_overdue"] >= ctx.policy.min_days_overdue
-                    and ctx.policy.stop_allowed_at(now)):
-                stops.order_stop(ctx, session, case, execute_after=now + ctx.policy.pre_stop)
-                c = arrears_context(f)
-                c["stop_on"] = business_date(now + ctx.policy.pre_stop).isoformat()
-                ctx.notices.append(Notice(f"{KEY_PREFIX}prestop:{case.case_id}", case.account_id,
-                                          case.customer_id, "pre_stop", "sms", c))
-                if case.approval_required:
-                    stops.add_task(session, f"approval:{case.case_id}", case, "approval", now,
-                                   None, {"what": "suspension order"})
-        elif case.status == "ordered":
+        elif action == "order":
+            assert f is not None
+            stops.order_stop(ctx, session, case, execute_after=now + ctx.policy.pre_stop)
+            c = arrears_context(f)
+            c["stop_on"] = business_date(now + ctx.policy.pre_stop).isoformat()
+            ctx.notices.append(Notice(f"{KEY_PREFIX}prestop:{case.case_id}", case.account_id,
+                                      case.customer_id, "pre_stop", "sms", c))
+            if case.approval_required:
+                stops.add_task(session, f"approval:{case.case_id}", case, "approval", now,
+                               None, {"what": "suspension order"})
+        elif action == "execute":
             stops.execute_order(ctx, session, case)
-        elif case.status == "suspended" and cleared:
+        elif action == "reconnect":
             stops.order_reconnection(ctx, session, case)
     session.flush()

@@ -72,3 +72,9 @@ def _sqlite_ready(frame: pl.DataFrame) -> pl.DataFrame:
         elif dtype == pl.Boolean:
             fixes.append(pl.col(name).cast(pl.Int8).alias(name))
     return frame.with_columns(fixes) if fixes else frame
+
+
+def sqlite_rows(frame: pl.DataFrame) -> Any:
+    """The rows of ``frame`` as SQLite parameters (dates and instants as the text SQLAlchemy
+    stores, booleans as 0/1), for an ``executemany`` of the caller's own statement."""
+    return _sqlite_ready(frame).iter_rows()

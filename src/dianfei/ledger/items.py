@@ -221,23 +221,24 @@ def insert_debits(conn: Connection, debits: pl.DataFrame, *, now: datetime) -> i
 
 def open_frame(conn_or_engine: Any, accounts: Sequence[str] | None = None) -> pl.DataFrame:
     """Open debits and credit as they stand (open_amount ≠ 0): account_id, customer_id,
-    item_kind, reference, bill_id, due_on, amount, open_amount."""
+    item_kind, reference, bill_id, due_on, amount, open_amount (of ``accounts``, or all)."""
     import polars as pl
 
     from dianfei.db.frames import read_frame
 
-    params: dict[str, Any] = {}
-    where = ""
-    if accounts is not None:
-        names = []
-        for i, a in enumerate(accounts):
-            params[f"a{i}"] = a
-            names.append(f":a{i}")
-        where = f" AND account_id IN ({', '.join(names) or 'NULL'})"
-    return read_frame(
-        conn_or_engine,
-        "SELECT account_id, customer_id, item_kind, reference, bill_id, due_on, amount, "
-        f"open_amount FROM open_items WHERE open_amount <> 0{where}", params, dates=("due_on",),
-        schema={"account_id": pl.String, "customer_id": pl.String, "item_kind": pl.String,
-                "reference": pl.String, "bill_id": pl.String, "due_on": pl.Date,
-                "amount": pl.Int64, "open_amount": pl.Int64})
+    schema = {"account_id": pl.String, "customer_id": pl.String, "item_kind": pl.String,
+              "reference": pl.String, "bill_id": pl.String, "due_on": pl.Date,
+              "amount": pl.Int64, "open_amount": pl.Int64}
+    sql = ("SELECT account_id, customer_id, item_kind, reference, bill_id, due_on, amount, "
+           "open_amount FROM open_items WHERE open_amount <> 0")
+    if accounts is None:
+        return read_frame(conn_or_engine, sql, dates=("due_on",), schema=schema)
+    accts = sorted(set(accounts))
+    parts = []
+    for i in range(0, len(accts), _CHUNK):  # bounded IN lists (SQLite's variable limit)
+        chunk = accts[i:i + _CHUNK]
+        marks = ", ".join(f":a{j}" for j in range(len(chunk)))
+        parts.append(read_frame(conn_or_engine, f"{sql} AND account_id IN ({marks})",
+                                {f"a{j}": a for j, a in enumerate(chunk)}, dates=("due_on",),
+                                schema=schema))
+    return pl.concat(parts) if parts else pl.DataFrame(schema=schema)

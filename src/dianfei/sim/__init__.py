@@ -4,7 +4,7 @@ Seeded and deterministic (same seed → byte-identical frames), vectorised (a mi
 build in seconds). See docs/sim.md.
 """
 
-from dianfei.sim.behaviour import payment_day_offsets, payment_profile
+from dianfei.sim.behaviour import pay_after_suspension, payment_day_offsets, payment_profile
 from dianfei.sim.consumption import (
     daily_reads,
     daily_usage,
@@ -24,6 +24,7 @@ __all__ = [
     "id_number_valid",
     "monthly_reads",
     "opening_reads",
+    "pay_after_suspension",
     "payment_day_offsets",
     "payment_profile",
     "period_consumption",
