@@ -93,6 +93,8 @@ class Context:
     switch: RemoteSwitch | None
     report: DayReport
     notices: list[Notice] = field(default_factory=list)
+    #: the accounts the day works on (those with an overdue item); None: every open account
+    accounts: list[str] | None = None
     _customers: Any = None
 
     @property
@@ -100,11 +102,11 @@ class Context:
         return self.clock.now()
 
     def customers(self) -> pl.DataFrame:
-        """The open accounts' customer facts (customers service), read once per run."""
+        """The customer facts (customers service) of the day's accounts, read once per run."""
         if self._customers is None:
             from dianfei.customers.service import open_account_facts
 
-            self._customers = open_account_facts(self.db.engine)
+            self._customers = open_account_facts(self.db.engine, self.accounts)
         return self._customers  # type: ignore[no-any-return]
 
 

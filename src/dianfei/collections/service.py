@@ -91,16 +91,15 @@ def run_day(db: Database, day: date, *, clock: Clock, switch: RemoteSwitch | Non
     with db.engine.begin() as conn:
         _check_plans(ctx, conn)
     lap("plans")
-    items = open_items(db.engine)
+    # the day works on what is overdue: every debit past its due date, not the whole book (the
+    # month's bills not yet due are most of it); fees posted today fall due today, so they
+    # join tomorrow's
+    items = overdue_items(db.engine, day)
+    ctx.accounts = sorted(set(items["account_id"].to_list()))
     lap("snapshot")
     with db.engine.begin() as conn:
-        posted = _late_fees(ctx, conn, items)
+        _late_fees(ctx, conn, items)
     lap("late_fees")
-    if posted:  # fees reached the ledger (month end, a closed accrual): those accounts' items
-        import polars as pl
-
-        items = pl.concat([items.filter(~pl.col("account_id").is_in(posted)),
-                           open_items(db.engine, posted)])
     snapshot = build_snapshot(ctx, items, scorer)
     lap("risk_snapshot")
     balances = prepay.available_balances(ctx)
@@ -144,16 +143,19 @@ def run_day(db: Database, day: date, *, clock: Clock, switch: RemoteSwitch | Non
     return ctx.report
 
 
-def open_items(engine: Any, accounts: list[str] | None = None) -> pl.DataFrame:
+def open_items(engine: Any) -> pl.DataFrame:
     """Open bills and late fees (account_id, customer_id, item_kind, reference, bill_id, due_on,
-    amount, open_amount > 0) as the money core keeps them (of ``accounts``, or all): only what
-    is open is read."""
+    amount, open_amount > 0) as the money core keeps them: only what is open is read."""
     from dianfei.payments.service import open_items as open_debits
 
-    if accounts is None:
-        return open_debits(engine)
-    with engine.connect() as conn:
-        return open_debits(conn, accounts=accounts)
+    return open_debits(engine)
+
+
+def overdue_items(engine: Any, day: date) -> pl.DataFrame:
+    """The open bills and late fees due before ``day`` (columns of :func:`open_items`)."""
+    from dianfei.ledger.service import overdue_items as overdue
+
+    return overdue(engine, day)
 
 
 # -- 1. payments -------------------------------------------------------------------------------
@@ -247,14 +249,14 @@ def _check_plans(ctx: Context, conn: Any) -> None:
 # -- 3. late fees ------------------------------------------------------------------------------
 
 
-def _late_fees(ctx: Context, conn: Any, items: pl.DataFrame) -> list[str]:
+def _late_fees(ctx: Context, conn: Any, items: pl.DataFrame) -> None:
     """Accrue each overdue bill's fee through today (see late_fees.py for the arithmetic).
 
     The fee accrues every day in ``late_fee_accruals`` (``accrued``, shown as pending on the
     account), but reaches the ledger — as an open item that payments and credit clear — only
     when the rules need it there: at the end of each month and when the bill's principal is paid
     (the accrual closes). So an overdue bill costs a handful of ledger entries, not one a day,
-    with the same once-rounded totals to the fen. Returns the accounts a fee was posted to."""
+    with the same once-rounded totals to the fen."""
     import polars as pl
 
     from dianfei.ledger.service import cleared_on_bills_since
@@ -311,8 +313,6 @@ def _late_fees(ctx: Context, conn: Any, items: pl.DataFrame) -> list[str]:
     fees = pl.concat(post) if post else None
     if fees is not None and fees.height:
         _post_fees(ctx, conn, fees)
-        return sorted(set(fees["account_id"].to_list()))
-    return []
 
 
 def _post_fees(ctx: Context, conn: Any, fees: pl.DataFrame) -> None:
@@ -363,7 +363,9 @@ def build_snapshot(ctx: Context, items: pl.DataFrame, scorer: RiskScorer | None)
     ).with_columns(pl.coalesce("oldest_bill", "_any_bill").alias("oldest_bill"),
                    (pl.lit(day) - pl.col("oldest_due")).dt.total_days().alias("days_overdue"))
         .drop("_any_bill"))
-    owed = items.group_by("account_id").agg(pl.col("open_amount").sum().alias("open_total"))
+    # what each owes in all (the month's bill not yet due and the fees posted today included),
+    # from the money core's open items of these accounts only
+    owed = _open_totals(ctx.db.engine, per["account_id"].to_list())
     cust = ctx.customers()
     plans = repository.active_plans(ctx.db.engine).select("account_id").with_columns(
         pl.lit(True).alias("open_plan"))
@@ -382,6 +384,19 @@ def build_snapshot(ctx: Context, items: pl.DataFrame, scorer: RiskScorer | None)
     scores = (scorer or default_scorer()).score(feats)
     return snap.join(scores.select("account_id", pl.col("band").alias("risk_band")),
                      on="account_id", how="left").with_columns(pl.col("risk_band").fill_null("low"))
+
+
+def _open_totals(engine: Any, accounts: list[str]) -> pl.DataFrame:
+    """account_id, open_total (fen) of ``accounts``: their open items summed. An account with
+    an overdue debit holds no credit, so this is what its open debits add up to."""
+    import polars as pl
+
+    from dianfei.ledger.service import balances
+
+    with engine.connect() as conn:
+        totals = balances(conn, sorted(accounts))
+    return pl.DataFrame({"account_id": list(totals), "open_total": list(totals.values())},
+                        schema={"account_id": pl.String, "open_total": pl.Int64})
 
 
 def _dunning(ctx: Context, conn: Any, snapshot: pl.DataFrame) -> None:

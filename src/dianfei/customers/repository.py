@@ -27,19 +27,27 @@ def _in_chunks(conn: Connection, sql: str, keys: Sequence[str]) -> list[Any]:
     return rows
 
 
-def open_account_facts(engine: Engine) -> pl.DataFrame:
+def open_account_facts(engine: Engine, accounts: Sequence[str] | None = None) -> pl.DataFrame:
     """account_id, customer_id, name, customer_class, low_income, protected, payment_mode of
-    every open account."""
+    every open account, or of the open ones among ``accounts``."""
     import polars as pl
 
-    return read_frame(
-        engine,
-        "SELECT a.account_id, c.customer_id, c.name, c.customer_class, c.low_income, c.protected, "
-        "c.payment_mode FROM accounts a JOIN customers c ON c.customer_id = a.customer_id "
-        "WHERE a.closed_on IS NULL",
-        schema={"account_id": pl.String, "customer_id": pl.String, "name": pl.String,
-                "customer_class": pl.String, "low_income": pl.Boolean, "protected": pl.Boolean,
-                "payment_mode": pl.String})
+    schema = {"account_id": pl.String, "customer_id": pl.String, "name": pl.String,
+              "customer_class": pl.String, "low_income": pl.Boolean, "protected": pl.Boolean,
+              "payment_mode": pl.String}
+    sql = ("SELECT a.account_id, c.customer_id, c.name, c.customer_class, c.low_income, "
+           "c.protected, c.payment_mode FROM accounts a JOIN customers c "
+           "ON c.customer_id = a.customer_id WHERE a.closed_on IS NULL")
+    if accounts is None:
+        return read_frame(engine, sql, schema=schema)
+    keys = sorted(set(accounts))
+    parts = []
+    for i in range(0, len(keys), 5000):  # bounded IN lists (SQLite's variable limit)
+        chunk = keys[i:i + 5000]
+        marks = ", ".join(f":a{j}" for j in range(len(chunk)))
+        parts.append(read_frame(engine, f"{sql} AND a.account_id IN ({marks})",
+                                {f"a{j}": a for j, a in enumerate(chunk)}, schema=schema))
+    return pl.concat(parts) if parts else pl.DataFrame(schema=schema)
 
 
 def open_accounts_of_mode(engine: Engine, payment_mode: str, day: date) -> pl.DataFrame:

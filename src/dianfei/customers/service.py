@@ -220,12 +220,12 @@ def add_meters(conn: Connection, meters: pl.DataFrame) -> int:
 # where they work on many accounts at once; the SQL is in ``customers.repository``.
 
 
-def open_account_facts(engine: Engine) -> pl.DataFrame:
+def open_account_facts(engine: Engine, accounts: Sequence[str] | None = None) -> pl.DataFrame:
     """account_id, customer_id, name, customer_class, low_income, protected, payment_mode of
-    every open account (one read)."""
+    every open account, or of the open ones among ``accounts`` (one read)."""
     from dianfei.customers import repository
 
-    return repository.open_account_facts(engine)
+    return repository.open_account_facts(engine, accounts)
 
 
 def open_accounts_of_mode(engine: Engine, payment_mode: str, day: date) -> pl.DataFrame:

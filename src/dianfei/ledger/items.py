@@ -242,3 +242,23 @@ def open_frame(conn_or_engine: Any, accounts: Sequence[str] | None = None) -> pl
                                 {f"a{j}": a for j, a in enumerate(chunk)}, dates=("due_on",),
                                 schema=schema))
     return pl.concat(parts) if parts else pl.DataFrame(schema=schema)
+
+
+
+def overdue_frame(conn_or_engine: Any, day: date) -> pl.DataFrame:
+    """The open debits due before ``day`` (bills and posted late fees past their due date,
+    open_amount > 0), same columns as :func:`open_frame`: what a day of collections works on.
+    An account with an overdue debit holds no credit (credit clears every debit it meets, see
+    ``ledger check``), so these items never net against credit."""
+    import polars as pl
+
+    from dianfei.db.frames import read_frame
+
+    return read_frame(
+        conn_or_engine,
+        "SELECT account_id, customer_id, item_kind, reference, bill_id, due_on, amount, "
+        "open_amount FROM open_items WHERE open_amount > 0 AND due_on < :d", {"d": day},
+        dates=("due_on",),
+        schema={"account_id": pl.String, "customer_id": pl.String, "item_kind": pl.String,
+                "reference": pl.String, "bill_id": pl.String, "due_on": pl.Date,
+                "amount": pl.Int64, "open_amount": pl.Int64})

@@ -363,6 +363,7 @@ configured_order = items.configured_order
 #: open debits and credit as a frame (account_id, customer_id, item_kind, reference, bill_id,
 #: due_on, amount, open_amount), optionally of some accounts
 open_items = items.open_frame
+overdue_items = items.overdue_frame
 
 
 def cleared_on_bills_since(engine: Engine, since: datetime) -> pl.DataFrame:
