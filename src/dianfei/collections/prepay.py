@@ -66,8 +66,7 @@ def available_balances(ctx: Context) -> pl.DataFrame:
 
     from dianfei.billing.service import issued_bills_of_mode
     from dianfei.customers.service import open_accounts_of_mode
-    from dianfei.ledger.service import balances_by_payment_mode
-    from dianfei.metering.service import reads_of_mode_at, reads_of_mode_between
+    from dianfei.metering.service import reads_at, reads_of_mode_between
     from dianfei.tariffs.service import load_catalogue, rate_frame
 
     day, now, eng = ctx.day, ctx.now, ctx.db.engine
@@ -101,7 +100,8 @@ def available_balances(ctx: Context) -> pl.DataFrame:
     latest_at = (reads.filter(pl.col("register") == "total").group_by("meter_id")
                  .agg(pl.col("read_at").max().alias("close_at")))
     close = reads.join(latest_at, on="meter_id").filter(pl.col("read_at") == pl.col("close_at"))
-    opening = reads_of_mode_at(eng, "prepaid", base["open_at"].unique().to_list())
+    opening = reads_at(eng, base["meter_id"].drop_nulls().to_list(),
+                       base["open_at"].unique().to_list())
     q = (base.select("account_id", "meter_id", "multiplier", "digits", "open_at")
          .join(close.select("meter_id", "register", "close_at", pl.col("value").alias("close")),
                on="meter_id")
@@ -151,12 +151,25 @@ def available_balances(ctx: Context) -> pl.DataFrame:
     out = (accts.select("account_id", "customer_id", "name", "customer_class", "protected",
                         "meter_id")
            .join(acc, on="account_id", how="inner")
-           .join(balances_by_payment_mode(eng, "prepaid"), on="account_id", how="left")
+           .join(_balances(eng, acc["account_id"].to_list()), on="account_id", how="left")
            .with_columns(pl.col("balance").fill_null(0))
            .with_columns((-pl.col("balance") - pl.col("accrued")).alias("available")))
     ctx.report.prepay_accounts = out.height
     ctx.report.prepay_unrated = accts.height - out.height
     return out
+
+
+def _balances(engine: Any, accounts: list[str]) -> pl.DataFrame:
+    """account_id, balance (fen; negative = money in hand) of ``accounts``, from their open
+    items (ledger service)."""
+    import polars as pl
+
+    from dianfei.ledger.service import balances
+
+    with engine.connect() as conn:
+        got = balances(conn, sorted(accounts))
+    return pl.DataFrame({"account_id": list(got), "balance": list(got.values())},
+                        schema={"account_id": pl.String, "balance": pl.Int64})
 
 
 def _fit_registers(catalogue: Any, period: Period, rows: pl.DataFrame) -> pl.DataFrame:

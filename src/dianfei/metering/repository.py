@@ -53,3 +53,28 @@ def reads_of_mode_at(engine: Engine, payment_mode: str, instants: list[datetime]
         return pl.DataFrame(schema={**schema, "read_at": pl.Datetime("us", "UTC")}).select(
             "meter_id", "register", "read_at", "value")
     return pl.concat(frames, how="vertical_relaxed")
+
+
+def reads_at(engine: Engine, meter_ids: list[str], instants: list[datetime]) -> pl.DataFrame:
+    """meter_id, register, read_at, value of the reads of ``meter_ids`` taken exactly at one of
+    ``instants``: index seeks per (instant, meter), not every meter's read of the instant."""
+    import polars as pl
+
+    schema = {"meter_id": pl.String, "register": pl.String, "value": pl.Int64}
+    frames = []
+    at_marks = ", ".join(f":t{j}" for j in range(len(instants)))
+    at_params = {f"t{j}": t for j, t in enumerate(instants)}
+    meters = sorted(set(meter_ids))
+    for i in range(0, len(meters), 2000) if instants else ():
+        chunk = meters[i:i + 2000]
+        marks = ", ".join(f":m{j}" for j in range(len(chunk)))
+        frames.append(read_frame(
+            engine, "SELECT meter_id, register, read_at, value FROM register_reads "
+            f"WHERE read_at IN ({at_marks}) AND meter_id IN ({marks})",
+            {**at_params, **{f"m{j}": m for j, m in enumerate(chunk)}},
+            instants=("read_at",), schema=schema))
+    frames = [f for f in frames if f.height]
+    if not frames:
+        return pl.DataFrame(schema={**schema, "read_at": pl.Datetime("us", "UTC")}).select(
+            "meter_id", "register", "read_at", "value")
+    return pl.concat(frames, how="vertical_relaxed")

@@ -57,6 +57,14 @@ def reads_of_mode_between(engine: Engine, payment_mode: str, lo: datetime,
     return repository.reads_of_mode_between(engine, payment_mode, lo, hi)
 
 
+def reads_at(engine: Engine, meter_ids: list[str], instants: list[datetime]) -> pl.DataFrame:
+    """meter_id, register, read_at, value of the reads of ``meter_ids`` taken exactly at one of
+    ``instants`` (opening reads of a set of meters)."""
+    from dianfei.metering import repository
+
+    return repository.reads_at(engine, meter_ids, instants)
+
+
 def reads_of_mode_at(engine: Engine, payment_mode: str, instants: list[datetime]) -> pl.DataFrame:
     """The same reads taken exactly at one of ``instants`` (opening reads: where the last bill
     stopped, or the monthly frozen read)."""
