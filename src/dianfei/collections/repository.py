@@ -150,14 +150,8 @@ def delete_keys(conn: Connection, table: str, key: str, keys: list[Any]) -> None
 
 def existing_keys(conn: Connection, table: str, keys: list[str]) -> set[str]:
     """Which of ``keys`` are already in ``table.key``."""
-    found: set[str] = set()
-    for i in range(0, len(keys), 500):
-        chunk = keys[i:i + 500]
-        marks = ", ".join(f":k{j}" for j in range(len(chunk)))
-        found |= {str(r[0]) for r in conn.execute(
-            text(f"SELECT key FROM {table} WHERE key IN ({marks})"),
-            {f"k{j}": k for j, k in enumerate(chunk)})}
-    return found
+    return {str(r[0]) for r in _in_list(conn, f"SELECT key FROM {table} WHERE {{key IN keys}}",
+                                        keys)}
 
 
 def events(engine: Engine, account_id: str | None = None) -> pl.DataFrame:
@@ -184,7 +178,7 @@ def pending_fees(conn: Connection, accounts: list[str] | None = None) -> dict[st
     if accounts is None:
         rows = conn.execute(text(sql.replace("{filter}", ""))).all()
     else:
-        rows = _in_chunks(conn, sql.replace("{filter}", " AND account_id IN ({keys})"), accounts)
+        rows = _in_list(conn, sql.replace("{filter}", " AND {account_id IN keys}"), accounts)
     return {str(r[0]): int(r[1]) for r in rows}
 
 
@@ -202,35 +196,36 @@ def prepay_accrued(conn: Connection, account_id: str) -> int | None:
     return None if row is None or row[0] is None else int(row[0])
 
 
-def _in_chunks(conn: Connection, sql: str, keys: list[str], size: int = 500) -> list[Any]:
-    """Run ``sql`` (with ``{keys}`` standing for an IN list) over ``keys`` in chunks."""
-    rows: list[Any] = []
-    uniq = sorted(set(keys))
-    for i in range(0, len(uniq), size):
-        chunk = uniq[i:i + size]
-        marks = ", ".join(f":k{j}" for j in range(len(chunk)))
-        rows.extend(conn.execute(text(sql.replace("{keys}", marks)),
-                                 {f"k{j}": k for j, k in enumerate(chunk)}).all())
-    return rows
+def _in_list(conn: Connection, sql: str, keys: list[str]) -> list[Any]:
+    """Run ``sql``, where ``{COLUMN IN keys}`` stands for membership of COLUMN in ``keys``, with
+    the keys as one parameter (``db.lists.any_of``): one statement whatever their number."""
+    import re
+
+    from dianfei.db.lists import any_of
+
+    m = re.search(r"\{(\w+) IN keys\}", sql)
+    assert m is not None, sql
+    clause, params = any_of(conn, m.group(1), "keys", sorted(set(keys)))
+    return list(conn.execute(text(sql[:m.start()] + clause + sql[m.end():]), params).all())
 
 
 def accounts_with_plan(conn: Connection, accounts: list[str]) -> set[str]:
-    return {str(r[0]) for r in _in_chunks(
+    return {str(r[0]) for r in _in_list(
         conn, "SELECT account_id FROM payment_plans WHERE status = 'active' "
-              "AND account_id IN ({keys})", accounts)}
+              "AND {account_id IN keys}", accounts)}
 
 
 def prepay_accrued_of(conn: Connection, accounts: list[str]) -> dict[str, int]:
-    return {str(r[0]): int(r[1]) for r in _in_chunks(
+    return {str(r[0]): int(r[1]) for r in _in_list(
         conn, "SELECT account_id, accrued FROM prepay_state WHERE accrued IS NOT NULL "
-              "AND account_id IN ({keys})", accounts)}
+              "AND {account_id IN keys}", accounts)}
 
 
 def case_notice_keys(conn: Connection, keys: list[str]) -> set[str]:
     """Which of ``keys`` already opened a stop case (in any status): one case per (account,
     oldest bill), since its stop notice can be given only once."""
-    return {str(r[0]) for r in _in_chunks(
-        conn, "SELECT notice_key FROM stop_cases WHERE notice_key IN ({keys})", keys)}
+    return {str(r[0]) for r in _in_list(
+        conn, "SELECT notice_key FROM stop_cases WHERE {notice_key IN keys}", keys)}
 
 
 def live_case_accounts(conn: Connection) -> set[str]:
