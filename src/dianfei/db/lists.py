@@ -1,0 +1,27 @@
+"""Membership in a long list of values as ONE bound parameter.
+
+``col IN (:a0, :a1, …)`` with thousands of names costs a statement compile per call (SQLAlchemy
+builds and caches nothing reusable: every length is a new statement) and chunking below the
+driver's variable limit. Instead the list travels as one value: a JSON array read by
+``json_each`` on SQLite, an array compared with ``= ANY`` on PostgreSQL. The statement text is
+the same whatever the list's length, and the index on ``col`` is used on both databases.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import Connection
+
+
+def any_of(conn: Connection, column: str, name: str, values: Iterable[Any], *,
+           array_type: str = "TEXT") -> tuple[str, dict[str, Any]]:
+    """SQL ``column`` ∈ ``values`` as one ``:name`` parameter, and that parameter's binding.
+    Values are strings (``array_type`` TEXT) or integers (BIGINT); an empty list matches
+    nothing."""
+    vals = list(values)
+    if conn.dialect.name == "postgresql":
+        return f"{column} = ANY(CAST(:{name} AS {array_type}[]))", {name: vals}
+    return f"{column} IN (SELECT value FROM json_each(:{name}))", {name: json.dumps(vals)}
