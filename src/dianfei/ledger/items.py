@@ -11,15 +11,15 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, bindparam, text
+from sqlalchemy import Connection, text
 
+from dianfei.db.lists import any_of
 from dianfei.events import service as events
 from dianfei.ledger.posting import Book, Item, NetClearing, Posting, Release
 
 if TYPE_CHECKING:
     import polars as pl
 
-_CHUNK = 5000
 _COLUMNS = ("reference", "account_id", "customer_id", "item_kind", "bill_id", "due_on", "amount",
             "open_amount")
 
@@ -52,20 +52,17 @@ def load(conn: Connection, accounts: Sequence[str], *, references: Sequence[str]
     """The accounts' items that are open (or credit), plus the named references even when
     cleared. ``lock`` takes the rows FOR UPDATE on PostgreSQL (the account rows should be
     locked first by the caller, in account order)."""
-    out: list[Item] = []
     cols = ", ".join(_COLUMNS)
     suffix = " FOR UPDATE" if lock and conn.dialect.name == "postgresql" else ""
-    accts = sorted(set(accounts))
-    for i in range(0, len(accts), _CHUNK):
-        sql = text(f"SELECT {cols} FROM open_items WHERE account_id IN :a AND open_amount <> 0"
-                   f"{suffix}").bindparams(bindparam("a", expanding=True))
-        out += [_item(r) for r in conn.execute(sql, {"a": accts[i:i + _CHUNK]})]
+    member, params = any_of(conn, "account_id", "a", sorted(set(accounts)))
+    out = [_item(r) for r in conn.execute(text(
+        f"SELECT {cols} FROM open_items WHERE {member} AND open_amount <> 0{suffix}"), params)]
     have = {i.reference for i in out}
     refs = sorted(set(references) - have)
-    for i in range(0, len(refs), _CHUNK):
-        sql = text(f"SELECT {cols} FROM open_items WHERE reference IN :r{suffix}").bindparams(
-            bindparam("r", expanding=True))
-        out += [_item(r) for r in conn.execute(sql, {"r": refs[i:i + _CHUNK]})]
+    if refs:
+        member, params = any_of(conn, "reference", "r", refs)
+        out += [_item(r) for r in conn.execute(text(
+            f"SELECT {cols} FROM open_items WHERE {member}{suffix}"), params)]
     return out
 
 
@@ -82,10 +79,10 @@ def book(conn: Connection, accounts: Sequence[str], *, order: str | None, now: d
                 order=configured_order(conn) if order is None else order, now=now)
 
 
-_UPSERT = (
+_UPSERT_SQLITE = (
     "INSERT INTO open_items (reference, account_id, customer_id, item_kind, bill_id, due_on, "
-    "amount, open_amount, updated_at) VALUES (:reference, :account_id, :customer_id, :item_kind, "
-    ":bill_id, :due_on, :amount, :delta, :updated_at) ON CONFLICT (reference) DO UPDATE SET "
+    "amount, open_amount, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (reference) DO UPDATE SET "
     "open_amount = open_items.open_amount + excluded.open_amount, "
     "updated_at = excluded.updated_at")
 
@@ -100,27 +97,48 @@ def write(conn: Connection, posting: Posting, *, now: datetime) -> None:
     if conn.dialect.name == "postgresql":
         _pg_write(conn.connection.driver_connection, posting, changes, now)
         return
-    if posting.entries:
-        conn.execute(text(
-            "INSERT INTO ledger_entries (account_id, customer_id, kind, amount, posted_at, "
-            "business_date, due_on, reference, reverses_entry_id, reason) VALUES (:account_id, "
-            ":customer_id, :kind, :amount, :posted_at, :business_date, :due_on, :reference, "
-            ":reverses_entry_id, :reason)"),
-            [{**e, "posted_at": _sqlite_ts(e["posted_at"])} for e in posting.entries])
-    if posting.clearings:
-        conn.execute(text(
-            "INSERT INTO payment_allocations (payment_id, account_id, allocated_to, bill_id, "
-            "item_reference, amount, allocated_at) VALUES (:payment_id, :account_id, "
-            ":allocated_to, :bill_id, :item_reference, :amount, :allocated_at)"),
-            [{**c, "allocated_at": _sqlite_ts(c["allocated_at"])} for c in posting.clearings])
-    if changes:
-        conn.execute(text(_UPSERT), [
-            {"reference": it.reference, "account_id": it.account_id,
-             "customer_id": it.customer_id, "item_kind": it.item_kind, "bill_id": it.bill_id,
-             "due_on": it.due_on, "amount": it.amount, "delta": delta,
-             "updated_at": _sqlite_ts(now)} for it, delta in changes])
+    # SQLite: the driver's executemany on tuples (no per-row parameter dicts to compile); the
+    # instants of one posting are a handful of values, each formatted once
+    stamps: dict[datetime, str] = {}
+
+    def ts(at: datetime) -> str:
+        out = stamps.get(at)
+        if out is None:
+            out = stamps[at] = _sqlite_ts(at)
+        return out
+
+    raw: Any = conn.connection.driver_connection
+    cur = raw.cursor()
+    try:
+        if posting.entries:
+            cur.executemany(
+                "INSERT INTO ledger_entries (account_id, customer_id, kind, amount, posted_at, "
+                "business_date, due_on, reference, reverses_entry_id, reason) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(e["account_id"], e["customer_id"], e["kind"], e["amount"], ts(e["posted_at"]),
+                  _iso(e["business_date"]), _iso(e["due_on"]), e["reference"],
+                  e["reverses_entry_id"], e["reason"]) for e in posting.entries])
+        if posting.clearings:
+            cur.executemany(
+                "INSERT INTO payment_allocations (payment_id, account_id, allocated_to, bill_id, "
+                "item_reference, amount, allocated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(c["payment_id"], c["account_id"], c["allocated_to"], c["bill_id"],
+                  c["item_reference"], c["amount"], ts(c["allocated_at"]))
+                 for c in posting.clearings])
+        if changes:
+            updated = ts(now)
+            cur.executemany(_UPSERT_SQLITE, [
+                (it.reference, it.account_id, it.customer_id, it.item_kind, it.bill_id,
+                 _iso(it.due_on), it.amount, delta, updated) for it, delta in changes])
+    finally:
+        cur.close()
     if posting.events:
         events.publish(conn, posting.events)
+
+
+def _iso(day: date | str | None) -> str | None:
+    """A date as SQLAlchemy stores it in SQLite (what the driver's date adapter wrote before)."""
+    return day.isoformat() if isinstance(day, date) else day
 
 
 _PG_LEDGER = (
@@ -233,16 +251,12 @@ def open_frame(conn_or_engine: Any, accounts: Sequence[str] | None = None) -> pl
            "open_amount FROM open_items WHERE open_amount <> 0")
     if accounts is None:
         return read_frame(conn_or_engine, sql, dates=("due_on",), schema=schema)
-    accts = sorted(set(accounts))
-    parts = []
-    for i in range(0, len(accts), _CHUNK):  # bounded IN lists (SQLite's variable limit)
-        chunk = accts[i:i + _CHUNK]
-        marks = ", ".join(f":a{j}" for j in range(len(chunk)))
-        parts.append(read_frame(conn_or_engine, f"{sql} AND account_id IN ({marks})",
-                                {f"a{j}": a for j, a in enumerate(chunk)}, dates=("due_on",),
-                                schema=schema))
-    return pl.concat(parts) if parts else pl.DataFrame(schema=schema)
-
+    if not isinstance(conn_or_engine, Connection):
+        with conn_or_engine.connect() as conn:
+            return open_frame(conn, accounts)
+    member, params = any_of(conn_or_engine, "account_id", "a", sorted(set(accounts)))
+    return read_frame(conn_or_engine, f"{sql} AND {member}", params, dates=("due_on",),
+                      schema=schema)
 
 
 def overdue_frame(conn_or_engine: Any, day: date) -> pl.DataFrame:

@@ -151,14 +151,14 @@ def balance(conn: Connection | Session, account_id: str) -> int:
 def balances(conn: Connection, accounts: list[str]) -> dict[str, int]:
     """What each account owes (fen; negative = credit), from its open items: the sum of the
     items still open, read through the partial index — no scan of the ledger's history."""
-    from sqlalchemy import bindparam
+    from dianfei.db.lists import any_of
 
     out = dict.fromkeys(accounts, 0)
-    for i in range(0, len(accounts), 5000):
-        sql = text("SELECT account_id, SUM(open_amount) FROM open_items WHERE account_id IN :a "
-                   "AND open_amount <> 0 GROUP BY account_id").bindparams(
-            bindparam("a", expanding=True))
-        out.update({str(r[0]): int(r[1]) for r in conn.execute(sql, {"a": accounts[i:i + 5000]})})
+    if accounts:
+        member, params = any_of(conn, "account_id", "a", accounts)
+        out.update({str(r[0]): int(r[1]) for r in conn.execute(text(
+            f"SELECT account_id, SUM(open_amount) FROM open_items WHERE {member} "
+            "AND open_amount <> 0 GROUP BY account_id"), params)})
     return out
 
 

@@ -23,9 +23,15 @@ class RegisterRead(Base):
 
     __tablename__ = "register_reads"
     __table_args__ = (
-        Index("uq_register_reads_meter_register_at", "meter_id", "register", "read_at",
+        # one value per (instant, meter, register), instant first: reads arrive in time order
+        # (a day's frozen reads, a month's), so they append to the end of this index instead of
+        # touching one page per meter; the readers of a window of time (bill run, collections,
+        # VEE) range over it
+        Index("uq_register_reads_at_meter_register", "read_at", "meter_id", "register",
               unique=True),
-        Index("ix_register_reads_read_at", "read_at"),
+        # a meter's reads (the bill run's look-back for meters without a recent read); a TOU
+        # meter's registers of one instant sit side by side
+        Index("ix_register_reads_meter_at", "meter_id", "read_at"),
     )
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
                                     primary_key=True, autoincrement=True)

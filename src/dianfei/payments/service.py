@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from dianfei.core.clock import Clock, business_date
 from dianfei.core.errors import ConflictError, DianfeiError, NotFoundError, ValidationError
 from dianfei.customers.service import Account
+from dianfei.db.lists import any_of
 from dianfei.ledger import service as ledger
 from dianfei.payments import repository
 from dianfei.payments.allocation import check_order
@@ -323,26 +324,15 @@ def post_payments_frame(conn: Connection, payments: pl.DataFrame, *, clock: Cloc
 
 
 def _known_accounts(conn: Connection, accounts: Sequence[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for i in range(0, len(accounts), 5000):
-        chunk = accounts[i:i + 5000]
-        params = {f"a{j}": a for j, a in enumerate(chunk)}
-        names = ", ".join(f":a{j}" for j in range(len(chunk)))
-        out.update({str(a): str(c) for a, c in conn.execute(text(
-            f"SELECT account_id, customer_id FROM accounts WHERE account_id IN ({names})"),
-            params).all()})
-    return out
+    member, params = any_of(conn, "account_id", "ids", accounts)
+    return {str(a): str(c) for a, c in conn.execute(text(
+        f"SELECT account_id, customer_id FROM accounts WHERE {member}"), params).all()}
 
 
 def _already_posted(conn: Connection, ids: Sequence[str]) -> set[str]:
-    out: set[str] = set()
-    for i in range(0, len(ids), 5000):
-        chunk = ids[i:i + 5000]
-        params = {f"p{j}": p for j, p in enumerate(chunk)}
-        names = ", ".join(f":p{j}" for j in range(len(chunk)))
-        out.update(str(r[0]) for r in conn.execute(text(
-            f"SELECT payment_id FROM payments WHERE payment_id IN ({names})"), params).all())
-    return out
+    member, params = any_of(conn, "payment_id", "ids", ids)
+    return {str(r[0]) for r in conn.execute(text(
+        f"SELECT payment_id FROM payments WHERE {member}"), params).all()}
 
 
 # -- queries ------------------------------------------------------------------------------------

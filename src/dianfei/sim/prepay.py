@@ -100,9 +100,12 @@ def prepay_profile(utility: Utility) -> pl.DataFrame:
     reckons with), monthly (fen, a month of their usage), trigger (fen: a planner tops up
     below it), topup_months (months of usage bought at a time), opening_credit (fen held at
     ``start``), channel (of their top-ups)."""
+    cached = utility._cache.get("prepay_profile_frame")
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
     a = _arrays(utility)
     idx = a["idx"]
-    return pl.DataFrame(
+    out = pl.DataFrame(
         {
             "customer_id": utility.customers["customer_id"].gather(idx),
             "habit": pl.Series(HABITS, dtype=pl.String).gather(a["habit"]),
@@ -114,6 +117,8 @@ def prepay_profile(utility: Utility) -> pl.DataFrame:
             "channel": _channels(utility, idx),
         }
     )
+    utility._cache["prepay_profile_frame"] = out  # computed once per utility (a daily read)
+    return out
 
 
 def prepaid_opening_credit(utility: Utility) -> pl.DataFrame:
