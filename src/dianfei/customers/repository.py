@@ -40,14 +40,11 @@ def open_account_facts(engine: Engine, accounts: Sequence[str] | None = None) ->
            "ON c.customer_id = a.customer_id WHERE a.closed_on IS NULL")
     if accounts is None:
         return read_frame(engine, sql, schema=schema)
-    keys = sorted(set(accounts))
-    parts = []
-    for i in range(0, len(keys), 5000):  # bounded IN lists (SQLite's variable limit)
-        chunk = keys[i:i + 5000]
-        marks = ", ".join(f":a{j}" for j in range(len(chunk)))
-        parts.append(read_frame(engine, f"{sql} AND a.account_id IN ({marks})",
-                                {f"a{j}": a for j, a in enumerate(chunk)}, schema=schema))
-    return pl.concat(parts) if parts else pl.DataFrame(schema=schema)
+    from dianfei.db.lists import any_of
+
+    with engine.connect() as conn:
+        member, params = any_of(conn, "a.account_id", "a", sorted(set(accounts)))
+        return read_frame(conn, f"{sql} AND {member}", params, schema=schema)
 
 
 def open_accounts_of_mode(engine: Engine, payment_mode: str, day: date) -> pl.DataFrame:
