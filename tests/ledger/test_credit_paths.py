@@ -161,3 +161,31 @@ def test_the_configured_allocation_rule_applies_on_every_path_without_being_pass
         assert paid_on(fees_first) == [("C1-202601-1", 700), ("LF:C1-202601-1:2026-02-28", 300)]
     finally:
         fees_first.engine.dispose()
+
+
+def test_overdue_items_are_the_open_debits_past_their_due_date(db: Database) -> None:
+    """What a day of collections reads: open debits due before the day — not the bills not yet
+    due, not paid ones, not credit."""
+    load_people(db, [Person("C1"), Person("C2"), Person("C3")])
+    reads = Reads()
+    for c in ("C1", "C2", "C3"):
+        reads.add(c, OPEN, 1000_00).add(c, month_end(JAN), 1100_00).add(c, month_end(FEB), 1200_00)
+    reads.store(db)
+    run_bill_run(db, JAN, issue_clock(JAN))
+    pay(db, "C2", "T2", 5380, date(2026, 2, 10))  # C2 pays January in full
+    pay(db, "C3", "T3", 20_000, date(2026, 2, 10))  # C3 pays ahead: credit after February
+    run_bill_run(db, FEB, issue_clock(FEB))
+    with db.engine.connect() as conn:
+        due = conn.execute(text("SELECT due_on FROM bills WHERE bill_id = 'C1-202601-1'")).scalar()
+    jan_due = date.fromisoformat(str(due))
+    # the day before January's due date nothing is overdue; the day after, C1's January bill
+    assert ledger.overdue_items(db.engine, jan_due).height == 0
+    after = ledger.overdue_items(db.engine, date.fromordinal(jan_due.toordinal() + 1))
+    assert after.select("account_id", "bill_id", "open_amount").rows() == [
+        ("C1", "C1-202601-1", 5380)]
+    # the database was analysed when opened and again by each bill run
+    with db.engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            assert conn.execute(text("SELECT count(*) FROM sqlite_stat1 "
+                                     "WHERE tbl = 'open_items'")).scalar_one() > 0
+    sound(db)
