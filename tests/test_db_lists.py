@@ -24,3 +24,18 @@ def test_any_of_matches_strings_and_integers_and_nothing_for_an_empty_list(db: D
         member, params = any_of(conn, "k", "none", [])
         assert conn.execute(text(f"SELECT count(*) FROM t_lists WHERE {member}"),
                             params).scalar_one() == 0
+
+
+def test_rows_in_runs_a_statement_with_its_membership_test_and_other_parameters(
+        db: Database) -> None:
+    from dianfei.db.lists import rows_in
+
+    with db.engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t_rows_in (k VARCHAR(20) PRIMARY KEY, n BIGINT)"))
+        conn.execute(text("INSERT INTO t_rows_in (k, n) VALUES (:k, :n)"),
+                     [{"k": f"K{i:05d}", "n": i} for i in range(40_000)])
+        wanted = [f"K{i:05d}" for i in range(0, 40_000, 4)] * 2 + ["missing"]  # duplicates too
+        rows = rows_in(conn, "SELECT k, n FROM t_rows_in WHERE {member} AND n >= :lo ORDER BY k",
+                       "k", wanted, {"lo": 39_990})
+        assert [tuple(r) for r in rows] == [("K39992", 39_992), ("K39996", 39_996)]
+        assert rows_in(conn, "SELECT k FROM t_rows_in WHERE {member}", "k", []) == []

@@ -307,14 +307,9 @@ def _prepaid_day(db: Database, utility: Any, day: date) -> pl.DataFrame:
 def _balances(db: Database, accounts: list[str]) -> pl.DataFrame:
     """customer_id, balance (fen; negative = credit) of the demo's ``accounts`` (= customers),
     from their open items (the ledger service: no scan of the ledger's history)."""
-    import polars as pl
+    from dianfei.ledger.service import balances_frame
 
-    from dianfei.ledger.service import balances
-
-    with db.engine.connect() as conn:
-        owed = balances(conn, accounts)
-    return pl.DataFrame({"customer_id": list(owed), "balance": list(owed.values())},
-                        schema={"customer_id": pl.String, "balance": pl.Int64})
+    return balances_frame(db.engine, accounts).rename({"account_id": "customer_id"})
 
 
 def _summary(db: Database, first: Period, last: Period) -> dict[str, Any]:

@@ -66,6 +66,7 @@ def available_balances(ctx: Context) -> pl.DataFrame:
 
     from dianfei.billing.service import issued_bills_of_mode
     from dianfei.customers.service import open_accounts_of_mode
+    from dianfei.ledger.service import balances_frame
     from dianfei.metering.service import reads_at, reads_of_mode_between
     from dianfei.tariffs.service import load_catalogue, rate_frame
 
@@ -151,25 +152,12 @@ def available_balances(ctx: Context) -> pl.DataFrame:
     out = (accts.select("account_id", "customer_id", "name", "customer_class", "protected",
                         "meter_id")
            .join(acc, on="account_id", how="inner")
-           .join(_balances(eng, acc["account_id"].to_list()), on="account_id", how="left")
+           .join(balances_frame(eng, acc["account_id"].to_list()), on="account_id", how="left")
            .with_columns(pl.col("balance").fill_null(0))
            .with_columns((-pl.col("balance") - pl.col("accrued")).alias("available")))
     ctx.report.prepay_accounts = out.height
     ctx.report.prepay_unrated = accts.height - out.height
     return out
-
-
-def _balances(engine: Any, accounts: list[str]) -> pl.DataFrame:
-    """account_id, balance (fen; negative = money in hand) of ``accounts``, from their open
-    items (ledger service)."""
-    import polars as pl
-
-    from dianfei.ledger.service import balances
-
-    with engine.connect() as conn:
-        got = balances(conn, sorted(accounts))
-    return pl.DataFrame({"account_id": list(got), "balance": list(got.values())},
-                        schema={"account_id": pl.String, "balance": pl.Int64})
 
 
 def _fit_registers(catalogue: Any, period: Period, rows: pl.DataFrame) -> pl.DataFrame:

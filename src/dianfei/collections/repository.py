@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, text
 
-from dianfei.db.frames import read_frame
+from dianfei.db.frames import bind_params, read_frame
+from dianfei.db.lists import any_of, rows_in
 
 if TYPE_CHECKING:
     import polars as pl
@@ -96,15 +97,7 @@ def replace_rows(conn: Connection, table: str, key: str, frame: pl.DataFrame) ->
 
     if frame.height == 0:
         return
-    keys = frame[key].to_list()
-    if conn.dialect.name == "postgresql":
-        conn.execute(text(f"DELETE FROM {table} WHERE {key} = ANY(:k)"), {"k": keys})
-    else:
-        for i in range(0, len(keys), 500):
-            chunk = keys[i:i + 500]
-            marks = ", ".join(f":k{j}" for j in range(len(chunk)))
-            conn.execute(text(f"DELETE FROM {table} WHERE {key} IN ({marks})"),
-                         {f"k{j}": k for j, k in enumerate(chunk)})
+    delete_keys(conn, table, key, frame[key].to_list())
     write_frame(conn, table, frame)
 
 
@@ -135,23 +128,23 @@ def update_rows(conn: Connection, table: str, key: str, frame: pl.DataFrame) -> 
         cur.close()
 
 
-def delete_keys(conn: Connection, table: str, key: str, keys: list[Any]) -> None:
+def delete_keys(conn: Connection, table: str, key: str, keys: list[str]) -> None:
+    """Delete the rows whose (text) ``key`` is one of ``keys``."""
     if not keys:
         return
-    if conn.dialect.name == "postgresql":
-        conn.execute(text(f"DELETE FROM {table} WHERE {key} = ANY(:k)"), {"k": keys})
-        return
-    for i in range(0, len(keys), 500):
-        chunk = keys[i:i + 500]
-        marks = ", ".join(f":k{j}" for j in range(len(chunk)))
-        conn.execute(text(f"DELETE FROM {table} WHERE {key} IN ({marks})"),
-                     {f"k{j}": k for j, k in enumerate(chunk)})
+    member, params = any_of(conn, key, "keys", keys)
+    conn.execute(text(f"DELETE FROM {table} WHERE {member}"), params)
+
+
+def delete_run(conn: Connection, day: date) -> None:
+    """Forget the run record of ``day`` (a day run again starts a fresh record)."""
+    conn.execute(text("DELETE FROM collection_runs WHERE day = :d"), bind_params(conn, {"d": day}))
 
 
 def existing_keys(conn: Connection, table: str, keys: list[str]) -> set[str]:
     """Which of ``keys`` are already in ``table.key``."""
-    return {str(r[0]) for r in _in_list(conn, f"SELECT key FROM {table} WHERE {{key IN keys}}",
-                                        keys)}
+    return {str(r[0]) for r in rows_in(conn, f"SELECT key FROM {table} WHERE {{member}}", "key",
+                                       keys)}
 
 
 def events(engine: Engine, account_id: str | None = None) -> pl.DataFrame:
@@ -176,9 +169,9 @@ def pending_fees(conn: Connection, accounts: list[str] | None = None) -> dict[st
            "WHERE closed_on IS NULL AND NOT waived AND accrued > posted{filter} "
            "GROUP BY account_id")
     if accounts is None:
-        rows = conn.execute(text(sql.replace("{filter}", ""))).all()
+        rows = conn.execute(text(sql.format(filter=""))).all()
     else:
-        rows = _in_list(conn, sql.replace("{filter}", " AND {account_id IN keys}"), accounts)
+        rows = rows_in(conn, sql.format(filter=" AND {member}"), "account_id", accounts)
     return {str(r[0]): int(r[1]) for r in rows}
 
 
@@ -196,36 +189,23 @@ def prepay_accrued(conn: Connection, account_id: str) -> int | None:
     return None if row is None or row[0] is None else int(row[0])
 
 
-def _in_list(conn: Connection, sql: str, keys: list[str]) -> list[Any]:
-    """Run ``sql``, where ``{COLUMN IN keys}`` stands for membership of COLUMN in ``keys``, with
-    the keys as one parameter (``db.lists.any_of``): one statement whatever their number."""
-    import re
-
-    from dianfei.db.lists import any_of
-
-    m = re.search(r"\{(\w+) IN keys\}", sql)
-    assert m is not None, sql
-    clause, params = any_of(conn, m.group(1), "keys", sorted(set(keys)))
-    return list(conn.execute(text(sql[:m.start()] + clause + sql[m.end():]), params).all())
-
-
 def accounts_with_plan(conn: Connection, accounts: list[str]) -> set[str]:
-    return {str(r[0]) for r in _in_list(
-        conn, "SELECT account_id FROM payment_plans WHERE status = 'active' "
-              "AND {account_id IN keys}", accounts)}
+    return {str(r[0]) for r in rows_in(
+        conn, "SELECT account_id FROM payment_plans WHERE status = 'active' AND {member}",
+        "account_id", accounts)}
 
 
 def prepay_accrued_of(conn: Connection, accounts: list[str]) -> dict[str, int]:
-    return {str(r[0]): int(r[1]) for r in _in_list(
+    return {str(r[0]): int(r[1]) for r in rows_in(
         conn, "SELECT account_id, accrued FROM prepay_state WHERE accrued IS NOT NULL "
-              "AND {account_id IN keys}", accounts)}
+              "AND {member}", "account_id", accounts)}
 
 
 def case_notice_keys(conn: Connection, keys: list[str]) -> set[str]:
     """Which of ``keys`` already opened a stop case (in any status): one case per (account,
     oldest bill), since its stop notice can be given only once."""
-    return {str(r[0]) for r in _in_list(
-        conn, "SELECT notice_key FROM stop_cases WHERE {notice_key IN keys}", keys)}
+    return {str(r[0]) for r in rows_in(
+        conn, "SELECT notice_key FROM stop_cases WHERE {member}", "notice_key", keys)}
 
 
 def live_case_accounts(conn: Connection) -> set[str]:

@@ -81,7 +81,7 @@ def run_day(db: Database, day: date, *, clock: Clock, switch: RemoteSwitch | Non
 
         from dianfei.db.bulk import write_frame
 
-        repository.delete_keys(conn, "collection_runs", "day", [day])
+        repository.delete_run(conn, day)
         write_frame(conn, "collection_runs", pl.DataFrame({
             "day": [day], "started_at": [ctx.now], "payment_mark": [0]},
             schema={"day": pl.Date, "started_at": pl.Datetime("us", "UTC"),
@@ -143,16 +143,9 @@ def run_day(db: Database, day: date, *, clock: Clock, switch: RemoteSwitch | Non
     return ctx.report
 
 
-def open_items(engine: Any) -> pl.DataFrame:
-    """Open bills and late fees (account_id, customer_id, item_kind, reference, bill_id, due_on,
-    amount, open_amount > 0) as the money core keeps them: only what is open is read."""
-    from dianfei.payments.service import open_items as open_debits
-
-    return open_debits(engine)
-
-
 def overdue_items(engine: Any, day: date) -> pl.DataFrame:
-    """The open bills and late fees due before ``day`` (columns of :func:`open_items`)."""
+    """The open bills and late fees due before ``day``: account_id, customer_id, item_kind
+    ('bill'|'late_fee'), reference, bill_id, due_on, amount, open_amount (fen > 0)."""
     from dianfei.ledger.service import overdue_items as overdue
 
     return overdue(engine, day)
@@ -351,6 +344,7 @@ def build_snapshot(ctx: Context, items: pl.DataFrame, scorer: RiskScorer | None)
     open_plan, risk_band."""
     import polars as pl
 
+    from dianfei.ledger.service import balances_frame
     from dianfei.risk.service import default_scorer
 
     day = ctx.day
@@ -365,7 +359,8 @@ def build_snapshot(ctx: Context, items: pl.DataFrame, scorer: RiskScorer | None)
         .drop("_any_bill"))
     # what each owes in all (the month's bill not yet due and the fees posted today included),
     # from the money core's open items of these accounts only
-    owed = _open_totals(ctx.db.engine, per["account_id"].to_list())
+    owed = balances_frame(ctx.db.engine, per["account_id"].to_list()).rename(
+        {"balance": "open_total"})
     cust = ctx.customers()
     plans = repository.active_plans(ctx.db.engine).select("account_id").with_columns(
         pl.lit(True).alias("open_plan"))
@@ -384,19 +379,6 @@ def build_snapshot(ctx: Context, items: pl.DataFrame, scorer: RiskScorer | None)
     scores = (scorer or default_scorer()).score(feats)
     return snap.join(scores.select("account_id", pl.col("band").alias("risk_band")),
                      on="account_id", how="left").with_columns(pl.col("risk_band").fill_null("low"))
-
-
-def _open_totals(engine: Any, accounts: list[str]) -> pl.DataFrame:
-    """account_id, open_total (fen) of ``accounts``: their open items summed. An account with
-    an overdue debit holds no credit, so this is what its open debits add up to."""
-    import polars as pl
-
-    from dianfei.ledger.service import balances
-
-    with engine.connect() as conn:
-        totals = balances(conn, sorted(accounts))
-    return pl.DataFrame({"account_id": list(totals), "open_total": list(totals.values())},
-                        schema={"account_id": pl.String, "open_total": pl.Int64})
 
 
 def _dunning(ctx: Context, conn: Any, snapshot: pl.DataFrame) -> None:

@@ -7,25 +7,13 @@ from collections.abc import Sequence
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, bindparam, text
+from sqlalchemy import Connection, Engine, text
 
 from dianfei.db.frames import read_frame
+from dianfei.db.lists import any_of, rows_in
 
 if TYPE_CHECKING:
     import polars as pl
-
-_CHUNK = 500
-
-
-def _in_chunks(conn: Connection, sql: str, keys: Sequence[str]) -> list[Any]:
-    """Rows of ``sql`` (with an expanding ``:k`` IN list) for all ``keys``, 500 at a time."""
-    rows: list[Any] = []
-    uniq = sorted(set(keys))
-    stmt = text(sql).bindparams(bindparam("k", expanding=True))
-    for i in range(0, len(uniq), _CHUNK):
-        rows.extend(conn.execute(stmt, {"k": uniq[i:i + _CHUNK]}).all())
-    return rows
-
 
 def open_account_facts(engine: Engine, accounts: Sequence[str] | None = None) -> pl.DataFrame:
     """account_id, customer_id, name, customer_class, low_income, protected, payment_mode of
@@ -40,8 +28,6 @@ def open_account_facts(engine: Engine, accounts: Sequence[str] | None = None) ->
            "ON c.customer_id = a.customer_id WHERE a.closed_on IS NULL")
     if accounts is None:
         return read_frame(engine, sql, schema=schema)
-    from dianfei.db.lists import any_of
-
     with engine.connect() as conn:
         member, params = any_of(conn, "a.account_id", "a", sorted(set(accounts)))
         return read_frame(conn, f"{sql} AND {member}", params, schema=schema)
@@ -71,8 +57,8 @@ def open_accounts_of_mode(engine: Engine, payment_mode: str, day: date) -> pl.Da
 
 
 def protected_customers(conn: Connection, customer_ids: Sequence[str]) -> set[str]:
-    return {str(r[0]) for r in _in_chunks(
-        conn, "SELECT customer_id FROM customers WHERE protected AND customer_id IN :k",
+    return {str(r[0]) for r in rows_in(
+        conn, "SELECT customer_id FROM customers WHERE protected AND {member}", "customer_id",
         customer_ids)}
 
 
@@ -94,15 +80,15 @@ def active_meter(conn: Connection, account_id: str, *, remote: bool) -> str | No
 
 def contact_rows(conn: Connection, customer_ids: Sequence[str]) -> list[Any]:
     """(customer_id, name, address, phone_enc) of the customers."""
-    return _in_chunks(conn, "SELECT customer_id, name, address, phone_enc FROM customers "
-                            "WHERE customer_id IN :k", customer_ids)
+    return rows_in(conn, "SELECT customer_id, name, address, phone_enc FROM customers "
+                         "WHERE {member}", "customer_id", customer_ids)
 
 
 def first_service_point_addresses(conn: Connection, account_ids: Sequence[str]) -> dict[str, Any]:
     """account id → the address of its first service point (by id)."""
     out: dict[str, Any] = {}
-    for acc, addr in _in_chunks(conn, "SELECT account_id, address FROM service_points "
-                                      "WHERE account_id IN :k "
-                                      "ORDER BY account_id, service_point_id", account_ids):
+    for acc, addr in rows_in(conn, "SELECT account_id, address FROM service_points WHERE "
+                                   "{member} ORDER BY account_id, service_point_id",
+                                   "account_id", account_ids):
         out.setdefault(str(acc), addr)
     return out

@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
 
 def any_of(conn: Connection, column: str, name: str, values: Iterable[Any], *,
@@ -25,3 +25,11 @@ def any_of(conn: Connection, column: str, name: str, values: Iterable[Any], *,
     if conn.dialect.name == "postgresql":
         return f"{column} = ANY(CAST(:{name} AS {array_type}[]))", {name: vals}
     return f"{column} IN (SELECT value FROM json_each(:{name}))", {name: json.dumps(vals)}
+
+
+def rows_in(conn: Connection, sql: str, column: str, values: Iterable[Any],
+            params: dict[str, Any] | None = None) -> list[Any]:
+    """The rows of ``sql``, whose ``{member}`` stands for "``column`` ∈ ``values``" (distinct
+    string values, as one parameter ``:members``), with ``params`` bound too."""
+    member, bound = any_of(conn, column, "members", sorted(set(values)))
+    return list(conn.execute(text(sql.format(member=member)), {**(params or {}), **bound}).all())

@@ -25,20 +25,6 @@ def cleared_on_bills_since(engine: Engine, since: datetime) -> pl.DataFrame:
         {"since": since}, schema={"bill_id": pl.String, "paid_today": pl.Int64})
 
 
-def balances_by_payment_mode(engine: Engine, payment_mode: str) -> pl.DataFrame:
-    """account_id, balance (fen; negative = money in hand) of every account of customers with
-    ``payment_mode`` that has an open item, from the open items (equal to the ledger balance,
-    see ``ledger check``): no scan of the ledger's history."""
-    import polars as pl
-
-    return read_frame(
-        engine,
-        "SELECT o.account_id, CAST(SUM(o.open_amount) AS BIGINT) AS balance FROM open_items o "
-        "JOIN customers c ON c.customer_id = o.customer_id AND c.payment_mode = :m "
-        "WHERE o.open_amount <> 0 GROUP BY o.account_id",
-        {"m": payment_mode}, schema={"account_id": pl.String, "balance": pl.Int64})
-
-
 def last_entry_id(conn: Connection, account_id: str) -> int:
     """The highest ledger entry id of the account (0 when it has none)."""
     return int(conn.execute(text("SELECT COALESCE(MAX(entry_id), 0) FROM ledger_entries "

@@ -373,11 +373,15 @@ def cleared_on_bills_since(engine: Engine, since: datetime) -> pl.DataFrame:
     return repository.cleared_on_bills_since(engine, since)
 
 
-def balances_by_payment_mode(engine: Engine, payment_mode: str) -> pl.DataFrame:
-    """account_id, balance of the accounts of ``payment_mode`` customers with an open item."""
-    from dianfei.ledger import repository
+def balances_frame(engine: Engine, accounts: list[str]) -> pl.DataFrame:
+    """:func:`balances` as columns: account_id, balance (fen; negative = credit) of
+    ``accounts`` (each of them, 0 when nothing is open)."""
+    import polars as pl
 
-    return repository.balances_by_payment_mode(engine, payment_mode)
+    with engine.connect() as conn:
+        got = balances(conn, sorted(set(accounts)))
+    return pl.DataFrame({"account_id": list(got), "balance": list(got.values())},
+                        schema={"account_id": pl.String, "balance": pl.Int64})
 
 
 def last_entry_id(conn: Connection | Session, account_id: str) -> int:

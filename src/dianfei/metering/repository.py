@@ -33,48 +33,22 @@ def reads_of_mode_between(engine: Engine, payment_mode: str, lo: datetime,
         schema={"meter_id": pl.String, "register": pl.String, "value": pl.Int64})
 
 
-def reads_of_mode_at(engine: Engine, payment_mode: str, instants: list[datetime]) -> pl.DataFrame:
-    """meter_id, register, read_at, value of the reads taken exactly at one of ``instants``."""
-    import polars as pl
-
-    schema = {"meter_id": pl.String, "register": pl.String, "value": pl.Int64}
-    frames = []
-    for i in range(0, len(instants), 200):
-        chunk = instants[i:i + 200]
-        marks = ", ".join(f":t{j}" for j in range(len(chunk)))
-        frames.append(read_frame(
-            engine,
-            "SELECT r.meter_id, r.register, r.read_at, r.value FROM register_reads r "
-            f"{_OF_MODE}WHERE r.read_at IN ({marks})",
-            {"mode": payment_mode, **{f"t{j}": t for j, t in enumerate(chunk)}},
-            instants=("read_at",), schema=schema))
-    frames = [f for f in frames if f.height]
-    if not frames:
-        return pl.DataFrame(schema={**schema, "read_at": pl.Datetime("us", "UTC")}).select(
-            "meter_id", "register", "read_at", "value")
-    return pl.concat(frames, how="vertical_relaxed")
-
-
 def reads_at(engine: Engine, meter_ids: list[str], instants: list[datetime]) -> pl.DataFrame:
     """meter_id, register, read_at, value of the reads of ``meter_ids`` taken exactly at one of
     ``instants``: index seeks per (instant, meter), not every meter's read of the instant."""
     import polars as pl
 
+    from dianfei.db.lists import any_of
+
     schema = {"meter_id": pl.String, "register": pl.String, "value": pl.Int64}
-    frames = []
-    at_marks = ", ".join(f":t{j}" for j in range(len(instants)))
-    at_params = {f"t{j}": t for j, t in enumerate(instants)}
-    meters = sorted(set(meter_ids))
-    for i in range(0, len(meters), 2000) if instants else ():
-        chunk = meters[i:i + 2000]
-        marks = ", ".join(f":m{j}" for j in range(len(chunk)))
-        frames.append(read_frame(
-            engine, "SELECT meter_id, register, read_at, value FROM register_reads "
-            f"WHERE read_at IN ({at_marks}) AND meter_id IN ({marks})",
-            {**at_params, **{f"m{j}": m for j, m in enumerate(chunk)}},
-            instants=("read_at",), schema=schema))
-    frames = [f for f in frames if f.height]
-    if not frames:
+    if not instants or not meter_ids:
         return pl.DataFrame(schema={**schema, "read_at": pl.Datetime("us", "UTC")}).select(
             "meter_id", "register", "read_at", "value")
-    return pl.concat(frames, how="vertical_relaxed")
+    at_marks = ", ".join(f":t{j}" for j in range(len(instants)))
+    with engine.connect() as conn:
+        member, params = any_of(conn, "meter_id", "meters", sorted(set(meter_ids)))
+        return read_frame(
+            conn, "SELECT meter_id, register, read_at, value FROM register_reads "
+            f"WHERE read_at IN ({at_marks}) AND {member}",
+            {**params, **{f"t{j}": t for j, t in enumerate(instants)}},
+            instants=("read_at",), schema=schema)

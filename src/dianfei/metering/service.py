@@ -64,10 +64,3 @@ def reads_at(engine: Engine, meter_ids: list[str], instants: list[datetime]) -> 
 
     return repository.reads_at(engine, meter_ids, instants)
 
-
-def reads_of_mode_at(engine: Engine, payment_mode: str, instants: list[datetime]) -> pl.DataFrame:
-    """The same reads taken exactly at one of ``instants`` (opening reads: where the last bill
-    stopped, or the monthly frozen read)."""
-    from dianfei.metering import repository
-
-    return repository.reads_of_mode_at(engine, payment_mode, instants)
