@@ -1,4 +1,4 @@
-"""The dependency order of design.md: domain code never imports api, web or cli, and lower
+"""The dependency order of docs/design.md: domain code never imports api, web or cli, and lower
 layers never import higher ones; packages meet only through their services.
 
 The rule of :func:`test_packages_meet_only_through_services`:

@@ -101,7 +101,7 @@ class Delivery:
         out: dict[str, Any] = {}
         for f in fields(self):
             v = getattr(self, f.name)
-            # instants out in the business zone, with their offset (interfaces.md)
+            # instants out in the business zone, with their offset (docs/interfaces.md)
             out[f.name] = v.astimezone(BUSINESS_TZ).isoformat() if isinstance(v, datetime) else v
         return out
 

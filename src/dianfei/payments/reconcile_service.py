@@ -426,7 +426,7 @@ def report(session: Session, channel: str, day: date) -> dict[str, Any] | None:
 
 
 def outcome_json(o: Outcome, day: date) -> dict[str, Any]:
-    """The ``dianfei reconcile --json`` answer (keys of interfaces.md, then extras)."""
+    """The ``dianfei reconcile --json`` answer (keys of docs/interfaces.md, then extras)."""
     m = o.matching
 
     def money(v: Any) -> str | None:
