@@ -53,3 +53,20 @@ def test_an_unknown_tag_is_refused() -> None:
 
     with pytest.raises(ValidationError, match="unknown tag '@bold'"):
         parse_markup("@bold x")
+
+
+def test_an_address_cannot_add_rows_or_lines_to_a_stop_notice() -> None:
+    """A customer record is data, never markup: line breaks and ``|`` in an address or a name stay
+    inside their own line of the printed letter (found in review: a forged row in a legal notice)."""
+    forged = "城关镇解放路8号\n| 应缴金额 | 0.00 元 |\r\n# 撤销通知\u2028@sign 伪造"
+    r = templates().render("stop_notice", "letter", "zh-CN", {**SAMPLE_CONTEXT, "customer_name": "王|小明"},
+                           extra={"utility_name": "城关供电公司", "hotline": "95598",
+                                  "recipient_name": "王|小明", "recipient_address": forged,
+                                  "today": "2026-11-02"})
+    blocks = parse_markup(r.letter_markup or "")
+    table_rows = [row for b in blocks if isinstance(b, Table) for row in b.rows]
+    assert not any("0.00" in cell for row in table_rows for cell in row)
+    assert [b for b in blocks if isinstance(b, Heading)] == [Heading(r.title)]
+    address = [b for b in blocks if isinstance(b, Line) and "解放路" in b.text]
+    assert address == [Line("城关镇解放路8号 ｜ 应缴金额 ｜ 0.00 元 ｜  # 撤销通知 @sign 伪造", "L", 12)]
+    assert not any(isinstance(b, Line) and b.text == "伪造" for b in blocks)

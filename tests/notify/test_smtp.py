@@ -120,3 +120,48 @@ def test_settings_from_file_and_environment() -> None:
     assert (s.host, s.port, s.starttls, s.ssl, s.password, s.sender) == (
         "mail.example.cn", 2525, True, False, "pw", "a@example.cn")
     assert load_smtp_settings({}, env={}) is None
+
+
+def test_only_one_plain_mailbox_is_an_email_address(people: Database, clock: FixedClock) -> None:
+    """Found in review: ``a@x.cn,b@evil.cn`` passed and mailed two people."""
+    import pytest
+
+    from dianfei.core.errors import ValidationError
+    from dianfei.notify.smtp import mailbox_problem
+
+    for good in ("zhang.san@example.cn", "z+bill@mail.example.com.cn", "a_b-c@x-y.cn"):
+        assert mailbox_problem(good) is None, good
+    for bad in ("a@x.cn,b@evil.cn", "a@x.cn;b@evil.cn", "张三 <a@x.cn>", "a@x.cn\nBcc: b@evil.cn",
+                "a@@x.cn", "a@x", "@x.cn", "a@x.cn.", "a b@x.cn", ".a@x.cn", "a..b@x.cn",
+                "a@-x.cn", "x" * 65 + "@x.cn", "a@" + "x" * 250 + ".cn"):
+        assert mailbox_problem(bad) is not None, bad
+    with people.session() as s, pytest.raises(ValidationError, match="not one address"):
+        service.set_contact(s, customer_id="C1", email="a@x.cn,b@evil.cn", clock=clock, cipher=CIPHER)
+
+
+def test_a_bad_address_already_stored_is_never_sent(people: Database, clock: FixedClock,
+                                                    smtp_inbox: SmtpInbox) -> None:
+    _enqueue_stop(people, clock, "zhang@example.cn")
+    from sqlalchemy import text
+
+    with people.engine.begin() as conn:  # as if written before the check existed
+        conn.execute(text("UPDATE notify_contacts SET email_enc = :e"),
+                     {"e": CIPHER.encrypt("a@x.cn,b@evil.cn")})
+    assert _dispatch(people, clock, email_sender(smtp_inbox)).retry_scheduled == 0
+    email = service.deliveries(people)[0]
+    assert (email.channel, email.status) == ("email", "failed")
+    assert email.last_error is not None and email.last_error.startswith("bad_address")
+    assert smtp_inbox.envelopes == []
+
+
+def test_a_password_never_crosses_the_network_in_clear() -> None:
+    import pytest
+
+    from dianfei.core.errors import ValidationError
+
+    plain = {"smtp": {"host": "mail.example.cn", "user": "u", "password": "pw"}}
+    with pytest.raises(ValidationError, match="need ssl = true or starttls = true"):
+        load_smtp_settings(plain, env={})
+    assert load_smtp_settings({"smtp": {**plain["smtp"], "starttls": True}}, env={}) is not None
+    assert load_smtp_settings(plain, env={"DIANFEI_SMTP_ALLOW_PLAIN_LOGIN": "1"}) is not None
+    assert load_smtp_settings({"smtp": {"host": "127.0.0.1", "user": "u"}}, env={}) is not None

@@ -76,6 +76,22 @@ def normalise_locale(locale: str | None) -> str:
     raise ValidationError(f"locale must be one of {', '.join(LOCALES)}, got {locale!r}")
 
 
+#: characters that end a line for str.splitlines (the letter parser splits on every one of them)
+_LINE_BREAKS = dict.fromkeys(map(ord, "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"), " ")
+
+
+def letter_text(value: Any) -> Any:
+    """A value as it may appear in letter markup: on one line, with no table-cell separator.
+
+    An address like ``"路1号\n| 应缴金额 | 0.00 元 |"`` would otherwise add a row to a legally
+    required stop notice; ``|`` becomes the full-width ``｜`` (which reads the same on paper) and
+    every line break a space.
+    """
+    if value is None or isinstance(value, (int, float)):
+        return value
+    return str(value).translate(_LINE_BREAKS).replace("|", "｜")
+
+
 class Templates:
     """The template files of one installation: the packaged ones, overridden file by file."""
 
@@ -86,6 +102,9 @@ class Templates:
         self._text_env = Environment(undefined=StrictUndefined, autoescape=False,
                                      keep_trailing_newline=True)
         self._html_env = Environment(undefined=StrictUndefined, autoescape=True)
+        # letter markup is line-oriented: a value must never start a line or a table cell
+        self._letter_env = Environment(undefined=StrictUndefined, autoescape=False,
+                                       keep_trailing_newline=True, finalize=letter_text)
         self._cache: dict[tuple[str, ...], Any] = {}
         self.specs = self._load_specs()
 
@@ -109,12 +128,12 @@ class Templates:
                 raise ValidationError(f"notice template {path}: {exc}") from None
         return self._cache[key]  # type: ignore[no-any-return]
 
-    def _compiled(self, where: str, source: str, html: bool = False) -> Any:
-        key = ("tpl", source, str(html))
+    def _compiled(self, where: str, source: str, html: bool = False, letter: bool = False) -> Any:
+        key = ("tpl", source, str(html), str(letter))
         if key not in self._cache:
             from jinja2 import TemplateSyntaxError
 
-            env = self._html_env if html else self._text_env
+            env = self._html_env if html else self._letter_env if letter else self._text_env
             try:
                 self._cache[key] = env.from_string(source)
             except TemplateSyntaxError as exc:
@@ -152,11 +171,12 @@ class Templates:
                 f"YYYY-MM-DD); not text: {', '.join(sorted(bad))}")
 
     # -- rendering ---------------------------------------------------------------------------
-    def _render(self, where: str, source: str, values: Mapping[str, Any], html: bool = False) -> str:
+    def _render(self, where: str, source: str, values: Mapping[str, Any], html: bool = False,
+                letter: bool = False) -> str:
         from jinja2 import UndefinedError
 
         try:
-            return str(self._compiled(where, source, html).render(values))
+            return str(self._compiled(where, source, html, letter).render(values))
         except UndefinedError as exc:
             raise ValidationError(f"notice template {where}: {exc.message} "
                                   "(a variable the template needs is missing)") from None
@@ -273,7 +293,7 @@ class Templates:
                                        layout, html=True)
         elif channel == "letter":
             out["letter_markup"] = self._render(
-                "letter.txt", self._path("letter.txt").read_text("utf-8"), layout)
+                "letter.txt", self._path("letter.txt").read_text("utf-8"), layout, letter=True)
         elif channel != "wechat":
             raise ValidationError(f"channel must be sms, email, wechat or letter, got {channel!r}")
         return Rendered(**out)

@@ -60,6 +60,7 @@ from dianfei.notify.rules import (
     load_notify_settings,
     quiet_until,
 )
+from dianfei.notify.smtp import mailbox_problem
 
 NOTICES = ("reminder", "final_reminder", "stop_notice", "pre_stop", "prepay_warning", "cutoff_notice",
            "reconnected", "payment_receipt")
@@ -246,8 +247,9 @@ def set_contact(session: Session, *, customer_id: str, email: str | None = None,
     changes: dict[str, Any] = {}
     if email is not None:
         email = email.strip()
-        if email and ("@" not in email or " " in email or email.startswith("@") or email.endswith("@")):
-            raise ValidationError(f"customer {customer_id}: not an e-mail address: {mask_email(email)}")
+        problem = mailbox_problem(email) if email else None
+        if problem:
+            raise ValidationError(f"customer {customer_id}: e-mail address {mask_email(email)} is {problem}")
         changes["email_enc"] = _cipher_from_env(cipher).encrypt(email) if email else None
     if wechat_openid is not None:
         if len(wechat_openid) > 64:

@@ -4,7 +4,9 @@ Settings: ``[notify.smtp]`` host, port, user, password, from, starttls, ssl, tim
 environment ``DIANFEI_SMTP_HOST``, ``DIANFEI_SMTP_PORT``, ``DIANFEI_SMTP_USER``,
 ``DIANFEI_SMTP_PASSWORD``, ``DIANFEI_SMTP_FROM``, ``DIANFEI_SMTP_STARTTLS`` (1/0),
 ``DIANFEI_SMTP_SSL`` (1/0), which win over the file. No host → the e-mail channel is not
-configured and e-mails are recorded 'suppressed'.
+configured and e-mails are recorded 'suppressed'. A user and password are refused without ssl or
+starttls (the password would travel in clear) unless the host is loopback or
+``allow_plain_login`` (``DIANFEI_SMTP_ALLOW_PLAIN_LOGIN``) says the relay is on a trusted network.
 
 Subjects and names are encoded per RFC 2047 (UTF-8) by the standard library's ``email`` package;
 bodies are UTF-8. A 4xx reply or a refused connection is retryable; a 5xx reply (unknown
@@ -15,6 +17,7 @@ after DATA was sent is an unknown outcome (see channels.py).
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import smtplib
 import ssl
@@ -42,6 +45,24 @@ class SmtpSettings:
     sender_name: str | None = None
 
 
+#: one addr-spec as a notice may be sent to: dot-atom local part, a dotted host name, no display
+#: name, no list — ``a@x.cn,b@evil.cn`` or ``a@x.cn\nBcc: b@evil.cn`` must never pass
+_MAILBOX = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{}~-]+)*"
+                      r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}")
+_LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+def mailbox_problem(address: str) -> str | None:
+    """Why ``address`` is not one deliverable mailbox (RFC 5321 sizes), or None when it is."""
+    if len(address) > 254:
+        return "longer than 254 characters"
+    if not _MAILBOX.fullmatch(address):
+        return "not one address of the form name@host.example (no lists, spaces or display names)"
+    if len(address.partition("@")[0]) > 64:
+        return "the part before @ is longer than 64 characters"
+    return None
+
+
 def _flag(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -53,7 +74,8 @@ def load_smtp_settings(notify_raw: Mapping[str, Any], env: Mapping[str, str] | N
     """``[notify.smtp]`` overlaid by ``DIANFEI_SMTP_*``; None when no host is configured."""
     env = os.environ if env is None else env
     cfg = dict(notify_raw.get("smtp", {}) or {})
-    for name in ("host", "port", "user", "password", "from", "starttls", "ssl", "timeout"):
+    for name in ("host", "port", "user", "password", "from", "starttls", "ssl", "timeout",
+                 "allow_plain_login"):
         value = env.get(f"DIANFEI_SMTP_{name.upper()}")
         if value:
             cfg[name] = value
@@ -67,6 +89,12 @@ def load_smtp_settings(notify_raw: Mapping[str, Any], env: Mapping[str, str] | N
         raise ValidationError("notify.smtp: port and timeout must be numbers") from None
     if _flag(cfg.get("ssl", False)) and _flag(cfg.get("starttls", False)):
         raise ValidationError("notify.smtp: choose ssl (port 465) or starttls (port 587), not both")
+    encrypted = _flag(cfg.get("ssl", False)) or _flag(cfg.get("starttls", False))
+    if cfg.get("user") and not encrypted and str(host) not in _LOOPBACK \
+            and not _flag(cfg.get("allow_plain_login", False)):
+        # the password would cross the network in clear (AUTH PLAIN/LOGIN is base64, not secret)
+        raise ValidationError("notify.smtp: a user and password need ssl = true or starttls = true "
+                              "(or allow_plain_login = true for a relay on a trusted network)")
     return SmtpSettings(host=str(host), port=port, user=cfg.get("user") or None,
                         password=cfg.get("password") or None,
                         sender=str(cfg.get("from") or f"noreply@{host}"),
@@ -79,6 +107,10 @@ def build_email(message: Message, settings: SmtpSettings) -> EmailMessage:
     r = message.rendered
     if r.subject is None or r.text is None or r.html is None:
         raise SendError("not_rendered", "the e-mail parts were not rendered", retryable=False)
+    problem = mailbox_problem(message.recipient.email or "")
+    if problem:
+        # a stored address from before the check, or edited in the database: never send
+        raise SendError("bad_address", f"the e-mail address is {problem}", retryable=False)
     mail = EmailMessage()
     mail["Subject"] = r.subject
     mail["From"] = formataddr((settings.sender_name, settings.sender)) if settings.sender_name \
