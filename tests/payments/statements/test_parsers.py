@@ -165,3 +165,36 @@ def test_fuzz_mutated_statements_parse_or_raise_a_typed_error(
     assert s.frame["amount"].min() is None or s.frame["amount"].min() > 0  # type: ignore[operator]
     assert set(s.frame["kind"].unique()) <= {"payment", "refund"}
     assert s.frame["line"].is_unique().all()
+
+
+def test_a_gbk_name_whose_second_byte_is_the_delimiter_stays_one_field() -> None:
+    """In GBK, 東 is 0x96 0x7C and 億 0x83 0x7C: their second byte is "|". Splitting the bytes
+    before decoding cut such an outlet name into two fields and refused a genuine agent file."""
+    from datetime import date, datetime
+
+    from dianfei.core.clock import BUSINESS_TZ
+    from dianfei.payments.layouts import load_layout
+    from dianfei.payments.statements.bankfile import read_layout_file, render
+
+    layout = load_layout("post_agent")
+    at = datetime(2024, 3, 5, 14, 30, tzinfo=BUSINESS_TZ)
+    outlet = "東城億家超市"
+    assert b"|" in outlet.encode("gbk")
+    body = render(layout, "agent", header={"agent_code": "YZ0001", "date": date(2024, 3, 5)},
+                  details=[{"serial": "000001", "account_id": "C1", "amount": 3000, "paid_at": at,
+                            "outlet": outlet}],
+                  trailer={"count": 1, "total": 3000})
+    parsed = read_layout_file(layout, "agent", body, name="yz.txt")
+    assert [(d["account_id"], d["outlet"], d["amount"]) for d in parsed.details] == [("C1", outlet, 3000)]
+
+
+def test_a_zip_that_unzips_past_the_cap_is_refused_before_reading(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A zip bomb (kB that unzip to GB) must not fill memory: the member's size is checked first."""
+    from dianfei.payments.statements import common
+
+    csv = alipay_csv([Line(f"A{i}", 8000, datetime(2024, 3, 5, 10, 0), f"DF{i:06d}") for i in range(50)])
+    monkeypatch.setattr(common, "MAX_UNZIPPED", len(csv) - 1)
+    with pytest.raises(StatementError, match="more than the"):
+        parse_statement("alipay", alipay_zip(csv), name="bill.zip")
+    monkeypatch.setattr(common, "MAX_UNZIPPED", len(csv))
+    assert parse_statement("alipay", alipay_zip(csv), name="bill.zip") is not None

@@ -182,9 +182,14 @@ def _record_kind(layout: Layout, recs: dict[str, RecordSpec], raw: bytes) -> str
         if layout.format == "fixed":
             if raw[: marker.width].rstrip(b" ") == token:
                 return rec
-        elif raw.split(layout.delimiter.encode(layout.encoding), 1)[0].strip() == token:
+        elif _decoded(layout, raw).split(layout.delimiter, 1)[0].strip() == marker.value:
             return rec
     return None
+
+
+def _decoded(layout: Layout, raw: bytes) -> str:
+    """The line as text for telling its record kind (a bad byte is reported by the reader)."""
+    return raw.decode(layout.encoding, errors="replace")
 
 
 def _read_record(
@@ -201,7 +206,14 @@ def _read_record(
             parts.append(raw[pos : pos + f.width])
             pos += f.width
     else:
-        parts = raw.split(layout.delimiter.encode(layout.encoding))
+        # decode the line, then split: in GBK the second byte of 116 characters (e.g. 緗, 鐋) is
+        # 0x7C, the byte of "|", so splitting the bytes would cut such a name into two fields
+        try:
+            text_line = raw.decode(layout.encoding)
+        except UnicodeDecodeError as exc:
+            findings.append(Finding(line, "record", f"bytes not valid {layout.encoding} at byte {exc.start}"))
+            return None
+        parts = [s.encode(layout.encoding) for s in text_line.split(layout.delimiter)]
         if len(parts) != len(spec.fields):
             findings.append(
                 Finding(line, "record", f"{len(parts)} fields, the layout's record has {len(spec.fields)}")

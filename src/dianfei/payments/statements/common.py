@@ -133,6 +133,11 @@ def read_bytes(source: str | Path | bytes, name: str | None = None) -> tuple[byt
         raise ValidationError(f"cannot read the statement file: {exc.strerror}", where=str(path)) from None
 
 
+#: the most a zipped statement may unzip to: a busy channel's daily bill is tens of MB; a zip
+#: bomb (a few kB that unzip to GBs) is refused before it fills memory
+MAX_UNZIPPED = 512 << 20
+
+
 def unzip_member(data: bytes, file: str, *, prefer: str, avoid: str) -> tuple[bytes, str]:
     """The member of a zip archive holding the detail file (Alipay ships its bill zipped).
 
@@ -159,10 +164,19 @@ def unzip_member(data: bytes, file: str, *, prefer: str, avoid: str) -> tuple[by
         names = ", ".join(m[0] for m in members) or "nothing"
         raise StatementError(file, [Finding(0, "file", f"cannot tell the detail file in the zip ({names})")])
     name, info = chosen[0]
+    if info.file_size > MAX_UNZIPPED:
+        raise StatementError(file, [Finding(0, name, f"{info.file_size:,} bytes unzipped, more than the "
+                                                      f"{MAX_UNZIPPED:,} a statement may have")])
     try:
-        return archive.read(info), f"{file}!{name}"
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        with archive.open(info) as member:
+            # the size in the directory is the sender's word: read at most one byte past the cap
+            body = member.read(MAX_UNZIPPED + 1)
+    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
         raise StatementError(file, [Finding(0, name, f"damaged zip member: {exc}")]) from None
+    if len(body) > MAX_UNZIPPED:
+        raise StatementError(file, [Finding(0, name, f"unzips to more than the {MAX_UNZIPPED:,} bytes "
+                                                      "a statement may have (the archive understates it)")])
+    return body, f"{file}!{name}"
 
 
 def decode_lines(data: bytes, file: str, encoding: str = "auto") -> pl.Series:
