@@ -132,3 +132,41 @@ def test_concurrent_duplicates_post_exactly_once(configured) -> None:  # type: i
         assert ledger.balance(conn, "C2") == -sum(1000 + i for i in range(5))
         assert service.check(conn) == []
         assert conn.execute(text("SELECT sum(amount) FROM payment_allocations")).scalar() == 5010
+
+
+def test_a_cumulative_refund_after_a_partial_one_handled_by_hand_is_not_a_full_reversal(configured) -> None:  # type: ignore[no-untyped-def]
+    """Alipay's refund_fee is the trade's total refunded so far. After a partial refund of 30.00
+    went to the worklist (and was paid back by hand), the next notice says 80.70 in all: reversing
+    the whole payment then would give the 30.00 back twice (found in review)."""
+    db, alipay, _ = configured
+    no = order(db, "alipay")
+    trade = "2026031022001400077"
+    app = create_app(db)
+    client = TestClient(app)
+    url = "/api/v1/payments/notify/alipay"
+    body, ctype = alipay.notification(no, trade, 8070)
+    assert client.post(url, content=body, headers={"content-type": ctype}).text == "success"
+    for refund_no, total in (("RF-1", 3000), ("RF-2", 8070), ("RF-2", 8070)):
+        body, ctype = alipay.refund_notification(no, trade, 8070, total, refund_no)
+        client.post(url, content=body, headers={"content-type": ctype})  # to the worklist
+    assert scalar(db.engine, "SELECT status FROM payments") == "posted"
+    details = [str(r[0]) for r in db.engine.connect().execute(text(
+        "SELECT detail FROM payment_inbox WHERE refusal = 'partial_refund' ORDER BY id")).all()]
+    assert len(details) == 3
+    assert details[0].startswith("refund RF-1 of 3000 fen")
+    assert all("follows earlier partial refunds RF-1" in d for d in details[1:])
+    with db.engine.connect() as conn:
+        assert ledger.balance(conn, "C1") == 0 and service.check(conn) == []
+
+
+def test_a_full_refund_with_no_earlier_partial_one_reverses_the_payment(configured) -> None:  # type: ignore[no-untyped-def]
+    db, alipay, _ = configured
+    no = order(db, "alipay")
+    client = TestClient(create_app(db))
+    url = "/api/v1/payments/notify/alipay"
+    for body, ctype in (alipay.notification(no, "T-FULL", 8070),
+                        alipay.refund_notification(no, "T-FULL", 8070, 8070, "RF-9")):
+        assert client.post(url, content=body, headers={"content-type": ctype}).status_code == 200
+    assert scalar(db.engine, "SELECT status FROM payments") == "refunded"
+    with db.engine.connect() as conn:
+        assert ledger.balance(conn, "C1") == 8070

@@ -135,7 +135,15 @@ def _refund(db: Database, inbox_id: int, refund: ChannelRefund, *, clock: Clock)
             s.execute(update(InboxMessage).where(InboxMessage.id == inbox_id).values(
                 verdict="duplicate", transaction_id=refund.transaction_id, payment_id=pid))
             return InboxResult(inbox_id, "duplicate", payment_id=pid)
-        if refund.amount != pay.amount:
+        earlier = _earlier_partial_refunds(s, refund)
+        if earlier:
+            # a person already dealt with part of this payment by hand: Alipay's cumulative
+            # refund_fee (or WeChat's next refund) can no longer be read as "the whole payment"
+            what = "refunds so far" if refund.cumulative else "refund"
+            code, msg = "partial_refund", (
+                f"refund {refund.refund_id} ({what} {refund.amount} fen) of a payment of "
+                f"{pay.amount} fen follows earlier partial refunds {', '.join(earlier)}: needs review")
+        elif refund.amount != pay.amount:
             code, msg = "partial_refund", (f"refund {refund.refund_id} of {refund.amount} fen on a "
                                            f"payment of {pay.amount} fen needs review")
         else:
@@ -145,6 +153,16 @@ def _refund(db: Database, inbox_id: int, refund: ChannelRefund, *, clock: Clock)
                 detail=f"refund {refund.refund_id}"))
             return InboxResult(inbox_id, "posted", payment_id=pid)
     return _refuse(db, inbox_id, Refusal(code, msg, refund.transaction_id))
+
+
+def _earlier_partial_refunds(s: Session, refund: ChannelRefund) -> list[str]:
+    """The refund ids of this trade's earlier partial refunds (sent to the worklist), other than
+    ``refund`` itself (a redelivered notification is the same refund, not an earlier one)."""
+    details = s.execute(select(InboxMessage.detail).where(
+        InboxMessage.channel == refund.channel, InboxMessage.transaction_id == refund.transaction_id,
+        InboxMessage.refusal == "partial_refund")).scalars().all()
+    ids = {(d or "").split(" ", 2)[1] for d in details if (d or "").startswith("refund ")}
+    return sorted(ids - {refund.refund_id})
 
 
 @contextmanager
