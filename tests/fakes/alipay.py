@@ -116,6 +116,7 @@ class FakeAlipay:
         env = {"DIANFEI_ALIPAY_PUBLIC_KEY_FILE": str(key_path)}
         if check_app_id:
             env["DIANFEI_ALIPAY_APP_ID"] = self.app_id
+            env["DIANFEI_ALIPAY_SELLER_ID"] = self.seller_id
         return env
 
     # notifications ----------------------------------------------------------------------

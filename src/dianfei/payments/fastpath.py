@@ -59,6 +59,7 @@ from dianfei.ledger.service import Book, Item
 from dianfei.payments.channels.base import Outcome, Refusal
 from dianfei.payments.inbox import PROOF_HEADERS, InboxResult, process, store_raw
 from dianfei.payments.models import InboxMessage, Payment
+from dianfei.payments.refusal_log import printable
 from dianfei.payments.service import (
     PaymentRefused,
     check_against_order,
@@ -150,6 +151,8 @@ def post_batch(conn: Connection, items: Sequence[Incoming], *, clock: Clock, sou
         payment = None if isinstance(it.outcome, Refusal) else it.outcome.payment
         txn = (it.outcome.transaction_id or None) if isinstance(it.outcome, Refusal) else (
             payment.transaction_id if payment is not None else None)
+        if verdict == "refused":  # what was refused is kept as text, never its control bytes
+            txn, message = printable(txn, 64), printable(message, 2000) or ""
         plan.inbox.append({
             "channel": it.channel, "received_at": it.received_at, "headers": kept_headers(it.headers),
             "body": it.body, "verdict": verdict, "refusal": code[:24] if code else None,

@@ -195,12 +195,19 @@ def receive(db: Database, *, channel: str, headers: Mapping[str, str], body: byt
         return process(db, inbox_id, outcome, clock=clock, source=source, order=order, conn=conn)
 
 
-def worklist(db: Database, *, include_resolved: bool = False) -> list[InboxMessage]:
-    """Refused messages for the clarification worklist (oldest first)."""
+def worklist(db: Database, *, include_resolved: bool = False, limit: int | None = None,
+             after_id: int | None = None) -> list[InboxMessage]:
+    """Refused messages for the clarification worklist, oldest first (in order of arrival, by id);
+    ``limit`` and ``after_id`` page through it."""
     with db.session() as s:
         q = select(InboxMessage).where(InboxMessage.verdict == "refused")
         if not include_resolved:
             q = q.where(InboxMessage.resolved_at.is_(None))
-        rows = list(s.execute(q.order_by(InboxMessage.received_at, InboxMessage.id)).scalars())
+        if after_id is not None:
+            q = q.where(InboxMessage.id > after_id)
+        q = q.order_by(InboxMessage.id)
+        if limit is not None:
+            q = q.limit(limit)
+        rows = list(s.execute(q).scalars())
         s.expunge_all()
         return rows

@@ -138,3 +138,32 @@ class CounterReceipt(Base):
     #: cash handed over and change given (fen), for cash
     tendered: Mapped[int | None] = mapped_column(BigInteger)
     change: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class RefusalLogRow(Base):
+    """Notifications that nobody proved the channel sent (bad signature, garbage, replays, too
+    large, throttled): a capped log apart from the inbox, written by its own thread.
+
+    Anyone can post to a callback URL, so what is kept here is bounded on purpose: per source at
+    most a few rows a minute are kept one by one (body hash and size, never the body; the claimed
+    transaction id filtered to printable ASCII), the rest are counted in one summary row per
+    source, channel and reason (``count``), and the oldest rows beyond the cap are pruned. None of
+    it ever shares a transaction with genuine postings.
+    """
+
+    __tablename__ = "payment_refusal_log"
+    __table_args__ = (Index("ix_payment_refusal_log_last_at", "last_at"),)
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    channel: Mapped[str] = mapped_column(String(12))
+    #: the client address the request came from (after trusted proxies)
+    source: Mapped[str] = mapped_column(String(64))
+    code: Mapped[str] = mapped_column(String(24))
+    detail: Mapped[str | None] = mapped_column(String(200))
+    claimed_transaction_id: Mapped[str | None] = mapped_column(String(64))
+    body_sha256: Mapped[str | None] = mapped_column(String(64))
+    body_size: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: 1 for a row kept one by one; n for a summary of n refusals between first_at and last_at
+    count: Mapped[int] = mapped_column(BigInteger, default=1)
+    first_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -10,11 +10,12 @@ reply and stays on the inbox worklist.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from dianfei.core.clock import Clock
@@ -22,11 +23,14 @@ from dianfei.db.engine import Database
 from dianfei.payments import fastpath, inbox
 from dianfei.payments.channels.alipay import AlipayNotifier
 from dianfei.payments.channels.base import Outcome, Refusal
-from dianfei.payments.channels.config import load_channel_settings
+from dianfei.payments.channels.config import load_channel_settings, missing_merchant_ids
 from dianfei.payments.channels.online import OnlineNotifier
 from dianfei.payments.channels.wechatpay import WechatPayNotifier
+from dianfei.payments.refusal_log import CallbackGuard, load_guard_settings, recent_refusals
 from dianfei.payments.service import allocation_order
 from dianfei.web.auth import Role
+
+log = logging.getLogger(__name__)
 
 #: refusals that mean "you are not who you say": 401 rather than 400
 _AUTH_REFUSALS = {"bad_signature", "wrong_serial", "stale_timestamp", "replay", "decrypt_failed",
@@ -35,6 +39,12 @@ _AUTH_REFUSALS = {"bad_signature", "wrong_serial", "stale_timestamp", "replay", 
 
 def register(app: FastAPI, db: Database, clock: Clock) -> None:
     channels = load_channel_settings(db.settings, os.environ)
+    missing = missing_merchant_ids(channels)
+    if missing:
+        log.warning("payment channels without merchant identities (a notification signed for "
+                    "another merchant under the same key would be accepted): set %s, or "
+                    "[payments] require_merchant_ids = true to refuse to start without them",
+                    ", ".join(missing))
     alipay = AlipayNotifier(channels.alipay)
     wechat = WechatPayNotifier(channels.wechatpay)
     online = OnlineNotifier(channels.online)
@@ -45,55 +55,70 @@ def register(app: FastAPI, db: Database, clock: Clock) -> None:
     batcher = fastpath.Batcher(db, clock=clock, order=order)
     app.state.callback_batcher = batcher
 
-    async def _receive(channel: str, headers: Mapping[str, str], body: bytes,
-                       verify: Any) -> inbox.InboxResult:
+    guard = CallbackGuard(db, clock, load_guard_settings(db.settings.raw))
+    app.state.callback_guard = guard
+
+    async def _receive(request: Request, channel: str,
+                       verify: Callable[[bytes, dict[str, str]], Outcome]) -> inbox.InboxResult:
+        """Guard, verify, then post: an unproven message never reaches the postings' writer."""
+        source = guard.source_of(request.client.host if request.client else None, request.headers)
+        if guard.throttled(source):
+            guard.refused(channel=channel, source=source, code="throttled",
+                          detail="too many unverifiable notifications from this source")
+            return inbox.InboxResult(0, "refused", "throttled", "too many unverifiable notifications")
+        body = await _capped_body(request, guard.settings.max_body)
+        if body is None:
+            declared = request.headers.get("content-length", "")
+            guard.refused(channel=channel, source=source, code="too_large",
+                          detail=f"body over {guard.settings.max_body} bytes "
+                                 f"(Content-Length {declared[:20]})",
+                          body_size=int(declared) if declared.isdigit() else guard.settings.max_body + 1)
+            return inbox.InboxResult(0, "refused", "too_large",
+                                     f"the body exceeds {guard.settings.max_body} bytes")
+        headers = dict(request.headers)
         received_at = clock.now()
         try:
-            outcome: Outcome = verify()  # signature checks: ~0.2 ms, no database
+            outcome: Outcome = verify(body, headers)  # signature checks: ~0.2 ms, no database
         except Exception as exc:  # an adapter bug must not lose the message: it stays listed
             outcome = Refusal("verify_error", f"{type(exc).__name__}: {exc}")
+        if isinstance(outcome, Refusal) and not outcome.signed:
+            guard.refused(channel=channel, source=source, code=outcome.code, detail=outcome.message,
+                          claimed_transaction_id=outcome.transaction_id, body=body)
+            return inbox.InboxResult(0, "refused", outcome.code, outcome.message)
+        guard.verified(source)
         item = fastpath.Incoming(channel, headers, body, outcome, received_at)
         return await asyncio.wrap_future(batcher.submit(item))
 
     @app.post("/api/v1/payments/notify/alipay", response_class=PlainTextResponse, tags=["payments"])
     async def notify_alipay(request: Request) -> Response:
         """Alipay asynchronous notification (form-encoded, RSA2). Answers ``success`` once
-        posted; ``fail`` (and the refusal on the worklist) otherwise."""
-        body = await request.body()
+        posted; ``fail`` (and the refusal on the worklist or the refusal log) otherwise."""
         ctype = request.headers.get("content-type", "")
-        res = await _receive("alipay", dict(request.headers), body,
-                             lambda: alipay.verify(body, ctype))
+        res = await _receive(request, "alipay", lambda body, _h: alipay.verify(body, ctype))
         if res.accepted:
             return PlainTextResponse("success")
-        status = 401 if res.code in _AUTH_REFUSALS else 400
-        return PlainTextResponse("fail", status_code=status)
+        return PlainTextResponse("fail", status_code=_status(res))
 
     @app.post("/api/v1/payments/notify/wechatpay", tags=["payments"])
     async def notify_wechatpay(request: Request) -> Response:
         """WeChat Pay APIv3 notification (Wechatpay-* headers, AEAD_AES_256_GCM resource).
         204 once posted; 4xx with ``{"code": "FAIL", "message"}`` otherwise."""
-        body = await request.body()
-        headers = dict(request.headers)
-        res = await _receive("wechatpay", headers, body,
-                             lambda: wechat.verify(headers, body, now=clock.now()))
+        res = await _receive(request, "wechatpay",
+                             lambda body, headers: wechat.verify(headers, body, now=clock.now()))
         if res.accepted:
             return Response(status_code=204)
-        status = 401 if res.code in _AUTH_REFUSALS else 400
         return JSONResponse({"code": "FAIL", "message": f"{res.code}: {res.message}"},
-                            status_code=status)
+                            status_code=_status(res))
 
     @app.post("/api/v1/payments/notify/online", tags=["payments"])
     async def notify_online(request: Request) -> Response:
         """Online banking / app gateway callback (JSON, HMAC-SHA256; docs/payment-channels.md)."""
-        body = await request.body()
-        headers = dict(request.headers)
-        res = await _receive("online", headers, body,
-                             lambda: online.verify(headers, body, now=clock.now()))
+        res = await _receive(request, "online",
+                             lambda body, headers: online.verify(headers, body, now=clock.now()))
         if res.accepted:
             return JSONResponse({"code": "SUCCESS"})
-        status = 401 if res.code in _AUTH_REFUSALS else 400
         return JSONResponse({"code": "FAIL", "message": f"{res.code}: {res.message}"},
-                            status_code=status)
+                            status_code=_status(res))
 
     @app.get("/api/v1/payments/{account}", tags=["payments"])
     def api_payments(account: str, _role: Role) -> list[dict[str, Any]]:
@@ -104,8 +129,46 @@ def register(app: FastAPI, db: Database, clock: Clock) -> None:
         return [payment_summary(r) for r in frame.iter_rows(named=True)]
 
     @app.get("/api/v1/payments-worklist", tags=["payments"])
-    def api_worklist(_role: Role) -> list[dict[str, Any]]:
-        """Refused notifications awaiting clarification (oldest first)."""
-        return [{"id": m.id, "channel": m.channel, "received_at": m.received_at.isoformat(),
-                 "refusal": m.refusal, "detail": m.detail, "transaction_id": m.transaction_id,
-                 "owner": m.owner} for m in inbox.worklist(db)]
+    def api_worklist(_role: Role, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                     after_id: int | None = None) -> dict[str, Any]:
+        """Refused notifications of the channels awaiting clarification, oldest first, one page;
+        ``next_after_id`` asks for the next page (null on the last)."""
+        rows = inbox.worklist(db, limit=limit + 1, after_id=after_id)
+        page = rows[:limit]
+        return {"items": [{"id": m.id, "channel": m.channel, "received_at": m.received_at.isoformat(),
+                           "refusal": m.refusal, "detail": m.detail,
+                           "transaction_id": m.transaction_id, "owner": m.owner} for m in page],
+                "next_after_id": page[-1].id if len(rows) > limit else None}
+
+    @app.get("/api/v1/payments-refusals", tags=["payments"])
+    def api_refusals(_role: Role, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                     before_id: int | None = None) -> dict[str, Any]:
+        """The capped log of unverifiable notifications (bad signatures, junk, throttled),
+        newest first, one page; ``next_before_id`` asks for the next page."""
+        rows = recent_refusals(db, limit=limit + 1, before_id=before_id)
+        page = rows[:limit]
+        return {"items": page, "next_before_id": page[-1]["id"] if len(rows) > limit else None}
+
+
+def _status(res: inbox.InboxResult) -> int:
+    if res.code == "too_large":
+        return 413
+    if res.code == "throttled":
+        return 429
+    return 401 if res.code in _AUTH_REFUSALS else 400
+
+
+async def _capped_body(request: Request, limit: int) -> bytes | None:
+    """The body, or None when it is larger than ``limit``: refused from Content-Length before
+    reading, and never read past the limit when the sender lies or streams."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)

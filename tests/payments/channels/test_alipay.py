@@ -253,3 +253,27 @@ def test_we_verify_what_the_sdk_signs(
     # and the same body with one amount changed is refused
     tampered = FakeAlipay.tamper(body, total_amount="1.00")
     assert alipay.verify(tampered, "application/x-www-form-urlencoded").code == "bad_signature"  # type: ignore[union-attr]
+
+
+def test_another_seller_under_the_same_key_is_refused(alipay: AlipayNotifier,
+                                                     fake_alipay: FakeAlipay) -> None:
+    """Merchant binding: a notification Alipay signed for another seller (a service provider's
+    sub-merchants share the key) is refused, as a signed message for a person to look at."""
+    outcome = alipay.verify(*fake_alipay.notification("DF1", "T1", 100, seller_id="2088999999999999"))
+    assert isinstance(outcome, Refusal) and outcome.code == "wrong_merchant" and outcome.signed
+    forged = alipay.verify(*fake_alipay.forged("DF1", "T1", 100))
+    assert isinstance(forged, Refusal) and not forged.signed
+
+
+def test_merchant_identities_can_be_required(tmp_path: Path, fake_alipay: FakeAlipay) -> None:
+    from dianfei.core.errors import ValidationError
+    from dianfei.payments.channels.config import missing_merchant_ids
+
+    env = fake_alipay.env(tmp_path / "k.pem", check_app_id=False)
+    assert missing_merchant_ids(load_channel_settings(load_settings({}), env)) == [
+        "DIANFEI_ALIPAY_APP_ID", "DIANFEI_ALIPAY_SELLER_ID"]
+    strict = {"DIANFEI_PAYMENTS_REQUIRE_MERCHANT_IDS": "1"}
+    with pytest.raises(ValidationError, match="DIANFEI_ALIPAY_APP_ID, DIANFEI_ALIPAY_SELLER_ID"):
+        load_channel_settings(load_settings({}), {**env, **strict})
+    full = fake_alipay.env(tmp_path / "k2.pem")
+    assert load_channel_settings(load_settings({}), {**full, **strict}).alipay

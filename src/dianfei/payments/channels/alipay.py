@@ -32,7 +32,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
 from cryptography.hazmat.primitives.hashes import SHA256
 
-from dianfei.payments.channels.base import ChannelPayment, Outcome, Refusal, Verified
+from dianfei.payments.channels.base import ChannelPayment, Outcome, Refusal, Verified, signed
 from dianfei.payments.channels.common import ChannelRefund, RefundVerified, beijing_time, yuan_to_fen
 from dianfei.payments.channels.config import AlipaySettings, not_configured
 
@@ -156,8 +156,14 @@ class AlipayNotifier:
             return Refusal("bad_signature", "RSA2 signature does not verify with the Alipay public key", txn)
         app_id = self.settings.app_id
         if app_id is not None and params.get("app_id") != app_id:
-            return Refusal("wrong_app", f"app_id {params.get('app_id', '')[:40]!r} is not ours", txn)
-        return self._parse(params, txn)
+            return Refusal("wrong_app", f"app_id {params.get('app_id', '')[:40]!r} is not ours", txn,
+                           signed=True)
+        seller_id = self.settings.seller_id
+        if seller_id is not None and params.get("seller_id") != seller_id:
+            # signed for another merchant under the same Alipay key (a service provider's apps)
+            return Refusal("wrong_merchant", f"seller_id {params.get('seller_id', '')[:40]!r} is not ours",
+                           txn, signed=True)
+        return signed(self._parse(params, txn))
 
     def _parse(self, params: dict[str, str], txn: str | None) -> Outcome:
         status = params.get("trade_status", "")

@@ -7,7 +7,7 @@ transaction id, one transaction with the ledger) is done by ``payments.service``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 
@@ -46,6 +46,12 @@ class Refusal:
     message: str
     #: the transaction id when it could be read (a refusal never claims it: see inbox rules)
     transaction_id: str | None = None
+    #: True when the channel's signature verified and the message was refused on its content
+    #: (unknown order, wrong amount, …): the channel really sent it, so it goes to the inbox
+    #: worklist. False for everything anyone could have sent (bad signature, garbage, replays):
+    #: those go to the capped refusal log and never into the postings' transaction.
+    signed: bool = False
+
 
 
 @dataclass(frozen=True)
@@ -59,4 +65,12 @@ class Verified:
 
 
 Outcome = Verified | Refusal
+
+
+def signed(outcome: Outcome) -> Outcome:
+    """``outcome`` of a message whose signature verified: a refusal is marked as signed."""
+    if isinstance(outcome, Refusal) and not outcome.signed:
+        return replace(outcome, signed=True)
+    return outcome
+
 StatementKind = Literal["payment", "refund"]

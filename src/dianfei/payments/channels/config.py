@@ -44,6 +44,8 @@ class AlipaySettings:
     public_key_source: str
     #: our application id (APPID); when set, a notification for another app is refused
     app_id: str | None = None
+    #: our merchant's Alipay user id (seller_id, 2088…); when set, another seller's is refused
+    seller_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -175,10 +177,12 @@ def _alipay(settings: Settings, env: Mapping[str, str]) -> AlipaySettings | None
     section = _section(settings, "alipay")
     key_file, where = _setting(env, section, "DIANFEI_ALIPAY_PUBLIC_KEY_FILE", "public_key_file")
     app_id, _ = _setting(env, section, "DIANFEI_ALIPAY_APP_ID", "app_id")
+    seller_id, _ = _setting(env, section, "DIANFEI_ALIPAY_SELLER_ID", "seller_id")
     if key_file is None:
         return None
     key = load_public_key(_read_key_file(key_file, where), f"{where} ({key_file})")
-    return AlipaySettings(public_key=key, public_key_source=key_file, app_id=app_id)
+    return AlipaySettings(public_key=key, public_key_source=key_file, app_id=app_id,
+                          seller_id=seller_id)
 
 
 def _wechatpay(settings: Settings, env: Mapping[str, str]) -> WechatPaySettings | None:
@@ -225,6 +229,39 @@ def _online(settings: Settings, env: Mapping[str, str]) -> OnlineSettings | None
 
 
 def load_channel_settings(settings: Settings, env: Mapping[str, str]) -> ChannelSettings:
-    """Read every channel's settings; raises ``ValidationError`` naming the variable on a bad one."""
-    return ChannelSettings(alipay=_alipay(settings, env), wechatpay=_wechatpay(settings, env),
-                           online=_online(settings, env))
+    """Read every channel's settings; raises ``ValidationError`` naming the variable on a bad one.
+
+    With ``[payments] require_merchant_ids = true`` (``DIANFEI_PAYMENTS_REQUIRE_MERCHANT_IDS=1``)
+    a configured channel without its merchant identities is refused: see
+    :func:`missing_merchant_ids`."""
+    channels = ChannelSettings(alipay=_alipay(settings, env), wechatpay=_wechatpay(settings, env),
+                               online=_online(settings, env))
+    payments = settings.raw.get("payments", {})
+    required, _ = _setting(env, payments if isinstance(payments, Mapping) else {},
+                           "DIANFEI_PAYMENTS_REQUIRE_MERCHANT_IDS", "require_merchant_ids")
+    if required is not None and required.lower() in ("1", "true", "yes", "on"):
+        missing = missing_merchant_ids(channels)
+        if missing:
+            raise ValidationError("payment channels: merchant identities are required "
+                                  f"(require_merchant_ids) but not set: {', '.join(missing)}")
+    return channels
+
+
+def missing_merchant_ids(channels: ChannelSettings) -> list[str]:
+    """The merchant identities a configured channel lacks, as the variables that set them.
+
+    Without them a notification correctly signed by the channel for ANOTHER merchant or app
+    under the same key (a service provider's sub-merchants share Alipay's key) would post here;
+    the server warns at start-up, and ``require_merchant_ids`` makes it refuse to start."""
+    missing = []
+    if channels.alipay is not None:
+        if channels.alipay.app_id is None:
+            missing.append("DIANFEI_ALIPAY_APP_ID")
+        if channels.alipay.seller_id is None:
+            missing.append("DIANFEI_ALIPAY_SELLER_ID")
+    if channels.wechatpay is not None:
+        if channels.wechatpay.mchid is None:
+            missing.append("DIANFEI_WECHATPAY_MCHID")
+        if channels.wechatpay.appid is None:
+            missing.append("DIANFEI_WECHATPAY_APPID")
+    return missing

@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, hmac
 
-from dianfei.payments.channels.base import ChannelPayment, Outcome, Refusal, Verified
+from dianfei.payments.channels.base import ChannelPayment, Outcome, Refusal, Verified, signed
 from dianfei.payments.channels.common import positive_fen, rfc3339_time, text_field
 from dianfei.payments.channels.config import OnlineSettings, not_configured
 from dianfei.payments.channels.wechatpay import header_map
@@ -85,7 +85,7 @@ class OnlineNotifier:
         sent_at = datetime.fromtimestamp(int(timestamp), UTC)
         if abs(sent_at - now) > self.settings.replay_window:
             return Refusal("replay", f"Dianfei-Timestamp {sent_at.isoformat()} is outside the replay window")
-        return _parse(body)
+        return signed(_parse(body))
 
 
 def _parse(body: bytes) -> Outcome:

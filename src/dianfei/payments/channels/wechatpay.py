@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.hashes import SHA256
 
-from dianfei.payments.channels.base import ChannelPayment, Outcome, Refusal, Verified
+from dianfei.payments.channels.base import ChannelPayment, Outcome, Refusal, Verified, signed
 from dianfei.payments.channels.common import (
     ChannelRefund,
     RefundVerified,
@@ -109,7 +109,7 @@ class WechatPayNotifier:
         if abs(sent_at - now) > s.replay_window:
             return Refusal("replay", f"Wechatpay-Timestamp {sent_at.isoformat()} is outside "
                            f"±{int(s.replay_window.total_seconds())} s of {now.astimezone(UTC).isoformat()}")
-        return self._open(body, s)
+        return signed(self._open(body, s))
 
     def _open(self, body: bytes, s: WechatPaySettings) -> Outcome:
         try:
