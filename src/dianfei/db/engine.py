@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from dianfei.core.errors import ValidationError
 from dianfei.core.settings import Settings, load_settings
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
@@ -61,16 +62,48 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision (creates it on an empty database)."""
-    from alembic import command
+def _alembic_config() -> Any:
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(_MIGRATIONS))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+    return cfg
+
+
+def schema_revisions(engine: Engine) -> tuple[str | None, str]:
+    """(the database's revision or None when it has no schema, the newest this code knows)."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert head is not None
+    with engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+    return current, head
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision (creates it on an empty database). Nothing is
+    done — not even a transaction that could take a lock — when it is at the newest already, so
+    a runtime role without DDL rights starts normally (db/roles.py)."""
+    from alembic import command
+    from sqlalchemy.exc import ProgrammingError
+
+    current, head = schema_revisions(engine)
+    if current == head:
+        return
+    cfg = _alembic_config()
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+    except ProgrammingError as exc:
+        if "permission denied" not in str(exc.orig).lower() and "must be owner" not in str(exc.orig):
+            raise
+        raise ValidationError(
+            f"the database schema is at revision {current or 'none'} and this version needs {head}, "
+            "but this database role may not change the schema: run `dianfei migrate` with the "
+            "owner's URL (DIANFEI_MIGRATE_DATABASE_URL)") from None
 
 
 def refresh_statistics(engine: Engine) -> None:

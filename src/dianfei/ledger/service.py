@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from dianfei.core.clock import Clock
 from dianfei.core.errors import ConflictError, NotFoundError, ValidationError
 from dianfei.db.bulk import write_frame
+from dianfei.db.guards import missing_guards
 from dianfei.ledger import items
 from dianfei.ledger.models import ENTRY_KINDS, LedgerEntry
 
@@ -321,20 +322,11 @@ def check(conn: Connection) -> list[Violation]:
         count, example = conn.execute(text(sql.replace("{kinds}", kinds))).one()
         if count:
             found.append(Violation(name, int(count), str(example)))
-    if not _append_only_guard_present(conn):
-        found.append(Violation("ledger_entries is protected against UPDATE and DELETE", 1,
-                               "trigger missing"))
+    missing = missing_guards(conn)
+    if missing:
+        found.append(Violation("the database guards every money table (append-only, no TRUNCATE)",
+                               len(missing), "; ".join(missing)))
     return found
-
-
-def _append_only_guard_present(conn: Connection) -> bool:
-    if conn.dialect.name == "sqlite":
-        sql = ("SELECT count(*) FROM sqlite_master WHERE type = 'trigger' "
-               "AND tbl_name = 'ledger_entries'")
-        return int(conn.execute(text(sql)).scalar_one()) >= 2
-    sql = ("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'ledger_entries'::regclass "
-           "AND NOT tgisinternal")
-    return int(conn.execute(text(sql)).scalar_one()) >= 1
 
 
 # -- the money core's public surface for other packages -----------------------------------------
