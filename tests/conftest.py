@@ -3,6 +3,7 @@ DIANFEI_TEST_DB=postgresql (``make test`` does both): each test gets a fresh dat
 
 from __future__ import annotations
 
+import base64
 import os
 import uuid
 from collections.abc import Iterator
@@ -39,6 +40,11 @@ def db_env(tmp_path: Path) -> Iterator[dict[str, str]]:
         yield env
 
 
+#: the personal-data key of tests/factories.py (PiiCipher(b"k" * 32)): the commands a test runs
+#: must open what the factories sealed, as on one installation
+FACTORY_KEY = base64.urlsafe_b64encode(b"k" * 32).decode()
+
+
 @contextmanager
 def fresh_database_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     """A new empty database (SQLite file or PostgreSQL database) dropped afterwards."""
@@ -54,13 +60,14 @@ def fresh_database_env(tmp_path: Path) -> Iterator[dict[str, str]]:
             conn.execute(f'CREATE DATABASE "{name}"')
         url = PG_URL.rsplit("/", 1)[0] + "/" + name
         try:
-            yield {"DIANFEI_DATABASE_URL": url, "DIANFEI_DATA_DIR": str(data_dir)}
+            yield {"DIANFEI_DATABASE_URL": url, "DIANFEI_DATA_DIR": str(data_dir),
+                   "DIANFEI_SECRET_KEY": FACTORY_KEY}
         finally:
             with psycopg.connect(admin, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     else:
         yield {"DIANFEI_DATABASE_URL": f"sqlite:///{tmp_path / 'dianfei.db'}",
-               "DIANFEI_DATA_DIR": str(data_dir)}
+               "DIANFEI_DATA_DIR": str(data_dir), "DIANFEI_SECRET_KEY": FACTORY_KEY}
 
 
 @pytest.fixture

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select, text
 
 from dianfei.core.clock import BUSINESS_TZ, FixedClock, Period, start_of_day
-from dianfei.core.crypto import PiiCipher
 from dianfei.core.errors import ValidationError
 from dianfei.core.money import fmt_qty, fmt_yuan
 from dianfei.db.engine import Database
+from dianfei.db.pii import cipher_for
 
 if TYPE_CHECKING:
     import polars as pl
@@ -66,7 +66,7 @@ def run_demo(db: Database, *, customers: int, months: int, seed: int,
         utility = sim.build_utility(customers, seed=seed, start=DEMO_START)
         progress.update(t, completed=1)
         if not existing:
-            cipher = PiiCipher.from_environment(db.settings.data_dir)
+            cipher = cipher_for(db)
             with db.engine.begin() as conn:
                 load_population(conn, cipher, regions=utility.regions, stations=utility.stations,
                                 collectors=utility.collectors, customers=utility.customers,

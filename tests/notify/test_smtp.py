@@ -9,6 +9,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from dianfei.core.clock import FixedClock
+from dianfei.core.crypto import pii_context
 from dianfei.db.engine import Database
 from dianfei.notify import service
 from dianfei.notify.channels import Senders
@@ -16,6 +17,8 @@ from dianfei.notify.letters import LetterSender
 from dianfei.notify.models import OutboxMessage
 from dianfei.notify.smtp import SmtpSender, SmtpSettings, load_smtp_settings
 from tests.notify._util import CIPHER, STOP, SmtpInbox, _free_port, email_sender, settings
+
+EMAIL_C1 = pii_context("notify_contacts", "email_enc", "C1")
 
 
 def _enqueue_stop(db: Database, clock: FixedClock, email: str, key: str = "stop:C1:email",
@@ -76,7 +79,7 @@ def test_email_is_encrypted_at_rest(people: Database, clock: FixedClock) -> None
     _enqueue_stop(people, clock, "zhang.san@example.cn")
     with people.engine.connect() as conn:
         stored = conn.exec_driver_sql("SELECT email_enc FROM notify_contacts").scalar_one()
-    assert "zhang" not in stored and CIPHER.decrypt(stored) == "zhang.san@example.cn"
+    assert "zhang" not in stored and CIPHER.decrypt(stored, EMAIL_C1) == "zhang.san@example.cn"
     assert service.mask_email("zhang.san@example.cn") == "z***@example.cn"
 
 
@@ -146,7 +149,7 @@ def test_a_bad_address_already_stored_is_never_sent(people: Database, clock: Fix
 
     with people.engine.begin() as conn:  # as if written before the check existed
         conn.execute(text("UPDATE notify_contacts SET email_enc = :e"),
-                     {"e": CIPHER.encrypt("a@x.cn,b@evil.cn")})
+                     {"e": CIPHER.encrypt("a@x.cn,b@evil.cn", EMAIL_C1)})
     assert _dispatch(people, clock, email_sender(smtp_inbox)).retry_scheduled == 0
     email = service.deliveries(people)[0]
     assert (email.channel, email.status) == ("email", "failed")

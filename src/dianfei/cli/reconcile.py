@@ -140,8 +140,8 @@ def bank_export(
 ) -> None:
     """Write the month's debit batch file for accounts with an active withholding mandate."""
     from dianfei.core.clock import Period
-    from dianfei.core.crypto import PiiCipher
     from dianfei.core.money import fmt_yuan
+    from dianfei.db.pii import cipher_for
     from dianfei.payments import bankfiles
     from dianfei.payments.layouts import load_layout
 
@@ -155,7 +155,7 @@ def bank_export(
             s,
             layout=layout,
             period=Period.parse(period),
-            cipher=PiiCipher.from_environment(db.settings.data_dir),
+            cipher=cipher_for(db),
             clock=clock_from_env(),
             merchant_code=code,
         )
@@ -231,7 +231,7 @@ def bank_mandate(
     active_to: Annotated[str | None, typer.Option(help="YYYY-MM-DD")] = None,
 ) -> None:
     """Record a withholding mandate (代扣协议)."""
-    from dianfei.core.crypto import PiiCipher
+    from dianfei.db.pii import cipher_for
     from dianfei.payments import bankfiles
     from dianfei.payments.layouts import load_layout
 
@@ -240,7 +240,7 @@ def bank_mandate(
     with db.session() as s:
         mid = bankfiles.add_mandate(
             s,
-            cipher=PiiCipher.from_environment(db.settings.data_dir),
+            cipher=cipher_for(db),
             account_id=account,
             bank=bank,
             bank_account=bank_account,

@@ -19,6 +19,7 @@ from dianfei.customers.models import PAYMENT_MODES as PAYMENT_MODES
 from dianfei.customers.models import Account as Account
 from dianfei.customers.models import Customer
 from dianfei.db.bulk import write_frame
+from dianfei.db.pii import CUSTOMER_ID_NUMBER, CUSTOMER_PHONE, PiiColumn
 
 if TYPE_CHECKING:
     import polars as pl
@@ -70,10 +71,8 @@ def load_population(
     write_frame(conn, "supply_stations", stations.select("station_id", "region_id", "name"))
     write_frame(conn, "collectors", collectors.select("collector_id", "name", "station_id"))
     enc = customers.with_columns(
-        pl.Series("phone_enc", [cipher.encrypt(p) for p in customers["phone"].to_list()],
-                  dtype=pl.String),
-        pl.Series("id_number_enc",
-                  [cipher.encrypt(p) for p in customers["id_number"].to_list()],
+        pl.Series("phone_enc", _sealed(cipher, CUSTOMER_PHONE, customers, "phone"), dtype=pl.String),
+        pl.Series("id_number_enc", _sealed(cipher, CUSTOMER_ID_NUMBER, customers, "id_number"),
                   dtype=pl.String),
     )
     write_frame(conn, "customers", enc.select(
@@ -169,8 +168,7 @@ def add_customers(conn: Connection, cipher: PiiCipher, customers: pl.DataFrame) 
     if customers.height == 0:
         return 0
     enc = customers.with_columns(
-        pl.Series("phone_enc", [cipher.encrypt(p) for p in customers["phone"].to_list()],
-                  dtype=pl.String),
+        pl.Series("phone_enc", _sealed(cipher, CUSTOMER_PHONE, customers, "phone"), dtype=pl.String),
         pl.lit(None, pl.String).alias("id_number_enc"),
         pl.lit(None, pl.String).alias("station_id"),
         pl.lit(None, pl.String).alias("collector_id"),
@@ -282,3 +280,9 @@ def customer_names(conn: Connection, customer_ids: Sequence[str]) -> dict[str, s
     from dianfei.customers import repository
 
     return {str(r[0]): str(r[1]) for r in repository.contact_rows(conn, customer_ids)}
+
+
+def _sealed(cipher: PiiCipher, column: PiiColumn, customers: pl.DataFrame, field: str) -> list[str | None]:
+    """The field's values encrypted, each bound to its customer's row (db/pii.py)."""
+    return [cipher.encrypt(v, column.context(cid)) for cid, v in
+            zip(customers["customer_id"].to_list(), customers[field].to_list(), strict=True)]

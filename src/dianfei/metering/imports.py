@@ -21,6 +21,7 @@ from sqlalchemy import Connection
 
 from dianfei.core.clock import Clock
 from dianfei.core.errors import ValidationError
+from dianfei.db.pii import CUSTOMER_PHONE
 from dianfei.metering.csvread import DEFAULT_CHUNK_BYTES, RESERVED, CsvFile, codec_for
 from dianfei.metering.ingest import (
     LINE,
@@ -218,11 +219,11 @@ def _polars_reads(schema: Any) -> bool:
 
 
 def _customers_loader(db: Database) -> Any:
-    from dianfei.core.crypto import PiiCipher
+    from dianfei.db.pii import cipher_for
     from dianfei.tariffs.service import load_catalogue
 
     tariffs = set(load_catalogue(db.settings.billing.tariff_dir).ids())
-    cipher = PiiCipher.from_environment(Path(db.settings.data_dir))
+    cipher = cipher_for(db)
 
     def make(conn: Connection, batch_id: str, sink: RejectSink) -> CustomersLoader:
         return CustomersLoader(conn, sink, tariffs, cipher)
@@ -376,7 +377,8 @@ class CustomersLoader:
 
         out = customers_by_id(self.conn, ids)
         for rec in out.values():
-            rec["phone"] = self.cipher.decrypt(rec.pop("phone_enc"))
+            rec["phone"] = self.cipher.decrypt(rec.pop("phone_enc"),
+                                               CUSTOMER_PHONE.context(rec["customer_id"]))
         return out
 
     def finish(self) -> None:

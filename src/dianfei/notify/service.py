@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
 from dianfei.core.clock import BUSINESS_TZ, Clock, business_date
@@ -48,6 +49,7 @@ from dianfei.core.crypto import PiiCipher
 from dianfei.core.errors import ConflictError, NotFoundError, ValidationError
 from dianfei.core.settings import Settings, load_settings
 from dianfei.db.engine import Database
+from dianfei.db.pii import CONTACT_EMAIL, CUSTOMER_PHONE, encrypted_rows_exist
 from dianfei.notify import repository as repo
 from dianfei.notify.channels import Message, Recipient, Sender, SendError, Senders, SendResult
 from dianfei.notify.models import STATUSES, DeliveryAttempt, OutboxMessage
@@ -230,10 +232,14 @@ def _insert(session: Session, *, key: str, account_id: str, customer_id: str, no
 
 # -- contacts and opt-outs -------------------------------------------------------------------------
 
-def _cipher_from_env(cipher: PiiCipher | None, settings: Settings | None = None) -> PiiCipher:
+def _cipher_from_env(cipher: PiiCipher | None, settings: Settings | None = None,
+                     bind: Engine | Connection | None = None) -> PiiCipher:
     if cipher is not None:
         return cipher
-    return PiiCipher.from_environment((settings or load_settings()).data_dir)
+    data_dir = (settings or load_settings()).data_dir
+    if bind is None:  # reading only: an existing key is needed anyway
+        return PiiCipher.from_environment(data_dir, may_create=False)
+    return PiiCipher.from_environment(data_dir, may_create=lambda: not encrypted_rows_exist(bind))
 
 
 def set_contact(session: Session, *, customer_id: str, email: str | None = None,
@@ -250,7 +256,9 @@ def set_contact(session: Session, *, customer_id: str, email: str | None = None,
         problem = mailbox_problem(email) if email else None
         if problem:
             raise ValidationError(f"customer {customer_id}: e-mail address {mask_email(email)} is {problem}")
-        changes["email_enc"] = _cipher_from_env(cipher).encrypt(email) if email else None
+        changes["email_enc"] = (_cipher_from_env(cipher, bind=session.connection()).encrypt(
+            email, CONTACT_EMAIL.context(customer_id))
+                                if email else None)
     if wechat_openid is not None:
         if len(wechat_openid) > 64:
             raise ValidationError(f"customer {customer_id}: a WeChat openid has at most 64 characters")
@@ -351,7 +359,7 @@ def dispatch(db: Database, *, clock: Clock, senders: Senders | None = None, limi
     batch's outcomes."""
     ns = settings or load_notify_settings(db.settings.raw, db.settings.timezone)
     senders = senders if senders is not None else senders_from_settings(db.settings, ns)
-    cipher = _cipher_from_env(cipher, db.settings)
+    cipher = _cipher_from_env(cipher, db.settings, db.engine)
     report = DispatchReport()
     now = clock.now()
     with db.session() as s:
@@ -436,11 +444,12 @@ def _recipient(row: Any, cipher: PiiCipher) -> tuple[Recipient | None, str]:
     phone = email = openid = None
     channel = row.channel
     if channel == "sms":
-        phone = cipher.decrypt(row.phone_enc)
+        phone = cipher.decrypt(row.phone_enc, CUSTOMER_PHONE.context(row.cust_id))
         if not phone:
             return None, "no mobile number on file"
     elif channel == "email":
-        email = cipher.decrypt(row.email_enc) if row.contact_id is not None else None
+        email = (cipher.decrypt(row.email_enc, CONTACT_EMAIL.context(row.contact_id))
+                 if row.contact_id is not None else None)
         if not email:
             return None, "no e-mail address on file"
     elif channel == "wechat":

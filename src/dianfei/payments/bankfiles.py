@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from dianfei.core.clock import BUSINESS_TZ, Clock, Period, business_date
 from dianfei.core.crypto import PiiCipher
 from dianfei.core.errors import ConflictError, NotFoundError, ValidationError
+from dianfei.db.pii import MANDATE_BANK_ACCOUNT
 from dianfei.payments import reconcile_service
 from dianfei.payments import service as payments
 from dianfei.payments.channels.base import ChannelPayment
@@ -61,7 +62,7 @@ def add_mandate(
         raise ValidationError("the mandate needs the account holder's name (户名)")
     if active_to is not None and active_to < active_from:
         raise ValidationError("a mandate cannot end before it starts")
-    enc = cipher.encrypt(number)
+    enc = cipher.encrypt(number, MANDATE_BANK_ACCOUNT.context(account_id, bank, active_from))
     assert enc is not None
     m = WithholdingMandate(
         account_id=account_id,
@@ -179,7 +180,8 @@ def export_debit_batch(
         {
             "serial": s,
             "account_id": a,
-            "bank_account": cipher.decrypt(m.bank_account_enc),
+            "bank_account": cipher.decrypt(m.bank_account_enc,
+                                           MANDATE_BANK_ACCOUNT.context(m.account_id, m.bank, m.active_from)),
             "holder_name": m.holder_name,
             "amount": amt,
             "memo": f"电费{period}",

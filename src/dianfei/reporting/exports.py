@@ -103,16 +103,18 @@ def export(db: Database, kind: str, out: Path, period: Period | None = None) -> 
                            instants=("posted_at",))
         frame = frame.with_columns(_instant("posted_at"), _two_places("amount"))
     elif kind == "customers":
-        from dianfei.core.crypto import PiiCipher, mask_phone
+        from dianfei.core.crypto import mask_phone
+        from dianfei.db.pii import CUSTOMER_PHONE, cipher_for
 
-        cipher = PiiCipher.from_environment(db.settings.data_dir)
+        cipher = cipher_for(db)
         frame = read_frame(
             db.engine,
             "SELECT c.customer_id, c.name, c.customer_class, c.region_id AS region, c.address, "
             "c.phone_enc, t.tariff_id, c.low_income, c.protected, c.payment_mode, c.opened_on "
             "FROM customers c LEFT JOIN tariff_assignments t ON t.account_id = c.customer_id "
             "AND t.effective_to IS NULL ORDER BY c.customer_id", dates=("opened_on",))
-        phones = [mask_phone(cipher.decrypt(p)) for p in frame["phone_enc"].to_list()]
+        phones = [mask_phone(cipher.decrypt(p, CUSTOMER_PHONE.context(c))) for c, p in
+                  zip(frame["customer_id"].to_list(), frame["phone_enc"].to_list(), strict=True)]
         frame = frame.with_columns(
             pl.Series("phone", phones, dtype=pl.String),
             pl.col("low_income").cast(pl.Int8), pl.col("protected").cast(pl.Int8),

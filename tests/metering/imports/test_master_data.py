@@ -6,7 +6,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from dianfei.core.crypto import PiiCipher
+from dianfei.core.crypto import PiiCipher, pii_context
 from dianfei.db.engine import Database
 from tests.metering.imports.conftest import CUSTOMERS, METERS, run, write
 
@@ -33,7 +33,7 @@ def test_customers_create_accounts_service_points_tariffs_and_regions(seeded: Da
     (phone,), = rows(seeded, "SELECT phone_enc FROM customers WHERE customer_id = 'C001'")
     assert isinstance(phone, str) and "13800138000" not in phone
     cipher = PiiCipher.from_environment(Path(seeded.settings.data_dir))
-    assert cipher.decrypt(phone) == "13800138000"
+    assert cipher.decrypt(phone, pii_context("customers", "phone_enc", "C001")) == "13800138000"
     assert rows(seeded, "SELECT meter_id, service_point_id, account_id, multiplier, digits "
                         "FROM meters ORDER BY 1") == [
         ("M001", "C001", "C001", 1, 6), ("M002", "C002", "C002", 1, 6), ("M003", "C003", "C003", 40, 6)]
