@@ -264,3 +264,19 @@ def issued_bills_of_mode(engine: Engine, payment_mode: str, since_period: str) -
         "WHERE b.status = 'issued' AND b.period >= :p",
         {"p": since_period, "m": payment_mode}, instants=("read_to_at",),
         schema={"account_id": pl.String, "period": pl.String, "kwh": pl.Int64})
+
+
+def bills_between(engine: Engine, first: str, last: str) -> pl.DataFrame:
+    """Every bill of the periods ``first``..``last`` (cancelled ones too, with their status):
+    bill_id, account_id, customer_id, period, issued_on, due_on, amount, kwh, status, estimated,
+    read_from_at, read_to_at."""
+    schema = {"bill_id": pl.String, "account_id": pl.String, "customer_id": pl.String,
+              "period": pl.String, "issued_on": pl.Date, "due_on": pl.Date, "amount": pl.Int64,
+              "kwh": pl.Int64, "status": pl.String, "estimated": pl.Boolean,
+              "read_from_at": pl.Datetime("us", "UTC"), "read_to_at": pl.Datetime("us", "UTC")}
+    return read_frame(
+        engine,
+        "SELECT bill_id, account_id, customer_id, period, issued_on, due_on, amount, kwh, status, "
+        "estimated, read_from_at, read_to_at FROM bills WHERE period BETWEEN :a AND :z "
+        "ORDER BY period, bill_id", {"a": first, "z": last},
+        dates=("issued_on", "due_on"), instants=("read_from_at", "read_to_at"), schema=schema)

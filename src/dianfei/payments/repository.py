@@ -123,6 +123,8 @@ def account_payments(engine: Engine, account_id: str) -> pl.DataFrame:
 
 def allocation_rows(engine: Engine, period: str | None = None) -> pl.DataFrame:
     """One row per allocation for ``export payments`` (optionally of one bill period)."""
+    import polars as pl
+
     params: dict[str, Any] = {}
     where = ""
     if period:
@@ -133,7 +135,10 @@ def allocation_rows(engine: Engine, period: str | None = None) -> pl.DataFrame:
         "SELECT pa.id, pa.payment_id, p.customer_id, pa.allocated_at AS paid_at, pa.amount, "
         "p.channel, pa.bill_id, pa.allocated_to FROM payment_allocations pa "
         f"JOIN payments p ON p.payment_id = pa.payment_id{where} ORDER BY pa.id",
-        params, instants=("paid_at",))
+        params, instants=("paid_at",),
+        schema={"id": pl.Int64, "payment_id": pl.String, "customer_id": pl.String,
+                "paid_at": pl.Datetime("us", "UTC"), "amount": pl.Int64, "channel": pl.String,
+                "bill_id": pl.String, "allocated_to": pl.String})
 
 
 def bill_payment_state(engine: Engine, period: str | None = None) -> pl.DataFrame:
@@ -169,3 +174,20 @@ def posted_since(engine: Engine, accounts: Sequence[str], since: Any) -> pl.Data
         return pl.DataFrame(schema={"account_id": pl.String,
                                     "posted_at": pl.Datetime("us", "UTC"), "amount": pl.Int64})
     return pl.concat(frames, how="vertical_relaxed")
+
+
+def bill_clearings(engine: Engine, first: str, last: str) -> pl.DataFrame:
+    """Clearings to the bills of periods ``first``..``last``: bill_id, payment_id, channel,
+    allocated_at, amount (negative rows undo: refunds, returns, cancelled bills)."""
+    import polars as pl
+
+    return read_frame(
+        engine,
+        "SELECT pa.bill_id, pa.payment_id, p.channel, pa.allocated_at, pa.amount "
+        "FROM payment_allocations pa JOIN payments p ON p.payment_id = pa.payment_id "
+        "WHERE pa.allocated_to = 'bill' AND pa.bill_id IN "
+        "(SELECT bill_id FROM bills WHERE period BETWEEN :a AND :z) "
+        "ORDER BY pa.bill_id, pa.allocated_at, pa.id", {"a": first, "z": last},
+        instants=("allocated_at",),
+        schema={"bill_id": pl.String, "payment_id": pl.String, "channel": pl.String,
+                "allocated_at": pl.Datetime("us", "UTC"), "amount": pl.Int64})

@@ -358,6 +358,14 @@ def bill_payment_state(engine: Engine, period: str | None = None) -> pl.DataFram
     return repository.bill_payment_state(engine, period)
 
 
+def bill_clearings(engine: Engine, first: str, last: str) -> pl.DataFrame:
+    """What reached the bills of periods ``first``..``last``, one row per clearing: bill_id,
+    payment_id, channel (of the payment the money came from, credit included), allocated_at,
+    amount (fen; negative rows undo a clearing). Late fees and unused credit are not here: only
+    money on bills counts as collected."""
+    return repository.bill_clearings(engine, first, last)
+
+
 def check(conn: Connection) -> list[tuple[str, int, str]]:
     """Payment invariants (name, how many broke, an example), run by ``dianfei ledger check``."""
     checks = {

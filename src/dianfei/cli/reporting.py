@@ -1,0 +1,56 @@
+"""CLI: KPIs (`dianfei kpi`), the fund-flow audit (`dianfei audit funds`) and the monthly
+collection report (`dianfei report monthly`)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from dianfei.cli.common import handle_errors, print_json
+from dianfei.cli.context import clock_from_env, database
+
+#: ``audit`` is shared with the audit chain (``audit verify``): the lead merges the two groups
+audit_app = typer.Typer(help="Audits: fund flows (资金流向稽核).", no_args_is_help=True)
+report_app = typer.Typer(help="Reports a branch sends upward (报表).", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("kpi")(kpi)
+    app.add_typer(audit_app, name="audit")
+    app.add_typer(report_app, name="report")
+
+
+def _today() -> object:
+    from dianfei.core.clock import business_date
+
+    return business_date(clock_from_env().now())
+
+
+@handle_errors
+def kpi(
+    period: Annotated[str, typer.Option(help="the billing period YYYY-MM")],
+    as_of: Annotated[str | None, typer.Option("--as-of", help="YYYY-MM-DD (default: today)")] = None,
+    by: Annotated[str | None, typer.Option(
+        help="region, customer_class, collector, station or channel")] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The period's KPIs as of a date: collection rate, overdue arrears rate, payment cycle,
+    aging, complaint rate, DSO, satisfaction … (definitions: docs/kpi.md)."""
+    from datetime import date
+
+    from dianfei.core.clock import Period
+    from dianfei.reporting.kpi import check_dimension, parse_as_of, period_kpis
+
+    check_dimension(by)
+    p = Period.parse(period)
+    today = _today()
+    assert isinstance(today, date)
+    day = parse_as_of(as_of, p, today)
+    result = period_kpis(database(), p, day, by)
+    if json_out:
+        print_json(result)
+        return
+    from dianfei.reporting.report import kpi_table
+
+    kpi_table(result)
