@@ -54,3 +54,25 @@ def kpi(
     from dianfei.reporting.report import kpi_table
 
     kpi_table(result)
+
+
+@audit_app.command("funds")
+@handle_errors
+def audit_funds(
+    period: Annotated[str, typer.Option(help="the period YYYY-MM (its calendar month)")],
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Money billed, collected and refunded per channel, settled by each channel, deposited and
+    written off in the month, tied to the reconciliation worklist (exit 1 when it does not tie)."""
+    from dianfei.core.clock import Period
+    from dianfei.reporting.funds import audit
+
+    result = audit(database(), Period.parse(period))
+    if json_out:
+        print_json(result)
+    else:
+        from dianfei.reporting.report import funds_table
+
+        funds_table(result)
+    if not result["ties"]:
+        raise typer.Exit(1)

@@ -196,6 +196,23 @@ def write_offs(engine: Engine) -> pl.DataFrame:
                 "amount": pl.Int64})
 
 
+def payment_reversals(engine: Engine, first: date, last: date) -> pl.DataFrame:
+    """Payments reversed (refunds, bank returns) on business days ``first``..``last``:
+    payment_id (the reversed payment entry's reference), business_date, amount (fen, positive:
+    what went back)."""
+    import polars as pl
+
+    from dianfei.db.frames import read_frame
+
+    return read_frame(
+        engine,
+        "SELECT p.reference AS payment_id, r.business_date, r.amount FROM ledger_entries r "
+        "JOIN ledger_entries p ON p.entry_id = r.reverses_entry_id AND p.kind = 'payment' "
+        "WHERE r.kind = 'reversal' AND r.business_date BETWEEN :a AND :z ORDER BY r.entry_id",
+        {"a": first, "z": last}, dates=("business_date",),
+        schema={"payment_id": pl.String, "business_date": pl.Date, "amount": pl.Int64})
+
+
 def aging(engine: Engine, as_of: date) -> pl.DataFrame:
     """Open debits per account bucketed by days past due as of ``as_of``.
 

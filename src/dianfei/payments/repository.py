@@ -191,3 +191,68 @@ def bill_clearings(engine: Engine, first: str, last: str) -> pl.DataFrame:
         instants=("allocated_at",),
         schema={"bill_id": pl.String, "payment_id": pl.String, "channel": pl.String,
                 "allocated_at": pl.Datetime("us", "UTC"), "amount": pl.Int64})
+
+
+def payments_between(engine: Engine, first: date, last: date) -> pl.DataFrame:
+    """payment_id, channel, business_date, amount, status of the payments paid on business days
+    ``first``..``last`` (any status: a refunded payment was still received)."""
+    import polars as pl
+
+    return read_frame(
+        engine, "SELECT payment_id, channel, business_date, amount, status FROM payments "
+        "WHERE business_date BETWEEN :a AND :z ORDER BY payment_id", {"a": first, "z": last},
+        dates=("business_date",),
+        schema={"payment_id": pl.String, "channel": pl.String, "business_date": pl.Date,
+                "amount": pl.Int64, "status": pl.String})
+
+
+def reports_between(engine: Engine, first: date, last: date) -> pl.DataFrame:
+    """channel, day, settlement_ok, figures (JSON text) of the reconciliation reports of
+    ``first``..``last``."""
+    import polars as pl
+
+    return read_frame(
+        engine, "SELECT channel, day, settlement_ok, figures FROM reconciliation_reports "
+        "WHERE day BETWEEN :a AND :z ORDER BY channel, day", {"a": first, "z": last},
+        dates=("day",),
+        schema={"channel": pl.String, "day": pl.Date, "settlement_ok": pl.Boolean,
+                "figures": pl.String})
+
+
+def discrepancies_between(engine: Engine, first: date, last: date) -> pl.DataFrame:
+    """channel, day, kind, statement_amount, ledger_amount, resolved_at of the worklist rows of
+    ``first``..``last`` (open and resolved)."""
+    import polars as pl
+
+    return read_frame(
+        engine, "SELECT id, channel, day, kind, statement_amount, ledger_amount, resolved_at "
+        "FROM reconciliation_discrepancies WHERE day BETWEEN :a AND :z ORDER BY id",
+        {"a": first, "z": last}, dates=("day",), instants=("resolved_at",),
+        schema={"id": pl.Int64, "channel": pl.String, "day": pl.Date, "kind": pl.String,
+                "statement_amount": pl.Int64, "ledger_amount": pl.Int64,
+                "resolved_at": pl.Datetime("us", "UTC")})
+
+
+def shifts_closed_between(engine: Engine, since: Any, until: Any) -> pl.DataFrame:
+    """shift_id, opening_float, counted_cash, expected_cash, difference of the counter shifts
+    closed in [since, until)."""
+    import polars as pl
+
+    return read_frame(
+        engine, "SELECT shift_id, opening_float, counted_cash, expected_cash, difference "
+        "FROM cashier_shifts WHERE status = 'closed' AND closed_at >= :a AND closed_at < :z "
+        "ORDER BY shift_id", {"a": since, "z": until},
+        schema={"shift_id": pl.String, "opening_float": pl.Int64, "counted_cash": pl.Int64,
+                "expected_cash": pl.Int64, "difference": pl.Int64})
+
+
+def channels_of(engine: Engine, payment_ids: Sequence[str]) -> pl.DataFrame:
+    """payment_id, channel of ``payment_ids``."""
+    import polars as pl
+
+    from dianfei.db.lists import any_of
+
+    with engine.connect() as conn:
+        member, params = any_of(conn, "payment_id", "ids", sorted(set(payment_ids)))
+        return read_frame(conn, f"SELECT payment_id, channel FROM payments WHERE {member}",
+                          params, schema={"payment_id": pl.String, "channel": pl.String})

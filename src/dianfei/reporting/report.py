@@ -37,3 +37,19 @@ KPI_LABELS = (
     ("投诉率 complaints per 10,000 customers", "complaint_rate"),
     ("满意度 satisfaction (1–5)", "satisfaction"),
 )
+
+
+def funds_table(result: dict[str, Any]) -> None:
+    """The fund-flow audit as a terminal table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"fund flows {result['from']}..{result['to']} — billed {result['billed']}, "
+                        f"deposited {result['deposited']}, written off {result['written_off']}")
+    cols = ("channel", "collected", "refunded", "settled", "difference", "worklist",
+            "unexplained", "not_reconciled")
+    for col in cols:
+        table.add_column(col, justify="left" if col == "channel" else "right")
+    for c in result["channels"]:
+        table.add_row(*[str(c[k]) for k in cols], style=None if c["ties"] else "bold red")
+    Console().print(table)
