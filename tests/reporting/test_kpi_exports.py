@@ -24,45 +24,21 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tests.factories import Person, Reads, load_people, month_end
+from tests.reporting.conftest import ISSUE, JAN, PEOPLE
 
-from dianfei.billing.service import run_bill_run
 from dianfei.core.clock import BUSINESS_TZ, FixedClock, Period
 from dianfei.db.engine import Database
 from dianfei.payments.service import payment_id_for, post_payments_frame, reverse_payment
 from dianfei.reporting.exports import export
 from dianfei.reporting.kpi import period_kpis
 
-JAN, FEB = Period(2026, 1), Period(2026, 2)
-PEOPLE = [f"K{i}" for i in range(6)]
 CHANNELS = ("counter", "alipay", "bank")
-ISSUE = {JAN: datetime(2026, 2, 3, 9, tzinfo=BUSINESS_TZ), FEB: datetime(2026, 3, 3, 9, tzinfo=BUSINESS_TZ)}
 EXAMPLES = int(os.environ.get("DIANFEI_KPI_EXAMPLES", "12"))
 _ids = itertools.count(1)
 
 
-def _bill_two_periods(db: Database) -> None:
-    load_people(db, [Person(c) for c in PEOPLE])
-    opening = month_end(Period(2025, 12))
-    reads = Reads()
-    for i, c in enumerate(PEOPLE):
-        # K0 uses nothing: a zero bill, left out of payment days
-        use = 0 if i == 0 else 90_00 + 37_00 * i
-        reads.add(c, opening, 1000_00).add(c, month_end(JAN), 1000_00 + use) \
-            .add(c, month_end(FEB), 1000_00 + 2 * use)
-    reads.store(db)
-    for p in (JAN, FEB):
-        run_bill_run(db, p, FixedClock(ISSUE[p]))
-
-
 payment = st.tuples(st.sampled_from(PEOPLE), st.integers(0, 80 * 24), st.integers(1, 160_00),
                     st.sampled_from(CHANNELS))
-
-
-@pytest.fixture
-def billed(db: Database) -> Database:
-    _bill_two_periods(db)
-    return db
 
 
 @settings(max_examples=EXAMPLES, deadline=None,

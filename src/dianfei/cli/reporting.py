@@ -3,6 +3,7 @@ collection report (`dianfei report monthly`)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -76,3 +77,32 @@ def audit_funds(
         funds_table(result)
     if not result["ties"]:
         raise typer.Exit(1)
+
+
+@report_app.command("monthly")
+@handle_errors
+def report_monthly(
+    period: Annotated[str, typer.Option(help="the period YYYY-MM")],
+    out: Annotated[Path, typer.Option(help="the file to write (a directory for csv)")],
+    format_: Annotated[str, typer.Option("--format", help="pdf, xlsx or csv")] = "pdf",
+    as_of: Annotated[str | None, typer.Option("--as-of", help="YYYY-MM-DD (default: today)")] = None,
+) -> None:
+    """The monthly collection report (电费回收月报): KPIs and their trend, top arrears, the
+    collector league table, channel mix, payment plans, reconciliation status."""
+    from datetime import date
+
+    from dianfei.core.clock import Period
+    from dianfei.core.errors import ValidationError
+    from dianfei.reporting.kpi import parse_as_of
+    from dianfei.reporting.report import FORMATS, monthly, write
+
+    if format_ not in FORMATS:
+        raise ValidationError(f"--format must be one of {', '.join(FORMATS)}, got {format_!r}")
+    p = Period.parse(period)
+    today = _today()
+    assert isinstance(today, date)
+    db = database()
+    font = (db.settings.raw.get("notify", {}).get("letters", {}) or {}).get("font")
+    files = write(monthly(db, p, parse_as_of(as_of, p, today)), format_, out, font)
+    for f in files:
+        typer.echo(f"wrote {f}")

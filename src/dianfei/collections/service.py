@@ -495,6 +495,16 @@ def suspended_between(db: Database, first: date, last: date) -> pl.DataFrame:
                                         start_of_day(last + timedelta(days=1)))
 
 
+#: what the monthly report counts of payment plans (分期缴费协议)
+PLAN_EVENTS = ("plan_agreed", "plan_completed", "plan_broken")
+
+
+def plan_outcomes(db: Database, first: date, last: date) -> pl.DataFrame:
+    """Payment plans agreed, completed and broken on business days ``first``..``last``: type,
+    events, amount (fen, as the events record it)."""
+    return repository.event_totals_between(db.engine, first, last, PLAN_EVENTS)
+
+
 def pending_late_fees(conn: Any, accounts: list[str]) -> dict[str, int]:
     """Late fees accrued but not yet posted, per account (fen)."""
     return repository.pending_fees(conn, accounts)

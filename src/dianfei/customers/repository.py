@@ -106,3 +106,12 @@ def customer_dimensions(engine: Engine) -> pl.DataFrame:
         schema={"customer_id": pl.String, "customer_class": pl.String, "region_id": pl.String,
                 "station_id": pl.String, "collector_id": pl.String, "opened_on": pl.Date,
                 "closed_on": pl.Date})
+
+
+def collectors(engine: Engine) -> pl.DataFrame:
+    """collector_id, name, station_id of every collector."""
+    import polars as pl
+
+    return read_frame(engine, "SELECT collector_id, name, station_id FROM collectors "
+                      "ORDER BY collector_id",
+                      schema={"collector_id": pl.String, "name": pl.String, "station_id": pl.String})

@@ -236,6 +236,13 @@ def customer_dimensions(engine: Engine) -> pl.DataFrame:
     return repository.customer_dimensions(engine)
 
 
+def collectors(engine: Engine) -> pl.DataFrame:
+    """The collectors (催费员): collector_id, name, station_id."""
+    from dianfei.customers import repository
+
+    return repository.collectors(engine)
+
+
 def open_accounts_of_mode(engine: Engine, payment_mode: str, day: date) -> pl.DataFrame:
     """Open accounts of ``payment_mode`` customers with their active meter and the tariff
     assignments that could be in force on ``day``: account_id, customer_id, name,

@@ -924,3 +924,11 @@ def notice_outcomes(engine: Any, since: datetime, until: datetime) -> Any:
     channel, status (one of :data:`STATUSES`) — a Polars frame, what delivery rates are
     computed from."""
     return repo.outcomes_between(engine, since, until)
+
+
+def cjk_font(path: str | None = None, index: int | None = None) -> Any:
+    """The CJK font PDFs embed (letters, reports): the configured one, else Noto Sans CJK SC
+    from Debian's fonts-noto-cjk (see :func:`dianfei.notify.letters.find_font`)."""
+    from dianfei.notify.letters import find_font
+
+    return find_font(path, index)
