@@ -343,9 +343,7 @@ def _last_period_kpis(db: Database, last: Period) -> dict[str, Any]:
     from dianfei.reporting.kpi import period_kpis
 
     as_of = last.next().end_date + ISSUE_DELAY - timedelta(days=1)
-    kpis = period_kpis(db, last, as_of)
-    kpis.pop("trend")  # the summary stays short; `dianfei kpi --json` has the trend
-    return kpis
+    return period_kpis(db, last, as_of)
 
 
 def summary_table(summary: dict[str, Any]) -> None:
@@ -369,4 +367,4 @@ def summary_table(summary: dict[str, Any]) -> None:
 
         kpi_table(summary["kpis"])
         console.print(f"definitions: docs/kpi.md — `dianfei kpi --period {summary['kpis']['period']} "
-                      "--json` for the trend, `--by region|collector|channel` for the split")
+                      "--trend 12 --json` for the trend, `--by region|collector|channel` for the split")

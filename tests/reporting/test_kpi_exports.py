@@ -247,3 +247,16 @@ def test_ticket_register_refuses_bad_rows(billed: Database) -> None:
         with pytest.raises(ValidationError, match="time zone"):
             record_ticket(s, customer_id="K1", category="complaint",
                           opened_at=datetime.combine(date(2026, 1, 1), time(9)))
+
+
+def test_the_trend_repeats_each_periods_figures(billed: Database) -> None:
+    from tests.reporting.conftest import FEB
+
+    feb = period_kpis(billed, FEB, date(2026, 3, 20), trend_periods=12)
+    jan = period_kpis(billed, JAN, date(2026, 3, 20))
+    assert [t["period"] for t in feb["trend"]] == ["2026-01", "2026-02"]
+    assert feb["trend"][0]["collected"] == jan["collected"]
+    assert feb["trend"][1]["overdue_rate"] == feb["overdue_rate"]
+    assert "trend" not in jan  # only when asked for: it reads that many periods of bills
+    with pytest.raises(Exception, match="--trend must be"):
+        period_kpis(billed, FEB, date(2026, 3, 20), trend_periods=-1)

@@ -34,6 +34,7 @@ def kpi(
     as_of: Annotated[str | None, typer.Option("--as-of", help="YYYY-MM-DD (default: today)")] = None,
     by: Annotated[str | None, typer.Option(
         help="region, customer_class, collector, station or channel")] = None,
+    trend: Annotated[int, typer.Option(help="periods of monthly trend (0: none)")] = 0,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """The period's KPIs as of a date: collection rate, overdue arrears rate, payment cycle,
@@ -48,7 +49,7 @@ def kpi(
     today = _today()
     assert isinstance(today, date)
     day = parse_as_of(as_of, p, today)
-    result = period_kpis(database(), p, day, by)
+    result = period_kpis(database(), p, day, by, trend)
     if json_out:
         print_json(result)
         return

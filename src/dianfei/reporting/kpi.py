@@ -41,7 +41,8 @@ DIMENSIONS = ("region", "customer_class", "collector", "station", "channel")
 #: the customers column of each customer dimension
 DIMENSION_COLUMNS = {"region": "region_id", "customer_class": "customer_class",
                      "collector": "collector_id", "station": "station_id"}
-#: periods in the monthly trend (the period itself and the eleven before it)
+#: periods in the monthly trend of the report (the period itself and the eleven before it);
+#: ``dianfei kpi --trend N`` asks for N (0 by default: the trend reads N periods of bills)
 TREND_PERIODS = 12
 #: periods of billing DSO divides the receivable by
 DSO_PERIODS = 3
@@ -99,15 +100,17 @@ def check_dimension(by: str | None) -> None:
         raise ValidationError(f"--by must be one of {', '.join(DIMENSIONS)}, got {by!r}")
 
 
-def first_of_window(period: Period, months: int = TREND_PERIODS) -> Period:
+def first_of_window(period: Period, months: int) -> Period:
+    """The first period of the ``months`` periods ending with ``period``."""
     p = period
     for _ in range(months - 1):
         p = p.prev()
     return p
 
 
-def load_inputs(db: Database, period: Period, as_of: date) -> Inputs:
-    """Read what the period's KPIs need, each through its package's service (a few set reads)."""
+def load_inputs(db: Database, period: Period, as_of: date, trend: int = 0) -> Inputs:
+    """Read what the period's KPIs need, each through its package's service (a few set reads):
+    the bills and clearings of the DSO window, or of ``trend`` periods when that is longer."""
     import polars as pl
 
     from dianfei.billing.service import bills_between, open_exceptions
@@ -118,7 +121,7 @@ def load_inputs(db: Database, period: Period, as_of: date) -> Inputs:
     from dianfei.notify.service import notice_outcomes
     from dianfei.payments.service import bill_clearings
 
-    first, last = str(first_of_window(period)), str(period)
+    first, last = str(first_of_window(period, max(trend, DSO_PERIODS))), str(period)
     since, until = start_of_day(period.first_day), start_of_day(period.end_date)
     unbilled = open_exceptions(db, period)
     accounts = unbilled["account_id"].to_list() if unbilled.height else []
@@ -341,16 +344,15 @@ def _service_figures(inp: Inputs, this: pl.DataFrame, as_of: date,
 
 
 def _dso(state: pl.DataFrame, period: Period, as_of: date) -> float | None:
-    """Days sales outstanding: what the window's bills still owe at D ÷ what the last
-    :data:`DSO_PERIODS` periods billed × their days (the receivable older than the trend window
-    is not in it: ledger aging shows it)."""
+    """Days sales outstanding over the last :data:`DSO_PERIODS` periods: what their live bills
+    still owe at D ÷ what they billed × their days (older arrears: ledger aging)."""
     import polars as pl
 
-    live = state.filter(pl.col("status") != "cancelled")
-    receivable = int(live.select(pl.max_horizontal(pl.col("amount") - pl.col("paid"),
-                                                   pl.lit(0)).sum()).item() or 0)
     first = first_of_window(period, DSO_PERIODS)
-    recent = live.filter(pl.col("period") >= str(first))
+    recent = state.filter((pl.col("status") != "cancelled") & (pl.col("period") >= str(first))
+                          & (pl.col("period") <= str(period)))
+    receivable = int(recent.select(pl.max_horizontal(pl.col("amount") - pl.col("paid"),
+                                                     pl.lit(0)).sum()).item() or 0)
     billed = int(recent["amount"].sum() or 0)
     days = (period.end_date - first.first_day).days
     if billed == 0:
@@ -359,9 +361,13 @@ def _dso(state: pl.DataFrame, period: Period, as_of: date) -> float | None:
         _DAYS, rounding=ROUND_HALF_UP))
 
 
-def trend(state: pl.DataFrame, as_of: date) -> list[dict[str, Any]]:
-    """The window's periods (oldest first) with their headline KPIs, each as of the same D."""
-    rows = money_figures(state, as_of, "period").to_dicts()
+def trend(state: pl.DataFrame, period: Period, months: int, as_of: date) -> list[dict[str, Any]]:
+    """The ``months`` periods ending with ``period`` that have bills (oldest first) with their
+    headline KPIs, each as of the same D."""
+    import polars as pl
+
+    first = str(first_of_window(period, months))
+    rows = money_figures(state.filter(pl.col("period") >= first), as_of, "period").to_dicts()
     return [{"period": r["period"], **{k: v for k, v in _money_json(r).items()
                                        if k in ("billed", "collected", "collection_rate",
                                                 "overdue_amount", "overdue_rate",
@@ -386,8 +392,10 @@ def by_channel(inp: Inputs, as_of: date) -> list[dict[str, Any]]:
             for r in c.iter_rows(named=True)]
 
 
-def compute(inp: Inputs, as_of: date, by: str | None = None) -> dict[str, Any]:
-    """The period's KPIs as of ``as_of`` (the JSON of ``dianfei kpi``), optionally by dimension."""
+def compute(inp: Inputs, as_of: date, by: str | None = None, trend_periods: int = 0
+            ) -> dict[str, Any]:
+    """The period's KPIs as of ``as_of`` (the JSON of ``dianfei kpi``), optionally by dimension,
+    with the monthly trend of ``trend_periods`` periods (the inputs must hold them)."""
     import polars as pl
 
     check_dimension(by)
@@ -405,7 +413,8 @@ def compute(inp: Inputs, as_of: date, by: str | None = None) -> dict[str, Any]:
                               **_money_json(head)}
     result.update(_service_figures(inp, this, as_of, None)["all"])
     result["dso"] = _dso(state, period, as_of)
-    result["trend"] = trend(state, as_of)
+    if trend_periods:
+        result["trend"] = trend(state, period, trend_periods, as_of)
     result["channels"] = by_channel(inp, as_of)
     if by is not None:
         result["by"] = by
@@ -422,12 +431,15 @@ def compute(inp: Inputs, as_of: date, by: str | None = None) -> dict[str, Any]:
     return result
 
 
-def period_kpis(db: Database, period: Period, as_of: date, by: str | None = None) -> dict[str, Any]:
+def period_kpis(db: Database, period: Period, as_of: date, by: str | None = None,
+                trend_periods: int = 0) -> dict[str, Any]:
     """Read and compute (what ``dianfei kpi`` and the demo summary call)."""
     check_dimension(by)
     if as_of < period.first_day:
         raise ValidationError(f"--as-of {as_of} is before period {period} begins ({period.first_day})")
-    return compute(load_inputs(db, period, as_of), as_of, by)
+    if not 0 <= trend_periods <= 120:
+        raise ValidationError(f"--trend must be 0..120 periods, got {trend_periods}")
+    return compute(load_inputs(db, period, as_of, trend_periods), as_of, by, trend_periods)
 
 
 def last_full_period(today: date) -> Period:

@@ -115,10 +115,10 @@ def monthly(db: Database, period: Period, as_of: date) -> MonthlyReport:
     from dianfei.collections.service import plan_outcomes
     from dianfei.customers.service import collectors, customer_names
     from dianfei.reporting.funds import audit
-    from dianfei.reporting.kpi import bill_state, compute, load_inputs
+    from dianfei.reporting.kpi import TREND_PERIODS, bill_state, compute, load_inputs
 
-    inp = load_inputs(db, period, as_of)
-    kpis = compute(inp, as_of)
+    inp = load_inputs(db, period, as_of, TREND_PERIODS)
+    kpis = compute(inp, as_of, trend_periods=TREND_PERIODS)
     league = compute(inp, as_of, "collector")["groups"]
     funds = audit(db, period)
     sheets = [Sheet("kpi", "考核指标 KPIs", ["指标 KPI", "值 value"],
