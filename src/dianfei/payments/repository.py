@@ -181,16 +181,20 @@ def bill_clearings(engine: Engine, first: str, last: str) -> pl.DataFrame:
     allocated_at, amount (negative rows undo: refunds, returns, cancelled bills)."""
     import polars as pl
 
-    return read_frame(
-        engine,
-        "SELECT pa.bill_id, pa.payment_id, p.channel, pa.allocated_at, pa.amount "
-        "FROM payment_allocations pa JOIN payments p ON p.payment_id = pa.payment_id "
-        "WHERE pa.allocated_to = 'bill' AND pa.bill_id IN "
-        "(SELECT bill_id FROM bills WHERE period BETWEEN :a AND :z) "
-        "ORDER BY pa.bill_id, pa.allocated_at, pa.id", {"a": first, "z": last},
-        instants=("allocated_at",),
-        schema={"bill_id": pl.String, "payment_id": pl.String, "channel": pl.String,
-                "allocated_at": pl.Datetime("us", "UTC"), "amount": pl.Int64})
+    from dianfei.db.frames import sqlite_columns
+
+    sql = ("SELECT pa.bill_id, pa.payment_id, p.channel, pa.allocated_at, pa.amount "
+           "FROM payment_allocations pa JOIN payments p ON p.payment_id = pa.payment_id "
+           "WHERE pa.allocated_to = 'bill' AND pa.bill_id IN "
+           "(SELECT bill_id FROM bills WHERE period BETWEEN :a AND :z) "
+           "ORDER BY pa.bill_id, pa.allocated_at, pa.id")
+    params = {"a": first, "z": last}
+    schema = {"bill_id": pl.String, "payment_id": pl.String, "channel": pl.String,
+              "allocated_at": pl.Datetime("us", "UTC"), "amount": pl.Int64}
+    fast = sqlite_columns(engine, sql, params, schema)
+    if fast is not None:
+        return fast
+    return read_frame(engine, sql, params, instants=("allocated_at",), schema=schema)
 
 
 def payments_between(engine: Engine, first: date, last: date) -> pl.DataFrame:
