@@ -333,7 +333,17 @@ def _summary(db: Database, first: Period, last: Period) -> dict[str, Any]:
         "amount_billed": fmt_yuan(sum(int(r[3]) for r in rows)),
         "unbilled_exceptions": open_exceptions(db).height,
         "by_class": by_class,
+        "kpis": _last_period_kpis(db, last) if rows else None,
     }
+
+
+def _last_period_kpis(db: Database, last: Period) -> dict[str, Any]:
+    """The KPIs of the last billed period as of the demo's last simulated day (the day before
+    the next bill run): what a newcomer should see the platform is for."""
+    from dianfei.reporting.kpi import period_kpis
+
+    as_of = last.next().end_date + ISSUE_DELAY - timedelta(days=1)
+    return period_kpis(db, last, as_of)
 
 
 def summary_table(summary: dict[str, Any]) -> None:
@@ -352,3 +362,9 @@ def summary_table(summary: dict[str, Any]) -> None:
     console.print(table)
     console.print(f"accounts on the exceptions list (not billed): "
                   f"{summary['unbilled_exceptions']} — see `dianfei bill exceptions --period …`")
+    if summary.get("kpis"):
+        from dianfei.reporting.report import kpi_table
+
+        kpi_table(summary["kpis"])
+        console.print(f"definitions: docs/kpi.md — `dianfei kpi --period {summary['kpis']['period']} "
+                      "--trend 12 --json` for the trend, `--by region|collector|channel` for the split")

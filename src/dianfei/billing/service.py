@@ -428,3 +428,11 @@ def issued_bills_of_mode(engine: Engine, payment_mode: str, since_period: str) -
     kwh, read_to_at (where the bill's consumption stopped). Smart prepayment prices what was
     used since."""
     return repo.issued_bills_of_mode(engine, payment_mode, since_period)
+
+
+def bills_between(engine: Engine, first: str, last: str) -> pl.DataFrame:
+    """Every bill of the periods ``first``..``last`` as one frame (cancelled ones with their
+    status, for the caller to leave out): bill_id, account_id, customer_id, period, issued_on,
+    due_on, amount (fen), kwh (0.01 kWh), status, estimated, read_from_at, read_to_at. What KPIs
+    and exports read of billing."""
+    return repo.bills_between(engine, first, last)

@@ -187,12 +187,20 @@ def export(
     kind: Annotated[str, typer.Argument(help="bills, payments, ledger or customers")],
     out: Annotated[Path, typer.Option(help="CSV file to write")],
     period: Annotated[str | None, typer.Option(help="YYYY-MM (bills, payments)")] = None,
+    as_of: Annotated[str | None, typer.Option(
+        "--as-of", help="YYYY-MM-DD: bills and payments as they stood that day")] = None,
 ) -> None:
     """Export bills, payments (one row per allocation), ledger entries or customers as CSV."""
     from dianfei.reporting import exports
 
     p = Period.parse(period) if period else None
-    n = exports.export(database(), kind, out, p)
+    day = None
+    if as_of is not None:
+        try:
+            day = date.fromisoformat(as_of)
+        except ValueError:
+            raise ValidationError(f"--as-of must be YYYY-MM-DD, got {as_of!r}") from None
+    n = exports.export(database(), kind, out, p, day)
     typer.echo(f"wrote {n} rows to {out}")
 
 

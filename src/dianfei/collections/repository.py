@@ -8,6 +8,7 @@ payments, the notify outbox) it reads through their services, in the same set-ba
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
@@ -264,3 +265,17 @@ def live_case_frame(conn: Connection, mode: str, statuses: tuple[str, ...]) -> p
         {"m": mode, **{f"s{i}": s for i, s in enumerate(statuses)}},
         instants=("earliest_stop_at",),
         schema={"case_id": pl.Int64, "account_id": pl.String, "status": pl.String})
+
+
+def event_totals_between(engine: Engine, first: Any, last: Any, types: Sequence[str]) -> pl.DataFrame:
+    """type, events, amount (fen) of the collection events of ``types`` on business days
+    ``first``..``last``."""
+    import polars as pl
+
+    names = {f"t{i}": t for i, t in enumerate(types)}
+    return read_frame(
+        engine, "SELECT type, count(*) AS events, CAST(coalesce(sum(amount), 0) AS BIGINT) AS amount "
+        f"FROM collection_events WHERE business_date BETWEEN :a AND :z "
+        f"AND type IN ({', '.join(':' + k for k in names) or 'NULL'}) GROUP BY type ORDER BY type",
+        {"a": first, "z": last, **names},
+        schema={"type": pl.String, "events": pl.Int64, "amount": pl.Int64})

@@ -46,6 +46,12 @@ from dianfei.collections.late_fees import accrue_frame
 from dianfei.collections.models import CollectionRun
 from dianfei.collections.notices import KEY_PREFIX, Notice, Notifier, NotifyOutbox
 from dianfei.collections.rules import Policy, policy, with_settings
+
+# the service-ticket register (complaints, satisfaction): KPIs count its rows
+from dianfei.collections.ticket_models import TICKET_CATEGORIES as TICKET_CATEGORIES
+from dianfei.collections.tickets import decide_ticket as decide_ticket
+from dianfei.collections.tickets import record_ticket as record_ticket
+from dianfei.collections.tickets import tickets_between as tickets_between
 from dianfei.core.clock import BUSINESS_TZ, Clock, business_date, start_of_day
 from dianfei.core.money import fmt_yuan
 
@@ -480,6 +486,23 @@ def suspended_on(db: Database, day: date) -> pl.DataFrame:
     customer_id, mode ('postpaid' arrears or 'prepaid' cut-off), suspended_at."""
     start = start_of_day(day)
     return repository.suspended_between(db.engine, start, start_of_day(day + timedelta(days=1)))
+
+
+def suspended_between(db: Database, first: date, last: date) -> pl.DataFrame:
+    """The stop cases whose supply was suspended on business days ``first``..``last``: case_id,
+    account_id, customer_id, mode ('postpaid' arrears or 'prepaid' cut-off), suspended_at."""
+    return repository.suspended_between(db.engine, start_of_day(first),
+                                        start_of_day(last + timedelta(days=1)))
+
+
+#: what the monthly report counts of payment plans (分期缴费协议)
+PLAN_EVENTS = ("plan_agreed", "plan_completed", "plan_broken")
+
+
+def plan_outcomes(db: Database, first: date, last: date) -> pl.DataFrame:
+    """Payment plans agreed, completed and broken on business days ``first``..``last``: type,
+    events, amount (fen, as the events record it)."""
+    return repository.event_totals_between(db.engine, first, last, PLAN_EVENTS)
 
 
 def pending_late_fees(conn: Any, accounts: list[str]) -> dict[str, int]:

@@ -92,3 +92,26 @@ def first_service_point_addresses(conn: Connection, account_ids: Sequence[str]) 
                                    "account_id", account_ids):
         out.setdefault(str(acc), addr)
     return out
+
+
+def customer_dimensions(engine: Engine) -> pl.DataFrame:
+    """customer_id, customer_class, region_id, station_id, collector_id, opened_on, closed_on of
+    every customer."""
+    import polars as pl
+
+    return read_frame(
+        engine,
+        "SELECT customer_id, customer_class, region_id, station_id, collector_id, opened_on, "
+        "closed_on FROM customers ORDER BY customer_id", dates=("opened_on", "closed_on"),
+        schema={"customer_id": pl.String, "customer_class": pl.String, "region_id": pl.String,
+                "station_id": pl.String, "collector_id": pl.String, "opened_on": pl.Date,
+                "closed_on": pl.Date})
+
+
+def collectors(engine: Engine) -> pl.DataFrame:
+    """collector_id, name, station_id of every collector."""
+    import polars as pl
+
+    return read_frame(engine, "SELECT collector_id, name, station_id FROM collectors "
+                      "ORDER BY collector_id",
+                      schema={"collector_id": pl.String, "name": pl.String, "station_id": pl.String})

@@ -226,6 +226,21 @@ def open_account_facts(engine: Engine, accounts: Sequence[str] | None = None) ->
     return repository.open_account_facts(engine, accounts)
 
 
+def customer_dimensions(engine: Engine) -> pl.DataFrame:
+    """Who each customer is for reporting: customer_id, customer_class, region_id, station_id,
+    collector_id (the customer's assigned collector, 催费员), opened_on, closed_on (one read)."""
+    from dianfei.customers import repository
+
+    return repository.customer_dimensions(engine)
+
+
+def collectors(engine: Engine) -> pl.DataFrame:
+    """The collectors (催费员): collector_id, name, station_id."""
+    from dianfei.customers import repository
+
+    return repository.collectors(engine)
+
+
 def open_accounts_of_mode(engine: Engine, payment_mode: str, day: date) -> pl.DataFrame:
     """Open accounts of ``payment_mode`` customers with their active meter and the tariff
     assignments that could be in force on ``day``: account_id, customer_id, name,

@@ -213,3 +213,46 @@ def _read_on(conn: Connection, sql: str, params: dict[str, Any]) -> pl.DataFrame
     if not rows:
         return pl.DataFrame({c: [] for c in cols})
     return pl.DataFrame(rows, schema=cols, orient="row", infer_schema_length=None)
+
+
+def sqlite_columns(engine: Engine, sql: str, params: dict[str, Any],
+                    schema: dict[str, Any]) -> pl.DataFrame | None:
+    """SQLite only (else None; the caller falls back to :func:`read_frame`): the query's
+    rows as one text built inside SQLite (printf and group_concat run in C, without the GIL)
+    and parsed by Polars' CSV reader, instead of one Python tuple per row — several times faster
+    for millions of rows. ``schema`` names every column in order with its type: pl.Datetime
+    columns are the stored UTC text, pl.Date ISO dates; NULL is an empty field. Only for values
+    without the unit separator or a newline (ids, codes, numbers, instants)."""
+    if engine.dialect.name != "sqlite":
+        return None
+    import io
+
+    import polars as pl
+
+    names = list(schema)
+    fmt = "\x1f".join(["%s"] * len(names))
+    wrapped = (f"SELECT group_concat(printf('{fmt}', {', '.join(names)}), char(10)) "
+               f"FROM ({sql})")
+    with engine.connect() as conn:
+        cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cur.execute(wrapped, bind_params(engine, params))
+            blob = cur.fetchone()[0]
+        finally:
+            cur.close()
+    text_types = {n: (pl.String if t in (pl.Date, pl.Boolean) or isinstance(t, pl.Datetime)
+                      else t) for n, t in schema.items()}
+    if not blob:
+        return pl.DataFrame(schema=schema)
+    frame = pl.read_csv(io.BytesIO(blob.encode()), separator="\x1f", has_header=False,
+                        new_columns=names, schema=text_types, quote_char=None)
+    fixes = []
+    for n, t in schema.items():
+        if isinstance(t, pl.Datetime):
+            fixes.append(pl.col(n).str.to_datetime("%Y-%m-%d %H:%M:%S%.f", time_unit="us",
+                                                   time_zone="UTC"))
+        elif t == pl.Date:
+            fixes.append(pl.col(n).str.to_date("%Y-%m-%d"))
+        elif t == pl.Boolean:
+            fixes.append(pl.col(n).cast(pl.Int8).cast(pl.Boolean))
+    return frame.with_columns(fixes) if fixes else frame

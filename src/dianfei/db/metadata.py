@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dianfei.billing import models as billing_models
 from dianfei.collections import models as collections_models
+from dianfei.collections import ticket_models
 from dianfei.customers import models as customer_models
 from dianfei.db.base import Base
 from dianfei.events import models as event_models
@@ -15,4 +16,5 @@ from dianfei.payments import models as payments_models
 from dianfei.payments import statement_models
 
 __all__ = ["Base", "billing_models", "collections_models", "customer_models", "event_models", "ledger_models",
-           "metering_models", "notify_models", "payments_models", "statement_models", "vee_models"]
+           "metering_models", "notify_models", "payments_models", "statement_models",
+           "ticket_models", "vee_models"]

@@ -179,6 +179,41 @@ def entries(engine: Engine) -> pl.DataFrame:
     )
 
 
+def write_offs(engine: Engine) -> pl.DataFrame:
+    """Write-offs (核销) still standing (not reversed): reference (the debit written off, a bill
+    id or a late-fee reference), account_id, business_date, amount (fen, positive: what was
+    written off)."""
+    import polars as pl
+
+    from dianfei.db.frames import read_frame
+
+    return read_frame(
+        engine,
+        "SELECT e.reference, e.account_id, e.business_date, -e.amount AS amount "
+        "FROM ledger_entries e LEFT JOIN ledger_entries r ON r.reverses_entry_id = e.entry_id "
+        "WHERE e.kind = 'write_off' AND r.entry_id IS NULL ORDER BY e.entry_id",
+        dates=("business_date",),
+        schema={"reference": pl.String, "account_id": pl.String, "business_date": pl.Date,
+                "amount": pl.Int64})
+
+
+def payment_reversals(engine: Engine, first: date, last: date) -> pl.DataFrame:
+    """Payments reversed (refunds, bank returns) on business days ``first``..``last``:
+    payment_id (the reversed payment entry's reference), business_date, amount (fen, positive:
+    what went back)."""
+    import polars as pl
+
+    from dianfei.db.frames import read_frame
+
+    return read_frame(
+        engine,
+        "SELECT p.reference AS payment_id, r.business_date, r.amount FROM ledger_entries r "
+        "JOIN ledger_entries p ON p.entry_id = r.reverses_entry_id AND p.kind = 'payment' "
+        "WHERE r.kind = 'reversal' AND r.business_date BETWEEN :a AND :z ORDER BY r.entry_id",
+        {"a": first, "z": last}, dates=("business_date",),
+        schema={"payment_id": pl.String, "business_date": pl.Date, "amount": pl.Int64})
+
+
 def aging(engine: Engine, as_of: date) -> pl.DataFrame:
     """Open debits per account bucketed by days past due as of ``as_of``.
 
@@ -198,6 +233,11 @@ def _bucket_expr(days: pl.Expr) -> pl.Expr:
         expr = expr.when(days <= last).then(pl.lit(name))
     out: pl.Expr = expr.otherwise(pl.lit(AGING_BUCKETS[-1]))
     return out
+
+
+def aging_bucket_column(days_past_due: pl.Expr) -> pl.Expr:
+    """:func:`aging_bucket` as a column expression (the same buckets for every report)."""
+    return _bucket_expr(days_past_due)
 
 
 def aging_frame(all_entries: pl.DataFrame, as_of: date) -> pl.DataFrame:

@@ -366,3 +366,16 @@ def existing_keys(conn: Any, keys: Sequence[str]) -> set[str]:
     for i in range(0, len(uniq), 500):
         found |= {str(r[0]) for r in conn.execute(stmt, {"k": uniq[i:i + 500]})}
     return found
+
+
+def outcomes_between(engine: Any, since: datetime, until: datetime) -> Any:
+    """customer_id, notice, channel, status of the notices queued in [since, until)."""
+    import polars as pl
+
+    from dianfei.db.frames import read_frame
+
+    return read_frame(
+        engine, "SELECT customer_id, notice, channel, status FROM notify_outbox "
+        "WHERE queued_at >= :a AND queued_at < :z", {"a": since, "z": until},
+        schema={"customer_id": pl.String, "notice": pl.String, "channel": pl.String,
+                "status": pl.String})

@@ -928,3 +928,18 @@ def queued_keys(conn: Any, keys: Sequence[str]) -> set[str]:
     """Which of ``keys`` are in the outbox (in any status), e.g. the paper letter notify queues
     for an undeliverable legal notice (``<key>#letter``)."""
     return repo.existing_keys(conn, keys)
+
+
+def notice_outcomes(engine: Any, since: datetime, until: datetime) -> Any:
+    """The notices queued in [since, until) with where each stands now: customer_id, notice,
+    channel, status (one of :data:`STATUSES`) — a Polars frame, what delivery rates are
+    computed from."""
+    return repo.outcomes_between(engine, since, until)
+
+
+def cjk_font(path: str | None = None, index: int | None = None) -> Any:
+    """The CJK font PDFs embed (letters, reports): the configured one, else Noto Sans CJK SC
+    from Debian's fonts-noto-cjk (see :func:`dianfei.notify.letters.find_font`)."""
+    from dianfei.notify.letters import find_font
+
+    return find_font(path, index)

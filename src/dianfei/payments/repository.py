@@ -123,6 +123,8 @@ def account_payments(engine: Engine, account_id: str) -> pl.DataFrame:
 
 def allocation_rows(engine: Engine, period: str | None = None) -> pl.DataFrame:
     """One row per allocation for ``export payments`` (optionally of one bill period)."""
+    import polars as pl
+
     params: dict[str, Any] = {}
     where = ""
     if period:
@@ -133,7 +135,10 @@ def allocation_rows(engine: Engine, period: str | None = None) -> pl.DataFrame:
         "SELECT pa.id, pa.payment_id, p.customer_id, pa.allocated_at AS paid_at, pa.amount, "
         "p.channel, pa.bill_id, pa.allocated_to FROM payment_allocations pa "
         f"JOIN payments p ON p.payment_id = pa.payment_id{where} ORDER BY pa.id",
-        params, instants=("paid_at",))
+        params, instants=("paid_at",),
+        schema={"id": pl.Int64, "payment_id": pl.String, "customer_id": pl.String,
+                "paid_at": pl.Datetime("us", "UTC"), "amount": pl.Int64, "channel": pl.String,
+                "bill_id": pl.String, "allocated_to": pl.String})
 
 
 def bill_payment_state(engine: Engine, period: str | None = None) -> pl.DataFrame:
@@ -169,3 +174,89 @@ def posted_since(engine: Engine, accounts: Sequence[str], since: Any) -> pl.Data
         return pl.DataFrame(schema={"account_id": pl.String,
                                     "posted_at": pl.Datetime("us", "UTC"), "amount": pl.Int64})
     return pl.concat(frames, how="vertical_relaxed")
+
+
+def bill_clearings(engine: Engine, first: str, last: str) -> pl.DataFrame:
+    """Clearings to the bills of periods ``first``..``last``: bill_id, payment_id, channel,
+    allocated_at, amount (negative rows undo: refunds, returns, cancelled bills)."""
+    import polars as pl
+
+    from dianfei.db.frames import sqlite_columns
+
+    sql = ("SELECT pa.bill_id, pa.payment_id, p.channel, pa.allocated_at, pa.amount "
+           "FROM payment_allocations pa JOIN payments p ON p.payment_id = pa.payment_id "
+           "WHERE pa.allocated_to = 'bill' AND pa.bill_id IN "
+           "(SELECT bill_id FROM bills WHERE period BETWEEN :a AND :z) "
+           "ORDER BY pa.bill_id, pa.allocated_at, pa.id")
+    params = {"a": first, "z": last}
+    schema = {"bill_id": pl.String, "payment_id": pl.String, "channel": pl.String,
+              "allocated_at": pl.Datetime("us", "UTC"), "amount": pl.Int64}
+    fast = sqlite_columns(engine, sql, params, schema)
+    if fast is not None:
+        return fast
+    return read_frame(engine, sql, params, instants=("allocated_at",), schema=schema)
+
+
+def payments_between(engine: Engine, first: date, last: date) -> pl.DataFrame:
+    """payment_id, channel, business_date, amount, status of the payments paid on business days
+    ``first``..``last`` (any status: a refunded payment was still received)."""
+    import polars as pl
+
+    return read_frame(
+        engine, "SELECT payment_id, channel, business_date, amount, status FROM payments "
+        "WHERE business_date BETWEEN :a AND :z ORDER BY payment_id", {"a": first, "z": last},
+        dates=("business_date",),
+        schema={"payment_id": pl.String, "channel": pl.String, "business_date": pl.Date,
+                "amount": pl.Int64, "status": pl.String})
+
+
+def reports_between(engine: Engine, first: date, last: date) -> pl.DataFrame:
+    """channel, day, settlement_ok, figures (JSON text) of the reconciliation reports of
+    ``first``..``last``."""
+    import polars as pl
+
+    return read_frame(
+        engine, "SELECT channel, day, settlement_ok, figures FROM reconciliation_reports "
+        "WHERE day BETWEEN :a AND :z ORDER BY channel, day", {"a": first, "z": last},
+        dates=("day",),
+        schema={"channel": pl.String, "day": pl.Date, "settlement_ok": pl.Boolean,
+                "figures": pl.String})
+
+
+def discrepancies_between(engine: Engine, first: date, last: date) -> pl.DataFrame:
+    """channel, day, kind, statement_amount, ledger_amount, resolved_at of the worklist rows of
+    ``first``..``last`` (open and resolved)."""
+    import polars as pl
+
+    return read_frame(
+        engine, "SELECT id, channel, day, kind, statement_amount, ledger_amount, resolved_at "
+        "FROM reconciliation_discrepancies WHERE day BETWEEN :a AND :z ORDER BY id",
+        {"a": first, "z": last}, dates=("day",), instants=("resolved_at",),
+        schema={"id": pl.Int64, "channel": pl.String, "day": pl.Date, "kind": pl.String,
+                "statement_amount": pl.Int64, "ledger_amount": pl.Int64,
+                "resolved_at": pl.Datetime("us", "UTC")})
+
+
+def shifts_closed_between(engine: Engine, since: Any, until: Any) -> pl.DataFrame:
+    """shift_id, opening_float, counted_cash, expected_cash, difference of the counter shifts
+    closed in [since, until)."""
+    import polars as pl
+
+    return read_frame(
+        engine, "SELECT shift_id, opening_float, counted_cash, expected_cash, difference "
+        "FROM cashier_shifts WHERE status = 'closed' AND closed_at >= :a AND closed_at < :z "
+        "ORDER BY shift_id", {"a": since, "z": until},
+        schema={"shift_id": pl.String, "opening_float": pl.Int64, "counted_cash": pl.Int64,
+                "expected_cash": pl.Int64, "difference": pl.Int64})
+
+
+def channels_of(engine: Engine, payment_ids: Sequence[str]) -> pl.DataFrame:
+    """payment_id, channel of ``payment_ids``."""
+    import polars as pl
+
+    from dianfei.db.lists import any_of
+
+    with engine.connect() as conn:
+        member, params = any_of(conn, "payment_id", "ids", sorted(set(payment_ids)))
+        return read_frame(conn, f"SELECT payment_id, channel FROM payments WHERE {member}",
+                          params, schema={"payment_id": pl.String, "channel": pl.String})

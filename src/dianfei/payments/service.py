@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, select, text, update
@@ -356,6 +356,64 @@ def allocation_rows(engine: Engine, period: str | None = None) -> pl.DataFrame:
 
 def bill_payment_state(engine: Engine, period: str | None = None) -> pl.DataFrame:
     return repository.bill_payment_state(engine, period)
+
+
+def bill_clearings(engine: Engine, first: str, last: str) -> pl.DataFrame:
+    """What reached the bills of periods ``first``..``last``, one row per clearing: bill_id,
+    payment_id, channel (of the payment the money came from, credit included), allocated_at,
+    amount (fen; negative rows undo a clearing). Late fees and unused credit are not here: only
+    money on bills counts as collected."""
+    return repository.bill_clearings(engine, first, last)
+
+
+def payments_between(engine: Engine, first: date, last: date) -> pl.DataFrame:
+    """The payments received on business days ``first``..``last``: payment_id, channel,
+    business_date, amount (fen), status (posted, refunded, returned)."""
+    return repository.payments_between(engine, first, last)
+
+
+def refunds_between(engine: Engine, first: date, last: date) -> pl.DataFrame:
+    """Payments reversed (refunded, returned by the bank) on business days ``first``..``last``:
+    payment_id, channel, business_date (of the reversal), amount (fen, positive)."""
+    import polars as pl
+
+    back = ledger.payment_reversals(engine, first, last)
+    if back.height == 0:
+        return back.with_columns(pl.lit(None, pl.String).alias("channel")).select(
+            "payment_id", "channel", "business_date", "amount")
+    channels = repository.channels_of(engine, back["payment_id"].to_list())
+    return back.join(channels, on="payment_id", how="left").select(
+        "payment_id", "channel", "business_date", "amount")
+
+
+#: the statement side of a reconciliation report: what the channel says it settled that day
+SETTLED_CLASSES = ("matched", "missing_in_ledger", "amount_mismatch")
+
+
+def reconciliations_between(engine: Engine, first: date, last: date) -> pl.DataFrame:
+    """One row per reconciled channel and day of ``first``..``last``: channel, day,
+    settlement_ok, settled (fen: the statement's payments — matched, missing in the ledger,
+    amount mismatches — as the stored report counts them)."""
+    import json
+
+    import polars as pl
+
+    reports = repository.reports_between(engine, first, last)
+    settled = [sum(int(json.loads(f)["totals"][c]["amount"]) for c in SETTLED_CLASSES)
+               for f in reports["figures"].to_list()]  # one per channel and day
+    return reports.drop("figures").with_columns(pl.Series("settled", settled, dtype=pl.Int64))
+
+
+def discrepancies_between(engine: Engine, first: date, last: date) -> pl.DataFrame:
+    """The reconciliation worklist rows of days ``first``..``last``, open and resolved: id,
+    channel, day, kind, statement_amount, ledger_amount, resolved_at."""
+    return repository.discrepancies_between(engine, first, last)
+
+
+def shifts_closed_between(engine: Engine, since: datetime, until: datetime) -> pl.DataFrame:
+    """Counter shifts closed in [since, until): shift_id, opening_float, counted_cash,
+    expected_cash, difference (fen; 长款 > 0, 短款 < 0)."""
+    return repository.shifts_closed_between(engine, since, until)
 
 
 def check(conn: Connection) -> list[tuple[str, int, str]]:

@@ -6,6 +6,7 @@ instants ISO 8601 with the business offset (+08:00).
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,65 +39,59 @@ def _instant(col: str) -> pl.Expr:
             .dt.strftime("%Y-%m-%dT%H:%M:%S%:z").alias(col))
 
 
-def bills_frame(db: Database, period: Period | None) -> pl.DataFrame:
+def bills_frame(db: Database, period: Period | None, as_of: date | None = None) -> pl.DataFrame:
     """bill_id, customer_id, period, issued_on, due_on, amount, kwh, paid_amount,
-    paid_in_full_on, status. ``paid_amount`` sums the payment allocations to the bill;
-    ``paid_in_full_on`` is the business date of the allocation that completed it (a zero bill is
-    settled on issue)."""
+    paid_in_full_on, status — as of ``as_of`` (None: everything so far). ``paid_amount`` sums
+    the clearings to the bill up to then; ``paid_in_full_on`` is the day they last reached its
+    amount (a zero bill is settled on issue): :func:`dianfei.reporting.kpi.bill_state`, the same
+    function the KPIs use, so the file and ``dianfei kpi`` agree to the fen."""
     import polars as pl
 
-    from dianfei.payments.service import bill_payment_state
+    from dianfei.billing.service import bills_between
+    from dianfei.payments.service import bill_clearings
+    from dianfei.reporting.kpi import bill_state
 
-    where, params = ("WHERE period = :p", {"p": str(period)}) if period else ("", {})
-    f = read_frame(db.engine,
-                   f"SELECT bill_id, customer_id, period, issued_on, due_on, amount, kwh, status "
-                   f"FROM bills {where} ORDER BY period, bill_id", params,
-                   dates=("issued_on", "due_on"))
-    allocs = bill_payment_state(db.engine, str(period) if period else None)
-    allocs = allocs.with_columns(
-        pl.col("amount").cast(pl.Int64),
-        pl.col("allocated_at").dt.convert_time_zone("Asia/Shanghai").dt.date().alias("_day"))
-    allocs = allocs.with_columns(pl.col("amount").cum_sum().over("bill_id").alias("_cum"))
-    paid = allocs.group_by("bill_id").agg(pl.col("amount").sum().alias("paid_amount"))
-    f = f.join(paid, on="bill_id", how="left").with_columns(
-        pl.col("paid_amount").fill_null(0).cast(pl.Int64))
-    # the first allocation after which the cumulative reaches the bill's amount
-    full = (allocs.join(f.select("bill_id", pl.col("amount").alias("_amt")), on="bill_id")
-            .filter(pl.col("_cum") >= pl.col("_amt"))
-            .group_by("bill_id").agg(pl.col("_day").first().alias("_full_day")))
-    f = f.join(full, on="bill_id", how="left")
-    settled = (pl.col("status") != "cancelled") & (pl.col("paid_amount") >= pl.col("amount"))
+    first, last = (str(period), str(period)) if period else ("0000-01", "9999-12")
+    bills = bills_between(db.engine, first, last)
+    f = bill_state(bills, bill_clearings(db.engine, first, last), as_of)
     return f.with_columns(
-        pl.when(settled & (pl.col("amount") <= 0)).then(pl.col("issued_on"))
-        .when(settled).then(pl.max_horizontal("_full_day", "issued_on"))
-        .otherwise(None).alias("paid_in_full_on"),
         pl.when(pl.col("status") == "cancelled").then(pl.lit("cancelled"))
-        .when(pl.col("paid_amount") >= pl.col("amount")).then(pl.lit("paid"))
-        .when(pl.col("paid_amount") > 0).then(pl.lit("partially_paid"))
+        .when(pl.col("paid") >= pl.col("amount")).then(pl.lit("paid"))
+        .when(pl.col("paid") > 0).then(pl.lit("partially_paid"))
         .otherwise(pl.lit("open")).alias("status"),
+        pl.col("paid").alias("paid_amount"),
     ).select("bill_id", "customer_id", "period", "issued_on", "due_on", _two_places("amount"),
              _two_places("kwh"),
              _two_places("paid_amount"), "paid_in_full_on", "status")
 
 
-def payments_frame(db: Database, period: Period | None) -> pl.DataFrame:
+def payments_frame(db: Database, period: Period | None, as_of: date | None = None) -> pl.DataFrame:
     """One row per allocation: payment_id, customer_id, paid_at, amount, channel, bill_id,
     allocated_to (bill, late_fee, credit). ``paid_at`` is when the money reached the item (the
-    payment's time; for credit used by a later bill, the moment it was used)."""
+    payment's time; for credit used by a later bill, the moment it was used); with ``as_of``
+    only the rows whose ``paid_at`` falls on or before that business day (Asia/Shanghai)."""
     from dianfei.payments.service import allocation_rows
+    from dianfei.reporting.kpi import business_day
 
     f = allocation_rows(db.engine, str(period) if period else None)
+    if as_of is not None:
+        f = f.filter(business_day("paid_at") <= as_of)
     return f.with_columns(_instant("paid_at"), _two_places("amount")).select(
         "payment_id", "customer_id", "paid_at", "amount", "channel", "bill_id", "allocated_to")
 
 
-def export(db: Database, kind: str, out: Path, period: Period | None = None) -> int:
+def export(db: Database, kind: str, out: Path, period: Period | None = None,
+           as_of: date | None = None) -> int:
+    """Write one export as CSV (UTF-8; ``bom=True`` files for Excel come from the reports).
+    ``as_of`` applies to bills and payments only (what was paid by then)."""
     import polars as pl
 
+    if as_of is not None and kind not in ("bills", "payments"):
+        raise ValidationError(f"--as-of applies to the bills and payments exports, not {kind!r}")
     if kind == "bills":
-        frame = bills_frame(db, period)
+        frame = bills_frame(db, period, as_of)
     elif kind == "payments":
-        frame = payments_frame(db, period)
+        frame = payments_frame(db, period, as_of)
     elif kind == "ledger":
         frame = read_frame(db.engine, "SELECT entry_id, customer_id, posted_at, kind, amount, "
                            "reference FROM ledger_entries ORDER BY entry_id",

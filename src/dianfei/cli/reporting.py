@@ -1,0 +1,109 @@
+"""CLI: KPIs (`dianfei kpi`), the fund-flow audit (`dianfei audit funds`) and the monthly
+collection report (`dianfei report monthly`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dianfei.cli.common import handle_errors, print_json
+from dianfei.cli.context import clock_from_env, database
+
+#: ``audit`` is shared with the audit chain (``audit verify``): the lead merges the two groups
+audit_app = typer.Typer(help="Audits: fund flows (资金流向稽核).", no_args_is_help=True)
+report_app = typer.Typer(help="Reports a branch sends upward (报表).", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("kpi")(kpi)
+    app.add_typer(audit_app, name="audit")
+    app.add_typer(report_app, name="report")
+
+
+def _today() -> object:
+    from dianfei.core.clock import business_date
+
+    return business_date(clock_from_env().now())
+
+
+@handle_errors
+def kpi(
+    period: Annotated[str, typer.Option(help="the billing period YYYY-MM")],
+    as_of: Annotated[str | None, typer.Option("--as-of", help="YYYY-MM-DD (default: today)")] = None,
+    by: Annotated[str | None, typer.Option(
+        help="region, customer_class, collector, station or channel")] = None,
+    trend: Annotated[int, typer.Option(help="periods of monthly trend (0: none)")] = 0,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The period's KPIs as of a date: collection rate, overdue arrears rate, payment cycle,
+    aging, complaint rate, DSO, satisfaction … (definitions: docs/kpi.md)."""
+    from datetime import date
+
+    from dianfei.core.clock import Period
+    from dianfei.reporting.kpi import check_dimension, parse_as_of, period_kpis
+
+    check_dimension(by)
+    p = Period.parse(period)
+    today = _today()
+    assert isinstance(today, date)
+    day = parse_as_of(as_of, p, today)
+    result = period_kpis(database(), p, day, by, trend)
+    if json_out:
+        print_json(result)
+        return
+    from dianfei.reporting.report import kpi_table
+
+    kpi_table(result)
+
+
+@audit_app.command("funds")
+@handle_errors
+def audit_funds(
+    period: Annotated[str, typer.Option(help="the period YYYY-MM (its calendar month)")],
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Money billed, collected and refunded per channel, settled by each channel, deposited and
+    written off in the month, tied to the reconciliation worklist (exit 1 when it does not tie)."""
+    from dianfei.core.clock import Period
+    from dianfei.reporting.funds import audit
+
+    result = audit(database(), Period.parse(period))
+    if json_out:
+        print_json(result)
+    else:
+        from dianfei.reporting.report import funds_table
+
+        funds_table(result)
+    if not result["ties"]:
+        raise typer.Exit(1)
+
+
+@report_app.command("monthly")
+@handle_errors
+def report_monthly(
+    period: Annotated[str, typer.Option(help="the period YYYY-MM")],
+    out: Annotated[Path, typer.Option(help="the file to write (a directory for csv)")],
+    format_: Annotated[str, typer.Option("--format", help="pdf, xlsx or csv")] = "pdf",
+    as_of: Annotated[str | None, typer.Option("--as-of", help="YYYY-MM-DD (default: today)")] = None,
+) -> None:
+    """The monthly collection report (电费回收月报): KPIs and their trend, top arrears, the
+    collector league table, channel mix, payment plans, reconciliation status."""
+    from datetime import date
+
+    from dianfei.core.clock import Period
+    from dianfei.core.errors import ValidationError
+    from dianfei.reporting.kpi import parse_as_of
+    from dianfei.reporting.report import FORMATS, monthly, write
+
+    if format_ not in FORMATS:
+        raise ValidationError(f"--format must be one of {', '.join(FORMATS)}, got {format_!r}")
+    p = Period.parse(period)
+    today = _today()
+    assert isinstance(today, date)
+    db = database()
+    font = (db.settings.raw.get("notify", {}).get("letters", {}) or {}).get("font")
+    files = write(monthly(db, p, parse_as_of(as_of, p, today)), format_, out, font)
+    for f in files:
+        typer.echo(f"wrote {f}")

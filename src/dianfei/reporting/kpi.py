@@ -1,0 +1,461 @@
+"""The KPIs that prove collection works (电费回收率, 逾期欠费率, 缴费周期, 投诉率 …), as of any date.
+
+Every figure is a pure function of frames read through the other packages' services (bills from
+billing, clearings from payments, customers, tickets, notices, stop cases), so the benchmark can
+feed the same functions synthetic frames and the exports can share :func:`bill_state` with the
+KPIs (they agree to the fen by construction, and a test recomputes the KPIs from the CSV files).
+
+Definitions (docs/kpi.md writes them out for users):
+
+- only live bills count: a cancelled bill is left out of every KPI (its rebill is a new bill);
+- *collected* = clearings (allocations) to the period's bills whose ``allocated_at`` falls on or
+  before the as-of date D (Asia/Shanghai); not late fees, not unused credit; a refund or a
+  cancelled bill's reversal is a negative clearing and counts on its own date;
+- *collection rate* = collected ÷ billed; *overdue arrears rate* = what is still unpaid at D of
+  the bills due before D (``due_on`` < D) ÷ billed;
+- *payment cycle* = days from a bill's issue date to the day it was paid in full, over the bills
+  paid in full at D (zero-amount bills left out); median of an even count = mean of the middle two;
+- *complaint rate* = complaints opened in the period per 10,000 customers open at its last day.
+
+A rate whose denominator is zero is ``None`` (JSON null), never a division by zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
+from typing import TYPE_CHECKING, Any
+
+from dianfei.core.clock import Period
+from dianfei.core.errors import ValidationError
+from dianfei.core.money import fmt_yuan
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from dianfei.db.engine import Database
+
+#: dimensions of ``--by``; the first four split every KPI, ``channel`` splits what was collected
+DIMENSIONS = ("region", "customer_class", "collector", "station", "channel")
+#: the customers column of each customer dimension
+DIMENSION_COLUMNS = {"region": "region_id", "customer_class": "customer_class",
+                     "collector": "collector_id", "station": "station_id"}
+#: periods in the monthly trend of the report (the period itself and the eleven before it);
+#: ``dianfei kpi --trend N`` asks for N (0 by default: the trend reads N periods of bills)
+TREND_PERIODS = 12
+#: periods of billing DSO divides the receivable by
+DSO_PERIODS = 3
+#: days past due from which unpaid arrears count as bad debt (呆账: the oldest aging bucket)
+BAD_DEBT_DAYS = 90
+#: notice outcomes: reached the customer / an attempt that ended
+NOTICE_REACHED = ("sent", "delivered")
+NOTICE_ENDED = ("sent", "delivered", "failed")
+_RATE = Decimal("0.0001")
+_DAYS = Decimal("0.01")
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything the KPIs of one period read, as frames (see :func:`load_inputs`)."""
+
+    period: Period
+    #: bills of the trend window (bill_id, customer_id, period, issued_on, due_on, amount,
+    #: status, estimated, read_to_at), cancelled ones included (left out here)
+    bills: pl.DataFrame
+    #: clearings to those bills: bill_id, payment_id, channel, allocated_at, amount
+    clearings: pl.DataFrame
+    #: customer_id, customer_class, region_id, station_id, collector_id, opened_on, closed_on
+    customers: pl.DataFrame
+    #: tickets opened in the period: customer_id, category, satisfaction
+    tickets: pl.DataFrame
+    #: notices queued in the period: customer_id, status
+    notices: pl.DataFrame
+    #: accounts of the period on the exceptions list (not billed): account_id, customer_id
+    unbilled: pl.DataFrame
+    #: stop cases suspended from the period's first day on: account_id, mode, suspended_at
+    suspensions: pl.DataFrame
+    #: standing write-offs: reference, business_date, amount
+    write_offs: pl.DataFrame
+
+
+def parse_as_of(text: str | None, period: Period, today: date) -> date:
+    """The as-of date: ``text`` (YYYY-MM-DD) or today; never before the period begins."""
+    if text is None:
+        as_of = today
+    else:
+        try:
+            as_of = date.fromisoformat(text)
+        except ValueError:
+            raise ValidationError(f"--as-of must be YYYY-MM-DD, got {text!r}") from None
+    if as_of < period.first_day:
+        raise ValidationError(
+            f"--as-of {as_of} is before period {period} begins ({period.first_day}): nothing of "
+            "that period can be billed or collected yet")
+    return as_of
+
+
+def check_dimension(by: str | None) -> None:
+    if by is not None and by not in DIMENSIONS:
+        raise ValidationError(f"--by must be one of {', '.join(DIMENSIONS)}, got {by!r}")
+
+
+def first_of_window(period: Period, months: int) -> Period:
+    """The first period of the ``months`` periods ending with ``period``."""
+    p = period
+    for _ in range(months - 1):
+        p = p.prev()
+    return p
+
+
+def load_inputs(db: Database, period: Period, as_of: date, trend: int = 0) -> Inputs:
+    """Read what the period's KPIs need, each through its package's service (a few set reads):
+    the bills and clearings of the DSO window, or of ``trend`` periods when that is longer."""
+    import polars as pl
+
+    from dianfei.billing.service import bills_between, open_exceptions
+    from dianfei.collections.service import suspended_between, tickets_between
+    from dianfei.core.clock import start_of_day
+    from dianfei.customers.service import customer_dimensions, open_account_facts
+    from dianfei.ledger.service import write_offs
+    from dianfei.notify.service import notice_outcomes
+    from dianfei.payments.service import bill_clearings
+
+    first, last = str(first_of_window(period, max(trend, DSO_PERIODS))), str(period)
+    since, until = start_of_day(period.first_day), start_of_day(period.end_date)
+    unbilled = open_exceptions(db, period)
+    accounts = unbilled["account_id"].to_list() if unbilled.height else []
+    owners = (open_account_facts(db.engine, accounts).select("account_id", "customer_id")
+              if accounts else pl.DataFrame(schema={"account_id": pl.String,
+                                                    "customer_id": pl.String}))
+    return Inputs(
+        period=period,
+        bills=bills_between(db.engine, first, last),
+        clearings=bill_clearings(db.engine, first, last),
+        customers=customer_dimensions(db.engine),
+        tickets=tickets_between(db.engine, since, until),
+        notices=notice_outcomes(db.engine, since, until),
+        unbilled=owners,
+        suspensions=suspended_between(db, period.first_day, max(as_of, period.first_day)),
+        write_offs=write_offs(db.engine))
+
+
+# -- the state of each bill at a date --------------------------------------------------------------
+
+
+#: Asia/Shanghai has kept UTC+8 without daylight saving since 1991: a business date is the UTC
+#: instant plus eight hours (a fixed shift is several times cheaper than a zone lookup per row)
+_BUSINESS_OFFSET_HOURS = 8
+
+
+def business_day(col: str) -> pl.Expr:
+    """The Asia/Shanghai business date of a UTC instant column."""
+    import polars as pl
+
+    return ((pl.col(col).dt.replace_time_zone(None) + pl.duration(hours=_BUSINESS_OFFSET_HOURS))
+            .dt.date())
+
+
+def bill_state(bills: pl.DataFrame, clearings: pl.DataFrame, as_of: date | None) -> pl.DataFrame:
+    """Each bill issued by ``as_of`` (None: everything so far) with what was paid on it by then:
+    the bills' columns plus ``paid`` (fen) and ``paid_in_full_on``.
+
+    ``paid_in_full_on`` is the business day of the clearing that brought the bill's cumulative
+    clearings up to its amount for the last time (a refund can open a paid bill again; the day
+    it is paid again is the day it was paid in full), never before its issue date (money already
+    on the account is applied on issue). A zero-amount bill is settled on issue. A bill not
+    fully paid at ``as_of``, or cancelled, has none.
+    """
+    import polars as pl
+
+    c = clearings.select("bill_id", "allocated_at", pl.col("amount").cast(pl.Int64))
+    c = c.with_columns(business_day("allocated_at").alias("_day"))
+    if as_of is not None:
+        bills = bills.filter(pl.col("issued_on") <= as_of)
+        c = c.filter(pl.col("_day") <= as_of)
+    # one join on the bill id gives each clearing its bill's row number and amount; from there
+    # everything is integer work: sort by (bill, instant) — stable, so clearings at the same
+    # instant keep their own order — and a running total that restarts at each bill
+    b = bills.with_row_index("_idx")
+    c = (c.join(b.select("bill_id", "_idx", pl.col("amount").alias("_amount")), on="bill_id",
+                how="inner")
+         .sort("_idx", "allocated_at", maintain_order=True))
+    run = pl.col("amount").cum_sum()
+    first = (pl.col("_idx") != pl.col("_idx").shift(1)).fill_null(True)
+    c = c.with_columns(
+        (run - pl.when(first).then(run - pl.col("amount")).otherwise(None).forward_fill())
+        .alias("_cum"))
+    crossing = ((pl.col("_cum") >= pl.col("_amount"))
+                & ((pl.col("_cum") - pl.col("amount")) < pl.col("_amount")))
+    per_bill = c.group_by("_idx").agg(
+        pl.col("amount").sum().alias("paid"),
+        pl.col("_day").filter(crossing).last().alias("_full_day"))
+    live = pl.col("status") != "cancelled"
+    out = (b.join(per_bill, on="_idx", how="left", maintain_order="left").drop("_idx")
+           .with_columns(pl.col("paid").fill_null(0).cast(pl.Int64)))
+    return out.with_columns(
+        pl.when(live & (pl.col("amount") <= 0)).then(pl.col("issued_on"))
+        .when(live & (pl.col("paid") >= pl.col("amount")))
+        .then(pl.max_horizontal("_full_day", "issued_on"))
+        .otherwise(None).alias("paid_in_full_on"),
+    ).drop("_full_day")
+
+
+# -- figures --------------------------------------------------------------------------------------
+
+
+def rate(num: int, den: int) -> float | None:
+    """A fraction to four places (half up), exact from integers; None when nothing to divide by."""
+    if den == 0:
+        return None
+    return float((Decimal(num) / Decimal(den)).quantize(_RATE, rounding=ROUND_HALF_UP))
+
+
+def _days(total: int, count: int) -> float | None:
+    if count == 0:
+        return None
+    return float((Decimal(total) / Decimal(count)).quantize(_DAYS, rounding=ROUND_HALF_UP))
+
+
+def _aging_names() -> tuple[str, ...]:
+    from dianfei.ledger.service import AGING_BUCKETS
+
+    return tuple(AGING_BUCKETS)
+
+
+def money_figures(state: pl.DataFrame, as_of: date, key: str | None) -> pl.DataFrame:
+    """Per group (``key``, or one row): billed, collected, overdue, unpaid per aging bucket,
+    bad_debt, paid-in-full count, days sum and median — integer fen, one pass of columns."""
+    import polars as pl
+
+    from dianfei.ledger.service import aging_bucket_column
+
+    s = state.filter(pl.col("status") != "cancelled")
+    unpaid = pl.max_horizontal(pl.col("amount") - pl.col("paid"), pl.lit(0))
+    past = (pl.lit(as_of) - pl.col("due_on")).dt.total_days()
+    s = s.with_columns(unpaid.alias("_unpaid"), past.alias("_past"),
+                       aging_bucket_column(past).alias("_bucket"),
+                       pl.when((pl.col("amount") > 0) & pl.col("paid_in_full_on").is_not_null())
+                       .then((pl.col("paid_in_full_on") - pl.col("issued_on")).dt.total_days())
+                       .otherwise(None).alias("_days"))
+    aggs = [
+        pl.len().alias("bills"),
+        pl.col("amount").sum().alias("billed"),
+        pl.col("paid").sum().alias("collected"),
+        pl.col("_unpaid").filter(pl.col("due_on") < as_of).sum().alias("overdue"),
+        pl.col("_unpaid").filter(pl.col("_past") > BAD_DEBT_DAYS).sum().alias("bad_debt"),
+        pl.col("_days").count().alias("paid_in_full"),
+        pl.col("_days").sum().alias("days_sum"),
+        pl.col("_days").median().alias("days_median"),
+        *[pl.col("_unpaid").filter(pl.col("_bucket") == b).sum().alias(f"aging:{b}")
+          for b in _aging_names()],
+    ]
+    if key is None:
+        return s.select(aggs)
+    return s.group_by(key).agg(aggs).sort(key)
+
+
+def _money_json(row: dict[str, Any]) -> dict[str, Any]:
+    billed, collected, overdue = int(row["billed"]), int(row["collected"]), int(row["overdue"])
+    median = row["days_median"]
+    return {
+        "bills": int(row["bills"]),
+        "billed": fmt_yuan(billed),
+        "collected": fmt_yuan(collected),
+        "collection_rate": rate(collected, billed),
+        "overdue_amount": fmt_yuan(overdue),
+        "overdue_rate": rate(overdue, billed),
+        "avg_payment_days": _days(int(row["days_sum"] or 0), int(row["paid_in_full"])),
+        "median_payment_days": None if median is None else float(median),
+        "bills_paid_in_full": int(row["paid_in_full"]),
+        "aging": {b: fmt_yuan(int(row[f"aging:{b}"])) for b in _aging_names()},
+        "bad_debt_amount": fmt_yuan(int(row["bad_debt"])),
+        "bad_debt_rate": rate(int(row["bad_debt"]), billed),
+    }
+
+
+def _with_group(frame: pl.DataFrame, customers: pl.DataFrame, column: str | None) -> pl.DataFrame:
+    """``frame`` (with customer_id) with the customer dimension as column ``group``."""
+    import polars as pl
+
+    if column is None:
+        return frame.with_columns(pl.lit("all").alias("group"))
+    dims = customers.select("customer_id", pl.col(column).fill_null("(none)").alias("group"))
+    return frame.join(dims, on="customer_id", how="left").with_columns(
+        pl.col("group").fill_null("(none)"))
+
+
+def _service_figures(inp: Inputs, this: pl.DataFrame, as_of: date,
+                     column: str | None) -> dict[str, dict[str, Any]]:
+    """Per group: complaint rate, satisfaction, notice delivery, read success, days of exposure,
+    write-offs — each counted from its own rows (``this``: the period's bills at D)."""
+    import polars as pl
+
+    period = inp.period
+    live = this.filter(pl.col("status") != "cancelled")
+
+    def grouped(frame: pl.DataFrame, *aggs: pl.Expr) -> pl.DataFrame:
+        return _with_group(frame, inp.customers, column).group_by("group").agg(*aggs)
+
+    open_customers = inp.customers.filter(
+        (pl.col("opened_on") <= period.last_day)
+        & (pl.col("closed_on").is_null() | (pl.col("closed_on") > period.last_day)))
+    parts = [
+        grouped(open_customers, pl.len().alias("customers")),
+        grouped(inp.tickets, (pl.col("category") == "complaint").sum().alias("complaints"),
+                pl.col("satisfaction").count().alias("surveys"),
+                pl.col("satisfaction").sum().alias("score_sum")),
+        grouped(inp.notices, pl.col("status").is_in(NOTICE_REACHED).sum().alias("reached"),
+                pl.col("status").is_in(NOTICE_ENDED).sum().alias("ended")),
+        # read success: bills on actual reads ÷ (bills + accounts left unbilled)
+        grouped(pl.concat([
+            live.select("customer_id", (~pl.col("estimated").fill_null(False)).cast(pl.Int64)
+                        .alias("actual")),
+            inp.unbilled.select("customer_id", pl.lit(0, pl.Int64).alias("actual"))]),
+            pl.col("actual").sum().alias("actual_reads"), pl.len().alias("reads_due")),
+        grouped(live, pl.col("amount").sum().alias("billed")),
+    ]
+    # exposure: from the read that closed the bill's consumption to the cut-off for arrears
+    cuts = (inp.suspensions.filter(pl.col("mode") == "postpaid")
+            .with_columns(business_day("suspended_at").alias("_cut"))
+            .filter(pl.col("_cut") <= as_of)
+            .group_by("account_id").agg(pl.col("_cut").min()))
+    exposed = (live.filter(pl.col("read_to_at").is_not_null())
+               .join(cuts, on="account_id", how="inner")
+               .filter(pl.col("_cut") >= pl.col("issued_on"))
+               .with_columns((pl.col("_cut") - business_day("read_to_at")).dt.total_days()
+                             .alias("_exposure")))
+    parts.append(grouped(exposed, pl.col("_exposure").count().alias("cutoffs"),
+                         pl.col("_exposure").sum().alias("exposure_sum")))
+    written = (inp.write_offs.filter(pl.col("business_date") <= as_of)
+               .join(live.select(pl.col("bill_id").alias("reference"), "customer_id"),
+                     on="reference"))
+    parts.append(grouped(written, pl.col("amount").sum().alias("written_off")))
+    table = parts[0]
+    for part in parts[1:]:
+        table = table.join(part, on="group", how="full", coalesce=True)
+    table = table.fill_null(0)
+    out: dict[str, dict[str, Any]] = {}
+    for r in table.iter_rows(named=True):  # one row per group (regions, collectors), not accounts
+        customers, complaints = int(r["customers"]), int(r["complaints"])
+        out[r["group"]] = {
+            "customers": customers,
+            "complaints": complaints,
+            "complaint_rate": None if customers == 0 else float(
+                (Decimal(complaints) * 10000 / Decimal(customers)).quantize(
+                    _DAYS, rounding=ROUND_HALF_UP)),
+            "satisfaction": _days(int(r["score_sum"]), int(r["surveys"])),
+            "satisfaction_surveys": int(r["surveys"]),
+            "notices": int(r["ended"]),
+            "notice_delivery_rate": rate(int(r["reached"]), int(r["ended"])),
+            "read_success_rate": rate(int(r["actual_reads"]), int(r["reads_due"])),
+            "cutoffs": int(r["cutoffs"]),
+            "days_of_exposure": _days(int(r["exposure_sum"]), int(r["cutoffs"])),
+            "written_off": fmt_yuan(int(r["written_off"])),
+            "write_off_rate": rate(int(r["written_off"]), int(r["billed"])),
+        }
+    return out
+
+
+def _dso(state: pl.DataFrame, period: Period, as_of: date) -> float | None:
+    """Days sales outstanding over the last :data:`DSO_PERIODS` periods: what their live bills
+    still owe at D ÷ what they billed × their days (older arrears: ledger aging)."""
+    import polars as pl
+
+    first = first_of_window(period, DSO_PERIODS)
+    recent = state.filter((pl.col("status") != "cancelled") & (pl.col("period") >= str(first))
+                          & (pl.col("period") <= str(period)))
+    receivable = int(recent.select(pl.max_horizontal(pl.col("amount") - pl.col("paid"),
+                                                     pl.lit(0)).sum()).item() or 0)
+    billed = int(recent["amount"].sum() or 0)
+    days = (period.end_date - first.first_day).days
+    if billed == 0:
+        return None
+    return float((Decimal(receivable) * days / Decimal(billed)).quantize(
+        _DAYS, rounding=ROUND_HALF_UP))
+
+
+def trend(state: pl.DataFrame, period: Period, months: int, as_of: date) -> list[dict[str, Any]]:
+    """The ``months`` periods ending with ``period`` that have bills (oldest first) with their
+    headline KPIs, each as of the same D."""
+    import polars as pl
+
+    first = str(first_of_window(period, months))
+    rows = money_figures(state.filter(pl.col("period") >= first), as_of, "period").to_dicts()
+    return [{"period": r["period"], **{k: v for k, v in _money_json(r).items()
+                                       if k in ("billed", "collected", "collection_rate",
+                                                "overdue_amount", "overdue_rate",
+                                                "avg_payment_days", "median_payment_days")}}
+            for r in rows]
+
+
+def by_channel(inp: Inputs, as_of: date) -> list[dict[str, Any]]:
+    """What was collected on the period's live bills by D, per channel of the payment the money
+    came from (credit used later counts under the channel that brought it)."""
+    import polars as pl
+
+    live = inp.bills.filter((pl.col("period") == str(inp.period)) & (pl.col("status") != "cancelled"))
+    c = (inp.clearings.join(live.select("bill_id"), on="bill_id", how="semi")
+         .filter(business_day("allocated_at") <= as_of)
+         .group_by("channel").agg(pl.col("amount").sum().alias("collected"),
+                                  pl.col("payment_id").n_unique().alias("payments"))
+         .sort("channel"))
+    total = int(c["collected"].sum() or 0)
+    return [{"channel": r["channel"], "collected": fmt_yuan(int(r["collected"])),
+             "payments": int(r["payments"]), "share": rate(int(r["collected"]), total)}
+            for r in c.iter_rows(named=True)]
+
+
+def compute(inp: Inputs, as_of: date, by: str | None = None, trend_periods: int = 0
+            ) -> dict[str, Any]:
+    """The period's KPIs as of ``as_of`` (the JSON of ``dianfei kpi``), optionally by dimension,
+    with the monthly trend of ``trend_periods`` periods (the inputs must hold them)."""
+    import polars as pl
+
+    check_dimension(by)
+    period = inp.period
+    if as_of < period.first_day:
+        raise ValidationError(f"as-of {as_of} is before period {period} begins")
+    state = bill_state(inp.bills, inp.clearings, as_of)
+    this = state.filter(pl.col("period") == str(period))
+    if this.filter(pl.col("status") != "cancelled").height == 0:
+        raise ValidationError(
+            f"no bills for period {period} issued by {as_of} (none issued, or every one "
+            "cancelled): there is nothing to measure; `dianfei bill run --period` issues them")
+    head = money_figures(this, as_of, None).row(0, named=True)
+    result: dict[str, Any] = {"period": str(period), "as_of": as_of.isoformat(),
+                              **_money_json(head)}
+    result.update(_service_figures(inp, this, as_of, None)["all"])
+    result["dso"] = _dso(state, period, as_of)
+    if trend_periods:
+        result["trend"] = trend(state, period, trend_periods, as_of)
+    result["channels"] = by_channel(inp, as_of)
+    if by is not None:
+        result["by"] = by
+        if by == "channel":
+            result["groups"] = result["channels"]
+        else:
+            column = DIMENSION_COLUMNS[by]
+            keyed = _with_group(this, inp.customers, column)
+            money = {r["group"]: _money_json(r)
+                     for r in money_figures(keyed, as_of, "group").iter_rows(named=True)}
+            service = _service_figures(inp, this, as_of, column)
+            result["groups"] = [{by: g, **money[g], **service.get(g, {})}
+                                for g in sorted(money)]
+    return result
+
+
+def period_kpis(db: Database, period: Period, as_of: date, by: str | None = None,
+                trend_periods: int = 0) -> dict[str, Any]:
+    """Read and compute (what ``dianfei kpi`` and the demo summary call)."""
+    check_dimension(by)
+    if as_of < period.first_day:
+        raise ValidationError(f"--as-of {as_of} is before period {period} begins ({period.first_day})")
+    if not 0 <= trend_periods <= 120:
+        raise ValidationError(f"--trend must be 0..120 periods, got {trend_periods}")
+    return compute(load_inputs(db, period, as_of, trend_periods), as_of, by, trend_periods)
+
+
+def last_full_period(today: date) -> Period:
+    """The last period whose month has ended (the demo summary's period)."""
+    return Period(today.year, today.month).prev()
