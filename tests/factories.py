@@ -27,6 +27,7 @@ class Person:
     capacity_kva: int | None = None  # 0.01 kVA
     demand_basis: str | None = None
     opened_on: date = date(2020, 1, 1)
+    name: str | None = None
 
 
 def month_end(period: Period) -> datetime:
@@ -36,7 +37,7 @@ def month_end(period: Period) -> datetime:
 
 def load_people(db: Database, people: list[Person]) -> None:
     customers = pl.DataFrame([{
-        "customer_id": p.customer_id, "name": f"用户{p.customer_id}",
+        "customer_id": p.customer_id, "name": p.name or f"用户{p.customer_id}",
         "customer_class": p.customer_class, "region_id": "R1", "station_id": "S1",
         "collector_id": "K1", "address": "测试路1号", "phone": "13800138000",
         "id_number": None, "tariff_id": p.tariff_id, "low_income": p.low_income,

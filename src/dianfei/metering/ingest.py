@@ -31,6 +31,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.exc import IntegrityError
 
 from dianfei.core.clock import Clock
+from dianfei.core.csvsafe import safe_frame
 from dianfei.core.errors import RetryableError, ValidationError
 from dianfei.metering import intervals as store
 from dianfei.metering.models import READ_SOURCES, REGISTERS
@@ -183,7 +184,7 @@ class RejectSink:
             out = rejected.select(*cols, pl.col(LINE).cast(pl.String),
                                   pl.col(REASON).alias("reason"),
                                   pl.col(DETAIL).fill_null("").alias("detail"))
-            self._writer.writerows(out.iter_rows())
+            self._writer.writerows(safe_frame(out).iter_rows())
 
     def close(self, ok: bool) -> Path | None:
         if self._fh is None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dianfei.core.clock import Period
+from dianfei.core.csvsafe import safe_frame
 from dianfei.core.errors import ValidationError
 from dianfei.db.frames import read_frame
 
@@ -118,5 +119,5 @@ def export(db: Database, kind: str, out: Path, period: Period | None = None,
     else:
         raise ValidationError(f"export kind must be one of {', '.join(KINDS)}, got {kind!r}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    frame.write_csv(out)
+    safe_frame(frame).write_csv(out)  # a name like =HYPERLINK(…) must not run in Excel
     return frame.height

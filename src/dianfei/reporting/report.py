@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dianfei.core.clock import Period
+from dianfei.core.csvsafe import safe_cell
 from dianfei.core.errors import ValidationError
 from dianfei.core.money import fmt_yuan
 
@@ -215,7 +216,7 @@ def write_csv(report: MonthlyReport, folder: Path) -> list[Path]:
         with path.open("w", encoding="utf-8-sig", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(sheet.columns)
-            w.writerows(sheet.rows)
+            w.writerows([safe_cell(v) for v in row] for row in sheet.rows)
         written.append(path)
     return written
 
@@ -247,6 +248,8 @@ def render_xlsx(report: MonthlyReport) -> bytes:
                     # the cell is a number so Excel can sum it; the yuan string has two places,
                     # which a double shows exactly at this format
                     ws.write_number(r, c, float(Decimal(str(value))), yuan)
+                elif isinstance(value, str):
+                    ws.write_string(r, c, value)  # never a formula, whatever the text starts with
                 else:
                     ws.write(r, c, value)
         if sheet.note:
