@@ -196,3 +196,24 @@ def test_prepay_settings_override_the_calendar() -> None:
 
     with pytest.raises(ValidationError, match=r"\[collections.prepay\] cutoff_wait_hours"):
         with_settings(policy(), {"collections": {"prepay": {"cutoff_wait_hours": "soon"}}})
+
+
+def test_a_read_no_meter_could_register_never_cuts_anyone_off(db: Database) -> None:
+    """Found in review: a huge reading published for a prepaid meter (a forged MQTT message)
+    led to a cut-off notice and a remote trip. A direct meter cannot register more than
+    ``max_kw_per_multiplier`` (70 kW) an hour: 999,999 kWh in a day is not believed."""
+    prepaid(db, ["P", "Q"])
+    daily_reads(db, "MP", {MARCH_1: 1000, date(2026, 3, 2): 999_999})
+    daily_reads(db, "MQ", {MARCH_1: 1000, date(2026, 3, 2): 1000 + 70 * 24})  # at the limit
+    pay(db, "P", 10_000, at(date(2026, 2, 28), 15), "T-P-1")
+    pay(db, "Q", 10_000, at(date(2026, 2, 28), 15), "T-Q-1")
+    switch, notifier = FakeSwitch(), FakeNotifier()
+    reports = []
+    for day in (MARCH_1, date(2026, 3, 2)):
+        reports.append(run_day(db, day, clock=FixedClock(at(day, 9)), switch=switch,
+                               notifier=notifier))
+    assert reports[-1].prepay_implausible == ["P"]
+    # P is not evaluated on the impossible read; Q (a possible, if large, day) is
+    assert [e["type"] for e in events_json(db, "P")] == ["payment_received"]
+    assert any(e.get("notice") == "cutoff_notice" for e in events_json(db, "Q"))
+    assert switch.calls == []

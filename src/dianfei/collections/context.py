@@ -68,6 +68,8 @@ class DayReport:
     plans_broken: int = 0
     prepay_accounts: int = 0
     prepay_unrated: int = 0
+    #: prepaid accounts whose reads claim more than the meter can register (not evaluated)
+    prepay_implausible: list[str] = field(default_factory=list)
     prepay_warnings: int = 0
     prepay_cutoff_notices: int = 0
     timings: dict[str, float] = field(default_factory=dict)

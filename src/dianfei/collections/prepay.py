@@ -26,9 +26,12 @@ Stages, each entered once per crossing (not every day):
 - a top-up that brings the available balance above zero cancels a pending cut-off, or orders the
   remote close of a tripped meter at once (``reconnection_ordered`` → ``reconnected``).
 
-Accounts without a daily frozen read in the last ``max_read_age_hours`` (default 48), or whose
-consumption cannot be priced (no tariff, a read that went backwards), are not evaluated that day:
-stale data never trips a customer. The trip re-checks a fresh ledger balance right before acting.
+Accounts without a daily frozen read in the last ``max_read_age_hours`` (default 48), whose
+consumption cannot be priced (no tariff, a read that went backwards), or whose reads claim more
+than the meter can physically register (``max_kw_per_multiplier`` × multiplier × hours since the
+opening read; a forged or corrupt read — listed in the day's report as ``prepay_implausible``)
+are not evaluated that day: stale or impossible data never trips a customer. The trip re-checks a
+fresh ledger balance right before acting.
 """
 
 from __future__ import annotations
@@ -117,6 +120,15 @@ def available_balances(ctx: Context) -> pl.DataFrame:
     cols = {"total": "kwh", "sharp": "sharp_kwh", "peak": "peak_kwh", "flat": "flat_kwh",
             "valley": "valley_kwh"}
     q = q.filter(pl.col("register").is_in(list(cols)))
+    # a read claiming more than the meter can register since the opening read (a forged MQTT
+    # message, a corrupt frame) is not believed: the account is not evaluated, and is reported
+    hours = (pl.col("close_at") - pl.col("open_at")).dt.total_seconds() / 3600
+    limit = (pl.lit(ctx.policy.prepay_max_kw_per_multiplier * 100) * pl.col("multiplier")
+             * pl.max_horizontal(hours, pl.lit(1.0)))  # qty is in 0.01 kWh
+    implausible = q.filter(pl.col("register") == "total", pl.col("qty") > limit)
+    ctx.report.prepay_implausible = sorted(implausible["account_id"].unique().to_list())
+    q = q.with_columns(pl.when(pl.col("account_id").is_in(ctx.report.prepay_implausible))
+                       .then(None).otherwise(pl.col("qty")).alias("qty"))
     # every register of the account must be usable: one bad register leaves the account out
     bad = q.filter(pl.col("qty").is_null()).select("account_id").unique()
     ok = q.join(bad, on="account_id", how="anti")

@@ -40,6 +40,10 @@ class Policy:
     prepay_cutoff_wait: timedelta
     #: a daily frozen read older than this is not used (stale data never trips a customer)
     prepay_max_read_age: timedelta = timedelta(hours=48)
+    #: the most a meter can register per hour, per unit of its multiplier (kW): a direct
+    #: three-phase meter at 100 A draws ~66 kW; usage above this × multiplier × hours since the
+    #: opening read is physically impossible (a forged or corrupt read) and never trips anyone
+    prepay_max_kw_per_multiplier: int = 70
     source: str = ""
 
     def notice_days_for(self, customer_class: str) -> int:
@@ -134,6 +138,15 @@ def with_settings(base: Policy, raw: Mapping[str, Any]) -> Policy:
         changes["prepay_warning_fen"] = to_fen(parse_decimal(
             str(prepay["warning_threshold"]), f"{where} warning_threshold", places=2,
             allow_negative=False))
+    if "max_kw_per_multiplier" in prepay:
+        try:
+            kw = int(prepay["max_kw_per_multiplier"])
+        except (TypeError, ValueError):
+            raise ValidationError(f"{where} max_kw_per_multiplier: not a whole number of kW: "
+                                  f"{prepay['max_kw_per_multiplier']!r}") from None
+        if kw < 1:
+            raise ValidationError(f"{where} max_kw_per_multiplier must be at least 1, got {kw}")
+        changes["prepay_max_kw_per_multiplier"] = kw
     for key, attr in (("cutoff_wait_hours", "prepay_cutoff_wait"),
                       ("max_read_age_hours", "prepay_max_read_age")):
         if key in prepay:
