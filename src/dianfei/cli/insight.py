@@ -1,0 +1,162 @@
+"""CLI of risk intelligence: ``theft scan|record|inspections``, ``forecast``, ``segments``,
+``experiment create|report``.
+
+Thin shells over ``dianfei.risk.service`` (docs/risk-insight.md). Heavy libraries (Polars,
+scikit-learn) are imported inside the commands so ``dianfei --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from dianfei.cli.common import handle_errors, print_json
+from dianfei.core.errors import ValidationError
+
+if TYPE_CHECKING:
+    from dianfei.core.clock import Period
+
+theft_app = typer.Typer(help="Theft and anomaly warnings (窃电/计量异常预警) and inspections.",
+                        no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(theft_app, name="theft")
+    app.command("forecast")(forecast_cmd)
+
+
+def _period(text: str, flag: str) -> Period:
+    from dianfei.core.clock import Period
+
+    try:
+        return Period.parse(text.strip())
+    except (ValueError, ValidationError):
+        raise ValidationError(f"{flag}: not a period YYYY-MM: {text!r}") from None
+
+
+def _day(text: str, flag: str) -> date:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise ValidationError(f"{flag}: not a date YYYY-MM-DD: {text!r}") from None
+
+
+def _kwh(centi: Any) -> str | None:
+    return None if centi is None else str((Decimal(int(centi)) / 100).quantize(Decimal("0.01")))
+
+
+def _yuan(fen: Any) -> str | None:
+    from dianfei.core.money import fmt_yuan
+
+    return None if fen is None else fmt_yuan(int(fen))
+
+
+def _round(x: Any, places: int) -> float | None:
+    return None if x is None else round(float(x), places)
+
+
+@theft_app.command("scan")
+@handle_errors
+def theft_scan_cmd(
+    as_of: Annotated[str, typer.Option("--as-of", help="the last billed month YYYY-MM")],
+    top: Annotated[int, typer.Option("--top", help="how many accounts to list", min=1)] = 50,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The inspection worklist: accounts most likely to be stealing power or to have a faulty
+    meter, with the signals that fired, scored on the bills up to --as-of."""
+    from dianfei.cli.context import database
+    from dianfei.risk.service import theft_scan
+
+    rows = theft_scan(database(), _period(as_of, "--as-of"), top=top).to_dicts()
+    out = [{"rank": r["rank"], "account": r["account_id"], "customer_class": r["customer_class"],
+            "score": _round(r["score"], 1), "iforest": _round(r["iforest"], 3),
+            "supervised": _round(r["supervised"], 3), "reasons": r["reasons"],
+            "drop": _round(r["drop"], 3), "months_low": r["months_low"],
+            "zero_run": r["zero_run"], "flat_line": r["flat_line"],
+            "usual_kwh": _kwh(r["level_before"])} for r in rows]
+    if json_out:
+        print_json(out)
+        return
+    for r in out:
+        typer.echo(f"{r['rank']:>4}  {r['account']}  {r['score']:>5}  {r['reasons'] or '-'}")
+
+
+@theft_app.command("record")
+@handle_errors
+def theft_record_cmd(
+    account: Annotated[str, typer.Argument(help="the inspected account")],
+    on: Annotated[str, typer.Option("--on", help="the inspection date YYYY-MM-DD")],
+    outcome: Annotated[str, typer.Option("--outcome", help="theft, meter_fault or no_finding")],
+    inspector: Annotated[str | None, typer.Option("--inspector")] = None,
+    note: Annotated[str | None, typer.Option("--note")] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Record what an on-site inspection found (the supervised model learns from these)."""
+    from dianfei.cli.context import clock_from_env, database
+    from dianfei.risk.service import record_inspection
+
+    db = database()
+    with db.session() as s:
+        new_id = record_inspection(s, account_id=account, inspected_on=_day(on, "--on"),
+                                   outcome=outcome, clock=clock_from_env(), inspector=inspector,
+                                   note=note)
+    if json_out:
+        print_json({"inspection_id": new_id, "account": account, "outcome": outcome})
+    else:
+        typer.echo(f"inspection {new_id} of {account}: {outcome}")
+
+
+@theft_app.command("inspections")
+@handle_errors
+def theft_inspections_cmd(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Every recorded inspection outcome, oldest first."""
+    from dianfei.cli.context import database
+    from dianfei.risk.service import inspections
+
+    rows = [{"account": r["account_id"], "inspected_on": r["inspected_on"].isoformat(),
+             "outcome": r["outcome"], "inspector": r["inspector"], "note": r["note"]}
+            for r in inspections(database()).to_dicts()]
+    if json_out:
+        print_json(rows)
+    else:
+        for r in rows:
+            typer.echo(f"{r['inspected_on']}  {r['account']}  {r['outcome']}")
+
+
+@handle_errors
+def forecast_cmd(
+    period: Annotated[str, typer.Option("--period", help="the bill month to forecast YYYY-MM")],
+    account: Annotated[list[str] | None, typer.Option(
+        "--account", help="only these accounts (repeatable)")] = None,
+    notify: Annotated[bool, typer.Option(
+        "--notify", help="queue the advance notice for forecasts that are unusually high")] = False,
+    channel: Annotated[str, typer.Option("--channel", help="notice channel")] = "sms",
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Next-bill forecast (下期电费预测): each account's expected energy and bill for --period
+    with an 80 % interval, rated by the tariff engine (tiers included)."""
+    from dianfei.cli.context import clock_from_env, database
+    from dianfei.risk.service import forecast_next_bill, queue_forecast_notices
+
+    db = database()
+    p = _period(period, "--period")
+    rows = forecast_next_bill(db, p, accounts=account).to_dicts()
+    out = [{"account": r["account_id"], "period": r["period"], "kwh": _kwh(r["kwh"]),
+            "kwh_low": _kwh(r["kwh_low"]), "kwh_high": _kwh(r["kwh_high"]),
+            "amount": _yuan(r["amount"]), "amount_low": _yuan(r["amount_low"]),
+            "amount_high": _yuan(r["amount_high"]), "usual_amount": _yuan(r["usual_amount"]),
+            "high": r["high"], "basis": r["basis"], "reason": r["reason"]} for r in rows]
+    queued = queue_forecast_notices(db, p, clock=clock_from_env(), channel=channel) if notify \
+        else None
+    if json_out:
+        print_json(out if queued is None else {"forecasts": out, "notices": queued})
+        return
+    for r in out:
+        flag = "  HIGH" if r["high"] else ""
+        typer.echo(f"{r['account']}  {r['kwh']} kWh  {r['amount'] or '-'} yuan "
+                   f"({r['amount_low'] or '-'}–{r['amount_high'] or '-'}){flag}")
+    if queued is not None:
+        typer.echo(f"{queued} advance notices queued")

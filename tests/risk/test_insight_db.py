@@ -1,0 +1,154 @@
+"""Risk intelligence on a real database (SQLite and PostgreSQL): bills issued by the bill run
+feed the theft worklist and the next-bill forecast; inspections are recorded and learnt from;
+advance notices go through notify; the CLI prints the documented JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import date, datetime
+
+import polars as pl
+import pytest
+
+from dianfei.billing.service import run_bill_run
+from dianfei.core.clock import BUSINESS_TZ, FixedClock, Period
+from dianfei.core.errors import ConflictError, ValidationError
+from dianfei.core.settings import load_settings
+from dianfei.db.engine import Database, open_database
+from dianfei.notify import service as notify
+from dianfei.risk import service as risk
+from tests.factories import Person, Reads, load_people, month_end
+
+FIRST = Period(2025, 1)
+MONTHS = 18  # 2025-01 … 2026-06
+SEASON = [1.2, 1.0, 0.9, 0.9, 1.0, 1.3, 1.5, 1.5, 1.1, 0.9, 1.0, 1.2]
+PEOPLE = [f"C{k:02d}" for k in range(1, 25)]
+THIEF = "C07"  # records 40 % from 2025-11 on
+
+
+def usage(customer: str, i: int) -> int:
+    """kWh × 100 of customer in month i (0 = 2025-01): a summer peak, small differences."""
+    k = int(customer[1:])
+    kwh = (120 + 5 * k) * SEASON[i % 12] * (1 + 0.02 * ((i * k) % 3))
+    if customer == THIEF and i >= 10:
+        kwh *= 0.4
+    return int(kwh * 100)
+
+
+def issue_clock(period: Period) -> FixedClock:
+    d = period.end_date
+    return FixedClock(datetime(d.year, d.month, 3, 9, 0, tzinfo=BUSINESS_TZ))
+
+
+@pytest.fixture
+def billed(db: Database) -> Database:
+    load_people(db, [Person(c) for c in PEOPLE])
+    reads = Reads()
+    for c in PEOPLE:
+        value = 1000_00
+        reads.add(c, month_end(FIRST.prev()), value)
+        p = FIRST
+        for i in range(MONTHS):
+            value += usage(c, i)
+            reads.add(c, month_end(p), value)
+            p = p.next()
+    reads.store(db)
+    p = FIRST
+    for _ in range(MONTHS):
+        run_bill_run(db, p, issue_clock(p))
+        p = p.next()
+    return db
+
+
+def test_history_comes_from_issued_bills(billed: Database) -> None:
+    h = risk.consumption_history(billed.engine, FIRST)
+    assert h.height == len(PEOPLE) * MONTHS
+    one = h.filter((pl.col("account_id") == "C03") & (pl.col("period") == "2025-07"))
+    assert one["kwh"].item() == usage("C03", 6)
+
+
+def test_theft_worklist_puts_the_thief_first_and_learns_from_inspections(
+        billed: Database) -> None:
+    as_of = Period(2026, 1)
+    worklist = risk.theft_scan(billed, as_of)
+    top = worklist.row(0, named=True)
+    assert (top["rank"], top["account_id"]) == (1, THIEF)
+    assert top["reasons"].startswith("sustained drop: 60% below")
+    assert worklist["supervised"].null_count() == worklist.height  # nothing recorded yet
+    clock = FixedClock(datetime(2026, 2, 5, 10, tzinfo=BUSINESS_TZ))
+    with billed.session() as s:
+        for c in PEOPLE:
+            risk.record_inspection(s, account_id=c, inspected_on=date(2026, 1, 20),
+                                   outcome="theft" if c == THIEF else "no_finding",
+                                   clock=clock, inspector="王五")
+    with pytest.raises(ConflictError, match="already recorded"), billed.session() as s:
+        risk.record_inspection(s, account_id=THIEF, inspected_on=date(2026, 1, 20),
+                               outcome="theft", clock=clock)
+    with pytest.raises(ValidationError, match="outcome must be one of"), billed.session() as s:
+        risk.record_inspection(s, account_id=THIEF, inspected_on=date(2026, 1, 21),
+                               outcome="stolen", clock=clock)
+    assert risk.inspections(billed).height == len(PEOPLE)
+    # inspections in January teach a model used by the scan of January's bills
+    learnt = risk.theft_scan(billed, as_of)
+    assert learnt["supervised"].null_count() == 0
+    assert learnt.row(0, named=True)["account_id"] == THIEF
+    # …but not by a scan of an earlier month (they lie after its horizon)
+    assert risk.theft_scan(billed, Period(2025, 12))["supervised"].null_count() > 0
+
+
+def test_forecast_rates_the_next_bill_and_queues_advance_notices(billed: Database) -> None:
+    target = Period(2026, 2)
+    out = risk.forecast_next_bill(billed, target)
+    assert out.height == len(PEOPLE)
+    assert out["amount"].null_count() == 0
+    assert (out["amount_low"] <= out["amount"]).all() and (out["amount"] <= out["amount_high"]).all()
+    one = risk.forecast_next_bill(billed, target, accounts=["C03"])
+    assert one.height == 1 and one.row(0) == out.filter(pl.col("account_id") == "C03").row(0)
+    # July is the summer peak: some bills are forecast well above the usual month
+    july = Period(2026, 7)
+    high = risk.forecast_next_bill(billed, july).filter(pl.col("high"))
+    clock = FixedClock(datetime(2026, 7, 1, 9, tzinfo=BUSINESS_TZ))
+    queued = risk.queue_forecast_notices(billed, july, clock=clock)
+    assert queued == high.height > 0
+    again = risk.queue_forecast_notices(billed, july, clock=clock)  # idempotent
+    assert again == queued
+    sent = notify.deliveries(billed, key_prefix="forecast:")
+    assert len(sent) == queued
+    assert {d.notice for d in sent} == {"bill_forecast"}
+
+
+def test_cli_theft_scan_and_forecast_json(billed: Database) -> None:
+    env = {**os.environ, "DIANFEI_DATABASE_URL": str(billed.settings.database_url),
+           "DIANFEI_DATA_DIR": str(billed.settings.data_dir)}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "dianfei", *args], env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    scan = run("theft", "scan", "--as-of", "2026-01", "--top", "3", "--json")
+    assert scan.returncode == 0, scan.stderr
+    rows = json.loads(scan.stdout)
+    assert [r["rank"] for r in rows] == [1, 2, 3] and rows[0]["account"] == THIEF
+    fc = run("forecast", "--period", "2026-02", "--account", "C03", "--json")
+    assert fc.returncode == 0, fc.stderr
+    (row,) = json.loads(fc.stdout)
+    assert row["account"] == "C03" and row["amount"].count(".") == 1
+    assert len(row["amount"].split(".")[1]) == 2
+    bad = run("forecast", "--period", "2026-13")
+    assert bad.returncode == 2 and "--period: not a period YYYY-MM" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    rec = run("theft", "record", THIEF, "--on", "2026-01-20", "--outcome", "maybe")
+    assert rec.returncode == 2 and "outcome must be one of" in rec.stderr
+
+
+def test_empty_database_gives_empty_answers(db: Database) -> None:
+    assert risk.theft_scan(db, Period(2026, 1)).height == 0
+    assert risk.forecast_next_bill(db, Period(2026, 1)).height == 0
+
+
+def test_open_database_sees_the_migration(db_env: dict[str, str]) -> None:
+    db = open_database(load_settings(db_env))
+    assert risk.inspections(db).height == 0
