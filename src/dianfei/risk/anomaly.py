@@ -27,9 +27,9 @@ a sustained drop, a zero run and a flat line — see :data:`WEIGHTS`. An isolati
 (scikit-learn) gives a second, model-free view (``iforest``, 0–1) on the same features.
 ``reasons`` names the signals that fired, in words.
 
-Night/day pattern breaks need time-of-use registers or interval data; station line loss needs a
-station (台区/线路) meter. :func:`station_loss` turns station supply into a loss-rate rise per
-station when a utility has it; the monthly path above needs neither.
+Not here (docs/risk-insight.md says why): night/day pattern breaks need time-of-use registers
+or interval data on the bill history, and station line loss needs a station (台区) meter —
+neither the synthetic county nor the metering store has one today.
 """
 
 from __future__ import annotations
