@@ -8,7 +8,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 
 import polars as pl
 import pytest
@@ -27,6 +27,7 @@ MONTHS = 18  # 2025-01 … 2026-06
 SEASON = [1.2, 1.0, 0.9, 0.9, 1.0, 1.3, 1.5, 1.5, 1.1, 0.9, 1.0, 1.2]
 PEOPLE = [f"C{k:02d}" for k in range(1, 25)]
 THIEF = "C07"  # records 40 % from 2025-11 on
+NEVER_PAYS, ALWAYS_LATE, ONCE_LATE, LOW_INCOME = "C05", "C09", "C11", "C13"
 
 
 def usage(customer: str, i: int) -> int:
@@ -45,7 +46,7 @@ def issue_clock(period: Period) -> FixedClock:
 
 @pytest.fixture
 def billed(db: Database) -> Database:
-    load_people(db, [Person(c) for c in PEOPLE])
+    load_people(db, [Person(c, low_income=c == LOW_INCOME) for c in PEOPLE])
     reads = Reads()
     for c in PEOPLE:
         value = 1000_00
@@ -57,10 +58,36 @@ def billed(db: Database) -> Database:
             p = p.next()
     reads.store(db)
     p = FIRST
-    for _ in range(MONTHS):
+    for i in range(MONTHS):
         run_bill_run(db, p, issue_clock(p))
+        pay(db, p, late={ALWAYS_LATE} | ({ONCE_LATE} if i == MONTHS - 2 else set()))
         p = p.next()
     return db
+
+
+def pay(db: Database, period: Period, late: set[str]) -> None:
+    """Everyone but NEVER_PAYS pays the period's bill: 5 days before the due date, or 10 days
+    after it when in ``late`` — through the payments service, in time order."""
+    from sqlalchemy import text
+
+    from dianfei.payments.service import post_payments_frame
+
+    with db.engine.connect() as conn:
+        rows = conn.execute(text("SELECT account_id, amount, due_on FROM bills WHERE period = :p"),
+                            {"p": str(period)}).all()
+    due = date.fromisoformat(str(rows[0][2])[:10])
+    for days, who in ((-5, [r for r in rows if r[0] not in late]), (10, [r for r in rows if r[0] in late])):
+        who = [r for r in who if r[0] != NEVER_PAYS and r[1] > 0]
+        at = datetime.combine(due + timedelta(days=days), time(10), tzinfo=BUSINESS_TZ)
+        frame = pl.DataFrame({"channel": ["counter"] * len(who),
+                              "transaction_id": [f"{r[0]}-{period}" for r in who],
+                              "account_id": [r[0] for r in who],
+                              "amount": [int(r[1]) for r in who],
+                              "paid_at": [at.astimezone(UTC)] * len(who)},
+                             schema_overrides={"amount": pl.Int64,
+                                               "paid_at": pl.Datetime("us", "UTC")})
+        with db.engine.begin() as conn:
+            post_payments_frame(conn, frame, clock=FixedClock(at), source="test")
 
 
 def test_history_comes_from_issued_bills(billed: Database) -> None:
@@ -152,3 +179,18 @@ def test_empty_database_gives_empty_answers(db: Database) -> None:
 def test_open_database_sees_the_migration(db_env: dict[str, str]) -> None:
     db = open_database(load_settings(db_env))
     assert risk.inspections(db).height == 0
+
+
+def test_segments_follow_the_rules_file(billed: Database) -> None:
+    seg = risk.segments(billed, date(2026, 7, 1))
+    by = dict(zip(seg["account_id"].to_list(), seg["segment"].to_list(), strict=True))
+    assert by[THIEF] == "suspected_theft"
+    assert by[NEVER_PAYS] == "chronic" and by[ALWAYS_LATE] == "chronic"
+    assert by[ONCE_LATE] == "occasionally_late"
+    assert by[LOW_INCOME] == "hardship"
+    assert by["C03"] == "on_time"
+    row = seg.filter(pl.col("account_id") == ONCE_LATE).row(0, named=True)
+    assert (row["late_12m"], row["overdue_amount"]) == (1, 0)
+    assert row["why"] == "late_12m >= 1 or overdue_amount > 0"
+    never = seg.filter(pl.col("account_id") == NEVER_PAYS).row(0, named=True)
+    assert never["late_12m"] == 12 and never["days_overdue"] >= 60

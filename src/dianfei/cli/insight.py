@@ -26,6 +26,7 @@ theft_app = typer.Typer(help="Theft and anomaly warnings (窃电/计量异常预
 def register(app: typer.Typer) -> None:
     app.add_typer(theft_app, name="theft")
     app.command("forecast")(forecast_cmd)
+    app.command("segments")(segments_cmd)
 
 
 def _period(text: str, flag: str) -> Period:
@@ -160,3 +161,41 @@ def forecast_cmd(
                    f"({r['amount_low'] or '-'}–{r['amount_high'] or '-'}){flag}")
     if queued is not None:
         typer.echo(f"{queued} advance notices queued")
+
+
+@handle_errors
+def segments_cmd(
+    day: Annotated[str, typer.Option("--date", help="the business day YYYY-MM-DD")],
+    account: Annotated[list[str] | None, typer.Option(
+        "--account", help="only these accounts (repeatable)")] = None,
+    summary: Annotated[bool, typer.Option("--summary", help="counts per segment only")] = False,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Customer segments (客户分类): on_time, occasionally_late, chronic, hardship, strategic,
+    vacant, suspected_theft — by the rules of risk/segments.toml, with the rule that matched."""
+    import polars as pl
+
+    from dianfei.cli.context import database
+    from dianfei.risk.service import segments
+
+    frame = segments(database(), _day(day, "--date"))
+    if account:
+        frame = frame.filter(pl.col("account_id").is_in(account))
+    if summary:
+        counts = {r["segment"]: r["len"] for r in
+                  frame.group_by("segment").len().sort("segment").to_dicts()}
+        if json_out:
+            print_json(counts)
+        else:
+            for k, v in counts.items():
+                typer.echo(f"{k:<18} {v}")
+        return
+    out = [{"account": r["account_id"], "segment": r["segment"], "label": r["label"],
+            "why": r["why"], "late_12m": r["late_12m"], "overdue_amount": _yuan(r["overdue_amount"]),
+            "theft_score": _round(r["theft_score"], 1), "usual_kwh": _kwh(r["usual_kwh"])}
+           for r in frame.sort("account_id").to_dicts()]
+    if json_out:
+        print_json(out)
+        return
+    for r in out:
+        typer.echo(f"{r['account']}  {r['segment']:<18} {r['why']}")

@@ -206,3 +206,55 @@ def _context(r: dict[str, Any], period: str, fmt_yuan: Any) -> dict[str, str]:
             "usual_amount": fmt_yuan(r["usual_amount"]),
             "kwh": str((Decimal(r["kwh"]) / 100).quantize(Decimal("0.01")))}
 
+
+
+# -- segments --------------------------------------------------------------------------------------
+
+def bill_payments(engine: Engine, as_of: date) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(bills: account_id, bill_id, amount, due_on — the live bill debits of the ledger;
+    paid: bill_id, paid_in_full_on — the Asia/Shanghai date of the allocation that completed
+    each bill), through the ledger's and payments' services."""
+    import polars as pl
+
+    from dianfei.ledger import service as ledger
+    from dianfei.payments import service as payments
+
+    entries = ledger.entries(engine)
+    reversed_ids = entries["reverses_entry_id"].drop_nulls().implode()
+    bills = (entries.filter((pl.col("kind") == "bill") & ~pl.col("entry_id").is_in(reversed_ids)
+                            & pl.col("due_on").is_not_null())
+             .select("account_id", pl.col("reference").alias("bill_id"), "amount", "due_on"))
+    allocs = payments.bill_payment_state(engine)
+    if allocs.height == 0:
+        return bills, pl.DataFrame(schema={"bill_id": pl.String, "paid_in_full_on": pl.Date})
+    allocs = (allocs.with_columns(
+        pl.col("amount").cast(pl.Int64),
+        pl.col("allocated_at").dt.convert_time_zone("Asia/Shanghai").dt.date().alias("day"))
+        .filter(pl.col("day") <= as_of)
+        .with_columns(pl.col("amount").cum_sum().over("bill_id").alias("cum")))
+    paid = (allocs.join(bills.select("bill_id", pl.col("amount").alias("owed")), on="bill_id")
+            .filter(pl.col("cum") >= pl.col("owed")).group_by("bill_id")
+            .agg(pl.col("day").min().alias("paid_in_full_on")))
+    return bills, paid
+
+
+def segments(db: Database, day: date, *, rules_file: Path | None = None) -> pl.DataFrame:
+    """Every open account's segment on ``day``: account_id, customer_class, segment, label,
+    why (the rule that matched) and the facts the rules read (``segments.COLUMNS``)."""
+    import polars as pl
+
+    from dianfei.risk import segments as seg
+
+    as_of = Period(day.year, day.month).prev()
+    history = consumption_history(db.engine, months_back(as_of, 23)).filter(
+        pl.col("period") <= str(as_of))
+    accounts = account_facts(db.engine, day)
+    theft = _scored(history, accounts, as_of) if history.height else pl.DataFrame(
+        schema={"account_id": pl.String, "score": pl.Float64, "months_low": pl.Int32})
+    bills, paid = bill_payments(db.engine, day)
+    facts = seg.segment_facts(accounts, seg.payment_facts(bills, paid, day), theft,
+                              history.sort("account_id", "period"))
+    out = seg.assign(facts, seg.load_rules(rules_file))
+    return out.join(facts, on="account_id", how="left").select(
+        "account_id", "customer_class", "segment", "label", "why",
+        *[c for c in seg.COLUMNS if c != "customer_class"])

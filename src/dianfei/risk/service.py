@@ -100,9 +100,11 @@ def default_scorer() -> RiskScorer:
 from dianfei.risk.insight import INSPECTION_OUTCOMES as INSPECTION_OUTCOMES  # noqa: E402
 from dianfei.risk.insight import PAYMENT_MODES as PAYMENT_MODES  # noqa: E402
 from dianfei.risk.insight import account_facts as account_facts  # noqa: E402
+from dianfei.risk.insight import bill_payments as bill_payments  # noqa: E402
 from dianfei.risk.insight import consumption_history as consumption_history  # noqa: E402
 from dianfei.risk.insight import forecast_next_bill as forecast_next_bill  # noqa: E402
 from dianfei.risk.insight import inspections as inspections  # noqa: E402
 from dianfei.risk.insight import queue_forecast_notices as queue_forecast_notices  # noqa: E402
 from dianfei.risk.insight import record_inspection as record_inspection  # noqa: E402
+from dianfei.risk.insight import segments as segments  # noqa: E402
 from dianfei.risk.insight import theft_scan as theft_scan  # noqa: E402
