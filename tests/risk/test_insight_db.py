@@ -169,6 +169,21 @@ def test_cli_theft_scan_and_forecast_json(billed: Database) -> None:
     assert "Traceback" not in bad.stderr
     rec = run("theft", "record", THIEF, "--on", "2026-01-20", "--outcome", "maybe")
     assert rec.returncode == 2 and "outcome must be one of" in rec.stderr
+    made = run("experiment", "create", "exp1", "--arms", "holdout:0.5,uniform:0.5",
+               "--start", "2026-01-01", "--payment-mode", "postpaid", "--json")
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout) == {"experiment_id": "exp1", "accounts": 24,
+                                       "arms": {"holdout": 12, "uniform": 12}}
+    rep = run("experiment", "report", "exp1", "--as-of", "2026-07-31", "--json")
+    assert rep.returncode == 0, rep.stderr
+    body = json.loads(rep.stdout)
+    assert set(body["arms"]) == {"holdout", "uniform"} and body["champion"] == "uniform"
+    assert body["arms"]["uniform"]["billed"].count(".") == 1
+    seg = run("segments", "--date", "2026-07-01", "--summary", "--json")
+    assert seg.returncode == 0, seg.stderr
+    assert sum(json.loads(seg.stdout).values()) == len(PEOPLE)
+    bad_arms = run("experiment", "create", "exp2", "--arms", "a:0.7,b:0.7", "--start", "2026-01-01")
+    assert bad_arms.returncode == 2 and "add up to 1.4" in bad_arms.stderr
 
 
 def test_empty_database_gives_empty_answers(db: Database) -> None:
@@ -194,3 +209,32 @@ def test_segments_follow_the_rules_file(billed: Database) -> None:
     assert row["why"] == "late_12m >= 1 or overdue_amount > 0"
     never = seg.filter(pl.col("account_id") == NEVER_PAYS).row(0, named=True)
     assert never["late_12m"] == 12 and never["days_overdue"] >= 60
+
+
+def test_experiment_assignment_is_kept_and_reported_per_arm(billed: Database) -> None:
+    from dianfei.risk.experiments import parse_arms
+
+    clock = FixedClock(datetime(2026, 1, 1, 9, tzinfo=BUSINESS_TZ))
+    with billed.session() as s:
+        assigned = risk.create_experiment(
+            s, experiment_id="dunning-2026", description="uniform vs risk-driven",
+            arms=parse_arms("holdout:0.25,uniform:0.75"), seed=5, started_on=date(2026, 1, 1),
+            clock=clock, accounts=PEOPLE)
+    with pytest.raises(ConflictError, match="exists already"), billed.session() as s:
+        risk.create_experiment(s, experiment_id="dunning-2026", description="again",
+                               arms=parse_arms("a:0.5,b:0.5"), seed=1,
+                               started_on=date(2026, 1, 1), clock=clock, accounts=PEOPLE)
+    kept = risk.experiment_arms(billed.engine, "dunning-2026")
+    assert kept.sort("account_id").equals(assigned.sort("account_id"))
+    assert dict(kept.group_by("arm").len().iter_rows()) == {"holdout": 6, "uniform": 18}
+    report = risk.experiment_report(billed, "dunning-2026", date(2026, 7, 31))
+    arm_of = dict(kept.iter_rows())
+    for arm, k in report["arms"].items():
+        members = [c for c in PEOPLE if arm_of[c] == arm]
+        assert k["accounts"] == len(members)
+        assert k["bills"] == 7 * len(members)  # the 2025-12 … 2026-06 bills, due from 2026-01
+        expected = 1.0 - (NEVER_PAYS in members) / len(members)
+        assert k["collection_rate"]["value"] == pytest.approx(expected, abs=0.02)
+    assert report["champion"] == "uniform"
+    with pytest.raises(Exception, match="no experiment 'nope'"):
+        risk.experiment_report(billed, "nope", date(2026, 7, 31))

@@ -21,12 +21,15 @@ if TYPE_CHECKING:
 
 theft_app = typer.Typer(help="Theft and anomaly warnings (窃电/计量异常预警) and inspections.",
                         no_args_is_help=True)
+experiment_app = typer.Typer(help="Strategy experiments (策略实验, champion/challenger).",
+                             no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(theft_app, name="theft")
     app.command("forecast")(forecast_cmd)
     app.command("segments")(segments_cmd)
+    app.add_typer(experiment_app, name="experiment")
 
 
 def _period(text: str, flag: str) -> Period:
@@ -199,3 +202,117 @@ def segments_cmd(
         return
     for r in out:
         typer.echo(f"{r['account']}  {r['segment']:<18} {r['why']}")
+
+
+@experiment_app.command("create")
+@handle_errors
+def experiment_create_cmd(
+    experiment_id: Annotated[str, typer.Argument(help="a new experiment id, e.g. dunning-2026")],
+    arms: Annotated[str, typer.Option(
+        "--arms", help="arm:share,… adding up to 1, e.g. holdout:0.1,uniform:0.45,risk_driven:0.45")],
+    start: Annotated[str, typer.Option("--start", help="first day YYYY-MM-DD")],
+    seed: Annotated[int, typer.Option("--seed", help="random seed of the assignment")] = 1,
+    description: Annotated[str, typer.Option("--description")] = "",
+    customer_class: Annotated[list[str] | None, typer.Option(
+        "--customer-class", help="only accounts of these classes (repeatable)")] = None,
+    payment_mode: Annotated[str | None, typer.Option(
+        "--payment-mode", help="only postpaid or prepaid accounts")] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Assign the open accounts at random to the arms (with a holdout) and keep the assignment."""
+    import polars as pl
+
+    from dianfei.cli.context import clock_from_env, database
+    from dianfei.risk.experiments import parse_arms
+    from dianfei.risk.service import account_facts, create_experiment
+
+    db = database()
+    day = _day(start, "--start")
+    facts = account_facts(db.engine, day)
+    if customer_class:
+        facts = facts.filter(pl.col("customer_class").is_in(customer_class))
+    if payment_mode:
+        facts = facts.filter(pl.col("payment_mode") == payment_mode)
+    with db.session() as s:
+        assigned = create_experiment(
+            s, experiment_id=experiment_id, description=description, arms=parse_arms(arms),
+            seed=seed, started_on=day, clock=clock_from_env(),
+            accounts=facts["account_id"].to_list())
+    counts = {r["arm"]: r["len"] for r in assigned.group_by("arm").len().sort("arm").to_dicts()}
+    if json_out:
+        print_json({"experiment_id": experiment_id, "accounts": assigned.height, "arms": counts})
+    else:
+        typer.echo(f"experiment {experiment_id}: {assigned.height} accounts "
+                   + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+@experiment_app.command("arms")
+@handle_errors
+def experiment_arms_cmd(
+    experiment_id: Annotated[str, typer.Argument()],
+    account: Annotated[list[str] | None, typer.Option("--account")] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Which arm each account is in."""
+    import polars as pl
+
+    from dianfei.cli.context import database
+    from dianfei.risk.service import experiment, experiment_arms
+
+    db = database()
+    experiment(db, experiment_id)  # a clear error for an unknown id
+    frame = experiment_arms(db.engine, experiment_id)
+    if account:
+        frame = frame.filter(pl.col("account_id").is_in(account))
+    rows = [{"account": r["account_id"], "arm": r["arm"]} for r in frame.to_dicts()]
+    if json_out:
+        print_json(rows)
+    else:
+        for r in rows:
+            typer.echo(f"{r['account']}  {r['arm']}")
+
+
+@experiment_app.command("report")
+@handle_errors
+def experiment_report_cmd(
+    experiment_id: Annotated[str, typer.Argument()],
+    as_of: Annotated[str, typer.Option("--as-of", help="YYYY-MM-DD")],
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """KPIs per arm with 95 % confidence intervals, and each challenger minus the champion."""
+    from dianfei.cli.context import database
+    from dianfei.risk.service import experiment_report
+
+    report = experiment_report(database(), experiment_id, _day(as_of, "--as-of"))
+    _print_report(report, json_out)
+
+
+@experiment_app.command("simulate")
+@handle_errors
+def experiment_simulate_cmd(
+    customers: Annotated[int, typer.Option("--customers", min=100)] = 4000,
+    seed: Annotated[int, typer.Option("--seed")] = 7,
+    months: Annotated[int, typer.Option("--months", min=1, max=12)] = 6,
+    arms: Annotated[str, typer.Option("--arms")] = "holdout:0.1,uniform:0.45,risk_driven:0.45",
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The built-in experiment on the synthetic county: uniform vs risk-driven dunning (no
+    database; see docs/risk-insight.md for what the sim can and cannot show)."""
+    from dianfei import insight_demo
+
+    _print_report(insight_demo.run(customers, seed, months, arms), json_out)
+
+
+def _print_report(report: dict[str, Any], json_out: bool) -> None:
+    if json_out:
+        print_json(report)
+        return
+    for arm, k in report["arms"].items():
+        typer.echo(f"{arm:<12} accounts {k['accounts']:>7}  "
+                   + "  ".join(f"{name} {k[name]['value']} [{k[name]['low']}, {k[name]['high']}]"
+                               for name in ("collection_rate", "overdue_rate", "avg_payment_days",
+                                            "contact_cost_per_account")))
+    for arm, d in report["differences"].items():
+        typer.echo(f"{arm} − {report['champion']}: "
+                   + "  ".join(f"{name} {v['value']} [{v['low']}, {v['high']}]"
+                               for name, v in d.items()))

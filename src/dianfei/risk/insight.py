@@ -258,3 +258,126 @@ def segments(db: Database, day: date, *, rules_file: Path | None = None) -> pl.D
     return out.join(facts, on="account_id", how="left").select(
         "account_id", "customer_class", "segment", "label", "why",
         *[c for c in seg.COLUMNS if c != "customer_class"])
+
+
+# -- strategy experiments --------------------------------------------------------------------------
+
+def create_experiment(session: Session, *, experiment_id: str, description: str,
+                      arms: list[tuple[str, float]], seed: int, started_on: date, clock: Clock,
+                      accounts: list[str]) -> pl.DataFrame:
+    """Assign ``accounts`` at random to ``arms`` (``experiments.assign``) and persist the
+    experiment and every assignment; an id used before is refused. Returns the assignment."""
+    import json
+
+    import polars as pl
+
+    from dianfei.db.bulk import write_frame
+    from dianfei.risk import experiments
+    from dianfei.risk.insight_models import Experiment
+
+    if not experiments.ARM_ID.match(experiment_id):
+        raise ValidationError("experiment id: letters, digits, '-' and '_' (≤ 64)",
+                              where=repr(experiment_id))
+    if not accounts:
+        raise ValidationError("no accounts to assign", where=f"experiment {experiment_id}")
+    assigned = experiments.assign(pl.Series("account_id", accounts, dtype=pl.String), arms, seed)
+    try:
+        with session.begin_nested():
+            session.execute(insert(Experiment).values(
+                experiment_id=experiment_id, description=description,
+                arms=json.dumps([{"arm": a, "share": s} for a, s in arms]), seed=seed,
+                started_on=started_on, created_at=clock.now()))
+    except IntegrityError:
+        raise ConflictError("an experiment with this id exists already",
+                            where=experiment_id) from None
+    write_frame(session.connection(), "experiment_assignments",
+                assigned.select(pl.lit(experiment_id).alias("experiment_id"), "account_id",
+                                "arm"))
+    return assigned
+
+
+def experiment(db: Database, experiment_id: str) -> dict[str, Any]:
+    """The experiment's row: experiment_id, description, arms [(arm, share)], seed, started_on."""
+    import json
+
+    from dianfei.core.errors import NotFoundError
+    from dianfei.risk.insight_models import Experiment
+
+    with db.session() as s:
+        row = s.get(Experiment, experiment_id)
+        if row is None:
+            raise NotFoundError(f"no experiment {experiment_id!r}")
+        return {"experiment_id": row.experiment_id, "description": row.description,
+                "arms": [(a["arm"], float(a["share"])) for a in json.loads(row.arms)],
+                "seed": int(row.seed), "started_on": row.started_on}
+
+
+def experiment_arms(engine: Engine, experiment_id: str) -> pl.DataFrame:
+    """account_id, arm of every account in the experiment — what collections reads to give
+    each account its arm's ladder or treatment."""
+    import polars as pl
+
+    from dianfei.db.frames import read_frame
+
+    return read_frame(engine, "SELECT account_id, arm FROM experiment_assignments "
+                      "WHERE experiment_id = :e ORDER BY account_id", {"e": experiment_id},
+                      schema={"account_id": pl.String, "arm": pl.String})
+
+
+def experiment_report(db: Database, experiment_id: str, as_of: date) -> dict[str, Any]:
+    """The seed's KPIs per arm with 95 % intervals (``experiments.arm_kpis``) over the bills
+    issued from the experiment's start to ``as_of``; contacts are the notices notify sent to
+    the experiment's accounts since the start, priced by ``experiments.CONTACT_COST_FEN``."""
+    import polars as pl
+
+    from dianfei.notify import service as notify
+    from dianfei.risk import experiments
+
+    info = experiment(db, experiment_id)
+    arms = experiment_arms(db.engine, experiment_id)
+    bills, paid_full = bill_payments(db.engine, as_of)
+    collected = bill_collected(db.engine, as_of)
+    start = info["started_on"]
+    b = (bills.join(arms, on="account_id", how="inner")
+         .filter(pl.col("due_on") >= start)
+         .join(paid_full, on="bill_id", how="left")
+         .join(collected, on="bill_id", how="left")
+         .join(bill_issue_days(db.engine), on="bill_id", how="left")
+         .with_columns(pl.col("collected").fill_null(0))
+         .filter(pl.col("issued_on").is_not_null() & (pl.col("issued_on") <= as_of)))
+    sent = [d for d in notify.deliveries(db) if d.status in ("sent", "delivered")
+            and d.sent_at is not None and start <= d.sent_at.date() <= as_of]
+    contacts = pl.DataFrame(
+        {"account_id": [d.account_id for d in sent],
+         "cost": [experiments.CONTACT_COST_FEN.get(d.channel, 0) for d in sent]},
+        schema={"account_id": pl.String, "cost": pl.Int64})
+    contacts = contacts.join(arms, on="account_id", how="inner")
+    report = experiments.arm_kpis(b, contacts, as_of)
+    report["experiment_id"] = experiment_id
+    report["started_on"] = start.isoformat()
+    return report
+
+
+def bill_collected(engine: Engine, as_of: date) -> pl.DataFrame:
+    """bill_id, collected: fen allocated to each bill by payments up to ``as_of`` (Asia/Shanghai)."""
+    import polars as pl
+
+    from dianfei.payments import service as payments
+
+    allocs = payments.bill_payment_state(engine)
+    if allocs.height == 0:
+        return pl.DataFrame(schema={"bill_id": pl.String, "collected": pl.Int64})
+    return (allocs.filter(pl.col("allocated_at").dt.convert_time_zone("Asia/Shanghai").dt.date()
+                          <= as_of)
+            .group_by("bill_id").agg(pl.col("amount").cast(pl.Int64).sum().alias("collected")))
+
+
+def bill_issue_days(engine: Engine) -> pl.DataFrame:
+    """bill_id, issued_on: the business date of each live bill's ledger debit."""
+    import polars as pl
+
+    from dianfei.ledger import service as ledger
+
+    e = ledger.entries(engine)
+    return e.filter(pl.col("kind") == "bill").group_by("reference").agg(
+        pl.col("business_date").min().alias("issued_on")).rename({"reference": "bill_id"})

@@ -147,7 +147,8 @@ def assign(facts: pl.DataFrame, rules: tuple[Rule, ...] | None = None) -> pl.Dat
 def payment_facts(bills: pl.DataFrame, paid: pl.DataFrame, as_of: date) -> pl.DataFrame:
     """Lateness per account as of ``as_of``, from bills (account_id, bill_id, amount fen,
     due_on) and when each was paid in full (bill_id, paid_in_full_on; absent = not yet):
-    bills_12m, late_12m, late_recent, late_before, overdue_amount, days_overdue. Only bills
+    bills_12m, late_12m, late_recent, late_before, avg_days_late (of the late bills since
+    paid), overdue_amount, days_overdue. Only bills
     due before ``as_of`` count; a payment after ``as_of`` is not known yet (no look-ahead)."""
     import polars as pl
 
@@ -164,6 +165,8 @@ def payment_facts(bills: pl.DataFrame, paid: pl.DataFrame, as_of: date) -> pl.Da
         (late & real).sum().cast(pl.Int32).alias("late_12m"),
         (late & real & recent).sum().cast(pl.Int32).alias("late_recent"),
         (late & real & ~recent).sum().cast(pl.Int32).alias("late_before"),
+        (pl.col("paid_on") - pl.col("due_on")).dt.total_days().filter(late & real & ~unpaid)
+        .mean().fill_null(0.0).alias("avg_days_late"),
         pl.col("amount").filter(unpaid).sum().cast(pl.Int64).alias("overdue_amount"),
         (pl.lit(as_of) - pl.col("due_on").filter(unpaid).min()).dt.total_days()
         .fill_null(0).cast(pl.Int32).alias("days_overdue"))
@@ -184,4 +187,4 @@ def segment_facts(accounts: pl.DataFrame, payments: pl.DataFrame,
                   on="account_id", how="left")
             .join(usual, on="account_id", how="left")
             .with_columns(pl.col("bills_12m", "late_12m", "late_recent", "late_before",
-                                 "overdue_amount", "days_overdue").fill_null(0)))
+                                 "overdue_amount", "days_overdue", "avg_days_late").fill_null(0)))

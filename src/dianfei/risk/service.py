@@ -102,6 +102,10 @@ from dianfei.risk.insight import PAYMENT_MODES as PAYMENT_MODES  # noqa: E402
 from dianfei.risk.insight import account_facts as account_facts  # noqa: E402
 from dianfei.risk.insight import bill_payments as bill_payments  # noqa: E402
 from dianfei.risk.insight import consumption_history as consumption_history  # noqa: E402
+from dianfei.risk.insight import create_experiment as create_experiment  # noqa: E402
+from dianfei.risk.insight import experiment as experiment  # noqa: E402
+from dianfei.risk.insight import experiment_arms as experiment_arms  # noqa: E402
+from dianfei.risk.insight import experiment_report as experiment_report  # noqa: E402
 from dianfei.risk.insight import forecast_next_bill as forecast_next_bill  # noqa: E402
 from dianfei.risk.insight import inspections as inspections  # noqa: E402
 from dianfei.risk.insight import queue_forecast_notices as queue_forecast_notices  # noqa: E402
