@@ -130,3 +130,9 @@ def test_vacant_homes_are_not_suspects() -> None:
 def test_metrics_refuse_a_truth_without_both_kinds() -> None:
     with pytest.raises(ValidationError, match="both"):
         anomaly.evaluate(pl.Series([0.1, 0.2]), pl.Series([False, False]))
+
+
+def test_a_history_with_a_malformed_period_is_refused_by_name() -> None:
+    bad = pl.DataFrame({"account_id": ["A1"], "period": ["2026-13"], "kwh": [100]})
+    with pytest.raises(ValidationError, match=r"consumption history: period month must be 01\.\.12"):
+        anomaly.features(bad, FACTS, Period(2026, 12))

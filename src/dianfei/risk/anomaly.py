@@ -37,12 +37,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from dianfei.core.clock import Period
 from dianfei.core.errors import ValidationError
 
 if TYPE_CHECKING:
     import polars as pl
-
-    from dianfei.core.clock import Period
 
 #: 1 kWh in the 0.01-kWh units of ``kwh``: keeps a near-zero month (winter irrigation) finite
 EPS = 100
@@ -71,21 +70,32 @@ FEATURE_COLUMNS = ("drop", "drop_z", "peer_z", "months_low", "zero_run", "flat_l
                    "level_before")
 
 
-def period_index(col: str = "period") -> pl.Expr:
-    """``YYYY-MM`` → months since year 0 (Int32), for windows and gaps."""
+def indexed(history: pl.DataFrame) -> pl.DataFrame:
+    """history + ``pidx`` (months since year 0, Int32), computed once from the distinct periods
+    (a handful) rather than by parsing every row; a period that is not ``YYYY-MM`` is refused."""
     import polars as pl
 
-    return (pl.col(col).str.slice(0, 4).cast(pl.Int32) * 12
-            + pl.col(col).str.slice(5, 2).cast(pl.Int32) - 1)
+    if "pidx" in history.columns:
+        return history
+    if history.height == 0:
+        return history.with_columns(pl.lit(None, dtype=pl.Int32).alias("pidx"))
+    mapping: dict[str, int] = {}
+    for p in history["period"].unique().to_list():
+        try:
+            mapping[p] = Period.parse(str(p)).index()
+        except ValidationError as exc:
+            raise ValidationError(exc.message, where="consumption history") from None
+    return history.with_columns(pl.col("period").replace_strict(
+        mapping, return_dtype=pl.Int32).alias("pidx"))
 
 
 def relative_usage(history: pl.DataFrame, facts: pl.DataFrame) -> pl.DataFrame:
     """history + ``pidx`` and ``rel``: usage relative to the class median of the same month."""
     import polars as pl
 
-    h = (history.select("account_id", "period", pl.col("kwh").cast(pl.Int64))
+    h = (indexed(history).select("account_id", "period", "pidx", pl.col("kwh").cast(pl.Int64))
          .join(facts.select("account_id", "customer_class"), on="account_id", how="left")
-         .with_columns(pl.col("customer_class").fill_null("unknown"), period_index().alias("pidx")))
+         .with_columns(pl.col("customer_class").fill_null("unknown")))
     med = pl.col("kwh").median().over("customer_class", "period")
     return h.with_columns(((pl.col("kwh") + EPS) / (med + EPS)).alias("rel"))
 
@@ -97,8 +107,9 @@ def features(history: pl.DataFrame, facts: pl.DataFrame, as_of: Period, *, recen
     import polars as pl
 
     end = as_of.year * 12 + as_of.month - 1
-    h = relative_usage(history.filter(period_index() <= end)
-                       .filter(period_index() > end - recent - baseline), facts)
+    h0 = indexed(history)
+    h = relative_usage(h0.filter((pl.col("pidx") <= end)
+                                 & (pl.col("pidx") > end - recent - baseline)), facts)
     h = h.with_columns((pl.col("pidx") > end - recent).alias("now"),
                        pl.col("rel").log().alias("lrel"))
     # the level before: the highest 3-month median of rel in the baseline — theft that began

@@ -28,7 +28,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from dianfei.core.clock import Period
-from dianfei.risk.anomaly import EPS, period_index
+from dianfei.risk.anomaly import EPS, indexed
 
 if TYPE_CHECKING:
     import polars as pl
@@ -71,10 +71,10 @@ def energy_forecast(history: pl.DataFrame, facts: pl.DataFrame, target: Period, 
     import polars as pl
 
     t = target.year * 12 + target.month - 1
-    h = (history.filter(period_index() < t).select("account_id", "period", "kwh")
+    h = (indexed(history).filter((pl.col("pidx") < t) & (pl.col("pidx") >= t - 12))
+         .select("account_id", "period", "pidx", "kwh")
          .join(facts.select("account_id", "customer_class"), on="account_id", how="left")
-         .with_columns(pl.col("customer_class").fill_null("unknown"), period_index().alias("pidx"))
-         .filter(pl.col("pidx") >= t - 12))
+         .with_columns(pl.col("customer_class").fill_null("unknown")))
     season = _season(h, t - 1)
     h = (h.with_columns((pl.col("pidx") % 12 + 1).alias("month"))
          .join(season, on=["customer_class", "month"], how="left")
@@ -102,6 +102,7 @@ def residual_quantiles(history: pl.DataFrame, facts: pl.DataFrame, target: Perio
     ``calibration`` months before ``target`` (each forecast from the months before it)."""
     import polars as pl
 
+    history = indexed(history)
     parts = []
     p = target
     for _ in range(calibration):
@@ -185,16 +186,17 @@ def forecast_bills(history: pl.DataFrame, facts: pl.DataFrame, target: Period,
     import polars as pl
 
     t = target.year * 12 + target.month - 1
+    history = indexed(history)
     f = energy_forecast(history, facts, target)
     q = residual_quantiles(history, facts, target, calibration=calibration)
-    seen = (history.filter((period_index() < t) & (period_index() >= t - 12))
+    seen = (history.filter((pl.col("pidx") < t) & (pl.col("pidx") >= t - 12))
             .join(facts.select("account_id", "customer_class"), on="account_id", how="left")
             .with_columns(pl.col("customer_class").fill_null("unknown"))
-            .group_by("customer_class").agg(period_index().n_unique().alias("months_seen")))
-    usual = (history.filter((period_index() < t) & (period_index() >= t - 12))
+            .group_by("customer_class").agg(pl.col("pidx").n_unique().alias("months_seen")))
+    usual = (history.filter((pl.col("pidx") < t) & (pl.col("pidx") >= t - 12))
              .group_by("account_id").agg(pl.col("kwh").median().round(0).cast(pl.Int64)
                                          .alias("usual_kwh")))
-    ytd = (history.filter((period_index() < t) & (period_index() >= target.year * 12))
+    ytd = (history.filter((pl.col("pidx") < t) & (pl.col("pidx") >= target.year * 12))
            .group_by("account_id").agg(pl.col("kwh").sum().cast(pl.Int64).alias("ytd_kwh")))
     out = (f.join(q, on="customer_class", how="left")
            .join(seen, on="customer_class", how="left")
@@ -238,6 +240,7 @@ def accuracy(history: pl.DataFrame, facts: pl.DataFrame, catalogue: TariffCatalo
     on a near-zero month means nothing); coverage = share of actuals inside the interval."""
     import polars as pl
 
+    history = indexed(history)
     rows = []
     for p in periods:
         f = forecast_bills(history, facts, p, catalogue)
