@@ -15,7 +15,7 @@ import pytest
 
 from dianfei.billing.service import run_bill_run
 from dianfei.core.clock import BUSINESS_TZ, FixedClock, Period
-from dianfei.core.errors import ConflictError, ValidationError
+from dianfei.core.errors import ConflictError, NotFoundError, ValidationError
 from dianfei.core.settings import load_settings
 from dianfei.db.engine import Database, open_database
 from dianfei.notify import service as notify
@@ -113,6 +113,9 @@ def test_theft_worklist_puts_the_thief_first_and_learns_from_inspections(
                                    clock=clock, inspector="王五")
     with pytest.raises(ConflictError, match="already recorded"), billed.session() as s:
         risk.record_inspection(s, account_id=THIEF, inspected_on=date(2026, 1, 20),
+                               outcome="theft", clock=clock)
+    with pytest.raises(NotFoundError, match="account C99 does not exist"), billed.session() as s:
+        risk.record_inspection(s, account_id="C99", inspected_on=date(2026, 1, 21),
                                outcome="theft", clock=clock)
     with pytest.raises(ValidationError, match="outcome must be one of"), billed.session() as s:
         risk.record_inspection(s, account_id=THIEF, inspected_on=date(2026, 1, 21),

@@ -35,10 +35,14 @@ if TYPE_CHECKING:
 
     from dianfei.tariffs.service import TariffCatalogue
 
-#: how a time-of-use forecast is split over the periods a tariff prices (shares of total kWh;
-#: the last period named takes the remainder). From the synthetic county's meters and the
-#: typical residential peak share of Zhejiang (docs/sim.md); a utility overrides them.
-TOU_SHARES: dict[str, float] = {"sharp": 0.08, "peak": 0.55, "flat": 0.30, "valley": 0.45}
+#: how a time-of-use forecast is split over the periods a tariff prices (shares of total kWh,
+#: by the set of periods; the last period takes the remainder). The synthetic county's meter
+#: means (docs/sim.md: residential peak U(0.50, 0.72); four-rate sharp 5–12 %, peak and flat
+#: 25–35 %); a utility overrides them. Any other set of periods is split evenly.
+TOU_SHARES: dict[tuple[str, ...], tuple[float, ...]] = {
+    ("peak", "valley"): (0.61, 0.39),
+    ("sharp", "peak", "flat", "valley"): (0.085, 0.30, 0.30, 0.315),
+}
 
 FORECAST_COLUMNS = ("account_id", "period", "kwh", "kwh_low", "kwh_high", "ytd_kwh", "amount",
                     "amount_low", "amount_high", "usual_kwh", "usual_amount", "high", "basis",
@@ -136,7 +140,7 @@ def tou_split(usage: pl.DataFrame, periods_of: dict[str, tuple[str, ...]]) -> pl
         if not periods:
             continue
         mine = pl.col("tariff_id") == tariff_id
-        shares = [TOU_SHARES[p] for p in periods]
+        shares = list(TOU_SHARES.get(periods, [1.0 / len(periods)] * len(periods)))
         total = sum(shares)
         given = pl.lit(0, dtype=pl.Int64)
         for name, share in zip(periods[:-1], shares[:-1], strict=True):

@@ -116,9 +116,12 @@ def _training_rows(db: Database, history: pl.DataFrame, facts: pl.DataFrame,
 def record_inspection(session: Session, *, account_id: str, inspected_on: date, outcome: str,
                       clock: Clock, inspector: str | None = None, note: str | None = None) -> int:
     """Record what an on-site inspection found; the same account and day twice is refused."""
+    from dianfei.customers import service as customers
+
     if outcome not in OUTCOMES:
         raise ValidationError(f"outcome must be one of {', '.join(OUTCOMES)}, got {outcome!r}",
                               where=f"inspection of {account_id} on {inspected_on}")
+    customers.customer_of_account(session.connection(), account_id)  # NotFoundError if unknown
     try:
         with session.begin_nested():
             row = session.execute(insert(InspectionOutcome).values(
@@ -156,21 +159,15 @@ def forecast_next_bill(db: Database, period: Period, *, accounts: list[str] | No
     from dianfei.risk import forecast
     from dianfei.tariffs.service import load_catalogue
 
-    history = consumption_history(db.engine, months_back(period, 24))
-    history = history.filter(pl.col("period") < str(period))
+    # the whole history even for a few accounts: a class's season is learnt from the class
+    history = consumption_history(db.engine, months_back(period, 24)).filter(
+        pl.col("period") < str(period))
     facts = account_facts(db.engine, period.first_day)
-    if accounts is not None:
-        wanted = pl.Series("account_id", sorted(set(accounts)), dtype=pl.String)
-        history = history.filter(pl.col("account_id").is_in(wanted.implode()))
-        # the season of a class is still learnt from the whole class
-        full = consumption_history(db.engine, months_back(period, 24)).filter(
-            pl.col("period") < str(period))
-    else:
-        full = history
     catalogue = load_catalogue(tariff_dir or db.settings.billing.tariff_dir)
-    out = forecast.forecast_bills(full, facts, period, catalogue)
+    out = forecast.forecast_bills(history, facts, period, catalogue)
     out = out.join(facts.select("account_id"), on="account_id", how="inner")
     if accounts is not None:
+        wanted = pl.Series("account_id", sorted(set(accounts)), dtype=pl.String)
         out = out.filter(pl.col("account_id").is_in(wanted.implode()))
     return out
 
