@@ -144,7 +144,8 @@ def contact_cmd(
 @handle_errors
 def preview_cmd(
     notice: Annotated[str, typer.Option(help="reminder, final_reminder, stop_notice, pre_stop, "
-                                             "prepay_warning, cutoff_notice, reconnected, payment_receipt")],
+                                             "prepay_warning, cutoff_notice, reconnected, payment_receipt, "
+                                             "bill_forecast")],
     channel: Annotated[str, typer.Option(help="sms, email, wechat, letter")],
     locale: Annotated[str, typer.Option(help="zh-CN or en")] = "zh-CN",
     html: Annotated[bool, typer.Option("--html", help="e-mail: print the HTML part")] = False,

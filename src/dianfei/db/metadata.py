@@ -14,7 +14,8 @@ from dianfei.metering.vee import models as vee_models
 from dianfei.notify import models as notify_models
 from dianfei.payments import models as payments_models
 from dianfei.payments import statement_models
+from dianfei.risk import insight_models
 
-__all__ = ["Base", "billing_models", "collections_models", "customer_models", "event_models", "ledger_models",
-           "metering_models", "notify_models", "payments_models", "statement_models",
-           "ticket_models", "vee_models"]
+__all__ = ["Base", "billing_models", "collections_models", "customer_models", "event_models",
+           "insight_models", "ledger_models", "metering_models", "notify_models", "payments_models",
+           "statement_models", "ticket_models", "vee_models"]

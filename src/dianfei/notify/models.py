@@ -45,7 +45,7 @@ class OutboxMessage(Base):
     account_id: Mapped[str] = mapped_column(String(32))
     customer_id: Mapped[str] = mapped_column(String(32))
     #: reminder, final_reminder, stop_notice, pre_stop, prepay_warning, cutoff_notice,
-    #: reconnected, payment_receipt (see service.NOTICES)
+    #: reconnected, payment_receipt, bill_forecast (see service.NOTICES)
     notice: Mapped[str] = mapped_column(String(24))
     #: sms, email, wechat, letter
     channel: Mapped[str] = mapped_column(String(10))

@@ -318,4 +318,11 @@ SAMPLE_CONTEXT: dict[str, str] = {
     "stop_on": "2026-11-08",
     "balance": "12.30",
     "pay_channels": "网上国网App、支付宝、微信、营业厅",
+    # bill_forecast (risk's next-bill forecast)
+    "period": "2026-07",
+    "amount": "312.40",
+    "amount_low": "268.10",
+    "amount_high": "361.75",
+    "usual_amount": "140.20",
+    "kwh": "520.00",
 }

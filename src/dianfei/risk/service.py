@@ -90,3 +90,25 @@ class RulesScorer:
 
 def default_scorer() -> RiskScorer:
     return RulesScorer()
+
+
+# == Risk intelligence (issue 10, deliverables 5–8): theft and anomaly warnings, next-bill
+# forecasts, segments, strategy experiments. Logic in risk/anomaly.py, forecast.py,
+# segments.py, experiments.py and insight.py; these are the entry points other packages and
+# the CLI use (docs/risk-insight.md). ==========================================================
+
+from dianfei.risk.insight import INSPECTION_OUTCOMES as INSPECTION_OUTCOMES  # noqa: E402
+from dianfei.risk.insight import PAYMENT_MODES as PAYMENT_MODES  # noqa: E402
+from dianfei.risk.insight import account_facts as account_facts  # noqa: E402
+from dianfei.risk.insight import bill_payments as bill_payments  # noqa: E402
+from dianfei.risk.insight import consumption_history as consumption_history  # noqa: E402
+from dianfei.risk.insight import create_experiment as create_experiment  # noqa: E402
+from dianfei.risk.insight import experiment as experiment  # noqa: E402
+from dianfei.risk.insight import experiment_arms as experiment_arms  # noqa: E402
+from dianfei.risk.insight import experiment_report as experiment_report  # noqa: E402
+from dianfei.risk.insight import forecast_next_bill as forecast_next_bill  # noqa: E402
+from dianfei.risk.insight import inspections as inspections  # noqa: E402
+from dianfei.risk.insight import queue_forecast_notices as queue_forecast_notices  # noqa: E402
+from dianfei.risk.insight import record_inspection as record_inspection  # noqa: E402
+from dianfei.risk.insight import segments as segments  # noqa: E402
+from dianfei.risk.insight import theft_scan as theft_scan  # noqa: E402

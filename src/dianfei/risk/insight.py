@@ -1,0 +1,380 @@
+"""Risk intelligence on a database: where the pure functions of ``anomaly`` and ``forecast`` get
+their data (billing's issued bills and customers' account facts, through their services) and
+where inspection outcomes are kept. ``risk.service`` is the public face of all of it.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+
+from dianfei.core.clock import Clock, Period
+from dianfei.core.errors import ConflictError, ValidationError
+from dianfei.risk import anomaly
+from dianfei.risk.insight_models import OUTCOMES, InspectionOutcome
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import polars as pl
+    from sqlalchemy import Engine
+    from sqlalchemy.orm import Session
+
+    from dianfei.db.engine import Database
+
+PAYMENT_MODES = ("postpaid", "prepaid")
+#: what an inspection can find (theft, meter_fault, no_finding)
+INSPECTION_OUTCOMES = OUTCOMES
+
+
+def consumption_history(engine: Engine, since: Period) -> pl.DataFrame:
+    """account_id, period, kwh (0.01 kWh) of every live (issued, not cancelled) bill from
+    ``since`` on — imported history and native bills alike, read through billing's service."""
+    import polars as pl
+
+    from dianfei.billing import service as billing
+
+    parts = [billing.issued_bills_of_mode(engine, mode, str(since)) for mode in PAYMENT_MODES]
+    return (pl.concat(parts).group_by("account_id", "period")
+            .agg(pl.col("kwh").sum().cast(pl.Int64)).sort("account_id", "period"))
+
+
+def account_facts(engine: Engine, day: date) -> pl.DataFrame:
+    """account_id, customer_id, name, customer_class, low_income, protected, payment_mode,
+    tariff_id (the assignment in force on ``day``; null when none) of every open account."""
+    import polars as pl
+
+    from dianfei.customers import service as customers
+
+    facts = customers.open_account_facts(engine)
+    tariffs = (pl.concat([customers.open_accounts_of_mode(engine, m, day) for m in PAYMENT_MODES])
+               .filter(pl.col("tariff_id").is_not_null())
+               .sort("account_id", "tariff_from", descending=[False, True])
+               .unique("account_id", keep="first").select("account_id", "tariff_id"))
+    return facts.join(tariffs, on="account_id", how="left")
+
+
+def months_back(period: Period, n: int) -> Period:
+    p = period
+    for _ in range(n):
+        p = p.prev()
+    return p
+
+
+# -- theft and anomaly warnings --------------------------------------------------------------------
+
+def theft_scan(db: Database, as_of: Period, *, top: int | None = None) -> pl.DataFrame:
+    """The inspection worklist (用电检查工单) as of the end of ``as_of``: every account with
+    enough history, most suspicious first. Columns: rank, account_id, customer_class, score
+    (points 0–100), iforest (0–1), supervised (probability, null without enough inspections),
+    reasons and the signals (``anomaly.FEATURE_COLUMNS``). Ranked by the supervised probability
+    when a model could be trained, else by the points score."""
+    import polars as pl
+
+    since = months_back(as_of, 23)
+    history = consumption_history(db.engine, since)
+    facts = account_facts(db.engine, as_of.last_day)
+    scored = _scored(history, facts, as_of)
+    if scored.height == 0:
+        return scored.with_columns(pl.lit(None, dtype=pl.Float64).alias("supervised"),
+                                   pl.lit(0, dtype=pl.UInt32).alias("rank"))
+    train = _training_rows(db, history, facts, before=as_of.next().first_day)
+    sup = anomaly.supervised_scores(train, scored) if train.height else None
+    scored = scored.with_columns(sup if sup is not None
+                                 else pl.lit(None, dtype=pl.Float64).alias("supervised"))
+    order = ["supervised", "score"] if sup is not None else ["score", "iforest"]
+    out = (scored.sort(order, descending=True, nulls_last=True)
+           .with_row_index("rank", offset=1))
+    return out.head(top) if top is not None else out
+
+
+def _scored(history: pl.DataFrame, facts: pl.DataFrame, as_of: Period) -> pl.DataFrame:
+    feats = anomaly.features(history, facts, as_of)
+    return anomaly.score(feats).with_columns(anomaly.isolation_scores(feats))
+
+
+def _training_rows(db: Database, history: pl.DataFrame, facts: pl.DataFrame,
+                   before: date) -> pl.DataFrame:
+    """Signals of every inspected account as of the month before its inspection, with
+    ``theft``; only inspections before ``before`` (the scan's own horizon)."""
+    import polars as pl
+
+    done = inspections(db).filter(pl.col("inspected_on") < before)
+    parts = []
+    for (month,), rows in done.with_columns(pl.col("inspected_on").dt.strftime("%Y-%m")
+                                            .alias("month")).group_by("month"):
+        as_of = Period.parse(str(month)).prev()
+        feats = _scored(history, facts, as_of)
+        parts.append(feats.join(rows.select("account_id", (pl.col("outcome") == "theft")
+                                            .alias("theft")), on="account_id", how="inner"))
+    return pl.concat(parts, how="vertical_relaxed") if parts else pl.DataFrame()
+
+
+def record_inspection(session: Session, *, account_id: str, inspected_on: date, outcome: str,
+                      clock: Clock, inspector: str | None = None, note: str | None = None) -> int:
+    """Record what an on-site inspection found; the same account and day twice is refused."""
+    from dianfei.customers import service as customers
+
+    if outcome not in OUTCOMES:
+        raise ValidationError(f"outcome must be one of {', '.join(OUTCOMES)}, got {outcome!r}",
+                              where=f"inspection of {account_id} on {inspected_on}")
+    customers.customer_of_account(session.connection(), account_id)  # NotFoundError if unknown
+    try:
+        with session.begin_nested():
+            row = session.execute(insert(InspectionOutcome).values(
+                account_id=account_id, inspected_on=inspected_on, outcome=outcome,
+                inspector=inspector, note=note, recorded_at=clock.now())
+                .returning(InspectionOutcome.inspection_id)).scalar_one()
+    except IntegrityError:
+        raise ConflictError("an inspection of this account on this day is already recorded",
+                            where=f"{account_id} {inspected_on}") from None
+    return int(row)
+
+
+def inspections(db: Database) -> pl.DataFrame:
+    """Every recorded inspection: account_id, inspected_on, outcome, inspector, note."""
+    import polars as pl
+
+    with db.engine.connect() as conn:
+        rows = conn.execute(select(InspectionOutcome.account_id, InspectionOutcome.inspected_on,
+                                   InspectionOutcome.outcome, InspectionOutcome.inspector,
+                                   InspectionOutcome.note)
+                            .order_by(InspectionOutcome.inspection_id)).all()
+    return pl.DataFrame([tuple(r) for r in rows], orient="row", schema={
+        "account_id": pl.String, "inspected_on": pl.Date, "outcome": pl.String,
+        "inspector": pl.String, "note": pl.String})
+
+
+# -- next-bill forecast ----------------------------------------------------------------------------
+
+def forecast_next_bill(db: Database, period: Period, *, accounts: list[str] | None = None,
+                       tariff_dir: Path | None = None) -> pl.DataFrame:
+    """The forecast of every open account's bill for ``period`` (see ``forecast.forecast_bills``
+    for the columns), from the 24 months of bills before it."""
+    import polars as pl
+
+    from dianfei.risk import forecast
+    from dianfei.tariffs.service import load_catalogue
+
+    # the whole history even for a few accounts: a class's season is learnt from the class
+    history = consumption_history(db.engine, months_back(period, 24)).filter(
+        pl.col("period") < str(period))
+    facts = account_facts(db.engine, period.first_day)
+    catalogue = load_catalogue(tariff_dir or db.settings.billing.tariff_dir)
+    out = forecast.forecast_bills(history, facts, period, catalogue)
+    out = out.join(facts.select("account_id"), on="account_id", how="inner")
+    if accounts is not None:
+        wanted = pl.Series("account_id", sorted(set(accounts)), dtype=pl.String)
+        out = out.filter(pl.col("account_id").is_in(wanted.implode()))
+    return out
+
+
+def queue_forecast_notices(db: Database, period: Period, *, clock: Clock, channel: str = "sms",
+                           tariff_dir: Path | None = None) -> int:
+    """Queue the advance notice (``bill_forecast``) for every account whose ``period`` bill is
+    forecast unusually high; idempotent (key ``forecast:{account}:{period}``). Returns how many
+    notices the forecast asked for (already-queued keys are skipped by notify)."""
+    import polars as pl
+
+    from dianfei.core.money import fmt_yuan
+    from dianfei.notify import service as notify
+
+    f = forecast_next_bill(db, period, tariff_dir=tariff_dir).filter(pl.col("high"))
+    names = account_facts(db.engine, period.first_day).select("account_id", "customer_id", "name")
+    rows = f.join(names, on="account_id", how="inner").to_dicts()
+    notices = [notify.Notice(
+        key=f"forecast:{r['account_id']}:{period}", account_id=r["account_id"],
+        customer_id=r["customer_id"], notice="bill_forecast", channel=channel,
+        context=_context(r, str(period), fmt_yuan)) for r in rows]
+    with db.session() as s:
+        notify.enqueue_many(s, notices, clock=clock)
+    return len(notices)
+
+
+def _context(r: dict[str, Any], period: str, fmt_yuan: Any) -> dict[str, str]:
+    from decimal import Decimal
+
+    return {"customer_name": str(r["name"] or r["account_id"]), "account_id": r["account_id"],
+            "period": period, "amount": fmt_yuan(r["amount"]),
+            "amount_low": fmt_yuan(r["amount_low"]), "amount_high": fmt_yuan(r["amount_high"]),
+            "usual_amount": fmt_yuan(r["usual_amount"]),
+            "kwh": str((Decimal(r["kwh"]) / 100).quantize(Decimal("0.01")))}
+
+
+
+# -- segments --------------------------------------------------------------------------------------
+
+def bill_payments(engine: Engine, as_of: date) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(bills: account_id, bill_id, amount, due_on — the live bill debits of the ledger;
+    paid: bill_id, paid_in_full_on — the Asia/Shanghai date of the allocation that completed
+    each bill), through the ledger's and payments' services."""
+    import polars as pl
+
+    from dianfei.ledger import service as ledger
+    from dianfei.payments import service as payments
+
+    entries = ledger.entries(engine)
+    reversed_ids = entries["reverses_entry_id"].drop_nulls().implode()
+    bills = (entries.filter((pl.col("kind") == "bill") & ~pl.col("entry_id").is_in(reversed_ids)
+                            & pl.col("due_on").is_not_null())
+             .select("account_id", pl.col("reference").alias("bill_id"), "amount", "due_on"))
+    allocs = payments.bill_payment_state(engine)
+    if allocs.height == 0:
+        return bills, pl.DataFrame(schema={"bill_id": pl.String, "paid_in_full_on": pl.Date})
+    allocs = (allocs.with_columns(
+        pl.col("amount").cast(pl.Int64),
+        pl.col("allocated_at").dt.convert_time_zone("Asia/Shanghai").dt.date().alias("day"))
+        .filter(pl.col("day") <= as_of)
+        .with_columns(pl.col("amount").cum_sum().over("bill_id").alias("cum")))
+    paid = (allocs.join(bills.select("bill_id", pl.col("amount").alias("owed")), on="bill_id")
+            .filter(pl.col("cum") >= pl.col("owed")).group_by("bill_id")
+            .agg(pl.col("day").min().alias("paid_in_full_on")))
+    return bills, paid
+
+
+def segments(db: Database, day: date, *, rules_file: Path | None = None) -> pl.DataFrame:
+    """Every open account's segment on ``day``: account_id, customer_class, segment, label,
+    why (the rule that matched) and the facts the rules read (``segments.COLUMNS``)."""
+    import polars as pl
+
+    from dianfei.risk import segments as seg
+
+    as_of = Period(day.year, day.month).prev()
+    history = consumption_history(db.engine, months_back(as_of, 23)).filter(
+        pl.col("period") <= str(as_of))
+    accounts = account_facts(db.engine, day)
+    theft = _scored(history, accounts, as_of) if history.height else pl.DataFrame(
+        schema={"account_id": pl.String, "score": pl.Float64, "months_low": pl.Int32})
+    bills, paid = bill_payments(db.engine, day)
+    facts = seg.segment_facts(accounts, seg.payment_facts(bills, paid, day), theft,
+                              history.sort("account_id", "period"))
+    out = seg.assign(facts, seg.load_rules(rules_file))
+    return out.join(facts, on="account_id", how="left").select(
+        "account_id", "customer_class", "segment", "label", "why",
+        *[c for c in seg.COLUMNS if c != "customer_class"])
+
+
+# -- strategy experiments --------------------------------------------------------------------------
+
+def create_experiment(session: Session, *, experiment_id: str, description: str,
+                      arms: list[tuple[str, float]], seed: int, started_on: date, clock: Clock,
+                      accounts: list[str]) -> pl.DataFrame:
+    """Assign ``accounts`` at random to ``arms`` (``experiments.assign``) and persist the
+    experiment and every assignment; an id used before is refused. Returns the assignment."""
+    import json
+
+    import polars as pl
+
+    from dianfei.db.bulk import write_frame
+    from dianfei.risk import experiments
+    from dianfei.risk.insight_models import Experiment
+
+    if not experiments.ARM_ID.match(experiment_id):
+        raise ValidationError("experiment id: letters, digits, '-' and '_' (≤ 64)",
+                              where=repr(experiment_id))
+    if not accounts:
+        raise ValidationError("no accounts to assign", where=f"experiment {experiment_id}")
+    assigned = experiments.assign(pl.Series("account_id", accounts, dtype=pl.String), arms, seed)
+    try:
+        with session.begin_nested():
+            session.execute(insert(Experiment).values(
+                experiment_id=experiment_id, description=description,
+                arms=json.dumps([{"arm": a, "share": s} for a, s in arms]), seed=seed,
+                started_on=started_on, created_at=clock.now()))
+    except IntegrityError:
+        raise ConflictError("an experiment with this id exists already",
+                            where=experiment_id) from None
+    write_frame(session.connection(), "experiment_assignments",
+                assigned.select(pl.lit(experiment_id).alias("experiment_id"), "account_id",
+                                "arm"))
+    return assigned
+
+
+def experiment(db: Database, experiment_id: str) -> dict[str, Any]:
+    """The experiment's row: experiment_id, description, arms [(arm, share)], seed, started_on."""
+    import json
+
+    from dianfei.core.errors import NotFoundError
+    from dianfei.risk.insight_models import Experiment
+
+    with db.session() as s:
+        row = s.get(Experiment, experiment_id)
+        if row is None:
+            raise NotFoundError(f"no experiment {experiment_id!r}")
+        return {"experiment_id": row.experiment_id, "description": row.description,
+                "arms": [(a["arm"], float(a["share"])) for a in json.loads(row.arms)],
+                "seed": int(row.seed), "started_on": row.started_on}
+
+
+def experiment_arms(engine: Engine, experiment_id: str) -> pl.DataFrame:
+    """account_id, arm of every account in the experiment — what collections reads to give
+    each account its arm's ladder or treatment."""
+    import polars as pl
+
+    from dianfei.db.frames import read_frame
+
+    return read_frame(engine, "SELECT account_id, arm FROM experiment_assignments "
+                      "WHERE experiment_id = :e ORDER BY account_id", {"e": experiment_id},
+                      schema={"account_id": pl.String, "arm": pl.String})
+
+
+def experiment_report(db: Database, experiment_id: str, as_of: date) -> dict[str, Any]:
+    """The seed's KPIs per arm with 95 % intervals (``experiments.arm_kpis``) over the bills
+    issued from the experiment's start to ``as_of``; contacts are the notices notify sent to
+    the experiment's accounts since the start, priced by ``experiments.CONTACT_COST_FEN``."""
+    import polars as pl
+
+    from dianfei.notify import service as notify
+    from dianfei.risk import experiments
+
+    info = experiment(db, experiment_id)
+    arms = experiment_arms(db.engine, experiment_id)
+    bills, paid_full = bill_payments(db.engine, as_of)
+    collected = bill_collected(db.engine, as_of)
+    start = info["started_on"]
+    b = (bills.join(arms, on="account_id", how="inner")
+         .filter(pl.col("due_on") >= start)
+         .join(paid_full, on="bill_id", how="left")
+         .join(collected, on="bill_id", how="left")
+         .join(bill_issue_days(db.engine), on="bill_id", how="left")
+         .with_columns(pl.col("collected").fill_null(0))
+         .filter(pl.col("issued_on").is_not_null() & (pl.col("issued_on") <= as_of)))
+    sent = [d for d in notify.deliveries(db) if d.status in ("sent", "delivered")
+            and d.sent_at is not None and start <= d.sent_at.date() <= as_of]
+    contacts = pl.DataFrame(
+        {"account_id": [d.account_id for d in sent],
+         "cost": [experiments.CONTACT_COST_FEN.get(d.channel, 0) for d in sent]},
+        schema={"account_id": pl.String, "cost": pl.Int64})
+    contacts = contacts.join(arms, on="account_id", how="inner")
+    report = experiments.arm_kpis(b, contacts, as_of)
+    report["experiment_id"] = experiment_id
+    report["started_on"] = start.isoformat()
+    return report
+
+
+def bill_collected(engine: Engine, as_of: date) -> pl.DataFrame:
+    """bill_id, collected: fen allocated to each bill by payments up to ``as_of`` (Asia/Shanghai)."""
+    import polars as pl
+
+    from dianfei.payments import service as payments
+
+    allocs = payments.bill_payment_state(engine)
+    if allocs.height == 0:
+        return pl.DataFrame(schema={"bill_id": pl.String, "collected": pl.Int64})
+    return (allocs.filter(pl.col("allocated_at").dt.convert_time_zone("Asia/Shanghai").dt.date()
+                          <= as_of)
+            .group_by("bill_id").agg(pl.col("amount").cast(pl.Int64).sum().alias("collected")))
+
+
+def bill_issue_days(engine: Engine) -> pl.DataFrame:
+    """bill_id, issued_on: the business date of each live bill's ledger debit."""
+    import polars as pl
+
+    from dianfei.ledger import service as ledger
+
+    e = ledger.entries(engine)
+    return e.filter(pl.col("kind") == "bill").group_by("reference").agg(
+        pl.col("business_date").min().alias("issued_on")).rename({"reference": "bill_id"})

@@ -1,0 +1,61 @@
+"""Tables of risk intelligence (风险洞察): inspection outcomes (稽查结果) that teach the theft
+model, and strategy experiments (策略实验) with their random assignments.
+
+Named ``insight_models`` so the arrears model's own tables can live in ``risk/models.py``.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import BigInteger, Date, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from dianfei.db.base import Base
+from dianfei.db.types import UTCDateTime
+
+_ID = BigInteger().with_variant(Integer, "sqlite")
+
+#: what an on-site inspection found: theft (窃电), a meter fault (计量故障), nothing
+OUTCOMES = ("theft", "meter_fault", "no_finding")
+
+
+class InspectionOutcome(Base):
+    """One on-site inspection (用电检查) of an account and what it found. The supervised theft
+    model learns from these; one row per account and day (recording it again is refused)."""
+
+    __tablename__ = "inspection_outcomes"
+    __table_args__ = (Index("uq_inspection_outcomes_account_day", "account_id", "inspected_on",
+                            unique=True),)
+    inspection_id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(String(32))
+    #: the business date of the visit; the model sees only consumption of months before it
+    inspected_on: Mapped[date] = mapped_column(Date)
+    #: theft | meter_fault | no_finding
+    outcome: Mapped[str] = mapped_column(String(16))
+    inspector: Mapped[str | None] = mapped_column(String(64))
+    note: Mapped[str | None] = mapped_column(Text)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Experiment(Base):
+    """A champion/challenger experiment: arms (e.g. a ladder or treatment each) and a holdout,
+    assigned at random with a recorded seed so the assignment can be re-derived and audited."""
+
+    __tablename__ = "experiments"
+    experiment_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    description: Mapped[str] = mapped_column(Text)
+    #: JSON list of {"arm": name, "share": fraction}; the holdout is one of them
+    arms: Mapped[str] = mapped_column(Text)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    started_on: Mapped[date] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ExperimentAssignment(Base):
+    """Which arm an account is in. Written once when the experiment is created; never moved."""
+
+    __tablename__ = "experiment_assignments"
+    experiment_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    arm: Mapped[str] = mapped_column(String(32))
