@@ -73,23 +73,42 @@ def bill_run(
 def bill_show(
     account: str,
     period: Annotated[str, typer.Option(help="YYYY-MM")],
-    fmt: Annotated[str, typer.Option("--format", help="json or html")] = "json",
+    fmt: Annotated[str, typer.Option("--format", help="json, html or pdf")] = "json",
     out: Annotated[Path | None, typer.Option(help="write to this file")] = None,
+    lang: Annotated[str, typer.Option(help="zh-CN (default) or en")] = "zh-CN",
 ) -> None:
-    """One bill with its lines, reads, history and peer comparison."""
+    """One bill: reads, lines, tiers, time of use, funds, allowances, arrears, history, peers,
+    ways to pay (PDF: A4 with the CJK font embedded)."""
     import json
 
-    from dianfei.billing.documents import bill_document
+    from dianfei.billing.documents import bill_document, document_context, load_forecaster
+    from dianfei.billing.view import normalise_lang
 
-    doc = bill_document(database().engine, account, Period.parse(period))
+    if fmt not in ("json", "html", "pdf"):
+        raise ValidationError(f"--format must be json, html or pdf, got {fmt!r}")
+    lang = normalise_lang(lang)
+    db = database()
+    p = Period.parse(period)
+    doc = bill_document(db.engine, account, p, forecast=load_forecaster(),
+                        context=document_context(db, p))
+    if fmt == "pdf":
+        from dianfei.billing.pdf import render_pdf
+        from dianfei.billing.view import bill_view
+
+        data = render_pdf(bill_view(doc, lang))
+        if out:
+            out.write_bytes(data)
+        elif sys.stdout.isatty():
+            raise ValidationError("a PDF goes to a file: give --out FILE.pdf (or redirect stdout)")
+        else:
+            sys.stdout.buffer.write(data)
+        return
     if fmt == "json":
         text = json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
-    elif fmt == "html":
+    else:
         from dianfei.billing.render import render_html
 
-        text = render_html(doc)
-    else:
-        raise ValidationError(f"--format must be json or html, got {fmt!r}")
+        text = render_html(doc, lang)
     if out:
         out.write_text(text, encoding="utf-8")
     else:
