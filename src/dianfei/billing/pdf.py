@@ -234,6 +234,11 @@ class FontCache:
 
 _DEFAULT_CACHE = FontCache()
 
+
+def font_cache() -> FontCache:
+    """The process's working fonts (shared by every bill drawn in it)."""
+    return _DEFAULT_CACHE
+
 # -- layout ----------------------------------------------------------------------------------------
 
 _MARGIN = 15.0

@@ -115,6 +115,42 @@ def bill_show(
         sys.stdout.write(text)
 
 
+@bill_app.command("render")
+@handle_errors
+def bill_render(
+    period: Annotated[str, typer.Option(help="YYYY-MM")],
+    fmt: Annotated[str, typer.Option("--format", help="pdf (default) or html")] = "pdf",
+    out_dir: Annotated[Path | None, typer.Option(help="where the files go (default DATA_DIR/bills)")] = None,
+    lang: Annotated[str, typer.Option(help="zh-CN (default) or en")] = "zh-CN",
+    workers: Annotated[int, typer.Option(help="processes drawing bills (one per core)")] = 1,
+    chunk_size: Annotated[int, typer.Option(help="bills per chunk of work")] = 1000,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Render every bill of the period to files; a bill whose content is unchanged since its
+    last rendering is skipped."""
+    from dianfei.billing.documents import FORECAST_HOOK, load_forecaster
+    from dianfei.billing.rendering import render_period
+
+    p = Period.parse(period)
+    db = database()
+    with _progress_bar(f"bills {p}") as bar:
+        task = bar.add_task("render", total=None)
+        res = render_period(db, p, fmt=fmt, lang=lang, out_dir=out_dir, workers=workers,
+                            chunk_size=chunk_size,
+                            forecaster=FORECAST_HOOK if load_forecaster() else None,
+                            progress=lambda done, total: bar.update(task, completed=done,
+                                                                    total=total))
+    if json_out:
+        print_json(res.as_json())
+    else:
+        typer.echo(f"{res.rendered} rendered, {res.skipped} unchanged, {len(res.failed)} failed "
+                   f"of {res.bills} bills in {res.seconds:.1f} s → {res.out_dir}")
+        for bill_id, error in res.failed:
+            typer.echo(f"FAILED {bill_id}: {error}", err=True)
+    if res.failed:
+        raise typer.Exit(1)
+
+
 @bill_app.command("cancel")
 @handle_errors
 def bill_cancel(
