@@ -151,6 +151,59 @@ def bill_render(
         raise typer.Exit(1)
 
 
+@bill_app.command("deliver")
+@handle_errors
+def bill_deliver(
+    period: Annotated[str, typer.Option(help="YYYY-MM")],
+    channel: Annotated[list[str] | None, typer.Option(
+        help="email (PDF attached), sms (link), letter; repeat for several (default email, sms)")] = None,
+    lang: Annotated[str, typer.Option(help="language of the attached PDF (zh-CN or en)")] = "zh-CN",
+    only_undelivered: Annotated[bool, typer.Option(
+        help="only bills that reached nobody so far (e.g. --channel letter as the fallback)")] = False,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Queue the period's bills for delivery through notify (`dianfei notify dispatch` sends);
+    delivering again queues nothing new."""
+    from dianfei.billing.delivery import deliver_period
+
+    res = deliver_period(database(), Period.parse(period), clock=clock_from_env(),
+                         channels=tuple(channel or ("email", "sms")), lang=lang,
+                         only_undelivered=only_undelivered)
+    if json_out:
+        print_json(res.as_json())
+    else:
+        for c in res.channels:
+            typer.echo(f"{c}: {res.queued[c]} queued, {res.already_queued[c]} already queued")
+        if res.not_rendered:
+            typer.echo(f"{len(res.not_rendered)} bills have no rendered PDF and were not e-mailed: "
+                       f"run `dianfei bill render --period {res.period}`", err=True)
+
+
+@bill_app.command("delivery")
+@handle_errors
+def bill_delivery(
+    period: Annotated[str, typer.Option(help="YYYY-MM")],
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The delivery audit: bills issued, rendered, sent, delivered and failed per channel, and
+    every bill that never reached its customer."""
+    from dianfei.billing.delivery import delivery_audit
+
+    audit = delivery_audit(database(), Period.parse(period))
+    if json_out:
+        print_json(audit)
+        return
+    typer.echo(f"{audit['period']}: {audit['issued']} issued, {audit['rendered']} rendered, "
+               f"{audit['sent']} sent, {audit['delivered']} delivered, {audit['failed']} failed, "
+               f"{audit['pending']} pending, {audit['never_delivered_count']} never delivered")
+    for c, counts in audit["channels"].items():
+        typer.echo(f"  {c}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    for b in audit["never_delivered"]:
+        why = "; ".join(f"{d['channel']} {d['status']}" + (f" ({d['last_error']})" if d["last_error"]
+                                                         else "") for d in b["channels"])
+        typer.echo(f"  NEVER DELIVERED {b['bill_id']}: {why or b['reason']}")
+
+
 @bill_app.command("cancel")
 @handle_errors
 def bill_cancel(

@@ -62,6 +62,8 @@ class Rendered:
     letter_markup: str | None = None
     #: the bill link, if the notice has one (e-mail button, WeChat message link)
     link: str | None = None
+    #: e-mail: files to attach (the bill's PDF: the context's ``attachment``)
+    attachments: tuple[str, ...] = ()
 
 
 def normalise_locale(locale: str | None) -> str:
@@ -271,6 +273,8 @@ class Templates:
                                        layout)
             out["html"] = self._render("email.html", self._path("email.html").read_text("utf-8"),
                                        layout, html=True)
+            if values.get("attachment"):
+                out["attachments"] = (str(values["attachment"]),)
         elif channel == "letter":
             out["letter_markup"] = self._render(
                 "letter.txt", self._path("letter.txt").read_text("utf-8"), layout)
@@ -298,4 +302,6 @@ SAMPLE_CONTEXT: dict[str, str] = {
     "stop_on": "2026-11-08",
     "balance": "12.30",
     "pay_channels": "网上国网App、支付宝、微信、营业厅",
+    "period": "2026-09",
+    "bill_total": "98.70",
 }

@@ -62,7 +62,7 @@ from dianfei.notify.rules import (
 )
 
 NOTICES = ("reminder", "final_reminder", "stop_notice", "pre_stop", "prepay_warning", "cutoff_notice",
-           "reconnected", "payment_receipt")
+           "reconnected", "payment_receipt", "bill_issued")
 CHANNELS = ("sms", "email", "wechat", "letter")
 #: the caller's key leaves room for the "#letter" suffix of a fallback letter
 MAX_KEY = 190
