@@ -260,21 +260,22 @@ def render_pdf(view: BillView, *, fonts: FontCache | None = None, author: str = 
     pdf.set_lang(view.lang)
     font.attach(pdf)
     pdf.add_page()
+    pdf.set_font("cjk", size=10)
     width = pdf.w - 2 * _MARGIN
     _header(pdf, view, width)
     for section in view.sections:
         _section(pdf, section, width)
     pdf.ln(2)
-    pdf.set_font("cjk", size=7.5)
+    pdf.set_font_size(7.5)
     pdf.set_text_color(100)
     for line in view.footer:
-        pdf.multi_cell(width, 3.8, line, new_x="LMARGIN", new_y="NEXT")
+        _text(pdf, width, 3.8, line)
     pdf.set_text_color(0)
     return bytes(pdf.output())
 
 
 def _header(pdf: Any, view: BillView, width: float) -> None:
-    pdf.set_font("cjk", size=18)
+    pdf.set_font_size(18)
     pdf.set_text_color(*_GREEN)
     pdf.cell(width * 0.55, 9, view.title)
     box_x, box_w = _MARGIN + width * 0.58, width * 0.42
@@ -283,26 +284,37 @@ def _header(pdf: Any, view: BillView, width: float) -> None:
     pdf.set_fill_color(238, 248, 241)
     pdf.rect(box_x, top, box_w, 20, style="DF")
     pdf.set_text_color(80)
-    pdf.set_font("cjk", size=8)
+    pdf.set_font_size(8)
     pdf.set_xy(box_x + 3, top + 1.5)
     pdf.cell(box_w - 6, 4, f"{view.labels['amount_due']} · {view.as_of}")
     pdf.set_xy(box_x + 3, top + 6)
     pdf.set_text_color(0)
-    pdf.set_font("cjk", size=16)
+    pdf.set_font_size(16)
     pdf.cell(box_w - 6, 7, f"{view.amount_due} {view.labels['yuan']}")
-    pdf.set_font("cjk", size=8.5)
+    pdf.set_font_size(8.5)
     pdf.set_xy(box_x + 3, top + 14)
     pdf.cell(box_w - 6, 4.5, f"{view.labels['due_on']}: {view.due_on}")
     pdf.set_xy(_MARGIN, top + 10)
-    pdf.set_font("cjk", size=10)
+    pdf.set_font_size(10)
     pdf.set_text_color(60)
     pdf.cell(width * 0.55, 6, view.subtitle)
     pdf.set_y(top + 22)
     pdf.set_text_color(170, 68, 0)
     for n in view.notices:
-        pdf.set_font("cjk", size=9)
-        pdf.multi_cell(width, 4.5, n, new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font_size(9)
+        _text(pdf, width, 4.5, n)
     pdf.set_text_color(0)
+
+
+def _text(pdf: Any, width: float, height: float, text: str) -> None:
+    """A line of text, wrapped only when it does not fit (fpdf2's line breaking is the
+    costliest call of a bill; most lines fit). Chinese breaks between any two characters."""
+    if pdf.get_string_width(text) <= width - 0.5:
+        pdf.cell(width, height, text, new_x="LMARGIN", new_y="NEXT")
+        return
+    from fpdf.enums import WrapMode
+
+    pdf.multi_cell(width, height, text, new_x="LMARGIN", new_y="NEXT", wrapmode=WrapMode.CHAR)
 
 
 def _room(pdf: Any, height: float) -> None:
@@ -313,7 +325,7 @@ def _room(pdf: Any, height: float) -> None:
 def _title(pdf: Any, text: str, width: float) -> None:
     _room(pdf, 14)
     pdf.ln(1.5)
-    pdf.set_font("cjk", size=10.5)
+    pdf.set_font_size(10.5)
     pdf.set_text_color(*_GREEN)
     pdf.cell(width, 6, text, new_x="LMARGIN", new_y="NEXT")
     pdf.set_draw_color(*_GREEN)
@@ -327,9 +339,9 @@ def _section(pdf: Any, s: Section, width: float) -> None:
         _pairs(pdf, s.rows, width, columns=2)
         return
     _title(pdf, s.title, width)
-    pdf.set_font("cjk", size=8.5)
+    pdf.set_font_size(8.5)
     for p in s.paragraphs:
-        pdf.multi_cell(width, 4.2, p, new_x="LMARGIN", new_y="NEXT")
+        _text(pdf, width, 4.2, p)
     if s.kind == "pairs":
         _pairs(pdf, s.rows, width, columns=1)
     elif s.kind == "table":
@@ -341,7 +353,7 @@ def _section(pdf: Any, s: Section, width: float) -> None:
 
 
 def _pairs(pdf: Any, rows: list[list[str]], width: float, columns: int) -> None:
-    pdf.set_font("cjk", size=8.5)
+    pdf.set_font_size(8.5)
     col = width / columns
     label_w = col * (0.3 if columns == 2 else 0.45)
     for i, (label, value) in enumerate(rows):
@@ -351,12 +363,15 @@ def _pairs(pdf: Any, rows: list[list[str]], width: float, columns: int) -> None:
         if columns == 1:
             # a label and its value side by side; a long value (how to apply) wraps
             _room(pdf, 9)
-            y, page = pdf.get_y(), pdf.page
-            pdf.multi_cell(label_w, 4.4, label, new_x="RIGHT", new_y="TOP")
+            pdf.cell(label_w, 4.4, _fit(pdf, label, label_w))
             pdf.set_text_color(0)
-            pdf.multi_cell(col - label_w, 4.4, value, new_x="LMARGIN", new_y="NEXT")
-            if pdf.page == page:
-                pdf.set_y(max(pdf.get_y(), y + 4.4))
+            if pdf.get_string_width(value) <= col - label_w - 0.5:
+                pdf.cell(col - label_w, 4.4, value, new_x="LMARGIN", new_y="NEXT")
+            else:  # a long value (how to apply for a policy) wraps under itself
+                from fpdf.enums import WrapMode
+
+                pdf.multi_cell(col - label_w, 4.4, value, new_x="LMARGIN", new_y="NEXT",
+                               wrapmode=WrapMode.CHAR)
             continue
         pdf.cell(label_w, 4.8, label)
         pdf.set_text_color(0)
@@ -380,13 +395,13 @@ def _table(pdf: Any, s: Section, width: float) -> None:
     rest = (width - first) / max(n - 1, 1)
     widths = [first] + [rest] * (n - 1)
     height = 4.6
-    pdf.set_font("cjk", size=8)
+    pdf.set_font_size(8)
     pdf.set_text_color(100)
     for ci, (c, w) in enumerate(zip(s.columns, widths, strict=True)):
         pdf.cell(w, height, c, align="R" if s.numeric[ci] else "L")
     pdf.ln(height)
     pdf.set_text_color(0)
-    pdf.set_font("cjk", size=8.5)
+    pdf.set_font_size(8.5)
     for ri, row in enumerate(s.rows):
         _room(pdf, height)
         kind = s.row_kinds[ri] if ri < len(s.row_kinds) else "line"
@@ -411,7 +426,7 @@ def _chart(pdf: Any, s: Section, width: float) -> None:
     top = pdf.get_y() + 4
     slot = width / 13
     bar_w = slot * 0.62
-    pdf.set_font("cjk", size=6)
+    pdf.set_font_size(6)
     for i, b in enumerate(s.bars):
         x = _MARGIN + i * slot + (slot - bar_w) / 2
         h = max(height * b["fraction"], 0.3)
@@ -432,7 +447,7 @@ def _chart(pdf: Any, s: Section, width: float) -> None:
 
 
 def _pay(pdf: Any, s: Section, width: float) -> None:
-    from dianfei.billing.qr import qr_matrix
+    from dianfei.billing.qr import qr_png
 
     online = [c for c in s.channels if c["qr_payload"]]
     offline = [c for c in s.channels if not c["qr_payload"]]
@@ -442,32 +457,21 @@ def _pay(pdf: Any, s: Section, width: float) -> None:
     col = width / 4
     for i, c in enumerate(online[:2]):
         x = _MARGIN + i * col
-        matrix = qr_matrix(c["qr_payload"])
-        module = size / len(matrix)
-        pdf.set_fill_color(0)
-        for r, row in enumerate(matrix):
-            start = None
-            for k, dark in enumerate((*row, False)):
-                if dark and start is None:
-                    start = k
-                elif not dark and start is not None:
-                    # one rectangle per run of dark modules: a few hundred per code
-                    pdf.rect(x + start * module, top + r * module, (k - start) * module, module,
-                             style="F")
-                    start = None
-        pdf.set_font("cjk", size=8.5)
+        # one 1-bit image per code (drawing ~400 rectangles cost more than the rest of the page)
+        pdf.image(qr_png(c["qr_payload"]), x=x, y=top, w=size, h=size)
+        pdf.set_font_size(8.5)
         pdf.set_xy(x, top + size + 0.5)
         pdf.cell(col, 4, c["name"])
-        pdf.set_font("cjk", size=7)
+        pdf.set_font_size(7)
         pdf.set_xy(x, top + size + 4.5)
         pdf.cell(col, 3.5, c["how"])
     pdf.set_xy(_MARGIN + 2 * col, top)
     for c in offline:
         pdf.set_x(_MARGIN + 2 * col)
-        pdf.set_font("cjk", size=8.5)
+        pdf.set_font_size(8.5)
         pdf.cell(2 * col, 4.2, c["name"], new_x="LEFT", new_y="NEXT")
         pdf.set_x(_MARGIN + 2 * col)
-        pdf.set_font("cjk", size=7)
+        pdf.set_font_size(7)
         pdf.set_text_color(90)
         pdf.multi_cell(2 * col, 3.5, c["how"], new_x="LEFT", new_y="NEXT")
         pdf.set_text_color(0)
