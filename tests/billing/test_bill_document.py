@@ -14,6 +14,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pypdf import PdfReader
 from tests.billing.bills_data import LAST, build
 
@@ -188,3 +190,42 @@ def test_cli_shows_a_bill_as_pdf_html_and_json(bills: Database, db_env: dict[str
                           (("C1", "--period", "2026-02", "--format", "doc"), "--format must be")):
         bad = dianfei(db_env, "bill", "show", *args)
         assert bad.returncode == 2 and message in bad.stderr and "Traceback" not in bad.stderr
+
+
+@given(ytd=st.integers(0, 6000_00), kwh=st.integers(0, 3000_00),
+       tariff=st.sampled_from(["cn-zj-residential", "cn-zj-residential-tou"]))
+@settings(max_examples=60, deadline=None)
+def test_tier_position_agrees_with_the_rater(ytd: int, kwh: int, tariff: str) -> None:
+    """Whatever the year so far and the month's usage, the document's tier split is the rater's
+    (its kWh add up to the bill's), and the position follows from the thresholds."""
+    from decimal import Decimal
+
+    import polars as pl
+
+    from dianfei.billing.documents import Links, PeriodContext, tier_position
+    from dianfei.tariffs.models import Usage
+    from dianfei.tariffs.service import load_catalogue, rate
+
+    period = Period(2026, 6)
+    version = load_catalogue().version_for(tariff, period)
+    peak = kwh * 7 // 10
+    usage = Usage(kwh=Decimal(kwh) / 100, ytd_kwh=Decimal(ytd) / 100,
+                  peak_kwh=Decimal(peak) / 100 if tariff.endswith("tou") else None,
+                  valley_kwh=Decimal(kwh - peak) / 100 if tariff.endswith("tou") else None)
+    lines = [{"code": ln.code, "quantity": ln.quantity, "amount": ln.amount}
+             for ln in rate(version, period, usage)]
+    ctx = PeriodContext(period, pl.DataFrame(), Links())
+    t = tier_position({"tariff_id": tariff}, kwh, ytd, lines, period, ctx)
+    assert t is not None
+    split = [int(Decimal(s["kwh"]) * 100) for s in t["split"]]
+    assert sum(split) == kwh and min(split) >= 0
+    t1, t2 = (int(Decimal(x) * 100) for x in t["thresholds_kwh"])
+    after = ytd + kwh
+    assert t["used_after_kwh"] == f"{Decimal(after) / 100:.2f}"
+    assert t["current_tier"] == (1 if after <= t1 else 2 if after <= t2 else 3)
+    left = {1: t1 - after, 2: t2 - after, 3: None}[t["current_tier"]]
+    assert t["kwh_to_next_tier"] == (None if left is None else f"{Decimal(left) / 100:.2f}")
+    # the kWh of each tier are those the thresholds cut from [ytd, ytd + kwh]
+    assert split == [max(0, min(after, t1) - min(ytd, t1)),
+                     max(0, min(after, t2) - max(ytd, t1)) if after > t1 else 0,
+                     max(0, after - max(ytd, t2))]

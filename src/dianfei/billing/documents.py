@@ -288,7 +288,7 @@ def _document(row: Mapping[str, Any], lines: Sequence[Mapping[str, Any]],
     hist = sorted(history, key=lambda h: h["period"])
     ytd_before = sum(int(h["kwh"]) for h in hist
                      if h["period"][:4] == pstr[:4] and h["period"] < pstr)
-    position = _position(row, kwh, ytd_before, lines, period, ctx)
+    position = tier_position(row, kwh, ytd_before, lines, period, ctx)
     this_open = sum(int(i["open_amount"]) for i in items
                     if i["item_kind"] == "bill" and i["reference"] == row["bill_id"])
     arrears = sum(int(i["open_amount"]) for i in items
@@ -359,8 +359,9 @@ def _document(row: Mapping[str, Any], lines: Sequence[Mapping[str, Any]],
     }
 
 
-def _position(row: Mapping[str, Any], kwh: int, ytd_before: int, lines: Sequence[Mapping[str, Any]],
-              period: Period, ctx: PeriodContext) -> dict[str, Any] | None:
+def tier_position(row: Mapping[str, Any], kwh: int, ytd_before: int,
+                  lines: Sequence[Mapping[str, Any]],
+                  period: Period, ctx: PeriodContext) -> dict[str, Any] | None:
     """Where the account stands in the tiers (阶梯): the kWh of this bill in each tier and the
     kWh left before the next one. None when the tariff has no tiers."""
     from dianfei.tariffs.service import load_catalogue

@@ -215,7 +215,11 @@ class FontCache:
     @property
     def source(self) -> FontSource:
         if self._source is None:
-            self._source = find_font()
+            from dianfei.core.settings import load_settings
+
+            cfg = load_settings().raw.get("billing", {}) or {}
+            index = cfg.get("font_index")
+            self._source = find_font(cfg.get("font"), int(index) if index is not None else None)
         return self._source
 
     def font_for(self, chars: set[str]) -> BillFont:
