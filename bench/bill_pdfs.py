@@ -14,6 +14,7 @@ import json
 import os
 import resource
 import shutil
+import sys
 import tempfile
 import time
 from datetime import datetime
@@ -22,6 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.billrun import _database, _drop
+
+
+def _cpu() -> float:
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def run(bills: int, workers: list[int], backend: str, chunk_size: int) -> dict[str, Any]:
@@ -69,6 +75,7 @@ def run(bills: int, workers: list[int], backend: str, chunk_size: int) -> dict[s
                 conn.execute(text("DELETE FROM bill_renders"))
             shutil.rmtree(tmp / "pdf", ignore_errors=True)
             load = os.getloadavg()[0]
+            cpu0 = _cpu()
             res = render_period(db, target, out_dir=tmp / "pdf", workers=w, chunk_size=chunk_size,
                                 as_of=day)
             files = list((tmp / "pdf" / str(target)).glob("*.pdf"))
@@ -81,8 +88,13 @@ def run(bills: int, workers: list[int], backend: str, chunk_size: int) -> dict[s
                 "files": len(files),
                 "mean_kb": round(sum(f.stat().st_size for f in files) / max(len(files), 1) / 1024,
                                  1),
+                # CPU seconds of this process and its workers: what the bills cost on a
+                # machine shared with other work, where wall time depends on the neighbours
+                "cpu_s": round(_cpu() - cpu0, 1),
+                "cpu_ms_per_bill": round((_cpu() - cpu0) * 1000 / max(res.rendered, 1), 1),
                 "load_before": round(load, 2), "load_after": round(os.getloadavg()[0], 2),
             }
+            print(json.dumps({f"workers_{w}": out[f"workers_{w}"]}), file=sys.stderr, flush=True)
         t = time.perf_counter()
         again = render_period(db, target, out_dir=tmp / "pdf", workers=1, chunk_size=chunk_size,
                               as_of=day)

@@ -229,3 +229,15 @@ def test_tier_position_agrees_with_the_rater(ytd: int, kwh: int, tariff: str) ->
     assert split == [max(0, min(after, t1) - min(ytd, t1)),
                      max(0, min(after, t2) - max(ytd, t1)) if after > t1 else 0,
                      max(0, after - max(ytd, t2))]
+
+
+def test_similar_households_are_the_same_class_region_and_size(bills: Database) -> None:
+    from sqlalchemy import text
+
+    # C1's service point has a recorded 3 kVA capacity: its peers are other ≤4 kVA households
+    with bills.engine.begin() as conn:
+        conn.execute(text("UPDATE service_points SET capacity_kva = 300 WHERE account_id = 'C1'"))
+    c1, c2 = bill_document(bills.engine, "C1", LAST), bill_document(bills.engine, "C2", LAST)
+    assert (c1["peer_comparison"]["size_band"], c1["peer_comparison"]["accounts"]) == ("≤4kVA", 1)
+    assert (c2["peer_comparison"]["size_band"], c2["peer_comparison"]["accounts"],
+            c2["peer_comparison"]["average_kwh"]) == ("unknown", 2, "150.00")

@@ -143,9 +143,12 @@ def period_context(engine: Engine, period: Period, *, links: Links | None = None
 
     bills = repository.period_kwh(engine, period)
     facts = bill_facts(engine).select("account_id", "customer_class", "region_id", "capacity_kva")
+    cap = pl.col("capacity_kva")
+    band: Any = pl.when(cap.is_null()).then(pl.lit("unknown"))
+    for upto, name in SIZE_BANDS:
+        band = band.when(cap <= upto).then(pl.lit(name))
     frame = bills.join(facts, on="account_id", how="left").with_columns(
-        pl.col("capacity_kva").map_elements(size_band, return_dtype=pl.String,
-                                            skip_nulls=False).alias("size_band"))
+        band.otherwise(pl.lit(">16kVA")).alias("size_band"))  # as size_band() says
     group = ["customer_class", "region_id", "size_band"]
     frame = frame.with_columns(
         pl.len().over(group).alias("peers_n"),

@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from dianfei.core.clock import Period
+from dianfei.core.clock import BUSINESS_TZ, Period
 from dianfei.core.errors import ValidationError
 from dianfei.core.settings import Settings
 from dianfei.db.engine import Database
@@ -196,7 +196,7 @@ def render_period(db: Database, period: Period, *, fmt: str = "pdf", lang: str =
     by_account: dict[str, dict[str, tuple[str, str]]] = {}
     for bill_id, (digest, path, account) in known.items():
         by_account.setdefault(account, {})[bill_id] = (digest, path)
-    day = as_of or datetime.now(UTC).astimezone().date()
+    day = as_of or datetime.now(BUSINESS_TZ).date()
     # each chunk carries what is on disk for its own accounts' bills
     jobs = [ChunkJob(db.settings, str(period), part, fmt, lang, str(out),
                      {b: v for a in part for b, v in by_account.get(a, {}).items()}, day,

@@ -11,7 +11,7 @@ import typer
 
 from dianfei.cli.common import handle_errors, print_json
 from dianfei.cli.context import clock_from_env, database
-from dianfei.core.clock import Period
+from dianfei.core.clock import Period, business_date
 from dianfei.core.errors import ValidationError
 
 bill_app = typer.Typer(help="Bill runs and bills (电费核算与账单).", no_args_is_help=True)
@@ -90,7 +90,7 @@ def bill_show(
     db = database()
     p = Period.parse(period)
     doc = bill_document(db.engine, account, p, forecast=load_forecaster(),
-                        context=document_context(db, p))
+                        context=document_context(db, p), as_of=business_date(clock_from_env().now()))
     if fmt == "pdf":
         from dianfei.billing.pdf import render_pdf
         from dianfei.billing.view import bill_view
@@ -136,7 +136,7 @@ def bill_render(
     with _progress_bar(f"bills {p}") as bar:
         task = bar.add_task("render", total=None)
         res = render_period(db, p, fmt=fmt, lang=lang, out_dir=out_dir, workers=workers,
-                            chunk_size=chunk_size,
+                            chunk_size=chunk_size, as_of=business_date(clock_from_env().now()),
                             forecaster=FORECAST_HOOK if load_forecaster() else None,
                             progress=lambda done, total: bar.update(task, completed=done,
                                                                     total=total))
