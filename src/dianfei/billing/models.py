@@ -146,3 +146,29 @@ class BillException(Base):
     account_id: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str] = mapped_column(String(40))
     detail: Mapped[str] = mapped_column(Text)
+
+
+class BillRender(Base):
+    """A rendered bill document (账单文件): which file holds which bill in which format and
+    language, and the hash of the content it was drawn from.
+
+    Rendering a bill run again skips every bill whose content hash is unchanged and whose file
+    is still there; a bill whose content changed (a payment since, a rebill) is drawn again
+    and its row updated — so the file a customer is sent is always the bill as it stands.
+    """
+
+    __tablename__ = "bill_renders"
+    __table_args__ = (Index("ix_bill_renders_period", "period", "format", "lang"),)
+    bill_id: Mapped[str] = mapped_column(ForeignKey("bills.bill_id"), primary_key=True)
+    #: pdf or html
+    format: Mapped[str] = mapped_column(String(4), primary_key=True)
+    #: zh-CN or en
+    lang: Mapped[str] = mapped_column(String(5), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(32))
+    period: Mapped[str] = mapped_column(String(7))
+    #: SHA-256 of the document's content (its JSON without the reading day) and language
+    content_hash: Mapped[str] = mapped_column(String(64))
+    #: where the file is (under DATA_DIR/bills unless --out-dir said otherwise)
+    path: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(Integer)
+    rendered_at: Mapped[datetime] = mapped_column(UTCDateTime)

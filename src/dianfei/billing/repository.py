@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, text
 
 from dianfei.core.clock import Period
 from dianfei.db.frames import read_frame
+from dianfei.db.lists import any_of
 
 
 def _sqlite_columns(engine: Engine, sql: str, params: dict[str, Any],
@@ -248,3 +250,68 @@ def bills_between(engine: Engine, first: str, last: str) -> pl.DataFrame:
         return fast
     return read_frame(engine, sql, params, dates=("issued_on", "due_on"),
                       instants=("read_from_at", "read_to_at"), schema=schema)
+
+
+# -- bill documents ------------------------------------------------------------------------------
+
+
+def period_kwh(engine: Engine, period: Period) -> pl.DataFrame:
+    """account_id, kwh (0.01 kWh) of every live bill of the period (the peer groups' data)."""
+    return read_frame(engine, "SELECT account_id, kwh FROM bills WHERE period = :p "
+                      "AND status <> 'cancelled'", {"p": str(period)},
+                      schema={"account_id": pl.String, "kwh": pl.Int64})
+
+
+def document_bills(conn: Connection, period: Period, accounts: Sequence[str],
+                   include_cancelled: bool) -> dict[str, dict[str, Any]]:
+    """Per account its bill of the period: the live one, else (``include_cancelled``) the
+    latest cancelled version."""
+    member, params = any_of(conn, "account_id", "accts", sorted(set(accounts)))
+    rows = conn.execute(text(
+        f"SELECT * FROM bills WHERE period = :p AND {member} "
+        "ORDER BY account_id, (status = 'issued') DESC, version DESC"),
+        {"p": str(period), **params}).mappings().all()
+    out: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        if r["account_id"] in out or (r["status"] == "cancelled" and not include_cancelled):
+            continue
+        out[r["account_id"]] = dict(r)
+    return out
+
+
+def document_lines(conn: Connection, bill_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    return _by_bill(conn, "SELECT * FROM bill_lines WHERE {member} ORDER BY bill_id, line_no",
+                    bill_ids)
+
+
+def document_meters(conn: Connection, bill_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    return _by_bill(conn, "SELECT * FROM bill_meters WHERE {member} ORDER BY bill_id, meter_id",
+                    bill_ids)
+
+
+def _by_bill(conn: Connection, sql: str, bill_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    member, params = any_of(conn, "bill_id", "bills", sorted(set(bill_ids)))
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in conn.execute(text(sql.format(member=member)), params).mappings():
+        out.setdefault(r["bill_id"], []).append(dict(r))
+    return out
+
+
+def document_history(conn: Connection, period: Period,
+                     accounts: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """The 13 periods up to ``period`` (live bills, and those not yet replaced by a rebill):
+    the usage chart, and this year's kWh before the bill for the tier position (as the bill
+    run's year-to-date counts them)."""
+    first = period
+    for _ in range(12):
+        first = first.prev()
+    start = min(first, Period(period.year, 1))
+    member, params = any_of(conn, "account_id", "accts", sorted(set(accounts)))
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in conn.execute(text(
+            "SELECT account_id, period, kwh, amount, estimated FROM bills "
+            f"WHERE period >= :a AND period <= :p AND status <> 'cancelled' AND {member} "
+            "ORDER BY account_id, period"),
+            {"a": str(start), "p": str(period), **params}).mappings():
+        out.setdefault(r["account_id"], []).append(dict(r))
+    return out

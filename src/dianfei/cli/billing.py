@@ -11,7 +11,7 @@ import typer
 
 from dianfei.cli.common import handle_errors, print_json
 from dianfei.cli.context import clock_from_env, database
-from dianfei.core.clock import Period
+from dianfei.core.clock import Period, business_date
 from dianfei.core.errors import ValidationError
 
 bill_app = typer.Typer(help="Bill runs and bills (电费核算与账单).", no_args_is_help=True)
@@ -73,27 +73,135 @@ def bill_run(
 def bill_show(
     account: str,
     period: Annotated[str, typer.Option(help="YYYY-MM")],
-    fmt: Annotated[str, typer.Option("--format", help="json or html")] = "json",
+    fmt: Annotated[str, typer.Option("--format", help="json, html or pdf")] = "json",
     out: Annotated[Path | None, typer.Option(help="write to this file")] = None,
+    lang: Annotated[str, typer.Option(help="zh-CN (default) or en")] = "zh-CN",
 ) -> None:
-    """One bill with its lines, reads, history and peer comparison."""
+    """One bill: reads, lines, tiers, time of use, funds, allowances, arrears, history, peers,
+    ways to pay (PDF: A4 with the CJK font embedded)."""
     import json
 
-    from dianfei.billing.documents import bill_document
+    from dianfei.billing.documents import bill_document, document_context, load_forecaster
+    from dianfei.billing.view import normalise_lang
 
-    doc = bill_document(database().engine, account, Period.parse(period))
+    if fmt not in ("json", "html", "pdf"):
+        raise ValidationError(f"--format must be json, html or pdf, got {fmt!r}")
+    lang = normalise_lang(lang)
+    db = database()
+    p = Period.parse(period)
+    doc = bill_document(db.engine, account, p, forecast=load_forecaster(),
+                        context=document_context(db, p), as_of=business_date(clock_from_env().now()))
+    if fmt == "pdf":
+        from dianfei.billing.pdf import render_pdf
+        from dianfei.billing.view import bill_view
+
+        data = render_pdf(bill_view(doc, lang))
+        if out:
+            out.write_bytes(data)
+        elif sys.stdout.isatty():
+            raise ValidationError("a PDF goes to a file: give --out FILE.pdf (or redirect stdout)")
+        else:
+            sys.stdout.buffer.write(data)
+        return
     if fmt == "json":
         text = json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
-    elif fmt == "html":
+    else:
         from dianfei.billing.render import render_html
 
-        text = render_html(doc)
-    else:
-        raise ValidationError(f"--format must be json or html, got {fmt!r}")
+        text = render_html(doc, lang)
     if out:
         out.write_text(text, encoding="utf-8")
     else:
         sys.stdout.write(text)
+
+
+@bill_app.command("render")
+@handle_errors
+def bill_render(
+    period: Annotated[str, typer.Option(help="YYYY-MM")],
+    fmt: Annotated[str, typer.Option("--format", help="pdf (default) or html")] = "pdf",
+    out_dir: Annotated[Path | None, typer.Option(help="where the files go (default DATA_DIR/bills)")] = None,
+    lang: Annotated[str, typer.Option(help="zh-CN (default) or en")] = "zh-CN",
+    workers: Annotated[int, typer.Option(help="processes drawing bills (one per core)")] = 1,
+    chunk_size: Annotated[int, typer.Option(help="bills per chunk of work")] = 1000,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Render every bill of the period to files; a bill whose content is unchanged since its
+    last rendering is skipped."""
+    from dianfei.billing.documents import FORECAST_HOOK, load_forecaster
+    from dianfei.billing.rendering import render_period
+
+    p = Period.parse(period)
+    db = database()
+    with _progress_bar(f"bills {p}") as bar:
+        task = bar.add_task("render", total=None)
+        res = render_period(db, p, fmt=fmt, lang=lang, out_dir=out_dir, workers=workers,
+                            chunk_size=chunk_size, as_of=business_date(clock_from_env().now()),
+                            forecaster=FORECAST_HOOK if load_forecaster() else None,
+                            progress=lambda done, total: bar.update(task, completed=done,
+                                                                    total=total))
+    if json_out:
+        print_json(res.as_json())
+    else:
+        typer.echo(f"{res.rendered} rendered, {res.skipped} unchanged, {len(res.failed)} failed "
+                   f"of {res.bills} bills in {res.seconds:.1f} s → {res.out_dir}")
+        for bill_id, error in res.failed:
+            typer.echo(f"FAILED {bill_id}: {error}", err=True)
+    if res.failed:
+        raise typer.Exit(1)
+
+
+@bill_app.command("deliver")
+@handle_errors
+def bill_deliver(
+    period: Annotated[str, typer.Option(help="YYYY-MM")],
+    channel: Annotated[list[str] | None, typer.Option(
+        help="email (PDF attached), sms (link), letter; repeat for several (default email, sms)")] = None,
+    lang: Annotated[str, typer.Option(help="language of the attached PDF (zh-CN or en)")] = "zh-CN",
+    only_undelivered: Annotated[bool, typer.Option(
+        help="only bills that reached nobody so far (e.g. --channel letter as the fallback)")] = False,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Queue the period's bills for delivery through notify (`dianfei notify dispatch` sends);
+    delivering again queues nothing new."""
+    from dianfei.billing.delivery import deliver_period
+
+    res = deliver_period(database(), Period.parse(period), clock=clock_from_env(),
+                         channels=tuple(channel or ("email", "sms")), lang=lang,
+                         only_undelivered=only_undelivered)
+    if json_out:
+        print_json(res.as_json())
+    else:
+        for c in res.channels:
+            typer.echo(f"{c}: {res.queued[c]} queued, {res.already_queued[c]} already queued")
+        if res.not_rendered:
+            typer.echo(f"{len(res.not_rendered)} bills have no rendered PDF and were not e-mailed: "
+                       f"run `dianfei bill render --period {res.period}`", err=True)
+
+
+@bill_app.command("delivery")
+@handle_errors
+def bill_delivery(
+    period: Annotated[str, typer.Option(help="YYYY-MM")],
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The delivery audit: bills issued, rendered, sent, delivered and failed per channel, and
+    every bill that never reached its customer."""
+    from dianfei.billing.delivery import delivery_audit
+
+    audit = delivery_audit(database(), Period.parse(period))
+    if json_out:
+        print_json(audit)
+        return
+    typer.echo(f"{audit['period']}: {audit['issued']} issued, {audit['rendered']} rendered, "
+               f"{audit['sent']} sent, {audit['delivered']} delivered, {audit['failed']} failed, "
+               f"{audit['pending']} pending, {audit['never_delivered_count']} never delivered")
+    for c, counts in audit["channels"].items():
+        typer.echo(f"  {c}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    for b in audit["never_delivered"]:
+        why = "; ".join(f"{d['channel']} {d['status']}" + (f" ({d['last_error']})" if d["last_error"]
+                                                         else "") for d in b["channels"])
+        typer.echo(f"  NEVER DELIVERED {b['bill_id']}: {why or b['reason']}")
 
 
 @bill_app.command("cancel")

@@ -115,3 +115,29 @@ def collectors(engine: Engine) -> pl.DataFrame:
     return read_frame(engine, "SELECT collector_id, name, station_id FROM collectors "
                       "ORDER BY collector_id",
                       schema={"collector_id": pl.String, "name": pl.String, "station_id": pl.String})
+
+
+def bill_facts(engine: Engine, accounts: Sequence[str] | None = None) -> pl.DataFrame:
+    """What a bill document prints about its customer, and what groups similar households:
+    account_id, customer_id, name, customer_class, region_id, region_name, address (the
+    customer's, else the service point's), low_income, payment_mode, capacity_kva (the largest
+    contracted capacity of the account's service points, 0.01 kVA; null when none is recorded).
+    Every account when ``accounts`` is None (the peer groups of a period)."""
+    import polars as pl
+
+    schema = {"account_id": pl.String, "customer_id": pl.String, "name": pl.String,
+              "customer_class": pl.String, "region_id": pl.String, "region_name": pl.String,
+              "address": pl.String, "low_income": pl.Boolean, "payment_mode": pl.String,
+              "capacity_kva": pl.Int64}
+    sql = ("SELECT a.account_id, c.customer_id, c.name, c.customer_class, c.region_id, "
+           "r.name AS region_name, COALESCE(c.address, sp.address) AS address, c.low_income, "
+           "c.payment_mode, sp.capacity_kva FROM accounts a "
+           "JOIN customers c ON c.customer_id = a.customer_id "
+           "LEFT JOIN regions r ON r.region_id = c.region_id "
+           "LEFT JOIN (SELECT account_id, MAX(address) AS address, MAX(capacity_kva) AS capacity_kva "
+           "  FROM service_points GROUP BY account_id) sp ON sp.account_id = a.account_id")
+    if accounts is None:
+        return read_frame(engine, sql, schema=schema)
+    with engine.connect() as conn:
+        member, params = any_of(conn, "a.account_id", "a", sorted(set(accounts)))
+        return read_frame(conn, f"{sql} WHERE {member}", params, schema=schema)

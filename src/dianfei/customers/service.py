@@ -241,6 +241,15 @@ def collectors(engine: Engine) -> pl.DataFrame:
     return repository.collectors(engine)
 
 
+def bill_facts(engine: Engine, accounts: Sequence[str] | None = None) -> pl.DataFrame:
+    """account_id, customer_id, name, customer_class, region_id, region_name, address,
+    low_income, payment_mode, capacity_kva (0.01 kVA, null when unknown) of ``accounts`` (all
+    accounts when None): what a bill document prints and how similar households are grouped."""
+    from dianfei.customers import repository
+
+    return repository.bill_facts(engine, accounts)
+
+
 def open_accounts_of_mode(engine: Engine, payment_mode: str, day: date) -> pl.DataFrame:
     """Open accounts of ``payment_mode`` customers with their active meter and the tariff
     assignments that could be in force on ``day``: account_id, customer_id, name,

@@ -62,6 +62,8 @@ class Rendered:
     letter_markup: str | None = None
     #: the bill link, if the notice has one (e-mail button, WeChat message link)
     link: str | None = None
+    #: e-mail: files to attach (the bill's PDF: the context's ``attachment``)
+    attachments: tuple[str, ...] = ()
 
 
 def normalise_locale(locale: str | None) -> str:
@@ -291,6 +293,8 @@ class Templates:
                                        layout)
             out["html"] = self._render("email.html", self._path("email.html").read_text("utf-8"),
                                        layout, html=True)
+            if values.get("attachment"):
+                out["attachments"] = (str(values["attachment"]),)
         elif channel == "letter":
             out["letter_markup"] = self._render(
                 "letter.txt", self._path("letter.txt").read_text("utf-8"), layout, letter=True)
@@ -325,4 +329,5 @@ SAMPLE_CONTEXT: dict[str, str] = {
     "amount_high": "361.75",
     "usual_amount": "140.20",
     "kwh": "520.00",
+    "bill_total": "98.70",
 }

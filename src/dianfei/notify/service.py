@@ -65,7 +65,7 @@ from dianfei.notify.rules import (
 from dianfei.notify.smtp import mailbox_problem
 
 NOTICES = ("reminder", "final_reminder", "stop_notice", "pre_stop", "prepay_warning", "cutoff_notice",
-           "reconnected", "payment_receipt", "bill_forecast")
+           "reconnected", "payment_receipt", "bill_forecast", "bill_issued")
 CHANNELS = ("sms", "email", "wechat", "letter")
 #: the caller's key leaves room for the "#letter" suffix of a fallback letter
 MAX_KEY = 190

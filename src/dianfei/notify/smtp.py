@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formataddr
+from pathlib import Path
 from typing import Any
 
 from dianfei.core.errors import ValidationError
@@ -124,6 +125,15 @@ def build_email(message: Message, settings: SmtpSettings) -> EmailMessage:
     mail["X-Dianfei-Notice"] = r.notice
     mail.set_content(r.text, charset="utf-8")
     mail.add_alternative(r.html, subtype="html", charset="utf-8")
+    for attachment in r.attachments:
+        # the bill's PDF: read at send time, so the customer gets the file as it stands
+        path = Path(attachment)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise SendError("attachment_missing", f"{path}: {exc}", retryable=False) from None
+        subtype = "pdf" if path.suffix.lower() == ".pdf" else "octet-stream"
+        mail.add_attachment(data, maintype="application", subtype=subtype, filename=path.name)
     # after the body: set_content() replaces every Content-* header
     mail["Content-Language"] = r.locale
     return mail

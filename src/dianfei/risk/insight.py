@@ -17,6 +17,7 @@ from dianfei.risk import anomaly
 from dianfei.risk.insight_models import OUTCOMES, InspectionOutcome
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
 
     import polars as pl
@@ -378,3 +379,28 @@ def bill_issue_days(engine: Engine) -> pl.DataFrame:
     e = ledger.entries(engine)
     return e.filter(pl.col("kind") == "bill").group_by("reference").agg(
         pl.col("business_date").min().alias("issued_on")).rename({"reference": "bill_id"})
+
+
+def bill_document_forecast(engine: Engine, accounts: Sequence[str],
+                           period: Period) -> dict[str, dict[str, str]]:
+    """The forecast as the bill document asks for it (billing's ``ForecastProvider``): for the
+    bill of ``period``, each account's NEXT bill — {"period", "kwh", "amount", "low", "high",
+    "method"} as strings (kWh with two places, yuan with two places). Accounts the forecaster
+    cannot rate (no history, a two-part tariff without capacity) are left out: their bill shows
+    no forecast rather than a guess."""
+    from dianfei.core.money import fmt_qty, fmt_yuan
+    from dianfei.core.settings import load_settings
+    from dianfei.db.engine import Database
+
+    nxt = period.next()
+    frame = forecast_next_bill(Database(load_settings(), engine), nxt, accounts=list(accounts))
+    out: dict[str, dict[str, str]] = {}
+    for r in frame.iter_rows(named=True):
+        if r["amount"] is None:
+            continue
+        item = {"period": str(nxt), "kwh": fmt_qty(int(r["kwh"])), "amount": fmt_yuan(int(r["amount"])),
+                "method": str(r.get("basis") or "")}
+        if r.get("amount_low") is not None and r.get("amount_high") is not None:
+            item["low"], item["high"] = fmt_yuan(int(r["amount_low"])), fmt_yuan(int(r["amount_high"]))
+        out[str(r["account_id"])] = item
+    return out

@@ -100,6 +100,7 @@ def default_scorer() -> RiskScorer:
 from dianfei.risk.insight import INSPECTION_OUTCOMES as INSPECTION_OUTCOMES  # noqa: E402
 from dianfei.risk.insight import PAYMENT_MODES as PAYMENT_MODES  # noqa: E402
 from dianfei.risk.insight import account_facts as account_facts  # noqa: E402
+from dianfei.risk.insight import bill_document_forecast as bill_document_forecast  # noqa: E402
 from dianfei.risk.insight import bill_payments as bill_payments  # noqa: E402
 from dianfei.risk.insight import consumption_history as consumption_history  # noqa: E402
 from dianfei.risk.insight import create_experiment as create_experiment  # noqa: E402

@@ -8,9 +8,10 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from dianfei.billing.documents import bill_document
+from dianfei.billing.documents import bill_document, document_context, load_forecaster
 from dianfei.billing.render import render_html
 from dianfei.billing.service import open_exceptions, period_totals
+from dianfei.billing.view import bill_view, normalise_lang
 from dianfei.core.clock import Clock, Period, SystemClock
 from dianfei.core.errors import DianfeiError
 from dianfei.core.money import fmt_qty, fmt_yuan
@@ -59,9 +60,24 @@ def create_app(db: Database, clock: Clock | None = None) -> FastAPI:
         return pages.get_template("exceptions.html").render(period=str(p),
                                                             rows=_exceptions(db, p))
 
+    def _bill(account: str, period: str) -> dict[str, Any]:
+        p = Period.parse(period)
+        return bill_document(db.engine, account, p, forecast=load_forecaster(),
+                             context=document_context(db, p))
+
     @app.get("/bills/{account}/{period}", response_class=HTMLResponse, include_in_schema=False)
-    def bill_page(account: str, period: str, _role: Role) -> str:
-        return render_html(bill_document(db.engine, account, Period.parse(period)))
+    def bill_page(account: str, period: str, _role: Role, lang: str = "zh-CN") -> str:
+        """The web bill: the same view as the PDF (zh-CN, or ?lang=en)."""
+        return render_html(_bill(account, period), normalise_lang(lang))
+
+    @app.get("/bills/{account}/{period}/pdf", include_in_schema=False)
+    def bill_pdf(account: str, period: str, _role: Role, lang: str = "zh-CN") -> Response:
+        """The printed bill (A4 PDF) of the same document."""
+        from dianfei.billing.pdf import render_pdf
+
+        pdf = render_pdf(bill_view(_bill(account, period), normalise_lang(lang)))
+        return Response(pdf, media_type="application/pdf", headers={
+            "Content-Disposition": f'inline; filename="{account}-{period}.pdf"'})
 
     @app.get("/api/v1/periods")
     def api_periods(_role: Role) -> list[dict[str, Any]]:
@@ -71,7 +87,7 @@ def create_app(db: Database, clock: Clock | None = None) -> FastAPI:
     @app.get("/api/v1/bills/{account}/{period}")
     def api_bill(account: str, period: str, _role: Role) -> dict[str, Any]:
         """One bill: lines with how each was computed, reads, history, peer comparison."""
-        return bill_document(db.engine, account, Period.parse(period))
+        return _bill(account, period)
 
     @app.get("/api/v1/exceptions/{period}")
     def api_exceptions(period: str, _role: Role) -> list[dict[str, Any]]:
