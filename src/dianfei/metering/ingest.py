@@ -23,7 +23,7 @@ from __future__ import annotations
 import csv
 import secrets
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -612,14 +612,10 @@ class IntervalLoader:
         """Stored rows that may collide with ``good``: (earlier imports, this batch so far)."""
         lo, hi = good["_ts"].min(), good["_ts"].max()
         assert isinstance(lo, datetime) and isinstance(hi, datetime)
-        parts = good.select("_day", "_group").unique()
-        days = parts["_day"].to_list()
-        groups = parts["_group"].to_list()
-        wanted = set(zip(days, groups, strict=True))
-        prior_files = [f for f in store.catalogued_files(self.conn, days, groups, ts_from=lo,
-                                                         ts_to=hi)
-                       if (f.day, f.group) in wanted]
-        own_files = [f for f in self.written if (f.day, f.group) in wanted
+        groups = good["_group"].unique().to_list()
+        wanted = set(groups)
+        prior_files = store.catalogued_files(self.conn, groups, lo, hi)
+        own_files = [f for f in self.written if f.group in wanted
                      and f.max_ts >= lo and f.min_ts <= hi]
         ids = good["meter_id"]
         prior = store.read_files(self.root, prior_files, ids, lo, hi)
@@ -663,20 +659,24 @@ class IntervalLoader:
 
         if good.height == 0:
             return
-        epoch = date(1970, 1, 1)
         out = good.select(
-            (pl.col("_day").cast(pl.Int32) * store.GROUPS + pl.col("_group").cast(pl.Int32))
-            .alias("_part"), "meter_id", pl.col("_ts").alias("ts"),
-            pl.lit(self.interval_minutes, pl.Int16).alias("minutes"), pl.col("_wh").alias("wh"),
-            pl.lit(self.batch_id).alias("batch_id"))
+            (pl.col("_day").dt.year().cast(pl.Int32) * 12 + pl.col("_day").dt.month() - 1)
+            .alias("_month"), pl.col("_group").cast(pl.Int32).alias("_g"), "_day", "meter_id",
+            pl.col("_ts").alias("ts"), pl.lit(self.interval_minutes, pl.Int16).alias("minutes"),
+            pl.col("_wh").alias("wh"), pl.lit(self.batch_id).alias("batch_id"))
         jobs = []
-        for (part,), frame in out.partition_by("_part", as_dict=True, include_key=False).items():
-            # file order is kept: sorting costs more than it saves readers, who scan whole days
-            day = epoch + timedelta(days=int(part) // store.GROUPS)
-            jobs.append((frame, day, int(part) % store.GROUPS))
+        for (month, group), frame in out.partition_by("_month", "_g", as_dict=True,
+                                                      include_key=False).items():
+            # file order is kept: a history file comes meter by meter in time order, and a
+            # reader checks the order before it sorts
+            first_day = frame["_day"].min()
+            assert isinstance(first_day, date)
+            jobs.append((frame.drop("_day"), date(int(month) // 12, int(month) % 12 + 1, 1),
+                         first_day, int(group)))
         self.written.extend(_pool().map(
-            lambda job: store.write_partition(self.root, job[0], day=job[1], group=job[2],
-                                              batch_id=self.batch_id, chunk=self._chunk), jobs))
+            lambda job: store.write_partition(self.root, job[0], month=job[1], day=job[2],
+                                              group=job[3], batch_id=self.batch_id,
+                                              chunk=self._chunk), jobs))
 
     def finish(self) -> None:
         store.catalogue(self.conn, self.written)

@@ -55,7 +55,7 @@ def test_intervals_are_stored_exactly_with_duplicates_kept_for_vee(seeded: Datab
                                   "ORDER BY path")).fetchall()
     assert sum(int(f[3]) for f in files) == 4
     for f in files:
-        assert str(f[2]).startswith(f"day=2026-03-01/group={int(f[1]):02d}/{res.batch_id}")
+        assert str(f[2]).startswith(f"month=2026-03/group={int(f[1]):02d}/{res.batch_id}")
         assert (Path(seeded.settings.data_dir) / "intervals" / str(f[2])).is_file()
     assert {int(f[1]) for f in files} == {intervals.meter_group("M001"),
                                           intervals.meter_group("M002")}

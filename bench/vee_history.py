@@ -1,0 +1,100 @@
+"""A long history of few meters, end to end through the CLI (start-up included).
+
+Ten households × two years of half-hourly data (``dianfei.sim.households``: heating, cooling,
+EV charging, PV export, a shop, an irrigation pump, holidays, vacancies; seeded, with gaps, a
+zero run and five planted spikes) as the canonical CSV. Timed, each as its own ``dianfei``
+process the way a user runs them:
+
+    dianfei import intervals FILE --interval-minutes 30
+    dianfei vee run --json
+    dianfei vee report --json
+    dianfei vee findings --rule spike --json
+
+    python -m bench.vee_history [--meters 10] [--days 730]
+prints one JSON object with the timings, the figures and the spikes found vs planted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+
+def _population(tmp: Path, ids: list[str]) -> tuple[Path, Path]:
+    cust = tmp / "customers.csv"
+    with cust.open("w", encoding="utf-8") as fh:
+        fh.write("customer_id,name,customer_class,region,address,phone,tariff_id,low_income,"
+                 "protected,payment_mode,opened_on\n")
+        for i in ids:
+            fh.write(f"C{i},用户{i},residential,城关镇,,,cn-zj-residential,0,0,postpaid,2020-01-01\n")
+    met = tmp / "meters.csv"
+    with met.open("w", encoding="utf-8") as fh:
+        fh.write("meter_id,customer_id,multiplier,digits,installed_on\n")
+        for i in ids:
+            fh.write(f"{i},C{i},1,6,2020-01-01\n")
+    return cust, met
+
+
+def _cli(env: dict[str, str], *args: str) -> tuple[float, str]:
+    exe = str(Path(sys.executable).with_name("dianfei"))
+    t0 = time.perf_counter()
+    out = subprocess.run([exe, *args], env=env, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - t0
+    if out.returncode not in (0,):
+        raise SystemExit(f"dianfei {' '.join(args)} exited {out.returncode}: {out.stderr}")
+    return elapsed, out.stdout
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--meters", type=int, default=10)
+    ap.add_argument("--days", type=int, default=730)
+    ap.add_argument("--seed", type=int, default=16)
+    args = ap.parse_args()
+
+    from dianfei.sim.households import household_history, write_csv
+
+    with tempfile.TemporaryDirectory(prefix="vee-history-") as tmpdir:
+        tmp = Path(tmpdir)
+        hist = household_history(args.meters, args.days, seed=args.seed)
+        csv_path = tmp / "intervals.csv"
+        rows = write_csv(hist, str(csv_path))
+        env = dict(os.environ, DIANFEI_DATABASE_URL=f"sqlite:///{tmp}/d.db",
+                   DIANFEI_DATA_DIR=str(tmp / "data"))
+        cust, met = _population(tmp, hist.kinds["meter_id"].to_list())
+        _cli(env, "import", "customers", str(cust))
+        _cli(env, "import", "meters", str(met))
+        steps: dict[str, float] = {}
+        steps["import"], out = _cli(env, "import", "intervals", str(csv_path),
+                                    "--interval-minutes", "30", "--json")
+        imported = json.loads(out)
+        steps["vee_run"], _ = _cli(env, "vee", "run", "--json")
+        steps["vee_report"], out = _cli(env, "vee", "report", "--json")
+        figures = json.loads(out)
+        steps["vee_findings_spike"], out = _cli(env, "vee", "findings", "--rule", "spike",
+                                                "--json")
+        found = json.loads(out)
+        files = sum(1 for _ in (tmp / "data" / "intervals").rglob("*.parquet"))
+    planted = {(r["meter_id"], r["ts"].isoformat()) for r in hist.spikes.iter_rows(named=True)}
+    got = {(f["meter_id"], datetime.fromisoformat(f["ts"]).astimezone(UTC).isoformat())
+           for f in found}
+    result: dict[str, Any] = {
+        "meters": args.meters, "days": args.days, "rows": rows, "import": imported,
+        "store_files": files, "seconds": {k: round(v, 3) for k, v in steps.items()},
+        "total_seconds": round(sum(steps.values()), 3), "figures": figures,
+        "spikes_found": len(found), "spikes_planted": len(planted),
+        "planted_spikes_found": len(planted & got),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
