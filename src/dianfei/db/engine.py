@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event, make_url
-from sqlalchemy.orm import Session, sessionmaker
 
 from dianfei.core.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -131,7 +134,14 @@ class Database:
     def __init__(self, settings: Settings, engine: Engine) -> None:
         self.settings = settings
         self.engine = engine
-        self.sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @cached_property
+    def sessions(self) -> sessionmaker[Session]:
+        """The session factory, made on first use: commands that only read through Core never
+        import the ORM (a tenth of a second of start-up)."""
+        from sqlalchemy.orm import sessionmaker
+
+        return sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -145,8 +155,9 @@ def open_database(settings: Settings | None = None, *, migrate_schema: bool = Tr
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_url)
     _carry_allocation_order(engine, settings)
-    if migrate_schema and not schema_is_current(engine):
-        migrate(engine)
+    if migrate_schema:
+        if not schema_is_current(engine):
+            migrate(engine)
         if engine.dialect.name == "sqlite":
             with engine.connect() as conn:
                 analysed = conn.exec_driver_sql(

@@ -737,8 +737,8 @@ def _max_int(series: pl.Series) -> int:
 def _split_first_by_code(good: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(first rows of each (meter, ts) in line order, later rows with ``_first_wh`` and
     ``_first_line``). The key is one integer: the chunk's meter code and the instant. Meter data
-    rarely repeats itself, so a counting pass first proves "no duplicates" in most chunks."""
-    import numpy as np
+    rarely repeats itself, so a counting pass first proves "no duplicates" in most chunks —
+    or, cheaper still, a history file in (meter, time) order proves it by its order alone."""
     import polars as pl
 
     if good.height < 2:
@@ -749,19 +749,24 @@ def _split_first_by_code(good: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame
     codes = good["_m"].cast(pl.Int64)
     n_codes = _max_int(codes) + 1
     key: pl.Series | None = None
-    offsets = (ts - lo).to_numpy()
+    offsets = ts - lo
     for unit in (900_000_000, 60_000_000, 1_000_000, 1):
         # the coarsest time unit that every instant of the chunk is a whole multiple of
-        if not (offsets % unit).any():
+        if not ((offsets % unit) != 0).any():
             span = (hi - lo) // unit + 1
             if span * n_codes < 2**62:
-                key = codes * span + pl.Series(offsets // unit)
+                key = codes * span + offsets // unit
             break
+    none = good.head(0).with_columns(pl.col("_wh").alias("_first_wh"),
+                                     pl.col(LINE).alias("_first_line"))
+    if key is not None and bool((key.diff().slice(1) > 0).all()):
+        return good, none  # strictly ascending keys cannot repeat
     if key is not None and span * n_codes <= 4 * good.height + 1_000_000:
+        import numpy as np  # only here: its import costs a command's start-up otherwise
+
         counts = np.bincount(key.to_numpy(), minlength=span * n_codes)
         if counts.max() <= 1:
-            return good, good.head(0).with_columns(pl.col("_wh").alias("_first_wh"),
-                                                   pl.col(LINE).alias("_first_line"))
+            return good, none
     if key is None:
         return _split_first(good, ["_m", "_ts"], "_wh", "_first_wh")
     good = good.with_columns(key.alias("_key"))

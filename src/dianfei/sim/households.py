@@ -119,12 +119,14 @@ def household_history(meters: int = 10, days: int = 730, *, minutes: int = 30,
             load += (summer * heat_wave)[:, None] * (open_hours * 4.0)[None, :]
             load[holiday] *= 0.3
         if kind == "irrigation":
+            load = np.full((days, per_day), 0.05 * scale)
+        machine = np.zeros((days, per_day))  # steady loads: pumps and chargers (±5 %)
+        if kind == "irrigation":
             # pumps run on dry days of the growing season, 6–18 h, at 15 kW
             season = np.isin(month, (4, 5, 6, 7, 8)).astype(bool)
             pumping = season & (rng.random(days) < 0.45)
-            load = np.full((days, per_day), 0.05 * scale)
             on = ((tod >= 6) & (tod < 18)).astype(float)
-            load[pumping] += 15.0 * on[None, :]
+            machine[pumping] += 15.0 * on[None, :]
         if kind == "ev":
             # 7 kW charging from 22:00–00:30 for 2–4 hours on a third of the nights
             nights = np.flatnonzero(rng.random(days) < 0.33)
@@ -134,7 +136,7 @@ def household_history(meters: int = 10, days: int = 730, *, minutes: int = 30,
                 span = np.arange(first, first + length)
                 dd = d + span // per_day
                 ok = dd < days
-                load[dd[ok], span[ok] % per_day] += 7.0
+                machine[dd[ok], span[ok] % per_day] += 7.0
         if kind != "shop":
             # holidays: away (standby) or a full house (half again as much), per meter
             if rng.random() < 0.5:
@@ -148,7 +150,7 @@ def household_history(meters: int = 10, days: int = 730, *, minutes: int = 30,
             first = int(rng.integers(0, max(days - 30, 1)))
             load[first:first + int(rng.integers(7, 29))] = 0.03 * scale
         noise = rng.lognormal(0.0, 0.35, size=(days, per_day))
-        load = load * noise
+        load = load * noise + machine * rng.uniform(0.95, 1.05, size=(days, per_day))
         if kind == "pv":
             load = load - (cloud[:, None] * pv_shape[None, :]) * rng.uniform(3.0, 5.0)
         kw[i] = load
@@ -182,10 +184,10 @@ def household_history(meters: int = 10, days: int = 730, *, minutes: int = 30,
         zero_rows.append((ids[m], first, length))
     for _ in range(spikes):
         m, at = free_span(1)
-        # a corrupt value: tens of kWh in one interval (far beyond a supply of 10–15 kW), or
-        # 8–40× what the meter usually draws at that time of day, whichever is larger
-        usual = max(int(np.median(np.abs(wh[m, (at % per_day)::per_day]))), 50)
-        wh[m, at] = max(int(usual * plant.uniform(8, 40)), int(plant.uniform(20_000, 60_000) * h))
+        # a corrupt value: 6–30 × the highest the meter draws at that time of day (its 99th
+        # percentile over the history), and at least 10 kW
+        high = float(np.quantile(wh[m, (at % per_day)::per_day], 0.99))
+        wh[m, at] = int(max(high * plant.uniform(6, 30), 10_000 * h))
         spike_rows.append((ids[m], at, 1))
 
     t0 = datetime(start.year, start.month, start.day, tzinfo=UTC) - _OFFSET

@@ -240,36 +240,128 @@ def negative(prepared: pl.LazyFrame) -> pl.LazyFrame:
         detail=fmt("negative interval value {} kWh", kwh_text(pl.col("wh")))))
 
 
-def spike_thresholds(prepared: pl.LazyFrame, cfg: VeeConfig) -> pl.LazyFrame:
-    """Per meter: the median of its positive intervals and the spike threshold in Wh,
-    max(spike_factor × median, spike_floor_kw × step/60 h); meters with fewer than
-    spike_min_history positive intervals get no threshold (too little history to judge).
+#: meteorological seasons of the business month (12, 1, 2 → winter …): loads follow them
+SEASONS: Final = ("winter", "spring", "summer", "autumn")
 
-    Only meters with a value above the floor can have a spike (the threshold is never below
-    it), so medians are computed for those alone: the same result, a fraction of the work."""
-    floor = pl.col("step") * (cfg.spike_floor_kw * 1000.0 / 60.0)
-    candidates = prepared.filter(pl.col("wh") > floor).select("meter_key").unique()
-    stats = (prepared.join(candidates, on="meter_key", how="semi")
-             .filter(pl.col("wh") > 0).group_by("meter_key")
-             .agg(pl.col("wh").median().alias("median_wh"), pl.len().alias("history"),
-                  pl.col("step").first()))
-    return (stats.filter(pl.col("history") >= cfg.spike_min_history)
-            .select("meter_key", "median_wh",
-                    pl.max_horizontal(pl.col("median_wh") * cfg.spike_factor, floor)
-                    .round(0).cast(pl.Int64).alias("threshold_wh")))
+SPIKE_SETTINGS_SCHEMA: Final = pl.Schema({
+    "meter_id": pl.String(), "spike_factor": pl.Float64(), "spike_min_history": pl.Int64(),
+    "spike_min_kw": pl.Float64(), "spike_floor_kw": pl.Float64(),
+})
 
 
-def spikes(prepared: pl.LazyFrame, cfg: VeeConfig) -> pl.LazyFrame:
-    """Spike (尖峰): ``wh > threshold`` where threshold = max(k × median of the meter's positive
-    intervals in the data examined, floor). The median is robust: a few spikes do not move it."""
-    th = spike_thresholds(prepared, cfg)
-    return (prepared.join(th, on="meter_key", how="inner")
-            .filter(pl.col("wh") > pl.col("threshold_wh"))
-            .select(_finding("spike", value=pl.col("wh"), detail=fmt(
-                "{} kWh above the threshold {} kWh ({} × median {} kWh)",
-                kwh_text(pl.col("wh")), kwh_text(pl.col("threshold_wh")),
-                pl.lit(str(cfg.spike_factor)),
-                kwh_text(pl.col("median_wh").round(0).cast(pl.Int64))))))
+def spike_settings(meters: pl.DataFrame, cfg: VeeConfig) -> pl.DataFrame:
+    """Per meter whose spike settings differ from the defaults (its class's or its own, see
+    ``VeeConfig.spike_setting``): meter_id and the four settings. ``meters`` has ``meter_id``
+    and, when known, ``meter_class``."""
+    from dianfei.metering.vee.config import SPIKE_OVERRIDABLE
+
+    classes = {c for c, t in cfg.classes.items() if t}
+    cls = (pl.col("meter_class") if "meter_class" in meters.columns
+           else pl.lit(None, pl.String)).alias("meter_class")
+    special = meters.select("meter_id", cls).filter(
+        pl.col("meter_class").is_in(sorted(classes)) | pl.col("meter_id").is_in(sorted(cfg.meters)))
+    rows = [{"meter_id": m, **{k: cfg.spike_setting(k, m, c) for k in SPIKE_OVERRIDABLE}}
+            for m, c in special.iter_rows()]  # a few distinct settings: one row per such meter
+    return pl.DataFrame(rows, schema=SPIKE_SETTINGS_SCHEMA) if rows else pl.DataFrame(
+        schema=SPIKE_SETTINGS_SCHEMA)
+
+
+def _with_settings(rows: pl.LazyFrame, settings: pl.DataFrame | None,
+                   cfg: VeeConfig) -> pl.LazyFrame:
+    names = ("spike_factor", "spike_min_history", "spike_min_kw", "spike_floor_kw")
+    if settings is None or settings.height == 0:
+        return rows.with_columns(pl.lit(getattr(cfg, n)).alias(n) for n in names)
+    return (rows.join(settings.lazy(), on="meter_id", how="left")
+            .with_columns(pl.col(n).fill_null(getattr(cfg, n)) for n in names))
+
+
+def _band_label(band: pl.Expr, hours: int) -> pl.Expr:
+    start = (band * hours).cast(pl.String).str.zfill(2)
+    end = ((band + 1) * hours).cast(pl.String).str.zfill(2)
+    return pl.concat_str(start, pl.lit(":00–"), end, pl.lit(":00"))
+
+
+def _demand_kw(wh: pl.Expr) -> pl.Expr:
+    """The mean demand of an interval in kW (as Wh per hour = W, then kW text)."""
+    return kwh_text((wh * 60 / pl.col("step")).round(0).cast(pl.Int64))
+
+
+def spikes(prepared: pl.LazyFrame, cfg: VeeConfig,
+           settings: pl.DataFrame | None = None) -> pl.LazyFrame:
+    """Spike (尖峰): an interval far above what this meter usually draws at that time of day in
+    that season.
+
+    * The meter's *usual high* is the ``spike_quantile`` (0.99) of its positive on-grid
+      intervals in the same season and ``spike_band_hours`` band of the day — robust: the top 1 %
+      (an EV charging some nights, a heat wave) is the usual high, and a lone fault cannot move it.
+      A cell with fewer than ``spike_min_history`` intervals uses the same band over all seasons;
+      with fewer there too the meter is not judged (too little history).
+    * A spike is above ``spike_factor`` × the usual high and above ``spike_min_kw`` of demand.
+    * The safety net: an interval at a demand above ``spike_floor_kw`` (per class: far above what
+      the class draws) is a spike whatever the history.
+
+    Only meters with enough positive intervals are grouped at all, so a wide day (a million
+    meters with a day each) costs one sorted count."""
+    h = cfg.spike_band_hours
+    floor_kw = [cfg.spike_floor_kw, *[t["spike_floor_kw"] for t in (*cfg.classes.values(),
+                                                                    *cfg.meters.values())
+                                      if "spike_floor_kw" in t]]
+    min_hist = min([cfg.spike_min_history, *[int(t["spike_min_history"]) for t in (
+        *cfg.classes.values(), *cfg.meters.values()) if "spike_min_history" in t]])
+    floor_wh = pl.col("spike_floor_kw") * pl.col("step") * (1000.0 / 60.0)
+    # the safety net: rows above the lowest floor of any setting, then each meter's own
+    net = (_with_settings(prepared.filter(pl.col("wh") > pl.col("step") * (min(floor_kw) * 1000.0 / 60.0)),
+                          settings, cfg)
+           .filter(pl.col("wh") > floor_wh))
+
+    pos = prepared.filter(pl.col("on_grid") & (pl.col("wh") > 0))
+    enough = (pos.group_by(pl.col("meter_key").set_sorted()).agg(pl.len().alias("n"))
+              .filter(pl.col("n") >= min_hist).select("meter_key"))
+    rows = (pos.join(enough, on="meter_key", how="semi")
+            .with_columns(((pl.col("day").dt.month().cast(pl.Int32) % 12) // 3).alias("season"),
+                          (pl.col("tod") // (60 * h)).alias("band")))
+
+    def stats(keys: list[str], suffix: str) -> pl.LazyFrame:
+        return rows.group_by(keys).agg(
+            pl.col("wh").quantile(cfg.spike_quantile, "linear").alias(f"hi{suffix}"),
+            pl.col("wh").quantile(0.05, "linear").alias(f"lo{suffix}"),
+            pl.col("wh").median().alias(f"med{suffix}"), pl.len().alias(f"n{suffix}"))
+
+    judged = (_with_settings(rows.join(stats(["meter_key", "season", "band"], "_c"),
+                                       on=["meter_key", "season", "band"], how="left")
+                             .join(stats(["meter_key", "band"], "_b"), on=["meter_key", "band"],
+                                   how="left"), settings, cfg))
+    cell = pl.col("n_c") >= pl.col("spike_min_history")
+    pick = {k: pl.when(cell).then(pl.col(f"{k}_c")).otherwise(pl.col(f"{k}_b"))
+            for k in ("hi", "lo", "med", "n")}
+    judged = (judged.with_columns(*(v.alias(k) for k, v in pick.items()),
+                                  cell.alias("by_season"))
+              .filter(pl.col("n") >= pl.col("spike_min_history"))
+              .with_columns(pl.max_horizontal(pl.col("hi") * pl.col("spike_factor"),
+                                              pl.col("spike_min_kw") * pl.col("step") * (1000.0 / 60.0))
+                            .round(0).cast(pl.Int64).alias("threshold_wh"))
+              .filter(pl.col("wh") > pl.col("threshold_wh")))
+    when = pl.concat_str(_band_label(pl.col("band"), h),
+                         pl.when(pl.col("by_season"))
+                         .then(pl.lit(" in ") + pl.col("season").replace_strict(
+                             dict(enumerate(SEASONS)), return_dtype=pl.String))
+                         .otherwise(pl.lit(" (all seasons)")))
+    wh_int = {k: pl.col(k).round(0).cast(pl.Int64) for k in ("hi", "lo", "med")}
+    by_stats = judged.select(_finding("spike", value=pl.col("wh"), detail=fmt(
+        "{} kWh in {} minutes ({} kW) is {}× this meter's usual high of {} kWh at {} "
+        "(usual range {}–{} kWh, median {} kWh, over {} intervals); spikes start above {} × "
+        "the usual high = {} kWh",
+        kwh_text(pl.col("wh")), "step", _demand_kw(pl.col("wh")),
+        (pl.col("wh") / pl.max_horizontal(pl.col("hi"), pl.lit(1.0))).round(1), kwh_text(wh_int["hi"]),
+        when, kwh_text(wh_int["lo"]), kwh_text(wh_int["hi"]), kwh_text(wh_int["med"]), "n",
+        "spike_factor", kwh_text(pl.col("threshold_wh")))))
+    by_floor = net.select(_finding("spike", value=pl.col("wh"), detail=fmt(
+        "{} kWh in {} minutes is a demand of {} kW, above the {} kW no meter of its class draws "
+        "(the safety net, whatever the meter's history)",
+        kwh_text(pl.col("wh")), "step", _demand_kw(pl.col("wh")),
+        pl.col("spike_floor_kw").round(1))))
+    return pl.concat([by_stats, by_floor.join(by_stats.select("meter_id", "ts"),
+                                              on=["meter_id", "ts"], how="anti")])
 
 
 def zero_run_events(slots: pl.LazyFrame) -> pl.LazyFrame:
