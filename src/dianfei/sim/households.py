@@ -34,14 +34,16 @@ _OFFSET = timedelta(hours=8)  # Asia/Shanghai, fixed since 1991
 @dataclass(frozen=True)
 class History:
     """``intervals``: meter_id, ts (UTC interval start), wh (Int64), kwh (exact decimal text);
-    ``kinds``: meter_id, kind; ``spikes``/``gaps``/``zero_runs``: what was planted (meter_id, ts
-    of the spike or first slot, slots)."""
+    ``kinds``: meter_id, kind; ``spikes``/``gaps``/``zero_runs``/``high_days``/``low_days``: what
+    was planted (meter_id, ts of the spike or first slot, slots)."""
 
     intervals: pl.DataFrame
     kinds: pl.DataFrame
     spikes: pl.DataFrame
     gaps: pl.DataFrame
     zero_runs: pl.DataFrame
+    high_days: pl.DataFrame
+    low_days: pl.DataFrame
 
 
 def _holidays(start: date, days: int) -> np.ndarray:
@@ -64,10 +66,13 @@ def _holidays(start: date, days: int) -> np.ndarray:
 
 def household_history(meters: int = 10, days: int = 730, *, minutes: int = 30,
                       start: date = date(2024, 12, 1), seed: int = 16, spikes: int = 5,
-                      gaps: int = 3, zero_runs: int = 1, prefix: str = "H") -> History:
+                      gaps: int = 3, zero_runs: int = 1, high_days: int = 0, low_days: int = 0,
+                      prefix: str = "H") -> History:
     """``meters`` meters × ``days`` business days of ``minutes``-long intervals from ``start``
     (Asia/Shanghai), with ``spikes`` planted spikes, ``gaps`` communication gaps and
-    ``zero_runs`` dead-meter runs (at least a day of zeros) per meter group of ten."""
+    ``zero_runs`` dead-meter runs (at least a day of zeros) per meter group of ten, and
+    ``high_days``/``low_days`` faulty days (a wrong multiplier: every interval × 8; a bypassed
+    meter: × 0.02)."""
     import polars as pl
 
     per_day = 1440 // minutes
@@ -145,7 +150,7 @@ def household_history(meters: int = 10, days: int = 730, *, minutes: int = 30,
                 load[holiday] = load[holiday] * 1.5
             # weekends a little higher
             load[weekday >= 5] *= 1.15
-        vacancies = 4 if kind == "vacant_often" else int(rng.integers(0, 2))
+        vacancies = {"vacant_often": 4, "shop": 0, "irrigation": 0}.get(kind, int(rng.integers(0, 2)))
         for _ in range(vacancies):
             first = int(rng.integers(0, max(days - 30, 1)))
             load[first:first + int(rng.integers(7, 29))] = 0.03 * scale
@@ -182,6 +187,19 @@ def household_history(meters: int = 10, days: int = 730, *, minutes: int = 30,
         m, first = free_span(length)
         wh[m, first:first + length] = 0
         zero_rows.append((ids[m], first, length))
+    high_rows: list[tuple[str, int, int]] = []
+    low_rows: list[tuple[str, int, int]] = []
+    for rows_, count, factor in ((high_rows, high_days, 8.0), (low_rows, low_days, 0.02)):
+        for _ in range(count):
+            while True:
+                who = int(plant.integers(0, meters))
+                day_no = int(plant.integers(60, days - 1))
+                span = np.arange(day_no * per_day, (day_no + 1) * per_day)
+                if not busy[who, span].any() and (wh[who, span] > 0).all():
+                    break
+            busy[who, span] = True
+            wh[who, span] = np.round(wh[who, span] * factor).astype(np.int64)
+            rows_.append((ids[who], day_no * per_day, per_day))
     for _ in range(spikes):
         m, at = free_span(1)
         # a corrupt value: 6–30 × the highest the meter draws at that time of day (its 99th
@@ -213,7 +231,8 @@ def household_history(meters: int = 10, days: int = 730, *, minutes: int = 30,
         ).sort("meter_id", "ts")
 
     return History(frame, pl.DataFrame({"meter_id": ids, "kind": kinds}),
-                   planted(spike_rows), planted(gap_rows), planted(zero_rows))
+                   planted(spike_rows), planted(gap_rows), planted(zero_rows),
+                   planted(high_rows), planted(low_rows))
 
 
 def _kwh_text(wh: pl.Expr) -> pl.Expr:

@@ -41,12 +41,15 @@ class VeeConfig:
     spike_min_history: int = 100
     spike_min_kw: float = 1.0
     spike_floor_kw: float = 50.0
-    #: high/low usage (电量突变): a complete day's total against the median of the meter's previous
-    #: usage_window_days complete days (at least usage_min_days of them)
+    #: high/low usage (电量突变): a complete day's total against the meter's usual range of
+    #: complete days in the same season (5th–95th percentile; at least usage_min_days of them):
+    #: above usage_high_factor × the usual high, below usage_low_factor × the usual low
+    usage_min_days: int = 28
+    usage_high_factor: float = 2.5
+    usage_low_factor: float = 0.05
+    #: no longer used (the usual range is per season, not a rolling window); kept so that
+    #: existing config files still load
     usage_window_days: int = 28
-    usage_min_days: int = 7
-    usage_high_factor: float = 3.0
-    usage_low_factor: float = 0.2
     #: ignore days whose usual total is below this (a near-empty house is not "low")
     usage_min_usual_kwh: float = 1.0
     #: interval sum vs register difference (电量与示数差比对): tolerance is the larger of the two

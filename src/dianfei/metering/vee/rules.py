@@ -402,22 +402,53 @@ def daily_totals(prepared: pl.LazyFrame, tz: str) -> pl.LazyFrame:
 
 
 def usage_deviation(prepared: pl.LazyFrame, cfg: VeeConfig, tz: str) -> pl.LazyFrame:
-    """High/low usage (电量突变): a complete day whose total is above usage_high_factor × or below
-    usage_low_factor × the meter's usual day — the median of its previous usage_window_days
-    complete days (at least usage_min_days of them, usual ≥ usage_min_usual_kwh)."""
-    days = (daily_totals(prepared, tz).filter(pl.col("complete")).sort("meter_key", "day")
-            .with_columns(pl.col("wh").shift(1)
-                          .rolling_median(window_size=cfg.usage_window_days,
-                                          min_samples=cfg.usage_min_days)
-                          .over("meter_key").alias("usual")))
-    judged = days.filter(pl.col("usual") >= cfg.usage_min_usual_kwh * 1000)
-    rule = (pl.when(pl.col("wh") > pl.col("usual") * cfg.usage_high_factor).then(pl.lit("high_usage"))
-            .when(pl.col("wh") < pl.col("usual") * cfg.usage_low_factor).then(pl.lit("low_usage")))
+    """High/low usage (电量突变): a complete day far outside this meter's usual days in that
+    season.
+
+    The usual range is the 5th–95th percentile of the meter's complete daily totals in the same
+    season (over the history examined; with fewer than usage_min_days such days, over all its
+    days; with fewer still, the meter is not judged). A day above usage_high_factor × the usual
+    high is ``high_usage``; below usage_low_factor × the usual low is ``low_usage`` — so a
+    household's own heating or cooling season, holidays away or PV days, being part of its usual
+    range, raise nothing, and a vacant week keeps its standby (5–15 % of the usual low) while a
+    stopped or bypassed meter records almost nothing. Ranges whose high (for high) or low (for low) is under
+    usage_min_usual_kwh are not judged (a near-empty house is not "low")."""
+    days = (daily_totals(prepared, tz).filter(pl.col("complete"))
+            .with_columns(((pl.col("day").dt.month().cast(pl.Int32) % 12) // 3).alias("season")))
+
+    def stats(keys: list[str], suffix: str) -> pl.LazyFrame:
+        return days.group_by(keys).agg(
+            pl.col("wh").quantile(0.95, "linear").alias(f"hi{suffix}"),
+            pl.col("wh").quantile(0.05, "linear").alias(f"lo{suffix}"),
+            pl.col("wh").median().alias(f"med{suffix}"), pl.len().alias(f"n{suffix}"))
+
+    judged = (days.join(stats(["meter_key", "season"], "_s"), on=["meter_key", "season"])
+              .join(stats(["meter_key"], "_m"), on="meter_key"))
+    by_season = pl.col("n_s") >= cfg.usage_min_days
+    judged = (judged.with_columns(
+        *(pl.when(by_season).then(pl.col(f"{k}_s")).otherwise(pl.col(f"{k}_m")).alias(k)
+          for k in ("hi", "lo", "med", "n")), by_season.alias("by_season"))
+        .filter(pl.col("n") >= cfg.usage_min_days))
+    usual_min = cfg.usage_min_usual_kwh * 1000
+    # the usual high, or the range's width when it is wider (a PV meter's net days straddle zero)
+    top = pl.max_horizontal(pl.col("hi"), pl.col("hi") - pl.col("lo"))
+    high = (pl.col("hi") >= usual_min) & (pl.col("wh") > top * cfg.usage_high_factor)
+    low = (pl.col("lo") >= usual_min) & (pl.col("wh") < pl.col("lo") * cfg.usage_low_factor)
+    rule = pl.when(high).then(pl.lit("high_usage")).when(low).then(pl.lit("low_usage"))
+    season = pl.when(pl.col("by_season")).then(pl.lit(" in ") + pl.col("season").replace_strict(
+        dict(enumerate(SEASONS)), return_dtype=pl.String)).otherwise(pl.lit(" (all seasons)"))
+    ref = pl.when(pl.col("r") == "high_usage").then(top).otherwise(pl.col("lo"))
+    as_wh = {k: pl.col(k).round(0).cast(pl.Int64) for k in ("hi", "lo", "med")}
     return (judged.with_columns(rule.alias("r")).filter(pl.col("r").is_not_null())
             .select(_finding(pl.col("r"), ts=_day_start_utc(pl.col("day"), tz), value=pl.col("wh"),
-                             detail=fmt("day {} used {} kWh against a usual {} kWh",
-                                              pl.col("day").cast(pl.String), kwh_text(pl.col("wh")),
-                                              kwh_text(pl.col("usual").round(0).cast(pl.Int64))))))
+                             detail=fmt(
+                "day {} used {} kWh, {}× this meter's usual {} of {} kWh a day{} (usual range "
+                "{}–{} kWh, median {} kWh, over {} complete days)",
+                pl.col("day").cast(pl.String), kwh_text(pl.col("wh")),
+                (pl.col("wh") / pl.max_horizontal(ref, pl.lit(1.0))).round(2),
+                pl.when(pl.col("r") == "high_usage").then(pl.lit("high")).otherwise(pl.lit("low")),
+                kwh_text(ref.round(0).cast(pl.Int64)), season, kwh_text(as_wh["lo"]),
+                kwh_text(as_wh["hi"]), kwh_text(as_wh["med"]), "n"))))
 
 
 def reverse_energy(prepared: pl.LazyFrame, tz: str) -> pl.LazyFrame:
