@@ -68,10 +68,15 @@ class IngestResult:
     rejected: int
     duplicates: int
     batch_id: str
+    #: accepted register reads below the previous read (line, what): flagged at import
+    read_backwards: tuple[tuple[int, str], ...] = ()
 
     def to_json(self) -> dict[str, int]:
-        return {"accepted": self.accepted, "rejected": self.rejected,
-                "duplicates": self.duplicates}
+        out = {"accepted": self.accepted, "rejected": self.rejected,
+               "duplicates": self.duplicates}
+        if self.read_backwards:
+            out["read_backwards"] = len(self.read_backwards)
+        return out
 
 
 # --------------------------------------------------------------------------- batches
@@ -317,6 +322,10 @@ class ReadsLoader:
     sink: RejectSink
     meters: pl.DataFrame | None = None
     counts: Counts = field(default_factory=Counts)
+    #: the zone of times without an offset (None: they are rejected)
+    timezone: str | None = None
+    #: accepted reads below the previous read of their register (not a rollover): line, detail
+    backwards: list[tuple[int, str]] = field(default_factory=list)
     _staged: bool = False
 
     COLUMNS = ("meter_id", "read_at", "register", "value", "source")
@@ -331,7 +340,7 @@ class ReadsLoader:
         f = f.with_columns(pl.col("_register").str.to_lowercase(),
                            pl.col("_source").str.to_lowercase())
         f = require_text(f, "_meter_id", max_len=32, label="meter_id")
-        f = parse_instants(f, "read_at", "_at")
+        f = parse_instants(f, "read_at", "_at", self.timezone)
         f = flag(f, ~pl.col("_register").is_in(list(REGISTERS)), "unknown_register",
                  pl.lit(f"register must be one of {', '.join(REGISTERS)}: ") + _q("_register"))
         f = flag(f, ~pl.col("_source").is_in(list(READ_SOURCES)), "unknown_source",
@@ -366,6 +375,8 @@ class ReadsLoader:
             pl.lit("stored value is ") + _units_text(pl.col("_stored"), 2))
         new = first.filter(pl.col("_stored").is_null())
         inserted = self._insert(new)
+        if inserted:
+            self._find_backwards()
 
         cols = rejected_columns(chunk)
         rejected = pl.concat([bad.select(cols), conflict_later.select(cols),
@@ -401,6 +412,28 @@ class ReadsLoader:
         )).fetchall()
         return pl.DataFrame({LINE: [int(r[0]) for r in rows], "_stored": [int(r[1]) for r in rows]},
                             schema={LINE: first.schema[LINE], "_stored": pl.Int64})
+
+    def _find_backwards(self) -> None:
+        """Reads of this chunk below the read before them on the same cumulative register (a
+        stopped, replaced or tampered meter: 示数倒走), unless the register wrapping at
+        10**digits explains it with less than half a turn (a rollover). Stored — a read is a
+        fact — and flagged now, not first at the bill run."""
+        rows = self.conn.execute(text(
+            "SELECT s.line, s.meter_id, s.register, s.value, p.value, m.digits FROM _stage_reads s "
+            "JOIN meters m ON m.meter_id = s.meter_id "
+            "JOIN register_reads r ON r.meter_id = s.meter_id AND r.register = s.register "
+            "AND r.read_at = s.read_at AND r.batch_id = :b "
+            "JOIN register_reads p ON p.meter_id = s.meter_id AND p.register = s.register "
+            "AND p.read_at = (SELECT MAX(q.read_at) FROM register_reads q WHERE "
+            "q.meter_id = s.meter_id AND q.register = s.register AND q.read_at < s.read_at) "
+            "WHERE s.register <> 'demand_kw' AND s.value < p.value ORDER BY s.line"),
+            {"b": self.batch_id}).fetchall()
+        for line, meter, register, value, prev, digits in rows:
+            wrap = 10 ** int(digits) * 100
+            if int(value) + wrap - int(prev) < wrap // 2:
+                continue  # a rollover
+            self.backwards.append((int(line), f"{meter} {register} read {_units(int(value))} "
+                                              f"after {_units(int(prev))}"))
 
     def _insert(self, new: pl.DataFrame) -> int:
         if new.height == 0:
@@ -457,6 +490,11 @@ def _q(name: str) -> pl.Expr:
     return quoted(name)
 
 
+def _units(value: int) -> str:
+    """0.01 kWh units as decimal text."""
+    return f"{value // 100}.{value % 100:02d}"
+
+
 def _units_text(units: pl.Expr, places: int) -> pl.Expr:
     """Integer units of 10**-places → decimal text, for messages."""
     import polars as pl
@@ -481,6 +519,8 @@ class IntervalLoader:
     sink: RejectSink
     meters: pl.DataFrame | None = None
     counts: Counts = field(default_factory=Counts)
+    #: the zone of times without an offset (None: they are rejected)
+    timezone: str | None = None
     written: list[store.StoredFile] = field(default_factory=list)
     off_grid: int = 0
     _chunk: int = 0
@@ -501,7 +541,7 @@ class IntervalLoader:
         # meter ids repeat in every row: validate and look up each distinct id once, then
         # carry a small integer code per row (``_m``) instead of joining on text
         f = self._with_meters(f)
-        f = parse_instants(f, "ts", "_ts")
+        f = parse_instants(f, "ts", "_ts", self.timezone)
         f = parse_decimal_units(f, "kwh", "_wh", places=3,
                                 max_int_digits=MAX_INTERVAL_KWH_DIGITS, allow_negative=True)
         f = _local_clock(f, "_ts")
@@ -780,7 +820,7 @@ def _split_first_by_code(good: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame
 def run_batch(db: Database, *, kind: str, origin: str, clock: Clock, chunks: Any,
               fields: list[str], file_name: str | None = None, csv_path: Path | None = None,
               interval_minutes: int | None = None, sha256: Any = None,
-              make_loader: Any = None) -> IngestResult:
+              make_loader: Any = None, timezone: str | None = None) -> IngestResult:
     """Run one batch: a running batch record, then one transaction that stores the accepted
     rows, quarantines the rejected ones, catalogues interval files and finishes the record."""
     batch_id = start_batch(db, kind=kind, origin=origin, clock=clock, file_name=file_name,
@@ -793,11 +833,11 @@ def run_batch(db: Database, *, kind: str, origin: str, clock: Clock, chunks: Any
             if make_loader is not None:
                 loader = make_loader(conn, batch_id, sink)
             elif kind == "reads":
-                loader = ReadsLoader(conn, batch_id, sink)
+                loader = ReadsLoader(conn, batch_id, sink, timezone=timezone)
             elif kind == "intervals":
                 assert interval_minutes is not None
                 loader = IntervalLoader(conn, store.store_root(db), batch_id, interval_minutes,
-                                        sink)
+                                        sink, timezone=timezone)
             else:  # pragma: no cover - programming error
                 raise ValueError(kind)
             for chunk in chunks:
@@ -815,7 +855,8 @@ def run_batch(db: Database, *, kind: str, origin: str, clock: Clock, chunks: Any
     if sink is not None:
         sink.close(True)
     c = loader.counts
-    return IngestResult(c.accepted, c.rejected, c.duplicates, batch_id)
+    return IngestResult(c.accepted, c.rejected, c.duplicates, batch_id,
+                        tuple(getattr(loader, "backwards", ())))
 
 
 def _frame_chunk(frame: pl.DataFrame, columns: tuple[str, ...]) -> pl.DataFrame:
