@@ -252,18 +252,28 @@ SPIKE_SETTINGS_SCHEMA: Final = pl.Schema({
 def spike_settings(meters: pl.DataFrame, cfg: VeeConfig) -> pl.DataFrame:
     """Per meter whose spike settings differ from the defaults (its class's or its own, see
     ``VeeConfig.spike_setting``): meter_id and the four settings. ``meters`` has ``meter_id``
-    and, when known, ``meter_class``."""
+    and, when known, ``meter_class``. Columnar: a join with a row per class and per named meter."""
     from dianfei.metering.vee.config import SPIKE_OVERRIDABLE
 
-    classes = {c for c, t in cfg.classes.items() if t}
     cls = (pl.col("meter_class") if "meter_class" in meters.columns
            else pl.lit(None, pl.String)).alias("meter_class")
-    special = meters.select("meter_id", cls).filter(
-        pl.col("meter_class").is_in(sorted(classes)) | pl.col("meter_id").is_in(sorted(cfg.meters)))
-    rows = [{"meter_id": m, **{k: cfg.spike_setting(k, m, c) for k in SPIKE_OVERRIDABLE}}
-            for m, c in special.iter_rows()]  # a few distinct settings: one row per such meter
-    return pl.DataFrame(rows, schema=SPIKE_SETTINGS_SCHEMA) if rows else pl.DataFrame(
-        schema=SPIKE_SETTINGS_SCHEMA)
+    frame = meters.select(pl.col("meter_id").cast(pl.String), cls.cast(pl.String))
+
+    def table(rows: dict[str, dict[str, float]], key: str, suffix: str) -> pl.DataFrame:
+        return pl.DataFrame(
+            [{key: name, **{f"{k}{suffix}": t.get(k) for k in SPIKE_OVERRIDABLE}}
+             for name, t in rows.items() if t],
+            schema={key: pl.String, **{f"{k}{suffix}": pl.Float64 for k in SPIKE_OVERRIDABLE}})
+
+    by_class, by_meter = table(cfg.classes, "meter_class", "_c"), table(cfg.meters, "meter_id", "_m")
+    frame = (frame.join(by_class, on="meter_class", how="left")
+             .join(by_meter, on="meter_id", how="left"))
+    special = pl.any_horizontal(pl.col(f"{k}{s}").is_not_null()
+                                for k in SPIKE_OVERRIDABLE for s in ("_c", "_m"))
+    return frame.filter(special).select(
+        "meter_id",
+        *(pl.coalesce(f"{k}_m", f"{k}_c", pl.lit(float(getattr(cfg, k))))
+          .cast(SPIKE_SETTINGS_SCHEMA[k]).alias(k) for k in SPIKE_OVERRIDABLE))
 
 
 def _with_settings(rows: pl.LazyFrame, settings: pl.DataFrame | None,
