@@ -699,20 +699,27 @@ class IntervalLoader:
 
         if good.height == 0:
             return
+        # one integer key per (month, group): the month of each distinct day (a chunk has a few
+        # dozen) by lookup, not calendar arithmetic on every row; one key column partitions
+        # several times faster than two
+        days = good["_day"].unique().drop_nulls()
+        first_of = {d: date(d.year, d.month, 1) for d in days.to_list()}
+        month_no = {(d - _EPOCH).days: (m.year * 12 + m.month - 1) * store.GROUPS
+                    for d, m in first_of.items()}
         out = good.select(
-            (pl.col("_day").dt.year().cast(pl.Int32) * 12 + pl.col("_day").dt.month() - 1)
-            .alias("_month"), pl.col("_group").cast(pl.Int32).alias("_g"), "_day", "meter_id",
+            (pl.col("_day").cast(pl.Int32).replace_strict(month_no, return_dtype=pl.Int32)
+             + pl.col("_group").cast(pl.Int32)).alias("_part"), "_day", "meter_id",
             pl.col("_ts").alias("ts"), pl.lit(self.interval_minutes, pl.Int16).alias("minutes"),
             pl.col("_wh").alias("wh"), pl.lit(self.batch_id).alias("batch_id"))
         jobs = []
-        for (month, group), frame in out.partition_by("_month", "_g", as_dict=True,
-                                                      include_key=False).items():
+        for (part,), frame in out.partition_by("_part", as_dict=True, include_key=False).items():
             # file order is kept: a history file comes meter by meter in time order, and a
             # reader checks the order before it sorts
+            month, group = divmod(int(part), store.GROUPS)
             first_day = frame["_day"].min()
             assert isinstance(first_day, date)
-            jobs.append((frame.drop("_day"), date(int(month) // 12, int(month) % 12 + 1, 1),
-                         first_day, int(group)))
+            jobs.append((frame.drop("_day"), date(month // 12, month % 12 + 1, 1), first_day,
+                         group))
         self.written.extend(_pool().map(
             lambda job: store.write_partition(self.root, job[0], month=job[1], day=job[2],
                                               group=job[3], batch_id=self.batch_id,
@@ -729,6 +736,7 @@ class IntervalLoader:
 
 
 _POOL: Any = None
+_EPOCH = date(1970, 1, 1)
 
 
 def _pool() -> Any:
