@@ -52,10 +52,11 @@ def generate(root: Path, meters: int, seed: int = 7) -> dict[str, int]:
         # 0.2 % of meters: the whole day at zero (one zero run each)
         zero = rng.random(n) < 0.002
         wh[zero] = 0
-        # 0.5 % (not zero days): one spike of 100 × the base
+        # 0.5 % (not zero days): one spike of 100 × the base plus 13 kWh: above the 50 kW
+        # safety floor (a day is too little history for the meter's own statistics)
         spike = (rng.random(n) < 0.005) & ~zero
         spike_at = rng.integers(0, SLOTS, size=n)
-        wh[k[spike], spike_at[spike]] = base[spike] * 100 + 5000
+        wh[k[spike], spike_at[spike]] = base[spike] * 100 + 13_000
         # 0.1 %: one negative value (never on a spike)
         neg = (rng.random(n) < 0.001) & ~zero & ~spike
         neg_at = rng.integers(0, SLOTS, size=n)

@@ -22,15 +22,25 @@ def import_command(
     encoding: Annotated[str, typer.Option(help="utf-8 (with or without BOM) or gbk")] = "utf-8",
     interval_minutes: Annotated[int, typer.Option(help="interval length of intervals files")] = 15,
     chunk_mb: Annotated[int, typer.Option(help="CSV text read per chunk, MB")] = 32,
+    timezone: Annotated[str, typer.Option(
+        help="zone of timestamps without a UTC offset (default: the business zone)")]
+        = "Asia/Shanghai",
+    max_rejected: Annotated[str, typer.Option(
+        help="rejected rows tolerated before exit code 3: a count (10) or a share (0.5%)")] = "0",
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Import one canonical file. Every row is accepted, rejected with a reason (quarantine table
-    and FILE.rejected.csv) or counted as a duplicate of stored data; re-importing changes nothing."""
-    from dianfei.metering.imports import import_file, rejected_path
+    and FILE.rejected.csv) or counted as a duplicate of stored data; re-importing changes nothing.
 
+    Exit codes: 0 done; 2 the file cannot be read at all (nothing stored); 3 more rows rejected
+    than --max-rejected allows (the accepted rows are stored; fix FILE.rejected.csv and import it)."""
+    from dianfei.metering.imports import allowed_rejections, import_file, rejected_path
+
+    allowed_rejections(max_rejected, 0)  # a malformed tolerance fails before anything is stored
     db = database()
     res = import_file(db, kind, file, clock=clock_from_env(), encoding=encoding,
-                      interval_minutes=interval_minutes, chunk_bytes=max(chunk_mb, 1) << 20)
+                      interval_minutes=interval_minutes, chunk_bytes=max(chunk_mb, 1) << 20,
+                      timezone=timezone)
     if json_out:
         print_json(res.to_json())
     else:
@@ -38,3 +48,19 @@ def import_command(
                    f"{res.duplicates} duplicates (batch {res.batch_id})")
         if res.rejected:
             typer.echo(f"rejected rows with their reasons: {rejected_path(file)}")
+    for line, what in res.read_backwards[:20]:
+        typer.echo(f"warning: line {line}: register read below the previous one (not a "
+                   f"rollover): {what}", err=True)
+    if len(res.read_backwards) > 20:
+        typer.echo(f"warning: {len(res.read_backwards) - 20} more reads below the previous one",
+                   err=True)
+    rows = res.accepted + res.rejected + res.duplicates
+    allowed = allowed_rejections(max_rejected, rows)
+    if res.rejected > allowed:
+        typer.echo(f"error: {res.rejected} of {rows} rows rejected, more than the {allowed} "
+                   f"--max-rejected {max_rejected} allows; see {rejected_path(file)}", err=True)
+        raise typer.Exit(REJECTED_EXIT)
+
+
+#: the exit code of an import that rejected more rows than --max-rejected allows
+REJECTED_EXIT = 3

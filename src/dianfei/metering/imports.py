@@ -59,10 +59,50 @@ def rejected_path(path: Path) -> Path:
     return path.with_name(path.name + ".rejected.csv")
 
 
+#: the zone of times without an offset in a file, unless ``--timezone`` says otherwise
+DEFAULT_TIMEZONE = "Asia/Shanghai"
+
+#: what the first bytes of a file that is not text say it is
+_MAGIC = ((b"PK\x03\x04", "a ZIP archive or an Excel workbook (.xlsx); save the sheet as CSV"),
+          (b"\xd0\xcf\x11\xe0", "an old Excel/Office file (.xls); save the sheet as CSV"),
+          (b"\x1f\x8b", "gzip-compressed; unpack it first"),
+          (b"%PDF", "a PDF document"),
+          (b"PAR1", "a Parquet file; name it .parquet"),
+          (b"SQLite format 3", "an SQLite database"),
+          (b"\xff\xfe", "UTF-16 text; save it as UTF-8 or GBK"),
+          (b"\xfe\xff", "UTF-16 text; save it as UTF-8 or GBK"))
+
+
+def check_file_kind(path: Path, parquet: bool) -> None:
+    """Refuse a file that is not what its name says, naming what it is: a binary file given
+    as CSV (an Excel workbook, an archive, …), or a Parquet name on a file that is not one."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(8192)
+    except OSError as exc:
+        raise ValidationError(f"cannot read {path}: {exc.strerror}") from None
+    if parquet:
+        if head and not head.startswith(b"PAR1"):
+            raise ValidationError(f"{path}: not a Parquet file (it does not start with PAR1)")
+        return
+    for magic, what in _MAGIC:
+        if head.startswith(magic):
+            raise ValidationError(f"{path}: a binary file, not CSV text — {what}")
+    # a stray NUL in a data line is that line's fault (rejected with its reason); NULs in the
+    # header line, or many of them, mean the file is not text at all
+    nul = head.find(b"\x00")
+    first_line = head.find(b"\n")
+    if nul >= 0 and ((first_line < 0 or nul < first_line)
+                     or head.count(b"\x00") >= max(8, len(head) // 10)):
+        raise ValidationError(f"{path}: a binary file, not CSV text (NUL bytes from offset {nul})")
+
+
 def import_file(db: Database, kind: str, path: Path, *, clock: Clock, encoding: str = "utf-8",
                 interval_minutes: int = 15, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
-                chunk_rows: int = DEFAULT_PARQUET_ROWS) -> IngestResult:
-    """Import one canonical file; see the module docstring."""
+                chunk_rows: int = DEFAULT_PARQUET_ROWS,
+                timezone: str | None = DEFAULT_TIMEZONE) -> IngestResult:
+    """Import one canonical file; see the module docstring. ``timezone``: the zone of
+    timestamps without an offset (None: they are rejected)."""
     if kind not in KINDS:
         raise ValidationError(f"unknown import kind {kind!r} (expected {', '.join(KINDS)})")
     if kind == "intervals":
@@ -72,7 +112,10 @@ def import_file(db: Database, kind: str, path: Path, *, clock: Clock, encoding: 
         raise ValidationError(f"no such file: {path}")
     if chunk_bytes < 1 or chunk_rows < 1:
         raise ValidationError("chunk sizes must be positive")
+    if timezone is not None:
+        check_timezone(timezone)
     suffix = path.suffix.lower()
+    check_file_kind(path, suffix in (".parquet", ".pq"))
     required = REQUIRED[kind]
     optional = OPTIONAL_CUSTOMER if kind == "customers" else ()
     reader: Any
@@ -104,7 +147,36 @@ def import_file(db: Database, kind: str, path: Path, *, clock: Clock, encoding: 
     return run_batch(db, kind=kind, origin="file", clock=clock, chunks=all_chunks(),
                      fields=header, file_name=str(path), csv_path=rejected_path(path),
                      interval_minutes=interval_minutes if kind == "intervals" else None,
-                     sha256=reader.sha256, make_loader=make_loader)
+                     sha256=reader.sha256, make_loader=make_loader, timezone=timezone)
+
+
+def check_timezone(name: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(f"--timezone: unknown time zone {name!r} (e.g. Asia/Shanghai)") from None
+
+
+def allowed_rejections(spec: str, rows: int) -> int:
+    """``--max-rejected``: ``N`` rows or ``P%`` of the file's data rows (rounded down)."""
+    from decimal import Decimal, InvalidOperation
+
+    text_ = spec.strip()
+    try:
+        if text_.endswith("%"):
+            share = Decimal(text_[:-1])
+            if not 0 <= share <= 100:
+                raise InvalidOperation
+            return int(share * rows // 100)
+        count = int(text_)
+        if count < 0:
+            raise ValueError
+        return count
+    except (InvalidOperation, ValueError):
+        raise ValidationError(f"--max-rejected must be a count (e.g. 10) or a share of the rows "
+                              f"(e.g. 0.5%), got {spec!r}") from None
 
 
 def _complete(chunk: pl.DataFrame, required: tuple[str, ...]) -> pl.DataFrame:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import csv
 import secrets
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -69,10 +69,15 @@ class IngestResult:
     rejected: int
     duplicates: int
     batch_id: str
+    #: accepted register reads below the previous read (line, what): flagged at import
+    read_backwards: tuple[tuple[int, str], ...] = ()
 
     def to_json(self) -> dict[str, int]:
-        return {"accepted": self.accepted, "rejected": self.rejected,
-                "duplicates": self.duplicates}
+        out = {"accepted": self.accepted, "rejected": self.rejected,
+               "duplicates": self.duplicates}
+        if self.read_backwards:
+            out["read_backwards"] = len(self.read_backwards)
+        return out
 
 
 # --------------------------------------------------------------------------- batches
@@ -318,6 +323,10 @@ class ReadsLoader:
     sink: RejectSink
     meters: pl.DataFrame | None = None
     counts: Counts = field(default_factory=Counts)
+    #: the zone of times without an offset (None: they are rejected)
+    timezone: str | None = None
+    #: accepted reads below the previous read of their register (not a rollover): line, detail
+    backwards: list[tuple[int, str]] = field(default_factory=list)
     _staged: bool = False
 
     COLUMNS = ("meter_id", "read_at", "register", "value", "source")
@@ -332,7 +341,7 @@ class ReadsLoader:
         f = f.with_columns(pl.col("_register").str.to_lowercase(),
                            pl.col("_source").str.to_lowercase())
         f = require_text(f, "_meter_id", max_len=32, label="meter_id")
-        f = parse_instants(f, "read_at", "_at")
+        f = parse_instants(f, "read_at", "_at", self.timezone)
         f = flag(f, ~pl.col("_register").is_in(list(REGISTERS)), "unknown_register",
                  pl.lit(f"register must be one of {', '.join(REGISTERS)}: ") + _q("_register"))
         f = flag(f, ~pl.col("_source").is_in(list(READ_SOURCES)), "unknown_source",
@@ -367,6 +376,8 @@ class ReadsLoader:
             pl.lit("stored value is ") + _units_text(pl.col("_stored"), 2))
         new = first.filter(pl.col("_stored").is_null())
         inserted = self._insert(new)
+        if inserted:
+            self._find_backwards()
 
         cols = rejected_columns(chunk)
         rejected = pl.concat([bad.select(cols), conflict_later.select(cols),
@@ -402,6 +413,28 @@ class ReadsLoader:
         )).fetchall()
         return pl.DataFrame({LINE: [int(r[0]) for r in rows], "_stored": [int(r[1]) for r in rows]},
                             schema={LINE: first.schema[LINE], "_stored": pl.Int64})
+
+    def _find_backwards(self) -> None:
+        """Reads of this chunk below the read before them on the same cumulative register (a
+        stopped, replaced or tampered meter: 示数倒走), unless the register wrapping at
+        10**digits explains it with less than half a turn (a rollover). Stored — a read is a
+        fact — and flagged now, not first at the bill run."""
+        rows = self.conn.execute(text(
+            "SELECT s.line, s.meter_id, s.register, s.value, p.value, m.digits FROM _stage_reads s "
+            "JOIN meters m ON m.meter_id = s.meter_id "
+            "JOIN register_reads r ON r.meter_id = s.meter_id AND r.register = s.register "
+            "AND r.read_at = s.read_at AND r.batch_id = :b "
+            "JOIN register_reads p ON p.meter_id = s.meter_id AND p.register = s.register "
+            "AND p.read_at = (SELECT MAX(q.read_at) FROM register_reads q WHERE "
+            "q.meter_id = s.meter_id AND q.register = s.register AND q.read_at < s.read_at) "
+            "WHERE s.register <> 'demand_kw' AND s.value < p.value ORDER BY s.line"),
+            {"b": self.batch_id}).fetchall()
+        for line, meter, register, value, prev, digits in rows:
+            wrap = 10 ** int(digits) * 100
+            if int(value) + wrap - int(prev) < wrap // 2:
+                continue  # a rollover
+            self.backwards.append((int(line), f"{meter} {register} read {_units(int(value))} "
+                                              f"after {_units(int(prev))}"))
 
     def _insert(self, new: pl.DataFrame) -> int:
         if new.height == 0:
@@ -458,6 +491,11 @@ def _q(name: str) -> pl.Expr:
     return quoted(name)
 
 
+def _units(value: int) -> str:
+    """0.01 kWh units as decimal text."""
+    return f"{value // 100}.{value % 100:02d}"
+
+
 def _units_text(units: pl.Expr, places: int) -> pl.Expr:
     """Integer units of 10**-places → decimal text, for messages."""
     import polars as pl
@@ -482,6 +520,8 @@ class IntervalLoader:
     sink: RejectSink
     meters: pl.DataFrame | None = None
     counts: Counts = field(default_factory=Counts)
+    #: the zone of times without an offset (None: they are rejected)
+    timezone: str | None = None
     written: list[store.StoredFile] = field(default_factory=list)
     off_grid: int = 0
     _chunk: int = 0
@@ -502,7 +542,7 @@ class IntervalLoader:
         # meter ids repeat in every row: validate and look up each distinct id once, then
         # carry a small integer code per row (``_m``) instead of joining on text
         f = self._with_meters(f)
-        f = parse_instants(f, "ts", "_ts")
+        f = parse_instants(f, "ts", "_ts", self.timezone)
         f = parse_decimal_units(f, "kwh", "_wh", places=3,
                                 max_int_digits=MAX_INTERVAL_KWH_DIGITS, allow_negative=True)
         f = _local_clock(f, "_ts")
@@ -613,14 +653,10 @@ class IntervalLoader:
         """Stored rows that may collide with ``good``: (earlier imports, this batch so far)."""
         lo, hi = good["_ts"].min(), good["_ts"].max()
         assert isinstance(lo, datetime) and isinstance(hi, datetime)
-        parts = good.select("_day", "_group").unique()
-        days = parts["_day"].to_list()
-        groups = parts["_group"].to_list()
-        wanted = set(zip(days, groups, strict=True))
-        prior_files = [f for f in store.catalogued_files(self.conn, days, groups, ts_from=lo,
-                                                         ts_to=hi)
-                       if (f.day, f.group) in wanted]
-        own_files = [f for f in self.written if (f.day, f.group) in wanted
+        groups = good["_group"].unique().to_list()
+        wanted = set(groups)
+        prior_files = store.catalogued_files(self.conn, groups, lo, hi)
+        own_files = [f for f in self.written if f.group in wanted
                      and f.max_ts >= lo and f.min_ts <= hi]
         ids = good["meter_id"]
         prior = store.read_files(self.root, prior_files, ids, lo, hi)
@@ -664,20 +700,31 @@ class IntervalLoader:
 
         if good.height == 0:
             return
-        epoch = date(1970, 1, 1)
+        # one integer key per (month, group): the month of each distinct day (a chunk has a few
+        # dozen) by lookup, not calendar arithmetic on every row; one key column partitions
+        # several times faster than two
+        days = good["_day"].unique().drop_nulls()
+        first_of = {d: date(d.year, d.month, 1) for d in days.to_list()}
+        month_no = {(d - _EPOCH).days: (m.year * 12 + m.month - 1) * store.GROUPS
+                    for d, m in first_of.items()}
         out = good.select(
-            (pl.col("_day").cast(pl.Int32) * store.GROUPS + pl.col("_group").cast(pl.Int32))
-            .alias("_part"), "meter_id", pl.col("_ts").alias("ts"),
-            pl.lit(self.interval_minutes, pl.Int16).alias("minutes"), pl.col("_wh").alias("wh"),
-            pl.lit(self.batch_id).alias("batch_id"))
+            (pl.col("_day").cast(pl.Int32).replace_strict(month_no, return_dtype=pl.Int32)
+             + pl.col("_group").cast(pl.Int32)).alias("_part"), "_day", "meter_id",
+            pl.col("_ts").alias("ts"), pl.lit(self.interval_minutes, pl.Int16).alias("minutes"),
+            pl.col("_wh").alias("wh"), pl.lit(self.batch_id).alias("batch_id"))
         jobs = []
         for (part,), frame in out.partition_by("_part", as_dict=True, include_key=False).items():
-            # file order is kept: sorting costs more than it saves readers, who scan whole days
-            day = epoch + timedelta(days=int(part) // store.GROUPS)
-            jobs.append((frame, day, int(part) % store.GROUPS))
+            # file order is kept: a history file comes meter by meter in time order, and a
+            # reader checks the order before it sorts
+            month, group = divmod(int(part), store.GROUPS)
+            first_day = frame["_day"].min()
+            assert isinstance(first_day, date)
+            jobs.append((frame.drop("_day"), date(month // 12, month % 12 + 1, 1), first_day,
+                         group))
         self.written.extend(_pool().map(
-            lambda job: store.write_partition(self.root, job[0], day=job[1], group=job[2],
-                                              batch_id=self.batch_id, chunk=self._chunk), jobs))
+            lambda job: store.write_partition(self.root, job[0], month=job[1], day=job[2],
+                                              group=job[3], batch_id=self.batch_id,
+                                              chunk=self._chunk), jobs))
 
     def finish(self) -> None:
         store.catalogue(self.conn, self.written)
@@ -690,6 +737,7 @@ class IntervalLoader:
 
 
 _POOL: Any = None
+_EPOCH = date(1970, 1, 1)
 
 
 def _pool() -> Any:
@@ -738,8 +786,8 @@ def _max_int(series: pl.Series) -> int:
 def _split_first_by_code(good: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(first rows of each (meter, ts) in line order, later rows with ``_first_wh`` and
     ``_first_line``). The key is one integer: the chunk's meter code and the instant. Meter data
-    rarely repeats itself, so a counting pass first proves "no duplicates" in most chunks."""
-    import numpy as np
+    rarely repeats itself, so a counting pass first proves "no duplicates" in most chunks —
+    or, cheaper still, a history file in (meter, time) order proves it by its order alone."""
     import polars as pl
 
     if good.height < 2:
@@ -750,19 +798,24 @@ def _split_first_by_code(good: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame
     codes = good["_m"].cast(pl.Int64)
     n_codes = _max_int(codes) + 1
     key: pl.Series | None = None
-    offsets = (ts - lo).to_numpy()
+    offsets = ts - lo
     for unit in (900_000_000, 60_000_000, 1_000_000, 1):
         # the coarsest time unit that every instant of the chunk is a whole multiple of
-        if not (offsets % unit).any():
+        if not ((offsets % unit) != 0).any():
             span = (hi - lo) // unit + 1
             if span * n_codes < 2**62:
-                key = codes * span + pl.Series(offsets // unit)
+                key = codes * span + offsets // unit
             break
+    none = good.head(0).with_columns(pl.col("_wh").alias("_first_wh"),
+                                     pl.col(LINE).alias("_first_line"))
+    if key is not None and bool((key.diff().slice(1) > 0).all()):
+        return good, none  # strictly ascending keys cannot repeat
     if key is not None and span * n_codes <= 4 * good.height + 1_000_000:
+        import numpy as np  # only here: its import costs a command's start-up otherwise
+
         counts = np.bincount(key.to_numpy(), minlength=span * n_codes)
         if counts.max() <= 1:
-            return good, good.head(0).with_columns(pl.col("_wh").alias("_first_wh"),
-                                                   pl.col(LINE).alias("_first_line"))
+            return good, none
     if key is None:
         return _split_first(good, ["_m", "_ts"], "_wh", "_first_wh")
     good = good.with_columns(key.alias("_key"))
@@ -776,7 +829,7 @@ def _split_first_by_code(good: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame
 def run_batch(db: Database, *, kind: str, origin: str, clock: Clock, chunks: Any,
               fields: list[str], file_name: str | None = None, csv_path: Path | None = None,
               interval_minutes: int | None = None, sha256: Any = None,
-              make_loader: Any = None) -> IngestResult:
+              make_loader: Any = None, timezone: str | None = None) -> IngestResult:
     """Run one batch: a running batch record, then one transaction that stores the accepted
     rows, quarantines the rejected ones, catalogues interval files and finishes the record."""
     batch_id = start_batch(db, kind=kind, origin=origin, clock=clock, file_name=file_name,
@@ -789,11 +842,11 @@ def run_batch(db: Database, *, kind: str, origin: str, clock: Clock, chunks: Any
             if make_loader is not None:
                 loader = make_loader(conn, batch_id, sink)
             elif kind == "reads":
-                loader = ReadsLoader(conn, batch_id, sink)
+                loader = ReadsLoader(conn, batch_id, sink, timezone=timezone)
             elif kind == "intervals":
                 assert interval_minutes is not None
                 loader = IntervalLoader(conn, store.store_root(db), batch_id, interval_minutes,
-                                        sink)
+                                        sink, timezone=timezone)
             else:  # pragma: no cover - programming error
                 raise ValueError(kind)
             for chunk in chunks:
@@ -811,7 +864,8 @@ def run_batch(db: Database, *, kind: str, origin: str, clock: Clock, chunks: Any
     if sink is not None:
         sink.close(True)
     c = loader.counts
-    return IngestResult(c.accepted, c.rejected, c.duplicates, batch_id)
+    return IngestResult(c.accepted, c.rejected, c.duplicates, batch_id,
+                        tuple(getattr(loader, "backwards", ())))
 
 
 def _frame_chunk(frame: pl.DataFrame, columns: tuple[str, ...]) -> pl.DataFrame:

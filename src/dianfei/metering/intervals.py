@@ -1,9 +1,15 @@
-"""The interval store (区间电量/负荷曲线): Parquet files partitioned by business day and meter
+"""The interval store (区间电量/负荷曲线): Parquet files partitioned by business month and meter
 group, with a catalogue table in the database.
 
-Layout: ``{data_dir}/intervals/day=YYYY-MM-DD/group=GG/<batch_id>-<chunk>.parquet``; the day is
-the Asia/Shanghai date of the interval start ``ts``, the group ``meter_group(meter_id)``. Files
-hold ``meter_id, ts, minutes, wh, batch_id`` (wh = watt-hours, 0.001 kWh, exact integers).
+Layout: ``{data_dir}/intervals/month=YYYY-MM/group=GG/<batch_id>-<chunk>.parquet``; the month
+is the Asia/Shanghai month of the interval start ``ts``, the group ``meter_group(meter_id)``.
+Files hold ``meter_id, ts, minutes, wh, batch_id`` (wh = watt-hours, 0.001 kWh, exact
+integers), sorted by (meter_id, ts) as the import delivered them. One partition per month (not
+per day) keeps both shapes efficient: a wide day of a million meters is 16 files, and two years
+of ten meters is at most 25 × 10 files instead of one per day (7,300). The catalogue row of a
+file names its first business ``day`` and its ``min_ts``/``max_ts``, so a reader of some days
+opens only the files that overlap them and filters rows by ``ts`` (row-group statistics skip the
+rest). Stores written before this layout (``day=YYYY-MM-DD/…``) are read the same way.
 
 Rules the writer keeps so that readers need no clean-up:
 - a (meter, ts) is stored once, by the first import that brought it; later rows for it are
@@ -22,7 +28,7 @@ import os
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -94,32 +100,35 @@ class StoredFile:
     max_ts: datetime
 
 
-def catalogued_files(conn: Connection, days: Iterable[date], groups: Iterable[int],
-                     *, ts_from: datetime | None = None,
-                     ts_to: datetime | None = None) -> list[StoredFile]:
-    """Catalogued files of the given days and groups (optionally overlapping [ts_from, ts_to])."""
-    from datetime import UTC
+def catalogued_files(conn: Connection, groups: Iterable[int], ts_from: datetime,
+                     ts_to: datetime) -> list[StoredFile]:
+    """Catalogued files of the given groups holding rows in [ts_from, ts_to]."""
+    from dianfei.db.frames import bind_params
 
-    day_list = sorted(set(days))
     group_set = set(groups)
-    if not day_list or not group_set:
+    if not group_set:
         return []
+    # a file's first day is at most its rows' days, and no earlier than the month of ts_from
+    first = business_day(ts_from).replace(day=1)
     sql = ("SELECT day, meter_group, path, batch_id, rows, min_ts, max_ts FROM interval_files "
-           "WHERE day >= :d0 AND day <= :d1")
-    params: dict[str, Any] = {"d0": day_list[0], "d1": day_list[-1]}
+           "WHERE day >= :d0 AND day <= :d1 AND max_ts >= :lo AND min_ts <= :hi")
+    params = bind_params(conn, {"d0": first, "d1": business_day(ts_to), "lo": ts_from,
+                                "hi": ts_to})
     out = []
-    wanted_days = set(day_list)
     for row in conn.execute(text(sql), params):
+        if int(row[1]) not in group_set:
+            continue
         day = row[0] if isinstance(row[0], date) else date.fromisoformat(str(row[0]))
-        if day not in wanted_days or int(row[1]) not in group_set:
-            continue
         lo, hi = _instant(row[5]), _instant(row[6])
-        if ts_from is not None and hi < ts_from.astimezone(UTC):
-            continue
-        if ts_to is not None and lo > ts_to.astimezone(UTC):
-            continue
         out.append(StoredFile(day, int(row[1]), str(row[2]), str(row[3]), int(row[4]), lo, hi))
     return out
+
+
+def business_day(instant: datetime) -> date:
+    """The store's (Asia/Shanghai) date of an instant."""
+    from dianfei.core.clock import BUSINESS_TZ
+
+    return instant.astimezone(BUSINESS_TZ).date()
 
 
 def _instant(value: Any) -> datetime:
@@ -152,11 +161,11 @@ def read_files(root: Path, files: Sequence[StoredFile], meter_ids: pl.Series | N
     return lf.select("meter_id", "ts", "wh", "batch_id").collect()
 
 
-def write_partition(root: Path, frame: pl.DataFrame, *, day: date, group: int, batch_id: str,
-                    chunk: int) -> StoredFile:
+def write_partition(root: Path, frame: pl.DataFrame, *, month: date, day: date, group: int,
+                    batch_id: str, chunk: int) -> StoredFile:
     """Write one partition file atomically (temporary name, fsync, rename). ``frame`` has the
-    store's columns, sorted by (meter_id, ts)."""
-    rel = f"day={day.isoformat()}/group={group:02d}/{batch_id}-{chunk:05d}.parquet"
+    store's columns, all in business month ``month``; ``day`` is its first business day."""
+    rel = f"month={month:%Y-%m}/group={group:02d}/{batch_id}-{chunk:05d}.parquet"
     path = root / rel
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
@@ -198,22 +207,26 @@ def scan(db: Database, *, day_from: date | None = None, day_to: date | None = No
     Columns: ``meter_id`` Utf8, ``ts`` Datetime("us", "UTC") (interval start), ``minutes``
     Int16, ``wh`` Int64 (watt-hours; negative values as received), ``batch_id`` Utf8. Exactly
     one row per (meter_id, ts): the first value ever stored. ``day_from``/``day_to`` are business
-    days (inclusive) of ``ts``.
+    days (inclusive) of ``ts``: only the files overlapping them are opened, and their rows are
+    filtered by ``ts``.
     """
     import polars as pl
 
+    from dianfei.core.clock import start_of_day
     from dianfei.db.frames import read_frame
 
-    sql = "SELECT day, meter_group, path FROM interval_files WHERE 1 = 1"
+    sql = "SELECT meter_group, path FROM interval_files WHERE 1 = 1"
     params: dict[str, Any] = {}
-    if day_from is not None:
-        sql += " AND day >= :d0"
-        params["d0"] = day_from
+    lo = start_of_day(day_from) if day_from is not None else None
+    hi = start_of_day(day_to + timedelta(days=1)) if day_to is not None else None
+    if lo is not None:
+        sql += " AND max_ts >= :lo"
+        params["lo"] = lo
     if day_to is not None:
         sql += " AND day <= :d1"
         params["d1"] = day_to
     sql += " ORDER BY id"
-    cat = read_frame(db.engine, sql, params, dates=("day",),
+    cat = read_frame(db.engine, sql, params,
                      schema={"meter_group": pl.Int64, "path": pl.String})
     if meter_ids is not None:
         groups = {meter_group(m) for m in meter_ids}
@@ -223,9 +236,14 @@ def scan(db: Database, *, day_from: date | None = None, day_to: date | None = No
         return pl.LazyFrame(schema=schema)
     root = store_root(db)
     lf = pl.scan_parquet([str(root / p) for p in cat["path"].to_list()], schema=schema)
+    preds = []
+    if lo is not None:
+        preds.append(pl.col("ts") >= lo)
+    if hi is not None:
+        preds.append(pl.col("ts") < hi)
     if meter_ids is not None:
-        lf = lf.filter(pl.col("meter_id").is_in(list(meter_ids)))
-    return lf
+        preds.append(pl.col("meter_id").is_in(list(meter_ids)))
+    return lf.filter(*preds) if preds else lf
 
 
 def duplicates(db: Database, *, day_from: date | None = None,

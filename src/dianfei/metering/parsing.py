@@ -107,8 +107,10 @@ def _decimal_units(frame: pl.DataFrame, source: str, target: str, *, places: int
     return frame.drop("_dec")
 
 
-def _instants(frame: pl.DataFrame, source: str, target: str) -> pl.DataFrame:
-    """ISO 8601 text with a UTC offset → ``Datetime("us", "UTC")`` in ``target``.
+def _instants(frame: pl.DataFrame, source: str, target: str,
+              tz: str | None = None) -> pl.DataFrame:
+    """ISO 8601 text with a UTC offset → ``Datetime("us", "UTC")`` in ``target``; with ``tz``,
+    a time without an offset is that zone's local time (see :func:`parse_instants`).
 
     Accepted: ``2026-03-01T08:15:00+08:00``, a space instead of ``T``, ``+0800``, ``+08``,
     ``Z``, fractional seconds, no seconds. A time without an offset is ambiguous (local time of
@@ -119,17 +121,23 @@ def _instants(frame: pl.DataFrame, source: str, target: str) -> pl.DataFrame:
 
     dtype = frame.schema[source]
     if isinstance(dtype, pl.Datetime):
-        if dtype.time_zone is None:
+        if dtype.time_zone is None and tz is not None:
+            local = pl.col(source).dt.cast_time_unit("us")
+            frame = frame.with_columns(_from_local(local, tz).alias(target))
+            frame = flag(frame, pl.col(source).is_null(), "missing_value", f"{source} is empty")
+            frame = _flag_local(frame, source, target, tz, pl.col(source).is_not_null())
+        elif dtype.time_zone is None:
             frame = frame.with_columns(pl.lit(None, pl.Datetime("us", "UTC")).alias(target))
             return flag(frame, pl.lit(True), "timestamp_without_offset",
                         pl.lit(f"{source} is a timestamp without a time zone: ")
                         + pl.col(source).cast(pl.String))
-        # a zoned timestamp holds UTC instants already (the zone only says how to show them):
-        # relabel, no per-row zone arithmetic
-        frame = frame.with_columns(
-            pl.col(source).to_physical().cast(pl.Datetime(dtype.time_unit, "UTC"))
-            .dt.cast_time_unit("us").alias(target))
-        frame = flag(frame, pl.col(source).is_null(), "missing_value", f"{source} is empty")
+        else:
+            # a zoned timestamp holds UTC instants already (the zone only says how to show
+            # them): relabel, no per-row zone arithmetic
+            frame = frame.with_columns(
+                pl.col(source).to_physical().cast(pl.Datetime(dtype.time_unit, "UTC"))
+                .dt.cast_time_unit("us").alias(target))
+            frame = flag(frame, pl.col(source).is_null(), "missing_value", f"{source} is empty")
     else:
         text = pl.col(source) if dtype == pl.String else pl.col(source).cast(pl.String)
         norm = (text.str.strip_chars()
@@ -145,13 +153,27 @@ def _instants(frame: pl.DataFrame, source: str, target: str) -> pl.DataFrame:
             pl.col("_tsnorm").str.to_datetime("%Y-%m-%dT%H:%M%z", strict=False,
                                           time_unit="us", time_zone="UTC"),
         )
-        frame = frame.with_columns(
-            pl.when(has_offset).then(parsed).otherwise(None).alias(target))
+        naive = ~has_offset & pl.col("_tsnorm").str.contains(_NAIVE)
+        if tz is None:
+            frame = frame.with_columns(
+                pl.when(has_offset).then(parsed).otherwise(None).alias(target))
+        else:
+            local = pl.coalesce(
+                pl.col("_tsnorm").str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", strict=False,
+                                              time_unit="us"),
+                pl.col("_tsnorm").str.to_datetime("%Y-%m-%dT%H:%M", strict=False,
+                                              time_unit="us"))
+            frame = frame.with_columns(
+                pl.when(has_offset).then(parsed).when(naive).then(_from_local(local, tz))
+                .otherwise(None).alias(target))
         frame = flag(frame, text.is_null() | (text.str.strip_chars() == ""), "missing_value",
                      f"{source} is empty")
-        frame = flag(frame, ~has_offset & pl.col("_tsnorm").str.contains(_NAIVE),
-                     "timestamp_without_offset",
-                     pl.lit(f"{source} has no UTC offset (write e.g. +08:00): ") + quoted(source))
+        if tz is None:
+            frame = flag(frame, naive, "timestamp_without_offset",
+                         pl.lit(f"{source} has no UTC offset (write e.g. +08:00): ")
+                         + quoted(source))
+        else:
+            frame = _flag_local(frame, source, target, tz, naive)
         frame = frame.drop("_tsnorm")
     frame = flag(frame, pl.col(target).is_null(), "bad_timestamp",
                  pl.lit(f"{source} is not an ISO 8601 instant: ") + quoted(source))
@@ -161,6 +183,30 @@ def _instants(frame: pl.DataFrame, source: str, target: str) -> pl.DataFrame:
     frame = flag(frame, (pl.col(target) < lo) | (pl.col(target) >= hi), "timestamp_out_of_range",
                  pl.lit(f"{source} is not a plausible year: ") + quoted(source))
     return frame
+
+
+def _from_local(local: pl.Expr, tz: str) -> pl.Expr:
+    """A zone's wall-clock time → the UTC instant; null where the wall clock is ambiguous (the
+    hour repeated when daylight saving time ends) or does not exist (the hour skipped)."""
+    return (local.dt.replace_time_zone(tz, ambiguous="null", non_existent="null")
+            .dt.convert_time_zone("UTC"))
+
+
+def _flag_local(frame: pl.DataFrame, source: str, target: str, tz: str,
+                naive: pl.Expr) -> pl.DataFrame:
+    """A local time that names no single instant in ``tz``: rejected with its reason (a reads
+    file of a daylight-saving zone needs offsets for that hour)."""
+    import polars as pl
+
+    plain = (pl.col(source) if frame.schema[source] == pl.String
+             else pl.col(source).cast(pl.String))
+    parsed_local = plain.str.strip_chars().str.replace(" ", "T").str.to_datetime(
+        strict=False, time_unit="us") if frame.schema[source] == pl.String else \
+        pl.col(source).dt.cast_time_unit("us")
+    unresolved = naive & pl.col(target).is_null() & parsed_local.is_not_null()
+    return flag(frame, unresolved, "ambiguous_local_time",
+                pl.lit(f"{source} is not one instant in {tz} (a daylight saving change; write "
+                       "its UTC offset): ") + quoted(source))
 
 
 def require_text(frame: pl.DataFrame, name: str, *, max_len: int,
@@ -303,8 +349,15 @@ def _typed_units(frame: pl.DataFrame, source: str, target: str, *, places: int,
     return frame
 
 
-def parse_instants(frame: pl.DataFrame, source: str, target: str) -> pl.DataFrame:
+def parse_instants(frame: pl.DataFrame, source: str, target: str,
+                   tz: str | None = None) -> pl.DataFrame:
     """ISO 8601 text with a UTC offset → ``Datetime("us", "UTC")`` in ``target``.
+
+    With ``tz`` (a file import's ``--timezone``, by default the business zone Asia/Shanghai),
+    a time without an offset — most hand-made reads files in China carry local times — is read
+    as that zone's wall clock; one that is ambiguous or skipped in the zone (a daylight saving
+    change) is rejected as ``ambiguous_local_time``. Without ``tz`` it is rejected as
+    ``timestamp_without_offset`` (live sources always deliver instants).
 
     Accepted: ``2026-03-01T08:15:00+08:00``, a space instead of ``T``, ``+0800``, ``+08``,
     ``Z``, fractional seconds, no seconds. A time without an offset is ambiguous (local time of
@@ -313,9 +366,12 @@ def parse_instants(frame: pl.DataFrame, source: str, target: str) -> pl.DataFram
     """
     import polars as pl
 
+    def parse(f: pl.DataFrame, s: str, t: str) -> pl.DataFrame:
+        return _instants(f, s, t, tz)
+
     if isinstance(frame.schema[source], pl.Datetime):
-        return _instants(frame, source, target)  # no text to parse: one cheap pass
-    return _via_unique(frame, source, target, _instants)
+        return parse(frame, source, target)  # no text to parse: one cheap pass
+    return _via_unique(frame, source, target, parse)
 
 
 def business_day(frame: pl.DataFrame, source: str, target: str,

@@ -36,7 +36,7 @@ def test_intervals_are_stored_exactly_with_duplicates_kept_for_vee(seeded: Datab
         "M999,2026-03-01T00:45:00+08:00,1",       # 9 unknown meter
         '"M002","2026-03-01T01:00:00+08:00","2.500"',  # 10 quoted fields
     ]) + "\n")
-    res = run(seeded, "intervals", path)
+    res = run(seeded, "intervals", path, timezone=None)
     assert (res.accepted, res.rejected, res.duplicates) == (4, 3, 2)
     assert stored(seeded) == [
         ("M001", T0, 125), ("M001", T0 + timedelta(minutes=15), -2),
@@ -55,7 +55,7 @@ def test_intervals_are_stored_exactly_with_duplicates_kept_for_vee(seeded: Datab
                                   "ORDER BY path")).fetchall()
     assert sum(int(f[3]) for f in files) == 4
     for f in files:
-        assert str(f[2]).startswith(f"day=2026-03-01/group={int(f[1]):02d}/{res.batch_id}")
+        assert str(f[2]).startswith(f"month=2026-03/group={int(f[1]):02d}/{res.batch_id}")
         assert (Path(seeded.settings.data_dir) / "intervals" / str(f[2])).is_file()
     assert {int(f[1]) for f in files} == {intervals.meter_group("M001"),
                                           intervals.meter_group("M002")}
@@ -93,10 +93,13 @@ def test_parquet_input_typed_and_text(seeded: Database, tmp_path: Path) -> None:
     res = run(seeded, "intervals", tmp_path / "iv.parquet")
     assert (res.accepted, res.rejected, res.duplicates) == (2, 1, 0)
     assert stored(seeded) == [("M001", T0, 1500), ("M001", T0 + timedelta(minutes=15), 250)]
-    # a zoneless timestamp column is refused row by row, like offset-less text
+    # a zoneless timestamp column is the business zone's wall clock: the same instants again
     naive = typed.with_columns(pl.col("ts").dt.replace_time_zone(None))
     naive.write_parquet(tmp_path / "naive.parquet")
     res = run(seeded, "intervals", tmp_path / "naive.parquet")
+    assert (res.accepted, res.rejected, res.duplicates) == (0, 1, 2)
+    # without a zone to read it in, it is refused row by row, like offset-less text
+    res = run(seeded, "intervals", tmp_path / "naive.parquet", timezone=None)
     assert (res.accepted, res.rejected, res.duplicates) == (0, 3, 0)
     assert "timestamp_without_offset" in (tmp_path / "naive.parquet.rejected.csv").read_text()
 

@@ -77,11 +77,14 @@ def test_any_zone_is_the_same_instant_and_a_zoneless_one_is_rejected(seeded: Dat
     naive = write_table(tmp_path / "naive.parquet", ["M002", "M002"],
                         [T0, T0 + timedelta(minutes=15)],
                         pa.array([Decimal("1"), Decimal("2")], pa.decimal128(12, 3)), tz=None)
-    res = run(seeded, "intervals", naive)
+    res = run(seeded, "intervals", naive, timezone=None)
     assert (res.accepted, res.rejected, res.duplicates) == (0, 2, 0)
     assert rejected(naive) == [("1", "timestamp_without_offset"),
                                ("2", "timestamp_without_offset")]
     assert stored(seeded) == [("M001", T0, 500)]
+    # read in a zone (the default: the business zone), its wall clock is that zone's
+    res = run(seeded, "intervals", naive, timezone="UTC")
+    assert (res.accepted, res.rejected, res.duplicates) == (2, 0, 0)
 
 
 def test_float_kwh_must_be_a_three_place_decimal(seeded: Database, tmp_path: Path) -> None:

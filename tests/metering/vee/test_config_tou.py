@@ -16,12 +16,31 @@ def test_defaults_and_overrides_from_the_config_file() -> None:
     assert (cfg.short_gap_minutes, cfg.spike_factor, cfg.tou_calendar) == (60, 8.0, "cn-zj-residential")
 
 
+def test_spike_settings_per_class_and_meter_beat_the_defaults() -> None:
+    cfg = VeeConfig.from_raw({"vee": {"spike_floor_kw": 40, "class": {"residential": {
+        "spike_factor": 5}}, "meter": {"M1": {"spike_factor": 7, "spike_floor_kw": 80}}}})
+    assert cfg.spike_setting("spike_factor", "M1", "residential") == 7.0
+    assert cfg.spike_setting("spike_factor", "M2", "residential") == 5.0
+    assert cfg.spike_setting("spike_factor", "M2", None) == 4.0
+    assert cfg.spike_setting("spike_floor_kw", "M2", "residential") == 40.0
+    # the built-in class floors stay unless a class sets its own
+    assert cfg.spike_setting("spike_floor_kw", "M3", "commercial") == 500.0
+    assert cfg.spike_setting("spike_floor_kw", "M3", "agricultural") == 300.0
+
+
 @pytest.mark.parametrize(("section", "message"), [
     ({"short_gap_minute": 60}, "unknown settings: short_gap_minute"),
     ({"short_gap_minutes": "two hours"}, "short_gap_minutes must be like 120"),
     ({"short_gap_minutes": 1.5}, "short_gap_minutes must be like 120"),
     ({"read_min_interval_share": 1.5}, "read_min_interval_share must be in"),
     ({"spike_factor": 0}, "spike_factor must be positive"),
+    ({"spike_quantile": 1.0}, "spike_quantile must be in"),
+    ({"spike_band_hours": 5}, "spike_band_hours must divide 24"),
+    ({"class": {"commercial": {"usage_high_factor": 2}}},
+     r"\[vee.class.commercial\] unknown settings: usage_high_factor"),
+    ({"meter": {"M1": {"spike_floor_kw": "high"}}}, r"\[vee.meter.M1\] spike_floor_kw must be a number"),
+    ({"meter": {"M1": {"spike_floor_kw": 0}}}, r"\[vee.meter.M1\] spike_floor_kw must be positive"),
+    ({"class": ["commercial"]}, r"\[vee.class\] must be a table"),
 ])
 def test_bad_settings_are_refused(section: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):

@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dianfei.metering.vee import pipeline
 from dianfei.metering.vee.config import VeeConfig
@@ -98,16 +100,52 @@ def test_duplicates_identical_and_conflicting() -> None:
         ("duplicate", slot(0), "B1#0"), ("duplicate", slot(0), "B1#1")]
 
 
-def test_spike_threshold_is_factor_times_median_with_a_floor() -> None:
-    # median 100 Wh → 10 × 100 = 1000 Wh, but the floor 5 kW × 0.25 h = 1250 Wh is higher
-    base = [100] * 20
-    assert counts(frame(series("M1", [*base, 1250])))["spikes"] == 0
-    assert counts(frame(series("M1", [*base, 1251])))["spikes"] == 1
-    # a bigger meter: median 1000 Wh → threshold 10000 Wh
-    assert counts(frame(series("M2", [1000] * 20 + [10_001, 9_999])))["spikes"] == 1
-    # too little history (fewer than 8 positive values): no judgement
-    assert counts(frame(series("M3", [100] * 6 + [99_999])))["spikes"] == 0
-    assert counts(frame(series("M1", [*base, 1300])), spike_factor=20.0)["spikes"] == 0
+def test_spike_is_judged_against_the_meters_usual_high_after_enough_history() -> None:
+    # one cell per season (a 24-hour band): 200 × 100 Wh → usual high (99th percentile) 100 Wh,
+    # threshold max(4 × 100, 1 kW × 0.25 h = 250) = 400 Wh
+    day = {"spike_band_hours": 24}
+    base = [100] * 200
+    assert counts(frame(series("M1", [*base, 400])), **day)["spikes"] == 0
+    assert counts(frame(series("M1", [*base, 401])), **day)["spikes"] == 1
+    assert counts(frame(series("M1", [*base, 401])), spike_factor=5.0, **day)["spikes"] == 0
+    # a small meter: 4 × 10 Wh is under the smallest spike (1 kW over a quarter-hour = 250 Wh)
+    small = [10] * 200
+    assert counts(frame(series("M2", [*small, 250])), **day)["spikes"] == 0
+    assert counts(frame(series("M2", [*small, 251])), **day)["spikes"] == 1
+    # too little history (99 positive intervals, 100 needed): not judged
+    assert counts(frame(series("M3", [100] * 98 + [10_000])), **day)["spikes"] == 0
+
+
+def test_the_safety_floor_flags_any_demand_no_household_draws() -> None:
+    # 50 kW over a quarter-hour is 12.5 kWh: above it a spike, whatever the history
+    assert counts(frame(series("M1", [100] * 5 + [12_500])))["spikes"] == 0
+    assert counts(frame(series("M1", [100] * 5 + [12_501])))["spikes"] == 1
+    assert counts(frame(series("M1", [100] * 5 + [12_501])), spike_floor_kw=60.0)["spikes"] == 0
+
+
+def test_class_and_meter_settings_override_the_defaults() -> None:
+    lf = frame(series("SHOP", [100] * 5 + [20_000]), series("HOME", [100] * 5 + [20_000]))
+    meters = pl.LazyFrame({"meter_id": ["SHOP", "HOME"], "digits": [6, 6],
+                           "meter_class": ["commercial", "residential"]})
+    res = pipeline.run(lf, VeeConfig(), TZ, meters=meters)
+    # 80 kW: far above a household, ordinary for a shop (commercial floor 500 kW)
+    assert res.findings.filter(pl.col("rule") == "spike")["meter_id"].to_list() == ["HOME"]
+    cfg = VeeConfig.from_raw({"vee": {"meter": {"HOME": {"spike_floor_kw": 100}},
+                                      "class": {"commercial": {"spike_floor_kw": 60}}}})
+    res = pipeline.run(lf, cfg, TZ, meters=meters)
+    assert res.findings.filter(pl.col("rule") == "spike")["meter_id"].to_list() == ["SHOP"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(usual=st.integers(1, 3000), over=st.integers(-50, 50))
+def test_threshold_is_the_larger_of_factor_times_usual_high_and_the_smallest_spike(
+        usual: int, over: int) -> None:
+    threshold = max(4 * usual, 250)
+    value = threshold + over
+    if value <= 0 or value > 12_500:
+        return
+    got = counts(frame(series("M1", [usual] * 200 + [value])), spike_band_hours=24)["spikes"]
+    assert got == (1 if value > threshold else 0)
 
 
 def test_figures_do_not_depend_on_estimation() -> None:
@@ -120,7 +158,7 @@ def test_figures_do_not_depend_on_estimation() -> None:
 
 def test_rows_out_of_order_give_the_same_figures_and_findings() -> None:
     # the store's files are sorted and the sort is then skipped; any other order is sorted first
-    lf = frame(series("M2", [5, None, 0, 0, -1, 7000] + [100] * 20),
+    lf = frame(series("M2", [5, None, 0, 0, -1, 13_000] + [100] * 20),
                series("M1", [1, None, None, 1] + [0] * 96))
     ordered = pipeline.run(lf, VeeConfig(), TZ)
     shuffled = pipeline.run(lf.collect().sample(fraction=1.0, shuffle=True, seed=3).lazy(),

@@ -66,15 +66,17 @@ def test_interval_sum_against_register_difference() -> None:
 # ------------------------------------------------------------------ usage
 
 
-def test_high_and_low_usage_against_the_meters_usual_day() -> None:
-    # seven usual days of 96 × 20 Wh = 1.92 kWh; day 8 is 96 × 100 Wh (high), day 9 96 × 2 Wh (low)
-    values = [20] * 96 * 7 + [100] * 96 + [2] * 96
-    res = run(frame(series("M1", values)))
+def test_high_and_low_usage_against_the_meters_usual_range_in_the_season() -> None:
+    # 30 spring days of 96 × 20 Wh = 1.92 kWh: usual range 1.92–1.92 kWh. A day above
+    # 2.5 × 1.92 = 4.8 kWh is high, one below 0.05 × 1.92 = 0.096 kWh is low
+    usual = [20] * 96 * 30
+    res = run(frame(series("M1", usual + [100] * 96 + [1] * 96 + [0, 1] * 48)))
     found = res.findings.filter(pl.col("rule").is_in(["high_usage", "low_usage"]))
     assert found.select("rule", "ts", "value_wh").rows() == [
-        ("high_usage", T0 + timedelta(days=7), 9600), ("low_usage", T0 + timedelta(days=8), 192)]
-    # six days of history are not enough to judge
-    short = run(frame(series("M1", [20] * 96 * 6 + [100] * 96)))
+        ("high_usage", T0 + timedelta(days=30), 9600), ("low_usage", T0 + timedelta(days=32), 48)]
+    assert "usual high of 1.920 kWh a day in spring" in found["detail"][0]
+    # 27 complete days are not enough to judge (28 needed)
+    short = run(frame(series("M1", [20] * 96 * 26 + [100] * 96)))
     assert short.findings.filter(pl.col("rule") == "high_usage").height == 0
 
 

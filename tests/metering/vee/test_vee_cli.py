@@ -40,7 +40,7 @@ def test_run_report_findings_edit_and_read_rate(db_env: dict[str, str]) -> None:
     db = open_database(load_settings(db_env))
     try:
         load_people(db, [Person("C1")])
-        values = [100, None, 300] + [0] * 96 + [40] * 20 + [4000]
+        values = [100, None, 300] + [0] * 96 + [40] * 20 + [13_000]
         rows = [("MC1", slot(k), kwh_text(v)) for k, v in enumerate(values) if v is not None]
         ingest.ingest_intervals(db, pl.DataFrame(rows, schema={
             "meter_id": pl.String, "ts": pl.Datetime("us", "UTC"), "kwh": pl.String}, orient="row"),
@@ -59,7 +59,8 @@ def test_run_report_findings_edit_and_read_rate(db_env: dict[str, str]) -> None:
 
     spikes = json.loads(dianfei(db_env, "vee", "findings", "--rule", "spike", "--json").stdout)
     assert spikes == [{"rule": "spike", "meter_id": "MC1", "ts": "2026-03-03T05:45:00+08:00",
-                       "value": "4.000", "detail": spikes[0]["detail"]}]
+                       "value": "13.000", "detail": spikes[0]["detail"]}]
+    assert "above the 50.0 kW" in spikes[0]["detail"]
     every = json.loads(dianfei(db_env, "vee", "findings", "--json").stdout)
     assert {f["rule"] for f in every} == {"gap", "zero_run", "spike"}
     assert all(set(f) >= {"rule", "meter_id", "ts", "value", "detail"} for f in every)

@@ -180,7 +180,7 @@ def test_groupwise_processing_gives_the_same_results(
         people_db: Database, store_intervals: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     # a big deployment runs VEE one meter group at a time; the answer must not change
     store_intervals("MC1", [100, None, None, 200] + [0] * 96)
-    store_intervals("MC2", [5, None, 7, -1, 9000] + [50] * 20)
+    store_intervals("MC2", [5, None, 7, -1, 13_000] + [50] * 20)
     whole = service.report(people_db), service.findings(people_db)
     monkeypatch.setattr(service, "GROUPWISE_METERS", 0)
     grouped = service.report(people_db), service.findings(people_db)

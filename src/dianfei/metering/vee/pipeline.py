@@ -58,7 +58,8 @@ def run(intervals: pl.LazyFrame, cfg: VeeConfig, tz: str, *,
         with_estimates: bool = True) -> VeeResult:
     """Validate and estimate. ``intervals``: meter_id, ts, minutes, wh (one row per meter and ts).
     ``duplicates``: batch_id, meter_id, ts, wh, first_wh. ``reads``: register reads;
-    ``meters``: meter_id, digits (for rollover)."""
+    ``meters``: meter_id, digits (for rollover) and optionally meter_class (the customer class,
+    for the spike settings of the class)."""
     dups = duplicates if duplicates is not None else empty_duplicates()
     reads_df = (reads if reads is not None else empty_reads()).collect()
     meters_lf = meters if meters is not None else empty_meters()
@@ -69,7 +70,7 @@ def run(intervals: pl.LazyFrame, cfg: VeeConfig, tz: str, *,
     prepared, slots = prepared_df.lazy(), slots_df.lazy()
     gap_events = rules.gaps(slots)
     zero_runs = rules.zero_run_events(slots)
-    spike_rows = rules.spikes(prepared, cfg)
+    spike_rows = rules.spikes(prepared, cfg, rules.spike_settings(meters_lf.collect(), cfg))
 
     plans: list[pl.LazyFrame] = [
         prepared.select(pl.len().alias("intervals"),

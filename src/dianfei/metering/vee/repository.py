@@ -81,12 +81,13 @@ def register_reads(db: Database, day_from: date | None = None, day_to: date | No
 def meters(db: Database) -> pl.DataFrame:
     """Every meter with its register digits, place in the network and dates."""
     sql = ("SELECT m.meter_id, m.digits, m.comm_address, m.installed_on, m.removed_on, "
-           "c.region_id, c.station_id FROM meters m "
+           "c.region_id, c.station_id, c.customer_class AS meter_class FROM meters m "
            "LEFT JOIN accounts a ON a.account_id = m.account_id "
            "LEFT JOIN customers c ON c.customer_id = a.customer_id")
     return read_frame(db.engine, sql, dates=("installed_on", "removed_on"),
                       schema={"meter_id": pl.String, "digits": pl.Int64, "comm_address": pl.String,
-                              "region_id": pl.String, "station_id": pl.String})
+                              "region_id": pl.String, "station_id": pl.String,
+                              "meter_class": pl.String})
 
 
 def estimates(db: Database, day_from: date | None = None, day_to: date | None = None,

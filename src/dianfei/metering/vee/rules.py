@@ -240,36 +240,138 @@ def negative(prepared: pl.LazyFrame) -> pl.LazyFrame:
         detail=fmt("negative interval value {} kWh", kwh_text(pl.col("wh")))))
 
 
-def spike_thresholds(prepared: pl.LazyFrame, cfg: VeeConfig) -> pl.LazyFrame:
-    """Per meter: the median of its positive intervals and the spike threshold in Wh,
-    max(spike_factor × median, spike_floor_kw × step/60 h); meters with fewer than
-    spike_min_history positive intervals get no threshold (too little history to judge).
+#: meteorological seasons of the business month (12, 1, 2 → winter …): loads follow them
+SEASONS: Final = ("winter", "spring", "summer", "autumn")
 
-    Only meters with a value above the floor can have a spike (the threshold is never below
-    it), so medians are computed for those alone: the same result, a fraction of the work."""
-    floor = pl.col("step") * (cfg.spike_floor_kw * 1000.0 / 60.0)
-    candidates = prepared.filter(pl.col("wh") > floor).select("meter_key").unique()
-    stats = (prepared.join(candidates, on="meter_key", how="semi")
-             .filter(pl.col("wh") > 0).group_by("meter_key")
-             .agg(pl.col("wh").median().alias("median_wh"), pl.len().alias("history"),
-                  pl.col("step").first()))
-    return (stats.filter(pl.col("history") >= cfg.spike_min_history)
-            .select("meter_key", "median_wh",
-                    pl.max_horizontal(pl.col("median_wh") * cfg.spike_factor, floor)
-                    .round(0).cast(pl.Int64).alias("threshold_wh")))
+SPIKE_SETTINGS_SCHEMA: Final = pl.Schema({
+    "meter_id": pl.String(), "spike_factor": pl.Float64(), "spike_min_history": pl.Int64(),
+    "spike_min_kw": pl.Float64(), "spike_floor_kw": pl.Float64(),
+})
 
 
-def spikes(prepared: pl.LazyFrame, cfg: VeeConfig) -> pl.LazyFrame:
-    """Spike (尖峰): ``wh > threshold`` where threshold = max(k × median of the meter's positive
-    intervals in the data examined, floor). The median is robust: a few spikes do not move it."""
-    th = spike_thresholds(prepared, cfg)
-    return (prepared.join(th, on="meter_key", how="inner")
-            .filter(pl.col("wh") > pl.col("threshold_wh"))
-            .select(_finding("spike", value=pl.col("wh"), detail=fmt(
-                "{} kWh above the threshold {} kWh ({} × median {} kWh)",
-                kwh_text(pl.col("wh")), kwh_text(pl.col("threshold_wh")),
-                pl.lit(str(cfg.spike_factor)),
-                kwh_text(pl.col("median_wh").round(0).cast(pl.Int64))))))
+def spike_settings(meters: pl.DataFrame, cfg: VeeConfig) -> pl.DataFrame:
+    """Per meter whose spike settings differ from the defaults (its class's or its own, see
+    ``VeeConfig.spike_setting``): meter_id and the four settings. ``meters`` has ``meter_id``
+    and, when known, ``meter_class``. Columnar: a join with a row per class and per named meter."""
+    from dianfei.metering.vee.config import SPIKE_OVERRIDABLE
+
+    cls = (pl.col("meter_class") if "meter_class" in meters.columns
+           else pl.lit(None, pl.String)).alias("meter_class")
+    frame = meters.select(pl.col("meter_id").cast(pl.String), cls.cast(pl.String))
+
+    def table(rows: dict[str, dict[str, float]], key: str, suffix: str) -> pl.DataFrame:
+        return pl.DataFrame(
+            [{key: name, **{f"{k}{suffix}": t.get(k) for k in SPIKE_OVERRIDABLE}}
+             for name, t in rows.items() if t],
+            schema={key: pl.String, **{f"{k}{suffix}": pl.Float64 for k in SPIKE_OVERRIDABLE}})
+
+    by_class, by_meter = table(cfg.classes, "meter_class", "_c"), table(cfg.meters, "meter_id", "_m")
+    frame = (frame.join(by_class, on="meter_class", how="left")
+             .join(by_meter, on="meter_id", how="left"))
+    special = pl.any_horizontal(pl.col(f"{k}{s}").is_not_null()
+                                for k in SPIKE_OVERRIDABLE for s in ("_c", "_m"))
+    return frame.filter(special).select(
+        "meter_id",
+        *(pl.coalesce(f"{k}_m", f"{k}_c", pl.lit(float(getattr(cfg, k))))
+          .cast(SPIKE_SETTINGS_SCHEMA[k]).alias(k) for k in SPIKE_OVERRIDABLE))
+
+
+def _with_settings(rows: pl.LazyFrame, settings: pl.DataFrame | None,
+                   cfg: VeeConfig) -> pl.LazyFrame:
+    names = ("spike_factor", "spike_min_history", "spike_min_kw", "spike_floor_kw")
+    if settings is None or settings.height == 0:
+        return rows.with_columns(pl.lit(getattr(cfg, n)).alias(n) for n in names)
+    return (rows.join(settings.lazy(), on="meter_id", how="left")
+            .with_columns(pl.col(n).fill_null(getattr(cfg, n)) for n in names))
+
+
+def _band_label(band: pl.Expr, hours: int) -> pl.Expr:
+    start = (band * hours).cast(pl.String).str.zfill(2)
+    end = ((band + 1) * hours).cast(pl.String).str.zfill(2)
+    return pl.concat_str(start, pl.lit(":00–"), end, pl.lit(":00"))
+
+
+def _demand_kw(wh: pl.Expr) -> pl.Expr:
+    """The mean demand of an interval in kW (as Wh per hour = W, then kW text)."""
+    return kwh_text((wh * 60 / pl.col("step")).round(0).cast(pl.Int64))
+
+
+def spikes(prepared: pl.LazyFrame, cfg: VeeConfig,
+           settings: pl.DataFrame | None = None) -> pl.LazyFrame:
+    """Spike (尖峰): an interval far above what this meter usually draws at that time of day in
+    that season.
+
+    * The meter's *usual high* is the ``spike_quantile`` (0.99) of its positive on-grid
+      intervals in the same season and ``spike_band_hours`` band of the day — robust: the top 1 %
+      (an EV charging some nights, a heat wave) is the usual high, and a lone fault cannot move it.
+      A cell with fewer than ``spike_min_history`` intervals uses the same band over all seasons;
+      with fewer there too the meter is not judged (too little history).
+    * A spike is above ``spike_factor`` × the usual high and above ``spike_min_kw`` of demand.
+    * The safety net: an interval at a demand above ``spike_floor_kw`` (per class: far above what
+      the class draws) is a spike whatever the history.
+
+    Only meters with enough positive intervals are grouped at all, so a wide day (a million
+    meters with a day each) costs one sorted count."""
+    h = cfg.spike_band_hours
+    floor_kw = [cfg.spike_floor_kw, *[t["spike_floor_kw"] for t in (*cfg.classes.values(),
+                                                                    *cfg.meters.values())
+                                      if "spike_floor_kw" in t]]
+    min_hist = min([cfg.spike_min_history, *[int(t["spike_min_history"]) for t in (
+        *cfg.classes.values(), *cfg.meters.values()) if "spike_min_history" in t]])
+    floor_wh = pl.col("spike_floor_kw") * pl.col("step") * (1000.0 / 60.0)
+    # the safety net: rows above the lowest floor of any setting, then each meter's own
+    net = (_with_settings(prepared.filter(pl.col("wh") > pl.col("step") * (min(floor_kw) * 1000.0 / 60.0)),
+                          settings, cfg)
+           .filter(pl.col("wh") > floor_wh))
+
+    pos = prepared.filter(pl.col("on_grid") & (pl.col("wh") > 0))
+    enough = (pos.group_by(pl.col("meter_key").set_sorted()).agg(pl.len().alias("n"))
+              .filter(pl.col("n") >= min_hist).select("meter_key"))
+    rows = (pos.join(enough, on="meter_key", how="semi")
+            .with_columns(((pl.col("day").dt.month().cast(pl.Int32) % 12) // 3).alias("season"),
+                          (pl.col("tod") // (60 * h)).alias("band")))
+
+    def stats(keys: list[str], suffix: str) -> pl.LazyFrame:
+        return rows.group_by(keys).agg(
+            pl.col("wh").quantile(cfg.spike_quantile, "linear").alias(f"hi{suffix}"),
+            pl.col("wh").quantile(0.05, "linear").alias(f"lo{suffix}"),
+            pl.col("wh").median().alias(f"med{suffix}"), pl.len().alias(f"n{suffix}"))
+
+    judged = (_with_settings(rows.join(stats(["meter_key", "season", "band"], "_c"),
+                                       on=["meter_key", "season", "band"], how="left")
+                             .join(stats(["meter_key", "band"], "_b"), on=["meter_key", "band"],
+                                   how="left"), settings, cfg))
+    cell = pl.col("n_c") >= pl.col("spike_min_history")
+    pick = {k: pl.when(cell).then(pl.col(f"{k}_c")).otherwise(pl.col(f"{k}_b"))
+            for k in ("hi", "lo", "med", "n")}
+    judged = (judged.with_columns(*(v.alias(k) for k, v in pick.items()),
+                                  cell.alias("by_season"))
+              .filter(pl.col("n") >= pl.col("spike_min_history"))
+              .with_columns(pl.max_horizontal(pl.col("hi") * pl.col("spike_factor"),
+                                              pl.col("spike_min_kw") * pl.col("step") * (1000.0 / 60.0))
+                            .round(0).cast(pl.Int64).alias("threshold_wh"))
+              .filter(pl.col("wh") > pl.col("threshold_wh")))
+    when = pl.concat_str(_band_label(pl.col("band"), h),
+                         pl.when(pl.col("by_season"))
+                         .then(pl.lit(" in ") + pl.col("season").replace_strict(
+                             dict(enumerate(SEASONS)), return_dtype=pl.String))
+                         .otherwise(pl.lit(" (all seasons)")))
+    wh_int = {k: pl.col(k).round(0).cast(pl.Int64) for k in ("hi", "lo", "med")}
+    by_stats = judged.select(_finding("spike", value=pl.col("wh"), detail=fmt(
+        "{} kWh in {} minutes ({} kW) is {}× this meter's usual high of {} kWh at {} "
+        "(usual range {}–{} kWh, median {} kWh, over {} intervals); spikes start above {} × "
+        "the usual high = {} kWh",
+        kwh_text(pl.col("wh")), "step", _demand_kw(pl.col("wh")),
+        (pl.col("wh") / pl.max_horizontal(pl.col("hi"), pl.lit(1.0))).round(1), kwh_text(wh_int["hi"]),
+        when, kwh_text(wh_int["lo"]), kwh_text(wh_int["hi"]), kwh_text(wh_int["med"]), "n",
+        "spike_factor", kwh_text(pl.col("threshold_wh")))))
+    by_floor = net.select(_finding("spike", value=pl.col("wh"), detail=fmt(
+        "{} kWh in {} minutes is a demand of {} kW, above the {} kW no meter of its class draws "
+        "(the safety net, whatever the meter's history)",
+        kwh_text(pl.col("wh")), "step", _demand_kw(pl.col("wh")),
+        pl.col("spike_floor_kw").round(1))))
+    return pl.concat([by_stats, by_floor.join(by_stats.select("meter_id", "ts"),
+                                              on=["meter_id", "ts"], how="anti")])
 
 
 def zero_run_events(slots: pl.LazyFrame) -> pl.LazyFrame:
@@ -310,22 +412,53 @@ def daily_totals(prepared: pl.LazyFrame, tz: str) -> pl.LazyFrame:
 
 
 def usage_deviation(prepared: pl.LazyFrame, cfg: VeeConfig, tz: str) -> pl.LazyFrame:
-    """High/low usage (电量突变): a complete day whose total is above usage_high_factor × or below
-    usage_low_factor × the meter's usual day — the median of its previous usage_window_days
-    complete days (at least usage_min_days of them, usual ≥ usage_min_usual_kwh)."""
-    days = (daily_totals(prepared, tz).filter(pl.col("complete")).sort("meter_key", "day")
-            .with_columns(pl.col("wh").shift(1)
-                          .rolling_median(window_size=cfg.usage_window_days,
-                                          min_samples=cfg.usage_min_days)
-                          .over("meter_key").alias("usual")))
-    judged = days.filter(pl.col("usual") >= cfg.usage_min_usual_kwh * 1000)
-    rule = (pl.when(pl.col("wh") > pl.col("usual") * cfg.usage_high_factor).then(pl.lit("high_usage"))
-            .when(pl.col("wh") < pl.col("usual") * cfg.usage_low_factor).then(pl.lit("low_usage")))
+    """High/low usage (电量突变): a complete day far outside this meter's usual days in that
+    season.
+
+    The usual range is the 5th–95th percentile of the meter's complete daily totals in the same
+    season (over the history examined; with fewer than usage_min_days such days, over all its
+    days; with fewer still, the meter is not judged). A day above usage_high_factor × the usual
+    high is ``high_usage``; below usage_low_factor × the usual low is ``low_usage`` — so a
+    household's own heating or cooling season, holidays away or PV days, being part of its usual
+    range, raise nothing, and a vacant week keeps its standby (5–15 % of the usual low) while a
+    stopped or bypassed meter records almost nothing. Ranges whose high (for high) or low (for low) is under
+    usage_min_usual_kwh are not judged (a near-empty house is not "low")."""
+    days = (daily_totals(prepared, tz).filter(pl.col("complete"))
+            .with_columns(((pl.col("day").dt.month().cast(pl.Int32) % 12) // 3).alias("season")))
+
+    def stats(keys: list[str], suffix: str) -> pl.LazyFrame:
+        return days.group_by(keys).agg(
+            pl.col("wh").quantile(0.95, "linear").alias(f"hi{suffix}"),
+            pl.col("wh").quantile(0.05, "linear").alias(f"lo{suffix}"),
+            pl.col("wh").median().alias(f"med{suffix}"), pl.len().alias(f"n{suffix}"))
+
+    judged = (days.join(stats(["meter_key", "season"], "_s"), on=["meter_key", "season"])
+              .join(stats(["meter_key"], "_m"), on="meter_key"))
+    by_season = pl.col("n_s") >= cfg.usage_min_days
+    judged = (judged.with_columns(
+        *(pl.when(by_season).then(pl.col(f"{k}_s")).otherwise(pl.col(f"{k}_m")).alias(k)
+          for k in ("hi", "lo", "med", "n")), by_season.alias("by_season"))
+        .filter(pl.col("n") >= cfg.usage_min_days))
+    usual_min = cfg.usage_min_usual_kwh * 1000
+    # the usual high, or the range's width when it is wider (a PV meter's net days straddle zero)
+    top = pl.max_horizontal(pl.col("hi"), pl.col("hi") - pl.col("lo"))
+    high = (pl.col("hi") >= usual_min) & (pl.col("wh") > top * cfg.usage_high_factor)
+    low = (pl.col("lo") >= usual_min) & (pl.col("wh") < pl.col("lo") * cfg.usage_low_factor)
+    rule = pl.when(high).then(pl.lit("high_usage")).when(low).then(pl.lit("low_usage"))
+    season = pl.when(pl.col("by_season")).then(pl.lit(" in ") + pl.col("season").replace_strict(
+        dict(enumerate(SEASONS)), return_dtype=pl.String)).otherwise(pl.lit(" (all seasons)"))
+    ref = pl.when(pl.col("r") == "high_usage").then(top).otherwise(pl.col("lo"))
+    as_wh = {k: pl.col(k).round(0).cast(pl.Int64) for k in ("hi", "lo", "med")}
     return (judged.with_columns(rule.alias("r")).filter(pl.col("r").is_not_null())
             .select(_finding(pl.col("r"), ts=_day_start_utc(pl.col("day"), tz), value=pl.col("wh"),
-                             detail=fmt("day {} used {} kWh against a usual {} kWh",
-                                              pl.col("day").cast(pl.String), kwh_text(pl.col("wh")),
-                                              kwh_text(pl.col("usual").round(0).cast(pl.Int64))))))
+                             detail=fmt(
+                "day {} used {} kWh, {}× this meter's usual {} of {} kWh a day{} (usual range "
+                "{}–{} kWh, median {} kWh, over {} complete days)",
+                pl.col("day").cast(pl.String), kwh_text(pl.col("wh")),
+                (pl.col("wh") / pl.max_horizontal(ref, pl.lit(1.0))).round(2),
+                pl.when(pl.col("r") == "high_usage").then(pl.lit("high")).otherwise(pl.lit("low")),
+                kwh_text(ref.round(0).cast(pl.Int64)), season, kwh_text(as_wh["lo"]),
+                kwh_text(as_wh["hi"]), kwh_text(as_wh["med"]), "n"))))
 
 
 def reverse_energy(prepared: pl.LazyFrame, tz: str) -> pl.LazyFrame:

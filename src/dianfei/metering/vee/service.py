@@ -65,7 +65,7 @@ def _result(db: Database, day_from: date | None, day_to: date | None, *,
     cfg = config(db)
     tz = repository.tz_name(db)
     reads = repository.register_reads(db, day_from, day_to) if with_findings else None
-    meter_frame = repository.meters(db).select("meter_id", "digits")
+    meter_frame = repository.meters(db).select("meter_id", "digits", "meter_class")
     dups = repository.duplicates(db, day_from, day_to)
     if meter_frame.height <= GROUPWISE_METERS:
         return pipeline.run(
@@ -82,7 +82,7 @@ def _result(db: Database, day_from: date | None, day_to: date | None, *,
             duplicates=dups.filter(pl.col("meter_id").is_in(mine.implode())).lazy(),
             reads=(reads.filter(pl.col("meter_id").is_in(mine.implode())).lazy()
                    if reads is not None else None),
-            meters=members.select("meter_id", "digits").lazy(),
+            meters=members.select("meter_id", "digits", "meter_class").lazy(),
             with_findings=with_findings, with_estimates=with_estimates))
     counts: dict[str, int] = {}
     for part in parts:
