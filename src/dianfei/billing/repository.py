@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from dianfei.core.clock import Period
 from dianfei.db.frames import read_frame
@@ -264,3 +264,20 @@ def issued_bills_of_mode(engine: Engine, payment_mode: str, since_period: str) -
         "WHERE b.status = 'issued' AND b.period >= :p",
         {"p": since_period, "m": payment_mode}, instants=("read_to_at",),
         schema={"account_id": pl.String, "period": pl.String, "kwh": pl.Int64})
+
+
+_BILL_FACTS = ("SELECT bill_id, account_id, customer_id, period, issued_on, due_on, amount, kwh, "
+               "status FROM bills WHERE {member}")
+
+
+def bill_facts(conn: Connection, column: str, values: list[str]) -> pl.DataFrame:
+    """bill_id, account_id, customer_id, period, issued_on, due_on, amount, kwh, status of the
+    bills whose ``column`` (bill_id or account_id) is one of ``values`` (one list parameter)."""
+    from dianfei.db.lists import any_of
+
+    member, params = any_of(conn, column, "ids", sorted(set(values)))
+    return read_frame(conn, _BILL_FACTS.format(member=member), params,
+                      dates=("issued_on", "due_on"),
+                      schema={"bill_id": pl.String, "account_id": pl.String,
+                              "customer_id": pl.String, "period": pl.String,
+                              "amount": pl.Int64, "kwh": pl.Int64, "status": pl.String})

@@ -169,3 +169,17 @@ def posted_since(engine: Engine, accounts: Sequence[str], since: Any) -> pl.Data
         return pl.DataFrame(schema={"account_id": pl.String,
                                     "posted_at": pl.Datetime("us", "UTC"), "amount": pl.Int64})
     return pl.concat(frames, how="vertical_relaxed")
+
+
+def stored_payments(conn: Connection, payment_ids: Sequence[str]) -> pl.DataFrame:
+    """payment_id, customer_id, paid_at (UTC), amount, channel of the named payments that exist."""
+    import polars as pl
+
+    from dianfei.db.lists import any_of
+
+    member, params = any_of(conn, "payment_id", "ids", sorted(set(payment_ids)))
+    return read_frame(conn, "SELECT payment_id, customer_id, paid_at, amount, channel "
+                      f"FROM payments WHERE {member}", params, instants=("paid_at",),
+                      schema={"payment_id": pl.String, "customer_id": pl.String,
+                              "paid_at": pl.Datetime("us", "UTC"), "amount": pl.Int64,
+                              "channel": pl.String})
