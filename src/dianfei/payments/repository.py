@@ -122,7 +122,10 @@ def account_payments(engine: Engine, account_id: str) -> pl.DataFrame:
 
 
 def allocation_rows(engine: Engine, period: str | None = None) -> pl.DataFrame:
-    """One row per allocation for ``export payments`` (optionally of one bill period)."""
+    """One row per allocation for ``export payments`` (optionally of one bill period); typed
+    when there is none (an imported history with bills but no payments yet)."""
+    import polars as pl
+
     params: dict[str, Any] = {}
     where = ""
     if period:
@@ -133,7 +136,7 @@ def allocation_rows(engine: Engine, period: str | None = None) -> pl.DataFrame:
         "SELECT pa.id, pa.payment_id, p.customer_id, pa.allocated_at AS paid_at, pa.amount, "
         "p.channel, pa.bill_id, pa.allocated_to FROM payment_allocations pa "
         f"JOIN payments p ON p.payment_id = pa.payment_id{where} ORDER BY pa.id",
-        params, instants=("paid_at",))
+        params, instants=("paid_at",), schema={"id": pl.Int64, "amount": pl.Int64})
 
 
 def bill_payment_state(engine: Engine, period: str | None = None) -> pl.DataFrame:
