@@ -58,6 +58,9 @@ def test_named_bill_rule_and_credit(customers: Database, tmp_path: Path) -> None
         ("2025-02-10T00:00:00+08:00", "20.00", None, "credit"),
         ("2025-03-01T00:00:00+08:00", "20.00", "B2", "bill"),
         ("2025-03-01T00:00:00+08:00", "-20.00", None, "credit")]
+    # P2 named B2: all of it went there, although B1 was older (already paid) — and B3 not yet
+    p2 = payments_frame(db, None).filter(pl.col("payment_id") == "P2")
+    assert p2.select("amount", "bill_id", "allocated_to").rows() == [("30.00", "B2", "bill")]
     e = ledger.entries(db.engine).filter(pl.col("kind") == "payment").sort("reference")
     assert e["business_date"].to_list() == [date(2025, 2, 10), date(2025, 3, 10),
                                             date(2025, 4, 5), date(2025, 1, 15)]
@@ -99,5 +102,19 @@ def test_payments_before_their_bills_file(customers: Database, tmp_path: Path) -
     payments(db, write(tmp_path, "p.csv", PAYMENTS_HEADER + "\nQ1,H002,2025-01-15,70.00,bank,\n"))
     bills(db, write(tmp_path, "bills.csv", BILLS))
     assert paid(db)["C1"] == ("50.00", "paid", date(2025, 2, 1))
+    with db.engine.connect() as conn:
+        assert ledger.check(conn) == []
+
+
+def test_named_bill_before_older_open_one(customers: Database, tmp_path: Path) -> None:
+    """The payer's bill id wins over the rule: the newer bill is settled, the older stays open,
+    and only what is left over goes by the rule."""
+    db = customers
+    bills(db, write(tmp_path, "bills.csv", BILLS))
+    payments(db, write(tmp_path, "p.csv", PAYMENTS_HEADER + "\n"
+                       "N1,H001,2025-03-20 12:00,90.50,counter,B2\n"))
+    state = paid(db)
+    assert state["B2"] == ("80.50", "paid", date(2025, 3, 20))
+    assert state["B1"] == ("10.00", "partially_paid", None)
     with db.engine.connect() as conn:
         assert ledger.check(conn) == []
