@@ -118,3 +118,35 @@ def test_named_bill_before_older_open_one(customers: Database, tmp_path: Path) -
     assert state["B1"] == ("10.00", "partially_paid", None)
     with db.engine.connect() as conn:
         assert ledger.check(conn) == []
+
+
+def test_parquet_with_typed_columns(customers: Database, tmp_path: Path) -> None:
+    """Parquet exports: dates as dates, amounts as decimals, paid_at as a zoned or a local
+    timestamp (local time is Asia/Shanghai, as in CSV)."""
+    from datetime import datetime
+    from decimal import Decimal
+
+    db = customers
+    pl.DataFrame({
+        "bill_id": ["Q1"], "customer_id": ["H003"], "period": ["2025-01"],
+        "issued_on": [date(2025, 2, 1)], "due_on": [date(2025, 2, 16)],
+        "amount": [Decimal("45.60")], "kwh": [Decimal("80.00")],
+    }).write_parquet(tmp_path / "bills.parquet")
+    assert counts(bills(db, tmp_path / "bills.parquet")) == (1, 0, 0)
+    zoned = pl.DataFrame({
+        "payment_id": ["Z1"], "customer_id": ["H003"],
+        "paid_at": pl.Series([datetime(2025, 2, 3, 2, 0)]).dt.replace_time_zone("UTC"),
+        "amount": [Decimal("40.00")], "channel": ["bank"]})
+    zoned.write_parquet(tmp_path / "z.parquet")
+    local = pl.DataFrame({
+        "payment_id": ["L1"], "customer_id": ["H003"],
+        "paid_at": [datetime(2025, 2, 4, 23, 30)], "amount": [5.6], "channel": ["counter"],
+        "bill_id": ["Q1"]})
+    local.write_parquet(tmp_path / "l.parquet")
+    assert counts(payments(db, tmp_path / "z.parquet")) == (1, 0, 0)
+    assert counts(payments(db, tmp_path / "l.parquet")) == (1, 0, 0)
+    rows = payments_frame(db, None).sort("paid_at")
+    assert rows.select("payment_id", "paid_at", "amount").rows() == [
+        ("Z1", "2025-02-03T10:00:00+08:00", "40.00"),
+        ("L1", "2025-02-04T23:30:00+08:00", "5.60")]
+    assert paid(db)["Q1"] == ("45.60", "paid", date(2025, 2, 4))

@@ -76,6 +76,10 @@ def parse_payments(chunk: pl.DataFrame) -> pl.DataFrame:
     ``_paid_at`` (UTC), ``_amount`` (fen), ``_channel`` and ``_bill`` (null when none named)."""
     import polars as pl
 
+    dtype = chunk.schema["paid_at"]
+    if isinstance(dtype, pl.Datetime):  # a typed Parquet column: its instant, or local time
+        fmt = "%Y-%m-%dT%H:%M:%S%.f" + ("%:z" if dtype.time_zone else "")
+        chunk = chunk.with_columns(pl.col("paid_at").dt.strftime(fmt))
     f = metering.start_reasons(metering.as_text(chunk))
     f = metering.require_text(f, "payment_id", max_len=40)
     f = metering.require_text(f, "customer_id", max_len=32)
