@@ -117,6 +117,11 @@ def test_cli_gbk_and_json(db_env: dict[str, str], tmp_path: Path) -> None:
     proc = dianfei("import", "bills", str(path), "--json")  # GBK read as UTF-8: a clear error
     assert proc.returncode == 2 and "--encoding gbk" in proc.stderr
     assert "Traceback" not in proc.stderr
+    pays = write(tmp_path, "payments.csv", "payment_id,customer_id,paid_at,amount,channel,"
+                 "bill_id,收费员\nGP1,H001,2025-02-05 10:00,20,营业厅,G1,王\n", encoding="gbk")
+    proc = dianfei("import", "payments", str(pays), "--encoding", "gbk", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"accepted": 1, "rejected": 0, "duplicates": 0}
     proc = dianfei("import", "invoices", str(path))
     assert proc.returncode == 2 and "bills, payments" in proc.stderr
     assert dianfei("ledger", "check").returncode == 0
