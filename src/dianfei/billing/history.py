@@ -45,7 +45,6 @@ COLUMNS = ("bill_id", "customer_id", "period", "issued_on", "due_on", "amount", 
 LEGACY_TARIFF = "legacy"
 LINE_CODE = "legacy_bill"
 LINE_TEXT = "历史账单 (legacy bill, imported)"
-_COMPARED = ("customer_id", "period", "issued_on", "due_on", "amount", "kwh")
 
 
 def import_bills(db: Database, path: Path, *, clock: Clock, encoding: str = "utf-8",
@@ -125,9 +124,7 @@ class BillsLoader:
         good = pl.concat(self._good, how="vertical_relaxed").sort(metering.LINE)
         self._good = []
         n = good.height
-        rows = good.with_columns(
-            pl.col("_period").alias("period"), pl.col("_issued_on").alias("issued_on_d"),
-            pl.col("_due_on").alias("due_on_d"))
+        rows = good
         rejected: list[pl.DataFrame] = []
         # the same bill id twice in the file: the first line wins
         rows = rows.with_columns(pl.col(metering.LINE).first().over("bill_id").alias("_first"),
@@ -161,22 +158,22 @@ class BillsLoader:
         # one live bill per customer (account) and period: stored ones, then the file's first
         live = bill_facts(self.conn, "account_id", rows["_account"].unique().to_list()).filter(
             pl.col("status") != "cancelled").select(
-            pl.col("account_id").alias("_account"), "period",
+            pl.col("account_id").alias("_account"), pl.col("period").alias("_period"),
             pl.col("bill_id").alias("_live_bill"))
-        rows = rows.join(live, on=["_account", "period"], how="left")
+        rows = rows.join(live, on=["_account", "_period"], how="left")
         rejected.append(_reject(rows.filter(pl.col("_live_bill").is_not_null()),
                                 "period_already_billed",
                                 pl.lit("customer ") + pl.col("customer_id")
                                 + pl.lit(" already has bill ") + pl.col("_live_bill")
-                                + pl.lit(" for ") + pl.col("period")))
+                                + pl.lit(" for ") + pl.col("_period")))
         rows = rows.filter(pl.col("_live_bill").is_null())
-        rows = rows.with_columns(pl.col(metering.LINE).first().over("_account", "period")
+        rows = rows.with_columns(pl.col(metering.LINE).first().over("_account", "_period")
                                  .alias("_first_period"))
         twice = rows.filter(pl.col(metering.LINE) != pl.col("_first_period"))
         rejected.append(_reject(twice, "period_already_billed",
                                 pl.lit("line ") + pl.col("_first_period").cast(pl.String)
                                 + pl.lit(" of this file bills customer ") + pl.col("customer_id")
-                                + pl.lit(" for ") + pl.col("period") + pl.lit(" already")))
+                                + pl.lit(" for ") + pl.col("_period") + pl.lit(" already")))
         rows = rows.filter(pl.col(metering.LINE) == pl.col("_first_period"))
         rej = pl.concat([x.select(self._cols) for x in rejected], how="vertical_relaxed")
         self.sink.add(rej)
