@@ -315,3 +315,20 @@ def document_history(conn: Connection, period: Period,
             {"a": str(start), "p": str(period), **params}).mappings():
         out.setdefault(r["account_id"], []).append(dict(r))
     return out
+
+
+_BILL_FACTS = ("SELECT bill_id, account_id, customer_id, period, issued_on, due_on, amount, kwh, "
+               "status FROM bills WHERE {member}")
+
+
+def bill_facts(conn: Connection, column: str, values: list[str]) -> pl.DataFrame:
+    """bill_id, account_id, customer_id, period, issued_on, due_on, amount, kwh, status of the
+    bills whose ``column`` (bill_id or account_id) is one of ``values`` (one list parameter)."""
+    from dianfei.db.lists import any_of
+
+    member, params = any_of(conn, column, "ids", sorted(set(values)))
+    return read_frame(conn, _BILL_FACTS.format(member=member), params,
+                      dates=("issued_on", "due_on"),
+                      schema={"bill_id": pl.String, "account_id": pl.String,
+                              "customer_id": pl.String, "period": pl.String,
+                              "amount": pl.Int64, "kwh": pl.Int64, "status": pl.String})

@@ -21,7 +21,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.orm import Session
 
 from dianfei.billing import repository as repo
@@ -436,3 +436,18 @@ def bills_between(engine: Engine, first: str, last: str) -> pl.DataFrame:
     due_on, amount (fen), kwh (0.01 kWh), status, estimated, read_from_at, read_to_at. What KPIs
     and exports read of billing."""
     return repo.bills_between(engine, first, last)
+
+
+def bills_by_id(conn: Connection, bill_ids: list[str]) -> pl.DataFrame:
+    """bill_id, account_id, customer_id, period, issued_on, due_on, amount, kwh, status of the
+    named bills (those that exist): what a payment naming a bill is checked against."""
+    return repo.bill_facts(conn, "bill_id", bill_ids)
+
+
+def bills_of_accounts(conn: Connection, account_ids: list[str]) -> pl.DataFrame:
+    """:func:`bills_by_id`'s columns for every bill of ``account_ids``."""
+    return repo.bill_facts(conn, "account_id", account_ids)
+
+
+# the history import (``dianfei import bills``): see billing.history
+from dianfei.billing.history import import_bills as import_bills  # noqa: E402

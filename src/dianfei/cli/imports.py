@@ -1,4 +1,7 @@
-"""CLI: ``dianfei import customers|meters|reads|intervals FILE`` (数据导入)."""
+"""CLI: ``dianfei import customers|meters|reads|intervals|bills|payments FILE`` (数据导入).
+
+Meter data goes to metering; bill and payment history to billing and payments (each owns its
+import; all share the file machinery, quarantine and counts)."""
 
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ def register(app: typer.Typer) -> None:
 
 @handle_errors
 def import_command(
-    kind: Annotated[str, typer.Argument(help="customers, meters, reads or intervals")],
+    kind: Annotated[str, typer.Argument(help="customers, meters, reads, intervals, bills or payments")],
     file: Annotated[Path, typer.Argument(help="a .csv or .parquet file")],
     encoding: Annotated[str, typer.Option(help="utf-8 (with or without BOM) or gbk")] = "utf-8",
     interval_minutes: Annotated[int, typer.Option(help="interval length of intervals files")] = 15,
@@ -29,18 +32,37 @@ def import_command(
         help="rejected rows tolerated before exit code 3: a count (10) or a share (0.5%)")] = "0",
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Import one canonical file. Every row is accepted, rejected with a reason (quarantine table
-    and FILE.rejected.csv) or counted as a duplicate of stored data; re-importing changes nothing.
+    """Import one canonical file (bills and payments: history, posted as of their dates; import
+    customers, then bills, then payments). Every row is accepted, rejected with a reason
+    (quarantine table and FILE.rejected.csv) or counted as a duplicate of stored data;
+    re-importing changes nothing.
 
     Exit codes: 0 done; 2 the file cannot be read at all (nothing stored); 3 more rows rejected
     than --max-rejected allows (the accepted rows are stored; fix FILE.rejected.csv and import it)."""
     from dianfei.metering.imports import allowed_rejections, import_file, rejected_path
 
+    kinds = ("customers", "meters", "reads", "intervals", "bills", "payments")
+    if kind not in kinds:
+        from dianfei.core.errors import ValidationError
+
+        raise ValidationError(f"unknown import kind {kind!r} (expected {', '.join(kinds)})")
     allowed_rejections(max_rejected, 0)  # a malformed tolerance fails before anything is stored
     db = database()
-    res = import_file(db, kind, file, clock=clock_from_env(), encoding=encoding,
-                      interval_minutes=interval_minutes, chunk_bytes=max(chunk_mb, 1) << 20,
-                      timezone=timezone)
+    chunk_bytes = max(chunk_mb, 1) << 20
+    if kind == "bills":
+        from dianfei.billing.service import import_bills
+
+        res = import_bills(db, file, clock=clock_from_env(), encoding=encoding,
+                           chunk_bytes=chunk_bytes)
+    elif kind == "payments":
+        from dianfei.payments.service import import_payments
+
+        res = import_payments(db, file, clock=clock_from_env(), encoding=encoding,
+                              chunk_bytes=chunk_bytes)
+    else:
+        res = import_file(db, kind, file, clock=clock_from_env(), encoding=encoding,
+                          interval_minutes=interval_minutes, chunk_bytes=chunk_bytes,
+                          timezone=timezone)
     if json_out:
         print_json(res.to_json())
     else:

@@ -310,3 +310,21 @@ def _sealed(cipher: PiiCipher, column: PiiColumn, customers: pl.DataFrame, field
     """The field's values encrypted, each bound to its customer's row (db/pii.py)."""
     return [cipher.encrypt(v, column.context(cid)) for cid, v in
             zip(customers["customer_id"].to_list(), customers[field].to_list(), strict=True)]
+
+
+def accounts_of_customers(conn: Connection, customer_ids: Sequence[str]) -> dict[str, str]:
+    """customer_id → its billing account (the lowest account id when a customer has several) for
+    those of ``customer_ids`` that exist: history imports name customers, the ledger accounts."""
+    from sqlalchemy import text
+
+    from dianfei.db.lists import any_of
+
+    if not customer_ids:
+        return {}
+    member, params = any_of(conn, "customer_id", "ids", sorted(set(customer_ids)))
+    out: dict[str, str] = {}
+    for cust, acct in conn.execute(text(
+            f"SELECT customer_id, account_id FROM accounts WHERE {member} "
+            "ORDER BY customer_id, account_id"), params):
+        out.setdefault(str(cust), str(acct))
+    return out

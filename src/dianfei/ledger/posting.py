@@ -211,15 +211,39 @@ class Book:
                 moved += fen
         return moved
 
+    def admit(self, item: Item) -> None:
+        """An item already stored (its ledger row and open item were written earlier) joins the
+        plan, and credit the account holds meets it as it met the debit when it was posted.
+        History replayed in time order (``payments`` history import) admits each stored bill at
+        its issue time, so a payment never clears a bill that was not yet issued."""
+        self._items.setdefault(item.account_id, {})[item.reference] = item
+        self.apply_credit(item.account_id)
+
+    def take_posting(self) -> Posting:
+        """What was planned so far, handing the Book a fresh posting (the items keep their
+        state): a long replay is written in slices instead of held in memory at once."""
+        done, self.posting = self.posting, Posting()
+        return done
+
     def pay(self, *, payment_id: str, account_id: str, customer_id: str, amount: int,
-            paid_at: datetime, reason: str, payload: dict[str, Any] | None = None) -> int:
+            paid_at: datetime, reason: str, payload: dict[str, Any] | None = None,
+            settle: str | None = None) -> int:
         """A payment: its ledger row, its clearings (credit for the rest), its event. Returns
-        what the account owes right after it."""
+        what the account owes right after it. ``settle`` names an item the payer pointed at
+        (a bill id on a payment slip): it is cleared first, the rest goes by the rule."""
         if amount <= 0:
             raise ValueError(f"a payment is positive, got {amount} fen")
         self._entry(account_id=account_id, customer_id=customer_id, kind="payment",
                     amount=-amount, reference=payment_id, reason=reason)
-        parts, left = allocate(amount, self._debits(account_id), self.order)
+        debits = self._debits(account_id)
+        parts: list[tuple[OpenItem, int]] = []
+        left = amount
+        if settle is not None:
+            named = [d for d in debits if d.reference == settle]
+            parts, left = allocate(amount, named, self.order)
+            debits = [d for d in debits if d.reference != settle]
+        more, left = allocate(left, debits, self.order)
+        parts += more
         by_ref = self._items.get(account_id, {})
         for part, fen in parts:
             item = by_ref[part.reference]

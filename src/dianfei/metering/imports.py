@@ -107,6 +107,30 @@ def import_file(db: Database, kind: str, path: Path, *, clock: Clock, encoding: 
         raise ValidationError(f"unknown import kind {kind!r} (expected {', '.join(KINDS)})")
     if kind == "intervals":
         check_interval_minutes(interval_minutes)
+    make_loader: Any = None
+    if kind == "customers":
+        codec_for(encoding)
+        if path.is_file():
+            make_loader = _customers_loader(db)
+    elif kind == "meters":
+        make_loader = MetersLoader.make
+    return import_table_file(
+        db, kind, path, required=REQUIRED[kind],
+        optional=OPTIONAL_CUSTOMER if kind == "customers" else (), make_loader=make_loader,
+        clock=clock, encoding=encoding, chunk_bytes=chunk_bytes, chunk_rows=chunk_rows,
+        interval_minutes=interval_minutes if kind == "intervals" else None, timezone=timezone)
+
+
+def import_table_file(db: Database, kind: str, path: Path, *, required: tuple[str, ...],
+                      make_loader: Any, clock: Clock, optional: tuple[str, ...] = (),
+                      encoding: str = "utf-8", chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+                      chunk_rows: int = DEFAULT_PARQUET_ROWS,
+                      interval_minutes: int | None = None,
+                      timezone: str | None = DEFAULT_TIMEZONE) -> IngestResult:
+    """The file half of every import: open a CSV (UTF-8/GBK) or Parquet file, check its header,
+    stream its chunks through ``make_loader(conn, batch_id, sink)`` in one batch (import_batches,
+    quarantine, ``FILE.rejected.csv``). Other packages' imports (billing's bills, payments'
+    payments) use it through ``metering.service`` with their own loader."""
     codec_for(encoding)
     if not path.is_file():
         raise ValidationError(f"no such file: {path}")
@@ -116,8 +140,6 @@ def import_file(db: Database, kind: str, path: Path, *, clock: Clock, encoding: 
         check_timezone(timezone)
     suffix = path.suffix.lower()
     check_file_kind(path, suffix in (".parquet", ".pq"))
-    required = REQUIRED[kind]
-    optional = OPTIONAL_CUSTOMER if kind == "customers" else ()
     reader: Any
     if suffix in (".parquet", ".pq"):
         reader = ParquetSource(path, chunk_rows)
@@ -139,14 +161,9 @@ def import_file(db: Database, kind: str, path: Path, *, clock: Clock, encoding: 
         for c in chunks:
             yield _complete(c, required)
 
-    make_loader: Any = None
-    if kind == "customers":
-        make_loader = _customers_loader(db)
-    elif kind == "meters":
-        make_loader = MetersLoader.make
     return run_batch(db, kind=kind, origin="file", clock=clock, chunks=all_chunks(),
                      fields=header, file_name=str(path), csv_path=rejected_path(path),
-                     interval_minutes=interval_minutes if kind == "intervals" else None,
+                     interval_minutes=interval_minutes,
                      sha256=reader.sha256, make_loader=make_loader, timezone=timezone)
 
 
@@ -307,7 +324,7 @@ _TRUE = ("1", "true", "t", "yes", "y", "是")
 _FALSE = ("0", "false", "f", "no", "n", "否", "")
 
 
-def _as_text(chunk: pl.DataFrame) -> pl.DataFrame:
+def as_text(chunk: pl.DataFrame) -> pl.DataFrame:
     """Master-data columns as stripped text (Parquet may bring booleans, dates, integers)."""
     import polars as pl
 
@@ -330,7 +347,7 @@ def _flag_bool(frame: pl.DataFrame, name: str) -> pl.DataFrame:
     return frame.with_columns(low.is_in(list(_TRUE)).alias(f"_{name}"))
 
 
-def _flag_date(frame: pl.DataFrame, name: str) -> pl.DataFrame:
+def flag_date(frame: pl.DataFrame, name: str) -> pl.DataFrame:
     import polars as pl
 
     text = pl.col(name).fill_null("").str.replace_all("/", "-", literal=True)
@@ -368,7 +385,7 @@ class CustomersLoader:
             region_keys,
         )
 
-        chunk = _as_text(chunk)
+        chunk = as_text(chunk)
         f = start_reasons(chunk)
         f = require_text(f, "customer_id", max_len=32)
         f = require_text(f, "name", max_len=200)
@@ -391,7 +408,7 @@ class CustomersLoader:
                  "bad_phone", pl.lit("phone is not a phone number: ") + quoted("phone"))
         f = flag(f, pl.col("address").fill_null("").str.contains(r"[\x00-\x08\x0b-\x1f]"),
                  "bad_characters", "address contains control characters")
-        f = _flag_date(f, "opened_on")
+        f = flag_date(f, "opened_on")
 
         cols = rejected_columns(chunk)
         good = f.filter(pl.col(REASON).is_null()).sort(LINE)
@@ -432,9 +449,9 @@ class CustomersLoader:
         # later rows of a customer id in this chunk: compare with the first
         first_vals = good.select(pl.col(LINE).alias("_first"), pl.col("_raw").alias("_first_raw"))
         later = later.join(first_vals, on="_first", how="left")
-        later_same = later.filter(_same_fields(chunk))
+        later_same = later.filter(same_fields(chunk))
         duplicates += later_same.height
-        later_diff = later.filter(~_same_fields(chunk))
+        later_diff = later.filter(~same_fields(chunk))
         rejected.append(flag(later_diff, pl.lit(True), "conflicts_within_batch",
                              pl.lit("line ") + pl.col("_first").cast(pl.String)
                              + pl.lit(" of this file has other data for this customer"))
@@ -457,7 +474,7 @@ class CustomersLoader:
         pass
 
 
-def _same_fields(chunk: pl.DataFrame) -> pl.Expr:
+def same_fields(chunk: pl.DataFrame) -> pl.Expr:
     """A later row equal to the first one of its key: same raw text after trimming spaces."""
     import polars as pl
 
@@ -507,7 +524,7 @@ class MetersLoader:
         from dianfei.customers.service import add_meters, meters_by_id, service_points_of
         from dianfei.metering.models import REGISTERS
 
-        chunk = _as_text(chunk)
+        chunk = as_text(chunk)
         f = start_reasons(chunk)
         f = require_text(f, "meter_id", max_len=32)
         f = require_text(f, "customer_id", max_len=32)
@@ -519,7 +536,7 @@ class MetersLoader:
                      pl.lit(f"{name} is not a whole number: ") + quoted(name))
             f = flag(f, (num < lo) | (num > hi), "value_out_of_range",
                      pl.lit(f"{name} must be {lo}..{hi}: ") + quoted(name))
-        f = _flag_date(f, "installed_on")
+        f = flag_date(f, "installed_on")
         if "comm_address" in f.columns:
             f = flag(f, ~pl.col("comm_address").fill_null("").str.contains(r"^([0-9]{12})?$"),
                      "bad_comm_address", pl.lit("comm_address must be 12 digits: ")
@@ -584,8 +601,8 @@ class MetersLoader:
                         .select(cols))
         first_vals = good.select(pl.col(LINE).alias("_first"), pl.col("_raw").alias("_first_raw"))
         later = later.join(first_vals, on="_first", how="left")
-        later_same = later.filter(_same_fields(chunk))
-        later_diff = later.filter(~_same_fields(chunk))
+        later_same = later.filter(same_fields(chunk))
+        later_diff = later.filter(~same_fields(chunk))
         rejected.append(flag(later_diff, pl.lit(True), "conflicts_within_batch",
                              pl.lit("line ") + pl.col("_first").cast(pl.String)
                              + pl.lit(" of this file has other data for this meter"))

@@ -64,3 +64,27 @@ def reads_at(engine: Engine, meter_ids: list[str], instants: list[datetime]) -> 
 
     return repository.reads_at(engine, meter_ids, instants)
 
+
+
+# The file-import machinery (CSV/GBK/Parquet streaming, column parsing with reasons, quarantine,
+# ``FILE.rejected.csv``, batches): billing's bills and payments' payments history imports use it
+# with their own loaders, so every import keeps the same guarantees.
+from dianfei.metering.imports import as_text as as_text  # noqa: E402
+from dianfei.metering.imports import flag_date as flag_date  # noqa: E402
+from dianfei.metering.imports import import_table_file as import_table_file  # noqa: E402
+from dianfei.metering.imports import rejected_path as rejected_path  # noqa: E402
+from dianfei.metering.imports import same_fields as same_fields  # noqa: E402
+from dianfei.metering.ingest import LINE as LINE  # noqa: E402
+from dianfei.metering.ingest import RAW as RAW  # noqa: E402
+from dianfei.metering.ingest import Counts as Counts  # noqa: E402
+from dianfei.metering.ingest import IngestResult as IngestResult  # noqa: E402
+from dianfei.metering.ingest import RejectSink as RejectSink  # noqa: E402
+from dianfei.metering.ingest import rejected_columns as rejected_columns  # noqa: E402
+from dianfei.metering.parsing import DETAIL as DETAIL  # noqa: E402
+from dianfei.metering.parsing import REASON as REASON  # noqa: E402
+from dianfei.metering.parsing import flag as flag  # noqa: E402
+from dianfei.metering.parsing import parse_decimal_units as parse_decimal_units  # noqa: E402
+from dianfei.metering.parsing import parse_instants as parse_instants  # noqa: E402
+from dianfei.metering.parsing import quoted as quoted  # noqa: E402
+from dianfei.metering.parsing import require_text as require_text  # noqa: E402
+from dianfei.metering.parsing import start_reasons as start_reasons  # noqa: E402

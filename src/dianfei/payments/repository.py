@@ -122,7 +122,8 @@ def account_payments(engine: Engine, account_id: str) -> pl.DataFrame:
 
 
 def allocation_rows(engine: Engine, period: str | None = None) -> pl.DataFrame:
-    """One row per allocation for ``export payments`` (optionally of one bill period)."""
+    """One row per allocation for ``export payments`` (optionally of one bill period); typed
+    when there is none (an imported history with bills but no payments yet)."""
     import polars as pl
 
     params: dict[str, Any] = {}
@@ -260,3 +261,17 @@ def channels_of(engine: Engine, payment_ids: Sequence[str]) -> pl.DataFrame:
         member, params = any_of(conn, "payment_id", "ids", sorted(set(payment_ids)))
         return read_frame(conn, f"SELECT payment_id, channel FROM payments WHERE {member}",
                           params, schema={"payment_id": pl.String, "channel": pl.String})
+
+
+def stored_payments(conn: Connection, payment_ids: Sequence[str]) -> pl.DataFrame:
+    """payment_id, customer_id, paid_at (UTC), amount, channel of the named payments that exist."""
+    import polars as pl
+
+    from dianfei.db.lists import any_of
+
+    member, params = any_of(conn, "payment_id", "ids", sorted(set(payment_ids)))
+    return read_frame(conn, "SELECT payment_id, customer_id, paid_at, amount, channel "
+                      f"FROM payments WHERE {member}", params, instants=("paid_at",),
+                      schema={"payment_id": pl.String, "customer_id": pl.String,
+                              "paid_at": pl.Datetime("us", "UTC"), "amount": pl.Int64,
+                              "channel": pl.String})

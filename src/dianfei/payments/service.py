@@ -483,3 +483,7 @@ def paid_since(engine: Engine, starts: pl.DataFrame) -> pl.DataFrame:
             .group_by("account_id", "since").agg(pl.col("amount").sum().cast(pl.Int64).alias("paid")))
     return (starts.join(paid, on=["account_id", "since"], how="left")
             .with_columns(pl.col("paid").fill_null(0)))
+
+
+# the history import (``dianfei import payments``): see payments.history
+from dianfei.payments.history import import_payments as import_payments  # noqa: E402
