@@ -428,3 +428,11 @@ def issued_bills_of_mode(engine: Engine, payment_mode: str, since_period: str) -
     kwh, read_to_at (where the bill's consumption stopped). Smart prepayment prices what was
     used since."""
     return repo.issued_bills_of_mode(engine, payment_mode, since_period)
+
+
+def bill_history(engine: Engine) -> pl.DataFrame:
+    """Every bill with its dates, amount, kWh, status and ``cancelled_at`` (null unless
+    cancelled): bill_id, account_id, customer_id, period, issued_on, due_on, amount (fen), kwh
+    (0.01 kWh), status, cancelled_at. Risk builds its as-of features from it (a bill cancelled
+    after the as-of date was live on it)."""
+    return repo.bill_history(engine)

@@ -264,3 +264,15 @@ def live_case_frame(conn: Connection, mode: str, statuses: tuple[str, ...]) -> p
         {"m": mode, **{f"s{i}": s for i, s in enumerate(statuses)}},
         instants=("earliest_stop_at",),
         schema={"case_id": pl.Int64, "account_id": pl.String, "status": pl.String})
+
+
+def events_of_types(engine: Engine, types: tuple[str, ...]) -> pl.DataFrame:
+    """account_id, type, business_date of the collection events of ``types``."""
+    import polars as pl
+
+    params = {f"t{i}": t for i, t in enumerate(types)}
+    names = ", ".join(f":{k}" for k in params) or "NULL"
+    return read_frame(
+        engine, f"SELECT account_id, type, business_date FROM collection_events WHERE type IN ({names})",
+        params, dates=("business_date",),
+        schema={"account_id": pl.String, "type": pl.String})

@@ -282,3 +282,12 @@ def customer_names(conn: Connection, customer_ids: Sequence[str]) -> dict[str, s
     from dianfei.customers import repository
 
     return {str(r[0]): str(r[1]) for r in repository.contact_rows(conn, customer_ids)}
+
+
+def account_profiles(engine: Engine) -> pl.DataFrame:
+    """account_id, customer_id, customer_class, region_id, station_id, low_income, protected,
+    payment_mode, opened_on, closed_on of every account (one read): the customer facts of the
+    risk features and of its fairness report."""
+    from dianfei.customers import repository
+
+    return repository.account_profiles(engine)

@@ -169,3 +169,18 @@ def posted_since(engine: Engine, accounts: Sequence[str], since: Any) -> pl.Data
         return pl.DataFrame(schema={"account_id": pl.String,
                                     "posted_at": pl.Datetime("us", "UTC"), "amount": pl.Int64})
     return pl.concat(frames, how="vertical_relaxed")
+
+
+def bill_clearings(engine: Engine) -> pl.DataFrame:
+    """Every allocation to a bill with its instant and the paying channel: bill_id, account_id,
+    allocated_at, amount (fen; a reversal's is negative), channel."""
+    import polars as pl
+
+    return read_frame(
+        engine,
+        "SELECT pa.bill_id, pa.account_id, pa.allocated_at, pa.amount, p.channel "
+        "FROM payment_allocations pa JOIN payments p ON p.payment_id = pa.payment_id "
+        "WHERE pa.allocated_to = 'bill'",
+        instants=("allocated_at",),
+        schema={"bill_id": pl.String, "account_id": pl.String, "amount": pl.Int64,
+                "channel": pl.String})

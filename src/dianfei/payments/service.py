@@ -425,3 +425,10 @@ def paid_since(engine: Engine, starts: pl.DataFrame) -> pl.DataFrame:
             .group_by("account_id", "since").agg(pl.col("amount").sum().cast(pl.Int64).alias("paid")))
     return (starts.join(paid, on=["account_id", "since"], how="left")
             .with_columns(pl.col("paid").fill_null(0)))
+
+
+def bill_clearings(engine: Engine) -> pl.DataFrame:
+    """Every clearing of a bill, when it happened and through which channel: bill_id,
+    account_id, allocated_at (instant), amount (fen), channel. Risk reads it to know, as of any
+    date, what each bill had been paid and when it was paid in full."""
+    return repository.bill_clearings(engine)
