@@ -209,9 +209,16 @@ def train(history: History, cutoff: date, config: TrainConfig | None = None
     metrics: dict[str, Any] = {}
     curves: dict[str, Any] = {}
     for target in TARGETS:
-        known = f"{target}_known" if target == "late30" else None
-        f = fit.filter(pl.col(known)) if known else fit
-        v = valid.filter(pl.col(known)) if known else valid
+        f, v = fit, valid
+        if target == "late30":
+            # the +30-day outcome is known a month later: hold out the latest month where it is
+            known = data.filter(pl.col("late30_known"))
+            months = sorted(known["snapshot"].unique().to_list())
+            if not months:
+                continue
+            last = months[-1] if len(months) > 1 else None
+            f = known.filter(pl.col("snapshot") < last) if last else known
+            v = known.filter(pl.col("snapshot") == last) if last else known.clear()
         if f.height == 0 or f[target].n_unique() < 2:
             continue
         ds = lgb.Dataset(matrix(f, vocab), label=f[target].cast(pl.Int32).to_numpy(),
@@ -251,27 +258,35 @@ def train(history: History, cutoff: date, config: TrainConfig | None = None
     return ArrearsModel(boosters, calibration, vocab, meta)
 
 
-def _profile(frame: pl.DataFrame) -> dict[str, list[float]]:
-    """Deciles of each numeric feature (the drift reference)."""
+def _profile(frame: pl.DataFrame) -> dict[str, dict[str, list[float]]]:
+    """Per numeric feature: bin edges (the training deciles, ties merged) and the training
+    population's share in each bin, unknown values as a bin of their own — the drift reference."""
     out = {}
     for c in NUMERIC:
-        s = frame[c].drop_nulls()
-        if s.len() == 0:
+        s = frame[c]
+        known = s.drop_nulls()
+        if known.len() == 0:
             continue
-        qs = [s.quantile(q / 10, "linear") for q in range(11)]
-        out[c] = [float(q) for q in qs if q is not None and math.isfinite(q)]
+        qs = [known.quantile(q / 10, "linear") for q in range(1, 10)]
+        edges = sorted({float(q) for q in qs if q is not None and math.isfinite(q)})
+        out[c] = {"edges": edges, "shares": _shares(edges, s)}
     return out
 
 
-def population_stability(reference: list[float], values: pl.Series) -> float | None:
-    """PSI of ``values`` against the training deciles ``reference`` (≥ 0.25: the population
-    moved; retrain)."""
-    v = values.drop_nulls().to_numpy().astype(np.float64)
-    edges = np.unique(np.asarray(reference, dtype=np.float64)[1:-1])
-    if v.size == 0 or edges.size == 0:
+def _shares(edges: list[float], values: pl.Series) -> list[float]:
+    v = values.to_numpy().astype(np.float64)
+    missing = np.isnan(v)
+    bins = np.searchsorted(np.asarray(edges), v[~missing], side="right")
+    counts = np.bincount(bins, minlength=len(edges) + 1).astype(np.float64)
+    counts = np.append(counts, missing.sum())
+    return [float(x) for x in counts / max(1, v.size)]
+
+
+def population_stability(reference: dict[str, list[float]], values: pl.Series) -> float | None:
+    """PSI of ``values`` against the training population's bins (≥ 0.25: the population moved;
+    retrain). Empty bins count as 0.01 % so that the index stays finite."""
+    if values.len() == 0:
         return None
-    expected = np.full(edges.size + 1, 1.0 / (edges.size + 1))
-    actual = np.bincount(np.searchsorted(edges, v, side="right"), minlength=edges.size + 1) / v.size
-    a = np.clip(actual, 1e-4, None)
-    e = np.clip(expected, 1e-4, None)
-    return round(float(np.sum((a - e) * np.log(a / e))), 6)
+    actual = np.clip(np.asarray(_shares(reference["edges"], values.cast(pl.Float64))), 1e-4, None)
+    expected = np.clip(np.asarray(reference["shares"]), 1e-4, None)
+    return round(float(np.sum((actual - expected) * np.log(actual / expected))), 6)
