@@ -91,6 +91,9 @@ def test_risk_commands_and_the_model_driving_collections(billed: Database) -> No
     report = run_day(db, day, clock=FixedClock(datetime.combine(day, time(9), tzinfo=BUSINESS_TZ)),
                      switch=FieldCrew())
     assert report.overdue_accounts > 0
+    # the report's fairness section now counts what collections did, by group
+    page = Path(str(_cli("report", "--as-of", "2025-06-26"))).read_text(encoding="utf-8")
+    assert "dunning_steps_per_100" in page and "visits_per_100" in page
 
 
 def test_backtest_on_an_empty_database_is_a_clear_error(db: Database) -> None:

@@ -52,12 +52,14 @@ def _history(db: Database) -> History:
     return load_history(db.engine, plans=broken_plan_dates(db))
 
 
-def _config(trees: int | None) -> Any:
+def _config(trees: int | None, threads: int = 1) -> Any:
     from dianfei.risk.model import TrainConfig
 
     if trees is not None and trees < 1:
         raise ValidationError(f"--trees must be at least 1, got {trees}")
-    return TrainConfig() if trees is None else TrainConfig(trees=trees)
+    if threads < 1:
+        raise ValidationError(f"--threads must be at least 1, got {threads}")
+    return TrainConfig(trees=trees or TrainConfig.trees, threads=threads)
 
 
 def _clean(obj: Any) -> Any:
@@ -78,6 +80,8 @@ def backtest_cmd(
     window_days: Annotated[int, typer.Option(
         "--window-days", help="predict each account's first bill issued in [D, D+N) (1: on D)")] = 1,
     trees: Annotated[int | None, typer.Option("--trees", help="boosting rounds (default 200)")] = None,
+    threads: Annotated[int, typer.Option("--threads", help="LightGBM threads (1: best on a "
+                                         "shared machine)")] = 1,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Train only on what was known before D, predict which accounts do not pay the bill issued
@@ -87,7 +91,8 @@ def backtest_cmd(
 
     d = _day(as_of, "--as-of")
     assert d is not None
-    out = _clean(backtest(_history(database()), d, config=_config(trees), window_days=window_days))
+    out = _clean(backtest(_history(database()), d, config=_config(trees, threads),
+                          window_days=window_days))
     if json_out:
         print_json(out)
     else:
@@ -104,6 +109,7 @@ def train_cmd(
     as_of: Annotated[str | None, typer.Option("--as-of", help="learn from what was known before "
                                               "this day (default: today)")] = None,
     trees: Annotated[int | None, typer.Option("--trees")] = None,
+    threads: Annotated[int, typer.Option("--threads", help="LightGBM threads")] = 1,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Train the arrears model and register it (DATA_DIR/models/arrears/<version>). Schedule it
@@ -113,7 +119,7 @@ def train_cmd(
 
     d = _day(as_of, "--as-of") or _today()
     db = database()
-    out = _clean(train_model(db, d, clock=clock_from_env(), config=_config(trees),
+    out = _clean(train_model(db, d, clock=clock_from_env(), config=_config(trees, threads),
                              history=_history(db)))
     if json_out:
         print_json(out)

@@ -555,14 +555,20 @@ def broken_plan_dates(db: Database) -> pl.DataFrame:
 
 
 def actions_by_account(db: Database, since: date) -> pl.DataFrame:
-    """account_id, notices, visits, stops: what collections did to each account since ``since``
-    (notices sent, collector visits ordered, suspensions ordered) — the actions the risk
-    report's fairness section counts by region, class and low-income flag."""
+    """account_id, notices, dunning_steps, visits, stops: what collections did to each account
+    since ``since`` (notices sent, dunning levels reached, collector visits ordered, suspensions
+    ordered) — the actions the risk report's fairness section counts by region, class and
+    low-income flag."""
     import polars as pl
 
     ev = repository.events_of_types(db.engine, ("notice_sent", "suspension_ordered", "dunning_level"))
     ev = ev.filter(pl.col("business_date") >= since)
-    return ev.group_by("account_id").agg(
+    per = ev.group_by("account_id").agg(
         (pl.col("type") == "notice_sent").sum().cast(pl.Int64).alias("notices"),
         (pl.col("type") == "dunning_level").sum().cast(pl.Int64).alias("dunning_steps"),
         (pl.col("type") == "suspension_ordered").sum().cast(pl.Int64).alias("stops"))
+    visits = repository.visits_since(db.engine, since)
+    return (per.join(visits, on="account_id", how="full", coalesce=True)
+            .with_columns([pl.col(c).fill_null(0) for c in ("notices", "dunning_steps", "visits",
+                                                            "stops")])
+            .select("account_id", "notices", "dunning_steps", "visits", "stops"))

@@ -43,7 +43,11 @@ class TrainConfig:
     max_snapshots: int = 12
     #: share of the snapshots (the latest ones) held out for calibration and metrics
     valid_share: float = 0.25
-    threads: int = 2
+    #: LightGBM threads. 1 by default: OpenMP threads spin while they wait, and on a machine
+    #: whose cores are busy with other work two threads were 12× slower than one (measured in
+    #: docs/benchmarks.md); raise it on a machine the model has to itself
+    threads: int = 1
+    max_bin: int = 63
     seed: int = 1
 
 
@@ -114,10 +118,15 @@ class ArrearsModel:
 
     scorer = "lightgbm"
 
+    @property
+    def threads(self) -> int:
+        return int(self.meta.get("config", {}).get("threads", 1))
+
     def raw(self, frame: pl.DataFrame, target: str = "late") -> np.ndarray:
         if frame.height == 0:
             return np.empty(0)
-        return np.asarray(self.boosters[target].predict(matrix(frame, self.vocab)), dtype=np.float64)
+        return np.asarray(self.boosters[target].predict(matrix(frame, self.vocab),
+                                                        num_threads=self.threads), dtype=np.float64)
 
     def calibrate(self, raw: np.ndarray, target: str = "late") -> np.ndarray:
         xs, ys = self.calibration.get(target, ([], []))
@@ -139,7 +148,8 @@ class ArrearsModel:
         """TreeSHAP contributions to the raw score of ``late`` (one column per feature)."""
         if frame.height == 0:
             return np.empty((0, len(FEATURES)))
-        c = np.asarray(self.boosters["late"].predict(matrix(frame, self.vocab), pred_contrib=True))
+        c = np.asarray(self.boosters["late"].predict(matrix(frame, self.vocab), pred_contrib=True,
+                                                     num_threads=self.threads))
         return c[:, :len(FEATURES)]
 
     # -- registry files -------------------------------------------------------------------------
@@ -202,6 +212,7 @@ def train(history: History, cutoff: date, config: TrainConfig | None = None
               "num_leaves": cfg.num_leaves, "min_data_in_leaf": cfg.min_data_in_leaf,
               "feature_fraction": 0.9, "bagging_fraction": 0.9, "bagging_freq": 1,
               "num_threads": cfg.threads, "seed": cfg.seed, "deterministic": True,
+              "max_bin": cfg.max_bin,
               "verbose": -1, "cat_smooth": 10.0}
     cat_idx = [len(NUMERIC) + i for i in range(len(CATEGORICAL))]
     boosters: dict[str, Any] = {}
@@ -227,7 +238,8 @@ def train(history: History, cutoff: date, config: TrainConfig | None = None
         booster = lgb.train(params, ds, num_boost_round=cfg.trees)
         boosters[target] = booster
         yv = v[target].cast(pl.Int32).to_numpy()
-        rv = np.asarray(booster.predict(matrix(v, vocab)), dtype=np.float64) if v.height else np.empty(0)
+        rv = (np.asarray(booster.predict(matrix(v, vocab), num_threads=cfg.threads), dtype=np.float64)
+              if v.height else np.empty(0))
         if yv.size and 0 < yv.sum() < yv.size:
             iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(rv, yv)
             calibration[target] = ([float(x) for x in iso.X_thresholds_],

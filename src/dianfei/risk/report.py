@@ -112,7 +112,7 @@ def held_out(history: History, model: ArrearsModel) -> pl.DataFrame:
 def fairness(rows: pl.DataFrame, group: str, actions: pl.DataFrame | None) -> pl.DataFrame:
     """Per group: accounts, observed late rate, mean predicted, flagged (high band) rate, false
     positive rate (flagged but paid on time), false negative rate (late but not flagged), and
-    collections' notices, dunning steps and stops per 100 accounts."""
+    collections' notices, dunning steps, visits and stops per 100 accounts."""
     g = rows.with_columns(pl.col(group).cast(pl.String).fill_null("(none)").alias("group"))
     out = g.group_by("group").agg(
         pl.len().alias("accounts"),
@@ -130,7 +130,8 @@ def fairness(rows: pl.DataFrame, group: str, actions: pl.DataFrame | None) -> pl
     if actions is not None and actions.height:
         a = g.select("account_id", "group").join(actions, on="account_id", how="left").group_by(
             "group").agg([(pl.col(c).fill_null(0).sum() * 100.0 / pl.len()).alias(f"{c}_per_100")
-                          for c in ("notices", "dunning_steps", "stops")])
+                          for c in ("notices", "dunning_steps", "visits", "stops")
+                          if c in actions.columns])
         out = out.join(a, on="group", how="left")
     return out.sort("group")
 
@@ -204,7 +205,7 @@ reason to escalate.</p>
 <p>On the held-out month: the observed late rate, the mean predicted probability, the share put in
 the high band ("flagged", probability ≥ {MODEL_BANDS.high_from}), the false positive rate (flagged
 but paid on time) and false negative rate (late but not flagged); and the actions collections
-took in the last year per 100 accounts (notices sent, dunning steps, stops ordered).
+took in the last year per 100 accounts (notices sent, dunning steps, collector visits, stops ordered).
 Low-income status is not a model feature: a difference here comes from payment history, and
 is shown so a supervisor can see it.</p>
 {fair}
