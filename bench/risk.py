@@ -65,7 +65,11 @@ def run(what: str, accounts: int, months: int, trees: int) -> dict[str, Any]:
         out.update({"backtest_s": round(time.perf_counter() - t0, 1),
                     **{k: result[k] for k in ("n", "positives", "auc", "pr_auc", "top_decile_lift",
                                               "scorer")}})
-    out["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    out["peak_rss_gb"] = round(use.ru_maxrss / 2**20, 2)
+    # CPU seconds of the whole process (history build included): on a machine shared with other
+    # work, what the timed steps would need on a quiet core is at most this
+    out["process_cpu_s"] = round(use.ru_utime + use.ru_stime, 1)
     return out
 
 

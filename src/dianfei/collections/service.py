@@ -378,7 +378,7 @@ def build_snapshot(ctx: Context, items: pl.DataFrame, scorer: RiskScorer | None)
              .join(repository.broken_plans(ctx.db.engine), on="account_id", how="left"))
     # the band comes from the latest trained model when there is one (the points score for
     # any account it did not score, and for all until a model is trained)
-    scores = (scorer or scorer_for(ctx.db, day)).score(feats)
+    scores = (scorer or scorer_for(ctx.db, day, plans=lambda: broken_plan_dates(ctx.db))).score(feats)
     warned = early_warnings(ctx.db, day).select("account_id", pl.lit(True).alias("early_warning"))
     return (snap.join(scores.select("account_id", pl.col("band").alias("risk_band")),
                       on="account_id", how="left")

@@ -20,6 +20,8 @@ from dianfei.risk.model import ArrearsModel, TooShort, TrainConfig, train
 from dianfei.risk.rules import RulesScorer
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from dianfei.core.clock import Clock
     from dianfei.db.engine import Database
 
@@ -251,7 +253,8 @@ def score_frame(history: History, as_of: date, found: tuple[dict[str, Any], Arre
 
 
 def daily_scores(db: Database, day: date, *, history: History | None = None,
-                 refresh: bool = False) -> pl.DataFrame:
+                 refresh: bool = False, plans: Callable[[], pl.DataFrame] | None = None
+                 ) -> pl.DataFrame:
     """The day's scores of every account, computed once a day and kept as Parquet under
     ``DATA_DIR/risk/scores/<day>.parquet``; computing them also writes the day's early-warning
     list (accounts whose probability rose past the warning threshold or jumped since the
@@ -259,10 +262,17 @@ def daily_scores(db: Database, day: date, *, history: History | None = None,
     from dianfei.risk import repository
 
     path = _scores_dir(db) / f"{day}.parquet"
+    found = latest_model(db)
     if path.exists() and not refresh:
-        return pl.read_parquet(path)
-    h = history if history is not None else load_history(db.engine)
-    scores = score_frame(h, day, latest_model(db))
+        kept = pl.read_parquet(path)
+        # scores of an older model (or of the points, before the first model) are redone
+        want = None if found is None else found[0]["version"]
+        have = kept["model_version"].drop_nulls().first() if kept.height else want
+        if have == want:
+            return kept
+    h = history if history is not None else load_history(
+        db.engine, plans=plans() if plans is not None else None)
+    scores = score_frame(h, day, found)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     scores.write_parquet(tmp)
@@ -324,9 +334,12 @@ class ModelScorer:
 
     db: Database
     day: date
+    #: the broken plans (account_id, broken_on) from collections, asked for only when the day's
+    #: scores have to be computed
+    plans: Callable[[], pl.DataFrame] | None = None
 
     def score(self, feats: pl.DataFrame) -> pl.DataFrame:
-        day_scores = daily_scores(self.db, self.day).select(
+        day_scores = daily_scores(self.db, self.day, plans=self.plans).select(
             "account_id", (pl.col("probability") * 100).round(0).cast(pl.Int64).alias("score"),
             "band", pl.col("reasons_en").alias("reasons"), "scorer")
         rules = RulesScorer().score(feats).with_columns(pl.lit("rules").alias("scorer"))
@@ -335,12 +348,13 @@ class ModelScorer:
                          how="vertical_relaxed")
 
 
-def scorer_for(db: Database, day: date) -> Any:
-    """What collections scores with on ``day``: the model when one is trained, else the points."""
+def scorer_for(db: Database, day: date, *, plans: Callable[[], pl.DataFrame] | None = None) -> Any:
+    """What collections scores with on ``day``: the model when one is trained, else the points.
+    ``plans`` gives the broken payment plans (collections' facts) if the day must be scored."""
     from dianfei.risk import repository
 
     if repository.models(db.engine):
-        return ModelScorer(db, day)
+        return ModelScorer(db, day, plans)
     return RulesScorer()
 
 
