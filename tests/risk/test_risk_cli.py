@@ -24,16 +24,35 @@ def _cli(*args: str) -> object:
     return json.loads(res.stdout) if "--json" in args else res.stdout.strip()
 
 
+#: the issue date of the 2025-03 bills
+EARLY = date(2025, 4, 3)
+
+
 @pytest.fixture
-def billed(db: Database) -> Database:
+def billed(db: Database) -> tuple[Database, pl.DataFrame]:
+    """Three months billed and paid, the features as of EARLY read from the database, then two
+    more months (the demo resumes): later bills, payments of old bills, credit applied …"""
     from dianfei.demo import run_demo
+    from dianfei.risk.features import features, load_history
 
+    run_demo(db, customers=300, months=3, seed=3, collections=False)
+    early = features(load_history(db.engine), EARLY)
     run_demo(db, customers=300, months=5, seed=3, collections=False)
-    return db
+    return db, early
 
 
-def test_risk_commands_and_the_model_driving_collections(billed: Database) -> None:
-    db = billed
+def test_risk_commands_and_the_model_driving_collections(
+        billed: tuple[Database, pl.DataFrame]) -> None:
+    """Honesty through the real bill run and money core first: what happened after D (two more
+    months of bills and payments, late payments of the bills due before D) changes no feature
+    as of D. Then every command, and the model driving collections."""
+    from dianfei.risk.features import features, load_history
+
+    db, early = billed
+    later = load_history(db.engine)
+    assert later.bills["issued_on"].max() > EARLY and later.clearings["paid_on"].max() > EARLY
+    assert features(later, EARLY).equals(early)
+
     # bills of 2025-01 … 05 were issued on the 3rd of the next month, due 15 days later
     out = _cli("backtest", "--as-of", "2025-05-03", "--trees", "20", "--json")
     assert isinstance(out, dict) and set(out) >= KEYS
