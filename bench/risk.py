@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import sys
 import time
 from typing import Any
 
@@ -32,6 +33,7 @@ def run(what: str, accounts: int, months: int, trees: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     history, _ = sim_history(accounts, months, seed=11, start=start)
     built = time.perf_counter() - t0
+    _progress(f"history built in {built:.1f} s")
     last = start
     for _ in range(months - 1):
         last = last.next()
@@ -44,9 +46,11 @@ def run(what: str, accounts: int, months: int, trees: int) -> dict[str, Any]:
         small, _ = sim_history(20_000, months, seed=11, start=start)
         model = train(truncate(small, as_of), as_of, cfg)
         assert isinstance(model, ArrearsModel)
+        _progress("model of 20,000 accounts trained")
         t0 = time.perf_counter()
         feats = features(truncate(history, as_of), as_of)
         t1 = time.perf_counter()
+        _progress(f"features in {t1 - t0:.1f} s")
         scores = model_scores(feats, model, "bench")
         t2 = time.perf_counter()
         out.update({"features_s": round(t1 - t0, 1), "scoring_s": round(t2 - t1, 1),
@@ -71,6 +75,12 @@ def run(what: str, accounts: int, months: int, trees: int) -> dict[str, Any]:
     # work, what the timed steps would need on a quiet core is at most this
     out["process_cpu_s"] = round(use.ru_utime + use.ru_stime, 1)
     return out
+
+
+def _progress(what: str) -> None:
+    """Where a long run is (on stderr; stdout keeps the one JSON line)."""
+    sys.stderr.write(f"{time.strftime('%H:%M:%S')} {what}\n")
+    sys.stderr.flush()
 
 
 def main() -> None:
