@@ -85,28 +85,46 @@ def _band(p: pl.Expr, bands: ModelBands) -> pl.Expr:
 
 
 def model_scores(feats: pl.DataFrame, model: ArrearsModel, version: str | None, *,
-                 bands: ModelBands = MODEL_BANDS, reasons: str = "flagged") -> pl.DataFrame:
-    """The model's scores of ``feats``; reasons for every row (``reasons="all"``) or for the
-    medium and high bands only (``"flagged"``: TreeSHAP on a million rows is the costly part,
-    and a low band needs no explanation)."""
+                 bands: ModelBands = MODEL_BANDS, reasons: str = "high") -> pl.DataFrame:
+    """The model's scores of ``feats`` with reasons for every row (``reasons="all"``), for
+    none (``"none"``), or for the :data:`REASONS_FOR` riskiest of the high band (``"high"``):
+    TreeSHAP is the costly part (a million rows would take many CPU-minutes), and a collector
+    reads the reasons of the accounts at the top of the list and of the early warnings
+    (:func:`with_reasons` adds those)."""
+    p = model.predict(feats).with_columns(_band(pl.col("probability"), bands).alias("band"))
+    out = p.select("account_id", "probability", "probability_30", "band",
+                   pl.lit("lightgbm").alias("scorer"), pl.lit(version, pl.String).alias("model_version"),
+                   pl.lit("").alias("reasons_zh"), pl.lit("").alias("reasons_en"))
+    if reasons == "none":
+        return out
+    if reasons == "all":
+        ids = out["account_id"]
+    else:
+        ids = (out.filter(pl.col("band") == "high")
+               .sort(["probability", "account_id"], descending=[True, False])
+               .head(REASONS_FOR)["account_id"])
+    return with_reasons(out, feats, model, ids, bands)
+
+
+#: how many of the riskiest accounts get reasons in a day's scores (others: ``risk explain``)
+REASONS_FOR = 5000
+
+
+def with_reasons(scores: pl.DataFrame, feats: pl.DataFrame, model: ArrearsModel, ids: pl.Series,
+                 bands: ModelBands = MODEL_BANDS) -> pl.DataFrame:
+    """``scores`` with the reasons of the accounts ``ids`` filled in (zh-CN and en)."""
     from dianfei.risk.reasons import top_reasons
 
-    p = model.predict(feats).with_columns(_band(pl.col("probability"), bands).alias("band"))
-    if reasons == "none":
-        return p.select("account_id", "probability", "probability_30", "band",
-                        pl.lit("lightgbm").alias("scorer"),
-                        pl.lit(version, pl.String).alias("model_version"),
-                        pl.lit("").alias("reasons_zh"), pl.lit("").alias("reasons_en"))
-    want = (p["band"] != "low") if reasons == "flagged" else pl.Series([True] * p.height)
-    sub = feats.filter(want)
+    sub = feats.filter(pl.col("account_id").is_in(ids.implode()))
+    if sub.height == 0:
+        return scores
     contrib = model.contributions(sub)
     contrib = np.where(contrib >= bands.min_contribution, contrib, 0.0)
-    words = top_reasons(sub, contrib)
-    return p.join(words.select("account_id", "reasons_zh", "reasons_en"), on="account_id",
-                  how="left").select(
-        "account_id", "probability", "probability_30", "band", pl.lit("lightgbm").alias("scorer"),
-        pl.lit(version, pl.String).alias("model_version"),
-        pl.col("reasons_zh").fill_null(""), pl.col("reasons_en").fill_null(""))
+    words = top_reasons(sub, contrib).select("account_id", pl.col("reasons_zh").alias("_zh"),
+                                             pl.col("reasons_en").alias("_en"))
+    return scores.join(words, on="account_id", how="left").with_columns(
+        pl.coalesce("_zh", "reasons_zh").alias("reasons_zh"),
+        pl.coalesce("_en", "reasons_en").alias("reasons_en")).drop("_zh", "_en")
 
 
 # -- backtest ------------------------------------------------------------------------------------
@@ -240,10 +258,11 @@ def _scores_dir(db: Database) -> Path:
 
 
 def score_frame(history: History, as_of: date, found: tuple[dict[str, Any], ArrearsModel] | None,
-                *, reasons: str = "flagged") -> pl.DataFrame:
+                *, reasons: str = "high", feats: pl.DataFrame | None = None) -> pl.DataFrame:
     """Every account's score as of ``as_of`` (model or rules, column ``scorer`` says which),
     with customer_class, region_id, low_income and protected for the fairness figures."""
-    feats = features(truncate(history, as_of), as_of)
+    if feats is None:
+        feats = features(truncate(history, as_of), as_of)
     if found is None:
         scored = rules_scores(feats)
     else:
@@ -272,13 +291,18 @@ def daily_scores(db: Database, day: date, *, history: History | None = None,
             return kept
     h = history if history is not None else load_history(
         db.engine, plans=plans() if plans is not None else None)
-    scores = score_frame(h, day, found)
+    feats = features(truncate(h, day), day)
+    scores = score_frame(h, day, found, feats=feats)
+    prev = _previous_scores(db, day)
+    warn = warning_frame(scores, prev, day)
+    if found is not None and warn.height:
+        # every early warning carries its reasons
+        scores = with_reasons(scores, feats, found[1], warn["account_id"])
+        warn = warning_frame(scores, prev, day)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     scores.write_parquet(tmp)
     tmp.replace(path)
-    prev = _previous_scores(db, day)
-    warn = warning_frame(scores, prev, day)
     with db.engine.begin() as conn:
         repository.replace_warnings(conn, day, warn)
     return scores
