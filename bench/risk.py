@@ -55,7 +55,8 @@ def run(what: str, accounts: int, months: int, trees: int) -> dict[str, Any]:
         t2 = time.perf_counter()
         out.update({"features_s": round(t1 - t0, 1), "scoring_s": round(t2 - t1, 1),
                     "total_s": round(t2 - t0, 1), "scored": scores.height,
-                    "with_reasons": int((scores["band"] != "low").sum())})
+                    "high_band": int((scores["band"] == "high").sum()),
+                    "with_reasons": int((scores["reasons_en"] != "").sum())})
     elif what == "training":
         t0 = time.perf_counter()
         model = train(truncate(history, as_of), as_of, cfg)
