@@ -69,6 +69,12 @@ def _extra(a: argparse.Namespace) -> list[tuple[str, str, str, list[str]]]:
     out += [(f"Notices at collections scale: 180,000 SMS, gateway answering in 50 ms ({b})",
              "≤ 60 s, each recorded once", "bench.notify_dispatch",
              ["--notices", "180000", "--delay-ms", "50", "--backend", b]) for b in backends]
+    out += [("Arrears risk: features + scoring, 24 months of history", "≤ 60 s for 1,000,000 accounts",
+             "bench.risk", ["--what", "scoring", "--accounts", str(a.accounts), "--months", "24"]),
+            ("Arrears risk: training", "≤ 5 minutes for 200,000 accounts", "bench.risk",
+             ["--what", "training", "--accounts", "200000", "--months", "13"]),
+            ("Arrears risk: `risk backtest`", "≤ 60 s for 30,000 customers × 6 months", "bench.risk",
+             ["--what", "backtest", "--accounts", "30000", "--months", "6"])]
     return out
 
 

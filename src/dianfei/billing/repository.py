@@ -332,3 +332,14 @@ def bill_facts(conn: Connection, column: str, values: list[str]) -> pl.DataFrame
                       schema={"bill_id": pl.String, "account_id": pl.String,
                               "customer_id": pl.String, "period": pl.String,
                               "amount": pl.Int64, "kwh": pl.Int64, "status": pl.String})
+
+
+def bill_history(engine: Engine) -> pl.DataFrame:
+    """Every bill ever issued (cancelled ones too, with when): what the risk features read."""
+    return read_frame(
+        engine,
+        "SELECT bill_id, account_id, customer_id, period, issued_on, due_on, amount, kwh, status, "
+        "cancelled_at FROM bills",
+        dates=("issued_on", "due_on"), instants=("cancelled_at",),
+        schema={"bill_id": pl.String, "account_id": pl.String, "customer_id": pl.String,
+                "period": pl.String, "amount": pl.Int64, "kwh": pl.Int64, "status": pl.String})

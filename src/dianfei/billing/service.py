@@ -451,3 +451,11 @@ def bills_of_accounts(conn: Connection, account_ids: list[str]) -> pl.DataFrame:
 
 # the history import (``dianfei import bills``): see billing.history
 from dianfei.billing.history import import_bills as import_bills  # noqa: E402
+
+
+def bill_history(engine: Engine) -> pl.DataFrame:
+    """Every bill with its dates, amount, kWh, status and ``cancelled_at`` (null unless
+    cancelled): bill_id, account_id, customer_id, period, issued_on, due_on, amount (fen), kwh
+    (0.01 kWh), status, cancelled_at. Risk builds its as-of features from it (a bill cancelled
+    after the as-of date was live on it)."""
+    return repo.bill_history(engine)

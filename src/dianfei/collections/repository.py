@@ -279,3 +279,27 @@ def event_totals_between(engine: Engine, first: Any, last: Any, types: Sequence[
         f"AND type IN ({', '.join(':' + k for k in names) or 'NULL'}) GROUP BY type ORDER BY type",
         {"a": first, "z": last, **names},
         schema={"type": pl.String, "events": pl.Int64, "amount": pl.Int64})
+
+
+def events_of_types(engine: Engine, types: tuple[str, ...]) -> pl.DataFrame:
+    """account_id, type, business_date of the collection events of ``types``."""
+    import polars as pl
+
+    params = {f"t{i}": t for i, t in enumerate(types)}
+    names = ", ".join(f":{k}" for k in params) or "NULL"
+    return read_frame(
+        engine, f"SELECT account_id, type, business_date FROM collection_events WHERE type IN ({names})",
+        params, dates=("business_date",),
+        schema={"account_id": pl.String, "type": pl.String})
+
+
+def visits_since(engine: Engine, since: date) -> pl.DataFrame:
+    """account_id, visits: collector visits ordered since ``since`` (any status)."""
+    import polars as pl
+
+    from dianfei.core.clock import start_of_day
+
+    return read_frame(
+        engine, "SELECT account_id, COUNT(*) AS visits FROM collection_tasks "
+        "WHERE kind = 'collector_visit' AND created_at >= :since GROUP BY account_id",
+        {"since": start_of_day(since)}, schema={"account_id": pl.String, "visits": pl.Int64})

@@ -347,11 +347,11 @@ def build_snapshot(ctx: Context, items: pl.DataFrame, scorer: RiskScorer | None)
     """One row per account in arrears (postpaid, something overdue): the facts the ladder and
     the stop rules read. Columns: account_id, customer_id, name, customer_class, segment,
     protected, payment_mode, days_overdue, amount_overdue, oldest_bill, oldest_due, balance,
-    open_plan, risk_band."""
+    open_plan, risk_band, early_warning (on the day's risk early-warning list)."""
     import polars as pl
 
     from dianfei.ledger.service import balances_frame
-    from dianfei.risk.service import default_scorer
+    from dianfei.risk.service import early_warnings, scorer_for
 
     day = ctx.day
     overdue = items.filter((pl.col("due_on") < day) & (pl.col("open_amount") > 0))
@@ -382,9 +382,15 @@ def build_snapshot(ctx: Context, items: pl.DataFrame, scorer: RiskScorer | None)
     feats = (snap.select("account_id", pl.col("amount_overdue").alias("arrears"))
              .join(hist, on="account_id", how="left")
              .join(repository.broken_plans(ctx.db.engine), on="account_id", how="left"))
-    scores = (scorer or default_scorer()).score(feats)
-    return snap.join(scores.select("account_id", pl.col("band").alias("risk_band")),
-                     on="account_id", how="left").with_columns(pl.col("risk_band").fill_null("low"))
+    # the band comes from the latest trained model when there is one (the points score for
+    # any account it did not score, and for all until a model is trained)
+    scores = (scorer or scorer_for(ctx.db, day, plans=lambda: broken_plan_dates(ctx.db))).score(feats)
+    warned = early_warnings(ctx.db, day).select("account_id", pl.lit(True).alias("early_warning"))
+    return (snap.join(scores.select("account_id", pl.col("band").alias("risk_band")),
+                      on="account_id", how="left")
+            .join(warned, on="account_id", how="left")
+            .with_columns(pl.col("risk_band").fill_null("low"),
+                          pl.col("early_warning").fill_null(False)))
 
 
 def _dunning(ctx: Context, conn: Any, snapshot: pl.DataFrame) -> None:
@@ -557,3 +563,35 @@ def tasks_json(db: Database, status: str | None = "open") -> list[dict[str, Any]
                  "due_at": _instant(t.due_at) if t.due_at else None,
                  "case_id": t.case_id, "detail": json.loads(t.detail) if t.detail else None}
                 for t in s.scalars(q)]
+
+
+# -- facts for risk (which sits below collections and cannot read them itself) -------------------
+
+
+def broken_plan_dates(db: Database) -> pl.DataFrame:
+    """account_id, broken_on: each payment plan broken, by business date — the ``plans`` facts
+    the risk features take (``dianfei risk`` passes them in)."""
+    import polars as pl
+
+    return repository.events_of_types(db.engine, ("plan_broken",)).select(
+        "account_id", pl.col("business_date").alias("broken_on"))
+
+
+def actions_by_account(db: Database, since: date) -> pl.DataFrame:
+    """account_id, notices, dunning_steps, visits, stops: what collections did to each account
+    since ``since`` (notices sent, dunning levels reached, collector visits ordered, suspensions
+    ordered) — the actions the risk report's fairness section counts by region, class and
+    low-income flag."""
+    import polars as pl
+
+    ev = repository.events_of_types(db.engine, ("notice_sent", "suspension_ordered", "dunning_level"))
+    ev = ev.filter(pl.col("business_date") >= since)
+    per = ev.group_by("account_id").agg(
+        (pl.col("type") == "notice_sent").sum().cast(pl.Int64).alias("notices"),
+        (pl.col("type") == "dunning_level").sum().cast(pl.Int64).alias("dunning_steps"),
+        (pl.col("type") == "suspension_ordered").sum().cast(pl.Int64).alias("stops"))
+    visits = repository.visits_since(db.engine, since)
+    return (per.join(visits, on="account_id", how="full", coalesce=True)
+            .with_columns([pl.col(c).fill_null(0) for c in ("notices", "dunning_steps", "visits",
+                                                            "stops")])
+            .select("account_id", "notices", "dunning_steps", "visits", "stops"))

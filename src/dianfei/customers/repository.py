@@ -141,3 +141,18 @@ def bill_facts(engine: Engine, accounts: Sequence[str] | None = None) -> pl.Data
     with engine.connect() as conn:
         member, params = any_of(conn, "a.account_id", "a", sorted(set(accounts)))
         return read_frame(conn, f"{sql} WHERE {member}", params, schema=schema)
+
+
+def account_profiles(engine: Engine) -> pl.DataFrame:
+    """Every account (closed ones too) with what risk reads about its customer."""
+    import polars as pl
+
+    return read_frame(
+        engine,
+        "SELECT a.account_id, c.customer_id, c.customer_class, c.region_id, c.station_id, "
+        "c.low_income, c.protected, c.payment_mode, a.opened_on, a.closed_on "
+        "FROM accounts a JOIN customers c ON c.customer_id = a.customer_id",
+        dates=("opened_on", "closed_on"),
+        schema={"account_id": pl.String, "customer_id": pl.String, "customer_class": pl.String,
+                "region_id": pl.String, "station_id": pl.String, "low_income": pl.Boolean,
+                "protected": pl.Boolean, "payment_mode": pl.String})

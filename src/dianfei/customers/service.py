@@ -328,3 +328,12 @@ def accounts_of_customers(conn: Connection, customer_ids: Sequence[str]) -> dict
             "ORDER BY customer_id, account_id"), params):
         out.setdefault(str(cust), str(acct))
     return out
+
+
+def account_profiles(engine: Engine) -> pl.DataFrame:
+    """account_id, customer_id, customer_class, region_id, station_id, low_income, protected,
+    payment_mode, opened_on, closed_on of every account (one read): the customer facts of the
+    risk features and of its fairness report."""
+    from dianfei.customers import repository
+
+    return repository.account_profiles(engine)

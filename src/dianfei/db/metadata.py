@@ -15,7 +15,8 @@ from dianfei.notify import models as notify_models
 from dianfei.payments import models as payments_models
 from dianfei.payments import statement_models
 from dianfei.risk import insight_models
+from dianfei.risk import models as risk_models
 
 __all__ = ["Base", "billing_models", "collections_models", "customer_models", "event_models",
            "insight_models", "ledger_models", "metering_models", "notify_models", "payments_models",
-           "statement_models", "ticket_models", "vee_models"]
+           "risk_models", "statement_models", "ticket_models", "vee_models"]

@@ -177,21 +177,23 @@ def posted_since(engine: Engine, accounts: Sequence[str], since: Any) -> pl.Data
     return pl.concat(frames, how="vertical_relaxed")
 
 
-def bill_clearings(engine: Engine, first: str, last: str) -> pl.DataFrame:
-    """Clearings to the bills of periods ``first``..``last``: bill_id, payment_id, channel,
-    allocated_at, amount (negative rows undo: refunds, returns, cancelled bills)."""
+def bill_clearings(engine: Engine, first: str | None = None, last: str | None = None) -> pl.DataFrame:
+    """Clearings to bills (of periods ``first``..``last`` when given, else all): bill_id,
+    account_id, payment_id, channel, allocated_at, amount (negative rows undo: refunds, returns,
+    cancelled bills)."""
     import polars as pl
 
     from dianfei.db.frames import sqlite_columns
 
-    sql = ("SELECT pa.bill_id, pa.payment_id, p.channel, pa.allocated_at, pa.amount "
+    where = ("AND pa.bill_id IN (SELECT bill_id FROM bills WHERE period BETWEEN :a AND :z) "
+             if first is not None and last is not None else "")
+    sql = ("SELECT pa.bill_id, pa.account_id, pa.payment_id, p.channel, pa.allocated_at, pa.amount "
            "FROM payment_allocations pa JOIN payments p ON p.payment_id = pa.payment_id "
-           "WHERE pa.allocated_to = 'bill' AND pa.bill_id IN "
-           "(SELECT bill_id FROM bills WHERE period BETWEEN :a AND :z) "
+           f"WHERE pa.allocated_to = 'bill' {where}"
            "ORDER BY pa.bill_id, pa.allocated_at, pa.id")
-    params = {"a": first, "z": last}
-    schema = {"bill_id": pl.String, "payment_id": pl.String, "channel": pl.String,
-              "allocated_at": pl.Datetime("us", "UTC"), "amount": pl.Int64}
+    params = {"a": first, "z": last} if where else {}
+    schema = {"bill_id": pl.String, "account_id": pl.String, "payment_id": pl.String,
+              "channel": pl.String, "allocated_at": pl.Datetime("us", "UTC"), "amount": pl.Int64}
     fast = sqlite_columns(engine, sql, params, schema)
     if fast is not None:
         return fast

@@ -358,11 +358,12 @@ def bill_payment_state(engine: Engine, period: str | None = None) -> pl.DataFram
     return repository.bill_payment_state(engine, period)
 
 
-def bill_clearings(engine: Engine, first: str, last: str) -> pl.DataFrame:
-    """What reached the bills of periods ``first``..``last``, one row per clearing: bill_id,
-    payment_id, channel (of the payment the money came from, credit included), allocated_at,
-    amount (fen; negative rows undo a clearing). Late fees and unused credit are not here: only
-    money on bills counts as collected."""
+def bill_clearings(engine: Engine, first: str | None = None, last: str | None = None) -> pl.DataFrame:
+    """What reached bills — of periods ``first``..``last`` when given (KPIs, exports), else every
+    bill (risk, to know as of any date what each bill had been paid and when) — one row per
+    clearing: bill_id, account_id, payment_id, channel (of the payment the money came from,
+    credit included), allocated_at, amount (fen; negative rows undo a clearing). Late fees and
+    unused credit are not here: only money on bills counts as collected."""
     return repository.bill_clearings(engine, first, last)
 
 

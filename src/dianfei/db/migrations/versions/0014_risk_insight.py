@@ -2,7 +2,7 @@
 their random assignments
 
 Revision ID: 0014
-Revises: 0011
+Revises: 0013
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from alembic import op
 import dianfei.db.types
 
 revision = "0014"
-down_revision = "0011"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
