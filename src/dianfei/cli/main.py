@@ -17,7 +17,7 @@ app = typer.Typer(
 
 #: command modules under dianfei.cli, each with ``register(app)``; a module's own commands only
 COMMAND_MODULES = ("tariffs", "billing", "payments", "reconcile", "imports", "vee", "meters", "notify",
-                   "collections", "accounts")
+                   "collections", "accounts", "audit", "users")
 
 
 def _register() -> None:

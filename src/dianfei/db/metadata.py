@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dianfei.audit import models as audit_models
 from dianfei.billing import models as billing_models
 from dianfei.collections import models as collections_models
 from dianfei.customers import models as customer_models
@@ -13,6 +14,8 @@ from dianfei.metering.vee import models as vee_models
 from dianfei.notify import models as notify_models
 from dianfei.payments import models as payments_models
 from dianfei.payments import statement_models
+from dianfei.security import models as security_models
 
-__all__ = ["Base", "billing_models", "collections_models", "customer_models", "event_models", "ledger_models",
-           "metering_models", "notify_models", "payments_models", "statement_models", "vee_models"]
+__all__ = ["Base", "audit_models", "billing_models", "collections_models", "customer_models",
+           "event_models", "ledger_models", "metering_models", "notify_models", "payments_models",
+           "security_models", "statement_models", "vee_models"]

@@ -1,6 +1,6 @@
 """Payment channel callbacks and the payments REST API.
 
-The callback routes are the only routes without a console role: the payment channels call them,
+The callback routes are the only payment routes without a signed-in user: the payment channels call them,
 and their proof is the channel's signature, checked by the adapter before anything is posted.
 Each answers the channel's "received" reply (Alipay ``success``, WeChat Pay 204) only after the
 payment is durably posted (or was already posted); anything refused gets the channel's failure
@@ -26,7 +26,7 @@ from dianfei.payments.channels.config import load_channel_settings
 from dianfei.payments.channels.online import OnlineNotifier
 from dianfei.payments.channels.wechatpay import WechatPayNotifier
 from dianfei.payments.service import allocation_order
-from dianfei.web.auth import Role
+from dianfei.web.auth import guard
 
 #: refusals that mean "you are not who you say": 401 rather than 400
 _AUTH_REFUSALS = {"bad_signature", "wrong_serial", "stale_timestamp", "replay", "decrypt_failed",
@@ -95,16 +95,16 @@ def register(app: FastAPI, db: Database, clock: Clock) -> None:
         return JSONResponse({"code": "FAIL", "message": f"{res.code}: {res.message}"},
                             status_code=status)
 
-    @app.get("/api/v1/payments/{account}", tags=["payments"])
-    def api_payments(account: str, _role: Role) -> list[dict[str, Any]]:
+    @app.get("/api/v1/payments/{account}", tags=["payments"], **guard("payments:read"))
+    def api_payments(account: str) -> list[dict[str, Any]]:
         """The account's posted payments, oldest first."""
         from dianfei.payments.service import account_payments, payment_summary
 
         frame = account_payments(db.engine, account)
         return [payment_summary(r) for r in frame.iter_rows(named=True)]
 
-    @app.get("/api/v1/payments-worklist", tags=["payments"])
-    def api_worklist(_role: Role) -> list[dict[str, Any]]:
+    @app.get("/api/v1/payments-worklist", tags=["payments"], **guard("payments:worklist"))
+    def api_worklist() -> list[dict[str, Any]]:
         """Refused notifications awaiting clarification (oldest first)."""
         return [{"id": m.id, "channel": m.channel, "received_at": m.received_at.isoformat(),
                  "refusal": m.refusal, "detail": m.detail, "transaction_id": m.transaction_id,
