@@ -2,8 +2,9 @@
 
 - :func:`record` appends one record of a change in the caller's transaction: supply state, a
   waiver, a customer import, a user … (one record per change);
-- :func:`ledger_batch` / :func:`ledger_frame_batch` are what the posting core calls for every
-  ledger write: a fresh batch number for the rows and one record carrying the rows' digest;
+- :func:`ledger_batch` and :func:`record_ledger_batch` / :func:`record_ledger_frame` are what the
+  posting core calls for every ledger write: a fresh batch number for the rows, then (after the
+  rows) one record carrying their digest;
 - :func:`verify` is ``dianfei audit verify``; :func:`acting_as` attributes records to a person.
 
 Why a package of its own, this low: every layer that changes money or supply state (ledger,
@@ -47,31 +48,35 @@ def _summary(kinds: Sequence[str], amounts: Sequence[int], accounts: set[str]) -
     return {"kinds": counts, "amount_fen": int(sum(amounts)), "accounts": len(accounts)}
 
 
-def ledger_batch(conn: Connection, rows: Sequence[Mapping[str, Any]], *,
-                 action: str = "ledger.posting") -> int:
-    """Record planned ledger rows (the posting core's dicts) before they are written; returns
-    the batch number every row must carry in ``ledger_entries.audit_batch``."""
-    batch = new_batch()
+def ledger_batch() -> int:
+    """A fresh batch number for the ledger rows of one write (``ledger_entries.audit_batch``)."""
+    return new_batch()
+
+
+def record_ledger_batch(conn: Connection, batch: int, rows: Sequence[Mapping[str, Any]], *,
+                        action: str = "ledger.posting") -> None:
+    """Record planned ledger rows (the posting core's dicts) written with ``batch``: one record
+    carrying their digest. Called AFTER the rows and their open items are written, so the chain's
+    head row is always the last lock a posting takes (a fixed lock order: no deadlock between
+    a posting that locked an account's items and one that holds the head)."""
     accounts = {str(r["account_id"]) for r in rows}
     detail = {"ledger_rows": len(rows), "ledger_digest": digest_rows(rows),
               **_summary([r["kind"] for r in rows], [int(r["amount"]) for r in rows], accounts)}
     append(conn, action, next(iter(accounts)) if len(accounts) == 1 else "", detail,
            ledger_batch=batch)
-    return batch
 
 
-def ledger_frame_batch(conn: Connection, frame: pl.DataFrame, *, action: str,
-                       subject: str = "") -> int:
-    """:func:`ledger_batch` for rows as columns (bulk debits: a bill run chunk, late fees)."""
+def record_ledger_frame(conn: Connection, batch: int, frame: pl.DataFrame, *, action: str,
+                        subject: str = "") -> None:
+    """:func:`record_ledger_batch` for rows as columns (bulk debits: a bill run chunk, late
+    fees)."""
     import polars as pl
 
     counts = frame.group_by("kind").agg(pl.len()).sort("kind")
     detail = {"ledger_rows": frame.height, "ledger_digest": digest_frame(frame),
               "kinds": dict(counts.iter_rows()), "amount_fen": int(frame["amount"].sum()),
               "accounts": frame["account_id"].n_unique()}
-    batch = new_batch()
     append(conn, action, subject, detail, ledger_batch=batch)
-    return batch
 
 
 #: the batch of ledger rows written before the chain existed (their ``audit_batch`` is NULL)

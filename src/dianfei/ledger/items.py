@@ -97,9 +97,13 @@ def write(conn: Connection, posting: Posting, *, now: datetime) -> None:
     changes = list(posting.changes.values())
     # every ledger write is covered by an audit record carrying the digest of its rows, in this
     # transaction; the rows carry the record's batch number
-    batch = audit.ledger_batch(conn, posting.entries) if posting.entries else None
+    batch = audit.ledger_batch() if posting.entries else None
     if conn.dialect.name == "postgresql":
         _pg_write(conn.connection.driver_connection, posting, changes, now, batch)
+        if batch is not None:  # the head row last: see audit.record_ledger_batch
+            audit.record_ledger_batch(conn, batch, posting.entries)
+        if posting.events:
+            events.pg_publish(conn.connection.driver_connection, posting.events)
         return
     # SQLite: the driver's executemany on tuples (no per-row parameter dicts to compile); the
     # instants of one posting are a handful of values, each formatted once
@@ -136,6 +140,8 @@ def write(conn: Connection, posting: Posting, *, now: datetime) -> None:
                  _iso(it.due_on), it.amount, delta, updated) for it, delta in changes])
     finally:
         cur.close()
+    if batch is not None:
+        audit.record_ledger_batch(conn, batch, posting.entries)
     if posting.events:
         events.publish(conn, posting.events)
 
@@ -185,8 +191,6 @@ def _pg_write(raw: Any, posting: Posting, changes: list[tuple[Item, int]], now: 
             _naive(now), [i.reference for i in its], [i.account_id for i in its],
             [i.customer_id for i in its], [i.item_kind for i in its], [i.bill_id for i in its],
             [i.due_on for i in its], [i.amount for i in its], [d for _, d in changes]))
-    if posting.events:
-        events.pg_publish(raw, posting.events)
 
 
 def releases(conn: Connection, reference: str) -> list[Release]:

@@ -123,7 +123,7 @@ def post_frame(conn: Connection, entries: pl.DataFrame, *, order: str | None = N
         raise ValidationError(f"post_frame takes debits (bill, late_fee), got {sorted(kinds)}")
     import polars as pl
 
-    batch = audit.ledger_frame_batch(conn, entries, action=action, subject=subject)
+    batch = audit.ledger_batch()
     n = write_frame(conn, "ledger_entries",
                     entries.with_columns(pl.lit(batch, pl.Int64).alias("audit_batch")))
     at = entries["posted_at"][0]
@@ -131,6 +131,8 @@ def post_frame(conn: Connection, entries: pl.DataFrame, *, order: str | None = N
     items.insert_debits(conn, entries.select("account_id", "customer_id", "kind", "amount",
                                              "due_on", "reference"), now=now)
     apply_credit(conn, entries["account_id"].unique().to_list(), now=now, order=order)
+    # the record last: the chain's head row is the last lock a posting takes
+    audit.record_ledger_frame(conn, batch, entries, action=action, subject=subject)
     return n
 
 
