@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Connection, func, select, update
 from sqlalchemy.orm import Session
 
+from dianfei.audit import service as audit
 from dianfei.billing import repository as repo
 from dianfei.billing.consumption import (
     account_usage,
@@ -359,7 +360,8 @@ def _write(db: Database, run: BillRun, bills: pl.DataFrame, bill_meters: pl.Data
             if bm.height:
                 write_frame(conn, "bill_meters", bm)
             write_frame(conn, "bill_lines", ln)
-            ledger.post_frame(conn, entries)
+            ledger.post_frame(conn, entries, action="bill_run.chunk",
+                              subject=f"{run.period} run {run.run_id}")
             write_frame(conn, "bill_exceptions", ex)
             conn.execute(update(BillRun).where(BillRun.run_id == run.run_id).values(
                 billed=BillRun.billed + b.height,
@@ -392,6 +394,8 @@ def cancel_bill(session: Session, clock: Clock, bill_id: str, reason: str) -> Bi
     bill.status = "cancelled"
     bill.cancelled_at = clock.now()
     bill.cancel_reason = reason
+    audit.record(session.connection(), "bill.cancelled", bill.account_id,
+                 {"bill_id": bill_id, "amount_fen": int(bill.amount), "reason": reason})
     return bill
 
 
@@ -459,3 +463,21 @@ def bill_history(engine: Engine) -> pl.DataFrame:
     (0.01 kWh), status, cancelled_at. Risk builds its as-of features from it (a bill cancelled
     after the as-of date was live on it)."""
     return repo.bill_history(engine)
+
+
+def customer_bills(engine: Engine, customer_id: str) -> list[dict[str, object]]:
+    """A customer's bills, newest period first (cancelled ones included, with their status):
+    bill_id, account_id, period, issued_on, due_on, amount (yuan), kwh, status."""
+    from sqlalchemy import select
+
+    from dianfei.core.money import fmt_qty, fmt_yuan
+
+    with engine.connect() as conn:
+        rows = conn.execute(select(Bill.bill_id, Bill.account_id, Bill.period, Bill.issued_on,
+                                   Bill.due_on, Bill.amount, Bill.kwh, Bill.status)
+                            .where(Bill.customer_id == customer_id)
+                            .order_by(Bill.period.desc(), Bill.bill_id)).all()
+    return [{"bill_id": r[0], "account_id": r[1], "period": r[2],
+             "issued_on": r[3].isoformat(), "due_on": r[4].isoformat(),
+             "amount": fmt_yuan(int(r[5])), "kwh": fmt_qty(int(r[6])), "status": r[7]}
+            for r in rows]

@@ -341,7 +341,31 @@ def demo(
     if serve:
         from dianfei.web.server import serve_console
 
+        _demo_admin()
         serve_console()
+
+
+def _demo_admin() -> None:
+    """A demo database has no users: create ``admin`` with a random password, kept in
+    ``DATA_DIR/demo-admin.password`` (mode 0600) and printed once, so the console can be tried.
+    A real installation creates its first administrator with ``users add``."""
+    import os
+    import secrets
+    from datetime import UTC, datetime
+
+    from dianfei.security.service import add_user, count_users
+
+    db = database()
+    with db.session() as s:
+        if count_users(s):
+            return
+        password = secrets.token_urlsafe(12)
+        add_user(s, username="admin", role="admin", password=password, now=datetime.now(UTC))
+    path = db.settings.data_dir / "demo-admin.password"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(password + "\n")
+    sys.stderr.write(f"demo sign-in: admin / {password} (kept in {path})\n")
 
 
 def serve(

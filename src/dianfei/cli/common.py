@@ -8,6 +8,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
+from dianfei.audit.actor import acting_as
 from dianfei.core.errors import DianfeiError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -15,6 +16,16 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
+
+
+def operator() -> str:
+    """The audit chain's actor for a CLI command: ``cli:`` and the operating-system user."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no user name for this uid (a bare container)
+        return "cli:unknown"
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -27,9 +38,11 @@ def handle_errors(fn: F) -> F:
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except DianfeiError as exc:
-            fail(str(exc))
+        # what a command changes is recorded in the audit chain as done by the operator
+        with acting_as(operator()):
+            try:
+                return fn(*args, **kwargs)
+            except DianfeiError as exc:
+                fail(str(exc))
 
     return wrapper  # type: ignore[return-value]

@@ -1,5 +1,5 @@
-"""CLI: KPIs (`dianfei kpi`), the fund-flow audit (`dianfei audit funds`) and the monthly
-collection report (`dianfei report monthly`)."""
+"""CLI: KPIs (`dianfei kpi`) and the monthly collection report (`dianfei report monthly`); the
+fund-flow audit (`dianfei audit funds`) is with the other audits in cli/audit.py."""
 
 from __future__ import annotations
 
@@ -11,14 +11,11 @@ import typer
 from dianfei.cli.common import handle_errors, print_json
 from dianfei.cli.context import clock_from_env, database
 
-#: ``audit`` is shared with the audit chain (``audit verify``): the lead merges the two groups
-audit_app = typer.Typer(help="Audits: fund flows (资金流向稽核).", no_args_is_help=True)
 report_app = typer.Typer(help="Reports a branch sends upward (报表).", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
     app.command("kpi")(kpi)
-    app.add_typer(audit_app, name="audit")
     app.add_typer(report_app, name="report")
 
 
@@ -56,28 +53,6 @@ def kpi(
     from dianfei.reporting.report import kpi_table
 
     kpi_table(result)
-
-
-@audit_app.command("funds")
-@handle_errors
-def audit_funds(
-    period: Annotated[str, typer.Option(help="the period YYYY-MM (its calendar month)")],
-    json_out: Annotated[bool, typer.Option("--json")] = False,
-) -> None:
-    """Money billed, collected and refunded per channel, settled by each channel, deposited and
-    written off in the month, tied to the reconciliation worklist (exit 1 when it does not tie)."""
-    from dianfei.core.clock import Period
-    from dianfei.reporting.funds import audit
-
-    result = audit(database(), Period.parse(period))
-    if json_out:
-        print_json(result)
-    else:
-        from dianfei.reporting.report import funds_table
-
-        funds_table(result)
-    if not result["ties"]:
-        raise typer.Exit(1)
 
 
 @report_app.command("monthly")

@@ -19,6 +19,7 @@ from datetime import date
 
 from sqlalchemy.orm import Session
 
+from dianfei.audit import service as audit
 from dianfei.collections.models import (
     CollectionEvent,
     LateFeeAccrual,
@@ -77,6 +78,10 @@ def agree_plan(session: Session, *, account_id: str, instalments: list[tuple[dat
         detail=json.dumps({"plan_id": plan.plan_id, "instalments": [
             {"due_on": d.isoformat(), "amount": a} for d, a in instalments]})))
     session.flush()
+    audit.record(session.connection(), "plan.agreed", account_id, {
+        "plan_id": plan.plan_id, "total_fen": plan.total, "requested_by": requested_by,
+        "approved_by": approved_by,
+        "instalments": [{"due_on": d.isoformat(), "amount_fen": a} for d, a in instalments]})
     return plan
 
 
@@ -130,4 +135,8 @@ def waive_late_fees(session: Session, *, bill_id: str, reason: str, requested_by
                            "approved_by": approved_by, "waiver_id": waiver.waiver_id,
                            "reversals": reversals}, ensure_ascii=False)))
     session.flush()
+    audit.record(session.connection(), "late_fee.waived", account_id, {
+        "bill_id": bill_id, "amount_fen": amount, "reason": reason,
+        "requested_by": requested_by, "approved_by": approved_by,
+        "waiver_id": waiver.waiver_id, "reversals": reversals})
     return waiver

@@ -327,7 +327,8 @@ def _post_fees(ctx: Context, conn: Any, fees: pl.DataFrame) -> None:
         "account_id", "customer_id", pl.lit("late_fee").alias("kind"),
         pl.col("delta").alias("amount"), pl.lit(naive_now).alias("posted_at"),
         pl.lit(business_date(now)).alias("business_date"), pl.lit(day).alias("due_on"),
-        pl.format("LF:{}:{}", pl.col("bill_id"), pl.lit(day.isoformat())).alias("reference")))
+        pl.format("LF:{}:{}", pl.col("bill_id"), pl.lit(day.isoformat())).alias("reference")),
+        action="late_fee.posted", subject=day.isoformat())
     write_events(conn, fees.select(
         pl.format("lf:{}:{}", pl.col("bill_id"), pl.lit(day.isoformat())).alias("key"),
         "account_id", "customer_id", pl.lit("late_fee_accrued").alias("type"),

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
+from dianfei.audit import service as audit
 from dianfei.collections import repository
 from dianfei.collections.account import owed
 from dianfei.collections.context import event_schema, write_events
@@ -80,12 +81,24 @@ def record_event(session: Session, key: str, case: StopCase, type_: str, at: dat
                                           if k not in ("notice", "channel", "amount")}}
     if case.mode == "prepaid":
         detail.setdefault("reason", "prepay")  # a smart-prepayment cut-off, not an arrears stop
-    return _insert_new(session, CollectionEvent, {
+    added = _insert_new(session, CollectionEvent, {
         "key": key, "account_id": case.account_id, "customer_id": case.customer_id,
         "type": type_, "at": at, "business_date": business_date(at),
         "notice": extra.get("notice"), "channel": extra.get("channel"),
         "amount": extra.get("amount"), "bill_id": case.bill_id or None,
         "detail": json.dumps(detail, ensure_ascii=False)})
+    if added and type_ in SUPPLY_CHANGES:
+        # a change of supply state is audited in the transaction that makes it
+        audit.record(session.connection(), f"supply.{type_}", case.account_id,
+                     {"case_id": case.case_id, "at": at.isoformat(), "mode": case.mode,
+                      "bill_id": case.bill_id or None, **{k: v for k, v in detail.items()
+                                                           if k != "case_id"}})
+    return added
+
+
+#: the collection events that change (or order a change of) an account's supply state
+SUPPLY_CHANGES = frozenset({"suspension_ordered", "suspended", "suspension_cancelled",
+                            "reconnection_ordered", "reconnected"})
 
 
 def add_task(session: Session, key: str, case: StopCase, kind: str, now: datetime,
@@ -485,6 +498,8 @@ def approve(session: Session, case_id: int, *, approver: str, clock: Clock) -> S
     if not approver.strip():
         raise ValidationError("an approval names the approver")
     case.approved_by = approver
+    audit.record(session.connection(), "supply.stop_approved", case.account_id,
+                 {"case_id": case_id, "approved_by": approver})
     for t in session.scalars(select(CollectionTask).where(CollectionTask.key == f"approval:{case_id}")):
         t.status, t.done_at, t.done_by = "done", clock.now(), approver
     session.flush()

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, func, select
 
+from dianfei.audit import service as audit
 from dianfei.core.crypto import PiiCipher
 from dianfei.core.errors import NotFoundError, ValidationError
 
@@ -107,7 +108,16 @@ def load_population(
     write_frame(conn, "tariff_assignments", customers.select(
         pl.col("customer_id").alias("account_id"), "tariff_id",
         pl.col("opened_on").alias("effective_from")))
+    _audit_customers(conn, enc)
+    audit.record_rows(conn, "meters.added", meters.select(meter_cols), key="meter_id")
     return customers.height
+
+
+def _audit_customers(conn: Connection, enc: pl.DataFrame) -> None:
+    """The customer data as stored (personal data encrypted) in one audit record."""
+    audit.record_rows(conn, "customers.added", enc.select(
+        "customer_id", "name", "customer_class", "region_id", "address", "phone_enc",
+        "low_income", "protected", "payment_mode", "opened_on", "tariff_id"), key="customer_id")
 
 
 # --------------------------------------------------------------------------- file imports
@@ -185,6 +195,7 @@ def add_customers(conn: Connection, cipher: PiiCipher, customers: pl.DataFrame) 
     write_frame(conn, "tariff_assignments", customers.select(
         pl.col("customer_id").alias("account_id"), "tariff_id",
         pl.col("opened_on").alias("effective_from")))
+    _audit_customers(conn, enc)
     return customers.height
 
 
@@ -208,9 +219,11 @@ def service_points_of(conn: Connection, account_ids: list[str]) -> dict[str, str
 def add_meters(conn: Connection, meters: pl.DataFrame) -> int:
     """Append meters: meter_id, service_point_id, account_id, comm_address, multiplier, digits,
     registers, installed_on."""
-    return write_frame(conn, "meters", meters.select(
+    rows = meters.select(
         "meter_id", "service_point_id", "account_id", "comm_address", "multiplier", "digits",
-        "registers", "installed_on"))
+        "registers", "installed_on")
+    audit.record_rows(conn, "meters.added", rows, key="meter_id")
+    return write_frame(conn, "meters", rows)
 
 
 # --------------------------------------------------------------------------- reads for others

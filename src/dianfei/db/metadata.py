@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dianfei.audit import models as audit_models
 from dianfei.billing import models as billing_models
 from dianfei.collections import models as collections_models
 from dianfei.collections import ticket_models
@@ -16,7 +17,9 @@ from dianfei.payments import models as payments_models
 from dianfei.payments import statement_models
 from dianfei.risk import insight_models
 from dianfei.risk import models as risk_models
+from dianfei.security import models as security_models
 
-__all__ = ["Base", "billing_models", "collections_models", "customer_models", "event_models",
-           "insight_models", "ledger_models", "metering_models", "notify_models", "payments_models",
-           "risk_models", "statement_models", "ticket_models", "vee_models"]
+__all__ = ["Base", "audit_models", "billing_models", "collections_models", "customer_models",
+           "event_models", "insight_models", "ledger_models", "metering_models", "notify_models",
+           "payments_models", "risk_models", "security_models", "statement_models", "ticket_models",
+           "vee_models"]

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, text
 
+from dianfei.audit import service as audit
 from dianfei.db.lists import any_of
 from dianfei.events import service as events
 from dianfei.ledger.posting import Book, Item, NetClearing, Posting, Release
@@ -94,8 +95,15 @@ def write(conn: Connection, posting: Posting, *, now: datetime) -> None:
     # every touched item is written, a net change of 0 included: a new debit that credit cleared
     # in the same posting nets to 0 but still needs its row (the upsert adds 0 to an old one)
     changes = list(posting.changes.values())
+    # every ledger write is covered by an audit record carrying the digest of its rows, in this
+    # transaction; the rows carry the record's batch number
+    batch = audit.ledger_batch() if posting.entries else None
     if conn.dialect.name == "postgresql":
-        _pg_write(conn.connection.driver_connection, posting, changes, now)
+        _pg_write(conn.connection.driver_connection, posting, changes, now, batch)
+        if batch is not None:  # the head row last: see audit.record_ledger_batch
+            audit.record_ledger_batch(conn, batch, posting.entries)
+        if posting.events:
+            events.pg_publish(conn.connection.driver_connection, posting.events)
         return
     # SQLite: the driver's executemany on tuples (no per-row parameter dicts to compile); the
     # instants of one posting are a handful of values, each formatted once
@@ -113,11 +121,11 @@ def write(conn: Connection, posting: Posting, *, now: datetime) -> None:
         if posting.entries:
             cur.executemany(
                 "INSERT INTO ledger_entries (account_id, customer_id, kind, amount, posted_at, "
-                "business_date, due_on, reference, reverses_entry_id, reason) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "business_date, due_on, reference, reverses_entry_id, reason, audit_batch) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(e["account_id"], e["customer_id"], e["kind"], e["amount"], ts(e["posted_at"]),
                   _iso(e["business_date"]), _iso(e["due_on"]), e["reference"],
-                  e["reverses_entry_id"], e["reason"]) for e in posting.entries])
+                  e["reverses_entry_id"], e["reason"], batch) for e in posting.entries])
         if posting.clearings:
             cur.executemany(
                 "INSERT INTO payment_allocations (payment_id, account_id, allocated_to, bill_id, "
@@ -132,6 +140,8 @@ def write(conn: Connection, posting: Posting, *, now: datetime) -> None:
                  _iso(it.due_on), it.amount, delta, updated) for it, delta in changes])
     finally:
         cur.close()
+    if batch is not None:
+        audit.record_ledger_batch(conn, batch, posting.entries)
     if posting.events:
         events.publish(conn, posting.events)
 
@@ -143,9 +153,9 @@ def _iso(day: date | str | None) -> str | None:
 
 _PG_LEDGER = (
     "INSERT INTO ledger_entries (account_id, customer_id, kind, amount, posted_at, business_date, "
-    "due_on, reference, reverses_entry_id, reason) SELECT * FROM unnest(%s::text[], %s::text[], "
-    "%s::text[], %s::bigint[], %s::timestamp[], %s::date[], %s::date[], %s::text[], "
-    "%s::bigint[], %s::text[])")
+    "due_on, reference, reverses_entry_id, reason, audit_batch) SELECT u.*, %s::bigint FROM "
+    "unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::timestamp[], %s::date[], "
+    "%s::date[], %s::text[], %s::bigint[], %s::text[]) AS u")
 _PG_CLEARINGS = (
     "INSERT INTO payment_allocations (payment_id, account_id, allocated_to, bill_id, "
     "item_reference, amount, allocated_at) SELECT * FROM unnest(%s::text[], %s::text[], "
@@ -159,11 +169,12 @@ _PG_ITEMS = (
     "updated_at = excluded.updated_at")
 
 
-def _pg_write(raw: Any, posting: Posting, changes: list[tuple[Item, int]], now: datetime) -> None:
+def _pg_write(raw: Any, posting: Posting, changes: list[tuple[Item, int]], now: datetime,
+              batch: int | None) -> None:
     e, c = posting.entries, posting.clearings
     if e:
         raw.execute(_PG_LEDGER, (
-            [r["account_id"] for r in e], [r["customer_id"] for r in e], [r["kind"] for r in e],
+            batch, [r["account_id"] for r in e], [r["customer_id"] for r in e], [r["kind"] for r in e],
             [r["amount"] for r in e], [_naive(r["posted_at"]) for r in e],
             [r["business_date"] for r in e], [r["due_on"] for r in e],
             [r["reference"] for r in e], [r["reverses_entry_id"] for r in e],
@@ -180,8 +191,6 @@ def _pg_write(raw: Any, posting: Posting, changes: list[tuple[Item, int]], now: 
             _naive(now), [i.reference for i in its], [i.account_id for i in its],
             [i.customer_id for i in its], [i.item_kind for i in its], [i.bill_id for i in its],
             [i.due_on for i in its], [i.amount for i in its], [d for _, d in changes]))
-    if posting.events:
-        events.pg_publish(raw, posting.events)
 
 
 def releases(conn: Connection, reference: str) -> list[Release]:

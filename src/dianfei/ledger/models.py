@@ -46,6 +46,8 @@ class LedgerEntry(Base):
         ForeignKey("ledger_entries.entry_id"), unique=True
     )
     reason: Mapped[str | None] = mapped_column(Text)
+    #: the audit record that covers this row (its batch's digest, see ``dianfei.audit``)
+    audit_batch: Mapped[int | None] = mapped_column(BigInteger)
 
 
 ITEM_KINDS = ("bill", "late_fee", "credit")

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from dianfei.audit import service as audit
 from dianfei.core.clock import Clock
 from dianfei.core.errors import ConflictError, NotFoundError, ValidationError
 from dianfei.db.bulk import write_frame
@@ -107,23 +108,32 @@ def reverse_entry(session: Session, *, clock: Clock, entry_id: int, reason: str,
         LedgerEntry.reverses_entry_id == entry_id)).one()
 
 
-def post_frame(conn: Connection, entries: pl.DataFrame, *, order: str | None = None) -> int:
+def post_frame(conn: Connection, entries: pl.DataFrame, *, order: str | None = None,
+               action: str = "ledger.debits", subject: str = "") -> int:
     """Bulk-post debits (bill run, late fees). Columns: account_id, customer_id, kind (bill or
-    late_fee), amount, posted_at, business_date, due_on, reference (reason optional).
+    late_fee), amount, posted_at (timezone-aware), business_date, due_on, reference (reason
+    optional).
 
     Their open items are written with them, and credit held by any of these accounts clears
-    them in the same transaction (:mod:`dianfei.ledger.posting`)."""
+    them in the same transaction (:mod:`dianfei.ledger.posting`). One audit record (``action``,
+    ``subject``) carries the digest of the rows."""
     if entries.height == 0:
         return 0
     kinds = set(entries["kind"].unique().to_list())
     if not kinds <= {"bill", "late_fee"}:
         raise ValidationError(f"post_frame takes debits (bill, late_fee), got {sorted(kinds)}")
-    n = write_frame(conn, "ledger_entries", entries)
+    import polars as pl
+
+    batch = audit.ledger_batch()
+    n = write_frame(conn, "ledger_entries",
+                    entries.with_columns(pl.lit(batch, pl.Int64).alias("audit_batch")))
     at = entries["posted_at"][0]
     now = at if getattr(at, "tzinfo", None) else at.replace(tzinfo=UTC)
     items.insert_debits(conn, entries.select("account_id", "customer_id", "kind", "amount",
                                              "due_on", "reference"), now=now)
     apply_credit(conn, entries["account_id"].unique().to_list(), now=now, order=order)
+    # the record last: the chain's head row is the last lock a posting takes
+    audit.record_ledger_frame(conn, batch, entries, action=action, subject=subject)
     return n
 
 

@@ -1,29 +1,48 @@
-"""The FastAPI application: console pages and the REST API, every route behind a role check."""
+"""The FastAPI application: console pages and the REST API, every route behind a role check
+(``web.auth.guard``), except the few in ``web.auth.PUBLIC_PATHS``."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+from urllib.parse import parse_qs
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
+from pydantic import BaseModel, Field
 
 from dianfei.billing.documents import bill_document, document_context, load_forecaster
 from dianfei.billing.render import render_html
-from dianfei.billing.service import open_exceptions, period_totals
+from dianfei.billing.service import customer_bills, open_exceptions, period_totals
 from dianfei.billing.view import bill_view, normalise_lang
 from dianfei.core.clock import Clock, Period, SystemClock
 from dianfei.core.errors import DianfeiError
 from dianfei.core.money import fmt_qty, fmt_yuan
 from dianfei.db.engine import Database
-from dianfei.security.tokens import console_token, role_for
-from dianfei.web.auth import COOKIE, Role
+from dianfei.web.auth import COOKIE, CallerMiddleware, guard, safe_next, signed_in
+
+log = logging.getLogger("dianfei.web")
+
+#: the largest sign-in form accepted (bytes)
+_MAX_FORM = 4096
+
+
+class Credentials(BaseModel):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_at: str
 
 
 def create_app(db: Database, clock: Clock | None = None) -> FastAPI:
     app = FastAPI(title="dianfei", version="0.1.0",
                   description="dianfei (电费): meter-to-cash for power supply companies")
-    app.state.console_token = console_token(db.settings.data_dir)
+    app.add_middleware(CallerMiddleware, db=db)
     from dianfei.web import payments_api
 
     payments_api.register(app, db, clock or SystemClock())
@@ -38,24 +57,82 @@ def create_app(db: Database, clock: Clock | None = None) -> FastAPI:
     async def _http_error(request: Request, exc: HTTPException) -> Response:
         if exc.status_code == 401 and not request.url.path.startswith("/api/"):
             html = pages.get_template("login.html").render(
-                failed=request.url.path == "/session", next=request.url.path)
+                failed=False, next=safe_next(request.url.path))
             return HTMLResponse(html, status_code=401)
-        return JSONResponse({"error": "http", "message": exc.detail}, status_code=exc.status_code)
+        return JSONResponse({"error": "http", "message": exc.detail},
+                            status_code=exc.status_code, headers=exc.headers)
 
-    @app.get("/session", include_in_schema=False)
-    def session(token: str, next: str = "/") -> Response:
-        if role_for(token, app.state.console_token) is None:
-            raise HTTPException(status_code=401, detail="wrong token")
-        resp = RedirectResponse(next if next.startswith("/") else "/", status_code=303)
-        resp.set_cookie(COOKIE, token, httponly=True, samesite="strict")
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # the trace goes to the server's log, never to the caller
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"error": "internal", "message": "internal error"}, status_code=500)
+
+    # -- signing in ---------------------------------------------------------------------------
+
+    @app.post("/api/v1/auth/token", tags=["auth"], response_model=TokenOut,
+              responses={401: {"description": "wrong user name or password"},
+                         429: {"description": "too many failed sign-ins"}})
+    def auth_token(credentials: Credentials, request: Request) -> dict[str, str]:
+        """Sign in with a user name and password; answers a bearer token for the API."""
+        token, expires = _sign_in(db, credentials.username, credentials.password, request)
+        return {"access_token": token, "token_type": "bearer", "expires_at": expires}
+
+    @app.post("/api/v1/auth/logout", tags=["auth"], status_code=204)
+    def auth_logout(request: Request) -> Response:
+        """Revoke the bearer token (or session) the request carries."""
+        _revoke(db, request)
+        return Response(status_code=204)
+
+    @app.get("/api/v1/health", tags=["health"])
+    def health() -> dict[str, str]:
+        """Liveness: the process answers (no data)."""
+        return {"status": "ok"}
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
+    def login_page(next: str = "/") -> str:
+        return pages.get_template("login.html").render(failed=False, next=safe_next(next))
+
+    @app.post("/session", include_in_schema=False)
+    async def session(request: Request) -> Response:
+        """The console's sign-in form: a session cookie (http-only, SameSite=Strict, so no other
+        site can make the browser send it), then back to ``next`` on this site only."""
+        body = await request.body()
+        if len(body) > _MAX_FORM:
+            raise HTTPException(status_code=413, detail="form too large")
+        form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+        target = safe_next(form.get("next"))
+        try:
+            token, _expires = await _threaded(_sign_in, db, form.get("username", ""),
+                                              form.get("password", ""), request)
+        except DianfeiError as exc:
+            html = pages.get_template("login.html").render(failed=exc.code, next=target)
+            return HTMLResponse(html, status_code=exc.http_status)
+        resp = RedirectResponse(target, status_code=303)
+        resp.set_cookie(COOKIE, token, httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https", path="/")
         return resp
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def dashboard(_role: Role) -> str:
+    @app.post("/logout", include_in_schema=False)
+    def logout(request: Request) -> Response:
+        _revoke(db, request)
+        resp = RedirectResponse("/login", status_code=303)
+        resp.delete_cookie(COOKIE, path="/")
+        return resp
+
+    # -- console pages ------------------------------------------------------------------------
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False, **guard("periods:read"))
+    def dashboard() -> str:
         return pages.get_template("dashboard.html").render(runs=_periods(db))
 
-    @app.get("/exceptions/{period}", response_class=HTMLResponse, include_in_schema=False)
-    def exceptions_page(period: str, _role: Role) -> str:
+    @app.get("/exceptions/{period}", response_class=HTMLResponse, include_in_schema=False,
+             **guard("exceptions:read"))
+    def exceptions_page(period: str) -> str:
         p = Period.parse(period)
         return pages.get_template("exceptions.html").render(period=str(p),
                                                             rows=_exceptions(db, p))
@@ -65,13 +142,14 @@ def create_app(db: Database, clock: Clock | None = None) -> FastAPI:
         return bill_document(db.engine, account, p, forecast=load_forecaster(),
                              context=document_context(db, p))
 
-    @app.get("/bills/{account}/{period}", response_class=HTMLResponse, include_in_schema=False)
-    def bill_page(account: str, period: str, _role: Role, lang: str = "zh-CN") -> str:
+    @app.get("/bills/{account}/{period}", response_class=HTMLResponse, include_in_schema=False,
+             **guard("bills:read"))
+    def bill_page(account: str, period: str, lang: str = "zh-CN") -> str:
         """The web bill: the same view as the PDF (zh-CN, or ?lang=en)."""
         return render_html(_bill(account, period), normalise_lang(lang))
 
-    @app.get("/bills/{account}/{period}/pdf", include_in_schema=False)
-    def bill_pdf(account: str, period: str, _role: Role, lang: str = "zh-CN") -> Response:
+    @app.get("/bills/{account}/{period}/pdf", include_in_schema=False, **guard("bills:read"))
+    def bill_pdf(account: str, period: str, lang: str = "zh-CN") -> Response:
         """The printed bill (A4 PDF) of the same document."""
         from dianfei.billing.pdf import render_pdf
 
@@ -79,22 +157,87 @@ def create_app(db: Database, clock: Clock | None = None) -> FastAPI:
         return Response(pdf, media_type="application/pdf", headers={
             "Content-Disposition": f'inline; filename="{account}-{period}.pdf"'})
 
-    @app.get("/api/v1/periods")
-    def api_periods(_role: Role) -> list[dict[str, Any]]:
+    # -- REST ---------------------------------------------------------------------------------
+
+    @app.get("/api/v1/periods", tags=["billing"], **guard("periods:read"))
+    def api_periods() -> list[dict[str, Any]]:
         """Billed periods with bill counts, energy and amounts."""
         return _periods(db)
 
-    @app.get("/api/v1/bills/{account}/{period}")
-    def api_bill(account: str, period: str, _role: Role) -> dict[str, Any]:
+    @app.get("/api/v1/bills/{account}/{period}", tags=["billing"], **guard("bills:read"))
+    def api_bill(account: str, period: str) -> dict[str, Any]:
         """One bill: lines with how each was computed, reads, history, peer comparison."""
         return _bill(account, period)
 
-    @app.get("/api/v1/exceptions/{period}")
-    def api_exceptions(period: str, _role: Role) -> list[dict[str, Any]]:
+    @app.get("/api/v1/exceptions/{period}", tags=["billing"], **guard("exceptions:read"))
+    def api_exceptions(period: str) -> list[dict[str, Any]]:
         """Accounts not billed for the period, with reasons."""
         return _exceptions(db, Period.parse(period))
 
+    @app.get("/api/v1/customers/{customer_id}/bills", tags=["customers"],
+             **guard("customers:read", "own:bills"))
+    def api_customer_bills(customer_id: str, request: Request) -> list[dict[str, Any]]:
+        """The customer's bills, newest first. A customer user reaches only their own (another
+        customer's id answers 404, the same as one that does not exist)."""
+        who = signed_in(request)
+        if who.role == "customer" and who.customer_id != customer_id:
+            raise HTTPException(status_code=404, detail="no such customer")
+        return customer_bills(db.engine, customer_id)
+
+    @app.get("/api/v1/users", tags=["users"], **guard("users:manage"))
+    def api_users() -> list[dict[str, Any]]:
+        """Every user with their role (never a password or token)."""
+        from dianfei.security.service import list_users
+
+        with db.session() as s:
+            return list_users(s)
+
+    @app.get("/api/v1/audit/verify", tags=["audit"], **guard("audit:read"))
+    def api_audit_verify() -> dict[str, Any]:
+        """``dianfei audit verify`` over HTTP: is the audit chain intact, and the first break."""
+        from dianfei.audit.service import verify
+
+        report = verify(db.engine)
+        return {"intact": report.intact, "records": report.records,
+                "head": {"seq": report.head_seq, "hash": report.head_hash},
+                "first_broken": str(report.first) if report.first else None,
+                "first_broken_seq": report.first.seq if report.first else None}
+
     return app
+
+
+async def _threaded(fn: Any, *args: Any) -> Any:
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(fn, *args)
+
+
+def _sign_in(db: Database, username: str, password: str, request: Request) -> tuple[str, str]:
+    from datetime import UTC, datetime
+
+    from dianfei.security.service import sign_in
+
+    source = request.client.host if request.client else "unknown"
+    # the failed attempt must be kept even though the sign-in is refused: a session of its own
+    with db.sessions() as s:
+        try:
+            token, expires = sign_in(s, username=username, password=password, source=source,
+                                     now=datetime.now(UTC))
+        finally:
+            s.commit()
+    return token, expires.isoformat()
+
+
+def _revoke(db: Database, request: Request) -> None:
+    from datetime import UTC, datetime
+
+    from dianfei.security.service import revoke
+    from dianfei.web.auth import presented_token
+
+    token = presented_token(dict(request.headers), dict(request.cookies))
+    if token:
+        with db.session() as s:
+            revoke(s, token, datetime.now(UTC))
 
 
 def _periods(db: Database) -> list[dict[str, Any]]:

@@ -1,6 +1,6 @@
 """Payment channel callbacks and the payments REST API.
 
-The callback routes are the only routes without a console role: the payment channels call them,
+The callback routes are the only payment routes without a signed-in user: the payment channels call them,
 and their proof is the channel's signature, checked by the adapter before anything is posted.
 Each answers the channel's "received" reply (Alipay ``success``, WeChat Pay 204) only after the
 payment is durably posted (or was already posted); anything refused gets the channel's failure
@@ -28,7 +28,7 @@ from dianfei.payments.channels.online import OnlineNotifier
 from dianfei.payments.channels.wechatpay import WechatPayNotifier
 from dianfei.payments.refusal_log import CallbackGuard, load_guard_settings, recent_refusals
 from dianfei.payments.service import allocation_order
-from dianfei.web.auth import Role
+from dianfei.web.auth import guard
 
 log = logging.getLogger(__name__)
 
@@ -55,26 +55,26 @@ def register(app: FastAPI, db: Database, clock: Clock) -> None:
     batcher = fastpath.Batcher(db, clock=clock, order=order)
     app.state.callback_batcher = batcher
 
-    guard = CallbackGuard(db, clock, load_guard_settings(db.settings.raw))
-    app.state.callback_guard = guard
+    junk = CallbackGuard(db, clock, load_guard_settings(db.settings.raw))
+    app.state.callback_guard = junk
 
     async def _receive(request: Request, channel: str,
                        verify: Callable[[bytes, dict[str, str]], Outcome]) -> inbox.InboxResult:
         """Guard, verify, then post: an unproven message never reaches the postings' writer."""
-        source = guard.source_of(request.client.host if request.client else None, request.headers)
-        if guard.throttled(source):
-            guard.refused(channel=channel, source=source, code="throttled",
+        source = junk.source_of(request.client.host if request.client else None, request.headers)
+        if junk.throttled(source):
+            junk.refused(channel=channel, source=source, code="throttled",
                           detail="too many unverifiable notifications from this source")
             return inbox.InboxResult(0, "refused", "throttled", "too many unverifiable notifications")
-        body = await _capped_body(request, guard.settings.max_body)
+        body = await _capped_body(request, junk.settings.max_body)
         if body is None:
             declared = request.headers.get("content-length", "")
-            guard.refused(channel=channel, source=source, code="too_large",
-                          detail=f"body over {guard.settings.max_body} bytes "
+            junk.refused(channel=channel, source=source, code="too_large",
+                          detail=f"body over {junk.settings.max_body} bytes "
                                  f"(Content-Length {declared[:20]})",
-                          body_size=int(declared) if declared.isdigit() else guard.settings.max_body + 1)
+                          body_size=int(declared) if declared.isdigit() else junk.settings.max_body + 1)
             return inbox.InboxResult(0, "refused", "too_large",
-                                     f"the body exceeds {guard.settings.max_body} bytes")
+                                     f"the body exceeds {junk.settings.max_body} bytes")
         headers = dict(request.headers)
         received_at = clock.now()
         try:
@@ -82,10 +82,10 @@ def register(app: FastAPI, db: Database, clock: Clock) -> None:
         except Exception as exc:  # an adapter bug must not lose the message: it stays listed
             outcome = Refusal("verify_error", f"{type(exc).__name__}: {exc}")
         if isinstance(outcome, Refusal) and not outcome.signed:
-            guard.refused(channel=channel, source=source, code=outcome.code, detail=outcome.message,
+            junk.refused(channel=channel, source=source, code=outcome.code, detail=outcome.message,
                           claimed_transaction_id=outcome.transaction_id, body=body)
             return inbox.InboxResult(0, "refused", outcome.code, outcome.message)
-        guard.verified(source)
+        junk.verified(source)
         item = fastpath.Incoming(channel, headers, body, outcome, received_at)
         return await asyncio.wrap_future(batcher.submit(item))
 
@@ -120,16 +120,16 @@ def register(app: FastAPI, db: Database, clock: Clock) -> None:
         return JSONResponse({"code": "FAIL", "message": f"{res.code}: {res.message}"},
                             status_code=_status(res))
 
-    @app.get("/api/v1/payments/{account}", tags=["payments"])
-    def api_payments(account: str, _role: Role) -> list[dict[str, Any]]:
+    @app.get("/api/v1/payments/{account}", tags=["payments"], **guard("payments:read"))
+    def api_payments(account: str) -> list[dict[str, Any]]:
         """The account's posted payments, oldest first."""
         from dianfei.payments.service import account_payments, payment_summary
 
         frame = account_payments(db.engine, account)
         return [payment_summary(r) for r in frame.iter_rows(named=True)]
 
-    @app.get("/api/v1/payments-worklist", tags=["payments"])
-    def api_worklist(_role: Role, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    @app.get("/api/v1/payments-worklist", tags=["payments"], **guard("payments:worklist"))
+    def api_worklist(limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                      after_id: int | None = None) -> dict[str, Any]:
         """Refused notifications of the channels awaiting clarification, oldest first, one page;
         ``next_after_id`` asks for the next page (null on the last)."""
@@ -140,8 +140,8 @@ def register(app: FastAPI, db: Database, clock: Clock) -> None:
                            "transaction_id": m.transaction_id, "owner": m.owner} for m in page],
                 "next_after_id": page[-1].id if len(rows) > limit else None}
 
-    @app.get("/api/v1/payments-refusals", tags=["payments"])
-    def api_refusals(_role: Role, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    @app.get("/api/v1/payments-refusals", tags=["payments"], **guard("payments:worklist"))
+    def api_refusals(limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                      before_id: int | None = None) -> dict[str, Any]:
         """The capped log of unverifiable notifications (bad signatures, junk, throttled),
         newest first, one page; ``next_before_id`` asks for the next page."""

@@ -33,12 +33,16 @@ def serve_console(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -
     import uvicorn
 
     from dianfei.db.engine import open_database
-    from dianfei.security.tokens import console_token
+    from dianfei.security.service import count_users
 
     db = open_database()  # migrates once, before any worker starts
-    token = console_token(db.settings.data_dir)
+    with db.session() as s:
+        users = count_users(s)
     db.engine.dispose()
-    sys.stderr.write(f"console: http://{host}:{port}/session?token={token}\n")
+    sys.stderr.write(f"console: http://{host}:{port}/login\n")
+    if not users:
+        sys.stderr.write("no users yet: create the first administrator with\n"
+                         "  dianfei users add admin --role admin --password-stdin\n")
     # no access log (one formatted line per request costs ~5 % at callback rates); uvicorn picks
     # uvloop and httptools when installed ("auto"), about a third less per request than asyncio + h11
     uvicorn.run("dianfei.web.server:app_factory", factory=True, host=host, port=port,

@@ -1,7 +1,7 @@
 """payment_refusal_log: unverifiable callback refusals kept apart from the inbox, capped
 
 Revision ID: 0019
-Revises: 0016
+Revises: 0018
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from alembic import op
 import dianfei.db.types
 
 revision = "0019"
-down_revision = "0016"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 
