@@ -48,10 +48,6 @@ def _run(db: Database, day: date) -> None:
             switch=FakeSwitch(), notifier=FakeNotifier())
 
 
-@pytest.mark.skip(reason="the audit chain (issue 12) serialises every ledger posting on its head "
-                  "row until commit, on PostgreSQL too, so two postings can no longer commit out "
-                  "of order; the scenario needs rebuilding with an event writer outside the "
-                  "posting core (left for the lead: see the security branch's report)")
 @pytest.mark.skipif(backend() != "postgresql",
                     reason="SQLite serialises writers: transactions cannot commit out of order")
 def test_a_payment_committed_after_a_later_one_is_not_skipped(db: Database) -> None:
@@ -61,10 +57,17 @@ def test_a_payment_committed_after_a_later_one_is_not_skipped(db: Database) -> N
     errors: list[BaseException] = []
 
     def slow_payment() -> None:
+        # the event as the posting core writes it, published by a transaction that commits
+        # late. (A real posting can no longer commit after a later one: every posting takes the
+        # audit chain's head row last and holds it to its commit, so postings queue. Events are
+        # still the consumers' only feed, and any writer's transaction may commit late.)
         try:
-            with db.session() as s:
-                payments.post_channel_payment(s, _pay("A", "T-A", 10_000), clock=POSTED,
-                                              source="test")
+            with db.engine.begin() as conn:
+                events.publish(conn, [{
+                    "type": "payment_posted", "key": "payment_posted:T-A", "account_id": "A",
+                    "customer_id": "A", "occurred_at": POSTED.now(),
+                    "business_date": date(2026, 2, 1), "amount": 10_000, "balance_after": 0,
+                    "payload": {"payment_id": "counter-T-A"}}])
                 first_in.set()  # its event row (the lower id) is written, not committed
                 release.wait(30)
         except BaseException as exc:  # pragma: no cover - surfaced below
