@@ -231,13 +231,20 @@ class CallbackGuard:
         self.flush()
 
     def _run(self) -> None:
+        failures = 0
         while not self._stop.is_set():
-            self._wake.wait(self.settings.flush_seconds)
+            # after a failure, wait longer each time (up to a minute): a database that is gone
+            # is retried without flooding the server log
+            self._wake.wait(min(60.0, self.settings.flush_seconds * 2 ** min(failures, 7)))
             self._wake.clear()
             try:
                 self.flush()
+                failures = 0
             except Exception:  # the log must not kill the server; the counts are put back
-                log.exception("payment refusal log: flush failed, will retry")
+                failures += 1
+                if failures == 1 or failures % 10 == 0:
+                    log.exception("payment refusal log: flush failed (%d in a row), will retry",
+                                  failures)
 
     def flush(self) -> int:
         """Write what is pending in one transaction; prune beyond ``max_rows`` once a minute.
