@@ -241,3 +241,13 @@ def test_similar_households_are_the_same_class_region_and_size(bills: Database) 
     assert (c1["peer_comparison"]["size_band"], c1["peer_comparison"]["accounts"]) == ("≤4kVA", 1)
     assert (c2["peer_comparison"]["size_band"], c2["peer_comparison"]["accounts"],
             c2["peer_comparison"]["average_kwh"]) == ("unknown", 2, "150.00")
+
+
+def test_a_missing_bill_font_names_the_setting_to_fix(tmp_path: Path) -> None:
+    """Bills share the CJK font lookup of letters and reports; the message still says where a
+    bill's font is configured."""
+    from dianfei.billing.pdf import find_font
+    from dianfei.core.errors import ValidationError
+
+    with pytest.raises(ValidationError, match=r"no CJK font for bill PDFs .*\[billing\] font"):
+        find_font(tmp_path / "none.ttc")

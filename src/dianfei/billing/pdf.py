@@ -32,14 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from dianfei.billing.view import WORDS_FILE, BillView, Section
-from dianfei.core.errors import ValidationError
 
-#: where Debian's fonts-noto-cjk puts the CJK faces (CFF outlines in a collection)
-DEFAULT_FONTS = (
-    Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"),
-    Path("/usr/share/fonts/opentype/noto/NotoSerifCJK-Regular.ttc"),
-)
-FACE = "Noto Sans CJK SC"
 #: characters every bill may print besides its words and customer text
 _BASE = "".join(chr(c) for c in range(0x20, 0x7F)) + "×–—≤≥·%（），。：；、“”《》￥元—…"
 _LOCK = threading.Lock()
@@ -54,29 +47,13 @@ class FontSource:
 
 
 def find_font(path: str | Path | None = None, index: int | None = None) -> FontSource:
-    """The configured CJK font (``[billing] font``), else Noto Sans CJK SC from fonts-noto-cjk."""
-    candidates = [Path(path)] if path else list(DEFAULT_FONTS)
-    for p in candidates:
-        if p.exists():
-            if index is None:
-                index = _face_index(p) if p.suffix.lower() == ".ttc" else 0
-            return FontSource(p, index)
-    raise ValidationError(
-        f"no CJK font for bill PDFs at {', '.join(str(c) for c in candidates)}: install the Debian "
-        "package fonts-noto-cjk or set [billing] font")
+    """The configured CJK font (``[billing] font``), else Noto Sans CJK SC from fonts-noto-cjk:
+    the one lookup letters and reports use too (``notify.service.cjk_font``)."""
+    from dianfei.notify.service import cjk_font
 
-
-def _face_index(path: Path) -> int:
-    from fontTools.ttLib import TTCollection
-
-    coll = TTCollection(str(path), lazy=True)
-    try:
-        for i, face in enumerate(coll.fonts):
-            if face["name"].getDebugName(4) == FACE:
-                return i
-    finally:
-        coll.close()
-    return 0
+    font = cjk_font(str(path) if path else None, index, used_for="bill PDFs",
+                    setting="[billing] font")
+    return FontSource(Path(font.path), int(font.index))
 
 
 def base_characters() -> set[str]:

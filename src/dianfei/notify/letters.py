@@ -101,8 +101,11 @@ def _face_index(path: str, wanted: str) -> int:
     return 0
 
 
-def find_font(path: str | Path | None = None, index: int | None = None) -> Font:
-    """The CJK font for letters: the configured one, else Noto Sans CJK SC from fonts-noto-cjk."""
+def find_font(path: str | Path | None = None, index: int | None = None, *,
+              used_for: str = "letters", setting: str = "[notify.letters] font") -> Font:
+    """The CJK font PDFs embed: the configured one, else Noto Sans CJK SC from fonts-noto-cjk.
+    ``used_for`` and ``setting`` name, in the error, what needed it and where to configure it
+    (letters, bills, reports share this lookup)."""
     candidates = [Path(path)] if path else list(DEFAULT_FONTS)
     for p in candidates:
         if p.exists():
@@ -110,8 +113,8 @@ def find_font(path: str | Path | None = None, index: int | None = None) -> Font:
                 index = _face_index(str(p), "Noto Sans CJK SC") if p.suffix.lower() == ".ttc" else 0
             return Font(p, index)
     raise ValidationError(
-        f"no CJK font for letters at {', '.join(str(c) for c in candidates)}: install the Debian "
-        "package fonts-noto-cjk or set [notify.letters] font")
+        f"no CJK font for {used_for} at {', '.join(str(c) for c in candidates)}: install the "
+        f"Debian package fonts-noto-cjk or set {setting}")
 
 
 def parse_markup(text: str) -> list[Block]:

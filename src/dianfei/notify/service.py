@@ -937,9 +937,11 @@ def notice_outcomes(engine: Any, since: datetime, until: datetime) -> Any:
     return repo.outcomes_between(engine, since, until)
 
 
-def cjk_font(path: str | None = None, index: int | None = None) -> Any:
-    """The CJK font PDFs embed (letters, reports): the configured one, else Noto Sans CJK SC
-    from Debian's fonts-noto-cjk (see :func:`dianfei.notify.letters.find_font`)."""
+def cjk_font(path: str | None = None, index: int | None = None, *, used_for: str = "letters",
+             setting: str = "[notify.letters] font") -> Any:
+    """The CJK font PDFs embed (letters, reports, bills): the configured one, else Noto Sans CJK
+    SC from Debian's fonts-noto-cjk — ``.path`` and ``.index`` (the face of a collection); see
+    :func:`dianfei.notify.letters.find_font`."""
     from dianfei.notify.letters import find_font
 
-    return find_font(path, index)
+    return find_font(path, index, used_for=used_for, setting=setting)
