@@ -198,3 +198,23 @@ def test_a_zip_that_unzips_past_the_cap_is_refused_before_reading(monkeypatch: p
         parse_statement("alipay", alipay_zip(csv), name="bill.zip")
     monkeypatch.setattr(common, "MAX_UNZIPPED", len(csv))
     assert parse_statement("alipay", alipay_zip(csv), name="bill.zip") is not None
+
+
+def test_a_zip_member_in_a_compression_python_cannot_read_is_named() -> None:
+    """zipfile raises NotImplementedError for such a member; the statement is refused saying so."""
+    import io
+    import struct
+    import zipfile
+
+    from dianfei.payments.statements.common import unzip_member
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("detail.csv", "x,y\n")
+    data = bytearray(buf.getvalue())
+    for signature, offset in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):  # local and central headers
+        at = data.index(signature) + offset
+        data[at:at + 2] = struct.pack("<H", 99)  # 99: WinZip AES
+    with pytest.raises(StatementError) as info:
+        unzip_member(bytes(data), "bill.zip", prefer="detail", avoid="summary")
+    assert "compression method 99 is not supported" in str(info.value)

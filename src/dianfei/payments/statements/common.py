@@ -171,8 +171,11 @@ def unzip_member(data: bytes, file: str, *, prefer: str, avoid: str) -> tuple[by
         with archive.open(info) as member:
             # the size in the directory is the sender's word: read at most one byte past the cap
             body = member.read(MAX_UNZIPPED + 1)
-    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise StatementError(file, [Finding(0, name, f"damaged zip member: {exc}")]) from None
+    except NotImplementedError:  # how zipfile says a member uses a compression it cannot read
+        raise StatementError(file, [Finding(0, name, f"compression method {info.compress_type} "
+                                                      "is not supported (use deflate)")]) from None
     if len(body) > MAX_UNZIPPED:
         raise StatementError(file, [Finding(0, name, f"unzips to more than the {MAX_UNZIPPED:,} bytes "
                                                       "a statement may have (the archive understates it)")])
