@@ -26,7 +26,7 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "dianfei"
 ORDER = ["core", "db", "events", "audit", "customers", "tariffs", "metering", "notify", "ledger",
-         "billing", "payments", "risk", "collections", "reporting", "security", "api", "web",
+         "billing", "payments", "risk", "collections", "reporting", "security", "jobs", "api", "web",
          "cli"]
 RANK = {name: i for i, name in enumerate(ORDER)}
 #: the one place allowed to see every model: Alembic needs the whole metadata; and a migration

@@ -372,8 +372,20 @@ def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 8000,
     workers: Annotated[int, typer.Option(help="server processes (one per core)")] = 1,
+    jobs: Annotated[bool | None, typer.Option(
+        "--jobs/--no-jobs", help="run the calendar's jobs inside the server (default: on with "
+        "the embedded SQLite database, off with PostgreSQL, where `dianfei worker` runs them)")]
+    = None,
 ) -> None:
     """Serve the web console and REST API (OpenAPI at /openapi.json)."""
     from dianfei.web.server import serve_console
 
+    if jobs is None:
+        from dianfei.core.settings import load_settings
+
+        jobs = load_settings().database_url.startswith("sqlite")
+    if jobs:
+        from dianfei.cli.jobs import start_worker_thread
+
+        start_worker_thread()
     serve_console(host, port, workers)

@@ -33,7 +33,7 @@ def _day(text: str) -> date:
         raise ValidationError(f"--date must be YYYY-MM-DD, got {text!r}") from None
 
 
-def _layout_dir(db: Any) -> Path | None:
+def layout_dir_of(db: Any) -> Path | None:
     d = db.settings.raw.get("payments", {}).get("layout_dir")
     return Path(d) if d else None
 
@@ -71,7 +71,7 @@ def reconcile(
     # a refused statement (unknown channel, unreadable, not of the day) stores nothing
     outcome = rs.reconcile_file(
         db, channel=channel, day=d, body=body, name=statement.name, where=str(statement),
-        clock=clock_from_env(), bank=bank, layout_dir=_layout_dir(db), auto_post=not no_auto_post,
+        clock=clock_from_env(), bank=bank, layout_dir=layout_dir_of(db), auto_post=not no_auto_post,
     )
     out = rs.outcome_json(outcome, d)
     if json_out:
@@ -146,7 +146,7 @@ def bank_export(
     from dianfei.payments.layouts import load_layout
 
     db = database()
-    layout = load_layout(bank, _layout_dir(db))
+    layout = load_layout(bank, layout_dir_of(db))
     code = merchant_code or db.settings.raw.get("payments", {}).get("banks", {}).get(bank, {}).get(
         "merchant_code"
     )
@@ -181,7 +181,7 @@ def _import(kind: str, layout_code: str, path: Path, json_out: bool) -> None:
 
     db = database()
     clock = clock_from_env()
-    layout = load_layout(layout_code, _layout_dir(db))
+    layout = load_layout(layout_code, layout_dir_of(db))
     body = _read(path)
     # the file is stored in the same transaction as its import: a refused file stores nothing
     with db.session() as s:
@@ -236,7 +236,7 @@ def bank_mandate(
     from dianfei.payments.layouts import load_layout
 
     db = database()
-    load_layout(bank, _layout_dir(db))
+    load_layout(bank, layout_dir_of(db))
     with db.session() as s:
         mid = bankfiles.add_mandate(
             s,

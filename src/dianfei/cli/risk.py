@@ -45,7 +45,7 @@ def _today() -> date:
     return business_date(clock_from_env().now())
 
 
-def _history(db: Database) -> History:
+def history_of(db: Database) -> History:
     from dianfei.collections.service import broken_plan_dates
     from dianfei.risk.features import load_history
 
@@ -91,7 +91,7 @@ def backtest_cmd(
 
     d = _day(as_of, "--as-of")
     assert d is not None
-    out = _clean(backtest(_history(database()), d, config=_config(trees, threads),
+    out = _clean(backtest(history_of(database()), d, config=_config(trees, threads),
                           window_days=window_days))
     if json_out:
         print_json(out)
@@ -120,7 +120,7 @@ def train_cmd(
     d = _day(as_of, "--as-of") or _today()
     db = database()
     out = _clean(train_model(db, d, clock=clock_from_env(), config=_config(trees, threads),
-                             history=_history(db)))
+                             history=history_of(db)))
     if json_out:
         print_json(out)
     elif out["registered"]:
@@ -147,7 +147,7 @@ def score_cmd(
 
     d = _day(as_of, "--as-of") or _today()
     db = database()
-    scores = daily_scores(db, d, history=_history(db), refresh=True)
+    scores = daily_scores(db, d, history=history_of(db), refresh=True)
     warned = early_warnings(db, d)
     if out_file is not None:
         out_file.parent.mkdir(parents=True, exist_ok=True)
@@ -186,7 +186,7 @@ def explain_cmd(
 
     d = _day(as_of, "--as-of") or _today()
     db = database()
-    out = _clean(explain(db, account, d, history=_history(db)))
+    out = _clean(explain(db, account, d, history=history_of(db)))
     if json_out:
         print_json(out)
     else:
@@ -255,6 +255,6 @@ def report_cmd(
 
     d = _day(as_of, "--as-of") or _today()
     db = database()
-    path = write_report(db, d, out_file, history=_history(db),
+    path = write_report(db, d, out_file, history=history_of(db),
                         actions=actions_by_account(db, date(d.year - 1, d.month, 1)))
     typer.echo(str(path))

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -147,6 +148,12 @@ def run_day(db: Database, day: date, *, clock: Clock, switch: RemoteSwitch | Non
             finished_at=ctx.now, report=json.dumps(ctx.report.to_json())))
     lap("finish")
     return ctx.report
+
+
+def working_days() -> Callable[[date], bool]:
+    """Whether a business day is a working day of the collections calendar (Monday–Friday,
+    not a public holiday of ``calendar.toml``) — the scheduler's ``every = "working_day"``."""
+    return policy().is_stop_day
 
 
 def overdue_items(engine: Any, day: date) -> pl.DataFrame:

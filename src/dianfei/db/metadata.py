@@ -9,6 +9,7 @@ from dianfei.collections import ticket_models
 from dianfei.customers import models as customer_models
 from dianfei.db.base import Base
 from dianfei.events import models as event_models
+from dianfei.jobs import models as job_models
 from dianfei.ledger import models as ledger_models
 from dianfei.metering import models as metering_models
 from dianfei.metering.vee import models as vee_models
@@ -20,6 +21,6 @@ from dianfei.risk import models as risk_models
 from dianfei.security import models as security_models
 
 __all__ = ["Base", "audit_models", "billing_models", "collections_models", "customer_models",
-           "event_models", "insight_models", "ledger_models", "metering_models", "notify_models",
-           "payments_models", "risk_models", "security_models", "statement_models", "ticket_models",
-           "vee_models"]
+           "event_models", "insight_models", "job_models", "ledger_models", "metering_models",
+           "notify_models", "payments_models", "risk_models", "security_models", "statement_models",
+           "ticket_models", "vee_models"]

@@ -86,7 +86,7 @@ def payment_profile(utility: Utility) -> pl.DataFrame:
     )
 
 
-def _customer_index(utility: Utility, customer_ids: pl.Series) -> np.ndarray:
+def customer_index(utility: Utility, customer_ids: pl.Series) -> np.ndarray:
     index = utility._cache.get("customer_index")
     if index is None:
         index = utility.customers.select("customer_id").with_row_index("_i")
@@ -119,7 +119,7 @@ def payment_day_offsets(utility: Utility, period: Period, bills: pl.DataFrame) -
             pl.lit(0, dtype=pl.Int64).alias("paid_amount"),
             pl.lit(None, dtype=pl.String).alias("channel"),
         )
-    idx = _customer_index(utility, bills["customer_id"])
+    idx = customer_index(utility, bills["customer_id"])
     m = utility.model
     n = int(m.cls.shape[0])
     delay_mean, pay_prob, partial_prob = (a[idx] for a in _profile_arrays(utility))
@@ -193,7 +193,7 @@ def pay_after_suspension(utility: Utility, cases: pl.DataFrame) -> pl.DataFrame:
     if cases.height == 0:
         return cases.with_columns(pl.lit(None, dtype=pl.Date).alias("paid_on"),
                                   pl.lit(None, dtype=pl.String).alias("channel"))
-    idx = _customer_index(utility, cases["customer_id"])
+    idx = customer_index(utility, cases["customer_id"])
     beh = utility.model.behaviour.astype(np.int64)[idx]
     draws = [stream(utility.seed, "pay_to_reconnect", int(c)).random(size=2)
              for c in cases["case_id"].to_list()]

@@ -26,7 +26,7 @@ import numpy as np
 import polars as pl
 
 from dianfei.sim._rng import stream
-from dianfei.sim.behaviour import _customer_index
+from dianfei.sim.behaviour import customer_index
 from dianfei.sim.population import CHRONIC, HARDSHIP, LATE, ON_TIME, TAMPER, VACANT, Utility
 
 #: the outcomes of visits and calls (the vocabulary of collections' visit register)
@@ -76,7 +76,7 @@ def visit_outcomes(utility: Utility, day: date, worked: pl.DataFrame,
             pl.lit(None, pl.Boolean).alias("plan_kept"), pl.lit(None, pl.Int64).alias("survey"),
             pl.lit(None, pl.Boolean).alias("dispute_upheld"),
             pl.lit(None, pl.Int64).alias("decide_after"))
-    idx = _customer_index(utility, worked["customer_id"])
+    idx = customer_index(utility, worked["customer_id"])
     n = utility.n_customers
     rng = stream(utility.seed, "fieldwork", day.toordinal())
     u_out, u_chan, u_plan = rng.random(size=n)[idx], rng.random(size=n)[idx], rng.random(size=n)[idx]

@@ -1,0 +1,1 @@
+"""Scheduled jobs (作业): the utility's calendar as data, run by ``dianfei worker``."""
