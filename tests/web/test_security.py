@@ -276,6 +276,6 @@ def test_users_add_validates_and_audits(world: Database) -> None:
         added = conn.execute(text("SELECT subject, actor FROM audit_records "
                                   "WHERE action = 'user.added' ORDER BY seq")).all()
     assert [s for s, _ in added] == ["admin", "billing_clerk", "cashier", "collector",
-                                     "supervisor", "auditor", "c1", "c2"]
+                                     "supervisor", "auditor", "monitor", "c1", "c2"]
     assert all(a.startswith("cli:") for _, a in added)
     assert run(cli, ["audit", "verify"]).exit_code == 0

@@ -35,6 +35,7 @@ from dianfei.billing.consumption import (
 from dianfei.billing.models import Bill, BillRun
 from dianfei.core.clock import Clock, Period, business_date, start_of_day
 from dianfei.core.errors import ConflictError, NotFoundError, TariffError, ValidationError
+from dianfei.core.metrics import Metric
 from dianfei.db.bulk import write_frame
 from dianfei.db.engine import refresh_statistics
 from dianfei.ledger import service as ledger
@@ -481,3 +482,20 @@ def customer_bills(engine: Engine, customer_id: str) -> list[dict[str, object]]:
              "issued_on": r[3].isoformat(), "due_on": r[4].isoformat(),
              "amount": fmt_yuan(int(r[5])), "kwh": fmt_qty(int(r[6])), "status": r[7]}
             for r in rows]
+
+
+def operational_metrics(conn: Connection) -> list[Metric]:
+    """``/metrics``: bills by status, bill runs in progress, open bill-run exceptions."""
+    from sqlalchemy import text
+
+    from dianfei.core.metrics import Metric, grouped
+
+    bills = conn.execute(text("SELECT status, COUNT(*) FROM bills GROUP BY status")).all()
+    running = conn.execute(text("SELECT COUNT(*) FROM bill_runs WHERE status = 'running'")
+                           ).scalar_one()
+    exceptions = conn.execute(text("SELECT COUNT(*) FROM bill_exceptions")).scalar_one()
+    return [grouped("dianfei_bills", "bills issued, by status", "gauge", "status", bills),
+            Metric("dianfei_bill_runs_running", "bill runs started and not finished", "gauge",
+                   (({}, float(running)),)),
+            Metric("dianfei_bill_exceptions", "accounts the bill runs could not bill", "gauge",
+                   (({}, float(exceptions)),))]

@@ -54,6 +54,7 @@ from dianfei.collections.tickets import decide_ticket as decide_ticket
 from dianfei.collections.tickets import record_ticket as record_ticket
 from dianfei.collections.tickets import tickets_between as tickets_between
 from dianfei.core.clock import BUSINESS_TZ, Clock, business_date, start_of_day
+from dianfei.core.metrics import Metric
 from dianfei.core.money import fmt_yuan
 
 if TYPE_CHECKING:
@@ -603,3 +604,22 @@ def actions_by_account(db: Database, since: date) -> pl.DataFrame:
             .with_columns([pl.col(c).fill_null(0) for c in ("notices", "dunning_steps", "visits",
                                                             "stops")])
             .select("account_id", "notices", "dunning_steps", "visits", "stops"))
+
+
+def operational_metrics(conn: Any) -> list[Metric]:
+    """``/metrics``: remote meter commands by action and status; stop cases and worklist tasks."""
+    from sqlalchemy import text
+
+    from dianfei.core.metrics import Metric, grouped
+
+    cmds = conn.execute(text("SELECT action, status, COUNT(*) FROM meter_commands "
+                             "GROUP BY action, status")).all()
+    cases = conn.execute(text("SELECT status, COUNT(*) FROM stop_cases GROUP BY status")).all()
+    tasks = conn.execute(text("SELECT kind, COUNT(*) FROM collection_tasks WHERE status = 'open' "
+                              "GROUP BY kind")).all()
+    return [Metric("dianfei_meter_commands", "remote trip/close commands, by action and status",
+                   "gauge", tuple(({"action": str(a), "status": str(s)}, float(n))
+                                  for a, s, n in cmds)),
+            grouped("dianfei_stop_cases", "arrears stop cases, by status", "gauge", "status", cases),
+            grouped("dianfei_collection_tasks_open", "open worklist tasks, by kind", "gauge", "kind",
+                    tasks)]

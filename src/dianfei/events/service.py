@@ -19,6 +19,8 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, text
 
+from dianfei.core.metrics import Metric
+
 #: which consumer follows which event types (data: a new consumer adds its line here)
 SUBSCRIPTIONS: Mapping[str, frozenset[str]] = {
     "collections": frozenset({"payment_posted", "payment_reversed", "debit_reversed"}),
@@ -153,3 +155,15 @@ def mark_handled(conn: Connection, consumer: str, event_ids: Sequence[int], at: 
 def pending_count(conn: Connection, consumer: str) -> int:
     return int(conn.execute(text("SELECT count(*) FROM event_deliveries WHERE consumer = :c "
                                  "AND handled_at IS NULL"), {"c": consumer}).scalar_one())
+
+
+def operational_metrics(conn: Connection) -> list[Metric]:
+    """``/metrics``: events not yet handled, per consumer (a growing number is a stuck consumer)."""
+    from sqlalchemy import text
+
+    from dianfei.core.metrics import grouped
+
+    rows = conn.execute(text("SELECT consumer, COUNT(*) FROM event_deliveries "
+                             "WHERE handled_at IS NULL GROUP BY consumer")).all()
+    return [grouped("dianfei_events_pending", "events waiting for their consumer", "gauge",
+                    "consumer", rows)]

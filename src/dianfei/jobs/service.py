@@ -32,12 +32,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, insert, select, update
+from sqlalchemy import and_, exists, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
 from dianfei.core.clock import BUSINESS_TZ, Clock
 from dianfei.core.errors import ConflictError, NotFoundError, ValidationError
+from dianfei.core.metrics import Metric
 from dianfei.db.engine import Database
 from dianfei.jobs.calendar import Entry
 from dianfei.jobs.models import JobRun
@@ -318,3 +319,20 @@ def skip(db: Database, run_id: int, *, clock: Clock, user: str, reason: str) -> 
     _change(db, run_id, ("failed", "queued"), "skipped", {
         "status": "skipped", "finished_at": clock.now(),
         "error": f"skipped by {user}: {reason}"})
+
+
+def operational_metrics(conn: Any) -> list[Metric]:
+    """``/metrics``: job runs by status (queued is the queue depth, failed the worklist) and the
+    duration of each job's last finished run."""
+    from dianfei.core.metrics import Metric, grouped
+
+    by_status = conn.execute(select(JobRun.status, func.count()).group_by(JobRun.status)).all()
+    last = conn.execute(select(JobRun.job, JobRun.started_at, JobRun.finished_at).where(
+        JobRun.status == "done").order_by(JobRun.job, JobRun.finished_at)).all()
+    latest: dict[str, float] = {}
+    for job, started, finished in last:
+        if started is not None and finished is not None:
+            latest[job] = (finished - started).total_seconds()
+    return [grouped("dianfei_job_runs", "job runs, by status", "gauge", "status", by_status),
+            Metric("dianfei_job_last_duration_seconds", "duration of each job's last finished run",
+                   "gauge", tuple(({"job": j}, d) for j, d in sorted(latest.items())))]

@@ -47,6 +47,7 @@ from sqlalchemy.orm import Session
 from dianfei.core.clock import BUSINESS_TZ, Clock, business_date
 from dianfei.core.crypto import PiiCipher
 from dianfei.core.errors import ConflictError, NotFoundError, ValidationError
+from dianfei.core.metrics import Metric
 from dianfei.core.settings import Settings, load_settings
 from dianfei.db.engine import Database
 from dianfei.db.pii import CONTACT_EMAIL, CUSTOMER_PHONE, encrypted_rows_exist
@@ -945,3 +946,17 @@ def cjk_font(path: str | None = None, index: int | None = None, *, used_for: str
     from dianfei.notify.letters import find_font
 
     return find_font(path, index, used_for=used_for, setting=setting)
+
+
+def operational_metrics(conn: Any) -> list[Metric]:
+    """``/metrics``: the notice outbox by status (queued is the depth; failed the worklist)."""
+    from sqlalchemy import text
+
+    from dianfei.core.metrics import grouped
+
+    rows = conn.execute(text("SELECT status, COUNT(*) FROM notify_outbox GROUP BY status")).all()
+    by_channel = conn.execute(text("SELECT channel, COUNT(*) FROM notify_outbox "
+                                   "WHERE status = 'sent' GROUP BY channel")).all()
+    return [grouped("dianfei_notices", "notices in the outbox, by status", "gauge", "status", rows),
+            grouped("dianfei_notices_sent_total", "notices sent, by channel", "counter",
+                    "channel", by_channel)]

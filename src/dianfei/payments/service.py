@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from dianfei.core.clock import Clock, business_date
 from dianfei.core.errors import ConflictError, DianfeiError, NotFoundError, ValidationError
+from dianfei.core.metrics import Metric
 from dianfei.customers.service import Account
 from dianfei.db.lists import any_of
 from dianfei.ledger import service as ledger
@@ -488,3 +489,20 @@ def paid_since(engine: Engine, starts: pl.DataFrame) -> pl.DataFrame:
 
 # the history import (``dianfei import payments``): see payments.history
 from dianfei.payments.history import import_payments as import_payments  # noqa: E402
+
+
+def operational_metrics(conn: Connection) -> list[Metric]:
+    """``/metrics``: payments posted (count and fen) by channel; the inbox by verdict."""
+    from sqlalchemy import text
+
+    from dianfei.core.metrics import grouped
+
+    paid = conn.execute(text("SELECT channel, COUNT(*), COALESCE(SUM(amount), 0) FROM payments "
+                             "GROUP BY channel")).all()
+    inbox = conn.execute(text("SELECT verdict, COUNT(*) FROM payment_inbox GROUP BY verdict")).all()
+    return [grouped("dianfei_payments_posted_total", "payments posted, by channel", "counter",
+                    "channel", [(c, n) for c, n, _ in paid]),
+            grouped("dianfei_payments_posted_fen_total", "fen posted, by channel", "counter",
+                    "channel", [(c, a) for c, _, a in paid]),
+            grouped("dianfei_payment_inbox", "channel notifications, by verdict", "gauge",
+                    "verdict", inbox)]

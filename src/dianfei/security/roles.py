@@ -19,11 +19,12 @@ PERMISSIONS: Mapping[str, str] = {
     "users:manage": "create, disable and list users",
     "audit:read": "the audit chain and its verification",
     "own:bills": "the signed-in customer's own bills",
+    "metrics:read": "operational figures for monitoring (/metrics): counts, no personal data",
 }
 
 _READ_BILLS = {"periods:read", "bills:read", "customers:read"}
 
-#: role → permissions (管理员, 抄核收员, 收费员, 催费员, 主管, 稽核, 客户)
+#: role → permissions (管理员, 抄核收员, 收费员, 催费员, 主管, 稽核, 客户, 监控)
 ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = {
     "admin": frozenset(PERMISSIONS) - {"own:bills"},
     "billing_clerk": frozenset(_READ_BILLS | {"exceptions:read"}),
@@ -34,6 +35,8 @@ ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = {
     "auditor": frozenset(_READ_BILLS | {"exceptions:read", "payments:read",
                                         "payments:worklist", "audit:read"}),
     "customer": frozenset({"own:bills"}),
+    #: Prometheus' scraper: the figures of /metrics and nothing else (监控)
+    "monitor": frozenset({"metrics:read"}),
 }
 
 ROLES = tuple(ROLE_PERMISSIONS)

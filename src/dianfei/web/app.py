@@ -43,7 +43,9 @@ def create_app(db: Database, clock: Clock | None = None) -> FastAPI:
     app = FastAPI(title="dianfei", version="0.1.0",
                   description="dianfei (电费): meter-to-cash for power supply companies")
     app.add_middleware(CallerMiddleware, db=db)
-    from dianfei.web import payments_api
+    from dianfei.web import observability, payments_api
+
+    observability.register(app, db)  # outermost: request ids reach every log line
 
     payments_api.register(app, db, clock or SystemClock())
     pages = Environment(loader=PackageLoader("dianfei.web", "templates"),

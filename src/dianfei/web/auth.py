@@ -30,7 +30,8 @@ COOKIE = "dianfei_session"
 
 #: routes that answer without a signed-in user (each proves itself another way, or is harmless)
 PUBLIC_PATHS = frozenset({
-    "/api/v1/auth/token", "/api/v1/auth/logout", "/api/v1/health", "/healthz", "/openapi.json",
+    "/api/v1/auth/token", "/api/v1/auth/logout", "/api/v1/health", "/healthz", "/readyz",
+    "/openapi.json",
     "/login", "/session", "/logout", "/api/v1/payments/notify/alipay", "/api/v1/payments/notify/wechatpay",
     "/api/v1/payments/notify/online"})
 
