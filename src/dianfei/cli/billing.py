@@ -378,7 +378,10 @@ def serve(
     = None,
 ) -> None:
     """Serve the web console and REST API (OpenAPI at /openapi.json)."""
+    from dianfei.core.logs import configure_logging
     from dianfei.web.server import serve_console
+
+    configure_logging()  # DIANFEI_LOG_FORMAT=json for a log collector
 
     if jobs is None:
         from dianfei.core.settings import load_settings

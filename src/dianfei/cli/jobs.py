@@ -192,8 +192,10 @@ def worker_cmd(
 ) -> None:
     """Run the calendar's jobs: queue what is due, claim and run it, retry failures with a
     backoff. Several workers may run at once (on PostgreSQL; SQLite allows one writer)."""
+    from dianfei.core.logs import configure_logging
     from dianfei.jobs.service import work, worker_id
 
+    configure_logging()
     db = database()
     entries = calendar(db)
     me = worker_id()

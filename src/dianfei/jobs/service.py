@@ -24,6 +24,7 @@ How several workers share the work without running anything twice at once:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import threading
@@ -38,10 +39,13 @@ from sqlalchemy.orm import aliased
 
 from dianfei.core.clock import BUSINESS_TZ, Clock
 from dianfei.core.errors import ConflictError, NotFoundError, ValidationError
+from dianfei.core.logs import job_run
 from dianfei.core.metrics import Metric
 from dianfei.db.engine import Database
 from dianfei.jobs.calendar import Entry
 from dianfei.jobs.models import JobRun
+
+log = logging.getLogger("dianfei.jobs")
 
 #: how long a claim lasts without renewal; the worker renews it every third of this
 LEASE = timedelta(minutes=5)
@@ -228,11 +232,16 @@ def run_claimed(db: Database, run: JobRun, kinds: Mapping[str, JobKind], *, cloc
     if kind is None:
         error = f"this worker knows no job kind {run.kind!r} (known: {', '.join(sorted(kinds))})"
     else:
+        tag = job_run.set(f"{run.job}#{run.run_id}")  # every log line of the run carries it
         try:
             with _Lease(db, run.run_id, worker, clock):
                 result = kind(db, ctx)
         except Exception as exc:  # recorded, retried and surfaced on the worklist, never dropped
             error = f"{type(exc).__name__}: {exc}"[:4000]
+            log.error("job %s run %s failed (attempt %s of %s): %s", run.job, run.run_id,
+                      run.attempts, run.max_attempts, error, exc_info=exc)
+        finally:
+            job_run.reset(tag)
     now = clock.now()
     if error is None:
         values: dict[str, Any] = {"status": "done", "finished_at": now,
