@@ -26,18 +26,36 @@ def migrate_command(
     runtime_role: Annotated[str | None, typer.Option(
         help="PostgreSQL role the services run as: granted what they need and nothing more "
              "(no TRUNCATE, no DDL); the role must exist")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="list the migrations that would "
+                                          "run, change nothing")] = False,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Bring the schema to the newest revision as the owner (DIANFEI_MIGRATE_DATABASE_URL, else
     DIANFEI_DATABASE_URL); with --runtime-role, grant the runtime role its rights afresh (run it
     after every upgrade: new tables need their grants)."""
     from dianfei.core.settings import load_settings
-    from dianfei.db.engine import make_engine, migrate, schema_revisions
+    from dianfei.db.engine import make_engine, migrate, pending_migrations, schema_revisions
     from dianfei.db.guards import missing_guards
     from dianfei.db.roles import grant_runtime
 
     settings = load_settings()
     engine = make_engine(os.environ.get("DIANFEI_MIGRATE_DATABASE_URL") or settings.database_url)
+    if dry_run:
+        try:
+            before, head = schema_revisions(engine)
+            steps = pending_migrations(before)
+        finally:
+            engine.dispose()
+        plan = {"from_revision": before, "revision": head, "dry_run": True,
+                "migrations": [{"revision": r, "title": t} for r, t in steps]}
+        if json_out:
+            print_json(plan)
+        else:
+            typer.echo(f"schema at {before or 'empty'}; newest {head}; "
+                       + (f"{len(steps)} migration(s) would run:" if steps else "nothing to do"))
+            for r, t in steps:
+                typer.echo(f"  {r}  {t}")
+        return
     try:
         before, head = schema_revisions(engine)
         migrate(engine)

@@ -120,6 +120,17 @@ def schema_revisions(engine: Engine) -> tuple[str | None, str]:
     return current, head
 
 
+def pending_migrations(current: str | None) -> list[tuple[str, str]]:
+    """(revision, title) of each migration from ``current`` (None: an empty database) to the
+    newest, oldest first — what ``dianfei migrate --dry-run`` lists."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(_alembic_config())
+    steps = list(script.iterate_revisions("heads", current or "base"))
+    return [(s.revision, (s.doc or "").strip().splitlines()[0] if s.doc else "")
+            for s in reversed(steps)]
+
+
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest revision (creates it on an empty database). Nothing is
     done — not even a transaction that could take a lock — when it is at the newest already, so
