@@ -32,6 +32,7 @@ from dianfei.billing.consumption import (
     register_consumption,
     select_reads,
 )
+from dianfei.billing.estimates import estimate_missing_reads, name_refusals
 from dianfei.billing.models import Bill, BillRun
 from dianfei.core.clock import Clock, Period, business_date, start_of_day
 from dianfei.core.errors import ConflictError, NotFoundError, TariffError, ValidationError
@@ -92,8 +93,10 @@ def _start_or_resume(db: Database, period: Period, clock: Clock,
 def run_bill_run(db: Database, period: Period, clock: Clock, *,
                  accounts: list[str] | None = None, chunk_size: int = 100_000,
                  tariff_dir: Path | None = None,
-                 progress: Progress | None = None) -> BillRunResult:
-    """Bill every open account (or only ``accounts``) for ``period``."""
+                 progress: Progress | None = None, estimate: bool = True) -> BillRunResult:
+    """Bill every open account (or only ``accounts``) for ``period``. ``estimate``: bill a
+    meter whose reads are missing or invalid on an estimated read from its intervals where
+    the coverage rule allows (see billing.estimates)."""
     import polars as pl
 
     from dianfei.tariffs.service import load_catalogue, rate_frame
@@ -159,7 +162,12 @@ def run_bill_run(db: Database, period: Period, clock: Clock, *,
 
     # --- consumption and rating ------------------------------------------------------------
     consumption = register_consumption(selected, meters)
+    refusals = None
+    if estimate:
+        consumption, refusals = estimate_missing_reads(db, selected, consumption, meters, end, clock)
     usage, problems = account_usage(consumption)
+    if refusals is not None:
+        problems = name_refusals(problems, refusals)
     ytd = repo.year_to_date_kwh(eng, period)
     base = cand.select("account_id", "customer_id", "meter_id", "multiplier", "tariff_id",
                        "low_income", "capacity_kva", "demand_basis", "n")
