@@ -10,6 +10,8 @@ import pytest
 from sqlalchemy import text
 from tests.factories import Person, Reads, load_people, month_end
 
+from dianfei.billing.documents import bill_document
+from dianfei.billing.render import render_html
 from dianfei.billing.service import open_exceptions, run_bill_run
 from dianfei.core.clock import BUSINESS_TZ, FixedClock, Period
 from dianfei.db.engine import Database
@@ -60,12 +62,22 @@ def test_missing_read_billed_on_intervals_and_trued_up_by_the_next_actual_read(d
                                   "FROM read_estimates WHERE meter_id = 'MC1'")).all()
     assert [tuple(r) for r in est] == [("total", 1148_80, "estimated")]
     assert [tuple(r) for r in basis] == [(1000_00, 148_800, SLOTS, 0)]
+    # and the bill document says so, with how the read was derived
+    doc = bill_document(db.engine, "C1", JAN)
+    assert doc["meters"][0]["estimates"] == {"read_to": (
+        "total 1148.80 = actual read 1000.00 at 2026-01-01 00:00 + 148.800 kWh of 2976 intervals "
+        "(0 VEE-estimated)")}
+    html = render_html(doc, "zh-CN")
+    assert "估计读数 / estimated read — 电能表 MC1：total 1148.80 = actual read 1000.00" in html
     # and February's actual read 1300.00 trues it up: 1300.00 − 1148.80, 300.00 kWh over both
     Reads().add("C1", FEB_END, 1300_00).store(db)
     run_bill_run(db, FEB, issue_clock(FEB))
     got = bill_rows(db)
     assert got[1][:2] == ("C1-202602-1", 151_20) and got[1][3:] == (1148_80, 1300_00)
     assert got[0][1] + got[1][1] == 1300_00 - 1000_00  # type: ignore[operator]
+    feb = bill_document(db.engine, "C1", FEB)
+    assert feb["meters"][0]["estimates"] == {"read_from": doc["meters"][0]["estimates"]["read_to"]}
+    assert "Estimated read trued up — meter MC1" in render_html(feb, "en")
 
 
 @pytest.mark.db

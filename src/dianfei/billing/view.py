@@ -98,6 +98,13 @@ def bill_view(doc: dict[str, Any], lang: str | None = None) -> BillView:
         notices.append(w["cancelled"].format(reason=doc.get("cancel_reason") or ""))
     if doc["estimated"]:
         notices.append(w["estimated_notice"])
+    for m in doc["meters"]:
+        # estimated read / 估计读数: how it was derived, and the bill that trues it up
+        notes = m.get("estimates") or {}
+        if "read_to" in notes:
+            notices.append(w["estimated_read"].format(meter=m["meter_id"], basis=notes["read_to"]))
+        if "read_from" in notes:
+            notices.append(w["trued_up"].format(meter=m["meter_id"], basis=notes["read_from"]))
     sections = [
         Section("customer", w["account"], "pairs", rows=[
             [w["account"], doc["account"]], [w["name"], doc.get("customer_name") or ""],

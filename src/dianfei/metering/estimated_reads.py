@@ -182,7 +182,8 @@ def reads_at_conn(conn: Connection, meter_ids: list[str], instants: list[datetim
     return pl.concat(frames)
 
 
-def estimate_basis(conn: Connection, keys: list[tuple[str, datetime]]) -> dict[tuple[str, datetime], list[dict[str, object]]]:
+def estimate_basis(conn: Connection, keys: list[tuple[str, datetime]],
+                   ) -> dict[tuple[str, datetime], list[dict[str, object]]]:
     """(meter_id, read_at) → the derivation of each register's estimated read at that instant,
     for the bill document: register, value, from_value, from_at, from_source, interval_wh,
     intervals, estimated_intervals."""
