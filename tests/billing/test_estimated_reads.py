@@ -44,7 +44,6 @@ def bill_rows(db: Database) -> list[tuple[object, ...]]:
             "SELECT bill_id, kwh, estimated, read_from, read_to FROM bills ORDER BY bill_id"))]
 
 
-@pytest.mark.db
 def test_missing_read_billed_on_intervals_and_trued_up_by_the_next_actual_read(db: Database) -> None:
     # given C1 read at 1000.00 on 1 January, no read on 1 February, January's intervals 50 Wh each
     load_people(db, [Person("C1")])
@@ -80,7 +79,6 @@ def test_missing_read_billed_on_intervals_and_trued_up_by_the_next_actual_read(d
     assert "Estimated read trued up — meter MC1" in render_html(feb, "en")
 
 
-@pytest.mark.db
 def test_read_going_backwards_is_replaced_and_kept(db: Database) -> None:
     # an invalid read at the period's end stays as received; the estimate sits a second earlier
     load_people(db, [Person("C1")])
@@ -97,7 +95,6 @@ def test_read_going_backwards_is_replaced_and_kept(db: Database) -> None:
     assert bill_rows(db)[1][1] == 1100_00 - 1029_76
 
 
-@pytest.mark.db
 def test_too_many_vee_estimates_keeps_the_account_on_the_exceptions(db: Database) -> None:
     # every 8th interval missing, filled by VEE interpolation: 12.5% > the 10% the rule allows
     load_people(db, [Person("C1"), Person("C2")])
@@ -114,7 +111,6 @@ def test_too_many_vee_estimates_keeps_the_account_on_the_exceptions(db: Database
     assert "[vee] bill_estimate_max_share = 10%" in ex[0][2]
 
 
-@pytest.mark.db
 def test_gap_in_the_intervals_names_the_rule_and_no_intervals_is_as_before(db: Database) -> None:
     load_people(db, [Person("C1"), Person("C2")])
     Reads().add("C1", OPEN, 1000_00).add("C2", OPEN, 1000_00).store(db)
