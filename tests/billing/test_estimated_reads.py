@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
-import pytest
 from sqlalchemy import text
 from tests.factories import Person, Reads, load_people, month_end
 

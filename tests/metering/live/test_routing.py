@@ -199,4 +199,5 @@ def test_timesync_and_drift_commands(db: Database, db_env: dict[str, str], sims)
     proc = run("gateway", "list", "--json")
     assert [g["gateway"] for g in json.loads(proc.stdout)] == ["GA", "GB"]
     proc = run("timesync", "--gateway", "NOPE")
-    assert proc.returncode == 2 and proc.stderr == "error: gateway NOPE is not on file (dianfei meters gateway list)\n"
+    assert proc.returncode == 2
+    assert proc.stderr == "error: gateway NOPE is not on file (dianfei meters gateway list)\n"
