@@ -123,14 +123,18 @@ def estimate_register_reads(db: Database, wanted: pl.DataFrame, until: datetime,
                        f"meter {m}: {share:.1%} of the intervals {since} are VEE estimates; "
                        f"[vee] bill_estimate_max_share = {cfg.bill_estimate_max_share:.0%} "
                        "allows no more for an estimated read")
-        wrap = pl.lit(10, pl.Int64).pow(pl.col("digits").cast(pl.Int64)) * 100
-        estimates = (sums.filter(~pl.col("meter_id").is_in(list(refused)))
-                     .with_columns(pl.lit(until).dt.cast_time_unit("us").alias("read_at"),
-                                   # Wh → 0.01 kWh, half up; a register rolls over at 10**digits
-                                   ((pl.col("from_value") + (pl.col("interval_wh") + 5) // 10)
-                                    % wrap).alias("value"))
+        estimates = (estimated_values(sums.filter(~pl.col("meter_id").is_in(list(refused))))
+                     .with_columns(pl.lit(until).dt.cast_time_unit("us").alias("read_at"))
                      .select(list(ESTIMATE_SCHEMA.names())).cast(dict(ESTIMATE_SCHEMA)))  # type: ignore[arg-type]
     return estimates, pl.DataFrame(refusals, schema=REFUSAL_SCHEMA).sort("meter_id")
+
+
+def estimated_values(frame: pl.DataFrame) -> pl.DataFrame:
+    """Add ``value`` = from_value + interval_wh / 10 (Wh → 0.01 kWh, half up), rolled over at
+    10**digits like the register itself. Pure: the arithmetic the true-up rests on."""
+    wrap = pl.lit(10, pl.Int64).pow(pl.col("digits").cast(pl.Int64)) * 100
+    return frame.with_columns(
+        ((pl.col("from_value") + (pl.col("interval_wh") + 5) // 10) % wrap).alias("value"))
 
 
 def store_estimated_reads(conn: Connection, estimates: pl.DataFrame, clock: Clock) -> pl.DataFrame:
