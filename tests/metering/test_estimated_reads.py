@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.factories import Person, Reads, load_people
 
 from dianfei.billing.consumption import register_consumption
 from dianfei.core.clock import FixedClock
@@ -16,6 +15,7 @@ from dianfei.db.engine import Database
 from dianfei.metering import ingest
 from dianfei.metering.estimated_reads import estimated_values
 from dianfei.metering.service import estimate_register_reads
+from tests.factories import Person, Reads, load_people
 
 T0 = datetime(2026, 2, 28, 16, 0, tzinfo=UTC)  # 2026-03-01 00:00 Beijing time
 T1, T2 = T0 + timedelta(days=31), T0 + timedelta(days=61)
