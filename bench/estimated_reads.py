@@ -49,11 +49,12 @@ def main() -> None:
                                "multiplier": [1] * n, "digits": [6] * n,
                                "installed_on": [date(2020, 1, 1)] * n, "registers": ["total"] * n})
         with db.engine.begin() as conn:
-            load_population(conn, PiiCipher(b"k" * 32),
-                            regions=pl.DataFrame({"region_id": ["R1"], "name": ["镇"]}),
-                            stations=pl.DataFrame({"station_id": ["S1"], "region_id": ["R1"], "name": ["所"]}),
-                            collectors=pl.DataFrame({"collector_id": ["K1"], "name": ["张"], "station_id": ["S1"]}),
-                            customers=customers, meters=meters)
+            load_population(
+                conn, PiiCipher(b"k" * 32),
+                regions=pl.DataFrame({"region_id": ["R1"], "name": ["镇"]}),
+                stations=pl.DataFrame({"station_id": ["S1"], "region_id": ["R1"], "name": ["所"]}),
+                collectors=pl.DataFrame({"collector_id": ["K1"], "name": ["张"], "station_id": ["S1"]}),
+                customers=customers, meters=meters)
             store_reads(conn, pl.DataFrame({
                 "meter_id": [f"M{c}" for c in ids], "read_at": [opening] * n, "register": ["total"] * n,
                 "value": [1000_00] * n, "source": ["ami"] * n},
