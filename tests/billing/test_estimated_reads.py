@@ -11,7 +11,7 @@ from tests.factories import Person, Reads, load_people, month_end
 
 from dianfei.billing.documents import bill_document
 from dianfei.billing.render import render_html
-from dianfei.billing.service import open_exceptions, run_bill_run
+from dianfei.billing.service import open_exceptions, rebill, run_bill_run
 from dianfei.core.clock import BUSINESS_TZ, FixedClock, Period
 from dianfei.db.engine import Database
 from dianfei.metering import ingest
@@ -89,9 +89,14 @@ def test_read_going_backwards_is_replaced_and_kept(db: Database) -> None:
         rows = conn.execute(text("SELECT read_at, value, source FROM register_reads "
                                  "WHERE meter_id = 'MC1' ORDER BY read_at")).all()
     assert [(r[1], r[2]) for r in rows] == [(1000_00, "ami"), (1029_76, "estimated"), (900_00, "ami")]
+    # billed again (a correction): the same estimate, found and not stored twice
+    rebill(db, issue_clock(JAN), "C1-202601-1", "check")
+    assert bill_rows(db)[1] == ("C1-202601-2", 29_76, True, 1000_00, 1029_76)
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM read_estimates")).scalar() == 1
     Reads().add("C1", FEB_END, 1100_00).store(db)
     run_bill_run(db, FEB, issue_clock(FEB))
-    assert bill_rows(db)[1][1] == 1100_00 - 1029_76
+    assert bill_rows(db)[2][:2] == ("C1-202602-1", 1100_00 - 1029_76)
 
 
 def test_too_many_vee_estimates_keeps_the_account_on_the_exceptions(db: Database) -> None:
