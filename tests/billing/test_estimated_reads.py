@@ -3,6 +3,10 @@ the intervals since, within the coverage rule, and the next actual read trues it
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
@@ -51,7 +55,7 @@ def test_missing_read_billed_on_intervals_and_trued_up_by_the_next_actual_read(d
     # when January is billed
     res = run_bill_run(db, JAN, issue_clock(JAN))
     # then on an estimated read: 1000.00 + 2,976 × 0.050 kWh = 1148.80
-    assert (res.billed, res.exceptions) == (1, 0)
+    assert (res.billed, res.exceptions, res.estimated_meters) == (1, 0, 1)
     assert bill_rows(db) == [("C1-202601-1", 148_80, True, 1000_00, 1148_80)]
     with db.engine.connect() as conn:
         est = conn.execute(text("SELECT register, value, source FROM register_reads "
@@ -126,3 +130,22 @@ def test_gap_in_the_intervals_names_the_rule_and_no_intervals_is_as_before(db: D
     assert "intervals cover 44190 of the 44640 minutes" in ex["C1"][1]
     assert ex["C2"][0] == "no_read"  # no interval at all: the exception as it always was
     assert "no estimated read" not in ex["C2"][1]
+
+
+def test_bill_run_command_with_and_without_estimates(db: Database, db_env: dict[str, str]) -> None:
+    load_people(db, [Person("C1")])
+    Reads().add("C1", OPEN, 1000_00).store(db)
+    store_january(db, "MC1", 50)
+    env = {**os.environ, **db_env, "DIANFEI_NOW": "2026-02-03T09:00:00+08:00"}
+
+    def bill_run(*extra: str) -> dict[str, object]:
+        proc = subprocess.run([sys.executable, "-m", "dianfei", "bill", "run", "--period", "2026-01",
+                               *extra, "--json"], env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)  # type: ignore[no-any-return]
+
+    first = bill_run("--no-estimates")
+    assert (first["billed"], first["exceptions"], first["estimated_meters"]) == (0, 1, 0)
+    second = bill_run()
+    assert (second["billed"], second["exceptions"], second["estimated_meters"]) == (1, 0, 1)
+    assert bill_rows(db) == [("C1-202601-1", 148_80, True, 1000_00, 1148_80)]

@@ -66,6 +66,8 @@ class BillRunResult:
     amount: int = 0
     kwh: int = 0
     resumed: bool = False
+    #: meters this run billed on an estimated read (估计读数) it had metering make
+    estimated_meters: int = 0
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -164,7 +166,12 @@ def run_bill_run(db: Database, period: Period, clock: Clock, *,
     consumption = register_consumption(selected, meters)
     refusals = None
     if estimate:
+        t_est = time.perf_counter()
+        before = consumption.filter(pl.col("problem").is_null() & pl.col("estimated"))
         consumption, refusals = estimate_missing_reads(db, selected, consumption, meters, end, clock)
+        after = consumption.filter(pl.col("problem").is_null() & pl.col("estimated"))
+        result.estimated_meters = after["meter_id"].n_unique() - before["meter_id"].n_unique()
+        result.timings["estimate_s"] = time.perf_counter() - t_est
     usage, problems = account_usage(consumption)
     if refusals is not None:
         problems = name_refusals(problems, refusals)
