@@ -74,12 +74,19 @@ def main() -> None:
                               schema_overrides={"from_at": pl.Datetime("us", "UTC")})
         est, refused = estimate_register_reads(db, wanted, until)
         t2 = time.perf_counter()
-        res = run_bill_run(db, Period(2026, 1), clock)
+        # the same population without estimates (every meter an exception), then with them
+        plain = run_bill_run(db, Period(2026, 1), clock, estimate=False)
         t3 = time.perf_counter()
+        res = run_bill_run(db, Period(2026, 1), clock)
+        t4 = time.perf_counter()
         print(json.dumps({"meters": n, "intervals": slots * n, "import_s": round(t1 - t0, 2),
                           "estimate_s": round(t2 - t1, 2), "estimated": est.height,
-                          "refused": refused.height, "bill_run_s": round(t3 - t2, 2),
-                          "billed": res.billed, "exceptions": res.exceptions}))
+                          "refused": refused.height,
+                          "bill_run_without_estimates_s": round(t3 - t2, 2),
+                          "exceptions_without": plain.exceptions,
+                          "bill_run_s": round(t4 - t3, 2), "estimate_in_run_s":
+                          round(res.timings.get("estimate_s", 0.0), 2),
+                          "billed": res.billed, "estimated_meters": res.estimated_meters}))
 
 
 if __name__ == "__main__":

@@ -93,7 +93,7 @@ def estimate_register_reads(db: Database, wanted: pl.DataFrame, until: datetime,
             pl.lit(bands).gather(pl.col("tod")).alias("band"))
         span_min = ((pl.lit(until) - pl.col("from_at")).dt.total_seconds() // 60)
         mine = (pl.col("register") == "total") | (pl.col("register") == pl.col("band"))
-        sums = (todo.join(eff, on="meter_id", how="left")
+        sums = (todo.lazy().join(eff.lazy(), on="meter_id", how="left")
                 .filter(pl.col("ts").is_null()
                         | ((pl.col("ts") >= pl.col("from_at")) & (pl.col("ts") < until)))
                 .group_by("meter_id", "register")
@@ -106,7 +106,7 @@ def estimate_register_reads(db: Database, wanted: pl.DataFrame, until: datetime,
                      pl.col("minutes").filter(pl.col("source") == "estimated").cast(pl.Int64)
                      .sum().alias("estimated_min"))
                 .with_columns(span_min.cast(pl.Int64).alias("span_min"))
-                .sort("meter_id", "register"))
+                .sort("meter_id", "register").collect())
         for row in sums.iter_rows(named=True):
             m, span = row["meter_id"], row["span_min"]
             since = f"from the read at {_local(row['from_at'])} to {_local(until)}"
