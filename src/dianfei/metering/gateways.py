@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
 
+from dianfei.audit import service as audit
 from dianfei.core.clock import Clock
 from dianfei.core.errors import ConflictError, NotFoundError, ValidationError
 from dianfei.db.frames import bind_params
@@ -95,6 +96,8 @@ def add_gateway(db: Database, clock: Clock, gw: Gateway) -> Gateway:
                 return gw
             raise ConflictError(f"gateway {gw.gateway_id} is on file with other settings "
                                 f"({old[1]}:{old[2]}); use a new id and reassign its meters")
+        # where trip/close commands go is a change to supply: on the audit chain
+        audit.record(conn, "meters.gateway_added", gw.gateway_id, gw.to_json())
         conn.execute(text("INSERT INTO meter_gateways (gateway_id, host, port, protocol, password, "
                           "operator, created_at) VALUES (:g, :h, :p, :pr, :pw, :op, :at)"),
                      bind_params(conn, {"g": gw.gateway_id, "h": gw.host, "p": gw.port,
@@ -123,6 +126,7 @@ def assign_gateway(db: Database, meter_id: str, gateway_id: str | None) -> Route
             raise NotFoundError(f"meter {meter_id} not found")
         conn.execute(text("UPDATE meters SET gateway_id = :g WHERE meter_id = :m"),
                      {"g": gid, "m": meter_id})
+        audit.record(conn, "meters.gateway_assigned", meter_id, {"gateway": gateway_label(gid)})
     return Route(meter_id, found[0], gid)
 
 

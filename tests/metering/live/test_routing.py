@@ -117,6 +117,10 @@ def test_gateways_are_checked_and_stored_once(db: Database) -> None:
             add_gateway(db, NOW, bad)
     with pytest.raises(NotFoundError, match="gateway NOPE is not on file"):
         assign_gateway(db, "MC001", "NOPE")
+    with db.engine.connect() as conn:
+        actions = conn.execute(text("SELECT action, subject FROM audit_records "
+                                    "WHERE action LIKE 'meters.%' ORDER BY seq")).all()
+    assert [tuple(a) for a in actions] == [("meters.gateway_added", "GA")]  # once, refusals none
 
 
 def test_poll_reads_every_gateway_and_checks_clocks(db: Database, sims) -> None:  # type: ignore[no-untyped-def]
