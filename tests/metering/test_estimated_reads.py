@@ -78,5 +78,8 @@ def test_time_of_use_registers_are_estimated_from_their_own_bands(db: Database) 
     assert got == {"sharp": 31 * 2 * 4 * 200, "peak": 31 * 10 * 4 * 100, "flat": 31 * 3 * 4 * 100,
                    "valley": 31 * 9 * 4 * 100, "total": 31 * (22 * 4 * 100 + 2 * 4 * 200)}
     assert sum(v for r, v in got.items() if r != "total") == got["total"]
+    # each register's derivation counts its own band's intervals
+    assert dict(estimates.select("register", "intervals").rows()) == {
+        "sharp": 31 * 8, "peak": 31 * 40, "flat": 31 * 12, "valley": 31 * 36, "total": 31 * 96}
     values = dict(estimates.select("register", "value").rows())
     assert values == {r: regs[r] + got[r] // 10 for r in regs}

@@ -101,8 +101,11 @@ def estimate_register_reads(db: Database, wanted: pl.DataFrame, until: datetime,
                      pl.col("from_source").first(), pl.col("digits").first(),
                      pl.col("minutes").cast(pl.Int64).sum().alias("covered_min"),
                      pl.col("wh").filter(mine).sum().alias("interval_wh"),
-                     pl.col("ts").count().alias("intervals"),
-                     (pl.col("source") == "estimated").sum().alias("estimated_intervals"),
+                     # the register's own intervals (its band's), for the derivation shown
+                     pl.col("ts").filter(mine).count().alias("intervals"),
+                     (mine & (pl.col("source") == "estimated")).sum().alias("estimated_intervals"),
+                     # the coverage rule looks at every interval of the span
+                     pl.col("ts").count().alias("all_intervals"),
                      pl.col("minutes").filter(pl.col("source") == "estimated").cast(pl.Int64)
                      .sum().alias("estimated_min"))
                 .with_columns(span_min.cast(pl.Int64).alias("span_min"))
@@ -110,7 +113,7 @@ def estimate_register_reads(db: Database, wanted: pl.DataFrame, until: datetime,
         for row in sums.iter_rows(named=True):
             m, span = row["meter_id"], row["span_min"]
             since = f"from the read at {_local(row['from_at'])} to {_local(until)}"
-            if row["intervals"] == 0:
+            if row["all_intervals"] == 0:
                 refuse(m, "estimate_no_intervals",
                        f"meter {m}: no intervals {since} to estimate a read from")
             elif row["covered_min"] < span:
