@@ -205,3 +205,14 @@ def test_timesync_and_drift_commands(db: Database, db_env: dict[str, str], sims)
     proc = run("timesync", "--gateway", "NOPE")
     assert proc.returncode == 2
     assert proc.stderr == "error: gateway NOPE is not on file (dianfei meters gateway list)\n"
+
+
+def test_collect_run_needs_a_gateway_somewhere(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dianfei.metering.control import checked_remote_switch
+
+    for key in [k for k in os.environ if k.startswith("DIANFEI_DLT645_")]:
+        monkeypatch.delenv(key)
+    with pytest.raises(ValidationError, match="meter control is not configured"):
+        checked_remote_switch(db, clock=NOW)
+    add_gateway(db, NOW, Gateway("GA", "127.0.0.1", 8899))
+    assert checked_remote_switch(db, clock=NOW) is not None  # its meters are reachable
