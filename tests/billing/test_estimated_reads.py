@@ -16,6 +16,7 @@ from tests.factories import Person, Reads, load_people, month_end
 from dianfei.billing.documents import bill_document
 from dianfei.billing.render import render_html
 from dianfei.billing.service import open_exceptions, rebill, run_bill_run
+from dianfei.billing.view import bill_view
 from dianfei.core.clock import BUSINESS_TZ, FixedClock, Period
 from dianfei.db.engine import Database
 from dianfei.metering import ingest
@@ -80,6 +81,12 @@ def test_missing_read_billed_on_intervals_and_trued_up_by_the_next_actual_read(d
     feb = bill_document(db.engine, "C1", FEB)
     assert feb["meters"][0]["estimates"] == {"read_from": doc["meters"][0]["estimates"]["read_to"]}
     assert "Estimated read trued up — meter MC1" in render_html(feb, "en")
+    # the reads table marks the estimate on each bill: the closing read in January, the
+    # opening read (not February's actual read) in February
+    jan_reads = next(s for s in bill_view(doc, "en").sections if s.key == "reads")
+    feb_reads = next(s for s in bill_view(feb, "en").sections if s.key == "reads")
+    assert (jan_reads.rows[0][1:3], jan_reads.marked) == (["1000.00", "1148.80 (est.)"], [(0, 2)])
+    assert (feb_reads.rows[0][1:3], feb_reads.marked) == (["1148.80 (est.)", "1300.00"], [(0, 1)])
 
 
 def test_read_going_backwards_is_replaced_and_kept(db: Database) -> None:
