@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 from dianfei.core.clock import BUSINESS_TZ, Period
 from dianfei.core.errors import NotFoundError, ValidationError
@@ -223,6 +223,8 @@ def bill_documents(engine: Engine, period: Period, accounts: Sequence[str], *,
         ids = [b["bill_id"] for b in bills.values()]
         lines = repository.document_lines(conn, ids)
         meters = repository.document_meters(conn, ids)
+        derived = _estimate_bases(conn, [m for ms in meters.values() for m in ms]
+                                  + [b for b in bills.values() if b["meter_id"]])
         history = repository.document_history(conn, period, list(bills))
         items = open_items(conn, list(bills))
         owed = balances(conn, list(bills))
@@ -241,7 +243,42 @@ def bill_documents(engine: Engine, period: Period, accounts: Sequence[str], *,
         out.append(_document(bill, lines.get(bill["bill_id"], []),
                              meters.get(bill["bill_id"], []), history.get(account, []),
                              facts.get(account, {}), peers.get(account), items_by.get(account, []),
-                             owed.get(account, 0), predicted.get(account), ctx, period, day))
+                             owed.get(account, 0), predicted.get(account), ctx, period, day,
+                             derived))
+    return out
+
+
+def _utc(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    assert isinstance(value, datetime)
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def _estimate_bases(conn: Connection, rows: Sequence[Mapping[str, Any]],
+                    ) -> dict[tuple[str, datetime], str]:
+    """(meter_id, read instant) → how the estimated read there was derived (metering's words),
+    for the reads of these bill meters that metering estimated (估计读数)."""
+    from dianfei.metering.service import describe_basis, estimate_basis
+
+    keys = {(str(r["meter_id"]), at) for r in rows if r["estimated"]
+            for at in (_utc(r["read_from_at"]), _utc(r["read_to_at"])) if at is not None}
+    found = estimate_basis(conn, sorted(keys))
+    return {k: describe_basis(v) for k, v in found.items()}
+
+
+def _estimate_notes(m: Mapping[str, Any], derived: Mapping[tuple[str, datetime], str],
+                    ) -> dict[str, str]:
+    """The meter's estimated closing read (this bill rests on it) and estimated opening read
+    (this bill trues it up with an actual read), each with its derivation."""
+    out = {}
+    to_at, from_at = _utc(m["read_to_at"]), _utc(m["read_from_at"])
+    if to_at is not None and (m["meter_id"], to_at) in derived:
+        out["read_to"] = derived[(m["meter_id"], to_at)]
+    if from_at is not None and (m["meter_id"], from_at) in derived:
+        out["read_from"] = derived[(m["meter_id"], from_at)]
     return out
 
 
@@ -262,7 +299,8 @@ def _document(row: Mapping[str, Any], lines: Sequence[Mapping[str, Any]],
               bill_meters: Sequence[Mapping[str, Any]], history: Sequence[Mapping[str, Any]],
               fact: Mapping[str, Any], peer: Mapping[str, Any] | None,
               items: Sequence[Mapping[str, Any]], balance: int, forecast: Mapping[str, str] | None,
-              ctx: PeriodContext, period: Period, day: date) -> dict[str, Any]:
+              ctx: PeriodContext, period: Period, day: date,
+              derived: Mapping[tuple[str, datetime], str] | None = None) -> dict[str, Any]:
     doc_lines = [_line(ln) for ln in lines]
     # one group per meter (its reads, kWh and the energy lines rated on it), then the account's
     # own lines (tiers on the total, basic charge, power factor, funds, allowance) once
@@ -281,6 +319,8 @@ def _document(row: Mapping[str, Any], lines: Sequence[Mapping[str, Any]],
             "kwh": fmt_qty(m["kwh"]),
             # the closing read was estimated (估抄): the next actual read corrects it
             "estimated": bool(m["estimated"]),
+            # estimated read / 估计读数: how metering derived it (last read + intervals since)
+            "estimates": _estimate_notes(m, derived or {}),
             "lines": own,
             "amount": fmt_yuan(sum(raw["amount"] for raw in lines
                                    if raw["meter_id"] == m["meter_id"])),

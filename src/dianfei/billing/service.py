@@ -32,6 +32,7 @@ from dianfei.billing.consumption import (
     register_consumption,
     select_reads,
 )
+from dianfei.billing.estimates import estimate_missing_reads, name_refusals
 from dianfei.billing.models import Bill, BillRun
 from dianfei.core.clock import Clock, Period, business_date, start_of_day
 from dianfei.core.errors import ConflictError, NotFoundError, TariffError, ValidationError
@@ -66,6 +67,8 @@ class BillRunResult:
     amount: int = 0
     kwh: int = 0
     resumed: bool = False
+    #: meters this run billed on an estimated read (估计读数) it had metering make
+    estimated_meters: int = 0
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -93,8 +96,10 @@ def _start_or_resume(db: Database, period: Period, clock: Clock,
 def run_bill_run(db: Database, period: Period, clock: Clock, *,
                  accounts: list[str] | None = None, chunk_size: int = 100_000,
                  tariff_dir: Path | None = None,
-                 progress: Progress | None = None) -> BillRunResult:
-    """Bill every open account (or only ``accounts``) for ``period``."""
+                 progress: Progress | None = None, estimate: bool = True) -> BillRunResult:
+    """Bill every open account (or only ``accounts``) for ``period``. ``estimate``: bill a
+    meter whose reads are missing or invalid on an estimated read from its intervals where
+    the coverage rule allows (see billing.estimates)."""
     import polars as pl
 
     from dianfei.tariffs.service import load_catalogue, rate_frame
@@ -160,7 +165,17 @@ def run_bill_run(db: Database, period: Period, clock: Clock, *,
 
     # --- consumption and rating ------------------------------------------------------------
     consumption = register_consumption(selected, meters)
+    refusals = None
+    if estimate:
+        t_est = time.perf_counter()
+        before = consumption.filter(pl.col("problem").is_null() & pl.col("estimated"))
+        consumption, refusals = estimate_missing_reads(db, selected, consumption, meters, end, clock)
+        after = consumption.filter(pl.col("problem").is_null() & pl.col("estimated"))
+        result.estimated_meters = after["meter_id"].n_unique() - before["meter_id"].n_unique()
+        result.timings["estimate_s"] = time.perf_counter() - t_est
     usage, problems = account_usage(consumption)
+    if refusals is not None:
+        problems = name_refusals(problems, refusals)
     ytd = repo.year_to_date_kwh(eng, period)
     base = cand.select("account_id", "customer_id", "meter_id", "multiplier", "tariff_id",
                        "low_income", "capacity_kva", "demand_basis", "n")

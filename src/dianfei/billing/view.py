@@ -98,6 +98,13 @@ def bill_view(doc: dict[str, Any], lang: str | None = None) -> BillView:
         notices.append(w["cancelled"].format(reason=doc.get("cancel_reason") or ""))
     if doc["estimated"]:
         notices.append(w["estimated_notice"])
+    for m in doc["meters"]:
+        # estimated read / 估计读数: how it was derived, and the bill that trues it up
+        notes = m.get("estimates") or {}
+        if "read_to" in notes:
+            notices.append(w["estimated_read"].format(meter=m["meter_id"], basis=notes["read_to"]))
+        if "read_from" in notes:
+            notices.append(w["trued_up"].format(meter=m["meter_id"], basis=notes["read_from"]))
     sections = [
         Section("customer", w["account"], "pairs", rows=[
             [w["account"], doc["account"]], [w["name"], doc.get("customer_name") or ""],
@@ -149,14 +156,23 @@ def _reads(doc: dict[str, Any], w: dict[str, str]) -> Section:
                          w["read_dates"]],
                 numeric=[False, True, True, True, True, True])
     for i, m in enumerate(doc["meters"]):
-        to = m["read_to"] or ""
-        if m["estimated"]:
+        frm, to = m["read_from"] or "", m["read_to"] or ""
+        notes = m.get("estimates") or {}
+        if notes:
+            # metering says which read it estimated (估计读数): mark that one, so a bill that
+            # trues an estimate up does not call its actual read an estimate
+            if "read_from" in notes:
+                frm = f"{frm} ({w['estimated']})"
+                s.marked.append((i, 1))
+            if "read_to" in notes:
+                to = f"{to} ({w['estimated']})"
+                s.marked.append((i, 2))
+        elif m["estimated"]:
             # the estimated read is marked where the customer reads it (估 / est.)
             to = f"{to} ({w['estimated']})"
             s.marked.append((i, 2))
         dates = f"{(m['read_from_at'] or '')[:10]} – {(m['read_to_at'] or '')[:10]}"
-        s.rows.append([m["meter_id"] or "", m["read_from"] or "", to, str(m["multiplier"]),
-                       m["kwh"], dates])
+        s.rows.append([m["meter_id"] or "", frm, to, str(m["multiplier"]), m["kwh"], dates])
         s.row_kinds.append("line")
     if len(doc["meters"]) > 1:
         s.rows.append([w["total_kwh"], "", "", "", doc["kwh"], ""])

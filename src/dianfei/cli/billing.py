@@ -39,6 +39,10 @@ def bill_run(
     period: Annotated[str, typer.Option(help="YYYY-MM")],
     backend: Annotated[str, typer.Option(help="local (Spark is not available yet)")] = "local",
     chunk_size: Annotated[int, typer.Option(help="accounts per transaction")] = 100_000,
+    estimates: Annotated[bool, typer.Option(
+        "--estimates/--no-estimates",
+        help="bill meters without a valid read on an estimated read from their intervals "
+             "(估计读数, [vee] bill_estimate_max_share)")] = True,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Bill every open account for the period: idempotent, resumable after a crash."""
@@ -53,12 +57,13 @@ def bill_run(
     db = database()
     with _progress_bar(f"bill run {p}") as bar:
         task = bar.add_task("bill", total=None)
-        res = run_bill_run(db, p, clock_from_env(), chunk_size=chunk_size,
+        res = run_bill_run(db, p, clock_from_env(), chunk_size=chunk_size, estimate=estimates,
                            progress=lambda done, total: bar.update(task, completed=done,
                                                                    total=total))
     out = {"run_id": res.run_id, "period": res.period, "issued_on": str(res.issued_on),
            "due_on": str(res.due_on), "resumed": res.resumed, "candidates": res.candidates,
-           "billed": res.billed, "exceptions": res.exceptions, "kwh": fmt_qty(res.kwh),
+           "billed": res.billed, "exceptions": res.exceptions,
+           "estimated_meters": res.estimated_meters, "kwh": fmt_qty(res.kwh),
            "amount": fmt_yuan(res.amount),
            "timings": {k: round(v, 3) for k, v in res.timings.items()}}
     if json_out:

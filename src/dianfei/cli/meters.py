@@ -180,6 +180,9 @@ def poll(
     retries: Retries = None,
     every: Annotated[float | None, typer.Option(help="poll again every this many seconds")] = None,
     rounds: Annotated[int | None, typer.Option(help="with --every: stop after this many rounds")] = None,
+    check_clock: Annotated[bool, typer.Option(
+        "--check-clock", help="also read each meter's clock (04000101/04000102) for `meters drift`")]
+        = False,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Read many meters over DL/T 645 and store the readings through the import path; every meter
@@ -197,7 +200,7 @@ def poll(
     while True:
         started = time.monotonic()
         result = run_poll(db, cfg, clock=clock_from_env(), meter_ids=list(meter) if meter else None,
-                          concurrency=concurrency)
+                          concurrency=concurrency, check_clock=check_clock)
         done += 1
         if json_out:
             print_json(result.to_json())
@@ -210,3 +213,122 @@ def poll(
         if every is None or (rounds is not None and done >= rounds):
             break
         time.sleep(max(0.0, every - (time.monotonic() - started)))
+
+
+# ---------------------------------------------------------------------------- routing and time
+
+gateway_app = typer.Typer(help="Gateways and concentrators meters are reached through (采集通道).",
+                          no_args_is_help=True)
+meters_app.add_typer(gateway_app, name="gateway")
+
+
+@gateway_app.command("add")
+@handle_errors
+def gateway_add(
+    gateway: Annotated[str, typer.Option("--id", help="gateway id, e.g. CQ-01")],
+    host: Annotated[str, typer.Option(help="gateway / concentrator host")],
+    port: Annotated[int, typer.Option(help="gateway TCP port")],
+    protocol: Annotated[str, typer.Option(help="dlt645")] = "dlt645",
+    password: Annotated[str | None, typer.Option(
+        help="DL/T 645 password of its meters, 8 hex digits (default: the configured one)")] = None,
+    operator_code: Annotated[str | None, typer.Option(
+        "--operator", help="DL/T 645 operator code, 8 hex digits (default: the configured one)")] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Put a gateway on file; the same gateway again is stored once, other settings are refused."""
+    from dianfei.metering.gateways import Gateway, add_gateway
+
+    gw = add_gateway(database(), clock_from_env(), Gateway(gateway, host, port, protocol.lower(),
+                                                            password, operator_code))
+    if json_out:
+        print_json(gw.to_json())
+    else:
+        typer.echo(f"gateway {gw.gateway_id}: {gw.host}:{gw.port} ({gw.protocol})")
+
+
+@gateway_app.command("list")
+@handle_errors
+def gateway_list(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """The gateways on file (passwords are never shown, only whether one is set)."""
+    from dianfei.metering.gateways import gateways
+
+    out = [g.to_json() for g in gateways(database()).values()]
+    if json_out:
+        print_json(out)
+    else:
+        for g in out:
+            typer.echo(f"{g['gateway']}: {g['host']}:{g['port']} ({g['protocol']})")
+
+
+@gateway_app.command("assign")
+@handle_errors
+def gateway_assign(
+    meter: Annotated[str, typer.Option(help="meter id")],
+    gateway: Annotated[str, typer.Option(help="gateway id; `default` for the configured gateway")],
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Route a meter through a gateway."""
+    from dianfei.metering.gateways import assign_gateway, gateway_label
+
+    route = assign_gateway(database(), meter, gateway)
+    out = {"meter_id": route.meter_id, "address": route.address,
+           "gateway": gateway_label(route.gateway_id)}
+    if json_out:
+        print_json(out)
+    else:
+        typer.echo(f"meter {route.meter_id} → gateway {out['gateway']}")
+
+
+@meters_app.command("timesync")
+@handle_errors
+def timesync(
+    gateway: Annotated[str | None, typer.Option(
+        help="one gateway id (`default`: the configured one); omitted: every gateway")] = None,
+    timeout: Timeout = None,
+    retries: Retries = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """DL/T 645-2007 broadcast time sync (广播校时, 0x08 to 99 99 99 99 99 99, ssmmhhDDMMYY in
+    Beijing time) through each gateway. Meters never answer: exit 0 when every gateway took
+    the frame, 1 when some could not be reached (listed), 2 on a configuration error."""
+    from dianfei.metering.clocks import sync_time
+
+    results = sync_time(database(), _config(None, None, timeout, retries), clock_from_env(),
+                        gateway_id=gateway)
+    failed = [r for r in results if not r.ok]
+    if json_out:
+        print_json({"gateways": [r.to_json() for r in results], "sent": len(results) - len(failed),
+                    "failed": len(failed)})
+    else:
+        for r in results:
+            typer.echo(f"{r.gateway} {r.host}:{r.port}: " + (f"sent {r.sent_time:%Y-%m-%d %H:%M:%S}"
+                       if r.ok and r.sent_time else f"FAILED {r.error}"))
+    if failed:
+        raise typer.Exit(1)
+
+
+@meters_app.command("drift")
+@handle_errors
+def drift(
+    tolerance: Annotated[int | None, typer.Option(
+        help="seconds (default: [metering.dlt645] clock_tolerance_s, 60)")] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Meters whose clock was, at their latest clock check (`meters poll --check-clock`), further
+    from ours than the tolerance: drift = meter − receive time, seconds."""
+    from dianfei.core.clock import BUSINESS_TZ
+    from dianfei.metering.clocks import drift as find_drift
+
+    limit = tolerance if tolerance is not None else _config(None, None, None, None).clock_tolerance_s
+    rows = find_drift(database(), limit)
+    found: list[dict[str, Any]] = [
+        {"meter_id": r["meter_id"], "gateway": r["gateway"], "drift_s": r["drift_s"],
+         "received_at": r["received_at"].astimezone(BUSINESS_TZ).isoformat(),
+         "meter_time": r["meter_time"].astimezone(BUSINESS_TZ).isoformat()}
+        for r in rows.iter_rows(named=True)]
+    if json_out:
+        print_json({"tolerance_s": limit, "meters": found})
+    else:
+        typer.echo(f"{len(found)} meters beyond {limit} s")
+        for m in found:
+            typer.echo(f"  {m['meter_id']} ({m['gateway']}): {m['drift_s']:+d} s at {m['received_at']}")

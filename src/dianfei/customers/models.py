@@ -101,6 +101,8 @@ class Meter(Base):
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.account_id"), index=True)
     #: the 12-digit DL/T 645 communication address
     comm_address: Mapped[str | None] = mapped_column(String(12))
+    #: the gateway it is reached through (``meter_gateways``); None: the configured default
+    gateway_id: Mapped[str | None] = mapped_column(String(32))
     #: current × voltage transformer ratio (综合倍率); 1 for direct-connected meters
     multiplier: Mapped[int] = mapped_column(Integer, default=1)
     #: integer digits of the register: it rolls over (翻转) at 10**digits

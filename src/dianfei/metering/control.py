@@ -8,10 +8,12 @@ that the caller records and schedules again: ``retryable`` tells a line fault (t
 reply — try later) from the meter's refusal (wrong password, command refused — a person must
 look) and from bad master data (no such meter, no communication address).
 
-The meter is addressed by the ``comm_address`` of the meters table; the gateway, password and
-operator code come from ``[metering.dlt645]`` / ``DIANFEI_DLT645_*`` (see
-:mod:`dianfei.metering.dlt645.client`). A trip carries an expiry (命令有效截止时间) a few minutes
-ahead, so a command stuck in a gateway's queue cannot cut a customer off hours later.
+The meter is addressed by the ``comm_address`` of the meters table and reached through its own
+gateway (``meters.gateway_id``, see :mod:`dianfei.metering.gateways`) with that gateway's password
+and operator code where set; a meter without one goes through the configured gateway,
+``[metering.dlt645]`` / ``DIANFEI_DLT645_*`` (see :mod:`dianfei.metering.dlt645.client`). A trip
+carries an expiry (命令有效截止时间) a few minutes ahead, so a command stuck in a gateway's queue
+cannot cut a customer off hours later.
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ def comm_addresses(db: Database, meter_ids: list[str] | None = None) -> dict[str
 
 
 class Dlt645RemoteSwitch:
-    """Trip and close over DL/T 645-2007 through the configured gateway."""
+    """Trip and close over DL/T 645-2007 through each meter's gateway (or the configured one)."""
 
     def __init__(self, db: Database, config: Dlt645Config, clock: Clock) -> None:
         self.db = db
@@ -104,16 +106,26 @@ class Dlt645RemoteSwitch:
     def command(self, meter_id: str, action: str) -> CommandResult:
         if action not in ACTIONS:
             return CommandResult(meter_id, action, False, f"unknown action {action!r}", False)
-        address = comm_addresses(self.db, [meter_id]).get(meter_id, "")
-        if address == "":
+        from dianfei.metering.gateways import config_for, gateways, routes
+
+        route = routes(self.db, [meter_id]).get(meter_id)
+        if route is None:
             return CommandResult(meter_id, action, False, f"meter {meter_id} not found", False)
+        address = route.address
         if address is None:
             return CommandResult(meter_id, action, False,
                                  f"meter {meter_id} has no communication address (comm_address)", False)
-        if not self.config.host or self.config.port is None:
+        if route.gateway_id is not None:
+            gw = gateways(self.db).get(route.gateway_id)
+            if gw is None:
+                return CommandResult(meter_id, action, False, f"meter {meter_id} names gateway "
+                                     f"{route.gateway_id}, which is not on file", False)
+            cfg = config_for(self.config, gw)
+        elif not self.config.host or self.config.port is None:
             return CommandResult(meter_id, action, False, "no DL/T 645 gateway configured "
                                  "([metering.dlt645] host/port or DIANFEI_DLT645_HOST/PORT)", False)
-        cfg = self.config
+        else:
+            cfg = self.config
 
         async def send() -> f.Frame:
             async with Dlt645Client.from_config(cfg) as client:
@@ -150,8 +162,13 @@ def checked_remote_switch(db: Database, *, clock: Clock | None = None) -> Remote
     """:func:`remote_switch` from the deployment's settings, refused (``ValidationError`` naming
     the problem) when those settings cannot work: invalid values (``load_config``), no gateway,
     half a gateway. For callers that must not run on without meter control (``collect run``)."""
+    from dianfei.metering.gateways import gateways
+
     config = load_config(db.settings)
-    check_meter_control(config)
+    if config.host or config.port is not None or not gateways(db):
+        # gateways on file route their meters; without a default, a meter routed nowhere is
+        # refused per command (non-retryable, on the worklist) rather than the whole run
+        check_meter_control(config)
     return remote_switch(db, config=config, clock=clock)
 
 

@@ -143,3 +143,66 @@ class IntervalDuplicate(Base):
     wh: Mapped[int] = mapped_column(BigInteger)
     #: the value stored (the first received), watt-hours
     first_wh: Mapped[int] = mapped_column(BigInteger)
+
+
+class ReadEstimate(Base):
+    """How an estimated register read (估计读数) billed in place of a missing or invalid read was
+    derived: the read it starts from plus the intervals since. The read itself is in
+    ``register_reads`` (source ``estimated``); the next actual read trues it up, because the next
+    bill starts from it (起码 = 上期止码)."""
+
+    __tablename__ = "read_estimates"
+    __table_args__ = (Index("uq_read_estimates_meter_at", "meter_id", "read_at", "register",
+                            unique=True),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True, autoincrement=True)
+    meter_id: Mapped[str] = mapped_column(String(32))
+    register: Mapped[str] = mapped_column(String(12))
+    read_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: the estimated register value, 0.01 units (before the multiplier, like every read)
+    value: Mapped[int] = mapped_column(BigInteger)
+    #: the read it starts from (the last read billed: an actual read, or an earlier estimate)
+    from_value: Mapped[int] = mapped_column(BigInteger)
+    from_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    from_source: Mapped[str] = mapped_column(String(10))
+    #: the intervals in [from_at, read_at) of this register's band, watt-hours
+    interval_wh: Mapped[int] = mapped_column(BigInteger)
+    intervals: Mapped[int] = mapped_column(Integer)
+    #: of which VEE estimates (the coverage rule limits their share)
+    estimated_intervals: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+GATEWAY_PROTOCOLS = ("dlt645",)
+
+
+class MeterGateway(Base):
+    """A gateway or concentrator (集中器 / 串口服务器) meters are reached through. A meter names its
+    gateway in ``meters.gateway_id``; meters without one use the configured default gateway."""
+
+    __tablename__ = "meter_gateways"
+    gateway_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int] = mapped_column(Integer)
+    #: dlt645 (DL/T 645-2007 over TCP)
+    protocol: Mapped[str] = mapped_column(String(12), default="dlt645")
+    #: DL/T 645 password / operator code of the meters behind it (8 hex digits each); None:
+    #: the configured ones
+    password: Mapped[str | None] = mapped_column(String(8))
+    operator: Mapped[str | None] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class MeterClockCheck(Base):
+    """A meter's own clock (DL/T 645 DI 04000101 date, 04000102 time) against the receive time:
+    ``drift_s`` = meter − received, seconds (positive: the meter is ahead)."""
+
+    __tablename__ = "meter_clock_checks"
+    __table_args__ = (Index("ix_meter_clock_checks_meter_at", "meter_id", "received_at"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True, autoincrement=True)
+    meter_id: Mapped[str] = mapped_column(String(32))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    meter_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    drift_s: Mapped[int] = mapped_column(Integer)
+    gateway_id: Mapped[str | None] = mapped_column(String(32))

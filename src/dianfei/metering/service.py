@@ -66,6 +66,15 @@ def reads_at(engine: Engine, meter_ids: list[str], instants: list[datetime]) -> 
 
 
 
+# Estimated register reads for billing (估计读数): the last read + the intervals since, under the
+# coverage rule of [vee] bill_estimate_max_share; see metering.estimated_reads
+from dianfei.metering.estimated_reads import describe_basis as describe_basis  # noqa: E402
+from dianfei.metering.estimated_reads import estimate_basis as estimate_basis  # noqa: E402
+from dianfei.metering.estimated_reads import (  # noqa: E402
+    estimate_register_reads as estimate_register_reads,
+)
+from dianfei.metering.estimated_reads import store_estimated_reads as store_estimated_reads  # noqa: E402
+
 # The file-import machinery (CSV/GBK/Parquet streaming, column parsing with reasons, quarantine,
 # ``FILE.rejected.csv``, batches): billing's bills and payments' payments history imports use it
 # with their own loaders, so every import keeps the same guarantees.

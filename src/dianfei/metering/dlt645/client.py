@@ -23,6 +23,7 @@ password           DIANFEI_DLT645_PASSWORD      ``02000000`` (level 02, password
 operator           DIANFEI_DLT645_OPERATOR      ``00000000``
 valid_minutes      DIANFEI_DLT645_VALID_MINUTES 10 (trip/close expires 10 min after sending)
 preamble           DIANFEI_DLT645_PREAMBLE      true (send FE FE FE FE before each frame)
+clock_tolerance_s  DIANFEI_DLT645_CLOCK_TOLERANCE 60 (``meters drift`` lists meters further off)
 =================  ===========================  ============================================
 """
 
@@ -33,7 +34,7 @@ import contextlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from decimal import Decimal
 from types import TracebackType
 from typing import Any
@@ -67,6 +68,8 @@ class Dlt645Config:
     operator: str = "00000000"
     valid_minutes: int = 10
     preamble: bool = True
+    #: a meter whose clock is further than this from ours (seconds) is listed by ``meters drift``
+    clock_tolerance_s: int = 60
 
     def with_gateway(self, host: str | None, port: int | None) -> Dlt645Config:
         return replace(self, host=host or self.host, port=port if port is not None else self.port)
@@ -108,6 +111,8 @@ def load_config(settings: Settings | None = None, env: Mapping[str, str] | None 
             operator=str(pick("operator", "DIANFEI_DLT645_OPERATOR", base.operator)),
             valid_minutes=int(pick("valid_minutes", "DIANFEI_DLT645_VALID_MINUTES", base.valid_minutes)),
             preamble=_flag(pick("preamble", "DIANFEI_DLT645_PREAMBLE", base.preamble)),
+            clock_tolerance_s=int(pick("clock_tolerance_s", "DIANFEI_DLT645_CLOCK_TOLERANCE",
+                                       base.clock_tolerance_s)),
         )
     except (TypeError, ValueError) as exc:
         raise ValidationError(f"[metering.dlt645] settings: {exc}") from None
@@ -118,6 +123,8 @@ def load_config(settings: Settings | None = None, env: Mapping[str, str] | None 
 def validate_config(cfg: Dlt645Config) -> None:
     if cfg.timeout_s <= 0 or cfg.retries < 0 or cfg.valid_minutes < 1:
         raise ValidationError("DL/T 645 timeout must be > 0 s, retries ≥ 0, valid_minutes ≥ 1")
+    if cfg.clock_tolerance_s < 0:
+        raise ValidationError(f"DL/T 645 clock_tolerance_s must be ≥ 0 seconds, got {cfg.clock_tolerance_s}")
     if cfg.port is not None and not 0 < cfg.port < 65536:
         raise ValidationError(f"DL/T 645 port {cfg.port} is not a TCP port")
     try:
@@ -135,6 +142,9 @@ class MeterReading:
     read_at: datetime
     values: dict[str, Decimal] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
+    #: the meter's own clock (local wall time, naive) when it was read, and when its reply came
+    meter_time: datetime | None = None
+    received_at: datetime | None = None
 
 
 class Dlt645Client:
@@ -283,6 +293,37 @@ class Dlt645Client:
             except f.Dlt645Error as exc:
                 reading.unavailable[name] = exc.message
         return reading
+
+    async def read_clock(self, address: str, *, retries: int | None = None) -> datetime:
+        """The meter's own clock (its local wall time, naive): date (04000101) then time
+        (04000102). A time in the first seconds of a day may follow a date read just before
+        midnight, so then the date is read again."""
+        day = await self.read_raw(address, f.DI_DATE, retries=retries)
+        hms = await self.read_raw(address, f.DI_TIME, retries=retries)
+        if f.meter_clock(day, hms).time() < time(0, 0, 10):
+            day = await self.read_raw(address, f.DI_DATE, retries=retries)
+        return f.meter_clock(day, hms)
+
+    async def broadcast_time(self, local: datetime) -> bytes:
+        """Send a broadcast time sync (0x08 to 99 99 99 99 99 99) and return the bytes sent.
+        Meters never answer a broadcast, so success means the gateway took the frame; a
+        gateway that cannot be reached or written to is a :class:`MeterTimeout` (retryable)."""
+        raw = f.encode_frame(f.broadcast_time_request(local), preamble=self.preamble)
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                if self._writer is None:
+                    self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+                self._writer.write(raw)
+                await self._writer.drain()
+        except TimeoutError:
+            raise f.MeterTimeout(f"gateway {self.host}:{self.port} did not take the time sync "
+                                 f"within {self.timeout_s:g} s") from None
+        except OSError as exc:
+            raise f.MeterTimeout(f"gateway {self.host}:{self.port} unreachable: "
+                                 f"{exc.strerror or exc}") from None
+        finally:
+            await self.close()
+        return raw
 
     async def control(self, address: str, action: str, *, password: bytes, operator: bytes,
                       valid_until: datetime) -> f.Frame:

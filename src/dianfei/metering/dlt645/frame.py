@@ -56,6 +56,11 @@ DI_FORWARD_ACTIVE_FLAT = 0x00010300   # 正向有功费率3 (平) 电能
 DI_FORWARD_ACTIVE_VALLEY = 0x00010400  # 正向有功费率4 (谷) 电能
 DI_FORWARD_ACTIVE_BLOCK = 0x0001FF00  # 正向有功电能数据块: total, then rate 1..n
 DI_REVERSE_ACTIVE_TOTAL = 0x00020000  # (当前)反向有功总电能
+DI_DATE = 0x04000101  # 日期及星期 YYMMDDWW (the meter's own calendar, WW 0 = Sunday)
+DI_TIME = 0x04000102  # 时间 hhmmss (the meter's own clock)
+
+#: the broadcast address (广播地址): every meter on the line listens, none answers
+BROADCAST_ADDRESS = "999999999999"
 
 #: Trip / close (跳闸 / 合闸) commands, N1 of a 0x1C frame
 ACTION_CODES = {"trip": 0x1A, "close": 0x1B}
@@ -308,6 +313,43 @@ def read_request(address: str, di: int) -> Frame:
 def read_address_request() -> Frame:
     """Read communication address (读通信地址, 0x13) — only with a single meter on the line."""
     return Frame("AAAAAAAAAAAA", READ_ADDRESS, b"")
+
+
+def broadcast_time_request(local: datetime) -> Frame:
+    """Broadcast time sync (广播校时, 0x08) to address 99 99 99 99 99 99: data ``ssmmhhDDMMYY``
+    (6 BCD bytes, seconds first), the meters' local wall time. Meters never answer it."""
+    return Frame(BROADCAST_ADDRESS, BROADCAST_TIME, encode_datetime(local))
+
+
+def meter_date(raw: bytes) -> tuple[int, int, int]:
+    """DI 04000101 (YYMMDDWW, low byte first: WW DD MM YY) → (year, month, day)."""
+    if len(raw) != 4:
+        raise FrameError(f"date (04000101): expected 4 bytes YYMMDDWW, got {len(raw)}")
+    _ww, dd, mo, yy = (bcd_to_int(bytes([b])) for b in raw)
+    return 2000 + yy, mo, dd
+
+
+def meter_clock(date_raw: bytes, time_raw: bytes) -> datetime:
+    """The meter's local wall time from DI 04000101 (date) and 04000102 (hhmmss, low byte first)."""
+    if len(time_raw) != 3:
+        raise FrameError(f"time (04000102): expected 3 bytes hhmmss, got {len(time_raw)}")
+    ss, mm, hh = (bcd_to_int(bytes([b])) for b in time_raw)
+    year, month, day = meter_date(date_raw)
+    try:
+        return datetime(year, month, day, hh, mm, ss)
+    except ValueError:
+        raise FrameError(f"not a date and time: {date_raw.hex(' ')} / {time_raw.hex(' ')}") from None
+
+
+def encode_meter_date(local: datetime) -> bytes:
+    """The 4 data bytes of DI 04000101 for a local date (WW DD MM YY; WW 0 = Sunday)."""
+    week = (local.weekday() + 1) % 7
+    return bytes(int(f"{v:02d}", 16) for v in (week, local.day, local.month, local.year % 100))
+
+
+def encode_meter_time(local: datetime) -> bytes:
+    """The 3 data bytes of DI 04000102 (ss mm hh)."""
+    return bytes(int(f"{v:02d}", 16) for v in (local.second, local.minute, local.hour))
 
 
 def parse_password(text: str, what: str = "password") -> bytes:

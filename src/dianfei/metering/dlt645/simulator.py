@@ -28,7 +28,7 @@ import contextlib
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from types import TracebackType
 
@@ -38,6 +38,9 @@ from dianfei.metering.dlt645 import frame as f
 ERR_OTHER = 0x01
 ERR_NO_DATA = 0x02
 ERR_PASSWORD = 0x04
+#: a meter takes a broadcast time sync only when it moves its clock by at most this much
+#: (DL/T 645-2007 广播校时: larger errors need a programmed setting, 编程校时)
+MAX_BROADCAST_STEP = timedelta(minutes=5)
 
 
 @dataclass
@@ -68,6 +71,13 @@ class SimMeter:
     reads: int = 0
     #: False: stay silent for data identifiers it does not have (cheap meters and some peers do)
     answers_unknown: bool = True
+    #: the meter's clock runs this far from the simulator's (ahead when positive); it answers
+    #: DI 04000101/04000102 from it, and a broadcast time sync (0x08) resets it
+    clock_offset: timedelta = timedelta(0)
+    #: False: a meter without a clock to read (no 04000101/04000102)
+    has_clock: bool = True
+    #: every broadcast time sync heard: (time sent, accepted)
+    time_syncs: list[tuple[datetime, bool]] = field(default_factory=list)
 
     def registers(self) -> dict[int, bytes]:
         regs = {f.DI_FORWARD_ACTIVE_TOTAL: f.decimal_to_bcd(self.total, 4, 2),
@@ -197,7 +207,29 @@ class MeterSimulator:
         with self._lock:
             return self.meters.get(request.address)
 
+    def _broadcast_time(self, request: f.Frame) -> None:
+        """Every meter on the line hears a broadcast time sync; none answers. A meter whose clock
+        is more than MAX_BROADCAST_STEP off ignores it, as meters do."""
+        try:
+            sent = f.decode_datetime(request.data)
+        except f.FrameError:
+            self.bad_frames += 1
+            return
+        base = self._meter_now()
+        with self._lock:
+            meters = list(self.meters.values())
+        for meter in meters:
+            if not meter.has_clock:
+                continue
+            ok = abs(base + meter.clock_offset - sent) <= MAX_BROADCAST_STEP
+            if ok:
+                meter.clock_offset = sent - base
+            meter.time_syncs.append((sent, ok))
+
     async def _answer(self, request: f.Frame, writer: asyncio.StreamWriter) -> None:
+        if request.address == f.BROADCAST_ADDRESS and request.function == f.BROADCAST_TIME:
+            self._broadcast_time(request)
+            return
         meter = self._target(request)
         if meter is None or request.is_reply:
             return  # nobody with that address on the bus: silence, as on a real line
@@ -245,7 +277,12 @@ class MeterSimulator:
             meter.reads += 1
             if len(request.data) < 4:
                 return f.Frame(meter.address, err, bytes((ERR_OTHER,)))
-            value = meter.registers().get(f.decode_di(request.data))
+            di = f.decode_di(request.data)
+            if meter.has_clock and di in (f.DI_DATE, f.DI_TIME):
+                local = self._meter_now() + meter.clock_offset
+                told = f.encode_meter_date(local) if di == f.DI_DATE else f.encode_meter_time(local)
+                return f.Frame(meter.address, ok, request.data[:4] + told)
+            value = meter.registers().get(di)
             if value is None:
                 return f.Frame(meter.address, err, bytes((ERR_NO_DATA,))) if meter.answers_unknown else None
             return f.Frame(meter.address, ok, request.data[:4] + value)

@@ -69,6 +69,11 @@ class VeeConfig:
     read_lookback_days: int = 31
     #: the TOU calendar (时段划分) for daily sharp/peak/flat/valley: a name in tou_calendars.toml
     tou_calendar: str = "cn-zj-general"
+    #: estimated register reads for billing (估计读数): a period without a valid register read
+    #: may be billed on the last read + the intervals since only when the intervals cover the
+    #: whole span (measured, VEE-estimated or edited) and at most this share of them are VEE
+    #: estimates; otherwise the account stays on the bill run's exceptions
+    bill_estimate_max_share: float = 0.1
     #: per customer class (``[vee.class.<class>]``) and per meter (``[vee.meter."<id>"]``):
     #: the spike settings of SPIKE_OVERRIDABLE for those meters (a meter's own beat its class's)
     classes: dict[str, dict[str, float]] = field(default_factory=lambda: dict(CLASS_DEFAULTS))
@@ -120,6 +125,9 @@ class VeeConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValidationError(f"[vee] {name} must be positive")
+        if not 0 <= self.bill_estimate_max_share <= 1:
+            raise ValidationError("[vee] bill_estimate_max_share must be in [0, 1], got "
+                                  f"{self.bill_estimate_max_share}")
         if not 0 < self.read_min_interval_share <= 1:
             raise ValidationError("[vee] read_min_interval_share must be in (0, 1]")
         if self.short_gap_minutes < 0 or self.spike_min_history < 1:

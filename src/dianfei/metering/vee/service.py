@@ -242,12 +242,18 @@ def effective_intervals(db: Database, day_from: date | None = None, day_to: date
           .group_by("meter_id", "ts").agg(pl.all().sort_by("edit_id").last())
           .select("meter_id", "ts", "minutes", pl.col("new_wh").alias("wh"),
                   pl.lit("edited").alias("source")))
-    rank = pl.col("source").replace_strict({s: i for i, s in enumerate(SOURCES)},
-                                           return_dtype=pl.Int8)
-    parts = [f.select(cols).cast({"minutes": pl.Int16, "wh": pl.Int64}) for f in (ed, metered, est)]
-    return (pl.concat(parts)
-            .sort("meter_id", "ts", rank)
-            .unique(["meter_id", "ts"], keep="first", maintain_order=True))
+    # strongest first (SOURCES): the store holds a (meter, ts) once and edits are one per
+    # (meter, ts) already, so anti-joins of the few edits and estimates against the many metered
+    # rows give one value per (meter, ts) without de-duplicating millions of rows
+    keys = ["meter_id", "ts"]
+    ed, metered, est = (f.select(cols).cast({"minutes": pl.Int16, "wh": pl.Int64})
+                        for f in (ed, metered, est))
+    if ed.height:
+        metered = metered.join(ed.select(keys), on=keys, how="anti")
+    if est.height:
+        est = (est.unique(keys, keep="first", maintain_order=True)
+               .join(pl.concat([ed.select(keys), metered.select(keys)]), on=keys, how="anti"))
+    return pl.concat([ed, metered, est]).sort(keys)
 
 
 def daily_tou(db: Database, day_from: date, day_to: date) -> pl.DataFrame:
