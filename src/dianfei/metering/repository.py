@@ -22,13 +22,15 @@ _OF_MODE = (
 
 def reads_of_mode_between(engine: Engine, payment_mode: str, lo: datetime,
                           hi: datetime) -> pl.DataFrame:
-    """meter_id, register, read_at, value of the reads in (lo, hi]."""
+    """meter_id, register, read_at, value of the reads actually taken in (lo, hi] — never a read
+    the bill run estimated from intervals: what the meter shows now decides a prepaid customer's
+    balance and a cut-off, so only a real read may."""
     import polars as pl
 
     return read_frame(
         engine,
         "SELECT r.meter_id, r.register, r.read_at, r.value FROM register_reads r "
-        f"{_OF_MODE}WHERE r.read_at > :lo AND r.read_at <= :hi",
+        f"{_OF_MODE}WHERE r.read_at > :lo AND r.read_at <= :hi AND r.source <> 'estimated'",
         {"lo": lo, "hi": hi, "mode": payment_mode}, instants=("read_at",),
         schema={"meter_id": pl.String, "register": pl.String, "value": pl.Int64})
 

@@ -51,7 +51,8 @@ from dianfei.metering.control import remote_switch as remote_switch  # noqa: E40
 def reads_of_mode_between(engine: Engine, payment_mode: str, lo: datetime,
                           hi: datetime) -> pl.DataFrame:
     """meter_id, register, read_at, value of the reads of ``payment_mode`` accounts' active
-    meters in (lo, hi]."""
+    meters taken in (lo, hi]; reads the bill run estimated are left out (a cut-off follows the
+    meter, never an estimate)."""
     from dianfei.metering import repository
 
     return repository.reads_of_mode_between(engine, payment_mode, lo, hi)

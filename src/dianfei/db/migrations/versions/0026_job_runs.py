@@ -1,7 +1,7 @@
 """job_runs: the calendar's job runs (queued, running, done, failed, skipped)
 
 Revision ID: 0026
-Revises: 0020
+Revises: 0025
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from alembic import op
 import dianfei.db.types
 
 revision = "0026"
-down_revision = "0020"
+down_revision = "0025"
 branch_labels = None
 depends_on = None
 
