@@ -127,6 +127,13 @@ def plans(engine: Engine | Connection, *, status: str | None = None,
                 "ended_by": pl.String, "end_reason": pl.String})
 
 
+def agreed_plan_ids(engine: Engine) -> set[int]:
+    """The plans that were ever in force (each has its one ``plan_agreed`` event)."""
+    with engine.connect() as conn:
+        keys = conn.execute(text("SELECT key FROM collection_events WHERE type = 'plan_agreed'"))
+        return {int(k.split(":")[1]) for (k,) in keys if k.startswith("plan:")}
+
+
 def plan_events(engine: Engine | Connection, first: date, last: date) -> pl.DataFrame:
     """account_id, type, business_date, amount, detail of the plan events (plan_*,
     instalment_missed) on business days ``first``..``last``."""

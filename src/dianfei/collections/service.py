@@ -45,6 +45,13 @@ from dianfei.collections.ladder import Ladder, evaluate, ladders
 from dianfei.collections.late_fees import accrue_frame
 from dianfei.collections.models import CollectionRun
 from dianfei.collections.notices import KEY_PREFIX, Notice, Notifier, NotifyOutbox
+
+# payment plans (分期缴费协议), public here: the bill document's instalment hook, the workflow
+from dianfei.collections.plan_report import bill_document_instalments as bill_document_instalments
+from dianfei.collections.plan_workflow import approve_plan as approve_plan
+from dianfei.collections.plan_workflow import cancel_plan as cancel_plan
+from dianfei.collections.plan_workflow import propose_plan as propose_plan
+from dianfei.collections.plan_workflow import suggest_schedule as suggest_schedule
 from dianfei.collections.rules import Policy, policy, with_settings
 
 # the service-ticket register (complaints, satisfaction): KPIs count its rows
