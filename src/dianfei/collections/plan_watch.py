@@ -6,8 +6,8 @@ Each day, per active plan:
    as soon as the bill is issued (billing service ``bills_of_accounts``);
 2. what the customer owes under the plan by today is the instalments due before today plus the
    bills issued after the agreement that fell due before today (keeping a plan means paying the
-   new bills too); what they paid is every payment posted since the agreement (payments service
-   ``paid_since``: by time, never by ledger ids);
+   new bills too); what they paid is every payment posted since the agreement up to the run's
+   clock (payments service ``paid_since``: by time, never by ledger ids);
 3. paid ≥ total + those new bills → ``completed``; paid short of what is due → the earliest
    obligation not covered is *missed*: within the plan's grace days it is noted once
    (``instalment_missed``) and the plan stands; after them the plan is ``broken`` and the
@@ -80,8 +80,14 @@ def check_plans(ctx: Context, conn: Any) -> None:
     inst = _bind(ctx, conn, plans, repository.instalments(conn))
     paid = paid_since(ctx.db.engine, plans.select("account_id", pl.col("agreed_at").alias("since"))
                       .unique()).rename({"since": "agreed_at"})
-    plans = plans.join(paid, on=["account_id", "agreed_at"], how="left").with_columns(
-        pl.col("paid").fill_null(0))
+    # a replayed day does not see payments posted after its clock's now
+    later = paid_since(ctx.db.engine, plans.select("account_id").unique().with_columns(
+        pl.lit(ctx.now).cast(pl.Datetime("us", "UTC")).alias("since"))).select(
+        "account_id", pl.col("paid").alias("later"))
+    plans = (plans.join(paid, on=["account_id", "agreed_at"], how="left")
+             .join(later, on="account_id", how="left")
+             .with_columns((pl.col("paid").fill_null(0) - pl.col("later").fill_null(0))
+                           .alias("paid")))
     new_bills = _new_bills(conn, plans)
     by_plan: dict[int, list[tuple[Any, int, str]]] = {}
     for r in inst.sort("due_on", "seq").iter_rows(named=True):
