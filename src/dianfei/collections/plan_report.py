@@ -69,12 +69,14 @@ def show_plan(source: Engine | Connection, plan_id: int) -> dict[str, Any]:
 def bill_document_instalments(engine: Engine, accounts: Sequence[str],
                               period: Period) -> dict[str, list[dict[str, Any]]]:
     """The bill document's instalment hook (``billing.documents.INSTALMENT_HOOK``): per account,
-    the instalments of its active ``instalment`` plan that fall due with ``period``'s bill."""
+    the instalments of its ``instalment`` plan that fall due with ``period``'s bill — of an
+    active plan, or a completed one (a bill shows what fell due with it, also when drawn again
+    later); a broken or cancelled plan no longer stands, so its instalments are not shown."""
     import polars as pl
 
     wanted = set(accounts)
-    plans = repository.active_plans(engine).filter(
-        (pl.col("kind") == "instalment") & pl.col("account_id").is_in(list(wanted)))
+    plans = repository.plans(engine, kind="instalment").filter(
+        pl.col("status").is_in(["active", "completed"]) & pl.col("account_id").is_in(list(wanted)))
     if plans.height == 0:
         return {}
     inst = repository.instalments(engine, plans["plan_id"].to_list())

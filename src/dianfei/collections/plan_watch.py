@@ -8,10 +8,12 @@ Each day, per active plan:
    bills issued after the agreement that fell due before today (keeping a plan means paying the
    new bills too); what they paid is every payment posted since the agreement up to the run's
    clock (payments service ``paid_since``: by time, never by ledger ids);
-3. paid ≥ total + those new bills → ``completed``; paid short of what is due → the earliest
-   obligation not covered is *missed*: within the plan's grace days it is noted once
-   (``instalment_missed``) and the plan stands; after them the plan is ``broken`` and the
-   dunning ladder resumes (levels match only accounts without an active plan).
+3. paid ≥ total + the new bills due by the last instalment → ``completed`` (a new bill paid
+   before it is due is that bill's, not an instalment paid ahead); paid short of what is due
+   by today → the earliest obligation not covered is *missed*: within the plan's grace days it
+   is noted once (``instalment_missed``) and the plan stands; after them the plan is
+   ``broken`` and the dunning ladder resumes (levels match only accounts without an active
+   plan).
 """
 
 from __future__ import annotations
@@ -99,10 +101,13 @@ def check_plans(ctx: Context, conn: Any) -> None:
         bills = [(d, a, "bill") for d, a in new_bills.get(pid, [])]
         due_items = sorted([x for x in by_plan.get(pid, []) + bills if x[0] < day],
                            key=lambda x: x[0])
-        bills_due = sum(a for d, a, _ in bills if d < day)
+        # completed when the payments cover every instalment and the new bills falling due
+        # by the last one (a bill paid early is the bill's, not an instalment paid ahead)
+        last_due = max((d for d, _, _ in by_plan.get(pid, [])), default=day)
+        needed = int(p["total"]) + sum(a for d, a, _ in bills if d <= last_due)
         base = {"account_id": p["account_id"], "customer_id": p["customer_id"],
                 "at": ctx.now, "business_date": day}
-        if paid_fen >= p["total"] + bills_due:
+        if paid_fen >= needed:
             repository.end_plan(conn, pid, "completed", day)
             rows.append({**base, "key": f"plan:{pid}:completed", "type": "plan_completed",
                          "amount": paid_fen, "detail": json.dumps({"plan_id": pid})})

@@ -103,13 +103,13 @@ def bind_instalment(conn: Connection, plan_id: int, seq: int, bill_id: str, due_
 
 def plans(engine: Engine | Connection, *, status: str | None = None,
           account_id: str | None = None, requested_by: str | None = None,
-          plan_id: int | None = None) -> pl.DataFrame:
+          plan_id: int | None = None, kind: str | None = None) -> pl.DataFrame:
     """Plans, newest first, with every column of ``payment_plans`` but ledger_mark."""
     import polars as pl
 
     clauses, params = [], {}
     for col, val in (("status", status), ("account_id", account_id),
-                     ("requested_by", requested_by), ("plan_id", plan_id)):
+                     ("requested_by", requested_by), ("plan_id", plan_id), ("kind", kind)):
         if val is not None:
             clauses.append(f"{col} = :{col}")
             params[col] = val
