@@ -113,7 +113,10 @@ def plan_suggest(
     with database().engine.connect() as conn:
         out = suggest_schedule(conn, account_id=account, kind=kind, clock=clock_from_env())
     if json_out:
-        print_json(out)
+        # amounts in yuan strings only (the ``*_fen`` integers are for callers of the service)
+        print_json({k: v for k, v in out.items() if not k.endswith("_fen")}
+                   | {"instalments": [{k: v for k, v in i.items() if not k.endswith("_fen")}
+                                      for i in out["instalments"]]})
         return
     typer.echo(f"{out['account_id']} ({out['policy']}): {out['total']} yuan — down payment "
                f"{out['down_payment']} by {out['down_payment_due_on']}"

@@ -24,6 +24,7 @@ from typing import Any
 
 from dianfei.collections import repository
 from dianfei.collections.context import Context, event_frame, write_events
+from dianfei.core.money import fmt_yuan
 
 
 def _bind(ctx: Context, conn: Any, plans: Any, inst: Any) -> Any:
@@ -123,8 +124,8 @@ def check_plans(ctx: Context, conn: Any) -> None:
         missed_on, what, short = missed
         grace_until = missed_on + timedelta(days=int(p["grace_days"]))
         detail = {"plan_id": pid, "missed": what, "due_on": missed_on.isoformat(),
-                  "shortfall": short, "grace_until": grace_until.isoformat(),
-                  "due_by_now": cum}
+                  "shortfall": fmt_yuan(short), "grace_until": grace_until.isoformat(),
+                  "due_by_now": fmt_yuan(cum)}
         if day > grace_until:
             repository.end_plan(conn, pid, "broken", day)
             ctx.report.plans_broken += 1

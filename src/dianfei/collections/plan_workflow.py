@@ -239,7 +239,7 @@ def propose_plan(session: Session, *, account_id: str, kind: str, down_payment_f
     for seq, (d, a, period) in enumerate(rows, start=first_seq):
         session.add(PlanInstalment(plan_id=plan.plan_id, seq=seq, due_on=d, amount=a,
                                    period=period))
-    schedule = [{"seq": seq, "due_on": d.isoformat(), "amount": a, "period": period}
+    schedule = [{"seq": seq, "due_on": d.isoformat(), "amount": fmt_yuan(a), "period": period}
                 for seq, (d, a, period) in enumerate(rows, start=first_seq)]
     why = ("always for " + rules.row) if rules.approval_always else \
         f"total above {fmt_yuan(rules.approval_above)}"
@@ -259,8 +259,8 @@ def propose_plan(session: Session, *, account_id: str, kind: str, down_payment_f
         "plan_id": plan.plan_id, "kind": kind, "total_fen": total,
         "down_payment_fen": down_payment_fen, "policy": rules.row,
         "requested_by": requested_by, "approval_required": approval,
-        "instalments": [{"due_on": s["due_on"], "amount_fen": s["amount"],
-                         "period": s["period"]} for s in schedule]})
+        "instalments": [{"due_on": d.isoformat(), "amount_fen": a, "period": period}
+                        for d, a, period in rows]})
     return plan
 
 
