@@ -45,8 +45,9 @@ def _bind(ctx: Context, conn: Any, plans: Any, inst: Any) -> Any:
              .join(bills.select("account_id", "period", pl.col("bill_id").alias("new_bill"),
                                 pl.col("due_on").alias("bill_due")),
                    on=["account_id", "period"], how="inner"))
-    for r in found.iter_rows(named=True):
-        repository.bind_instalment(conn, r["plan_id"], r["seq"], r["new_bill"], r["bill_due"])
+    repository.bind_instalments(conn, found.select(
+        "plan_id", "seq", pl.col("new_bill").alias("bill_id"),
+        pl.col("bill_due").alias("due_on")).to_dicts())
     if found.height == 0:
         return inst
     return (inst.join(found.select("plan_id", "seq", "new_bill", "bill_due"),
@@ -83,8 +84,10 @@ def check_plans(ctx: Context, conn: Any) -> None:
     inst = _bind(ctx, conn, plans, repository.instalments(conn))
     paid = paid_since(ctx.db.engine, plans.select("account_id", pl.col("agreed_at").alias("since"))
                       .unique()).rename({"since": "agreed_at"})
-    # a replayed day does not see payments posted after its clock's now
-    later = paid_since(ctx.db.engine, plans.select("account_id").unique().with_columns(
+    # a replayed day does not see payments posted after its clock's now (only an account with
+    # payments since its agreement can have any)
+    payers = paid.filter(pl.col("paid") > 0).select("account_id").unique()
+    later = paid_since(ctx.db.engine, payers.with_columns(
         pl.lit(ctx.now).cast(pl.Datetime("us", "UTC")).alias("since"))).select(
         "account_id", pl.col("paid").alias("later"))
     plans = (plans.join(paid, on=["account_id", "agreed_at"], how="left")
@@ -97,6 +100,7 @@ def check_plans(ctx: Context, conn: Any) -> None:
         by_plan.setdefault(r["plan_id"], []).append((r["due_on"], int(r["amount"]),
                                                     f"instalment {r['seq']}"))
     rows, day = [], ctx.day
+    ended: dict[str, list[int]] = {"completed": [], "broken": []}
     for p in plans.iter_rows(named=True):
         pid, paid_fen = p["plan_id"], int(p["paid"])
         bills = [(d, a, "bill") for d, a in new_bills.get(pid, [])]
@@ -109,7 +113,7 @@ def check_plans(ctx: Context, conn: Any) -> None:
         base = {"account_id": p["account_id"], "customer_id": p["customer_id"],
                 "at": ctx.now, "business_date": day}
         if paid_fen >= needed:
-            repository.end_plan(conn, pid, "completed", day)
+            ended["completed"].append(pid)
             rows.append({**base, "key": f"plan:{pid}:completed", "type": "plan_completed",
                          "amount": paid_fen, "detail": json.dumps({"plan_id": pid})})
             continue
@@ -127,7 +131,7 @@ def check_plans(ctx: Context, conn: Any) -> None:
                   "shortfall": fmt_yuan(short), "grace_until": grace_until.isoformat(),
                   "due_by_now": fmt_yuan(cum)}
         if day > grace_until:
-            repository.end_plan(conn, pid, "broken", day)
+            ended["broken"].append(pid)
             ctx.report.plans_broken += 1
             rows.append({**base, "key": f"plan:{pid}:broken", "type": "plan_broken",
                          "amount": paid_fen, "detail": json.dumps(detail)})
@@ -135,6 +139,8 @@ def check_plans(ctx: Context, conn: Any) -> None:
             rows.append({**base, "key": f"plan:{pid}:missed:{missed_on.isoformat()}",
                          "type": "instalment_missed", "amount": short,
                          "detail": json.dumps(detail)})
+    for status, ids in ended.items():
+        repository.end_plans(conn, ids, status, day)
     if rows:
         have = repository.existing_keys(conn, "collection_events", [r["key"] for r in rows])
         write_events(conn, event_frame([r for r in rows if r["key"] not in have]))

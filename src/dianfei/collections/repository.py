@@ -94,11 +94,21 @@ def instalments(engine: Engine | Connection, plan_ids: list[int] | None = None) 
                                    "period": pl.String, "bill_id": pl.String})
 
 
-def bind_instalment(conn: Connection, plan_id: int, seq: int, bill_id: str, due_on: date) -> None:
-    """An instalment rides on its issued bill: the bill's id and due date."""
-    conn.execute(text("UPDATE plan_instalments SET bill_id = :b, due_on = :d "
-                      "WHERE plan_id = :p AND seq = :s"),
-                 {"b": bill_id, "d": due_on, "p": plan_id, "s": seq})
+def bind_instalments(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Instalments ride on their issued bills: each row's plan_id, seq, bill_id, due_on (one
+    executemany)."""
+    if rows:
+        conn.execute(text("UPDATE plan_instalments SET bill_id = :bill_id, due_on = :due_on "
+                          "WHERE plan_id = :plan_id AND seq = :seq"), rows)
+
+
+def end_plans(conn: Connection, plan_ids: list[int], status: str, day: date) -> None:
+    """Set ``status`` and ``ended_on`` of the active plans ``plan_ids`` (one statement)."""
+    if not plan_ids:
+        return
+    member, params = any_of(conn, "plan_id", "ids", plan_ids, array_type="BIGINT")
+    conn.execute(text(f"UPDATE payment_plans SET status = :s, ended_on = :d WHERE {member} "
+                      "AND status = 'active'"), {"s": status, "d": day, **params})
 
 
 def plans(engine: Engine | Connection, *, status: str | None = None,
@@ -300,11 +310,6 @@ def prepay_stage(conn: Connection, account_id: str) -> Any:
     """(stage, available, as_of) of the account's smart-prepayment state, if any."""
     return conn.execute(text("SELECT stage, available, as_of FROM prepay_state "
                              "WHERE account_id = :a"), {"a": account_id}).first()
-
-
-def end_plan(conn: Connection, plan_id: int, status: str, day: date) -> None:
-    conn.execute(text("UPDATE payment_plans SET status = :s, ended_on = :d WHERE plan_id = :p"),
-                 {"s": status, "d": day, "p": plan_id})
 
 
 def suspended_between(engine: Engine, lo: Any, hi: Any) -> pl.DataFrame:
