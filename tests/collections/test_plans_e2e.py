@@ -63,6 +63,7 @@ def test_plans_through_months_of_bills(db: Database) -> None:
     bill_month(db, Period(2025, 12), 1)  # issued 3 January, due 18 January; nobody pays
     switch, notifier = FakeSwitch(), FakeNotifier()
     plans: dict[str, int] = {}
+    paid_e: dict[str, int] = {}
     n = 1
     day = date(2026, 1, 18)
     while day <= date(2026, 4, 7):
@@ -91,7 +92,8 @@ def test_plans_through_months_of_bills(db: Database) -> None:
             doc = bill_document(db.engine, "E", Period.parse(period), as_of=day,
                                 instalments=load_instalments())
             assert "with_this_bill" in doc, day  # the instalment due with this bill
-            pay(db, "E", to_fen(Decimal(doc["with_this_bill"])), at(day, 8), f"T-E-{period}")
+            paid_e[period] = to_fen(Decimal(doc["with_this_bill"]))
+            pay(db, "E", paid_e[period], at(day, 8), f"T-E-{period}")
             if period == "2026-01":
                 pay(db, "F", int(bill_of(db, "F", period)["amount"]),  # type: ignore[arg-type]
                     at(day, 8), f"T-F-{period}")
@@ -143,3 +145,8 @@ def test_plans_through_months_of_bills(db: Database) -> None:
     assert rep["rows"][0]["segment"] == "standard"
     assert {k: rep["total"][k] for k in ("in_force", "kept", "broken", "completed")} == {
         "in_force": 3, "kept": 1, "broken": 2, "completed": 0}
+    # April by collector: E's plan completed by the payment of 5 April, which it recovered
+    april = plan_performance(db.engine, date(2026, 4, 1), date(2026, 4, 30), "collector")
+    assert april["rows"] == [{"collector": "K1", "in_force": 1, "kept": 1, "broken": 0,
+                              "completed": 1, "recovered": fmt_yuan(paid_e["2026-03"]),
+                              "kept_rate": "100.0"}]

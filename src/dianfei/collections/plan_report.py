@@ -150,9 +150,11 @@ def plan_performance(engine: Engine, first: date, last: date, by: str) -> dict[s
         pl.max_horizontal(pl.col("in_force_at"), pl.lit(start_of_day(first))).alias("start"),
         pl.min_horizontal(
             pl.lit(start_of_day(last + timedelta(days=1))),
+            # through the end of the day the plan ended (the payment that completed it counts)
             pl.when(pl.col("ended_on").is_null()).then(pl.lit(start_of_day(last + timedelta(days=1))))
-            .otherwise(pl.col("ended_on").map_elements(start_of_day, return_dtype=pl.Datetime(
-                "us", "UTC")))).alias("end"))
+            .otherwise(pl.col("ended_on").map_elements(
+                lambda d: start_of_day(d + timedelta(days=1)),
+                return_dtype=pl.Datetime("us", "UTC")))).alias("end"))
     if live.height:
         live = _paid_between(engine, live)
     else:
