@@ -2,9 +2,12 @@
 
 A plan spreads what an account owes over dated instalments. While it is kept, the dunning ladder
 pauses (levels match only accounts without an open plan) and any stop is cancelled or the supply
-reconnected. Each day the plan is checked against the payments made since it was agreed: when the
-instalments due before today exceed them, the plan is broken (``plan_broken``) and the ladder
-resumes; when the payments reach the total, it is completed.
+reconnected. Each day the plan is checked against the payments made since it was agreed
+(:mod:`plan_watch`): a missed instalment breaks it after the plan's grace days (none for a plan
+agreed here) and the ladder resumes; when the payments reach the total, it is completed.
+
+:func:`agree_plan` records a plan as agreed, without the policy check; plans within policy, with
+four-eyes approval when the policy asks for it, are proposed through :mod:`plan_workflow`.
 
 A waiver cancels the late fees posted on one bill and stops further accrual on it. It needs a
 reason and an approver who is not the requester (four-eyes), and is posted as a ledger
