@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlencode
 
 from sqlalchemy import Connection, Engine, text
@@ -51,6 +51,15 @@ ForecastProvider = Callable[[Engine, Sequence[str], Period], Mapping[str, Mappin
 
 #: the hook's import path, looked up by the entry points (billing cannot import risk)
 FORECAST_HOOK = "dianfei.risk.service:bill_document_forecast"
+
+#: the instalment hook: (engine, accounts, period of the bill) → per account the payment-plan
+#: instalments that fall due with that period's bill (分期: "instalment due with this bill"),
+#: each {"plan_id", "instalment", "of", "amount" (yuan)}. dianfei.collections provides it
+#: (``collections.service.bill_document_instalments``); billing sits below collections, so the
+#: entry points look it up as they do the forecaster. The bill's own ``amount`` never includes it.
+InstalmentProvider = Callable[[Engine, Sequence[str], Period],
+                              Mapping[str, Sequence[Mapping[str, Any]]]]
+INSTALMENT_HOOK = "dianfei.collections.service:bill_document_instalments"
 
 TOU_ORDER = ("sharp", "peak", "flat", "valley")
 #: contracted capacity bands (0.01 kVA upper bounds) that make "households of the same size"
@@ -172,6 +181,17 @@ def load_forecaster(path: str = FORECAST_HOOK) -> ForecastProvider | None:
     """The next-bill forecaster named by ``path`` ("module:function") when it exists, else
     None — a bill then shows no forecast rather than a made-up one. Called by the entry points
     (CLI, web, batch rendering): billing does not depend on risk, risk plugs into billing."""
+    return cast(ForecastProvider | None, load_hook(path))
+
+
+def load_instalments(path: str = INSTALMENT_HOOK) -> InstalmentProvider | None:
+    """The payment-plan instalment provider named by ``path`` when it exists, else None (a bill
+    then shows no instalment line). Looked up by the entry points, like the forecaster."""
+    return cast(InstalmentProvider | None, load_hook(path))
+
+
+def load_hook(path: str) -> Any:
+    """The callable named by ``path`` ("module:function"), or None when it does not exist."""
     import importlib
 
     module, _, name = path.partition(":")
@@ -184,10 +204,11 @@ def load_forecaster(path: str = FORECAST_HOOK) -> ForecastProvider | None:
 
 def bill_document(engine: Engine, account_id: str, period: Period, *, as_of: date | None = None,
                   forecast: ForecastProvider | None = None,
-                  context: PeriodContext | None = None) -> dict[str, Any]:
+                  context: PeriodContext | None = None,
+                  instalments: InstalmentProvider | None = None) -> dict[str, Any]:
     """One account's bill for the period (its live bill, else its latest cancelled one)."""
     docs = bill_documents(engine, period, [account_id], as_of=as_of, forecast=forecast,
-                          context=context, include_cancelled=True)
+                          context=context, include_cancelled=True, instalments=instalments)
     if not docs:
         with engine.connect() as conn:
             known = conn.execute(text("SELECT 1 FROM bills WHERE account_id = :a"),
@@ -202,10 +223,12 @@ def bill_document(engine: Engine, account_id: str, period: Period, *, as_of: dat
 def bill_documents(engine: Engine, period: Period, accounts: Sequence[str], *,
                    as_of: date | None = None, forecast: ForecastProvider | None = None,
                    context: PeriodContext | None = None,
-                   include_cancelled: bool = False) -> list[dict[str, Any]]:
+                   include_cancelled: bool = False,
+                   instalments: InstalmentProvider | None = None) -> list[dict[str, Any]]:
     """The documents of ``accounts``' bills for ``period``, in the order of ``accounts``;
     accounts without a bill are left out (the caller compares). ``as_of``: the day the
-    account's position (arrears, late fees, credit, amount due) is read, today by default."""
+    account's position (arrears, late fees, credit, amount due) is read, today by default.
+    ``instalments``: the payment-plan instalments due with these bills (see the hook)."""
     from dianfei.billing import repository
     from dianfei.customers.service import bill_facts
     from dianfei.ledger.service import balances
@@ -235,16 +258,20 @@ def bill_documents(engine: Engine, period: Period, accounts: Sequence[str], *,
     for it in items.iter_rows(named=True):
         items_by.setdefault(it["account_id"], []).append(it)
     predicted = forecast(engine, list(bills), period) if forecast else {}
+    plan_due = instalments(engine, list(bills), period) if instalments else {}
     out = []
     for account in accounts:
         bill = bills.get(account)
         if bill is None:
             continue
-        out.append(_document(bill, lines.get(bill["bill_id"], []),
-                             meters.get(bill["bill_id"], []), history.get(account, []),
-                             facts.get(account, {}), peers.get(account), items_by.get(account, []),
-                             owed.get(account, 0), predicted.get(account), ctx, period, day,
-                             derived))
+        doc = _document(bill, lines.get(bill["bill_id"], []),
+                        meters.get(bill["bill_id"], []), history.get(account, []),
+                        facts.get(account, {}), peers.get(account), items_by.get(account, []),
+                        owed.get(account, 0), predicted.get(account), ctx, period, day,
+                        derived)
+        if plan_due.get(account) and bill["status"] != "cancelled":
+            _add_instalments(doc, bill, plan_due[account], items_by.get(account, []))
+        out.append(doc)
     return out
 
 
@@ -280,6 +307,25 @@ def _estimate_notes(m: Mapping[str, Any], derived: Mapping[tuple[str, datetime],
     if from_at is not None and (m["meter_id"], from_at) in derived:
         out["read_from"] = derived[(m["meter_id"], from_at)]
     return out
+
+
+def _add_instalments(doc: dict[str, Any], bill: Mapping[str, Any],
+                     due: Sequence[Mapping[str, Any]], items: Sequence[Mapping[str, Any]]) -> None:
+    """The "instalment due with this bill" lines (分期): each falls due on this bill's due date;
+    ``with_this_bill`` is what is left to pay on the bill plus the instalments. The bill's own
+    ``total`` and the account position are unchanged (a document key only when there is one, so
+    the documents of accounts without a plan — and their content hashes — stay as they were)."""
+    from decimal import Decimal
+
+    from dianfei.core.money import to_fen
+
+    this_open = sum(int(i["open_amount"]) for i in items
+                    if i["item_kind"] == "bill" and i["reference"] == bill["bill_id"])
+    lines = [{"plan_id": d["plan_id"], "instalment": d["instalment"], "of": d["of"],
+              "amount": d["amount"], "due_on": str(bill["due_on"])[:10]} for d in due]
+    added = sum(to_fen(Decimal(str(d["amount"]))) for d in due)
+    doc["plan_instalments"] = lines
+    doc["with_this_bill"] = fmt_yuan(this_open + added)
 
 
 def _line(ln: Mapping[str, Any]) -> dict[str, Any]:

@@ -60,6 +60,8 @@ class ChunkJob:
     known: dict[str, tuple[str, str]]
     as_of: date
     forecaster: str | None
+    #: "module:function" of the payment-plan instalment hook (documents.load_instalments)
+    instalments: str | None = None
 
 
 @dataclass
@@ -98,14 +100,15 @@ _WORKER: dict[str, Any] = {}
 
 
 def _worker_state(job: ChunkJob) -> tuple[Database, Any, Any]:
-    from dianfei.billing.documents import document_context, load_forecaster
+    from dianfei.billing.documents import document_context, load_forecaster, load_instalments
     from dianfei.db.engine import open_database
 
     key = f"{job.settings.database_url}|{job.period}"
     if _WORKER.get("key") != key:
         db = open_database(job.settings, migrate_schema=False)
         _WORKER.update(key=key, db=db, ctx=document_context(db, Period.parse(job.period)),
-                       forecast=load_forecaster(job.forecaster) if job.forecaster else None)
+                       forecast=load_forecaster(job.forecaster) if job.forecaster else None,
+                       instalments=load_instalments(job.instalments) if job.instalments else None)
     return _WORKER["db"], _WORKER["ctx"], _WORKER["forecast"]
 
 
@@ -120,7 +123,7 @@ def render_chunk(job: ChunkJob) -> ChunkResult:
     t0 = time.perf_counter()
     db, ctx, forecast = _worker_state(job)
     docs = bill_documents(db.engine, Period.parse(job.period), job.accounts, as_of=job.as_of,
-                          forecast=forecast, context=ctx)
+                          forecast=forecast, context=ctx, instalments=_WORKER.get("instalments"))
     todo = []
     for doc in docs:
         digest = content_hash(doc, job.fmt, job.lang)
@@ -175,9 +178,11 @@ def _chunks(items: Sequence[str], size: int) -> Iterator[tuple[str, ...]]:
 def render_period(db: Database, period: Period, *, fmt: str = "pdf", lang: str = "zh-CN",
                   out_dir: Path | None = None, workers: int = 1, chunk_size: int = 1000,
                   as_of: date | None = None, forecaster: str | None = None,
-                  progress: Callable[[int, int], None] | None = None) -> RenderResult:
+                  progress: Callable[[int, int], None] | None = None,
+                  instalments: str | None = None) -> RenderResult:
     """Render every live bill of ``period`` (see the module doc). ``forecaster``: the
-    "module:function" of a next-bill forecaster (documents.load_forecaster), or None."""
+    "module:function" of a next-bill forecaster (documents.load_forecaster), or None;
+    ``instalments``: that of the payment-plan instalment hook (documents.load_instalments)."""
     from dianfei.billing import repository
     from dianfei.billing.view import normalise_lang
 
@@ -200,7 +205,7 @@ def render_period(db: Database, period: Period, *, fmt: str = "pdf", lang: str =
     # each chunk carries what is on disk for its own accounts' bills
     jobs = [ChunkJob(db.settings, str(period), part, fmt, lang, str(out),
                      {b: v for a in part for b, v in by_account.get(a, {}).items()}, day,
-                     forecaster)
+                     forecaster, instalments)
             for part in _chunks(accounts, chunk_size)]
     totals = ChunkResult(seconds={"documents": 0.0, "font": 0.0, "draw": 0.0, "write": 0.0})
     done = 0

@@ -129,6 +129,12 @@ def bill_view(doc: dict[str, Any], lang: str | None = None) -> BillView:
                                 [w["credit"], pos["credit"]],
                                 [w["amount_due"], pos["amount_due"]],
                                 [w["due_on"], pos["due_on"]]]))
+    if doc.get("plan_instalments"):
+        # the payment plan's instalment that falls due with this bill (分期)
+        texts = [w["plan_instalment_text"].format(**i) for i in doc["plan_instalments"]]
+        texts.append(w["plan_with_this_bill"].format(amount=doc["with_this_bill"],
+                                                     due_on=doc["due_on"]))
+        sections.append(Section("plan", w["plan_instalment"], "text", paragraphs=texts))
     sections.append(_history(doc, w))
     sections.append(_peers(doc, w))
     if doc.get("forecast"):

@@ -86,7 +86,12 @@ def bill_show(
     ways to pay (PDF: A4 with the CJK font embedded)."""
     import json
 
-    from dianfei.billing.documents import bill_document, document_context, load_forecaster
+    from dianfei.billing.documents import (
+        bill_document,
+        document_context,
+        load_forecaster,
+        load_instalments,
+    )
     from dianfei.billing.view import normalise_lang
 
     if fmt not in ("json", "html", "pdf"):
@@ -95,7 +100,8 @@ def bill_show(
     db = database()
     p = Period.parse(period)
     doc = bill_document(db.engine, account, p, forecast=load_forecaster(),
-                        context=document_context(db, p), as_of=business_date(clock_from_env().now()))
+                        context=document_context(db, p), as_of=business_date(clock_from_env().now()),
+                        instalments=load_instalments())
     if fmt == "pdf":
         from dianfei.billing.pdf import render_pdf
         from dianfei.billing.view import bill_view
@@ -133,7 +139,12 @@ def bill_render(
 ) -> None:
     """Render every bill of the period to files; a bill whose content is unchanged since its
     last rendering is skipped."""
-    from dianfei.billing.documents import FORECAST_HOOK, load_forecaster
+    from dianfei.billing.documents import (
+        FORECAST_HOOK,
+        INSTALMENT_HOOK,
+        load_forecaster,
+        load_instalments,
+    )
     from dianfei.billing.rendering import render_period
 
     p = Period.parse(period)
@@ -143,6 +154,7 @@ def bill_render(
         res = render_period(db, p, fmt=fmt, lang=lang, out_dir=out_dir, workers=workers,
                             chunk_size=chunk_size, as_of=business_date(clock_from_env().now()),
                             forecaster=FORECAST_HOOK if load_forecaster() else None,
+                            instalments=INSTALMENT_HOOK if load_instalments() else None,
                             progress=lambda done, total: bar.update(task, completed=done,
                                                                     total=total))
     if json_out:

@@ -21,7 +21,10 @@ _ID = BigInteger().with_variant(Integer, "sqlite")
 EVENT_TYPES = ("payment_received", "late_fee_accrued", "dunning_level", "notice_sent",
                "suspension_ordered", "suspension_cancelled", "suspended", "reconnection_ordered",
                "reconnected", "plan_agreed", "plan_broken", "plan_completed", "waiver",
-               "prepay_balance")
+               "prepay_balance",
+               # payment plans (collections.plans): proposed, approved by a second person, an
+               # instalment missed (within the grace period), cancelled
+               "plan_proposed", "plan_approved", "instalment_missed", "plan_cancelled")
 
 
 class CollectionEvent(Base):
@@ -108,7 +111,7 @@ class CollectionTask(Base):
     account_id: Mapped[str] = mapped_column(String(32))
     customer_id: Mapped[str] = mapped_column(String(32))
     #: collector_visit, referral, field_stop, field_reconnect, approval, meter_command_failed,
-    #: notice_failed
+    #: notice_failed, plan_approval
     kind: Mapped[str] = mapped_column(String(24))
     #: open, done, cancelled
     status: Mapped[str] = mapped_column(String(10), default="open")
@@ -185,34 +188,64 @@ class MeterCommand(Base):
 
 
 class PaymentPlan(Base):
-    """A payment plan (分期缴费协议): instalments with dates; pauses dunning while kept."""
+    """A payment plan (分期缴费协议): dated instalments; pauses dunning while kept.
+
+    ``kind``: ``pay_plan`` (its own dates) or ``instalment`` (分期: the instalments fall due with
+    the coming bills and appear on them). Status: ``proposed`` (awaiting a second person's
+    approval) → ``active`` → ``completed`` | ``broken``; or ``cancelled``. At most one proposed or
+    active plan per account."""
 
     __tablename__ = "payment_plans"
     __table_args__ = (
-        Index("uq_payment_plans_live_account", "account_id", unique=True,
-              sqlite_where=text("status = 'active'"), postgresql_where=text("status = 'active'")),
+        Index("uq_payment_plans_open_account", "account_id", unique=True,
+              sqlite_where=text("status IN ('proposed', 'active')"),
+              postgresql_where=text("status IN ('proposed', 'active')")),
+        Index("uq_payment_plans_request_key", "request_key", unique=True),
     )
     plan_id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
     account_id: Mapped[str] = mapped_column(String(32))
     customer_id: Mapped[str] = mapped_column(String(32))
-    #: active, completed, broken, cancelled
+    #: proposed, active, completed, broken, cancelled
     status: Mapped[str] = mapped_column(String(10))
+    #: when the customer agreed (proposal time): payments posted since then count towards it
     agreed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     agreed_on: Mapped[date] = mapped_column(Date)
-    #: the ledger entry id of the last entry before the plan: payments after it count
-    ledger_mark: Mapped[int] = mapped_column(BigInteger)
+    #: no longer read or meaningful (payments count by time, ``agreed_at``); written 0. Kept
+    #: because dropping a NOT NULL column means rebuilding the table on SQLite
+    ledger_mark: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: fen: everything the plan spreads (down payment included)
     total: Mapped[int] = mapped_column(BigInteger)
     requested_by: Mapped[str] = mapped_column(String(64))
     approved_by: Mapped[str | None] = mapped_column(String(64))
     ended_on: Mapped[date | None] = mapped_column(Date)
+    #: pay_plan or instalment
+    kind: Mapped[str] = mapped_column(String(12), default="pay_plan", server_default="pay_plan")
+    #: the policy row it was checked against: customer class and segment (standard, low_income)
+    customer_class: Mapped[str | None] = mapped_column(String(20))
+    segment: Mapped[str | None] = mapped_column(String(20))
+    #: fen due first (seq 0), part of ``total``
+    down_payment: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    #: days after a missed instalment before the plan is broken
+    grace_days: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_by: Mapped[str | None] = mapped_column(String(64))
+    end_reason: Mapped[str | None] = mapped_column(Text)
+    #: the caller's idempotency key: a retried proposal is stored once
+    request_key: Mapped[str | None] = mapped_column(String(120))
 
 
 class PlanInstalment(Base):
+    """One instalment (期) of a plan. ``seq`` 0 is the down payment (首付). On an ``instalment``
+    plan, ``period`` names the bill it falls due with; ``bill_id`` is set and ``due_on`` becomes
+    that bill's due date once the bill is issued (until then ``due_on`` is provisional)."""
+
     __tablename__ = "plan_instalments"
     plan_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     seq: Mapped[int] = mapped_column(Integer, primary_key=True)
     due_on: Mapped[date] = mapped_column(Date)
     amount: Mapped[int] = mapped_column(BigInteger)
+    period: Mapped[str | None] = mapped_column(String(7))
+    bill_id: Mapped[str | None] = mapped_column(String(64))
 
 
 class LateFeeWaiver(Base):

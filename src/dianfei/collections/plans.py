@@ -2,9 +2,12 @@
 
 A plan spreads what an account owes over dated instalments. While it is kept, the dunning ladder
 pauses (levels match only accounts without an open plan) and any stop is cancelled or the supply
-reconnected. Each day the plan is checked against the payments made since it was agreed: when the
-instalments due before today exceed them, the plan is broken (``plan_broken``) and the ladder
-resumes; when the payments reach the total, it is completed.
+reconnected. Each day the plan is checked against the payments made since it was agreed
+(:mod:`plan_watch`): a missed instalment breaks it after the plan's grace days (none for a plan
+agreed here) and the ladder resumes; when the payments reach the total, it is completed.
+
+:func:`agree_plan` records a plan as agreed, without the policy check; plans within policy, with
+four-eyes approval when the policy asks for it, are proposed through :mod:`plan_workflow`.
 
 A waiver cancels the late fees posted on one bill and stops further accrual on it. It needs a
 reason and an approver who is not the requester (four-eyes), and is posted as a ledger
@@ -33,7 +36,7 @@ from dianfei.customers import service as customers
 from dianfei.ledger import service as ledger
 
 
-def _four_eyes(requested_by: str, approved_by: str | None, what: str) -> None:
+def four_eyes(requested_by: str, approved_by: str | None, what: str) -> None:
     if not requested_by.strip():
         raise ValidationError(f"a {what} names who requested it")
     if approved_by is not None and (not approved_by.strip() or approved_by == requested_by):
@@ -44,7 +47,7 @@ def _four_eyes(requested_by: str, approved_by: str | None, what: str) -> None:
 def agree_plan(session: Session, *, account_id: str, instalments: list[tuple[date, int]],
                requested_by: str, clock: Clock, approved_by: str | None = None) -> PaymentPlan:
     """Record an agreed plan and its ``plan_agreed`` event. One active plan per account."""
-    _four_eyes(requested_by, approved_by, "payment plan")
+    four_eyes(requested_by, approved_by, "payment plan")
     if not instalments:
         raise ValidationError("a payment plan needs at least one instalment")
     if any(a <= 0 for _, a in instalments):
@@ -57,9 +60,9 @@ def agree_plan(session: Session, *, account_id: str, instalments: list[tuple[dat
     today = business_date(now)
     if dates[0] < today:
         raise ValidationError(f"the first instalment ({dates[0]}) is before today ({today})")
-    mark = ledger.last_entry_id(session, account_id)
+    # payments count towards the plan by time (posted since ``agreed_at``), not by ledger ids
     plan = PaymentPlan(account_id=account_id, customer_id=customer_id, status="active",
-                       agreed_at=now, agreed_on=today, ledger_mark=int(mark),
+                       agreed_at=now, agreed_on=today, ledger_mark=0, kind="pay_plan",
                        total=sum(a for _, a in instalments), requested_by=requested_by,
                        approved_by=approved_by)
     from sqlalchemy.exc import IntegrityError
@@ -69,7 +72,8 @@ def agree_plan(session: Session, *, account_id: str, instalments: list[tuple[dat
             session.add(plan)
             session.flush()
     except IntegrityError:
-        raise ConflictError(f"account {account_id} already has an active payment plan") from None
+        raise ConflictError(f"account {account_id} already has an open (proposed or active) "
+                            "payment plan") from None
     for i, (d, a) in enumerate(instalments, start=1):
         session.add(PlanInstalment(plan_id=plan.plan_id, seq=i, due_on=d, amount=a))
     session.add(CollectionEvent(
@@ -96,7 +100,7 @@ def waive_late_fees(session: Session, *, bill_id: str, reason: str, requested_by
     in the reversal's posting (:mod:`dianfei.ledger.posting`)."""
     if not reason.strip():
         raise ValidationError("a waiver needs a reason")
-    _four_eyes(requested_by, approved_by, "waiver")
+    four_eyes(requested_by, approved_by, "waiver")
     accrual = session.get(LateFeeAccrual, bill_id, with_for_update=True)
     fees = ledger.unreversed_entries(session, "late_fee", f"LF:{bill_id}:")
     if not fees and accrual is None:

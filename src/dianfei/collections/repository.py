@@ -60,26 +60,103 @@ def broken_plans(engine: Engine) -> pl.DataFrame:
         schema={"account_id": pl.String, "broken_plans": pl.Int64})
 
 
-def active_plans(engine: Engine) -> pl.DataFrame:
-    """Active plans: plan_id, account_id, customer_id, total, ledger_mark, agreed_at."""
+def active_plans(engine: Engine | Connection) -> pl.DataFrame:
+    """Active plans: plan_id, account_id, customer_id, kind, total, grace_days, agreed_at
+    (payments posted since then count towards the plan), agreed_on."""
     import polars as pl
 
     return read_frame(
         engine,
-        "SELECT p.plan_id, p.account_id, p.customer_id, p.total, p.ledger_mark, p.agreed_at "
-        "FROM payment_plans p WHERE p.status = 'active'", instants=("agreed_at",),
+        "SELECT p.plan_id, p.account_id, p.customer_id, p.kind, p.total, p.grace_days, "
+        "p.agreed_at, p.agreed_on FROM payment_plans p WHERE p.status = 'active'",
+        instants=("agreed_at",), dates=("agreed_on",),
         schema={"plan_id": pl.Int64, "account_id": pl.String, "customer_id": pl.String,
-                "total": pl.Int64, "ledger_mark": pl.Int64})
+                "kind": pl.String, "total": pl.Int64, "grace_days": pl.Int64})
 
 
-def instalments(engine: Engine) -> pl.DataFrame:
+def instalments(engine: Engine | Connection, plan_ids: list[int] | None = None) -> pl.DataFrame:
+    """plan_id, seq, due_on, amount, period, bill_id of the active plans' instalments (or of
+    ``plan_ids``, whatever their status)."""
+    import polars as pl
+
+    where, params = "p.status = 'active'", {}
+    if plan_ids is not None:
+        if not plan_ids:
+            plan_ids = [-1]
+        where = "i.plan_id IN (" + ", ".join(f":p{i}" for i in range(len(plan_ids))) + ")"
+        params = {f"p{i}": v for i, v in enumerate(plan_ids)}
+    return read_frame(
+        engine,
+        "SELECT i.plan_id, i.seq, i.due_on, i.amount, i.period, i.bill_id "
+        "FROM plan_instalments i JOIN payment_plans p ON p.plan_id = i.plan_id "
+        f"WHERE {where} ORDER BY i.plan_id, i.seq", params,
+        dates=("due_on",), schema={"plan_id": pl.Int64, "seq": pl.Int64, "amount": pl.Int64,
+                                   "period": pl.String, "bill_id": pl.String})
+
+
+def bind_instalments(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Instalments ride on their issued bills: each row's plan_id, seq, bill_id, due_on (one
+    executemany)."""
+    if rows:
+        conn.execute(text("UPDATE plan_instalments SET bill_id = :bill_id, due_on = :due_on "
+                          "WHERE plan_id = :plan_id AND seq = :seq"), rows)
+
+
+def end_plans(conn: Connection, plan_ids: list[int], status: str, day: date) -> None:
+    """Set ``status`` and ``ended_on`` of the active plans ``plan_ids`` (one statement)."""
+    if not plan_ids:
+        return
+    member, params = any_of(conn, "plan_id", "ids", plan_ids, array_type="BIGINT")
+    conn.execute(text(f"UPDATE payment_plans SET status = :s, ended_on = :d WHERE {member} "
+                      "AND status = 'active'"), {"s": status, "d": day, **params})
+
+
+def plans(engine: Engine | Connection, *, status: str | None = None,
+          account_id: str | None = None, requested_by: str | None = None,
+          plan_id: int | None = None, kind: str | None = None) -> pl.DataFrame:
+    """Plans, newest first, with every column of ``payment_plans`` but ledger_mark."""
+    import polars as pl
+
+    clauses, params = [], {}
+    for col, val in (("status", status), ("account_id", account_id),
+                     ("requested_by", requested_by), ("plan_id", plan_id), ("kind", kind)):
+        if val is not None:
+            clauses.append(f"{col} = :{col}")
+            params[col] = val
+    where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
+    return read_frame(
+        engine,
+        "SELECT plan_id, account_id, customer_id, kind, status, customer_class, segment, total, "
+        "down_payment, grace_days, agreed_at, agreed_on, requested_by, approved_by, approved_at, "
+        f"ended_on, ended_by, end_reason FROM payment_plans {where}ORDER BY plan_id DESC", params,
+        instants=("agreed_at", "approved_at"), dates=("agreed_on", "ended_on"),
+        schema={"plan_id": pl.Int64, "account_id": pl.String, "customer_id": pl.String,
+                "kind": pl.String, "status": pl.String, "customer_class": pl.String,
+                "segment": pl.String, "total": pl.Int64, "down_payment": pl.Int64,
+                "grace_days": pl.Int64, "requested_by": pl.String, "approved_by": pl.String,
+                "ended_by": pl.String, "end_reason": pl.String})
+
+
+def agreed_plan_ids(engine: Engine) -> set[int]:
+    """The plans that were ever in force (each has its one ``plan_agreed`` event)."""
+    with engine.connect() as conn:
+        keys = conn.execute(text("SELECT key FROM collection_events WHERE type = 'plan_agreed'"))
+        return {int(k.split(":")[1]) for (k,) in keys if k.startswith("plan:")}
+
+
+def plan_events(engine: Engine | Connection, first: date, last: date) -> pl.DataFrame:
+    """account_id, type, business_date, amount, detail of the plan events (plan_*,
+    instalment_missed) on business days ``first``..``last``."""
     import polars as pl
 
     return read_frame(
         engine,
-        "SELECT i.plan_id, i.seq, i.due_on, i.amount FROM plan_instalments i "
-        "JOIN payment_plans p ON p.plan_id = i.plan_id WHERE p.status = 'active'",
-        dates=("due_on",), schema={"plan_id": pl.Int64, "seq": pl.Int64, "amount": pl.Int64})
+        "SELECT account_id, type, business_date, amount, detail FROM collection_events "
+        "WHERE (type LIKE 'plan_%' OR type = 'instalment_missed') "
+        "AND business_date >= :f AND business_date <= :l ORDER BY event_id",
+        {"f": first, "l": last}, dates=("business_date",),
+        schema={"account_id": pl.String, "type": pl.String, "amount": pl.Int64,
+                "detail": pl.String})
 
 
 def dunning_state(engine: Engine) -> pl.DataFrame:
@@ -233,11 +310,6 @@ def prepay_stage(conn: Connection, account_id: str) -> Any:
     """(stage, available, as_of) of the account's smart-prepayment state, if any."""
     return conn.execute(text("SELECT stage, available, as_of FROM prepay_state "
                              "WHERE account_id = :a"), {"a": account_id}).first()
-
-
-def end_plan(conn: Connection, plan_id: int, status: str, day: date) -> None:
-    conn.execute(text("UPDATE payment_plans SET status = :s, ended_on = :d WHERE plan_id = :p"),
-                 {"s": status, "d": day, "p": plan_id})
 
 
 def suspended_between(engine: Engine, lo: Any, hi: Any) -> pl.DataFrame:

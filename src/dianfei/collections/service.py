@@ -46,6 +46,13 @@ from dianfei.collections.ladder import Ladder, evaluate, ladders
 from dianfei.collections.late_fees import accrue_frame
 from dianfei.collections.models import CollectionRun
 from dianfei.collections.notices import KEY_PREFIX, Notice, Notifier, NotifyOutbox
+
+# payment plans (分期缴费协议), public here: the bill document's instalment hook, the workflow
+from dianfei.collections.plan_report import bill_document_instalments as bill_document_instalments
+from dianfei.collections.plan_workflow import approve_plan as approve_plan
+from dianfei.collections.plan_workflow import cancel_plan as cancel_plan
+from dianfei.collections.plan_workflow import propose_plan as propose_plan
+from dianfei.collections.plan_workflow import suggest_schedule as suggest_schedule
 from dianfei.collections.rules import Policy, policy, with_settings
 
 # the service-ticket register (complaints, satisfaction): KPIs count its rows
@@ -222,35 +229,10 @@ def consume_events(ctx: Context, *, batch: int = 5000) -> int:
 
 
 def _check_plans(ctx: Context, conn: Any) -> None:
-    import polars as pl
+    # completed, missed (within grace) or broken: see collections.plan_watch
+    from dianfei.collections.plan_watch import check_plans
 
-    from dianfei.payments.service import paid_since
-
-    plans = repository.active_plans(ctx.db.engine)
-    if plans.height == 0:
-        return
-    # payments posted since the plan was agreed (and not refunded) count towards it — by time,
-    # never by a position on ledger ids (ids commit out of order on PostgreSQL)
-    plans = paid_since(ctx.db.engine, plans.rename({"agreed_at": "since"})).drop("since")
-    inst = repository.instalments(ctx.db.engine)
-    due = (inst.filter(pl.col("due_on") < ctx.day).group_by("plan_id")
-           .agg(pl.col("amount").sum().alias("due_by_now")))
-    p = plans.join(due, on="plan_id", how="left").with_columns(pl.col("due_by_now").fill_null(0))
-    rows = []
-    for r in p.iter_rows(named=True):
-        if r["paid"] >= r["total"]:
-            status, kind = "completed", "plan_completed"
-        elif r["paid"] < r["due_by_now"]:
-            status, kind = "broken", "plan_broken"
-            ctx.report.plans_broken += 1
-        else:
-            continue
-        repository.end_plan(conn, r["plan_id"], status, ctx.day)
-        rows.append({"key": f"plan:{r['plan_id']}:{status}", "account_id": r["account_id"],
-                     "customer_id": r["customer_id"], "type": kind, "at": ctx.now,
-                     "business_date": ctx.day, "amount": r["paid"],
-                     "detail": json.dumps({"plan_id": r["plan_id"], "due_by_now": r["due_by_now"]})})
-    write_events(conn, event_frame(rows))
+    check_plans(ctx, conn)
 
 
 # -- 3. late fees ------------------------------------------------------------------------------
@@ -539,7 +521,8 @@ def events_json(db: Database, account_id: str | None = None) -> list[dict[str, A
         if t == "payment_received":
             e["amount"] = fmt_yuan(r["amount"])
             e["balance_after"] = fmt_yuan(r["balance_after"])
-        elif t in ("late_fee_accrued", "waiver", "plan_agreed", "plan_broken", "plan_completed") \
+        elif t in ("late_fee_accrued", "waiver", "plan_agreed", "plan_broken", "plan_completed",
+                   "plan_proposed", "plan_approved", "instalment_missed") \
                 and r["amount"] is not None:
             e["amount"] = fmt_yuan(r["amount"])
         if r["level"] is not None:

@@ -20,6 +20,11 @@ PERMISSIONS: Mapping[str, str] = {
     "audit:read": "the audit chain and its verification",
     "own:bills": "the signed-in customer's own bills",
     "metrics:read": "operational figures for monitoring (/metrics): counts, no personal data",
+    # payment plans (分期缴费协议)
+    "plans:read": "payment plans (a collector: the ones they proposed)",
+    "plans:propose": "propose a payment plan within policy",
+    "plans:approve": "approve a payment plan someone else proposed (four-eyes)",
+    "plans:report": "plan performance by collector and segment",
 }
 
 _READ_BILLS = {"periods:read", "bills:read", "customers:read"}
@@ -38,6 +43,16 @@ ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = {
     #: Prometheus' scraper: the figures of /metrics and nothing else (监控)
     "monitor": frozenset({"metrics:read"}),
 }
+
+#: payment plans: a collector reads and proposes (their own), supervisors also approve and
+#: report, auditors read and report (admin has every permission already)
+_PLAN_GRANTS: Mapping[str, frozenset[str]] = {
+    "collector": frozenset({"plans:read", "plans:propose"}),
+    "supervisor": frozenset({"plans:read", "plans:propose", "plans:approve", "plans:report"}),
+    "auditor": frozenset({"plans:read", "plans:report"}),
+}
+ROLE_PERMISSIONS = {role: perms | _PLAN_GRANTS.get(role, frozenset())
+                    for role, perms in ROLE_PERMISSIONS.items()}
 
 ROLES = tuple(ROLE_PERMISSIONS)
 STAFF_ROLES = tuple(r for r in ROLES if r != "customer")

@@ -12,7 +12,12 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from jinja2 import Environment, PackageLoader, select_autoescape
 from pydantic import BaseModel, Field
 
-from dianfei.billing.documents import bill_document, document_context, load_forecaster
+from dianfei.billing.documents import (
+    bill_document,
+    document_context,
+    load_forecaster,
+    load_instalments,
+)
 from dianfei.billing.render import render_html
 from dianfei.billing.service import customer_bills, open_exceptions, period_totals
 from dianfei.billing.view import bill_view, normalise_lang
@@ -48,6 +53,9 @@ def create_app(db: Database, clock: Clock | None = None) -> FastAPI:
     observability.register(app, db)  # outermost: request ids reach every log line
 
     payments_api.register(app, db, clock or SystemClock())
+    from dianfei.web import plans_api
+
+    plans_api.register(app, db, clock or SystemClock())
     pages = Environment(loader=PackageLoader("dianfei.web", "templates"),
                         autoescape=select_autoescape(["html"]))
 
@@ -142,7 +150,7 @@ def create_app(db: Database, clock: Clock | None = None) -> FastAPI:
     def _bill(account: str, period: str) -> dict[str, Any]:
         p = Period.parse(period)
         return bill_document(db.engine, account, p, forecast=load_forecaster(),
-                             context=document_context(db, p))
+                             context=document_context(db, p), instalments=load_instalments())
 
     @app.get("/bills/{account}/{period}", response_class=HTMLResponse, include_in_schema=False,
              **guard("bills:read"))
