@@ -150,3 +150,23 @@ def test_run_day_builds_the_days_lists(db: Database) -> None:
     add_tasks(db, ["C01"], kind="plan_offer")  # not collector-bound by the packaged rules
     run_day(db, DAY, clock=CLOCK, switch=FakeSwitch(), notifier=FakeNotifier())
     assert len(wl.worklists(db, DAY)) == 7
+
+
+def test_timeline_reads_every_source_oldest_first(db: Database) -> None:
+    from dianfei.collections.timeline import account_timeline
+    from tests.factories import Reads
+
+    load(db)
+    Reads().add("C01", at(DAY - timedelta(days=60), 0), 100_000).store(db)
+    wl.build_worklists(db, DAY, clock=CLOCK)
+    items = account_timeline(db, "C01", clock=FixedClock(at(DAY, 19)))
+    kinds = [i["kind"] for i in items]
+    assert kinds == ["read", "task", "worklist", "risk"]
+    assert [i["at"] for i in items] == sorted(i["at"] for i in items)
+    assert items[0]["summary"] == "meter MC01 read 1000.00 kWh (ami)"
+    assert items[1]["summary"] == "task collector_visit (test) opened, open"
+    assert items[2]["summary"].startswith("on collector K1's list for 2026-03-02 (own collector): ¥500.00")
+    assert items[3]["summary"].startswith("risk score ")
+    assert all(i["account"] == "C01" and i["account_id"] == "C01" for i in items)
+    with pytest.raises(NotFoundError):
+        account_timeline(db, "nobody", clock=CLOCK)

@@ -113,8 +113,9 @@ def collector_of(db: Database, user: Any) -> str | None:
 # -- building ----------------------------------------------------------------------------------
 
 
-def _features(db: Database, arrears: pl.DataFrame, day: date) -> pl.DataFrame:
-    """The risk features of these accounts (as the daily run's snapshot builds them)."""
+def risk_features(db: Database, arrears: pl.DataFrame, day: date) -> pl.DataFrame:
+    """The risk features (account_id, arrears, late_count, avg_days_late, broken_plans) of
+    ``arrears`` (account_id, amount_overdue), as the daily run's snapshot builds them."""
     import polars as pl
 
     from dianfei.collections import repository
@@ -152,7 +153,7 @@ def gather(db: Database, day: date, rules: assignment.Rules,
             .with_columns(pl.col("amount_overdue").fill_null(0).cast(pl.Int64),
                           pl.col("days_overdue").fill_null(0).cast(pl.Int64)))
     scores = (scorer or scorer_for(db, day, plans=lambda: broken_plan_dates(db))).score(
-        _features(db, work, day))
+        risk_features(db, work, day))
     facts = assignment_facts(db.engine, work["account_id"].to_list()).drop("customer_id")
     return (work.join(scores.select("account_id",
                                     (pl.col("score").cast(pl.Float64) / 100).alias("p_default"),

@@ -134,3 +134,9 @@ def move(conn: Connection, day: date, accounts: list[str], to: str) -> int:
                             f"collector_id = :to WHERE day = :d AND {member}"),
                        {**params, "to": to, "d": day})
     return int(res.rowcount or 0)
+
+
+def entries_of_account(engine: Engine, account_id: str) -> pl.DataFrame:
+    return read_frame(engine, f"SELECT {', '.join(ENTRY_COLUMNS)} FROM worklist_entries "
+                      "WHERE account_id = :a ORDER BY day", {"a": account_id}, dates=("day",),
+                      instants=("assigned_at",), schema=entry_schema())
