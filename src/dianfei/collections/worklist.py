@@ -385,3 +385,12 @@ def supervisor_view(db: Database, first: date, last: date, *,
         row["name"] = names.get(row["collector"])
     return {"from": first.isoformat(), "to": last.isoformat(), "collectors": per,
             "stations": totals(["station_id"]), "regions": totals(["region_id"])}
+
+
+def ever_listed_for(db: Database, collector: str, account_id: str) -> bool:
+    """Whether ``account_id`` has been on ``collector``'s list on any day (what a collector may
+    open the timeline of)."""
+    if not collector:
+        return False
+    rows = repo.entries_of_account(db.engine, account_id)
+    return collector in set(rows["collector_id"].to_list())

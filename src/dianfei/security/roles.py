@@ -19,6 +19,9 @@ PERMISSIONS: Mapping[str, str] = {
     "users:manage": "create, disable and list users",
     "audit:read": "the audit chain and its verification",
     "own:bills": "the signed-in customer's own bills",
+    "worklists:own": "the signed-in collector's own worklist and the timelines of its accounts",
+    "worklists:read": "every collector's worklists, the supervisor view and account timelines",
+    "worklists:manage": "reassign and balance worklists",
 }
 
 _READ_BILLS = {"periods:read", "bills:read", "customers:read"}
@@ -28,11 +31,12 @@ ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = {
     "admin": frozenset(PERMISSIONS) - {"own:bills"},
     "billing_clerk": frozenset(_READ_BILLS | {"exceptions:read"}),
     "cashier": frozenset(_READ_BILLS | {"payments:read"}),
-    "collector": frozenset({"bills:read", "customers:read", "payments:read"}),
+    "collector": frozenset({"bills:read", "customers:read", "payments:read", "worklists:own"}),
     "supervisor": frozenset(_READ_BILLS | {"exceptions:read", "payments:read",
-                                           "payments:worklist"}),
+                                           "payments:worklist", "worklists:read",
+                                           "worklists:manage"}),
     "auditor": frozenset(_READ_BILLS | {"exceptions:read", "payments:read",
-                                        "payments:worklist", "audit:read"}),
+                                        "payments:worklist", "audit:read", "worklists:read"}),
     "customer": frozenset({"own:bills"}),
 }
 
