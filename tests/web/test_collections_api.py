@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
+from tests.collections.worklist_fixtures import DAY, at, load
 from typer.testing import CliRunner
 
 from dianfei.cli.main import app as cli
@@ -12,7 +13,6 @@ from dianfei.collections import worklist as wl
 from dianfei.core.clock import FixedClock
 from dianfei.db.engine import Database
 from dianfei.web.app import create_app
-from tests.collections.worklist_fixtures import DAY, at, load
 
 PASSWORD = "correct horse battery"
 

@@ -269,11 +269,11 @@ def assign(ranked: pl.DataFrame, roster: pl.DataFrame, rules: Rules,
             by_station.setdefault(st, []).append(cid)
         everyone = sorted(active_ids)
         for (st,), rows in orphans.group_by(["station_id"], maintain_order=True):
-            members = by_station.get(st) or everyone  # type: ignore[arg-type]
+            members = by_station.get(st) or everyone
             if not members:
                 raise ValidationError(f"no active collector on the roster: {rows.height} "
                                       f"account(s) of station {st!r} cannot be assigned")
-            rule = STATION if by_station.get(st) else f"{STATION} (none active in {st})"  # type: ignore[arg-type]
+            rule = STATION if by_station.get(st) else f"{STATION} (none active in {st})"
             got = _least_loaded(rows["account_id"].to_list(), sorted(members), load)
             parts.append(rows.with_columns(pl.Series("collector_id", got, pl.String),
                                            pl.lit(rule).alias("rule")))

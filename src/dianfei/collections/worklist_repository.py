@@ -18,7 +18,7 @@ ENTRY_COLUMNS = ("day", "account_id", "customer_id", "collector_id", "station_id
                  "task_kinds", "assigned_at", "moved_from")
 
 
-def entry_schema() -> dict[str, Any]:
+def entry_schema() -> Any:
     import polars as pl
 
     return {"day": pl.Date, "account_id": pl.String, "customer_id": pl.String,
