@@ -87,3 +87,26 @@ def test_balancing_moves_within_station_to_room(case: tuple[pl.DataFrame, pl.Dat
             assert n <= cap[c]
         if c in set(moves["from_collector"].to_list()):
             assert n >= min(cap[c], before[c])
+
+
+def test_malformed_rule_files_are_refused_naming_the_rule() -> None:
+    import pytest
+
+    from dianfei.collections.assignment import load_rules, parse_rules
+    from dianfei.core.errors import ValidationError
+
+    assert load_rules().task_kinds == ("collector_visit",)  # the packaged file loads
+    bad = {
+        '[[rule]]\nname = "x"\n': "rule 'x': name exactly one of collector or pool",
+        '[[rule]]\nname = "x"\ncollector = "K1"\npool = "p"\n': "exactly one",
+        '[[rule]]\nname = "x"\npool = "p"\n': "rule 'x': pool 'p' is not defined",
+        '[[rule]]\nname = "x"\ncollector = "K1"\nstation = ["S1"]\n': "unknown key\\(s\\) station",
+        '[[rule]]\nname = "x"\ncollector = "K1"\nmin_amount = "9"\nmax_amount = "1"\n':
+            "min_amount above max_amount",
+        '[[rule]]\nname = "x"\ncollector = "K1"\nmin_amount = 1.5\n': "min_amount",
+        "task_kinds = []\n": "task_kinds must be a non-empty list",
+        "[ranking]\nmin_probability = 0.9\nmax_probability = 0.1\n": "min_probability",
+    }
+    for text, why in bad.items():
+        with pytest.raises(ValidationError, match=why):
+            parse_rules(text, "a.toml")

@@ -263,6 +263,8 @@ def reassign(db: Database, day: date, *, to: str, by: str, reason: str,
              account_id: str | None = None, from_collector: str | None = None) -> dict[str, Any]:
     """Move one account (``account_id``) or all of a collector's list (``from_collector``) of
     ``day`` to collector ``to``. Repeating it moves nothing more (moved 0). Audited."""
+    import polars as pl
+
     from dianfei.audit import service as audit
 
     if (account_id is None) == (from_collector is None):
@@ -270,7 +272,12 @@ def reassign(db: Database, day: date, *, to: str, by: str, reason: str,
     if not reason.strip():
         raise ValidationError("reassignment: a reason is required")
     _active_target(db, to, "reassignment")
+    if from_collector is not None and roster_frame(db).filter(
+            pl.col("collector_id") == from_collector).height == 0:
+        raise NotFoundError(f"reassignment: collector {from_collector!r} does not exist")
     with db.engine.begin() as conn:
+        if not repo.has_entries(conn, day):
+            raise NotFoundError(f"no worklists for {day}: build them first")
         if account_id is not None:
             row = repo.entry(conn, day, account_id)
             if row is None:
