@@ -110,3 +110,19 @@ def test_malformed_rule_files_are_refused_naming_the_rule() -> None:
     for text, why in bad.items():
         with pytest.raises(ValidationError, match=why):
             parse_rules(text, "a.toml")
+
+
+def test_a_deployment_names_its_own_rules_file(tmp_path: object) -> None:
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from dianfei.collections.worklist import rules_for
+
+    f = Path(str(tmp_path)) / "mine.toml"
+    f.write_text('task_kinds = ["collector_visit", "plan_offer"]\ndefault_capacity = 25\n',
+                 encoding="utf-8")
+    db = SimpleNamespace(settings=SimpleNamespace(raw={"collections": {"assignment_file": str(f)}}))
+    rules = rules_for(db)  # type: ignore[arg-type]
+    assert rules.task_kinds == ("collector_visit", "plan_offer") and rules.default_capacity == 25
+    assert rules_for(SimpleNamespace(settings=SimpleNamespace(raw={})))\
+        .task_kinds == ("collector_visit",)  # type: ignore[arg-type]

@@ -44,8 +44,8 @@ if TYPE_CHECKING:
 
 def rules_for(db: Database) -> assignment.Rules:
     """The assignment rules: ``[collections] assignment_file`` when set, else the packaged file."""
-    raw = db.settings.raw.get("collections", {}) if isinstance(db.settings.raw, dict) else {}
-    path = raw.get("assignment_file") if isinstance(raw, dict) else None
+    section = (db.settings.raw or {}).get("collections") or {}
+    path = section.get("assignment_file")
     return assignment.load_rules(Path(path) if path else None)
 
 
