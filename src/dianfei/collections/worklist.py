@@ -193,6 +193,7 @@ def build_worklists(db: Database, day: date, *, clock: Clock,
         fresh = work.join(have.select("account_id"), on="account_id", how="anti") if work.height \
             else work
         added = 0
+        collectors = set(have["collector_id"].to_list())
         if fresh.height:
             load = dict(have.group_by("collector_id").len().iter_rows()) if have.height else {}
             rows = plan(fresh, roster_frame(db, r), r, day, clock.now(), load)
@@ -200,9 +201,10 @@ def build_worklists(db: Database, day: date, *, clock: Clock,
             audit.record(conn, "worklist.built", day.isoformat(), {
                 "added": added, "collectors": rows["collector_id"].n_unique(),
                 "rules": sorted(set(rows["rule"].to_list()))})
-        collectors = repo.entries(conn, day, day)["collector_id"].n_unique()
+            collectors |= set(rows["collector_id"].to_list())
     total = have.height + added
-    return {"day": day.isoformat(), "accounts": total, "added": added, "collectors": collectors}
+    return {"day": day.isoformat(), "accounts": total, "added": added,
+            "collectors": len(collectors)}
 
 
 # -- reading -----------------------------------------------------------------------------------
