@@ -126,3 +126,13 @@ def test_a_deployment_names_its_own_rules_file(tmp_path: object) -> None:
     assert rules.task_kinds == ("collector_visit", "plan_offer") and rules.default_capacity == 25
     assert rules_for(SimpleNamespace(settings=SimpleNamespace(raw={})))\
         .task_kinds == ("collector_visit",)  # type: ignore[arg-type]
+
+
+def test_a_settled_account_with_an_open_task_stays_listed_last_saying_why() -> None:
+    work = pl.DataFrame({"account_id": ["A", "B"], "amount_overdue": [0, 500],
+                         "days_overdue": [0, 3], "p_default": [0.1, 0.9],
+                         "risk_reasons": [None, None]},
+                        schema_overrides={"risk_reasons": pl.String})
+    out = rank(work, Rules())
+    assert out["account_id"].to_list() == ["B", "A"]
+    assert out["reason"][1].startswith("nothing overdue now")

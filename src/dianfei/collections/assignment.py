@@ -182,6 +182,10 @@ def rank(work: pl.DataFrame, rules: Rules) -> pl.DataFrame:
         pl.lit("% likely to pay; reasons: "),
         pl.when(pl.col("risk_reasons").fill_null("") == "").then(pl.lit("no risk signals"))
         .otherwise(pl.col("risk_reasons"))])
+    # a paid-up account whose task is still open stays listed (last), saying why
+    reason = (pl.when(pl.col("amount_overdue") <= 0)
+              .then(pl.lit("nothing overdue now; the task is still open — close it if settled"))
+              .otherwise(reason))
     return (out.with_columns(reason.alias("reason"))
             .sort(["expected", "amount_overdue", "account_id"], descending=[True, True, False]))
 
