@@ -163,7 +163,7 @@ def db_build(accounts: int, backend: str, profile: str | None) -> dict[str, Any]
             prof.dump_stats(f"{profile}.db")
         assert report["accounts"] == n and lists["account_id"].n_unique() == n
         out.update({"build_s": round(t1 - t0, 2), "read_ranked_s": round(t2 - t1, 2),
-                    "build_and_read_cpu_s": round(cpu, 2), "collectors": report["collectors"],
+                    "build_and_read_cpu_s": round(cpu, 2), "collectors_with_list": report["collectors"],
                     "in_arrears": n})
         db.engine.dispose()
     finally:
