@@ -89,6 +89,17 @@ def test_rules_route_by_language_and_refuse_an_inactive_collector(db: Database) 
     assert rows["C05"] == ("K3", "big S2 debts") and rows["C07"] == ("K4", "own collector")
 
 
+def test_an_off_duty_collectors_customers_go_to_a_colleague_who_speaks_their_language(
+        db: Database) -> None:
+    load(db)
+    wl.set_roster(db, "K4", by="boss", active=False)
+    wl.set_roster(db, "K3", by="boss", languages=["zh", "bo"])
+    wl.build_worklists(db, DAY, clock=CLOCK)
+    rows = {r["account"]: (r["collector"], r["rule"]) for r in wl.worklists(db, DAY)}
+    assert rows["C06"] == ("K3", "station least loaded, speaks bo")
+    assert rows["C07"] == ("K3", "station least loaded")
+
+
 def test_reassign_and_balance_are_audited(db: Database) -> None:
     load(db)
     wl.build_worklists(db, DAY, clock=CLOCK)

@@ -21,8 +21,10 @@ def cases(draw: st.DrawFn) -> tuple[pl.DataFrame, pl.DataFrame, Rules]:
     active = [draw(st.booleans()) for _ in coll]
     active[draw(st.integers(0, n_coll - 1))] = True  # somebody is on duty
     caps = [draw(st.integers(0, 6)) for _ in coll]
+    spoken = [draw(st.sampled_from([None, "bo", "zh,bo"])) for _ in coll]
     roster = pl.DataFrame({"collector_id": coll, "station_id": stations, "active": active,
-                           "capacity": caps})
+                           "capacity": caps, "languages": spoken},
+                          schema_overrides={"languages": pl.String})
     n = draw(st.integers(0, 40))
     work = pl.DataFrame({
         "account_id": [f"A{i:03d}" for i in range(n)],

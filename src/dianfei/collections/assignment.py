@@ -211,9 +211,11 @@ def assign(ranked: pl.DataFrame, roster: pl.DataFrame, rules: Rules,
            base_load: dict[str, int] | None = None) -> pl.DataFrame:
     """``ranked`` (account_id, station_id, region_id, customer_class, language, collector_id
     (the customer's own), amount_overdue …, best first) with collector_id (the assignee) and
-    rule. ``roster``: collector_id, station_id, active. Every account gets exactly one active
-    collector, or the call is refused naming what stands in the way. ``base_load``: rows the
-    collectors already have (a day's list being completed)."""
+    rule. ``roster``: collector_id, station_id, active, and optionally languages (when a
+    customer's own collector is off duty, station colleagues who speak the customer's language
+    come first). Every account gets exactly one active collector, or the call is refused
+    naming what stands in the way. ``base_load``: rows the collectors already have (a day's
+    list being completed)."""
     import polars as pl
 
     active = roster.filter(pl.col("active"))
@@ -269,15 +271,26 @@ def assign(ranked: pl.DataFrame, roster: pl.DataFrame, rules: Rules,
     orphans = w.filter(pl.col("_rule").is_null() & pl.col("collector_id").is_null())
     if orphans.height:
         by_station: dict[str | None, list[str]] = {}
-        for cid, st in active.select("collector_id", "station_id").iter_rows():
+        speaks: dict[str, set[str]] = {}
+        langs = (active["languages"] if "languages" in active.columns
+                 else pl.Series([None] * active.height, dtype=pl.String))
+        for cid, st, spoken in zip(active["collector_id"], active["station_id"], langs,
+                                   strict=True):
             by_station.setdefault(st, []).append(cid)
+            speaks[cid] = set((spoken or "").split(",")) - {""}
         everyone = sorted(active_ids)
-        for (st,), rows in orphans.group_by(["station_id"], maintain_order=True):
+        if "language" not in orphans.columns:
+            orphans = orphans.with_columns(pl.lit(None, pl.String).alias("language"))
+        for (st, lang), rows in orphans.group_by(["station_id", "language"], maintain_order=True):
             members = by_station.get(st) or everyone
             if not members:
                 raise ValidationError(f"no active collector on the roster: {rows.height} "
                                       f"account(s) of station {st!r} cannot be assigned")
             rule = STATION if by_station.get(st) else f"{STATION} (none active in {st})"
+            # among them, those who speak the customer's language, when anybody does
+            fluent = [m for m in members if lang is not None and lang in speaks.get(m, set())]
+            if fluent:
+                members, rule = fluent, f"{rule}, speaks {lang}"
             got = _least_loaded(rows["account_id"].to_list(), sorted(members), load)
             parts.append(rows.with_columns(pl.Series("collector_id", got, pl.String),
                                            pl.lit(rule).alias("rule")))
