@@ -78,6 +78,8 @@ def _extra(a: argparse.Namespace) -> list[tuple[str, str, str, list[str]]]:
              ["--what", "training", "--accounts", "200000", "--months", "13"]),
             ("Arrears risk: `risk backtest`", "≤ 60 s for 30,000 customers × 6 months", "bench.risk",
              ["--what", "backtest", "--accounts", "30000", "--months", "6"])]
+    out += [(f"Daily collector worklists ({b})", "≤ 10 s for 1,000,000 accounts, 100,000 in arrears",
+             "bench.worklist", ["--accounts", str(a.accounts), "--backend", b]) for b in backends]
     return out
 
 

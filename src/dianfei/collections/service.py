@@ -155,6 +155,11 @@ def run_day(db: Database, day: date, *, clock: Clock, switch: RemoteSwitch | Non
         conn.execute(update(CollectionRun).where(CollectionRun.day == day).values(
             finished_at=ctx.now, report=json.dumps(ctx.report.to_json())))
     lap("finish")
+    # the day's collector worklists, from the tasks the ladder raised (idempotent per day)
+    from dianfei.collections.worklist import build_worklists
+
+    ctx.report.worklist_accounts = build_worklists(db, day, clock=clock, scorer=scorer)["accounts"]
+    lap("worklists")
     return ctx.report
 
 

@@ -65,6 +65,8 @@ class Customer(Base):
     payment_mode: Mapped[str] = mapped_column(String(10), default="postpaid")
     opened_on: Mapped[date] = mapped_column(Date)
     closed_on: Mapped[date | None] = mapped_column(Date)
+    #: the language the customer prefers to be spoken to in (zh, yue, bo, ug …; null: not known)
+    language: Mapped[str | None] = mapped_column(String(8))
 
 
 class Account(Base):

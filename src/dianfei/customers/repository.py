@@ -117,6 +117,23 @@ def collectors(engine: Engine) -> pl.DataFrame:
                       schema={"collector_id": pl.String, "name": pl.String, "station_id": pl.String})
 
 
+def assignment_facts(engine: Engine, accounts: Sequence[str]) -> pl.DataFrame:
+    """account_id, customer_id, customer_class, region_id, station_id, collector_id, language of
+    the open ones among ``accounts``."""
+    import polars as pl
+
+    schema = {"account_id": pl.String, "customer_id": pl.String, "customer_class": pl.String,
+              "region_id": pl.String, "station_id": pl.String, "collector_id": pl.String,
+              "language": pl.String}
+    with engine.connect() as conn:
+        member, params = any_of(conn, "a.account_id", "a", sorted(set(accounts)))
+        return read_frame(
+            conn, "SELECT a.account_id, c.customer_id, c.customer_class, c.region_id, "
+            "c.station_id, c.collector_id, c.language FROM accounts a JOIN customers c "
+            f"ON c.customer_id = a.customer_id WHERE a.closed_on IS NULL AND {member}",
+            params, schema=schema)
+
+
 def bill_facts(engine: Engine, accounts: Sequence[str] | None = None) -> pl.DataFrame:
     """What a bill document prints about its customer, and what groups similar households:
     account_id, customer_id, name, customer_class, region_id, region_name, address (the

@@ -254,6 +254,15 @@ def collectors(engine: Engine) -> pl.DataFrame:
     return repository.collectors(engine)
 
 
+def assignment_facts(engine: Engine, accounts: Sequence[str]) -> pl.DataFrame:
+    """account_id, customer_id, customer_class, region_id, station_id, collector_id (the
+    customer's own collector), language of the open ones among ``accounts``: what the daily
+    worklists assign a collector by (one read)."""
+    from dianfei.customers import repository
+
+    return repository.assignment_facts(engine, accounts)
+
+
 def bill_facts(engine: Engine, accounts: Sequence[str] | None = None) -> pl.DataFrame:
     """account_id, customer_id, name, customer_class, region_id, region_name, address,
     low_income, payment_mode, capacity_kva (0.01 kVA, null when unknown) of ``accounts`` (all

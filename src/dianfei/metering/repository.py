@@ -54,3 +54,16 @@ def reads_at(engine: Engine, meter_ids: list[str], instants: list[datetime]) -> 
             f"WHERE read_at IN ({at_marks}) AND {member}",
             {**params, **{f"t{j}": t for j, t in enumerate(instants)}},
             instants=("read_at",), schema=schema)
+
+
+def account_reads(engine: Engine, account_id: str, since: datetime) -> pl.DataFrame:
+    """meter_id, register, read_at, value, source of the reads since ``since`` of every meter
+    the account has had, oldest first."""
+    import polars as pl
+
+    return read_frame(
+        engine, "SELECT r.meter_id, r.register, r.read_at, r.value, r.source FROM register_reads r "
+        "JOIN meters m ON m.meter_id = r.meter_id WHERE m.account_id = :a AND r.read_at >= :since "
+        "ORDER BY r.read_at, r.meter_id, r.register", {"a": account_id, "since": since},
+        instants=("read_at",), schema={"meter_id": pl.String, "register": pl.String,
+                                       "value": pl.Int64, "source": pl.String})

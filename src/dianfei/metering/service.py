@@ -76,6 +76,15 @@ from dianfei.metering.estimated_reads import (  # noqa: E402
 )
 from dianfei.metering.estimated_reads import store_estimated_reads as store_estimated_reads  # noqa: E402
 
+
+def account_reads(engine: Engine, account_id: str, since: datetime) -> pl.DataFrame:
+    """meter_id, register, read_at, value (0.01 units), source of the reads since ``since`` of
+    every meter the account has had, oldest first (an account's timeline)."""
+    from dianfei.metering import repository
+
+    return repository.account_reads(engine, account_id, since)
+
+
 # The file-import machinery (CSV/GBK/Parquet streaming, column parsing with reasons, quarantine,
 # ``FILE.rejected.csv``, batches): billing's bills and payments' payments history imports use it
 # with their own loaders, so every import keeps the same guarantees.

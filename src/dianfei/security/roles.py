@@ -25,6 +25,9 @@ PERMISSIONS: Mapping[str, str] = {
     "plans:propose": "propose a payment plan within policy",
     "plans:approve": "approve a payment plan someone else proposed (four-eyes)",
     "plans:report": "plan performance by collector and segment",
+    "worklists:own": "the signed-in collector's own worklist and the timelines of its accounts",
+    "worklists:read": "every collector's worklists, the supervisor view and account timelines",
+    "worklists:manage": "reassign and balance worklists",
 }
 
 _READ_BILLS = {"periods:read", "bills:read", "customers:read"}
@@ -34,11 +37,12 @@ ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = {
     "admin": frozenset(PERMISSIONS) - {"own:bills"},
     "billing_clerk": frozenset(_READ_BILLS | {"exceptions:read"}),
     "cashier": frozenset(_READ_BILLS | {"payments:read"}),
-    "collector": frozenset({"bills:read", "customers:read", "payments:read"}),
+    "collector": frozenset({"bills:read", "customers:read", "payments:read", "worklists:own"}),
     "supervisor": frozenset(_READ_BILLS | {"exceptions:read", "payments:read",
-                                           "payments:worklist"}),
+                                           "payments:worklist", "worklists:read",
+                                           "worklists:manage"}),
     "auditor": frozenset(_READ_BILLS | {"exceptions:read", "payments:read",
-                                        "payments:worklist", "audit:read"}),
+                                        "payments:worklist", "audit:read", "worklists:read"}),
     "customer": frozenset({"own:bills"}),
     #: Prometheus' scraper: the figures of /metrics and nothing else (监控)
     "monitor": frozenset({"metrics:read"}),

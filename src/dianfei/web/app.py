@@ -48,14 +48,12 @@ def create_app(db: Database, clock: Clock | None = None) -> FastAPI:
     app = FastAPI(title="dianfei", version="0.1.0",
                   description="dianfei (电费): meter-to-cash for power supply companies")
     app.add_middleware(CallerMiddleware, db=db)
-    from dianfei.web import observability, payments_api
+    from dianfei.web import collections_api, observability, payments_api, plans_api
 
     observability.register(app, db)  # outermost: request ids reach every log line
-
     payments_api.register(app, db, clock or SystemClock())
-    from dianfei.web import plans_api
-
     plans_api.register(app, db, clock or SystemClock())
+    collections_api.register(app, db, clock or SystemClock())
     pages = Environment(loader=PackageLoader("dianfei.web", "templates"),
                         autoescape=select_autoescape(["html"]))
 
