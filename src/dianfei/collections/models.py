@@ -21,7 +21,10 @@ _ID = BigInteger().with_variant(Integer, "sqlite")
 EVENT_TYPES = ("payment_received", "late_fee_accrued", "dunning_level", "notice_sent",
                "suspension_ordered", "suspension_cancelled", "suspended", "reconnection_ordered",
                "reconnected", "plan_agreed", "plan_broken", "plan_completed", "waiver",
-               "prepay_balance")
+               "prepay_balance",
+               # field work (collections/visits.py, promises.py, tickets.py, surveys.py)
+               "visit_recorded", "promise_made", "promise_kept", "promise_broken",
+               "ticket_opened", "ticket_escalated", "ticket_decided", "survey")
 
 
 class CollectionEvent(Base):

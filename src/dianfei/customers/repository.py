@@ -117,6 +117,12 @@ def collectors(engine: Engine) -> pl.DataFrame:
                       schema={"collector_id": pl.String, "name": pl.String, "station_id": pl.String})
 
 
+def collector(conn: Connection, collector_id: str) -> dict[str, Any] | None:
+    row = conn.execute(text("SELECT collector_id, name, station_id FROM collectors "
+                            "WHERE collector_id = :c"), {"c": collector_id}).first()
+    return None if row is None else {"collector_id": row[0], "name": row[1], "station_id": row[2]}
+
+
 def bill_facts(engine: Engine, accounts: Sequence[str] | None = None) -> pl.DataFrame:
     """What a bill document prints about its customer, and what groups similar households:
     account_id, customer_id, name, customer_class, region_id, region_name, address (the

@@ -254,6 +254,17 @@ def collectors(engine: Engine) -> pl.DataFrame:
     return repository.collectors(engine)
 
 
+def collector(conn: Connection, collector_id: str) -> dict[str, Any]:
+    """One collector (催费员): collector_id, name, station_id; NotFoundError when unknown.
+    (The register keeps no inactive flag: a collector who left is removed from it.)"""
+    from dianfei.customers import repository
+
+    found = repository.collector(conn, collector_id)
+    if found is None:
+        raise NotFoundError(f"collector {collector_id!r} is not in the collectors register")
+    return found
+
+
 def bill_facts(engine: Engine, accounts: Sequence[str] | None = None) -> pl.DataFrame:
     """account_id, customer_id, name, customer_class, region_id, region_name, address,
     low_income, payment_mode, capacity_kva (0.01 kVA, null when unknown) of ``accounts`` (all
