@@ -49,6 +49,8 @@ from dianfei.collections.notices import KEY_PREFIX, Notice, Notifier, NotifyOutb
 from dianfei.collections.rules import Policy, policy, with_settings
 
 # the service-ticket register (complaints, satisfaction): KPIs count its rows
+from dianfei.collections.surveys import surveys_between as surveys_between
+from dianfei.collections.ticket_models import COMPLAINT_CATEGORIES as COMPLAINT_CATEGORIES
 from dianfei.collections.ticket_models import TICKET_CATEGORIES as TICKET_CATEGORIES
 from dianfei.collections.tickets import decide_ticket as decide_ticket
 from dianfei.collections.tickets import record_ticket as record_ticket
