@@ -63,7 +63,7 @@ def test_outcome_opens_the_task_for_its_department(owing: Database, outcome: str
     with owing.session() as s:
         task = s.scalars(select(CollectionTask)).one()
     assert (task.kind, task.key, task.account_id) == (kind, f"visit:{out['visit_id']}:{kind}", "A")
-    assert '"department": "%s"' % department in (task.detail or "")
+    assert f'"department": "{department}"' in (task.detail or "")
     ev = [e for e in events_json(owing, "A") if e["type"] == "visit_recorded"]
     assert [(e["outcome"], e["collector"], e["visit_id"]) for e in ev] == [
         (outcome, "K1", out["visit_id"])]
@@ -83,7 +83,7 @@ def test_promise_is_stored_with_the_level_it_stood_at_and_retries_return_it(owin
     made = [e for e in events_json(owing, "A") if e["type"] == "promise_made"]
     assert [(e["amount"], e["due_on"]) for e in made] == [("70.00", "2026-02-05")]
     # the same request id for another account is a conflict, not a silent replay
-    with pytest.raises(ConflictError, match="r1.*already used"):
+    with pytest.raises(ConflictError, match=r"r1.*already used"):
         visit(owing, account_id="B")
 
 
@@ -166,7 +166,7 @@ def test_ticket_escalates_after_its_sla_and_decision_is_recorded(owing: Database
 
 def test_ticket_refusals(owing: Database) -> None:
     with owing.session() as s:
-        with pytest.raises(ValidationError, match="must be one of.*got 'rant'"):
+        with pytest.raises(ValidationError, match=r"must be one of.*got 'rant'"):
             open_ticket(s, request_id="x", account_id="A", category="rant", opened_by="d", clock=CLOCK)
         with pytest.raises(ValidationError, match="names the disputed bill"):
             open_ticket(s, request_id="x", account_id="A", category="billing_dispute",
@@ -201,7 +201,7 @@ def test_surveys_after_visit_and_ticket_feed_satisfaction(owing: Database) -> No
         with pytest.raises(ConflictError, match="already has a survey"):
             record_survey(s, request_id="s3", subject="visit", subject_id=v["visit_id"], score=5,
                           recorded_by="desk", clock=CLOCK)
-        with pytest.raises(ValidationError, match="score 1..5, got 6"):
+        with pytest.raises(ValidationError, match=r"score 1\.\.5, got 6"):
             record_survey(s, request_id="s4", subject="visit", subject_id=v["visit_id"], score=6,
                           recorded_by="desk", clock=CLOCK)
         with pytest.raises(NotFoundError, match="no stop case 9"):

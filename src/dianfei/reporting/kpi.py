@@ -118,7 +118,7 @@ def load_inputs(db: Database, period: Period, as_of: date, trend: int = 0) -> In
     import polars as pl
 
     from dianfei.billing.service import bills_between, open_exceptions
-    from dianfei.collections.service import suspended_between, surveys_between, tickets_between
+    from dianfei.collections.service import surveys_between, suspended_between, tickets_between
     from dianfei.core.clock import start_of_day
     from dianfei.customers.service import customer_dimensions, open_account_facts
     from dianfei.ledger.service import write_offs
