@@ -75,6 +75,8 @@ def _extra(a: argparse.Namespace) -> list[tuple[str, str, str, list[str]]]:
              ["--what", "training", "--accounts", "200000", "--months", "13"]),
             ("Arrears risk: `risk backtest`", "≤ 60 s for 30,000 customers × 6 months", "bench.risk",
              ["--what", "backtest", "--accounts", "30000", "--months", "6"])]
+    out += [(f"Recording a visit outcome ({b})", "≤ 50 ms per visit", "bench.visit_record",
+             ["--accounts", "100000", "--visits", "1000", "--backend", b]) for b in backends]
     return out
 
 
