@@ -136,7 +136,6 @@ def open_ticket(session: Session, *, request_id: str, account_id: str, category:
     """Open an account's ticket (``ticket_opened``); the SLA deadline is N working days
     (``sla_working_days`` or the calendar's ``[tickets] sla_working_days``). A retried request
     returns the ticket stored the first time. A ``billing_dispute`` names its bill."""
-    from dianfei.audit import service as audit
     from dianfei.collections.fieldwork_rules import fieldwork_policy
     from dianfei.customers import service as customers
 
@@ -158,28 +157,42 @@ def open_ticket(session: Session, *, request_id: str, account_id: str, category:
     customer_id = customers.customer_of_account(session.connection(), account_id)
     if links.bill_id:
         _check_bill(session, links.bill_id)
-    pol = policy or fieldwork_policy()
-    now = clock.now()
     ticket = Ticket(customer_id=customer_id, account_id=account_id, category=category,
-                    summary=summary, opened_at=now, status="open", request_id=request_id,
+                    summary=summary, opened_at=clock.now(), status="open", request_id=request_id,
                     bill_id=links.bill_id, notice_key=links.notice_key, visit_id=links.visit_id,
-                    opened_by=opened_by, sla_due_at=pol.sla_due_at(now, sla_working_days))
+                    opened_by=opened_by)
     try:
         with session.begin_nested():
-            session.add(ticket)
-            session.flush()
+            return _open(session, ticket, sla_working_days, policy or fieldwork_policy())
     except IntegrityError:
         # the same request committed by a concurrent retry in the meantime
         same = session.execute(select(Ticket).where(Ticket.request_id == request_id)).scalar_one()
         return _same_request(same, request_id, account_id)
-    assert ticket.sla_due_at is not None
-    _event(session, ticket, "ticket_opened", now, {
-        "sla_due_at": ticket.sla_due_at.astimezone(BUSINESS_TZ).isoformat(timespec="seconds"),
-        "visit_id": links.visit_id, "notice_key": links.notice_key, "by": opened_by})
+
+
+def open_checked_ticket(session: Session, ticket: Ticket, policy: FieldworkPolicy) -> Ticket:
+    """Open a ticket whose account, bill and fresh request id the caller has already checked
+    in this transaction (a visit's dispute): no second look-up of the same facts."""
+    return _open(session, ticket, None, policy)
+
+
+def _open(session: Session, ticket: Ticket, sla_working_days: int | None,
+          pol: FieldworkPolicy) -> Ticket:
+    from dianfei.audit import service as audit
+
+    now = ticket.opened_at
+    due = pol.sla_due_at(now, sla_working_days)
+    ticket.sla_due_at = due
+    session.add(ticket)
     session.flush()
-    audit.record(session.connection(), "ticket.opened", account_id, {
-        "ticket_id": ticket.ticket_id, "category": category, "bill_id": links.bill_id,
-        "visit_id": links.visit_id, "notice_key": links.notice_key, "opened_by": opened_by})
+    _event(session, ticket, "ticket_opened", now, {
+        "sla_due_at": due.astimezone(BUSINESS_TZ).isoformat(timespec="seconds"),
+        "visit_id": ticket.visit_id, "notice_key": ticket.notice_key, "by": ticket.opened_by})
+    session.flush()
+    audit.record(session.connection(), "ticket.opened", ticket.account_id or ticket.customer_id, {
+        "ticket_id": ticket.ticket_id, "category": ticket.category, "bill_id": ticket.bill_id,
+        "visit_id": ticket.visit_id, "notice_key": ticket.notice_key,
+        "opened_by": ticket.opened_by})
     return ticket
 
 

@@ -127,13 +127,13 @@ def record_visit(session: Session, *, request_id: str, account_id: str, collecto
                    "promise_id": promise.promise_id, "visit_id": visit.visit_id,
                    "due_on": promise_on.isoformat(), "level_at": promise.level_at})
     elif outcome == "dispute":
-        from dianfei.collections.tickets import TicketLinks, open_ticket
+        from dianfei.collections.tickets import open_checked_ticket
 
-        ticket = open_ticket(session, request_id=f"visit:{visit.visit_id}", account_id=account_id,
-                             category="billing_dispute", opened_by=recorded_by, clock=clock,
-                             summary=note, links=TicketLinks(bill_id=bill_id,
-                                                             visit_id=visit.visit_id),
-                             policy=pol)
+        # account and bill were checked above; the request id is new with the visit
+        ticket = open_checked_ticket(session, Ticket(
+            customer_id=customer_id, account_id=account_id, category="billing_dispute",
+            summary=note, opened_at=now, status="open", request_id=f"visit:{visit.visit_id}",
+            bill_id=bill_id, visit_id=visit.visit_id, opened_by=recorded_by), pol)
     elif outcome in FOLLOW_UP_TASKS:
         kind, department = FOLLOW_UP_TASKS[outcome]
         task = CollectionTask(

@@ -107,9 +107,10 @@ def upgrade() -> None:
     op.create_index("ix_satisfaction_surveys_at", "satisfaction_surveys", ["at"])
 
     sqlite = op.get_bind().dialect.name == "sqlite"
-    if not sqlite:  # SQLite does not enforce a VARCHAR length (and a table rebuild would be needed)
-        op.alter_column("service_tickets", "category", existing_type=sa.String(length=12),
-                        type_=sa.String(length=24), existing_nullable=False)
+    # wider for the new categories (SQLite rebuilds the table, keeping its check and indexes)
+    with op.batch_alter_table("service_tickets") as t:
+        t.alter_column("category", existing_type=sa.String(length=12), type_=sa.String(length=24),
+                       existing_nullable=False)
     for column in _ticket_columns():
         op.add_column("service_tickets", column)
     # tickets of the minimal register that were answered are decided
@@ -149,9 +150,9 @@ def downgrade() -> None:
     op.drop_index("uq_service_tickets_request", table_name="service_tickets")
     for column in reversed(_ticket_columns()):
         op.drop_column("service_tickets", column.name)
-    if op.get_bind().dialect.name != "sqlite":
-        op.alter_column("service_tickets", "category", existing_type=sa.String(length=24),
-                        type_=sa.String(length=12), existing_nullable=False)
+    with op.batch_alter_table("service_tickets") as t:
+        t.alter_column("category", existing_type=sa.String(length=24), type_=sa.String(length=12),
+                       existing_nullable=False)
     op.drop_table("satisfaction_surveys")
     op.drop_table("payment_promises")
     op.drop_table("collection_visits")
