@@ -8,7 +8,7 @@ from typing import Any
 
 import polars as pl
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select, text
 
@@ -243,6 +243,7 @@ def test_next_level_is_the_first_day_of_the_level_above() -> None:
     assert next_level_days(ls, "residential", "gone") is None
 
 
+@settings(deadline=None)
 @given(st.dates(min_value=date(2025, 1, 1), max_value=date(2026, 12, 31)),
        st.integers(min_value=1, max_value=30))
 def test_working_days_skip_weekends_and_holidays(start: date, n: int) -> None:
@@ -264,3 +265,31 @@ def test_promise_rows_are_counted(owing: Database) -> None:
         assert s.scalar(select(func.count()).select_from(PaymentPromise)) == 1
         assert s.scalar(select(func.count()).select_from(CollectionVisit)) == 1
         assert s.scalar(select(func.count()).select_from(CollectionEvent)) == 2
+
+
+@settings(deadline=None)
+@given(st.data())
+def test_a_broken_promise_always_lands_above_where_the_account_stood(data: st.DataObject) -> None:
+    # any packaged ladder, any level an account can stand at (its band and protection drawn from
+    # that level's), any days overdue within the level: the floor of the next level puts it on a
+    # level strictly above — or, when no level above applies to it, not below where it stood
+    ld = data.draw(st.sampled_from(ladders()))
+    stood = data.draw(st.sampled_from(ld.levels))
+    band = data.draw(st.sampled_from(sorted(stood.risk_bands)))
+    protected = data.draw(st.sampled_from(sorted(stood.protected)))
+    floor = next_level_days(ladders(), ld.ladder_id, stood.name)
+    assert floor is not None
+    days = data.draw(st.integers(min_value=stood.min_days, max_value=min(stood.max_days, 400)))
+    snap = pl.DataFrame({
+        "account_id": ["X"], "customer_class": [sorted(ld.customer_classes)[0]],
+        "segment": [sorted(ld.segments)[0]], "days_overdue": [days], "amount_overdue": [10_000],
+        "risk_band": [band], "protected": [protected], "open_plan": [False],
+        "open_promise": [False], "ladder_days": [max(days, floor)]})
+    got = evaluate(snap, ladders())["level"][0]
+    assert got is not None
+    above = [lv for lv in ld.levels if lv.min_days > stood.min_days and band in lv.risk_bands
+             and protected in lv.protected]
+    if above:
+        assert ld.level(got).min_days > stood.min_days
+    else:
+        assert ld.level(got).min_days >= stood.min_days
