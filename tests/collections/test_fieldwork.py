@@ -293,3 +293,23 @@ def test_a_broken_promise_always_lands_above_where_the_account_stood(data: st.Da
         assert ld.level(got).min_days > stood.min_days
     else:
         assert ld.level(got).min_days >= stood.min_days
+
+
+def test_survey_after_a_reconnection_only(owing: Database) -> None:
+    from dianfei.collections.models import StopCase
+
+    with owing.session() as s:
+        case = StopCase(account_id="A", customer_id="A", customer_class="residential",
+                        bill_id="A-202512-1", mode="postpaid", status="closed", opened_at=NOW,
+                        notice_key="k", closed_reason="paid")
+        s.add(case)
+        s.flush()
+        with pytest.raises(ValidationError, match="was not reconnected"):
+            record_survey(s, request_id="s1", subject="reconnection", subject_id=case.case_id,
+                          score=5, recorded_by="desk", clock=CLOCK)
+        case.reconnected_at = NOW
+        got = record_survey(s, request_id="s1", subject="reconnection", subject_id=case.case_id,
+                            score=5, recorded_by="desk", clock=CLOCK)
+        assert (got.account_id, got.customer_id, got.score) == ("A", "A", 5)
+    assert [(e["subject"], e["score"]) for e in events_json(owing, "A") if e["type"] == "survey"] == [
+        ("reconnection", 5)]
