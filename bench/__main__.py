@@ -80,6 +80,8 @@ def _extra(a: argparse.Namespace) -> list[tuple[str, str, str, list[str]]]:
              ["--what", "backtest", "--accounts", "30000", "--months", "6"])]
     out += [(f"Daily collector worklists ({b})", "≤ 10 s for 1,000,000 accounts, 100,000 in arrears",
              "bench.worklist", ["--accounts", str(a.accounts), "--backend", b]) for b in backends]
+    out += [(f"Recording a visit outcome ({b})", "≤ 50 ms per visit", "bench.visit_record",
+             ["--accounts", "100000", "--visits", "1000", "--backend", b]) for b in backends]
     return out
 
 

@@ -230,6 +230,31 @@ def test_complaints_and_satisfaction_come_from_the_ticket_register(billed: Datab
     assert (kpis["satisfaction"], kpis["satisfaction_surveys"]) == (3.5, 2)
 
 
+
+def test_every_complaint_category_and_visit_surveys_count(billed: Database) -> None:
+    from dianfei.collections.service import record_ticket, surveys_between
+    from dianfei.collections.surveys import record_survey
+    from dianfei.collections.visits import record_visit
+    from dianfei.core.clock import FixedClock
+
+    at = datetime(2026, 1, 10, 9, tzinfo=BUSINESS_TZ)
+    clock = FixedClock(at + timedelta(hours=1))
+    with billed.session() as s:
+        record_ticket(s, customer_id="K1", category="notice_complaint", opened_at=at,
+                      decided_at=at, satisfaction=2)
+        record_ticket(s, customer_id="K2", category="collector_complaint", opened_at=at)
+        record_ticket(s, customer_id="K3", category="meter_question", opened_at=at)
+        v = record_visit(s, request_id="v1", account_id="K4", collector_id="K1", channel="call",
+                         outcome="refused", at=at, recorded_by="zhang", clock=clock)
+        record_survey(s, request_id="s1", subject="visit", subject_id=v.visit.visit_id, score=5,
+                      recorded_by="desk", clock=clock)
+    assert surveys_between(billed.engine, at - timedelta(days=1), at + timedelta(days=1)).height == 1
+    kpis = period_kpis(billed, JAN, date(2026, 3, 1))
+    # 2 complaints (a meter question is not one) among 6 customers; surveys 2 (ticket), 5 (visit)
+    assert (kpis["complaints"], kpis["complaint_rate"]) == (2, 3333.33)
+    assert (kpis["satisfaction"], kpis["satisfaction_surveys"]) == (3.5, 2)
+
+
 def test_ticket_register_refuses_bad_rows(billed: Database) -> None:
     from dianfei.collections.service import record_ticket
     from dianfei.core.errors import ValidationError

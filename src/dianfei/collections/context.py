@@ -66,6 +66,9 @@ class DayReport:
     suspended: int = 0
     reconnected: int = 0
     plans_broken: int = 0
+    promises_kept: int = 0
+    promises_broken: int = 0
+    tickets_escalated: int = 0
     prepay_accounts: int = 0
     prepay_unrated: int = 0
     #: prepaid accounts whose reads claim more than the meter can register (not evaluated)

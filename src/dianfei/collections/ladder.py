@@ -216,13 +216,17 @@ def ladders(directory: Path | None = None) -> list[Ladder]:
 
 def evaluate(snapshot: pl.DataFrame, all_ladders: list[Ladder]) -> pl.DataFrame:
     """The level each account is at, from a snapshot with columns account_id, customer_class,
-    segment, days_overdue, amount_overdue (fen), risk_band, protected, open_plan.
+    segment, days_overdue, amount_overdue (fen), risk_band, protected, open_plan — and, when
+    present, ``ladder_days`` (read instead of days_overdue: a kept promise restarts the count, a
+    broken one raises it to the next level) and ``open_promise`` (no level while set).
 
     Returns account_id, ladder, level (null when no level applies) — vectorised: one
     ``when/then`` per level, at most one of which can be true (levels never overlap).
     """
     import polars as pl
 
+    days = pl.col("ladder_days" if "ladder_days" in snapshot.columns else "days_overdue")
+    paused = pl.col("open_promise") if "open_promise" in snapshot.columns else pl.lit(False)
     ladder_expr: pl.Expr = pl.lit(None, pl.String)
     level_expr: pl.Expr = pl.lit(None, pl.String)
     for ld in all_ladders:
@@ -231,7 +235,7 @@ def evaluate(snapshot: pl.DataFrame, all_ladders: list[Ladder]) -> pl.DataFrame:
         ladder_expr = pl.when(applies).then(pl.lit(ld.ladder_id)).otherwise(ladder_expr)
         for lv in ld.levels:
             cond = (applies
-                    & pl.col("days_overdue").is_between(lv.min_days, lv.max_days)
+                    & days.is_between(lv.min_days, lv.max_days) & ~paused
                     & pl.col("amount_overdue").is_between(lv.min_fen, lv.max_fen)
                     & pl.col("risk_band").is_in(sorted(lv.risk_bands))
                     & pl.col("protected").is_in(sorted(lv.protected))

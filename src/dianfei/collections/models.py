@@ -24,7 +24,10 @@ EVENT_TYPES = ("payment_received", "late_fee_accrued", "dunning_level", "notice_
                "prepay_balance",
                # payment plans (collections.plans): proposed, approved by a second person, an
                # instalment missed (within the grace period), cancelled
-               "plan_proposed", "plan_approved", "instalment_missed", "plan_cancelled")
+               "plan_proposed", "plan_approved", "instalment_missed", "plan_cancelled",
+               # field work (collections/visits.py, promises.py, tickets.py, surveys.py)
+               "visit_recorded", "promise_made", "promise_kept", "promise_broken",
+               "ticket_opened", "ticket_escalated", "ticket_decided", "survey")
 
 
 class CollectionEvent(Base):

@@ -6,7 +6,8 @@
    the account's balance right after each): collections consumes the ``payment_posted`` events
    of the event outbox, marking each one handled in the transaction that records it — no
    high-water mark on ids, so a payment whose transaction committed late is never skipped;
-2. payment plans: broken when an instalment date passed unpaid, completed when paid;
+2. payment plans: broken when an instalment date passed unpaid, completed when paid; promises
+   to pay kept or broken, tickets past their SLA escalated (``fieldwork_day``);
 3. late fees: each overdue bill's fee accrued through today (new ledger entries of kind
    ``late_fee``, reference ``LF:{bill}:{day}``, only the change of the once-rounded total);
 4. the dunning ladder: each account's level from the snapshot (days past the DUE date, amount,
@@ -56,6 +57,8 @@ from dianfei.collections.plan_workflow import suggest_schedule as suggest_schedu
 from dianfei.collections.rules import Policy, policy, with_settings
 
 # the service-ticket register (complaints, satisfaction): KPIs count its rows
+from dianfei.collections.surveys import surveys_between as surveys_between
+from dianfei.collections.ticket_models import COMPLAINT_CATEGORIES as COMPLAINT_CATEGORIES
 from dianfei.collections.ticket_models import TICKET_CATEGORIES as TICKET_CATEGORIES
 from dianfei.collections.tickets import decide_ticket as decide_ticket
 from dianfei.collections.tickets import record_ticket as record_ticket
@@ -106,6 +109,8 @@ def run_day(db: Database, day: date, *, clock: Clock, switch: RemoteSwitch | Non
     with db.engine.begin() as conn:
         _check_plans(ctx, conn)
     lap("plans")
+    fieldwork_day(ctx)
+    lap("fieldwork")
     # the day works on what is overdue: every debit past its due date, not the whole book (the
     # month's bills not yet due are most of it); fees posted today fall due today, so they
     # join tomorrow's
@@ -240,6 +245,17 @@ def _check_plans(ctx: Context, conn: Any) -> None:
     check_plans(ctx, conn)
 
 
+def fieldwork_day(ctx: Context) -> None:
+    """Promises to pay kept or broken; tickets past their SLA escalated to a supervisor."""
+    from dianfei.collections.promises import check_promises
+    from dianfei.collections.tickets import escalate_overdue
+
+    with ctx.db.engine.begin() as conn, ctx.db.sessions(bind=conn) as session:
+        check_promises(ctx, conn)
+        ctx.report.tickets_escalated += escalate_overdue(session, clock=ctx.clock)
+        session.flush()
+
+
 # -- 3. late fees ------------------------------------------------------------------------------
 
 
@@ -343,14 +359,20 @@ def build_snapshot(ctx: Context, items: pl.DataFrame, scorer: RiskScorer | None)
     """One row per account in arrears (postpaid, something overdue): the facts the ladder and
     the stop rules read. Columns: account_id, customer_id, name, customer_class, segment,
     protected, payment_mode, days_overdue, amount_overdue, oldest_bill, oldest_due, balance,
-    open_plan, risk_band, early_warning (on the day's risk early-warning list)."""
+    open_plan, risk_band, early_warning (on the day's risk early-warning list), open_promise and
+    ladder_days (collections/promises.py). A bill under an undecided dispute is left out (its
+    dunning pauses; the account's other overdue bills still dun)."""
     import polars as pl
 
+    from dianfei.collections.promises import ladder_columns
+    from dianfei.collections.tickets import disputed_bills
     from dianfei.ledger.service import balances_frame
     from dianfei.risk.service import early_warnings, scorer_for
 
     day = ctx.day
-    overdue = items.filter((pl.col("due_on") < day) & (pl.col("open_amount") > 0))
+    disputed = disputed_bills(ctx.db.engine)
+    overdue = items.filter((pl.col("due_on") < day) & (pl.col("open_amount") > 0)
+                           & ~pl.col("bill_id").is_in(disputed).fill_null(False))
     per = (overdue.sort("due_on", "reference").group_by("account_id").agg(
         pl.col("open_amount").sum().alias("amount_overdue"),
         pl.col("due_on").min().alias("oldest_due"),
@@ -382,11 +404,11 @@ def build_snapshot(ctx: Context, items: pl.DataFrame, scorer: RiskScorer | None)
     # any account it did not score, and for all until a model is trained)
     scores = (scorer or scorer_for(ctx.db, day, plans=lambda: broken_plan_dates(ctx.db))).score(feats)
     warned = early_warnings(ctx.db, day).select("account_id", pl.lit(True).alias("early_warning"))
-    return (snap.join(scores.select("account_id", pl.col("band").alias("risk_band")),
-                      on="account_id", how="left")
-            .join(warned, on="account_id", how="left")
-            .with_columns(pl.col("risk_band").fill_null("low"),
-                          pl.col("early_warning").fill_null(False)))
+    return ladder_columns(ctx, snap.join(scores.select("account_id", pl.col("band").alias("risk_band")),
+                                         on="account_id", how="left")
+                          .join(warned, on="account_id", how="left")
+                          .with_columns(pl.col("risk_band").fill_null("low"),
+                                        pl.col("early_warning").fill_null(False)))
 
 
 def _dunning(ctx: Context, conn: Any, snapshot: pl.DataFrame) -> None:
@@ -527,8 +549,8 @@ def events_json(db: Database, account_id: str | None = None) -> list[dict[str, A
             e["amount"] = fmt_yuan(r["amount"])
             e["balance_after"] = fmt_yuan(r["balance_after"])
         elif t in ("late_fee_accrued", "waiver", "plan_agreed", "plan_broken", "plan_completed",
-                   "plan_proposed", "plan_approved", "instalment_missed") \
-                and r["amount"] is not None:
+                   "plan_proposed", "plan_approved", "instalment_missed",
+                   "promise_made", "promise_kept", "promise_broken") and r["amount"] is not None:
             e["amount"] = fmt_yuan(r["amount"])
         if r["level"] is not None:
             e["level"] = r["level"]

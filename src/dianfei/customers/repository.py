@@ -132,6 +132,10 @@ def assignment_facts(engine: Engine, accounts: Sequence[str]) -> pl.DataFrame:
             "c.station_id, c.collector_id, c.language FROM accounts a JOIN customers c "
             f"ON c.customer_id = a.customer_id WHERE a.closed_on IS NULL AND {member}",
             params, schema=schema)
+def collector(conn: Connection, collector_id: str) -> dict[str, Any] | None:
+    row = conn.execute(text("SELECT collector_id, name, station_id FROM collectors "
+                            "WHERE collector_id = :c"), {"c": collector_id}).first()
+    return None if row is None else {"collector_id": row[0], "name": row[1], "station_id": row[2]}
 
 
 def bill_facts(engine: Engine, accounts: Sequence[str] | None = None) -> pl.DataFrame:

@@ -261,6 +261,15 @@ def assignment_facts(engine: Engine, accounts: Sequence[str]) -> pl.DataFrame:
     from dianfei.customers import repository
 
     return repository.assignment_facts(engine, accounts)
+def collector(conn: Connection, collector_id: str) -> dict[str, Any]:
+    """One collector (催费员): collector_id, name, station_id; NotFoundError when unknown.
+    (The register keeps no inactive flag: a collector who left is removed from it.)"""
+    from dianfei.customers import repository
+
+    found = repository.collector(conn, collector_id)
+    if found is None:
+        raise NotFoundError(f"collector {collector_id!r} is not in the collectors register")
+    return found
 
 
 def bill_facts(engine: Engine, accounts: Sequence[str] | None = None) -> pl.DataFrame:

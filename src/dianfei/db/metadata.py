@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dianfei.audit import models as audit_models
 from dianfei.billing import models as billing_models
+from dianfei.collections import fieldwork_models, ticket_models, worklist_models
 from dianfei.collections import models as collections_models
-from dianfei.collections import ticket_models, worklist_models
 from dianfei.customers import models as customer_models
 from dianfei.db.base import Base
 from dianfei.events import models as event_models
@@ -20,7 +20,24 @@ from dianfei.risk import insight_models
 from dianfei.risk import models as risk_models
 from dianfei.security import models as security_models
 
-__all__ = ["Base", "audit_models", "billing_models", "collections_models", "customer_models",
-           "event_models", "insight_models", "job_models", "ledger_models", "metering_models",
-           "notify_models", "payments_models", "risk_models", "security_models", "statement_models",
-           "ticket_models", "vee_models", "worklist_models"]
+__all__ = [
+           "Base",
+           "audit_models",
+           "billing_models",
+           "collections_models",
+           "customer_models",
+           "event_models",
+           "fieldwork_models",
+           "insight_models",
+           "job_models",
+           "ledger_models",
+           "metering_models",
+           "notify_models",
+           "payments_models",
+           "risk_models",
+           "security_models",
+           "statement_models",
+           "ticket_models",
+           "vee_models",
+           "worklist_models",
+]

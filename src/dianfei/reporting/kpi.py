@@ -15,7 +15,10 @@ Definitions (docs/kpi.md writes them out for users):
   the bills due before D (``due_on`` < D) ÷ billed;
 - *payment cycle* = days from a bill's issue date to the day it was paid in full, over the bills
   paid in full at D (zero-amount bills left out); median of an even count = mean of the middle two;
-- *complaint rate* = complaints opened in the period per 10,000 customers open at its last day.
+- *complaint rate* = complaints (every complaint category: complaint, notice_complaint,
+  collector_complaint) opened in the period per 10,000 customers open at its last day;
+- *satisfaction* = the mean survey score of the period's tickets and of the surveys taken in it
+  after visits and reconnections.
 
 A rate whose denominator is zero is ``None`` (JSON null), never a division by zero.
 """
@@ -67,7 +70,8 @@ class Inputs:
     clearings: pl.DataFrame
     #: customer_id, customer_class, region_id, station_id, collector_id, opened_on, closed_on
     customers: pl.DataFrame
-    #: tickets opened in the period: customer_id, category, satisfaction
+    #: tickets opened in the period: customer_id, category, satisfaction — and the surveys taken
+    #: in it after visits and reconnections, as rows of category "survey"
     tickets: pl.DataFrame
     #: notices queued in the period: customer_id, status
     notices: pl.DataFrame
@@ -114,7 +118,7 @@ def load_inputs(db: Database, period: Period, as_of: date, trend: int = 0) -> In
     import polars as pl
 
     from dianfei.billing.service import bills_between, open_exceptions
-    from dianfei.collections.service import suspended_between, tickets_between
+    from dianfei.collections.service import surveys_between, suspended_between, tickets_between
     from dianfei.core.clock import start_of_day
     from dianfei.customers.service import customer_dimensions, open_account_facts
     from dianfei.ledger.service import write_offs
@@ -133,7 +137,9 @@ def load_inputs(db: Database, period: Period, as_of: date, trend: int = 0) -> In
         bills=bills_between(db.engine, first, last),
         clearings=bill_clearings(db.engine, first, last),
         customers=customer_dimensions(db.engine),
-        tickets=tickets_between(db.engine, since, until),
+        tickets=pl.concat([tickets_between(db.engine, since, until).select(
+            "customer_id", "category", "satisfaction"), surveys_between(db.engine, since, until)
+            .select("customer_id", pl.lit("survey").alias("category"), "satisfaction")]),
         notices=notice_outcomes(db.engine, since, until),
         unbilled=owners,
         suspensions=suspended_between(db, period.first_day, max(as_of, period.first_day)),
@@ -291,6 +297,8 @@ def _service_figures(inp: Inputs, this: pl.DataFrame, as_of: date,
     write-offs — each counted from its own rows (``this``: the period's bills at D)."""
     import polars as pl
 
+    from dianfei.collections.service import COMPLAINT_CATEGORIES
+
     period = inp.period
     live = this.filter(pl.col("status") != "cancelled")
 
@@ -302,7 +310,8 @@ def _service_figures(inp: Inputs, this: pl.DataFrame, as_of: date,
         & (pl.col("closed_on").is_null() | (pl.col("closed_on") > period.last_day)))
     parts = [
         grouped(open_customers, pl.len().alias("customers")),
-        grouped(inp.tickets, (pl.col("category") == "complaint").sum().alias("complaints"),
+        grouped(inp.tickets, pl.col("category").is_in(COMPLAINT_CATEGORIES).sum()
+                .alias("complaints"),
                 pl.col("satisfaction").count().alias("surveys"),
                 pl.col("satisfaction").sum().alias("score_sum")),
         grouped(inp.notices, pl.col("status").is_in(NOTICE_REACHED).sum().alias("reached"),

@@ -28,21 +28,34 @@ PERMISSIONS: Mapping[str, str] = {
     "worklists:own": "the signed-in collector's own worklist and the timelines of its accounts",
     "worklists:read": "every collector's worklists, the supervisor view and account timelines",
     "worklists:manage": "reassign and balance worklists",
+    # field work (web/fieldwork_api.py): a collector's records are limited to their own
+    "visits:record": "record a visit or call and its outcome",
+    "visits:read": "visits and calls (a collector: only their own)",
+    "tickets:open": "open a service ticket (dispute, complaint, question)",
+    "tickets:read": "service tickets",
+    "tickets:decide": "decide a service ticket",
+    "surveys:record": "record a satisfaction survey",
 }
 
 _READ_BILLS = {"periods:read", "bills:read", "customers:read"}
 
+#: the service desk's part of field work: open and read tickets, record surveys
+_FIELDWORK_DESK = {"tickets:open", "tickets:read", "surveys:record"}
+
 #: role → permissions (管理员, 抄核收员, 收费员, 催费员, 主管, 稽核, 客户, 监控)
 ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = {
     "admin": frozenset(PERMISSIONS) - {"own:bills"},
-    "billing_clerk": frozenset(_READ_BILLS | {"exceptions:read"}),
-    "cashier": frozenset(_READ_BILLS | {"payments:read"}),
-    "collector": frozenset({"bills:read", "customers:read", "payments:read", "worklists:own"}),
+    "billing_clerk": frozenset(_READ_BILLS | {"exceptions:read"} | _FIELDWORK_DESK),
+    "cashier": frozenset(_READ_BILLS | {"payments:read"} | _FIELDWORK_DESK),
+    "collector": frozenset({"bills:read", "customers:read", "payments:read", "worklists:own",
+                            "visits:record", "visits:read", "tickets:open"}),
     "supervisor": frozenset(_READ_BILLS | {"exceptions:read", "payments:read",
                                            "payments:worklist", "worklists:read",
-                                           "worklists:manage"}),
+                                           "worklists:manage"} | _FIELDWORK_DESK
+                            | {"visits:record", "visits:read", "tickets:decide"}),
     "auditor": frozenset(_READ_BILLS | {"exceptions:read", "payments:read",
-                                        "payments:worklist", "audit:read", "worklists:read"}),
+                                        "payments:worklist", "audit:read", "worklists:read",
+                                        "visits:read", "tickets:read"}),
     "customer": frozenset({"own:bills"}),
     #: Prometheus' scraper: the figures of /metrics and nothing else (监控)
     "monitor": frozenset({"metrics:read"}),

@@ -54,6 +54,9 @@ def create_app(db: Database, clock: Clock | None = None) -> FastAPI:
     payments_api.register(app, db, clock or SystemClock())
     plans_api.register(app, db, clock or SystemClock())
     collections_api.register(app, db, clock or SystemClock())
+    from dianfei.web import fieldwork_api
+
+    fieldwork_api.register(app, db, clock or SystemClock())
     pages = Environment(loader=PackageLoader("dianfei.web", "templates"),
                         autoescape=select_autoescape(["html"]))
 

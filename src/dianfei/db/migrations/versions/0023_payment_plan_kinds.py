@@ -11,7 +11,7 @@
 on SQLite).
 
 Revision ID: 0023
-Revises: 0021
+Revises: 0022
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from alembic import op
 import dianfei.db.types
 
 revision = "0023"
-down_revision = "0021"
+down_revision = "0022"
 branch_labels = None
 depends_on = None
 
