@@ -5,7 +5,7 @@ from __future__ import annotations
 from dianfei.audit import models as audit_models
 from dianfei.billing import models as billing_models
 from dianfei.collections import models as collections_models
-from dianfei.collections import ticket_models
+from dianfei.collections import ops_models, ticket_models
 from dianfei.customers import models as customer_models
 from dianfei.db.base import Base
 from dianfei.events import models as event_models
@@ -21,5 +21,5 @@ from dianfei.security import models as security_models
 
 __all__ = ["Base", "audit_models", "billing_models", "collections_models", "customer_models",
            "event_models", "insight_models", "ledger_models", "metering_models", "notify_models",
-           "payments_models", "risk_models", "security_models", "statement_models", "ticket_models",
-           "vee_models"]
+           "ops_models", "payments_models", "risk_models", "security_models", "statement_models",
+           "ticket_models", "vee_models"]

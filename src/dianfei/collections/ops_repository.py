@@ -1,0 +1,150 @@
+"""Queries of collector operations (C) on collections' own tables: contact_flags,
+contact_checks, credit_ratings, and the collection events they read."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, Engine, text
+
+from dianfei.db.frames import read_frame
+
+if TYPE_CHECKING:
+    import polars as pl
+
+
+def events_since(source: Engine | Connection, types: Sequence[str], since: date) -> pl.DataFrame:
+    """key, account_id, customer_id, type, at, business_date, detail of the collection events of
+    ``types`` on business days from ``since``."""
+    import polars as pl
+
+    names = {f"t{i}": t for i, t in enumerate(types)}
+    return read_frame(
+        source, "SELECT key, account_id, customer_id, type, at, business_date, detail "
+        f"FROM collection_events WHERE business_date >= :s AND type IN "
+        f"({', '.join(':' + k for k in names) or 'NULL'}) ORDER BY event_id",
+        {"s": since, **names}, dates=("business_date",), instants=("at",),
+        schema={"key": pl.String, "account_id": pl.String, "customer_id": pl.String,
+                "type": pl.String, "detail": pl.String})
+
+
+def event_counts(source: Engine | Connection, types: Sequence[str], since: date) -> pl.DataFrame:
+    """account_id, type, month (YYYY-MM), events: the collection events of ``types`` from
+    ``since``, counted per account, type and business month (in the database)."""
+    import polars as pl
+
+    names = {f"t{i}": t for i, t in enumerate(types)}
+    conn_dialect = source.dialect.name
+    month = ("strftime('%Y-%m', business_date)" if conn_dialect == "sqlite"
+             else "to_char(business_date, 'YYYY-MM')")
+    return read_frame(
+        source, f"SELECT account_id, type, {month} AS month, COUNT(*) AS events "
+        f"FROM collection_events WHERE business_date >= :s AND type IN "
+        f"({', '.join(':' + k for k in names) or 'NULL'}) GROUP BY account_id, type, {month}",
+        {"s": since, **names},
+        schema={"account_id": pl.String, "type": pl.String, "month": pl.String,
+                "events": pl.Int64})
+
+
+def late_bills(source: Engine | Connection, since: date) -> pl.DataFrame:
+    """account_id, late: bills due from ``since`` that accrued a late fee (paid late, or still
+    overdue)."""
+    import polars as pl
+
+    return read_frame(
+        source, "SELECT account_id, COUNT(*) AS late FROM late_fee_accruals WHERE due_on >= :s "
+        "GROUP BY account_id", {"s": since},
+        schema={"account_id": pl.String, "late": pl.Int64})
+
+
+def open_flags(source: Engine | Connection) -> pl.DataFrame:
+    """The open contact flags: flag_id, account_id, customer_id, reason, field, opened_at, task_id."""
+    import polars as pl
+
+    return read_frame(
+        source, "SELECT flag_id, account_id, customer_id, reason, field, opened_at, task_id "
+        "FROM contact_flags WHERE status = 'open' ORDER BY flag_id", instants=("opened_at",),
+        schema={"flag_id": pl.Int64, "account_id": pl.String, "customer_id": pl.String,
+                "reason": pl.String, "field": pl.String, "task_id": pl.Int64})
+
+
+def flags(source: Engine | Connection, status: str | None) -> pl.DataFrame:
+    """Contact flags (of ``status``, or all), oldest first."""
+    import polars as pl
+
+    where = " WHERE status = :s" if status else ""
+    return read_frame(
+        source, "SELECT flag_id, key, account_id, customer_id, reason, field, status, opened_at, "
+        f"task_id, closed_at, closed_by, detail FROM contact_flags{where} ORDER BY flag_id",
+        {"s": status} if status else {}, instants=("opened_at", "closed_at"),
+        schema={"flag_id": pl.Int64, "key": pl.String, "account_id": pl.String,
+                "customer_id": pl.String, "reason": pl.String, "field": pl.String,
+                "status": pl.String, "task_id": pl.Int64, "closed_by": pl.String,
+                "detail": pl.String})
+
+
+def checks(source: Engine | Connection) -> pl.DataFrame:
+    """account_id, phone_verified_at, email_verified_at of every account verified at least once."""
+    import polars as pl
+
+    return read_frame(
+        source, "SELECT account_id, phone_verified_at, email_verified_at FROM contact_checks",
+        instants=("phone_verified_at", "email_verified_at"), schema={"account_id": pl.String})
+
+
+def existing_flag_keys(conn: Connection, keys: list[str]) -> set[str]:
+    from dianfei.db.lists import rows_in
+
+    return {str(r[0]) for r in rows_in(conn, "SELECT key FROM contact_flags WHERE {member}",
+                                       "key", keys)}
+
+
+def open_contact_task(conn: Connection, account_id: str) -> int | None:
+    """The account's open ``contact_update`` task (whoever raised it), if any."""
+    row = conn.execute(text(
+        "SELECT task_id FROM collection_tasks WHERE account_id = :a AND kind = 'contact_update' "
+        "AND status = 'open' ORDER BY task_id"), {"a": account_id}).first()
+    return None if row is None else int(row[0])
+
+
+def ratings(source: Engine | Connection) -> pl.DataFrame:
+    """Every account's credit rating."""
+    import polars as pl
+
+    return read_frame(
+        source, "SELECT account_id, customer_id, grade, points, on_time, late, broken, "
+        "suspensions, repeat_defaulter, as_of, since FROM credit_ratings ORDER BY account_id",
+        dates=("as_of", "since"),
+        schema={"account_id": pl.String, "customer_id": pl.String, "grade": pl.String,
+                "points": pl.Int64, "on_time": pl.Int64, "late": pl.Int64, "broken": pl.Int64,
+                "suspensions": pl.Int64, "repeat_defaulter": pl.Boolean})
+
+
+def repeat_defaulters(source: Engine | Connection) -> pl.DataFrame:
+    """account_id of every account rated a repeat defaulter."""
+    import polars as pl
+
+    return read_frame(source, "SELECT account_id FROM credit_ratings WHERE repeat_defaulter",
+                      schema={"account_id": pl.String})
+
+
+def rating_rows(conn: Connection, accounts: Sequence[str]) -> list[Any]:
+    from dianfei.db.lists import rows_in
+
+    return rows_in(conn, "SELECT account_id, grade, points, as_of, since, repeat_defaulter "
+                         "FROM credit_ratings WHERE {member}", "account_id", accounts)
+
+
+def task_counts(source: Engine | Connection, kinds: Sequence[str]) -> pl.DataFrame:
+    """account_id, kind, status, tasks: the tasks of ``kinds`` per account and status."""
+    import polars as pl
+
+    names = {f"k{i}": k for i, k in enumerate(kinds)}
+    return read_frame(
+        source, "SELECT account_id, kind, status, COUNT(*) AS tasks FROM collection_tasks "
+        f"WHERE kind IN ({', '.join(':' + k for k in names) or 'NULL'}) "
+        "GROUP BY account_id, kind, status", names,
+        schema={"account_id": pl.String, "kind": pl.String, "status": pl.String,
+                "tasks": pl.Int64})
