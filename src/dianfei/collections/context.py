@@ -72,6 +72,8 @@ class DayReport:
     prepay_implausible: list[str] = field(default_factory=list)
     prepay_warnings: int = 0
     prepay_cutoff_notices: int = 0
+    #: collector operations (C): ratings, contact flags, tasks routed and escalated
+    operations: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:

@@ -39,11 +39,15 @@ def event_counts(source: Engine | Connection, types: Sequence[str], since: date)
     conn_dialect = source.dialect.name
     month = ("strftime('%Y-%m', business_date)" if conn_dialect == "sqlite"
              else "to_char(business_date, 'YYYY-MM')")
+    find = "instr" if conn_dialect == "sqlite" else "strpos"
     return read_frame(
         source, f"SELECT account_id, type, {month} AS month, COUNT(*) AS events "
         f"FROM collection_events WHERE business_date >= :s AND type IN "
-        f"({', '.join(':' + k for k in names) or 'NULL'}) GROUP BY account_id, type, {month}",
-        {"s": since, **names},
+        f"({', '.join(':' + k for k in names) or 'NULL'}) "
+        # a smart-prepayment cut-off is how prepayment works, not a stop for arrears
+        f"AND NOT (type = 'suspended' AND coalesce({find}(detail, :pp), 0) > 0) "
+        f"GROUP BY account_id, type, {month}",
+        {"s": since, "pp": '"reason": "prepay"', **names},
         schema={"account_id": pl.String, "type": pl.String, "month": pl.String,
                 "events": pl.Int64})
 
