@@ -52,6 +52,11 @@ ForecastProvider = Callable[[Engine, Sequence[str], Period], Mapping[str, Mappin
 #: the hook's import path, looked up by the entry points (billing cannot import risk)
 FORECAST_HOOK = "dianfei.risk.service:bill_document_forecast"
 
+#: the good-payer rating hook (信用等级), same shape: (engine, accounts, period) → per account
+#: {"grade": "A", "points": "85", "as_of": "YYYY-MM-DD"}; collections provides it (billing sits
+#: below collections and cannot import it); without it a bill shows no rating
+RATING_HOOK = "dianfei.collections.incentives:bill_document_ratings"
+
 TOU_ORDER = ("sharp", "peak", "flat", "valley")
 #: contracted capacity bands (0.01 kVA upper bounds) that make "households of the same size"
 SIZE_BANDS: tuple[tuple[int, str], ...] = ((400, "≤4kVA"), (800, "4–8kVA"), (1600, "8–16kVA"))
@@ -184,10 +189,11 @@ def load_forecaster(path: str = FORECAST_HOOK) -> ForecastProvider | None:
 
 def bill_document(engine: Engine, account_id: str, period: Period, *, as_of: date | None = None,
                   forecast: ForecastProvider | None = None,
-                  context: PeriodContext | None = None) -> dict[str, Any]:
+                  context: PeriodContext | None = None,
+                  rating: ForecastProvider | None = None) -> dict[str, Any]:
     """One account's bill for the period (its live bill, else its latest cancelled one)."""
     docs = bill_documents(engine, period, [account_id], as_of=as_of, forecast=forecast,
-                          context=context, include_cancelled=True)
+                          context=context, include_cancelled=True, rating=rating)
     if not docs:
         with engine.connect() as conn:
             known = conn.execute(text("SELECT 1 FROM bills WHERE account_id = :a"),
@@ -202,7 +208,8 @@ def bill_document(engine: Engine, account_id: str, period: Period, *, as_of: dat
 def bill_documents(engine: Engine, period: Period, accounts: Sequence[str], *,
                    as_of: date | None = None, forecast: ForecastProvider | None = None,
                    context: PeriodContext | None = None,
-                   include_cancelled: bool = False) -> list[dict[str, Any]]:
+                   include_cancelled: bool = False,
+                   rating: ForecastProvider | None = None) -> list[dict[str, Any]]:
     """The documents of ``accounts``' bills for ``period``, in the order of ``accounts``;
     accounts without a bill are left out (the caller compares). ``as_of``: the day the
     account's position (arrears, late fees, credit, amount due) is read, today by default."""
@@ -242,6 +249,11 @@ def bill_documents(engine: Engine, period: Period, accounts: Sequence[str], *,
                              meters.get(bill["bill_id"], []), history.get(account, []),
                              facts.get(account, {}), peers.get(account), items_by.get(account, []),
                              owed.get(account, 0), predicted.get(account), ctx, period, day))
+    if rating is not None:
+        rated = rating(engine, list(bills), period)
+        for doc in out:
+            found = rated.get(doc["account"])
+            doc["credit_rating"] = dict(found) if found else None
     return out
 
 

@@ -81,7 +81,7 @@ def bill_show(
     ways to pay (PDF: A4 with the CJK font embedded)."""
     import json
 
-    from dianfei.billing.documents import bill_document, document_context, load_forecaster
+    from dianfei.billing.documents import RATING_HOOK, bill_document, document_context, load_forecaster
     from dianfei.billing.view import normalise_lang
 
     if fmt not in ("json", "html", "pdf"):
@@ -90,7 +90,8 @@ def bill_show(
     db = database()
     p = Period.parse(period)
     doc = bill_document(db.engine, account, p, forecast=load_forecaster(),
-                        context=document_context(db, p), as_of=business_date(clock_from_env().now()))
+                        context=document_context(db, p), as_of=business_date(clock_from_env().now()),
+                        rating=load_forecaster(RATING_HOOK))
     if fmt == "pdf":
         from dianfei.billing.pdf import render_pdf
         from dianfei.billing.view import bill_view

@@ -255,7 +255,7 @@ def contact_status(engine: Any, account_ids: list[str]) -> pl.DataFrame:
 
     base = pl.DataFrame({"account_id": list(dict.fromkeys(account_ids))},
                         schema={"account_id": pl.String})
-    flags = (repo.open_flags(engine).filter(pl.col("account_id").is_in(base["account_id"]))
+    flags = (repo.open_flags(engine).filter(pl.col("account_id").is_in(base["account_id"].to_list()))
              .group_by("account_id").agg(pl.col("reason").unique().sort().str.join(",")
                                          .alias("contact_flag"),
                                          (pl.col("field") == "phone").any().alias("_phone_doubt")))

@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from jinja2 import Environment, PackageLoader, select_autoescape
 from pydantic import BaseModel, Field
 
-from dianfei.billing.documents import bill_document, document_context, load_forecaster
+from dianfei.billing.documents import RATING_HOOK, bill_document, document_context, load_forecaster
 from dianfei.billing.render import render_html
 from dianfei.billing.service import customer_bills, open_exceptions, period_totals
 from dianfei.billing.view import bill_view, normalise_lang
@@ -140,7 +140,7 @@ def create_app(db: Database, clock: Clock | None = None) -> FastAPI:
     def _bill(account: str, period: str) -> dict[str, Any]:
         p = Period.parse(period)
         return bill_document(db.engine, account, p, forecast=load_forecaster(),
-                             context=document_context(db, p))
+                             context=document_context(db, p), rating=load_forecaster(RATING_HOOK))
 
     @app.get("/bills/{account}/{period}", response_class=HTMLResponse, include_in_schema=False,
              **guard("bills:read"))
