@@ -19,6 +19,13 @@ PERMISSIONS: Mapping[str, str] = {
     "users:manage": "create, disable and list users",
     "audit:read": "the audit chain and its verification",
     "own:bills": "the signed-in customer's own bills",
+    # collector operations (跨部门工单, 联系方式核实, 信用等级)
+    "tasks:read": "every department's tasks",
+    "tasks:own": "the tasks owned by the signed-in user (list, report done)",
+    "tasks:write": "open, assign, hand over, complete and escalate any task",
+    "contacts:read": "contact flags and verified-phone coverage",
+    "contacts:verify": "record a contact verified with the customer",
+    "ratings:read": "credit ratings and the incentives report",
 }
 
 _READ_BILLS = {"periods:read", "bills:read", "customers:read"}
@@ -28,11 +35,13 @@ ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = {
     "admin": frozenset(PERMISSIONS) - {"own:bills"},
     "billing_clerk": frozenset(_READ_BILLS | {"exceptions:read"}),
     "cashier": frozenset(_READ_BILLS | {"payments:read"}),
-    "collector": frozenset({"bills:read", "customers:read", "payments:read"}),
+    "collector": frozenset({"bills:read", "customers:read", "payments:read", "tasks:own"}),
     "supervisor": frozenset(_READ_BILLS | {"exceptions:read", "payments:read",
-                                           "payments:worklist"}),
+                                           "payments:worklist", "tasks:read", "tasks:write",
+                                           "contacts:read", "contacts:verify", "ratings:read"}),
     "auditor": frozenset(_READ_BILLS | {"exceptions:read", "payments:read",
-                                        "payments:worklist", "audit:read"}),
+                                        "payments:worklist", "audit:read", "tasks:read",
+                                        "contacts:read", "ratings:read"}),
     "customer": frozenset({"own:bills"}),
 }
 
