@@ -8,13 +8,13 @@ from datetime import datetime
 
 import pytest
 from fastapi.testclient import TestClient
+from tests.factories import Person, load_people
 from typer.testing import CliRunner
 
 from dianfei.cli.main import app as cli
 from dianfei.core.clock import BUSINESS_TZ, FixedClock
 from dianfei.db.engine import Database
 from dianfei.web.app import create_app
-from tests.factories import Person, load_people
 
 PASSWORD = "correct horse battery"
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=BUSINESS_TZ)
