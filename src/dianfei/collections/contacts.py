@@ -101,20 +101,25 @@ def _causes(db: Database, day: date, now: datetime) -> list[dict[str, Any]]:
 def check_contacts(db: Database, day: date, *, clock: Clock) -> dict[str, int]:
     """The daily step: flag accounts whose contact data is in doubt, one ``contact_update`` task
     per flag (or the account's open one). Idempotent: a cause already flagged, a field already
-    flagged open, and a cause from before the field's last verification add nothing."""
-    from dianfei.collections.tasks import open_task
+    flagged open, and a bounce from before the field's last verification add nothing. Set-based:
+    the first day can flag every account without a phone."""
+    import polars as pl
+
+    from dianfei.audit import service as audit_service
+    from dianfei.collections.tasks import rules, write_task_events
+    from dianfei.db.bulk import write_frame
 
     now = clock.now()
     causes = _causes(db, day, now)
     counts = {"flagged": 0, "tasks": 0}
     if not causes:
         return counts
-    with db.session() as s:
-        conn = s.connection()
+    with db.engine.begin() as conn:
         have = repo.existing_flag_keys(conn, [c["key"] for c in causes])
         open_now = {(r["account_id"], r["field"]) for r in
                     repo.open_flags(conn).iter_rows(named=True)}
         verified = {r["account_id"]: r for r in repo.checks(conn).iter_rows(named=True)}
+        fresh = []
         for c in causes:
             where = (c["account_id"], c["field"])
             if c["key"] in have or where in open_now:
@@ -122,30 +127,60 @@ def check_contacts(db: Database, day: date, *, clock: Clock) -> dict[str, int]:
             last = verified.get(c["account_id"], {}).get(f"{c['field']}_verified_at")
             if last is not None and c["at"] <= last and c["reason"] in ("bounced", "wrong_contact"):
                 continue  # it failed on the contact that has since been corrected
-            flag = ContactFlag(key=c["key"], account_id=c["account_id"],
-                               customer_id=c["customer_id"], reason=c["reason"], field=c["field"],
-                               status="open", opened_at=now,
-                               detail=json.dumps(c["detail"], ensure_ascii=False) if c["detail"] else None)
-            s.add(flag)
-            s.flush()
-            task_id = repo.open_contact_task(conn, c["account_id"])
-            if task_id is None:
-                task = open_task(s, account_id=c["account_id"], kind="contact_update",
-                                 opened_by="daily run", clock=clock, key=f"contact:{flag.flag_id}",
-                                 detail={"flag_id": flag.flag_id, "reason": c["reason"],
-                                         "field": c["field"]})
-                task_id = task.task_id
-                counts["tasks"] += 1
-            flag.task_id = task_id
             open_now.add(where)
-            write_events(conn, event_frame([{
-                "key": f"cflag:{flag.flag_id}", "account_id": flag.account_id,
-                "customer_id": flag.customer_id, "type": "contact_flagged", "at": now,
-                "business_date": business_date(now),
-                "detail": json.dumps({"flag_id": flag.flag_id, "reason": flag.reason,
-                                      "field": flag.field, "task_id": task_id, **c["detail"]},
-                                     ensure_ascii=False)}]))
-            counts["flagged"] += 1
+            fresh.append(c)
+        if not fresh:
+            return counts
+        write_frame(conn, "contact_flags", pl.DataFrame([{
+            "key": c["key"], "account_id": c["account_id"], "customer_id": c["customer_id"],
+            "reason": c["reason"], "field": c["field"], "status": "open", "opened_at": now,
+            "detail": json.dumps(c["detail"], ensure_ascii=False) if c["detail"] else None}
+            for c in fresh], schema={"key": pl.String, "account_id": pl.String,
+                                     "customer_id": pl.String, "reason": pl.String,
+                                     "field": pl.String, "status": pl.String,
+                                     "opened_at": pl.Datetime("us", "UTC"), "detail": pl.String}))
+        ids = repo.flags_by_key(conn, [c["key"] for c in fresh])
+        task_of = repo.open_contact_tasks(conn, sorted({c["account_id"] for c in fresh}))
+        # one new task per account that has none open: its first new flag opens it
+        spec = rules().kind("contact_update")
+        new_tasks = {}
+        for c in fresh:
+            if c["account_id"] not in task_of and c["account_id"] not in new_tasks:
+                fid = ids[c["key"]]
+                new_tasks[c["account_id"]] = {
+                    "key": f"contact:{fid}", "account_id": c["account_id"],
+                    "customer_id": c["customer_id"], "kind": "contact_update", "status": "open",
+                    "created_at": now, "due_at": now + timedelta(days=spec.due_days),
+                    "department": spec.department,
+                    "detail": json.dumps({"flag_id": fid, "reason": c["reason"],
+                                          "field": c["field"]})}
+        if new_tasks:
+            write_frame(conn, "collection_tasks", pl.DataFrame(list(new_tasks.values()), schema={
+                "key": pl.String, "account_id": pl.String, "customer_id": pl.String,
+                "kind": pl.String, "status": pl.String, "created_at": pl.Datetime("us", "UTC"),
+                "due_at": pl.Datetime("us", "UTC"), "department": pl.String,
+                "detail": pl.String}))
+            opened = repo.tasks_by_key(conn, [t["key"] for t in new_tasks.values()])
+            write_task_events(conn, opened, "task_opened", "opened", by="daily run")
+            task_of.update(zip(opened["account_id"].to_list(), opened["task_id"].to_list(),
+                               strict=True))
+            audit_service.record(conn, "task.opened", "contact_update",
+                                 {"tasks": opened.height, "by": "daily run",
+                                  "department": spec.department})
+        links = pl.DataFrame({"flag_id": [ids[c["key"]] for c in fresh],
+                              "task_id": [task_of[c["account_id"]] for c in fresh]},
+                             schema={"flag_id": pl.Int64, "task_id": pl.Int64})
+        from dianfei.collections import repository
+
+        repository.update_rows(conn, "contact_flags", "flag_id", links)
+        write_events(conn, event_frame([{
+            "key": f"cflag:{ids[c['key']]}", "account_id": c["account_id"],
+            "customer_id": c["customer_id"], "type": "contact_flagged", "at": now,
+            "business_date": business_date(now),
+            "detail": json.dumps({"flag_id": ids[c["key"]], "reason": c["reason"],
+                                  "field": c["field"], "task_id": task_of[c["account_id"]],
+                                  **c["detail"]}, ensure_ascii=False)} for c in fresh]))
+        counts["flagged"], counts["tasks"] = len(fresh), len(new_tasks)
     return counts
 
 

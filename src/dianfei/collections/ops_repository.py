@@ -152,3 +152,87 @@ def task_counts(source: Engine | Connection, kinds: Sequence[str]) -> pl.DataFra
         "GROUP BY account_id, kind, status", names,
         schema={"account_id": pl.String, "kind": pl.String, "status": pl.String,
                 "tasks": pl.Int64})
+
+
+def unrouted_tasks(conn: Connection) -> pl.DataFrame:
+    """task_id, kind of the tasks no department has yet (raised by other modules)."""
+    import polars as pl
+
+    return read_frame(conn, "SELECT task_id, kind FROM collection_tasks WHERE department IS NULL "
+                            "ORDER BY task_id", schema={"task_id": pl.Int64, "kind": pl.String})
+
+
+def fill_due(conn: Connection, kind: str, days: int) -> None:
+    """Tasks of ``kind`` without a due time are due ``days`` after they were raised."""
+    rows = conn.execute(text("SELECT task_id, created_at FROM collection_tasks "
+                             "WHERE kind = :k AND due_at IS NULL"), {"k": kind}).all()
+    if not rows:
+        return
+    from datetime import timedelta
+
+    from sqlalchemy import bindparam, update
+
+    from dianfei.collections.models import CollectionTask
+
+    t = CollectionTask.__table__
+    conn.execute(update(t).where(t.c.task_id == bindparam("tid")).values(due_at=bindparam("due")),
+                 [{"tid": r[0], "due": _aware(r[1]) + timedelta(days=days)} for r in rows])
+
+
+def _aware(value: Any) -> Any:
+    from datetime import UTC, datetime
+
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def tasks_by_id(conn: Connection, task_ids: Sequence[int]) -> pl.DataFrame:
+    """task_id, key, account_id, customer_id, kind, department, owner, created_at, due_at."""
+    import polars as pl
+
+    from dianfei.db.lists import any_of
+
+    member, params = any_of(conn, "task_id", "ids", list(task_ids), array_type="BIGINT")
+    return read_frame(
+        conn, "SELECT task_id, key, account_id, customer_id, kind, department, owner, created_at, "
+        f"due_at FROM collection_tasks WHERE {member} ORDER BY task_id", params,
+        instants=("created_at", "due_at"),
+        schema={"task_id": pl.Int64, "key": pl.String, "account_id": pl.String,
+                "customer_id": pl.String, "kind": pl.String, "department": pl.String,
+                "owner": pl.String})
+
+
+def tasks_by_key(conn: Connection, keys: Sequence[str]) -> pl.DataFrame:
+    """:func:`tasks_by_id`'s columns for the tasks of ``keys``."""
+    import polars as pl
+
+    from dianfei.db.lists import any_of
+
+    member, params = any_of(conn, "key", "keys", list(keys))
+    return read_frame(
+        conn, "SELECT task_id, key, account_id, customer_id, kind, department, owner, created_at, "
+        f"due_at FROM collection_tasks WHERE {member} ORDER BY task_id", params,
+        instants=("created_at", "due_at"),
+        schema={"task_id": pl.Int64, "key": pl.String, "account_id": pl.String,
+                "customer_id": pl.String, "kind": pl.String, "department": pl.String,
+                "owner": pl.String})
+
+
+def open_contact_tasks(conn: Connection, accounts: Sequence[str]) -> dict[str, int]:
+    """account → its oldest open ``contact_update`` task (whoever raised it)."""
+    from dianfei.db.lists import rows_in
+
+    out: dict[str, int] = {}
+    for a, t in rows_in(conn, "SELECT account_id, task_id FROM collection_tasks WHERE "
+                              "kind = 'contact_update' AND status = 'open' AND {member} "
+                              "ORDER BY task_id", "account_id", accounts):
+        out.setdefault(str(a), int(t))
+    return out
+
+
+def flags_by_key(conn: Connection, keys: Sequence[str]) -> dict[str, int]:
+    from dianfei.db.lists import rows_in
+
+    return {str(k): int(i) for k, i in rows_in(
+        conn, "SELECT key, flag_id FROM contact_flags WHERE {member}", "key", keys)}

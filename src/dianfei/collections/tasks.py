@@ -318,20 +318,54 @@ def get_task(session: Session, task_id: int) -> CollectionTask:
 
 def route_new_tasks(session: Session, *, clock: Clock, task_rules: TaskRules | None = None) -> int:
     """Tasks other modules raised straight into the table (no department yet): give each its
-    kind's department (and due time when it has none) and its ``task_opened`` event. A kind the
-    table does not know goes to collections, whose supervisor sees it."""
+    kind's department (and due time when it has none) and its ``task_opened`` event — set-based
+    (one UPDATE per kind, one insert of events), since a day can raise thousands of visits. A
+    kind the table does not know goes to collections, whose supervisor sees it."""
+    from sqlalchemy import update
+
+    from dianfei.collections import ops_repository
+
     tr = task_rules or rules()
-    fresh = list(session.scalars(select(CollectionTask).where(CollectionTask.department.is_(None))
-                                 .order_by(CollectionTask.task_id)))
-    for task in fresh:
-        spec = tr.kinds.get(task.kind)
-        task.department = spec.department if spec else "collections"
-        if task.due_at is None and spec is not None:
-            task.due_at = task.created_at + timedelta(days=spec.due_days)
-        session.flush()
-        _event(session, task, "task_opened", f"task:{task.task_id}:opened", task.created_at,
-               {"department": task.department, "due_at": _instant(task.due_at), "by": "daily run"})
-    return len(fresh)
+    conn = session.connection()
+    fresh = ops_repository.unrouted_tasks(conn)
+    if fresh.height == 0:
+        return 0
+    for kind in sorted(set(fresh["kind"].to_list())):
+        spec = tr.kinds.get(kind)
+        session.execute(update(CollectionTask).where(CollectionTask.department.is_(None),
+                                                     CollectionTask.kind == kind)
+                        .values(department=spec.department if spec else "collections"))
+        if spec is not None:
+            ops_repository.fill_due(conn, kind, spec.due_days)
+    rows = ops_repository.tasks_by_id(conn, fresh["task_id"].to_list())
+    write_task_events(conn, rows, "task_opened", "opened", by="daily run")
+    return fresh.height
+
+
+def write_task_events(conn: Any, rows: Any, type_: str, suffix: str, *, by: str) -> int:
+    """One ``type_`` event per task of ``rows`` (task_id, account_id, customer_id, kind,
+    department, owner, due_at, created_at), key ``task:{id}:{suffix}``, those not yet recorded."""
+    import polars as pl
+
+    from dianfei.collections import repository
+
+    if rows.height == 0:
+        return 0
+    keys = [f"task:{t}:{suffix}" for t in rows["task_id"].to_list()]
+    have = repository.existing_keys(conn, "collection_events", keys)
+    out = []
+    for k, r in zip(keys, rows.iter_rows(named=True), strict=True):
+        if k in have:
+            continue
+        at = r["created_at"] if type_ == "task_opened" else None
+        out.append({"key": k, "account_id": r["account_id"], "customer_id": r["customer_id"],
+                    "type": type_, "at": at, "business_date": business_date(at) if at else None,
+                    "detail": json.dumps({"task_id": r["task_id"], "kind": r["kind"],
+                                          "department": r["department"], "owner": r["owner"],
+                                          "due_at": _instant(r["due_at"]), "by": by},
+                                         ensure_ascii=False)})
+    frame = event_frame(out)
+    return write_events(conn, frame.filter(pl.col("at").is_not_null()))
 
 
 def escalate_overdue(session: Session, *, clock: Clock, task_rules: TaskRules | None = None) -> int:
