@@ -334,3 +334,27 @@ def test_bill_hook_and_portal_read_the_rating(db: Database) -> None:
     with pytest.raises(NotFoundError, match="no credit rating"):
         incentives.rating_of(db.engine, "Z")
 
+
+
+def test_tasks_raised_by_other_modules_are_routed_once(db: Database) -> None:
+    load_people(db, [Person("A")])
+    raised = at(date(2026, 3, 2), 9).astimezone(UTC).replace(tzinfo=None)
+    with db.engine.begin() as conn:
+        for key, kind in (("v:1", "meter_check"), ("v:2", "plan_offer"), ("x:1", "mystery")):
+            conn.execute(text(
+                "INSERT INTO collection_tasks (key, account_id, customer_id, kind, status, "
+                "created_at) VALUES (:k, 'A', 'A', :kind, 'open', :at)"),
+                {"k": key, "kind": kind, "at": raised})
+    clock = FixedClock(at(date(2026, 3, 2), 10))
+    with db.session() as s:
+        assert tasks.route_new_tasks(s, clock=clock) == 3
+        assert tasks.route_new_tasks(s, clock=clock) == 0
+        got = {t["kind"]: (t["department"], t["due_at"])
+               for t in tasks.list_tasks(s, clock=clock, account_id="A")}
+    assert got == {"meter_check": ("marketing", "2026-03-07T09:00:00+08:00"),
+                   "plan_offer": ("collections", "2026-03-09T09:00:00+08:00"),
+                   "mystery": ("collections", None)}
+    opened = [e for e in events_json(db, "A") if e["type"] == "task_opened"]
+    assert [(e["kind"], e["at"]) for e in opened] == [
+        ("meter_check", "2026-03-02T09:00:00+08:00"), ("plan_offer", "2026-03-02T09:00:00+08:00"),
+        ("mystery", "2026-03-02T09:00:00+08:00")]

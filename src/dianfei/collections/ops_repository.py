@@ -174,8 +174,8 @@ def fill_due(conn: Connection, kind: str, days: int) -> None:
 
     from dianfei.collections.models import CollectionTask
 
-    t = CollectionTask.__table__
-    conn.execute(update(t).where(t.c.task_id == bindparam("tid")).values(due_at=bindparam("due")),
+    conn.execute(update(CollectionTask).where(CollectionTask.task_id == bindparam("tid"))
+                 .values(due_at=bindparam("due")).execution_options(synchronize_session=False),
                  [{"tid": r[0], "due": _aware(r[1]) + timedelta(days=days)} for r in rows])
 
 
