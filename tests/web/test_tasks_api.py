@@ -134,3 +134,27 @@ def test_cli_task_contact_incentives(db: Database) -> None:
         "standard", "low_income", "repeat_defaulter"]
     code, out, _ = run("incentives", "ratings", "--json")
     assert code == 0 and json.loads(out) == []
+
+
+def test_the_bill_shows_the_rating(db: Database) -> None:
+    from tests.factories import Reads, month_end
+
+    from dianfei.billing.service import run_bill_run
+    from dianfei.billing.view import bill_view
+    from dianfei.collections.incentives import rate_accounts
+    from dianfei.core.clock import Period
+
+    load_people(db, [Person("A")])
+    add_user("boss", "supervisor")
+    (Reads().add("A", month_end(Period(2025, 12)), 1000_00).add("A", month_end(Period(2026, 1)),
+                                                                 1100_00).store(db))
+    run_bill_run(db, Period(2026, 1), FixedClock(datetime(2026, 2, 3, 9, tzinfo=BUSINESS_TZ)))
+    client = TestClient(create_app(db, FixedClock(NOW)), raise_server_exceptions=False)
+    boss = login(client, "boss")
+    assert client.get("/api/v1/bills/A/2026-01", headers=boss).json()["credit_rating"] is None
+    rate_accounts(db, NOW.date(), clock=FixedClock(NOW))
+    doc = client.get("/api/v1/bills/A/2026-01", headers=boss).json()
+    assert doc["credit_rating"] == {"grade": "B", "points": "60", "as_of": "2026-03-02"}
+    view = bill_view(doc, "zh-CN")
+    [section] = [s for s in view.sections if s.key == "credit_rating"]
+    assert "B" in section.paragraphs[0] and "60" in section.paragraphs[0]
