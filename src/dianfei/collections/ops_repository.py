@@ -236,3 +236,18 @@ def flags_by_key(conn: Connection, keys: Sequence[str]) -> dict[str, int]:
 
     return {str(k): int(i) for k, i in rows_in(
         conn, "SELECT key, flag_id FROM contact_flags WHERE {member}", "key", keys)}
+
+
+def overdue_unescalated(conn: Connection, now: Any) -> pl.DataFrame:
+    """Open tasks due before ``now`` not yet escalated (locked: two runs escalate each once):
+    task_id, account_id, customer_id, kind, department, owner, due_at."""
+    import polars as pl
+
+    lock = " FOR UPDATE" if conn.dialect.name == "postgresql" else ""
+    return read_frame(
+        conn, "SELECT task_id, account_id, customer_id, kind, coalesce(department, 'collections') "
+        "AS department, owner, due_at FROM collection_tasks WHERE status = 'open' AND "
+        f"due_at < :now AND escalated_at IS NULL ORDER BY task_id{lock}", {"now": now},
+        instants=("due_at",),
+        schema={"task_id": pl.Int64, "account_id": pl.String, "customer_id": pl.String,
+                "kind": pl.String, "department": pl.String, "owner": pl.String})

@@ -370,26 +370,44 @@ def write_task_events(conn: Any, rows: Any, type_: str, suffix: str, *, by: str)
 
 def escalate_overdue(session: Session, *, clock: Clock, task_rules: TaskRules | None = None) -> int:
     """Open tasks past their due time go, once, to their department's supervisor
-    (``task_escalated``; an audit record each). Returns how many escalated."""
+    (``task_escalated`` each; one audit record naming them per department). Set-based: one
+    UPDATE per department. Returns how many escalated."""
+    from sqlalchemy import update
+
+    from dianfei.collections import ops_repository
+
     tr = task_rules or rules()
     route_new_tasks(session, clock=clock, task_rules=tr)
     now = clock.now()
-    late = list(session.scalars(
-        select(CollectionTask).where(CollectionTask.status == "open",
-                                     CollectionTask.due_at < now,
-                                     CollectionTask.escalated_at.is_(None))
-        .order_by(CollectionTask.task_id).with_for_update()))
-    for task in late:
-        dep = tr.departments.get(task.department or "") or tr.departments["collections"]
-        task.escalated_at, task.escalated_to = now, dep.supervisor
-        session.flush()
-        _event(session, task, "task_escalated", f"task:{task.task_id}:escalated", now,
-               {"department": dep.department, "escalated_to": dep.supervisor,
-                "owner": task.owner, "due_at": _instant(task.due_at)})
-        audit.record(session.connection(), "task.escalated", f"task:{task.task_id}",
-                     {"account_id": task.account_id, "kind": task.kind,
-                      "department": dep.department, "to": dep.supervisor})
-    return len(late)
+    conn = session.connection()
+    late = ops_repository.overdue_unescalated(conn, now)
+    if late.height == 0:
+        return 0
+    rows = []
+    for dep_id in sorted(set(late["department"].to_list())):
+        dep = tr.departments.get(dep_id) or tr.departments["collections"]
+        ids = late.filter(late["department"] == dep_id)["task_id"].to_list()
+        # compare-and-set: a task done or escalated meanwhile is left as it is
+        session.execute(update(CollectionTask).where(
+            CollectionTask.task_id.in_(ids), CollectionTask.status == "open",
+            CollectionTask.escalated_at.is_(None)).values(escalated_at=now, escalated_to=dep.supervisor)
+            .execution_options(synchronize_session=False))
+        audit.record(conn, "task.escalated", dep_id, {"to": dep.supervisor, "tasks": ids})
+        for r in late.filter(late["department"] == dep_id).iter_rows(named=True):
+            rows.append({"key": f"task:{r['task_id']}:escalated", "account_id": r["account_id"],
+                         "customer_id": r["customer_id"], "type": "task_escalated", "at": now,
+                         "business_date": business_date(now),
+                         "detail": json.dumps({"task_id": r["task_id"], "kind": r["kind"],
+                                               "department": dep.department,
+                                               "escalated_to": dep.supervisor,
+                                               "owner": r["owner"], "due_at": _instant(r["due_at"])},
+                                              ensure_ascii=False)})
+    from dianfei.collections import repository
+
+    have = repository.existing_keys(conn, "collection_events", [r["key"] for r in rows])
+    write_events(conn, event_frame([r for r in rows if r["key"] not in have]))
+    session.expire_all()
+    return late.height
 
 
 def open_counts(engine: Engine) -> dict[str, int]:
