@@ -60,6 +60,10 @@ FORECAST_HOOK = "dianfei.risk.service:bill_document_forecast"
 InstalmentProvider = Callable[[Engine, Sequence[str], Period],
                               Mapping[str, Sequence[Mapping[str, Any]]]]
 INSTALMENT_HOOK = "dianfei.collections.service:bill_document_instalments"
+#: the good-payer rating hook (信用等级), same shape: (engine, accounts, period) → per account
+#: {"grade": "A", "points": "85", "as_of": "YYYY-MM-DD"}; collections provides it (billing sits
+#: below collections and cannot import it); without it a bill shows no rating
+RATING_HOOK = "dianfei.collections.incentives:bill_document_ratings"
 
 TOU_ORDER = ("sharp", "peak", "flat", "valley")
 #: contracted capacity bands (0.01 kVA upper bounds) that make "households of the same size"
@@ -205,10 +209,12 @@ def load_hook(path: str) -> Any:
 def bill_document(engine: Engine, account_id: str, period: Period, *, as_of: date | None = None,
                   forecast: ForecastProvider | None = None,
                   context: PeriodContext | None = None,
-                  instalments: InstalmentProvider | None = None) -> dict[str, Any]:
+                  instalments: InstalmentProvider | None = None,
+                  rating: ForecastProvider | None = None) -> dict[str, Any]:
     """One account's bill for the period (its live bill, else its latest cancelled one)."""
     docs = bill_documents(engine, period, [account_id], as_of=as_of, forecast=forecast,
-                          context=context, include_cancelled=True, instalments=instalments)
+                          context=context, include_cancelled=True, instalments=instalments,
+                          rating=rating)
     if not docs:
         with engine.connect() as conn:
             known = conn.execute(text("SELECT 1 FROM bills WHERE account_id = :a"),
@@ -224,7 +230,8 @@ def bill_documents(engine: Engine, period: Period, accounts: Sequence[str], *,
                    as_of: date | None = None, forecast: ForecastProvider | None = None,
                    context: PeriodContext | None = None,
                    include_cancelled: bool = False,
-                   instalments: InstalmentProvider | None = None) -> list[dict[str, Any]]:
+                   instalments: InstalmentProvider | None = None,
+                   rating: ForecastProvider | None = None) -> list[dict[str, Any]]:
     """The documents of ``accounts``' bills for ``period``, in the order of ``accounts``;
     accounts without a bill are left out (the caller compares). ``as_of``: the day the
     account's position (arrears, late fees, credit, amount due) is read, today by default.
@@ -272,6 +279,11 @@ def bill_documents(engine: Engine, period: Period, accounts: Sequence[str], *,
         if plan_due.get(account) and bill["status"] != "cancelled":
             _add_instalments(doc, bill, plan_due[account], items_by.get(account, []))
         out.append(doc)
+    if rating is not None:
+        rated = rating(engine, list(bills), period)
+        for doc in out:
+            found = rated.get(doc["account"])
+            doc["credit_rating"] = dict(found) if found else None
     return out
 
 

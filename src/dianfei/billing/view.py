@@ -144,6 +144,9 @@ def bill_view(doc: dict[str, Any], lang: str | None = None) -> BillView:
         if f.get("low") and f.get("high"):
             text += w["forecast_range"].format(low=f["low"], high=f["high"])
         sections.append(Section("forecast", w["forecast"], "text", paragraphs=[text]))
+    if doc.get("credit_rating"):
+        sections.append(Section("credit_rating", w["credit_rating"], "text",
+                                paragraphs=[w["credit_rating_text"].format(**doc["credit_rating"])]))
     sections.append(Section("pay", w["pay"], "pay", channels=[
         {"channel": p["channel"], "name": w[f"channel_{p['channel']}"],
          "how": w[f"channel_{p['channel']}_how"], "qr_payload": p["qr_payload"]}

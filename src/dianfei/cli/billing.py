@@ -87,6 +87,7 @@ def bill_show(
     import json
 
     from dianfei.billing.documents import (
+        RATING_HOOK,
         bill_document,
         document_context,
         load_forecaster,
@@ -101,7 +102,8 @@ def bill_show(
     p = Period.parse(period)
     doc = bill_document(db.engine, account, p, forecast=load_forecaster(),
                         context=document_context(db, p), as_of=business_date(clock_from_env().now()),
-                        instalments=load_instalments())
+                        instalments=load_instalments(),
+                        rating=load_forecaster(RATING_HOOK))
     if fmt == "pdf":
         from dianfei.billing.pdf import render_pdf
         from dianfei.billing.view import bill_view

@@ -77,6 +77,8 @@ class DayReport:
     prepay_cutoff_notices: int = 0
     #: accounts on the day's collector worklists (collections.worklist)
     worklist_accounts: int = 0
+    #: collector operations (C): ratings, contact flags, tasks routed and escalated
+    operations: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:

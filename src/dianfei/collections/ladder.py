@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 
 LADDER_DIR = Path(__file__).with_name("ladders")
 RISK_BANDS = ("low", "medium", "high")
-SEGMENTS = ("standard", "low_income")
+#: dunning segments; repeat_defaulter (屡欠户) is set by the rating (incentives.py)
+SEGMENTS = ("standard", "low_income", "repeat_defaulter")
 NOTICE_ACTIONS = ("sms", "email", "wechat", "letter")
 TASK_ACTIONS = ("collector_visit", "referral")
 ACTIONS = (*NOTICE_ACTIONS, *TASK_ACTIONS, "stop_notice", "suspension_order")

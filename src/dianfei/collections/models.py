@@ -27,7 +27,10 @@ EVENT_TYPES = ("payment_received", "late_fee_accrued", "dunning_level", "notice_
                "plan_proposed", "plan_approved", "instalment_missed", "plan_cancelled",
                # field work (collections/visits.py, promises.py, tickets.py, surveys.py)
                "visit_recorded", "promise_made", "promise_kept", "promise_broken",
-               "ticket_opened", "ticket_escalated", "ticket_decided", "survey")
+               "ticket_opened", "ticket_escalated", "ticket_decided", "survey",
+               # collector operations (C): contact data, tasks between departments, ratings
+               "contact_flagged", "contact_verified", "task_opened", "task_assigned", "task_done",
+               "task_escalated", "rating_changed")
 
 
 class CollectionEvent(Base):
@@ -108,7 +111,8 @@ class CollectionTask(Base):
 
     __tablename__ = "collection_tasks"
     __table_args__ = (Index("uq_collection_tasks_key", "key", unique=True),
-                      Index("ix_collection_tasks_status", "status", "kind"))
+                      Index("ix_collection_tasks_status", "status", "kind"),
+                      Index("ix_collection_tasks_owner", "owner", "status"))
     task_id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
     key: Mapped[str] = mapped_column(String(120))
     account_id: Mapped[str] = mapped_column(String(32))
@@ -124,6 +128,16 @@ class CollectionTask(Base):
     done_by: Mapped[str | None] = mapped_column(String(64))
     case_id: Mapped[int | None] = mapped_column(BigInteger)
     detail: Mapped[str | None] = mapped_column(Text)
+    #: collections, marketing, customer_service (tasks.toml maps kind → department; null until
+    #: the daily run routes a task another module raised)
+    department: Mapped[str | None] = mapped_column(String(20))
+    #: who works it (a user name)
+    owner: Mapped[str | None] = mapped_column(String(64))
+    #: how it ended (tasks.toml lists each kind's outcomes)
+    outcome: Mapped[str | None] = mapped_column(String(40))
+    escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: the department's supervisor it went to when overdue
+    escalated_to: Mapped[str | None] = mapped_column(String(64))
 
 
 class StopCase(Base):

@@ -111,6 +111,11 @@ def run_day(db: Database, day: date, *, clock: Clock, switch: RemoteSwitch | Non
     lap("plans")
     fieldwork_day(ctx)
     lap("fieldwork")
+    # collector operations (C): ratings before the snapshot, which reads the repeat defaulters
+    from dianfei.collections import operations
+
+    operations.before_snapshot(ctx)
+    lap("ratings")
     # the day works on what is overdue: every debit past its due date, not the whole book (the
     # month's bills not yet due are most of it); fees posted today fall due today, so they
     # join tomorrow's
@@ -153,6 +158,8 @@ def run_day(db: Database, day: date, *, clock: Clock, switch: RemoteSwitch | Non
             ctx.report.notices += len(ctx.notices)
             ctx.notices = []
     ctx.notifier.dispatch(db, clock=clock, senders=senders)
+    operations.after_dispatch(ctx)  # contact flags from today's bounces; overdue tasks escalate
+    lap("operations")
     with db.engine.begin() as conn, db.sessions(bind=conn) as session:
         stops.record_sent(ctx, session, conn)
         from sqlalchemy import update
@@ -395,6 +402,10 @@ def build_snapshot(ctx: Context, items: pl.DataFrame, scorer: RiskScorer | None)
             .with_columns(pl.col("open_plan").fill_null(False),
                           pl.when(pl.col("low_income")).then(pl.lit("low_income"))
                           .otherwise(pl.lit("standard")).alias("segment")))
+    # repeat defaulters (屡欠户, incentives.py) are dunned on the shorter ladder
+    from dianfei.collections.incentives import with_repeat_defaulters
+
+    snap = with_repeat_defaulters(ctx.db.engine, snap)
     since = day - timedelta(days=365)
     hist = repository.late_history(ctx.db.engine, since)
     feats = (snap.select("account_id", pl.col("amount_overdue").alias("arrears"))

@@ -177,3 +177,20 @@ def account_profiles(engine: Engine) -> pl.DataFrame:
         schema={"account_id": pl.String, "customer_id": pl.String, "customer_class": pl.String,
                 "region_id": pl.String, "station_id": pl.String, "low_income": pl.Boolean,
                 "protected": pl.Boolean, "payment_mode": pl.String})
+
+
+def contact_facts(engine: Engine, accounts: Sequence[str] | None = None) -> pl.DataFrame:
+    import polars as pl
+
+    frame = read_frame(
+        engine,
+        "SELECT a.account_id, c.customer_id, c.customer_class, c.station_id, "
+        "CASE WHEN c.phone_enc IS NOT NULL AND c.phone_enc != '' THEN 1 ELSE 0 END AS has_phone "
+        "FROM accounts a JOIN customers c ON c.customer_id = a.customer_id "
+        "WHERE a.closed_on IS NULL AND c.closed_on IS NULL ORDER BY a.account_id",
+        schema={"account_id": pl.String, "customer_id": pl.String, "customer_class": pl.String,
+                "station_id": pl.String, "has_phone": pl.Int64})
+    frame = frame.with_columns(pl.col("has_phone").cast(pl.Boolean))
+    if accounts is not None:
+        frame = frame.filter(pl.col("account_id").is_in(sorted(set(accounts))))
+    return frame

@@ -368,3 +368,40 @@ def account_profiles(engine: Engine) -> pl.DataFrame:
     from dianfei.customers import repository
 
     return repository.account_profiles(engine)
+
+
+# -- contact data (collections' contact-quality checks) ----------------------------------------------
+
+#: a mainland mobile (11 digits from 1) or a landline with its area code (0xx[x]-xxxxxxx[x])
+_PHONE = r"^(1[3-9]\d{9}|0\d{2,3}-?\d{7,8})$"
+
+
+def contact_facts(engine: Engine, accounts: Sequence[str] | None = None) -> pl.DataFrame:
+    """account_id, customer_id, customer_class, station_id, has_phone of every open account (or
+    the open ones among ``accounts``): whether a phone is on file, never the number."""
+    from dianfei.customers import repository
+
+    return repository.contact_facts(engine, accounts)
+
+
+def set_phone(session: Any, *, customer_id: str, phone: str, cipher: PiiCipher | None = None) -> None:
+    """Record the customer's verified phone (encrypted at rest, bound to the customer's row)."""
+    import re
+
+    from dianfei.core.settings import load_settings
+    from dianfei.db.pii import encrypted_rows_exist
+
+    phone = phone.strip().replace(" ", "")
+    if not re.match(_PHONE, phone):
+        raise ValidationError(f"customer {customer_id}: phone {phone[:3]}… is not a mainland mobile "
+                              "(11 digits from 1) or a landline with its area code (0xx-xxxxxxx)")
+    conn = session.connection()
+    if cipher is None:
+        cipher = PiiCipher.from_environment(load_settings().data_dir,
+                                            may_create=lambda: not encrypted_rows_exist(conn))
+    customer = session.get(Customer, customer_id)
+    if customer is None:
+        raise NotFoundError(f"customer {customer_id} does not exist")
+    customer.phone_enc = cipher.encrypt(phone, CUSTOMER_PHONE.context(customer_id))
+    session.flush()
+    audit.record(conn, "customer.phone_updated", customer_id, {})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dianfei.audit import models as audit_models
 from dianfei.billing import models as billing_models
-from dianfei.collections import fieldwork_models, ticket_models, worklist_models
+from dianfei.collections import fieldwork_models, ops_models, ticket_models, worklist_models
 from dianfei.collections import models as collections_models
 from dianfei.customers import models as customer_models
 from dianfei.db.base import Base
@@ -33,6 +33,7 @@ __all__ = [
            "ledger_models",
            "metering_models",
            "notify_models",
+           "ops_models",
            "payments_models",
            "risk_models",
            "security_models",

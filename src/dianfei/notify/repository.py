@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    Engine,
     Select,
     Table,
     and_,
@@ -379,3 +380,36 @@ def outcomes_between(engine: Any, since: datetime, until: datetime) -> Any:
         "WHERE queued_at >= :a AND queued_at < :z", {"a": since, "z": until},
         schema={"customer_id": pl.String, "notice": pl.String, "channel": pl.String,
                 "status": pl.String})
+
+
+def given_up_between(engine: Any, since: datetime, until: datetime) -> Any:
+    """Rows that ended ``failed`` or ``suppressed`` with their last change in (since, until]:
+    outbox_id, key, account_id, customer_id, notice, channel, status, reason, at."""
+    import polars as pl
+
+    from dianfei.db.frames import read_frame
+
+    return read_frame(
+        engine,
+        "SELECT outbox_id, key, account_id, customer_id, notice, channel, status, "
+        "last_error AS reason, updated_at AS at FROM notify_outbox "
+        "WHERE updated_at > :a AND updated_at <= :z AND status IN ('failed', 'suppressed')",
+        {"a": since, "z": until}, instants=("at",),
+        schema={"outbox_id": pl.Int64, "key": pl.String, "account_id": pl.String,
+                "customer_id": pl.String, "notice": pl.String, "channel": pl.String,
+                "status": pl.String, "reason": pl.String}).sort("outbox_id")
+
+
+def customers_with_email(engine: Any, customer_ids: Any = None) -> set[str]:
+    from contextlib import nullcontext
+
+    from sqlalchemy import text
+
+    from dianfei.db.lists import rows_in
+
+    sql = "SELECT customer_id FROM notify_contacts WHERE email_enc IS NOT NULL AND email_enc != ''"
+    with engine.connect() if isinstance(engine, Engine) else nullcontext(engine) as conn:
+        if customer_ids is None:
+            return {str(r[0]) for r in conn.execute(text(sql))}
+        return {str(r[0]) for r in rows_in(conn, sql + " AND {member}", "customer_id",
+                                           list(customer_ids))}

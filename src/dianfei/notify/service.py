@@ -925,6 +925,33 @@ def finished_since(engine: Any, since: datetime | None, prefix: str) -> Any:
     return repo.finished_since(engine, since, prefix)
 
 
+#: how notify records a notice that could not reach the customer because the contact itself is
+#: wrong or missing (a provider's refusal of the number or mailbox, or nothing on file) — not a
+#: gateway outage or an unknown outcome, which say nothing about the contact
+CONTACT_FAULTS = ("isv.MOBILE_NUMBER_ILLEGAL", "isv.MOBILE_NUMBER_INVALID", "no_phone", "bad_address",
+                  "no_address", "smtp_550", "smtp_551", "smtp_553", "no mobile number on file",
+                  "no e-mail address on file", "no WeChat openid on file")
+
+
+def undeliverable_since(engine: Any, since: datetime, until: datetime) -> Any:
+    """The notices that bounced or were undeliverable for want of a good contact, given up in
+    (since, until]: outbox_id, key, account_id, customer_id, notice, channel, status ('failed' or
+    'suppressed'), reason (notify's last error), at — a Polars frame, oldest first. What
+    collections flags as contact data to verify (see :data:`CONTACT_FAULTS`)."""
+    import polars as pl
+
+    rows = repo.given_up_between(engine, since, until)
+    fault = pl.lit(False)
+    for f in CONTACT_FAULTS:
+        fault = fault | pl.col("reason").str.starts_with(f)
+    return rows.filter(fault.fill_null(False))
+
+
+def customers_with_email(engine: Any, customer_ids: Sequence[str] | None = None) -> set[str]:
+    """Which customers (of ``customer_ids``, or all) have an e-mail address on file."""
+    return repo.customers_with_email(engine, customer_ids)
+
+
 def queued_keys(conn: Any, keys: Sequence[str]) -> set[str]:
     """Which of ``keys`` are in the outbox (in any status), e.g. the paper letter notify queues
     for an undeliverable legal notice (``<key>#letter``)."""

@@ -35,6 +35,13 @@ PERMISSIONS: Mapping[str, str] = {
     "tickets:read": "service tickets",
     "tickets:decide": "decide a service ticket",
     "surveys:record": "record a satisfaction survey",
+    # collector operations (跨部门工单, 联系方式核实, 信用等级)
+    "tasks:read": "every department's tasks",
+    "tasks:own": "the tasks owned by the signed-in user (list, report done)",
+    "tasks:write": "open, assign, hand over, complete and escalate any task",
+    "contacts:read": "contact flags and verified-phone coverage",
+    "contacts:verify": "record a contact verified with the customer",
+    "ratings:read": "credit ratings and the incentives report",
 }
 
 _READ_BILLS = {"periods:read", "bills:read", "customers:read"}
@@ -48,14 +55,17 @@ ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = {
     "billing_clerk": frozenset(_READ_BILLS | {"exceptions:read"} | _FIELDWORK_DESK),
     "cashier": frozenset(_READ_BILLS | {"payments:read"} | _FIELDWORK_DESK),
     "collector": frozenset({"bills:read", "customers:read", "payments:read", "worklists:own",
-                            "visits:record", "visits:read", "tickets:open"}),
+                            "visits:record", "visits:read", "tickets:open", "tasks:own"}),
     "supervisor": frozenset(_READ_BILLS | {"exceptions:read", "payments:read",
                                            "payments:worklist", "worklists:read",
                                            "worklists:manage"} | _FIELDWORK_DESK
-                            | {"visits:record", "visits:read", "tickets:decide"}),
+                            | {"visits:record", "visits:read", "tickets:decide"}
+                            | {"tasks:read", "tasks:write", "contacts:read", "contacts:verify",
+                               "ratings:read"}),
     "auditor": frozenset(_READ_BILLS | {"exceptions:read", "payments:read",
                                         "payments:worklist", "audit:read", "worklists:read",
-                                        "visits:read", "tickets:read"}),
+                                        "visits:read", "tickets:read", "tasks:read",
+                                        "contacts:read", "ratings:read"}),
     "customer": frozenset({"own:bills"}),
     #: Prometheus' scraper: the figures of /metrics and nothing else (监控)
     "monitor": frozenset({"metrics:read"}),

@@ -13,6 +13,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from pydantic import BaseModel, Field
 
 from dianfei.billing.documents import (
+    RATING_HOOK,
     bill_document,
     document_context,
     load_forecaster,
@@ -57,6 +58,9 @@ def create_app(db: Database, clock: Clock | None = None) -> FastAPI:
     from dianfei.web import fieldwork_api
 
     fieldwork_api.register(app, db, clock or SystemClock())
+    from dianfei.web import tasks_api
+
+    tasks_api.register(app, db, clock or SystemClock())
     pages = Environment(loader=PackageLoader("dianfei.web", "templates"),
                         autoescape=select_autoescape(["html"]))
 
@@ -151,7 +155,8 @@ def create_app(db: Database, clock: Clock | None = None) -> FastAPI:
     def _bill(account: str, period: str) -> dict[str, Any]:
         p = Period.parse(period)
         return bill_document(db.engine, account, p, forecast=load_forecaster(),
-                             context=document_context(db, p), instalments=load_instalments())
+                             context=document_context(db, p), instalments=load_instalments(),
+                             rating=load_forecaster(RATING_HOOK))
 
     @app.get("/bills/{account}/{period}", response_class=HTMLResponse, include_in_schema=False,
              **guard("bills:read"))

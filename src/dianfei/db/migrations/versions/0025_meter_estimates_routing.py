@@ -2,7 +2,7 @@
 meters.gateway_id) and meter clock checks (meter_clock_checks)
 
 Revision ID: 0025
-Revises: 0023
+Revises: 0024
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from alembic import op
 import dianfei.db.types
 
 revision = "0025"
-down_revision = "0023"
+down_revision = "0024"
 branch_labels = None
 depends_on = None
 

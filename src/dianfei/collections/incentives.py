@@ -1,0 +1,313 @@
+"""Rewards and penalties (奖惩): the good-payer rating (信用等级) and repeat-defaulter penalties.
+
+Every day (a step of ``service.run_day``) each open account is rated from its last 12 months of
+collections (``incentives.toml``): months paid with no late fee, bills paid late, broken plans
+and promises, suspensions → points → grade A/B/C/D. A changed grade is a ``rating_changed``
+event on the account. The grade is printed on the bill (billing's ``RATING_HOOK`` loads
+:func:`bill_document_ratings`) and the portal reads it with :func:`rating_of`.
+
+A repeat defaulter (屡欠户: enough late bills, broken promises or suspensions, or a D) is put in
+the ``repeat_defaulter`` dunning segment — the shorter ladder ``ladders/repeat_defaulter.toml``
+(:func:`with_repeat_defaulters`, called by the snapshot) — and gets one proposal task when it
+becomes one: a deposit (保证金) or conversion to smart prepayment (智能交费), by class. Low-income
+households are never repeat defaulters.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dianfei.collections import ops_repository as repo
+from dianfei.core.clock import Clock
+from dianfei.core.errors import NotFoundError, ValidationError
+
+if TYPE_CHECKING:
+    import polars as pl
+    from sqlalchemy import Engine
+
+    from dianfei.db.engine import Database
+
+RULES_FILE = Path(__file__).with_name("incentives.toml")
+PROPOSAL_KINDS = ("deposit_proposal", "prepay_conversion")
+#: the facts a rating counts, from collection events
+FACT_EVENTS = ("payment_received", "late_fee_accrued", "plan_broken", "promise_broken", "suspended")
+
+
+@dataclass(frozen=True)
+class IncentiveRules:
+    window_months: int
+    base_points: int
+    on_time: int
+    on_time_cap: int
+    late: int
+    broken: int
+    suspension: int
+    #: (grade, min_points), highest first
+    grades: tuple[tuple[str, int], ...]
+    min_late: int
+    min_broken: int
+    min_suspensions: int
+    defaulter_grades: frozenset[str]
+    proposals: Mapping[str, str]
+
+    def proposal_for(self, customer_class: str) -> str:
+        return self.proposals.get(customer_class) or self.proposals["default"]
+
+
+def _whole(raw: Mapping[str, Any], name: str, file: str, *, low: int | None = None) -> int:
+    v = raw.get(name)
+    if isinstance(v, bool) or not isinstance(v, int) or (low is not None and v < low):
+        bound = f" ≥ {low}" if low is not None else ""
+        raise ValidationError(f"{file}: {name} must be a whole number{bound}, got {v!r}")
+    return v
+
+
+def parse_rules(text: str, file: str) -> IncentiveRules:
+    """The rating rules; refuses a file naming its values wrongly, with grades out of order or
+    without one at 0 points (every account must get a grade), or an unknown proposal kind."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValidationError(f"{file}: {exc}") from None
+    if not data.get("source"):
+        raise ValidationError(f"{file}: the rules cite their source (source = \"…\")")
+    pts = data.get("points") or {}
+    grades = tuple((str(g.get("grade")), _whole(g, "min_points", file, low=0))
+                   for g in data.get("grades") or ())
+    if not grades or [p for _, p in grades] != sorted((p for _, p in grades), reverse=True) \
+            or grades[-1][1] != 0 or len({p for _, p in grades}) != len(grades):
+        raise ValidationError(f"{file}: [[grades]] must go from the highest min_points down to a "
+                              f"grade at 0, each distinct; got {list(grades)}")
+    rd = data.get("repeat_defaulter") or {}
+    names = {g for g, _ in grades}
+    bad = set(rd.get("grades", [])) - names
+    if bad:
+        raise ValidationError(f"{file}: repeat_defaulter.grades names unknown grades {sorted(bad)}")
+    proposals = {str(k): str(v) for k, v in (data.get("proposals") or {}).items()}
+    if "default" not in proposals or set(proposals.values()) - set(PROPOSAL_KINDS):
+        raise ValidationError(f"{file}: [proposals] needs a default, each one of "
+                              f"{', '.join(PROPOSAL_KINDS)}; got {proposals}")
+    return IncentiveRules(
+        window_months=_whole(data, "window_months", file, low=1),
+        base_points=_whole(data, "base_points", file, low=0),
+        on_time=_whole(pts, "on_time", file), on_time_cap=_whole(pts, "on_time_cap", file, low=0),
+        late=_whole(pts, "late", file), broken=_whole(pts, "broken", file),
+        suspension=_whole(pts, "suspension", file), grades=grades,
+        min_late=_whole(rd, "min_late", file, low=1), min_broken=_whole(rd, "min_broken", file, low=1),
+        min_suspensions=_whole(rd, "min_suspensions", file, low=1),
+        defaulter_grades=frozenset(rd.get("grades", [])), proposals=proposals)
+
+
+_CACHE: dict[Path, IncentiveRules] = {}
+
+
+def rules(path: Path | None = None) -> IncentiveRules:
+    key = (path or RULES_FILE).resolve()
+    if key not in _CACHE:
+        _CACHE[key] = parse_rules(key.read_text(encoding="utf-8"), key.name)
+    return _CACHE[key]
+
+
+def window_start(day: date, months: int) -> date:
+    """The first day of the window: the same day ``months`` months back (the month's last day
+    when it has fewer days)."""
+    import calendar
+
+    y, m = divmod(day.year * 12 + day.month - 1 - months, 12)
+    return date(y, m + 1, min(day.day, calendar.monthrange(y, m + 1)[1]))
+
+
+def rate_frame(facts: pl.DataFrame, r: IncentiveRules) -> pl.DataFrame:
+    """Points, grade and the repeat-defaulter mark from the facts (account_id, customer_id,
+    low_income, on_time, late, broken, suspensions) — a pure function of them."""
+    import polars as pl
+
+    points = (pl.lit(r.base_points) + pl.min_horizontal(pl.col("on_time") * r.on_time,
+                                                         pl.lit(r.on_time_cap))
+              + pl.col("late") * r.late + pl.col("broken") * r.broken
+              + pl.col("suspensions") * r.suspension).clip(0, 100)
+    grade: pl.Expr = pl.lit(r.grades[-1][0])
+    for g, low in reversed(r.grades[:-1]):
+        grade = pl.when(pl.col("points") >= low).then(pl.lit(g)).otherwise(grade)
+    out = facts.with_columns(points.cast(pl.Int64).alias("points")).with_columns(grade.alias("grade"))
+    return out.with_columns(
+        (~pl.col("low_income")
+         & ((pl.col("late") >= r.min_late) | (pl.col("broken") >= r.min_broken)
+            | (pl.col("suspensions") >= r.min_suspensions)
+            | pl.col("grade").is_in(sorted(r.defaulter_grades)))).alias("repeat_defaulter"))
+
+
+def facts_of(db: Database, day: date, r: IncentiveRules) -> pl.DataFrame:
+    """account_id, customer_id, customer_class, low_income, on_time, late, broken, suspensions of
+    every open account, from its collection events in the window (up to ``day``)."""
+    import polars as pl
+
+    from dianfei.customers.service import open_account_facts
+
+    since = window_start(day, r.window_months)
+    accts = open_account_facts(db.engine).select("account_id", "customer_id", "customer_class",
+                                                 "low_income")
+    ev = repo.event_counts(db.engine, FACT_EVENTS, since)
+    months = ev.group_by("account_id", "month").agg(
+        (pl.col("type") == "payment_received").any().alias("paid"),
+        (pl.col("type") == "late_fee_accrued").any().alias("fee"))
+    on_time = (months.filter(pl.col("paid") & ~pl.col("fee")).group_by("account_id")
+               .agg(pl.len().cast(pl.Int64).alias("on_time")))
+    per = ev.group_by("account_id").agg(
+        pl.col("events").filter(pl.col("type").is_in(["plan_broken", "promise_broken"])).sum()
+        .cast(pl.Int64).alias("broken"),
+        pl.col("events").filter(pl.col("type") == "suspended").sum().cast(pl.Int64)
+        .alias("suspensions"))
+    late = repo.late_bills(db.engine, since)
+    return (accts.join(on_time, on="account_id", how="left").join(late, on="account_id", how="left")
+            .join(per, on="account_id", how="left")
+            .with_columns([pl.col(c).fill_null(0) for c in ("on_time", "late", "broken",
+                                                            "suspensions")]))
+
+
+def rate_accounts(db: Database, day: date, *, clock: Clock,
+                  incentive_rules: IncentiveRules | None = None) -> dict[str, int]:
+    """The daily step: rate every open account; a changed grade is a ``rating_changed`` event;
+    an account that becomes a repeat defaulter gets its proposal task. Idempotent per day."""
+    import polars as pl
+
+    from dianfei.collections import repository
+    from dianfei.collections.context import event_frame, write_events
+    from dianfei.collections.tasks import open_task
+
+    r = incentive_rules or rules()
+    now = clock.now()
+    rated = rate_frame(facts_of(db, day, r), r)
+    facts = ("points", "on_time", "late", "broken", "suspensions")
+    prev = repo.ratings(db.engine).select(
+        "account_id", pl.col("grade").alias("p_grade"), pl.col("since").alias("p_since"),
+        pl.col("repeat_defaulter").alias("p_rd"), *[pl.col(c).alias(f"p_{c}") for c in facts])
+    rows = (rated.join(prev, on="account_id", how="left")
+            .with_columns(pl.when(pl.col("p_grade") == pl.col("grade")).then(pl.col("p_since"))
+                          .otherwise(pl.lit(day)).alias("since"), pl.lit(day).alias("as_of")))
+    # only what changed is written (``as_of``: the day the facts last changed), so a day costs
+    # the accounts something happened to, not the whole book
+    moved = rows.filter(pl.any_horizontal(
+        pl.col("p_grade").is_null(), pl.col("p_rd") != pl.col("repeat_defaulter"),
+        *[pl.col(f"p_{c}") != pl.col(c) for c in facts]))
+    changed = rows.filter(pl.col("p_grade").is_not_null() & (pl.col("p_grade") != pl.col("grade")))
+    became = rows.filter(pl.col("repeat_defaulter") & ~pl.col("p_rd").fill_null(False))
+    counts = {"rated": rows.height, "ratings_written": moved.height, "rating_changes": changed.height,
+              "repeat_defaulters": int(rows["repeat_defaulter"].sum()), "proposals": 0}
+    with db.session() as s:
+        conn = s.connection()
+        repository.replace_rows(conn, "credit_ratings", "account_id", moved.select(
+            "account_id", "customer_id", "grade", "points", "on_time", "late", "broken",
+            "suspensions", "repeat_defaulter", "as_of", "since"))
+        keys = [f"rate:{a}:{day.isoformat()}" for a in changed["account_id"].to_list()]
+        have = repository.existing_keys(conn, "collection_events", keys)
+        write_events(conn, event_frame([
+            {"key": k, "account_id": c["account_id"], "customer_id": c["customer_id"],
+             "type": "rating_changed", "at": now, "business_date": day, "level": c["grade"],
+             "detail": json.dumps({"from": c["p_grade"], "to": c["grade"], "points": c["points"],
+                                   "repeat_defaulter": c["repeat_defaulter"]})}
+            for k, c in zip(keys, changed.iter_rows(named=True), strict=True) if k not in have]))
+        for c in became.iter_rows(named=True):
+            kind = r.proposal_for(c["customer_class"])
+            open_task(s, account_id=c["account_id"], kind=kind, opened_by="daily run", clock=clock,
+                      key=f"incent:{c['account_id']}:{kind}:{day.isoformat()}",
+                      detail={"grade": c["grade"], "points": c["points"], "late": c["late"],
+                              "broken": c["broken"], "suspensions": c["suspensions"]})
+            counts["proposals"] += 1
+    return counts
+
+
+def with_repeat_defaulters(engine: Engine, snapshot: pl.DataFrame) -> pl.DataFrame:
+    """The dunning snapshot with ``segment`` = ``repeat_defaulter`` for the standard-segment
+    accounts rated so (low-income households keep their own ladder)."""
+    import polars as pl
+
+    rd = repo.repeat_defaulters(engine)["account_id"].to_list()
+    if not rd:
+        return snapshot
+    return snapshot.with_columns(
+        pl.when((pl.col("segment") == "standard") & pl.col("account_id").is_in(rd))
+        .then(pl.lit("repeat_defaulter")).otherwise(pl.col("segment")).alias("segment"))
+
+
+# -- reading ---------------------------------------------------------------------------------------
+
+
+def _rating_json(r: Mapping[str, Any]) -> dict[str, Any]:
+    return {"account": r["customer_id"], "account_id": r["account_id"], "grade": r["grade"],
+            "points": int(r["points"]), "on_time": int(r["on_time"]), "late": int(r["late"]),
+            "broken": int(r["broken"]), "suspensions": int(r["suspensions"]),
+            "repeat_defaulter": bool(r["repeat_defaulter"]), "as_of": r["as_of"].isoformat(),
+            "since": r["since"].isoformat()}
+
+
+def rating_of(engine: Engine, account_id: str) -> dict[str, Any]:
+    """The account's rating as the portal shows it; NotFoundError when not rated yet."""
+    import polars as pl
+
+    found = repo.ratings(engine).filter(pl.col("account_id") == account_id)
+    if found.height == 0:
+        raise NotFoundError(f"account {account_id} has no credit rating yet (rated by the daily "
+                            "collections run)")
+    return _rating_json(found.row(0, named=True))
+
+
+def ratings_json(engine: Engine, *, grade: str | None = None,
+                 repeat_defaulters: bool = False) -> list[dict[str, Any]]:
+    import polars as pl
+
+    frame = repo.ratings(engine)
+    if grade is not None:
+        known = [g for g, _ in rules().grades]
+        if grade not in known:
+            raise ValidationError(f"grade must be one of {', '.join(known)}, got {grade!r}")
+        frame = frame.filter(pl.col("grade") == grade)
+    if repeat_defaulters:
+        frame = frame.filter(pl.col("repeat_defaulter"))
+    return [_rating_json(r) for r in frame.iter_rows(named=True)]
+
+
+def bill_document_ratings(engine: Engine, accounts: Sequence[str], period: Any
+                          ) -> dict[str, dict[str, str]]:
+    """Billing's rating hook: per account its grade, points and the day it was rated, as
+    strings (accounts not rated yet are left out: the bill then shows no rating)."""
+    with engine.connect() as conn:
+        rows = repo.rating_rows(conn, list(accounts))
+    return {str(a): {"grade": str(g), "points": str(p), "as_of": str(d)[:10]}
+            for a, g, p, d, _since, _rd in rows}
+
+
+def report(engine: Engine) -> list[dict[str, Any]]:
+    """Per dunning segment (standard, low_income, repeat_defaulter): accounts rated, how many per
+    grade, average points (2 decimals, string), deposit / prepayment proposals open and done."""
+    import polars as pl
+
+    from dianfei.customers.service import open_account_facts
+
+    r = rules()
+    low = open_account_facts(engine).select("account_id", "low_income")
+    rated = repo.ratings(engine).join(low, on="account_id", how="left").with_columns(
+        pl.when(pl.col("low_income").fill_null(False)).then(pl.lit("low_income"))
+        .when(pl.col("repeat_defaulter")).then(pl.lit("repeat_defaulter"))
+        .otherwise(pl.lit("standard")).alias("segment"))
+    tasks = repo.task_counts(engine, PROPOSAL_KINDS).join(
+        rated.select("account_id", "segment"), on="account_id", how="left")
+    out = []
+    for seg in ("standard", "low_income", "repeat_defaulter"):
+        part = rated.filter(pl.col("segment") == seg)
+        t = tasks.filter(pl.col("segment") == seg)
+        mean = part["points"].mean() if part.height else None
+        out.append({
+            "segment": seg, "accounts": part.height,
+            "grades": {g: int((part["grade"] == g).sum()) for g, _ in r.grades},
+            "average_points": f"{mean:.2f}" if isinstance(mean, int | float) else None,
+            "proposals": {k: {s: int(t.filter((pl.col("kind") == k) & (pl.col("status") == s))
+                                     ["tasks"].sum()) for s in ("open", "done")}
+                          for k in PROPOSAL_KINDS}})
+    return out

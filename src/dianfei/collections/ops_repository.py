@@ -1,0 +1,253 @@
+"""Queries of collector operations (C) on collections' own tables: contact_flags,
+contact_checks, credit_ratings, and the collection events they read."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, Engine, text
+
+from dianfei.db.frames import read_frame
+
+if TYPE_CHECKING:
+    import polars as pl
+
+
+def events_since(source: Engine | Connection, types: Sequence[str], since: date) -> pl.DataFrame:
+    """key, account_id, customer_id, type, at, business_date, detail of the collection events of
+    ``types`` on business days from ``since``."""
+    import polars as pl
+
+    names = {f"t{i}": t for i, t in enumerate(types)}
+    return read_frame(
+        source, "SELECT key, account_id, customer_id, type, at, business_date, detail "
+        f"FROM collection_events WHERE business_date >= :s AND type IN "
+        f"({', '.join(':' + k for k in names) or 'NULL'}) ORDER BY event_id",
+        {"s": since, **names}, dates=("business_date",), instants=("at",),
+        schema={"key": pl.String, "account_id": pl.String, "customer_id": pl.String,
+                "type": pl.String, "detail": pl.String})
+
+
+def event_counts(source: Engine | Connection, types: Sequence[str], since: date) -> pl.DataFrame:
+    """account_id, type, month (YYYY-MM), events: the collection events of ``types`` from
+    ``since``, counted per account, type and business month (in the database)."""
+    import polars as pl
+
+    names = {f"t{i}": t for i, t in enumerate(types)}
+    conn_dialect = source.dialect.name
+    month = ("strftime('%Y-%m', business_date)" if conn_dialect == "sqlite"
+             else "to_char(business_date, 'YYYY-MM')")
+    find = "instr" if conn_dialect == "sqlite" else "strpos"
+    return read_frame(
+        source, f"SELECT account_id, type, {month} AS month, COUNT(*) AS events "
+        f"FROM collection_events WHERE business_date >= :s AND type IN "
+        f"({', '.join(':' + k for k in names) or 'NULL'}) "
+        # a smart-prepayment cut-off is how prepayment works, not a stop for arrears
+        f"AND NOT (type = 'suspended' AND coalesce({find}(detail, :pp), 0) > 0) "
+        f"GROUP BY account_id, type, {month}",
+        {"s": since, "pp": '"reason": "prepay"', **names},
+        schema={"account_id": pl.String, "type": pl.String, "month": pl.String,
+                "events": pl.Int64})
+
+
+def late_bills(source: Engine | Connection, since: date) -> pl.DataFrame:
+    """account_id, late: bills due from ``since`` that accrued a late fee (paid late, or still
+    overdue)."""
+    import polars as pl
+
+    return read_frame(
+        source, "SELECT account_id, COUNT(*) AS late FROM late_fee_accruals WHERE due_on >= :s "
+        "GROUP BY account_id", {"s": since},
+        schema={"account_id": pl.String, "late": pl.Int64})
+
+
+def open_flags(source: Engine | Connection) -> pl.DataFrame:
+    """The open contact flags: flag_id, account_id, customer_id, reason, field, opened_at, task_id."""
+    import polars as pl
+
+    return read_frame(
+        source, "SELECT flag_id, account_id, customer_id, reason, field, opened_at, task_id "
+        "FROM contact_flags WHERE status = 'open' ORDER BY flag_id", instants=("opened_at",),
+        schema={"flag_id": pl.Int64, "account_id": pl.String, "customer_id": pl.String,
+                "reason": pl.String, "field": pl.String, "task_id": pl.Int64})
+
+
+def flags(source: Engine | Connection, status: str | None) -> pl.DataFrame:
+    """Contact flags (of ``status``, or all), oldest first."""
+    import polars as pl
+
+    where = " WHERE status = :s" if status else ""
+    return read_frame(
+        source, "SELECT flag_id, key, account_id, customer_id, reason, field, status, opened_at, "
+        f"task_id, closed_at, closed_by, detail FROM contact_flags{where} ORDER BY flag_id",
+        {"s": status} if status else {}, instants=("opened_at", "closed_at"),
+        schema={"flag_id": pl.Int64, "key": pl.String, "account_id": pl.String,
+                "customer_id": pl.String, "reason": pl.String, "field": pl.String,
+                "status": pl.String, "task_id": pl.Int64, "closed_by": pl.String,
+                "detail": pl.String})
+
+
+def checks(source: Engine | Connection) -> pl.DataFrame:
+    """account_id, phone_verified_at, email_verified_at of every account verified at least once."""
+    import polars as pl
+
+    return read_frame(
+        source, "SELECT account_id, phone_verified_at, email_verified_at FROM contact_checks",
+        instants=("phone_verified_at", "email_verified_at"), schema={"account_id": pl.String})
+
+
+def existing_flag_keys(conn: Connection, keys: list[str]) -> set[str]:
+    from dianfei.db.lists import rows_in
+
+    return {str(r[0]) for r in rows_in(conn, "SELECT key FROM contact_flags WHERE {member}",
+                                       "key", keys)}
+
+
+def open_contact_task(conn: Connection, account_id: str) -> int | None:
+    """The account's open ``contact_update`` task (whoever raised it), if any."""
+    row = conn.execute(text(
+        "SELECT task_id FROM collection_tasks WHERE account_id = :a AND kind = 'contact_update' "
+        "AND status = 'open' ORDER BY task_id"), {"a": account_id}).first()
+    return None if row is None else int(row[0])
+
+
+def ratings(source: Engine | Connection) -> pl.DataFrame:
+    """Every account's credit rating."""
+    import polars as pl
+
+    return read_frame(
+        source, "SELECT account_id, customer_id, grade, points, on_time, late, broken, "
+        "suspensions, repeat_defaulter, as_of, since FROM credit_ratings ORDER BY account_id",
+        dates=("as_of", "since"),
+        schema={"account_id": pl.String, "customer_id": pl.String, "grade": pl.String,
+                "points": pl.Int64, "on_time": pl.Int64, "late": pl.Int64, "broken": pl.Int64,
+                "suspensions": pl.Int64, "repeat_defaulter": pl.Boolean})
+
+
+def repeat_defaulters(source: Engine | Connection) -> pl.DataFrame:
+    """account_id of every account rated a repeat defaulter."""
+    import polars as pl
+
+    return read_frame(source, "SELECT account_id FROM credit_ratings WHERE repeat_defaulter",
+                      schema={"account_id": pl.String})
+
+
+def rating_rows(conn: Connection, accounts: Sequence[str]) -> list[Any]:
+    from dianfei.db.lists import rows_in
+
+    return rows_in(conn, "SELECT account_id, grade, points, as_of, since, repeat_defaulter "
+                         "FROM credit_ratings WHERE {member}", "account_id", accounts)
+
+
+def task_counts(source: Engine | Connection, kinds: Sequence[str]) -> pl.DataFrame:
+    """account_id, kind, status, tasks: the tasks of ``kinds`` per account and status."""
+    import polars as pl
+
+    names = {f"k{i}": k for i, k in enumerate(kinds)}
+    return read_frame(
+        source, "SELECT account_id, kind, status, COUNT(*) AS tasks FROM collection_tasks "
+        f"WHERE kind IN ({', '.join(':' + k for k in names) or 'NULL'}) "
+        "GROUP BY account_id, kind, status", names,
+        schema={"account_id": pl.String, "kind": pl.String, "status": pl.String,
+                "tasks": pl.Int64})
+
+
+def unrouted_tasks(conn: Connection) -> pl.DataFrame:
+    """task_id, kind of the tasks no department has yet (raised by other modules)."""
+    import polars as pl
+
+    return read_frame(conn, "SELECT task_id, kind FROM collection_tasks WHERE department IS NULL "
+                            "ORDER BY task_id", schema={"task_id": pl.Int64, "kind": pl.String})
+
+
+def fill_due(conn: Connection, kind: str, days: int) -> None:
+    """Tasks of ``kind`` without a due time are due ``days`` after they were raised."""
+    rows = conn.execute(text("SELECT task_id, created_at FROM collection_tasks "
+                             "WHERE kind = :k AND due_at IS NULL"), {"k": kind}).all()
+    if not rows:
+        return
+    from datetime import timedelta
+
+    from sqlalchemy import bindparam, update
+
+    from dianfei.collections.models import CollectionTask
+
+    conn.execute(update(CollectionTask).where(CollectionTask.task_id == bindparam("tid"))
+                 .values(due_at=bindparam("due")).execution_options(synchronize_session=False),
+                 [{"tid": r[0], "due": _aware(r[1]) + timedelta(days=days)} for r in rows])
+
+
+def _aware(value: Any) -> Any:
+    from datetime import UTC, datetime
+
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def tasks_by_id(conn: Connection, task_ids: Sequence[int]) -> pl.DataFrame:
+    """task_id, key, account_id, customer_id, kind, department, owner, created_at, due_at."""
+    import polars as pl
+
+    from dianfei.db.lists import any_of
+
+    member, params = any_of(conn, "task_id", "ids", list(task_ids), array_type="BIGINT")
+    return read_frame(
+        conn, "SELECT task_id, key, account_id, customer_id, kind, department, owner, created_at, "
+        f"due_at FROM collection_tasks WHERE {member} ORDER BY task_id", params,
+        instants=("created_at", "due_at"),
+        schema={"task_id": pl.Int64, "key": pl.String, "account_id": pl.String,
+                "customer_id": pl.String, "kind": pl.String, "department": pl.String,
+                "owner": pl.String})
+
+
+def tasks_by_key(conn: Connection, keys: Sequence[str]) -> pl.DataFrame:
+    """:func:`tasks_by_id`'s columns for the tasks of ``keys``."""
+    import polars as pl
+
+    from dianfei.db.lists import any_of
+
+    member, params = any_of(conn, "key", "keys", list(keys))
+    return read_frame(
+        conn, "SELECT task_id, key, account_id, customer_id, kind, department, owner, created_at, "
+        f"due_at FROM collection_tasks WHERE {member} ORDER BY task_id", params,
+        instants=("created_at", "due_at"),
+        schema={"task_id": pl.Int64, "key": pl.String, "account_id": pl.String,
+                "customer_id": pl.String, "kind": pl.String, "department": pl.String,
+                "owner": pl.String})
+
+
+def open_contact_tasks(conn: Connection, accounts: Sequence[str]) -> dict[str, int]:
+    """account → its oldest open ``contact_update`` task (whoever raised it)."""
+    from dianfei.db.lists import rows_in
+
+    out: dict[str, int] = {}
+    for a, t in rows_in(conn, "SELECT account_id, task_id FROM collection_tasks WHERE "
+                              "kind = 'contact_update' AND status = 'open' AND {member} "
+                              "ORDER BY task_id", "account_id", accounts):
+        out.setdefault(str(a), int(t))
+    return out
+
+
+def flags_by_key(conn: Connection, keys: Sequence[str]) -> dict[str, int]:
+    from dianfei.db.lists import rows_in
+
+    return {str(k): int(i) for k, i in rows_in(
+        conn, "SELECT key, flag_id FROM contact_flags WHERE {member}", "key", keys)}
+
+
+def overdue_unescalated(conn: Connection, now: Any) -> pl.DataFrame:
+    """Open tasks due before ``now`` not yet escalated (locked: two runs escalate each once):
+    task_id, account_id, customer_id, kind, department, owner, due_at."""
+    import polars as pl
+
+    lock = " FOR UPDATE" if conn.dialect.name == "postgresql" else ""
+    return read_frame(
+        conn, "SELECT task_id, account_id, customer_id, kind, coalesce(department, 'collections') "
+        "AS department, owner, due_at FROM collection_tasks WHERE status = 'open' AND "
+        f"due_at < :now AND escalated_at IS NULL ORDER BY task_id{lock}", {"now": now},
+        instants=("due_at",),
+        schema={"task_id": pl.Int64, "account_id": pl.String, "customer_id": pl.String,
+                "kind": pl.String, "department": pl.String, "owner": pl.String})
