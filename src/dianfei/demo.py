@@ -170,6 +170,7 @@ def _run_days(db: Database, pending: list[pl.DataFrame], first: date, stop: date
     import polars as pl
 
     from dianfei.collections.service import pending_late_fees, run_day
+    from dianfei.fieldwork_demo import fieldwork_day
     from dianfei.notify.channels import Senders
     from dianfei.payments.service import open_items, post_payments_frame
 
@@ -190,8 +191,10 @@ def _run_days(db: Database, pending: list[pl.DataFrame], first: date, stop: date
             if utility is not None:
                 cut = _pay_to_reconnect(db, utility, day)
                 queue = cut if queue is None else pl.concat([queue, cut])
-            if day.day == HARDSHIP_DAY:
-                hardship_plans(db, day)
+                # the collectors work the top of their lists (visits, promises, plans, tickets)
+                _done, plan_pays = fieldwork_day(db, utility, day, queue)
+                if plan_pays.height:
+                    queue = plan_pays if queue is None else pl.concat([queue, plan_pays])
         todays = queue.filter(pl.col("paid_on") == day) if queue is not None else None
         if todays is not None and todays.height:
             clock = FixedClock(datetime.combine(day, time(18), tzinfo=BUSINESS_TZ))
@@ -219,55 +222,6 @@ def _run_days(db: Database, pending: list[pl.DataFrame], first: date, stop: date
                                     clock=clock, source="demo")
         day += timedelta(days=1)
     return [] if queue is None else [queue.filter(pl.col("paid_on") >= stop)]
-
-
-#: the day of the month the demo's collectors offer low-income customers in arrears a plan
-HARDSHIP_DAY = 25
-#: how many such offers a day (the demo shows the flow, it does not model who accepts)
-HARDSHIP_OFFERS = 3
-
-
-def hardship_plans(db: Database, day: date) -> dict[str, int]:
-    """The hardship follow-up (困难户分期): low-income customers owing more than 50 yuan and without
-    an open plan are offered the policy's suggested instalment arrangement (``suggest_schedule``,
-    the same call a visit's hardship follow-up makes); one that needs a second person is
-    approved by the supervisor. A policy refusal (too little to spread) is counted, not hidden."""
-    import polars as pl
-
-    from dianfei.collections.plan_report import list_plans
-    from dianfei.collections.service import (
-        amounts_due,
-        approve_plan,
-        propose_plan,
-        suggest_schedule,
-    )
-    from dianfei.customers.service import open_account_facts
-
-    clock = FixedClock(datetime.combine(day, time(10), tzinfo=BUSINESS_TZ))
-    facts = open_account_facts(db.engine).filter(
-        pl.col("low_income") & (pl.col("payment_mode") == "postpaid"))
-    taken = {p["account_id"] for status in ("proposed", "active")
-             for p in list_plans(db.engine, status=status)}
-    accounts = sorted(set(facts["account_id"].to_list()) - taken)
-    with db.engine.connect() as conn:
-        due = amounts_due(conn, accounts)
-    out = {"offered": 0, "refused": 0}
-    for account in [a for a in accounts if due.get(a, 0) > 5_000][:HARDSHIP_OFFERS]:
-        with db.session() as s:
-            try:
-                sug = suggest_schedule(s, account_id=account, kind="instalment", clock=clock)
-                plan = propose_plan(s, account_id=account, kind="instalment",
-                                    down_payment_fen=int(sug["down_payment_fen"]),
-                                    instalments=[int(i["amount_fen"]) for i in sug["instalments"]],
-                                    requested_by="demo:collector", clock=clock,
-                                    request_key=f"demo:hardship:{account}:{day}")
-            except ValidationError:
-                out["refused"] += 1
-                continue
-            if plan.status == "proposed":
-                approve_plan(s, plan.plan_id, "demo:supervisor", clock)
-            out["offered"] += 1
-    return out
 
 
 def _pay_to_reconnect(db: Database, utility: Any, day: date) -> pl.DataFrame:
@@ -365,6 +319,7 @@ def _balances(db: Database, accounts: list[str]) -> pl.DataFrame:
 
 def _summary(db: Database, first: Period, last: Period) -> dict[str, Any]:
     from dianfei.billing.service import open_exceptions
+    from dianfei.fieldwork_demo import fieldwork_summary
 
     with db.engine.connect() as conn:
         customers = conn.execute(text("SELECT count(*) FROM customers")).scalar_one()
@@ -385,6 +340,7 @@ def _summary(db: Database, first: Period, last: Period) -> dict[str, Any]:
         "unbilled_exceptions": open_exceptions(db).height,
         "by_class": by_class,
         "kpis": _last_period_kpis(db, last) if rows else None,
+        "fieldwork": fieldwork_summary(db),
     }
 
 
@@ -413,6 +369,11 @@ def summary_table(summary: dict[str, Any]) -> None:
     console.print(table)
     console.print(f"accounts on the exceptions list (not billed): "
                   f"{summary['unbilled_exceptions']} — see `dianfei bill exceptions --period …`")
+    work = summary.get("fieldwork") or {}
+    if any(work.values()):
+        console.print("collectors' field work (催费外勤): " + ", ".join(
+            f"{k.replace('_', ' ')} {v}" for k, v in work.items() if v)
+            + " — `dianfei worklist --date D`, `dianfei visit list`, `dianfei ticket list`")
     if summary.get("kpis"):
         from dianfei.reporting.report import kpi_table
 

@@ -86,6 +86,7 @@ def record_visit(session: Session, *, request_id: str, account_id: str, collecto
     conn = session.connection()
     customer_id = customers.customer_of_account(conn, account_id)
     customers.collector(conn, collector_id)
+    _check_on_duty(conn, collector_id)
     stood: DunningState | None = None
     if outcome == "promise":
         assert promise_on is not None and promise_amount_fen is not None
@@ -154,6 +155,16 @@ def record_visit(session: Session, *, request_id: str, account_id: str, collecto
         "ticket_id": ticket.ticket_id if ticket else None, "bill_id": bill_id,
         "task": task.key if task else None})
     return RecordedVisit(visit, promise, ticket, task)
+
+
+def _check_on_duty(conn: Any, collector_id: str) -> None:
+    """A collector the roster marks inactive (left, on leave) records nothing in their name."""
+    from dianfei.collections.worklist_repository import roster_row
+
+    row = roster_row(conn, collector_id)
+    if row is not None and not row[1]:
+        raise ValidationError(f"collector {collector_id} is inactive on the roster: a visit is "
+                              "recorded by an active collector (dianfei worklist roster)")
 
 
 def _check_fields(channel: str, outcome: str, at: datetime, now: datetime, recorded_by: str,

@@ -125,3 +125,13 @@ def visit_outcomes(utility: Utility, day: date, worked: pl.DataFrame,
         .alias("dispute_upheld"),
         pl.when(pl.Series(dispute)).then(pl.Series(decide, dtype=pl.Int64)).alias("decide_after"),
     )
+
+
+def ticket_decisions(utility: Utility, ticket_ids: list[int]) -> list[tuple[int, bool]]:
+    """For each ticket, after how many working days (1–4) the supervisor decides it and whether
+    it is upheld — deterministic for (seed, ticket)."""
+    out = []
+    for t in ticket_ids:
+        u = stream(utility.seed, "ticket_decision", int(t)).random(size=2)
+        out.append((1 + int(u[0] * 4), bool(u[1] < DISPUTE_UPHELD)))
+    return out

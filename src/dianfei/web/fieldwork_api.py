@@ -8,8 +8,6 @@ user sees nothing and records nothing); supervisors see every visit and decide t
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
@@ -59,20 +57,11 @@ class SurveyIn(BaseModel):
     score: int = Field(description="1 … 5")
 
 
-def _collector_lookup() -> Callable[[Database, Any], str | None] | None:
-    """The roster's user → collector link (``collections.worklist.collector_of``), when the
-    worklist package that keeps it is installed; None otherwise."""
-    try:
-        module = importlib.import_module("dianfei.collections.worklist")
-    except ModuleNotFoundError:
-        return None
-    found = getattr(module, "collector_of", None)
-    return found if callable(found) else None
-
-
 def _own_collector(db: Database, who: Principal) -> str | None:
-    lookup = _collector_lookup()
-    return lookup(db, who) if lookup is not None else None
+    """The collector a signed-in user is (the roster's user → collector link), else None."""
+    from dianfei.collections.worklist import collector_of
+
+    return collector_of(db, who)
 
 
 def register(app: FastAPI, db: Database, clock: Clock) -> None:

@@ -1,0 +1,238 @@
+"""The demo's collectors at work (催费员外勤): each working day they take the top of their
+worklists, call or visit, and record what the customer said — through the same services as the
+``dianfei visit``, ``plan`` and ``ticket`` commands.
+
+What the customer says comes from the simulator (``sim.fieldwork``), which knows the customer's
+hidden behaviour and the payments already coming: a true promise is kept by a payment the
+simulator had scheduled, talk is broken; hardship gets the policy's suggested pay plan (approved
+by the supervisor where the policy says so), whose instalments the simulator then pays — all of
+them, or only the down payment, by behaviour; a dispute opens a ticket that the supervisor
+decides a few working days later; some customers answer the satisfaction survey. The
+collections day that follows sees the promises kept and broken, the plans kept and broken, and
+the disputed bills paused and resumed, exactly as it would in a branch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from decimal import ROUND_CEILING, Decimal
+from typing import TYPE_CHECKING, Any
+
+from dianfei.core.clock import BUSINESS_TZ, FixedClock
+from dianfei.core.errors import ValidationError
+from dianfei.core.money import parse_decimal, to_fen
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from dianfei.db.engine import Database
+
+#: accounts a collector works in a day (calls and visits), from the top of the list
+VISITS_PER_DAY = 6
+#: the supervisor who approves plans and decides tickets in the demo
+SUPERVISOR = "demo:supervisor"
+
+
+@dataclass
+class FieldworkReport:
+    """What the demo's collectors did, summed over the run (the demo summary shows it)."""
+
+    visits: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    plans_agreed: int = 0
+    plans_refused_by_policy: int = 0
+    tickets_decided: int = 0
+    surveys: int = 0
+
+    def add(self, other: FieldworkReport) -> None:
+        self.visits += other.visits
+        for k, v in other.outcomes.items():
+            self.outcomes[k] = self.outcomes.get(k, 0) + v
+        self.plans_agreed += other.plans_agreed
+        self.plans_refused_by_policy += other.plans_refused_by_policy
+        self.tickets_decided += other.tickets_decided
+        self.surveys += other.surveys
+
+    def to_json(self) -> dict[str, Any]:
+        return {"visits": self.visits, "outcomes": dict(sorted(self.outcomes.items())),
+                "plans_agreed": self.plans_agreed,
+                "plans_refused_by_policy": self.plans_refused_by_policy,
+                "tickets_decided": self.tickets_decided, "surveys": self.surveys}
+
+
+def _fen(yuan: str) -> int:
+    return to_fen(parse_decimal(str(yuan), "overdue_amount", places=2, allow_negative=False))
+
+
+def _oldest_bills(db: Database, day: date, accounts: list[str]) -> dict[str, str]:
+    import polars as pl
+
+    from dianfei.collections.service import overdue_items
+
+    items = overdue_items(db.engine, day).filter(
+        pl.col("account_id").is_in(accounts) & (pl.col("item_kind") == "bill"))
+    first = items.sort("due_on", "bill_id").group_by("account_id", maintain_order=True).first()
+    return dict(zip(first["account_id"].to_list(), first["bill_id"].to_list(), strict=True))
+
+
+def fieldwork_day(db: Database, utility: Any, day: date,
+                  queue: pl.DataFrame | None) -> tuple[FieldworkReport, pl.DataFrame]:
+    """One working day of the collectors; returns what they did and the payments the plans they
+    agreed add to the simulator's queue (paid_on, channel, transaction_id, account_id, amount,
+    in_full)."""
+    import polars as pl
+
+    from dianfei.collections.service import working_days
+    from dianfei.collections.worklist import worklists
+    from dianfei.sim.fieldwork import visit_outcomes
+
+    report = FieldworkReport()
+    none = pl.DataFrame(schema={"paid_on": pl.Date, "channel": pl.String,
+                                "transaction_id": pl.String, "account_id": pl.String,
+                                "amount": pl.Int64, "in_full": pl.Boolean})
+    if not working_days()(day):
+        return report, none
+    report.tickets_decided = _decide_tickets(db, utility, day)
+    rows = [r for r in worklists(db, day) if int(r["rank"]) <= VISITS_PER_DAY]
+    if not rows:
+        return report, none
+    worked = pl.DataFrame({
+        "customer_id": [r["account"] for r in rows], "account_id": [r["account_id"] for r in rows],
+        "collector_id": [r["collector"] for r in rows],
+        "overdue": [_fen(r["overdue_amount"]) for r in rows]},
+        schema={"customer_id": pl.String, "account_id": pl.String, "collector_id": pl.String,
+                "overdue": pl.Int64})
+    scheduled = (queue.filter(pl.col("account_id").is_in(worked["account_id"].implode()))
+                 .select("account_id", "paid_on", "amount") if queue is not None
+                 else pl.DataFrame(schema={"account_id": pl.String, "paid_on": pl.Date,
+                                           "amount": pl.Int64}))
+    outcomes = visit_outcomes(utility, day, worked, scheduled)
+    bills = _oldest_bills(db, day, worked["account_id"].to_list())
+    added: list[dict[str, Any]] = []
+    for i, r in enumerate(outcomes.iter_rows(named=True)):
+        at = datetime.combine(day, time(10), tzinfo=BUSINESS_TZ) + timedelta(minutes=20 * i)
+        clock = FixedClock(at + timedelta(minutes=5))
+        outcome = _record(db, day, r, bills.get(r["account_id"]), at, clock, report)
+        if outcome == "hardship":
+            added.extend(_offer_plan(db, utility, day, r, clock, report))
+    return report, (pl.DataFrame(added, schema=none.schema) if added else none)
+
+
+def _record(db: Database, day: date, r: dict[str, Any], bill_id: str | None, at: datetime,
+            clock: FixedClock, report: FieldworkReport) -> str:
+    """Record one contact (a promise the policy would refuse is made to fit it, as a collector
+    would ask for a little more or a little sooner); returns the outcome recorded."""
+    from dianfei.collections.fieldwork_rules import fieldwork_policy
+    from dianfei.collections.service import amounts_due
+    from dianfei.collections.surveys import record_survey
+    from dianfei.collections.visits import record_visit
+
+    outcome = str(r["outcome"])
+    promise_on, amount = r["promise_on"], r["promise_fen"]
+    if outcome == "dispute" and bill_id is None:
+        outcome = "refused"  # nothing billed to dispute (only late fees are open)
+    if outcome == "promise":
+        pol = fieldwork_policy()
+        with db.engine.connect() as conn:
+            owed = max(amounts_due(conn, [r["account_id"]]).get(r["account_id"], 0), 0)
+        least = int((Decimal(owed) * pol.promise_min_share).to_integral_value(ROUND_CEILING))
+        amount = max(int(amount or 0), least, 1)
+        promise_on = min(max(promise_on, day), day + timedelta(days=pol.promise_max_days))
+        if owed <= 0:
+            outcome = "paid"
+    with db.session() as s:
+        done = record_visit(
+            s, request_id=f"demo:{day}:{r['account_id']}", account_id=r["account_id"],
+            collector_id=r["collector_id"], channel=r["channel"], outcome=outcome, at=at,
+            recorded_by=f"demo:{r['collector_id']}", clock=clock,
+            promise_on=promise_on if outcome == "promise" else None,
+            promise_amount_fen=amount if outcome == "promise" else None,
+            bill_id=bill_id if outcome == "dispute" else None)
+        if r["survey"] is not None and not done.replayed:
+            record_survey(s, request_id=f"demo:survey:{done.visit.visit_id}", subject="visit",
+                          subject_id=done.visit.visit_id, score=int(r["survey"]),
+                          recorded_by="demo:survey", clock=clock)
+            report.surveys += 1
+    report.visits += 1
+    report.outcomes[outcome] = report.outcomes.get(outcome, 0) + 1
+    return outcome
+
+
+def _offer_plan(db: Database, utility: Any, day: date, r: dict[str, Any], clock: FixedClock,
+                report: FieldworkReport) -> list[dict[str, Any]]:
+    """Hardship: the policy's suggested pay plan, approved by the supervisor when required; the
+    simulator pays its instalments (all of them when the household keeps it, else only the down
+    payment). A plan the policy refuses (too little to spread, one already open) is counted."""
+    from dianfei.collections.service import approve_plan, propose_plan, suggest_schedule
+
+    with db.session() as s:
+        try:
+            sug = suggest_schedule(s, account_id=r["account_id"], kind="pay_plan", clock=clock)
+            plan = propose_plan(
+                s, account_id=r["account_id"], kind="pay_plan",
+                down_payment_fen=int(sug["down_payment_fen"]),
+                instalments=[(date.fromisoformat(i["due_on"]), int(i["amount_fen"]))
+                             for i in sug["instalments"]],
+                requested_by=f"demo:{r['collector_id']}", clock=clock,
+                request_key=f"demo:plan:{day}:{r['account_id']}")
+        except ValidationError:
+            report.plans_refused_by_policy += 1
+            return []
+        if plan.status == "proposed":
+            approve_plan(s, plan.plan_id, SUPERVISOR, clock)
+    report.plans_agreed += 1
+    pays = [(date.fromisoformat(sug["down_payment_due_on"]), int(sug["down_payment_fen"]))]
+    if r["plan_kept"]:
+        pays += [(date.fromisoformat(i["due_on"]), int(i["amount_fen"])) for i in sug["instalments"]]
+    channel = utility.customers.filter(
+        utility.customers["customer_id"] == r["customer_id"])["preferred_channel"].item()
+    from dianfei.demo import SIM_CHANNELS
+
+    return [{"paid_on": on, "channel": SIM_CHANNELS.get(channel, "counter"),
+             "transaction_id": f"DEMO-PLAN-{plan.plan_id}-{k}", "account_id": r["account_id"],
+             "amount": fen, "in_full": False} for k, (on, fen) in enumerate(pays) if fen > 0]
+
+
+def _decide_tickets(db: Database, utility: Any, day: date) -> int:
+    """The supervisor decides the open tickets whose (simulated) decision day has come."""
+    from dianfei.collections.fieldwork_rules import fieldwork_policy
+    from dianfei.collections.tickets import decide, list_tickets
+    from dianfei.sim.fieldwork import ticket_decisions
+
+    pol = fieldwork_policy()
+    clock = FixedClock(datetime.combine(day, time(16), tzinfo=BUSINESS_TZ))
+    decided = 0
+    with db.session() as s:
+        open_ = [t for status in ("open", "escalated")
+                 for t in list_tickets(s, status=status, limit=100_000)]
+        if not open_:
+            return 0
+        plan = ticket_decisions(utility, [t.ticket_id for t in open_])
+        for t, (after, upheld) in zip(open_, plan, strict=True):
+            opened = t.opened_at.astimezone(BUSINESS_TZ).date()
+            if pol.add_working_days(opened, after) > day:
+                continue
+            decide(s, t.ticket_id,
+                   decision=("upheld: the bill is corrected" if upheld
+                             else "not upheld: the bill stands"),
+                   decided_by=SUPERVISOR, clock=clock)
+            decided += 1
+    return decided
+
+
+#: the collection events the demo summary counts, in the order it shows them
+SUMMARY_EVENTS = ("visit_recorded", "promise_made", "promise_kept", "promise_broken",
+                  "plan_agreed", "plan_completed", "plan_broken", "ticket_opened",
+                  "ticket_escalated", "ticket_decided", "survey")
+
+
+def fieldwork_summary(db: Database) -> dict[str, int]:
+    """How much field work the collections history holds, by event type (read back from the
+    events, so a resumed demo counts what every run did)."""
+    from dianfei.collections.repository import events_of_types
+
+    ev = events_of_types(db.engine, SUMMARY_EVENTS)
+    counts = dict(zip(*ev["type"].value_counts().to_dict(as_series=False).values(), strict=True)) \
+        if ev.height else {}
+    return {t: int(counts.get(t, 0)) for t in SUMMARY_EVENTS}
