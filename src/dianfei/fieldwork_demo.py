@@ -20,7 +20,7 @@ from decimal import ROUND_CEILING, Decimal
 from typing import TYPE_CHECKING, Any
 
 from dianfei.core.clock import BUSINESS_TZ, FixedClock
-from dianfei.core.errors import ValidationError
+from dianfei.core.errors import ConflictError, ValidationError
 from dianfei.core.money import parse_decimal, to_fen
 
 if TYPE_CHECKING:
@@ -163,7 +163,8 @@ def _offer_plan(db: Database, utility: Any, day: date, r: dict[str, Any], clock:
                 report: FieldworkReport) -> list[dict[str, Any]]:
     """Hardship: the policy's suggested pay plan, approved by the supervisor when required; the
     simulator pays its instalments (all of them when the household keeps it, else only the down
-    payment). A plan the policy refuses (too little to spread, one already open) is counted."""
+    payment). A plan the policy refuses (too little to spread) is counted; an account whose plan
+    is already open is not offered another."""
     from dianfei.collections.service import approve_plan, propose_plan, suggest_schedule
 
     with db.session() as s:
@@ -176,6 +177,8 @@ def _offer_plan(db: Database, utility: Any, day: date, r: dict[str, Any], clock:
                              for i in sug["instalments"]],
                 requested_by=f"demo:{r['collector_id']}", clock=clock,
                 request_key=f"demo:plan:{day}:{r['account_id']}")
+        except ConflictError:  # a plan is already open (agreed on an earlier visit)
+            return []
         except ValidationError:
             report.plans_refused_by_policy += 1
             return []
