@@ -181,3 +181,18 @@ def test_timeline_reads_every_source_oldest_first(db: Database) -> None:
     assert all(i["account"] == "C01" and i["account_id"] == "C01" for i in items)
     with pytest.raises(NotFoundError):
         account_timeline(db, "nobody", clock=CLOCK)
+
+
+def test_each_row_shows_the_contact_data_quality(db: Database) -> None:
+    from dianfei.collections.contacts import verify_contact
+
+    load(db)
+    wl.build_worklists(db, DAY, clock=CLOCK)
+    rows = {r["account"]: r for r in wl.worklists(db, DAY)}
+    # nobody's phone was verified yet; no flag is open before the day's contact check
+    assert all(r["phone_verified"] is False for r in rows.values())
+    assert all(r["contact_flag"] is None for r in rows.values())
+    with db.session() as s:
+        verify_contact(s, account_id="C01", field="phone", verified_by="desk", clock=CLOCK)
+    after = {r["account"]: r for r in wl.worklists(db, DAY)}
+    assert after["C01"]["phone_verified"] is True and after["C02"]["phone_verified"] is False

@@ -63,7 +63,7 @@ INSTALMENT_HOOK = "dianfei.collections.service:bill_document_instalments"
 #: the good-payer rating hook (信用等级), same shape: (engine, accounts, period) → per account
 #: {"grade": "A", "points": "85", "as_of": "YYYY-MM-DD"}; collections provides it (billing sits
 #: below collections and cannot import it); without it a bill shows no rating
-RATING_HOOK = "dianfei.collections.incentives:bill_document_ratings"
+RATING_HOOK = "dianfei.collections.service:bill_document_ratings"
 
 TOU_ORDER = ("sharp", "peak", "flat", "valley")
 #: contracted capacity bands (0.01 kVA upper bounds) that make "households of the same size"

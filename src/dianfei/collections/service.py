@@ -43,12 +43,13 @@ from dianfei.collections.context import Context as Context
 from dianfei.collections.context import DayReport as DayReport
 from dianfei.collections.context import arrears_context, event_schema, write_events
 from dianfei.collections.context import event_frame as event_frame
+
+# payment plans (分期缴费协议), public here: the bill document's instalment hook, the workflow
+from dianfei.collections.incentives import bill_document_ratings as bill_document_ratings
 from dianfei.collections.ladder import Ladder, evaluate, ladders
 from dianfei.collections.late_fees import accrue_frame
 from dianfei.collections.models import CollectionRun
 from dianfei.collections.notices import KEY_PREFIX, Notice, Notifier, NotifyOutbox
-
-# payment plans (分期缴费协议), public here: the bill document's instalment hook, the workflow
 from dianfei.collections.plan_report import bill_document_instalments as bill_document_instalments
 from dianfei.collections.plan_workflow import approve_plan as approve_plan
 from dianfei.collections.plan_workflow import cancel_plan as cancel_plan

@@ -227,14 +227,22 @@ def worklists(db: Database, day: date, *, collector: str | None = None,
     """The day's lists as ``dianfei worklist --json`` prints them: collector, account (the
     customer id), account_id, rank (1, 2, … within each collector), overdue_amount (yuan),
     days_overdue, pay_probability, expected_recovery, reason, rule, station, region, task_kinds,
-    moved_from. Built first when ``clock`` is given and the day has none."""
+    moved_from, contact_flag (open contact-data flags, null when none), phone_verified. Built
+    first when ``clock`` is given and the day has none."""
     with db.engine.connect() as conn:
         empty = not repo.has_entries(conn, day)
     if empty and clock is not None:
         build_worklists(db, day, clock=clock)
+    from dianfei.collections.contacts import contact_status
+
     names = dict(roster_frame(db).select("collector_id", "name").iter_rows())
+    ranked = _ranked(db, day, day, collector)
+    # contact quality beside each row: a flagged number is called last, or visited instead
+    contact = {r["account_id"]: r for r in contact_status(
+        db.engine, ranked["account_id"].to_list()).iter_rows(named=True)} if ranked.height else {}
     out = []
-    for r in _ranked(db, day, day, collector).iter_rows(named=True):
+    for r in ranked.iter_rows(named=True):
+        c = contact.get(r["account_id"], {})
         out.append({"collector": r["collector_id"], "collector_name": names.get(r["collector_id"]),
                     "account": r["customer_id"], "account_id": r["account_id"], "rank": r["rank"],
                     "overdue_amount": fmt_yuan(r["amount_overdue"]),
@@ -243,6 +251,8 @@ def worklists(db: Database, day: date, *, collector: str | None = None,
                     "expected_recovery": fmt_yuan(r["expected"]), "reason": r["reason"],
                     "rule": r["rule"], "station": r["station_id"], "region": r["region_id"],
                     "task_kinds": r["task_kinds"].split(","), "moved_from": r["moved_from"],
+                    "contact_flag": c.get("contact_flag"),
+                    "phone_verified": bool(c.get("phone_verified")),
                     "timeline": f"/api/v1/accounts/{r['account_id']}/timeline"})
     return out
 
