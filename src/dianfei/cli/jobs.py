@@ -68,7 +68,8 @@ def _bill_run(db: Database, ctx: RunContext) -> Mapping[str, Any]:
     from dianfei.billing.service import run_bill_run
 
     period = _period(ctx)
-    result = run_bill_run(db, period, ctx.clock)
+    chunk = int(ctx.args.get("chunk_size", 100_000))  # accounts rated and written per commit
+    result = run_bill_run(db, period, ctx.clock, chunk_size=chunk)
     return {"period": str(period), **_plain(result)}
 
 
