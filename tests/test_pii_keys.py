@@ -71,7 +71,13 @@ def test_no_key_is_created_silently_over_encrypted_data(tmp_path: Path,
     assert first.active == "k1" and (tmp_path / "a" / "keys" / "k1.key").stat().st_mode & 0o777 == 0o600
     # the legacy single file is still read, as key k0
     (tmp_path / "c").mkdir()
-    (tmp_path / "c" / "secret.key").write_bytes(base64.urlsafe_b64encode(K))
+    legacy = tmp_path / "c" / "secret.key"
+    legacy.write_bytes(base64.urlsafe_b64encode(K))
+    # a key file others may read is refused, naming the fix
+    legacy.chmod(0o644)
+    with pytest.raises(ValidationError, match="readable by its owner only .*chmod 600"):
+        PiiCipher.from_environment(tmp_path / "c", may_create=False)
+    legacy.chmod(0o600)
     assert PiiCipher.from_environment(tmp_path / "c", may_create=False).key_ids == ("k0",)
 
 
@@ -92,6 +98,7 @@ def test_rotation_reencrypts_everything_and_a_second_host_without_keys_refuses(
         monkeypatch.delenv(var, raising=False)
     load_people(db, [Person("C1"), Person("C2")])  # sealed with K as key k0
     (db.settings.data_dir / "secret.key").write_bytes(base64.urlsafe_b64encode(K))
+    (db.settings.data_dir / "secret.key").chmod(0o600)
     with db.engine.begin() as conn:  # one value as an older version wrote it
         conn.execute(text("UPDATE customers SET phone_enc = :t WHERE customer_id = 'C2'"),
                      {"t": _legacy_v1(K, "13700000000")})

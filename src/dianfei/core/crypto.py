@@ -146,6 +146,15 @@ class PiiCipher:
         raise ValidationError("unknown PII token version")
 
 
+def _secret_bytes(path: Path) -> bytes:
+    """A key file's content, refused when others than its owner may read or change it: a key
+    another local account can read unseals every phone and ID number."""
+    if os.name == "posix" and path.stat().st_mode & 0o077:
+        raise ValidationError(f"{path}: a key file must be readable by its owner only (mode "
+                              f"{path.stat().st_mode & 0o777:o}); run: chmod 600 {path}")
+    return path.read_bytes()
+
+
 def load_keyring(data_dir: Path, env: Mapping[str, str]) -> tuple[dict[str, bytes], str | None]:
     """(key id → key, active id) from the environment or ``data_dir``; empty when none."""
     listed = env.get("DIANFEI_SECRET_KEYS", "").strip()
@@ -163,11 +172,11 @@ def load_keyring(data_dir: Path, env: Mapping[str, str]) -> tuple[dict[str, byte
     keys = {}
     legacy = data_dir / "secret.key"
     if legacy.exists():
-        keys[LEGACY_KEY_ID] = _decode_key(legacy.read_bytes(), str(legacy))
+        keys[LEGACY_KEY_ID] = _decode_key(_secret_bytes(legacy), str(legacy))
     folder = data_dir / "keys"
     if folder.is_dir():
         for path in sorted(folder.glob("*.key")):
-            keys[path.stem] = _decode_key(path.read_bytes(), str(path))
+            keys[path.stem] = _decode_key(_secret_bytes(path), str(path))
     if not keys:
         return {}, None
     marker = folder / "active"
