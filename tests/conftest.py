@@ -34,9 +34,11 @@ def backend() -> str:
 
 
 @pytest.fixture
-def db_env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """Environment variables naming a fresh, empty database and data dir."""
-    with fresh_database_env(tmp_path) as env:
+def db_env(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """Environment variables naming a fresh database and data dir: empty, or — for a test that
+    also asks for ``db`` — already at the newest schema (a copy of a template migrated once per
+    test process, instead of running every migration again for each test)."""
+    with fresh_database_env(tmp_path, migrated="db" in request.fixturenames) as env:
         yield env
 
 
@@ -45,9 +47,53 @@ def db_env(tmp_path: Path) -> Iterator[dict[str, str]]:
 FACTORY_KEY = base64.urlsafe_b64encode(b"k" * 32).decode()
 
 
+#: per test process: the migrated template (PostgreSQL database name or SQLite file)
+_TEMPLATE: dict[str, str] = {}
+
+
+def _admin_url() -> str:
+    return PG_URL.replace("postgresql+psycopg", "postgresql")
+
+
+def _template() -> str:
+    """A database at the newest schema, made once per test process; new test databases are
+    copies of it (``CREATE DATABASE … TEMPLATE`` / a file copy)."""
+    found = _TEMPLATE.get(backend())
+    if found:
+        return found
+    import atexit
+    import tempfile
+
+    work = Path(tempfile.mkdtemp(prefix="dianfei-template-"))
+    if backend() == "postgresql":
+        import psycopg
+
+        name = f"dianfei_tmpl_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+        with psycopg.connect(_admin_url(), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        url = PG_URL.rsplit("/", 1)[0] + "/" + name
+
+        def drop() -> None:
+            with psycopg.connect(_admin_url(), autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+        atexit.register(drop)
+        found = name
+    else:
+        url = f"sqlite:///{work / 'template.db'}"
+        found = str(work / "template.db")
+    database = open_database(load_settings({"DIANFEI_DATABASE_URL": url,
+                                            "DIANFEI_DATA_DIR": str(work / "var"),
+                                            "DIANFEI_SECRET_KEY": FACTORY_KEY}))
+    database.engine.dispose()
+    _TEMPLATE[backend()] = found
+    return found
+
+
 @contextmanager
-def fresh_database_env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """A new empty database (SQLite file or PostgreSQL database) dropped afterwards."""
+def fresh_database_env(tmp_path: Path, *, migrated: bool = False) -> Iterator[dict[str, str]]:
+    """A new database (SQLite file or PostgreSQL database) dropped afterwards: empty, or with
+    ``migrated`` a copy of the template at the newest schema."""
     tmp_path = tmp_path / uuid.uuid4().hex[:8]
     tmp_path.mkdir()
     data_dir = tmp_path / "var"
@@ -55,9 +101,10 @@ def fresh_database_env(tmp_path: Path) -> Iterator[dict[str, str]]:
         import psycopg
 
         name = f"dianfei_t_{uuid.uuid4().hex[:12]}"
-        admin = PG_URL.replace("postgresql+psycopg", "postgresql")
+        admin = _admin_url()
+        template = f' TEMPLATE "{_template()}"' if migrated else ""
         with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"{template}')
         url = PG_URL.rsplit("/", 1)[0] + "/" + name
         try:
             yield {"DIANFEI_DATABASE_URL": url, "DIANFEI_DATA_DIR": str(data_dir),
@@ -66,6 +113,10 @@ def fresh_database_env(tmp_path: Path) -> Iterator[dict[str, str]]:
             with psycopg.connect(admin, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     else:
+        if migrated:
+            import shutil
+
+            shutil.copyfile(_template(), tmp_path / "dianfei.db")
         yield {"DIANFEI_DATABASE_URL": f"sqlite:///{tmp_path / 'dianfei.db'}",
                "DIANFEI_DATA_DIR": str(data_dir), "DIANFEI_SECRET_KEY": FACTORY_KEY}
 
