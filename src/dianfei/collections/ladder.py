@@ -226,20 +226,55 @@ def evaluate(snapshot: pl.DataFrame, all_ladders: list[Ladder]) -> pl.DataFrame:
     """
     import polars as pl
 
-    days = pl.col("ladder_days" if "ladder_days" in snapshot.columns else "days_overdue")
-    paused = pl.col("open_promise") if "open_promise" in snapshot.columns else pl.lit(False)
-    ladder_expr: pl.Expr = pl.lit(None, pl.String)
-    level_expr: pl.Expr = pl.lit(None, pl.String)
-    for ld in all_ladders:
-        applies = (pl.col("customer_class").is_in(sorted(ld.customer_classes))
-                   & pl.col("segment").is_in(sorted(ld.segments)))
-        ladder_expr = pl.when(applies).then(pl.lit(ld.ladder_id)).otherwise(ladder_expr)
-        for lv in ld.levels:
-            cond = (applies
-                    & days.is_between(lv.min_days, lv.max_days) & ~paused
-                    & pl.col("amount_overdue").is_between(lv.min_fen, lv.max_fen)
-                    & pl.col("risk_band").is_in(sorted(lv.risk_bands))
-                    & pl.col("protected").is_in(sorted(lv.protected))
-                    & (pl.col("open_plan") == lv.open_plan))
-            level_expr = pl.when(cond).then(pl.lit(lv.name)).otherwise(level_expr)
-    return snapshot.select("account_id", ladder_expr.alias("ladder"), level_expr.alias("level"))
+    table = _level_table(tuple(all_ladders))
+    snap = snapshot.select(
+        "account_id", "customer_class", "segment",
+        pl.col("ladder_days" if "ladder_days" in snapshot.columns else "days_overdue")
+        .alias("_days"),
+        "amount_overdue", "risk_band", "protected", "open_plan",
+        (pl.col("open_promise") if "open_promise" in snapshot.columns else pl.lit(False))
+        .alias("_paused"))
+    # a join on (class, segment) finds each account's ladder and its candidate levels; the
+    # level conditions are then one filter over the candidates (levels never overlap, so at
+    # most one survives per account) — columns, not a chain of when/then per level
+    keys = ["customer_class", "segment"]
+    lad = snap.join(table.select(*keys, "ladder").unique(), on=keys, how="left",
+                    maintain_order="left")
+    hit = (snap.join(table, on=keys, how="inner")
+           .filter(pl.col("_days").is_between(pl.col("min_days"), pl.col("max_days"))
+                   & ~pl.col("_paused")
+                   & pl.col("amount_overdue").is_between(pl.col("min_fen"), pl.col("max_fen"))
+                   & pl.col("bands").list.contains(pl.col("risk_band"))
+                   & pl.col("protected_any").list.contains(pl.col("protected"))
+                   & (pl.col("open_plan") == pl.col("plan")))
+           .select("account_id", "level").unique("account_id", keep="first"))
+    return (lad.join(hit, on="account_id", how="left", maintain_order="left")
+            .select("account_id", "ladder", "level"))
+
+
+_TABLES: dict[tuple[Ladder, ...], pl.DataFrame] = {}
+
+
+def _level_table(all_ladders: tuple[Ladder, ...]) -> pl.DataFrame:
+    """One row per (class, segment, level) of the ladders: the level's conditions as columns."""
+    import polars as pl
+
+    key = all_ladders  # frozen dataclasses: equal ladders share a table, a changed one does not
+    found = _TABLES.get(key)
+    if found is not None:
+        return found
+    rows = [{"customer_class": c, "segment": seg, "ladder": ld.ladder_id, "level": lv.name,
+             "min_days": lv.min_days, "max_days": lv.max_days, "min_fen": lv.min_fen,
+             "max_fen": lv.max_fen, "bands": sorted(lv.risk_bands),
+             "protected_any": sorted(lv.protected), "plan": lv.open_plan}
+            for ld in all_ladders for c in sorted(ld.customer_classes)
+            for seg in sorted(ld.segments) for lv in ld.levels]
+    schema: dict[str, Any] = {"customer_class": pl.String, "segment": pl.String, "ladder": pl.String,
+              "level": pl.String, "min_days": pl.Int64, "max_days": pl.Int64,
+              "min_fen": pl.Int64, "max_fen": pl.Int64, "bands": pl.List(pl.String),
+              "protected_any": pl.List(pl.Boolean), "plan": pl.Boolean}
+    table = pl.DataFrame(rows, schema=schema)
+    if len(_TABLES) > 64:  # ladders loaded in tests with many variants
+        _TABLES.clear()
+    _TABLES[key] = table
+    return table
