@@ -75,7 +75,7 @@ def test_no_key_is_created_silently_over_encrypted_data(tmp_path: Path,
     legacy.write_bytes(base64.urlsafe_b64encode(K))
     # a key file others may read is refused, naming the fix
     legacy.chmod(0o644)
-    with pytest.raises(ValidationError, match="readable by its owner only .*chmod 600"):
+    with pytest.raises(ValidationError, match=r"readable by its owner only .*chmod 600"):
         PiiCipher.from_environment(tmp_path / "c", may_create=False)
     legacy.chmod(0o600)
     assert PiiCipher.from_environment(tmp_path / "c", may_create=False).key_ids == ("k0",)
