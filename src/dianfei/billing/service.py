@@ -511,6 +511,6 @@ def operational_metrics(conn: Connection) -> list[Metric]:
     exceptions = conn.execute(text("SELECT COUNT(*) FROM bill_exceptions")).scalar_one()
     return [grouped("dianfei_bills", "bills issued, by status", "gauge", "status", bills),
             Metric("dianfei_bill_runs_running", "bill runs started and not finished", "gauge",
-                   (({}, float(running)),)),
+                   (({}, int(running)),)),
             Metric("dianfei_bill_exceptions", "accounts the bill runs could not bill", "gauge",
-                   (({}, float(exceptions)),))]
+                   (({}, int(exceptions)),))]

@@ -640,7 +640,7 @@ def operational_metrics(conn: Any) -> list[Metric]:
     tasks = conn.execute(text("SELECT kind, COUNT(*) FROM collection_tasks WHERE status = 'open' "
                               "GROUP BY kind")).all()
     return [Metric("dianfei_meter_commands", "remote trip/close commands, by action and status",
-                   "gauge", tuple(({"action": str(a), "status": str(s)}, float(n))
+                   "gauge", tuple(({"action": str(a), "status": str(s)}, int(n))
                                   for a, s, n in cmds)),
             grouped("dianfei_stop_cases", "arrears stop cases, by status", "gauge", "status", cases),
             grouped("dianfei_collection_tasks_open", "open worklist tasks, by kind", "gauge", "kind",

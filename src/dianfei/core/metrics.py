@@ -21,21 +21,22 @@ class Metric:
     name: str
     help: str
     kind: str  # gauge, counter
-    samples: tuple[tuple[Mapping[str, str], float], ...] = field(default_factory=tuple)
+    #: counts and fen are whole numbers (int); durations are seconds (float)
+    samples: tuple[tuple[Mapping[str, str], int | float], ...] = field(default_factory=tuple)
 
 
 def grouped(name: str, help_: str, kind: str, label: str,
             rows: Iterable[Any]) -> Metric:
-    """A metric with one sample per (label value, number) row."""
-    return Metric(name, help_, kind, tuple(({label: str(r[0])}, float(r[1] or 0)) for r in rows))
+    """A metric with one sample per (label value, whole number) row: counts, fen."""
+    return Metric(name, help_, kind, tuple(({label: str(r[0])}, int(r[1] or 0)) for r in rows))
 
 
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def _num(v: float) -> str:
-    return str(int(v)) if float(v).is_integer() else repr(float(v))
+def _num(v: int | float) -> str:
+    return str(v) if isinstance(v, int) else repr(v)
 
 
 def render(metrics: Iterable[Metric]) -> str:

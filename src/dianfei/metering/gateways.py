@@ -19,6 +19,7 @@ from dianfei.audit import service as audit
 from dianfei.core.clock import Clock
 from dianfei.core.errors import ConflictError, NotFoundError, ValidationError
 from dianfei.db.frames import bind_params
+from dianfei.db.lists import rows_in
 from dianfei.metering.dlt645 import frame as f
 from dianfei.metering.models import GATEWAY_PROTOCOLS
 
@@ -138,12 +139,7 @@ def routes(db: Database, meter_ids: list[str] | None = None) -> dict[str, Route]
             rows = conn.execute(text(sql + " WHERE comm_address IS NOT NULL AND removed_on IS NULL "
                                            "ORDER BY meter_id")).all()
         else:
-            rows = []
-            for i in range(0, len(meter_ids), 500):
-                chunk = meter_ids[i:i + 500]
-                marks = ", ".join(f":m{j}" for j in range(len(chunk)))
-                rows += conn.execute(text(f"{sql} WHERE meter_id IN ({marks})"),
-                                     {f"m{j}": m for j, m in enumerate(chunk)}).all()
+            rows = rows_in(conn, sql + " WHERE {member}", "meter_id", meter_ids)
     return {str(r[0]): Route(str(r[0]), str(r[1]) if r[1] else None,
                              str(r[2]) if r[2] else None) for r in rows}
 

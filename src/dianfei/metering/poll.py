@@ -25,6 +25,7 @@ from sqlalchemy import text
 
 from dianfei.core.clock import Clock
 from dianfei.core.errors import DianfeiError, ValidationError
+from dianfei.db.lists import rows_in
 from dianfei.metering.dlt645.client import Dlt645Client, Dlt645Config, MeterReading
 
 if TYPE_CHECKING:
@@ -91,12 +92,7 @@ def poll_targets_from_db(db: Database, meter_ids: list[str] | None = None,
             rows = conn.execute(text(sql + " WHERE comm_address IS NOT NULL AND removed_on IS NULL "
                                            "ORDER BY meter_id")).all()
         else:
-            rows = []
-            for i in range(0, len(meter_ids), 500):
-                chunk = meter_ids[i:i + 500]
-                marks = ", ".join(f":m{j}" for j in range(len(chunk)))
-                rows += conn.execute(text(f"{sql} WHERE meter_id IN ({marks})"),
-                                     {f"m{j}": m for j, m in enumerate(chunk)}).all()
+            rows = rows_in(conn, sql + " WHERE {member}", "meter_id", meter_ids)
     found = {str(r[0]): r for r in rows}
     targets, failures = [], []
     for meter_id in (meter_ids if meter_ids is not None else list(found)):

@@ -35,25 +35,28 @@ class Latency:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.series: dict[tuple[str, str, str], list[float]] = {}
+        #: per (method, route, status class): bucket counts, then the request count
+        self.series: dict[tuple[str, str, str], list[int]] = {}
+        self.seconds: dict[tuple[str, str, str], float] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         key = (method, route, f"{status // 100}xx")
         with self.lock:
             s = self.series.get(key)
             if s is None:
-                s = self.series[key] = [0.0] * (len(BUCKETS) + 2)  # buckets…, sum, count
+                s = self.series[key] = [0] * (len(BUCKETS) + 1)  # buckets…, count
             for i, b in enumerate(BUCKETS):
                 if seconds <= b:
                     s[i] += 1
-            s[-2] += seconds
             s[-1] += 1
+            self.seconds[key] = self.seconds.get(key, 0.0) + seconds
 
     def metrics(self) -> list[Metric]:
         pid = str(os.getpid())
-        samples: list[tuple[dict[str, str], float]] = []
+        samples: list[tuple[dict[str, str], int | float]] = []
         with self.lock:
-            items = sorted(self.series.items())
+            items = sorted((k, list(v)) for k, v in self.series.items())
+            seconds = dict(self.seconds)
         for (method, route, status), s in items:
             base = {"method": method, "route": route, "status": status, "process": pid}
             for i, b in enumerate(BUCKETS):
@@ -64,7 +67,7 @@ class Latency:
                       tuple(samples))
         sums = Metric("dianfei_http_request_duration_seconds_sum", "total request seconds",
                       "counter", tuple(({"method": m, "route": r, "status": st, "process": pid},
-                                        s[-2]) for (m, r, st), s in items))
+                                        seconds[(m, r, st)]) for (m, r, st), _ in items))
         counts = Metric("dianfei_http_requests_total", "requests answered", "counter",
                         tuple(({"method": m, "route": r, "status": st, "process": pid}, s[-1])
                               for (m, r, st), s in items))
