@@ -36,7 +36,8 @@ SUPERVISOR = "demo:supervisor"
 
 @dataclass
 class FieldworkReport:
-    """What the demo's collectors did, summed over the run (the demo summary shows it)."""
+    """What the demo's collectors did in a day (the demo summary reads the same from the
+    collection events, so that a resumed demo counts every run)."""
 
     visits: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
@@ -44,15 +45,6 @@ class FieldworkReport:
     plans_refused_by_policy: int = 0
     tickets_decided: int = 0
     surveys: int = 0
-
-    def add(self, other: FieldworkReport) -> None:
-        self.visits += other.visits
-        for k, v in other.outcomes.items():
-            self.outcomes[k] = self.outcomes.get(k, 0) + v
-        self.plans_agreed += other.plans_agreed
-        self.plans_refused_by_policy += other.plans_refused_by_policy
-        self.tickets_decided += other.tickets_decided
-        self.surveys += other.surveys
 
     def to_json(self) -> dict[str, Any]:
         return {"visits": self.visits, "outcomes": dict(sorted(self.outcomes.items())),
