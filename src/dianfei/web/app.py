@@ -9,7 +9,6 @@ from urllib.parse import parse_qs
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from jinja2 import Environment, PackageLoader, select_autoescape
 from pydantic import BaseModel, Field
 
 from dianfei.billing.documents import (
@@ -26,7 +25,17 @@ from dianfei.core.clock import Clock, Period, SystemClock
 from dianfei.core.errors import DianfeiError
 from dianfei.core.money import fmt_qty, fmt_yuan
 from dianfei.db.engine import Database
-from dianfei.web.auth import COOKIE, CallerMiddleware, guard, safe_next, signed_in
+from dianfei.web.auth import (
+    COOKIE,
+    PUBLIC_PREFIXES,
+    CallerMiddleware,
+    caller,
+    guard,
+    safe_next,
+    signed_in,
+)
+from dianfei.web.console import Console
+from dianfei.web.tables import Column, frame_fetch, listing
 
 log = logging.getLogger("dianfei.web")
 
@@ -46,9 +55,13 @@ class TokenOut(BaseModel):
 
 
 def create_app(db: Database, clock: Clock | None = None) -> FastAPI:
-    app = FastAPI(title="dianfei", version="0.1.0",
+    # /docs is served below from the local copy of Swagger UI (FastAPI's own loads a CDN)
+    app = FastAPI(title="dianfei", version="0.1.0", docs_url=None, redoc_url=None,
                   description="dianfei (电费): meter-to-cash for power supply companies")
     app.add_middleware(CallerMiddleware, db=db)
+    console = Console()
+    app.state.console = console
+    _static(app)
     from dianfei.web import collections_api, observability, payments_api, plans_api
 
     observability.register(app, db)  # outermost: request ids reach every log line
@@ -61,9 +74,6 @@ def create_app(db: Database, clock: Clock | None = None) -> FastAPI:
     from dianfei.web import tasks_api
 
     tasks_api.register(app, db, clock or SystemClock())
-    pages = Environment(loader=PackageLoader("dianfei.web", "templates"),
-                        autoescape=select_autoescape(["html"]))
-
     @app.exception_handler(DianfeiError)
     async def _domain_error(_request: Request, exc: DianfeiError) -> JSONResponse:
         return JSONResponse({"error": exc.code, "message": str(exc)}, status_code=exc.http_status)
@@ -71,9 +81,8 @@ def create_app(db: Database, clock: Clock | None = None) -> FastAPI:
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException) -> Response:
         if exc.status_code == 401 and not request.url.path.startswith("/api/"):
-            html = pages.get_template("login.html").render(
-                failed=False, next=safe_next(request.url.path))
-            return HTMLResponse(html, status_code=401)
+            return console.render(request, "login.html", status_code=401, failed=False,
+                                  next=safe_next(request.url.path))
         return JSONResponse({"error": "http", "message": exc.detail},
                             status_code=exc.status_code, headers=exc.headers)
 
@@ -109,8 +118,18 @@ def create_app(db: Database, clock: Clock | None = None) -> FastAPI:
         return {"status": "ok"}
 
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
-    def login_page(next: str = "/") -> str:
-        return pages.get_template("login.html").render(failed=False, next=safe_next(next))
+    def login_page(request: Request, next: str = "/") -> Response:
+        return console.render(request, "login.html", failed=False, next=safe_next(next))
+
+    @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+    def api_docs() -> Response:
+        """Swagger UI over /openapi.json, from the local copy (no internet on the branch LAN)."""
+        from fastapi.openapi.docs import get_swagger_ui_html
+
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="dianfei API",
+                                   swagger_js_url="/static/vendor/swagger-ui-bundle.js",
+                                   swagger_css_url="/static/vendor/swagger-ui.css",
+                                   swagger_favicon_url="/static/favicon.svg")
 
     @app.post("/session", include_in_schema=False)
     async def session(request: Request) -> Response:
@@ -125,8 +144,8 @@ def create_app(db: Database, clock: Clock | None = None) -> FastAPI:
             token, _expires = await _threaded(_sign_in, db, form.get("username", ""),
                                               form.get("password", ""), request)
         except DianfeiError as exc:
-            html = pages.get_template("login.html").render(failed=exc.code, next=target)
-            return HTMLResponse(html, status_code=exc.http_status)
+            return console.render(request, "login.html", status_code=exc.http_status,
+                                  failed=exc.code, next=target)
         resp = RedirectResponse(target, status_code=303)
         resp.set_cookie(COOKIE, token, httponly=True, samesite="strict",
                         secure=request.url.scheme == "https", path="/")
@@ -141,16 +160,51 @@ def create_app(db: Database, clock: Clock | None = None) -> FastAPI:
 
     # -- console pages ------------------------------------------------------------------------
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False, **guard("periods:read"))
-    def dashboard() -> str:
-        return pages.get_template("dashboard.html").render(runs=_periods(db))
+    @app.get("/periods", response_class=HTMLResponse, include_in_schema=False,
+             **guard("periods:read"))
+    def periods_page(request: Request) -> Response:
+        t = console.context(request)["t"]
+        columns = [Column("period", "col.period"), Column("bills", "col.bills", num=True),
+                   Column("kwh", "col.kwh", num=True), Column("amount", "col.amount", num=True),
+                   Column("estimated", "col.estimated", num=True),
+                   Column("exceptions", "col.exceptions", num=True,
+                          link=lambda r: f"/exceptions/{r['period']}" if r["exceptions"] else None)]
+        import polars as pl
+
+        return listing(request, console, name="periods", title=t("title.periods"),
+                       columns=columns, fetch=frame_fetch(pl.DataFrame(_periods(db))))
 
     @app.get("/exceptions/{period}", response_class=HTMLResponse, include_in_schema=False,
              **guard("exceptions:read"))
-    def exceptions_page(period: str) -> str:
+    def exceptions_page(request: Request, period: str) -> Response:
         p = Period.parse(period)
-        return pages.get_template("exceptions.html").render(period=str(p),
-                                                            rows=_exceptions(db, p))
+        t = console.context(request)["t"]
+        columns = [Column("account_id", "col.account",
+                          link=lambda r: f"/customers/by-account/{r['account_id']}"),
+                   Column("reason", "col.reason"), Column("detail", "col.detail"),
+                   Column("run_id", "col.run")]
+        return listing(request, console, name=f"exceptions-{p}",
+                       title=f"{t('title.exceptions')} — {p}", columns=columns,
+                       fetch=frame_fetch(open_exceptions(db, p).drop("period")))
+
+    console.add_nav("nav.periods", "/periods", "periods:read", order=20)
+
+    @app.get("/", include_in_schema=False)
+    def home(request: Request) -> Response:
+        """Where signing in lands: customers go to the portal, staff to the console's start
+        page (the dashboard if their role may see it). Anonymous callers are asked to sign in."""
+        from dianfei.security.service import allows
+
+        who = caller(request)
+        if who is None:
+            raise HTTPException(status_code=401, detail="sign in first")
+        if who.role == "customer":
+            return RedirectResponse("/portal", status_code=303)
+        start = next((n.href for n in console.nav if allows(who.role, n.permission)), None)
+        if start is None or start == "/":
+            return console.render(request, "table_page.html", status_code=403,
+                                  title=who.username, table=None)
+        return RedirectResponse(start, status_code=303)
 
     def _bill(account: str, period: str) -> dict[str, Any]:
         p = Period.parse(period)
@@ -264,3 +318,14 @@ def _periods(db: Database) -> list[dict[str, Any]]:
 
 def _exceptions(db: Database, period: Period) -> list[dict[str, Any]]:
     return open_exceptions(db, period).drop("period").to_dicts()
+
+
+def _static(app: FastAPI) -> None:
+    """/static: the console's own CSS and JS, and under /static/vendor the front-end libraries
+    `make setup` copies from npm (ECharts, htmx, Swagger UI). Public: no data in them."""
+    from pathlib import Path
+
+    from fastapi.staticfiles import StaticFiles
+
+    here = Path(__file__).parent / "static"
+    app.mount(PUBLIC_PREFIXES[0], StaticFiles(directory=here, check_dir=False), name="static")

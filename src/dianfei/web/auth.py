@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from dianfei.audit.service import acting_as
 from dianfei.db.engine import Database
 from dianfei.security.service import Principal, allows, principal_for
+from dianfei.web import csrf
 
 COOKIE = "dianfei_session"
 
@@ -32,8 +33,12 @@ COOKIE = "dianfei_session"
 PUBLIC_PATHS = frozenset({
     "/api/v1/auth/token", "/api/v1/auth/logout", "/api/v1/health", "/healthz", "/readyz",
     "/openapi.json",
-    "/login", "/session", "/logout", "/api/v1/payments/notify/alipay", "/api/v1/payments/notify/wechatpay",
+    "/", "/docs", "/login", "/session", "/logout",
+    "/api/v1/payments/notify/alipay", "/api/v1/payments/notify/wechatpay",
     "/api/v1/payments/notify/online"})
+
+#: path prefixes served without a user: the console's CSS/JS and the front-end libraries
+PUBLIC_PREFIXES = ("/static",)
 
 SECURITY_HEADERS = (
     (b"x-content-type-options", b"nosniff"),
@@ -74,9 +79,17 @@ class CallerMiddleware:
             await self.app(scope, receive, send)
             return
         request = Request(scope)
-        token = presented_token(dict(request.headers), dict(request.cookies))
+        headers = dict(request.headers)
+        token = presented_token(headers, dict(request.cookies))
         principal = await run_in_threadpool(self._lookup, token) if token else None
         scope.setdefault("state", {})["principal"] = principal
+        if (principal is not None and token is not None and not _bearer(headers)
+                and scope["method"] not in csrf.SAFE_METHODS
+                and scope["path"] not in CSRF_EXEMPT):
+            receive, ok = await _csrf_checked(scope, receive, headers, token)
+            if not ok:
+                await _refuse_csrf(send)
+                return
 
         async def send_with_headers(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
@@ -91,6 +104,51 @@ class CallerMiddleware:
         actor = f"user:{principal.username}" if principal else "anonymous"
         with acting_as(actor):
             await self.app(scope, receive, send_with_headers)
+
+
+#: signing in has no session yet; signing out with a forged form only signs the user out
+CSRF_EXEMPT = frozenset({"/session", "/logout", "/api/v1/auth/token", "/api/v1/auth/logout"})
+
+
+def _bearer(headers: dict[str, str]) -> bool:
+    return headers.get("authorization", "")[:7].lower() == "bearer "
+
+
+async def _csrf_checked(scope: Scope, receive: Receive, headers: dict[str, str],
+                        token: str) -> tuple[Receive, bool]:
+    """Is the request signed in by the cookie carrying the page's CSRF token (header, or the
+    ``csrf_token`` field of a url-encoded form)? The body read to find the field is replayed
+    to the route."""
+    if csrf.valid(token, headers.get(csrf.HEADER)):
+        return receive, True
+    if not headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        return receive, False
+    body = b""
+    more = True
+    while more:
+        message = await receive()
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+        if len(body) > csrf.MAX_FORM_BYTES:
+            return receive, False
+    sent = False
+
+    async def replay() -> MutableMapping[str, Any]:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay, csrf.valid(token, csrf.token_in_form(body))
+
+
+async def _refuse_csrf(send: Send) -> None:
+    body = b'{"error":"csrf","message":"missing or wrong CSRF token: reload the page and try again"}'
+    await send({"type": "http.response.start", "status": 403,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()), *SECURITY_HEADERS]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def caller(request: Request) -> Principal | None:
