@@ -64,6 +64,15 @@ MESSAGES: dict[str, Mapping[str, str]] = {
 }
 
 
+def add(messages: Mapping[str, Mapping[str, str]]) -> None:
+    """A page module's own words (keys prefixed by the module, e.g. ``"portal.bills"``); a key
+    defined twice with different words is a mistake caught at start-up."""
+    for key, entry in messages.items():
+        if key in MESSAGES and dict(MESSAGES[key]) != dict(entry):
+            raise ValueError(f"i18n key {key!r} defined twice with different words")
+        MESSAGES[key] = entry
+
+
 def normalise(lang: str | None) -> str:
     if lang and lang.lower().startswith("en"):
         return "en"
