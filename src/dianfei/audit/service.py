@@ -16,15 +16,18 @@ chain writer lives here, right after ``db`` and ``events`` (docs/architecture.md
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
 from dianfei.audit.actor import acting_as as acting_as
 from dianfei.audit.actor import current_actor as current_actor
 from dianfei.audit.chain import append
 from dianfei.audit.chain import body_of as body_of
 from dianfei.audit.chain import record_hash as record_hash
+from dianfei.audit.config import ConfigChange as ConfigChange
+from dianfei.audit.config import record_if_changed, snapshot
 from dianfei.audit.ledger_digest import digest_frame, digest_rows, new_batch
 from dianfei.audit.verify import Finding as Finding
 from dianfei.audit.verify import Report as Report
@@ -32,6 +35,8 @@ from dianfei.audit.verify import verify as verify
 
 if TYPE_CHECKING:
     import polars as pl
+
+    from dianfei.core.settings import Settings
 
 
 def record(conn: Connection, action: str, subject: str = "",
@@ -124,3 +129,33 @@ def record_rows(conn: Connection, action: str, frame: pl.DataFrame, *, key: str,
         "rows": frame.height, "first": keys.min(), "last": keys.max(),
         "columns": list(frame.columns),
         "digest": hashlib.sha256(text_.encode()).hexdigest()})
+
+
+def record_configuration(engine: Engine, settings_file: str | None,
+                         raw: Mapping[str, Any], extra: Sequence[Path] = ()
+                         ) -> ConfigChange | None:
+    """Snapshot the configuration files and append ``config.changed`` if they differ from the
+    last snapshot on the chain (audit/config.py); None when nothing changed."""
+    snap = snapshot(settings_file, raw, extra)
+    with engine.begin() as conn:
+        return record_if_changed(conn, snap)
+
+
+def record_current_configuration(engine: Engine, settings: Settings,
+                                 env: Mapping[str, str] | None = None) -> ConfigChange | None:
+    """:func:`record_configuration` for the running process's settings and environment: what
+    ``dianfei serve``, the job worker and ``dianfei config record`` call before they act."""
+    import os
+
+    from dianfei.audit.config import sources
+
+    settings_file, extra = sources(os.environ if env is None else env,
+                                   settings.billing.tariff_dir)
+    return record_configuration(engine, settings_file, settings.raw, extra)
+
+
+def config_history(engine: Engine, limit: int = 50) -> list[dict[str, Any]]:
+    """The newest ``config.changed`` records (``dianfei config history``)."""
+    from dianfei.audit.config import history
+
+    return history(engine, limit)

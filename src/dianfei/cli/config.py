@@ -98,3 +98,53 @@ def config_check(json_out: Annotated[bool, typer.Option("--json")] = False) -> N
             typer.echo(f"{k:<14} {v}")
     if bad:
         raise typer.Exit(1)
+
+
+@config_app.command("record")
+@handle_errors
+def config_record(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Put the configuration files on the audit chain if they changed since the last record
+    (``dianfei serve`` and the job worker do this by themselves before they act)."""
+    from dianfei.audit.service import record_current_configuration
+    from dianfei.cli.context import database
+    from dianfei.core.settings import load_settings
+
+    change = record_current_configuration(database().engine, load_settings())
+    out: dict[str, Any] = {"recorded": change is not None}
+    if change is not None:
+        out.update(added=change.added, changed=change.changed, removed=change.removed,
+                   digest=change.digest)
+    if json_out:
+        print_json(out)
+    elif change is None:
+        typer.echo("configuration unchanged since the last record")
+    else:
+        typer.echo(f"recorded: {len(change.added)} added, {len(change.changed)} changed, "
+                   f"{len(change.removed)} removed")
+        for name in change.changed:
+            typer.echo(f"  changed {name}")
+        for name in change.removed:
+            typer.echo(f"  removed {name}")
+
+
+@config_app.command("history")
+@handle_errors
+def config_history_cmd(
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+    diff: Annotated[bool, typer.Option("--diff", help="print each change's diff")] = False,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The configuration changes on the audit chain, newest first: when, who, which files."""
+    from dianfei.audit.service import config_history
+    from dianfei.cli.context import database
+
+    rows = config_history(database().engine, limit)
+    if json_out:
+        print_json(rows)
+        return
+    for r in rows:
+        what = "first record" if r["first"] else (
+            f"{len(r['changed'])} changed, {len(r['added'])} added, {len(r['removed'])} removed")
+        typer.echo(f"#{r['seq']} {r['recorded_at']} {r['actor']}: {what}")
+        if diff and r["diff"]:
+            typer.echo(r["diff"])

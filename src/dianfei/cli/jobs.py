@@ -201,6 +201,7 @@ def worker_cmd(
     entries = calendar(db)
     me = worker_id()
     while True:
+        _record_configuration(db)
         report = work(db, entries, KINDS, clock=clock_from_env(), worker=me, max_runs=max_runs)
         if json_out:
             print_json(report.to_json())
@@ -214,6 +215,19 @@ def worker_cmd(
                 raise typer.Exit(1)
             return
         time.sleep(poll)
+
+
+def _record_configuration(db: Database) -> None:
+    """Before each pass: a changed configuration file goes on the audit chain before any job
+    acts on it (audit/config.py)."""
+    from dianfei.audit.service import record_current_configuration
+    from dianfei.core.settings import load_settings
+
+    change = record_current_configuration(db.engine, load_settings())
+    if change is not None:
+        logging.getLogger("dianfei.audit").info(
+            "configuration recorded on the audit chain: %d added, %d changed, %d removed",
+            len(change.added), len(change.changed), len(change.removed))
 
 
 def start_worker_thread(poll: float = 30.0) -> threading.Thread:
@@ -230,6 +244,7 @@ def start_worker_thread(poll: float = 30.0) -> threading.Thread:
     def loop() -> None:
         while True:
             try:
+                _record_configuration(db)
                 report = work(db, entries, KINDS, clock=clock_from_env(), worker=me)
                 for r in report.ran:
                     log.log(logging.INFO if r["status"] == "done" else logging.ERROR,

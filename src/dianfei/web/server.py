@@ -36,6 +36,11 @@ def serve_console(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -
     from dianfei.security.service import count_users
 
     db = open_database()  # migrates once, before any worker starts
+    from dianfei.audit.service import record_current_configuration
+    from dianfei.core.settings import load_settings
+
+    # the configuration this server acts on is on the audit chain before the first request
+    record_current_configuration(db.engine, load_settings())
     with db.session() as s:
         users = count_users(s)
     db.engine.dispose()
