@@ -351,7 +351,12 @@ def demo(
         raise ValidationError(f"backend {backend!r} is not available; use --backend local")
     if customers < 1 or months < 1:
         raise ValidationError("--customers and --months must be at least 1")
-    summary = run_demo(database(), customers=customers, months=months, seed=seed,
+    from dianfei.audit.service import record_current_configuration
+
+    db = database()
+    # the rules the demo bills and chases by go on its audit chain first, as a server's would
+    record_current_configuration(db.engine, db.settings)
+    summary = run_demo(db, customers=customers, months=months, seed=seed,
                        show_progress=sys.stderr.isatty(), collections=collections)
     if json_out:
         print_json(summary)
