@@ -1,7 +1,11 @@
 """Engine creation and schema bootstrapping.
 
-Every command calls :func:`open_database`, which creates or migrates the schema on an empty or
-older database by itself (Alembic ``upgrade head``), so a newcomer never runs a migration step.
+Every command calls :func:`open_database`. On an EMPTY database it creates the schema (a
+newcomer's `make demo` needs no migration step). On a database at an older revision it refuses
+with "run `dianfei migrate`": an upgrade is a deliberate step (after a backup, by the schema's
+owner, once) — never a side effect of whichever command or server worker happens to start first
+after the code was updated. A database at a revision this code does not know (migrated by a
+newer dianfei) is refused too.
 """
 
 from __future__ import annotations
@@ -157,6 +161,56 @@ def migrate(engine: Engine) -> None:
             "owner's URL (DIANFEI_MIGRATE_DATABASE_URL)") from None
 
 
+class SchemaMismatch(ValidationError):
+    """The database's schema is not the one this code needs (older, or from a newer dianfei)."""
+
+    code = "schema_mismatch"
+    http_status = 503
+
+
+def stored_revisions(engine: Engine) -> frozenset[str] | None:
+    """The database's Alembic revision(s); None when it has no schema (no version table, or
+    an empty one)."""
+    from sqlalchemy import inspect, text
+
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        found = frozenset(str(r[0]) for r in conn.execute(text("SELECT version_num FROM alembic_version")))
+    return found or None
+
+
+def _known_revisions() -> frozenset[str]:
+    import re
+
+    return frozenset(
+        m.group(1) for path in (_MIGRATIONS / "versions").glob("*.py")
+        if (m := re.search(r"^revision\b[^=\n]*=\s*[\"']([^\"']+)[\"']",
+                           path.read_text(encoding="utf-8"), re.M)))
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Create the schema on an empty database; refuse an older or a newer one by name."""
+    stored = stored_revisions(engine)
+    if stored is None:
+        migrate(engine)  # an empty database: create the schema (nothing to lose, nothing to order)
+        return
+    heads = head_revisions()
+    if stored == heads:
+        return
+    unknown = stored - _known_revisions()
+    if unknown:
+        raise SchemaMismatch(
+            f"the database schema is at revision {', '.join(sorted(unknown))}, which this "
+            f"version of dianfei does not know (its newest is {', '.join(sorted(heads))}): it "
+            "was migrated by a newer dianfei — run that version, or restore a backup made "
+            "before the upgrade")
+    raise SchemaMismatch(
+        f"the database schema is at revision {', '.join(sorted(stored))} and this version of "
+        f"dianfei needs {', '.join(sorted(heads))}: back the database up, then run "
+        "`dianfei migrate` (`dianfei migrate --dry-run` lists the steps)")
+
+
 def refresh_statistics(engine: Engine) -> None:
     """Refresh the query planner's table statistics after a change of the data's shape (a bill
     run adds a month of bills, clearings and open items).
@@ -201,9 +255,13 @@ def open_database(settings: Settings | None = None, *, migrate_schema: bool = Tr
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_url)
     _carry_allocation_order(engine, settings)
-    if migrate_schema:
+    if migrate_schema:  # i.e. "make sure the schema is usable": create when empty, else check
         if not schema_is_current(engine):
-            migrate(engine)
+            try:
+                ensure_schema(engine)
+            except BaseException:
+                engine.dispose()
+                raise
         if engine.dialect.name == "sqlite":
             with engine.connect() as conn:
                 analysed = conn.exec_driver_sql(
