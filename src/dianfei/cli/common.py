@@ -9,7 +9,7 @@ from functools import wraps
 from typing import Any, TypeVar
 
 from dianfei.audit.actor import acting_as
-from dianfei.core.errors import DianfeiError
+from dianfei.core.errors import DianfeiError, disk_full
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -34,7 +34,8 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def handle_errors(fn: F) -> F:
-    """Render a DianfeiError as one clear line on stderr and exit 2, never a traceback."""
+    """Render a DianfeiError as one clear line on stderr and exit 2, never a traceback; a full
+    disk as one clear line and exit 3."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -44,5 +45,12 @@ def handle_errors(fn: F) -> F:
                 return fn(*args, **kwargs)
             except DianfeiError as exc:
                 fail(str(exc))
+            except Exception as exc:
+                full = disk_full(exc)
+                if full is None:
+                    raise  # not ours to explain: the traceback says what broke
+                # the step's transaction was rolled back by the database: nothing half-stored
+                fail(f"{full}: this step stored nothing; free some space and run the command "
+                     "again (what was stored before is intact)", code=3)
 
     return wrapper  # type: ignore[return-value]

@@ -51,3 +51,24 @@ class RetryableError(DianfeiError):
     code = "retryable"
     http_status = 503
     retryable = True
+
+
+def disk_full(exc: BaseException) -> str | None:
+    """The words for a full disk, if ``exc`` (or what caused it) is one: SQLite's "database or
+    disk is full", PostgreSQL's "No space left on device" (SQLSTATE 53100), an ``OSError``
+    ENOSPC/EDQUOT from a file write (interval store, documents, backups). None otherwise."""
+    import errno
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            where = f" writing {current.filename}" if current.filename else ""
+            return f"the disk is full{where}"
+        text = str(current).lower()
+        if ("database or disk is full" in text or "no space left on device" in text
+                or getattr(current, "sqlstate", None) == "53100"):
+            return "the database's disk is full"
+        current = getattr(current, "orig", None) or current.__cause__ or current.__context__
+    return None
