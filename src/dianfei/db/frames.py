@@ -11,7 +11,7 @@ import contextlib
 import os
 import re
 import threading
-from collections import OrderedDict
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, text
@@ -109,51 +109,102 @@ def bind_params(engine: Engine | Connection, params: dict[str, Any]) -> dict[str
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
 
-#: open ADBC connections per (process, thread, uri). Connecting costs a server backend plus the
-#: driver's type introspection (tens of ms), more than most reads; autocommit, so no read holds a
-#: transaction open between calls. Bounded: the oldest is closed beyond _ADBC_MAX.
-_ADBC: OrderedDict[tuple[int, int, str], Any] = OrderedDict()
-_ADBC_MAX = 8
-_ADBC_LOCK = threading.Lock()
+class AdbcPool:
+    """The ADBC connections of one database (PostgreSQL), per process.
+
+    A read checks a connection out for its own use and returns it afterwards; at most
+    ``max_idle`` are kept between reads (connecting costs a server backend plus the driver's
+    type introspection, tens of ms, more than most reads), the surplus closed at return. A
+    connection in use is never in the idle list, so no other thread can close it under its
+    reader — the cache this replaces keyed connections by thread and evicted the oldest, which
+    could be one another thread was reading on. Autocommit: no read holds a transaction open.
+    Kept apart from SQLAlchemy's pool on purpose (ADBC is another driver); closed with the
+    engine (``engine.dispose()``) and at exit.
+    """
+
+    def __init__(self, uri: str, max_idle: int = 4) -> None:
+        self.uri = uri
+        self.max_idle = max_idle
+        self._idle: list[Any] = []
+        self._lock = threading.Lock()
+        self.connects = 0
+
+    @contextlib.contextmanager
+    def connection(self, adbc: Any, *, fresh: bool = False) -> Iterator[Any]:
+        conn = None
+        if not fresh:
+            with self._lock:
+                conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            conn = adbc.connect(self.uri, autocommit=True)
+            self.connects += 1
+        healthy = False
+        try:
+            yield conn
+            healthy = True
+        finally:
+            surplus = [] if healthy else [conn]
+            if healthy:
+                with self._lock:
+                    self._idle.append(conn)
+                    while len(self._idle) > self.max_idle:
+                        surplus.append(self._idle.pop(0))
+            for c in surplus:  # a connection that failed is not trusted again
+                with contextlib.suppress(Exception):
+                    c.close()
+
+    @property
+    def idle(self) -> int:
+        with self._lock:
+            return len(self._idle)
+
+    def close(self) -> None:
+        with self._lock:
+            conns, self._idle = self._idle, []
+        for c in conns:
+            with contextlib.suppress(Exception):
+                c.close()
+
+
+_POOLS: dict[tuple[int, str], AdbcPool] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def adbc_pool(engine: Engine, uri: str) -> AdbcPool:
+    """This process's pool for ``uri`` (a forked child makes its own: a connection is never
+    shared across processes); closed when ``engine`` is disposed."""
+    key = (os.getpid(), uri)
+    with _POOLS_LOCK:
+        pool = _POOLS.get(key)
+        if pool is None:
+            pool = _POOLS[key] = AdbcPool(uri)
+            from sqlalchemy import event
+
+            if not event.contains(engine, "engine_disposed", _on_dispose):
+                event.listen(engine, "engine_disposed", _on_dispose)
+    return pool
+
+
+def _on_dispose(engine: Engine) -> None:
+    uri = _adbc_uri(engine)
+    if uri is None:
+        return
+    with _POOLS_LOCK:
+        pool = _POOLS.pop((os.getpid(), uri), None)
+    if pool is not None:
+        pool.close()
 
 
 def close_adbc_connections() -> None:
-    """Close this process's cached ADBC connections (at exit, before the driver is torn down)."""
-    with _ADBC_LOCK:
-        conns = [c for (pid, _, _), c in _ADBC.items() if pid == os.getpid()]
-        _ADBC.clear()
-    for conn in conns:
-        with contextlib.suppress(Exception):
-            conn.close()
+    """Close this process's idle ADBC connections (at exit, before the driver is torn down)."""
+    with _POOLS_LOCK:
+        pools = [p for (pid, _), p in _POOLS.items() if pid == os.getpid()]
+        _POOLS.clear()
+    for pool in pools:
+        pool.close()
 
 
 atexit.register(close_adbc_connections)
-
-
-def _adbc_connection(adbc: Any, uri: str, *, fresh: bool = False) -> Any:
-    key = (os.getpid(), threading.get_ident(), uri)
-    with _ADBC_LOCK:
-        conn = None if fresh else _ADBC.get(key)
-        if conn is not None:
-            _ADBC.move_to_end(key)
-            return conn
-    conn = adbc.connect(uri, autocommit=True)
-    with _ADBC_LOCK:
-        _ADBC[key] = conn
-        while len(_ADBC) > _ADBC_MAX:
-            _, old = _ADBC.popitem(last=False)
-            with contextlib.suppress(Exception):
-                old.close()
-    return conn
-
-
-def _drop_adbc(uri: str) -> None:
-    key = (os.getpid(), threading.get_ident(), uri)
-    with _ADBC_LOCK:
-        conn = _ADBC.pop(key, None)
-    if conn is not None:
-        with contextlib.suppress(Exception):
-            conn.close()
 
 
 def _read_via_adbc(engine: Engine, uri: str, sql: str, params: dict[str, Any]) -> pl.DataFrame:
@@ -172,16 +223,16 @@ def _read_via_adbc(engine: Engine, uri: str, sql: str, params: dict[str, Any]) -
         from adbc_driver_sqlite import dbapi as adbc
     else:
         from adbc_driver_postgresql import dbapi as adbc  # type: ignore[no-redef]
+    pool = adbc_pool(engine, uri)
     for attempt in (1, 2):
-        conn = _adbc_connection(adbc, uri, fresh=attempt == 2)
         try:
-            with conn.cursor() as cur:
+            with pool.connection(adbc, fresh=attempt == 2) as conn, conn.cursor() as cur:
                 cur.execute(positional_sql, values if values else None)
                 table = cur.fetch_arrow_table()
             break
         except adbc.Error:
-            # a cached connection the server closed (restart, dropped database): once more, fresh
-            _drop_adbc(uri)
+            # an idle connection the server closed (restart, dropped database): once more, on a
+            # new one (the failed one was closed, not returned)
             if attempt == 2:
                 raise
     frame = pl.from_arrow(table)
