@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from tests.cli.test_cli_demo import dianfei
 
 from dianfei.audit.service import config_history, record_configuration, verify
 from dianfei.db.engine import Database
+from tests.cli.test_cli_demo import dianfei
 
 pytestmark = pytest.mark.db
 

@@ -8,10 +8,10 @@ import threading
 
 import pytest
 from sqlalchemy import text
-from tests.conftest import backend
 
 from dianfei.db import frames
 from dianfei.db.engine import Database
+from tests.conftest import backend
 
 pytestmark = [pytest.mark.db,
               pytest.mark.skipif(backend() != "postgresql", reason="ADBC is used on PostgreSQL")]

@@ -26,7 +26,6 @@ import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlencode
@@ -36,6 +35,7 @@ from sqlalchemy import Connection, Engine, text
 from dianfei.core.clock import BUSINESS_TZ, Period
 from dianfei.core.errors import NotFoundError, ValidationError
 from dianfei.core.money import fmt_price, fmt_qty, fmt_yuan
+from dianfei.core.rules import rule_cache
 
 if TYPE_CHECKING:
     from dianfei.db.engine import Database
@@ -96,7 +96,7 @@ def _qty(v: int | None) -> str | None:
     return fmt_qty(int(v)) if v is not None else None
 
 
-@lru_cache(maxsize=1)
+@rule_cache(maxsize=1)
 def policies() -> dict[str, dict[str, Any]]:
     """The policies a bill tells customers about (templates/policies.toml): rules as data."""
     with POLICY_FILE.open("rb") as fh:

@@ -12,11 +12,11 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from decimal import Decimal
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from dianfei.core.errors import ValidationError
+from dianfei.core.rules import rule_cache
 
 LANGS = ("zh-CN", "en")
 WORDS_FILE = Path(__file__).with_name("templates") / "bill_words.toml"
@@ -36,7 +36,7 @@ def normalise_lang(lang: str | None) -> str:
     raise ValidationError(f"--lang must be zh-CN or en, got {lang!r}")
 
 
-@lru_cache(maxsize=1)
+@rule_cache(maxsize=1)
 def _words() -> dict[str, dict[str, str]]:
     with WORDS_FILE.open("rb") as fh:
         return dict(tomllib.load(fh))

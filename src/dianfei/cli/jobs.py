@@ -219,15 +219,18 @@ def worker_cmd(
 
 def _record_configuration(db: Database) -> None:
     """Before each pass: a changed configuration file goes on the audit chain before any job
-    acts on it (audit/config.py)."""
+    acts on it (audit/config.py), and the rule files are read again (core/rules.py)."""
     from dianfei.audit.service import record_current_configuration
     from dianfei.core.settings import load_settings
 
     change = record_current_configuration(db.engine, load_settings())
     if change is not None:
+        from dianfei.core.rules import reload_rules
+
+        reload_rules()  # this pass runs on the rules just recorded, not on what was read before
         logging.getLogger("dianfei.audit").info(
-            "configuration recorded on the audit chain: %d added, %d changed, %d removed",
-            len(change.added), len(change.changed), len(change.removed))
+            "configuration recorded on the audit chain: %d added, %d changed, %d removed; "
+            "rule files read again", len(change.added), len(change.changed), len(change.removed))
 
 
 def start_worker_thread(poll: float = 30.0) -> threading.Thread:

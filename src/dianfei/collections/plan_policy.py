@@ -13,12 +13,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import ROUND_CEILING, Decimal
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from dianfei.core.errors import ValidationError
 from dianfei.core.money import fmt_yuan, parse_decimal, to_fen
+from dianfei.core.rules import rule_cache
 
 POLICY_FILE = Path(__file__).with_name("plans.toml")
 KINDS = ("pay_plan", "instalment")
@@ -127,7 +127,7 @@ def parse_policy(data: Mapping[str, Any], source: str = "") -> PlanPolicy:
     return PlanPolicy(rows, _int(defaults, "unbilled_due_days", f"{source} [defaults]"), source)
 
 
-@lru_cache(maxsize=4)
+@rule_cache(maxsize=4)
 def plan_policy(path: Path = POLICY_FILE) -> PlanPolicy:
     with path.open("rb") as fh:
         return parse_policy(tomllib.load(fh), path.name)

@@ -47,6 +47,30 @@ def _load_file(path: str | None) -> dict[str, Any]:
         raise ValidationError(f"config file {p}: {exc}") from None
 
 
+def business_timezone(name: object) -> str:
+    """``timezone``: the zone of naive timestamps in meter files and gateway messages, and of
+    quiet hours. Business days everywhere else (bills, due dates, late fees, KPIs) are Beijing
+    time (``core.clock.BUSINESS_TZ``), so only a zone that is always UTC+08:00 is accepted —
+    another would read meters in one day and bill them in another."""
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if not isinstance(name, str) or not name:
+        raise ValidationError(f"timezone must be a zone name like \"Asia/Shanghai\", got {name!r}")
+    try:
+        zone = ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(f"timezone {name!r}: no such time zone") from None
+    eight = timedelta(hours=8)
+    if any(datetime(year, month, 15, tzinfo=zone).utcoffset() != eight
+           for year in (1992, 2026, 2036) for month in (1, 7)):
+        raise ValidationError(
+            f"timezone {name!r}: dianfei's business day is Beijing time (UTC+08:00, "
+            "Asia/Shanghai) — bills, due dates, late fees and KPIs are counted in it; meter "
+            "timestamps from another zone carry their offset or are imported with `--timezone`")
+    return name
+
+
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     env = dict(os.environ) if env is None else env
     cfg = _load_file(env.get("DIANFEI_CONFIG"))
@@ -62,7 +86,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     return Settings(
         database_url=url,
         data_dir=data_dir,
-        timezone=str(cfg.get("timezone", "Asia/Shanghai")),
+        timezone=business_timezone(cfg.get("timezone", "Asia/Shanghai")),
         billing=BillingSettings(due_days=due_days,
                                 tariff_dir=Path(tariff_dir) if tariff_dir else None),
         raw=cfg,

@@ -17,11 +17,11 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from dianfei.core.errors import ValidationError
+from dianfei.core.rules import rule_cache
 
 PACKAGED = Path(__file__).with_name("templates")
 LOCALES = ("zh-CN", "en")
@@ -303,7 +303,7 @@ class Templates:
         return Rendered(**out)
 
 
-@lru_cache(maxsize=8)
+@rule_cache(maxsize=8)
 def templates(override_dir: str | None = None) -> Templates:
     """The (cached) template set; ``override_dir`` from ``[notify] template_dir``."""
     return Templates(Path(override_dir) if override_dir else None)

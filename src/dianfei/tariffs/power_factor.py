@@ -11,11 +11,11 @@ from __future__ import annotations
 import math
 import tomllib
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from dianfei.core.errors import TariffError
+from dianfei.core.rules import rule_cache
 
 TABLES_FILE = Path(__file__).with_name("power_factor.toml")
 
@@ -103,7 +103,7 @@ def parse_tables(data: dict[str, Any], origin: str) -> dict[str, PowerFactorTabl
     return tables
 
 
-@lru_cache(maxsize=1)
+@rule_cache(maxsize=1)
 def standard_tables() -> dict[str, PowerFactorTable]:
     """The three standard tables, keyed by the standard as written ("0.90", "0.85", "0.80")."""
     with TABLES_FILE.open("rb") as fh:

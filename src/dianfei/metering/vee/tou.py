@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Final
 
 import polars as pl
 
 from dianfei.core.errors import ValidationError
+from dianfei.core.rules import rule_cache
 
 TOU_PERIODS: Final = ("sharp", "peak", "flat", "valley")
 CALENDARS_FILE: Final = Path(__file__).with_name("tou_calendars.toml")
@@ -70,7 +70,7 @@ def _minute(text: str, name: str) -> int:
     return value % 1440
 
 
-@cache
+@rule_cache(maxsize=1)
 def _calendars() -> dict[str, TouCalendar]:
     with CALENDARS_FILE.open("rb") as fh:
         raw = tomllib.load(fh)
