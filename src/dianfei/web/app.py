@@ -61,6 +61,9 @@ def create_app(db: Database, clock: Clock | None = None) -> FastAPI:
     from dianfei.web import tasks_api
 
     tasks_api.register(app, db, clock or SystemClock())
+    from dianfei.web import approvals_api
+
+    approvals_api.register(app, db, clock or SystemClock())
     pages = Environment(loader=PackageLoader("dianfei.web", "templates"),
                         autoescape=select_autoescape(["html"]))
 
