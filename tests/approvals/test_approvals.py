@@ -10,6 +10,7 @@ from datetime import date, timedelta
 
 import pytest
 from sqlalchemy import text
+from typer.testing import CliRunner
 
 from dianfei.approvals import service
 from dianfei.approvals.service import (
@@ -19,6 +20,7 @@ from dianfei.approvals.service import (
     MakerIsChecker,
     RequestExpired,
 )
+from dianfei.cli.main import app
 from dianfei.collections.service import amount_due
 from dianfei.core.errors import ConflictError, NotFoundError, ValidationError
 from dianfei.db.engine import Database
@@ -240,7 +242,8 @@ def test_a_change_that_fails_leaves_the_request_pending(fees: Database) -> None:
     assert chain_intact(db)
 
 
-def test_an_approved_suspension_order_lets_the_stop_execute(db: Database) -> None:
+def test_an_approved_suspension_order_lets_the_stop_execute(
+        db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     from dianfei.collections.rules import policy
     from dianfei.collections.service import events_json, run_day
 
@@ -268,9 +271,15 @@ def test_an_approved_suspension_order_lets_the_stop_execute(db: Database) -> Non
     with pytest.raises(ApprovalForbidden):
         service.approve(db, req["request_id"], checker=who(db, "zhou"),
                         clock=clock(date(2026, 3, 20), 10))
-    out = service.approve(db, req["request_id"], checker=who(db, "wang"),
-                          clock=clock(date(2026, 3, 20), 10))
-    assert out["result"]["approved_by"] == "wang"
+    # the supervisor approves with the command they used before (collect approve CASE)
+    monkeypatch.setenv("DIANFEI_NOW", "2026-03-20T10:00:00+08:00")
+    case = req["payload"]["case_id"]
+    res = CliRunner().invoke(app, ["collect", "approve", str(case), "--approver", "wang"])
+    assert res.exit_code == 0, res.stderr
+    assert res.stdout.strip() == f"stop case {case} approved by wang (request {req['request_id']})"
+    assert service.show(db, req["request_id"])["result"]["approved_by"] == "wang"
+    res = CliRunner().invoke(app, ["collect", "approve", str(case), "--approver", "zhao"])
+    assert res.exit_code == 2 and "not a suspension order awaiting approval" in res.stderr
     days(date(2026, 3, 23), date(2026, 3, 23))  # the next working day's run trips the meter
     assert [e["type"] for e in events_json(db, "A") if e["type"] == "suspended"] == ["suspended"]
     assert "supply.stop_approved" in actions(db)

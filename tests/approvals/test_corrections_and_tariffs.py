@@ -82,6 +82,32 @@ def test_a_refused_correction_leaves_the_bill(billed: Database) -> None:
     assert "bill.cancelled" not in actions(db)
 
 
+def test_bill_cancel_asks_and_a_second_person_approves(
+        billed: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from dianfei.cli.main import app
+
+    monkeypatch.setenv("DIANFEI_NOW", "2026-02-05T10:00:00+08:00")
+    monkeypatch.setenv("DIANFEI_USER", "zhou")
+    res = CliRunner().invoke(app, ["bill", "cancel", "C1-202601-1", "--reason", "wrong meter",
+                                   "--json"])
+    assert res.exit_code == 0, res.stderr
+    asked = json.loads(res.stdout)
+    assert asked["state"] == "pending" and "cancelled" not in asked
+    assert bills(billed)[0][1] == "issued"
+    res = CliRunner().invoke(app, ["approvals", "approve", str(asked["request_id"]),
+                                   "--as", "wang"])
+    assert res.exit_code == 0, res.stderr
+    assert bills(billed) == [("C1-202601-1", "cancelled", 5380, None)]
+    # the one-step form, with its approval step, as before
+    res = CliRunner().invoke(app, ["bill", "cancel", "C1-202601-1", "--reason", "again",
+                                   "--approved-by", "wang"])
+    assert res.exit_code == 2 and "already cancelled" in res.stderr
+
+
 def _renamed(tariff_id: str, name: str) -> str:
     text_ = (PRESETS_DIR / f"{tariff_id}.toml").read_text(encoding="utf-8")
     old = next(line for line in text_.splitlines() if line.startswith("name = "))
