@@ -247,7 +247,7 @@ def test_an_approved_suspension_order_lets_the_stop_execute(
     from dianfei.collections.rules import policy
     from dianfei.collections.service import events_json, run_day
 
-    setup(db, {"A": {}})
+    setup(db, {"A": {}, "B": {}})
     add_staff(db)
     rules = replace(policy(), approval_required_for=frozenset({"residential"}))
     switch, notifier = FakeSwitch(), FakeNotifier()
@@ -258,21 +258,30 @@ def test_an_approved_suspension_order_lets_the_stop_execute(
             run_day(db, d, clock=clock(d, 9), switch=switch, notifier=notifier, policy_=rules)
             d += timedelta(days=1)
 
-    # the order is raised on 19 March (day 60) and waits for approval over the next run
+    # the orders are raised on 19 March (day 60) and wait for approval over the next run
     days(date(2026, 1, 18), date(2026, 3, 20))
-    assert [e["type"] for e in events_json(db, "A") if e["type"] == "suspended"] == []
+    assert [e["type"] for e in events_json(db) if e["type"] == "suspended"] == []
     service.housekeeping(db, clock(date(2026, 3, 20), 10))
     page = service.list_requests(db, kind_name="suspension", state="pending")
-    assert page["total"] == 1
-    req = page["items"][0]
-    assert (req["requested_by"], req["subject"]) == ("system:collections", "A")
+    assert sorted(r["subject"] for r in page["items"]) == ["A", "B"]
+    req = next(r for r in page["items"] if r["subject"] == "A")
+    assert req["requested_by"] == "system:collections"
     service.housekeeping(db, clock(date(2026, 3, 20), 10))  # raised once, not again
-    assert service.list_requests(db, kind_name="suspension")["total"] == 1
+    assert service.list_requests(db, kind_name="suspension")["total"] == 2
+    # B pays everything: its order is cancelled by the next run and its request withdrawn
+    with db.engine.connect() as conn:
+        owed_b = amount_due(conn, "B")
+    pay(db, "B", owed_b, at(date(2026, 3, 20), 11), "T-B-all")
+    days(date(2026, 3, 21), date(2026, 3, 21))
+    service.housekeeping(db, clock(date(2026, 3, 21), 10))
+    [b] = service.list_requests(db, kind_name="suspension", state="withdrawn")["items"]
+    assert (b["subject"], b["decided_by"]) == ("B", "system")
+    assert "approval.withdrawn" in actions(db)
     with pytest.raises(ApprovalForbidden):
         service.approve(db, req["request_id"], checker=who(db, "zhou"),
                         clock=clock(date(2026, 3, 20), 10))
     # the supervisor approves with the command they used before (collect approve CASE)
-    monkeypatch.setenv("DIANFEI_NOW", "2026-03-20T10:00:00+08:00")
+    monkeypatch.setenv("DIANFEI_NOW", "2026-03-21T10:00:00+08:00")
     case = req["payload"]["case_id"]
     res = CliRunner().invoke(app, ["collect", "approve", str(case), "--approver", "wang"])
     assert res.exit_code == 0, res.stderr
@@ -281,6 +290,6 @@ def test_an_approved_suspension_order_lets_the_stop_execute(
     res = CliRunner().invoke(app, ["collect", "approve", str(case), "--approver", "zhao"])
     assert res.exit_code == 2 and "not a suspension order awaiting approval" in res.stderr
     days(date(2026, 3, 23), date(2026, 3, 23))  # the next working day's run trips the meter
-    assert [e["type"] for e in events_json(db, "A") if e["type"] == "suspended"] == ["suspended"]
+    assert [e["account"] for e in events_json(db) if e["type"] == "suspended"] == ["A"]
     assert "supply.stop_approved" in actions(db)
     assert chain_intact(db)

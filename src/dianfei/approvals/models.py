@@ -1,7 +1,8 @@
 """The approval requests: one row per change someone asked for that a second person decides.
 
 ``pending`` → ``executed`` (approved: the change was made in the approval's transaction),
-``rejected`` (refused, with the checker's reason) or ``expired`` (nobody decided in time).
+``rejected`` (refused, with the checker's reason), ``expired`` (nobody decided in time) or
+``withdrawn`` (a suspension order that no longer waits: the customer paid or agreed a plan).
 ``open_key`` (kind and subject) is set only while a request is pending and is unique, so one
 subject never has two pending requests of one kind (a second ask answers 409 naming the first).
 """
@@ -35,7 +36,7 @@ class ApprovalRequest(Base):
     #: fen the change is about when it moves money, as known when asked for (for reading only)
     amount: Mapped[int | None] = mapped_column(BigInteger)
     reason: Mapped[str] = mapped_column(Text)
-    #: pending, executed, rejected, expired
+    #: pending, executed, rejected, expired, withdrawn (a suspension order that stopped waiting)
     state: Mapped[str] = mapped_column(String(10))
     #: the maker: a user name, or ``system:<rule>`` for a request a rule raised
     requested_by: Mapped[str] = mapped_column(String(80))

@@ -36,7 +36,7 @@ from dianfei.security.service import APPROVAL_KINDS, Principal, allows
 if TYPE_CHECKING:
     from dianfei.db.engine import Database
 
-STATES = ("pending", "executed", "rejected", "expired")
+STATES = ("pending", "executed", "rejected", "expired", "withdrawn")
 #: the maker of the requests the collections rules raise (suspension orders needing approval)
 RULE_MAKER = "system:collections"
 
@@ -142,11 +142,24 @@ def _audit_payload(req: ApprovalRequest) -> dict[str, Any]:
 
 def raise_rule_requests(session: Session, clock: Clock) -> int:
     """A request for every suspension order the rules raised that waits for approval and has
-    none pending yet (the dunning ladder is the maker). Returns how many were raised."""
+    none pending yet (the dunning ladder is the maker); a pending one whose order no longer
+    waits is ``withdrawn``. Returns how many were raised."""
     from dianfei.collections.service import stop_cases_awaiting_approval
 
+    awaiting = stop_cases_awaiting_approval(session)
+    still = {int(c["case_id"]) for c in awaiting}
+    # an order that no longer waits (the customer paid, agreed a plan, the case was cancelled)
+    # takes its request with it: nobody is asked to approve a stop that will not happen
+    for req in session.scalars(select(ApprovalRequest).where(
+            ApprovalRequest.kind == "suspension", ApprovalRequest.state == "pending")
+            .with_for_update()):
+        if int(json.loads(req.payload)["case_id"]) not in still:
+            req.state, req.decided_by, req.decided_at = "withdrawn", "system", clock.now()
+            req.open_key = None
+            req.decision_reason = "the suspension order no longer awaits approval"
+            _record(session, "approval.withdrawn", req, {"reason": req.decision_reason})
     raised = 0
-    for case in stop_cases_awaiting_approval(session):
+    for case in awaiting:
         key = f"suspension:{case['account_id']}"
         if session.scalars(select(ApprovalRequest.request_id).where(
                 ApprovalRequest.open_key == key)).first() is not None:

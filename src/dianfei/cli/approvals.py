@@ -80,7 +80,8 @@ def ask(kind: str, payload: dict[str, Any], reason: str, maker: str | None,
 def approvals_list(
     kind: Annotated[str | None, typer.Option(help="waiver, write_off, bill_correction, "
                                                   "suspension, tariff_change")] = None,
-    state: Annotated[str | None, typer.Option(help="pending, executed, rejected, expired")] = None,
+    state: Annotated[str | None, typer.Option(
+        help="pending, executed, rejected, expired, withdrawn")] = None,
     limit: Annotated[int, typer.Option(help="at most this many (1–500)")] = 50,
     offset: Annotated[int, typer.Option(help="skip this many (newest first)")] = 0,
     json_out: Annotated[bool, typer.Option("--json")] = False,
