@@ -419,7 +419,20 @@ def rebill(db: Database, clock: Clock, bill_id: str, reason: str,
            tariff_dir: Path | None = None) -> BillRunResult:
     """Cancel a bill and bill its account again for the same period from the current reads."""
     with db.session() as s:
-        bill = cancel_bill(s, clock, bill_id, reason)
+        cancel_bill(s, clock, bill_id, reason)
+    return bill_again(db, clock, bill_id, tariff_dir)
+
+
+def bill_again(db: Database, clock: Clock, bill_id: str,
+               tariff_dir: Path | None = None) -> BillRunResult:
+    """Bill the account of a cancelled bill again for its period (the second half of
+    ``rebill``, for a cancellation made in another transaction — an approved correction)."""
+    with db.session() as s:
+        bill = s.get(Bill, bill_id)
+        if bill is None:
+            raise NotFoundError(f"bill {bill_id} does not exist")
+        if bill.status != "cancelled":
+            raise ConflictError(f"bill {bill_id} is {bill.status}: cancel it before billing again")
         account, period = bill.account_id, Period.parse(bill.period)
     result = run_bill_run(db, period, clock, accounts=[account], tariff_dir=tariff_dir)
     with db.session() as s:

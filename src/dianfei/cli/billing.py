@@ -229,20 +229,33 @@ def bill_cancel(
     bill_id: str,
     reason: Annotated[str, typer.Option(help="why the bill is wrong (recorded)")],
     rebill: Annotated[bool, typer.Option(help="bill the account again from current reads")] = False,
+    as_user: Annotated[str | None, typer.Option(
+        "--as", help="the user asking (default: DIANFEI_USER)")] = None,
+    approved_by: Annotated[str | None, typer.Option(
+        "--approved-by", help="a second user who approves it at once (never the requester)")
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Cancel a bill (its debit is reversed by a new ledger entry); optionally rebill."""
-    from dianfei.billing import service
+    """Ask to cancel a bill (its debit reversed by a new ledger entry), optionally rebilling:
+    a bill correction a second person approves (dianfei approvals approve ID); with
+    --approved-by that person approves it at once."""
+    from dianfei.cli.approvals import ask
 
-    db, clock = database(), clock_from_env()
-    if rebill:
-        res = service.rebill(db, clock, bill_id, reason)
-        out = {"cancelled": bill_id, "rebilled": res.billed, "exceptions": res.exceptions}
+    req = ask("bill_correction", {"bill_id": bill_id, "rebill": rebill}, reason, as_user,
+              approved_by)
+    out: dict[str, object] = {"request_id": req["request_id"], "state": req["state"]}
+    if req["state"] == "executed":
+        out["cancelled"] = bill_id
+        if rebill:
+            out["rebilled"] = req["result"].get("rebilled", 0)
+            out["exceptions"] = req["result"].get("exceptions", 0)
+    if json_out:
+        print_json(out)
+    elif req["state"] == "executed":
+        typer.echo(f"cancelled {bill_id} (request {req['request_id']})")
     else:
-        with db.session() as s:
-            service.cancel_bill(s, clock, bill_id, reason)
-        out = {"cancelled": bill_id}
-    print_json(out) if json_out else typer.echo(f"cancelled {bill_id}")
+        typer.echo(f"request {req['request_id']}: cancelling {bill_id} awaits a second person "
+                   f"(dianfei approvals approve {req['request_id']})")
 
 
 @bill_app.command("exceptions")

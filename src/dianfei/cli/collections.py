@@ -143,15 +143,21 @@ def collect_tasks(
 @handle_errors
 def collect_approve(
     case_id: int,
-    approver: Annotated[str, typer.Option(help="who approves the suspension order")],
+    approver: Annotated[str | None, typer.Option(
+        "--approver", "--as", help="the user approving the suspension order (default: "
+        "DIANFEI_USER); needs approvals:decide:suspension")] = None,
 ) -> None:
-    """Approve a suspension order (where the policy requires approval)."""
+    """Approve a suspension order (where the policy requires approval): the approval request
+    the dunning ladder raised for the case (dianfei approvals), approved as this user."""
+    from dianfei.approvals import service
+    from dianfei.cli.approvals import acting_user
     from dianfei.cli.context import clock_from_env, database
-    from dianfei.collections.suspension import approve
 
-    with database().session() as s:
-        approve(s, case_id, approver=approver, clock=clock_from_env())
-    typer.echo(f"stop case {case_id} approved by {approver}")
+    db, clock = database(), clock_from_env()
+    service.housekeeping(db, clock)
+    request_id = service.pending_suspension(db, case_id)
+    out = service.approve(db, request_id, checker=acting_user(approver), clock=clock)
+    typer.echo(f"stop case {case_id} approved by {out['decided_by']} (request {request_id})")
 
 
 @collect_app.command("complete-task")
@@ -200,17 +206,25 @@ def plan_agree(
 def waiver_cmd(
     bill: Annotated[str, typer.Option(help="the bill whose late fees are waived")],
     reason: Annotated[str, typer.Option(help="why (recorded)")],
-    requested_by: Annotated[str, typer.Option("--requested-by")],
-    approved_by: Annotated[str, typer.Option("--approved-by", help="not the requester")],
+    requested_by: Annotated[str | None, typer.Option(
+        "--requested-by", "--as", help="the user asking (default: DIANFEI_USER)")] = None,
+    approved_by: Annotated[str | None, typer.Option(
+        "--approved-by", help="a second user who approves it at once (never the requester)")
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Waive a bill's late fees (违约金减免): reason and a second person's approval."""
-    from dianfei.cli.context import clock_from_env, database
-    from dianfei.collections.plans import waive_late_fees
-    from dianfei.core.money import fmt_yuan
+    """Ask for a waiver of a bill's late fees (违约金减免): a request a second person approves
+    (dianfei approvals approve ID); with --approved-by that person approves it at once."""
+    from dianfei.cli.approvals import ask
 
-    with database().session() as s:
-        w = waive_late_fees(s, bill_id=bill, reason=reason, requested_by=requested_by,
-                            approved_by=approved_by, clock=clock_from_env())
-        out = {"bill_id": bill, "amount": fmt_yuan(w.amount)}
-    print_json(out) if json_out else typer.echo(f"waived {out['amount']} yuan on {bill}")
+    req = ask("waiver", {"bill_id": bill}, reason, requested_by, approved_by)
+    done = req["state"] == "executed"
+    out = {"request_id": req["request_id"], "state": req["state"], "bill_id": bill,
+           "amount": req["result"]["amount"] if done else req["amount"]}
+    if json_out:
+        print_json(out)
+    elif done:
+        typer.echo(f"waived {out['amount']} yuan on {bill} (request {out['request_id']})")
+    else:
+        typer.echo(f"request {out['request_id']}: waiver of {out['amount']} yuan on {bill} awaits "
+                   f"a second person (dianfei approvals approve {out['request_id']})")

@@ -645,3 +645,41 @@ def operational_metrics(conn: Any) -> list[Metric]:
             grouped("dianfei_stop_cases", "arrears stop cases, by status", "gauge", "status", cases),
             grouped("dianfei_collection_tasks_open", "open worklist tasks, by kind", "gauge", "kind",
                     tasks)]
+
+
+# -- maker-checker (dianfei.approvals): the changes it executes once a second person approved ----
+
+from dianfei.collections.plans import waive_late_fees as waive_late_fees  # noqa: E402
+
+
+def approve_stop(session: Any, case_id: int, *, approver: str, clock: Clock) -> Any:
+    """Approve a suspension order awaiting approval (停电审批): the stop may then execute."""
+    from dianfei.collections.stops import approve
+
+    return approve(session, case_id, approver=approver, clock=clock)
+
+
+def late_fees_of_bill(session: Any, bill_id: str) -> int:
+    """The late fees a waiver of ``bill_id`` would waive now (fen): posted and not reversed,
+    plus accrued but not posted yet. 0 when the bill has none."""
+    from dianfei.collections.models import LateFeeAccrual
+    from dianfei.ledger.service import unreversed_entries
+
+    fees = unreversed_entries(session, "late_fee", f"LF:{bill_id}:")
+    accrual = session.get(LateFeeAccrual, bill_id)
+    pending = 0
+    if accrual is not None and not accrual.waived:
+        pending = max(int(accrual.accrued or 0) - int(accrual.posted), 0)
+    return sum(int(f[3]) for f in fees) + pending
+
+
+def stop_cases_awaiting_approval(session: Any) -> list[dict[str, Any]]:
+    """Suspension orders the rules raised that wait for a second person (停电审批): the case,
+    its account, the bill it is for and when it was ordered, oldest first."""
+    from dianfei.collections.models import StopCase
+
+    rows = session.scalars(select(StopCase).where(
+        StopCase.status == "ordered", StopCase.approval_required.is_(True),
+        StopCase.approved_by.is_(None)).order_by(StopCase.case_id))
+    return [{"case_id": c.case_id, "account_id": c.account_id, "customer_id": c.customer_id,
+             "bill_id": c.bill_id, "ordered_at": c.ordered_at} for c in rows]

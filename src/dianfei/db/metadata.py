@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dianfei.approvals import models as approval_models
 from dianfei.audit import models as audit_models
 from dianfei.billing import models as billing_models
 from dianfei.collections import fieldwork_models, ops_models, ticket_models, worklist_models
@@ -22,6 +23,7 @@ from dianfei.security import models as security_models
 
 __all__ = [
            "Base",
+           "approval_models",
            "audit_models",
            "billing_models",
            "collections_models",

@@ -312,3 +312,19 @@ class Book:
                                                          "reason": reason})
         # a reopened debit meets whatever other credit the account holds
         self.apply_credit(account_id)
+
+    def write_off(self, *, reference: str, account_id: str, customer_id: str,
+                  reason: str) -> int:
+        """Write off (核销) what is still open of one debit: a ``write_off`` entry of minus that
+        amount, with the debit's own reference, and the item closed. Nothing is cleared by a
+        payment, so the debit's clearings stay as they were (``ledger check`` counts the
+        write-off beside them); collections sees the lower balance on its next run. Returns
+        the fen written off (0: nothing open, nothing planned)."""
+        item = self._items.get(account_id, {}).get(reference)
+        if item is None or item.item_kind == "credit" or item.open_amount <= 0:
+            return 0
+        amount = item.open_amount
+        self._entry(account_id=account_id, customer_id=customer_id, kind="write_off",
+                    amount=-amount, reference=reference, reason=reason)
+        self._change(item, -amount)
+        return amount

@@ -108,6 +108,42 @@ def reverse_entry(session: Session, *, clock: Clock, entry_id: int, reason: str,
         LedgerEntry.reverses_entry_id == entry_id)).one()
 
 
+def write_off(session: Session, *, clock: Clock, reference: str, reason: str,
+              order: str | None = None) -> LedgerEntry:
+    """Write off (核销) what is still open of one debit — a bill (its id) or a late fee (its
+    ``LF:…`` reference): one ``write_off`` entry of minus the open amount, carrying the debit's
+    reference, and the debit's open item closed, in the caller's transaction (with its audit
+    record). A debit written off once, reversed, or with nothing open is refused."""
+    if not reason.strip():
+        raise ValidationError("a write-off needs a reason")
+    session.flush()
+    conn = session.connection()
+    debit = conn.execute(select(LedgerEntry.entry_id, LedgerEntry.account_id,
+                                LedgerEntry.customer_id).where(
+        LedgerEntry.kind.in_(("bill", "late_fee")), LedgerEntry.reference == reference)).first()
+    if debit is None:
+        raise NotFoundError(f"no bill or late fee {reference!r} in the ledger")
+    if conn.execute(select(LedgerEntry.entry_id).where(
+            LedgerEntry.kind == "write_off", LedgerEntry.reference == reference)).first():
+        raise ConflictError(f"{reference} is already written off")
+    if conn.execute(select(LedgerEntry.entry_id).where(
+            LedgerEntry.reverses_entry_id == int(debit[0]))).first():
+        raise ConflictError(f"{reference} is reversed (cancelled or waived): nothing to write off")
+    now = clock.now()
+    book = items.book(conn, [str(debit[1])], order=order, now=now, references=[reference],
+                      lock=True)
+    if book.write_off(reference=reference, account_id=str(debit[1]),
+                      customer_id=str(debit[2]), reason=reason) == 0:
+        raise ConflictError(f"{reference} has nothing open to write off")
+    try:
+        with session.begin_nested():
+            items.write(session.connection(), book.posting, now=now)
+    except IntegrityError:
+        raise ConflictError(f"{reference} is already written off") from None
+    return session.scalars(select(LedgerEntry).where(LedgerEntry.kind == "write_off",
+                                                     LedgerEntry.reference == reference)).one()
+
+
 def post_frame(conn: Connection, entries: pl.DataFrame, *, order: str | None = None,
                action: str = "ledger.debits", subject: str = "") -> int:
     """Bulk-post debits (bill run, late fees). Columns: account_id, customer_id, kind (bill or
@@ -157,6 +193,13 @@ def balance(conn: Connection | Session, account_id: str) -> int:
     return int(conn.execute(text(
         "SELECT COALESCE(SUM(open_amount), 0) FROM open_items WHERE account_id = :a "
         "AND open_amount <> 0"), {"a": account_id}).scalar_one())
+
+
+def open_amount(conn: Connection | Session, reference: str) -> int | None:
+    """What is still open of one debit (fen), or None when no open item has this reference."""
+    found = conn.execute(text("SELECT open_amount FROM open_items WHERE reference = :r"),
+                         {"r": reference}).scalar_one_or_none()
+    return None if found is None else int(found)
 
 
 def balances(conn: Connection, accounts: list[str]) -> dict[str, int]:
@@ -334,9 +377,13 @@ _CHECKS: tuple[tuple[str, str], ...] = (
      "LEFT JOIN ledger_entries r ON r.reverses_entry_id = e.entry_id "
      "LEFT JOIN (SELECT item_reference, SUM(amount) AS s FROM payment_allocations "
      "WHERE item_reference IS NOT NULL GROUP BY item_reference) a ON a.item_reference = e.reference "
+     # a write-off (核销) carries the reference of the debit it closes, negative
+     "LEFT JOIN (SELECT reference, SUM(amount) AS s FROM ledger_entries WHERE kind = 'write_off' "
+     "GROUP BY reference) w ON w.reference = e.reference "
      "LEFT JOIN open_items o ON o.reference = e.reference WHERE e.kind IN ('bill', 'late_fee') "
      "AND (o.reference IS NULL OR o.account_id <> e.account_id OR o.item_kind <> e.kind "
-     "OR o.open_amount <> e.amount + COALESCE(r.amount, 0) - COALESCE(a.s, 0))"),
+     "OR o.open_amount <> e.amount + COALESCE(r.amount, 0) - COALESCE(a.s, 0) "
+     "+ COALESCE(w.s, 0))"),
     ("every payment's credit item holds its unused credit, and no item lacks its ledger entry",
      "SELECT count(*), min(k) FROM ("
      " SELECT 'CR:' || c.payment_id AS k FROM (SELECT payment_id, SUM(amount) AS s "

@@ -81,6 +81,30 @@ _PLAN_GRANTS: Mapping[str, frozenset[str]] = {
 ROLE_PERMISSIONS = {role: perms | _PLAN_GRANTS.get(role, frozenset())
                     for role, perms in ROLE_PERMISSIONS.items()}
 
+#: maker-checker (四眼原则, docs/approvals.md): who may ask for each kind of change and who may
+#: decide it. The checker is never the maker (the approvals service refuses that as well).
+APPROVAL_KINDS = ("waiver", "write_off", "bill_correction", "suspension", "tariff_change")
+PERMISSIONS = {
+    **PERMISSIONS,
+    "approvals:read": "approval requests and their decisions",
+    **{f"approvals:request:{k}": f"ask for a {k.replace('_', ' ')} (a second person decides)"
+       for k in APPROVAL_KINDS if k != "suspension"},
+    **{f"approvals:decide:{k}": f"approve or refuse someone else's {k.replace('_', ' ')}"
+       for k in APPROVAL_KINDS},
+}
+_APPROVAL_GRANTS: Mapping[str, frozenset[str]] = {
+    "admin": frozenset(p for p in PERMISSIONS if p.startswith("approvals:")),
+    "collector": frozenset({"approvals:read", "approvals:request:waiver"}),
+    "cashier": frozenset({"approvals:read", "approvals:request:waiver"}),
+    "billing_clerk": frozenset({"approvals:read", "approvals:request:waiver",
+                                "approvals:request:write_off", "approvals:request:bill_correction",
+                                "approvals:request:tariff_change"}),
+    "supervisor": frozenset(p for p in PERMISSIONS if p.startswith("approvals:")),
+    "auditor": frozenset({"approvals:read"}),
+}
+ROLE_PERMISSIONS = {role: perms | _APPROVAL_GRANTS.get(role, frozenset())
+                    for role, perms in ROLE_PERMISSIONS.items()}
+
 ROLES = tuple(ROLE_PERMISSIONS)
 STAFF_ROLES = tuple(r for r in ROLES if r != "customer")
 

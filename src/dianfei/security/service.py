@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dianfei.security.roles import APPROVAL_KINDS as APPROVAL_KINDS
 from dianfei.security.roles import PERMISSIONS as PERMISSIONS
 from dianfei.security.roles import ROLE_PERMISSIONS as ROLE_PERMISSIONS
 from dianfei.security.roles import ROLES as ROLES
@@ -11,6 +12,7 @@ from dianfei.security.roles import roles_with as roles_with
 from dianfei.security.users import Principal as Principal
 from dianfei.security.users import SignInRefused as SignInRefused
 from dianfei.security.users import TooManyAttempts as TooManyAttempts
+from dianfei.security.users import active_user as active_user
 from dianfei.security.users import add_user as add_user
 from dianfei.security.users import count_users as count_users
 from dianfei.security.users import list_users as list_users

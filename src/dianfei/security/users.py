@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dianfei.audit import service as audit
-from dianfei.core.errors import ConflictError, DianfeiError, ValidationError
+from dianfei.core.errors import ConflictError, DianfeiError, NotFoundError, ValidationError
 from dianfei.customers import service as customers
 from dianfei.security.models import ApiToken, SignInFailure, User
 from dianfei.security.roles import ROLES
@@ -187,3 +187,13 @@ def list_users(session: Session) -> list[dict[str, object]]:
     return [{"username": u.username, "role": u.role, "customer_id": u.customer_id,
              "active": u.active, "created_at": u.created_at.isoformat()}
             for u in session.scalars(select(User).order_by(User.username))]
+
+
+def active_user(session: Session, username: str) -> Principal:
+    """The enabled user of this name (a command acting for a named user, e.g. ``--as``);
+    ``NotFoundError`` naming it when there is none or it is disabled."""
+    row = session.execute(select(User.user_id, User.username, User.role, User.customer_id)
+                          .where(User.username == username, User.active.is_(True))).first()
+    if row is None:
+        raise NotFoundError(f"no enabled user {username!r} (dianfei users list)")
+    return Principal(int(row[0]), str(row[1]), str(row[2]), row[3])

@@ -6,12 +6,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import re
+import tempfile
+import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dianfei.core.clock import Period
+from dianfei.core.errors import ConflictError, TariffError
 from dianfei.core.money import fmt_yuan
-from dianfei.tariffs.loader import load_directory
+from dianfei.tariffs.loader import load_directory, parse_tariff
 from dianfei.tariffs.models import (
     Line,
     RatingError,
@@ -32,10 +38,13 @@ __all__ = [
     "TariffCatalogue",
     "TariffVersion",
     "Usage",
+    "check_tariff_text",
+    "install_tariff",
     "load_catalogue",
     "quote",
     "rate",
     "rate_frame",
+    "tariff_change_plan",
 ]
 
 
@@ -102,3 +111,64 @@ def rate_frame(catalogue: TariffCatalogue, period: Period, usage: pl.DataFrame,
     from dianfei.tariffs import rating_columnar
 
     return rating_columnar.rate_frame(catalogue, period, usage, meters)
+
+
+#: a tariff id names its file: lower-case letters, digits and dashes only (no path)
+_TARIFF_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+def check_tariff_text(tariff_id: str, text: str) -> Tariff:
+    """Validate the full TOML text of one tariff file (as ``tariffs list`` would load it);
+    ``TariffError`` names the field. Nothing is written."""
+    if not _TARIFF_ID.match(tariff_id):
+        raise TariffError(f"tariff id {tariff_id!r}: lower-case letters, digits and dashes only")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise TariffError(f"{tariff_id}.toml: not TOML: {exc}") from None
+    return parse_tariff(data, f"{tariff_id}.toml", tariff_id)
+
+
+def tariff_change_plan(directory: Path | None, tariff_id: str, text: str) -> dict[str, Any]:
+    """What putting this tariff file in force would do, checked but not written: the file, the
+    sha256 of the file before (None: a new tariff) and after, the versions it holds. Refused when
+    the text is invalid, when the directory is the packaged presets (a utility changing its
+    tariffs keeps its own: ``billing.tariff_dir`` / ``DIANFEI_TARIFF_DIR``) or when the rest of
+    the directory does not load (the bill run would still fail)."""
+    tariff = check_tariff_text(tariff_id, text)
+    if directory is None or directory.resolve() == PRESETS_DIR.resolve():
+        raise ConflictError("tariff changes are written to the utility's own tariff directory "
+                            "(billing.tariff_dir / DIANFEI_TARIFF_DIR), never the packaged "
+                            "presets: set one (a copy of the presets) first")
+    path = directory.resolve()
+    if not path.is_dir():
+        raise ConflictError(f"tariff directory not found: {path}")
+    target = path / f"{tariff_id}.toml"
+    before = hashlib.sha256(target.read_bytes()).hexdigest() if target.exists() else None
+    load_directory(path)
+    return {"tariff_id": tariff_id, "file": target.name, "sha256_before": before,
+            "sha256_after": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+            "versions": [{"effective_from": v.effective_from.isoformat(),
+                          "effective_to": v.effective_to.isoformat() if v.effective_to else None,
+                          "source": v.source} for v in tariff.versions]}
+
+
+def install_tariff(directory: Path | None, tariff_id: str, text: str) -> dict[str, Any]:
+    """Put a (new or changed) tariff file in force: checked as :func:`tariff_change_plan`
+    checks it, then written atomically (a temporary file renamed over the old one); the next
+    bill run or quote reads it. Returns the plan."""
+    plan = tariff_change_plan(directory, tariff_id, text)
+    assert directory is not None
+    path = directory.resolve()
+    fd, tmp = tempfile.mkstemp(prefix=f".{tariff_id}.", suffix=".tmp", dir=path)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(text.encode("utf-8"))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path / plan["file"])
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _CACHE.pop(path, None)
+    return plan
