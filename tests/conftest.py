@@ -15,6 +15,13 @@ import pytest
 from dianfei.core.settings import load_settings
 from dianfei.db.engine import Database, open_database
 
+# Hypothesis' per-example deadline (200 ms) is a wall-clock assertion: a loaded CI machine turned
+# a correct property red. The properties are checked; their speed is the benchmarks' business.
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+_hypothesis_settings.register_profile("dianfei", deadline=None)
+_hypothesis_settings.load_profile("dianfei")
+
 PG_URL = os.environ.get("DIANFEI_TEST_PG_URL",
                         "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
