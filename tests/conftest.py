@@ -11,14 +11,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as _hypothesis_settings
 
 from dianfei.core.settings import load_settings
 from dianfei.db.engine import Database, open_database
 
 # Hypothesis' per-example deadline (200 ms) is a wall-clock assertion: a loaded CI machine turned
 # a correct property red. The properties are checked; their speed is the benchmarks' business.
-from hypothesis import settings as _hypothesis_settings  # noqa: E402
-
 _hypothesis_settings.register_profile("dianfei", deadline=None)
 _hypothesis_settings.load_profile("dianfei")
 
