@@ -320,8 +320,9 @@ def list_experiments(db: Database) -> list[dict[str, Any]]:
     from dianfei.risk.insight_models import Experiment, ExperimentAssignment
 
     with db.session() as s:
-        sizes = dict(s.execute(select(ExperimentAssignment.experiment_id, func.count())
-                               .group_by(ExperimentAssignment.experiment_id)).tuples().all())
+        sizes = {str(e): int(n) for e, n in s.execute(
+            select(ExperimentAssignment.experiment_id, func.count())
+            .group_by(ExperimentAssignment.experiment_id)).all()}
         rows = s.scalars(select(Experiment).order_by(Experiment.started_on.desc(),
                                                      Experiment.experiment_id)).all()
         return [{"experiment_id": r.experiment_id, "description": r.description,
