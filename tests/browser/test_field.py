@@ -94,3 +94,7 @@ def test_a_supervisor_approves_a_plan_another_user_proposed(county: Database, pa
         assert "已批准" in page.inner_text("[role=status]")
         assert "boss" in page.inner_text("main")
         shot(page, "plan-approved")
+        page.click("text=催费督办")
+        page.wait_for_url("**/worklist/supervisor")
+        assert page.locator("tbody tr").count() == 4  # one row per collector
+        shot(page, "supervisor-view")

@@ -65,6 +65,15 @@ def _day(raw: str | None, clock: Clock) -> date:
         raise HTTPException(status_code=422, detail=f"date: not YYYY-MM-DD: {raw!r}") from None
 
 
+def _kind(t: Any, kind: str) -> str:
+    """A timeline item's kind in words (``event:promise_made`` → 事件 · promise_made)."""
+    head, _, rest = kind.partition(":")
+    word = str(t(f"field.tl.{head}"))
+    if word.startswith("field.tl."):  # a kind this page has no word for: shown as it is
+        return kind
+    return f"{word} · {rest}" if rest else word
+
+
 def register(app: FastAPI, db: Database, clock: Clock) -> None:
     from dianfei.web import field_office_pages
 
@@ -143,6 +152,7 @@ def _account_routes(app: FastAPI, db: Database, clock: Clock, console: Console) 
              errors: dict[str, Errors] | None = None, values: dict[str, str] | None = None,
              status: int = 200, saved: str | None = None) -> Response:
         from dianfei.collections.account import owed
+        from dianfei.collections.promises import promises_json
         from dianfei.collections.timeline import account_timeline
         from dianfei.collections.worklist import roster_frame
 
@@ -153,8 +163,9 @@ def _account_routes(app: FastAPI, db: Database, clock: Clock, console: Console) 
             due = owed(conn, [account_id]).get(account_id, 0)
         columns = [Column("at", "field.col.at"), Column("kind", "field.col.kind"),
                    Column("summary", "field.col.summary")]
-        rows = [{"at": i["at"][:16].replace("T", " "), "kind": i["kind"],
+        rows = [{"at": i["at"][:16].replace("T", " "), "kind": _kind(t, i["kind"]),
                  "summary": i["summary"]} for i in items]
+        promised = [p for p in promises_json(db.engine, account_id) if p["status"] == "open"]
         collectors = ([] if own_collector(db, who) is not None else
                       [r for r in roster_frame(db).to_dicts() if r["active"]])
         # a supervisor records in the name of the collector whose list the account is on
@@ -164,7 +175,8 @@ def _account_routes(app: FastAPI, db: Database, clock: Clock, console: Console) 
             title=t("field.title.account", account=account_id), columns=columns,
             fetch=list_fetch(rows), template="field/account.html", status_code=status,
             account_id=account_id, customer=items[0]["account"] if items else account_id,
-            owed=fmt_yuan(max(due, 0)), errors=errors or {}, values=values or {},
+            owed=fmt_yuan(max(due, 0)), promised=promised, errors=errors or {},
+            values=values or {},
             saved=saved, now=local_now(clock.now()), request_id=uuid.uuid4().hex,
             channels=CHANNELS, outcomes=VISIT_OUTCOMES, categories=TICKET_CATEGORIES,
             collectors=collectors, default_collector=listed[0] if listed else None,
