@@ -3,6 +3,7 @@ promise to pay; a supervisor approves a payment plan another user proposed."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from dianfei.collections.plan_workflow import propose_plan
 from dianfei.collections.promises import promises_json
 from dianfei.core.clock import FixedClock
 from dianfei.db.engine import Database
+from dianfei.risk.service import create_experiment
 from tests.browser.conftest import LiveServer, shot, sign_in
 from tests.collections.worklist_fixtures import DAY, at, load
 
@@ -98,3 +100,14 @@ def test_a_supervisor_approves_a_plan_another_user_proposed(county: Database, pa
         page.wait_for_url("**/worklist/supervisor")
         assert page.locator("tbody tr").count() == 4  # one row per collector
         shot(page, "supervisor-view")
+        with county.session() as s:
+            create_experiment(s, experiment_id="dun-2026", description="统一 vs 风险驱动催费",
+                              arms=[("holdout", 0.2), ("uniform", 0.4), ("risk_driven", 0.4)],
+                              seed=7, started_on=DAY - timedelta(days=120), clock=CLOCK,
+                              accounts=[f"C0{i}" for i in range(1, 8)])
+        page.click("text=策略试验")
+        page.click("text=dun-2026")
+        page.wait_for_url("**/experiments/dun-2026")
+        assert page.locator("tbody tr").count() == 3  # one row per arm
+        assert "uniform ★" in page.inner_text("tbody")
+        shot(page, "experiment")

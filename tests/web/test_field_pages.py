@@ -210,6 +210,9 @@ def test_plans_are_proposed_within_policy_and_approved_by_another(app: object,
     boss, boss_token = client_for(app, "boss")
     listed = boss.get("/plans?status=proposed&collector=K2")
     assert f'href="{plan_url}"' in listed.text and "li" in listed.text
+    assert "第 1 / 1 页，共 1 条" in listed.text  # paged in SQL: the count is the filter's
+    assert "共 0 条" in boss.get("/plans?status=active").text
+    assert boss.get("/plans?status=bogus").status_code == 422
     assert boss.post(f"{plan_url}/approve").status_code == 403  # no CSRF token
     approved = boss.post(f"{plan_url}/approve", data={"csrf_token": boss_token},
                          follow_redirects=False)

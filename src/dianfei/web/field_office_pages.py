@@ -50,7 +50,7 @@ def register(app: FastAPI, db: Database, clock: Clock) -> None:
 
 def _plan_routes(app: FastAPI, db: Database, clock: Clock, console: Console) -> None:
     from dianfei.collections.plan_policy import KINDS
-    from dianfei.collections.plan_report import STATUSES, list_plans, show_plan
+    from dianfei.collections.plan_report import STATUSES, count_plans, list_plans, show_plan
     from dianfei.collections.plan_workflow import (
         approve_plan,
         cancel_plan,
@@ -77,11 +77,16 @@ def _plan_routes(app: FastAPI, db: Database, clock: Clock, console: Console) -> 
                 raise HTTPException(status_code=422,
                                     detail=f"collector: {collector!r} has no user on the roster")
             by = users[0]
-        rows = list_plans(db.engine, status=status or None, requested_by=by)
-        for r in rows:
-            r["status_text"] = t(f"field.plan.{r['status']}")
-            r["kind_text"] = t(f"field.kind.{r['kind']}")
-            r["agreed_at"] = (r["agreed_at"] or "")[:16].replace("T", " ")
+
+        def fetch(offset: int, limit: int) -> Page:
+            rows = list_plans(db.engine, status=status or None, requested_by=by, limit=limit,
+                              offset=offset)
+            for r in rows:
+                r["status_text"] = t(f"field.plan.{r['status']}")
+                r["kind_text"] = t(f"field.kind.{r['kind']}")
+                r["agreed_at"] = (r["agreed_at"] or "")[:16].replace("T", " ")
+            return Page(rows, count_plans(db.engine, status=status or None, requested_by=by))
+
         columns = [Column("plan_id", "field.col.plan", num=True,
                           link=lambda r: f"/plans/{r['plan_id']}"),
                    Column("account_id", "field.col.account"),
@@ -93,7 +98,7 @@ def _plan_routes(app: FastAPI, db: Database, clock: Clock, console: Console) -> 
                    Column("approved_by", "field.col.approved_by"),
                    Column("agreed_at", "field.col.agreed_at")]
         return listing(request, console, name="plans", title=t("field.title.plans"),
-                       columns=columns, fetch=list_fetch(rows), template="field/plans.html",
+                       columns=columns, fetch=fetch, template="field/plans.html",
                        statuses=STATUSES, status=status or "", collector=collector or "",
                        roster=roster if own(who) is None else [],
                        may_propose=allows(who.role, "plans:propose"))
