@@ -82,6 +82,20 @@ def test_a_collector_sees_only_their_own_list_and_accounts(app: object) -> None:
     assert boss.get("/worklist/accounts/C03").status_code == 200
     cash, _ = client_for(app, "cash")
     assert cash.get("/worklist").status_code == 403
+    en = zhang.get("/worklist?lang=en")
+    assert "<h1>Worklist</h1>" in en.text and "Overdue (yuan)" in en.text
+
+
+def test_a_collector_not_on_the_roster_has_no_list_and_records_nothing(app: object) -> None:
+    add_user("nobody", "collector")
+    nobody, token = client_for(app, "nobody")
+    page = nobody.get("/worklist")
+    assert page.status_code == 200 and "未关联催费员" in page.text
+    assert 'data-label="户号"' not in page.text
+    assert nobody.get("/worklist/accounts/C01").status_code == 404
+    assert nobody.post("/worklist/accounts/C01", data={
+        "csrf_token": token, "form": "visit", "request_id": "n-1", "channel": "call",
+        "outcome": "refused", "at": "2026-03-02T10:00"}).status_code == 404
 
 
 def test_a_promise_is_checked_field_by_field_and_stored_once(app: object, db: Database) -> None:
