@@ -43,13 +43,23 @@ def _plan_row(r: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def list_plans(source: Engine | Connection, *, status: str | None = None,
-               account_id: str | None = None, requested_by: str | None = None) -> list[dict[str, Any]]:
-    """Plans, newest first (``requested_by``: a collector's own)."""
+               account_id: str | None = None, requested_by: str | None = None,
+               limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+    """Plans, newest first (``requested_by``: a collector's own; ``limit``/``offset``: a page)."""
     if status is not None and status not in STATUSES:
         raise ValidationError(f"--status must be one of {', '.join(STATUSES)}, got {status!r}")
     return [_plan_row(r) for r in repository.plans(
-        source, status=status, account_id=account_id, requested_by=requested_by
-    ).iter_rows(named=True)]
+        source, status=status, account_id=account_id, requested_by=requested_by, limit=limit,
+        offset=offset).iter_rows(named=True)]
+
+
+def count_plans(source: Engine | Connection, *, status: str | None = None,
+                account_id: str | None = None, requested_by: str | None = None) -> int:
+    """How many plans :func:`list_plans` pages through."""
+    if status is not None and status not in STATUSES:
+        raise ValidationError(f"--status must be one of {', '.join(STATUSES)}, got {status!r}")
+    return repository.count_plans(source, status=status, account_id=account_id,
+                                  requested_by=requested_by)
 
 
 def show_plan(source: Engine | Connection, plan_id: int) -> dict[str, Any]:

@@ -111,24 +111,45 @@ def end_plans(conn: Connection, plan_ids: list[int], status: str, day: date) -> 
                       "AND status = 'active'"), {"s": status, "d": day, **params})
 
 
-def plans(engine: Engine | Connection, *, status: str | None = None,
-          account_id: str | None = None, requested_by: str | None = None,
-          plan_id: int | None = None, kind: str | None = None) -> pl.DataFrame:
-    """Plans, newest first, with every column of ``payment_plans`` but ledger_mark."""
-    import polars as pl
-
+def _plan_where(**filters: Any) -> tuple[str, dict[str, Any]]:
     clauses, params = [], {}
-    for col, val in (("status", status), ("account_id", account_id),
-                     ("requested_by", requested_by), ("plan_id", plan_id), ("kind", kind)):
+    for col, val in filters.items():
         if val is not None:
             clauses.append(f"{col} = :{col}")
             params[col] = val
-    where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
+    return (f"WHERE {' AND '.join(clauses)} " if clauses else ""), params
+
+
+def count_plans(engine: Engine | Connection, **filters: Any) -> int:
+    """How many plans :func:`plans` pages through with the same filters."""
+    where, params = _plan_where(**filters)
+    sql = text(f"SELECT COUNT(*) FROM payment_plans {where}")
+    if isinstance(engine, Connection):
+        return int(engine.execute(sql, params).scalar_one())
+    with engine.connect() as conn:
+        return int(conn.execute(sql, params).scalar_one())
+
+
+def plans(engine: Engine | Connection, *, status: str | None = None,
+          account_id: str | None = None, requested_by: str | None = None,
+          plan_id: int | None = None, kind: str | None = None,
+          limit: int | None = None, offset: int = 0) -> pl.DataFrame:
+    """Plans, newest first, with every column of ``payment_plans`` but ledger_mark
+    (``limit``/``offset``: one page of them)."""
+    import polars as pl
+
+    where, params = _plan_where(status=status, account_id=account_id, requested_by=requested_by,
+                                plan_id=plan_id, kind=kind)
+    page = ""
+    if limit is not None:
+        page = " LIMIT :limit OFFSET :offset"
+        params.update(limit=int(limit), offset=int(offset))
     return read_frame(
         engine,
         "SELECT plan_id, account_id, customer_id, kind, status, customer_class, segment, total, "
         "down_payment, grace_days, agreed_at, agreed_on, requested_by, approved_by, approved_at, "
-        f"ended_on, ended_by, end_reason FROM payment_plans {where}ORDER BY plan_id DESC", params,
+        f"ended_on, ended_by, end_reason FROM payment_plans {where}ORDER BY plan_id DESC{page}",
+        params,
         instants=("agreed_at", "approved_at"), dates=("agreed_on", "ended_on"),
         schema={"plan_id": pl.Int64, "account_id": pl.String, "customer_id": pl.String,
                 "kind": pl.String, "status": pl.String, "customer_class": pl.String,

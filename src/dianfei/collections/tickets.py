@@ -303,12 +303,17 @@ def ticket_json(t: Ticket) -> dict[str, Any]:
             "decided_by": t.decided_by, "decision": t.decision, "satisfaction": t.satisfaction}
 
 
-def list_tickets(session: Session, *, account_id: str | None = None, status: str | None = None,
-                 limit: int = 500) -> list[Ticket]:
-    """Tickets, newest first, of one account and/or one status."""
+def get_ticket(session: Session, ticket_id: int) -> Ticket:
+    """One ticket; NotFoundError when there is none."""
+    ticket = session.get(Ticket, ticket_id)
+    if ticket is None:
+        raise NotFoundError(f"no ticket {ticket_id}")
+    return ticket
+
+
+def _ticket_filter(q: Any, account_id: str | None, status: str | None) -> Any:
     from dianfei.collections.ticket_models import TICKET_STATUSES
 
-    q = select(Ticket).order_by(Ticket.ticket_id.desc()).limit(limit)
     if account_id is not None:
         q = q.where(Ticket.account_id == account_id)
     if status is not None:
@@ -316,4 +321,20 @@ def list_tickets(session: Session, *, account_id: str | None = None, status: str
             raise ValidationError(f"ticket status must be one of {', '.join(TICKET_STATUSES)}, "
                                   f"got {status!r}")
         q = q.where(Ticket.status == status)
-    return list(session.scalars(q))
+    return q
+
+
+def list_tickets(session: Session, *, account_id: str | None = None, status: str | None = None,
+                 limit: int = 500, offset: int = 0) -> list[Ticket]:
+    """Tickets, newest first, of one account and/or one status (``offset``: a console page)."""
+    q = select(Ticket).order_by(Ticket.ticket_id.desc()).offset(offset).limit(limit)
+    return list(session.scalars(_ticket_filter(q, account_id, status)))
+
+
+def count_tickets(session: Session, *, account_id: str | None = None,
+                  status: str | None = None) -> int:
+    """How many tickets :func:`list_tickets` pages through."""
+    from sqlalchemy import func
+
+    q = _ticket_filter(select(func.count()).select_from(Ticket), account_id, status)
+    return int(session.execute(q).scalar_one())

@@ -310,6 +310,27 @@ def experiment(db: Database, experiment_id: str) -> dict[str, Any]:
                 "seed": int(row.seed), "started_on": row.started_on}
 
 
+def list_experiments(db: Database) -> list[dict[str, Any]]:
+    """Every experiment, newest start first: experiment_id, description, arms [(arm, share)],
+    seed, started_on, accounts (how many are assigned)."""
+    import json
+
+    from sqlalchemy import func, select
+
+    from dianfei.risk.insight_models import Experiment, ExperimentAssignment
+
+    with db.session() as s:
+        sizes = {str(e): int(n) for e, n in s.execute(
+            select(ExperimentAssignment.experiment_id, func.count())
+            .group_by(ExperimentAssignment.experiment_id)).all()}
+        rows = s.scalars(select(Experiment).order_by(Experiment.started_on.desc(),
+                                                     Experiment.experiment_id)).all()
+        return [{"experiment_id": r.experiment_id, "description": r.description,
+                 "arms": [(a["arm"], float(a["share"])) for a in json.loads(r.arms)],
+                 "seed": int(r.seed), "started_on": r.started_on,
+                 "accounts": int(sizes.get(r.experiment_id, 0))} for r in rows]
+
+
 def experiment_arms(engine: Engine, experiment_id: str) -> pl.DataFrame:
     """account_id, arm of every account in the experiment — what collections reads to give
     each account its arm's ladder or treatment."""

@@ -61,6 +61,7 @@ from dianfei.risk.insight import experiment_arms as experiment_arms  # noqa: E40
 from dianfei.risk.insight import experiment_report as experiment_report  # noqa: E402
 from dianfei.risk.insight import forecast_next_bill as forecast_next_bill  # noqa: E402
 from dianfei.risk.insight import inspections as inspections  # noqa: E402
+from dianfei.risk.insight import list_experiments as list_experiments  # noqa: E402
 from dianfei.risk.insight import queue_forecast_notices as queue_forecast_notices  # noqa: E402
 from dianfei.risk.insight import record_inspection as record_inspection  # noqa: E402
 from dianfei.risk.insight import segments as segments  # noqa: E402

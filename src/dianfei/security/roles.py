@@ -42,6 +42,7 @@ PERMISSIONS: Mapping[str, str] = {
     "contacts:read": "contact flags and verified-phone coverage",
     "contacts:verify": "record a contact verified with the customer",
     "ratings:read": "credit ratings and the incentives report",
+    "experiments:read": "strategy experiments: arms, sizes, KPIs with confidence intervals",
 }
 
 _READ_BILLS = {"periods:read", "bills:read", "customers:read"}
@@ -103,6 +104,14 @@ _APPROVAL_GRANTS: Mapping[str, frozenset[str]] = {
     "auditor": frozenset({"approvals:read"}),
 }
 ROLE_PERMISSIONS = {role: perms | _APPROVAL_GRANTS.get(role, frozenset())
+                    for role, perms in ROLE_PERMISSIONS.items()}
+
+#: strategy experiments (策略试验, the console's /experiments): supervisors and auditors read them
+_EXPERIMENT_GRANTS: Mapping[str, frozenset[str]] = {
+    "supervisor": frozenset({"experiments:read"}),
+    "auditor": frozenset({"experiments:read"}),
+}
+ROLE_PERMISSIONS = {role: perms | _EXPERIMENT_GRANTS.get(role, frozenset())
                     for role, perms in ROLE_PERMISSIONS.items()}
 
 ROLES = tuple(ROLE_PERMISSIONS)

@@ -78,6 +78,9 @@ def create_app(db: Database, clock: Clock | None = None) -> FastAPI:
 
     approvals_api.register(app, db, clock or SystemClock())
 
+    from dianfei.web import field_pages
+
+    field_pages.register(app, db, clock or SystemClock())
     @app.exception_handler(DianfeiError)
     async def _domain_error(_request: Request, exc: DianfeiError) -> JSONResponse:
         return JSONResponse({"error": exc.code, "message": str(exc)}, status_code=exc.http_status)
