@@ -77,6 +77,9 @@ def create_app(db: Database, clock: Clock | None = None) -> FastAPI:
     from dianfei.web import approvals_api
 
     approvals_api.register(app, db, clock or SystemClock())
+    from dianfei.web import approval_pages
+
+    approval_pages.register(app, db, clock or SystemClock())
 
     from dianfei.web import field_pages
 
