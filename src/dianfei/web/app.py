@@ -8,9 +8,11 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dianfei.billing.documents import (
     RATING_HOOK,
@@ -29,6 +31,10 @@ from dianfei.db.engine import Database
 from dianfei.web.auth import COOKIE, CallerMiddleware, guard, safe_next, signed_in
 
 log = logging.getLogger("dianfei.web")
+
+#: stable error codes of the refusals raised as HTTPException (docs/api.md)
+_HTTP_CODES = {401: "unauthenticated", 403: "forbidden", 404: "not_found",
+               405: "method_not_allowed", 413: "too_large", 429: "too_many_requests"}
 
 #: the largest sign-in form accepted (bytes)
 _MAX_FORM = 4096
@@ -61,20 +67,32 @@ def create_app(db: Database, clock: Clock | None = None) -> FastAPI:
     from dianfei.web import tasks_api
 
     tasks_api.register(app, db, clock or SystemClock())
+    from dianfei.web import domain_api  # the REST API over every domain (docs/api.md)
+
+    domain_api.register(app, db, clock or SystemClock())
     pages = Environment(loader=PackageLoader("dianfei.web", "templates"),
                         autoescape=select_autoescape(["html"]))
 
     @app.exception_handler(DianfeiError)
     async def _domain_error(_request: Request, exc: DianfeiError) -> JSONResponse:
-        return JSONResponse({"error": exc.code, "message": str(exc)}, status_code=exc.http_status)
+        return JSONResponse({"error": exc.code, "message": str(exc), "field": exc.where},
+                            status_code=exc.http_status)
 
-    @app.exception_handler(HTTPException)
-    async def _http_error(request: Request, exc: HTTPException) -> Response:
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # the same envelope as every other refusal, naming the field (web/paging.py)
+        from dianfei.web.paging import validation_envelope
+
+        return JSONResponse(validation_envelope(exc), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 401 and not request.url.path.startswith("/api/"):
             html = pages.get_template("login.html").render(
                 failed=False, next=safe_next(request.url.path))
             return HTMLResponse(html, status_code=401)
-        return JSONResponse({"error": "http", "message": exc.detail},
+        return JSONResponse({"error": _HTTP_CODES.get(exc.status_code, "http"),
+                             "message": exc.detail},
                             status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)

@@ -1,0 +1,90 @@
+"""The REST API's shared conventions: paging and the error envelope.
+
+- **Paging**: list routes take ``?limit=&offset=`` (:class:`Page`, ``limit`` 1 … :data:`MAX_LIMIT`,
+  default :data:`DEFAULT_LIMIT`) and answer ``{"items": [...], "total": n, "limit": l,
+  "offset": o}`` (:func:`envelope`); ``total`` counts every match of the filters, not the page.
+- **Errors**: every refusal is ``{"error": code, "message": ..., "field": where}``; a request
+  FastAPI cannot parse (a wrong type, a missing field) answers 422 ``"invalid"`` naming the field
+  (:func:`validation_envelope`, installed in ``web.app``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import Query
+from fastapi.exceptions import RequestValidationError
+
+from dianfei.core.clock import Period
+from dianfei.core.errors import ValidationError
+
+#: the largest page a list route answers
+MAX_LIMIT = 500
+DEFAULT_LIMIT = 50
+
+
+@dataclass(frozen=True)
+class Page:
+    limit: int
+    offset: int
+
+    def of(self, rows: Sequence[Any], total: int | None = None) -> dict[str, Any]:
+        """The page of an already filtered list (every match in ``rows``), or — with
+        ``total`` — ``rows`` already cut to the page, of ``total`` matches in all."""
+        if total is not None:
+            return envelope(list(rows), total, self)
+        return envelope(list(rows[self.offset:self.offset + self.limit]), len(rows), self)
+
+
+def page(limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"at most {MAX_LIMIT}")]
+         = DEFAULT_LIMIT,
+         offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> Page:
+    """The ``?limit=&offset=`` of a list route (a FastAPI dependency)."""
+    return Page(limit, offset)
+
+
+def envelope(items: list[Any], total: int, p: Page) -> dict[str, Any]:
+    return {"items": items, "total": total, "limit": p.limit, "offset": p.offset}
+
+
+def validation_envelope(exc: RequestValidationError) -> dict[str, Any]:
+    """FastAPI's parse errors in the API's envelope: the first problem's field path (e.g.
+    ``query.limit``) and every problem in ``problems``."""
+    errors = list(exc.errors())
+    problems = [{"field": _field(e.get("loc", ())), "message": str(e.get("msg", "invalid"))}
+                for e in errors]
+    first = problems[0] if problems else {"field": None, "message": "invalid request"}
+    message = f"{first['field']}: {first['message']}" if first["field"] else first["message"]
+    return {"error": "invalid", "message": message, "field": first["field"],
+            "problems": problems}
+
+
+def _field(loc: Sequence[Any]) -> str | None:
+    return ".".join(str(part) for part in loc) or None
+
+
+#: the business days a query may name: outside them no data exists, and date arithmetic on the
+#: extremes (0001-01-01, 9999-12-31) would overflow
+FIRST_DAY, LAST_DAY = date(1990, 1, 1), date(2099, 12, 31)
+
+
+def check_day(day: date | None, name: str) -> date | None:
+    """``day`` when it is a plausible business day, else a 422 naming the parameter."""
+    if day is not None and not FIRST_DAY <= day <= LAST_DAY:
+        raise ValidationError(f"{day} is outside {FIRST_DAY} … {LAST_DAY}", where=name)
+    return day
+
+
+def period_param(text: str, name: str = "period") -> Period:
+    """A ``YYYY-MM`` parameter of a plausible year, or a 422 naming it."""
+    try:
+        p = Period.parse(text)
+    except ValidationError as exc:
+        raise ValidationError(exc.message, where=name) from None
+    if not FIRST_DAY.year <= p.year <= LAST_DAY.year:
+        raise ValidationError(f"period {p} is outside {FIRST_DAY.year} … {LAST_DAY.year}",
+                              where=name)
+    return p
