@@ -141,7 +141,10 @@ def customer_accounts(conn: Connection, customer_id: str) -> list[str]:
 
 
 def _iso(v: Any) -> str | None:
-    return None if v is None else v.isoformat()
+    """A stored date as YYYY-MM-DD (SQLite's driver gives the text, PostgreSQL's a date)."""
+    if v is None:
+        return None
+    return v.isoformat() if hasattr(v, "isoformat") else str(v)[:10]
 
 
 def _open(cipher: PiiCipher | None, token: str | None, context: str) -> str | None:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Any
 
-from fastapi import Query
+from fastapi import Path, Query
 from fastapi.exceptions import RequestValidationError
+from pydantic import AfterValidator, Field
 
 from dianfei.core.clock import Period
 from dianfei.core.errors import ValidationError
@@ -88,3 +89,30 @@ def period_param(text: str, name: str = "period") -> Period:
         raise ValidationError(f"period {p} is outside {FIRST_DAY.year} … {LAST_DAY.year}",
                               where=name)
     return p
+
+
+#: the largest integer a BIGINT column holds: a larger id cannot exist, and would overflow the
+#: database driver (a 500) before the query could answer "not found"
+MAX_ID = 2**63 - 1
+#: a stored row's integer id in a path
+RowId = Annotated[int, Path(ge=0, le=MAX_ID)]
+#: an integer of a request body that reaches a BIGINT column
+BigInt = Annotated[int, Field(ge=-MAX_ID, le=MAX_ID)]
+
+
+def _plausible_day(day: date) -> date:
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise ValueError(f"{day} is outside {FIRST_DAY} … {LAST_DAY}")
+    return day
+
+
+def _plausible_instant(at: datetime) -> datetime:
+    _plausible_day(at.date())
+    return at
+
+
+#: a business day of a request (query or body): the extremes of the calendar (0001-01-01,
+#: 9999-12-31) answer 422 instead of overflowing date arithmetic further in
+Day = Annotated[date, AfterValidator(_plausible_day)]
+#: an instant of a request, likewise
+Instant = Annotated[datetime, AfterValidator(_plausible_instant)]

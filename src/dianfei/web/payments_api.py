@@ -29,6 +29,7 @@ from dianfei.payments.channels.wechatpay import WechatPayNotifier
 from dianfei.payments.refusal_log import CallbackGuard, load_guard_settings, recent_refusals
 from dianfei.payments.service import allocation_order
 from dianfei.web.auth import guard
+from dianfei.web.paging import MAX_ID
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,7 @@ def register(app: FastAPI, db: Database, clock: Clock) -> None:
 
     @app.get("/api/v1/payments-worklist", tags=["payments"], **guard("payments:worklist"))
     def api_worklist(limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                     after_id: int | None = None) -> dict[str, Any]:
+                     after_id: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None) -> dict[str, Any]:
         """Refused notifications of the channels awaiting clarification, oldest first, one page;
         ``next_after_id`` asks for the next page (null on the last)."""
         rows = inbox.worklist(db, limit=limit + 1, after_id=after_id)
@@ -142,7 +143,7 @@ def register(app: FastAPI, db: Database, clock: Clock) -> None:
 
     @app.get("/api/v1/payments-refusals", tags=["payments"], **guard("payments:worklist"))
     def api_refusals(limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                     before_id: int | None = None) -> dict[str, Any]:
+                     before_id: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None) -> dict[str, Any]:
         """The capped log of unverifiable notifications (bad signatures, junk, throttled),
         newest first, one page; ``next_before_id`` asks for the next page."""
         rows = recent_refusals(db, limit=limit + 1, before_id=before_id)
