@@ -99,3 +99,20 @@ def test_bad_input_is_a_422_naming_the_field(client: TestClient) -> None:
     r = get(client, "/api/v1/customers", "cashier", phone_suffix="12a4")
     assert r.status_code == 422 and r.json()["field"] == "phone_suffix"
     assert get(client, "/api/v1/customers", "cashier", offset=-1).json()["field"] == "query.offset"
+
+
+def test_a_nul_character_is_refused_wherever_it_is(client: TestClient) -> None:
+    """PostgreSQL text cannot hold U+0000: refused as bad input, never a 500 (web/inputs.py)."""
+    from tests.web.api_world import auth
+
+    cashier = auth(client, "cashier")
+    r = client.get("/api/v1/customers", params={"name": "王\x00"}, headers=cashier)
+    assert r.status_code == 422 and r.json()["field"] == "query.name"
+    assert client.get("/api/v1/customers/C1%00", headers=cashier).json()["field"] == "path"
+    r = client.post("/api/v1/auth/token", json={"username": "a\x00b", "password": "x"})
+    assert r.status_code == 422 and r.json() == {
+        "error": "invalid", "field": "body.username",
+        "message": "body.username: a NUL character (U+0000) is not allowed"}
+    # the same body without the NUL goes through
+    assert client.post("/api/v1/auth/token", json={"username": "ab", "password": "x"}
+                       ).status_code == 401

@@ -54,6 +54,9 @@ class TokenOut(BaseModel):
 def create_app(db: Database, clock: Clock | None = None) -> FastAPI:
     app = FastAPI(title="dianfei", version="0.1.0",
                   description="dianfei (电费): meter-to-cash for power supply companies")
+    from dianfei.web.inputs import RefuseNul
+
+    app.add_middleware(RefuseNul)  # inside the caller's: its answers get the security headers
     app.add_middleware(CallerMiddleware, db=db)
     from dianfei.web import collections_api, observability, payments_api, plans_api
 
