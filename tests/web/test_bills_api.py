@@ -72,3 +72,18 @@ def test_payments_by_account_and_filters(client: TestClient) -> None:
     assert get(client, "/api/v1/payments", "c2").json()["total"] == 0
     assert get(client, "/api/v1/payments", "c2", account_id="C1").status_code == 404
     assert get(client, "/api/v1/payments", "billing_clerk", account_id="C1").status_code == 403
+
+
+def test_bare_list_routes_take_an_optional_window(client: TestClient) -> None:
+    """The documented bare lists stay bare; ``?limit=&offset=`` cuts them, the count in
+    ``X-Total-Count``."""
+    whole = get(client, "/api/v1/payments/C1", "cashier")
+    assert whole.status_code == 200 and len(whole.json()) == 1
+    assert whole.headers["x-total-count"] == "1"
+    none = get(client, "/api/v1/payments/C1", "cashier", offset=1)
+    assert none.json() == [] and none.headers["x-total-count"] == "1"
+    bills = get(client, "/api/v1/customers/C1/bills", "c1", limit=1)
+    assert [b["bill_id"] for b in bills.json()] == ["C1-202601-1"]
+    assert get(client, "/api/v1/exceptions/2026-01", "billing_clerk", limit=5).json() == []
+    assert get(client, "/api/v1/payments/C1", "cashier", limit=0).status_code == 422
+    assert get(client, "/api/v1/bills/C1/0000-01", "cashier").json()["field"] == "period"

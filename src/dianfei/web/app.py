@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -29,6 +29,7 @@ from dianfei.core.errors import DianfeiError
 from dianfei.core.money import fmt_qty, fmt_yuan
 from dianfei.db.engine import Database
 from dianfei.web.auth import COOKIE, CallerMiddleware, guard, safe_next, signed_in
+from dianfei.web.paging import ListWindow, list_window, period_param
 
 log = logging.getLogger("dianfei.web")
 
@@ -174,7 +175,7 @@ def create_app(db: Database, clock: Clock | None = None) -> FastAPI:
                                                             rows=_exceptions(db, p))
 
     def _bill(account: str, period: str) -> dict[str, Any]:
-        p = Period.parse(period)
+        p = period_param(period)
         return bill_document(db.engine, account, p, forecast=load_forecaster(),
                              context=document_context(db, p), instalments=load_instalments(),
                              rating=load_forecaster(RATING_HOOK))
@@ -207,19 +208,24 @@ def create_app(db: Database, clock: Clock | None = None) -> FastAPI:
         return _bill(account, period)
 
     @app.get("/api/v1/exceptions/{period}", tags=["billing"], **guard("exceptions:read"))
-    def api_exceptions(period: str) -> list[dict[str, Any]]:
-        """Accounts not billed for the period, with reasons."""
-        return _exceptions(db, Period.parse(period))
+    def api_exceptions(period: str, response: Response,
+                       window: Annotated[ListWindow, Depends(list_window)]) -> list[dict[str, Any]]:
+        """Accounts not billed for the period, with reasons (``?limit=&offset=``: a slice, the
+        count in ``X-Total-Count``)."""
+        return window.cut(_exceptions(db, period_param(period)), response)
 
     @app.get("/api/v1/customers/{customer_id}/bills", tags=["customers"],
              **guard("customers:read", "own:bills"))
-    def api_customer_bills(customer_id: str, request: Request) -> list[dict[str, Any]]:
+    def api_customer_bills(customer_id: str, request: Request, response: Response,
+                           window: Annotated[ListWindow, Depends(list_window)]
+                           ) -> list[dict[str, Any]]:
         """The customer's bills, newest first. A customer user reaches only their own (another
-        customer's id answers 404, the same as one that does not exist)."""
+        customer's id answers 404, the same as one that does not exist). ``?limit=&offset=``:
+        a slice, the count in ``X-Total-Count``."""
         who = signed_in(request)
         if who.role == "customer" and who.customer_id != customer_id:
             raise HTTPException(status_code=404, detail="no such customer")
-        return customer_bills(db.engine, customer_id)
+        return window.cut(customer_bills(db.engine, customer_id), response)
 
     @app.get("/api/v1/users", tags=["users"], **guard("users:manage"))
     def api_users() -> list[dict[str, Any]]:

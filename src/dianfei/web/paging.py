@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from fastapi import Path, Query
+from fastapi import Path, Query, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator, Field
 
@@ -116,3 +116,25 @@ def _plausible_instant(at: datetime) -> datetime:
 Day = Annotated[date, AfterValidator(_plausible_day)]
 #: an instant of a request, likewise
 Instant = Annotated[datetime, AfterValidator(_plausible_instant)]
+
+
+@dataclass(frozen=True)
+class ListWindow:
+    """``?limit=&offset=`` on a route whose documented answer is a bare JSON array: without
+    them the whole list, as before; with them a slice, the full count in ``X-Total-Count``."""
+
+    limit: int | None
+    offset: int
+
+    def cut(self, rows: Sequence[Any], response: Response) -> list[Any]:
+        response.headers["X-Total-Count"] = str(len(rows))
+        end = None if self.limit is None else self.offset + self.limit
+        return list(rows[self.offset:end])
+
+
+def list_window(
+        limit: Annotated[int | None, Query(ge=1, le=MAX_LIMIT,
+                                           description="default: the whole list")] = None,
+        offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> ListWindow:
+    """The optional window of a bare-list route (a FastAPI dependency)."""
+    return ListWindow(limit, offset)
