@@ -58,7 +58,7 @@ class RefuseNul:
 
 
 def _nul_in_url(scope: Scope) -> str | None:
-    if "\x00" in scope["path"] or "%00" in scope.get("raw_path", b"").decode("latin-1"):
+    if "\x00" in scope["path"] or "%00" in (scope.get("raw_path") or b"").decode("latin-1"):
         return "path"
     query = scope.get("query_string", b"").decode("latin-1")
     if "%00" in query or "\x00" in query:
