@@ -126,3 +126,32 @@ def allows(role: str, permission: str) -> bool:
 
 def roles_with(permission: str) -> list[str]:
     return [r for r in ROLES if allows(r, permission)]
+
+
+# == the REST API over every domain (issue 12, web/*_api.py, docs/api.md) ==========================
+#: staff read permissions of the API routes, and the customer's own-data permissions (a route with
+#: an ``own:*`` permission further limits a customer user to their own customer id: another's → 404)
+_API_PERMISSIONS: Mapping[str, str] = {
+    "pii:read": "phone and ID numbers in clear (everyone else sees them masked: 138****5678)",
+    "reads:read": "meter reads and the VEE findings",
+    "reconcile:read": "the channel reconciliation reports and the clarification worklist",
+    "risk:read": "arrears-risk scores with their reasons, the ranked list and early warnings",
+    "kpis:read": "the KPI figures by period, region, customer class, station and collector",
+    "own:customer": "the signed-in customer's own customer record and accounts",
+    "own:reads": "the signed-in customer's own meter reads",
+    "own:payments": "the signed-in customer's own payments",
+}
+PERMISSIONS = {**PERMISSIONS, **_API_PERMISSIONS}
+#: pii:read: the billing clerk keeps the customer files (开户/过户 need the ID number) and
+#: calls customers about their reads; cashiers, collectors and supervisors work from the masked
+#: number (a collector's contact check verifies a number without reading it back)
+_API_GRANTS: Mapping[str, frozenset[str]] = {
+    "admin": frozenset(p for p in _API_PERMISSIONS if not p.startswith("own:")),
+    "billing_clerk": frozenset({"pii:read", "reads:read"}),
+    "collector": frozenset({"reads:read"}),
+    "supervisor": frozenset({"reads:read", "reconcile:read", "risk:read", "kpis:read"}),
+    "auditor": frozenset({"reads:read", "reconcile:read", "risk:read", "kpis:read"}),
+    "customer": frozenset({"own:customer", "own:reads", "own:payments"}),
+}
+ROLE_PERMISSIONS = {role: perms | _API_GRANTS.get(role, frozenset())
+                    for role, perms in ROLE_PERMISSIONS.items()}

@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dianfei.billing.documents import (
     RATING_HOOK,
@@ -35,9 +37,14 @@ from dianfei.web.auth import (
     signed_in,
 )
 from dianfei.web.console import Console
+from dianfei.web.paging import ListWindow, list_window, period_param
 from dianfei.web.tables import Column, frame_fetch, listing
 
 log = logging.getLogger("dianfei.web")
+
+#: stable error codes of the refusals raised as HTTPException (docs/api.md)
+_HTTP_CODES = {401: "unauthenticated", 403: "forbidden", 404: "not_found",
+               405: "method_not_allowed", 413: "too_large", 429: "too_many_requests"}
 
 #: the largest sign-in form accepted (bytes)
 _MAX_FORM = 4096
@@ -58,6 +65,9 @@ def create_app(db: Database, clock: Clock | None = None) -> FastAPI:
     # /docs is served below from the local copy of Swagger UI (FastAPI's own loads a CDN)
     app = FastAPI(title="dianfei", version="0.1.0", docs_url=None, redoc_url=None,
                   description="dianfei (电费): meter-to-cash for power supply companies")
+    from dianfei.web.inputs import RefuseNul
+
+    app.add_middleware(RefuseNul)  # inside the caller's: its answers get the security headers
     app.add_middleware(CallerMiddleware, db=db)
     console = Console()
     app.state.console = console
@@ -74,7 +84,12 @@ def create_app(db: Database, clock: Clock | None = None) -> FastAPI:
     from dianfei.web import tasks_api
 
     tasks_api.register(app, db, clock or SystemClock())
-    from dianfei.web import approvals_api
+    from dianfei.web import (
+        approvals_api,
+        domain_api,  # the REST API over every domain (docs/api.md)
+    )
+
+    domain_api.register(app, db, clock or SystemClock())
 
     approvals_api.register(app, db, clock or SystemClock())
     from dianfei.web import approval_pages
@@ -86,14 +101,23 @@ def create_app(db: Database, clock: Clock | None = None) -> FastAPI:
     field_pages.register(app, db, clock or SystemClock())
     @app.exception_handler(DianfeiError)
     async def _domain_error(_request: Request, exc: DianfeiError) -> JSONResponse:
-        return JSONResponse({"error": exc.code, "message": str(exc)}, status_code=exc.http_status)
+        return JSONResponse({"error": exc.code, "message": str(exc), "field": exc.where},
+                            status_code=exc.http_status)
 
-    @app.exception_handler(HTTPException)
-    async def _http_error(request: Request, exc: HTTPException) -> Response:
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # the same envelope as every other refusal, naming the field (web/paging.py)
+        from dianfei.web.paging import validation_envelope
+
+        return JSONResponse(validation_envelope(exc), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 401 and not request.url.path.startswith("/api/"):
             return console.render(request, "login.html", status_code=401, failed=False,
                                   next=safe_next(request.url.path))
-        return JSONResponse({"error": "http", "message": exc.detail},
+        return JSONResponse({"error": _HTTP_CODES.get(exc.status_code, "http"),
+                             "message": exc.detail},
                             status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
@@ -217,7 +241,7 @@ def create_app(db: Database, clock: Clock | None = None) -> FastAPI:
         return RedirectResponse(start, status_code=303)
 
     def _bill(account: str, period: str) -> dict[str, Any]:
-        p = Period.parse(period)
+        p = period_param(period)
         return bill_document(db.engine, account, p, forecast=load_forecaster(),
                              context=document_context(db, p), instalments=load_instalments(),
                              rating=load_forecaster(RATING_HOOK))
@@ -250,19 +274,24 @@ def create_app(db: Database, clock: Clock | None = None) -> FastAPI:
         return _bill(account, period)
 
     @app.get("/api/v1/exceptions/{period}", tags=["billing"], **guard("exceptions:read"))
-    def api_exceptions(period: str) -> list[dict[str, Any]]:
-        """Accounts not billed for the period, with reasons."""
-        return _exceptions(db, Period.parse(period))
+    def api_exceptions(period: str, response: Response,
+                       window: Annotated[ListWindow, Depends(list_window)]) -> list[dict[str, Any]]:
+        """Accounts not billed for the period, with reasons (``?limit=&offset=``: a slice, the
+        count in ``X-Total-Count``)."""
+        return window.cut(_exceptions(db, period_param(period)), response)
 
     @app.get("/api/v1/customers/{customer_id}/bills", tags=["customers"],
              **guard("customers:read", "own:bills"))
-    def api_customer_bills(customer_id: str, request: Request) -> list[dict[str, Any]]:
+    def api_customer_bills(customer_id: str, request: Request, response: Response,
+                           window: Annotated[ListWindow, Depends(list_window)]
+                           ) -> list[dict[str, Any]]:
         """The customer's bills, newest first. A customer user reaches only their own (another
-        customer's id answers 404, the same as one that does not exist)."""
+        customer's id answers 404, the same as one that does not exist). ``?limit=&offset=``:
+        a slice, the count in ``X-Total-Count``."""
         who = signed_in(request)
         if who.role == "customer" and who.customer_id != customer_id:
             raise HTTPException(status_code=404, detail="no such customer")
-        return customer_bills(db.engine, customer_id)
+        return window.cut(customer_bills(db.engine, customer_id), response)
 
     @app.get("/api/v1/users", tags=["users"], **guard("users:manage"))
     def api_users() -> list[dict[str, Any]]:

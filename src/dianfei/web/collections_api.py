@@ -7,7 +7,6 @@ it — the link between the user and the collector is the roster's user name
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Query, Request
@@ -19,10 +18,11 @@ from dianfei.core.errors import NotFoundError
 from dianfei.db.engine import Database
 from dianfei.security.service import Principal, allows
 from dianfei.web.auth import caller, guard
+from dianfei.web.paging import Day
 
 
 class ReassignIn(BaseModel):
-    date: date
+    date: Day
     to: str = Field(min_length=1, max_length=32)
     reason: str = Field(min_length=1, max_length=500)
     account_id: str | None = Field(default=None, max_length=32)
@@ -30,7 +30,7 @@ class ReassignIn(BaseModel):
 
 
 class BalanceIn(BaseModel):
-    date: date
+    date: Day
 
 
 def _who(request: Request) -> Principal:
@@ -53,7 +53,7 @@ def register(app: FastAPI, db: Database, clock: Clock) -> None:
 
     @app.get("/api/v1/worklists", tags=["collections"],
              **guard("worklists:read", "worklists:own"))
-    async def get_worklists(request: Request, day: Annotated[date, Query(alias="date")],
+    async def get_worklists(request: Request, day: Annotated[Day, Query(alias="date")],
                             collector: str | None = None) -> list[dict[str, Any]]:
         """The day's worklists, rank 1, 2, … within each collector (built when the day has
         none). A collector sees only their own list."""
@@ -86,8 +86,8 @@ def register(app: FastAPI, db: Database, clock: Clock) -> None:
             lambda: wl.balance_worklists(db, body.date, by=f"user:{who.username}"))
 
     @app.get("/api/v1/worklists/supervisor", tags=["collections"], **guard("worklists:read"))
-    async def get_supervisor(first: Annotated[date, Query(alias="from")],
-                             last: Annotated[date | None, Query(alias="to")] = None,
+    async def get_supervisor(first: Annotated[Day, Query(alias="from")],
+                             last: Annotated[Day | None, Query(alias="to")] = None,
                              collector: str | None = None) -> dict[str, Any]:
         """Per collector, station and region: list size, worked, paid after assignment,
         recovered, for days from..to."""

@@ -8,7 +8,7 @@ user sees nothing and records nothing); supervisors see every visit and decide t
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Query, Request
@@ -19,6 +19,7 @@ from dianfei.core.errors import ValidationError
 from dianfei.db.engine import Database
 from dianfei.security.users import Principal
 from dianfei.web.auth import guard, signed_in
+from dianfei.web.paging import BigInt, Day, Instant, RowId
 
 
 class VisitIn(BaseModel):
@@ -28,8 +29,8 @@ class VisitIn(BaseModel):
     channel: str = Field(description="visit or call")
     outcome: str = Field(description="paid, promise, dispute, hardship, wrong_contact, vacant, "
                          "refused")
-    at: datetime = Field(description="when it took place, with its UTC offset")
-    promise_on: date | None = None
+    at: Instant = Field(description="when it took place, with its UTC offset")
+    promise_on: Day | None = None
     promise_amount: str | None = Field(None, description="yuan, e.g. \"120.00\"")
     bill_id: str | None = None
     note: str | None = None
@@ -42,8 +43,8 @@ class TicketIn(BaseModel):
     summary: str | None = None
     bill_id: str | None = None
     notice_key: str | None = None
-    visit_id: int | None = None
-    sla_working_days: int | None = None
+    visit_id: BigInt | None = None
+    sla_working_days: BigInt | None = None
 
 
 class DecisionIn(BaseModel):
@@ -53,7 +54,7 @@ class DecisionIn(BaseModel):
 class SurveyIn(BaseModel):
     request_id: str = Field(min_length=1, max_length=64)
     subject: str = Field(description="visit, ticket or reconnection")
-    subject_id: int
+    subject_id: BigInt
     score: int = Field(description="1 … 5")
 
 
@@ -123,7 +124,7 @@ def register(app: FastAPI, db: Database, clock: Clock) -> None:
 
     @app.post("/api/v1/tickets/{ticket_id}/decision", tags=["fieldwork"],
               **guard("tickets:decide"))
-    def api_decide(ticket_id: int, body: DecisionIn, request: Request) -> dict[str, Any]:
+    def api_decide(ticket_id: RowId, body: DecisionIn, request: Request) -> dict[str, Any]:
         who = signed_in(request)
         with db.session() as s:
             return ticket_json(decide(s, ticket_id, decision=body.decision,

@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from dianfei.core.clock import Clock
@@ -29,6 +29,7 @@ from dianfei.payments.channels.wechatpay import WechatPayNotifier
 from dianfei.payments.refusal_log import CallbackGuard, load_guard_settings, recent_refusals
 from dianfei.payments.service import allocation_order
 from dianfei.web.auth import guard
+from dianfei.web.paging import MAX_ID, ListWindow, list_window
 
 log = logging.getLogger(__name__)
 
@@ -121,16 +122,18 @@ def register(app: FastAPI, db: Database, clock: Clock) -> None:
                             status_code=_status(res))
 
     @app.get("/api/v1/payments/{account}", tags=["payments"], **guard("payments:read"))
-    def api_payments(account: str) -> list[dict[str, Any]]:
-        """The account's posted payments, oldest first."""
+    def api_payments(account: str, response: Response,
+                     window: Annotated[ListWindow, Depends(list_window)]) -> list[dict[str, Any]]:
+        """The account's posted payments, oldest first (``?limit=&offset=``: a slice, the
+        count in ``X-Total-Count``; ``GET /api/v1/payments`` pages and filters)."""
         from dianfei.payments.service import account_payments, payment_summary
 
         frame = account_payments(db.engine, account)
-        return [payment_summary(r) for r in frame.iter_rows(named=True)]
+        return window.cut([payment_summary(r) for r in frame.iter_rows(named=True)], response)
 
     @app.get("/api/v1/payments-worklist", tags=["payments"], **guard("payments:worklist"))
     def api_worklist(limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                     after_id: int | None = None) -> dict[str, Any]:
+                     after_id: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None) -> dict[str, Any]:
         """Refused notifications of the channels awaiting clarification, oldest first, one page;
         ``next_after_id`` asks for the next page (null on the last)."""
         rows = inbox.worklist(db, limit=limit + 1, after_id=after_id)
@@ -142,7 +145,7 @@ def register(app: FastAPI, db: Database, clock: Clock) -> None:
 
     @app.get("/api/v1/payments-refusals", tags=["payments"], **guard("payments:worklist"))
     def api_refusals(limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                     before_id: int | None = None) -> dict[str, Any]:
+                     before_id: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None) -> dict[str, Any]:
         """The capped log of unverifiable notifications (bad signatures, junk, throttled),
         newest first, one page; ``next_before_id`` asks for the next page."""
         rows = recent_refusals(db, limit=limit + 1, before_id=before_id)

@@ -21,6 +21,7 @@ from dianfei.core.money import parse_decimal, to_fen
 from dianfei.db.engine import Database
 from dianfei.security.service import Principal
 from dianfei.web.auth import guard, signed_in
+from dianfei.web.paging import Day, RowId
 
 #: roles that see every plan (others — collectors — see the ones they proposed)
 _SEE_ALL = frozenset({"admin", "supervisor", "auditor"})
@@ -28,7 +29,7 @@ _SEE_ALL = frozenset({"admin", "supervisor", "auditor"})
 
 class InstalmentIn(BaseModel):
     #: a pay plan's instalment date; none on an instalment arrangement (the bills' dates)
-    due_on: date | None = None
+    due_on: Day | None = None
     #: yuan, e.g. "80.00"
     amount: str = Field(min_length=1, max_length=20)
 
@@ -94,7 +95,7 @@ def register(app: FastAPI, db: Database, clock: Clock) -> None:
         return show_plan(db.engine, plan_id)
 
     @app.post("/api/v1/plans/{plan_id}/approval", tags=["plans"], **guard("plans:approve"))
-    def api_approve(plan_id: int, request: Request) -> dict[str, Any]:
+    def api_approve(plan_id: RowId, request: Request) -> dict[str, Any]:
         """Approve a proposed plan as the signed-in supervisor (never the proposer)."""
         who = signed_in(request)
         with db.session() as s:
@@ -110,15 +111,15 @@ def register(app: FastAPI, db: Database, clock: Clock) -> None:
                           requested_by=_own(who))
 
     @app.get("/api/v1/plans/report", tags=["plans"], **guard("plans:report"))
-    def api_report(first: Annotated[date, Query(alias="from")],
-                   last: Annotated[date, Query(alias="to")],
+    def api_report(first: Annotated[Day, Query(alias="from")],
+                   last: Annotated[Day, Query(alias="to")],
                    by: Literal["collector", "segment"] = "collector") -> dict[str, Any]:
         """Plan performance (in force, kept, broken, completed, recovered) by collector or
         segment for a range of business days."""
         return plan_performance(db.engine, first, last, by)
 
     @app.get("/api/v1/plans/{plan_id}", tags=["plans"], **guard("plans:read"))
-    def api_plan(plan_id: int, request: Request) -> dict[str, Any]:
+    def api_plan(plan_id: RowId, request: Request) -> dict[str, Any]:
         """One plan with its instalments."""
         who = signed_in(request)
         plan = show_plan(db.engine, plan_id)

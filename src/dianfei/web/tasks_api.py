@@ -8,7 +8,6 @@ service function as the CLI (``dianfei task|contact|incentives``).
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, HTTPException, Query, Request
@@ -18,13 +17,14 @@ from dianfei.core.clock import Clock
 from dianfei.db.engine import Database
 from dianfei.security.service import allows
 from dianfei.web.auth import guard, signed_in
+from dianfei.web.paging import Instant, RowId
 
 
 class TaskIn(BaseModel):
     account_id: str = Field(min_length=1, max_length=32)
     kind: str = Field(min_length=1, max_length=24)
     owner: str | None = Field(default=None, max_length=64)
-    due_at: datetime | None = None
+    due_at: Instant | None = None
     note: str | None = Field(default=None, max_length=2000)
 
 
@@ -77,7 +77,7 @@ def register(app: FastAPI, db: Database, clock: Clock) -> None:
             return tasks.task_json(t, clock.now())
 
     @app.post("/api/v1/tasks/{task_id}/assign", tags=["tasks"], **guard("tasks:write"))
-    def api_assign_task(task_id: int, body: AssignIn, request: Request) -> dict[str, Any]:
+    def api_assign_task(task_id: RowId, body: AssignIn, request: Request) -> dict[str, Any]:
         """Give a task to an owner, or hand it to another department."""
         who = signed_in(request)
         with db.session() as s:
@@ -86,7 +86,7 @@ def register(app: FastAPI, db: Database, clock: Clock) -> None:
                                                      department=body.department), clock.now())
 
     @app.post("/api/v1/tasks/{task_id}/done", tags=["tasks"], **guard("tasks:write", "tasks:own"))
-    def api_task_done(task_id: int, body: DoneIn, request: Request) -> dict[str, Any]:
+    def api_task_done(task_id: RowId, body: DoneIn, request: Request) -> dict[str, Any]:
         """Report a task done with its outcome. A collector may complete only their own."""
         who = signed_in(request)
         with db.session() as s:
