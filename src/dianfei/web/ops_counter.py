@@ -79,7 +79,7 @@ def register(app: FastAPI, db: Database, clock: Clock) -> None:
 
         columns = [Column("receipt_no", "ops.col.receipt",
                           link=lambda r: f"/counter/receipts/{r['receipt_no']}"),
-                   Column("account_id", "col.account"), Column("amount", "col.amount", num=True),
+                   Column("account_id", "col.account"), Column("amount", "ops.counter.amount", num=True),
                    Column("method", "ops.col.method"), Column("paid_at", "ops.col.paid_at")]
         resp = listing(request, console, name="counter-receipts", title=t("ops.counter.title"),
                        columns=columns, fetch=fetch, template="ops/counter.html",

@@ -156,6 +156,7 @@ WORDS: Mapping[str, Mapping[str, str]] = {
     "ops.counter.counted": {"zh-CN": "清点现金（元）", "en": "Cash counted (yuan)"},
     "ops.counter.closed": {"zh-CN": "扎账完成", "en": "Till closed"},
     "ops.counter.receipts": {"zh-CN": "笔数", "en": "Receipts"},
+    "ops.counter.list": {"zh-CN": "本班收费记录", "en": "This shift's receipts"},
     "ops.counter.cash_taken": {"zh-CN": "现金收入", "en": "Cash taken"},
     "ops.counter.card_taken": {"zh-CN": "刷卡收入", "en": "Card taken"},
     "ops.counter.expected": {"zh-CN": "应有现金", "en": "Cash expected"},
