@@ -143,7 +143,7 @@ def test_a_clerk_starts_a_bill_run_and_follows_it_to_the_end(
     assert done["status"] == "done", done
     panel = client.get(f"/billing/jobs/{job}")
     assert panel.status_code == 200 and "<html" not in panel.text
-    assert "hx-trigger" not in panel.text and 'data-status="done"' in panel.text
+    assert "every 2s" not in panel.text and 'data-status="done"' in panel.text
     assert "已处理 3 / 3 户" in panel.text and 'href="/exceptions/2026-01"' in panel.text
     table = client.get("/billing").text
     assert "2026-01-001" in table and "已完成" in table
@@ -182,7 +182,7 @@ def test_a_failed_run_is_shown_in_words(client: TestClient, world: Database) -> 
                        worker="test")["status"] == "failed"
     panel = client.get(f"/billing/jobs/{job}").text
     assert "核算失败：OSError: the tariff directory is not readable" in panel
-    assert "hx-trigger" not in panel
+    assert "every 2s" not in panel
     blocked = client.post("/billing/run", data={"period": "2026-01", "csrf_token": token})
     assert blocked.status_code == 409 and "retry or skip it first" in blocked.text
 
