@@ -127,3 +127,44 @@ def test_a_cashier_takes_a_payment_and_closes_the_till(db: Database, page: Any) 
         assert page.inner_text("#hand-over") == "123.45"
         assert page.locator("#open-shift").count() == 1  # the next shift can be opened
         shot(page, "till-closed")
+
+
+def test_a_supervisor_works_the_worklists(db: Database, page: Any) -> None:
+    from datetime import UTC
+
+    from dianfei.metering.vee.models import VeeEstimate, VeeFinding
+    from tests.web.test_ops_pages import reconciled
+
+    load_people(db, [Person("C00"), Person("C01")])
+    at = datetime(2026, 1, 5, 2, 0, tzinfo=UTC)
+    with db.session() as s:
+        s.add_all([VeeFinding(rule="spike", meter_id="MC00", ts=at, ref="", value_wh=9000,
+                              detail="far above the median", run_id="V1"),
+                   VeeEstimate(meter_id="MC01", ts=at, minutes=15, wh=100, method="linear",
+                               inputs="{}", run_id="V1")])
+    reconciled(db)
+    add_user("sup", "supervisor")
+    with LiveServer(db, CLOCK) as server:
+        sign_in(page, server.url, "sup", PASSWORD)
+        page.goto(f"{server.url}/vee")
+        assert "共 2 条" in page.inner_text(".pager")
+        page.select_option("select[name=reason]", "spike")
+        page.click("form.filters button[type=submit]")
+        page.wait_for_url("**reason=spike**")
+        assert "共 1 条" in page.inner_text(".pager")
+        shot(page, "vee")
+        page.goto(f"{server.url}/reconcile")
+        shot(page, "reconcile-runs")
+        page.click("#table-reconcile-runs td[data-label='未澄清'] a")
+        page.wait_for_url("**/reconcile/breaks?channel=alipay&day=2026-02-02")
+        assert "共 2 条" in page.inner_text(".pager")
+        shot(page, "breaks")
+        page.locator("#table-reconcile-breaks a", has_text="澄清").first.click()
+        page.wait_for_url("**/reconcile/breaks/*")
+        page.click("form[action$='/resolve'] button")  # no note yet: refused next to the field
+        assert page.inner_text("#note-error")
+        page.fill("textarea[name=note]", "支付宝确认：该笔已退款")
+        page.click("form[action$='/resolve'] button")
+        page.wait_for_url("**/reconcile/breaks?resolved=*")
+        assert "共 1 条" in page.inner_text(".pager")
+        shot(page, "resolved")

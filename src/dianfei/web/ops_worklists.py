@@ -150,7 +150,8 @@ def register(app: FastAPI, db: Database, clock: Clock) -> None:
         return listing(request, console, name="reconcile-breaks", title=t("ops.rec.breaks"),
                        columns=columns, fetch=fetch, template="ops/reconcile.html",
                        tab="breaks", channels=channels, kinds=reconcile_views.KINDS, errors={},
-                       chosen={"channel": channel or "", "kind": kind or ""},
+                       chosen={"channel": channel or "", "kind": kind or "",
+                               "day": day.isoformat() if day else ""},
                        resolved=resolved if resolved and resolved.isdigit() else None)
 
     def one_break(discrepancy_id: str) -> dict[str, Any]:
