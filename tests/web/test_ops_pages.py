@@ -359,3 +359,18 @@ def test_the_reconciliation_worklist_and_resolving_a_break(
                         data={"note": "again", "csrf_token": token})
     assert twice.status_code == 422 and "already resolved" in twice.text
     assert client.get("/reconcile/breaks/999999").status_code == 404
+
+
+def test_every_page_has_its_words_in_both_languages(client: TestClient, world: Database) -> None:
+    reconciled(world)
+    for path, user in PAGES.items():
+        token = sign_in(client, user)
+        if path == "/counter":
+            client.post("/counter/open", data={"float": "0", "csrf_token": token})
+        for lang in ("zh-CN", "en"):
+            text_ = client.get(f"{path}?lang={lang}").text
+            assert not re.search(r">\s*(ops|nav|col)\.[a-z_.]+", text_), (path, lang)
+    sign_in(client, "sup")
+    first = scalar(world.engine, "SELECT min(id) FROM reconciliation_discrepancies")
+    en = client.get(f"/reconcile/breaks/{first}?lang=en").text
+    assert "Missing on our side" in en and "How it was cleared" in en
