@@ -10,6 +10,7 @@ state (htmx); the answer for a finished run stops asking.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -41,8 +42,6 @@ _ACTIVE = ("queued", "running")
 def bill_run_entry(db: Database) -> Entry:
     """The calendar's bill-run job (its name orders manual runs after the scheduled ones)."""
     path = (db.settings.raw.get("jobs", {}) or {}).get("schedule")
-    from pathlib import Path
-
     for e in load_calendar(Path(path) if path else None, WORKER_KINDS):
         if e.kind == "bill_run":
             return e
@@ -62,19 +61,29 @@ def start_bill_run(db: Database, clock: Clock, period: Period, user: str) -> int
     if period.first_day > today:
         raise ValidationError(f"the period {period} has not started yet (today is {today})",
                               where="period")
-    for r in jobs.runs(db, job=entry.name, limit=20):
-        if r["status"] in _ACTIVE:
-            raise ConflictError(f"a bill run is already {r['status']} (job run {r['run_id']}, "
-                                f"started by {r['triggered_by']}): wait for it to finish")
-        if r["status"] == "failed":
-            raise ConflictError(f"job run {r['run_id']} of {entry.name} failed and holds the "
-                                f"queue ({r['error']}): retry or skip it first "
-                                f"(dianfei jobs retry|skip {r['run_id']})")
+    active = active_runs(db, entry.name)
+    if active:
+        r = active[0]
+        raise ConflictError(f"a bill run is already {r['status']} (job run {r['run_id']}, "
+                            f"started by {r['triggered_by']}): wait for it to finish")
+    # a failed run holds the job's later runs until a person retries or skips it
+    failed = jobs.runs(db, status="failed", job=entry.name, limit=1)
+    if failed:
+        r = failed[0]
+        raise ConflictError(f"job run {r['run_id']} of {entry.name} failed and holds the "
+                            f"queue ({r['error']}): retry or skip it first "
+                            f"(dianfei jobs retry|skip {r['run_id']})")
     # the job kind bills the period ``period_offset`` months from the day the run is queued for
     offset = months_between(Period(today.year, today.month), period)
     args = {**entry.args, "period_offset": offset, "period": str(period)}
     args.setdefault("chunk_size", CHUNK)
     return jobs.queue_manual(db, dataclasses.replace(entry, args=args), clock=clock, user=user)
+
+
+def active_runs(db: Database, job: str) -> list[dict[str, Any]]:
+    """The job's runs queued or running, oldest first."""
+    found = [r for status in _ACTIVE for r in jobs.runs(db, status=status, job=job, limit=10)]
+    return sorted(found, key=lambda r: r["run_id"])
 
 
 def job_state(db: Database, job_id: int) -> dict[str, Any]:
@@ -121,8 +130,7 @@ def register(app: FastAPI, db: Database, clock: Clock) -> None:
         default = str(Period(today.year, today.month).prev())
         panel = None
         if job_id is None:  # a run queued by someone else is followed here too
-            active = [r for r in jobs.runs(db, job=bill_run_entry(db).name, limit=5)
-                      if r["status"] in _ACTIVE]
+            active = active_runs(db, bill_run_entry(db).name)
             job_id = active[0]["run_id"] if active else None
         if job_id is not None:
             panel = _progress(db, job_id)
