@@ -114,6 +114,26 @@ _EXPERIMENT_GRANTS: Mapping[str, frozenset[str]] = {
 ROLE_PERMISSIONS = {role: perms | _EXPERIMENT_GRANTS.get(role, frozenset())
                     for role, perms in ROLE_PERMISSIONS.items()}
 
+#: the back office's operational pages (web/ops_pages.py): bill runs, the VEE and
+#: reconciliation worklists, the cashier's counter
+_OPS_PERMISSIONS: Mapping[str, str] = {
+    "billing:run": "start a bill run for a period and follow its progress",
+    "vee:read": "the meter-data worklist: flagged and estimated reads awaiting review",
+    "reconcile:read": "reconciliation runs by channel and day, and their breaks",
+    "reconcile:resolve": "close a reconciliation break with a note saying how it was cleared",
+    "counter:take": "take payments at the counter, print the receipt and close the own till",
+}
+PERMISSIONS = {**PERMISSIONS, **_OPS_PERMISSIONS}
+_OPS_GRANTS: Mapping[str, frozenset[str]] = {
+    "admin": frozenset(_OPS_PERMISSIONS),
+    "billing_clerk": frozenset({"billing:run", "vee:read"}),
+    "supervisor": frozenset({"billing:run", "vee:read", "reconcile:read", "reconcile:resolve"}),
+    "auditor": frozenset({"vee:read", "reconcile:read"}),
+    "cashier": frozenset({"counter:take"}),
+}
+ROLE_PERMISSIONS = {role: perms | _OPS_GRANTS.get(role, frozenset())
+                    for role, perms in ROLE_PERMISSIONS.items()}
+
 ROLES = tuple(ROLE_PERMISSIONS)
 STAFF_ROLES = tuple(r for r in ROLES if r != "customer")
 

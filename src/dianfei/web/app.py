@@ -99,6 +99,9 @@ def create_app(db: Database, clock: Clock | None = None) -> FastAPI:
     from dianfei.web import field_pages
 
     field_pages.register(app, db, clock or SystemClock())
+    from dianfei.web import ops_pages
+
+    ops_pages.register(app, db, clock or SystemClock())
     @app.exception_handler(DianfeiError)
     async def _domain_error(_request: Request, exc: DianfeiError) -> JSONResponse:
         return JSONResponse({"error": exc.code, "message": str(exc), "field": exc.where},
