@@ -56,7 +56,8 @@ def judge(keys: pl.DataFrame, history: pl.DataFrame, meters: pl.DataFrame,
     """Findings (:data:`FINDING_SCHEMA`) for the reads named by ``keys`` (meter_id, read_at,
     register). ``history``: meter_id, register, read_at, value (0.01 kWh), held (0/1) — the
     stored reads of those meters over the history window, the judged ones included;
-    ``meters``: meter_id, multiplier, digits, capacity_kva. Pure: no storage."""
+    ``meters``: meter_id, multiplier, digits, capacity_kva (the service point's, in 0.01 kVA).
+    Pure: no storage."""
     new = history.join(keys, on=list(KEY), how="semi").filter(
         pl.col("register").is_in(list(ENERGY_REGISTERS))).sort("read_at")
     if new.height == 0:
@@ -77,7 +78,7 @@ def judge(keys: pl.DataFrame, history: pl.DataFrame, meters: pl.DataFrame,
     prev = base.select("meter_id", "register", pl.col("read_at").alias("prev_at"),
                        pl.col("value").alias("prev")).sort("prev_at")
     q = (new.join_asof(prev, left_on="read_at", right_on="prev_at", by=["meter_id", "register"],
-                       strategy="backward", allow_exact_matches=False)
+                       strategy="backward", allow_exact_matches=False, check_sortedness=False)
          .filter(pl.col("prev").is_not_null())
          .join(meters, on="meter_id", how="left")
          .join(usual, on=["meter_id", "register"], how="left"))
@@ -88,7 +89,7 @@ def judge(keys: pl.DataFrame, history: pl.DataFrame, meters: pl.DataFrame,
     hours = (pl.col("read_at") - pl.col("prev_at")).dt.total_seconds() / 3600
     kw = pl.max_horizontal(
         pl.lit(cfg.implausible_max_kw),
-        (pl.col("capacity_kva").cast(pl.Float64) * cfg.implausible_capacity_factor
+        (pl.col("capacity_kva").cast(pl.Float64) / 100 * cfg.implausible_capacity_factor
          / pl.col("multiplier").fill_null(1).clip(lower_bound=1)).fill_null(0.0))
     q = q.with_columns(
         pl.when(diff >= 0).then(diff).otherwise(diff + wrap).alias("qty"), wrap.alias("wrap"),
@@ -146,8 +147,9 @@ def _meters(db: Database, meter_ids: list[str]) -> pl.DataFrame:
     with db.engine.connect() as conn:
         member, params = any_of(conn, "m.meter_id", "meters", meter_ids)
         return read_frame(
-            conn, "SELECT m.meter_id, m.multiplier, m.digits, a.capacity_kva FROM meters m "
-            f"LEFT JOIN accounts a ON a.account_id = m.account_id WHERE {member}", params,
+            conn, "SELECT m.meter_id, m.multiplier, m.digits, s.capacity_kva FROM meters m "
+            "LEFT JOIN service_points s ON s.service_point_id = m.service_point_id "
+            f"WHERE {member}", params,
             schema={"meter_id": pl.String, "multiplier": pl.Int64, "digits": pl.Int64,
                     "capacity_kva": pl.Int64})
 
