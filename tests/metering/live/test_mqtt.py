@@ -22,6 +22,7 @@ from sqlalchemy import text
 
 from dianfei.core.clock import FixedClock
 from dianfei.db.engine import Database
+from dianfei.metering.gateways import Gateway, add_gateway, assign_gateway
 from dianfei.metering.mqtt import (
     Listener,
     ListenOptions,
@@ -30,7 +31,6 @@ from dianfei.metering.mqtt import (
     parse_message,
     publish,
 )
-from dianfei.metering.gateways import Gateway, add_gateway, assign_gateway
 from dianfei.metering.mqtt_security import PLAINTEXT
 from tests.metering.live.conftest import load_meters
 
