@@ -332,8 +332,8 @@ def _prepaid_with_history(db: Database) -> None:
     """Prepaid customer P (meter MP, gateway GW-P) who paid 40 yuan (below the 50 yuan warning
     threshold: one step from a cut-off, and evaluated every day), with daily frozen reads of
     10 kWh a day from 20 February to 1 March (1,000 → 1,090 kWh)."""
-    from tests.collections.test_collections_e2e import at
-    from tests.collections.test_prepay import daily_reads, pay, prepaid
+    from tests.collections.test_collections_e2e import at, pay
+    from tests.collections.test_prepay import daily_reads, prepaid
 
     prepaid(db, ["P"])
     bind(db, "GW-P", "MP")
