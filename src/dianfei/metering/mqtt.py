@@ -478,11 +478,11 @@ class Listener:
         """The batch's readings and intervals whose meter is bound to the gateway that sent them;
         the others are refused ("gateway G may not report meter M"). A meter that is not on file
         at all goes on to the import path, which quarantines it as an unknown meter."""
-        from dianfei.metering.gateways import routes
+        from dianfei.metering.gateways import gateways_of
 
         meter_ids = {r[0] for _, p in batch for r in p.reads} | {
             i[0] for _, p in batch for i in p.intervals}
-        bound = {m: r.gateway_id for m, r in routes(self.db, sorted(meter_ids)).items()}
+        bound = gateways_of(self.db, sorted(meter_ids))
         reads: list[tuple[str, datetime, str, str]] = []
         intervals: dict[int, list[tuple[str, datetime, str]]] = {}
         for message, p in batch:
