@@ -78,7 +78,7 @@ def test_far_above_the_meters_own_history() -> None:
     high = history([*days, ("A", 24.0 * 10, 1045 + 60, 0)])
     assert judge(keys("A", 240), ok, meters("A"), CFG).height == 0
     found = judge(keys("A", 240), high, meters("A"), CFG)
-    assert "above 10 × the meter's highest daily usage (5.00 kWh a day over the last 90 days)" \
+    assert "above 10 × the meter's usual daily usage (5.00 kWh a day in the last 90 days)" \
         in found["detail"][0]
     # with less than implausible_min_history_days of history the rule does not judge
     short = history([("A", 0, 1000, 0), ("A", 24, 1005, 0), ("A", 48, 1065, 0)])

@@ -78,7 +78,7 @@ class VeeConfig:
     #: more than implausible_max_kw × the hours since the previous read (the most a direct meter
     #: registers; contracted capacity_kva × implausible_capacity_factor / multiplier when higher),
     #: more than half the register's range, or — with implausible_min_history_days of history —
-    #: more than implausible_history_factor × the meter's highest daily usage over the last
+    #: more than implausible_history_factor × the meter's usual daily usage in the last
     #: implausible_history_days (and more than implausible_min_kwh) is held for a person and
     #: never moves a prepaid balance
     implausible_max_kw: float = 70.0

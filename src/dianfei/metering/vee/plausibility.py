@@ -9,9 +9,11 @@ held (source other than an estimate), with the ``[vee] implausible_*`` settings:
   (at least one hour) — the most a direct meter registers; for an account whose contracted
   ``capacity_kva`` × ``implausible_capacity_factor`` / multiplier is higher, that;
 * **history**: with at least ``implausible_min_history_days`` of history, it implies more than
-  ``implausible_history_factor`` × the meter's highest daily usage over the last
-  ``implausible_history_days`` (per day since the previous read, at least one day), and more
-  than ``implausible_min_kwh``.
+  ``implausible_history_factor`` × the meter's usual daily usage (per day since the previous
+  read, at least one day), and more than ``implausible_min_kwh``. In service the usual daily
+  usage is the average from the earliest plausible read of the last ``implausible_history_days``
+  to the previous one (two index seeks per meter, whatever the read frequency); :func:`judge`
+  takes the highest per-day rate between the consecutive reads it is given.
 
 A held read stays stored — what the meter (or whoever published it) said is kept — but is a
 finding ``implausible_read`` in ``vee_findings`` (the VEE worklist, ``vee findings --rule
@@ -121,8 +123,8 @@ def judge(keys: pl.DataFrame, history: pl.DataFrame, meters: pl.DataFrame,
                    f"{_kwh(r['cap'])} kWh)")
         else:
             why = (f"reading {since} implies {_kwh(r['qty'])} kWh, above "
-                   f"{cfg.implausible_history_factor:g} × the meter's highest daily usage "
-                   f"({_kwh(r['max_daily'])} kWh a day over the last "
+                   f"{cfg.implausible_history_factor:g} × the meter's usual daily usage "
+                   f"({_kwh(r['max_daily'])} kWh a day in the last "
                    f"{cfg.implausible_history_days} days)")
         rows.append({"rule": RULE, "meter_id": r["meter_id"], "ts": r["read_at"],
                      "ref": r["register"], "value_wh": int(r["value"]) * 10,
