@@ -13,6 +13,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -431,3 +432,14 @@ def test_far_above_the_meters_history_is_held_through_the_database(db: Database)
     assert found["detail"][0].startswith(
         "reading 1125.00 kWh after 1045.00 kWh at 2026-03-01T16:00:00+00:00 implies 80.00 kWh, "
         "above 10 × the meter's usual daily usage (5.00 kWh a day in the last 90 days)")
+
+
+def test_the_listen_command_refuses_plaintext_naming_the_setting(db_env: dict[str, str]) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIANFEI_MQTT_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "dianfei", "meters", "listen", "--mqtt", BROKER, "--topic",
+         "ami/+/readings", "--max-seconds", "1"], env={**env, **db_env},
+        capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "[metering.mqtt] tls = false: meter readings would travel unencrypted" in proc.stderr
+    assert "allow_plaintext = true (DIANFEI_MQTT_ALLOW_PLAINTEXT)" in proc.stderr
