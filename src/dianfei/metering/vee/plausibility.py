@@ -21,7 +21,7 @@ implausible_read``) and every register read of the meter at that instant is left
 prepaid balance and a cut-off are computed from
 (:func:`dianfei.metering.repository.reads_of_mode_between`), so it can never warn, cut off or
 trip a customer by itself. The MQTT listener judges every reading it stores before it
-acknowledges the message.
+acknowledges the message; ``meters poll`` judges what it stores.
 """
 
 from __future__ import annotations
