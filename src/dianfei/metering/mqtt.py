@@ -219,7 +219,8 @@ def _connect_client(client: Any, broker: BrokerUrl, security: MqttSecurity) -> N
     except ssl.SSLError as exc:
         # an untrusted or mismatched certificate is a setting to fix, never retried blindly
         raise MqttTlsError(f"TLS with the MQTT broker {broker.host}:{broker.port} failed: "
-                           f"{exc.reason or exc} (check [metering.mqtt] ca_file)") from None
+                           f"{exc.reason or exc} (check [metering.mqtt] ca_file, cert_file, "
+                           "key_file)") from None
     except OSError as exc:
         raise RetryableError(f"MQTT broker {broker.host}:{broker.port} unreachable: "
                              f"{exc.strerror or exc}") from None
