@@ -34,6 +34,10 @@ from bench.billrun import _database, _drop
 BROKER = "mqtt://127.0.0.1:1883"
 
 
+#: one gateway reports every meter of the benchmark (each reading is checked against the binding)
+GATEWAY = "GW-BENCH"
+
+
 def _payloads(meter_ids: list[str], readings: int, per_message: int, start: datetime) -> list[bytes]:
     """``readings`` total-register readings: every meter at successive quarter-hours."""
     out, batch = [], []
@@ -48,7 +52,7 @@ def _payloads(meter_ids: list[str], readings: int, per_message: int, start: date
             batch = []
     if batch:
         out.append(batch)
-    return [json.dumps({"schema": "dianfei.ami/1", "gateway_id": f"GW-{k % 50:04d}",
+    return [json.dumps({"schema": "dianfei.ami/1", "gateway_id": GATEWAY,
                         "message_id": f"bench-{k}", "readings": b}).encode() for k, b in enumerate(out)]
 
 
@@ -62,7 +66,9 @@ def run(readings: int, per_message: int, meters: int, poll_meters: int, concurre
     from dianfei.db.engine import open_database
     from dianfei.metering.dlt645.client import Dlt645Config
     from dianfei.metering.dlt645.simulator import MeterSimulator, SimMeter
+    from dianfei.metering.gateways import Gateway, add_gateway
     from dianfei.metering.mqtt import Listener, ListenOptions, publish
+    from dianfei.metering.mqtt_security import PLAINTEXT
     from dianfei.metering.poll import poll
 
     tmp = Path(tempfile.mkdtemp(prefix="dianfei-bench-mqtt-"))
@@ -77,15 +83,20 @@ def run(readings: int, per_message: int, meters: int, poll_meters: int, concurre
             load_population(conn, PiiCipher(b"b" * 32), regions=u.regions, stations=u.stations,
                             collectors=u.collectors, customers=u.customers, meters=u.meters)
         clock = FixedClock(datetime(2026, 3, 1, 1, 0, tzinfo=UTC))
+        add_gateway(db, clock, Gateway(GATEWAY, "127.0.0.1", 8899))
+        with db.engine.begin() as conn:
+            from sqlalchemy import text as sql
+
+            conn.execute(sql("UPDATE meters SET gateway_id = :g"), {"g": GATEWAY})
 
         # ------------------------------------------------------------ MQTT ingest
         meter_ids = u.meters["meter_id"].to_list()[:meters]
         payloads = _payloads(meter_ids, readings, per_message, datetime(2026, 3, 1, tzinfo=UTC))
-        topic = f"dianfei-bench/{uuid.uuid4().hex}"
+        topic = f"dianfei-bench/{uuid.uuid4().hex}/{GATEWAY}/readings"
         ready = threading.Event()
         listener = Listener(db, ListenOptions(url=BROKER, topics=(topic,), client_id=client_id,
                                               max_messages=len(payloads), idle_timeout=60,
-                                              rejected_dir=tmp / "rejected"),
+                                              rejected_dir=tmp / "rejected", security=PLAINTEXT),
                             clock=clock, on_ready=ready.set)
         box: dict[str, Any] = {}
         thread = threading.Thread(target=lambda: box.update(stats=listener.run()), daemon=True)
@@ -113,6 +124,8 @@ def run(readings: int, per_message: int, meters: int, poll_meters: int, concurre
         sims = [SimMeter(a, total=Decimal(1000 + i) + Decimal("0.5"))
                 for i, a in enumerate(m["comm_address"].to_list())]
         with db.engine.begin() as conn:
+            # polled through the configured gateway (the simulator), not the MQTT gateway
+            conn.execute(text("UPDATE meters SET gateway_id = NULL"))
             ids = m["meter_id"].to_list()
             for i in range(0, len(ids), 500):
                 chunk = ids[i:i + 500]

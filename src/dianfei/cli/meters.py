@@ -165,7 +165,8 @@ def listen(
     else:
         typer.echo(f"{stats.messages} messages: {stats.accepted} stored, {stats.duplicates} duplicates, "
                    f"{stats.rejected} rejected rows, {stats.rejected_messages} rejected messages, "
-                   f"{stats.rejected_items} rejected items")
+                   f"{stats.rejected_items} rejected items, {stats.unauthorised} refused (gateway "
+                   f"may not report the meter), {stats.held} held as implausible")
 
 
 @meters_app.command("poll")

@@ -155,3 +155,18 @@ def config_for(base: Dlt645Config, gw: Gateway | None) -> Dlt645Config:
 
 def gateway_label(gateway_id: str | None) -> str:
     return gateway_id or DEFAULT
+
+
+def gateways_of(db: Database, meter_ids: list[str]) -> dict[str, str | None]:
+    """meter_id → its gateway id (None: the configured default) for the meters on file among
+    ``meter_ids``; one query, for the MQTT listener's binding check of a whole batch."""
+    import polars as pl
+
+    from dianfei.db.frames import read_frame
+    from dianfei.db.lists import any_of
+
+    with db.engine.connect() as conn:
+        member, params = any_of(conn, "meter_id", "meters", sorted(set(meter_ids)))
+        frame = read_frame(conn, f"SELECT meter_id, gateway_id FROM meters WHERE {member}", params,
+                           schema={"meter_id": pl.String, "gateway_id": pl.String})
+    return dict(zip(frame["meter_id"].to_list(), frame["gateway_id"].to_list(), strict=True))

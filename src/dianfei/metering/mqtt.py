@@ -23,6 +23,15 @@ Messages are gathered into batches flushed by size, by age (about 200 ms) or whe
 in-flight window (Mosquitto's ``max_inflight_messages``, 20 by default) is full — the broker
 sends no more unacknowledged messages than that, so waiting longer would only idle.
 
+Who may report what: the broker authenticates each gateway (its own credentials or client
+certificate, over TLS) and lets it publish only under its own topic ``ami/<gateway_id>/readings``
+(docs/metering-live.md has the Mosquitto ACL); the listener takes the gateway from the topic,
+refuses a message from a gateway not on file or claiming another gateway's id, and refuses every
+reading or interval of a meter not bound to that gateway (``meters.gateway_id``) — such rows are
+never stored. Readings that are stored are judged by :mod:`dianfei.metering.vee.plausibility`
+before the messages are acknowledged: an impossible one is held for a person and never moves a
+prepaid balance.
+
 Bad input never stops the listener: a payload that is not a valid message is rejected whole, a
 bad item (a reading without offset, say) alone; each rejection is counted and appended with its
 reason to ``{data_dir}/mqtt/rejected-YYYY-MM-DD.jsonl`` before the message is acknowledged. Rows
@@ -33,12 +42,13 @@ from __future__ import annotations
 
 import json
 import queue
+import ssl
 import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -47,6 +57,13 @@ from urllib.parse import urlsplit
 
 from dianfei.core.clock import BUSINESS_TZ, Clock
 from dianfei.core.errors import RetryableError, ValidationError
+from dianfei.metering.mqtt_security import (
+    TOPIC_LAYOUT,
+    MqttSecurity,
+    MqttTlsError,
+    gateway_of_topic,
+    load_security,
+)
 
 if TYPE_CHECKING:
     from dianfei.db.engine import Database
@@ -77,6 +94,9 @@ class ParsedMessage:
     intervals: list[tuple[str, datetime, str]] = field(default_factory=list)
     #: (item path, reason) of items rejected on their own
     rejected: list[tuple[str, str]] = field(default_factory=list)
+    #: the index in the payload of each of ``reads`` / ``intervals`` (for refusal records)
+    read_items: list[int] = field(default_factory=list)
+    interval_items: list[int] = field(default_factory=list)
 
 
 def _instant(value: Any, what: str) -> datetime:
@@ -143,6 +163,7 @@ def parse_message(payload: bytes) -> ParsedMessage:
                 raise ValueError("a reading is an object")
             msg.reads.append((_text(item, "meter_id"), _instant(item.get("read_at"), "read_at"),
                               _text(item, "register"), _quantity(item.get("value"), "value")))
+            msg.read_items.append(i)
         except ValueError as exc:
             msg.rejected.append((f"readings[{i}]", str(exc)))
     for i, item in enumerate(intervals):
@@ -151,6 +172,7 @@ def parse_message(payload: bytes) -> ParsedMessage:
                 raise ValueError("an interval is an object")
             msg.intervals.append((_text(item, "meter_id"), _instant(item.get("ts"), "ts"),
                                   _quantity(item.get("kwh"), "kwh")))
+            msg.interval_items.append(i)
         except ValueError as exc:
             msg.rejected.append((f"intervals[{i}]", str(exc)))
     return msg
@@ -164,17 +186,44 @@ class BrokerUrl:
     port: int
     username: str | None = None
     password: str | None = None
+    #: mqtts:// (or ssl://): TLS whatever the settings say
+    tls: bool = False
 
 
 def parse_url(url: str) -> BrokerUrl:
     parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
-        raise ValidationError(f"broker URL must look like mqtt://host:1883, got {url!r}")
+    if parts.scheme not in ("mqtt", "tcp", "mqtts", "ssl") or not parts.hostname:
+        raise ValidationError(f"broker URL must look like mqtt://host:1883 or mqtts://host:8883, "
+                              f"got {url!r}")
+    tls = parts.scheme in ("mqtts", "ssl")
     try:
-        port = parts.port or 1883
+        port = parts.port or (8883 if tls else 1883)
     except ValueError:
         raise ValidationError(f"broker URL {url!r} has a bad port") from None
-    return BrokerUrl(parts.hostname, port, parts.username, parts.password)
+    return BrokerUrl(parts.hostname, port, parts.username, parts.password, tls)
+
+
+def _security(broker: BrokerUrl, security: MqttSecurity) -> MqttSecurity:
+    if broker.tls and not security.tls:
+        security = replace(security, tls=True)
+    security.check()
+    return security
+
+
+def _connect_client(client: Any, broker: BrokerUrl, security: MqttSecurity) -> None:
+    security.apply(client)
+    if broker.username:
+        client.username_pw_set(broker.username, broker.password)
+    try:
+        client.connect(broker.host, broker.port, keepalive=30)
+    except ssl.SSLError as exc:
+        # an untrusted or mismatched certificate is a setting to fix, never retried blindly
+        raise MqttTlsError(f"TLS with the MQTT broker {broker.host}:{broker.port} failed: "
+                           f"{exc.reason or exc} (check [metering.mqtt] ca_file, cert_file, "
+                           "key_file)") from None
+    except OSError as exc:
+        raise RetryableError(f"MQTT broker {broker.host}:{broker.port} unreachable: "
+                             f"{exc.strerror or exc}") from None
 
 
 @dataclass(frozen=True)
@@ -192,6 +241,8 @@ class ListenOptions:
     idle_timeout: float | None = None
     max_seconds: float | None = None
     rejected_dir: Path | None = None
+    #: TLS and credentials; None: the configured ones ([metering.mqtt], DIANFEI_MQTT_*)
+    security: MqttSecurity | None = None
 
 
 @dataclass
@@ -206,6 +257,10 @@ class ListenStats:
     rejected_messages: int = 0
     rejected_items: int = 0
     batches: int = 0
+    #: readings and intervals refused because their gateway may not report their meter
+    unauthorised: int = 0
+    #: stored readings held by the plausibility check (on the VEE worklist)
+    held: int = 0
     elapsed_s: float = 0.0
     rejections: list[dict[str, Any]] = field(default_factory=list)
 
@@ -219,6 +274,7 @@ class ListenStats:
                 "intervals": self.intervals, "accepted": self.accepted, "rejected": self.rejected,
                 "duplicates": self.duplicates, "rejected_messages": self.rejected_messages,
                 "rejected_items": self.rejected_items, "batches": self.batches,
+                "unauthorised": self.unauthorised, "held": self.held,
                 "elapsed_s": round(self.elapsed_s, 3), "rejections": self.rejections}
 
 
@@ -263,6 +319,7 @@ class Listener:
         self.options = options
         self.clock = clock
         self.broker = parse_url(options.url)
+        self.security = _security(self.broker, options.security or load_security(db.settings))
         self.ingest_reads = ingest_reads or ingest.ingest_reads
         self.ingest_intervals = ingest_intervals or ingest.ingest_intervals
         self.on_ready = on_ready
@@ -273,6 +330,7 @@ class Listener:
         self._connect_error: str | None = None
         self._client: Any = None
         self._stop = threading.Event()
+        self._gateways: set[str] = set()
 
     # ------------------------------------------------------------------ MQTT plumbing
     def _connect(self) -> None:
@@ -281,9 +339,6 @@ class Listener:
 
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.options.client_id,
                              clean_session=False, protocol=mqtt.MQTTv311, manual_ack=True)
-        if self.broker.username:
-            client.username_pw_set(self.broker.username, self.broker.password)
-
         def on_connect(c: Any, _u: Any, _flags: Any, reason: Any, _props: Any) -> None:
             if reason.is_failure:
                 self._connect_error = f"broker refused the connection: {reason}"
@@ -300,11 +355,7 @@ class Listener:
         client.on_connect = on_connect
         client.on_subscribe = on_subscribe
         client.on_message = lambda _c, _u, message: self._inbox.put(message)
-        try:
-            client.connect(self.broker.host, self.broker.port, keepalive=30)
-        except OSError as exc:
-            raise RetryableError(f"MQTT broker {self.broker.host}:{self.broker.port} unreachable: "
-                                 f"{exc.strerror or exc}") from None
+        _connect_client(client, self.broker, self.security)
         client.loop_start()
         self._client = client
         if not self._subscribed.wait(10) or self._connect_error:
@@ -329,8 +380,8 @@ class Listener:
         self._connect()
         opts = self.options
         pending: list[Any] = []
-        reads: list[tuple[str, datetime, str, str]] = []
-        intervals: dict[int, list[tuple[str, datetime, str]]] = {}
+        batch: list[tuple[Any, ParsedMessage]] = []
+        waiting = 0
         oldest: float | None = None
         last_message = time.monotonic()
         try:
@@ -347,18 +398,17 @@ class Listener:
                     last_message = time.monotonic()
                     oldest = oldest if oldest is not None else last_message
                     pending.append(message)
-                    self._take(message, reads, intervals)
+                    waiting += self._take(message, batch)
                 now = time.monotonic()
-                held = len(reads) + sum(len(v) for v in intervals.values())
                 done = (opts.max_messages is not None and self.stats.messages >= opts.max_messages) \
                     or (opts.idle_timeout is not None and now - last_message >= opts.idle_timeout
                         and self._inbox.empty()) \
                     or (opts.max_seconds is not None and now - started >= opts.max_seconds) \
                     or self._stop.is_set()
-                if pending and (done or held >= opts.batch_readings or len(pending) >= opts.max_inflight
+                if pending and (done or waiting >= opts.batch_readings or len(pending) >= opts.max_inflight
                                 or (oldest is not None and now - oldest >= opts.flush_seconds)):
-                    self._flush(pending, reads, intervals)
-                    pending, reads, intervals, oldest = [], [], {}, None
+                    self._flush(pending, batch)
+                    pending, batch, waiting, oldest = [], [], 0, None
                 if done:
                     break
         finally:
@@ -377,7 +427,9 @@ class Listener:
         if len(self.stats.rejections) < SHOWN_REJECTIONS:
             self.stats.rejections.append({k: v for k, v in record.items() if k != "payload"})
 
-    def _take(self, message: Any, reads: list[Any], intervals: dict[int, list[Any]]) -> None:
+    def _take(self, message: Any, batch: list[tuple[Any, ParsedMessage]]) -> int:
+        """Validate one message and, when it may be stored, add it to the batch; returns the
+        readings and intervals it adds."""
         self.stats.messages += 1
         if message.dup:
             self.stats.redelivered += 1
@@ -386,25 +438,80 @@ class Listener:
         except MessageRejected as exc:
             self.stats.rejected_messages += 1
             self._reject(message, exc.message)
-            return
+            return 0
         except Exception as exc:  # a parser bug must not stop the listener nor lose the payload
             self.stats.rejected_messages += 1
             self._reject(message, f"could not be parsed ({type(exc).__name__}: {exc})")
-            return
+            return 0
+        ids = (parsed.gateway_id, parsed.message_id)
+        refusal = self._sender_refusal(message.topic, parsed.gateway_id)
+        if refusal is not None:
+            self.stats.rejected_messages += 1
+            self.stats.unauthorised += len(parsed.reads) + len(parsed.intervals)
+            self._reject(message, refusal, ids=ids)
+            return 0
         for item, reason in parsed.rejected:
             self.stats.rejected_items += 1
-            self._reject(message, reason, item=item, ids=(parsed.gateway_id, parsed.message_id))
-        reads.extend(parsed.reads)
+            self._reject(message, reason, item=item, ids=ids)
+        batch.append((message, parsed))
         self.stats.readings += len(parsed.reads)
-        if parsed.intervals:
-            assert parsed.interval_minutes is not None
-            intervals.setdefault(parsed.interval_minutes, []).extend(parsed.intervals)
-            self.stats.intervals += len(parsed.intervals)
+        self.stats.intervals += len(parsed.intervals)
+        return len(parsed.reads) + len(parsed.intervals)
 
-    def _flush(self, pending: list[Any], reads: list[Any],
-               intervals: dict[int, list[Any]]) -> None:
+    def _sender_refusal(self, topic: str, claimed: str) -> str | None:
+        """Why a message may not be taken from this topic at all, or None."""
+        from dianfei.metering.gateways import gateways
+
+        sender = gateway_of_topic(topic)
+        if sender is None:
+            return f"topic {topic!r} names no gateway (expected {TOPIC_LAYOUT})"
+        if claimed != sender:
+            return (f"gateway_id {claimed!r} in the message is not the gateway of the topic "
+                    f"({sender!r}): a gateway reports only as itself")
+        if sender not in self._gateways:
+            self._gateways = set(gateways(self.db))  # one added since: look again, once
+            if sender not in self._gateways:
+                return f"gateway {sender} is not on file (dianfei meters gateway add)"
+        return None
+
+    def _bound(self, batch: list[tuple[Any, ParsedMessage]]) -> tuple[
+            list[tuple[str, datetime, str, str]], dict[int, list[tuple[str, datetime, str]]]]:
+        """The batch's readings and intervals whose meter is bound to the gateway that sent them;
+        the others are refused ("gateway G may not report meter M"). A meter that is not on file
+        at all goes on to the import path, which quarantines it as an unknown meter."""
+        from dianfei.metering.gateways import gateways_of
+
+        meter_ids = {r[0] for _, p in batch for r in p.reads} | {
+            i[0] for _, p in batch for i in p.intervals}
+        bound = gateways_of(self.db, sorted(meter_ids))
+        reads: list[tuple[str, datetime, str, str]] = []
+        intervals: dict[int, list[tuple[str, datetime, str]]] = {}
+        for message, p in batch:
+
+            def allowed(meter: str, item: str, message: Any = message, p: ParsedMessage = p) -> bool:
+                if bound.get(meter, p.gateway_id) == p.gateway_id:
+                    return True
+                self.stats.unauthorised += 1
+                self.stats.rejected_items += 1
+                self._reject(message, f"gateway {p.gateway_id} may not report meter {meter}",
+                             item=item, ids=(p.gateway_id, p.message_id))
+                return False
+
+            reads.extend(r for r, i in zip(p.reads, p.read_items, strict=True)
+                         if allowed(r[0], f"readings[{i}]"))
+            if p.intervals:
+                assert p.interval_minutes is not None
+                intervals.setdefault(p.interval_minutes, []).extend(
+                    r for r, i in zip(p.intervals, p.interval_items, strict=True)
+                    if allowed(r[0], f"intervals[{i}]"))
+        return reads, intervals
+
+    def _flush(self, pending: list[Any], batch: list[tuple[Any, ParsedMessage]]) -> None:
         import polars as pl
 
+        from dianfei.metering.vee import plausibility
+
+        reads, intervals = self._bound(batch)
         origin = f"mqtt://{self.broker.host}:{self.broker.port}/{','.join(self.options.topics)}"
         if reads:
             meter_ids, read_at, registers, values = (list(col) for col in zip(*reads, strict=True))
@@ -415,6 +522,9 @@ class Listener:
                 "value": pl.Series(values, dtype=pl.String),
                 "source": pl.Series(["ami"] * len(reads), dtype=pl.String)})
             self.stats.add(self.ingest_reads(self.db, frame, origin=origin, clock=self.clock))
+            # judged before the ack: a crash in between means redelivery, and judging again
+            self.stats.held += plausibility.hold_implausible(
+                self.db, self.clock, frame.select("meter_id", "read_at", "register"))
         for minutes, rows in intervals.items():
             meter_ids, ts, kwh = (list(col) for col in zip(*rows, strict=True))
             frame = pl.DataFrame({"meter_id": pl.Series(meter_ids, dtype=pl.String),
@@ -439,9 +549,11 @@ def listen(db: Database, options: ListenOptions, *, clock: Clock,
 # ---------------------------------------------------------------------------- publishing
 
 def publish(url: str, topic: str, payloads: Iterable[bytes | str], *, qos: int = 1,
-            client_id: str | None = None, window: int = 100) -> int:
+            client_id: str | None = None, window: int = 100,
+            security: MqttSecurity | None = None) -> int:
     """Publish payloads and wait until the broker has them all (for gateways' tests and the
-    benchmark); keeps up to ``window`` messages in flight. Returns the number published."""
+    benchmark); keeps up to ``window`` messages in flight. Returns the number published.
+    ``security``: TLS and the gateway's credentials (None: plaintext, a local test broker)."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
@@ -450,9 +562,7 @@ def publish(url: str, topic: str, payloads: Iterable[bytes | str], *, qos: int =
                          protocol=mqtt.MQTTv311)
     client.max_inflight_messages_set(window)
     client.max_queued_messages_set(0)
-    if broker.username:
-        client.username_pw_set(broker.username, broker.password)
-    client.connect(broker.host, broker.port, keepalive=30)
+    _connect_client(client, broker, _security(broker, security or MqttSecurity(allow_plaintext=True)))
     client.loop_start()
     published = 0
     in_flight: deque[Any] = deque()

@@ -185,6 +185,7 @@ def poll(db: Database, cfg: Dlt645Config, *, clock: Clock, meter_ids: list[str] 
     from dianfei.metering.control import run_sync
     from dianfei.metering.gateways import config_for, gateway_label, gateways
     from dianfei.metering.ingest import ingest_reads
+    from dianfei.metering.vee.plausibility import hold_implausible
 
     started = time.monotonic()
     if concurrency < 1:
@@ -234,6 +235,9 @@ def poll(db: Database, cfg: Dlt645Config, *, clock: Clock, meter_ids: list[str] 
         stored = ingest_reads(db, frame, origin=origin, clock=clock)
         result.accepted, result.rejected, result.duplicates = (stored.accepted, stored.rejected,
                                                                stored.duplicates)
+        # a read no meter could register (a spoofed gateway, a corrupt frame) is held for a
+        # person and never moves a prepaid balance (metering/vee/plausibility.py)
+        hold_implausible(db, clock, frame.select("meter_id", "read_at", "register"))
         result.batch_id = stored.batch_id
     checks = [(t.meter_id, r.received_at, r.meter_time, gateway_label(t.gateway_id))
               for t, r in readings if r.meter_time is not None and r.received_at is not None]

@@ -22,6 +22,7 @@ from sqlalchemy import text
 
 from dianfei.core.clock import FixedClock
 from dianfei.db.engine import Database
+from dianfei.metering.gateways import Gateway, add_gateway, assign_gateway
 from dianfei.metering.mqtt import (
     Listener,
     ListenOptions,
@@ -30,6 +31,7 @@ from dianfei.metering.mqtt import (
     parse_message,
     publish,
 )
+from dianfei.metering.mqtt_security import PLAINTEXT
 from tests.metering.live.conftest import load_meters
 
 BROKER = "mqtt://127.0.0.1:1883"
@@ -140,7 +142,8 @@ SESSIONS: list[str] = []
 
 @pytest.fixture
 def topic() -> Iterator[str]:
-    yield f"dianfei-test/{uuid.uuid4().hex}/readings"
+    # ami/<gateway>/readings: the gateway is the level before the last
+    yield f"dianfei-test/{uuid.uuid4().hex}/GW-1/readings"
     while SESSIONS:
         forget_session(SESSIONS.pop())
 
@@ -152,6 +155,7 @@ def start(db: Database, topic: str, tmp_path: Path, **kw: Any) -> tuple[threadin
     ingest = kw.pop("ingest_reads", None)
     kw = {"client_id": f"t-{uuid.uuid4().hex[:10]}", "idle_timeout": 3.0, **kw}
     SESSIONS.append(kw["client_id"])
+    kw.setdefault("security", PLAINTEXT)
     opts = ListenOptions(url=BROKER, topics=(topic,), rejected_dir=tmp_path / "rejected", **kw)
     listener = Listener(db, opts, clock=CLOCK, on_ready=ready.set, ingest_reads=ingest)
 
@@ -177,6 +181,15 @@ def finish(thread: threading.Thread, box: dict[str, Any]) -> ListenStats:
     return box["stats"]  # type: ignore[no-any-return]
 
 
+def bound_meters(db: Database, n: int, gateway: str = "GW-1") -> list[str]:
+    """``n`` meters (load_meters) reported by ``gateway``, which is on file."""
+    meters = load_meters(db, n)
+    add_gateway(db, CLOCK, Gateway(gateway, "10.0.0.1", 8899))
+    for m in meters:
+        assign_gateway(db, m, gateway)
+    return meters
+
+
 def stored(db: Database) -> list[tuple[str, str, int]]:
     with db.engine.connect() as conn:
         return [(r[0], r[1], int(r[2])) for r in conn.execute(text(
@@ -196,8 +209,8 @@ def forget_session(client_id: str) -> None:
 
 @needs_broker
 def test_listener_stores_validates_and_counts(db: Database, topic: str, tmp_path: Path) -> None:
-    # given three meters and a listener
-    load_meters(db, 3)
+    # given three meters of gateway GW-1 and a listener
+    bound_meters(db, 3)
     thread, box = start(db, topic, tmp_path, max_messages=5)
     good1 = message("m1", ("MC001", "2026-03-01T00:00:00+08:00", "total", "100.25"),
                     ("MC002", "2026-03-01T00:00:00+08:00", "total", "200.50"))
@@ -222,7 +235,7 @@ def test_listener_stores_validates_and_counts(db: Database, topic: str, tmp_path
 
 @needs_broker
 def test_a_crash_before_commit_means_redelivery_not_loss(db: Database, topic: str, tmp_path: Path) -> None:
-    load_meters(db, 2)
+    bound_meters(db, 2)
     client_id = f"t-{uuid.uuid4().hex[:10]}"
 
     def broken(*_a: Any, **_k: Any) -> Any:
@@ -248,7 +261,7 @@ def test_a_crash_before_commit_means_redelivery_not_loss(db: Database, topic: st
 
 @needs_broker
 def test_intervals_go_to_the_interval_store(db: Database, topic: str, tmp_path: Path) -> None:
-    load_meters(db, 1)
+    bound_meters(db, 1)
     thread, box = start(db, topic, tmp_path, max_messages=1)
     publish(BROKER, topic, [json.dumps({
         "gateway_id": "GW-1", "message_id": "i1", "interval_minutes": 15,
@@ -264,7 +277,8 @@ def test_listen_command(db_env: dict[str, str], topic: str) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "dianfei", "meters", "listen", "--mqtt", BROKER, "--topic", topic,
          "--client-id", client_id, "--max-messages", "2", "--idle-timeout", "20", "--json"],
-        env={**os.environ, **db_env, "DIANFEI_NOW": "2026-03-01T09:00:00+08:00"},
+        env={**os.environ, **db_env, "DIANFEI_NOW": "2026-03-01T09:00:00+08:00",
+             "DIANFEI_MQTT_ALLOW_PLAINTEXT": "true"},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stderr is not None
@@ -277,13 +291,16 @@ def test_listen_command(db_env: dict[str, str], topic: str) -> None:
         forget_session(client_id)
     assert proc.returncode == 0, err
     got = json.loads(out)
-    assert {k: got[k] for k in ("messages", "readings", "accepted", "rejected", "rejected_messages")} == \
-        {"messages": 2, "readings": 1, "accepted": 0, "rejected": 1, "rejected_messages": 1}
-    assert got["rejections"][0]["reason"] == "gateway_id must be a non-empty text"
+    assert {k: got[k] for k in ("messages", "readings", "accepted", "rejected", "rejected_messages",
+                                "unauthorised")} == \
+        {"messages": 2, "readings": 0, "accepted": 0, "rejected": 0, "rejected_messages": 2,
+         "unauthorised": 1}
+    assert [r["reason"] for r in got["rejections"]] == [
+        "gateway_id must be a non-empty text", "gateway GW-1 is not on file (dianfei meters gateway add)"]
 
 
 def test_bad_broker_url_is_a_clear_error(db: Database) -> None:
     from dianfei.core.errors import ValidationError
 
     with pytest.raises(ValidationError, match="broker URL must look like mqtt://host:1883"):
-        Listener(db, ListenOptions(url="http://x", topics=("t",)), clock=CLOCK)
+        Listener(db, ListenOptions(url="http://x", topics=("t",), security=PLAINTEXT), clock=CLOCK)

@@ -95,3 +95,26 @@ def test_poll_command(db: Database, db_env: dict[str, str], sim: MeterSimulator)
     refused = "meter 000000000003 refused (error reply 0xD1): other error (其他错误)"
     assert out["failures"] == [{"meter_id": "MC003", "address": "000000000003", "retryable": False,
                                 "reason": refused}]
+
+
+def test_a_polled_read_no_meter_could_register_is_held(db: Database, sim: MeterSimulator) -> None:
+    """The simulator's MC001 shows 1,000.25 kWh; an hour before, 100.00 was stored: 900 kWh in
+    an hour is held for a person (VEE finding implausible_read), MC002 is not."""
+    import polars as pl
+
+    from dianfei.metering.service import store_reads
+    from dianfei.metering.vee import service as vee
+
+    load_meters(db, 2)
+    before = datetime(2026, 3, 1, 0, 0, 7, tzinfo=UTC)
+    with db.engine.begin() as conn:
+        store_reads(conn, pl.DataFrame(
+            {"meter_id": ["MC001", "MC002"], "read_at": [before, before], "register": "total",
+             "value": [10_000, 199_900], "source": "ami"},
+            schema={"meter_id": pl.String, "read_at": pl.Datetime("us", "UTC"),
+                    "register": pl.String, "value": pl.Int64, "source": pl.String}))
+    result = poll(db, cfg(sim), clock=CLOCK, meter_ids=["MC001", "MC002"])
+    assert result.accepted == 2
+    held = vee.findings(db, rule="implausible_read")
+    assert held.select("meter_id", "ts").rows() == [("MC001", CLOCK.now())]
+    assert "implies 900.25 kWh in 1.00 h, more than the meter can register" in held["detail"][0]

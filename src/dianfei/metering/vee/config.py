@@ -74,6 +74,19 @@ class VeeConfig:
     #: whole span (measured, VEE-estimated or edited) and at most this share of them are VEE
     #: estimates; otherwise the account stays on the bill run's exceptions
     bill_estimate_max_share: float = 0.1
+    #: plausibility of register reads (示数合理性, metering/vee/plausibility.py): a read implying
+    #: more than implausible_max_kw × the hours since the previous read (the most a direct meter
+    #: registers; contracted capacity_kva × implausible_capacity_factor / multiplier when higher),
+    #: more than half the register's range, or — with implausible_min_history_days of history —
+    #: more than implausible_history_factor × the meter's usual daily usage in the last
+    #: implausible_history_days (and more than implausible_min_kwh) is held for a person and
+    #: never moves a prepaid balance
+    implausible_max_kw: float = 70.0
+    implausible_capacity_factor: float = 1.5
+    implausible_history_factor: float = 10.0
+    implausible_history_days: int = 90
+    implausible_min_history_days: int = 7
+    implausible_min_kwh: float = 50.0
     #: per customer class (``[vee.class.<class>]``) and per meter (``[vee.meter."<id>"]``):
     #: the spike settings of SPIKE_OVERRIDABLE for those meters (a meter's own beat its class's)
     classes: dict[str, dict[str, float]] = field(default_factory=lambda: dict(CLASS_DEFAULTS))
@@ -121,7 +134,9 @@ class VeeConfig:
 
     def check(self) -> None:
         positive = ("spike_factor", "usage_high_factor", "profile_weeks", "usage_window_days",
-                    "usage_min_days", "max_estimate_days")
+                    "usage_min_days", "max_estimate_days", "implausible_max_kw",
+                    "implausible_capacity_factor", "implausible_history_factor",
+                    "implausible_history_days")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ValidationError(f"[vee] {name} must be positive")
@@ -141,7 +156,8 @@ class VeeConfig:
                 for key, value in table.items():
                     if (value <= 0 and key != "spike_min_kw") or value < 0:
                         raise ValidationError(f"[vee.{where}.{name}] {key} must be positive")
-        for key in ("spike_min_kw", "spike_floor_kw"):
+        for key in ("spike_min_kw", "spike_floor_kw", "implausible_min_history_days",
+                    "implausible_min_kwh"):
             if getattr(self, key) < 0:
                 raise ValidationError(f"[vee] {key} must not be negative")
 

@@ -57,6 +57,8 @@ RULES: Final = {
     "high_usage": "a complete day far above the meter's usual daily total",
     "low_usage": "a complete day far below the meter's usual daily total",
     "reverse_energy": "energy flowing back (negative intervals) on a business day",
+    "implausible_read": "a register read no meter could have registered (held; never used for a "
+                        "prepaid balance) — stored by the plausibility check, not by vee run",
     "duplicate": "a repeated interval in one import with the same value as the first",
     "conflicting_duplicate": "a repeated interval in one import with a different value",
     "rollover": "a register read lower than the previous one, explained by the register wrapping",

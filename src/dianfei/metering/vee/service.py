@@ -26,7 +26,7 @@ import polars as pl
 from dianfei.core.clock import Clock, start_of_day
 from dianfei.core.errors import NotFoundError, ValidationError
 from dianfei.core.money import parse_decimal
-from dianfei.metering.vee import pipeline, readrate, repository, rules, tou
+from dianfei.metering.vee import pipeline, plausibility, readrate, repository, rules, tou
 from dianfei.metering.vee.config import VeeConfig
 
 if TYPE_CHECKING:
@@ -153,6 +153,14 @@ def findings(db: Database, *, rule: str | None = None, meter_id: str | None = No
     if rule is not None and rule not in rules.RULES:
         raise ValidationError(f"unknown rule {rule!r} (known: {', '.join(rules.RULES)})")
     found = _result(db, day_from, day_to, with_findings=True, with_estimates=False).findings
+    # held reads are judged when they arrive (plausibility.py), not recomputed: add the stored
+    held = plausibility.held_findings(db)
+    lo, hi = repository.instants(db, day_from, day_to)
+    if lo is not None:
+        held = held.filter(pl.col("ts") >= lo)
+    if hi is not None:
+        held = held.filter(pl.col("ts") < hi)
+    found = pl.concat([found, held.select(found.columns)]).sort("rule", "meter_id", "ts", "ref")
     if rule is not None:
         found = found.filter(pl.col("rule") == rule)
     if meter_id is not None:
