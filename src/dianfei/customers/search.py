@@ -1,7 +1,8 @@
 """Finding a customer from what a caller says (户号、户名、表号) and who the customer is: what the
 console's search box and its customer 360 page read of the customers package.
 
-Search matches a customer id, an account id or a meter number exactly, or a part of the name.
+Search matches a customer id, an account id or a meter number exactly (indexed lookups), else a
+part of the name (a scan of the customers).
 A phone number cannot be searched: phones are stored encrypted (db/pii.py) with no keyed hash or
 last-four index beside them, so finding one would mean decrypting every customer's phone.
 """
@@ -17,11 +18,14 @@ from dianfei.core.errors import NotFoundError, ValidationError
 #: the longest search text accepted (the header box allows 64 characters too)
 MAX_QUERY = 64
 
-_MATCH = (
-    "FROM accounts a JOIN customers c ON c.customer_id = a.customer_id "
-    "WHERE a.account_id = :q OR c.customer_id = :q OR c.name LIKE :like ESCAPE '\\' "
-    "OR a.account_id IN (SELECT m.account_id FROM meters m WHERE m.meter_id = :q)"
-)
+_COLUMNS = ("SELECT a.account_id, c.customer_id, c.name, c.customer_class, c.region_id, "
+            "c.station_id, c.collector_id, a.closed_on ")
+_JOIN = "FROM accounts a JOIN customers c ON c.customer_id = a.customer_id "
+#: the exact matches, each an indexed lookup (primary keys, accounts.customer_id, meters' key)
+_EXACT = (f"{_COLUMNS}{_JOIN}WHERE a.account_id = :q UNION "
+          f"{_COLUMNS}{_JOIN}WHERE c.customer_id = :q UNION "
+          f"{_COLUMNS}{_JOIN}JOIN meters m ON m.account_id = a.account_id WHERE m.meter_id = :q")
+_BY_NAME = f"{_JOIN}WHERE c.name LIKE :like ESCAPE '\\'"
 
 
 def _like(q: str) -> str:
@@ -42,15 +46,20 @@ def clean_query(q: str | None) -> str:
 def find_accounts(engine: Engine, q: str, offset: int, limit: int
                   ) -> tuple[list[dict[str, Any]], int]:
     """One page of the accounts matching ``q`` (account id order) and how many match in all:
-    account_id, customer_id, name, customer_class, region_id, station_id, collector_id, closed_on."""
+    account_id, customer_id, name, customer_class, region_id, station_id, collector_id,
+    closed_on. An id or meter number that matches exactly answers alone (indexed lookups);
+    only when nothing does is ``q`` looked for inside the names (a scan of the customers)."""
     q = clean_query(q)
-    params = {"q": q, "like": _like(q), "offset": offset, "limit": limit}
     with engine.connect() as conn:
-        total = int(conn.execute(text(f"SELECT COUNT(*) {_MATCH}"), params).scalar_one())
+        exact = [dict(r) for r in conn.execute(text(_EXACT), {"q": q}).mappings()]
+        if exact:
+            exact.sort(key=lambda r: str(r["account_id"]))
+            return exact[offset:offset + limit], len(exact)
+        params = {"like": _like(q), "offset": offset, "limit": limit}
+        total = int(conn.execute(text(f"SELECT COUNT(*) {_BY_NAME}"), params).scalar_one())
         rows = conn.execute(text(
-            "SELECT a.account_id, c.customer_id, c.name, c.customer_class, c.region_id, "
-            f"c.station_id, c.collector_id, a.closed_on {_MATCH} "
-            "ORDER BY a.account_id LIMIT :limit OFFSET :offset"), params).mappings().all()
+            f"{_COLUMNS}{_BY_NAME} ORDER BY a.account_id LIMIT :limit OFFSET :offset"),
+            params).mappings().all()
     return [dict(r) for r in rows], total
 
 

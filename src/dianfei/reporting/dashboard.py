@@ -145,6 +145,25 @@ def dashboard(db: Database, period: Period, as_of: date, f: Filters) -> dict[str
     return {**fresh, "cached": False}
 
 
+def latest_period(db: Database) -> Period | None:
+    """The latest period with bills (None: nothing billed yet), cached like the figures."""
+    from dianfei.billing.service import period_totals
+    from dianfei.ledger.service import high_water
+
+    with db.engine.connect() as conn:
+        mark = high_water(conn)
+    key = (str(db.engine.url), "latest", mark)
+    with _lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]["period"]  # type: ignore[no-any-return]
+    totals = period_totals(db)
+    found = None if totals.height == 0 else Period.parse(str(totals["period"].max()))
+    with _lock:
+        _cache[key] = {"period": found}
+    return found
+
+
 def forget() -> None:
     """Drop every cached dashboard (tests; a figure changed outside the ledger)."""
     with _lock:

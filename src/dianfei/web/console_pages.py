@@ -54,7 +54,7 @@ def register(app: FastAPI, db: Database, clock: Clock) -> None:
         from dianfei.customers.models import CUSTOMER_CLASSES
         from dianfei.customers.search import regions
         from dianfei.customers.service import collectors
-        from dianfei.reporting.dashboard import Filters, dashboard
+        from dianfei.reporting.dashboard import Filters, dashboard, latest_period
 
         q = request.query_params
         f = Filters(region=q.get("region") or None, customer_class=q.get("customer_class") or None,
@@ -66,7 +66,7 @@ def register(app: FastAPI, db: Database, clock: Clock) -> None:
             region_list = regions(conn)
         choices = {"regions": region_list, "classes": CUSTOMER_CLASSES,
                    "collectors": collectors(db.engine).sort("collector_id").to_dicts()}
-        period = Period.parse(q["period"]) if q.get("period") else _latest_period(db)
+        period = Period.parse(q["period"]) if q.get("period") else latest_period(db)
         t = console.context(request)["t"]
         if period is None:
             return console.render(request, "console/dashboard.html", title=t("nav.dashboard"),
@@ -399,16 +399,6 @@ def _line(trend: list[dict[str, Any]], key: str, label: str, percent: bool) -> d
             "yAxis": {"type": "value", "name": "%" if percent else "", "scale": True},
             "series": [{"type": "line", "name": label, "data": values, "connectNulls": False,
                         "itemStyle": {"color": "#0b4f8a"}}]}
-
-
-def _latest_period(db: Database) -> Period | None:
-    """The latest period with bills (None: nothing billed yet)."""
-    from dianfei.billing.service import period_totals
-
-    totals = period_totals(db)
-    if totals.height == 0:
-        return None
-    return Period.parse(str(totals["period"].max()))
 
 
 def _shown(path: Path) -> str:
