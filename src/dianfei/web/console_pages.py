@@ -9,6 +9,7 @@ exports (web/tables.py). docs/console.md says what each page shows and to whom.
 from __future__ import annotations
 
 from datetime import date
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -376,15 +377,19 @@ def bill_status(db: Database, account: str, bill_id: str, day: date) -> dict[str
     return {**found.row(0, named=True), "as_of": day.isoformat()}
 
 
-def with_status(html: str, status: dict[str, Any], lang: str) -> str:
-    """The web bill with its payment status on top (rendered from console/bill_status.html)."""
+@lru_cache(maxsize=1)
+def _templates() -> Any:
     from jinja2 import Environment, PackageLoader, select_autoescape
 
-    env = Environment(loader=PackageLoader("dianfei.web", "templates"),
-                      autoescape=select_autoescape(["html"]))
+    return Environment(loader=PackageLoader("dianfei.web", "templates"),
+                       autoescape=select_autoescape(["html"]))
+
+
+def with_status(html: str, status: dict[str, Any], lang: str) -> str:
+    """The web bill with its payment status on top (rendered from console/bill_status.html)."""
     i18n.add(WORDS)
-    block = env.get_template("console/bill_status.html").render(
-        s=status, t=i18n.translator(i18n.normalise(lang)))
+    block = str(_templates().get_template("console/bill_status.html").render(
+        s=status, t=i18n.translator(i18n.normalise(lang))))
     head, sep, rest = html.partition("<body>")
     return head + sep + block + rest if sep else block + html
 
