@@ -123,6 +123,8 @@ def compute(db: Database, period: Period, as_of: date, f: Filters) -> dict[str, 
 
 _cache: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
 _lock = threading.Lock()
+#: the keys being computed, each with the lock its computation holds
+_computing: dict[tuple[Any, ...], threading.Lock] = {}
 
 
 def dashboard(db: Database, period: Period, as_of: date, f: Filters) -> dict[str, Any]:
@@ -137,11 +139,22 @@ def dashboard(db: Database, period: Period, as_of: date, f: Filters) -> dict[str
         if hit is not None:
             _cache.move_to_end(key)
             return {**hit, "cached": True}
-    fresh = compute(db, period, as_of, f)
-    with _lock:
-        _cache[key] = fresh
-        while len(_cache) > _MAX_CACHED:
-            _cache.popitem(last=False)
+        gate = _computing.setdefault(key, threading.Lock())
+    # one computation per key: views arriving meanwhile wait for it instead of starting their own
+    with gate:
+        with _lock:
+            hit = _cache.get(key)
+        if hit is not None:
+            return {**hit, "cached": True}
+        try:
+            fresh = compute(db, period, as_of, f)
+            with _lock:  # cached before the gate goes: a later view finds one or the other
+                _cache[key] = fresh
+                while len(_cache) > _MAX_CACHED:
+                    _cache.popitem(last=False)
+        finally:
+            with _lock:
+                _computing.pop(key, None)
     return {**fresh, "cached": False}
 
 
