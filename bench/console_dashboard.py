@@ -29,7 +29,6 @@ import polars as pl
 
 from bench.kpi import build, periods, write_sqlite
 
-
 #: process CPU milliseconds of each view, beside the wall-clock ones (a shared machine's load
 #: inflates the wall clock, not the CPU a view takes)
 CPU: dict[str, list[float]] = {}
