@@ -88,3 +88,20 @@ def test_a_supervisor_reads_the_dashboard_finds_an_account_and_opens_it(
         page.click("nav.menu >> text=作业")
         page.wait_for_url("**/jobs")
         assert "共 0 条" in page.inner_text(".pager")
+
+
+def test_the_customer_360_reads_on_a_phone(db: Database, phone: Any) -> None:
+    _utility(db)
+    now = FixedClock(datetime(2026, 3, 20, 9, 0, tzinfo=BUSINESS_TZ))
+    with LiveServer(db, now) as server:
+        sign_in(phone, server.url, "lin", PASSWORD)
+        phone.goto(f"{server.url}/customers/by-account/C01")
+        phone.wait_for_url("**/customers/C01?account=C01")
+        phone.wait_for_selector("#table-bills-C01 tbody tr")
+        phone.wait_for_selector("#usage-chart canvas")
+        # tables become cards on a phone: each cell carries its column's name
+        first = phone.locator("#table-bills-C01 tbody tr").first
+        assert "已缴（元）" in first.locator("td").nth(5).get_attribute("data-label")
+        width = phone.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390 + 1, width  # nothing wider than the screen
+        shot(phone, "customer-360-phone")
