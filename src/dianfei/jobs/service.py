@@ -345,3 +345,37 @@ def operational_metrics(conn: Any) -> list[Metric]:
     return [grouped("dianfei_job_runs", "job runs, by status", "gauge", "status", by_status),
             Metric("dianfei_job_last_duration_seconds", "duration of each job's last finished run",
                    "gauge", tuple(({"job": j}, d) for j, d in sorted(latest.items())))]
+
+
+#: the states a run can be in (queued → running → done; failed once its attempts are spent)
+RUN_STATES = ("queued", "running", "done", "failed", "skipped")
+
+
+def run_page(db: Database, *, status: str | None = None, kind: str | None = None,
+             offset: int = 0, limit: int = 50) -> tuple[list[dict[str, Any]], int]:
+    """One page of the job history (newest first, the rows of :func:`runs`) and how many runs
+    match ``status`` / ``kind`` in all: the console's jobs page."""
+    if status is not None and status not in RUN_STATES:
+        raise ValidationError(f"state must be one of {', '.join(RUN_STATES)}, got {status!r}")
+    where = []
+    if status:
+        where.append(JobRun.status == status)
+    if kind:
+        where.append(JobRun.kind == kind)
+    q = (select(JobRun).where(*where)
+         .order_by(JobRun.scheduled_for.desc(), JobRun.run_id.desc()).offset(offset).limit(limit))
+    with db.session() as s:
+        total = int(s.scalar(select(func.count()).select_from(JobRun).where(*where)) or 0)
+        rows = [{"run_id": r.run_id, "job": r.job, "kind": r.kind,
+                 "scheduled_for": _instant(r.scheduled_for), "status": r.status,
+                 "attempts": r.attempts, "max_attempts": r.max_attempts,
+                 "triggered_by": r.triggered_by, "started_at": _instant(r.started_at),
+                 "finished_at": _instant(r.finished_at), "error": r.error}
+                for r in s.scalars(q)]
+    return rows, total
+
+
+def kinds_seen(db: Database) -> list[str]:
+    """The job kinds that have runs (the jobs page's filter)."""
+    with db.session() as s:
+        return [str(k) for k in s.scalars(select(JobRun.kind).distinct().order_by(JobRun.kind))]

@@ -509,3 +509,11 @@ def reversal_of(conn: Connection | Session, entry_id: int) -> int | None:
 
 def _conn(conn: Connection | Session) -> Connection:
     return conn.connection() if isinstance(conn, Session) else conn
+
+
+def high_water(conn: Connection) -> int:
+    """The highest ledger entry id (0: none). Entries are only ever appended (a correction is a
+    new reversal entry), so while this stays the same no bill, payment or write-off changed:
+    what a cache of figures over the ledger is keyed by."""
+    return int(conn.execute(text("SELECT COALESCE(MAX(entry_id), 0) FROM ledger_entries"))
+               .scalar_one())

@@ -468,3 +468,13 @@ def period_kpis(db: Database, period: Period, as_of: date, by: str | None = None
 def last_full_period(today: date) -> Period:
     """The last period whose month has ended (the demo summary's period)."""
     return Period(today.year, today.month).prev()
+
+
+def service_figures(inp: Inputs, as_of: date, column: str | None = None) -> dict[str, dict[str, Any]]:
+    """The service KPIs of ``inp.period`` per group of the customers' ``column`` (or ``"all"``):
+    complaint rate, satisfaction, notice delivery, read success, exposure, write-offs — what
+    :func:`compute` reports beside the money, for a trend of them (the console's dashboard)."""
+    import polars as pl
+
+    this = bill_state(inp.bills.filter(pl.col("period") == str(inp.period)), inp.clearings, as_of)
+    return _service_figures(inp, this, as_of, column)

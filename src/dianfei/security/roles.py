@@ -43,6 +43,10 @@ PERMISSIONS: Mapping[str, str] = {
     "contacts:verify": "record a contact verified with the customer",
     "ratings:read": "credit ratings and the incentives report",
     "experiments:read": "strategy experiments: arms, sizes, KPIs with confidence intervals",
+    # the staff console's core pages (web/console_pages.py)
+    "pii:read": "phone and ID numbers unmasked on screen (others see 138****5678)",
+    "jobs:read": "the job runs history (kind, state, attempts, errors)",
+    "settings:read": "the configuration files in force (tariffs, ladders, rules), read-only",
 }
 
 _READ_BILLS = {"periods:read", "bills:read", "customers:read"}
@@ -132,6 +136,15 @@ _OPS_GRANTS: Mapping[str, frozenset[str]] = {
     "cashier": frozenset({"counter:take"}),
 }
 ROLE_PERMISSIONS = {role: perms | _OPS_GRANTS.get(role, frozenset())
+                    for role, perms in ROLE_PERMISSIONS.items()}
+
+#: the console's core pages: supervisors see personal data, supervisors and auditors read the
+#: job history and the settings in force (admin has every permission already)
+_CONSOLE_GRANTS: Mapping[str, frozenset[str]] = {
+    "supervisor": frozenset({"pii:read", "jobs:read", "settings:read"}),
+    "auditor": frozenset({"jobs:read", "settings:read"}),
+}
+ROLE_PERMISSIONS = {role: perms | _CONSOLE_GRANTS.get(role, frozenset())
                     for role, perms in ROLE_PERMISSIONS.items()}
 
 ROLES = tuple(ROLE_PERMISSIONS)

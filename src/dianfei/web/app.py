@@ -102,6 +102,9 @@ def create_app(db: Database, clock: Clock | None = None) -> FastAPI:
     from dianfei.web import ops_pages
 
     ops_pages.register(app, db, clock or SystemClock())
+    from dianfei.web import console_pages
+
+    console_pages.register(app, db, clock or SystemClock())
     @app.exception_handler(DianfeiError)
     async def _domain_error(_request: Request, exc: DianfeiError) -> JSONResponse:
         return JSONResponse({"error": exc.code, "message": str(exc), "field": exc.where},
@@ -252,8 +255,15 @@ def create_app(db: Database, clock: Clock | None = None) -> FastAPI:
     @app.get("/bills/{account}/{period}", response_class=HTMLResponse, include_in_schema=False,
              **guard("bills:read"))
     def bill_page(account: str, period: str, lang: str = "zh-CN") -> str:
-        """The web bill: the same view as the PDF (zh-CN, or ?lang=en)."""
-        return render_html(_bill(account, period), normalise_lang(lang))
+        """The web bill: the same view as the PDF (zh-CN, or ?lang=en), with what is paid, open
+        and overdue on it today on top."""
+        from dianfei.core.clock import business_date
+        from dianfei.web.console_pages import bill_status, with_status
+
+        doc = _bill(account, period)
+        status = bill_status(db, account, doc["bill_id"],
+                             business_date((clock or SystemClock()).now()))
+        return with_status(render_html(doc, normalise_lang(lang)), status, lang)
 
     @app.get("/bills/{account}/{period}/pdf", include_in_schema=False, **guard("bills:read"))
     def bill_pdf(account: str, period: str, lang: str = "zh-CN") -> Response:

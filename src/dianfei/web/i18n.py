@@ -18,7 +18,7 @@ MESSAGES: dict[str, Mapping[str, str]] = {
     "portal": {"zh-CN": "客户服务", "en": "Customer service"},
     "sign_in": {"zh-CN": "登录", "en": "Sign in"},
     "sign_out": {"zh-CN": "退出", "en": "Sign out"},
-    "search": {"zh-CN": "搜索户号、户名、电话尾号", "en": "Search account, name, phone"},
+    "search": {"zh-CN": "搜索户号、户名、表号", "en": "Search account, name, meter"},
     "go": {"zh-CN": "查询", "en": "Go"},
     "previous": {"zh-CN": "上一页", "en": "Previous"},
     "next": {"zh-CN": "下一页", "en": "Next"},
