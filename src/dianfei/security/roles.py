@@ -93,3 +93,16 @@ def allows(role: str, permission: str) -> bool:
 
 def roles_with(permission: str) -> list[str]:
     return [r for r in ROLES if allows(r, permission)]
+
+#: the customer portal (web/portal.py): a customer's own usage, payments and requests; every
+#: route further limits them to the signed-in customer (another customer's id answers 404)
+_PORTAL_PERMISSIONS: Mapping[str, str] = {
+    "own:usage": "the signed-in customer's own usage charts",
+    "own:pay": "create a payment order for the signed-in customer's own bill",
+    "own:plans": "request a payment plan for the signed-in customer's own account",
+    "own:complaints": "file a complaint about the signed-in customer's own service",
+    "own:ratings": "rate the service the signed-in customer received",
+}
+PERMISSIONS = {**PERMISSIONS, **_PORTAL_PERMISSIONS}
+ROLE_PERMISSIONS = {**ROLE_PERMISSIONS,
+                    "customer": ROLE_PERMISSIONS["customer"] | frozenset(_PORTAL_PERMISSIONS)}

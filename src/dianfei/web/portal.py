@@ -1,0 +1,675 @@
+"""The customer portal (网上营业厅): a customer signs in with a one-time code sent to their phone
+(or a password), sees their bills — the transparent bill, as staff see it — and their usage,
+pays an open bill through an online channel, asks for a payment plan within policy, files a
+complaint and rates the service.
+
+Every page but the sign-in is guarded by an ``own:*`` permission (only the ``customer`` role has
+them) and shows the signed-in customer's data only: another customer's bill, ticket or visit
+answers 404, the same as one that does not exist. Pages call the domain services (billing,
+ledger, payments, collections) and never read their tables. Words: :mod:`web.portal_words`.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import replace
+from datetime import UTC, date, datetime
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+from fastapi import BackgroundTasks, FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from dianfei.core.clock import BUSINESS_TZ, Clock, Period, business_date
+from dianfei.core.crypto import PiiCipher, mask_phone
+from dianfei.core.errors import DianfeiError, ValidationError
+from dianfei.core.money import fmt_yuan, parse_decimal, to_fen
+from dianfei.db.engine import Database
+from dianfei.security.otp import OtpPolicy, issue_token, portal_user, request_code, verify_code
+from dianfei.security.service import Principal
+from dianfei.web import i18n
+from dianfei.web.auth import COOKIE, guard, safe_next, signed_in
+from dianfei.web.console import Console
+from dianfei.web.portal_words import WORDS
+
+log = logging.getLogger("dianfei.portal")
+
+#: the largest form the portal accepts (bytes): a complaint's text is the longest field
+_MAX_FORM = 8192
+#: online channels a customer can pay through here, in the order the page offers them
+PAY_CHANNELS = ("alipay", "wechatpay")
+COMPLAINT_MIN, COMPLAINT_MAX = 5, 1000
+#: bills the usage chart shows
+USAGE_MONTHS = 24
+
+
+def _safe_portal_next(target: str | None) -> str:
+    nxt = safe_next(target)
+    return nxt if nxt.startswith("/portal") else "/portal"
+
+
+async def _form(request: Request) -> dict[str, str]:
+    body = await request.body()
+    if len(body) > _MAX_FORM:
+        raise HTTPException(status_code=413, detail="form too large")
+    return {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+
+
+def _source(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+class Portal:
+    """The portal's routes and what they share (the database, clock, keys, SMS sender)."""
+
+    def __init__(self, app: FastAPI, db: Database, clock: Clock) -> None:
+        from dianfei.notify.service import senders_from_settings
+
+        self.db, self.clock = db, clock
+        self.console: Console = app.state.console
+        self.policy = OtpPolicy.from_settings(db.settings.raw)
+        self._cipher: PiiCipher | None = None
+        #: the SMS sender codes go out through (notify's channel); tests put the fake's here
+        try:
+            app.state.portal_sms = senders_from_settings(db.settings).sms
+        except ValidationError as exc:
+            log.warning("portal: SMS is not configured (%s): codes cannot be sent", exc)
+            app.state.portal_sms = None
+        self.app = app
+
+    # -- shared ---------------------------------------------------------------------------------
+    @property
+    def cipher(self) -> PiiCipher:
+        if self._cipher is None:
+            from dianfei.db.pii import cipher_for
+
+            self._cipher = cipher_for(self.db)
+        return self._cipher
+
+    def render(self, request: Request, template: str, status_code: int = 200,
+               **values: Any) -> HTMLResponse:
+        return self.console.render(request, f"portal/{template}", status_code=status_code,
+                                   **values)
+
+    def customer(self, request: Request) -> tuple[Principal, str]:
+        who = signed_in(request)
+        if who.role != "customer" or not who.customer_id:
+            raise HTTPException(status_code=404, detail="no such customer")
+        return who, who.customer_id
+
+    def today(self) -> date:
+        return business_date(self.clock.now())
+
+    def bills(self, customer_id: str) -> list[dict[str, Any]]:
+        """The customer's bills, newest first, each with what is still open on it (fen) and its
+        state: paid, open, overdue or cancelled."""
+        from dianfei.billing.service import customer_bills
+        from dianfei.ledger.items import open_frame
+
+        bills = customer_bills(self.db.engine, customer_id)
+        accounts = sorted({str(b["account_id"]) for b in bills})
+        open_by_ref: dict[str, int] = {}
+        if accounts:
+            items = open_frame(self.db.engine, accounts)
+            for ref, amount in zip(items["reference"].to_list(), items["open_amount"].to_list(),
+                                   strict=True):
+                if amount > 0:
+                    open_by_ref[str(ref)] = open_by_ref.get(str(ref), 0) + int(amount)
+        today = self.today().isoformat()
+        out = []
+        for b in bills:
+            open_fen = open_by_ref.get(str(b["bill_id"]), 0)
+            if b["status"] == "cancelled":
+                state = "cancelled"
+            elif open_fen > 0:
+                state = "overdue" if str(b["due_on"]) < today else "open"
+            else:
+                state = "paid"
+            out.append({**b, "open_fen": open_fen, "open": fmt_yuan(open_fen), "state": state})
+        return out
+
+    def bill(self, customer_id: str, bill_id: str) -> dict[str, Any]:
+        found = next((b for b in self.bills(customer_id) if b["bill_id"] == bill_id), None)
+        if found is None:  # another customer's bill looks the same as none at all
+            raise HTTPException(status_code=404, detail="no such bill")
+        return found
+
+    def document(self, bill: dict[str, Any]) -> dict[str, Any]:
+        from dianfei.billing.documents import (
+            RATING_HOOK,
+            bill_document,
+            document_context,
+            load_forecaster,
+            load_instalments,
+        )
+
+        p = Period.parse(str(bill["period"]))
+        return bill_document(self.db.engine, str(bill["account_id"]), p,
+                             forecast=load_forecaster(), context=document_context(self.db, p),
+                             instalments=load_instalments(), rating=load_forecaster(RATING_HOOK))
+
+    def accounts(self, customer_id: str) -> list[str]:
+        """The customer's accounts: the one the customers service names, and those billed."""
+        from dianfei.customers.service import accounts_of_customers
+
+        with self.db.engine.connect() as conn:
+            first = accounts_of_customers(conn, [customer_id]).get(customer_id)
+        found = {str(b["account_id"]) for b in self.bills(customer_id)}
+        if first:
+            found.add(first)
+        return sorted(found)
+
+    def channels(self) -> list[str]:
+        """The online channels configured here (a channel without keys could never confirm)."""
+        import os
+
+        from dianfei.payments.channels.config import load_channel_settings
+
+        cfg = load_channel_settings(self.db.settings, os.environ)
+        return [c for c in PAY_CHANNELS if getattr(cfg, c, None) is not None]
+
+    # -- sending the code -------------------------------------------------------------------------
+    def send_code(self, phone: str, code: str, customer_id: str, challenge_id: int) -> None:
+        """Hand the code to notify's SMS channel (run after the answer went out, so a known
+        number takes no longer to answer than an unknown one). A failure is logged, never
+        shown: it would tell the caller the number is a customer's."""
+        from dianfei.notify.channels import Message, Recipient, SendError
+        from dianfei.notify.render import Rendered
+
+        sender = self.app.state.portal_sms
+        if sender is None:
+            log.warning("portal: no SMS channel configured; code %s not sent", challenge_id)
+            return
+        minutes = int(self.policy.ttl.total_seconds() // 60)
+        rendered = Rendered(notice="portal_otp", channel="sms", locale="zh-CN", title="",
+                            paragraphs=(), facts=(),
+                            sms_text=f"您的登录验证码为{code}，{minutes}分钟内有效，请勿告诉他人。",
+                            sms_params={"code": code, "minutes": str(minutes)})
+        message = Message(outbox_id=0, key=f"otp:{challenge_id}", account_id=customer_id,
+                          attempt=1, recipient=Recipient(customer_id=customer_id, name="",
+                                                         phone=phone),
+                          rendered=rendered, at=self.clock.now())
+        try:
+            sender.send(message)
+        except SendError as exc:
+            log.warning("portal: code %s not sent: %s %s", challenge_id, exc.code, exc)
+
+    def signed_in_response(self, request: Request, token: str, target: str) -> Response:
+        resp = RedirectResponse(target, status_code=303)
+        resp.set_cookie(COOKIE, token, httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https", path="/")
+        return resp
+
+
+def login_page(request: Request, status_code: int = 200) -> HTMLResponse:
+    """The portal's sign-in page (also the answer to an anonymous /portal/... request)."""
+    console: Console = request.app.state.console
+    i18n.add(WORDS)
+    return console.render(request, "portal/login.html", status_code=status_code, step="phone",
+                          error=None, phone="", next=_safe_portal_next(request.url.path))
+
+
+def register(app: FastAPI, db: Database, clock: Clock) -> None:
+    i18n.add(WORDS)
+    portal = Portal(app, db, clock)
+    app.state.portal = portal
+    _sign_in_routes(app, portal)
+    _bill_routes(app, portal)
+    _request_routes(app, portal)
+
+
+# ------------------------------------------------------------------------------ signing in
+
+
+def _sign_in_routes(app: FastAPI, portal: Portal) -> None:
+    db = portal.db
+
+    @app.get("/portal/login", response_class=HTMLResponse, include_in_schema=False)
+    def portal_login(request: Request, next: str = "/portal") -> Response:
+        return portal.render(request, "login.html", step="phone", error=None, phone="",
+                             next=_safe_portal_next(next))
+
+    @app.post("/portal/login/code", response_class=HTMLResponse, include_in_schema=False)
+    async def portal_send_code(request: Request, background: BackgroundTasks) -> Response:
+        """Step 1: a code to the phone. The answer is the same whether or not the number is a
+        customer's."""
+        from starlette.concurrency import run_in_threadpool
+
+        form = await _form(request)
+        phone, target = form.get("phone", "").strip(), _safe_portal_next(form.get("next"))
+
+        def issue() -> Any:
+            with db.session() as s:
+                return request_code(s, phone=phone, source=_source(request),
+                                    now=portal.clock.now(), cipher=portal.cipher,
+                                    policy=portal.policy)
+
+        try:
+            issued = await run_in_threadpool(issue)
+        except DianfeiError as exc:
+            return portal.render(request, "login.html", status_code=exc.http_status,
+                                 step="phone", error=exc.code, phone=phone[:20], next=target)
+        if issued.customer_id is not None:
+            background.add_task(portal.send_code, issued.phone, issued.code, issued.customer_id,
+                                issued.challenge_id)
+        return portal.render(request, "login.html", step="code", error=None,
+                             phone=issued.phone, shown=mask_phone(issued.phone), next=target)
+
+    @app.post("/portal/login/verify", include_in_schema=False)
+    async def portal_verify(request: Request) -> Response:
+        """Step 2: the code back → the customer's session cookie."""
+        from starlette.concurrency import run_in_threadpool
+
+        form = await _form(request)
+        phone, target = form.get("phone", "").strip(), _safe_portal_next(form.get("next"))
+
+        def verify() -> tuple[str, datetime]:
+            now = portal.clock.now()
+            # a failure must be kept though the sign-in is refused: committed either way
+            with db.sessions() as s:
+                try:
+                    customer_id = verify_code(s, phone=phone, code=form.get("code", ""),
+                                              source=_source(request), now=now,
+                                              cipher=portal.cipher, policy=portal.policy)
+                    user = portal_user(s, customer_id, now)
+                    return issue_token(s, user, datetime.now(UTC))
+                finally:
+                    s.commit()
+
+        try:
+            token, _ = await run_in_threadpool(verify)
+        except DianfeiError as exc:
+            step = "code" if exc.code != "invalid" else "phone"
+            return portal.render(request, "login.html", status_code=exc.http_status, step=step,
+                                 error=exc.code, phone=phone[:20],
+                                 shown=mask_phone(phone[:20]), next=target)
+        return portal.signed_in_response(request, token, target)
+
+    @app.post("/portal/login/password", include_in_schema=False)
+    async def portal_password(request: Request) -> Response:
+        """User name and password of a customer user (the console's sign-in check)."""
+        from starlette.concurrency import run_in_threadpool
+
+        from dianfei.security.service import sign_in
+
+        form = await _form(request)
+        target = _safe_portal_next(form.get("next"))
+
+        def check() -> str:
+            with db.sessions() as s:
+                try:
+                    token, _ = sign_in(s, username=form.get("username", ""),
+                                       password=form.get("password", ""),
+                                       source=_source(request), now=datetime.now(UTC))
+                    return token
+                finally:
+                    s.commit()
+
+        try:
+            token = await run_in_threadpool(check)
+        except DianfeiError as exc:
+            return portal.render(request, "login.html", status_code=exc.http_status,
+                                 step="phone", error=exc.code, phone="", next=target,
+                                 password_error=True)
+        # staff who sign in here land on the console's start page ("/" sends them there)
+        return portal.signed_in_response(request, token, target)
+
+    @app.post("/portal/logout", include_in_schema=False)
+    def portal_logout(request: Request) -> Response:
+        from dianfei.security.service import revoke
+        from dianfei.web.auth import presented_token
+
+        token = presented_token(dict(request.headers), dict(request.cookies))
+        if token:
+            with db.session() as s:
+                revoke(s, token, datetime.now(UTC))
+        resp = RedirectResponse("/portal/login", status_code=303)
+        resp.delete_cookie(COOKIE, path="/")
+        return resp
+
+
+# ------------------------------------------------------------------------------ bills, usage, pay
+
+
+def _bill_routes(app: FastAPI, portal: Portal) -> None:
+
+    @app.get("/portal", response_class=HTMLResponse, include_in_schema=False,
+             **guard("own:bills"))
+    def portal_home(request: Request) -> Response:
+        _, customer_id = portal.customer(request)
+        bills = portal.bills(customer_id)
+        due = sum(b["open_fen"] for b in bills)
+        overdue = sum(b["open_fen"] for b in bills if b["state"] == "overdue")
+        return portal.render(request, "bills.html", bills=bills[:6], due=fmt_yuan(due),
+                             overdue=fmt_yuan(overdue), home=True)
+
+    @app.get("/portal/bills", response_class=HTMLResponse, include_in_schema=False,
+             **guard("own:bills"))
+    def portal_bills(request: Request) -> Response:
+        _, customer_id = portal.customer(request)
+        bills = portal.bills(customer_id)
+        due = sum(b["open_fen"] for b in bills)
+        overdue = sum(b["open_fen"] for b in bills if b["state"] == "overdue")
+        return portal.render(request, "bills.html", bills=bills, due=fmt_yuan(due),
+                             overdue=fmt_yuan(overdue), home=False)
+
+    @app.get("/portal/bills/{bill_id}", response_class=HTMLResponse, include_in_schema=False,
+             **guard("own:bills"))
+    def portal_bill(request: Request, bill_id: str, lang: str | None = None) -> Response:
+        """The transparent bill (the same document and view as the staff's and the PDF), with
+        the portal's bar on top: back, PDF, pay."""
+        from dianfei.billing.render import render_html
+        from dianfei.billing.view import normalise_lang
+
+        _, customer_id = portal.customer(request)
+        bill = portal.bill(customer_id, bill_id)
+        ctx = portal.console.context(request)
+        page = render_html(portal.document(bill), normalise_lang(lang or ctx["lang"]))
+        bar = portal.console.env.get_template("portal/bill_bar.html").render(
+            **ctx, bill=bill, channels=portal.channels())
+        return HTMLResponse(page.replace("<body>", "<body>" + bar, 1))
+
+    @app.get("/portal/bills/{bill_id}/pdf", include_in_schema=False, **guard("own:bills"))
+    def portal_bill_pdf(request: Request, bill_id: str, lang: str = "zh-CN") -> Response:
+        from dianfei.billing.pdf import render_pdf
+        from dianfei.billing.view import bill_view, normalise_lang
+
+        _, customer_id = portal.customer(request)
+        bill = portal.bill(customer_id, bill_id)
+        pdf = render_pdf(bill_view(portal.document(bill), normalise_lang(lang)))
+        return Response(pdf, media_type="application/pdf", headers={
+            "Content-Disposition": f'inline; filename="{bill_id}.pdf"'})
+
+    @app.get("/portal/usage", response_class=HTMLResponse, include_in_schema=False,
+             **guard("own:usage"))
+    def portal_usage(request: Request) -> Response:
+        """24 months of kWh and amounts, and the peer comparison of the latest bill."""
+        _, customer_id = portal.customer(request)
+        t = portal.console.context(request)["t"]
+        live = [b for b in portal.bills(customer_id) if b["state"] != "cancelled"]
+        shown = list(reversed(live[:USAGE_MONTHS]))
+        option = {
+            "tooltip": {"trigger": "axis"},
+            "legend": {"data": [t("portal.kwh"), t("portal.amount")]},
+            "grid": {"left": 48, "right": 48, "bottom": 40},
+            "xAxis": {"type": "category", "data": [b["period"] for b in shown]},
+            "yAxis": [{"type": "value", "name": "kWh"}, {"type": "value", "name": t("portal.yuan")}],
+            "series": [
+                {"name": t("portal.kwh"), "type": "bar", "data": [b["kwh"] for b in shown]},
+                {"name": t("portal.amount"), "type": "line", "yAxisIndex": 1,
+                 "data": [b["amount"] for b in shown]}],
+        }
+        peers = portal.document(live[0])["peer_comparison"] if live else None
+        return portal.render(request, "usage.html", option=option, rows=list(reversed(shown)),
+                             peers=peers)
+
+    @app.post("/portal/bills/{bill_id}/pay", response_class=HTMLResponse,
+              include_in_schema=False, **guard("own:pay"))
+    async def portal_pay(request: Request, bill_id: str) -> Response:
+        """Create the channel order for what is open on the bill and show what the customer
+        needs to pay it; the payment arrives by the channel's signed callback."""
+        from starlette.concurrency import run_in_threadpool
+
+        form = await _form(request)
+        who, customer_id = portal.customer(request)
+        return await run_in_threadpool(_pay, portal, request, who, customer_id, bill_id,
+                                       form.get("channel", ""))
+
+
+
+def _pay(portal: Portal, request: Request, who: Principal, customer_id: str, bill_id: str,
+         channel: str) -> Response:
+    from dianfei.audit import service as audit
+    from dianfei.billing.documents import Links
+    from dianfei.billing.qr import qr_svg
+    from dianfei.payments.channels.orders import channel_order_fields
+    from dianfei.payments.service import create_order
+
+    bill = portal.bill(customer_id, bill_id)
+    channels = portal.channels()
+    if channel not in channels:
+        return portal.render(request, "message.html", status_code=422, kind="error",
+                             text_key="portal.pay.no_channel", back=f"/portal/bills/{bill_id}")
+    if bill["open_fen"] <= 0:
+        return portal.render(request, "message.html", status_code=409, kind="ok",
+                             text_key="portal.pay.nothing_open", back=f"/portal/bills/{bill_id}")
+    with portal.db.session() as s:
+        order = create_order(s, account_id=str(bill["account_id"]), amount=int(bill["open_fen"]),
+                             channel=channel, clock=portal.clock)
+        fields = channel_order_fields(channel, order_no=order.order_no,
+                                      amount_fen=int(bill["open_fen"]),
+                                      description=f"电费 {bill['account_id']} {bill['period']}",
+                                      expires_at=order.expires_at)
+        audit.record(s.connection(), "portal.order_created", str(bill["account_id"]), {
+            "order_no": order.order_no, "bill_id": bill_id, "channel": channel,
+            "amount_fen": int(bill["open_fen"]), "by": who.username})
+        order_no, expires = order.order_no, order.expires_at
+    links = Links.from_settings(portal.db.settings.raw)
+    payload = f"{links.pay_url}?{urlencode({'channel': channel, 'order': order_no})}"
+    return portal.render(request, "pay.html", bill=bill, channel=channel, order_no=order_no,
+                         amount=fmt_yuan(int(bill["open_fen"])), fields=fields, payload=payload,
+                         qr=qr_svg(payload, scale=4),
+                         expires=expires.astimezone(BUSINESS_TZ).strftime("%Y-%m-%d %H:%M"))
+
+
+# ------------------------------------------------------------------------------ requests
+
+
+def _customer_policy() -> Any:
+    """The plan policy with every row needing approval: a customer's own request is a proposal
+    a person looks at, whatever its size (the limits stay those of the policy)."""
+    from dianfei.collections.plan_policy import plan_policy
+
+    pol = plan_policy()
+    return replace(pol, rows={k: replace(r, approval_always=True) for k, r in pol.rows.items()})
+
+
+def _field_errors(form: dict[str, str], specs: dict[str, tuple[str, ...]]) -> dict[str, str]:
+    """Required fields left empty → {field: message key}."""
+    return {name: "portal.required" for name, _ in specs.items() if not form.get(name, "").strip()}
+
+
+def _request_routes(app: FastAPI, portal: Portal) -> None:
+    db = portal.db
+
+    def plan_page(request: Request, customer_id: str, status_code: int = 200,
+                  **values: Any) -> HTMLResponse:
+        from dianfei.collections.plan_workflow import account_terms, suggest_schedule
+
+        accounts = portal.accounts(customer_id)
+        account = values.pop("account", None) or (accounts[0] if accounts else None)
+        suggestion, refusal, rules = None, None, None
+        if account:
+            pol = _customer_policy()
+            try:
+                with db.session() as s:
+                    rules = account_terms(s.connection(), account, pol).rules.to_json()
+                    suggestion = suggest_schedule(s, account_id=account, clock=portal.clock,
+                                                  policy=pol)
+            except DianfeiError as exc:
+                refusal = str(exc)
+        return portal.render(request, "plan.html", status_code=status_code, accounts=accounts,
+                             account=account, suggestion=suggestion, refusal=refusal, rules=rules,
+                             request_id=values.pop("request_id", uuid.uuid4().hex),
+                             **{"errors": {}, "form": {}, "done": None, "message": None,
+                                **values})
+
+    @app.get("/portal/plan", response_class=HTMLResponse, include_in_schema=False,
+             **guard("own:plans"))
+    def portal_plan(request: Request) -> Response:
+        _, customer_id = portal.customer(request)
+        return plan_page(request, customer_id)
+
+    @app.post("/portal/plan", response_class=HTMLResponse, include_in_schema=False,
+              **guard("own:plans"))
+    async def portal_plan_request(request: Request) -> Response:
+        """A customer's plan request: within policy it becomes a proposal awaiting a staff
+        member's approval; outside it, the policy's reason is shown and nothing is stored."""
+        from starlette.concurrency import run_in_threadpool
+
+        from dianfei.collections.plan_workflow import propose_plan
+
+        form = await _form(request)
+        who, customer_id = portal.customer(request)
+        account = form.get("account", "")
+        if account not in portal.accounts(customer_id):
+            raise HTTPException(status_code=404, detail="no such account")
+        errors = _field_errors(form, {"down_payment": (), "instalments": ()})
+        down, count = 0, 0
+        if "down_payment" not in errors:
+            try:
+                down = to_fen(parse_decimal(form["down_payment"], "down_payment", places=2))
+                if down < 0:
+                    errors["down_payment"] = "portal.plan.bad_down"
+            except ValidationError:
+                errors["down_payment"] = "portal.plan.bad_down"
+        if "instalments" not in errors:
+            raw = form["instalments"].strip()
+            if not raw.isdigit() or not 1 <= int(raw) <= 60:
+                errors["instalments"] = "portal.plan.bad_count"
+            else:
+                count = int(raw)
+        rid = form.get("request_id", "")[:64] or uuid.uuid4().hex
+        if errors:
+            return plan_page(request, customer_id, 422, account=account, errors=errors,
+                             form=form, request_id=rid)
+
+        def propose() -> Any:
+            with db.session() as s:
+                plan = propose_plan(s, account_id=account, kind="pay_plan",
+                                    down_payment_fen=down, instalments=count,
+                                    requested_by=f"customer:{who.username}", clock=portal.clock,
+                                    request_key=f"portal:{customer_id}:{rid}",
+                                    policy=_customer_policy())
+                return plan.plan_id, plan.status
+
+        try:
+            plan_id, status = await run_in_threadpool(propose)
+        except DianfeiError as exc:
+            return plan_page(request, customer_id, exc.http_status, account=account, form=form,
+                             message=str(exc), request_id=uuid.uuid4().hex)
+        return plan_page(request, customer_id, account=account,
+                         done={"plan_id": plan_id, "status": status})
+
+    def complaint_page(request: Request, customer_id: str, status_code: int = 200,
+                       **values: Any) -> HTMLResponse:
+        return portal.render(request, "complaint.html", status_code=status_code,
+                             accounts=portal.accounts(customer_id),
+                             bills=[b for b in portal.bills(customer_id)
+                                    if b["state"] != "cancelled"][:12],
+                             request_id=values.pop("request_id", uuid.uuid4().hex),
+                             limits=(COMPLAINT_MIN, COMPLAINT_MAX),
+                             **{"errors": {}, "form": {}, "done": None, "message": None,
+                                **values})
+
+    @app.get("/portal/complaint", response_class=HTMLResponse, include_in_schema=False,
+             **guard("own:complaints"))
+    def portal_complaint(request: Request) -> Response:
+        _, customer_id = portal.customer(request)
+        return complaint_page(request, customer_id)
+
+    @app.post("/portal/complaint", response_class=HTMLResponse, include_in_schema=False,
+              **guard("own:complaints"))
+    async def portal_complaint_file(request: Request) -> Response:
+        """A complaint: a service ticket of category ``complaint`` with its SLA."""
+        from starlette.concurrency import run_in_threadpool
+
+        from dianfei.collections.tickets import TicketLinks, open_ticket
+
+        form = await _form(request)
+        who, customer_id = portal.customer(request)
+        accounts = portal.accounts(customer_id)
+        account = form.get("account", "") or (accounts[0] if accounts else "")
+        if account not in accounts:
+            raise HTTPException(status_code=404, detail="no such account")
+        bill_id = form.get("bill_id", "").strip() or None
+        if bill_id is not None:
+            portal.bill(customer_id, bill_id)  # 404 for another customer's bill
+        text = " ".join(form.get("summary", "").split())
+        errors = {}
+        if not COMPLAINT_MIN <= len(text) <= COMPLAINT_MAX:
+            errors["summary"] = "portal.complaint.length"
+        rid = form.get("request_id", "")[:64] or uuid.uuid4().hex
+        if errors:
+            return complaint_page(request, customer_id, 422, errors=errors, form=form,
+                                  request_id=rid)
+
+        def file() -> int:
+            with db.session() as s:
+                ticket = open_ticket(s, request_id=f"portal:{customer_id}:{rid}",
+                                     account_id=account, category="complaint",
+                                     opened_by=f"customer:{who.username}", clock=portal.clock,
+                                     summary=text, links=TicketLinks(bill_id=bill_id))
+                return int(ticket.ticket_id)
+
+        try:
+            ticket_id = await run_in_threadpool(file)
+        except DianfeiError as exc:
+            return complaint_page(request, customer_id, exc.http_status, form=form,
+                                  message=str(exc), request_id=rid)
+        return complaint_page(request, customer_id, done={"ticket_id": ticket_id})
+
+    def rateable(customer_id: str) -> list[dict[str, Any]]:
+        """The customer's decided tickets and visits, newest first: what a score may be about."""
+        from dianfei.collections.tickets import list_tickets
+        from dianfei.collections.visits import list_visits
+
+        out: list[dict[str, Any]] = []
+        with db.session() as s:
+            for account in portal.accounts(customer_id):
+                out += [{"subject": "ticket", "id": int(t.ticket_id), "category": t.category,
+                         "at": t.opened_at.astimezone(BUSINESS_TZ).strftime("%Y-%m-%d"),
+                         "summary": t.summary or ""}
+                        for t in list_tickets(s, account_id=account, status="decided",
+                                              limit=50)]
+                out += [{"subject": "visit", "id": int(r.visit.visit_id),
+                         "category": f"{r.visit.channel}: {r.visit.outcome}",
+                         "at": r.visit.at.astimezone(BUSINESS_TZ).strftime("%Y-%m-%d"),
+                         "summary": ""}
+                        for r in reversed(list_visits(s, account_id=account, limit=50))]
+        return out
+
+    def rate_page(request: Request, customer_id: str, status_code: int = 200,
+                  **values: Any) -> HTMLResponse:
+        return portal.render(request, "rate.html", status_code=status_code,
+                             subjects=rateable(customer_id),
+                             **{"errors": {}, "done": None, "message": None, **values})
+
+    @app.get("/portal/rate", response_class=HTMLResponse, include_in_schema=False,
+             **guard("own:ratings"))
+    def portal_rate(request: Request) -> Response:
+        _, customer_id = portal.customer(request)
+        return rate_page(request, customer_id)
+
+    @app.post("/portal/rate", response_class=HTMLResponse, include_in_schema=False,
+              **guard("own:ratings"))
+    async def portal_rate_record(request: Request) -> Response:
+        """A score 1–5 for one of the customer's decided tickets or visits."""
+        from starlette.concurrency import run_in_threadpool
+
+        from dianfei.collections.surveys import record_survey
+
+        form = await _form(request)
+        who, customer_id = portal.customer(request)
+        subject, raw_id = form.get("subject", ""), form.get("subject_id", "")
+        mine = {(s["subject"], s["id"]) for s in rateable(customer_id)}
+        if not raw_id.isdigit() or (subject, int(raw_id)) not in mine:
+            raise HTTPException(status_code=404, detail="nothing of yours to rate")
+        score = form.get("score", "")
+        if score not in {"1", "2", "3", "4", "5"}:
+            return rate_page(request, customer_id, 422,
+                             errors={f"{subject}:{raw_id}": "portal.rate.bad_score"})
+
+        def record() -> None:
+            with db.session() as s:
+                record_survey(s, request_id=f"portal:{subject}:{raw_id}", subject=subject,
+                              subject_id=int(raw_id), score=int(score),
+                              recorded_by=f"customer:{who.username}", clock=portal.clock)
+
+        try:
+            await run_in_threadpool(record)
+        except DianfeiError as exc:
+            return rate_page(request, customer_id, exc.http_status, message=str(exc))
+        return rate_page(request, customer_id, done={"subject": subject, "id": int(raw_id),
+                                                     "score": int(score)})
