@@ -479,18 +479,20 @@ def _request_routes(app: FastAPI, portal: Portal) -> None:
 
         accounts = portal.accounts(customer_id)
         account = values.pop("account", None) or (accounts[0] if accounts else None)
-        suggestion, refusal, rules = None, None, None
+        suggestion, refusal, rules, owed = None, None, None, None
         if account:
             pol = _customer_policy()
             try:
                 with db.session() as s:
-                    rules = account_terms(s.connection(), account, pol).rules.to_json()
+                    terms = account_terms(s.connection(), account, pol)
+                    rules, owed = terms.rules.to_json(), fmt_yuan(terms.owed)
                     suggestion = suggest_schedule(s, account_id=account, clock=portal.clock,
                                                   policy=pol)
             except DianfeiError as exc:
                 refusal = str(exc)
         return portal.render(request, "plan.html", status_code=status_code, accounts=accounts,
                              account=account, suggestion=suggestion, refusal=refusal, rules=rules,
+                             owed=owed,
                              request_id=values.pop("request_id", uuid.uuid4().hex),
                              **{"errors": {}, "form": {}, "done": None, "message": None,
                                 **values})
