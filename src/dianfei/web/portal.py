@@ -391,8 +391,8 @@ def _bill_routes(app: FastAPI, portal: Portal) -> None:
         shown = list(reversed(live[:USAGE_MONTHS]))
         option = {
             "tooltip": {"trigger": "axis"},
-            "legend": {"data": [t("portal.kwh"), t("portal.amount")]},
-            "grid": {"left": 48, "right": 48, "bottom": 40},
+            "legend": {"top": 0, "data": [t("portal.kwh"), t("portal.amount")]},
+            "grid": {"top": 56, "left": 44, "right": 44, "bottom": 28},
             "xAxis": {"type": "category", "data": [b["period"] for b in shown]},
             "yAxis": [{"type": "value", "name": "kWh"}, {"type": "value", "name": t("portal.yuan")}],
             "series": [

@@ -71,6 +71,7 @@ WORDS: Mapping[str, Mapping[str, str]] = {
     "portal.peers.efficient": {"zh-CN": "节能用户", "en": "Efficient neighbours"},
     "portal.peers.less": {"zh-CN": "用电比您少的用户占比", "en": "Households using less than you"},
     "portal.peers.group": {"zh-CN": "比较组", "en": "Group"},
+    "portal.peers.households": {"zh-CN": "{n} 户", "en": "{n} households"},
     "portal.peers.none": {"zh-CN": "暂无可比较的用户。", "en": "No similar households to compare."},
     "portal.plan.title": {"zh-CN": "申请分期缴费", "en": "Ask for a payment plan"},
     "portal.plan.account": {"zh-CN": "户号", "en": "Account"},
