@@ -10,10 +10,6 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.browser.conftest import LiveServer, shot
-from tests.factories import Person, Reads, load_people, month_end
-from tests.fakes.alipay import FakeAlipay
-from tests.fakes.sms_gateway import ACCESS_KEY_ID, ACCESS_KEY_SECRET, SIGN_NAME, FakeSmsGateway
 
 from dianfei.billing.service import run_bill_run
 from dianfei.core.clock import BUSINESS_TZ, FixedClock, Period
@@ -21,6 +17,10 @@ from dianfei.core.crypto import PiiCipher
 from dianfei.customers.service import set_phone
 from dianfei.db.engine import Database
 from dianfei.notify.sms import AliyunSmsSender, AliyunSmsSettings
+from tests.browser.conftest import LiveServer, shot
+from tests.factories import Person, Reads, load_people, month_end
+from tests.fakes.alipay import FakeAlipay
+from tests.fakes.sms_gateway import ACCESS_KEY_ID, ACCESS_KEY_SECRET, SIGN_NAME, FakeSmsGateway
 
 JAN = Period(2026, 1)
 PHONE = "13900000001"

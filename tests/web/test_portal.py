@@ -107,6 +107,16 @@ def test_the_phone_lookup_finds_the_customer_in_any_format_and_reindexes(portal:
     assert index_phones(portal.db.engine, cipher(), only_missing=True) == 2
     with portal.db.engine.connect() as conn:
         assert customers_by_phone(conn, cipher(), PHONE_C2) == ["C2"]
+    # the same through the command the upgrade notes name (already indexed: nothing to do)
+    from typer.testing import CliRunner
+
+    from dianfei.cli.main import app as cli
+
+    with portal.db.engine.begin() as conn:
+        conn.execute(text("UPDATE customers SET phone_lookup = NULL WHERE customer_id = 'C1'"))
+    res = CliRunner().invoke(cli, ["portal", "index-phones", "--missing-only", "--json"])
+    assert res.exit_code == 0, res.output
+    assert '"indexed": 1' in res.output
 
 
 # -- signing in by code -------------------------------------------------------------------------

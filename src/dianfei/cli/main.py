@@ -20,7 +20,8 @@ app = typer.Typer(
 #: command modules under dianfei.cli, each with ``register(app)``; a module's own commands only
 COMMAND_MODULES = ("tariffs", "billing", "payments", "reconcile", "imports", "vee", "meters", "notify",
                    "collections", "accounts", "database", "reporting", "insight", "risk", "audit",
-                   "users", "jobs", "config", "plans", "worklist", "fieldwork", "tasks")
+                   "users", "jobs", "config", "plans", "worklist", "fieldwork", "tasks",
+                   "portal")
 
 
 def _modules() -> list[ModuleType]:
