@@ -60,6 +60,13 @@ function init(args)
   end
   for _, c in ipairs(order) do table.insert(users, {reqs = by_cookie[c], n = 0}) end
   turn = 0
+  think = tonumber(args[3] or "0")
+end
+
+function delay()
+  -- a person reads the page before the next click: think time, spread 0.5x..1.5x
+  if think <= 0 then return 0 end
+  return math.floor(think * (0.5 + math.random()))
 end
 
 function request()
@@ -115,14 +122,15 @@ def sessions(users: int, *, bills_per_user: int = 3) -> list[str]:
 
 
 def run_wrk(out_dir: Path, url: str, *, threads: int, connections: int,
-            duration: str) -> dict[str, object]:
+            duration: str, requests: str = "requests.txt",
+            think_ms: int = 0) -> dict[str, object]:
     wrk = shutil.which("wrk")
     if wrk is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
     (out_dir / "portal.lua").write_text(LUA_SCRIPT, encoding="utf-8")
     cmd = [wrk, f"-t{threads}", f"-c{connections}", f"-d{duration}", "--timeout", "10s",
-           "-s", str(out_dir / "portal.lua"), url, "--", str(out_dir / "requests.txt"),
-           str(threads)]
+           "-s", str(out_dir / "portal.lua"), url, "--", str(out_dir / requests),
+           str(threads), str(think_ms)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     figures = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not figures:
@@ -144,11 +152,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--connections", type=int, default=500)
     ap.add_argument("--duration", default="30s")
+    ap.add_argument("--think-ms", type=int, default=0,
+                    help="mean pause of each user between pages (0: a closed loop, flat out)")
+    ap.add_argument("--requests", default="requests.txt",
+                    help="the request file under --out to replay (e.g. a filtered copy)")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.run:
         print(json.dumps(run_wrk(args.out, args.run, threads=args.threads,
-                                 connections=args.connections, duration=args.duration)))
+                                 connections=args.connections, duration=args.duration,
+                                 requests=args.requests, think_ms=args.think_ms)))
         return
     lines = sessions(args.users, bills_per_user=args.bills_per_user)
     (args.out / "requests.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")

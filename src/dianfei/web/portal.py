@@ -12,6 +12,8 @@ ledger, payments, collections) and never read their tables. Words: :mod:`web.por
 from __future__ import annotations
 
 import logging
+import threading
+import time
 import uuid
 from dataclasses import replace
 from datetime import UTC, date, datetime
@@ -42,6 +44,10 @@ PAY_CHANNELS = ("alipay", "wechatpay")
 COMPLAINT_MIN, COMPLAINT_MAX = 5, 1000
 #: bills the usage chart shows
 USAGE_MONTHS = 24
+#: seconds a period's document context (peer groups, tariffs) is reused across customers
+CONTEXT_TTL = 300.0
+#: forecasts kept at most (account × period)
+FORECASTS_KEPT = 100_000
 
 
 def _safe_portal_next(target: str | None) -> str:
@@ -70,6 +76,9 @@ class Portal:
         self.console: Console = app.state.console
         self.policy = OtpPolicy.from_settings(db.settings.raw)
         self._cipher: PiiCipher | None = None
+        self._contexts: dict[str, tuple[float, Any]] = {}
+        self._forecasts: dict[tuple[str, str], tuple[float, Any]] = {}
+        self._lock = threading.Lock()
         #: the SMS sender codes go out through (notify's channel); tests put the fake's here
         try:
             app.state.portal_sms = senders_from_settings(db.settings).sms
@@ -145,9 +154,48 @@ class Portal:
         )
 
         p = Period.parse(str(bill["period"]))
+        # the period's shared part (peer groups over every account of the period, tariffs,
+        # links) is the expensive part of a bill and the same for every customer: kept a while
+        # (a re-issued bill's peers show within CONTEXT_TTL)
+        key, now = str(p), time.monotonic()
+        with self._lock:
+            hit = self._contexts.get(key)
+        if hit is None or now - hit[0] > CONTEXT_TTL:
+            hit = (now, document_context(self.db, p))
+            with self._lock:
+                self._contexts[key] = hit
         return bill_document(self.db.engine, str(bill["account_id"]), p,
-                             forecast=load_forecaster(), context=document_context(self.db, p),
-                             instalments=load_instalments(), rating=load_forecaster(RATING_HOOK))
+                             forecast=self.forecast if load_forecaster() else None,
+                             context=hit[1], instalments=load_instalments(),
+                             rating=load_forecaster(RATING_HOOK))
+
+    def forecast(self, engine: Any, accounts: Any, period: Period) -> dict[str, Any]:
+        """The next-bill forecast hook (risk), kept a while per account and period: it reads the
+        account's whole billed history and rates it again (most of a bill page's time), and it
+        changes only when bills are issued, not when payments arrive."""
+        from dianfei.billing.documents import load_forecaster
+
+        now = time.monotonic()
+        out: dict[str, Any] = {}
+        missing = []
+        with self._lock:
+            for a in accounts:
+                hit = self._forecasts.get((str(a), str(period)))
+                if hit is not None and now - hit[0] <= CONTEXT_TTL:
+                    out[str(a)] = hit[1]
+                else:
+                    missing.append(str(a))
+        hook = load_forecaster()
+        if missing and hook is not None:
+            fresh = hook(engine, missing, period)
+            with self._lock:
+                if len(self._forecasts) > FORECASTS_KEPT:  # a bound, not an LRU: rare, cheap
+                    self._forecasts.clear()
+                for a in missing:
+                    if a in fresh:
+                        self._forecasts[(a, str(period))] = (now, fresh[a])
+                        out[a] = fresh[a]
+        return out
 
     def accounts(self, customer_id: str) -> list[str]:
         """The customer's accounts: the one the customers service names, and those billed."""
