@@ -270,7 +270,10 @@ def test_staff_cannot_open_portal_pages(portal: Portal) -> None:
     with portal.db.session() as s:
         add_user(s, username="clerk", role="billing_clerk", password=PASSWORD,
                  now=portal.clock.now())
-    portal.client.post("/session", data={"username": "clerk", "password": PASSWORD})
+    r = portal.client.post("/portal/login/password",
+                           data={"username": "clerk", "password": PASSWORD},
+                           follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/"
     assert portal.client.get("/portal").status_code == 403
 
 

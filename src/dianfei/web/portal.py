@@ -6,7 +6,8 @@ complaint and rates the service.
 Every page but the sign-in is guarded by an ``own:*`` permission (only the ``customer`` role has
 them) and shows the signed-in customer's data only: another customer's bill, ticket or visit
 answers 404, the same as one that does not exist. Pages call the domain services (billing,
-ledger, payments, collections) and never read their tables. Words: :mod:`web.portal_words`.
+ledger, payments, collections) and never read their tables. The plan, complaint and rating
+pages are in :mod:`web.portal_requests`; the words in :mod:`web.portal_words`.
 """
 
 from __future__ import annotations
@@ -343,24 +344,28 @@ def _sign_in_routes(app: FastAPI, portal: Portal) -> None:
         form = await form_fields(request)
         target = _safe_portal_next(form.get("next"))
 
-        def check() -> str:
+        def check() -> tuple[str, str]:
+            from dianfei.security.service import principal_for
+
             with db.sessions() as s:
                 try:
+                    now = datetime.now(UTC)
                     token, _ = sign_in(s, username=form.get("username", ""),
                                        password=form.get("password", ""),
-                                       source=_source(request), now=datetime.now(UTC))
-                    return token
+                                       source=_source(request), now=now)
+                    who = principal_for(s, token, now)
+                    return token, who.role if who else ""
                 finally:
                     s.commit()
 
         try:
-            token = await run_in_threadpool(check)
+            token, role = await run_in_threadpool(check)
         except DianfeiError as exc:
             return portal.render(request, "login.html", status_code=exc.http_status,
                                  step="phone", error=exc.code, phone="", next=target,
                                  password_error=True)
-        # staff who sign in here land on the console's start page ("/" sends them there)
-        return portal.signed_in_response(request, token, target)
+        # staff who sign in here land on the console's start page, never a portal page
+        return portal.signed_in_response(request, token, target if role == "customer" else "/")
 
     @app.post("/portal/logout", include_in_schema=False)
     def portal_logout(request: Request) -> Response:
