@@ -85,6 +85,8 @@ def create_app(db: Database, clock: Clock | None = None) -> FastAPI:
     async def _http_error(request: Request, exc: HTTPException) -> Response:
         if exc.status_code == 401 and request.url.path.startswith("/portal"):
             return portal.login_page(request, status_code=401)  # customers never see staff pages
+        if exc.status_code in (403, 404) and request.url.path.startswith("/portal"):
+            return portal.refusal_page(request, exc.status_code)
         if exc.status_code == 401 and not request.url.path.startswith("/api/"):
             return console.render(request, "login.html", status_code=401, failed=False,
                                   next=safe_next(request.url.path))

@@ -256,6 +256,15 @@ def login_page(request: Request, status_code: int = 200) -> HTMLResponse:
                           error=None, phone="", next=_safe_portal_next(request.url.path))
 
 
+def refusal_page(request: Request, status_code: int) -> HTMLResponse:
+    """A portal page's 403/404, as a page of the portal (the same words for another customer's
+    bill and one that does not exist)."""
+    console: Console = request.app.state.console
+    key = "portal.not_found" if status_code == 404 else "portal.forbidden"
+    return console.render(request, "portal/message.html", status_code=status_code, kind="error",
+                          text_key=key, back="/portal")
+
+
 def register(app: FastAPI, db: Database, clock: Clock) -> None:
     i18n.add(WORDS)
     portal = Portal(app, db, clock)

@@ -107,5 +107,7 @@ WORDS: Mapping[str, Mapping[str, str]] = {
     "portal.rate.submit": {"zh-CN": "提交评价", "en": "Rate"},
     "portal.rate.bad_score": {"zh-CN": "请选择 1–5 分。", "en": "Choose a score from 1 to 5."},
     "portal.rate.done": {"zh-CN": "感谢您的评价！", "en": "Thank you for your rating!"},
+    "portal.not_found": {"zh-CN": "没有找到该页面或账单。", "en": "No such page or bill."},
+    "portal.forbidden": {"zh-CN": "此页面仅供用电客户使用。", "en": "This page is for customers."},
     "portal.required": {"zh-CN": "必填。", "en": "Required."},
 }
