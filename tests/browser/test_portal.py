@@ -82,5 +82,14 @@ def test_a_customer_signs_in_by_code_views_a_bill_and_pays(
         phone.goto(f"{base}/portal/usage")
         phone.wait_for_selector("#usage-chart canvas")
         shot(phone, "6-usage")
+        phone.goto(f"{base}/portal/plan")
+        assert phone.inner_text("#owed").strip() == "0.00"  # paid: nothing to spread
+        assert phone.locator("#nothing").is_visible()
+        shot(phone, "7-plan")
+        phone.goto(f"{base}/portal/complaint")
+        phone.fill("textarea[name=summary]", "抄表员未按约定时间上门，请核实。")
+        phone.click("form[action='/portal/complaint'] button[type=submit]")
+        phone.wait_for_selector("#done")
+        shot(phone, "8-complaint")
         # another customer's bill is not there for this customer
         assert phone.goto(f"{base}/portal/bills/C2-202601-1").status == 404

@@ -51,13 +51,19 @@ def request_routes(app: FastAPI, portal: Portal) -> None:
                 with db.session() as s:
                     terms = account_terms(s.connection(), account, pol)
                     rules, owed = terms.rules.to_json(), fmt_yuan(terms.owed)
+                    if terms.owed <= 0:  # nothing to spread: no form, no policy text
+                        return portal.render(request, "plan.html", status_code=status_code,
+                                             accounts=accounts, account=account, owed=owed,
+                                             owes=False, suggestion=None, refusal=None,
+                                             rules=None, request_id="", errors={}, form={},
+                                             done=values.get("done"), message=None)
                     suggestion = suggest_schedule(s, account_id=account, clock=portal.clock,
                                                   policy=pol)
             except DianfeiError as exc:
                 refusal = str(exc)
         return portal.render(request, "plan.html", status_code=status_code, accounts=accounts,
                              account=account, suggestion=suggestion, refusal=refusal, rules=rules,
-                             owed=owed,
+                             owed=owed, owes=True,
                              request_id=values.pop("request_id", uuid.uuid4().hex),
                              **{"errors": {}, "form": {}, "done": None, "message": None,
                                 **values})

@@ -81,6 +81,7 @@ WORDS: Mapping[str, Mapping[str, str]] = {
     "portal.plan.rules": {"zh-CN": "政策：首付不少于 {share}，{min}–{max} 期，每期不少于 {least} 元。",
                           "en": "Policy: at least {share} down, {min}–{max} instalments, each at "
                                 "least {least} yuan."},
+    "portal.plan.nothing": {"zh-CN": "当前没有欠费，无需分期。", "en": "Nothing is owed: no plan needed."},
     "portal.plan.down": {"zh-CN": "首付金额（元）", "en": "Down payment (yuan)"},
     "portal.plan.count": {"zh-CN": "分期数", "en": "Instalments"},
     "portal.plan.submit": {"zh-CN": "提交申请", "en": "Send the request"},
