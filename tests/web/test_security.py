@@ -141,8 +141,11 @@ def test_a_customer_sees_their_own_bills_and_nobody_elses(client: TestClient) ->
     # staff routes refuse the customer
     for path in ("/api/v1/users", "/api/v1/audit/verify", "/api/v1/periods",
                  "/api/v1/bills/C1/2026-01", "/api/v1/payments/C1", "/api/v1/payments-worklist",
-                 "/api/v1/exceptions/2026-01", "/"):
+                 "/api/v1/exceptions/2026-01"):
         assert client.get(path, headers=c1).status_code in (401, 403, 404), path
+    # the start page sends a customer to their portal (web/portal.py), never the console
+    home = client.get("/", headers=c1, follow_redirects=False)
+    assert home.status_code == 303 and home.headers["location"] == "/portal"
     # a cashier sees any customer's bills
     assert len(client.get("/api/v1/customers/C2/bills", headers=token(client, "cashier")
                           ).json()) == 1

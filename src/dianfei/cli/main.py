@@ -21,7 +21,7 @@ app = typer.Typer(
 COMMAND_MODULES = ("tariffs", "billing", "payments", "reconcile", "imports", "vee", "meters", "notify",
                    "collections", "accounts", "database", "reporting", "insight", "risk", "audit",
                    "users", "jobs", "config", "plans", "worklist", "fieldwork", "tasks",
-                   "approvals")
+                   "approvals", "portal")
 
 
 def _modules() -> list[ModuleType]:

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -78,6 +80,10 @@ class PiiCipher:
                                   f"({', '.join(keys)})")
         self.key_ids = tuple(keys)
         self._aead = {kid: AESGCM(k) for kid, k in keys.items()}
+        # keyed-hash look-ups (a customer found by phone): a key of its own per PII key, derived
+        # so the AES key itself never serves two purposes
+        self._lookup = {kid: hmac.new(k, b"dianfei-lookup-v1", hashlib.sha256).digest()
+                        for kid, k in keys.items()}
 
     @classmethod
     def from_environment(cls, data_dir: Path, *,
@@ -126,6 +132,19 @@ class PiiCipher:
             where = f" ({context})" if context else ""
             raise ValidationError(f"personal data{where} does not open with key {kid}: a wrong key, "
                                   "or a value moved from another row or column") from None
+
+    # -- keyed look-up hashes ------------------------------------------------------------------
+    def lookup_hash(self, value: str, kid: str | None = None) -> str:
+        """``<key id>:<hex HMAC-SHA256>`` of ``value`` under the active key (or ``kid``): equal
+        values hash equal, so an encrypted column can be searched without decrypting every row;
+        without the key the hash says nothing (a phone number cannot be guessed from it)."""
+        key = self._lookup[kid or self.active]
+        return f"{kid or self.active}:" + hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
+
+    def lookup_hashes(self, value: str) -> list[str]:
+        """The look-up hash of ``value`` under every key of the keyring (rows indexed before a
+        key rotation still match until ``dianfei portal index-phones`` re-indexes them)."""
+        return [self.lookup_hash(value, kid) for kid in self.key_ids]
 
     @staticmethod
     def key_id_of(token: str) -> str:

@@ -46,6 +46,7 @@ class Collector(Base):
 
 class Customer(Base):
     __tablename__ = "customers"
+    __table_args__ = (Index("ix_customers_phone_lookup", "phone_lookup"),)
     customer_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(Text)
     #: residential, commercial, industrial, large_industry, agricultural (用电类别)
@@ -57,6 +58,9 @@ class Customer(Base):
     #: personal data, encrypted at rest (see core.crypto); shown masked
     phone_enc: Mapped[str | None] = mapped_column(Text)
     id_number_enc: Mapped[str | None] = mapped_column(Text)
+    #: keyed hash of the normalised phone (``<key id>:<hex>``, core.crypto.lookup_hash): finds
+    #: the customer of a phone number (portal sign-in) without decrypting every phone
+    phone_lookup: Mapped[str | None] = mapped_column(String(80))
     #: 城乡低保户/农村五保户: entitled to the tariff's free monthly allowance
     low_income: Mapped[bool] = mapped_column(Boolean, default=False)
     #: medical equipment or vulnerable household: never suspended for arrears

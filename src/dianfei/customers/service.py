@@ -75,11 +75,12 @@ def load_population(
         pl.Series("phone_enc", _sealed(cipher, CUSTOMER_PHONE, customers, "phone"), dtype=pl.String),
         pl.Series("id_number_enc", _sealed(cipher, CUSTOMER_ID_NUMBER, customers, "id_number"),
                   dtype=pl.String),
+        pl.Series("phone_lookup", _lookups(cipher, customers), dtype=pl.String),
     )
     write_frame(conn, "customers", enc.select(
         "customer_id", "name", "customer_class", "region_id", "station_id", "collector_id",
         "address", "phone_enc", "id_number_enc", "low_income", "protected", "payment_mode",
-        "opened_on",
+        "opened_on", "phone_lookup",
     ))
     write_frame(conn, "accounts", customers.select(
         pl.col("customer_id").alias("account_id"), "customer_id", "opened_on"))
@@ -182,11 +183,12 @@ def add_customers(conn: Connection, cipher: PiiCipher, customers: pl.DataFrame) 
         pl.lit(None, pl.String).alias("id_number_enc"),
         pl.lit(None, pl.String).alias("station_id"),
         pl.lit(None, pl.String).alias("collector_id"),
+        pl.Series("phone_lookup", _lookups(cipher, customers), dtype=pl.String),
     )
     write_frame(conn, "customers", enc.select(
         "customer_id", "name", "customer_class", "region_id", "station_id", "collector_id",
         "address", "phone_enc", "id_number_enc", "low_income", "protected", "payment_mode",
-        "opened_on"))
+        "opened_on", "phone_lookup"))
     write_frame(conn, "accounts", customers.select(
         pl.col("customer_id").alias("account_id"), "customer_id", "opened_on"))
     write_frame(conn, "service_points", customers.select(
@@ -403,5 +405,86 @@ def set_phone(session: Any, *, customer_id: str, phone: str, cipher: PiiCipher |
     if customer is None:
         raise NotFoundError(f"customer {customer_id} does not exist")
     customer.phone_enc = cipher.encrypt(phone, CUSTOMER_PHONE.context(customer_id))
+    customer.phone_lookup = phone_lookup(cipher, phone)
     session.flush()
     audit.record(conn, "customer.phone_updated", customer_id, {})
+
+
+# --------------------------------------------------------------------------- phone look-up
+# A phone is stored encrypted with its row as context, so it cannot be searched; the keyed hash
+# in ``customers.phone_lookup`` can (the portal's sign-in by phone).
+
+
+def normalise_phone(phone: str | None) -> str | None:
+    """The digits of a phone number as the look-up hashes it: spaces, dashes and brackets go,
+    a mainland mobile loses its +86 / 0086 / 86 prefix. None for no digits."""
+    import re
+
+    if phone is None:
+        return None
+    digits = re.sub(r"\D", "", phone)
+    for prefix in ("0086", "86"):
+        if digits.startswith(prefix) and len(digits) == len(prefix) + 11 \
+                and digits[len(prefix)] == "1":
+            digits = digits[len(prefix):]
+    return digits or None
+
+
+def phone_lookup(cipher: PiiCipher, phone: str | None) -> str | None:
+    """The stored look-up hash of ``phone`` (active key), None for no phone."""
+    digits = normalise_phone(phone)
+    return cipher.lookup_hash(digits) if digits else None
+
+
+def _lookups(cipher: PiiCipher, customers: pl.DataFrame) -> list[str | None]:
+    if "phone" not in customers.columns:
+        return [None] * customers.height
+    return [phone_lookup(cipher, p) for p in customers["phone"].to_list()]
+
+
+def customers_by_phone(conn: Connection, cipher: PiiCipher, phone: str) -> list[str]:
+    """The open customers whose phone is ``phone`` (any format of the same digits), by the
+    keyed look-up hash under every key of the keyring. Usually one; a shared family phone may
+    give several."""
+    from sqlalchemy import text
+
+    digits = normalise_phone(phone)
+    if not digits:
+        return []
+    hashes = cipher.lookup_hashes(digits)
+    params = {f"h{i}": h for i, h in enumerate(hashes)}
+    rows = conn.execute(text(
+        "SELECT customer_id FROM customers WHERE closed_on IS NULL AND phone_lookup IN ("
+        + ", ".join(f":{k}" for k in params) + ") ORDER BY customer_id"), params).scalars()
+    return [str(r) for r in rows]
+
+
+def index_phones(engine: Engine, cipher: PiiCipher, *, batch: int = 5_000,
+                 only_missing: bool = False) -> int:
+    """(Re)compute ``phone_lookup`` from the encrypted phones, a batch per transaction: after
+    the migration that added the column (``only_missing``) and after a key rotation (every row
+    then hashes under the active key). Returns the rows written."""
+    from sqlalchemy import text
+
+    done = 0
+    after = ""
+    prefix = cipher.lookup_hash("", cipher.active).partition(":")[0] + ":"
+    while True:
+        with engine.begin() as conn:
+            rows = conn.execute(text(
+                "SELECT customer_id, phone_enc, phone_lookup FROM customers "
+                "WHERE phone_enc IS NOT NULL AND customer_id > :after "
+                "ORDER BY customer_id LIMIT :n"), {"after": after, "n": batch}).all()
+            if not rows:
+                return done
+            after = str(rows[-1][0])
+            updates = []
+            for cid, enc, have in rows:
+                if have is not None and (only_missing or str(have).startswith(prefix)):
+                    continue
+                plain = cipher.decrypt(enc, CUSTOMER_PHONE.context(cid))
+                updates.append({"c": cid, "v": phone_lookup(cipher, plain)})
+            if updates:
+                conn.execute(text("UPDATE customers SET phone_lookup = :v WHERE customer_id = :c"),
+                             updates)
+            done += len(updates)

@@ -20,6 +20,7 @@ from dianfei.payments import statement_models
 from dianfei.risk import insight_models
 from dianfei.risk import models as risk_models
 from dianfei.security import models as security_models
+from dianfei.security import otp_models
 
 __all__ = [
            "Base",
@@ -36,6 +37,7 @@ __all__ = [
            "metering_models",
            "notify_models",
            "ops_models",
+           "otp_models",
            "payments_models",
            "risk_models",
            "security_models",

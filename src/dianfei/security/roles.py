@@ -188,3 +188,16 @@ _API_GRANTS: Mapping[str, frozenset[str]] = {
 }
 ROLE_PERMISSIONS = {role: perms | _API_GRANTS.get(role, frozenset())
                     for role, perms in ROLE_PERMISSIONS.items()}
+
+#: the customer portal (web/portal.py): a customer's own usage, payments and requests; every
+#: route further limits them to the signed-in customer (another customer's id answers 404)
+_PORTAL_PERMISSIONS: Mapping[str, str] = {
+    "own:usage": "the signed-in customer's own usage charts",
+    "own:pay": "create a payment order for the signed-in customer's own bill",
+    "own:plans": "request a payment plan for the signed-in customer's own account",
+    "own:complaints": "file a complaint about the signed-in customer's own service",
+    "own:ratings": "rate the service the signed-in customer received",
+}
+PERMISSIONS = {**PERMISSIONS, **_PORTAL_PERMISSIONS}
+ROLE_PERMISSIONS = {**ROLE_PERMISSIONS,
+                    "customer": ROLE_PERMISSIONS["customer"] | frozenset(_PORTAL_PERMISSIONS)}

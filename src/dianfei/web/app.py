@@ -105,6 +105,9 @@ def create_app(db: Database, clock: Clock | None = None) -> FastAPI:
     from dianfei.web import console_pages
 
     console_pages.register(app, db, clock or SystemClock())
+    from dianfei.web import portal
+
+    portal.register(app, db, clock or SystemClock())
     @app.exception_handler(DianfeiError)
     async def _domain_error(_request: Request, exc: DianfeiError) -> JSONResponse:
         return JSONResponse({"error": exc.code, "message": str(exc), "field": exc.where},
@@ -119,6 +122,10 @@ def create_app(db: Database, clock: Clock | None = None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 401 and request.url.path.startswith("/portal"):
+            return portal.login_page(request, status_code=401)  # customers never see staff pages
+        if exc.status_code in (403, 404) and request.url.path.startswith("/portal"):
+            return portal.refusal_page(request, exc.status_code)
         if exc.status_code == 401 and not request.url.path.startswith("/api/"):
             return console.render(request, "login.html", status_code=401, failed=False,
                                   next=safe_next(request.url.path))

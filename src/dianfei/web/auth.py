@@ -35,7 +35,10 @@ PUBLIC_PATHS = frozenset({
     "/openapi.json",
     "/", "/docs", "/login", "/session", "/logout",
     "/api/v1/payments/notify/alipay", "/api/v1/payments/notify/wechatpay",
-    "/api/v1/payments/notify/online"})
+    "/api/v1/payments/notify/online",
+    # the customer portal's sign-in (web/portal.py): by one-time code or password
+    "/portal/login", "/portal/login/code", "/portal/login/verify", "/portal/login/password",
+    "/portal/logout"})
 
 #: path prefixes served without a user: the console's CSS/JS and the front-end libraries
 PUBLIC_PREFIXES = ("/static",)
@@ -107,7 +110,9 @@ class CallerMiddleware:
 
 
 #: signing in has no session yet; signing out with a forged form only signs the user out
-CSRF_EXEMPT = frozenset({"/session", "/logout", "/api/v1/auth/token", "/api/v1/auth/logout"})
+CSRF_EXEMPT = frozenset({"/session", "/logout", "/api/v1/auth/token", "/api/v1/auth/logout",
+                         "/portal/login/code", "/portal/login/verify", "/portal/login/password",
+                         "/portal/logout"})
 
 
 def _bearer(headers: dict[str, str]) -> bool:
