@@ -27,6 +27,10 @@ PG_URL = os.environ.get("DIANFEI_TEST_PG_URL",
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
+        # browser tests drive the pages, whose services are tested on both databases already:
+        # they run once, on the embedded database (a live server and chromium per test)
+        if "tests/browser/" in str(item.fspath).replace(os.sep, "/"):
+            continue
         if {"db", "db_env"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.db)
 
