@@ -293,3 +293,28 @@ def test_an_approved_suspension_order_lets_the_stop_execute(
     assert [e["account"] for e in events_json(db) if e["type"] == "suspended"] == ["A"]
     assert "supply.stop_approved" in actions(db)
     assert chain_intact(db)
+
+
+def test_two_checkers_at_once_execute_the_change_once(fees: Database) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    db = fees
+    rid = ask_waiver(db)
+    before = due(db)
+    checkers = [who(db, "wang"), who(db, "zhao")]
+
+    def decide(i: int) -> str:
+        try:
+            service.approve(db, rid, checker=checkers[i], clock=clock(DAY, 11))
+            return "executed"
+        except AlreadyDecided:
+            return "409"
+
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = sorted(pool.map(decide, range(2)))
+    assert outcomes == ["409", "executed"]
+    assert due(db) == before - 300
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM late_fee_waivers")).scalar_one() == 1
+    assert actions(db, "approval.") == ["approval.requested", "approval.approved"]
+    assert chain_intact(db)

@@ -21,7 +21,7 @@ import json
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -164,9 +164,12 @@ def raise_rule_requests(session: Session, clock: Clock) -> int:
         if session.scalars(select(ApprovalRequest.request_id).where(
                 ApprovalRequest.open_key == key)).first() is not None:
             continue
-        _store(session, "suspension", {"case_id": int(case["case_id"])},
-               f"suspension order for arrears on bill {case['bill_id']} (stop case "
-               f"{case['case_id']})", RULE_MAKER, clock)
+        try:
+            _store(session, "suspension", {"case_id": int(case["case_id"])},
+                   f"suspension order for arrears on bill {case['bill_id']} (stop case "
+                   f"{case['case_id']})", RULE_MAKER, clock)
+        except AlreadyRequested:
+            continue  # raised meanwhile by a concurrent caller (its savepoint rolled back)
         raised += 1
     return raised
 
@@ -175,6 +178,12 @@ def raise_rule_requests(session: Session, clock: Clock) -> int:
 
 def _for_decision(session: Session, request_id: int, checker: Principal,
                   now: datetime) -> ApprovalRequest:
+    # a write first: it takes the row's lock on PostgreSQL and the database's write lock on
+    # SQLite (where FOR UPDATE does nothing) before anything is read, so a second checker waits
+    # and then reads the request as the first one left it
+    session.execute(update(ApprovalRequest).where(ApprovalRequest.request_id == request_id)
+                    .values(state=ApprovalRequest.state)
+                    .execution_options(synchronize_session=False))
     req = session.scalars(select(ApprovalRequest).where(
         ApprovalRequest.request_id == request_id).with_for_update()).first()
     if req is None:
