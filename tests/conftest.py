@@ -21,6 +21,25 @@ from dianfei.db.engine import Database, open_database
 _hypothesis_settings.register_profile("dianfei", deadline=None)
 _hypothesis_settings.load_profile("dianfei")
 
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quick_password_hashes() -> Iterator[None]:
+    """argon2id with its smallest cost inside the test processes (the tests sign many users in;
+    at the production defaults — 64 MiB, 3 passes — the hashing was a large share of the web
+    tests). Still argon2id, verified the same way; commands the tests run as subprocesses keep
+    the defaults."""
+    from argon2 import PasswordHasher
+
+    from dianfei.security import users
+
+    quick = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    real = users._hasher
+    users._hasher = lambda: quick  # type: ignore[assignment]
+    yield
+    users._hasher = real
+
+
 PG_URL = os.environ.get("DIANFEI_TEST_PG_URL",
                         "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
