@@ -150,6 +150,33 @@ def test_forecast_rates_the_next_bill_and_queues_advance_notices(billed: Databas
     assert {d.notice for d in sent} == {"bill_forecast"}
 
 
+def test_stored_forecasts_are_what_the_bill_page_shows_without_rating_again(
+        billed: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`forecast --store` (the forecast_store job) keeps every account's forecast; the bill
+    document's hook then reads it by key — the same figures, without re-rating the history."""
+    from dianfei.risk import insight
+
+    last = Period(2026, 6)
+    live = risk.bill_document_forecast(billed.engine, ["C03", "C04"], last)
+    assert set(live) == {"C03", "C04"} and live["C03"]["period"] == "2026-07"
+    done = risk.store_forecasts(billed, last.next(), clock=issue_clock(last))
+    assert done == {"period": "2026-07", "stored": len(PEOPLE), "not_rated": 0}
+
+    def no_rating(*_a: object, **_k: object) -> None:
+        raise AssertionError("the stored forecast must be read, not computed again")
+
+    monkeypatch.setattr(insight, "forecast_next_bill", no_rating)
+    assert risk.bill_document_forecast(billed.engine, ["C03", "C04"], last) == live
+    assert risk.bill_document_forecast(billed.engine, ["C99"], last) == {}  # no such account
+    # storing again replaces the period's rows (no duplicates)
+    monkeypatch.undo()
+    assert risk.store_forecasts(billed, last.next(), clock=issue_clock(last))["stored"] == len(PEOPLE)
+    with billed.engine.connect() as conn:
+        from sqlalchemy import text
+
+        assert conn.execute(text("SELECT count(*) FROM bill_forecasts")).scalar() == len(PEOPLE)
+
+
 def test_cli_theft_scan_and_forecast_json(billed: Database) -> None:
     env = {**os.environ, "DIANFEI_DATABASE_URL": str(billed.settings.database_url),
            "DIANFEI_DATA_DIR": str(billed.settings.data_dir)}

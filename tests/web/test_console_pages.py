@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from datetime import UTC, datetime, time
 
 import polars as pl
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 from tests.factories import Person, Reads, load_people, month_end
 from typer.testing import CliRunner
 
@@ -215,3 +217,38 @@ def test_the_job_history_pages_and_filters(client: TestClient, db: Database) -> 
     assert len(rows_of(client.get("/jobs?kind=notify_dispatch&format=csv").content)) == 2
     sign_in(client, "cashier")
     assert client.get("/jobs").status_code == 403
+
+
+def test_the_dashboard_reads_the_figures_the_refresh_job_stored(
+        client: TestClient, db: Database) -> None:
+    """After `dianfei report dashboard` (the dashboard_refresh job) a view reads the stored row:
+    the same figures as `dianfei kpi`, labelled with when they were computed, for every customer
+    and each region, class and collector; two filters at once are still computed on view."""
+    res = CliRunner().invoke(cli, ["report", "dashboard"], env={"DIANFEI_NOW": NOW.now().isoformat()})
+    assert res.exit_code == 0, res.output
+    done = json.loads(res.output)
+    assert done["period"] == "2026-01" and done["as_of"] == "2026-03-10"
+    with db.engine.connect() as conn:
+        keys = sorted(r[0] for r in conn.execute(text("SELECT filter_key FROM dashboard_figures")))
+    # every customer, then each region, class and collector of the 30 (the two billed are theirs)
+    assert keys == ["", "collector=K1", "customer_class=residential", "region=R1"], keys
+    assert done["stored"] == 4 and done["without_bills"] == 0
+    sign_in(client, "supervisor")
+    page = client.get("/dashboard")
+    expected = period_kpis(db, JAN, NOW.now().date())
+    assert "看板数据计算于 2026-03-10 09:00" in page.text
+    assert f"{expected['collection_rate'] * 100:.2f}%" in page.text
+    assert "看板数据计算于" in client.get("/dashboard?region=R1").text
+    assert "看板数据计算于" not in client.get("/dashboard?region=R1&collector=K1").text
+    # a payment after the refresh: the stored figures stay until the next refresh
+    with db.engine.begin() as conn:
+        post_payments_frame(conn, pl.DataFrame({
+            "channel": ["counter"], "transaction_id": ["T3"], "account_id": ["C01"],
+            "amount": [5_00], "paid_at": [datetime(2026, 2, 6, 2, tzinfo=UTC)]}),
+            clock=FixedClock(datetime(2026, 2, 6, 3, tzinfo=UTC)), source="test")
+    assert f"{expected['collection_rate'] * 100:.2f}%" in client.get("/dashboard").text
+    res = CliRunner().invoke(cli, ["report", "dashboard"], env={"DIANFEI_NOW": NOW.now().isoformat()})
+    assert res.exit_code == 0, res.output
+    after = period_kpis(db, JAN, NOW.now().date())["collection_rate"]
+    assert after != expected["collection_rate"]
+    assert f"{after * 100:.2f}%" in client.get("/dashboard").text

@@ -221,6 +221,12 @@ def period_totals(engine: Engine) -> pl.DataFrame:
         schema={"bills": pl.Int64, "kwh": pl.Int64, "amount": pl.Int64, "estimated": pl.Int64})
 
 
+def latest_period(conn: Connection) -> str | None:
+    """The newest period with a bill (an index look-up on ``ix_bills_period``)."""
+    got = conn.execute(text("SELECT MAX(period) FROM bills")).scalar()
+    return None if got is None else str(got)
+
+
 def issued_bills_of_mode(engine: Engine, payment_mode: str, since_period: str) -> pl.DataFrame:
     """Live bills of ``payment_mode`` customers from ``since_period`` on: account_id, period,
     kwh, read_to_at."""

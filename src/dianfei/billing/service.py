@@ -456,6 +456,13 @@ def period_totals(db: Database) -> pl.DataFrame:
             .with_columns(pl.col("exceptions").fill_null(0).cast(pl.Int64)))
 
 
+def latest_billed_period(engine: Engine) -> str | None:
+    """The newest period with a bill (None: nothing billed yet) — one index look-up, for pages
+    that open on the latest period."""
+    with engine.connect() as conn:
+        return repo.latest_period(conn)
+
+
 def issued_bills_of_mode(engine: Engine, payment_mode: str, since_period: str) -> pl.DataFrame:
     """Live bills of ``payment_mode`` customers from ``since_period`` on: account_id, period,
     kwh, read_to_at (where the bill's consumption stopped). Smart prepayment prices what was

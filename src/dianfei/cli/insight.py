@@ -138,15 +138,24 @@ def forecast_cmd(
     notify: Annotated[bool, typer.Option(
         "--notify", help="queue the advance notice for forecasts that are unusually high")] = False,
     channel: Annotated[str, typer.Option("--channel", help="notice channel")] = "sms",
+    store: Annotated[bool, typer.Option(
+        "--store", help="store every account's forecast for the bill pages (what the "
+        "forecast_store job does after a bill run); prints the counts")] = False,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Next-bill forecast (下期电费预测): each account's expected energy and bill for --period
     with an 80 % interval, rated by the tariff engine (tiers included)."""
     from dianfei.cli.context import clock_from_env, database
-    from dianfei.risk.service import forecast_next_bill, queue_forecast_notices
+    from dianfei.risk.service import forecast_next_bill, queue_forecast_notices, store_forecasts
 
     db = database()
     p = _period(period, "--period")
+    if store:
+        if account or notify:
+            raise ValidationError("--store stores every account's forecast: without --account "
+                                  "and --notify")
+        print_json(store_forecasts(db, p, clock=clock_from_env()))
+        return
     rows = forecast_next_bill(db, p, accounts=account).to_dicts()
     out = [{"account": r["account_id"], "period": r["period"], "kwh": _kwh(r["kwh"]),
             "kwh_low": _kwh(r["kwh_low"]), "kwh_high": _kwh(r["kwh_high"]),

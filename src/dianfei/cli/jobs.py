@@ -3,7 +3,8 @@
 The job kinds are assembled here, at the entry point, because they need what the commands need:
 the meter switch, the notice senders, the statement files. Each kind does exactly what its
 command does (``collect run``, ``bill run``, ``notify dispatch``, ``vee run``, ``risk score``,
-``reconcile``, ``report monthly``) through the same service functions — one path per job.
+``reconcile``, ``report monthly``, ``report dashboard``) through the same service functions —
+one path per job.
 """
 
 from __future__ import annotations
@@ -70,7 +71,14 @@ def _bill_run(db: Database, ctx: RunContext) -> Mapping[str, Any]:
     period = _period(ctx)
     chunk = int(ctx.args.get("chunk_size", 100_000))  # accounts rated and written per commit
     result = run_bill_run(db, period, ctx.clock, chunk_size=chunk)
-    return {"period": str(period), **_plain(result)}
+    from dianfei.jobs.service import queue_follow_up
+
+    # what shows the new bills is computed now, not at the next day: the dashboard's figures
+    # and the forecast every bill page shows
+    entries = calendar(db)
+    queued = {kind: queue_follow_up(db, entries, kind, clock=ctx.clock, after=ctx)
+              for kind in ("dashboard_refresh", "forecast_store")}
+    return {"period": str(period), **_plain(result), "follow_ups_queued": queued}
 
 
 def _notify_dispatch(db: Database, ctx: RunContext) -> Mapping[str, Any]:
@@ -143,6 +151,24 @@ def _monthly_report(db: Database, ctx: RunContext) -> Mapping[str, Any]:
     return {"period": str(period), "files": [str(f) for f in files]}
 
 
+def _dashboard_refresh(db: Database, ctx: RunContext) -> Mapping[str, Any]:
+    from dianfei.reporting.dashboard import refresh
+
+    return refresh(db, clock=ctx.clock)
+
+
+def _forecast_store(db: Database, ctx: RunContext) -> Mapping[str, Any]:
+    from dianfei.billing.service import latest_billed_period
+    from dianfei.core.clock import Period
+    from dianfei.risk.service import store_forecasts
+
+    # the bill pages of the latest billed period show the period after it
+    latest = latest_billed_period(db.engine)
+    if latest is None:
+        return {"period": None, "stored": 0, "note": "nothing billed yet"}
+    return store_forecasts(db, Period.parse(latest).next(), clock=ctx.clock)
+
+
 def _plain(obj: Any) -> dict[str, Any]:
     """A service's report as JSON-able counts (its to_json when it has one)."""
     for name in ("to_json", "as_dict"):
@@ -162,6 +188,7 @@ KINDS: dict[str, JobKind] = {
     "collections_day": _collections_day, "bill_run": _bill_run,
     "notify_dispatch": _notify_dispatch, "vee_run": _vee_run, "risk_score": _risk_score,
     "reconcile": _reconcile, "monthly_report": _monthly_report,
+    "dashboard_refresh": _dashboard_refresh, "forecast_store": _forecast_store,
 }
 
 

@@ -55,6 +55,31 @@ def kpi(
     kpi_table(result)
 
 
+@report_app.command("dashboard")
+@handle_errors
+def report_dashboard(
+    period: Annotated[str | None, typer.Option(
+        help="the period YYYY-MM (default: the latest billed)")] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="YYYY-MM-DD (default: today)")] = None,
+) -> None:
+    """Compute and store the console dashboard's figures (看板数据) now: every customer and each
+    region, customer class and collector — what the daily ``dashboard_refresh`` job does."""
+    from datetime import date
+
+    from dianfei.core.clock import Period
+    from dianfei.reporting.dashboard import latest_period, refresh
+    from dianfei.reporting.kpi import parse_as_of
+
+    db = database()
+    p = Period.parse(period) if period else latest_period(db)
+    day = None
+    if as_of is not None and p is not None:
+        today = _today()
+        assert isinstance(today, date)
+        day = parse_as_of(as_of, p, today)
+    print_json(refresh(db, clock=clock_from_env(), period=p, as_of=day))
+
+
 @report_app.command("monthly")
 @handle_errors
 def report_monthly(

@@ -17,6 +17,7 @@ from dianfei.metering.vee import models as vee_models
 from dianfei.notify import models as notify_models
 from dianfei.payments import models as payments_models
 from dianfei.payments import statement_models
+from dianfei.reporting import models as reporting_models
 from dianfei.risk import insight_models
 from dianfei.risk import models as risk_models
 from dianfei.security import models as security_models
@@ -39,6 +40,7 @@ __all__ = [
            "ops_models",
            "otp_models",
            "payments_models",
+           "reporting_models",
            "risk_models",
            "security_models",
            "statement_models",

@@ -145,6 +145,19 @@ def queue_manual(db: Database, entry: Entry, *, clock: Clock, user: str,
         return int(conn.execute(select(JobRun.run_id).where(JobRun.key == key)).scalar_one())
 
 
+def queue_follow_up(db: Database, entries: list[Entry], kind: str, *, clock: Clock,
+                    after: RunContext) -> int:
+    """Queue, now, a run of the calendar's enabled job of ``kind`` because run ``after`` changed
+    what it works from (a bill run ends: the dashboard's figures are refreshed). Keyed by the
+    run it follows, so a retried run queues it once. Returns how many runs were queued (0: no
+    such job in the calendar, or queued already)."""
+    now = clock.now()
+    with db.engine.begin() as conn:
+        return sum(_insert_run(conn, e, now, now, f"job:{after.run_id}",
+                               f"{e.name}@after:{after.run_id}")
+                   for e in entries if e.kind == kind and e.enabled)
+
+
 # -- claiming ----------------------------------------------------------------------------------
 
 

@@ -511,9 +511,9 @@ def _conn(conn: Connection | Session) -> Connection:
     return conn.connection() if isinstance(conn, Session) else conn
 
 
-def high_water(conn: Connection) -> int:
-    """The highest ledger entry id (0: none). Entries are only ever appended (a correction is a
-    new reversal entry), so while this stays the same no bill, payment or write-off changed:
-    what a cache of figures over the ledger is keyed by."""
-    return int(conn.execute(text("SELECT COALESCE(MAX(entry_id), 0) FROM ledger_entries"))
-               .scalar_one())
+def entry_count(conn: Connection) -> int:
+    """How many ledger entries there are. Entries are only ever appended (a correction is a new
+    reversal entry), so while this stays the same no bill, payment or write-off changed: what a
+    cache of figures over the ledger is keyed by. A count rather than the highest id, which can
+    stay the same while a lower id commits late on PostgreSQL."""
+    return int(conn.execute(text("SELECT count(*) FROM ledger_entries")).scalar_one())

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, text
 from sqlalchemy.exc import IntegrityError
 
 from dianfei.core.clock import Clock, Period
@@ -171,6 +171,52 @@ def forecast_next_bill(db: Database, period: Period, *, accounts: list[str] | No
         wanted = pl.Series("account_id", sorted(set(accounts)), dtype=pl.String)
         out = out.filter(pl.col("account_id").is_in(wanted.implode()))
     return out
+
+
+def store_forecasts(db: Database, period: Period, *, clock: Clock,
+                    tariff_dir: Path | None = None) -> dict[str, Any]:
+    """Forecast every open account's bill for ``period`` and store it (``bill_forecasts``),
+    replacing the period's rows in one transaction: what the ``forecast_store`` job does after a
+    bill run, so a bill page reads its forecast by key. The forecaster reads the whole history
+    however few accounts are asked for, so all of them at once costs what one does."""
+    import polars as pl
+    from sqlalchemy import delete
+
+    from dianfei.db.bulk import write_frame
+    from dianfei.risk.insight_models import BillForecast
+
+    frame = forecast_next_bill(db, period, tariff_dir=tariff_dir)
+    rated = frame.filter(pl.col("amount").is_not_null()).select(
+        pl.lit(str(period)).alias("period"), "account_id", "kwh", "amount", "amount_low",
+        "amount_high", pl.col("basis").fill_null("").alias("method"),
+        pl.lit(clock.now()).alias("computed_at"))
+    with db.engine.begin() as conn:
+        conn.execute(delete(BillForecast).where(BillForecast.period == str(period)))
+        write_frame(conn, "bill_forecasts", rated)
+    return {"period": str(period), "stored": rated.height,
+            "not_rated": frame.height - rated.height}
+
+
+def stored_forecasts(engine: Engine, accounts: Sequence[str],
+                     period: Period) -> pl.DataFrame | None:
+    """The stored forecasts of ``accounts`` for ``period`` (None: the period was never stored,
+    so the caller computes them)."""
+    import polars as pl
+
+    from dianfei.db.frames import read_frame
+    from dianfei.db.lists import any_of
+
+    with engine.connect() as conn:
+        known = conn.execute(text("SELECT 1 FROM bill_forecasts WHERE period = :p LIMIT 1"),
+                             {"p": str(period)}).first()
+        if known is None:
+            return None
+        member, params = any_of(conn, "account_id", "accounts", accounts)
+        return read_frame(conn, "SELECT account_id, kwh, amount, amount_low, amount_high, "
+                          f"method AS basis FROM bill_forecasts WHERE period = :p AND {member}",
+                          {"p": str(period), **params},
+                          schema={"kwh": pl.Int64, "amount": pl.Int64, "amount_low": pl.Int64,
+                                  "amount_high": pl.Int64})
 
 
 def queue_forecast_notices(db: Database, period: Period, *, clock: Clock, channel: str = "sms",
@@ -414,7 +460,9 @@ def bill_document_forecast(engine: Engine, accounts: Sequence[str],
     from dianfei.db.engine import Database
 
     nxt = period.next()
-    frame = forecast_next_bill(Database(load_settings(), engine), nxt, accounts=list(accounts))
+    frame = stored_forecasts(engine, accounts, nxt)
+    if frame is None:  # not stored yet (no forecast_store run since the bill run): computed
+        frame = forecast_next_bill(Database(load_settings(), engine), nxt, accounts=list(accounts))
     out: dict[str, dict[str, str]] = {}
     for r in frame.iter_rows(named=True):
         if r["amount"] is None:

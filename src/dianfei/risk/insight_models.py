@@ -59,3 +59,24 @@ class ExperimentAssignment(Base):
     experiment_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     account_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     arm: Mapped[str] = mapped_column(String(32))
+
+
+class BillForecast(Base):
+    """The stored next-bill forecast (下期电费预测) of an account, written for every account by
+    the ``forecast_store`` job after a bill run (``dianfei forecast --store``): what the bill
+    document and the portal show, read by key instead of re-rating the whole history per view.
+    An account the forecaster could not rate has no row (its bill shows no forecast)."""
+
+    __tablename__ = "bill_forecasts"
+    #: the period forecast (the bill after the one it is shown on)
+    period: Mapped[str] = mapped_column(String(7), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    #: 0.01 kWh
+    kwh: Mapped[int] = mapped_column(BigInteger)
+    #: fen
+    amount: Mapped[int] = mapped_column(BigInteger)
+    amount_low: Mapped[int | None] = mapped_column(BigInteger)
+    amount_high: Mapped[int | None] = mapped_column(BigInteger)
+    #: season | no_season (fewer than 12 months of class history)
+    method: Mapped[str] = mapped_column(String(16))
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime)

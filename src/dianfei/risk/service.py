@@ -65,4 +65,5 @@ from dianfei.risk.insight import list_experiments as list_experiments  # noqa: E
 from dianfei.risk.insight import queue_forecast_notices as queue_forecast_notices  # noqa: E402
 from dianfei.risk.insight import record_inspection as record_inspection  # noqa: E402
 from dianfei.risk.insight import segments as segments  # noqa: E402
+from dianfei.risk.insight import store_forecasts as store_forecasts  # noqa: E402
 from dianfei.risk.insight import theft_scan as theft_scan  # noqa: E402

@@ -8,7 +8,7 @@ exports (web/tables.py). docs/console.md says what each page shows and to whom.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from dianfei.core.clock import Clock, Period, business_date
+from dianfei.core.clock import BUSINESS_TZ, Clock, Period, business_date
 from dianfei.core.errors import NotFoundError, ValidationError
 from dianfei.core.money import fmt_qty, fmt_yuan
 from dianfei.db.engine import Database
@@ -79,6 +79,9 @@ def register(app: FastAPI, db: Database, clock: Clock) -> None:
             return console.render(request, "console/dashboard.html", title=t("nav.dashboard"),
                                   data=None, problem=str(exc), filters=f, choices=choices,
                                   charts=[], period=str(period))
+        if data.get("computed_at"):
+            at = datetime.fromisoformat(data["computed_at"]).astimezone(BUSINESS_TZ)
+            data = {**data, "computed_at_shown": at.strftime("%Y-%m-%d %H:%M")}
         charts = [{"key": key, "label": t(label), "value": data["latest"].get(key),
                    "percent": pct,
                    "option": _line(data["trend"], key, t(label), pct)}

@@ -24,6 +24,14 @@ WORDS: Mapping[str, Mapping[str, str]] = {
     "dash.overdue_amount": {"zh-CN": "逾期欠费（元）", "en": "Overdue (yuan)"},
     "dash.no_data": {"zh-CN": "暂无数据", "en": "No figure"},
     "dash.cached": {"zh-CN": "缓存数据（账务未变）", "en": "Cached (ledger unchanged)"},
+    "dash.stored": {"zh-CN": "看板数据计算于", "en": "Figures computed at"},
+    "dash.stored_hint": {
+        "zh-CN": "由看板刷新作业（dashboard_refresh）每日及每次出账后计算；"
+                 "`dianfei report dashboard` 立即刷新",
+        "en": "computed by the dashboard_refresh job daily and after every bill run; "
+              "`dianfei report dashboard` refreshes now"},
+    "dash.live": {"zh-CN": "即时计算（看板刷新作业未存储此筛选）",
+                  "en": "Computed on view (the refresh job does not store this filter)"},
     # search
     "search.title": {"zh-CN": "客户查询", "en": "Find a customer"},
     "search.hint": {"zh-CN": "按户号、客户编号、表号或户名查询。电话号码加密存储，暂不支持按电话查询。",
