@@ -47,6 +47,7 @@ def killed(proc: subprocess.CompletedProcess[str]) -> None:
 
 def calendar(tmp_path: Path, schedule: str, extra_config: str = "") -> str:
     """A config file whose calendar is ``schedule`` (plus ``extra_config``); its path."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "schedule.toml").write_text(schedule, encoding="utf-8")
     config = tmp_path / "dianfei.toml"
     config.write_text(f'[jobs]\nschedule = "{tmp_path / "schedule.toml"}"\n{extra_config}',
