@@ -58,7 +58,7 @@ def _state(db: Database) -> dict[str, list[tuple[object, ...]]]:
 def test_sigkill_mid_run_then_rerun_equals_uninterrupted(db: Database, db_env: dict[str, str],
                                                          tmp_path: Path) -> None:
     _populate(db)
-    killed = _bill_run(db_env, DIANFEI_FAULT_KILL_AFTER_CHUNKS="2")
+    killed = _bill_run(db_env, DIANFEI_FAULT_KILL_AT="bill_run.chunk_written:2")
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     with db.engine.connect() as conn:
         partial = conn.execute(text("SELECT count(*) FROM bills")).scalar()

@@ -49,7 +49,7 @@ def test_a_killed_workers_bill_run_is_finished_by_the_next_worker(
     (tmp_path / "dianfei.toml").write_text(f'[jobs]\nschedule = "{tmp_path / "schedule.toml"}"\n')
     env = {**db_env, "DIANFEI_CONFIG": str(tmp_path / "dianfei.toml")}
 
-    killed = _worker(env, "2026-02-03T09:00:00+08:00", DIANFEI_FAULT_KILL_AFTER_CHUNKS="2")
+    killed = _worker(env, "2026-02-03T09:00:00+08:00", DIANFEI_FAULT_KILL_AT="bill_run.chunk_written:2")
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     with db.engine.connect() as conn:
         run = conn.execute(text("SELECT status, attempts FROM job_runs")).one()

@@ -12,8 +12,6 @@ and due dates in ``bill_runs`` so the next invocation finishes it with the same 
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +34,7 @@ from dianfei.billing.estimates import estimate_missing_reads, name_refusals
 from dianfei.billing.models import Bill, BillRun
 from dianfei.core.clock import Clock, Period, business_date, start_of_day
 from dianfei.core.errors import ConflictError, NotFoundError, TariffError, ValidationError
+from dianfei.core.faults import kill_point
 from dianfei.core.metrics import Metric
 from dianfei.db.bulk import write_frame
 from dianfei.db.engine import refresh_statistics
@@ -351,10 +350,9 @@ def _write(db: Database, run: BillRun, bills: pl.DataFrame, bill_meters: pl.Data
     ids = pl.concat([bills.select("account_id"), exceptions.select("account_id")]).sort(
         "account_id")["account_id"]
     total = ids.len()
-    kill_after = int(os.environ.get("DIANFEI_FAULT_KILL_AFTER_CHUNKS", "0"))
     line_rows = lines.join(bills.select("account_id", "bill_id"), on="account_id")
     written = 0
-    for n, lo in enumerate(range(0, total, chunk_size), start=1):
+    for lo in range(0, total, chunk_size):
         chunk_ids = ids.slice(lo, chunk_size)
         first, last = chunk_ids[0], chunk_ids[-1]
         in_chunk = pl.col("account_id").is_between(pl.lit(first), pl.lit(last))
@@ -387,9 +385,7 @@ def _write(db: Database, run: BillRun, bills: pl.DataFrame, bill_meters: pl.Data
         written += chunk_ids.len()
         if progress:
             progress(written, total)
-        if kill_after and n >= kill_after:
-            # fault injection for the crash-recovery test: die as SIGKILL would, mid-run
-            os.kill(os.getpid(), signal.SIGKILL)
+        kill_point("bill_run.chunk_written")  # the crash tests die here (core/faults.py)
 
 
 def cancel_bill(session: Session, clock: Clock, bill_id: str, reason: str) -> Bill:

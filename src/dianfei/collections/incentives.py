@@ -19,7 +19,7 @@ import json
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +37,10 @@ RULES_FILE = Path(__file__).with_name("incentives.toml")
 PROPOSAL_KINDS = ("deposit_proposal", "prepay_conversion")
 #: the facts a rating counts, from collection events
 FACT_EVENTS = ("payment_received", "late_fee_accrued", "plan_broken", "promise_broken", "suspended")
+#: facts a day of collections records only after it rated the accounts (its late fees, its
+#: stops): a day's rating counts them from the next day on — also when the day is run again
+#: after a crash that left some of them written, so the rerun rates as the first run did
+LATER_IN_THE_DAY = ("late_fee_accrued", "suspended")
 
 
 @dataclass(frozen=True)
@@ -153,7 +157,7 @@ def facts_of(db: Database, day: date, r: IncentiveRules) -> pl.DataFrame:
     since = window_start(day, r.window_months)
     accts = open_account_facts(db.engine).select("account_id", "customer_id", "customer_class",
                                                  "low_income")
-    ev = repo.event_counts(db.engine, FACT_EVENTS, since)
+    ev = repo.event_counts(db.engine, FACT_EVENTS, since, before=(LATER_IN_THE_DAY, day))
     months = ev.group_by("account_id", "month").agg(
         (pl.col("type") == "payment_received").any().alias("paid"),
         (pl.col("type") == "late_fee_accrued").any().alias("fee"))
@@ -164,7 +168,9 @@ def facts_of(db: Database, day: date, r: IncentiveRules) -> pl.DataFrame:
         .cast(pl.Int64).alias("broken"),
         pl.col("events").filter(pl.col("type") == "suspended").sum().cast(pl.Int64)
         .alias("suspensions"))
-    late = repo.late_bills(db.engine, since)
+    # a bill's fee first accrues the day after its due date, after that day's rating: the
+    # bills due yesterday or later count from tomorrow on (as LATER_IN_THE_DAY)
+    late = repo.late_bills(db.engine, since, day - timedelta(days=1))
     return (accts.join(on_time, on="account_id", how="left").join(late, on="account_id", how="left")
             .join(per, on="account_id", how="left")
             .with_columns([pl.col(c).fill_null(0) for c in ("on_time", "late", "broken",

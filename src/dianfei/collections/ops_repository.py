@@ -30,12 +30,17 @@ def events_since(source: Engine | Connection, types: Sequence[str], since: date)
                 "type": pl.String, "detail": pl.String})
 
 
-def event_counts(source: Engine | Connection, types: Sequence[str], since: date) -> pl.DataFrame:
+def event_counts(source: Engine | Connection, types: Sequence[str], since: date,
+                 before: tuple[Sequence[str], date] | None = None) -> pl.DataFrame:
     """account_id, type, month (YYYY-MM), events: the collection events of ``types`` from
-    ``since``, counted per account, type and business month (in the database)."""
+    ``since``, counted per account, type and business month (in the database). ``before`` =
+    (some of the types, a day): those types only count before that day."""
     import polars as pl
 
     names = {f"t{i}": t for i, t in enumerate(types)}
+    later = {f"l{i}": t for i, t in enumerate(before[0])} if before else {}
+    cut = (f"AND NOT (type IN ({', '.join(':' + k for k in later)}) AND business_date >= :d) "
+           if later else "")
     conn_dialect = source.dialect.name
     month = ("strftime('%Y-%m', business_date)" if conn_dialect == "sqlite"
              else "to_char(business_date, 'YYYY-MM')")
@@ -45,21 +50,22 @@ def event_counts(source: Engine | Connection, types: Sequence[str], since: date)
         f"FROM collection_events WHERE business_date >= :s AND type IN "
         f"({', '.join(':' + k for k in names) or 'NULL'}) "
         # a smart-prepayment cut-off is how prepayment works, not a stop for arrears
-        f"AND NOT (type = 'suspended' AND coalesce({find}(detail, :pp), 0) > 0) "
+        f"AND NOT (type = 'suspended' AND coalesce({find}(detail, :pp), 0) > 0) {cut}"
         f"GROUP BY account_id, type, {month}",
-        {"s": since, "pp": '"reason": "prepay"', **names},
+        {"s": since, "pp": '"reason": "prepay"', **names, **later,
+         **({"d": before[1]} if before else {})},
         schema={"account_id": pl.String, "type": pl.String, "month": pl.String,
                 "events": pl.Int64})
 
 
-def late_bills(source: Engine | Connection, since: date) -> pl.DataFrame:
-    """account_id, late: bills due from ``since`` that accrued a late fee (paid late, or still
-    overdue)."""
+def late_bills(source: Engine | Connection, since: date, until: date) -> pl.DataFrame:
+    """account_id, late: bills due from ``since`` and before ``until`` that accrued a late fee
+    (paid late, or still overdue)."""
     import polars as pl
 
     return read_frame(
         source, "SELECT account_id, COUNT(*) AS late FROM late_fee_accruals WHERE due_on >= :s "
-        "GROUP BY account_id", {"s": since},
+        "AND due_on < :u GROUP BY account_id", {"s": since, "u": until},
         schema={"account_id": pl.String, "late": pl.Int64})
 
 

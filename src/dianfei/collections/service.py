@@ -65,6 +65,7 @@ from dianfei.collections.tickets import decide_ticket as decide_ticket
 from dianfei.collections.tickets import record_ticket as record_ticket
 from dianfei.collections.tickets import tickets_between as tickets_between
 from dianfei.core.clock import BUSINESS_TZ, Clock, business_date, start_of_day
+from dianfei.core.faults import kill_point
 from dianfei.core.metrics import Metric
 from dianfei.core.money import fmt_yuan
 
@@ -125,6 +126,7 @@ def run_day(db: Database, day: date, *, clock: Clock, switch: RemoteSwitch | Non
     lap("snapshot")
     with db.engine.begin() as conn:
         _late_fees(ctx, conn, items)
+    kill_point("collections.late_fees_posted")  # the crash tests die here (core/faults.py)
     lap("late_fees")
     snapshot = build_snapshot(ctx, items, scorer)
     lap("risk_snapshot")
@@ -139,6 +141,9 @@ def run_day(db: Database, day: date, *, clock: Clock, switch: RemoteSwitch | Non
         ctx.report.notices += len(ctx.notices)
         ctx.notices = []
         session.flush()
+    # the crash tests die here: the ladder's events, tasks, notices and stop cases are committed,
+    # nothing of them dispatched yet
+    kill_point("collections.dunning_written")
     lap("dunning")
     ctx.notifier.dispatch(db, clock=clock, senders=senders)
     lap("dispatch")

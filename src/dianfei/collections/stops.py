@@ -44,6 +44,7 @@ from dianfei.collections.notices import KEY_PREFIX, Notice, Notifier
 from dianfei.collections.rules import Policy
 from dianfei.core.clock import BUSINESS_TZ, Clock, business_date
 from dianfei.core.errors import ConflictError, NotFoundError, ValidationError
+from dianfei.core.faults import kill_point
 from dianfei.customers import service as customers
 from dianfei.ledger import service as ledger
 from dianfei.notify import service as notify
@@ -455,6 +456,9 @@ def process_commands(db: Database, *, clock: Clock, switch: RemoteSwitch | None,
                     _to_field_crew(s, cmd, case, now, policy_)
                     continue
                 result = switch.trip(cmd.meter_id) if cmd.action == "trip" else switch.close(cmd.meter_id)
+                if result.ok:
+                    # the crash tests die here: the meter obeyed, the command is still pending
+                    kill_point("collections.command_sent")
                 now = clock.now()
                 cmd.attempts += 1
                 if result.ok:

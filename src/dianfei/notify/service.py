@@ -47,6 +47,7 @@ from sqlalchemy.orm import Session
 from dianfei.core.clock import BUSINESS_TZ, Clock, business_date
 from dianfei.core.crypto import PiiCipher
 from dianfei.core.errors import ConflictError, NotFoundError, ValidationError
+from dianfei.core.faults import kill_point
 from dianfei.core.metrics import Metric
 from dianfei.core.settings import Settings, load_settings
 from dianfei.db.engine import Database
@@ -835,6 +836,9 @@ def _record(db: Database, done: list[Outcome], clock: Clock,
                          "v_error": "not sent: the dispatch pass stopped before this message"})
         back.append({"oid": job.outbox_id, "v_status": "queued", "v_next_attempt_at": now,
                      "v_updated_at": now, "v_last_error": "claimed but not sent: the dispatch pass stopped"})
+    if sent:
+        # the crash tests die here: the gateway has the messages, the outbox still says 'sending'
+        kill_point("notify.sent_unrecorded")
     with db.session() as s:
         repo.finish_attempts(s, attempts)
         repo.update_outbox_many(s, ("status", "next_attempt_at", "last_error", "updated_at"), back,

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from dianfei.core.clock import BUSINESS_TZ, Clock, business_date
 from dianfei.core.errors import NotFoundError, ValidationError
+from dianfei.core.faults import kill_point
 from dianfei.core.money import fmt_yuan
 from dianfei.payments import service as payments
 from dianfei.payments.channels.base import ChannelPayment
@@ -277,6 +278,9 @@ def _auto_post(session: Session, m: Matching, clock: Clock) -> dict[str, str]:
             refused[row["transaction_id"]] = f"{exc.code}: {exc.message}"
         except (ValidationError, NotFoundError) as exc:
             refused[row["transaction_id"]] = exc.message
+        else:
+            # the crash tests die here: some lines posted, the file's transaction not committed
+            kill_point("reconcile.line_posted")
     return refused
 
 

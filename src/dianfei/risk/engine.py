@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 
 from dianfei.core.errors import ValidationError
+from dianfei.core.faults import kill_point
 from dianfei.risk.features import History, features, load_history, targets
 from dianfei.risk.model import ArrearsModel, TooShort, TrainConfig, train
 from dianfei.risk.rules import RulesScorer
@@ -303,6 +304,8 @@ def daily_scores(db: Database, day: date, *, history: History | None = None,
     tmp = path.with_suffix(".tmp")
     scores.write_parquet(tmp)
     tmp.replace(path)
+    # the crash tests die here: the day's scores stored, its early warnings not yet
+    kill_point("risk.scores_written")
     with db.engine.begin() as conn:
         repository.replace_warnings(conn, day, warn)
     return scores
