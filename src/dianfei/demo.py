@@ -99,20 +99,23 @@ def run_demo(db: Database, *, customers: int, months: int, seed: int,
             progress.update(t, advance=1, description=f"monthly cycle {period}")
             period = period.next()
     last = period.prev()
-    # the console opens on the dashboard: its figures stored as the dashboard_refresh job would
-    _refresh_dashboard(db, last)
+    # what a bill run's follow-up jobs store: the dashboard the console opens on, and the
+    # forecast the latest bills show
+    _follow_ups(db, last)
     return _summary(db, DEMO_START, last)
 
 
-def _refresh_dashboard(db: Database, last: Period) -> None:
+def _follow_ups(db: Database, last: Period) -> None:
     from dianfei.billing.service import latest_billed_period
     from dianfei.reporting.dashboard import refresh
+    from dianfei.risk.service import store_forecasts
 
     if latest_billed_period(db.engine) != str(last):
         return  # nothing billed (every read on the exceptions list): nothing to show
     as_of = last.next().end_date + ISSUE_DELAY - timedelta(days=1)
-    refresh(db, clock=FixedClock(datetime.combine(as_of, time(23), tzinfo=BUSINESS_TZ)),
-            period=last, as_of=as_of)
+    clock = FixedClock(datetime.combine(as_of, time(23), tzinfo=BUSINESS_TZ))
+    refresh(db, clock=clock, period=last, as_of=as_of)
+    store_forecasts(db, last.next(), clock=clock)
 
 
 def _payments_for(db: Database, utility: Any, period: Period) -> pl.DataFrame:

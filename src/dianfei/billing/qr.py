@@ -24,8 +24,11 @@ def qr_matrix(payload: str) -> tuple[tuple[bool, ...], ...]:
     return tuple(tuple(bool(v) for v in row) for row in code.matrix_iter(scale=1, border=4))
 
 
+@lru_cache(maxsize=4096)
 def qr_svg(payload: str, scale: int = 3) -> str:
-    """The QR code as inline SVG for the web bill (crisp at any zoom, no image file)."""
+    """The QR code as inline SVG for the web bill (crisp at any zoom, no image file). Kept for
+    the latest few thousand payloads: encoding one costs more than the rest of a bill page, and
+    a customer opens the same bill (the same payment link) again and again."""
     import segno
 
     return str(segno.make_qr(payload, error="m", mask=MASK).svg_inline(scale=scale, border=4))

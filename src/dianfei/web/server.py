@@ -50,5 +50,7 @@ def serve_console(host: str = "127.0.0.1", port: int = 8000, workers: int = 1) -
                          "  dianfei users add admin --role admin --password-stdin\n")
     # no access log (one formatted line per request costs ~5 % at callback rates); uvicorn picks
     # uvloop and httptools when installed ("auto"), about a third less per request than asyncio + h11
+    # idle connections are kept 75 s (nginx's keepalive_timeout) rather than uvicorn's 5 s: a
+    # customer reads a bill for longer than 5 s, and re-connecting for each click costs more
     uvicorn.run("dianfei.web.server:app_factory", factory=True, host=host, port=port,
-                workers=workers, log_level="warning", access_log=False)
+                workers=workers, log_level="warning", access_log=False, timeout_keep_alive=75)
