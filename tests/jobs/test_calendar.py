@@ -11,7 +11,7 @@ from dianfei.core.clock import BUSINESS_TZ
 from dianfei.jobs.calendar import DEFAULT_SCHEDULE, CalendarError, Entry, load_calendar
 
 KINDS = ("collections_day", "bill_run", "notify_dispatch", "vee_run", "risk_score", "reconcile",
-         "monthly_report")
+         "monthly_report", "approvals_housekeeping")
 
 
 def local(y: int, m: int, d: int, hh: int = 0, mm: int = 0) -> datetime:

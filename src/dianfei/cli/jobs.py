@@ -3,7 +3,8 @@
 The job kinds are assembled here, at the entry point, because they need what the commands need:
 the meter switch, the notice senders, the statement files. Each kind does exactly what its
 command does (``collect run``, ``bill run``, ``notify dispatch``, ``vee run``, ``risk score``,
-``reconcile``, ``report monthly``) through the same service functions — one path per job.
+``reconcile``, ``report monthly``, the approvals' expiry) through the same service functions —
+one path per job.
 """
 
 from __future__ import annotations
@@ -143,6 +144,14 @@ def _monthly_report(db: Database, ctx: RunContext) -> Mapping[str, Any]:
     return {"period": str(period), "files": [str(f) for f in files]}
 
 
+def _approvals_housekeeping(db: Database, ctx: RunContext) -> Mapping[str, Any]:
+    from dianfei.approvals.service import housekeeping
+
+    # expiry used to happen only when someone listed or decided requests: a request nobody
+    # looked at stayed pending (and its subject blocked for a new one) past its expiry
+    return housekeeping(db, ctx.clock)
+
+
 def _plain(obj: Any) -> dict[str, Any]:
     """A service's report as JSON-able counts (its to_json when it has one)."""
     for name in ("to_json", "as_dict"):
@@ -162,6 +171,7 @@ KINDS: dict[str, JobKind] = {
     "collections_day": _collections_day, "bill_run": _bill_run,
     "notify_dispatch": _notify_dispatch, "vee_run": _vee_run, "risk_score": _risk_score,
     "reconcile": _reconcile, "monthly_report": _monthly_report,
+    "approvals_housekeeping": _approvals_housekeeping,
 }
 
 
