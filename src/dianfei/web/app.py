@@ -32,6 +32,7 @@ from dianfei.web.auth import (
     PUBLIC_PREFIXES,
     CallerMiddleware,
     caller,
+    caller_address,
     guard,
     safe_next,
     signed_in,
@@ -71,6 +72,10 @@ def create_app(db: Database, clock: Clock | None = None) -> FastAPI:
     app.add_middleware(CallerMiddleware, db=db)
     console = Console()
     app.state.console = console
+    from dianfei.payments.refusal_log import load_guard_settings
+
+    # one list of trusted proxies for every per-address limit (web.auth.caller_address)
+    app.state.trusted_proxies = load_guard_settings(db.settings.raw).trusted_proxies
     _static(app)
     from dianfei.web import collections_api, observability, payments_api, plans_api
 
@@ -346,7 +351,7 @@ def _sign_in(db: Database, username: str, password: str, request: Request) -> tu
 
     from dianfei.security.service import sign_in
 
-    source = request.client.host if request.client else "unknown"
+    source = caller_address(request)  # behind a trusted proxy, the address it forwarded
     # the failed attempt must be kept even though the sign-in is refused: a session of its own
     with db.sessions() as s:
         try:

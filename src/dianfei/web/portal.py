@@ -30,7 +30,7 @@ from dianfei.db.engine import Database
 from dianfei.security.otp import OtpPolicy, issue_token, portal_user, request_code, verify_code
 from dianfei.security.service import Principal
 from dianfei.web import i18n
-from dianfei.web.auth import COOKIE, guard, safe_next, signed_in
+from dianfei.web.auth import COOKIE, caller_address, guard, safe_next, signed_in
 from dianfei.web.console import Console
 from dianfei.web.portal_words import WORDS
 
@@ -61,7 +61,9 @@ async def form_fields(request: Request) -> dict[str, str]:
 
 
 def _source(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    # behind a trusted proxy, the customer's address — not the proxy's, which would put every
+    # customer under one address's limits
+    return caller_address(request)
 
 
 class Portal:
