@@ -267,6 +267,16 @@ def test_console_sign_in_failures_are_counted_per_forwarded_address(
     assert sources == ["203.0.113.5", "198.51.100.99"]
 
 
+def test_the_portal_bill_is_as_of_the_applications_day(portal: Portal) -> None:
+    """The customer's bill shows its position on the app clock's day (the fixture's FixedClock,
+    10 February 2026), never the machine's calendar."""
+    portal.sign_in()
+    page = portal.client.get("/portal/bills/C1-202601-1")
+    assert page.status_code == 200
+    assert "截至 2026-02-10" in page.text
+    assert not re.search(r"截至 (?!2026-02-10)\d{4}-\d{2}-\d{2}", page.text)
+
+
 def test_a_customer_user_signs_in_with_a_password(portal: Portal) -> None:
     with portal.db.session() as s:
         add_user(s, username="wang", role="customer", password=PASSWORD, customer_id="C2",

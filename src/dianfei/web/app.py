@@ -259,10 +259,15 @@ def create_app(db: Database, clock: Clock | None = None) -> FastAPI:
         return RedirectResponse(start, status_code=303)
 
     def _bill(account: str, period: str) -> dict[str, Any]:
+        from dianfei.core.clock import business_date
+
         p = period_param(period)
+        # the account's position "as of" the application's day (its clock), as the bill's status
+        # beside it — not the machine's, which a replayed or test day does not move
         return bill_document(db.engine, account, p, forecast=load_forecaster(),
                              context=document_context(db, p), instalments=load_instalments(),
-                             rating=load_forecaster(RATING_HOOK))
+                             rating=load_forecaster(RATING_HOOK),
+                             as_of=business_date((clock or SystemClock()).now()))
 
     @app.get("/bills/{account}/{period}", response_class=HTMLResponse, include_in_schema=False,
              **guard("bills:read"))

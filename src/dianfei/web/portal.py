@@ -167,7 +167,8 @@ class Portal:
         return bill_document(self.db.engine, str(bill["account_id"]), p,
                              forecast=self.forecast if load_forecaster() else None,
                              context=hit[1], instalments=load_instalments(),
-                             rating=load_forecaster(RATING_HOOK))
+                             rating=load_forecaster(RATING_HOOK),
+                             as_of=self.today())  # the app's day, not the machine's
 
     def forecast(self, engine: Any, accounts: Any, period: Period) -> dict[str, Any]:
         """The next-bill forecast hook (risk), kept a while per account and period: it reads the
