@@ -407,6 +407,8 @@ def test_a_plan_request_outside_policy_names_the_rule_and_within_awaits_approval
     too_many = portal.client.post("/portal/plan", data={
         "account": "C2", "down_payment": down.group(1), "instalments": "60", "csrf_token": csrf})
     assert too_many.status_code == 422 and "instalments_max" in too_many.text
+    # the service's refusal under a Chinese lead-in, with its stable code
+    assert re.search(r"操作未完成：[^<]*instalments_max[^<]*（错误代码 invalid）", too_many.text)
     assert scalar(portal.db.engine, "SELECT count(*) FROM payment_plans") == 0
     fine = portal.client.post("/portal/plan", data={
         "account": "C2", "down_payment": down.group(1), "instalments": "2", "csrf_token": csrf,
