@@ -9,10 +9,11 @@ from dataclasses import replace
 from datetime import date, timedelta
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 from typer.testing import CliRunner
 
 from dianfei.approvals import service
+from dianfei.approvals.models import ApprovalRequest
 from dianfei.approvals.service import (
     AlreadyDecided,
     AlreadyRequested,
@@ -174,6 +175,38 @@ def test_requests_expire(fees: Database) -> None:
     assert actions(db, "approval.") == ["approval.requested", "approval.expired"]
     page = service.list_requests(db, state="expired")
     assert page["total"] == 1 and page["items"][0]["request_id"] == rid
+
+
+def test_the_daily_job_expires_requests_nobody_looks_at(fees: Database) -> None:
+    """Expiry no longer waits for someone to list or decide: the worker's daily
+    ``approvals_housekeeping`` run (the built-in calendar's entry) closes the overdue request,
+    on the audit chain as the listing did, and leaves a request still in time alone."""
+    from dianfei.cli.jobs import KINDS, calendar
+    from dianfei.jobs import service as jobs
+
+    db = fees
+    old = ask_waiver(db)  # waivers wait 7 days (kinds.toml)
+    with db.session() as s:  # a write-off for B, which waits 14 days
+        young = service.request(s, kind_name="write_off", payload={"reference": "B-202512-1"},
+                                reason="bankrupt", maker=who(db, "zhou"),
+                                clock=clock(DAY)).request_id
+    entry = [e for e in calendar(db) if e.kind == "approvals_housekeeping"]
+    assert [(e.name, e.every) for e in entry] == [("approvals-housekeeping", "day")]
+    late = clock(DAY + timedelta(days=7), 10)  # past the first's expiry, before the second's
+    report = jobs.work(db, entry, KINDS, clock=late, worker="w1")
+    assert [r["status"] for r in report.ran] == ["done"]
+    assert report.ran[0]["result"] == {"expired": 1, "raised": 0}
+    # read without the listing's own housekeeping: the job did it
+    with db.session() as s:
+        states = {r.request_id: (r.state, r.decided_by)
+                  for r in s.scalars(select(ApprovalRequest))}
+    assert states == {old: ("expired", "system"), young: ("pending", None)}
+    assert actions(db, "approval.") == ["approval.requested", "approval.requested",
+                                        "approval.expired"]
+    assert chain_intact(db)
+    # the next day's run finds nothing more to do (the second waits until its own expiry)
+    again = jobs.work(db, entry, KINDS, clock=clock(DAY + timedelta(days=8), 10), worker="w1")
+    assert [r["result"] for r in again.ran] == [{"expired": 0, "raised": 0}]
 
 
 def test_bad_requests_name_the_field_and_store_nothing(fees: Database) -> None:

@@ -4,6 +4,7 @@ needs a reason; the list filters, pages and exports; roles without approvals get
 
 from __future__ import annotations
 
+import re
 from datetime import date
 
 import pytest
@@ -78,6 +79,11 @@ def test_ask_refuse_own_then_a_supervisor_approves(app_db: Database) -> None:
     zhao, zhao_csrf = browser(db, "zhao")
     again = zhao.post(f"/approvals/{rid}/approve", data={"csrf_token": zhao_csrf})
     assert again.status_code == 409 and "already" in again.text
+    # the zh-CN page says in Chinese that nothing was done, with the service's words and its
+    # stable code (the messages themselves are the services', not translated one by one)
+    assert re.search(r"操作未完成：[^<]*already[^<]*（错误代码 already_decided）", again.text)
+    en = zhao.post(f"/approvals/{rid}/approve?lang=en", data={"csrf_token": zhao_csrf})
+    assert re.search(r"Not done: [^<]*already[^<]* \(error code already_decided\)", en.text)
     csv = wang.get("/approvals?format=csv").content.decode("utf-8")
     assert csv.startswith("\ufeff") and str(rid) in csv
 
@@ -91,6 +97,7 @@ def test_a_supervisor_cannot_approve_their_own_request(app_db: Database) -> None
     assert 'id="approve"' not in wang.get(f"/approvals/{rid}").text
     own = wang.post(f"/approvals/{rid}/approve", data={"csrf_token": csrf})
     assert own.status_code == 403 and "a second person must decide it" in own.text
+    assert "操作未完成：" in own.text and "错误代码 maker_is_checker" in own.text
     assert "待审批" in wang.get(f"/approvals/{rid}").text
 
 

@@ -87,3 +87,15 @@ def test_bare_list_routes_take_an_optional_window(client: TestClient) -> None:
     assert get(client, "/api/v1/exceptions/2026-01", "billing_clerk", limit=5).json() == []
     assert get(client, "/api/v1/payments/C1", "cashier", limit=0).status_code == 422
     assert get(client, "/api/v1/bills/C1/0000-01", "cashier").json()["field"] == "period"
+
+
+
+def test_the_bill_document_is_as_of_the_applications_day(client: TestClient) -> None:
+    """The bill's account position is read on the app clock's day (a FixedClock here, 20 March
+    2026), as the status beside it — never the machine's calendar."""
+    from tests.web.api_world import NOW, auth
+
+    doc = get(client, "/api/v1/bills/C1/2026-01", "cashier").json()
+    assert doc["account_position"]["as_of"] == NOW.date().isoformat() == "2026-03-20"
+    page = client.get("/bills/C1/2026-01", headers=auth(client, "cashier"))
+    assert page.status_code == 200 and "截至 2026-03-20" in page.text

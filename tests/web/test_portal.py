@@ -215,6 +215,68 @@ def test_the_limits_per_address_are_configurable_data(portal: Portal) -> None:
             for _ in range(3)] == [401, 401, 429]
 
 
+def test_the_limits_per_address_see_through_a_trusted_proxy_only(
+        portal: Portal, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Behind the proxy named in trusted_proxies (the payment callbacks' setting, one list for
+    every per-address limit), each customer has their own address's limits; anybody else's
+    X-Forwarded-For is ignored, so rotating it does not escape the limit."""
+    from dataclasses import replace
+
+    monkeypatch.setenv("DIANFEI_CALLBACK_TRUSTED_PROXIES", "10.0.0.2, 10.0.0.3")
+
+    def client(peer: str) -> TestClient:
+        app = create_app(portal.db, portal.clock)
+        app.state.portal_sms = portal.client.app.state.portal_sms  # type: ignore[attr-defined]
+        app.state.portal.policy = replace(app.state.portal.policy, sends_per_source=2)
+        return TestClient(app, client=(peer, 40000))
+
+    def ask(c: TestClient, phone: str, forwarded: str) -> int:
+        return c.post("/portal/login/code", data={"phone": phone, "next": "/portal"},
+                      headers={"x-forwarded-for": forwarded}).status_code
+
+    proxy = client("10.0.0.2")
+    # two customers behind the proxy (and a second proxy hop): each with their own limit; the
+    # left-most hop is what the caller wrote, never believed
+    a, b = "198.51.100.7, 203.0.113.5, 10.0.0.3", "203.0.113.6"
+    assert [ask(proxy, p, a) for p in (PHONE_C1, UNKNOWN, PHONE_C2)] == [200, 200, 429]
+    assert [ask(proxy, p, b) for p in (PHONE_C2, UNKNOWN)] == [200, 200]
+    # a caller that is not a trusted proxy: its own address, whatever it forwards
+    direct = client("198.51.100.99")
+    assert [ask(direct, f"1370000001{n}", f"203.0.113.{n}") for n in (0, 1, 2)] == [200, 200,
+                                                                                   429]
+    with portal.db.engine.connect() as conn:
+        sources = [str(r[0]) for r in conn.execute(text(
+            "SELECT source FROM portal_otp_challenges ORDER BY challenge_id"))]
+    assert sources == ["203.0.113.5"] * 2 + ["203.0.113.6"] * 2 + ["198.51.100.99"] * 2
+
+
+def test_console_sign_in_failures_are_counted_per_forwarded_address(
+        portal: Portal, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The console's sign-in limit uses the same rule: the failure is kept under the address
+    the trusted proxy forwarded, and under the peer's own address when the peer is not one."""
+    monkeypatch.setenv("DIANFEI_CALLBACK_TRUSTED_PROXIES", "10.0.0.2")
+    app = create_app(portal.db, portal.clock)
+    for peer in ("10.0.0.2", "198.51.100.99"):
+        r = TestClient(app, client=(peer, 40000)).post(
+            "/api/v1/auth/token", json={"username": "nobody", "password": "wrong wrong wrong"},
+            headers={"x-forwarded-for": "203.0.113.5"})
+        assert r.status_code == 401, r.text
+    with portal.db.engine.connect() as conn:
+        sources = [str(r[0]) for r in conn.execute(text(
+            "SELECT source FROM sign_in_failures ORDER BY id"))]
+    assert sources == ["203.0.113.5", "198.51.100.99"]
+
+
+def test_the_portal_bill_is_as_of_the_applications_day(portal: Portal) -> None:
+    """The customer's bill shows its position on the app clock's day (the fixture's FixedClock,
+    10 February 2026), never the machine's calendar."""
+    portal.sign_in()
+    page = portal.client.get("/portal/bills/C1-202601-1")
+    assert page.status_code == 200
+    assert "截至 2026-02-10" in page.text
+    assert not re.search(r"截至 (?!2026-02-10)\d{4}-\d{2}-\d{2}", page.text)
+
+
 def test_a_customer_user_signs_in_with_a_password(portal: Portal) -> None:
     with portal.db.session() as s:
         add_user(s, username="wang", role="customer", password=PASSWORD, customer_id="C2",
@@ -345,6 +407,8 @@ def test_a_plan_request_outside_policy_names_the_rule_and_within_awaits_approval
     too_many = portal.client.post("/portal/plan", data={
         "account": "C2", "down_payment": down.group(1), "instalments": "60", "csrf_token": csrf})
     assert too_many.status_code == 422 and "instalments_max" in too_many.text
+    # the service's refusal under a Chinese lead-in, with its stable code
+    assert re.search(r"操作未完成：[^<]*instalments_max[^<]*（错误代码 invalid）", too_many.text)
     assert scalar(portal.db.engine, "SELECT count(*) FROM payment_plans") == 0
     fine = portal.client.post("/portal/plan", data={
         "account": "C2", "down_payment": down.group(1), "instalments": "2", "csrf_token": csrf,

@@ -254,12 +254,15 @@ def expire_due(session: Session, clock: Clock) -> int:
     return len(due)
 
 
-def housekeeping(db: Database, clock: Clock) -> None:
-    """Before listing or deciding: expire what is due and raise the rules' requests (each in
-    its own committed transaction, so a refusal that follows cannot roll them back)."""
+def housekeeping(db: Database, clock: Clock) -> dict[str, int]:
+    """Expire what is due and raise the rules' requests, in one committed transaction (so a
+    refusal that follows cannot roll them back): before listing or deciding, and daily as the
+    ``approvals_housekeeping`` job, so that a request nobody looks at still expires on time.
+    Returns ``{"expired", "raised"}``."""
     with db.session() as s:
-        expire_due(s, clock)
-        raise_rule_requests(s, clock)
+        expired = expire_due(s, clock)
+        raised = raise_rule_requests(s, clock)
+    return {"expired": expired, "raised": raised}
 
 
 def pending_suspension(db: Database, case_id: int) -> int:

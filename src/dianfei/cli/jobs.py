@@ -3,7 +3,8 @@
 The job kinds are assembled here, at the entry point, because they need what the commands need:
 the meter switch, the notice senders, the statement files. Each kind does exactly what its
 command does (``collect run``, ``bill run``, ``notify dispatch``, ``vee run``, ``risk score``,
-``reconcile``, ``report monthly``, ``report dashboard``) through the same service functions —
+``reconcile``, ``report monthly``, ``report dashboard``, ``forecast --store``, the approvals'
+expiry) through the same service functions —
 one path per job.
 """
 
@@ -169,6 +170,14 @@ def _forecast_store(db: Database, ctx: RunContext) -> Mapping[str, Any]:
     return store_forecasts(db, Period.parse(latest).next(), clock=ctx.clock)
 
 
+def _approvals_housekeeping(db: Database, ctx: RunContext) -> Mapping[str, Any]:
+    from dianfei.approvals.service import housekeeping
+
+    # expiry used to happen only when someone listed or decided requests: a request nobody
+    # looked at stayed pending (and its subject blocked for a new one) past its expiry
+    return housekeeping(db, ctx.clock)
+
+
 def _plain(obj: Any) -> dict[str, Any]:
     """A service's report as JSON-able counts (its to_json when it has one)."""
     for name in ("to_json", "as_dict"):
@@ -189,6 +198,7 @@ KINDS: dict[str, JobKind] = {
     "notify_dispatch": _notify_dispatch, "vee_run": _vee_run, "risk_score": _risk_score,
     "reconcile": _reconcile, "monthly_report": _monthly_report,
     "dashboard_refresh": _dashboard_refresh, "forecast_store": _forecast_store,
+    "approvals_housekeeping": _approvals_housekeeping,
 }
 
 

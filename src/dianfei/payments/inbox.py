@@ -31,7 +31,6 @@ from dianfei.core.clock import Clock
 from dianfei.payments.channels.base import Outcome, Refusal
 from dianfei.payments.channels.common import ChannelRefund
 from dianfei.payments.models import InboxMessage, Payment
-from dianfei.payments.service import PaymentRefused, post_channel_payment
 
 if TYPE_CHECKING:
     from dianfei.db.engine import Database
@@ -88,6 +87,10 @@ def process(db: Database, inbox_id: int, outcome: Outcome, *, clock: Clock, sour
             order: str | None = None, attempts: int = 4,
             conn: Connection | None = None) -> InboxResult:
     """Post (or record the refusal of) one stored message whose verification gave ``outcome``."""
+    # here, not at the top: the posting chain (ledger, customers, Polars) is a third of a second
+    # of start-up that ``dianfei pay worklist``, which only reads this table, does not need
+    from dianfei.payments.service import PaymentRefused, post_channel_payment
+
     if isinstance(outcome, Refusal):
         return _refuse(db, inbox_id, outcome)
     refund = getattr(outcome, "refund", None)

@@ -45,6 +45,7 @@ from sqlalchemy import delete, func, insert, select
 
 from dianfei.core.clock import Clock
 from dianfei.core.errors import ValidationError
+from dianfei.core.proxies import client_address
 from dianfei.payments.models import RefusalLogRow
 
 if TYPE_CHECKING:
@@ -147,14 +148,9 @@ class CallbackGuard:
     # -- the request side (event loop; no database) ---------------------------------------------
     def source_of(self, client: str | None, headers: Mapping[str, str]) -> str:
         """The client address; through a trusted proxy, the last address it was not told by a
-        trusted proxy (the right-most untrusted hop of X-Forwarded-For)."""
-        addr = client or "unknown"
-        if addr in self.settings.trusted_proxies:
-            hops = [h.strip() for h in headers.get("x-forwarded-for", "").split(",") if h.strip()]
-            for hop in reversed(hops):
-                if hop not in self.settings.trusted_proxies:
-                    return hop[:64]
-        return addr[:64]
+        trusted proxy (the right-most untrusted hop of X-Forwarded-For) — core/proxies.py, the
+        rule of every per-address limit."""
+        return client_address(client, headers, self.settings.trusted_proxies)
 
     def _state(self, source: str, now: float) -> _Source:
         st = self._sources.get(source)

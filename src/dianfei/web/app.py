@@ -32,6 +32,7 @@ from dianfei.web.auth import (
     PUBLIC_PREFIXES,
     CallerMiddleware,
     caller,
+    caller_address,
     guard,
     safe_next,
     signed_in,
@@ -71,6 +72,10 @@ def create_app(db: Database, clock: Clock | None = None) -> FastAPI:
     app.add_middleware(CallerMiddleware, db=db)
     console = Console()
     app.state.console = console
+    from dianfei.payments.refusal_log import load_guard_settings
+
+    # one list of trusted proxies for every per-address limit (web.auth.caller_address)
+    app.state.trusted_proxies = load_guard_settings(db.settings.raw).trusted_proxies
     _static(app)
     from dianfei.web import collections_api, observability, payments_api, plans_api
 
@@ -254,10 +259,15 @@ def create_app(db: Database, clock: Clock | None = None) -> FastAPI:
         return RedirectResponse(start, status_code=303)
 
     def _bill(account: str, period: str) -> dict[str, Any]:
+        from dianfei.core.clock import business_date
+
         p = period_param(period)
+        # the account's position "as of" the application's day (its clock), as the bill's status
+        # beside it — not the machine's, which a replayed or test day does not move
         return bill_document(db.engine, account, p, forecast=load_forecaster(),
                              context=document_context(db, p), instalments=load_instalments(),
-                             rating=load_forecaster(RATING_HOOK))
+                             rating=load_forecaster(RATING_HOOK),
+                             as_of=business_date((clock or SystemClock()).now()))
 
     @app.get("/bills/{account}/{period}", response_class=HTMLResponse, include_in_schema=False,
              **guard("bills:read"))
@@ -346,7 +356,7 @@ def _sign_in(db: Database, username: str, password: str, request: Request) -> tu
 
     from dianfei.security.service import sign_in
 
-    source = request.client.host if request.client else "unknown"
+    source = caller_address(request)  # behind a trusted proxy, the address it forwarded
     # the failed attempt must be kept even though the sign-in is refused: a session of its own
     with db.sessions() as s:
         try:

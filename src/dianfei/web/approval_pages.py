@@ -168,7 +168,7 @@ def register(app: FastAPI, db: Database, clock: Clock) -> None:
             try:
                 request_id = await run_in_threadpool(store)
             except DianfeiError as exc:
-                error = str(exc)
+                error = i18n.refusal(console.lang(request), exc)
             else:
                 return RedirectResponse(f"/approvals/{request_id}?done=asked", status_code=303)
         return console.render(request, "approvals/new.html", status_code=422, kinds=kinds,
@@ -192,7 +192,8 @@ def register(app: FastAPI, db: Database, clock: Clock) -> None:
         except NotFoundError:
             raise
         except DianfeiError as exc:
-            return detail(request, request_id, error=str(exc), status_code=exc.http_status)
+            return detail(request, request_id, error=i18n.refusal(console.lang(request), exc),
+                          status_code=exc.http_status)
         return RedirectResponse(f"/approvals/{request_id}?done=approved", status_code=303)
 
     @app.post("/approvals/{request_id}/reject", response_class=HTMLResponse,
@@ -215,5 +216,6 @@ def register(app: FastAPI, db: Database, clock: Clock) -> None:
         except NotFoundError:
             raise
         except DianfeiError as exc:
-            return detail(request, request_id, error=str(exc), status_code=exc.http_status)
+            return detail(request, request_id, error=i18n.refusal(console.lang(request), exc),
+                          status_code=exc.http_status)
         return RedirectResponse(f"/approvals/{request_id}?done=rejected", status_code=303)

@@ -156,6 +156,17 @@ async def _refuse_csrf(send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def caller_address(request: Request) -> str:
+    """The caller's address for the per-address limits (sign-in failures, the portal's codes):
+    through a proxy in ``trusted_proxies`` the address it forwarded, the rule of the payment
+    callbacks' throttle (core/proxies.py)."""
+    from dianfei.core.proxies import client_address
+
+    trusted: frozenset[str] = getattr(request.app.state, "trusted_proxies", frozenset())
+    return client_address(request.client.host if request.client else None, request.headers,
+                          trusted)
+
+
 def caller(request: Request) -> Principal | None:
     return getattr(request.state, "principal", None)
 

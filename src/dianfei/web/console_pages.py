@@ -77,8 +77,8 @@ def register(app: FastAPI, db: Database, clock: Clock) -> None:
             data = dashboard(db, period, day, f)
         except ValidationError as exc:  # no bills of the period for these customers
             return console.render(request, "console/dashboard.html", title=t("nav.dashboard"),
-                                  data=None, problem=str(exc), filters=f, choices=choices,
-                                  charts=[], period=str(period))
+                                  data=None, problem=i18n.refusal(console.lang(request), exc),
+                                  filters=f, choices=choices, charts=[], period=str(period))
         if data.get("computed_at"):
             at = datetime.fromisoformat(data["computed_at"]).astimezone(BUSINESS_TZ)
             data = {**data, "computed_at_shown": at.strftime("%Y-%m-%d %H:%M")}

@@ -26,7 +26,7 @@ from dianfei.security.service import Principal, allows
 from dianfei.web.auth import guard, signed_in
 from dianfei.web.console import Console
 from dianfei.web.field_forms import Errors, Fields, list_fetch, may_open_account, place, posted
-from dianfei.web.i18n import translator
+from dianfei.web.i18n import refusal, translator
 from dianfei.web.tables import Column, Page, listing
 
 #: roles that see every plan (others — collectors — see the ones they proposed), as the API
@@ -142,7 +142,7 @@ def _plan_routes(app: FastAPI, db: Database, clock: Clock, console: Console) -> 
                         "down": sug["down_payment"], "n": len(sug["instalments"]),
                         "approval": sug["approval_required"]}
             except DianfeiError as exc:  # the account owes nothing, no policy row …
-                hint = {"error": str(exc)}
+                hint = {"error": refusal(console.lang(request), exc)}
         return console.render(request, "field/propose.html", status_code=status,
                               title=t("field.title.propose"), values=values,
                               errors=errors or {}, kinds=KINDS, hint=hint)
@@ -222,7 +222,8 @@ def _plan_routes(app: FastAPI, db: Database, clock: Clock, console: Console) -> 
             raise
         except DianfeiError as exc:
             # four-eyes, a past first instalment, a plan no longer proposed: the service's words
-            return plan_page(request, who, plan_id, error=str(exc), status=exc.http_status)
+            return plan_page(request, who, plan_id, error=refusal(console.lang(request), exc),
+                             status=exc.http_status)
         done = "approved" if action == "approve" else "cancelled"
         return RedirectResponse(f"/plans/{plan_id}?saved={done}", status_code=303)
 
@@ -354,7 +355,8 @@ def _ticket_routes(app: FastAPI, db: Database, clock: Clock, console: Console) -
         except NotFoundError:
             raise
         except DianfeiError as exc:
-            return ticket_page(request, ticket_id, error=str(exc), status=exc.http_status)
+            return ticket_page(request, ticket_id, error=refusal(console.lang(request), exc),
+                             status=exc.http_status)
         return RedirectResponse(f"/tickets/{ticket_id}", status_code=303)
 
 

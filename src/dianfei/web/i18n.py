@@ -8,6 +8,10 @@ query parameter, else the ``dianfei_lang`` cookie, else zh-CN.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dianfei.core.errors import DianfeiError
 
 LANGS = ("zh-CN", "en")
 COOKIE = "dianfei_lang"
@@ -61,6 +65,8 @@ MESSAGES: dict[str, Mapping[str, str]] = {
     "username": {"zh-CN": "用户名", "en": "User name"},
     "password": {"zh-CN": "密码", "en": "Password"},
     "language": {"zh-CN": "English", "en": "中文"},
+    "refused": {"zh-CN": "操作未完成：{message}（错误代码 {code}）",
+                "en": "Not done: {message} (error code {code})"},
 }
 
 
@@ -86,6 +92,15 @@ def translator(lang: str) -> Callable[..., str]:
         return text.format(**values) if values else text
 
     return t
+
+
+def refusal(lang: str, exc: DianfeiError) -> str:
+    """A service's refusal shown on a page: a lead-in in the page's language, the service's own
+    message and its stable code. The messages are the services' (English, naming the field and
+    the value, the same text the API and the CLI give) and are not translated one by one; the
+    lead-in says in Chinese that nothing was done, and the code is what a help desk or the API
+    documentation (docs/api.md) can be searched for."""
+    return translator(lang)("refused", message=str(exc), code=exc.code)
 
 
 def other(lang: str) -> str:

@@ -30,7 +30,7 @@ from dianfei.db.engine import Database
 from dianfei.security.otp import OtpPolicy, issue_token, portal_user, request_code, verify_code
 from dianfei.security.service import Principal
 from dianfei.web import i18n
-from dianfei.web.auth import COOKIE, guard, safe_next, signed_in
+from dianfei.web.auth import COOKIE, caller_address, guard, safe_next, signed_in
 from dianfei.web.console import Console
 from dianfei.web.portal_words import WORDS
 
@@ -61,7 +61,9 @@ async def form_fields(request: Request) -> dict[str, str]:
 
 
 def _source(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    # behind a trusted proxy, the customer's address — not the proxy's, which would put every
+    # customer under one address's limits
+    return caller_address(request)
 
 
 class Portal:
@@ -165,7 +167,8 @@ class Portal:
         return bill_document(self.db.engine, str(bill["account_id"]), p,
                              forecast=self.forecast if load_forecaster() else None,
                              context=hit[1], instalments=load_instalments(),
-                             rating=load_forecaster(RATING_HOOK))
+                             rating=load_forecaster(RATING_HOOK),
+                             as_of=self.today())  # the app's day, not the machine's
 
     def forecast(self, engine: Any, accounts: Any, period: Period) -> dict[str, Any]:
         """The next-bill forecast hook (risk), kept a while per account and period: it reads the

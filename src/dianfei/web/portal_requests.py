@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, Response
 from dianfei.core.clock import BUSINESS_TZ
 from dianfei.core.errors import DianfeiError, ValidationError
 from dianfei.core.money import fmt_yuan, parse_decimal, to_fen
+from dianfei.web import i18n
 from dianfei.web.auth import guard
 from dianfei.web.portal import Portal, form_fields
 
@@ -60,7 +61,7 @@ def request_routes(app: FastAPI, portal: Portal) -> None:
                     suggestion = suggest_schedule(s, account_id=account, clock=portal.clock,
                                                   policy=pol)
             except DianfeiError as exc:
-                refusal = str(exc)
+                refusal = i18n.refusal(portal.console.lang(request), exc)
         return portal.render(request, "plan.html", status_code=status_code, accounts=accounts,
                              account=account, suggestion=suggestion, refusal=refusal, rules=rules,
                              owed=owed, owes=True,
@@ -121,7 +122,8 @@ def request_routes(app: FastAPI, portal: Portal) -> None:
             plan_id, status = await run_in_threadpool(propose)
         except DianfeiError as exc:
             return plan_page(request, customer_id, exc.http_status, account=account, form=form,
-                             message=str(exc), request_id=uuid.uuid4().hex)
+                             message=i18n.refusal(portal.console.lang(request), exc),
+                             request_id=uuid.uuid4().hex)
         return plan_page(request, customer_id, account=account,
                          done={"plan_id": plan_id, "status": status})
 
@@ -180,7 +182,8 @@ def request_routes(app: FastAPI, portal: Portal) -> None:
             ticket_id = await run_in_threadpool(file)
         except DianfeiError as exc:
             return complaint_page(request, customer_id, exc.http_status, form=form,
-                                  message=str(exc), request_id=rid)
+                                  message=i18n.refusal(portal.console.lang(request), exc),
+                                  request_id=rid)
         return complaint_page(request, customer_id, done={"ticket_id": ticket_id})
 
     def rateable(customer_id: str) -> list[dict[str, Any]]:
@@ -243,6 +246,7 @@ def request_routes(app: FastAPI, portal: Portal) -> None:
         try:
             await run_in_threadpool(record)
         except DianfeiError as exc:
-            return rate_page(request, customer_id, exc.http_status, message=str(exc))
+            return rate_page(request, customer_id, exc.http_status,
+                             message=i18n.refusal(portal.console.lang(request), exc))
         return rate_page(request, customer_id, done={"subject": subject, "id": int(raw_id),
                                                      "score": int(score)})
