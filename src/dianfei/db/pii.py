@@ -7,9 +7,10 @@ A package that adds an encrypted column adds its line here (a test checks every 
 column of the metadata is listed).
 
 Rejected import rows of a file with personal data (customers) are sealed too: the quarantine
-keeps a masked copy of the row in clear (``raw``) and the row itself in ``raw_enc``. Rows stored
-before that (migration 0031) are sealed by :func:`reencrypt`, which ``dianfei keys reencrypt``
-and ``keys rotate`` run — a migration must not need the keys.
+keeps a masked copy of the row in clear (``raw``) and the row itself in ``raw_enc``; so are the
+statement, bank result and agent files as received (``statement_files.body_enc``). Rows stored
+in clear before that (migration 0031) are sealed by :func:`reencrypt`, which ``dianfei keys
+reencrypt`` and ``keys rotate`` run — a migration must not need the keys.
 """
 
 from __future__ import annotations
@@ -47,8 +48,11 @@ CONTACT_EMAIL = PiiColumn("notify_contacts", "email_enc", ("customer_id",))
 MANDATE_BANK_ACCOUNT = PiiColumn("withholding_mandates", "bank_account_enc",
                                  ("account_id", "bank", "active_from"))
 QUARANTINE_RAW = PiiColumn("import_quarantine", "raw_enc", ("batch_id", "line"), pk=("id",))
+#: the base64 of a received statement / bank result / agent file
+STATEMENT_BODY = PiiColumn("statement_files", "body_enc", ("kind", "channel", "sha256"),
+                           pk=("id",))
 PII_COLUMNS = (CUSTOMER_PHONE, CUSTOMER_ID_NUMBER, CONTACT_EMAIL, MANDATE_BANK_ACCOUNT,
-               QUARANTINE_RAW)
+               QUARANTINE_RAW, STATEMENT_BODY)
 #: the import kinds whose rows carry personal data: their rejected rows are sealed
 PERSONAL_IMPORT_KINDS = ("customers",)
 
@@ -98,6 +102,7 @@ def reencrypt(engine: Engine, cipher: PiiCipher, *, batch: int = 5_000,
     what is done is under the active key). Quarantined rows of personal imports still in clear
     (stored before migration 0031) are sealed first. Returns the values (re-)encrypted."""
     done = seal_clear_quarantine(engine, cipher, batch=batch, progress=progress)
+    done += seal_clear_statement_files(engine, cipher, progress=progress)
     active_prefix = f"v2:{cipher.active}:"
     for c in PII_COLUMNS:
         pk = c.pk or c.row_key
@@ -152,5 +157,41 @@ def seal_clear_quarantine(engine: Engine, cipher: PiiCipher, *, batch: int = 5_0
                 [{"id": r.id, "d": mask_digit_runs(r.detail) or "",
                   "v": cipher.encrypt(r.raw, c.context(r.batch_id, r.line))} for r in rows])
         done += len(rows)
+        if progress is not None:
+            progress(done)
+
+
+def seal_body(cipher: PiiCipher, body: bytes, kind: str, channel: str, sha256: str) -> str | None:
+    """A received file's bytes as a token of ``statement_files.body_enc`` (None when empty)."""
+    import base64
+
+    return cipher.encrypt(base64.b64encode(body).decode("ascii"),
+                          STATEMENT_BODY.context(kind, channel, sha256))
+
+
+def open_body(cipher: PiiCipher, token: str | None, kind: str, channel: str, sha256: str) -> bytes:
+    """The bytes of a received file from its sealed ``body_enc``."""
+    import base64
+
+    plain = cipher.decrypt(token, STATEMENT_BODY.context(kind, channel, sha256))
+    return base64.b64decode(plain) if plain else b""
+
+
+def seal_clear_statement_files(engine: Engine, cipher: PiiCipher, *,
+                               progress: Callable[[int], None] | None = None) -> int:
+    """Received files kept in clear (before migration 0031) sealed into ``body_enc``, one file
+    per transaction (files may be large), ``body`` emptied. Returns the files sealed."""
+    done = 0
+    while True:
+        with engine.begin() as conn:
+            row = conn.execute(text(
+                "SELECT id, kind, channel, sha256, body FROM statement_files "
+                "WHERE body_enc IS NULL AND size > 0 ORDER BY id LIMIT 1")).first()
+            if row is None:
+                return done
+            conn.execute(text("UPDATE statement_files SET body_enc = :v, body = :e WHERE id = :id"),
+                         {"id": row.id, "e": b"",
+                          "v": seal_body(cipher, bytes(row.body), row.kind, row.channel, row.sha256)})
+        done += 1
         if progress is not None:
             progress(done)
