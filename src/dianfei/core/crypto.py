@@ -276,3 +276,15 @@ def mask_digit_runs(text: str | None) -> str | None:
 def is_masked(value: str | None) -> bool:
     """A value that went through one of the masks above (``**`` in it): never stored as data."""
     return bool(value) and "**" in str(value)
+
+
+_EMAIL = re.compile(r"([A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]*@([A-Za-z0-9.\-]+\.[A-Za-z]{2,})")
+
+
+def mask_free_text(text: str | None) -> str | None:
+    """A message from outside (an SMS gateway's or a mail server's error) before it is stored or
+    logged: e-mail addresses as z***@example.cn and long numbers as phones are (the provider may
+    quote the recipient: "550 <zhang.san@…>: recipient rejected", "13812345678 is invalid")."""
+    if not text:
+        return text
+    return mask_digit_runs(_EMAIL.sub(r"\1***@\2", text))
