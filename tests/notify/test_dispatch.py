@@ -457,3 +457,20 @@ def test_batches_smaller_than_the_day_still_send_everything_once(
         ("m0", "sent"), ("m1", "sent"), ("m2", "queued"), ("m3", "queued"), ("stop", "opted_out"),
         ("stop#letter", "sent")]
     assert dispatch(people, clock, senders, per_customer_daily={"sms": 1}).sent == 0
+
+
+def test_a_gateway_error_quoting_the_number_is_stored_masked(people: Database, clock: FixedClock,
+                                                             senders: Senders,
+                                                             gateway: FakeSmsGateway) -> None:
+    """Issue 17: a provider's message may quote the recipient; the outbox and the delivery
+    attempts keep it masked."""
+    from sqlalchemy import text
+
+    gateway.fail_next("isv.MOBILE_NUMBER_ILLEGAL", "13800138000 非法手机号 (zhang.san@example.cn)")
+    enqueue(people, clock, key="q")
+    dispatch(people, clock, senders)
+    d = one(people, "q")
+    assert d.last_error == "isv.MOBILE_NUMBER_ILLEGAL: 138****8000 非法手机号 (z***@example.cn)"
+    with people.engine.connect() as conn:
+        errors = conn.execute(text("SELECT error FROM notify_attempts")).scalars().all()
+    assert errors == ["138****8000 非法手机号 (z***@example.cn)"]

@@ -3,6 +3,9 @@ only their own account's reads; the findings need a bounded window."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
+
 import pytest
 from fastapi.testclient import TestClient
 from tests.web.api_world import client_for, get
@@ -65,3 +68,40 @@ def test_vee_findings_need_a_bounded_window(client: TestClient) -> None:
     assert unknown.status_code == 422 and "nope" in unknown.json()["message"]
     assert get(client, "/api/v1/vee/findings", "c1", **{"from": "2026-01-01",
                                                        "to": "2026-01-31"}).status_code == 403
+
+
+def test_quarantine_of_a_customers_import_is_clear_only_for_pii_read(client: TestClient,
+                                                                     db: Database,
+                                                                     tmp_path: Path) -> None:
+    """Issue 17: a rejected customers row is masked for everyone but a role with ``pii:read``;
+    opening it is audited; a customer user cannot read the quarantine at all."""
+    from sqlalchemy import text
+
+    from dianfei.core.clock import FixedClock
+    from dianfei.metering.imports import import_file
+
+    csv = (tmp_path / "c.csv")
+    csv.write_text("customer_id,name,customer_class,region,address,phone,tariff_id,low_income,"
+                   "protected,payment_mode,opened_on\n"
+                   "C77,孙悟空,residential,城关镇,花果山水帘洞1号,1370000000x,cn-zj-residential,0,0,"
+                   "postpaid,2022-01-01\n", encoding="utf-8")
+    res = import_file(db, "customers", csv, clock=FixedClock(datetime(2026, 3, 1, tzinfo=UTC)))
+    assert res.rejected == 1
+    path = f"/api/v1/imports/{res.batch_id}/quarantine"
+    masked = get(client, path, "auditor")  # reads:read without pii:read
+    assert masked.status_code == 200, masked.text
+    body = masked.json()
+    assert (body["kind"], body["pii"], body["total"]) == ("customers", "masked", 1)
+    [row] = body["items"]
+    assert (row["line"], row["reason"], row["sealed"]) == (2, "bad_phone", True)
+    assert row["raw"].startswith("C77,孙**,residential,城关镇,花果山水****,137****000x,")
+    assert "1370000000x" not in masked.text and "孙悟空" not in masked.text
+    clear = get(client, path, "billing_clerk").json()  # pii:read: the one who fixes customer files
+    assert clear["pii"] == "clear"
+    assert clear["items"][0]["raw"].startswith("C77,孙悟空,residential,城关镇,花果山水帘洞1号,1370000000x,")
+    with db.engine.connect() as conn:
+        actors = conn.execute(text("SELECT actor FROM audit_records WHERE action = "
+                                   "'pii.revealed'")).scalars().all()
+    assert actors == ["user:billing_clerk"]
+    assert get(client, path, "c1").status_code == 403
+    assert get(client, "/api/v1/imports/nope/quarantine", "billing_clerk").status_code == 404

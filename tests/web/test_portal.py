@@ -451,3 +451,17 @@ def test_a_complaint_opens_a_ticket_and_a_decided_ticket_can_be_rated(portal: Po
     assert portal.client.post("/portal/rate", data={"subject": "ticket", "subject_id": "999",
                                                     "score": "4", "csrf_token": csrf}
                               ).status_code == 404
+
+
+def test_a_gateway_refusal_is_logged_without_the_number(portal: Portal,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 17: the gateway's message may quote the phone; the log keeps it masked."""
+    import logging
+
+    portal.gateway.fail_next("isv.MOBILE_NUMBER_ILLEGAL", f"{PHONE_C1} is not a mobile number")
+    with caplog.at_level(logging.WARNING, logger="dianfei"):
+        status, _ = portal.ask(PHONE_C1)
+    assert status == 200  # the page never says whether a code went out
+    logged = "\n".join(r.getMessage() for r in caplog.records if "not sent" in r.getMessage())
+    assert "isv.MOBILE_NUMBER_ILLEGAL" in logged and "139****0001" in logged
+    assert PHONE_C1 not in caplog.text

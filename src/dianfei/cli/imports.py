@@ -16,6 +16,7 @@ from dianfei.cli.context import clock_from_env, database
 
 def register(app: typer.Typer) -> None:
     app.command("import")(import_command)
+    app.command("quarantine")(quarantine_command)
 
 
 @handle_errors
@@ -38,7 +39,9 @@ def import_command(
     re-importing changes nothing.
 
     Exit codes: 0 done; 2 the file cannot be read at all (nothing stored); 3 more rows rejected
-    than --max-rejected allows (the accepted rows are stored; fix FILE.rejected.csv and import it)."""
+    than --max-rejected allows (the accepted rows are stored; fix the rows and import them).
+    Personal data (name, address, phone) is masked in FILE.rejected.csv and the quarantine:
+    `dianfei quarantine BATCH --reveal` shows the rows as they were."""
     from dianfei.metering.imports import allowed_rejections, import_file, rejected_path
 
     kinds = ("customers", "meters", "reads", "intervals", "bills", "payments")
@@ -86,3 +89,36 @@ def import_command(
 
 #: the exit code of an import that rejected more rows than --max-rejected allows
 REJECTED_EXIT = 3
+
+
+@handle_errors
+def quarantine_command(
+    batch_id: Annotated[str, typer.Argument(help="the batch id `dianfei import` printed")],
+    reveal: Annotated[bool, typer.Option(
+        "--reveal", help="open the sealed rows (personal data in clear; recorded on the audit "
+        "chain)")] = False,
+    limit: Annotated[int | None, typer.Option(help="at most this many rows")] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The rejected rows of one import batch: line, reason, detail and the row (隔离区). Rows
+    with personal data are shown masked; --reveal shows them as they were, for fixing them."""
+    from dianfei.core.errors import ValidationError
+    from dianfei.metering.quarantine import quarantined
+
+    if limit is not None and limit < 1:
+        raise ValidationError("--limit must be at least 1")
+    db = database()
+    cipher = None
+    if reveal:
+        from dianfei.db.pii import cipher_for
+
+        cipher = cipher_for(db)
+    out = quarantined(db, batch_id, cipher=cipher, limit=limit)
+    if json_out:
+        print_json(out)
+        return
+    typer.echo(f"batch {out['batch_id']} ({out['kind']}, {out['file_name'] or out['origin']}): "
+               f"{out['rejected']} rejected of {out['data_rows']} rows")
+    for r in out["rows"]:
+        typer.echo(f"line {r['line']}: {r['reason']}: {r['detail']}")
+        typer.echo(f"    {r['raw']}")

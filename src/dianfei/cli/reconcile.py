@@ -175,6 +175,7 @@ def bank_export(
 
 
 def _import(kind: str, layout_code: str, path: Path, json_out: bool) -> None:
+    from dianfei.db.pii import cipher_for
     from dianfei.payments import bankfiles
     from dianfei.payments import reconcile_service as rs
     from dianfei.payments.layouts import load_layout
@@ -183,10 +184,12 @@ def _import(kind: str, layout_code: str, path: Path, json_out: bool) -> None:
     clock = clock_from_env()
     layout = load_layout(layout_code, layout_dir_of(db))
     body = _read(path)
+    cipher = cipher_for(db)
     # the file is stored in the same transaction as its import: a refused file stores nothing
     with db.session() as s:
         file_id = rs.receive_file(
-            s, kind=kind, channel=layout.channel, name=path.name, body=body, clock=clock, layout=layout.code
+            s, kind=kind, channel=layout.channel, name=path.name, body=body, clock=clock,
+            cipher=cipher, layout=layout.code,
         )
         fn = bankfiles.import_bank_result if kind == "bank_result" else bankfiles.import_agent_file
         res = fn(s, layout=layout, body=body, name=str(path), clock=clock, file_id=file_id)

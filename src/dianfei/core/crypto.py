@@ -230,3 +230,61 @@ def mask_id_number(id_number: str | None) -> str | None:
     if len(id_number) <= 10:
         return "*" * len(id_number)
     return id_number[:6] + "*" * (len(id_number) - 10) + id_number[-4:]
+
+
+def mask_name(name: str | None) -> str | None:
+    """张**: the family name and the length, not who it is (a name beside a masked phone or
+    address would still point at one person)."""
+    if not name:
+        return name
+    return name[0] + "*" * max(len(name) - 1, 1)
+
+
+#: the characters of an address kept in clear: province, city and district, not the door
+ADDRESS_KEPT = 6
+
+
+def mask_address(address: str | None) -> str | None:
+    """北京市朝阳区****: the first characters (at most half of the address), never the house."""
+    if not address:
+        return address
+    kept = min(ADDRESS_KEPT, len(address) // 2)
+    return address[:kept] + "****"
+
+
+#: a run of 7 or more digits (with the separators a phone or ID number is written with) in free
+#: text: a phone, an ID or a bank account number
+_DIGIT_RUN = re.compile(r"(?<![0-9])[0-9][0-9 \-]{5,}[0-9Xx](?![0-9])")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}")
+
+
+def mask_digit_runs(text: str | None) -> str | None:
+    """Free text (an error detail, a log line) with every long number masked as a phone is:
+    the clear value may have been quoted in it."""
+    if not text:
+        return text
+
+    def masked(m: re.Match[str]) -> str:
+        run = m.group(0)
+        if sum(ch.isdigit() for ch in run) < 7 or _DATE.fullmatch(run):
+            return run  # a count, a meter id, a date: not personal
+        return mask_phone(run) or ""
+
+    return _DIGIT_RUN.sub(masked, text)
+
+
+def is_masked(value: str | None) -> bool:
+    """A value that went through one of the masks above (``**`` in it): never stored as data."""
+    return bool(value) and "**" in str(value)
+
+
+_EMAIL = re.compile(r"([A-Za-z0-9._%+\-])[A-Za-z0-9._%+\-]*@([A-Za-z0-9.\-]+\.[A-Za-z]{2,})")
+
+
+def mask_free_text(text: str | None) -> str | None:
+    """A message from outside (an SMS gateway's or a mail server's error) before it is stored or
+    logged: e-mail addresses as z***@example.cn and long numbers as phones are (the provider may
+    quote the recipient: "550 <zhang.san@…>: recipient rejected", "13812345678 is invalid")."""
+    if not text:
+        return text
+    return mask_digit_runs(_EMAIL.sub(r"\1***@\2", text))

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection
 
 from dianfei.core.clock import Clock
+from dianfei.core.crypto import mask_address, mask_id_number, mask_name, mask_phone
 from dianfei.core.errors import ValidationError
 from dianfei.db.pii import CUSTOMER_PHONE
 from dianfei.metering.csvread import DEFAULT_CHUNK_BYTES, RESERVED, CsvFile, codec_for
@@ -29,6 +30,7 @@ from dianfei.metering.ingest import (
     Counts,
     IngestResult,
     IntervalLoader,
+    Mask,
     ReadsLoader,
     RejectSink,
     check_interval_minutes,
@@ -52,6 +54,14 @@ REQUIRED: dict[str, tuple[str, ...]] = {
 }
 #: columns a customers file may leave out (empty values allowed too)
 OPTIONAL_CUSTOMER = ("address", "phone", "low_income", "protected", "payment_mode")
+#: how a rejected customers row shows its fields in clear (quarantine ``raw`` and ``detail``,
+#: ``FILE.rejected.csv``): personal ones masked, the rest as they are; any other column of the
+#: file gets its long numbers masked (the sealed row keeps everything, see RejectSink)
+PERSONAL_CUSTOMER: dict[str, Mask | None] = {
+    **dict.fromkeys(REQUIRED["customers"]),
+    "name": mask_name, "address": mask_address, "phone": mask_phone,
+    "id_number": mask_id_number,
+}
 DEFAULT_PARQUET_ROWS = 1_000_000
 
 
@@ -118,7 +128,8 @@ def import_file(db: Database, kind: str, path: Path, *, clock: Clock, encoding: 
         db, kind, path, required=REQUIRED[kind],
         optional=OPTIONAL_CUSTOMER if kind == "customers" else (), make_loader=make_loader,
         clock=clock, encoding=encoding, chunk_bytes=chunk_bytes, chunk_rows=chunk_rows,
-        interval_minutes=interval_minutes if kind == "intervals" else None, timezone=timezone)
+        interval_minutes=interval_minutes if kind == "intervals" else None, timezone=timezone,
+        personal=PERSONAL_CUSTOMER if kind == "customers" else None)
 
 
 def import_table_file(db: Database, kind: str, path: Path, *, required: tuple[str, ...],
@@ -126,11 +137,13 @@ def import_table_file(db: Database, kind: str, path: Path, *, required: tuple[st
                       encoding: str = "utf-8", chunk_bytes: int = DEFAULT_CHUNK_BYTES,
                       chunk_rows: int = DEFAULT_PARQUET_ROWS,
                       interval_minutes: int | None = None,
-                      timezone: str | None = DEFAULT_TIMEZONE) -> IngestResult:
+                      timezone: str | None = DEFAULT_TIMEZONE,
+                      personal: dict[str, Mask | None] | None = None) -> IngestResult:
     """The file half of every import: open a CSV (UTF-8/GBK) or Parquet file, check its header,
     stream its chunks through ``make_loader(conn, batch_id, sink)`` in one batch (import_batches,
     quarantine, ``FILE.rejected.csv``). Other packages' imports (billing's bills, payments'
-    payments) use it through ``metering.service`` with their own loader."""
+    payments) use it through ``metering.service`` with their own loader. ``personal``: the
+    fields with personal data and their masks (rejected rows sealed, shown masked)."""
     codec_for(encoding)
     if not path.is_file():
         raise ValidationError(f"no such file: {path}")
@@ -164,7 +177,8 @@ def import_table_file(db: Database, kind: str, path: Path, *, required: tuple[st
     return run_batch(db, kind=kind, origin="file", clock=clock, chunks=all_chunks(),
                      fields=header, file_name=str(path), csv_path=rejected_path(path),
                      interval_minutes=interval_minutes,
-                     sha256=reader.sha256, make_loader=make_loader, timezone=timezone)
+                     sha256=reader.sha256, make_loader=make_loader, timezone=timezone,
+                     personal=personal)
 
 
 def check_timezone(name: str) -> None:
@@ -388,6 +402,11 @@ class CustomersLoader:
         chunk = as_text(chunk)
         f = start_reasons(chunk)
         f = require_text(f, "customer_id", max_len=32)
+        for name in ("name", "address", "phone"):
+            # a row copied from FILE.rejected.csv shows 张*, 138****5678: never data to store
+            f = flag(f, pl.col(name).fill_null("").str.contains("**", literal=True),
+                     "masked_value", f"{name} is masked (copied from a .rejected.csv?): take "
+                     "it from the original file or `dianfei quarantine BATCH --reveal`")
         f = require_text(f, "name", max_len=200)
         f = f.with_columns(pl.col("customer_class").fill_null("").str.to_lowercase()
                            .alias("_class"),

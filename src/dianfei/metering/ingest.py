@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import secrets
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -51,6 +52,7 @@ from dianfei.metering.parsing import (
 if TYPE_CHECKING:
     import polars as pl
 
+    from dianfei.core.crypto import PiiCipher
     from dianfei.db.engine import Database
 
 __all__ = ["IngestResult", "ingest_intervals", "ingest_reads"]
@@ -146,16 +148,30 @@ class Counts:
 # --------------------------------------------------------------------------- rejected rows
 
 
+#: how one field's value is shown where it is written in clear (None: as it is)
+Mask = Callable[[str | None], str | None]
+
+
 class RejectSink:
     """Rejected rows → the quarantine table (in the import's transaction) and, for files,
-    ``FILE.rejected.csv`` (the original columns, then ``line``, ``reason``, ``detail``)."""
+    ``FILE.rejected.csv`` (the original columns, then ``line``, ``reason``, ``detail``).
+
+    With ``personal`` (field → mask, None for a field kept as it is; the import's fields with
+    personal data), the row's text is sealed with ``cipher`` into ``raw_enc`` and both the clear
+    copy (``raw``, the CSV file) and the detail carry the masked values only; a column the
+    import does not know has its long numbers masked (it may hold an ID or an account)."""
 
     def __init__(self, conn: Connection, batch_id: str, fields: list[str],
-                 csv_path: Path | None = None) -> None:
+                 csv_path: Path | None = None, *, personal: Mapping[str, Mask | None] | None = None,
+                 cipher: PiiCipher | None = None) -> None:
+        if personal and cipher is None:
+            raise ValueError("a sink of personal data needs the cipher")
         self.conn = conn
         self.batch_id = batch_id
         self.fields = fields
         self.csv_path = csv_path
+        self.personal = personal or None
+        self.cipher = cipher
         self._fh: Any = None
         self._writer: Any = None
         if csv_path is not None:
@@ -178,12 +194,15 @@ class RejectSink:
             rejected = rejected.with_columns(pl.concat_str(
                 [pl.col(c).cast(pl.String).fill_null("") for c in fields], separator=",")
                 .alias(RAW))
+        sealed: pl.Expr | pl.Series = pl.lit(None, pl.String)
+        if self.personal is not None:
+            rejected, sealed = self._masked(rejected)
         clean = [pl.col(c).cast(pl.String).str.replace_all("\x00", "\\x00", literal=True)
                  for c in (REASON, DETAIL, RAW)]
         write_frame(self.conn, "import_quarantine", rejected.select(
             pl.lit(self.batch_id).alias("batch_id"), pl.col(LINE).cast(pl.Int64),
             clean[0].str.slice(0, 40).alias("reason"), clean[1].fill_null("").alias("detail"),
-            clean[2].fill_null("").alias("raw")))
+            clean[2].fill_null("").alias("raw"), sealed.alias("raw_enc")))
         if self._writer is not None:
             cols = [(pl.col(c).cast(pl.String) if c in rejected.columns
                      else pl.lit(None, pl.String)).alias(c) for c in self.fields]
@@ -191,6 +210,41 @@ class RejectSink:
                                   pl.col(REASON).alias("reason"),
                                   pl.col(DETAIL).fill_null("").alias("detail"))
             self._writer.writerows(safe_frame(out).iter_rows())
+
+    def _masked(self, rejected: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series]:
+        """The rows with their fields, detail and raw text masked, and the raw text sealed (one
+        token per row, bound to this batch and the row's line)."""
+        import polars as pl
+
+        from dianfei.core.crypto import mask_digit_runs
+        from dianfei.db.pii import QUARANTINE_RAW
+
+        assert self.personal is not None and self.cipher is not None
+        fields = [c for c in self.fields if c in rejected.columns]
+        masked: dict[str, list[str | None]] = {c: [] for c in fields}
+        details: list[str | None] = []
+        raws: list[str] = []
+        tokens: list[str | None] = []
+        for row in rejected.select(LINE, DETAIL, RAW, *fields).iter_rows(named=True):
+            detail = row[DETAIL]
+            shown: list[str] = []
+            for c in fields:
+                value = None if row[c] is None else str(row[c])
+                mask = self.personal.get(c, mask_digit_runs)
+                out = value if mask is None else mask(value)
+                if value and out != value and detail:
+                    # the detail may quote the value (whole, or its first 60 characters)
+                    detail = detail.replace(value, out or "").replace(value[:60], out or "")
+                masked[c].append(out)
+                shown.append(out or "")
+            details.append(detail)
+            raws.append(",".join(shown))
+            tokens.append(self.cipher.encrypt(
+                row[RAW] or None, QUARANTINE_RAW.context(self.batch_id, row[LINE])))
+        rejected = rejected.with_columns(
+            *[pl.Series(c, v, dtype=pl.String) for c, v in masked.items()],
+            pl.Series(DETAIL, details, dtype=pl.String), pl.Series(RAW, raws, dtype=pl.String))
+        return rejected, pl.Series("raw_enc", tokens, dtype=pl.String)
 
     def close(self, ok: bool) -> Path | None:
         if self._fh is None:
@@ -830,16 +884,24 @@ def _split_first_by_code(good: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame
 def run_batch(db: Database, *, kind: str, origin: str, clock: Clock, chunks: Any,
               fields: list[str], file_name: str | None = None, csv_path: Path | None = None,
               interval_minutes: int | None = None, sha256: Any = None,
-              make_loader: Any = None, timezone: str | None = None) -> IngestResult:
+              make_loader: Any = None, timezone: str | None = None,
+              personal: Mapping[str, Mask | None] | None = None) -> IngestResult:
     """Run one batch: a running batch record, then one transaction that stores the accepted
-    rows, quarantines the rejected ones, catalogues interval files and finishes the record."""
+    rows, quarantines the rejected ones, catalogues interval files and finishes the record.
+    ``personal``: the fields with personal data and their masks (see :class:`RejectSink`)."""
+    cipher = None
+    if personal:
+        from dianfei.db.pii import cipher_for
+
+        cipher = cipher_for(db)
     batch_id = start_batch(db, kind=kind, origin=origin, clock=clock, file_name=file_name,
                            interval_minutes=interval_minutes)
     loader: Any = None
     sink: RejectSink | None = None
     try:
         with db.engine.begin() as conn:
-            sink = RejectSink(conn, batch_id, fields, csv_path)
+            sink = RejectSink(conn, batch_id, fields, csv_path, personal=personal,
+                              cipher=cipher)
             if make_loader is not None:
                 loader = make_loader(conn, batch_id, sink)
             elif kind == "reads":

@@ -83,7 +83,10 @@ class QuarantinedRow(Base):
     """A rejected input row (隔离区), kept with its line number, reason and raw text.
 
     Nothing in a file is dropped silently: a row that is not stored is either a duplicate of
-    stored data or is here (and in ``FILE.rejected.csv``).
+    stored data or is here (and in ``FILE.rejected.csv``). A row of an import with personal data
+    (customers) is kept sealed in ``raw_enc`` (db/pii.py ``QUARANTINE_RAW``, bound to its batch
+    and line) and masked in ``raw`` and ``detail`` (张*, 138****5678, 北京市朝阳区****);
+    ``dianfei quarantine BATCH --reveal`` opens it.
     """
 
     __tablename__ = "import_quarantine"
@@ -96,7 +99,10 @@ class QuarantinedRow(Base):
     #: stable code, e.g. unknown_meter, timestamp_without_offset, conflicts_with_stored
     reason: Mapped[str] = mapped_column(String(40))
     detail: Mapped[str] = mapped_column(Text, default="")
+    #: the row's text — masked where the import carries personal data
     raw: Mapped[str] = mapped_column(Text, default="")
+    #: the row's text sealed (imports with personal data only; None otherwise)
+    raw_enc: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 class IntervalFile(Base):

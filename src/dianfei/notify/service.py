@@ -45,7 +45,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
 from dianfei.core.clock import BUSINESS_TZ, Clock, business_date
-from dianfei.core.crypto import PiiCipher
+from dianfei.core.crypto import PiiCipher, mask_free_text
 from dianfei.core.errors import ConflictError, NotFoundError, ValidationError
 from dianfei.core.faults import kill_point
 from dianfei.core.metrics import Metric
@@ -805,11 +805,13 @@ def _record(db: Database, done: list[Outcome], clock: Clock,
         att = {"oid": job.outbox_id, "no": job.attempt_no, "v_finished_at": now, "v_outcome": None,
                "v_error_code": None, "v_error": None, "v_provider_ref": None}
         attempts.append(att)
-        att["v_error_code"], att["v_error"] = error.code[:64], error.message
+        # a provider's message may quote the recipient's number or address: stored masked
+        message = mask_free_text(error.message) or ""
+        att["v_error_code"], att["v_error"] = error.code[:64], message
         if error.outcome_unknown and not job.sender.idempotent:
             att["v_outcome"] = "unknown"
             failed.append({"oid": job.outbox_id, "v_status": "failed", "v_updated_at": now,
-                           "v_last_error": (f"outcome unknown ({error.code}: {error.message}); check "
+                           "v_last_error": (f"outcome unknown ({error.code}: {message}); check "
                                             f"the {row.channel} provider's log and re-queue only if it "
                                             "was not sent")})
             report.failed += 1
@@ -818,13 +820,13 @@ def _record(db: Database, done: list[Outcome], clock: Clock,
             retried.append({"oid": job.outbox_id, "v_status": "queued", "v_updated_at": now,
                             "v_next_attempt_at": earliest_allowed(now + backoff(job.attempt_no, ns),
                                                                   row.channel, ns),
-                            "v_last_error": f"{error.code}: {error.message}"})
+                            "v_last_error": f"{error.code}: {message}"})
             report.retry_scheduled += 1
         else:
             att["v_outcome"] = "failed"
             tries = f" after {job.attempt_no} attempts" if error.retryable else ""
             failed.append({"oid": job.outbox_id, "v_status": "failed", "v_updated_at": now,
-                           "v_last_error": f"{error.code}: {error.message}{tries}"})
+                           "v_last_error": f"{error.code}: {message}{tries}"})
             report.failed += 1
             if row.channel != "letter" and tpl.spec(row.notice).legally_required:
                 letters.append(_fallback_row(row, now))

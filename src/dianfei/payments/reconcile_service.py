@@ -43,6 +43,7 @@ from dianfei.payments.statements import Statement
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from dianfei.core.crypto import PiiCipher
     from dianfei.core.settings import Settings
     from dianfei.db.engine import Database
 
@@ -72,9 +73,15 @@ def receive_file(
     name: str,
     body: bytes,
     clock: Clock,
+    cipher: PiiCipher,
     layout: str | None = None,
 ) -> int:
-    """Store a file as received before anything else; the same bytes again return the same row."""
+    """Store a file as received before anything else; the same bytes again return the same row.
+    The bytes are stored sealed (``body_enc``, db/pii.py): a bank result or agent file names
+    account holders and bank accounts; the digest and size stay in clear (the same file is
+    recognised without opening it)."""
+    from dianfei.db.pii import seal_body
+
     digest = hashlib.sha256(body).hexdigest()
     values = {
         "kind": kind,
@@ -84,7 +91,8 @@ def receive_file(
         "sha256": digest,
         "size": len(body),
         "received_at": clock.now(),
-        "body": body,
+        "body": b"",
+        "body_enc": seal_body(cipher, body, kind, channel, digest),
         "status": "received",
     }
     session.execute(
@@ -246,9 +254,13 @@ def reconcile_file(
     from dianfei.payments.statements import parse_statement
 
     statement = parse_statement(channel, body, name=where or name, bank=bank, layout_dir=layout_dir)
+    from dianfei.db.pii import cipher_for
+
+    cipher = cipher_for(db)
     with db.session() as s:
         file_id = receive_file(
-            s, kind="statement", channel=channel, name=name, body=body, clock=clock, layout=bank
+            s, kind="statement", channel=channel, name=name, body=body, clock=clock, cipher=cipher,
+            layout=bank,
         )
         return reconcile_statement(
             s, statement, day=day, clock=clock, settings=db.settings, file_id=file_id, auto_post=auto_post

@@ -49,7 +49,11 @@ class StatementFile(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     size: Mapped[int] = mapped_column(BigInteger)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: empty once sealed: a bank result or agent file names account holders and bank accounts
     body: Mapped[bytes] = mapped_column(LargeBinary)
+    #: the file's bytes (base64) sealed with the personal-data keyring, bound to kind, channel
+    #: and digest (db/pii.py ``STATEMENT_BODY``); None for an empty file
+    body_enc: Mapped[str | None] = mapped_column(Text, default=None)
     #: received, processed, refused (unreadable or failed its integrity check)
     status: Mapped[str] = mapped_column(String(10), default="received")
     error: Mapped[str | None] = mapped_column(Text)

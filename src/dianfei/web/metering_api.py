@@ -12,9 +12,9 @@ from dianfei.core.clock import BUSINESS_TZ, Clock, start_of_day
 from dianfei.core.errors import ValidationError
 from dianfei.core.money import fmt_qty
 from dianfei.db.engine import Database
-from dianfei.web.auth import guard
-from dianfei.web.ownership import own_account
-from dianfei.web.paging import FIRST_DAY, Page, check_day, page
+from dianfei.web.auth import guard, signed_in
+from dianfei.web.ownership import may_see_pii, own_account
+from dianfei.web.paging import FIRST_DAY, Page, check_day, envelope, page
 
 #: the longest window of the VEE findings route (the rules run over the window's data)
 MAX_VEE_DAYS = 92
@@ -25,6 +25,24 @@ _Day = Annotated[date | None, Query()]
 def register(app: FastAPI, db: Database, clock: Clock) -> None:
     from dianfei.metering.service import account_reads
     from dianfei.metering.vee import service as vee
+
+    @app.get("/api/v1/imports/{batch_id}/quarantine", tags=["metering"], **guard("reads:read"))
+    def api_import_quarantine(batch_id: str, request: Request,
+                              p: Annotated[Page, Depends(page)]) -> dict[str, Any]:
+        """The rejected rows of one import batch, in line order: ``line``, ``reason``, ``detail``,
+        ``raw`` (the row) and ``sealed``. Rows of a customers import carry personal data: shown
+        masked (王**, 139****5678) unless the role has ``pii:read``, for whom they are opened —
+        and the opening is recorded on the audit chain (``pii.revealed``). The batch's kind,
+        file and counts come with them; 404 for an unknown batch."""
+        from dianfei.db.pii import cipher_for
+        from dianfei.metering.quarantine import quarantined
+
+        who = signed_in(request)
+        cipher = cipher_for(db) if may_see_pii(who) else None
+        out = quarantined(db, batch_id, cipher=cipher, limit=p.limit, offset=p.offset)
+        rows = out.pop("rows")
+        return {**out, "pii": "clear" if cipher is not None else "masked",
+                **envelope(rows, int(out["quarantined"]), p)}
 
     @app.get("/api/v1/accounts/{account_id}/reads", tags=["metering"],
              **guard("reads:read", "own:reads"))

@@ -23,7 +23,7 @@ from fastapi import BackgroundTasks, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from dianfei.core.clock import BUSINESS_TZ, Clock, Period, business_date
-from dianfei.core.crypto import PiiCipher, mask_phone
+from dianfei.core.crypto import PiiCipher, mask_free_text, mask_phone
 from dianfei.core.errors import DianfeiError, ValidationError
 from dianfei.core.money import fmt_yuan
 from dianfei.db.engine import Database
@@ -242,7 +242,9 @@ class Portal:
         try:
             sender.send(message)
         except SendError as exc:
-            log.warning("portal: code %s not sent: %s %s", challenge_id, exc.code, exc)
+            # the gateway's message may quote the number: logged masked
+            log.warning("portal: code %s not sent: %s %s", challenge_id, exc.code,
+                        mask_free_text(str(exc)))
 
     def signed_in_response(self, request: Request, token: str, target: str) -> Response:
         resp = RedirectResponse(target, status_code=303)
