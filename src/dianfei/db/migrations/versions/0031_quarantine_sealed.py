@@ -10,7 +10,7 @@ accounts: they are now stored sealed in ``body_enc`` (``body`` left empty); the 
 before are sealed by the same command (``seal_clear_statement_files``).
 
 Revision ID: 0031
-Revises: 0028
+Revises: 0029
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0031"
-down_revision = "0028"
+down_revision = "0029"
 branch_labels = None
 depends_on = None
 
