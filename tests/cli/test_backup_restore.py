@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from tests.cli.test_cli_demo import dianfei
 from tests.conftest import fresh_database_env
+from tests.snapshots import built_once
 
 pytestmark = pytest.mark.db
 
@@ -27,14 +28,19 @@ def other_env(tmp_path: Path) -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture
-def filled(db_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
-    dianfei(db_env, "demo", "--customers", "40", "--months", "2", "--seed", "9", "--no-serve")
-    rows = "".join(f"M00000001,2025-03-0{d}T{h:02d}:00:00+08:00,0.{h:02d}\n"
-                   for d in range(1, 4) for h in range(24))
-    iv = tmp_path / "iv.csv"
-    iv.write_text("meter_id,ts,kwh\n" + rows)
-    dianfei(db_env, "import", "intervals", str(iv), "--interval-minutes", "60")
-    dianfei(db_env, "vee", "run")
+def filled(db_env: dict[str, str], tmp_path: Path,
+           tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A demo with collections, interval data and a VEE run: built once per test process."""
+    def build(env: dict[str, str]) -> None:
+        dianfei(env, "demo", "--customers", "40", "--months", "2", "--seed", "9", "--no-serve")
+        rows = "".join(f"M00000001,2025-03-0{d}T{h:02d}:00:00+08:00,0.{h:02d}\n"
+                       for d in range(1, 4) for h in range(24))
+        iv = tmp_path / "iv.csv"
+        iv.write_text("meter_id,ts,kwh\n" + rows)
+        dianfei(env, "import", "intervals", str(iv), "--interval-minutes", "60")
+        dianfei(env, "vee", "run")
+
+    built_once("filled-40x2", db_env, tmp_path_factory, build)
     return db_env
 
 

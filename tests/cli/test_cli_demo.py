@@ -11,6 +11,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from tests.snapshots import built_once
 
 
 def dianfei(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -21,77 +22,13 @@ def dianfei(env: dict[str, str], *args: str, check: bool = True) -> subprocess.C
     return proc
 
 
-#: per test process and backend: the demo built once (a SQLite file or a PostgreSQL template
-#: database, and its data directory), copied into each test's own database
-_DEMO: dict[str, tuple[str, Path]] = {}
-
-
-def _snapshot(env: dict[str, str], where: Path) -> tuple[str, Path]:
-    """Keep the demo just built in ``env`` for the process: its database and data directory."""
-    import shutil
-    import sqlite3
-
-    from tests.conftest import _admin_url, backend
-
-    data = where / "var"
-    shutil.copytree(env["DIANFEI_DATA_DIR"], data)
-    if backend() == "postgresql":
-        import atexit
-        import uuid
-
-        import psycopg
-
-        source = env["DIANFEI_DATABASE_URL"].rsplit("/", 1)[1]
-        name = f"dianfei_demo_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(_admin_url(), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{source}"')
-
-        def drop() -> None:
-            with psycopg.connect(_admin_url(), autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-        atexit.register(drop)
-        return name, data
-    target = where / "demo.db"
-    with sqlite3.connect(env["DIANFEI_DATABASE_URL"].removeprefix("sqlite:///")) as src, \
-            sqlite3.connect(target) as dst:
-        src.backup(dst)
-    return str(target), data
-
-
-def _restore(snapshot: tuple[str, Path], env: dict[str, str]) -> None:
-    """Make the (still unopened) database of ``env`` a copy of the snapshot."""
-    import shutil
-
-    from tests.conftest import _admin_url, backend
-
-    source, data = snapshot
-    shutil.rmtree(env["DIANFEI_DATA_DIR"], ignore_errors=True)
-    shutil.copytree(data, env["DIANFEI_DATA_DIR"])
-    if backend() == "postgresql":
-        import psycopg
-
-        name = env["DIANFEI_DATABASE_URL"].rsplit("/", 1)[1]
-        with psycopg.connect(_admin_url(), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{source}"')
-    else:
-        shutil.copyfile(source, env["DIANFEI_DATABASE_URL"].removeprefix("sqlite:///"))
-
-
 @pytest.fixture
 def demo_env(db_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Fourteen months of billing and payments (collections are exercised by the test below):
     the demo runs once per test process; each test gets its own copy of what it made."""
-    from tests.conftest import backend
-
-    built = _DEMO.get(backend())
-    if built is None:
-        dianfei(db_env, "demo", "--customers", "300", "--months", "14", "--seed", "3",
-                "--no-serve", "--no-collections")
-        _DEMO[backend()] = _snapshot(db_env, tmp_path_factory.mktemp("demo"))
-    else:
-        _restore(built, db_env)
+    built_once("demo-300x14", db_env, tmp_path_factory, lambda env: dianfei(
+        env, "demo", "--customers", "300", "--months", "14", "--seed", "3", "--no-serve",
+        "--no-collections"))
     return db_env
 
 
