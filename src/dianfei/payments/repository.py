@@ -177,21 +177,31 @@ def posted_since(engine: Engine, accounts: Sequence[str], since: Any) -> pl.Data
     return pl.concat(frames, how="vertical_relaxed")
 
 
-def bill_clearings(engine: Engine, first: str | None = None, last: str | None = None) -> pl.DataFrame:
-    """Clearings to bills (of periods ``first``..``last`` when given, else all): bill_id,
+def bill_clearings(engine: Engine, first: str | None = None, last: str | None = None,
+                   live_by: date | None = None) -> pl.DataFrame:
+    """Clearings to bills (of periods ``first``..``last`` when given, else all; with ``live_by``
+    only those to live bills that reached them by the end of that business day): bill_id,
     account_id, payment_id, channel, allocated_at, amount (negative rows undo: refunds, returns,
     cancelled bills)."""
+    from datetime import timedelta
+
     import polars as pl
 
+    from dianfei.core.clock import start_of_day
     from dianfei.db.frames import sqlite_columns
 
     where = ("AND pa.bill_id IN (SELECT bill_id FROM bills WHERE period BETWEEN :a AND :z) "
              if first is not None and last is not None else "")
+    if live_by is not None:
+        where = ("AND pa.bill_id IN (SELECT bill_id FROM bills WHERE period BETWEEN :a AND :z "
+                 "AND status <> 'cancelled') AND pa.allocated_at < :cut ")
     sql = ("SELECT pa.bill_id, pa.account_id, pa.payment_id, p.channel, pa.allocated_at, pa.amount "
            "FROM payment_allocations pa JOIN payments p ON p.payment_id = pa.payment_id "
            f"WHERE pa.allocated_to = 'bill' {where}"
            "ORDER BY pa.bill_id, pa.allocated_at, pa.id")
-    params = {"a": first, "z": last} if where else {}
+    params: dict[str, Any] = {"a": first, "z": last} if where else {}
+    if live_by is not None:
+        params["cut"] = start_of_day(live_by + timedelta(days=1))
     schema = {"bill_id": pl.String, "account_id": pl.String, "payment_id": pl.String,
               "channel": pl.String, "allocated_at": pl.Datetime("us", "UTC"), "amount": pl.Int64}
     fast = sqlite_columns(engine, sql, params, schema)
@@ -277,3 +287,91 @@ def stored_payments(conn: Connection, payment_ids: Sequence[str]) -> pl.DataFram
                       schema={"payment_id": pl.String, "customer_id": pl.String,
                               "paid_at": pl.Datetime("us", "UTC"), "amount": pl.Int64,
                               "channel": pl.String})
+
+
+def _business_day_sql(dialect: str, column: str) -> str:
+    """The Asia/Shanghai business date of a stored UTC instant (UTC+8 since 1991, no daylight
+    saving: the same fixed shift as ``reporting.kpi.business_day``)."""
+    if dialect == "sqlite":
+        return f"date({column}, '+8 hours')"
+    return f"CAST({column} + INTERVAL '8 hours' AS DATE)"
+
+
+#: the clearings to bills of periods :a..:z issued by :d that reached them before :cut (the end
+#: of business day D), each with its bill's amount; payment rows only (as ``bill_clearings``)
+_CLEARED = (
+    "SELECT pa.id AS id, pa.bill_id AS bill_id, pa.amount AS amount, pa.allocated_at AS at, "
+    "b.amount AS due "
+    "FROM bills b JOIN payment_allocations pa ON pa.bill_id = b.bill_id "
+    "JOIN payments p ON p.payment_id = pa.payment_id "
+    "WHERE b.period BETWEEN :a AND :z AND b.issued_on <= :d "
+    "AND pa.allocated_to = 'bill' AND pa.allocated_at < :cut")
+
+
+def bill_states(engine: Engine, first: str, last: str, as_of: date) -> pl.DataFrame:
+    """One row per bill of periods ``first``..``last`` issued by ``as_of``: its columns plus
+    ``paid`` and ``paid_in_full_on`` as of that business day, computed by the database."""
+    from datetime import timedelta
+
+    import polars as pl
+
+    from dianfei.core.clock import start_of_day
+    from dianfei.db.frames import sqlite_columns
+
+    day = _business_day_sql(engine.dialect.name, "full_at")
+    # per bill the sum and count of its clearings; a bill cleared once (most of them) crossed
+    # its amount with that clearing if ever, so only bills cleared more than once need the
+    # running sum in clearing order (a window over a few rows instead of a sort of them all).
+    # The crossing kept is the last: a refund can open a paid bill again.
+    sql = (
+        f"WITH c AS ({_CLEARED}), "
+        "s AS (SELECT bill_id, CAST(SUM(amount) AS BIGINT) AS paid, COUNT(*) AS n, MAX(at) AS last_at "
+        "FROM c GROUP BY bill_id), "
+        "w AS (SELECT bill_id, amount, at, due, CAST(SUM(amount) OVER (PARTITION BY bill_id "
+        "ORDER BY at, id ROWS UNBOUNDED PRECEDING) AS BIGINT) AS cum "
+        "FROM c WHERE bill_id IN (SELECT bill_id FROM s WHERE n > 1)), "
+        "x AS (SELECT bill_id, MAX(CASE WHEN cum >= due AND cum - amount < due THEN at END) "
+        "AS full_at FROM w GROUP BY bill_id), "
+        "f AS (SELECT s.bill_id, s.paid, CASE WHEN s.n = 1 THEN s.last_at ELSE x.full_at END "
+        "AS full_at FROM s LEFT JOIN x ON x.bill_id = s.bill_id), "
+        f"g AS (SELECT bill_id, paid, {day} AS full_day FROM f) "
+        "SELECT b.bill_id, b.account_id, b.customer_id, b.period, b.issued_on, b.due_on, "
+        "b.amount, b.status, b.estimated, b.read_to_at, COALESCE(g.paid, 0) AS paid, "
+        "CASE WHEN b.status = 'cancelled' THEN NULL WHEN b.amount <= 0 THEN b.issued_on "
+        "WHEN COALESCE(g.paid, 0) >= b.amount THEN "
+        "CASE WHEN g.full_day > b.issued_on THEN g.full_day ELSE b.issued_on END "
+        "END AS paid_in_full_on "
+        "FROM bills b LEFT JOIN g ON g.bill_id = b.bill_id "
+        "WHERE b.period BETWEEN :a AND :z AND b.issued_on <= :d")
+    params = {"a": first, "z": last, "d": as_of, "cut": start_of_day(as_of + timedelta(days=1))}
+    schema = {"bill_id": pl.String, "account_id": pl.String, "customer_id": pl.String,
+              "period": pl.String, "issued_on": pl.Date, "due_on": pl.Date, "amount": pl.Int64,
+              "status": pl.String, "estimated": pl.Boolean,
+              "read_to_at": pl.Datetime("us", "UTC"), "paid": pl.Int64,
+              "paid_in_full_on": pl.Date}
+    fast = sqlite_columns(engine, sql, params, schema)
+    if fast is not None:
+        return fast
+    return read_frame(engine, sql, params, dates=("issued_on", "due_on", "paid_in_full_on"),
+                      instants=("read_to_at",), schema=schema)
+
+
+def collected_by_channel(engine: Engine, period: str, as_of: date) -> pl.DataFrame:
+    """channel, collected (fen), payments (distinct) of the clearings to the period's live bills
+    that reached them by the end of business day ``as_of``."""
+    from datetime import timedelta
+
+    import polars as pl
+
+    from dianfei.core.clock import start_of_day
+
+    return read_frame(
+        engine,
+        "SELECT p.channel AS channel, CAST(SUM(pa.amount) AS BIGINT) AS collected, "
+        "COUNT(DISTINCT pa.payment_id) AS payments "
+        "FROM bills b JOIN payment_allocations pa ON pa.bill_id = b.bill_id "
+        "JOIN payments p ON p.payment_id = pa.payment_id "
+        "WHERE b.period = :p AND b.status <> 'cancelled' AND pa.allocated_to = 'bill' "
+        "AND pa.allocated_at < :cut GROUP BY p.channel",
+        {"p": period, "cut": start_of_day(as_of + timedelta(days=1))},
+        schema={"channel": pl.String, "collected": pl.Int64, "payments": pl.Int64})
