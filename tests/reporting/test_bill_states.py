@@ -151,3 +151,18 @@ def test_money_before_the_issue_date_counts_on_issue_and_zero_bills_are_settled(
     assert (got["B2"]["paid"], got["B2"]["paid_in_full_on"]) == (4_000, None)  # cancelled
     # and a bill not issued yet at D is not there
     assert bill_states(db.engine, p, p, date(2026, 2, 5)).height == 0
+
+
+def test_the_last_microsecond_of_a_business_day_is_that_day(db: Database) -> None:
+    # 15:59:59.999999 UTC is 23:59:59.999999 in Shanghai: still 2 Feb (SQLite's date() alone
+    # rounds it up to 3 Feb); 16:00 UTC is 3 Feb
+    year = _write(db, [("01", 0, 1_000, "issued", [(1, 1, 1_000, "bill", "bank")]),
+                       ("01", 0, 1_000, "issued", [(1, 2, 1_000, "bill", "bank")]),
+                       ("01", 0, 1_000, "issued", [(1, 0, 400, "bill", "bank"),
+                                                   (1, 1, 600, "bill", "bank")])])
+    p = f"{year}-01"
+    got = [r["paid_in_full_on"] for r in
+           bill_states(db.engine, p, p, date(2026, 2, 3)).sort("bill_id").to_dicts()]
+    assert got == [date(2026, 2, 2), date(2026, 2, 3), date(2026, 2, 2)]
+    assert bill_states(db.engine, p, p, date(2026, 2, 2)).sort("bill_id")["paid"].to_list() == \
+        [1_000, 0, 1_000]

@@ -293,7 +293,9 @@ def _business_day_sql(dialect: str, column: str) -> str:
     """The Asia/Shanghai business date of a stored UTC instant (UTC+8 since 1991, no daylight
     saving: the same fixed shift as ``reporting.kpi.business_day``)."""
     if dialect == "sqlite":
-        return f"date({column}, '+8 hours')"
+        # whole seconds first: SQLite's date() keeps milliseconds and rounds 23:59:59.999999
+        # up to the next day; the fraction never changes the day (days begin on a second)
+        return f"date(substr({column}, 1, 19), '+8 hours')"
     return f"CAST({column} + INTERVAL '8 hours' AS DATE)"
 
 
@@ -308,6 +310,55 @@ _CLEARED = (
     "AND pa.allocated_to = 'bill' AND pa.allocated_at < :cut")
 
 
+#: the state of each bill at D, PostgreSQL: the running sum of each bill's clearings in clearing
+#: order (one window, sorted once, in parallel), folded to one row per bill: the sum and the
+#: instant of the last clearing that brought the sum up to the amount (a refund can open a paid
+#: bill again). Paid in full: never before the issue date (GREATEST skips a null); a zero-amount
+#: bill on issue. (Common table expressions used twice were materialised with poor estimates and
+#: spilled: twice as slow on a million accounts.)
+_STATE_PG = (
+    "SELECT b.bill_id, b.account_id, b.customer_id, b.period, b.issued_on, b.due_on, "
+    "b.amount, b.status, b.estimated, b.read_to_at, COALESCE(s.paid, 0) AS paid, "
+    "CASE WHEN b.status = 'cancelled' THEN NULL WHEN b.amount <= 0 THEN b.issued_on "
+    "WHEN COALESCE(s.paid, 0) >= b.amount THEN GREATEST(b.issued_on, "
+    f"{_business_day_sql('postgresql', 's.full_at')}) END AS paid_in_full_on "
+    "FROM bills b LEFT JOIN (SELECT bill_id, CAST(SUM(amount) AS BIGINT) AS paid, "
+    "MAX(CASE WHEN cum >= due AND cum - amount < due THEN at END) AS full_at "
+    f"FROM (SELECT bill_id, amount, at, due, SUM(amount) OVER (PARTITION BY bill_id "
+    f"ORDER BY at, id ROWS UNBOUNDED PRECEDING) AS cum FROM ({_CLEARED}) c) w "
+    "GROUP BY bill_id) s ON s.bill_id = b.bill_id "
+    "WHERE b.period BETWEEN :a AND :z AND b.issued_on <= :d")
+
+#: the same on SQLite, which joins by index lookups and sorts in temporary B-trees: one pass
+#: over the window's bills in index order (period, rowid: grouped without a sort) with their
+#: clearings, and the running sum only for a bill cleared more than once and paid in full at D
+#: (a correlated window over its few rows). A bill paid in full has a crossing (its clearings
+#: start below its amount and end at or above it), so the day is never null there. The day is
+#: taken of the whole seconds (see :func:`_business_day_sql`).
+_STATE_SQLITE = (
+    "SELECT bill_id, account_id, customer_id, period, issued_on, due_on, amount, status, "
+    "estimated, read_to_at, paid, "
+    "CASE WHEN status = 'cancelled' THEN NULL WHEN amount <= 0 THEN issued_on "
+    "WHEN paid >= amount THEN max(issued_on, date(substr(CASE WHEN n = 1 THEN last_at ELSE "
+    "(SELECT MAX(CASE WHEN w.cum >= q.amount AND w.cum - w.amount < q.amount THEN w.at END) "
+    "FROM (SELECT c.allocated_at AS at, c.amount AS amount, SUM(c.amount) OVER (ORDER BY "
+    "c.allocated_at, c.id "
+    "ROWS UNBOUNDED PRECEDING) AS cum FROM payment_allocations c "
+    "JOIN payments cp ON cp.payment_id = c.payment_id WHERE c.bill_id = q.bill_id "
+    "AND c.allocated_to = 'bill' AND c.allocated_at < :cut) w) END, 1, 19), '+8 hours')) "
+    "END AS paid_in_full_on "
+    "FROM (SELECT b.bill_id, b.account_id, b.customer_id, b.period, b.issued_on, b.due_on, "
+    "b.amount, b.status, b.estimated, b.read_to_at, "
+    "COALESCE(SUM(CASE WHEN p.payment_id IS NOT NULL THEN pa.amount END), 0) AS paid, "
+    "COUNT(p.payment_id) AS n, "
+    "MAX(CASE WHEN p.payment_id IS NOT NULL THEN pa.allocated_at END) AS last_at "
+    "FROM bills b LEFT JOIN payment_allocations pa ON pa.bill_id = b.bill_id "
+    "AND pa.allocated_to = 'bill' AND pa.allocated_at < :cut "
+    "LEFT JOIN payments p ON p.payment_id = pa.payment_id "
+    "WHERE b.period BETWEEN :a AND :z AND b.issued_on <= :d "
+    "GROUP BY b.period, b.rowid) q")
+
+
 def bill_states(engine: Engine, first: str, last: str, as_of: date) -> pl.DataFrame:
     """One row per bill of periods ``first``..``last`` issued by ``as_of``: its columns plus
     ``paid`` and ``paid_in_full_on`` as of that business day, computed by the database."""
@@ -318,31 +369,7 @@ def bill_states(engine: Engine, first: str, last: str, as_of: date) -> pl.DataFr
     from dianfei.core.clock import start_of_day
     from dianfei.db.frames import sqlite_columns
 
-    day = _business_day_sql(engine.dialect.name, "full_at")
-    # per bill the sum and count of its clearings; a bill cleared once (most of them) crossed
-    # its amount with that clearing if ever, so only bills cleared more than once need the
-    # running sum in clearing order (a window over a few rows instead of a sort of them all).
-    # The crossing kept is the last: a refund can open a paid bill again.
-    sql = (
-        f"WITH c AS ({_CLEARED}), "
-        "s AS (SELECT bill_id, CAST(SUM(amount) AS BIGINT) AS paid, COUNT(*) AS n, MAX(at) AS last_at "
-        "FROM c GROUP BY bill_id), "
-        "w AS (SELECT bill_id, amount, at, due, CAST(SUM(amount) OVER (PARTITION BY bill_id "
-        "ORDER BY at, id ROWS UNBOUNDED PRECEDING) AS BIGINT) AS cum "
-        "FROM c WHERE bill_id IN (SELECT bill_id FROM s WHERE n > 1)), "
-        "x AS (SELECT bill_id, MAX(CASE WHEN cum >= due AND cum - amount < due THEN at END) "
-        "AS full_at FROM w GROUP BY bill_id), "
-        "f AS (SELECT s.bill_id, s.paid, CASE WHEN s.n = 1 THEN s.last_at ELSE x.full_at END "
-        "AS full_at FROM s LEFT JOIN x ON x.bill_id = s.bill_id), "
-        f"g AS (SELECT bill_id, paid, {day} AS full_day FROM f) "
-        "SELECT b.bill_id, b.account_id, b.customer_id, b.period, b.issued_on, b.due_on, "
-        "b.amount, b.status, b.estimated, b.read_to_at, COALESCE(g.paid, 0) AS paid, "
-        "CASE WHEN b.status = 'cancelled' THEN NULL WHEN b.amount <= 0 THEN b.issued_on "
-        "WHEN COALESCE(g.paid, 0) >= b.amount THEN "
-        "CASE WHEN g.full_day > b.issued_on THEN g.full_day ELSE b.issued_on END "
-        "END AS paid_in_full_on "
-        "FROM bills b LEFT JOIN g ON g.bill_id = b.bill_id "
-        "WHERE b.period BETWEEN :a AND :z AND b.issued_on <= :d")
+    sql = _STATE_SQLITE if engine.dialect.name == "sqlite" else _STATE_PG
     params = {"a": first, "z": last, "d": as_of, "cut": start_of_day(as_of + timedelta(days=1))}
     schema = {"bill_id": pl.String, "account_id": pl.String, "customer_id": pl.String,
               "period": pl.String, "issued_on": pl.Date, "due_on": pl.Date, "amount": pl.Int64,
