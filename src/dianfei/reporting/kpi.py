@@ -66,8 +66,9 @@ class Inputs:
     """Everything the KPIs of one period read, as frames (see :func:`load_inputs`)."""
 
     period: Period
-    #: bills of the trend window (bill_id, customer_id, period, issued_on, due_on, amount,
-    #: status, estimated, read_to_at), cancelled ones included (left out here)
+    #: bills of the trend window (bill_id, account_id, customer_id, period, issued_on, due_on,
+    #: amount, status, estimated, read_to_at), cancelled ones included (left out here); with
+    #: ``as_of`` set, those issued by then with ``paid`` and ``paid_in_full_on``
     bills: pl.DataFrame
     #: clearings to those bills: bill_id, payment_id, channel, allocated_at, amount
     clearings: pl.DataFrame
