@@ -30,7 +30,14 @@ from dianfei.core.clock import BUSINESS_TZ, FixedClock, Period
 from dianfei.db.engine import Database
 from dianfei.payments.service import payment_id_for, post_payments_frame, reverse_payment
 from dianfei.reporting.exports import export
-from dianfei.reporting.kpi import period_kpis
+from dianfei.reporting.kpi import (
+    DSO_PERIODS,
+    Inputs,
+    compute,
+    first_of_window,
+    load_inputs,
+    period_kpis,
+)
 
 CHANNELS = ("counter", "alipay", "bank")
 EXAMPLES = int(os.environ.get("DIANFEI_KPI_EXAMPLES", "12"))
@@ -68,6 +75,9 @@ def test_kpis_recomputed_from_the_exports(billed: Database, tmp_path: Path,
     as_of = date(2026, 2, 3) + timedelta(days=as_of_offset)
     # when the KPIs are computed and the files exported (as of D, and in full)
     got = period_kpis(db, JAN, as_of)
+    # the bills' state worked out by the database gives what the Polars reference gives
+    assert got == reference_kpis(db, JAN, as_of)
+    assert compute(load_inputs(db, JAN, as_of), as_of) == got  # every customer's row read
     files = {}
     for kind, day in (("bills", as_of), ("payments", as_of), ("payments_all", None)):
         out = tmp_path / f"{kind}-{next(_ids)}.csv"
@@ -82,6 +92,19 @@ def test_kpis_recomputed_from_the_exports(billed: Database, tmp_path: Path,
     again = recompute(files["bills"], cut, as_of)
     for key in ("collected", "overdue_amount", "aging", "channels"):
         assert again[key] == want[key], key
+
+
+def reference_kpis(db: Database, period: Period, as_of: date) -> dict[str, object]:
+    """The KPIs as computed before the database worked out the bills' state: bare bills and
+    every clearing of the DSO window, folded by ``reporting.kpi.bill_state`` in Polars."""
+    from dianfei.billing.service import bills_between
+    from dianfei.payments.service import bill_clearings
+
+    first, last = str(first_of_window(period, DSO_PERIODS)), str(period)
+    full = load_inputs(db, period, as_of)
+    bare = Inputs(**{**full.__dict__, "bills": bills_between(db.engine, first, last),
+                     "clearings": bill_clearings(db.engine, first, last), "as_of": None})
+    return compute(bare, as_of)
 
 
 def _day(instant: str) -> date:

@@ -108,6 +108,17 @@ def customer_dimensions(engine: Engine) -> pl.DataFrame:
                 "closed_on": pl.Date})
 
 
+def open_customer_count(engine: Engine, day: date) -> int:
+    """How many customers were open on ``day`` (opened by it, not closed by it)."""
+    from dianfei.db.frames import bind_params
+
+    params = bind_params(engine, {"d": day})
+    with engine.connect() as conn:
+        return int(conn.execute(text(
+            "SELECT COUNT(*) FROM customers WHERE opened_on <= :d "
+            "AND (closed_on IS NULL OR closed_on > :d)"), params).scalar_one())
+
+
 def collectors(engine: Engine) -> pl.DataFrame:
     """collector_id, name, station_id of every collector."""
     import polars as pl

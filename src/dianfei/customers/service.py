@@ -249,6 +249,14 @@ def customer_dimensions(engine: Engine) -> pl.DataFrame:
     return repository.customer_dimensions(engine)
 
 
+def open_customer_count(engine: Engine, day: date) -> int:
+    """How many customers were open on ``day``: opened on or before it and not closed on or
+    before it (the complaint rate's denominator; one COUNT instead of every customer's row)."""
+    from dianfei.customers import repository
+
+    return repository.open_customer_count(engine, day)
+
+
 def collectors(engine: Engine) -> pl.DataFrame:
     """The collectors (催费员): collector_id, name, station_id."""
     from dianfei.customers import repository

@@ -359,13 +359,37 @@ def bill_payment_state(engine: Engine, period: str | None = None) -> pl.DataFram
     return repository.bill_payment_state(engine, period)
 
 
-def bill_clearings(engine: Engine, first: str | None = None, last: str | None = None) -> pl.DataFrame:
+def bill_clearings(engine: Engine, first: str | None = None, last: str | None = None,
+                   live_by: date | None = None) -> pl.DataFrame:
     """What reached bills — of periods ``first``..``last`` when given (KPIs, exports), else every
     bill (risk, to know as of any date what each bill had been paid and when) — one row per
     clearing: bill_id, account_id, payment_id, channel (of the payment the money came from,
     credit included), allocated_at, amount (fen; negative rows undo a clearing). Late fees and
-    unused credit are not here: only money on bills counts as collected."""
-    return repository.bill_clearings(engine, first, last)
+    unused credit are not here: only money on bills counts as collected. With ``live_by`` (and
+    the periods) only the clearings to live bills that reached them by the end of that business
+    day (Asia/Shanghai): the KPIs' channel split."""
+    if live_by is not None and (first is None or last is None):
+        raise ValueError("bill_clearings(live_by=…) needs the periods too")
+    return repository.bill_clearings(engine, first, last, live_by)
+
+
+def bill_states(engine: Engine, first: str, last: str, as_of: date) -> pl.DataFrame:
+    """The paid amount and paid-in-full day of each bill of periods ``first``..``last`` issued
+    by ``as_of``, computed by the database (one row per bill, not one per clearing): bill_id,
+    account_id, customer_id, period, issued_on, due_on, amount, status, estimated, read_to_at,
+    paid (fen: the clearings of :func:`bill_clearings` that reached the bill by the end of
+    business day ``as_of``, Asia/Shanghai), paid_in_full_on (the business day its clearings last
+    reached its amount — a refund can open a paid bill again — never before its issue date; a
+    zero-amount bill on issue; none for a cancelled bill or one not paid in full). Equal to
+    ``reporting.kpi.bill_state`` over the same bills and clearings (tests/reporting)."""
+    return repository.bill_states(engine, first, last, as_of)
+
+
+def collected_by_channel(engine: Engine, period: str, as_of: date) -> pl.DataFrame:
+    """What reached the period's live (not cancelled) bills by the end of business day
+    ``as_of``, per channel of the payment the money came from: channel, collected (fen),
+    payments (how many distinct payments) — one GROUP BY in the database."""
+    return repository.collected_by_channel(engine, period, as_of)
 
 
 def payments_between(engine: Engine, first: date, last: date) -> pl.DataFrame:

@@ -2,8 +2,11 @@
 
 Every figure is a pure function of frames read through the other packages' services (bills from
 billing, clearings from payments, customers, tickets, notices, stop cases), so the benchmark can
-feed the same functions synthetic frames and the exports can share :func:`bill_state` with the
-KPIs (they agree to the fen by construction, and a test recomputes the KPIs from the CSV files).
+feed the same functions synthetic frames. :func:`load_inputs` has the database work out each
+bill's state at D (``payments.service.bill_states``: one row per bill, not one per clearing) and,
+for ``dianfei kpi``, the channel split and the open-customer count; :func:`bill_state` is the same
+state from bare frames (the exports use it; a test holds the two equal, and another recomputes
+the KPIs from the CSV files).
 
 Definitions (docs/kpi.md writes them out for users):
 
@@ -25,7 +28,7 @@ A rate whose denominator is zero is ``None`` (JSON null), never a division by ze
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
@@ -63,8 +66,9 @@ class Inputs:
     """Everything the KPIs of one period read, as frames (see :func:`load_inputs`)."""
 
     period: Period
-    #: bills of the trend window (bill_id, customer_id, period, issued_on, due_on, amount,
-    #: status, estimated, read_to_at), cancelled ones included (left out here)
+    #: bills of the trend window (bill_id, account_id, customer_id, period, issued_on, due_on,
+    #: amount, status, estimated, read_to_at), cancelled ones included (left out here); with
+    #: ``as_of`` set, those issued by then with ``paid`` and ``paid_in_full_on``
     bills: pl.DataFrame
     #: clearings to those bills: bill_id, payment_id, channel, allocated_at, amount
     clearings: pl.DataFrame
@@ -81,6 +85,18 @@ class Inputs:
     suspensions: pl.DataFrame
     #: standing write-offs: reference, business_date, amount
     write_offs: pl.DataFrame
+    #: D when the database worked out the bills' state (:func:`load_inputs`): ``bills`` are
+    #: then the bills issued by D with ``paid`` and ``paid_in_full_on`` at D, and ``clearings``
+    #: only those to the period's live bills by D (the channel split, even of a bill issued
+    #: after D that money reached first). None: bare bills, their state derived from
+    #: ``clearings`` by :func:`bill_state` for whatever D :func:`compute` is asked
+    as_of: date | None = None
+    #: the channel split worked out by the database (channel, collected, payments) when the
+    #: clearings were not read (``clearings`` is then empty)
+    channels: pl.DataFrame | None = None
+    #: the customers open on the period's last day when their rows were not read (``customers``
+    #: is then empty and no ``--by`` of a customer dimension can be computed)
+    open_customers: int | None = None
 
 
 def parse_as_of(text: str | None, period: Period, today: date) -> date:
@@ -112,18 +128,29 @@ def first_of_window(period: Period, months: int) -> Period:
     return p
 
 
-def load_inputs(db: Database, period: Period, as_of: date, trend: int = 0) -> Inputs:
-    """Read what the period's KPIs need, each through its package's service (a few set reads):
-    the bills and clearings of the DSO window, or of ``trend`` periods when that is longer."""
+def load_inputs(db: Database, period: Period, as_of: date, trend: int = 0, *,
+                detail: bool = True) -> Inputs:
+    """Read what the period's KPIs as of ``as_of`` need, each through its package's service (a
+    few set reads): the state at D of the bills of the DSO window, or of ``trend`` periods when
+    that is longer, worked out by the database (one row per bill).
+
+    ``detail`` (the default) also reads the period's clearings and every customer's dimensions,
+    so that the inputs can be cut to some customers (the dashboard's filters) and split by
+    ``--by``; without it the database sums the channel split and counts the open customers
+    (``dianfei kpi`` without ``--by``: a million customers' rows not read)."""
     import polars as pl
 
-    from dianfei.billing.service import bills_between, open_exceptions
+    from dianfei.billing.service import open_exceptions
     from dianfei.collections.service import surveys_between, suspended_between, tickets_between
     from dianfei.core.clock import start_of_day
-    from dianfei.customers.service import customer_dimensions, open_account_facts
+    from dianfei.customers.service import (
+        customer_dimensions,
+        open_account_facts,
+        open_customer_count,
+    )
     from dianfei.ledger.service import write_offs
     from dianfei.notify.service import notice_outcomes
-    from dianfei.payments.service import bill_clearings
+    from dianfei.payments.service import bill_clearings, bill_states, collected_by_channel
 
     first, last = str(first_of_window(period, max(trend, DSO_PERIODS))), str(period)
     since, until = start_of_day(period.first_day), start_of_day(period.end_date)
@@ -132,18 +159,44 @@ def load_inputs(db: Database, period: Period, as_of: date, trend: int = 0) -> In
     owners = (open_account_facts(db.engine, accounts).select("account_id", "customer_id")
               if accounts else pl.DataFrame(schema={"account_id": pl.String,
                                                     "customer_id": pl.String}))
+    if detail:
+        clearings, customers = (bill_clearings(db.engine, str(period), str(period), as_of),
+                                customer_dimensions(db.engine))
+        channels, open_count = None, None
+    else:
+        clearings, customers = _no_clearings(), _no_customers()
+        channels = collected_by_channel(db.engine, str(period), as_of)
+        open_count = open_customer_count(db.engine, period.last_day)
     return Inputs(
         period=period,
-        bills=bills_between(db.engine, first, last),
-        clearings=bill_clearings(db.engine, first, last),
-        customers=customer_dimensions(db.engine),
+        bills=bill_states(db.engine, first, last, as_of),
+        clearings=clearings,
+        customers=customers,
         tickets=pl.concat([tickets_between(db.engine, since, until).select(
             "customer_id", "category", "satisfaction"), surveys_between(db.engine, since, until)
             .select("customer_id", pl.lit("survey").alias("category"), "satisfaction")]),
         notices=notice_outcomes(db.engine, since, until),
         unbilled=owners,
         suspensions=suspended_between(db, period.first_day, max(as_of, period.first_day)),
-        write_offs=write_offs(db.engine))
+        write_offs=write_offs(db.engine),
+        as_of=as_of, channels=channels, open_customers=open_count)
+
+
+def _no_clearings() -> pl.DataFrame:
+    import polars as pl
+
+    return pl.DataFrame(schema={"bill_id": pl.String, "account_id": pl.String,
+                                "payment_id": pl.String, "channel": pl.String,
+                                "allocated_at": pl.Datetime("us", "UTC"), "amount": pl.Int64})
+
+
+def _no_customers() -> pl.DataFrame:
+    import polars as pl
+
+    return pl.DataFrame(schema={"customer_id": pl.String, "customer_class": pl.String,
+                                "region_id": pl.String, "station_id": pl.String,
+                                "collector_id": pl.String, "opened_on": pl.Date,
+                                "closed_on": pl.Date})
 
 
 # -- the state of each bill at a date --------------------------------------------------------------
@@ -205,6 +258,17 @@ def bill_state(bills: pl.DataFrame, clearings: pl.DataFrame, as_of: date | None)
         .then(pl.max_horizontal("_full_day", "issued_on"))
         .otherwise(None).alias("paid_in_full_on"),
     ).drop("_full_day")
+
+
+def states(inp: Inputs, as_of: date) -> pl.DataFrame:
+    """The state at ``as_of`` of the inputs' bills (:func:`bill_state`'s columns): the one the
+    database worked out when :func:`load_inputs` read them, else derived from the clearings."""
+    if inp.as_of is None:
+        return bill_state(inp.bills, inp.clearings, as_of)
+    if inp.as_of != as_of:
+        raise ValueError(f"the inputs hold the bills' state as of {inp.as_of}, not {as_of}: "
+                         "load them again as of that date")
+    return inp.bills
 
 
 # -- figures --------------------------------------------------------------------------------------
@@ -305,11 +369,19 @@ def _service_figures(inp: Inputs, this: pl.DataFrame, as_of: date,
     def grouped(frame: pl.DataFrame, *aggs: pl.Expr) -> pl.DataFrame:
         return _with_group(frame, inp.customers, column).group_by("group").agg(*aggs)
 
-    open_customers = inp.customers.filter(
-        (pl.col("opened_on") <= period.last_day)
-        & (pl.col("closed_on").is_null() | (pl.col("closed_on") > period.last_day)))
+    if inp.open_customers is not None:
+        if column is not None:
+            raise ValueError("the customers' rows were not read (load_inputs(detail=False)): "
+                             f"no split by {column}")
+        counted = pl.DataFrame({"group": ["all"], "customers": [inp.open_customers]},
+                               schema={"group": pl.String, "customers": pl.UInt32})
+    else:
+        counted = grouped(inp.customers.filter(
+            (pl.col("opened_on") <= period.last_day)
+            & (pl.col("closed_on").is_null() | (pl.col("closed_on") > period.last_day))),
+            pl.len().alias("customers"))
     parts = [
-        grouped(open_customers, pl.len().alias("customers")),
+        counted,
         grouped(inp.tickets, pl.col("category").is_in(COMPLAINT_CATEGORIES).sum()
                 .alias("complaints"),
                 pl.col("satisfaction").count().alias("surveys"),
@@ -403,12 +475,23 @@ def by_channel(inp: Inputs, as_of: date) -> list[dict[str, Any]]:
     came from (credit used later counts under the channel that brought it)."""
     import polars as pl
 
-    live = inp.bills.filter((pl.col("period") == str(inp.period)) & (pl.col("status") != "cancelled"))
-    c = (inp.clearings.join(live.select("bill_id"), on="bill_id", how="semi")
-         .filter(business_day("allocated_at") <= as_of)
-         .group_by("channel").agg(pl.col("amount").sum().alias("collected"),
-                                  pl.col("payment_id").n_unique().alias("payments"))
-         .sort("channel"))
+    if inp.channels is not None:
+        if inp.as_of != as_of:
+            raise ValueError(f"the inputs hold the channel split as of {inp.as_of}, not {as_of}")
+        c = inp.channels.sort("channel")
+    else:
+        if inp.as_of is None:
+            live = inp.bills.filter((pl.col("period") == str(inp.period))
+                                    & (pl.col("status") != "cancelled"))
+            c = inp.clearings.join(live.select("bill_id"), on="bill_id", how="semi")
+        else:  # already the clearings to the period's live bills by D (load_inputs)
+            if inp.as_of != as_of:
+                raise ValueError(f"the inputs hold the clearings as of {inp.as_of}, not {as_of}")
+            c = inp.clearings
+        c = (c.filter(business_day("allocated_at") <= as_of)
+             .group_by("channel").agg(pl.col("amount").sum().alias("collected"),
+                                      pl.col("payment_id").n_unique().alias("payments"))
+             .sort("channel"))
     total = int(c["collected"].sum() or 0)
     return [{"channel": r["channel"], "collected": fmt_yuan(int(r["collected"])),
              "payments": int(r["payments"]), "share": rate(int(r["collected"]), total)}
@@ -425,7 +508,7 @@ def compute(inp: Inputs, as_of: date, by: str | None = None, trend_periods: int 
     period = inp.period
     if as_of < period.first_day:
         raise ValidationError(f"as-of {as_of} is before period {period} begins")
-    state = bill_state(inp.bills, inp.clearings, as_of)
+    state = states(inp, as_of)
     this = state.filter(pl.col("period") == str(period))
     if this.filter(pl.col("status") != "cancelled").height == 0:
         raise ValidationError(
@@ -462,7 +545,11 @@ def period_kpis(db: Database, period: Period, as_of: date, by: str | None = None
         raise ValidationError(f"--as-of {as_of} is before period {period} begins ({period.first_day})")
     if not 0 <= trend_periods <= 120:
         raise ValidationError(f"--trend must be 0..120 periods, got {trend_periods}")
-    return compute(load_inputs(db, period, as_of, trend_periods), as_of, by, trend_periods)
+    # a split by customer dimension needs every customer's row; otherwise the database counts
+    # (``--by channel`` is the channel split every report has)
+    detail = by is not None and by != "channel"
+    return compute(load_inputs(db, period, as_of, trend_periods, detail=detail), as_of, by,
+                   trend_periods)
 
 
 def last_full_period(today: date) -> Period:
@@ -476,5 +563,6 @@ def service_figures(inp: Inputs, as_of: date, column: str | None = None) -> dict
     :func:`compute` reports beside the money, for a trend of them (the console's dashboard)."""
     import polars as pl
 
-    this = bill_state(inp.bills.filter(pl.col("period") == str(inp.period)), inp.clearings, as_of)
+    this = states(replace(inp, bills=inp.bills.filter(pl.col("period") == str(inp.period))),
+                  as_of)
     return _service_figures(inp, this, as_of, column)

@@ -116,7 +116,7 @@ def monthly(db: Database, period: Period, as_of: date) -> MonthlyReport:
     from dianfei.collections.service import plan_outcomes
     from dianfei.customers.service import collectors, customer_names
     from dianfei.reporting.funds import audit
-    from dianfei.reporting.kpi import TREND_PERIODS, bill_state, compute, load_inputs
+    from dianfei.reporting.kpi import TREND_PERIODS, compute, load_inputs, states
 
     inp = load_inputs(db, period, as_of, TREND_PERIODS)
     kpis = compute(inp, as_of, trend_periods=TREND_PERIODS)
@@ -132,7 +132,7 @@ def monthly(db: Database, period: Period, as_of: date) -> MonthlyReport:
           _v(t["overdue_rate"]), _v(t["avg_payment_days"])] for t in kpis["trend"]],
         money={"billed", "collected", "overdue_amount"}))
     # top arrears: what each customer still owes at D on the window's live bills
-    state = bill_state(inp.bills, inp.clearings, as_of).filter(pl.col("status") != "cancelled")
+    state = states(inp, as_of).filter(pl.col("status") != "cancelled")
     owed = (state.with_columns((pl.col("amount") - pl.col("paid")).clip(lower_bound=0)
                                .alias("unpaid"))
             .filter(pl.col("unpaid") > 0)
