@@ -13,7 +13,7 @@ from tests.cli.test_cli_demo import dianfei
 def test_config_check_names_each_problem(tmp_path: Path) -> None:
     cfg = tmp_path / "dianfei.toml"
     cfg.write_text('timezon = "Asia/Shanghai"\n[vee]\nspike_floor_kw = "x"\n'
-                   '[jobs]\nschedule = "/nowhere/schedule.toml"\n')
+                   '[jobs]\nschedule = "/nowhere/schedule.toml"\n[web]\nthreads = 0\n')
     env = {"DIANFEI_CONFIG": str(cfg), "DIANFEI_DATA_DIR": str(tmp_path / "var")}
     proc = dianfei(env, "config", "check", "--json", check=False)
     assert proc.returncode == 1
@@ -23,6 +23,7 @@ def test_config_check_names_each_problem(tmp_path: Path) -> None:
     assert sections["timezon"].startswith("unknown top-level key")
     assert "spike_floor_kw" in sections["vee"]
     assert "no such calendar file" in sections["jobs"]
+    assert "[web] threads must be between 1 and 64, got 0" in sections["web"]
     assert sections["notify"] == "ok" and sections["billing"] == "ok"
 
 

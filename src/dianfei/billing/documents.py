@@ -258,13 +258,17 @@ def bill_documents(engine: Engine, period: Period, accounts: Sequence[str], *,
         history = repository.document_history(conn, period, list(bills))
         items = open_items(conn, list(bills))
         owed = balances(conn, list(bills))
+        # a forecast of the next bill is for the latest bill only: once the next bill is out it
+        # says less than that bill does (and computing it for an old period re-rates history)
+        superseded = repository.billed_after(conn, period, list(bills)) if forecast else set()
     facts = {r["account_id"]: r for r in bill_facts(engine, list(bills)).iter_rows(named=True)}
     peers = {r["account_id"]: r for r in ctx.peers.filter(
         ctx.peers["account_id"].is_in(list(bills))).iter_rows(named=True)}
     items_by: dict[str, list[dict[str, Any]]] = {}
     for it in items.iter_rows(named=True):
         items_by.setdefault(it["account_id"], []).append(it)
-    predicted = forecast(engine, list(bills), period) if forecast else {}
+    current = [a for a in bills if a not in superseded]
+    predicted = forecast(engine, current, period) if forecast and current else {}
     plan_due = instalments(engine, list(bills), period) if instalments else {}
     out = []
     for account in accounts:

@@ -323,6 +323,14 @@ def document_history(conn: Connection, period: Period,
     return out
 
 
+def billed_after(conn: Connection, period: Period, accounts: Sequence[str]) -> set[str]:
+    """Those of ``accounts`` with a live bill for a later period than ``period``."""
+    member, params = any_of(conn, "account_id", "accts", sorted(set(accounts)))
+    return {str(r[0]) for r in conn.execute(text(
+        f"SELECT DISTINCT account_id FROM bills WHERE period > :p AND status <> 'cancelled' "
+        f"AND {member}"), {"p": str(period), **params})}
+
+
 _BILL_FACTS = ("SELECT bill_id, account_id, customer_id, period, issued_on, due_on, amount, kwh, "
                "status FROM bills WHERE {member}")
 

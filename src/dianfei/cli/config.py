@@ -22,6 +22,7 @@ SECTIONS = {
     "reconciliation": "payments.reconcile_service", "metering": "metering (DL/T 645 gateway)",
     "vee": "metering.vee", "notify": "notify (rules, SMTP, SMS, letters)",
     "collections": "collections (prepayment)", "jobs": "jobs (the calendar)",
+    "web": "web.server (requests worked on at once per server process)",
 }
 
 
@@ -44,6 +45,7 @@ def _checks(settings: Any) -> dict[str, Callable[[], object]]:
     from dianfei.payments.channels.config import load_channel_settings
     from dianfei.payments.refusal_log import load_guard_settings
     from dianfei.payments.service import allocation_order
+    from dianfei.web.server import WebSettings
 
     raw = settings.raw
 
@@ -68,6 +70,7 @@ def _checks(settings: Any) -> dict[str, Callable[[], object]]:
         "notify": notify,
         "collections": lambda: with_settings(policy(), raw),
         "jobs": jobs,
+        "web": lambda: WebSettings.from_settings(raw),
     }
 
 

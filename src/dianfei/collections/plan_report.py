@@ -82,22 +82,15 @@ def bill_document_instalments(engine: Engine, accounts: Sequence[str],
     the instalments of its ``instalment`` plan that fall due with ``period``'s bill — of an
     active plan, or a completed one (a bill shows what fell due with it, also when drawn again
     later); a broken or cancelled plan no longer stands, so its instalments are not shown."""
-    import polars as pl
-
-    wanted = set(accounts)
-    plans = repository.plans(engine, kind="instalment").filter(
-        pl.col("status").is_in(["active", "completed"]) & pl.col("account_id").is_in(list(wanted)))
-    if plans.height == 0:
-        return {}
-    inst = repository.instalments(engine, plans["plan_id"].to_list())
-    counts = inst.filter(pl.col("seq") > 0).group_by("plan_id").agg(pl.len().alias("of"))
-    due = (inst.filter(pl.col("period") == str(period))
-           .join(counts, on="plan_id").join(plans.select("plan_id", "account_id"), on="plan_id"))
+    with engine.connect() as conn:
+        rows = repository.instalments_due(conn, list(accounts), str(period))
     out: dict[str, list[dict[str, Any]]] = {}
-    for r in due.sort("plan_id", "seq").iter_rows(named=True):
-        out.setdefault(r["account_id"], []).append({
-            "plan_id": r["plan_id"], "instalment": r["seq"], "of": int(r["of"]),
-            "amount": fmt_yuan(r["amount"])})
+    for account_id, plan_id, seq, amount, of in rows:
+        if not of:  # a plan without numbered instalments (its down payment alone): nothing due
+            continue
+        out.setdefault(str(account_id), []).append({
+            "plan_id": int(plan_id), "instalment": int(seq), "of": int(of),
+            "amount": fmt_yuan(int(amount))})
     return out
 
 

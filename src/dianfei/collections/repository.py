@@ -94,6 +94,21 @@ def instalments(engine: Engine | Connection, plan_ids: list[int] | None = None) 
                                    "period": pl.String, "bill_id": pl.String})
 
 
+def instalments_due(conn: Connection, accounts: list[str], period: str) -> list[Any]:
+    """account_id, plan_id, seq, amount and the plan's instalment count ("of") of the
+    instalments falling due with ``period``'s bill on ``accounts``' instalment plans that are
+    active or completed — filtered in SQL, so a bill costs the same in a county as in a
+    province."""
+    member, params = any_of(conn, "p.account_id", "accounts", sorted(set(accounts)))
+    return list(conn.execute(text(
+        "SELECT p.account_id, p.plan_id, i.seq, i.amount, "
+        "(SELECT COUNT(*) FROM plan_instalments j WHERE j.plan_id = p.plan_id AND j.seq > 0) "
+        "FROM plan_instalments i JOIN payment_plans p ON p.plan_id = i.plan_id "
+        "WHERE p.kind = 'instalment' AND p.status IN ('active', 'completed') "
+        f"AND i.period = :period AND {member} ORDER BY p.plan_id, i.seq"),
+        {"period": period, **params}))
+
+
 def bind_instalments(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Instalments ride on their issued bills: each row's plan_id, seq, bill_id, due_on (one
     executemany)."""

@@ -3,11 +3,64 @@
 from __future__ import annotations
 
 import gc
+import os
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from dianfei.core.errors import ValidationError
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """``[web]`` of dianfei.toml (``DIANFEI_WEB_THREADS`` overrides ``threads``).
+
+    ``threads``: how many requests one server process works on at once (the rest wait their
+    turn). A Python process runs one thread at a time, so a page costing milliseconds of CPU
+    gains nothing from more threads and loses a great deal: with Starlette's default 40, every
+    page shares the process with dozens of others, each takes 40 times as long and the CPU a
+    page costs grew by half (thread switches). Measured with 500 portal users (docs/benchmarks.md):
+    p95 2 s with 40 threads, 0.33 s with 4, 0.17–0.19 s with 2 on PostgreSQL. More capacity
+    comes from more processes (``dianfei serve --workers``), one per core. Raise ``threads``
+    only where slow staff reports must not queue behind each other."""
+
+    threads: int = 2
+
+    @classmethod
+    def from_settings(cls, raw: Mapping[str, Any], env: Mapping[str, str] | None = None,
+                      ) -> WebSettings:
+        env = os.environ if env is None else env
+        section = raw.get("web", {}) or {}
+        if not isinstance(section, Mapping):
+            raise ValidationError("[web] must be a table")
+        unknown = sorted(set(section) - {"threads"})
+        if unknown:
+            raise ValidationError(f"[web] unknown key(s): {', '.join(unknown)} (known: threads)")
+        value: Any = env.get("DIANFEI_WEB_THREADS", section.get("threads", cls.threads))
+        where = "DIANFEI_WEB_THREADS" if "DIANFEI_WEB_THREADS" in env else "[web] threads"
+        try:
+            threads = int(value)
+        except (TypeError, ValueError):
+            raise ValidationError(f"{where} must be a whole number, got {value!r}") from None
+        if isinstance(value, bool) or not 1 <= threads <= 64:
+            raise ValidationError(f"{where} must be between 1 and 64, got {value!r}")
+        return cls(threads=threads)
+
+
+def limit_request_threads(app: FastAPI, threads: int) -> None:
+    """Let at most ``threads`` of this process's requests run at once (see WebSettings).
+    Applies to the synchronous routes and the work they hand to the thread pool."""
+
+    async def _limit() -> None:
+        import anyio.to_thread
+
+        anyio.to_thread.current_default_thread_limiter().total_tokens = threads
+
+    app.router.on_startup.append(_limit)
 
 
 def app_factory() -> FastAPI:
@@ -19,7 +72,9 @@ def app_factory() -> FastAPI:
     # with the default 5 ms GIL switch interval each wake-up can queue behind the event loop for
     # that long. 1 ms keeps a batch's round trips close to the network time.
     sys.setswitchinterval(0.001)
-    app = create_app(open_database())
+    db = open_database()
+    app = create_app(db)
+    limit_request_threads(app, WebSettings.from_settings(db.settings.raw).threads)
     batcher = getattr(app.state, "callback_batcher", None)
     if batcher is not None:
         batcher.start(connect=True)  # in this worker process, before the first callback
