@@ -40,6 +40,12 @@ COMMANDS: dict[str, list[str]] = {
 DB_COMMANDS: dict[str, list[str]] = {
     "pay_worklist_json": ["pay", "worklist", "--json"],
     "jobs_list_json": ["jobs", "list", "--json"],
+    "reconcile_worklist_json": ["reconcile", "worklist", "--json"],
+    "ledger_check_json": ["ledger", "check", "--json"],
+    "audit_verify": ["audit", "verify"],
+    # not strictly read-only: it closes expired requests and raises the rules' ones first
+    "approvals_list_json": ["approvals", "list", "--json"],
+    "config_check": ["config", "check"],
 }
 
 

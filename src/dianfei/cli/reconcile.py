@@ -96,10 +96,11 @@ def reconcile_worklist(
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """The clarification worklist (待澄清): open discrepancies, oldest first, with owner and age."""
-    from dianfei.payments import reconcile_service as rs
+    from dianfei.payments.reconcile_worklist import worklist
 
     with database().session() as s:
-        rows = rs.worklist(s, clock=clock_from_env(), include_resolved=all_rows, channel=channel, owner=owner)
+        rows = worklist(s, clock=clock_from_env(), include_resolved=all_rows, channel=channel,
+                        owner=owner)
     if json_out:
         print_json(rows)
         return

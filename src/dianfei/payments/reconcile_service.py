@@ -37,6 +37,8 @@ from dianfei.core.money import fmt_yuan
 from dianfei.payments import service as payments
 from dianfei.payments.channels.base import ChannelPayment
 from dianfei.payments.reconcile import LEDGER_SCHEMA, Matching, discrepancies, match, totals
+from dianfei.payments.reconcile_worklist import discrepancy_json as discrepancy_json
+from dianfei.payments.reconcile_worklist import worklist as worklist
 from dianfei.payments.statement_models import Discrepancy, ReconciliationReport, StatementFile
 from dianfei.payments.statements import Statement
 
@@ -366,48 +368,6 @@ def record_unposted(
         .values(**values)
         .on_conflict_do_nothing(index_elements=["channel", "day", "kind", "ref"])
     )
-
-
-def worklist(
-    session: Session,
-    *,
-    clock: Clock,
-    include_resolved: bool = False,
-    channel: str | None = None,
-    owner: str | None = None,
-) -> list[dict[str, Any]]:
-    """The clarification worklist, oldest first, with each row's age in days."""
-    q = select(Discrepancy).order_by(Discrepancy.opened_at, Discrepancy.id)
-    if not include_resolved:
-        q = q.where(Discrepancy.resolved_at.is_(None))
-    if channel:
-        q = q.where(Discrepancy.channel == channel)
-    if owner:
-        q = q.where(Discrepancy.owner == owner)
-    today = business_date(clock.now())
-    return [discrepancy_json(d, today) for d in session.execute(q).scalars()]
-
-
-def discrepancy_json(d: Discrepancy, today: date) -> dict[str, Any]:
-    end = business_date(d.resolved_at) if d.resolved_at else today
-    return {
-        "id": d.id,
-        "channel": d.channel,
-        "day": d.day.isoformat(),
-        "kind": d.kind,
-        "transaction_id": d.transaction_id,
-        "statement_amount": None if d.statement_amount is None else fmt_yuan(d.statement_amount),
-        "ledger_amount": None if d.ledger_amount is None else fmt_yuan(d.ledger_amount),
-        "line": d.line,
-        "payment_id": d.payment_id,
-        "order_no": d.order_no,
-        "detail": d.detail,
-        "owner": d.owner,
-        "opened_at": d.opened_at.astimezone(BUSINESS_TZ).isoformat(),
-        "age_days": (end - business_date(d.opened_at)).days,
-        "resolved_at": d.resolved_at.astimezone(BUSINESS_TZ).isoformat() if d.resolved_at else None,
-        "resolution": d.resolution,
-    }
 
 
 def resolve(session: Session, discrepancy_id: int, *, note: str, clock: Clock) -> dict[str, Any]:

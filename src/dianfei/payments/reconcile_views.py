@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
-from dianfei.payments.reconcile_service import discrepancy_json
+from dianfei.payments.reconcile_worklist import discrepancy_json
 from dianfei.payments.statement_models import Discrepancy, ReconciliationReport
 
 #: the breaks a person works: missing on our side (长款), missing on the channel's (短款),

@@ -36,10 +36,14 @@ from dianfei.payments.channels.orders import new_order_no
 from dianfei.payments.models import Payment, PaymentOrder
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import polars as pl
     from sqlalchemy import Engine
 
     from dianfei.core.settings import Settings
+    from dianfei.db.engine import Database
+    from dianfei.metering.ingest import IngestResult
 
 ORDER_CHANNELS = ("alipay", "wechatpay", "online")
 ORDER_TTL = timedelta(hours=2)
@@ -511,8 +515,14 @@ def paid_since(engine: Engine, starts: pl.DataFrame) -> pl.DataFrame:
             .with_columns(pl.col("paid").fill_null(0)))
 
 
-# the history import (``dianfei import payments``): see payments.history
-from dianfei.payments.history import import_payments as import_payments  # noqa: E402
+def import_payments(db: Database, path: Path, *, clock: Clock, encoding: str = "utf-8",
+                    chunk_bytes: int = 32 << 20) -> IngestResult:
+    """The history import (``dianfei import payments``): see payments.history. Imported here
+    when called — it brings the file import machinery (metering's, Polars) that the commands
+    reading payments, such as ``ledger check``, do not need."""
+    from dianfei.payments.history import import_payments as run
+
+    return run(db, path, clock=clock, encoding=encoding, chunk_bytes=chunk_bytes)
 
 
 def operational_metrics(conn: Connection) -> list[Metric]:
