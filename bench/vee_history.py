@@ -12,6 +12,9 @@ process the way a user runs them:
 
     python -m bench.vee_history [--meters 10] [--days 730]
 prints one JSON object with the timings, the figures and the spikes found vs planted.
+
+``VEE_HISTORY_KEEP=DIR`` keeps the database and store in DIR (which must not exist) to profile
+the commands afterwards.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -68,6 +73,12 @@ def _cli(env: dict[str, str], *args: str) -> tuple[float, str]:
     return elapsed, out.stdout
 
 
+@contextmanager
+def _kept(path: str) -> Iterator[str]:
+    Path(path).mkdir(parents=True, exist_ok=False)
+    yield path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--meters", type=int, default=10)
@@ -77,7 +88,9 @@ def main() -> None:
 
     from dianfei.sim.households import household_history, write_csv
 
-    with tempfile.TemporaryDirectory(prefix="vee-history-") as tmpdir:
+    keep = os.environ.get("VEE_HISTORY_KEEP")  # a directory to keep, for profiling the commands
+    with (tempfile.TemporaryDirectory(prefix="vee-history-") if not keep
+          else _kept(keep)) as tmpdir:
         tmp = Path(tmpdir)
         hist = household_history(args.meters, args.days, seed=args.seed)
         csv_path = tmp / "intervals.csv"
