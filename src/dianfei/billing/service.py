@@ -41,10 +41,13 @@ from dianfei.db.engine import refresh_statistics
 from dianfei.ledger import service as ledger
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import polars as pl
     from sqlalchemy import Engine
 
     from dianfei.db.engine import Database
+    from dianfei.metering.ingest import IngestResult
     from dianfei.tariffs.service import TariffVersion
 
 #: how far back the usual query looks for opening reads (the previous monthly frozen read sits
@@ -485,8 +488,14 @@ def bills_of_accounts(conn: Connection, account_ids: list[str]) -> pl.DataFrame:
     return repo.bill_facts(conn, "account_id", account_ids)
 
 
-# the history import (``dianfei import bills``): see billing.history
-from dianfei.billing.history import import_bills as import_bills  # noqa: E402
+def import_bills(db: Database, path: Path, *, clock: Clock, encoding: str = "utf-8",
+                 chunk_bytes: int = 32 << 20) -> IngestResult:
+    """The history import (``dianfei import bills``): see billing.history. Imported here when
+    called — it brings metering's file import machinery, which the commands reading bills (the
+    KPIs, exports) do not need."""
+    from dianfei.billing.history import import_bills as run
+
+    return run(db, path, clock=clock, encoding=encoding, chunk_bytes=chunk_bytes)
 
 
 def bill_history(engine: Engine) -> pl.DataFrame:
