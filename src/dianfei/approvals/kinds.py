@@ -163,7 +163,7 @@ def _rebill(db: Database, clock: Clock, payload: Mapping[str, Any]) -> dict[str,
 # -- suspension order (停电审批) -------------------------------------------------------------------
 
 def _check_suspension(session: Session, payload: Mapping[str, Any]) -> Checked:
-    from dianfei.collections.awaiting_approval import stop_cases_awaiting_approval
+    from dianfei.collections.service import stop_cases_awaiting_approval
 
     _only(payload, {"case_id"}, "suspension")
     case_id = payload.get("case_id")

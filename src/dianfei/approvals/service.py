@@ -144,7 +144,7 @@ def raise_rule_requests(session: Session, clock: Clock) -> int:
     """A request for every suspension order the rules raised that waits for approval and has
     none pending yet (the dunning ladder is the maker); a pending one whose order no longer
     waits is ``withdrawn``. Returns how many were raised."""
-    from dianfei.collections.awaiting_approval import stop_cases_awaiting_approval
+    from dianfei.collections.service import stop_cases_awaiting_approval
 
     awaiting = stop_cases_awaiting_approval(session)
     still = {int(c["case_id"]) for c in awaiting}

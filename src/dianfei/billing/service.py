@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from dianfei.db.engine import Database
-    from dianfei.metering.ingest import IngestResult
+    from dianfei.metering.service import IngestResult
     from dianfei.tariffs.service import TariffVersion
 
 #: how far back the usual query looks for opening reads (the previous monthly frozen read sits

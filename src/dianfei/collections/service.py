@@ -38,9 +38,6 @@ from dianfei.collections import repository
 from dianfei.collections.account import owed
 
 # the run's context, report and event helpers (collections.context), public here too
-from dianfei.collections.awaiting_approval import (
-    stop_cases_awaiting_approval as stop_cases_awaiting_approval,
-)
 from dianfei.collections.context import PAY_CHANNELS as PAY_CHANNELS
 from dianfei.collections.context import Context as Context
 from dianfei.collections.context import DayReport as DayReport
@@ -679,3 +676,15 @@ def late_fees_of_bill(session: Any, bill_id: str) -> int:
     if accrual is not None and not accrual.waived:
         pending = max(int(accrual.accrued or 0) - int(accrual.posted), 0)
     return sum(int(f[3]) for f in fees) + pending
+
+
+def stop_cases_awaiting_approval(session: Any) -> list[dict[str, Any]]:
+    """Suspension orders the rules raised that wait for a second person (停电审批): the case,
+    its account, the bill it is for and when it was ordered, oldest first."""
+    from dianfei.collections.models import StopCase
+
+    rows = session.scalars(select(StopCase).where(
+        StopCase.status == "ordered", StopCase.approval_required.is_(True),
+        StopCase.approved_by.is_(None)).order_by(StopCase.case_id))
+    return [{"case_id": c.case_id, "account_id": c.account_id, "customer_id": c.customer_id,
+             "bill_id": c.bill_id, "ordered_at": c.ordered_at} for c in rows]

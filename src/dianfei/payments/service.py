@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
     from dianfei.core.settings import Settings
     from dianfei.db.engine import Database
-    from dianfei.metering.ingest import IngestResult
+    from dianfei.metering.service import IngestResult
 
 ORDER_CHANNELS = ("alipay", "wechatpay", "online")
 ORDER_TTL = timedelta(hours=2)
