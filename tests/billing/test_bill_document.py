@@ -146,6 +146,19 @@ def test_forecast_hook_fills_the_forecast(bills: Database) -> None:
     assert "下期电费预测" in text and "166.78" in text
 
 
+def test_a_bill_whose_next_bill_is_out_asks_for_no_forecast(bills: Database) -> None:
+    calls = []
+
+    def forecaster(engine, accounts, period):  # type: ignore[no-untyped-def]
+        calls.append(list(accounts))
+        return {a: {"period": "x", "kwh": "1.00", "amount": "1.00"} for a in accounts}
+
+    earlier = LAST.prev()  # C1's LAST bill is out: the forecast of it would be stale
+    doc = bill_document(bills.engine, "C1", earlier, forecast=forecaster)
+    assert doc["period"] == str(earlier) and doc["forecast"] is None
+    assert calls == []
+
+
 def test_qr_payload_decodes_to_the_payment_link(bills: Database) -> None:
     import numpy as np
     import zxingcpp

@@ -236,10 +236,11 @@ def bill_documents(engine: Engine, period: Period, accounts: Sequence[str], *,
     accounts without a bill are left out (the caller compares). ``as_of``: the day the
     account's position (arrears, late fees, credit, amount due) is read, today by default.
     ``instalments``: the payment-plan instalments due with these bills (see the hook)."""
+    import polars as pl
+
     from dianfei.billing import repository
     from dianfei.customers.service import bill_facts
-    from dianfei.ledger.service import balances
-    from dianfei.payments.service import open_items
+    from dianfei.ledger.service import open_items
 
     accounts = list(dict.fromkeys(accounts))
     if not accounts:
@@ -255,12 +256,18 @@ def bill_documents(engine: Engine, period: Period, accounts: Sequence[str], *,
         meters = repository.document_meters(conn, ids)
         derived = _estimate_bases(conn, [m for ms in meters.values() for m in ms]
                                   + [b for b in bills.values() if b["meter_id"]])
-        history = repository.document_history(conn, period, list(bills))
-        items = open_items(conn, list(bills))
-        owed = balances(conn, list(bills))
-        # a forecast of the next bill is for the latest bill only: once the next bill is out it
-        # says less than that bill does (and computing it for an old period re-rates history)
-        superseded = repository.billed_after(conn, period, list(bills)) if forecast else set()
+        # with the periods after this one: a forecast of the next bill is for the latest bill
+        # only — once the next bill is out it says less than that bill does (and computing it
+        # for an old period re-rates the account's history)
+        history, superseded = repository.document_history(conn, period, list(bills))
+        # every open item, credit included: what each account owes is their sum (as
+        # ledger.balances computes it), the debits are the positive ones
+        every_item = open_items(conn, list(bills))
+    owed = dict.fromkeys(bills, 0)
+    for account, amount in every_item.group_by("account_id").agg(
+            pl.col("open_amount").sum()).iter_rows():
+        owed[str(account)] = int(amount)
+    items = every_item.filter(pl.col("open_amount") > 0)
     facts = {r["account_id"]: r for r in bill_facts(engine, list(bills)).iter_rows(named=True)}
     peers = {r["account_id"]: r for r in ctx.peers.filter(
         ctx.peers["account_id"].is_in(list(bills))).iter_rows(named=True)}

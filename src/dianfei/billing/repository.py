@@ -303,32 +303,29 @@ def _by_bill(conn: Connection, sql: str, bill_ids: Sequence[str]) -> dict[str, l
     return out
 
 
-def document_history(conn: Connection, period: Period,
-                     accounts: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+def document_history(conn: Connection, period: Period, accounts: Sequence[str],
+                     ) -> tuple[dict[str, list[dict[str, Any]]], set[str]]:
     """The 13 periods up to ``period`` (live bills, and those not yet replaced by a rebill):
     the usage chart, and this year's kWh before the bill for the tier position (as the bill
-    run's year-to-date counts them)."""
+    run's year-to-date counts them); and the accounts with a live bill for a later period (one
+    read: for the latest bill, the later periods hold nothing)."""
     first = period
     for _ in range(12):
         first = first.prev()
     start = min(first, Period(period.year, 1))
     member, params = any_of(conn, "account_id", "accts", sorted(set(accounts)))
     out: dict[str, list[dict[str, Any]]] = {}
+    later: set[str] = set()
     for r in conn.execute(text(
             "SELECT account_id, period, kwh, amount, estimated FROM bills "
-            f"WHERE period >= :a AND period <= :p AND status <> 'cancelled' AND {member} "
+            f"WHERE period >= :a AND status <> 'cancelled' AND {member} "
             "ORDER BY account_id, period"),
-            {"a": str(start), "p": str(period), **params}).mappings():
-        out.setdefault(r["account_id"], []).append(dict(r))
-    return out
-
-
-def billed_after(conn: Connection, period: Period, accounts: Sequence[str]) -> set[str]:
-    """Those of ``accounts`` with a live bill for a later period than ``period``."""
-    member, params = any_of(conn, "account_id", "accts", sorted(set(accounts)))
-    return {str(r[0]) for r in conn.execute(text(
-        f"SELECT DISTINCT account_id FROM bills WHERE period > :p AND status <> 'cancelled' "
-        f"AND {member}"), {"p": str(period), **params})}
+            {"a": str(start), **params}).mappings():
+        if r["period"] > str(period):
+            later.add(str(r["account_id"]))
+        else:
+            out.setdefault(r["account_id"], []).append(dict(r))
+    return out, later
 
 
 _BILL_FACTS = ("SELECT bill_id, account_id, customer_id, period, issued_on, due_on, amount, kwh, "

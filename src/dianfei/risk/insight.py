@@ -207,16 +207,18 @@ def stored_forecasts(engine: Engine, accounts: Sequence[str],
     from dianfei.db.lists import any_of
 
     with engine.connect() as conn:
+        member, params = any_of(conn, "account_id", "accounts", accounts)
+        found = read_frame(conn, "SELECT account_id, kwh, amount, amount_low, amount_high, "
+                           f"method AS basis FROM bill_forecasts WHERE period = :p AND {member}",
+                           {"p": str(period), **params},
+                           schema={"kwh": pl.Int64, "amount": pl.Int64, "amount_low": pl.Int64,
+                                   "amount_high": pl.Int64})
+        if found.height:
+            return found
+        # none of these accounts: was the period stored at all (they were not rated), or never?
         known = conn.execute(text("SELECT 1 FROM bill_forecasts WHERE period = :p LIMIT 1"),
                              {"p": str(period)}).first()
-        if known is None:
-            return None
-        member, params = any_of(conn, "account_id", "accounts", accounts)
-        return read_frame(conn, "SELECT account_id, kwh, amount, amount_low, amount_high, "
-                          f"method AS basis FROM bill_forecasts WHERE period = :p AND {member}",
-                          {"p": str(period), **params},
-                          schema={"kwh": pl.Int64, "amount": pl.Int64, "amount_low": pl.Int64,
-                                  "amount_high": pl.Int64})
+        return found if known is not None else None
 
 
 def queue_forecast_notices(db: Database, period: Period, *, clock: Clock, channel: str = "sms",
