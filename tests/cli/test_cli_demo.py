@@ -172,6 +172,45 @@ def test_demo_runs_collections_every_day_lawfully(db_env: dict[str, str]) -> Non
             reconnected += 1
             del cut[e["account"]]
     assert reconnected >= 1
+    _ratings_carried_forward_equal_a_full_pass(db_env)
+
+
+def _ratings_carried_forward_equal_a_full_pass(env: dict[str, str]) -> None:
+    """The daily rating re-rates only the accounts whose facts may have changed; on three months
+    of the demo's collections, what it carried forward equals rating every account afresh."""
+    from datetime import date, datetime, time
+
+    import polars as pl
+    from polars.testing import assert_frame_equal
+    from sqlalchemy import text
+
+    from dianfei.collections import incentives
+    from dianfei.collections import ops_repository as repo
+    from dianfei.core.clock import BUSINESS_TZ, FixedClock
+    from dianfei.core.settings import load_settings
+    from dianfei.db.engine import open_database
+
+    db = open_database(load_settings({**os.environ, **env}))
+    with db.engine.connect() as conn:
+        passes = [(d if isinstance(d, date) else date.fromisoformat(str(d)), bool(f))
+                  for d, f in conn.execute(text("SELECT day, full_pass FROM credit_rating_passes "
+                                                "ORDER BY day")).all()]
+    assert sum(1 for _d, f in passes if not f) > 40  # most days carried forward
+    assert sum(1 for _d, f in passes if f) >= 3  # the first day and each month's first
+    # the last day rated again after its evening payments: carried forward from the morning
+    day = passes[-1][0]
+    got = incentives.rate_accounts(db, day, clock=FixedClock(
+        datetime.combine(day, time(20), tzinfo=BUSINESS_TZ)))
+    assert got["full_pass"] == 0
+    r = incentives.rules()
+    cols = ["account_id", "grade", "points", "on_time", "late", "broken", "suspensions",
+            "repeat_defaulter"]
+    fresh = incentives.rate_frame(incentives.facts_of(db, day, r), r).select(cols)
+    stored = repo.ratings(db.engine).select(cols).filter(
+        pl.col("account_id").is_in(fresh["account_id"].implode()))
+    assert fresh.height > 100
+    assert_frame_equal(stored.sort("account_id"), fresh.sort("account_id"))
+    db.engine.dispose()
 
 
 def test_demo_shows_smart_prepayment(db_env: dict[str, str]) -> None:

@@ -147,17 +147,20 @@ def rate_frame(facts: pl.DataFrame, r: IncentiveRules) -> pl.DataFrame:
             | pl.col("grade").is_in(sorted(r.defaulter_grades)))).alias("repeat_defaulter"))
 
 
-def facts_of(db: Database, day: date, r: IncentiveRules) -> pl.DataFrame:
+def facts_of(db: Database, day: date, r: IncentiveRules,
+             accounts: Sequence[str] | None = None) -> pl.DataFrame:
     """account_id, customer_id, customer_class, low_income, on_time, late, broken, suspensions of
-    every open account, from its collection events in the window (up to ``day``)."""
+    every open account (or of the open ones among ``accounts``), from its collection events in
+    the window (up to ``day``)."""
     import polars as pl
 
     from dianfei.customers.service import open_account_facts
 
     since = window_start(day, r.window_months)
-    accts = open_account_facts(db.engine).select("account_id", "customer_id", "customer_class",
-                                                 "low_income")
-    ev = repo.event_counts(db.engine, FACT_EVENTS, since, before=(LATER_IN_THE_DAY, day))
+    accts = open_account_facts(db.engine, accounts).select("account_id", "customer_id",
+                                                           "customer_class", "low_income")
+    ev = repo.event_counts(db.engine, FACT_EVENTS, since, before=(LATER_IN_THE_DAY, day),
+                           accounts=accounts)
     months = ev.group_by("account_id", "month").agg(
         (pl.col("type") == "payment_received").any().alias("paid"),
         (pl.col("type") == "late_fee_accrued").any().alias("fee"))
@@ -170,17 +173,63 @@ def facts_of(db: Database, day: date, r: IncentiveRules) -> pl.DataFrame:
         .alias("suspensions"))
     # a bill's fee first accrues the day after its due date, after that day's rating: the
     # bills due yesterday or later count from tomorrow on (as LATER_IN_THE_DAY)
-    late = repo.late_bills(db.engine, since, day - timedelta(days=1))
+    late = repo.late_bills(db.engine, since, day - timedelta(days=1), accounts)
     return (accts.join(on_time, on="account_id", how="left").join(late, on="account_id", how="left")
             .join(per, on="account_id", how="left")
             .with_columns([pl.col(c).fill_null(0) for c in ("on_time", "late", "broken",
                                                             "suspensions")]))
 
 
+def rules_digest(r: IncentiveRules) -> str:
+    """A fingerprint of the rules: a pass rated under other rules cannot be carried forward."""
+    import hashlib
+
+    return hashlib.sha256(repr(r).encode()).hexdigest()[:32]
+
+
+def accounts_to_rate(db: Database, day: date, r: IncentiveRules) -> set[str] | None:
+    """The accounts whose facts may differ from their stored rating on ``day``, when yesterday's
+    (or today's) pass under the same rules lets the day carry the rest forward; None when every
+    open account must be rated: no such pass, a gap of days, changed rules, or the first of the
+    month (the monthly full pass also picks up new accounts and changed customer classes and
+    low-income marks, which raise no collection event).
+
+    A fact can change only through: a fact event dated from yesterday on (those recorded after
+    yesterday's rating included), an event leaving the window (dated from the
+    last window start to today's), or the count of late bills (compared with the stored one);
+    and a payment recorded with an earlier date, queued by :func:`queue_for_rating` (the caller
+    adds the queue)."""
+    last = repo.last_rating_pass(db.engine)
+    if last is None or last[1] != rules_digest(r):
+        return None
+    passed = last[0]
+    if not (passed == day or (passed == day - timedelta(days=1) and day.day != 1)):
+        return None
+    w = r.window_months
+    # from yesterday on (the pass may be today's, when a day is run again): payments dated
+    # earlier are queued by the consumer that records them
+    spans = [(day - timedelta(days=1), day + timedelta(days=1)),
+             (window_start(passed, w), window_start(day, w))]
+    touched = repo.accounts_with_events(db.engine, FACT_EVENTS, spans)
+    return touched | repo.late_count_moved(db.engine, window_start(day, w),
+                                           day - timedelta(days=1))
+
+
+def queue_for_rating(conn: Any, accounts: Sequence[str]) -> None:
+    """Accounts a fact was recorded for with a business date before the day (a payment in a bank
+    file or an imported history): the next rating re-rates them (caller's transaction)."""
+    repo.queue_for_rating(conn, accounts)
+
+
 def rate_accounts(db: Database, day: date, *, clock: Clock,
-                  incentive_rules: IncentiveRules | None = None) -> dict[str, int]:
-    """The daily step: rate every open account; a changed grade is a ``rating_changed`` event;
-    an account that becomes a repeat defaulter gets its proposal task. Idempotent per day."""
+                  incentive_rules: IncentiveRules | None = None,
+                  full: bool = False) -> dict[str, int]:
+    """The daily step: rate the open accounts; a changed grade is a ``rating_changed`` event; an
+    account that becomes a repeat defaulter gets its proposal task. Idempotent per day.
+
+    A day re-rates only the accounts whose facts may have changed since yesterday's pass
+    (:func:`accounts_to_rate`), so its cost follows the day's events, not the book and its
+    history; ``full`` (and the first of each month) re-rates every open account."""
     import polars as pl
 
     from dianfei.collections import repository
@@ -189,9 +238,13 @@ def rate_accounts(db: Database, day: date, *, clock: Clock,
 
     r = incentive_rules or rules()
     now = clock.now()
-    rated = rate_frame(facts_of(db, day, r), r)
+    with db.engine.connect() as conn:
+        queued = sorted(repo.rating_queue(conn))
+    subset = None if full else accounts_to_rate(db, day, r)
+    todo = None if subset is None else sorted(subset | set(queued))
+    rated = rate_frame(facts_of(db, day, r, todo), r)
     facts = ("points", "on_time", "late", "broken", "suspensions")
-    prev = repo.ratings(db.engine).select(
+    prev = repo.ratings(db.engine, todo).select(
         "account_id", pl.col("grade").alias("p_grade"), pl.col("since").alias("p_since"),
         pl.col("repeat_defaulter").alias("p_rd"), *[pl.col(c).alias(f"p_{c}") for c in facts])
     rows = (rated.join(prev, on="account_id", how="left")
@@ -205,7 +258,7 @@ def rate_accounts(db: Database, day: date, *, clock: Clock,
     changed = rows.filter(pl.col("p_grade").is_not_null() & (pl.col("p_grade") != pl.col("grade")))
     became = rows.filter(pl.col("repeat_defaulter") & ~pl.col("p_rd").fill_null(False))
     counts = {"rated": rows.height, "ratings_written": moved.height, "rating_changes": changed.height,
-              "repeat_defaulters": int(rows["repeat_defaulter"].sum()), "proposals": 0}
+              "repeat_defaulters": 0, "proposals": 0, "full_pass": int(todo is None)}
     with db.session() as s:
         conn = s.connection()
         repository.replace_rows(conn, "credit_ratings", "account_id", moved.select(
@@ -226,6 +279,10 @@ def rate_accounts(db: Database, day: date, *, clock: Clock,
                       detail={"grade": c["grade"], "points": c["points"], "late": c["late"],
                               "broken": c["broken"], "suspensions": c["suspensions"]})
             counts["proposals"] += 1
+        # the queued accounts are rated now (a full pass rates them too)
+        repo.clear_rating_queue(conn, queued)
+        repo.record_rating_pass(conn, day, rules_digest(r), todo is None, rows.height)
+        counts["repeat_defaulters"] = repo.repeat_defaulter_count(conn)
     return counts
 
 

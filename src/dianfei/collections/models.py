@@ -40,6 +40,8 @@ class CollectionEvent(Base):
     __table_args__ = (
         Index("uq_collection_events_key", "key", unique=True),
         Index("ix_collection_events_account", "account_id", "event_id"),
+        # a day's rating and contact checks read the events of a few business days
+        Index("ix_collection_events_day", "business_date"),
     )
     event_id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
     #: idempotency key, e.g. "pay:{payment ref}", "lf:{bill}:{day}", "dun:{acct}:{level}:{bill}"

@@ -84,3 +84,24 @@ class CreditRating(Base):
     as_of: Mapped[date] = mapped_column(Date)
     #: the day the account reached this grade
     since: Mapped[date] = mapped_column(Date)
+
+
+class RatingQueue(Base):
+    """Accounts whose rating facts changed in a way the day's rating cannot find by date: a
+    payment recorded with an earlier business date (a bank file, an imported history). Written
+    with the collection event, in its transaction; emptied by the rating that rates them."""
+
+    __tablename__ = "credit_rating_queue"
+    account_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+
+
+class RatingPass(Base):
+    """The days the ratings were brought up to date: a full pass re-rates every open account; an
+    incremental one (the next day, same rules) only the accounts whose facts could change."""
+
+    __tablename__ = "credit_rating_passes"
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    #: digest of the rules (incentives.toml) the pass rated with: new rules force a full pass
+    rules: Mapped[str] = mapped_column(String(64))
+    full_pass: Mapped[bool] = mapped_column(Boolean)
+    accounts: Mapped[int] = mapped_column(Integer)

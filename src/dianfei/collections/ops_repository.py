@@ -4,6 +4,7 @@ contact_checks, credit_ratings, and the collection events they read."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import contextmanager
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +13,18 @@ from sqlalchemy import Connection, Engine, text
 from dianfei.db.frames import read_frame
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     import polars as pl
+
+
+@contextmanager
+def _connected(source: Engine | Connection) -> Iterator[Connection]:
+    if isinstance(source, Connection):
+        yield source
+    else:
+        with source.connect() as conn:
+            yield conn
 
 
 def events_since(source: Engine | Connection, types: Sequence[str], since: date) -> pl.DataFrame:
@@ -31,16 +43,22 @@ def events_since(source: Engine | Connection, types: Sequence[str], since: date)
 
 
 def event_counts(source: Engine | Connection, types: Sequence[str], since: date,
-                 before: tuple[Sequence[str], date] | None = None) -> pl.DataFrame:
+                 before: tuple[Sequence[str], date] | None = None,
+                 accounts: Sequence[str] | None = None) -> pl.DataFrame:
     """account_id, type, month (YYYY-MM), events: the collection events of ``types`` from
     ``since``, counted per account, type and business month (in the database). ``before`` =
-    (some of the types, a day): those types only count before that day."""
+    (some of the types, a day): those types only count before that day. ``accounts``: of these
+    accounts only (read through the account index)."""
     import polars as pl
+
+    from dianfei.db.lists import any_of
 
     names = {f"t{i}": t for i, t in enumerate(types)}
     later = {f"l{i}": t for i, t in enumerate(before[0])} if before else {}
     cut = (f"AND NOT (type IN ({', '.join(':' + k for k in later)}) AND business_date >= :d) "
            if later else "")
+    member, bound = ("", {}) if accounts is None else any_of(source, "account_id", "accts",
+                                                              sorted(set(accounts)))
     conn_dialect = source.dialect.name
     month = ("strftime('%Y-%m', business_date)" if conn_dialect == "sqlite"
              else "to_char(business_date, 'YYYY-MM')")
@@ -49,24 +67,109 @@ def event_counts(source: Engine | Connection, types: Sequence[str], since: date,
         source, f"SELECT account_id, type, {month} AS month, COUNT(*) AS events "
         f"FROM collection_events WHERE business_date >= :s AND type IN "
         f"({', '.join(':' + k for k in names) or 'NULL'}) "
+        f"{'AND ' + member if member else ''} "
         # a smart-prepayment cut-off is how prepayment works, not a stop for arrears
         f"AND NOT (type = 'suspended' AND coalesce({find}(detail, :pp), 0) > 0) {cut}"
         f"GROUP BY account_id, type, {month}",
-        {"s": since, "pp": '"reason": "prepay"', **names, **later,
+        {"s": since, "pp": '"reason": "prepay"', **names, **later, **bound,
          **({"d": before[1]} if before else {})},
         schema={"account_id": pl.String, "type": pl.String, "month": pl.String,
                 "events": pl.Int64})
 
 
-def late_bills(source: Engine | Connection, since: date, until: date) -> pl.DataFrame:
+def accounts_with_events(source: Engine | Connection, types: Sequence[str],
+                         spans: Sequence[tuple[date, date]]) -> set[str]:
+    """The accounts with collection events of ``types`` on a business day in any of ``spans``
+    ([first, last) each) — read through the business-date index."""
+    names = {f"t{i}": t for i, t in enumerate(types)}
+    where = " OR ".join(f"(business_date >= :a{i} AND business_date < :b{i})"
+                        for i in range(len(spans)))
+    if not where or not names:
+        return set()
+    bound: dict[str, Any] = {**names}
+    for i, (a, b) in enumerate(spans):
+        bound |= {f"a{i}": a, f"b{i}": b}
+    with _connected(source) as conn:
+        rows = conn.execute(text(
+            f"SELECT DISTINCT account_id FROM collection_events WHERE ({where}) AND type IN "
+            f"({', '.join(':' + k for k in names)})"), bound).all()
+    return {r[0] for r in rows}
+
+
+def late_bills(source: Engine | Connection, since: date, until: date,
+               accounts: Sequence[str] | None = None) -> pl.DataFrame:
     """account_id, late: bills due from ``since`` and before ``until`` that accrued a late fee
-    (paid late, or still overdue)."""
+    (paid late, or still overdue); of ``accounts`` only when given."""
     import polars as pl
 
+    from dianfei.db.lists import any_of
+
+    member, bound = ("", {}) if accounts is None else any_of(source, "account_id", "accts",
+                                                              sorted(set(accounts)))
     return read_frame(
         source, "SELECT account_id, COUNT(*) AS late FROM late_fee_accruals WHERE due_on >= :s "
-        "AND due_on < :u GROUP BY account_id", {"s": since, "u": until},
+        f"AND due_on < :u {'AND ' + member if member else ''} GROUP BY account_id",
+        {"s": since, "u": until, **bound},
         schema={"account_id": pl.String, "late": pl.Int64})
+
+
+def late_count_moved(source: Engine | Connection, since: date, until: date) -> set[str]:
+    """The accounts whose count of late bills (as :func:`late_bills`) differs from the ``late``
+    of their stored rating (or that have late bills and no rating): an accrual opened for an old
+    bill, or a bill leaving the window, moves it without an event on the day."""
+    late = ("SELECT account_id, COUNT(*) AS late FROM late_fee_accruals WHERE due_on >= :s "
+            "AND due_on < :u GROUP BY account_id")
+    with _connected(source) as conn:
+        rows = conn.execute(text(
+            f"SELECT l.account_id FROM ({late}) l LEFT JOIN credit_ratings r "
+            "ON r.account_id = l.account_id WHERE r.late IS NULL OR r.late <> l.late "
+            "UNION SELECT r.account_id FROM credit_ratings r WHERE r.late > 0 AND NOT EXISTS ("
+            "SELECT 1 FROM late_fee_accruals a WHERE a.account_id = r.account_id "
+            "AND a.due_on >= :s AND a.due_on < :u)"), {"s": since, "u": until}).all()
+    return {r[0] for r in rows}
+
+
+def queue_for_rating(conn: Connection, accounts: Sequence[str]) -> None:
+    """Put accounts on the rating queue (in the caller's transaction; once each)."""
+    todo = sorted(set(accounts))
+    if todo:
+        conn.execute(text("INSERT INTO credit_rating_queue (account_id) VALUES (:a) "
+                          "ON CONFLICT (account_id) DO NOTHING"), [{"a": a} for a in todo])
+
+
+def rating_queue(conn: Connection) -> set[str]:
+    return {r[0] for r in conn.execute(text("SELECT account_id FROM credit_rating_queue")).all()}
+
+
+def clear_rating_queue(conn: Connection, accounts: Sequence[str]) -> None:
+    from dianfei.db.lists import any_of
+
+    if accounts:
+        member, bound = any_of(conn, "account_id", "accts", sorted(set(accounts)))
+        conn.execute(text(f"DELETE FROM credit_rating_queue WHERE {member}"), bound)
+
+
+def last_rating_pass(source: Engine | Connection) -> tuple[date, str] | None:
+    """(day, rules digest) of the latest rating pass, or None."""
+    with _connected(source) as conn:
+        row = conn.execute(text("SELECT day, rules FROM credit_rating_passes "
+                                "ORDER BY day DESC LIMIT 1")).first()
+    if row is None:
+        return None
+    day = row[0] if isinstance(row[0], date) else date.fromisoformat(str(row[0]))
+    return day, str(row[1])
+
+
+def record_rating_pass(conn: Connection, day: date, rules: str, full: bool, accounts: int) -> None:
+    conn.execute(text("DELETE FROM credit_rating_passes WHERE day = :d"), {"d": day})
+    conn.execute(text("INSERT INTO credit_rating_passes (day, rules, full_pass, accounts) "
+                      "VALUES (:d, :r, :f, :n)"), {"d": day, "r": rules, "f": full, "n": accounts})
+
+
+def repeat_defaulter_count(source: Engine | Connection) -> int:
+    with _connected(source) as conn:
+        return int(conn.execute(text(
+            "SELECT COUNT(*) FROM credit_ratings WHERE repeat_defaulter")).scalar_one())
 
 
 def open_flags(source: Engine | Connection) -> pl.DataFrame:
@@ -119,13 +222,18 @@ def open_contact_task(conn: Connection, account_id: str) -> int | None:
     return None if row is None else int(row[0])
 
 
-def ratings(source: Engine | Connection) -> pl.DataFrame:
-    """Every account's credit rating."""
+def ratings(source: Engine | Connection, accounts: Sequence[str] | None = None) -> pl.DataFrame:
+    """Every account's credit rating (of ``accounts`` only, when given)."""
     import polars as pl
 
+    from dianfei.db.lists import any_of
+
+    member, bound = ("", {}) if accounts is None else any_of(source, "account_id", "accts",
+                                                              sorted(set(accounts)))
     return read_frame(
         source, "SELECT account_id, customer_id, grade, points, on_time, late, broken, "
-        "suspensions, repeat_defaulter, as_of, since FROM credit_ratings ORDER BY account_id",
+        f"suspensions, repeat_defaulter, as_of, since FROM credit_ratings "
+        f"{'WHERE ' + member if member else ''} ORDER BY account_id", bound,
         dates=("as_of", "since"),
         schema={"account_id": pl.String, "customer_id": pl.String, "grade": pl.String,
                 "points": pl.Int64, "on_time": pl.Int64, "late": pl.Int64, "broken": pl.Int64,

@@ -236,6 +236,15 @@ def consume_events(ctx: Context, *, batch: int = 5000) -> int:
                             "balance_after": pl.Int64})
                 have = repository.existing_keys(conn, "collection_events", frame["key"].to_list())
                 frame = frame.filter(~pl.col("key").is_in(list(have)))
+                # a payment dated before yesterday (a bank file, an imported history) changes a
+                # rating fact the next rating cannot find by date: queue its account
+                late_dated = frame.filter(
+                    pl.col("at").dt.convert_time_zone(str(BUSINESS_TZ)).dt.date()
+                    < ctx.day - timedelta(days=1))
+                if late_dated.height:
+                    from dianfei.collections.incentives import queue_for_rating
+
+                    queue_for_rating(conn, late_dated["account_id"].to_list())
                 ctx.report.payments += write_events(conn, frame.select(
                     "key", "account_id", "customer_id", pl.lit("payment_received").alias("type"),
                     "at", pl.col("at").dt.convert_time_zone(str(BUSINESS_TZ)).dt.date()

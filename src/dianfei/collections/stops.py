@@ -88,6 +88,12 @@ def record_event(session: Session, key: str, case: StopCase, type_: str, at: dat
         "notice": extra.get("notice"), "channel": extra.get("channel"),
         "amount": extra.get("amount"), "bill_id": case.bill_id or None,
         "detail": json.dumps(detail, ensure_ascii=False)})
+    if added and type_ == "suspended":
+        # a rating fact; a field crew may report the trip days after it happened, so the date
+        # alone does not tell the next rating about it
+        from dianfei.collections.incentives import queue_for_rating
+
+        queue_for_rating(session.connection(), [case.account_id])
     if added and type_ in SUPPLY_CHANGES:
         # a change of supply state is audited in the transaction that makes it
         audit.record(session.connection(), f"supply.{type_}", case.account_id,

@@ -13,10 +13,10 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
 
 
-def any_of(conn: Connection, column: str, name: str, values: Iterable[Any], *,
+def any_of(conn: Connection | Engine, column: str, name: str, values: Iterable[Any], *,
            array_type: str = "TEXT") -> tuple[str, dict[str, Any]]:
     """SQL ``column`` ∈ ``values`` as one ``:name`` parameter, and that parameter's binding.
     Values are strings (``array_type`` TEXT) or integers (BIGINT); an empty list matches
