@@ -36,7 +36,6 @@ from dianfei.core.csvsafe import safe_frame
 from dianfei.core.errors import RetryableError, ValidationError
 from dianfei.core.faults import kill_point
 from dianfei.metering import intervals as store
-from dianfei.metering.models import READ_SOURCES, REGISTERS
 from dianfei.metering.parsing import (
     DETAIL,
     REASON,
@@ -48,6 +47,7 @@ from dianfei.metering.parsing import (
     require_text,
     start_reasons,
 )
+from dianfei.metering.registers import READ_SOURCES, REGISTERS
 
 if TYPE_CHECKING:
     import polars as pl
