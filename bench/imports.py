@@ -4,7 +4,7 @@ End to end = reading the file in chunks, parsing and validating every row (times
 offsets, exact decimal kWh, known meters, installation dates), de-duplication against the store,
 writing the partitioned Parquet store and the catalogue, and the batch record.
 
-    python -m bench.imports --meters 20000 --days 7
+    python -m bench.imports --meters 20000 --days 7 [--minutes 15|30]
 runs each format in its own process (so peak memory belongs to that run alone) and prints one
 JSON line of figures as its last line. ``--format parquet|parquet_float|parquet_text|csv`` runs
 one format only:
@@ -14,6 +14,12 @@ one format only:
 - ``parquet_float``: ``ts`` timestamp[us, tz=UTC], ``kwh`` float64 (checked to hold ≤ 3 decimals);
 - ``parquet_text``: ``ts`` and ``kwh`` as text (parsed like CSV);
 - ``csv``: the canonical CSV (target ≥ 500,000 rows/s).
+
+The file is generated in memory before the import (``peak_rss_mb_before_import``); the import
+reads it in chunks, so its own memory does not grow with the file (``peak_rss_mb_after_import``
+is the peak once it ran). Issue 16's shape is ``--meters 10000 --days 730 --minutes 30 --format
+parquet`` (350,400,000 rows, whose generation alone would need ~12 GB here); a shorter
+``--days`` measures the same throughput.
 """
 
 from __future__ import annotations
@@ -57,15 +63,20 @@ FORMATS = {
 }
 
 
-def _intervals(tmp: Path, meters: int, days: int, fmt: str) -> tuple[Path, int]:
-    """96 quarter-hours × days × meters, sorted by time, in one of ``FORMATS``."""
+def _intervals(tmp: Path, meters: int, days: int, fmt: str,
+               minutes: int = 15) -> tuple[Path, int]:
+    """``minutes``-long intervals × days × meters, sorted by time, in one of ``FORMATS``.
+
+    Built in memory, then written in one go, as the earlier figures were measured (a file
+    written block by block with ``pq.ParquetWriter`` imported slower in three runs on the
+    loaded machine — not investigated, so the layout stays the measured one)."""
     import numpy as np
     import polars as pl
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     start = datetime(2026, 2, 28, 16, tzinfo=UTC)  # 2026-03-01 00:00 in Asia/Shanghai
-    slots = 96 * days
+    slots = 1440 // minutes * days
+    step_us = minutes * 60_000_000
     rng = np.random.default_rng(7)
     meter_ids = pl.Series("meter_id", [f"M{i:08d}" for i in range(meters)])
     frames = []
@@ -73,39 +84,21 @@ def _intervals(tmp: Path, meters: int, days: int, fmt: str) -> tuple[Path, int]:
     for s0 in range(0, slots, per):
         n = min(per, slots - s0)
         base = int(start.timestamp()) * 1_000_000
-        ts = pl.Series("ts", [base + (s0 + k) * 900_000_000 for k in range(n)],
+        ts = pl.Series("ts", [base + (s0 + k) * step_us for k in range(n)],
                        dtype=pl.Int64).cast(pl.Datetime("us", "UTC"))
-        wh = rng.integers(0, 2500, size=n * meters)
-        frame = pl.DataFrame({
+        frames.append(pl.DataFrame({
             "meter_id": pl.concat([meter_ids] * n),
             "ts": ts.gather(np.repeat(np.arange(n), meters)),
-            "wh": wh,
-        })
-        frames.append(frame)
+            "wh": rng.integers(0, 2500, size=n * meters),
+        }))
     df = pl.concat(frames)
+    del frames
     path = tmp / f"intervals-{fmt}.{'csv' if fmt == 'csv' else 'parquet'}"
     rows = df.height
     if fmt in ("parquet", "parquet_float"):
-        wh_np = df["wh"].to_numpy().astype(np.int64)
-        if fmt == "parquet":
-            # decimal128 from its unscaled integers (two little-endian 64-bit words per value)
-            words = np.empty((rows, 2), dtype=np.int64)
-            words[:, 0] = wh_np
-            words[:, 1] = wh_np >> 63
-            kwh = pa.Array.from_buffers(pa.decimal128(12, 3), rows,
-                                        [None, pa.py_buffer(words.tobytes())])
-            ts_type = pa.timestamp("us", tz="+08:00")
-        else:
-            kwh = pa.array(wh_np / 1000.0, pa.float64())
-            ts_type = pa.timestamp("us", tz="UTC")
-        table = pa.table({
-            "meter_id": df["meter_id"].to_arrow().cast(pa.string()),
-            # a zoned Arrow timestamp holds UTC microseconds: the zone is metadata
-            "ts": pa.Array.from_buffers(ts_type, rows, [None, pa.py_buffer(
-                df["ts"].dt.epoch("us").to_numpy().astype(np.int64).tobytes())]),
-            "kwh": kwh,
-        })
-        pq.write_table(table, path, row_group_size=1_000_000)
+        import pyarrow as pa
+
+        pq.write_table(_typed_table(df, fmt, np, pa), path, row_group_size=1_000_000)
         return path, rows
     text = df.select("meter_id",
                      pl.col("ts").dt.convert_time_zone("Asia/Shanghai")
@@ -119,7 +112,32 @@ def _intervals(tmp: Path, meters: int, days: int, fmt: str) -> tuple[Path, int]:
     return path, rows
 
 
-def run_one(meters: int, days: int, fmt: str, chunk_rows: int) -> dict[str, Any]:
+def _typed_table(df: Any, fmt: str, np: Any, pa: Any) -> Any:
+    """The block as an AMI head-end's typed Arrow table (see FORMATS)."""
+    rows = df.height
+    wh_np = df["wh"].to_numpy().astype(np.int64)
+    if fmt == "parquet":
+        # decimal128 from its unscaled integers (two little-endian 64-bit words per value)
+        words = np.empty((rows, 2), dtype=np.int64)
+        words[:, 0] = wh_np
+        words[:, 1] = wh_np >> 63
+        kwh = pa.Array.from_buffers(pa.decimal128(12, 3), rows,
+                                    [None, pa.py_buffer(words.tobytes())])
+        ts_type = pa.timestamp("us", tz="+08:00")
+    else:
+        kwh = pa.array(wh_np / 1000.0, pa.float64())
+        ts_type = pa.timestamp("us", tz="UTC")
+    return pa.table({
+        "meter_id": df["meter_id"].to_arrow().cast(pa.string()),
+        # a zoned Arrow timestamp holds UTC microseconds: the zone is metadata
+        "ts": pa.Array.from_buffers(ts_type, rows, [None, pa.py_buffer(
+            df["ts"].dt.epoch("us").to_numpy().astype(np.int64).tobytes())]),
+        "kwh": kwh,
+    })
+
+
+def run_one(meters: int, days: int, fmt: str, chunk_rows: int,
+            minutes: int = 15) -> dict[str, Any]:
     from dianfei.core.clock import FixedClock
     from dianfei.core.settings import load_settings
     from dianfei.db.engine import open_database
@@ -137,16 +155,18 @@ def run_one(meters: int, days: int, fmt: str, chunk_rows: int) -> dict[str, Any]
         cust, met = _population(tmp, meters)
         import_file(db, "customers", cust, clock=clock)
         import_file(db, "meters", met, clock=clock)
-        path, rows = _intervals(tmp, meters, days, fmt)
+        path, rows = _intervals(tmp, meters, days, fmt, minutes)
+        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
         size = path.stat().st_size
         t0 = time.perf_counter()
         res = import_file(db, "intervals", path, clock=clock, chunk_rows=chunk_rows,
-                          chunk_bytes=chunk_rows * 40)
+                          chunk_bytes=chunk_rows * 40, interval_minutes=minutes)
         elapsed = time.perf_counter() - t0
+        rss_import = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
         assert res.accepted == rows, res
         t1 = time.perf_counter()
         again = import_file(db, "intervals", path, clock=clock, chunk_rows=chunk_rows,
-                            chunk_bytes=chunk_rows * 40)
+                            chunk_bytes=chunk_rows * 40, interval_minutes=minutes)
         elapsed_again = time.perf_counter() - t1
         assert again.duplicates == rows, again
         stored = intervals.scan(db).select("wh").collect().height
@@ -154,11 +174,15 @@ def run_one(meters: int, days: int, fmt: str, chunk_rows: int) -> dict[str, Any]
         db.engine.dispose()
     return {
         "format": fmt, "file": FORMATS[fmt], "rows": rows, "meters": meters, "days": days,
+        "minutes": minutes,
         "file_mb": round(size / 1e6, 1), "seconds": round(elapsed, 2),
         "rows_per_s": int(rows / elapsed),
         "reimport_seconds": round(elapsed_again, 2),
         "reimport_rows_per_s": int(rows / elapsed_again),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+        # the peak once the file was generated, and once it was imported (the import's own
+        # peak when the second is higher)
+        "peak_rss_mb_before_import": rss_before, "peak_rss_mb_after_import": rss_import,
     }
 
 
@@ -167,17 +191,20 @@ def main() -> None:
     ap.add_argument("--meters", type=int, default=20_000)
     ap.add_argument("--days", type=int, default=7)
     ap.add_argument("--chunk-rows", type=int, default=1_000_000)
+    ap.add_argument("--minutes", type=int, default=15, help="interval length (30: half-hourly)")
     ap.add_argument("--format", choices=(*FORMATS, "all", "both"), default="all",
                     help="one format, or all of them (each in its own process); both = all")
     args = ap.parse_args()
     if args.format not in ("all", "both"):
-        print(json.dumps(run_one(args.meters, args.days, args.format, args.chunk_rows)))
+        print(json.dumps(run_one(args.meters, args.days, args.format, args.chunk_rows,
+                                 args.minutes)))
         return
     out: dict[str, Any] = {"benchmark": "imports"}
     for fmt in FORMATS:
         proc = subprocess.run(
             [sys.executable, "-m", "bench.imports", "--meters", str(args.meters), "--days",
-             str(args.days), "--chunk-rows", str(args.chunk_rows), "--format", fmt],
+             str(args.days), "--chunk-rows", str(args.chunk_rows), "--minutes",
+             str(args.minutes), "--format", fmt],
             capture_output=True, text=True, check=True)
         out[fmt] = json.loads(proc.stdout.strip().splitlines()[-1])
     from bench.machine import describe

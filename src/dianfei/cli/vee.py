@@ -88,14 +88,14 @@ def findings(
     day_from: FromOpt = None, day_to: ToOpt = None, json_out: JsonOpt = False,
 ) -> None:
     """Every finding: {"rule", "meter_id", "ts", "value", "detail"} (value in kWh)."""
-    from dianfei.metering.vee.service import findings as vee_findings
+    from dianfei.metering.vee.service import finding_rows
 
-    frame = vee_findings(database(), rule=rule, meter_id=meter, day_from=_day(day_from, "--from"),
+    found = finding_rows(database(), rule=rule, meter_id=meter, day_from=_day(day_from, "--from"),
                          day_to=_day(day_to, "--to"))
     rows = [{"rule": r["rule"], "meter_id": r["meter_id"], "ts": _instant(r["ts"]),
              "value": _kwh(r["value_wh"]), "detail": r["detail"],
              **({"ref": r["ref"]} if r["ref"] else {})}
-            for r in frame.iter_rows(named=True)]
+            for r in found]
     if json_out:
         print_json(rows)
     else:

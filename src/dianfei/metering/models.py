@@ -9,9 +9,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from dianfei.db.base import Base
 from dianfei.db.types import UTCDateTime
-
-REGISTERS = ("total", "sharp", "peak", "flat", "valley", "kvarh", "demand_kw")
-READ_SOURCES = ("ami", "manual", "estimated")
+from dianfei.metering.registers import READ_SOURCES as READ_SOURCES
+from dianfei.metering.registers import REGISTERS as REGISTERS
 
 
 class RegisterRead(Base):

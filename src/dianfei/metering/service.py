@@ -10,7 +10,7 @@ from sqlalchemy import Connection, Engine
 
 from dianfei.core.errors import ValidationError
 from dianfei.db.bulk import write_frame
-from dianfei.metering.models import READ_SOURCES, REGISTERS
+from dianfei.metering.registers import READ_SOURCES, REGISTERS
 
 if TYPE_CHECKING:
     import polars as pl

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from dianfei.db.base import Base
 from dianfei.db.types import UTCDateTime
 
-__all__ = ["Base", "VeeEdit", "VeeEstimate", "VeeFinding", "VeeRun"]
+__all__ = ["Base", "VeeEdit", "VeeEstimate", "VeeFinding", "VeeRun", "VeeRunFinding"]
 
 
 class VeeRun(Base):
@@ -31,6 +31,13 @@ class VeeRun(Base):
     settings: Mapped[str] = mapped_column(Text)
     findings_added: Mapped[int] = mapped_column(Integer, default=0)
     estimates_added: Mapped[int] = mapped_column(Integer, default=0)
+    #: the business days examined: ``all``, or ``FROM..TO`` (either side may be empty)
+    scope: Mapped[str | None] = mapped_column(String(24), default=None)
+    #: what the run's results depend on, as it was when the run read it (``vee/results.py``);
+    #: set only on the newest run whose results are kept, null on the others
+    fingerprint: Mapped[str | None] = mapped_column(String(64), default=None)
+    #: the run's ``vee report`` figures, as JSON
+    figures: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 class VeeFinding(Base):
@@ -55,6 +62,24 @@ class VeeFinding(Base):
     detail: Mapped[str] = mapped_column(Text)
     #: the run that first found it
     run_id: Mapped[str] = mapped_column(String(32))
+
+
+class VeeRunFinding(Base):
+    """A finding of the newest run exactly as computed (``vee findings`` answers from these while
+    nothing changed since the run). ``vee_findings`` keeps every finding as first found, also
+    those that later data or settings made obsolete, so it cannot answer for the data now."""
+
+    __tablename__ = "vee_run_findings"
+    __table_args__ = (Index("ix_vee_run_findings_run_rule", "run_id", "rule", "meter_id"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                    primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(32))
+    rule: Mapped[str] = mapped_column(String(32))
+    meter_id: Mapped[str] = mapped_column(String(32))
+    ts: Mapped[datetime] = mapped_column(UTCDateTime)
+    ref: Mapped[str] = mapped_column(String(80), default="")
+    value_wh: Mapped[int | None] = mapped_column(BigInteger)
+    detail: Mapped[str] = mapped_column(Text)
 
 
 class VeeEstimate(Base):

@@ -12,12 +12,11 @@ from typing import Final
 
 import polars as pl
 
-from dianfei.metering.vee import estimate, rules
+from dianfei.metering.vee import estimate, names, rules
 from dianfei.metering.vee.config import VeeConfig
 
 #: the keys of ``vee report --json`` (interfaces.md), in order
-REPORT_KEYS: Final = ("intervals", "missing_intervals", "gap_events", "duplicates",
-                      "conflicting_duplicates", "spikes", "zero_runs", "negative", "estimated")
+REPORT_KEYS: Final = names.REPORT_KEYS
 
 DUPLICATE_SCHEMA: Final = pl.Schema({
     "batch_id": pl.String(), "meter_id": pl.String(), "ts": pl.Datetime("us", "UTC"),

@@ -36,7 +36,7 @@ import polars as pl
 
 from dianfei.db.frames import read_frame
 from dianfei.db.lists import any_of
-from dianfei.metering.vee import repository
+from dianfei.metering.vee import names, repository
 from dianfei.metering.vee.config import VeeConfig
 from dianfei.metering.vee.rules import FINDING_SCHEMA
 
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from dianfei.core.clock import Clock
     from dianfei.db.engine import Database
 
-RULE: Final = "implausible_read"
+RULE: Final = names.HELD_RULE
 #: cumulative energy registers (demand and kvarh are judged elsewhere or not at all)
 ENERGY_REGISTERS: Final = ("total", "sharp", "peak", "flat", "valley")
 KEY: Final = ("meter_id", "read_at", "register")

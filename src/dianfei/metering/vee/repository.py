@@ -91,13 +91,15 @@ def meters(db: Database) -> pl.DataFrame:
 
 
 def estimates(db: Database, day_from: date | None = None, day_to: date | None = None,
-              meter_ids: Sequence[str] | None = None) -> pl.DataFrame:
+              meter_ids: Sequence[str] | None = None, *,
+              conn: Connection | None = None) -> pl.DataFrame:
+    """Stored estimates (read on ``conn`` when given: it sees that transaction's own)."""
     lo, hi = instants(db, day_from, day_to)
     sql = ("SELECT meter_id, ts, minutes, wh, method, inputs, run_id FROM vee_estimates "
            "WHERE 1 = 1")
     params: dict[str, Any] = {}
     sql += window("ts", lo, hi, params)
-    frame = read_frame(db.engine, sql, params, instants=("ts",),
+    frame = read_frame(conn if conn is not None else db.engine, sql, params, instants=("ts",),
                        schema={"meter_id": pl.String, "minutes": pl.Int16, "wh": pl.Int64,
                                "method": pl.String, "inputs": pl.String, "run_id": pl.String})
     if meter_ids is not None:
@@ -129,11 +131,14 @@ def stored_findings(db: Database) -> pl.DataFrame:
                               "value_wh": pl.Int64, "detail": pl.String, "run_id": pl.String})
 
 
-def insert_new(conn: Connection, table: str, frame: pl.DataFrame, key: Sequence[str]) -> int:
+def insert_new(conn: Connection, table: str, frame: pl.DataFrame, key: Sequence[str], *,
+               copy_to: str | None = None) -> int:
     """Insert the rows of ``frame`` whose ``key`` is not in ``table`` yet; returns how many.
 
     Idempotency by the unique index: rows go to a temporary table (COPY on PostgreSQL), then
-    ``INSERT … SELECT … ON CONFLICT DO NOTHING`` — never check-then-insert.
+    ``INSERT … SELECT … ON CONFLICT DO NOTHING`` — never check-then-insert. ``copy_to``: a
+    table that gets every row of ``frame`` too, copied from the staged rows in SQL (a second
+    bulk write from Python would cost as much as the first).
     """
     if frame.height == 0:
         return 0
@@ -146,15 +151,18 @@ def insert_new(conn: Connection, table: str, frame: pl.DataFrame, key: Sequence[
         result = conn.execute(text(
             f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} WHERE true "
             f"ON CONFLICT ({', '.join(key)}) DO NOTHING"))
-        return int(result.rowcount or 0)
+        added = int(result.rowcount or 0)
+        if copy_to is not None:
+            conn.execute(text(f"INSERT INTO {copy_to} ({cols}) SELECT {cols} FROM {stage}"))
+        return added
     finally:
         conn.execute(text(f"DROP TABLE {stage}"))
 
 
 def insert_run(conn: Connection, row: dict[str, Any]) -> None:
     conn.execute(text("INSERT INTO vee_runs (run_id, started_at, finished_at, settings, "
-                      "findings_added, estimates_added) VALUES (:run_id, :started_at, "
-                      ":finished_at, :settings, :findings_added, :estimates_added)"),
+                      "findings_added, estimates_added, scope) VALUES (:run_id, :started_at, "
+                      ":finished_at, :settings, :findings_added, :estimates_added, :scope)"),
                  _naive(conn, row))
 
 

@@ -35,6 +35,7 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
+from dianfei.metering.vee import names
 from dianfei.metering.vee.config import VeeConfig
 
 US_PER_MINUTE: Final = 60_000_000
@@ -47,24 +48,8 @@ FINDING_SCHEMA: Final = pl.Schema({
     "value_wh": pl.Int64(), "detail": pl.String(),
 })
 
-#: every rule name a finding can carry, with what it means (docs/vee.md has the details)
-RULES: Final = {
-    "gap": "a gap event: a maximal run of missing intervals (ts = first missing slot)",
-    "off_grid": "an interval whose start is not on the meter's interval grid",
-    "negative": "a negative interval value",
-    "spike": "an interval far above the meter's usual (median) interval",
-    "zero_run": "a day or more of consecutive zero readings (ts = first zero slot)",
-    "high_usage": "a complete day far above the meter's usual daily total",
-    "low_usage": "a complete day far below the meter's usual daily total",
-    "reverse_energy": "energy flowing back (negative intervals) on a business day",
-    "implausible_read": "a register read no meter could have registered (held; never used for a "
-                        "prepaid balance) — stored by the plausibility check, not by vee run",
-    "duplicate": "a repeated interval in one import with the same value as the first",
-    "conflicting_duplicate": "a repeated interval in one import with a different value",
-    "rollover": "a register read lower than the previous one, explained by the register wrapping",
-    "read_backwards": "a register read lower than the previous one that is not a rollover",
-    "register_mismatch": "the intervals between two total reads do not add up to their difference",
-}
+#: every rule name a finding can carry (names.py: the read-only commands need them without Polars)
+RULES: Final = names.RULES
 
 
 def empty_findings() -> pl.DataFrame:

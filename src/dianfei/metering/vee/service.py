@@ -1,8 +1,10 @@
 """Entry points of VEE (validation, estimation and editing of meter data, 数据校核与估算).
 
 * :func:`run_vee` validates the stored intervals and register reads, stores the findings and
-  estimates the gaps (idempotent: a second run over the same data adds nothing);
-* :func:`report` and :func:`findings` give the figures and findings of the data as it is now;
+  estimates the gaps (idempotent: a second run over the same data adds nothing), and keeps its
+  figures and findings with a fingerprint of what they depend on (``results.py``);
+* :func:`report` and :func:`findings` give the figures and findings of the data as it is now:
+  the newest run's when nothing changed since, else computed again;
 * :func:`edit_interval` records a manual edit with its reason (append-only audit record);
 * :func:`effective_intervals`, :func:`daily_tou` and :func:`estimated_consumption` give what
   billing and reporting use: metered values, then estimates for what is missing, edits above
@@ -21,18 +23,22 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-import polars as pl
-
 from dianfei.core.clock import Clock, start_of_day
 from dianfei.core.errors import NotFoundError, ValidationError
 from dianfei.core.money import parse_decimal
-from dianfei.metering.vee import pipeline, plausibility, readrate, repository, rules, tou
+from dianfei.metering.vee import names, results
 from dianfei.metering.vee.config import VeeConfig
 
+# Polars and the pipeline are imported by the functions that compute: `vee report` and
+# `vee findings` answer from the newest run's stored results when nothing changed since
+# (results.py), and then load neither (a few tenths of a second of start-up per command)
 if TYPE_CHECKING:
+    import polars as pl
+    from sqlalchemy import Connection
     from sqlalchemy.orm import Session
 
     from dianfei.db.engine import Database
+    from dianfei.metering.vee import pipeline
 
 #: where an effective interval value came from, strongest first
 SOURCES = ("edited", "metered", "estimated")
@@ -60,7 +66,10 @@ GROUPWISE_METERS = 200_000
 
 def _result(db: Database, day_from: date | None, day_to: date | None, *,
             with_findings: bool, with_estimates: bool) -> pipeline.VeeResult:
+    import polars as pl
+
     from dianfei.metering import intervals as store
+    from dianfei.metering.vee import pipeline, repository
 
     cfg = config(db)
     tz = repository.tz_name(db)
@@ -102,32 +111,56 @@ def run_vee(db: Database, clock: Clock, *, day_from: date | None = None,
     A job: it commits its one transaction. Findings are unique on (rule, meter, ts, ref) and
     estimates on (meter, ts), so running again over the same data inserts nothing; a finding or
     estimate keeps the id of the run that first made it.
+
+    The run's figures and findings are kept, in the same transaction, as the newest results
+    (``results.py``) with the fingerprint of the data and settings it read — taken *before*
+    reading them, so data that arrives meanwhile makes the next ``report``/``findings``
+    recompute rather than trust them.
     """
+    import polars as pl
+
+    from dianfei.metering.vee import repository
+
     started = clock.now()
     run_id = f"V{started.astimezone(UTC):%Y%m%d%H%M%S}{uuid.uuid4().hex[:8]}"
+    run_scope = results.scope(day_from, day_to)
     cfg = config(db)
+    with db.engine.connect() as conn:
+        data_state = results.data_state(db, conn)
     res = _result(db, day_from, day_to, with_findings=True, with_estimates=True)
     found = res.findings.with_columns(pl.lit(run_id).alias("run_id"))
     estimates = res.estimates.with_columns(pl.lit(run_id).alias("run_id"))
     with db.engine.begin() as conn:
-        f_added = repository.insert_new(conn, "vee_findings", found, ("rule", "meter_id", "ts", "ref"))
+        results.replace_kept(conn)
+        # the run's findings go to vee_findings (new ones) and, all of them as computed, to the
+        # kept results: one staging of the rows for both
+        f_added = repository.insert_new(conn, "vee_findings", found, ("rule", "meter_id", "ts", "ref"),
+                                        copy_to=results.KEPT_FINDINGS)
         e_added = repository.insert_new(conn, "vee_estimates", estimates, ("meter_id", "ts"))
         repository.insert_run(conn, {
             "run_id": run_id, "started_at": started, "finished_at": clock.now(),
             "settings": json.dumps(cfg.as_dict(), sort_keys=True),
-            "findings_added": f_added, "estimates_added": e_added})
-    counts = dict(res.counts)
-    counts["estimated"] = _estimated_count(db, day_from, day_to)
-    return RunOutcome(run_id, _ordered(counts), found.height, f_added, estimates.height, e_added)
+            "findings_added": f_added, "estimates_added": e_added, "scope": run_scope})
+        # the estimates as they are with this run's (read on its connection, before counting)
+        estimates_state = results.estimates_state(conn)
+        counts = dict(res.counts)
+        counts["estimated"] = _estimated_count(db, day_from, day_to, conn=conn)
+        figures = _ordered(counts)
+        results.keep(conn, run_id, results.fingerprint(data_state, estimates_state), figures)
+    return RunOutcome(run_id, figures, found.height, f_added, estimates.height, e_added)
 
 
 def _ordered(counts: dict[str, int]) -> dict[str, int]:
-    return {k: int(counts.get(k, 0)) for k in pipeline.REPORT_KEYS}
+    return {k: int(counts.get(k, 0)) for k in names.REPORT_KEYS}
 
 
-def _estimated_count(db: Database, day_from: date | None, day_to: date | None) -> int:
-    """Stored estimates for slots that still have no metered value."""
-    est = repository.estimates(db, day_from, day_to).select("meter_id", "ts")
+def _estimated_count(db: Database, day_from: date | None, day_to: date | None, *,
+                     conn: Connection | None = None) -> int:
+    """Stored estimates for slots that still have no metered value (on ``conn``: with its
+    uncommitted estimates)."""
+    from dianfei.metering.vee import repository
+
+    est = repository.estimates(db, day_from, day_to, conn=conn).select("meter_id", "ts")
     if est.height == 0:
         return 0
     metered = (repository.intervals(db, day_from, day_to, meter_ids=est["meter_id"].unique().to_list())
@@ -139,19 +172,57 @@ def report(db: Database, *, day_from: date | None = None, day_to: date | None = 
     """The VEE figures of interfaces.md for the data as stored now (``vee report --json``).
 
     ``estimated`` counts stored estimates whose slot is still missing; every other figure is
-    computed from metered data only, so estimates never change it.
+    computed from metered data only, so estimates never change it. The newest run's figures
+    when it examined the same days and nothing changed since (``results.py``).
     """
+    stored = results.stored_figures(db, day_from, day_to)
+    if stored is not None:
+        return stored
     res = _result(db, day_from, day_to, with_findings=False, with_estimates=False)
     counts = dict(res.counts)
     counts["estimated"] = _estimated_count(db, day_from, day_to)
     return _ordered(counts)
 
 
+def _check_rule(rule: str | None) -> None:
+    if rule is not None and rule not in names.RULES:
+        raise ValidationError(f"unknown rule {rule!r} (known: {', '.join(names.RULES)})")
+
+
+def finding_rows(db: Database, *, rule: str | None = None, meter_id: str | None = None,
+                 day_from: date | None = None, day_to: date | None = None) -> list[dict[str, Any]]:
+    """:func:`findings` as rows (dicts of rule, meter_id, ts, ref, value_wh, detail), for
+    callers that print them: from the newest run without loading Polars when nothing changed."""
+    _check_rule(rule)
+    stored = results.stored_findings(db, rule=rule, meter_id=meter_id, day_from=day_from,
+                                     day_to=day_to)
+    if stored is not None:
+        return stored
+    return list(_computed_findings(db, rule, meter_id, day_from, day_to).iter_rows(named=True))
+
+
 def findings(db: Database, *, rule: str | None = None, meter_id: str | None = None,
              day_from: date | None = None, day_to: date | None = None) -> pl.DataFrame:
-    """Every finding of the data as stored now: rule, meter_id, ts, ref, value_wh, detail."""
-    if rule is not None and rule not in rules.RULES:
-        raise ValidationError(f"unknown rule {rule!r} (known: {', '.join(rules.RULES)})")
+    """Every finding of the data as stored now: rule, meter_id, ts, ref, value_wh, detail —
+    the newest run's when it examined the same days and nothing changed since."""
+    import polars as pl
+
+    from dianfei.metering.vee import rules
+
+    _check_rule(rule)
+    stored = results.stored_findings(db, rule=rule, meter_id=meter_id, day_from=day_from,
+                                     day_to=day_to)
+    if stored is not None:
+        return pl.DataFrame(stored, schema=rules.FINDING_SCHEMA)
+    return _computed_findings(db, rule, meter_id, day_from, day_to)
+
+
+def _computed_findings(db: Database, rule: str | None, meter_id: str | None,
+                       day_from: date | None, day_to: date | None) -> pl.DataFrame:
+    import polars as pl
+
+    from dianfei.metering.vee import plausibility, repository
+
     found = _result(db, day_from, day_to, with_findings=True, with_estimates=False).findings
     # held reads are judged when they arrive (plausibility.py), not recomputed: add the stored
     held = plausibility.held_findings(db)
@@ -171,6 +242,8 @@ def findings(db: Database, *, rule: str | None = None, meter_id: str | None = No
 def stored_estimates(db: Database, *, day_from: date | None = None, day_to: date | None = None,
                      meter_ids: Sequence[str] | None = None) -> pl.DataFrame:
     """Stored estimates with their method, inputs and run (the trace of every estimate)."""
+    from dianfei.metering.vee import repository
+
     return repository.estimates(db, day_from, day_to, meter_ids)
 
 
@@ -189,6 +262,10 @@ def edit_interval(db: Database, session: Session, clock: Clock, *, meter_id: str
     The reason is required; the metered value (if any) stays in the store untouched; the edit
     row keeps the value in use before (``old_wh``, ``old_source``) and the new one, who and when.
     """
+    import polars as pl
+
+    from dianfei.metering.vee import repository
+
     if not reason or not reason.strip():
         raise ValidationError("an edit needs a reason (--reason)")
     if not user or not user.strip():
@@ -228,6 +305,8 @@ def edit_interval(db: Database, session: Session, clock: Clock, *, meter_id: str
 
 def edits(db: Database, *, meter_id: str | None = None) -> pl.DataFrame:
     """The audit record of manual edits, oldest first."""
+    from dianfei.metering.vee import repository
+
     return repository.edits(db, meter_ids=[meter_id] if meter_id else None)
 
 
@@ -240,6 +319,10 @@ def effective_intervals(db: Database, day_from: date | None = None, day_to: date
 
     Columns meter_id, ts, minutes, wh, source (edited, metered or estimated).
     """
+    import polars as pl
+
+    from dianfei.metering.vee import repository
+
     cols = ["meter_id", "ts", "minutes", "wh", "source"]
     metered = (repository.intervals(db, day_from, day_to, meter_ids)
                .select("meter_id", "ts", "minutes", "wh", pl.lit("metered").alias("source"))
@@ -267,6 +350,8 @@ def effective_intervals(db: Database, day_from: date | None = None, day_to: date
 def daily_tou(db: Database, day_from: date, day_to: date) -> pl.DataFrame:
     """Daily sharp/peak/flat/valley Wh per meter and business day (metered + estimated +
     edited), with the estimated part and an ``estimated`` flag: see tou.DAILY_TOU_SCHEMA."""
+    from dianfei.metering.vee import repository, tou
+
     cfg = config(db)
     cal = tou.calendar(cfg.tou_calendar, db.settings.billing.tariff_dir)
     eff = effective_intervals(db, day_from, day_to)
@@ -277,6 +362,8 @@ def estimated_consumption(db: Database, day_from: date, day_to: date) -> pl.Data
     """Which meters' consumption over the days rests on estimates (估算电量), for billing to
     flag a bill "estimated": meter_id, total_wh, estimated_wh, estimated_intervals, edited_wh —
     only meters with at least one estimated or edited interval."""
+    import polars as pl
+
     daily = daily_tou(db, day_from, day_to)
     return (daily.group_by("meter_id")
             .agg(pl.col("total_wh").sum(), pl.col("estimated_wh").sum(), pl.col("edited_wh").sum(),
@@ -290,6 +377,10 @@ def estimated_consumption(db: Database, day_from: date, day_to: date) -> pl.Data
 
 def read_outcomes(db: Database, day: date) -> pl.DataFrame:
     """Per AMI meter of ``day``: succeeded, reason, detail (see readrate)."""
+    import polars as pl
+
+    from dianfei.metering.vee import readrate, repository, rules
+
     cfg = config(db)
     tz = repository.tz_name(db)
     zone = ZoneInfo(tz)
@@ -321,4 +412,6 @@ def read_rate(db: Database, day: date, *, by: str | None = None) -> pl.DataFrame
     rate (a fraction, 4 places; null without meters). For the KPI dashboards."""
     if by not in (None, "region", "station"):
         raise ValidationError(f"--by must be region or station, got {by!r}")
+    from dianfei.metering.vee import readrate
+
     return readrate.rates(read_outcomes(db, day), by)
