@@ -71,25 +71,22 @@ def test_a_character_no_font_has_fails_the_bill_and_says_which(bills: Database,
 
 
 def _vector_codes(data: bytes) -> list[np.ndarray]:
-    """Every QR code drawn as `_qr` draws it (a white square, then black rectangles filled at
-    once), rasterised at 8 pixels a point, black on white."""
+    """Every QR code drawn as `_qr` draws it (in module units: a white square, then black
+    rectangles filled at once), rasterised at 8 pixels a module, black on white."""
     reader = PdfReader(io.BytesIO(data))
     images = []
     for page in reader.pages:
         ops = ContentStream(page.get_contents(), reader).operations
-        for i, (operands, op) in enumerate(ops):
-            if not (op == b"g" and operands == [1] and ops[i + 1][1] == b"re"
-                    and ops[i + 2][1] == b"f"):
+        for i, (_, op) in enumerate(ops):
+            if not (op == b"cm" and ops[i + 1] == ([1], b"g") and ops[i + 2][1] == b"re"):
                 continue
-            x0, y0, w, h = (float(v) for v in ops[i + 1][0])
+            n = int(ops[i + 2][0][2])
             scale = 8
-            img = np.full((round(h * scale), round(w * scale)), 255, np.uint8)
-            j = i + 4  # after "f" and "0 g"
+            img = np.full((n * scale, n * scale), 255, np.uint8)
+            j = i + 5  # after "re", "f" and "0 g"
             while ops[j][1] == b"re":
-                x, y, rw, rh = (float(v) for v in ops[j][0])
-                top = y0 + h - (y + rh)  # PDF y grows upwards, image rows downwards
-                img[round(top * scale):round((top + rh) * scale),
-                    round((x - x0) * scale):round((x - x0 + rw) * scale)] = 0
+                col, row, w, h = (int(v) for v in ops[j][0])
+                img[row * scale:(row + h) * scale, col * scale:(col + w) * scale] = 0
                 j += 1
             assert ops[j][1] == b"f"
             images.append(img)
