@@ -6,9 +6,10 @@
   it was drawn from (the document without the day it was read, the language, the format and
   the renderer's version). Rendering again skips a bill whose hash is unchanged and whose file
   is still there; a bill whose content changed (a payment since, a rebill) is drawn again.
-- **Parallel**: ``workers`` processes (spawned: each opens its own database connection and
-  builds its own working font, pdf.py) take chunks; the parent records the results, one
-  transaction per chunk, and moves the progress bar.
+- **Parallel**: ``workers`` processes (0: one per usable core, as ``dianfei bill render``
+  does by default; never more than there are chunks; spawned: each opens its own database
+  connection and builds its own working font, pdf.py) take chunks; the parent records the
+  results, one transaction per chunk, and moves the progress bar.
 """
 
 from __future__ import annotations
@@ -175,6 +176,14 @@ def _chunks(items: Sequence[str], size: int) -> Iterator[tuple[str, ...]]:
         yield tuple(items[i:i + size])
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, e.g. a container's limit)."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # no sched_getaffinity (macOS, Windows)
+        return os.cpu_count() or 1
+
+
 def render_period(db: Database, period: Period, *, fmt: str = "pdf", lang: str = "zh-CN",
                   out_dir: Path | None = None, workers: int = 1, chunk_size: int = 1000,
                   as_of: date | None = None, forecaster: str | None = None,
@@ -188,8 +197,11 @@ def render_period(db: Database, period: Period, *, fmt: str = "pdf", lang: str =
 
     if fmt not in FORMATS:
         raise ValidationError(f"--format must be pdf or html, got {fmt!r}")
-    if workers < 1 or chunk_size < 1:
-        raise ValidationError("--workers and --chunk-size must be at least 1")
+    if workers < 0 or chunk_size < 1:
+        raise ValidationError("--workers must be 0 (one per core) or more, --chunk-size at "
+                              "least 1")
+    if workers == 0:
+        workers = usable_cores()
     lang = normalise_lang(lang)
     started = time.perf_counter()
     accounts = sorted(repository.period_kwh(db.engine, period)["account_id"].to_list())
@@ -207,6 +219,8 @@ def render_period(db: Database, period: Period, *, fmt: str = "pdf", lang: str =
                      {b: v for a in part for b, v in by_account.get(a, {}).items()}, day,
                      forecaster, instalments)
             for part in _chunks(accounts, chunk_size)]
+    # no more processes than chunks: a process costs ~1 s to start (imports, its working font)
+    workers = min(workers, len(jobs))
     totals = ChunkResult(seconds={"documents": 0.0, "font": 0.0, "draw": 0.0, "write": 0.0})
     done = 0
 

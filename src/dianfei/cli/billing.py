@@ -135,7 +135,8 @@ def bill_render(
     fmt: Annotated[str, typer.Option("--format", help="pdf (default) or html")] = "pdf",
     out_dir: Annotated[Path | None, typer.Option(help="where the files go (default DATA_DIR/bills)")] = None,
     lang: Annotated[str, typer.Option(help="zh-CN (default) or en")] = "zh-CN",
-    workers: Annotated[int, typer.Option(help="processes drawing bills (one per core)")] = 1,
+    workers: Annotated[int, typer.Option(
+        help="processes drawing bills (default 0: one per core this process may use)")] = 0,
     chunk_size: Annotated[int, typer.Option(help="bills per chunk of work")] = 1000,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
