@@ -24,6 +24,8 @@ from dianfei.core.settings import Settings, load_settings
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
+    from dianfei.core.crypto import PiiCipher
+
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -269,6 +271,14 @@ class Database:
     def __init__(self, settings: Settings, engine: Engine) -> None:
         self.settings = settings
         self.engine = engine
+
+    @cached_property
+    def pii_cipher(self) -> PiiCipher:
+        """The personal-data keyring (db/pii.py ``cipher_for``), read once per process: the
+        callbacks seal every notification with it."""
+        from dianfei.db.pii import cipher_for
+
+        return cipher_for(self)
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:
