@@ -272,13 +272,25 @@ class Database:
         self.settings = settings
         self.engine = engine
 
-    @cached_property
+    #: how long a server process keeps using the keyring it read before reading it again
+    PII_KEYRING_SECONDS = 60.0
+
+    @property
     def pii_cipher(self) -> PiiCipher:
-        """The personal-data keyring (db/pii.py ``cipher_for``), read once per process: the
-        callbacks seal every notification with it."""
+        """The personal-data keyring (db/pii.py ``cipher_for``), read again at most once a
+        minute: the callbacks seal every notification with it, and a key rotated by `dianfei keys
+        rotate` while the server runs must become the one it seals with."""
+        import time
+
         from dianfei.db.pii import cipher_for
 
-        return cipher_for(self)
+        held = self.__dict__.get("_pii_cipher")
+        now = time.monotonic()
+        if held is None or now - held[1] > self.PII_KEYRING_SECONDS:
+            held = (cipher_for(self), now)
+            self.__dict__["_pii_cipher"] = held
+        cipher: PiiCipher = held[0]
+        return cipher
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:
