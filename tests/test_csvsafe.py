@@ -36,7 +36,8 @@ def test_the_column_rule_is_the_cell_rule(value: str) -> None:
 def test_a_hostile_name_is_quoted_in_the_customers_export(db: Database, tmp_path: Path) -> None:
     load_people(db, [Person("C1", name=HOSTILE[0])])
     out = tmp_path / "customers.csv"
-    res = CliRunner().invoke(app, ["export", "customers", "--out", str(out)])
+    # --reveal: the name in clear (masked, only its first character would be left to quote)
+    res = CliRunner().invoke(app, ["export", "customers", "--reveal", "--out", str(out)])
     assert res.exit_code == 0, res.output
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
     assert rows[0]["name"] == "'" + HOSTILE[0]

@@ -128,7 +128,7 @@ def test_a_nul_in_a_refused_message_cannot_poison_the_batch(db: Database) -> Non
                                                              signed=True), CLOCK.now()),
              fastpath.Incoming("alipay", {}, b"y", paid, CLOCK.now())]
     with db.engine.connect() as conn, conn.begin():
-        res = fastpath.post_batch(conn, items, clock=CLOCK)
+        res = fastpath.post_batch(conn, items, clock=CLOCK, cipher=db.pii_cipher)
     assert [r.verdict for r in res] == ["refused", "posted"]
     assert [m.transaction_id for m in inbox.worklist(db)] == ["TBAD"]
 

@@ -18,6 +18,7 @@ from sqlalchemy import text
 
 from dianfei.core.clock import BUSINESS_TZ, FixedClock, SystemClock
 from dianfei.db.engine import Database
+from dianfei.db.pii import open_inbox_body
 from dianfei.ledger import service as ledger
 from dianfei.payments import fastpath, inbox, service
 from dianfei.payments.channels.base import ChannelPayment, Outcome, Refusal, Verified
@@ -64,7 +65,7 @@ def accounts(db: Database) -> Database:
 
 def batch_path(db: Database, items: list[fastpath.Incoming]) -> list[InboxResult]:
     with db.engine.connect() as conn, conn.begin():
-        return fastpath.post_batch(conn, items, clock=CLOCK)
+        return fastpath.post_batch(conn, items, clock=CLOCK, cipher=db.pii_cipher)
 
 
 def one_by_one(db: Database, items: list[fastpath.Incoming]) -> list[InboxResult]:
@@ -122,8 +123,8 @@ def test_a_batch_decides_every_message_as_one_by_one_would(
             "ORDER BY p.transaction_id, a.id")).all()
         statuses = {r[0]: r[1] for r in conn.execute(text("SELECT order_no, status FROM payment_orders"))}
         kept = conn.execute(text(
-            "SELECT verdict, refusal, transaction_id, payment_id IS NOT NULL, headers, body "
-            "FROM payment_inbox ORDER BY id")).all()
+            "SELECT verdict, refusal, transaction_id, payment_id IS NOT NULL, headers, body, "
+            "body_sha256, body_enc, channel FROM payment_inbox ORDER BY id")).all()
         assert service.check(conn) == []
     assert [tuple(r) for r in rows] == [
         ("T-EARLY", "credit", None, 900),
@@ -140,8 +141,10 @@ def test_a_batch_decides_every_message_as_one_by_one_would(
         ("refused", "wrong_channel", "T3", False), ("refused", "unknown_order", "T4", False),
         ("refused", "closed_order", "T5", False), ("duplicate", None, "T-EARLY", True),
         ("acknowledged", None, None, False), ("posted", None, "T3", True)]
+    # the body sealed (it names the payer), bound to channel and digest; nothing in clear
     assert {(k[4], bytes(k[5])) for k in kept} == {
-        ('{"content-type": "application/x-www-form-urlencoded"}', b"raw body")}
+        ('{"content-type": "application/x-www-form-urlencoded"}', b"")}
+    assert {open_inbox_body(db.pii_cipher, k[7], k[8], k[6]) for k in kept} == {b"raw body"}
 
 
 def test_a_replay_with_another_amount_in_a_batch_is_a_conflicting_duplicate(

@@ -346,7 +346,8 @@ def pay_batch(db: Database, step: Pays, clock: FixedClock, order: str) -> None:
                                Verified(_channel_payment(p, no), "TRADE_SUCCESS"), clock.now())
              for p, no in zip(step.payments, nos, strict=True)]
     with db.engine.connect() as conn, conn.begin():
-        got = fastpath.post_batch(conn, batch, clock=clock, source="callback", order=order)
+        got = fastpath.post_batch(conn, batch, clock=clock, cipher=db.pii_cipher, source="callback",
+                                  order=order)
     assert [r.verdict for r in got] == ["posted"] * len(batch), got
 
 

@@ -330,8 +330,12 @@ def export(
     period: Annotated[str | None, typer.Option(help="YYYY-MM (bills, payments)")] = None,
     as_of: Annotated[str | None, typer.Option(
         "--as-of", help="YYYY-MM-DD: bills and payments as they stood that day")] = None,
+    reveal: Annotated[bool, typer.Option(
+        "--reveal", help="customers: name, address and phone in clear instead of masked "
+        "(recorded on the audit chain as pii.revealed)")] = False,
 ) -> None:
-    """Export bills, payments (one row per allocation), ledger entries or customers as CSV."""
+    """Export bills, payments (one row per allocation), ledger entries or customers as CSV.
+    The customers' name, address and phone are masked unless --reveal."""
     from dianfei.reporting import exports
 
     p = Period.parse(period) if period else None
@@ -341,7 +345,7 @@ def export(
             day = date.fromisoformat(as_of)
         except ValueError:
             raise ValidationError(f"--as-of must be YYYY-MM-DD, got {as_of!r}") from None
-    n = exports.export(database(), kind, out, p, day)
+    n = exports.export(database(), kind, out, p, day, reveal=reveal)
     typer.echo(f"wrote {n} rows to {out}")
 
 

@@ -24,6 +24,8 @@ from dianfei.core.settings import Settings, load_settings
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
+    from dianfei.core.crypto import PiiCipher
+
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -269,6 +271,26 @@ class Database:
     def __init__(self, settings: Settings, engine: Engine) -> None:
         self.settings = settings
         self.engine = engine
+
+    #: how long a server process keeps using the keyring it read before reading it again
+    PII_KEYRING_SECONDS = 60.0
+
+    @property
+    def pii_cipher(self) -> PiiCipher:
+        """The personal-data keyring (db/pii.py ``cipher_for``), read again at most once a
+        minute: the callbacks seal every notification with it, and a key rotated by `dianfei keys
+        rotate` while the server runs must become the one it seals with."""
+        import time
+
+        from dianfei.db.pii import cipher_for
+
+        held = self.__dict__.get("_pii_cipher")
+        now = time.monotonic()
+        if held is None or now - held[1] > self.PII_KEYRING_SECONDS:
+            held = (cipher_for(self), now)
+            self.__dict__["_pii_cipher"] = held
+        cipher: PiiCipher = held[0]
+        return cipher
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:

@@ -8,9 +8,10 @@ column of the metadata is listed).
 
 Rejected import rows of a file with personal data (customers) are sealed too: the quarantine
 keeps a masked copy of the row in clear (``raw``) and the row itself in ``raw_enc``; so are the
-statement, bank result and agent files as received (``statement_files.body_enc``). Rows stored
-in clear before that (migration 0031) are sealed by :func:`reencrypt`, which ``dianfei keys
-reencrypt`` and ``keys rotate`` run — a migration must not need the keys.
+statement, bank result and agent files as received (``statement_files.body_enc``) and the
+payment channels' notifications (``payment_inbox.body_enc``: they name the payer). Rows stored
+in clear before that (migrations 0031, 0033) are sealed by :func:`reencrypt`, which ``dianfei
+keys reencrypt`` and ``keys rotate`` run — a migration must not need the keys.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, text
 
@@ -51,8 +52,10 @@ QUARANTINE_RAW = PiiColumn("import_quarantine", "raw_enc", ("batch_id", "line"),
 #: the base64 of a received statement / bank result / agent file
 STATEMENT_BODY = PiiColumn("statement_files", "body_enc", ("kind", "channel", "sha256"),
                            pk=("id",))
+#: the base64 of a payment channel's notification as received (it names the payer)
+INBOX_BODY = PiiColumn("payment_inbox", "body_enc", ("channel", "body_sha256"), pk=("id",))
 PII_COLUMNS = (CUSTOMER_PHONE, CUSTOMER_ID_NUMBER, CONTACT_EMAIL, MANDATE_BANK_ACCOUNT,
-               QUARANTINE_RAW, STATEMENT_BODY)
+               QUARANTINE_RAW, STATEMENT_BODY, INBOX_BODY)
 #: the import kinds whose rows carry personal data: their rejected rows are sealed
 PERSONAL_IMPORT_KINDS = ("customers",)
 
@@ -103,6 +106,7 @@ def reencrypt(engine: Engine, cipher: PiiCipher, *, batch: int = 5_000,
     (stored before migration 0031) are sealed first. Returns the values (re-)encrypted."""
     done = seal_clear_quarantine(engine, cipher, batch=batch, progress=progress)
     done += seal_clear_statement_files(engine, cipher, progress=progress)
+    done += seal_clear_inbox(engine, cipher, batch=batch, progress=progress)
     active_prefix = f"v2:{cipher.active}:"
     for c in PII_COLUMNS:
         pk = c.pk or c.row_key
@@ -193,5 +197,45 @@ def seal_clear_statement_files(engine: Engine, cipher: PiiCipher, *,
                          {"id": row.id, "e": b"",
                           "v": seal_body(cipher, bytes(row.body), row.kind, row.channel, row.sha256)})
         done += 1
+        if progress is not None:
+            progress(done)
+
+
+def seal_inbox_body(cipher: PiiCipher, channel: str, body: bytes) -> dict[str, Any]:
+    """The stored columns of a notification's body: ``body`` empty, ``body_sha256`` its digest,
+    ``body_enc`` the bytes sealed and bound to channel and digest (None when empty)."""
+    import base64
+    import hashlib
+
+    digest = hashlib.sha256(body).hexdigest()
+    token = cipher.encrypt(base64.b64encode(body).decode("ascii"), INBOX_BODY.context(channel, digest))
+    return {"body": b"", "body_sha256": digest, "body_enc": token}
+
+
+def open_inbox_body(cipher: PiiCipher, token: str | None, channel: str, sha256: str) -> bytes:
+    """A stored notification's bytes from its sealed ``body_enc``."""
+    import base64
+
+    plain = cipher.decrypt(token, INBOX_BODY.context(channel, sha256))
+    return base64.b64decode(plain) if plain else b""
+
+
+def seal_clear_inbox(engine: Engine, cipher: PiiCipher, *, batch: int = 5_000,
+                     progress: Callable[[int], None] | None = None) -> int:
+    """Notifications stored in clear (before migration 0033) sealed into ``body_enc``, ``body``
+    emptied, a batch per transaction. Returns the rows sealed."""
+    done = 0
+    while True:
+        with engine.begin() as conn:
+            rows = conn.execute(text(
+                "SELECT id, channel, body FROM payment_inbox WHERE body_enc IS NULL "
+                "AND body_sha256 IS NULL ORDER BY id LIMIT :n"), {"n": batch}).all()
+            if not rows:
+                return done
+            conn.execute(text("UPDATE payment_inbox SET body = :body, body_sha256 = :body_sha256, "
+                              "body_enc = :body_enc WHERE id = :id"),
+                         [{"id": r.id, **seal_inbox_body(cipher, r.channel, bytes(r.body))}
+                          for r in rows])
+        done += len(rows)
         if progress is not None:
             progress(done)

@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, bindparam, insert, text
 
 from dianfei.core.clock import Clock, business_date
+from dianfei.db.pii import seal_inbox_body
 from dianfei.ledger import service as ledger
 from dianfei.ledger.service import Book, Item
 from dianfei.payments.channels.base import Outcome, Refusal
@@ -70,6 +71,7 @@ from dianfei.payments.service import (
 )
 
 if TYPE_CHECKING:
+    from dianfei.core.crypto import PiiCipher
     from dianfei.db.engine import Database
 
 log = logging.getLogger(__name__)
@@ -122,12 +124,14 @@ class _Plan:
     results: list[tuple[str, str | None, str, str | None, int | None]] = field(default_factory=list)
 
 
-def post_batch(conn: Connection, items: Sequence[Incoming], *, clock: Clock, source: str = "callback",
-               order: str | None = None, commit: bool = False) -> list[InboxResult]:
+def post_batch(conn: Connection, items: Sequence[Incoming], *, clock: Clock, cipher: PiiCipher,
+               source: str = "callback", order: str | None = None,
+               commit: bool = False) -> list[InboxResult]:
     """Decide and write ``items`` (all :func:`batchable`) in the caller's transaction on ``conn``;
     results in the order of ``items``. Raises on any database error (the caller rolls back and
     falls back to the one-by-one path). On PostgreSQL the batch is two round trips (the reads in
-    one pipeline, the writes in another) and ``commit=True`` sends the COMMIT with the writes."""
+    one pipeline, the writes in another) and ``commit=True`` sends the COMMIT with the writes.
+    Each message's body is stored sealed with ``cipher`` (it names the payer)."""
     pg = conn.dialect.name == "postgresql"
     pays = [(i, it.outcome.payment) for i, it in enumerate(items)
             if not isinstance(it.outcome, Refusal) and it.outcome.payment is not None]
@@ -155,7 +159,8 @@ def post_batch(conn: Connection, items: Sequence[Incoming], *, clock: Clock, sou
             txn, message = printable(txn, 64), printable(message, 2000) or ""
         plan.inbox.append({
             "channel": it.channel, "received_at": it.received_at, "headers": kept_headers(it.headers),
-            "body": it.body, "verdict": verdict, "refusal": code[:24] if code else None,
+            **seal_inbox_body(cipher, it.channel, it.body), "verdict": verdict,
+            "refusal": code[:24] if code else None,
             "detail": message or None, "transaction_id": txn,
             "payment_id": pid if verdict in ("posted", "duplicate") else None})
         plan.results.append((verdict, code, message, pid, balance))
@@ -276,10 +281,10 @@ _PG_INSERT_PAYMENTS = (
     "%s::timestamp[], %s::date[], %s::timestamp[], %s::text[], %s::text[])")
 _PG_PAID = "UPDATE payment_orders SET status = 'paid' WHERE order_no = ANY(%s)"
 _PG_INSERT_INBOX = (
-    "INSERT INTO payment_inbox (id, channel, received_at, headers, body, verdict, refusal, "
-    "detail, transaction_id, payment_id) SELECT * FROM unnest(%s::bigint[], %s::text[], "
-    "%s::timestamp[], %s::text[], %s::bytea[], %s::text[], %s::text[], %s::text[], %s::text[], "
-    "%s::text[])")
+    "INSERT INTO payment_inbox (id, channel, received_at, headers, body, body_sha256, body_enc, "
+    "verdict, refusal, detail, transaction_id, payment_id) SELECT * FROM unnest(%s::bigint[], "
+    "%s::text[], %s::timestamp[], %s::text[], %s::bytea[], %s::text[], %s::text[], %s::text[], "
+    "%s::text[], %s::text[], %s::text[], %s::text[])")
 
 
 def _naive_utc(at: datetime) -> datetime:
@@ -330,8 +335,8 @@ def _pg_write(conn: Connection, plan: _Plan, book: Book, ids: list[int], *, now:
             pg.execute(_PG_PAID, (plan.paid_orders,))
         ledger.write_posting(conn, book.posting, now=now)
         pg.execute(_PG_INSERT_INBOX, (ids, *_cols(plan.inbox, (
-            "channel", "received_at", "headers", "body", "verdict", "refusal", "detail",
-            "transaction_id", "payment_id"), ("received_at",))))
+            "channel", "received_at", "headers", "body", "body_sha256", "body_enc", "verdict",
+            "refusal", "detail", "transaction_id", "payment_id"), ("received_at",))))
         if commit:
             pg.commit()
 
@@ -368,6 +373,9 @@ class Batcher:
         with self._lock:
             if connect and self._conn is None:
                 self._connection()
+                # the keyring the bodies are sealed with: a missing key shows at start-up,
+                # not as the first genuine payment's failure
+                _ = self.db.pii_cipher
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="callback-writer",
                                                 daemon=True)
@@ -398,6 +406,7 @@ class Batcher:
                 conn = self._connection()
                 with conn.begin():
                     results = post_batch(conn, [it for it, _ in grouped], clock=self.clock,
+                                         cipher=self.db.pii_cipher,
                                          source=self.source, order=self.order,
                                          commit=conn.dialect.name == "postgresql")
             except Exception:

@@ -33,6 +33,7 @@ from dianfei.payments.channels.common import ChannelRefund
 from dianfei.payments.models import InboxMessage, Payment
 
 if TYPE_CHECKING:
+    from dianfei.core.crypto import PiiCipher
     from dianfei.db.engine import Database
 
 #: headers kept with the raw body (the proof); everything else is transport noise
@@ -59,11 +60,15 @@ class InboxResult:
 def store_raw(db: Database, *, channel: str, headers: Mapping[str, str], body: bytes,
               clock: Clock) -> int:
     with db.engine.connect() as conn:
-        return _store_raw(conn, channel=channel, headers=headers, body=body, clock=clock)
+        return _store_raw(conn, channel=channel, headers=headers, body=body, clock=clock,
+                          cipher=db.pii_cipher)
 
 
 def _store_raw(conn: Connection, *, channel: str, headers: Mapping[str, str], body: bytes,
-               clock: Clock) -> int:
+               clock: Clock, cipher: PiiCipher) -> int:
+    """The raw row, its body sealed (it names the payer: db/pii.py ``INBOX_BODY``)."""
+    from dianfei.db.pii import seal_inbox_body
+
     kept = {k.lower(): v for k, v in headers.items() if k.lower() in PROOF_HEADERS}
     with conn.begin():
         if conn.dialect.name == "postgresql":
@@ -72,7 +77,8 @@ def _store_raw(conn: Connection, *, channel: str, headers: Mapping[str, str], bo
             conn.execute(text("SET LOCAL synchronous_commit = off"))
         return int(conn.execute(insert(InboxMessage).values(
             channel=channel, received_at=clock.now(), headers=json.dumps(kept, sort_keys=True),
-            body=body, verdict="pending").returning(InboxMessage.id)).scalar_one())
+            **seal_inbox_body(cipher, channel, body), verdict="pending").returning(InboxMessage.id)
+        ).scalar_one())
 
 
 def _refuse(db: Database, inbox_id: int, refusal: Refusal) -> InboxResult:
@@ -190,7 +196,8 @@ def receive(db: Database, *, channel: str, headers: Mapping[str, str], body: byt
             order: str | None = None) -> InboxResult:
     """Store, verify, post: the whole path of one incoming notification."""
     with db.engine.connect() as conn:
-        inbox_id = _store_raw(conn, channel=channel, headers=headers, body=body, clock=clock)
+        inbox_id = _store_raw(conn, channel=channel, headers=headers, body=body, clock=clock,
+                              cipher=db.pii_cipher)
         try:
             outcome = verify()
         except Exception as exc:  # an adapter bug must not lose the message: it stays listed

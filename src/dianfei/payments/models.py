@@ -60,7 +60,15 @@ class InboxMessage(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     #: request headers that carry proof (Wechatpay-*), JSON text; empty for form posts and files
     headers: Mapped[str] = mapped_column(Text, default="")
+    #: empty once sealed (migration 0033): a notification names its payer (Alipay's
+    #: buyer_logon_id — a phone or an e-mail —, buyer_id; the payer's openid inside WeChat Pay's
+    #: envelope, readable with the APIv3 key this server holds)
     body: Mapped[bytes] = mapped_column(LargeBinary)
+    #: sha256 hex of the body as received (what the sealed copy is bound to)
+    body_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    #: the body (base64) sealed with the personal-data keyring, bound to channel and digest
+    #: (db/pii.py ``INBOX_BODY``); None for an empty body
+    body_enc: Mapped[str | None] = mapped_column(Text, default=None)
     #: pending until processed; posted, duplicate (already posted), acknowledged (a status we do
     #: not post, e.g. WAIT_BUYER_PAY) or refused
     verdict: Mapped[str] = mapped_column(String(12), default="pending")

@@ -17,8 +17,9 @@ Now, per server process, :class:`CallbackGuard`:
   claimed transaction id filtered to printable ASCII); the rest are counted in one summary row
   per source, channel and reason; rows beyond ``max_rows`` are pruned, oldest first;
 - answers 429, before reading the body, to a source that sent more than ``throttle_after``
-  unverifiable messages within ``throttle_seconds`` and not one verified message — a source that
-  delivers genuine notifications (a channel, or a proxy in front of it) is never throttled.
+  unverifiable messages within ``throttle_seconds`` and not one verified message, until it has
+  been quiet for ``throttle_seconds`` — a source that delivers genuine notifications (a channel,
+  or a proxy in front of it) is never throttled.
 
 Refusals of signed messages (unknown order, wrong amount) are the channel's own messages and stay
 on the inbox worklist as before. The source is the client address; behind a reverse proxy list it
@@ -170,10 +171,20 @@ class CallbackGuard:
             del self._sources[key]
 
     def throttled(self, source: str) -> bool:
-        """True when ``source`` sent only unverifiable messages lately, too many of them."""
+        """True when ``source`` sent only unverifiable messages lately, too many of them.
+
+        A throttled source stays throttled while it keeps sending: each refused request starts
+        its window again, so it is let through only after ``throttle_seconds`` of quiet. (With a
+        fixed window a steady flood got ``throttle_after`` fully checked requests — an RSA
+        verification each — every ``throttle_seconds`` per source and per server process, a
+        third of a core at 5,000 junk requests/s from 8 addresses; docs/benchmarks.md.)"""
         with self._lock:
-            st = self._state(source, time.monotonic())
-            return st.verified == 0 and st.refused >= self.settings.throttle_after
+            now = time.monotonic()
+            st = self._state(source, now)
+            if st.verified == 0 and st.refused >= self.settings.throttle_after:
+                st.window_start = now
+                return True
+            return False
 
     def verified(self, source: str) -> None:
         """A message from ``source`` verified: it is a channel (or its proxy), never throttled."""

@@ -82,13 +82,21 @@ def payments_frame(db: Database, period: Period | None, as_of: date | None = Non
 
 
 def export(db: Database, kind: str, out: Path, period: Period | None = None,
-           as_of: date | None = None) -> int:
+           as_of: date | None = None, *, reveal: bool = False) -> int:
     """Write one export as CSV (UTF-8; ``bom=True`` files for Excel come from the reports).
-    ``as_of`` applies to bills and payments only (what was paid by then)."""
-    import polars as pl
+    ``as_of`` applies to bills and payments only (what was paid by then).
+
+    The customers export holds personal data: name, address and phone are masked (张**,
+    the first characters of the address, 138****5678) unless ``reveal`` — then they are written
+    in clear and a ``pii.revealed`` record goes on the audit chain before the file is written
+    (who exported how many customers' data, not the data). The CLI has no roles, so revealing
+    is an explicit, recorded choice of whoever runs it."""
 
     if as_of is not None and kind not in ("bills", "payments"):
         raise ValidationError(f"--as-of applies to the bills and payments exports, not {kind!r}")
+    if reveal and kind != "customers":
+        raise ValidationError(f"--reveal applies to the customers export (the only one with "
+                              f"personal data), not {kind!r}")
     if kind == "bills":
         frame = bills_frame(db, period, as_of)
     elif kind == "payments":
@@ -99,25 +107,50 @@ def export(db: Database, kind: str, out: Path, period: Period | None = None,
                            instants=("posted_at",))
         frame = frame.with_columns(_instant("posted_at"), _two_places("amount"))
     elif kind == "customers":
-        from dianfei.core.crypto import mask_phone
-        from dianfei.db.pii import CUSTOMER_PHONE, cipher_for
-
-        cipher = cipher_for(db)
-        frame = read_frame(
-            db.engine,
-            "SELECT c.customer_id, c.name, c.customer_class, c.region_id AS region, c.address, "
-            "c.phone_enc, t.tariff_id, c.low_income, c.protected, c.payment_mode, c.opened_on "
-            "FROM customers c LEFT JOIN tariff_assignments t ON t.account_id = c.customer_id "
-            "AND t.effective_to IS NULL ORDER BY c.customer_id", dates=("opened_on",))
-        phones = [mask_phone(cipher.decrypt(p, CUSTOMER_PHONE.context(c))) for c, p in
-                  zip(frame["customer_id"].to_list(), frame["phone_enc"].to_list(), strict=True)]
-        frame = frame.with_columns(
-            pl.Series("phone", phones, dtype=pl.String),
-            pl.col("low_income").cast(pl.Int8), pl.col("protected").cast(pl.Int8),
-        ).select("customer_id", "name", "customer_class", "region", "address", "phone",
-                 "tariff_id", "low_income", "protected", "payment_mode", "opened_on")
+        frame = customers_frame(db, reveal=reveal)
     else:
         raise ValidationError(f"export kind must be one of {', '.join(KINDS)}, got {kind!r}")
     out.parent.mkdir(parents=True, exist_ok=True)
     safe_frame(frame).write_csv(out)  # a name like =HYPERLINK(…) must not run in Excel
     return frame.height
+
+
+#: the customers export's columns (docs/interfaces.md, customers.csv)
+CUSTOMER_COLUMNS = ("customer_id", "name", "customer_class", "region", "address", "phone",
+                    "tariff_id", "low_income", "protected", "payment_mode", "opened_on")
+
+
+def customers_frame(db: Database, *, reveal: bool = False) -> pl.DataFrame:
+    """The customers in :data:`CUSTOMER_COLUMNS`, name/address/phone masked unless ``reveal``
+    (then audited as ``pii.revealed``, committed before the caller writes anything)."""
+    import polars as pl
+
+    from dianfei.core.crypto import mask_address, mask_name, mask_phone
+    from dianfei.db.pii import CUSTOMER_PHONE, cipher_for
+
+    cipher = cipher_for(db)
+    frame = read_frame(
+        db.engine,
+        "SELECT c.customer_id, c.name, c.customer_class, c.region_id AS region, c.address, "
+        "c.phone_enc, t.tariff_id, c.low_income, c.protected, c.payment_mode, c.opened_on "
+        "FROM customers c LEFT JOIN tariff_assignments t ON t.account_id = c.customer_id "
+        "AND t.effective_to IS NULL ORDER BY c.customer_id", dates=("opened_on",))
+    phones = [cipher.decrypt(p, CUSTOMER_PHONE.context(c)) for c, p in
+              zip(frame["customer_id"].to_list(), frame["phone_enc"].to_list(), strict=True)]
+    if reveal:
+        from dianfei.audit import service as audit
+
+        with db.engine.begin() as conn:
+            audit.record(conn, "pii.revealed", "customers",
+                         {"export": "customers", "rows": frame.height,
+                          "columns": ["name", "address", "phone"]})
+    else:
+        phones = [mask_phone(p) for p in phones]
+        frame = frame.with_columns(
+            pl.Series("name", [mask_name(v) for v in frame["name"].to_list()], dtype=pl.String),
+            pl.Series("address", [mask_address(v) for v in frame["address"].to_list()],
+                      dtype=pl.String))
+    return frame.with_columns(
+        pl.Series("phone", phones, dtype=pl.String),
+        pl.col("low_income").cast(pl.Int8), pl.col("protected").cast(pl.Int8),
+    ).select(*CUSTOMER_COLUMNS)

@@ -64,8 +64,12 @@ class TokenOut(BaseModel):
 
 def create_app(db: Database, clock: Clock | None = None) -> FastAPI:
     # /docs is served below from the local copy of Swagger UI (FastAPI's own loads a CDN)
+    # FastAPI's native OpenTelemetry off: dianfei exports its own metrics (/metrics) and sets
+    # no OpenTelemetry provider, yet the check that finds none ran on every request (~60 µs,
+    # a sixth of what a junk callback costs under a flood, docs/benchmarks.md)
     app = FastAPI(title="dianfei", version="0.1.0", docs_url=None, redoc_url=None,
-                  description="dianfei (电费): meter-to-cash for power supply companies")
+                  description="dianfei (电费): meter-to-cash for power supply companies",
+                  telemetry={"tracing": False, "metrics": False, "logs": False})
     from dianfei.web.inputs import RefuseNul
 
     app.add_middleware(RefuseNul)  # inside the caller's: its answers get the security headers

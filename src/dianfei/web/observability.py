@@ -10,10 +10,10 @@ latency by route (label ``process``: each server process keeps its own).
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -74,6 +74,21 @@ class Latency:
         return [hist, sums, counts]
 
 
+#: request ids: a random prefix per process and a counter. uuid4() reads os.urandom, which on
+#: this kind of virtual machine costs ~0.1 ms a call — a quarter of a junk callback's whole cost
+#: under a flood (docs/benchmarks.md); unique is all a request id needs to be. Server workers are
+#: spawned, not forked, so each imports this module and draws its own prefix.
+_RID_PREFIX = os.urandom(8).hex()
+_RID_COUNTER = itertools.count()
+
+
+def request_id_for(given: str | None) -> str:
+    """The caller's X-Request-Id when it is short and printable, else a new one (32 hex)."""
+    if given and len(given) <= 64 and given.isprintable():
+        return given
+    return f"{_RID_PREFIX}{next(_RID_COUNTER) & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
 class RequestContext:
     """Pure ASGI middleware (no per-request task or body copy: the callback routes stay fast):
     a request id for the logs and the answer, and the request's latency by route template."""
@@ -88,7 +103,7 @@ class RequestContext:
             return
         given = next((v.decode("latin-1") for k, v in scope.get("headers", [])
                       if k == b"x-request-id"), None)
-        rid = given if given and len(given) <= 64 and given.isprintable() else uuid.uuid4().hex
+        rid = request_id_for(given)
         token = request_id.set(rid)
         status = 500
         start = time.perf_counter()
@@ -138,6 +153,7 @@ def readiness(db: Database) -> tuple[bool, dict[str, str]]:
 
 def register(app: FastAPI, db: Database) -> None:
     latency = Latency()
+    app.state.latency = latency  # the callbacks' front door (web/payments_api.py) observes too
     app.add_middleware(RequestContext, latency=latency)
 
     @app.get("/readyz", include_in_schema=False)
