@@ -9,7 +9,7 @@ and digest (``body_sha256``), and ``body`` is left empty. Rows stored before are
 ``dianfei keys reencrypt`` (db/pii.py ``seal_clear_inbox``): a migration must not need the keys.
 
 Revision ID: 0033
-Revises: 0031 (0032 may be another branch's: the lead re-points this when merging)
+Revises: 0032 (0032 may be another branch's: the lead re-points this when merging)
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0033"
-down_revision = "0031"
+down_revision = "0032"
 branch_labels = None
 depends_on = None
 

@@ -9,7 +9,7 @@ was recorded for (``credit_rating_queue``), and the accounts whose count of late
 first day of each month, a gap of days or changed rules re-rate every open account.
 
 Revision ID: 0034
-Revises: 0032
+Revises: 0033
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0034"
-down_revision = "0032"
+down_revision = "0033"
 branch_labels = None
 depends_on = None
 
