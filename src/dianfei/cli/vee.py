@@ -136,6 +136,36 @@ def edit(
         f"edit {rec['edit_id']}: {meter} {out['ts']} {out['old']} ({out['old_source']}) → {out['new']}")
 
 
+@vee_app.command("review")
+@handle_errors
+def review(
+    meter: Annotated[str, typer.Option(help="meter id")],
+    at: Annotated[str, typer.Option("--at", help="the held read's instant, ISO 8601 with offset")],
+    decision: Annotated[str, typer.Option(help="release (the meter did register it) | reject")],
+    reason: Annotated[str, typer.Option(help="why (required; kept in the audit record)")],
+    user: Annotated[str | None, typer.Option(help="who (default: $USER)")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Release or reject a register read held as implausible (vee findings --rule
+    implausible_read): a released read counts from now on, for a prepaid balance too."""
+    import getpass
+
+    from dianfei.metering.vee.service import review_held_read
+
+    try:
+        instant = datetime.fromisoformat(at)
+    except ValueError:
+        raise ValidationError(f"--at is not an ISO 8601 instant: {at!r}") from None
+    if instant.tzinfo is None:
+        raise ValidationError(f"--at needs a UTC offset, e.g. 2026-03-02T00:00:00+08:00, got {at!r}")
+    out = review_held_read(database(), clock_from_env(), meter_id=meter, read_at=instant,
+                           decision=decision, by=user or getpass.getuser(), reason=reason)
+    out = {**out, "read_at": _instant(out["read_at"])}
+    print_json(out) if json_out else typer.echo(
+        f"{meter} {out['read_at']}: {out['decision']} by {out['decided_by']}"
+        + ("" if out["recorded"] else " (already recorded)"))
+
+
 @vee_app.command("edits")
 @handle_errors
 def edits(meter: Annotated[str | None, typer.Option(help="only this meter")] = None,

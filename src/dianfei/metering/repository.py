@@ -26,7 +26,8 @@ def reads_of_mode_between(engine: Engine, payment_mode: str, lo: datetime,
     the bill run estimated from intervals: what the meter shows now decides a prepaid customer's
     balance and a cut-off, so only a real read may. Reads held as implausible (a finding
     ``implausible_read`` at that meter and instant, metering/vee/plausibility.py) are left out
-    too: a forged or corrupt read never moves a balance by itself."""
+    too: a forged or corrupt read never moves a balance by itself — unless a person released it
+    (``vee review``, table ``vee_read_reviews``)."""
     import polars as pl
 
     return read_frame(
@@ -34,7 +35,9 @@ def reads_of_mode_between(engine: Engine, payment_mode: str, lo: datetime,
         "SELECT r.meter_id, r.register, r.read_at, r.value FROM register_reads r "
         f"{_OF_MODE}WHERE r.read_at > :lo AND r.read_at <= :hi AND r.source <> 'estimated' "
         "AND NOT EXISTS (SELECT 1 FROM vee_findings f WHERE f.rule = 'implausible_read' "
-        "AND f.meter_id = r.meter_id AND f.ts = r.read_at)",
+        "AND f.meter_id = r.meter_id AND f.ts = r.read_at AND NOT EXISTS (SELECT 1 FROM "
+        "vee_read_reviews v WHERE v.meter_id = f.meter_id AND v.read_at = f.ts "
+        "AND v.decision = 'released'))",
         {"lo": lo, "hi": hi, "mode": payment_mode}, instants=("read_at",),
         schema={"meter_id": pl.String, "register": pl.String, "value": pl.Int64})
 

@@ -17,7 +17,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from dianfei.db.base import Base
 from dianfei.db.types import UTCDateTime
 
-__all__ = ["Base", "VeeEdit", "VeeEstimate", "VeeFinding", "VeeRun", "VeeRunFinding"]
+__all__ = ["Base", "VeeEdit", "VeeEstimate", "VeeFinding", "VeeReadReview", "VeeRun",
+           "VeeRunFinding"]
 
 
 class VeeRun(Base):
@@ -121,3 +122,18 @@ class VeeEdit(Base):
     reason: Mapped[str] = mapped_column(Text)
     edited_by: Mapped[str] = mapped_column(String(64))
     edited_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class VeeReadReview(Base):
+    """A person's decision on a register read held as implausible (``implausible_read``): the
+    meter did register it (``released``: from then on it counts, for a prepaid balance too) or
+    it is wrong (``rejected``: it stays out). One decision per meter and instant; audited."""
+
+    __tablename__ = "vee_read_reviews"
+    meter_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    read_at: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    #: released | rejected
+    decision: Mapped[str] = mapped_column(String(10))
+    reason: Mapped[str] = mapped_column(Text)
+    decided_by: Mapped[str] = mapped_column(String(64))
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
@@ -133,7 +133,9 @@ def judge(keys: pl.DataFrame, history: pl.DataFrame, meters: pl.DataFrame,
 
 
 _HELD = (f"NOT EXISTS (SELECT 1 FROM vee_findings f WHERE f.rule = '{RULE}' "
-         "AND f.meter_id = r2.meter_id AND f.ts = r2.read_at)")
+         "AND f.meter_id = r2.meter_id AND f.ts = r2.read_at AND NOT EXISTS (SELECT 1 FROM "
+         "vee_read_reviews v WHERE v.meter_id = f.meter_id AND v.read_at = f.ts "
+         "AND v.decision = 'released'))")
 
 
 def _ids(conn: Connection, ids: list[str]) -> tuple[str, dict[str, Any]]:
@@ -208,3 +210,55 @@ def held_findings(db: Database) -> pl.DataFrame:
     """Every stored ``implausible_read`` finding (:data:`FINDING_SCHEMA`)."""
     return (repository.stored_findings(db).filter(pl.col("rule") == RULE)
             .select(list(FINDING_SCHEMA)))
+
+
+DECISIONS: Final = {"release": "released", "reject": "rejected"}
+
+
+def review_held(db: Database, clock: Clock, *, meter_id: str, read_at: datetime, decision: str,
+                by: str, reason: str) -> dict[str, Any]:
+    """A person's decision on the read of ``meter_id`` held at ``read_at``: ``release`` (the
+    meter did register it: it counts from now on, for a prepaid balance too) or ``reject`` (it
+    stays out). Recorded once, with an audit record, in one transaction; the same decision again
+    changes nothing, the other one is refused (a released read may already have moved a
+    balance)."""
+    from sqlalchemy import insert, select
+
+    from dianfei.audit import service as audit
+    from dianfei.core.errors import ConflictError, NotFoundError, ValidationError
+    from dianfei.metering.vee.models import VeeFinding, VeeReadReview
+
+    if decision not in DECISIONS:
+        raise ValidationError(f"decision must be one of {', '.join(DECISIONS)}, got {decision!r}")
+    if not by.strip():
+        raise ValidationError("who decides (by) is required")
+    if not reason.strip():
+        raise ValidationError("a reason is required: it is kept in the audit record")
+    if read_at.tzinfo is None:
+        raise ValidationError(f"the read's instant needs a UTC offset, got {read_at.isoformat()}")
+    status = DECISIONS[decision]
+    with db.engine.begin() as conn:
+        held = conn.execute(select(VeeFinding.ref).where(
+            VeeFinding.rule == RULE, VeeFinding.meter_id == meter_id, VeeFinding.ts == read_at)
+            .order_by(VeeFinding.ref)).scalars().all()
+        if not held:
+            raise NotFoundError(f"no held read of meter {meter_id} at {read_at.isoformat()} "
+                                "(vee findings --rule implausible_read lists them)")
+        done = conn.execute(select(VeeReadReview.decision, VeeReadReview.decided_by,
+                                   VeeReadReview.reason).where(
+            VeeReadReview.meter_id == meter_id, VeeReadReview.read_at == read_at)).first()
+        if done is not None:
+            if done[0] != status:
+                raise ConflictError(
+                    f"the read of meter {meter_id} at {read_at.isoformat()} was already "
+                    f"{done[0]} by {done[1]}: a decision is not changed")
+            return {"meter_id": meter_id, "read_at": read_at, "decision": done[0],
+                    "decided_by": done[1], "reason": done[2], "recorded": False}
+        conn.execute(insert(VeeReadReview).values(
+            meter_id=meter_id, read_at=read_at, decision=status, reason=reason, decided_by=by,
+            decided_at=clock.now()))
+        audit.record(conn, f"read.{status}", meter_id, {
+            "read_at": read_at.astimezone(UTC).isoformat(), "registers": list(held),
+            "by": by, "reason": reason})
+    return {"meter_id": meter_id, "read_at": read_at, "decision": status, "decided_by": by,
+            "reason": reason, "recorded": True}

@@ -239,6 +239,16 @@ def _computed_findings(db: Database, rule: str | None, meter_id: str | None,
     return found
 
 
+def review_held_read(db: Database, clock: Clock, *, meter_id: str, read_at: datetime,
+                     decision: str, by: str, reason: str) -> dict[str, Any]:
+    """A person releases (the meter did register it) or rejects a read held as implausible;
+    see :func:`dianfei.metering.vee.plausibility.review_held`."""
+    from dianfei.metering.vee import plausibility
+
+    return plausibility.review_held(db, clock, meter_id=meter_id, read_at=read_at,
+                                    decision=decision, by=by, reason=reason)
+
+
 def stored_estimates(db: Database, *, day_from: date | None = None, day_to: date | None = None,
                      meter_ids: Sequence[str] | None = None) -> pl.DataFrame:
     """Stored estimates with their method, inputs and run (the trace of every estimate)."""
