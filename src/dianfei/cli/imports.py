@@ -79,6 +79,10 @@ def import_command(
     if len(res.read_backwards) > 20:
         typer.echo(f"warning: {len(res.read_backwards) - 20} more reads below the previous one",
                    err=True)
+    if res.held:
+        typer.echo(f"warning: {res.held} register reads held as implausible (stored, not used "
+                   "for prepaid balances until released): dianfei vee findings --rule "
+                   "implausible_read; dianfei vee review", err=True)
     rows = res.accepted + res.rejected + res.duplicates
     allowed = allowed_rejections(max_rejected, rows)
     if res.rejected > allowed:

@@ -124,12 +124,21 @@ def import_file(db: Database, kind: str, path: Path, *, clock: Clock, encoding: 
             make_loader = _customers_loader(db)
     elif kind == "meters":
         make_loader = MetersLoader.make
-    return import_table_file(
+    res = import_table_file(
         db, kind, path, required=REQUIRED[kind],
         optional=OPTIONAL_CUSTOMER if kind == "customers" else (), make_loader=make_loader,
         clock=clock, encoding=encoding, chunk_bytes=chunk_bytes, chunk_rows=chunk_rows,
         interval_minutes=interval_minutes if kind == "intervals" else None, timezone=timezone,
         personal=PERSONAL_CUSTOMER if kind == "customers" else None)
+    if kind == "reads" and res.new_reads is not None and res.new_reads.height:
+        # a file is judged like a live reading: a read no meter could have registered is held
+        # for a person before it can move a prepaid balance (vee review releases it)
+        from dataclasses import replace
+
+        from dianfei.metering.vee.plausibility import hold_implausible
+
+        res = replace(res, held=hold_implausible(db, clock, res.new_reads))
+    return res
 
 
 def import_table_file(db: Database, kind: str, path: Path, *, required: tuple[str, ...],

@@ -74,12 +74,18 @@ class IngestResult:
     batch_id: str
     #: accepted register reads below the previous read (line, what): flagged at import
     read_backwards: tuple[tuple[int, str], ...] = ()
+    #: the register reads this batch stored (meter_id, read_at, register), for plausibility
+    new_reads: Any = None
+    #: of those, how many were held as implausible (a VEE finding ``implausible_read``)
+    held: int = 0
 
     def to_json(self) -> dict[str, int]:
         out = {"accepted": self.accepted, "rejected": self.rejected,
                "duplicates": self.duplicates}
         if self.read_backwards:
             out["read_backwards"] = len(self.read_backwards)
+        if self.held:
+            out["held"] = self.held
         return out
 
 
@@ -382,6 +388,8 @@ class ReadsLoader:
     timezone: str | None = None
     #: accepted reads below the previous read of their register (not a rollover): line, detail
     backwards: list[tuple[int, str]] = field(default_factory=list)
+    #: the reads stored, chunk by chunk (meter_id, read_at, register): judged after the batch
+    stored_keys: list[pl.DataFrame] = field(default_factory=list)
     _staged: bool = False
 
     COLUMNS = ("meter_id", "read_at", "register", "value", "source")
@@ -433,6 +441,8 @@ class ReadsLoader:
         inserted = self._insert(new)
         if inserted:
             self._find_backwards()
+            self.stored_keys.append(new.select("meter_id", pl.col("_at").alias("read_at"),
+                                               pl.col("_register").alias("register")))
 
         cols = rejected_columns(chunk)
         rejected = pl.concat([bad.select(cols), conflict_later.select(cols),
@@ -474,6 +484,8 @@ class ReadsLoader:
         stopped, replaced or tampered meter: 示数倒走), unless the register wrapping at
         10**digits explains it with less than half a turn (a rollover). Stored — a read is a
         fact — and flagged now, not first at the bill run."""
+        from dianfei.metering.vee.names import held_read
+
         rows = self.conn.execute(text(
             "SELECT s.line, s.meter_id, s.register, s.value, p.value, m.digits FROM _stage_reads s "
             "JOIN meters m ON m.meter_id = s.meter_id "
@@ -481,7 +493,10 @@ class ReadsLoader:
             "AND r.read_at = s.read_at AND r.batch_id = :b "
             "JOIN register_reads p ON p.meter_id = s.meter_id AND p.register = s.register "
             "AND p.read_at = (SELECT MAX(q.read_at) FROM register_reads q WHERE "
-            "q.meter_id = s.meter_id AND q.register = s.register AND q.read_at < s.read_at) "
+            "q.meter_id = s.meter_id AND q.register = s.register AND q.read_at < s.read_at "
+            # a read held as implausible (and not released) is no basis: the next real read
+            # below it is not "backwards"
+            f"AND NOT {held_read('q.meter_id', 'q.read_at')}) "
             "WHERE s.register <> 'demand_kw' AND s.value < p.value ORDER BY s.line"),
             {"b": self.batch_id}).fetchall()
         for line, meter, register, value, prev, digits in rows:
@@ -939,8 +954,16 @@ def run_batch(db: Database, *, kind: str, origin: str, clock: Clock, chunks: Any
     if sink is not None:
         sink.close(True)
     c = loader.counts
+    kept = getattr(loader, "stored_keys", None)
     return IngestResult(c.accepted, c.rejected, c.duplicates, batch_id,
-                        tuple(getattr(loader, "backwards", ())))
+                        tuple(getattr(loader, "backwards", ())),
+                        new_reads=_concat(kept) if kept else None)
+
+
+def _concat(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    import polars as pl
+
+    return pl.concat(frames)
 
 
 def _frame_chunk(frame: pl.DataFrame, columns: tuple[str, ...]) -> pl.DataFrame:

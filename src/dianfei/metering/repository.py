@@ -30,14 +30,13 @@ def reads_of_mode_between(engine: Engine, payment_mode: str, lo: datetime,
     (``vee review``, table ``vee_read_reviews``)."""
     import polars as pl
 
+    from dianfei.metering.vee.names import held_read
+
     return read_frame(
         engine,
         "SELECT r.meter_id, r.register, r.read_at, r.value FROM register_reads r "
         f"{_OF_MODE}WHERE r.read_at > :lo AND r.read_at <= :hi AND r.source <> 'estimated' "
-        "AND NOT EXISTS (SELECT 1 FROM vee_findings f WHERE f.rule = 'implausible_read' "
-        "AND f.meter_id = r.meter_id AND f.ts = r.read_at AND NOT EXISTS (SELECT 1 FROM "
-        "vee_read_reviews v WHERE v.meter_id = f.meter_id AND v.read_at = f.ts "
-        "AND v.decision = 'released'))",
+        f"AND NOT {held_read('r.meter_id', 'r.read_at')}",
         {"lo": lo, "hi": hi, "mode": payment_mode}, instants=("read_at",),
         schema={"meter_id": pl.String, "register": pl.String, "value": pl.Int64})
 

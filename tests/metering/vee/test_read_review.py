@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -103,3 +104,33 @@ def test_a_rejected_read_stays_out_through_the_cli(db: Database, db_env: dict[st
         env={**os.environ, **db_env}, capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "--at needs a UTC offset" in bad.stderr
     assert _reviews(db) == [("rejected", "zhao")]
+
+
+def test_a_reads_file_is_judged_like_a_live_reading(db: Database, db_env: dict[str, str],
+                                                    tmp_path: Path) -> None:
+    """An impossible read in an imported file is stored but held (the import says so), a
+    plausible one is not; re-importing the file holds nothing twice."""
+    prepaid(db, ["P"])
+    daily_reads(db, "MP", {date(2026, 2, 20) + timedelta(days=i): 1000 + 10 * i for i in range(10)})
+    src = tmp_path / "reads.csv"
+    src.write_text("meter_id,read_at,register,value,source\n"
+                   "MP,2026-03-02T00:00:00+08:00,total,50000.00,manual\n", encoding="utf-8")
+    ok = tmp_path / "ok.csv"
+    ok.write_text("meter_id,read_at,register,value,source\n"
+                  "MP,2026-03-03T00:00:00+08:00,total,1110.00,manual\n", encoding="utf-8")
+
+    def imp(path: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "dianfei", "import", "reads", str(path),
+                               "--json"], env={**os.environ, **db_env}, capture_output=True,
+                              text=True, timeout=120)
+
+    first = imp(src)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout) == {"accepted": 1, "rejected": 0, "duplicates": 0, "held": 1}
+    assert "1 register reads held as implausible" in first.stderr
+    held = vee.findings(db, rule="implausible_read")
+    assert held.select("meter_id", "ref").rows() == [("MP", "total")]
+    assert _counted(db) == []
+    assert json.loads(imp(src).stdout) == {"accepted": 0, "rejected": 0, "duplicates": 1}
+    assert json.loads(imp(ok).stdout) == {"accepted": 1, "rejected": 0, "duplicates": 0}
+    assert vee.findings(db, rule="implausible_read").height == 1

@@ -13,6 +13,15 @@ REPORT_KEYS: Final = ("intervals", "missing_intervals", "gap_events", "duplicate
 #: the rule of reads held by the plausibility check (stored when a read arrives, not by a run)
 HELD_RULE: Final = "implausible_read"
 
+
+def held_read(meter: str, at: str) -> str:
+    """SQL: the register read of ``meter`` (a column) at ``at`` is held — judged implausible and
+    not released by a person (``vee review``): no basis for a balance or for judging others."""
+    return (f"EXISTS (SELECT 1 FROM vee_findings f WHERE f.rule = '{HELD_RULE}' "
+            f"AND f.meter_id = {meter} AND f.ts = {at} AND NOT EXISTS (SELECT 1 FROM "
+            "vee_read_reviews v WHERE v.meter_id = f.meter_id AND v.read_at = f.ts "
+            "AND v.decision = 'released'))")
+
 #: every rule name a finding can carry, with what it means (docs/vee.md has the details)
 RULES: Final = {
     "gap": "a gap event: a maximal run of missing intervals (ts = first missing slot)",

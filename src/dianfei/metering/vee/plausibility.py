@@ -132,10 +132,7 @@ def judge(keys: pl.DataFrame, history: pl.DataFrame, meters: pl.DataFrame,
     return pl.DataFrame(rows, schema=FINDING_SCHEMA)
 
 
-_HELD = (f"NOT EXISTS (SELECT 1 FROM vee_findings f WHERE f.rule = '{RULE}' "
-         "AND f.meter_id = r2.meter_id AND f.ts = r2.read_at AND NOT EXISTS (SELECT 1 FROM "
-         "vee_read_reviews v WHERE v.meter_id = f.meter_id AND v.read_at = f.ts "
-         "AND v.decision = 'released'))")
+_HELD = f"NOT {names.held_read('r2.meter_id', 'r2.read_at')}"
 
 
 def _ids(conn: Connection, ids: list[str]) -> tuple[str, dict[str, Any]]:
