@@ -51,6 +51,9 @@ class Bill(Base):
               postgresql_where=text("status != 'cancelled'")),
         Index("ix_bills_period", "period"),
         Index("ix_bills_customer", "customer_id"),
+        # an account's bills whatever their status (the partial index above skips cancelled
+        # ones, so asking by account alone read every bill)
+        Index("ix_bills_account", "account_id", "period"),
     )
     #: "{account}-{YYYYMM}-{version}": deterministic, so a resumed run writes the same ids
     bill_id: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -232,9 +232,11 @@ def issued_bills_of_mode(engine: Engine, payment_mode: str, since_period: str) -
     kwh, read_to_at."""
     return read_frame(
         engine,
-        "SELECT b.account_id, b.period, b.kwh, b.read_to_at FROM bills b "
-        "JOIN customers c ON c.customer_id = b.customer_id AND c.payment_mode = :m "
-        "WHERE b.status = 'issued' AND b.period >= :p",
+        # customers first, then their bills (CROSS JOIN keeps that order in SQLite): the other
+        # way round reads every customer's bills since ``since_period``
+        "SELECT b.account_id, b.period, b.kwh, b.read_to_at FROM customers c "
+        "CROSS JOIN bills b WHERE b.customer_id = c.customer_id AND c.payment_mode = :m "
+        "AND b.status = 'issued' AND b.period >= :p",
         {"p": since_period, "m": payment_mode}, instants=("read_to_at",),
         schema={"account_id": pl.String, "period": pl.String, "kwh": pl.Int64})
 

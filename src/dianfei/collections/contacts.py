@@ -84,7 +84,8 @@ def _causes(db: Database, day: date, now: datetime) -> list[dict[str, Any]]:
                     "customer_id": r["customer_id"], "reason": "wrong_contact", "field": "phone",
                     "at": r["at"], "detail": {"visit_id": detail.get("visit_id"),
                                               "collector": detail.get("collector")}})
-    facts = contact_facts(db.engine)
+    # only the accounts that can raise a cause: no phone on file, or a class that needs an e-mail
+    facts = contact_facts(db.engine, gaps_or_classes=sorted(EMAIL_REQUIRED_CLASSES))
     for r in facts.filter(~pl.col("has_phone")).iter_rows(named=True):
         out.append({"key": f"missing_phone:{r['account_id']}:{day.isoformat()}",
                     "account_id": r["account_id"], "customer_id": r["customer_id"],

@@ -114,7 +114,18 @@ class CollectionTask(Base):
     __tablename__ = "collection_tasks"
     __table_args__ = (Index("uq_collection_tasks_key", "key", unique=True),
                       Index("ix_collection_tasks_status", "status", "kind"),
-                      Index("ix_collection_tasks_owner", "owner", "status"))
+                      Index("ix_collection_tasks_owner", "owner", "status"),
+                      # the daily steps' questions, each answered from the few rows concerned
+                      # rather than from every task ever raised
+                      Index("ix_collection_tasks_unrouted", "task_id",
+                            sqlite_where=text("department IS NULL"),
+                            postgresql_where=text("department IS NULL")),
+                      Index("ix_collection_tasks_undated", "kind",
+                            sqlite_where=text("due_at IS NULL"),
+                            postgresql_where=text("due_at IS NULL")),
+                      Index("ix_collection_tasks_to_escalate", "due_at",
+                            sqlite_where=text("status = 'open' AND escalated_at IS NULL"),
+                            postgresql_where=text("status = 'open' AND escalated_at IS NULL")))
     task_id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
     key: Mapped[str] = mapped_column(String(120))
     account_id: Mapped[str] = mapped_column(String(32))
@@ -155,6 +166,8 @@ class StopCase(Base):
         Index("uq_stop_cases_live_account", "account_id", unique=True,
               sqlite_where=text("status != 'closed'"), postgresql_where=text("status != 'closed'")),
         Index("ix_stop_cases_status", "status"),
+        # "was this stop notice already given?" — asked of each day's candidates
+        Index("ix_stop_cases_notice_key", "notice_key"),
     )
     case_id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
     account_id: Mapped[str] = mapped_column(String(32))

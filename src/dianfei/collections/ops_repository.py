@@ -33,13 +33,16 @@ def events_since(source: Engine | Connection, types: Sequence[str], since: date)
     import polars as pl
 
     names = {f"t{i}": t for i, t in enumerate(types)}
+    # sorted here, not by ORDER BY event_id: that makes SQLite walk every event ever recorded in
+    # id order instead of the business-date index
     return read_frame(
-        source, "SELECT key, account_id, customer_id, type, at, business_date, detail "
+        source, "SELECT event_id, key, account_id, customer_id, type, at, business_date, detail "
         f"FROM collection_events WHERE business_date >= :s AND type IN "
-        f"({', '.join(':' + k for k in names) or 'NULL'}) ORDER BY event_id",
+        f"({', '.join(':' + k for k in names) or 'NULL'})",
         {"s": since, **names}, dates=("business_date",), instants=("at",),
-        schema={"key": pl.String, "account_id": pl.String, "customer_id": pl.String,
-                "type": pl.String, "detail": pl.String})
+        schema={"event_id": pl.Int64, "key": pl.String, "account_id": pl.String,
+                "customer_id": pl.String, "type": pl.String, "detail": pl.String},
+    ).sort("event_id").drop("event_id")
 
 
 def event_counts(source: Engine | Connection, types: Sequence[str], since: date,
@@ -176,11 +179,12 @@ def open_flags(source: Engine | Connection) -> pl.DataFrame:
     """The open contact flags: flag_id, account_id, customer_id, reason, field, opened_at, task_id."""
     import polars as pl
 
+    # sorted here: ORDER BY flag_id walks every flag ever raised instead of the status index
     return read_frame(
         source, "SELECT flag_id, account_id, customer_id, reason, field, opened_at, task_id "
-        "FROM contact_flags WHERE status = 'open' ORDER BY flag_id", instants=("opened_at",),
+        "FROM contact_flags WHERE status = 'open'", instants=("opened_at",),
         schema={"flag_id": pl.Int64, "account_id": pl.String, "customer_id": pl.String,
-                "reason": pl.String, "field": pl.String, "task_id": pl.Int64})
+                "reason": pl.String, "field": pl.String, "task_id": pl.Int64}).sort("flag_id")
 
 
 def flags(source: Engine | Connection, status: str | None) -> pl.DataFrame:
@@ -266,6 +270,20 @@ def task_counts(source: Engine | Connection, kinds: Sequence[str]) -> pl.DataFra
         "GROUP BY account_id, kind, status", names,
         schema={"account_id": pl.String, "kind": pl.String, "status": pl.String,
                 "tasks": pl.Int64})
+
+
+def open_ladder_tasks(conn: Connection, kinds: Sequence[str]) -> pl.DataFrame:
+    """task_id, account_id, customer_id, kind of the open tasks of ``kinds`` the dunning ladder
+    raised (key ``dun:…``, a range on the key index's order, not LIKE)."""
+    import polars as pl
+
+    names = {f"k{i}": k for i, k in enumerate(kinds)}
+    return read_frame(
+        conn, "SELECT task_id, account_id, customer_id, kind FROM collection_tasks "
+        f"WHERE status = 'open' AND kind IN ({', '.join(':' + k for k in names) or 'NULL'}) "
+        "AND key >= 'dun:' AND key < 'dun;'", names,
+        schema={"task_id": pl.Int64, "account_id": pl.String, "customer_id": pl.String,
+                "kind": pl.String})
 
 
 def unrouted_tasks(conn: Connection) -> pl.DataFrame:

@@ -35,19 +35,21 @@ if TYPE_CHECKING:
     from dianfei.collections.ladder import Ladder
 
 
-def _promises(source: Any, where: str) -> pl.DataFrame:
+def _promises(source: Any, where: str, params: dict[str, Any] | None = None) -> pl.DataFrame:
     import polars as pl
 
     from dianfei.db.frames import read_frame
 
+    # sorted here: ORDER BY promise_id makes SQLite walk every promise ever made in id order
+    # rather than use the index the condition names
     return read_frame(
         source, "SELECT promise_id, account_id, customer_id, made_at, made_on, due_on, amount, "
-        f"ladder_at, level_at, status, closed_on FROM payment_promises WHERE {where} "
-        "ORDER BY promise_id", instants=("made_at",), dates=("made_on", "due_on", "closed_on"),
+        f"ladder_at, level_at, status, closed_on FROM payment_promises WHERE {where}",
+        params, instants=("made_at",), dates=("made_on", "due_on", "closed_on"),
         schema={"promise_id": pl.Int64, "account_id": pl.String, "customer_id": pl.String,
                 "made_at": pl.Datetime("us", "UTC"), "made_on": pl.Date, "due_on": pl.Date,
                 "amount": pl.Int64, "ladder_at": pl.String, "level_at": pl.String,
-                "status": pl.String, "closed_on": pl.Date})
+                "status": pl.String, "closed_on": pl.Date}).sort("promise_id")
 
 
 def paid_towards(engine: Any, promises: pl.DataFrame, now: Any) -> pl.DataFrame:
@@ -141,8 +143,12 @@ def ladder_columns(ctx: Context, snap: pl.DataFrame) -> pl.DataFrame:
     if not accounts:
         return snap.with_columns(pl.lit(False).alias("open_promise"),
                                  pl.col("days_overdue").alias("ladder_days"))
-    mine = _promises(ctx.db.engine, "status IN ('open', 'kept', 'broken')").filter(
-        pl.col("account_id").is_in(accounts) & (pl.col("made_at") <= ctx.now))
+    from dianfei.db.lists import any_of
+
+    # the promises of the day's accounts only (the account index), not every promise ever kept
+    member, bound = any_of(ctx.db.engine, "account_id", "accts", sorted(set(accounts)))
+    mine = _promises(ctx.db.engine, f"status IN ('open', 'kept', 'broken') AND {member}",
+                     bound).filter(pl.col("made_at") <= ctx.now)
     open_ = mine.filter(pl.col("status") == "open").select(
         "account_id", pl.lit(True).alias("open_promise")).unique("account_id")
     # the latest closed promise of each account decides how the ladder counts

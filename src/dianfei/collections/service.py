@@ -124,6 +124,13 @@ def run_day(db: Database, day: date, *, clock: Clock, switch: RemoteSwitch | Non
     items = overdue_items(db.engine, day)
     ctx.accounts = sorted(set(items["account_id"].to_list()))
     lap("snapshot")
+    # the ladder's visit and referral tasks of accounts that paid are done: no collector is
+    # sent to (and no worklist shows) a customer who owes nothing overdue
+    from dianfei.collections.tasks import close_settled
+
+    with db.session() as s:
+        ctx.report.operations["tasks_settled"] = close_settled(s, ctx.accounts, clock=clock)
+    lap("tasks_settled")
     with db.engine.begin() as conn:
         _late_fees(ctx, conn, items)
     kill_point("collections.late_fees_posted")  # the crash tests die here (core/faults.py)

@@ -124,8 +124,10 @@ def live_accounts(session: Session) -> set[str]:
 
 def live_cases(session: Session, mode: str, statuses: tuple[str, ...] = LIVE) -> list[StopCase]:
     """The cases of ``mode`` in ``statuses`` (default: every live one), oldest first."""
-    return list(session.scalars(select(StopCase).where(StopCase.status.in_(statuses))
-                                .where(StopCase.mode == mode).order_by(StopCase.case_id)))
+    # sorted here: ORDER BY case_id lets SQLite walk every case ever opened in id order
+    # instead of the status index (closed cases are most of them after a year)
+    return sorted(session.scalars(select(StopCase).where(StopCase.status.in_(statuses))
+                                  .where(StopCase.mode == mode)), key=lambda c: c.case_id)
 
 
 def live_case_frame(session: Session, mode: str) -> pl.DataFrame:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -408,6 +408,55 @@ def escalate_overdue(session: Session, *, clock: Clock, task_rules: TaskRules | 
     write_events(conn, event_frame([r for r in rows if r["key"] not in have]))
     session.expire_all()
     return late.height
+
+
+#: the ladder's tasks about arrears (key ``dun:…``) and the outcome they end with once nothing
+#: is overdue any more
+SETTLED_OUTCOME = {"collector_visit": "paid", "referral": "recovered"}
+
+
+def close_settled(session: Session, overdue_accounts: Sequence[str], *, clock: Clock) -> int:
+    """The daily step after the snapshot: the ladder's arrears tasks (``collector_visit``,
+    ``referral``, key ``dun:…``) still open for an account with nothing overdue any more are
+    done — ``paid`` / ``recovered``, by ``daily run`` — with a ``task_done`` event each and one
+    audit record per kind. Without it a visit task stayed open (and on a collector's worklist)
+    for ever after the customer paid, and the open tasks grew with the history. Tasks raised for
+    other reasons (a protected prepaid customer at cut-off, a visit's follow-ups) are not
+    touched. Compare-and-set: a task done meanwhile is left as it is. Returns how many closed."""
+    import polars as pl
+    from sqlalchemy import update
+
+    from dianfei.collections import ops_repository, repository
+
+    conn = session.connection()
+    open_ = ops_repository.open_ladder_tasks(conn, tuple(SETTLED_OUTCOME))
+    settled = open_.filter(~pl.col("account_id").is_in(sorted(set(overdue_accounts))))
+    if settled.height == 0:
+        return 0
+    now = clock.now()
+    rows = []
+    for kind, outcome in SETTLED_OUTCOME.items():
+        mine = settled.filter(pl.col("kind") == kind)
+        if mine.height == 0:
+            continue
+        ids = mine["task_id"].to_list()
+        session.execute(update(CollectionTask).where(
+            CollectionTask.task_id.in_(ids), CollectionTask.status == "open").values(
+            status="done", done_at=now, done_by="daily run", outcome=outcome)
+            .execution_options(synchronize_session=False))
+        audit.record(conn, "task.done", kind, {"outcome": outcome, "by": "daily run",
+                                               "reason": "nothing overdue", "tasks": ids})
+        for r in mine.iter_rows(named=True):
+            rows.append({"key": f"task:{r['task_id']}:done", "account_id": r["account_id"],
+                         "customer_id": r["customer_id"], "type": "task_done", "at": now,
+                         "business_date": business_date(now),
+                         "detail": json.dumps({"task_id": r["task_id"], "kind": kind,
+                                               "outcome": outcome, "by": "daily run"},
+                                              ensure_ascii=False)})
+    have = repository.existing_keys(conn, "collection_events", [r["key"] for r in rows])
+    write_events(conn, event_frame([r for r in rows if r["key"] not in have]))
+    session.expire_all()
+    return settled.height
 
 
 def open_counts(engine: Engine) -> dict[str, int]:

@@ -194,18 +194,27 @@ def account_profiles(engine: Engine) -> pl.DataFrame:
                 "protected": pl.Boolean, "payment_mode": pl.String})
 
 
-def contact_facts(engine: Engine, accounts: Sequence[str] | None = None) -> pl.DataFrame:
+def contact_facts(engine: Engine, accounts: Sequence[str] | None = None, *,
+                  gaps_or_classes: Sequence[str] | None = None) -> pl.DataFrame:
+    """``accounts`` (read through the account key) and ``gaps_or_classes`` (only accounts
+    without a phone or of these classes) narrow the rows in SQL, not after reading them all."""
     import polars as pl
 
+    has_phone = "c.phone_enc IS NOT NULL AND c.phone_enc != ''"
+    where, params = "", dict[str, Any]()
+    if accounts is not None:
+        member, params = any_of(engine, "a.account_id", "accts", sorted(set(accounts)))
+        where += f" AND {member}"
+    if gaps_or_classes is not None:
+        member, bound = any_of(engine, "c.customer_class", "classes", sorted(set(gaps_or_classes)))
+        where += f" AND (NOT ({has_phone}) OR {member})"
+        params = {**params, **bound}
     frame = read_frame(
         engine,
         "SELECT a.account_id, c.customer_id, c.customer_class, c.station_id, "
-        "CASE WHEN c.phone_enc IS NOT NULL AND c.phone_enc != '' THEN 1 ELSE 0 END AS has_phone "
+        f"CASE WHEN {has_phone} THEN 1 ELSE 0 END AS has_phone "
         "FROM accounts a JOIN customers c ON c.customer_id = a.customer_id "
-        "WHERE a.closed_on IS NULL AND c.closed_on IS NULL ORDER BY a.account_id",
+        f"WHERE a.closed_on IS NULL AND c.closed_on IS NULL{where}", params,
         schema={"account_id": pl.String, "customer_id": pl.String, "customer_class": pl.String,
                 "station_id": pl.String, "has_phone": pl.Int64})
-    frame = frame.with_columns(pl.col("has_phone").cast(pl.Boolean))
-    if accounts is not None:
-        frame = frame.filter(pl.col("account_id").is_in(sorted(set(accounts))))
-    return frame
+    return frame.with_columns(pl.col("has_phone").cast(pl.Boolean)).sort("account_id")

@@ -386,12 +386,14 @@ def account_profiles(engine: Engine) -> pl.DataFrame:
 _PHONE = r"^(1[3-9]\d{9}|0\d{2,3}-?\d{7,8})$"
 
 
-def contact_facts(engine: Engine, accounts: Sequence[str] | None = None) -> pl.DataFrame:
+def contact_facts(engine: Engine, accounts: Sequence[str] | None = None, *,
+                  gaps_or_classes: Sequence[str] | None = None) -> pl.DataFrame:
     """account_id, customer_id, customer_class, station_id, has_phone of every open account (or
-    the open ones among ``accounts``): whether a phone is on file, never the number."""
+    the open ones among ``accounts``; with ``gaps_or_classes``, only those without a phone on
+    file or of one of these classes): whether a phone is on file, never the number."""
     from dianfei.customers import repository
 
-    return repository.contact_facts(engine, accounts)
+    return repository.contact_facts(engine, accounts, gaps_or_classes=gaps_or_classes)
 
 
 def set_phone(session: Any, *, customer_id: str, phone: str, cipher: PiiCipher | None = None) -> None:

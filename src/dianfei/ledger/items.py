@@ -277,10 +277,13 @@ def overdue_frame(conn_or_engine: Any, day: date) -> pl.DataFrame:
 
     from dianfei.db.frames import read_frame
 
+    # ``open_amount <> 0`` is the condition of the partial index of open items: with it SQLite
+    # reads that index (the items still open), without it every item ever billed
     return read_frame(
         conn_or_engine,
         "SELECT account_id, customer_id, item_kind, reference, bill_id, due_on, amount, "
-        "open_amount FROM open_items WHERE open_amount > 0 AND due_on < :d", {"d": day},
+        "open_amount FROM open_items WHERE open_amount <> 0 AND open_amount > 0 AND due_on < :d",
+        {"d": day},
         dates=("due_on",),
         schema={"account_id": pl.String, "customer_id": pl.String, "item_kind": pl.String,
                 "reference": pl.String, "bill_id": pl.String, "due_on": pl.Date,
