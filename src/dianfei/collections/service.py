@@ -183,7 +183,10 @@ def run_day(db: Database, day: date, *, clock: Clock, switch: RemoteSwitch | Non
     # the day's collector worklists, from the tasks the ladder raised (idempotent per day)
     from dianfei.collections.worklist import build_worklists
 
-    ctx.report.worklist_accounts = build_worklists(db, day, clock=clock, scorer=scorer)["accounts"]
+    # from the morning's overdue items, as the ladder was: the lists and the ladder read the same
+    # snapshot (the day's fees fall due today; a payment posted since shows on tomorrow's lists)
+    ctx.report.worklist_accounts = build_worklists(db, day, clock=clock, scorer=scorer,
+                                                   overdue=items)["accounts"]
     lap("worklists")
     return ctx.report
 

@@ -127,10 +127,11 @@ def risk_features(db: Database, arrears: pl.DataFrame, day: date) -> pl.DataFram
 
 
 def gather(db: Database, day: date, rules: assignment.Rules,
-           scorer: RiskScorer | None = None) -> pl.DataFrame:
+           scorer: RiskScorer | None = None, overdue: pl.DataFrame | None = None) -> pl.DataFrame:
     """One row per account with an open collector-bound task: account_id, customer_id,
     task_kinds, amount_overdue, days_overdue, p_default, risk_reasons and the customer's
-    station_id, region_id, customer_class, language, collector_id (its own)."""
+    station_id, region_id, customer_class, language, collector_id (its own). ``overdue``: the
+    day's overdue items when the caller has just read them (``service.overdue_items``)."""
     import polars as pl
 
     from dianfei.collections.service import broken_plan_dates, overdue_items
@@ -143,7 +144,7 @@ def gather(db: Database, day: date, rules: assignment.Rules,
         pl.col("kind").unique().sort().str.join(",").alias("task_kinds")))
     if per.height == 0:
         return per
-    items = overdue_items(db.engine, day).filter(
+    items = (overdue if overdue is not None else overdue_items(db.engine, day)).filter(
         (pl.col("due_on") < day) & (pl.col("open_amount") > 0)
         & pl.col("account_id").is_in(per["account_id"].implode()))
     owed = items.group_by("account_id").agg(
@@ -179,15 +180,17 @@ def plan(work: pl.DataFrame, roster: pl.DataFrame, rules: assignment.Rules, day:
 
 def build_worklists(db: Database, day: date, *, clock: Clock,
                     rules: assignment.Rules | None = None,
-                    scorer: RiskScorer | None = None) -> dict[str, Any]:
+                    scorer: RiskScorer | None = None,
+                    overdue: pl.DataFrame | None = None) -> dict[str, Any]:
     """Build (or complete) the day's worklists; returns day, accounts (on the lists now), added,
-    collectors. Refused, storing nothing, when a rule names an inactive collector."""
+    collectors. Refused, storing nothing, when a rule names an inactive collector. ``overdue``:
+    the day's overdue items when the caller (the daily run) has them already."""
 
     from dianfei.audit import service as audit
     from dianfei.db.bulk import write_frame
 
     r = rules or rules_for(db)
-    work = gather(db, day, r, scorer)
+    work = gather(db, day, r, scorer, overdue)
     with db.engine.begin() as conn:
         have = repo.entries(conn, day, day)
         fresh = work.join(have.select("account_id"), on="account_id", how="anti") if work.height \
