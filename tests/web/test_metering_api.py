@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -105,3 +106,73 @@ def test_quarantine_of_a_customers_import_is_clear_only_for_pii_read(client: Tes
     assert actors == ["user:billing_clerk"]
     assert get(client, path, "c1").status_code == 403
     assert get(client, "/api/v1/imports/nope/quarantine", "billing_clerk").status_code == 404
+
+
+def test_a_held_read_is_released_or_rejected_by_a_role_that_may(client: TestClient,
+                                                               db: Database) -> None:
+    """Issue 17: the review of a read held as implausible over REST — the clerk's decision is
+    recorded once under the clerk's name, audited, and the read counts from then on; roles
+    without ``vee:review`` and wrong requests change nothing."""
+    from datetime import date, timedelta
+
+    import polars as pl
+    from sqlalchemy import text
+    from tests.collections.test_prepay import daily_reads
+    from tests.web.api_world import auth
+
+    from dianfei.audit.service import verify
+    from dianfei.core.clock import FixedClock
+    from dianfei.metering.service import reads_of_mode_between, store_reads
+    from dianfei.metering.vee.plausibility import hold_implausible
+
+    # C1's meter read 10 kWh a day for ten days, then 50,000 kWh: held as implausible
+    daily_reads(db, "MC1", {date(2026, 2, 20) + timedelta(days=i): 1100 + 10 * i
+                            for i in range(10)})
+    huge_at = datetime(2026, 3, 1, 16, tzinfo=UTC)  # 2 March 00:00 in Beijing
+    huge = pl.DataFrame({"meter_id": ["MC1"], "read_at": [huge_at], "register": ["total"],
+                         "value": [5_000_000], "source": ["ami"]},
+                        schema={"meter_id": pl.String, "read_at": pl.Datetime("us", "UTC"),
+                                "register": pl.String, "value": pl.Int64, "source": pl.String})
+    with db.engine.begin() as conn:
+        store_reads(conn, huge)
+    clock = FixedClock(datetime(2026, 3, 2, 10, tzinfo=UTC))
+    assert hold_implausible(db, clock, huge.select("meter_id", "read_at", "register")) == 1
+
+    def _counted(_db: Database) -> list[int]:
+        got = reads_of_mode_between(db.engine, "postpaid", huge_at - timedelta(hours=1),
+                                    huge_at + timedelta(hours=1))
+        return [int(v) for v in got["value"].to_list()]
+
+    path = "/api/v1/vee/held-reads/review"
+    body = {"meter_id": "MC1", "read_at": "2026-03-02T00:00:00+08:00", "decision": "release",
+            "reason": "meter tested on site: it did register it"}
+
+    def post(user: str | None, **change: str) -> Any:
+        return client.post(path, json={**body, **change},
+                           headers=auth(client, user) if user else {})
+
+    assert post(None).status_code == 401
+    for role in ("c1", "cashier", "collector", "auditor"):
+        assert post(role).status_code == 403, role
+    bad = post("billing_clerk", decision="maybe")
+    assert bad.status_code == 422 and "release" in bad.json()["message"]
+    naive = post("billing_clerk", read_at="2026-03-02T00:00:00")
+    assert naive.status_code == 422
+    assert post("billing_clerk", read_at="2026-03-03T00:00:00+08:00").status_code == 404
+    assert _counted(db) == []  # still held: nothing above changed it
+
+    ok = post("billing_clerk")
+    assert ok.status_code == 200, ok.text
+    assert ok.json() == {"meter_id": "MC1", "read_at": "2026-03-02T00:00:00+08:00",
+                         "decision": "released", "decided_by": "billing_clerk",
+                         "reason": body["reason"], "recorded": True}
+    assert _counted(db) == [5_000_000]
+    again = post("billing_clerk")
+    assert again.status_code == 200 and again.json()["recorded"] is False
+    other = post("supervisor", decision="reject")
+    assert other.status_code == 409 and "already released" in other.json()["message"]
+    with db.engine.connect() as conn:
+        audited = [(r[0], r[1]) for r in conn.execute(text(
+            "SELECT action, subject FROM audit_records WHERE action LIKE 'read.%' ORDER BY seq"))]
+    assert audited == [("read.released", "MC1")]
+    assert verify(db.engine).intact

@@ -123,6 +123,7 @@ ROLE_PERMISSIONS = {role: perms | _EXPERIMENT_GRANTS.get(role, frozenset())
 _OPS_PERMISSIONS: Mapping[str, str] = {
     "billing:run": "start a bill run for a period and follow its progress",
     "vee:read": "the meter-data worklist: flagged and estimated reads awaiting review",
+    "vee:review": "release or reject a read held as implausible (it moves no balance until then)",
     "reconcile:read": "reconciliation runs by channel and day, and their breaks",
     "reconcile:resolve": "close a reconciliation break with a note saying how it was cleared",
     "counter:take": "take payments at the counter, print the receipt and close the own till",
@@ -130,8 +131,9 @@ _OPS_PERMISSIONS: Mapping[str, str] = {
 PERMISSIONS = {**PERMISSIONS, **_OPS_PERMISSIONS}
 _OPS_GRANTS: Mapping[str, frozenset[str]] = {
     "admin": frozenset(_OPS_PERMISSIONS),
-    "billing_clerk": frozenset({"billing:run", "vee:read"}),
-    "supervisor": frozenset({"billing:run", "vee:read", "reconcile:read", "reconcile:resolve"}),
+    "billing_clerk": frozenset({"billing:run", "vee:read", "vee:review"}),
+    "supervisor": frozenset({"billing:run", "vee:read", "vee:review", "reconcile:read",
+                             "reconcile:resolve"}),
     "auditor": frozenset({"vee:read", "reconcile:read"}),
     "cashier": frozenset({"counter:take"}),
 }

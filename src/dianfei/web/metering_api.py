@@ -7,6 +7,7 @@ from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
+from pydantic import BaseModel, Field
 
 from dianfei.core.clock import BUSINESS_TZ, Clock, start_of_day
 from dianfei.core.errors import ValidationError
@@ -14,12 +15,22 @@ from dianfei.core.money import fmt_qty
 from dianfei.db.engine import Database
 from dianfei.web.auth import guard, signed_in
 from dianfei.web.ownership import may_see_pii, own_account
-from dianfei.web.paging import FIRST_DAY, Page, check_day, envelope, page
+from dianfei.web.paging import FIRST_DAY, Instant, Page, check_day, envelope, page
 
 #: the longest window of the VEE findings route (the rules run over the window's data)
 MAX_VEE_DAYS = 92
 
 _Day = Annotated[date | None, Query()]
+
+
+class HeldReadReview(BaseModel):
+    """A person's decision on a read held as implausible (``vee findings --rule
+    implausible_read`` lists them): ``release`` (the meter did register it) or ``reject``."""
+
+    meter_id: str = Field(min_length=1, max_length=32)
+    read_at: Instant
+    decision: str = Field(min_length=1, max_length=10)
+    reason: str = Field(min_length=1, max_length=2000)
 
 
 def register(app: FastAPI, db: Database, clock: Clock) -> None:
@@ -85,6 +96,18 @@ def register(app: FastAPI, db: Database, clock: Clock) -> None:
         return p.of([{"rule": r["rule"], "meter_id": r["meter_id"], "ts": _instant(r["ts"]),
                       "value": _kwh(r["value_wh"]), "detail": r["detail"], "ref": r["ref"]}
                      for r in frame.iter_rows(named=True)])
+
+
+    @app.post("/api/v1/vee/held-reads/review", tags=["metering"], **guard("vee:review"))
+    def api_review_held_read(body: HeldReadReview, request: Request) -> dict[str, Any]:
+        """Release or reject a read held as implausible — the same decision as ``dianfei vee
+        review``: recorded once with the caller as ``decided_by`` and an audit record
+        (``read.released`` / ``read.rejected``); the same decision again answers
+        ``recorded: false``, the other one 409; a read that is not held 404."""
+        who = signed_in(request)
+        out = vee.review_held_read(db, clock, meter_id=body.meter_id, read_at=body.read_at,
+                                   decision=body.decision, by=who.username, reason=body.reason)
+        return {**out, "read_at": _instant(out["read_at"])}
 
 
 def _ordered(day_from: date | None, day_to: date | None) -> None:
