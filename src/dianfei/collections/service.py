@@ -32,7 +32,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from dianfei.collections import repository
 from dianfei.collections.account import owed
@@ -175,8 +175,6 @@ def run_day(db: Database, day: date, *, clock: Clock, switch: RemoteSwitch | Non
     lap("operations")
     with db.engine.begin() as conn, db.sessions(bind=conn) as session:
         stops.record_sent(ctx, session, conn)
-        from sqlalchemy import update
-
         conn.execute(update(CollectionRun).where(CollectionRun.day == day).values(
             finished_at=ctx.now, report=json.dumps(ctx.report.to_json())))
     lap("finish")
@@ -188,6 +186,9 @@ def run_day(db: Database, day: date, *, clock: Clock, switch: RemoteSwitch | Non
     ctx.report.worklist_accounts = build_worklists(db, day, clock=clock, scorer=scorer,
                                                    overdue=items)["accounts"]
     lap("worklists")
+    with db.engine.begin() as conn:  # the report again, with the worklists' count and time
+        conn.execute(update(CollectionRun).where(CollectionRun.day == day).values(
+            report=json.dumps(ctx.report.to_json())))
     return ctx.report
 
 
