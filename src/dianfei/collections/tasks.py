@@ -440,10 +440,11 @@ def close_settled(session: Session, overdue_accounts: Sequence[str], *, clock: C
         if mine.height == 0:
             continue
         ids = mine["task_id"].to_list()
-        session.execute(update(CollectionTask).where(
-            CollectionTask.task_id.in_(ids), CollectionTask.status == "open").values(
-            status="done", done_at=now, done_by="daily run", outcome=outcome)
-            .execution_options(synchronize_session=False))
+        for i in range(0, len(ids), 10_000):  # the first run after an upgrade may close many
+            session.execute(update(CollectionTask).where(
+                CollectionTask.task_id.in_(ids[i:i + 10_000]), CollectionTask.status == "open")
+                .values(status="done", done_at=now, done_by="daily run", outcome=outcome)
+                .execution_options(synchronize_session=False))
         audit.record(conn, "task.done", kind, {"outcome": outcome, "by": "daily run",
                                                "reason": "nothing overdue", "tasks": ids})
         for r in mine.iter_rows(named=True):
