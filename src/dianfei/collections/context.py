@@ -105,6 +105,7 @@ class Context:
     #: the accounts the day works on (those with an overdue item); None: every open account
     accounts: list[str] | None = None
     _customers: Any = None
+    _late_history: Any = None
 
     @property
     def now(self) -> datetime:
@@ -117,6 +118,17 @@ class Context:
 
             self._customers = open_account_facts(self.db.engine, self.accounts)
         return self._customers  # type: ignore[no-any-return]
+
+    def late_history(self) -> pl.DataFrame:
+        """The last 365 days' late-payment history per account (the risk features), read once
+        per run: the snapshot and the worklists both score from it."""
+        if self._late_history is None:
+            from datetime import timedelta
+
+            from dianfei.collections.repository import late_history
+
+            self._late_history = late_history(self.db.engine, self.day - timedelta(days=365))
+        return self._late_history  # type: ignore[no-any-return]
 
 
 def arrears_context(row: Mapping[str, Any]) -> dict[str, str]:

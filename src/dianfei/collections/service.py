@@ -184,7 +184,8 @@ def run_day(db: Database, day: date, *, clock: Clock, switch: RemoteSwitch | Non
     # from the morning's overdue items, as the ladder was: the lists and the ladder read the same
     # snapshot (the day's fees fall due today; a payment posted since shows on tomorrow's lists)
     ctx.report.worklist_accounts = build_worklists(db, day, clock=clock, scorer=scorer,
-                                                   overdue=items)["accounts"]
+                                                   overdue=items,
+                                                   history=ctx.late_history())["accounts"]
     lap("worklists")
     with db.engine.begin() as conn:  # the report again, with the worklists' count and time
         conn.execute(update(CollectionRun).where(CollectionRun.day == day).values(
@@ -432,8 +433,7 @@ def build_snapshot(ctx: Context, items: pl.DataFrame, scorer: RiskScorer | None)
     from dianfei.collections.incentives import with_repeat_defaulters
 
     snap = with_repeat_defaulters(ctx.db.engine, snap)
-    since = day - timedelta(days=365)
-    hist = repository.late_history(ctx.db.engine, since)
+    hist = ctx.late_history()
     feats = (snap.select("account_id", pl.col("amount_overdue").alias("arrears"))
              .join(hist, on="account_id", how="left")
              .join(repository.broken_plans(ctx.db.engine), on="account_id", how="left"))

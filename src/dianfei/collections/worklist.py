@@ -113,21 +113,25 @@ def collector_of(db: Database, user: Any) -> str | None:
 # -- building ----------------------------------------------------------------------------------
 
 
-def risk_features(db: Database, arrears: pl.DataFrame, day: date) -> pl.DataFrame:
+def risk_features(db: Database, arrears: pl.DataFrame, day: date,
+                  history: pl.DataFrame | None = None) -> pl.DataFrame:
     """The risk features (account_id, arrears, late_count, avg_days_late, broken_plans) of
-    ``arrears`` (account_id, amount_overdue), as the daily run's snapshot builds them."""
+    ``arrears`` (account_id, amount_overdue), as the daily run's snapshot builds them
+    (``history``: the daily run's ``repository.late_history`` of the last 365 days)."""
     import polars as pl
 
     from dianfei.collections import repository
 
-    hist = repository.late_history(db.engine, day - timedelta(days=365))
+    hist = (history if history is not None
+            else repository.late_history(db.engine, day - timedelta(days=365)))
     return (arrears.select("account_id", pl.col("amount_overdue").alias("arrears"))
             .join(hist, on="account_id", how="left")
             .join(repository.broken_plans(db.engine), on="account_id", how="left"))
 
 
 def gather(db: Database, day: date, rules: assignment.Rules,
-           scorer: RiskScorer | None = None, overdue: pl.DataFrame | None = None) -> pl.DataFrame:
+           scorer: RiskScorer | None = None, overdue: pl.DataFrame | None = None,
+           history: pl.DataFrame | None = None) -> pl.DataFrame:
     """One row per account with an open collector-bound task: account_id, customer_id,
     task_kinds, amount_overdue, days_overdue, p_default, risk_reasons and the customer's
     station_id, region_id, customer_class, language, collector_id (its own). ``overdue``: the
@@ -154,7 +158,7 @@ def gather(db: Database, day: date, rules: assignment.Rules,
             .with_columns(pl.col("amount_overdue").fill_null(0).cast(pl.Int64),
                           pl.col("days_overdue").fill_null(0).cast(pl.Int64)))
     scores = (scorer or scorer_for(db, day, plans=lambda: broken_plan_dates(db))).score(
-        risk_features(db, work, day))
+        risk_features(db, work, day, history))
     facts = assignment_facts(db.engine, work["account_id"].to_list()).drop("customer_id")
     return (work.join(scores.select("account_id",
                                     (pl.col("score").cast(pl.Float64) / 100).alias("p_default"),
@@ -181,16 +185,18 @@ def plan(work: pl.DataFrame, roster: pl.DataFrame, rules: assignment.Rules, day:
 def build_worklists(db: Database, day: date, *, clock: Clock,
                     rules: assignment.Rules | None = None,
                     scorer: RiskScorer | None = None,
-                    overdue: pl.DataFrame | None = None) -> dict[str, Any]:
+                    overdue: pl.DataFrame | None = None,
+                    history: pl.DataFrame | None = None) -> dict[str, Any]:
     """Build (or complete) the day's worklists; returns day, accounts (on the lists now), added,
     collectors. Refused, storing nothing, when a rule names an inactive collector. ``overdue``:
-    the day's overdue items when the caller (the daily run) has them already."""
+    the day's overdue items, ``history`` its late-payment history, when the caller (the daily
+    run) has them already."""
 
     from dianfei.audit import service as audit
     from dianfei.db.bulk import write_frame
 
     r = rules or rules_for(db)
-    work = gather(db, day, r, scorer, overdue)
+    work = gather(db, day, r, scorer, overdue, history)
     with db.engine.begin() as conn:
         have = repo.entries(conn, day, day)
         fresh = work.join(have.select("account_id"), on="account_id", how="anti") if work.height \
