@@ -275,16 +275,18 @@ def overdue_frame(conn_or_engine: Any, day: date) -> pl.DataFrame:
     ``ledger check``), so these items never net against credit."""
     import polars as pl
 
-    from dianfei.db.frames import read_frame
+    from dianfei.db.frames import read_frame, sqlite_columns
 
     # ``open_amount <> 0`` is the condition of the partial index of open items: with it SQLite
     # reads that index (the items still open), without it every item ever billed
-    return read_frame(
-        conn_or_engine,
-        "SELECT account_id, customer_id, item_kind, reference, bill_id, due_on, amount, "
-        "open_amount FROM open_items WHERE open_amount <> 0 AND open_amount > 0 AND due_on < :d",
-        {"d": day},
-        dates=("due_on",),
-        schema={"account_id": pl.String, "customer_id": pl.String, "item_kind": pl.String,
-                "reference": pl.String, "bill_id": pl.String, "due_on": pl.Date,
-                "amount": pl.Int64, "open_amount": pl.Int64})
+    sql = ("SELECT account_id, customer_id, item_kind, reference, bill_id, due_on, amount, "
+           "open_amount FROM open_items WHERE open_amount <> 0 AND open_amount > 0 AND due_on < :d")
+    schema = {"account_id": pl.String, "customer_id": pl.String, "item_kind": pl.String,
+              "reference": pl.String, "bill_id": pl.String, "due_on": pl.Date,
+              "amount": pl.Int64, "open_amount": pl.Int64}
+    if not isinstance(conn_or_engine, Connection):
+        # SQLite: the rows as one text parsed by Polars (ids and references hold no separator)
+        fast = sqlite_columns(conn_or_engine, sql, {"d": day}, schema)
+        if fast is not None:
+            return fast
+    return read_frame(conn_or_engine, sql, {"d": day}, dates=("due_on",), schema=schema)
