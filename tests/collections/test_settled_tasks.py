@@ -76,3 +76,19 @@ def test_a_paid_account_s_visit_task_is_done_and_off_the_worklist(db: Database) 
             notifier=notifier)
     assert len(events_json(db)) == before
     assert _task_rows(db, "A")[1] == ("collector_visit", "done", "paid", "daily run")
+
+
+def test_an_account_long_in_arrears_has_one_open_ladder_visit(db: Database) -> None:
+    # given a low-income household owing 50 yuan from 18 January: its ladder sends a collector
+    # at 30 days (collector_visit) and again at 60 (small_debt_visit)
+    load_people(db, [Person("C", low_income=True)])
+    bill(db, "C", DUE, amount=5_000)
+    notifier, switch = FakeNotifier(), FakeSwitch()
+    day = DUE + timedelta(days=1)
+    while day <= DUE + timedelta(days=62):
+        run_day(db, day, clock=FixedClock(at(day)), switch=switch, notifier=notifier)
+        day += timedelta(days=1)
+    # then both levels were reached, and the second found the first visit still open: one task
+    levels = [e["level"] for e in of(events_json(db), "C", "dunning_level")]
+    assert levels[-2:] == ["collector_visit", "small_debt_visit"]
+    assert _task_rows(db, "C") == [("collector_visit", "open", None, None)]

@@ -510,7 +510,14 @@ def _dunning(ctx: Context, conn: Any, snapshot: pl.DataFrame) -> None:
                                             "created_at": pl.Datetime("us", "UTC"),
                                             "due_at": pl.Datetime("us", "UTC"), "detail": pl.String})
         have_t = repository.existing_keys(conn, "collection_tasks", frame["key"].to_list())
-        frame = frame.filter(~pl.col("key").is_in(list(have_t)))
+        # one open ladder visit (or referral) per account: a new level or a new oldest bill
+        # of an account a collector is already sent to adds no second task (they piled up,
+        # one per bill, for customers in arrears for months)
+        from dianfei.collections.ops_repository import open_ladder_tasks
+
+        sent = open_ladder_tasks(conn, ("collector_visit", "referral")).select("account_id", "kind")
+        frame = (frame.filter(~pl.col("key").is_in(list(have_t)))
+                 .join(sent, on=["account_id", "kind"], how="anti"))
         ctx.report.tasks += write_frame(conn, "collection_tasks", frame)
 
 
