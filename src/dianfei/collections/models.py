@@ -42,6 +42,9 @@ class CollectionEvent(Base):
         Index("ix_collection_events_account", "account_id", "event_id"),
         # a day's rating and contact checks read the events of a few business days
         Index("ix_collection_events_day", "business_date"),
+        # an account's facts of some types over a window (the daily rating of the accounts whose
+        # facts changed): without it, every event the account ever had is read
+        Index("ix_collection_events_account_type", "account_id", "type", "business_date"),
     )
     event_id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
     #: idempotency key, e.g. "pay:{payment ref}", "lf:{bill}:{day}", "dun:{acct}:{level}:{bill}"

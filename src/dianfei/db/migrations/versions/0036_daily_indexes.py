@@ -1,9 +1,11 @@
 """indexes that keep a day of collections at the day's size: ix_bills_account,
-ix_stop_cases_notice_key and three partial indexes of collection_tasks
+ix_stop_cases_notice_key, ix_collection_events_account_type and three partial indexes of
+collection_tasks
 
 Asked by account alone, bills had only the partial unique index (live bills), so SQLite read
 every bill ever issued; the daily task steps (routing, due dates, escalation) scanned every task
-ever raised. Each of these grew with the history, not with the day's work.
+ever raised; the daily rating read every event an account ever had to count a few types over
+its window. Each of these grew with the history, not with the day's work.
 
 Revision ID: 0036
 Revises: 0035
@@ -35,9 +37,12 @@ def upgrade() -> None:
     op.create_index("ix_collection_tasks_to_escalate", "collection_tasks", ["due_at"],
                     **_where("status = 'open' AND escalated_at IS NULL"))
     op.create_index("ix_stop_cases_notice_key", "stop_cases", ["notice_key"])
+    op.create_index("ix_collection_events_account_type", "collection_events",
+                    ["account_id", "type", "business_date"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_collection_events_account_type", table_name="collection_events")
     op.drop_index("ix_stop_cases_notice_key", table_name="stop_cases")
     op.drop_index("ix_collection_tasks_to_escalate", table_name="collection_tasks")
     op.drop_index("ix_collection_tasks_undated", table_name="collection_tasks")
