@@ -84,6 +84,10 @@ def record_visit(session: Session, *, request_id: str, account_id: str, collecto
     now = clock.now()
     _check_fields(channel, outcome, at, now, recorded_by, promise_on, promise_amount_fen, bill_id)
     conn = session.connection()
+    # one account's visits are stored one at a time (PostgreSQL: its account row stays locked
+    # until the commit), so their events follow the visits' order in the account's history
+    session.execute(select(customers.Account.account_id)
+                    .where(customers.Account.account_id == account_id).with_for_update())
     customer_id = customers.customer_of_account(conn, account_id)
     customers.collector(conn, collector_id)
     _check_on_duty(conn, collector_id)
