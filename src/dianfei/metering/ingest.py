@@ -736,7 +736,7 @@ class IntervalLoader:
         groups = good["_group"].unique().to_list()
         wanted = set(groups)
         prior_files = store.catalogued_files(self.conn, groups, lo, hi)
-        own_files = [f for f in self.written if f.group in wanted
+        own_files = [f for f in self.written if (f.group in wanted or f.group == store.MIXED_GROUP)
                      and f.max_ts >= lo and f.min_ts <= hi]
         ids = good["meter_id"]
         prior = store.read_files(self.root, prior_files, ids, lo, hi)
@@ -774,8 +774,8 @@ class IntervalLoader:
         return differ.filter(~pl.col(LINE).is_in(sorted(known)))
 
     def _write(self, good: pl.DataFrame) -> None:
-        """One file per (business day, meter group) of the chunk, written in parallel (the
-        Parquet encoder and fsync release the GIL)."""
+        """One file per (business month, meter group) of the chunk, written in parallel (the
+        Parquet encoder releases the GIL); made durable by ``finish``."""
         import polars as pl
 
         if good.height == 0:
@@ -792,21 +792,16 @@ class IntervalLoader:
              + pl.col("_group").cast(pl.Int32)).alias("_part"), "_day", "meter_id",
             pl.col("_ts").alias("ts"), pl.lit(self.interval_minutes, pl.Int16).alias("minutes"),
             pl.col("_wh").alias("wh"), pl.lit(self.batch_id).alias("batch_id"))
-        jobs = []
-        for (part,), frame in out.partition_by("_part", as_dict=True, include_key=False).items():
-            # file order is kept: a history file comes meter by meter in time order, and a
-            # reader checks the order before it sorts
-            month, group = divmod(int(part), store.GROUPS)
-            first_day = frame["_day"].min()
-            assert isinstance(first_day, date)
-            jobs.append((frame.drop("_day"), date(month // 12, month % 12 + 1, 1), first_day,
-                         group))
+        jobs = _partitions(out)
         self.written.extend(_pool().map(
-            lambda job: store.write_partition(self.root, job[0], month=job[1], day=job[2],
-                                              group=job[3], batch_id=self.batch_id,
-                                              chunk=self._chunk), jobs))
+            lambda job: store.write_partition(
+                self.root, job[0].drop("_day"), month=date(job[1] // 12, job[1] % 12 + 1, 1),
+                day=_first_day(job[0]), group=job[2], batch_id=self.batch_id,
+                chunk=self._chunk, sync=False), jobs))
 
     def finish(self) -> None:
+        # the batch's files are made durable together, then catalogued (made visible)
+        store.sync_files(self.root, self.written)
         store.catalogue(self.conn, self.written)
 
     def discard(self) -> None:
@@ -818,6 +813,37 @@ class IntervalLoader:
 
 _POOL: Any = None
 _EPOCH = date(1970, 1, 1)
+
+
+def _first_day(frame: pl.DataFrame) -> date:
+    first = frame["_day"].min()
+    assert isinstance(first, date)
+    return first
+
+
+def _partitions(out: pl.DataFrame) -> list[tuple[pl.DataFrame, int, int]]:
+    """The files to write for a chunk's rows (``_part`` = month number × GROUPS + group):
+    (rows, month number, group) — one per (month, group), except that a month of the chunk with
+    fewer than ``store.MIXED_MAX_ROWS`` rows in all goes into one file of every group
+    (``store.MIXED_GROUP``). A long history of few meters is a few hundred rows per meter and
+    month: a file per group was ten files where one does, and on a file system where creating a
+    file costs ~1 ms the files, not the rows, were most of such an import. File order is kept
+    in every file: a history file comes meter by meter in time order, and a reader checks the
+    order before it sorts."""
+    import polars as pl
+
+    month_of = (pl.col("_part") // store.GROUPS).alias("_month")
+    jobs = []
+    for (month,), rows in out.with_columns(month_of).partition_by(
+            "_month", as_dict=True, include_key=False).items():
+        groups = rows["_part"].unique()
+        if groups.len() > 1 and rows.height < store.MIXED_MAX_ROWS:
+            jobs.append((rows.drop("_part"), int(month), store.MIXED_GROUP))
+            continue
+        for (part,), frame in rows.partition_by("_part", as_dict=True,
+                                                include_key=False).items():
+            jobs.append((frame, int(month), int(part) % store.GROUPS))
+    return jobs
 
 
 def _pool() -> Any:

@@ -6,7 +6,9 @@ is the Asia/Shanghai month of the interval start ``ts``, the group ``meter_group
 Files hold ``meter_id, ts, minutes, wh, batch_id`` (wh = watt-hours, 0.001 kWh, exact
 integers), sorted by (meter_id, ts) as the import delivered them. One partition per month (not
 per day) keeps both shapes efficient: a wide day of a million meters is 16 files, and two years
-of ten meters is at most 25 × 10 files instead of one per day (7,300). The catalogue row of a
+of ten meters is 25 files instead of one per day (7,300): a month of an import chunk with fewer
+rows than one row group (``MIXED_MAX_ROWS``) is one file for every group (``group=all``,
+catalogued with group ``MIXED_GROUP``), which readers of any group open. The catalogue row of a
 file names its first business ``day`` and its ``min_ts``/``max_ts``, so a reader of some days
 opens only the files that overlap them and filters rows by ``ts`` (row-group statistics skip the
 rest). Stores written before this layout (``day=YYYY-MM-DD/…``) are read the same way.
@@ -39,8 +41,12 @@ if TYPE_CHECKING:
 
     from dianfei.db.engine import Database
 
-#: meters are spread over this many groups per day (file size vs file count)
+#: meters are spread over this many groups per month (file size vs file count)
 GROUPS = 16
+#: the catalogue's group of a file holding rows of several groups (``group=all``): what an
+#: import writes for a month with fewer rows than ``MIXED_MAX_ROWS`` (one row group)
+MIXED_GROUP = -1
+MIXED_MAX_ROWS = 256 * 1024
 
 INTERVAL_SCHEMA_NAMES = ("meter_id", "ts", "minutes", "wh", "batch_id")
 
@@ -102,7 +108,8 @@ class StoredFile:
 
 def catalogued_files(conn: Connection, groups: Iterable[int], ts_from: datetime,
                      ts_to: datetime) -> list[StoredFile]:
-    """Catalogued files of the given groups holding rows in [ts_from, ts_to]."""
+    """Catalogued files of the given groups (and files of every group) holding rows in
+    [ts_from, ts_to]."""
     from dianfei.db.frames import bind_params
 
     group_set = set(groups)
@@ -116,7 +123,7 @@ def catalogued_files(conn: Connection, groups: Iterable[int], ts_from: datetime,
                                 "hi": ts_to})
     out = []
     for row in conn.execute(text(sql), params):
-        if int(row[1]) not in group_set:
+        if int(row[1]) not in group_set and int(row[1]) != MIXED_GROUP:
             continue
         day = row[0] if isinstance(row[0], date) else date.fromisoformat(str(row[0]))
         lo, hi = _instant(row[5]), _instant(row[6])
@@ -162,23 +169,71 @@ def read_files(root: Path, files: Sequence[StoredFile], meter_ids: pl.Series | N
 
 
 def write_partition(root: Path, frame: pl.DataFrame, *, month: date, day: date, group: int,
-                    batch_id: str, chunk: int) -> StoredFile:
+                    batch_id: str, chunk: int, sync: bool = True) -> StoredFile:
     """Write one partition file atomically (temporary name, fsync, rename). ``frame`` has the
-    store's columns, all in business month ``month``; ``day`` is its first business day."""
-    rel = f"month={month:%Y-%m}/group={group:02d}/{batch_id}-{chunk:05d}.parquet"
+    store's columns, all in business month ``month``; ``day`` is its first business day.
+
+    ``sync=False`` leaves the fsync to the caller, who must call :func:`sync_files` before the
+    file is catalogued (an uncatalogued file is invisible, so a crash in between loses nothing
+    that was visible)."""
+    folder = "all" if group == MIXED_GROUP else f"{group:02d}"
+    rel = f"month={month:%Y-%m}/group={folder}/{batch_id}-{chunk:05d}.parquet"
     path = root / rel
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     frame.write_parquet(tmp, compression="lz4", statistics=True, row_group_size=256 * 1024)
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    if sync:
+        _fsync(tmp)
     os.replace(tmp, path)
     lo, hi = frame["ts"].min(), frame["ts"].max()
     assert isinstance(lo, datetime) and isinstance(hi, datetime)
     return StoredFile(day, group, rel, batch_id, frame.height, lo, hi)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sync_files(root: Path, files: Sequence[StoredFile]) -> None:
+    """Make files written with ``sync=False`` durable, before they are catalogued.
+
+    On Linux one ``syncfs(2)`` of the store's file system: a long history is hundreds or
+    thousands of small files (two years of ten meters: 240), and an fsync each — one journal
+    commit each — was a good part of such an import. syncfs also makes the renames durable,
+    which an fsync of the file alone does not. Elsewhere each file is fsynced."""
+    if not files:
+        return
+    syncfs = _syncfs()
+    if syncfs is not None:
+        import ctypes
+
+        fd = os.open(root, os.O_RDONLY)
+        try:
+            if syncfs(fd) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"syncfs of the interval store {root}: {os.strerror(err)}")
+        finally:
+            os.close(fd)
+        return
+    for f in files:
+        _fsync(root / f.path)
+
+
+def _syncfs() -> Any:
+    """libc's ``syncfs`` (Linux), or None where there is none."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
 
 
 def catalogue(conn: Connection, files: Sequence[StoredFile]) -> None:
@@ -229,7 +284,7 @@ def scan(db: Database, *, day_from: date | None = None, day_to: date | None = No
     cat = read_frame(db.engine, sql, params,
                      schema={"meter_group": pl.Int64, "path": pl.String})
     if meter_ids is not None:
-        groups = {meter_group(m) for m in meter_ids}
+        groups = {meter_group(m) for m in meter_ids} | {MIXED_GROUP}
         cat = cat.filter(pl.col("meter_group").is_in(sorted(groups)))
     schema = interval_schema()
     if cat.height == 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -49,16 +50,43 @@ def test_intervals_are_stored_exactly_with_duplicates_kept_for_vee(seeded: Datab
     assert scanned.schema == pl.Schema({"meter_id": pl.String, "ts": pl.Datetime("us", "UTC"),
                                         "minutes": pl.Int16, "wh": pl.Int64,
                                         "batch_id": pl.String})
-    # the partitions: business day and meter group, catalogued
-    with seeded.engine.connect() as conn:
-        files = conn.execute(text("SELECT day, meter_group, path, rows FROM interval_files "
-                                  "ORDER BY path")).fetchall()
-    assert sum(int(f[3]) for f in files) == 4
-    for f in files:
-        assert str(f[2]).startswith(f"month=2026-03/group={int(f[1]):02d}/{res.batch_id}")
-        assert (Path(seeded.settings.data_dir) / "intervals" / str(f[2])).is_file()
-    assert {int(f[1]) for f in files} == {intervals.meter_group("M001"),
-                                          intervals.meter_group("M002")}
+    # the partitions: a month this small is one file of every group, catalogued
+    assert intervals.meter_group("M001") != intervals.meter_group("M002")
+    files = _catalogue(seeded)
+    assert [(int(f[1]), int(f[3])) for f in files] == [(intervals.MIXED_GROUP, 4)]
+    assert str(files[0][2]).startswith(f"month=2026-03/group=all/{res.batch_id}")
+    assert (Path(seeded.settings.data_dir) / "intervals" / str(files[0][2])).is_file()
+    assert intervals.scan(seeded, meter_ids=["M002"]).collect()["wh"].to_list() == [1000, 2500]
+
+
+def _catalogue(db: Database) -> list[Any]:
+    with db.engine.connect() as conn:
+        return list(conn.execute(text("SELECT day, meter_group, path, rows FROM interval_files "
+                                      "ORDER BY path")).fetchall())
+
+
+def test_a_month_of_many_rows_is_a_file_per_meter_group(seeded: Database, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above ``MIXED_MAX_ROWS`` rows a month is split by meter group (the wide day's layout);
+    below it one file holds every group; readers find each meter's rows either way, and a
+    re-import of the same rows finds them as duplicates in both layouts."""
+    monkeypatch.setattr(intervals, "MIXED_MAX_ROWS", 3)
+    body = HEADER + "".join(f"{m},2026-03-01T00:{q:02d}:00+08:00,0.{q + 10}\n"
+                            for m in ("M001", "M002") for q in (0, 15))
+    body += "M001,2026-04-01T00:00:00+08:00,0.5\nM002,2026-04-01T00:00:00+08:00,0.6\n"
+    path = write(tmp_path, "iv.csv", body)
+    res = run(seeded, "intervals", path)
+    assert (res.accepted, res.rejected, res.duplicates) == (6, 0, 0)
+    g1, g2 = intervals.meter_group("M001"), intervals.meter_group("M002")
+    layout = sorted((str(f[2]).split("/")[0], int(f[1]), int(f[3])) for f in _catalogue(seeded))
+    assert layout == sorted([("month=2026-03", g1, 2), ("month=2026-03", g2, 2),
+                             ("month=2026-04", intervals.MIXED_GROUP, 2)])
+    for meter, expected in (("M001", [100, 250, 500]), ("M002", [100, 250, 600])):
+        got = intervals.scan(seeded, meter_ids=[meter]).sort("ts").collect()
+        assert got["wh"].to_list() == expected
+    again = run(seeded, "intervals", path)
+    assert (again.accepted, again.rejected, again.duplicates) == (0, 0, 6)
+    assert len(_catalogue(seeded)) == 3
 
 
 def test_reimport_changes_no_figure_and_conflicts_are_rejected(seeded: Database,
