@@ -170,3 +170,29 @@ def test_a_supervisor_works_the_worklists(db: Database, page: Any) -> None:
         page.wait_for_url("**/reconcile/breaks?resolved=*")
         assert "共 1 条" in page.inner_text(".pager")
         shot(page, "resolved")
+
+
+def test_a_clerk_releases_a_held_read(db: Database, page: Any) -> None:
+    """Issue 17: a reading held as implausible, released from the console with a reason."""
+    from tests.web.test_held_read_pages import HUGE_AT, hold
+
+    load_people(db, [Person("C00")])
+    hold(db, "MC00", HUGE_AT)
+    add_user("clerk", "billing_clerk")
+    with LiveServer(db, CLOCK) as server:
+        sign_in(page, server.url, "clerk", PASSWORD)
+        page.goto(f"{server.url}/vee/held")
+        assert "共 1 条" in page.inner_text(".pager")
+        shot(page, "held-reads")
+        page.locator("#table-held-reads a", has_text="复核").first.click()
+        page.wait_for_url("**/vee/held/review?*")
+        page.check("input[name=decision][value=release]")
+        page.click("form[action='/vee/held/review'] button")  # no reason yet: refused
+        assert page.inner_text("#reason-error")
+        page.check("input[name=decision][value=release]")
+        page.fill("textarea[name=reason]", "现场校验：电能表计量正常")
+        page.click("form[action='/vee/held/review'] button")
+        page.wait_for_url("**/vee/held?done=MC00*")
+        assert "表 MC00 的读数已放行" in page.inner_text("main")
+        assert "共 0 条" in page.inner_text(".pager")
+        shot(page, "held-read-released")

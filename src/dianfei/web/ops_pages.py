@@ -174,11 +174,12 @@ WORDS: Mapping[str, Mapping[str, str]] = {
 
 
 def register(app: FastAPI, db: Database, clock: Clock) -> None:
-    from dianfei.web import ops_billing, ops_counter, ops_worklists
+    from dianfei.web import ops_billing, ops_counter, ops_held_reads, ops_worklists
 
     i18n.add(WORDS)
     ops_billing.register(app, db, clock)
     ops_worklists.register(app, db, clock)
+    ops_held_reads.register(app, db, clock)
     ops_counter.register(app, db, clock)
 
 

@@ -211,6 +211,65 @@ def held_findings(db: Database) -> pl.DataFrame:
 
 DECISIONS: Final = {"release": "released", "reject": "rejected"}
 
+#: the held reads' listing: one row per (meter, instant), those awaiting a decision first
+_HELD_PAGE = (
+    "SELECT f.meter_id, f.ts, min(f.ref), count(*), max(f.value_wh), min(f.detail), "
+    "r.decision, r.decided_by, r.decided_at, r.reason "
+    "FROM vee_findings f LEFT JOIN vee_read_reviews r "
+    "ON r.meter_id = f.meter_id AND r.read_at = f.ts "
+    "WHERE f.rule = :rule{where} "
+    "GROUP BY f.meter_id, f.ts, r.decision, r.decided_by, r.decided_at, r.reason "
+    "ORDER BY CASE WHEN r.decision IS NULL THEN 0 ELSE 1 END, f.ts DESC, f.meter_id "
+    "LIMIT :limit OFFSET :offset")
+_HELD_COUNT = (
+    "SELECT count(*) FROM (SELECT DISTINCT f.meter_id, f.ts FROM vee_findings f "
+    "LEFT JOIN vee_read_reviews r ON r.meter_id = f.meter_id AND r.read_at = f.ts "
+    "WHERE f.rule = :rule{where}) k")
+
+
+def held_reads(db: Database, offset: int, limit: int, *, awaiting_only: bool = False,
+               meter_id: str | None = None, read_at: datetime | None = None
+               ) -> tuple[list[dict[str, Any]], int]:
+    """One page of the reads held as implausible — (rows, total) — those awaiting a decision
+    first, then newest first (``meter_id`` and ``read_at`` narrow it to one meter or read):
+    ``meter_id``, ``read_at`` (UTC), ``registers`` (how many of the meter's registers at that
+    instant were held), ``register`` (the first), ``value_wh`` (the highest held value,
+    watt-hours), ``detail`` (why, in words), and the decision once made: ``decision``
+    (released/rejected or None), ``decided_by``, ``decided_at``, ``reason``."""
+    from sqlalchemy import text
+
+    from dianfei.db.frames import bind_params
+
+    where = ""
+    filters: dict[str, Any] = {"rule": RULE}
+    if awaiting_only:
+        where += " AND r.decision IS NULL"
+    if meter_id is not None:
+        where += " AND f.meter_id = :meter_id"
+        filters["meter_id"] = meter_id
+    if read_at is not None:
+        where += " AND f.ts = :ts"
+        filters["ts"] = read_at.astimezone(UTC)
+    with db.engine.connect() as conn:
+        bound = bind_params(conn, filters)
+        total = int(conn.execute(text(_HELD_COUNT.format(where=where)), bound).scalar_one())
+        found = conn.execute(text(_HELD_PAGE.format(where=where)),
+                             {**bound, "limit": int(limit), "offset": int(offset)}).all()
+    rows = [{"meter_id": str(r[0]), "read_at": _utc(r[1]), "register": str(r[2]),
+             "registers": int(r[3]), "value_wh": int(r[4]) if r[4] is not None else None,
+             "detail": str(r[5]), "decision": r[6], "decided_by": r[7],
+             "decided_at": _utc(r[8]) if r[8] is not None else None, "reason": r[9]}
+            for r in found]
+    return rows, total
+
+
+def _utc(value: Any) -> datetime:
+    """An instant read by a text query (SQLite gives text, PostgreSQL a datetime), in UTC."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    assert isinstance(value, datetime)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
 
 def review_held(db: Database, clock: Clock, *, meter_id: str, read_at: datetime, decision: str,
                 by: str, reason: str) -> dict[str, Any]:

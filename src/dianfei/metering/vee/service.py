@@ -249,6 +249,17 @@ def review_held_read(db: Database, clock: Clock, *, meter_id: str, read_at: date
                                     decision=decision, by=by, reason=reason)
 
 
+def held_reads(db: Database, offset: int, limit: int, *, awaiting_only: bool = False,
+               meter_id: str | None = None, read_at: datetime | None = None
+               ) -> tuple[list[dict[str, Any]], int]:
+    """One page of the reads held as implausible, awaiting a decision first; see
+    :func:`dianfei.metering.vee.plausibility.held_reads`."""
+    from dianfei.metering.vee import plausibility
+
+    return plausibility.held_reads(db, offset, limit, awaiting_only=awaiting_only,
+                                   meter_id=meter_id, read_at=read_at)
+
+
 def stored_estimates(db: Database, *, day_from: date | None = None, day_to: date | None = None,
                      meter_ids: Sequence[str] | None = None) -> pl.DataFrame:
     """Stored estimates with their method, inputs and run (the trace of every estimate)."""
