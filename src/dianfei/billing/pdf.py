@@ -506,13 +506,16 @@ def _width(pdf: Any, text: str) -> float:
 
 
 def _cell(pdf: Any, w: float, h: float, text: str, align: str = "L", fill: bool = False,
-          new_x: str = "RIGHT", next_line: bool = False) -> None:
+          new_x: str = "RIGHT", next_line: bool = False, spacing: float = 0.0) -> None:
     """fpdf2's ``cell`` for what a bill draws — one line of text in the current font, size and
     colour, aligned L, R or C, an optional background — writing the same PDF operators
     (fpdf2 2.8, ``_render_styled_text_line``) at a sixth of the cost: fpdf2 splits every
     cell's text into styled fragments and copies its graphics state for each; a bill has
     ~120 cells, and this was a third of its CPU (docs/benchmarks.md). ``new_x``: RIGHT (x
-    after the cell), LMARGIN or LEFT (x unchanged); ``next_line``: y below the cell."""
+    after the cell), LMARGIN or LEFT (x unchanged); ``next_line``: y below the cell;
+    ``spacing``: extra width of each space in mm (a justified line of ``_wrap``), written as
+    fpdf2 writes it — a TJ adjustment before each space, as ``Tw`` does not apply to two-byte
+    codes."""
     pdf._perform_page_break_if_need_be(h)
     k, x, y = pdf.k, pdf.x, pdf.y
     ops = []
@@ -542,7 +545,15 @@ def _cell(pdf: Any, w: float, h: float, text: str, align: str = "L", fill: bool 
             # text is painted with the fill colour: set it inside q … Q, as fpdf2 does
             ops.append(pdf.text_color.serialize().lower())
             wrap = True
-        ops.append(f"<{codes}> Tj ET")
+        if spacing and " " in text:
+            space = f"{pick(32):04X}"
+            adj = f"{-(spacing * k) * 1000 / size_pt:.3f}"
+            words = ["".join(f"{c:04X}" for c in map(pick, map(ord, word)) if c)
+                     for word in text.split(" ")]
+            ops.append(f"[<{words[0]}> "
+                       + " ".join(f"{adj}<{space}{wd}>" for wd in words[1:]) + "] TJ ET")
+        else:
+            ops.append(f"<{codes}> Tj ET")
     if ops:
         body = " ".join(ops)
         pdf._out(f"q {body} Q" if wrap else body)
@@ -593,9 +604,69 @@ def _text(pdf: Any, width: float, height: float, text: str) -> None:
     if _width(pdf, text) <= width - 0.5:
         _cell(pdf, width, height, text, new_x="LMARGIN", next_line=True)
         return
-    from fpdf.enums import WrapMode
+    _wrap(pdf, width, height, text, new_x="LMARGIN")
 
-    pdf.multi_cell(width, height, text, new_x="LMARGIN", new_y="NEXT", wrapmode=WrapMode.CHAR)
+
+#: what makes fpdf2's line breaking more than "as many characters as fit" (fpdf2 2.8,
+#: line_break.py): its other breaking spaces (tab, U+2000–U+200B, U+205F, U+3000), no-break
+#: and soft hyphens, line and page breaks; such text is left to fpdf2 (``_wrap``)
+_SPECIAL = frozenset("\t\n\r\f\u00a0\u00ad\u205f\u3000"
+                     + "".join(map(chr, range(0x2000, 0x200C))))
+
+
+def _wrap(pdf: Any, w: float, h: float, text: str, new_x: str) -> None:
+    """fpdf2's ``multi_cell(w, h, text, new_x=new_x, new_y="NEXT", wrapmode=CHAR)`` — a
+    line breaks before the first character that does not fit (a space there is dropped,
+    spaces before it trimmed), every line but the last justified — written line by line by
+    ``_cell``: fpdf2 turns the text into styled fragments and copies its graphics state for
+    each, ~0.3 ms a paragraph and ~40 % of a bill in English, whose notes wrap
+    (tests/billing/test_bill_pdf_batch.py compares the two). Text with other spaces, soft
+    hyphens or line breaks goes to fpdf2 itself."""
+    cw = pdf.current_font.cw
+    scale = pdf.font_size_pt * 0.001
+    k = pdf.k
+    room = w - 2 * pdf.c_margin
+    if not _SPECIAL.isdisjoint(text):
+        from fpdf.enums import WrapMode
+
+        pdf.multi_cell(w, h, text, new_x=new_x, new_y="NEXT", wrapmode=WrapMode.CHAR)
+        return
+    lines: list[tuple[str, int]] = []  # each line and its number of spaces (fpdf2 counts
+    start, units, i, n = 0, 0, 0, len(text)  # the trimmed ones too: its justification does)
+    while i < n:
+        c = text[i]
+        unit = cw[ord(c)]
+        # the same floating-point expressions as fpdf2 (Fragment.get_width, FloatTolerance)
+        if (units * scale / k + unit * scale / k) - room > 1e-9:
+            if c == " ":
+                lines.append((text[start:i], text.count(" ", start, i)))
+                start = i = i + 1
+            else:
+                line = text[start:i].rstrip(" ")
+                if not line:  # not one character fits: fpdf2's own answer (an error)
+                    from fpdf.enums import WrapMode
+
+                    pdf.multi_cell(w, h, text, new_x=new_x, new_y="NEXT",
+                                   wrapmode=WrapMode.CHAR)
+                    return
+                lines.append((line, text.count(" ", start, i)))
+                start = i
+            units = 0
+            continue
+        units += unit
+        i += 1
+    if units:
+        lines.append((text[start:], 0))
+    x = pdf.x
+    for j, (line, spaces) in enumerate(lines):
+        last = j == len(lines) - 1
+        spacing = 0.0
+        if spaces and not last:
+            spacing = (w - 2 * pdf.c_margin - _width(pdf, line)) / spaces
+        _cell(pdf, w, h, line, new_x="LEFT", next_line=True, spacing=spacing)
+        pdf.x = x
+    if new_x == "LMARGIN":
+        pdf.x = pdf.l_margin
 
 
 def _room(pdf: Any, height: float) -> None:
@@ -649,10 +720,7 @@ def _pairs(pdf: Any, rows: list[list[str]], width: float, columns: int) -> None:
             if _width(pdf, value) <= col - label_w - 0.5:
                 _cell(pdf, col - label_w, 4.4, value, new_x="LMARGIN", next_line=True)
             else:  # a long value (how to apply for a policy) wraps under itself
-                from fpdf.enums import WrapMode
-
-                pdf.multi_cell(col - label_w, 4.4, value, new_x="LMARGIN", new_y="NEXT",
-                               wrapmode=WrapMode.CHAR)
+                _wrap(pdf, col - label_w, 4.4, value, new_x="LMARGIN")
             continue
         _cell(pdf, label_w, 4.8, label)
         pdf.set_text_color(0)
@@ -775,6 +843,10 @@ def _pay(pdf: Any, s: Section, width: float) -> None:
         pdf.set_x(_MARGIN + 2 * col)
         pdf.set_font_size(7)
         pdf.set_text_color(90)
-        pdf.multi_cell(2 * col, 3.5, c["how"], new_x="LEFT", new_y="NEXT")
+        if _width(pdf, c["how"]) <= 2 * col - 2 * pdf.c_margin:
+            # one line (every channel's today): what multi_cell writes for it, 10× cheaper
+            _cell(pdf, 2 * col, 3.5, c["how"], new_x="LEFT", next_line=True)
+        else:  # breaks between words (English): fpdf2's word wrapping
+            pdf.multi_cell(2 * col, 3.5, c["how"], new_x="LEFT", new_y="NEXT")
         pdf.set_text_color(0)
     pdf.set_xy(_MARGIN, max(pdf.get_y(), top + size + 9))
