@@ -105,9 +105,9 @@ def test_payment_codes_drawn_as_paths_scan_to_their_payloads(bills: Database) ->
 
 
 def test_the_fast_qr_matrix_is_segnos_module_for_module() -> None:
-    """The printed codes (qr.qr_modules) use segno's encoding and numpy's placement: the same
-    code as segno's for payloads of every length a link may have (versions 3 to 16, version
-    information from 7 on)."""
+    """The printed codes (qr.qr_modules: segno's layout, its own byte-mode and Reed–Solomon
+    codewords, numpy's placement) are the same code as segno's for payloads of every length a
+    link may have (versions 3 to 16, version information from 7 on)."""
     import random
 
     import segno
@@ -125,3 +125,63 @@ def test_the_fast_qr_matrix_is_segnos_module_for_module() -> None:
         versions.add(code.version)
         assert [bytes(r) for r in qr_modules(payload)] == [bytes(r) for r in code.matrix]
     assert {3, 7, 16} <= versions
+
+
+def _payloads_of_every_kind() -> list[str]:
+    """Payloads segno encodes in each of its modes (byte as ISO 8859-1, Shift JIS and UTF-8;
+    numeric; alphanumeric; Kanji), of lengths from empty to version 40, some short enough that
+    segno raises the error level from M to Q or H in the same version."""
+    import random
+
+    rng = random.Random(5)
+    out = ["", "7", "0" * 500, "HTTPS://PAY.EXAMPLE.CN/DIANFEI?A=1", "漢字", "ｱｲｳｴｵ", "用户",
+           "https://pay.example.cn/缴费?户号=C1&金额=12.30", "€" * 40, "a" * 20, "a" * 2300, "9" * 5500]
+    for n in range(1, 1300, 37):
+        out.append("".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789=&.-_电费€")
+                           for _ in range(n)))
+    return out
+
+
+def test_the_fast_qr_matrix_is_segnos_in_every_mode_size_and_level() -> None:
+    """qr_modules writes byte-mode payloads and the Reed–Solomon codewords itself (lookup
+    tables, not segno's loops): still segno's code, module for module, whatever the mode,
+    version (1 to 40) and boosted error level."""
+    import segno
+
+    from dianfei.billing.qr import MASK, qr_modules
+
+    seen = set()
+    for payload in _payloads_of_every_kind():
+        code = segno.make_qr(payload, error="m", mask=MASK)
+        seen.add((code.version, code.error, code.mode))
+        assert [bytes(r) for r in qr_modules(payload)] == [bytes(r) for r in code.matrix], (
+            payload[:40], code.version, code.error, code.mode)
+    versions = {v for v, _, _ in seen}
+    assert {1, 2, 7, 10, 27, 40} <= versions
+    assert {"M", "Q", "H"} <= {e for _, e, _ in seen}
+    assert {"byte", "numeric", "alphanumeric", "kanji"} <= {m for _, _, m in seen}
+
+
+@pytest.mark.parametrize("payload", [
+    "https://pay.example.cn/dianfei?channel=alipay&account=C00000001&bill=C00000001-202502-1"
+    "&amount=282.80",
+    "https://pay.example.cn/dianfei?channel=wechatpay&account=C2&bill=C2-202501-3&amount=0.01",
+    "https://pay.example.cn/缴费?户号=C00000001&账单=C00000001-202502-1&金额=1,234.56",
+    "电费账单：张三，上海市浦东新区世纪大道 100 号",
+    "x" * 300,
+    "A1",
+])
+def test_the_printed_modules_decode_to_the_payload_at_segnos_error_level(payload: str) -> None:
+    """What the bill prints (qr_modules, quiet zone added) scans to exactly the payload, with
+    the error correction level segno gives it (M, or higher when it fits the same size)."""
+    import segno
+    import zxingcpp
+
+    from dianfei.billing.qr import BORDER, MASK, qr_modules
+
+    modules = np.array([list(r) for r in qr_modules(payload)], np.uint8)
+    modules = np.pad(modules, BORDER)
+    image = np.kron(np.where(modules == 1, 0, 255).astype(np.uint8), np.ones((6, 6), np.uint8))
+    found = zxingcpp.read_barcodes(image)
+    assert [f.text for f in found] == [payload]
+    assert found[0].ec_level == segno.make_qr(payload, error="m", mask=MASK).error

@@ -30,12 +30,12 @@ from __future__ import annotations
 import copy
 import hashlib
 import io
-import re
 import struct
 import tempfile
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +128,7 @@ class BillFont:
         proto.add_font("cjk", fname=str(self.path))
         self._proto: Any = proto.fonts["cjk"]
         self._parts = _FontParts(self.data)
+        self._units: dict[str, int] = {}
 
     def covers(self, chars: Iterable[str]) -> bool:
         return self.chars.issuperset(chars)
@@ -152,6 +153,11 @@ class BillFont:
         pdf.fonts["cjk"] = font
         fonts = pdf.__dict__.setdefault("_dianfei_fonts", {})
         fonts[font.i] = self
+        # this document's character codes as hex (``_codes``), and the working font's advance
+        # widths of whole strings, shared by every document of this font (``_width``); kept on
+        # the document, as fpdf2's font objects take no new attributes (slots)
+        pdf.__dict__.setdefault("_dianfei_codes", {})[font.i] = {}
+        pdf.__dict__.setdefault("_dianfei_units", {})[font.i] = self._units
 
     def embed(self, gids: list[int | None]) -> bytes:
         """A TrueType font whose glyph *i* is the working font's glyph ``gids[i]`` (None: an
@@ -228,7 +234,11 @@ class _FontParts:
 
 
 def _checksum(data: bytes) -> int:
-    return int(sum(struct.unpack(f">{len(data) // 4}I", data))) & 0xFFFFFFFF
+    """The OpenType checksum (the sum of big-endian 32-bit words, modulo 2³²), by numpy: a
+    bill's font is ~50 kB, 0.3 ms a document as Python integers."""
+    import numpy as np
+
+    return int(np.frombuffer(data, ">u4").sum(dtype=np.uint64)) & 0xFFFFFFFF
 
 
 def _sfnt(tables: dict[str, bytes]) -> bytes:
@@ -375,6 +385,11 @@ def _producer_class() -> type:
     from fpdf.output import CIDSystemInfo, OutputProducer, PDFFont, PDFFontStream
     from fpdf.syntax import Name, PDFArray, PDFContentStream
 
+    class _FontStream(PDFFontStream):
+        # zlib level 1, not 6: a bill's font (~50 kB of glyph outlines) in 0.75 ms instead of
+        # 1.4 ms — ~7 % of a bill's CPU for ~1.8 kB (4 %) more a file (docs/benchmarks.md)
+        _COMPRESSION_LEVEL = 1
+
     class BillOutput(OutputProducer):
         def _add_fonts(self, *args: Any, **kwargs: Any) -> Any:
             ours: dict[int, BillFont] = getattr(self.fpdf, "_dianfei_fonts", {})
@@ -441,7 +456,7 @@ def _producer_class() -> type:
             cid_font.font_descriptor = descriptor
             # the embedded font's glyph i is the glyph of code i: no 128 kB map to write
             cid_font.c_i_d_to_g_i_d_map = Name("Identity")  # type: ignore[assignment]
-            stream = PDFFontStream(contents=source.embed(gids))
+            stream = _FontStream(contents=source.embed(gids))
             self._add_pdf_obj(stream, "fonts")
             descriptor.font_file2 = stream
             font.subset.pick.cache_clear()
@@ -459,8 +474,14 @@ def _cmap_blocks(entries: list[str], operator: str) -> str:
 
 
 def _utf16(codes: tuple[int, ...]) -> str:
-    """A ToUnicode destination: UTF-16BE hex, a surrogate pair beyond the BMP."""
-    return "".join(chr(c).encode("utf-16-be").hex().upper() for c in codes)
+    """A ToUnicode destination: UTF-16BE hex, a surrogate pair beyond the BMP. Kept per
+    character: every bill maps the same few hundred."""
+    return "".join(map(_utf16_of, codes))
+
+
+@lru_cache(maxsize=65536)
+def _utf16_of(code: int) -> str:
+    return chr(code).encode("utf-16-be").hex().upper()
 
 
 # -- layout ----------------------------------------------------------------------------------------
@@ -500,19 +521,50 @@ def render_pdf(view: BillView, *, fonts: FontCache | None = None, author: str = 
 
 def _width(pdf: Any, text: str) -> float:
     """fpdf2's ``get_string_width`` for the bill font (no markdown, spacing or stretching):
-    the glyphs' advance widths at the current size, in mm."""
-    cw = pdf.current_font.cw
-    return float(sum(cw[ord(c)] for c in text) * pdf.font_size_pt * 0.001 / pdf.k)
+    the glyphs' advance widths at the current size, in mm. The sum of a string's widths (font
+    units) is kept for the working font: a bill measures its ~150 strings twice or more
+    (does it fit, then where does it go), and the labels are the same on every bill."""
+    font = pdf.current_font
+    known: dict[str, int] = pdf._dianfei_units[font.i]
+    units = known.get(text)
+    if units is None:
+        cw = font.cw
+        units = sum(cw[ord(c)] for c in text)
+        if len(known) > 200_000:  # a long bill run's amounts and names: start again
+            known.clear()
+        known[text] = units
+    return float(units * pdf.font_size_pt * 0.001 / pdf.k)
+
+
+def _codes(pdf: Any, font: Any, text: str) -> str:
+    """The document's character codes of ``text`` as hex: fpdf2's ``subset.pick`` gives each
+    character its code on first use; each character's is then kept as hex for the document
+    (a bill writes ~3,000 characters in ~250 distinct ones). A character without a glyph
+    picks None: fpdf2 leaves it out, and ``output`` refuses the document
+    (BillOutput._bill_font), as it does for fpdf2's own cells."""
+    codes: dict[str, str] = pdf._dianfei_codes[font.i]
+    try:
+        return "".join([codes[c] for c in text])
+    except KeyError:
+        pick = font.subset.pick
+        for c in text:
+            if c not in codes:
+                code = pick(ord(c))
+                codes[c] = f"{code:04X}" if code else ""
+        return "".join([codes[c] for c in text])
 
 
 def _cell(pdf: Any, w: float, h: float, text: str, align: str = "L", fill: bool = False,
-          new_x: str = "RIGHT", next_line: bool = False) -> None:
+          new_x: str = "RIGHT", next_line: bool = False, spacing: float = 0.0) -> None:
     """fpdf2's ``cell`` for what a bill draws — one line of text in the current font, size and
     colour, aligned L, R or C, an optional background — writing the same PDF operators
     (fpdf2 2.8, ``_render_styled_text_line``) at a sixth of the cost: fpdf2 splits every
     cell's text into styled fragments and copies its graphics state for each; a bill has
     ~120 cells, and this was a third of its CPU (docs/benchmarks.md). ``new_x``: RIGHT (x
-    after the cell), LMARGIN or LEFT (x unchanged); ``next_line``: y below the cell."""
+    after the cell), LMARGIN or LEFT (x unchanged); ``next_line``: y below the cell;
+    ``spacing``: extra width of each space in mm (a justified line of ``_wrap``), written as
+    fpdf2 writes it — a TJ adjustment before each space, as ``Tw`` does not apply to two-byte
+    codes."""
     pdf._perform_page_break_if_need_be(h)
     k, x, y = pdf.k, pdf.x, pdf.y
     ops = []
@@ -532,17 +584,20 @@ def _cell(pdf: Any, w: float, h: float, text: str, align: str = "L", fill: bool 
             dx = (w - width) / 2
         else:
             dx = pdf.c_margin
-        pick = font.subset.pick
-        # a character without a glyph picks None: fpdf2 leaves it out, and ``output`` refuses
-        # the document (BillOutput._bill_font), as it does for fpdf2's own cells
-        codes = "".join(f"{c:04X}" for c in map(pick, map(ord, text)) if c)
         ops.append(f"BT {(x + dx) * k:.2f} "
                    f"{(pdf.h - y - 0.5 * h - 0.3 * size_pt / k) * k:.2f} Td")
         if pdf.text_color != pdf.fill_color:
             # text is painted with the fill colour: set it inside q … Q, as fpdf2 does
             ops.append(pdf.text_color.serialize().lower())
             wrap = True
-        ops.append(f"<{codes}> Tj ET")
+        if spacing and " " in text:
+            space = _codes(pdf, font, " ")
+            adj = f"{-(spacing * k) * 1000 / size_pt:.3f}"
+            words = [_codes(pdf, font, word) for word in text.split(" ")]
+            ops.append(f"[<{words[0]}> "
+                       + " ".join(f"{adj}<{space}{wd}>" for wd in words[1:]) + "] TJ ET")
+        else:
+            ops.append(f"<{_codes(pdf, font, text)}> Tj ET")
     if ops:
         body = " ".join(ops)
         pdf._out(f"q {body} Q" if wrap else body)
@@ -593,9 +648,69 @@ def _text(pdf: Any, width: float, height: float, text: str) -> None:
     if _width(pdf, text) <= width - 0.5:
         _cell(pdf, width, height, text, new_x="LMARGIN", next_line=True)
         return
-    from fpdf.enums import WrapMode
+    _wrap(pdf, width, height, text, new_x="LMARGIN")
 
-    pdf.multi_cell(width, height, text, new_x="LMARGIN", new_y="NEXT", wrapmode=WrapMode.CHAR)
+
+#: what makes fpdf2's line breaking more than "as many characters as fit" (fpdf2 2.8,
+#: line_break.py): its other breaking spaces (tab, U+2000–U+200B, U+205F, U+3000), no-break
+#: and soft hyphens, line and page breaks; such text is left to fpdf2 (``_wrap``)
+_SPECIAL = frozenset("\t\n\r\f\u00a0\u00ad\u205f\u3000"
+                     + "".join(map(chr, range(0x2000, 0x200C))))
+
+
+def _wrap(pdf: Any, w: float, h: float, text: str, new_x: str) -> None:
+    """fpdf2's ``multi_cell(w, h, text, new_x=new_x, new_y="NEXT", wrapmode=CHAR)`` — a
+    line breaks before the first character that does not fit (a space there is dropped,
+    spaces before it trimmed), every line but the last justified — written line by line by
+    ``_cell``: fpdf2 turns the text into styled fragments and copies its graphics state for
+    each, ~0.3 ms a paragraph and ~40 % of a bill in English, whose notes wrap
+    (tests/billing/test_bill_pdf_batch.py compares the two). Text with other spaces, soft
+    hyphens or line breaks goes to fpdf2 itself."""
+    cw = pdf.current_font.cw
+    scale = pdf.font_size_pt * 0.001
+    k = pdf.k
+    room = w - 2 * pdf.c_margin
+    if not _SPECIAL.isdisjoint(text):
+        from fpdf.enums import WrapMode
+
+        pdf.multi_cell(w, h, text, new_x=new_x, new_y="NEXT", wrapmode=WrapMode.CHAR)
+        return
+    lines: list[tuple[str, int]] = []  # each line and its number of spaces (fpdf2 counts
+    start, units, i, n = 0, 0, 0, len(text)  # the trimmed ones too: its justification does)
+    while i < n:
+        c = text[i]
+        unit = cw[ord(c)]
+        # the same floating-point expressions as fpdf2 (Fragment.get_width, FloatTolerance)
+        if (units * scale / k + unit * scale / k) - room > 1e-9:
+            if c == " ":
+                lines.append((text[start:i], text.count(" ", start, i)))
+                start = i = i + 1
+            else:
+                line = text[start:i].rstrip(" ")
+                if not line:  # not one character fits: fpdf2's own answer (an error)
+                    from fpdf.enums import WrapMode
+
+                    pdf.multi_cell(w, h, text, new_x=new_x, new_y="NEXT",
+                                   wrapmode=WrapMode.CHAR)
+                    return
+                lines.append((line, text.count(" ", start, i)))
+                start = i
+            units = 0
+            continue
+        units += unit
+        i += 1
+    if units:
+        lines.append((text[start:], 0))
+    x = pdf.x
+    for j, (line, spaces) in enumerate(lines):
+        last = j == len(lines) - 1
+        spacing = 0.0
+        if spaces and not last:
+            spacing = (w - 2 * pdf.c_margin - _width(pdf, line)) / spaces
+        _cell(pdf, w, h, line, new_x="LEFT", next_line=True, spacing=spacing)
+        pdf.x = x
+    if new_x == "LMARGIN":
+        pdf.x = pdf.l_margin
 
 
 def _room(pdf: Any, height: float) -> None:
@@ -649,10 +764,7 @@ def _pairs(pdf: Any, rows: list[list[str]], width: float, columns: int) -> None:
             if _width(pdf, value) <= col - label_w - 0.5:
                 _cell(pdf, col - label_w, 4.4, value, new_x="LMARGIN", next_line=True)
             else:  # a long value (how to apply for a policy) wraps under itself
-                from fpdf.enums import WrapMode
-
-                pdf.multi_cell(col - label_w, 4.4, value, new_x="LMARGIN", new_y="NEXT",
-                               wrapmode=WrapMode.CHAR)
+                _wrap(pdf, col - label_w, 4.4, value, new_x="LMARGIN")
             continue
         _cell(pdf, label_w, 4.8, label)
         pdf.set_text_color(0)
@@ -727,28 +839,37 @@ def _chart(pdf: Any, s: Section, width: float) -> None:
     pdf.set_xy(_MARGIN, top + height + 4)
 
 
-_DARK_RUN = re.compile(b"\x01+")
-
-
 def _qr(pdf: Any, payload: str, x: float, y: float, size: float) -> None:
     """The payload's QR code as one vector path, drawn in module units (a ``cm`` scales one
     module to its size, y downwards, as the rows go): a white square (the quiet zone
     included), then one rectangle per run of dark modules in a row, filled at once — the
     drawing of the web bill's SVG (qr.qr_svg). Integer coordinates: neighbouring rows meet
-    exactly, and the path is short to write (~0.3 ms a code, where a 1-bit image cost ~4 ms:
-    a PNG written, read back and re-encoded by fpdf2). As sharp as the printer can print."""
+    exactly, and the path is short to write. The runs are found by numpy and written by one
+    %-format (~0.05 ms a code; a 1-bit image cost ~4 ms: a PNG written, read back and
+    re-encoded by fpdf2). As sharp as the printer can print."""
+    import numpy as np
+
     from dianfei.billing.qr import BORDER, qr_modules
 
-    modules = qr_modules(payload)
-    n = len(modules) + 2 * BORDER
+    rows_of_modules = qr_modules(payload)
+    width = len(rows_of_modules)
+    modules = np.frombuffer(b"".join(rows_of_modules), np.uint8)
+    n = width + 2 * BORDER
+    # a light module before and after each row: a run starts where a row steps up, ends
+    # where it steps down (row-major, so the runs come row by row, left to right)
+    padded = np.zeros((width, width + 2), np.int8)
+    padded[:, 1:-1] = modules.reshape(width, width)
+    step = np.diff(padded, axis=1)
+    rows, starts = np.nonzero(step == 1)
+    ends = np.nonzero(step == -1)[1]
+    runs = np.empty((len(rows), 3), np.int64)
+    runs[:, 0] = starts + BORDER
+    runs[:, 1] = rows + BORDER
+    runs[:, 2] = ends - starts
     scale = size / n * pdf.k
-    ops = [f"q {scale:.4f} 0 0 {-scale:.4f} {x * pdf.k:.2f} {(pdf.h - y) * pdf.k:.2f} cm "
-           f"1 g 0 0 {n} {n} re f 0 g"]
-    for r, row in enumerate(modules, start=BORDER):
-        ops.extend(f"{run.start() + BORDER} {r} {run.end() - run.start()} 1 re"
-                   for run in _DARK_RUN.finditer(row))
-    ops.append("f Q")
-    pdf._out(" ".join(ops))
+    pdf._out(f"q {scale:.4f} 0 0 {-scale:.4f} {x * pdf.k:.2f} {(pdf.h - y) * pdf.k:.2f} cm "
+             f"1 g 0 0 {n} {n} re f 0 g "
+             + ("%d %d %d 1 re " * len(runs)) % tuple(runs.ravel().tolist()) + "f Q")
 
 
 def _pay(pdf: Any, s: Section, width: float) -> None:
@@ -775,6 +896,10 @@ def _pay(pdf: Any, s: Section, width: float) -> None:
         pdf.set_x(_MARGIN + 2 * col)
         pdf.set_font_size(7)
         pdf.set_text_color(90)
-        pdf.multi_cell(2 * col, 3.5, c["how"], new_x="LEFT", new_y="NEXT")
+        if _width(pdf, c["how"]) <= 2 * col - 2 * pdf.c_margin:
+            # one line (every channel's today): what multi_cell writes for it, 10× cheaper
+            _cell(pdf, 2 * col, 3.5, c["how"], new_x="LEFT", next_line=True)
+        else:  # breaks between words (English): fpdf2's word wrapping
+            pdf.multi_cell(2 * col, 3.5, c["how"], new_x="LEFT", new_y="NEXT")
         pdf.set_text_color(0)
     pdf.set_xy(_MARGIN, max(pdf.get_y(), top + size + 9))
