@@ -96,6 +96,12 @@ def _vee_run(db: Database, ctx: RunContext) -> Mapping[str, Any]:
             "estimates_added": res.estimates_added}
 
 
+def _vee_profile(db: Database, ctx: RunContext) -> Mapping[str, Any]:
+    from dianfei.metering.vee.service import build_profiles
+
+    return build_profiles(db, ctx.clock, as_of=ctx.business_day)
+
+
 def _risk_score(db: Database, ctx: RunContext) -> Mapping[str, Any]:
     from dianfei.cli.risk import history_of
     from dianfei.risk.service import daily_scores, early_warnings
@@ -195,7 +201,8 @@ def _plain(obj: Any) -> dict[str, Any]:
 
 KINDS: dict[str, JobKind] = {
     "collections_day": _collections_day, "bill_run": _bill_run,
-    "notify_dispatch": _notify_dispatch, "vee_run": _vee_run, "risk_score": _risk_score,
+    "notify_dispatch": _notify_dispatch, "vee_run": _vee_run, "vee_profile": _vee_profile,
+    "risk_score": _risk_score,
     "reconcile": _reconcile, "monthly_report": _monthly_report,
     "dashboard_refresh": _dashboard_refresh, "forecast_store": _forecast_store,
     "approvals_housekeeping": _approvals_housekeeping,

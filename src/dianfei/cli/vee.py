@@ -66,6 +66,31 @@ def run(day_from: FromOpt = None, day_to: ToOpt = None, json_out: JsonOpt = Fals
                    f"{res.counts['gap_events']} gaps")
 
 
+@vee_app.command("profile")
+@handle_errors
+def profile(
+    as_of: Annotated[str | None, typer.Option(
+        "--as-of", help="the profiles are made of the months before this day (default: today)")]
+    = None,
+    months: Annotated[int, typer.Option("--months", help="how many months of history (1..60)")]
+    = 12,
+    json_out: JsonOpt = False,
+) -> None:
+    """Keep each meter's usual highs and usual days (spike and usage statistics) over its last
+    months, so that a run over a day or a week judges by the meter's year."""
+    from dianfei.core.clock import business_date
+    from dianfei.metering.vee.service import build_profiles
+
+    clock = clock_from_env()
+    day = _day(as_of, "--as-of") or business_date(clock.now())
+    out = build_profiles(database(), clock, as_of=day, months=months)
+    if json_out:
+        print_json(out)
+    else:
+        typer.echo(f"profiles of {out['meters']} meters ({out['rows']} rows) from "
+                   f"{out['data_from']} to {out['data_to']}")
+
+
 @vee_app.command("report")
 @handle_errors
 def report(day_from: FromOpt = None, day_to: ToOpt = None, json_out: JsonOpt = False) -> None:

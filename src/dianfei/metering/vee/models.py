@@ -9,9 +9,9 @@ of an edit is a newer edit.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Index, Integer, SmallInteger, String, Text
+from sqlalchemy import BigInteger, Date, Float, Index, Integer, SmallInteger, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dianfei.db.base import Base
@@ -137,3 +137,30 @@ class VeeReadReview(Base):
     reason: Mapped[str] = mapped_column(Text)
     decided_by: Mapped[str] = mapped_column(String(64))
     decided_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class VeeMeterProfile(Base):
+    """A meter's kept statistics over its last months (``metering/vee/profiles.py``): what the
+    spike and usage rules call its usual high and usual days, so that a run over one day judges
+    by the meter's year. One row per (meter, kind, season, band); rebuilt, never edited."""
+
+    __tablename__ = "vee_meter_profiles"
+    __table_args__ = (Index("uq_vee_meter_profiles_key", "meter_id", "kind", "season", "band",
+                            unique=True),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    meter_id: Mapped[str] = mapped_column(String(32))
+    #: spike_cell (season × band of the day), spike_band, usage_season, usage_all
+    kind: Mapped[str] = mapped_column(String(16))
+    #: 0 winter … 3 autumn; −1 for the kinds without one
+    season: Mapped[int] = mapped_column(SmallInteger)
+    #: the band of the day (spike_band_hours long); −1 for the usage kinds
+    band: Mapped[int] = mapped_column(SmallInteger)
+    #: watt-hours (an interval's for the spike kinds, a day's for the usage kinds): statistics,
+    #: not money — quantiles interpolate between values
+    hi: Mapped[float] = mapped_column(Float)
+    lo: Mapped[float] = mapped_column(Float)
+    med: Mapped[float] = mapped_column(Float)
+    n: Mapped[int] = mapped_column(Integer)
+    data_from: Mapped[date] = mapped_column(Date)
+    data_to: Mapped[date] = mapped_column(Date)
+    built_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -54,11 +54,12 @@ def empty_meters() -> pl.LazyFrame:
 def run(intervals: pl.LazyFrame, cfg: VeeConfig, tz: str, *,
         duplicates: pl.LazyFrame | None = None, reads: pl.LazyFrame | None = None,
         meters: pl.LazyFrame | None = None, with_findings: bool = True,
-        with_estimates: bool = True) -> VeeResult:
+        with_estimates: bool = True, profile: pl.LazyFrame | None = None) -> VeeResult:
     """Validate and estimate. ``intervals``: meter_id, ts, minutes, wh (one row per meter and ts).
     ``duplicates``: batch_id, meter_id, ts, wh, first_wh. ``reads``: register reads;
     ``meters``: meter_id, digits (for rollover) and optionally meter_class (the customer class,
-    for the spike settings of the class)."""
+    for the spike settings of the class); ``profile``: the meters' kept statistics over a longer
+    history (:data:`rules.PROFILE_SCHEMA`), for the spike and usage rules."""
     dups = duplicates if duplicates is not None else empty_duplicates()
     reads_df = (reads if reads is not None else empty_reads()).collect()
     meters_lf = meters if meters is not None else empty_meters()
@@ -69,7 +70,8 @@ def run(intervals: pl.LazyFrame, cfg: VeeConfig, tz: str, *,
     prepared, slots = prepared_df.lazy(), slots_df.lazy()
     gap_events = rules.gaps(slots)
     zero_runs = rules.zero_run_events(slots)
-    spike_rows = rules.spikes(prepared, cfg, rules.spike_settings(meters_lf.collect(), cfg))
+    spike_rows = rules.spikes(prepared, cfg, rules.spike_settings(meters_lf.collect(), cfg),
+                              profile)
 
     plans: list[pl.LazyFrame] = [
         prepared.select(pl.len().alias("intervals"),
@@ -85,7 +87,7 @@ def run(intervals: pl.LazyFrame, cfg: VeeConfig, tz: str, *,
         finding_plans = [
             rules.gap_findings(gap_events), rules.off_grid(prepared), rules.negative(prepared),
             spike_rows, rules.zero_run_findings(zero_runs),
-            rules.usage_deviation(prepared, cfg, tz), rules.reverse_energy(prepared, tz),
+            rules.usage_deviation(prepared, cfg, tz, profile), rules.reverse_energy(prepared, tz),
             rules.duplicate_findings(dups),
         ]
         if reads_df.height:  # the register rules, when there are reads to judge

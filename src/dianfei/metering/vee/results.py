@@ -10,6 +10,7 @@ its results depend on, taken *before* it read any of it:
   changes it;
 - within-import duplicates of finished batches (count, newest id, values), register reads
   (count, newest id, values), and stored estimates (count, newest id: the ``estimated`` figure);
+- the kept meter profiles (count, newest id: a rebuild replaces rows, so the id moves);
 - every meter's register digits and customer class (hashed row by row: an exchange or a class
   change alters the spike and rollover rules);
 - the ``[vee]`` settings, the business zone, the store's directory, and the source of the VEE
@@ -52,6 +53,8 @@ _STATE_QUERIES = (
     "JOIN import_batches b ON b.batch_id = d.batch_id WHERE b.status = 'finished'",
     "SELECT count(*), coalesce(max(id), 0), coalesce(sum(value % 1000003), 0) "
     "FROM register_reads",
+    # kept profiles are replaced whole (new ids), never edited
+    "SELECT count(*), coalesce(max(id), 0) FROM vee_meter_profiles",
 )
 _ESTIMATES_QUERY = "SELECT count(*), coalesce(max(id), 0) FROM vee_estimates"
 #: the meters as VEE reads them (repository.meters: digits for rollover, class for spikes)

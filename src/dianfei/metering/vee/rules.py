@@ -283,8 +283,76 @@ def _demand_kw(wh: pl.Expr) -> pl.Expr:
     return kwh_text((wh * 60 / pl.col("step")).round(0).cast(pl.Int64))
 
 
+#: a kept meter profile (``profiles.py``): the statistics of each meter's longer history, one row
+#: per (meter, kind, season, band); season/band −1 where the kind has none
+PROFILE_SCHEMA: Final = pl.Schema({
+    "meter_id": pl.String(), "kind": pl.String(), "season": pl.Int32(), "band": pl.Int32(),
+    "hi": pl.Float64(), "lo": pl.Float64(), "med": pl.Float64(), "n": pl.Int64(),
+})
+#: the profile kinds: the spike rule's (season, band) cells and bands, the usage rule's seasons
+#: and whole range
+PROFILE_KINDS: Final = ("spike_cell", "spike_band", "usage_season", "usage_all")
+
+
+def spike_rows(prepared: pl.LazyFrame, cfg: VeeConfig) -> pl.LazyFrame:
+    """The intervals the spike statistics are made of (positive, on the grid) with their
+    ``season`` (0 winter … 3 autumn) and ``band`` of the day."""
+    return (prepared.filter(pl.col("on_grid") & (pl.col("wh") > 0))
+            .with_columns(((pl.col("day").dt.month().cast(pl.Int32) % 12) // 3).alias("season"),
+                          (pl.col("tod") // (60 * cfg.spike_band_hours)).cast(pl.Int32)
+                          .alias("band")))
+
+
+def spike_stats(rows: pl.LazyFrame, keys: list[str], suffix: str, cfg: VeeConfig) -> pl.LazyFrame:
+    """The usual high (the ``spike_quantile``), low (5 %), median and count of ``rows`` per
+    ``keys``."""
+    return rows.group_by(keys).agg(
+        pl.col("wh").quantile(cfg.spike_quantile, "linear").alias(f"hi{suffix}"),
+        pl.col("wh").quantile(0.05, "linear").alias(f"lo{suffix}"),
+        pl.col("wh").median().alias(f"med{suffix}"), pl.len().cast(pl.Int64).alias(f"n{suffix}"))
+
+
+def usage_days(prepared: pl.LazyFrame, tz: str) -> pl.LazyFrame:
+    """The complete days the usage statistics are made of, with their ``season``."""
+    return (daily_totals(prepared, tz).filter(pl.col("complete"))
+            .with_columns(((pl.col("day").dt.month().cast(pl.Int32) % 12) // 3).alias("season")))
+
+
+def usage_stats(days: pl.LazyFrame, keys: list[str], suffix: str) -> pl.LazyFrame:
+    """The usual range of complete daily totals (5th–95th percentile), median and count."""
+    return days.group_by(keys).agg(
+        pl.col("wh").quantile(0.95, "linear").alias(f"hi{suffix}"),
+        pl.col("wh").quantile(0.05, "linear").alias(f"lo{suffix}"),
+        pl.col("wh").median().alias(f"med{suffix}"), pl.len().cast(pl.Int64).alias(f"n{suffix}"))
+
+
+def _kept(profile: pl.LazyFrame | None, prepared: pl.LazyFrame, kind: str, keys: list[str],
+          suffix: str) -> pl.LazyFrame | None:
+    """The kept profile's rows of ``kind`` keyed like the window's statistics (meter_key)."""
+    if profile is None:
+        return None
+    ids = prepared.select("meter_id", "meter_key").unique()
+    return (profile.filter(pl.col("kind") == kind).join(ids, on="meter_id")
+            .select(*keys, *[pl.col(k).alias(f"{k}{suffix}") for k in ("hi", "lo", "med", "n")]))
+
+
+def _prefer_longer(window: pl.LazyFrame, kept: pl.LazyFrame | None, keys: list[str],
+                   suffix: str) -> pl.LazyFrame:
+    """Per key, the statistics of the window or the kept profile — whichever counts more:
+    a daily run judges by the meter's year, a run over the whole history by that history."""
+    if kept is None:
+        return window
+    cols = [f"{k}{suffix}" for k in ("hi", "lo", "med", "n")]
+    both = window.join(kept.rename({c: f"{c}_k" for c in cols}), on=keys, how="full",
+                       coalesce=True)
+    use_kept = pl.col(f"n{suffix}_k").fill_null(-1) > pl.col(f"n{suffix}").fill_null(-1)
+    return both.select(*keys, *[pl.when(use_kept).then(pl.col(f"{c}_k")).otherwise(pl.col(c))
+                                .alias(c) for c in cols])
+
+
 def spikes(prepared: pl.LazyFrame, cfg: VeeConfig,
-           settings: pl.DataFrame | None = None) -> pl.LazyFrame:
+           settings: pl.DataFrame | None = None,
+           profile: pl.LazyFrame | None = None) -> pl.LazyFrame:
     """Spike (尖峰): an interval far above what this meter usually draws at that time of day in
     that season.
 
@@ -297,8 +365,12 @@ def spikes(prepared: pl.LazyFrame, cfg: VeeConfig,
     * The safety net: an interval at a demand above ``spike_floor_kw`` (per class: far above what
       the class draws) is a spike whatever the history.
 
-    Only meters with enough positive intervals are grouped at all, so a wide day (a million
-    meters with a day each) costs one sorted count."""
+    ``profile`` (:data:`PROFILE_SCHEMA`): each meter's kept statistics over a longer history
+    (``profiles.py``); per cell the window's or the profile's, whichever counts more intervals,
+    so a run over one day judges by the meter's year.
+
+    Only meters with enough positive intervals (or a kept profile) are grouped at all, so a wide
+    day (a million meters with a day each) costs one sorted count."""
     h = cfg.spike_band_hours
     floor_kw = [cfg.spike_floor_kw, *[t["spike_floor_kw"] for t in (*cfg.classes.values(),
                                                                     *cfg.meters.values())
@@ -311,23 +383,21 @@ def spikes(prepared: pl.LazyFrame, cfg: VeeConfig,
                           settings, cfg)
            .filter(pl.col("wh") > floor_wh))
 
-    pos = prepared.filter(pl.col("on_grid") & (pl.col("wh") > 0))
+    pos = spike_rows(prepared, cfg)
     enough = (pos.group_by(pl.col("meter_key").set_sorted()).agg(pl.len().alias("n"))
               .filter(pl.col("n") >= min_hist).select("meter_key"))
-    rows = (pos.join(enough, on="meter_key", how="semi")
-            .with_columns(((pl.col("day").dt.month().cast(pl.Int32) % 12) // 3).alias("season"),
-                          (pl.col("tod") // (60 * h)).alias("band")))
-
-    def stats(keys: list[str], suffix: str) -> pl.LazyFrame:
-        return rows.group_by(keys).agg(
-            pl.col("wh").quantile(cfg.spike_quantile, "linear").alias(f"hi{suffix}"),
-            pl.col("wh").quantile(0.05, "linear").alias(f"lo{suffix}"),
-            pl.col("wh").median().alias(f"med{suffix}"), pl.len().alias(f"n{suffix}"))
-
-    judged = (_with_settings(rows.join(stats(["meter_key", "season", "band"], "_c"),
-                                       on=["meter_key", "season", "band"], how="left")
-                             .join(stats(["meter_key", "band"], "_b"), on=["meter_key", "band"],
-                                   how="left"), settings, cfg))
+    kept_cell = _kept(profile, prepared, "spike_cell", ["meter_key", "season", "band"], "_c")
+    kept_band = _kept(profile, prepared, "spike_band", ["meter_key", "band"], "_b")
+    if kept_band is not None:
+        enough = pl.concat([enough, kept_band.select("meter_key")]).unique()
+    rows = pos.join(enough, on="meter_key", how="semi")
+    cell_stats = _prefer_longer(spike_stats(rows, ["meter_key", "season", "band"], "_c", cfg),
+                                kept_cell, ["meter_key", "season", "band"], "_c")
+    band_stats = _prefer_longer(spike_stats(rows, ["meter_key", "band"], "_b", cfg),
+                                kept_band, ["meter_key", "band"], "_b")
+    judged = (_with_settings(rows.join(cell_stats, on=["meter_key", "season", "band"], how="left")
+                             .join(band_stats, on=["meter_key", "band"], how="left"),
+                             settings, cfg))
     cell = pl.col("n_c") >= pl.col("spike_min_history")
     pick = {k: pl.when(cell).then(pl.col(f"{k}_c")).otherwise(pl.col(f"{k}_b"))
             for k in ("hi", "lo", "med", "n")}
@@ -398,7 +468,8 @@ def daily_totals(prepared: pl.LazyFrame, tz: str) -> pl.LazyFrame:
             .with_columns((pl.col("n") * pl.col("step") >= MINUTES_PER_DAY).alias("complete")))
 
 
-def usage_deviation(prepared: pl.LazyFrame, cfg: VeeConfig, tz: str) -> pl.LazyFrame:
+def usage_deviation(prepared: pl.LazyFrame, cfg: VeeConfig, tz: str,
+                    profile: pl.LazyFrame | None = None) -> pl.LazyFrame:
     """High/low usage (电量突变): a complete day far outside this meter's usual days in that
     season.
 
@@ -409,18 +480,18 @@ def usage_deviation(prepared: pl.LazyFrame, cfg: VeeConfig, tz: str) -> pl.LazyF
     household's own heating or cooling season, holidays away or PV days, being part of its usual
     range, raise nothing, and a vacant week keeps its standby (5–15 % of the usual low) while a
     stopped or bypassed meter records almost nothing. Ranges whose high (for high) or low (for low) is under
-    usage_min_usual_kwh are not judged (a near-empty house is not "low")."""
-    days = (daily_totals(prepared, tz).filter(pl.col("complete"))
-            .with_columns(((pl.col("day").dt.month().cast(pl.Int32) % 12) // 3).alias("season")))
-
-    def stats(keys: list[str], suffix: str) -> pl.LazyFrame:
-        return days.group_by(keys).agg(
-            pl.col("wh").quantile(0.95, "linear").alias(f"hi{suffix}"),
-            pl.col("wh").quantile(0.05, "linear").alias(f"lo{suffix}"),
-            pl.col("wh").median().alias(f"med{suffix}"), pl.len().alias(f"n{suffix}"))
-
-    judged = (days.join(stats(["meter_key", "season"], "_s"), on=["meter_key", "season"])
-              .join(stats(["meter_key"], "_m"), on="meter_key"))
+    usage_min_usual_kwh are not judged (a near-empty house is not "low"). ``profile``: as for
+    :func:`spikes` — the window's range or the kept one, whichever counts more days."""
+    days = usage_days(prepared, tz)
+    season_stats = _prefer_longer(usage_stats(days, ["meter_key", "season"], "_s"),
+                                  _kept(profile, prepared, "usage_season",
+                                        ["meter_key", "season"], "_s"),
+                                  ["meter_key", "season"], "_s")
+    all_stats = _prefer_longer(usage_stats(days, ["meter_key"], "_m"),
+                               _kept(profile, prepared, "usage_all", ["meter_key"], "_m"),
+                               ["meter_key"], "_m")
+    judged = (days.join(season_stats, on=["meter_key", "season"], how="left")
+              .join(all_stats, on="meter_key"))
     by_season = pl.col("n_s") >= cfg.usage_min_days
     judged = (judged.with_columns(
         *(pl.when(by_season).then(pl.col(f"{k}_s")).otherwise(pl.col(f"{k}_m")).alias(k)

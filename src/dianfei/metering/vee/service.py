@@ -69,18 +69,22 @@ def _result(db: Database, day_from: date | None, day_to: date | None, *,
     import polars as pl
 
     from dianfei.metering import intervals as store
-    from dianfei.metering.vee import pipeline, repository
+    from dianfei.metering.vee import pipeline, profiles, repository
 
     cfg = config(db)
     tz = repository.tz_name(db)
     reads = repository.register_reads(db, day_from, day_to) if with_findings else None
     meter_frame = repository.meters(db).select("meter_id", "digits", "meter_class")
     dups = repository.duplicates(db, day_from, day_to)
+    # a window of days judges spikes and usage by the meters' kept profiles where they count
+    # more than the window (profiles.py); the whole history needs none
+    windowed = day_from is not None or day_to is not None
     if meter_frame.height <= GROUPWISE_METERS:
         return pipeline.run(
             repository.intervals(db, day_from, day_to), cfg, tz, duplicates=dups.lazy(),
             reads=reads.lazy() if reads is not None else None, meters=meter_frame.lazy(),
-            with_findings=with_findings, with_estimates=with_estimates)
+            with_findings=with_findings, with_estimates=with_estimates,
+            profile=profiles.kept(db).lazy() if windowed else None)
     ids = meter_frame["meter_id"]
     grouped = meter_frame.with_columns(store.group_column(ids).alias("g"))
     parts: list[pipeline.VeeResult] = []
@@ -92,7 +96,8 @@ def _result(db: Database, day_from: date | None, day_to: date | None, *,
             reads=(reads.filter(pl.col("meter_id").is_in(mine.implode())).lazy()
                    if reads is not None else None),
             meters=members.select("meter_id", "digits", "meter_class").lazy(),
-            with_findings=with_findings, with_estimates=with_estimates))
+            with_findings=with_findings, with_estimates=with_estimates,
+            profile=profiles.kept(db, mine.to_list()).lazy() if windowed else None))
     counts: dict[str, int] = {}
     for part in parts:
         for key, value in part.counts.items():
@@ -247,6 +252,37 @@ def review_held_read(db: Database, clock: Clock, *, meter_id: str, read_at: date
 
     return plausibility.review_held(db, clock, meter_id=meter_id, read_at=read_at,
                                     decision=decision, by=by, reason=reason)
+
+
+def build_profiles(db: Database, clock: Clock, *, as_of: date, months: int = 12
+                   ) -> dict[str, Any]:
+    """Keep each meter's spike and usage statistics over the ``months`` before ``as_of``
+    (:mod:`dianfei.metering.vee.profiles`), meter group by meter group of the store."""
+    import polars as pl
+
+    from dianfei.metering import intervals as store
+    from dianfei.metering.vee import profiles, repository, rules
+
+    cfg = config(db)
+    tz = repository.tz_name(db)
+    data_from, data_to = profiles.window(as_of, months)
+    built_at = clock.now()
+    meters = repository.meters(db).select("meter_id")
+    grouped = meters.with_columns(store.group_column(meters["meter_id"]).alias("g"))
+    rows = kept_meters = 0
+    for _, members in grouped.group_by("g", maintain_order=True):
+        ids = members["meter_id"].to_list()
+        prepared = rules.prepare(repository.intervals(db, data_from, data_to, meter_ids=ids)
+                                 .select("meter_id", "ts", "minutes", "wh"), tz)
+        found = (profiles.compute(prepared, cfg, tz) if prepared.height
+                 else pl.DataFrame(schema=rules.PROFILE_SCHEMA))
+        with db.engine.begin() as conn:
+            profiles.replace(conn, ids, found, data_from=data_from, data_to=data_to,
+                             built_at=built_at)
+        rows += found.height
+        kept_meters += found["meter_id"].n_unique()
+    return {"as_of": as_of.isoformat(), "data_from": data_from.isoformat(),
+            "data_to": data_to.isoformat(), "meters": kept_meters, "rows": rows}
 
 
 def held_reads(db: Database, offset: int, limit: int, *, awaiting_only: bool = False,
