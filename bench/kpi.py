@@ -168,6 +168,21 @@ def write_sqlite(db: Any, cust: pl.DataFrame, bills: pl.DataFrame, clearings: pl
         for i in range(0, frame.height, step):
             with db.engine.begin() as conn:
                 write_frame(conn, table, frame.slice(i, step))
+    # each bill's open item with its kept clearing state (migration 0037), as the bill run and
+    # the payment postings leave them: filled from the clearings by the ledger's own SQL (the
+    # open amounts are the bills' amounts: the KPIs do not read them)
+    from dianfei.ledger.service import refresh_bill_states
+
+    items = bills.select(
+        pl.col("bill_id").alias("reference"), "account_id", "customer_id",
+        pl.lit("bill").alias("item_kind"), "bill_id", "due_on", "amount",
+        pl.col("amount").alias("open_amount"),
+        pl.lit(datetime(2024, 1, 1)).alias("updated_at"))
+    for i in range(0, items.height, step):
+        with db.engine.begin() as conn:
+            write_frame(conn, "open_items", items.slice(i, step))
+    with db.engine.begin() as conn:
+        refresh_bill_states(conn)
     with db.engine.begin() as conn:
         conn.exec_driver_sql("ANALYZE")  # planner statistics, as after a bill run
 

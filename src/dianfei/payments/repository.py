@@ -359,6 +359,69 @@ _STATE_SQLITE = (
     "GROUP BY b.period, b.rowid) q")
 
 
+def _totals_sql(dialect: str) -> str:
+    """Per-period totals of the live bills of periods :a..:z issued by :d at :cut (the end of
+    business day D), grouped by (period, issued_on, due_on, actual read, payment days): bills,
+    billed, paid, unpaid (fen). A bill's paid amount and paid-in-full instant are the ones its
+    open item keeps (``open_items.cleared``, ``paid_in_full_at``, maintained with its clearings)
+    when its last clearing is before the cut; otherwise (cleared after D, or no kept state:
+    rows written without the ledger) they are folded from its clearings by :cut, as
+    :data:`_STATE_PG` does. The subqueries are fenced (OFFSET 0) so that each bill's paid amount
+    is computed once."""
+    lite = dialect == "sqlite"
+    fence = "LIMIT -1 OFFSET 0" if lite else "OFFSET 0"
+    kept = ("o.reference IS NOT NULL AND o.amount = b.amount AND (o.last_cleared_at IS NULL "
+            "OR o.last_cleared_at < :cut)")
+    crossing = (
+        "(SELECT MAX(CASE WHEN w.cum >= q.amount AND w.cum - w.amount < q.amount THEN w.at END) "
+        "FROM (SELECT c.allocated_at AS at, c.amount AS amount, SUM(c.amount) OVER (ORDER BY "
+        "c.allocated_at, c.id ROWS UNBOUNDED PRECEDING) AS cum FROM payment_allocations c "
+        "JOIN payments cp ON cp.payment_id = c.payment_id WHERE c.bill_id = q.bill_id "
+        "AND c.allocated_to = 'bill' AND c.allocated_at < :cut) w)")
+    full = f"CASE WHEN q.kept = 1 THEN q.kept_full ELSE {crossing} END"
+    if lite:
+        days = (f"CAST(julianday(max(q.issued_on, {_business_day_sql('sqlite', full)})) "
+                "- julianday(q.issued_on) AS INTEGER)")
+        unpaid = "max(amount - paid, 0)"
+    else:
+        days = f"GREATEST(q.issued_on, {_business_day_sql('postgresql', f'({full})')}) - q.issued_on"
+        unpaid = "GREATEST(amount - paid, 0)"
+    return (
+        "SELECT period, issued_on, due_on, actual, days, COUNT(*) AS n, "
+        "CAST(SUM(amount) AS BIGINT) AS billed, CAST(SUM(paid) AS BIGINT) AS paid, "
+        f"CAST(SUM({unpaid}) AS BIGINT) AS unpaid FROM ("
+        "SELECT q.period, q.issued_on, q.due_on, q.amount, q.paid, "
+        "CASE WHEN q.estimated THEN 0 ELSE 1 END AS actual, "
+        f"CASE WHEN q.amount > 0 AND q.paid >= q.amount THEN {days} END AS days FROM ("
+        "SELECT b.bill_id, b.period, b.issued_on, b.due_on, b.amount, b.estimated, "
+        f"CASE WHEN {kept} THEN 1 ELSE 0 END AS kept, o.paid_in_full_at AS kept_full, "
+        f"CASE WHEN {kept} THEN o.cleared ELSE (SELECT COALESCE(SUM(pa.amount), 0) "
+        "FROM payment_allocations pa JOIN payments p ON p.payment_id = pa.payment_id "
+        "WHERE pa.bill_id = b.bill_id AND pa.allocated_to = 'bill' AND pa.allocated_at < :cut) "
+        "END AS paid FROM bills b LEFT JOIN open_items o ON o.reference = b.bill_id "
+        "AND o.item_kind = 'bill' WHERE b.period BETWEEN :a AND :z AND b.issued_on <= :d "
+        f"AND b.status <> 'cancelled' {fence}) q {fence}) t "
+        "GROUP BY period, issued_on, due_on, actual, days")
+
+
+def bill_state_totals(engine: Engine, first: str, last: str, as_of: date) -> pl.DataFrame:
+    """See :func:`_totals_sql` (``payments.service.bill_state_totals``)."""
+    from datetime import timedelta
+
+    import polars as pl
+
+    from dianfei.core.clock import start_of_day
+
+    params = {"a": first, "z": last, "d": as_of, "cut": start_of_day(as_of + timedelta(days=1))}
+    out = read_frame(engine, _totals_sql(engine.dialect.name), params,
+                     dates=("issued_on", "due_on"),
+                     schema={"period": pl.String, "issued_on": pl.Date, "due_on": pl.Date,
+                             "actual": pl.Int64, "days": pl.Int64, "n": pl.Int64,
+                             "billed": pl.Int64, "paid": pl.Int64, "unpaid": pl.Int64})
+    return out.with_columns((pl.col("actual") == 1).alias("actual")).sort(
+        "period", "issued_on", "due_on", "actual", "days", nulls_last=True)
+
+
 def bill_states(engine: Engine, first: str, last: str, as_of: date) -> pl.DataFrame:
     """One row per bill of periods ``first``..``last`` issued by ``as_of``: its columns plus
     ``paid`` and ``paid_in_full_on`` as of that business day, computed by the database."""
