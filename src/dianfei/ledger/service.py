@@ -39,6 +39,13 @@ AGING_BUCKETS = ("current", "0-30", "31-60", "61-90", ">90")
 _BUCKET_ENDS = ((0, "current"), (30, "0-30"), (60, "31-60"), (90, "61-90"))
 
 
+def aging_ends() -> tuple[tuple[int, str], ...]:
+    """Each aging bucket but the oldest with its last day past due (ascending): the bucket
+    holds the days after the previous one's last up to its own (days ≤ 0: the first); the
+    oldest, :data:`AGING_BUCKETS`' last, everything after."""
+    return _BUCKET_ENDS
+
+
 def aging_bucket(days_past_due: int) -> str:
     """The aging bucket of a debit ``days_past_due`` after its due date (never the issue date)."""
     for last, name in _BUCKET_ENDS:

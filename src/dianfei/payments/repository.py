@@ -359,15 +359,18 @@ _STATE_SQLITE = (
     "GROUP BY b.period, b.rowid) q")
 
 
-def _totals_sql(dialect: str) -> str:
-    """Per-period totals of the live bills of periods :a..:z issued by :d at :cut (the end of
-    business day D), grouped by (period, issued_on, due_on, actual read, payment days): bills,
-    billed, paid, unpaid (fen). A bill's paid amount and paid-in-full instant are the ones its
-    open item keeps (``open_items.cleared``, ``paid_in_full_at``, maintained with its clearings)
-    when its last clearing is before the cut; otherwise (cleared after D, or no kept state:
-    rows written without the ledger) they are folded from its clearings by :cut, as
-    :data:`_STATE_PG` does. The subqueries are fenced (OFFSET 0) so that each bill's paid amount
-    is computed once."""
+def _sums_sql(dialect: str, thresholds: int, by_days: bool) -> str:
+    """The sums of the live bills of period :p issued by :d at :cut (the end of business day
+    D), per payment days (``by_days``) or in one row: n, billed, paid, unpaid (each bill's never
+    below 0), actual (bills not on an estimated read), dated (unpaid of the bills with a due
+    date), le_i (unpaid of the bills due on or after :t_i). A bill's paid amount and
+    paid-in-full instant are the ones its open item keeps (``open_items.cleared``,
+    ``paid_in_full_at``) when its last clearing is before the cut; otherwise (cleared after D,
+    or no kept state: rows written without the ledger) they are folded from its clearings by
+    :cut as :data:`_STATE_PG` does. One period a query: SQLite reads the bills in index order
+    and sums without sorting them. The subqueries are fenced (OFFSET 0): each bill's paid
+    amount is computed once, and the running sum only for a bill paid in full whose state is
+    not kept."""
     lite = dialect == "sqlite"
     fence = "LIMIT -1 OFFSET 0" if lite else "OFFSET 0"
     kept = ("o.reference IS NOT NULL AND o.amount = b.amount AND (o.last_cleared_at IS NULL "
@@ -378,48 +381,62 @@ def _totals_sql(dialect: str) -> str:
         "c.allocated_at, c.id ROWS UNBOUNDED PRECEDING) AS cum FROM payment_allocations c "
         "JOIN payments cp ON cp.payment_id = c.payment_id WHERE c.bill_id = q.bill_id "
         "AND c.allocated_to = 'bill' AND c.allocated_at < :cut) w)")
-    full = f"CASE WHEN q.kept = 1 THEN q.kept_full ELSE {crossing} END"
     if lite:
-        days = (f"CAST(julianday(max(q.issued_on, {_business_day_sql('sqlite', full)})) "
-                "- julianday(q.issued_on) AS INTEGER)")
-        unpaid = "max(amount - paid, 0)"
+        unpaid = "max(q.amount - q.paid, 0)"
+        # the business day (UTC+8) of the stored UTC text: its date, one more from 16:00 on —
+        # integer day numbers without date arithmetic per row
+        days = ("max(CAST(julianday(substr(m.full_at, 1, 10)) AS INTEGER) "
+                "+ (substr(m.full_at, 12, 2) >= '16') - CAST(julianday(m.issued_on) AS INTEGER), 0)")
     else:
-        days = f"GREATEST(q.issued_on, {_business_day_sql('postgresql', f'({full})')}) - q.issued_on"
-        unpaid = "GREATEST(amount - paid, 0)"
+        unpaid = "GREATEST(q.amount - q.paid, 0)"
+        days = ("GREATEST(m.issued_on, CAST(m.full_at + INTERVAL '8 hours' AS DATE)) "
+                "- m.issued_on")
+    sums = ["COUNT(*) AS n", "SUM(m.amount) AS billed", "SUM(m.paid) AS paid",
+            "SUM(m.unpaid) AS unpaid", "SUM(m.actual) AS actual",
+            "SUM(CASE WHEN m.due_on IS NOT NULL THEN m.unpaid ELSE 0 END) AS dated",
+            *[f"SUM(CASE WHEN m.due_on >= :t{i} THEN m.unpaid ELSE 0 END) AS le_{i}"
+              for i in range(thresholds)]]
+    day = f"CASE WHEN m.full_at IS NOT NULL THEN {days} END" if by_days else "NULL"
     return (
-        "SELECT period, issued_on, due_on, actual, days, COUNT(*) AS n, "
-        "CAST(SUM(amount) AS BIGINT) AS billed, CAST(SUM(paid) AS BIGINT) AS paid, "
-        f"CAST(SUM({unpaid}) AS BIGINT) AS unpaid FROM ("
-        "SELECT q.period, q.issued_on, q.due_on, q.amount, q.paid, "
-        "CASE WHEN q.estimated THEN 0 ELSE 1 END AS actual, "
-        f"CASE WHEN q.amount > 0 AND q.paid >= q.amount THEN {days} END AS days FROM ("
-        "SELECT b.bill_id, b.period, b.issued_on, b.due_on, b.amount, b.estimated, "
+        f"SELECT {day} AS days, "
+        + ", ".join(f"CAST({x.split(' AS ')[0]} AS BIGINT) AS {x.split(' AS ')[1]}"
+                    for x in sums)
+        + " FROM (SELECT q.issued_on, q.due_on, q.amount, q.paid, "
+        f"{unpaid} AS unpaid, CASE WHEN q.estimated THEN 0 ELSE 1 END AS actual, "
+        + ("CASE WHEN q.amount > 0 AND q.paid >= q.amount THEN CASE WHEN q.kept = 1 THEN "
+           f"q.kept_full ELSE {crossing} END END" if by_days else "NULL")
+        + " AS full_at FROM ("
+        "SELECT b.bill_id, b.issued_on, b.due_on, b.amount, b.estimated, "
         f"CASE WHEN {kept} THEN 1 ELSE 0 END AS kept, o.paid_in_full_at AS kept_full, "
         f"CASE WHEN {kept} THEN o.cleared ELSE (SELECT COALESCE(SUM(pa.amount), 0) "
         "FROM payment_allocations pa JOIN payments p ON p.payment_id = pa.payment_id "
         "WHERE pa.bill_id = b.bill_id AND pa.allocated_to = 'bill' AND pa.allocated_at < :cut) "
         "END AS paid FROM bills b LEFT JOIN open_items o ON o.reference = b.bill_id "
-        "AND o.item_kind = 'bill' WHERE b.period BETWEEN :a AND :z AND b.issued_on <= :d "
-        f"AND b.status <> 'cancelled' {fence}) q {fence}) t "
-        "GROUP BY period, issued_on, due_on, actual, days")
+        "AND o.item_kind = 'bill' WHERE b.period = :p AND b.issued_on <= :d "
+        f"AND b.status <> 'cancelled' {fence}) q {fence}) m"
+        + (" GROUP BY 1" if by_days else ""))
 
 
-def bill_state_totals(engine: Engine, first: str, last: str, as_of: date) -> pl.DataFrame:
-    """See :func:`_totals_sql` (``payments.service.bill_state_totals``)."""
+def bill_state_sums(engine: Engine, period: str, as_of: date, past_due: Sequence[int], *,
+                    by_days: bool) -> pl.DataFrame:
+    """See :func:`_sums_sql` (``payments.service.bill_state_sums``)."""
     from datetime import timedelta
 
     import polars as pl
 
     from dianfei.core.clock import start_of_day
 
-    params = {"a": first, "z": last, "d": as_of, "cut": start_of_day(as_of + timedelta(days=1))}
-    out = read_frame(engine, _totals_sql(engine.dialect.name), params,
-                     dates=("issued_on", "due_on"),
-                     schema={"period": pl.String, "issued_on": pl.Date, "due_on": pl.Date,
-                             "actual": pl.Int64, "days": pl.Int64, "n": pl.Int64,
-                             "billed": pl.Int64, "paid": pl.Int64, "unpaid": pl.Int64})
-    return out.with_columns((pl.col("actual") == 1).alias("actual")).sort(
-        "period", "issued_on", "due_on", "actual", "days", nulls_last=True)
+    params: dict[str, Any] = {"p": period, "d": as_of,
+                              "cut": start_of_day(as_of + timedelta(days=1))}
+    for i, t in enumerate(past_due):
+        params[f"t{i}"] = as_of - timedelta(days=t)
+    sums = ["n", "billed", "paid", "unpaid", "actual", "dated",
+            *[f"le_{i}" for i in range(len(past_due))]]
+    out = read_frame(engine, _sums_sql(engine.dialect.name, len(past_due), by_days), params,
+                     schema={"days": pl.Int64, **{c: pl.Int64 for c in sums}})
+    # an empty period summed in one row: COUNT 0 and null sums
+    return (out.filter(pl.col("n") > 0).with_columns(pl.col(c).fill_null(0) for c in sums)
+            .sort("days", nulls_last=True))
 
 
 def bill_states(engine: Engine, first: str, last: str, as_of: date) -> pl.DataFrame:

@@ -97,10 +97,11 @@ class Inputs:
     #: the customers open on the period's last day when their rows were not read (``customers``
     #: is then empty and no ``--by`` of a customer dimension can be computed)
     open_customers: int | None = None
-    #: the bills' state at ``as_of`` summed by the database (``payments.service.
-    #: bill_state_totals``: period, issued_on, due_on, actual, days, n, billed, paid, unpaid)
-    #: instead of one row per bill; ``bills`` are then only the period's few bills the exposure
-    #: and write-offs concern (of accounts cut off for arrears, or written off), without state
+    #: the bills' state at ``as_of`` summed by the database per period (``payments.service.
+    #: bill_state_sums``: period, days, n, billed, paid, unpaid, actual, dated, le_i for
+    #: :func:`_past_due_thresholds`) instead of one row per bill; ``bills`` are then only the
+    #: period's few bills the exposure and write-offs concern (of accounts cut off for
+    #: arrears, or written off), without state
     totals: pl.DataFrame | None = None
 
 
@@ -157,7 +158,7 @@ def load_inputs(db: Database, period: Period, as_of: date, trend: int = 0, *,
     from dianfei.notify.service import notice_outcomes
     from dianfei.payments.service import (
         bill_clearings,
-        bill_state_totals,
+        bill_state_sums,
         bill_states,
         collected_by_channel,
     )
@@ -181,7 +182,17 @@ def load_inputs(db: Database, period: Period, as_of: date, trend: int = 0, *,
         clearings, customers = _no_clearings(), _no_customers()
         channels = collected_by_channel(db.engine, str(period), as_of)
         open_count = open_customer_count(db.engine, period.last_day)
-        totals = bill_state_totals(db.engine, first, last, as_of)
+        # each period of the window summed; the payment days' histogram of the periods whose
+        # money figures are reported (the period and the trend's), not of the DSO's others
+        past_due = _past_due_thresholds()
+        sums, p = [], first_of_window(period, max(trend, DSO_PERIODS))
+        histogram_from = str(first_of_window(period, max(trend, 1)))
+        while str(p) <= last:
+            sums.append(bill_state_sums(db.engine, str(p), as_of, past_due,
+                                        by_days=str(p) >= histogram_from)
+                        .select(pl.lit(str(p)).alias("period"), pl.all()))
+            p = p.next()
+        totals = pl.concat(sums)
         # the period's few bills the exposure (accounts cut off for arrears) and the write-offs
         # concern, issued by D
         cut = suspensions.filter(pl.col("mode") == "postpaid")["account_id"].unique().to_list()
@@ -348,37 +359,48 @@ def money_figures(state: pl.DataFrame, as_of: date, key: str | None) -> pl.DataF
     return s.group_by(key).agg(aggs).sort(key)
 
 
-def money_totals(totals: pl.DataFrame, as_of: date, key: str | None) -> pl.DataFrame:
-    """:func:`money_figures` from the database's totals (``Inputs.totals``): the same columns
-    per group (``key``: None or ``period``), exact — the aging by each group of due dates, the
-    median of the payment days from their histogram (an even count: the mean of the middle
-    two, as Polars' median)."""
+def _past_due_thresholds() -> list[int]:
+    """The days past due the database sums unpaid amounts up to (ascending): the aging
+    buckets' ends and :data:`BAD_DEBT_DAYS` (0: not overdue yet)."""
+    from dianfei.ledger.service import aging_ends
+
+    return sorted({0, BAD_DEBT_DAYS, *(last for last, _ in aging_ends())})
+
+
+def money_totals(totals: pl.DataFrame, key: str | None) -> pl.DataFrame:
+    """:func:`money_figures` from the database's sums (``Inputs.totals``): the same columns
+    per group (``key``: None or ``period``), exact — the aging from the unpaid amounts up to
+    each bucket's last day past due, the median of the payment days from their histogram (an
+    even count: the mean of the middle two, as Polars' median)."""
     import polars as pl
 
-    from dianfei.ledger.service import aging_bucket_column
+    from dianfei.ledger.service import aging_ends
 
-    past = (pl.lit(as_of) - pl.col("due_on")).dt.total_days()
-    t = totals.with_columns(past.alias("_past"), aging_bucket_column(past).alias("_bucket"))
+    le = {t: pl.col(f"le_{i}").sum() for i, t in enumerate(_past_due_thresholds())}
+    buckets, previous = [], None
+    for last, name in aging_ends():
+        buckets.append((le[last] - (0 if previous is None else le[previous])).alias(f"aging:{name}"))
+        previous = last
+    assert previous is not None
+    buckets.append((pl.col("unpaid").sum() - le[previous]).alias(f"aging:{_aging_names()[-1]}"))
     keys = [key] if key is not None else []
     aggs = [
         pl.col("n").sum().alias("bills"),
         pl.col("billed").sum().alias("billed"),
         pl.col("paid").sum().alias("collected"),
-        pl.col("unpaid").filter(pl.col("due_on") < as_of).sum().alias("overdue"),
-        pl.col("unpaid").filter(pl.col("_past") > BAD_DEBT_DAYS).sum().alias("bad_debt"),
+        (pl.col("dated").sum() - le[0]).alias("overdue"),
+        (pl.col("dated").sum() - le[BAD_DEBT_DAYS]).alias("bad_debt"),
         pl.col("n").filter(pl.col("days").is_not_null()).sum().alias("paid_in_full"),
         (pl.col("days") * pl.col("n")).sum().alias("days_sum"),
-        *[pl.col("unpaid").filter(pl.col("_bucket") == b).sum().alias(f"aging:{b}")
-          for b in _aging_names()],
+        *buckets,
     ]
-    out = t.group_by(keys).agg(aggs) if keys else t.select(aggs)
-    hist = (t.filter(pl.col("days").is_not_null()).group_by([*keys, "days"])
-            .agg(pl.col("n").sum()))
+    out = totals.group_by(keys).agg(aggs) if keys else totals.select(aggs)
+    hist = (totals.filter(pl.col("days").is_not_null()).group_by([*keys, "days"])
+            .agg(pl.col("n").sum()).sort("days"))
     medians = []
     for row in out.iter_rows(named=True):
         h = hist.filter(pl.col(key) == row[key]) if key is not None else hist
-        medians.append(_histogram_median(h.sort("days")["days"].to_list(),
-                                         h.sort("days")["n"].to_list()))
+        medians.append(_histogram_median(h["days"].to_list(), h["n"].to_list()))
     out = out.with_columns(pl.Series("days_median", medians, dtype=pl.Float64))
     return out.sort(key) if key is not None else out
 
@@ -474,7 +496,7 @@ def _service_figures(inp: Inputs, this: pl.DataFrame, as_of: date,
         t = inp.totals.filter(pl.col("period") == str(period))
         parts.append(pl.DataFrame(
             {"group": ["all"],
-             "actual_reads": [int(t.filter(pl.col("actual"))["n"].sum() or 0)],
+             "actual_reads": [int(t["actual"].sum() or 0)],
              "reads_due": [int(t["n"].sum() or 0) + inp.unbilled.height],
              "billed": [int(t["billed"].sum() or 0)]},
             schema={"group": pl.String, "actual_reads": pl.Int64, "reads_due": pl.Int64,
@@ -657,7 +679,7 @@ def _compute_totals(inp: Inputs, as_of: date, by: str | None, trend_periods: int
     if int(mine["n"].sum() or 0) == 0:
         _nothing_to_measure(period, as_of)
     this = inp.bills.filter(pl.col("period") == str(period))
-    head = money_totals(mine, as_of, None).row(0, named=True)
+    head = money_totals(mine, None).row(0, named=True)
     result: dict[str, Any] = {"period": str(period), "as_of": as_of.isoformat(),
                               **_money_json(head)}
     result.update(_service_figures(inp, this, as_of, None)["all"])
@@ -669,7 +691,7 @@ def _compute_totals(inp: Inputs, as_of: date, by: str | None, trend_periods: int
         (Decimal(receivable) * days / Decimal(billed)).quantize(_DAYS, rounding=ROUND_HALF_UP))
     if trend_periods:
         start = str(first_of_window(period, trend_periods))
-        rows = money_totals(totals.filter(pl.col("period") >= start), as_of, "period").to_dicts()
+        rows = money_totals(totals.filter(pl.col("period") >= start), "period").to_dicts()
         result["trend"] = [_trend_row(r) for r in rows]
     result["channels"] = by_channel(inp, as_of)
     if by is not None:
