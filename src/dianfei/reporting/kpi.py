@@ -28,6 +28,8 @@ A rate whose denominator is zero is ``None`` (JSON null), never a division by ze
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
@@ -180,19 +182,29 @@ def load_inputs(db: Database, period: Period, as_of: date, trend: int = 0, *,
         bills = bill_states(db.engine, first, last, as_of)
     else:
         clearings, customers = _no_clearings(), _no_customers()
-        channels = collected_by_channel(db.engine, str(period), as_of)
-        open_count = open_customer_count(db.engine, period.last_day)
-        # each period of the window summed; the payment days' histogram of the periods whose
-        # money figures are reported (the period and the trend's), not of the DSO's others
+        # each period of the window summed by the database (the payment days' histogram only
+        # of the periods whose money figures are reported: the period and the trend's), the
+        # channel split and the open customers — as many reads at once as there are
+        # :data:`READERS` (each on its own connection), the period itself first
         past_due = _past_due_thresholds()
-        sums, p = [], first_of_window(period, max(trend, DSO_PERIODS))
         histogram_from = str(first_of_window(period, max(trend, 1)))
-        while str(p) <= last:
-            sums.append(bill_state_sums(db.engine, str(p), as_of, past_due,
-                                        by_days=str(p) >= histogram_from)
-                        .select(pl.lit(str(p)).alias("period"), pl.all()))
-            p = p.next()
-        totals = pl.concat(sums)
+        periods, p = [], period
+        while str(p) >= first:
+            periods.append(str(p))
+            p = p.prev()
+
+        def sums(p: str) -> pl.DataFrame:
+            return (bill_state_sums(db.engine, p, as_of, past_due, by_days=p >= histogram_from)
+                    .select(pl.lit(p).alias("period"), pl.all()))
+
+        reads: list[Callable[[], Any]] = [
+            functools.partial(sums, periods[0]),
+            functools.partial(collected_by_channel, db.engine, str(period), as_of),
+            *[functools.partial(sums, p) for p in periods[1:]],
+            functools.partial(open_customer_count, db.engine, period.last_day)]
+        done = _read_at_once(db, reads)
+        channels, open_count = done[1], done[-1]
+        totals = pl.concat([done[0], *done[2:-1]]).sort("period", "days", nulls_last=True)
         # the period's few bills the exposure (accounts cut off for arrears) and the write-offs
         # concern, issued by D
         cut = suspensions.filter(pl.col("mode") == "postpaid")["account_id"].unique().to_list()
@@ -211,6 +223,23 @@ def load_inputs(db: Database, period: Period, as_of: date, trend: int = 0, *,
         suspensions=suspensions,
         write_offs=written,
         as_of=as_of, channels=channels, open_customers=open_count, totals=totals)
+
+
+#: reads :func:`load_inputs` runs at once (each on its own connection: SQLite and the driver
+#: release the interpreter while the database works, PostgreSQL runs them in its own processes)
+READERS = 2
+
+
+def _read_at_once(db: Database, reads: list[Callable[[], Any]]) -> list[Any]:
+    """The results of ``reads`` (in their order), :data:`READERS` of them at a time; one after
+    the other on an in-memory SQLite database (one connection)."""
+    if db.engine.dialect.name == "sqlite" and db.engine.url.database in (None, "", ":memory:"):
+        return [read() for read in reads]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="kpi-read") as pool:
+        futures = [pool.submit(read) for read in reads]
+        return [f.result() for f in futures]
 
 
 def _no_clearings() -> pl.DataFrame:
