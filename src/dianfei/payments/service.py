@@ -390,18 +390,18 @@ def bill_states(engine: Engine, first: str, last: str, as_of: date) -> pl.DataFr
 
 
 def bill_state_sums(engine: Engine, period: str, as_of: date, past_due: Sequence[int], *,
-                    by_days: bool) -> pl.DataFrame:
+                    by_days: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
     """:func:`bill_states` of one period summed by the database instead of returned bill by
-    bill: the live (not cancelled) bills of ``period`` issued by ``as_of``, one row (``days``
-    null) or, ``by_days``, one per payment days (from issue to paid in full at ``as_of``; null
-    for the bills not paid in full or of no amount): ``n`` bills, ``billed``, ``paid``,
-    ``unpaid`` (fen, each bill's never below 0), ``actual`` (bills not on an estimated read),
-    ``dated`` (unpaid of the bills with a due date) and ``le_i`` (unpaid of the bills at most
-    ``past_due[i]`` days past due at ``as_of``). What ``dianfei kpi`` without a customer
-    ``--by`` reads: money figures, aging, the median payment days (from the histogram) and DSO
-    follow exactly. A bill's state is the one its open item keeps when it was last cleared by
-    the end of ``as_of``, else folded from its clearings (tests/reporting holds the sums equal
-    to :func:`bill_states` summed)."""
+    bill: the live (not cancelled) bills of ``period`` issued by ``as_of``, in one row: ``n``
+    bills, ``billed``, ``paid``, ``unpaid`` (fen, each bill's never below 0), ``actual`` (bills
+    not on an estimated read), ``dated`` (unpaid of the bills with a due date) and ``le_i``
+    (unpaid of the bills at most ``past_due[i]`` days past due at ``as_of``); and, ``by_days``,
+    the histogram of the payment days (days, n: from issue to paid in full at ``as_of``, bills
+    of a positive amount paid in full; empty otherwise). What ``dianfei kpi`` without a customer
+    ``--by`` reads: money figures, aging, the median payment days and DSO follow exactly. A
+    bill's state is the one its open item keeps when it was last cleared by the end of
+    ``as_of``, else folded from its clearings (tests/reporting holds the sums equal to
+    :func:`bill_states` summed)."""
     return repository.bill_state_sums(engine, period, as_of, past_due, by_days=by_days)
 
 

@@ -99,12 +99,15 @@ class Inputs:
     #: the customers open on the period's last day when their rows were not read (``customers``
     #: is then empty and no ``--by`` of a customer dimension can be computed)
     open_customers: int | None = None
-    #: the bills' state at ``as_of`` summed by the database per period (``payments.service.
-    #: bill_state_sums``: period, days, n, billed, paid, unpaid, actual, dated, le_i for
+    #: the bills' state at ``as_of`` summed by the database, a row per period (``payments.
+    #: service.bill_state_sums``: period, n, billed, paid, unpaid, actual, dated, le_i for
     #: :func:`_past_due_thresholds`) instead of one row per bill; ``bills`` are then only the
     #: period's few bills the exposure and write-offs concern (of accounts cut off for
     #: arrears, or written off), without state
     totals: pl.DataFrame | None = None
+    #: with ``totals``: the histogram of the payment days of the reported periods (period,
+    #: days, n)
+    payment_days: pl.DataFrame | None = None
 
 
 def parse_as_of(text: str | None, period: Period, today: date) -> date:
@@ -174,7 +177,7 @@ def load_inputs(db: Database, period: Period, as_of: date, trend: int = 0, *,
                                                     "customer_id": pl.String}))
     suspensions = suspended_between(db, period.first_day, max(as_of, period.first_day))
     written = write_offs(db.engine)
-    totals = None
+    totals = payment_days = None
     if detail:
         clearings, customers = (bill_clearings(db.engine, str(period), str(period), as_of),
                                 customer_dimensions(db.engine))
@@ -193,9 +196,13 @@ def load_inputs(db: Database, period: Period, as_of: date, trend: int = 0, *,
             periods.append(str(p))
             p = p.prev()
 
-        def sums(p: str) -> pl.DataFrame:
-            return (bill_state_sums(db.engine, p, as_of, past_due, by_days=p >= histogram_from)
-                    .select(pl.lit(p).alias("period"), pl.all()))
+        def sums(p: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+            # a period only DSO reads needs its billed and unpaid amounts alone
+            reported = p >= histogram_from
+            row, days = bill_state_sums(db.engine, p, as_of, past_due if reported else [],
+                                        by_days=reported)
+            return (row.select(pl.lit(p).alias("period"), pl.all()),
+                    days.select(pl.lit(p).alias("period"), pl.all()))
 
         reads: list[Callable[[], Any]] = [
             functools.partial(sums, periods[0]),
@@ -204,7 +211,9 @@ def load_inputs(db: Database, period: Period, as_of: date, trend: int = 0, *,
             functools.partial(open_customer_count, db.engine, period.last_day)]
         done = _read_at_once(db, reads)
         channels, open_count = done[1], done[-1]
-        totals = pl.concat([done[0], *done[2:-1]]).sort("period", "days", nulls_last=True)
+        summed = [done[0], *done[2:-1]]
+        totals = pl.concat([t for t, _ in summed], how="diagonal").sort("period")
+        payment_days = pl.concat([d for _, d in summed]).sort("period", "days")
         # the period's few bills the exposure (accounts cut off for arrears) and the write-offs
         # concern, issued by D
         cut = suspensions.filter(pl.col("mode") == "postpaid")["account_id"].unique().to_list()
@@ -222,7 +231,8 @@ def load_inputs(db: Database, period: Period, as_of: date, trend: int = 0, *,
         unbilled=owners,
         suspensions=suspensions,
         write_offs=written,
-        as_of=as_of, channels=channels, open_customers=open_count, totals=totals)
+        as_of=as_of, channels=channels, open_customers=open_count, totals=totals,
+        payment_days=payment_days)
 
 
 #: reads :func:`load_inputs` runs at once (each on its own connection: SQLite and the driver
@@ -396,11 +406,12 @@ def _past_due_thresholds() -> list[int]:
     return sorted({0, BAD_DEBT_DAYS, *(last for last, _ in aging_ends())})
 
 
-def money_totals(totals: pl.DataFrame, key: str | None) -> pl.DataFrame:
-    """:func:`money_figures` from the database's sums (``Inputs.totals``): the same columns
-    per group (``key``: None or ``period``), exact — the aging from the unpaid amounts up to
-    each bucket's last day past due, the median of the payment days from their histogram (an
-    even count: the mean of the middle two, as Polars' median)."""
+def money_totals(totals: pl.DataFrame, payment_days: pl.DataFrame, key: str | None
+                 ) -> pl.DataFrame:
+    """:func:`money_figures` from the database's sums (``Inputs.totals``, ``payment_days``):
+    the same columns per group (``key``: None or ``period``), exact — the aging from the unpaid
+    amounts up to each bucket's last day past due, the payment days' count, sum and median from
+    their histogram (an even count: the mean of the middle two, as Polars' median)."""
     import polars as pl
 
     from dianfei.ledger.service import aging_ends
@@ -419,18 +430,20 @@ def money_totals(totals: pl.DataFrame, key: str | None) -> pl.DataFrame:
         pl.col("paid").sum().alias("collected"),
         (pl.col("dated").sum() - le[0]).alias("overdue"),
         (pl.col("dated").sum() - le[BAD_DEBT_DAYS]).alias("bad_debt"),
-        pl.col("n").filter(pl.col("days").is_not_null()).sum().alias("paid_in_full"),
-        (pl.col("days") * pl.col("n")).sum().alias("days_sum"),
         *buckets,
     ]
     out = totals.group_by(keys).agg(aggs) if keys else totals.select(aggs)
-    hist = (totals.filter(pl.col("days").is_not_null()).group_by([*keys, "days"])
-            .agg(pl.col("n").sum()).sort("days"))
-    medians = []
+    hist = payment_days.group_by([*keys, "days"]).agg(pl.col("n").sum()).sort("days")
+    counts, sums, medians = [], [], []
     for row in out.iter_rows(named=True):
         h = hist.filter(pl.col(key) == row[key]) if key is not None else hist
-        medians.append(_histogram_median(h["days"].to_list(), h["n"].to_list()))
-    out = out.with_columns(pl.Series("days_median", medians, dtype=pl.Float64))
+        days, n = h["days"].to_list(), h["n"].to_list()
+        counts.append(sum(n))
+        sums.append(sum(d * c for d, c in zip(days, n, strict=True)))
+        medians.append(_histogram_median(days, n))
+    out = out.with_columns(pl.Series("paid_in_full", counts, dtype=pl.Int64),
+                           pl.Series("days_sum", sums, dtype=pl.Int64),
+                           pl.Series("days_median", medians, dtype=pl.Float64))
     return out.sort(key) if key is not None else out
 
 
@@ -708,7 +721,10 @@ def _compute_totals(inp: Inputs, as_of: date, by: str | None, trend_periods: int
     if int(mine["n"].sum() or 0) == 0:
         _nothing_to_measure(period, as_of)
     this = inp.bills.filter(pl.col("period") == str(period))
-    head = money_totals(mine, None).row(0, named=True)
+    assert inp.payment_days is not None
+    hist = inp.payment_days
+    head = money_totals(mine, hist.filter(pl.col("period") == str(period)), None).row(
+        0, named=True)
     result: dict[str, Any] = {"period": str(period), "as_of": as_of.isoformat(),
                               **_money_json(head)}
     result.update(_service_figures(inp, this, as_of, None)["all"])
@@ -720,7 +736,8 @@ def _compute_totals(inp: Inputs, as_of: date, by: str | None, trend_periods: int
         (Decimal(receivable) * days / Decimal(billed)).quantize(_DAYS, rounding=ROUND_HALF_UP))
     if trend_periods:
         start = str(first_of_window(period, trend_periods))
-        rows = money_totals(totals.filter(pl.col("period") >= start), "period").to_dicts()
+        rows = money_totals(totals.filter((pl.col("period") >= start) & (pl.col("n") > 0)),
+                            hist.filter(pl.col("period") >= start), "period").to_dicts()
         result["trend"] = [_trend_row(r) for r in rows]
     result["channels"] = by_channel(inp, as_of)
     if by is not None:
