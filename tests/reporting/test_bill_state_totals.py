@@ -111,6 +111,11 @@ def test_the_totals_and_the_kpis_from_them_equal_the_bills_one_by_one(
         sums, days = bill_state_sums(db.engine, f"{year}-{month}", as_of, [], by_days=False)
         assert sums.to_dicts() == want_sums.select(sums.columns).to_dicts()
         assert days.height == 0
+        sums, days = bill_state_sums(db.engine, f"{year}-{month}", as_of, [], by_days=False,
+                                     unpaid_only=True)
+        assert sums.columns == ["n", "billed", "unpaid"]
+        assert sums.to_dicts() == want_sums.select(sums.columns).to_dicts()
+        assert days.height == 0
     # the KPIs: the example's bills moved to the periods 2026-01..03 (their issue dates' time;
     # accounts renamed apart from other examples'), beside the earlier examples' bills there —
     # both computations read the same rows

@@ -390,7 +390,8 @@ def bill_states(engine: Engine, first: str, last: str, as_of: date) -> pl.DataFr
 
 
 def bill_state_sums(engine: Engine, period: str, as_of: date, past_due: Sequence[int], *,
-                    by_days: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
+                    by_days: bool, unpaid_only: bool = False
+                    ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """:func:`bill_states` of one period summed by the database instead of returned bill by
     bill: the live (not cancelled) bills of ``period`` issued by ``as_of``, in one row: ``n``
     bills, ``billed``, ``paid``, ``unpaid`` (fen, each bill's never below 0), ``actual`` (bills
@@ -401,8 +402,10 @@ def bill_state_sums(engine: Engine, period: str, as_of: date, past_due: Sequence
     ``--by`` reads: money figures, aging, the median payment days and DSO follow exactly. A
     bill's state is the one its open item keeps when it was last cleared by the end of
     ``as_of``, else folded from its clearings (tests/reporting holds the sums equal to
-    :func:`bill_states` summed)."""
-    return repository.bill_state_sums(engine, period, as_of, past_due, by_days=by_days)
+    :func:`bill_states` summed). ``unpaid_only`` (no ``past_due``, not ``by_days``): ``n``,
+    ``billed`` and ``unpaid`` alone, cheaper (what DSO needs of the older periods)."""
+    return repository.bill_state_sums(engine, period, as_of, past_due, by_days=by_days,
+                                      unpaid_only=unpaid_only)
 
 
 def collected_by_channel(engine: Engine, period: str, as_of: date) -> pl.DataFrame:

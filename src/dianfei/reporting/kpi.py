@@ -200,7 +200,7 @@ def load_inputs(db: Database, period: Period, as_of: date, trend: int = 0, *,
             # a period only DSO reads needs its billed and unpaid amounts alone
             reported = p >= histogram_from
             row, days = bill_state_sums(db.engine, p, as_of, past_due if reported else [],
-                                        by_days=reported)
+                                        by_days=reported, unpaid_only=not reported)
             return (row.select(pl.lit(p).alias("period"), pl.all()),
                     days.select(pl.lit(p).alias("period"), pl.all()))
 
