@@ -264,6 +264,27 @@ def bills_between(engine: Engine, first: str, last: str) -> pl.DataFrame:
                       instants=("read_from_at", "read_to_at"), schema=schema)
 
 
+def period_bills_of(engine: Engine, period: str, account_ids: list[str],
+                    bill_ids: list[str]) -> pl.DataFrame:
+    """:func:`bills_between`'s columns for the bills of ``period`` whose account is one of
+    ``account_ids`` or whose id is one of ``bill_ids``."""
+    from dianfei.db.lists import any_of
+
+    schema = {"bill_id": pl.String, "account_id": pl.String, "customer_id": pl.String,
+              "period": pl.String, "issued_on": pl.Date, "due_on": pl.Date, "amount": pl.Int64,
+              "kwh": pl.Int64, "status": pl.String, "estimated": pl.Boolean,
+              "read_from_at": pl.Datetime("us", "UTC"), "read_to_at": pl.Datetime("us", "UTC")}
+    with engine.connect() as conn:
+        by_account, p1 = any_of(conn, "account_id", "accounts", sorted(set(account_ids)))
+        by_id, p2 = any_of(conn, "bill_id", "ids", sorted(set(bill_ids)))
+        return read_frame(
+            conn, "SELECT bill_id, account_id, customer_id, period, issued_on, due_on, amount, "
+            "kwh, status, estimated, read_from_at, read_to_at FROM bills WHERE period = :p "
+            f"AND ({by_account} OR {by_id}) ORDER BY bill_id", {"p": period, **p1, **p2},
+            dates=("issued_on", "due_on"), instants=("read_from_at", "read_to_at"),
+            schema=schema)
+
+
 # -- bill documents ------------------------------------------------------------------------------
 
 

@@ -477,6 +477,13 @@ def bills_between(engine: Engine, first: str, last: str) -> pl.DataFrame:
     return repo.bills_between(engine, first, last)
 
 
+def period_bills_of(engine: Engine, period: str, account_ids: list[str],
+                    bill_ids: list[str]) -> pl.DataFrame:
+    """:func:`bills_between`'s columns for the bills of ``period`` of ``account_ids`` or named
+    by ``bill_ids`` (the few bills the KPIs' exposure and write-offs concern)."""
+    return repo.period_bills_of(engine, period, account_ids, bill_ids)
+
+
 def bills_by_id(conn: Connection, bill_ids: list[str]) -> pl.DataFrame:
     """bill_id, account_id, customer_id, period, issued_on, due_on, amount, kwh, status of the
     named bills (those that exist): what a payment naming a bill is checked against."""

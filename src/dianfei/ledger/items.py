@@ -88,6 +88,58 @@ _UPSERT_SQLITE = (
     "updated_at = excluded.updated_at")
 
 
+#: each bill item's clearing state derived from its clearings (``{member}``: which bills): the
+#: sum, the latest instant and the instant of the last clearing that brought the running sum
+#: (in (allocated_at, id) order) from below the item's amount to at least it
+_BILL_STATE = (
+    "SELECT bill_id, CAST(SUM(amount) AS BIGINT) AS cleared, MAX(at) AS last_at, "
+    "MAX(CASE WHEN cum >= due AND cum - amount < due THEN at END) AS full_at "
+    "FROM (SELECT pa.bill_id AS bill_id, pa.amount AS amount, pa.allocated_at AS at, "
+    "o.amount AS due, SUM(pa.amount) OVER (PARTITION BY pa.bill_id ORDER BY pa.allocated_at, "
+    "pa.id ROWS UNBOUNDED PRECEDING) AS cum FROM payment_allocations pa JOIN open_items o "
+    "ON o.reference = pa.bill_id AND o.item_kind = 'bill' "
+    "WHERE pa.allocated_to = 'bill' AND {member}) w GROUP BY bill_id")
+_SET_BILL_STATE = (
+    "UPDATE open_items SET cleared = s.cleared, last_cleared_at = s.last_at, "
+    "paid_in_full_at = s.full_at FROM (" + _BILL_STATE + ") s "
+    "WHERE open_items.reference = s.bill_id")
+#: SQLite binds at most 32,766 parameters; a posting's bills are passed in slices
+_SLICE = 10_000
+
+
+def _cleared_bills(posting: Posting) -> list[str]:
+    return sorted({str(c["bill_id"]) for c in posting.clearings
+                   if c["allocated_to"] == "bill" and c["bill_id"] is not None})
+
+
+def refresh_bill_states(conn: Connection, bill_ids: Sequence[str] | None = None) -> None:
+    """Set the kept clearing state of the bill items ``bill_ids`` (None: every bill item) from
+    their clearings, in the caller's transaction (what :func:`write` does for the bills a
+    posting cleared; the bench and repairs call it for many at once)."""
+    if bill_ids is None:
+        conn.execute(text(_SET_BILL_STATE.format(member="1 = 1")))
+        return
+    ids = sorted(set(bill_ids))
+    for i in range(0, len(ids), _SLICE):
+        member, params = any_of(conn, "pa.bill_id", "b", ids[i:i + _SLICE])
+        conn.execute(text(_SET_BILL_STATE.format(member=member)), params)
+
+
+def bill_state_mismatches(conn: Connection) -> tuple[int, str | None]:
+    """Bill items whose kept clearing state differs from what their clearings derive: how many,
+    and one reference (``ledger check``)."""
+    derived = _BILL_STATE.format(member="1 = 1")
+    row = conn.execute(text(
+        "SELECT count(*), min(o.reference) FROM open_items o LEFT JOIN (" + derived + ") s "
+        "ON s.bill_id = o.reference WHERE o.item_kind = 'bill' AND ("
+        "o.cleared <> COALESCE(s.cleared, 0) "
+        "OR (o.last_cleared_at IS NULL) <> (s.last_at IS NULL) "
+        "OR o.last_cleared_at <> s.last_at "
+        "OR (o.paid_in_full_at IS NULL) <> (s.full_at IS NULL) "
+        "OR o.paid_in_full_at <> s.full_at)")).one()
+    return int(row[0]), row[1]
+
+
 def write(conn: Connection, posting: Posting, *, now: datetime) -> None:
     """Write what a Book planned: ledger rows, clearings, open-item changes, events. On
     PostgreSQL each kind of row is one ``unnest`` statement (the callback writer sends them in
@@ -99,7 +151,12 @@ def write(conn: Connection, posting: Posting, *, now: datetime) -> None:
     # transaction; the rows carry the record's batch number
     batch = audit.ledger_batch() if posting.entries else None
     if conn.dialect.name == "postgresql":
-        _pg_write(conn.connection.driver_connection, posting, changes, now, batch)
+        driver: Any = conn.connection.driver_connection
+        _pg_write(driver, posting, changes, now, batch)
+        bills = _cleared_bills(posting)
+        if bills:  # after the items' upsert: a bill debited in this posting has its row now
+            driver.execute(_SET_BILL_STATE.format(member="pa.bill_id = ANY(%s::text[])"),
+                           (bills,))
         if batch is not None:  # the head row last: see audit.record_ledger_batch
             audit.record_ledger_batch(conn, batch, posting.entries)
         if posting.events:
@@ -138,6 +195,11 @@ def write(conn: Connection, posting: Posting, *, now: datetime) -> None:
             cur.executemany(_UPSERT_SQLITE, [
                 (it.reference, it.account_id, it.customer_id, it.item_kind, it.bill_id,
                  _iso(it.due_on), it.amount, delta, updated) for it, delta in changes])
+        bills = _cleared_bills(posting)
+        for i in range(0, len(bills), _SLICE):  # after the items' upsert (see the PostgreSQL path)
+            part = bills[i:i + _SLICE]
+            cur.execute(_SET_BILL_STATE.format(
+                member=f"pa.bill_id IN ({', '.join('?' * len(part))})"), part)
     finally:
         cur.close()
     if batch is not None:

@@ -91,6 +91,18 @@ class OpenItem(Base):
     #: fen still open: > 0 owed, < 0 credit available, 0 cleared
     open_amount: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # -- a bill's clearing state (item_kind bill; 0/None otherwise), kept with its clearings in
+    # the posting's transaction (``items.write``) so that the KPIs read one row per bill instead
+    # of folding its clearings; ``ledger check`` proves it equals what the clearings derive
+    #: fen: the sum of the clearings to this bill (``payment_allocations`` rows allocated_to
+    #: bill with this bill id), refunds and reversals included
+    cleared: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    #: the latest ``allocated_at`` of those clearings (None: never cleared)
+    last_cleared_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: the ``allocated_at`` of the last clearing that brought their running sum (in
+    #: (allocated_at, id) order) from below ``amount`` to at least it (None: never reached); the
+    #: bill is paid in full while ``cleared`` ≥ ``amount``
+    paid_in_full_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Clearing(Base):

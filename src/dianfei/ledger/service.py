@@ -39,6 +39,13 @@ AGING_BUCKETS = ("current", "0-30", "31-60", "61-90", ">90")
 _BUCKET_ENDS = ((0, "current"), (30, "0-30"), (60, "31-60"), (90, "61-90"))
 
 
+def aging_ends() -> tuple[tuple[int, str], ...]:
+    """Each aging bucket but the oldest with its last day past due (ascending): the bucket
+    holds the days after the previous one's last up to its own (days ≤ 0: the first); the
+    oldest, :data:`AGING_BUCKETS`' last, everything after."""
+    return _BUCKET_ENDS
+
+
 def aging_bucket(days_past_due: int) -> str:
     """The aging bucket of a debit ``days_past_due`` after its due date (never the issue date)."""
     for last, name in _BUCKET_ENDS:
@@ -419,6 +426,21 @@ def check(conn: Connection) -> list[Violation]:
         count, example = conn.execute(text(sql.replace("{kinds}", kinds))).one()
         if count:
             found.append(Violation(name, int(count), str(example)))
+    # each bill's kept clearing state (``open_items.cleared``, ``last_cleared_at``,
+    # ``paid_in_full_at``: what ``dianfei kpi`` reads) equals what its clearings derive, and
+    # every clearing to a bill names a payment (the KPIs count a bill's clearings with their
+    # payment's channel: the kept state may stand for them only if none is without one)
+    count, example = items.bill_state_mismatches(conn)
+    if count:
+        found.append(Violation("each bill's kept clearing state equals its clearings", count,
+                               str(example)))
+    count, example = conn.execute(text(
+        "SELECT count(*), min(pa.payment_id) FROM payment_allocations pa LEFT JOIN payments p "
+        "ON p.payment_id = pa.payment_id WHERE pa.allocated_to = 'bill' "
+        "AND p.payment_id IS NULL")).one()
+    if count:
+        found.append(Violation("every clearing to a bill names a stored payment", int(count),
+                               str(example)))
     missing = missing_guards(conn)
     if missing:
         found.append(Violation("the database guards every money table (append-only, no TRUNCATE)",
@@ -447,6 +469,9 @@ open_book = items.book
 load_items = items.load
 #: write what a Book planned, in the caller's transaction
 write_posting = items.write
+#: set the kept clearing state of bill items from their clearings (None: every bill item), in the
+#: caller's transaction — what every posting does for the bills it clears
+refresh_bill_states = items.refresh_bill_states
 #: the allocation rule the database is configured with (carried by each connection)
 configured_order = items.configured_order
 #: open debits and credit as a frame (account_id, customer_id, item_kind, reference, bill_id,

@@ -28,6 +28,8 @@ A rate whose denominator is zero is ``None`` (JSON null), never a division by ze
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
@@ -97,6 +99,15 @@ class Inputs:
     #: the customers open on the period's last day when their rows were not read (``customers``
     #: is then empty and no ``--by`` of a customer dimension can be computed)
     open_customers: int | None = None
+    #: the bills' state at ``as_of`` summed by the database, a row per period (``payments.
+    #: service.bill_state_sums``: period, n, billed, paid, unpaid, actual, dated, le_i for
+    #: :func:`_past_due_thresholds`) instead of one row per bill; ``bills`` are then only the
+    #: period's few bills the exposure and write-offs concern (of accounts cut off for
+    #: arrears, or written off), without state
+    totals: pl.DataFrame | None = None
+    #: with ``totals``: the histogram of the payment days of the reported periods (period,
+    #: days, n)
+    payment_days: pl.DataFrame | None = None
 
 
 def parse_as_of(text: str | None, period: Period, today: date) -> date:
@@ -140,7 +151,7 @@ def load_inputs(db: Database, period: Period, as_of: date, trend: int = 0, *,
     (``dianfei kpi`` without ``--by``: a million customers' rows not read)."""
     import polars as pl
 
-    from dianfei.billing.service import open_exceptions
+    from dianfei.billing.service import open_exceptions, period_bills_of
     from dianfei.collections.service import surveys_between, suspended_between, tickets_between
     from dianfei.core.clock import start_of_day
     from dianfei.customers.service import (
@@ -150,7 +161,12 @@ def load_inputs(db: Database, period: Period, as_of: date, trend: int = 0, *,
     )
     from dianfei.ledger.service import write_offs
     from dianfei.notify.service import notice_outcomes
-    from dianfei.payments.service import bill_clearings, bill_states, collected_by_channel
+    from dianfei.payments.service import (
+        bill_clearings,
+        bill_state_sums,
+        bill_states,
+        collected_by_channel,
+    )
 
     first, last = str(first_of_window(period, max(trend, DSO_PERIODS))), str(period)
     since, until = start_of_day(period.first_day), start_of_day(period.end_date)
@@ -159,17 +175,53 @@ def load_inputs(db: Database, period: Period, as_of: date, trend: int = 0, *,
     owners = (open_account_facts(db.engine, accounts).select("account_id", "customer_id")
               if accounts else pl.DataFrame(schema={"account_id": pl.String,
                                                     "customer_id": pl.String}))
+    suspensions = suspended_between(db, period.first_day, max(as_of, period.first_day))
+    written = write_offs(db.engine)
+    totals = payment_days = None
     if detail:
         clearings, customers = (bill_clearings(db.engine, str(period), str(period), as_of),
                                 customer_dimensions(db.engine))
         channels, open_count = None, None
+        bills = bill_states(db.engine, first, last, as_of)
     else:
         clearings, customers = _no_clearings(), _no_customers()
-        channels = collected_by_channel(db.engine, str(period), as_of)
-        open_count = open_customer_count(db.engine, period.last_day)
+        # each period of the window summed by the database (the payment days' histogram only
+        # of the periods whose money figures are reported: the period and the trend's), the
+        # channel split and the open customers — as many reads at once as there are
+        # :data:`READERS` (each on its own connection), the period itself first
+        past_due = _past_due_thresholds()
+        histogram_from = str(first_of_window(period, max(trend, 1)))
+        periods, p = [], period
+        while str(p) >= first:
+            periods.append(str(p))
+            p = p.prev()
+
+        def sums(p: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+            # a period only DSO reads needs its billed and unpaid amounts alone
+            reported = p >= histogram_from
+            row, days = bill_state_sums(db.engine, p, as_of, past_due if reported else [],
+                                        by_days=reported, unpaid_only=not reported)
+            return (row.select(pl.lit(p).alias("period"), pl.all()),
+                    days.select(pl.lit(p).alias("period"), pl.all()))
+
+        reads: list[Callable[[], Any]] = [
+            functools.partial(sums, periods[0]),
+            functools.partial(collected_by_channel, db.engine, str(period), as_of),
+            *[functools.partial(sums, p) for p in periods[1:]],
+            functools.partial(open_customer_count, db.engine, period.last_day)]
+        done = _read_at_once(db, reads)
+        channels, open_count = done[1], done[-1]
+        summed = [done[0], *done[2:-1]]
+        totals = pl.concat([t for t, _ in summed], how="diagonal").sort("period")
+        payment_days = pl.concat([d for _, d in summed]).sort("period", "days")
+        # the period's few bills the exposure (accounts cut off for arrears) and the write-offs
+        # concern, issued by D
+        cut = suspensions.filter(pl.col("mode") == "postpaid")["account_id"].unique().to_list()
+        bills = period_bills_of(db.engine, str(period), cut, written["reference"].to_list())
+        bills = bills.filter(pl.col("issued_on") <= as_of)
     return Inputs(
         period=period,
-        bills=bill_states(db.engine, first, last, as_of),
+        bills=bills,
         clearings=clearings,
         customers=customers,
         tickets=pl.concat([tickets_between(db.engine, since, until).select(
@@ -177,9 +229,27 @@ def load_inputs(db: Database, period: Period, as_of: date, trend: int = 0, *,
             .select("customer_id", pl.lit("survey").alias("category"), "satisfaction")]),
         notices=notice_outcomes(db.engine, since, until),
         unbilled=owners,
-        suspensions=suspended_between(db, period.first_day, max(as_of, period.first_day)),
-        write_offs=write_offs(db.engine),
-        as_of=as_of, channels=channels, open_customers=open_count)
+        suspensions=suspensions,
+        write_offs=written,
+        as_of=as_of, channels=channels, open_customers=open_count, totals=totals,
+        payment_days=payment_days)
+
+
+#: reads :func:`load_inputs` runs at once (each on its own connection: SQLite and the driver
+#: release the interpreter while the database works, PostgreSQL runs them in its own processes)
+READERS = 2
+
+
+def _read_at_once(db: Database, reads: list[Callable[[], Any]]) -> list[Any]:
+    """The results of ``reads`` (in their order), :data:`READERS` of them at a time; one after
+    the other on an in-memory SQLite database (one connection)."""
+    if db.engine.dialect.name == "sqlite" and db.engine.url.database in (None, "", ":memory:"):
+        return [read() for read in reads]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="kpi-read") as pool:
+        futures = [pool.submit(read) for read in reads]
+        return [f.result() for f in futures]
 
 
 def _no_clearings() -> pl.DataFrame:
@@ -263,6 +333,9 @@ def bill_state(bills: pl.DataFrame, clearings: pl.DataFrame, as_of: date | None)
 def states(inp: Inputs, as_of: date) -> pl.DataFrame:
     """The state at ``as_of`` of the inputs' bills (:func:`bill_state`'s columns): the one the
     database worked out when :func:`load_inputs` read them, else derived from the clearings."""
+    if inp.totals is not None:
+        raise ValueError("the inputs hold the bills' state summed (load_inputs(detail=False)), "
+                         "not bill by bill")
     if inp.as_of is None:
         return bill_state(inp.bills, inp.clearings, as_of)
     if inp.as_of != as_of:
@@ -323,6 +396,75 @@ def money_figures(state: pl.DataFrame, as_of: date, key: str | None) -> pl.DataF
     if key is None:
         return s.select(aggs)
     return s.group_by(key).agg(aggs).sort(key)
+
+
+def _past_due_thresholds() -> list[int]:
+    """The days past due the database sums unpaid amounts up to (ascending): the aging
+    buckets' ends and :data:`BAD_DEBT_DAYS` (0: not overdue yet)."""
+    from dianfei.ledger.service import aging_ends
+
+    return sorted({0, BAD_DEBT_DAYS, *(last for last, _ in aging_ends())})
+
+
+def money_totals(totals: pl.DataFrame, payment_days: pl.DataFrame, key: str | None
+                 ) -> pl.DataFrame:
+    """:func:`money_figures` from the database's sums (``Inputs.totals``, ``payment_days``):
+    the same columns per group (``key``: None or ``period``), exact — the aging from the unpaid
+    amounts up to each bucket's last day past due, the payment days' count, sum and median from
+    their histogram (an even count: the mean of the middle two, as Polars' median)."""
+    import polars as pl
+
+    from dianfei.ledger.service import aging_ends
+
+    le = {t: pl.col(f"le_{i}").sum() for i, t in enumerate(_past_due_thresholds())}
+    buckets, previous = [], None
+    for last, name in aging_ends():
+        buckets.append((le[last] - (0 if previous is None else le[previous])).alias(f"aging:{name}"))
+        previous = last
+    assert previous is not None
+    buckets.append((pl.col("unpaid").sum() - le[previous]).alias(f"aging:{_aging_names()[-1]}"))
+    keys = [key] if key is not None else []
+    aggs = [
+        pl.col("n").sum().alias("bills"),
+        pl.col("billed").sum().alias("billed"),
+        pl.col("paid").sum().alias("collected"),
+        (pl.col("dated").sum() - le[0]).alias("overdue"),
+        (pl.col("dated").sum() - le[BAD_DEBT_DAYS]).alias("bad_debt"),
+        *buckets,
+    ]
+    out = totals.group_by(keys).agg(aggs) if keys else totals.select(aggs)
+    hist = payment_days.group_by([*keys, "days"]).agg(pl.col("n").sum()).sort("days")
+    counts, sums, medians = [], [], []
+    for row in out.iter_rows(named=True):
+        h = hist.filter(pl.col(key) == row[key]) if key is not None else hist
+        days, n = h["days"].to_list(), h["n"].to_list()
+        counts.append(sum(n))
+        sums.append(sum(d * c for d, c in zip(days, n, strict=True)))
+        medians.append(_histogram_median(days, n))
+    out = out.with_columns(pl.Series("paid_in_full", counts, dtype=pl.Int64),
+                           pl.Series("days_sum", sums, dtype=pl.Int64),
+                           pl.Series("days_median", medians, dtype=pl.Float64))
+    return out.sort(key) if key is not None else out
+
+
+def _histogram_median(values: list[int], counts: list[int]) -> float | None:
+    """The median of ``values`` each repeated ``counts`` times (sorted): the middle value, or
+    the mean of the middle two."""
+    total = sum(counts)
+    if total == 0:
+        return None
+    lo_rank, hi_rank = (total - 1) // 2, total // 2
+    lo = hi = None
+    seen = 0
+    for v, c in zip(values, counts, strict=True):
+        if lo is None and lo_rank < seen + c:
+            lo = v
+        if hi_rank < seen + c:
+            hi = v
+            break
+        seen += c
+    assert lo is not None and hi is not None
+    return (lo + hi) / 2
 
 
 def _money_json(row: dict[str, Any]) -> dict[str, Any]:
@@ -388,14 +530,29 @@ def _service_figures(inp: Inputs, this: pl.DataFrame, as_of: date,
                 pl.col("satisfaction").sum().alias("score_sum")),
         grouped(inp.notices, pl.col("status").is_in(NOTICE_REACHED).sum().alias("reached"),
                 pl.col("status").is_in(NOTICE_ENDED).sum().alias("ended")),
-        # read success: bills on actual reads ÷ (bills + accounts left unbilled)
-        grouped(pl.concat([
-            live.select("customer_id", (~pl.col("estimated").fill_null(False)).cast(pl.Int64)
-                        .alias("actual")),
-            inp.unbilled.select("customer_id", pl.lit(0, pl.Int64).alias("actual"))]),
-            pl.col("actual").sum().alias("actual_reads"), pl.len().alias("reads_due")),
-        grouped(live, pl.col("amount").sum().alias("billed")),
     ]
+    if inp.totals is not None:  # the database's totals of the period (no customer split)
+        if column is not None:
+            raise ValueError(f"the bills' state was summed (load_inputs(detail=False)): no "
+                             f"split by {column}")
+        t = inp.totals.filter(pl.col("period") == str(period))
+        parts.append(pl.DataFrame(
+            {"group": ["all"],
+             "actual_reads": [int(t["actual"].sum() or 0)],
+             "reads_due": [int(t["n"].sum() or 0) + inp.unbilled.height],
+             "billed": [int(t["billed"].sum() or 0)]},
+            schema={"group": pl.String, "actual_reads": pl.Int64, "reads_due": pl.Int64,
+                    "billed": pl.Int64}))
+    else:
+        parts += [
+            # read success: bills on actual reads ÷ (bills + accounts left unbilled)
+            grouped(pl.concat([
+                live.select("customer_id", (~pl.col("estimated").fill_null(False))
+                            .cast(pl.Int64).alias("actual")),
+                inp.unbilled.select("customer_id", pl.lit(0, pl.Int64).alias("actual"))]),
+                pl.col("actual").sum().alias("actual_reads"), pl.len().alias("reads_due")),
+            grouped(live, pl.col("amount").sum().alias("billed")),
+        ]
     # exposure: from the read that closed the bill's consumption to the cut-off for arrears
     cuts = (inp.suspensions.filter(pl.col("mode") == "postpaid")
             .with_columns(business_day("suspended_at").alias("_cut"))
@@ -463,11 +620,14 @@ def trend(state: pl.DataFrame, period: Period, months: int, as_of: date) -> list
 
     first = str(first_of_window(period, months))
     rows = money_figures(state.filter(pl.col("period") >= first), as_of, "period").to_dicts()
-    return [{"period": r["period"], **{k: v for k, v in _money_json(r).items()
-                                       if k in ("billed", "collected", "collection_rate",
-                                                "overdue_amount", "overdue_rate",
-                                                "avg_payment_days", "median_payment_days")}}
-            for r in rows]
+    return [_trend_row(r) for r in rows]
+
+
+def _trend_row(r: dict[str, Any]) -> dict[str, Any]:
+    return {"period": r["period"], **{k: v for k, v in _money_json(r).items()
+                                      if k in ("billed", "collected", "collection_rate",
+                                               "overdue_amount", "overdue_rate",
+                                               "avg_payment_days", "median_payment_days")}}
 
 
 def by_channel(inp: Inputs, as_of: date) -> list[dict[str, Any]]:
@@ -508,12 +668,12 @@ def compute(inp: Inputs, as_of: date, by: str | None = None, trend_periods: int 
     period = inp.period
     if as_of < period.first_day:
         raise ValidationError(f"as-of {as_of} is before period {period} begins")
+    if inp.totals is not None:
+        return _compute_totals(inp, as_of, by, trend_periods)
     state = states(inp, as_of)
     this = state.filter(pl.col("period") == str(period))
     if this.filter(pl.col("status") != "cancelled").height == 0:
-        raise ValidationError(
-            f"no bills for period {period} issued by {as_of} (none issued, or every one "
-            "cancelled): there is nothing to measure; `dianfei bill run --period` issues them")
+        _nothing_to_measure(period, as_of)
     head = money_figures(this, as_of, None).row(0, named=True)
     result: dict[str, Any] = {"period": str(period), "as_of": as_of.isoformat(),
                               **_money_json(head)}
@@ -534,6 +694,55 @@ def compute(inp: Inputs, as_of: date, by: str | None = None, trend_periods: int 
             service = _service_figures(inp, this, as_of, column)
             result["groups"] = [{by: g, **money[g], **service.get(g, {})}
                                 for g in sorted(money)]
+    return result
+
+
+def _nothing_to_measure(period: Period, as_of: date) -> None:
+    raise ValidationError(
+        f"no bills for period {period} issued by {as_of} (none issued, or every one "
+        "cancelled): there is nothing to measure; `dianfei bill run --period` issues them")
+
+
+def _compute_totals(inp: Inputs, as_of: date, by: str | None, trend_periods: int
+                    ) -> dict[str, Any]:
+    """:func:`compute` from the database's totals (``Inputs.totals``): the same JSON, key for
+    key; no split by a customer dimension (that needs the bills one by one)."""
+    import polars as pl
+
+    assert inp.totals is not None
+    if inp.as_of != as_of:
+        raise ValueError(f"the inputs hold the bills' totals as of {inp.as_of}, not {as_of}")
+    if by is not None and by != "channel":
+        raise ValueError(f"the bills' state was summed (load_inputs(detail=False)): no split "
+                         f"by {by}")
+    period = inp.period
+    totals = inp.totals
+    mine = totals.filter(pl.col("period") == str(period))
+    if int(mine["n"].sum() or 0) == 0:
+        _nothing_to_measure(period, as_of)
+    this = inp.bills.filter(pl.col("period") == str(period))
+    assert inp.payment_days is not None
+    hist = inp.payment_days
+    head = money_totals(mine, hist.filter(pl.col("period") == str(period)), None).row(
+        0, named=True)
+    result: dict[str, Any] = {"period": str(period), "as_of": as_of.isoformat(),
+                              **_money_json(head)}
+    result.update(_service_figures(inp, this, as_of, None)["all"])
+    first = first_of_window(period, DSO_PERIODS)
+    recent = totals.filter((pl.col("period") >= str(first)) & (pl.col("period") <= str(period)))
+    billed, receivable = int(recent["billed"].sum() or 0), int(recent["unpaid"].sum() or 0)
+    days = (period.end_date - first.first_day).days
+    result["dso"] = None if billed == 0 else float(
+        (Decimal(receivable) * days / Decimal(billed)).quantize(_DAYS, rounding=ROUND_HALF_UP))
+    if trend_periods:
+        start = str(first_of_window(period, trend_periods))
+        rows = money_totals(totals.filter((pl.col("period") >= start) & (pl.col("n") > 0)),
+                            hist.filter(pl.col("period") >= start), "period").to_dicts()
+        result["trend"] = [_trend_row(r) for r in rows]
+    result["channels"] = by_channel(inp, as_of)
+    if by is not None:
+        result["by"] = by
+        result["groups"] = result["channels"]
     return result
 
 
