@@ -94,7 +94,7 @@ def kept(db: Database, meter_ids: list[str] | None = None) -> pl.DataFrame:
         member, params = any_of(db.engine, "meter_id", "ids", meter_ids)
         sql += f" WHERE {member}"
     frame = read_frame(db.engine, sql, params, schema=dict(rules.PROFILE_SCHEMA))
-    return frame.cast(dict(rules.PROFILE_SCHEMA))
+    return frame.cast(rules.PROFILE_SCHEMA)
 
 
 def built(db: Database) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from alembic import op
 from dianfei.db.types import UTCDateTime
 
 revision = "0038"
-down_revision = "0036"
+down_revision = "0037"
 branch_labels = None
 depends_on = None
 
