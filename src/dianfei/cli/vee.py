@@ -95,9 +95,13 @@ def profile(
 @handle_errors
 def report(day_from: FromOpt = None, day_to: ToOpt = None, json_out: JsonOpt = False) -> None:
     """The VEE figures (interfaces.md): intervals, missing_intervals, gap_events, duplicates, …"""
+    from dianfei.core.settings import load_settings
     from dianfei.metering.vee.service import report as vee_report
+    from dianfei.metering.vee.service import stored_report
 
-    out = vee_report(database(), day_from=_day(day_from, "--from"), day_to=_day(day_to, "--to"))
+    days = {"day_from": _day(day_from, "--from"), "day_to": _day(day_to, "--to")}
+    # the newest run's answer without SQLAlchemy's start-up when it stands (SQLite)
+    out = stored_report(load_settings(), **days) or vee_report(database(), **days)
     if json_out:
         print_json(out)
     else:
@@ -113,10 +117,15 @@ def findings(
     day_from: FromOpt = None, day_to: ToOpt = None, json_out: JsonOpt = False,
 ) -> None:
     """Every finding: {"rule", "meter_id", "ts", "value", "detail"} (value in kWh)."""
-    from dianfei.metering.vee.service import finding_rows
+    from dianfei.core.settings import load_settings
+    from dianfei.metering.vee.service import finding_rows, stored_finding_rows
 
-    found = finding_rows(database(), rule=rule, meter_id=meter, day_from=_day(day_from, "--from"),
-                         day_to=_day(day_to, "--to"))
+    d0, d1 = _day(day_from, "--from"), _day(day_to, "--to")
+    # as in `vee report`
+    found = stored_finding_rows(load_settings(), rule=rule, meter_id=meter, day_from=d0,
+                                day_to=d1)
+    if found is None:
+        found = finding_rows(database(), rule=rule, meter_id=meter, day_from=d0, day_to=d1)
     rows = [{"rule": r["rule"], "meter_id": r["meter_id"], "ts": _instant(r["ts"]),
              "value": _kwh(r["value_wh"]), "detail": r["detail"],
              **({"ref": r["ref"]} if r["ref"] else {})}

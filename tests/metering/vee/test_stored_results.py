@@ -172,3 +172,41 @@ def test_cli_answers_alike_from_the_run_and_without_polars(people_db: Database,
     assert "polars" not in modules
     _, modules = _modules_after(db_env, "vee", "report", "--json")
     assert "polars" not in modules
+    if db_env["DIANFEI_DATABASE_URL"].startswith("sqlite"):
+        # on SQLite the stored answer is read with sqlite3 alone: no SQLAlchemy start-up
+        assert "sqlalchemy" not in modules
+        _, modules = _modules_after(db_env, "vee", "findings", "--json")
+        assert "sqlalchemy" not in modules
+
+
+def test_the_plain_sqlite_path_answers_as_the_ordinary_one_or_not_at_all(
+        people_db: Database, store_intervals: Store, tmp_path: Path) -> None:
+    """``vee report``/``findings`` try the newest run on a plain sqlite3 connection first: the
+    same answer as the ordinary stored path, and None (the ordinary path then) wherever it
+    cannot answer — not SQLite, no such file, nothing kept, a table missing."""
+    from dataclasses import replace
+
+    from dianfei.metering.vee import results
+
+    db = people_db
+    store_intervals("MC1", VALUES)
+    settings = db.settings
+    if not settings.database_url.startswith("sqlite"):
+        assert service.stored_report(settings) is None
+        assert service.stored_finding_rows(settings) is None
+        return
+    assert service.stored_report(settings) is None  # no run kept yet
+    service.run_vee(db, NOW)
+    assert service.stored_report(settings) == results.stored_figures(db) == service.report(db)
+    assert (service.stored_finding_rows(settings, rule="spike")
+            == results.stored_findings(db, rule="spike")
+            == service.finding_rows(db, rule="spike"))
+    assert service.stored_finding_rows(settings) == service.finding_rows(db)
+    with pytest.raises(Exception, match="unknown rule"):
+        service.stored_finding_rows(settings, rule="nonsense")
+    elsewhere = replace(settings, database_url=f"sqlite:///{tmp_path / 'none.db'}")
+    assert service.stored_report(elsewhere) is None
+    assert not (tmp_path / "none.db").exists()  # nothing created
+    with db.engine.begin() as conn:  # a schema behind this code: a table it reads is missing
+        conn.exec_driver_sql("DROP TABLE vee_meter_profiles")
+    assert service.stored_report(settings) is None

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Connection
     from sqlalchemy.orm import Session
 
+    from dianfei.core.settings import Settings
     from dianfei.db.engine import Database
     from dianfei.metering.vee import pipeline
 
@@ -131,7 +132,7 @@ def run_vee(db: Database, clock: Clock, *, day_from: date | None = None,
     run_scope = results.scope(day_from, day_to)
     cfg = config(db)
     with db.engine.connect() as conn:
-        data_state = results.data_state(db, conn)
+        data_state = results.data_state(db.settings, conn)
     res = _result(db, day_from, day_to, with_findings=True, with_estimates=True)
     found = res.findings.with_columns(pl.lit(run_id).alias("run_id"))
     estimates = res.estimates.with_columns(pl.lit(run_id).alias("run_id"))
@@ -187,6 +188,23 @@ def report(db: Database, *, day_from: date | None = None, day_to: date | None = 
     counts = dict(res.counts)
     counts["estimated"] = _estimated_count(db, day_from, day_to)
     return _ordered(counts)
+
+
+def stored_report(settings: Settings, *, day_from: date | None = None,
+                  day_to: date | None = None) -> dict[str, int] | None:
+    """:func:`report` from the newest run on SQLite without opening the database through
+    SQLAlchemy (a command's start-up), or None: then call :func:`report`."""
+    return results.sqlite_figures(settings, day_from, day_to)
+
+
+def stored_finding_rows(settings: Settings, *, rule: str | None = None,
+                        meter_id: str | None = None, day_from: date | None = None,
+                        day_to: date | None = None) -> list[dict[str, Any]] | None:
+    """:func:`finding_rows` from the newest run the same way as :func:`stored_report`, or
+    None: then call :func:`finding_rows`."""
+    _check_rule(rule)
+    return results.sqlite_findings(settings, rule=rule, meter_id=meter_id, day_from=day_from,
+                                   day_to=day_to)
 
 
 def _check_rule(rule: str | None) -> None:
