@@ -31,7 +31,7 @@ from dianfei.core.errors import ValidationError
 from dianfei.db.bulk import write_frame
 from dianfei.db.engine import Database
 from dianfei.ledger.service import check, refresh_bill_states
-from dianfei.payments.service import bill_clearings, bill_state_sums
+from dianfei.payments.service import bill_clearings, bill_state_sums, collected_by_channel
 from dianfei.reporting.kpi import (
     _histogram_median,
     _past_due_thresholds,
@@ -149,6 +149,24 @@ def test_a_bill_cleared_after_d_is_folded_from_its_clearings_up_to_d(db: Databas
 
     assert at(4) == (4_000, 6_000, [])
     assert at(20) == (10_000, 0, [{"days": 9, "n": 1}])
+
+
+def test_the_window_reads_join_by_index_only_in_their_own_transaction(db: Database) -> None:
+    # PostgreSQL: the sums and the channel split turn hash and merge joins off (SET LOCAL) so
+    # that a period's bills reach their items and clearings by index, not by scanning every
+    # period's; the pooled connections keep the planner's defaults afterwards
+    year = _write(db, [("03", 0, 10_000, "issued", [(1, 0, 4_000, "bill", "bank")])])
+    _open_items(db, year, [True])
+    p, d = f"{year}-03", DAY0 + timedelta(days=20)
+    assert bill_state_sums(db.engine, p, d, [], by_days=False, unpaid_only=True)[0].row(
+        0, named=True) == {"n": 1, "billed": 10_000, "unpaid": 6_000}
+    assert collected_by_channel(db.engine, p, d).to_dicts() == [
+        {"channel": "bank", "collected": 4_000, "payments": 1}]
+    if db.engine.dialect.name != "postgresql":
+        return
+    with db.engine.connect() as conn:  # the pool's last returned connection (LIFO)
+        assert conn.execute(text("SHOW enable_hashjoin")).scalar_one() == "on"
+        assert conn.execute(text("SHOW enable_mergejoin")).scalar_one() == "on"
 
 
 def test_ledger_check_finds_a_kept_state_that_differs_from_the_clearings(db: Database) -> None:
