@@ -32,7 +32,8 @@ from dianfei.web.tables import Column, frame_fetch, listing
 
 #: the worker's job kinds (``dianfei.cli.jobs.KINDS``; the web layer may not import the CLI —
 #: tests/web/test_ops_pages.py keeps the two equal), to read the configured calendar
-WORKER_KINDS = ("collections_day", "bill_run", "notify_dispatch", "vee_run", "risk_score",
+WORKER_KINDS = ("collections_day", "bill_run", "notify_dispatch", "vee_run", "vee_profile",
+                "risk_score",
                 "reconcile", "monthly_report", "dashboard_refresh", "forecast_store",
                 "approvals_housekeeping")
 #: accounts written per commit by a run started here: small enough to show progress
