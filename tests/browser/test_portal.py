@@ -53,7 +53,7 @@ def test_a_customer_signs_in_by_code_views_a_bill_and_pays(
         shot(phone, "1-phone")
         phone.click("form[action='/portal/login/code'] button[type=submit]")
         phone.wait_for_selector("#sent")
-        [sms] = gateway.sent
+        [sms] = gateway.wait_sent(1)
         assert sms["phone"] == PHONE
         phone.fill("input[name=code]", sms["params"]["code"])
         shot(phone, "2-code")

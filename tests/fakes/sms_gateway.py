@@ -30,6 +30,7 @@ import hmac
 import json
 import re
 import threading
+import time
 import uuid
 from collections import deque
 from datetime import UTC, datetime
@@ -178,6 +179,21 @@ class FakeSmsGateway:
     def hang_next(self, seconds: float) -> None:
         """Accept (and count as sent) the next message, but answer only after ``seconds``."""
         self._script.append(("hang", seconds))
+
+    def wait_sent(self, count: int = 1, timeout: float = 30.0) -> list[dict[str, Any]]:
+        """The accepted messages once there are at least ``count`` of them. A live server sends
+        some messages after it has answered (the portal's sign-in code is a background task, so
+        the answer takes as long for a stranger's number as for a customer's): a test that
+        reads ``sent`` straight after the page changed races that task."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                if len(self.sent) >= count:
+                    return list(self.sent)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(self.sent)} message(s) accepted, {count} expected "
+                                     f"within {timeout:.0f} s")
+            time.sleep(0.02)
 
     # -- server -----------------------------------------------------------------------------------
     @property
