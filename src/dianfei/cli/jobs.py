@@ -89,11 +89,10 @@ def _notify_dispatch(db: Database, ctx: RunContext) -> Mapping[str, Any]:
 
 
 def _vee_run(db: Database, ctx: RunContext) -> Mapping[str, Any]:
-    from dianfei.metering.vee.service import run_vee
+    """``vee run --pending``: the days of the batches that arrived, not the whole store."""
+    from dianfei.metering.vee.service import run_pending
 
-    res = run_vee(db, ctx.clock)
-    return {"run_id": res.run_id, "findings_added": res.findings_added,
-            "estimates_added": res.estimates_added}
+    return run_pending(db, ctx.clock)
 
 
 def _vee_profile(db: Database, ctx: RunContext) -> Mapping[str, Any]:

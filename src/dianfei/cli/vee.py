@@ -48,10 +48,26 @@ def _instant(value: datetime) -> str:
 
 @vee_app.command("run")
 @handle_errors
-def run(day_from: FromOpt = None, day_to: ToOpt = None, json_out: JsonOpt = False) -> None:
+def run(day_from: FromOpt = None, day_to: ToOpt = None, json_out: JsonOpt = False,
+        pending: Annotated[bool, typer.Option(
+            "--pending", help="only the days of the import batches no run has examined yet "
+            "(the nightly job)")] = False) -> None:
     """Validate and estimate the stored meter data; idempotent (a re-run adds nothing)."""
-    from dianfei.metering.vee.service import run_vee
+    from dianfei.metering.vee.service import run_pending, run_vee
 
+    if pending:
+        if day_from or day_to:
+            raise ValidationError("--pending examines the days that arrived: no --from/--to")
+        done = run_pending(database(), clock_from_env())
+        if json_out:
+            print_json(done)
+        else:
+            typer.echo(f"{done['batches']} new import batches over {len(done['spans'])} spans of "
+                       f"days: {done['findings_added']} new findings, "
+                       f"{done['estimates_added']} new estimates")
+            for span in done["spans"]:
+                typer.echo(f"  {span['from']} … {span['to']}: {span['run_id']}")
+        return
     res = run_vee(database(), clock_from_env(), day_from=_day(day_from, "--from"),
                   day_to=_day(day_to, "--to"))
     out: dict[str, Any] = {"run_id": res.run_id, **res.counts, "findings": res.findings,

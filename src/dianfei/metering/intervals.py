@@ -301,6 +301,90 @@ def scan(db: Database, *, day_from: date | None = None, day_to: date | None = No
     return lf.filter(*preds) if preds else lf
 
 
+#: the first span a lead-in search looks back over; each further step looks back four times as far
+LEAD_IN_FIRST_SPAN = timedelta(days=1)
+
+
+def _context_frame(db: Database, files: Sequence[StoredFile], meter_ids: pl.Series,
+                   lo: datetime, hi: datetime) -> pl.DataFrame:
+    """Rows of ``meter_ids`` in [lo, hi) from ``files``: meter_id, ts, minutes, wh."""
+    import polars as pl
+
+    schema = interval_schema()
+    cols = ("meter_id", "ts", "minutes", "wh")
+    if not files:
+        return pl.DataFrame(schema={k: schema[k] for k in cols})
+    root = store_root(db)
+    return (pl.scan_parquet([str(root / f.path) for f in files], schema=schema)
+            .filter(pl.col("ts") >= lo, pl.col("ts") < hi,
+                    pl.col("meter_id").is_in(meter_ids.implode()))
+            .select(cols).collect())
+
+
+def _store_bounds(db: Database) -> tuple[datetime, datetime] | None:
+    with db.engine.connect() as conn:
+        row = conn.execute(text("SELECT MIN(min_ts), MAX(max_ts) FROM interval_files")).one()
+    if row[0] is None:
+        return None
+    return _instant(row[0]), _instant(row[1])
+
+
+def lead_in(db: Database, before: datetime, meter_ids: pl.Series) -> pl.DataFrame:
+    """Each meter's stored rows before ``before`` from its last non-zero reading on (all of its
+    rows when it has none): what a run over a window starting at ``before`` needs to see a gap
+    or a run of zeros that began earlier with its true start (``meter_id, ts, minutes, wh``, in
+    meter and time order).
+
+    Searched backwards a span at a time — a day, then four times as far each step — and only for
+    the meters not yet settled, so a daily run reads about the day before, not the history."""
+    import polars as pl
+
+    found: list[pl.DataFrame] = []
+    need = meter_ids.unique()
+    bounds = _store_bounds(db)
+    hi, span = before, LEAD_IN_FIRST_SPAN
+    while bounds is not None and need.len() and hi > bounds[0]:
+        lo = hi - span
+        with db.engine.connect() as conn:
+            files = catalogued_files(conn, {meter_group(m) for m in need.to_list()}, lo,
+                                     hi - timedelta(microseconds=1))
+        rows = _context_frame(db, files, need, lo, hi)
+        last_nonzero = (rows.filter(pl.col("wh") != 0).group_by("meter_id")
+                        .agg(pl.col("ts").max().alias("nz")))
+        found.append(rows.join(last_nonzero, on="meter_id", how="left")
+                     .filter(pl.col("nz").is_null() | (pl.col("ts") >= pl.col("nz")))
+                     .drop("nz"))
+        need = need.filter(~need.is_in(last_nonzero["meter_id"].implode()))
+        hi, span = lo, span * 4
+    if not found:
+        return _context_frame(db, [], meter_ids, before, before)
+    return pl.concat(found).sort("meter_id", "ts")
+
+
+def lead_out(db: Database, after: datetime, meter_ids: pl.Series) -> pl.DataFrame:
+    """Each meter's first stored row at or after ``after`` (``meter_id, ts, minutes, wh``): a
+    gap that ends after a window is seen from inside it. Searched forwards like :func:`lead_in`."""
+    import polars as pl
+
+    found: list[pl.DataFrame] = []
+    need = meter_ids.unique()
+    bounds = _store_bounds(db)
+    lo, span = after, LEAD_IN_FIRST_SPAN
+    while bounds is not None and need.len() and lo <= bounds[1]:
+        hi = lo + span
+        with db.engine.connect() as conn:
+            files = catalogued_files(conn, {meter_group(m) for m in need.to_list()}, lo,
+                                     hi - timedelta(microseconds=1))
+        first = (_context_frame(db, files, need, lo, hi).sort("meter_id", "ts")
+                 .group_by("meter_id", maintain_order=True).first())
+        found.append(first)
+        need = need.filter(~need.is_in(first["meter_id"].implode()))
+        lo, span = hi, span * 4
+    if not found:
+        return _context_frame(db, [], meter_ids, after, after)
+    return pl.concat(found).sort("meter_id", "ts")
+
+
 def duplicates(db: Database, *, day_from: date | None = None,
                day_to: date | None = None) -> pl.DataFrame:
     """Second-and-later rows for the same (meter_id, ts) received within one import:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from dianfei.db.base import Base
 from dianfei.db.types import UTCDateTime
 
-__all__ = ["Base", "VeeEdit", "VeeEstimate", "VeeFinding", "VeeReadReview", "VeeRun",
+__all__ = ["Base", "VeeEdit", "VeeEstimate", "VeeExaminedBatch", "VeeFinding", "VeeReadReview", "VeeRun",
            "VeeRunFinding"]
 
 
@@ -164,3 +164,16 @@ class VeeMeterProfile(Base):
     data_from: Mapped[date] = mapped_column(Date)
     data_to: Mapped[date] = mapped_column(Date)
     built_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class VeeExaminedBatch(Base):
+    """An import batch whose days a run has examined (``vee run --pending``, the nightly job, or
+    a run over the whole store). The nightly run examines the days of the batches not yet here —
+    whatever they are: yesterday's reads, a late concentrator, two years of history — instead
+    of the whole store, which grows every night. A batch is added in the transaction of the run
+    that examined it, so one that commits during a run is examined by the next."""
+
+    __tablename__ = "vee_examined_batches"
+    batch_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(32))
+    examined_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -7,6 +7,7 @@ tested with hand-made frames.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -27,6 +28,9 @@ READ_SCHEMA: Final = pl.Schema({
     "value": pl.Int64(), "source": pl.String(),
 })
 METER_SCHEMA: Final = pl.Schema({"meter_id": pl.String(), "digits": pl.Int64()})
+
+#: a window's context: meter ids → (rows before, first row after), see :func:`run`
+Context = Callable[[pl.Series], tuple[pl.DataFrame, pl.DataFrame]]
 
 
 @dataclass(frozen=True)
@@ -54,12 +58,17 @@ def empty_meters() -> pl.LazyFrame:
 def run(intervals: pl.LazyFrame, cfg: VeeConfig, tz: str, *,
         duplicates: pl.LazyFrame | None = None, reads: pl.LazyFrame | None = None,
         meters: pl.LazyFrame | None = None, with_findings: bool = True,
-        with_estimates: bool = True, profile: pl.LazyFrame | None = None) -> VeeResult:
+        with_estimates: bool = True, profile: pl.LazyFrame | None = None,
+        context: Context | None = None) -> VeeResult:
     """Validate and estimate. ``intervals``: meter_id, ts, minutes, wh (one row per meter and ts).
     ``duplicates``: batch_id, meter_id, ts, wh, first_wh. ``reads``: register reads;
     ``meters``: meter_id, digits (for rollover) and optionally meter_class (the customer class,
     for the spike settings of the class); ``profile``: the meters' kept statistics over a longer
-    history (:data:`rules.PROFILE_SCHEMA`), for the spike and usage rules."""
+    history (:data:`rules.PROFILE_SCHEMA`), for the spike and usage rules; ``context``: for a
+    window of days, called with the window's meter ids, returns each meter's rows just before
+    and just after the window (:data:`rules.CONTEXT_SCHEMA`), so that a gap or a run of zeros
+    crossing the window's edge is found with its true start, as a run over the whole history
+    finds it. The figures stay those of the window's own rows (interfaces: ``--from/--to``)."""
     dups = duplicates if duplicates is not None else empty_duplicates()
     reads_df = (reads if reads is not None else empty_reads()).collect()
     meters_lf = meters if meters is not None else empty_meters()
@@ -69,7 +78,15 @@ def run(intervals: pl.LazyFrame, cfg: VeeConfig, tz: str, *,
     slots_df = rules.slotted(prepared_df)
     prepared, slots = prepared_df.lazy(), slots_df.lazy()
     gap_events = rules.gaps(slots)
-    zero_runs = rules.zero_run_events(slots)
+    all_runs = rules.zero_runs(slots)
+    zero_runs = rules.long_zero_runs(all_runs)
+    # the events findings and estimates are made of: with the window's edges when there is context
+    found_gaps, found_runs = gap_events, zero_runs
+    if context is not None and slots_df.height:
+        edge = rules.edges(slots_df, *context(
+            slots_df.filter(pl.col("prev_slot").is_null())["meter_id"])).lazy()
+        found_gaps = pl.concat([gap_events, rules.edge_gaps(edge)], how="vertical")
+        found_runs = rules.long_zero_runs(rules.carried_zero_runs(all_runs, edge))
     spike_rows = rules.spikes(prepared, cfg, rules.spike_settings(meters_lf.collect(), cfg),
                               profile)
 
@@ -85,8 +102,8 @@ def run(intervals: pl.LazyFrame, cfg: VeeConfig, tz: str, *,
     finding_plans: list[pl.LazyFrame] = []
     if with_findings:
         finding_plans = [
-            rules.gap_findings(gap_events), rules.off_grid(prepared), rules.negative(prepared),
-            spike_rows, rules.zero_run_findings(zero_runs),
+            rules.gap_findings(found_gaps), rules.off_grid(prepared), rules.negative(prepared),
+            spike_rows, rules.zero_run_findings(found_runs),
             rules.usage_deviation(prepared, cfg, tz, profile), rules.reverse_energy(prepared, tz),
             rules.duplicate_findings(dups),
         ]
@@ -95,7 +112,7 @@ def run(intervals: pl.LazyFrame, cfg: VeeConfig, tz: str, *,
                               rules.register_mismatch(slots, reads_df.lazy(), meters_lf, cfg)]
     else:
         plans.append(spike_rows.select(pl.len().alias("spikes")))
-    estimate_plan = (estimate.estimate(gap_events, slots.select("meter_id", "meter_key", "ts", "wh", "tod"),
+    estimate_plan = (estimate.estimate(found_gaps, slots.select("meter_id", "meter_key", "ts", "wh", "tod"),
                                       cfg, tz)
                      if with_estimates else pl.LazyFrame(schema=estimate.ESTIMATE_SCHEMA))
     frames = pl.collect_all([*plans, pl.concat(finding_plans) if finding_plans

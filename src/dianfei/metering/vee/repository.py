@@ -3,7 +3,7 @@ edits. All SQL of the package lives here."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -52,6 +52,24 @@ def intervals(db: Database, day_from: date | None = None, day_to: date | None = 
     from dianfei.metering import intervals as store
 
     return store.scan(db, day_from=day_from, day_to=day_to, meter_ids=meter_ids)
+
+
+def context(db: Database, day_from: date | None,
+            day_to: date | None) -> Callable[[pl.Series], tuple[pl.DataFrame, pl.DataFrame]]:
+    """The rows around a window of days (``pipeline.run``'s ``context``): each meter's rows
+    before ``day_from`` from its last non-zero reading on, and its first row after ``day_to``."""
+    from dianfei.metering import intervals as store
+    from dianfei.metering.vee.rules import CONTEXT_SCHEMA
+
+    lo, hi = instants(db, day_from, day_to)
+
+    def around(meter_ids: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
+        none = pl.DataFrame(schema=CONTEXT_SCHEMA)
+        before = store.lead_in(db, lo, meter_ids) if lo is not None else none
+        after = store.lead_out(db, hi, meter_ids) if hi is not None else none
+        return before.cast(CONTEXT_SCHEMA), after.cast(CONTEXT_SCHEMA)
+
+    return around
 
 
 def duplicates(db: Database, day_from: date | None = None, day_to: date | None = None) -> pl.DataFrame:
@@ -186,3 +204,46 @@ def insert_edit(conn: Connection, row: dict[str, Any]) -> int:
         "edited_by, edited_at) VALUES (:meter_id, :ts, :minutes, :old_wh, :old_source, :new_wh, "
         ":reason, :edited_by, :edited_at) RETURNING edit_id"), _naive(conn, row))
     return int(result.scalar_one())
+
+
+# ------------------------------------------------------------------ what the nightly run examines
+
+
+def pending(conn: Connection) -> tuple[list[str], list[date]]:
+    """The import batches no run has examined yet, and the business days their rows fall on
+    (interval files and within-import duplicates)."""
+    from dianfei.metering import intervals as store
+
+    fresh = "NOT EXISTS (SELECT 1 FROM vee_examined_batches e WHERE e.batch_id = {t}.batch_id)"
+    batches: set[str] = set()
+    days: set[date] = set()
+    rows = conn.execute(text("SELECT f.batch_id, f.min_ts, f.max_ts FROM interval_files f WHERE "
+                             + fresh.format(t="f")))
+    for batch_id, lo, hi in rows:
+        batches.add(str(batch_id))
+        first, last = store.business_day(_utc(lo)), store.business_day(_utc(hi))
+        days.update(first + timedelta(days=i) for i in range((last - first).days + 1))
+    for batch_id, day in conn.execute(text(
+            "SELECT DISTINCT d.batch_id, d.day FROM interval_duplicates d WHERE "
+            + fresh.format(t="d"))):
+        batches.add(str(batch_id))
+        days.add(day if isinstance(day, date) else date.fromisoformat(str(day)))
+    return sorted(batches), sorted(days)
+
+
+def _utc(value: Any) -> datetime:
+    from datetime import UTC
+
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    assert isinstance(value, datetime)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def mark_examined(conn: Connection, batch_ids: Sequence[str], run_id: str, at: datetime) -> None:
+    if not batch_ids:
+        return
+    frame = pl.DataFrame({"batch_id": list(batch_ids), "run_id": run_id,
+                          "examined_at": pl.Series([at] * len(batch_ids))
+                          .dt.convert_time_zone("UTC")})
+    write_frame(conn, "vee_examined_batches", frame)

@@ -431,19 +431,119 @@ def spikes(prepared: pl.LazyFrame, cfg: VeeConfig,
                                               on=["meter_id", "ts"], how="anti")])
 
 
-def zero_run_events(slots: pl.LazyFrame) -> pl.LazyFrame:
-    """Maximal runs of consecutive present zeros lasting at least a day:
-    ``meter_id, run_start, run_end, run_slots, step``."""
+def zero_runs(slots: pl.LazyFrame) -> pl.LazyFrame:
+    """Maximal runs of consecutive present zeros of any length, within the frame:
+    ``meter_id, meter_key, run_start, run_end, run_slots, step``."""
     zero = pl.col("wh") == 0
     continues = ((pl.col("prev_wh") == 0) & (pl.col("slot") - pl.col("prev_slot") == 1)).fill_null(False)
     return (slots.with_columns((zero & ~continues).cum_sum().alias("run"))
             .filter(zero)
             .group_by(pl.col("run").set_sorted())
-            .agg(pl.col("meter_id").first(), pl.col("ts").min().alias("run_start"),
+            .agg(pl.col("meter_id").first(), pl.col("meter_key").first(),
+                 pl.col("ts").min().alias("run_start"),
                  pl.col("ts").max().alias("run_end"), pl.len().alias("run_slots"),
                  pl.col("step").first())
-            .filter(pl.col("run_slots") * pl.col("step") >= MINUTES_PER_DAY)
             .drop("run"))
+
+
+def long_zero_runs(runs: pl.LazyFrame) -> pl.LazyFrame:
+    """The runs lasting at least a day (the ``zero_runs`` figure and finding)."""
+    return runs.filter(pl.col("run_slots") * pl.col("step") >= MINUTES_PER_DAY)
+
+
+def zero_run_events(slots: pl.LazyFrame) -> pl.LazyFrame:
+    """Maximal runs of consecutive present zeros lasting at least a day:
+    ``meter_id, meter_key, run_start, run_end, run_slots, step``."""
+    return long_zero_runs(zero_runs(slots))
+
+
+# --------------------------------------------------------------------------- a window's edges
+#
+# A run over a window of days sees a gap or a run of zeros that began before the window only
+# from its first reading in the window: the gap not at all, the zeros as a new run starting at
+# midnight (a second finding, each night, for one vacant house). With each meter's rows just
+# before the window (``intervals.lead_in``: from its last non-zero reading) and its first row
+# after (``intervals.lead_out``), the edges are judged as a run over the whole history would
+# judge them — same start, same key — while the big frame is never re-sorted or copied: only
+# each meter's first and last reading in the window meet the context, in small frames.
+
+CONTEXT_SCHEMA: Final = pl.Schema({
+    "meter_id": pl.String(), "ts": pl.Datetime("us", "UTC"), "minutes": pl.Int16(), "wh": pl.Int64(),
+})
+
+
+def _on_grid(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` (with the window's ``step`` per meter) limited to on-grid rows, with ``slot``."""
+    step_us = pl.col("step") * US_PER_MINUTE
+    epoch = pl.col("ts").dt.epoch("us")
+    return (frame.filter(epoch % step_us == 0)
+            .with_columns((epoch // step_us).alias("slot")))
+
+
+def edges(slots: pl.DataFrame, lead_in: pl.DataFrame, lead_out: pl.DataFrame) -> pl.DataFrame:
+    """Per meter of the window: its first on-grid reading (``first_ts, first_slot, first_wh``),
+    the last one before the window (``in_ts, in_slot, in_wh``) with the run of zeros it ends
+    (``carry_start, carry_slots``: null unless the window's first reading continues it), its
+    last on-grid reading in the window (``last_ts, last_slot, last_wh``) and the first after
+    (``out_ts, out_slot, out_wh``). Meters are on the window's grid (its ``step``)."""
+    first = (slots.filter(pl.col("prev_slot").is_null())
+             .select("meter_id", "meter_key", "step", pl.col("ts").alias("first_ts"),
+                     pl.col("slot").alias("first_slot"), pl.col("wh").alias("first_wh")))
+    last = (slots.filter((pl.col("meter_key") != pl.col("meter_key").shift(-1)).fill_null(True))
+            .select("meter_key", pl.col("ts").alias("last_ts"), pl.col("slot").alias("last_slot"),
+                    pl.col("wh").alias("last_wh")))
+    steps = first.select("meter_id", "step")
+    before = _on_grid(lead_in.join(steps, on="meter_id").sort("meter_id", "ts"))
+    same = pl.col("meter_id") == pl.col("meter_id").shift(1)
+    starts = ((pl.col("wh") != 0) | ~same
+              | (pl.col("wh").shift(1) != 0) | (pl.col("slot") - pl.col("slot").shift(1) != 1))
+    before = before.with_columns(starts.fill_null(True).cum_sum().alias("zrun"))
+    tail = (before.group_by("meter_id", maintain_order=True)
+            .agg(pl.col("ts").last().alias("in_ts"), pl.col("slot").last().alias("in_slot"),
+                 pl.col("wh").last().alias("in_wh"), pl.col("zrun").last().alias("zrun")))
+    zeros = (before.filter(pl.col("wh") == 0).group_by("zrun")
+             .agg(pl.col("ts").min().alias("zrun_start"), pl.len().alias("zrun_slots")))
+    tail = tail.join(zeros, on="zrun", how="left").drop("zrun")
+    after = (_on_grid(lead_out.join(steps, on="meter_id"))
+             .select("meter_id", pl.col("ts").alias("out_ts"), pl.col("slot").alias("out_slot"),
+                     pl.col("wh").alias("out_wh")))
+    out = (first.join(last, on="meter_key", how="left", maintain_order="left")
+           .join(tail, on="meter_id", how="left", maintain_order="left")
+           .join(after, on="meter_id", how="left", maintain_order="left"))
+    carried = ((pl.col("first_wh") == 0) & (pl.col("in_wh") == 0)
+               & (pl.col("first_slot") - pl.col("in_slot") == 1)).fill_null(False)
+    return out.with_columns(
+        pl.when(carried).then(pl.col("zrun_start")).alias("carry_start"),
+        pl.when(carried).then(pl.col("zrun_slots")).alias("carry_slots"),
+    ).drop("zrun_start", "zrun_slots")
+
+
+def edge_gaps(edge: pl.LazyFrame) -> pl.LazyFrame:
+    """The gaps between the window and its context, as :func:`gaps` shapes them."""
+    def gap(prev: str, nxt: str) -> pl.LazyFrame:
+        return (edge.filter(pl.col(f"{nxt}_slot") - pl.col(f"{prev}_slot") > 1)
+                .select("meter_id", "meter_key", "step",
+                        (pl.col(f"{nxt}_slot") - pl.col(f"{prev}_slot") - 1).alias("gap_slots"),
+                        _plus_minutes(pl.col(f"{prev}_ts"), pl.col("step")).alias("gap_start"),
+                        _plus_minutes(pl.col(f"{nxt}_ts"), -pl.col("step")).alias("gap_end"),
+                        pl.col(f"{prev}_ts").alias("prev_ts"), pl.col(f"{prev}_wh").alias("prev_wh"),
+                        pl.col(f"{nxt}_ts").alias("next_ts"), pl.col(f"{nxt}_wh").alias("next_wh")))
+
+    return pl.concat([gap("in", "first"), gap("last", "out")], how="vertical")
+
+
+def carried_zero_runs(runs: pl.LazyFrame, edge: pl.LazyFrame) -> pl.LazyFrame:
+    """``runs`` (:func:`zero_runs` of the window) with the run that opens a meter's window
+    extended back over the zeros it continues (its true start and length)."""
+    carry = edge.filter(pl.col("carry_start").is_not_null()).select(
+        "meter_key", "first_ts", "carry_start", "carry_slots")
+    opening = pl.col("run_start") == pl.col("first_ts")
+    return (runs.join(carry, on="meter_key", how="left")
+            .with_columns(pl.when(opening).then(pl.col("carry_start")).otherwise(pl.col("run_start"))
+                          .alias("run_start"),
+                          (pl.col("run_slots") + pl.when(opening).then(pl.col("carry_slots"))
+                           .otherwise(0)).alias("run_slots"))
+            .drop("first_ts", "carry_start", "carry_slots"))
 
 
 def zero_run_findings(runs: pl.LazyFrame) -> pl.LazyFrame:

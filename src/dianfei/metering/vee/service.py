@@ -80,12 +80,15 @@ def _result(db: Database, day_from: date | None, day_to: date | None, *,
     # a window of days judges spikes and usage by the meters' kept profiles where they count
     # more than the window (profiles.py); the whole history needs none
     windowed = day_from is not None or day_to is not None
+    # findings and estimates of a window see the gaps and zero runs that cross its edges
+    around = (repository.context(db, day_from, day_to)
+              if windowed and (with_findings or with_estimates) else None)
     if meter_frame.height <= GROUPWISE_METERS:
         return pipeline.run(
             repository.intervals(db, day_from, day_to), cfg, tz, duplicates=dups.lazy(),
             reads=reads.lazy() if reads is not None else None, meters=meter_frame.lazy(),
             with_findings=with_findings, with_estimates=with_estimates,
-            profile=profiles.kept(db).lazy() if windowed else None)
+            profile=profiles.kept(db).lazy() if windowed else None, context=around)
     ids = meter_frame["meter_id"]
     grouped = meter_frame.with_columns(store.group_column(ids).alias("g"))
     parts: list[pipeline.VeeResult] = []
@@ -98,7 +101,8 @@ def _result(db: Database, day_from: date | None, day_to: date | None, *,
                    if reads is not None else None),
             meters=members.select("meter_id", "digits", "meter_class").lazy(),
             with_findings=with_findings, with_estimates=with_estimates,
-            profile=profiles.kept(db, mine.to_list()).lazy() if windowed else None))
+            profile=profiles.kept(db, mine.to_list()).lazy() if windowed else None,
+            context=around))
     counts: dict[str, int] = {}
     for part in parts:
         for key, value in part.counts.items():
@@ -111,7 +115,7 @@ def _result(db: Database, day_from: date | None, day_to: date | None, *,
 
 
 def run_vee(db: Database, clock: Clock, *, day_from: date | None = None,
-            day_to: date | None = None) -> RunOutcome:
+            day_to: date | None = None, examined: Sequence[str] = ()) -> RunOutcome:
     """Validate and estimate the stored data (all of it, or the business days given).
 
     A job: it commits its one transaction. Findings are unique on (rule, meter, ts, ref) and
@@ -122,6 +126,10 @@ def run_vee(db: Database, clock: Clock, *, day_from: date | None = None,
     (``results.py``) with the fingerprint of the data and settings it read — taken *before*
     reading them, so data that arrives meanwhile makes the next ``report``/``findings``
     recompute rather than trust them.
+
+    The import batches ``examined`` (and, for a run over the whole store, every batch catalogued
+    when it starts) are recorded as examined in the same transaction: :func:`run_pending`
+    leaves them alone.
     """
     import polars as pl
 
@@ -133,6 +141,8 @@ def run_vee(db: Database, clock: Clock, *, day_from: date | None = None,
     cfg = config(db)
     with db.engine.connect() as conn:
         data_state = results.data_state(db.settings, conn)
+        if day_from is None and day_to is None:  # read before the data: all of it is examined
+            examined = sorted({*examined, *repository.pending(conn)[0]})
     res = _result(db, day_from, day_to, with_findings=True, with_estimates=True)
     found = res.findings.with_columns(pl.lit(run_id).alias("run_id"))
     estimates = res.estimates.with_columns(pl.lit(run_id).alias("run_id"))
@@ -153,7 +163,42 @@ def run_vee(db: Database, clock: Clock, *, day_from: date | None = None,
         counts["estimated"] = _estimated_count(db, day_from, day_to, conn=conn)
         figures = _ordered(counts)
         results.keep(conn, run_id, results.fingerprint(data_state, estimates_state), figures)
+        repository.mark_examined(conn, examined, run_id, started)
     return RunOutcome(run_id, figures, found.height, f_added, estimates.height, e_added)
+
+
+def spans(days: Sequence[date]) -> list[tuple[date, date]]:
+    """Consecutive runs of ``days`` (sorted, distinct) as (first, last)."""
+    out: list[tuple[date, date]] = []
+    for day in days:
+        if out and (day - out[-1][1]).days == 1:
+            out[-1] = (out[-1][0], day)
+        else:
+            out.append((day, day))
+    return out
+
+
+def run_pending(db: Database, clock: Clock) -> dict[str, Any]:
+    """Validate and estimate what has arrived since the last runs: the days of every import
+    batch no run has examined, span of consecutive days by span, each with its meters' readings
+    just before and after as context (``pipeline.run``) and their kept profiles — the nightly
+    job. Its cost follows what arrived, not the history: a night's reads after a year cost what
+    they cost after a week. The batches are recorded as examined by the last span's run, so a
+    failure leaves them all for the retry (a run adds nothing twice)."""
+    from dianfei.metering.vee import repository
+
+    with db.engine.connect() as conn:
+        batches, days = repository.pending(conn)
+    runs = spans(days)
+    outcomes = [run_vee(db, clock, day_from=a, day_to=b,
+                        examined=batches if i == len(runs) - 1 else ())
+                for i, (a, b) in enumerate(runs)]
+    return {"batches": len(batches),
+            "spans": [{"from": str(a), "to": str(b), "run_id": o.run_id,
+                       "findings_added": o.findings_added, "estimates_added": o.estimates_added}
+                      for (a, b), o in zip(runs, outcomes, strict=True)],
+            "findings_added": sum(o.findings_added for o in outcomes),
+            "estimates_added": sum(o.estimates_added for o in outcomes)}
 
 
 def _ordered(counts: dict[str, int]) -> dict[str, int]:
