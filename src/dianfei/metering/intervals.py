@@ -329,20 +329,32 @@ def _store_bounds(db: Database) -> tuple[datetime, datetime] | None:
     return _instant(row[0]), _instant(row[1])
 
 
-def lead_in(db: Database, before: datetime, meter_ids: pl.Series) -> pl.DataFrame:
+def lead_in(db: Database, before: datetime, meter_ids: pl.Series,
+            installed: pl.DataFrame | None = None) -> pl.DataFrame:
     """Each meter's stored rows before ``before`` from its last non-zero reading on (all of its
     rows when it has none): what a run over a window starting at ``before`` needs to see a gap
     or a run of zeros that began earlier with its true start (``meter_id, ts, minutes, wh``, in
     meter and time order).
 
     Searched backwards a span at a time — a day, then four times as far each step — and only for
-    the meters not yet settled, so a daily run reads about the day before, not the history."""
+    the meters not yet settled, so a daily run reads about the day before, not the history.
+    ``installed`` (``meter_id, since``: the instant the meter's installation day began) settles
+    a meter once the search passes it — the import refuses rows before installation — so a new
+    meter does not send the search back to the store's first day."""
     import polars as pl
 
     found: list[pl.DataFrame] = []
     need = meter_ids.unique()
     bounds = _store_bounds(db)
     hi, span = before, LEAD_IN_FIRST_SPAN
+
+    def unsettled(need: pl.Series, lo: datetime) -> pl.Series:
+        if installed is None:
+            return need
+        done = installed.filter(pl.col("since") >= lo)["meter_id"]
+        return need.filter(~need.is_in(done.implode()))
+
+    need = unsettled(need, before)
     while bounds is not None and need.len() and hi > bounds[0]:
         lo = hi - span
         with db.engine.connect() as conn:
@@ -354,7 +366,7 @@ def lead_in(db: Database, before: datetime, meter_ids: pl.Series) -> pl.DataFram
         found.append(rows.join(last_nonzero, on="meter_id", how="left")
                      .filter(pl.col("nz").is_null() | (pl.col("ts") >= pl.col("nz")))
                      .drop("nz"))
-        need = need.filter(~need.is_in(last_nonzero["meter_id"].implode()))
+        need = unsettled(need.filter(~need.is_in(last_nonzero["meter_id"].implode())), lo)
         hi, span = lo, span * 4
     if not found:
         return _context_frame(db, [], meter_ids, before, before)

@@ -140,3 +140,30 @@ def test_a_run_over_the_whole_store_examines_every_batch(
     store_intervals("MC1", [usual(k) for k in range(SLOTS)], minutes=30, start=START)
     service.run_vee(people_db, NOW)
     assert service.run_pending(people_db, NOW)["batches"] == 0
+
+
+def test_the_search_before_a_window_stops_at_a_meters_installation(
+        edges: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A meter installed on the window's first day has nothing before it: no file is read for
+    it (the import refuses readings before installation)."""
+    import polars as pl
+
+    from dianfei.metering import intervals as store
+
+    scans: list[int] = []
+    real = store._context_frame
+
+    def counted(*args: object, **kwargs: object) -> pl.DataFrame:
+        scans.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "_context_frame", counted)
+    ids = pl.Series(["MC1"])
+    installed = pl.DataFrame({"meter_id": ["MC1"], "since": [at(5, 0)]})
+    assert store.lead_in(edges, at(5, 0), ids, installed).height == 0
+    assert scans == [1]  # only the empty frame it answers with
+    scans.clear()
+    # installed earlier: the search reads back to the reading before the gap of day 4
+    earlier = pl.DataFrame({"meter_id": ["MC1"], "since": [START]})
+    rows = store.lead_in(edges, at(5, 0), ids, earlier)
+    assert rows["ts"].to_list() == [at(3, 43)] and len(scans) == 2

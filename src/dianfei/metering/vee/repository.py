@@ -65,7 +65,14 @@ def context(db: Database, day_from: date | None,
 
     def around(meter_ids: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
         none = pl.DataFrame(schema=CONTEXT_SCHEMA)
-        before = store.lead_in(db, lo, meter_ids) if lo is not None else none
+        before = none
+        if lo is not None:
+            # no reading precedes a meter's installation day (the import refuses them)
+            installed = (meters(db).filter(pl.col("installed_on").is_not_null())
+                         .select("meter_id", pl.col("installed_on").cast(pl.Datetime("us"))
+                                 .dt.replace_time_zone(tz_name(db))
+                                 .dt.convert_time_zone("UTC").alias("since")))
+            before = store.lead_in(db, lo, meter_ids, installed)
         after = store.lead_out(db, hi, meter_ids) if hi is not None else none
         return before.cast(CONTEXT_SCHEMA), after.cast(CONTEXT_SCHEMA)
 
