@@ -337,7 +337,7 @@ def _wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 120) 
     end = time.time() + timeout
     while time.time() < end:
         if proc.poll() is not None:
-            raise SystemExit(f"dianfei serve exited ({proc.returncode})")
+            raise SystemExit(f"the server on port {port} exited ({proc.returncode})")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
                 if r.status == 200:
@@ -345,6 +345,70 @@ def _wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 120) 
         except OSError:
             time.sleep(0.3)
     raise SystemExit("dianfei serve did not answer /healthz")
+
+
+#: the front door of deploy/nginx/dianfei.conf for the callbacks, on plain HTTP for the bench:
+#: the channels' addresses (here the genuine stream's 127.0.0.1) pass unthrottled, every other
+#: source is limited to ``rate`` requests a second (a burst of ``burst``) and answered 429 by
+#: nginx itself; bodies above 64 KiB are refused 413 before they are read
+NGINX_CONF = """
+daemon off;
+user root;
+worker_processes 1;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log error;
+events {{ worker_connections 8192; }}
+http {{
+    access_log off;
+    client_body_temp_path {work}/nginx-body;
+    proxy_temp_path {work}/nginx-proxy;
+    fastcgi_temp_path {work}/nginx-fastcgi;
+    uwsgi_temp_path {work}/nginx-uwsgi;
+    scgi_temp_path {work}/nginx-scgi;
+    geo $callback_source_trusted {{
+        default 0;
+        127.0.0.1/32 1;
+    }}
+    map $callback_source_trusted $callback_limit_key {{
+        1 "";
+        0 $binary_remote_addr;
+    }}
+    limit_req_zone $callback_limit_key zone=callbacks:10m rate={rate}r/s;
+    limit_req_status 429;
+    upstream dianfei {{
+        server 127.0.0.1:{upstream};
+        keepalive 128;
+    }}
+    server {{
+        listen {port} backlog=4096;
+        location /api/v1/payments/notify/ {{
+            client_max_body_size 64k;
+            limit_req zone=callbacks burst={burst} nodelay;
+            proxy_pass http://dianfei;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        }}
+        location / {{
+            proxy_pass http://dianfei;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
+"""
+
+
+def _nginx(work: Path, port: int, upstream: int, rate: int, burst: int) -> subprocess.Popen[bytes]:
+    exe = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(exe).exists():
+        raise SystemExit("--front nginx needs nginx (apt-get install nginx)")
+    conf = work / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(work=work, port=port, upstream=upstream, rate=rate,
+                                      burst=burst))
+    proc = subprocess.Popen([exe, "-c", str(conf), "-p", str(work)], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=(work / "nginx.out").open("wb"))
+    return proc
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -367,6 +431,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                "duration_s": args.duration, "junk_sources": args.junk_sources,
                                "junk_procs": args.junk_procs}
     server: subprocess.Popen[bytes] | None = None
+    front: subprocess.Popen[bytes] | None = None
     try:
         t = time.perf_counter()
         db = open_database(load_settings({k: env[k] for k in ("DIANFEI_DATABASE_URL", "DIANFEI_DATA_DIR",
@@ -387,6 +452,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         figures["prepare_s"] = round(time.perf_counter() - t, 1)
         env.update(channel_env)
         env["DIANFEI_LOG_FORMAT"] = "text"
+        if args.front == "nginx":  # dianfei throttles by the address nginx forwards
+            env["DIANFEI_CALLBACK_TRUSTED_PROXIES"] = "127.0.0.1"
         # the first --warmup notifications warm both server processes (imports on first use,
         # prepared statements, the writer's connection) before the clock starts, as a server
         # that has been up for a while is; they are posted and checked like the others
@@ -402,6 +469,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
         _wait_ready(args.port, server)
         time.sleep(1.0)  # every worker up (each answers /healthz on its own)
+        target = args.port
+        if args.front == "nginx":
+            target = args.port + 1
+            front = _nginx(work, target, args.port, args.front_rate, args.front_burst)
+            _wait_ready(target, front)
+            figures["front"] = {"nginx": True, "rate_per_source": args.front_rate,
+                                "burst": args.front_burst}
         if args.profile:
             time.sleep(args.profile_delay)
 
@@ -414,7 +488,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             result = work / f"{role}.result"
             cmd = [sys.executable, "-m", "bench.callbacks_flood", "--stream", str(file),
                    "--result", str(result), "--rate", str(rate), "--count", str(count),
-                   "--start-at", repr(start_at), "--connections", str(conns), "--port", str(args.port),
+                   "--start-at", repr(start_at), "--connections", str(conns), "--port", str(target),
                    "--bind", ",".join(binds)]
             path = [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
             env_k = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
@@ -428,6 +502,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             figures["warmup_not_received"] = sum(1 for r in warm["results"] if r[2] not in (200, 204))
         start_at = time.time() + 3.0
         server_cpu = _cpu_seconds(server.pid)
+        front_cpu = _cpu_seconds(front.pid) if front is not None else 0.0
         if n_measured:
             spawn("genuine", work / "genuine.pickle", args.genuine_rate, n_measured,
                   args.genuine_connections, ["127.0.0.1"], start_at)
@@ -445,12 +520,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if perf is not None:
             perf.wait()
         server_cpu = _cpu_seconds(server.pid) - server_cpu
+        front_cpu = (_cpu_seconds(front.pid) - front_cpu) if front is not None else 0.0
         streams = {role: pickle.loads(path.read_bytes()) for role, p, path in procs}
         # CPU seconds per second of load: what the server and the generator took of the 2 cores
         # (the rest went to PostgreSQL and to whatever else ran on the machine)
         span = max(s["sent_s"] for s in streams.values())
         figures["cpu_cores_used"] = {
             "server": round(server_cpu / span, 2),
+            "front": round(front_cpu / span, 2),
             "generator": round(sum(s["cpu_s"] for s in streams.values()) / span, 2),
             "load_average_1m": round(os.getloadavg()[0], 1),
             "server_ms_per_request": round(1000 * server_cpu / max(1, sum(len(s["results"])
@@ -499,6 +576,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                            "send_lag_p99_ms": round(jlag, 1)}
         figures["junk_mix"] = {k: sum(1 for kind, _ in junk if kind == k) for k in JUNK_MIX}
     finally:
+        if front is not None and front.poll() is None:
+            os.killpg(front.pid, signal.SIGQUIT)  # nginx's graceful stop
+            front.wait(timeout=30)
         if server is not None and server.poll() is None:
             os.killpg(server.pid, signal.SIGINT)  # uvicorn's graceful stop: the refusal log flushes
             try:
@@ -562,6 +642,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--backend", choices=("postgresql", "sqlite"), default="postgresql")
     ap.add_argument("--workers", type=int, default=2, help="dianfei serve --workers")
     ap.add_argument("--port", type=int, default=8917)
+    ap.add_argument("--front", choices=("none", "nginx"), default="none",
+                    help="nginx in front (port + 1), as deploy/nginx/dianfei.conf: channels' "
+                    "addresses unthrottled, other sources limited per address")
+    ap.add_argument("--front-rate", type=int, default=20, help="nginx: requests/s per other source")
+    ap.add_argument("--front-burst", type=int, default=40)
     ap.add_argument("--duration", type=float, default=20.0, help="seconds of load")
     ap.add_argument("--genuine-rate", type=float, default=500.0)
     ap.add_argument("--junk-rate", type=float, default=5000.0)
