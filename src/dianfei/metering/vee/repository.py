@@ -62,17 +62,22 @@ def context(db: Database, day_from: date | None,
     from dianfei.metering.vee.rules import CONTEXT_SCHEMA
 
     lo, hi = instants(db, day_from, day_to)
+    installed: list[pl.DataFrame] = []  # read once, on first use (a run by meter group calls often)
+
+    def since() -> pl.DataFrame:
+        # no reading precedes a meter's installation day (the import refuses them)
+        if not installed:
+            installed.append(meters(db).filter(pl.col("installed_on").is_not_null())
+                             .select("meter_id", pl.col("installed_on").cast(pl.Datetime("us"))
+                                     .dt.replace_time_zone(tz_name(db))
+                                     .dt.convert_time_zone("UTC").alias("since")))
+        return installed[0]
 
     def around(meter_ids: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
         none = pl.DataFrame(schema=CONTEXT_SCHEMA)
         before = none
         if lo is not None:
-            # no reading precedes a meter's installation day (the import refuses them)
-            installed = (meters(db).filter(pl.col("installed_on").is_not_null())
-                         .select("meter_id", pl.col("installed_on").cast(pl.Datetime("us"))
-                                 .dt.replace_time_zone(tz_name(db))
-                                 .dt.convert_time_zone("UTC").alias("since")))
-            before = store.lead_in(db, lo, meter_ids, installed)
+            before = store.lead_in(db, lo, meter_ids, since())
         after = store.lead_out(db, hi, meter_ids) if hi is not None else none
         return before.cast(CONTEXT_SCHEMA), after.cast(CONTEXT_SCHEMA)
 
