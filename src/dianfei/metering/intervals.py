@@ -301,8 +301,10 @@ def scan(db: Database, *, day_from: date | None = None, day_to: date | None = No
     return lf.filter(*preds) if preds else lf
 
 
-#: the first span a lead-in search looks back over; each further step looks back four times as far
-LEAD_IN_FIRST_SPAN = timedelta(days=1)
+#: the first span a lead-in search looks back over (most meters draw something in the evening
+#: before midnight, so a nightly run reads a quarter of the day before); each further step four
+#: times as far
+LEAD_IN_FIRST_SPAN = timedelta(hours=6)
 
 
 def _context_frame(db: Database, files: Sequence[StoredFile], meter_ids: pl.Series,
@@ -336,7 +338,7 @@ def lead_in(db: Database, before: datetime, meter_ids: pl.Series,
     or a run of zeros that began earlier with its true start (``meter_id, ts, minutes, wh``, in
     meter and time order).
 
-    Searched backwards a span at a time — a day, then four times as far each step — and only for
+    Searched backwards a span at a time — six hours, then four times as far each step — and only for
     the meters not yet settled, so a daily run reads about the day before, not the history.
     ``installed`` (``meter_id, since``: the instant the meter's installation day began) settles
     a meter once the search passes it — the import refuses rows before installation — so a new
