@@ -60,10 +60,11 @@ def _fen(yuan: str) -> int:
 def _oldest_bills(db: Database, day: date, accounts: list[str]) -> dict[str, str]:
     import polars as pl
 
-    from dianfei.collections.service import overdue_items
+    from dianfei.payments.service import open_items
 
-    items = overdue_items(db.engine, day).filter(
-        pl.col("account_id").is_in(accounts) & (pl.col("item_kind") == "bill"))
+    # the visited accounts' open items only (the day's overdue book is read once, by the ladder)
+    items = open_items(db.engine, accounts).filter(
+        (pl.col("item_kind") == "bill") & (pl.col("due_on") < day))
     first = items.sort("due_on", "bill_id").group_by("account_id", maintain_order=True).first()
     return dict(zip(first["account_id"].to_list(), first["bill_id"].to_list(), strict=True))
 

@@ -313,3 +313,43 @@ def test_survey_after_a_reconnection_only(owing: Database) -> None:
         assert (got.account_id, got.customer_id, got.score) == ("A", "A", 5)
     assert [(e["subject"], e["score"]) for e in events_json(owing, "A") if e["type"] == "survey"] == [
         ("reconnection", 5)]
+
+
+def test_the_latest_closed_promise_decides_the_ladder_days(owing: Database) -> None:
+    """The ladder reads the account's latest closed promise (by closing day, then id), chosen in
+    the database; a promise made after the clock's now (a replayed day) is not seen, and neither
+    an open one's closing."""
+    from dianfei.collections.context import Context, DayReport
+    from dianfei.collections.promises import ladder_columns
+    from dianfei.collections.rules import policy, with_settings
+
+    day = date(2026, 2, 20)
+
+    def promise(visit_id: int, account: str, made: date, status: str,
+                closed: date | None) -> PaymentPromise:
+        return PaymentPromise(visit_id=visit_id, account_id=account, customer_id=account,
+                              made_at=at(made, 10), made_on=made, due_on=made + timedelta(days=5),
+                              amount=100, ladder_at="residential", level_at="stop_notice",
+                              status=status, closed_on=closed)
+
+    with owing.session() as s:
+        s.add_all([
+            # A: kept on the 10th, then broken on the 15th (the broken one decides), then one made
+            # after now and kept "later" (not seen by a run at 09:00 on the 20th)
+            promise(1, "A", date(2026, 2, 5), "kept", date(2026, 2, 10)),
+            promise(2, "A", date(2026, 2, 8), "broken", date(2026, 2, 15)),
+            promise(3, "A", date(2026, 2, 20), "kept", date(2026, 2, 20)),
+            # B: broken first, then kept the same day with a higher id (the kept one decides)
+            promise(4, "B", date(2026, 2, 1), "broken", date(2026, 2, 12)),
+            promise(5, "B", date(2026, 2, 2), "kept", date(2026, 2, 12)),
+        ])
+    clock = FixedClock(at(day, 9))
+    ctx = Context(owing, day, clock, with_settings(policy(), {}), ladders(), FakeNotifier(), None,
+                  DayReport(day))
+    snap = pl.DataFrame({"account_id": ["A", "B"], "days_overdue": [33, 33],
+                         "oldest_due": [date(2026, 1, 18)] * 2})
+    got = dict(ladder_columns(ctx, snap).select("account_id", "ladder_days").iter_rows())
+    assert next_level_days(ladders(), "residential", "stop_notice") == 60
+    # A: broken → the level above where it stood (had the later one been seen: restarted, 0);
+    # B: kept on the 12th → restarted, 8 days (had the broken one decided: 60)
+    assert got == {"A": 60, "B": 8}

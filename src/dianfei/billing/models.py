@@ -50,7 +50,9 @@ class Bill(Base):
               sqlite_where=text("status != 'cancelled'"),
               postgresql_where=text("status != 'cancelled'")),
         Index("ix_bills_period", "period"),
-        Index("ix_bills_customer", "customer_id"),
+        # covering the prepaid bills basis a day of collections reads (migration 0040)
+        Index("ix_bills_customer", "customer_id", "period", "status", "kwh", "read_to_at",
+              "account_id"),
         # an account's bills whatever their status (the partial index above skips cancelled
         # ones, so asking by account alone read every bill)
         Index("ix_bills_account", "account_id", "period"),

@@ -147,13 +147,16 @@ def ladder_columns(ctx: Context, snap: pl.DataFrame) -> pl.DataFrame:
 
     # the promises of the day's accounts only (the account index), not every promise ever kept
     member, bound = any_of(ctx.db.engine, "account_id", "accts", sorted(set(accounts)))
-    mine = _promises(ctx.db.engine, f"status IN ('open', 'kept', 'broken') AND {member}",
-                     bound).filter(pl.col("made_at") <= ctx.now)
-    open_ = mine.filter(pl.col("status") == "open").select(
-        "account_id", pl.lit(True).alias("open_promise")).unique("account_id")
-    # the latest closed promise of each account decides how the ladder counts
-    last = (mine.filter(pl.col("status") != "open").sort("closed_on", "promise_id")
-            .group_by("account_id").last())
+    open_ = (_promises(ctx.db.engine, f"status = 'open' AND {member}", bound)
+             .filter(pl.col("made_at") <= ctx.now)
+             .select("account_id", pl.lit(True).alias("open_promise")).unique("account_id"))
+    # the latest closed promise of each account decides how the ladder counts: chosen in the
+    # database (an account in arrears for years has kept and broken dozens)
+    last = _promises(
+        ctx.db.engine, "promise_id IN (SELECT promise_id FROM (SELECT promise_id, ROW_NUMBER() "
+        "OVER (PARTITION BY account_id ORDER BY closed_on DESC NULLS LAST, promise_id DESC) AS n "
+        f"FROM payment_promises WHERE status IN ('kept', 'broken') AND {member} "
+        "AND made_at <= :now) AS ranked WHERE n = 1)", {**bound, "now": ctx.now})
     floors = {(a, b): next_level_days(ctx.ladders, a, b)
               for a, b in last.select("ladder_at", "level_at").unique().iter_rows()}
     last = last.with_columns(pl.struct("ladder_at", "level_at").map_elements(
