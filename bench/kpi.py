@@ -177,7 +177,7 @@ def write_sqlite(db: Any, cust: pl.DataFrame, bills: pl.DataFrame, clearings: pl
         pl.col("bill_id").alias("reference"), "account_id", "customer_id",
         pl.lit("bill").alias("item_kind"), "bill_id", "due_on", "amount",
         pl.col("amount").alias("open_amount"),
-        pl.lit(datetime(2024, 1, 1)).alias("updated_at"))
+        pl.lit(datetime(2024, 1, 1)).alias("updated_at"), "period")
     for i in range(0, items.height, step):
         with db.engine.begin() as conn:
             write_frame(conn, "open_items", items.slice(i, step))

@@ -230,7 +230,7 @@ def post_bills(conn: Connection, rows: pl.DataFrame) -> int:
         "account_id", "customer_id", pl.lit("bill").alias("kind"), "amount",
         pl.col("issued_on").replace_strict(stamps, return_dtype=pl.Datetime("us", "UTC"))
         .alias("posted_at"), pl.col("issued_on").alias("business_date"), "due_on",
-        pl.col("bill_id").alias("reference"))
+        pl.col("bill_id").alias("reference"), "period")  # the open items' period
     for day, part in entries.group_by("business_date", maintain_order=True):
         del day
         ledger.post_frame(conn, part)

@@ -370,7 +370,7 @@ def _write(db: Database, run: BillRun, bills: pl.DataFrame, bill_meters: pl.Data
             "account_id", "customer_id", pl.lit("bill").alias("kind"), "amount",
             pl.lit(posted_at).alias("posted_at"),
             pl.col("issued_on").alias("business_date"), "due_on",
-            pl.col("bill_id").alias("reference"))
+            pl.col("bill_id").alias("reference"), "period")  # the open items' period
         amount = int(b["amount"].sum()) if b.height else 0
         with db.engine.begin() as conn:
             write_frame(conn, "bills", b)

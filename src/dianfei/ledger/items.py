@@ -80,12 +80,20 @@ def book(conn: Connection, accounts: Sequence[str], *, order: str | None, now: d
                 order=configured_order(conn) if order is None else order, now=now)
 
 
+#: a bill item's period (``open_items.period``): its stored bill's, looked up in the statement
+#: that writes the row (``{r}``, ``{k}``: the new row's reference and item kind); None for
+#: other items and for a bill not stored. An existing row keeps its period (a bill's period
+#: never changes); one written before its bill gets it with its next change
+_PERIOD = "(SELECT bp.period FROM bills bp WHERE bp.bill_id = {r} AND {k} = 'bill')"
+_KEEP_PERIOD = "period = COALESCE(open_items.period, excluded.period)"
+
 _UPSERT_SQLITE = (
     "INSERT INTO open_items (reference, account_id, customer_id, item_kind, bill_id, due_on, "
-    "amount, open_amount, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "amount, open_amount, updated_at, period) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
+    + _PERIOD.format(r="?1", k="?4") + ") "
     "ON CONFLICT (reference) DO UPDATE SET "
     "open_amount = open_items.open_amount + excluded.open_amount, "
-    "updated_at = excluded.updated_at")
+    f"updated_at = excluded.updated_at, {_KEEP_PERIOD}")
 
 
 #: each bill item's clearing state derived from its clearings (``{member}``: which bills): the
@@ -224,11 +232,12 @@ _PG_CLEARINGS = (
     "%s::text[], %s::text[], %s::text[], %s::bigint[], %s::timestamp[])")
 _PG_ITEMS = (
     "INSERT INTO open_items (reference, account_id, customer_id, item_kind, bill_id, due_on, "
-    "amount, open_amount, updated_at) SELECT r, a, c, k, b, d, m, o, %s::timestamp FROM unnest("
+    "amount, open_amount, updated_at, period) SELECT r, a, c, k, b, d, m, o, %s::timestamp, "
+    + _PERIOD.format(r="u.r", k="u.k") + " FROM unnest("
     "%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::date[], %s::bigint[], "
     "%s::bigint[]) AS u(r, a, c, k, b, d, m, o) ON CONFLICT (reference) DO UPDATE SET "
     "open_amount = open_items.open_amount + excluded.open_amount, "
-    "updated_at = excluded.updated_at")
+    f"updated_at = excluded.updated_at, {_KEEP_PERIOD}")
 
 
 def _pg_write(raw: Any, posting: Posting, changes: list[tuple[Item, int]], now: datetime,
@@ -291,7 +300,10 @@ def credit_accounts(conn: Connection, accounts: Sequence[str] | None = None) -> 
 
 def insert_debits(conn: Connection, debits: pl.DataFrame, *, now: datetime) -> int:
     """Open items for debits just written to the ledger in bulk (the bill run, late fees).
-    Columns: account_id, customer_id, kind, amount, due_on, reference (+ bill_id optional)."""
+    Columns: account_id, customer_id, kind, amount, due_on, reference (+ bill_id optional;
+    + period optional: each bill's period, which the caller wrote with the bills in this
+    transaction). A bill item keeps its stored bill's period (``open_items.period``): without
+    the column it is looked up in ``bills`` here; other items have none."""
     import polars as pl
 
     from dianfei.db.bulk import write_frame
@@ -302,10 +314,29 @@ def insert_debits(conn: Connection, debits: pl.DataFrame, *, now: datetime) -> i
                pl.when(pl.col("kind") == "late_fee")
                .then(pl.col("reference").str.split(":").list.get(1, null_on_oob=True))
                .otherwise(pl.col("reference")))
+    if "period" not in debits.columns:
+        debits = debits.join(_bill_periods(conn, debits.filter(pl.col("kind") == "bill")
+                                           ["reference"].to_list()),
+                             on="reference", how="left")
+    period = pl.when(pl.col("kind") == "bill").then(pl.col("period"))
     return write_frame(conn, "open_items", debits.select(
         "reference", "account_id", "customer_id", pl.col("kind").alias("item_kind"),
         bill_id.alias("bill_id"), "due_on", "amount", pl.col("amount").alias("open_amount"),
-        pl.lit(_naive(now)).alias("updated_at")))
+        pl.lit(_naive(now)).alias("updated_at"), period.cast(pl.String).alias("period")))
+
+
+def _bill_periods(conn: Connection, bill_ids: list[str]) -> pl.DataFrame:
+    """reference (bill id), period of the stored bills among ``bill_ids``."""
+    import polars as pl
+
+    from dianfei.db.frames import read_frame
+
+    schema = {"reference": pl.String, "period": pl.String}
+    if not bill_ids:
+        return pl.DataFrame(schema=schema)
+    member, params = any_of(conn, "bill_id", "b", sorted(set(bill_ids)))
+    return read_frame(conn, f"SELECT bill_id AS reference, period FROM bills WHERE {member}",
+                      params, schema=schema)
 
 
 def open_frame(conn_or_engine: Any, accounts: Sequence[str] | None = None) -> pl.DataFrame:

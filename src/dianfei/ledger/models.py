@@ -53,6 +53,13 @@ class LedgerEntry(Base):
 ITEM_KINDS = ("bill", "late_fee", "credit")
 
 
+#: the columns of ``ix_open_items_period``: a bill item by its period and reference, with its
+#: kept clearing state (what ``payments.repository``'s period sums read; covering on both
+#: databases — SQLite has no INCLUDE, so they are key columns)
+PERIOD_INDEX = ("period", "reference", "item_kind", "amount", "cleared", "last_cleared_at",
+                "paid_in_full_at")
+
+
 class OpenItem(Base):
     """An open item (未清项) of an account: what it owes per bill and late fee, and its credit.
 
@@ -75,6 +82,10 @@ class OpenItem(Base):
               sqlite_where="open_amount <> 0", postgresql_where="open_amount <> 0"),
         Index("ix_open_items_credit", "account_id",
               sqlite_where="open_amount < 0", postgresql_where="open_amount < 0"),
+        # what ``dianfei kpi`` reads of a period's bill items, together and without the table
+        # (a reference is the customer, then the period: a period's items lie on nearly every
+        # page of the primary key, and their rows wherever their last update put them)
+        Index("ix_open_items_period", *PERIOD_INDEX),
     )
     #: the ledger reference of the debit (bill id, ``LF:{bill}:{day}``) or ``CR:{payment}``
     reference: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -103,6 +114,11 @@ class OpenItem(Base):
     #: (allocated_at, id) order) from below ``amount`` to at least it (None: never reached); the
     #: bill is paid in full while ``cleared`` ≥ ``amount``
     paid_in_full_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: the period of the item's bill (``bills.period``) for a bill item whose bill is stored;
+    #: None otherwise (late fees, credit). Written with the row (``items.write``,
+    #: ``items.insert_debits``), never changed (a bill's period never changes); checked by
+    #: ``ledger check``
+    period: Mapped[str | None] = mapped_column(String(7))
 
 
 class Clearing(Base):

@@ -155,7 +155,8 @@ def post_frame(conn: Connection, entries: pl.DataFrame, *, order: str | None = N
                action: str = "ledger.debits", subject: str = "") -> int:
     """Bulk-post debits (bill run, late fees). Columns: account_id, customer_id, kind (bill or
     late_fee), amount, posted_at (timezone-aware), business_date, due_on, reference (reason
-    optional).
+    optional; period optional: the bills' periods for their open items, written with the bills
+    in this transaction — looked up when absent, see :func:`items.insert_debits`).
 
     Their open items are written with them, and credit held by any of these accounts clears
     them in the same transaction (:mod:`dianfei.ledger.posting`). One audit record (``action``,
@@ -167,13 +168,16 @@ def post_frame(conn: Connection, entries: pl.DataFrame, *, order: str | None = N
         raise ValidationError(f"post_frame takes debits (bill, late_fee), got {sorted(kinds)}")
     import polars as pl
 
+    periods = ["period"] if "period" in entries.columns else []
+    debits = entries.select("account_id", "customer_id", "kind", "amount", "due_on", "reference",
+                            *periods)
+    entries = entries.drop(periods)
     batch = audit.ledger_batch()
     n = write_frame(conn, "ledger_entries",
                     entries.with_columns(pl.lit(batch, pl.Int64).alias("audit_batch")))
     at = entries["posted_at"][0]
     now = at if getattr(at, "tzinfo", None) else at.replace(tzinfo=UTC)
-    items.insert_debits(conn, entries.select("account_id", "customer_id", "kind", "amount",
-                                             "due_on", "reference"), now=now)
+    items.insert_debits(conn, debits, now=now)
     apply_credit(conn, entries["account_id"].unique().to_list(), now=now, order=order)
     # the record last: the chain's head row is the last lock a posting takes
     audit.record_ledger_frame(conn, batch, entries, action=action, subject=subject)
@@ -412,6 +416,13 @@ _CHECKS: tuple[tuple[str, str], ...] = (
      "SELECT count(*), min(account_id) FROM (SELECT account_id FROM open_items "
      "WHERE open_amount <> 0 GROUP BY account_id "
      "HAVING MIN(open_amount) < 0 AND MAX(open_amount) > 0) q"),
+    # what ``dianfei kpi`` finds a period's bill items by (``ix_open_items_period``): an item
+    # keeps the period of its stored bill, and only a bill item has one
+    ("each bill item keeps its bill's period",
+     "SELECT count(*), min(o.reference) FROM open_items o LEFT JOIN bills b "
+     "ON o.item_kind = 'bill' AND b.bill_id = o.reference "
+     "WHERE (b.bill_id IS NULL AND o.period IS NOT NULL) "
+     "OR (b.bill_id IS NOT NULL AND (o.period IS NULL OR o.period <> b.period))"),
     ("at most one live bill per account and period",
      "SELECT count(*), min(k) FROM (SELECT account_id || ' ' || period AS k FROM bills "
      "WHERE status <> 'cancelled' GROUP BY account_id, period HAVING count(*) > 1) d"),

@@ -365,14 +365,17 @@ def _sums_sql(dialect: str, thresholds: int, by_days: bool, unpaid_only: bool = 
     an estimated read), dated (unpaid of the bills with a due date), le_i (unpaid of the bills
     due on or after :t_i) and, ``by_days``, days: the payment days of each bill paid in full
     (of a positive amount) as one comma-separated text — a histogram without sorting a million
-    rows (SQLite sorts to group). ``unpaid_only``: n, billed and unpaid alone. A bill's paid amount and
-    paid-in-full instant are the ones its open item keeps (``open_items.cleared``,
+    rows (SQLite sorts to group). ``unpaid_only``: n, billed and unpaid alone. A bill's paid
+    amount and paid-in-full instant are the ones its open item keeps (``open_items.cleared``,
     ``paid_in_full_at``) when its last clearing is before the cut; otherwise (cleared after D,
     or no kept state: rows written without the ledger) they are folded from its clearings by
-    :cut as :data:`_STATE_PG` does. One period a query: SQLite reads the bills in index order
-    and sums without sorting them. The subqueries are fenced (OFFSET 0): each bill's paid
-    amount is computed once, and the running sum only for a bill paid in full whose state is
-    not kept."""
+    :cut as :data:`_STATE_PG` does. The open item is looked up under the period too
+    (``ix_open_items_period``: the period's items together, covering what is read of them; the
+    primary key's pages interleave every period of the history); an item without its bill's
+    period (migration 0040) is not found, and its bill is folded from its clearings. One period
+    a query: SQLite reads the bills in index order and sums without sorting them. The
+    subqueries are fenced (OFFSET 0): each bill's paid amount is computed once, and the running
+    sum only for a bill paid in full whose state is not kept."""
     lite = dialect == "sqlite"
     fence = "LIMIT -1 OFFSET 0" if lite else "OFFSET 0"
     kept = ("o.reference IS NOT NULL AND o.amount = b.amount AND (o.last_cleared_at IS NULL "
@@ -405,7 +408,7 @@ def _sums_sql(dialect: str, thresholds: int, by_days: bool, unpaid_only: bool = 
             "SELECT CAST(COUNT(*) AS BIGINT) AS n, CAST(SUM(b.amount) AS BIGINT) AS billed, "
             f"CAST(SUM({greatest}(b.amount - {paid}, 0)) AS BIGINT) AS unpaid "
             "FROM bills b LEFT JOIN open_items o ON o.reference = b.bill_id "
-            "AND o.item_kind = 'bill' WHERE b.period = :p AND b.issued_on <= :d "
+            "AND o.item_kind = 'bill' AND o.period = :p WHERE b.period = :p AND b.issued_on <= :d "
             "AND b.status <> 'cancelled'")
     sums = ["COUNT(*) AS n", "SUM(m.amount) AS billed", "SUM(m.paid) AS paid",
             "SUM(m.unpaid) AS unpaid", "SUM(m.actual) AS actual",
@@ -430,18 +433,18 @@ def _sums_sql(dialect: str, thresholds: int, by_days: bool, unpaid_only: bool = 
         "FROM payment_allocations pa JOIN payments p ON p.payment_id = pa.payment_id "
         "WHERE pa.bill_id = b.bill_id AND pa.allocated_to = 'bill' AND pa.allocated_at < :cut) "
         "END AS paid FROM bills b LEFT JOIN open_items o ON o.reference = b.bill_id "
-        "AND o.item_kind = 'bill' WHERE b.period = :p AND b.issued_on <= :d "
+        "AND o.item_kind = 'bill' AND o.period = :p WHERE b.period = :p AND b.issued_on <= :d "
         f"AND b.status <> 'cancelled' {fence}) q {fence}) m")
 
 
 def _window_joins(conn: Connection) -> None:
     """PostgreSQL, for this transaction: join a period's bills to their open items, clearings
-    and payments by index lookups (``open_items`` by its primary key, ``payment_allocations
-    (bill_id)``, ``payments`` by its primary key; in parallel), never by hashing or merging
-    them with every row of the history. The planner would hash the period's bills and scan all
-    the items, clearings and payments of every period (sequential scans): with 24 months of
-    history 8× the three the KPIs read, 2–4× slower (docs/benchmarks.md). SQLite already
-    looks them up by index."""
+    and payments by index lookups (``open_items`` by ``ix_open_items_period``, index only;
+    ``payment_allocations (bill_id)``, ``payments`` by its primary key; in parallel), never by
+    hashing or merging them with every row of the history. The planner would hash the period's
+    bills and scan all the items, clearings and payments of every period (sequential scans):
+    with 24 months of history 8× the three the KPIs read, 2–4× slower (docs/benchmarks.md).
+    SQLite already looks them up by index."""
     conn.execute(text("SET LOCAL enable_hashjoin = off"))
     conn.execute(text("SET LOCAL enable_mergejoin = off"))
 
