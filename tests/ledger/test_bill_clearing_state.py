@@ -1,7 +1,7 @@
 """Each bill's open item keeps its clearing state (migration 0037: ``cleared``,
 ``last_cleared_at``, ``paid_in_full_at``) in the posting's own transaction, on every path —
 equal to what its clearings derive even when a payment dated earlier is posted later, after a
-refund, and when the bill run applies credit — and its bill's period (migration 0040:
+refund, and when the bill run applies credit — and its bill's period (migration 0041:
 ``period``, by which the KPIs find a period's items); ``dianfei kpi`` reads them (db marker:
 SQLite and PostgreSQL)."""
 

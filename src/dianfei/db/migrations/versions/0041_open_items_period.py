@@ -10,8 +10,8 @@ items and what the KPIs read of them lie together, read without the table.
 Existing bill items are filled here from their bills; ``ledger check`` proves the period
 equals the bill's.
 
-Revision ID: 0040
-Revises: 0039
+Revision ID: 0041
+Revises: 0040
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0040"
-down_revision = "0039"
+revision = "0041"
+down_revision = "0040"
 branch_labels = None
 depends_on = None
 
