@@ -93,3 +93,33 @@ def test_row_order_and_later_facts_never_change_features(order: list[int], shift
     base = features(_history(CLEARINGS), as_of)
     later = [*[CLEARINGS[i] for i in order], ("B-2", "B", as_of + timedelta(days=shift), amount)]
     assert features(_history(later), as_of).equals(base)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "bb", "c", ""]), st.integers(-10**6, 10**6)),
+                max_size=40))
+def test_running_total_is_the_window_cum_sum_on_sorted_rows(rows: list[tuple[str, int]]) -> None:
+    """The running sum per key of a frame sorted by key equals ``cum_sum().over(key)`` (the
+    window it replaces): first row, single-row keys, negative amounts (refunds) and all."""
+    from dianfei.risk.features import _running_total
+
+    frame = pl.DataFrame({"k": [r[0] for r in rows], "amount": [r[1] for r in rows]},
+                         schema={"k": pl.String, "amount": pl.Int64}).sort("k", maintain_order=True)
+    got = frame.select(_running_total("amount", "k").alias("x"))["x"]
+    want = frame.select(pl.col("amount").cum_sum().over("k").alias("x"))["x"]
+    assert got.to_list() == want.to_list()
+
+
+def test_the_channel_is_the_one_used_most_the_first_by_name_among_equals() -> None:
+    h = _history([*CLEARINGS, ("A-3", "A", date(2026, 3, 10), 8_000)])
+    channels = ["wechatpay", "bank", "bank", "counter", "wechatpay"]  # A: 2 × bank, 2 × wechatpay
+    h = History(bills=h.bills, accounts=h.accounts, notices=h.notices,
+                clearings=h.clearings.with_columns(pl.Series("channel", channels)))
+    f = features(h, date(2026, 4, 1)).select("account_id", "channel", "n_channels")
+    assert f.rows() == [("A", "bank", 2.0), ("B", "counter", 1.0), ("C", None, 0.0)]
+    # payments with no channel recorded: known to have paid, no channel, none counted
+    blind = History(bills=h.bills, accounts=h.accounts, notices=h.notices,
+                    clearings=h.clearings.with_columns(pl.lit(None, pl.String).alias("channel")))
+    f = features(blind, date(2026, 4, 1)).select("account_id", "channel", "n_channels",
+                                                  "days_since_payment")
+    assert f.rows() == [("A", None, 0.0, 22.0), ("B", None, 0.0, 61.0), ("C", None, 0.0, None)]

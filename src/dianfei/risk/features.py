@@ -130,6 +130,17 @@ def load_history(engine: Engine, *, plans: pl.DataFrame | None = None) -> Histor
 # -- per bill, as of D ---------------------------------------------------------------------------
 
 
+def _running_total(amount: str, key: str) -> pl.Expr:
+    """The running sum of ``amount`` within each run of equal ``key``, for a frame sorted by
+    ``key``: ``cum_sum().over(key)`` without grouping again (a window regroups the rows by the
+    text key: 2.3 s against 0.1 s for 3.6 million clearings)."""
+    cum = pl.col(amount).cum_sum()
+    # the running sum before each run's first row, carried down the run
+    before = (pl.when(pl.col(key) != pl.col(key).shift(1)).then(cum - pl.col(amount))
+              .forward_fill().fill_null(0))
+    return cum - before
+
+
 def bill_states(history: History, as_of: date) -> pl.DataFrame:
     """The live bills issued before ``as_of`` with what was known of them on it: paid (before
     as_of), paid_by_due, paid_full_on (the date the clearings first covered the bill, if before
@@ -141,7 +152,7 @@ def bill_states(history: History, as_of: date) -> pl.DataFrame:
              .join(bills.select("bill_id", "due_on", pl.col("amount").alias("_amt")), on="bill_id",
                    how="inner")
              .sort("bill_id", "paid_on"))
-    clear = clear.with_columns(pl.col("amount").cum_sum().over("bill_id").alias("_cum"))
+    clear = clear.with_columns(_running_total("amount", "bill_id").alias("_cum"))
     per = clear.group_by("bill_id").agg(
         pl.col("amount").sum().alias("paid"),
         pl.col("amount").filter(pl.col("paid_on") <= pl.col("due_on")).sum().alias("paid_by_due"),
@@ -220,11 +231,15 @@ def features(history: History, as_of: date) -> pl.DataFrame:
         (pl.col("kwh").last() / pl.col("kwh").head(pl.len() - 1).tail(3).mean()).alias("kwh_drop"),
     )
     pays = h.clearings.filter(pl.col("paid_on") < d)
-    channels = pays.group_by("account_id").agg(
-        pl.col("paid_on").max().alias("_last_paid"),
-        pl.col("channel").drop_nulls().n_unique().cast(pl.Float64).alias("n_channels"),
-        pl.col("channel").drop_nulls().mode().sort().first().alias("channel"),
-    )
+    # the channel used most (the first by name among equals) and how many: counted per
+    # (account, channel) pair, not as a per-account mode (≈ 5× faster on millions of payments)
+    used = (pays.filter(pl.col("channel").is_not_null()).group_by("account_id", "channel")
+            .agg(pl.len().alias("_n"))
+            .sort("account_id", "_n", "channel", descending=[False, True, False])
+            .group_by("account_id", maintain_order=True)
+            .agg(pl.col("channel").first(), pl.len().cast(pl.Float64).alias("n_channels")))
+    channels = (pays.group_by("account_id").agg(pl.col("paid_on").max().alias("_last_paid"))
+                .join(used, on="account_id", how="left"))
     assert h.notices is not None
     notices = h.notices.filter(pl.col("sent_on") < d).group_by("account_id").agg(
         pl.len().cast(pl.Float64).alias("notices_total"),
@@ -286,7 +301,7 @@ def targets(history: History, start: date, until: date, *, known_before: date | 
     clear = (history.clearings.filter(pl.col("paid_on") < cutoff)
              .join(bills.select("bill_id", pl.col("amount").alias("_amt")), on="bill_id", how="inner")
              .sort("bill_id", "paid_on")
-             .with_columns(pl.col("amount").cum_sum().over("bill_id").alias("_cum")))
+             .with_columns(_running_total("amount", "bill_id").alias("_cum")))
     full = clear.group_by("bill_id").agg(
         pl.col("paid_on").filter(pl.col("_cum") >= pl.col("_amt")).first().alias("paid_full_on"))
     due30 = pl.col("due_on") + timedelta(days=30)
