@@ -278,27 +278,35 @@ def run(ctx: Context, session: Session, balances: pl.DataFrame) -> None:
 
 def advance_cases(ctx: Context, session: Session) -> None:
     """Second pass of the day (after the notices went out): cases whose notice was just sent may
-    already be due (a zero wait), and ordered ones are executed."""
-    for case in stops.live_cases(session, "prepaid", ("noticed", "ordered")):
-        _advance(ctx, session, case, None)
+    already be due (a zero wait), and ordered ones are executed. The fresh re-check of the
+    balance is read for all of them at once, in this transaction (nothing in the pass moves
+    money): one set-based read instead of one per case — thousands a day at a million
+    accounts."""
+    cases = list(stops.live_cases(session, "prepaid", ("noticed", "ordered")))
+    ok = stops.stoppable(session.connection(), cases, ctx.policy, ctx.now)
+    for case in cases:
+        _advance(ctx, session, case, None, still=case.case_id in ok)
     session.flush()
 
 
-def _advance(ctx: Context, session: Session, case: StopCase, row: dict[str, Any] | None) -> None:
+def _advance(ctx: Context, session: Session, case: StopCase, row: dict[str, Any] | None, *,
+             still: bool = False) -> None:
+    """``row``: today's balance, read minutes ago; ``still``: a fresh re-check of this
+    transaction found the cut-off still due (False: not known, read again here)."""
     now = ctx.now
+    # today's balance (``row``) was read minutes ago, or the caller has just re-checked
+    fresh = still or (row is not None and row["available"] <= 0)
     if case.status == "noticed":
         if case.earliest_stop_at is None or now < case.earliest_stop_at:
             return
         if not ctx.policy.stop_allowed_at(now):
             return  # the stop window; the next run (or process_commands) tries again
-        # today's balance (``row``) was read minutes ago; without it, read it again
-        fresh = row is not None and row["available"] <= 0
         if not fresh and not stops.still_stoppable(session.connection(), case, ctx.policy, now):
             return  # the balance check of the day handles a top-up (cancel) next
         stops.order_stop(ctx, session, case, execute_after=now)
     if case.status == "ordered":
         # the trip itself re-checks a fresh balance right before it is sent
-        stops.execute_order(ctx, session, case, checked=row is not None and row["available"] <= 0)
+        stops.execute_order(ctx, session, case, checked=fresh)
 
 
 def still_cut_off(conn: Any, case: StopCase) -> bool:
