@@ -70,7 +70,7 @@ def available_balances(ctx: Context) -> pl.DataFrame:
     from dianfei.billing.service import issued_bills_of_mode
     from dianfei.customers.service import open_accounts_of_mode
     from dianfei.ledger.service import balances_frame
-    from dianfei.metering.service import reads_at, reads_of_mode_between
+    from dianfei.metering.service import reads_at, reads_of_meters_between
     from dianfei.tariffs.service import load_catalogue, rate_frame
 
     day, now, eng = ctx.day, ctx.now, ctx.db.engine
@@ -100,7 +100,8 @@ def available_balances(ctx: Context) -> pl.DataFrame:
                    & (pl.col("period").str.slice(0, 4) == pl.col("rate_period").str.slice(0, 4)))
            .group_by("account_id").agg(pl.col("kwh").sum().alias("ytd_kwh")))
     # the latest daily frozen read (every register at that instant) and the opening reads
-    reads = reads_of_mode_between(eng, "prepaid", now - ctx.policy.prepay_max_read_age, now)
+    reads = reads_of_meters_between(eng, base["meter_id"].drop_nulls().to_list(),
+                                    now - ctx.policy.prepay_max_read_age, now)
     latest_at = (reads.filter(pl.col("register") == "total").group_by("meter_id")
                  .agg(pl.col("read_at").max().alias("close_at")))
     close = reads.join(latest_at, on="meter_id").filter(pl.col("read_at") == pl.col("close_at"))

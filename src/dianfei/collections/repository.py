@@ -258,6 +258,14 @@ def delete_run(conn: Connection, day: date) -> None:
     conn.execute(text("DELETE FROM collection_runs WHERE day = :d"), bind_params(conn, {"d": day}))
 
 
+def notice_sent_keys_since(conn: Connection, first: date) -> pl.DataFrame:
+    """key of every ``notice_sent`` event dated ``first`` or later (one range of the day index)."""
+    import polars as pl
+
+    return read_frame(conn, "SELECT key FROM collection_events WHERE business_date >= :d "
+                      "AND type = 'notice_sent'", {"d": first}, schema={"key": pl.String})
+
+
 def existing_keys(conn: Connection, table: str, keys: list[str]) -> set[str]:
     """Which of ``keys`` are already in ``table.key``."""
     return {str(r[0]) for r in rows_in(conn, f"SELECT key FROM {table} WHERE {{member}}", "key",

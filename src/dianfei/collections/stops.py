@@ -62,15 +62,25 @@ LETTER = "#letter"
 LIVE = ("noticing", "noticed", "ordered", "suspended", "reconnecting")
 
 
+#: INSERT … ON CONFLICT (key) DO NOTHING per (dialect, table), built once: a statement built per
+#: row (``.values(**row)``) cost more to construct and cache-key than to execute — thousands of
+#: events a day at a million accounts
+_INSERT_NEW: dict[tuple[str, str], Any] = {}
+
+
 def _insert_new(session: Session, model: Any, row: dict[str, Any]) -> bool:
     """INSERT … ON CONFLICT (key) DO NOTHING on the session's connection: no check-then-insert,
     no autoflush of the session's pending objects. Returns whether a row was added."""
-    from sqlalchemy.dialects import postgresql, sqlite
-
     conn = session.connection()
-    dialect: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(model.__table__).values(**row).on_conflict_do_nothing(index_elements=["key"])
-    return bool(conn.execute(stmt).rowcount)
+    name = conn.dialect.name
+    stmt = _INSERT_NEW.get((name, model.__tablename__))
+    if stmt is None:
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        dialect: Any = postgresql if name == "postgresql" else sqlite
+        stmt = dialect.insert(model.__table__).on_conflict_do_nothing(index_elements=["key"])
+        _INSERT_NEW[(name, model.__tablename__)] = stmt
+    return bool(conn.execute(stmt, row).rowcount)
 
 
 def record_event(session: Session, key: str, case: StopCase, type_: str, at: datetime,
@@ -203,12 +213,18 @@ def record_sent(ctx: Context, session: Session, conn: Connection) -> None:
     import polars as pl
 
     # a batch of only failures has an all-null sent_at column: give it its type
-    sent = sent.with_columns(pl.col("sent_at").cast(pl.Datetime("us", "UTC")))
-    keys = [f"ns:{k}" for k in sent["key"].to_list()]
-    have = repository.existing_keys(conn, "collection_events", keys)
-    went = sent.with_columns(pl.Series("ev_key", keys, dtype=pl.String)).filter(
-        pl.col("status").is_in(["sent", "delivered"]) & pl.col("sent_at").is_not_null()
-        & ~pl.col("ev_key").is_in(list(have)))
+    sent = sent.with_columns(pl.col("sent_at").cast(pl.Datetime("us", "UTC")),
+                             pl.format("ns:{}", "key").alias("ev_key"))
+    went = sent.filter(pl.col("status").is_in(["sent", "delivered"])
+                       & pl.col("sent_at").is_not_null())
+    if went.height:
+        # the window re-reads the notices of the last days (a notice whose transaction
+        # committed late is not missed): those already recorded are found by their events'
+        # business dates — a notice_sent event is dated by its notice's sent_at — in one range
+        # read, not by looking up every key of the window
+        first = business_date(went["sent_at"].min())  # type: ignore[arg-type]
+        have = repository.notice_sent_keys_since(conn, first)
+        went = went.join(have, left_on="ev_key", right_on="key", how="anti")
     session.flush()
     write_events(conn, went.select(
         pl.col("ev_key").alias("key"), "account_id", "customer_id",
@@ -220,6 +236,9 @@ def record_sent(ctx: Context, session: Session, conn: Connection) -> None:
         .cast(event_schema()))
     cases = {c.notice_key: c for c in session.scalars(
         select(StopCase).where(StopCase.status == "noticing"))}
+    # only the notices of cases still waiting for theirs move a case (a few a day: the window
+    # holds every notice of the last days)
+    sent = sent.filter(pl.col("key").str.strip_suffix(LETTER).is_in(list(cases)))
     # a legally required notice that could not go out on its channel is replaced by notify with
     # a paper letter (key "<key>#letter"): the case waits for the letter, and the notice period
     # runs from when the letter went out; only when there is no letter, or it failed too, is the

@@ -129,11 +129,14 @@ def advance_cases(ctx: Context, session: Session, snapshot: pl.DataFrame) -> Non
     from dianfei.collections.ladder import evaluate
 
     now = ctx.now
+    live = stops.live_case_frame(session, "postpaid")
+    # the facts of the accounts with a live case only (the ladder's levels of the others are
+    # the dunning step's business)
+    snapshot = snapshot.join(live.select("account_id").unique(), on="account_id", how="semi")
     levels = evaluate(snapshot, ctx.ladders).join(snapshot, on="account_id")
     facts = {r["account_id"]: r for r in levels.select(
         "account_id", "ladder", "level", "days_overdue", "protected", "open_plan", "name",
         "amount_overdue", "oldest_bill", "oldest_due", "open_total").iter_rows(named=True)}
-    live = stops.live_case_frame(session, "postpaid")
     balances = account.owed(session.connection(), sorted(set(live["account_id"].to_list())))
     moving = [cid for cid, acct, status, stop_at in live.select(
         "case_id", "account_id", "status", "earliest_stop_at").iter_rows()

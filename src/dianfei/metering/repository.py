@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
@@ -28,17 +28,44 @@ def reads_of_mode_between(engine: Engine, payment_mode: str, lo: datetime,
     ``implausible_read`` at that meter and instant, metering/vee/plausibility.py) are left out
     too: a forged or corrupt read never moves a balance by itself — unless a person released it
     (``vee review``, table ``vee_read_reviews``)."""
-    import polars as pl
-
     from dianfei.metering.vee.names import held_read
 
-    return read_frame(
-        engine,
+    return _actual_reads(engine, (
         "SELECT r.meter_id, r.register, r.read_at, r.value FROM register_reads r "
         f"{_OF_MODE}WHERE r.read_at > :lo AND r.read_at <= :hi AND r.source <> 'estimated' "
-        f"AND NOT {held_read('r.meter_id', 'r.read_at')}",
-        {"lo": lo, "hi": hi, "mode": payment_mode}, instants=("read_at",),
-        schema={"meter_id": pl.String, "register": pl.String, "value": pl.Int64})
+        f"AND NOT {held_read('r.meter_id', 'r.read_at')}"),
+        {"lo": lo, "hi": hi, "mode": payment_mode})
+
+
+def reads_of_meters_between(engine: Engine, meter_ids: list[str], lo: datetime,
+                            hi: datetime) -> pl.DataFrame:
+    """:func:`reads_of_mode_between` for meters the caller already knows: an index seek per
+    meter (meter_id, read_at) instead of every read of the window joined to its meter, account
+    and customer — a quarter of the time for the prepaid meters of a million accounts."""
+    from dianfei.db.lists import any_of
+    from dianfei.metering.vee.names import held_read
+
+    member, params = any_of(engine, "r.meter_id", "m", sorted(set(meter_ids)))
+    return _actual_reads(engine, (
+        "SELECT r.meter_id, r.register, r.read_at, r.value FROM register_reads r "
+        f"WHERE {member} AND r.read_at > :lo AND r.read_at <= :hi AND r.source <> 'estimated' "
+        f"AND NOT {held_read('r.meter_id', 'r.read_at')}"), {**params, "lo": lo, "hi": hi})
+
+
+def _actual_reads(engine: Engine, sql: str, params: dict[str, Any]) -> pl.DataFrame:
+    import polars as pl
+
+    from dianfei.db.frames import sqlite_columns
+
+    # every prepaid meter's reads of the last two days, daily: parsed as one text on SQLite
+    # (ids, register names, instants and numbers only)
+    fast = sqlite_columns(engine, sql, params, {
+        "meter_id": pl.String, "register": pl.String, "read_at": pl.Datetime("us", "UTC"),
+        "value": pl.Int64})
+    if fast is not None:
+        return fast
+    return read_frame(engine, sql, params, instants=("read_at",),
+                      schema={"meter_id": pl.String, "register": pl.String, "value": pl.Int64})
 
 
 def reads_at(engine: Engine, meter_ids: list[str], instants: list[datetime]) -> pl.DataFrame:

@@ -58,6 +58,14 @@ def reads_of_mode_between(engine: Engine, payment_mode: str, lo: datetime,
     return repository.reads_of_mode_between(engine, payment_mode, lo, hi)
 
 
+def reads_of_meters_between(engine: Engine, meter_ids: list[str], lo: datetime,
+                            hi: datetime) -> pl.DataFrame:
+    """:func:`reads_of_mode_between` of the meters ``meter_ids`` (the caller read them already)."""
+    from dianfei.metering import repository
+
+    return repository.reads_of_meters_between(engine, meter_ids, lo, hi)
+
+
 def reads_at(engine: Engine, meter_ids: list[str], instants: list[datetime]) -> pl.DataFrame:
     """meter_id, register, read_at, value of the reads of ``meter_ids`` taken exactly at one of
     ``instants`` (opening reads of a set of meters)."""
