@@ -222,7 +222,7 @@ def record_sent(ctx: Context, session: Session, conn: Connection) -> None:
         # committed late is not missed): those already recorded are found by their events'
         # business dates — a notice_sent event is dated by its notice's sent_at — in one range
         # read, not by looking up every key of the window
-        first = business_date(went["sent_at"].min())  # type: ignore[arg-type]
+        first = business_date(went["sent_at"].min())
         have = repository.notice_sent_keys_since(conn, first)
         went = went.join(have, left_on="ev_key", right_on="key", how="anti")
     session.flush()
