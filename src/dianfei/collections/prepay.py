@@ -48,6 +48,7 @@ from dianfei.collections.models import StopCase
 from dianfei.collections.notices import KEY_PREFIX, Notice
 from dianfei.core.clock import Period, business_date, start_of_day
 from dianfei.core.money import fmt_yuan
+from dianfei.customers import service as customers
 
 if TYPE_CHECKING:
     import polars as pl
@@ -62,8 +63,9 @@ def _period_of(text: str) -> Period:
 
 
 def available_balances(ctx: Context) -> pl.DataFrame:
-    """One row per prepaid account that can be evaluated today: account_id, customer_id, name,
-    customer_class, protected, meter_id, balance, accrued, available, read_at, kwh.
+    """One row per prepaid account that can be evaluated today: account_id, customer_id,
+    customer_class, protected, meter_id, balance, accrued, available, read_at, kwh (no names:
+    :func:`run` reads those of the accounts it writes to).
     Also sets ``ctx.report.prepay_unrated`` (accounts left out, for the reasons above)."""
     import polars as pl
 
@@ -74,7 +76,7 @@ def available_balances(ctx: Context) -> pl.DataFrame:
     from dianfei.tariffs.service import load_catalogue, rate_frame
 
     day, now, eng = ctx.day, ctx.now, ctx.db.engine
-    accts = (open_accounts_of_mode(eng, "prepaid", day)
+    accts = (open_accounts_of_mode(eng, "prepaid", day, names=False)
              .sort("account_id", "tariff_from", nulls_last=False)
              .group_by("account_id", maintain_order=True).last())
     if accts.height == 0:
@@ -162,8 +164,7 @@ def available_balances(ctx: Context) -> pl.DataFrame:
         ctx.report.prepay_unrated = accts.height
         return pl.DataFrame()
     acc = pl.concat(charges)
-    out = (accts.select("account_id", "customer_id", "name", "customer_class", "protected",
-                        "meter_id")
+    out = (accts.select("account_id", "customer_id", "customer_class", "protected", "meter_id")
            .join(acc, on="account_id", how="inner")
            .join(balances_frame(eng, acc["account_id"].to_list()), on="account_id", how="left")
            .with_columns(pl.col("balance").fill_null(0))
@@ -226,6 +227,10 @@ def run(ctx: Context, session: Session, balances: pl.DataFrame) -> None:
                       | (pl.col("stage") != "ok") | pl.col("account_id").is_in(list(live)))
     # the state first: the re-check right before a trip reads today's accrued charge
     conn = session.connection()
+    # the names for the notices, of the accounts that get work only
+    names = customers.customer_names(conn, todo["customer_id"].to_list())
+    todo = todo.with_columns(pl.col("customer_id").replace_strict(
+        names, default=None, return_dtype=pl.String).alias("name"))
     repository.replace_rows(conn, "prepay_state", "account_id", todo.select(
         "account_id", "stage", pl.lit(now).alias("since_at"), "available",
         pl.lit(day).alias("as_of"), "accrued", "read_at"))

@@ -291,13 +291,16 @@ def bill_facts(engine: Engine, accounts: Sequence[str] | None = None) -> pl.Data
     return repository.bill_facts(engine, accounts)
 
 
-def open_accounts_of_mode(engine: Engine, payment_mode: str, day: date) -> pl.DataFrame:
+def open_accounts_of_mode(engine: Engine, payment_mode: str, day: date, *,
+                          names: bool = True) -> pl.DataFrame:
     """Open accounts of ``payment_mode`` customers with their active meter and the tariff
     assignments that could be in force on ``day``: account_id, customer_id, name,
-    customer_class, low_income, protected, meter_id, multiplier, digits, tariff_id, tariff_from."""
+    customer_class, low_income, protected, meter_id, multiplier, digits, tariff_id, tariff_from.
+    ``names`` False: without ``name`` (free text: the read of every prepaid account each day is
+    then parsed in bulk; the caller asks :func:`customer_names` for the few it writes to)."""
     from dianfei.customers import repository
 
-    return repository.open_accounts_of_mode(engine, payment_mode, day)
+    return repository.open_accounts_of_mode(engine, payment_mode, day, names=names)
 
 
 def protected_customers(conn: Connection, customer_ids: Sequence[str]) -> set[str]:

@@ -339,24 +339,28 @@ def finished_since(engine: Any, since: datetime | None, prefix: str) -> Any:
     customer_id, notice, channel, status, sent_at, updated_at."""
     import polars as pl
 
-    from dianfei.db.frames import read_frame
+    from dianfei.db.frames import read_frame, sqlite_columns
 
     where = "" if since is None else " AND updated_at > :since"
-    return read_frame(
-        engine,
-        "SELECT outbox_id, key, account_id, customer_id, notice, channel, status, sent_at, "
-        "updated_at "
-        # "not queued or sending" rather than the five finished statuses, and sorted here
-        # rather than in SQL: otherwise SQLite's planner walks the status index, or the table in
-        # id order, through every notice ever sent, where the updated_at index finds the few of
-        # the last days
-        "FROM notify_outbox WHERE key LIKE :p AND status NOT IN ('queued', 'sending')"
-        f"{where}",
-        {"p": prefix + "%", **({"since": since} if since else {})},
-        instants=("sent_at", "updated_at"),
-        schema={"outbox_id": pl.Int64, "key": pl.String, "account_id": pl.String,
-                "customer_id": pl.String, "notice": pl.String, "channel": pl.String,
-                "status": pl.String}).sort("outbox_id").drop("outbox_id")
+    sql = ("SELECT outbox_id, key, account_id, customer_id, notice, channel, status, sent_at, "
+           "updated_at "
+           # "not queued or sending" rather than the five finished statuses, and sorted here
+           # rather than in SQL: otherwise SQLite's planner walks the status index, or the table
+           # in id order, through every notice ever sent, where the updated_at index finds the
+           # few of the last days
+           "FROM notify_outbox WHERE key LIKE :p AND status NOT IN ('queued', 'sending')"
+           f"{where}")
+    params = {"p": prefix + "%", **({"since": since} if since else {})}
+    schema = {"outbox_id": pl.Int64, "key": pl.String, "account_id": pl.String,
+              "customer_id": pl.String, "notice": pl.String, "channel": pl.String,
+              "status": pl.String}
+    # a day's notices can be hundreds of thousands (a million accounts): on SQLite one text
+    # parsed by Polars (keys, ids, codes and instants only)
+    frame = sqlite_columns(engine, sql, params, {
+        **schema, "sent_at": pl.Datetime("us", "UTC"), "updated_at": pl.Datetime("us", "UTC")})
+    if frame is None:
+        frame = read_frame(engine, sql, params, instants=("sent_at", "updated_at"), schema=schema)
+    return frame.sort("outbox_id").drop("outbox_id")
 
 
 def existing_keys(conn: Any, keys: Sequence[str]) -> set[str]:
