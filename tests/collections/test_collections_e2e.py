@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 
 import polars as pl
+import pytest
 from sqlalchemy import text
 
 from dianfei.collections.service import amount_due, events_json, run_day, tasks_json
@@ -144,6 +145,26 @@ def test_rerunning_a_day_does_nothing_new(db: Database) -> None:
             notifier=notifier)
     assert events_json(db) == before
     assert ledger.balance(db.engine.connect(), "A") == bal
+
+
+def test_notices_already_recorded_found_by_date_range_as_by_key(
+        db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    # at a million accounts record_sent finds the notice_sent events already written by their
+    # business dates instead of key by key: the same events, each once, and a rerun adds none
+    from dianfei.collections import stops
+
+    monkeypatch.setattr(stops, "RANGE_READ_FROM", 0)
+    setup(db, {"A": {}})
+    switch, notifier = FakeSwitch(), FakeNotifier()
+    run(db, date(2026, 1, 18), date(2026, 3, 20), switch, notifier)
+    events = events_json(db)
+    assert [t for t in types(events, "A") if t[0] == "notice_sent"] == [
+        ("notice_sent", "reminder"), ("notice_sent", "final_reminder"),
+        ("notice_sent", "final_reminder"), ("notice_sent", "stop_notice"),
+        ("notice_sent", "stop_notice"), ("notice_sent", "pre_stop")]
+    run_day(db, date(2026, 3, 19), clock=FixedClock(at(date(2026, 3, 19), 11)), switch=switch,
+            notifier=notifier)
+    assert events_json(db) == events
 
 
 def test_payment_between_order_and_execution_cancels_the_stop(db: Database) -> None:

@@ -196,6 +196,11 @@ def order_stop(ctx: Context, session: Session, case: StopCase, *, execute_after:
     record_event(session, f"so:{case.case_id}", case, "suspension_ordered", now)
 
 
+#: from how many finished notices in the window :func:`record_sent` reads the recorded ones by
+#: date range instead of by key (measured: ~7 µs a key lookup against ~2 µs an event of the range)
+RANGE_READ_FROM = 20_000
+
+
 def record_sent(ctx: Context, session: Session, conn: Connection) -> None:
     """``notice_sent`` events for our notices the outbox sent, at their SENT time; a stop notice
     that went out starts its case's notice period; one that could not go out goes to the
@@ -217,14 +222,18 @@ def record_sent(ctx: Context, session: Session, conn: Connection) -> None:
                              pl.format("ns:{}", "key").alias("ev_key"))
     went = sent.filter(pl.col("status").is_in(["sent", "delivered"])
                        & pl.col("sent_at").is_not_null())
-    if went.height:
+    if went.height > RANGE_READ_FROM:
         # the window re-reads the notices of the last days (a notice whose transaction
-        # committed late is not missed): those already recorded are found by their events'
-        # business dates — a notice_sent event is dated by its notice's sent_at — in one range
-        # read, not by looking up every key of the window
+        # committed late is not missed): when they are many (a million accounts' first day),
+        # those already recorded are found by their events' business dates — a notice_sent
+        # event is dated by its notice's sent_at — in one range read, not by a lookup per key
         first = business_date(went["sent_at"].min())
         have = repository.notice_sent_keys_since(conn, first)
         went = went.join(have, left_on="ev_key", right_on="key", how="anti")
+    elif went.height:
+        # a few thousand: a key lookup each is cheaper than every event of the window's days
+        seen = repository.existing_keys(conn, "collection_events", went["ev_key"].to_list())
+        went = went.filter(~pl.col("ev_key").is_in(list(seen)))
     session.flush()
     write_events(conn, went.select(
         pl.col("ev_key").alias("key"), "account_id", "customer_id",
