@@ -1,6 +1,18 @@
 """Dunning ladders (催费阶梯) as data: ``ladders/*.toml``.
 
-A ladder applies to customer classes × segments and lists levels (催费等级). A level's
+A ladder applies to customer classes × segments and lists levels (催费等级). A segment is a
+dunning segment (``standard``, ``low_income``, ``repeat_defaulter``) or a risk segment of the
+transparent rules of ``risk/segments.toml`` (``hardship``, ``strategic``, ``suspected_theft``, …;
+the snapshot's ``risk_segment``). Which ladder an account is dunned by, first match wins:
+
+1. a low-income account: the ladder of ``low_income`` — always, whatever its risk segment
+   (low-income status is never a reason to escalate, and no rule file can change that);
+2. the ladder naming the account's risk segment (for its class);
+3. the ladder naming its dunning segment (``repeat_defaulter`` or ``standard``).
+
+No two ladders may name the same (class, segment), so each step finds at most one ladder and
+every account is dunned by at most one. Ladders naming only dunning segments behave exactly as
+before risk segments existed. A level's
 conditions: days past the DUE date of the oldest unpaid bill (never the issue date: the known
 fault of engines that start the dunning clock at the invoice), amount overdue, risk band, the
 protected flag, and whether the account has an open payment plan. Its actions: ``sms``,
@@ -166,8 +178,14 @@ def parse_ladder(text: str, file: str) -> Ladder:
         raise LadderError(f"{file}: customer_classes must be a non-empty subset of "
                           f"{list(CUSTOMER_CLASSES)}")
     segments = frozenset(data.get("segments", SEGMENTS))
-    if not segments or segments - set(SEGMENTS):
-        raise LadderError(f"{file}: segments must be a non-empty subset of {list(SEGMENTS)}")
+    known = (*SEGMENTS, *risk_segments())
+    if not segments:
+        raise LadderError(f"{file}: segments must name at least one segment")
+    unknown = sorted(segments - set(known))
+    if unknown:
+        raise LadderError(f"{file}: unknown segment {', '.join(map(repr, unknown))} (dunning "
+                          f"segments: {', '.join(SEGMENTS)}; risk segments: "
+                          f"{', '.join(risk_segments())})")
     levels = tuple(_level(raw, i, file) for i, raw in enumerate(data.get("level", [])))
     if not levels:
         raise LadderError(f"{file}: no levels")
@@ -183,6 +201,13 @@ def parse_ladder(text: str, file: str) -> Ladder:
                 "protected flag or open_plan disjoint")
     return Ladder(ladder_id, str(data.get("description", "")), str(data["source"]), classes,
                   segments, levels, file)
+
+
+def risk_segments() -> tuple[str, ...]:
+    """The risk segments a ladder may name (the rules of ``risk/segments.toml``)."""
+    from dianfei.risk.service import RISK_SEGMENTS
+
+    return tuple(RISK_SEGMENTS)
 
 
 def load_ladders(directory: Path | None = None) -> list[Ladder]:
@@ -221,13 +246,17 @@ def evaluate(snapshot: pl.DataFrame, all_ladders: list[Ladder]) -> pl.DataFrame:
     present, ``ladder_days`` (read instead of days_overdue: a kept promise restarts the count, a
     broken one raises it to the next level) and ``open_promise`` (no level while set).
 
+    With a ``risk_segment`` column (the daily snapshot's), the ladder is chosen by the module's
+    precedence: low-income accounts by the ``low_income`` ladder, then a ladder naming the risk
+    segment, then the one naming the dunning ``segment``.
+
     Returns account_id, ladder, level (null when no level applies) — vectorised: one
     ``when/then`` per level, at most one of which can be true (levels never overlap).
     """
     import polars as pl
 
     table = _level_table(tuple(all_ladders))
-    snap = snapshot.select(
+    snap = snapshot.with_columns(_ladder_segment(snapshot, table).alias("segment")).select(
         "account_id", "customer_class", "segment",
         pl.col("ladder_days" if "ladder_days" in snapshot.columns else "days_overdue")
         .alias("_days"),
@@ -250,6 +279,22 @@ def evaluate(snapshot: pl.DataFrame, all_ladders: list[Ladder]) -> pl.DataFrame:
            .select("account_id", "level").unique("account_id", keep="first"))
     return (lad.join(hit, on="account_id", how="left", maintain_order="left")
             .select("account_id", "ladder", "level"))
+
+
+def _ladder_segment(snapshot: pl.DataFrame, table: pl.DataFrame) -> pl.Expr:
+    """The segment whose ladder duns each account (the precedence of the module doc)."""
+    import polars as pl
+
+    dunning = pl.col("segment")
+    if "risk_segment" not in snapshot.columns:
+        return dunning
+    keys = table.select("customer_class", "segment").unique()
+    named = pl.concat_str("customer_class", "risk_segment", separator="\x1f").is_in(
+        keys.select(pl.concat_str("customer_class", "segment", separator="\x1f"))
+        .to_series().implode())
+    return (pl.when(dunning == "low_income").then(dunning)
+            .when(named.fill_null(False)).then(pl.col("risk_segment"))
+            .otherwise(dunning))
 
 
 _TABLES: dict[tuple[Ladder, ...], pl.DataFrame] = {}
