@@ -32,7 +32,8 @@ def ladder_text(ladder_id: str, segments: list[str], classes: tuple[str, ...] = 
                 level: str = "reminder") -> str:
     return (f'ladder = "{ladder_id}"\nsource = "test"\ncustomer_classes = {json.dumps(list(classes))}\n'
             f"segments = {json.dumps(segments)}\n"
-            f'[[level]]\nname = "{level}"\nmin_days = 1\nactions = [{{ type = "sms", notice = "reminder" }}]\n')
+            f'[[level]]\nname = "{level}"\nmin_days = 1\n'
+            'actions = [{ type = "sms", notice = "reminder" }]\n')
 
 
 def snapshot(rows: list[dict[str, object]]) -> pl.DataFrame:
