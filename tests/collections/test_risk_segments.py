@@ -92,10 +92,28 @@ RISK_KEYS = {(c, s): ld.ladder_id for ld in PRECEDENCE_LADDERS for c in ld.custo
              for s in ld.segments if s in RISK_SEGMENTS}
 
 
-def expected_ladder(customer_class: str, dunning: str, risk: str | None) -> str:
-    """The documented precedence: low-income first, then the risk segment, then the dunning."""
+def arm_ladder_text(ladder_id: str, experiment: str, arms: list[str],
+                    classes: tuple[str, ...] = CLASSES) -> str:
+    return (f'ladder = "{ladder_id}"\nsource = "test"\ncustomer_classes = {json.dumps(list(classes))}\n'
+            f'experiment = "{experiment}"\narms = {json.dumps(arms)}\n'
+            '[[level]]\nname = "fast_reminder"\nmin_days = 1\n'
+            'actions = [{ type = "sms", notice = "reminder" }]\n')
+
+
+ARM_LADDERS = [*PRECEDENCE_LADDERS,
+               parse_ladder(arm_ladder_text("challenger", "exp1", ["fast"], ("residential",
+                                                                             "commercial")),
+                            "challenger.toml")]
+
+
+def expected_ladder(customer_class: str, dunning: str, risk: str | None,
+                    arm: str | None = None) -> str:
+    """The documented precedence: low-income first, then the experiment arm, then the risk
+    segment, then the dunning."""
     if dunning == "low_income":
         return "low"
+    if arm == "fast" and customer_class in ("residential", "commercial"):
+        return "challenger"
     if risk is not None and (customer_class, risk) in RISK_KEYS:
         return RISK_KEYS[(customer_class, risk)]
     return {"standard": "std", "repeat_defaulter": "rep"}[dunning]
@@ -111,6 +129,19 @@ def test_each_account_gets_exactly_the_ladder_of_the_precedence(
     got = evaluate(snap, PRECEDENCE_LADDERS)
     assert got["account_id"].to_list() == snap["account_id"].to_list()  # one row per account
     assert got["ladder"].to_list() == [expected_ladder(c, d, r) for c, d, r in accounts]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(CLASSES), st.sampled_from(SEGMENTS),
+                          st.none() | st.sampled_from(RISK_SEGMENTS),
+                          st.none() | st.sampled_from(("fast", "uniform", "holdout"))),
+                min_size=1, max_size=30))
+def test_an_experiment_arm_comes_after_low_income_and_before_the_segments(
+        accounts: list[tuple[str, str, str | None, str | None]]) -> None:
+    snap = snapshot([{"account_id": f"A{i}", "customer_class": c, "segment": d, "risk_segment": r,
+                      "experiment_arm": a} for i, (c, d, r, a) in enumerate(accounts)])
+    got = evaluate(snap, ARM_LADDERS)
+    assert got["ladder"].to_list() == [expected_ladder(c, d, r, a) for c, d, r, a in accounts]
 
 
 @settings(max_examples=100, deadline=None)
@@ -159,6 +190,30 @@ def test_a_risk_segment_changes_the_chosen_level() -> None:
     got = {r["account_id"]: (r["ladder"], r["level"])
            for r in evaluate(snap, ladders()).iter_rows(named=True)}
     assert got == {"X": ("business", "final_reminder"), "Y": ("strategic", "account_manager_visit")}
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (ladder_text("x", ["standard"]).replace("[[level]]", 'experiment = "e"\n[[level]]', 1),
+     r"x\.toml: an experiment ladder names both the experiment and its arms"),
+    (arm_ladder_text("x", "e", ["fast"]).replace('experiment = "e"\n', 'experiment = "e"\n'
+                                                   'segments = ["standard"]\n'),
+     r"x\.toml: an experiment ladder applies to its arms, not to segments"),
+])
+def test_bad_experiment_ladders_are_refused(text: str, message: str) -> None:
+    with pytest.raises(LadderError, match=message):
+        parse_ladder(text, "x.toml")
+
+
+def test_arm_ladders_of_two_experiments_or_one_arm_twice_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "a.toml").write_text(arm_ladder_text("a", "e1", ["fast"]))
+    (tmp_path / "b.toml").write_text(arm_ladder_text("b", "e2", ["slow"]))
+    with pytest.raises(LadderError, match=r"arm ladders name more than one experiment \(e1 in "
+                                          r"a\.toml, e2 in b\.toml\)"):
+        load_ladders(tmp_path)
+    (tmp_path / "b.toml").write_text(arm_ladder_text("b", "e1", ["fast"], ("residential",)))
+    with pytest.raises(LadderError, match=r"b\.toml: ladder 'b' and 'a' \(a\.toml\) both apply "
+                                          r"to class residential arm fast"):
+        load_ladders(tmp_path)
 
 
 # -- the rules: the law is checked when the file is read -------------------------------------------
@@ -289,3 +344,41 @@ def test_account_show_json_keeps_its_keys_and_adds_the_segment(db: Database, db_
                          "open_items", "plan", "supply", "segment"]
     assert got["segment"] == {"name": "hardship", "label": "困难户 hardship",
                               "rule": "low_income == true or protected == true"}
+
+
+@pytest.mark.db
+def test_an_experiment_arm_is_dunned_by_its_ladder_from_the_start(db: Database) -> None:
+    from dianfei.risk.service import create_experiment
+
+    people = [f"E{k}" for k in range(8)]
+    load_people(db, [Person(c) for c in people])
+    clock = FixedClock(at(date(2026, 1, 3)))
+    with db.session() as s:
+        for cid in people:
+            ledger.post_entry(s, clock=clock, account_id=cid, customer_id=cid, kind="bill",
+                              amount=20_000, reference=f"{cid}-202512-1", due_on=DUE)
+        arms = create_experiment(s, experiment_id="fast-2026", description="faster reminders",
+                                 arms=[("uniform", 0.5), ("fast", 0.5)], seed=3,
+                                 started_on=DUE + timedelta(days=2), clock=clock, accounts=people)
+        s.commit()
+    fast = set(arms.filter(pl.col("arm") == "fast")["account_id"].to_list())
+    assert len(fast) == 4
+    challenger = parse_ladder(arm_ladder_text("fast", "fast-2026", ["fast"], ("residential",)),
+                              "fast.toml")
+    own = [*ladders(), challenger]
+    notifier, switch = FakeNotifier(), FakeSwitch()
+    # before the start everyone is dunned the usual way
+    day = DUE + timedelta(days=1)
+    run_day(db, day, clock=FixedClock(at(day)), switch=switch, notifier=notifier, ladder_list=own)
+    assert {ladder for ladder, _ in levels(db).values()} == {"residential"}
+    # from the start the fast arm is dunned by the arm's ladder, the champion as before
+    day = DUE + timedelta(days=2)
+    run_day(db, day, clock=FixedClock(at(day)), switch=switch, notifier=notifier, ladder_list=own)
+    got = levels(db)
+    assert {a for a, (ladder, _) in got.items() if ladder == "fast"} == fast
+    assert {lv for a, lv in got.items() if a not in fast} == {("residential", "reminder")}
+    # a ladder naming an experiment nobody created stops the run, naming both
+    ghost = parse_ladder(arm_ladder_text("ghost", "no-such", ["fast"]), "ghost.toml")
+    with pytest.raises(LadderError, match=r"ghost\.toml: experiment 'no-such' does not exist"):
+        run_day(db, day, clock=FixedClock(at(day)), switch=switch, notifier=notifier,
+                ladder_list=[*ladders(), ghost])

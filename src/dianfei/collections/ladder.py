@@ -12,7 +12,13 @@ the snapshot's ``risk_segment``). Which ladder an account is dunned by, first ma
 
 No two ladders may name the same (class, segment), so each step finds at most one ladder and
 every account is dunned by at most one. Ladders naming only dunning segments behave exactly as
-before risk segments existed. A level's
+before risk segments existed.
+
+A ladder may instead name a strategy experiment's arms (``experiment = "…"``, ``arms = […]``;
+``risk/experiments.py``, ``dianfei experiment create``): from the experiment's start, the
+accounts assigned to those arms are dunned by it — before their risk or dunning segment's
+ladder, never before the low-income one (step 1 stays first). Arms no ladder names (the
+champion, the holdout) are dunned by the usual ladders. All arm ladders name one experiment. A level's
 conditions: days past the DUE date of the oldest unpaid bill (never the issue date: the known
 fault of engines that start the dunning clock at the invoice), amount overdue, risk band, the
 protected flag, and whether the account has an open payment plan. Its actions: ``sms``,
@@ -50,6 +56,8 @@ ACTIONS = (*NOTICE_ACTIONS, *TASK_ACTIONS, "stop_notice", "suspension_order")
 NOTICES = ("reminder", "final_reminder", "stop_notice")
 #: no upper bound
 INF = 10**15
+#: the ladder key of an experiment arm (never a segment name: those have no colon)
+ARM_PREFIX = "arm:"
 
 
 class LadderError(ValidationError):
@@ -93,6 +101,14 @@ class Ladder:
     segments: frozenset[str]
     levels: tuple[Level, ...]
     file: str
+    #: the strategy experiment whose arms this ladder duns (None: a segment ladder)
+    experiment: str | None = None
+    arms: frozenset[str] = frozenset()
+
+    def ladder_keys(self) -> list[str]:
+        """The values of the snapshot's ladder key this ladder applies to: its segments, or
+        ``arm:<arm>`` for each of its experiment's arms."""
+        return sorted(self.segments) + [ARM_PREFIX + a for a in sorted(self.arms)]
 
     def level(self, name: str) -> Level:
         for lv in self.levels:
@@ -177,9 +193,16 @@ def parse_ladder(text: str, file: str) -> Ladder:
     if not classes or classes - set(CUSTOMER_CLASSES):
         raise LadderError(f"{file}: customer_classes must be a non-empty subset of "
                           f"{list(CUSTOMER_CLASSES)}")
-    segments = frozenset(data.get("segments", SEGMENTS))
+    experiment, arms = data.get("experiment"), frozenset(data.get("arms", []))
+    if (experiment is None) != (not arms):
+        raise LadderError(f"{file}: an experiment ladder names both the experiment and its arms "
+                          "(experiment = \"…\", arms = [\"…\"])")
+    if experiment is not None and "segments" in data:
+        raise LadderError(f"{file}: an experiment ladder applies to its arms, not to segments "
+                          "(remove segments)")
+    segments = frozenset(data.get("segments", SEGMENTS if experiment is None else ()))
     known = (*SEGMENTS, *risk_segments())
-    if not segments:
+    if not segments and experiment is None:
         raise LadderError(f"{file}: segments must name at least one segment")
     unknown = sorted(segments - set(known))
     if unknown:
@@ -200,7 +223,7 @@ def parse_ladder(text: str, file: str) -> Ladder:
                 f" days overdue could match both); make their days, amounts, risk bands, "
                 "protected flag or open_plan disjoint")
     return Ladder(ladder_id, str(data.get("description", "")), str(data["source"]), classes,
-                  segments, levels, file)
+                  segments, levels, file, None if experiment is None else str(experiment), arms)
 
 
 def risk_segments() -> tuple[str, ...]:
@@ -219,11 +242,18 @@ def load_ladders(directory: Path | None = None) -> list[Ladder]:
     ladders = [parse_ladder(f.read_text(encoding="utf-8"), f.name) for f in files]
     seen: dict[tuple[str, str], str] = {}
     for ld in ladders:
-        for key in itertools.product(sorted(ld.customer_classes), sorted(ld.segments)):
+        for key in itertools.product(sorted(ld.customer_classes), ld.ladder_keys()):
             if key in seen:
+                what = (f"arm {key[1].removeprefix(ARM_PREFIX)}" if key[1].startswith(ARM_PREFIX)
+                        else f"segment {key[1]}")
                 raise LadderError(f"{ld.file}: ladder {ld.ladder_id!r} and {seen[key]} both apply to "
-                                  f"class {key[0]} segment {key[1]}")
+                                  f"class {key[0]} {what}")
             seen[key] = f"{ld.ladder_id!r} ({ld.file})"
+    experiments = {ld.experiment: ld.file for ld in ladders if ld.experiment is not None}
+    if len(experiments) > 1:
+        raise LadderError(f"{directory}: arm ladders name more than one experiment "
+                          f"({', '.join(f'{e} in {f}' for e, f in sorted(experiments.items()))}); "
+                          "one experiment drives the ladders at a time")
     ids = [ld.ladder_id for ld in ladders]
     if len(set(ids)) != len(ids):
         raise LadderError(f"{directory}: ladder ids repeat: {ids}")
@@ -246,9 +276,11 @@ def evaluate(snapshot: pl.DataFrame, all_ladders: list[Ladder]) -> pl.DataFrame:
     present, ``ladder_days`` (read instead of days_overdue: a kept promise restarts the count, a
     broken one raises it to the next level) and ``open_promise`` (no level while set).
 
-    With a ``risk_segment`` column (the daily snapshot's), the ladder is chosen by the module's
-    precedence: low-income accounts by the ``low_income`` ladder, then a ladder naming the risk
-    segment, then the one naming the dunning ``segment``.
+    With a ``risk_segment`` column (the daily snapshot's) and an ``experiment_arm`` column (the
+    account's arm of the experiment the ladders name, null when none), the ladder is chosen by
+    the module's precedence: low-income accounts by the ``low_income`` ladder, then the ladder of
+    the account's arm, then a ladder naming the risk segment, then the one naming the dunning
+    ``segment``.
 
     Returns account_id, ladder, level (null when no level applies) — vectorised: one
     ``when/then`` per level, at most one of which can be true (levels never overlap).
@@ -286,15 +318,20 @@ def _ladder_segment(snapshot: pl.DataFrame, table: pl.DataFrame) -> pl.Expr:
     import polars as pl
 
     dunning = pl.col("segment")
-    if "risk_segment" not in snapshot.columns:
-        return dunning
-    keys = table.select("customer_class", "segment").unique()
-    named = pl.concat_str("customer_class", "risk_segment", separator="\x1f").is_in(
-        keys.select(pl.concat_str("customer_class", "segment", separator="\x1f"))
-        .to_series().implode())
-    return (pl.when(dunning == "low_income").then(dunning)
-            .when(named.fill_null(False)).then(pl.col("risk_segment"))
-            .otherwise(dunning))
+    keys = table.select(pl.concat_str("customer_class", "segment", separator="\x1f")).to_series()
+
+    def named(key: pl.Expr) -> pl.Expr:
+        return pl.concat_str(pl.col("customer_class"), key, separator="\x1f").is_in(
+            keys.implode()).fill_null(False)
+
+    chosen = dunning
+    if "risk_segment" in snapshot.columns:
+        chosen = pl.when(named(pl.col("risk_segment"))).then(pl.col("risk_segment")).otherwise(chosen)
+    if "experiment_arm" in snapshot.columns:
+        arm = pl.lit(ARM_PREFIX) + pl.col("experiment_arm")
+        chosen = pl.when(named(arm)).then(arm).otherwise(chosen)
+    # the law first: a low-income account is never moved off its own ladder
+    return pl.when(dunning == "low_income").then(dunning).otherwise(chosen)
 
 
 _TABLES: dict[tuple[Ladder, ...], pl.DataFrame] = {}
@@ -313,7 +350,7 @@ def _level_table(all_ladders: tuple[Ladder, ...]) -> pl.DataFrame:
              "max_fen": lv.max_fen, "bands": sorted(lv.risk_bands),
              "protected_any": sorted(lv.protected), "plan": lv.open_plan}
             for ld in all_ladders for c in sorted(ld.customer_classes)
-            for seg in sorted(ld.segments) for lv in ld.levels]
+            for seg in ld.ladder_keys() for lv in ld.levels]
     schema: dict[str, Any] = {"customer_class": pl.String, "segment": pl.String, "ladder": pl.String,
               "level": pl.String, "min_days": pl.Int64, "max_days": pl.Int64,
               "min_fen": pl.Int64, "max_fen": pl.Int64, "bands": pl.List(pl.String),

@@ -442,6 +442,10 @@ def build_snapshot(ctx: Context, items: pl.DataFrame, scorer: RiskScorer | None)
     from dianfei.collections.segments import snapshot_segments
 
     snap = snap.join(snapshot_segments(ctx.db, day, snap, hist), on="account_id", how="left")
+    # the arm of the strategy experiment the ladders name, if any (collections/arms.py)
+    from dianfei.collections.arms import with_experiment_arms
+
+    snap = with_experiment_arms(ctx.db, day, ctx.ladders, snap)
     feats = (snap.select("account_id", pl.col("amount_overdue").alias("arrears"))
              .join(hist, on="account_id", how="left")
              .join(repository.broken_plans(ctx.db.engine), on="account_id", how="left"))
