@@ -284,9 +284,12 @@ def test_stored_consumption_facts_are_the_whole_book_facts_and_feed_the_daily_ru
         assert both[col].to_list() == both[f"{col}_stored"].to_list(), col
     assert both.filter(pl.col("account_id") == THIEF)["theft_score_stored"].item() >= 40
     assert set(both["bills_12m"].to_list()) == {12}
-    # kept per billed period (2026-06, the latest before the day): read, not computed, again
-    kept = billed.settings.data_dir / "risk" / "segment_facts" / "2026-06.parquet"
-    assert kept.exists()
+    # kept per billing state (2026-06, the latest before the day): read, not computed, again
+    kept = list((billed.settings.data_dir / "risk" / "segment_facts").glob("2026-06-*.parquet"))
+    assert len(kept) == 1
+    before = kept[0].stat().st_mtime_ns
+    assert risk.segment_consumption_facts(billed, day).equals(stored)
+    assert kept[0].stat().st_mtime_ns == before
     assert risk.segment_consumption_facts(billed, day, accounts=[THIEF]).height == 1
     # the daily run segments the account in arrears by the same rules: a never-paying account
     # is chronic, and its dunning step says so

@@ -314,21 +314,26 @@ def segment_consumption_facts(db: Database, day: date, *, accounts: Sequence[str
     account_id, theft_score, months_low (the theft warnings' points score and sustained months),
     usual_kwh, kwh_percentile, bills_12m (``segments.CONSUMPTION_COLUMNS``).
 
-    They change only when a period is billed, yet need the whole book (the theft signals compare
+    They change only when bills are issued, yet need the whole book (the theft signals compare
     each account with its class, the percentile ranks it among all): so they are computed once
-    per billed period and kept as Parquet under ``DATA_DIR/risk/segment_facts/<period>.parquet``
-    — the daily collections run reads the file and pays nothing for history. A period billed
-    since (or ``refresh``) computes it again. ``accounts``: only their rows (read from the file
-    without loading the rest)."""
+    per billing state and kept as Parquet under ``DATA_DIR/risk/segment_facts/`` — the daily
+    collections run reads the file and pays nothing for history. A file is named by the period
+    and billing's stamp (the newest billed period, the last completed bill run), so a bill run
+    completed since — or one that was still running — makes it be computed again; so does
+    ``refresh``. ``accounts``: only their rows (read from the file without loading the rest)."""
+    import hashlib
+
     import polars as pl
 
-    from dianfei.billing.service import latest_billed_period
+    from dianfei.billing.service import billing_stamp
     from dianfei.risk import segments as seg
 
     before = Period(day.year, day.month).prev()
-    latest = latest_billed_period(db.engine)
-    as_of = before if latest is None or Period.parse(latest) > before else Period.parse(latest)
-    path = Path(db.settings.data_dir) / "risk" / "segment_facts" / f"{as_of}.parquet"
+    stamp = billing_stamp(db.engine)
+    latest = None if stamp is None else Period.parse(stamp[:7])
+    as_of = before if latest is None or latest > before else latest
+    key = hashlib.sha256(str(stamp).encode()).hexdigest()[:12]
+    path = Path(db.settings.data_dir) / "risk" / "segment_facts" / f"{as_of}-{key}.parquet"
     if path.exists() and not refresh:
         if accounts is None:
             return pl.read_parquet(path)
