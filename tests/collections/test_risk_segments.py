@@ -382,3 +382,48 @@ def test_an_experiment_arm_is_dunned_by_its_ladder_from_the_start(db: Database) 
     with pytest.raises(LadderError, match=r"ghost\.toml: experiment 'no-such' does not exist"):
         run_day(db, day, clock=FixedClock(at(day)), switch=switch, notifier=notifier,
                 ladder_list=[*ladders(), ghost])
+
+
+def test_a_suspected_theft_gets_an_inspection_with_its_first_reminder() -> None:
+    snap = snapshot([{"account_id": "T", "customer_class": "residential", "segment": "standard",
+                      "risk_segment": "suspected_theft", "days_overdue": 3}])
+    got = evaluate(snap, ladders()).row(0, named=True)
+    assert (got["ladder"], got["level"]) == ("suspected_theft", "reminder_inspection")
+    lv = {ld.ladder_id: ld for ld in ladders()}["suspected_theft"].level("reminder_inspection")
+    assert {a.type for a in lv.actions} == {"sms", "inspection"}
+
+
+@pytest.mark.db
+def test_the_inspection_task_goes_to_the_inspectors_and_its_outcome_to_the_register(
+        db: Database) -> None:
+    from dianfei.collections.tasks import complete_task
+    from dianfei.risk import service as risk
+
+    load_people(db, [Person("T"), Person("U")])
+    clock = FixedClock(at(date(2026, 1, 3)))
+    with db.session() as s:
+        for cid in ("T", "U"):
+            ledger.post_entry(s, clock=clock, account_id=cid, customer_id=cid, kind="bill",
+                              amount=20_000, reference=f"{cid}-202512-1", due_on=DUE)
+    day = DUE + timedelta(days=3)
+    # the theft warnings of the stored consumption facts say T's usage fell sharply
+    risk.segment_consumption_facts(db, day)
+    (kept,) = (db.settings.data_dir / "risk" / "segment_facts").glob("*.parquet")
+    pl.DataFrame({"account_id": ["T", "U"], "theft_score": [62.0, 0.0], "months_low": [3, 0],
+                  "usual_kwh": [15_000.0, 14_000.0], "kwh_percentile": [0.5, 0.4],
+                  "bills_12m": [12, 12]},
+                 schema_overrides={"months_low": pl.Int32, "bills_12m": pl.Int32}).write_parquet(kept)
+    run_day(db, day, clock=FixedClock(at(day)), switch=FakeSwitch(), notifier=FakeNotifier())
+    assert levels(db) == {"T": ("suspected_theft", "reminder_inspection"),
+                          "U": ("residential", "reminder")}
+    with db.engine.connect() as conn:
+        rows = conn.execute(text("SELECT task_id, account_id, department, due_at FROM "
+                                 "collection_tasks WHERE kind = 'inspection'")).all()
+    assert [(r[1], r[2]) for r in rows] == [("T", "marketing")] and rows[0][3] is not None
+    with db.session() as s:
+        complete_task(s, int(rows[0][0]), outcome="theft", by="inspector 王五",
+                      clock=FixedClock(at(day + timedelta(days=2), 15)))
+        s.commit()
+    found = risk.inspections(db).row(0, named=True)
+    assert (found["account_id"], found["outcome"], found["inspected_on"]) == (
+        "T", "theft", day + timedelta(days=2))

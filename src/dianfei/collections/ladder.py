@@ -23,7 +23,7 @@ conditions: days past the DUE date of the oldest unpaid bill (never the issue da
 fault of engines that start the dunning clock at the invoice), amount overdue, risk band, the
 protected flag, and whether the account has an open payment plan. Its actions: ``sms``,
 ``email``, ``wechat``, ``letter`` (with a ``notice`` name), ``collector_visit``, ``stop_notice``,
-``suspension_order``, ``referral``.
+``suspension_order``, ``referral``, ``inspection``.
 
 The loader refuses a file whose levels overlap (two levels an account could match at once) or
 that has an unreachable level (an empty range, an unknown band, a stop for protected customers),
@@ -50,7 +50,9 @@ RISK_BANDS = ("low", "medium", "high")
 #: dunning segments; repeat_defaulter (屡欠户) is set by the rating (incentives.py)
 SEGMENTS = ("standard", "low_income", "repeat_defaulter")
 NOTICE_ACTIONS = ("sms", "email", "wechat", "letter")
-TASK_ACTIONS = ("collector_visit", "referral")
+#: actions that open a worklist task of the same kind (tasks.toml); ``inspection`` (用电检查) goes
+#: to the inspectors, not to a collector's list, and stays open after the arrears are paid
+TASK_ACTIONS = ("collector_visit", "referral", "inspection")
 ACTIONS = (*NOTICE_ACTIONS, *TASK_ACTIONS, "stop_notice", "suspension_order")
 #: notice names a dunning action may send (the notify templates)
 NOTICES = ("reminder", "final_reminder", "stop_notice")

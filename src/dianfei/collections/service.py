@@ -46,7 +46,7 @@ from dianfei.collections.context import event_frame as event_frame
 
 # payment plans (分期缴费协议), public here: the bill document's instalment hook, the workflow
 from dianfei.collections.incentives import bill_document_ratings as bill_document_ratings
-from dianfei.collections.ladder import Ladder, evaluate, ladders
+from dianfei.collections.ladder import TASK_ACTIONS, Ladder, evaluate, ladders
 from dianfei.collections.late_fees import accrue_frame
 from dianfei.collections.models import CollectionRun
 from dianfei.collections.notices import KEY_PREFIX, Notice, Notifier, NotifyOutbox
@@ -515,10 +515,13 @@ def _dunning(ctx: Context, conn: Any, snapshot: pl.DataFrame) -> None:
                 ctx.notices.append(Notice(f"{KEY_PREFIX}dun:{base}:{a.type}", row["account_id"],
                                           row["customer_id"], a.notice or "reminder", a.type,
                                           context))
-            elif a.type in ("collector_visit", "referral"):
+            elif a.type in TASK_ACTIONS:
                 tasks.append({"key": f"dun:{base}:{a.type}", "account_id": row["account_id"],
                               "customer_id": row["customer_id"], "kind": a.type, "status": "open",
-                              "created_at": ctx.now, "due_at": ctx.now + timedelta(days=3),
+                              # an inspection's time is the inspectors' (tasks.toml; routing
+                              # fills it), a collector's visit is due in 3 days
+                              "created_at": ctx.now, "due_at": None if a.type == "inspection"
+                              else ctx.now + timedelta(days=3),
                               "detail": json.dumps({"level": row["level"],
                                                     "amount_overdue": row["amount_overdue"]})})
     if tasks:
@@ -533,7 +536,7 @@ def _dunning(ctx: Context, conn: Any, snapshot: pl.DataFrame) -> None:
         # one per bill, for customers in arrears for months)
         from dianfei.collections.ops_repository import open_ladder_tasks
 
-        sent = open_ladder_tasks(conn, ("collector_visit", "referral")).select("account_id", "kind")
+        sent = open_ladder_tasks(conn, TASK_ACTIONS).select("account_id", "kind")
         frame = (frame.filter(~pl.col("key").is_in(list(have_t)))
                  .join(sent, on=["account_id", "kind"], how="anti"))
         ctx.report.tasks += write_frame(conn, "collection_tasks", frame)
