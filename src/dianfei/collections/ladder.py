@@ -18,8 +18,9 @@ A ladder may instead name a strategy experiment's arms (``experiment = "…"``, 
 ``risk/experiments.py``, ``dianfei experiment create``): from the experiment's start, the
 accounts assigned to those arms are dunned by it — before their risk or dunning segment's
 ladder, never before the low-income one (step 1 stays first). Arms no ladder names (the
-champion, the holdout) are dunned by the usual ladders. All arm ladders name one experiment. A level's
-conditions: days past the DUE date of the oldest unpaid bill (never the issue date: the known
+champion, the holdout) are dunned by the usual ladders. All arm ladders name one experiment.
+
+A level's conditions: days past the DUE date of the oldest unpaid bill (never the issue date: the known
 fault of engines that start the dunning clock at the invoice), amount overdue, risk band, the
 protected flag, and whether the account has an open payment plan. Its actions: ``sms``,
 ``email``, ``wechat``, ``letter`` (with a ``notice`` name), ``collector_visit``, ``stop_notice``,
