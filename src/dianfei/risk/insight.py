@@ -359,6 +359,11 @@ def segment_consumption_facts(db: Database, day: date, *, accounts: Sequence[str
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     out.write_parquet(tmp)
     tmp.replace(path)  # readers see the old file or the whole new one, never half of it
+    # one file per bill run would pile up (≈ 20 MB each at a million accounts): keep the three
+    # newest, enough for a reader that found an older one a moment ago
+    kept = sorted(path.parent.glob("*.parquet"), key=lambda f: f.stat().st_mtime_ns)
+    for old in kept[:-3]:
+        old.unlink(missing_ok=True)
     if accounts is None:
         return out
     return out.filter(pl.col("account_id").is_in(pl.Series(list(accounts), dtype=pl.String)
