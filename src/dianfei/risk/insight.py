@@ -6,6 +6,7 @@ where inspection outcomes are kept. ``risk.service`` is the public face of all o
 from __future__ import annotations
 
 import os
+import uuid
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -356,7 +357,8 @@ def segment_consumption_facts(db: Database, day: date, *, accounts: Sequence[str
            .join(theft, on="account_id", how="full", coalesce=True)
            .select("account_id", *seg.CONSUMPTION_COLUMNS))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    # a name of its own per writer: two pages (threads of one process) may make it at once
+    tmp = path.with_suffix(f".{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
     out.write_parquet(tmp)
     tmp.replace(path)  # readers see the old file or the whole new one, never half of it
     # one file per bill run would pile up (≈ 20 MB each at a million accounts): keep the three
