@@ -162,6 +162,13 @@ def db_build(accounts: int, backend: str, profile: str | None) -> dict[str, Any]
             prof.disable()
             prof.dump_stats(f"{profile}.db")
         assert report["accounts"] == n and lists["account_id"].n_unique() == n
+        # what reading the lists adds for their risk segment column (collections/segments.py)
+        from dianfei.collections.segments import account_segments
+
+        t3 = time.perf_counter()
+        segments = account_segments(db, DAY, lists["account_id"].to_list())
+        out["segments_read_s"] = round(time.perf_counter() - t3, 2)
+        assert segments.height == n
         out.update({"build_s": round(t1 - t0, 2), "read_ranked_s": round(t2 - t1, 2),
                     "build_and_read_cpu_s": round(cpu, 2), "collectors_with_list": report["collectors"],
                     "in_arrears": n})

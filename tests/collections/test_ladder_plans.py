@@ -29,8 +29,9 @@ def level(name: str, extra: str, actions: str = '[{ type = "sms", notice = "remi
 
 
 def test_packaged_ladders_load() -> None:
-    assert sorted(ld.ladder_id for ld in ladders()) == ["business", "low_income", "repeat_defaulter",
-                                                         "residential"]
+    assert sorted(ld.ladder_id for ld in ladders()) == ["business", "hardship", "low_income",
+                                                         "repeat_defaulter", "residential",
+                                                         "strategic", "suspected_theft"]
 
 
 def test_overlapping_levels_refused_naming_file_and_levels() -> None:

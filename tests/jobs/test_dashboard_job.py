@@ -59,7 +59,8 @@ def test_a_bill_run_queues_the_dashboard_refresh_which_stores_the_new_period(
     assert ran == [("dashboard", "done"), ("bill-run", "done"), ("dashboard", "done")], ran
     assert report.ran[0]["result"] == {"period": None, "stored": 0, "note": "nothing billed yet"}
     bill_run, follow_up = report.ran[1], report.ran[2]
-    assert bill_run["result"]["follow_ups_queued"] == {"dashboard_refresh": 1, "forecast_store": 0}
+    assert bill_run["result"]["follow_ups_queued"] == {"dashboard_refresh": 1, "forecast_store": 0,
+                                                         "segment_facts": 0}
     stored = follow_up["result"]
     assert stored["period"] == "2026-01" and stored["as_of"] == "2026-02-03"
     with db.engine.connect() as conn:
@@ -82,3 +83,32 @@ def test_a_bill_run_queues_the_dashboard_refresh_which_stores_the_new_period(
                                       dashboard.Filters(customer_class="residential"))
     # the page reads them
     assert dashboard.dashboard(db, JAN, DAY, dashboard.Filters())["stored"]
+
+
+def test_a_bill_run_queues_the_segment_facts_which_the_collections_morning_reads(
+        db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dianfei.risk.service import segment_consumption_facts
+
+    load_people(db, [Person("C00"), Person("C01")])
+    reads = Reads()
+    for c in ("C00", "C01"):
+        reads.add(c, month_end(DEC), 1000_00).add(c, month_end(JAN), 1150_00)
+    reads.store(db)
+    (tmp_path / "s.toml").write_text(SCHEDULE.replace('name = "dashboard"\nkind = "dashboard_refresh"',
+                                                      'name = "segment-facts"\nkind = "segment_facts"'))
+    entries = load_calendar(tmp_path / "s.toml", job_kinds.KINDS)
+    monkeypatch.setattr(job_kinds, "calendar", lambda _db: entries)
+    clock = FixedClock(datetime(2026, 2, 3, 6, 0, 30, tzinfo=BUSINESS_TZ))
+    report = work(db, entries, job_kinds.KINDS, clock=clock)
+    ran = [(r["job"], r["status"]) for r in report.ran]
+    assert ran == [("segment-facts", "done"), ("bill-run", "done"), ("segment-facts", "done")], ran
+    assert report.ran[1]["result"]["follow_ups_queued"]["segment_facts"] == 1
+    # before the bill run nothing was billed; after it, both accounts have their facts
+    assert report.ran[0]["result"]["accounts"] == 0 and report.ran[2]["result"]["accounts"] == 2
+    # one file before the bill run (nothing billed), one after it
+    kept = db.settings.data_dir / "risk" / "segment_facts"
+    made = {f.name: f.stat().st_mtime_ns for f in kept.glob("*.parquet")}
+    assert len(made) == 2
+    # the morning reads the job's file, computing nothing again
+    assert segment_consumption_facts(db, DAY).height == 2
+    assert {f.name: f.stat().st_mtime_ns for f in kept.glob("*.parquet")} == made

@@ -268,3 +268,32 @@ def test_experiment_assignment_is_kept_and_reported_per_arm(billed: Database) ->
     assert report["champion"] == "uniform"
     with pytest.raises(Exception, match="no experiment 'nope'"):
         risk.experiment_report(billed, "nope", date(2026, 7, 31))
+
+
+def test_stored_consumption_facts_are_the_whole_book_facts_and_feed_the_daily_run(
+        billed: Database) -> None:
+    from dianfei.collections.service import events_json, run_day
+    from tests.collections.fakes import FakeNotifier, FakeSwitch
+
+    day = date(2026, 7, 1)
+    stored = risk.segment_consumption_facts(billed, day)
+    whole = risk.segments(billed, day)
+    both = whole.join(stored, on="account_id", how="inner", suffix="_stored")
+    assert both.height == len(PEOPLE)
+    for col in ("theft_score", "months_low", "usual_kwh", "kwh_percentile"):
+        assert both[col].to_list() == both[f"{col}_stored"].to_list(), col
+    assert both.filter(pl.col("account_id") == THIEF)["theft_score_stored"].item() >= 40
+    assert set(both["bills_12m"].to_list()) == {12}
+    # kept per billing state (2026-06, the latest before the day): read, not computed, again
+    kept = list((billed.settings.data_dir / "risk" / "segment_facts").glob("2026-06-*.parquet"))
+    assert len(kept) == 1
+    before = kept[0].stat().st_mtime_ns
+    assert risk.segment_consumption_facts(billed, day).equals(stored)
+    assert kept[0].stat().st_mtime_ns == before
+    assert risk.segment_consumption_facts(billed, day, accounts=[THIEF]).height == 1
+    # the daily run segments the account in arrears by the same rules: a never-paying account
+    # is chronic, and its dunning step says so
+    run_day(billed, day, clock=FixedClock(datetime(2026, 7, 1, 9, tzinfo=BUSINESS_TZ)),
+            switch=FakeSwitch(), notifier=FakeNotifier())
+    steps = {e["account"]: e for e in events_json(billed, NEVER_PAYS) if e["type"] == "dunning_level"}
+    assert steps[NEVER_PAYS]["segment"] == "chronic"

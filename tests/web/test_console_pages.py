@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from datetime import UTC, datetime, time
 
 import polars as pl
@@ -149,6 +150,9 @@ def test_the_customer_360_shows_who_what_is_owed_and_the_timeline(client: TestCl
                   "/customers/C00/payments?account=C00"):
         assert shown in text, shown
     assert "缴费" in text and "账单" in text  # timeline kinds in words
+    # the risk segment the dunning ladder reads, with the rule that put the account there
+    assert re.search(r'客户分类</div><div class="value">[^<]+ (on time|occasionally late|chronic|'
+                     r"hardship|strategic|vacant|suspected theft)</div>", text)
     bills = client.get("/customers/C00/bills?account=C00&format=csv")
     header, row = rows_of(bills.content)
     got = dict(zip(header, row, strict=True))

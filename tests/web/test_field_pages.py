@@ -6,6 +6,7 @@ with a message next to the field and store nothing; supervisors reassign, balanc
 from __future__ import annotations
 
 import csv
+import html
 import io
 import re
 from datetime import timedelta
@@ -277,3 +278,17 @@ def test_experiments_show_arms_sizes_and_intervals(app: object, db: Database) ->
     zhang, _ = client_for(app, "zhang")
     assert zhang.get("/experiments").status_code == 403
     assert 'href="/experiments"' not in zhang.get("/worklist").text
+
+
+def test_the_list_and_the_account_page_show_the_risk_segment(app: object, db: Database) -> None:
+    from dianfei.collections.account import account_segment
+
+    seg = account_segment(db, "C01", as_of=DAY)
+    assert seg is not None
+    zhang, _ = client_for(app, "zhang")
+    page = zhang.get("/worklist")
+    assert page.text.count('data-label="客户分类"') == 2 and seg["label"] in page.text
+    acct = zhang.get("/worklist/accounts/C01")
+    assert "客户分类" in acct.text and seg["label"] in acct.text
+    assert html.escape(seg["rule"]) in acct.text  # the rule that put it there, in its words
+    assert "Segment" in zhang.get("/worklist/accounts/C01?lang=en").text

@@ -221,6 +221,13 @@ def period_totals(engine: Engine) -> pl.DataFrame:
         schema={"bills": pl.Int64, "kwh": pl.Int64, "amount": pl.Int64, "estimated": pl.Int64})
 
 
+def last_completed_run(conn: Connection) -> tuple[str, str] | None:
+    """(period, finished_at as text) of the bill run that completed last (None: none has)."""
+    row = conn.execute(text("SELECT period, finished_at FROM bill_runs WHERE status = 'completed' "
+                            "AND finished_at IS NOT NULL ORDER BY finished_at DESC LIMIT 1")).first()
+    return None if row is None else (str(row[0]), str(row[1]))
+
+
 def latest_period(conn: Connection) -> str | None:
     """The newest period with a bill (an index look-up on ``ix_bills_period``)."""
     got = conn.execute(text("SELECT MAX(period) FROM bills")).scalar()

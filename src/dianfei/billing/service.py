@@ -462,6 +462,18 @@ def latest_billed_period(engine: Engine) -> str | None:
         return repo.latest_period(conn)
 
 
+def billing_stamp(engine: Engine) -> str | None:
+    """What changes whenever bills are added: the newest billed period and the finish of the
+    last completed bill run ("2026-06@2026-07-03 09:12:00"; None: nothing billed) — for figures
+    kept per billed period, which a bill run still running or completed since makes stale."""
+    with engine.connect() as conn:
+        latest = repo.latest_period(conn)
+        run = repo.last_completed_run(conn)
+    if latest is None:
+        return None
+    return latest if run is None else f"{latest}@{run[0]}:{run[1]}"
+
+
 def issued_bills_of_mode(engine: Engine, payment_mode: str, since_period: str) -> pl.DataFrame:
     """Live bills of ``payment_mode`` customers from ``since_period`` on: account_id, period,
     kwh, read_to_at (where the bill's consumption stopped). Smart prepayment prices what was

@@ -22,13 +22,17 @@ def account_show(
     = None,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Balance, amount due, open items with their ages, credit, late fees, plan, supply state."""
-    from dianfei.collections.account import account_view
+    """Balance, amount due, open items with their ages, credit, late fees, plan, supply state
+    and the risk segment (客户分类) the dunning ladder reads."""
+    from dianfei.collections.account import account_segment, account_view
     from dianfei.core.clock import business_date
 
     day = date.fromisoformat(as_of) if as_of else business_date(clock_from_env().now())
-    with database().engine.connect() as conn:
+    db = database()
+    with db.engine.connect() as conn:
         view = account_view(conn, account, as_of=day)
+    # the risk segment the ladder reads (客户分类): a key of its own, the others unchanged
+    view["segment"] = account_segment(db, account, as_of=day)
     if json_out:
         print_json(view)
         return
@@ -45,6 +49,9 @@ def account_show(
         p = view["plan"]
         typer.echo(f"  payment plan {p['plan_id']} agreed {p['agreed_on']}: {p['total']}")
     typer.echo(f"  supply: {view['supply']['state']}")
+    if view["segment"]:
+        seg = view["segment"]
+        typer.echo(f"  segment: {seg['label']}  ({seg['rule']})")
 
 
 def register(app: typer.Typer) -> None:

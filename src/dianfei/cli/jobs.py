@@ -78,7 +78,7 @@ def _bill_run(db: Database, ctx: RunContext) -> Mapping[str, Any]:
     # and the forecast every bill page shows
     entries = calendar(db)
     queued = {kind: queue_follow_up(db, entries, kind, clock=ctx.clock, after=ctx)
-              for kind in ("dashboard_refresh", "forecast_store")}
+              for kind in ("dashboard_refresh", "forecast_store", "segment_facts")}
     return {"period": str(period), **_plain(result), "follow_ups_queued": queued}
 
 
@@ -175,6 +175,15 @@ def _forecast_store(db: Database, ctx: RunContext) -> Mapping[str, Any]:
     return store_forecasts(db, Period.parse(latest).next(), clock=ctx.clock)
 
 
+def _segment_facts(db: Database, ctx: RunContext) -> Mapping[str, Any]:
+    from dianfei.risk.service import segment_consumption_facts
+
+    # the whole-book part of the risk segments, made once the bills are in: the collections
+    # morning then only reads it (a no-op read when nothing was billed since)
+    facts = segment_consumption_facts(db, ctx.business_day)
+    return {"business_day": ctx.business_day.isoformat(), "accounts": facts.height}
+
+
 def _approvals_housekeeping(db: Database, ctx: RunContext) -> Mapping[str, Any]:
     from dianfei.approvals.service import housekeeping
 
@@ -204,6 +213,7 @@ KINDS: dict[str, JobKind] = {
     "risk_score": _risk_score,
     "reconcile": _reconcile, "monthly_report": _monthly_report,
     "dashboard_refresh": _dashboard_refresh, "forecast_store": _forecast_store,
+    "segment_facts": _segment_facts,
     "approvals_housekeeping": _approvals_housekeeping,
 }
 

@@ -53,7 +53,8 @@ def worklist_cmd(
     if not rows:
         typer.echo("no accounts on any worklist")
     for r in rows:
-        typer.echo(f"{r['collector']:<8} {r['rank']:>4}  {r['account']:<14} {r['reason']}")
+        typer.echo(f"{r['collector']:<8} {r['rank']:>4}  {r['account']:<14} "
+                   f"{r['segment'] or '':<17} {r['reason']}")
 
 
 @worklist_app.command("reassign")

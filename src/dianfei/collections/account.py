@@ -16,6 +16,8 @@ from dianfei.core.money import fmt_yuan
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
+    from dianfei.db.engine import Database
+
 
 def account_view(conn: Connection, account_id: str, *, as_of: date) -> dict[str, Any]:
     """Balance, amount due, open items with their ages, credit, late fees (posted and pending),
@@ -84,3 +86,16 @@ def owed(conn: Connection, accounts: list[str]) -> dict[str, int]:
     for a, fen in repository.pending_fees(conn, accounts).items():
         out[a] = out.get(a, 0) + fen
     return out
+
+
+def account_segment(db: Database, account_id: str, *, as_of: date) -> dict[str, Any] | None:
+    """The account's risk segment (客户分类) as of a business date — by the same rules and from
+    the same facts as the daily run gives its ladder (collections/segments.py): name, label (zh-CN
+    and en) and rule (the rule that matched, in its own words). None for a closed account."""
+    from dianfei.collections.segments import account_segments
+
+    got = account_segments(db, as_of, [account_id])
+    if got.height == 0:
+        return None
+    r = got.row(0, named=True)
+    return {"name": r["risk_segment"], "label": r["segment_label"], "rule": r["segment_why"]}

@@ -79,12 +79,16 @@ class DayReport:
     worklist_accounts: int = 0
     #: collector operations (C): ratings, contact flags, tasks routed and escalated
     operations: dict[str, int] = field(default_factory=dict)
+    #: the accounts in arrears by risk segment: {segment: {"accounts": n, "arrears": fen}}
+    segments: dict[str, dict[str, int]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if k not in ("timings", "late_fee_amount")}
         out["day"] = self.day.isoformat()
         out["late_fee_amount"] = fmt_yuan(self.late_fee_amount)
+        out["segments"] = {k: {"accounts": v["accounts"], "arrears": fmt_yuan(v["arrears"])}
+                           for k, v in self.segments.items()}
         out["timings"] = {k: round(v, 3) for k, v in self.timings.items()}
         return out
 
@@ -126,8 +130,12 @@ class Context:
             from datetime import timedelta
 
             from dianfei.collections.repository import late_history
+            from dianfei.collections.segments import HISTORY_DAYS, RECENT_DAYS
 
-            self._late_history = late_history(self.db.engine, self.day - timedelta(days=365))
+            # late_recent: the segment rules' recent months (collections.segments)
+            self._late_history = late_history(self.db.engine,
+                                              self.day - timedelta(days=HISTORY_DAYS),
+                                              recent=self.day - timedelta(days=RECENT_DAYS))
         return self._late_history  # type: ignore[no-any-return]
 
 

@@ -1,11 +1,30 @@
 """Dunning ladders (催费阶梯) as data: ``ladders/*.toml``.
 
-A ladder applies to customer classes × segments and lists levels (催费等级). A level's
-conditions: days past the DUE date of the oldest unpaid bill (never the issue date: the known
+A ladder applies to customer classes × segments and lists levels (催费等级). A segment is a
+dunning segment (``standard``, ``low_income``, ``repeat_defaulter``) or a risk segment of the
+transparent rules of ``risk/segments.toml`` (``hardship``, ``strategic``, ``suspected_theft``, …;
+the snapshot's ``risk_segment``). Which ladder an account is dunned by, first match wins:
+
+1. a low-income account: the ladder of ``low_income`` — always, whatever its risk segment
+   (low-income status is never a reason to escalate, and no rule file can change that);
+2. the ladder naming the account's risk segment (for its class);
+3. the ladder naming its dunning segment (``repeat_defaulter`` or ``standard``).
+
+No two ladders may name the same (class, segment), so each step finds at most one ladder and
+every account is dunned by at most one. Ladders naming only dunning segments behave exactly as
+before risk segments existed.
+
+A ladder may instead name a strategy experiment's arms (``experiment = "…"``, ``arms = […]``;
+``risk/experiments.py``, ``dianfei experiment create``): from the experiment's start, the
+accounts assigned to those arms are dunned by it — before their risk or dunning segment's
+ladder, never before the low-income one (step 1 stays first). Arms no ladder names (the
+champion, the holdout) are dunned by the usual ladders. All arm ladders name one experiment.
+
+A level's conditions: days past the DUE date of the oldest unpaid bill (never the issue date: the known
 fault of engines that start the dunning clock at the invoice), amount overdue, risk band, the
 protected flag, and whether the account has an open payment plan. Its actions: ``sms``,
 ``email``, ``wechat``, ``letter`` (with a ``notice`` name), ``collector_visit``, ``stop_notice``,
-``suspension_order``, ``referral``.
+``suspension_order``, ``referral``, ``inspection``.
 
 The loader refuses a file whose levels overlap (two levels an account could match at once) or
 that has an unreachable level (an empty range, an unknown band, a stop for protected customers),
@@ -32,12 +51,16 @@ RISK_BANDS = ("low", "medium", "high")
 #: dunning segments; repeat_defaulter (屡欠户) is set by the rating (incentives.py)
 SEGMENTS = ("standard", "low_income", "repeat_defaulter")
 NOTICE_ACTIONS = ("sms", "email", "wechat", "letter")
-TASK_ACTIONS = ("collector_visit", "referral")
+#: actions that open a worklist task of the same kind (tasks.toml); ``inspection`` (用电检查) goes
+#: to the inspectors, not to a collector's list, and stays open after the arrears are paid
+TASK_ACTIONS = ("collector_visit", "referral", "inspection")
 ACTIONS = (*NOTICE_ACTIONS, *TASK_ACTIONS, "stop_notice", "suspension_order")
 #: notice names a dunning action may send (the notify templates)
 NOTICES = ("reminder", "final_reminder", "stop_notice")
 #: no upper bound
 INF = 10**15
+#: the ladder key of an experiment arm (never a segment name: those have no colon)
+ARM_PREFIX = "arm:"
 
 
 class LadderError(ValidationError):
@@ -81,6 +104,14 @@ class Ladder:
     segments: frozenset[str]
     levels: tuple[Level, ...]
     file: str
+    #: the strategy experiment whose arms this ladder duns (None: a segment ladder)
+    experiment: str | None = None
+    arms: frozenset[str] = frozenset()
+
+    def ladder_keys(self) -> list[str]:
+        """The values of the snapshot's ladder key this ladder applies to: its segments, or
+        ``arm:<arm>`` for each of its experiment's arms."""
+        return sorted(self.segments) + [ARM_PREFIX + a for a in sorted(self.arms)]
 
     def level(self, name: str) -> Level:
         for lv in self.levels:
@@ -165,9 +196,22 @@ def parse_ladder(text: str, file: str) -> Ladder:
     if not classes or classes - set(CUSTOMER_CLASSES):
         raise LadderError(f"{file}: customer_classes must be a non-empty subset of "
                           f"{list(CUSTOMER_CLASSES)}")
-    segments = frozenset(data.get("segments", SEGMENTS))
-    if not segments or segments - set(SEGMENTS):
-        raise LadderError(f"{file}: segments must be a non-empty subset of {list(SEGMENTS)}")
+    experiment, arms = data.get("experiment"), frozenset(data.get("arms", []))
+    if (experiment is None) != (not arms):
+        raise LadderError(f"{file}: an experiment ladder names both the experiment and its arms "
+                          "(experiment = \"…\", arms = [\"…\"])")
+    if experiment is not None and "segments" in data:
+        raise LadderError(f"{file}: an experiment ladder applies to its arms, not to segments "
+                          "(remove segments)")
+    segments = frozenset(data.get("segments", SEGMENTS if experiment is None else ()))
+    known = (*SEGMENTS, *risk_segments())
+    if not segments and experiment is None:
+        raise LadderError(f"{file}: segments must name at least one segment")
+    unknown = sorted(segments - set(known))
+    if unknown:
+        raise LadderError(f"{file}: unknown segment {', '.join(map(repr, unknown))} (dunning "
+                          f"segments: {', '.join(SEGMENTS)}; risk segments: "
+                          f"{', '.join(risk_segments())})")
     levels = tuple(_level(raw, i, file) for i, raw in enumerate(data.get("level", [])))
     if not levels:
         raise LadderError(f"{file}: no levels")
@@ -182,7 +226,14 @@ def parse_ladder(text: str, file: str) -> Ladder:
                 f" days overdue could match both); make their days, amounts, risk bands, "
                 "protected flag or open_plan disjoint")
     return Ladder(ladder_id, str(data.get("description", "")), str(data["source"]), classes,
-                  segments, levels, file)
+                  segments, levels, file, None if experiment is None else str(experiment), arms)
+
+
+def risk_segments() -> tuple[str, ...]:
+    """The risk segments a ladder may name (the rules of ``risk/segments.toml``)."""
+    from dianfei.risk.service import RISK_SEGMENTS
+
+    return tuple(RISK_SEGMENTS)
 
 
 def load_ladders(directory: Path | None = None) -> list[Ladder]:
@@ -194,11 +245,18 @@ def load_ladders(directory: Path | None = None) -> list[Ladder]:
     ladders = [parse_ladder(f.read_text(encoding="utf-8"), f.name) for f in files]
     seen: dict[tuple[str, str], str] = {}
     for ld in ladders:
-        for key in itertools.product(sorted(ld.customer_classes), sorted(ld.segments)):
+        for key in itertools.product(sorted(ld.customer_classes), ld.ladder_keys()):
             if key in seen:
+                what = (f"arm {key[1].removeprefix(ARM_PREFIX)}" if key[1].startswith(ARM_PREFIX)
+                        else f"segment {key[1]}")
                 raise LadderError(f"{ld.file}: ladder {ld.ladder_id!r} and {seen[key]} both apply to "
-                                  f"class {key[0]} segment {key[1]}")
+                                  f"class {key[0]} {what}")
             seen[key] = f"{ld.ladder_id!r} ({ld.file})"
+    experiments = {ld.experiment: ld.file for ld in ladders if ld.experiment is not None}
+    if len(experiments) > 1:
+        raise LadderError(f"{directory}: arm ladders name more than one experiment "
+                          f"({', '.join(f'{e} in {f}' for e, f in sorted(experiments.items()))}); "
+                          "one experiment drives the ladders at a time")
     ids = [ld.ladder_id for ld in ladders]
     if len(set(ids)) != len(ids):
         raise LadderError(f"{directory}: ladder ids repeat: {ids}")
@@ -221,13 +279,19 @@ def evaluate(snapshot: pl.DataFrame, all_ladders: list[Ladder]) -> pl.DataFrame:
     present, ``ladder_days`` (read instead of days_overdue: a kept promise restarts the count, a
     broken one raises it to the next level) and ``open_promise`` (no level while set).
 
+    With a ``risk_segment`` column (the daily snapshot's) and an ``experiment_arm`` column (the
+    account's arm of the experiment the ladders name, null when none), the ladder is chosen by
+    the module's precedence: low-income accounts by the ``low_income`` ladder, then the ladder of
+    the account's arm, then a ladder naming the risk segment, then the one naming the dunning
+    ``segment``.
+
     Returns account_id, ladder, level (null when no level applies) — vectorised: one
     ``when/then`` per level, at most one of which can be true (levels never overlap).
     """
     import polars as pl
 
     table = _level_table(tuple(all_ladders))
-    snap = snapshot.select(
+    snap = snapshot.with_columns(_ladder_segment(snapshot, table).alias("segment")).select(
         "account_id", "customer_class", "segment",
         pl.col("ladder_days" if "ladder_days" in snapshot.columns else "days_overdue")
         .alias("_days"),
@@ -252,6 +316,27 @@ def evaluate(snapshot: pl.DataFrame, all_ladders: list[Ladder]) -> pl.DataFrame:
             .select("account_id", "ladder", "level"))
 
 
+def _ladder_segment(snapshot: pl.DataFrame, table: pl.DataFrame) -> pl.Expr:
+    """The segment whose ladder duns each account (the precedence of the module doc)."""
+    import polars as pl
+
+    dunning = pl.col("segment")
+    keys = table.select(pl.concat_str("customer_class", "segment", separator="\x1f")).to_series()
+
+    def named(key: pl.Expr) -> pl.Expr:
+        return pl.concat_str(pl.col("customer_class"), key, separator="\x1f").is_in(
+            keys.implode()).fill_null(False)
+
+    chosen = dunning
+    if "risk_segment" in snapshot.columns:
+        chosen = pl.when(named(pl.col("risk_segment"))).then(pl.col("risk_segment")).otherwise(chosen)
+    if "experiment_arm" in snapshot.columns:
+        arm = pl.lit(ARM_PREFIX) + pl.col("experiment_arm")
+        chosen = pl.when(named(arm)).then(arm).otherwise(chosen)
+    # the law first: a low-income account is never moved off its own ladder
+    return pl.when(dunning == "low_income").then(dunning).otherwise(chosen)
+
+
 _TABLES: dict[tuple[Ladder, ...], pl.DataFrame] = {}
 
 
@@ -268,7 +353,7 @@ def _level_table(all_ladders: tuple[Ladder, ...]) -> pl.DataFrame:
              "max_fen": lv.max_fen, "bands": sorted(lv.risk_bands),
              "protected_any": sorted(lv.protected), "plan": lv.open_plan}
             for ld in all_ladders for c in sorted(ld.customer_classes)
-            for seg in sorted(ld.segments) for lv in ld.levels]
+            for seg in ld.ladder_keys() for lv in ld.levels]
     schema: dict[str, Any] = {"customer_class": pl.String, "segment": pl.String, "ladder": pl.String,
               "level": pl.String, "min_days": pl.Int64, "max_days": pl.Int64,
               "min_fen": pl.Int64, "max_fen": pl.Int64, "bands": pl.List(pl.String),

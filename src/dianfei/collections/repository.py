@@ -34,24 +34,63 @@ def accruals(engine: Engine) -> pl.DataFrame:
                 "waived": pl.Boolean, "accrued": pl.Int64})
 
 
-def late_history(engine: Engine, since: date) -> pl.DataFrame:
+def late_history(engine: Engine, since: date, recent: date | None = None) -> pl.DataFrame:
     """Per account, the bills due since ``since`` that were paid late (they accrued a fee):
     account_id, late_count, avg_days_late (days from the due date to the last day accrued) —
     the payment-history features of the risk score, aggregated in the database (one row per
-    account, not one per late bill of the last year)."""
+    account, not one per late bill of the last year). With ``recent``, also late_recent: how
+    many of them fell due on or after ``recent`` (the segment rules' recent months)."""
     import polars as pl
 
     days = ("julianday(through) - julianday(due_on)" if engine.dialect.name == "sqlite"
             else "through - due_on")
+    extra = (", SUM(CASE WHEN due_on >= :recent THEN 1 ELSE 0 END) AS late_recent"
+             if recent is not None else "")
+    schema = {"account_id": pl.String, "late_count": pl.Int64, "avg_days_late": pl.Float64}
+    if recent is not None:
+        schema["late_recent"] = pl.Int64
     return read_frame(
         engine, f"SELECT account_id, COUNT(*) AS late_count, CAST(AVG({days}) AS DOUBLE PRECISION) "
-        "AS avg_days_late "
+        f"AS avg_days_late{extra} "
         # the year's accruals through the due-date index, then grouped (one step walks the
         # account index: every accrual ever made)
         "FROM (SELECT account_id, through, due_on FROM late_fee_accruals WHERE due_on >= :since "
         "ORDER BY due_on) AS y GROUP BY account_id",
-        {"since": since}, schema={"account_id": pl.String, "late_count": pl.Int64,
-                                  "avg_days_late": pl.Float64})
+        {"since": since} if recent is None else {"since": since, "recent": recent}, schema=schema)
+
+
+def late_history_of(engine: Engine, accounts: Sequence[str], since: date, recent: date,
+                    until: date) -> pl.DataFrame:
+    """:func:`late_history` (with ``late_recent``) of ``accounts`` only, through the account
+    index, of the bills due before ``until`` (a bill is late from the day after its due date):
+    what the account page and the worklists read for a few accounts, on any day."""
+    import polars as pl
+
+    days = ("julianday(through) - julianday(due_on)" if engine.dialect.name == "sqlite"
+            else "through - due_on")
+    sql = (f"SELECT account_id, COUNT(*), CAST(AVG({days}) AS DOUBLE PRECISION), "
+           "SUM(CASE WHEN due_on >= :recent THEN 1 ELSE 0 END) FROM late_fee_accruals "
+           "WHERE due_on >= :since AND due_on < :until AND {member} GROUP BY account_id")
+    with engine.connect() as conn:
+        rows = rows_in(conn, sql, "account_id", accounts,
+                       bind_params(conn, {"since": since, "recent": recent, "until": until}))
+    return pl.DataFrame([(str(r[0]), int(r[1]), float(r[2]), int(r[3])) for r in rows],
+                        schema={"account_id": pl.String, "late_count": pl.Int64,
+                                "avg_days_late": pl.Float64, "late_recent": pl.Int64},
+                        orient="row")
+
+
+def latest_run_report(engine: Engine, on_or_before: date) -> tuple[date, str] | None:
+    """(day, report JSON) of the latest finished collections run on or before a day."""
+    with engine.connect() as conn:
+        row = conn.execute(text(
+            "SELECT day, report FROM collection_runs WHERE day <= :d AND finished_at IS NOT NULL "
+            "AND report IS NOT NULL ORDER BY day DESC LIMIT 1"),
+            bind_params(conn, {"d": on_or_before})).first()
+    if row is None:
+        return None
+    day = row[0] if isinstance(row[0], date) else date.fromisoformat(str(row[0]))
+    return day, str(row[1])
 
 
 def broken_plans(engine: Engine) -> pl.DataFrame:

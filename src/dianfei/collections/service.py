@@ -46,7 +46,7 @@ from dianfei.collections.context import event_frame as event_frame
 
 # payment plans (分期缴费协议), public here: the bill document's instalment hook, the workflow
 from dianfei.collections.incentives import bill_document_ratings as bill_document_ratings
-from dianfei.collections.ladder import Ladder, evaluate, ladders
+from dianfei.collections.ladder import TASK_ACTIONS, Ladder, evaluate, ladders
 from dianfei.collections.late_fees import accrue_frame
 from dianfei.collections.models import CollectionRun
 from dianfei.collections.notices import KEY_PREFIX, Notice, Notifier, NotifyOutbox
@@ -56,6 +56,9 @@ from dianfei.collections.plan_workflow import cancel_plan as cancel_plan
 from dianfei.collections.plan_workflow import propose_plan as propose_plan
 from dianfei.collections.plan_workflow import suggest_schedule as suggest_schedule
 from dianfei.collections.rules import Policy, policy, with_settings
+
+# the risk segments (客户分类) of the accounts in arrears, as the daily runs recorded them
+from dianfei.collections.segments import arrears_by_segment as arrears_by_segment
 
 # the service-ticket register (complaints, satisfaction): KPIs count its rows
 from dianfei.collections.surveys import surveys_between as surveys_between
@@ -391,7 +394,8 @@ def _post_fees(ctx: Context, conn: Any, fees: pl.DataFrame) -> None:
 
 def build_snapshot(ctx: Context, items: pl.DataFrame, scorer: RiskScorer | None) -> pl.DataFrame:
     """One row per account in arrears (postpaid, something overdue): the facts the ladder and
-    the stop rules read. Columns: account_id, customer_id, name, customer_class, segment,
+    the stop rules read. Columns: account_id, customer_id, name, customer_class, segment (the
+    dunning segment), risk_segment, segment_label, segment_why (collections/segments.py),
     protected, payment_mode, days_overdue, amount_overdue, oldest_bill, oldest_due, balance,
     open_plan, risk_band, early_warning (on the day's risk early-warning list), open_promise and
     ladder_days (collections/promises.py). A bill under an undecided dispute is left out (its
@@ -434,6 +438,14 @@ def build_snapshot(ctx: Context, items: pl.DataFrame, scorer: RiskScorer | None)
 
     snap = with_repeat_defaulters(ctx.db.engine, snap)
     hist = ctx.late_history()
+    # the risk segment (客户分类) by risk's rules, for the accounts in arrears only
+    from dianfei.collections.segments import snapshot_segments
+
+    snap = snap.join(snapshot_segments(ctx.db, day, snap, hist), on="account_id", how="left")
+    # the arm of the strategy experiment the ladders name, if any (collections/arms.py)
+    from dianfei.collections.arms import with_experiment_arms
+
+    snap = with_experiment_arms(ctx.db, day, ctx.ladders, snap)
     feats = (snap.select("account_id", pl.col("amount_overdue").alias("arrears"))
              .join(hist, on="account_id", how="left")
              .join(repository.broken_plans(ctx.db.engine), on="account_id", how="left"))
@@ -456,6 +468,9 @@ def _dunning(ctx: Context, conn: Any, snapshot: pl.DataFrame) -> None:
     levels = evaluate(snapshot, ctx.ladders).filter(pl.col("level").is_not_null())
     cur = levels.join(snapshot, on="account_id", how="inner")
     ctx.report.overdue_accounts = snapshot.height
+    from dianfei.collections.segments import summary
+
+    ctx.report.segments = summary(snapshot)
     prev = repository.dunning_state(ctx.db.engine)
     changed = cur.join(prev.select("account_id", pl.col("level").alias("p_level"),
                                    pl.col("bill_id").alias("p_bill")), on="account_id", how="left"
@@ -479,7 +494,10 @@ def _dunning(ctx: Context, conn: Any, snapshot: pl.DataFrame) -> None:
         pl.col("amount_overdue").alias("amount"), pl.lit(None, pl.Int64).alias("balance_after"),
         "level", pl.lit(None, pl.String).alias("notice"), pl.lit(None, pl.String).alias("channel"),
         pl.col("oldest_bill").alias("bill_id"),
-        pl.format('{{"ladder": "{}", "days_overdue": {}}}', "ladder", "days_overdue")
+        # the risk segment beside the ladder: why this ladder, for the audit of each step
+        (pl.format('{{"ladder": "{}", "days_overdue": {}, "segment": "{}"}}', "ladder",
+                   "days_overdue", "risk_segment") if "risk_segment" in fresh.columns
+         else pl.format('{{"ladder": "{}", "days_overdue": {}}}', "ladder", "days_overdue"))
         .alias("detail")).cast(event_schema()))
     by_id = {ld.ladder_id: ld for ld in ctx.ladders}
     tasks = []
@@ -497,10 +515,13 @@ def _dunning(ctx: Context, conn: Any, snapshot: pl.DataFrame) -> None:
                 ctx.notices.append(Notice(f"{KEY_PREFIX}dun:{base}:{a.type}", row["account_id"],
                                           row["customer_id"], a.notice or "reminder", a.type,
                                           context))
-            elif a.type in ("collector_visit", "referral"):
+            elif a.type in TASK_ACTIONS:
                 tasks.append({"key": f"dun:{base}:{a.type}", "account_id": row["account_id"],
                               "customer_id": row["customer_id"], "kind": a.type, "status": "open",
-                              "created_at": ctx.now, "due_at": ctx.now + timedelta(days=3),
+                              # an inspection's time is the inspectors' (tasks.toml; routing
+                              # fills it), a collector's visit is due in 3 days
+                              "created_at": ctx.now, "due_at": None if a.type == "inspection"
+                              else ctx.now + timedelta(days=3),
                               "detail": json.dumps({"level": row["level"],
                                                     "amount_overdue": row["amount_overdue"]})})
     if tasks:
@@ -515,7 +536,7 @@ def _dunning(ctx: Context, conn: Any, snapshot: pl.DataFrame) -> None:
         # one per bill, for customers in arrears for months)
         from dianfei.collections.ops_repository import open_ladder_tasks
 
-        sent = open_ladder_tasks(conn, ("collector_visit", "referral")).select("account_id", "kind")
+        sent = open_ladder_tasks(conn, TASK_ACTIONS).select("account_id", "kind")
         frame = (frame.filter(~pl.col("key").is_in(list(have_t)))
                  .join(sent, on=["account_id", "kind"], how="anti"))
         ctx.report.tasks += write_frame(conn, "collection_tasks", frame)

@@ -273,11 +273,30 @@ def complete_task(session: Session, task_id: int, *, outcome: str, by: str, cloc
            {"outcome": outcome, "by": by, **({"note": note} if note else {})})
     audit.record(session.connection(), "task.done", f"task:{task.task_id}",
                  {"account_id": task.account_id, "kind": task.kind, "outcome": outcome, "by": by})
+    if task.kind == "inspection":
+        _record_inspection(session, task, outcome, by=by, note=note, clock=clock)
     if task.kind == "contact_update" and outcome == "contact_verified":
         from dianfei.collections.contacts import close_flags_of_task
 
         close_flags_of_task(session, task, by=by, clock=clock)
     return task
+
+
+def _record_inspection(session: Session, task: CollectionTask, outcome: str, *, by: str,
+                       note: str | None, clock: Clock) -> None:
+    """An inspection task's outcome is the inspection's (risk's register, which teaches the
+    supervised theft model). One already recorded for the account that day (``dianfei theft
+    record`` by the inspector) stands: the task only closes."""
+    from dianfei.core.clock import business_date
+    from dianfei.core.errors import ConflictError
+    from dianfei.risk.service import record_inspection
+
+    try:
+        record_inspection(session, account_id=task.account_id, inspected_on=business_date(clock.now()),
+                          outcome=outcome, clock=clock, inspector=by, note=note)
+    except ConflictError:
+        audit.record(session.connection(), "task.inspection_already_recorded",
+                     f"task:{task.task_id}", {"account_id": task.account_id, "outcome": outcome})
 
 
 def list_tasks(session: Session, *, clock: Clock, status: str | None = "open",

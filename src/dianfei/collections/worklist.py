@@ -236,7 +236,8 @@ def worklists(db: Database, day: date, *, collector: str | None = None,
     """The day's lists as ``dianfei worklist --json`` prints them: collector, account (the
     customer id), account_id, rank (1, 2, … within each collector), overdue_amount (yuan),
     days_overdue, pay_probability, expected_recovery, reason, rule, station, region, task_kinds,
-    moved_from, contact_flag (open contact-data flags, null when none), phone_verified. Built
+    moved_from, contact_flag (open contact-data flags, null when none), phone_verified, segment
+    and segment_label (the risk segment, collections/segments.py; null for a closed account). Built
     first when ``clock`` is given and the day has none."""
     with db.engine.connect() as conn:
         empty = not repo.has_entries(conn, day)
@@ -249,9 +250,16 @@ def worklists(db: Database, day: date, *, collector: str | None = None,
     # contact quality beside each row: a flagged number is called last, or visited instead
     contact = {r["account_id"]: r for r in contact_status(
         db.engine, ranked["account_id"].to_list()).iter_rows(named=True)} if ranked.height else {}
+    # the risk segment (客户分类) the ladder read that day: a hardship household or a strategic
+    # customer is approached differently at the door
+    from dianfei.collections.segments import account_segments
+
+    segment = {r["account_id"]: r for r in account_segments(
+        db, day, ranked["account_id"].to_list()).iter_rows(named=True)} if ranked.height else {}
     out = []
     for r in ranked.iter_rows(named=True):
         c = contact.get(r["account_id"], {})
+        g = segment.get(r["account_id"], {})
         out.append({"collector": r["collector_id"], "collector_name": names.get(r["collector_id"]),
                     "account": r["customer_id"], "account_id": r["account_id"], "rank": r["rank"],
                     "overdue_amount": fmt_yuan(r["amount_overdue"]),
@@ -262,6 +270,7 @@ def worklists(db: Database, day: date, *, collector: str | None = None,
                     "task_kinds": r["task_kinds"].split(","), "moved_from": r["moved_from"],
                     "contact_flag": c.get("contact_flag"),
                     "phone_verified": bool(c.get("phone_verified")),
+                    "segment": g.get("risk_segment"), "segment_label": g.get("segment_label"),
                     "timeline": f"/api/v1/accounts/{r['account_id']}/timeline"})
     return out
 

@@ -177,6 +177,7 @@ def monthly(db: Database, period: Period, as_of: date) -> MonthlyReport:
          for t in ("plan_agreed", "plan_completed", "plan_broken")],
         money={"amount"},
         note="承诺缴费 promises to pay: not recorded by dianfei yet (no promise register)."))
+    sheets.append(segments_sheet(db, as_of))
     sheets.append(Sheet(
         "reconciliation", "对账情况 reconciliation status",
         ["channel", "collected", "refunded", "settled", "difference", "worklist", "unexplained",
@@ -188,6 +189,29 @@ def monthly(db: Database, period: Period, as_of: date) -> MonthlyReport:
         note=f"deposited (counter) {funds['deposited']}, till difference "
              f"{funds['till_difference']}, written off {funds['written_off']}"))
     return MonthlyReport(period, as_of, kpis, funds, sheets)
+
+
+def segments_sheet(db: Database, as_of: date) -> Sheet:
+    """The accounts in arrears and what they owe overdue by risk segment (客户分类), as the last
+    daily collections run on or before ``as_of`` found them — the segments its ladders read."""
+    from dianfei.collections.service import arrears_by_segment
+    from dianfei.reporting.kpi import rate
+    from dianfei.risk.service import segment_labels
+
+    columns = ["segment", "label", "accounts", "arrears", "share"]
+    found = arrears_by_segment(db, as_of)
+    if found is None:
+        return Sheet("segments", "欠费客户分类 arrears by segment", columns, [],
+                     note=f"no collections run with segments on or before {as_of}")
+    day, by = found
+    labels = segment_labels()
+    total = sum(v["arrears"] for v in by.values())
+    return Sheet("segments", "欠费客户分类 arrears by segment", columns,
+                 [[seg, labels.get(seg, seg), v["accounts"], fmt_yuan(v["arrears"]),
+                   _v(rate(v["arrears"], total))] for seg, v in by.items()],
+                 money={"arrears"},
+                 note=f"the accounts in arrears as the collections run of {day} segmented them "
+                      "(risk/segments.toml); share = of their overdue amount")
 
 
 def write(report: MonthlyReport, fmt: str, out: Path, font_path: str | None = None) -> list[Path]:

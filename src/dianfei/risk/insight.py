@@ -5,7 +5,10 @@ where inspection outcomes are kept. ``risk.service`` is the public face of all o
 
 from __future__ import annotations
 
+import os
+import uuid
 from datetime import date
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, select, text
@@ -18,7 +21,6 @@ from dianfei.risk.insight_models import OUTCOMES, InspectionOutcome
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from pathlib import Path
 
     import polars as pl
     from sqlalchemy import Engine
@@ -304,6 +306,89 @@ def segments(db: Database, day: date, *, rules_file: Path | None = None) -> pl.D
     return out.join(facts, on="account_id", how="left").select(
         "account_id", "customer_class", "segment", "label", "why",
         *[c for c in seg.COLUMNS if c != "customer_class"])
+
+
+def segment_consumption_facts(db: Database, day: date, *, accounts: Sequence[str] | None = None,
+                              refresh: bool = False) -> pl.DataFrame:
+    """The facts of the segment rules that come from the consumption history, one row per
+    account with a bill in the 24 months up to the latest billed period before ``day``:
+    account_id, theft_score, months_low (the theft warnings' points score and sustained months),
+    usual_kwh, kwh_percentile, bills_12m (``segments.CONSUMPTION_COLUMNS``).
+
+    They change only when bills are issued, yet need the whole book (the theft signals compare
+    each account with its class, the percentile ranks it among all): so they are computed once
+    per billing state and kept as Parquet under ``DATA_DIR/risk/segment_facts/`` — the daily
+    collections run reads the file and pays nothing for history. A file is named by the period
+    and billing's stamp (the newest billed period, the last completed bill run), so a bill run
+    completed since — or one that was still running — makes it be computed again; so does
+    ``refresh``. ``accounts``: only their rows (read from the file without loading the rest)."""
+    import hashlib
+
+    import polars as pl
+
+    from dianfei.billing.service import billing_stamp
+    from dianfei.risk import segments as seg
+
+    before = Period(day.year, day.month).prev()
+    stamp = billing_stamp(db.engine)
+    latest = None if stamp is None else Period.parse(stamp[:7])
+    as_of = before if latest is None or latest > before else latest
+    key = hashlib.sha256(str(stamp).encode()).hexdigest()[:12]
+    path = Path(db.settings.data_dir) / "risk" / "segment_facts" / f"{as_of}-{key}.parquet"
+    if path.exists() and not refresh:
+        if accounts is None:
+            return pl.read_parquet(path)
+        return pl.scan_parquet(path).filter(
+            pl.col("account_id").is_in(pl.Series(list(accounts), dtype=pl.String).implode())
+        ).collect()
+    history = consumption_history(db.engine, months_back(as_of, 23)).filter(
+        pl.col("period") <= str(as_of)).sort("account_id", "period")
+    empty = pl.DataFrame(schema={"account_id": pl.String, "theft_score": pl.Float64,
+                                 "months_low": pl.Int32})
+    theft = empty
+    if history.height:
+        from dianfei.risk import anomaly
+
+        feats = anomaly.features(history, account_facts(db.engine, day), as_of)
+        if feats.height:
+            theft = anomaly.score(feats).select("account_id", pl.col("score").alias("theft_score"),
+                                                pl.col("months_low").cast(pl.Int32))
+    out = (seg.usual_consumption(history)
+           .join(theft, on="account_id", how="full", coalesce=True)
+           .select("account_id", *seg.CONSUMPTION_COLUMNS))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # a name of its own per writer: two pages (threads of one process) may make it at once
+    tmp = path.with_suffix(f".{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    out.write_parquet(tmp)
+    tmp.replace(path)  # readers see the old file or the whole new one, never half of it
+    # one file per bill run would pile up (≈ 20 MB each at a million accounts): keep the three
+    # newest, enough for a reader that found an older one a moment ago
+    kept = sorted(path.parent.glob("*.parquet"), key=lambda f: f.stat().st_mtime_ns)
+    for old in kept[:-3]:
+        old.unlink(missing_ok=True)
+    if accounts is None:
+        return out
+    return out.filter(pl.col("account_id").is_in(pl.Series(list(accounts), dtype=pl.String)
+                                                  .implode()))
+
+
+def assign_segments(facts: pl.DataFrame, *, rules_file: Path | None = None) -> pl.DataFrame:
+    """account_id, segment, label, why of each row of ``facts`` (account_id and any of
+    ``segments.COLUMNS``; a missing column or a null is 'not known', so a condition on it does
+    not hold) by the ordered rules of ``rules_file`` (default: the packaged segments.toml)."""
+    from dianfei.risk import segments as seg
+
+    return seg.assign(facts, seg.load_rules(rules_file))
+
+
+def segment_labels(rules_file: Path | None = None) -> dict[str, str]:
+    """segment → its label (zh-CN and en), from the first rule of each segment."""
+    from dianfei.risk import segments as seg
+
+    out: dict[str, str] = {}
+    for r in seg.load_rules(rules_file):
+        out.setdefault(r.segment, r.label)
+    return out
 
 
 # -- strategy experiments --------------------------------------------------------------------------

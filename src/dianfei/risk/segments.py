@@ -27,6 +27,12 @@ SEGMENTS = ("suspected_theft", "vacant", "strategic", "hardship", "chronic", "oc
 COLUMNS = ("theft_score", "months_low", "usual_kwh", "kwh_percentile", "customer_class",
            "low_income", "protected", "bills_12m", "late_12m", "late_recent", "late_before",
            "overdue_amount", "days_overdue")
+#: the columns of status that protects a customer, and the segments they may lead to
+PROTECTIVE = ("low_income", "protected")
+GENTLE = ("hardship",)
+#: the segment of an account no rule but the default holds for — with no history at all (no
+#: bills, no consumption, nothing late) and nothing overdue (docs/risk-insight.md)
+DEFAULT = SEGMENTS[-1]
 _CONDITION = re.compile(r"^\s*([a-z_0-9]+)\s*(>=|<=|==|!=|>|<)\s*(\S+)\s*$")
 
 
@@ -114,9 +120,17 @@ def load_rules(path: Path | None = None) -> tuple[Rule, ...]:
         if name not in SEGMENTS:
             raise ValidationError(f"segment name must be one of {', '.join(SEGMENTS)}, got "
                                   f"{name!r}", where=where)
-        rules.append(Rule(name, str(item.get("label", name)),
-                          tuple(_condition(t, where) for t in item.get("all", [])),
-                          tuple(_condition(t, where) for t in item.get("any", []))))
+        rule = Rule(name, str(item.get("label", name)),
+                    tuple(_condition(t, where) for t in item.get("all", [])),
+                    tuple(_condition(t, where) for t in item.get("any", [])))
+        # the law (issue 10, item 10): low-income and protected status are never a reason to
+        # escalate — they may only lead to the gentler segment, which the ladders dun softly
+        named = {c.column for c in (*rule.all, *rule.any)} & set(PROTECTIVE)
+        if named and name not in GENTLE:
+            raise ValidationError(f"segment {name!r} names {', '.join(sorted(named))}: low-income "
+                                  f"and protected status may only lead to {', '.join(GENTLE)}",
+                                  where=where)
+        rules.append(rule)
     if not rules or rules[-1].all or rules[-1].any:
         raise ValidationError("the last segment must have no conditions (the default)",
                               where=str(file))
@@ -179,8 +193,7 @@ def segment_facts(accounts: pl.DataFrame, payments: pl.DataFrame,
     months_low), + usual_kwh and kwh_percentile from ``history`` (the last 12 months given)."""
     import polars as pl
 
-    usual = (history.group_by("account_id").agg(pl.col("kwh").tail(12).median().alias("usual_kwh"))
-             .with_columns((pl.col("usual_kwh").rank("average") / pl.len()).alias("kwh_percentile")))
+    usual = usual_consumption(history).drop("bills_12m")
     return (accounts.select("account_id", "customer_class", "low_income", "protected")
             .join(payments, on="account_id", how="left")
             .join(theft.select("account_id", pl.col("score").alias("theft_score"), "months_low"),
@@ -188,3 +201,22 @@ def segment_facts(accounts: pl.DataFrame, payments: pl.DataFrame,
             .join(usual, on="account_id", how="left")
             .with_columns(pl.col("bills_12m", "late_12m", "late_recent", "late_before",
                                  "overdue_amount", "days_overdue", "avg_days_late").fill_null(0)))
+
+
+def usual_consumption(history: pl.DataFrame) -> pl.DataFrame:
+    """account_id, usual_kwh (median of the last 12 bills given, 0.01 kWh), kwh_percentile (the
+    account's rank among all accounts of ``history``, 0–1) and bills_12m (how many of the last
+    12 periods of ``history`` the account was billed for) — from ``history`` (account_id,
+    period, kwh) sorted by account and period."""
+    import polars as pl
+
+    last = history["period"].max() if history.height else None
+    periods = sorted(set(history["period"].to_list()))[-12:] if last is not None else []
+    return (history.group_by("account_id").agg(
+        pl.col("kwh").tail(12).median().alias("usual_kwh"),
+        pl.col("period").is_in(periods).sum().cast(pl.Int32).alias("bills_12m"))
+        .with_columns((pl.col("usual_kwh").rank("average") / pl.len()).alias("kwh_percentile")))
+
+
+#: the facts of the consumption history the daily snapshot takes from the month's stored file
+CONSUMPTION_COLUMNS = ("theft_score", "months_low", "usual_kwh", "kwh_percentile", "bills_12m")

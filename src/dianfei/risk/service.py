@@ -49,9 +49,11 @@ def default_scorer() -> RiskScorer:
 # segments.py, experiments.py and insight.py; these are the entry points other packages and
 # the CLI use (docs/risk-insight.md). ==========================================================
 
+from dianfei.risk import segments as _segment_rules  # noqa: E402
 from dianfei.risk.insight import INSPECTION_OUTCOMES as INSPECTION_OUTCOMES  # noqa: E402
 from dianfei.risk.insight import PAYMENT_MODES as PAYMENT_MODES  # noqa: E402
 from dianfei.risk.insight import account_facts as account_facts  # noqa: E402
+from dianfei.risk.insight import assign_segments as assign_segments  # noqa: E402
 from dianfei.risk.insight import bill_document_forecast as bill_document_forecast  # noqa: E402
 from dianfei.risk.insight import bill_payments as bill_payments  # noqa: E402
 from dianfei.risk.insight import consumption_history as consumption_history  # noqa: E402
@@ -64,6 +66,14 @@ from dianfei.risk.insight import inspections as inspections  # noqa: E402
 from dianfei.risk.insight import list_experiments as list_experiments  # noqa: E402
 from dianfei.risk.insight import queue_forecast_notices as queue_forecast_notices  # noqa: E402
 from dianfei.risk.insight import record_inspection as record_inspection  # noqa: E402
+from dianfei.risk.insight import segment_consumption_facts as segment_consumption_facts  # noqa: E402
+from dianfei.risk.insight import segment_labels as segment_labels  # noqa: E402
 from dianfei.risk.insight import segments as segments  # noqa: E402
 from dianfei.risk.insight import store_forecasts as store_forecasts  # noqa: E402
 from dianfei.risk.insight import theft_scan as theft_scan  # noqa: E402
+
+# what the ladders and the daily snapshot need to know of the segment rules (collections reads
+# them here): the segments in the rules' order, the default, the facts kept per billed period
+RISK_SEGMENTS: tuple[str, ...] = _segment_rules.SEGMENTS
+DEFAULT_SEGMENT: str = _segment_rules.DEFAULT
+SEGMENT_CONSUMPTION_COLUMNS: tuple[str, ...] = _segment_rules.CONSUMPTION_COLUMNS

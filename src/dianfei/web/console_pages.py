@@ -142,6 +142,7 @@ def register(app: FastAPI, db: Database, clock: Clock) -> None:
         import polars as pl
 
         from dianfei.billing.service import bills_of_accounts
+        from dianfei.collections.account import account_segment
         from dianfei.collections.timeline import account_timeline
         from dianfei.customers.search import customer_profile
         from dianfei.ledger.service import balance
@@ -175,6 +176,7 @@ def register(app: FastAPI, db: Database, clock: Clock) -> None:
                        fetch=frame_fetch(pl.DataFrame(rows, schema={
                            "at": pl.String, "kind": pl.String, "summary": pl.String})),
                        template="console/customer.html", c=header, risk=risk,
+                       segment=account_segment(db, account, as_of=today()),
                        rating=_rating(db, account), usage=chart,
                        may_pay=allows(who.role, "payments:read"))
 

@@ -87,6 +87,7 @@ WORDS: Mapping[str, Mapping[str, str]] = {
     "c360.risk": {"zh-CN": "风险评分", "en": "Risk score"},
     "c360.reasons": {"zh-CN": "风险原因", "en": "Risk reasons"},
     "c360.rating": {"zh-CN": "信用等级", "en": "Credit rating"},
+    "c360.segment": {"zh-CN": "客户分类", "en": "Segment"},
     "c360.not_rated": {"zh-CN": "尚未评级", "en": "Not rated yet"},
     "c360.usage": {"zh-CN": "近 12 个月用电量", "en": "Usage, last 12 months"},
     "c360.timeline": {"zh-CN": "户务时间线", "en": "Account timeline"},

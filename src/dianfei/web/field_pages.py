@@ -130,6 +130,7 @@ def _worklist_routes(app: FastAPI, db: Database, clock: Clock, console: Console)
             Column("overdue_amount", "field.col.overdue", num=True),
             Column("days_overdue", "field.col.days", num=True),
             Column("reason", "field.col.reason"),
+            Column("segment_label", "field.col.segment"),
             Column("contact", "field.col.contact"),
             Column("expected_recovery", "field.col.expected", num=True)]
         roster = ([] if mine is not None
@@ -161,6 +162,11 @@ def _account_routes(app: FastAPI, db: Database, clock: Clock, console: Console) 
         items.reverse()  # newest first: what happened last is what the collector needs
         with db.engine.connect() as conn:
             due = owed(conn, [account_id]).get(account_id, 0)
+        # the risk segment the ladder reads, so the collector knows why this ladder and tone
+        from dianfei.collections.account import account_segment
+        from dianfei.core.clock import business_date
+
+        segment = account_segment(db, account_id, as_of=business_date(clock.now()))
         columns = [Column("at", "field.col.at"), Column("kind", "field.col.kind"),
                    Column("summary", "field.col.summary")]
         rows = [{"at": i["at"][:16].replace("T", " "), "kind": _kind(t, i["kind"]),
@@ -175,7 +181,7 @@ def _account_routes(app: FastAPI, db: Database, clock: Clock, console: Console) 
             title=t("field.title.account", account=account_id), columns=columns,
             fetch=list_fetch(rows), template="field/account.html", status_code=status,
             account_id=account_id, customer=items[0]["account"] if items else account_id,
-            owed=fmt_yuan(max(due, 0)), promised=promised, errors=errors or {},
+            owed=fmt_yuan(max(due, 0)), segment=segment, promised=promised, errors=errors or {},
             values=values or {},
             saved=saved, now=local_now(clock.now()), request_id=uuid.uuid4().hex,
             channels=CHANNELS, outcomes=VISIT_OUTCOMES, categories=TICKET_CATEGORIES,

@@ -35,7 +35,7 @@ from dianfei.web.tables import Column, frame_fetch, listing
 WORKER_KINDS = ("collections_day", "bill_run", "notify_dispatch", "vee_run", "vee_profile",
                 "risk_score",
                 "reconcile", "monthly_report", "dashboard_refresh", "forecast_store",
-                "approvals_housekeeping")
+                "segment_facts", "approvals_housekeeping")
 #: accounts written per commit by a run started here: small enough to show progress
 CHUNK = 10_000
 _ACTIVE = ("queued", "running")
