@@ -121,8 +121,8 @@ def with_reasons(scores: pl.DataFrame, feats: pl.DataFrame, model: ArrearsModel,
         return scores
     contrib = model.contributions(sub)
     contrib = np.where(contrib >= bands.min_contribution, contrib, 0.0)
-    words = top_reasons(sub, contrib).select("account_id", pl.col("reasons_zh").alias("_zh"),
-                                             pl.col("reasons_en").alias("_en"))
+    words = top_reasons(sub, contrib, names=model.features).select(
+        "account_id", pl.col("reasons_zh").alias("_zh"), pl.col("reasons_en").alias("_en"))
     return scores.join(words, on="account_id", how="left").with_columns(
         pl.coalesce("_zh", "reasons_zh").alias("reasons_zh"),
         pl.coalesce("_en", "reasons_en").alias("reasons_en")).drop("_zh", "_en")
@@ -391,7 +391,6 @@ def scorer_for(db: Database, day: date, *, plans: Callable[[], pl.DataFrame] | N
 def explain(db: Database, account_id: str, as_of: date, *, history: History | None = None
             ) -> dict[str, Any]:
     """An account's score as of ``as_of`` with every feature and its contribution."""
-    from dianfei.risk.features import FEATURES
     from dianfei.risk.reasons import phrase
 
     h = history if history is not None else load_history(db.engine)
@@ -410,16 +409,17 @@ def explain(db: Database, account_id: str, as_of: date, *, history: History | No
         meta, model = found
         s = model_scores(feats, model, meta["version"], reasons="all").to_dicts()[0]
         contrib = model.contributions(feats)[0]
+        names = model.features
         order = np.argsort(-np.abs(contrib), kind="stable")
         out.update({"scorer": "lightgbm", "model_version": meta["version"],
                     "probability": round(s["probability"], 4),
                     "probability_30": round(s["probability_30"], 4), "band": s["band"],
                     "reasons_zh": s["reasons_zh"], "reasons_en": s["reasons_en"],
                     "contributions": [
-                        {"feature": FEATURES[i], "value": row[FEATURES[i]],
+                        {"feature": names[i], "value": row[names[i]],
                          "contribution": round(float(contrib[i]), 4),
-                         "zh": phrase(FEATURES[i], row[FEATURES[i]])[0],
-                         "en": phrase(FEATURES[i], row[FEATURES[i]])[1]}
+                         "zh": phrase(names[i], row[names[i]])[0],
+                         "en": phrase(names[i], row[names[i]])[1]}
                         for i in order[:10]]})
     out["never_used"] = ["low_income", "protected"]
     return out

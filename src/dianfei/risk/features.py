@@ -32,7 +32,8 @@ NUMERIC = (
     "days_since_late", "late30_share", "partial_count", "partial_share", "overdue_amount",
     "overdue_count", "overdue_ratio", "unpaid_trend", "amount_last", "amount_mean",
     "amount_ratio", "kwh_mean", "kwh_last", "kwh_cv", "kwh_trend", "kwh_drop", "tenure_days",
-    "days_since_payment", "n_channels", "notices_90", "notices_total", "broken_plans",
+    "days_since_payment", "n_channels", "notices_90", "notices_total", "notice_response",
+    "broken_plans",
 )
 #: model features, categorical (encoded with the model's own vocabulary)
 CATEGORICAL = ("channel", "customer_class", "region_id", "station_id", "payment_mode")
@@ -50,6 +51,8 @@ ACCOUNTS_SCHEMA = {"account_id": pl.String, "customer_class": pl.String, "region
                    "low_income": pl.Boolean, "protected": pl.Boolean}
 NOTICES_SCHEMA = {"account_id": pl.String, "sent_on": pl.Date}
 PLANS_SCHEMA = {"account_id": pl.String, "broken_on": pl.Date}
+#: a notice is answered when a payment follows within this many days (the day it went out counts)
+RESPONSE_DAYS = 7
 
 
 @dataclass(frozen=True)
@@ -244,6 +247,16 @@ def features(history: History, as_of: date) -> pl.DataFrame:
     notices = h.notices.filter(pl.col("sent_on") < d).group_by("account_id").agg(
         pl.len().cast(pl.Float64).alias("notices_total"),
         (pl.col("sent_on") >= d - timedelta(days=90)).sum().cast(pl.Float64).alias("notices_90"))
+    # the response to notices: of those sent in the year before D whose answering window closed
+    # before D, the share followed by a payment within RESPONSE_DAYS (unknown without any)
+    closed = h.notices.filter((pl.col("sent_on") < d - timedelta(days=RESPONSE_DAYS))
+                              & (pl.col("sent_on") >= d - timedelta(days=365))).sort("sent_on")
+    paid_days = pays.select("account_id", "paid_on").unique().sort("paid_on")
+    answered = (closed.join_asof(paid_days, left_on="sent_on", right_on="paid_on", by="account_id",
+                                 strategy="forward", check_sortedness=False)
+                .group_by("account_id").agg(
+                    ((pl.col("paid_on") - pl.col("sent_on")).dt.total_days() < RESPONSE_DAYS)
+                    .fill_null(False).cast(pl.Float64).mean().alias("notice_response")))
     known = pl.concat([h.accounts.filter(pl.col("opened_on").is_null() | (pl.col("opened_on") < d))
                        .select("account_id"),
                        states.select("account_id")]).unique()
@@ -251,7 +264,8 @@ def features(history: History, as_of: date) -> pl.DataFrame:
            .join(per, on="account_id", how="left")
            .join(consumption, on="account_id", how="left")
            .join(channels, on="account_id", how="left")
-           .join(notices, on="account_id", how="left"))
+           .join(notices, on="account_id", how="left")
+           .join(answered, on="account_id", how="left"))
     if h.plans is not None:
         broken = h.plans.filter(pl.col("broken_on") < d).group_by("account_id").agg(
             pl.len().cast(pl.Float64).alias("broken_plans"))

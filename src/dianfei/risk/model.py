@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -95,11 +96,14 @@ def vocabulary(frame: pl.DataFrame) -> dict[str, list[str]]:
     return {c: sorted(v for v in frame[c].unique().to_list() if v is not None) for c in CATEGORICAL}
 
 
-def matrix(frame: pl.DataFrame, vocab: dict[str, list[str]]) -> np.ndarray:
+def matrix(frame: pl.DataFrame, vocab: dict[str, list[str]],
+           names: Sequence[str] = FEATURES) -> np.ndarray:
     """The model's input: numeric features as floats (NaN = unknown) and each categorical as
-    its code in the model's vocabulary (NaN when unseen in training)."""
-    cols = [frame[c].cast(pl.Float64).fill_null(float("nan")).to_numpy() for c in NUMERIC]
-    for c in CATEGORICAL:
+    its code in the model's vocabulary (NaN when unseen in training). ``names``: the model's
+    features in its order (numeric first; a model keeps the list it was trained with)."""
+    cols = [frame[c].cast(pl.Float64).fill_null(float("nan")).to_numpy() for c in names
+            if c not in CATEGORICAL]
+    for c in (c for c in names if c in CATEGORICAL):
         codes = {v: float(i) for i, v in enumerate(vocab[c])}
         cols.append(frame[c].replace_strict(codes, default=None, return_dtype=pl.Float64)
                     .fill_null(float("nan")).to_numpy())
@@ -122,13 +126,19 @@ class ArrearsModel:
     scorer = "lightgbm"
 
     @property
+    def features(self) -> list[str]:
+        """The features the model was trained with, in its order: a model trained before a
+        feature was added keeps scoring on its own list (retrain to use the new one)."""
+        return list(self.meta.get("features") or FEATURES)
+
+    @property
     def threads(self) -> int:
         return int(self.meta.get("config", {}).get("threads", 1))
 
     def raw(self, frame: pl.DataFrame, target: str = "late") -> np.ndarray:
         if frame.height == 0:
             return np.empty(0)
-        return np.asarray(self.boosters[target].predict(matrix(frame, self.vocab),
+        return np.asarray(self.boosters[target].predict(matrix(frame, self.vocab, self.features),
                                                         num_threads=self.threads), dtype=np.float64)
 
     def calibrate(self, raw: np.ndarray, target: str = "late") -> np.ndarray:
@@ -149,11 +159,12 @@ class ArrearsModel:
 
     def contributions(self, frame: pl.DataFrame) -> np.ndarray:
         """TreeSHAP contributions to the raw score of ``late`` (one column per feature)."""
+        names = self.features
         if frame.height == 0:
-            return np.empty((0, len(FEATURES)))
-        c = np.asarray(self.boosters["late"].predict(matrix(frame, self.vocab), pred_contrib=True,
-                                                     num_threads=self.threads))
-        return c[:, :len(FEATURES)]
+            return np.empty((0, len(names)))
+        c = np.asarray(self.boosters["late"].predict(matrix(frame, self.vocab, names),
+                                                     pred_contrib=True, num_threads=self.threads))
+        return c[:, :len(names)]
 
     # -- registry files -------------------------------------------------------------------------
 
@@ -235,13 +246,14 @@ def train(history: History, cutoff: date, config: TrainConfig | None = None
             v = known.filter(pl.col("snapshot") == last) if last else known.clear()
         if f.height == 0 or f[target].n_unique() < 2:
             continue
-        ds = lgb.Dataset(matrix(f, vocab), label=f[target].cast(pl.Int32).to_numpy(),
+        ds = lgb.Dataset(matrix(f, vocab, FEATURES), label=f[target].cast(pl.Int32).to_numpy(),
                          feature_name=list(FEATURES), categorical_feature=cat_idx,
                          free_raw_data=True)
         booster = lgb.train(params, ds, num_boost_round=cfg.trees)
         boosters[target] = booster
         yv = v[target].cast(pl.Int32).to_numpy()
-        rv = (np.asarray(booster.predict(matrix(v, vocab), num_threads=cfg.threads), dtype=np.float64)
+        rv = (np.asarray(booster.predict(matrix(v, vocab, FEATURES), num_threads=cfg.threads),
+                         dtype=np.float64)
               if v.height else np.empty(0))
         if yv.size and 0 < yv.sum() < yv.size:
             iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(rv, yv)

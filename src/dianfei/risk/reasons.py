@@ -7,6 +7,7 @@ can ever be given as a reason to escalate.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -49,6 +50,8 @@ WORDS: dict[str, tuple[str, str, str]] = {
     "n_channels": ("使用 {v} 种缴费渠道", "pays through {v} channels", "n"),
     "notices_90": ("近90天收到催费通知 {v} 次", "notices in 90 days: {v}", "n"),
     "notices_total": ("累计催费通知 {v} 次", "notices so far: {v}", "n"),
+    "notice_response": ("收到通知后7天内缴费的占比 {v}", "{v} of notices answered by a payment within 7 days",
+                        "pct"),
     "broken_plans": ("违约分期协议 {v} 次", "payment plans broken: {v}", "n"),
     "channel": ("常用缴费渠道：{v}", "usually pays by {v}", "text"),
     "customer_class": ("用户类别：{v}", "customer class {v}", "text"),
@@ -83,30 +86,32 @@ def phrase(feature: str, value: Any) -> tuple[str, str]:
     return zh.format(v=_show(value, kind, True)), en.format(v=_show(value, kind, False))
 
 
-def top_reasons(frame: pl.DataFrame, contributions: np.ndarray, k: int = 3) -> pl.DataFrame:
+def top_reasons(frame: pl.DataFrame, contributions: np.ndarray, k: int = 3,
+                names: Sequence[str] = FEATURES) -> pl.DataFrame:
     """account_id, reasons_zh, reasons_en, reason_features: the ``k`` features with the largest
     positive contributions per row, joined with "；" / "; " (empty when nothing raised the
-    score)."""
+    score). ``names``: the features of the contributions' columns (the model's own list: a model
+    trained before a feature was added knows the features it was trained with)."""
     n = frame.height
     if n == 0:
         return pl.DataFrame(schema={"account_id": pl.String, "reasons_zh": pl.String,
                                     "reasons_en": pl.String, "reason_features": pl.String})
     order = np.argsort(-contributions, axis=1, kind="stable")[:, :k]
-    values = {c: frame[c].to_list() for c in FEATURES}
+    values = {c: frame[c].to_list() for c in names}
     zh_out, en_out, feats_out = [], [], []
     for i in range(n):
-        zh, en, names = [], [], []
+        zh, en, used = [], [], []
         for j in order[i]:
             if contributions[i, j] <= 0:
                 break
-            name = FEATURES[j]
+            name = names[j]
             a, b = phrase(name, values[name][i])
             zh.append(a)
             en.append(b)
-            names.append(name)
+            used.append(name)
         zh_out.append("；".join(zh))
         en_out.append("; ".join(en))
-        feats_out.append(",".join(names))
+        feats_out.append(",".join(used))
     return frame.select("account_id").with_columns(
         pl.Series("reasons_zh", zh_out, dtype=pl.String), pl.Series("reasons_en", en_out, dtype=pl.String),
         pl.Series("reason_features", feats_out, dtype=pl.String))
