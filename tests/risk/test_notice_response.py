@@ -9,6 +9,8 @@ from datetime import date, timedelta
 import polars as pl
 import pytest
 from bench.riskdata import sim_history
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dianfei.risk import features as feats_mod
 from dianfei.risk import model as model_mod
@@ -94,3 +96,31 @@ def test_a_model_trained_before_the_feature_existed_keeps_scoring(
     # the old model's reasons name only the features it knows
     words = model_scores(f, before, None, reasons="all")["reasons_en"].drop_nulls().to_list()
     assert words and not any("notices answered" in w for w in words)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("ABCD"), st.integers(0, 420)), max_size=25),
+       st.lists(st.tuples(st.sampled_from("ABCDE"), st.integers(0, 420)), max_size=25))
+def test_the_merge_equals_the_definition(sent: list[tuple[str, int]],
+                                         paid: list[tuple[str, int]]) -> None:
+    # the integer-key merge against the definition, for random notices and payments (the same
+    # day, repeats, accounts without the other kind, dates on both sides of the windows)
+    from dianfei.risk.features import _notice_response
+
+    day0 = D - timedelta(days=410)
+    notices = pl.DataFrame({"account_id": [a for a, _ in sent],
+                            "sent_on": [day0 + timedelta(days=n) for _, n in sent]},
+                           schema={"account_id": pl.String, "sent_on": pl.Date})
+    pays = pl.DataFrame({"account_id": [a for a, _ in paid],
+                         "paid_on": [day0 + timedelta(days=n) for _, n in paid]},
+                        schema={"account_id": pl.String, "paid_on": pl.Date}
+                        ).filter(pl.col("paid_on") < D)
+    got = dict(_notice_response(notices, pays, D).iter_rows())
+    want: dict[str, list[bool]] = {}
+    for a, n in sent:
+        s = day0 + timedelta(days=n)
+        if D - timedelta(days=365) <= s < D - timedelta(days=RESPONSE_DAYS):
+            want.setdefault(a, []).append(any(
+                b == a and s <= p < s + timedelta(days=RESPONSE_DAYS) and p < D
+                for b, p in ((b, day0 + timedelta(days=m)) for b, m in paid)))
+    assert got == {a: sum(v) / len(v) for a, v in want.items()}

@@ -247,16 +247,7 @@ def features(history: History, as_of: date) -> pl.DataFrame:
     notices = h.notices.filter(pl.col("sent_on") < d).group_by("account_id").agg(
         pl.len().cast(pl.Float64).alias("notices_total"),
         (pl.col("sent_on") >= d - timedelta(days=90)).sum().cast(pl.Float64).alias("notices_90"))
-    # the response to notices: of those sent in the year before D whose answering window closed
-    # before D, the share followed by a payment within RESPONSE_DAYS (unknown without any)
-    closed = h.notices.filter((pl.col("sent_on") < d - timedelta(days=RESPONSE_DAYS))
-                              & (pl.col("sent_on") >= d - timedelta(days=365))).sort("sent_on")
-    paid_days = pays.select("account_id", "paid_on").unique().sort("paid_on")
-    answered = (closed.join_asof(paid_days, left_on="sent_on", right_on="paid_on", by="account_id",
-                                 strategy="forward", check_sortedness=False)
-                .group_by("account_id").agg(
-                    ((pl.col("paid_on") - pl.col("sent_on")).dt.total_days() < RESPONSE_DAYS)
-                    .fill_null(False).cast(pl.Float64).mean().alias("notice_response")))
+    answered = _notice_response(h.notices, pays, as_of)
     known = pl.concat([h.accounts.filter(pl.col("opened_on").is_null() | (pl.col("opened_on") < d))
                        .select("account_id"),
                        states.select("account_id")]).unique()
@@ -296,6 +287,41 @@ def features(history: History, as_of: date) -> pl.DataFrame:
     return out.select("account_id", *floats, *[pl.col(c).cast(pl.String) for c in CATEGORICAL],
                       pl.col("low_income").fill_null(False), pl.col("protected").fill_null(False)
                       ).sort("account_id")
+
+
+def _notice_response(notices: pl.DataFrame, pays: pl.DataFrame, as_of: date) -> pl.DataFrame:
+    """account_id, notice_response: of the notices sent in the 365 days before ``as_of`` whose
+    answering window closed before it, the share followed by a payment within
+    :data:`RESPONSE_DAYS` (the day a notice went out counts). ``pays``: clearings before
+    ``as_of``.
+
+    Each notice's next payment is found in one sort of integer keys — account code, day, and
+    notices before payments on the same day — and a backward fill, not an as-of join on the text
+    account id (a third of the time for 12 million notices against 24 million payments)."""
+    lo = as_of - timedelta(days=365)
+    closed = notices.filter((pl.col("sent_on") < as_of - timedelta(days=RESPONSE_DAYS))
+                            & (pl.col("sent_on") >= lo)).select("account_id",
+                                                                pl.col("sent_on").alias("on"))
+    recent = pays.filter(pl.col("paid_on") >= lo).select("account_id", pl.col("paid_on").alias("on"))
+    codes = closed.select("account_id").unique().with_row_index("code")
+    day_bits = 1 << 21  # 2 × days since 2000-01-01 + the kind (0 notice, 1 payment) fits below
+
+    def keyed(frame: pl.DataFrame, kind: int) -> pl.DataFrame:
+        days = (pl.col("on") - pl.lit(date(2000, 1, 1))).dt.total_days().cast(pl.Int64)
+        return frame.join(codes, on="account_id").select(
+            (pl.col("code").cast(pl.Int64) * day_bits + days * 2 + kind).alias("key"))
+
+    merged = pl.concat([keyed(closed, 0), keyed(recent, 1)]).sort("key").with_columns(
+        pl.when(pl.col("key") % 2 == 1).then(pl.col("key")).backward_fill().alias("next_paid"))
+    sent = merged.filter(pl.col("key") % 2 == 0)
+    same_account = (pl.col("next_paid") // day_bits) == (pl.col("key") // day_bits)
+    gap = (pl.col("next_paid") % day_bits) // 2 - (pl.col("key") % day_bits) // 2
+    per_code = sent.select((pl.col("key") // day_bits).alias("code"),
+                           (same_account & (gap < RESPONSE_DAYS)).fill_null(False)
+                           .cast(pl.Float64).alias("notice_response"))
+    return (per_code.group_by("code").agg(pl.col("notice_response").mean())
+            .join(codes.with_columns(pl.col("code").cast(pl.Int64)), on="code")
+            .select("account_id", "notice_response"))
 
 
 # -- what happened to the next bill ---------------------------------------------------------------
