@@ -89,10 +89,12 @@ def test_a_clerk_runs_a_bill_run_and_sees_it_finish(db: Database, page: Any) -> 
         with Worker(db) as worker:
             # htmx asks every 2 s; the panel says so once the worker finished the run
             page.wait_for_selector("#finished", timeout=60_000)
-            worker.wait_for(3)
-        # the bill run, then what it queued as it ended: the dashboard's figures, the forecasts
+            worker.wait_for(4)
+        # the bill run, then what it queued as it ended: the dashboard's figures, the forecasts,
+        # the segments' whole-book facts
         assert [(r["job"], r["status"]) for r in worker.ran] == [
-            ("bill-run", "done"), ("dashboard", "done"), ("forecasts", "done")]
+            ("bill-run", "done"), ("dashboard", "done"), ("forecasts", "done"),
+            ("segment-facts", "done")]
         panel = page.inner_text("#progress")
         assert "已处理 12 / 12 户" in panel and "异常 2" in panel
         assert page.get_attribute("#progress", "hx-trigger") is None
