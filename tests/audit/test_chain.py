@@ -113,6 +113,33 @@ def test_a_record_and_its_change_are_one_transaction(utility: Database) -> None:
     assert audit.verify(utility.engine).intact
 
 
+def test_records_written_together_chain_as_one_by_one(utility: Database) -> None:
+    # given single records around a batch of three (the day's supply changes are written so)
+    before = len(actions(utility))
+    with utility.session() as s:
+        conn = s.connection()
+        audit.record(conn, "test.one", "C1", {"n": 1})
+        audit.record_many(conn, [("supply.suspended", "C2", {"case_id": 7}),
+                                 ("supply.suspended", "C3", {"case_id": 8, "zh": "欠费停电"}),
+                                 ("supply.reconnected", "C1", {"case_id": 6})])
+        audit.record_many(conn, [])
+        audit.record(conn, "test.two", "C3", {"n": 2})
+    # then each is its own record, in order, and the chain verifies (the head follows the last)
+    assert actions(utility)[before:] == ["test.one", "supply.suspended", "supply.suspended",
+                                         "supply.reconnected", "test.two"]
+    report = audit.verify(utility.engine)
+    assert report.intact and report.records == before + 5
+    with utility.engine.connect() as conn:
+        seqs = [r[0] for r in conn.execute(text("SELECT seq FROM audit_records ORDER BY seq"))]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    # and an edit inside the batch is named
+    target = seq_of(utility, "supply.suspended", 1)
+    with utility.engine.begin() as conn:
+        unguard(conn)
+        conn.execute(text("UPDATE audit_records SET subject = 'C9' WHERE seq = :s"), {"s": target})
+    assert audit.verify(utility.engine).first.seq == target  # type: ignore[union-attr]
+
+
 def test_an_edited_record_is_named(utility: Database) -> None:
     target = seq_of(utility, "bill.cancelled")
     with utility.engine.begin() as conn:

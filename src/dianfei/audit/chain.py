@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -79,5 +79,49 @@ def append(conn: Connection, action: str, subject: str = "",
             "prev_hash, hash, ledger_batch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (seq, naive.strftime("%Y-%m-%d %H:%M:%S.%f"), actor, action, subject, body, prev,
              digest, ledger_batch))
+    finally:
+        cur.close()
+
+
+def append_many(conn: Connection, records: Sequence[tuple[str, str, Mapping[str, Any]]]) -> None:
+    """Append ``records`` (action, subject, detail) in order, in the caller's transaction: the
+    same chain as :func:`append` once per record, in fewer round trips — thousands of supply
+    changes a day at a million accounts. On SQLite the head is taken once (the UPDATE takes the
+    database lock, so nothing appends in between), the hashes are chained here and the rows
+    written at once; on PostgreSQL each row is still hashed by the server from the locked head
+    (the statements go out together in one pipeline)."""
+    if not records:
+        return
+    at = datetime.now(UTC)
+    actor = current_actor()
+    naive = at.replace(tzinfo=None)
+    bodies = [body_of(at=at, actor=actor, action=a, subject=s, detail=dict(d))
+              for a, s, d in records]
+    raw: Any = conn.connection.driver_connection
+    if conn.dialect.name == "postgresql":
+        with raw.cursor() as cur:
+            cur.executemany(_PG_APPEND, [
+                {"body": b, "at": naive, "actor": actor, "action": a, "subject": s, "batch": None}
+                for b, (a, s, _) in zip(bodies, records, strict=True)])
+        return
+    cur = raw.cursor()
+    try:
+        head = cur.execute("UPDATE audit_head SET seq = seq + ? WHERE id = 1 "
+                           "RETURNING seq - ?, hash", (len(records), len(records))).fetchone()
+        if head is None:
+            raise RuntimeError("audit_head has no row: the schema was not migrated")
+        seq, prev = int(head[0]), str(head[1])
+        stamp = naive.strftime("%Y-%m-%d %H:%M:%S.%f")
+        rows = []
+        for body, (action, subject, _) in zip(bodies, records, strict=True):
+            seq += 1
+            digest = record_hash(seq, prev, body)
+            rows.append((seq, stamp, actor, action, subject, body, prev, digest, None))
+            prev_of_last, prev = prev, digest
+        cur.execute("UPDATE audit_head SET prev_hash = ?, hash = ? WHERE id = 1",
+                    (prev_of_last, prev))
+        cur.executemany(
+            "INSERT INTO audit_records (seq, recorded_at, actor, action, subject, body, "
+            "prev_hash, hash, ledger_batch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
     finally:
         cur.close()

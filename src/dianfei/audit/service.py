@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Engine
 
 from dianfei.audit.actor import acting_as as acting_as
 from dianfei.audit.actor import current_actor as current_actor
-from dianfei.audit.chain import append
+from dianfei.audit.chain import append, append_many
 from dianfei.audit.chain import body_of as body_of
 from dianfei.audit.chain import record_hash as record_hash
 from dianfei.audit.config import ConfigChange as ConfigChange
@@ -44,6 +44,12 @@ def record(conn: Connection, action: str, subject: str = "",
     """Append a record of one change (``action`` e.g. ``supply.suspended``, ``subject`` the
     account, user …) in the caller's transaction."""
     append(conn, action, subject, detail)
+
+
+def record_many(conn: Connection, records: Sequence[tuple[str, str, Mapping[str, Any]]]) -> None:
+    """:func:`record` for many changes made in one transaction (action, subject, detail each),
+    in order: the same records, written together."""
+    append_many(conn, records)
 
 
 def _summary(kinds: Sequence[str], amounts: Sequence[int], accounts: set[str]) -> dict[str, Any]:

@@ -236,17 +236,23 @@ def run(ctx: Context, session: Session, balances: pl.DataFrame) -> None:
         pl.lit(day).alias("as_of"), "accrued", "read_at"))
     tasks = []
     wait_until = now + pol.prepay_cutoff_wait
+    # the cases that may move today are moved together: their events written at once, their
+    # meters read at once
+    events = stops.CaseEvents()
+    meters = customers.active_meters(conn, [c.account_id for c in live.values()
+                                            if c.status in ("noticed", "ordered")])
+    cutoffs: list[dict[str, Any]] = []
     for r in todo.iter_rows(named=True):
         acct, st, was = r["account_id"], r["stage"], r["prev"]
         case = live.get(acct)
         if case is not None:
             if r["available"] > 0:
                 if case.status in ("noticing", "noticed", "ordered"):
-                    stops.cancel(ctx, session, case, "topped_up")
+                    stops.cancel(ctx, session, case, "topped_up", events=events)
                 elif case.status == "suspended":
-                    stops.order_reconnection(ctx, session, case)
+                    stops.order_reconnection(ctx, session, case, events=events)
             elif case.status in ("noticed", "ordered"):
-                _advance(ctx, session, case, r)
+                _advance(ctx, session, case, r, events=events, meters=meters)
         elif st == "cutoff" and was != "cutoff":
             if r["protected"]:
                 # never cut: a person follows it up instead
@@ -258,18 +264,13 @@ def run(ctx: Context, session: Session, balances: pl.DataFrame) -> None:
                                           r["customer_id"], "prepay_warning", "sms", _context(r)))
                 ctx.report.prepay_warnings += 1
             else:
-                key = f"{KEY_PREFIX}ppc:{acct}:{day.isoformat()}"
-                stops.open_case(session, account_id=acct, customer_id=r["customer_id"],
-                                customer_class=r["customer_class"], mode="prepaid",
-                                opened_at=now, notice_key=key)
-                stop_on = business_date(wait_until).isoformat()
-                ctx.notices.append(Notice(key, acct, r["customer_id"], "cutoff_notice", "sms",
-                                          _context(r, stop_on)))
-                ctx.report.prepay_cutoff_notices += 1
+                cutoffs.append(r)
         elif st == "warned" and was in (None, "ok"):
             ctx.notices.append(Notice(f"{KEY_PREFIX}ppw:{acct}:{day.isoformat()}", acct,
                                       r["customer_id"], "prepay_warning", "sms", _context(r)))
             ctx.report.prepay_warnings += 1
+    stops.record_batch(session, events)
+    _open_cutoffs(ctx, session, cutoffs, stop_on=business_date(wait_until).isoformat())
     session.flush()
     if tasks:
         frame = pl.DataFrame(tasks, schema={"key": pl.String, "account_id": pl.String,
@@ -282,6 +283,30 @@ def run(ctx: Context, session: Session, balances: pl.DataFrame) -> None:
                                         frame.filter(~pl.col("key").is_in(list(have))))
 
 
+def _open_cutoffs(ctx: Context, session: Session, rows: list[dict[str, Any]], *,
+                  stop_on: str) -> None:
+    """A cut-off case (``noticing``) for each account that reached zero today, opened together
+    (thousands a day at a million accounts), and its cut-off notice queued."""
+    import polars as pl
+
+    if not rows:
+        return
+    day = ctx.day.isoformat()
+    keys = {r["account_id"]: f"{KEY_PREFIX}ppc:{r['account_id']}:{day}" for r in rows}
+    opened = stops.open_cases(session, pl.DataFrame({
+        "account_id": [r["account_id"] for r in rows],
+        "customer_id": [r["customer_id"] for r in rows],
+        "customer_class": [r["customer_class"] for r in rows],
+        "bill_id": [""] * len(rows), "notice_key": [keys[r["account_id"]] for r in rows],
+        "approval_required": [False] * len(rows)}), mode="prepaid", opened_at=ctx.now)
+    wanted = set(opened["account_id"].to_list())
+    for r in rows:
+        if r["account_id"] in wanted:
+            ctx.notices.append(Notice(keys[r["account_id"]], r["account_id"], r["customer_id"],
+                                      "cutoff_notice", "sms", _context(r, stop_on)))
+            ctx.report.prepay_cutoff_notices += 1
+
+
 def advance_cases(ctx: Context, session: Session) -> None:
     """Second pass of the day (after the notices went out): cases whose notice was just sent may
     already be due (a zero wait), and ordered ones are executed. The fresh re-check of the
@@ -290,13 +315,17 @@ def advance_cases(ctx: Context, session: Session) -> None:
     accounts."""
     cases = list(stops.live_cases(session, "prepaid", ("noticed", "ordered")))
     ok = stops.stoppable(session.connection(), cases, ctx.policy, ctx.now)
+    events = stops.CaseEvents()
+    meters = customers.active_meters(session.connection(), [c.account_id for c in cases])
     for case in cases:
-        _advance(ctx, session, case, None, still=case.case_id in ok)
+        _advance(ctx, session, case, None, still=case.case_id in ok, events=events, meters=meters)
+    stops.record_batch(session, events)
     session.flush()
 
 
 def _advance(ctx: Context, session: Session, case: StopCase, row: dict[str, Any] | None, *,
-             still: bool = False) -> None:
+             still: bool = False, events: stops.CaseEvents | None = None,
+             meters: dict[str, tuple[str, str | None]] | None = None) -> None:
     """``row``: today's balance, read minutes ago; ``still``: a fresh re-check of this
     transaction found the cut-off still due (False: not known, read again here)."""
     now = ctx.now
@@ -309,10 +338,10 @@ def _advance(ctx: Context, session: Session, case: StopCase, row: dict[str, Any]
             return  # the stop window; the next run (or process_commands) tries again
         if not fresh and not stops.still_stoppable(session.connection(), case, ctx.policy, now):
             return  # the balance check of the day handles a top-up (cancel) next
-        stops.order_stop(ctx, session, case, execute_after=now)
+        stops.order_stop(ctx, session, case, execute_after=now, events=events)
     if case.status == "ordered":
         # the trip itself re-checks a fresh balance right before it is sent
-        stops.execute_order(ctx, session, case, checked=fresh)
+        stops.execute_order(ctx, session, case, checked=fresh, events=events, meters=meters)
 
 
 def still_cut_off(conn: Any, case: StopCase) -> bool:

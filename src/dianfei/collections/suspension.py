@@ -38,6 +38,7 @@ from dianfei.collections.stops import FieldCrew as FieldCrew
 from dianfei.collections.stops import approve as approve
 from dianfei.collections.stops import complete_task as complete_task
 from dianfei.core.clock import business_date
+from dianfei.customers import service as customers
 
 if TYPE_CHECKING:
     import polars as pl
@@ -122,10 +123,35 @@ def _action(ctx: Context, status: str, f: dict[str, Any] | None, owed: int,
     return None
 
 
+def screen_cases(live: pl.DataFrame, facts: pl.DataFrame, owed: dict[str, int],
+                 now: datetime) -> pl.DataFrame:
+    """The live cases (case_id, account_id, status, earliest_stop_at) that :func:`_action` may
+    move now, as columns: every case it moves is among them (a test holds it to that), so only
+    these are loaded. ``facts``: the ladder's facts of the accounts in arrears (open_plan,
+    protected); ``owed``: what each account owes."""
+    import polars as pl
+
+    owed_frame = pl.DataFrame({"account_id": list(owed), "owed": list(owed.values())},
+                              schema={"account_id": pl.String, "owed": pl.Int64})
+    screen = (live.join(facts.select("account_id", "open_plan", "protected"), on="account_id",
+                        how="left")
+              .join(owed_frame, on="account_id", how="left"))
+    # no facts (nothing overdue), a plan, or nothing owed: cleared, as in _action
+    cleared = pl.col("open_plan").fill_null(True) | (pl.col("owed").fill_null(0) <= 0)
+    status = pl.col("status")
+    return screen.filter(
+        (status.is_in(["noticing", "noticed", "ordered"])
+         & (cleared | pl.col("protected").fill_null(False)))
+        | ((status == "noticed") & (pl.col("earliest_stop_at") <= now))
+        | (status == "ordered")
+        | ((status == "suspended") & cleared)).select(live.columns)
+
+
 def advance_cases(ctx: Context, session: Session, snapshot: pl.DataFrame) -> None:
     """Move every live arrears case as far as the rules allow now. The cases are screened as
     columns first and only those that move are loaded: most live cases wait for their notice
     period or stay cut off, hundreds a day."""
+
     from dianfei.collections.ladder import evaluate
 
     now = ctx.now
@@ -134,22 +160,30 @@ def advance_cases(ctx: Context, session: Session, snapshot: pl.DataFrame) -> Non
     # the dunning step's business)
     snapshot = snapshot.join(live.select("account_id").unique(), on="account_id", how="semi")
     levels = evaluate(snapshot, ctx.ladders).join(snapshot, on="account_id")
-    facts = {r["account_id"]: r for r in levels.select(
+    balances = account.owed(session.connection(), sorted(set(live["account_id"].to_list())))
+    # screened as columns (tens of thousands of live cases at a million accounts, most of them
+    # waiting): a superset of the cases _action moves, which decides for each below
+    moving = screen_cases(live, levels, balances, now)
+    facts = {r["account_id"]: r for r in levels.join(moving.select("account_id").unique(),
+                                                      on="account_id", how="semi").select(
         "account_id", "ladder", "level", "days_overdue", "protected", "open_plan", "name",
         "amount_overdue", "oldest_bill", "oldest_due", "open_total").iter_rows(named=True)}
-    balances = account.owed(session.connection(), sorted(set(live["account_id"].to_list())))
-    moving = [cid for cid, acct, status, stop_at in live.select(
-        "case_id", "account_id", "status", "earliest_stop_at").iter_rows()
-        if _action(ctx, status, facts.get(acct), balances.get(acct, 0), stop_at)]
-    for case in stops.cases_by_id(session, moving):
+    cases = stops.cases_by_id(session, moving["case_id"].to_list())
+    # moved together: their events written at once, their meters read at once
+    events = stops.CaseEvents()
+    meters = customers.active_meters(session.connection(),
+                                     [c.account_id for c in cases if c.status == "ordered"])
+    for case in cases:
         f = facts.get(case.account_id)
         action = _action(ctx, case.status, f, balances.get(case.account_id, 0),
                          case.earliest_stop_at)
         if action == "cancel":
-            stops.cancel(ctx, session, case, "plan" if f is not None and f["open_plan"] else "paid")
+            stops.cancel(ctx, session, case, "plan" if f is not None and f["open_plan"] else "paid",
+                         events=events)
         elif action == "order":
             assert f is not None
-            stops.order_stop(ctx, session, case, execute_after=now + ctx.policy.pre_stop)
+            stops.order_stop(ctx, session, case, execute_after=now + ctx.policy.pre_stop,
+                             events=events)
             c = arrears_context(f)
             c["stop_on"] = business_date(now + ctx.policy.pre_stop).isoformat()
             ctx.notices.append(Notice(f"{KEY_PREFIX}prestop:{case.case_id}", case.account_id,
@@ -158,7 +192,8 @@ def advance_cases(ctx: Context, session: Session, snapshot: pl.DataFrame) -> Non
                 stops.add_task(session, f"approval:{case.case_id}", case, "approval", now,
                                None, {"what": "suspension order"})
         elif action == "execute":
-            stops.execute_order(ctx, session, case)
+            stops.execute_order(ctx, session, case, events=events, meters=meters)
         elif action == "reconnect":
-            stops.order_reconnection(ctx, session, case)
+            stops.order_reconnection(ctx, session, case, events=events)
+    stops.record_batch(session, events)
     session.flush()

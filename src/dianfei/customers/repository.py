@@ -86,6 +86,19 @@ def active_meter(conn: Connection, account_id: str, *, remote: bool) -> str | No
     return str(row[0]) if row else None
 
 
+def active_meters(conn: Connection, account_ids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
+    """:func:`active_meter` of many accounts in one read: account id → (its first active meter,
+    its first remote-capable one or None); accounts without an active meter are left out."""
+    out: dict[str, tuple[str, str | None]] = {}
+    for acc, meter, comm in rows_in(conn, "SELECT account_id, meter_id, comm_address FROM meters "
+                                          "WHERE {member} AND removed_on IS NULL "
+                                          "ORDER BY account_id, meter_id",
+                                    "account_id", account_ids):
+        first, remote = out.get(acc, (str(meter), None))
+        out[acc] = (first, remote if remote is not None or comm is None else str(meter))
+    return out
+
+
 def contact_rows(conn: Connection, customer_ids: Sequence[str]) -> list[Any]:
     """(customer_id, name, address, phone_enc) of the customers."""
     return rows_in(conn, "SELECT customer_id, name, address, phone_enc FROM customers "

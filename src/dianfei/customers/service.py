@@ -327,6 +327,14 @@ def active_meter(conn: Connection, account_id: str, *, remote: bool = False) -> 
     return repository.active_meter(conn, account_id, remote=remote)
 
 
+def active_meters(conn: Connection, account_ids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
+    """:func:`active_meter` for many accounts at once: account id → (first active meter, first
+    remote-capable one or None); an account without an active meter is not in the result."""
+    from dianfei.customers import repository
+
+    return repository.active_meters(conn, account_ids)
+
+
 def contacts(conn: Connection, pairs: Iterable[tuple[str, str]]) -> dict[str, dict[str, Any]]:
     """For (customer_id, account_id) pairs: customer id → customer_id, name, address (the
     customer's, else the account's first service point's: where the electricity — and so a
