@@ -87,7 +87,7 @@ def fieldwork_day(db: Database, utility: Any, day: date,
     if not working_days()(day):
         return report, none
     report.tickets_decided = _decide_tickets(db, utility, day)
-    rows = [r for r in worklists(db, day) if int(r["rank"]) <= VISITS_PER_DAY]
+    rows = worklists(db, day, top=VISITS_PER_DAY)
     if not rows:
         return report, none
     worked = pl.DataFrame({

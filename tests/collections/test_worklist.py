@@ -47,6 +47,9 @@ def test_every_account_on_exactly_one_list_ranked_and_explained(db: Database) ->
     assert c01["reason"].startswith("¥500.00 overdue 40 days; ")
     assert "% likely to pay; reasons: " in c01["reason"]
     assert c01["account_id"] == "C01" and c01["task_kinds"] == ["collector_visit"]
+    # the top of each list is the same rows, the rest left out
+    assert wl.worklists(db, DAY, top=1) == [r for r in rows if r["rank"] <= 1]
+    assert len(wl.worklists(db, DAY, top=1)) == 4
     # building again adds nothing; a task opened since adds only that account
     assert wl.build_worklists(db, DAY, clock=CLOCK)["added"] == 0
     assert _audit(db, "worklist.built") == [DAY.isoformat()]

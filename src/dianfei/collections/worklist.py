@@ -232,13 +232,14 @@ def _ranked(db: Database, first: date, last: date, collector: str | None) -> pl.
 
 
 def worklists(db: Database, day: date, *, collector: str | None = None,
-              clock: Clock | None = None) -> list[dict[str, Any]]:
+              clock: Clock | None = None, top: int | None = None) -> list[dict[str, Any]]:
     """The day's lists as ``dianfei worklist --json`` prints them: collector, account (the
     customer id), account_id, rank (1, 2, … within each collector), overdue_amount (yuan),
     days_overdue, pay_probability, expected_recovery, reason, rule, station, region, task_kinds,
     moved_from, contact_flag (open contact-data flags, null when none), phone_verified, segment
     and segment_label (the risk segment, collections/segments.py; null for a closed account). Built
-    first when ``clock`` is given and the day has none."""
+    first when ``clock`` is given and the day has none. ``top``: only the first ``top`` of each
+    collector's list (what a day in the field reaches); the rest is not looked up."""
     with db.engine.connect() as conn:
         empty = not repo.has_entries(conn, day)
     if empty and clock is not None:
@@ -247,6 +248,8 @@ def worklists(db: Database, day: date, *, collector: str | None = None,
 
     names = dict(roster_frame(db).select("collector_id", "name").iter_rows())
     ranked = _ranked(db, day, day, collector)
+    if top is not None:
+        ranked = ranked.filter(ranked["rank"] <= top)
     # contact quality beside each row: a flagged number is called last, or visited instead
     contact = {r["account_id"]: r for r in contact_status(
         db.engine, ranked["account_id"].to_list()).iter_rows(named=True)} if ranked.height else {}
