@@ -278,8 +278,9 @@ def _print_check(out: dict[str, Any]) -> None:
         for note in s["notes"]:
             typer.echo(f"{'':<20}{note}")
     d = out["disagreements"]
-    typer.echo(f"rule and model disagree strongly on {d['total']} accounts "
-               + ", ".join(f"({k}: {v})" for k, v in d["by_segment"].items()))
+    typer.echo(f"rule and model disagree strongly on {d['total']} accounts (on_time in the "
+               f"model's top decile {d['by_segment']['on_time']}, chronic in its bottom decile "
+               f"{d['by_segment']['chronic']})")
     for r in d["listed"]:
         typer.echo(f"  {r['account']}  {r['segment']}  score {r['score']} ({r['decile']} decile)"
                    f"  rule: {r['rule']}  model: {r['model_reasons_en'] or '-'}")

@@ -23,7 +23,9 @@ paying late: their figures are shown, with no verdict on order.
 Deciles are by rank with ties kept together: an account is in the top decile when at least 90 %
 of the accounts scored lower, in the bottom decile when at least 90 % scored higher — so a score
 that cannot tell accounts apart (the points score gives most accounts 0) puts none of them in a
-decile, rather than some chosen by their ids.
+decile, rather than some chosen by their ids. A model's accounts are ranked by its raw score: the
+calibration is monotone and only merges ranks (its lowest step can hold more than a tenth of
+the accounts), so the raw score puts the same accounts in the same order with fewer ties.
 
 No figure is NaN: an empty segment, or one with no known outcome, has ``null`` with a ``note``.
 """
@@ -75,11 +77,11 @@ class Scorer:
 # -- pure: the figures from frames ------------------------------------------------------------------
 
 
-def deciles(scores: pl.DataFrame) -> pl.DataFrame:
-    """``scores`` (account_id, probability) with ``decile``: "top" when at least 90 % of the
+def deciles(scores: pl.DataFrame, by: str = "probability") -> pl.DataFrame:
+    """``scores`` (account_id, ``by``) with ``decile``: "top" when at least 90 % of the
     accounts scored lower, "bottom" when at least 90 % scored higher, else null."""
     n = scores.height
-    p = pl.col("probability")
+    p = pl.col(by)
     lower = p.rank("min") - 1          # accounts with a strictly lower score
     higher = n - p.rank("max")         # accounts with a strictly higher score
     return scores.with_columns(
@@ -184,8 +186,8 @@ def disagreements(frame: pl.DataFrame) -> pl.DataFrame:
     strongest first: on_time by the highest score, chronic by the lowest."""
     wrong = pl.col("segment").replace_strict(WRONG_DECILE, default=None, return_dtype=pl.String)
     hits = frame.filter(pl.col("decile").is_not_null() & (pl.col("decile") == wrong))
-    strength = pl.when(pl.col("decile") == "top").then(pl.col("probability")).otherwise(
-        1 - pl.col("probability"))
+    score = pl.col("rank_score" if "rank_score" in frame.columns else "probability")
+    strength = pl.when(pl.col("decile") == "top").then(score).otherwise(-score)
     return hits.with_columns(strength.alias("_strength")).sort(
         ["_strength", "account_id"], descending=[True, False]).drop("_strength")
 
@@ -243,18 +245,24 @@ def check_segments(db: Database, as_of: date, *, history: History,
     if scorer.model is not None:
         assert scorer.row is not None
         scored = model_scores(feats, scorer.model, scorer.row["version"], reasons="none")
+        # deciles by the booster's raw score: the isotonic calibration is a step function (a
+        # tenth of the accounts and more can share its lowest step) and only ever merges ranks,
+        # so the raw score orders the same accounts with fewer ties
+        scored = scored.join(feats.select("account_id").with_columns(
+            pl.Series("rank_score", scorer.model.raw(feats), dtype=pl.Float64)),
+            on="account_id", how="left")
     else:
-        scored = rules_scores(feats)
+        scored = rules_scores(feats).with_columns(pl.col("probability").alias("rank_score"))
     # the next bill of each account and whether it was paid in full by its due date, judged on
     # what the history knows (a bill due on or after its last day is not known yet)
     last = h.last_day()
     known_before = (last + timedelta(days=1)) if last is not None else as_of
     nxt = targets(h, as_of, as_of + timedelta(days=window_days), known_before=known_before)
     frame = (segs.select("account_id", "segment", "why")
-             .join(scored.select("account_id", "probability", "reasons_zh", "reasons_en"),
-                   on="account_id", how="inner"))
+             .join(scored.select("account_id", "probability", "rank_score", "reasons_zh",
+                                 "reasons_en"), on="account_id", how="inner"))
     unscored = segs.height - frame.height
-    frame = deciles(frame).join(
+    frame = deciles(frame, "rank_score").join(
         nxt.select("account_id", pl.col("late_known").alias("known"), "late", "due_on"),
         on="account_id", how="left").with_columns(
         pl.col("known").fill_null(False), pl.col("late").fill_null(False))
@@ -291,7 +299,7 @@ def check_segments(db: Database, as_of: date, *, history: History,
 
 
 def _edges(frame: pl.DataFrame) -> dict[str, float | None]:
-    top = frame.filter(pl.col("decile") == "top")["probability"]
+    top = frame.filter(pl.col("decile") == "top")["probability"]  # calibrated, as shown
     bottom = frame.filter(pl.col("decile") == "bottom")["probability"]
     return {"top_from": _r(top.min()) if top.len() else None,
             "bottom_to": _r(bottom.max()) if bottom.len() else None}
