@@ -86,6 +86,13 @@ def test_kpis_by_period_and_dimension(client: TestClient) -> None:
     assert [g["region"] for g in by_region["groups"]] == ["R1"]
     by_collector = get(client, "/api/v1/kpis", "auditor", period="2026-01", by="collector").json()
     assert [g["collector"] for g in by_collector["groups"]] == ["K1"]
+    by_segment = get(client, "/api/v1/kpis", "auditor", period="2026-01", as_of="2026-03-20",
+                     by="segment")
+    assert by_segment.status_code == 200, by_segment.text
+    groups = by_segment.json()["groups"]
+    assert groups and all(g["segment"] for g in groups)
+    assert sum(g["bills"] for g in groups) == body["bills"]
+    assert sum(g["customers"] for g in groups) == body["customers"]
     assert get(client, "/api/v1/kpis", "auditor", period="2026-01", by="weather"
                ).json()["field"] == "by"
     assert get(client, "/api/v1/kpis", "auditor", period="0000-01").json()["field"] == "period"

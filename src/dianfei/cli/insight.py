@@ -1,5 +1,5 @@
-"""CLI of risk intelligence: ``theft scan|record|inspections``, ``forecast``, ``segments``,
-``experiment create|report``.
+"""CLI of risk intelligence: ``theft scan|record|inspections``, ``forecast``, ``segments``
+(and ``segments check``), ``experiment create|report``.
 
 Thin shells over ``dianfei.risk.service`` (docs/risk-insight.md). Heavy libraries (Polars,
 scikit-learn) are imported inside the commands so ``dianfei --help`` stays fast.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -23,12 +24,15 @@ theft_app = typer.Typer(help="Theft and anomaly warnings (窃电/计量异常预
                         no_args_is_help=True)
 experiment_app = typer.Typer(help="Strategy experiments (策略实验, champion/challenger).",
                              no_args_is_help=True)
+# ``dianfei segments --date D`` lists the segments (as it always did); ``dianfei segments check``
+# checks the rules against the arrears model
+segments_app = typer.Typer(invoke_without_command=True)
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(theft_app, name="theft")
     app.command("forecast")(forecast_cmd)
-    app.command("segments")(segments_cmd)
+    app.add_typer(segments_app, name="segments")
     app.add_typer(experiment_app, name="experiment")
 
 
@@ -175,21 +179,33 @@ def forecast_cmd(
         typer.echo(f"{queued} advance notices queued")
 
 
+@segments_app.callback()
 @handle_errors
 def segments_cmd(
-    day: Annotated[str, typer.Option("--date", help="the business day YYYY-MM-DD")],
+    ctx: typer.Context,
+    day: Annotated[str | None, typer.Option("--date", help="the business day YYYY-MM-DD")] = None,
     account: Annotated[list[str] | None, typer.Option(
         "--account", help="only these accounts (repeatable)")] = None,
     summary: Annotated[bool, typer.Option("--summary", help="counts per segment only")] = False,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Customer segments (客户分类): on_time, occasionally_late, chronic, hardship, strategic,
-    vacant, suspected_theft — by the rules of risk/segments.toml, with the rule that matched."""
+    vacant, suspected_theft — by the rules of risk/segments.toml, with the rule that matched.
+    `segments check` checks the rules against the arrears model."""
     import polars as pl
 
     from dianfei.cli.context import database
     from dianfei.risk.service import segments
 
+    if ctx.invoked_subcommand is not None:
+        if day is not None or account or summary or json_out:
+            raise ValidationError(f"--date, --account, --summary and --json of `segments` go "
+                                  f"without a subcommand; give them after "
+                                  f"`{ctx.invoked_subcommand}`")
+        return
+    if day is None:
+        raise ValidationError("--date is required (the business day YYYY-MM-DD), or a "
+                              "subcommand: `segments check --as-of D`")
     frame = segments(database(), _day(day, "--date"))
     if account:
         frame = frame.filter(pl.col("account_id").is_in(account))
@@ -211,6 +227,63 @@ def segments_cmd(
         return
     for r in out:
         typer.echo(f"{r['account']}  {r['segment']:<18} {r['why']}")
+
+
+@segments_app.command("check")
+@handle_errors
+def segments_check_cmd(
+    as_of: Annotated[str, typer.Option("--as-of", help="the day D of the segments and scores "
+                                       "YYYY-MM-DD (the next bill after it is the outcome)")],
+    rules: Annotated[Path | None, typer.Option(
+        "--rules", help="a segment rules file to check instead of the packaged segments.toml "
+        "(try an edited copy before installing it)")] = None,
+    window_days: Annotated[int, typer.Option(
+        "--window-days", help="days from D in which each account's next bill is looked for")] = 31,
+    top: Annotated[int, typer.Option("--top", help="how many disagreeing accounts to list "
+                                     "(all are counted)", min=0)] = 50,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Check the segment rules against the arrears model (客户分类校验): per segment the
+    model's mean score and spread, the observed rate of the next bill not paid in full by its
+    due date, whether on_time < occasionally_late < chronic, and the accounts whose rule and
+    model disagree strongly, with both reasons."""
+    from dianfei.cli.context import database
+    from dianfei.cli.risk import history_of
+    from dianfei.risk.service import check_segments
+
+    db = database()
+    out = check_segments(db, _day(as_of, "--as-of"), history=history_of(db), rules_file=rules,
+                         window_days=window_days, top=top)
+    if json_out:
+        print_json(out)
+        return
+    _print_check(out)
+
+
+def _print_check(out: dict[str, Any]) -> None:
+    scorer = out["scorer"] + (f" {out['model_version']}" if out["model_version"] else "")
+    typer.echo(f"segments as of {out['as_of']}, scored by {scorer}"
+               + (f" — {out['scorer_reason']}" if out["scorer_reason"] else ""))
+    if out.get("warning"):
+        typer.echo(f"warning: {out['warning']}")
+    typer.echo(f"{'segment':<18} {'accounts':>8} {'mean':>7} {'sd':>7} {'known':>6} "
+               f"{'late':>7} {'top10%':>7} {'bot10%':>7}  verdict")
+    for s in out["segments"]:
+        def f(v: Any) -> str:
+            return "-" if v is None else f"{v:.3f}"
+        typer.echo(f"{s['segment']:<18} {s['accounts']:>8} {f(s['predicted']['mean']):>7} "
+                   f"{f(s['predicted']['sd']):>7} {s['outcomes']['known']:>6} "
+                   f"{f(s['outcomes']['rate']):>7} {s['top_decile']:>7} {s['bottom_decile']:>7}"
+                   f"  {s['verdict']}")
+        for note in s["notes"]:
+            typer.echo(f"{'':<20}{note}")
+    d = out["disagreements"]
+    typer.echo(f"rule and model disagree strongly on {d['total']} accounts (on_time in the "
+               f"model's top decile {d['by_segment']['on_time']}, chronic in its bottom decile "
+               f"{d['by_segment']['chronic']})")
+    for r in d["listed"]:
+        typer.echo(f"  {r['account']}  {r['segment']}  score {r['score']} ({r['decile']} decile)"
+                   f"  rule: {r['rule']}  model: {r['model_reasons_en'] or '-'}")
 
 
 @experiment_app.command("create")

@@ -30,7 +30,8 @@ def kpi(
     period: Annotated[str, typer.Option(help="the billing period YYYY-MM")],
     as_of: Annotated[str | None, typer.Option("--as-of", help="YYYY-MM-DD (default: today)")] = None,
     by: Annotated[str | None, typer.Option(
-        help="region, customer_class, collector, station or channel")] = None,
+        help="region, customer_class, collector, station, channel or segment (the risk "
+        "segment of each customer's account at the period's end)")] = None,
     trend: Annotated[int, typer.Option(help="periods of monthly trend (0: none)")] = 0,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:

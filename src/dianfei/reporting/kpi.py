@@ -44,11 +44,13 @@ if TYPE_CHECKING:
 
     from dianfei.db.engine import Database
 
-#: dimensions of ``--by``; the first four split every KPI, ``channel`` splits what was collected
-DIMENSIONS = ("region", "customer_class", "collector", "station", "channel")
-#: the customers column of each customer dimension
+#: dimensions of ``--by``; all but ``channel`` split every KPI, ``channel`` splits what was
+#: collected
+DIMENSIONS = ("region", "customer_class", "collector", "station", "channel", "segment")
+#: the customers column of each customer dimension (``segment``: the risk segment, added to the
+#: customers by :func:`with_segments`)
 DIMENSION_COLUMNS = {"region": "region_id", "customer_class": "customer_class",
-                     "collector": "collector_id", "station": "station_id"}
+                     "collector": "collector_id", "station": "station_id", "segment": "segment"}
 #: periods in the monthly trend of the report (the period itself and the eleven before it);
 #: ``dianfei kpi --trend N`` asks for N (0 by default: the trend reads N periods of bills)
 TREND_PERIODS = 12
@@ -688,6 +690,9 @@ def compute(inp: Inputs, as_of: date, by: str | None = None, trend_periods: int 
             result["groups"] = result["channels"]
         else:
             column = DIMENSION_COLUMNS[by]
+            if column not in inp.customers.columns:
+                raise ValueError(f"the customers' rows have no {column!r} column: give the "
+                                 "inputs their segments first (with_segments)")
             keyed = _with_group(this, inp.customers, column)
             money = {r["group"]: _money_json(r)
                      for r in money_figures(keyed, as_of, "group").iter_rows(named=True)}
@@ -757,8 +762,38 @@ def period_kpis(db: Database, period: Period, as_of: date, by: str | None = None
     # a split by customer dimension needs every customer's row; otherwise the database counts
     # (``--by channel`` is the channel split every report has)
     detail = by is not None and by != "channel"
-    return compute(load_inputs(db, period, as_of, trend_periods, detail=detail), as_of, by,
-                   trend_periods)
+    inp = load_inputs(db, period, as_of, trend_periods, detail=detail)
+    if by == "segment":
+        inp = with_segments(db, inp, min(period.last_day, as_of))
+    return compute(inp, as_of, by, trend_periods)
+
+
+def with_segments(db: Database, inp: Inputs, day: date) -> Inputs:
+    """``inp`` with each customer's risk segment (客户分类) on ``day`` in ``customers.segment``:
+    the segments of risk's rules (``risk.service.segments`` — payment facts as of ``day``, the
+    consumption facts of the file the daily collections run reads), read through risk's service.
+    A customer with several open accounts takes the segment of its accounts that comes first in
+    the rules' order; a customer with no open account has none (``"(none)"``)."""
+    from dianfei.risk.service import segments
+
+    return replace(inp, customers=customer_segments(
+        inp.customers, segments(db, day, stored_facts=True)))
+
+
+def customer_segments(customers: pl.DataFrame, segments: pl.DataFrame) -> pl.DataFrame:
+    """``customers`` with ``segment``: of ``segments`` (customer_id, segment — one row per
+    account), the one of each customer's accounts first in the rules' order."""
+    import polars as pl
+
+    from dianfei.risk.service import RISK_SEGMENTS
+
+    order = {name: i for i, name in enumerate(RISK_SEGMENTS)}
+    first = (segments.select("customer_id", "segment")
+             .with_columns(pl.col("segment").replace_strict(order, return_dtype=pl.Int32)
+                           .alias("_order"))
+             .sort("customer_id", "_order").unique("customer_id", keep="first")
+             .drop("_order"))
+    return customers.drop("segment", strict=False).join(first, on="customer_id", how="left")
 
 
 def last_full_period(today: date) -> Period:

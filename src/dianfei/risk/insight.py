@@ -286,25 +286,42 @@ def bill_payments(engine: Engine, as_of: date) -> tuple[pl.DataFrame, pl.DataFra
     return bills, paid
 
 
-def segments(db: Database, day: date, *, rules_file: Path | None = None) -> pl.DataFrame:
-    """Every open account's segment on ``day``: account_id, customer_class, segment, label,
-    why (the rule that matched) and the facts the rules read (``segments.COLUMNS``)."""
+def segments(db: Database, day: date, *, rules_file: Path | None = None,
+             stored_facts: bool = False) -> pl.DataFrame:
+    """Every open account's segment on ``day``: account_id, customer_id, customer_class,
+    segment, label, why (the rule that matched) and the facts the rules read
+    (``segments.COLUMNS``).
+
+    The payment facts are as of ``day`` (bills due and allocations made before it). The
+    consumption facts are computed from the bills of the 24 months before ``day``'s month, or,
+    with ``stored_facts``, read from the file the daily collections run reads
+    (:func:`segment_consumption_facts`, the same figures: computed once per billing state) —
+    what ``dianfei kpi --by segment`` does, so that splitting a period by segment does not
+    scan the theft signals again."""
     import polars as pl
 
     from dianfei.risk import segments as seg
 
     as_of = Period(day.year, day.month).prev()
-    history = consumption_history(db.engine, months_back(as_of, 23)).filter(
-        pl.col("period") <= str(as_of))
     accounts = account_facts(db.engine, day)
-    theft = _scored(history, accounts, as_of) if history.height else pl.DataFrame(
-        schema={"account_id": pl.String, "score": pl.Float64, "months_low": pl.Int32})
+    if stored_facts:
+        usage = segment_consumption_facts(db, day).select(
+            "account_id", *[c for c in seg.CONSUMPTION_COLUMNS if c != "bills_12m"])
+    else:
+        history = consumption_history(db.engine, months_back(as_of, 23)).filter(
+            pl.col("period") <= str(as_of))
+        theft = _scored(history, accounts, as_of) if history.height else pl.DataFrame(
+            schema={"account_id": pl.String, "score": pl.Float64, "months_low": pl.Int32})
+        usage = seg.usual_consumption(history.sort("account_id", "period")).drop(
+            "bills_12m").join(theft.select("account_id", pl.col("score").alias("theft_score"),
+                                           "months_low"), on="account_id", how="full",
+                              coalesce=True)
     bills, paid = bill_payments(db.engine, day)
-    facts = seg.segment_facts(accounts, seg.payment_facts(bills, paid, day), theft,
-                              history.sort("account_id", "period"))
+    facts = seg.facts_with_usage(accounts, seg.payment_facts(bills, paid, day), usage)
     out = seg.assign(facts, seg.load_rules(rules_file))
-    return out.join(facts, on="account_id", how="left").select(
-        "account_id", "customer_class", "segment", "label", "why",
+    return out.join(facts, on="account_id", how="left").join(
+        accounts.select("account_id", "customer_id"), on="account_id", how="left").select(
+        "account_id", "customer_id", "customer_class", "segment", "label", "why",
         *[c for c in seg.COLUMNS if c != "customer_class"])
 
 

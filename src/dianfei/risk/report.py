@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 from datetime import date, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -150,8 +150,60 @@ def _table(frame: pl.DataFrame) -> str:
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
+def segments_section(check: dict[str, Any] | None) -> str:
+    """The segments checked against this model (``segment_check.check_segments``) as HTML: a
+    row per segment and the accounts whose rule and model disagree most."""
+    if check is None:
+        return "<p>No open account to check.</p>"
+
+    def num(v: Any, fmt: str = "{:.3f}") -> str:
+        return "–" if v is None else fmt.format(v)
+
+    head = ("<tr><th>segment</th><th>accounts</th><th>mean score</th><th>sd</th><th>p10</th>"
+            "<th>p90</th><th>next bill known</th><th>observed late rate</th>"
+            "<th>predicted (same accounts)</th><th>top decile</th><th>bottom decile</th>"
+            "<th>verdict</th><th>notes</th></tr>")
+    body = []
+    for s in check["segments"]:
+        p, o = s["predicted"], s["outcomes"]
+        body.append(
+            f"<tr><td>{html.escape(s['label'])}</td><td>{s['accounts']}</td>"
+            f"<td>{num(p['mean'])}</td><td>{num(p['sd'])}</td><td>{num(p['p10'])}</td>"
+            f"<td>{num(p['p90'])}</td><td>{o['known']}</td><td>{num(o['rate'])}</td>"
+            f"<td>{num(o['predicted_mean'])}</td><td>{s['top_decile']}</td>"
+            f"<td>{s['bottom_decile']}</td><td>{html.escape(s['verdict'])}</td>"
+            f"<td>{html.escape('; '.join(s['notes']))}</td></tr>")
+    order = check["order"]
+    d = check["disagreements"]
+    listed = "".join(
+        f"<tr><td>{html.escape(r['account'])}</td><td>{html.escape(r['segment'])}</td>"
+        f"<td>{html.escape(r['rule'])}</td><td>{num(r['score'])}</td>"
+        f"<td>{html.escape(r['decile'])}</td>"
+        f"<td>{html.escape(r['model_reasons_zh'] or '–')}<br>"
+        f"{html.escape(r['model_reasons_en'] or '–')}</td>"
+        f"<td>{'–' if r['next_bill_late'] is None else ('late' if r['next_bill_late'] else 'paid on time')}"
+        f"</td></tr>" for r in d["listed"])
+    words = {True: "yes", False: "<b>no</b>", None: "unknown"}
+    return (f"<p>As of {check['as_of']}: each open account's segment by the rules, its score by "
+            f"this model on the history cut at that day, and its next bill (issued within "
+            f"{check['next_bill']['window_days']} days) paid in full by the due date or not, "
+            f"where that is known (through {check['next_bill']['outcomes_known_through']}). "
+            f"Ordered on_time &lt; occasionally_late &lt; chronic by the mean score: "
+            f"{words[order['predicted_ordered']]}; by the observed rate: "
+            f"{words[order['observed_ordered']]}.</p>"
+            + (f"<p><b>{html.escape(check['warning'])}</b></p>" if check.get("warning") else "")
+            + f"<table>{head}{''.join(body)}</table>"
+            f"<p>Rule and model disagree strongly (on_time in the model's top decile, chronic in "
+            f"its bottom decile) on {d['total']} accounts"
+            + (":" if d["listed"] else ".") + "</p>"
+            + (f"<table><tr><th>account</th><th>segment</th><th>rule</th><th>score</th>"
+               f"<th>decile</th><th>model's reasons</th><th>next bill</th></tr>{listed}</table>"
+               if d["listed"] else ""))
+
+
 def render(model: ArrearsModel, version: str, rows: pl.DataFrame, current: pl.DataFrame,
-           actions: pl.DataFrame | None, as_of: date) -> str:
+           actions: pl.DataFrame | None, as_of: date,
+           segment_check: dict[str, Any] | None = None) -> str:
     meta = model.meta
     m = meta["metrics"]["late"]
     curves = meta.get("curves", {})
@@ -209,6 +261,8 @@ took in the last year per 100 accounts (notices sent, dunning steps, collector v
 Low-income status is not a model feature: a difference here comes from payment history, and
 is shown so a supervisor can see it.</p>
 {fair}
+<h2>Segments checked against the model · 客户分类校验</h2>
+{segments_section(segment_check)}
 </body></html>
 """
 
@@ -222,7 +276,11 @@ def write_report(db: Database, as_of: date, out: Path | None, *, history: Histor
     row, model = found
     rows = held_out(history, model)
     current = features(truncate(history, as_of), as_of)
-    text = render(model, row["version"], rows, current, actions, as_of)
+    from dianfei.risk.segment_check import LIST_TOP, Scorer, check_segments
+
+    seg = check_segments(db, as_of, history=history,
+                         scorer=Scorer("lightgbm", None, row, model), top=LIST_TOP // 2)
+    text = render(model, row["version"], rows, current, actions, as_of, seg)
     path = out or Path(db.settings.data_dir) / "reports" / f"{row['version']}.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")

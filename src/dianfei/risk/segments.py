@@ -193,12 +193,23 @@ def segment_facts(accounts: pl.DataFrame, payments: pl.DataFrame,
     months_low), + usual_kwh and kwh_percentile from ``history`` (the last 12 months given)."""
     import polars as pl
 
-    usual = usual_consumption(history).drop("bills_12m")
+    usage = usual_consumption(history).drop("bills_12m").join(
+        theft.select("account_id", pl.col("score").alias("theft_score"), "months_low"),
+        on="account_id", how="full", coalesce=True)
+    return facts_with_usage(accounts, payments, usage)
+
+
+def facts_with_usage(accounts: pl.DataFrame, payments: pl.DataFrame,
+                     usage: pl.DataFrame) -> pl.DataFrame:
+    """:func:`segment_facts` with the consumption facts given as they are kept (``usage``:
+    account_id, theft_score, months_low, usual_kwh, kwh_percentile), e.g. the stored file of
+    ``risk.service.segment_consumption_facts``; ``bills_12m`` comes from ``payments``."""
+    import polars as pl
+
     return (accounts.select("account_id", "customer_class", "low_income", "protected")
             .join(payments, on="account_id", how="left")
-            .join(theft.select("account_id", pl.col("score").alias("theft_score"), "months_low"),
-                  on="account_id", how="left")
-            .join(usual, on="account_id", how="left")
+            .join(usage.select("account_id", "theft_score", "months_low", "usual_kwh",
+                               "kwh_percentile"), on="account_id", how="left")
             .with_columns(pl.col("bills_12m", "late_12m", "late_recent", "late_before",
                                  "overdue_amount", "days_overdue", "avg_days_late").fill_null(0)))
 

@@ -77,3 +77,8 @@ from dianfei.risk.insight import theft_scan as theft_scan  # noqa: E402
 RISK_SEGMENTS: tuple[str, ...] = _segment_rules.SEGMENTS
 DEFAULT_SEGMENT: str = _segment_rules.DEFAULT
 SEGMENT_CONSUMPTION_COLUMNS: tuple[str, ...] = _segment_rules.CONSUMPTION_COLUMNS
+
+# the segments checked against the arrears model (risk/segment_check.py): per segment the
+# score's mean and spread, the observed rate of the next bill paid late, the order, and the
+# accounts whose rule and model disagree strongly (`dianfei segments check`, the model report)
+from dianfei.risk.segment_check import check_segments as check_segments  # noqa: E402

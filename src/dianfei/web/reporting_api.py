@@ -1,6 +1,6 @@
 """The KPI figures over REST (``dianfei kpi``; docs/kpi.md): collection rate, overdue arrears,
 payment cycle, complaints … of a period as of a day, overall or by region, customer class,
-station, collector or channel."""
+station, collector, channel or risk segment."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ def register(app: FastAPI, db: Database, clock: Clock) -> None:
     def api_kpis(period: Annotated[str, Query(description="YYYY-MM")],
                  as_of: Annotated[date | None, Query(description="default: today")] = None,
                  by: Annotated[str | None, Query(
-                     description="region, customer_class, station, collector or channel")] = None,
+                     description="region, customer_class, station, collector, channel or "
+                                 "segment")] = None,
                  trend: Annotated[int, Query(ge=0, le=24, description="periods of trend")] = 0,
                  ) -> dict[str, Any]:
         """The period's KPIs as of a day; with ``by``, the same figures per group."""
