@@ -262,9 +262,11 @@ def tou_energy(engine: Engine, since_period: str) -> pl.DataFrame:
     sum of the time-of-use lines' quantities) — 0.01 kWh, every meter of the bill together."""
     schema = {"account_id": pl.String, "period": pl.String, "valley": pl.Int64, "kwh": pl.Int64}
     codes = ", ".join(f"'{c}'" for c in TOU_LINE_CODES)
-    sql = ("SELECT b.account_id, b.period, "
-           "SUM(CASE WHEN l.code = 'energy_valley' THEN l.quantity ELSE 0 END) AS valley, "
-           "SUM(l.quantity) AS kwh FROM bills b JOIN bill_lines l ON l.bill_id = b.bill_id "
+    # sums cast back to BIGINT: PostgreSQL sums a bigint as numeric
+    sql = ("SELECT b.account_id, b.period, CAST(SUM(CASE WHEN l.code = 'energy_valley' "
+           "THEN l.quantity ELSE 0 END) AS BIGINT) AS valley, "
+           "CAST(SUM(l.quantity) AS BIGINT) AS kwh FROM bills b "
+           "JOIN bill_lines l ON l.bill_id = b.bill_id "
            f"WHERE b.status = 'issued' AND b.period >= :p AND l.code IN ({codes}) "
            "GROUP BY b.account_id, b.period ORDER BY b.account_id, b.period")
     params = {"p": since_period}

@@ -21,15 +21,24 @@ months before them ("before"):
 | zero run on an occupied profile | trailing months at 0 kWh, before ≥ 30 kWh a month | ``zero_run`` |
 | flat line | the last ``flat_months`` months within 1 % while the class moved ≥ 10 % | ``flat_line`` |
 
+Two more signals come from other data, when it is given (null otherwise, scoring nothing):
+
+| signal | meaning | columns |
+|---|---|---|
+| night/day pattern break | the valley (night) share of the account's time-of-use energy, relative to its class that month, now against its level before (:func:`night_features`) — a night bypass, the total may hold | ``night_drop``, ``night_z``, ``night_peer_z``, ``night_months``, ``valley_share_*`` |
+| station line loss (台区线损) | its station's loss (supply − Σ billed) / supply rose from its own level (:func:`station_losses`), and the account's use fell in step with it: ``station_corr`` the correlation month by month, ``station_share`` its fall ÷ the station's extra lost energy | ``station_id``, ``station_rise``, ``station_corr``, ``station_share`` |
+
 ``score`` (0–100) is the transparent unsupervised score: the larger of the drop measured in the
 account's own noise and against its peers (each only downwards, capped at 6σ) plus points for
-a sustained drop, a zero run and a flat line — see :data:`WEIGHTS`. An isolation forest
-(scikit-learn) gives a second, model-free view (``iforest``, 0–1) on the same features.
-``reasons`` names the signals that fired, in words.
+a sustained drop, a zero run, a flat line, a sustained fall of the valley share (per σ) and a
+fall that moved with its station's loss — see :class:`Weights`. An isolation forest
+(scikit-learn) gives a second, model-free view (``iforest``, 0–1) on the kWh signals,
+``night_drop`` and ``station_corr`` (:data:`FOREST_COLUMNS`). ``reasons`` (en) and
+``reasons_zh`` (zh-CN) name the signals that fired, in words.
 
-Not here (docs/risk-insight.md says why): night/day pattern breaks need time-of-use registers
-or interval data on the bill history, and station line loss needs a station (台区) meter —
-neither the synthetic county nor the metering store has one today.
+Measured on the synthetic county's planted tampering (scaled meters and night bypasses) in
+docs/risk-insight.md: the valley share finds every night bypass; the stations of the synthetic
+county are too large (供电所, not 台区) for the line loss to name single homes.
 """
 
 from __future__ import annotations
