@@ -23,10 +23,14 @@ months before them ("before"):
 
 Two more signals come from other data, when it is given (null otherwise, scoring nothing):
 
-| signal | meaning | columns |
-|---|---|---|
-| night/day pattern break | the valley (night) share of the account's time-of-use energy, relative to its class that month, now against its level before (:func:`night_features`) — a night bypass, the total may hold | ``night_drop``, ``night_z``, ``night_peer_z``, ``night_months``, ``valley_share_*`` |
-| station line loss (台区线损) | its station's loss (supply − Σ billed) / supply rose from its own level (:func:`station_losses`), and the account's use fell in step with it: ``station_corr`` the correlation month by month, ``station_share`` its fall ÷ the station's extra lost energy | ``station_id``, ``station_rise``, ``station_corr``, ``station_share`` |
+- night/day pattern break (``night_drop``, ``night_z``, ``night_peer_z``, ``night_months``,
+  ``valley_share_before/now``): the valley (night) share of the account's time-of-use energy,
+  relative to its class that month, now against its level before (:func:`night_features`) —
+  a night bypass; the total may hold;
+- station line loss, 台区线损 (``station_id``, ``station_rise``, ``station_corr``,
+  ``station_share``): its station's loss (supply − Σ billed) / supply rose from its own level
+  (:func:`station_losses`), and the account's use fell in step with it — ``station_corr`` the
+  correlation month by month, ``station_share`` its fall ÷ the station's extra lost energy.
 
 ``score`` (0–100) is the transparent unsupervised score: the larger of the drop measured in the
 account's own noise and against its peers (each only downwards, capped at 6σ) plus points for
