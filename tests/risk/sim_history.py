@@ -64,3 +64,23 @@ def county_bills(n: int = 4000, seed: int = 3, months: int = 24) -> pl.DataFrame
         .otherwise(pl.col("paid_on").shift(-1).over("account_id").backward_fill()
                    .over("account_id")).alias("paid_in_full_on"),
     ).select("account_id", "bill_id", "amount", "due_on", "paid_in_full_on")
+
+
+@cache
+def county_tou(n: int = 4000, seed: int = 3, months: int = 24) -> tuple[pl.DataFrame,
+                                                                         pl.DataFrame]:
+    """(tou: account_id, period, valley, kwh of the time-of-use accounts; night: account_id,
+    tamper_month of the planted night bypasses) of :func:`county`'s utility."""
+    from dianfei.sim import period_tou, tamper_modes
+
+    u = build_utility(n, seed=seed, start=START)
+    meters = u.meters.select("meter_id", "customer_id")
+    parts, p = [], START
+    for _ in range(months):
+        parts.append(period_tou(u, p).join(meters, on="meter_id").select(
+            pl.col("customer_id").alias("account_id"), pl.lit(str(p)).alias("period"),
+            "valley", "kwh"))
+        p = p.next()
+    night = tamper_modes(u).filter(pl.col("mode") == "night").select(
+        pl.col("customer_id").alias("account_id"), "tamper_month")
+    return pl.concat(parts), night

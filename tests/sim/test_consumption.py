@@ -257,3 +257,40 @@ def test_daily_usage_sums_to_the_month() -> None:
     )
     inc = (reads["value"] - reads["value_o"]) % reads["mod"] * reads["multiplier"]
     assert (inc == reads["kwh"]).all()
+
+
+def test_night_bypass_takes_the_valley_energy_and_leaves_the_rest(county: Utility) -> None:
+    from dianfei.sim import period_tou, station_supply, tamper_modes
+
+    modes = tamper_modes(county)
+    assert set(modes["mode"]) == {"scale", "night"}
+    night = modes.filter(pl.col("mode") == "night").with_columns(
+        pl.col("customer_id").str.replace("C", "M").alias("meter_id"))
+    assert night.height >= 10
+    rows = []
+    for i, p in enumerate(periods(24)):
+        t = period_tou(county, p)
+        # the time-of-use registers add up to the total, bypass or not
+        total = period_consumption(county, p).join(t.select("meter_id"), on="meter_id")
+        assert t.select("meter_id", "kwh").equals(total.select("meter_id", "kwh"))
+        rows.append(t.join(night, on="meter_id").with_columns(month=pl.lit(i)))
+    tou = pl.concat(rows).with_columns(share=pl.col("valley") / pl.col("kwh"),
+                                       after=pl.col("month") >= pl.col("tamper_month"))
+    by = tou.group_by("meter_id", "after").agg(pl.col("share").median(), pl.col("kwh").median())
+    wide = by.filter(pl.col("after")).join(by.filter(~pl.col("after")), on="meter_id",
+                                           suffix="_b")
+    assert wide.height >= 5
+    # the valley register keeps 5–35 % of the night energy, so its share falls to well under
+    # 60 % of what it was; the total by far less than a scaled meter's 40–70 %
+    assert (wide["share"] < wide["share_b"] * 0.6).all()
+    assert (wide["kwh"] > wide["kwh_b"] * 0.45).all()  # type: ignore[operator]
+    # the station meter sees what was used: supply ≥ what the meters recorded, by 2–9 %
+    p = periods(24)[-1]
+    metered = (period_consumption(county, p)
+               .join(county.meters.select("meter_id", "customer_id"), on="meter_id")
+               .join(county.customers.select("customer_id", "station_id"), on="customer_id")
+               .group_by("station_id").agg(pl.col("kwh").sum().alias("metered")))
+    s = station_supply(county, p).join(metered, on="station_id")
+    loss = (s["kwh"] - s["metered"]) / s["kwh"]
+    assert loss.min() > 0.02 and loss.max() < 0.2  # type: ignore[operator]
+    assert station_supply(county, p).equals(station_supply(county, p))

@@ -252,6 +252,30 @@ def issued_bills_of_mode(engine: Engine, payment_mode: str, since_period: str) -
         schema={"account_id": pl.String, "period": pl.String, "kwh": pl.Int64})
 
 
+#: the energy lines of the time-of-use periods (the rater's codes, ``energy_{period}``)
+TOU_LINE_CODES = ("energy_sharp", "energy_peak", "energy_flat", "energy_valley")
+
+
+def tou_energy(engine: Engine, since_period: str) -> pl.DataFrame:
+    """Live bills' time-of-use energy from ``since_period`` on, one row per account and period
+    with time-of-use lines: account_id, period, valley (the valley line's quantity), kwh (the
+    sum of the time-of-use lines' quantities) — 0.01 kWh, every meter of the bill together."""
+    schema = {"account_id": pl.String, "period": pl.String, "valley": pl.Int64, "kwh": pl.Int64}
+    codes = ", ".join(f"'{c}'" for c in TOU_LINE_CODES)
+    # sums cast back to BIGINT: PostgreSQL sums a bigint as numeric
+    sql = ("SELECT b.account_id, b.period, CAST(SUM(CASE WHEN l.code = 'energy_valley' "
+           "THEN l.quantity ELSE 0 END) AS BIGINT) AS valley, "
+           "CAST(SUM(l.quantity) AS BIGINT) AS kwh FROM bills b "
+           "JOIN bill_lines l ON l.bill_id = b.bill_id "
+           f"WHERE b.status = 'issued' AND b.period >= :p AND l.code IN ({codes}) "
+           "GROUP BY b.account_id, b.period ORDER BY b.account_id, b.period")
+    params = {"p": since_period}
+    fast = _sqlite_columns(engine, sql, params, schema)
+    if fast is not None:
+        return fast
+    return read_frame(engine, sql, params, schema=schema)
+
+
 def bills_between(engine: Engine, first: str, last: str) -> pl.DataFrame:
     """Every bill of the periods ``first``..``last`` (cancelled ones too, with their status):
     bill_id, account_id, customer_id, period, issued_on, due_on, amount, kwh, status, estimated,

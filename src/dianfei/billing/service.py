@@ -481,6 +481,13 @@ def issued_bills_of_mode(engine: Engine, payment_mode: str, since_period: str) -
     return repo.issued_bills_of_mode(engine, payment_mode, since_period)
 
 
+def tou_energy(engine: Engine, since_period: str) -> pl.DataFrame:
+    """Live (issued) bills' time-of-use energy from ``since_period`` on: account_id, period,
+    valley, kwh (0.01 kWh: the valley line and the sum of the time-of-use lines; accounts and
+    periods without time-of-use lines are absent) — what the night/day theft signal reads."""
+    return repo.tou_energy(engine, since_period)
+
+
 def bills_between(engine: Engine, first: str, last: str) -> pl.DataFrame:
     """Every bill of the periods ``first``..``last`` as one frame (cancelled ones with their
     status, for the caller to leave out): bill_id, account_id, customer_id, period, issued_on,

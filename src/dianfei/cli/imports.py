@@ -1,4 +1,4 @@
-"""CLI: ``dianfei import customers|meters|reads|intervals|bills|payments FILE`` (数据导入).
+"""CLI: ``dianfei import customers|meters|reads|intervals|stations|bills|payments FILE`` (数据导入).
 
 Meter data goes to metering; bill and payment history to billing and payments (each owns its
 import; all share the file machinery, quarantine and counts)."""
@@ -21,7 +21,9 @@ def register(app: typer.Typer) -> None:
 
 @handle_errors
 def import_command(
-    kind: Annotated[str, typer.Argument(help="customers, meters, reads, intervals, bills or payments")],
+    kind: Annotated[str, typer.Argument(
+        help="customers, meters, reads, intervals, stations (the supply stations' metered "
+        "supply per month), bills or payments")],
     file: Annotated[Path, typer.Argument(help="a .csv or .parquet file")],
     encoding: Annotated[str, typer.Option(help="utf-8 (with or without BOM) or gbk")] = "utf-8",
     interval_minutes: Annotated[int, typer.Option(help="interval length of intervals files")] = 15,
@@ -44,7 +46,7 @@ def import_command(
     `dianfei quarantine BATCH --reveal` shows the rows as they were."""
     from dianfei.metering.imports import allowed_rejections, import_file, rejected_path
 
-    kinds = ("customers", "meters", "reads", "intervals", "bills", "payments")
+    kinds = ("customers", "meters", "reads", "intervals", "stations", "bills", "payments")
     if kind not in kinds:
         from dianfei.core.errors import ValidationError
 
@@ -57,6 +59,11 @@ def import_command(
 
         res = import_bills(db, file, clock=clock_from_env(), encoding=encoding,
                            chunk_bytes=chunk_bytes)
+    elif kind == "stations":
+        from dianfei.metering.service import import_stations
+
+        res = import_stations(db, file, clock=clock_from_env(), encoding=encoding,
+                              chunk_bytes=chunk_bytes)
     elif kind == "payments":
         from dianfei.payments.service import import_payments
 

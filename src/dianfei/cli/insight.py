@@ -84,12 +84,47 @@ def theft_scan_cmd(
             "supervised": _round(r["supervised"], 3), "reasons": r["reasons"],
             "drop": _round(r["drop"], 3), "months_low": r["months_low"],
             "zero_run": r["zero_run"], "flat_line": r["flat_line"],
-            "usual_kwh": _kwh(r["level_before"])} for r in rows]
+            "usual_kwh": _kwh(r["level_before"]), "reasons_zh": r["reasons_zh"],
+            "valley_share_before": _round(r["valley_share_before"], 3),
+            "valley_share_now": _round(r["valley_share_now"], 3),
+            "night_drop": _round(r["night_drop"], 3), "night_months": r["night_months"],
+            "station": r["station_id"], "station_rise": _round(r["station_rise"], 4),
+            "station_corr": _round(r["station_corr"], 3),
+            "station_share": _round(r["station_share"], 4)} for r in rows]
     if json_out:
         print_json(out)
         return
     for r in out:
         typer.echo(f"{r['rank']:>4}  {r['account']}  {r['score']:>5}  {r['reasons'] or '-'}")
+
+
+@theft_app.command("stations")
+@handle_errors
+def theft_stations_cmd(
+    as_of: Annotated[str, typer.Option("--as-of", help="the last billed month YYYY-MM")],
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Line loss (台区线损) of every supply station with stored supply (dianfei import
+    stations): its level before, now, the rise and the energy lost a month beyond its level,
+    largest rise first."""
+    from dianfei.cli.context import database
+    from dianfei.risk.service import station_losses
+
+    frame = station_losses(database(), _period(as_of, "--as-of"))
+    rows = frame.sort("rise", descending=True, nulls_last=True).to_dicts()
+    out = [{"station": r["station_id"], "loss_before": _round(r["loss_before"], 4),
+            "loss_now": _round(r["loss_now"], 4), "rise": _round(r["rise"], 4),
+            "rise_z": _round(r["rise_z"], 2),
+            "extra_lost_kwh": _kwh(round(r["extra_lost_kwh"]))
+            if r["extra_lost_kwh"] is not None else None,
+            "supply_kwh": _kwh(round(r["supply_now"])) if r["supply_now"] is not None else None,
+            "months_before": r["months_before"], "months_now": r["months_now"]} for r in rows]
+    if json_out:
+        print_json(out)
+        return
+    for r in out:
+        typer.echo(f"{r['station']}  loss {r['loss_before']} → {r['loss_now']}  "
+                   f"rise {r['rise']} ({r['rise_z']}σ)  extra lost {r['extra_lost_kwh']} kWh/month")
 
 
 @theft_app.command("record")

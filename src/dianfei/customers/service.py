@@ -364,6 +364,20 @@ def _sealed(cipher: PiiCipher, column: PiiColumn, customers: pl.DataFrame, field
             zip(customers["customer_id"].to_list(), customers[field].to_list(), strict=True)]
 
 
+def known_stations(conn: Connection, station_ids: Sequence[str]) -> set[str]:
+    """The supply stations among ``station_ids`` that exist (one read, the list as one
+    parameter)."""
+    from sqlalchemy import text
+
+    from dianfei.db.lists import any_of
+
+    if not station_ids:
+        return set()
+    member, params = any_of(conn, "station_id", "stations", sorted(set(station_ids)))
+    return {str(r[0]) for r in conn.execute(
+        text(f"SELECT station_id FROM supply_stations WHERE {member}"), params)}
+
+
 def accounts_of_customers(conn: Connection, customer_ids: Sequence[str]) -> dict[str, str]:
     """customer_id → its billing account (the lowest account id when a customer has several) for
     those of ``customer_ids`` that exist: history imports name customers, the ledger accounts."""

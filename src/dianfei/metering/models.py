@@ -44,7 +44,23 @@ class RegisterRead(Base):
     batch_id: Mapped[str | None] = mapped_column(String(40), default=None)
 
 
-IMPORT_KINDS = ("customers", "meters", "reads", "intervals")
+class StationSupply(Base):
+    """What a supply station's meter (台区总表) measured entering the station in one month
+    (0.01 kWh): the supply side of the station's line loss (台区线损), against which the
+    station's customers' metered energy is compared (risk's theft warnings). Imported with
+    ``dianfei import stations`` (one row per station and month; docs/risk-insight.md)."""
+
+    __tablename__ = "station_supply"
+    station_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    #: YYYY-MM
+    period: Mapped[str] = mapped_column(String(7), primary_key=True)
+    #: 0.01 kWh, positive
+    kwh: Mapped[int] = mapped_column(BigInteger)
+    #: the import batch that stored it
+    batch_id: Mapped[str | None] = mapped_column(String(40), default=None)
+
+
+IMPORT_KINDS = ("customers", "meters", "reads", "intervals", "stations")
 BATCH_STATUSES = ("running", "finished", "failed")
 
 

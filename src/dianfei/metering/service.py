@@ -115,3 +115,8 @@ from dianfei.metering.parsing import parse_instants as parse_instants  # noqa: E
 from dianfei.metering.parsing import quoted as quoted  # noqa: E402
 from dianfei.metering.parsing import require_text as require_text  # noqa: E402
 from dianfei.metering.parsing import start_reasons as start_reasons  # noqa: E402
+
+# Supply stations' metered supply per month (台区供电量, ``dianfei import stations``): what risk's
+# station line-loss signal compares with the station's customers' billed energy
+from dianfei.metering.stations import import_stations as import_stations  # noqa: E402
+from dianfei.metering.stations import station_supply as station_supply  # noqa: E402

@@ -73,18 +73,24 @@ def theft_scan(db: Database, as_of: Period, *, top: int | None = None) -> pl.Dat
     """The inspection worklist (用电检查工单) as of the end of ``as_of``: every account with
     enough history, most suspicious first. Columns: rank, account_id, customer_class, score
     (points 0–100), iforest (0–1), supervised (probability, null without enough inspections),
-    reasons and the signals (``anomaly.FEATURE_COLUMNS``). Ranked by the supervised probability
-    when a model could be trained, else by the points score."""
+    reasons (en) and reasons_zh (zh-CN) and the signals (``anomaly.FEATURE_COLUMNS``, the night
+    and station columns). Ranked by the supervised probability when a model could be trained,
+    else by the points score.
+
+    Besides the bills' kWh it reads the bills' time-of-use lines (the night/day signal) and the
+    supply stations' metered supply (``dianfei import stations``; the line-loss signal) through
+    billing's and metering's services; without them those signals are null and score nothing."""
     import polars as pl
 
     since = months_back(as_of, 23)
     history = consumption_history(db.engine, since)
     facts = account_facts(db.engine, as_of.last_day)
-    scored = _scored(history, facts, as_of)
+    extra = signal_sources(db.engine, since)
+    scored = _scored(history, facts, as_of, **extra)
     if scored.height == 0:
         return scored.with_columns(pl.lit(None, dtype=pl.Float64).alias("supervised"),
                                    pl.lit(0, dtype=pl.UInt32).alias("rank"))
-    train = _training_rows(db, history, facts, before=as_of.next().first_day)
+    train = _training_rows(db, history, facts, before=as_of.next().first_day, **extra)
     sup = anomaly.supervised_scores(train, scored) if train.height else None
     scored = scored.with_columns(sup if sup is not None
                                  else pl.lit(None, dtype=pl.Float64).alias("supervised"))
@@ -94,13 +100,57 @@ def theft_scan(db: Database, as_of: Period, *, top: int | None = None) -> pl.Dat
     return out.head(top) if top is not None else out
 
 
-def _scored(history: pl.DataFrame, facts: pl.DataFrame, as_of: Period) -> pl.DataFrame:
-    feats = anomaly.features(history, facts, as_of)
+def signal_sources(engine: Engine, since: Period) -> dict[str, pl.DataFrame]:
+    """The inputs of the night/day and station signals from ``since`` on, each only when there
+    is any: ``tou`` (billing's time-of-use lines: account_id, period, valley, kwh), ``supply``
+    (metering's station supply: station_id, period, kwh) with ``stations`` (account_id,
+    station_id of every account, closed ones too, from customers)."""
+    import polars as pl
+
+    from dianfei.billing import service as billing
+    from dianfei.customers import service as customers
+    from dianfei.metering import service as metering
+
+    out: dict[str, pl.DataFrame] = {}
+    tou = billing.tou_energy(engine, str(since))
+    if tou.height:
+        out["tou"] = tou
+    supply = metering.station_supply(engine, str(since))
+    if supply.height:
+        out["supply"] = supply
+        out["stations"] = customers.account_profiles(engine).select(
+            "account_id", "station_id").filter(pl.col("station_id").is_not_null())
+    return out
+
+
+def station_losses(db: Database, as_of: Period) -> pl.DataFrame:
+    """Every supply station's line loss (台区线损) as of the end of ``as_of``
+    (``anomaly.station_losses``: loss before and now, the rise, its z-score, the extra energy
+    lost a month), from the stored station supply and the 24 months of bills up to ``as_of``;
+    empty without station supply."""
+    import polars as pl
+
+    since = months_back(as_of, 23)
+    extra = signal_sources(db.engine, since)
+    if "supply" not in extra:
+        return pl.DataFrame(schema={"station_id": pl.String, "loss_before": pl.Float64,
+                                    "loss_now": pl.Float64, "rise": pl.Float64,
+                                    "rise_z": pl.Float64, "extra_lost_kwh": pl.Float64,
+                                    "supply_now": pl.Float64, "months_before": pl.UInt32,
+                                    "months_now": pl.UInt32})
+    history = consumption_history(db.engine, since)
+    return anomaly.station_losses(history, extra["stations"], extra["supply"], as_of)
+
+
+def _scored(history: pl.DataFrame, facts: pl.DataFrame, as_of: Period,
+            **extra: pl.DataFrame) -> pl.DataFrame:
+    feats = anomaly.features(history, facts, as_of, tou=extra.get("tou"),
+                             supply=extra.get("supply"), stations=extra.get("stations"))
     return anomaly.score(feats).with_columns(anomaly.isolation_scores(feats))
 
 
 def _training_rows(db: Database, history: pl.DataFrame, facts: pl.DataFrame,
-                   before: date) -> pl.DataFrame:
+                   before: date, **extra: pl.DataFrame) -> pl.DataFrame:
     """Signals of every inspected account as of the month before its inspection, with
     ``theft``; only inspections before ``before`` (the scan's own horizon)."""
     import polars as pl
@@ -110,7 +160,7 @@ def _training_rows(db: Database, history: pl.DataFrame, facts: pl.DataFrame,
     for (month,), rows in done.with_columns(pl.col("inspected_on").dt.strftime("%Y-%m")
                                             .alias("month")).group_by("month"):
         as_of = Period.parse(str(month)).prev()
-        feats = _scored(history, facts, as_of)
+        feats = _scored(history, facts, as_of, **extra)
         parts.append(feats.join(rows.select("account_id", (pl.col("outcome") == "theft")
                                             .alias("theft")), on="account_id", how="inner"))
     return pl.concat(parts, how="vertical_relaxed") if parts else pl.DataFrame()

@@ -69,6 +69,7 @@ from dianfei.risk.insight import record_inspection as record_inspection  # noqa:
 from dianfei.risk.insight import segment_consumption_facts as segment_consumption_facts  # noqa: E402
 from dianfei.risk.insight import segment_labels as segment_labels  # noqa: E402
 from dianfei.risk.insight import segments as segments  # noqa: E402
+from dianfei.risk.insight import station_losses as station_losses  # noqa: E402
 from dianfei.risk.insight import store_forecasts as store_forecasts  # noqa: E402
 from dianfei.risk.insight import theft_scan as theft_scan  # noqa: E402
 

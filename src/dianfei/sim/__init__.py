@@ -11,7 +11,10 @@ from dianfei.sim.consumption import (
     monthly_reads,
     opening_reads,
     period_consumption,
+    period_tou,
     read_faults,
+    station_supply,
+    tamper_modes,
 )
 from dianfei.sim.population import Utility, build_utility, id_number_valid
 from dianfei.sim.prepay import prepaid_opening_credit, prepaid_topups, prepay_profile
@@ -28,8 +31,11 @@ __all__ = [
     "payment_day_offsets",
     "payment_profile",
     "period_consumption",
+    "period_tou",
     "prepaid_opening_credit",
     "prepaid_topups",
     "prepay_profile",
     "read_faults",
+    "station_supply",
+    "tamper_modes",
 ]

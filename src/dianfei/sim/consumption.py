@@ -78,11 +78,12 @@ def _check(utility: Utility, period: Period) -> None:
         raise ValueError(f"period {period} is before the simulation start {utility.start}")
 
 
-def _primary_kwh(utility: Utility, period: Period) -> np.ndarray:
-    """Recorded consumption (kWh, after the multiplier, float) of every customer in ``period``."""
+def _primary_kwh(utility: Utility, period: Period, *, true: bool = False) -> np.ndarray:
+    """Recorded consumption (kWh, after the multiplier, float) of every customer in ``period``;
+    ``true``: what they used, before any tampering (what a station meter sees). A night bypass
+    is applied to the registers (``_increments``), not here."""
     m = utility.model
     seed, pidx = utility.seed, period.index()
-    rel = pidx - utility.start.index()
     n = int(m.cls.shape[0])
     z = stream(seed, "consumption", pidx).standard_normal(size=n)
     sigma = NOISE_SIGMA[m.cls]
@@ -92,8 +93,18 @@ def _primary_kwh(utility: Utility, period: Period) -> np.ndarray:
     )
     vacant = stream(seed, "vacant_use", pidx).uniform(0.0, 3.0, size=n)
     kwh = np.where(m.behaviour == VACANT, vacant, kwh)
-    tampered = (m.behaviour == TAMPER) & (m.tamper_month >= 0) & (rel >= m.tamper_month)
+    if true:
+        return kwh
+    tampered = _tampered(utility, period) & ~m.night_bypass
     out: np.ndarray = np.where(tampered, kwh * m.tamper_keep, kwh)
+    return out
+
+
+def _tampered(utility: Utility, period: Period) -> np.ndarray:
+    """Whose meter is tampered with during ``period`` (from their tamper_month on)."""
+    m = utility.model
+    rel = period.index() - utility.start.index()
+    out: np.ndarray = (m.behaviour == TAMPER) & (m.tamper_month >= 0) & (rel >= m.tamper_month)
     return out
 
 
@@ -109,11 +120,20 @@ def _increments(utility: Utility, period: Period) -> State:
     total = np.rint(_primary_kwh(utility, period) * 100 / m.multiplier).astype(np.int64)
     inc: State = {"total": total}
 
+    # a night bypass: the valley register records only valley_keep of the valley energy, the
+    # others record in full, and the total is what the registers add up to
+    night = _tampered(utility, period) & m.night_bypass
+
     t2 = total[m.idx2]
     jitter = stream(seed, "tou2_split", pidx).normal(0.0, 0.03, size=t2.shape[0])
     share = np.clip(m.peak2_share + jitter, 0.2, 0.9)
     inc["peak2"] = np.floor(t2 * share).astype(np.int64)
     inc["valley2"] = t2 - inc["peak2"]
+    n2 = night[m.idx2]
+    if n2.any():
+        inc["valley2"] = np.where(
+            n2, np.floor(inc["valley2"] * m.valley_keep[m.idx2]).astype(np.int64), inc["valley2"])
+        total[m.idx2] = inc["peak2"] + inc["valley2"]
 
     t4 = total[m.idx4]
     n4 = int(t4.shape[0])
@@ -123,6 +143,13 @@ def _increments(utility: Utility, period: Period) -> State:
     parts = np.floor(t4[:, None] * s).astype(np.int64)
     inc["sharp4"], inc["peak4"], inc["flat4"] = parts[:, 0], parts[:, 1], parts[:, 2]
     inc["valley4"] = t4 - parts.sum(axis=1)
+    night4 = night[m.idx4]
+    if night4.any():
+        inc["valley4"] = np.where(
+            night4, np.floor(inc["valley4"] * m.valley_keep[m.idx4]).astype(np.int64),
+            inc["valley4"])
+        t4 = parts.sum(axis=1) + inc["valley4"]
+        total[m.idx4] = t4
     pf = np.clip(m.pf + stream(seed, "power_factor_month", pidx).normal(0, 0.01, n4), 0.6, 0.995)
     inc["kvarh"] = np.rint(t4 * np.sqrt(1 - pf * pf) / pf).astype(np.int64)
     lf = stream(seed, "demand", pidx).uniform(0.35, 0.75, size=n4)
@@ -312,6 +339,66 @@ def period_consumption(utility: Utility, period: Period) -> pl.DataFrame:
     return pl.DataFrame(
         {"meter_id": m.meter_ids, "kwh": pl.Series(inc * m.multiplier, dtype=pl.Int64)}
     )
+
+
+def period_tou(utility: Utility, period: Period) -> pl.DataFrame:
+    """The time-of-use energy of ``period`` per meter with time-of-use registers, as the bill
+    lines carry it: meter_id, valley, kwh (centi-kWh after the multiplier; kwh = the sum of the
+    time-of-use registers = the total). True increments, whatever faults the reads carry."""
+    _check(utility, period)
+    m = utility.model
+    inc = _increments(utility, period)
+    idx = np.concatenate([m.idx2, m.idx4])
+    valley = np.concatenate([inc["valley2"], inc["valley4"]])
+    order = np.argsort(idx, kind="stable")
+    idx, valley = idx[order], valley[order]
+    mult = m.multiplier[idx]
+    return pl.DataFrame({
+        "meter_id": m.meter_ids.gather(idx),
+        "valley": pl.Series(valley * mult, dtype=pl.Int64),
+        "kwh": pl.Series(inc["total"][idx] * mult, dtype=pl.Int64),
+    })
+
+
+#: a station's technical line loss (台区线损): its own level and the month's noise around it
+STATION_LOSS = (0.03, 0.07)
+STATION_LOSS_NOISE = 0.003
+
+
+def station_supply(utility: Utility, period: Period) -> pl.DataFrame:
+    """What each supply station's meter measured entering the station in ``period``:
+    station_id, period (YYYY-MM), kwh (centi-kWh) = the true energy its customers used (before
+    any tampering: a bypassed meter does not bypass the station meter) × (1 + the station's
+    technical loss), the loss drawn per station in 3–7 % and per month ± 0.3 % (normal). So
+    line loss = (supply − Σ customers' metered energy) / supply rises where meters under-record.
+    Deterministic per (seed, station, period)."""
+    _check(utility, period)
+    m = utility.model
+    n_st = utility.stations.height
+    used = np.bincount(m.station, weights=_primary_kwh(utility, period, true=True) * 100,
+                       minlength=n_st)
+    level = stream(utility.seed, "station_loss").uniform(*STATION_LOSS, size=n_st)
+    noise = stream(utility.seed, "station_loss", period.index()).normal(
+        0.0, STATION_LOSS_NOISE, size=n_st)
+    return pl.DataFrame({
+        "station_id": utility.stations["station_id"],
+        "period": pl.Series([str(period)] * n_st, dtype=pl.String),
+        "kwh": pl.Series(np.rint(used * (1.0 + level + noise)), dtype=pl.Int64),
+    })
+
+
+def tamper_modes(utility: Utility) -> pl.DataFrame:
+    """The planted tampering (ground truth for tests and benchmarks): customer_id, tamper_month
+    (months after start), mode — ``scale`` (every register records tamper_keep, 30–60 %, of the
+    usage) or ``night`` (a night bypass: the valley register records 5–35 % of the valley energy,
+    the other registers in full) — one row per tamper customer."""
+    m = utility.model
+    idx = np.flatnonzero(m.behaviour == TAMPER)
+    return pl.DataFrame({
+        "customer_id": utility.customers["customer_id"].gather(idx),
+        "tamper_month": pl.Series(m.tamper_month[idx], dtype=pl.Int32),
+        "mode": pl.Series(np.where(m.night_bypass[idx], "night", "scale"), dtype=pl.String),
+    })
 
 
 def _day_weight(utility: Utility, period: Period, d: int) -> np.ndarray:

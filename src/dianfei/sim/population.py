@@ -37,6 +37,8 @@ TARIFF_BY_CLASS = (
     "cn-agricultural-irrigation",
 )
 RESIDENTIAL_TOU_SHARE = 0.15
+#: the share of tamper customers with a time-of-use meter who bypass it at night
+NIGHT_BYPASS_SHARE = 0.5
 LOW_INCOME_SHARE = 0.03
 PROTECTED_SHARE = 0.005
 PREPAID_SHARE = 0.20
@@ -133,6 +135,12 @@ class SimModel:
     pf: np.ndarray  # (n4,) base power factor
     opening: dict[str, np.ndarray]  # unwrapped opening register values (centi)
     meter_ids: pl.Series
+    #: tamper customers with a time-of-use meter who bypass the meter at night (from
+    #: tamper_month on their valley register records ``valley_keep`` of the valley energy and
+    #: the other registers record in full) instead of scaling every register by tamper_keep
+    night_bypass: np.ndarray  # bool (n,)
+    valley_keep: np.ndarray  # float64 (n,)
+    station: np.ndarray  # int64 (n,): the customer's supply station (row of ``stations``)
 
 
 def _class_counts(n: int) -> np.ndarray:
@@ -487,7 +495,7 @@ def build_utility(n_customers: int, seed: int = 1, start: Period = Period(2025, 
     )
     utility._cache["model"] = _model(
         seed, start, cls, beh, base, multiplier, digits, manual, tamper_month, tamper_keep,
-        np.flatnonzero(tou), np.flatnonzero(full), installed, meter_id,
+        np.flatnonzero(tou), np.flatnonzero(full), installed, meter_id, station,
     )
     return utility
 
@@ -510,9 +518,17 @@ def _model(
     seed: int, start: Period, cls: np.ndarray, beh: np.ndarray, base: np.ndarray,
     multiplier: np.ndarray, digits: np.ndarray, manual: np.ndarray, tamper_month: np.ndarray,
     tamper_keep: np.ndarray, idx2: np.ndarray, idx4: np.ndarray, installed: np.ndarray,
-    meter_ids: pl.Series,
+    meter_ids: pl.Series, station: np.ndarray,
 ) -> SimModel:
     n = int(cls.shape[0])
+    # night bypass (夜间绕表): half of the tamper customers whose meter has a valley register;
+    # a stream of its own, so every other draw (and every other customer's reads) is unchanged
+    rng = stream(seed, "tamper_mode")
+    has_valley = np.zeros(n, dtype=bool)
+    has_valley[idx2] = True
+    has_valley[idx4] = True
+    night = (beh == TAMPER) & has_valley & (rng.random(size=n) < NIGHT_BYPASS_SHARE)
+    valley_keep = rng.uniform(0.05, 0.35, size=n)
     rng = stream(seed, "tou_shares")
     peak2 = rng.uniform(0.50, 0.72, size=n)[idx2]
     s4 = np.stack(
@@ -547,5 +563,6 @@ def _model(
         modulus=(10 ** digits.astype(np.int64)) * 100, manual=manual,
         tamper_month=tamper_month.astype(np.int64), tamper_keep=tamper_keep, idx2=idx2,
         idx4=idx4, peak2_share=peak2, shares4=s4, pf=pf, opening=opening, meter_ids=meter_ids,
+        night_bypass=night, valley_keep=valley_keep, station=station.astype(np.int64),
     )
 
