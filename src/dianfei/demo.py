@@ -396,4 +396,5 @@ def summary_table(summary: dict[str, Any]) -> None:
 
         kpi_table(summary["kpis"])
         console.print(f"definitions: docs/kpi.md — `dianfei kpi --period {summary['kpis']['period']} "
-                      "--trend 12 --json` for the trend, `--by region|collector|channel` for the split")
+                      "--trend 12 --json` for the trend, "
+                      "`--by region|collector|channel|segment` for the split")
