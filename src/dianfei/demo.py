@@ -39,7 +39,8 @@ def _marker(db: Database) -> dict[str, Any] | None:
 
 
 def run_demo(db: Database, *, customers: int, months: int, seed: int,
-             show_progress: bool = False, collections: bool = True) -> dict[str, Any]:
+             show_progress: bool = False, collections: bool = True,
+             backend: str = "local") -> dict[str, Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from dianfei import sim
@@ -86,7 +87,7 @@ def run_demo(db: Database, *, customers: int, months: int, seed: int,
             issue_at = datetime.combine(period.end_date + ISSUE_DELAY, time(9),
                                         tzinfo=BUSINESS_TZ)
             # credit from overpayments clears the new bills inside the bill run's posting
-            run_bill_run(db, period, FixedClock(issue_at))
+            run_bill_run(db, period, FixedClock(issue_at), backend=backend)
             pending.append(_payments_for(db, utility, period))
             next_issue = (period.next().end_date + ISSUE_DELAY)
             label = f"monthly cycle {period}"

@@ -42,6 +42,26 @@ class BillRun(Base):
     amount: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class BillRunPartition(Base):
+    """A partition of accounts a Spark bill run wrote (dianfei.scale.billing): inserted first in
+    the partition's transaction, so a retried or speculative task of the same job writes
+    nothing a second time."""
+
+    __tablename__ = "bill_run_partitions"
+    run_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    #: one per driver invocation: a resumed run is a new job over the accounts still unbilled
+    job_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    part: Mapped[int] = mapped_column(Integer, primary_key=True)
+    accounts: Mapped[int] = mapped_column(Integer)
+    billed: Mapped[int] = mapped_column(Integer)
+    exceptions: Mapped[int] = mapped_column(Integer)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    kwh: Mapped[int] = mapped_column(BigInteger)
+    #: the Spark task attempt that wrote it (0 the first)
+    attempt: Mapped[int] = mapped_column(Integer)
+    written_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class Bill(Base):
     __tablename__ = "bills"
     __table_args__ = (

@@ -15,9 +15,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from sqlalchemy import Connection, func, select, update
 from sqlalchemy.orm import Session
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
     from dianfei.db.engine import Database
     from dianfei.metering.service import IngestResult
-    from dianfei.tariffs.service import TariffVersion
+    from dianfei.tariffs.service import TariffCatalogue, TariffVersion
 
 #: how far back the usual query looks for opening reads (the previous monthly frozen read sits
 #: exactly at the start); older ones are fetched per meter
@@ -98,14 +98,23 @@ def _start_or_resume(db: Database, period: Period, clock: Clock,
 def run_bill_run(db: Database, period: Period, clock: Clock, *,
                  accounts: list[str] | None = None, chunk_size: int = 100_000,
                  tariff_dir: Path | None = None,
-                 progress: Progress | None = None, estimate: bool = True) -> BillRunResult:
+                 progress: Progress | None = None, estimate: bool = True,
+                 backend: str = "local") -> BillRunResult:
     """Bill every open account (or only ``accounts``) for ``period``. ``estimate``: bill a
     meter whose reads are missing or invalid on an estimated read from its intervals where
-    the coverage rule allows (see billing.estimates)."""
+    the coverage rule allows (see billing.estimates). ``backend``: ``local`` (Polars in this
+    process) or ``spark`` (the same pricing and writing per partition of accounts in Spark
+    tasks, :mod:`dianfei.scale.billing`)."""
     import polars as pl
 
-    from dianfei.tariffs.service import load_catalogue, rate_frame
+    from dianfei.tariffs.service import load_catalogue
 
+    if backend not in ("local", "spark"):
+        raise ValidationError(f"backend must be local or spark, got {backend!r}")
+    if backend == "spark":  # refuse before the run starts when Spark cannot run here
+        from dianfei.scale.session import spark_session
+
+        spark_session(db.settings)
     t0 = time.perf_counter()
     run, resumed = _start_or_resume(db, period, clock, accounts)
     result = BillRunResult(run.run_id, str(period), run.issued_on, run.due_on, resumed=resumed)
@@ -224,14 +233,97 @@ def run_bill_run(db: Database, period: Period, clock: Clock, *,
         )
     )
     catalogue = load_catalogue(tariff_dir or db.settings.billing.tariff_dir)
-    # the version in force for each tariff used; unknown tariffs and tariffs with no version in
-    # force are left out here and reported per account by the rater
+    in_force = tariffs_in_force(catalogue, period, per_meter)
+    # a cancelled bill's version number is taken: the new bill is the next version
+    per_meter = per_meter.join(repo.cancelled_counts(eng, period), on="account_id", how="left")
+    pre_exceptions = pl.concat([structural, read_problems], how="vertical_relaxed")
+    if backend == "spark":
+        from dianfei.scale.billing import bill_on_spark
+
+        expected = result.candidates - (run.billed + run.exceptions if resumed else 0)
+        t_rate = time.perf_counter()
+        result.timings["read_s"] = t_rate - t0
+        bill_on_spark(db, run, per_meter, pre_exceptions, catalogue, period, in_force,
+                      clock.now(), expected, result)
+        result.timings["rate_write_s"] = time.perf_counter() - t_rate
+        return _finish(db, run, clock, result, t0)
+    frames = price_accounts(per_meter, pre_exceptions, catalogue, period, in_force,
+                            RunDates.of(run))
+    t_rate = time.perf_counter()
+    bills, bill_meters, lines, exceptions = frames
+    accounted = bills.height + exceptions.height
+    if accounted != result.candidates - (run.billed + run.exceptions if resumed else 0):
+        raise AssertionError(  # never bill silently short: stop before writing anything
+            f"bill run {run.run_id}: {accounted} accounts billed or excepted of "
+            f"{cand['account_id'].n_unique()} candidates")
+    result.timings["read_s"] = t_read - t0
+    result.timings["rate_s"] = t_rate - t_read
+    _write(db, run, bills, bill_meters, lines, exceptions, clock, chunk_size, result, progress)
+    result.timings["write_s"] = time.perf_counter() - t_rate
+    return _finish(db, run, clock, result, t0)
+
+
+def _finish(db: Database, run: BillRun, clock: Clock, result: BillRunResult,
+            t0: float) -> BillRunResult:
+    with db.session() as s:
+        s.execute(update(BillRun).where(BillRun.run_id == run.run_id)
+                  .values(status="completed", finished_at=clock.now()))
+        final = s.get(BillRun, run.run_id)
+        assert final is not None
+        result.billed, result.exceptions, result.amount = final.billed, final.exceptions, final.amount
+    # a month of bills, clearings and open items changed the tables' shape: the daily queries
+    # that follow need the planner's statistics to match (see db.engine)
+    refresh_statistics(db.engine)
+    result.timings["total_s"] = time.perf_counter() - t0
+    return result
+
+
+@dataclass(frozen=True)
+class RunDates:
+    """What pricing needs to know of its run (plain values: it travels to Spark tasks)."""
+
+    run_id: str
+    period: str
+    issued_on: date
+    due_on: date
+
+    @classmethod
+    def of(cls, run: BillRun) -> RunDates:
+        return cls(run.run_id, run.period, run.issued_on, run.due_on)
+
+
+class BillFrames(NamedTuple):
+    bills: pl.DataFrame
+    bill_meters: pl.DataFrame
+    lines: pl.DataFrame
+    exceptions: pl.DataFrame
+
+
+def tariffs_in_force(catalogue: TariffCatalogue, period: Period,
+                     per_meter: pl.DataFrame) -> dict[str, TariffVersion]:
+    """The version in force for each tariff used; unknown tariffs and tariffs with no version
+    in force are left out here and reported per account by the rater."""
     in_force: dict[str, TariffVersion] = {}
     for t in per_meter["tariff_id"].drop_nulls().unique().to_list():
         try:
             in_force[t] = catalogue.version_for(t, period)
         except TariffError:
             continue
+    return in_force
+
+
+def price_accounts(per_meter: pl.DataFrame, pre_exceptions: pl.DataFrame,
+                   catalogue: TariffCatalogue, period: Period,
+                   in_force: dict[str, TariffVersion], run: RunDates) -> BillFrames:
+    """Rate the accounts of ``per_meter`` and build their bills, lines and exceptions: a pure
+    function of frames, the one both backends run (the local one over every account, Spark over
+    each partition of accounts). ``per_meter``: one row per (account, meter) with usage, the
+    account's attributes and ``cancelled`` (its cancelled bills of the period);
+    ``pre_exceptions``: accounts already refused before rating (account_id, reason, detail)."""
+    import polars as pl
+
+    from dianfei.tariffs.service import rate_frame
+
     tou_periods = {t: tuple(getattr(v.energy, "periods", ())) for t, v in in_force.items()}
     per_meter = fit_registers_to_tariff(per_meter, tou_periods)
     rated_in, multi = account_rows(per_meter)
@@ -240,13 +332,10 @@ def run_bill_run(db: Database, period: Period, clock: Clock, *,
         "valley_kwh", "kvarh", "capacity_kva", "max_demand_kw", "low_income", "meter_id"),
         multi.select("account_id", "meter_id", "kwh", "sharp_kwh", "peak_kwh", "flat_kwh",
                      "valley_kwh"))
-    t_rate = time.perf_counter()
-
-    # --- bills, ledger, exceptions ---------------------------------------------------------
     versions = {t: str(v.effective_from) for t, v in in_force.items()}
-    cancelled = repo.cancelled_counts(eng, period)
     totals = lines.group_by("account_id").agg(pl.col("amount").sum().alias("amount"))
     ok = rated_in.join(rate_errors.select("account_id"), on="account_id", how="anti")
+    cancelled = per_meter.select("account_id", "cancelled").unique("account_id")
     bills = (
         ok.join(totals, on="account_id", how="left")
         .join(cancelled, on="account_id", how="left")
@@ -274,30 +363,12 @@ def run_bill_run(db: Database, period: Period, clock: Clock, *,
         "account_id", "bill_id", "meter_id", "multiplier", "kwh", "estimated", "read_from_at",
         "read_from", "read_to_at", "read_to")
     exceptions = pl.concat([
-        structural, read_problems,
+        pre_exceptions.select("account_id", "reason", "detail"),
         rate_errors.select("account_id", "reason", "detail"),
     ], how="vertical_relaxed").unique("account_id", keep="first").sort("account_id").with_columns(
         pl.lit(run.run_id).alias("run_id"), pl.lit(str(period)).alias("period"))
-    accounted = bills.height + exceptions.height
-    if accounted != result.candidates - (run.billed + run.exceptions if resumed else 0):
-        raise AssertionError(  # never bill silently short: stop before writing anything
-            f"bill run {run.run_id}: {accounted} accounts billed or excepted of "
-            f"{cand['account_id'].n_unique()} candidates")
-    result.timings["read_s"] = t_read - t0
-    result.timings["rate_s"] = t_rate - t_read
-    _write(db, run, bills, bill_meters, lines, exceptions, clock, chunk_size, result, progress)
-    result.timings["write_s"] = time.perf_counter() - t_rate
-    with db.session() as s:
-        s.execute(update(BillRun).where(BillRun.run_id == run.run_id)
-                  .values(status="completed", finished_at=clock.now()))
-        final = s.get(BillRun, run.run_id)
-        assert final is not None
-        result.billed, result.exceptions, result.amount = final.billed, final.exceptions, final.amount
-    # a month of bills, clearings and open items changed the tables' shape: the daily queries
-    # that follow need the planner's statistics to match (see db.engine)
-    refresh_statistics(db.engine)
-    result.timings["total_s"] = time.perf_counter() - t0
-    return result
+    line_rows = lines.join(bills.select("account_id", "bill_id"), on="account_id")
+    return BillFrames(bills, bill_meters, line_rows, exceptions)
 
 
 #: per-meter columns carried from consumption to the bill
@@ -353,42 +424,53 @@ def _write(db: Database, run: BillRun, bills: pl.DataFrame, bill_meters: pl.Data
     ids = pl.concat([bills.select("account_id"), exceptions.select("account_id")]).sort(
         "account_id")["account_id"]
     total = ids.len()
-    line_rows = lines.join(bills.select("account_id", "bill_id"), on="account_id")
     written = 0
     for lo in range(0, total, chunk_size):
         chunk_ids = ids.slice(lo, chunk_size)
         first, last = chunk_ids[0], chunk_ids[-1]
         in_chunk = pl.col("account_id").is_between(pl.lit(first), pl.lit(last))
-        b = bills.filter(in_chunk)
-        ln = line_rows.filter(in_chunk).select(
-            "bill_id", "line_no", "code", "description", "quantity", "unit", "unit_price",
-            "amount", "power_factor", "percent", "meter_id")
-        bm = bill_meters.filter(in_chunk).drop("account_id")
-        ex = exceptions.filter(in_chunk).select("run_id", "period", "account_id", "reason",
-                                                "detail")
-        entries = b.select(
-            "account_id", "customer_id", pl.lit("bill").alias("kind"), "amount",
-            pl.lit(posted_at).alias("posted_at"),
-            pl.col("issued_on").alias("business_date"), "due_on",
-            pl.col("bill_id").alias("reference"), "period")  # the open items' period
-        amount = int(b["amount"].sum()) if b.height else 0
+        chunk = BillFrames(bills.filter(in_chunk), bill_meters.filter(in_chunk),
+                           lines.filter(in_chunk), exceptions.filter(in_chunk))
         with db.engine.begin() as conn:
-            write_frame(conn, "bills", b)
-            if bm.height:
-                write_frame(conn, "bill_meters", bm)
-            write_frame(conn, "bill_lines", ln)
-            ledger.post_frame(conn, entries, action="bill_run.chunk",
-                              subject=f"{run.period} run {run.run_id}")
-            write_frame(conn, "bill_exceptions", ex)
-            conn.execute(update(BillRun).where(BillRun.run_id == run.run_id).values(
-                billed=BillRun.billed + b.height,
-                exceptions=BillRun.exceptions + ex.height,
-                amount=BillRun.amount + amount))
-        result.kwh += int(b["kwh"].sum()) if b.height else 0
+            kwh = write_chunk(conn, RunDates.of(run), chunk, posted_at)
+        result.kwh += kwh
         written += chunk_ids.len()
         if progress:
             progress(written, total)
         kill_point("bill_run.chunk_written")  # the crash tests die here (core/faults.py)
+
+
+def write_chunk(conn: Connection, run: RunDates, frames: BillFrames, posted_at: datetime) -> int:
+    """Write one chunk of a run's bills, meters, lines, debits and exceptions inside the
+    caller's transaction and count them on the run; returns the chunk's kWh. The one write path
+    of both backends (a Spark partition is one chunk)."""
+    import polars as pl
+
+    b = frames.bills
+    ln = frames.lines.select(
+        "bill_id", "line_no", "code", "description", "quantity", "unit", "unit_price",
+        "amount", "power_factor", "percent", "meter_id")
+    bm = frames.bill_meters.drop("account_id")
+    ex = frames.exceptions.select("run_id", "period", "account_id", "reason", "detail")
+    entries = b.select(
+        "account_id", "customer_id", pl.lit("bill").alias("kind"), "amount",
+        pl.lit(posted_at).alias("posted_at"),
+        pl.col("issued_on").alias("business_date"), "due_on",
+        pl.col("bill_id").alias("reference"), "period")  # the open items' period
+    amount = int(b["amount"].sum()) if b.height else 0
+    write_frame(conn, "bills", b)
+    if bm.height:
+        write_frame(conn, "bill_meters", bm)
+    write_frame(conn, "bill_lines", ln)
+    ledger.post_frame(conn, entries, action="bill_run.chunk",
+                      subject=f"{run.period} run {run.run_id}")
+    write_frame(conn, "bill_exceptions", ex)
+    # last: on PostgreSQL the run's row is the one lock concurrent chunks share
+    conn.execute(update(BillRun).where(BillRun.run_id == run.run_id).values(
+        billed=BillRun.billed + b.height,
+        exceptions=BillRun.exceptions + ex.height,
+        amount=BillRun.amount + amount))
+    return int(b["kwh"].sum()) if b.height else 0
 
 
 def cancel_bill(session: Session, clock: Clock, bill_id: str, reason: str) -> Bill:

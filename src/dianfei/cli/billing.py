@@ -37,7 +37,9 @@ def _progress_bar(label: str):  # type: ignore[no-untyped-def]
 @handle_errors
 def bill_run(
     period: Annotated[str, typer.Option(help="YYYY-MM")],
-    backend: Annotated[str, typer.Option(help="local (Spark is not available yet)")] = "local",
+    backend: Annotated[str, typer.Option(
+        help="local (this process, the default) or spark (per partition of accounts on the "
+             "[spark] master: docs/scaling.md)")] = "local",
     chunk_size: Annotated[int, typer.Option(help="accounts per transaction")] = 100_000,
     estimates: Annotated[bool, typer.Option(
         "--estimates/--no-estimates",
@@ -49,8 +51,8 @@ def bill_run(
     from dianfei.billing.service import run_bill_run
     from dianfei.core.money import fmt_qty, fmt_yuan
 
-    if backend != "local":
-        raise ValidationError(f"backend {backend!r} is not available; use --backend local")
+    if backend not in ("local", "spark"):
+        raise ValidationError(f"--backend must be local or spark, got {backend!r}")
     if chunk_size < 1:
         raise ValidationError("--chunk-size must be at least 1")
     p = Period.parse(period)
@@ -58,6 +60,7 @@ def bill_run(
     with _progress_bar(f"bill run {p}") as bar:
         task = bar.add_task("bill", total=None)
         res = run_bill_run(db, p, clock_from_env(), chunk_size=chunk_size, estimate=estimates,
+                           backend=backend,
                            progress=lambda done, total: bar.update(task, completed=done,
                                                                    total=total))
     out = {"run_id": res.run_id, "period": res.period, "issued_on": str(res.issued_on),
@@ -354,7 +357,8 @@ def demo(
     customers: Annotated[int, typer.Option(help="synthetic customers")] = 20_000,
     months: Annotated[int, typer.Option(help="months of billing")] = 24,
     seed: Annotated[int, typer.Option(help="random seed (deterministic)")] = 1,
-    backend: Annotated[str, typer.Option(help="local")] = "local",
+    backend: Annotated[str, typer.Option(
+        help="local or spark: the bill runs' backend (the same bills either way)")] = "local",
     serve: Annotated[bool, typer.Option("--serve/--no-serve",
                                         help="serve the console afterwards")] = True,
     collections: Annotated[bool, typer.Option(
@@ -365,8 +369,8 @@ def demo(
     """Build a synthetic county utility and run every month's cycle on it."""
     from dianfei.demo import run_demo, summary_table
 
-    if backend != "local":
-        raise ValidationError(f"backend {backend!r} is not available; use --backend local")
+    if backend not in ("local", "spark"):
+        raise ValidationError(f"--backend must be local or spark, got {backend!r}")
     if customers < 1 or months < 1:
         raise ValidationError("--customers and --months must be at least 1")
     from dianfei.audit.service import record_current_configuration
@@ -375,7 +379,8 @@ def demo(
     # the rules the demo bills and chases by go on its audit chain first, as a server's would
     record_current_configuration(db.engine, db.settings)
     summary = run_demo(db, customers=customers, months=months, seed=seed,
-                       show_progress=sys.stderr.isatty(), collections=collections)
+                       show_progress=sys.stderr.isatty(), collections=collections,
+                       backend=backend)
     if json_out:
         print_json(summary)
     else:

@@ -29,6 +29,8 @@ POINTS = (
     "reconcile.line_posted",           # a statement line auto-posted (inside the file's transaction)
     "import.chunk_fed",                # a chunk of the file stored (inside the import's transaction)
     "risk.scores_written",             # the day's scores file written, warnings not yet stored
+    "spark.partition_priced",          # a Spark task priced its partition, nothing written yet
+    "spark.partition_written",         # a Spark task committed its partition, not yet returned
 )
 
 _target: tuple[str, int] | None = None
