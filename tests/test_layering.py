@@ -27,7 +27,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "dianfei"
 ORDER = ["core", "db", "events", "audit", "customers", "tariffs", "metering", "notify", "ledger",
          "billing", "payments", "risk", "collections", "reporting", "security", "approvals", "jobs",
-         "api", "web", "cli"]
+         "scale", "api", "web", "cli"]
 RANK = {name: i for i, name in enumerate(ORDER)}
 #: the one place allowed to see every model: Alembic needs the whole metadata; and a migration
 #: that must record existing data in the audit chain as it creates it (it calls audit.service)

@@ -50,6 +50,13 @@ def run_demo(db: Database, *, customers: int, months: int, seed: int,
     from dianfei.metering.models import RegisterRead
     from dianfei.metering.service import store_reads
 
+    bill_backend = None
+    if backend == "spark":  # started (or refused) before anything is built
+        from dianfei.scale.billing import spark_backend
+
+        bill_backend = spark_backend(db.settings)
+    elif backend != "local":
+        raise ValidationError(f"backend must be local or spark, got {backend!r}")
     params = {"customers": customers, "seed": seed, "start": str(DEMO_START)}
     with db.engine.connect() as conn:
         existing = conn.execute(select(func.count()).select_from(Customer)).scalar_one()
@@ -87,7 +94,7 @@ def run_demo(db: Database, *, customers: int, months: int, seed: int,
             issue_at = datetime.combine(period.end_date + ISSUE_DELAY, time(9),
                                         tzinfo=BUSINESS_TZ)
             # credit from overpayments clears the new bills inside the bill run's posting
-            run_bill_run(db, period, FixedClock(issue_at), backend=backend)
+            run_bill_run(db, period, FixedClock(issue_at), backend=bill_backend)
             pending.append(_payments_for(db, utility, period))
             next_issue = (period.next().end_date + ISSUE_DELAY)
             label = f"monthly cycle {period}"

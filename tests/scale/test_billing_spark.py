@@ -60,8 +60,11 @@ def _prepare(db: Database, backend: str) -> None:
 
 
 def _bill_third(db: Database, backend: str) -> BillRunResult:
+    from dianfei.scale.billing import spark_backend
+
     issue = datetime(2025, 4, 3, 9, 0, tzinfo=BUSINESS_TZ)
-    return run_bill_run(db, THIRD, FixedClock(issue), backend=backend)
+    return run_bill_run(db, THIRD, FixedClock(issue),
+                        backend=spark_backend(db.settings) if backend == "spark" else None)
 
 
 _TABLES = {

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from sqlalchemy import Connection, func, select, update
 from sqlalchemy.orm import Session
@@ -31,7 +31,8 @@ from dianfei.billing.consumption import (
     select_reads,
 )
 from dianfei.billing.estimates import estimate_missing_reads, name_refusals
-from dianfei.billing.models import Bill, BillRun
+from dianfei.billing.models import Bill, BillRunPartition
+from dianfei.billing.models import BillRun as BillRun  # the run's row, for other packages
 from dianfei.core.clock import Clock, Period, business_date, start_of_day
 from dianfei.core.errors import ConflictError, NotFoundError, TariffError, ValidationError
 from dianfei.core.faults import kill_point
@@ -55,6 +56,17 @@ if TYPE_CHECKING:
 _READ_WINDOW = timedelta(days=40)
 
 Progress = Callable[[int, int], None]
+
+
+class PartitionedBackend(Protocol):
+    """Prices and writes a run's accounts elsewhere than in this process (Spark): with
+    :func:`price_accounts` and :func:`write_partition` per partition, adding the kWh written to
+    ``result``; ``expected`` is how many accounts it must bill or except."""
+
+    def __call__(self, db: Database, run: BillRun, per_meter: pl.DataFrame,
+                 pre_exceptions: pl.DataFrame, catalogue: TariffCatalogue, period: Period,
+                 in_force: dict[str, TariffVersion], posted_at: datetime, expected: int,
+                 result: BillRunResult) -> None: ...
 
 
 @dataclass
@@ -99,22 +111,16 @@ def run_bill_run(db: Database, period: Period, clock: Clock, *,
                  accounts: list[str] | None = None, chunk_size: int = 100_000,
                  tariff_dir: Path | None = None,
                  progress: Progress | None = None, estimate: bool = True,
-                 backend: str = "local") -> BillRunResult:
+                 backend: PartitionedBackend | None = None) -> BillRunResult:
     """Bill every open account (or only ``accounts``) for ``period``. ``estimate``: bill a
     meter whose reads are missing or invalid on an estimated read from its intervals where
-    the coverage rule allows (see billing.estimates). ``backend``: ``local`` (Polars in this
-    process) or ``spark`` (the same pricing and writing per partition of accounts in Spark
-    tasks, :mod:`dianfei.scale.billing`)."""
+    the coverage rule allows (see billing.estimates). ``backend``: None prices and writes here
+    (the local backend); the Spark backend (``dianfei.scale.billing.spark_backend``) prices and
+    writes the same way per partition of accounts in Spark tasks."""
     import polars as pl
 
     from dianfei.tariffs.service import load_catalogue
 
-    if backend not in ("local", "spark"):
-        raise ValidationError(f"backend must be local or spark, got {backend!r}")
-    if backend == "spark":  # refuse before the run starts when Spark cannot run here
-        from dianfei.scale.session import spark_session
-
-        spark_session(db.settings)
     t0 = time.perf_counter()
     run, resumed = _start_or_resume(db, period, clock, accounts)
     result = BillRunResult(run.run_id, str(period), run.issued_on, run.due_on, resumed=resumed)
@@ -237,14 +243,12 @@ def run_bill_run(db: Database, period: Period, clock: Clock, *,
     # a cancelled bill's version number is taken: the new bill is the next version
     per_meter = per_meter.join(repo.cancelled_counts(eng, period), on="account_id", how="left")
     pre_exceptions = pl.concat([structural, read_problems], how="vertical_relaxed")
-    if backend == "spark":
-        from dianfei.scale.billing import bill_on_spark
-
+    if backend is not None:
         expected = result.candidates - (run.billed + run.exceptions if resumed else 0)
         t_rate = time.perf_counter()
         result.timings["read_s"] = t_rate - t0
-        bill_on_spark(db, run, per_meter, pre_exceptions, catalogue, period, in_force,
-                      clock.now(), expected, result)
+        backend(db, run, per_meter, pre_exceptions, catalogue, period, in_force, clock.now(),
+                expected, result)
         result.timings["rate_write_s"] = time.perf_counter() - t_rate
         return _finish(db, run, clock, result, t0)
     frames = price_accounts(per_meter, pre_exceptions, catalogue, period, in_force,
@@ -471,6 +475,39 @@ def write_chunk(conn: Connection, run: RunDates, frames: BillFrames, posted_at: 
         exceptions=BillRun.exceptions + ex.height,
         amount=BillRun.amount + amount))
     return int(b["kwh"].sum()) if b.height else 0
+
+
+def write_partition(db: Database, run: RunDates, job_id: str, part: int, accounts: int,
+                    frames: BillFrames, posted_at: datetime, attempt: int) -> dict[str, Any]:
+    """Write one partition exactly once: its marker row first, then the local run's chunk
+    writer, all in one transaction. An attempt that finds the marker (another attempt of the
+    same job committed it) writes nothing and reports what that attempt wrote."""
+    from sqlalchemy import insert, select
+    from sqlalchemy.exc import IntegrityError
+
+    bills, excepted = frames.bills, frames.exceptions
+    amount = int(bills["amount"].sum()) if bills.height else 0
+    kwh = int(bills["kwh"].sum()) if bills.height else 0
+    marker = {"run_id": run.run_id, "job_id": job_id, "part": part, "accounts": accounts,
+              "billed": bills.height, "exceptions": excepted.height, "amount": amount,
+              "kwh": kwh, "attempt": attempt, "written_at": posted_at}
+    try:
+        with db.engine.begin() as conn:
+            conn.execute(insert(BillRunPartition).values(**marker))
+            write_chunk(conn, run, frames, posted_at)
+    except IntegrityError:
+        with db.engine.connect() as conn:
+            stored = conn.execute(select(*BillRunPartition.__table__.columns).where(
+                BillRunPartition.run_id == run.run_id, BillRunPartition.job_id == job_id,
+                BillRunPartition.part == part)).mappings().first()
+        if stored is None:  # not the marker: a real conflict (a bill already live), say it
+            raise
+        return {"part": part, "accounts": stored["accounts"], "billed": stored["billed"],
+                "exceptions": stored["exceptions"], "amount": stored["amount"],
+                "kwh": stored["kwh"], "attempt": attempt, "written": False}
+    return {"part": part, "accounts": accounts, "billed": bills.height,
+            "exceptions": excepted.height, "amount": amount, "kwh": kwh, "attempt": attempt,
+            "written": True}
 
 
 def cancel_bill(session: Session, clock: Clock, bill_id: str, reason: str) -> Bill:

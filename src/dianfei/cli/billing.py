@@ -57,10 +57,15 @@ def bill_run(
         raise ValidationError("--chunk-size must be at least 1")
     p = Period.parse(period)
     db = database()
+    spark = None
+    if backend == "spark":  # refused here, before the run starts, when Spark cannot run
+        from dianfei.scale.billing import spark_backend
+
+        spark = spark_backend(db.settings)
     with _progress_bar(f"bill run {p}") as bar:
         task = bar.add_task("bill", total=None)
         res = run_bill_run(db, p, clock_from_env(), chunk_size=chunk_size, estimate=estimates,
-                           backend=backend,
+                           backend=spark,
                            progress=lambda done, total: bar.update(task, completed=done,
                                                                    total=total))
     out = {"run_id": res.run_id, "period": res.period, "issued_on": str(res.issued_on),

@@ -28,9 +28,9 @@ if TYPE_CHECKING:
     import polars as pl
     import pyarrow as pa
 
-    from dianfei.billing.models import BillRun
-    from dianfei.billing.service import BillRunResult
+    from dianfei.billing.service import BillRun, BillRunResult, PartitionedBackend
     from dianfei.core.clock import Period
+    from dianfei.core.settings import Settings
     from dianfei.db.engine import Database
     from dianfei.tariffs.service import TariffCatalogue, TariffVersion
 
@@ -48,6 +48,15 @@ def partition_ranges(account_ids: pl.Series, partitions: int) -> pl.DataFrame:
     n = max(1, min(partitions, ids.len()))
     return pl.DataFrame({"account_id": ids}).with_columns(
         (pl.int_range(pl.len(), dtype=pl.Int64) * n // pl.len()).cast(pl.Int32).alias("part"))
+
+
+def spark_backend(settings: Settings) -> PartitionedBackend:
+    """The bill run's Spark backend, its session started now: a Spark that cannot run here is
+    refused before the run starts (nothing read, nothing written)."""
+    from dianfei.scale.session import spark_session
+
+    spark_session(settings)
+    return bill_on_spark
 
 
 def bill_on_spark(db: Database, run: BillRun, per_meter: pl.DataFrame,
@@ -173,7 +182,7 @@ class _PartitionTask:
         import polars as pl
         import pyarrow as pa
 
-        from dianfei.billing.service import price_accounts
+        from dianfei.billing.service import price_accounts, write_partition
         from dianfei.core.faults import kill_point
 
         rows = pl.from_arrow(table)
@@ -203,42 +212,6 @@ class _PartitionTask:
             ("part", pa.int32()), ("accounts", pa.int64()), ("billed", pa.int64()),
             ("exceptions", pa.int64()), ("amount", pa.int64()), ("kwh", pa.int64()),
             ("attempt", pa.int32()), ("written", pa.bool_())]))
-
-
-def write_partition(db: Database, run: Any, job_id: str, part: int, accounts: int,
-                    frames: Any, posted_at: datetime, attempt: int) -> dict[str, Any]:
-    """Write one partition exactly once: its marker row first, then the local run's chunk
-    writer, all in one transaction. An attempt that finds the marker (another attempt of the
-    same job committed it) writes nothing and reports what that attempt wrote."""
-    from sqlalchemy import insert, select
-    from sqlalchemy.exc import IntegrityError
-
-    from dianfei.billing.models import BillRunPartition
-    from dianfei.billing.service import write_chunk
-
-    bills, excepted = frames.bills, frames.exceptions
-    amount = int(bills["amount"].sum()) if bills.height else 0
-    kwh = int(bills["kwh"].sum()) if bills.height else 0
-    marker = {"run_id": run.run_id, "job_id": job_id, "part": part, "accounts": accounts,
-              "billed": bills.height, "exceptions": excepted.height, "amount": amount,
-              "kwh": kwh, "attempt": attempt, "written_at": posted_at}
-    try:
-        with db.engine.begin() as conn:
-            conn.execute(insert(BillRunPartition).values(**marker))
-            write_chunk(conn, run, frames, posted_at)
-    except IntegrityError:
-        with db.engine.connect() as conn:
-            stored = conn.execute(select(*BillRunPartition.__table__.columns).where(
-                BillRunPartition.run_id == run.run_id, BillRunPartition.job_id == job_id,
-                BillRunPartition.part == part)).mappings().first()
-        if stored is None:  # not the marker: a real conflict (a bill already live), say it
-            raise
-        return {"part": part, "accounts": stored["accounts"], "billed": stored["billed"],
-                "exceptions": stored["exceptions"], "amount": stored["amount"],
-                "kwh": stored["kwh"], "attempt": attempt, "written": False}
-    return {"part": part, "accounts": accounts, "billed": bills.height,
-            "exceptions": excepted.height, "amount": amount, "kwh": kwh, "attempt": attempt,
-            "written": True}
 
 
 _databases: dict[str, Database] = {}
