@@ -213,3 +213,20 @@ def test_spark_that_cannot_run_is_refused_before_anything_is_written(db_env: dic
             assert conn.execute(text("SELECT count(*) FROM bill_runs")).scalar() == 0
     finally:
         db.engine.dispose()
+
+
+def test_each_partition_of_accounts_is_one_spark_task(spark_ready: None) -> None:
+    """The labels partitions are shipped under land one in each Spark partition, by Spark's own
+    hash (a collision would put two partitions in one task and leave a core idle)."""
+    from dianfei.scale.billing import spark_hash_int, spread_labels
+    from dianfei.scale.session import spark_session
+
+    spark = spark_session(load_settings())
+    rows = spark.range(-50, 2000).selectExpr("cast(id as int) as v",
+                                             "hash(cast(id as int)) as h").collect()
+    assert all(spark_hash_int(v) == h for v, h in rows)
+    for n in (2, 4, 7, 16):
+        labels = spread_labels(n)
+        frame = spark.createDataFrame([(label,) for label in labels.values()], "part int")
+        placed = frame.repartition(n, "part").selectExpr("part", "spark_partition_id() as p")
+        assert sorted(p for _, p in placed.collect()) == list(range(n))
