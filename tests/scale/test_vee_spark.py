@@ -104,6 +104,7 @@ def stored(db: Database, table: str, keys: str) -> pl.DataFrame:
 def test_spark_stores_what_the_local_run_stores_row_for_row(
         db: Database, twin: Database, monkeypatch: pytest.MonkeyPatch, spark_ready: None) -> None:
     from dianfei.scale import vee as spark_vee
+    from dianfei.scale.session import spark_session
 
     load(db, monkeypatch)
     load(twin, monkeypatch)
@@ -124,9 +125,14 @@ def test_spark_stores_what_the_local_run_stores_row_for_row(
     estimates = stored(db, "vee_estimates", "meter_id, ts")
     assert set(estimates["meter_id"]) == {"MC1", "MC3", "MC6"}
     assert stored(twin, "vee_estimates", "meter_id, ts").equals(estimates)
-    # a window (the day after the first): its edges' context is shipped with the tasks
+    # a window (the day after the first): its edges' context is shipped with the tasks; and
+    # more partitions than groups: each group cut into three parts (48 tasks)
+    monkeypatch.setenv("DIANFEI_SPARK_PARTITIONS", "40")
     window = {"day_from": DAYS[0] + timedelta(days=1), "day_to": DAYS[1]}
-    w_local, w_spark = service.run_vee(db, NOW, **window), spark_vee.run_vee(twin, NOW, **window)
+    runner = spark_vee.SparkRunner(spark_session(twin.settings))
+    w_local = service.run_vee(db, NOW, **window)
+    w_spark = spark_vee.run_vee(twin, NOW, **window, runner=runner)
+    assert len(runner.stats) == 48 and sum(s.intervals for s in runner.stats) > 0
     assert (w_spark.counts, w_spark.findings) == (w_local.counts, w_local.findings)
     assert stored(twin, "vee_findings", "rule, meter_id, ts, ref").equals(
         stored(db, "vee_findings", "rule, meter_id, ts, ref"))

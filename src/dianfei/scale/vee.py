@@ -1,4 +1,5 @@
-"""VEE and time-of-use totals on Spark: one task per meter group of the interval store.
+"""VEE and time-of-use totals on Spark: one task per meter group of the interval store (or per
+part of one, when more partitions are asked for than there are groups).
 
 The store is already cut by meter group (``month=…/group=GG/…``, ``intervals.py``), and every
 VEE rule and the TOU split are per meter, so a meter group is a partition whose results need no
@@ -8,6 +9,11 @@ and runs the same columnar functions as the local path — ``pipeline.run`` and
 reads, within-import duplicates, kept profiles, the rows around a window; for TOU its estimates
 and edits). No rule is written twice.
 
+``[spark] partitions`` (``DIANFEI_SPARK_PARTITIONS``; default twice the master's cores) above
+the store's 16 groups cuts each group into parts by the bits of the meter's CRC-32 above those
+of its group (:func:`meter_part`): a task then reads its group's files and keeps its part's
+meters — more, smaller tasks (a task holds all the rows of its meters of the window).
+
 The driver adds the figures up and concatenates findings and estimates in the pipeline's order
 (``service.combine``); ``service.run_vee`` then writes them in one transaction exactly as after
 a local pass. A task that fails (after Spark's retries) fails the job before anything is written:
@@ -16,7 +22,9 @@ a local pass. A task that fails (after Spark's retries) fails the job before any
 
 from __future__ import annotations
 
+import math
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -49,19 +57,45 @@ class GroupTaskError(DianfeiError):
     http_status = 500
 
 
-def _in_task(group: int, what: str, fn: Callable[[], R]) -> R:
+def _in_task(files: GroupFiles, what: str, fn: Callable[[], R]) -> R:
     try:
         return fn()
     except Exception as exc:
         detail = " ".join(str(exc).split())[:300]
-        raise GroupTaskError(f"{what} of meter group {group:02d}: {type(exc).__name__}: "
-                             f"{detail}") from exc
+        part = f" (part {files.part + 1} of {files.parts})" if files.parts > 1 else ""
+        raise GroupTaskError(f"{what} of meter group {files.group:02d}{part}: "
+                             f"{type(exc).__name__}: {detail}") from exc
+
+
+def meter_part(meter_ids: pl.Series, parts: int) -> pl.Series:
+    """The part of its meter group each meter falls in when a group is cut into ``parts``
+    tasks: the CRC-32 of its id (as ``meter_group``) without the group's bits, modulo
+    ``parts`` — independent of the group, stable for a given ``parts``."""
+    import polars as pl
+
+    from dianfei.metering import intervals as store
+
+    if parts == 1:
+        return pl.Series(meter_ids.name, [0] * meter_ids.len(), dtype=pl.Int32)
+    mapping = {m: (zlib.crc32(m.encode("utf-8")) // store.GROUPS) % parts
+               for m in meter_ids.unique().to_list()}
+    return meter_ids.replace_strict(mapping, return_dtype=pl.Int32)
+
+
+def parts_per_group(db: Database) -> int:
+    """How many tasks each meter group is cut into: enough for the configured partitions."""
+    from dianfei.metering import intervals as store
+    from dianfei.scale.session import SparkSettings
+
+    return max(1, math.ceil(SparkSettings.from_settings(db.settings).default_partitions()
+                            / store.GROUPS))
 
 
 @dataclass(frozen=True)
 class GroupFiles:
     """Where one meter group's rows are: its own files and the mixed ones, under ``root``, and
-    the ``ts`` bounds of the window (None: unbounded)."""
+    the ``ts`` bounds of the window (None: unbounded); the task keeps the meters of ``part``
+    (of ``parts``, :func:`meter_part`)."""
 
     group: int
     root: str
@@ -69,12 +103,25 @@ class GroupFiles:
     mixed: tuple[str, ...]
     lo: datetime | None
     hi: datetime | None
+    part: int = 0
+    parts: int = 1
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return self.group, self.part
 
     def scan(self) -> pl.LazyFrame:
+        import polars as pl
+
         from dianfei.metering import intervals as store
 
-        return store.scan_group(Path(self.root), self.own, self.mixed, self.group, self.lo,
+        rows = store.scan_group(Path(self.root), self.own, self.mixed, self.group, self.lo,
                                 self.hi)
+        if self.parts == 1:
+            return rows
+        ids = rows.select(pl.col("meter_id").unique()).collect()["meter_id"]
+        mine = ids.filter(meter_part(ids, self.parts) == self.part)
+        return rows.filter(pl.col("meter_id").is_in(mine.implode()))
 
 
 @dataclass(frozen=True)
@@ -107,10 +154,11 @@ class TouTask:
 
 @dataclass(frozen=True)
 class TaskStats:
-    """What one task did: its group, the metered intervals it read, its seconds (in the task,
-    from reading its files to its results: the per-partition throughput)."""
+    """What one task did: its group and part, the metered intervals it read, its seconds (in
+    the task, from reading its files to its results: the per-partition throughput)."""
 
     group: int
+    part: int
     intervals: int
     seconds: float
 
@@ -125,7 +173,7 @@ class _Done:
 
 def _vee_task(task: VeeTask) -> _Done:
     """Runs in a Spark executor's Python worker."""
-    return _in_task(task.files.group, "VEE", lambda: _vee(task))
+    return _in_task(task.files, "VEE", lambda: _vee(task))
 
 
 def _vee(task: VeeTask) -> _Done:
@@ -148,13 +196,14 @@ def _vee(task: VeeTask) -> _Done:
         reads=task.reads.lazy() if task.reads is not None else None, meters=task.meters.lazy(),
         with_findings=task.with_findings, with_estimates=task.with_estimates,
         profile=task.profile.lazy() if task.profile is not None else None, context=context)
-    stats = TaskStats(task.files.group, res.counts.get("intervals", 0), time.perf_counter() - t0)
+    stats = TaskStats(task.files.group, task.files.part, res.counts.get("intervals", 0),
+                      time.perf_counter() - t0)
     return _Done(stats, res.counts, res.findings, res.estimates)
 
 
 def _tou_task(task: TouTask) -> tuple[TaskStats, pl.DataFrame]:
     """Runs in a Spark executor's Python worker."""
-    return _in_task(task.files.group, "TOU totals", lambda: _tou(task))
+    return _in_task(task.files, "TOU totals", lambda: _tou(task))
 
 
 def _tou(task: TouTask) -> tuple[TaskStats, pl.DataFrame]:
@@ -165,11 +214,12 @@ def _tou(task: TouTask) -> tuple[TaskStats, pl.DataFrame]:
     eff = effective_frame(task.files.scan(), task.estimates, task.edits)
     out = tou.daily_tou_frame(eff, cal=task.cal, tz=task.tz)
     metered = int(eff.filter(eff["source"] == "metered").height)
-    return TaskStats(task.files.group, metered, time.perf_counter() - t0), out
+    return TaskStats(task.files.group, task.files.part, metered, time.perf_counter() - t0), out
 
 
 def run_job(spark: SparkSession, tasks: Sequence[T], fn: Callable[[T], R], what: str) -> list[R]:
-    """One Spark task per element of ``tasks`` (never merged: a task is a meter group); the
+    """One Spark task per element of ``tasks`` (never merged: a task is a meter group or a
+    part of one); the
     results in the order of ``tasks``. A failed job is a :class:`SparkJobFailed`."""
     if not tasks:
         return []
@@ -179,8 +229,10 @@ def run_job(spark: SparkSession, tasks: Sequence[T], fn: Callable[[T], R], what:
         raise job_failed(exc, what) from exc
 
 
-def group_files(db: Database, day_from: date | None, day_to: date | None) -> list[GroupFiles]:
-    """Every meter group's files of the business days (as ``intervals.scan`` selects them)."""
+def group_files(db: Database, day_from: date | None, day_to: date | None,
+                parts: int = 1) -> list[GroupFiles]:
+    """Every meter group's files of the business days (as ``intervals.scan`` selects them),
+    once per part of the group."""
     import polars as pl
 
     from dianfei.metering import intervals as store
@@ -190,41 +242,46 @@ def group_files(db: Database, day_from: date | None, day_to: date | None) -> lis
     root = str(store.store_root(db))
     mixed = tuple(cat.filter(pl.col("meter_group") == store.MIXED_GROUP)["path"].to_list())
     return [GroupFiles(g, root, tuple(cat.filter(pl.col("meter_group") == g)["path"].to_list()),
-                       mixed, lo, hi)
-            for g in range(store.GROUPS)]
+                       mixed, lo, hi, part, parts)
+            for g in range(store.GROUPS) for part in range(parts)]
 
 
-def by_group(frame: pl.DataFrame | None) -> Callable[[int], pl.DataFrame | None]:
-    """``frame``'s rows of one meter group (by ``meter_id``), partitioned once."""
+Key = tuple[int, int]
+
+
+def by_part(frame: pl.DataFrame | None, parts: int) -> Callable[[Key], pl.DataFrame | None]:
+    """``frame``'s rows of one (meter group, part) by ``meter_id``, partitioned once."""
     from dianfei.metering import intervals as store
 
     if frame is None:
-        return lambda g: None
+        return lambda key: None
     empty = frame.clear()
-    parts: dict[int, pl.DataFrame] = {}
+    cut: dict[Key, pl.DataFrame] = {}
     if frame.height:
-        keyed = frame.with_columns(store.group_column(frame["meter_id"]).alias("_g"))
-        parts = {int(k[0]): part.drop("_g")
-                 for k, part in keyed.group_by("_g", maintain_order=True)}
-    return lambda g: parts.get(g, empty)
+        ids = frame["meter_id"]
+        keyed = frame.with_columns(store.group_column(ids).alias("_g"),
+                                   meter_part(ids, parts).alias("_p"))
+        cut = {(int(k[0]), int(k[1])): part.drop("_g", "_p")
+               for k, part in keyed.group_by("_g", "_p", maintain_order=True)}
+    return lambda key: cut.get(key, empty)
 
 
-def _window_context(db: Database, p: VeePass) -> Callable[[int], tuple[pl.DataFrame,
-                                                                        pl.DataFrame] | None]:
+def _window_context(db: Database, p: VeePass, parts: int
+                    ) -> Callable[[Key], tuple[pl.DataFrame, pl.DataFrame] | None]:
     """The rows around the window of every meter with rows in it, by meter group: computed on
     the driver (it searches the catalogue span by span, ``intervals.lead_in``), per meter, so
     one search for all meters gives each group's part exactly."""
     if p.context is None:
-        return lambda g: None
+        return lambda key: None
     from dianfei.metering.vee import repository
 
     ids = (repository.intervals(db, p.day_from, p.day_to).select("meter_id").unique()
            .collect()["meter_id"].sort())
     before, after = p.context(ids)
-    b, a = by_group(before), by_group(after)
+    b, a = by_part(before, parts), by_part(after, parts)
 
-    def around(g: int) -> tuple[pl.DataFrame, pl.DataFrame]:
-        mine_b, mine_a = b(g), a(g)
+    def around(key: Key) -> tuple[pl.DataFrame, pl.DataFrame]:
+        mine_b, mine_a = b(key), a(key)
         assert mine_b is not None and mine_a is not None
         return mine_b, mine_a
 
@@ -242,15 +299,17 @@ class SparkRunner:
     def __call__(self, db: Database, p: VeePass) -> Computed:
         from dianfei.metering.vee import profiles, service
 
-        meters, dups, reads = by_group(p.meters), by_group(p.duplicates), by_group(p.reads)
-        profile = by_group(profiles.kept(db) if p.windowed else None)
-        around = _window_context(db, p)
+        parts = parts_per_group(db)
+        meters, dups = by_part(p.meters, parts), by_part(p.duplicates, parts)
+        reads = by_part(p.reads, parts)
+        profile = by_part(profiles.kept(db) if p.windowed else None, parts)
+        around = _window_context(db, p, parts)
         tasks = []
-        for files in group_files(db, p.day_from, p.day_to):
-            g = files.group
-            m, d = meters(g), dups(g)
+        for files in group_files(db, p.day_from, p.day_to, parts):
+            key = files.key
+            m, d = meters(key), dups(key)
             assert m is not None and d is not None
-            tasks.append(VeeTask(files, p.cfg, p.tz, m, d, reads(g), profile(g), around(g),
+            tasks.append(VeeTask(files, p.cfg, p.tz, m, d, reads(key), profile(key), around(key),
                                  p.with_findings, p.with_estimates))
         done = run_job(self.spark, tasks, _vee_task, "VEE")
         self.stats = [d.stats for d in done]
@@ -285,17 +344,18 @@ def daily_tou(db: Database, day_from: date, day_to: date, *,
 
     spark = spark_session(db.settings)
     cal, tz = service.tou_calendar(db), repository.tz_name(db)
-    est = by_group(repository.estimates(db, day_from, day_to))
-    ed = by_group(repository.edits(db, day_from, day_to))
+    parts = parts_per_group(db)
+    est = by_part(repository.estimates(db, day_from, day_to), parts)
+    ed = by_part(repository.edits(db, day_from, day_to), parts)
     tasks = []
-    for files in group_files(db, day_from, day_to):
-        e, d = est(files.group), ed(files.group)
+    for files in group_files(db, day_from, day_to, parts):
+        e, d = est(files.key), ed(files.key)
         assert e is not None and d is not None
         tasks.append(TouTask(files, e, d, cal, tz))
     done = run_job(spark, tasks, _tou_task, "TOU totals")
     if stats is not None:
         stats[:] = [s for s, _ in done]
-    parts = [frame for _, frame in done if frame.height]
-    if not parts:
+    found = [frame for _, frame in done if frame.height]
+    if not found:
         return pl.DataFrame(schema=tou.DAILY_TOU_SCHEMA)
-    return pl.concat(parts).sort("meter_id", "day")
+    return pl.concat(found).sort("meter_id", "day")
