@@ -22,6 +22,7 @@ Band: score ≥ 50 high, ≥ 20 medium, else low.
 from __future__ import annotations
 
 # the model-backed entry points (risk.engine) and the points score (risk.rules), public here
+from dianfei.risk.engine import BACKENDS as BACKENDS
 from dianfei.risk.engine import MODEL_BANDS as MODEL_BANDS
 from dianfei.risk.engine import ModelBands as ModelBands
 from dianfei.risk.engine import ModelScorer as ModelScorer

@@ -1,0 +1,255 @@
+"""Arrears-risk features and scores on Spark: :func:`dianfei.risk.engine.score_frame` per
+partition of accounts.
+
+Every feature of :func:`dianfei.risk.features.features` is a function of one account's own rows
+(its bills, the clearings of them and its own payments, its notices, its broken plans, its
+account facts): no class mean, percentile or other figure over the population enters a feature,
+so an account scored with only its partition's rows gets exactly the features it gets among
+everyone. The model is fixed before the job (trained and registered by ``risk train``), and a
+row's LightGBM prediction and calibration read that row alone. One step ranks the whole
+population: which of the high band get reasons (:func:`riskiest_high`). Each task gives reasons
+to its own partition's riskiest (a superset of its accounts among everyone's riskiest: the
+ranking is a total order), and the driver ranks everyone once more and keeps the reasons of the
+global top only — the same accounts, with the same words, as the local path.
+
+The history is cut by a hash of the account id into ``partitions`` parts; every row goes to the
+part of the account it describes (a clearing also to the part of its bill's account when another
+account paid it: it counts for the payer's channels and for the bill's lateness). The rows travel
+as one Spark DataFrame with columns ``kind`` (which frame) and ``part``; ``groupBy("part")
+.applyInArrow`` hands each part's rows to one task, which rebuilds the :class:`History` and calls
+:func:`score_frame`. The scores come back to the driver, which stores them as the local path does:
+nothing is written until the whole job has succeeded.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+import pyarrow as pa
+
+from dianfei.core.faults import kill_point
+from dianfei.risk.engine import REASONS_FOR, riskiest_high, score_frame, truncate
+from dianfei.risk.features import (
+    ACCOUNTS_SCHEMA,
+    BILLS_SCHEMA,
+    CLEARINGS_SCHEMA,
+    NOTICES_SCHEMA,
+    PLANS_SCHEMA,
+    History,
+    features,
+)
+from dianfei.scale.session import SparkSettings, job_failed, spark_session
+
+if TYPE_CHECKING:
+    from dianfei.core.settings import Settings
+    from dianfei.risk.model import ArrearsModel
+
+#: the frames of a History, in the order of their ``kind`` code
+FRAMES: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("bills", BILLS_SCHEMA), ("clearings", CLEARINGS_SCHEMA), ("accounts", ACCOUNTS_SCHEMA),
+    ("notices", NOTICES_SCHEMA), ("plans", PLANS_SCHEMA))
+
+#: what score_frame returns, column by column (the Spark job's result schema)
+SCORES_SCHEMA: dict[str, Any] = {
+    "account_id": pl.String, "probability": pl.Float64, "probability_30": pl.Float64,
+    "band": pl.String, "scorer": pl.String, "model_version": pl.String, "reasons_zh": pl.String,
+    "reasons_en": pl.String, "customer_class": pl.String, "region_id": pl.String,
+    "low_income": pl.Boolean, "protected": pl.Boolean}
+
+_SPARK_TYPES = {pl.String: "string", pl.Float64: "double", pl.Boolean: "boolean"}
+
+
+def account_part(account_id: pl.Expr, parts: int) -> pl.Expr:
+    """The partition (0 … parts − 1) of each account: a hash of its id with a fixed seed. Polars
+    keeps its hash stable within a version; the assignment only has to hold for one job, whose
+    driver cuts the history and collects every part's scores."""
+    return (account_id.hash(seed=13) % parts).cast(pl.Int32)
+
+
+def routed_rows(history: History, part_of: Callable[[pl.Expr], pl.Expr]) -> pl.DataFrame:
+    """Every row of ``history`` (checked) with ``kind`` (its frame, :data:`FRAMES`) and ``part``
+    (``part_of(account_id)``; a null part drops the row). A clearing goes to its own account's
+    part and, when another account's bill is what it paid, to that account's part as well —
+    once to each part."""
+    h = history
+    owners = h.bills.select("bill_id", pl.col("account_id").alias("_owner")).unique()
+    # every column of every frame, even of a frame that is absent or has no rows here
+    out = [pl.DataFrame(schema={"kind": pl.Int8, "part": pl.Int32,
+                                **{c: t for _, schema in FRAMES for c, t in schema.items()}})]
+    for kind, (name, schema) in enumerate(FRAMES):
+        frame: pl.DataFrame | None = getattr(h, name)
+        if frame is None:
+            continue
+        if name == "clearings":
+            c = frame.with_row_index("_row")
+            both = pl.concat([
+                c.with_columns(part_of(pl.col("account_id")).alias("part")),
+                c.join(owners, on="bill_id", how="inner")
+                .with_columns(part_of(pl.col("_owner")).alias("part")).drop("_owner")])
+            rows = (both.filter(pl.col("part").is_not_null()).unique(["_row", "part"])
+                    .sort("_row", "part").drop("_row"))
+        else:
+            rows = frame.with_columns(part_of(pl.col("account_id")).alias("part")).filter(
+                pl.col("part").is_not_null())
+        out.append(rows.select(pl.lit(kind, pl.Int8).alias("kind"),
+                               pl.col("part").cast(pl.Int32), *schema))
+    return pl.concat(out, how="diagonal_relaxed")
+
+
+def history_from_rows(rows: pl.DataFrame, *, with_plans: bool) -> History:
+    """The :class:`History` of some routed rows (plans only when the whole history had them:
+    without plans the broken_plans feature is unknown, with none it is 0)."""
+    frames = {name: rows.filter(pl.col("kind") == kind).select(list(schema))
+              for kind, (name, schema) in enumerate(FRAMES)}
+    return History(bills=frames["bills"], clearings=frames["clearings"],
+                   accounts=frames["accounts"], notices=frames["notices"],
+                   plans=frames["plans"] if with_plans else None).checked()
+
+
+def history_of_accounts(history: History, ids: pl.Series) -> History:
+    """The part of ``history`` that the accounts ``ids`` are scored from (their features equal
+    their features among everyone)."""
+    h = history.checked()
+    wanted = ids.implode()
+    rows = routed_rows(h, lambda a: pl.when(a.is_in(wanted)).then(pl.lit(0, pl.Int32)))
+    return history_from_rows(rows, with_plans=h.plans is not None)
+
+
+# -- the Spark job --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A trained model as it travels to the tasks (plain text and lists, as in its registry
+    files: every task rebuilds the same boosters)."""
+
+    version: str | None
+    boosters: dict[str, str]
+    calibration: dict[str, tuple[list[float], list[float]]]
+    vocab: dict[str, list[str]]
+    meta: dict[str, Any]
+
+    @classmethod
+    def of(cls, found: tuple[dict[str, Any], ArrearsModel]) -> ModelSpec:
+        row, model = found
+        return cls(version=row["version"],
+                   boosters={t: b.model_to_string() for t, b in model.boosters.items()},
+                   calibration=model.calibration, vocab=model.vocab, meta=model.meta)
+
+    def model(self) -> ArrearsModel:
+        import lightgbm as lgb
+
+        from dianfei.risk.model import ArrearsModel
+
+        return ArrearsModel({t: lgb.Booster(model_str=s) for t, s in self.boosters.items()},
+                            self.calibration, self.vocab, self.meta)
+
+
+@dataclass(frozen=True)
+class PartJob:
+    """What every task of one scoring job needs besides its rows."""
+
+    as_of: date
+    reasons: str
+    reasons_for: int
+    with_plans: bool
+    #: the broadcast ModelSpec (None: the points score)
+    model: Any = None
+    #: names this job's model in a worker's cache (a new one per job)
+    model_key: str = ""
+
+
+#: per Python worker: the model of the broadcast it was last rebuilt from (a worker runs many
+#: tasks; parsing the boosters once per worker, not once per partition)
+_models: dict[str, tuple[dict[str, Any], ArrearsModel]] = {}
+
+
+def model_of(job: PartJob) -> tuple[dict[str, Any], ArrearsModel] | None:
+    if job.model is None:
+        return None
+    key = job.model_key
+    if key not in _models:
+        spec: ModelSpec = job.model.value
+        _models.clear()
+        _models[key] = ({"version": spec.version}, spec.model())
+    return _models[key]
+
+
+def score_part(rows: pl.DataFrame, job: PartJob,
+               found: tuple[dict[str, Any], ArrearsModel] | None) -> pl.DataFrame:
+    """One partition's scores: its History rebuilt from its rows, then the local path's
+    features and scorer."""
+    h = history_from_rows(rows, with_plans=job.with_plans)
+    feats = features(h, job.as_of)
+    out = score_frame(h, job.as_of, found, reasons=job.reasons, feats=feats,
+                      reasons_for=job.reasons_for)
+    return out.select([pl.col(c).cast(t) for c, t in SCORES_SCHEMA.items()])
+
+
+def _task(table: pa.Table, job: PartJob) -> pa.Table:
+    rows = pl.from_arrow(table)
+    assert isinstance(rows, pl.DataFrame)
+    out = score_part(rows, job, model_of(job))
+    # the crash tests die here: the partition scored, nothing handed back yet
+    kill_point("risk.partition_scored")
+    return out.to_arrow().cast(_arrow_schema())
+
+
+def _arrow_schema() -> pa.Schema:
+    kinds = {pl.String: pa.string(), pl.Float64: pa.float64(), pl.Boolean: pa.bool_()}
+    return pa.schema([(c, kinds[t]) for c, t in SCORES_SCHEMA.items()])
+
+
+def input_table(rows: pl.DataFrame) -> pa.Table:
+    """The routed rows as Arrow with plain (not large or view) strings, which Spark reads."""
+    table = rows.to_arrow()
+    fields = [pa.field(f.name, pa.string()) if pa.types.is_large_string(f.type)
+              or pa.types.is_string_view(f.type) else f for f in table.schema]
+    return table.cast(pa.schema(fields))
+
+
+def spark_score_frame(settings: Settings, history: History, as_of: date,
+                      found: tuple[dict[str, Any], ArrearsModel] | None, *,
+                      reasons: str = "high", reasons_for: int = REASONS_FOR,
+                      partitions: int | None = None) -> pl.DataFrame:
+    """:func:`score_frame` on Spark: the same columns and rows (in account order), computed per
+    partition of accounts. Raises ``SparkUnavailable`` before reading anything when Spark cannot
+    start, ``SparkJobFailed`` when the job fails; it writes nothing either way."""
+    spark = spark_session(settings)
+    parts = partitions or SparkSettings.from_settings(settings).default_partitions()
+    h = truncate(history, as_of)
+    rows = routed_rows(h, lambda a: account_part(a, parts))
+    sc = spark.sparkContext
+    model = None if found is None else sc.broadcast(ModelSpec.of(found))
+    job = PartJob(as_of=as_of, reasons=reasons, reasons_for=reasons_for,
+                  with_plans=h.plans is not None, model=model, model_key=uuid.uuid4().hex)
+    schema = ", ".join(f"{c} {_SPARK_TYPES[t]}" for c, t in SCORES_SCHEMA.items())
+
+    # a plain function with type hints: PySpark infers the kind of Arrow function from them
+    # (a functools.partial has none, and PySpark 4.3 then fails before the job starts)
+    def scored(table: pa.Table) -> pa.Table:
+        return _task(table, job)
+
+    try:
+        df = spark.createDataFrame(input_table(rows))
+        table = df.groupBy("part").applyInArrow(scored, schema).toArrow()
+    except Exception as exc:  # the job's own failure, said in words an operator can act on
+        raise job_failed(exc, f"risk scoring as of {as_of}") from exc
+    finally:
+        if model is not None:
+            model.destroy()
+    got = pl.from_arrow(table)
+    assert isinstance(got, pl.DataFrame)
+    scores = got.select([pl.col(c).cast(t) for c, t in SCORES_SCHEMA.items()]).sort("account_id")
+    if found is not None and reasons == "high":
+        keep = riskiest_high(scores, reasons_for).implode()
+        kept = pl.col("account_id").is_in(keep)
+        scores = scores.with_columns(
+            pl.when(kept).then(pl.col("reasons_zh")).otherwise(pl.lit("")).alias("reasons_zh"),
+            pl.when(kept).then(pl.col("reasons_en")).otherwise(pl.lit("")).alias("reasons_en"))
+    return scores
