@@ -23,7 +23,7 @@ from dianfei.db.engine import Database
 from dianfei.risk.engine import daily_scores, early_warnings, score_frame, train_model, truncate
 from dianfei.risk.features import History
 from dianfei.risk.model import ArrearsModel, TrainConfig, train
-from dianfei.scale.risk import account_part, routed_rows, spark_score_frame
+from dianfei.scale.risk import account_part, routed, spark_score_frame, split_parts
 from dianfei.scale.session import SparkJobFailed, spark_session
 
 CFG = TrainConfig(trees=30, min_data_in_leaf=20)
@@ -63,10 +63,11 @@ def found(history: History) -> tuple[dict[str, str], ArrearsModel]:
 def test_the_points_score_on_spark_is_the_local_one(spark_ready: None, history: History,
                                                     db: Database) -> None:
     # the payments of another account's bill travel to both accounts' partitions
-    rows = routed_rows(truncate(history, D), lambda a: account_part(a, PARTS))
-    crossing = rows.filter(pl.col("kind") == 1).height - truncate(history, D).clearings.height
-    assert crossing > 100
-    assert rows["part"].n_unique() == PARTS
+    past = truncate(history, D)
+    parts = split_parts(routed(past, lambda a: account_part(a, PARTS)))
+    assert [p for p, _ in parts] == list(range(PARTS))
+    assert sum(f["clearings"].height for _, f in parts) - past.clearings.height > 100
+    assert sum(f["bills"].height for _, f in parts) == past.bills.height
 
     local = score_frame(history, D, None)
     spark = spark_score_frame(db.settings, history, D, None, partitions=PARTS)
