@@ -46,7 +46,7 @@ def run(accounts: int, months: int, trees: int, partitions: int | None, rules: b
     from bench.riskdata import ISSUE_DELAY, sim_history
     from dianfei.core.clock import Period
     from dianfei.core.settings import load_settings
-    from dianfei.risk.engine import REASONS_FOR, score_frame, truncate
+    from dianfei.risk.engine import score_frame, truncate
     from dianfei.risk.model import ArrearsModel, TrainConfig, train
     from dianfei.scale import risk as spark_risk
     from dianfei.scale.session import SparkSettings, spark_session
@@ -108,8 +108,8 @@ def run(accounts: int, months: int, trees: int, partitions: int | None, rules: b
                                                      lambda a: spark_risk.account_part(a, parts)))
     model = None if found is None else spark.sparkContext.broadcast(
         spark_risk.ModelSpec.of(found))
-    job = spark_risk.PartJob(as_of=as_of, reasons="high", reasons_for=REASONS_FOR, model=model,
-                             model_key="bench")
+    # as spark_score_frame's tasks: scores without reasons (the driver gives the riskiest theirs)
+    job = spark_risk.PartJob(as_of=as_of, reasons="none", model=model, model_key="bench")
 
     def timed(part: spark_risk.Part) -> dict[str, Any]:
         found_there = spark_risk.model_of(job)  # the model parsed outside the timing, as cached

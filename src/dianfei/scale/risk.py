@@ -7,10 +7,11 @@ account facts): no class mean, percentile or other figure over the population en
 so an account scored with only its partition's rows gets exactly the features it gets among
 everyone. The model is fixed before the job (trained and registered by ``risk train``), and a
 row's LightGBM prediction and calibration read that row alone. One step ranks the whole
-population: which of the high band get reasons (:func:`riskiest_high`). Each task gives reasons
-to its own partition's riskiest (a superset of its accounts among everyone's riskiest: the
-ranking is a total order), and the driver ranks everyone once more and keeps the reasons of the
-global top only — the same accounts, with the same words, as the local path.
+population: which of the high band get reasons (:func:`riskiest_high`, 5,000 a day). The tasks
+score without reasons; the driver ranks everyone and gives the top their reasons from their own
+rows (:func:`history_of_accounts`) — the same accounts, with the same words, as the local path.
+(Each task giving reasons to its own partition's top 5,000 would do the costly TreeSHAP for up
+to 5,000 accounts per partition instead of 5,000 in all.)
 
 The history is cut by a hash of the account id into ``partitions`` parts; every row goes to the
 part of the account it describes (a clearing also to the part of its bill's account when another
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from dianfei.core.faults import kill_point
-from dianfei.risk.engine import REASONS_FOR, riskiest_high, score_frame, truncate
+from dianfei.risk.engine import REASONS_FOR, riskiest_high, score_frame, truncate, with_reasons
 from dianfei.risk.features import (
     ACCOUNTS_SCHEMA,
     BILLS_SCHEMA,
@@ -161,8 +162,8 @@ class PartJob:
     """What every task of one scoring job needs besides its rows."""
 
     as_of: date
+    #: "none" or "all" (:func:`model_scores`): the riskiest's reasons are the driver's
     reasons: str
-    reasons_for: int
     #: the broadcast ModelSpec (None: the points score)
     model: Any = None
     #: names this job's model in a worker's cache (a new one per job)
@@ -191,8 +192,7 @@ def score_part(frames: dict[str, pl.DataFrame], job: PartJob,
     features and scorer."""
     h = part_history(frames)
     feats = features(h, job.as_of)
-    out = score_frame(h, job.as_of, found, reasons=job.reasons, feats=feats,
-                      reasons_for=job.reasons_for)
+    out = score_frame(h, job.as_of, found, reasons=job.reasons, feats=feats)
     return out.select([pl.col(c).cast(t) for c, t in SCORES_SCHEMA.items()])
 
 
@@ -223,7 +223,8 @@ def spark_score_frame(settings: Settings, history: History, as_of: date,
     items = split_parts(routed(h, lambda a: account_part(a, parts)))
     sc = spark.sparkContext
     model = None if found is None else sc.broadcast(ModelSpec.of(found))
-    job = PartJob(as_of=as_of, reasons=reasons, reasons_for=reasons_for, model=model,
+    # the reasons of the riskiest are given on the driver, after everyone is ranked
+    job = PartJob(as_of=as_of, reasons="none" if reasons == "high" else reasons, model=model,
                   model_key=uuid.uuid4().hex)
     try:
         scored = (sc.parallelize(items, max(1, len(items)))
@@ -235,9 +236,7 @@ def spark_score_frame(settings: Settings, history: History, as_of: date,
             model.destroy()
     scores = pl.concat([pl.DataFrame(schema=SCORES_SCHEMA), *scored]).sort("account_id")
     if found is not None and reasons == "high":
-        keep = riskiest_high(scores, reasons_for).implode()
-        kept = pl.col("account_id").is_in(keep)
-        scores = scores.with_columns(
-            pl.when(kept).then(pl.col("reasons_zh")).otherwise(pl.lit("")).alias("reasons_zh"),
-            pl.when(kept).then(pl.col("reasons_en")).otherwise(pl.lit("")).alias("reasons_en"))
+        ids = riskiest_high(scores, reasons_for)
+        feats = features(history_of_accounts(h, ids), as_of)
+        scores = with_reasons(scores, feats, found[1], ids)
     return scores
