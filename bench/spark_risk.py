@@ -46,7 +46,14 @@ def run(accounts: int, months: int, trees: int, partitions: int | None, rules: b
     from bench.riskdata import ISSUE_DELAY, sim_history
     from dianfei.core.clock import Period
     from dianfei.core.settings import load_settings
-    from dianfei.risk.engine import score_frame, truncate
+    from dianfei.risk.engine import (
+        REASONS_FOR,
+        riskiest_high,
+        score_frame,
+        truncate,
+        with_reasons,
+    )
+    from dianfei.risk.features import features
     from dianfei.risk.model import ArrearsModel, TrainConfig, train
     from dianfei.scale import risk as spark_risk
     from dianfei.scale.session import SparkSettings, spark_session
@@ -103,9 +110,25 @@ def run(accounts: int, months: int, trees: int, partitions: int | None, rules: b
     out["high_band"] = int((local["band"] == "high").sum())
     out["with_reasons"] = int((local["reasons_en"] != "").sum())
 
-    # the tasks again, each timing the function the scoring task runs
-    items = spark_risk.split_parts(spark_risk.routed(truncate(history, as_of),
+    # the driver's own steps of spark_score_frame, one by one: cutting the history into parts …
+    c0, t0 = time.process_time(), time.perf_counter()
+    past = truncate(history, as_of)
+    items = spark_risk.split_parts(spark_risk.routed(past,
                                                      lambda a: spark_risk.account_part(a, parts)))
+    out["driver_split"] = {"wall_s": round(time.perf_counter() - t0, 2),
+                           "cpu_s": round(time.process_time() - c0, 2)}
+    if found is not None:
+        # … and the reasons of everyone's riskiest, from their own rows
+        c0, t0 = time.process_time(), time.perf_counter()
+        ids = riskiest_high(local, REASONS_FOR)
+        feats = features(spark_risk.history_of_accounts(past, ids), as_of)
+        with_reasons(local, feats, found[1], ids)
+        out["driver_reasons"] = {"accounts": ids.len(),
+                                 "wall_s": round(time.perf_counter() - t0, 2),
+                                 "cpu_s": round(time.process_time() - c0, 2)}
+    _progress(f"driver steps: {out['driver_split']} {out.get('driver_reasons')}")
+
+    # the tasks again, each timing the function the scoring task runs
     model = None if found is None else spark.sparkContext.broadcast(
         spark_risk.ModelSpec.of(found))
     # as spark_score_frame's tasks: scores without reasons (the driver gives the riskiest theirs)
@@ -120,11 +143,13 @@ def run(accounts: int, months: int, trees: int, partitions: int | None, rules: b
                 "seconds": time.perf_counter() - t, "cpu_seconds": time.process_time() - c}
 
     load0 = _load()
+    t0 = time.perf_counter()
     per = pl.DataFrame(spark.sparkContext.parallelize(items, len(items)).map(timed).collect())
+    job_wall = time.perf_counter() - t0
     per = per.sort("part")
     total = per.select(pl.sum("accounts"), pl.sum("seconds"), pl.sum("cpu_seconds")).row(0)
     out["per_partition"] = {
-        "loadavg_before": load0, "loadavg_after": _load(),
+        "loadavg_before": load0, "loadavg_after": _load(), "job_wall_s": round(job_wall, 2),
         "parts": per.select("part", "accounts", "rows", pl.col("seconds").round(2),
                             pl.col("cpu_seconds").round(2)).to_dicts(),
         "accounts_per_task_second": round(total[0] / total[1]),
