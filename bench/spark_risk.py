@@ -10,13 +10,13 @@ model is trained beforehand on a 20,000-account county (not timed), as in ``benc
 - local: :func:`score_frame` (features as of the last issue date, scores, reasons for the
   riskiest of the high band), wall and CPU seconds of this process;
 - spark: :func:`spark_score_frame` end to end (cutting the history into partitions on the
-  driver, shipping each part to its task, the job, collecting the scores, the driver's final ranking
-  for the reasons), twice: the first job of a session pays for starting the Python workers
-  and warming the JVM; the session's own start is timed apart;
-- per partition: the same tasks again, each timing its own :func:`score_part` (the function the
-  scoring task runs) with ``perf_counter`` and the worker's ``process_time`` (every thread of
-  the worker: Polars uses several) — accounts per second of a task and per CPU-second, the
-  figures a projection to more accounts and cores starts from.
+  driver, staging them as Parquet, the job, reading the scores back, the driver's ranking and
+  reasons), twice: the first job of a session pays for starting the Python workers and warming
+  the JVM; the session's own start is timed apart. The driver's steps are then timed alone;
+- per partition (the second job's tasks): each task times ``score_part`` (the local path's
+  features and scorer on its part) with ``perf_counter`` and the worker's ``process_time``
+  (every thread of the worker: Polars uses several) — accounts per second of a task and per
+  CPU-second, the figures a projection to more accounts and cores starts from.
 
 The two backends' scores are compared (``equals``) and the run fails if they differ. Prints one
 JSON line; progress on stderr.
@@ -27,7 +27,9 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -46,15 +48,9 @@ def run(accounts: int, months: int, trees: int, partitions: int | None, rules: b
     from bench.riskdata import ISSUE_DELAY, sim_history
     from dianfei.core.clock import Period
     from dianfei.core.settings import load_settings
-    from dianfei.risk.engine import (
-        REASONS_FOR,
-        riskiest_high,
-        score_frame,
-        truncate,
-        with_reasons,
-    )
-    from dianfei.risk.features import features
+    from dianfei.risk.engine import REASONS_FOR, score_frame, truncate
     from dianfei.risk.model import ArrearsModel, TrainConfig, train
+    from dianfei.risk.partitions import account_part, give_reasons, routed, split_parts
     from dianfei.scale import risk as spark_risk
     from dianfei.scale.session import SparkSettings, spark_session
 
@@ -92,13 +88,15 @@ def run(accounts: int, months: int, trees: int, partitions: int | None, rules: b
     _progress(f"local: {out['local']}")
 
     t0 = time.perf_counter()
-    spark = spark_session(settings)
+    spark_session(settings)
     out["spark_session_start_s"] = round(time.perf_counter() - t0, 2)
     runs = []
     for _ in range(2):
         load0 = _load()
         c0, t0 = time.process_time(), time.perf_counter()
-        scores = spark_risk.spark_score_frame(settings, history, as_of, found, partitions=parts)
+        timings: list[dict[str, Any]] = []
+        scores = spark_risk.spark_score_frame(settings, history, as_of, found, partitions=parts,
+                                              timings=timings)
         runs.append({"wall_s": round(time.perf_counter() - t0, 2),
                      "driver_cpu_s": round(time.process_time() - c0, 2),
                      "loadavg_before": load0, "loadavg_after": _load()})
@@ -113,45 +111,35 @@ def run(accounts: int, months: int, trees: int, partitions: int | None, rules: b
     # the driver's own steps of spark_score_frame, one by one: cutting the history into parts …
     c0, t0 = time.process_time(), time.perf_counter()
     past = truncate(history, as_of)
-    items = spark_risk.split_parts(spark_risk.routed(past,
-                                                     lambda a: spark_risk.account_part(a, parts)))
+    items = split_parts(routed(past, lambda a: account_part(a, parts)))
     out["driver_split"] = {"wall_s": round(time.perf_counter() - t0, 2),
                            "cpu_s": round(time.process_time() - c0, 2)}
+    # … staging them as Parquet (shared storage on a cluster) …
+    staging = Path(tempfile.mkdtemp(prefix="bench-risk-")) / "parts"
+    c0, t0 = time.process_time(), time.perf_counter()
+    spark_risk.stage_parts(items, staging)
+    out["driver_stage"] = {"wall_s": round(time.perf_counter() - t0, 2),
+                           "cpu_s": round(time.process_time() - c0, 2),
+                           "mb": round(sum(f.stat().st_size for f in staging.rglob("*.parquet"))
+                                       / 2**20, 1)}
+    shutil.rmtree(staging.parent)
     if found is not None:
         # … and the reasons of everyone's riskiest, from their own rows
         c0, t0 = time.process_time(), time.perf_counter()
-        ids = riskiest_high(local, REASONS_FOR)
-        feats = features(spark_risk.history_of_accounts(past, ids), as_of)
-        with_reasons(local, feats, found[1], ids)
-        out["driver_reasons"] = {"accounts": ids.len(),
+        give_reasons(local.with_columns(pl.lit("").alias("reasons_zh"),
+                                        pl.lit("").alias("reasons_en")), past, as_of, found)
+        out["driver_reasons"] = {"accounts": REASONS_FOR,
                                  "wall_s": round(time.perf_counter() - t0, 2),
                                  "cpu_s": round(time.process_time() - c0, 2)}
-    _progress(f"driver steps: {out['driver_split']} {out.get('driver_reasons')}")
+    _progress(f"driver steps: {out['driver_split']} {out['driver_stage']} "
+              f"{out.get('driver_reasons')}")
 
-    # the tasks again, each timing the function the scoring task runs
-    model = None if found is None else spark.sparkContext.broadcast(
-        spark_risk.ModelSpec.of(found))
-    # as spark_score_frame's tasks: scores without reasons (the driver gives the riskiest theirs)
-    job = spark_risk.PartJob(as_of=as_of, reasons="none", model=model, model_key="bench")
-
-    def timed(part: spark_risk.Part) -> dict[str, Any]:
-        found_there = spark_risk.model_of(job)  # the model parsed outside the timing, as cached
-        c, t = time.process_time(), time.perf_counter()
-        scored = spark_risk.score_part(part[1], job, found_there)
-        return {"part": part[0], "accounts": scored.height,
-                "rows": sum(f.height for f in part[1].values()),
-                "seconds": time.perf_counter() - t, "cpu_seconds": time.process_time() - c}
-
-    load0 = _load()
-    t0 = time.perf_counter()
-    per = pl.DataFrame(spark.sparkContext.parallelize(items, len(items)).map(timed).collect())
-    job_wall = time.perf_counter() - t0
-    per = per.sort("part")
-    total = per.select(pl.sum("accounts"), pl.sum("seconds"), pl.sum("cpu_seconds")).row(0)
+    # the tasks of the second job, each timing the function it runs on its partition
+    per = pl.DataFrame(timings).sort("part")
+    total = per.select(pl.sum("accounts"), pl.sum("score_s"), pl.sum("score_cpu_s")).row(0)
     out["per_partition"] = {
-        "loadavg_before": load0, "loadavg_after": _load(), "job_wall_s": round(job_wall, 2),
-        "parts": per.select("part", "accounts", "rows", pl.col("seconds").round(2),
-                            pl.col("cpu_seconds").round(2)).to_dicts(),
+        "parts": per.select("part", "accounts", *[pl.col(c).round(2) for c in (
+            "read_s", "score_s", "score_cpu_s")]).to_dicts(),
         "accounts_per_task_second": round(total[0] / total[1]),
         "accounts_per_cpu_second": round(total[0] / total[2])}
     _progress(f"per partition: {out['per_partition']}")

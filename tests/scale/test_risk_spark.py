@@ -23,8 +23,9 @@ from dianfei.db.engine import Database
 from dianfei.risk.engine import daily_scores, early_warnings, score_frame, train_model, truncate
 from dianfei.risk.features import History
 from dianfei.risk.model import ArrearsModel, TrainConfig, train
-from dianfei.scale.risk import account_part, routed, spark_score_frame, split_parts
-from dianfei.scale.session import SparkJobFailed, spark_session
+from dianfei.risk.partitions import account_part, routed, split_parts
+from dianfei.scale.risk import spark_score_frame, spark_scorer
+from dianfei.scale.session import SparkJobFailed
 
 CFG = TrainConfig(trees=30, min_data_in_leaf=20)
 #: the issue date of the 2025-06 bills in the simulated history
@@ -119,25 +120,29 @@ def test_daily_scores_on_spark_store_what_local_stores_and_nothing_on_a_failed_j
     stored = path.read_bytes()
     assert local_warned.height > 0 and (local_warned["reasons_en"] != "").all()
 
-    spark = daily_scores(db, LATER, history=history, refresh=True, backend="spark")
+    on_spark = spark_scorer(db.settings)
+    timings: list[dict[str, object]] = []
+    spark = daily_scores(db, LATER, history=history, refresh=True,
+                         backend=lambda h, d, f: spark_score_frame(db.settings, h, d, f,
+                                                                   timings=timings))
     assert spark.equals(local)
     assert pl.read_parquet(path).equals(local)
     assert early_warnings(db, LATER).equals(local_warned)
 
+    # one task per partition, every account in one of them
+    assert len(timings) == 4 and sum(int(str(t["accounts"])) for t in timings) == local.height
+
     # the task dies (SIGKILL) after scoring its partition, on each of its three tries (one
     # partition: each try starts a Python worker afresh, which takes seconds)
     monkeypatch.setenv("DIANFEI_SPARK_PARTITIONS", "1")
-    env = spark_session(db.settings).sparkContext.environment
-    env["DIANFEI_FAULT_KILL_AT"] = "risk.partition_scored"
+    monkeypatch.setenv("DIANFEI_FAULT_KILL_AT", "spark.partition_scored")
     path.write_bytes(stored)
     before = path.stat().st_mtime_ns
-    try:
-        with pytest.raises(SparkJobFailed, match=r"a Python worker died.*rerun"):
-            daily_scores(db, LATER, history=history, refresh=True, backend="spark")
-    finally:
-        del env["DIANFEI_FAULT_KILL_AT"]
+    with pytest.raises(SparkJobFailed, match=r"a Python worker died.*rerun"):
+        daily_scores(db, LATER, history=history, refresh=True, backend=on_spark)
     assert path.read_bytes() == stored and path.stat().st_mtime_ns == before
     assert early_warnings(db, LATER).equals(local_warned)
+    assert list((Path(db.settings.data_dir) / "spark-staging").iterdir()) == []
 
 
 def test_risk_score_backend_spark_prints_what_local_prints(spark_ready: None, db: Database
@@ -154,7 +159,7 @@ def test_risk_score_backend_spark_prints_what_local_prints(spark_ready: None, db
         out[backend] = json.loads(res.stdout)
     assert out["spark"] == out["local"] and out["local"]["accounts"] >= 11
     res = CliRunner().invoke(app, ["risk", "score", "--backend", "dask"])
-    assert res.exit_code == 2 and "--backend must be one of local, spark" in res.stderr
+    assert res.exit_code == 2 and "--backend must be local or spark" in res.stderr
 
 
 #: run in a fresh process: the local backend must not load PySpark; the Spark one must refuse

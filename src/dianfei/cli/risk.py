@@ -146,19 +146,20 @@ def score_cmd(
     import polars as pl
 
     from dianfei.cli.context import database
-    from dianfei.risk.service import BACKENDS, daily_scores, early_warnings
+    from dianfei.risk.service import daily_scores, early_warnings
 
-    if backend not in BACKENDS:
-        raise ValidationError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend not in ("local", "spark"):
+        raise ValidationError(f"--backend must be local or spark, got {backend!r}")
     d = _day(as_of, "--as-of") or _today()
     db = database()
+    spark = None
     if backend == "spark":
-        from dianfei.scale.session import spark_session
+        from dianfei.scale.risk import spark_scorer
 
         # Spark that cannot start (no Java, no PySpark, no master) is said before the history
         # is read and before anything is written
-        spark_session(db.settings)
-    scores = daily_scores(db, d, history=history_of(db), refresh=True, backend=backend)
+        spark = spark_scorer(db.settings)
+    scores = daily_scores(db, d, history=history_of(db), refresh=True, backend=spark)
     warned = early_warnings(db, d)
     if out_file is not None:
         out_file.parent.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import polars as pl
@@ -282,30 +282,26 @@ def score_frame(history: History, as_of: date, found: tuple[dict[str, Any], Arre
                                     "protected"), on="account_id", how="left")
 
 
-#: where a day's scores can be computed: in this process (Polars), or per partition of
-#: accounts on Spark (dianfei.scale.risk: the same functions, the same scores)
-BACKENDS = ("local", "spark")
+class ScoreBackend(Protocol):
+    """Computes :func:`score_frame` (reasons for the riskiest of the high band) elsewhere than
+    in this process — Spark, per partition of accounts (``dianfei.scale.risk.spark_scorer``) —
+    and returns the same frame."""
+
+    def __call__(self, history: History, as_of: date,
+                 found: tuple[dict[str, Any], ArrearsModel] | None) -> pl.DataFrame: ...
 
 
 def daily_scores(db: Database, day: date, *, history: History | None = None,
                  refresh: bool = False, plans: Callable[[], pl.DataFrame] | None = None,
-                 backend: str = "local") -> pl.DataFrame:
+                 backend: ScoreBackend | None = None) -> pl.DataFrame:
     """The day's scores of every account, computed once a day and kept as Parquet under
     ``DATA_DIR/risk/scores/<day>.parquet``; computing them also writes the day's early-warning
     list (accounts whose probability rose past the warning threshold or jumped since the
-    previous scoring; the first scoring only sets the baseline). ``backend="spark"`` computes
-    the scores on Spark (:mod:`dianfei.scale.risk`); the driver stores them the same way, and
-    only once the whole job has succeeded."""
+    previous scoring; the first scoring only sets the baseline). ``backend``: None computes the
+    scores here; a partitioned backend (Spark) computes the same scores elsewhere, and they are
+    stored here the same way once it has computed all of them."""
     from dianfei.risk import repository
 
-    if backend not in BACKENDS:
-        raise ValidationError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-    if backend == "spark":
-        from dianfei.scale.risk import history_of_accounts, spark_score_frame
-        from dianfei.scale.session import spark_session
-
-        # Spark that cannot start is said before anything is read or written
-        spark_session(db.settings)
     path = _scores_dir(db) / f"{day}.parquet"
     found = latest_model(db)
     if path.exists() and not refresh:
@@ -317,15 +313,17 @@ def daily_scores(db: Database, day: date, *, history: History | None = None,
             return kept
     h = history if history is not None else load_history(
         db.engine, plans=plans() if plans is not None else None)
-    if backend == "spark":
-        scores = spark_score_frame(db.settings, h, day, found)
+    if backend is not None:
+        scores = backend(h, day, found)
     else:
         feats = features(truncate(h, day), day)
         scores = score_frame(h, day, found, feats=feats)
     prev = _previous_scores(db, day)
     warn = warning_frame(scores, prev, day)
     if found is not None and warn.height:
-        if backend == "spark":
+        if backend is not None:
+            from dianfei.risk.partitions import history_of_accounts
+
             # the warned accounts' own rows give them the features they have among everyone
             feats = features(truncate(history_of_accounts(h, warn["account_id"]), day), day)
         # every early warning carries its reasons

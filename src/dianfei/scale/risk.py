@@ -1,242 +1,194 @@
-"""Arrears-risk features and scores on Spark: :func:`dianfei.risk.engine.score_frame` per
-partition of accounts.
+"""Arrears-risk features and scores on Spark: :func:`dianfei.risk.service.score_part` per
+partition of accounts, the riskiest's reasons on the driver (:func:`give_reasons`) — the scores
+of ``score_frame``, for every account. Which rows are whose, and why a partition's scores are
+everyone's, is risk's (``dianfei/risk/partitions.py``); this is the plumbing: cut, stage, run
+one task per partition, read back.
 
-Every feature of :func:`dianfei.risk.features.features` is a function of one account's own rows
-(its bills, the clearings of them and its own payments, its notices, its broken plans, its
-account facts): no class mean, percentile or other figure over the population enters a feature,
-so an account scored with only its partition's rows gets exactly the features it gets among
-everyone. The model is fixed before the job (trained and registered by ``risk train``), and a
-row's LightGBM prediction and calibration read that row alone. One step ranks the whole
-population: which of the high band get reasons (:func:`riskiest_high`, 5,000 a day). The tasks
-score without reasons; the driver ranks everyone and gives the top their reasons from their own
-rows (:func:`history_of_accounts`) — the same accounts, with the same words, as the local path.
-(Each task giving reasons to its own partition's top 5,000 would do the costly TreeSHAP for up
-to 5,000 accounts per partition instead of 5,000 in all.)
-
-The history is cut by a hash of the account id into ``partitions`` parts; every row goes to the
-part of the account it describes (a clearing also to the part of its bill's account when another
-account paid it: it counts for the payer's channels and for the bill's lateness). Each part's
-frames go to one Spark task (:func:`spark_score_frame` says how and why), which rebuilds the
-:class:`History` and calls :func:`score_frame`. The scores come back to the driver, which stores
-them as the local path does: nothing is written until the whole job has succeeded.
+The driver cuts the history into ``partitions`` parts by a hash of the account id and writes each
+part's frames as Parquet into a staging directory (``{data_dir}/spark-staging``: shared storage
+on a cluster, docs/scaling.md); each task gets one part's directory, reads it with Polars, scores
+it and writes its scores beside it; the driver reads them once the whole job has succeeded and
+deletes the staging directory. So the history never passes through the driver's JVM heap (an
+RDD of the parts pickled did, and 300,000 accounts' history ran a 2g heap out), and nothing is
+stored — the day's scores file, the warnings — unless every partition was scored.
 """
 
 from __future__ import annotations
 
 import functools
+import os
+import shutil
+import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from dianfei.core.errors import DianfeiError
 from dianfei.core.faults import kill_point
-from dianfei.risk.engine import REASONS_FOR, riskiest_high, score_frame, truncate, with_reasons
-from dianfei.risk.features import (
-    ACCOUNTS_SCHEMA,
-    BILLS_SCHEMA,
-    CLEARINGS_SCHEMA,
-    NOTICES_SCHEMA,
-    PLANS_SCHEMA,
+from dianfei.risk.service import (
+    REASONS_FOR,
+    SCORES_SCHEMA,
+    Found,
     History,
-    features,
+    ModelText,
+    Part,
+    ScoreBackend,
+    account_part,
+    give_reasons,
+    routed,
+    score_part,
+    split_parts,
+    truncate,
 )
 from dianfei.scale.session import SparkSettings, job_failed, spark_session
 
 if TYPE_CHECKING:
     from dianfei.core.settings import Settings
-    from dianfei.risk.model import ArrearsModel
-
-#: the frames of a History and their columns
-FRAMES: tuple[tuple[str, dict[str, Any]], ...] = (
-    ("bills", BILLS_SCHEMA), ("clearings", CLEARINGS_SCHEMA), ("accounts", ACCOUNTS_SCHEMA),
-    ("notices", NOTICES_SCHEMA), ("plans", PLANS_SCHEMA))
-
-#: what score_frame returns, column by column
-SCORES_SCHEMA: dict[str, Any] = {
-    "account_id": pl.String, "probability": pl.Float64, "probability_30": pl.Float64,
-    "band": pl.String, "scorer": pl.String, "model_version": pl.String, "reasons_zh": pl.String,
-    "reasons_en": pl.String, "customer_class": pl.String, "region_id": pl.String,
-    "low_income": pl.Boolean, "protected": pl.Boolean}
-
-#: one partition's rows as they travel to its task: (part, {frame name: rows})
-Part = tuple[int, dict[str, pl.DataFrame]]
 
 
-def account_part(account_id: pl.Expr, parts: int) -> pl.Expr:
-    """The partition (0 … parts − 1) of each account: a hash of its id with a fixed seed. Polars
-    keeps its hash stable within a version; the assignment only has to hold for one job, whose
-    driver cuts the history and collects every part's scores."""
-    return (account_id.hash(seed=13) % parts).cast(pl.Int32)
+def spark_scorer(settings: Settings) -> ScoreBackend:
+    """``daily_scores``' Spark backend, its session started now: a Spark that cannot run here is
+    refused before anything is read or written."""
+    spark_session(settings)
 
+    def on_spark(history: History, as_of: date, found: Found | None) -> pl.DataFrame:
+        return spark_score_frame(settings, history, as_of, found)
 
-def routed(history: History, part_of: Callable[[pl.Expr], pl.Expr]) -> dict[str, pl.DataFrame]:
-    """The frames of ``history`` (checked; an absent frame stays absent) with a column ``part``:
-    ``part_of(account_id)`` of the account each row describes (a null part drops the row). A
-    clearing goes to its own account's part and, when another account's bill is what it paid,
-    to that account's part as well — once to each part."""
-    h = history
-    owners = h.bills.select("bill_id", pl.col("account_id").alias("_owner")).unique()
-    out = {}
-    for name, schema in FRAMES:
-        frame: pl.DataFrame | None = getattr(h, name)
-        if frame is None:
-            continue
-        if name == "clearings":
-            c = frame.with_row_index("_row")
-            both = pl.concat([
-                c.with_columns(part_of(pl.col("account_id")).alias("part")),
-                c.join(owners, on="bill_id", how="inner")
-                .with_columns(part_of(pl.col("_owner")).alias("part")).drop("_owner")])
-            rows = (both.filter(pl.col("part").is_not_null()).unique(["_row", "part"])
-                    .sort("_row", "part").drop("_row"))
-        else:
-            rows = frame.with_columns(part_of(pl.col("account_id")).alias("part")).filter(
-                pl.col("part").is_not_null())
-        out[name] = rows.select(pl.col("part").cast(pl.Int32), *schema)
-    return out
-
-
-def split_parts(frames: dict[str, pl.DataFrame]) -> list[Part]:
-    """The routed frames cut into their parts (a part without rows of some frame gets it empty),
-    in part order."""
-    cut = {name: f.partition_by("part", as_dict=True, include_key=False)
-           for name, f in frames.items()}
-    parts = sorted({int(k[0]) for pieces in cut.values() for k in pieces})
-    return [(p, {name: pieces.get((p,), frames[name].clear().drop("part"))
-                 for name, pieces in cut.items()}) for p in parts]
-
-
-def part_history(frames: dict[str, pl.DataFrame]) -> History:
-    """The :class:`History` of one part's frames. Plans are there (perhaps without rows) exactly
-    when the whole history had them: without plans the broken_plans feature is unknown, with
-    none it is 0."""
-    return History(bills=frames["bills"], clearings=frames["clearings"],
-                   accounts=frames["accounts"], notices=frames["notices"],
-                   plans=frames.get("plans")).checked()
-
-
-def history_of_accounts(history: History, ids: pl.Series) -> History:
-    """The part of ``history`` that the accounts ``ids`` are scored from (their features equal
-    their features among everyone)."""
-    h = history.checked()
-    wanted = ids.implode()
-    frames = routed(h, lambda a: pl.when(a.is_in(wanted)).then(pl.lit(0, pl.Int32)))
-    return part_history({k: f.drop("part") for k, f in frames.items()})
-
-
-# -- the Spark job --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A trained model as it travels to the tasks (plain text and lists, as in its registry
-    files: every task rebuilds the same boosters)."""
-
-    version: str | None
-    boosters: dict[str, str]
-    calibration: dict[str, tuple[list[float], list[float]]]
-    vocab: dict[str, list[str]]
-    meta: dict[str, Any]
-
-    @classmethod
-    def of(cls, found: tuple[dict[str, Any], ArrearsModel]) -> ModelSpec:
-        row, model = found
-        return cls(version=row["version"],
-                   boosters={t: b.model_to_string() for t, b in model.boosters.items()},
-                   calibration=model.calibration, vocab=model.vocab, meta=model.meta)
-
-    def model(self) -> ArrearsModel:
-        import lightgbm as lgb
-
-        from dianfei.risk.model import ArrearsModel
-
-        return ArrearsModel({t: lgb.Booster(model_str=s) for t, s in self.boosters.items()},
-                            self.calibration, self.vocab, self.meta)
+    return on_spark
 
 
 @dataclass(frozen=True)
 class PartJob:
-    """What every task of one scoring job needs besides its rows."""
+    """What every task of one scoring job needs besides its part."""
 
     as_of: date
-    #: "none" or "all" (:func:`model_scores`): the riskiest's reasons are the driver's
+    #: "none" or "all": the riskiest's reasons are the driver's
     reasons: str
-    #: the broadcast ModelSpec (None: the points score)
-    model: Any = None
-    #: names this job's model in a worker's cache (a new one per job)
-    model_key: str = ""
+    #: the broadcast ModelText (None: the points score)
+    model: Any
+    #: names the job (its model in a worker's cache, its staging directory)
+    job_id: str
+    #: where the task writes its part's scores
+    out_dir: str
+    #: the crash tests' fault point, read on the driver (an executor's environment is the
+    #: cluster's, not the caller's)
+    fault: str | None = None
 
 
-#: per Python worker: the model of the broadcast it was last rebuilt from (a worker runs many
-#: tasks; parsing the boosters once per worker, not once per partition)
-_models: dict[str, tuple[dict[str, Any], ArrearsModel]] = {}
+#: per Python worker: the model of the job it last rebuilt one for (a worker runs many tasks;
+#: the boosters are parsed once per worker, not once per partition)
+_models: dict[str, Found] = {}
 
 
-def model_of(job: PartJob) -> tuple[dict[str, Any], ArrearsModel] | None:
+def model_of(job: PartJob) -> Found | None:
     if job.model is None:
         return None
-    key = job.model_key
-    if key not in _models:
-        spec: ModelSpec = job.model.value
+    if job.job_id not in _models:
+        text: ModelText = job.model.value
         _models.clear()
-        _models[key] = ({"version": spec.version}, spec.model())
-    return _models[key]
+        _models[job.job_id] = text.found()
+    return _models[job.job_id]
 
 
-def score_part(frames: dict[str, pl.DataFrame], job: PartJob,
-               found: tuple[dict[str, Any], ArrearsModel] | None) -> pl.DataFrame:
-    """One partition's scores: its History rebuilt from its rows, then the local path's
-    features and scorer."""
-    h = part_history(frames)
-    feats = features(h, job.as_of)
-    out = score_frame(h, job.as_of, found, reasons=job.reasons, feats=feats)
-    return out.select([pl.col(c).cast(t) for c, t in SCORES_SCHEMA.items()])
+def stage_parts(items: list[Part], staging: Path) -> list[tuple[int, str]]:
+    """Each part's frames as Parquet under ``staging/part-<n>/``, written under a temporary name
+    and renamed (a task never reads a half-written part); (part, its directory) per part."""
+    tmp = staging.with_name(staging.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for part, frames in items:
+        where = tmp / f"part-{part}"
+        where.mkdir(parents=True)
+        for name, frame in frames.items():
+            frame.write_parquet(where / f"{name}.parquet", statistics=False)
+    tmp.mkdir(parents=True, exist_ok=True)
+    tmp.rename(staging)
+    return [(part, str(staging / f"part-{part}")) for part, _ in items]
 
 
-def _task(part: Part, job: PartJob) -> pl.DataFrame:
-    out = score_part(part[1], job, model_of(job))
-    # the crash tests die here: the partition scored, nothing handed back yet
-    kill_point("risk.partition_scored")
-    return out
+def read_part(where: str) -> dict[str, pl.DataFrame]:
+    return {p.stem: pl.read_parquet(p) for p in sorted(Path(where).glob("*.parquet"))}
 
 
-def spark_score_frame(settings: Settings, history: History, as_of: date,
-                      found: tuple[dict[str, Any], ArrearsModel] | None, *,
-                      reasons: str = "high", reasons_for: int = REASONS_FOR,
-                      partitions: int | None = None) -> pl.DataFrame:
-    """:func:`score_frame` on Spark: the same columns and rows (in account order), computed per
-    partition of accounts. Raises ``SparkUnavailable`` before reading anything when Spark cannot
-    start, ``SparkJobFailed`` when the job fails; it writes nothing either way.
+def score_staged(item: tuple[int, str], job: PartJob) -> dict[str, Any]:
+    """The task: one part read, scored and its scores written; what it did and how long it
+    took (per-partition throughput, the figures behind docs/benchmarks.md's projection)."""
+    part, where = item
+    t0, c0 = time.perf_counter(), time.process_time()
+    frames = read_part(where)
+    found = model_of(job)
+    t1, c1 = time.perf_counter(), time.process_time()
+    scores = score_part(frames, job.as_of, found, job.reasons)
+    seconds, cpu = time.perf_counter() - t1, time.process_time() - c1
+    if job.fault:
+        _arm(job.fault)
+        kill_point("spark.partition_scored")  # the crash test kills the task here
+    out = Path(job.out_dir) / f"part-{part}.parquet"
+    tmp = out.with_suffix(".tmp")
+    scores.write_parquet(tmp, statistics=False)
+    os.replace(tmp, out)  # a retried task writes the same file whole again
+    return {"part": part, "accounts": scores.height, "read_s": t1 - t0, "score_s": seconds,
+            "score_cpu_s": cpu, "read_cpu_s": c1 - c0}
 
-    Each part travels as one element of an RDD of as many slices as parts (its frames pickled
-    as Arrow IPC by Polars), so each part is one task and nothing is shuffled. Measured against
-    one DataFrame of all rows with ``groupBy("part").applyInArrow``: for 100,000 accounts (2.2
-    million rows) a task doing nothing took 12 s there against 2.6 s here (the JVM converting
-    and shuffling every row), and Spark's hash of the part put three of four parts into one task
-    (docs/benchmarks.md)."""
+
+def spark_score_frame(settings: Settings, history: History, as_of: date, found: Found | None,
+                      *, reasons: str = "high", reasons_for: int = REASONS_FOR,
+                      partitions: int | None = None,
+                      timings: list[dict[str, Any]] | None = None) -> pl.DataFrame:
+    """:func:`score_frame` on Spark: the same columns and rows (in account order). Raises
+    ``SparkUnavailable`` when Spark cannot start, ``SparkJobFailed`` when the job fails; writes
+    nothing but its staging directory, deleted either way. ``timings``, when given, receives
+    each partition's task figures."""
+    if reasons not in ("high", "all", "none"):
+        raise ValueError(f"reasons must be high, all or none, not {reasons!r}")
     spark = spark_session(settings)
     parts = partitions or SparkSettings.from_settings(settings).default_partitions()
     h = truncate(history, as_of)
     items = split_parts(routed(h, lambda a: account_part(a, parts)))
     sc = spark.sparkContext
-    model = None if found is None else sc.broadcast(ModelSpec.of(found))
-    # the reasons of the riskiest are given on the driver, after everyone is ranked
-    job = PartJob(as_of=as_of, reasons="none" if reasons == "high" else reasons, model=model,
-                  model_key=uuid.uuid4().hex)
+    job_id = uuid.uuid4().hex
+    staging = Path(settings.data_dir) / "spark-staging" / f"risk-{as_of}-{job_id}"
+    model = None if found is None else sc.broadcast(ModelText.of(found))
+    job = PartJob(as_of=as_of, reasons="all" if reasons == "all" else "none", model=model,
+                  job_id=job_id, out_dir=str(staging / "scores"), fault=_fault_spec())
     try:
-        scored = (sc.parallelize(items, max(1, len(items)))
-                  .map(functools.partial(_task, job=job)).collect())
-    except Exception as exc:  # the job's own failure, said in words an operator can act on
-        raise job_failed(exc, f"risk scoring as of {as_of}") from exc
+        staged = stage_parts(items, staging / "parts")
+        (staging / "scores").mkdir()
+        try:
+            done = (sc.parallelize(staged, max(1, len(staged)))
+                    .map(functools.partial(score_staged, job=job)).collect())
+        except Exception as exc:  # the job's own failure, said in words an operator can act on
+            raise job_failed(exc, f"risk scoring as of {as_of}") from exc
+        if sorted(d["part"] for d in done) != [p for p, _ in items]:
+            raise DianfeiError(f"risk scoring as of {as_of}: Spark returned the partitions "
+                               f"{sorted(d['part'] for d in done)} of {len(items)}; nothing "
+                               "stored: run it again")
+        got = [pl.read_parquet(staging / "scores" / f"part-{d['part']}.parquet") for d in done]
     finally:
         if model is not None:
             model.destroy()
-    scores = pl.concat([pl.DataFrame(schema=SCORES_SCHEMA), *scored]).sort("account_id")
+        shutil.rmtree(staging, ignore_errors=True)
+    scores = pl.concat([pl.DataFrame(schema=SCORES_SCHEMA), *got]).sort("account_id")
     if found is not None and reasons == "high":
-        ids = riskiest_high(scores, reasons_for)
-        feats = features(history_of_accounts(h, ids), as_of)
-        scores = with_reasons(scores, feats, found[1], ids)
+        scores = give_reasons(scores, h, as_of, found, reasons_for)
+    if timings is not None:
+        timings.extend(sorted(done, key=lambda d: int(d["part"])))
     return scores
+
+
+def _fault_spec() -> str | None:
+    from dianfei.core.faults import ENV
+
+    return os.environ.get(ENV)
+
+
+def _arm(spec: str) -> None:
+    """The driver's fault point in this worker's environment (read again when it changed)."""
+    from dianfei.core import faults
+
+    if os.environ.get(faults.ENV) != spec:
+        os.environ[faults.ENV] = spec
+        faults.reset()
