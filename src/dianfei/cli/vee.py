@@ -18,6 +18,10 @@ vee_app = typer.Typer(help="Validation, estimation and editing of meter data (æ•
 FromOpt = Annotated[str | None, typer.Option("--from", help="first business day YYYY-MM-DD")]
 ToOpt = Annotated[str | None, typer.Option("--to", help="last business day YYYY-MM-DD")]
 JsonOpt = Annotated[bool, typer.Option("--json")]
+BackendOpt = Annotated[str, typer.Option(
+    "--backend", help="local (this process, the default) or spark (one task per meter group; "
+    "the master from [spark] or DIANFEI_SPARK_MASTER)")]
+BACKENDS = ("local", "spark")
 
 
 def register(app: typer.Typer) -> None:
@@ -31,6 +35,12 @@ def _day(text: str | None, what: str) -> date | None:
         return date.fromisoformat(text)
     except ValueError:
         raise ValidationError(f"{what} must be a date YYYY-MM-DD, got {text!r}") from None
+
+
+def _backend(name: str) -> str:
+    if name not in BACKENDS:
+        raise ValidationError(f"--backend must be local or spark, got {name!r}")
+    return name
 
 
 def _kwh(wh: int | None) -> str | None:
@@ -51,9 +61,14 @@ def _instant(value: datetime) -> str:
 def run(day_from: FromOpt = None, day_to: ToOpt = None, json_out: JsonOpt = False,
         pending: Annotated[bool, typer.Option(
             "--pending", help="only the days of the import batches no run has examined yet "
-            "(the nightly job)")] = False) -> None:
+            "(the nightly job)")] = False,
+        backend: BackendOpt = "local") -> None:
     """Validate and estimate the stored meter data; idempotent (a re-run adds nothing)."""
-    from dianfei.metering.vee.service import run_pending, run_vee
+    # the local backend never imports PySpark (a command's start-up, and installs without it)
+    if _backend(backend) == "spark":
+        from dianfei.scale.vee import run_pending, run_vee
+    else:
+        from dianfei.metering.vee.service import run_pending, run_vee
 
     if pending:
         if day_from or day_to:
@@ -240,9 +255,12 @@ def edits(meter: Annotated[str | None, typer.Option(help="only this meter")] = N
 def tou(day_from: Annotated[str, typer.Option("--from", help="first business day")],
         day_to: Annotated[str, typer.Option("--to", help="last business day")],
         meter: Annotated[str | None, typer.Option(help="only this meter")] = None,
-        json_out: JsonOpt = False) -> None:
+        json_out: JsonOpt = False, backend: BackendOpt = "local") -> None:
     """Daily sharp/peak/flat/valley kWh per meter (metered + estimated + edited)."""
-    from dianfei.metering.vee.service import daily_tou
+    if _backend(backend) == "spark":
+        from dianfei.scale.vee import daily_tou
+    else:
+        from dianfei.metering.vee.service import daily_tou  # type: ignore[assignment]
 
     lo, hi = _day(day_from, "--from"), _day(day_to, "--to")
     assert lo is not None and hi is not None

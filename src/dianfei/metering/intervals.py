@@ -255,6 +255,39 @@ def catalogue(conn: Connection, files: Sequence[StoredFile]) -> None:
     }, schema_overrides={"meter_group": pl.Int32, "rows": pl.Int64}))
 
 
+def window_bounds(day_from: date | None, day_to: date | None) -> tuple[datetime | None,
+                                                                    datetime | None]:
+    """[start of ``day_from``, start of the day after ``day_to``) in the business zone: the
+    ``ts`` bounds :func:`scan` filters rows by (None where a day is not given)."""
+    from dianfei.core.clock import start_of_day
+
+    lo = start_of_day(day_from) if day_from is not None else None
+    hi = start_of_day(day_to + timedelta(days=1)) if day_to is not None else None
+    return lo, hi
+
+
+def window_files(db: Database, day_from: date | None = None,
+                 day_to: date | None = None) -> pl.DataFrame:
+    """The catalogued files (``meter_group``, ``path`` relative to :func:`store_root``) that may
+    hold rows of the business days, in catalogue order: what :func:`scan` opens, and what a
+    Spark task of one meter group is handed (its group's files and the mixed ones)."""
+    import polars as pl
+
+    from dianfei.db.frames import read_frame
+
+    sql = "SELECT meter_group, path FROM interval_files WHERE 1 = 1"
+    params: dict[str, Any] = {}
+    lo, _ = window_bounds(day_from, day_to)
+    if lo is not None:
+        sql += " AND max_ts >= :lo"
+        params["lo"] = lo
+    if day_to is not None:
+        sql += " AND day <= :d1"
+        params["d1"] = day_to
+    sql += " ORDER BY id"
+    return read_frame(db.engine, sql, params, schema={"meter_group": pl.Int64, "path": pl.String})
+
+
 def scan(db: Database, *, day_from: date | None = None, day_to: date | None = None,
          meter_ids: Sequence[str] | None = None) -> pl.LazyFrame:
     """The stored intervals as a lazy frame.
@@ -267,22 +300,8 @@ def scan(db: Database, *, day_from: date | None = None, day_to: date | None = No
     """
     import polars as pl
 
-    from dianfei.core.clock import start_of_day
-    from dianfei.db.frames import read_frame
-
-    sql = "SELECT meter_group, path FROM interval_files WHERE 1 = 1"
-    params: dict[str, Any] = {}
-    lo = start_of_day(day_from) if day_from is not None else None
-    hi = start_of_day(day_to + timedelta(days=1)) if day_to is not None else None
-    if lo is not None:
-        sql += " AND max_ts >= :lo"
-        params["lo"] = lo
-    if day_to is not None:
-        sql += " AND day <= :d1"
-        params["d1"] = day_to
-    sql += " ORDER BY id"
-    cat = read_frame(db.engine, sql, params,
-                     schema={"meter_group": pl.Int64, "path": pl.String})
+    cat = window_files(db, day_from, day_to)
+    lo, hi = window_bounds(day_from, day_to)
     if meter_ids is not None:
         groups = {meter_group(m) for m in meter_ids} | {MIXED_GROUP}
         cat = cat.filter(pl.col("meter_group").is_in(sorted(groups)))
@@ -299,6 +318,35 @@ def scan(db: Database, *, day_from: date | None = None, day_to: date | None = No
     if meter_ids is not None:
         preds.append(pl.col("meter_id").is_in(list(meter_ids)))
     return lf.filter(*preds) if preds else lf
+
+
+def scan_group(root: Path, own: Sequence[str], mixed: Sequence[str], group: int,
+               lo: datetime | None = None, hi: datetime | None = None) -> pl.LazyFrame:
+    """The stored rows of one meter group in [lo, hi), as :func:`scan` gives them for that
+    group's meters: the group's own files (``own``, paths relative to ``root``) hold only its
+    meters; the mixed files (``group=all``) hold every group's, so only this group's rows are
+    kept. What a Spark task of one group reads, without the database."""
+    import polars as pl
+
+    schema = interval_schema()
+    parts = []
+    if own:
+        parts.append(pl.scan_parquet([str(root / p) for p in own], schema=schema))
+    if mixed:
+        lf = pl.scan_parquet([str(root / p) for p in mixed], schema=schema)
+        # mixed files are small (under one row group each): their meter ids are read once
+        ids = lf.select(pl.col("meter_id").unique()).collect()["meter_id"]
+        mine = ids.filter(group_column(ids) == group)
+        parts.append(lf.filter(pl.col("meter_id").is_in(mine.implode())))
+    if not parts:
+        return pl.LazyFrame(schema=schema)
+    out = pl.concat(parts, how="vertical")
+    preds = []
+    if lo is not None:
+        preds.append(pl.col("ts") >= lo)
+    if hi is not None:
+        preds.append(pl.col("ts") < hi)
+    return out.filter(*preds) if preds else out
 
 
 #: the first span a lead-in search looks back over (most meters draw something in the evening

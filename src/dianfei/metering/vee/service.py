@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
     from dianfei.core.settings import Settings
     from dianfei.db.engine import Database
-    from dianfei.metering.vee import pipeline
+    from dianfei.metering.vee import pipeline, tou
 
 #: where an effective interval value came from, strongest first
 SOURCES = ("edited", "metered", "estimated")
@@ -65,57 +65,121 @@ class RunOutcome:
 GROUPWISE_METERS = 200_000
 
 
-def _result(db: Database, day_from: date | None, day_to: date | None, *,
-            with_findings: bool, with_estimates: bool) -> pipeline.VeeResult:
+@dataclass(frozen=True)
+class VeePass:
+    """What a VEE pass reads from the database before it computes (read once, by the driver):
+    a :data:`Runner` adds the intervals of the store and runs ``pipeline.run`` over them — over
+    everything at once, group by group, or one Spark task per meter group."""
+
+    cfg: VeeConfig
+    tz: str
+    day_from: date | None
+    day_to: date | None
+    #: meter_id, digits, meter_class
+    meters: pl.DataFrame
+    duplicates: pl.DataFrame
+    reads: pl.DataFrame | None
+    with_findings: bool
+    with_estimates: bool
+    #: the rows around a window (``pipeline.run``'s ``context``); None for the whole history
+    context: pipeline.Context | None
+
+    @property
+    def windowed(self) -> bool:
+        """A window of days judges spikes and usage by the meters' kept profiles where they
+        count more than the window (profiles.py); the whole history needs none."""
+        return self.day_from is not None or self.day_to is not None
+
+
+@dataclass(frozen=True)
+class Computed:
+    """What a pass computed: the figures (except ``estimated``), findings and estimates."""
+
+    counts: dict[str, int]
+    findings: pl.DataFrame
+    estimates: pl.DataFrame
+
+
+#: computes a pass: local (:func:`run_local`) or on Spark (``dianfei.scale.vee``)
+Runner = Callable[["Database", VeePass], Computed]
+
+
+def combine(parts: Sequence[Computed]) -> Computed:
+    """The passes of disjoint sets of meters as one: figures add up (every figure counts rows
+    or events of one meter), findings and estimates concatenate in the pipeline's order."""
+    import polars as pl
+
+    counts: dict[str, int] = {}
+    for part in parts:
+        for key, value in part.counts.items():
+            counts[key] = counts.get(key, 0) + value
+    return Computed(
+        counts=counts,
+        findings=pl.concat([p.findings for p in parts]).sort("rule", "meter_id", "ts", "ref"),
+        estimates=pl.concat([p.estimates for p in parts]).sort("meter_id", "ts"))
+
+
+def run_local(db: Database, p: VeePass) -> Computed:
+    """The pass in this process: one ``pipeline.run`` over every meter, or one per meter group
+    of the store above :data:`GROUPWISE_METERS` meters."""
     import polars as pl
 
     from dianfei.metering import intervals as store
     from dianfei.metering.vee import pipeline, profiles, repository
 
-    cfg = config(db)
-    tz = repository.tz_name(db)
-    reads = repository.register_reads(db, day_from, day_to) if with_findings else None
-    meter_frame = repository.meters(db).select("meter_id", "digits", "meter_class")
-    dups = repository.duplicates(db, day_from, day_to)
-    # a window of days judges spikes and usage by the meters' kept profiles where they count
-    # more than the window (profiles.py); the whole history needs none
-    windowed = day_from is not None or day_to is not None
-    # findings and estimates of a window see the gaps and zero runs that cross its edges
-    around = (repository.context(db, day_from, day_to)
-              if windowed and (with_findings or with_estimates) else None)
+    reads, dups, meter_frame = p.reads, p.duplicates, p.meters
     if meter_frame.height <= GROUPWISE_METERS:
-        return pipeline.run(
-            repository.intervals(db, day_from, day_to), cfg, tz, duplicates=dups.lazy(),
+        res = pipeline.run(
+            repository.intervals(db, p.day_from, p.day_to), p.cfg, p.tz, duplicates=dups.lazy(),
             reads=reads.lazy() if reads is not None else None, meters=meter_frame.lazy(),
-            with_findings=with_findings, with_estimates=with_estimates,
-            profile=profiles.kept(db).lazy() if windowed else None, context=around)
+            with_findings=p.with_findings, with_estimates=p.with_estimates,
+            profile=profiles.kept(db).lazy() if p.windowed else None, context=p.context)
+        return Computed(res.counts, res.findings, res.estimates)
     ids = meter_frame["meter_id"]
     grouped = meter_frame.with_columns(store.group_column(ids).alias("g"))
-    parts: list[pipeline.VeeResult] = []
+    parts: list[Computed] = []
     for _, members in grouped.group_by("g", maintain_order=True):
         mine = members["meter_id"]
-        parts.append(pipeline.run(
-            repository.intervals(db, day_from, day_to, meter_ids=mine.to_list()), cfg, tz,
-            duplicates=dups.filter(pl.col("meter_id").is_in(mine.implode())).lazy(),
+        res = pipeline.run(
+            repository.intervals(db, p.day_from, p.day_to, meter_ids=mine.to_list()), p.cfg,
+            p.tz, duplicates=dups.filter(pl.col("meter_id").is_in(mine.implode())).lazy(),
             reads=(reads.filter(pl.col("meter_id").is_in(mine.implode())).lazy()
                    if reads is not None else None),
             meters=members.select("meter_id", "digits", "meter_class").lazy(),
-            with_findings=with_findings, with_estimates=with_estimates,
-            profile=profiles.kept(db, mine.to_list()).lazy() if windowed else None,
-            context=around))
-    counts: dict[str, int] = {}
-    for part in parts:
-        for key, value in part.counts.items():
-            counts[key] = counts.get(key, 0) + value
-    return pipeline.VeeResult(
-        counts=counts,
-        findings=pl.concat([p.findings for p in parts]).sort("rule", "meter_id", "ts", "ref"),
-        estimates=pl.concat([p.estimates for p in parts]).sort("meter_id", "ts"),
-        prepared=pl.concat([p.prepared for p in parts], how="vertical_relaxed"))
+            with_findings=p.with_findings, with_estimates=p.with_estimates,
+            profile=profiles.kept(db, mine.to_list()).lazy() if p.windowed else None,
+            context=p.context)
+        parts.append(Computed(res.counts, res.findings, res.estimates))
+    return combine(parts)
+
+
+def vee_pass(db: Database, day_from: date | None, day_to: date | None, *,
+             with_findings: bool, with_estimates: bool) -> VeePass:
+    """Read what a pass needs from the database (not the intervals: the runner reads those)."""
+    from dianfei.metering.vee import repository
+
+    windowed = day_from is not None or day_to is not None
+    return VeePass(
+        cfg=config(db), tz=repository.tz_name(db), day_from=day_from, day_to=day_to,
+        meters=repository.meters(db).select("meter_id", "digits", "meter_class"),
+        duplicates=repository.duplicates(db, day_from, day_to),
+        reads=repository.register_reads(db, day_from, day_to) if with_findings else None,
+        with_findings=with_findings, with_estimates=with_estimates,
+        # findings and estimates of a window see the gaps and zero runs that cross its edges
+        context=(repository.context(db, day_from, day_to)
+                 if windowed and (with_findings or with_estimates) else None))
+
+
+def _result(db: Database, day_from: date | None, day_to: date | None, *,
+            with_findings: bool, with_estimates: bool, runner: Runner | None = None) -> Computed:
+    p = vee_pass(db, day_from, day_to, with_findings=with_findings,
+                 with_estimates=with_estimates)
+    return (runner or run_local)(db, p)
 
 
 def run_vee(db: Database, clock: Clock, *, day_from: date | None = None,
-            day_to: date | None = None, examined: Sequence[str] = ()) -> RunOutcome:
+            day_to: date | None = None, examined: Sequence[str] = (),
+            runner: Runner | None = None) -> RunOutcome:
     """Validate and estimate the stored data (all of it, or the business days given).
 
     A job: it commits its one transaction. Findings are unique on (rule, meter, ts, ref) and
@@ -130,6 +194,9 @@ def run_vee(db: Database, clock: Clock, *, day_from: date | None = None,
     The import batches ``examined`` (and, for a run over the whole store, every batch catalogued
     when it starts) are recorded as examined in the same transaction: :func:`run_pending`
     leaves them alone.
+
+    ``runner`` computes the pass (default: :func:`run_local`, in this process); whatever
+    computes it, the results are written here, after it, in one transaction.
     """
     import polars as pl
 
@@ -143,7 +210,7 @@ def run_vee(db: Database, clock: Clock, *, day_from: date | None = None,
         data_state = results.data_state(db.settings, conn)
         if day_from is None and day_to is None:  # read before the data: all of it is examined
             examined = sorted({*examined, *repository.pending(conn)[0]})
-    res = _result(db, day_from, day_to, with_findings=True, with_estimates=True)
+    res = _result(db, day_from, day_to, with_findings=True, with_estimates=True, runner=runner)
     found = res.findings.with_columns(pl.lit(run_id).alias("run_id"))
     estimates = res.estimates.with_columns(pl.lit(run_id).alias("run_id"))
     with db.engine.begin() as conn:
@@ -178,7 +245,7 @@ def spans(days: Sequence[date]) -> list[tuple[date, date]]:
     return out
 
 
-def run_pending(db: Database, clock: Clock) -> dict[str, Any]:
+def run_pending(db: Database, clock: Clock, *, runner: Runner | None = None) -> dict[str, Any]:
     """Validate and estimate what has arrived since the last runs: the days of every import
     batch no run has examined, span of consecutive days by span, each with its meters' readings
     just before and after as context (``pipeline.run``) and their kept profiles — the nightly
@@ -191,7 +258,7 @@ def run_pending(db: Database, clock: Clock) -> dict[str, Any]:
         batches, days = repository.pending(conn)
     runs = spans(days)
     outcomes = [run_vee(db, clock, day_from=a, day_to=b,
-                        examined=batches if i == len(runs) - 1 else ())
+                        examined=batches if i == len(runs) - 1 else (), runner=runner)
                 for i, (a, b) in enumerate(runs)]
     return {"batches": len(batches),
             "spans": [{"from": str(a), "to": str(b), "run_id": o.run_id,
@@ -439,32 +506,39 @@ def effective_intervals(db: Database, day_from: date | None = None, day_to: date
 
     Columns meter_id, ts, minutes, wh, source (edited, metered or estimated).
     """
-    import polars as pl
-
     from dianfei.metering.vee import repository
 
+    return effective_frame(repository.intervals(db, day_from, day_to, meter_ids),
+                           repository.estimates(db, day_from, day_to, meter_ids),
+                           repository.edits(db, day_from, day_to, meter_ids))
+
+
+def effective_frame(metered: pl.LazyFrame, estimates: pl.DataFrame,
+                    edits: pl.DataFrame) -> pl.DataFrame:
+    """:func:`effective_intervals` of the given rows: the store's (``metered``), the stored
+    estimates and the edits of the same meters and days (a Spark task's: one meter group)."""
+    import polars as pl
+
     cols = ["meter_id", "ts", "minutes", "wh", "source"]
-    metered = (repository.intervals(db, day_from, day_to, meter_ids)
-               .select("meter_id", "ts", "minutes", "wh", pl.lit("metered").alias("source"))
-               .collect())
-    est = repository.estimates(db, day_from, day_to, meter_ids).select(
-        "meter_id", "ts", "minutes", "wh", pl.lit("estimated").alias("source"))
-    ed = (repository.edits(db, day_from, day_to, meter_ids)
-          .group_by("meter_id", "ts").agg(pl.all().sort_by("edit_id").last())
+    metered_df = (metered.select("meter_id", "ts", "minutes", "wh",
+                                 pl.lit("metered").alias("source"))
+                  .collect())
+    est = estimates.select("meter_id", "ts", "minutes", "wh", pl.lit("estimated").alias("source"))
+    ed = (edits.group_by("meter_id", "ts").agg(pl.all().sort_by("edit_id").last())
           .select("meter_id", "ts", "minutes", pl.col("new_wh").alias("wh"),
                   pl.lit("edited").alias("source")))
     # strongest first (SOURCES): the store holds a (meter, ts) once and edits are one per
     # (meter, ts) already, so anti-joins of the few edits and estimates against the many metered
     # rows give one value per (meter, ts) without de-duplicating millions of rows
     keys = ["meter_id", "ts"]
-    ed, metered, est = (f.select(cols).cast({"minutes": pl.Int16, "wh": pl.Int64})
-                        for f in (ed, metered, est))
+    ed, metered_df, est = (f.select(cols).cast({"minutes": pl.Int16, "wh": pl.Int64})
+                           for f in (ed, metered_df, est))
     if ed.height:
-        metered = metered.join(ed.select(keys), on=keys, how="anti")
+        metered_df = metered_df.join(ed.select(keys), on=keys, how="anti")
     if est.height:
         est = (est.unique(keys, keep="first", maintain_order=True)
-               .join(pl.concat([ed.select(keys), metered.select(keys)]), on=keys, how="anti"))
-    return pl.concat([ed, metered, est]).sort(keys)
+               .join(pl.concat([ed.select(keys), metered_df.select(keys)]), on=keys, how="anti"))
+    return pl.concat([ed, metered_df, est]).sort(keys)
 
 
 def daily_tou(db: Database, day_from: date, day_to: date) -> pl.DataFrame:
@@ -472,10 +546,15 @@ def daily_tou(db: Database, day_from: date, day_to: date) -> pl.DataFrame:
     edited), with the estimated part and an ``estimated`` flag: see tou.DAILY_TOU_SCHEMA."""
     from dianfei.metering.vee import repository, tou
 
-    cfg = config(db)
-    cal = tou.calendar(cfg.tou_calendar, db.settings.billing.tariff_dir)
     eff = effective_intervals(db, day_from, day_to)
-    return tou.daily_tou_frame(eff, cal=cal, tz=repository.tz_name(db))
+    return tou.daily_tou_frame(eff, cal=tou_calendar(db), tz=repository.tz_name(db))
+
+
+def tou_calendar(db: Database) -> tou.TouCalendar:
+    """The TOU calendar of the deployment (``[vee] tou_calendar``)."""
+    from dianfei.metering.vee import tou
+
+    return tou.calendar(config(db).tou_calendar, db.settings.billing.tariff_dir)
 
 
 def estimated_consumption(db: Database, day_from: date, day_to: date) -> pl.DataFrame:
