@@ -137,6 +137,9 @@ def score_cmd(
     top: Annotated[int, typer.Option("--top", help="how many of the riskiest to list")] = 20,
     out_file: Annotated[Path | None, typer.Option("--out", help="every score to CSV")] = None,
     json_out: Annotated[bool, typer.Option("--json")] = False,
+    backend: Annotated[str, typer.Option(
+        "--backend", help="local (this process, the default) or spark (per partition of "
+        "accounts on the master of [spark] / DIANFEI_SPARK_MASTER; the same scores)")] = "local",
 ) -> None:
     """Score every account as of D (the latest trained model, else the points score) and write
     the day's early-warning list. Schedule it daily before ``collect run``."""
@@ -145,9 +148,18 @@ def score_cmd(
     from dianfei.cli.context import database
     from dianfei.risk.service import daily_scores, early_warnings
 
+    if backend not in ("local", "spark"):
+        raise ValidationError(f"--backend must be local or spark, got {backend!r}")
     d = _day(as_of, "--as-of") or _today()
     db = database()
-    scores = daily_scores(db, d, history=history_of(db), refresh=True)
+    spark = None
+    if backend == "spark":
+        from dianfei.scale.risk import spark_scorer
+
+        # Spark that cannot start (no Java, no PySpark, no master) is said before the history
+        # is read and before anything is written
+        spark = spark_scorer(db.settings)
+    scores = daily_scores(db, d, history=history_of(db), refresh=True, backend=spark)
     warned = early_warnings(db, d)
     if out_file is not None:
         out_file.parent.mkdir(parents=True, exist_ok=True)

@@ -31,6 +31,7 @@ POINTS = (
     "risk.scores_written",             # the day's scores file written, warnings not yet stored
     "spark.partition_priced",          # a Spark task priced its partition, nothing written yet
     "spark.partition_written",         # a Spark task committed its partition, not yet returned
+    "spark.partition_scored",          # a Spark task scored its accounts' risk, not yet handed back
 )
 
 _target: tuple[str, int] | None = None

@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import polars as pl
@@ -86,12 +86,13 @@ def _band(p: pl.Expr, bands: ModelBands) -> pl.Expr:
 
 
 def model_scores(feats: pl.DataFrame, model: ArrearsModel, version: str | None, *,
-                 bands: ModelBands = MODEL_BANDS, reasons: str = "high") -> pl.DataFrame:
+                 bands: ModelBands = MODEL_BANDS, reasons: str = "high",
+                 reasons_for: int | None = None) -> pl.DataFrame:
     """The model's scores of ``feats`` with reasons for every row (``reasons="all"``), for
-    none (``"none"``), or for the :data:`REASONS_FOR` riskiest of the high band (``"high"``):
-    TreeSHAP is the costly part (a million rows would take many CPU-minutes), and a collector
-    reads the reasons of the accounts at the top of the list and of the early warnings
-    (:func:`with_reasons` adds those)."""
+    none (``"none"``), or for the ``reasons_for`` (default :data:`REASONS_FOR`) riskiest of the
+    high band (``"high"``, :func:`riskiest_high`): TreeSHAP is the costly part (a million rows
+    would take many CPU-minutes), and a collector reads the reasons of the accounts at the top
+    of the list and of the early warnings (:func:`with_reasons` adds those)."""
     p = model.predict(feats).with_columns(_band(pl.col("probability"), bands).alias("band"))
     out = p.select("account_id", "probability", "probability_30", "band",
                    pl.lit("lightgbm").alias("scorer"), pl.lit(version, pl.String).alias("model_version"),
@@ -101,14 +102,21 @@ def model_scores(feats: pl.DataFrame, model: ArrearsModel, version: str | None, 
     if reasons == "all":
         ids = out["account_id"]
     else:
-        ids = (out.filter(pl.col("band") == "high")
-               .sort(["probability", "account_id"], descending=[True, False])
-               .head(REASONS_FOR)["account_id"])
+        ids = riskiest_high(out, REASONS_FOR if reasons_for is None else reasons_for)
     return with_reasons(out, feats, model, ids, bands)
 
 
 #: how many of the riskiest accounts get reasons in a day's scores (others: ``risk explain``)
 REASONS_FOR = 5000
+
+
+def riskiest_high(scores: pl.DataFrame, n: int) -> pl.Series:
+    """The account ids of the ``n`` riskiest accounts of the high band (equal probabilities in
+    account order): the ones a day's scores give reasons. A ranking over every account — the
+    Spark backend ranks each partition's own and then everyone's again on the driver."""
+    return (scores.filter(pl.col("band") == "high")
+            .sort(["probability", "account_id"], descending=[True, False])
+            .head(n)["account_id"])
 
 
 def with_reasons(scores: pl.DataFrame, feats: pl.DataFrame, model: ArrearsModel, ids: pl.Series,
@@ -259,7 +267,8 @@ def _scores_dir(db: Database) -> Path:
 
 
 def score_frame(history: History, as_of: date, found: tuple[dict[str, Any], ArrearsModel] | None,
-                *, reasons: str = "high", feats: pl.DataFrame | None = None) -> pl.DataFrame:
+                *, reasons: str = "high", feats: pl.DataFrame | None = None,
+                reasons_for: int | None = None) -> pl.DataFrame:
     """Every account's score as of ``as_of`` (model or rules, column ``scorer`` says which),
     with customer_class, region_id, low_income and protected for the fairness figures."""
     if feats is None:
@@ -267,18 +276,30 @@ def score_frame(history: History, as_of: date, found: tuple[dict[str, Any], Arre
     if found is None:
         scored = rules_scores(feats)
     else:
-        scored = model_scores(feats, found[1], found[0]["version"], reasons=reasons)
+        scored = model_scores(feats, found[1], found[0]["version"], reasons=reasons,
+                              reasons_for=reasons_for)
     return scored.join(feats.select("account_id", "customer_class", "region_id", "low_income",
                                     "protected"), on="account_id", how="left")
 
 
+class ScoreBackend(Protocol):
+    """Computes :func:`score_frame` (reasons for the riskiest of the high band) elsewhere than
+    in this process — Spark, per partition of accounts (``dianfei.scale.risk.spark_scorer``) —
+    and returns the same frame."""
+
+    def __call__(self, history: History, as_of: date,
+                 found: tuple[dict[str, Any], ArrearsModel] | None) -> pl.DataFrame: ...
+
+
 def daily_scores(db: Database, day: date, *, history: History | None = None,
-                 refresh: bool = False, plans: Callable[[], pl.DataFrame] | None = None
-                 ) -> pl.DataFrame:
+                 refresh: bool = False, plans: Callable[[], pl.DataFrame] | None = None,
+                 backend: ScoreBackend | None = None) -> pl.DataFrame:
     """The day's scores of every account, computed once a day and kept as Parquet under
     ``DATA_DIR/risk/scores/<day>.parquet``; computing them also writes the day's early-warning
     list (accounts whose probability rose past the warning threshold or jumped since the
-    previous scoring; the first scoring only sets the baseline)."""
+    previous scoring; the first scoring only sets the baseline). ``backend``: None computes the
+    scores here; a partitioned backend (Spark) computes the same scores elsewhere, and they are
+    stored here the same way once it has computed all of them."""
     from dianfei.risk import repository
 
     path = _scores_dir(db) / f"{day}.parquet"
@@ -292,11 +313,19 @@ def daily_scores(db: Database, day: date, *, history: History | None = None,
             return kept
     h = history if history is not None else load_history(
         db.engine, plans=plans() if plans is not None else None)
-    feats = features(truncate(h, day), day)
-    scores = score_frame(h, day, found, feats=feats)
+    if backend is not None:
+        scores = backend(h, day, found)
+    else:
+        feats = features(truncate(h, day), day)
+        scores = score_frame(h, day, found, feats=feats)
     prev = _previous_scores(db, day)
     warn = warning_frame(scores, prev, day)
     if found is not None and warn.height:
+        if backend is not None:
+            from dianfei.risk.partitions import history_of_accounts
+
+            # the warned accounts' own rows give them the features they have among everyone
+            feats = features(truncate(history_of_accounts(h, warn["account_id"]), day), day)
         # every early warning carries its reasons
         scores = with_reasons(scores, feats, found[1], warn["account_id"])
         warn = warning_frame(scores, prev, day)

@@ -25,6 +25,7 @@ from __future__ import annotations
 from dianfei.risk.engine import MODEL_BANDS as MODEL_BANDS
 from dianfei.risk.engine import ModelBands as ModelBands
 from dianfei.risk.engine import ModelScorer as ModelScorer
+from dianfei.risk.engine import ScoreBackend as ScoreBackend
 from dianfei.risk.engine import backtest as backtest
 from dianfei.risk.engine import daily_scores as daily_scores
 from dianfei.risk.engine import early_warnings as early_warnings
@@ -78,6 +79,21 @@ from dianfei.risk.insight import theft_scan as theft_scan  # noqa: E402
 RISK_SEGMENTS: tuple[str, ...] = _segment_rules.SEGMENTS
 DEFAULT_SEGMENT: str = _segment_rules.DEFAULT
 SEGMENT_CONSUMPTION_COLUMNS: tuple[str, ...] = _segment_rules.CONSUMPTION_COLUMNS
+
+# scoring per partition of accounts (risk/partitions.py): the pieces the Spark backend
+# (dianfei.scale.risk) ships to its tasks and puts back together — the same scores as local
+from dianfei.risk.engine import REASONS_FOR as REASONS_FOR  # noqa: E402
+from dianfei.risk.engine import truncate as truncate  # noqa: E402
+from dianfei.risk.features import History as History  # noqa: E402
+from dianfei.risk.partitions import SCORES_SCHEMA as SCORES_SCHEMA  # noqa: E402
+from dianfei.risk.partitions import Found as Found  # noqa: E402
+from dianfei.risk.partitions import ModelText as ModelText  # noqa: E402
+from dianfei.risk.partitions import Part as Part  # noqa: E402
+from dianfei.risk.partitions import account_part as account_part  # noqa: E402
+from dianfei.risk.partitions import give_reasons as give_reasons  # noqa: E402
+from dianfei.risk.partitions import routed as routed  # noqa: E402
+from dianfei.risk.partitions import score_part as score_part  # noqa: E402
+from dianfei.risk.partitions import split_parts as split_parts  # noqa: E402
 
 # the segments checked against the arrears model (risk/segment_check.py): per segment the
 # score's mean and spread, the observed rate of the next bill paid late, the order, and the
