@@ -230,3 +230,29 @@ def test_each_partition_of_accounts_is_one_spark_task(spark_ready: None) -> None
         frame = spark.createDataFrame([(label,) for label in labels.values()], "part int")
         placed = frame.repartition(n, "part").selectExpr("part", "spark_partition_id() as p")
         assert sorted(p for _, p in placed.collect()) == list(range(n))
+
+
+def test_the_scheduled_bill_run_runs_on_spark_when_its_calendar_entry_says_so(
+        db: Database, spark_ready: None) -> None:
+    """`args.backend = "spark"` on the calendar's bill-run entry (docs/scaling.md): the monthly
+    job bills on Spark; any other word is refused before anything is read."""
+    from dianfei.cli.jobs import KINDS
+    from dianfei.core.errors import ValidationError
+    from dianfei.jobs.service import RunContext
+
+    _prepare(db, "local")
+    at = datetime(2025, 4, 3, 9, 0, tzinfo=BUSINESS_TZ)
+
+    def ctx(backend: str) -> RunContext:
+        return RunContext(run_id=1, job="bill-run", scheduled_for=at,
+                          args={"backend": backend, "period_offset": -1},
+                          clock=FixedClock(at))
+
+    with pytest.raises(ValidationError, match=r"args\.backend must be local or spark"):
+        KINDS["bill_run"](db, ctx("hadoop"))
+    out = KINDS["bill_run"](db, ctx("spark"))
+    assert out["period"] == "2025-03" and out["billed"] + out["exceptions"] == 300
+    with db.engine.connect() as conn:  # the partitions Spark's tasks wrote
+        parts = conn.execute(text("SELECT count(*), sum(accounts) FROM bill_run_partitions "
+                                  "WHERE run_id = '2025-03-001'")).one()
+    assert parts[0] >= 2 and parts[1] == 300

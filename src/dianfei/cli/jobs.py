@@ -66,12 +66,27 @@ def _period(ctx: RunContext) -> Any:
     return p
 
 
+def _on_spark(ctx: RunContext) -> bool:
+    """The calendar entry's ``args.backend``: "local" (the default) or "spark" — a province runs
+    its nightly VEE, risk scores and monthly bill run on Spark (docs/scaling.md)."""
+    backend = ctx.args.get("backend", "local")
+    if backend not in ("local", "spark"):
+        raise ValidationError(f"job {ctx.job}: args.backend must be local or spark, "
+                              f"got {backend!r}")
+    return bool(backend == "spark")
+
+
 def _bill_run(db: Database, ctx: RunContext) -> Mapping[str, Any]:
     from dianfei.billing.service import run_bill_run
 
     period = _period(ctx)
     chunk = int(ctx.args.get("chunk_size", 100_000))  # accounts rated and written per commit
-    result = run_bill_run(db, period, ctx.clock, chunk_size=chunk)
+    spark = None
+    if _on_spark(ctx):
+        from dianfei.scale.billing import spark_backend
+
+        spark = spark_backend(db.settings)
+    result = run_bill_run(db, period, ctx.clock, chunk_size=chunk, backend=spark)
     from dianfei.jobs.service import queue_follow_up
 
     # what shows the new bills is computed now, not at the next day: the dashboard's figures
@@ -90,6 +105,10 @@ def _notify_dispatch(db: Database, ctx: RunContext) -> Mapping[str, Any]:
 
 def _vee_run(db: Database, ctx: RunContext) -> Mapping[str, Any]:
     """``vee run --pending``: the days of the batches that arrived, not the whole store."""
+    if _on_spark(ctx):
+        from dianfei.scale import vee as spark_vee
+
+        return spark_vee.run_pending(db, ctx.clock)
     from dianfei.metering.vee.service import run_pending
 
     return run_pending(db, ctx.clock)
@@ -105,7 +124,13 @@ def _risk_score(db: Database, ctx: RunContext) -> Mapping[str, Any]:
     from dianfei.cli.risk import history_of
     from dianfei.risk.service import daily_scores, early_warnings
 
-    scores = daily_scores(db, ctx.business_day, history=history_of(db), refresh=True)
+    spark = None
+    if _on_spark(ctx):
+        from dianfei.scale.risk import spark_scorer
+
+        spark = spark_scorer(db.settings)
+    scores = daily_scores(db, ctx.business_day, history=history_of(db), refresh=True,
+                          backend=spark)
     return {"as_of": str(ctx.business_day), "accounts": scores.height,
             "early_warnings": early_warnings(db, ctx.business_day).height}
 
