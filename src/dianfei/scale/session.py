@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -175,6 +176,11 @@ def spark_session(settings: Settings) -> SparkSession:
     builder = SparkSession.builder.master(cfg.master).appName("dianfei")
     defaults: dict[str, Any] = {
         "spark.ui.enabled": "false",
+        # Spark's own WARN lines (native Hadoop, loopback address) are not the operator's
+        # business on every command; errors still show
+        "spark.log.level": "ERROR",
+        "spark.driver.extraJavaOptions":
+            f"-Dlog4j2.configurationFile=file:{Path(__file__).with_name('log4j2.properties')}",
         "spark.ui.showConsoleProgress": "false",
         # one call per partition of accounts, never merged away: a partition is the unit
         # that is written exactly once
