@@ -4,6 +4,7 @@ time, the per-core throughput behind docs/scaling.md's projection.
 
     python -m bench.spark_billrun --accounts 1000000 [--backend sqlite|postgresql]
         [--partitions N] [--order local-first|spark-first]
+    python -m bench.spark_billrun --accounts 1000000 --memory local|spark
 
 prints one JSON object. The two databases are loaded identically before either run (the load
 is not timed); the bills of both runs are compared (count, amount, kWh) so a fast wrong answer
@@ -124,14 +125,73 @@ def run(accounts: int, backend: str, partitions: int | None, order: str) -> dict
     return out
 
 
+def memory(accounts: int, engine: str) -> dict[str, Any]:
+    """One backend's bill run in a process of its own (SQLite), after the county was loaded by
+    another: the peak memory is the run's, not the simulator's."""
+    import subprocess
+    import sys
+
+    tmp = Path(tempfile.mkdtemp(prefix="dianfei-bench-mem-"))
+    url = f"sqlite:///{tmp / 'county.db'}"
+    subprocess.run([sys.executable, "-m", "bench.spark_billrun", "--load-into", url,
+                    "--accounts", str(accounts)], check=True)
+    out = subprocess.run([sys.executable, "-m", "bench.spark_billrun", "--bill", url,
+                          "--engine", engine], check=True, capture_output=True, text=True)
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def _bill_alone(url: str, engine: str) -> dict[str, Any]:
+    import subprocess
+
+    from dianfei.billing.service import run_bill_run
+    from dianfei.core.clock import BUSINESS_TZ, FixedClock, Period
+    from dianfei.core.settings import load_settings
+    from dianfei.db.engine import open_database
+
+    db = open_database(load_settings({"DIANFEI_DATABASE_URL": url,
+                                      "DIANFEI_DATA_DIR": str(Path(url[10:]).parent / "var")}))
+    period = Period(2025, 1)  # the simulator's first month
+    backend = None
+    if engine == "spark":
+        from dianfei.scale.billing import spark_backend
+
+        backend = spark_backend(db.settings)
+    clock = FixedClock(datetime.combine(period.end_date.replace(day=3), dtime(9),
+                                        tzinfo=BUSINESS_TZ))
+    t = time.perf_counter()
+    res = run_bill_run(db, period, clock, backend=backend)
+    # this process's own JVM (spark-submit execs java as our child), not other jobs' JVMs
+    jvm = subprocess.run(["ps", "--ppid", str(os.getpid()), "-o", "rss=,comm="],
+                         capture_output=True, text=True)
+    jvm_kb = sum(int(line.split()[0]) for line in jvm.stdout.splitlines()
+                 if line.split()[1:] == ["java"])
+    return {"engine": engine, "bill_run_s": round(time.perf_counter() - t, 2),
+            "billed": res.billed, "python_peak_rss_mb": round(
+                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "jvm_rss_mb_at_end": jvm_kb // 1024,
+            "load_average": Path("/proc/loadavg").read_text().split()[:3]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--accounts", type=int, default=1_000_000)
     ap.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
     ap.add_argument("--partitions", type=int, default=None)
     ap.add_argument("--order", choices=("local-first", "spark-first"), default="local-first")
+    ap.add_argument("--memory", choices=("local", "spark"), default=None,
+                    help="only this backend's run, in a process of its own, with its peak memory")
+    ap.add_argument("--load-into", help=argparse.SUPPRESS)
+    ap.add_argument("--bill", help=argparse.SUPPRESS)
+    ap.add_argument("--engine", help=argparse.SUPPRESS)
     a = ap.parse_args()
-    print(json.dumps(run(a.accounts, a.backend, a.partitions, a.order)))
+    if a.load_into:
+        _load(a.load_into, Path(a.load_into[10:]).parent / "var", a.accounts)
+    elif a.bill:
+        print(json.dumps(_bill_alone(a.bill, a.engine)))
+    elif a.memory:
+        print(json.dumps(memory(a.accounts, a.memory)))
+    else:
+        print(json.dumps(run(a.accounts, a.backend, a.partitions, a.order)))
 
 
 if __name__ == "__main__":
