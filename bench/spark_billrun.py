@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import tempfile
 import time
 from datetime import datetime
@@ -120,6 +121,7 @@ def run(accounts: int, backend: str, partitions: int | None, order: str) -> dict
     finally:
         _drop(pg_l)
         _drop(pg_s)
+        shutil.rmtree(tmp, ignore_errors=True)  # two counties of SQLite: gigabytes at a million
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     out["load_average"] = Path("/proc/loadavg").read_text().split()[:3]
     return out
@@ -133,10 +135,13 @@ def memory(accounts: int, engine: str) -> dict[str, Any]:
 
     tmp = Path(tempfile.mkdtemp(prefix="dianfei-bench-mem-"))
     url = f"sqlite:///{tmp / 'county.db'}"
-    subprocess.run([sys.executable, "-m", "bench.spark_billrun", "--load-into", url,
-                    "--accounts", str(accounts)], check=True)
-    out = subprocess.run([sys.executable, "-m", "bench.spark_billrun", "--bill", url,
-                          "--engine", engine], check=True, capture_output=True, text=True)
+    try:
+        subprocess.run([sys.executable, "-m", "bench.spark_billrun", "--load-into", url,
+                        "--accounts", str(accounts)], check=True)
+        out = subprocess.run([sys.executable, "-m", "bench.spark_billrun", "--bill", url,
+                              "--engine", engine], check=True, capture_output=True, text=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
