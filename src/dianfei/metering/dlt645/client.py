@@ -217,8 +217,13 @@ class Dlt645Client:
                 f.check_reply(request, reply)
                 return reply
             except TimeoutError:
-                last = f.MeterTimeout(f"no reply from meter {request.address} via {self.host}:{self.port} "
-                                      f"within {self.timeout_s:g} s")
+                # a connect that did not finish in time (a loaded host, a dropped SYN) is the
+                # gateway's fault, not the meter's silence
+                last = f.MeterTimeout(
+                    f"gateway {self.host}:{self.port} unreachable: no connection within {self.timeout_s:g} s"
+                    if self._writer is None else
+                    f"no reply from meter {request.address} via {self.host}:{self.port} "
+                    f"within {self.timeout_s:g} s")
             except OSError as exc:
                 last = f.MeterTimeout(f"gateway {self.host}:{self.port} unreachable: "
                                       f"{exc.strerror or exc}")
@@ -316,7 +321,11 @@ class Dlt645Client:
                 self._writer.write(raw)
                 await self._writer.drain()
         except TimeoutError:
-            raise f.MeterTimeout(f"gateway {self.host}:{self.port} did not take the time sync "
+            # no connection in time is the same fault as a refused one (the gateway is not
+            # there for us); a connection that would not take the frame is the gateway's
+            what = ("unreachable: no connection" if self._writer is None
+                    else "did not take the time sync")
+            raise f.MeterTimeout(f"gateway {self.host}:{self.port} {what} "
                                  f"within {self.timeout_s:g} s") from None
         except OSError as exc:
             raise f.MeterTimeout(f"gateway {self.host}:{self.port} unreachable: "
