@@ -6,13 +6,17 @@ against a real ``dianfei serve`` on 2 cores — every genuine one posted exactly
 ≤ 100 ms, the database grown by a bounded amount (the refusal log is capped).
 
 wrk cannot pace two streams at fixed rates, so this is its own **open-loop** generator: each
-stream (genuine; junk, split over ``--junk-procs`` processes) is a separate process running an
-asyncio loop (uvloop when installed) over raw HTTP/1.1 keep-alive sockets with pre-built request
-bytes. Request *i* of a stream is scheduled at ``start + i / rate`` whatever happened before; it
-waits for an idle connection if all are busy, and its latency is measured **from the scheduled
-time** to the last byte of the answer (no coordinated omission: a stalled server shows up as
-latency, not as fewer requests). Each process also reports how late it was at sending (``lag``):
-when the generator itself cannot keep up, the report says so instead of hiding it.
+stream (genuine; junk, split over ``--junk-procs`` processes) is a separate process over raw
+HTTP/1.1 keep-alive sockets with pre-built request bytes — by default ``bench/flood_stream.c``
+(epoll, compiled with ``cc`` into the work directory; ``--generator c``), or an asyncio loop
+(uvloop when installed; ``--generator python``). On one 2-core machine the generator's CPU is
+taken from the server it measures: the Python streams took 0.4–0.9 of the two cores at 500 +
+5,000 requests/s, the C ones 0.16–0.2. Request *i* of a stream is scheduled at
+``start + i / rate`` whatever happened before; it waits for an idle connection if all are
+busy, and its latency is measured **from the scheduled time** to the last byte of the answer
+(no coordinated omission: a stalled server shows up as latency, not as fewer requests). Each
+process also reports how late it was at sending (``lag``): when the generator itself cannot keep
+up, the report says so instead of hiding it.
 
 Sources. The guard throttles per source address (payments/refusal_log.py), so where the junk comes
 from matters. Loopback answers on all of 127.0.0.0/8: genuine requests come from 127.0.0.1, junk
@@ -265,6 +269,42 @@ def run_stream(args: argparse.Namespace) -> None:
     Path(args.result).write_bytes(pickle.dumps(out))
 
 
+def _length_prefixed(requests: list[bytes]) -> bytes:
+    """The C junk engine's request file: u32 n, then n × (u32 length, bytes), little-endian."""
+    out = [len(requests).to_bytes(4, "little")]
+    for r in requests:
+        out += [len(r).to_bytes(4, "little"), r]
+    return b"".join(out)
+
+
+def _build_generator(work: Path) -> Path:
+    """bench/flood_stream.c compiled into the work directory (cc -O2): the same open-loop
+    streams at about a tenth of the Python streams' CPU — on one machine, CPU the generator
+    would otherwise take from the server it measures (docs/benchmarks.md)."""
+    binary = work / "flood_stream"
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        raise SystemExit("--generator c needs a C compiler (cc); or use --generator python")
+    subprocess.run([cc, "-O2", "-o", str(binary), str(ROOT / "bench" / "flood_stream.c")], check=True)
+    return binary
+
+
+def _stream_result(path: Path, c_generator: bool) -> dict[str, Any]:
+    """A stream process's result: the Python stream's pickle, or the C generator's text read
+    into the same dict (results: index, latency s, status, the body's first 16 bytes)."""
+    if not c_generator:
+        return dict(pickle.loads(path.read_bytes()))
+    lines = path.read_text().splitlines()
+    sent_s, cpu_s, lag_p99, lag_max, errors, reconnects = lines[0].split()
+    results = []
+    for line in lines[1:]:
+        i, latency, status, *body = line.split(" ")
+        results.append((int(i), float(latency), int(status), bytes.fromhex(body[0] if body else "")))
+    return {"results": results, "errors": int(errors), "cpu_s": float(cpu_s),
+            "reconnects": int(reconnects), "sent_s": float(sent_s),
+            "lag_p99_ms": float(lag_p99), "lag_max_ms": float(lag_max)}
+
+
 # -- the run ------------------------------------------------------------------------------------
 def _pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))] if values else 0.0
@@ -460,6 +500,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         (work / "warmup.pickle").write_bytes(pickle.dumps([g.request for g in genuine[:args.warmup]]))
         (work / "genuine.pickle").write_bytes(pickle.dumps([g.request for g in genuine[args.warmup:]]))
         (work / "junk.pickle").write_bytes(pickle.dumps([r for _, r in junk]))
+        for name in ("warmup", "genuine", "junk"):  # the same requests for the C generator
+            requests = pickle.loads((work / f"{name}.pickle").read_bytes())
+            (work / f"{name}.requests").write_bytes(_length_prefixed(requests))
+        stream_bin = _build_generator(work) if args.generator == "c" else None
+        figures["generator"] = args.generator
         size_before = _size(db.engine, url)
 
         log_path = work / "serve.log"
@@ -492,13 +537,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                    "--bind", ",".join(binds)]
             path = [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
             env_k = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+            if stream_bin is not None:
+                cmd = [str(stream_bin), str(file.with_suffix(".requests")), "127.0.0.1", str(target),
+                       repr(rate), str(count), repr(start_at), str(conns), ",".join(binds),
+                       repr(args.timeout), str(result)]
             procs.append((role, subprocess.Popen(cmd, cwd=ROOT, env=env_k), result))
 
         if args.warmup:
-            spawn("warmup", work / "warmup.pickle", 100.0, args.warmup, 8, ["127.0.0.1"],
-                  time.time() + 1.5)
-            procs[0][1].wait(timeout=120)
-            warm = pickle.loads(procs.pop()[2].read_bytes())
+            warm_at = time.time() + 1.5
+            spawn("warmup", work / "warmup.pickle", 100.0, args.warmup, 8, ["127.0.0.1"], warm_at)
+            if args.warmup_junk and args.junk_rate > 0:
+                # a server that has been up a while has also refused the odd scanner's junk: its
+                # refusal paths (signature checks that fail, the refusal log's writer) are warm
+                spawn("warmup_junk", work / "junk.pickle", 100.0, args.warmup_junk, 8,
+                      junk_binds, warm_at)
+            for _, p, _ in procs:
+                p.wait(timeout=120)
+            warm = _stream_result(procs[0][2], stream_bin is not None)
+            procs.clear()
             figures["warmup_not_received"] = sum(1 for r in warm["results"] if r[2] not in (200, 204))
         start_at = time.time() + 3.0
         server_cpu = _cpu_seconds(server.pid)
@@ -513,7 +569,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                   args.junk_connections, binds, start_at)
         perf = None
         if args.profile:
-            perf = subprocess.Popen(["py-spy", "record", "-o", str(work / "profile.svg"), "--pid",
+            # collapsed stacks (text: grep-able, and what flamegraph tools read)
+            perf = subprocess.Popen(["py-spy", "record", "--format", "raw", "-o",
+                                     str(work / "profile.txt"), "--pid",
                                      str(server.pid), "--subprocesses", "-d", str(int(args.duration))])
         for _, p, _ in procs:
             p.wait(timeout=args.duration + 180)
@@ -521,7 +579,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             perf.wait()
         server_cpu = _cpu_seconds(server.pid) - server_cpu
         front_cpu = (_cpu_seconds(front.pid) - front_cpu) if front is not None else 0.0
-        streams = {role: pickle.loads(path.read_bytes()) for role, p, path in procs}
+        streams = {role: _stream_result(path, stream_bin is not None) for role, p, path in procs}
         # CPU seconds per second of load: what the server and the generator took of the 2 cores
         # (the rest went to PostgreSQL and to whatever else ran on the machine)
         span = max(s["sent_s"] for s in streams.values())
@@ -646,7 +704,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                     help="nginx in front (port + 1), as deploy/nginx/dianfei.conf: channels' "
                     "addresses unthrottled, other sources limited per address")
     ap.add_argument("--front-rate", type=int, default=20, help="nginx: requests/s per other source")
-    ap.add_argument("--front-burst", type=int, default=40)
+    ap.add_argument("--front-burst", type=int, default=10, help="as deploy/nginx/dianfei.conf")
     ap.add_argument("--duration", type=float, default=20.0, help="seconds of load")
     ap.add_argument("--genuine-rate", type=float, default=500.0)
     ap.add_argument("--junk-rate", type=float, default=5000.0)
@@ -655,9 +713,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--junk-procs", type=int, default=2, help="processes sharing the junk stream")
     ap.add_argument("--junk-distinct", type=int, default=2000, help="distinct junk requests (cycled)")
     ap.add_argument("--genuine-connections", type=int, default=64)
+    ap.add_argument("--generator", choices=("c", "python"), default="c",
+                    help="the streams' generator: c (bench/flood_stream.c, built with cc) or python")
     ap.add_argument("--junk-connections", type=int, default=64, help="per junk process")
     ap.add_argument("--accounts", type=int, default=2000)
     ap.add_argument("--warmup", type=int, default=300, help="genuine notifications sent first, unmeasured")
+    ap.add_argument("--warmup-junk", type=int, default=100,
+                    help="junk requests sent beside the warm-up from the junk sources, unmeasured")
     ap.add_argument("--seed", type=int, default=17)
     ap.add_argument("--out", type=Path, default=None, help="keep the work files here")
     ap.add_argument("--keep", action="store_true", help="keep the database (and work files)")
