@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, text
 
 from dianfei.core.metrics import Metric
+from dianfei.db.lists import pg_array
 
 #: which consumer follows which event types (data: a new consumer adds its line here)
 SUBSCRIPTIONS: Mapping[str, frozenset[str]] = {
@@ -111,8 +112,8 @@ _PG_PUBLISH = (
 def pg_publish(raw: Any, events: Sequence[Mapping[str, Any]]) -> None:
     """:func:`publish` on PostgreSQL as one statement (events and their deliveries), usable in a
     psycopg pipeline."""
-    if events:
-        raw.execute(_PG_PUBLISH, _columns(events))
+    if events:  # each column as one array literal (see db.lists.pg_array)
+        raw.execute(_PG_PUBLISH, [pg_array(column) for column in _columns(events)])
 
 
 def claim(conn: Connection, consumer: str, *, limit: int = 10_000,

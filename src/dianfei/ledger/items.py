@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, text
 
 from dianfei.audit import service as audit
-from dianfei.db.lists import any_of
+from dianfei.db.lists import any_of, pg_array
 from dianfei.events import service as events
 from dianfei.ledger.posting import Book, Item, NetClearing, Posting, Release
 
@@ -164,7 +164,7 @@ def write(conn: Connection, posting: Posting, *, now: datetime) -> None:
         bills = _cleared_bills(posting)
         if bills:  # after the items' upsert: a bill debited in this posting has its row now
             driver.execute(_SET_BILL_STATE.format(member="pa.bill_id = ANY(%s::text[])"),
-                           (bills,))
+                           (pg_array(bills),))
         if batch is not None:  # the head row last: see audit.record_ledger_batch
             audit.record_ledger_batch(conn, batch, posting.entries)
         if posting.events:
@@ -242,26 +242,29 @@ _PG_ITEMS = (
 
 def _pg_write(raw: Any, posting: Posting, changes: list[tuple[Item, int]], now: datetime,
               batch: int | None) -> None:
-    e, c = posting.entries, posting.clearings
+    # every array as one literal (db.lists.pg_array: psycopg's list adaptation is Python per
+    # element, and the callback writer sends these in every batch)
+    e, c, a = posting.entries, posting.clearings, pg_array
     if e:
         raw.execute(_PG_LEDGER, (
-            batch, [r["account_id"] for r in e], [r["customer_id"] for r in e], [r["kind"] for r in e],
-            [r["amount"] for r in e], [_naive(r["posted_at"]) for r in e],
-            [r["business_date"] for r in e], [r["due_on"] for r in e],
-            [r["reference"] for r in e], [r["reverses_entry_id"] for r in e],
-            [r["reason"] for r in e]))
+            batch, a([r["account_id"] for r in e]), a([r["customer_id"] for r in e]),
+            a([r["kind"] for r in e]), a([r["amount"] for r in e]),
+            a([_naive(r["posted_at"]) for r in e]), a([r["business_date"] for r in e]),
+            a([r["due_on"] for r in e]), a([r["reference"] for r in e]),
+            a([r["reverses_entry_id"] for r in e]), a([r["reason"] for r in e])))
     if c:
         raw.execute(_PG_CLEARINGS, (
-            [r["payment_id"] for r in c], [r["account_id"] for r in c],
-            [r["allocated_to"] for r in c], [r["bill_id"] for r in c],
-            [r["item_reference"] for r in c], [r["amount"] for r in c],
-            [_naive(r["allocated_at"]) for r in c]))
+            a([r["payment_id"] for r in c]), a([r["account_id"] for r in c]),
+            a([r["allocated_to"] for r in c]), a([r["bill_id"] for r in c]),
+            a([r["item_reference"] for r in c]), a([r["amount"] for r in c]),
+            a([_naive(r["allocated_at"]) for r in c])))
     if changes:
         its = [it for it, _ in changes]
         raw.execute(_PG_ITEMS, (
-            _naive(now), [i.reference for i in its], [i.account_id for i in its],
-            [i.customer_id for i in its], [i.item_kind for i in its], [i.bill_id for i in its],
-            [i.due_on for i in its], [i.amount for i in its], [d for _, d in changes]))
+            _naive(now), a([i.reference for i in its]), a([i.account_id for i in its]),
+            a([i.customer_id for i in its]), a([i.item_kind for i in its]),
+            a([i.bill_id for i in its]), a([i.due_on for i in its]), a([i.amount for i in its]),
+            a([d for _, d in changes])))
 
 
 def releases(conn: Connection, reference: str) -> list[Release]:

@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, bindparam, insert, text
 
 from dianfei.core.clock import Clock, business_date
+from dianfei.db.lists import pg_array
 from dianfei.db.pii import seal_inbox_body
 from dianfei.ledger import service as ledger
 from dianfei.ledger.service import Book, Item
@@ -263,11 +264,13 @@ def _inbox_ids(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
 
 _PG_LOCK = ("SELECT o.order_no, o.account_id, o.channel, o.amount, o.status, a.customer_id "
             "FROM payment_orders o JOIN accounts a ON a.account_id = o.account_id "
-            "WHERE o.order_no = ANY(%s) ORDER BY o.account_id, o.order_no FOR UPDATE")
-_PG_EXISTING = "SELECT payment_id, amount, account_id FROM payments WHERE payment_id = ANY(%s)"
+            "WHERE o.order_no = ANY(%s::text[]) ORDER BY o.account_id, o.order_no FOR UPDATE")
+_PG_EXISTING = ("SELECT payment_id, amount, account_id FROM payments "
+                "WHERE payment_id = ANY(%s::text[])")
 # ``= ANY(ARRAY(subquery))``: the accounts are computed once and looked up by index, whatever the
 # planner's statistics say (a hash join over all ledger entries was 10 ms on a fresh database)
-_PG_ACCOUNTS = "ARRAY(SELECT DISTINCT account_id FROM payment_orders WHERE order_no = ANY(%s))"
+_PG_ACCOUNTS = (
+    "ARRAY(SELECT DISTINCT account_id FROM payment_orders WHERE order_no = ANY(%s::text[]))")
 # the open items of the batch's accounts, as ledger.load_items reads them
 _PG_ITEMS = (
     "SELECT reference, account_id, customer_id, item_kind, bill_id, due_on, amount, open_amount "
@@ -279,7 +282,7 @@ _PG_INSERT_PAYMENTS = (
     "amount, paid_at, business_date, posted_at, source, status) SELECT * FROM unnest("
     "%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[], "
     "%s::timestamp[], %s::date[], %s::timestamp[], %s::text[], %s::text[])")
-_PG_PAID = "UPDATE payment_orders SET status = 'paid' WHERE order_no = ANY(%s)"
+_PG_PAID = "UPDATE payment_orders SET status = 'paid' WHERE order_no = ANY(%s::text[])"
 _PG_INSERT_INBOX = (
     "INSERT INTO payment_inbox (id, channel, received_at, headers, body, body_sha256, body_enc, "
     "verdict, refusal, detail, transaction_id, payment_id) SELECT * FROM unnest(%s::bigint[], "
@@ -304,9 +307,10 @@ def _pg_read(conn: Connection, order_nos: list[str], pids: list[str], n: int
     the lock see every transaction that committed before the lock was granted."""
     pg = _pg(conn)
     with pg.pipeline():
-        locked = pg.execute(_PG_LOCK, (order_nos,))
-        seen = pg.execute(_PG_EXISTING, (pids,))
-        found = pg.execute(_PG_ITEMS, (order_nos,))
+        orders_param = pg_array(order_nos)
+        locked = pg.execute(_PG_LOCK, (orders_param,))
+        seen = pg.execute(_PG_EXISTING, (pg_array(pids),))
+        found = pg.execute(_PG_ITEMS, (orders_param,))
         ids = pg.execute(_PG_IDS, (n,))
         orders = {r[0]: _Order(r[0], r[1], r[2], int(r[3]), r[4], r[5]) for r in locked.fetchall()}
         existing = {r[0]: (int(r[1]), r[2]) for r in seen.fetchall()}
@@ -317,9 +321,10 @@ def _pg_read(conn: Connection, order_nos: list[str], pids: list[str], n: int
 
 
 def _cols(rows: list[dict[str, Any]], names: Sequence[str], instants: Sequence[str] = ()
-          ) -> tuple[list[Any], ...]:
-    return tuple([_naive_utc(r[k]) for r in rows] if k in instants else [r[k] for r in rows]
-                 for k in names)
+          ) -> tuple[str, ...]:
+    """The rows' columns as array literals (db.lists.pg_array), instants naive UTC."""
+    return tuple(pg_array([_naive_utc(r[k]) for r in rows] if k in instants
+                          else [r[k] for r in rows]) for k in names)
 
 
 def _pg_write(conn: Connection, plan: _Plan, book: Book, ids: list[int], *, now: datetime,
@@ -332,9 +337,9 @@ def _pg_write(conn: Connection, plan: _Plan, book: Book, ids: list[int], *, now:
                 "payment_id", "channel", "transaction_id", "order_no", "account_id", "customer_id",
                 "amount", "paid_at", "business_date", "posted_at", "source", "status"),
                 ("paid_at", "posted_at")))
-            pg.execute(_PG_PAID, (plan.paid_orders,))
+            pg.execute(_PG_PAID, (pg_array(plan.paid_orders),))
         ledger.write_posting(conn, book.posting, now=now)
-        pg.execute(_PG_INSERT_INBOX, (ids, *_cols(plan.inbox, (
+        pg.execute(_PG_INSERT_INBOX, (pg_array(ids), *_cols(plan.inbox, (
             "channel", "received_at", "headers", "body", "body_sha256", "body_enc", "verdict",
             "refusal", "detail", "transaction_id", "payment_id"), ("received_at",))))
         if commit:
