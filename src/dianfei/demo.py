@@ -69,7 +69,13 @@ def run_demo(db: Database, *, customers: int, months: int, seed: int,
 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         disable=not show_progress)
-    with progress:
+    from contextlib import nullcontext
+
+    from dianfei.db.checkpoint import checkpointer_for
+
+    # two years of days commit hundreds of times a simulated month: the embedded database's WAL
+    # is copied back into its file on the second core, not inside those commits (db/checkpoint.py)
+    with progress, (checkpointer_for(db.engine) or nullcontext()):
         t = progress.add_task("building the utility", total=1)
         utility = sim.build_utility(customers, seed=seed, start=DEMO_START)
         progress.update(t, completed=1)

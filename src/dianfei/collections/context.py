@@ -82,6 +82,9 @@ class DayReport:
     #: the accounts in arrears by risk segment: {segment: {"accounts": n, "arrears": fen}}
     segments: dict[str, dict[str, int]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    #: seconds of the reads made on the second core meanwhile (not part of ``timings``' sum:
+    #: the main thread's wait for each is its step's timing)
+    background: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if k not in ("timings", "late_fee_amount")}
@@ -90,6 +93,7 @@ class DayReport:
         out["segments"] = {k: {"accounts": v["accounts"], "arrears": fmt_yuan(v["arrears"])}
                            for k, v in self.segments.items()}
         out["timings"] = {k: round(v, 3) for k, v in self.timings.items()}
+        out["background"] = {k: round(v, 3) for k, v in self.background.items()}
         return out
 
 

@@ -75,6 +75,7 @@ from dianfei.core.money import fmt_yuan
 if TYPE_CHECKING:
     import polars as pl
 
+    from dianfei.db.background import Background
     from dianfei.db.engine import Database
     from dianfei.metering.service import RemoteSwitch
     from dianfei.risk.service import RiskScorer
@@ -86,8 +87,6 @@ def run_day(db: Database, day: date, *, clock: Clock, switch: RemoteSwitch | Non
     """One day of collections (idempotent per day). Call it once a day, best in the stop window
     (e.g. 09:00): stops are only carried out when the clock is inside the window on a working
     day; outside it, orders wait for the next run (or :func:`process_commands`)."""
-    from dianfei.collections import prepay, stops, suspension
-
     ctx = Context(db, day, clock, policy_ or with_settings(policy(), db.settings.raw),
                   ladder_list or ladders(),
                   notifier or NotifyOutbox(), switch, DayReport(day))
@@ -116,31 +115,51 @@ def run_day(db: Database, day: date, *, clock: Clock, switch: RemoteSwitch | Non
     lap("plans")
     fieldwork_day(ctx)
     lap("fieldwork")
-    # collector operations (C): ratings before the snapshot, which reads the repeat defaulters
-    from dianfei.collections import operations
-
-    operations.before_snapshot(ctx)
-    lap("ratings")
     # the day works on what is overdue: every debit past its due date, not the whole book (the
     # month's bills not yet due are most of it); fees posted today fall due today, so they
-    # join tomorrow's
-    items = overdue_items(db.engine, day)
-    ctx.accounts = sorted(set(items["account_id"].to_list()))
-    lap("snapshot")
+    # join tomorrow's. Read on the second core while the ratings run: they write only ratings,
+    # their events and tasks, never the money core's open items this reads (docs/architecture.md,
+    # "The collections day on two cores")
+    from dianfei.db.background import Background
+
+    with Background(db.engine, "collections-day") as pool:
+        overdue = pool.submit(overdue_items, db.engine, day)
+        # collector operations (C): ratings before the snapshot, which reads the repeat defaulters
+        from dianfei.collections import operations
+
+        operations.before_snapshot(ctx)
+        lap("ratings")
+        items, ctx.report.background["overdue_items"] = overdue.result()
+        ctx.accounts = sorted(set(items["account_id"].to_list()))
+        lap("snapshot")
+        _day_after_snapshot(ctx, items, scorer, senders, pool, lap)
+    return ctx.report
+
+
+def _day_after_snapshot(ctx: Context, items: pl.DataFrame, scorer: RiskScorer | None,
+                        senders: Any, pool: Background,
+                        lap: Callable[[str], None]) -> None:
+    """The rest of :func:`run_day` once the day's overdue items are read."""
+    from dianfei.collections import operations, prepay, stops, suspension
+
+    db, day, clock, switch = ctx.db, ctx.day, ctx.clock, ctx.switch
     # the ladder's visit and referral tasks of accounts that paid are done: no collector is
     # sent to (and no worklist shows) a customer who owes nothing overdue
     from dianfei.collections.tasks import close_settled
 
     with db.session() as s:
-        ctx.report.operations["tasks_settled"] = close_settled(s, ctx.accounts, clock=clock)
+        ctx.report.operations["tasks_settled"] = close_settled(s, ctx.accounts or [], clock=clock)
     lap("tasks_settled")
     with db.engine.begin() as conn:
         _late_fees(ctx, conn, items)
     kill_point("collections.late_fees_posted")  # the crash tests die here (core/faults.py)
     lap("late_fees")
+    # the prepaid accounts' balances on the second core while the arrears snapshot is built:
+    # both only read, after the day's late fees are committed (they move balances)
+    prepaid = pool.submit(prepay.available_balances, ctx)
     snapshot = build_snapshot(ctx, items, scorer)
     lap("risk_snapshot")
-    balances = prepay.available_balances(ctx)
+    balances, ctx.report.background["prepay_balances"] = prepaid.result()
     lap("prepay_balances")
     with db.engine.begin() as conn, db.sessions(bind=conn) as session:
         _dunning(ctx, conn, snapshot)
@@ -193,7 +212,6 @@ def run_day(db: Database, day: date, *, clock: Clock, switch: RemoteSwitch | Non
     with db.engine.begin() as conn:  # the report again, with the worklists' count and time
         conn.execute(update(CollectionRun).where(CollectionRun.day == day).values(
             report=json.dumps(ctx.report.to_json())))
-    return ctx.report
 
 
 def working_days() -> Callable[[date], bool]:

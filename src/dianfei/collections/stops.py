@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, select, update
 from sqlalchemy.orm import Session
 
 from dianfei.audit import service as audit
@@ -102,6 +102,8 @@ class CaseEvents:
     items: list[tuple[str, StopCase, str, datetime, dict[str, Any]]] = field(default_factory=list)
     #: meter commands (``meter_commands`` rows) raised in the pass
     commands: list[dict[str, Any]] = field(default_factory=list)
+    #: cases closed in the pass: their pending commands and open tasks are cancelled together
+    cancelled: list[int] = field(default_factory=list)
 
     def add(self, key: str, case: StopCase, type_: str, at: datetime, **extra: Any) -> None:
         self.items.append((key, case, type_, at, extra))
@@ -115,8 +117,26 @@ def record_batch(session: Session, batch: CaseEvents) -> None:
 
         session.connection().execute(insert(MeterCommand.__table__), batch.commands)  # type: ignore[arg-type]
         batch.commands = []
+    _cancel_pending(session, batch.cancelled)
+    batch.cancelled = []
     record_events(session, batch.items)
     batch.items = []
+
+
+#: case ids per statement when a pass's closed cases are cancelled together
+CANCEL_CHUNK = 1000
+
+
+def _cancel_pending(session: Session, case_ids: list[int]) -> None:
+    """The pending meter commands and open tasks of closed cases cancelled: two statements per
+    thousand cases (it was two queries and an autoflush of the whole session per case). The
+    ORM statements bring objects of this session up to date as well."""
+    for i in range(0, len(case_ids), CANCEL_CHUNK):
+        part = case_ids[i:i + CANCEL_CHUNK]
+        session.execute(update(MeterCommand).where(MeterCommand.case_id.in_(part))
+                        .where(MeterCommand.status == "pending").values(status="cancelled"))
+        session.execute(update(CollectionTask).where(CollectionTask.case_id.in_(part))
+                        .where(CollectionTask.status == "open").values(status="cancelled"))
 
 
 def _command(session: Session, events: CaseEvents | None, row: dict[str, Any]) -> None:
@@ -393,12 +413,10 @@ def cancel(ctx: Context, session: Session, case: StopCase, reason: str, *,
     commands and open tasks; an order that was raised gets ``suspension_cancelled``."""
     was_ordered = case.status == "ordered"
     case.status, case.closed_reason = "closed", reason
-    for cmd in session.scalars(select(MeterCommand).where(MeterCommand.case_id == case.case_id)
-                               .where(MeterCommand.status == "pending")):
-        cmd.status = "cancelled"
-    for task in session.scalars(select(CollectionTask).where(CollectionTask.case_id == case.case_id)
-                                .where(CollectionTask.status == "open")):
-        task.status = "cancelled"
+    if events is None:
+        _cancel_pending(session, [case.case_id])
+    else:  # with the pass's other closed cases, when the pass is recorded
+        events.cancelled.append(case.case_id)
     if was_ordered:
         _emit(session, events, f"sc:{case.case_id}", case, "suspension_cancelled", ctx.now,
               reason=reason)
