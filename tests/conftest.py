@@ -158,4 +158,4 @@ def db(db_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Data
     try:
         yield database
     finally:
-        database.engine.dispose()
+        database.close()

@@ -8,6 +8,7 @@ posted exactly once whatever else arrives.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import date, datetime
 from pathlib import Path
 
@@ -144,3 +145,27 @@ def test_settings_and_the_text_kept_of_an_unproven_sender() -> None:
         load_guard_settings({}, env={"DIANFEI_CALLBACK_MAX_ROWS": "0"})
     assert printable("T\x00X\r\n\u202e電費", 64) == "TX電費"
     assert printable("\x00\x01", 64) is None
+
+
+def test_the_writers_end_with_the_database_writing_what_they_held(
+        db: Database, alipay: FakeAlipay) -> None:
+    no = _order(db)
+    app = create_app(db)
+    # a flush every hour: what is logged is still pending when the database closes
+    app.state.callback_guard.settings = dataclasses.replace(app.state.callback_guard.settings,
+                                                            flush_seconds=3600.0)
+    client = TestClient(app)
+    forged, ctype = alipay.forged(no, "T-1", 8070)
+    genuine, _ = alipay.notification(no, "T-1", 8070)
+    assert client.post(URL, content=forged, headers={"content-type": ctype}).status_code == 401
+    assert client.post(URL, content=genuine, headers={"content-type": ctype}).status_code == 200
+    guard, batcher = app.state.callback_guard, app.state.callback_batcher
+    threads = [guard._thread, batcher._thread]
+    assert all(t is not None and t.is_alive() for t in threads)
+    assert scalar(db.engine, "SELECT count(*) FROM payment_refusal_log") == 0
+    db.close()  # what the server's shutdown and the test's database fixture do
+    # a thread left running retried against a dropped database and logged from its own thread
+    assert not any(t.is_alive() for t in threads)
+    assert scalar(db.engine, "SELECT count(*) FROM payment_refusal_log") == 1
+    assert scalar(db.engine, "SELECT count(*) FROM payments") == 1
+    db.close()  # twice is harmless (the fixture closes it again)

@@ -10,7 +10,7 @@ newer dianfei) is refused too.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
@@ -271,6 +271,27 @@ class Database:
     def __init__(self, settings: Settings, engine: Engine) -> None:
         self.settings = settings
         self.engine = engine
+        self._closers: list[Callable[[], None]] = []
+
+    def on_close(self, stop: Callable[[], None]) -> None:
+        """Have :meth:`close` call ``stop`` first: a writer thread started for this database
+        (the callback writer, the refusal log) must not outlive it — one left running went on
+        retrying against a dropped database and logging tracebacks from its thread."""
+        self._closers.append(stop)
+
+    def close(self) -> None:
+        """Stop what was started for this database (newest first), then close its connections.
+        Every stopper runs even if one fails; the first failure is raised afterwards."""
+        failure: BaseException | None = None
+        while self._closers:
+            stop = self._closers.pop()
+            try:
+                stop()
+            except Exception as exc:  # the rest must still stop; raised below
+                failure = failure or exc
+        self.engine.dispose()
+        if failure is not None:
+            raise failure
 
     #: how long a server process keeps using the keyring it read before reading it again
     PII_KEYRING_SECONDS = 60.0

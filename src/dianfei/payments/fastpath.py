@@ -357,7 +357,9 @@ class Batcher:
                  source: str = "callback", max_batch: int = 256) -> None:
         self.db, self.clock, self.order, self.source = db, clock, order, source
         self.max_batch = max_batch
-        self._queue: queue.SimpleQueue[tuple[Incoming, Future[InboxResult]]] = queue.SimpleQueue()
+        # None asks the writer to stop (after what was queued before it)
+        self._queue: queue.SimpleQueue[tuple[Incoming, Future[InboxResult]] | None] = \
+            queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._conn: Connection | None = None
@@ -386,14 +388,32 @@ class Batcher:
                                                 daemon=True)
                 self._thread.start()
 
+    def stop(self) -> None:
+        """Write what is queued, then end the writer thread and close its connection."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(None)
+            thread.join(timeout=30)
+        self._discard()
+
     def _run(self) -> None:
-        while True:
-            batch = [self._queue.get()]
+        stopping = False
+        while not stopping:
+            batch: list[tuple[Incoming, Future[InboxResult]]] = []
+            first = self._queue.get()
+            if first is None:
+                break
+            batch.append(first)
             while len(batch) < self.max_batch:
                 try:
-                    batch.append(self._queue.get_nowait())
+                    item = self._queue.get_nowait()
                 except queue.Empty:
                     break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
             try:
                 self.write(batch)
             except BaseException as exc:  # pragma: no cover - write() answers every future

@@ -227,19 +227,24 @@ class CallbackGuard:
     def start(self) -> None:
         with self._lock:
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="refusal-log", daemon=True)
+                stop = self._stop = threading.Event()
+                self._thread = threading.Thread(target=self._run, args=(stop,), name="refusal-log",
+                                                daemon=True)
                 self._thread.start()
 
     def stop(self) -> None:
-        self._stop.set()
+        """End the writer thread (a later refusal starts another) and write what is pending."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+            self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        if thread is not None:
+            thread.join(timeout=5)
         self.flush()
 
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
         failures = 0
-        while not self._stop.is_set():
+        while not stop.is_set():
             # after a failure, wait longer each time (up to a minute): a database that is gone
             # is retried without flooding the server log
             self._wake.wait(min(60.0, self.settings.flush_seconds * 2 ** min(failures, 7)))

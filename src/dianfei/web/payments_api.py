@@ -62,6 +62,11 @@ def register(app: FastAPI, db: Database, clock: Clock) -> None:
 
     junk = CallbackGuard(db, clock, load_guard_settings(db.settings.raw))
     app.state.callback_guard = junk
+    # both writer threads end with the server (what they hold is written first) and with the
+    # database they write to, whichever closes first
+    for writer in (junk, batcher):
+        db.on_close(writer.stop)
+        app.router.on_shutdown.append(writer.stop)
 
     verifiers: dict[str, Callable[[bytes, Mapping[str, str]], Outcome]] = {
         "alipay": lambda body, headers: alipay.verify(body, headers.get("content-type", "")),
