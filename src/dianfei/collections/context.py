@@ -5,9 +5,9 @@ names."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from dianfei.core.money import fmt_yuan
@@ -114,6 +114,7 @@ class Context:
     accounts: list[str] | None = None
     _customers: Any = None
     _late_history: Any = None
+    _history_read: set[str] = field(default_factory=set)
 
     @property
     def now(self) -> datetime:
@@ -127,20 +128,31 @@ class Context:
             self._customers = open_account_facts(self.db.engine, self.accounts)
         return self._customers  # type: ignore[no-any-return]
 
-    def late_history(self) -> pl.DataFrame:
-        """The last 365 days' late-payment history per account (the risk features), read once
-        per run: the snapshot and the worklists both score from it."""
-        if self._late_history is None:
-            from datetime import timedelta
+    def late_history(self, accounts: Sequence[str]) -> pl.DataFrame:
+        """The last 365 days' late-payment history (the risk features) of ``accounts``, each
+        read once per run through the account index: the snapshot and the worklists score from
+        it. Only the accounts a step works on are read (was: the whole book's year of accruals
+        grouped every day, a read that grew with the book and its history); an account with no
+        late bill has no row, as before."""
+        import polars as pl
 
-            from dianfei.collections.repository import late_history
-            from dianfei.collections.segments import HISTORY_DAYS, RECENT_DAYS
+        from dianfei.collections.repository import late_history_of, late_history_schema
+        from dianfei.collections.segments import HISTORY_DAYS, RECENT_DAYS
 
-            # late_recent: the segment rules' recent months (collections.segments)
-            self._late_history = late_history(self.db.engine,
-                                              self.day - timedelta(days=HISTORY_DAYS),
-                                              recent=self.day - timedelta(days=RECENT_DAYS))
-        return self._late_history  # type: ignore[no-any-return]
+        missing = sorted(set(accounts) - self._history_read)
+        if missing:
+            # late_recent: the segment rules' recent months (collections.segments); bills due
+            # before the day, the only ones that can have accrued a fee by now
+            got = late_history_of(self.db.engine, missing, self.day - timedelta(days=HISTORY_DAYS),
+                                  self.day - timedelta(days=RECENT_DAYS), self.day)
+            self._late_history = (got if self._late_history is None
+                                  else pl.concat([self._late_history, got]))
+            self._history_read.update(missing)
+        if self._late_history is None:  # nothing asked yet
+            return pl.DataFrame(schema=late_history_schema())
+        wanted = pl.Series(list(accounts), dtype=pl.String).implode()
+        return self._late_history.filter(  # type: ignore[no-any-return]
+            pl.col("account_id").is_in(wanted))
 
 
 def arrears_context(row: Mapping[str, Any]) -> dict[str, str]:

@@ -34,36 +34,15 @@ def accruals(engine: Engine) -> pl.DataFrame:
                 "waived": pl.Boolean, "accrued": pl.Int64})
 
 
-def late_history(engine: Engine, since: date, recent: date | None = None) -> pl.DataFrame:
-    """Per account, the bills due since ``since`` that were paid late (they accrued a fee):
-    account_id, late_count, avg_days_late (days from the due date to the last day accrued) —
-    the payment-history features of the risk score, aggregated in the database (one row per
-    account, not one per late bill of the last year). With ``recent``, also late_recent: how
-    many of them fell due on or after ``recent`` (the segment rules' recent months)."""
-    import polars as pl
-
-    days = ("julianday(through) - julianday(due_on)" if engine.dialect.name == "sqlite"
-            else "through - due_on")
-    extra = (", SUM(CASE WHEN due_on >= :recent THEN 1 ELSE 0 END) AS late_recent"
-             if recent is not None else "")
-    schema = {"account_id": pl.String, "late_count": pl.Int64, "avg_days_late": pl.Float64}
-    if recent is not None:
-        schema["late_recent"] = pl.Int64
-    return read_frame(
-        engine, f"SELECT account_id, COUNT(*) AS late_count, CAST(AVG({days}) AS DOUBLE PRECISION) "
-        f"AS avg_days_late{extra} "
-        # the year's accruals through the due-date index, then grouped (one step walks the
-        # account index: every accrual ever made)
-        "FROM (SELECT account_id, through, due_on FROM late_fee_accruals WHERE due_on >= :since "
-        "ORDER BY due_on) AS y GROUP BY account_id",
-        {"since": since} if recent is None else {"since": since, "recent": recent}, schema=schema)
-
-
 def late_history_of(engine: Engine, accounts: Sequence[str], since: date, recent: date,
                     until: date) -> pl.DataFrame:
-    """:func:`late_history` (with ``late_recent``) of ``accounts`` only, through the account
-    index, of the bills due before ``until`` (a bill is late from the day after its due date):
-    what the account page and the worklists read for a few accounts, on any day."""
+    """Per account of ``accounts``, the bills due since ``since`` and before ``until`` that were
+    paid late (they accrued a fee; a bill is late from the day after its due date): account_id,
+    late_count, avg_days_late (days from the due date to the last day accrued), late_recent (how
+    many fell due on or after ``recent``, the segment rules' recent months) — the payment-history
+    features of the risk score, aggregated in the database through the account index. The daily
+    run reads it for the accounts in arrears and on the worklists only (``Context.late_history``);
+    the account page for one."""
     import polars as pl
 
     days = ("julianday(through) - julianday(due_on)" if engine.dialect.name == "sqlite"
@@ -75,9 +54,15 @@ def late_history_of(engine: Engine, accounts: Sequence[str], since: date, recent
         rows = rows_in(conn, sql, "account_id", accounts,
                        bind_params(conn, {"since": since, "recent": recent, "until": until}))
     return pl.DataFrame([(str(r[0]), int(r[1]), float(r[2]), int(r[3])) for r in rows],
-                        schema={"account_id": pl.String, "late_count": pl.Int64,
-                                "avg_days_late": pl.Float64, "late_recent": pl.Int64},
-                        orient="row")
+                        schema=late_history_schema(), orient="row")
+
+
+def late_history_schema() -> dict[str, Any]:
+    """The columns of :func:`late_history_of`."""
+    import polars as pl
+
+    return {"account_id": pl.String, "late_count": pl.Int64, "avg_days_late": pl.Float64,
+            "late_recent": pl.Int64}
 
 
 def latest_run_report(engine: Engine, on_or_before: date) -> tuple[date, str] | None:

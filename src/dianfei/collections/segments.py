@@ -39,7 +39,7 @@ def snapshot_segments(db: Database, day: date, snap: pl.DataFrame,
                       history: pl.DataFrame) -> pl.DataFrame:
     """account_id, risk_segment, segment_label, segment_why of every row of ``snap``
     (account_id, customer_class, low_income, protected, amount_overdue fen, days_overdue), from
-    ``history`` (``repository.late_history`` with ``late_recent``). An account with no history
+    ``history`` (``repository.late_history_of``). An account with no history
     at all is judged on what it owes now: something overdue makes it ``occasionally_late``
     (docs/risk-insight.md)."""
     import polars as pl

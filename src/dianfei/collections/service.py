@@ -207,7 +207,7 @@ def _day_after_snapshot(ctx: Context, items: pl.DataFrame, scorer: RiskScorer | 
     # snapshot (the day's fees fall due today; a payment posted since shows on tomorrow's lists)
     ctx.report.worklist_accounts = build_worklists(db, day, clock=clock, scorer=scorer,
                                                    overdue=items,
-                                                   history=ctx.late_history())["accounts"]
+                                                   history=ctx.late_history)["accounts"]
     lap("worklists")
     with db.engine.begin() as conn:  # the report again, with the worklists' count and time
         conn.execute(update(CollectionRun).where(CollectionRun.day == day).values(
@@ -455,7 +455,7 @@ def build_snapshot(ctx: Context, items: pl.DataFrame, scorer: RiskScorer | None)
     from dianfei.collections.incentives import with_repeat_defaulters
 
     snap = with_repeat_defaulters(ctx.db.engine, snap)
-    hist = ctx.late_history()
+    hist = ctx.late_history(snap["account_id"].to_list())
     # the risk segment (客户分类) by risk's rules, for the accounts in arrears only
     from dianfei.collections.segments import snapshot_segments
 

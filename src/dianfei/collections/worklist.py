@@ -25,6 +25,7 @@ audit chain.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,6 +41,9 @@ if TYPE_CHECKING:
 
     from dianfei.db.engine import Database
     from dianfei.risk.service import RiskScorer
+
+    #: the late-payment history of the accounts given (``Context.late_history``)
+    HistoryOf = Callable[[Sequence[str]], pl.DataFrame]
 
 
 def rules_for(db: Database) -> assignment.Rules:
@@ -114,16 +118,21 @@ def collector_of(db: Database, user: Any) -> str | None:
 
 
 def risk_features(db: Database, arrears: pl.DataFrame, day: date,
-                  history: pl.DataFrame | None = None) -> pl.DataFrame:
+                  history: HistoryOf | None = None) -> pl.DataFrame:
     """The risk features (account_id, arrears, late_count, avg_days_late, broken_plans) of
     ``arrears`` (account_id, amount_overdue), as the daily run's snapshot builds them
-    (``history``: the daily run's ``repository.late_history`` of the last 365 days)."""
+    (``history``: the daily run's ``Context.late_history``, the last 365 days of the accounts
+    asked for)."""
     import polars as pl
 
     from dianfei.collections import repository
+    from dianfei.collections.segments import HISTORY_DAYS, RECENT_DAYS
 
-    hist = (history if history is not None
-            else repository.late_history(db.engine, day - timedelta(days=365)))
+    accounts = arrears["account_id"].to_list()
+    hist = (history(accounts) if history is not None
+            else repository.late_history_of(db.engine, accounts,
+                                            day - timedelta(days=HISTORY_DAYS),
+                                            day - timedelta(days=RECENT_DAYS), day))
     return (arrears.select("account_id", pl.col("amount_overdue").alias("arrears"))
             .join(hist, on="account_id", how="left")
             .join(repository.broken_plans(db.engine), on="account_id", how="left"))
@@ -131,7 +140,7 @@ def risk_features(db: Database, arrears: pl.DataFrame, day: date,
 
 def gather(db: Database, day: date, rules: assignment.Rules,
            scorer: RiskScorer | None = None, overdue: pl.DataFrame | None = None,
-           history: pl.DataFrame | None = None) -> pl.DataFrame:
+           history: HistoryOf | None = None) -> pl.DataFrame:
     """One row per account with an open collector-bound task: account_id, customer_id,
     task_kinds, amount_overdue, days_overdue, p_default, risk_reasons and the customer's
     station_id, region_id, customer_class, language, collector_id (its own). ``overdue``: the
@@ -186,7 +195,7 @@ def build_worklists(db: Database, day: date, *, clock: Clock,
                     rules: assignment.Rules | None = None,
                     scorer: RiskScorer | None = None,
                     overdue: pl.DataFrame | None = None,
-                    history: pl.DataFrame | None = None) -> dict[str, Any]:
+                    history: HistoryOf | None = None) -> dict[str, Any]:
     """Build (or complete) the day's worklists; returns day, accounts (on the lists now), added,
     collectors. Refused, storing nothing, when a rule names an inactive collector. ``overdue``:
     the day's overdue items, ``history`` its late-payment history, when the caller (the daily

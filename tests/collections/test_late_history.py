@@ -1,0 +1,77 @@
+"""The daily run's late-payment history (``Context.late_history``): the risk features of the
+accounts a step works on, read through the account index once per run — not the whole book's
+year of accruals every day."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import pytest
+from sqlalchemy import event, insert
+
+from dianfei.collections.context import Context, DayReport
+from dianfei.collections.ladder import ladders
+from dianfei.collections.models import LateFeeAccrual
+from dianfei.collections.rules import policy, with_settings
+from dianfei.core.clock import BUSINESS_TZ, FixedClock
+from dianfei.db.engine import Database
+from tests.collections.fakes import FakeNotifier
+
+DAY = date(2026, 5, 8)
+
+
+def _accrual(bill: str, account: str, due: date, through: date) -> dict[str, object]:
+    return {"bill_id": bill, "account_id": account, "customer_id": account,
+            "customer_class": "residential", "due_on": due, "through": through, "raw": 0,
+            "posted": 0, "accrued": 0, "waived": False, "closed_on": through}
+
+
+@pytest.fixture
+def ctx(db: Database) -> Context:
+    with db.engine.begin() as conn:
+        conn.execute(insert(LateFeeAccrual), [
+            _accrual("A-1", "A", date(2026, 3, 18), date(2026, 3, 28)),   # 10 days, recent
+            _accrual("A-2", "A", date(2025, 12, 18), date(2025, 12, 22)),  # 4 days, not recent
+            _accrual("A-3", "A", date(2025, 3, 18), date(2025, 4, 18)),   # over a year ago
+            _accrual("B-1", "B", date(2026, 4, 18), date(2026, 5, 7)),    # still accruing
+            _accrual("B-2", "B", date(2026, 5, 8), date(2026, 5, 8)),     # due today: not late yet
+            _accrual("C-1", "C", date(2026, 4, 18), date(2026, 4, 20)),
+        ])
+    clock = FixedClock(datetime(2026, 5, 8, 9, 0, tzinfo=BUSINESS_TZ))
+    return Context(db, DAY, clock, with_settings(policy(), {}), ladders(), FakeNotifier(), None,
+                   DayReport(DAY))
+
+
+def test_the_history_of_the_accounts_asked_for_only(ctx: Context) -> None:
+    got = {r["account_id"]: r for r in ctx.late_history(["A", "B", "D"]).iter_rows(named=True)}
+    # C was not asked for; D has no late bill (no row, as an account without history)
+    assert set(got) == {"A", "B"}
+    assert (got["A"]["late_count"], got["A"]["avg_days_late"], got["A"]["late_recent"]) == (2, 7.0, 1)
+    assert (got["B"]["late_count"], got["B"]["avg_days_late"], got["B"]["late_recent"]) == (1, 19.0, 1)
+
+
+def test_each_account_is_read_once_per_run(ctx: Context) -> None:
+    statements: list[str] = []
+
+    def seen(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if "late_fee_accruals" in statement:
+            statements.append(statement)
+
+    event.listen(ctx.db.engine, "before_cursor_execute", seen)
+    try:
+        first = ctx.late_history(["A", "B"])
+        again = ctx.late_history(["B", "A"])
+        assert len(statements) == 1
+        assert again.sort("account_id").equals(first.sort("account_id"))
+        # the worklists ask for an account the snapshot did not: only that one is read
+        more = ctx.late_history(["B", "C"])
+        assert len(statements) == 2
+        assert sorted(more["account_id"].to_list()) == ["B", "C"]
+    finally:
+        event.remove(ctx.db.engine, "before_cursor_execute", seen)
+
+
+def test_nothing_asked_nothing_read(ctx: Context) -> None:
+    got = ctx.late_history([])
+    assert got.height == 0
+    assert got.columns == ["account_id", "late_count", "avg_days_late", "late_recent"]
