@@ -75,3 +75,32 @@ def test_nothing_asked_nothing_read(ctx: Context) -> None:
     got = ctx.late_history([])
     assert got.height == 0
     assert got.columns == ["account_id", "late_count", "avg_days_late", "late_recent"]
+
+
+def test_the_late_counts_that_can_move_are_found_from_the_days_rows(db: Database) -> None:
+    """The rating of 2026-05-08 carries forward yesterday's late counts (bills due in
+    [window start, yesterday)) except where an accrual opened since yesterday's pass or an edge
+    of the window passed a due date."""
+    from dianfei.collections.ops_repository import late_count_moved
+
+    def acc(bill: str, account: str, due: date, opened: date | None) -> dict[str, object]:
+        return {**_accrual(bill, account, due, due), "opened_on": opened}
+
+    passed, day = date(2026, 5, 7), date(2026, 5, 8)
+    with db.engine.begin() as conn:
+        conn.execute(insert(LateFeeAccrual), [
+            acc("Q-1", "QUIET", date(2026, 1, 18), date(2026, 1, 19)),     # nothing moved
+            acc("N-1", "NEW", date(2026, 5, 5), day),                      # opened by today's run
+            acc("Y-1", "YESTERDAY", date(2026, 5, 5), passed),             # after yesterday's rating
+            acc("R-1", "REISSUED", date(2025, 12, 18), passed),            # an old bill re-issued
+            acc("L-1", "LEAVING", date(2025, 5, 7), date(2025, 5, 8)),     # the window's start passed it
+            acc("E-1", "ENTERING", date(2026, 5, 6), date(2026, 5, 7)),    # now before yesterday
+            acc("O-1", "OUTSIDE", date(2024, 1, 18), None),                # no opened_on, out of window
+            acc("U-1", "UNKNOWN", date(2026, 2, 18), None),                # no opened_on: counts as new
+        ])
+    got = late_count_moved(db.engine, passed, (date(2025, 5, 7), date(2026, 5, 6)),
+                           (date(2025, 5, 8), date(2026, 5, 7)))
+    assert got == {"NEW", "YESTERDAY", "REISSUED", "LEAVING", "ENTERING", "UNKNOWN"}
+    # the same day rated again: only what opened since its own pass
+    assert late_count_moved(db.engine, day, (date(2025, 5, 8), date(2026, 5, 7)),
+                            (date(2025, 5, 8), date(2026, 5, 7))) == {"NEW", "UNKNOWN"}

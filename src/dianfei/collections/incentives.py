@@ -195,7 +195,8 @@ def accounts_to_rate(db: Database, day: date, r: IncentiveRules) -> set[str] | N
 
     A fact can change only through: a fact event dated from yesterday on (those recorded after
     yesterday's rating included), an event leaving the window (dated from the
-    last window start to today's), or the count of late bills (compared with the stored one);
+    last window start to today's), or the count of late bills (an accrual opened since the pass,
+    or one whose due date an edge of the window passed: ``late_count_moved``);
     and a payment recorded with an earlier date, queued by :func:`queue_for_rating` (the caller
     adds the queue)."""
     last = repo.last_rating_pass(db.engine)
@@ -210,8 +211,10 @@ def accounts_to_rate(db: Database, day: date, r: IncentiveRules) -> set[str] | N
     spans = [(day - timedelta(days=1), day + timedelta(days=1)),
              (window_start(passed, w), window_start(day, w))]
     touched = repo.accounts_with_events(db.engine, FACT_EVENTS, spans)
-    return touched | repo.late_count_moved(db.engine, window_start(day, w),
-                                           day - timedelta(days=1))
+    # the late count as :func:`facts_of` counts it: bills due in [window start, yesterday)
+    return touched | repo.late_count_moved(
+        db.engine, passed, (window_start(passed, w), passed - timedelta(days=1)),
+        (window_start(day, w), day - timedelta(days=1)))
 
 
 def queue_for_rating(conn: Any, accounts: Sequence[str]) -> None:

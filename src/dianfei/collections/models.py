@@ -78,6 +78,8 @@ class LateFeeAccrual(Base):
         Index("ix_late_fee_accruals_open", "bill_id",
               sqlite_where=text("closed_on IS NULL"), postgresql_where=text("closed_on IS NULL")),
         Index("ix_late_fee_accruals_due", "due_on"),
+        # the daily rating reads the accruals opened since its last pass (incentives.py)
+        Index("ix_late_fee_accruals_opened", "opened_on"),
     )
     bill_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     account_id: Mapped[str] = mapped_column(String(32), index=True)
@@ -97,6 +99,9 @@ class LateFeeAccrual(Base):
     waived: Mapped[bool] = mapped_column(Boolean, default=False)
     #: the day the principal was found fully paid (accrual finished)
     closed_on: Mapped[date | None] = mapped_column(Date)
+    #: the collections day that opened the accrual (the bill's first day overdue, or the day an
+    #: old bill re-issued was first found overdue); null only for rows made outside a run
+    opened_on: Mapped[date | None] = mapped_column(Date)
 
 
 class DunningState(Base):

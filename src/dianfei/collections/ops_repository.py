@@ -119,19 +119,30 @@ def late_bills(source: Engine | Connection, since: date, until: date,
         schema={"account_id": pl.String, "late": pl.Int64})
 
 
-def late_count_moved(source: Engine | Connection, since: date, until: date) -> set[str]:
-    """The accounts whose count of late bills (as :func:`late_bills`) differs from the ``late``
-    of their stored rating (or that have late bills and no rating): an accrual opened for an old
-    bill, or a bill leaving the window, moves it without an event on the day."""
-    late = ("SELECT account_id, COUNT(*) AS late FROM late_fee_accruals WHERE due_on >= :s "
-            "AND due_on < :u GROUP BY account_id")
+def late_count_moved(source: Engine | Connection, passed: date, passed_window: tuple[date, date],
+                     window: tuple[date, date]) -> set[str]:
+    """The accounts whose count of late bills (as :func:`late_bills`: accruals due in
+    ``window`` = [since, until)) may differ from the one counted by the rating pass of day
+    ``passed`` over ``passed_window``: those with an accrual opened on or after that day (a bill
+    first overdue, an old bill re-issued — the pass may have run before the day's late fees), and
+    those with an accrual due where the window's edges moved. An accrual is never deleted, so no
+    other count can move; each part is an index range of the day's few rows (was: every account's
+    count of the window compared with its stored rating, a read that grew with the book and its
+    history). A row without ``opened_on`` (made outside a collections run) counts as just opened."""
+    (p_since, p_until), (since, until) = passed_window, window
     with _connected(source) as conn:
         rows = conn.execute(text(
-            f"SELECT l.account_id FROM ({late}) l LEFT JOIN credit_ratings r "
-            "ON r.account_id = l.account_id WHERE r.late IS NULL OR r.late <> l.late "
-            "UNION SELECT r.account_id FROM credit_ratings r WHERE r.late > 0 AND NOT EXISTS ("
-            "SELECT 1 FROM late_fee_accruals a WHERE a.account_id = r.account_id "
-            "AND a.due_on >= :s AND a.due_on < :u)"), {"s": since, "u": until}).all()
+            # the opened ones through their index (materialized: else a planner may walk the
+            # whole window by the due-date index instead)
+            "WITH opened AS MATERIALIZED (SELECT account_id, due_on FROM late_fee_accruals "
+            "WHERE opened_on >= :p UNION ALL SELECT account_id, due_on FROM late_fee_accruals "
+            "WHERE opened_on IS NULL) "
+            "SELECT account_id FROM opened WHERE due_on >= :s AND due_on < :u "
+            # due dates the window's start passed (they left) and its end passed (they entered)
+            "UNION SELECT account_id FROM late_fee_accruals WHERE due_on >= :ps AND due_on < :s "
+            "UNION SELECT account_id FROM late_fee_accruals WHERE due_on >= :pu AND due_on < :u"),
+            {"p": passed, "s": since, "u": until, "ps": min(p_since, since),
+             "pu": min(p_until, until)}).all()
     return {r[0] for r in rows}
 
 

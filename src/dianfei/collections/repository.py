@@ -27,8 +27,8 @@ def accruals(engine: Engine) -> pl.DataFrame:
     return read_frame(
         engine,
         "SELECT bill_id, account_id, customer_id, customer_class, due_on, through, raw, posted, "
-        "waived, closed_on, accrued FROM late_fee_accruals WHERE closed_on IS NULL",
-        dates=("due_on", "through", "closed_on"),
+        "waived, closed_on, accrued, opened_on FROM late_fee_accruals WHERE closed_on IS NULL",
+        dates=("due_on", "through", "closed_on", "opened_on"),
         schema={"bill_id": pl.String, "account_id": pl.String, "customer_id": pl.String,
                 "customer_class": pl.String, "raw": pl.Int64, "posted": pl.Int64,
                 "waived": pl.Boolean, "accrued": pl.Int64})

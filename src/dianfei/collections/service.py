@@ -361,7 +361,9 @@ def _late_fees(ctx: Context, conn: Any, items: pl.DataFrame) -> None:
             pl.lit(day).alias("through"), pl.col("new_raw").alias("raw"),
             (pl.col("posted") + (pl.col("delta") if month_end else pl.lit(0))).alias("posted"),
             pl.lit(False).alias("waived"), pl.lit(None, pl.Date).alias("closed_on"),
-            pl.max_horizontal("cumulative", "posted").alias("accrued"))
+            pl.max_horizontal("cumulative", "posted").alias("accrued"),
+            # the day it opened: the rating finds the accounts whose late count moved by it
+            pl.lit(day).alias("opened_on"))
         # the accruals already open change in place (the day moves on); new ones are added
         known = rows["bill_id"].is_in(state["bill_id"].implode())
         repository.update_rows(conn, "late_fee_accruals", "bill_id", rows.filter(known).select(
@@ -374,7 +376,7 @@ def _late_fees(ctx: Context, conn: Any, items: pl.DataFrame) -> None:
         repository.replace_rows(conn, "late_fee_accruals", "bill_id", closing.select(
             "bill_id", "account_id", "customer_id", "customer_class", "due_on", "through", "raw",
             pl.when(pl.col("waived")).then(pl.col("posted")).otherwise(pl.col("accrued"))
-            .alias("posted"), "waived", "closed_on", "accrued"))
+            .alias("posted"), "waived", "closed_on", "accrued", "opened_on"))
     fees = pl.concat(post) if post else None
     if fees is not None and fees.height:
         _post_fees(ctx, conn, fees)
