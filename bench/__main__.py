@@ -53,6 +53,9 @@ def _extra(a: argparse.Namespace) -> list[tuple[str, str, str, list[str]]]:
              ["--lines", "1000000", "--channel", "wechatpay"])]
     out += [(f"One day of collections ({b})", "≤ 60 s for 1,000,000 accounts, 100,000 in arrears",
              "bench.collections", ["--accounts", str(a.accounts), "--backend", b]) for b in backends]
+    out += [(f"A collections day's late-payment reads with a year of history ({b})",
+             "part of the steady-state day (≤ 5 s for 1,000,000 accounts)", "bench.late_history",
+             ["--accounts", str(a.accounts), "--backend", b]) for b in backends]
     out += [(f"Payment plans: the daily plan step with 10,000 active plans ({b})",
              "≤ 10 s a day", "bench.plans", ["--accounts", "100000", "--plans", "10000",
                                              "--backend", b]) for b in backends]
