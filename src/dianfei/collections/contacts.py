@@ -131,7 +131,8 @@ def check_contacts(db: Database, day: date, *, clock: Clock) -> dict[str, int]:
         have = repo.existing_flag_keys(conn, [c["key"] for c in causes])
         open_now = {(r["account_id"], r["field"]) for r in
                     repo.open_flags(conn).iter_rows(named=True)}
-        verified = {r["account_id"]: r for r in repo.checks(conn).iter_rows(named=True)}
+        verified = {r["account_id"]: r for r in repo.checks(
+            conn, [c["account_id"] for c in causes]).iter_rows(named=True)}
         fresh = []
         for c in causes:
             where = (c["account_id"], c["field"])
@@ -307,7 +308,8 @@ def contact_status(engine: Any, account_ids: list[str]) -> pl.DataFrame:
              .group_by("account_id").agg(pl.col("reason").unique().sort().str.join(",")
                                          .alias("contact_flag"),
                                          (pl.col("field") == "phone").any().alias("_phone_doubt")))
-    checks = repo.checks(engine).select("account_id", "phone_verified_at")
+    checks = repo.checks(engine, base["account_id"].to_list()).select("account_id",
+                                                                      "phone_verified_at")
     phones = contact_facts(engine, base["account_id"].to_list()).select("account_id", "has_phone")
     return (base.join(flags, on="account_id", how="left")
             .join(checks, on="account_id", how="left")

@@ -216,12 +216,17 @@ def flags(source: Engine | Connection, status: str | None) -> pl.DataFrame:
                 "detail": pl.String})
 
 
-def checks(source: Engine | Connection) -> pl.DataFrame:
-    """account_id, phone_verified_at, email_verified_at of every account verified at least once."""
+def checks(source: Engine | Connection, accounts: Sequence[str]) -> pl.DataFrame:
+    """account_id, phone_verified_at, email_verified_at of those of ``accounts`` verified at least
+    once (the day's causes, a worklist's rows: never every account ever verified)."""
     import polars as pl
 
+    from dianfei.db.lists import any_of
+
+    member, bound = any_of(source, "account_id", "accts", sorted(set(accounts)))
     return read_frame(
-        source, "SELECT account_id, phone_verified_at, email_verified_at FROM contact_checks",
+        source, "SELECT account_id, phone_verified_at, email_verified_at FROM contact_checks "
+        f"WHERE {member}", bound,
         instants=("phone_verified_at", "email_verified_at"), schema={"account_id": pl.String})
 
 
