@@ -125,10 +125,12 @@ def late_count_moved(source: Engine | Connection, passed: date, passed_window: t
     ``window`` = [since, until)) may differ from the one counted by the rating pass of day
     ``passed`` over ``passed_window``: those with an accrual opened on or after that day (a bill
     first overdue, an old bill re-issued — the pass may have run before the day's late fees), and
-    those with an accrual due where the window's edges moved. An accrual is never deleted, so no
-    other count can move; each part is an index range of the day's few rows (was: every account's
-    count of the window compared with its stored rating, a read that grew with the book and its
-    history). A row without ``opened_on`` (made outside a collections run) counts as just opened."""
+    those with an accrual due where the window's edges moved. A bill's accrual row, once written,
+    stays (updated in place, or replaced under the same bill with its ``opened_on`` kept or, for
+    a bill overdue again, today's), so no other count can move; each part is an index range of
+    the day's few rows (was: every account's count of the window compared with its stored
+    rating, a read that grew with the book and its history). A row without ``opened_on`` (made
+    outside a collections run) counts as just opened."""
     (p_since, p_until), (since, until) = passed_window, window
     with _connected(source) as conn:
         rows = conn.execute(text(
