@@ -161,9 +161,15 @@ class SpoolSender:
     idempotent = False
 
     def __init__(self, channel: str, root: Path) -> None:
+        import threading
+
         self.channel = channel
         self.path = root / f"{channel}.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # one handle for the run, not an open() per notice: the dispatcher sends a batch from
+        # several threads, and two years of a county's notices are a quarter of a million opens
+        self._lock = threading.Lock()
+        self._fh: Any = None
 
     def send(self, message: Any) -> Any:
         from dianfei.notify.channels import SendResult
@@ -172,9 +178,20 @@ class SpoolSender:
         line = {"outbox_id": message.outbox_id, "key": message.key, "account": message.account_id,
                 "at": message.at.isoformat(), "notice": r.notice, "title": r.title,
                 "text": r.sms_text or r.text or "\n".join(r.paragraphs)}
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+        text = json.dumps(line, ensure_ascii=False) + "\n"
+        with self._lock:
+            if self._fh is None:
+                self._fh = self.path.open("a", encoding="utf-8")
+            self._fh.write(text)
+            # on disk before the delivery is recorded as sent (a killed demo loses no line)
+            self._fh.flush()
         return SendResult(provider_ref=f"spool:{message.outbox_id}")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fh is not None:
+                self._fh.close()
+                self._fh = None
 
 
 class DemoSwitch:
@@ -198,15 +215,28 @@ def _run_days(db: Database, pending: list[pl.DataFrame], first: date, stop: date
     """Each day from ``first`` until ``stop``: a day of collections at 09:00 (late fees, dunning,
     notices, stops, reconnections), then the day's payments; returns the payments still ahead.
     ``on_day`` hears which day is running (the progress line shows it)."""
+    from dianfei.notify.channels import Senders
+
+    spool = db.settings.data_dir / "spool"
+    spools = [SpoolSender(c, spool) for c in ("sms", "email", "wechat", "letter")]
+    try:
+        return _each_day(db, pending, first, stop, Senders(**{s.channel: s for s in spools}),
+                         collections=collections, utility=utility, on_day=on_day)
+    finally:
+        for s in spools:
+            s.close()
+
+
+def _each_day(db: Database, pending: list[pl.DataFrame], first: date, stop: date, senders: Any,
+              *, collections: bool, utility: Any,
+              on_day: Callable[[date], object] | None) -> list[pl.DataFrame]:
+    """The days of :func:`_run_days`, with the month's notice channels."""
     import polars as pl
 
     from dianfei.collections.service import pending_late_fees, run_day
     from dianfei.fieldwork_demo import fieldwork_day
-    from dianfei.notify.channels import Senders
     from dianfei.payments.service import open_items, post_payments_frame
 
-    spool = db.settings.data_dir / "spool"
-    senders = Senders(**{c: SpoolSender(c, spool) for c in ("sms", "email", "wechat", "letter")})
     switch = DemoSwitch()
     queue = pl.concat(pending) if pending else None
     day = first
