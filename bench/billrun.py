@@ -2,10 +2,11 @@
 
 The first month (every meter opens from its installation read) and then the steady state: the
 second month, whose opening reads are found from the first month's bills (起码 = 上期止码), with
-the first month's bills, lines and ledger already in the database.
+the first month's bills, lines and ledger already in the database; ``--months 12`` bills the rest
+of the year too (a late month reads the year's bills for the year-to-date kWh).
 
 Run one backend per process so peak memory (ru_maxrss) belongs to that run alone:
-    python -m bench.billrun --accounts 1000000 --backend sqlite
+    python -m bench.billrun --accounts 1000000 --backend sqlite [--months 12]
 prints one JSON object with the figures.
 """
 
@@ -44,7 +45,7 @@ def _drop(name: str | None) -> None:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def run(accounts: int, backend: str) -> dict[str, Any]:
+def run(accounts: int, backend: str, months: int = 2) -> dict[str, Any]:
 
     from sqlalchemy import text
 
@@ -101,6 +102,28 @@ def run(accounts: int, backend: str) -> dict[str, Any]:
         out["steady_breakdown_s"] = {k: round(v, 2) for k, v in res2.timings.items()}
         out["steady_billed"], out["steady_exceptions"] = res2.billed, res2.exceptions
         out["ratio_steady_to_first"] = round(out["steady_bill_run_s"] / out["bill_run_s"], 2)
+
+        # later months (``--months``): what the run reads grows through the year (the
+        # year-to-date kWh of annual tiers sums every bill of the year before the period)
+        later: list[dict[str, Any]] = []
+        month = nxt
+        for _ in range(months - 2):
+            month = month.next()
+            with db.engine.begin() as conn:
+                store_reads(conn, sim.monthly_reads(u, month))
+            if backend == "postgresql":
+                with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+                    c.execute(text("VACUUM ANALYZE"))
+            at = FixedClock(datetime.combine(month.end_date.replace(day=3), dtime(9),
+                                             tzinfo=BUSINESS_TZ))
+            t = time.perf_counter()
+            res_m = run_bill_run(db, month, at)
+            later.append({"period": str(month), "bill_run_s": round(time.perf_counter() - t, 2),
+                          "breakdown_s": {k: round(v, 2) for k, v in res_m.timings.items()},
+                          "billed": res_m.billed, "exceptions": res_m.exceptions})
+        if later:
+            out["later_months"] = later
+            out["ratio_last_to_first"] = round(later[-1]["bill_run_s"] / out["bill_run_s"], 2)
 
         # the floor: the same rows written raw into an empty copy of the schema
         # (the first month's rows)
@@ -159,8 +182,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--accounts", type=int, default=1_000_000)
     ap.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
+    ap.add_argument("--months", type=int, default=2,
+                    help="months billed: the first, the steady month 2, and later ones (≥ 2)")
     a = ap.parse_args()
-    print(json.dumps(run(a.accounts, a.backend)))
+    if a.months < 2:
+        ap.error(f"--months is at least 2 (the first month and the steady month), got {a.months}")
+    print(json.dumps(run(a.accounts, a.backend, a.months)))
 
 
 if __name__ == "__main__":
