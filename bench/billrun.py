@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import tempfile
 import time
 import uuid
@@ -174,6 +175,8 @@ def run(accounts: int, backend: str, months: int = 2) -> dict[str, Any]:
     finally:
         _drop(pg_name)
         _drop(pg_name2)
+        # a million accounts' year is tens of gigabytes of SQLite files: gone once measured
+        shutil.rmtree(tmp, ignore_errors=True)
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return out
 
