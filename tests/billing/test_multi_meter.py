@@ -158,3 +158,35 @@ def test_a_bad_read_on_one_meter_keeps_the_whole_account_off_bills(db: Database)
     assert (res.billed, res.exceptions) == (0, 1)
     assert scalar(db.engine, "SELECT reason FROM bill_exceptions ORDER BY id DESC LIMIT 1") \
         == "no_read"
+
+
+def test_an_account_excepted_last_month_opens_each_meter_where_its_last_bill_stopped(
+        db: Database) -> None:
+    # given C1 on two meters billed in January, excepted in February (MC1B's read is missing),
+    # and C2 on one meter excepted the same way: both were not billed last period, so March
+    # looks their meters up in the bills before it (bill_meters for C1, bills for C2)
+    mar = Period(2026, 3)
+    load_people(db, [Person("C1"), Person("C2")])
+    add_meter(db, "C1", "MC1B")
+    store(db, [read("MC1", OPEN, 1000_00), read("MC1", month_end(JAN), 1100_00),
+               read("MC1B", OPEN, 500_00), read("MC1B", month_end(JAN), 550_00),
+               read("MC2", OPEN, 0), read("MC2", month_end(JAN), 100_00),
+               read("MC1", month_end(FEB), 1180_00),
+               read("MC1", month_end(mar), 1200_00), read("MC1B", month_end(mar), 600_00),
+               read("MC2", month_end(mar), 300_00)])
+    assert run_bill_run(db, JAN, issue_clock(JAN)).billed == 2
+    assert run_bill_run(db, FEB, issue_clock(FEB)).exceptions == 2
+    # when March is billed
+    res = run_bill_run(db, mar, issue_clock(mar))
+    assert (res.billed, res.exceptions) == (2, 0)
+    # then each meter opens at January's closing read: MC1 1100 → 1200, MC1B 550 → 600, MC2
+    # 100 → 300 (February's MC1 read of 1180, never billed, is not where C1 starts)
+    with db.engine.connect() as conn:
+        meters = [tuple(r) for r in conn.execute(text(
+            "SELECT meter_id, read_from, read_to, kwh FROM bill_meters "
+            "WHERE bill_id = 'C1-202603-1' ORDER BY meter_id"))]
+        c2 = conn.execute(text("SELECT read_from, read_to, kwh FROM bills "
+                               "WHERE bill_id = 'C2-202603-1'")).one()
+        assert check(conn) == []
+    assert meters == [("MC1", 1100_00, 1200_00, 100_00), ("MC1B", 550_00, 600_00, 50_00)]
+    assert tuple(c2) == (100_00, 300_00, 200_00)
