@@ -224,6 +224,13 @@ def post_bills(conn: Connection, rows: pl.DataFrame) -> int:
         pl.lit("bill").alias("unit"), (pl.col("amount") * 100).alias("unit_price"), "amount")
     write_frame(conn, "bills", bills)
     write_frame(conn, "bill_lines", lines)
+    # bills of the same year issued after these were rated on a year without them (they keep no
+    # year to date themselves: ytd_kwh null, so the next bill run sums their year)
+    from dianfei.billing.repository import stale_year_to_date
+    from dianfei.core.clock import Period
+
+    for period, accounts in bills.group_by("period").agg("account_id").iter_rows():
+        stale_year_to_date(conn, accounts, Period.parse(period))
     days = bills["issued_on"].unique().sort().to_list()
     stamps = {d: start_of_day(d) for d in days}
     entries = bills.select(

@@ -90,6 +90,13 @@ class Bill(Base):
     amount: Mapped[int] = mapped_column(BigInteger)
     #: billed energy in 0.01 kWh
     kwh: Mapped[int] = mapped_column(BigInteger)
+    #: the energy (0.01 kWh) of the account's live bills of the calendar year before this bill's
+    #: period, as the bill was rated with (annual tiers): the next period's is this + ``kwh``,
+    #: one row instead of a sum over the year. Null when it is not known to be current — an
+    #: imported bill, a bill from before migration 0045, or one whose year changed after it was
+    #: rated (an earlier bill of the year cancelled, imported or billed later): the bill run
+    #: then sums the year for that account
+    ytd_kwh: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     tariff_id: Mapped[str] = mapped_column(String(64))
     #: effective_from of the tariff version used
     tariff_version: Mapped[str] = mapped_column(String(10))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -73,15 +74,52 @@ def cancelled_counts(engine: Engine, period: Period) -> pl.DataFrame:
 
 
 
-def year_to_date_kwh(engine: Engine, period: Period) -> pl.DataFrame:
-    """Energy already billed this calendar year before ``period`` (annual tiers split on it)."""
-    return read_frame(
-        engine,
-        "SELECT account_id, CAST(sum(kwh) AS BIGINT) AS ytd_kwh FROM bills "
-        "WHERE period >= :y AND period < :p AND status <> 'cancelled' GROUP BY account_id",
-        {"y": f"{period.year:04d}-01", "p": str(period)},
-        schema={"ytd_kwh": pl.Int64},
-    )
+def year_to_date_kwh(engine: Engine, period: Period, accounts: pl.Series | None = None,
+                     kept: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Energy already billed this calendar year before ``period`` (annual tiers split on it):
+    account_id, ytd_kwh. ``kept`` (account_id, ytd_kwh): what the previous period's bills keep
+    (:func:`previous_period`), taken as it is; the year is summed only for the other
+    ``accounts`` (all accounts when ``accounts`` is None)."""
+    schema = {"account_id": pl.String, "ytd_kwh": pl.Int64}
+    if period.month == 1:
+        return pl.DataFrame(schema=schema)
+    params = {"y": f"{period.year:04d}-01", "p": str(period)}
+    summed = ("SELECT account_id, CAST(sum(kwh) AS BIGINT) AS ytd_kwh FROM bills "
+              "WHERE period >= :y AND period < :p AND status <> 'cancelled'{member} "
+              "GROUP BY account_id")
+    if kept is None or accounts is None:
+        every = read_frame(engine, summed.format(member=""), params, schema={"ytd_kwh": pl.Int64})
+        return every if kept is None else pl.concat(
+            [kept, every.join(kept, on="account_id", how="anti")], how="vertical_relaxed")
+    rest = accounts.unique().to_frame("account_id").join(kept, on="account_id", how="anti")
+    if rest.height == 0:
+        return kept.cast(schema)  # type: ignore[arg-type]
+    if rest.height <= 20_000:
+        # few (accounts new this year, excepted last period, or whose year changed): their
+        # bills through ix_bills_account
+        with engine.connect() as conn:
+            member, bound = any_of(conn, "account_id", "ids", rest["account_id"].sort().to_list())
+        others = read_frame(engine, summed.format(member=f" AND {member}"), {**params, **bound},
+                            schema={"ytd_kwh": pl.Int64})
+    else:  # many (the first run after migration 0045): one pass over the year
+        others = read_frame(engine, summed.format(member=""), params,
+                            schema={"ytd_kwh": pl.Int64}).join(rest, on="account_id", how="semi")
+    return pl.concat([kept.cast(schema), others.cast(schema)],  # type: ignore[arg-type]
+                     how="vertical_relaxed")
+
+
+def stale_year_to_date(conn: Connection, accounts: Sequence[str], after: Period) -> None:
+    """Forget the year to date kept by the accounts' live bills of ``after``'s year for the
+    periods after it (bills.ytd_kwh): an earlier bill of their year was just cancelled, imported
+    or issued, so the figure they were rated with is no longer the year's. The next bill run sums
+    the year for these accounts (:func:`year_to_date_kwh`)."""
+    if not accounts:
+        return
+    member, bound = any_of(conn, "account_id", "ids", sorted(set(accounts)))
+    conn.execute(text(
+        f"UPDATE bills SET ytd_kwh = NULL WHERE {member} AND period > :p AND period <= :end "
+        "AND status = 'issued' AND ytd_kwh IS NOT NULL"),
+        {**bound, "p": str(after), "end": f"{after.year:04d}-12"})
 
 
 def reads_between(engine: Engine, lo: datetime, hi: datetime) -> pl.DataFrame:
@@ -140,6 +178,45 @@ _METER_STOPS = (
     "UNION ALL SELECT m.meter_id, m.read_to_at, b.period FROM bill_meters m "
     "JOIN bills b ON b.bill_id = m.bill_id WHERE b.status = 'issued' "
     "AND m.read_to_at IS NOT NULL{where})")
+
+
+@dataclass(frozen=True)
+class PreviousPeriod:
+    """What a bill run takes from the previous period's live bills, in one read of them."""
+
+    #: meter_id, open_from: where each meter's bill stopped (起码 = 上期止码)
+    opening: pl.DataFrame
+    #: account_id, ytd_kwh: the year to date the bills keep, plus their own energy (empty when
+    #: the period opens a year)
+    ytd: pl.DataFrame
+
+
+def previous_period(engine: Engine, period: Period) -> PreviousPeriod:
+    """The previous period's live bills: where their meters stopped and the year to date they
+    carry forward (:class:`PreviousPeriod`)."""
+    prev = str(period.prev())
+    bills = read_frame(
+        engine,
+        "SELECT account_id, meter_id, read_to_at, ytd_kwh + kwh AS ytd_kwh FROM bills "
+        "WHERE period = :p AND status = 'issued'",
+        {"p": prev}, instants=("read_to_at",),
+        schema={"account_id": pl.String, "meter_id": pl.String,
+                "read_to_at": pl.Datetime("us", "UTC"), "ytd_kwh": pl.Int64})
+    several = read_frame(
+        engine,
+        "SELECT m.meter_id, m.read_to_at AS open_from FROM bill_meters m "
+        "JOIN bills b ON b.bill_id = m.bill_id WHERE b.status = 'issued' "
+        "AND m.read_to_at IS NOT NULL AND b.period = :p",
+        {"p": prev}, instants=("open_from",),
+        schema={"meter_id": pl.String, "open_from": pl.Datetime("us", "UTC")})
+    opening = pl.concat([
+        bills.filter(pl.col("meter_id").is_not_null() & pl.col("read_to_at").is_not_null())
+        .select("meter_id", pl.col("read_to_at").alias("open_from")), several],
+        how="vertical_relaxed")
+    ytd = (bills.filter(pl.col("ytd_kwh").is_not_null()).select("account_id", "ytd_kwh")
+           if period.month != 1 else pl.DataFrame(schema={"account_id": pl.String,
+                                                          "ytd_kwh": pl.Int64}))
+    return PreviousPeriod(opening, ytd)
 
 
 def previous_closing(engine: Engine, period: Period, missing: list[str] | None = None,

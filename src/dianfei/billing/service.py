@@ -152,8 +152,8 @@ def run_bill_run(db: Database, period: Period, clock: Clock, *,
         "meter_id", "multiplier", "digits").unique("meter_id")
     reads = reads.join(meters.select("meter_id"), on="meter_id", how="semi")
     # 起码 = 上期止码: each meter starts where its last live bill stopped
-    opening_at = repo.previous_closing(eng, period).join(meters.select("meter_id"),
-                                                         on="meter_id", how="semi")
+    previous = repo.previous_period(eng, period)
+    opening_at = previous.opening.join(meters.select("meter_id"), on="meter_id", how="semi")
     unbilled_last_period = meters.join(opening_at, on="meter_id", how="anti")["meter_id"]
     if unbilled_last_period.len():
         # few meters: look them up one batch at a time; many (a first run, a new population):
@@ -193,7 +193,7 @@ def run_bill_run(db: Database, period: Period, clock: Clock, *,
     usage, problems = account_usage(consumption)
     if refusals is not None:
         problems = name_refusals(problems, refusals)
-    ytd = repo.year_to_date_kwh(eng, period)
+    ytd = repo.year_to_date_kwh(eng, period, cand["account_id"], previous.ytd)
     base = cand.select("account_id", "customer_id", "meter_id", "multiplier", "tariff_id",
                        "low_income", "capacity_kva", "demand_basis", "n")
     later = repo.later_bill_starts(eng, period)
@@ -243,6 +243,13 @@ def run_bill_run(db: Database, period: Period, clock: Clock, *,
     # a cancelled bill's version number is taken: the new bill is the next version
     per_meter = per_meter.join(repo.cancelled_counts(eng, period), on="account_id", how="left")
     pre_exceptions = pl.concat([structural, read_problems], how="vertical_relaxed")
+    restated = later.join(per_meter.select("account_id"), on="account_id", how="semi")
+    if restated.height:
+        # this period's bills come before bills already issued later in the year: the year to
+        # date those kept is no longer the year's (forgotten first: a run that stops after this
+        # only makes the next one sum those accounts' year)
+        with eng.begin() as conn:
+            repo.stale_year_to_date(conn, restated["account_id"].to_list(), period)
     if backend is not None:
         expected = result.candidates - (run.billed + run.exceptions if resumed else 0)
         t_rate = time.perf_counter()
@@ -358,7 +365,7 @@ def price_accounts(per_meter: pl.DataFrame, pre_exceptions: pl.DataFrame,
             pl.lit("issued").alias("status"),
         )
         .select("bill_id", "account_id", "customer_id", "period", "version", "run_id",
-                "issued_on", "due_on", "amount", "kwh", "tariff_id", "tariff_version",
+                "issued_on", "due_on", "amount", "kwh", "ytd_kwh", "tariff_id", "tariff_version",
                 "estimated", "meter_id", "multiplier", "read_from_at", "read_from",
                 "read_to_at", "read_to", "status")
         .sort("account_id")
@@ -528,6 +535,9 @@ def cancel_bill(session: Session, clock: Clock, bill_id: str, reason: str) -> Bi
     bill.status = "cancelled"
     bill.cancelled_at = clock.now()
     bill.cancel_reason = reason
+    session.flush()
+    # the account's later bills of the year were rated on a year that held this one
+    repo.stale_year_to_date(session.connection(), [bill.account_id], Period.parse(bill.period))
     audit.record(session.connection(), "bill.cancelled", bill.account_id,
                  {"bill_id": bill_id, "amount_fen": int(bill.amount), "reason": reason})
     return bill
