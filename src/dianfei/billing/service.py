@@ -54,6 +54,9 @@ if TYPE_CHECKING:
 #: how far back the usual query looks for opening reads (the previous monthly frozen read sits
 #: exactly at the start); older ones are fetched per meter
 _READ_WINDOW = timedelta(days=40)
+#: up to this many meters are looked up by meter (an IN list, one index range each); more are
+#: read with everyone's
+_FEW_METERS = 20_000
 
 Progress = Callable[[int, int], None]
 
@@ -147,22 +150,21 @@ def run_bill_run(db: Database, period: Period, clock: Clock, *,
                       .values(candidates=found))
 
     start, end = start_of_day(period.first_day), start_of_day(period.end_date)
-    reads = repo.reads_between(eng, start - _READ_WINDOW, end)
     meters = cand.filter(pl.col("meter_id").is_not_null()).select(
         "meter_id", "multiplier", "digits").unique("meter_id")
-    reads = reads.join(meters.select("meter_id"), on="meter_id", how="semi")
     # 起码 = 上期止码: each meter starts where its last live bill stopped
     previous = repo.previous_period(eng, period)
     opening_at = previous.opening.join(meters.select("meter_id"), on="meter_id", how="semi")
     unbilled_last_period = meters.join(opening_at, on="meter_id", how="anti")["meter_id"]
     if unbilled_last_period.len():
-        # few meters: look them up one batch at a time; many (a first run, a new population):
-        # one scan of the last year's bills is cheaper than thousands of IN lists
-        few = unbilled_last_period.len() <= 20_000
+        # few meters: looked up in one statement; many (a first run, a new population): one
+        # scan of the last year's bills
+        few = unbilled_last_period.len() <= _FEW_METERS
         earlier = repo.previous_closing(eng, period, unbilled_last_period.to_list() if few
                                         else None, within_year=not few)
         opening_at = pl.concat([opening_at, earlier.join(
             unbilled_last_period.to_frame(), on="meter_id", how="semi")])
+    reads, further_back = _period_reads(eng, period, meters, opening_at)
     stale = opening_at.filter(pl.col("open_from") <= start - _READ_WINDOW)
     if stale.height:
         reads = pl.concat([reads, repo.reads_of_meters(
@@ -173,8 +175,7 @@ def run_bill_run(db: Database, period: Period, clock: Clock, *,
     no_open = selected.filter(pl.col("open_value").is_null() & pl.col("close_value").is_not_null()
                               & (pl.col("register") != "demand_kw"))
     if no_open.height:
-        older = repo.last_reads_before(eng, no_open["meter_id"].unique().to_list(),
-                                       start - _READ_WINDOW)
+        older = repo.last_reads_before(eng, no_open["meter_id"].unique().to_list(), further_back)
         if older.height:
             selected = select_reads(pl.concat([reads, older], how="vertical_relaxed"), start, end,
                                     opening_at)
@@ -272,6 +273,44 @@ def run_bill_run(db: Database, period: Period, clock: Clock, *,
     _write(db, run, bills, bill_meters, lines, exceptions, clock, chunk_size, result, progress)
     result.timings["write_s"] = time.perf_counter() - t_rate
     return _finish(db, run, clock, result, t0)
+
+
+def _period_reads(eng: Engine, period: Period, meters: pl.DataFrame,
+                  opening_at: pl.DataFrame) -> tuple[pl.DataFrame, datetime]:
+    """The register reads of ``meters`` that :func:`select_reads` needs for ``period``, and the
+    instant at or before which a register without an opening read looks further back.
+
+    A meter whose last live bill stopped at the period's start (nearly every meter from the
+    second month on) needs its reads from the previous period's start on, exclusive: the read at
+    the start is its opening (起码 = 上期止码), and a register the previous bill did not close at
+    the start has its last read in the previous period — one the previous run read too (had it
+    closed no register there, that run would have excepted the account, not billed it). So the
+    usual 40-day window, which also holds the previous period's opening instant (a third of a
+    month's reads from the second month on), is read only for the other meters (a new meter,
+    one excepted last period), by meter when they are few. One case differs from reading the
+    window for everyone: a register whose only reads are older than the previous period's start,
+    stored after the previous run (a late backfill), and none since — the window would list it
+    as unread (no_read); here it is not seen at all. The account's total register still decides
+    whether it is billed; a time-of-use tariff takes one missing TOU register as the total less
+    the others and refuses two (tariffs: ``tou_registers_missing``)."""
+    import polars as pl
+
+    start, end = start_of_day(period.first_day), start_of_day(period.end_date)
+    window = start - _READ_WINDOW
+    since = start_of_day(period.prev().first_day)
+    behind = meters.select("meter_id").join(
+        opening_at.filter(pl.col("open_from") == start), on="meter_id", how="anti")
+    if behind.height > _FEW_METERS or since <= window:
+        reads = repo.reads_between(eng, window, end)
+        return reads.join(meters.select("meter_id"), on="meter_id", how="semi"), window
+    reads = repo.reads_between(eng, since, end).join(meters.select("meter_id"), on="meter_id",
+                                                     how="semi")
+    if behind.height:
+        reads = pl.concat([reads, repo.reads_of_meters(eng, behind["meter_id"].to_list(), window,
+                                                       since)], how="vertical_relaxed")
+    # a register with no read at or after the previous period's start looks further back from
+    # there: the last read at or before it, as the 40-day window's fallback found
+    return reads, since
 
 
 def _finish(db: Database, run: BillRun, clock: Clock, result: BillRunResult,
