@@ -25,6 +25,7 @@ from dianfei.core.money import parse_decimal, to_fen
 
 if TYPE_CHECKING:
     import polars as pl
+    from sqlalchemy.orm import Session
 
     from dianfei.db.engine import Database
 
@@ -103,16 +104,21 @@ def fieldwork_day(db: Database, utility: Any, day: date,
     outcomes = visit_outcomes(utility, day, worked, scheduled)
     bills = _oldest_bills(db, day, worked["account_id"].to_list())
     added: list[dict[str, Any]] = []
-    for i, r in enumerate(outcomes.iter_rows(named=True)):
-        at = datetime.combine(day, time(10), tzinfo=BUSINESS_TZ) + timedelta(minutes=20 * i)
-        clock = FixedClock(at + timedelta(minutes=5))
-        outcome = _record(db, day, r, bills.get(r["account_id"]), at, clock, report)
-        if outcome == "hardship":
-            added.extend(_offer_plan(db, utility, day, r, clock, report))
+    # the day's contacts are stored in one unit of work, through the same services a collector's
+    # app calls once per visit: the demo would otherwise pay a commit (and its WAL pages) for
+    # each of a county's hundred visits a day, two years long. Every visit keeps its own retry
+    # key, so a demo killed in the middle of the day records them all again when resumed.
+    with db.session() as s:
+        for i, r in enumerate(outcomes.iter_rows(named=True)):
+            at = datetime.combine(day, time(10), tzinfo=BUSINESS_TZ) + timedelta(minutes=20 * i)
+            clock = FixedClock(at + timedelta(minutes=5))
+            outcome = _record(s, day, r, bills.get(r["account_id"]), at, clock, report)
+            if outcome == "hardship":
+                added.extend(_offer_plan(s, utility, day, r, clock, report))
     return report, (pl.DataFrame(added, schema=none.schema) if added else none)
 
 
-def _record(db: Database, day: date, r: dict[str, Any], bill_id: str | None, at: datetime,
+def _record(s: Session, day: date, r: dict[str, Any], bill_id: str | None, at: datetime,
             clock: FixedClock, report: FieldworkReport) -> str:
     """Record one contact (a promise the policy would refuse is made to fit it, as a collector
     would ask for a little more or a little sooner); returns the outcome recorded."""
@@ -127,32 +133,30 @@ def _record(db: Database, day: date, r: dict[str, Any], bill_id: str | None, at:
         outcome = "refused"  # nothing billed to dispute (only late fees are open)
     if outcome == "promise":
         pol = fieldwork_policy()
-        with db.engine.connect() as conn:
-            owed = max(amounts_due(conn, [r["account_id"]]).get(r["account_id"], 0), 0)
+        owed = max(amounts_due(s.connection(), [r["account_id"]]).get(r["account_id"], 0), 0)
         least = int((Decimal(owed) * pol.promise_min_share).to_integral_value(ROUND_CEILING))
         amount = max(int(amount or 0), least, 1)
         promise_on = min(max(promise_on, day), day + timedelta(days=pol.promise_max_days))
         if owed <= 0:
             outcome = "paid"
-    with db.session() as s:
-        done = record_visit(
-            s, request_id=f"demo:{day}:{r['account_id']}", account_id=r["account_id"],
-            collector_id=r["collector_id"], channel=r["channel"], outcome=outcome, at=at,
-            recorded_by=f"demo:{r['collector_id']}", clock=clock,
-            promise_on=promise_on if outcome == "promise" else None,
-            promise_amount_fen=amount if outcome == "promise" else None,
-            bill_id=bill_id if outcome == "dispute" else None)
-        if r["survey"] is not None and not done.replayed:
-            record_survey(s, request_id=f"demo:survey:{done.visit.visit_id}", subject="visit",
-                          subject_id=done.visit.visit_id, score=int(r["survey"]),
-                          recorded_by="demo:survey", clock=clock)
-            report.surveys += 1
+    done = record_visit(
+        s, request_id=f"demo:{day}:{r['account_id']}", account_id=r["account_id"],
+        collector_id=r["collector_id"], channel=r["channel"], outcome=outcome, at=at,
+        recorded_by=f"demo:{r['collector_id']}", clock=clock,
+        promise_on=promise_on if outcome == "promise" else None,
+        promise_amount_fen=amount if outcome == "promise" else None,
+        bill_id=bill_id if outcome == "dispute" else None)
+    if r["survey"] is not None and not done.replayed:
+        record_survey(s, request_id=f"demo:survey:{done.visit.visit_id}", subject="visit",
+                      subject_id=done.visit.visit_id, score=int(r["survey"]),
+                      recorded_by="demo:survey", clock=clock)
+        report.surveys += 1
     report.visits += 1
     report.outcomes[outcome] = report.outcomes.get(outcome, 0) + 1
     return outcome
 
 
-def _offer_plan(db: Database, utility: Any, day: date, r: dict[str, Any], clock: FixedClock,
+def _offer_plan(s: Session, utility: Any, day: date, r: dict[str, Any], clock: FixedClock,
                 report: FieldworkReport) -> list[dict[str, Any]]:
     """Hardship: the policy's suggested pay plan, approved by the supervisor when required; the
     simulator pays its instalments (all of them when the household keeps it, else only the down
@@ -160,8 +164,9 @@ def _offer_plan(db: Database, utility: Any, day: date, r: dict[str, Any], clock:
     is already open is not offered another."""
     from dianfei.collections.service import approve_plan, propose_plan, suggest_schedule
 
-    with db.session() as s:
-        try:
+    # a refused plan leaves nothing behind, and the day's visits recorded before it stand
+    try:
+        with s.begin_nested():
             sug = suggest_schedule(s, account_id=r["account_id"], kind="pay_plan", clock=clock)
             plan = propose_plan(
                 s, account_id=r["account_id"], kind="pay_plan",
@@ -170,13 +175,13 @@ def _offer_plan(db: Database, utility: Any, day: date, r: dict[str, Any], clock:
                              for i in sug["instalments"]],
                 requested_by=f"demo:{r['collector_id']}", clock=clock,
                 request_key=f"demo:plan:{day}:{r['account_id']}")
-        except ConflictError:  # a plan is already open (agreed on an earlier visit)
-            return []
-        except ValidationError:
-            report.plans_refused_by_policy += 1
-            return []
-        if plan.status == "proposed":
-            approve_plan(s, plan.plan_id, SUPERVISOR, clock)
+    except ConflictError:  # a plan is already open (agreed on an earlier visit)
+        return []
+    except ValidationError:
+        report.plans_refused_by_policy += 1
+        return []
+    if plan.status == "proposed":
+        approve_plan(s, plan.plan_id, SUPERVISOR, clock)
     report.plans_agreed += 1
     pays = [(date.fromisoformat(sug["down_payment_due_on"]), int(sug["down_payment_fen"]))]
     if r["plan_kept"]:
