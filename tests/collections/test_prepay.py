@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 
 import polars as pl
+import pytest
 from sqlalchemy import text
 
 from dianfei.collections.rules import policy, with_settings
@@ -217,3 +218,33 @@ def test_a_read_no_meter_could_register_never_cuts_anyone_off(db: Database) -> N
     assert [e["type"] for e in events_json(db, "P")] == ["payment_received"]
     assert any(e.get("notice") == "cutoff_notice" for e in events_json(db, "Q"))
     assert switch.calls == []
+
+
+def test_a_late_fee_posted_at_month_end_is_in_that_days_prepaid_balance(
+        db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The day reads the prepaid accounts' accrued charges from its start (on the second core)
+    but their balances only after its late fees: a fee posted that morning is already owed."""
+    from dianfei.db import background
+
+    # each read runs where the day submits it (as on an in-memory database), not whenever the
+    # second core gets to it: what it sees follows the day's order, not the machine's timing
+    monkeypatch.setattr(background.Background, "__init__",
+                        lambda self, engine, name: setattr(self, "_pool", None))
+    prepaid(db, ["P"])
+    # given a prepaid account (converted, say) still owing a bill of 100.00 due on 10 March,
+    # and using 20 kWh a day
+    daily_reads(db, "MP", {MARCH_1 + timedelta(days=i): 1000 + 20 * i for i in range(31)})
+    with db.session() as s:
+        ledger.post_entry(s, clock=FixedClock(at(date(2026, 2, 20))), account_id="P",
+                          customer_id="P", kind="bill", amount=10_000, reference="P-202602-1",
+                          due_on=date(2026, 3, 10))
+    # when the days up to the month's end run (the fee accrued since 11 March is posted then)
+    run(db, date(2026, 3, 30), date(2026, 3, 31), FakeSwitch(), FakeNotifier())
+    with db.engine.connect() as conn:
+        fee = conn.execute(text("SELECT coalesce(sum(amount), 0) FROM ledger_entries "
+                                "WHERE account_id = 'P' AND kind = 'late_fee'")).scalar_one()
+        available, accrued, as_of = conn.execute(text(
+            "SELECT available, accrued, as_of FROM prepay_state WHERE account_id = 'P'")).one()
+    # then 31 March's prepaid state holds the bill, the fee posted that morning and the charges
+    assert fee > 0 and accrued > 0 and str(as_of)[:10] == "2026-03-31"
+    assert available == -(10_000 + fee) - accrued

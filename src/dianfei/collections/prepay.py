@@ -67,11 +67,35 @@ def available_balances(ctx: Context) -> pl.DataFrame:
     customer_class, protected, meter_id, balance, accrued, available, read_at, kwh (no names:
     :func:`run` reads those of the accounts it writes to).
     Also sets ``ctx.report.prepay_unrated`` (accounts left out, for the reasons above)."""
+    return with_balances(ctx, accrued_charges(ctx))
+
+
+def with_balances(ctx: Context, charges: pl.DataFrame) -> pl.DataFrame:
+    """:func:`accrued_charges` with what each account holds now (``balance``, from its open
+    items: negative = credit) and ``available`` = credit − charges accrued since the last bill.
+    Read after the day's late fees, which move balances; the charges do not depend on them."""
+    import polars as pl
+
+    from dianfei.ledger.service import balances_frame
+
+    if charges.height == 0:
+        return pl.DataFrame()
+    return (charges.join(balances_frame(ctx.db.engine, charges["account_id"].to_list()),
+                         on="account_id", how="left")
+            .with_columns(pl.col("balance").fill_null(0))
+            .with_columns((-pl.col("balance") - pl.col("accrued")).alias("available")))
+
+
+def accrued_charges(ctx: Context) -> pl.DataFrame:
+    """The charges each prepaid account that can be evaluated today has accrued since its last
+    bill, rated from its latest daily frozen read: account_id, customer_id, customer_class,
+    protected, meter_id, kwh, read_at, accrued (an empty frame when there are none). Only
+    customers, bills, reads and tariffs are read — nothing the collections day writes — so the
+    day computes them on the second core from its start (:func:`run_day`)."""
     import polars as pl
 
     from dianfei.billing.service import issued_bills_of_mode
     from dianfei.customers.service import open_accounts_of_mode
-    from dianfei.ledger.service import balances_frame
     from dianfei.metering.service import reads_at, reads_of_meters_between
     from dianfei.tariffs.service import load_catalogue, rate_frame
 
@@ -165,10 +189,7 @@ def available_balances(ctx: Context) -> pl.DataFrame:
         return pl.DataFrame()
     acc = pl.concat(charges)
     out = (accts.select("account_id", "customer_id", "customer_class", "protected", "meter_id")
-           .join(acc, on="account_id", how="inner")
-           .join(balances_frame(eng, acc["account_id"].to_list()), on="account_id", how="left")
-           .with_columns(pl.col("balance").fill_null(0))
-           .with_columns((-pl.col("balance") - pl.col("accrued")).alias("available")))
+           .join(acc, on="account_id", how="inner"))
     ctx.report.prepay_accounts = out.height
     ctx.report.prepay_unrated = accts.height - out.height
     return out

@@ -73,6 +73,8 @@ from dianfei.core.metrics import Metric
 from dianfei.core.money import fmt_yuan
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     import polars as pl
 
     from dianfei.db.background import Background
@@ -124,6 +126,12 @@ def run_day(db: Database, day: date, *, clock: Clock, switch: RemoteSwitch | Non
 
     with Background(db.engine, "collections-day") as pool:
         overdue = pool.submit(overdue_items, db.engine, day)
+        # then the prepaid accounts' charges accrued since their last bill: they read customers,
+        # bills and reads only, which the day does not write (their balances, which the day's
+        # late fees move, are joined later)
+        from dianfei.collections import prepay
+
+        charges = pool.submit(prepay.accrued_charges, ctx)
         # collector operations (C): ratings before the snapshot, which reads the repeat defaulters
         from dianfei.collections import operations
 
@@ -132,12 +140,13 @@ def run_day(db: Database, day: date, *, clock: Clock, switch: RemoteSwitch | Non
         items, ctx.report.background["overdue_items"] = overdue.result()
         ctx.accounts = sorted(set(items["account_id"].to_list()))
         lap("snapshot")
-        _day_after_snapshot(ctx, items, scorer, senders, pool, lap)
+        _day_after_snapshot(ctx, items, scorer, senders, pool, charges, lap)
     return ctx.report
 
 
 def _day_after_snapshot(ctx: Context, items: pl.DataFrame, scorer: RiskScorer | None,
                         senders: Any, pool: Background,
+                        charges: Future[tuple[pl.DataFrame, float]],
                         lap: Callable[[str], None]) -> None:
     """The rest of :func:`run_day` once the day's overdue items are read."""
     from dianfei.collections import operations, prepay, stops, suspension
@@ -155,8 +164,13 @@ def _day_after_snapshot(ctx: Context, items: pl.DataFrame, scorer: RiskScorer | 
     kill_point("collections.late_fees_posted")  # the crash tests die here (core/faults.py)
     lap("late_fees")
     # the prepaid accounts' balances on the second core while the arrears snapshot is built:
-    # both only read, after the day's late fees are committed (they move balances)
-    prepaid = pool.submit(prepay.available_balances, ctx)
+    # both only read, after the day's late fees are committed (they move balances); the
+    # charges were read there since the day's start (one worker: they come first)
+    def prepaid_balances() -> pl.DataFrame:
+        accrued, ctx.report.background["prepay_charges"] = charges.result()
+        return prepay.with_balances(ctx, accrued)
+
+    prepaid = pool.submit(prepaid_balances)
     snapshot = build_snapshot(ctx, items, scorer)
     lap("risk_snapshot")
     balances, ctx.report.background["prepay_balances"] = prepaid.result()
