@@ -1,7 +1,8 @@
 """The daily rating carries forward what did not change: after every day of collections, the
 stored ratings equal rating every account afresh — with payments in the evening, in the morning
 before the run, late, partial, never, and one reported by a bank file days after it was made,
-and with a one-month window so that facts leave it while the test runs."""
+and with a one-month window so that facts leave it while the test runs; each month's first
+carries forward too, with the accounts opened and the low-income marks changed since."""
 
 from __future__ import annotations
 
@@ -55,9 +56,23 @@ def _pay(db: Database, cid: str, when_day: date, hh: int, tx: str, share: float 
         post_payments_frame(conn, frame, clock=FixedClock(at(when_day, hh)), source="test")
 
 
+def _open_like(db: Database, new: str, like: str) -> None:
+    """A customer and account opened today, copied from ``like``'s rows (meters not needed)."""
+    from sqlalchemy import inspect
+
+    with db.engine.begin() as conn:
+        for table, key in (("customers", "customer_id"), ("accounts", "account_id")):
+            cols = [c["name"] for c in inspect(conn).get_columns(table)]
+            keys = {"customer_id", "account_id"}
+            picked = ", ".join(":new" if c in keys else c for c in cols)
+            conn.execute(text(f"INSERT INTO {table} ({', '.join(cols)}) SELECT {picked} "
+                              f"FROM {table} WHERE {key} = :like"), {"new": new, "like": like})
+
+
 def test_every_day_the_carried_forward_ratings_equal_a_full_pass(
         db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
-    short = dataclasses.replace(incentives.rules(), window_months=1)
+    # one late bill in the window makes a repeat defaulter, so one is there to be marked low-income
+    short = dataclasses.replace(incentives.rules(), window_months=1, min_late=1)
     monkeypatch.setattr(incentives, "rules", lambda path=None: short)
     people = ["A", "B", "C", "D", "E", "F", "G"]
     load_people(db, [Person(p) for p in people])
@@ -91,8 +106,20 @@ def test_every_day_the_carried_forward_ratings_equal_a_full_pass(
         if day == date(2026, 1, 10):
             # G pays once, early in the month: that month leaves the window on its own
             _pay(db, "G", day, 12, "G-01")
+        if day == date(2026, 2, 28):
+            # what raises no collection event, seen by the next day's run (the 1st): an account
+            # opened, and a household marked low-income (never a repeat defaulter)
+            _open_like(db, "H", "A")
+            defaulters = _stored(db).filter(pl.col("repeat_defaulter"))["account_id"].to_list()
+            assert defaulters, "the test needs a repeat defaulter to mark low-income"
+            marked = defaulters[0]
+            with db.engine.begin() as conn:
+                conn.execute(text("UPDATE customers SET low_income = :t WHERE customer_id = :c"),
+                             {"t": True, "c": marked})
         day += timedelta(days=1)
     # D never paid, so its late bills count; C's late-reported payments count in their months
     final = _stored(db).filter(pl.col("account_id").is_in(["C", "D"]))
     assert final.filter(pl.col("account_id") == "D")["late"].item() >= 1
-    assert carried > 60 and full_days >= 4  # first day, then each month's first
+    assert carried > 60 and full_days == 1  # the first day only: each month's first carries
+    assert _stored(db).filter(pl.col("account_id") == "H").height == 1
+    assert not _stored(db).filter(pl.col("account_id") == marked)["repeat_defaulter"].item()

@@ -189,9 +189,11 @@ def rules_digest(r: IncentiveRules) -> str:
 def accounts_to_rate(db: Database, day: date, r: IncentiveRules) -> set[str] | None:
     """The accounts whose facts may differ from their stored rating on ``day``, when yesterday's
     (or today's) pass under the same rules lets the day carry the rest forward; None when every
-    open account must be rated: no such pass, a gap of days, changed rules, or the first of the
-    month (the monthly full pass also picks up new accounts and changed customer classes and
-    low-income marks, which raise no collection event).
+    open account must be rated: no such pass, a gap of days or changed rules. On the first of
+    the month the set also holds what raises no collection event (:func:`reference_changes`:
+    new accounts, changed low-income marks) — until session 21 that day re-rated every open
+    account, twelve months of events each (2.2 s of the 20,000-account demo's day; the whole
+    book's year of events at a million).
 
     A fact can change only through: a fact event dated from yesterday on (those recorded after
     yesterday's rating included), an event leaving the window (dated from the
@@ -203,7 +205,7 @@ def accounts_to_rate(db: Database, day: date, r: IncentiveRules) -> set[str] | N
     if last is None or last[1] != rules_digest(r):
         return None
     passed = last[0]
-    if not (passed == day or (passed == day - timedelta(days=1) and day.day != 1)):
+    if not (passed == day or passed == day - timedelta(days=1)):
         return None
     w = r.window_months
     # from yesterday on (the pass may be today's, when a day is run again): payments dated
@@ -211,10 +213,37 @@ def accounts_to_rate(db: Database, day: date, r: IncentiveRules) -> set[str] | N
     spans = [(day - timedelta(days=1), day + timedelta(days=1)),
              (window_start(passed, w), window_start(day, w))]
     touched = repo.accounts_with_events(db.engine, FACT_EVENTS, spans)
+    if day.day == 1:
+        touched |= reference_changes(db, r)
     # the late count as :func:`facts_of` counts it: bills due in [window start, yesterday)
     return touched | repo.late_count_moved(
         db.engine, passed, (window_start(passed, w), passed - timedelta(days=1)),
         (window_start(day, w), day - timedelta(days=1)))
+
+
+def reference_changes(db: Database, r: IncentiveRules) -> set[str]:
+    """The open accounts whose rating can have changed without a collection event: those never
+    rated (opened since), and those whose stored facts rated with the customer's facts of today
+    (the low-income mark: a low-income household is never a repeat defaulter) give another
+    rating than the stored one. The rating is a pure function of the counts the rating row
+    keeps and of the low-income mark (:func:`rate_frame`), so checking them takes two reads of
+    the book's current rows, not its year of events. A changed customer class only chooses the
+    proposal of an account that becomes a repeat defaulter, which is an event of its own."""
+    import polars as pl
+
+    from dianfei.customers.service import open_account_facts
+
+    counts = ("on_time", "late", "broken", "suspensions")
+    stored = repo.ratings(db.engine).select(
+        "account_id", *counts, pl.col("grade").alias("s_grade"), pl.col("points").alias("s_points"),
+        pl.col("repeat_defaulter").alias("s_rd"))
+    now = open_account_facts(db.engine).select("account_id", "customer_id", "low_income")
+    both = now.join(stored, on="account_id", how="left")
+    unrated = both.filter(pl.col("s_grade").is_null())["account_id"].to_list()
+    again = rate_frame(both.filter(pl.col("s_grade").is_not_null()), r).filter(
+        (pl.col("grade") != pl.col("s_grade")) | (pl.col("points") != pl.col("s_points"))
+        | (pl.col("repeat_defaulter") != pl.col("s_rd")))
+    return set(unrated) | set(again["account_id"].to_list())
 
 
 def queue_for_rating(conn: Any, accounts: Sequence[str]) -> None:
@@ -230,8 +259,9 @@ def rate_accounts(db: Database, day: date, *, clock: Clock,
     account that becomes a repeat defaulter gets its proposal task. Idempotent per day.
 
     A day re-rates only the accounts whose facts may have changed since yesterday's pass
-    (:func:`accounts_to_rate`), so its cost follows the day's events, not the book and its
-    history; ``full`` (and the first of each month) re-rates every open account."""
+    (:func:`accounts_to_rate`; on the first of the month also new accounts and changed
+    low-income marks), so its cost follows the day's events, not the book and its history;
+    ``full`` re-rates every open account."""
     import polars as pl
 
     from dianfei.collections import repository
