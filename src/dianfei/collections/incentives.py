@@ -34,8 +34,11 @@ if TYPE_CHECKING:
 
 RULES_FILE = Path(__file__).with_name("incentives.toml")
 PROPOSAL_KINDS = ("deposit_proposal", "prepay_conversion")
-#: the facts a rating counts, from collection events
-FACT_EVENTS = ("payment_received", "late_fee_accrued", "plan_broken", "promise_broken", "suspended")
+#: the facts a rating counts, from collection events: a month paid (and without a late fee),
+#: broken plans and promises, suspensions
+PAID, FEE, BROKEN, STOPPED = ("payment_received", "late_fee_accrued",
+                              ("plan_broken", "promise_broken"), "suspended")
+FACT_EVENTS = (PAID, FEE, *BROKEN, STOPPED)
 #: facts a day of collections records only after it rated the accounts (its late fees, its
 #: stops): a day's rating counts them from the next day on — also when the day is run again
 #: after a crash that left some of them written, so the rerun rates as the first run did
@@ -156,27 +159,16 @@ def facts_of(db: Database, day: date, r: IncentiveRules,
     from dianfei.customers.service import open_account_facts
 
     since = window_start(day, r.window_months)
-    accts = open_account_facts(db.engine, accounts).select("account_id", "customer_id",
-                                                           "customer_class", "low_income")
-    ev = repo.event_counts(db.engine, FACT_EVENTS, since, before=(LATER_IN_THE_DAY, day),
-                           accounts=accounts)
-    months = ev.group_by("account_id", "month").agg(
-        (pl.col("type") == "payment_received").any().alias("paid"),
-        (pl.col("type") == "late_fee_accrued").any().alias("fee"))
-    on_time = (months.filter(pl.col("paid") & ~pl.col("fee")).group_by("account_id")
-               .agg(pl.len().cast(pl.Int64).alias("on_time")))
-    per = ev.group_by("account_id").agg(
-        pl.col("events").filter(pl.col("type").is_in(["plan_broken", "promise_broken"])).sum()
-        .cast(pl.Int64).alias("broken"),
-        pl.col("events").filter(pl.col("type") == "suspended").sum().cast(pl.Int64)
-        .alias("suspensions"))
+    accts = open_account_facts(db.engine, accounts, names=False).select(
+        "account_id", "customer_id", "customer_class", "low_income")
+    per = repo.rating_facts(db.engine, since, day, paid=PAID, fee=FEE, broken=BROKEN,
+                            stopped=STOPPED, later=LATER_IN_THE_DAY, accounts=accounts)
     # a bill's fee first accrues the day after its due date, after that day's rating: the
     # bills due yesterday or later count from tomorrow on (as LATER_IN_THE_DAY)
     late = repo.late_bills(db.engine, since, day - timedelta(days=1), accounts)
-    return (accts.join(on_time, on="account_id", how="left").join(late, on="account_id", how="left")
-            .join(per, on="account_id", how="left")
-            .with_columns([pl.col(c).fill_null(0) for c in ("on_time", "late", "broken",
-                                                            "suspensions")]))
+    counts = ("on_time", "late", "broken", "suspensions")
+    return (accts.join(per, on="account_id", how="left").join(late, on="account_id", how="left")
+            .select(*accts.columns, *[pl.col(c).fill_null(0) for c in counts]))
 
 
 def rules_digest(r: IncentiveRules) -> str:
@@ -237,7 +229,7 @@ def reference_changes(db: Database, r: IncentiveRules) -> set[str]:
     stored = repo.ratings(db.engine).select(
         "account_id", *counts, pl.col("grade").alias("s_grade"), pl.col("points").alias("s_points"),
         pl.col("repeat_defaulter").alias("s_rd"))
-    now = open_account_facts(db.engine).select("account_id", "customer_id", "low_income")
+    now = open_account_facts(db.engine, names=False).select("account_id", "customer_id", "low_income")
     both = now.join(stored, on="account_id", how="left")
     unrated = both.filter(pl.col("s_grade").is_null())["account_id"].to_list()
     again = rate_frame(both.filter(pl.col("s_grade").is_not_null()), r).filter(
@@ -293,9 +285,13 @@ def rate_accounts(db: Database, day: date, *, clock: Clock,
               "repeat_defaulters": 0, "proposals": 0, "full_pass": int(todo is None)}
     with db.session() as s:
         conn = s.connection()
-        repository.replace_rows(conn, "credit_ratings", "account_id", moved.select(
-            "account_id", "customer_id", "grade", "points", "on_time", "late", "broken",
-            "suspensions", "repeat_defaulter", "as_of", "since"))
+        # a rated account's row is updated in place (its pages only, not the grade index's
+        # unless the grade moved); an account rated for the first time is inserted
+        stored = moved.select("account_id", "customer_id", "grade", "points", "on_time", "late",
+                              "broken", "suspensions", "repeat_defaulter", "as_of", "since")
+        first = moved["p_grade"].is_null()
+        repository.update_rows(conn, "credit_ratings", "account_id", stored.filter(~first))
+        repository.replace_rows(conn, "credit_ratings", "account_id", stored.filter(first))
         # the day's rating changes as columns (a hundred thousand on a day a tenth of a
         # million accounts first count as late): no Python object per change
         events = changed.select(
@@ -391,7 +387,7 @@ def report(engine: Engine) -> list[dict[str, Any]]:
     from dianfei.customers.service import open_account_facts
 
     r = rules()
-    low = open_account_facts(engine).select("account_id", "low_income")
+    low = open_account_facts(engine, names=False).select("account_id", "low_income")
     rated = repo.ratings(engine).join(low, on="account_id", how="left").with_columns(
         pl.when(pl.col("low_income").fill_null(False)).then(pl.lit("low_income"))
         .when(pl.col("repeat_defaulter")).then(pl.lit("repeat_defaulter"))

@@ -15,22 +15,37 @@ from dianfei.db.lists import any_of, rows_in
 if TYPE_CHECKING:
     import polars as pl
 
-def open_account_facts(engine: Engine, accounts: Sequence[str] | None = None) -> pl.DataFrame:
+def open_account_facts(engine: Engine, accounts: Sequence[str] | None = None, *,
+                       names: bool = True) -> pl.DataFrame:
     """account_id, customer_id, name, customer_class, low_income, protected, payment_mode of
-    every open account, or of the open ones among ``accounts``."""
+    every open account, or of the open ones among ``accounts``; without ``name`` when
+    ``names`` is false."""
     import polars as pl
 
-    schema = {"account_id": pl.String, "customer_id": pl.String, "name": pl.String,
+    from dianfei.db.frames import sqlite_columns
+
+    schema = {"account_id": pl.String, "customer_id": pl.String,
+              **({"name": pl.String} if names else {}),
               "customer_class": pl.String, "low_income": pl.Boolean, "protected": pl.Boolean,
               "payment_mode": pl.String}
-    sql = ("SELECT a.account_id, c.customer_id, c.name, c.customer_class, c.low_income, "
-           "c.protected, c.payment_mode FROM accounts a JOIN customers c "
-           "ON c.customer_id = a.customer_id WHERE a.closed_on IS NULL")
+    sql = ("SELECT a.account_id, c.customer_id, " + ("c.name, " if names else "")
+           + "c.customer_class, c.low_income, c.protected, c.payment_mode FROM accounts a "
+           "JOIN customers c ON c.customer_id = a.customer_id WHERE a.closed_on IS NULL")
+    params: dict[str, Any] = {}
+    if accounts is not None:
+        member, params = any_of(engine, "a.account_id", "a", sorted(set(accounts)))
+        sql = f"{sql} AND {member}"
+    if not names:
+        # ids, codes and flags only: parsed as one text on SQLite — a name is free text, so
+        # with names every row is a Python tuple (0.6 s for the 100,000 accounts a day rates
+        # at a million)
+        fast = sqlite_columns(engine, sql, params, schema)
+        if fast is not None:
+            return fast
     if accounts is None:
-        return read_frame(engine, sql, schema=schema)
-    with engine.connect() as conn:
-        member, params = any_of(conn, "a.account_id", "a", sorted(set(accounts)))
-        return read_frame(conn, f"{sql} AND {member}", params, schema=schema)
+        return read_frame(engine, sql, params, schema=schema)
+    with engine.connect() as conn:  # on PostgreSQL: the array parameter through SQLAlchemy
+        return read_frame(conn, sql, params, schema=schema)
 
 
 def open_accounts_of_mode(engine: Engine, payment_mode: str, day: date, *,

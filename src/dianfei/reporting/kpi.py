@@ -174,7 +174,7 @@ def load_inputs(db: Database, period: Period, as_of: date, trend: int = 0, *,
     since, until = start_of_day(period.first_day), start_of_day(period.end_date)
     unbilled = open_exceptions(db, period)
     accounts = unbilled["account_id"].to_list() if unbilled.height else []
-    owners = (open_account_facts(db.engine, accounts).select("account_id", "customer_id")
+    owners = (open_account_facts(db.engine, accounts, names=False).select("account_id", "customer_id")
               if accounts else pl.DataFrame(schema={"account_id": pl.String,
                                                     "customer_id": pl.String}))
     suspensions = suspended_between(db, period.first_day, max(as_of, period.first_day))
