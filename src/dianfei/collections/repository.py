@@ -22,16 +22,25 @@ if TYPE_CHECKING:
 
 
 def accruals(engine: Engine) -> pl.DataFrame:
+    """The open late-fee accruals (every overdue bill's, read each day)."""
     import polars as pl
 
-    return read_frame(
-        engine,
-        "SELECT bill_id, account_id, customer_id, customer_class, due_on, through, raw, posted, "
-        "waived, closed_on, accrued, opened_on FROM late_fee_accruals WHERE closed_on IS NULL",
-        dates=("due_on", "through", "closed_on", "opened_on"),
-        schema={"bill_id": pl.String, "account_id": pl.String, "customer_id": pl.String,
-                "customer_class": pl.String, "raw": pl.Int64, "posted": pl.Int64,
-                "waived": pl.Boolean, "accrued": pl.Int64})
+    from dianfei.db.frames import sqlite_columns
+
+    sql = ("SELECT bill_id, account_id, customer_id, customer_class, due_on, through, raw, "
+           "posted, waived, closed_on, accrued, opened_on FROM late_fee_accruals "
+           "WHERE closed_on IS NULL")
+    schema = {"bill_id": pl.String, "account_id": pl.String, "customer_id": pl.String,
+              "customer_class": pl.String, "due_on": pl.Date, "through": pl.Date,
+              "raw": pl.Int64, "posted": pl.Int64, "waived": pl.Boolean, "closed_on": pl.Date,
+              "accrued": pl.Int64, "opened_on": pl.Date}
+    # ids, codes, numbers and dates: one text parsed as columns on SQLite
+    fast = sqlite_columns(engine, sql, {}, schema)
+    if fast is not None:
+        return fast
+    dates = ("due_on", "through", "closed_on", "opened_on")
+    return read_frame(engine, sql, dates=dates,
+                      schema={k: v for k, v in schema.items() if k not in dates})
 
 
 def late_history_of(engine: Engine, accounts: Sequence[str], since: date, recent: date,

@@ -245,12 +245,16 @@ def contact_facts(engine: Engine, accounts: Sequence[str] | None = None, *,
         member, bound = any_of(engine, "c.customer_class", "classes", sorted(set(gaps_or_classes)))
         where += f" AND (NOT ({has_phone}) OR {member})"
         params = {**params, **bound}
-    frame = read_frame(
-        engine,
-        "SELECT a.account_id, c.customer_id, c.customer_class, c.station_id, "
-        f"CASE WHEN {has_phone} THEN 1 ELSE 0 END AS has_phone "
-        "FROM accounts a JOIN customers c ON c.customer_id = a.customer_id "
-        f"WHERE a.closed_on IS NULL AND c.closed_on IS NULL{where}", params,
-        schema={"account_id": pl.String, "customer_id": pl.String, "customer_class": pl.String,
-                "station_id": pl.String, "has_phone": pl.Int64})
+    from dianfei.db.frames import sqlite_columns
+
+    sql = ("SELECT a.account_id, c.customer_id, c.customer_class, c.station_id, "
+           f"CASE WHEN {has_phone} THEN 1 ELSE 0 END AS has_phone "
+           "FROM accounts a JOIN customers c ON c.customer_id = a.customer_id "
+           f"WHERE a.closed_on IS NULL AND c.closed_on IS NULL{where}")
+    schema = {"account_id": pl.String, "customer_id": pl.String, "customer_class": pl.String,
+              "station_id": pl.String, "has_phone": pl.Int64}
+    # ids and codes only: one text parsed as columns on SQLite (the daily contact check reads
+    # every account without a phone, ~90,000 at a million)
+    fast = sqlite_columns(engine, sql, params, schema)
+    frame = fast if fast is not None else read_frame(engine, sql, params, schema=schema)
     return frame.with_columns(pl.col("has_phone").cast(pl.Boolean)).sort("account_id")
