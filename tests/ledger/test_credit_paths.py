@@ -183,6 +183,26 @@ def test_overdue_items_are_the_open_debits_past_their_due_date(db: Database) -> 
     after = ledger.overdue_items(db.engine, date.fromordinal(jan_due.toordinal() + 1))
     assert after.select("account_id", "bill_id", "open_amount").rows() == [
         ("C1", "C1-202601-1", 5380)]
+    # a bill's late fees (one per month end it is still overdue) come as one row: the day
+    # needs what each account owes per bill and since when, not each month end's posting
+    fees = pl.DataFrame({
+        "account_id": "C1", "customer_id": "C1", "kind": "late_fee", "amount": [150, 170],
+        "posted_at": [datetime(2026, 2, 28, 9, tzinfo=UTC), datetime(2026, 3, 31, 9, tzinfo=UTC)],
+        "business_date": [date(2026, 2, 28), date(2026, 3, 31)],
+        "due_on": [date(2026, 2, 28), date(2026, 3, 31)],
+        "reference": ["LF:C1-202601-1:2026-02-28", "LF:C1-202601-1:2026-03-31"]})
+    with db.engine.begin() as conn:
+        ledger.post_frame(conn, fees, action="late_fee.posted")
+    jan = pl.col("bill_id") == "C1-202601-1"
+    assert ledger.overdue_items(db.engine, date(2026, 3, 31)).filter(jan).sort("item_kind").select(
+        "account_id", "item_kind", "reference", "bill_id", "due_on", "amount", "open_amount"
+    ).rows() == [("C1", "bill", "C1-202601-1", "C1-202601-1", jan_due, 5380, 5380),
+                 ("C1", "late_fee", "LF:C1-202601-1:2026-02-28", "C1-202601-1",
+                  date(2026, 2, 28), 150, 150)]
+    both = ledger.overdue_items(db.engine, date(2026, 4, 1)).filter(
+        jan & (pl.col("item_kind") == "late_fee"))
+    assert both.select("reference", "bill_id", "due_on", "amount", "open_amount").rows() == [
+        ("LF:C1-202601-1:2026-02-28", "C1-202601-1", date(2026, 2, 28), 320, 320)]
     # the database was analysed when opened and again by each bill run
     with db.engine.connect() as conn:
         if conn.dialect.name == "sqlite":
