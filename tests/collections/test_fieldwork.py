@@ -353,3 +353,20 @@ def test_the_latest_closed_promise_decides_the_ladder_days(owing: Database) -> N
     # A: broken → the level above where it stood (had the later one been seen: restarted, 0);
     # B: kept on the 12th → restarted, 8 days (had the broken one decided: 60)
     assert got == {"A": 60, "B": 8}
+
+
+def test_a_wrong_contact_visit_flags_the_phone_the_next_check(owing: Database) -> None:
+    """The daily contact check finds the visits of its look-back days (the business-date index,
+    then their type) and flags the phone of the account a collector found unreachable, once."""
+    from dianfei.collections.contacts import check_contacts
+
+    visit(owing, outcome="wrong_contact")
+    visit(owing, request_id="r2", account_id="B", outcome="refused")
+    day = date(2026, 1, 31)
+    check = FixedClock(at(day, 9))
+    assert check_contacts(owing, day, clock=check)["flagged"] >= 1
+    with owing.engine.connect() as c:
+        flags = c.execute(text("SELECT account_id, reason, field FROM contact_flags "
+                               "WHERE reason = 'wrong_contact'")).all()
+        assert [tuple(f) for f in flags] == [("A", "wrong_contact", "phone")]
+    assert check_contacts(owing, day, clock=check)["flagged"] == 0  # once

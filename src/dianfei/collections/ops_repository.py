@@ -34,11 +34,15 @@ def events_since(source: Engine | Connection, types: Sequence[str], since: date)
 
     names = {f"t{i}": t for i, t in enumerate(types)}
     # sorted here, not by ORDER BY event_id: that makes SQLite walk every event ever recorded in
-    # id order instead of the business-date index
+    # id order instead of the business-date index. The days' events first (the business-date
+    # index), then their types: asked in one step, SQLite skip-scanned the (account, type, day)
+    # index over every account — 40 ms a day for 600 visits at 20,000 accounts, 5× less so
     return read_frame(
-        source, "SELECT event_id, key, account_id, customer_id, type, at, business_date, detail "
-        f"FROM collection_events WHERE business_date >= :s AND type IN "
-        f"({', '.join(':' + k for k in names) or 'NULL'})",
+        source, "WITH days AS MATERIALIZED (SELECT event_id, type FROM collection_events "
+        "WHERE business_date >= :s) "
+        "SELECT e.event_id, e.key, e.account_id, e.customer_id, e.type, e.at, e.business_date, "
+        "e.detail FROM days JOIN collection_events e ON e.event_id = days.event_id "
+        f"WHERE days.type IN ({', '.join(':' + k for k in names) or 'NULL'})",
         {"s": since, **names}, dates=("business_date",), instants=("at",),
         schema={"event_id": pl.Int64, "key": pl.String, "account_id": pl.String,
                 "customer_id": pl.String, "type": pl.String, "detail": pl.String},

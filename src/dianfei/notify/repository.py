@@ -393,11 +393,17 @@ def given_up_between(engine: Any, since: datetime, until: datetime) -> Any:
 
     from dianfei.db.frames import read_frame
 
+    # the window's rows first (the updated_at index), then their status: asked in one step,
+    # SQLite read every notice that ever failed through the status index — a read that grew
+    # with the history (17 ms a day by the demo's 24th month, 1.5 ms so)
     return read_frame(
         engine,
-        "SELECT outbox_id, key, account_id, customer_id, notice, channel, status, "
-        "last_error AS reason, updated_at AS at FROM notify_outbox "
-        "WHERE updated_at > :a AND updated_at <= :z AND status IN ('failed', 'suppressed')",
+        "WITH recent AS MATERIALIZED (SELECT outbox_id, status FROM notify_outbox "
+        "WHERE updated_at > :a AND updated_at <= :z) "
+        "SELECT o.outbox_id, o.key, o.account_id, o.customer_id, o.notice, o.channel, o.status, "
+        "o.last_error AS reason, o.updated_at AS at FROM recent "
+        "JOIN notify_outbox o ON o.outbox_id = recent.outbox_id "
+        "WHERE recent.status IN ('failed', 'suppressed')",
         {"a": since, "z": until}, instants=("at",),
         schema={"outbox_id": pl.Int64, "key": pl.String, "account_id": pl.String,
                 "customer_id": pl.String, "notice": pl.String, "channel": pl.String,
