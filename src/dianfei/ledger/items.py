@@ -385,9 +385,10 @@ def overdue_frame(conn_or_engine: Any, day: date) -> pl.DataFrame:
     # reads that index (the items still open), without it every item ever billed
     sql = ("SELECT account_id, customer_id, item_kind, reference, bill_id, due_on, amount, "
            "open_amount FROM open_items WHERE open_amount <> 0 AND open_amount > 0 AND due_on < :d")
-    schema = {"account_id": pl.String, "customer_id": pl.String, "item_kind": pl.String,
-              "reference": pl.String, "bill_id": pl.String, "due_on": pl.Date,
-              "amount": pl.Int64, "open_amount": pl.Int64}
+    schema: dict[str, Any] = {"account_id": pl.String, "customer_id": pl.String,
+                              "item_kind": pl.String, "reference": pl.String,
+                              "bill_id": pl.String, "due_on": pl.Date, "amount": pl.Int64,
+                              "open_amount": pl.Int64}
     frame = None
     if not isinstance(conn_or_engine, Connection):
         # SQLite: the rows as one text parsed by Polars (ids and references hold no separator)
@@ -399,4 +400,4 @@ def overdue_frame(conn_or_engine: Any, day: date) -> pl.DataFrame:
         pl.col("customer_id").min(), pl.col("reference").min(), pl.col("due_on").min(),
         pl.col("amount").sum(), pl.col("open_amount").sum())
     return pl.concat([frame.filter(~fee), fees.with_columns(pl.lit("late_fee").alias("item_kind"))
-                      .select(frame.columns)]).cast(schema)
+                      .select(frame.columns)]).cast(pl.Schema(schema))
