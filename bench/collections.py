@@ -1,12 +1,22 @@
-"""Collections benchmark: one day of collections for N accounts of which a tenth are in arrears.
+"""Collections benchmark: days of collections for N accounts of which a tenth are in arrears.
 
     python -m bench.collections --accounts 1000000 --backend sqlite|postgresql [--profile F]
 
 Builds the synthetic utility, posts one overdue bill for a tenth of the accounts (spread over
 1–90 days past due), gives every prepaid account (~18%) daily frozen reads since 1 March and a
 top-up (some end above, some below the warning threshold, some at or below zero), then times
-``run_day`` for a first (cold: every arrears account enters the ladder, every prepaid account is
-evaluated for the first time) and a second (steady-state) day. Prints one JSON line.
+``run_day`` for three days in a row:
+
+- the first (cold: every arrears account enters the ladder, every prepaid account is evaluated
+  for the first time);
+- the second: the first day's echo — the accruals it opened move every arrears account's late
+  count, so the whole tenth is rated again (a live book never has this day);
+- the third, the **steady state**: between the second and the third day a day's business
+  arrives as it does in a live book (``DAILY_PAYERS`` of the accounts in arrears pay what they
+  owe, ``DAILY_NEWLY_OVERDUE`` more accounts' bills fall due unpaid, the prepaid meters' frozen
+  read of the day), and the day works through it.
+
+Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -23,6 +33,15 @@ from pathlib import Path
 from typing import Any
 
 from bench.billrun import _database, _drop
+
+#: share of the accounts in arrears who pay what they owe between two days of the steady state
+#: (a bill a month settles within about a month: a thirtieth a day)
+DAILY_PAYERS = 1 / 30
+#: accounts whose bill falls due unpaid each day, as a share of all accounts (a month's bills of a
+#: tenth of the book falling due over the month's working days)
+DAILY_NEWLY_OVERDUE = 0.004
+#: the days timed, in order
+DAYS = ("first_day_s", "second_day_s", "steady_day_s")
 
 
 def run(accounts: int, backend: str, profile: str | None = None) -> dict[str, Any]:
@@ -73,7 +92,10 @@ def run(accounts: int, backend: str, profile: str | None = None) -> dict[str, An
             conn.execute(text("UPDATE event_deliveries SET handled_at = :t "
                               "WHERE handled_at IS NULL"), {"t": datetime(2026, 3, 17, 1)})
         notifier, switch = FakeNotifier(), FakeSwitch()
-        for label, d in (("first_day_s", day), ("second_day_s", day + timedelta(days=1))):
+        for i, label in enumerate(DAYS):
+            d = day + timedelta(days=i)
+            if label == "steady_day_s":
+                out["steady_day_input"] = _days_business(db, utility, arrears, d, rng)
             clock = FixedClock(datetime.combine(d, dtime(9), tzinfo=BUSINESS_TZ))
             prof = cProfile.Profile() if profile else None
             t0 = time.perf_counter()
@@ -100,6 +122,40 @@ def run(accounts: int, backend: str, profile: str | None = None) -> dict[str, An
     return out
 
 
+def _days_business(db: Any, utility: Any, arrears: Any, day: date, rng: Any) -> dict[str, int]:
+    """What reaches the book between the day before ``day`` and ``day`` in a live utility:
+    payments in full from ``DAILY_PAYERS`` of the accounts in arrears (through the one posting
+    core, paid the evening before), bills of ``DAILY_NEWLY_OVERDUE`` of the accounts not in
+    arrears that fell due yesterday unpaid (the ledger's debit, as a bill run posts it)."""
+    import numpy as np
+    import polars as pl
+
+    from dianfei.core.clock import FixedClock
+    from dianfei.ledger.service import balances_frame, post_frame
+    from dianfei.payments.service import post_payments_frame
+
+    payers = arrears.sample(n=int(arrears.len() * DAILY_PAYERS), seed=3).sort()
+    owed = balances_frame(db.engine, payers.to_list()).filter(pl.col("balance") > 0)
+    paid_at = datetime.combine(day - timedelta(days=1), dtime(11), tzinfo=UTC)  # 19:00 in China
+    ids = utility.customers.filter(pl.col("payment_mode") == "postpaid")["customer_id"]
+    fresh = ids.filter(~ids.is_in(arrears.implode()))
+    n = min(int(utility.customers.height * DAILY_NEWLY_OVERDUE), fresh.len())
+    newly = fresh.gather((np.arange(n) * (fresh.len() / max(n, 1))).astype(np.int64))
+    bills = pl.DataFrame({"account_id": newly, "customer_id": newly, "kind": "bill",
+                          "amount": rng.integers(2_000, 80_000, size=newly.len()),
+                          "posted_at": datetime(2026, 2, 1), "business_date": date(2026, 2, 1),
+                          "due_on": day - timedelta(days=1)}).with_columns(
+        pl.format("{}-202601-1", "account_id").alias("reference"))
+    with db.engine.begin() as conn:
+        post_payments_frame(conn, owed.select(
+            pl.lit("wechatpay").alias("channel"), "account_id", pl.col("balance").alias("amount"),
+            pl.lit(paid_at).cast(pl.Datetime("us", "UTC")).alias("paid_at"),
+            pl.format("PAY-{}", "account_id").alias("transaction_id")),
+            clock=FixedClock(paid_at), source="bench")
+        post_frame(conn, bills)
+    return {"payments": owed.height, "newly_overdue": newly.len()}
+
+
 def _prepaid(db: Any, utility: Any, day: date, rng: Any) -> int:
     """Smart-prepayment inputs: for every prepaid meter the monthly frozen read of 1 March and
     daily frozen reads from then through the day after ``day``, and a top-up each so that some
@@ -116,9 +172,9 @@ def _prepaid(db: Any, utility: Any, day: date, rng: Any) -> int:
     tou = mf["registers"].str.contains("peak")
     m = meters.len()
     start = date(2026, 3, 1)
-    # the monthly frozen read of 1 March and the daily ones around the two days measured (the
-    # days between are never read: only the latest read counts)
-    offsets = [0, *range((day - start).days - 1, (day - start).days + 2)]
+    # the monthly frozen read of 1 March and the daily ones around the days measured (the days
+    # between are never read: only the latest read counts)
+    offsets = [0, *range((day - start).days - 1, (day - start).days + len(DAYS))]
     days = [start + timedelta(days=i) for i in offsets]
     base = rng.integers(100_000, 2_000_000, size=m)  # centi-kWh on the register on 1 March
     per_day = rng.integers(200, 1_500, size=m)  # 2–15 kWh a day
