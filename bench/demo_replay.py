@@ -100,7 +100,7 @@ def _replay(data: Path, days: int) -> dict[str, Any]:
             with db.engine.begin() as conn:
                 if not conn.execute(select(func.count()).select_from(RegisterRead)
                                     .where(RegisterRead.read_at == at)).scalar_one():
-                    store_reads(conn, sim.monthly_reads(utility, period))
+                    store_reads(conn, demo.metered(db, utility, sim.monthly_reads(utility, period)))
             t = time.perf_counter()
             run_bill_run(db, period, FixedClock(datetime.combine(issue, dtime(9),
                                                                  tzinfo=BUSINESS_TZ)))

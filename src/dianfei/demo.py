@@ -96,7 +96,7 @@ def run_demo(db: Database, *, customers: int, months: int, seed: int,
                 have = conn.execute(select(func.count()).select_from(RegisterRead)
                                     .where(RegisterRead.read_at == at)).scalar_one()
                 if not have:
-                    store_reads(conn, sim.monthly_reads(utility, period))
+                    store_reads(conn, metered(db, utility, sim.monthly_reads(utility, period)))
             issue_at = datetime.combine(period.end_date + ISSUE_DELAY, time(9),
                                         tzinfo=BUSINESS_TZ)
             # credit from overpayments clears the new bills inside the bill run's posting
@@ -349,8 +349,8 @@ def _prepaid_day(db: Database, utility: Any, day: date) -> pl.DataFrame:
                         .where(RegisterRead.read_at == at)).scalar_one():
             return pl.DataFrame(schema=columns)
         this = Period(day.year, day.month)
-        store_reads(conn, sim.monthly_reads(utility, this.prev()) if day.day == 1
-                    else sim.daily_reads(utility, day))
+        store_reads(conn, metered(db, utility, sim.monthly_reads(utility, this.prev())
+                                  if day.day == 1 else sim.daily_reads(utility, day)))
         if day == DEMO_START.end_date + ISSUE_DELAY:
             morning = datetime.combine(day, time(8), tzinfo=BUSINESS_TZ)
             post_payments_frame(conn, sim.prepaid_opening_credit(utility).select(
@@ -368,6 +368,27 @@ def _prepaid_day(db: Database, utility: Any, day: date) -> pl.DataFrame:
         ("DEMO-PP-" + pl.col("customer_id") + day.strftime("-%Y%m%d")).alias("transaction_id"),
         pl.col("customer_id").alias("account_id"), "amount",
         pl.lit(False).alias("in_full")).cast(columns)
+
+
+def metered(db: Database, utility: Any, reads: pl.DataFrame) -> pl.DataFrame:
+    """``reads`` (one instant) as the demo's meters show them: a meter registers nothing while
+    its account's supply is off (``sim.as_metered``), from the supply interruptions the stop
+    cases keep with the accounts — a house cut off for arrears and never reconnected is billed
+    no more energy, and a prepaid meter cut off stops running up charges until its top-up."""
+    import polars as pl
+
+    from dianfei import sim
+    from dianfei.customers.service import supply_interruptions
+
+    spans = supply_interruptions(db.engine)
+    if spans.height == 0:
+        return reads
+    tz = str(BUSINESS_TZ)
+    return sim.as_metered(utility, reads, spans.select(
+        # the demo's accounts are its customers (one account each, the same id)
+        pl.col("account_id").alias("customer_id"),
+        pl.col("off_at").dt.convert_time_zone(tz).dt.date().alias("off_from"),
+        pl.col("on_at").dt.convert_time_zone(tz).dt.date().alias("off_until")))
 
 
 def _balances(db: Database, accounts: list[str]) -> pl.DataFrame:

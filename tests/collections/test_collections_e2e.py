@@ -133,6 +133,17 @@ def test_arrears_life_cycle_exact_events(db: Database) -> None:
     field = [t for t in tasks_json(db) if t["kind"] == "field_stop"]
     assert [t["account"] for t in field] == ["C"]
     assert lawful(events, {"A": "residential", "B": "residential", "C": "residential"}, {"B"}) == []
+    # A's supply was off from the stop to the reconnection, kept with the account (customers),
+    # where the theft warnings find the month without power
+    from dianfei.core.clock import Period
+    from dianfei.customers.service import interrupted_periods, supply_interruptions
+
+    off = supply_interruptions(db.engine).to_dicts()
+    assert [(r["account_id"], r["reason"], r["off_at"].astimezone(BUSINESS_TZ),
+             r["on_at"].astimezone(BUSINESS_TZ)) for r in off] == [
+        ("A", "arrears", at(date(2026, 3, 20)), at(date(2026, 3, 21)))]
+    assert interrupted_periods(db.engine, Period(2026, 1), Period(2026, 4)).to_dicts() == [
+        {"account_id": "A", "period": "2026-03"}]
 
 
 def test_rerunning_a_day_does_nothing_new(db: Database) -> None:

@@ -105,6 +105,27 @@ def test_zero_run_on_an_occupied_profile_fires() -> None:
     assert a1["score"] == out["score"].max()
 
 
+def test_months_without_power_are_no_evidence() -> None:
+    # the same zero run, but the supply was cut for arrears in October and is still off
+    season = [1.0, 1.0, 0.9, 0.9, 1.0, 1.3, 1.5, 1.5, 1.1, 0.9, 1.0, 1.2]
+    me = months([int(20_000 * s) for s in season[:9]] + [0, 0, 0])
+    off = pl.DataFrame({"account_id": ["A1"] * 3, "period": ["2025-10", "2025-11", "2025-12"]})
+    out = anomaly.score(anomaly.features(pl.concat([me, peers(40, 20_000, 12)]), FACTS,
+                                         Period(2025, 12), interrupted=off))
+    # no month of the recent window is evidence: A1 is not on the list at all
+    assert "A1" not in out["account_id"].to_list()
+    # cut off in December only: October and November (zero, with power) still fire
+    out = anomaly.score(anomaly.features(pl.concat([me, peers(40, 20_000, 12)]), FACTS,
+                                         Period(2025, 12), interrupted=off.tail(1)))
+    a1 = out.filter(pl.col("account_id") == "A1").row(0, named=True)
+    assert a1["zero_run"] == 2 and a1["score"] == out["score"].max()
+    # the neighbours score as without it
+    plain = anomaly.score(anomaly.features(pl.concat([me, peers(40, 20_000, 12)]), FACTS,
+                                           Period(2025, 12)))
+    assert plain.filter(pl.col("account_id") != "A1").sort("account_id")["score"].to_list() == \
+        out.filter(pl.col("account_id") != "A1").sort("account_id")["score"].to_list()
+
+
 def test_flat_line_fires_when_the_class_moves_and_the_meter_does_not() -> None:
     season = [1.0, 1.0, 0.9, 0.9, 1.0, 1.3, 1.5, 1.5, 1.1, 0.9, 1.0, 1.2]
     me = months([int(20_000 * s) for s in season[:8]] + [25_000] * 4)

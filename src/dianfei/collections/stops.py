@@ -477,16 +477,26 @@ def order_reconnection(ctx: Context, session: Session, case: StopCase, *,
                  {"meter_id": customers.active_meter(conn, case.account_id)})
 
 
+def supply_key(case: StopCase) -> str:
+    """The key of the supply interruption a stop case carried out (customers' service)."""
+    return f"stop_case:{case.case_id}"
+
+
 def _suspended(session: Session, case: StopCase, at: datetime, method: str,
                events: CaseEvents | None = None) -> None:
     case.status, case.suspended_at = "suspended", at
     _emit(session, events, f"su:{case.case_id}", case, "suspended", at, method=method)
+    # the account's supply is off from now: kept with the account, where the readers of its
+    # consumption (theft warnings, below collections) find it
+    customers.supply_off(session.connection(), supply_key(case), case.account_id,
+                         "prepayment" if case.mode == "prepaid" else "arrears", at)
 
 
 def _reconnected(session: Session, case: StopCase, at: datetime, method: str,
                  notices: list[Notice], events: CaseEvents | None = None) -> None:
     case.status, case.reconnected_at, case.closed_reason = "closed", at, "reconnected"
     _emit(session, events, f"rc:{case.case_id}", case, "reconnected", at, method=method)
+    customers.supply_restored(session.connection(), supply_key(case), at)
     name = customers.customer_names(session.connection(), [case.customer_id]).get(case.customer_id)
     notices.append(Notice(f"{KEY_PREFIX}reconnected:{case.case_id}", case.account_id,
                           case.customer_id, "reconnected", "sms",

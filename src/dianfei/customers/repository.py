@@ -258,3 +258,39 @@ def contact_facts(engine: Engine, accounts: Sequence[str] | None = None, *,
     fast = sqlite_columns(engine, sql, params, schema)
     frame = fast if fast is not None else read_frame(engine, sql, params, schema=schema)
     return frame.with_columns(pl.col("has_phone").cast(pl.Boolean)).sort("account_id")
+
+
+def supply_off(conn: Connection, key: str, account_id: str, reason: str, at: Any) -> None:
+    """Insert an interruption (nothing when ``key`` is there already: a run done again)."""
+    from dianfei.db.frames import bind_params
+
+    conn.execute(text(
+        "INSERT INTO supply_interruptions (key, account_id, reason, off_at, on_at) "
+        "VALUES (:k, :a, :r, :t, NULL) ON CONFLICT (key) DO NOTHING"),
+        bind_params(conn, {"k": key, "a": account_id, "r": reason, "t": at}))
+
+
+def supply_on(conn: Connection, key: str, at: Any) -> int:
+    """Close the open interruption ``key``; the rows changed (0: none open)."""
+    from dianfei.db.frames import bind_params
+
+    result = conn.execute(text(
+        "UPDATE supply_interruptions SET on_at = :t WHERE key = :k AND on_at IS NULL"),
+        bind_params(conn, {"k": key, "t": at}))
+    return int(result.rowcount or 0)
+
+
+def supply_interruptions(engine: Engine | Connection, since: Any | None) -> pl.DataFrame:
+    """key, account_id, reason, off_at, on_at of the interruptions still open at ``since`` or
+    begun after it (all with None)."""
+    import polars as pl
+
+    from dianfei.db.frames import bind_params
+
+    where = "" if since is None else " WHERE on_at IS NULL OR on_at > :s"
+    return read_frame(
+        engine, f"SELECT key, account_id, reason, off_at, on_at FROM supply_interruptions{where}",
+        {} if since is None else bind_params(engine, {"s": since}), instants=("off_at", "on_at"),
+        schema={"key": pl.String, "account_id": pl.String, "reason": pl.String}
+    # typed even when every span is open (an all-null column would come back untyped)
+    ).with_columns(pl.col("off_at", "on_at").cast(pl.Datetime("us", "UTC")))

@@ -525,3 +525,63 @@ def index_phones(engine: Engine, cipher: PiiCipher, *, batch: int = 5_000,
                 conn.execute(text("UPDATE customers SET phone_lookup = :v WHERE customer_id = :c"),
                              updates)
             done += len(updates)
+
+
+# -- supply interruptions (停电 … 复电): see models.SupplyInterruption ---------------------------
+
+from dianfei.customers.models import INTERRUPTION_REASONS as INTERRUPTION_REASONS  # noqa: E402
+
+
+def supply_off(conn: Connection, key: str, account_id: str, reason: str, at: Any) -> None:
+    """The account's supply was cut at ``at`` (``reason``: arrears or prepayment; ``key``: what
+    cut it, unique — ``stop_case:{case_id}``), in the caller's transaction. Recording it again
+    changes nothing."""
+    from dianfei.customers import repository
+
+    if reason not in INTERRUPTION_REASONS:
+        raise ValidationError(f"a supply interruption's reason is one of "
+                              f"{', '.join(INTERRUPTION_REASONS)}, got {reason!r}")
+    repository.supply_off(conn, key, account_id, reason, at)
+
+
+def supply_restored(conn: Connection, key: str, at: Any) -> None:
+    """The supply cut by ``key`` was restored at ``at`` (caller's transaction). A restoration
+    of a supply not recorded as off is refused: it would leave the span open for ever."""
+    from dianfei.customers import repository
+
+    if repository.supply_on(conn, key, at) == 0:
+        raise NotFoundError(f"no open supply interruption {key!r} to close")
+
+
+def supply_interruptions(engine: Engine | Connection, *,
+                         since: Any | None = None) -> pl.DataFrame:
+    """key, account_id, reason, off_at, on_at (UTC; on_at null while still off) of every
+    interruption, or of those still open at the instant ``since`` or begun after it."""
+    from dianfei.customers import repository
+
+    return repository.supply_interruptions(engine, since)
+
+
+def interrupted_periods(engine: Engine | Connection, first: Any, last: Any) -> pl.DataFrame:
+    """account_id, period (``YYYY-MM``) of every account and calendar month from ``first`` to
+    ``last`` (Periods) in which its supply was off at some time (business time, Asia/Shanghai):
+    what it used that month is no measure of its usual use."""
+    import polars as pl
+
+    from dianfei.core.clock import BUSINESS_TZ, start_of_day
+
+    spans = supply_interruptions(engine, since=start_of_day(first.first_day)).filter(
+        pl.col("off_at") < start_of_day(last.end_date))
+    tz = str(BUSINESS_TZ)
+    months = spans.select(
+        "account_id",
+        pl.date_ranges(
+            pl.col("off_at").dt.convert_time_zone(tz).dt.date().dt.truncate("1mo"),
+            pl.when(pl.col("on_at").is_null()).then(pl.lit(last.first_day))
+            .otherwise((pl.col("on_at").dt.convert_time_zone(tz) - pl.duration(microseconds=1))
+                       .dt.date().dt.truncate("1mo")),
+            "1mo").alias("month")).explode("month")
+    return (months.filter(pl.col("month").is_between(pl.lit(first.first_day),
+                                                     pl.lit(last.first_day)))
+            .select("account_id", pl.col("month").dt.strftime("%Y-%m").alias("period"))
+            .unique().sort("account_id", "period"))

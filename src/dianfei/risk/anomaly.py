@@ -138,7 +138,8 @@ def relative_usage(history: pl.DataFrame, facts: pl.DataFrame) -> pl.DataFrame:
 def features(history: pl.DataFrame, facts: pl.DataFrame, as_of: Period, *, recent: int = 3,
              baseline: int = 21, flat_months: int = 4, weights: Weights = WEIGHTS,
              tou: pl.DataFrame | None = None, supply: pl.DataFrame | None = None,
-             stations: pl.DataFrame | None = None) -> pl.DataFrame:
+             stations: pl.DataFrame | None = None,
+             interrupted: pl.DataFrame | None = None) -> pl.DataFrame:
     """One row per account with a month in the window ending at ``as_of`` (inclusive): the
     signals of the module table. Only months ≤ ``as_of`` are read (no look-ahead).
 
@@ -148,11 +149,20 @@ def features(history: pl.DataFrame, facts: pl.DataFrame, as_of: Period, *, recen
     the station line-loss signals (:func:`station_losses`), with ``stations`` (account_id,
     station_id: every account ever in a station, closed ones too, so the station's metered sum
     is complete; default: ``facts``' station_id). Without them those columns are null and score
-    nothing."""
+    nothing.
+
+    ``interrupted`` (account_id, period): the months in which the account's supply was off
+    (停电: cut for arrears or by prepayment, customers' supply interruptions). A meter without
+    power registers nothing, so such a month says nothing about the account: it is left out of
+    the account's own signals (and of its class's medians) — a customer cut off is not a
+    suspect. The station's metered sum still counts its bills (that energy did pass the
+    station's meter)."""
     import polars as pl
 
     end = as_of.year * 12 + as_of.month - 1
-    h0 = indexed(history)
+    own = history if interrupted is None or interrupted.height == 0 else history.join(
+        interrupted.select("account_id", "period"), on=["account_id", "period"], how="anti")
+    h0 = indexed(own)
     h = relative_usage(h0.filter((pl.col("pidx") <= end)
                                  & (pl.col("pidx") > end - recent - baseline)), facts)
     h = h.with_columns((pl.col("pidx") > end - recent).alias("now"),

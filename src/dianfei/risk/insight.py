@@ -86,6 +86,7 @@ def theft_scan(db: Database, as_of: Period, *, top: int | None = None) -> pl.Dat
     history = consumption_history(db.engine, since)
     facts = account_facts(db.engine, as_of.last_day)
     extra = signal_sources(db.engine, since)
+    extra["interrupted"] = interrupted_months(db.engine, since, as_of)
     scored = _scored(history, facts, as_of, **extra)
     if scored.height == 0:
         return scored.with_columns(pl.lit(None, dtype=pl.Float64).alias("supervised"),
@@ -123,6 +124,14 @@ def signal_sources(engine: Engine, since: Period) -> dict[str, pl.DataFrame]:
     return out
 
 
+def interrupted_months(engine: Engine, since: Period, until: Period) -> pl.DataFrame:
+    """account_id, period of the months from ``since`` to ``until`` in which an account's supply
+    was off (customers' supply interruptions): no evidence of its use (``anomaly.features``)."""
+    from dianfei.customers import service as customers
+
+    return customers.interrupted_periods(engine, since, until)
+
+
 def station_losses(db: Database, as_of: Period) -> pl.DataFrame:
     """Every supply station's line loss (台区线损) as of the end of ``as_of``
     (``anomaly.station_losses``: loss before and now, the rise, its z-score, the extra energy
@@ -145,7 +154,8 @@ def station_losses(db: Database, as_of: Period) -> pl.DataFrame:
 def _scored(history: pl.DataFrame, facts: pl.DataFrame, as_of: Period,
             **extra: pl.DataFrame) -> pl.DataFrame:
     feats = anomaly.features(history, facts, as_of, tou=extra.get("tou"),
-                             supply=extra.get("supply"), stations=extra.get("stations"))
+                             supply=extra.get("supply"), stations=extra.get("stations"),
+                             interrupted=extra.get("interrupted"))
     return anomaly.score(feats).with_columns(anomaly.isolation_scores(feats))
 
 
@@ -358,8 +368,11 @@ def segments(db: Database, day: date, *, rules_file: Path | None = None,
         usage = segment_consumption_facts(db, day).select(
             "account_id", *[c for c in seg.CONSUMPTION_COLUMNS if c != "bills_12m"])
     else:
-        history = consumption_history(db.engine, months_back(as_of, 23)).filter(
-            pl.col("period") <= str(as_of))
+        since = months_back(as_of, 23)
+        # the months without power say nothing of an account's usual use nor of theft
+        history = consumption_history(db.engine, since).filter(
+            pl.col("period") <= str(as_of)).join(interrupted_months(db.engine, since, as_of),
+                                                 on=["account_id", "period"], how="anti")
         theft = _scored(history, accounts, as_of) if history.height else pl.DataFrame(
             schema={"account_id": pl.String, "score": pl.Float64, "months_low": pl.Int32})
         usage = seg.usual_consumption(history.sort("account_id", "period")).drop(
@@ -373,6 +386,10 @@ def segments(db: Database, day: date, *, rules_file: Path | None = None,
         accounts.select("account_id", "customer_id"), on="account_id", how="left").select(
         "account_id", "customer_id", "customer_class", "segment", "label", "why",
         *[c for c in seg.COLUMNS if c != "customer_class"])
+
+
+#: the version of :func:`segment_consumption_facts`' computation (part of its file's name)
+SEGMENT_FACTS_VERSION = 2
 
 
 def segment_consumption_facts(db: Database, day: date, *, accounts: Sequence[str] | None = None,
@@ -400,7 +417,9 @@ def segment_consumption_facts(db: Database, day: date, *, accounts: Sequence[str
     stamp = billing_stamp(db.engine)
     latest = None if stamp is None else Period.parse(stamp[:7])
     as_of = before if latest is None or latest > before else latest
-    key = hashlib.sha256(str(stamp).encode()).hexdigest()[:12]
+    # the figures' own version too: a file made by an older computation (before the months
+    # without power were left out) is not read for a newer one
+    key = hashlib.sha256(f"{stamp}:{SEGMENT_FACTS_VERSION}".encode()).hexdigest()[:12]
     path = Path(db.settings.data_dir) / "risk" / "segment_facts" / f"{as_of}-{key}.parquet"
     if path.exists() and not refresh:
         if accounts is None:
@@ -408,8 +427,12 @@ def segment_consumption_facts(db: Database, day: date, *, accounts: Sequence[str
         return pl.scan_parquet(path).filter(
             pl.col("account_id").is_in(pl.Series(list(accounts), dtype=pl.String).implode())
         ).collect()
-    history = consumption_history(db.engine, months_back(as_of, 23)).filter(
-        pl.col("period") <= str(as_of)).sort("account_id", "period")
+    since = months_back(as_of, 23)
+    # the months without power say nothing of an account's usual use nor of theft
+    history = consumption_history(db.engine, since).filter(
+        pl.col("period") <= str(as_of)).join(
+        interrupted_months(db.engine, since, as_of), on=["account_id", "period"],
+        how="anti").sort("account_id", "period")
     empty = pl.DataFrame(schema={"account_id": pl.String, "theft_score": pl.Float64,
                                  "months_low": pl.Int32})
     theft = empty

@@ -18,9 +18,11 @@ from dianfei.sim.consumption import (
 )
 from dianfei.sim.population import Utility, build_utility, id_number_valid
 from dianfei.sim.prepay import prepaid_opening_credit, prepaid_topups, prepay_profile
+from dianfei.sim.supply import as_metered
 
 __all__ = [
     "Utility",
+    "as_metered",
     "build_utility",
     "daily_reads",
     "daily_usage",

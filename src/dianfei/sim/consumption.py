@@ -486,6 +486,66 @@ def registers_at(utility: Utility, day: date, idx: np.ndarray) -> tuple[State, n
     return {"total": total, "peak2": peak, "valley2": valley}, is2
 
 
+#: the cumulative registers besides the total, by meter kind: (state key, register name)
+_TOU2 = (("peak2", "peak"), ("valley2", "valley"))
+_TOU4 = (("sharp4", "sharp"), ("peak4", "peak"), ("flat4", "flat"), ("valley4", "valley"))
+
+
+def registers_on(utility: Utility, day: date, idx: np.ndarray) -> pl.DataFrame:
+    """The true, unwrapped cumulative registers at 00:00 Asia/Shanghai on ``day`` of the
+    customers (= meters) ``idx`` (row numbers, ascending): ``cust`` (the row number),
+    ``register`` (``REGISTER_ORDER`` names; no demand_kw, which is not cumulative), ``value``
+    (centi). On the 1st of a month they are the month-end values that :func:`monthly_reads`
+    shows before its planted faults; on another day the month's increment × the day-weight
+    fraction of the days before it (the split of :func:`daily_usage`), each register floored, a
+    time-of-use meter's total the sum of its registers (as :func:`registers_at`) — so every
+    register is monotone from day to day and across month ends."""
+    m = utility.model
+    period = Period(day.year, day.month)
+    if day != utility.start.first_day:
+        _check(utility, period)
+    prev = cumulative(utility, period.index() - 1)
+    frac: np.ndarray | None = None
+    if day.day != 1:
+        inc = _increments(utility, period)
+        s_all, before = _through(utility, period, day.day - 1)
+        frac = before / s_all
+
+    def at(key: str, pos: np.ndarray, cust: np.ndarray) -> np.ndarray:
+        base: np.ndarray = prev[key][pos]
+        if frac is None:
+            return base
+        moved: np.ndarray = base + np.floor(inc[key][pos] * frac[cust]).astype(np.int64)
+        return moved
+
+    idx = np.asarray(idx, dtype=np.int64)
+    total = at("total", idx, idx)
+    custs, codes, values = [idx], [np.zeros(idx.shape[0], dtype=np.int64)], [total]
+    for sub, table in ((m.idx2, _TOU2), (m.idx4, _TOU4)):
+        if sub.shape[0] == 0:
+            continue
+        pos = np.searchsorted(sub, idx)
+        inside = (pos < sub.shape[0]) & (sub[np.minimum(pos, sub.shape[0] - 1)] == idx)
+        p, c = pos[inside], idx[inside]
+        parts = np.zeros(c.shape[0], dtype=np.int64)
+        for key, name in table:
+            v = at(key, p, c)
+            parts = parts + v
+            custs.append(c)
+            codes.append(np.full(c.shape[0], REGISTER_ORDER.index(name), dtype=np.int64))
+            values.append(v)
+        if sub is m.idx4:
+            custs.append(c)
+            codes.append(np.full(c.shape[0], REGISTER_ORDER.index("kvarh"), dtype=np.int64))
+            values.append(at("kvarh", p, c))
+        if frac is not None:
+            total[inside] = parts
+    return pl.DataFrame({
+        "cust": pl.Series(np.concatenate(custs), dtype=pl.Int64),
+        "register": pl.Series(REGISTER_ORDER, dtype=pl.String).gather(np.concatenate(codes)),
+        "value": pl.Series(np.concatenate(values), dtype=pl.Int64)})
+
+
 def daily_reads(utility: Utility, day: date) -> pl.DataFrame:
     """The daily frozen reads (日冻结) of the prepaid customers' meters at 00:00 Asia/Shanghai on
     ``day``: meter_id, read_at (UTC), register (total; TOU meters also peak and valley), value
