@@ -11,10 +11,11 @@ top-up (some end above, some below the warning threshold, some at or below zero)
   for the first time);
 - the second: the first day's echo — the accruals it opened move every arrears account's late
   count, so the whole tenth is rated again (a live book never has this day);
-- the third, the **steady state**: between the second and the third day a day's business
-  arrives as it does in a live book (``DAILY_PAYERS`` of the accounts in arrears pay what they
-  owe, ``DAILY_NEWLY_OVERDUE`` more accounts' bills fall due unpaid, the prepaid meters' frozen
-  read of the day), and the day works through it.
+- then three days of a live book: before each, a day's business arrives (``DAILY_PAYERS`` of
+  the accounts in arrears pay what they owe, ``DAILY_NEWLY_OVERDUE`` more accounts' bills fall
+  due unpaid, the prepaid meters' frozen read of the day) and the day works through it. The
+  last of them is the **steady state** (``steady_day_s``): by then the first day's mass (its
+  180,000 notices, which the notices' three-day window re-reads) is behind every window.
 
 Prints one JSON line.
 """
@@ -41,7 +42,7 @@ DAILY_PAYERS = 1 / 30
 #: tenth of the book falling due over the month's working days)
 DAILY_NEWLY_OVERDUE = 0.004
 #: the days timed, in order
-DAYS = ("first_day_s", "second_day_s", "steady_day_s")
+DAYS = ("first_day_s", "second_day_s", "third_day_s", "fourth_day_s", "steady_day_s")
 
 
 def run(accounts: int, backend: str, profile: str | None = None) -> dict[str, Any]:
@@ -94,8 +95,9 @@ def run(accounts: int, backend: str, profile: str | None = None) -> dict[str, An
         notifier, switch = FakeNotifier(), FakeSwitch()
         for i, label in enumerate(DAYS):
             d = day + timedelta(days=i)
-            if label == "steady_day_s":
-                out["steady_day_input"] = _days_business(db, utility, arrears, d, rng)
+            if i >= 2:  # the live days: the day's payments and newly overdue bills first
+                out[label.replace("_s", "_input")] = _days_business(db, utility, arrears, d, rng,
+                                                                    i)
             clock = FixedClock(datetime.combine(d, dtime(9), tzinfo=BUSINESS_TZ))
             prof = cProfile.Profile() if profile else None
             t0 = time.perf_counter()
@@ -122,7 +124,8 @@ def run(accounts: int, backend: str, profile: str | None = None) -> dict[str, An
     return out
 
 
-def _days_business(db: Any, utility: Any, arrears: Any, day: date, rng: Any) -> dict[str, int]:
+def _days_business(db: Any, utility: Any, arrears: Any, day: date, rng: Any,
+                   nth: int) -> dict[str, int]:
     """What reaches the book between the day before ``day`` and ``day`` in a live utility:
     payments in full from ``DAILY_PAYERS`` of the accounts in arrears (through the one posting
     core, paid the evening before), bills of ``DAILY_NEWLY_OVERDUE`` of the accounts not in
@@ -134,23 +137,25 @@ def _days_business(db: Any, utility: Any, arrears: Any, day: date, rng: Any) -> 
     from dianfei.ledger.service import balances_frame, post_frame
     from dianfei.payments.service import post_payments_frame
 
-    payers = arrears.sample(n=int(arrears.len() * DAILY_PAYERS), seed=3).sort()
+    payers = arrears.sample(n=int(arrears.len() * DAILY_PAYERS), seed=nth).sort()
     owed = balances_frame(db.engine, payers.to_list()).filter(pl.col("balance") > 0)
     paid_at = datetime.combine(day - timedelta(days=1), dtime(11), tzinfo=UTC)  # 19:00 in China
     ids = utility.customers.filter(pl.col("payment_mode") == "postpaid")["customer_id"]
     fresh = ids.filter(~ids.is_in(arrears.implode()))
     n = min(int(utility.customers.height * DAILY_NEWLY_OVERDUE), fresh.len())
-    newly = fresh.gather((np.arange(n) * (fresh.len() / max(n, 1))).astype(np.int64))
+    # other accounts each day (an offset per day along the spread)
+    newly = fresh.gather(((np.arange(n) * (fresh.len() / max(n, 1))).astype(np.int64) + nth)
+                         % max(fresh.len(), 1))
     bills = pl.DataFrame({"account_id": newly, "customer_id": newly, "kind": "bill",
                           "amount": rng.integers(2_000, 80_000, size=newly.len()),
                           "posted_at": datetime(2026, 2, 1), "business_date": date(2026, 2, 1),
                           "due_on": day - timedelta(days=1)}).with_columns(
-        pl.format("{}-202601-1", "account_id").alias("reference"))
+        pl.format("{}-202601-{}", "account_id", pl.lit(nth)).alias("reference"))
     with db.engine.begin() as conn:
         post_payments_frame(conn, owed.select(
             pl.lit("wechatpay").alias("channel"), "account_id", pl.col("balance").alias("amount"),
             pl.lit(paid_at).cast(pl.Datetime("us", "UTC")).alias("paid_at"),
-            pl.format("PAY-{}", "account_id").alias("transaction_id")),
+            pl.format("PAY-{}-{}", "account_id", pl.lit(nth)).alias("transaction_id")),
             clock=FixedClock(paid_at), source="bench")
         post_frame(conn, bills)
     return {"payments": owed.height, "newly_overdue": newly.len()}
