@@ -7,7 +7,9 @@ in a minute instead of a whole default demo.
 county). The directory is copied (the original is not touched) and the demo goes on from the day
 after its last collections day, as ``dianfei demo`` would: the next month's reads and bill run
 first when that day is the next issue day, then each day's prepaid reads, collections, the
-collectors' field work and the payments. The payments still ahead come from the synthetic
+collectors' field work and the payments; the day after the issue day the closure review (销户 of
+the accounts off supply for six months, ``--no-closures`` skips it: a demo built before it
+existed closes them all at once on that day, its part ``closure_review``). The payments still ahead come from the synthetic
 customers' behaviour for the last two billed periods; what the demo kept only in memory (plan
 instalments agreed, reconnection payments of customers cut off before the copy) is not replayed,
 so the days are like the demo's, not identical to them. It stops before the issue day after that.
@@ -48,23 +50,23 @@ def _timed(counter: dict[str, float], label: str, fn: Callable[..., Any]) -> Cal
     return run
 
 
-def replay(source: Path, days: int) -> dict[str, Any]:
+def replay(source: Path, days: int, *, closures: bool = True) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="dianfei-replay-"))
     data = work / "var"
     shutil.copytree(source, data)
     os.environ["DIANFEI_DATA_DIR"] = str(data)
     os.environ["DIANFEI_DATABASE_URL"] = f"sqlite:///{data / 'dianfei.db'}"
     try:
-        return _replay(data, days)
+        return _replay(data, days, closures)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _replay(data: Path, days: int) -> dict[str, Any]:
+def _replay(data: Path, days: int, closures: bool) -> dict[str, Any]:
     import polars as pl
     from sqlalchemy import func, select, text
 
-    from dianfei import demo, fieldwork_demo, sim
+    from dianfei import closure_demo, demo, fieldwork_demo, sim
     from dianfei.billing.service import run_bill_run
     from dianfei.core.clock import BUSINESS_TZ, FixedClock, Period, start_of_day
     from dianfei.db.checkpoint import checkpointer_for
@@ -89,6 +91,7 @@ def _replay(data: Path, days: int) -> dict[str, Any]:
     # the demo's parts of a day, timed where the demo looks them up (at call time)
     demo._prepaid_day = _timed(parts, "prepaid_reads", demo._prepaid_day)
     fieldwork_demo.fieldwork_day = _timed(parts, "collectors", fieldwork_demo.fieldwork_day)
+    closure_demo.monthly_review = _timed(parts, "closure_review", closure_demo.monthly_review)
     payments.post_payments_frame = _timed(parts, "payments_posted", payments.post_payments_frame)
     with checkpointer_for(db.engine) or nullcontext():
         issue = period.next().end_date + demo.ISSUE_DELAY
@@ -109,7 +112,7 @@ def _replay(data: Path, days: int) -> dict[str, Any]:
         stop = min(first + timedelta(days=days), period.next().end_date + demo.ISSUE_DELAY)
         pending = [p.filter(pl.col("paid_on") >= first) for p in pending]
         t = time.perf_counter()
-        demo._run_days(db, pending, first, stop, utility=utility)
+        demo._run_days(db, pending, first, stop, utility=utility, closures=closures)
         wall = time.perf_counter() - t
     steps: dict[str, float] = defaultdict(float)
     with db.engine.connect() as conn:
@@ -120,6 +123,7 @@ def _replay(data: Path, days: int) -> dict[str, Any]:
     db.engine.dispose()
     return {"machine": describe(), "from": str(first), "until": str(stop - timedelta(days=1)),
             "days": (stop - first).days, "seconds": round(wall, 2),
+            "closures": closures,
             "run_day_steps": _largest_first(steps), "demo_parts": _largest_first(parts)}
 
 
@@ -132,11 +136,14 @@ def main() -> None:
     ap.add_argument("--from", dest="source", type=Path, required=True,
                     help="a demo's data directory (its var/)")
     ap.add_argument("--days", type=int, default=10)
+    ap.add_argument("--no-closures", action="store_true",
+                    help="skip the monthly closure review (the day after the issue day): "
+                         "the demo before accounts off supply for six months were closed")
     args = ap.parse_args()
     if not (args.source / "demo.json").is_file() or not (args.source / "dianfei.db").is_file():
         raise SystemExit(f"{args.source}: not the data directory of a demo on the embedded "
                          "database (no demo.json and dianfei.db)")
-    print(json.dumps(replay(args.source, args.days)))
+    print(json.dumps(replay(args.source, args.days, closures=not args.no_closures)))
 
 
 if __name__ == "__main__":

@@ -31,6 +31,9 @@ SIM_CHANNELS = {"counter": "counter", "bank_withholding": "bank", "alipay": "ali
                 "wechatpay": "wechatpay", "online_banking": "online", "post_office": "post"}
 #: days after the end of a period when the bill run issues its bills
 ISSUE_DELAY = timedelta(days=2)
+#: the day of the month of the closure review (销户): the day after the issue day, when the
+#: month before is billed (its bill is settled with the rest)
+REVIEW_DAY = 2 + ISSUE_DELAY.days
 
 
 def _marker(db: Database) -> dict[str, Any] | None:
@@ -211,17 +214,21 @@ class DemoSwitch:
 
 def _run_days(db: Database, pending: list[pl.DataFrame], first: date, stop: date, *,
               collections: bool = True, utility: Any = None,
-              on_day: Callable[[date], object] | None = None) -> list[pl.DataFrame]:
+              on_day: Callable[[date], object] | None = None,
+              closures: bool = True) -> list[pl.DataFrame]:
     """Each day from ``first`` until ``stop``: a day of collections at 09:00 (late fees, dunning,
     notices, stops, reconnections), then the day's payments; returns the payments still ahead.
-    ``on_day`` hears which day is running (the progress line shows it)."""
+    The day after each issue day, before collections, the branch closes the accounts off supply
+    for six months (``closures``, :mod:`dianfei.closure_demo`). ``on_day`` hears which day is
+    running (the progress line shows it)."""
     from dianfei.notify.channels import Senders
 
     spool = db.settings.data_dir / "spool"
     spools = [SpoolSender(c, spool) for c in ("sms", "email", "wechat", "letter")]
     try:
         return _each_day(db, pending, first, stop, Senders(**{s.channel: s for s in spools}),
-                         collections=collections, utility=utility, on_day=on_day)
+                         collections=collections, utility=utility, on_day=on_day,
+                         closures=closures)
     finally:
         for s in spools:
             s.close()
@@ -229,10 +236,11 @@ def _run_days(db: Database, pending: list[pl.DataFrame], first: date, stop: date
 
 def _each_day(db: Database, pending: list[pl.DataFrame], first: date, stop: date, senders: Any,
               *, collections: bool, utility: Any,
-              on_day: Callable[[date], object] | None) -> list[pl.DataFrame]:
+              on_day: Callable[[date], object] | None, closures: bool) -> list[pl.DataFrame]:
     """The days of :func:`_run_days`, with the month's notice channels."""
     import polars as pl
 
+    from dianfei.closure_demo import monthly_review
     from dianfei.collections.service import pending_late_fees, run_day
     from dianfei.fieldwork_demo import fieldwork_day
     from dianfei.payments.service import open_items, post_payments_frame
@@ -246,6 +254,11 @@ def _each_day(db: Database, pending: list[pl.DataFrame], first: date, stop: date
         if utility is not None:  # smart prepayment: daily reads first, top-ups with the payments
             topups = _prepaid_day(db, utility, day)
             queue = topups if queue is None else pl.concat([queue, topups])
+        if collections and closures and day.day == REVIEW_DAY:
+            # the households of accounts closed have gone: nothing more comes from them
+            gone = monthly_review(db, day).closed
+            if gone and queue is not None:
+                queue = queue.filter(~pl.col("account_id").is_in(gone))
         if collections:
             run_day(db, day, clock=FixedClock(datetime.combine(day, time(9), tzinfo=BUSINESS_TZ)),
                     switch=switch, senders=senders)
@@ -360,8 +373,14 @@ def _prepaid_day(db: Database, utility: Any, day: date) -> pl.DataFrame:
                 pl.lit(morning).alias("paid_at")), clock=FixedClock(morning), source="demo")
     # the last bill's reads closed on the 1st of the month before the last issue day
     billed = this.prev() if day >= this.prev().end_date + ISSUE_DELAY else this.prev().prev()
+    from dianfei.customers.service import closed_accounts
+
+    with db.engine.connect() as conn:
+        gone = closed_accounts(conn)
     balances = _balances(db, sim.prepay_profile(utility)["customer_id"].to_list())
     topups = sim.prepaid_topups(utility, day, balances, billed.end_date)
+    if gone:  # a household whose account was closed (six months off supply) tops up no more
+        topups = topups.filter(~pl.col("customer_id").is_in(list(gone)))
     return topups.select(
         pl.lit(day).alias("paid_on"),
         pl.col("channel").replace_strict(SIM_CHANNELS, return_dtype=pl.String),
@@ -405,6 +424,11 @@ def _summary(db: Database, first: Period, last: Period) -> dict[str, Any]:
 
     with db.engine.connect() as conn:
         customers = conn.execute(text("SELECT count(*) FROM customers")).scalar_one()
+        closed = conn.execute(text(
+            "SELECT count(*) FROM accounts WHERE closed_on IS NOT NULL")).scalar_one()
+        written_off = conn.execute(text(
+            "SELECT coalesce(-sum(amount), 0) FROM ledger_entries WHERE kind = 'write_off'")
+        ).scalar_one()
         rows = conn.execute(text(
             "SELECT c.customer_class, count(*), coalesce(sum(b.kwh), 0), "
             "coalesce(sum(b.amount), 0) FROM bills b JOIN customers c "
@@ -423,6 +447,8 @@ def _summary(db: Database, first: Period, last: Period) -> dict[str, Any]:
         "by_class": by_class,
         "kpis": _last_period_kpis(db, last) if rows else None,
         "fieldwork": fieldwork_summary(db),
+        # accounts closed after six months off supply, and the arrears written off with them
+        "closures": {"accounts_closed": int(closed), "written_off": fmt_yuan(int(written_off))},
     }
 
 
@@ -456,6 +482,12 @@ def summary_table(summary: dict[str, Any]) -> None:
         console.print("collectors' field work (催费外勤): " + ", ".join(
             f"{k.replace('_', ' ')} {v}" for k, v in work.items() if v)
             + " — `dianfei worklist --date D`, `dianfei visit list`, `dianfei ticket list`")
+    closures = summary.get("closures") or {}
+    if closures.get("accounts_closed"):
+        console.print(f"accounts closed after six months off supply (销户): "
+                      f"{closures['accounts_closed']}, arrears written off "
+                      f"{closures['written_off']} yuan — `dianfei approvals list --kind "
+                      "account_closure`, `dianfei account closures`")
     if summary.get("kpis"):
         from dianfei.reporting.report import kpi_table
 

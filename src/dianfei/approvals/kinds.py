@@ -56,7 +56,8 @@ class Kind:
     name: str
     label: str
     expiry_days: int
-    check: Callable[[Session, Mapping[str, Any]], Checked]
+    #: (session, payload, clock): the clock is the request's (a rule about dates reads it)
+    check: Callable[[Session, Mapping[str, Any], Clock], Checked]
     execute: Callable[[Execution], dict[str, Any]]
     after_commit: Callable[[Database, Clock, Mapping[str, Any]], dict[str, Any]] | None = None
     #: whether a person may ask for it (suspensions are raised by the dunning ladder's rules)
@@ -81,7 +82,7 @@ def _only(payload: Mapping[str, Any], allowed: set[str], kind: str) -> None:
 
 # -- late-fee waiver (违约金减免) ------------------------------------------------------------------
 
-def _check_waiver(session: Session, payload: Mapping[str, Any]) -> Checked:
+def _check_waiver(session: Session, payload: Mapping[str, Any], _clock: Clock) -> Checked:
     from dianfei.collections.service import late_fees_of_bill
 
     _only(payload, {"bill_id"}, "waiver")
@@ -103,7 +104,7 @@ def _waive(ex: Execution) -> dict[str, Any]:
 
 # -- write-off (核销) ------------------------------------------------------------------------------
 
-def _check_write_off(session: Session, payload: Mapping[str, Any]) -> Checked:
+def _check_write_off(session: Session, payload: Mapping[str, Any], _clock: Clock) -> Checked:
     from dianfei.ledger.service import open_amount
 
     _only(payload, {"reference"}, "write-off")
@@ -125,9 +126,33 @@ def _write_off(ex: Execution) -> dict[str, Any]:
             "account_id": entry.account_id, "amount": fmt_yuan(-int(entry.amount))}
 
 
+# -- account closure (销户: supply off six months, arrears written off) ----------------------------
+
+def _check_account_closure(session: Session, payload: Mapping[str, Any], clock: Clock) -> Checked:
+    from dianfei.collections.service import closure_check
+    from dianfei.core.clock import business_date
+
+    _only(payload, {"account_id"}, "account closure")
+    account_id = _text(payload, "account_id", 32)
+    session.flush()
+    facts = closure_check(session.connection(), account_id, business_date(clock.now()))
+    return Checked(account_id, int(facts["owed"]), {"account_id": account_id})
+
+
+def _close_account(ex: Execution) -> dict[str, Any]:
+    from dianfei.collections.service import close_account
+
+    done = close_account(ex.session, str(ex.payload["account_id"]), clock=ex.clock,
+                         reason=f"approval {ex.request_id}: {ex.reason}", requested_by=ex.maker,
+                         approved_by=ex.checker)
+    return {"account_id": done["account_id"], "closed_on": done["closed_on"].isoformat(),
+            "written_off": fmt_yuan(done["written_off"]), "items": done["items"],
+            "customer_closed": done["customer_closed"], "case_id": done["case_id"]}
+
+
 # -- bill correction (账单更正: cancel, optionally rebill) -----------------------------------------
 
-def _check_bill_correction(session: Session, payload: Mapping[str, Any]) -> Checked:
+def _check_bill_correction(session: Session, payload: Mapping[str, Any], _clock: Clock) -> Checked:
     from dianfei.billing.service import bills_by_id
 
     _only(payload, {"bill_id", "rebill"}, "bill correction")
@@ -162,7 +187,7 @@ def _rebill(db: Database, clock: Clock, payload: Mapping[str, Any]) -> dict[str,
 
 # -- suspension order (停电审批) -------------------------------------------------------------------
 
-def _check_suspension(session: Session, payload: Mapping[str, Any]) -> Checked:
+def _check_suspension(session: Session, payload: Mapping[str, Any], _clock: Clock) -> Checked:
     from dianfei.collections.service import stop_cases_awaiting_approval
 
     _only(payload, {"case_id"}, "suspension")
@@ -190,7 +215,7 @@ def _approve_stop(ex: Execution) -> dict[str, Any]:
 _TOML_LIMIT = 200_000
 
 
-def _check_tariff_change(session: Session, payload: Mapping[str, Any]) -> Checked:
+def _check_tariff_change(session: Session, payload: Mapping[str, Any], _clock: Clock) -> Checked:
     from dianfei.tariffs.service import check_tariff_text
 
     _only(payload, {"tariff_id", "toml"}, "tariff change")
@@ -227,6 +252,7 @@ _BEHAVIOUR: Mapping[str, tuple[Any, ...]] = {
     "bill_correction": (_check_bill_correction, _cancel_bill, _rebill, True),
     "suspension": (_check_suspension, _approve_stop, None, False),
     "tariff_change": (_check_tariff_change, _install_tariff, None, True),
+    "account_closure": (_check_account_closure, _close_account, None, True),
 }
 
 

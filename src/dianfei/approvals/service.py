@@ -110,7 +110,7 @@ def request(session: Session, *, kind_name: str, payload: dict[str, Any], reason
 def _store(session: Session, kind_name: str, payload: dict[str, Any], reason: str, maker: str,
            clock: Clock) -> ApprovalRequest:
     k = kind(kind_name)
-    checked = k.check(session, payload)
+    checked = k.check(session, payload, clock)
     now = clock.now()
     key = f"{kind_name}:{checked.subject}"
     req = ApprovalRequest(kind=kind_name, subject=checked.subject,

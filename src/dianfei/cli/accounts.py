@@ -10,7 +10,8 @@ import typer
 from dianfei.cli.common import handle_errors, print_json
 from dianfei.cli.context import clock_from_env, database
 
-account_app = typer.Typer(help="Accounts: balance, open items, credit, plan, supply state.",
+account_app = typer.Typer(help="Accounts: balance, open items, credit, plan, supply state; "
+                          "closures due.",
                           no_args_is_help=True)
 
 
@@ -52,6 +53,37 @@ def account_show(
     if view["segment"]:
         seg = view["segment"]
         typer.echo(f"  segment: {seg['label']}  ({seg['rule']})")
+
+
+@account_app.command("closures")
+@handle_errors
+def account_closures(
+    as_of: Annotated[str | None, typer.Option("--as-of", help="business date (default today)")]
+    = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The accounts due for closure (销户): supply off for six months or more and still off,
+    longest first, with what a closure would write off. A clerk asks for each with
+    `dianfei approvals request account_closure --payload '{"account_id": …}'`; a supervisor
+    decides."""
+    from dianfei.collections.service import CLOSE_AFTER_MONTHS, closure_candidates
+    from dianfei.core.clock import BUSINESS_TZ, business_date
+    from dianfei.core.money import fmt_yuan
+
+    day = date.fromisoformat(as_of) if as_of else business_date(clock_from_env().now())
+    found = closure_candidates(database().engine, day)
+    rows = [{"account_id": r["account_id"], "customer_id": r["customer_id"],
+             "reason": r["reason"],
+             "off_since": r["off_at"].astimezone(BUSINESS_TZ).date().isoformat(),
+             "owed": fmt_yuan(int(r["owed"]))} for r in found.iter_rows(named=True)]
+    if json_out:
+        print_json({"as_of": day.isoformat(), "months": CLOSE_AFTER_MONTHS, "accounts": rows})
+        return
+    typer.echo(f"{len(rows)} account(s) off supply for {CLOSE_AFTER_MONTHS} months or more "
+               f"as of {day}")
+    for r in rows:
+        typer.echo(f"  {r['account_id']:<14} off since {r['off_since']} ({r['reason']})  "
+                   f"owes {r['owed']:>12}")
 
 
 def register(app: typer.Typer) -> None:

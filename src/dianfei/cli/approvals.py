@@ -79,7 +79,7 @@ def ask(kind: str, payload: dict[str, Any], reason: str, maker: str | None,
 @handle_errors
 def approvals_list(
     kind: Annotated[str | None, typer.Option(help="waiver, write_off, bill_correction, "
-                                                  "suspension, tariff_change")] = None,
+                                                  "suspension, tariff_change, account_closure")] = None,
     state: Annotated[str | None, typer.Option(
         help="pending, executed, rejected, expired, withdrawn")] = None,
     limit: Annotated[int, typer.Option(help="at most this many (1–500)")] = 50,
@@ -130,7 +130,9 @@ def approvals_request(
     """Ask for a change a second person decides; prints the request's number.
 
     Payloads: waiver {"bill_id"}; write_off {"reference"} (a bill id or a late fee's LF:…);
-    bill_correction {"bill_id", "rebill": true|false}; tariff_change --file TARIFF.toml."""
+    bill_correction {"bill_id", "rebill": true|false}; tariff_change --file TARIFF.toml;
+    account_closure {"account_id"} (supply off six months: `dianfei account closures` lists
+    them)."""
     if file is not None:
         if kind != "tariff_change" or payload is not None:
             raise ValidationError("--file is for a tariff_change, instead of --payload")

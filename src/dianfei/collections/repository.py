@@ -456,3 +456,38 @@ def visits_since(engine: Engine, since: date) -> pl.DataFrame:
         engine, "SELECT account_id, COUNT(*) AS visits FROM collection_tasks "
         "WHERE kind = 'collector_visit' AND created_at >= :since GROUP BY account_id",
         {"since": start_of_day(since)}, schema={"account_id": pl.String, "visits": pl.Int64})
+
+
+# -- account closure (销户, collections.closure) ----------------------------------------------------
+
+def pending_fees_of(conn: Connection, account_id: str) -> list[tuple[str, str, int]]:
+    """(bill_id, customer_id, fen accrued but not posted yet) of the account's open accruals."""
+    return [(str(r[0]), str(r[1]), int(r[2])) for r in conn.execute(text(
+        "SELECT bill_id, customer_id, accrued - posted FROM late_fee_accruals "
+        "WHERE account_id = :a AND closed_on IS NULL AND NOT waived AND accrued > posted "
+        "ORDER BY bill_id"), {"a": account_id})]
+
+
+def close_accruals_of(conn: Connection, account_id: str, day: date) -> int:
+    """Finish the account's open accruals on ``day`` with what they accrued posted (the caller
+    posted it); a waived one keeps what it had posted. Returns the rows closed."""
+    result = conn.execute(text(
+        "UPDATE late_fee_accruals SET closed_on = :d, "
+        "posted = CASE WHEN waived THEN posted ELSE accrued END "
+        "WHERE account_id = :a AND closed_on IS NULL"),
+        bind_params(conn, {"a": account_id, "d": day}))
+    return int(result.rowcount or 0)
+
+
+def cancel_open_tasks_of(conn: Connection, account_id: str) -> int:
+    """Cancel the account's open worklist tasks (every kind). Returns how many."""
+    result = conn.execute(text(
+        "UPDATE collection_tasks SET status = 'cancelled' WHERE account_id = :a "
+        "AND status = 'open'"), {"a": account_id})
+    return int(result.rowcount or 0)
+
+
+def forget_account_state(conn: Connection, account_id: str) -> None:
+    """Drop the account's place on the dunning ladder and its smart-prepayment state."""
+    for table in ("dunning_state", "prepay_state"):
+        conn.execute(text(f"DELETE FROM {table} WHERE account_id = :a"), {"a": account_id})

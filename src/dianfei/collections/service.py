@@ -37,6 +37,12 @@ from sqlalchemy import select, update
 from dianfei.collections import repository
 from dianfei.collections.account import owed
 
+# account closure (销户) after six months without supply: the approvals kind, the CLI list
+from dianfei.collections.closure import CLOSE_AFTER_MONTHS as CLOSE_AFTER_MONTHS
+from dianfei.collections.closure import close_account as close_account
+from dianfei.collections.closure import closure_candidates as closure_candidates
+from dianfei.collections.closure import closure_check as closure_check
+
 # the run's context, report and event helpers (collections.context), public here too
 from dianfei.collections.context import PAY_CHANNELS as PAY_CHANNELS
 from dianfei.collections.context import Context as Context
@@ -397,13 +403,19 @@ def _late_fees(ctx: Context, conn: Any, items: pl.DataFrame) -> None:
 
 
 def _post_fees(ctx: Context, conn: Any, fees: pl.DataFrame) -> None:
-    """Post accrued late fees to the ledger (one entry per bill, reference ``LF:{bill}:{day}``);
+    post_late_fees(conn, fees, day=ctx.day, now=ctx.now)
+    ctx.report.late_fees += fees.height
+    ctx.report.late_fee_amount += int(fees["delta"].sum())
+
+
+def post_late_fees(conn: Any, fees: pl.DataFrame, *, day: date, now: datetime) -> None:
+    """Post accrued late fees (bill_id, account_id, customer_id, delta fen) to the ledger, one
+    entry per bill, reference ``LF:{bill}:{day}``, with their ``late_fee_accrued`` events;
     credit the account holds clears them in the same posting."""
     import polars as pl
 
     from dianfei.ledger.service import post_frame
 
-    day, now = ctx.day, ctx.now
     naive_now = now.astimezone(UTC).replace(tzinfo=None)
     post_frame(conn, fees.select(
         "account_id", "customer_id", pl.lit("late_fee").alias("kind"),
@@ -419,8 +431,6 @@ def _post_fees(ctx: Context, conn: Any, fees: pl.DataFrame) -> None:
         pl.lit(None, pl.String).alias("level"), pl.lit(None, pl.String).alias("notice"),
         pl.lit(None, pl.String).alias("channel"), "bill_id",
         pl.lit(None, pl.String).alias("detail")).cast(event_schema()))
-    ctx.report.late_fees += fees.height
-    ctx.report.late_fee_amount += int(fees["delta"].sum())
 
 
 # -- 4. snapshot, risk, ladder -----------------------------------------------------------------
@@ -647,9 +657,10 @@ def events_json(db: Database, account_id: str | None = None) -> list[dict[str, A
         if t == "payment_received":
             e["amount"] = fmt_yuan(r["amount"])
             e["balance_after"] = fmt_yuan(r["balance_after"])
-        elif t in ("late_fee_accrued", "waiver", "plan_agreed", "plan_broken", "plan_completed",
+        elif (t in ("late_fee_accrued", "waiver", "plan_agreed", "plan_broken", "plan_completed",
                    "plan_proposed", "plan_approved", "instalment_missed",
-                   "promise_made", "promise_kept", "promise_broken") and r["amount"] is not None:
+                   "promise_made", "promise_kept", "promise_broken", "account_closed")
+                and r["amount"] is not None):
             e["amount"] = fmt_yuan(r["amount"])
         if r["level"] is not None:
             e["level"] = r["level"]

@@ -277,6 +277,21 @@ def open_cases(session: Session, rows: pl.DataFrame, *, mode: str,
     return rows
 
 
+def close_for_account_closure(session: Session, account_id: str) -> int | None:
+    """Close the account's live case, if any, because the account is being closed (销户,
+    :mod:`dianfei.collections.closure`): ``closed_reason`` ``account_closed``, its pending meter
+    commands and open tasks cancelled. The supply stays off (no reconnection): the account's
+    interruption stays open. Returns the case closed, or None."""
+    case = session.scalars(select(StopCase).where(StopCase.account_id == account_id)
+                           .where(StopCase.status.in_(LIVE))).first()
+    if case is None:
+        return None
+    case.status, case.closed_reason = "closed", "account_closed"
+    session.flush()
+    _cancel_pending(session, [case.case_id])
+    return case.case_id
+
+
 def order_stop(ctx: Context, session: Session, case: StopCase, *, execute_after: datetime,
                events: CaseEvents | None = None) -> None:
     """Raise the order (``suspension_ordered``): it executes no earlier than ``execute_after``."""

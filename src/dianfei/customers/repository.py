@@ -294,3 +294,41 @@ def supply_interruptions(engine: Engine | Connection, since: Any | None) -> pl.D
         schema={"key": pl.String, "account_id": pl.String, "reason": pl.String}
     # typed even when every span is open (an all-null column would come back untyped)
     ).with_columns(pl.col("off_at", "on_at").cast(pl.Datetime("us", "UTC")))
+
+
+def account_state(conn: Connection, account_id: str) -> Any:
+    """(account_id, customer_id, closed_on, payment_mode) of one account, or None."""
+    return conn.execute(text(
+        "SELECT a.account_id, a.customer_id, a.closed_on, c.payment_mode FROM accounts a "
+        "JOIN customers c ON c.customer_id = a.customer_id WHERE a.account_id = :a"),
+        {"a": account_id}).first()
+
+
+def close_account(conn: Connection, account_id: str, on: date) -> bool:
+    """Close the open account (``closed_on``); its customer too when no other account of theirs
+    is open. Returns whether the customer was closed."""
+    from dianfei.db.frames import bind_params
+
+    row = conn.execute(text("SELECT customer_id FROM accounts WHERE account_id = :a "
+                            "AND closed_on IS NULL"), {"a": account_id}).first()
+    if row is None:
+        return False
+    params = bind_params(conn, {"a": account_id, "d": on, "c": row[0]})
+    conn.execute(text("UPDATE accounts SET closed_on = :d WHERE account_id = :a"), params)
+    others = conn.execute(text("SELECT count(*) FROM accounts WHERE customer_id = :c "
+                               "AND closed_on IS NULL"), params).scalar_one()
+    if others:
+        return False
+    conn.execute(text("UPDATE customers SET closed_on = :d WHERE customer_id = :c "
+                      "AND closed_on IS NULL"), params)
+    return True
+
+
+def off_since(conn: Connection, account_id: str) -> Any:
+    """The start (UTC, aware) of the account's open interruption, or None."""
+    import polars as pl
+
+    frame = read_frame(conn, "SELECT off_at FROM supply_interruptions WHERE account_id = :a "
+                       "AND on_at IS NULL", {"a": account_id}, instants=("off_at",),
+                       schema={"off_at": pl.Datetime("us", "UTC")})
+    return None if frame.height == 0 else frame["off_at"].min()

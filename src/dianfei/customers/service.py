@@ -10,7 +10,7 @@ from sqlalchemy import Connection, Engine, func, select
 
 from dianfei.audit import service as audit
 from dianfei.core.crypto import PiiCipher
-from dianfei.core.errors import NotFoundError, ValidationError
+from dianfei.core.errors import ConflictError, NotFoundError, ValidationError
 
 # public: the classes and payment modes (importers validate against them), and the account row
 # for callers that lock it together with their own row in one statement (payments: an order
@@ -551,6 +551,50 @@ def supply_restored(conn: Connection, key: str, at: Any) -> None:
 
     if repository.supply_on(conn, key, at) == 0:
         raise NotFoundError(f"no open supply interruption {key!r} to close")
+
+
+def account_state(conn: Connection, account_id: str) -> dict[str, Any] | None:
+    """account_id, customer_id, closed_on (None while open), payment_mode of one account; None
+    when there is no such account."""
+    from dianfei.customers import repository
+
+    row = repository.account_state(conn, account_id)
+    if row is None:
+        return None
+    closed = row[2]
+    if isinstance(closed, str):
+        closed = date.fromisoformat(closed[:10])
+    return {"account_id": str(row[0]), "customer_id": str(row[1]), "closed_on": closed,
+            "payment_mode": str(row[3])}
+
+
+def closed_accounts(conn: Connection) -> set[str]:
+    """The accounts closed (销户), whenever."""
+    from sqlalchemy import text
+
+    return {str(r[0]) for r in conn.execute(text(
+        "SELECT account_id FROM accounts WHERE closed_on IS NOT NULL"))}
+
+
+def close_account(conn: Connection, account_id: str, on: Any) -> bool:
+    """Close the account on ``on`` (销户: no more bills, reads or collections from the next
+    day), in the caller's transaction; the customer too when it was their last open account.
+    Returns whether the customer was closed. An account closed already is refused."""
+    from dianfei.customers import repository
+
+    state = account_state(conn, account_id)
+    if state is None:
+        raise NotFoundError(f"account {account_id} does not exist")
+    if state["closed_on"] is not None:
+        raise ConflictError(f"account {account_id} is closed already (since {state['closed_on']})")
+    return repository.close_account(conn, account_id, on)
+
+
+def off_since(conn: Connection, account_id: str) -> Any:
+    """When the account's supply went off (UTC instant), if it is off now; else None."""
+    from dianfei.customers import repository
+
+    return repository.off_since(conn, account_id)
 
 
 def supply_interruptions(engine: Engine | Connection, *,

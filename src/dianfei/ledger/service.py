@@ -151,6 +151,26 @@ def write_off(session: Session, *, clock: Clock, reference: str, reason: str,
                                                      LedgerEntry.reference == reference)).one()
 
 
+def write_off_account(conn: Connection, *, now: datetime, account_id: str, customer_id: str,
+                      reason: str) -> list[tuple[str, int]]:
+    """Write off (核销) everything the account still owes — each open bill and late fee, as
+    :func:`write_off` would one by one — in one posting in the caller's transaction (an account
+    closed with its arrears as bad debt). Returns (reference, fen) written off, oldest due
+    first; empty when nothing is open. Credit is not touched: the caller refunds it first."""
+    if not reason.strip():
+        raise ValidationError("a write-off needs a reason")
+    book = items.book(conn, [account_id], order=None, now=now, lock=True)
+    debits = sorted((i for i in book.items(account_id) if i.item_kind != "credit"
+                     and i.open_amount > 0),
+                    key=lambda i: (i.due_on or date.max, i.reference))
+    done = [(i.reference, book.write_off(reference=i.reference, account_id=account_id,
+                                         customer_id=customer_id, reason=reason))
+            for i in debits]
+    if done:
+        items.write(conn, book.posting, now=now)
+    return done
+
+
 def post_frame(conn: Connection, entries: pl.DataFrame, *, order: str | None = None,
                action: str = "ledger.debits", subject: str = "") -> int:
     """Bulk-post debits (bill run, late fees). Columns: account_id, customer_id, kind (bill or

@@ -88,7 +88,8 @@ ROLE_PERMISSIONS = {role: perms | _PLAN_GRANTS.get(role, frozenset())
 
 #: maker-checker (四眼原则, docs/approvals.md): who may ask for each kind of change and who may
 #: decide it. The checker is never the maker (the approvals service refuses that as well).
-APPROVAL_KINDS = ("waiver", "write_off", "bill_correction", "suspension", "tariff_change")
+APPROVAL_KINDS = ("waiver", "write_off", "bill_correction", "suspension", "tariff_change",
+                  "account_closure")
 PERMISSIONS = {
     **PERMISSIONS,
     "approvals:read": "approval requests and their decisions",
@@ -103,7 +104,8 @@ _APPROVAL_GRANTS: Mapping[str, frozenset[str]] = {
     "cashier": frozenset({"approvals:read", "approvals:request:waiver"}),
     "billing_clerk": frozenset({"approvals:read", "approvals:request:waiver",
                                 "approvals:request:write_off", "approvals:request:bill_correction",
-                                "approvals:request:tariff_change"}),
+                                "approvals:request:tariff_change",
+                                "approvals:request:account_closure"}),
     "supervisor": frozenset(p for p in PERMISSIONS if p.startswith("approvals:")),
     "auditor": frozenset({"approvals:read"}),
 }

@@ -30,7 +30,7 @@ from dianfei.web.i18n import translator
 from dianfei.web.tables import Column, Page, listing
 
 _DECIDE = tuple(f"approvals:decide:{k}" for k in APPROVAL_KINDS)
-_ASKABLE = ("waiver", "write_off", "bill_correction")
+_ASKABLE = ("waiver", "write_off", "bill_correction", "account_closure")
 _STATES = ("pending", "executed", "rejected", "expired", "withdrawn")
 
 i18n.add({
@@ -53,8 +53,9 @@ i18n.add({
     "appr.reject": {"zh-CN": "驳回", "en": "Refuse"},
     "appr.four_eyes": {"zh-CN": "四眼原则：申请人不能审批自己的申请。",
                        "en": "Four eyes: nobody decides their own request."},
-    "appr.reference": {"zh-CN": "账单号（核销违约金时填违约金凭证 LF:…）",
-                       "en": "Bill id (for a late fee's write-off its reference LF:…)"},
+    "appr.reference": {"zh-CN": "账单号（核销违约金时填违约金凭证 LF:…；销户填户号）",
+                       "en": "Bill id (a late fee's write-off: its reference LF:…; an account "
+                             "closure: the account id)"},
     "appr.rebill": {"zh-CN": "作废后按现有抄表重新出账", "en": "Bill again from the current reads"},
     "appr.submit": {"zh-CN": "提交申请", "en": "Submit"},
     "appr.all": {"zh-CN": "全部", "en": "All"},
@@ -68,6 +69,7 @@ i18n.add({
     "appr.kind.bill_correction": {"zh-CN": "账单更正", "en": "Bill correction"},
     "appr.kind.suspension": {"zh-CN": "停电", "en": "Suspension"},
     "appr.kind.tariff_change": {"zh-CN": "电价调整", "en": "Tariff change"},
+    "appr.kind.account_closure": {"zh-CN": "销户", "en": "Account closure"},
     "appr.state.pending": {"zh-CN": "待审批", "en": "Pending"},
     "appr.state.executed": {"zh-CN": "已执行", "en": "Carried out"},
     "appr.state.rejected": {"zh-CN": "已驳回", "en": "Refused"},
@@ -151,12 +153,14 @@ def register(app: FastAPI, db: Database, clock: Clock) -> None:
         if kind not in kinds:
             error = f"kind: one of {', '.join(kinds) or '(none for your role)'}"
         elif not reference:
-            error = "reference: the bill id (or the late fee's LF:… reference) is needed"
+            error = ("reference: the bill id (or the late fee's LF:… reference; for an account "
+                     "closure the account id) is needed")
         elif not reason:
             error = "reason: say why (it is recorded with the request)"
         if error is None:
             payload: dict[str, Any] = ({"reference": reference} if kind == "write_off"
-                                       else {"bill_id": reference})
+                                       else {"account_id": reference}
+                                       if kind == "account_closure" else {"bill_id": reference})
             if kind == "bill_correction":
                 payload["rebill"] = form.get("rebill") == "on"
 

@@ -64,7 +64,14 @@ class TariffChangeIn(_Ask):
     toml: str = Field(min_length=1, max_length=200_000)
 
 
-AskIn = Annotated[WaiverIn | WriteOffIn | BillCorrectionIn | TariffChangeIn,
+class AccountClosureIn(_Ask):
+    """Close an account whose supply has been off six months, its arrears written off (销户)."""
+
+    kind: Literal["account_closure"]
+    account_id: str = Field(min_length=1, max_length=32)
+
+
+AskIn = Annotated[WaiverIn | WriteOffIn | BillCorrectionIn | TariffChangeIn | AccountClosureIn,
                   Field(discriminator="kind")]
 
 
