@@ -9,10 +9,11 @@ after its last collections day, as ``dianfei demo`` would: the next month's read
 first when that day is the next issue day, then each day's prepaid reads, collections, the
 collectors' field work and the payments; the day after the issue day the closure review (销户 of
 the accounts off supply for six months, ``--no-closures`` skips it: a demo built before it
-existed closes them all at once on that day, its part ``closure_review``). The payments still ahead come from the synthetic
-customers' behaviour for the last two billed periods; what the demo kept only in memory (plan
-instalments agreed, reconnection payments of customers cut off before the copy) is not replayed,
-so the days are like the demo's, not identical to them. It stops before the issue day after that.
+existed closes them all at once on that day, its part ``closure_review``). The payments still
+ahead come from the synthetic customers' behaviour for the last two billed periods; what the
+demo kept only in memory (plan instalments agreed, reconnection payments of customers cut off
+before the copy) is not replayed, so the days are like the demo's, not identical to them. It
+stops before the issue day after that.
 
 Prints one JSON line: the machine, the days, the wall time of the days, and per step of
 ``run_day`` (``collection_runs.report``) and per part of the demo's day (its collectors, the

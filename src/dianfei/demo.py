@@ -140,11 +140,12 @@ def _payments_for(db: Database, utility: Any, period: Period) -> pl.DataFrame:
     import polars as pl
 
     from dianfei import sim
-    from dianfei.db.frames import read_frame
+    from dianfei.billing.service import bills_between
 
-    bills = read_frame(db.engine, "SELECT bill_id, customer_id, amount, due_on FROM bills "
-                       "WHERE period = :p AND status = 'issued' AND amount > 0 ORDER BY bill_id",
-                       {"p": str(period)}, dates=("due_on",))
+    # through billing's service, in bill order (the simulated customers' draws follow it)
+    bills = (bills_between(db.engine, str(period), str(period))
+             .filter((pl.col("status") == "issued") & (pl.col("amount") > 0))
+             .select("bill_id", "customer_id", "amount", "due_on").sort("bill_id"))
     paid = sim.payment_day_offsets(utility, period, bills).filter(pl.col("paid_on").is_not_null()
                                                                 & (pl.col("paid_amount") > 0))
     return paid.select(

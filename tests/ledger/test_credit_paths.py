@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import polars as pl
+import pytest
 from sqlalchemy import text
 from tests.factories import Person, Reads, load_people, month_end
 from typer.testing import CliRunner
@@ -74,6 +75,23 @@ def test_the_bill_run_applies_credit_to_the_new_bills(db: Database) -> None:
     with db.engine.connect() as conn:
         assert ledger.balances(conn, ["C1"]) == {"C1": -1930}
     sound(db)
+
+
+def test_credit_holders_named_or_read_whole_agree(db: Database,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from dianfei.ledger import items
+
+    # C1 and C3 hold credit, C2 owes nothing
+    load_people(db, [Person("C1"), Person("C2"), Person("C3")])
+    pay(db, "C1", "T1", 10_000, date(2026, 1, 20))
+    pay(db, "C3", "T3", 500, date(2026, 1, 21))
+    with db.engine.connect() as conn:
+        named = items.credit_accounts(conn, ["C3", "C2", "C1", "C1"])
+        assert named == ["C1", "C3"]
+        assert items.credit_accounts(conn, []) == []
+        assert items.credit_accounts(conn) == ["C1", "C3"]
+        monkeypatch.setattr(items, "CREDIT_NAMED", 1)  # more than that: the whole read
+        assert items.credit_accounts(conn, ["C2", "C3"]) == ["C3"]
 
 
 def test_rebilling_a_paid_bill_moves_the_money_to_the_new_version(db: Database) -> None:

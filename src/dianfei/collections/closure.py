@@ -154,6 +154,12 @@ def close_account(session: Session, account_id: str, *, clock: Clock, reason: st
     if not reason.strip():
         raise ValidationError("closing an account needs a reason")
     session.flush()
+    # the account row first, as the payment paths take it (PostgreSQL: a payment for this
+    # account waits for the closure, or the closure for it — never each for the other)
+    from sqlalchemy import select
+
+    session.execute(select(customers.Account.account_id)
+                    .where(customers.Account.account_id == account_id).with_for_update())
     conn = session.connection()
     now = clock.now()
     day = business_date(now)

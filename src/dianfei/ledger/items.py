@@ -291,8 +291,23 @@ def net_clearings(conn: Connection, payment_id: str) -> list[NetClearing]:
     return [NetClearing(str(r[0]), r[1], r[2], int(r[3])) for r in rows]
 
 
+#: up to how many accounts :func:`credit_accounts` asks about them by name; more, it reads every
+#: credit holder and keeps theirs (a bill run's whole book)
+CREDIT_NAMED = 5_000
+
+
 def credit_accounts(conn: Connection, accounts: Sequence[str] | None = None) -> list[str]:
-    """Accounts holding credit (read through the partial index of credit items)."""
+    """Accounts holding credit (read through the partial index of credit items), of
+    ``accounts`` or all. A few accounts are looked up by name: every prepaid customer holds
+    credit, so reading all holders for one posting cost more than the posting."""
+    if accounts is not None and len(accounts) <= CREDIT_NAMED:
+        wanted = sorted(set(accounts))
+        if not wanted:
+            return []
+        member, params = any_of(conn, "account_id", "a", wanted)
+        return sorted({str(r[0]) for r in conn.execute(text(
+            f"SELECT DISTINCT account_id FROM open_items WHERE open_amount < 0 AND {member}"),
+            params)})
     rows = conn.execute(text(
         "SELECT DISTINCT account_id FROM open_items WHERE open_amount < 0")).all()
     found = {str(r[0]) for r in rows}
