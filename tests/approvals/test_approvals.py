@@ -22,8 +22,9 @@ from dianfei.approvals.service import (
     RequestExpired,
 )
 from dianfei.cli.main import app
-from dianfei.collections.service import amount_due
+from dianfei.collections.service import amount_due, pending_fee
 from dianfei.core.errors import ConflictError, NotFoundError, ValidationError
+from dianfei.core.money import fmt_yuan
 from dianfei.db.engine import Database
 from dianfei.ledger import service as ledger
 from tests.approvals.helpers import actions, add_staff, books_broken, chain_intact, clock, who
@@ -243,17 +244,24 @@ def test_an_approved_write_off_closes_the_debit(fees: Database) -> None:
         rid = service.request(s, kind_name="write_off", payload={"reference": "B-202512-1"},
                               reason="customer deceased, no estate", maker=who(db, "zhou"),
                               clock=clock(DAY)).request_id
-    assert service.show(db, rid)["amount"] == "400.00"
+    with db.engine.connect() as conn:
+        pending = pending_fee(conn, "B-202512-1")
+    assert pending > 0  # the late fee B's bill accrued since the month end goes with it
+    assert service.show(db, rid)["amount"] == fmt_yuan(40_000 + pending)
     out = service.approve(db, rid, checker=who(db, "wang"), clock=clock(DAY, 11))
     assert out["result"]["amount"] == "400.00"
+    assert out["result"]["total"] == fmt_yuan(40_000 + pending)
     with db.engine.connect() as conn:
         assert ledger.open_amount(conn, "B-202512-1") == 0
-        row = conn.execute(text("SELECT amount, reason FROM ledger_entries "
-                                "WHERE kind = 'write_off'")).one()
-    assert row[0] == -40_000 and "customer deceased" in row[1]
+        rows = conn.execute(text("SELECT reference, amount, reason FROM ledger_entries "
+                                 "WHERE kind = 'write_off' ORDER BY entry_id")).all()
+    assert [(r[0], r[1]) for r in rows] == [
+        ("B-202512-1", -40_000), (out["result"]["late_fee"]["reference"], -pending)]
+    assert all("customer deceased" in r[2] for r in rows)
     assert books_broken(db) == []
     written = ledger.write_offs(db.engine)
-    assert written.select("reference", "amount").rows() == [("B-202512-1", 40_000)]
+    assert written.select("reference", "amount").rows() == [
+        ("B-202512-1", 40_000), (out["result"]["late_fee"]["reference"], pending)]
     assert chain_intact(db)
 
 

@@ -105,6 +105,7 @@ def _waive(ex: Execution) -> dict[str, Any]:
 # -- write-off (核销) ------------------------------------------------------------------------------
 
 def _check_write_off(session: Session, payload: Mapping[str, Any], _clock: Clock) -> Checked:
+    from dianfei.collections.service import pending_fee
     from dianfei.ledger.service import open_amount
 
     _only(payload, {"reference"}, "write-off")
@@ -114,16 +115,24 @@ def _check_write_off(session: Session, payload: Mapping[str, Any], _clock: Clock
         raise NotFoundError(f"no bill or late fee {reference!r} is open in the ledger")
     if amount <= 0:
         raise ConflictError(f"{reference} has nothing open to write off")
-    return Checked(reference, amount, {"reference": reference})
+    # a bill's late fee accrued since the last month end goes with it: the checker sees it all
+    session.flush()
+    return Checked(reference, amount + pending_fee(session.connection(), reference),
+                   {"reference": reference})
 
 
 def _write_off(ex: Execution) -> dict[str, Any]:
-    from dianfei.ledger.service import write_off
+    from dianfei.collections.service import write_off_debt
 
-    entry = write_off(ex.session, clock=ex.clock, reference=str(ex.payload["reference"]),
-                      reason=f"write-off (approval {ex.request_id}): {ex.reason}")
+    done = write_off_debt(ex.session, clock=ex.clock, reference=str(ex.payload["reference"]),
+                          reason=f"write-off (approval {ex.request_id}): {ex.reason}")
+    entry = done.entry
     return {"entry_id": entry.entry_id, "reference": entry.reference,
-            "account_id": entry.account_id, "amount": fmt_yuan(-int(entry.amount))}
+            "account_id": entry.account_id, "amount": fmt_yuan(-int(entry.amount)),
+            "total": fmt_yuan(done.amount),
+            "late_fee": (None if done.fee is None else
+                         {"entry_id": done.fee.entry_id, "reference": done.fee.reference,
+                          "amount": fmt_yuan(-int(done.fee.amount))})}
 
 
 # -- account closure (销户: supply off six months, arrears written off) ----------------------------

@@ -491,3 +491,24 @@ def forget_account_state(conn: Connection, account_id: str) -> None:
     """Drop the account's place on the dunning ladder and its smart-prepayment state."""
     for table in ("dunning_state", "prepay_state"):
         conn.execute(text(f"DELETE FROM {table} WHERE account_id = :a"), {"a": account_id})
+
+
+def pending_fee_of_bill(conn: Connection, bill_id: str) -> tuple[str, str, int] | None:
+    """(account_id, customer_id, fen accrued but not posted yet) of the bill's open accrual, or
+    None when it has none open (not overdue yet, finished, or waived: a waived accrual posts
+    nothing more)."""
+    row = conn.execute(text(
+        "SELECT account_id, customer_id, accrued - posted FROM late_fee_accruals "
+        "WHERE bill_id = :b AND closed_on IS NULL AND NOT waived"), {"b": bill_id}).first()
+    return None if row is None else (str(row[0]), str(row[1]), int(row[2]))
+
+
+def close_accrual(conn: Connection, bill_id: str, day: date) -> int:
+    """Finish the bill's open accrual on ``day`` with what it accrued posted (the caller posted
+    it); a waived one keeps what it had posted. Returns the rows closed (0 or 1)."""
+    result = conn.execute(text(
+        "UPDATE late_fee_accruals SET closed_on = :d, "
+        "posted = CASE WHEN waived THEN posted ELSE accrued END "
+        "WHERE bill_id = :b AND closed_on IS NULL"),
+        bind_params(conn, {"b": bill_id, "d": day}))
+    return int(result.rowcount or 0)

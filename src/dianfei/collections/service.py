@@ -73,6 +73,11 @@ from dianfei.collections.ticket_models import TICKET_CATEGORIES as TICKET_CATEGO
 from dianfei.collections.tickets import decide_ticket as decide_ticket
 from dianfei.collections.tickets import record_ticket as record_ticket
 from dianfei.collections.tickets import tickets_between as tickets_between
+
+# one debit written off (核销) with the late fee accrued on it (approvals kind write_off)
+from dianfei.collections.write_offs import WrittenOff as WrittenOff
+from dianfei.collections.write_offs import pending_fee as pending_fee
+from dianfei.collections.write_offs import write_off_debt as write_off_debt
 from dianfei.core.clock import BUSINESS_TZ, Clock, business_date, start_of_day
 from dianfei.core.faults import kill_point
 from dianfei.core.metrics import Metric

@@ -25,7 +25,8 @@ from dianfei.core.errors import ConflictError, NotFoundError, ValidationError
 from dianfei.db.bulk import write_frame
 from dianfei.db.guards import missing_guards
 from dianfei.ledger import items
-from dianfei.ledger.models import ENTRY_KINDS, LedgerEntry
+from dianfei.ledger.models import ENTRY_KINDS
+from dianfei.ledger.models import LedgerEntry as LedgerEntry  # what write_off and post_entry return
 
 if TYPE_CHECKING:
     import polars as pl
