@@ -70,26 +70,32 @@ def rating_facts(source: Engine | Connection, since: date, day: date, *, paid: s
     member, bound = ("", {}) if accounts is None else any_of(source, "account_id", "accts",
                                                               sorted(set(accounts)))
     dialect = source.dialect.name
-    month = ("strftime('%Y-%m', business_date)" if dialect == "sqlite"
+    # the month of a business date: its first seven characters as SQLite stores it (a third
+    # cheaper than strftime over the window's tens of thousands of events)
+    month = ("substr(business_date, 1, 7)" if dialect == "sqlite"
              else "to_char(business_date, 'YYYY-MM')")
     find = "instr" if dialect == "sqlite" else "strpos"
     broken_in = ", ".join(f":b{i}" for i in range(len(broken))) or "NULL"
+    counted = ", ".join(":" + k for k in types if k != "s")
+    among = f"AND {member} " if member else ""
     return read_frame(
         source, "SELECT account_id, "
         # BIGINT: PostgreSQL's SUM of integers is numeric
         "CAST(SUM(CASE WHEN paid = 1 AND fee = 0 THEN 1 ELSE 0 END) AS BIGINT) AS on_time, "
         "CAST(SUM(broken) AS BIGINT) AS broken, CAST(SUM(stops) AS BIGINT) AS suspensions FROM ("
+        # payments, fees and broken promises by month from the (account, type, day) index
+        # alone; the suspensions apart, the only type whose row (its detail) must be read
         "SELECT account_id, "
         "MAX(CASE WHEN type = :p THEN 1 ELSE 0 END) AS paid, "
         "MAX(CASE WHEN type = :f THEN 1 ELSE 0 END) AS fee, "
-        f"SUM(CASE WHEN type IN ({broken_in}) THEN 1 ELSE 0 END) AS broken, "
-        "SUM(CASE WHEN type = :s THEN 1 ELSE 0 END) AS stops "
-        f"FROM collection_events WHERE business_date >= :since AND type IN "
-        f"({', '.join(':' + k for k in types)}) "
-        f"{'AND ' + member if member else ''} "
+        f"SUM(CASE WHEN type IN ({broken_in}) THEN 1 ELSE 0 END) AS broken, 0 AS stops "
+        f"FROM collection_events WHERE business_date >= :since AND type IN ({counted}) "
+        f"{among}{cut}GROUP BY account_id, {month} "
+        "UNION ALL SELECT account_id, 0, 0, 0, COUNT(*) FROM collection_events "
+        f"WHERE business_date >= :since AND type = :s {among}"
         # a smart-prepayment cut-off is how prepayment works, not a stop for arrears
-        f"AND NOT (type = :s AND coalesce({find}(detail, :pp), 0) > 0) {cut}"
-        f"GROUP BY account_id, {month}) per_month GROUP BY account_id",
+        f"AND coalesce({find}(detail, :pp), 0) = 0 {cut}"
+        "GROUP BY account_id) per_month GROUP BY account_id",
         {"since": since, "pp": '"reason": "prepay"', **types, **later_names, **bound,
          **({"d": day} if later_names else {})},
         schema={"account_id": pl.String, "on_time": pl.Int64, "broken": pl.Int64,
