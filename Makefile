@@ -19,9 +19,14 @@ $(VENDOR)/.installed: package.json package-lock.json
 
 # Reproducible installs: every package at the version and with the sha256 of the lock file
 # (pip refuses a file whose hash differs); dianfei itself on top, without resolving again.
+# --no-deps: the lock already lists every package (the universal lock's markers choose), so pip
+# installs exactly those and never resolves a dependency's own requirement against the index —
+# with resolving, pip 23.2 took pip-audit's `CacheControl[filecache]>=0.13.0` to PyPI's newest
+# release and refused it as unpinned. `pip check` then proves the set is consistent.
 $(VENV)/.installed: pyproject.toml requirements.lock requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --require-hashes -r requirements-dev.lock
+	$(BIN)/pip install -q --require-hashes --no-deps -r requirements-dev.lock
+	$(BIN)/pip check
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
