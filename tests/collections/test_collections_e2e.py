@@ -144,6 +144,16 @@ def test_arrears_life_cycle_exact_events(db: Database) -> None:
         ("A", "arrears", at(date(2026, 3, 20)), at(date(2026, 3, 21)))]
     assert interrupted_periods(db.engine, Period(2026, 1), Period(2026, 4)).to_dicts() == [
         {"account_id": "A", "period": "2026-03"}]
+    # every notice the ladder and the stop rules wrote greets its customer by name (the day
+    # reads the names of the notices' addressees only, not of every account in arrears)
+    import json
+
+    with db.engine.connect() as conn:
+        sent = conn.execute(text("SELECT account_id, notice, context FROM notify_outbox "
+                                 "WHERE account_id = 'A'")).all()
+    assert {r[1] for r in sent} >= {"reminder", "final_reminder", "stop_notice", "pre_stop"}
+    assert {(r[1], json.loads(r[2])["customer_name"]) for r in sent
+            if r[1] != "reconnected"} == {(r[1], "用户A") for r in sent if r[1] != "reconnected"}
 
 
 def test_rerunning_a_day_does_nothing_new(db: Database) -> None:

@@ -241,17 +241,29 @@ def run(ctx: Context, session: Session, balances: pl.DataFrame) -> None:
              .otherwise(pl.lit("ok")))
     prev = repository.prepay_state(ctx.db.engine).select("account_id", pl.col("stage").alias("prev"))
     cur = balances.with_columns(stage.alias("stage")).join(prev, on="account_id", how="left")
-    live = {c.account_id: c for c in stops.live_cases(session, "prepaid")}
+    # the live cases as columns; only those that move today are loaded below (thousands of
+    # accounts stay cut off or wait out their notice every day at a million accounts)
+    live_frame = stops.live_case_frame(session, "prepaid")
+    in_case = pl.col("account_id").is_in(live_frame["account_id"].implode())
     # only accounts whose stage changed, that are below the threshold, or have a live case need
     # work (and a state row): a healthy balance that stays healthy costs nothing to write
     todo = cur.filter((pl.col("prev").is_null()) | (pl.col("stage") != pl.col("prev"))
-                      | (pl.col("stage") != "ok") | pl.col("account_id").is_in(list(live)))
+                      | (pl.col("stage") != "ok") | in_case)
     # the state first: the re-check right before a trip reads today's accrued charge
     conn = session.connection()
-    # the names for the notices, of the accounts that get work only
-    names = customers.customer_names(conn, todo["customer_id"].to_list())
+    # the names for the notices, of the accounts that get one today only (the loop below): the
+    # tens of thousands waiting below the threshold get none
+    was = pl.col("prev")
+    notified = todo.filter(~in_case & (
+        ((pl.col("stage") == "cutoff") & (was.is_null() | (was != "cutoff")))
+        | ((pl.col("stage") == "warned") & (was.is_null() | (was == "ok")))))
+    names = customers.customer_names(conn, notified["customer_id"].to_list())
     todo = todo.with_columns(pl.col("customer_id").replace_strict(
         names, default=None, return_dtype=pl.String).alias("name"))
+    moving = live_frame.join(todo.select("account_id", "available"), on="account_id").filter(
+        _moves(ctx, pl.col("available") > 0))
+    live_accounts = set(live_frame["account_id"].to_list())
+    live = {c.account_id: c for c in stops.cases_by_id(session, moving["case_id"].to_list())}
     repository.replace_rows(conn, "prepay_state", "account_id", todo.select(
         "account_id", "stage", pl.lit(now).alias("since_at"), "available",
         pl.lit(day).alias("as_of"), "accrued", "read_at"))
@@ -265,8 +277,10 @@ def run(ctx: Context, session: Session, balances: pl.DataFrame) -> None:
     cutoffs: list[dict[str, Any]] = []
     for r in todo.iter_rows(named=True):
         acct, st, was = r["account_id"], r["stage"], r["prev"]
-        case = live.get(acct)
-        if case is not None:
+        if acct in live_accounts:
+            case = live.get(acct)
+            if case is None:
+                continue  # its case waits (screened out by _moves)
             if r["available"] > 0:
                 if case.status in ("noticing", "noticed", "ordered"):
                     stops.cancel(ctx, session, case, "topped_up", events=events)
@@ -334,7 +348,10 @@ def advance_cases(ctx: Context, session: Session) -> None:
     balance is read for all of them at once, in this transaction (nothing in the pass moves
     money): one set-based read instead of one per case — thousands a day at a million
     accounts."""
-    cases = list(stops.live_cases(session, "prepaid", ("noticed", "ordered")))
+    import polars as pl
+
+    due = stops.live_case_frame(session, "prepaid").filter(_moves(ctx, pl.lit(False)))
+    cases = stops.cases_by_id(session, due["case_id"].to_list())
     ok = stops.stoppable(session.connection(), cases, ctx.policy, ctx.now)
     events = stops.CaseEvents()
     meters = customers.active_meters(session.connection(), [c.account_id for c in cases])
@@ -342,6 +359,22 @@ def advance_cases(ctx: Context, session: Session) -> None:
         _advance(ctx, session, case, None, still=case.case_id in ok, events=events, meters=meters)
     stops.record_batch(session, events)
     session.flush()
+
+
+def _moves(ctx: Context, topped_up: pl.Expr) -> pl.Expr:
+    """Which live prepaid cases (columns status, earliest_stop_at) the day's passes move, given
+    whether the account is back above zero — exactly those :func:`run` and :func:`_advance`
+    act on (a property test holds it to that): a case not carried out yet is cancelled and a
+    tripped meter reconnected after a top-up; otherwise an order is executed, and a noticed
+    case is ordered once its wait is over inside the stop window."""
+    import polars as pl
+
+    now = ctx.now
+    status = pl.col("status")
+    return ((topped_up & status.is_in(["noticing", "noticed", "ordered", "suspended"]))
+            | (~topped_up & ((status == "ordered")
+                             | ((status == "noticed") & (pl.col("earliest_stop_at") <= now)
+                                & pl.lit(bool(ctx.policy.stop_allowed_at(now))))))).fill_null(False)
 
 
 def _advance(ctx: Context, session: Session, case: StopCase, row: dict[str, Any] | None, *,

@@ -443,12 +443,13 @@ def post_late_fees(conn: Any, fees: pl.DataFrame, *, day: date, now: datetime) -
 
 def build_snapshot(ctx: Context, items: pl.DataFrame, scorer: RiskScorer | None) -> pl.DataFrame:
     """One row per account in arrears (postpaid, something overdue): the facts the ladder and
-    the stop rules read. Columns: account_id, customer_id, name, customer_class, segment (the
+    the stop rules read. Columns: account_id, customer_id, customer_class, segment (the
     dunning segment), risk_segment, segment_label, segment_why (collections/segments.py),
     protected, payment_mode, days_overdue, amount_overdue, oldest_bill, oldest_due, balance,
     open_plan, risk_band, early_warning (on the day's risk early-warning list), open_promise and
     ladder_days (collections/promises.py). A bill under an undecided dispute is left out (its
-    dunning pauses; the account's other overdue bills still dun)."""
+    dunning pauses; the account's other overdue bills still dun). No names: the steps that
+    write a notice read the names of its addressees (``Context.with_names``)."""
     import polars as pl
 
     from dianfei.collections.promises import ladder_columns
@@ -536,7 +537,7 @@ def _dunning(ctx: Context, conn: Any, snapshot: pl.DataFrame) -> None:
     ctx.report.dunning_changes += changed.height
     keys = changed.select(pl.format("dun:{}:{}:{}", "account_id", "level", "oldest_bill").alias("key"))
     have = repository.existing_keys(conn, "collection_events", keys["key"].to_list())
-    fresh = changed.with_columns(keys["key"]).filter(~pl.col("key").is_in(list(have)))
+    fresh = ctx.with_names(changed.with_columns(keys["key"]).filter(~pl.col("key").is_in(list(have))))
     write_events(conn, fresh.select(
         "key", "account_id", "customer_id", pl.lit("dunning_level").alias("type"),
         pl.lit(ctx.now).alias("at"), pl.lit(ctx.day).alias("business_date"),

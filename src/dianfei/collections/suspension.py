@@ -86,8 +86,9 @@ def open_cases(ctx: Context, session: Session, snapshot: pl.DataFrame) -> None:
     rows = stops.open_cases(session, rows.select(
         "account_id", "customer_id", "customer_class", pl.col("oldest_bill").alias("bill_id"),
         "notice_key", pl.col("customer_class").is_in(list(ctx.policy.approval_required_for))
-        .alias("approval_required"), "name", "amount_overdue", "oldest_due", "oldest_bill",
+        .alias("approval_required"), "amount_overdue", "oldest_due", "oldest_bill",
         "open_total"), mode="postpaid", opened_at=ctx.now)
+    rows = ctx.with_names(rows)
     for row in rows.iter_rows(named=True):
         days = ctx.policy.notice_days_for(row["customer_class"])
         context = arrears_context(row)
@@ -123,26 +124,42 @@ def _action(ctx: Context, status: str, f: dict[str, Any] | None, owed: int,
     return None
 
 
-def screen_cases(live: pl.DataFrame, facts: pl.DataFrame, owed: dict[str, int],
-                 now: datetime) -> pl.DataFrame:
-    """The live cases (case_id, account_id, status, earliest_stop_at) that :func:`_action` may
-    move now, as columns: every case it moves is among them (a test holds it to that), so only
-    these are loaded. ``facts``: the ladder's facts of the accounts in arrears (open_plan,
-    protected); ``owed``: what each account owes."""
+def screen_cases(ctx: Context, live: pl.DataFrame, facts: pl.DataFrame,
+                 owed: dict[str, int]) -> pl.DataFrame:
+    """The live cases (case_id, account_id, status, earliest_stop_at) that :func:`_action` moves
+    now, as columns — exactly those (a property test holds it to that), so only they are loaded.
+    ``facts``: the ladder's facts of the accounts in arrears (ladder, level, days_overdue,
+    open_plan, protected); ``owed``: what each account owes.
+
+    A noticed case is screened in only when it would be ordered — its level orders a suspension,
+    its notice period is over, the bill is far enough past due and the stop window is open: at a
+    million accounts ~18,000 noticed cases a day wait at a level without an order (or for the
+    window), and were loaded one ORM object each to be left alone."""
     import polars as pl
 
+    now = ctx.now
     owed_frame = pl.DataFrame({"account_id": list(owed), "owed": list(owed.values())},
                               schema={"account_id": pl.String, "owed": pl.Int64})
-    screen = (live.join(facts.select("account_id", "open_plan", "protected"), on="account_id",
-                        how="left")
+    # whether each (ladder, level) in the facts orders a suspension: a handful of pairs
+    pairs = facts.select("ladder", "level").unique().drop_nulls()
+    orders = pairs.with_columns(pl.Series(
+        "orders", ["suspension_order" in _level_actions(ctx, ld, lv)
+                   for ld, lv in pairs.iter_rows()], dtype=pl.Boolean))
+    screen = (live.join(facts.select("account_id", "ladder", "level", "days_overdue",
+                                     "open_plan", "protected"), on="account_id", how="left")
+              .join(orders, on=["ladder", "level"], how="left")
               .join(owed_frame, on="account_id", how="left"))
     # no facts (nothing overdue), a plan, or nothing owed: cleared, as in _action
     cleared = pl.col("open_plan").fill_null(True) | (pl.col("owed").fill_null(0) <= 0)
     status = pl.col("status")
+    may_order = (pl.col("orders").fill_null(False)
+                 & (pl.col("earliest_stop_at") <= now)
+                 & (pl.col("days_overdue") >= ctx.policy.min_days_overdue)
+                 & pl.lit(bool(ctx.policy.stop_allowed_at(now))))
     return screen.filter(
         (status.is_in(["noticing", "noticed", "ordered"])
          & (cleared | pl.col("protected").fill_null(False)))
-        | ((status == "noticed") & (pl.col("earliest_stop_at") <= now))
+        | ((status == "noticed") & may_order.fill_null(False))
         | (status == "ordered")
         | ((status == "suspended") & cleared)).select(live.columns)
 
@@ -163,9 +180,9 @@ def advance_cases(ctx: Context, session: Session, snapshot: pl.DataFrame) -> Non
     balances = account.owed(session.connection(), sorted(set(live["account_id"].to_list())))
     # screened as columns (tens of thousands of live cases at a million accounts, most of them
     # waiting): a superset of the cases _action moves, which decides for each below
-    moving = screen_cases(live, levels, balances, now)
-    facts = {r["account_id"]: r for r in levels.join(moving.select("account_id").unique(),
-                                                      on="account_id", how="semi").select(
+    moving = screen_cases(ctx, live, levels, balances)
+    facts = {r["account_id"]: r for r in ctx.with_names(levels.join(
+        moving.select("account_id").unique(), on="account_id", how="semi")).select(
         "account_id", "ladder", "level", "days_overdue", "protected", "open_plan", "name",
         "amount_overdue", "oldest_bill", "oldest_due", "open_total").iter_rows(named=True)}
     cases = stops.cases_by_id(session, moving["case_id"].to_list())
