@@ -169,3 +169,45 @@ def test_the_writers_end_with_the_database_writing_what_they_held(
     assert scalar(db.engine, "SELECT count(*) FROM payment_refusal_log") == 1
     assert scalar(db.engine, "SELECT count(*) FROM payments") == 1
     db.close()  # twice is harmless (the fixture closes it again)
+
+
+def test_a_flush_waits_for_the_writer_thread_holding_rows(db: Database) -> None:
+    """Found by CI on a loaded machine: the writer thread had taken the pending rows and not yet
+    committed them when the caller's flush ran, found nothing pending, and returned before the
+    rows were visible. A flush now waits for the write in flight."""
+    import threading
+
+    from sqlalchemy import event
+
+    from dianfei.payments.refusal_log import CallbackGuard
+
+    writing, release = threading.Event(), threading.Event()
+
+    def hold_the_writer(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if threading.current_thread().name == "refusal-log" and "payment_refusal_log" in statement \
+                and statement.lstrip().upper().startswith("INSERT"):
+            writing.set()
+            release.wait(timeout=30)
+
+    event.listen(db.engine, "before_cursor_execute", hold_the_writer)
+    guard = CallbackGuard(db, CLOCK, GuardSettings(flush_seconds=0.01))
+    try:
+        guard.refused(channel="alipay", source="203.0.113.9", code="bad_signature", detail="forged",
+                      body=b"x")
+        assert writing.wait(timeout=30), "the writer thread never wrote"
+        seen: list[int] = []
+
+        def flush_and_look() -> None:
+            guard.flush()
+            seen.append(scalar(db.engine, "SELECT count(*) FROM payment_refusal_log"))
+
+        caller = threading.Thread(target=flush_and_look)
+        caller.start()
+        caller.join(timeout=0.5)  # without the fix the caller is done here, having seen nothing
+        release.set()
+        caller.join(timeout=30)
+        assert seen == [1]
+    finally:
+        release.set()
+        guard.stop()
+        event.remove(db.engine, "before_cursor_execute", hold_the_writer)

@@ -134,6 +134,9 @@ class CallbackGuard:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+        #: one flush at a time: a flush that finds the writer thread mid-write waits for its
+        #: commit, so "flush() returned" means "everything refused before it is stored"
+        self._flush_lock = threading.Lock()
         self._sources: dict[str, _Source] = {}
         self._rows: deque[dict[str, Any]] = deque()
         self._summary: dict[tuple[str, str, str], _Summary] = {}
@@ -261,7 +264,15 @@ class CallbackGuard:
     def flush(self) -> int:
         """Write what is pending in one transaction; prune beyond ``max_rows`` once a minute.
         Returns the rows written. On a database error the rows are counted back into the
-        summaries (so they are still reported) and the error is raised."""
+        summaries (so they are still reported) and the error is raised.
+
+        Flushes are serialised: without that, a caller's flush could run while the writer thread
+        held the rows it had just taken but had not committed, find nothing pending and return
+        before those rows were visible (seen on a loaded CI machine: an empty log after flush)."""
+        with self._flush_lock:
+            return self._flush()
+
+    def _flush(self) -> int:
         with self._lock:
             rows = list(self._rows)
             self._rows.clear()
