@@ -70,6 +70,16 @@ def state(db: Database, account: str) -> tuple[str, int, int]:
     return str(row[0]), int(row[1]), int(row[2])
 
 
+def stage_since(db: Database, account: str) -> datetime:
+    """When the account's current stage began (``prepay_state.since_at``)."""
+    from dianfei.collections.models import PrepayState
+
+    with db.session() as s:
+        got = s.get(PrepayState, account)
+        assert got is not None
+        return got.since_at
+
+
 def test_prepaid_account_warned_cut_topped_up_and_reconnected(db: Database) -> None:
     # given a prepaid residential customer P (tiered tariff, remote meter) who topped up 100 yuan
     prepaid(db, ["P"])
@@ -81,6 +91,8 @@ def test_prepaid_account_warned_cut_topped_up_and_reconnected(db: Database) -> N
     run(db, MARCH_1, date(2026, 3, 10), switch, notifier)
     # 180 kWh at tier 1 (0.5380) = 96.84 → 3.16 yuan left, warned once (on 6 March at 46.20)
     assert state(db, "P") == ("warned", 316, 9684)
+    # warned since the crossing, not since the last run (each day's run set it to its own time)
+    assert stage_since(db, "P") == at(date(2026, 3, 6), 9)
     run(db, date(2026, 3, 11), date(2026, 3, 13), switch, notifier)
     assert switch.calls == [("trip", "MP")]
     pay(db, "P", 5_000, at(date(2026, 3, 13), 15), "T-P-2")
@@ -104,6 +116,7 @@ def test_prepaid_account_warned_cut_topped_up_and_reconnected(db: Database) -> N
     # 250 kWh = 134.50 yuan of 150 yuan topped up: 15.50 left, still below the threshold but
     # no second warning (the crossing from above was before the cut-off)
     assert state(db, "P") == ("warned", 1550, 13_450)
+    assert stage_since(db, "P") == at(date(2026, 3, 14), 9)
     # the cut-off notice named the day after the wait; the ledger holds only the two top-ups
     with db.engine.connect() as conn:
         ctx = conn.execute(text("SELECT context FROM notify_outbox WHERE notice = 'cutoff_notice'")

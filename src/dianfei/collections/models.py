@@ -39,7 +39,8 @@ class CollectionEvent(Base):
     __tablename__ = "collection_events"
     __table_args__ = (
         Index("uq_collection_events_key", "key", unique=True),
-        Index("ix_collection_events_account", "account_id", "event_id"),
+        # (an account's events are found through the (account_id, type, …) index below: a
+        # second index led by the account cost a daily rewrite of every page, migration 0048)
         # a day's rating and contact checks read the events of a few business days
         Index("ix_collection_events_day", "business_date"),
         # an account's facts of some types over a window (the daily rating of the accounts whose

@@ -69,7 +69,12 @@ class CreditRating(Base):
     """An account's good-payer rating (信用等级) from its last 12 months, as of a day."""
 
     __tablename__ = "credit_ratings"
-    __table_args__ = (Index("ix_credit_ratings_grade", "grade"),)
+    # no index on the grade: nothing looks ratings up by grade, and the day's few thousand
+    # regradings rewrote every page of one (migration 0048); the repeat defaulters, read every
+    # day to pick their ladder, are a handful found through their own small index
+    __table_args__ = (Index("ix_credit_ratings_repeat_defaulters", "account_id",
+                            sqlite_where=text("repeat_defaulter"),
+                            postgresql_where=text("repeat_defaulter")),)
     account_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     customer_id: Mapped[str] = mapped_column(String(32))
     #: A, B, C or D (incentives.toml)

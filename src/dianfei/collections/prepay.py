@@ -37,7 +37,7 @@ fresh ledger balance right before acting.
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
@@ -239,7 +239,8 @@ def run(ctx: Context, session: Session, balances: pl.DataFrame) -> None:
     stage = (pl.when(pl.col("available") <= 0).then(pl.lit("cutoff"))
              .when(pl.col("available") < pol.prepay_warning_fen).then(pl.lit("warned"))
              .otherwise(pl.lit("ok")))
-    prev = repository.prepay_state(ctx.db.engine).select("account_id", pl.col("stage").alias("prev"))
+    prev = repository.prepay_state(ctx.db.engine).select(
+        "account_id", pl.col("stage").alias("prev"), pl.col("since_at").alias("prev_since"))
     cur = balances.with_columns(stage.alias("stage")).join(prev, on="account_id", how="left")
     # the live cases as columns; only those that move today are loaded below (thousands of
     # accounts stay cut off or wait out their notice every day at a million accounts)
@@ -264,9 +265,17 @@ def run(ctx: Context, session: Session, balances: pl.DataFrame) -> None:
         _moves(ctx, pl.col("available") > 0))
     live_accounts = set(live_frame["account_id"].to_list())
     live = {c.account_id: c for c in stops.cases_by_id(session, moving["case_id"].to_list())}
-    repository.replace_rows(conn, "prepay_state", "account_id", todo.select(
-        "account_id", "stage", pl.lit(now).alias("since_at"), "available",
-        pl.lit(day).alias("as_of"), "accrued", "read_at"))
+    # the stage's start is kept while the stage holds (it was set to today on every day an
+    # account stayed below the threshold); a known account's row changes in place — a delete
+    # and insert rewrote the key's index too, ~900 pages a day at a million accounts
+    state = todo.select(
+        "account_id", "stage",
+        pl.when(pl.col("stage") == pl.col("prev")).then(pl.col("prev_since"))
+        .otherwise(pl.lit(now.astimezone(UTC), pl.Datetime("us", "UTC"))).alias("since_at"),
+        "available", pl.lit(day).alias("as_of"), "accrued", "read_at")
+    known = todo["prev"].is_not_null()
+    repository.update_rows(conn, "prepay_state", "account_id", state.filter(known))
+    repository.replace_rows(conn, "prepay_state", "account_id", state.filter(~known))
     tasks = []
     wait_until = now + pol.prepay_cutoff_wait
     # the cases that may move today are moved together: their events written at once, their
