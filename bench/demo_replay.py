@@ -20,7 +20,9 @@ seconds and megabytes written over them: less noisy than the wall time), and per
 ``run_day`` (``collection_runs.report``) and per part of the demo's day (its collectors, the
 prepaid reads, posting the payments) the seconds summed over the days. Runs of the same code on
 the same copy differ by ±8–10 % over ten days (docs/benchmarks.md, "session 21"): alternate the
-two codes (``PYTHONPATH=…/src``) and replay more days to see a change of a few per cent.
+two codes (``PYTHONPATH=…/src``) and replay more days to see a change of a few per cent. The
+replay is a fresh process: its first day pays for what a demo warms over months (the
+simulation's span ends, SQLite's pages), so judge a part's cost from the third day on.
 """
 
 from __future__ import annotations

@@ -128,3 +128,32 @@ def test_overlapping_spans_are_refused(town: Utility) -> None:
     with pytest.raises(ValueError, match="columns"):
         as_metered(town, monthly_reads(town, Period(2025, 2)),
                    pl.DataFrame({"customer_id": [cid]}))
+
+
+def test_registers_asked_out_of_order_are_those_of_a_fresh_county() -> None:
+    """The month's running day weights are kept at a few positions (and a few months' totals):
+    days asked back and forth, across months, give the registers a county asked once gives."""
+    asked = [date(2025, 2, 15), date(2025, 2, 3), date(2025, 2, 20), date(2025, 1, 9),
+             date(2025, 2, 3), date(2025, 2, 21), date(2025, 3, 2), date(2025, 2, 14),
+             date(2025, 1, 31), date(2025, 2, 15)]
+    custs = np.arange(0, 600, 7, dtype=np.int64)
+    reused = build_utility(600, seed=11)
+    for day in asked:
+        fresh = build_utility(600, seed=11)
+        assert registers_on(reused, day, custs).equals(registers_on(fresh, day, custs)), day
+
+
+def test_a_day_shown_twice_is_shown_alike_and_spans_ends_are_kept() -> None:
+    """The registers of a span's ends are kept on the county (asked again every later day), the
+    reads' own day is not (asked once per day, it grew the store every day)."""
+    town = build_utility(2_000, seed=5)
+    i = int(prepaid_index(town)[1])
+    cid = town.customers["customer_id"][i]
+    off = spans([(cid, date(2025, 2, 3), date(2025, 2, 8)), (cid, date(2025, 2, 12), None)])
+    first = as_metered(town, daily_reads(town, date(2025, 2, 16)), off)
+    kept = town._cache["supply_registers"]
+    assert sorted(set(kept["day"].to_list())) == [date(2025, 2, 3), date(2025, 2, 8),
+                                                  date(2025, 2, 12)]
+    assert as_metered(town, daily_reads(town, date(2025, 2, 16)), off).equals(first)
+    fresh = build_utility(2_000, seed=5)
+    assert as_metered(fresh, daily_reads(fresh, date(2025, 2, 16)), off).equals(first)

@@ -413,22 +413,40 @@ def _day_weight(utility: Utility, period: Period, d: int) -> np.ndarray:
 def _through(utility: Utility, period: Period, upto: int) -> tuple[np.ndarray, np.ndarray]:
     """(the month's total day weight, the weight of days 1..``upto``) per customer. The running
     sum is cached, so consecutive days cost O(1); the first day asked in a month costs one pass
-    over the month's weights."""
+    over the month's weights. A few earlier positions (and months' totals) are kept too: the
+    demo asks for yesterday's registers (a span cut then) after today's reads, which would
+    otherwise start the month's pass over from its first day every day."""
     pidx = period.index()
     n = int(utility.model.cls.shape[0])
+    totals: dict[int, np.ndarray] = utility._cache.setdefault("daily_totals", {})
+    marks: dict[tuple[int, int], np.ndarray] = utility._cache.setdefault("daily_marks", {})
     cache = utility._cache.get("daily")
-    if cache is None or cache[0] != pidx:
+    if cache is not None:  # the cursor daily_usage or an earlier call left
+        totals.setdefault(cache[0], cache[1])
+        marks[(cache[0], cache[2])] = cache[3]
+    s_all = totals.get(pidx)
+    if s_all is None:
         s_all = np.zeros(n)
         for d in range(1, _days(period) + 1):
             s_all = s_all + _day_weight(utility, period, d)
-        cache = (pidx, s_all, 0, np.zeros(n))
-    _, s_all, last_d, running = cache
-    if upto < last_d:
-        last_d, running = 0, np.zeros(n)
+        totals[pidx] = s_all
+    # the nearest kept position at or before ``upto`` (day 0: nothing summed yet)
+    last_d = max((d for (p, d) in marks if p == pidx and d <= upto), default=0)
+    running = marks.get((pidx, last_d), np.zeros(n))
     for d in range(last_d + 1, upto + 1):
         running = running + _day_weight(utility, period, d)
+    marks[(pidx, upto)] = running
+    # bounded: a few positions of a few months (the arrays are one float per customer)
+    for mark in list(marks)[:-_KEPT_MARKS]:
+        del marks[mark]
+    for month in list(totals)[:-_KEPT_MARKS]:
+        del totals[month]
     utility._cache["daily"] = (pidx, s_all, upto, running)
     return s_all, running
+
+
+#: positions of the month's running day weight (and months' totals) :func:`_through` keeps
+_KEPT_MARKS = 4
 
 
 def daily_usage(utility: Utility, day: date) -> pl.DataFrame:
