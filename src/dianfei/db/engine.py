@@ -45,11 +45,6 @@ def make_engine(url: str) -> Engine:
             # last read, so connections taken in turn (the pool's default, first in first out)
             # would each read the database cold after every other's commit
             kwargs["pool_use_lifo"] = True
-            # and each thread its own last connection first (db/affine_pool.py): a connection
-            # keeps its page cache only while no other connection commits
-            from dianfei.db.affine_pool import ThreadAffinePool
-
-            kwargs["poolclass"] = ThreadAffinePool
         kwargs["connect_args"] = {"timeout": 60}
     engine = create_engine(url, **kwargs)
     if engine.dialect.name != "sqlite":
