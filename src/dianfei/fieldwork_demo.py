@@ -104,56 +104,74 @@ def fieldwork_day(db: Database, utility: Any, day: date,
     outcomes = visit_outcomes(utility, day, worked, scheduled)
     bills = _oldest_bills(db, day, worked["account_id"].to_list())
     added: list[dict[str, Any]] = []
-    # the day's contacts are stored in one unit of work, through the same services a collector's
-    # app calls once per visit: the demo would otherwise pay a commit (and its WAL pages) for
-    # each of a county's hundred visits a day, two years long. Every visit keeps its own retry
-    # key, so a demo killed in the middle of the day records them all again when resumed.
+    # the day's contacts are stored in one unit of work, through the service a collector's app
+    # calls (record_visits: the day's visits checked together, then stored): the demo would
+    # otherwise pay a commit (and its WAL pages) for each of a county's hundred visits a day,
+    # two years long. Every visit keeps its own retry key, so a demo killed in the middle of the
+    # day records them all again when resumed.
     with db.session() as s:
-        for i, r in enumerate(outcomes.iter_rows(named=True)):
-            at = datetime.combine(day, time(10), tzinfo=BUSINESS_TZ) + timedelta(minutes=20 * i)
-            clock = FixedClock(at + timedelta(minutes=5))
-            outcome = _record(s, day, r, bills.get(r["account_id"]), at, clock, report)
+        rows = list(outcomes.iter_rows(named=True))
+        done = _record(s, day, rows, bills, report)
+        for i, (r, outcome) in enumerate(zip(rows, done, strict=True)):
             if outcome == "hardship":
+                clock = FixedClock(_visit_at(day, i) + timedelta(minutes=5))
                 added.extend(_offer_plan(s, utility, day, r, clock, report))
     return report, (pl.DataFrame(added, schema=none.schema) if added else none)
 
 
-def _record(s: Session, day: date, r: dict[str, Any], bill_id: str | None, at: datetime,
-            clock: FixedClock, report: FieldworkReport) -> str:
-    """Record one contact (a promise the policy would refuse is made to fit it, as a collector
-    would ask for a little more or a little sooner); returns the outcome recorded."""
+def _visit_at(day: date, i: int) -> datetime:
+    """When the day's ``i``-th contact took place (every twenty minutes from 10:00)."""
+    return datetime.combine(day, time(10), tzinfo=BUSINESS_TZ) + timedelta(minutes=20 * i)
+
+
+def _record(s: Session, day: date, rows: list[dict[str, Any]], bills: dict[str, str],
+            report: FieldworkReport) -> list[str]:
+    """Record the day's contacts (a promise the policy would refuse is made to fit it, as a
+    collector would ask for a little more or a little sooner) and the surveys some customers
+    answer; returns the outcome recorded for each."""
     from dianfei.collections.fieldwork_rules import fieldwork_policy
     from dianfei.collections.service import amounts_due
     from dianfei.collections.surveys import record_survey
-    from dianfei.collections.visits import record_visit
+    from dianfei.collections.visits import VisitRequest, record_visits
 
-    outcome = str(r["outcome"])
-    promise_on, amount = r["promise_on"], r["promise_fen"]
-    if outcome == "dispute" and bill_id is None:
-        outcome = "refused"  # nothing billed to dispute (only late fees are open)
-    if outcome == "promise":
-        pol = fieldwork_policy()
-        owed = max(amounts_due(s.connection(), [r["account_id"]]).get(r["account_id"], 0), 0)
-        least = int((Decimal(owed) * pol.promise_min_share).to_integral_value(ROUND_CEILING))
-        amount = max(int(amount or 0), least, 1)
-        promise_on = min(max(promise_on, day), day + timedelta(days=pol.promise_max_days))
-        if owed <= 0:
-            outcome = "paid"
-    done = record_visit(
-        s, request_id=f"demo:{day}:{r['account_id']}", account_id=r["account_id"],
-        collector_id=r["collector_id"], channel=r["channel"], outcome=outcome, at=at,
-        recorded_by=f"demo:{r['collector_id']}", clock=clock,
-        promise_on=promise_on if outcome == "promise" else None,
-        promise_amount_fen=amount if outcome == "promise" else None,
-        bill_id=bill_id if outcome == "dispute" else None)
-    if r["survey"] is not None and not done.replayed:
-        record_survey(s, request_id=f"demo:survey:{done.visit.visit_id}", subject="visit",
-                      subject_id=done.visit.visit_id, score=int(r["survey"]),
-                      recorded_by="demo:survey", clock=clock)
-        report.surveys += 1
-    report.visits += 1
-    report.outcomes[outcome] = report.outcomes.get(outcome, 0) + 1
-    return outcome
+    pol = fieldwork_policy()
+    promised = sorted({r["account_id"] for r in rows if r["outcome"] == "promise"})
+    owed_now = amounts_due(s.connection(), promised) if promised else {}
+    requests, outcomes = [], []
+    for i, r in enumerate(rows):
+        outcome = str(r["outcome"])
+        promise_on, amount = r["promise_on"], r["promise_fen"]
+        bill_id = bills.get(r["account_id"])
+        if outcome == "dispute" and bill_id is None:
+            outcome = "refused"  # nothing billed to dispute (only late fees are open)
+        if outcome == "promise":
+            owed = max(owed_now.get(r["account_id"], 0), 0)
+            least = int((Decimal(owed) * pol.promise_min_share).to_integral_value(ROUND_CEILING))
+            amount = max(int(amount or 0), least, 1)
+            promise_on = min(max(promise_on, day), day + timedelta(days=pol.promise_max_days))
+            if owed <= 0:
+                outcome = "paid"
+        outcomes.append(outcome)
+        requests.append(VisitRequest(
+            request_id=f"demo:{day}:{r['account_id']}", account_id=r["account_id"],
+            collector_id=r["collector_id"], channel=r["channel"], outcome=outcome,
+            at=_visit_at(day, i), recorded_by=f"demo:{r['collector_id']}",
+            promise_on=promise_on if outcome == "promise" else None,
+            promise_amount_fen=amount if outcome == "promise" else None,
+            bill_id=bill_id if outcome == "dispute" else None))
+    # recorded at the last contact's time (each contact's own time is its ``at``)
+    clock = FixedClock(_visit_at(day, len(rows) - 1) + timedelta(minutes=5))
+    recorded = record_visits(s, requests, clock=clock, policy=pol)
+    for i, (r, done, outcome) in enumerate(zip(rows, recorded, outcomes, strict=True)):
+        if r["survey"] is not None and not done.replayed:
+            record_survey(s, request_id=f"demo:survey:{done.visit.visit_id}", subject="visit",
+                          subject_id=done.visit.visit_id, score=int(r["survey"]),
+                          recorded_by="demo:survey",
+                          clock=FixedClock(_visit_at(day, i) + timedelta(minutes=5)))
+            report.surveys += 1
+        report.visits += 1
+        report.outcomes[outcome] = report.outcomes.get(outcome, 0) + 1
+    return outcomes
 
 
 def _offer_plan(s: Session, utility: Any, day: date, r: dict[str, Any], clock: FixedClock,

@@ -13,11 +13,10 @@ import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import insert, text
 from sqlalchemy.orm import Session
 
-from dianfei.collections.fieldwork_models import SURVEY_SUBJECTS, CollectionVisit, SatisfactionSurvey
+from dianfei.collections.fieldwork_models import SURVEY_SUBJECTS, SatisfactionSurvey
 from dianfei.collections.models import CollectionEvent, StopCase
 from dianfei.collections.ticket_models import Ticket
 from dianfei.core.clock import BUSINESS_TZ, Clock, business_date
@@ -35,13 +34,15 @@ def record_survey(session: Session, *, request_id: str, subject: str, subject_id
 
     if not request_id.strip():
         raise ValidationError("a survey needs a request id (the retry key)")
-    same = session.execute(select(SatisfactionSurvey).where(
-        SatisfactionSurvey.request_id == request_id)).scalar_one_or_none()
+    conn = session.connection()
+    same = conn.execute(_SAME, {"request_id": request_id}).first()
     if same is not None:
-        if (same.subject, same.subject_id) != (subject, subject_id):
+        if (same[1], same[2]) != (subject, subject_id):
             raise ConflictError(f"request id {request_id!r} was already used for the survey of "
-                                f"{same.subject} {same.subject_id}")
-        return same
+                                f"{same[1]} {same[2]}")
+        stored = session.get(SatisfactionSurvey, int(same[0]))
+        assert stored is not None
+        return stored
     if subject not in SURVEY_SUBJECTS:
         raise ValidationError(f"a survey is about one of {', '.join(SURVEY_SUBJECTS)}, got {subject!r}")
     if isinstance(score, bool) or not isinstance(score, int) or not 1 <= score <= 5:
@@ -53,35 +54,58 @@ def record_survey(session: Session, *, request_id: str, subject: str, subject_id
     if at.tzinfo is None:
         raise ValidationError(f"the survey time needs a time zone, got {at.isoformat()}")
     account_id, customer_id, ticket = _subject(session, subject, subject_id)
-    survey = SatisfactionSurvey(request_id=request_id, customer_id=customer_id,
-                                account_id=account_id, subject=subject, subject_id=subject_id,
-                                score=score, at=at, recorded_by=recorded_by)
-    try:
-        with session.begin_nested():
-            session.add(survey)
-            session.flush()
-    except IntegrityError:
-        raise ConflictError(f"{subject} {subject_id} already has a survey") from None
+    row = {"request_id": request_id, "customer_id": customer_id, "account_id": account_id,
+           "subject": subject, "subject_id": subject_id, "score": score, "at": at,
+           "recorded_by": recorded_by}
+    # plain statements, not the ORM's unit of work (the demo's collectors record a few dozen a
+    # day); a second survey of the same subject, or a concurrent retry, adds no row
+    got = conn.execute(_insert(conn), row).first()
+    if got is None:
+        raise ConflictError(f"{subject} {subject_id} already has a survey")
+    survey = SatisfactionSurvey(survey_id=int(got[0]), **row)
     if ticket is not None:
         ticket.satisfaction = score
     if account_id is not None:
-        session.add(CollectionEvent(
-            key=f"survey:{survey.survey_id}", account_id=account_id, customer_id=customer_id,
-            type="survey", at=at, business_date=business_date(at),
-            detail=json.dumps({"subject": subject, "subject_id": subject_id, "score": score})))
+        conn.execute(insert(CollectionEvent), {
+            "key": f"survey:{survey.survey_id}", "account_id": account_id,
+            "customer_id": customer_id, "type": "survey", "at": at,
+            "business_date": business_date(at),
+            "detail": json.dumps({"subject": subject, "subject_id": subject_id, "score": score})})
     session.flush()
-    audit.record(session.connection(), "survey.recorded", account_id or customer_id, {
+    audit.record(conn, "survey.recorded", account_id or customer_id, {
         "survey_id": survey.survey_id, "subject": subject, "subject_id": subject_id,
         "score": score, "recorded_by": recorded_by})
     return survey
 
 
+_SAME = text("SELECT survey_id, subject, subject_id FROM satisfaction_surveys "
+             "WHERE request_id = :request_id")
+_INSERTS: dict[str, Any] = {}
+
+
+def _insert(conn: Any) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING RETURNING survey_id (both unique keys: the request and
+    the subject), built once per dialect."""
+    name = conn.dialect.name
+    stmt = _INSERTS.get(name)
+    if stmt is None:
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        dialect: Any = postgresql if name == "postgresql" else sqlite
+        stmt = _INSERTS[name] = (dialect.insert(SatisfactionSurvey).on_conflict_do_nothing()
+                                 .returning(SatisfactionSurvey.survey_id))
+    return stmt
+
+
+_VISIT = text("SELECT account_id, customer_id FROM collection_visits WHERE visit_id = :visit_id")
+
+
 def _subject(session: Session, subject: str, subject_id: int) -> tuple[str | None, str, Ticket | None]:
     if subject == "visit":
-        visit = session.get(CollectionVisit, subject_id)
+        visit = session.connection().execute(_VISIT, {"visit_id": subject_id}).first()
         if visit is None:
             raise NotFoundError(f"no visit {subject_id}")
-        return visit.account_id, visit.customer_id, None
+        return str(visit[0]), str(visit[1]), None
     if subject == "ticket":
         ticket = session.get(Ticket, subject_id)
         if ticket is None:

@@ -91,6 +91,15 @@ def customer_of_account(conn: Connection, account_id: str) -> str | None:
     return None if row is None else str(row[0])
 
 
+def lock_accounts(conn: Connection, account_ids: Sequence[str]) -> dict[str, str]:
+    if not account_ids:
+        return {}
+    lock = " ORDER BY account_id FOR UPDATE" if conn.dialect.name == "postgresql" else ""
+    return {str(r[0]): str(r[1]) for r in rows_in(
+        conn, "SELECT account_id, customer_id FROM accounts WHERE {member}" + lock,
+        "account_id", account_ids)}
+
+
 def active_meter(conn: Connection, account_id: str, *, remote: bool) -> str | None:
     """The account's first active meter (by id); ``remote``: only one with a communication
     address (remote-capable)."""

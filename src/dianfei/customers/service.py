@@ -322,6 +322,16 @@ def customer_of_account(conn: Connection, account_id: str) -> str:
     return found
 
 
+def lock_accounts(conn: Connection, account_ids: Sequence[str]) -> dict[str, str]:
+    """The customer of each of ``account_ids`` that exists, its account row locked until the
+    commit on PostgreSQL (in account order, so that two callers never wait on each other in a
+    circle): what a caller that must change an account's history one transaction at a time
+    takes first. Unknown accounts are left out."""
+    from dianfei.customers import repository
+
+    return repository.lock_accounts(conn, account_ids)
+
+
 def active_meter(conn: Connection, account_id: str, *, remote: bool = False) -> str | None:
     """The account's first active meter; ``remote``: the first with a communication address."""
     from dianfei.customers import repository
