@@ -191,6 +191,12 @@ class SpoolSender:
             self._fh.flush()
         return SendResult(provider_ref=f"spool:{message.outbox_id}")
 
+    async def send_async(self, message: Any) -> Any:
+        """The same line written on the dispatcher's event loop: a local append needs no thread
+        of its own (run in a pool, each dispatch pass started a thread per notice in flight —
+        up to 200 — for a write of a few microseconds)."""
+        return self.send(message)
+
     def close(self) -> None:
         with self._lock:
             if self._fh is not None:

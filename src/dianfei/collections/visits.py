@@ -99,10 +99,11 @@ def record_visit(session: Session, *, request_id: str, account_id: str, collecto
 def record_visits(session: Session, requests: Sequence[VisitRequest], *, clock: Clock,
                   policy: FieldworkPolicy | None = None) -> list[RecordedVisit]:
     """Record ``requests`` in order, as :func:`record_visit` records one (the same checks, rows,
-    events and audit records), in the session's transaction: a collector's day synced at once,
-    or the demo's collectors. Every request is checked before anything is stored, so one that
-    is refused refuses them all (the message names its request id) and nothing is stored; a
-    request id already stored is answered with the visit stored then (``replayed``).
+    events and audit records), in the session's transaction — what a caller holding a day's
+    visits uses (the demo's collectors; an app that syncs a day recorded offline would). Every
+    request is checked before anything is stored, so one that is refused refuses them all (the
+    message names its request id) and nothing is stored; a request id already stored is
+    answered with the visit stored then (``replayed``).
 
     Why not one :func:`record_visit` after the other: the facts every visit checks (its
     account, collector, what is owed) are read once for all, and rows go out as plain
