@@ -91,9 +91,12 @@ def _template() -> str:
     if found:
         return found
     import atexit
+    import shutil
     import tempfile
 
     work = Path(tempfile.mkdtemp(prefix="dianfei-template-"))
+    # each test process made one and left it behind in /tmp (a database file on SQLite)
+    atexit.register(shutil.rmtree, work, ignore_errors=True)
     if backend() == "postgresql":
         import psycopg
 
