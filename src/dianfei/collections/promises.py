@@ -163,10 +163,13 @@ def ladder_columns(ctx: Context, snap: pl.DataFrame) -> pl.DataFrame:
         "OVER (PARTITION BY account_id ORDER BY closed_on DESC NULLS LAST, promise_id DESC) AS n "
         f"FROM payment_promises WHERE status IN ('kept', 'broken') AND {member} "
         "AND made_at <= :now) AS ranked WHERE n = 1)", {**bound, "now": ctx.now})
-    floors = {(a, b): next_level_days(ctx.ladders, a, b)
-              for a, b in last.select("ladder_at", "level_at").unique().iter_rows()}
-    last = last.with_columns(pl.struct("ladder_at", "level_at").map_elements(
-        lambda s: floors.get((s["ladder_at"], s["level_at"])), return_dtype=pl.Int64).alias("_floor"))
+    # the next level's days of each (ladder, level) the promises were made at: a handful of
+    # pairs, joined back (a Python call per promise was the step's slowest part)
+    pairs = last.select("ladder_at", "level_at").unique()
+    floors = pairs.with_columns(pl.Series(
+        "_floor", [next_level_days(ctx.ladders, a, b) for a, b in pairs.iter_rows()],
+        dtype=pl.Int64))
+    last = last.join(floors, on=["ladder_at", "level_at"], how="left")
     day = ctx.day
     out = (snap.join(open_, on="account_id", how="left")
            .join(last.select("account_id", pl.col("status").alias("_closed"), "made_on",

@@ -437,6 +437,15 @@ def cancel(ctx: Context, session: Session, case: StopCase, reason: str, *,
               reason=reason)
 
 
+def due_now(ctx: Context, case: StopCase) -> bool:
+    """Whether an ordered stop may be carried out now: its pre-stop wait is over, the stop window
+    is open and, where an approval is required, it was given."""
+    now = ctx.now
+    if case.execute_after is None or now < case.execute_after or not ctx.policy.stop_allowed_at(now):
+        return False
+    return not (case.approval_required and not case.approved_by)
+
+
 def execute_order(ctx: Context, session: Session, case: StopCase, *, checked: bool = False,
                   events: CaseEvents | None = None,
                   meters: dict[str, tuple[str, str | None]] | None = None) -> None:
@@ -445,9 +454,7 @@ def execute_order(ctx: Context, session: Session, case: StopCase, *, checked: bo
     ``meters``: the accounts' active meters read for a batch of cases
     (``customers.active_meters``; an account not in it has none)."""
     now = ctx.now
-    if case.execute_after is None or now < case.execute_after or not ctx.policy.stop_allowed_at(now):
-        return
-    if case.approval_required and not case.approved_by:
+    if not due_now(ctx, case):
         return
     conn = session.connection()
     if not checked and not still_stoppable(conn, case, ctx.policy, now):

@@ -190,10 +190,17 @@ def advance_cases(ctx: Context, session: Session, snapshot: pl.DataFrame) -> Non
     events = stops.CaseEvents()
     meters = customers.active_meters(session.connection(),
                                      [c.account_id for c in cases if c.status == "ordered"])
-    for case in cases:
-        f = facts.get(case.account_id)
-        action = _action(ctx, case.status, f, balances.get(case.account_id, 0),
-                         case.earliest_stop_at)
+    actions = [(case, facts.get(case.account_id),
+                _action(ctx, case.status, facts.get(case.account_id),
+                        balances.get(case.account_id, 0), case.earliest_stop_at))
+               for case in cases]
+    # the orders due now are re-checked right before they are carried out — all of them in one
+    # fresh read (stops.stoppable), not one read of the ledger per order; an order the read
+    # does not clear is re-checked on its own (and cancelled) by execute_order
+    fresh = stops.stoppable(session.connection(), [
+        case for case, _f, action in actions if action == "execute" and stops.due_now(ctx, case)],
+        ctx.policy, now)
+    for case, f, action in actions:
         if action == "cancel":
             stops.cancel(ctx, session, case, "plan" if f is not None and f["open_plan"] else "paid",
                          events=events)
@@ -209,7 +216,8 @@ def advance_cases(ctx: Context, session: Session, snapshot: pl.DataFrame) -> Non
                 stops.add_task(session, f"approval:{case.case_id}", case, "approval", now,
                                None, {"what": "suspension order"})
         elif action == "execute":
-            stops.execute_order(ctx, session, case, events=events, meters=meters)
+            stops.execute_order(ctx, session, case, checked=case.case_id in fresh, events=events,
+                                meters=meters)
         elif action == "reconnect":
             stops.order_reconnection(ctx, session, case, events=events)
     stops.record_batch(session, events)
