@@ -75,7 +75,7 @@ def _causes(db: Database, day: date, now: datetime,
                     "customer_id": r["customer_id"], "reason": "bounced", "field": field,
                     "at": r["at"], "detail": {"notice": r["notice"], "channel": r["channel"],
                                                "status": r["status"], "error": r["reason"]}})
-    visits = repo.events_since(db.engine, ("visit_recorded",), since)
+    visits = repo.events_mentioning(db.engine, "visit_recorded", since, "wrong_contact")
     for r in visits.iter_rows(named=True):
         try:
             detail = json.loads(r["detail"] or "{}")
@@ -123,14 +123,14 @@ def check_contacts(db: Database, day: date, *, clock: Clock) -> dict[str, int]:
 
     now = clock.now()
     # the open flags are read again in the transaction below, which decides
-    causes = _causes(db, day, now, repo.open_flags(db.engine).select("account_id", "field"))
+    causes = _causes(db, day, now, repo.open_flag_fields(db.engine))
     counts = {"flagged": 0, "tasks": 0}
     if not causes:
         return counts
     with db.engine.begin() as conn:
         have = repo.existing_flag_keys(conn, [c["key"] for c in causes])
-        open_now = {(r["account_id"], r["field"]) for r in
-                    repo.open_flags(conn).iter_rows(named=True)}
+        got = repo.open_flag_fields(conn)
+        open_now = set(zip(got["account_id"].to_list(), got["field"].to_list(), strict=True))
         verified = {r["account_id"]: r for r in repo.checks(
             conn, [c["account_id"] for c in causes]).iter_rows(named=True)}
         fresh = []

@@ -171,6 +171,28 @@ def facts_of(db: Database, day: date, r: IncentiveRules,
             .select(*accts.columns, *[pl.col(c).fill_null(0) for c in counts]))
 
 
+def late_facts_of(db: Database, day: date, r: IncentiveRules, accounts: Sequence[str],
+                  stored: pl.DataFrame) -> pl.DataFrame:
+    """:func:`facts_of` of ``accounts`` (open ones, each with a row in ``stored``: p_on_time,
+    p_broken, p_suspensions of its rating) whose only fact that can have moved is the count of
+    late bills: that count read again, the others carried."""
+    import polars as pl
+
+    from dianfei.customers.service import open_account_facts
+
+    accts = open_account_facts(db.engine, accounts, names=False).select(
+        "account_id", "customer_id", "customer_class", "low_income")
+    late = repo.late_bills(db.engine, window_start(day, r.window_months), day - timedelta(days=1),
+                           accounts)
+    return (accts.join(stored.select("account_id", *[pl.col(f"p_{c}").alias(c) for c in
+                                                     ("on_time", "broken", "suspensions")]),
+                       on="account_id", how="inner")
+            .join(late, on="account_id", how="left")
+            .select("account_id", "customer_id", "customer_class", "low_income",
+                    pl.col("on_time").cast(pl.Int64), pl.col("late").fill_null(0).cast(pl.Int64),
+                    pl.col("broken").cast(pl.Int64), pl.col("suspensions").cast(pl.Int64)))
+
+
 def rules_digest(r: IncentiveRules) -> str:
     """A fingerprint of the rules: a pass rated under other rules cannot be carried forward."""
     import hashlib
@@ -178,9 +200,13 @@ def rules_digest(r: IncentiveRules) -> str:
     return hashlib.sha256(repr(r).encode()).hexdigest()[:32]
 
 
-def accounts_to_rate(db: Database, day: date, r: IncentiveRules) -> set[str] | None:
+def accounts_to_rate(db: Database, day: date,
+                     r: IncentiveRules) -> tuple[set[str], set[str]] | None:
     """The accounts whose facts may differ from their stored rating on ``day``, when yesterday's
-    (or today's) pass under the same rules lets the day carry the rest forward; None when every
+    (or today's) pass under the same rules lets the day carry the rest forward, as (recount,
+    late_only): the accounts whose counts must be read from their events again, and those whose
+    only possible change is the count of late bills (no fact event, nothing left the window: the
+    other counts of their stored rating still hold); None when every
     open account must be rated: no such pass, a gap of days or changed rules. On the first of
     the month the set also holds what raises no collection event (:func:`reference_changes`:
     new accounts, changed low-income marks) — until session 21 that day re-rated every open
@@ -207,10 +233,12 @@ def accounts_to_rate(db: Database, day: date, r: IncentiveRules) -> set[str] | N
     touched = repo.accounts_with_events(db.engine, FACT_EVENTS, spans)
     if day.day == 1:
         touched |= reference_changes(db, r)
-    # the late count as :func:`facts_of` counts it: bills due in [window start, yesterday)
-    return touched | repo.late_count_moved(
+    # the late count as :func:`facts_of` counts it: bills due in [window start, yesterday) —
+    # on the day after a month's bills fell due, thousands whose first fee accrued, nothing else
+    moved = repo.late_count_moved(
         db.engine, passed, (window_start(passed, w), passed - timedelta(days=1)),
         (window_start(day, w), day - timedelta(days=1)))
+    return touched, moved - touched
 
 
 def reference_changes(db: Database, r: IncentiveRules) -> set[str]:
@@ -265,12 +293,22 @@ def rate_accounts(db: Database, day: date, *, clock: Clock,
     with db.engine.connect() as conn:
         queued = sorted(repo.rating_queue(conn))
     subset = None if full else accounts_to_rate(db, day, r)
-    todo = None if subset is None else sorted(subset | set(queued))
-    rated = rate_frame(facts_of(db, day, r, todo), r)
+    todo = None if subset is None else sorted(subset[0] | subset[1] | set(queued))
     facts = ("points", "on_time", "late", "broken", "suspensions")
     prev = repo.ratings(db.engine, todo).select(
         "account_id", pl.col("grade").alias("p_grade"), pl.col("since").alias("p_since"),
         pl.col("repeat_defaulter").alias("p_rd"), *[pl.col(c).alias(f"p_{c}") for c in facts])
+    if subset is None:
+        rated = rate_frame(facts_of(db, day, r, None), r)
+    else:
+        # an account rated before whose only change can be its late count keeps its other
+        # counts: its year of events is not read again (one never rated, or queued, is)
+        late_only = (subset[1] - set(queued)) & set(prev["account_id"].to_list())
+        recount = sorted(set(todo or ()) - late_only)
+        parts = [facts_of(db, day, r, recount)] if recount or not late_only else []
+        if late_only:
+            parts.append(late_facts_of(db, day, r, sorted(late_only), prev))
+        rated = rate_frame(pl.concat(parts), r)
     rows = (rated.join(prev, on="account_id", how="left")
             .with_columns(pl.when(pl.col("p_grade") == pl.col("grade")).then(pl.col("p_since"))
                           .otherwise(pl.lit(day)).alias("since"), pl.lit(day).alias("as_of")))
